@@ -1,0 +1,10 @@
+package format
+
+// Compression names how page records are compressed.
+type Compression int
+
+const (
+	None Compression = iota
+	Zstd
+	XZ
+)

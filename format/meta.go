@@ -111,7 +111,8 @@ type File struct {
 	// this file's index.
 	Carried bool `json:"carried,omitempty"`
 	// Eventfd counter, for FileEventfd.
-	Count uint64 `json:"count,omitempty"`
+	Count     uint64 `json:"count,omitempty"`
+	Semaphore bool   `json:"semaphore,omitempty"`
 }
 
 // FD is one file descriptor.

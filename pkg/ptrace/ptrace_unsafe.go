@@ -59,3 +59,14 @@ func getRseq(tid int) (Rseq, error) {
 	err := ptrace(reqGetRseqConf, tid, unsafe.Sizeof(c), uintptr(unsafe.Pointer(&c)))
 	return Rseq{Addr: c.addr, Size: c.size, Sig: c.sig, Flags: c.flags}, err
 }
+
+// GetRobustList returns the head and length of tid's robust futex list.
+func GetRobustList(tid int) (head, length uint64, err error) {
+	var h uintptr
+	var l uintptr
+	_, _, e := unix.Syscall(unix.SYS_GET_ROBUST_LIST, uintptr(tid), uintptr(unsafe.Pointer(&h)), uintptr(unsafe.Pointer(&l)))
+	if e != 0 {
+		return 0, 0, errno("get_robust_list", e)
+	}
+	return uint64(h), uint64(l), nil
+}

@@ -238,11 +238,11 @@ func entryCategories(e uint64, zero zeroPFN) uint64 {
 	switch {
 	case e&pmPresent != 0:
 		c |= PageIsPresent
-		if e&pmFile != 0 {
-			c |= PageIsFile
-		}
+		// pagemap says "file" for the huge zero page, PAGEMAP_SCAN not.
 		if zero.is(e & pmPFN) {
 			c |= PageIsPFNZero
+		} else if e&pmFile != 0 {
+			c |= PageIsFile
 		}
 	case e&pmSwap != 0:
 		c |= PageIsSwapped

@@ -46,7 +46,7 @@ var knownDevices = map[uint64]string{
 func fdKind(fd *procfs.FD) (kind string, why string) {
 	t := fd.Target
 	switch {
-	case fd.Kind == procfs.FileRegular && strings.HasPrefix(t, "/memfd:"):
+	case fd.Kind == procfs.Memfd:
 		return format.FileMemfd, ""
 	case fd.Kind == procfs.FileRegular:
 		return format.FileRegular, ""

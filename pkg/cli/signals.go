@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"os"
 	"os/signal"
 	"syscall"
 )
@@ -10,8 +11,10 @@ import (
 // is reported and handled like any other write error (procs-dump must
 // then let the process go unharmed).
 //
-// The SIG_IGN disposition is inherited by programs this one executes;
-// procs-load, which starts the restored process, does not call it.
+// It catches SIGPIPE into a channel nobody reads rather than setting
+// SIG_IGN: a caught signal goes back to its default action in programs
+// started by exec, so processes started later (the restored process of
+// procs-load) do not inherit an ignored SIGPIPE.
 func IgnoreSIGPIPE() {
-	signal.Ignore(syscall.SIGPIPE)
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 }

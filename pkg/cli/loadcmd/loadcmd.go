@@ -89,6 +89,7 @@ func parse(args []string) (options, error) {
 // decides what they do. SIGTERM sent to procs-load is passed on to the
 // process.
 func Main(args []string, stdin, stdout, stderr *os.File) int {
+	cli.IgnoreSIGPIPE()
 	msg := cli.NewMsg(prog, stderr)
 	o, err := parse(args)
 	if err != nil {

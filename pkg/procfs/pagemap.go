@@ -140,18 +140,36 @@ func (p *Pagemap) ScanWith(dst []PageRegion, start, end uint64, a ScanArgs) ([]P
 		for _, r := range p.vec[:n] {
 			dst = appendRegion(dst, first, r)
 		}
-		if arg.walkEnd <= start {
+		if arg.walkEnd <= start && n == 0 {
 			return dst, fmt.Errorf("PAGEMAP_SCAN made no progress at %#x", start)
 		}
-		start = arg.walkEnd
+		// When the vector fills up on the last chunk it walks, the kernel
+		// (6.18) reports a walk_end before the end of the regions it
+		// returned: go on after both.
+		next := arg.walkEnd
+		if n > 0 {
+			next = max(next, p.vec[n-1].End)
+		}
+		start = next
 	}
 	return dst, nil
 }
 
 // appendRegion appends r to dst, merging it into the last region (at or
 // after index first) when adjacent with the same categories.
+// Parts of r already reported are dropped.
 func appendRegion(dst []PageRegion, first int, r PageRegion) []PageRegion {
-	if l := len(dst) - 1; l >= first && dst[l].End == r.Start && dst[l].Categories == r.Categories {
+	l := len(dst) - 1
+	if l < first {
+		return append(dst, r)
+	}
+	if r.Start < dst[l].End {
+		if r.End <= dst[l].End {
+			return dst
+		}
+		r.Start = dst[l].End
+	}
+	if dst[l].End == r.Start && dst[l].Categories == r.Categories {
 		dst[l].End = r.End
 		return dst
 	}

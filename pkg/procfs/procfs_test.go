@@ -583,3 +583,59 @@ func TestScanBadArgs(t *testing.T) {
 		t.Error("Scan(.., 1<<20, 0) succeeded; want unknown category error")
 	}
 }
+
+// TestScanManyRegions scans more regions than one ioctl returns: 256 MiB
+// with every other page written. The kernel's walk_end can lag behind
+// the regions it returned; no region may come twice.
+func TestScanManyRegions(t *testing.T) {
+	pid, info := startHelper(t, "bench")
+	stopped(t, pid)
+	pm, err := OpenPagemap(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pm.Close()
+	lo, hi := info.Big, info.Big+info.BigLen
+	for _, f := range []struct {
+		name string
+		scan func(start, end, want, exclude uint64) ([]PageRegion, error)
+	}{{"Scan", pm.Scan}, {"ScanSlow", pm.ScanSlow}} {
+		rs, err := f.scan(lo, hi, PageIsPresent|PageIsSwapped, PageIsPFNZero)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := int(info.BigLen / pageSize / 2); len(rs) != want {
+			t.Errorf("%s(big) = %d regions; want %d", f.name, len(rs), want)
+		}
+		for i, r := range rs {
+			want := PageRegion{lo + uint64(2*i)*pageSize, lo + uint64(2*i+1)*pageSize, PageIsPresent}
+			if r != want {
+				t.Errorf("%s(big)[%d] = %x; want %x", f.name, i, r, want)
+				break
+			}
+		}
+	}
+}
+
+func TestAppendRegion(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []PageRegion
+		want []PageRegion
+	}{
+		{"merge", []PageRegion{{0, 1, 8}, {1, 2, 8}}, []PageRegion{{0, 2, 8}}},
+		{"other categories", []PageRegion{{0, 1, 8}, {1, 2, 16}}, []PageRegion{{0, 1, 8}, {1, 2, 16}}},
+		{"gap", []PageRegion{{0, 1, 8}, {2, 3, 8}}, []PageRegion{{0, 1, 8}, {2, 3, 8}}},
+		{"repeat", []PageRegion{{0, 1, 8}, {2, 3, 8}, {2, 3, 8}}, []PageRegion{{0, 1, 8}, {2, 3, 8}}},
+		{"overlap", []PageRegion{{0, 4, 8}, {2, 6, 8}}, []PageRegion{{0, 6, 8}}},
+	}
+	for _, tt := range tests {
+		var got []PageRegion
+		for _, r := range tt.in {
+			got = appendRegion(got, 0, r)
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("%s: appendRegion(%v) = %v; want %v", tt.name, tt.in, got, tt.want)
+		}
+	}
+}

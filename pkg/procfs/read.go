@@ -63,7 +63,7 @@ func openRetry(path string) (int, error) {
 	}
 }
 
-// readSmall reads a small file and returns its contents as a string.
+// readString reads a small file and returns its contents as a string.
 func readString(path string) (string, error) {
 	buf := getBuf()
 	defer putBuf(buf)

@@ -7,7 +7,6 @@ package dump
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -153,26 +152,23 @@ func (c *countWriter) Write(p []byte) (int, error) {
 // leaving out chunks that are all zero (the loader makes sparse files).
 func writeFileData(w *format.Writer, files []carried) error {
 	const chunk = 4 << 20
-	buf := make([]byte, 16+chunk)
+	buf := make([]byte, chunk)
 	for _, cf := range files {
 		f, err := os.Open(cf.path)
 		if err != nil {
 			return err
 		}
 		for off := int64(0); off < cf.size; off += chunk {
-			n, err := f.ReadAt(buf[16:16+min(chunk, cf.size-off)], off)
+			n, err := f.ReadAt(buf[:min(chunk, cf.size-off)], off)
 			if err != nil && err != io.EOF {
 				f.Close()
 				return fmt.Errorf("reading %s: %w", cf.path, err)
 			}
-			data := buf[16 : 16+n]
+			data := buf[:n]
 			if isZero(data) {
 				continue
 			}
-			binary.LittleEndian.PutUint32(buf, uint32(cf.index))
-			binary.LittleEndian.PutUint32(buf[4:], 0)
-			binary.LittleEndian.PutUint64(buf[8:], uint64(off))
-			if err := w.WriteRecord(format.TypeFileData, buf[:16+n]); err != nil {
+			if err := w.WriteFileData(uint32(cf.index), uint64(off), data); err != nil {
 				f.Close()
 				return err
 			}

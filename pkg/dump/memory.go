@@ -63,11 +63,15 @@ var zeroPage [format.PageSize]byte
 // the next buffer while the last one is written. Pages that are all zero
 // are left out.
 func writePages(pid int, runs []run, total uint64, w *format.Writer, progress func(done, total int64)) (stored int64, err error) {
+	// Buffers are made as needed and no larger than the largest run:
+	// fresh memory costs its first touch.
 	const nbuf = 3
-	free := make(chan []byte, nbuf)
-	for i := 0; i < nbuf; i++ {
-		free <- make([]byte, format.MaxPageRun)
+	var largest uint64
+	for _, r := range runs {
+		largest = max(largest, r.size)
 	}
+	free := make(chan []byte, nbuf)
+	made := 0
 	full := make(chan batch, nbuf)
 	stop := make(chan struct{})
 	defer close(stop)
@@ -81,10 +85,15 @@ func writePages(pid int, runs []run, total uint64, w *format.Writer, progress fu
 		}()
 		for _, r := range runs {
 			var buf []byte
-			select {
-			case buf = <-free:
-			case <-stop:
-				return
+			if made < nbuf && len(free) == 0 {
+				buf = make([]byte, largest)
+				made++
+			} else {
+				select {
+				case buf = <-free:
+				case <-stop:
+					return
+				}
 			}
 			b := batch{buf: buf[:r.size], addr: r.addr}
 			if r.readable {

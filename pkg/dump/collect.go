@@ -117,8 +117,11 @@ func (c *collector) fileAt(path, kind string) (int, error) {
 	if err := unix.Stat(path, &s); err != nil {
 		return -1, &os.PathError{Op: "stat", Path: path, Err: err}
 	}
+	// Files are shared by (dev, ino), but for anonymous inodes, which all
+	// share one inode, each fd is an object of its own.
 	key := [2]uint64{s.Dev, s.Ino}
-	if i, ok := c.files[key]; ok {
+	shareable := kind != format.FileEventfd && kind != format.FileEpoll
+	if i, ok := c.files[key]; ok && shareable {
 		return i, nil
 	}
 	target, err := os.Readlink(path)
@@ -140,7 +143,9 @@ func (c *collector) fileAt(path, kind string) (int, error) {
 	}
 	i := len(c.p.Files)
 	c.p.Files = append(c.p.Files, f)
-	c.files[key] = i
+	if shareable {
+		c.files[key] = i
+	}
 	if kind == format.FileMemfd || (kind == format.FileRegular && (f.Deleted || c.fileSave) && !f.Pseudo) {
 		c.p.Files[i].Carried = true
 		c.carry = append(c.carry, carried{index: i, path: path, size: s.Size})

@@ -77,6 +77,7 @@ const (
 	sysRtTgsigqueue  = 297
 	sysRseq          = 334
 	sysClone3        = 435
+	sysCloseRange    = 436
 )
 
 func (b *builder) logf(format string, args ...any) {

@@ -184,6 +184,10 @@ func (b *builder) setMM() error {
 // makeFDs opens every fd at its number with its flags and offset.
 func (b *builder) makeFDs() error {
 	r := b.main
+	// Close what the stub inherited from the loader beyond 0, 1 and 2.
+	if _, err := r.Syscall("close_range", sysCloseRange, 3, ^uint64(0)>>33, 0); err != nil {
+		return err
+	}
 	for _, fd := range b.img.FDs {
 		if fd.Num <= 2 || fd.File < 0 {
 			continue // the loader's own standard streams stand in

@@ -116,6 +116,9 @@ func NewReader(r io.Reader) (*Reader, error) {
 		rd.src = zr
 	default:
 		rd.off = int64(n)
+		if n < len(Magic) && (bytes.HasPrefix(xzMagic, h[:n]) || bytes.HasPrefix(zstdMagic, h[:n])) {
+			return nil, rd.fail(Truncated, -1, "input ends in the compressed stream's header")
+		}
 		if !bytes.Equal(h[:n], []byte(Magic)[:n]) {
 			return nil, notImage(h[:n])
 		}

@@ -243,6 +243,17 @@ func (r *Reader) readFull(p []byte, record int, what string) error {
 	return nil
 }
 
+// Close frees what the Reader holds. It is needed only for a Reader left
+// before Next returned io.EOF or an error; it does not close the
+// underlying reader.
+func (r *Reader) Close() error {
+	r.release()
+	if r.err == nil && !r.done {
+		r.err = errors.New("format: read from closed image reader")
+	}
+	return nil
+}
+
 // release frees the whole-stream decompressor.
 func (r *Reader) release() {
 	if r.zstream != nil {

@@ -126,7 +126,8 @@ func newCompressor(c Compression, level, concurrency int) (*compressor, error) {
 			zstd.WithEncoderLevel(lvl),
 			zstd.WithEncoderConcurrency(concurrency),
 			zstd.WithEncoderCRC(false), // the record has its own CRC
-			zstd.WithWindowSize(MaxPageRun))
+			zstd.WithWindowSize(MaxPageRun),
+			zstd.WithLowerEncoderMem(true))
 		if err != nil {
 			return nil, err
 		}

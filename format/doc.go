@@ -9,5 +9,7 @@
 // uncompressed stream, so the rest of a stream stays for its next user.
 //
 // The engine's own record types (0x0010-0x001f) and their payloads are
-// defined in meta.go.
+// defined in meta.go, which makes each type known to the Reader (so that
+// it is not rejected as an unknown critical type) with defineType from an
+// init function. TypeProcess is known already.
 package format

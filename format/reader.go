@@ -116,6 +116,9 @@ func NewReader(r io.Reader) (*Reader, error) {
 		rd.src = zr
 	default:
 		rd.off = int64(n)
+		if n < len(Magic) && (bytes.HasPrefix(xzMagic, h[:n]) || bytes.HasPrefix(zstdMagic, h[:n])) {
+			return nil, rd.fail(Truncated, -1, "input ends in the compressed stream's header")
+		}
 		if !bytes.Equal(h[:n], []byte(Magic)[:n]) {
 			return nil, notImage(h[:n])
 		}
@@ -236,6 +239,17 @@ func (r *Reader) readFull(p []byte, record int, what string) error {
 	if err != nil {
 		r.cur.Index = record
 		return r.inputError(err, what)
+	}
+	return nil
+}
+
+// Close frees what the Reader holds. It is needed only for a Reader left
+// before Next returned io.EOF or an error; it does not close the
+// underlying reader.
+func (r *Reader) Close() error {
+	r.release()
+	if r.err == nil && !r.done {
+		r.err = errors.New("format: read from closed image reader")
 	}
 	return nil
 }

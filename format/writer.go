@@ -25,7 +25,8 @@ type WriterOptions struct {
 	Level int
 	// Concurrency is how many records are compressed at once, in
 	// goroutines, when Compression is not None. 0 and 1 mean the caller's
-	// goroutine only. Each one costs about 16 MiB of buffers.
+	// goroutine only. Each unit costs about 17 MiB (buffers and encoder
+	// state) with zstd.
 	Concurrency int
 }
 

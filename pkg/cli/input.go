@@ -16,6 +16,7 @@ func OpenInput(name string, stdin *os.File) (*os.File, error) {
 		if IsTerminal(stdin) {
 			return nil, WithHint(ErrTerminalIn, "give FILE or redirect stdin")
 		}
+		GrowPipe(stdin)
 		return stdin, nil
 	}
 	f, err := os.Open(name)

@@ -42,6 +42,7 @@ func OpenOutput(name string, stdout *os.File) (*Output, error) {
 			return nil, WithHint(ErrTerminal, "use -o FILE or redirect stdout")
 		}
 		o := &Output{Name: "-", f: stdout, start: -1}
+		GrowPipe(stdout)
 		if st, err := stdout.Stat(); err == nil && st.Mode().IsRegular() {
 			fl, err := unix.FcntlInt(stdout.Fd(), unix.F_GETFL, 0)
 			if err == nil && fl&unix.O_APPEND == 0 {
@@ -219,4 +220,13 @@ func syncDir(dir string) error {
 		return fmt.Errorf("fsync %s: %w", dir, unwrapPath(err))
 	}
 	return nil
+}
+
+// GrowPipe makes f's pipe buffer 1 MiB (the most an unprivileged process
+// may ask) when f is a pipe: large images then move with fewer context
+// switches. Errors are ignored: the pipe just stays as it was.
+func GrowPipe(f *os.File) {
+	if st, err := f.Stat(); err == nil && st.Mode()&fs.ModeNamedPipe != 0 {
+		unix.FcntlInt(f.Fd(), unix.F_SETPIPE_SZ, 1<<20)
+	}
 }

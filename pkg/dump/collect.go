@@ -1,7 +1,6 @@
 package dump
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -24,15 +23,15 @@ type carried struct {
 }
 
 type collector struct {
-	pid      int
-	f        *frozen
-	fileSave bool
-	p        format.Process
-	maps     []procfs.Mapping
-	files    map[[2]uint64]int // (dev, ino) -> index into p.Files
-	carry    []carried
-	vdso     []byte
-	insn     uint64 // a syscall instruction in [vdso]
+	pid       int
+	f         *frozen
+	fileSave  bool
+	p         format.Process
+	maps      []procfs.Mapping
+	files     map[[2]uint64]int // (dev, ino) -> index into p.Files
+	carry     []carried
+	vdso      []byte
+	vdsoStart uint64
 }
 
 func (c *collector) collect() error {
@@ -202,16 +201,12 @@ func (c *collector) collectMaps() error {
 					return fmt.Errorf("reading [vdso]: %w", err)
 				}
 				c.p.Vdso = c.vdso
-				i := bytes.Index(c.vdso, []byte{0x0f, 0x05})
-				if i < 0 {
-					return errors.New("no syscall instruction in [vdso]")
-				}
-				c.insn = m.Start + uint64(i)
+				c.vdsoStart = m.Start
 			}
 		}
 		c.p.Maps = append(c.p.Maps, fm)
 	}
-	if c.insn == 0 {
+	if c.vdso == nil {
 		return errors.New("process has no [vdso]")
 	}
 	return nil
@@ -341,7 +336,17 @@ const (
 // stack and clear_child_tid. It borrows each thread, puts back its
 // registers and mask, and unmaps the scratch page it used.
 func (c *collector) inject(status procfs.Status) (err error) {
-	main, err := ptrace.NewRemote(c.pid, c.insn)
+	tr, err := ptrace.InstallTrampoline(c.pid, c.vdsoStart, c.vdso)
+	if err != nil {
+		return err
+	}
+	// Last, once every thread has its registers back.
+	defer func() {
+		if uerr := tr.Uninstall(); err == nil {
+			err = uerr
+		}
+	}()
+	main, err := ptrace.NewSafeRemote(c.pid, tr)
 	if err != nil {
 		return err
 	}
@@ -351,16 +356,20 @@ func (c *collector) inject(status procfs.Status) (err error) {
 		}
 		c.f.held[c.pid] = append(c.f.held[c.pid], main.Signals...)
 	}()
-	scratch, err := main.Syscall("mmap", sysMmap, 0, scratchSize, unix.PROT_READ|unix.PROT_WRITE,
+	// The scratch area: a page for results, then a trampoline frame for
+	// every other thread.
+	size := (scratchSize + uint64(len(c.f.tids))*tr.FrameSize() + 4095) &^ 4095
+	scratch, err := main.Syscall("mmap", sysMmap, 0, size, unix.PROT_READ|unix.PROT_WRITE,
 		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if _, uerr := main.Syscall("munmap", sysMunmap, scratch, scratchSize); err == nil {
+		if _, uerr := main.Syscall("munmap", sysMunmap, scratch, size); err == nil {
 			err = uerr
 		}
 	}()
+	tr.AddFrames(scratch+scratchSize, len(c.f.tids))
 	buf := make([]byte, 64)
 	read := func(n int) ([]byte, error) {
 		return buf[:n], ptrace.ReadMem(c.pid, scratch, buf[:n])
@@ -403,7 +412,7 @@ func (c *collector) inject(status procfs.Status) (err error) {
 	for i, tid := range c.f.tids {
 		r := main
 		if tid != c.pid {
-			if r, err = ptrace.NewRemote(tid, c.insn); err != nil {
+			if r, err = ptrace.NewSafeRemote(tid, tr); err != nil {
 				return err
 			}
 		}

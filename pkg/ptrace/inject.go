@@ -20,6 +20,9 @@ type Remote struct {
 	saved     Regs
 	savedMask uint64
 	restored  bool
+	tramp     *Trampoline
+	frame     frame
+	parked    Regs // where the thread waits between calls (trampoline mode)
 
 	// NewTIDs collects threads or processes created by injected clone
 	// calls (reported through PTRACE_EVENT_CLONE/FORK).
@@ -45,6 +48,43 @@ func NewRemote(tid int, insn uint64) (*Remote, error) {
 	return r, nil
 }
 
+// NewSafeRemote prepares tid for injected calls through a trampoline,
+// which brings the thread back on its own if the tracer dies at any time.
+// The order of the steps keeps that true at every instant: the frame is
+// written first, then the thread is parked on the trampoline, and only
+// then are its signals blocked.
+func NewSafeRemote(tid int, t *Trampoline) (*Remote, error) {
+	r := &Remote{TID: tid, Insn: t.Code, tramp: t}
+	var err error
+	if r.saved, err = GetRegs(tid); err != nil {
+		return nil, err
+	}
+	if r.savedMask, err = GetSigmask(tid); err != nil {
+		return nil, err
+	}
+	if r.frame, err = t.take(); err != nil {
+		return nil, err
+	}
+	if err := t.arm(r.frame, tid, r.saved, r.savedMask); err != nil {
+		t.give(r.frame)
+		return nil, err
+	}
+	r.parked = r.saved
+	r.parked.Rip = t.Code
+	r.parked.Rax = 39 // getpid: harmless if the thread runs on its own
+	r.parked.Orig_rax = ^uint64(0)
+	r.parked.Rsp = r.frame.addr + 8
+	if err := SetRegs(tid, &r.parked); err != nil {
+		return nil, err
+	}
+	r.restored = false
+	if err := SetSigmask(tid, ^uint64(0)); err != nil {
+		r.Restore()
+		return nil, err
+	}
+	return r, nil
+}
+
 // Saved returns the registers the thread had when the Remote was made.
 func (r *Remote) Saved() Regs { return r.saved }
 
@@ -56,11 +96,16 @@ func (r *Remote) Restore() error {
 	if r.restored {
 		return nil
 	}
+	// Mask first: until the registers are back, a thread let go by a
+	// dead tracer still returns through the trampoline's frame.
+	if err := SetSigmask(r.TID, r.savedMask); err != nil {
+		return err
+	}
 	if err := SetRegs(r.TID, &r.saved); err != nil {
 		return err
 	}
-	if err := SetSigmask(r.TID, r.savedMask); err != nil {
-		return err
+	if r.tramp != nil {
+		r.tramp.give(r.frame)
 	}
 	r.restored = true
 	return nil
@@ -83,6 +128,9 @@ func (e *SyscallError) Unwrap() error { return e.Errno }
 // returns its result; a result in [-4095, -1] is returned as an error.
 func (r *Remote) Syscall(name string, nr uintptr, args ...uint64) (uint64, error) {
 	regs := r.saved
+	if r.tramp != nil {
+		regs = r.parked
+	}
 	regs.Rip = r.Insn
 	regs.Rax = uint64(nr)
 	regs.Orig_rax = ^uint64(0)

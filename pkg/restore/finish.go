@@ -445,7 +445,7 @@ func (b *builder) finalRegs(i int) error {
 	t := &b.img.Threads[i]
 	tid := b.tids[i]
 	regs, _ := ptrace.WordsToRegs(t.Regs)
-	fixRestart(&regs)
+	ptrace.FixRestart(&regs)
 	if err := ptrace.SetRegs(tid, &regs); err != nil {
 		return err
 	}

@@ -1,0 +1,147 @@
+package dump
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"procs/pkg/procfs"
+	"procs/pkg/ptrace"
+)
+
+// The test binary, run with PROCS_DUMP_VICTIM=1, is a victim: it prints
+// "tick N" every 5 ms and "usr1" on SIGUSR1.
+func init() {
+	if os.Getenv("PROCS_DUMP_VICTIM") != "1" {
+		return
+	}
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	t := time.NewTicker(5 * time.Millisecond)
+	for n := 0; ; n++ {
+		select {
+		case <-t.C:
+			fmt.Printf("tick %d\n", n)
+		case <-usr1:
+			fmt.Println("usr1")
+		}
+	}
+}
+
+func startVictim(t *testing.T) (*exec.Cmd, *bufio.Scanner) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "PROCS_DUMP_VICTIM=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	sc := bufio.NewScanner(out)
+	expect(t, sc, "tick 3")
+	return cmd, sc
+}
+
+func expect(t *testing.T, sc *bufio.Scanner, want string) {
+	t.Helper()
+	done := make(chan bool, 1)
+	go func() {
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), want) {
+				done <- true
+				return
+			}
+		}
+		done <- false
+	}()
+	select {
+	case ok := <-done:
+		if !ok {
+			t.Fatalf("victim ended before printing %q", want)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("victim did not print %q within 5s", want)
+	}
+}
+
+// TestTracerDeathMidInjection lets every thread of a frozen victim go
+// while each is parked on the trampoline in the middle of injected calls,
+// as the kernel does when the tracer dies, and checks that the victim
+// goes on: every thread returns through the trampoline's frame.
+func TestTracerDeathMidInjection(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	for round := 0; round < 5; round++ {
+		cmd, sc := startVictim(t)
+		pid := cmd.Process.Pid
+		err := ptrace.Run(func() error {
+			f, err := freeze(pid)
+			if err != nil {
+				return err
+			}
+			maps, err := procfs.Maps(pid)
+			if err != nil {
+				return err
+			}
+			var vdso []byte
+			var start uint64
+			for _, m := range maps {
+				if m.Path == "[vdso]" {
+					vdso = make([]byte, m.End-m.Start)
+					start = m.Start
+					if err := ptrace.ReadMem(pid, m.Start, vdso); err != nil {
+						return err
+					}
+				}
+			}
+			tr, err := ptrace.InstallTrampoline(pid, start, vdso)
+			if err != nil {
+				return err
+			}
+			main, err := ptrace.NewSafeRemote(pid, tr)
+			if err != nil {
+				return err
+			}
+			size := uint64(len(f.tids)) * tr.FrameSize()
+			area, err := main.Syscall("mmap", 9, 0, size, 3, 0x22, ^uint64(0), 0)
+			if err != nil {
+				return err
+			}
+			tr.AddFrames(area, len(f.tids))
+			for i, tid := range f.tids[1:] {
+				r, err := ptrace.NewSafeRemote(tid, tr)
+				if err != nil {
+					return err
+				}
+				if i%2 == round%2 {
+					if _, err := r.Syscall("getpid", 39); err != nil {
+						return err
+					}
+				}
+			}
+			// The tracer "dies": threads are let go where they are.
+			for _, tid := range f.tids {
+				ptrace.Detach(tid, 0)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		expect(t, sc, "tick")
+		cmd.Process.Signal(syscall.SIGUSR1)
+		expect(t, sc, "usr1")
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
+}

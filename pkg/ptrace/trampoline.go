@@ -1,0 +1,172 @@
+package ptrace
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+)
+
+// A Trampoline makes injected system calls safe against the death of the
+// tracer. It is a few bytes of code and a signal frame written into the
+// zero padding at the end of the target's [vDSO], which no code ever runs:
+//
+//	T+0: syscall            the injected call
+//	T+2: mov eax, 15
+//	T+7: syscall            rt_sigreturn
+//
+// A thread borrowed for injection always has its instruction pointer at
+// T and its stack pointer at the frame, which holds the thread's own
+// registers, signal mask and extended state. If the tracer dies at any
+// moment (even by SIGKILL), the kernel detaches the thread, which finishes
+// the injected call and returns through rt_sigreturn to exactly where it
+// was, with its own mask, its own registers and a system call it was in
+// made again.
+//
+// Every parked thread needs a frame of its own: the padding holds one, and
+// AddFrames gives room for more (in memory the caller mapped in the
+// target).
+type Trampoline struct {
+	PID   int
+	Code  uint64  // T: the injected syscall instruction
+	free  []frame // frames not in use
+	orig  []byte  // what the padding held
+	xsize int     // this machine's xstate size
+}
+
+// A frame is an rt_sigframe at addr (a thread's rsp is addr+8), with its
+// XSAVE area at fp (64-byte aligned) if it has room for one.
+type frame struct{ addr, fp uint64 }
+
+var trampolineCode = []byte{0x0f, 0x05, 0xb8, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05, 0xcc}
+
+const (
+	frameSize = 312 // pretcode + struct ucontext
+	ucFlags   = 1 | 2 | 4
+)
+
+// InstallTrampoline writes the trampoline code into the padding of the
+// target's vDSO, whose contents (read by the caller) are vdso at address
+// start. The page becomes the process's private copy, with the same
+// contents once Uninstall ran.
+func InstallTrampoline(pid int, start uint64, vdso []byte) (*Trampoline, error) {
+	xs, err := GetXState(pid)
+	if err != nil {
+		return nil, err
+	}
+	pad := len(vdso) - len(bytes.TrimRight(vdso, "\x00"))
+	off := (len(vdso) - pad + 15) &^ 15
+	if len(vdso)-off < 16+frameSize {
+		return nil, errors.New("no room for a trampoline in [vdso]")
+	}
+	t := &Trampoline{PID: pid, Code: start + uint64(off), xsize: len(xs)}
+	f := frame{addr: t.Code + 16}
+	f.fp = (f.addr + frameSize + 63) &^ 63
+	if f.fp+uint64(t.xsize)+4 > start+uint64(len(vdso)) {
+		f.fp = 0 // no room for the FPU state: it would be reset; better than a crash
+	}
+	t.free = []frame{f}
+	t.orig = append([]byte(nil), vdso[off:]...)
+	if err := PokeMem(pid, t.Code, trampolineCode); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// FrameSize is the room AddFrames needs for each parked thread.
+func (t *Trampoline) FrameSize() uint64 {
+	return (frameSize + 63 + uint64(t.xsize) + 4 + 63) &^ 63
+}
+
+// AddFrames gives the trampoline n more frames at addr, memory of the
+// target that stays mapped while threads are parked.
+func (t *Trampoline) AddFrames(addr uint64, n int) {
+	for i := 0; i < n; i++ {
+		a := addr + uint64(i)*t.FrameSize()
+		t.free = append(t.free, frame{addr: a, fp: (a + frameSize + 63) &^ 63})
+	}
+}
+
+func (t *Trampoline) take() (frame, error) {
+	if len(t.free) == 0 {
+		return frame{}, errors.New("trampoline: no free frame")
+	}
+	f := t.free[len(t.free)-1]
+	t.free = t.free[:len(t.free)-1]
+	return f, nil
+}
+
+func (t *Trampoline) give(f frame) { t.free = append(t.free, f) }
+
+// Uninstall puts the padding back as it was.
+func (t *Trampoline) Uninstall() error {
+	return PokeMem(t.PID, t.Code, t.orig)
+}
+
+// arm writes a frame that returns thread tid to regs (made restartable)
+// with mask and the thread's current extended state.
+func (t *Trampoline) arm(f frame, tid int, regs Regs, mask uint64) error {
+	FixRestart(&regs)
+	xs, err := GetXState(tid)
+	if err != nil {
+		return err
+	}
+	fp := f.fp
+	le := binary.LittleEndian
+	buf := make([]byte, (f.addr+frameSize+63)&^63-f.addr)
+	uc := buf[8:]
+	le.PutUint64(uc[0:], ucFlags)
+	le.PutUint32(uc[24:], 0x7f) // uc_stack: invalid flags, so the altstack is left alone
+	sc := uc[40:]
+	for i, v := range []uint64{regs.R8, regs.R9, regs.R10, regs.R11, regs.R12, regs.R13, regs.R14,
+		regs.R15, regs.Rdi, regs.Rsi, regs.Rbp, regs.Rbx, regs.Rdx, regs.Rax, regs.Rcx, regs.Rsp,
+		regs.Rip, regs.Eflags} {
+		le.PutUint64(sc[8*i:], v)
+	}
+	le.PutUint16(sc[144:], uint16(regs.Cs))
+	le.PutUint16(sc[150:], uint16(regs.Ss))
+	le.PutUint64(sc[184:], fp)
+	le.PutUint64(uc[256+8:], mask)
+	if fp != 0 {
+		xs = append(xs, 0, 0, 0, 0)
+		le.PutUint32(xs[464:], 0x46505853)        // FP_XSTATE_MAGIC1
+		le.PutUint32(xs[468:], uint32(len(xs)))   // extended_size
+		le.PutUint64(xs[472:], XFeatures(xs))     // xfeatures
+		le.PutUint32(xs[480:], uint32(len(xs)-4)) // xstate_size
+		le.PutUint32(xs[len(xs)-4:], 0x46505845)  // FP_XSTATE_MAGIC2
+		buf = append(buf, xs...)
+	}
+	return PokeMem(t.PID, f.addr, buf)
+}
+
+// Kernel-internal return values of a system call interrupted by a stop.
+const (
+	errRestartSys     = -512
+	errRestartNoIntr  = -513
+	errRestartNoHand  = -514
+	errRestartBlock   = -516
+	sysRestartSyscall = 219
+)
+
+// FixRestart turns the registers of a thread stopped inside a system call
+// into ones that make the call again once the thread runs without the
+// kernel's restart bookkeeping (restart_block stays with the kernel task):
+// the call is issued again with its original arguments (a relative sleep
+// starts over; absolute sleeps and blocking reads simply go on). A call
+// that can only go on through restart_syscall, with nothing left to tell
+// which call it was, returns EINTR instead. The result has orig_rax = -1.
+func FixRestart(r *Regs) {
+	nr := int64(r.Orig_rax)
+	if nr < 0 {
+		return
+	}
+	r.Orig_rax = ^uint64(0)
+	switch int64(r.Rax) {
+	case errRestartSys, errRestartNoIntr, errRestartNoHand, errRestartBlock:
+		if nr == sysRestartSyscall {
+			r.Rax = ^uint64(3) // -EINTR
+			return
+		}
+		r.Rax = uint64(nr)
+		r.Rip -= 2
+	}
+}

@@ -35,7 +35,7 @@ func freeze(pid int) (*frozen, error) {
 			if seized[tid] {
 				continue
 			}
-			if err := ptrace.Seize(tid, 0); err != nil {
+			if err := ptrace.Seize(tid, unix.PTRACE_O_TRACESYSGOOD); err != nil {
 				if errors.Is(err, unix.ESRCH) {
 					continue // the thread exited meanwhile
 				}

@@ -157,9 +157,20 @@ func (r *Remote) Syscall(name string, nr uintptr, args ...uint64) (uint64, error
 	return out.Rax, nil
 }
 
-// step single-steps the thread over the syscall instruction and waits for
-// the trap, handling the stops that may come first.
+// step runs the thread over the syscall instruction and waits until the
+// call is done, handling the stops that may come first. A trampoline
+// thread goes through syscall-entry and syscall-exit stops: unlike a
+// single-step trap, they leave nothing behind if the tracer dies (the
+// kernel clears syscall tracing on detach, but not the trap flag).
 func (r *Remote) step() error {
+	if r.tramp != nil {
+		for _, what := range []string{"entry", "exit"} {
+			if err := r.syscallStop(what); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	sig := 0
 	for {
 		if err := ptrace(unix.PTRACE_SINGLESTEP, r.TID, 0, uintptr(sig)); err != nil {
@@ -194,6 +205,34 @@ func (r *Remote) step() error {
 			r.Signals = append(r.Signals, s)
 			if s == unix.SIGSEGV || s == unix.SIGBUS || s == unix.SIGILL {
 				return fmt.Errorf("thread %d faulted with %v", r.TID, s)
+			}
+		}
+	}
+}
+
+// syscallStop resumes the thread until its next syscall stop (it must be
+// seized with PTRACE_O_TRACESYSGOOD).
+func (r *Remote) syscallStop(what string) error {
+	for {
+		if err := ptrace(unix.PTRACE_SYSCALL, r.TID, 0, 0); err != nil {
+			return errno("ptrace(SYSCALL)", err)
+		}
+		ws, err := Wait(r.TID)
+		if err != nil {
+			return err
+		}
+		if !ws.Stopped() {
+			return &StopError{TID: r.TID, Status: ws}
+		}
+		switch s := ws.StopSignal(); {
+		case s == unix.SIGTRAP|0x80:
+			return nil
+		case s == unix.SIGTRAP || ws.TrapCause() == EventStop:
+			// an event or a late interrupt: go on
+		default:
+			r.Signals = append(r.Signals, s)
+			if s == unix.SIGSEGV || s == unix.SIGBUS || s == unix.SIGILL {
+				return fmt.Errorf("thread %d faulted with %v at syscall %s", r.TID, s, what)
 			}
 		}
 	}

@@ -336,46 +336,80 @@ const (
 // stack and clear_child_tid. It borrows each thread, puts back its
 // registers and mask, and unmaps the scratch page it used.
 func (c *collector) inject(status procfs.Status) (err error) {
+	scratch, err := c.resultArea()
+	if err != nil {
+		return err
+	}
+	orig := make([]byte, 64)
+	if err := ptrace.ReadMem(c.pid, scratch, orig); err != nil {
+		return err
+	}
 	tr, err := ptrace.InstallTrampoline(c.pid, c.vdsoStart, c.vdso)
 	if err != nil {
 		return err
 	}
-	// Last, once every thread has its registers back.
 	defer func() {
 		if uerr := tr.Uninstall(); err == nil {
 			err = uerr
 		}
+		if werr := ptrace.WriteMem(c.pid, scratch, orig); err == nil {
+			err = werr
+		}
 	}()
-	main, err := ptrace.NewSafeRemote(c.pid, tr)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if rerr := main.Restore(); err == nil {
+	// One thread at a time is parked on the trampoline, which has one
+	// frame: whenever the tracer dies, at most that thread needs it.
+	for i, tid := range c.f.tids {
+		r, err := ptrace.NewSafeRemote(tid, tr)
+		if err != nil {
+			return err
+		}
+		if i == 0 {
+			err = c.processInject(r, status, scratch)
+		}
+		if err == nil {
+			err = c.threadInject(r, &c.p.Threads[i], scratch)
+		}
+		if rerr := r.Restore(); err == nil {
 			err = rerr
 		}
-		c.f.held[c.pid] = append(c.f.held[c.pid], main.Signals...)
-	}()
-	// The scratch area: a page for results, then a trampoline frame for
-	// every other thread.
-	size := (scratchSize + uint64(len(c.f.tids))*tr.FrameSize() + 4095) &^ 4095
-	scratch, err := main.Syscall("mmap", sysMmap, 0, size, unix.PROT_READ|unix.PROT_WRITE,
-		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if _, uerr := main.Syscall("munmap", sysMunmap, scratch, size); err == nil {
-			err = uerr
+		c.f.held[tid] = append(c.f.held[tid], r.Signals...)
+		if err != nil {
+			return err
 		}
-	}()
-	tr.AddFrames(scratch+scratchSize, len(c.f.tids))
-	buf := make([]byte, 64)
-	read := func(n int) ([]byte, error) {
-		return buf[:n], ptrace.ReadMem(c.pid, scratch, buf[:n])
 	}
-	le := binary.LittleEndian
+	return nil
+}
 
+// resultArea picks where injected calls write their results: the first
+// bytes of the main thread's stack mapping, below where any stack grows
+// in practice (Go's runtime uses only the top 64 KiB of it). They are
+// dead memory to the program; their old contents are put back after.
+func (c *collector) resultArea() (uint64, error) {
+	for _, m := range c.maps {
+		if m.Path != "[stack]" {
+			continue
+		}
+		for _, t := range c.p.Threads {
+			if sp := t.Regs[19]; sp >= m.Start && sp < m.Start+64<<10 {
+				return 0, fmt.Errorf("thread %d runs deep in the main stack (sp %#x): no room to work", t.TID, sp)
+			}
+		}
+		if m.End-m.Start < 128<<10 {
+			return 0, fmt.Errorf("main stack mapping is too small to work in (%d KiB)", (m.End-m.Start)>>10)
+		}
+		return m.Start, nil
+	}
+	return 0, errors.New("process has no [stack] mapping")
+}
+
+func (c *collector) read(scratch uint64, n int) ([]byte, error) {
+	b := make([]byte, n)
+	return b, ptrace.ReadMem(c.pid, scratch, b)
+}
+
+// processInject reads signal handlers, interval timers and brk.
+func (c *collector) processInject(main *ptrace.Remote, status procfs.Status, scratch uint64) error {
+	le := binary.LittleEndian
 	c.p.Sigactions = make([]format.Sigaction, 64)
 	for sig := 1; sig <= 64; sig++ {
 		bit := uint64(1) << (sig - 1)
@@ -384,7 +418,7 @@ func (c *collector) inject(status procfs.Status) (err error) {
 			if _, err := main.Syscall("rt_sigaction", sysRtSigact, uint64(sig), 0, scratch, 8); err != nil {
 				return err
 			}
-			b, err := read(32)
+			b, err := c.read(scratch, 32)
 			if err != nil {
 				return err
 			}
@@ -398,7 +432,7 @@ func (c *collector) inject(status procfs.Status) (err error) {
 		if _, err := main.Syscall("getitimer", sysGetitimer, uint64(which), scratch); err != nil {
 			return err
 		}
-		b, err := read(32)
+		b, err := c.read(scratch, 32)
 		if err != nil {
 			return err
 		}
@@ -406,36 +440,17 @@ func (c *collector) inject(status procfs.Status) (err error) {
 			IntervalUsec: int64(le.Uint64(b))*1e6 + int64(le.Uint64(b[8:])),
 			ValueUsec:    int64(le.Uint64(b[16:]))*1e6 + int64(le.Uint64(b[24:]))}
 	}
-	if c.p.MM.Brk, err = main.Syscall("brk", sysBrk, 0); err != nil {
-		return err
-	}
-	for i, tid := range c.f.tids {
-		r := main
-		if tid != c.pid {
-			if r, err = ptrace.NewSafeRemote(tid, tr); err != nil {
-				return err
-			}
-		}
-		err := c.threadInject(r, &c.p.Threads[i], scratch, read)
-		if r != main {
-			if rerr := r.Restore(); err == nil {
-				err = rerr
-			}
-			c.f.held[tid] = append(c.f.held[tid], r.Signals...)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	var err error
+	c.p.MM.Brk, err = main.Syscall("brk", sysBrk, 0)
+	return err
 }
 
-func (c *collector) threadInject(r *ptrace.Remote, t *format.Thread, scratch uint64, read func(int) ([]byte, error)) error {
+func (c *collector) threadInject(r *ptrace.Remote, t *format.Thread, scratch uint64) error {
 	le := binary.LittleEndian
 	if _, err := r.Syscall("sigaltstack", sysSigaltstk, 0, scratch); err != nil {
 		return err
 	}
-	b, err := read(24)
+	b, err := c.read(scratch, 24)
 	if err != nil {
 		return err
 	}
@@ -443,7 +458,7 @@ func (c *collector) threadInject(r *ptrace.Remote, t *format.Thread, scratch uin
 	if _, err := r.Syscall("prctl(PR_GET_TID_ADDRESS)", sysPrctl, prGetTIDAddr, scratch); err != nil {
 		return err
 	}
-	if b, err = read(8); err != nil {
+	if b, err = c.read(scratch, 8); err != nil {
 		return err
 	}
 	t.ClearTID = le.Uint64(b)

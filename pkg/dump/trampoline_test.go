@@ -108,25 +108,21 @@ func TestTracerDeathMidInjection(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			main, err := ptrace.NewSafeRemote(pid, tr)
-			if err != nil {
-				return err
-			}
-			size := uint64(len(f.tids)) * tr.FrameSize()
-			area, err := main.Syscall("mmap", 9, 0, size, 3, 0x22, ^uint64(0), 0)
-			if err != nil {
-				return err
-			}
-			tr.AddFrames(area, len(f.tids))
-			for i, tid := range f.tids[1:] {
+			// Borrow threads one after another, and let the tracer
+			// "die" with thread number round parked.
+			for i, tid := range f.tids {
 				r, err := ptrace.NewSafeRemote(tid, tr)
 				if err != nil {
 					return err
 				}
-				if i%2 == round%2 {
-					if _, err := r.Syscall("getpid", 39); err != nil {
-						return err
-					}
+				if _, err := r.Syscall("getpid", 39); err != nil {
+					return err
+				}
+				if i == round%len(f.tids) {
+					break
+				}
+				if err := r.Restore(); err != nil {
+					return err
 				}
 			}
 			// The tracer "dies": threads are let go where they are.

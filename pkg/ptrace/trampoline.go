@@ -22,9 +22,7 @@ import (
 // was, with its own mask, its own registers and a system call it was in
 // made again.
 //
-// Every parked thread needs a frame of its own: the padding holds one, and
-// AddFrames gives room for more (in memory the caller mapped in the
-// target).
+// The padding holds one frame: one thread at a time may be parked.
 type Trampoline struct {
 	PID   int
 	Code  uint64  // T: the injected syscall instruction
@@ -72,23 +70,9 @@ func InstallTrampoline(pid int, start uint64, vdso []byte) (*Trampoline, error) 
 	return t, nil
 }
 
-// FrameSize is the room AddFrames needs for each parked thread.
-func (t *Trampoline) FrameSize() uint64 {
-	return (frameSize + 63 + uint64(t.xsize) + 4 + 63) &^ 63
-}
-
-// AddFrames gives the trampoline n more frames at addr, memory of the
-// target that stays mapped while threads are parked.
-func (t *Trampoline) AddFrames(addr uint64, n int) {
-	for i := 0; i < n; i++ {
-		a := addr + uint64(i)*t.FrameSize()
-		t.free = append(t.free, frame{addr: a, fp: (a + frameSize + 63) &^ 63})
-	}
-}
-
 func (t *Trampoline) take() (frame, error) {
 	if len(t.free) == 0 {
-		return frame{}, errors.New("trampoline: no free frame")
+		return frame{}, errors.New("trampoline: another thread is parked")
 	}
 	f := t.free[len(t.free)-1]
 	t.free = t.free[:len(t.free)-1]

@@ -387,6 +387,11 @@ func (p *proc) exited(timeout time.Duration) bool {
 	select {
 	case <-p.done:
 		return true
+	default:
+	}
+	select {
+	case <-p.done:
+		return true
 	case <-time.After(timeout):
 		return false
 	}

@@ -381,21 +381,18 @@ func (c *collector) inject(status procfs.Status) (err error) {
 }
 
 // resultArea picks where injected calls write their results: the first
-// bytes of the main thread's stack mapping, below where any stack grows
-// in practice (Go's runtime uses only the top 64 KiB of it). They are
-// dead memory to the program; their old contents are put back after.
+// bytes of the main thread's stack mapping, below every thread's stack
+// pointer (and Go's runtime uses only the top 64 KiB of it). They are dead
+// memory to the program; their old contents are put back after.
 func (c *collector) resultArea() (uint64, error) {
 	for _, m := range c.maps {
 		if m.Path != "[stack]" {
 			continue
 		}
 		for _, t := range c.p.Threads {
-			if sp := t.Regs[19]; sp >= m.Start && sp < m.Start+64<<10 {
+			if sp := t.Regs[19]; sp >= m.Start && sp < m.Start+4096 {
 				return 0, fmt.Errorf("thread %d runs deep in the main stack (sp %#x): no room to work", t.TID, sp)
 			}
-		}
-		if m.End-m.Start < 128<<10 {
-			return 0, fmt.Errorf("main stack mapping is too small to work in (%d KiB)", (m.End-m.Start)>>10)
 		}
 		return m.Start, nil
 	}

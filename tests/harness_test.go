@@ -445,6 +445,8 @@ func dump(t *testing.T, pid int, keep bool, extra ...string) string {
 
 // runTimeout runs cmd and kills it (by PID) if it takes longer than d.
 func runTimeout(cmd *exec.Cmd, d time.Duration) error {
+	// Do not wait long for output pipes a stray process holds open.
+	cmd.WaitDelay = time.Second
 	if err := cmd.Start(); err != nil {
 		return err
 	}

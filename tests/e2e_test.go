@@ -112,6 +112,16 @@ var specs = []spec{
 	{name: "bash", victim: "bash", comm: "bash", streams: []string{"bash"}, before: 2},
 }
 
+// specNamed returns the spec called name.
+func specNamed(name string) spec {
+	for _, s := range specs {
+		if s.name == name {
+			return s
+		}
+	}
+	panic("no spec " + name)
+}
+
 // counterSpec is the single-threaded C victim built as name.
 func counterSpec(name string) spec {
 	return spec{
@@ -554,7 +564,7 @@ func TestDumpKilledNeverHarms(t *testing.T) {
 	if testing.Short() {
 		rounds = 5
 	}
-	for _, s := range []spec{counterSpec("counter"), specs[3]} {
+	for _, s := range []spec{counterSpec("counter"), specNamed("threads")} {
 		t.Run(s.name, func(t *testing.T) {
 			needTools(t)
 			noLeftovers(t)
@@ -616,6 +626,56 @@ func TestDumpKilledNeverHarms(t *testing.T) {
 						t.Errorf("stream %s: line %q after %q; want consecutive numbers", st, rs[i].line, rs[i-1].line)
 					}
 				}
+			}
+		})
+	}
+}
+
+// TestStreamed pipes procs-dump straight into procs-load's standard input,
+// as `(procs-dump PID; cat) | procs-load` does, and checks that the
+// restored process goes on and reads what follows the image on that
+// standard input.
+func TestStreamed(t *testing.T) {
+	for _, s := range []spec{counterSpec("counter"), specNamed("read")} {
+		t.Run(s.name, func(t *testing.T) {
+			needTools(t)
+			noLeftovers(t)
+			orig, dir := startVictim(t, s)
+			r := &run{dir: dir, orig: orig}
+			if s.pre != nil {
+				s.pre(t, r)
+			}
+			r.ld = startLoad(t, "")
+			var stderr bytes.Buffer
+			cmd := exec.Command(filepath.Join(binDir, "procs-dump"), strconv.Itoa(orig.pid()))
+			cmd.Stdout, cmd.Stderr = r.ld.stdin, &stderr
+			if err := runTimeout(cmd, time.Minute); err != nil {
+				notImplemented(t, "procs-dump", stderr.String())
+				t.Fatalf("procs-dump %d | procs-load: %v\n%s", orig.pid(), err, stderr.String())
+			}
+			if !orig.exited(10 * time.Second) {
+				t.Fatalf("%s still runs after procs-dump without -K", s.name)
+			}
+			before, ok := orig.out.waitEOF(5 * time.Second)
+			if !ok {
+				t.Fatalf("stdout of the dumped %s is still open", s.name)
+			}
+			r.before = before
+			after, ok := r.ld.out.wait(lineWait, haveLines(s.streams, 2, 0))
+			if !ok {
+				if r.ld.exited(0) {
+					notImplemented(t, "procs-load", r.ld.stderrText())
+				}
+				t.Fatalf("restored %s: want 2 lines of each of %v; got:\n%s\nprocs-load stderr: %s",
+					s.name, s.streams, tail(after, 20), r.ld.stderrText())
+			}
+			r.restored = r.ld.find(t, s.comm, 5*time.Second)
+			continuity(t, s.streams, r.before, after, false, nil)
+			if t.Failed() {
+				t.FailNow()
+			}
+			if s.post != nil {
+				s.post(t, r)
 			}
 		})
 	}

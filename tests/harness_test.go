@@ -451,6 +451,8 @@ func dump(t *testing.T, pid int, keep bool, extra ...string) string {
 
 // runTimeout runs cmd and kills it (by PID) if it takes longer than d.
 func runTimeout(cmd *exec.Cmd, d time.Duration) error {
+	// Do not wait long for output pipes a stray process holds open.
+	cmd.WaitDelay = time.Second
 	if err := cmd.Start(); err != nil {
 		return err
 	}
@@ -467,12 +469,14 @@ type load struct {
 }
 
 // startLoad runs procs-load [args...] IMAGE with stdin, stdout pipes and
-// stderr to a file. When t ends it kills the restored process (if found)
+// stderr to a file; with image "" it reads the image from that stdin. When t ends it kills the restored process (if found)
 // and procs-load.
 func startLoad(t *testing.T, image string, args ...string) *load {
 	t.Helper()
 	argv := append([]string{filepath.Join(binDir, "procs-load")}, args...)
-	argv = append(argv, image)
+	if image != "" {
+		argv = append(argv, image)
+	}
 	ld := &load{}
 	// Registered before start's cleanup, so it runs after it: the
 	// restored process dies first only if procs-load was killed first,

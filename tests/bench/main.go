@@ -1,0 +1,565 @@
+// Command bench measures procs-dump and procs-load on victims holding 64
+// MiB, 1 GiB and 4 GiB of touched memory (sizes that do not fit in this
+// machine's memory are skipped) and prints each figure next to a floor
+// measured in the same run:
+//
+//   - dump to /dev/null, to a pipe and to a file, against process_vm_readv
+//     of the same memory through one reused buffer into the same sink;
+//   - how long the process was stopped, as the victim itself saw it;
+//   - restore (procs-load -d from the file) until the process runs again
+//     and until procs-load is done, against reading the same image bytes
+//     into fresh anonymous memory;
+//   - image size against the victim's RSS;
+//   - peak RSS of procs-dump and procs-load (wait4's ru_maxrss).
+//
+// Run it as root from the repository root after make:
+//
+//	go run ./tests/bench [-bin bin] [-sizes 4,64,1024,4096] [-dir /var/tmp]
+//
+// It starts and kills only its own processes, by PID.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+var (
+	binDir  = flag.String("bin", "bin", "folder holding procs-dump and procs-load")
+	sizes   = flag.String("sizes", "4,64,1024,4096", "victim sizes in MiB, comma-separated")
+	dir     = flag.String("dir", os.TempDir(), "folder for image files")
+	src     = flag.String("src", "tests/victims/memhog.c", "source of the victim")
+	bufSize = flag.Int("buf", 1<<20, "buffer size of the floors in bytes")
+	runs    = flag.Int("runs", 3, "runs of each measure; the best is kept")
+)
+
+func main() {
+	flag.Parse()
+	if err := run(); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return os.NewSyscallError("prctl", err)
+	}
+	tmp, err := os.MkdirTemp(*dir, "procs-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	hog := filepath.Join(tmp, "memhog")
+	if out, err := exec.Command("gcc", "-O2", "-pthread", "-o", hog, *src).CombinedOutput(); err != nil {
+		return fmt.Errorf("gcc %s: %v\n%s", *src, err, out)
+	}
+	for _, b := range []string{"procs-dump", "procs-load"} {
+		if _, err := os.Stat(filepath.Join(*binDir, b)); err != nil {
+			return fmt.Errorf("%v (run make first, or give -bin)", err)
+		}
+	}
+
+	host, _ := os.Hostname()
+	fmt.Printf("machine: %s, %s/%s, %d CPUs, %s, kernel %s, %s\n", host, runtime.GOOS, runtime.GOARCH,
+		runtime.NumCPU(), cpuModel(), kernel(), memTotal())
+	fmt.Printf("each figure is the best of %d runs; floors use one reused %d KiB buffer\n\n", *runs, *bufSize>>10)
+
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "size\tmeasure\tprocs\tGB/s\tfloor\tGB/s\tratio\t")
+	for _, s := range strings.Split(*sizes, ",") {
+		mib, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || mib <= 0 {
+			return fmt.Errorf("bad size %q", s)
+		}
+		if why := fits(int64(mib)<<20, tmp); why != "" {
+			fmt.Fprintf(tw, "%s\tskipped: %s\t\t\t\t\t\t\n", human(int64(mib)<<20), why)
+			continue
+		}
+		if err := benchSize(tw, hog, tmp, mib); err != nil {
+			tw.Flush()
+			return fmt.Errorf("%d MiB: %v", mib, err)
+		}
+		tw.Flush()
+	}
+	return tw.Flush()
+}
+
+// fits says why a victim of size bytes cannot be measured here, or "".
+// It needs the victim, a restored clone, the restore floor's memory and
+// the image file.
+func fits(size int64, dir string) string {
+	avail := memAvailable()
+	if need := 3*size + size/2 + 512<<20; avail < need {
+		return fmt.Sprintf("needs %s of memory, %s available", human(need), human(avail))
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err == nil {
+		if free := int64(st.Bavail) * st.Bsize; free < size+size/8+64<<20 {
+			return fmt.Sprintf("needs %s free in %s, %s there", human(size+size/8), dir, human(free))
+		}
+	}
+	return ""
+}
+
+// victim is a running memhog.
+type victim struct {
+	cmd  *exec.Cmd
+	out  chan string
+	addr uintptr
+	len  int
+}
+
+func startVictim(hog string, mib int) (*victim, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	v := &victim{cmd: exec.Command(hog, strconv.Itoa(mib)), out: make(chan string, 1024)}
+	v.cmd.Stdout, v.cmd.Stderr = w, os.Stderr
+	v.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	err = v.cmd.Start()
+	w.Close()
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	go readLines(r, v.out)
+	select {
+	case l, ok := <-v.out:
+		var a uint64
+		if ok {
+			_, err = fmt.Sscanf(l, "ready %x %d", &a, &v.len)
+		}
+		if !ok || err != nil {
+			v.stop()
+			return nil, fmt.Errorf("memhog said %q", l)
+		}
+		v.addr = uintptr(a)
+	case <-time.After(5 * time.Minute):
+		v.stop()
+		return nil, errors.New("memhog did not get ready")
+	}
+	return v, nil
+}
+
+func (v *victim) stop() {
+	v.cmd.Process.Kill()
+	v.cmd.Wait()
+}
+
+func readLines(r io.ReadCloser, out chan<- string) {
+	defer r.Close()
+	defer close(out)
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		select {
+		case out <- sc.Text():
+		default: // nobody listens: drop
+		}
+	}
+}
+
+// maxGap drains the "gap US" lines and returns the longest.
+func maxGap(out <-chan string) time.Duration {
+	var g time.Duration
+	for {
+		select {
+		case l, ok := <-out:
+			if !ok {
+				return g
+			}
+			var us int64
+			if _, err := fmt.Sscanf(l, "gap %d", &us); err == nil {
+				g = max(g, time.Duration(us)*time.Microsecond)
+			}
+		default:
+			return g
+		}
+	}
+}
+
+// sink is where an image or the floor's bytes go.
+type sink struct {
+	name string
+	// open opens the sink; a file sink is a file named name.
+	open func(name string) (w *os.File, done func() error, err error)
+}
+
+func sinks(dir string) []sink {
+	return []sink{
+		{"/dev/null", func(string) (*os.File, func() error, error) {
+			f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+			return f, func() error { return nil }, err
+		}},
+		{"pipe", func(string) (*os.File, func() error, error) {
+			r, w, err := os.Pipe()
+			if err != nil {
+				return nil, nil, err
+			}
+			drained := make(chan error, 1)
+			go func() {
+				buf := make([]byte, 1<<20)
+				for {
+					_, err := r.Read(buf)
+					if err == io.EOF {
+						drained <- nil
+						break
+					}
+					if err != nil {
+						drained <- err
+						break
+					}
+				}
+				r.Close()
+			}()
+			return w, func() error { return <-drained }, nil
+		}},
+		{"file", func(name string) (*os.File, func() error, error) {
+			f, err := os.Create(filepath.Join(dir, name))
+			return f, func() error { return nil }, err
+		}},
+	}
+}
+
+// result of one timed command.
+type result struct {
+	d      time.Duration
+	maxrss int64 // bytes
+}
+
+func benchSize(tw io.Writer, hog, dir string, mib int) error {
+	v, err := startVictim(hog, mib)
+	if err != nil {
+		return err
+	}
+	defer v.stop()
+	size := int64(v.len)
+	label := human(size)
+	pid := v.cmd.Process.Pid
+	var stopped time.Duration
+	var peakDump int64
+	for _, s := range sinks(dir) {
+		best, floor := time.Duration(1<<62), time.Duration(1<<62)
+		for range *runs {
+			maxGap(v.out)
+			r, err := timeDump(pid, s)
+			if err != nil {
+				return fmt.Errorf("procs-dump to %s: %v", s.name, err)
+			}
+			best = min(best, r.d)
+			peakDump = max(peakDump, r.maxrss)
+			time.Sleep(20 * time.Millisecond)
+			stopped = max(stopped, maxGap(v.out))
+			fd, err := timeFloorRead(pid, v.addr, v.len, s)
+			if err != nil {
+				return fmt.Errorf("floor to %s: %v", s.name, err)
+			}
+			floor = min(floor, fd)
+		}
+		row(tw, label, "dump to "+s.name, best, floor, size)
+	}
+	os.Remove(filepath.Join(dir, "floor"))
+	img := filepath.Join(dir, "image")
+	st, err := os.Stat(img)
+	if err != nil {
+		return err
+	}
+	rss := vmRSS(pid)
+	fmt.Fprintf(tw, "%s\timage / RSS\t%s\t\t%s\t\t%.3f\t\n", label, human(st.Size()), human(rss), float64(st.Size())/float64(rss))
+	fmt.Fprintf(tw, "%s\tstopped (victim's view)\t%s\t\t\t\t\t\n", label, dur(stopped))
+
+	var running, done time.Duration = 1 << 62, 1 << 62
+	var peakLoad int64
+	for range *runs {
+		rn, dn, rss, err := timeLoad(img)
+		if err != nil {
+			return fmt.Errorf("procs-load: %v", err)
+		}
+		running, done, peakLoad = min(running, rn), min(done, dn), max(peakLoad, rss)
+	}
+	floor := time.Duration(1 << 62)
+	for range *runs {
+		fd, err := timeFloorLoad(img, size)
+		if err != nil {
+			return fmt.Errorf("restore floor: %v", err)
+		}
+		floor = min(floor, fd)
+	}
+	row(tw, label, "restore until running", running, floor, size)
+	row(tw, label, "restore until done", done, floor, size)
+	fmt.Fprintf(tw, "%s\tpeak RSS procs-dump\t%s\t\t\t\t\t\n", label, human(peakDump))
+	fmt.Fprintf(tw, "%s\tpeak RSS procs-load\t%s\t\t\t\t\t\n", label, human(peakLoad))
+	os.Remove(img)
+	return nil
+}
+
+func row(tw io.Writer, label, what string, d, floor time.Duration, size int64) {
+	fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%s\t%.2f\t%.2fx\t\n", label, what, dur(d), gbps(size, d), dur(floor), gbps(size, floor), float64(d)/float64(floor))
+}
+
+// timeDump runs procs-dump -K PID into s.
+func timeDump(pid int, s sink) (result, error) {
+	w, done, err := s.open("image")
+	if err != nil {
+		return result{}, err
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(filepath.Join(*binDir, "procs-dump"), "-K", strconv.Itoa(pid))
+	cmd.Stdout, cmd.Stderr = w, &stderr
+	t0 := time.Now()
+	err = cmd.Run()
+	w.Close()
+	if derr := done(); err == nil {
+		err = derr
+	}
+	d := time.Since(t0)
+	if err != nil {
+		return result{}, fmt.Errorf("%v: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	return result{d: d, maxrss: maxrss(cmd.ProcessState)}, nil
+}
+
+func maxrss(ps *os.ProcessState) int64 {
+	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+		return ru.Maxrss << 10
+	}
+	return 0
+}
+
+// timeFloorRead copies the victim's memory into s with process_vm_readv
+// through one reused buffer, the way a dumper at best could.
+func timeFloorRead(pid int, addr uintptr, n int, s sink) (time.Duration, error) {
+	w, done, err := s.open("floor")
+	if err != nil {
+		return 0, err
+	}
+	buf := make([]byte, *bufSize)
+	t0 := time.Now()
+	for off := 0; off < n && err == nil; {
+		chunk := min(len(buf), n-off)
+		local := []unix.Iovec{{Base: &buf[0]}}
+		local[0].SetLen(chunk)
+		remote := []unix.RemoteIovec{{Base: addr + uintptr(off), Len: chunk}}
+		var got int
+		got, err = unix.ProcessVMReadv(pid, local, remote, 0)
+		if err == unix.EINTR {
+			err = nil
+			continue
+		}
+		if err == nil && got == 0 {
+			err = io.ErrUnexpectedEOF
+		}
+		if err == nil {
+			_, err = w.Write(buf[:got])
+		}
+		off += got
+	}
+	if err == nil && s.name == "file" {
+		err = w.Sync()
+	}
+	w.Close()
+	if derr := done(); err == nil {
+		err = derr
+	}
+	return time.Since(t0), err
+}
+
+// timeLoad runs procs-load -d IMAGE and returns the time until the
+// restored process runs again (its ticker reports the gap), the time
+// until procs-load returned, and procs-load's peak RSS. It kills the
+// restored process.
+func timeLoad(img string) (running, done time.Duration, rss int64, err error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	out := make(chan string, 1024)
+	// The restored process inherits procs-load's stderr: a file, so
+	// that nothing waits for it to close.
+	errf, err := os.CreateTemp(filepath.Dir(img), "stderr")
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer os.Remove(errf.Name())
+	defer errf.Close()
+	cmd := exec.Command(filepath.Join(*binDir, "procs-load"), "-d", img)
+	cmd.Stdout, cmd.Stderr = w, errf
+	t0 := time.Now()
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		r.Close()
+		return 0, 0, 0, err
+	}
+	w.Close()
+	go readLines(r, out)
+	werr := cmd.Wait()
+	done = time.Since(t0)
+	var pid int
+	deadline := time.After(time.Minute)
+wait:
+	for {
+		select {
+		case l, ok := <-out:
+			if !ok {
+				break wait
+			}
+			if n, err := strconv.Atoi(strings.TrimSpace(l)); err == nil && pid == 0 {
+				pid = n
+			}
+			if strings.HasPrefix(l, "gap ") {
+				if running == 0 {
+					running = time.Since(t0)
+				}
+				break wait
+			}
+		case <-deadline:
+			break wait
+		}
+	}
+	b, _ := os.ReadFile(errf.Name())
+	stderr := strings.TrimSpace(string(b))
+	if pid == 0 {
+		fmt.Sscanf(stderr, "%d", &pid)
+	}
+	if pid > 0 {
+		killOrphan(pid)
+	}
+	if werr != nil {
+		return 0, 0, 0, fmt.Errorf("%v: %s", werr, stderr)
+	}
+	if running == 0 {
+		return 0, 0, 0, errors.New("the restored process did not report")
+	}
+	return running, done, maxrss(cmd.ProcessState), nil
+}
+
+// killOrphan kills pid, a restored process that, procs-load -d having
+// ended, is our child as we are a subreaper, and reaps it.
+func killOrphan(pid int) {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 || f[1] != strconv.Itoa(os.Getpid()) {
+		return // not ours: leave it alone
+	}
+	unix.Kill(pid, unix.SIGKILL)
+	var ws unix.WaitStatus
+	unix.Wait4(pid, &ws, 0, nil)
+}
+
+// timeFloorLoad reads the image into fresh anonymous memory of size
+// bytes, the least a restore has to do.
+func timeFloorLoad(img string, size int64) (time.Duration, error) {
+	t0 := time.Now()
+	f, err := os.Open(img)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	mem, err := unix.Mmap(-1, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Munmap(mem)
+	for off := 0; off < len(mem); {
+		n, err := f.Read(mem[off:min(len(mem), off+*bufSize)])
+		off += n
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(t0), nil
+}
+
+func meminfo(key string) int64 {
+	b, _ := os.ReadFile("/proc/meminfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, key+":"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return n << 10
+		}
+	}
+	return 0
+}
+
+func memAvailable() int64 { return meminfo("MemAvailable") }
+
+func memTotal() string { return human(meminfo("MemTotal")) + " RAM" }
+
+func vmRSS(pid int) int64 {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return n << 10
+		}
+	}
+	return 0
+}
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "model name"); ok {
+			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+		}
+	}
+	return "unknown CPU"
+}
+
+func kernel() string {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return "?"
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+func human(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func dur(d time.Duration) string {
+	if d >= 1<<62 || d <= 0 {
+		return "-"
+	}
+	return d.Round(100 * time.Microsecond).String()
+}
+
+func gbps(size int64, d time.Duration) float64 {
+	if d <= 0 || d >= 1<<62 {
+		return 0
+	}
+	return float64(size) / d.Seconds() / 1e9
+}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"procs/tests/internal/testenv"
 	"slices"
 	"strconv"
 	"strings"
@@ -54,7 +55,7 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	repoRoot = root
-	closeStrayFDs()
+	testenv.CloseStrayFDs()
 	tmp, err := os.MkdirTemp("", "procs-e2e-")
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tests: %v\n", err)
@@ -760,20 +761,4 @@ func diffLines(a, b string) string {
 		}
 	}
 	return strings.Join(out, "\n")
-}
-
-// closeStrayFDs marks every fd above 2 that this test binary inherited
-// close-on-exec, so that victims start with 0, 1 and 2 only (an inherited
-// pipe would make procs-dump refuse them).
-func closeStrayFDs() {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		var fd int
-		if _, err := fmt.Sscan(e.Name(), &fd); err == nil && fd > 2 {
-			unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
-		}
-	}
 }

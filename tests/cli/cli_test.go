@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"procs/tests/internal/testenv"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,6 +28,7 @@ const testVersion = "v0.0.0-clitest"
 var binDir string
 
 func TestMain(m *testing.M) {
+	testenv.CloseStrayFDs()
 	dir, err := os.MkdirTemp("", "procs-clitest-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -483,14 +485,15 @@ func TestDumpClosedPipe(t *testing.T) {
 
 func TestDumpRefusesPipe(t *testing.T) {
 	needEngine(t)
-	// A sleep whose stdin is a pipe to this test: procs cannot carry it.
+	// A sleep with a pipe to this test as fd 3: procs cannot carry it
+	// (on fds 0, 1 and 2 it could: they become procs-load's own).
 	rd, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
 	cmd := exec.Command("sleep", "1000")
-	cmd.Stdin = rd
+	cmd.ExtraFiles = []*os.File{rd}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -517,13 +520,24 @@ func TestLoadDetach(t *testing.T) {
 	if r := run(t, nil, nil, "procs-dump", "-K", "-o", img, strconv.Itoa(pid)); r.code != 0 {
 		t.Fatalf("procs-dump = exit %d, %q", r.code, r.stderr)
 	}
-	r := run(t, nil, nil, "procs-load", "-d", "--pid=new", img)
-	if r.code != 0 {
-		t.Fatalf("procs-load -d = exit %d, stderr %q; want 0", r.code, r.stderr)
+	// The restored process keeps procs-load's stdout and stderr: files,
+	// not pipes this test would wait on forever.
+	dir := t.TempDir()
+	out, err := os.Create(filepath.Join(dir, "out"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	clone, err := strconv.Atoi(strings.TrimSpace(r.stdout))
+	defer out.Close()
+	cmd := exec.Command(filepath.Join(binDir, "procs-load"), "-d", "--pid=new", img)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Run(); err != nil {
+		printed, _ := os.ReadFile(out.Name())
+		t.Fatalf("procs-load -d: %v; output %q", err, printed)
+	}
+	printed, _ := os.ReadFile(out.Name())
+	clone, err := strconv.Atoi(strings.TrimSpace(string(printed)))
 	if err != nil || clone <= 0 {
-		t.Fatalf("procs-load -d printed %q; want a PID", r.stdout)
+		t.Fatalf("procs-load -d printed %q; want a PID", printed)
 	}
 	defer syscall.Kill(clone, syscall.SIGKILL)
 	if clone == pid {

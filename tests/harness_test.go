@@ -135,10 +135,11 @@ func buildVictims(dir string) {
 		victims["gov"] = []string{out}
 	}
 
-	if py, err := exec.LookPath("python3"); err != nil {
+	// The interpreter itself, not a wrapper (a pyenv shim has children).
+	if py, err := exec.Command("python3", "-c", "import sys; print(sys.executable)").Output(); err != nil {
 		victimErr["python"] = err
 	} else {
-		victims["python"] = []string{py, filepath.Join(src, "victim.py")}
+		victims["python"] = []string{strings.TrimSpace(string(py)), filepath.Join(src, "victim.py")}
 	}
 	if sh, err := exec.LookPath("bash"); err != nil {
 		victimErr["bash"] = err

@@ -5,6 +5,7 @@
 package clitest
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"os"
@@ -559,22 +560,26 @@ func TestLoadExitStatus(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			// A python3 victim: a single process with no children.
-			py, err := exec.LookPath("python3")
-			if err != nil {
-				t.Skip("python3 not installed")
-			}
-			code := "import time,os,signal,sys\ntime.sleep(0.5)\n"
+			py := realPython(t)
+			code := "import time,os,signal,sys\nprint('ready', flush=True)\ntime.sleep(0.5)\n"
 			if tt.want > 128 {
 				code += "os.kill(os.getpid(), signal.SIGTERM)\ntime.sleep(5)\n"
 			} else {
 				code += fmt.Sprintf("sys.exit(%d)\n", tt.want)
 			}
 			cmd := exec.Command(py, "-c", code)
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
 			pid := cmd.Process.Pid
 			defer func() { syscall.Kill(pid, syscall.SIGKILL); cmd.Wait() }()
+			if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "ready\n" {
+				t.Fatalf("python3 victim said %q, %v; want ready", line, err)
+			}
 			img := filepath.Join(t.TempDir(), "img")
 			if r := run(t, nil, nil, "procs-dump", "-o", img, strconv.Itoa(pid)); r.code != 0 {
 				t.Fatalf("procs-dump = exit %d, %q", r.code, r.stderr)
@@ -585,4 +590,15 @@ func TestLoadExitStatus(t *testing.T) {
 			}
 		})
 	}
+}
+
+// realPython is the python3 interpreter itself, not a wrapper script (a
+// pyenv shim runs children of its own, which procs-dump refuses).
+func realPython(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("python3", "-c", "import sys; print(sys.executable)").Output()
+	if err != nil {
+		t.Skip("python3 not installed")
+	}
+	return strings.TrimSpace(string(out))
 }

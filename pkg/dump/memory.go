@@ -39,8 +39,8 @@ func pageRuns(pid int, maps []procfs.Mapping) ([]run, uint64, error) {
 			return nil, 0, fmt.Errorf("scanning pages of %x-%x: %w", m.Start, m.End, err)
 		}
 		for _, r := range regs {
-			for a := r.Start; a < r.End; a += format.MaxPageRun {
-				n := min(r.End-a, format.MaxPageRun)
+			for a := r.Start; a < r.End; a += chunk {
+				n := min(r.End-a, chunk)
 				runs = append(runs, run{addr: a, size: n, readable: m.Read})
 				total += n
 			}
@@ -48,6 +48,11 @@ func pageRuns(pid int, maps []procfs.Mapping) ([]run, uint64, error) {
 	}
 	return runs, total, nil
 }
+
+// chunk is how much memory is read at a time: small enough that the
+// buffer stays in the CPU's cache while its pages are checked for zeros
+// and written out, large enough for process_vm_readv to run at speed.
+const chunk = 2 << 20
 
 // batch is one buffer of read pages with the parts worth storing.
 type batch struct {
@@ -65,7 +70,7 @@ var zeroPage [format.PageSize]byte
 func writePages(pid int, runs []run, total uint64, w *format.Writer, progress func(done, total int64)) (stored int64, err error) {
 	// Buffers are made as needed and no larger than the largest run:
 	// fresh memory costs its first touch.
-	const nbuf = 3
+	const nbuf = 4
 	var largest uint64
 	for _, r := range runs {
 		largest = max(largest, r.size)

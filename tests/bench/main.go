@@ -29,6 +29,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"procs/tests/internal/testenv"
 	"runtime"
 	"strconv"
 	"strings"
@@ -50,6 +51,7 @@ var (
 
 func main() {
 	flag.Parse()
+	testenv.CloseStrayFDs()
 	if err := run(); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		os.Exit(1)

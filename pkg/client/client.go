@@ -316,3 +316,7 @@ func validID(s string) bool {
 	}
 	return true
 }
+
+// ValidID reports whether s has the shape of a PROCS_ID: 16 characters of
+// a-z and 2-7.
+func ValidID(s string) bool { return validID(s) }

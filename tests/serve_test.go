@@ -18,12 +18,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"procs/pkg/cli/fetchcmd"
+	"procs/pkg/cli/procscmd"
+	"procs/pkg/cli/servecmd"
 	"procs/pkg/server"
 	"procs/pkg/server/servertest"
 )
@@ -465,4 +469,27 @@ func TestServeTwoHosts(t *testing.T) {
 	})
 
 	stopServer(t, srv)
+}
+
+// TestServeUsageInManPages checks that every option of the usage texts of
+// procs-serve, procs-fetch and procs appears in the man page.
+func TestServeUsageInManPages(t *testing.T) {
+	re := regexp.MustCompile(`(?:^|[\s\[|])(--?[a-zA-Z][a-zA-Z-]*)`)
+	for _, tc := range []struct{ usage, page string }{
+		{servecmd.Usage, "../man/procs-serve.8"},
+		{fetchcmd.Usage, "../man/procs-fetch.1"},
+		{procscmd.Usage, "../man/procs.1"},
+	} {
+		b, err := os.ReadFile(tc.page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// In roff, "-" is written "\-".
+		page := strings.ReplaceAll(string(b), `\-`, "-")
+		for _, m := range re.FindAllStringSubmatch(tc.usage, -1) {
+			if !strings.Contains(page, m[1]) {
+				t.Errorf("%s does not mention %s of the usage", tc.page, m[1])
+			}
+		}
+	}
 }

@@ -287,7 +287,7 @@ func (c *cmd) save(args []string) int {
 			return exitError
 		}
 		opts.Commit = func() error { return syncIfFile(c.stdout) }
-		if _, err := dump.Dump(opts, c.stdout); err != nil {
+		if _, err := dumpImage(opts, c.stdout); err != nil {
 			return c.fail(err)
 		}
 		return exitOK
@@ -332,7 +332,7 @@ func dumpUpload(ctx context.Context, opts dump.Options, cl *client.Client) (clie
 		got = &r
 		return r.err
 	}
-	_, err := dump.Dump(opts, pw)
+	_, err := dumpImage(opts, pw)
 	if err != nil {
 		pw.CloseWithError(err)
 		if got == nil {

@@ -74,7 +74,7 @@ func dumpToFile(opts dump.Options, name string) error {
 	}
 	// An error after a successful Commit (the kill failed) leaves the
 	// whole file in place.
-	_, err = dump.Dump(opts, f)
+	_, err = dumpImage(opts, f)
 	return err
 }
 
@@ -117,3 +117,6 @@ func findByName(name string) (int, error) {
 	}
 	return 0, fmt.Errorf("several processes named %q: %s; give a PID", name, strings.Join(s, " "))
 }
+
+// dumpImage is dump.Dump; tests replace it.
+var dumpImage = dump.Dump

@@ -6,11 +6,17 @@
 package dump
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"io"
+	"os"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"procs/format"
+	"procs/pkg/ptrace"
 )
 
 // Options control one dump.
@@ -46,7 +52,143 @@ type Stats struct {
 // refusal happens before the process is touched.
 var ErrUnsupported = errors.New("unsupported")
 
+// Version is stamped into images as the writing tool's version.
+var Version = "dev"
+
 // Dump writes an image of process opts.PID to out.
 func Dump(opts Options, out io.Writer) (Stats, error) {
-	return Stats{}, errors.New("not implemented")
+	start := time.Now()
+	logf := opts.Log
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	if opts.PID == os.Getpid() {
+		return Stats{}, &refusal{"procs cannot dump itself"}
+	}
+	if err := precheck(opts.PID); err != nil {
+		return Stats{}, err
+	}
+	var st Stats
+	err := ptrace.Run(func() error {
+		f, err := freeze(opts.PID)
+		if err != nil {
+			return err
+		}
+		frozenAt := time.Now()
+		killed := false
+		defer func() {
+			if !killed {
+				f.release()
+			}
+			st.Frozen = time.Since(frozenAt)
+		}()
+		st.Threads = len(f.tids)
+		logf("froze %d threads in %v", len(f.tids), frozenAt.Sub(start).Round(time.Microsecond))
+		c := &collector{pid: opts.PID, f: f, fileSave: opts.FileSave}
+		if err := c.collect(); err != nil {
+			return err
+		}
+		runs, total, err := pageRuns(opts.PID, c.maps)
+		if err != nil {
+			return err
+		}
+		logf("collected state: %d mappings, %d fds, %d MiB of pages to read, in %v",
+			len(c.p.Maps), len(c.p.FDs), total>>20, time.Since(frozenAt).Round(time.Microsecond))
+		host, _ := os.Hostname()
+		var uts unix.Utsname
+		unix.Uname(&uts)
+		info := format.Info{Comm: c.p.Comm, PID: opts.PID, Host: host,
+			Kernel: unix.ByteSliceToString(uts.Release[:]), Arch: "x86_64",
+			Created: time.Now().UTC(), Procs: Version, Threads: len(f.tids)}
+		cw := &countWriter{w: out}
+		w, err := format.NewWriter(cw, info, format.WriterOptions{Compression: opts.Compression})
+		if err != nil {
+			return err
+		}
+		if err := w.WriteJSON(format.TypeProcess, &c.p); err != nil {
+			return err
+		}
+		if err := writeFileData(w, c.carry); err != nil {
+			return err
+		}
+		t := time.Now()
+		if st.PageBytes, err = writePages(opts.PID, runs, total, w, opts.Progress); err != nil {
+			return err
+		}
+		if err := w.Close(); err != nil {
+			return err
+		}
+		logf("wrote %d MiB of pages in %v", st.PageBytes>>20, time.Since(t).Round(time.Microsecond))
+		if opts.Commit != nil {
+			if err := opts.Commit(); err != nil {
+				return err
+			}
+		}
+		st.ImageBytes = cw.n
+		if opts.Kill {
+			killed = true
+			if err := f.kill(); err != nil {
+				return fmt.Errorf("image written, but killing the process failed: %w", err)
+			}
+		}
+		return nil
+	})
+	st.Total = time.Since(start)
+	return st, err
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// writeFileData writes the contents of carried files as FILEDATA records,
+// leaving out chunks that are all zero (the loader makes sparse files).
+func writeFileData(w *format.Writer, files []carried) error {
+	const chunk = 4 << 20
+	buf := make([]byte, chunk)
+	for _, cf := range files {
+		f, err := os.Open(cf.path)
+		if err != nil {
+			return err
+		}
+		for off := int64(0); off < cf.size; off += chunk {
+			n, err := f.ReadAt(buf[:min(chunk, cf.size-off)], off)
+			if err != nil && err != io.EOF {
+				f.Close()
+				return fmt.Errorf("reading %s: %w", cf.path, err)
+			}
+			data := buf[:n]
+			if isZero(data) {
+				continue
+			}
+			if err := w.WriteFileData(uint32(cf.index), uint64(off), data); err != nil {
+				f.Close()
+				return err
+			}
+		}
+		f.Close()
+	}
+	return nil
+}
+
+func isZero(b []byte) bool {
+	for len(b) >= format.PageSize {
+		if !bytes.Equal(b[:format.PageSize], zeroPage[:]) {
+			return false
+		}
+		b = b[format.PageSize:]
+	}
+	for _, x := range b {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
 }

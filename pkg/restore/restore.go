@@ -1,12 +1,26 @@
 // Package restore builds a process from an image in the procs image format
 // and lets it run. Nothing runs before the whole image has been read and
 // verified and every piece of state is in place.
+//
+// How: procs-load starts a child stopped right after exec (traced), clones
+// from it the process to build (with the original PID when asked), throws
+// away every mapping the child had but the vDSO, moves the vDSO where the
+// image had it, maps the image's memory, fills it from the page records,
+// then creates threads, files and every other piece of state by running
+// system calls inside the new process, and detaches.
 package restore
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"procs/format"
+	"procs/pkg/ptrace"
 )
 
 // PIDMode says which PID the restored process gets.
@@ -35,11 +49,71 @@ type Process struct {
 // Restore reads an image from in, builds the process and starts it.
 // When in is Stdin, Restore reads nothing past the end of the image.
 func Restore(opts Options, in io.Reader) (*Process, error) {
-	return nil, errors.New("not implemented")
+	if opts.Log == nil {
+		opts.Log = func(string, ...any) {}
+	}
+	start := time.Now()
+	r, err := format.NewReader(in)
+	if err != nil {
+		return nil, err
+	}
+	h, err := r.Next()
+	if err != nil {
+		return nil, err
+	}
+	if h.Type != format.TypeProcess {
+		return nil, fmt.Errorf("corrupt image at byte %d (record %d): expected a PROCESS record, found %v", h.Offset, h.Index, h.Type)
+	}
+	var img format.Process
+	if err := r.DecodeJSON(&img); err != nil {
+		return nil, err
+	}
+	if err := validate(&img); err != nil {
+		return nil, err
+	}
+	b := &builder{opts: opts, img: &img, r: r, start: start}
+	defer b.closeLocal()
+	if err := b.prepareFiles(); err != nil {
+		return nil, err
+	}
+	err = ptrace.Run(func() error {
+		if err := b.build(); err != nil {
+			b.abort()
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	opts.Log("restored pid %d in %v", b.pid, time.Since(start).Round(time.Microsecond))
+	return &Process{Pid: b.pid}, nil
 }
 
 // Wait waits for the process to end and returns its exit status as a shell
-// reports it: the exit code, or 128+N after death by signal N.
+// reports it: the exit code, or 128+N after death by signal N. When the
+// process is stopped (Ctrl-Z), the caller stops too, and both go on when
+// the caller is continued.
 func (p *Process) Wait() (int, error) {
-	return 0, errors.New("not implemented")
+	for {
+		var ws unix.WaitStatus
+		_, err := unix.Wait4(p.Pid, &ws, unix.WUNTRACED, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, os.NewSyscallError("wait4", err)
+		}
+		switch {
+		case ws.Exited():
+			return ws.ExitStatus(), nil
+		case ws.Signaled():
+			return 128 + int(ws.Signal()), nil
+		case ws.Stopped():
+			unix.Kill(os.Getpid(), unix.SIGSTOP)
+			unix.Kill(p.Pid, unix.SIGCONT)
+		}
+	}
 }
+
+var errAborted = errors.New("restore aborted")

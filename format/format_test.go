@@ -1,0 +1,442 @@
+package format
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"testing"
+	"testing/iotest"
+)
+
+type run struct {
+	addr uint64
+	data []byte
+}
+
+// randomPages returns runs of pages, some compressible, one longer than
+// MaxPageRun.
+func randomPages(seed uint64, big bool) []run {
+	rnd := rand.New(rand.NewPCG(seed, 1))
+	var runs []run
+	addr := uint64(0x10000)
+	long := 2*MaxPageRun/PageSize + 5
+	if !big {
+		long = 40
+	}
+	for i, n := range []int{1, 3, long, 17} {
+		d := make([]byte, n*PageSize)
+		if i%2 == 0 {
+			for j := range d {
+				d[j] = byte(rnd.UintN(256))
+			}
+		} else {
+			copy(d, strings.Repeat("procs ", len(d)/6))
+		}
+		runs = append(runs, run{addr, d})
+		addr += uint64(len(d)) + uint64(1+rnd.UintN(4))*PageSize
+	}
+	return runs
+}
+
+func TestRoundTrip(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts WriterOptions
+	}{
+		{"none", WriterOptions{}},
+		{"zstd", WriterOptions{Compression: Zstd}},
+		{"zstd-level-19", WriterOptions{Compression: Zstd, Level: 19}},
+		{"zstd-concurrent", WriterOptions{Compression: Zstd, Concurrency: 3}},
+		{"xz", WriterOptions{Compression: XZ}},
+		{"xz-concurrent", WriterOptions{Compression: XZ, Concurrency: 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if strings.HasPrefix(tc.name, "xz") && testing.Short() {
+				t.Skip("xz is slow")
+			}
+			runs := randomPages(1, tc.opts.Compression != XZ)
+			var buf bytes.Buffer
+			w, err := NewWriter(&buf, testInfo, tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			type proc struct{ Name string }
+			steps := []error{
+				w.WriteJSON(TypeProcess, proc{"victim"}),
+				w.WriteRecord(0x8001, []byte("ancillary")),
+				w.WriteFileData(7, 4096, bytes.Repeat([]byte("f"), MaxFileRun+10)),
+				w.WriteFileData(8, 0, nil),
+			}
+			var total int64
+			for _, r := range runs {
+				steps = append(steps, w.WritePages(r.addr, r.data))
+				total += int64(len(r.data))
+			}
+			steps = append(steps, w.WriteRecord(0x8002, nil), w.Close())
+			for i, err := range steps {
+				if err != nil {
+					t.Fatalf("step %d: %v", i, err)
+				}
+			}
+			if w.Written() != int64(buf.Len()) {
+				t.Errorf("Written() = %d; want %d", w.Written(), buf.Len())
+			}
+			image := buf.Bytes()
+
+			info, sum, err := Verify(bytes.NewReader(image))
+			if err != nil {
+				t.Fatalf("Verify() = %v", err)
+			}
+			if !reflect.DeepEqual(info, testInfo) || !info.Created.Equal(testInfo.Created) {
+				t.Errorf("Verify() info = %+v; want %+v", info, testInfo)
+			}
+			// INFO, PROCESS, 2 ancillary, 3 FILEDATA, 1+1+(3 or 1)+1 PAGES, END
+			nrec := 14
+			if tc.opts.Compression == XZ {
+				nrec = 12
+			}
+			want := Summary{Records: nrec, PageBytes: total, Bytes: int64(len(image))}
+			if sum != want {
+				t.Errorf("Verify() summary = %+v; want %+v", sum, want)
+			}
+
+			rd, err := NewReader(iotest.HalfReader(bytes.NewReader(image)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []run
+			var p proc
+			var file []byte
+			pagebuf := make([]byte, MaxPageRun) // smaller than PageBufSize on purpose
+			for last := 0; ; {
+				h, err := rd.Next()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatalf("Next() = %v", err)
+				}
+				if h.Index <= last {
+					t.Errorf("Next() index = %d; want above %d", h.Index, last)
+				}
+				last = h.Index
+				switch h.Type {
+				case TypeProcess:
+					if err := rd.DecodeJSON(&p); err != nil {
+						t.Fatal(err)
+					}
+				case TypeFileData:
+					idx, off, data, err := rd.ReadFileData(make([]byte, MaxFileRun))
+					if idx == 8 && len(data) == 0 && err == nil {
+						break
+					}
+					if err != nil || idx != 7 || off != 4096+uint64(len(file)) {
+						t.Fatalf("ReadFileData() = %d, %d, %v", idx, off, err)
+					}
+					file = append(file, data...)
+				case TypePages:
+					addr, data, err := rd.ReadPages(pagebuf)
+					if err != nil {
+						t.Fatalf("ReadPages() = %v", err)
+					}
+					if n := len(got); n > 0 && got[n-1].addr+uint64(len(got[n-1].data)) == addr {
+						got[n-1].data = append(got[n-1].data, data...)
+					} else {
+						got = append(got, run{addr, bytes.Clone(data)})
+					}
+				default:
+					t.Errorf("Next() returned type %v", h.Type)
+				}
+			}
+			if p.Name != "victim" || len(file) != MaxFileRun+10 {
+				t.Errorf("PROCESS %+v, %d file bytes; want victim, %d", p, len(file), MaxFileRun+10)
+			}
+			if len(got) != len(runs) {
+				t.Fatalf("got %d runs; want %d", len(got), len(runs))
+			}
+			for i := range runs {
+				if got[i].addr != runs[i].addr || !bytes.Equal(got[i].data, runs[i].data) {
+					t.Errorf("run %d at 0x%x (%d bytes) differs from the one written at 0x%x (%d bytes)",
+						i, got[i].addr, len(got[i].data), runs[i].addr, len(runs[i].data))
+				}
+			}
+			if rd.Offset() != int64(len(image)) {
+				t.Errorf("Offset() = %d; want %d", rd.Offset(), len(image))
+			}
+			if _, err := rd.Next(); err != io.EOF {
+				t.Errorf("Next() after END = %v; want EOF", err)
+			}
+		})
+	}
+}
+
+func TestWholeStream(t *testing.T) {
+	image := writerImage(t, WriterOptions{})
+	for name, data := range map[string][]byte{"zstd": zstdAll(t, image), "xz": xzAll(t, image)} {
+		_, sum, err := Verify(iotest.OneByteReader(bytes.NewReader(data)))
+		if err != nil || sum.Bytes != int64(len(image)) {
+			t.Errorf("Verify(%s image) = %+v, %v; want %d bytes", name, sum, err, len(image))
+		}
+	}
+}
+
+func TestWriterErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		do   func(w *Writer) error
+	}{
+		{"unaligned", func(w *Writer) error { return w.WritePages(0x1001, make([]byte, PageSize)) }},
+		{"partial page", func(w *Writer) error { return w.WritePages(0x1000, make([]byte, 100)) }},
+		{"empty", func(w *Writer) error { return w.WritePages(0x1000, nil) }},
+		{"overlap", func(w *Writer) error {
+			w.WritePages(0x2000, make([]byte, 2*PageSize))
+			return w.WritePages(0x3000, make([]byte, PageSize))
+		}},
+		{"meta after pages", func(w *Writer) error {
+			w.WritePages(0x2000, make([]byte, PageSize))
+			return w.WriteRecord(TypeProcess, []byte("{}"))
+		}},
+		{"filedata after pages", func(w *Writer) error {
+			w.WritePages(0x2000, make([]byte, PageSize))
+			return w.WriteFileData(0, 0, nil)
+		}},
+		{"unknown critical", func(w *Writer) error { return w.WriteRecord(0x0555, nil) }},
+		{"END", func(w *Writer) error { return w.WriteRecord(TypeEnd, nil) }},
+		{"too big", func(w *Writer) error { return w.WriteRecord(TypeProcess, make([]byte, maxCap+1)) }},
+		{"after close", func(w *Writer) error { w.Close(); return w.WriteRecord(TypeProcess, nil) }},
+	} {
+		var buf bytes.Buffer
+		w, err := NewWriter(&buf, testInfo, WriterOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = tc.do(w)
+		if err == nil {
+			t.Errorf("%s: got no error", tc.name)
+			continue
+		}
+		if err2 := w.WritePages(0x7000000, make([]byte, PageSize)); err2 != err {
+			t.Errorf("%s: WritePages after error %v = %v; want the same error", tc.name, err, err2)
+		}
+		if tc.name != "after close" {
+			if err2 := w.Close(); err2 != err {
+				t.Errorf("%s: Close() after error %v = %v; want the same error", tc.name, err, err2)
+			}
+		}
+	}
+}
+
+type failWriter struct{ n int }
+
+func (f *failWriter) Write(p []byte) (int, error) {
+	if f.n < len(p) {
+		n := f.n
+		f.n = 0
+		return n, errors.New("disk full")
+	}
+	f.n -= len(p)
+	return len(p), nil
+}
+
+func TestWriterSticky(t *testing.T) {
+	fw := &failWriter{n: 500}
+	w, err := NewWriter(fw, testInfo, WriterOptions{Compression: Zstd, Concurrency: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first error
+	for i := 0; i < 20 && first == nil; i++ {
+		first = w.WritePages(uint64(i+1)*0x100000, bytes.Repeat([]byte{byte(i)}, 16*PageSize))
+	}
+	if err := w.Close(); first == nil && err != nil {
+		first = err
+	}
+	if first == nil || !strings.Contains(first.Error(), "disk full") {
+		t.Fatalf("writing to a full disk = %v; want disk full", first)
+	}
+	if err := w.Close(); err == nil {
+		t.Errorf("Close() after failure = nil; want %v", first)
+	}
+}
+
+// TestTruncation cuts images at every byte: every prefix must fail with a
+// FormatError saying truncated (or empty, or corrupt for the compressed
+// stream), never succeed and never panic.
+func TestTruncation(t *testing.T) {
+	small := newBuilder().info().plain(TypeProcess, []byte(`{}`)).plain(0x8001, []byte("anc")).pages(0x1000, 1).end().b
+	for name, image := range map[string][]byte{
+		"plain":      small,
+		"zstd pages": writerImage(t, WriterOptions{Compression: Zstd}),
+		"whole zstd": zstdAll(t, small),
+	} {
+		for n := 0; n < len(image); n++ {
+			_, _, err := Verify(bytes.NewReader(image[:n]))
+			var fe *FormatError
+			if !errors.As(err, &fe) {
+				t.Fatalf("%s: Verify(first %d of %d bytes) = %v; want a FormatError", name, n, len(image), err)
+			}
+			want := Truncated
+			if n == 0 {
+				want = Empty
+			}
+			if fe.Kind != want && !(name == "whole zstd" && fe.Kind == Corrupt) {
+				t.Fatalf("%s: Verify(first %d of %d bytes) = %v; want kind %d", name, n, len(image), err, want)
+			}
+			if name == "plain" && n > 0 && fe.Offset != int64(n) {
+				t.Fatalf("%s: Verify(first %d bytes) = %v; want offset %d", name, n, err, n)
+			}
+		}
+	}
+}
+
+// TestTrailing checks that readers leave the bytes after END unread.
+func TestTrailing(t *testing.T) {
+	tail := "the restored process reads this"
+	for name, image := range map[string][]byte{
+		"plain": writerImage(t, WriterOptions{}),
+		"zstd":  writerImage(t, WriterOptions{Compression: Zstd}),
+	} {
+		for how, read := range map[string]func(io.Reader) error{
+			"Verify": func(r io.Reader) error { _, _, err := Verify(r); return err },
+			"Next": func(r io.Reader) error {
+				rd, err := NewReader(r)
+				for err == nil {
+					_, err = rd.Next()
+				}
+				if err == io.EOF {
+					return nil
+				}
+				return err
+			},
+		} {
+			r := bytes.NewReader(append(bytes.Clone(image), tail...))
+			if err := read(iotest.OneByteReader(r)); err != nil {
+				t.Fatalf("%s %s: %v", name, how, err)
+			}
+			rest, _ := io.ReadAll(r)
+			if string(rest) != tail {
+				t.Errorf("%s %s: left %q unread; want %q", name, how, rest, tail)
+			}
+		}
+	}
+}
+
+func TestErrorText(t *testing.T) {
+	for _, tc := range []struct {
+		e    FormatError
+		want string
+	}{
+		{FormatError{Kind: Corrupt, Offset: 1234, Record: 5, Type: TypePages, Msg: "payload checksum mismatch"},
+			"corrupt image at byte 1234 (record 5, PAGES): payload checksum mismatch"},
+		{FormatError{Kind: Truncated, Offset: 99, Record: 3, Type: TypeProcess, Msg: "input ends in a payload"},
+			"truncated image at byte 99 (record 3, PROCESS): input ends in a payload"},
+		{FormatError{Kind: Unsupported, Offset: 8, Record: -1, Msg: "format version 2.0 (this reader knows 1.x)"},
+			"unsupported image at byte 8 (file header): format version 2.0 (this reader knows 1.x)"},
+		{FormatError{Kind: NotImage, Record: -1}, "not a procs image (bad magic)"},
+		{FormatError{Kind: Empty, Record: -1}, "empty input"},
+	} {
+		if got := tc.e.Error(); got != tc.want {
+			t.Errorf("Error() = %q; want %q", got, tc.want)
+		}
+	}
+}
+
+func TestParseCompression(t *testing.T) {
+	for _, c := range []Compression{None, Zstd, XZ} {
+		if got, err := ParseCompression(c.String()); got != c || err != nil {
+			t.Errorf("ParseCompression(%q) = %v, %v; want %v", c.String(), got, err, c)
+		}
+	}
+	if _, err := ParseCompression("gzip"); err == nil {
+		t.Errorf("ParseCompression(gzip) = nil error; want an error")
+	}
+}
+
+func FuzzReader(f *testing.F) {
+	for _, v := range vectors(f) {
+		f.Add(v.data)
+	}
+	buf := make([]byte, PageBufSize)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		Verify(bytes.NewReader(data))
+		rd, err := NewReader(bytes.NewReader(data))
+		for i := 0; err == nil; i++ {
+			var h Header
+			h, err = rd.Next()
+			if err == nil && i%2 == 0 {
+				switch h.Type {
+				case TypePages:
+					_, _, err = rd.ReadPages(buf)
+				default:
+					_, err = rd.Payload()
+				}
+			}
+		}
+	})
+}
+
+func BenchmarkWritePages(b *testing.B) {
+	for _, c := range []Compression{None, Zstd} {
+		b.Run(c.String(), func(b *testing.B) {
+			data := bytes.Repeat([]byte("some memory 0123456789abcdef"), MaxPageRun/28+1)[:MaxPageRun]
+			for i := range data { // half random, so zstd has work
+				if i%2 == 0 {
+					data[i] = byte(i * 7919 >> 3)
+				}
+			}
+			w, err := NewWriter(io.Discard, testInfo, WriterOptions{Compression: c, Concurrency: 2})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(MaxPageRun)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := w.WritePages(uint64(i)*MaxPageRun, data); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := w.Close(); err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+}
+
+func BenchmarkReadPages(b *testing.B) {
+	for _, c := range []Compression{None, Zstd} {
+		b.Run(c.String(), func(b *testing.B) {
+			const runs = 16
+			var img bytes.Buffer
+			w, _ := NewWriter(&img, testInfo, WriterOptions{Compression: c})
+			data := bytes.Repeat([]byte("some memory 0123456789abcdef"), MaxPageRun/28+1)[:MaxPageRun]
+			for i := 0; i < runs; i++ {
+				w.WritePages(uint64(i)*MaxPageRun, data)
+			}
+			if err := w.Close(); err != nil {
+				b.Fatal(err)
+			}
+			buf := make([]byte, PageBufSize)
+			b.SetBytes(runs * MaxPageRun)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				rd, err := NewReader(bytes.NewReader(img.Bytes()))
+				if err != nil {
+					b.Fatal(err)
+				}
+				for {
+					if _, err := rd.Next(); err == io.EOF {
+						break
+					} else if err != nil {
+						b.Fatal(err)
+					}
+					if _, _, err := rd.ReadPages(buf); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,184 @@
+package format
+
+// This file holds the engine's description of a process: the JSON payload
+// of the PROCESS record (type 0x0010). See SPEC.md, "Engine records".
+
+// Process is everything about a process but its memory contents and the
+// contents of carried files.
+type Process struct {
+	PID         int          `json:"pid"`
+	Comm        string       `json:"comm"`
+	Exe         int          `json:"exe"` // index into Files
+	Cwd         string       `json:"cwd"`
+	Root        string       `json:"root"`
+	Umask       uint32       `json:"umask"`
+	Personality uint32       `json:"personality"`
+	Creds       Creds        `json:"creds"`
+	Limits      []Rlimit     `json:"limits"` // indexed by RLIMIT_* number
+	MM          MM           `json:"mm"`
+	Maps        []Mapping    `json:"maps"`
+	Files       []File       `json:"files"`
+	FDs         []FD         `json:"fds"`
+	Sigactions  []Sigaction  `json:"sigactions"`        // index i is signal i+1
+	Pending     [][]byte     `json:"pending,omitempty"` // shared pending siginfo, 128 bytes each
+	Itimers     [3]Itimerval `json:"itimers"`
+	Threads     []Thread     `json:"threads"`        // the main thread first
+	Vdso        []byte       `json:"vdso,omitempty"` // contents of [vdso], to check the restoring kernel's
+	Epolls      []Epoll      `json:"epolls,omitempty"`
+}
+
+// Creds are the process's credentials.
+type Creds struct {
+	UID        [4]int `json:"uid"` // real, effective, saved, fs
+	GID        [4]int `json:"gid"`
+	Groups     []int  `json:"groups"`
+	NoNewPrivs bool   `json:"no_new_privs,omitempty"`
+}
+
+// Rlimit is one resource limit; ^uint64(0) is infinity.
+type Rlimit struct {
+	Cur uint64 `json:"cur"`
+	Max uint64 `json:"max"`
+}
+
+// MM holds the fields of struct prctl_mm_map and the auxiliary vector.
+type MM struct {
+	StartCode  uint64   `json:"start_code"`
+	EndCode    uint64   `json:"end_code"`
+	StartData  uint64   `json:"start_data"`
+	EndData    uint64   `json:"end_data"`
+	StartBrk   uint64   `json:"start_brk"`
+	Brk        uint64   `json:"brk"`
+	StartStack uint64   `json:"start_stack"`
+	ArgStart   uint64   `json:"arg_start"`
+	ArgEnd     uint64   `json:"arg_end"`
+	EnvStart   uint64   `json:"env_start"`
+	EnvEnd     uint64   `json:"env_end"`
+	Auxv       []uint64 `json:"auxv"`
+}
+
+// Mapping kinds.
+const (
+	MapAnon     = "anon"     // private anonymous (also [heap], [stack])
+	MapFile     = "file"     // file-backed, private or shared
+	MapShmem    = "shmem"    // shared anonymous or memfd: contents in FILEDATA
+	MapVdso     = "vdso"     // [vdso], [vvar], [vvar_vclock]: moved, never stored
+	MapVsyscall = "vsyscall" // fixed by the kernel
+)
+
+// Mapping is one VMA.
+type Mapping struct {
+	Start  uint64 `json:"start"`
+	End    uint64 `json:"end"`
+	Prot   int    `json:"prot"`   // PROT_* bits
+	Shared bool   `json:"shared"` // MAP_SHARED
+	Kind   string `json:"kind"`
+	Name   string `json:"name,omitempty"` // "[heap]", "[stack]", "[vdso]", a path...
+	File   int    `json:"file"`           // index into Files, or -1
+	Offset uint64 `json:"offset"`
+	// Advice lists the smaps VmFlags that procs puts back with madvise or
+	// mmap flags: gd (grows down), dc, dd, hg, nh, wf, mg, lo.
+	Advice []string `json:"advice,omitempty"`
+}
+
+// File kinds.
+const (
+	FileRegular = "reg"
+	FileDir     = "dir"
+	FileChar    = "chr"
+	FileMemfd   = "memfd" // memfd or shared anonymous memory: contents always carried
+	FileEventfd = "eventfd"
+	FileEpoll   = "epoll"
+)
+
+// File is one open file object (shared by fds and mappings that refer to
+// the same open file or inode).
+type File struct {
+	Kind    string `json:"kind"`
+	Path    string `json:"path"`
+	Deleted bool   `json:"deleted,omitempty"`
+	Dev     uint64 `json:"dev"`
+	Ino     uint64 `json:"ino"`
+	Rdev    uint64 `json:"rdev,omitempty"`
+	Mode    uint32 `json:"mode"`
+	Size    int64  `json:"size"`
+	Mtime   int64  `json:"mtime_ns"`
+	// Pseudo is set for files of pseudo file systems (proc, sysfs,
+	// cgroup...) whose size and time say nothing: they are reopened by
+	// path without an identity check.
+	Pseudo bool `json:"pseudo,omitempty"`
+	// Carried is set when the contents travel in FILEDATA records with
+	// this file's index.
+	Carried bool `json:"carried,omitempty"`
+	// Eventfd counter, for FileEventfd.
+	Count     uint64 `json:"count,omitempty"`
+	Semaphore bool   `json:"semaphore,omitempty"`
+}
+
+// FD is one file descriptor.
+type FD struct {
+	Num     int   `json:"num"`
+	File    int   `json:"file"`  // index into Files; -1 for 0, 1, 2 replaced by the loader's
+	Flags   int   `json:"flags"` // open flags: access mode, O_APPEND, O_NONBLOCK...
+	Cloexec bool  `json:"cloexec,omitempty"`
+	Pos     int64 `json:"pos"`
+}
+
+// Epoll is the interest list of an epoll fd.
+type Epoll struct {
+	FD      int          `json:"fd"`
+	Targets []EpollEntry `json:"targets"`
+}
+
+// EpollEntry is one watched fd.
+type EpollEntry struct {
+	FD     int    `json:"fd"`
+	Events uint32 `json:"events"`
+	Data   uint64 `json:"data"`
+}
+
+// Sigaction is a kernel struct sigaction.
+type Sigaction struct {
+	Handler  uint64 `json:"handler"`
+	Flags    uint64 `json:"flags"`
+	Restorer uint64 `json:"restorer"`
+	Mask     uint64 `json:"mask"`
+}
+
+// Itimerval is one interval timer (microseconds).
+type Itimerval struct {
+	IntervalUsec int64 `json:"interval_us"`
+	ValueUsec    int64 `json:"value_us"`
+}
+
+// Thread is one thread's state.
+type Thread struct {
+	TID      int       `json:"tid"`
+	Comm     string    `json:"comm"`
+	Regs     []uint64  `json:"regs"`   // struct user_regs_struct, 27 words
+	XState   []byte    `json:"xstate"` // NT_X86_XSTATE
+	XCR0     uint64    `json:"xcr0"`
+	Sigmask  uint64    `json:"sigmask"`
+	Pending  [][]byte  `json:"pending,omitempty"` // per-thread pending siginfo
+	Altstack Altstack  `json:"altstack"`
+	ClearTID uint64    `json:"clear_child_tid"`
+	Robust   [2]uint64 `json:"robust_list"` // head, len
+	Rseq     Rseq      `json:"rseq"`
+	Policy   int       `json:"policy"`
+	Priority int       `json:"priority"`
+	Nice     int       `json:"nice"`
+}
+
+// Altstack is a stack_t.
+type Altstack struct {
+	SP    uint64 `json:"sp"`
+	Flags int32  `json:"flags"`
+	Size  uint64 `json:"size"`
+}
+
+// Rseq is a restartable-sequences registration.
+type Rseq struct {
+	Addr uint64 `json:"addr"`
+	Size uint32 `json:"size"`
+	Sig  uint32 `json:"sig"`
+}

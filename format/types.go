@@ -1,0 +1,119 @@
+package format
+
+import (
+	"fmt"
+	"time"
+)
+
+// RecordType is the type of a record. Types below 0x8000 are critical: a
+// reader that does not know one rejects the image. Types from 0x8000 up
+// are ancillary: a reader skips the ones it does not know.
+type RecordType uint16
+
+const (
+	TypeInfo     RecordType = 0x0001 // JSON Info, always the first record
+	TypeEnd      RecordType = 0x0002 // totals, always the last record
+	TypePages    RecordType = 0x0003 // u64 address, then memory
+	TypeProcess  RecordType = 0x0010 // JSON, defined by the engine
+	TypeFileData RecordType = 0x0020 // u32 file index, u32 0, u64 offset, bytes
+
+	// Ancillary is the first ancillary type.
+	Ancillary RecordType = 0x8000
+)
+
+// Critical reports whether t is a critical type.
+func (t RecordType) Critical() bool { return t < Ancillary }
+
+// String returns the type's name ("PAGES"), or its number for a type
+// this package does not know ("type 0x8001").
+func (t RecordType) String() string {
+	if d, ok := recordTypes[t]; ok {
+		return d.name
+	}
+	return fmt.Sprintf("type 0x%04x", uint16(t))
+}
+
+const (
+	// PageSize is the page size of version 1 images.
+	PageSize = 4096
+	// MaxPageRun is the most bytes of memory one PAGES record holds.
+	MaxPageRun = 8 << 20
+	// MaxFileRun is the most bytes of file contents one FILEDATA record holds.
+	MaxFileRun = 8 << 20
+
+	fileHeaderSize   = 24
+	recordHeaderSize = 20
+	endPayloadSize   = 28
+	pagesPrefix      = 8
+	fileDataPrefix   = 16
+
+	maxInfo = 1 << 20
+	maxCap  = 64 << 20 // any other type
+
+	// Version of the format this package writes and reads.
+	MajorVersion = 1
+	MinorVersion = 0
+
+	// MachineX8664 is the ELF machine number of x86-64 (EM_X86_64).
+	MachineX8664 = 62
+	pageShift    = 12
+)
+
+type typeDesc struct {
+	name   string
+	maxLen int // cap on stored and raw payload length
+}
+
+// recordTypes holds every type this package knows. meta.go adds the
+// engine's types with defineType from an init function.
+var recordTypes = map[RecordType]typeDesc{
+	TypeInfo:     {"INFO", maxInfo},
+	TypeEnd:      {"END", endPayloadSize},
+	TypePages:    {"PAGES", pagesPrefix + MaxPageRun},
+	TypeProcess:  {"PROCESS", maxCap},
+	TypeFileData: {"FILEDATA", fileDataPrefix + MaxFileRun},
+}
+
+// defineType makes t a known type named name whose payloads hold at most
+// maxLen bytes (0 means the general cap of 64 MiB). Call it only from init
+// functions, for the engine range 0x0011-0x001f or for ancillary types.
+func defineType(t RecordType, name string, maxLen int) {
+	if _, dup := recordTypes[t]; dup {
+		panic(fmt.Sprintf("format: record type 0x%04x defined twice", uint16(t)))
+	}
+	if t == 0 || maxLen < 0 || maxLen > maxCap {
+		panic(fmt.Sprintf("format: bad definition of record type 0x%04x", uint16(t)))
+	}
+	if maxLen == 0 {
+		maxLen = maxCap
+	}
+	recordTypes[t] = typeDesc{name, maxLen}
+}
+
+// capOf returns the length cap of type t, known or not.
+func capOf(t RecordType) int {
+	if d, ok := recordTypes[t]; ok {
+		return d.maxLen
+	}
+	return maxCap
+}
+
+// Info is the INFO record: what the image is, for people and listings.
+type Info struct {
+	Comm    string            `json:"comm"`
+	PID     int               `json:"pid"`
+	Host    string            `json:"host"`
+	Kernel  string            `json:"kernel"`
+	Arch    string            `json:"arch"`
+	Created time.Time         `json:"created"`
+	Procs   string            `json:"procs"` // version of the writing tool
+	Threads int               `json:"threads"`
+	Extra   map[string]string `json:"extra,omitempty"`
+}
+
+// Summary is what Verify found in a whole image.
+type Summary struct {
+	Records   int   // records, counting INFO and END
+	PageBytes int64 // bytes of memory in PAGES records
+	Bytes     int64 // length of the image (decompressed), END included
+}

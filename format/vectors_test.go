@@ -1,0 +1,470 @@
+package format
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+)
+
+var update = flag.Bool("update", false, "rewrite format/testdata from the vectors in vectors_test.go")
+
+// builder assembles images byte by byte, so tests can make bad ones.
+type builder struct {
+	b         []byte
+	records   uint64
+	pageBytes uint64
+	rawBytes  uint64
+	chain     uint32
+	offs      []int // offset of each record header
+}
+
+func (b *builder) header(major, minor, machine, shift uint16, flags uint32) *builder {
+	h := []byte(Magic)
+	h = binary.LittleEndian.AppendUint16(h, major)
+	h = binary.LittleEndian.AppendUint16(h, minor)
+	h = binary.LittleEndian.AppendUint16(h, machine)
+	h = binary.LittleEndian.AppendUint16(h, shift)
+	h = binary.LittleEndian.AppendUint32(h, flags)
+	h = binary.LittleEndian.AppendUint32(h, crc(h))
+	b.b = append(b.b, h...)
+	return b
+}
+
+func newBuilder() *builder {
+	return new(builder).header(MajorVersion, MinorVersion, MachineX8664, pageShift, 0)
+}
+
+// rec appends a record with the given stored payload and raw length.
+func (b *builder) rec(t RecordType, flags uint16, stored []byte, raw int) *builder {
+	b.offs = append(b.offs, len(b.b))
+	h := binary.LittleEndian.AppendUint16(nil, uint16(t))
+	h = binary.LittleEndian.AppendUint16(h, flags)
+	h = binary.LittleEndian.AppendUint32(h, uint32(len(stored)))
+	h = binary.LittleEndian.AppendUint32(h, uint32(raw))
+	h = binary.LittleEndian.AppendUint32(h, crc(stored))
+	h = binary.LittleEndian.AppendUint32(h, crc(h))
+	if t != TypeEnd {
+		b.records++
+		b.rawBytes += uint64(raw)
+		b.chain = crc32Update(b.chain, h[16:20])
+		if t == TypePages && raw >= 8 {
+			b.pageBytes += uint64(raw - 8)
+		}
+	}
+	b.b = append(append(b.b, h...), stored...)
+	return b
+}
+
+func crc32Update(c uint32, p []byte) uint32 { return crc32UpdateTable(c, p) }
+
+func (b *builder) plain(t RecordType, p []byte) *builder { return b.rec(t, 0, p, len(p)) }
+
+func (b *builder) info() *builder {
+	return b.plain(TypeInfo, []byte(`{"comm":"victim","pid":42,"host":"box","kernel":"6.1.0","arch":"x86_64","created":"2025-01-02T03:04:05Z","procs":"test","threads":1}`))
+}
+
+func pagesPayload(addr uint64, npages int, fill byte) []byte {
+	p := binary.LittleEndian.AppendUint64(nil, addr)
+	for i := 0; i < npages*PageSize; i++ {
+		p = append(p, fill+byte(i/PageSize))
+	}
+	return p
+}
+
+func (b *builder) pages(addr uint64, npages int) *builder {
+	return b.plain(TypePages, pagesPayload(addr, npages, byte(addr>>12)))
+}
+
+func fileData(index uint32, off uint64, data string) []byte {
+	p := binary.LittleEndian.AppendUint32(nil, index)
+	p = binary.LittleEndian.AppendUint32(p, 0)
+	p = binary.LittleEndian.AppendUint64(p, off)
+	return append(p, data...)
+}
+
+// endWith appends an END record with the given fields.
+func (b *builder) endWith(records, pageBytes, rawBytes uint64, chain uint32) *builder {
+	p := binary.LittleEndian.AppendUint64(nil, records)
+	p = binary.LittleEndian.AppendUint64(p, pageBytes)
+	p = binary.LittleEndian.AppendUint64(p, rawBytes)
+	p = binary.LittleEndian.AppendUint32(p, chain)
+	return b.plain(TypeEnd, p)
+}
+
+func (b *builder) end() *builder { return b.endWith(b.records, b.pageBytes, b.rawBytes, b.chain) }
+
+func (b *builder) last() int { return b.offs[len(b.offs)-1] }
+
+// vector is one test image and what a reader must do with it.
+type vector struct {
+	name string
+	desc string
+	data []byte
+	ok   bool      // accept
+	kind ErrorKind // else reject with this kind
+	off  int64     // at this offset
+	tail int       // bytes after END that must stay unread (for accepted images)
+}
+
+func zstdAll(t testing.TB, p []byte) []byte {
+	enc, err := zstd.NewWriter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	return enc.EncodeAll(p, nil)
+}
+
+func xzAll(t testing.TB, p []byte) []byte {
+	var buf bytes.Buffer
+	w, err := xz.NewWriter(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(p)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// writerImage makes an image with the Writer.
+func writerImage(t testing.TB, opts WriterOptions) []byte {
+	var buf bytes.Buffer
+	w, err := NewWriter(&buf, testInfo, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	must := func(err error) {
+		if err != nil {
+			t.Helper()
+			t.Fatal(err)
+		}
+	}
+	must(w.WriteJSON(TypeProcess, map[string]any{"pid": 42}))
+	must(w.WriteFileData(3, 0, []byte("file contents\n")))
+	must(w.WritePages(0x400000, bytes.Repeat([]byte("compressible page data "), 3*PageSize/23+1)[:3*PageSize]))
+	must(w.WritePages(0x7ffff000, pagesPayload(0, 1, 9)[8:]))
+	must(w.Close())
+	return buf.Bytes()
+}
+
+var testInfo = Info{Comm: "victim", PID: 42, Host: "box", Kernel: "6.1.0", Arch: "x86_64",
+	Created: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), Procs: "test", Threads: 1}
+
+func vectors(t testing.TB) []vector {
+	var vs []vector
+	good := func(name, desc string, data []byte) {
+		vs = append(vs, vector{name: "good-" + name, desc: desc, data: data, ok: true})
+	}
+	bad := func(name, desc string, data []byte, kind ErrorKind, off int) {
+		vs = append(vs, vector{name: "bad-" + name, desc: desc, data: data, kind: kind, off: int64(off)})
+	}
+
+	good("minimal", "header, INFO and END only", newBuilder().info().end().b)
+	full := newBuilder().info().plain(TypeProcess, []byte(`{"pid":42}`)).
+		plain(TypeFileData, fileData(0, 0, "hello\n")).
+		plain(0x8123, []byte("unknown ancillary record: skip me")).
+		pages(0x1000, 2).pages(0x3000, 1).pages(0x10000, 3).
+		plain(0xfffe, nil).end()
+	good("full", "PROCESS, FILEDATA, unknown ancillary records, three PAGES records", full.b)
+	good("zstd-records", "PAGES and FILEDATA records compressed with zstd", writerImage(t, WriterOptions{Compression: Zstd}))
+	good("xz-records", "PAGES and FILEDATA records compressed with xz", writerImage(t, WriterOptions{Compression: XZ}))
+	good("whole-zstd", "the whole image compressed with zstd", zstdAll(t, full.b))
+	good("whole-xz", "the whole image compressed with xz", xzAll(t, full.b))
+	good("minor-version", "minor version 9 of major version 1 is readable",
+		new(builder).header(1, 9, MachineX8664, 12, 0).info().end().b)
+	good("other-machine", "an image for aarch64 (183) is well formed; only a restorer refuses it",
+		new(builder).header(1, 0, 183, 12, 0).info().end().b)
+	trailing := append(newBuilder().info().pages(0x1000, 1).end().b, "bytes for the restored process"...)
+	vs = append(vs, vector{name: "good-trailing", desc: "bytes after END must be left unread", data: trailing, ok: true, tail: 30})
+
+	bad("empty", "empty input", nil, Empty, 0)
+	bad("text", "plain text", []byte("#!/bin/sh\necho hello\n"), NotImage, 0)
+	mangled := bytes.Replace(full.b, []byte("\r\n"), []byte("\n"), 1)
+	bad("crlf", "CR LF turned into LF by a text transfer", mangled, NotImage, 0)
+	bad("short-header", "input ends in the file header", full.b[:15], Truncated, 15)
+	b := bytes.Clone(full.b)
+	b[10] ^= 1
+	bad("header-crc", "file header checksum mismatch", b, Corrupt, 20)
+	bad("major-2", "major version 2", new(builder).header(2, 0, MachineX8664, 12, 0).info().end().b, Unsupported, 8)
+	bad("page-size", "page size 2^14", new(builder).header(1, 0, MachineX8664, 14, 0).info().end().b, Unsupported, 14)
+	bad("header-flags", "a header flag set", new(builder).header(1, 0, MachineX8664, 12, 4).info().end().b, Unsupported, 16)
+
+	b = bytes.Clone(full.b)
+	b[full.offs[1]+5] ^= 0x40
+	bad("record-header-crc", "record header checksum mismatch in record 1", b, Corrupt, full.offs[1])
+	b = bytes.Clone(full.b)
+	b[full.offs[5]+recordHeaderSize+100] ^= 1
+	bad("payload-crc", "payload checksum mismatch in a PAGES record", b, Corrupt, full.offs[5]+recordHeaderSize)
+	b = bytes.Clone(full.b)
+	b[full.offs[1]+recordHeaderSize+2] ^= 1
+	bad("payload-crc-skipped", "payload checksum mismatch in a record the reader skips", b, Corrupt, full.offs[1]+recordHeaderSize)
+	b = bytes.Clone(full.b)
+	b[full.offs[3]+recordHeaderSize] ^= 1
+	bad("ancillary-crc", "payload checksum mismatch in an unknown ancillary record", b, Corrupt, full.offs[3]+recordHeaderSize)
+
+	var o int
+	x := newBuilder().info().plain(0x0123, []byte("x"))
+	o = x.last()
+	bad("unknown-critical", "unknown critical record type 0x0123", x.end().b, Unsupported, o)
+	x = newBuilder().info().plain(0, nil)
+	o = x.last()
+	bad("type-zero", "record type 0", x.end().b, Corrupt, o)
+	x = newBuilder().info().rec(TypeProcess, 0x10, []byte("{}"), 2)
+	o = x.last()
+	bad("record-flags", "a reserved record flag bit set", x.end().b, Unsupported, o)
+	x = newBuilder().info().rec(TypeProcess, 3, []byte("{}"), 2)
+	o = x.last()
+	bad("compression-3", "unknown compression method 3", x.end().b, Unsupported, o)
+	x = newBuilder().info().rec(TypePages, 0, make([]byte, 8), MaxPageRun+8+PageSize)
+	bad("over-cap", "PAGES raw length above the cap", x.b, Corrupt, x.last())
+	x = newBuilder().info().rec(TypeProcess, 0, []byte("{}"), 3)
+	o = x.last()
+	bad("stored-not-raw", "uncompressed record whose stored and raw lengths differ", x.end().b, Corrupt, o)
+	x = newBuilder()
+	x.plain(TypeProcess, []byte("{}"))
+	bad("info-not-first", "the first record is not INFO", x.info().end().b, Corrupt, x.offs[0])
+	x = newBuilder().info().info()
+	o = x.last()
+	bad("info-twice", "a second INFO record", x.end().b, Corrupt, o)
+	x = newBuilder().info().plain(TypeEnd, nil)
+	bad("end-short", "an END record of 0 bytes", x.b, Corrupt, x.last())
+	x = newBuilder().info().pages(0x1000, 1).plain(TypeProcess, []byte("{}"))
+	o = x.last()
+	bad("meta-after-pages", "a PROCESS record after PAGES", x.end().b, Corrupt, o)
+	x = newBuilder().info().pages(0x1000, 1).plain(TypeFileData, fileData(0, 0, "x"))
+	o = x.last()
+	bad("filedata-after-pages", "a FILEDATA record after PAGES", x.end().b, Corrupt, o)
+	x = newBuilder().info().pages(0x3000, 2).pages(0x4000, 1)
+	o = x.last() + recordHeaderSize
+	bad("pages-overlap", "PAGES records that overlap", x.end().b, Corrupt, o)
+	x = newBuilder().info().pages(0x3000, 1).pages(0x1000, 1)
+	o = x.last() + recordHeaderSize
+	bad("pages-order", "PAGES records in decreasing address order", x.end().b, Corrupt, o)
+	x = newBuilder().info().pages(0x1001, 1)
+	o = x.last() + recordHeaderSize
+	bad("pages-unaligned", "PAGES at an unaligned address", x.end().b, Corrupt, o)
+	x = newBuilder().info().plain(TypePages, pagesPayload(0x1000, 1, 0)[:8+100])
+	o = x.last()
+	bad("pages-partial", "PAGES with 100 bytes of memory", x.end().b, Corrupt, o)
+	x = newBuilder().info().plain(TypePages, pagesPayload(0x1000, 0, 0))
+	o = x.last()
+	bad("pages-empty", "PAGES with no memory", x.end().b, Corrupt, o)
+	x = newBuilder().info().plain(TypePages, pagesPayload(0xfffffffffffff000, 2, 0))
+	o = x.last() + recordHeaderSize
+	bad("pages-wrap", "PAGES beyond the end of the address space", x.end().b, Corrupt, o)
+	fd := fileData(0, 0, "x")
+	fd[5] = 1
+	x = newBuilder().info().plain(TypeFileData, fd)
+	o = x.last() + recordHeaderSize
+	bad("filedata-reserved", "FILEDATA with its reserved field set", x.end().b, Corrupt, o)
+	x = newBuilder().info().plain(TypeFileData, fd[:10])
+	o = x.last()
+	bad("filedata-short", "FILEDATA payload shorter than 16 bytes", x.end().b, Corrupt, o)
+	x = newBuilder().plain(TypeInfo, []byte("{not json"))
+	bad("info-json", "INFO that is not JSON", x.end().b, Corrupt, x.offs[0]+recordHeaderSize)
+
+	x = newBuilder().info().pages(0x1000, 1)
+	o = len(x.b) + recordHeaderSize
+	bad("end-records", "END record count off by one", x.endWith(x.records+1, x.pageBytes, x.rawBytes, x.chain).b, Corrupt, o)
+	x = newBuilder().info().pages(0x1000, 1)
+	o = len(x.b) + recordHeaderSize
+	bad("end-pages", "END page bytes wrong", x.endWith(x.records, x.pageBytes-PageSize, x.rawBytes, x.chain).b, Corrupt, o)
+	x = newBuilder().info().pages(0x1000, 1)
+	o = len(x.b) + recordHeaderSize
+	bad("end-raw", "END payload bytes wrong", x.endWith(x.records, x.pageBytes, x.rawBytes+1, x.chain).b, Corrupt, o)
+	x = newBuilder().info().pages(0x1000, 1)
+	o = len(x.b) + recordHeaderSize
+	bad("end-chain", "END chain checksum wrong", x.endWith(x.records, x.pageBytes, x.rawBytes, x.chain^1).b, Corrupt, o)
+	// Two images' records spliced: every record is fine, the chain is not.
+	x = newBuilder().info().pages(0x1000, 1)
+	y := newBuilder().info().pages(0x2000, 1)
+	spliced := append(bytes.Clone(x.b[:x.last()]), y.b[y.last():]...)
+	n := len(x.b)
+	x.end()
+	spliced = append(spliced, x.b[n:]...)
+	bad("end-spliced", "a PAGES record taken from another image: the END chain checksum catches it", spliced, Corrupt, x.last()+recordHeaderSize)
+	x = newBuilder().info()
+	endp := x.endWith(x.records, 0, x.rawBytes, x.chain).b[x.last()+recordHeaderSize:]
+	x.offs = x.offs[:len(x.offs)-1]
+	x.b = x.b[:x.last()+len(x.b)-x.last()-len(endp)-recordHeaderSize]
+	x.rec(TypeEnd, 1, zstdAll(t, endp), len(endp))
+	bad("end-compressed", "a compressed END record", x.b, Corrupt, x.last())
+
+	x = newBuilder().info().pages(0x1000, 1)
+	bad("no-end", "input ends after the last PAGES record, with no END", x.b, Truncated, len(x.b))
+	x = newBuilder().info().pages(0x1000, 2)
+	bad("short-payload", "input ends inside a PAGES payload", x.b[:len(x.b)-100], Truncated, len(x.b)-100)
+	x = newBuilder().info().pages(0x1000, 1).end()
+	bad("short-end", "input ends inside the END record", x.b[:len(x.b)-1], Truncated, len(x.b)-1)
+
+	pz := zstdAll(t, pagesPayload(0x1000, 2, 7))
+	x = newBuilder().info().rec(TypePages, uint16(Zstd), pz, 8+PageSize)
+	o = x.last() + recordHeaderSize
+	bad("zstd-raw-length", "a zstd PAGES payload larger than its raw length says", x.end().b, Corrupt, o)
+	x = newBuilder().info().rec(TypePages, uint16(XZ), xzAll(t, pagesPayload(0x1000, 1, 7)), 8+2*PageSize)
+	o = x.last() + recordHeaderSize
+	bad("xz-raw-length", "an xz PAGES payload smaller than its raw length says", x.end().b, Corrupt, o)
+	x = newBuilder().info().rec(TypePages, uint16(Zstd), []byte("not zstd at all"), 8+PageSize)
+	o = x.last() + recordHeaderSize
+	bad("zstd-garbage", "a zstd payload that is not zstd", x.end().b, Corrupt, o)
+	wx := xzAll(t, full.b)
+	bad("whole-xz-truncated", "a whole-stream xz image cut short", wx[:len(wx)/2], Truncated, -1)
+	return vs
+}
+
+// checkVector reads v.data with Verify and with Next alone, and checks the
+// result is what v says.
+func checkVector(t *testing.T, v vector) {
+	t.Helper()
+	r := bytes.NewReader(v.data)
+	_, sum, err := Verify(r)
+	check := func(how string, err error) {
+		t.Helper()
+		if v.ok {
+			if err != nil {
+				t.Errorf("%s: %s(%s) = %v; want success", v.name, how, v.desc, err)
+			}
+			return
+		}
+		var fe *FormatError
+		if !errors.As(err, &fe) {
+			t.Errorf("%s: %s(%s) = %v; want a FormatError", v.name, how, v.desc, err)
+			return
+		}
+		if fe.Kind != v.kind || (v.off >= 0 && fe.Offset != v.off) {
+			t.Errorf("%s: %s(%s) = %v (kind %d, offset %d); want kind %d at offset %d", v.name, how, v.desc, err, fe.Kind, fe.Offset, v.kind, v.off)
+		}
+	}
+	check("Verify", err)
+	if v.ok && v.tail > 0 && r.Len() != v.tail {
+		t.Errorf("%s: Verify left %d bytes unread; want %d", v.name, r.Len(), v.tail)
+	}
+	if v.ok && sum.Bytes != int64(len(v.data)-v.tail) && !bytes.HasPrefix(v.data, zstdMagic) && !bytes.HasPrefix(v.data, xzMagic) {
+		t.Errorf("%s: Verify Summary.Bytes = %d; want %d", v.name, sum.Bytes, len(v.data)-v.tail)
+	}
+	// Reading with Next only (payloads skipped) finds the same, except
+	// faults that only reading payloads reveals.
+	if !v.ok && v.kind == Corrupt && (strings.HasPrefix(v.name, "bad-pages-") || strings.Contains(v.name, "raw-length") || strings.Contains(v.name, "garbage") || strings.Contains(v.name, "filedata-reserved")) {
+		return
+	}
+	if v.name == "bad-pages-partial" {
+		return
+	}
+	rd, err := NewReader(bytes.NewReader(v.data))
+	for err == nil {
+		_, err = rd.Next()
+	}
+	if err == io.EOF {
+		err = nil
+	}
+	check("Next", err)
+}
+
+func TestVectors(t *testing.T) {
+	for _, v := range vectors(t) {
+		checkVector(t, v)
+	}
+}
+
+// sidecar is the one-line description of a vector in testdata.
+func (v vector) sidecar() string {
+	if v.ok {
+		if v.tail > 0 {
+			return fmt.Sprintf("accept leaving %d trailing bytes unread: %s\n", v.tail, v.desc)
+		}
+		return "accept: " + v.desc + "\n"
+	}
+	kinds := []string{"corrupt", "truncated", "unsupported", "notimage", "empty"}
+	if v.off < 0 {
+		return fmt.Sprintf("reject %s: %s\n", kinds[v.kind], v.desc)
+	}
+	return fmt.Sprintf("reject %s at byte %d: %s\n", kinds[v.kind], v.off, v.desc)
+}
+
+func parseSidecar(s string) (v vector, err error) {
+	s = strings.TrimSuffix(s, "\n")
+	head, desc, ok := strings.Cut(s, ": ")
+	if !ok || strings.Contains(desc, "\n") {
+		return v, fmt.Errorf("sidecar %q: want one line VERDICT: DESCRIPTION", s)
+	}
+	v.desc = desc
+	f := strings.Fields(head)
+	switch {
+	case len(f) == 1 && f[0] == "accept":
+		v.ok = true
+	case len(f) == 6 && f[0] == "accept" && f[1] == "leaving":
+		v.ok = true
+		v.tail, err = strconv.Atoi(f[2])
+	case (len(f) == 5 && f[2] == "at" && f[3] == "byte" || len(f) == 2) && f[0] == "reject":
+		k := map[string]ErrorKind{"corrupt": Corrupt, "truncated": Truncated, "unsupported": Unsupported, "notimage": NotImage, "empty": Empty}
+		var found bool
+		if v.kind, found = k[f[1]]; !found {
+			return v, fmt.Errorf("sidecar %q: unknown kind %q", s, f[1])
+		}
+		v.off = -1 // any offset
+		if len(f) == 5 {
+			v.off, err = strconv.ParseInt(f[4], 10, 64)
+		}
+	default:
+		err = fmt.Errorf("sidecar %q: bad verdict", s)
+	}
+	return v, err
+}
+
+// TestTestdata replays format/testdata: NAME.img is an image, NAME.txt
+// says in one line what a reader must do with it. go test -update
+// rewrites them.
+func TestTestdata(t *testing.T) {
+	dir := "testdata"
+	if *update {
+		old, _ := filepath.Glob(filepath.Join(dir, "*.img"))
+		olds, _ := filepath.Glob(filepath.Join(dir, "*.txt"))
+		for _, f := range append(old, olds...) {
+			os.Remove(f)
+		}
+		os.MkdirAll(dir, 0o755)
+		for _, v := range vectors(t) {
+			if err := os.WriteFile(filepath.Join(dir, v.name+".img"), v.data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, v.name+".txt"), []byte(v.sidecar()), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	imgs, err := filepath.Glob(filepath.Join(dir, "*.img"))
+	if err != nil || len(imgs) == 0 {
+		t.Fatalf("no test images in %s (%v); run go test -update", dir, err)
+	}
+	for _, img := range imgs {
+		name := strings.TrimSuffix(filepath.Base(img), ".img")
+		data, err := os.ReadFile(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		side, err := os.ReadFile(strings.TrimSuffix(img, ".img") + ".txt")
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := parseSidecar(string(side))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		v.name, v.data = name, data
+		checkVector(t, v)
+	}
+}

@@ -1,0 +1,195 @@
+// Package dumpcmd is the command line of procs-dump: it parses options,
+// opens the output and calls dump.Dump. cmd/procs-dump and the procs
+// dispatcher both call Main.
+package dumpcmd
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/pborman/getopt/v2"
+
+	"procs/format"
+	"procs/pkg/cli"
+	"procs/pkg/dump"
+)
+
+// Usage is printed by -h and repeated in man/procs-dump.1.
+const Usage = `usage: procs-dump [-K] [-f] [-o FILE] [-z none|zstd|xz] [-v] PID
+       procs-dump [options] -n NAME
+
+Write an image of process PID to stdout (or FILE), then kill the process.
+
+  -K, --nokill          leave the process running after the dump
+  -f, --file-save       carry the contents of open regular files in the image
+  -o, --output=FILE     write the image to FILE instead of stdout ("-" is
+                        stdout); FILE appears only once complete
+  -z, --compress=ALGO   compress memory pages: none (default), zstd or xz
+  -n, --name=NAME       dump the one process whose name (comm, executable
+                        or argv[0] base name) is NAME
+  -v, --verbose         print each phase with its time and sizes on stderr
+  -h, --help            print this help and exit
+      --version         print the version and exit
+
+Exit status: 0 done, 1 failed (the process goes on unharmed), 2 usage
+error, 3 refused (no such process, or it holds something procs cannot
+carry; it was not touched).
+`
+
+const prog = "procs-dump"
+
+// compressions maps -z values to the format's compression.
+var compressions = map[string]format.Compression{
+	"none": format.None,
+	"zstd": format.Zstd,
+	"xz":   format.XZ,
+}
+
+type options struct {
+	nokill, fileSave, verbose, help, version bool
+	output, compress, name                   string
+	pid                                      int
+}
+
+func parse(args []string) (options, error) {
+	var o options
+	set := getopt.New()
+	set.FlagLong(&o.nokill, "nokill", 'K')
+	set.FlagLong(&o.fileSave, "file-save", 'f')
+	set.FlagLong(&o.output, "output", 'o')
+	o.compress = "none"
+	set.FlagLong(&o.compress, "compress", 'z')
+	set.FlagLong(&o.name, "name", 'n')
+	set.FlagLong(&o.verbose, "verbose", 'v')
+	set.FlagLong(&o.help, "help", 'h')
+	set.FlagLong(&o.version, "version", 0)
+	operands, err := cli.Parse(set, args)
+	if err != nil {
+		return o, err
+	}
+	if o.help || o.version {
+		return o, nil
+	}
+	if _, ok := compressions[o.compress]; !ok {
+		return o, cli.Usagef("invalid value %q for --compress: want none, zstd or xz", o.compress)
+	}
+	if set.IsSet("name") && o.name == "" {
+		return o, cli.Usagef("empty process name")
+	}
+	switch {
+	case o.name != "" && len(operands) > 0:
+		return o, cli.Usagef("give a PID or -n NAME, not both")
+	case o.name != "":
+	case len(operands) == 0:
+		return o, cli.Usagef("missing PID")
+	case len(operands) > 1:
+		return o, cli.Usagef("too many arguments: %q", operands[1:])
+	default:
+		pid, err := strconv.Atoi(operands[0])
+		if err != nil || pid <= 0 {
+			return o, cli.Usagef("invalid PID %q", operands[0])
+		}
+		o.pid = pid
+	}
+	return o, nil
+}
+
+// Main runs procs-dump with args (args[0] is the program name) and returns
+// its exit status.
+func Main(args []string, stdin, stdout, stderr *os.File) int {
+	cli.IgnoreSIGPIPE()
+	msg := cli.NewMsg(prog, stderr)
+	o, err := parse(args)
+	if err != nil {
+		msg.Error(err)
+		msg.Hintf("%s", cli.UsageHint(prog))
+		return cli.ExitUsage
+	}
+	switch {
+	case o.help:
+		if _, err := stdout.WriteString(Usage); err != nil {
+			msg.Errorf("write usage: %v", err)
+			return cli.ExitFailure
+		}
+		return cli.ExitOK
+	case o.version:
+		if _, err := fmt.Fprintf(stdout, "%s %s\n", prog, cli.Version); err != nil {
+			msg.Errorf("write version: %v", err)
+			return cli.ExitFailure
+		}
+		return cli.ExitOK
+	}
+	msg.SetVerbose(o.verbose)
+	code, err := run(o, stdout, msg)
+	if err != nil {
+		msg.EndProgress()
+		msg.Error(err)
+	}
+	return code
+}
+
+func run(o options, stdout *os.File, msg *cli.Msg) (int, error) {
+	out, err := cli.OpenOutput(o.output, stdout)
+	if err != nil {
+		if errors.Is(err, cli.ErrTerminal) {
+			return cli.ExitUsage, err
+		}
+		return cli.ExitFailure, err
+	}
+	defer out.Close() // removes a partial output unless committed
+
+	var p cli.Proc
+	if o.name != "" {
+		p, err = cli.FindOne(o.name)
+	} else {
+		p, err = cli.ReadProc(o.pid)
+	}
+	var amb *cli.AmbiguousError
+	if errors.Is(err, cli.ErrNoProcess) || errors.As(err, &amb) {
+		return cli.ExitRefused, err
+	} else if err != nil {
+		return cli.ExitFailure, err
+	}
+	if p.PID == os.Getpid() {
+		return cli.ExitRefused, errors.New("procs-dump cannot dump itself")
+	}
+	msg.Logf("dumping process %s", p)
+
+	opts := dump.Options{
+		PID:         p.PID,
+		Kill:        !o.nokill,
+		FileSave:    o.fileSave,
+		Compression: compressions[o.compress],
+		Commit: func() error {
+			msg.EndProgress()
+			start := time.Now()
+			err := out.Commit()
+			msg.Logf("commit: %s", time.Since(start).Round(time.Microsecond))
+			return err
+		},
+		Log:      msg.Logf,
+		Progress: msg.ProgressFunc(),
+	}
+	st, err := dump.Dump(opts, out)
+	msg.EndProgress()
+	if err == nil && !out.Committed() {
+		err = out.Commit() // Dump returned without calling Commit
+		if err != nil && !o.nokill {
+			err = fmt.Errorf("%w (the process may have been killed)", err)
+		}
+	}
+	if err != nil {
+		out.Abort()
+		if errors.Is(err, dump.ErrUnsupported) {
+			return cli.ExitRefused, err
+		}
+		return cli.ExitFailure, err
+	}
+	msg.Logf("done: %s of memory, %s image, %d threads, frozen %s, total %s",
+		cli.FormatBytes(st.PageBytes), cli.FormatBytes(st.ImageBytes), st.Threads,
+		st.Frozen.Round(time.Microsecond), st.Total.Round(time.Microsecond))
+	return cli.ExitOK, nil
+}

@@ -1,0 +1,177 @@
+// Package loadcmd is the command line of procs-load: it parses options,
+// opens the image and calls restore.Restore, then waits for the restored
+// process like a shell waits for a command. cmd/procs-load and the procs
+// dispatcher both call Main.
+package loadcmd
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/pborman/getopt/v2"
+
+	"procs/pkg/cli"
+	"procs/pkg/restore"
+)
+
+// Usage is printed by -h and repeated in man/procs-load.1.
+const Usage = `usage: procs-load [-d] [-v] [--pid=auto|keep|new] [FILE|-]
+
+Restore the process in image FILE (or stdin) and run it in this terminal;
+exit with its status.
+
+  -d, --detach          do not wait: print the PID of the running process
+                        and exit 0
+      --pid=MODE        auto (default): the original PID if free, else a
+                        new one; keep: the original PID or fail; new: a
+                        new PID
+  -v, --verbose         print each phase with its time and sizes on stderr
+  -h, --help            print this help and exit
+      --version         print the version and exit
+
+Exit status: that of the restored process (128+N if killed by signal N),
+or 125 if procs-load itself failed and nothing was left running. With -d,
+0 once the process runs.
+`
+
+const prog = "procs-load"
+
+var pidModes = map[string]restore.PIDMode{
+	"auto": restore.PIDAuto,
+	"keep": restore.PIDKeep,
+	"new":  restore.PIDNew,
+}
+
+type options struct {
+	detach, verbose, help, version bool
+	pid                            string
+	file                           string
+}
+
+func parse(args []string) (options, error) {
+	var o options
+	set := getopt.New()
+	set.FlagLong(&o.detach, "detach", 'd')
+	o.pid = "auto"
+	set.FlagLong(&o.pid, "pid", 0)
+	set.FlagLong(&o.verbose, "verbose", 'v')
+	set.FlagLong(&o.help, "help", 'h')
+	set.FlagLong(&o.version, "version", 0)
+	operands, err := cli.Parse(set, args)
+	if err != nil {
+		return o, err
+	}
+	if o.help || o.version {
+		return o, nil
+	}
+	if _, ok := pidModes[o.pid]; !ok {
+		return o, cli.Usagef("invalid value %q for --pid: want auto, keep or new", o.pid)
+	}
+	switch len(operands) {
+	case 0:
+		o.file = "-"
+	case 1:
+		o.file = operands[0]
+	default:
+		return o, cli.Usagef("too many arguments: %q", operands[1:])
+	}
+	return o, nil
+}
+
+// Main runs procs-load with args (args[0] is the program name) and returns
+// its exit status.
+//
+// While the restored process runs in the foreground, procs-load ignores
+// SIGINT and SIGQUIT, as system(3) does: the process shares procs-load's
+// process group, so the terminal delivers them to it directly, and it
+// decides what they do. SIGTERM sent to procs-load is passed on to the
+// process.
+func Main(args []string, stdin, stdout, stderr *os.File) int {
+	cli.IgnoreSIGPIPE()
+	msg := cli.NewMsg(prog, stderr)
+	o, err := parse(args)
+	if err != nil {
+		msg.Error(err)
+		msg.Hintf("%s", cli.UsageHint(prog))
+		return cli.ExitLoadFailure
+	}
+	switch {
+	case o.help:
+		if _, err := stdout.WriteString(Usage); err != nil {
+			msg.Errorf("write usage: %v", err)
+			return cli.ExitLoadFailure
+		}
+		return cli.ExitOK
+	case o.version:
+		if _, err := fmt.Fprintf(stdout, "%s %s\n", prog, cli.Version); err != nil {
+			msg.Errorf("write version: %v", err)
+			return cli.ExitLoadFailure
+		}
+		return cli.ExitOK
+	}
+	msg.SetVerbose(o.verbose)
+
+	in, err := cli.OpenInput(o.file, stdin)
+	if err != nil {
+		msg.Error(err)
+		return cli.ExitLoadFailure
+	}
+	if in != stdin {
+		defer in.Close()
+	}
+	p, err := restore.Restore(restore.Options{
+		PID:      pidModes[o.pid],
+		Stdin:    stdin, // positioned just past the image when it came on stdin
+		Stdout:   stdout,
+		Stderr:   stderr,
+		Log:      msg.Logf,
+		Progress: msg.ProgressFunc(),
+	}, in)
+	msg.EndProgress()
+	if err != nil {
+		msg.Error(err)
+		return cli.ExitLoadFailure
+	}
+	if in != stdin {
+		in.Close()
+	}
+	msg.Logf("process %d runs", p.Pid)
+	if o.detach {
+		if _, err := fmt.Fprintln(stdout, p.Pid); err != nil {
+			// The process runs: say where it is anyway.
+			msg.Errorf("write pid %d: %v", p.Pid, err)
+		}
+		return cli.ExitOK
+	}
+	return wait(p, msg)
+}
+
+// wait waits for p like system(3): SIGINT and SIGQUIT are the process's
+// business, not ours; SIGTERM is passed on.
+func wait(p *restore.Process, msg *cli.Msg) int {
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case s := <-sigs:
+				if s == syscall.SIGTERM {
+					syscall.Kill(p.Pid, syscall.SIGTERM)
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	status, err := p.Wait()
+	if err != nil {
+		msg.Errorf("wait for process %d: %v", p.Pid, err)
+		return cli.ExitLoadFailure
+	}
+	return status
+}

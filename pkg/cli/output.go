@@ -1,0 +1,222 @@
+package cli
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrTerminal is the refusal to write an image to a terminal.
+var ErrTerminal = errors.New("refusing to write an image to a terminal")
+
+// outputBuffer is the size of the buffer in front of the output file.
+const outputBuffer = 1 << 20
+
+// Output is where an image goes: stdout, or a file that appears under its
+// name only once the whole image is in it (Commit). It is an io.Writer
+// that is unusable after its first error.
+type Output struct {
+	Name string // "-" for stdout, else the path given
+
+	f      *os.File
+	bw     *bufio.Writer
+	path   string // final path of a temp file; "" when writing to f in place
+	tmp    string // temp file, removed by Abort
+	start  int64  // stdout's offset at open when it is a regular file; -1 otherwise
+	err    error  // first error
+	closed bool
+}
+
+// OpenOutput opens name for an image: "" or "-" means stdout, which must
+// not be a terminal. A regular file (or a new name) is written as a temp
+// file in the same directory, renamed over name by Commit; anything else
+// (a device, a FIFO) is written in place.
+func OpenOutput(name string, stdout *os.File) (*Output, error) {
+	if name == "" || name == "-" {
+		if IsTerminal(stdout) {
+			return nil, WithHint(ErrTerminal, "use -o FILE or redirect stdout")
+		}
+		o := &Output{Name: "-", f: stdout, start: -1}
+		if st, err := stdout.Stat(); err == nil && st.Mode().IsRegular() {
+			fl, err := unix.FcntlInt(stdout.Fd(), unix.F_GETFL, 0)
+			if err == nil && fl&unix.O_APPEND == 0 {
+				if off, err := stdout.Seek(0, 1); err == nil {
+					o.start = off
+				}
+			}
+		}
+		o.bw = bufio.NewWriterSize(o.f, outputBuffer)
+		return o, nil
+	}
+	o := &Output{Name: name, start: -1}
+	target := name
+	mode := fs.FileMode(0o600) // an image holds process memory: private by default
+	if st, err := os.Stat(name); err == nil {
+		if !st.Mode().IsRegular() {
+			if st.IsDir() {
+				return nil, fmt.Errorf("%s: is a directory", name)
+			}
+			f, err := os.OpenFile(name, os.O_WRONLY, 0)
+			if err != nil {
+				return nil, err
+			}
+			o.f = f
+			o.bw = bufio.NewWriterSize(f, outputBuffer)
+			return o, nil
+		}
+		mode = st.Mode().Perm()
+		if t, err := filepath.EvalSymlinks(name); err == nil {
+			target = t
+		}
+	}
+	dir, base := filepath.Split(target)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", name, unwrapPath(err))
+	}
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, err
+	}
+	o.f, o.path, o.tmp = f, target, f.Name()
+	o.bw = bufio.NewWriterSize(f, outputBuffer)
+	return o, nil
+}
+
+// unwrapPath drops the *PathError layer whose path is a temp file name the
+// user never gave.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// Write writes p to the output.
+func (o *Output) Write(p []byte) (int, error) {
+	if o.err != nil {
+		return 0, o.err
+	}
+	if o.closed {
+		return 0, errors.New("write to a committed output")
+	}
+	n, err := o.bw.Write(p)
+	if err != nil {
+		o.err = o.wrap(err)
+	}
+	return n, o.err
+}
+
+func (o *Output) wrap(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	if o.Name == "-" {
+		return fmt.Errorf("write to stdout: %w", err)
+	}
+	return fmt.Errorf("write %s: %w", o.Name, err)
+}
+
+// Commit makes the image durable and visible: it flushes the buffer,
+// fsyncs a file (also stdout when it is a regular file), renames the temp
+// file over the name and fsyncs the directory. After Commit the output
+// is closed (stdout is flushed but left open).
+func (o *Output) Commit() error {
+	if o.err != nil {
+		return o.err
+	}
+	if o.closed {
+		return nil
+	}
+	if err := o.bw.Flush(); err != nil {
+		o.err = o.wrap(err)
+		return o.err
+	}
+	if st, err := o.f.Stat(); err == nil && st.Mode().IsRegular() {
+		if err := o.f.Sync(); err != nil {
+			o.err = o.wrap(err)
+			return o.err
+		}
+	}
+	if o.Name == "-" {
+		o.closed = true
+		return nil
+	}
+	if err := o.f.Close(); err != nil {
+		o.err = o.wrap(err)
+		return o.err
+	}
+	if o.tmp != "" {
+		if err := os.Rename(o.tmp, o.path); err != nil {
+			o.err = fmt.Errorf("rename to %s: %w", o.Name, unwrapPath(err))
+			os.Remove(o.tmp)
+			o.tmp = ""
+			return o.err
+		}
+		o.tmp = ""
+		if err := syncDir(filepath.Dir(o.path)); err != nil {
+			o.err = err
+			o.closed = true
+			return o.err
+		}
+	}
+	o.closed = true
+	return nil
+}
+
+// Committed reports whether Commit succeeded.
+func (o *Output) Committed() bool { return o.closed && o.err == nil }
+
+// Abort gives up the output: a temp file is removed, and stdout, when it
+// is a regular file opened by the shell, is cut back to where it was at
+// open. It does nothing after a successful Commit.
+func (o *Output) Abort() {
+	if o.closed {
+		return
+	}
+	o.closed = true
+	if o.err == nil {
+		o.err = errors.New("output aborted")
+	}
+	if o.Name == "-" {
+		if o.start >= 0 {
+			o.f.Truncate(o.start)
+			o.f.Seek(o.start, 0)
+		}
+		return
+	}
+	o.f.Close()
+	if o.tmp != "" {
+		os.Remove(o.tmp)
+		o.tmp = ""
+	}
+}
+
+// Close aborts the output unless it was committed.
+func (o *Output) Close() error {
+	o.Abort()
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, unwrapPath(err))
+	}
+	return nil
+}

@@ -1,0 +1,179 @@
+package dump
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"procs/format"
+	"procs/pkg/procfs"
+)
+
+// Problems found while classifying a process: each names one thing procs
+// cannot carry.
+type problems []string
+
+func (p *problems) add(format string, args ...any) { *p = append(*p, fmt.Sprintf(format, args...)) }
+
+func (p problems) err(pid int) error {
+	if len(p) == 0 {
+		return nil
+	}
+	return &refusal{fmt.Sprintf("process %d holds what procs cannot carry: %s", pid, strings.Join(p, "; "))}
+}
+
+// refusal is an error that means the process was not touched because
+// procs cannot carry it; it matches ErrUnsupported.
+type refusal struct{ msg string }
+
+func (r *refusal) Error() string        { return r.msg }
+func (r *refusal) Is(target error) bool { return target == ErrUnsupported }
+
+// Character devices that are the same everywhere and reopened by path.
+var knownDevices = map[uint64]string{
+	unix.Mkdev(1, 3): "/dev/null",
+	unix.Mkdev(1, 5): "/dev/zero",
+	unix.Mkdev(1, 7): "/dev/full",
+	unix.Mkdev(1, 8): "/dev/random",
+	unix.Mkdev(1, 9): "/dev/urandom",
+	unix.Mkdev(5, 0): "/dev/tty",
+}
+
+// fdKind says how an fd is carried, or why it cannot be.
+func fdKind(fd *procfs.FD) (kind string, why string) {
+	t := fd.Target
+	switch {
+	case fd.Kind == procfs.Memfd:
+		return format.FileMemfd, ""
+	case fd.Kind == procfs.FileRegular:
+		return format.FileRegular, ""
+	case fd.Kind == procfs.FileDir:
+		return format.FileDir, ""
+	case fd.Kind == procfs.FileChar:
+		if _, ok := knownDevices[fd.Rdev]; ok {
+			return format.FileChar, ""
+		}
+		return "", "a character device (" + t + ")"
+	case t == "anon_inode:[eventfd]":
+		return format.FileEventfd, ""
+	case t == "anon_inode:[eventpoll]":
+		return format.FileEpoll, ""
+	case strings.HasPrefix(t, "socket:"):
+		return "", "a socket"
+	case strings.HasPrefix(t, "pipe:"):
+		return "", "a pipe"
+	case fd.Kind == procfs.FileFIFO:
+		return "", "a named pipe (" + t + ")"
+	case strings.HasPrefix(t, "anon_inode:"):
+		return "", "an " + strings.TrimPrefix(t, "anon_inode:")
+	}
+	return "", t
+}
+
+// checkFDs returns the problems of a process's fds.
+func checkFDs(fds []procfs.FD) problems {
+	var p problems
+	for i := range fds {
+		fd := &fds[i]
+		if fd.Num <= 2 {
+			continue // replaced by the loader's own standard streams
+		}
+		if _, why := fdKind(fd); why != "" {
+			p.add("fd %d is %s", fd.Num, why)
+		}
+	}
+	return p
+}
+
+// mapKind says how a mapping is carried, or why it cannot be.
+func mapKind(m *procfs.Mapping) (kind string, why string) {
+	switch m.Path {
+	case "[vdso]", "[vvar]", "[vvar_vclock]":
+		return format.MapVdso, ""
+	case "[vsyscall]":
+		return format.MapVsyscall, ""
+	case "", "[heap]", "[stack]":
+		if m.Shared {
+			return format.MapShmem, ""
+		}
+		return format.MapAnon, ""
+	}
+	if strings.HasPrefix(m.Path, "[anon:") || strings.HasPrefix(m.Path, "[anon_shmem:") {
+		if m.Shared {
+			return format.MapShmem, ""
+		}
+		return format.MapAnon, ""
+	}
+	if strings.HasPrefix(m.Path, "[") {
+		return "", "a special mapping " + m.Path
+	}
+	if strings.HasPrefix(m.Path, "/memfd:") || (m.Shared && m.Path == "/dev/zero" && m.Deleted) {
+		return format.MapShmem, ""
+	}
+	if strings.HasPrefix(m.Path, "/SYSV") {
+		return "", "a System V shared memory segment"
+	}
+	if m.Shared && m.Deleted {
+		return format.MapShmem, ""
+	}
+	return format.MapFile, ""
+}
+
+func checkMaps(maps []procfs.Mapping) problems {
+	var p problems
+	for i := range maps {
+		if _, why := mapKind(&maps[i]); why != "" {
+			p.add("%x-%x is %s", maps[i].Start, maps[i].End, why)
+		}
+	}
+	return p
+}
+
+// precheck looks at a process without touching it and refuses what procs
+// cannot carry.
+func precheck(pid int) error {
+	st, err := procfs.ReadStatus(pid)
+	if err != nil {
+		return notFound(pid, err)
+	}
+	var p problems
+	if strings.HasPrefix(st.State, "T") || strings.HasPrefix(st.State, "t") {
+		p.add("it is stopped or traced (state %s)", st.State)
+	}
+	if strings.HasPrefix(st.State, "Z") || strings.HasPrefix(st.State, "X") {
+		p.add("it is a zombie")
+	}
+	if st.Seccomp != 0 {
+		p.add("a seccomp filter")
+	}
+	if kids, err := procfs.ChildrenOf(pid); err == nil && len(kids) > 0 {
+		p.add("child processes %v", kids)
+	}
+	if t, err := procfs.Timers(pid); err == nil && t != "" {
+		p.add("POSIX timers")
+	}
+	maps, err := procfs.Maps(pid)
+	if err != nil {
+		return notFound(pid, err)
+	}
+	if len(maps) == 0 {
+		p.add("no memory (a kernel thread)")
+	}
+	p = append(p, checkMaps(maps)...)
+	fds, err := procfs.FDs(pid)
+	if err != nil {
+		return notFound(pid, err)
+	}
+	p = append(p, checkFDs(fds)...)
+	return p.err(pid)
+}
+
+func notFound(pid int, err error) error {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ESRCH) {
+		return &refusal{fmt.Sprintf("no process %d", pid)}
+	}
+	return err
+}

@@ -1,0 +1,442 @@
+package dump
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"procs/format"
+	"procs/pkg/procfs"
+	"procs/pkg/ptrace"
+)
+
+// carried is a file whose contents travel in the image.
+type carried struct {
+	index int    // into Process.Files
+	path  string // where to read it: /proc/PID/fd/N or /proc/PID/map_files/A-B
+	size  int64
+}
+
+type collector struct {
+	pid      int
+	f        *frozen
+	fileSave bool
+	p        format.Process
+	maps     []procfs.Mapping
+	files    map[[2]uint64]int // (dev, ino) -> index into p.Files
+	carry    []carried
+	vdso     []byte
+	insn     uint64 // a syscall instruction in [vdso]
+}
+
+func (c *collector) collect() error {
+	pid := c.pid
+	c.files = map[[2]uint64]int{}
+	c.p.PID = pid
+	st, err := procfs.ReadStat(pid)
+	if err != nil {
+		return err
+	}
+	status, err := procfs.ReadStatus(pid)
+	if err != nil {
+		return err
+	}
+	c.p.Comm = st.Comm
+	c.p.Umask = status.Umask
+	c.p.Creds = format.Creds{UID: status.Uid, GID: status.Gid, Groups: status.Groups, NoNewPrivs: status.NoNewPrivs}
+	if status.Seccomp != 0 {
+		return &refusal{fmt.Sprintf("process %d holds what procs cannot carry: a seccomp filter", pid)}
+	}
+	if c.p.Personality, err = procfs.Personality(pid); err != nil {
+		return err
+	}
+	if c.p.Cwd, err = procfs.Cwd(pid); err != nil {
+		return err
+	}
+	if c.p.Root, err = procfs.Root(pid); err != nil {
+		return err
+	}
+	lims, err := procfs.Limits(pid)
+	if err != nil {
+		return err
+	}
+	for _, l := range lims {
+		c.p.Limits = append(c.p.Limits, format.Rlimit{Cur: l.Cur, Max: l.Max})
+	}
+	auxv, err := procfs.Auxv(pid)
+	if err != nil {
+		return err
+	}
+	c.p.MM = format.MM{StartCode: st.StartCode, EndCode: st.EndCode, StartData: st.StartData,
+		EndData: st.EndData, StartBrk: st.StartBrk, StartStack: st.StartStack,
+		ArgStart: st.ArgStart, ArgEnd: st.ArgEnd, EnvStart: st.EnvStart, EnvEnd: st.EnvEnd, Auxv: auxv}
+
+	if c.maps, err = procfs.Smaps(pid); err != nil {
+		return err
+	}
+	if p := checkMaps(c.maps); len(p) > 0 {
+		return p.err(pid)
+	}
+	fds, err := procfs.FDs(pid)
+	if err != nil {
+		return err
+	}
+	if p := checkFDs(fds); len(p) > 0 {
+		return p.err(pid)
+	}
+	exe, err := c.fileAt(fmt.Sprintf("/proc/%d/exe", pid), format.FileRegular)
+	if err != nil {
+		return fmt.Errorf("exe: %w", err)
+	}
+	c.p.Exe = exe
+	if err := c.collectMaps(); err != nil {
+		return err
+	}
+	if err := c.collectFDs(fds); err != nil {
+		return err
+	}
+	if err := c.collectThreads(); err != nil {
+		return err
+	}
+	if c.p.Pending, err = ptrace.PeekSiginfo(pid, true); err != nil {
+		return err
+	}
+	return c.inject(status)
+}
+
+// fileAt describes the file at path (a /proc link that stat follows) and
+// returns its index in p.Files, adding it once per (dev, ino).
+func (c *collector) fileAt(path, kind string) (int, error) {
+	var s unix.Stat_t
+	if err := unix.Stat(path, &s); err != nil {
+		return -1, &os.PathError{Op: "stat", Path: path, Err: err}
+	}
+	// Files are shared by (dev, ino), but for anonymous inodes, which all
+	// share one inode, each fd is an object of its own.
+	key := [2]uint64{s.Dev, s.Ino}
+	shareable := kind != format.FileEventfd && kind != format.FileEpoll
+	if i, ok := c.files[key]; ok && shareable {
+		return i, nil
+	}
+	target, err := os.Readlink(path)
+	if err != nil {
+		return -1, err
+	}
+	f := format.File{Kind: kind, Dev: s.Dev, Ino: s.Ino, Rdev: s.Rdev, Mode: s.Mode,
+		Size: s.Size, Mtime: s.Mtim.Nano()}
+	f.Path, f.Deleted = strings.CutSuffix(target, " (deleted)")
+	if kind == format.FileMemfd {
+		f.Deleted = false
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(path, &sfs); err == nil && pseudoFS[int64(sfs.Type)] {
+		f.Pseudo = true
+	}
+	if kind == format.FileChar {
+		f.Path = knownDevices[s.Rdev]
+	}
+	i := len(c.p.Files)
+	c.p.Files = append(c.p.Files, f)
+	if shareable {
+		c.files[key] = i
+	}
+	if kind == format.FileMemfd || (kind == format.FileRegular && (f.Deleted || c.fileSave) && !f.Pseudo) {
+		c.p.Files[i].Carried = true
+		c.carry = append(c.carry, carried{index: i, path: path, size: s.Size})
+	}
+	return i, nil
+}
+
+var pseudoFS = map[int64]bool{
+	unix.PROC_SUPER_MAGIC: true, unix.SYSFS_MAGIC: true, unix.CGROUP_SUPER_MAGIC: true,
+	unix.CGROUP2_SUPER_MAGIC: true, unix.DEBUGFS_MAGIC: true, unix.TRACEFS_MAGIC: true,
+	unix.SECURITYFS_MAGIC: true, unix.BPF_FS_MAGIC: true,
+}
+
+func (c *collector) collectMaps() error {
+	for i := range c.maps {
+		m := &c.maps[i]
+		kind, _ := mapKind(m)
+		fm := format.Mapping{Start: m.Start, End: m.End, Shared: m.Shared, Kind: kind,
+			Name: m.Path, File: -1, Offset: m.Offset}
+		if m.Read {
+			fm.Prot |= unix.PROT_READ
+		}
+		if m.Write {
+			fm.Prot |= unix.PROT_WRITE
+		}
+		if m.Exec {
+			fm.Prot |= unix.PROT_EXEC
+		}
+		for _, a := range []string{"gd", "dc", "dd", "hg", "nh", "wf", "mg", "lo"} {
+			if m.Flags[a] {
+				fm.Advice = append(fm.Advice, a)
+			}
+		}
+		switch kind {
+		case format.MapFile, format.MapShmem:
+			fkind := format.FileRegular
+			if kind == format.MapShmem {
+				fkind = format.FileMemfd
+			}
+			path := fmt.Sprintf("/proc/%d/map_files/%x-%x", c.pid, m.Start, m.End)
+			idx, err := c.fileAt(path, fkind)
+			if err != nil {
+				return fmt.Errorf("mapping %x-%x (%s): %w", m.Start, m.End, m.Path, err)
+			}
+			fm.File = idx
+			if kind == format.MapFile && c.p.Files[idx].Deleted && !c.p.Files[idx].Carried {
+				c.p.Files[idx].Carried = true
+				c.carry = append(c.carry, carried{index: idx, path: path, size: c.p.Files[idx].Size})
+			}
+		case format.MapVdso:
+			if m.Path == "[vdso]" {
+				c.vdso = make([]byte, m.End-m.Start)
+				if err := ptrace.ReadMem(c.pid, m.Start, c.vdso); err != nil {
+					return fmt.Errorf("reading [vdso]: %w", err)
+				}
+				c.p.Vdso = c.vdso
+				i := bytes.Index(c.vdso, []byte{0x0f, 0x05})
+				if i < 0 {
+					return errors.New("no syscall instruction in [vdso]")
+				}
+				c.insn = m.Start + uint64(i)
+			}
+		}
+		c.p.Maps = append(c.p.Maps, fm)
+	}
+	if c.insn == 0 {
+		return errors.New("process has no [vdso]")
+	}
+	return nil
+}
+
+func (c *collector) collectFDs(fds []procfs.FD) error {
+	byNum := map[int]*procfs.FD{}
+	for i := range fds {
+		byNum[fds[i].Num] = &fds[i]
+	}
+	for i := range fds {
+		fd := &fds[i]
+		out := format.FD{Num: fd.Num, File: -1, Pos: fd.Pos,
+			Flags: fd.Flags &^ (unix.O_CLOEXEC | unix.O_LARGEFILE), Cloexec: fd.Flags&unix.O_CLOEXEC != 0}
+		if fd.Num > 2 {
+			kind, _ := fdKind(fd)
+			path := fmt.Sprintf("/proc/%d/fd/%d", c.pid, fd.Num)
+			idx, err := c.fileAt(path, kind)
+			if err != nil {
+				return fmt.Errorf("fd %d: %w", fd.Num, err)
+			}
+			out.File = idx
+			switch kind {
+			case format.FileEventfd:
+				n, err := strconv.ParseUint(strings.TrimSpace(fd.Info["eventfd-count"]), 16, 64)
+				if err != nil {
+					return fmt.Errorf("fd %d: eventfd count: %v", fd.Num, err)
+				}
+				c.p.Files[idx].Count = n
+				c.p.Files[idx].Semaphore = strings.TrimSpace(fd.Info["eventfd-semaphore"]) == "1"
+			case format.FileEpoll:
+				ep, err := parseEpoll(fd, byNum)
+				if err != nil {
+					return err
+				}
+				c.p.Epolls = append(c.p.Epolls, ep)
+			}
+		}
+		c.p.FDs = append(c.p.FDs, out)
+	}
+	return nil
+}
+
+// parseEpoll reads an epoll's interest list from its fdinfo lines:
+// "tfd: %8d events: %8x data: %16llx  pos:%lli ino:%lx sdev:%x".
+func parseEpoll(fd *procfs.FD, byNum map[int]*procfs.FD) (format.Epoll, error) {
+	ep := format.Epoll{FD: fd.Num}
+	for _, line := range fd.Extra {
+		f := strings.Fields(line)
+		if len(f) < 6 || f[0] != "tfd:" {
+			continue
+		}
+		tfd, err1 := strconv.Atoi(f[1])
+		ev, err2 := strconv.ParseUint(f[3], 16, 32)
+		data, err3 := strconv.ParseUint(f[5], 16, 64)
+		if err1 != nil || err2 != nil || err3 != nil {
+			return ep, fmt.Errorf("fd %d: cannot parse epoll entry %q", fd.Num, line)
+		}
+		var ino uint64
+		for _, x := range f[6:] {
+			if v, ok := strings.CutPrefix(x, "ino:"); ok {
+				ino, _ = strconv.ParseUint(v, 16, 64)
+			}
+		}
+		t, ok := byNum[tfd]
+		if !ok || (ino != 0 && t.Ino != ino) {
+			return ep, &refusal{fmt.Sprintf("epoll fd %d watches a file that is no longer open as fd %d", fd.Num, tfd)}
+		}
+		ep.Targets = append(ep.Targets, format.EpollEntry{FD: tfd, Events: uint32(ev), Data: data})
+	}
+	return ep, nil
+}
+
+func (c *collector) collectThreads() error {
+	for _, tid := range c.f.tids {
+		regs, err := ptrace.GetRegs(tid)
+		if err != nil {
+			return err
+		}
+		t := format.Thread{TID: tid, Regs: ptrace.RegsToWords(&regs)}
+		if t.XState, err = ptrace.GetXState(tid); err != nil {
+			return err
+		}
+		t.XCR0 = ptrace.XFeatures(t.XState)
+		if t.Sigmask, err = ptrace.GetSigmask(tid); err != nil {
+			return err
+		}
+		if t.Pending, err = ptrace.PeekSiginfo(tid, false); err != nil {
+			return err
+		}
+		r, err := ptrace.GetRseq(tid)
+		if err != nil {
+			return err
+		}
+		t.Rseq = format.Rseq{Addr: r.Addr, Size: r.Size, Sig: r.Sig}
+		if t.Robust[0], t.Robust[1], err = ptrace.GetRobustList(tid); err != nil {
+			return err
+		}
+		if t.Comm, err = procfs.Comm(c.pid, tid); err != nil {
+			return err
+		}
+		attr, err := unix.SchedGetAttr(tid, 0)
+		if err != nil {
+			return fmt.Errorf("sched_getattr(%d): %w", tid, err)
+		}
+		t.Policy, t.Priority, t.Nice = int(attr.Policy), int(attr.Priority), int(int32(attr.Nice))
+		c.p.Threads = append(c.p.Threads, t)
+	}
+	return nil
+}
+
+// Syscall numbers (x86-64) and constants used for injection.
+const (
+	sysMmap      = 9
+	sysMunmap    = 11
+	sysBrk       = 12
+	sysRtSigact  = 13
+	sysGetitimer = 36
+	sysSigaltstk = 131
+	sysPrctl     = 157
+	prGetTIDAddr = 40
+	scratchSize  = 4096
+)
+
+// inject reads the state only the process itself can tell: signal
+// handlers, interval timers, brk, and per thread the alternate signal
+// stack and clear_child_tid. It borrows each thread, puts back its
+// registers and mask, and unmaps the scratch page it used.
+func (c *collector) inject(status procfs.Status) (err error) {
+	main, err := ptrace.NewRemote(c.pid, c.insn)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if rerr := main.Restore(); err == nil {
+			err = rerr
+		}
+		c.f.held[c.pid] = append(c.f.held[c.pid], main.Signals...)
+	}()
+	scratch, err := main.Syscall("mmap", sysMmap, 0, scratchSize, unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if _, uerr := main.Syscall("munmap", sysMunmap, scratch, scratchSize); err == nil {
+			err = uerr
+		}
+	}()
+	buf := make([]byte, 64)
+	read := func(n int) ([]byte, error) {
+		return buf[:n], ptrace.ReadMem(c.pid, scratch, buf[:n])
+	}
+	le := binary.LittleEndian
+
+	c.p.Sigactions = make([]format.Sigaction, 64)
+	for sig := 1; sig <= 64; sig++ {
+		bit := uint64(1) << (sig - 1)
+		switch {
+		case status.SigCgt&bit != 0:
+			if _, err := main.Syscall("rt_sigaction", sysRtSigact, uint64(sig), 0, scratch, 8); err != nil {
+				return err
+			}
+			b, err := read(32)
+			if err != nil {
+				return err
+			}
+			c.p.Sigactions[sig-1] = format.Sigaction{Handler: le.Uint64(b), Flags: le.Uint64(b[8:]),
+				Restorer: le.Uint64(b[16:]), Mask: le.Uint64(b[24:])}
+		case status.SigIgn&bit != 0:
+			c.p.Sigactions[sig-1] = format.Sigaction{Handler: 1} // SIG_IGN
+		}
+	}
+	for which := 0; which < 3; which++ {
+		if _, err := main.Syscall("getitimer", sysGetitimer, uint64(which), scratch); err != nil {
+			return err
+		}
+		b, err := read(32)
+		if err != nil {
+			return err
+		}
+		c.p.Itimers[which] = format.Itimerval{
+			IntervalUsec: int64(le.Uint64(b))*1e6 + int64(le.Uint64(b[8:])),
+			ValueUsec:    int64(le.Uint64(b[16:]))*1e6 + int64(le.Uint64(b[24:]))}
+	}
+	if c.p.MM.Brk, err = main.Syscall("brk", sysBrk, 0); err != nil {
+		return err
+	}
+	for i, tid := range c.f.tids {
+		r := main
+		if tid != c.pid {
+			if r, err = ptrace.NewRemote(tid, c.insn); err != nil {
+				return err
+			}
+		}
+		err := c.threadInject(r, &c.p.Threads[i], scratch, read)
+		if r != main {
+			if rerr := r.Restore(); err == nil {
+				err = rerr
+			}
+			c.f.held[tid] = append(c.f.held[tid], r.Signals...)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *collector) threadInject(r *ptrace.Remote, t *format.Thread, scratch uint64, read func(int) ([]byte, error)) error {
+	le := binary.LittleEndian
+	if _, err := r.Syscall("sigaltstack", sysSigaltstk, 0, scratch); err != nil {
+		return err
+	}
+	b, err := read(24)
+	if err != nil {
+		return err
+	}
+	t.Altstack = format.Altstack{SP: le.Uint64(b), Flags: int32(le.Uint32(b[8:])), Size: le.Uint64(b[16:])}
+	if _, err := r.Syscall("prctl(PR_GET_TID_ADDRESS)", sysPrctl, prGetTIDAddr, scratch); err != nil {
+		return err
+	}
+	if b, err = read(8); err != nil {
+		return err
+	}
+	t.ClearTID = le.Uint64(b)
+	return nil
+}

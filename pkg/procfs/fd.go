@@ -1,0 +1,230 @@
+package procfs
+
+import (
+	"bytes"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// FDKind says what an open file descriptor refers to.
+type FDKind int
+
+const (
+	Other       FDKind = iota
+	FileRegular        // a regular file (not a memfd)
+	FileDir
+	FileChar
+	FileBlock
+	FileFIFO  // a named pipe opened by path
+	Pipe      // an anonymous pipe, "pipe:[N]"
+	Socket    // "socket:[N]"
+	AnonInode // "anon_inode:[eventfd]", "anon_inode:inotify"...
+	Memfd     // "/memfd:name (deleted)"
+)
+
+var fdKindNames = [...]string{"other", "file", "dir", "char", "block", "fifo", "pipe", "socket", "anon_inode", "memfd"}
+
+func (k FDKind) String() string {
+	if k >= 0 && int(k) < len(fdKindNames) {
+		return fdKindNames[k]
+	}
+	return "FDKind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// FD describes one open file descriptor of a process.
+type FD struct {
+	Num int
+	// Target is the link /proc/PID/fd/N: "/path", "/path (deleted)",
+	// "socket:[123]", "pipe:[123]", "anon_inode:[eventfd]",
+	// "anon_inode:inotify", "/dev/pts/3", "/memfd:name (deleted)"...
+	Target string
+	Kind   FDKind
+	// Path is Target without " (deleted)" for files, directories,
+	// devices, FIFOs and memfds ("/memfd:name"); "" for the others.
+	Path    string
+	Deleted bool
+
+	// From /proc/PID/fdinfo/N.
+	Pos   int64
+	Flags int // open flags, octal in fdinfo
+	MntID int
+	// Info holds every other "key: value" line of fdinfo, the value
+	// trimmed ("ino", "eventfd-count", "clockid", "it_value", "sigmask"...);
+	// nil when there is none.
+	Info map[string]string
+	// Extra holds the other lines as they are: "tfd: ..." (epoll),
+	// "inotify wd:...", "fanotify ...", "lock: ...", and repeated keys.
+	Extra []string
+
+	// From stat(2) of /proc/PID/fd/N, which follows the link.
+	Mode           uint32
+	Dev, Ino, Rdev uint64
+	Size           int64
+}
+
+// FDs returns the open file descriptors of pid sorted by number. A
+// descriptor closed while the list is read is left out.
+func FDs(pid int) ([]FD, error) {
+	dir := pidPath(pid, "fd")
+	nums, err := listNumeric(dir)
+	if err != nil {
+		return nil, err
+	}
+	base := pidPath(pid, "")
+	buf := getBuf()
+	defer putBuf(buf)
+	out := make([]FD, 0, len(nums))
+	for _, n := range nums {
+		var fd FD
+		ok, err := readFD(&fd, base, n, buf)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, fd)
+		}
+	}
+	return out, nil
+}
+
+// readFD fills fd for descriptor n; base is "/proc/PID/". It returns
+// false if the descriptor is gone.
+func readFD(fd *FD, base string, n int, buf *[]byte) (bool, error) {
+	ns := strconv.Itoa(n)
+	link := base + "fd/" + ns
+	fd.Num = n
+	target, err := os.Readlink(link)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return false, nil
+		}
+		return false, err
+	}
+	fd.Target = target
+	var st unix.Stat_t
+	err = unix.Stat(link, &st)
+	for err == unix.EINTR {
+		err = unix.Stat(link, &st)
+	}
+	if err == unix.ENOENT {
+		return false, nil
+	}
+	if err != nil {
+		return false, &os.PathError{Op: "stat", Path: link, Err: err}
+	}
+	fd.Mode = st.Mode
+	fd.Dev = st.Dev
+	fd.Ino = st.Ino
+	fd.Rdev = st.Rdev
+	fd.Size = st.Size
+	classify(fd)
+
+	info := base + "fdinfo/" + ns
+	b, err := readInto(info, buf)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return false, nil
+		}
+		return false, err
+	}
+	if !parseFDInfo(fd, b) {
+		return false, parseError(info, b)
+	}
+	return true, nil
+}
+
+// classify sets Kind, Path and Deleted from Target and Mode.
+func classify(fd *FD) {
+	t := fd.Target
+	switch {
+	case strings.HasPrefix(t, "socket:["):
+		fd.Kind = Socket
+		return
+	case strings.HasPrefix(t, "pipe:["):
+		fd.Kind = Pipe
+		return
+	case strings.HasPrefix(t, "anon_inode:"):
+		fd.Kind = AnonInode
+		return
+	case !strings.HasPrefix(t, "/"):
+		fd.Kind = Other // "net:[...]", "mnt:[...]", "pidfd"...
+		return
+	}
+	fd.Path = t
+	if strings.HasSuffix(t, deletedSuffix) {
+		fd.Deleted = true
+		fd.Path = t[:len(t)-len(deletedSuffix)]
+	}
+	switch fd.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		fd.Kind = FileRegular
+		if fd.Deleted && strings.HasPrefix(fd.Path, "/memfd:") {
+			fd.Kind = Memfd
+		}
+	case unix.S_IFDIR:
+		fd.Kind = FileDir
+	case unix.S_IFCHR:
+		fd.Kind = FileChar
+	case unix.S_IFBLK:
+		fd.Kind = FileBlock
+	case unix.S_IFIFO:
+		fd.Kind = FileFIFO
+	default:
+		fd.Kind = Other
+	}
+}
+
+// parseFDInfo parses the lines of /proc/PID/fdinfo/N.
+func parseFDInfo(fd *FD, b []byte) bool {
+	for len(b) > 0 {
+		var line []byte
+		line, b = nextLine(b)
+		if len(line) == 0 {
+			continue
+		}
+		i := bytes.IndexByte(line, ':')
+		if i <= 0 {
+			fd.Extra = append(fd.Extra, string(line))
+			continue
+		}
+		key, val := line[:i], line[i+1:]
+		if len(val) > 0 && val[0] != ' ' && val[0] != '\t' || string(key) == "tfd" || string(key) == "lock" {
+			fd.Extra = append(fd.Extra, string(line)) // "inotify wd:1 ...", "tfd: ...", "lock: ..."
+			continue
+		}
+		val = trimSpace(val)
+		switch string(key) {
+		case "pos":
+			v, ok := parseInt(val)
+			if !ok {
+				return false
+			}
+			fd.Pos = v
+		case "flags":
+			v, ok := parseUint(val, 8)
+			if !ok {
+				return false
+			}
+			fd.Flags = int(v)
+		case "mnt_id":
+			v, ok := parseInt(val)
+			if !ok {
+				return false
+			}
+			fd.MntID = int(v)
+		default:
+			if _, dup := fd.Info[string(key)]; dup {
+				fd.Extra = append(fd.Extra, string(line))
+				continue
+			}
+			if fd.Info == nil {
+				fd.Info = make(map[string]string, 4)
+			}
+			fd.Info[string(key)] = string(val)
+		}
+	}
+	return true
+}

@@ -1,0 +1,152 @@
+package ptrace
+
+import (
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// Remote runs system calls inside a stopped thread of another process by
+// pointing it at a syscall instruction and single-stepping over it. The
+// thread's registers and signal mask are saved when the Remote is made and
+// put back by Restore. All signals are blocked while calls run, so no
+// handler of the target runs on the borrowed registers.
+//
+// Precondition: the OS thread must be locked and be tid's tracer.
+type Remote struct {
+	TID  int
+	Insn uint64 // address of a 0f 05 (syscall) instruction in the target
+
+	saved     Regs
+	savedMask uint64
+	restored  bool
+
+	// NewTIDs collects threads or processes created by injected clone
+	// calls (reported through PTRACE_EVENT_CLONE/FORK).
+	NewTIDs []int
+	// Signals collects signals whose delivery stop was met while running
+	// calls; the caller re-sends them after detaching.
+	Signals []unix.Signal
+}
+
+// NewRemote prepares tid for injected calls. tid must be in a ptrace stop.
+func NewRemote(tid int, insn uint64) (*Remote, error) {
+	r := &Remote{TID: tid, Insn: insn}
+	var err error
+	if r.saved, err = GetRegs(tid); err != nil {
+		return nil, err
+	}
+	if r.savedMask, err = GetSigmask(tid); err != nil {
+		return nil, err
+	}
+	if err := SetSigmask(tid, ^uint64(0)); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Saved returns the registers the thread had when the Remote was made.
+func (r *Remote) Saved() Regs { return r.saved }
+
+// SavedMask returns the signal mask the thread had.
+func (r *Remote) SavedMask() uint64 { return r.savedMask }
+
+// Restore puts back the thread's registers and signal mask.
+func (r *Remote) Restore() error {
+	if r.restored {
+		return nil
+	}
+	if err := SetRegs(r.TID, &r.saved); err != nil {
+		return err
+	}
+	if err := SetSigmask(r.TID, r.savedMask); err != nil {
+		return err
+	}
+	r.restored = true
+	return nil
+}
+
+// Forget makes Restore a no-op: the thread's registers will be set by the
+// caller.
+func (r *Remote) Forget() { r.restored = true }
+
+// SyscallError is a failed injected call.
+type SyscallError struct {
+	Name  string
+	Errno unix.Errno
+}
+
+func (e *SyscallError) Error() string { return fmt.Sprintf("%s in target: %v", e.Name, e.Errno) }
+func (e *SyscallError) Unwrap() error { return e.Errno }
+
+// Syscall runs syscall nr with up to six arguments in the thread and
+// returns its result; a result in [-4095, -1] is returned as an error.
+func (r *Remote) Syscall(name string, nr uintptr, args ...uint64) (uint64, error) {
+	regs := r.saved
+	regs.Rip = r.Insn
+	regs.Rax = uint64(nr)
+	regs.Orig_rax = ^uint64(0)
+	var a [6]uint64
+	copy(a[:], args)
+	regs.Rdi, regs.Rsi, regs.Rdx, regs.R10, regs.R8, regs.R9 = a[0], a[1], a[2], a[3], a[4], a[5]
+	if err := SetRegs(r.TID, &regs); err != nil {
+		return 0, err
+	}
+	r.restored = false
+	if err := r.step(); err != nil {
+		return 0, fmt.Errorf("%s in target: %w", name, err)
+	}
+	out, err := GetRegs(r.TID)
+	if err != nil {
+		return 0, err
+	}
+	if out.Rip != r.Insn+2 {
+		return 0, fmt.Errorf("%s in target: thread %d stopped at %#x, not after the syscall at %#x", name, r.TID, out.Rip, r.Insn)
+	}
+	if int64(out.Rax) < 0 && int64(out.Rax) >= -4095 {
+		return 0, &SyscallError{Name: name, Errno: unix.Errno(-int64(out.Rax))}
+	}
+	return out.Rax, nil
+}
+
+// step single-steps the thread over the syscall instruction and waits for
+// the trap, handling the stops that may come first.
+func (r *Remote) step() error {
+	sig := 0
+	for {
+		if err := ptrace(unix.PTRACE_SINGLESTEP, r.TID, 0, uintptr(sig)); err != nil {
+			return errno("ptrace(SINGLESTEP)", err)
+		}
+		sig = 0
+		ws, err := Wait(r.TID)
+		if err != nil {
+			return err
+		}
+		if !ws.Stopped() {
+			return &StopError{TID: r.TID, Status: ws}
+		}
+		switch s := ws.StopSignal(); {
+		case s == unix.SIGTRAP && ws.TrapCause() <= 0:
+			return nil
+		case s == unix.SIGTRAP:
+			switch ws.TrapCause() {
+			case unix.PTRACE_EVENT_CLONE, unix.PTRACE_EVENT_FORK, unix.PTRACE_EVENT_VFORK:
+				m, err := GetEventMsg(r.TID)
+				if err != nil {
+					return err
+				}
+				r.NewTIDs = append(r.NewTIDs, int(m))
+			}
+			// other events (EVENT_STOP from a late interrupt): step again
+		case ws.TrapCause() == EventStop:
+			// a group-stop or interrupt notification: step again
+		default:
+			// a signal that cannot be blocked (or a fault) is being
+			// delivered: hold it back and re-send it later.
+			r.Signals = append(r.Signals, s)
+			if s == unix.SIGSEGV || s == unix.SIGBUS || s == unix.SIGILL {
+				return fmt.Errorf("thread %d faulted with %v", r.TID, s)
+			}
+		}
+	}
+}

@@ -1,0 +1,204 @@
+package ptrace
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// Requests and constants missing from golang.org/x/sys/unix.
+const (
+	reqGetSigmask     = 0x420a
+	reqSetSigmask     = 0x420b
+	reqPeekSiginfo    = 0x4209
+	reqGetRseqConf    = 0x420f
+	peekSiginfoShared = 1
+
+	NTPrstatus  = 1
+	NTX86XState = 0x202
+
+	EventStop = 128 // PTRACE_EVENT_STOP
+
+	Options = unix.PTRACE_O_TRACECLONE | unix.PTRACE_O_TRACEFORK | unix.PTRACE_O_TRACEVFORK
+)
+
+// Regs is the general register set of an x86-64 thread (user_regs_struct).
+type Regs = unix.PtraceRegs
+
+func errno(name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return os.NewSyscallError(name, err)
+}
+
+func ptrace(req int, tid int, addr, data uintptr) error {
+	for {
+		_, _, e := unix.Syscall6(unix.SYS_PTRACE, uintptr(req), uintptr(tid), addr, data, 0, 0)
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return e
+		}
+		return nil
+	}
+}
+
+// Seize attaches to tid without stopping it, with the given options.
+func Seize(tid int, options int) error {
+	return errno("ptrace(SEIZE)", ptrace(unix.PTRACE_SEIZE, tid, 0, uintptr(options)))
+}
+
+// Interrupt asks a seized thread to stop.
+func Interrupt(tid int) error {
+	return errno("ptrace(INTERRUPT)", ptrace(unix.PTRACE_INTERRUPT, tid, 0, 0))
+}
+
+// SetOptions sets ptrace options on an attached, stopped thread.
+func SetOptions(tid int, options int) error {
+	return errno("ptrace(SETOPTIONS)", ptrace(unix.PTRACE_SETOPTIONS, tid, 0, uintptr(options)))
+}
+
+// Detach lets a stopped thread go, delivering sig if it is not 0.
+func Detach(tid int, sig int) error {
+	return errno("ptrace(DETACH)", ptrace(unix.PTRACE_DETACH, tid, 0, uintptr(sig)))
+}
+
+// Cont resumes a stopped thread, delivering sig if it is not 0.
+func Cont(tid int, sig int) error {
+	return errno("ptrace(CONT)", ptrace(unix.PTRACE_CONT, tid, 0, uintptr(sig)))
+}
+
+// SingleStep resumes a stopped thread for one instruction.
+func SingleStep(tid int) error {
+	return errno("ptrace(SINGLESTEP)", ptrace(unix.PTRACE_SINGLESTEP, tid, 0, 0))
+}
+
+// GetEventMsg returns the message of the last ptrace event (a new tid).
+func GetEventMsg(tid int) (uint, error) {
+	m, err := unix.PtraceGetEventMsg(tid)
+	return m, errno("ptrace(GETEVENTMSG)", err)
+}
+
+// GetRegs reads the general registers.
+func GetRegs(tid int) (Regs, error) {
+	var r Regs
+	err := unix.PtraceGetRegs(tid, &r)
+	return r, errno("ptrace(GETREGS)", err)
+}
+
+// SetRegs writes the general registers.
+func SetRegs(tid int, r *Regs) error {
+	return errno("ptrace(SETREGS)", unix.PtraceSetRegs(tid, r))
+}
+
+// GetXState reads the XSAVE area (NT_X86_XSTATE). The buffer returned is
+// as long as the kernel's xstate size.
+func GetXState(tid int) ([]byte, error) {
+	buf := make([]byte, 16384)
+	n, err := getRegset(tid, NTX86XState, buf)
+	if err != nil {
+		return nil, errno("ptrace(GETREGSET)", err)
+	}
+	return buf[:n], nil
+}
+
+// SetXState writes the XSAVE area.
+func SetXState(tid int, buf []byte) error {
+	return errno("ptrace(SETREGSET)", setRegset(tid, NTX86XState, buf))
+}
+
+// XFeatures returns the XCR0 value the kernel stored in the software
+// reserved bytes of an XSAVE area read with GetXState (0 if absent).
+func XFeatures(xstate []byte) uint64 {
+	// struct _fpx_sw_bytes at offset 464: magic1 u32, extended_size u32,
+	// xfeatures u64, xstate_size u32.
+	if len(xstate) < 480 || binary.LittleEndian.Uint32(xstate[464:]) != 0x46505853 {
+		return 0
+	}
+	return binary.LittleEndian.Uint64(xstate[472:])
+}
+
+// GetSigmask returns the thread's blocked signal mask.
+func GetSigmask(tid int) (uint64, error) {
+	var m uint64
+	err := ptraceSigmask(reqGetSigmask, tid, &m)
+	return m, errno("ptrace(GETSIGMASK)", err)
+}
+
+// SetSigmask sets the thread's blocked signal mask.
+func SetSigmask(tid int, m uint64) error {
+	return errno("ptrace(SETSIGMASK)", ptraceSigmask(reqSetSigmask, tid, &m))
+}
+
+// PeekSiginfo returns the pending signals' siginfo (128 bytes each) of the
+// thread, or of the whole process when shared is set. Nothing is dequeued.
+func PeekSiginfo(tid int, shared bool) ([][]byte, error) {
+	var out [][]byte
+	for {
+		infos, err := peekSiginfo(tid, uint64(len(out)), shared)
+		if err != nil {
+			return nil, errno("ptrace(PEEKSIGINFO)", err)
+		}
+		if len(infos) == 0 {
+			return out, nil
+		}
+		out = append(out, infos...)
+	}
+}
+
+// Rseq is a thread's restartable-sequences registration.
+type Rseq struct {
+	Addr  uint64 `json:"addr"`
+	Size  uint32 `json:"size"`
+	Sig   uint32 `json:"sig"`
+	Flags uint32 `json:"flags,omitempty"`
+}
+
+// GetRseq returns the thread's rseq registration (zero Addr when none).
+func GetRseq(tid int) (Rseq, error) {
+	r, err := getRseq(tid)
+	return r, errno("ptrace(GET_RSEQ_CONFIGURATION)", err)
+}
+
+// WaitStop waits for tid to stop and returns its status. An exit or a
+// death is an error.
+func Wait(tid int) (unix.WaitStatus, error) {
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(tid, &ws, unix.WALL, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return ws, errno("wait4", err)
+		}
+		return ws, nil
+	}
+}
+
+// ErrExited is returned when a thread exits while being traced.
+var ErrExited = errors.New("thread exited")
+
+// StopError describes an unexpected stop.
+type StopError struct {
+	TID    int
+	Status unix.WaitStatus
+}
+
+func (e *StopError) Error() string {
+	ws := e.Status
+	switch {
+	case ws.Exited():
+		return fmt.Sprintf("thread %d exited with status %d", e.TID, ws.ExitStatus())
+	case ws.Signaled():
+		return fmt.Sprintf("thread %d killed by %v", e.TID, ws.Signal())
+	case ws.Stopped():
+		return fmt.Sprintf("thread %d stopped unexpectedly by %v (event %d)", e.TID, ws.StopSignal(), ws.TrapCause())
+	}
+	return fmt.Sprintf("thread %d: unexpected wait status %#x", e.TID, uint32(ws))
+}

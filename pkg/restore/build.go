@@ -1,0 +1,450 @@
+package restore
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"procs/format"
+	"procs/pkg/procfs"
+	"procs/pkg/ptrace"
+)
+
+type builder struct {
+	opts  Options
+	img   *format.Process
+	r     *format.Reader
+	start time.Time
+
+	local   map[int]*os.File // file index -> the loader's open file
+	fill    map[int]*os.File // file index -> where its FILEDATA goes
+	created []string         // files created at their path (removed on failure)
+
+	helper  int // the exec'd stub the process is cloned from
+	pid     int // the process being built
+	main    *ptrace.Remote
+	scratch uint64
+	tids    []int // thread ids, in the image's order
+	xlen    int   // this machine's xstate size
+	xcr0    uint64
+}
+
+// Scratch area in the process being built: code, then data.
+const (
+	scratchSize = 64 << 10
+	offArgs     = 0x100  // clone_args, sigaction, itimerval, stack_t...
+	offPath     = 0x1000 // a NUL-terminated path
+	offBig      = 0x2000 // prctl_mm_map and auxv, siginfo
+)
+
+// Syscall numbers, x86-64.
+const (
+	sysRead          = 0
+	sysClose         = 3
+	sysLseek         = 8
+	sysMmap          = 9
+	sysMprotect      = 10
+	sysMunmap        = 11
+	sysRtSigaction   = 13
+	sysMremap        = 25
+	sysMadvise       = 28
+	sysSetitimer     = 38
+	sysFcntl         = 72
+	sysChdir         = 80
+	sysUmask         = 95
+	sysSetresuid     = 117
+	sysSetresgid     = 119
+	sysSetgroups     = 116
+	sysRtSigqueue    = 129
+	sysSigaltstack   = 131
+	sysPersonality   = 135
+	sysPrctl         = 157
+	sysSetTIDAddress = 218
+	sysEpollCtl      = 233
+	sysOpenat        = 257
+	sysSetRobustList = 273
+	sysEventfd2      = 290
+	sysEpollCreate1  = 291
+	sysDup3          = 292
+	sysRtTgsigqueue  = 297
+	sysRseq          = 334
+	sysClone3        = 435
+	sysCloseRange    = 436
+)
+
+func (b *builder) logf(format string, args ...any) {
+	b.opts.Log("%v: "+format, append([]any{time.Since(b.start).Round(time.Microsecond)}, args...)...)
+}
+
+func (b *builder) warnf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "procs-load: warning: "+format+"\n", args...)
+}
+
+// write puts bytes into the scratch area.
+func (b *builder) write(off uint64, p []byte) error {
+	return ptrace.WriteMem(b.pid, b.scratch+off, p)
+}
+
+func (b *builder) writePath(p string) (uint64, error) {
+	if len(p) >= offBig-offPath {
+		return 0, fmt.Errorf("path too long: %s", p)
+	}
+	return b.scratch + offPath, b.write(offPath, append([]byte(p), 0))
+}
+
+// abort kills whatever was started. Precondition: tracer thread.
+func (b *builder) abort() {
+	for _, p := range []int{b.pid, b.helper} {
+		if p > 0 {
+			unix.Kill(p, unix.SIGKILL)
+			for {
+				var ws unix.WaitStatus
+				if _, err := unix.Wait4(p, &ws, unix.WALL, nil); err != nil && err != unix.EINTR {
+					break
+				} else if err == nil && (ws.Exited() || ws.Signaled()) {
+					break
+				}
+			}
+		}
+	}
+	for _, p := range b.created {
+		os.Remove(p)
+	}
+}
+
+func (b *builder) build() error {
+	if err := b.spawn(); err != nil {
+		return err
+	}
+	b.logf("process %d created", b.pid)
+	if err := b.clearLayout(); err != nil {
+		return err
+	}
+	if err := b.mapMemory(); err != nil {
+		return err
+	}
+	b.logf("%d mappings made", len(b.img.Maps))
+	if err := b.readContents(); err != nil {
+		return err
+	}
+	b.logf("memory filled, image verified")
+	if err := b.finish(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// spawn starts the stub, checks this machine against the image, and
+// clones from the stub the process to build.
+func (b *builder) spawn() error {
+	attr := &syscall.ProcAttr{
+		Env:   []string{},
+		Files: []uintptr{b.opts.Stdin.Fd(), b.opts.Stdout.Fd(), b.opts.Stderr.Fd()},
+		Sys:   &syscall.SysProcAttr{Ptrace: true},
+	}
+	pid, err := syscall.ForkExec("/proc/self/exe", []string{"procs-load-stub"}, attr)
+	if err != nil {
+		return fmt.Errorf("starting the process: %w", err)
+	}
+	b.helper = pid
+	ws, err := ptrace.Wait(pid)
+	if err != nil {
+		return err
+	}
+	if !ws.Stopped() || ws.StopSignal() != unix.SIGTRAP {
+		return &ptrace.StopError{TID: pid, Status: ws}
+	}
+	if err := ptrace.SetOptions(pid, ptrace.Options|unix.PTRACE_O_EXITKILL); err != nil {
+		return err
+	}
+	xs, err := ptrace.GetXState(pid)
+	if err != nil {
+		return err
+	}
+	b.xlen, b.xcr0 = len(xs), ptrace.XFeatures(xs)
+	for _, t := range b.img.Threads {
+		if missing := t.XCR0 &^ b.xcr0; missing != 0 {
+			return fmt.Errorf("this CPU lacks features the process used (XCR0 bits %#x: %s)", missing, xfeatureNames(missing))
+		}
+	}
+	maps, err := procfs.Maps(pid)
+	if err != nil {
+		return err
+	}
+	var vdso *procfs.Mapping
+	for i := range maps {
+		if maps[i].Path == "[vdso]" {
+			vdso = &maps[i]
+		}
+	}
+	if vdso == nil {
+		return errors.New("this kernel gives processes no [vdso]")
+	}
+	code := make([]byte, vdso.End-vdso.Start)
+	if err := ptrace.ReadMem(pid, vdso.Start, code); err != nil {
+		return err
+	}
+	if len(b.img.Vdso) > 0 && !bytes.Equal(code, b.img.Vdso) {
+		return errors.New("the image was made on another kernel build: its vDSO differs from this kernel's, and the process would crash calling it")
+	}
+	insn := bytes.Index(code, []byte{0x0f, 0x05})
+	if insn < 0 {
+		return errors.New("no syscall instruction in [vdso]")
+	}
+	var busy [][2]uint64
+	for _, m := range maps {
+		busy = append(busy, [2]uint64{m.Start, m.End})
+	}
+	for _, m := range b.img.Maps {
+		busy = append(busy, [2]uint64{m.Start, m.End})
+	}
+	b.scratch = findHole(busy, scratchSize, 0x100000000)
+	if b.scratch == 0 {
+		return errors.New("no room for the loader's scratch page")
+	}
+	hr, err := ptrace.NewRemote(pid, vdso.Start+uint64(insn))
+	if err != nil {
+		return err
+	}
+	if _, err := hr.Syscall("mmap", sysMmap, b.scratch, scratchSize,
+		unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE, ^uint64(0), 0); err != nil {
+		return err
+	}
+	if err := ptrace.WriteMem(pid, b.scratch, []byte{0x0f, 0x05, 0xcc}); err != nil {
+		return err
+	}
+	hr.Insn = b.scratch
+
+	// clone3(CLONE_PARENT) makes the process a child of the loader, with
+	// the original PID when asked.
+	child, err := b.clone3(hr, pid, unix.CLONE_PARENT, 0, b.img.PID, b.opts.PID) // exit signal: the stub's, SIGCHLD
+	if err != nil {
+		return err
+	}
+	b.pid = child
+	unix.Kill(pid, unix.SIGKILL)
+	for {
+		ws, err := ptrace.Wait(pid)
+		if err != nil || ws.Exited() || ws.Signaled() {
+			break
+		}
+	}
+	b.helper = 0
+	if b.main, err = ptrace.NewRemote(child, b.scratch); err != nil {
+		return err
+	}
+	b.main.Forget()
+	b.tids = []int{child}
+	return nil
+}
+
+// clone3 runs clone3 in r's thread and waits for the new task's first
+// stop. With a wanted id and mode auto, a taken id falls back to a new one.
+func (b *builder) clone3(r *ptrace.Remote, memPID int, flags, exitSignal uint64, want int, mode PIDMode) (int, error) {
+	args := make([]byte, 88+8)
+	le := binary.LittleEndian
+	le.PutUint64(args[0:], flags)
+	le.PutUint64(args[32:], exitSignal)
+	setTID := mode != PIDNew && want > 0
+	if setTID {
+		le.PutUint64(args[64:], b.scratch+offArgs+88) // set_tid
+		le.PutUint64(args[72:], 1)                    // set_tid_size
+		le.PutUint32(args[88:], uint32(want))
+	}
+	if err := ptrace.WriteMem(memPID, b.scratch+offArgs, args); err != nil {
+		return 0, err
+	}
+	r.NewTIDs = nil
+	res, err := r.Syscall("clone3", sysClone3, b.scratch+offArgs, 88)
+	if errors.Is(err, unix.EEXIST) && setTID {
+		if mode == PIDKeep {
+			return 0, fmt.Errorf("id %d is taken by another process (use --pid=auto or new)", want)
+		}
+		return b.clone3(r, memPID, flags, exitSignal, 0, PIDNew)
+	}
+	if err != nil {
+		return 0, err
+	}
+	child := int(res)
+	ws, err := ptrace.Wait(child)
+	if err != nil {
+		return 0, err
+	}
+	if !ws.Stopped() {
+		return 0, &ptrace.StopError{TID: child, Status: ws}
+	}
+	return child, nil
+}
+
+// findHole returns the lowest page-aligned address >= from with size free
+// bytes, or 0.
+func findHole(busy [][2]uint64, size, from uint64) uint64 {
+	sort.Slice(busy, func(i, j int) bool { return busy[i][0] < busy[j][0] })
+	cand := from
+	for _, r := range busy {
+		if r[1] <= cand {
+			continue
+		}
+		if r[0] >= cand+size {
+			break
+		}
+		cand = (r[1] + 0xfff) &^ 0xfff
+	}
+	if cand+size > 0x7ffffffff000 {
+		return 0
+	}
+	return cand
+}
+
+var xfeatureBits = []string{"x87", "SSE", "AVX", "MPX bndregs", "MPX bndcsr", "AVX-512 opmask", "AVX-512 ZMM_Hi256", "AVX-512 Hi16_ZMM", "PT", "PKRU", "PASID", "CET user", "CET supervisor", "HDC", "UINTR", "LBR", "HWP", "AMX tilecfg", "AMX tiledata"}
+
+func xfeatureNames(m uint64) string {
+	var out []string
+	for i := 0; i < 64; i++ {
+		if m&(1<<i) != 0 {
+			if i < len(xfeatureBits) {
+				out = append(out, xfeatureBits[i])
+			} else {
+				out = append(out, fmt.Sprintf("bit %d", i))
+			}
+		}
+	}
+	return fmt.Sprint(out)
+}
+
+// clearLayout unmaps what the stub had, keeps the scratch area, and moves
+// the vDSO group to where the image had it.
+func (b *builder) clearLayout() error {
+	maps, err := procfs.Maps(b.pid)
+	if err != nil {
+		return err
+	}
+	cur := map[string]procfs.Mapping{}
+	for _, m := range maps {
+		switch {
+		case m.Path == "[vdso]" || m.Path == "[vvar]" || m.Path == "[vvar_vclock]":
+			cur[m.Path] = m
+		case m.Path == "[vsyscall]" || m.Start == b.scratch:
+		default:
+			if _, err := b.main.Syscall("munmap", sysMunmap, m.Start, m.End-m.Start); err != nil {
+				return err
+			}
+		}
+	}
+	want := map[string]format.Mapping{}
+	for _, m := range b.img.Maps {
+		if m.Kind == format.MapVdso {
+			want[m.Name] = m
+		}
+	}
+	if len(want) != len(cur) {
+		return fmt.Errorf("the image's vDSO layout (%d mappings) differs from this kernel's (%d)", len(want), len(cur))
+	}
+	base := func(ms map[string]uint64) uint64 { return ms["[vdso]"] }
+	cs, ws := map[string]uint64{}, map[string]uint64{}
+	var lo, hi uint64 = ^uint64(0), 0
+	for name, m := range cur {
+		w, ok := want[name]
+		if !ok || w.End-w.Start != m.End-m.Start {
+			return fmt.Errorf("the image's %s differs from this kernel's", name)
+		}
+		cs[name], ws[name] = m.Start, w.Start
+		lo, hi = min(lo, m.Start), max(hi, m.End)
+	}
+	for name := range cur {
+		if cs[name]-base(cs) != ws[name]-base(ws) {
+			return fmt.Errorf("the image's vDSO layout differs from this kernel's (%s)", name)
+		}
+	}
+	if base(cs) == base(ws) {
+		return nil
+	}
+	// Move the group out of the way first, then to its place.
+	var busy [][2]uint64
+	for _, m := range b.img.Maps {
+		busy = append(busy, [2]uint64{m.Start, m.End})
+	}
+	busy = append(busy, [2]uint64{lo, hi}, [2]uint64{b.scratch, b.scratch + scratchSize})
+	tmp := findHole(busy, hi-lo, 0x200000000)
+	if tmp == 0 {
+		return errors.New("no room to move the vDSO")
+	}
+	for _, step := range []func(string) uint64{
+		func(n string) uint64 { return tmp + (cs[n] - lo) },
+		func(n string) uint64 { return ws[n] },
+	} {
+		for name, m := range cur {
+			size := m.End - m.Start
+			to := step(name)
+			if _, err := b.main.Syscall("mremap "+name, sysMremap, cs[name], size, size,
+				unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, to); err != nil {
+				return err
+			}
+			cs[name] = to
+		}
+	}
+	return nil
+}
+
+// readContents reads every record after PROCESS: file contents into the
+// loader's files, pages into the process. The image is verified to its
+// END record.
+func (b *builder) readContents() error {
+	buf := make([]byte, 0)
+	var done int64
+	for {
+		h, err := b.r.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		switch h.Type {
+		case format.TypePages:
+			if len(buf) < format.PageBufSize {
+				buf = make([]byte, format.PageBufSize)
+			}
+			addr, data, err := b.r.ReadPages(buf)
+			if err != nil {
+				return err
+			}
+			if err := ptrace.WriteMem(b.pid, addr, data); err != nil {
+				return fmt.Errorf("image record %d: pages at %#x: %w", h.Index, addr, err)
+			}
+			done += int64(len(data))
+			if b.opts.Progress != nil {
+				b.opts.Progress(done, 0)
+			}
+		case format.TypeFileData:
+			if len(buf) < format.PageBufSize {
+				buf = make([]byte, format.PageBufSize)
+			}
+			idx, off, data, err := b.r.ReadFileData(buf)
+			if err != nil {
+				return err
+			}
+			f, ok := b.fill[int(idx)]
+			if !ok {
+				if int(idx) < len(b.img.Files) && b.local[int(idx)] != nil {
+					continue // the file at its path was still the same
+				}
+				return fmt.Errorf("corrupt image at byte %d (record %d): contents for file %d, which carries none", h.Offset, h.Index, idx)
+			}
+			if _, err := f.WriteAt(data, int64(off)); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("corrupt image at byte %d (record %d): unexpected %v record", h.Offset, h.Index, h.Type)
+		}
+	}
+}

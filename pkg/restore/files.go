@@ -1,0 +1,188 @@
+package restore
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"procs/format"
+)
+
+// validate refuses images that cannot be restored here and now, before
+// anything is started.
+func validate(img *format.Process) error {
+	if len(img.Threads) == 0 {
+		return fmt.Errorf("image holds no thread")
+	}
+	for i, t := range img.Threads {
+		if len(t.Regs) != 27 {
+			return fmt.Errorf("image thread %d has %d register words, want 27", i, len(t.Regs))
+		}
+	}
+	if img.Root != "/" {
+		return fmt.Errorf("the process ran in a chroot (%s), which procs cannot restore", img.Root)
+	}
+	if img.Exe < 0 || img.Exe >= len(img.Files) {
+		return fmt.Errorf("image names no executable")
+	}
+	for _, m := range img.Maps {
+		if m.File >= len(img.Files) {
+			return fmt.Errorf("image mapping %x-%x names file %d of %d", m.Start, m.End, m.File, len(img.Files))
+		}
+	}
+	for _, fd := range img.FDs {
+		if fd.File >= len(img.Files) {
+			return fmt.Errorf("image fd %d names file %d of %d", fd.Num, fd.File, len(img.Files))
+		}
+	}
+	if os.Geteuid() != 0 {
+		r, e, s := unix.Getresuid()
+		gr, ge, gs := unix.Getresgid()
+		c := img.Creds
+		if c.UID != [4]int{r, e, s, e} || c.GID != [4]int{gr, ge, gs, ge} {
+			return fmt.Errorf("the process ran as uid %d gid %d; restoring it as uid %d needs root (a restore never changes credentials otherwise)", c.UID[1], c.GID[1], e)
+		}
+	}
+	return nil
+}
+
+// prepareFiles opens, on the loader's side, every file the process had
+// open or mapped, checks that it is the file the image was made with, and
+// makes the files whose contents travel in the image. The process built
+// later opens them through /proc/<loader>/fd/N, so what it gets is exactly
+// what was checked here.
+func (b *builder) prepareFiles() error {
+	b.local = map[int]*os.File{}
+	b.fill = map[int]*os.File{}
+	used := map[int]bool{b.img.Exe: true}
+	for _, m := range b.img.Maps {
+		if m.File >= 0 {
+			used[m.File] = true
+		}
+	}
+	for _, fd := range b.img.FDs {
+		if fd.File >= 0 {
+			used[fd.File] = true
+		}
+	}
+	for i, f := range b.img.Files {
+		if !used[i] {
+			continue
+		}
+		switch f.Kind {
+		case format.FileRegular, format.FileDir:
+			if err := b.prepareFile(i, &f); err != nil {
+				return err
+			}
+		case format.FileMemfd:
+			fd, err := unix.MemfdCreate(filepath.Base(f.Path), unix.MFD_CLOEXEC)
+			if err != nil {
+				return os.NewSyscallError("memfd_create", err)
+			}
+			mf := os.NewFile(uintptr(fd), f.Path)
+			if err := mf.Truncate(f.Size); err != nil {
+				mf.Close()
+				return err
+			}
+			b.local[i], b.fill[i] = mf, mf
+		}
+	}
+	return nil
+}
+
+func (b *builder) prepareFile(i int, f *format.File) error {
+	if f.Carried && f.Deleted {
+		return b.privateCopy(i, f)
+	}
+	flags := unix.O_PATH | unix.O_CLOEXEC
+	if f.Kind == format.FileDir {
+		flags |= unix.O_DIRECTORY
+	}
+	fd, err := unix.Open(f.Path, flags, 0)
+	if err == unix.ENOENT && f.Carried {
+		return b.createAtPath(i, f)
+	}
+	if err != nil {
+		if f.Deleted {
+			return fmt.Errorf("file %s was deleted before the dump and its contents are not in the image", f.Path)
+		}
+		return fmt.Errorf("cannot open %s: %w", f.Path, err)
+	}
+	lf := os.NewFile(uintptr(fd), f.Path)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		lf.Close()
+		return err
+	}
+	changed := ""
+	switch {
+	case f.Pseudo || f.Kind == format.FileDir:
+	case st.Mode&unix.S_IFMT != f.Mode&unix.S_IFMT:
+		changed = "it is no longer the same kind of file"
+	case st.Size != f.Size:
+		changed = fmt.Sprintf("its size is %d, was %d", st.Size, f.Size)
+	case st.Mtim.Nano() != f.Mtime:
+		changed = "it was modified"
+	}
+	if changed != "" {
+		lf.Close()
+		if f.Carried {
+			b.warnf("%s changed since the dump; the process gets a private copy with the image's contents", f.Path)
+			return b.privateCopy(i, f)
+		}
+		return fmt.Errorf("file %s changed since the dump (%s)", f.Path, changed)
+	}
+	b.local[i] = lf
+	return nil
+}
+
+// privateCopy makes an unlinked file beside the original path (or a
+// memfd where that is impossible) to receive carried contents.
+func (b *builder) privateCopy(i int, f *format.File) error {
+	fd, err := unix.Open(filepath.Dir(f.Path), unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, f.Mode&0o7777)
+	if err != nil {
+		fd, err = unix.MemfdCreate(filepath.Base(f.Path), unix.MFD_CLOEXEC)
+		if err != nil {
+			return os.NewSyscallError("memfd_create", err)
+		}
+	}
+	lf := os.NewFile(uintptr(fd), f.Path)
+	if err := lf.Truncate(f.Size); err != nil {
+		lf.Close()
+		return err
+	}
+	b.local[i], b.fill[i] = lf, lf
+	return nil
+}
+
+// createAtPath puts a carried file back where it was.
+func (b *builder) createAtPath(i int, f *format.File) error {
+	lf, err := os.OpenFile(f.Path, os.O_RDWR|os.O_CREATE|os.O_EXCL, os.FileMode(f.Mode&0o777))
+	if err != nil {
+		return err
+	}
+	if err := lf.Truncate(f.Size); err != nil {
+		lf.Close()
+		return err
+	}
+	b.local[i], b.fill[i] = lf, lf
+	b.created = append(b.created, f.Path)
+	return nil
+}
+
+func (b *builder) closeLocal() {
+	for _, f := range b.local {
+		f.Close()
+	}
+}
+
+// localPath is the path through which the process opens file i.
+func (b *builder) localPath(i int) string {
+	f := b.img.Files[i]
+	if lf, ok := b.local[i]; ok {
+		return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), lf.Fd())
+	}
+	return f.Path
+}

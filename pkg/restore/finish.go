@@ -1,0 +1,466 @@
+package restore
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+
+	"procs/format"
+	"procs/pkg/ptrace"
+)
+
+// openInTarget opens file i in the process being built and returns the
+// new fd.
+func (b *builder) openInTarget(i int, flags int) (uint64, error) {
+	path := b.localPath(i)
+	if b.img.Files[i].Kind == format.FileChar {
+		path = b.img.Files[i].Path
+	}
+	p, err := b.writePath(path)
+	if err != nil {
+		return 0, err
+	}
+	fd, err := b.main.Syscall("open "+b.img.Files[i].Path, sysOpenat, atFDCWD, p, uint64(flags), 0)
+	if err != nil {
+		return 0, fmt.Errorf("opening %s in the new process: %w", b.img.Files[i].Path, err)
+	}
+	return fd, nil
+}
+
+// mapMemory makes every mapping of the image at its address. Private
+// mappings are writable until their pages are in (finish puts the final
+// protection back).
+func (b *builder) mapMemory() error {
+	type key struct{ file, mode int }
+	fds := map[key]uint64{}
+	defer func() {
+		for _, fd := range fds {
+			b.main.Syscall("close", sysClose, fd)
+		}
+	}()
+	for _, m := range b.img.Maps {
+		if m.Kind == format.MapVdso || m.Kind == format.MapVsyscall {
+			continue
+		}
+		prot := m.Prot
+		flags := unix.MAP_FIXED
+		if m.Shared {
+			flags |= unix.MAP_SHARED
+		} else {
+			flags |= unix.MAP_PRIVATE
+			prot |= unix.PROT_READ | unix.PROT_WRITE
+		}
+		for _, a := range m.Advice {
+			if a == "gd" {
+				flags |= unix.MAP_GROWSDOWN
+			}
+		}
+		fd, off := ^uint64(0), uint64(0)
+		if m.File >= 0 {
+			mode := unix.O_RDONLY
+			if m.Shared && m.Prot&unix.PROT_WRITE != 0 {
+				mode = unix.O_RDWR
+			}
+			k := key{m.File, mode}
+			var ok bool
+			if fd, ok = fds[k]; !ok {
+				var err error
+				if fd, err = b.openInTarget(m.File, mode|unix.O_CLOEXEC); err != nil {
+					return err
+				}
+				fds[k] = fd
+			}
+			off = m.Offset
+		} else {
+			flags |= unix.MAP_ANONYMOUS
+		}
+		if _, err := b.main.Syscall(fmt.Sprintf("mmap %x-%x %s", m.Start, m.End, m.Name), sysMmap,
+			m.Start, m.End-m.Start, uint64(prot), uint64(flags), fd, off); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var advice = map[string]uint64{
+	"dc": unix.MADV_DONTFORK, "dd": unix.MADV_DONTDUMP, "hg": unix.MADV_HUGEPAGE,
+	"nh": unix.MADV_NOHUGEPAGE, "wf": unix.MADV_WIPEONFORK, "mg": unix.MADV_MERGEABLE,
+}
+
+// finish puts every other piece of state in place and lets the process go.
+func (b *builder) finish() error {
+	img := b.img
+	r := b.main
+	for _, m := range img.Maps {
+		if m.Kind == format.MapVdso || m.Kind == format.MapVsyscall {
+			continue
+		}
+		if !m.Shared && m.Prot != unix.PROT_READ|unix.PROT_WRITE {
+			if _, err := r.Syscall("mprotect", sysMprotect, m.Start, m.End-m.Start, uint64(m.Prot)); err != nil {
+				return err
+			}
+		}
+		for _, a := range m.Advice {
+			if adv, ok := advice[a]; ok {
+				if _, err := r.Syscall("madvise", sysMadvise, m.Start, m.End-m.Start, adv); err != nil {
+					b.warnf("madvise(%s) on %x-%x: %v", a, m.Start, m.End, err)
+				}
+			}
+		}
+	}
+	if err := b.setMM(); err != nil {
+		return err
+	}
+	if err := b.makeFDs(); err != nil {
+		return err
+	}
+	if err := b.processState(); err != nil {
+		return err
+	}
+	if err := b.makeThreads(); err != nil {
+		return err
+	}
+	for i := range img.Threads {
+		if err := b.threadState(i); err != nil {
+			return err
+		}
+	}
+	if err := b.signals(); err != nil {
+		return err
+	}
+	if err := b.creds(); err != nil {
+		return err
+	}
+	for i, l := range img.Limits {
+		lim := unix.Rlimit{Cur: l.Cur, Max: l.Max}
+		if err := unix.Prlimit(b.pid, i, &lim, nil); err != nil {
+			b.warnf("cannot set resource limit %d: %v", i, err)
+		}
+	}
+	for i := range img.Threads {
+		if err := b.finalRegs(i); err != nil {
+			return err
+		}
+	}
+	b.logf("state in place, %d threads", len(b.tids))
+	for i := len(b.tids) - 1; i >= 0; i-- {
+		if err := ptrace.Detach(b.tids[i], 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *builder) setMM() error {
+	mm := b.img.MM
+	le := binary.LittleEndian
+	exe, err := b.openInTarget(b.img.Exe, unix.O_RDONLY|unix.O_CLOEXEC)
+	if err != nil {
+		return err
+	}
+	defer b.main.Syscall("close", sysClose, exe)
+	buf := make([]byte, 104+8*len(mm.Auxv))
+	for i, v := range []uint64{mm.StartCode, mm.EndCode, mm.StartData, mm.EndData, mm.StartBrk,
+		mm.Brk, mm.StartStack, mm.ArgStart, mm.ArgEnd, mm.EnvStart, mm.EnvEnd} {
+		le.PutUint64(buf[8*i:], v)
+	}
+	le.PutUint64(buf[88:], b.scratch+offBig+104)
+	le.PutUint32(buf[96:], uint32(8*len(mm.Auxv)))
+	le.PutUint32(buf[100:], uint32(exe))
+	for i, v := range mm.Auxv {
+		le.PutUint64(buf[104+8*i:], v)
+	}
+	if err := b.write(offBig, buf); err != nil {
+		return err
+	}
+	const prSetMM, prSetMMMap = 35, 14
+	if _, err := b.main.Syscall("prctl(PR_SET_MM_MAP)", sysPrctl, prSetMM, prSetMMMap, b.scratch+offBig, 104, 0); err != nil {
+		return err
+	}
+	return nil
+}
+
+// makeFDs opens every fd at its number with its flags and offset.
+func (b *builder) makeFDs() error {
+	r := b.main
+	// Close what the stub inherited from the loader beyond 0, 1 and 2.
+	if _, err := r.Syscall("close_range", sysCloseRange, 3, ^uint64(0)>>33, 0); err != nil {
+		return err
+	}
+	for _, fd := range b.img.FDs {
+		if fd.Num <= 2 || fd.File < 0 {
+			continue // the loader's own standard streams stand in
+		}
+		f := b.img.Files[fd.File]
+		cloexec := 0
+		if fd.Cloexec {
+			cloexec = unix.O_CLOEXEC
+		}
+		var tmp uint64
+		var err error
+		switch f.Kind {
+		case format.FileEventfd:
+			flags := uint64(fd.Flags&unix.O_NONBLOCK | cloexec)
+			if f.Semaphore {
+				flags |= unix.EFD_SEMAPHORE
+			}
+			tmp, err = r.Syscall("eventfd2", sysEventfd2, f.Count, flags)
+		case format.FileEpoll:
+			tmp, err = r.Syscall("epoll_create1", sysEpollCreate1, uint64(cloexec))
+		default:
+			flags := fd.Flags &^ (unix.O_CREAT | unix.O_EXCL | unix.O_TRUNC | unix.O_NOFOLLOW)
+			tmp, err = b.openInTarget(fd.File, flags|cloexec)
+		}
+		if err != nil {
+			return fmt.Errorf("fd %d: %w", fd.Num, err)
+		}
+		if tmp != uint64(fd.Num) {
+			if _, err := r.Syscall("dup3", sysDup3, tmp, uint64(fd.Num), uint64(cloexec)); err != nil {
+				return fmt.Errorf("fd %d: %w", fd.Num, err)
+			}
+			r.Syscall("close", sysClose, tmp)
+		}
+		if fd.Pos != 0 && (f.Kind == format.FileRegular || f.Kind == format.FileMemfd) {
+			if _, err := r.Syscall("lseek", sysLseek, uint64(fd.Num), uint64(fd.Pos), 0); err != nil {
+				return fmt.Errorf("fd %d: %w", fd.Num, err)
+			}
+		}
+	}
+	for _, ep := range b.img.Epolls {
+		for _, t := range ep.Targets {
+			ev := make([]byte, 12)
+			binary.LittleEndian.PutUint32(ev, t.Events)
+			binary.LittleEndian.PutUint64(ev[4:], t.Data)
+			if err := b.write(offArgs, ev); err != nil {
+				return err
+			}
+			if _, err := r.Syscall("epoll_ctl", sysEpollCtl, uint64(ep.FD), 1, uint64(t.FD), b.scratch+offArgs); err != nil {
+				return fmt.Errorf("epoll fd %d watching fd %d: %w", ep.FD, t.FD, err)
+			}
+		}
+	}
+	return nil
+}
+
+// processState sets signal handlers, interval timers, umask, cwd and
+// personality.
+func (b *builder) processState() error {
+	img := b.img
+	r := b.main
+	le := binary.LittleEndian
+	for i, sa := range img.Sigactions {
+		sig := i + 1
+		if sa == (format.Sigaction{}) || sig == int(unix.SIGKILL) || sig == int(unix.SIGSTOP) {
+			continue
+		}
+		buf := make([]byte, 32)
+		le.PutUint64(buf, sa.Handler)
+		le.PutUint64(buf[8:], sa.Flags)
+		le.PutUint64(buf[16:], sa.Restorer)
+		le.PutUint64(buf[24:], sa.Mask)
+		if err := b.write(offArgs, buf); err != nil {
+			return err
+		}
+		if _, err := r.Syscall(fmt.Sprintf("rt_sigaction(%d)", sig), sysRtSigaction, uint64(sig), b.scratch+offArgs, 0, 8); err != nil {
+			return err
+		}
+	}
+	for which, it := range img.Itimers {
+		if it.ValueUsec == 0 {
+			continue
+		}
+		buf := make([]byte, 32)
+		le.PutUint64(buf, uint64(it.IntervalUsec/1e6))
+		le.PutUint64(buf[8:], uint64(it.IntervalUsec%1e6))
+		le.PutUint64(buf[16:], uint64(it.ValueUsec/1e6))
+		le.PutUint64(buf[24:], uint64(it.ValueUsec%1e6))
+		if err := b.write(offArgs, buf); err != nil {
+			return err
+		}
+		if _, err := r.Syscall("setitimer", sysSetitimer, uint64(which), b.scratch+offArgs, 0); err != nil {
+			return err
+		}
+	}
+	if _, err := r.Syscall("umask", sysUmask, uint64(img.Umask)); err != nil {
+		return err
+	}
+	p, err := b.writePath(img.Cwd)
+	if err != nil {
+		return err
+	}
+	if _, err := r.Syscall("chdir "+img.Cwd, sysChdir, p); err != nil {
+		return fmt.Errorf("working directory %s: %w", img.Cwd, err)
+	}
+	if _, err := r.Syscall("personality", sysPersonality, uint64(img.Personality)); err != nil {
+		return err
+	}
+	if img.Creds.NoNewPrivs {
+		if _, err := r.Syscall("prctl(PR_SET_NO_NEW_PRIVS)", sysPrctl, 38, 1, 0, 0, 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// makeThreads clones every thread but the first from the main thread.
+func (b *builder) makeThreads() error {
+	const threadFlags = unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix.CLONE_SIGHAND |
+		unix.CLONE_THREAD | unix.CLONE_SYSVSEM
+	mode := b.opts.PID
+	if b.pid != b.img.PID {
+		mode = PIDNew // new PID, new thread ids
+	}
+	for _, t := range b.img.Threads[1:] {
+		tid, err := b.clone3(b.main, b.pid, threadFlags, 0, t.TID, mode)
+		if err != nil {
+			return fmt.Errorf("creating thread %d: %w", t.TID, err)
+		}
+		b.tids = append(b.tids, tid)
+	}
+	return nil
+}
+
+// threadState sets thread i's alternate signal stack, clear_child_tid,
+// robust list, rseq and name, from inside the thread.
+func (b *builder) threadState(i int) error {
+	t := &b.img.Threads[i]
+	tid := b.tids[i]
+	r := b.main
+	if i > 0 {
+		var err error
+		if r, err = ptrace.NewRemote(tid, b.scratch); err != nil {
+			return err
+		}
+		r.Forget()
+	}
+	le := binary.LittleEndian
+	const ssDisable, ssOnstack = 2, 1
+	if t.Altstack.Flags&ssDisable == 0 && t.Altstack.SP != 0 {
+		buf := make([]byte, 24)
+		le.PutUint64(buf, t.Altstack.SP)
+		le.PutUint32(buf[8:], uint32(t.Altstack.Flags&^ssOnstack))
+		le.PutUint64(buf[16:], t.Altstack.Size)
+		if err := b.write(offArgs, buf); err != nil {
+			return err
+		}
+		if _, err := r.Syscall("sigaltstack", sysSigaltstack, b.scratch+offArgs, 0); err != nil {
+			return err
+		}
+	}
+	if _, err := r.Syscall("set_tid_address", sysSetTIDAddress, t.ClearTID); err != nil {
+		return err
+	}
+	if t.Robust[0] != 0 {
+		if _, err := r.Syscall("set_robust_list", sysSetRobustList, t.Robust[0], t.Robust[1]); err != nil {
+			return err
+		}
+	}
+	if t.Rseq.Addr != 0 {
+		if _, err := r.Syscall("rseq", sysRseq, t.Rseq.Addr, uint64(t.Rseq.Size), 0, uint64(t.Rseq.Sig)); err != nil {
+			return err
+		}
+	}
+	p, err := b.writePath(t.Comm)
+	if err != nil {
+		return err
+	}
+	if _, err := r.Syscall("prctl(PR_SET_NAME)", sysPrctl, 15, p); err != nil {
+		return err
+	}
+	if t.Policy != 0 || t.Nice != 0 {
+		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: uint32(t.Policy), Nice: int32(t.Nice), Priority: uint32(t.Priority)}
+		if err := unix.SchedSetAttr(tid, &attr, 0); err != nil {
+			b.warnf("thread %d: cannot set scheduling policy %d nice %d: %v", tid, t.Policy, t.Nice, err)
+		}
+	}
+	return nil
+}
+
+// signals queues the pending signals again, from the main thread.
+func (b *builder) signals() error {
+	queue := func(info []byte, tid int) error {
+		if len(info) != 128 {
+			return fmt.Errorf("pending signal: siginfo of %d bytes", len(info))
+		}
+		if err := b.write(offBig, info); err != nil {
+			return err
+		}
+		sig := uint64(binary.LittleEndian.Uint32(info))
+		var err error
+		if tid == 0 {
+			_, err = b.main.Syscall("rt_sigqueueinfo", sysRtSigqueue, uint64(b.pid), sig, b.scratch+offBig)
+		} else {
+			_, err = b.main.Syscall("rt_tgsigqueueinfo", sysRtTgsigqueue, uint64(b.pid), uint64(tid), sig, b.scratch+offBig)
+		}
+		return err
+	}
+	for _, info := range b.img.Pending {
+		if err := queue(info, 0); err != nil {
+			return err
+		}
+	}
+	for i, t := range b.img.Threads {
+		for _, info := range t.Pending {
+			if err := queue(info, b.tids[i]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// creds gives the process its credentials; validate made sure this never
+// raises anyone's privileges.
+func (b *builder) creds() error {
+	c := b.img.Creds
+	r, e, s := unix.Getresuid()
+	gr, ge, gs := unix.Getresgid()
+	if c.UID == [4]int{r, e, s, e} && c.GID == [4]int{gr, ge, gs, ge} {
+		return nil
+	}
+	groups := make([]byte, 4*len(c.Groups))
+	for i, g := range c.Groups {
+		binary.LittleEndian.PutUint32(groups[4*i:], uint32(g))
+	}
+	if len(groups) > 0 {
+		if err := b.write(offBig, groups); err != nil {
+			return err
+		}
+	}
+	if _, err := b.main.Syscall("setgroups", sysSetgroups, uint64(len(c.Groups)), b.scratch+offBig); err != nil {
+		return err
+	}
+	if _, err := b.main.Syscall("setresgid", sysSetresgid, uint64(c.GID[0]), uint64(c.GID[1]), uint64(c.GID[2])); err != nil {
+		return err
+	}
+	if _, err := b.main.Syscall("setresuid", sysSetresuid, uint64(c.UID[0]), uint64(c.UID[1]), uint64(c.UID[2])); err != nil {
+		return err
+	}
+	return nil
+}
+
+// finalRegs gives thread i its registers, extended state and signal mask.
+func (b *builder) finalRegs(i int) error {
+	t := &b.img.Threads[i]
+	tid := b.tids[i]
+	regs, _ := ptrace.WordsToRegs(t.Regs)
+	fixRestart(&regs)
+	if err := ptrace.SetRegs(tid, &regs); err != nil {
+		return err
+	}
+	xs := make([]byte, b.xlen)
+	copy(xs, t.XState)
+	if len(t.XState) != b.xlen && b.xlen >= 512+8 {
+		// Keep only the components both machines know.
+		bv := binary.LittleEndian.Uint64(xs[512:]) & b.xcr0
+		binary.LittleEndian.PutUint64(xs[512:], bv)
+	}
+	if err := ptrace.SetXState(tid, xs); err != nil {
+		return fmt.Errorf("thread %d: extended state: %w", tid, err)
+	}
+	return ptrace.SetSigmask(tid, t.Sigmask)
+}
+
+// atFDCWD is AT_FDCWD (-100) as a register value.
+const atFDCWD = ^uint64(99)

@@ -34,7 +34,7 @@ type Verifier func(r io.Reader) (Meta, error)
 // Config configures a Server.
 type Config struct {
 	Dir     string   // state directory, created (mode 0700) if missing
-	Verify  Verifier // required
+	Verify  Verifier // nil means VerifyImage
 	MaxSize int64    // largest image accepted, in bytes; 0 means no limit
 	// Token, when not empty, must be presented by every request as
 	// "Authorization: Bearer TOKEN".
@@ -63,7 +63,7 @@ type Server struct {
 // interrupted earlier run left behind.
 func New(cfg Config) (*Server, error) {
 	if cfg.Verify == nil {
-		return nil, errors.New("server: no verifier")
+		cfg.Verify = VerifyImage
 	}
 	if cfg.Dir == "" {
 		return nil, errors.New("server: no state directory")

@@ -35,7 +35,7 @@ func start(t *testing.T, cfg server.Config) *testServer {
 		cfg.Dir = filepath.Join(t.TempDir(), "state")
 	}
 	if cfg.Verify == nil {
-		cfg.Verify = servertest.Verify
+		cfg.Verify = server.VerifyImage
 	}
 	cfg.Log = t.Logf
 	s, err := server.New(cfg)
@@ -498,7 +498,7 @@ func TestGracefulShutdown(t *testing.T) {
 	ts.Server.Close()
 
 	// A new server on the same directory has it.
-	s2, err := server.New(server.Config{Dir: dir, Verify: servertest.Verify})
+	s2, err := server.New(server.Config{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

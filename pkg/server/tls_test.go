@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"procs/pkg/server"
-	"procs/pkg/server/servertest"
 )
 
 func TestTLS(t *testing.T) {
@@ -42,7 +41,7 @@ func TestTLS(t *testing.T) {
 	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
 
-	s, err := server.New(server.Config{Dir: filepath.Join(dir, "state"), Verify: servertest.Verify, Token: "t"})
+	s, err := server.New(server.Config{Dir: filepath.Join(dir, "state"), Token: "t"})
 	if err != nil {
 		t.Fatal(err)
 	}

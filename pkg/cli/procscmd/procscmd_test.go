@@ -20,7 +20,7 @@ import (
 
 func startServer(t *testing.T, token string) string {
 	t.Helper()
-	s, err := server.New(server.Config{Dir: filepath.Join(t.TempDir(), "state"), Verify: servertest.Verify, Token: token})
+	s, err := server.New(server.Config{Dir: filepath.Join(t.TempDir(), "state"), Token: token})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,16 +51,9 @@ const DefaultAddr = "127.0.0.1:7627"
 // ShutdownGrace is how long requests in flight may run after SIGTERM.
 const ShutdownGrace = 60 * time.Second
 
-// Verify checks images as they stream in.
-//
-// TODO(merge): this is the stand-in format of package servertest until
-// format.Verify lands; replace with an adapter:
-//
-//	func(r io.Reader) (server.Meta, error) {
-//		info, _, err := format.Verify(r)
-//		return server.Meta{Comm: info.Comm, PID: info.PID, Host: info.Host}, err
-//	}
-var Verify server.Verifier = standinVerify
+// Verify checks images as they stream in: format.Verify, through
+// server.VerifyImage.
+var Verify server.Verifier = server.VerifyImage
 
 // Main runs procs-serve with args (args[0] is the program name) and
 // returns the exit status.

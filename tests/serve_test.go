@@ -368,8 +368,8 @@ func TestServeLoopback(t *testing.T) {
 	})
 	t.Run("refuses public address without token", func(t *testing.T) {
 		_, errs, code := h.run(t, nil, "procs-serve", "-l", "0.0.0.0:0", "-d", state)
-		if code != 1 || !strings.Contains(errs, "without a token") {
-			t.Errorf("procs-serve -l 0.0.0.0:0 = exit %d, %q; want 1 and a refusal", code, errs)
+		if code != 2 || !strings.Contains(errs, "without a token") {
+			t.Errorf("procs-serve -l 0.0.0.0:0 = exit %d, %q; want 2 and a refusal", code, errs)
 		}
 	})
 }
@@ -424,8 +424,8 @@ func TestServeTwoHosts(t *testing.T) {
 
 	t.Run("refuses to listen without a token", func(t *testing.T) {
 		_, errs, code := b.run(t, nil, "procs-serve", "-l", addr, "-d", state)
-		if code != 1 || !strings.Contains(errs, "without a token") {
-			t.Errorf("procs-serve -l %s without token = exit %d, %q; want 1 and a refusal", addr, code, errs)
+		if code != 2 || !strings.Contains(errs, "without a token") {
+			t.Errorf("procs-serve -l %s without token = exit %d, %q; want 2 and a refusal", addr, code, errs)
 		}
 	})
 

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"procs/pkg/server"
 )
 
 // DefaultPort is the port procs-serve listens on unless told otherwise.
@@ -244,8 +246,8 @@ func (c *Client) Ping(ctx context.Context) error {
 // Fetch returns the image id as a stream. The caller must close it. A
 // short stream (cut connection) ends in an error, never in a silent EOF.
 func (c *Client) Fetch(ctx context.Context, id string) (io.ReadCloser, error) {
-	if !validID(id) {
-		return nil, &Error{Status: http.StatusNotFound, Msg: fmt.Sprintf("%s: no image %q (ids are 16 characters of a-z and 2-7)", c.base, id)}
+	if err := c.checkID(id); err != nil {
+		return nil, err
 	}
 	req, err := c.request(ctx, http.MethodGet, "/v1/images/"+id, nil)
 	if err != nil {
@@ -260,8 +262,8 @@ func (c *Client) Fetch(ctx context.Context, id string) (io.ReadCloser, error) {
 
 // Delete removes image id from the server.
 func (c *Client) Delete(ctx context.Context, id string) error {
-	if !validID(id) {
-		return &Error{Status: http.StatusNotFound, Msg: fmt.Sprintf("%s: no image %q (ids are 16 characters of a-z and 2-7)", c.base, id)}
+	if err := c.checkID(id); err != nil {
+		return err
 	}
 	req, err := c.request(ctx, http.MethodDelete, "/v1/images/"+id, nil)
 	if err != nil {
@@ -302,21 +304,14 @@ func (c *Client) Next(ctx context.Context, after string) (Entry, error) {
 	return e, nil
 }
 
-// validID mirrors the server's id check so that no id ever becomes a path
-// in a URL.
-func validID(s string) bool {
-	if len(s) != 16 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '2' && c <= '7') {
-			return false
-		}
-	}
-	return true
-}
-
 // ValidID reports whether s has the shape of a PROCS_ID: 16 characters of
-// a-z and 2-7.
-func ValidID(s string) bool { return validID(s) }
+// a-z and 2-7. No other string ever goes into a URL path.
+func ValidID(s string) bool { return server.ValidID(s) }
+
+// checkID refuses a string that is not an id before any request.
+func (c *Client) checkID(id string) error {
+	if ValidID(id) {
+		return nil
+	}
+	return &Error{Status: http.StatusNotFound, Msg: fmt.Sprintf("%s: no image %q (ids are 16 characters of a-z and 2-7)", c.base, id)}
+}

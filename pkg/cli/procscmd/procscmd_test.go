@@ -7,11 +7,11 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
-	"github.com/pborman/getopt/v2"
-
+	"procs/pkg/cli"
 	"procs/pkg/client"
 	"procs/pkg/dump"
 	"procs/pkg/server"
@@ -76,7 +76,7 @@ func TestDumpUploadKillsOnlyAfterConfirmation(t *testing.T) {
 				return dump.Stats{}, nil
 			}
 			defer func() { dumpImage = dump.Dump }()
-			e, err := dumpUpload(context.Background(), dump.Options{PID: 99, Kill: true}, cl)
+			e, _, err := dumpUpload(context.Background(), dump.Options{PID: 99, Kill: true}, cl)
 			if killed != tc.wantKill {
 				t.Errorf("dumpUpload() killed = %v; want %v", killed, tc.wantKill)
 			}
@@ -98,42 +98,39 @@ func TestDumpUploadKillsOnlyAfterConfirmation(t *testing.T) {
 	}
 }
 
-func TestParseInterleaved(t *testing.T) {
+func TestParse(t *testing.T) {
 	for _, tc := range []struct {
-		args    []string
-		wantPos []string
-		wantOut string
+		args     []string
+		verb     string
+		operands []string
+		output   string
+		err      string
 	}{
-		{[]string{"procs", "save", "15325", "-o", "tmp"}, []string{"save", "15325"}, "tmp"},
-		{[]string{"procs", "-o", "tmp", "save", "1"}, []string{"save", "1"}, "tmp"},
-		{[]string{"procs", "send", "-n", "test", "-s", "h", "--", "-o"}, []string{"send", "-o"}, ""},
+		{[]string{"procs", "save", "15325", "-o", "tmp"}, "save", []string{"15325"}, "tmp", ""},
+		{[]string{"procs", "-o", "tmp", "save", "1"}, "save", []string{"1"}, "tmp", ""},
+		{[]string{"procs", "send", "-n", "test", "-s", "h"}, "send", nil, "", ""},
+		{[]string{"procs", "send", "-s", "h", "--", "-o"}, "send", []string{"-o"}, "", ""},
+		{[]string{"procs", "receive", "-d", "--keep"}, "receive", nil, "", ""},
+		{[]string{"procs", "list", "-v"}, "list", nil, "", ""},
+		{[]string{"procs"}, "", nil, "", "missing command: save, restore, send, receive, list or delete"},
+		{[]string{"procs", "frob"}, "frob", nil, "", `unknown command "frob"`},
+		{[]string{"procs", "send", "-o", "x", "1", "-s", "h"}, "send", []string{"1"}, "x", "--output is not an option of send"},
+		{[]string{"procs", "save", "1", "-n", "x"}, "save", []string{"1"}, "", "give a PID or -n NAME, not both"},
+		{[]string{"procs", "save"}, "save", nil, "", "save: want one PID"},
+		{[]string{"procs", "save", "1", "-z", "lz4"}, "save", []string{"1"}, "", `invalid value "lz4" for --compress: want none, zstd or xz`},
+		{[]string{"procs", "restore", "x", "--pid=old"}, "restore", []string{"x"}, "", `invalid value "old" for --pid: want auto, keep or new`},
+		{[]string{"procs", "delete"}, "delete", nil, "", "delete: want a PROCS_ID"},
+		{[]string{"procs", "list", "-x"}, "", nil, "", "unknown option -x"},
 	} {
-		var out string
-		set := newSetForTest(&out)
-		pos, err := parseInterleaved(set, tc.args)
-		if err != nil || !equal(pos, tc.wantPos) || out != tc.wantOut {
-			t.Errorf("parseInterleaved(%q) = %q, -o %q, %v; want %q, -o %q", tc.args, pos, out, err, tc.wantPos, tc.wantOut)
+		o, err := parse(tc.args)
+		if tc.err != "" {
+			if err == nil || err.Error() != tc.err || !cli.IsUsage(err) {
+				t.Errorf("parse(%q) error = %v; want usage error %q", tc.args, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || o.verb != tc.verb || !slices.Equal(o.operands, tc.operands) || o.output != tc.output {
+			t.Errorf("parse(%q) = %q %q -o %q, %v; want %q %q -o %q", tc.args, o.verb, o.operands, o.output, err, tc.verb, tc.operands, tc.output)
 		}
 	}
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func newSetForTest(out *string) *getopt.Set {
-	set := getopt.New()
-	set.FlagLong(out, "output", 'o')
-	var s, n string
-	set.FlagLong(&s, "server", 's')
-	set.FlagLong(&n, "name", 'n')
-	return set
 }

@@ -16,34 +16,38 @@ import (
 
 	"github.com/pborman/getopt/v2"
 
+	"procs/pkg/cli"
+	"procs/pkg/client"
 	"procs/pkg/server"
 )
 
-// Version is stamped at build time.
-var Version = "devel"
-
 // Usage is printed by -h and repeated in man/procs-serve.8.
-const Usage = `Usage: procs-serve [-l ADDR:PORT] [-d DIR] [--token-file FILE]
-                   [--cert FILE --key FILE] [--max-size SIZE] [-v]
-       procs-serve -h | --version
+const Usage = `usage: procs-serve [-l ADDR:PORT] [-d DIR] [--token-file=FILE]
+                   [--cert=FILE --key=FILE] [--max-size=SIZE] [-v]
 
 Keep procs images under ids and hand them out over HTTP.
 
-  -l, --listen ADDR:PORT   listen there (default 127.0.0.1:7627)
-  -d, --dir DIR            state directory (default $STATE_DIRECTORY,
+  -l, --listen=ADDR:PORT   listen there (default 127.0.0.1:7627)
+  -d, --dir=DIR            state directory (default $STATE_DIRECTORY,
                            else /var/lib/procs as root,
                            else ~/.local/state/procs)
-      --token-file FILE    require "Authorization: Bearer TOKEN", TOKEN
+      --token-file=FILE    require "Authorization: Bearer TOKEN", TOKEN
                            being the first line of FILE; mandatory on
                            any address but loopback
-      --cert FILE          serve HTTPS with this certificate (PEM) ...
-      --key FILE           ... and this private key (PEM)
-      --max-size SIZE      refuse images larger than SIZE bytes; K, M, G
+      --cert=FILE          serve HTTPS with this certificate (PEM) ...
+      --key=FILE           ... and this private key (PEM)
+      --max-size=SIZE      refuse images larger than SIZE bytes; K, M, G
                            and T suffixes; 0 for no limit (default 64G)
   -v, --verbose            log each request on stderr
   -h, --help               print this help and exit
       --version            print the version and exit
+
+Exit status: 0 shut down by SIGTERM or SIGINT, 1 failed (cannot listen,
+bad state directory or token file), 2 usage error (also: a public
+address without --token-file).
 `
+
+const prog = "procs-serve"
 
 // DefaultAddr is where procs-serve listens unless told otherwise.
 const DefaultAddr = "127.0.0.1:7627"
@@ -55,116 +59,123 @@ const ShutdownGrace = 60 * time.Second
 // server.VerifyImage.
 var Verify server.Verifier = server.VerifyImage
 
-// Main runs procs-serve with args (args[0] is the program name) and
-// returns the exit status.
-func Main(args []string, stdin, stdout, stderr *os.File) int {
-	p := printer{prog: "procs-serve", w: stderr}
-	set := getopt.New()
-	listen := set.StringLong("listen", 'l', "")
-	dir := set.StringLong("dir", 'd', "")
-	tokenFile := set.StringLong("token-file", 0, "")
-	cert := set.StringLong("cert", 0, "")
-	key := set.StringLong("key", 0, "")
-	maxSize := set.StringLong("max-size", 0, "64G")
-	verbose := set.BoolLong("verbose", 'v')
-	help := set.BoolLong("help", 'h')
-	version := set.BoolLong("version", 0)
-	if err := set.Getopt(args, nil); err != nil {
-		p.errorf("%v", err)
-		p.hintf("see procs-serve -h")
-		return 2
-	}
-	switch {
-	case *help:
-		fmt.Fprint(stdout, Usage)
-		return 0
-	case *version:
-		fmt.Fprintln(stdout, "procs-serve", Version)
-		return 0
-	case set.NArgs() > 0:
-		p.errorf("unexpected argument %q", set.Arg(0))
-		p.hintf("see procs-serve -h")
-		return 2
-	case (*cert == "") != (*key == ""):
-		p.errorf("--cert and --key go together")
-		return 2
-	}
-	limit, err := ParseSize(*maxSize)
-	if err != nil {
-		p.errorf("--max-size: %v", err)
-		return 2
-	}
-	if *dir == "" {
-		*dir = defaultDir()
-	}
-	token := ""
-	if *tokenFile != "" {
-		if token, err = readToken(*tokenFile); err != nil {
-			p.errorf("%v", err)
-			return 1
-		}
-	}
+type options struct {
+	listen, dir, tokenFile, cert, key, maxSize string
+	cli.Flags
+	limit int64
+}
 
-	lns, err := server.SystemdListeners()
+func parse(args []string) (options, error) {
+	o := options{maxSize: "64G"}
+	set := getopt.New()
+	set.FlagLong(&o.listen, "listen", 'l')
+	set.FlagLong(&o.dir, "dir", 'd')
+	set.FlagLong(&o.tokenFile, "token-file", 0)
+	set.FlagLong(&o.cert, "cert", 0)
+	set.FlagLong(&o.key, "key", 0)
+	set.FlagLong(&o.maxSize, "max-size", 0)
+	o.Register(set)
+	ops, err := cli.Parse(set, args)
+	switch {
+	case err != nil || o.Help || o.Version:
+		return o, err
+	case len(ops) > 0:
+		return o, cli.Usagef("unexpected argument %q", ops[0])
+	case (o.cert == "") != (o.key == ""):
+		return o, cli.Usagef("--cert and --key go together")
+	}
+	if o.limit, err = ParseSize(o.maxSize); err != nil {
+		return o, cli.Usagef("invalid value %q for --max-size", o.maxSize)
+	}
+	if o.dir == "" {
+		o.dir = defaultDir()
+	}
+	return o, nil
+}
+
+// Main runs procs-serve with args (args[0] is the program name) and
+// returns its exit status.
+func Main(args []string, stdin, stdout, stderr *os.File) int {
+	msg := cli.NewMsg(prog, stderr)
+	o, err := parse(args)
+	if code, done := cli.Preamble(msg, stdout, Usage, o.Flags, err, cli.ExitUsage); done {
+		return code
+	}
+	code, err := serve(o, msg)
 	if err != nil {
-		p.errorf("%v", err)
-		return 1
+		msg.Error(err)
 	}
-	if len(lns) > 1 {
-		p.errorf("socket activation passed %d sockets; want one", len(lns))
-		return 1
+	return code
+}
+
+// listener returns the socket passed by systemd, else a new one on -l.
+func listener(o options) (net.Listener, int, error) {
+	lns, err := server.SystemdListeners()
+	switch {
+	case err != nil:
+		return nil, cli.ExitFailure, err
+	case len(lns) > 1:
+		for _, l := range lns {
+			l.Close()
+		}
+		return nil, cli.ExitFailure, fmt.Errorf("socket activation passed %d sockets; want one", len(lns))
+	case len(lns) == 1 && o.listen != "":
+		lns[0].Close()
+		return nil, cli.ExitUsage, cli.Usagef("-l given, but systemd passed a socket")
+	case len(lns) == 1:
+		return lns[0], cli.ExitOK, nil
 	}
-	var ln net.Listener
-	if len(lns) == 1 {
-		ln = lns[0]
-		if *listen != "" {
-			p.errorf("-l given, but systemd passed a socket")
-			return 2
+	addr := DefaultAddr
+	if o.listen != "" {
+		addr = o.listen
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			addr = net.JoinHostPort(strings.Trim(addr, "[]"), strconv.Itoa(client.DefaultPort))
 		}
-	} else {
-		addr := DefaultAddr
-		if *listen != "" {
-			addr = *listen
-			if _, _, err := net.SplitHostPort(addr); err != nil {
-				addr = net.JoinHostPort(strings.Trim(addr, "[]"), "7627")
-			}
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, cli.ExitFailure, err
+	}
+	return ln, cli.ExitOK, nil
+}
+
+func serve(o options, msg *cli.Msg) (int, error) {
+	token := ""
+	if o.tokenFile != "" {
+		var err error
+		if token, err = client.ReadTokenFile(o.tokenFile); err != nil {
+			return cli.ExitFailure, err
 		}
-		if ln, err = net.Listen("tcp", addr); err != nil {
-			p.errorf("%v", err)
-			return 1
-		}
+	}
+	ln, code, err := listener(o)
+	if err != nil {
+		return code, err
 	}
 	defer ln.Close()
 	if !server.IsLoopback(ln.Addr()) && token == "" {
-		p.errorf("refusing to listen on %s without a token", ln.Addr())
-		p.hintf("give --token-file FILE, or listen on loopback")
-		return 1
+		return cli.ExitUsage, cli.WithHint(fmt.Errorf("refusing to listen on %s without a token", ln.Addr()),
+			"give --token-file FILE, or listen on loopback")
 	}
-
-	cfg := server.Config{Dir: *dir, Verify: Verify, MaxSize: limit, Token: token}
-	if *verbose {
-		cfg.Log = func(format string, args ...any) { p.printf(format, args...) }
+	cfg := server.Config{Dir: o.dir, Verify: Verify, MaxSize: o.limit, Token: token}
+	if o.Verbose {
+		cfg.Log = msg.Logf
 	}
 	srv, err := server.New(cfg)
 	if err != nil {
-		p.errorf("%v", err)
-		return 1
+		return cli.ExitFailure, err
 	}
 	defer srv.Close()
 	scheme := "http"
-	if *cert != "" {
+	if o.cert != "" {
 		scheme = "https"
 	}
-	if *verbose {
-		p.printf("serving %s://%s, images in %s", scheme, ln.Addr(), *dir)
-	}
+	msg.Logf("serving %s://%s, images in %s", scheme, ln.Addr(), o.dir)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := srv.Serve(ctx, ln, *cert, *key, ShutdownGrace); err != nil {
-		p.errorf("%v", err)
-		return 1
+	if err := srv.Serve(ctx, ln, o.cert, o.key, ShutdownGrace); err != nil {
+		return cli.ExitFailure, err
 	}
-	return 0
+	return cli.ExitOK, nil
 }
 
 func defaultDir() string {
@@ -180,19 +191,6 @@ func defaultDir() string {
 	}
 	home, _ := os.UserHomeDir()
 	return filepath.Join(home, ".local", "state", "procs")
-}
-
-func readToken(name string) (string, error) {
-	b, err := os.ReadFile(name)
-	if err != nil {
-		return "", err
-	}
-	tok, _, _ := strings.Cut(string(b), "\n")
-	tok = strings.TrimSpace(tok)
-	if tok == "" {
-		return "", fmt.Errorf("token file %s is empty", name)
-	}
-	return tok, nil
 }
 
 // ParseSize parses a byte count with an optional K, M, G or T suffix
@@ -220,19 +218,4 @@ func ParseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("bad size %q", s)
 	}
 	return n * mult, nil
-}
-
-// printer writes messages on stderr as "procs-serve: message".
-// TODO(merge): replace with the shared printer of package cli.
-type printer struct {
-	prog string
-	w    *os.File
-}
-
-func (p printer) printf(format string, args ...any) {
-	fmt.Fprintf(p.w, p.prog+": "+format+"\n", args...)
-}
-func (p printer) errorf(format string, args ...any) { p.printf(format, args...) }
-func (p printer) hintf(format string, args ...any) {
-	p.printf("hint: "+format, args...)
 }

@@ -2,12 +2,9 @@ package tests
 
 // End-to-end tests of procs-serve, procs-fetch and procs with the built
 // binaries: on loopback, and between two network namespaces joined by a
-// veth pair acting as two hosts.
-//
-// TODO(merge): until the engine and the format are real, the images are
-// the stand-ins of package servertest, which the procs-serve binary
-// accepts through servecmd.Verify. When Verify becomes format.Verify,
-// writeImage must write real images (procs-dump of a victim) instead.
+// veth pair acting as two hosts. The tests here only move images: small
+// valid ones made by package servertest, which procs-serve verifies with
+// format.Verify like any other. migrate_test.go moves real processes.
 
 import (
 	"bytes"

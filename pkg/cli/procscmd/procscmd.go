@@ -304,7 +304,7 @@ func (c *cmd) dumpTo(cl *client.Client) int {
 	if err != nil {
 		return c.fail(code, err)
 	}
-	c.msg.Logf("sending process %s to %s", p, cl.Server())
+	c.msg.Logf("sending process %d (%s) to %s", p.PID, p.Comm, cl.Server())
 	e, st, err := dumpUpload(c.ctx, dump.Options{
 		PID:         p.PID,
 		Kill:        !c.o.nokill,

@@ -210,6 +210,9 @@ func Main(args []string, stdin, stdout, stderr *os.File) int {
 // fail prints err and returns code.
 func (c *cmd) fail(code int, err error) int {
 	c.msg.EndProgress()
+	if errors.Is(err, syscall.ECONNREFUSED) && cli.Hint(err) == "" {
+		err = cli.WithHint(err, "is procs-serve running there? give the server with -s HOST[:PORT] or PROCS_SERVER")
+	}
 	c.msg.Error(err)
 	return code
 }

@@ -145,12 +145,14 @@ func Main(args []string, stdin, stdout, stderr *os.File) int {
 		}
 		return cli.ExitOK
 	}
-	return wait(p, msg)
+	return Wait(p, msg)
 }
 
-// wait waits for p like system(3): SIGINT and SIGQUIT are the process's
-// business, not ours; SIGTERM is passed on.
-func wait(p *restore.Process, msg *cli.Msg) int {
+// Wait waits for p like system(3): SIGINT and SIGQUIT are the process's
+// business, not ours; SIGTERM is passed on. It returns the process's
+// status, or ExitLoadFailure when waiting fails. The procs dispatcher
+// waits for the processes it restores with it too.
+func Wait(p *restore.Process, msg *cli.Msg) int {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM)
 	defer signal.Stop(sigs)

@@ -1,0 +1,50 @@
+package cli
+
+import (
+	"io"
+
+	"github.com/pborman/getopt/v2"
+)
+
+// About answers -h and --version: it writes text (the usage, or
+// "prog version") to stdout and returns the exit status.
+func About(stdout io.Writer, msg *Msg, text string) int {
+	if _, err := io.WriteString(stdout, text); err != nil {
+		msg.Errorf("write to stdout: %v", err)
+		return ExitFailure
+	}
+	return ExitOK
+}
+
+// Flags are the options every command has.
+type Flags struct {
+	Help, Version, Verbose bool
+}
+
+// Register adds -h/--help, --version and -v/--verbose to set.
+func (f *Flags) Register(set *getopt.Set) {
+	set.FlagLong(&f.Verbose, "verbose", 'v')
+	set.FlagLong(&f.Help, "help", 'h')
+	set.FlagLong(&f.Version, "version", 0)
+}
+
+// Preamble does what a command's Main does once its options are parsed:
+// it makes SIGPIPE harmless (IgnoreSIGPIPE), reports a parse error (with a hint to --help) and answers -h and
+// --version, returning the exit status and done = true; otherwise it
+// turns -v on and returns done = false. usageCode is the status of a
+// usage error.
+func Preamble(msg *Msg, stdout io.Writer, usage string, f Flags, err error, usageCode int) (code int, done bool) {
+	IgnoreSIGPIPE()
+	switch {
+	case err != nil:
+		msg.Error(err)
+		msg.Hintf("%s", UsageHint(msg.Prog))
+		return usageCode, true
+	case f.Help:
+		return About(stdout, msg, usage), true
+	case f.Version:
+		return About(stdout, msg, msg.Prog+" "+Version+"\n"), true
+	}
+	msg.SetVerbose(f.Verbose)
+	return ExitOK, false
+}

@@ -1,0 +1,577 @@
+// Package procscmd is the command line of procs, the dispatcher of the
+// seed man page. Each command behaves as the pipeline it stands for, and
+// runs it in one process with the same code: "save -o FILE" (and save
+// with no server) is procs-dump itself (dumpcmd.Main), "restore FILE" is
+// procs-load itself (loadcmd.Main), and the commands that talk to
+// procs-serve drive the engine (packages dump and restore) and package
+// client directly.
+package procscmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pborman/getopt/v2"
+
+	"procs/format"
+	"procs/pkg/cli"
+	"procs/pkg/cli/dumpcmd"
+	"procs/pkg/cli/loadcmd"
+	"procs/pkg/client"
+	"procs/pkg/dump"
+	"procs/pkg/restore"
+)
+
+// Usage is printed by -h and repeated in man/procs.1.
+const Usage = `usage: procs save [PID] [-n NAME] [-o FILE] [-K] [-f] [-z none|zstd|xz] [-v]
+       procs restore FILE|PROCS_ID [-d] [--pid=auto|keep|new] [-v]
+       procs send PID|FILE|PROCS_ID -s HOST[:PORT] [-n NAME] [-K] [-f] [-z ALGO] [-v]
+       procs receive [PROCS_ID] [-d] [--keep] [--pid=auto|keep|new] [-v]
+       procs list
+       procs delete PROCS_ID...
+
+Checkpoint, restore and move processes; keep images on procs-serve.
+
+  -s, --server=HOST[:PORT]  the server (default $PROCS_SERVER, else the
+                            local server 127.0.0.1:7627); for send, where
+                            to send
+      --token-file=FILE     token for the server (default
+                            $PROCS_TOKEN_FILE, else $PROCS_TOKEN)
+  -n, --name=NAME           the one process whose name (comm, executable
+                            or argv[0] base name) is NAME, instead of PID
+  -o, --output=FILE         save: write the image to FILE
+  -K, --nokill              leave the process running after the image is
+                            safe
+  -f, --file-save           carry the contents of open regular files
+  -z, --compress=ALGO       compress memory pages: none (default), zstd
+                            or xz
+  -d, --detach              restore, receive: do not wait: print the PID
+                            of the running process and exit 0
+      --pid=MODE            auto (default), keep or new: the PID to
+                            restore with
+      --keep                receive: leave the image on the server
+  -v, --verbose             say what happens on stderr
+  -h, --help                print this help and exit
+      --version             print the version and exit
+
+Exit status: 0 done, 1 failed (a process goes on unharmed), 2 usage
+error, 3 refused (no such process, or it holds something procs cannot
+carry; it was not touched). restore and receive exit like procs-load:
+with the status of the restored process, or 125 if procs failed and
+left nothing running.
+`
+
+const prog = "procs"
+
+// verbs maps each command to the options it takes besides -s,
+// --token-file and -v.
+var verbs = map[string][]string{
+	"save":    {"name", "output", "nokill", "file-save", "compress"},
+	"restore": {"detach", "pid"},
+	"send":    {"name", "nokill", "file-save", "compress"},
+	"receive": {"detach", "keep", "pid"},
+	"list":    nil,
+	"delete":  nil,
+}
+
+var pidModes = map[string]restore.PIDMode{
+	"auto": restore.PIDAuto,
+	"keep": restore.PIDKeep,
+	"new":  restore.PIDNew,
+}
+
+type options struct {
+	server, tokenFile, name, output, compress, pid string
+	nokill, fileSave, detach, keep                 bool
+	cli.Flags
+	verb        string
+	operands    []string
+	compression format.Compression
+}
+
+func parse(args []string) (options, error) {
+	o := options{compress: "none", pid: "auto"}
+	set := getopt.New()
+	set.FlagLong(&o.server, "server", 's')
+	set.FlagLong(&o.tokenFile, "token-file", 0)
+	set.FlagLong(&o.name, "name", 'n')
+	set.FlagLong(&o.output, "output", 'o')
+	set.FlagLong(&o.nokill, "nokill", 'K')
+	set.FlagLong(&o.fileSave, "file-save", 'f')
+	set.FlagLong(&o.compress, "compress", 'z')
+	set.FlagLong(&o.detach, "detach", 'd')
+	set.FlagLong(&o.pid, "pid", 0)
+	set.FlagLong(&o.keep, "keep", 0)
+	o.Register(set)
+	ops, err := cli.Parse(set, args)
+	if len(ops) > 0 {
+		o.verb, o.operands = ops[0], ops[1:]
+	}
+	if err != nil || o.Help || o.Version {
+		return o, err
+	}
+	takes, ok := verbs[o.verb]
+	switch {
+	case o.verb == "":
+		return o, cli.Usagef("missing command: save, restore, send, receive, list or delete")
+	case !ok:
+		return o, cli.Usagef("unknown command %q", o.verb)
+	}
+	for _, opt := range []string{"name", "output", "nokill", "file-save", "compress", "detach", "pid", "keep"} {
+		if set.IsSet(opt) && !slices.Contains(takes, opt) {
+			return o, cli.Usagef("--%s is not an option of %s", opt, o.verb)
+		}
+	}
+	if o.compression, err = format.ParseCompression(o.compress); err != nil {
+		return o, cli.Usagef("invalid value %q for --compress: want none, zstd or xz", o.compress)
+	}
+	if _, ok := pidModes[o.pid]; !ok {
+		return o, cli.Usagef("invalid value %q for --pid: want auto, keep or new", o.pid)
+	}
+	if set.IsSet("name") && o.name == "" {
+		return o, cli.Usagef("empty process name")
+	}
+	n := len(o.operands)
+	switch o.verb {
+	case "save", "send":
+		if o.name != "" && n > 0 {
+			return o, cli.Usagef("give a PID or -n NAME, not both")
+		}
+		if o.name == "" && n != 1 {
+			return o, cli.Usagef("%s: want one %s", o.verb, map[string]string{"save": "PID", "send": "PID, FILE or PROCS_ID"}[o.verb])
+		}
+	case "restore":
+		if n != 1 {
+			return o, cli.Usagef("restore: want one FILE or PROCS_ID")
+		}
+	case "receive":
+		if n > 1 {
+			return o, cli.Usagef("receive: want at most one PROCS_ID")
+		}
+	case "list":
+		if n > 0 {
+			return o, cli.Usagef("list: unexpected argument %q", o.operands[0])
+		}
+	case "delete":
+		if n == 0 {
+			return o, cli.Usagef("delete: want a PROCS_ID")
+		}
+	}
+	return o, nil
+}
+
+// cmd is one run of procs.
+type cmd struct {
+	o                     options
+	stdin, stdout, stderr *os.File
+	msg                   *cli.Msg
+	ctx                   context.Context // cancelled by SIGINT and SIGTERM
+}
+
+// Main runs procs with args (args[0] is the program name) and returns its
+// exit status.
+func Main(args []string, stdin, stdout, stderr *os.File) int {
+	msg := cli.NewMsg(prog, stderr)
+	o, err := parse(args)
+	usageCode := cli.ExitUsage
+	if o.verb == "restore" || o.verb == "receive" {
+		usageCode = cli.ExitLoadFailure
+	}
+	if code, done := cli.Preamble(msg, stdout, Usage, o.Flags, err, usageCode); done {
+		return code
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	c := &cmd{o: o, stdin: stdin, stdout: stdout, stderr: stderr, msg: msg, ctx: ctx}
+	switch o.verb {
+	case "save":
+		return c.save()
+	case "restore":
+		return c.restore(stop)
+	case "send":
+		return c.send()
+	case "receive":
+		return c.receive(stop)
+	case "list":
+		return c.list()
+	}
+	return c.delete()
+}
+
+// fail prints err and returns code.
+func (c *cmd) fail(code int, err error) int {
+	c.msg.EndProgress()
+	if errors.Is(err, syscall.ECONNREFUSED) && cli.Hint(err) == "" {
+		err = cli.WithHint(err, "is procs-serve running there? give the server with -s HOST[:PORT] or PROCS_SERVER")
+	}
+	c.msg.Error(err)
+	return code
+}
+
+// client returns a client of server, with the token of --token-file or
+// the environment.
+func (c *cmd) client(server string) (*client.Client, error) {
+	token, err := client.LoadToken(c.o.tokenFile)
+	if err != nil {
+		return nil, err
+	}
+	return client.New(server, token)
+}
+
+// local returns a client of the local server: -s, $PROCS_SERVER or
+// 127.0.0.1:7627.
+func (c *cmd) local() (*client.Client, error) {
+	return c.client(client.ServerAddr(c.o.server))
+}
+
+// dumpArgs is the procs-dump command line that stands for this save.
+func (c *cmd) dumpArgs() []string {
+	a := []string{"procs-dump", "-z", c.o.compress}
+	for _, f := range []struct {
+		on   bool
+		flag string
+	}{{c.o.nokill, "-K"}, {c.o.fileSave, "-f"}, {c.o.Verbose, "-v"}} {
+		if f.on {
+			a = append(a, f.flag)
+		}
+	}
+	if c.o.output != "" {
+		a = append(a, "-o", c.o.output)
+	}
+	if c.o.name != "" {
+		return append(a, "-n", c.o.name)
+	}
+	return append(a, "--", c.o.operands[0])
+}
+
+// save: with -o, or when no local server answers, procs-dump; otherwise
+// the image goes to the local server.
+func (c *cmd) save() int {
+	if c.o.output != "" {
+		return dumpcmd.Main(c.dumpArgs(), c.stdin, c.stdout, c.stderr)
+	}
+	cl, err := c.local()
+	if err != nil {
+		return c.fail(cli.ExitUsage, err)
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+	err = cl.Ping(ctx)
+	cancel()
+	var se *client.Error
+	if err != nil && !errors.As(err, &se) {
+		c.msg.Logf("no server at %s (%v): writing the image to stdout", cl.Server(), err)
+		return dumpcmd.Main(c.dumpArgs(), c.stdin, c.stdout, c.stderr)
+	}
+	if err != nil {
+		return c.fail(cli.ExitFailure, err)
+	}
+	return c.dumpTo(cl)
+}
+
+// process finds the process of save or send: -n NAME or the PID operand.
+func (c *cmd) process() (cli.Proc, int, error) {
+	var p cli.Proc
+	var err error
+	if c.o.name != "" {
+		p, err = cli.FindOne(c.o.name)
+	} else if pid, perr := strconv.Atoi(c.o.operands[0]); perr != nil || pid <= 0 {
+		return p, cli.ExitUsage, cli.Usagef("invalid PID %q", c.o.operands[0])
+	} else {
+		p, err = cli.ReadProc(pid)
+	}
+	var amb *cli.AmbiguousError
+	switch {
+	case errors.Is(err, cli.ErrNoProcess) || errors.As(err, &amb):
+		return p, cli.ExitRefused, err
+	case err != nil:
+		return p, cli.ExitFailure, err
+	case p.PID == os.Getpid():
+		return p, cli.ExitRefused, errors.New("procs cannot checkpoint itself")
+	}
+	return p, cli.ExitOK, nil
+}
+
+// dumpTo checkpoints the process straight into an upload to cl and prints
+// the id the server gave the image.
+func (c *cmd) dumpTo(cl *client.Client) int {
+	p, code, err := c.process()
+	if err != nil {
+		return c.fail(code, err)
+	}
+	c.msg.Logf("sending process %d (%s) to %s", p.PID, p.Comm, cl.Server())
+	e, st, err := dumpUpload(c.ctx, dump.Options{
+		PID:         p.PID,
+		Kill:        !c.o.nokill,
+		FileSave:    c.o.fileSave,
+		Compression: c.o.compression,
+		Log:         c.msg.Logf,
+		Progress:    c.msg.ProgressFunc(),
+	}, cl)
+	c.msg.EndProgress()
+	if errors.Is(err, dump.ErrUnsupported) {
+		return c.fail(cli.ExitRefused, err)
+	}
+	if err != nil {
+		return c.fail(cli.ExitFailure, err)
+	}
+	c.msg.Logf("stored as %s on %s: %s, frozen %s, total %s", e.ID, cl.Server(),
+		cli.FormatBytes(e.Size), st.Frozen.Round(time.Microsecond), st.Total.Round(time.Microsecond))
+	return c.printID(e.ID)
+}
+
+func (c *cmd) printID(id string) int {
+	if _, err := fmt.Fprintln(c.stdout, id); err != nil {
+		// The image is stored: say under which id anyway.
+		return c.fail(cli.ExitFailure, fmt.Errorf("write id %s to stdout: %v", id, err))
+	}
+	return cli.ExitOK
+}
+
+// dumpImage is dump.Dump; tests replace it.
+var dumpImage = dump.Dump
+
+// dumpUpload dumps a process straight into an upload. The process is
+// killed (unless opts.Kill is false) only after the server answered 201:
+// Commit waits for that answer, and any failure before lets the process
+// go unharmed.
+func dumpUpload(ctx context.Context, opts dump.Options, cl *client.Client) (client.Entry, dump.Stats, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pr, pw := io.Pipe()
+	type result struct {
+		e   client.Entry
+		err error
+	}
+	up := make(chan result, 1)
+	go func() {
+		e, err := cl.Upload(ctx, pr)
+		if err == nil {
+			err = errors.New("the server answered before the end of the image")
+			pr.CloseWithError(err)
+			up <- result{e, nil}
+			return
+		}
+		pr.CloseWithError(err)
+		up <- result{e, err}
+	}()
+	var got *result
+	wait := func() result {
+		if got == nil {
+			r := <-up
+			got = &r
+		}
+		return *got
+	}
+	opts.Commit = func() error {
+		pw.Close()
+		return wait().err
+	}
+	st, err := dumpImage(opts, pw)
+	if err != nil {
+		pw.CloseWithError(err)
+		if got == nil {
+			cancel()
+		}
+		if r := wait(); r.err != nil && !errors.Is(err, r.err) {
+			return client.Entry{}, st, fmt.Errorf("%v (upload: %v)", err, r.err)
+		}
+		return client.Entry{}, st, err
+	}
+	pw.Close() // in case Dump returned without calling Commit
+	r := wait()
+	return r.e, st, r.err
+}
+
+// restore: a file when one exists by that name (procs-load FILE), else
+// that image of the local server.
+func (c *cmd) restore(stop func()) int {
+	arg := c.o.operands[0]
+	if _, err := os.Stat(arg); err == nil || !client.ValidID(arg) {
+		a := []string{"procs-load", "--pid=" + c.o.pid}
+		if c.o.detach {
+			a = append(a, "-d")
+		}
+		if c.o.Verbose {
+			a = append(a, "-v")
+		}
+		return loadcmd.Main(append(a, "--", arg), c.stdin, c.stdout, c.stderr)
+	}
+	cl, err := c.local()
+	if err != nil {
+		return c.fail(cli.ExitLoadFailure, err)
+	}
+	return c.run(cl, arg, stop, nil)
+}
+
+// run restores image id of cl, calls running once the process runs, and
+// then waits for it like procs-load (or prints its PID with -d).
+func (c *cmd) run(cl *client.Client, id string, stop func(), running func()) int {
+	body, err := cl.Fetch(c.ctx, id)
+	if err != nil {
+		return c.fail(cli.ExitLoadFailure, err)
+	}
+	c.msg.Logf("restoring %s from %s", id, cl.Server())
+	p, err := restore.Restore(restore.Options{
+		PID:      pidModes[c.o.pid],
+		Stdin:    c.stdin,
+		Stdout:   c.stdout,
+		Stderr:   c.stderr,
+		Log:      c.msg.Logf,
+		Progress: c.msg.ProgressFunc(),
+	}, body)
+	body.Close()
+	if err != nil {
+		return c.fail(cli.ExitLoadFailure, err)
+	}
+	stop() // from now on signals are the process's business (loadcmd.Wait)
+	c.msg.Logf("process %d runs", p.Pid)
+	if running != nil {
+		running()
+	}
+	if c.o.detach {
+		if _, err := fmt.Fprintln(c.stdout, p.Pid); err != nil {
+			c.msg.Errorf("write pid %d: %v", p.Pid, err)
+		}
+		return cli.ExitOK
+	}
+	return loadcmd.Wait(p, c.msg)
+}
+
+// receive restores image PROCS_ID of the local server, or the next one
+// to arrive, and removes it from the server once the process runs.
+func (c *cmd) receive(stop func()) int {
+	cl, err := c.local()
+	if err != nil {
+		return c.fail(cli.ExitLoadFailure, err)
+	}
+	var id string
+	if len(c.o.operands) == 1 {
+		id = c.o.operands[0]
+	} else {
+		c.msg.Logf("waiting for the next image on %s", cl.Server())
+		e, err := cl.Next(c.ctx, "")
+		if err != nil {
+			return c.fail(cli.ExitLoadFailure, err)
+		}
+		id = e.ID
+		c.msg.Logf("%s arrived: %s, pid %d, from %s, %s", e.ID, e.Comm, e.PID, e.Origin, cli.FormatBytes(e.Size))
+	}
+	return c.run(cl, id, stop, func() {
+		if c.o.keep {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := cl.Delete(ctx, id); err != nil {
+			c.msg.Errorf("the process runs, but removing %s failed: %v", id, err)
+		}
+	})
+}
+
+// send checks its operand in the order of the seed: a process, a file,
+// an image of the local server.
+func (c *cmd) send() int {
+	dest := c.o.server
+	if dest == "" {
+		dest = os.Getenv("PROCS_SERVER")
+	}
+	if dest == "" {
+		return c.fail(cli.ExitUsage, cli.WithHint(errors.New("send: where to?"), "give -s HOST[:PORT]"))
+	}
+	cl, err := c.client(dest)
+	if err != nil {
+		return c.fail(cli.ExitUsage, err)
+	}
+	if c.o.name != "" || isProcess(c.o.operands[0]) {
+		return c.dumpTo(cl)
+	}
+	arg := c.o.operands[0]
+	var r io.ReadCloser
+	if f, err := os.Open(arg); err == nil {
+		r = f
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return c.fail(cli.ExitFailure, err)
+	} else if !client.ValidID(arg) {
+		if _, err := strconv.Atoi(arg); err == nil {
+			return c.fail(cli.ExitRefused, fmt.Errorf("process %s: %w", arg, cli.ErrNoProcess))
+		}
+		return c.fail(cli.ExitFailure, fmt.Errorf("%s: no such process, file or PROCS_ID", arg))
+	} else {
+		// The image is on the local server: 127.0.0.1:7627, or
+		// $PROCS_SERVER when -s names the destination.
+		local := client.DefaultServer
+		if s := os.Getenv("PROCS_SERVER"); s != "" && c.o.server != "" {
+			local = s
+		}
+		lc, err := c.client(local)
+		if err != nil {
+			return c.fail(cli.ExitFailure, err)
+		}
+		if r, err = lc.Fetch(c.ctx, arg); err != nil {
+			return c.fail(cli.ExitFailure, err)
+		}
+	}
+	e, err := cl.Upload(c.ctx, r)
+	r.Close()
+	if err != nil {
+		return c.fail(cli.ExitFailure, err)
+	}
+	c.msg.Logf("stored as %s on %s: %s, pid %d, %s", e.ID, cl.Server(), e.Comm, e.PID, cli.FormatBytes(e.Size))
+	return c.printID(e.ID)
+}
+
+// isProcess reports whether s is the PID of a running process.
+func isProcess(s string) bool {
+	pid, err := strconv.Atoi(s)
+	if err != nil || pid <= 0 {
+		return false
+	}
+	_, err = cli.ReadProc(pid)
+	return err == nil
+}
+
+func (c *cmd) list() int {
+	cl, err := c.local()
+	if err != nil {
+		return c.fail(cli.ExitUsage, err)
+	}
+	es, err := cl.List(c.ctx)
+	if err != nil {
+		return c.fail(cli.ExitFailure, err)
+	}
+	w := tabwriter.NewWriter(c.stdout, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(w, "PROCS_ID\tNAME\tPID\tSIZE\tARRIVED\tORIGIN")
+	for _, e := range es {
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\n", e.ID, e.Comm, e.PID, cli.FormatBytes(e.Size),
+			e.Arrived.Local().Format("2006-01-02 15:04:05"), e.Origin)
+	}
+	if err := w.Flush(); err != nil {
+		return c.fail(cli.ExitFailure, fmt.Errorf("write to stdout: %v", err))
+	}
+	return cli.ExitOK
+}
+
+func (c *cmd) delete() int {
+	cl, err := c.local()
+	if err != nil {
+		return c.fail(cli.ExitUsage, err)
+	}
+	code := cli.ExitOK
+	for _, id := range c.o.operands {
+		if err := cl.Delete(c.ctx, id); err != nil {
+			code = c.fail(cli.ExitFailure, err)
+		} else {
+			c.msg.Logf("deleted %s", id)
+		}
+	}
+	return code
+}

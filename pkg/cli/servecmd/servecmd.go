@@ -1,0 +1,221 @@
+// Package servecmd is the command line of procs-serve, the daemon that
+// keeps images under ids (package server does the work).
+package servecmd
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pborman/getopt/v2"
+
+	"procs/pkg/cli"
+	"procs/pkg/client"
+	"procs/pkg/server"
+)
+
+// Usage is printed by -h and repeated in man/procs-serve.8.
+const Usage = `usage: procs-serve [-l ADDR:PORT] [-d DIR] [--token-file=FILE]
+                   [--cert=FILE --key=FILE] [--max-size=SIZE] [-v]
+
+Keep procs images under ids and hand them out over HTTP.
+
+  -l, --listen=ADDR:PORT   listen there (default 127.0.0.1:7627)
+  -d, --dir=DIR            state directory (default $STATE_DIRECTORY,
+                           else /var/lib/procs as root,
+                           else ~/.local/state/procs)
+      --token-file=FILE    require "Authorization: Bearer TOKEN", TOKEN
+                           being the first line of FILE; mandatory on
+                           any address but loopback
+      --cert=FILE          serve HTTPS with this certificate (PEM) ...
+      --key=FILE           ... and this private key (PEM)
+      --max-size=SIZE      refuse images larger than SIZE bytes; K, M, G
+                           and T suffixes; 0 for no limit (default 64G)
+  -v, --verbose            log each request on stderr
+  -h, --help               print this help and exit
+      --version            print the version and exit
+
+Exit status: 0 shut down by SIGTERM or SIGINT, 1 failed (cannot listen,
+bad state directory or token file), 2 usage error (also: a public
+address without --token-file).
+`
+
+const prog = "procs-serve"
+
+// DefaultAddr is where procs-serve listens unless told otherwise.
+const DefaultAddr = "127.0.0.1:7627"
+
+// ShutdownGrace is how long requests in flight may run after SIGTERM.
+const ShutdownGrace = 60 * time.Second
+
+// Verify checks images as they stream in: format.Verify, through
+// server.VerifyImage.
+var Verify server.Verifier = server.VerifyImage
+
+type options struct {
+	listen, dir, tokenFile, cert, key, maxSize string
+	cli.Flags
+	limit int64
+}
+
+func parse(args []string) (options, error) {
+	o := options{maxSize: "64G"}
+	set := getopt.New()
+	set.FlagLong(&o.listen, "listen", 'l')
+	set.FlagLong(&o.dir, "dir", 'd')
+	set.FlagLong(&o.tokenFile, "token-file", 0)
+	set.FlagLong(&o.cert, "cert", 0)
+	set.FlagLong(&o.key, "key", 0)
+	set.FlagLong(&o.maxSize, "max-size", 0)
+	o.Register(set)
+	ops, err := cli.Parse(set, args)
+	switch {
+	case err != nil || o.Help || o.Version:
+		return o, err
+	case len(ops) > 0:
+		return o, cli.Usagef("unexpected argument %q", ops[0])
+	case (o.cert == "") != (o.key == ""):
+		return o, cli.Usagef("--cert and --key go together")
+	}
+	if o.limit, err = ParseSize(o.maxSize); err != nil {
+		return o, cli.Usagef("invalid value %q for --max-size", o.maxSize)
+	}
+	if o.dir == "" {
+		o.dir = defaultDir()
+	}
+	return o, nil
+}
+
+// Main runs procs-serve with args (args[0] is the program name) and
+// returns its exit status.
+func Main(args []string, stdin, stdout, stderr *os.File) int {
+	msg := cli.NewMsg(prog, stderr)
+	o, err := parse(args)
+	if code, done := cli.Preamble(msg, stdout, Usage, o.Flags, err, cli.ExitUsage); done {
+		return code
+	}
+	code, err := serve(o, msg)
+	if err != nil {
+		msg.Error(err)
+	}
+	return code
+}
+
+// listener returns the socket passed by systemd, else a new one on -l.
+func listener(o options) (net.Listener, int, error) {
+	lns, err := server.SystemdListeners()
+	switch {
+	case err != nil:
+		return nil, cli.ExitFailure, err
+	case len(lns) > 1:
+		for _, l := range lns {
+			l.Close()
+		}
+		return nil, cli.ExitFailure, fmt.Errorf("socket activation passed %d sockets; want one", len(lns))
+	case len(lns) == 1 && o.listen != "":
+		lns[0].Close()
+		return nil, cli.ExitUsage, cli.Usagef("-l given, but systemd passed a socket")
+	case len(lns) == 1:
+		return lns[0], cli.ExitOK, nil
+	}
+	addr := DefaultAddr
+	if o.listen != "" {
+		addr = o.listen
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			addr = net.JoinHostPort(strings.Trim(addr, "[]"), strconv.Itoa(client.DefaultPort))
+		}
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, cli.ExitFailure, err
+	}
+	return ln, cli.ExitOK, nil
+}
+
+func serve(o options, msg *cli.Msg) (int, error) {
+	token := ""
+	if o.tokenFile != "" {
+		var err error
+		if token, err = client.ReadTokenFile(o.tokenFile); err != nil {
+			return cli.ExitFailure, err
+		}
+	}
+	ln, code, err := listener(o)
+	if err != nil {
+		return code, err
+	}
+	defer ln.Close()
+	if !server.IsLoopback(ln.Addr()) && token == "" {
+		return cli.ExitUsage, cli.WithHint(fmt.Errorf("refusing to listen on %s without a token", ln.Addr()),
+			"give --token-file FILE, or listen on loopback")
+	}
+	cfg := server.Config{Dir: o.dir, Verify: Verify, MaxSize: o.limit, Token: token}
+	if o.Verbose {
+		cfg.Log = msg.Logf
+	}
+	srv, err := server.New(cfg)
+	if err != nil {
+		return cli.ExitFailure, err
+	}
+	defer srv.Close()
+	scheme := "http"
+	if o.cert != "" {
+		scheme = "https"
+	}
+	msg.Logf("serving %s://%s, images in %s", scheme, ln.Addr(), o.dir)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := srv.Serve(ctx, ln, o.cert, o.key, ShutdownGrace); err != nil {
+		return cli.ExitFailure, err
+	}
+	return cli.ExitOK, nil
+}
+
+func defaultDir() string {
+	if d := os.Getenv("STATE_DIRECTORY"); d != "" {
+		d, _, _ = strings.Cut(d, ":")
+		return d
+	}
+	if os.Geteuid() == 0 {
+		return "/var/lib/procs"
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "procs")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".local", "state", "procs")
+}
+
+// ParseSize parses a byte count with an optional K, M, G or T suffix
+// (powers of 1024).
+func ParseSize(s string) (int64, error) {
+	mult := int64(1)
+	num := strings.TrimSuffix(strings.ToUpper(s), "B")
+	if num != "" {
+		switch num[len(num)-1] {
+		case 'K':
+			mult = 1 << 10
+		case 'M':
+			mult = 1 << 20
+		case 'G':
+			mult = 1 << 30
+		case 'T':
+			mult = 1 << 40
+		}
+		if mult > 1 {
+			num = num[:len(num)-1]
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("bad size %q", s)
+	}
+	return n * mult, nil
+}

@@ -1,0 +1,317 @@
+// Package client talks to procs-serve: upload, list, fetch, delete and
+// wait for images. It is used by procs-fetch and procs.
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"procs/pkg/server"
+)
+
+// DefaultPort is the port procs-serve listens on unless told otherwise.
+const DefaultPort = 7627
+
+// DefaultServer is the local server.
+const DefaultServer = "127.0.0.1:7627"
+
+// ErrNotFound matches (errors.Is) the error for an id the server does not
+// hold.
+var ErrNotFound = errors.New("no such image")
+
+// Entry describes one stored image.
+type Entry struct {
+	ID      string    `json:"id"`
+	Comm    string    `json:"comm"`
+	PID     int       `json:"pid"`
+	Host    string    `json:"host"`
+	Origin  string    `json:"origin"`
+	Size    int64     `json:"size"`
+	Arrived time.Time `json:"arrived"`
+}
+
+// Error is an answer of the server other than success.
+type Error struct {
+	Status int    // HTTP status
+	Msg    string // the server's message
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// Is makes a 404 match ErrNotFound.
+func (e *Error) Is(target error) bool {
+	return target == ErrNotFound && e.Status == http.StatusNotFound
+}
+
+// Client talks to one server.
+type Client struct {
+	base   string // "http://host:port", no trailing slash
+	token  string
+	hc     *http.Client
+	Origin string // sent as X-Procs-Origin with uploads; os.Hostname() by default
+}
+
+// ParseServer turns host, host:port, [v6addr]:port, or an http:// or
+// https:// URL into the base URL of a server; the port defaults to 7627.
+func ParseServer(s string) (string, error) {
+	scheme := "http"
+	if rest, ok := strings.CutPrefix(s, "https://"); ok {
+		scheme, s = "https", rest
+	} else if rest, ok := strings.CutPrefix(s, "http://"); ok {
+		s = rest
+	}
+	s = strings.TrimSuffix(s, "/")
+	if s == "" {
+		return "", errors.New("empty server address")
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		// No port: a bare host or a bare IPv6 address.
+		host, port = strings.TrimSuffix(strings.TrimPrefix(s, "["), "]"), strconv.Itoa(DefaultPort)
+	}
+	if host == "" || strings.ContainsAny(host, "/?#@ ") {
+		return "", fmt.Errorf("bad server address %q", s)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return "", fmt.Errorf("bad port in server address %q", s)
+	}
+	return scheme + "://" + net.JoinHostPort(host, port), nil
+}
+
+// ServerAddr picks the server: flag when not empty, else $PROCS_SERVER,
+// else the local server.
+func ServerAddr(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	if s := os.Getenv("PROCS_SERVER"); s != "" {
+		return s
+	}
+	return DefaultServer
+}
+
+// LoadToken reads the token: from tokenFile when not empty (first line,
+// surrounding blanks removed), else from $PROCS_TOKEN_FILE, else
+// $PROCS_TOKEN. No token is "".
+func LoadToken(tokenFile string) (string, error) {
+	if tokenFile == "" {
+		tokenFile = os.Getenv("PROCS_TOKEN_FILE")
+	}
+	if tokenFile == "" {
+		return os.Getenv("PROCS_TOKEN"), nil
+	}
+	return ReadTokenFile(tokenFile)
+}
+
+// ReadTokenFile returns the first line of a token file, without
+// surrounding blanks; an empty token is an error.
+func ReadTokenFile(name string) (string, error) {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return "", err
+	}
+	tok, _, _ := strings.Cut(string(b), "\n")
+	tok = strings.TrimSpace(tok)
+	if tok == "" {
+		return "", fmt.Errorf("token file %s is empty", name)
+	}
+	return tok, nil
+}
+
+// New returns a client of server (see ParseServer) that presents token
+// when not empty. HTTPS certificates are checked against the system's
+// roots (SSL_CERT_FILE and SSL_CERT_DIR are honoured).
+func New(server, token string) (*Client, error) {
+	base, err := ParseServer(server)
+	if err != nil {
+		return nil, err
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil
+	host, _ := os.Hostname()
+	return &Client{
+		base:   base,
+		token:  token,
+		hc:     &http.Client{Transport: tr},
+		Origin: host,
+	}, nil
+}
+
+// Server returns the base URL of the server.
+func (c *Client) Server() string { return c.base }
+
+func (c *Client) request(ctx context.Context, method, path string, body io.Reader) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	return req, nil
+}
+
+// do sends req and turns any status but want into an *Error.
+func (c *Client) do(req *http.Request, want int) (*http.Response, error) {
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("%s: %w", c.base, err)
+	}
+	if resp.StatusCode == want {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	var e struct {
+		Error string `json:"error"`
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	msg := resp.Status
+	if json.Unmarshal(b, &e) == nil && e.Error != "" {
+		msg = e.Error
+	}
+	return nil, &Error{Status: resp.StatusCode, Msg: fmt.Sprintf("%s: %s", c.base, msg)}
+}
+
+// Upload sends one image read from r and returns its entry once the server
+// has confirmed (201 Created) that it holds the whole verified image on
+// disk. Any error means the server does not keep it.
+func (c *Client) Upload(ctx context.Context, r io.Reader) (Entry, error) {
+	req, err := c.request(ctx, http.MethodPost, "/v1/images", io.NopCloser(r))
+	if err != nil {
+		return Entry{}, err
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	if c.Origin != "" {
+		req.Header.Set("X-Procs-Origin", c.Origin)
+	}
+	resp, err := c.do(req, http.StatusCreated)
+	if err != nil {
+		return Entry{}, err
+	}
+	defer resp.Body.Close()
+	var e Entry
+	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil || e.ID == "" {
+		return Entry{}, fmt.Errorf("%s: bad answer to upload: %v", c.base, err)
+	}
+	return e, nil
+}
+
+// List returns the images on the server, oldest first.
+func (c *Client) List(ctx context.Context) ([]Entry, error) {
+	req, err := c.request(ctx, http.MethodGet, "/v1/images", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.do(req, http.StatusOK)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var es []Entry
+	if err := json.NewDecoder(resp.Body).Decode(&es); err != nil {
+		return nil, fmt.Errorf("%s: bad list: %v", c.base, err)
+	}
+	return es, nil
+}
+
+// Ping reports whether a server answers at all. A server that refuses the
+// token answers too (the error then is an *Error).
+func (c *Client) Ping(ctx context.Context) error {
+	req, err := c.request(ctx, http.MethodHead, "/v1/images", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.do(req, http.StatusOK)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
+
+// Fetch returns the image id as a stream. The caller must close it. A
+// short stream (cut connection) ends in an error, never in a silent EOF.
+func (c *Client) Fetch(ctx context.Context, id string) (io.ReadCloser, error) {
+	if err := c.checkID(id); err != nil {
+		return nil, err
+	}
+	req, err := c.request(ctx, http.MethodGet, "/v1/images/"+id, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.do(req, http.StatusOK)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// Delete removes image id from the server.
+func (c *Client) Delete(ctx context.Context, id string) error {
+	if err := c.checkID(id); err != nil {
+		return err
+	}
+	req, err := c.request(ctx, http.MethodDelete, "/v1/images/"+id, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.do(req, http.StatusNoContent)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
+
+// Next waits until an image arrives and returns its entry: the first to
+// arrive after image after, or, when after is "", after the call. It waits
+// until ctx is done.
+func (c *Client) Next(ctx context.Context, after string) (Entry, error) {
+	path := "/v1/next"
+	if after != "" {
+		path += "?after=" + url.QueryEscape(after)
+	}
+	req, err := c.request(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return Entry{}, err
+	}
+	resp, err := c.do(req, http.StatusOK)
+	if err != nil {
+		if ctx.Err() != nil {
+			return Entry{}, ctx.Err()
+		}
+		return Entry{}, err
+	}
+	defer resp.Body.Close()
+	var e Entry
+	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil || e.ID == "" {
+		return Entry{}, fmt.Errorf("%s: bad answer to next: %v", c.base, err)
+	}
+	return e, nil
+}
+
+// ValidID reports whether s has the shape of a PROCS_ID: 16 characters of
+// a-z and 2-7. No other string ever goes into a URL path.
+func ValidID(s string) bool { return server.ValidID(s) }
+
+// checkID refuses a string that is not an id before any request.
+func (c *Client) checkID(id string) error {
+	if ValidID(id) {
+		return nil
+	}
+	return &Error{Status: http.StatusNotFound, Msg: fmt.Sprintf("%s: no image %q (ids are 16 characters of a-z and 2-7)", c.base, id)}
+}

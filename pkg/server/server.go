@@ -1,0 +1,466 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+)
+
+// Meta is what a Verifier learns from an image's header.
+type Meta struct {
+	Comm string // process name
+	PID  int    // original PID
+	Host string // host the image was made on
+}
+
+// Verifier reads one whole image from r, checking everything that can be
+// checked (magic, version, checksums, end record), and returns its
+// metadata. It must read up to the end of the image and no further, and
+// must return an error for anything but a complete, intact image.
+type Verifier func(r io.Reader) (Meta, error)
+
+// Config configures a Server.
+type Config struct {
+	Dir     string   // state directory, created (mode 0700) if missing
+	Verify  Verifier // nil means VerifyImage
+	MaxSize int64    // largest image accepted, in bytes; 0 means no limit
+	// Token, when not empty, must be presented by every request as
+	// "Authorization: Bearer TOKEN".
+	Token string
+	// Log receives one line per event; nil means quiet.
+	Log func(format string, args ...any)
+}
+
+// Server stores and serves images. Create it with New, serve
+// Server.Handler, call Shutdown when the HTTP server shuts down and Close
+// at the end.
+type Server struct {
+	cfg      Config
+	root     *os.Root
+	tokenSum [sha256.Size]byte
+
+	mu      sync.Mutex    // serialises commits; guards last and arrived
+	last    time.Time     // arrival time of the latest committed image
+	arrived chan struct{} // closed and replaced at each commit
+
+	quit     chan struct{} // closed by Shutdown
+	quitOnce sync.Once
+}
+
+// New opens (creating it if needed) the state directory and removes what an
+// interrupted earlier run left behind.
+func New(cfg Config) (*Server, error) {
+	if cfg.Verify == nil {
+		cfg.Verify = VerifyImage
+	}
+	if cfg.Dir == "" {
+		return nil, errors.New("server: no state directory")
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, err
+	}
+	root, err := os.OpenRoot(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:      cfg,
+		root:     root,
+		tokenSum: sha256.Sum256([]byte(cfg.Token)),
+		arrived:  make(chan struct{}),
+		quit:     make(chan struct{}),
+	}
+	s.last, err = s.cleanup()
+	if err != nil {
+		root.Close()
+		return nil, fmt.Errorf("state directory %s: %w", cfg.Dir, err)
+	}
+	return s, nil
+}
+
+// Shutdown wakes every request waiting for the next image; they answer
+// 503. Register it with http.Server.RegisterOnShutdown.
+func (s *Server) Shutdown() {
+	s.quitOnce.Do(func() { close(s.quit) })
+}
+
+// Close releases the state directory.
+func (s *Server) Close() error {
+	s.Shutdown()
+	return s.root.Close()
+}
+
+func (s *Server) logf(format string, args ...any) {
+	if s.cfg.Log != nil {
+		s.cfg.Log(format, args...)
+	}
+}
+
+// Handler returns the HTTP interface.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/images", s.upload)
+	mux.HandleFunc("GET /v1/images", s.listImages)
+	mux.HandleFunc("GET /v1/images/{id}", s.fetch)
+	mux.HandleFunc("DELETE /v1/images/{id}", s.delete)
+	mux.HandleFunc("GET /v1/next", s.next)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		httpError(w, http.StatusNotFound, "no such endpoint")
+	})
+	if s.cfg.Token == "" {
+		return mux
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.authorized(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="procs"`)
+			httpError(w, http.StatusUnauthorized, "missing or wrong token")
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// authorized compares the request's bearer token with the configured one
+// in constant time (hashes make the lengths equal).
+func (s *Server) authorized(r *http.Request) bool {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return false
+	}
+	sum := sha256.Sum256([]byte(tok))
+	return subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) == 1
+}
+
+// httpError answers {"error": msg}.
+func httpError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(struct {
+		Error string `json:"error"`
+	}{msg})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+// bodyReader remembers the first error of the request body, to tell a
+// cut connection or an oversized body from a corrupt image.
+type bodyReader struct {
+	r   io.Reader
+	n   int64
+	err error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.n += int64(n)
+	if err != nil && err != io.EOF && b.err == nil {
+		b.err = err
+	}
+	return n, err
+}
+
+// upload handles POST /v1/images.
+func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
+	var body io.Reader = r.Body
+	if s.cfg.MaxSize > 0 {
+		body = http.MaxBytesReader(w, r.Body, s.cfg.MaxSize)
+	}
+	br := &bodyReader{r: body}
+	id := newID()
+	tmp := tmpPrefix + id + imgSuffix
+	f, err := s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		s.logf("upload: %v", err)
+		httpError(w, http.StatusInternalServerError, "cannot store image")
+		return
+	}
+	done := false
+	defer func() {
+		if !done {
+			f.Close()
+			s.root.Remove(tmp)
+		}
+	}()
+
+	fw := &fileWriter{f: f}
+	meta, verr := s.cfg.Verify(io.TeeReader(br, fw))
+	if verr == nil && fw.err == nil {
+		// Nothing may follow the image.
+		var one [1]byte
+		if n, _ := io.ReadFull(br, one[:]); n > 0 {
+			verr = errors.New("data after the end of the image")
+		}
+	}
+	if fw.err != nil {
+		s.logf("upload: %v", fw.err)
+		httpError(w, http.StatusInsufficientStorage, "cannot store image: "+fw.err.Error())
+		return
+	}
+	if br.err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(br.err, &mbe) {
+			s.logf("upload from %s: image larger than %d bytes, refused", r.RemoteAddr, s.cfg.MaxSize)
+			httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("image larger than the limit of %d bytes", s.cfg.MaxSize))
+			return
+		}
+		s.logf("upload from %s: cut after %d bytes: %v", r.RemoteAddr, br.n, br.err)
+		httpError(w, http.StatusBadRequest, fmt.Sprintf("upload cut after %d bytes: %v", br.n, br.err))
+		return
+	}
+	if verr != nil {
+		s.logf("upload from %s: rejected: %v", r.RemoteAddr, verr)
+		httpError(w, http.StatusBadRequest, "bad image: "+verr.Error())
+		return
+	}
+	if err := f.Sync(); err != nil {
+		s.logf("upload: %v", err)
+		httpError(w, http.StatusInsufficientStorage, "cannot store image: "+err.Error())
+		return
+	}
+	if err := f.Close(); err != nil {
+		s.logf("upload: %v", err)
+		httpError(w, http.StatusInsufficientStorage, "cannot store image: "+err.Error())
+		return
+	}
+	done = true // f is closed; commit removes tmp on failure
+
+	e := Entry{
+		ID:     id,
+		Comm:   meta.Comm,
+		PID:    meta.PID,
+		Host:   meta.Host,
+		Origin: origin(r),
+		Size:   br.n,
+	}
+	if err := s.commit(&e, tmp); err != nil {
+		s.root.Remove(tmp)
+		s.logf("upload: %v", err)
+		httpError(w, http.StatusInsufficientStorage, "cannot store image: "+err.Error())
+		return
+	}
+	s.logf("stored %s: %s pid %d from %s, %d bytes", e.ID, e.Comm, e.PID, e.Origin, e.Size)
+	w.Header().Set("Location", "/v1/images/"+e.ID)
+	writeJSON(w, http.StatusCreated, e)
+}
+
+// commit makes a verified, synced temporary image visible under its id:
+// metadata first, then the image by rename, then an fsync of the
+// directory. Commits are serialised so arrival times are strictly
+// increasing in commit order.
+func (s *Server) commit(e *Entry, tmp string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now().UTC()
+	if !now.After(s.last) {
+		now = s.last.Add(time.Nanosecond)
+	}
+	e.Arrived = now
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	tmpMeta := tmpPrefix + e.ID + metaSufix
+	if err := s.writeFileSync(tmpMeta, append(b, '\n')); err != nil {
+		return err
+	}
+	if err := s.root.Rename(tmpMeta, e.ID+metaSufix); err != nil {
+		s.root.Remove(tmpMeta)
+		return err
+	}
+	if err := s.root.Rename(tmp, e.ID+imgSuffix); err != nil {
+		s.root.Remove(e.ID + metaSufix)
+		return err
+	}
+	if err := s.syncDir(); err != nil {
+		s.root.Remove(e.ID + imgSuffix)
+		s.root.Remove(e.ID + metaSufix)
+		return err
+	}
+	s.last = now
+	close(s.arrived)
+	s.arrived = make(chan struct{})
+	return nil
+}
+
+// fileWriter remembers a write error so that a full disk is not reported
+// as a bad image.
+type fileWriter struct {
+	f   *os.File
+	err error
+}
+
+func (w *fileWriter) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	n, err := w.f.Write(p)
+	if err != nil {
+		w.err = err
+	}
+	return n, err
+}
+
+// origin is the X-Procs-Origin header when it is a sane host name, else
+// the peer's IP address.
+func origin(r *http.Request) string {
+	if o := r.Header.Get("X-Procs-Origin"); o != "" && len(o) <= 255 && strings.IndexFunc(o, func(c rune) bool {
+		return c > unicode.MaxASCII || !unicode.IsPrint(c) || c == ' '
+	}) < 0 {
+		return o
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// listImages handles GET /v1/images.
+func (s *Server) listImages(w http.ResponseWriter, r *http.Request) {
+	es, err := s.list()
+	if err != nil {
+		s.logf("list: %v", err)
+		httpError(w, http.StatusInternalServerError, "cannot list images")
+		return
+	}
+	writeJSON(w, http.StatusOK, es)
+}
+
+// fetch handles GET (and HEAD) /v1/images/{id}.
+func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !ValidID(id) {
+		httpError(w, http.StatusNotFound, fmt.Sprintf("no image %q", id))
+		return
+	}
+	e, err := s.readEntry(id)
+	if errors.Is(err, errNotFound) {
+		httpError(w, http.StatusNotFound, "no image "+id)
+		return
+	}
+	if err != nil {
+		s.logf("fetch %s: %v", id, err)
+		httpError(w, http.StatusInternalServerError, "cannot read image")
+		return
+	}
+	f, err := s.root.Open(id + imgSuffix)
+	if err != nil {
+		// Deleted between the two steps.
+		httpError(w, http.StatusNotFound, "no image "+id)
+		return
+	}
+	defer f.Close()
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Content-Disposition", `attachment; filename="`+id+`.procs"`)
+	h.Set("X-Procs-Comm", strconv.Quote(e.Comm))
+	h.Set("X-Procs-Pid", strconv.Itoa(e.PID))
+	// An open file stays readable even if deleted meanwhile.
+	http.ServeContent(w, r, "", e.Arrived, f)
+	s.logf("sent %s to %s", id, r.RemoteAddr)
+}
+
+// delete handles DELETE /v1/images/{id}.
+func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !ValidID(id) {
+		httpError(w, http.StatusNotFound, fmt.Sprintf("no image %q", id))
+		return
+	}
+	s.mu.Lock()
+	err := s.root.Remove(id + imgSuffix)
+	if err == nil {
+		s.root.Remove(id + metaSufix)
+		err = s.syncDir()
+	}
+	s.mu.Unlock()
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		httpError(w, http.StatusNotFound, "no image "+id)
+	case err != nil:
+		s.logf("delete %s: %v", id, err)
+		httpError(w, http.StatusInternalServerError, "cannot delete image")
+	default:
+		s.logf("deleted %s", id)
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+// next handles GET /v1/next?after=ID&timeout=SECONDS: the first image that
+// arrived after image ID, or, without after, after the request came in.
+// It waits until one arrives, the timeout (if any) expires (204), the
+// client goes away or the server shuts down (503).
+func (s *Server) next(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	ctx := r.Context()
+	if t := q.Get("timeout"); t != "" {
+		sec, err := strconv.ParseFloat(t, 64)
+		if err != nil || sec < 0 || sec > 1e6 {
+			httpError(w, http.StatusBadRequest, "bad timeout "+strconv.Quote(t))
+			return
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(sec*float64(time.Second)))
+		defer cancel()
+	}
+	s.mu.Lock()
+	mark := s.last
+	s.mu.Unlock()
+	if after := q.Get("after"); after != "" {
+		e, err := s.readEntry(after)
+		if errors.Is(err, errNotFound) {
+			httpError(w, http.StatusNotFound, fmt.Sprintf("no image %q", after))
+			return
+		}
+		if err != nil {
+			httpError(w, http.StatusInternalServerError, "cannot read image")
+			return
+		}
+		mark = e.Arrived
+	}
+	for {
+		s.mu.Lock()
+		ch := s.arrived
+		s.mu.Unlock()
+		es, err := s.list()
+		if err != nil {
+			s.logf("next: %v", err)
+			httpError(w, http.StatusInternalServerError, "cannot list images")
+			return
+		}
+		for _, e := range es {
+			if e.Arrived.After(mark) {
+				writeJSON(w, http.StatusOK, e)
+				return
+			}
+		}
+		select {
+		case <-ch:
+		case <-s.quit:
+			httpError(w, http.StatusServiceUnavailable, "server shutting down")
+			return
+		case <-ctx.Done():
+			if r.Context().Err() == nil {
+				w.WriteHeader(http.StatusNoContent) // timeout
+			}
+			return
+		}
+	}
+}

@@ -4,7 +4,7 @@ export CGO_ENABLED := 0
 
 GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X procs/pkg/cli.Version=$(VERSION)
+LDFLAGS := -s -w -X procs/pkg/cli.Version=$(VERSION) -X procs/pkg/dump.Version=$(VERSION)
 PREFIX  ?= /usr/local
 DESTDIR ?=
 

@@ -58,10 +58,10 @@ type victim struct {
 	exited chan struct{}
 }
 
-// startVictim starts a counter on h (in its namespace, if any) with
+// startCounter starts a counter on h (in its namespace, if any) with
 // stdin /dev/null, stdout a file and stderr /dev/null, and waits until
 // it has counted a little. It is killed, by PID, at the end of the test.
-func startVictim(t *testing.T, h host, dir, name string) *victim {
+func startCounter(t *testing.T, h host, dir, name string) *victim {
 	t.Helper()
 	v := &victim{out: filepath.Join(dir, name+".out"), exited: make(chan struct{})}
 	f, err := os.Create(v.out)
@@ -260,7 +260,7 @@ func receive(t *testing.T, h host, dir string, args ...string) *receiver {
 // migrate moves a victim from a to the server at addr with procs send,
 // where procs receive, started first on b, restores it.
 func migrate(t *testing.T, a, b host, addr, token, dir string) {
-	v := startVictim(t, a, dir, "migrate")
+	v := startCounter(t, a, dir, "migrate")
 	recv := receive(t, b, dir, "-s", addr)
 	time.Sleep(300 * time.Millisecond) // let receive ask for the next image
 	last := 0
@@ -297,7 +297,7 @@ func TestMigrateLoopback(t *testing.T) {
 	t.Run("send receive", func(t *testing.T) { migrate(t, h, h, addr, "", dir) })
 
 	t.Run("save list restore delete", func(t *testing.T) {
-		v := startVictim(t, h, dir, "save")
+		v := startCounter(t, h, dir, "save")
 		out := h.must(t, "procs", "save", "-K", strconv.Itoa(v.pid), "-s", addr)
 		id := strings.TrimSpace(out)
 		if !client.ValidID(id) || !v.alive() {
@@ -327,7 +327,7 @@ func TestMigrateLoopback(t *testing.T) {
 	})
 
 	t.Run("upload cut", func(t *testing.T) {
-		v := startVictim(t, h, dir, "cut")
+		v := startCounter(t, h, dir, "cut")
 		proxy := cutProxy(t, addr, 1<<20)
 		_, errs, code := h.run(t, nil, "procs", "send", strconv.Itoa(v.pid), "-s", proxy)
 		if code != 1 {
@@ -351,7 +351,7 @@ func TestMigrateLoopback(t *testing.T) {
 		const n = 10
 		vs := make([]*victim, n)
 		for i := range vs {
-			vs[i] = startVictim(t, h, dir, fmt.Sprint("ten", i))
+			vs[i] = startCounter(t, h, dir, fmt.Sprint("ten", i))
 		}
 		ids := make([]string, n)
 		var wg sync.WaitGroup

@@ -143,6 +143,9 @@ func refused(t *testing.T, cmd *exec.Cmd, comm string, wants ...string) string {
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := runTimeout(cmd, 30*time.Second)
 	msg := strings.TrimSpace(stderr.String())
+	if cmd.ProcessState == nil {
+		t.Fatalf("%s: %v", strings.Join(cmd.Args, " "), err)
+	}
 	if code := cmd.ProcessState.ExitCode(); code != 125 {
 		t.Errorf("%s: exit = %d (%v); want 125; stderr: %s", strings.Join(cmd.Args, " "), code, err, msg)
 	}
@@ -186,7 +189,7 @@ func refused(t *testing.T, cmd *exec.Cmd, comm string, wants ...string) string {
 	return msg
 }
 
-// fileBytes writes n bytes, byte k being k%251, to path.
+// patternFile writes n bytes, byte k being k%251, to path.
 func patternFile(t *testing.T, path string, n int) []byte {
 	t.Helper()
 	data := make([]byte, n)
@@ -515,6 +518,8 @@ func TestCompression(t *testing.T) {
 		{name: "z-xz", flags: []string{"-z", "xz"}},
 		{name: "pipe-xz", tools: []string{"xz"}, pipe: fmt.Sprintf("%s -K %d | xz -T0 | xz -d | %s", pd, pid, pl)},
 		{name: "pipe-zstd", tools: []string{"zstd"}, pipe: fmt.Sprintf("%s -K %d | zstd -q | zstd -q -d | %s", pd, pid, pl)},
+		{name: "stdin-xz", tools: []string{"xz"}, pipe: fmt.Sprintf("%s -K %d | xz -T0 | %s", pd, pid, pl)},
+		{name: "stdin-zstd", tools: []string{"zstd"}, pipe: fmt.Sprintf("%s -K %d | zstd -q | %s", pd, pid, pl)},
 		{name: "file-xz", tools: []string{"xz"}, filter: "xz -T0 -c"},
 		{name: "file-zstd", tools: []string{"zstd"}, filter: "zstd -q -c"},
 	} {

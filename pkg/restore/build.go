@@ -265,8 +265,11 @@ func (b *builder) clone3(r *ptrace.Remote, memPID int, flags, exitSignal uint64,
 	}
 	r.NewTIDs = nil
 	res, err := r.Syscall("clone3", sysClone3, b.scratch+offArgs, 88)
-	if errors.Is(err, unix.EEXIST) && setTID {
+	if setTID && (errors.Is(err, unix.EEXIST) || errors.Is(err, unix.EPERM)) {
 		if mode == PIDKeep {
+			if errors.Is(err, unix.EPERM) {
+				return 0, fmt.Errorf("choosing id %d needs root (CAP_CHECKPOINT_RESTORE; use --pid=auto or new)", want)
+			}
 			return 0, fmt.Errorf("id %d is taken by another process (use --pid=auto or new)", want)
 		}
 		return b.clone3(r, memPID, flags, exitSignal, 0, PIDNew)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -77,7 +78,7 @@ func (b *builder) prepareFiles() error {
 				return err
 			}
 		case format.FileMemfd:
-			fd, err := unix.MemfdCreate(filepath.Base(f.Path), unix.MFD_CLOEXEC)
+			fd, err := unix.MemfdCreate(memfdName(f.Path), unix.MFD_CLOEXEC)
 			if err != nil {
 				return os.NewSyscallError("memfd_create", err)
 			}
@@ -143,7 +144,7 @@ func (b *builder) prepareFile(i int, f *format.File) error {
 func (b *builder) privateCopy(i int, f *format.File) error {
 	fd, err := unix.Open(filepath.Dir(f.Path), unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, f.Mode&0o7777)
 	if err != nil {
-		fd, err = unix.MemfdCreate(filepath.Base(f.Path), unix.MFD_CLOEXEC)
+		fd, err = unix.MemfdCreate(memfdName(f.Path), unix.MFD_CLOEXEC)
 		if err != nil {
 			return os.NewSyscallError("memfd_create", err)
 		}
@@ -185,4 +186,13 @@ func (b *builder) localPath(i int) string {
 		return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), lf.Fd())
 	}
 	return f.Path
+}
+
+// memfdName is the name to give a memfd standing for path: a memfd's own
+// name without the "/memfd:" the kernel shows, or a file's base name.
+func memfdName(path string) string {
+	if name, ok := strings.CutPrefix(path, "/memfd:"); ok {
+		return name
+	}
+	return filepath.Base(path)
 }

@@ -155,11 +155,18 @@ func (b *builder) finish() error {
 func (b *builder) setMM() error {
 	mm := b.img.MM
 	le := binary.LittleEndian
-	exe, err := b.openInTarget(b.img.Exe, unix.O_RDONLY|unix.O_CLOEXEC)
-	if err != nil {
-		return err
+	// Setting the exe link needs CAP_CHECKPOINT_RESTORE; without it the
+	// link keeps naming the loader, and nothing else changes.
+	exe := ^uint64(0)
+	if hasCheckpointRestore() {
+		var err error
+		if exe, err = b.openInTarget(b.img.Exe, unix.O_RDONLY|unix.O_CLOEXEC); err != nil {
+			return err
+		}
+		defer b.main.Syscall("close", sysClose, exe)
+	} else {
+		b.warnf("not privileged: /proc/%d/exe will name the loader, not %s", b.pid, b.img.Files[b.img.Exe].Path)
 	}
-	defer b.main.Syscall("close", sysClose, exe)
 	buf := make([]byte, 104+8*len(mm.Auxv))
 	for i, v := range []uint64{mm.StartCode, mm.EndCode, mm.StartData, mm.EndData, mm.StartBrk,
 		mm.Brk, mm.StartStack, mm.ArgStart, mm.ArgEnd, mm.EnvStart, mm.EnvEnd} {
@@ -464,3 +471,15 @@ func (b *builder) finalRegs(i int) error {
 
 // atFDCWD is AT_FDCWD (-100) as a register value.
 const atFDCWD = ^uint64(99)
+
+// hasCheckpointRestore tells whether this process has CAP_SYS_ADMIN or
+// CAP_CHECKPOINT_RESTORE in its effective set.
+func hasCheckpointRestore() bool {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return false
+	}
+	eff := uint64(data[0].Effective) | uint64(data[1].Effective)<<32
+	return eff&(1<<unix.CAP_SYS_ADMIN|1<<unix.CAP_CHECKPOINT_RESTORE) != 0
+}

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"procs/format"
+	"procs/pkg/pagebuf"
 	"procs/pkg/procfs"
 	"procs/pkg/ptrace"
 )
@@ -77,10 +78,19 @@ func writePages(pid int, runs []run, total uint64, w *format.Writer, progress fu
 	}
 	free := make(chan []byte, nbuf)
 	made := 0
+	var bufs [][]byte // freed once the reader is done with them
+	readerDone := make(chan struct{})
+	defer func() {
+		<-readerDone
+		for _, b := range bufs {
+			pagebuf.Free(b)
+		}
+	}()
 	full := make(chan batch, nbuf)
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
+		defer close(readerDone)
 		defer close(full)
 		var mem *os.File
 		defer func() {
@@ -91,7 +101,15 @@ func writePages(pid int, runs []run, total uint64, w *format.Writer, progress fu
 		for _, r := range runs {
 			var buf []byte
 			if made < nbuf && len(free) == 0 {
-				buf = make([]byte, largest)
+				var err error
+				if buf, err = pagebuf.New(int(largest)); err != nil {
+					select {
+					case full <- batch{err: err}:
+					case <-stop:
+					}
+					return
+				}
+				bufs = append(bufs, buf)
 				made++
 			} else {
 				select {

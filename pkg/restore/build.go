@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/pagebuf"
 	"procs/pkg/procfs"
 	"procs/pkg/ptrace"
 )
@@ -402,7 +403,8 @@ func (b *builder) clearLayout() error {
 // loader's files, pages into the process. The image is verified to its
 // END record.
 func (b *builder) readContents() error {
-	buf := make([]byte, 0)
+	var buf []byte
+	defer func() { pagebuf.Free(buf) }()
 	var done int64
 	for {
 		h, err := b.r.Next()
@@ -414,8 +416,10 @@ func (b *builder) readContents() error {
 		}
 		switch h.Type {
 		case format.TypePages:
-			if len(buf) < format.PageBufSize {
-				buf = make([]byte, format.PageBufSize)
+			if buf == nil {
+				if buf, err = pagebuf.New(format.PageBufSize); err != nil {
+					return err
+				}
 			}
 			addr, data, err := b.r.ReadPages(buf)
 			if err != nil {
@@ -429,8 +433,10 @@ func (b *builder) readContents() error {
 				b.opts.Progress(done, 0)
 			}
 		case format.TypeFileData:
-			if len(buf) < format.PageBufSize {
-				buf = make([]byte, format.PageBufSize)
+			if buf == nil {
+				if buf, err = pagebuf.New(format.PageBufSize); err != nil {
+					return err
+				}
 			}
 			idx, off, data, err := b.r.ReadFileData(buf)
 			if err != nil {

@@ -152,6 +152,9 @@ func precheck(pid int) error {
 	if kids, err := procfs.ChildrenOf(pid); err == nil && len(kids) > 0 {
 		p.add("child processes %v", kids)
 	}
+	if root, err := procfs.Root(pid); err == nil && root != "/" {
+		p.add("a chroot (%s)", root)
+	}
 	if t, err := procfs.Timers(pid); err == nil && t != "" {
 		p.add("POSIX timers")
 	}

@@ -47,6 +47,7 @@ var (
 	src     = flag.String("src", "tests/victims/memhog.c", "source of the victim")
 	bufSize = flag.Int("buf", 1<<20, "buffer size of the floors in bytes")
 	runs    = flag.Int("runs", 3, "runs of each measure; the best is kept")
+	migrate = flag.Int("migrate", 1024, "size in MiB of the victim moved through procs-serve (0: none)")
 )
 
 func main() {
@@ -98,6 +99,15 @@ func run() error {
 			return fmt.Errorf("%d MiB: %v", mib, err)
 		}
 		tw.Flush()
+	}
+	if *migrate > 0 {
+		fmt.Fprintln(tw, "\t(floor: procs-dump to /dev/null)\t\t\t\t\t\t")
+		if why := fits(int64(*migrate)<<20, tmp); why != "" {
+			fmt.Fprintf(tw, "%s\tmigration skipped: %s\t\t\t\t\t\t\n", human(int64(*migrate)<<20), why)
+		} else if err := benchMigrate(tw, hog, tmp, *migrate); err != nil {
+			tw.Flush()
+			return fmt.Errorf("migration: %v", err)
+		}
 	}
 	return tw.Flush()
 }
@@ -254,8 +264,8 @@ func benchSize(tw io.Writer, hog, dir string, mib int) error {
 	size := int64(v.len)
 	label := human(size)
 	pid := v.cmd.Process.Pid
-	var stopped time.Duration
 	var peakDump int64
+	stopped := map[string]time.Duration{}
 	for _, s := range sinks(dir) {
 		best, floor := time.Duration(1<<62), time.Duration(1<<62)
 		for range *runs {
@@ -267,7 +277,7 @@ func benchSize(tw io.Writer, hog, dir string, mib int) error {
 			best = min(best, r.d)
 			peakDump = max(peakDump, r.maxrss)
 			time.Sleep(20 * time.Millisecond)
-			stopped = max(stopped, maxGap(v.out))
+			stopped[s.name] = max(stopped[s.name], maxGap(v.out))
 			fd, err := timeFloorRead(pid, v.addr, v.len, s)
 			if err != nil {
 				return fmt.Errorf("floor to %s: %v", s.name, err)
@@ -284,7 +294,9 @@ func benchSize(tw io.Writer, hog, dir string, mib int) error {
 	}
 	rss := vmRSS(pid)
 	fmt.Fprintf(tw, "%s\timage / RSS\t%s\t\t%s\t\t%.3f\t\n", label, human(st.Size()), human(rss), float64(st.Size())/float64(rss))
-	fmt.Fprintf(tw, "%s\tstopped (victim's view)\t%s\t\t\t\t\t\n", label, dur(stopped))
+	for _, s := range sinks(dir) {
+		fmt.Fprintf(tw, "%s\tstopped, dump to %s\t%s\t\t\t\t\t\n", label, s.name, dur(stopped[s.name]))
+	}
 
 	var running, done time.Duration = 1 << 62, 1 << 62
 	var peakLoad int64
@@ -325,7 +337,11 @@ func timeDump(pid int, s sink) (result, error) {
 	cmd := exec.Command(filepath.Join(*binDir, "procs-dump"), "-K", strconv.Itoa(pid))
 	cmd.Stdout, cmd.Stderr = w, &stderr
 	t0 := time.Now()
-	err = cmd.Run()
+	var hwm *hwmWatch
+	if err = cmd.Start(); err == nil {
+		hwm = watchHWM(cmd.Process.Pid)
+		err = cmd.Wait()
+	}
 	w.Close()
 	if derr := done(); err == nil {
 		err = derr
@@ -334,12 +350,46 @@ func timeDump(pid int, s sink) (result, error) {
 	if err != nil {
 		return result{}, fmt.Errorf("%v: %s", err, strings.TrimSpace(stderr.String()))
 	}
-	return result{d: d, maxrss: maxrss(cmd.ProcessState)}, nil
+	return result{d: d, maxrss: hwm.stop()}, nil
 }
 
-func maxrss(ps *os.ProcessState) int64 {
-	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
-		return ru.Maxrss << 10
+// hwmWatch follows a running command's peak RSS (VmHWM) until it ends.
+// (wait4's ru_maxrss cannot tell: a child made with vfork, as Go makes
+// them, is charged its parent's peak when it execs.)
+type hwmWatch struct {
+	done chan struct{}
+	peak chan int64
+}
+
+func watchHWM(pid int) *hwmWatch {
+	w := &hwmWatch{done: make(chan struct{}), peak: make(chan int64, 1)}
+	go func() {
+		var peak int64
+		for {
+			peak = max(peak, statusKiB(pid, "VmHWM:")<<10)
+			select {
+			case <-w.done:
+				w.peak <- peak
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}()
+	return w
+}
+
+func (w *hwmWatch) stop() int64 {
+	close(w.done)
+	return <-w.peak
+}
+
+func statusKiB(pid int, key string) int64 {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, key); ok {
+			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return n
+		}
 	}
 	return 0
 }
@@ -409,8 +459,10 @@ func timeLoad(img string) (running, done time.Duration, rss int64, err error) {
 		return 0, 0, 0, err
 	}
 	w.Close()
+	hwm := watchHWM(cmd.Process.Pid)
 	go readLines(r, out)
 	werr := cmd.Wait()
+	peak := hwm.stop()
 	done = time.Since(t0)
 	var pid int
 	deadline := time.After(time.Minute)
@@ -448,7 +500,7 @@ wait:
 	if running == 0 {
 		return 0, 0, 0, errors.New("the restored process did not report")
 	}
-	return running, done, maxrss(cmd.ProcessState), nil
+	return running, done, peak, nil
 }
 
 // killOrphan kills pid, a restored process that, procs-load -d having
@@ -511,16 +563,7 @@ func memAvailable() int64 { return meminfo("MemAvailable") }
 
 func memTotal() string { return human(meminfo("MemTotal")) + " RAM" }
 
-func vmRSS(pid int) int64 {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return n << 10
-		}
-	}
-	return 0
-}
+func vmRSS(pid int) int64 { return statusKiB(pid, "VmRSS:") << 10 }
 
 func cpuModel() string {
 	b, _ := os.ReadFile("/proc/cpuinfo")

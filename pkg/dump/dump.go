@@ -88,12 +88,8 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 		if err := c.collect(); err != nil {
 			return err
 		}
-		runs, total, err := pageRuns(opts.PID, c.maps)
-		if err != nil {
-			return err
-		}
-		logf("collected state: %d mappings, %d fds, %d MiB of pages to read, in %v",
-			len(c.p.Maps), len(c.p.FDs), total>>20, time.Since(frozenAt).Round(time.Microsecond))
+		logf("collected state: %d mappings, %d fds, about %d MiB resident, in %v",
+			len(c.p.Maps), len(c.p.FDs), residentBytes(c.maps)>>20, time.Since(frozenAt).Round(time.Microsecond))
 		host, _ := os.Hostname()
 		var uts unix.Utsname
 		unix.Uname(&uts)
@@ -112,7 +108,7 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 			return err
 		}
 		t := time.Now()
-		if st.PageBytes, err = writePages(opts.PID, runs, total, w, opts.Progress); err != nil {
+		if st.PageBytes, err = writePages(opts.PID, c.maps, w, opts.Progress); err != nil {
 			return err
 		}
 		if err := w.Close(); err != nil {

@@ -17,37 +17,53 @@ type run struct {
 	readable   bool // readable by process_vm_readv (else /proc/PID/mem)
 }
 
-// pageRuns lists the pages that differ from what a restore gets for free:
-// present or swapped pages of private mappings that are neither the
-// shared zero page nor still backed by their file.
-func pageRuns(pid int, maps []procfs.Mapping) ([]run, uint64, error) {
+// storable says whether a mapping's pages go in the image: private
+// memory, anonymous or copied from a file.
+func storable(m *procfs.Mapping) bool {
+	kind, _ := mapKind(m)
+	return !m.Shared && (kind == format.MapAnon || kind == format.MapFile)
+}
+
+// residentBytes estimates the bytes writePages will read (for progress).
+func residentBytes(maps []procfs.Mapping) int64 {
+	var n int64
+	for i := range maps {
+		if storable(&maps[i]) {
+			n += int64(maps[i].Rss)
+		}
+	}
+	return n
+}
+
+// scanRuns calls yield for every run of pages that differ from what a
+// restore gets for free: present or swapped pages of private mappings
+// that are neither the shared zero page nor still backed by their file.
+// It stops early when yield returns false.
+func scanRuns(pid int, maps []procfs.Mapping, yield func(run) bool) error {
 	pm, err := procfs.OpenPagemap(pid)
 	if err != nil {
-		return nil, 0, err
+		return err
 	}
 	defer pm.Close()
-	var runs []run
-	var total uint64
 	for i := range maps {
 		m := &maps[i]
-		kind, _ := mapKind(m)
-		if m.Shared || (kind != format.MapAnon && kind != format.MapFile) {
+		if !storable(m) {
 			continue
 		}
 		regs, err := pm.Scan(m.Start, m.End, procfs.PageIsPresent|procfs.PageIsSwapped,
 			procfs.PageIsPFNZero|procfs.PageIsFile)
 		if err != nil {
-			return nil, 0, fmt.Errorf("scanning pages of %x-%x: %w", m.Start, m.End, err)
+			return fmt.Errorf("scanning pages of %x-%x: %w", m.Start, m.End, err)
 		}
 		for _, r := range regs {
 			for a := r.Start; a < r.End; a += chunk {
-				n := min(r.End-a, chunk)
-				runs = append(runs, run{addr: a, size: n, readable: m.Read})
-				total += n
+				if !yield(run{addr: a, size: min(r.End-a, chunk), readable: m.Read}) {
+					return nil
+				}
 			}
 		}
 	}
-	return runs, total, nil
+	return nil
 }
 
 // chunk is how much memory is read at a time: small enough that the
@@ -65,17 +81,14 @@ type batch struct {
 
 var zeroPage [format.PageSize]byte
 
-// writePages reads every run and writes it to w as PAGES records, reading
-// the next buffer while the last one is written. Pages that are all zero
-// are left out.
-func writePages(pid int, runs []run, total uint64, w *format.Writer, progress func(done, total int64)) (stored int64, err error) {
-	// Buffers are made as needed and no larger than the largest run:
-	// fresh memory costs its first touch.
+// writePages scans the process's pages and writes them to w as PAGES
+// records: one goroutine scans and reads the next chunk while this one
+// writes the last. Pages that are all zero are left out.
+func writePages(pid int, maps []procfs.Mapping, w *format.Writer, progress func(done, total int64)) (stored int64, err error) {
+	// Buffers are made as needed; a page of one is touched only when
+	// memory is read into it.
 	const nbuf = 4
-	var largest uint64
-	for _, r := range runs {
-		largest = max(largest, r.size)
-	}
+	total := residentBytes(maps)
 	free := make(chan []byte, nbuf)
 	made := 0
 	var bufs [][]byte // freed once the reader is done with them
@@ -98,16 +111,19 @@ func writePages(pid int, runs []run, total uint64, w *format.Writer, progress fu
 				mem.Close()
 			}
 		}()
-		for _, r := range runs {
+		fail := func(err error) {
+			select {
+			case full <- batch{err: err}:
+			case <-stop:
+			}
+		}
+		err := scanRuns(pid, maps, func(r run) bool {
 			var buf []byte
 			if made < nbuf && len(free) == 0 {
 				var err error
-				if buf, err = pagebuf.New(int(largest)); err != nil {
-					select {
-					case full <- batch{err: err}:
-					case <-stop:
-					}
-					return
+				if buf, err = pagebuf.New(chunk); err != nil {
+					fail(err)
+					return false
 				}
 				bufs = append(bufs, buf)
 				made++
@@ -115,7 +131,7 @@ func writePages(pid int, runs []run, total uint64, w *format.Writer, progress fu
 				select {
 				case buf = <-free:
 				case <-stop:
-					return
+					return false
 				}
 			}
 			b := batch{buf: buf[:r.size], addr: r.addr}
@@ -137,11 +153,12 @@ func writePages(pid int, runs []run, total uint64, w *format.Writer, progress fu
 			select {
 			case full <- b:
 			case <-stop:
-				return
+				return false
 			}
-			if b.err != nil {
-				return
-			}
+			return b.err == nil
+		})
+		if err != nil {
+			fail(err)
 		}
 	}()
 	var done int64
@@ -157,7 +174,7 @@ func writePages(pid int, runs []run, total uint64, w *format.Writer, progress fu
 		}
 		done += int64(len(b.buf))
 		if progress != nil {
-			progress(done, int64(total))
+			progress(done, max(total, done))
 		}
 		free <- b.buf[:cap(b.buf)]
 	}

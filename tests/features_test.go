@@ -616,55 +616,6 @@ func TestPidModes(t *testing.T) {
 	})
 }
 
-// startAs is start with the process's SysProcAttr set to attr (Pdeathsig
-// added).
-func startAs(t *testing.T, argv []string, dir string, attr *syscall.SysProcAttr) *proc {
-	t.Helper()
-	inR, inW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	errf, err := os.CreateTemp(t.TempDir(), filepath.Base(argv[0])+".stderr.")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{stdin: inW, stderr: errf.Name(), done: make(chan struct{})}
-	p.cmd = exec.Command(argv[0], argv[1:]...)
-	p.cmd.Dir = dir
-	p.cmd.Stdin, p.cmd.Stdout, p.cmd.Stderr = inR, outW, errf
-	attr.Pdeathsig = syscall.SIGKILL
-	p.cmd.SysProcAttr = attr
-	err = p.cmd.Start()
-	inR.Close()
-	outW.Close()
-	errf.Close()
-	if err != nil {
-		outR.Close()
-		inW.Close()
-		t.Fatalf("start %v: %v", argv, err)
-	}
-	p.out = readLines(outR)
-	go func() {
-		p.err = p.cmd.Wait()
-		p.status = p.cmd.ProcessState
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		p.stdin.Close()
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-			t.Errorf("%s (pid %d) did not die after SIGKILL", argv[0], p.cmd.Process.Pid)
-		}
-	})
-	return p
-}
-
 // publicCopy copies the file at src into a folder every user can reach
 // and returns the copy's path.
 func publicCopy(t *testing.T, src string) string {

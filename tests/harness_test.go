@@ -338,6 +338,13 @@ type proc struct {
 // kills it (by PID) and waits for it when t ends.
 func start(t *testing.T, argv []string, dir string) *proc {
 	t.Helper()
+	return startAs(t, argv, dir, &syscall.SysProcAttr{})
+}
+
+// startAs is start with the process's SysProcAttr set to attr (Pdeathsig
+// added).
+func startAs(t *testing.T, argv []string, dir string, attr *syscall.SysProcAttr) *proc {
+	t.Helper()
 	inR, inW, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -354,7 +361,8 @@ func start(t *testing.T, argv []string, dir string) *proc {
 	p.cmd = exec.Command(argv[0], argv[1:]...)
 	p.cmd.Dir = dir
 	p.cmd.Stdin, p.cmd.Stdout, p.cmd.Stderr = inR, outW, errf
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	attr.Pdeathsig = syscall.SIGKILL
+	p.cmd.SysProcAttr = attr
 	err = p.cmd.Start()
 	inR.Close()
 	outW.Close()

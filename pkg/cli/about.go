@@ -7,11 +7,12 @@ import (
 )
 
 // About answers -h and --version: it writes text (the usage, or
-// "prog version") to stdout and returns the exit status.
-func About(stdout io.Writer, msg *Msg, text string) int {
+// "prog version") to stdout and returns the exit status, failCode when
+// stdout fails.
+func About(stdout io.Writer, msg *Msg, text string, failCode int) int {
 	if _, err := io.WriteString(stdout, text); err != nil {
 		msg.Errorf("write to stdout: %v", err)
-		return ExitFailure
+		return failCode
 	}
 	return ExitOK
 }
@@ -32,7 +33,8 @@ func (f *Flags) Register(set *getopt.Set) {
 // it makes SIGPIPE harmless (IgnoreSIGPIPE), reports a parse error (with a hint to --help) and answers -h and
 // --version, returning the exit status and done = true; otherwise it
 // turns -v on and returns done = false. usageCode is the status of a
-// usage error.
+// usage error; a command whose usage errors exit with its failure status
+// (procs-load's 125) also fails with it when stdout does.
 func Preamble(msg *Msg, stdout io.Writer, usage string, f Flags, err error, usageCode int) (code int, done bool) {
 	IgnoreSIGPIPE()
 	switch {
@@ -40,10 +42,16 @@ func Preamble(msg *Msg, stdout io.Writer, usage string, f Flags, err error, usag
 		msg.Error(err)
 		msg.Hintf("%s", UsageHint(msg.Prog))
 		return usageCode, true
+	}
+	failCode := ExitFailure
+	if usageCode == ExitLoadFailure {
+		failCode = ExitLoadFailure
+	}
+	switch {
 	case f.Help:
-		return About(stdout, msg, usage), true
+		return About(stdout, msg, usage, failCode), true
 	case f.Version:
-		return About(stdout, msg, msg.Prog+" "+Version+"\n"), true
+		return About(stdout, msg, msg.Prog+" "+Version+"\n", failCode), true
 	}
 	msg.SetVerbose(f.Verbose)
 	return ExitOK, false

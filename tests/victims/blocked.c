@@ -21,24 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static void say(const char *fmt, ...)
-{
-	char buf[512];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(buf, sizeof buf, fmt, ap);
-	va_end(ap);
-	if (n > (int)sizeof buf - 1)
-		n = sizeof buf - 1;
-	for (int off = 0; off < n;) {
-		ssize_t w = write(1, buf + off, n - off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			exit(3);
-		off += w;
-	}
-}
+#include "say.h"
+
 
 /*
  * readchunk reads once from fd 0 into buf as a string, trailing newlines

@@ -29,6 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "say.h"
+
 #define HEAPSIZE (8 << 20)
 #define STACKSIZE (64 << 10)
 
@@ -54,25 +56,6 @@ static int __attribute__((noinline)) check(const uint64_t *p, size_t n, uint64_t
 	return 1;
 }
 
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...)
-{
-	char buf[256];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(buf, sizeof buf, fmt, ap);
-	va_end(ap);
-	if (n > (int)sizeof buf - 1)
-		n = sizeof buf - 1;
-	for (int off = 0; off < n;) {
-		ssize_t w = write(1, buf + off, n - off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			exit(3);
-		off += w;
-	}
-}
 
 static void __attribute__((noinline, noreturn)) run(int afd, int rfd, uint64_t *stk)
 {

@@ -22,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "say.h"
+
 #define NTHREADS 8
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -32,24 +34,6 @@ static __thread long tls_id = -1;
 static __thread unsigned char tls_buf[256];
 static __thread long tls_n;
 
-static void say(const char *fmt, ...)
-{
-	char buf[256];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(buf, sizeof buf, fmt, ap);
-	va_end(ap);
-	if (n > (int)sizeof buf - 1)
-		n = sizeof buf - 1;
-	for (int off = 0; off < n;) {
-		ssize_t w = write(1, buf + off, n - off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			exit(3);
-		off += w;
-	}
-}
 
 static int tlsok(long id)
 {

@@ -49,9 +49,10 @@ var compressions = map[string]format.Compression{
 }
 
 type options struct {
-	nokill, fileSave, verbose, help, version bool
-	output, compress, name                   string
-	pid                                      int
+	nokill, fileSave bool
+	cli.Flags
+	output, compress, name string
+	pid                    int
 }
 
 func parse(args []string) (options, error) {
@@ -63,14 +64,12 @@ func parse(args []string) (options, error) {
 	o.compress = "none"
 	set.FlagLong(&o.compress, "compress", 'z')
 	set.FlagLong(&o.name, "name", 'n')
-	set.FlagLong(&o.verbose, "verbose", 'v')
-	set.FlagLong(&o.help, "help", 'h')
-	set.FlagLong(&o.version, "version", 0)
+	o.Flags.Register(set)
 	operands, err := cli.Parse(set, args)
 	if err != nil {
 		return o, err
 	}
-	if o.help || o.version {
+	if o.Help || o.Version {
 		return o, nil
 	}
 	if _, ok := compressions[o.compress]; !ok {
@@ -100,29 +99,11 @@ func parse(args []string) (options, error) {
 // Main runs procs-dump with args (args[0] is the program name) and returns
 // its exit status.
 func Main(args []string, stdin, stdout, stderr *os.File) int {
-	cli.IgnoreSIGPIPE()
 	msg := cli.NewMsg(prog, stderr)
 	o, err := parse(args)
-	if err != nil {
-		msg.Error(err)
-		msg.Hintf("%s", cli.UsageHint(prog))
-		return cli.ExitUsage
+	if code, done := cli.Preamble(msg, stdout, Usage, o.Flags, err, cli.ExitUsage); done {
+		return code
 	}
-	switch {
-	case o.help:
-		if _, err := stdout.WriteString(Usage); err != nil {
-			msg.Errorf("write usage: %v", err)
-			return cli.ExitFailure
-		}
-		return cli.ExitOK
-	case o.version:
-		if _, err := fmt.Fprintf(stdout, "%s %s\n", prog, cli.Version); err != nil {
-			msg.Errorf("write version: %v", err)
-			return cli.ExitFailure
-		}
-		return cli.ExitOK
-	}
-	msg.SetVerbose(o.verbose)
 	code, err := run(o, stdout, msg)
 	if err != nil {
 		msg.EndProgress()

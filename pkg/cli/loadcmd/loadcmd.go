@@ -45,9 +45,10 @@ var pidModes = map[string]restore.PIDMode{
 }
 
 type options struct {
-	detach, verbose, help, version bool
-	pid                            string
-	file                           string
+	detach bool
+	cli.Flags
+	pid  string
+	file string
 }
 
 func parse(args []string) (options, error) {
@@ -56,14 +57,12 @@ func parse(args []string) (options, error) {
 	set.FlagLong(&o.detach, "detach", 'd')
 	o.pid = "auto"
 	set.FlagLong(&o.pid, "pid", 0)
-	set.FlagLong(&o.verbose, "verbose", 'v')
-	set.FlagLong(&o.help, "help", 'h')
-	set.FlagLong(&o.version, "version", 0)
+	o.Flags.Register(set)
 	operands, err := cli.Parse(set, args)
 	if err != nil {
 		return o, err
 	}
-	if o.help || o.version {
+	if o.Help || o.Version {
 		return o, nil
 	}
 	if _, ok := pidModes[o.pid]; !ok {
@@ -89,29 +88,11 @@ func parse(args []string) (options, error) {
 // decides what they do. SIGTERM sent to procs-load is passed on to the
 // process.
 func Main(args []string, stdin, stdout, stderr *os.File) int {
-	cli.IgnoreSIGPIPE()
 	msg := cli.NewMsg(prog, stderr)
 	o, err := parse(args)
-	if err != nil {
-		msg.Error(err)
-		msg.Hintf("%s", cli.UsageHint(prog))
-		return cli.ExitLoadFailure
+	if code, done := cli.Preamble(msg, stdout, Usage, o.Flags, err, cli.ExitLoadFailure); done {
+		return code
 	}
-	switch {
-	case o.help:
-		if _, err := stdout.WriteString(Usage); err != nil {
-			msg.Errorf("write usage: %v", err)
-			return cli.ExitLoadFailure
-		}
-		return cli.ExitOK
-	case o.version:
-		if _, err := fmt.Fprintf(stdout, "%s %s\n", prog, cli.Version); err != nil {
-			msg.Errorf("write version: %v", err)
-			return cli.ExitLoadFailure
-		}
-		return cli.ExitOK
-	}
-	msg.SetVerbose(o.verbose)
 
 	in, err := cli.OpenInput(o.file, stdin)
 	if err != nil {

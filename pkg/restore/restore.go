@@ -11,7 +11,6 @@
 package restore
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -116,4 +115,3 @@ func (p *Process) Wait() (int, error) {
 	}
 }
 
-var errAborted = errors.New("restore aborted")

@@ -76,8 +76,9 @@ type Mapping struct {
 	Name   string `json:"name,omitempty"` // "[heap]", "[stack]", "[vdso]", a path...
 	File   int    `json:"file"`           // index into Files, or -1
 	Offset uint64 `json:"offset"`
-	// Advice lists the smaps VmFlags that procs puts back with madvise or
-	// mmap flags: gd (grows down), dc, dd, hg, nh, wf, mg, lo.
+	// Advice lists the smaps VmFlags that procs puts back with madvise,
+	// mmap flags or mprotect: gd (grows down), ac (memory accounted: the
+	// mapping was writable once), dc, dd, hg, nh, wf, mg, lo.
 	Advice []string `json:"advice,omitempty"`
 }
 

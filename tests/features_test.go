@@ -830,3 +830,37 @@ func TestInputAfterImage(t *testing.T) {
 		t.Errorf("the original still runs after procs-dump")
 	}
 }
+
+// TestSameMappings checks that a restored process has the mappings the
+// original had, one for one: addresses, protection, sharing and file, as
+// /proc/PID/maps shows them (the kernel merges and splits mappings by
+// their flags, so this also checks flags such as accounting).
+func TestSameMappings(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	orig := startFeature(t, t.TempDir(), "timer")
+	reports(t, orig.out, "timer", 2, 0)
+	want := mapsOf(t, orig.pid())
+	img, before := dumpKilled(t, orig)
+	_, pid, _ := restoreGoesOn(t, img, "features", "timer", 2, before)
+	if got := mapsOf(t, pid); !slices.Equal(got, want) {
+		t.Errorf("restored mappings differ from the original's:\n%s", diffLines(strings.Join(want, "\n"), strings.Join(got, "\n")))
+	}
+}
+
+// mapsOf is /proc/PID/maps without the device and inode columns.
+func mapsOf(t *testing.T, pid int) []string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 5 {
+			out = append(out, strings.Join(append(f[:3:3], f[5:]...), " "))
+		}
+	}
+	return out
+}

@@ -173,7 +173,7 @@ func (c *collector) collectMaps() error {
 		if m.Exec {
 			fm.Prot |= unix.PROT_EXEC
 		}
-		for _, a := range []string{"gd", "dc", "dd", "hg", "nh", "wf", "mg", "lo"} {
+		for _, a := range []string{"gd", "ac", "dc", "dd", "hg", "nh", "wf", "mg", "lo"} {
 			if m.Flags[a] {
 				fm.Advice = append(fm.Advice, a)
 			}

@@ -36,6 +36,10 @@ type builder struct {
 	tids    []int // thread ids, in the image's order
 	xlen    int   // this machine's xstate size
 	xcr0    uint64
+	// vdsoInsn is the offset of a syscall instruction in the vDSO, to
+	// unmap the scratch area from outside it.
+	vdsoInsn uint64
+	mem      *os.File // /proc/PID/mem, for pages of read-only mappings
 }
 
 // Scratch area in the process being built: code, then data.
@@ -197,6 +201,7 @@ func (b *builder) spawn() error {
 		return errors.New("the image was made on another kernel build: its vDSO differs from this kernel's, and the process would crash calling it")
 	}
 	insn := bytes.Index(code, []byte{0x0f, 0x05})
+	b.vdsoInsn = uint64(insn)
 	if insn < 0 {
 		return errors.New("no syscall instruction in [vdso]")
 	}
@@ -425,7 +430,7 @@ func (b *builder) readContents() error {
 			if err != nil {
 				return err
 			}
-			if err := ptrace.WriteMem(b.pid, addr, data); err != nil {
+			if err := b.writePages(addr, data); err != nil {
 				return fmt.Errorf("image record %d: pages at %#x: %w", h.Index, addr, err)
 			}
 			done += int64(len(data))
@@ -456,4 +461,22 @@ func (b *builder) readContents() error {
 			return fmt.Errorf("corrupt image at byte %d (record %d): unexpected %v record", h.Offset, h.Index, h.Type)
 		}
 	}
+}
+
+// writePages puts data at addr in the process. Mappings have their final
+// protection already (so that the kernel splits and merges them as it
+// did in the original); pages of read-only ones go through /proc/PID/mem,
+// which writes them as a debugger does.
+func (b *builder) writePages(addr uint64, data []byte) error {
+	err := ptrace.WriteMem(b.pid, addr, data)
+	if !errors.Is(err, unix.EFAULT) {
+		return err
+	}
+	if b.mem == nil {
+		if b.mem, err = os.OpenFile(fmt.Sprintf("/proc/%d/mem", b.pid), os.O_WRONLY, 0); err != nil {
+			return err
+		}
+	}
+	_, err = b.mem.WriteAt(data, int64(addr))
+	return err
 }

@@ -28,9 +28,8 @@ func (b *builder) openInTarget(i int, flags int) (uint64, error) {
 	return fd, nil
 }
 
-// mapMemory makes every mapping of the image at its address. Private
-// mappings are writable until their pages are in (finish puts the final
-// protection back).
+// mapMemory makes every mapping of the image at its address, with its
+// final protection.
 func (b *builder) mapMemory() error {
 	type key struct{ file, mode int }
 	fds := map[key]uint64{}
@@ -49,7 +48,15 @@ func (b *builder) mapMemory() error {
 			flags |= unix.MAP_SHARED
 		} else {
 			flags |= unix.MAP_PRIVATE
-			prot |= unix.PROT_READ | unix.PROT_WRITE
+			// A private mapping that was writable once is accounted
+			// (and so never merged with a neighbour that was not):
+			// make it writable, as it was, and protect it at the end.
+			switch {
+			case hasAdvice(m, "ac") && prot&unix.PROT_WRITE == 0:
+				prot |= unix.PROT_WRITE
+			case !hasAdvice(m, "ac") && prot&unix.PROT_WRITE != 0:
+				flags |= unix.MAP_NORESERVE
+			}
 		}
 		for _, a := range m.Advice {
 			if a == "gd" {
@@ -96,7 +103,7 @@ func (b *builder) finish() error {
 		if m.Kind == format.MapVdso || m.Kind == format.MapVsyscall {
 			continue
 		}
-		if !m.Shared && m.Prot != unix.PROT_READ|unix.PROT_WRITE {
+		if !m.Shared && hasAdvice(m, "ac") && m.Prot&unix.PROT_WRITE == 0 {
 			if _, err := r.Syscall("mprotect", sysMprotect, m.Start, m.End-m.Start, uint64(m.Prot)); err != nil {
 				return err
 			}
@@ -137,6 +144,16 @@ func (b *builder) finish() error {
 		if err := unix.Prlimit(b.pid, i, &lim, nil); err != nil {
 			b.warnf("cannot set resource limit %d: %v", i, err)
 		}
+	}
+	// The scratch area goes last, unmapped from a syscall instruction
+	// outside it: the vDSO's, now where the image had it.
+	for _, m := range img.Maps {
+		if m.Name == "[vdso]" {
+			r.Insn = m.Start + b.vdsoInsn
+		}
+	}
+	if _, err := r.Syscall("munmap scratch", sysMunmap, b.scratch, scratchSize); err != nil {
+		return err
 	}
 	for i := range img.Threads {
 		if err := b.finalRegs(i); err != nil {
@@ -482,4 +499,13 @@ func hasCheckpointRestore() bool {
 	}
 	eff := uint64(data[0].Effective) | uint64(data[1].Effective)<<32
 	return eff&(1<<unix.CAP_SYS_ADMIN|1<<unix.CAP_CHECKPOINT_RESTORE) != 0
+}
+
+func hasAdvice(m format.Mapping, flag string) bool {
+	for _, a := range m.Advice {
+		if a == flag {
+			return true
+		}
+	}
+	return false
 }

@@ -72,6 +72,11 @@ func Restore(opts Options, in io.Reader) (*Process, error) {
 	}
 	b := &builder{opts: opts, img: &img, r: r, start: start}
 	defer b.closeLocal()
+	defer func() {
+		if b.mem != nil {
+			b.mem.Close()
+		}
+	}()
 	if err := b.prepareFiles(); err != nil {
 		return nil, err
 	}
@@ -114,4 +119,3 @@ func (p *Process) Wait() (int, error) {
 		}
 	}
 }
-

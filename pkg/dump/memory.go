@@ -39,7 +39,7 @@ func residentBytes(maps []procfs.Mapping) int64 {
 // restore gets for free: present or swapped pages of private mappings
 // that are neither the shared zero page nor still backed by their file.
 // It stops early when yield returns false.
-func scanRuns(pid int, maps []procfs.Mapping, yield func(run) bool) error {
+func scanRuns(pid int, maps []procfs.Mapping, chunk uint64, yield func(run) bool) error {
 	pm, err := procfs.OpenPagemap(pid)
 	if err != nil {
 		return err
@@ -66,10 +66,18 @@ func scanRuns(pid int, maps []procfs.Mapping, yield func(run) bool) error {
 	return nil
 }
 
-// chunk is how much memory is read at a time: small enough that the
+// chunkSize is how much memory is read at a time: small enough that the
 // buffer stays in the CPU's cache while its pages are checked for zeros
-// and written out, large enough for process_vm_readv to run at speed.
-const chunk = 2 << 20
+// and written out, large enough for process_vm_readv to run at speed
+// (2 MiB), and for a small process no larger than an eighth of it: the
+// first touch of a fresh buffer costs as much as copying into it.
+func chunkSize(total int64) uint64 {
+	c := uint64(256 << 10)
+	for c < 2<<20 && int64(c) < total/8 {
+		c *= 2
+	}
+	return c
+}
 
 // batch is one buffer of read pages with the parts worth storing.
 type batch struct {
@@ -87,8 +95,9 @@ var zeroPage [format.PageSize]byte
 func writePages(pid int, maps []procfs.Mapping, w *format.Writer, progress func(done, total int64)) (stored int64, err error) {
 	// Buffers are made as needed; a page of one is touched only when
 	// memory is read into it.
-	const nbuf = 4
+	const nbuf = 3
 	total := residentBytes(maps)
+	chunk := chunkSize(total)
 	free := make(chan []byte, nbuf)
 	made := 0
 	var bufs [][]byte // freed once the reader is done with them
@@ -117,11 +126,11 @@ func writePages(pid int, maps []procfs.Mapping, w *format.Writer, progress func(
 			case <-stop:
 			}
 		}
-		err := scanRuns(pid, maps, func(r run) bool {
+		err := scanRuns(pid, maps, chunk, func(r run) bool {
 			var buf []byte
 			if made < nbuf && len(free) == 0 {
 				var err error
-				if buf, err = pagebuf.New(chunk); err != nil {
+				if buf, err = pagebuf.New(int(chunk)); err != nil {
 					fail(err)
 					return false
 				}

@@ -56,6 +56,9 @@ func Restore(opts Options, in io.Reader) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
+	if m := r.Machine(); m != format.MachineX8664 {
+		return nil, fmt.Errorf("the image is of a process of another architecture (ELF machine %d); this is x86-64", m)
+	}
 	h, err := r.Next()
 	if err != nil {
 		return nil, err

@@ -123,6 +123,10 @@ type FD struct {
 	Flags   int   `json:"flags"` // open flags: access mode, O_APPEND, O_NONBLOCK...
 	Cloexec bool  `json:"cloexec,omitempty"`
 	Pos     int64 `json:"pos"`
+	// Dup, when not 0, is the number of an earlier fd that shares this
+	// one's open file description (as after dup(2)): this fd is made a
+	// duplicate of it, sharing offset and flags.
+	Dup int `json:"dup,omitempty"`
 }
 
 // Epoll is the interest list of an epoll fd.

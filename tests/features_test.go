@@ -864,3 +864,30 @@ func mapsOf(t *testing.T, pid int) []string {
 	}
 	return out
 }
+
+// TestDupSharesOffset checks that two fds sharing one open file (after
+// dup) still share it after a round trip: reads through either move the
+// same offset.
+func TestDupSharesOffset(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	patternFile(t, data, 64<<10)
+	orig := startFeature(t, dir, "dup", data)
+	reports(t, orig.out, "dup", 2, 0)
+	img, before := dumpKilled(t, orig)
+	_, pid, _ := restoreGoesOn(t, img, "features", "dup", 3, before)
+	if a, b := fdLink(t, pid, 3), fdLink(t, pid, 7); a != data || b != data {
+		t.Errorf("restored fds 3 and 7 -> %q, %q; want %s twice", a, b, data)
+	}
+}
+
+func fdLink(t *testing.T, pid, fd int) string {
+	t.Helper()
+	l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", pid, fd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}

@@ -119,7 +119,7 @@ func (c *collector) fileAt(path, kind string) (int, error) {
 	// Files are shared by (dev, ino), but for anonymous inodes, which all
 	// share one inode, each fd is an object of its own.
 	key := [2]uint64{s.Dev, s.Ino}
-	shareable := kind != format.FileEventfd && kind != format.FileEpoll
+	shareable := shareableKind(kind)
 	if i, ok := c.files[key]; ok && shareable {
 		return i, nil
 	}
@@ -229,6 +229,16 @@ func (c *collector) collectFDs(fds []procfs.FD) error {
 				return fmt.Errorf("fd %d: %w", fd.Num, err)
 			}
 			out.File = idx
+			for _, prev := range c.p.FDs {
+				// Candidates: fds of the same file, or of the same kind
+				// of anonymous inode (each has a File of its own).
+				same := prev.File == idx || (prev.File >= 0 && !shareableKind(kind) &&
+					byNum[prev.Num].Target == fd.Target)
+				if prev.Num > 2 && same && sameFile(c.pid, prev.Num, fd.Num) {
+					out.Dup = prev.Num
+					break
+				}
+			}
 			switch kind {
 			case format.FileEventfd:
 				n, err := strconv.ParseUint(strings.TrimSpace(fd.Info["eventfd-count"]), 16, 64)
@@ -460,4 +470,18 @@ func (c *collector) threadInject(r *ptrace.Remote, t *format.Thread, scratch uin
 	}
 	t.ClearTID = le.Uint64(b)
 	return nil
+}
+
+// sameFile tells whether fds a and b of process pid share one open file
+// description (kcmp KCMP_FILE).
+func sameFile(pid, a, b int) bool {
+	const kcmpFile = 0
+	r, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(pid), uintptr(pid), kcmpFile, uintptr(a), uintptr(b), 0)
+	return e == 0 && r == 0
+}
+
+// shareableKind tells whether files of this kind are one object per inode
+// (anonymous inodes all share one inode).
+func shareableKind(kind string) bool {
+	return kind != format.FileEventfd && kind != format.FileEpoll
 }

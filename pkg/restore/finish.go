@@ -223,6 +223,14 @@ func (b *builder) makeFDs() error {
 		}
 		var tmp uint64
 		var err error
+		if fd.Dup > 0 {
+			// Shares an earlier fd's open file: offset and flags come
+			// with it.
+			if _, err := r.Syscall("dup3", sysDup3, uint64(fd.Dup), uint64(fd.Num), uint64(cloexec)); err != nil {
+				return fmt.Errorf("fd %d: %w", fd.Num, err)
+			}
+			continue
+		}
 		switch f.Kind {
 		case format.FileEventfd:
 			flags := uint64(fd.Flags&unix.O_NONBLOCK | cloexec)

@@ -37,6 +37,11 @@
  *		Prints every 100 ms "timer N ticks=T altok=1 ssok=1", altok
  *		saying every handler run had its frame on the altstack and
  *		ssok that sigaltstack(2) still reports it.
+ *	dup DATA	opens DATA (the pattern of files) at offset 1000 and
+ *		dup(2)s it to fd 7: each line reads 8 bytes through one fd,
+ *		then 8 through the other, alternating. Prints "dup N off=O
+ *		readok=1 sharedok=1", sharedok saying both fds report the
+ *		same offset, 1000+16N.
  *	attrs DIR NAME	sets RLIMIT_NOFILE's soft limit to 100, umask 027,
  *		chdir DIR, nice 5 and names itself NAME with PR_SET_NAME.
  *		Prints every 100 ms "attrs N nofile=100 umask=027 nice=5
@@ -312,6 +317,32 @@ static void __attribute__((noreturn)) attrs(const char *dir, const char *name)
 	}
 }
 
+static void __attribute__((noreturn)) dupped(const char *data)
+{
+	int a = open(data, O_RDONLY);
+	if (a < 0 || lseek(a, 1000, SEEK_SET) != 1000)
+		die("open");
+	int b = dup2(a, 7);
+	if (b != 7)
+		die("dup2");
+	say("start 0 pid=%d\n", (int)getpid());
+	for (long n = 1;; n++) {
+		nap(20);
+		int readok = 1;
+		for (int k = 0; k < 2; k++) {
+			int fd = k == 0 ? a : b;
+			off_t at = lseek(fd, 0, SEEK_CUR);
+			unsigned char buf[8];
+			readok &= fullread(fd, buf, 8) == 8;
+			for (int i = 0; i < 8 && readok; i++)
+				readok = buf[i] == (unsigned char)((at + i) % 251);
+		}
+		off_t oa = lseek(a, 0, SEEK_CUR), ob = lseek(b, 0, SEEK_CUR);
+		say("dup %ld off=%lld readok=%d sharedok=%d\n", n, (long long)oa, readok,
+		    oa == ob && oa == 1000 + 16 * n);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 4 && strcmp(argv[1], "files") == 0)
@@ -326,6 +357,8 @@ int main(int argc, char **argv)
 		timer();
 	if (argc == 4 && strcmp(argv[1], "attrs") == 0)
 		attrs(argv[2], argv[3]);
-	fprintf(stderr, "usage: features files DATA LOG | deleted PATH | shm | privmap FILE | timer | attrs DIR NAME\n");
+	if (argc == 3 && strcmp(argv[1], "dup") == 0)
+		dupped(argv[2]);
+	fprintf(stderr, "usage: features files DATA LOG | deleted PATH | shm | privmap FILE | timer | attrs DIR NAME | dup DATA\n");
 	return 2;
 }

@@ -57,8 +57,14 @@ func helperMain(mode string) error {
 		return err
 	}
 	ps := int(pageSize)
-	anon, err := unix.Mmap(-1, 0, helperPages*ps, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	// The mapping sits between two PROT_NONE guards, so that the kernel
+	// never merges it with a neighbour of the Go runtime's.
+	area, err := unix.Mmap(-1, 0, (helperPages+2)*ps, unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
+		return err
+	}
+	anon := area[ps : ps+helperPages*ps]
+	if err := unix.Mprotect(anon, unix.PROT_READ|unix.PROT_WRITE); err != nil {
 		return err
 	}
 	if err := unix.Madvise(anon, unix.MADV_NOHUGEPAGE); err != nil {

@@ -138,6 +138,9 @@ func New(server, token string) (*Client, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil
+	// Images are large: big buffers mean few system calls per MiB.
+	tr.WriteBufferSize = bufSize
+	tr.ReadBufferSize = bufSize
 	host, _ := os.Hostname()
 	return &Client{
 		base:   base,
@@ -186,14 +189,40 @@ func (c *Client) do(req *http.Request, want int) (*http.Response, error) {
 	return nil, &Error{Status: resp.StatusCode, Msg: fmt.Sprintf("%s: %s", c.base, msg)}
 }
 
+// bufSize is the size of the buffers that images go through.
+const bufSize = 1 << 20
+
+// bigCopy is a request body that the transport copies with io.Copy: its
+// WriteTo moves the image in pieces of up to bufSize, so that it goes out
+// in large chunks rather than in the 32 KiB pieces of io.Copy's own
+// buffer.
+type bigCopy struct{ r io.Reader }
+
+func (b bigCopy) Read(p []byte) (int, error) { return b.r.Read(p) }
+func (b bigCopy) Close() error               { return nil }
+
+func (b bigCopy) WriteTo(w io.Writer) (int64, error) {
+	return io.CopyBuffer(w, struct{ io.Reader }{b.r}, make([]byte, bufSize))
+}
+
 // Upload sends one image read from r and returns its entry once the server
 // has confirmed (201 Created) that it holds the whole verified image on
-// disk. Any error means the server does not keep it.
+// disk. Any error means the server does not keep it. A regular file is
+// sent with its length; anything else in chunks.
 func (c *Client) Upload(ctx context.Context, r io.Reader) (Entry, error) {
-	req, err := c.request(ctx, http.MethodPost, "/v1/images", io.NopCloser(r))
+	size := int64(-1)
+	if f, ok := r.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			if off, err := f.Seek(0, io.SeekCurrent); err == nil && off <= fi.Size() {
+				size = fi.Size() - off
+			}
+		}
+	}
+	req, err := c.request(ctx, http.MethodPost, "/v1/images", bigCopy{r})
 	if err != nil {
 		return Entry{}, err
 	}
+	req.ContentLength = size // -1: unknown, chunked, and no probe of the body
 	req.Header.Set("Content-Type", "application/octet-stream")
 	if c.Origin != "" {
 		req.Header.Set("X-Procs-Origin", c.Origin)

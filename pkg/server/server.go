@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unicode"
 )
@@ -185,7 +186,13 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	br := &bodyReader{r: body}
 	id := newID()
 	tmp := tmpPrefix + id + imgSuffix
-	f, err := s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	// Straight to the disk if the file system allows it (see fileWriter).
+	direct := true
+	f, err := s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_DIRECT, 0o600)
+	if errors.Is(err, syscall.EINVAL) {
+		direct = false
+		f, err = s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	}
 	if err != nil {
 		s.logf("upload: %v", err)
 		httpError(w, http.StatusInternalServerError, "cannot store image")
@@ -199,18 +206,18 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
-	fw := &fileWriter{f: f}
+	fw := newFileWriter(f, direct)
 	meta, verr := s.cfg.Verify(io.TeeReader(br, fw))
-	if verr == nil && fw.err == nil {
+	if verr == nil && fw.Err() == nil {
 		// Nothing may follow the image.
 		var one [1]byte
 		if n, _ := io.ReadFull(br, one[:]); n > 0 {
 			verr = errors.New("data after the end of the image")
 		}
 	}
-	if fw.err != nil {
-		s.logf("upload: %v", fw.err)
-		httpError(w, http.StatusInsufficientStorage, "cannot store image: "+fw.err.Error())
+	if err := fw.Close(); err != nil {
+		s.logf("upload: %v", err)
+		httpError(w, http.StatusInsufficientStorage, "cannot store image: "+err.Error())
 		return
 	}
 	if br.err != nil {
@@ -299,24 +306,6 @@ func (s *Server) commit(e *Entry, tmp string) error {
 	return nil
 }
 
-// fileWriter remembers a write error so that a full disk is not reported
-// as a bad image.
-type fileWriter struct {
-	f   *os.File
-	err error
-}
-
-func (w *fileWriter) Write(p []byte) (int, error) {
-	if w.err != nil {
-		return 0, w.err
-	}
-	n, err := w.f.Write(p)
-	if err != nil {
-		w.err = err
-	}
-	return n, err
-}
-
 // origin is the X-Procs-Origin header when it is a sane host name, else
 // the peer's IP address.
 func origin(r *http.Request) string {
@@ -360,7 +349,20 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusInternalServerError, "cannot read image")
 		return
 	}
-	f, err := s.root.Open(id + imgSuffix)
+	// A whole image is read straight from the disk when the file system
+	// allows it (see streamDirect); ranges and conditions go to
+	// http.ServeContent.
+	direct := plainGet(r)
+	var f *os.File
+	if direct {
+		f, err = s.root.OpenFile(id+imgSuffix, os.O_RDONLY|syscall.O_DIRECT, 0)
+		if errors.Is(err, syscall.EINVAL) {
+			direct = false
+		}
+	}
+	if !direct {
+		f, err = s.root.Open(id + imgSuffix)
+	}
 	if err != nil {
 		// Deleted between the two steps.
 		httpError(w, http.StatusNotFound, "no image "+id)
@@ -373,7 +375,22 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Procs-Comm", strconv.Quote(e.Comm))
 	h.Set("X-Procs-Pid", strconv.Itoa(e.PID))
 	// An open file stays readable even if deleted meanwhile.
-	http.ServeContent(w, r, "", e.Arrived, f)
+	if !direct {
+		http.ServeContent(w, r, "", e.Arrived, f)
+		s.logf("sent %s to %s", id, r.RemoteAddr)
+		return
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		s.logf("fetch %s: %v", id, err)
+		httpError(w, http.StatusInternalServerError, "cannot read image")
+		return
+	}
+	if n, err := streamDirect(w, f, fi.Size(), e.Arrived); err != nil {
+		// The client sees a short body: Content-Length was promised.
+		s.logf("sending %s to %s: cut after %d bytes: %v", id, r.RemoteAddr, n, err)
+		return
+	}
 	s.logf("sent %s to %s", id, r.RemoteAddr)
 }
 

@@ -29,7 +29,7 @@ type testServer struct {
 	done   chan error
 }
 
-func start(t *testing.T, cfg server.Config) *testServer {
+func start(t testing.TB, cfg server.Config) *testServer {
 	t.Helper()
 	if cfg.Dir == "" {
 		cfg.Dir = filepath.Join(t.TempDir(), "state")
@@ -56,7 +56,7 @@ func start(t *testing.T, cfg server.Config) *testServer {
 	return ts
 }
 
-func (ts *testServer) stop(t *testing.T) {
+func (ts *testServer) stop(t testing.TB) {
 	if ts.cancel == nil {
 		return
 	}

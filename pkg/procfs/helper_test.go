@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -259,7 +260,16 @@ func startSleep(t testing.TB) *exec.Cmd {
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
-	return cmd
+	// Start returns once the child is forked, maybe before it has
+	// exec'd: wait until it runs sleep.
+	for i := 0; i < 500; i++ {
+		if args, err := Cmdline(cmd.Process.Pid); err == nil && len(args) > 0 && args[0] == "sleep" {
+			return cmd
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("sleep (pid %d) did not start", cmd.Process.Pid)
+	return nil
 }
 
 // stopped stops process pid with SIGSTOP until the test ends, so its

@@ -25,6 +25,16 @@ type Process struct {
 	Threads     []Thread     `json:"threads"`        // the main thread first
 	Vdso        []byte       `json:"vdso,omitempty"` // contents of [vdso], to check the restoring kernel's
 	Epolls      []Epoll      `json:"epolls,omitempty"`
+	// Clocks are the process's CLOCK_MONOTONIC and CLOCK_BOOTTIME, in
+	// nanoseconds, when it was frozen: a restorer may give it a time
+	// namespace in which they go on from there.
+	Clocks *Clocks `json:"clocks,omitempty"`
+}
+
+// Clocks are clock readings in nanoseconds.
+type Clocks struct {
+	Monotonic int64 `json:"monotonic_ns"`
+	Boottime  int64 `json:"boottime_ns"`
 }
 
 // Creds are the process's credentials.

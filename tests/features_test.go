@@ -891,3 +891,26 @@ func fdLink(t *testing.T, pid, fd int) string {
 	}
 	return l
 }
+
+// TestMonotonicGoesOn checks that a restored process's CLOCK_MONOTONIC
+// goes on from where it was at the dump (procs-load gives it a time
+// namespace), so that absolute deadlines on it keep their meaning: the
+// time the image waited between dump and restore does not show.
+func TestMonotonicGoesOn(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	py := victimArgv(t, "python")[0]
+	code := "import time\nn = 0\nwhile True:\n    n += 1\n    print('mono %d ms=%d' % (n, time.monotonic() * 1000), flush=True)\n    time.sleep(0.02)\n"
+	orig := start(t, []string{py, "-c", code}, t.TempDir())
+	reports(t, orig.out, "mono", 3, 0)
+	img, before := dumpKilled(t, orig)
+	last := lastRec(t, before, "mono")
+	time.Sleep(1500 * time.Millisecond)
+	_, _, after := restoreGoesOn(t, img, "python3", "mono", 2, before)
+	first := perStream(parseAll(after))["mono"][0]
+	was, _ := strconv.ParseInt(last.kv["ms"], 10, 64)
+	now, _ := strconv.ParseInt(first.kv["ms"], 10, 64)
+	if gap := now - was; gap < 0 || gap > 700 {
+		t.Errorf("monotonic clock went from %d ms at the dump to %d ms after the restore (gap %d ms); want it to go on (gap < 700 ms, the image waited 1500 ms)", was, now, gap)
+	}
+}

@@ -230,6 +230,7 @@ func (b *builder) spawn() error {
 	}
 	hr.Insn = b.scratch
 
+	b.timeNamespace(hr, pid)
 	// clone3(CLONE_PARENT) makes the process a child of the loader, with
 	// the original PID when asked.
 	child, err := b.clone3(hr, pid, unix.CLONE_PARENT, 0, b.img.PID, b.opts.PID) // exit signal: the stub's, SIGCHLD
@@ -479,4 +480,41 @@ func (b *builder) writePages(addr uint64, data []byte) error {
 	}
 	_, err = b.mem.WriteAt(data, int64(addr))
 	return err
+}
+
+// timeNamespace makes the process cloned from the stub start in a time
+// namespace of its own whose CLOCK_MONOTONIC and CLOCK_BOOTTIME go on from
+// where they were at the dump: absolute deadlines on those clocks (sleeps,
+// runtime timers) keep their meaning, here or on another machine. The
+// stub unshares it (its children enter it), and the offsets are written
+// before any process is in it. It needs root; without it, or on any
+// error, the process gets this machine's clocks and procs-load says so.
+func (b *builder) timeNamespace(stub *ptrace.Remote, pid int) {
+	c := b.img.Clocks
+	if c == nil || !hasCheckpointRestore() {
+		return
+	}
+	var mono, boot unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono) != nil || unix.ClockGettime(unix.CLOCK_BOOTTIME, &boot) != nil {
+		return
+	}
+	const sysUnshare = 272
+	if _, err := stub.Syscall("unshare(CLONE_NEWTIME)", sysUnshare, unix.CLONE_NEWTIME); err != nil {
+		b.warnf("no time namespace (%v): the process's monotonic clock jumps to this machine's", err)
+		return
+	}
+	offsets := timensOffset("monotonic", c.Monotonic-mono.Nano()) + timensOffset("boottime", c.Boottime-boot.Nano())
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/timens_offsets", pid), []byte(offsets), 0); err != nil {
+		b.warnf("cannot set the time namespace's offsets (%v): the process's monotonic clock jumps to this machine's", err)
+	}
+}
+
+// timensOffset is one line of timens_offsets: seconds, and nanoseconds in
+// [0, 1e9).
+func timensOffset(clock string, ns int64) string {
+	sec, nsec := ns/1e9, ns%1e9
+	if nsec < 0 {
+		sec, nsec = sec-1, nsec+1e9
+	}
+	return fmt.Sprintf("%s %d %d\n", clock, sec, nsec)
 }

@@ -338,13 +338,13 @@ const (
 	sysSigaltstk = 131
 	sysPrctl     = 157
 	prGetTIDAddr = 40
-	scratchSize  = 4096
 )
 
 // inject reads the state only the process itself can tell: signal
 // handlers, interval timers, brk, and per thread the alternate signal
-// stack and clear_child_tid. It borrows each thread, puts back its
-// registers and mask, and unmaps the scratch page it used.
+// stack and clear_child_tid. It borrows one thread at a time through the
+// trampoline (see ptrace.Trampoline), puts back its registers and mask,
+// and puts back the bytes its results were written over.
 func (c *collector) inject(status procfs.Status) (err error) {
 	scratch, err := c.resultArea()
 	if err != nil {

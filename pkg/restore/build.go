@@ -52,7 +52,6 @@ const (
 
 // Syscall numbers, x86-64.
 const (
-	sysRead          = 0
 	sysClose         = 3
 	sysLseek         = 8
 	sysMmap          = 9
@@ -62,7 +61,6 @@ const (
 	sysMremap        = 25
 	sysMadvise       = 28
 	sysSetitimer     = 38
-	sysFcntl         = 72
 	sysChdir         = 80
 	sysUmask         = 95
 	sysSetresuid     = 117

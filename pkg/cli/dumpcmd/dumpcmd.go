@@ -41,17 +41,11 @@ carry; it was not touched).
 
 const prog = "procs-dump"
 
-// compressions maps -z values to the format's compression.
-var compressions = map[string]format.Compression{
-	"none": format.None,
-	"zstd": format.Zstd,
-	"xz":   format.XZ,
-}
-
 type options struct {
 	nokill, fileSave bool
 	cli.Flags
 	output, compress, name string
+	compression            format.Compression
 	pid                    int
 }
 
@@ -72,7 +66,7 @@ func parse(args []string) (options, error) {
 	if o.Help || o.Version {
 		return o, nil
 	}
-	if _, ok := compressions[o.compress]; !ok {
+	if o.compression, err = format.ParseCompression(o.compress); err != nil {
 		return o, cli.Usagef("invalid value %q for --compress: want none, zstd or xz", o.compress)
 	}
 	if set.IsSet("name") && o.name == "" {
@@ -143,7 +137,7 @@ func run(o options, stdout *os.File, msg *cli.Msg) (int, error) {
 		PID:         p.PID,
 		Kill:        !o.nokill,
 		FileSave:    o.fileSave,
-		Compression: compressions[o.compress],
+		Compression: o.compression,
 		Commit: func() error {
 			msg.EndProgress()
 			start := time.Now()

@@ -464,27 +464,9 @@ func timeLoad(img string) (running, done time.Duration, rss int64, err error) {
 	werr := cmd.Wait()
 	peak := hwm.stop()
 	done = time.Since(t0)
-	var pid int
-	deadline := time.After(time.Minute)
-wait:
-	for {
-		select {
-		case l, ok := <-out:
-			if !ok {
-				break wait
-			}
-			if n, err := strconv.Atoi(strings.TrimSpace(l)); err == nil && pid == 0 {
-				pid = n
-			}
-			if strings.HasPrefix(l, "gap ") {
-				if running == 0 {
-					running = time.Since(t0)
-				}
-				break wait
-			}
-		case <-deadline:
-			break wait
-		}
+	pid, at, _ := awaitRestored(out, time.Minute)
+	if !at.IsZero() {
+		running = at.Sub(t0)
 	}
 	b, _ := os.ReadFile(errf.Name())
 	stderr := strings.TrimSpace(string(b))
@@ -607,4 +589,29 @@ func gbps(size int64, d time.Duration) float64 {
 		return 0
 	}
 	return float64(size) / d.Seconds() / 1e9
+}
+
+// awaitRestored reads a restored memhog's output until its first "gap US"
+// line, which it prints once it runs again: it returns the PID printed
+// by -d (0 if none came first), when the gap line came (zero if none
+// within timeout) and the gap.
+func awaitRestored(out <-chan string, timeout time.Duration) (pid int, at time.Time, gap time.Duration) {
+	deadline := time.After(timeout)
+	for {
+		select {
+		case l, ok := <-out:
+			if !ok {
+				return pid, at, gap
+			}
+			if n, err := strconv.Atoi(strings.TrimSpace(l)); err == nil && pid == 0 {
+				pid = n
+			}
+			var us int64
+			if _, err := fmt.Sscanf(l, "gap %d", &us); err == nil {
+				return pid, time.Now(), time.Duration(us) * time.Microsecond
+			}
+		case <-deadline:
+			return pid, at, gap
+		}
+	}
 }

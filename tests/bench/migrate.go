@@ -94,28 +94,10 @@ func benchMigrate(tw io.Writer, hog, dir string, mib int) error {
 		return fmt.Errorf("procs send: %v: %s", err, strings.TrimSpace(stderr.String()))
 	}
 	sent := time.Since(t0)
-	var running, stopped time.Duration
-	restored := 0
-	deadline := time.After(5 * time.Minute)
-wait:
-	for {
-		select {
-		case l, ok := <-out:
-			if !ok {
-				break wait
-			}
-			if n, err := strconv.Atoi(strings.TrimSpace(l)); err == nil && restored == 0 {
-				restored = n
-			}
-			var us int64
-			if _, err := fmt.Sscanf(l, "gap %d", &us); err == nil {
-				running = time.Since(t0)
-				stopped = time.Duration(us) * time.Microsecond
-				break wait
-			}
-		case <-deadline:
-			break wait
-		}
+	restored, at, stopped := awaitRestored(out, 5*time.Minute)
+	var running time.Duration
+	if !at.IsZero() {
+		running = at.Sub(t0)
 	}
 	recv.Wait()
 	if restored == 0 {

@@ -39,11 +39,8 @@ func validate(img *format.Process) error {
 		}
 	}
 	if os.Geteuid() != 0 {
-		r, e, s := unix.Getresuid()
-		gr, ge, gs := unix.Getresgid()
-		c := img.Creds
-		if c.UID != [4]int{r, e, s, e} || c.GID != [4]int{gr, ge, gs, ge} {
-			return fmt.Errorf("the process ran as uid %d gid %d; restoring it as uid %d needs root (a restore never changes credentials otherwise)", c.UID[1], c.GID[1], e)
+		if c := img.Creds; !callersCreds(c) {
+			return fmt.Errorf("the process ran as uid %d gid %d; restoring it as uid %d needs root (a restore never changes credentials otherwise)", c.UID[1], c.GID[1], os.Geteuid())
 		}
 	}
 	return nil
@@ -195,4 +192,12 @@ func memfdName(path string) string {
 		return name
 	}
 	return filepath.Base(path)
+}
+
+// callersCreds tells whether c are this process's own credentials (the fs
+// ids follow the effective ones).
+func callersCreds(c format.Creds) bool {
+	r, e, s := unix.Getresuid()
+	gr, ge, gs := unix.Getresgid()
+	return c.UID == [4]int{r, e, s, e} && c.GID == [4]int{gr, ge, gs, ge}
 }

@@ -446,9 +446,7 @@ func (b *builder) signals() error {
 // raises anyone's privileges.
 func (b *builder) creds() error {
 	c := b.img.Creds
-	r, e, s := unix.Getresuid()
-	gr, ge, gs := unix.Getresgid()
-	if c.UID == [4]int{r, e, s, e} && c.GID == [4]int{gr, ge, gs, ge} {
+	if callersCreds(c) {
 		return nil
 	}
 	groups := make([]byte, 4*len(c.Groups))

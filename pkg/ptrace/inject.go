@@ -200,11 +200,8 @@ func (r *Remote) step() error {
 		case ws.TrapCause() == EventStop:
 			// a group-stop or interrupt notification: step again
 		default:
-			// a signal that cannot be blocked (or a fault) is being
-			// delivered: hold it back and re-send it later.
-			r.Signals = append(r.Signals, s)
-			if s == unix.SIGSEGV || s == unix.SIGBUS || s == unix.SIGILL {
-				return fmt.Errorf("thread %d faulted with %v", r.TID, s)
+			if err := r.hold(s); err != nil {
+				return err
 			}
 		}
 	}
@@ -230,10 +227,20 @@ func (r *Remote) syscallStop(what string) error {
 		case s == unix.SIGTRAP || ws.TrapCause() == EventStop:
 			// an event or a late interrupt: go on
 		default:
-			r.Signals = append(r.Signals, s)
-			if s == unix.SIGSEGV || s == unix.SIGBUS || s == unix.SIGILL {
-				return fmt.Errorf("thread %d faulted with %v at syscall %s", r.TID, s, what)
+			if err := r.hold(s); err != nil {
+				return fmt.Errorf("at syscall %s: %w", what, err)
 			}
 		}
 	}
+}
+
+// hold keeps back a signal met in a delivery stop while a call runs (one
+// that cannot be blocked) for the caller to send again after detaching;
+// a fault in the injected call is an error.
+func (r *Remote) hold(s unix.Signal) error {
+	r.Signals = append(r.Signals, s)
+	if s == unix.SIGSEGV || s == unix.SIGBUS || s == unix.SIGILL {
+		return fmt.Errorf("thread %d faulted with %v", r.TID, s)
+	}
+	return nil
 }

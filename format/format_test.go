@@ -440,3 +440,55 @@ func BenchmarkReadPages(b *testing.B) {
 		})
 	}
 }
+
+// TestPreparePages: runs prepared in goroutines of their own and written
+// with WritePageRun make the very bytes WritePages makes, compressed or
+// not.
+func TestPreparePages(t *testing.T) {
+	runs := randomPages(7, true)
+	for _, opts := range []WriterOptions{{}, {Compression: Zstd}} {
+		var want, got bytes.Buffer
+		ww, err := NewWriter(&want, Info{Comm: "x"}, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gw, err := NewWriter(&got, Info{Comm: "x"}, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prepared := make([]chan PageRun, len(runs))
+		for i, r := range runs {
+			prepared[i] = make(chan PageRun, 1)
+			go func() { prepared[i] <- gw.PreparePages(r.addr, r.data) }()
+		}
+		for i, r := range runs {
+			if err := ww.WritePages(r.addr, r.data); err != nil {
+				t.Fatal(err)
+			}
+			pr := <-prepared[i]
+			if pr.Len() != len(r.data) {
+				t.Fatalf("PageRun.Len() = %d; want %d", pr.Len(), len(r.data))
+			}
+			if err := gw.WritePageRun(pr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := ww.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := gw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.Bytes(), want.Bytes()) {
+			t.Errorf("%v: WritePageRun wrote %d bytes unlike WritePages' %d", opts.Compression, got.Len(), want.Len())
+		}
+		if _, _, err := Verify(bytes.NewReader(got.Bytes())); err != nil {
+			t.Errorf("%v: Verify = %v", opts.Compression, err)
+		}
+		// A run that is not whole pages is refused when written.
+		bad := ww.PreparePages(0x1000, make([]byte, 100))
+		if err := gw.WritePageRun(bad); err == nil {
+			t.Errorf("WritePageRun of 100 bytes = nil error")
+		}
+	}
+}

@@ -126,6 +126,16 @@ func (w *Writer) fail(format string, args ...any) error {
 // compressed with c, and of raw length raw. The header and prefix go out
 // in one write, body in a second.
 func (w *Writer) emit(t RecordType, c Compression, prefix, body []byte, raw int) error {
+	return w.emitSum(t, c, prefix, body, raw, payloadSum(prefix, body))
+}
+
+// payloadSum is the checksum of a stored payload made of prefix and body.
+func payloadSum(prefix, body []byte) uint32 {
+	return crc32.Update(crc(prefix), castagnoli, body)
+}
+
+// emitSum is emit with the payload's checksum sum already computed.
+func (w *Writer) emitSum(t RecordType, c Compression, prefix, body []byte, raw int, sum uint32) error {
 	if w.err != nil {
 		return w.err
 	}
@@ -138,7 +148,6 @@ func (w *Writer) emit(t RecordType, c Compression, prefix, body []byte, raw int)
 	binary.LittleEndian.PutUint16(h[2:], uint16(c))
 	binary.LittleEndian.PutUint32(h[4:], uint32(stored))
 	binary.LittleEndian.PutUint32(h[8:], uint32(raw))
-	sum := crc32.Update(crc(prefix), castagnoli, body)
 	binary.LittleEndian.PutUint32(h[12:], sum)
 	binary.LittleEndian.PutUint32(h[16:], crc(h[:16]))
 	copy(h[recordHeaderSize:], prefix)
@@ -214,9 +223,47 @@ func (w *Writer) WriteJSON(t RecordType, v any) error {
 // the end of the previous call's run. data is not used after WritePages
 // returns.
 func (w *Writer) WritePages(addr uint64, data []byte) error {
+	return w.WritePageRun(w.PreparePages(addr, data))
+}
+
+// A PageRun is memory data found at an address, made ready by
+// PreparePages to be written by WritePageRun.
+type PageRun struct {
+	addr uint64
+	data []byte
+	sums []uint32 // checksum of each record's payload; nil if compressed
+}
+
+// Len is the number of bytes of memory in r.
+func (r PageRun) Len() int { return len(r.data) }
+
+// PreparePages does the part of WritePages that needs no order: it
+// checksums data, found at addr, for WritePageRun (when the Writer
+// compresses, WritePageRun does that work instead). Unlike the Writer's
+// other methods it may be called from several goroutines at once, also
+// while they run: it is how a caller spreads the checksums of a large
+// image over the machine's cores. data must stay unchanged until the
+// PageRun is written.
+func (w *Writer) PreparePages(addr uint64, data []byte) PageRun {
+	r := PageRun{addr: addr, data: data}
+	if w.opts.Compression != None || len(data)%PageSize != 0 {
+		return r // WritePageRun checksums, or refuses
+	}
+	var prefix [pagesPrefix]byte
+	for off := 0; off < len(data); off += MaxPageRun {
+		binary.LittleEndian.PutUint64(prefix[:], addr+uint64(off))
+		r.sums = append(r.sums, payloadSum(prefix[:], data[off:min(len(data), off+MaxPageRun)]))
+	}
+	return r
+}
+
+// WritePageRun writes a PageRun made by PreparePages, as WritePages
+// writes the same address and data.
+func (w *Writer) WritePageRun(r PageRun) error {
 	if err := w.check(); err != nil {
 		return err
 	}
+	addr, data := r.addr, r.data
 	if addr%PageSize != 0 || len(data) == 0 || len(data)%PageSize != 0 {
 		return w.fail("PAGES at 0x%x of %d bytes: not whole pages", addr, len(data))
 	}
@@ -227,12 +274,19 @@ func (w *Writer) WritePages(addr uint64, data []byte) error {
 	if end != 0 && end < addr {
 		return w.fail("PAGES at 0x%x of %d bytes: beyond the address space", addr, len(data))
 	}
+	summed := w.opts.Compression == None && len(r.sums) == (len(data)+MaxPageRun-1)/MaxPageRun
 	w.inPages = true
-	for len(data) > 0 {
+	for i := 0; len(data) > 0; i++ {
 		n := min(len(data), MaxPageRun)
 		var prefix [pagesPrefix]byte
 		binary.LittleEndian.PutUint64(prefix[:], addr)
-		if err := w.bulk(TypePages, prefix[:], data[:n]); err != nil {
+		var err error
+		if summed {
+			err = w.emitSum(TypePages, None, prefix[:], data[:n], pagesPrefix+n, r.sums[i])
+		} else {
+			err = w.bulk(TypePages, prefix[:], data[:n])
+		}
+		if err != nil {
 			return err
 		}
 		w.pageBytes += uint64(n)

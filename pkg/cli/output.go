@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,9 +13,6 @@ import (
 // ErrTerminal is the refusal to write an image to a terminal.
 var ErrTerminal = errors.New("refusing to write an image to a terminal")
 
-// outputBuffer is the size of the buffer in front of the output file.
-const outputBuffer = 1 << 20
-
 // Output is where an image goes: stdout, or a file that appears under its
 // name only once the whole image is in it (Commit). It is an io.Writer
 // that is unusable after its first error.
@@ -24,7 +20,7 @@ type Output struct {
 	Name string // "-" for stdout, else the path given
 
 	f      *os.File
-	bw     *bufio.Writer
+	bw     *vecWriter
 	path   string // final path of a temp file; "" when writing to f in place
 	tmp    string // temp file, removed by Abort
 	start  int64  // stdout's offset at open when it is a regular file; -1 otherwise
@@ -51,7 +47,7 @@ func OpenOutput(name string, stdout *os.File) (*Output, error) {
 				}
 			}
 		}
-		o.bw = bufio.NewWriterSize(o.f, outputBuffer)
+		o.bw = newVecWriter(o.f)
 		return o, nil
 	}
 	o := &Output{Name: name, start: -1}
@@ -67,7 +63,7 @@ func OpenOutput(name string, stdout *os.File) (*Output, error) {
 				return nil, err
 			}
 			o.f = f
-			o.bw = bufio.NewWriterSize(f, outputBuffer)
+			o.bw = newVecWriter(f)
 			return o, nil
 		}
 		mode = st.Mode().Perm()
@@ -89,7 +85,7 @@ func OpenOutput(name string, stdout *os.File) (*Output, error) {
 		return nil, err
 	}
 	o.f, o.path, o.tmp = f, target, f.Name()
-	o.bw = bufio.NewWriterSize(f, outputBuffer)
+	o.bw = newVecWriter(f)
 	return o, nil
 }
 

@@ -110,7 +110,16 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 			return err
 		}
 		t := time.Now()
-		if st.PageBytes, err = writePages(opts.PID, c.maps, w, opts.Progress); err != nil {
+		// Off this goroutine, which is locked to its thread for ptrace:
+		// waking a locked goroutine costs a thread switch, and the
+		// writer waits on the readers often.
+		pagesDone := make(chan error)
+		go func() {
+			var err error
+			st.PageBytes, err = writePages(opts.PID, c.maps, w, opts.Progress)
+			pagesDone <- err
+		}()
+		if err := <-pagesDone; err != nil {
 			return err
 		}
 		if err := w.Close(); err != nil {

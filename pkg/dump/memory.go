@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"runtime"
+	"sync"
 
 	"procs/format"
 	"procs/pkg/pagebuf"
@@ -45,20 +47,26 @@ func scanRuns(pid int, maps []procfs.Mapping, chunk uint64, yield func(run) bool
 		return err
 	}
 	defer pm.Close()
+	want := procfs.Masks(procfs.PageIsPresent|procfs.PageIsSwapped, procfs.PageIsPFNZero|procfs.PageIsFile)
+	var regs []procfs.PageRegion
 	for i := range maps {
 		m := &maps[i]
 		if !storable(m) {
 			continue
 		}
-		regs, err := pm.Scan(m.Start, m.End, procfs.PageIsPresent|procfs.PageIsSwapped,
-			procfs.PageIsPFNZero|procfs.PageIsFile)
-		if err != nil {
-			return fmt.Errorf("scanning pages of %x-%x: %w", m.Start, m.End, err)
-		}
-		for _, r := range regs {
-			for a := r.Start; a < r.End; a += chunk {
-				if !yield(run{addr: a, size: min(r.End-a, chunk), readable: m.Read}) {
-					return nil
+		// A window at a time, so that reading starts before the scan of
+		// a large mapping ends (page tables scan at ~10 ms a GiB).
+		for start := m.Start; start < m.End; start += scanWindow {
+			end := min(m.End, start+scanWindow)
+			regs, err = pm.ScanWith(regs[:0], start, end, want)
+			if err != nil {
+				return fmt.Errorf("scanning pages of %x-%x: %w", m.Start, m.End, err)
+			}
+			for _, r := range regs {
+				for a := r.Start; a < r.End; a += chunk {
+					if !yield(run{addr: a, size: min(r.End-a, chunk), readable: m.Read}) {
+						return nil
+					}
 				}
 			}
 		}
@@ -66,128 +74,210 @@ func scanRuns(pid int, maps []procfs.Mapping, chunk uint64, yield func(run) bool
 	return nil
 }
 
-// chunkSize is how much memory is read at a time: small enough that the
-// buffer stays in the CPU's cache while its pages are checked for zeros
-// and written out, large enough for process_vm_readv to run at speed
-// (2 MiB), and for a small process no larger than an eighth of it: the
-// first touch of a fresh buffer costs as much as copying into it.
+// scanWindow is how much address space scanRuns scans at a time.
+const scanWindow = 16 << 20
+
+// chunkSize is how much memory one reader reads at a time: large enough
+// for process_vm_readv to run at speed (1 MiB), small enough to stay in
+// the CPU's caches while its pages are checked for zeros and checksummed,
+// and for a small process no larger than a 32nd of it: the first touch
+// of a fresh buffer costs as much as copying into it.
 func chunkSize(total int64) uint64 {
-	c := uint64(256 << 10)
-	for c < 2<<20 && int64(c) < total/8 {
+	c := uint64(64 << 10)
+	for c < 1<<20 && int64(c) < total/32 {
 		c *= 2
 	}
 	return c
 }
 
-// batch is one buffer of read pages with the parts worth storing.
+// readerCount is how many goroutines read memory at once: one per CPU
+// this process may use, up to four. While the process is frozen its CPUs
+// are free, and one reader alone is bound by the page-by-page work of
+// process_vm_readv well below the machine's memory bandwidth.
+func readerCount() int {
+	return max(1, min(runtime.GOMAXPROCS(0), 4))
+}
+
+// batch is one chunk of memory: where it is, the buffer it is read into,
+// and once read, its non-zero parts checksummed for the Writer.
 type batch struct {
+	seq  int
+	r    run
 	buf  []byte
-	addr uint64
-	keep [][2]int // [from, to) byte offsets in buf of non-zero pages
+	runs []format.PageRun
 	err  error
 }
 
 var zeroPage [format.PageSize]byte
 
 // writePages scans the process's pages and writes them to w as PAGES
-// records: one goroutine scans and reads the next chunk while this one
-// writes the last. Pages that are all zero are left out.
+// records. Pages that are all zero are left out. One goroutine scans the
+// page tables and hands out chunks in address order, each with a buffer;
+// readers (readerCount) read them, find the zero pages and checksum the
+// rest; this goroutine writes the chunks out in order and gives their
+// buffers back. Buffers are handed out in order too, so the chunk written
+// next always has one.
 func writePages(pid int, maps []procfs.Mapping, w *format.Writer, progress func(done, total int64)) (stored int64, err error) {
-	// Buffers are made as needed; a page of one is touched only when
-	// memory is read into it.
-	const nbuf = 3
 	total := residentBytes(maps)
 	chunk := chunkSize(total)
+	readers := readerCount()
+	nbuf := 2 * readers
+
+	stop := make(chan struct{})
+	jobs := make(chan *batch, nbuf)
+	results := make(chan *batch, nbuf)
 	free := make(chan []byte, nbuf)
-	made := 0
-	var bufs [][]byte // freed once the reader is done with them
-	readerDone := make(chan struct{})
+	var bufs [][]byte // made by the scanner, freed once all are done
+	var mem memFile
+	var wg sync.WaitGroup
 	defer func() {
-		<-readerDone
+		close(stop)
+		wg.Wait()
 		for _, b := range bufs {
 			pagebuf.Free(b)
 		}
+		mem.close()
 	}()
-	full := make(chan batch, nbuf)
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		defer close(readerDone)
-		defer close(full)
-		var mem *os.File
-		defer func() {
-			if mem != nil {
-				mem.Close()
-			}
-		}()
-		fail := func(err error) {
+
+	wg.Add(1)
+	go func() { // the scanner
+		defer wg.Done()
+		defer close(jobs)
+		seq := 0
+		send := func(b *batch) bool {
+			b.seq = seq
+			seq++
 			select {
-			case full <- batch{err: err}:
+			case jobs <- b:
+				return true
 			case <-stop:
+				return false
 			}
 		}
 		err := scanRuns(pid, maps, chunk, func(r run) bool {
 			var buf []byte
-			if made < nbuf && len(free) == 0 {
-				var err error
-				if buf, err = pagebuf.New(int(chunk)); err != nil {
-					fail(err)
-					return false
+			select {
+			case buf = <-free:
+			default:
+				if len(bufs) < nbuf {
+					var err error
+					if buf, err = pagebuf.New(int(chunk)); err != nil {
+						send(&batch{err: err})
+						return false
+					}
+					bufs = append(bufs, buf)
+					break
 				}
-				bufs = append(bufs, buf)
-				made++
-			} else {
 				select {
 				case buf = <-free:
 				case <-stop:
 					return false
 				}
 			}
-			b := batch{buf: buf[:r.size], addr: r.addr}
-			if r.readable {
-				b.err = ptrace.ReadMem(pid, r.addr, b.buf)
-			} else {
-				if mem == nil {
-					mem, b.err = os.Open(fmt.Sprintf("/proc/%d/mem", pid))
-				}
-				if b.err == nil {
-					_, b.err = mem.ReadAt(b.buf, int64(r.addr))
-				}
-			}
-			if b.err != nil {
-				b.err = fmt.Errorf("reading memory at %#x: %w", r.addr, b.err)
-			} else {
-				b.keep = nonZero(b.buf)
-			}
-			select {
-			case full <- b:
-			case <-stop:
-				return false
-			}
-			return b.err == nil
+			return send(&batch{r: r, buf: buf[:r.size]})
 		})
 		if err != nil {
-			fail(err)
+			send(&batch{err: err})
 		}
 	}()
+	var readersWG sync.WaitGroup
+	for range readers {
+		wg.Add(1)
+		readersWG.Add(1)
+		go func() {
+			defer wg.Done()
+			defer readersWG.Done()
+			for b := range jobs {
+				if b.err == nil {
+					b.read(pid, &mem, w)
+				}
+				select {
+				case results <- b:
+				case <-stop:
+					return
+				}
+			}
+		}()
+	}
+	go func() {
+		readersWG.Wait()
+		close(results)
+	}()
+
 	var done int64
-	for b := range full {
+	next := 0
+	waiting := map[int]*batch{}
+	for b := range results {
 		if b.err != nil {
 			return stored, b.err
 		}
-		for _, k := range b.keep {
-			if err := w.WritePages(b.addr+uint64(k[0]), b.buf[k[0]:k[1]]); err != nil {
-				return stored, err
+		waiting[b.seq] = b
+		for b := waiting[next]; b != nil; b = waiting[next] {
+			delete(waiting, next)
+			next++
+			for _, pr := range b.runs {
+				if err := w.WritePageRun(pr); err != nil {
+					return stored, err
+				}
 			}
-			stored += int64(k[1] - k[0])
+			stored += b.stored()
+			done += int64(len(b.buf))
+			if progress != nil {
+				progress(done, max(total, done))
+			}
+			free <- b.buf[:cap(b.buf)]
 		}
-		done += int64(len(b.buf))
-		if progress != nil {
-			progress(done, max(total, done))
-		}
-		free <- b.buf[:cap(b.buf)]
 	}
 	return stored, nil
+}
+
+// read reads the batch's memory into its buffer and prepares its
+// non-zero pages for w.
+func (b *batch) read(pid int, mem *memFile, w *format.Writer) {
+	if b.r.readable {
+		b.err = ptrace.ReadMem(pid, b.r.addr, b.buf)
+	} else {
+		b.err = mem.readAt(pid, b.buf, b.r.addr)
+	}
+	if b.err != nil {
+		b.err = fmt.Errorf("reading memory at %#x: %w", b.r.addr, b.err)
+		return
+	}
+	for _, k := range nonZero(b.buf) {
+		b.runs = append(b.runs, w.PreparePages(b.r.addr+uint64(k[0]), b.buf[k[0]:k[1]]))
+	}
+}
+
+// stored is the bytes of memory the batch writes.
+func (b *batch) stored() int64 {
+	var n int64
+	for _, pr := range b.runs {
+		n += int64(pr.Len())
+	}
+	return n
+}
+
+// memFile is /proc/PID/mem, opened on first use, for pages that
+// process_vm_readv cannot read (mappings without PROT_READ).
+type memFile struct {
+	once sync.Once
+	f    *os.File
+	err  error
+}
+
+func (m *memFile) readAt(pid int, buf []byte, addr uint64) error {
+	m.once.Do(func() { m.f, m.err = os.Open(fmt.Sprintf("/proc/%d/mem", pid)) })
+	if m.err != nil {
+		return m.err
+	}
+	_, err := m.f.ReadAt(buf, int64(addr))
+	return err
+}
+
+func (m *memFile) close() {
+	if m.f != nil {
+		m.f.Close()
+	}
 }
 
 // nonZero returns the ranges of buf made of pages that are not all zero.

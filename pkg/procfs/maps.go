@@ -27,6 +27,10 @@ type Mapping struct {
 	Flags         map[string]bool
 	AnonHugePages uint64
 	Rss           uint64
+	// Anonymous is the bytes of present anonymous pages: for a private
+	// mapping of a file, the pages copied on write. The shared zero
+	// page is not counted.
+	Anonymous uint64
 }
 
 // Len is End-Start.
@@ -64,8 +68,8 @@ func Maps(pid int) ([]Mapping, error) {
 	return readMaps(pidPath(pid, "maps"), false)
 }
 
-// Smaps parses /proc/PID/smaps: the same as Maps plus Flags, Rss and
-// AnonHugePages. It is slower: the kernel walks the page tables.
+// Smaps parses /proc/PID/smaps: the same as Maps plus Flags, Rss,
+// Anonymous and AnonHugePages. It is slower: the kernel walks the page tables.
 func Smaps(pid int) ([]Mapping, error) {
 	return readMaps(pidPath(pid, "smaps"), true)
 }
@@ -194,7 +198,7 @@ func parseSmapsLine(m *Mapping, line []byte) error {
 	key, rest := field(line)
 	key = key[:len(key)-1]
 	switch string(key) {
-	case "Rss", "AnonHugePages":
+	case "Rss", "AnonHugePages", "Anonymous":
 		f, rest := field(rest)
 		v, ok := parseUint(f, 10)
 		if !ok {
@@ -203,9 +207,12 @@ func parseSmapsLine(m *Mapping, line []byte) error {
 		if u, _ := field(rest); string(u) == "kB" {
 			v <<= 10
 		}
-		if string(key) == "Rss" {
+		switch string(key) {
+		case "Rss":
 			m.Rss = v
-		} else {
+		case "Anonymous":
+			m.Anonymous = v
+		default:
 			m.AnonHugePages = v
 		}
 	case "VmFlags":

@@ -84,6 +84,7 @@ func TestParseSmaps(t *testing.T) {
 	in := `7f0000000000-7f0000200000 rw-p 00000000 00:00 0 
 Size:               2048 kB
 Rss:                 512 kB
+Anonymous:           508 kB
 AnonHugePages:         0 kB
 VmFlags: rd wr mr mw me gd ac 
 7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]
@@ -99,7 +100,7 @@ VmFlags: rd wr mr mw me gd ac dd
 	if len(ms) != 2 {
 		t.Fatalf("parseMaps(smaps) gave %d mappings; want 2", len(ms))
 	}
-	if ms[0].Rss != 512<<10 || ms[1].AnonHugePages != 2048<<10 || ms[1].Path != "[stack]" {
+	if ms[0].Rss != 512<<10 || ms[0].Anonymous != 508<<10 || ms[1].AnonHugePages != 2048<<10 || ms[1].Path != "[stack]" {
 		t.Errorf("parseMaps(smaps) = %+v", ms)
 	}
 	if !ms[0].Flags["gd"] || ms[0].Flags["dd"] || !ms[1].Flags["dd"] || len(ms[0].Flags) != 7 {

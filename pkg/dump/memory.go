@@ -87,14 +87,14 @@ func scanRuns(pid int, maps []procfs.Mapping, chunk uint64, yield func(run) bool
 // scanWindow is how much address space scanRuns scans at a time.
 const scanWindow = 16 << 20
 
-// chunkSize is how much memory one reader reads at a time: large enough
-// for process_vm_readv to run at speed, small enough to stay in the
-// CPU's L2 cache while its pages are checked for zeros and checksummed
-// (256 KiB), and for a small process no larger than a 32nd of it: the
-// first touch of a fresh buffer costs as much as copying into it.
+// chunkSize is how much memory one reader reads, and the writer then
+// writes, at a time: 1 MiB for a large process (a pipe takes 1 MiB
+// writes much better than 256 KiB ones here: 1 GiB through a pipe in
+// ~350 ms against ~430), and for a small one no more than a 128th of it,
+// as the first touch of a fresh buffer costs as much as copying into it.
 func chunkSize(total int64) uint64 {
 	c := uint64(64 << 10)
-	for c < 256<<10 && int64(c) < total/32 {
+	for c < 1<<20 && int64(c) < total/128 {
 		c *= 2
 	}
 	return c

@@ -57,7 +57,7 @@ func benchMigrate(tw io.Writer, hog, dir string, mib int) error {
 	size := int64(v.len)
 	label := human(size)
 	pid := v.cmd.Process.Pid
-	null, err := timeDump(pid, sinks(dir)[0])
+	null, err := timeDump(pid, sinks(dir)[0], false)
 	if err != nil {
 		return fmt.Errorf("procs-dump to /dev/null: %v", err)
 	}

@@ -80,13 +80,15 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 			return err
 		}
 		frozenAt := time.Now()
-		killed := false
-		defer func() {
-			if !killed {
+		frozen := true
+		letGo := func() {
+			if frozen {
+				frozen = false
 				f.release()
+				st.Frozen = time.Since(frozenAt)
 			}
-			st.Frozen = time.Since(frozenAt)
-		}()
+		}
+		defer letGo()
 		st.Threads = len(f.tids)
 		logf("froze %d threads in %v", len(f.tids), frozenAt.Sub(start).Round(time.Microsecond))
 		c := &collector{pid: opts.PID, f: f, fileSave: opts.FileSave}
@@ -130,6 +132,11 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 			return err
 		}
 		logf("wrote %d MiB of pages in %v", st.PageBytes>>20, time.Since(t).Round(time.Microsecond))
+		if !opts.Kill {
+			// The image has all of the process: it may go on while
+			// the image is made durable (an fsync can take seconds).
+			letGo()
+		}
 		if opts.Commit != nil {
 			if err := opts.Commit(); err != nil {
 				return err
@@ -137,7 +144,8 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 		}
 		st.ImageBytes = cw.n
 		if opts.Kill {
-			killed = true
+			frozen = false
+			st.Frozen = time.Since(frozenAt)
 			if err := f.kill(); err != nil {
 				return fmt.Errorf("image written, but killing the process failed: %w", err)
 			}

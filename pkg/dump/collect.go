@@ -76,24 +76,12 @@ func (c *collector) collect() error {
 		EndData: st.EndData, StartBrk: st.StartBrk, StartStack: st.StartStack,
 		ArgStart: st.ArgStart, ArgEnd: st.ArgEnd, EnvStart: st.EnvStart, EnvEnd: st.EnvEnd, Auxv: auxv}
 
-	// The layout first, from maps; smaps, which walks the page tables
-	// (~1 ms per 100 MiB resident), is read on another thread meanwhile
-	// for the mappings' flags and sizes.
-	if c.maps, err = procfs.Maps(pid); err != nil {
+	if c.maps, err = procfs.Smaps(pid); err != nil {
 		return err
 	}
 	if p := checkMaps(c.maps); len(p) > 0 {
 		return p.err(pid)
 	}
-	type smapsResult struct {
-		maps []procfs.Mapping
-		err  error
-	}
-	smaps := make(chan smapsResult, 1)
-	go func() {
-		m, err := procfs.Smaps(pid)
-		smaps <- smapsResult{m, err}
-	}()
 	fds, err := procfs.FDs(pid)
 	if err != nil {
 		return err
@@ -118,35 +106,7 @@ func (c *collector) collect() error {
 	if c.p.Pending, err = ptrace.PeekSiginfo(pid, true); err != nil {
 		return err
 	}
-	if err := c.inject(status); err != nil {
-		return err
-	}
-	sm := <-smaps
-	if sm.err != nil {
-		return sm.err
-	}
-	return c.addSmaps(sm.maps)
-}
-
-// addSmaps puts smaps' view of the mappings in place of maps' one, and
-// records their advice flags.
-func (c *collector) addSmaps(sm []procfs.Mapping) error {
-	if len(sm) != len(c.maps) {
-		return fmt.Errorf("the memory layout changed while frozen: %d mappings, then %d", len(c.maps), len(sm))
-	}
-	for i := range sm {
-		if sm[i].Start != c.maps[i].Start || sm[i].End != c.maps[i].End || sm[i].Perms != c.maps[i].Perms {
-			return fmt.Errorf("the memory layout changed while frozen: %x-%x %s, then %x-%x %s",
-				c.maps[i].Start, c.maps[i].End, c.maps[i].Perms, sm[i].Start, sm[i].End, sm[i].Perms)
-		}
-		for _, a := range []string{"gd", "ac", "dc", "dd", "hg", "nh", "wf", "mg", "lo"} {
-			if sm[i].Flags[a] {
-				c.p.Maps[i].Advice = append(c.p.Maps[i].Advice, a)
-			}
-		}
-	}
-	c.maps = sm
-	return nil
+	return c.inject(status)
 }
 
 // fileAt describes the file at path (a /proc link that stat follows) and
@@ -212,6 +172,11 @@ func (c *collector) collectMaps() error {
 		}
 		if m.Exec {
 			fm.Prot |= unix.PROT_EXEC
+		}
+		for _, a := range []string{"gd", "ac", "dc", "dd", "hg", "nh", "wf", "mg", "lo"} {
+			if m.Flags[a] {
+				fm.Advice = append(fm.Advice, a)
+			}
 		}
 		switch kind {
 		case format.MapFile, format.MapShmem:

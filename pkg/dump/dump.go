@@ -170,6 +170,9 @@ func (c *countWriter) Write(p []byte) (int, error) {
 // writeFileData writes the contents of carried files as FILEDATA records,
 // leaving out chunks that are all zero (the loader makes sparse files).
 func writeFileData(w *format.Writer, files []carried) error {
+	if len(files) == 0 {
+		return nil // and no 4 MiB buffer, which would start the GC
+	}
 	const chunk = 4 << 20
 	buf := make([]byte, chunk)
 	for _, cf := range files {

@@ -133,11 +133,11 @@ func checkMaps(maps []procfs.Mapping) problems {
 }
 
 // precheck looks at a process without touching it and refuses what procs
-// cannot carry.
-func precheck(pid int) error {
+// cannot carry. It returns the process's status.
+func precheck(pid int) (procfs.Status, error) {
 	st, err := procfs.ReadStatus(pid)
 	if err != nil {
-		return notFound(pid, err)
+		return st, notFound(pid, err)
 	}
 	var p problems
 	if strings.HasPrefix(st.State, "T") || strings.HasPrefix(st.State, "t") {
@@ -160,7 +160,7 @@ func precheck(pid int) error {
 	}
 	maps, err := procfs.Maps(pid)
 	if err != nil {
-		return notFound(pid, err)
+		return st, notFound(pid, err)
 	}
 	if len(maps) == 0 {
 		p.add("no memory (a kernel thread)")
@@ -168,10 +168,10 @@ func precheck(pid int) error {
 	p = append(p, checkMaps(maps)...)
 	fds, err := procfs.FDs(pid)
 	if err != nil {
-		return notFound(pid, err)
+		return st, notFound(pid, err)
 	}
 	p = append(p, checkFDs(fds)...)
-	return p.err(pid)
+	return st, p.err(pid)
 }
 
 func notFound(pid int, err error) error {

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/pagebuf"
 	"procs/pkg/ptrace"
 )
 
@@ -70,11 +71,22 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 	// The first encoding of a type builds encoding/json's encoders for
 	// it (~0.5 ms for a Process): done meanwhile, off the frozen time.
 	go func() { json.Marshal(&format.Process{}); json.Marshal(format.Info{}) }()
-	if err := precheck(opts.PID); err != nil {
+	status, err := precheck(opts.PID)
+	if err != nil {
 		return Stats{}, err
 	}
+	// Page buffers are made and touched while the state is read.
+	prepared := prepareBuffers(int64(status.RssAnon))
+	handed := false
+	defer func() {
+		if !handed {
+			for _, b := range <-prepared {
+				pagebuf.Free(b)
+			}
+		}
+	}()
 	var st Stats
-	err := ptrace.Run(func() error {
+	err = ptrace.Run(func() error {
 		f, err := freeze(opts.PID)
 		if err != nil {
 			return err
@@ -120,9 +132,10 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 		// waking a locked goroutine costs a thread switch, and the
 		// writer waits on the readers often.
 		pagesDone := make(chan error)
+		handed = true
 		go func() {
 			var err error
-			st.PageBytes, err = writePages(opts.PID, c.maps, w, opts.Progress)
+			st.PageBytes, err = writePages(opts.PID, c.maps, w, opts.Progress, <-prepared)
 			pagesDone <- err
 		}()
 		if err := <-pagesDone; err != nil {

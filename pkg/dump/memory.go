@@ -100,6 +100,31 @@ func chunkSize(total int64) uint64 {
 	return c
 }
 
+// bufferCount is how many buffers a dump's readers and writer share.
+func bufferCount() int { return 2 * readerCount() }
+
+// prepareBuffers makes, on another thread, the buffers writePages will
+// want for a process of about total resident bytes, and touches every
+// page of them, while the process is frozen and its state read: then no
+// copy into them pays for the first touch, which costs as much as the
+// copy. The result comes on the channel once.
+func prepareBuffers(total int64) <-chan [][]byte {
+	out := make(chan [][]byte, 1)
+	go func() {
+		var bufs [][]byte
+		for range bufferCount() {
+			b, err := pagebuf.New(int(chunkSize(total)))
+			if err != nil {
+				break // writePages makes what it lacks
+			}
+			pagebuf.Prefault(b)
+			bufs = append(bufs, b)
+		}
+		out <- bufs
+	}()
+	return out
+}
+
 // readerCount is how many goroutines read memory at once: one per CPU
 // this process may use, up to four. While the process is frozen its CPUs
 // are free, and one reader alone is bound by the page-by-page work of
@@ -127,17 +152,26 @@ var zeroPage [format.PageSize]byte
 // rest; this goroutine writes the chunks out in order and gives their
 // buffers back. Buffers are handed out in order too, so the chunk written
 // next always has one.
-func writePages(pid int, maps []procfs.Mapping, w *format.Writer, progress func(done, total int64)) (stored int64, err error) {
+//
+// pre are buffers made ahead (see prepareBuffers), all of one size, used
+// first; writePages frees them.
+func writePages(pid int, maps []procfs.Mapping, w *format.Writer, progress func(done, total int64), pre [][]byte) (stored int64, err error) {
 	total := residentBytes(maps)
 	chunk := chunkSize(total)
+	if len(pre) > 0 {
+		chunk = uint64(len(pre[0]))
+	}
 	readers := readerCount()
-	nbuf := 2 * readers
+	nbuf := max(bufferCount(), len(pre))
 
 	stop := make(chan struct{})
 	jobs := make(chan *batch, nbuf)
 	results := make(chan *batch, nbuf)
 	free := make(chan []byte, nbuf)
-	var bufs [][]byte // made by the scanner, freed once all are done
+	bufs := pre // and those made by the scanner, freed once all are done
+	for _, b := range pre {
+		free <- b
+	}
 	var mem memFile
 	var wg sync.WaitGroup
 	defer func() {

@@ -27,3 +27,18 @@ func Free(b []byte) {
 		unix.Munmap(b[:cap(b)])
 	}
 }
+
+// Prefault makes every page of b present now (MADV_POPULATE_WRITE, or a
+// write to each page where the kernel lacks it), so that no later copy
+// into b pays for the first touch.
+func Prefault(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	if unix.Madvise(b, unix.MADV_POPULATE_WRITE) == nil {
+		return
+	}
+	for i := 0; i < len(b); i += os.Getpagesize() {
+		b[i] = 0
+	}
+}

@@ -200,6 +200,9 @@ func TestHelperStat(t *testing.T) {
 	if s.SigCgt == 0 { // the Go runtime catches signals
 		t.Errorf("ReadStatus(%d).SigCgt = 0", pid)
 	}
+	if s.RssAnon < 64<<10 || s.RssAnon%1024 != 0 { // a Go program's heap and stacks
+		t.Errorf("ReadStatus(%d).RssAnon = %d", pid, s.RssAnon)
+	}
 
 	exe, _ := os.Executable()
 	if got, err := Exe(pid); err != nil || got != exe {

@@ -130,6 +130,7 @@ type Status struct {
 	Threads                        int
 	NSpid                          []int // PID in each PID namespace, outermost first
 	CoreDumping                    bool
+	RssAnon                        uint64 // bytes of resident anonymous memory
 }
 
 // ReadStatus parses /proc/PID/status.
@@ -224,6 +225,10 @@ func parseStatus(st *Status, b []byte) ([]byte, bool) {
 			ok = parseIntTo(&st.Threads, val)
 		case "CoreDumping":
 			st.CoreDumping = string(val) == "1"
+		case "RssAnon":
+			kb, _ := bytes.CutSuffix(val, []byte(" kB"))
+			st.RssAnon, ok = parseUint(trimSpace(kb), 10)
+			st.RssAnon <<= 10
 		}
 		if !ok {
 			return line, false

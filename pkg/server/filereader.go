@@ -5,12 +5,21 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync"
 	"time"
+
+	"procs/pkg/directio"
 )
 
-// readAhead is how many writeBufSize pieces of an image are read ahead
-// of the connection that sends them.
-const readAhead = 4
+const (
+	// readAhead is how many readBufSize pieces of an image are read
+	// ahead of the connection that sends them.
+	readAhead   = 4
+	readBufSize = 2 << 20
+)
+
+// readBufPool holds readBufSize buffers aligned for O_DIRECT.
+var readBufPool = sync.Pool{New: func() any { return alignedBuf(readBufSize, directio.Align) }}
 
 // plainGet reports whether r is a GET that wants the whole image, with
 // no range or condition: the case that streamDirect serves.
@@ -27,7 +36,7 @@ func plainGet(r *http.Request) bool {
 }
 
 // streamDirect sends the whole of f, opened with O_DIRECT, read in pieces
-// of writeBufSize by a goroutine that keeps readAhead of them ahead of
+// of readBufSize by a goroutine that keeps readAhead of them ahead of
 // the connection: the disk and the network work at once, and the image
 // does not fill the page cache with fresh pages on its way (an image is
 // usually fetched once). It returns the bytes sent.
@@ -43,7 +52,7 @@ func streamDirect(w http.ResponseWriter, f *os.File, size int64, mod time.Time) 
 		defer close(full)
 		var off int64
 		for off < size {
-			b := writeBufPool.Get().([]byte)
+			b := readBufPool.Get().([]byte)
 			n, err := f.ReadAt(b[:cap(b)], off)
 			if err == io.EOF && off+int64(n) >= size {
 				err = nil
@@ -55,7 +64,7 @@ func streamDirect(w http.ResponseWriter, f *os.File, size int64, mod time.Time) 
 			select {
 			case full <- piece{b[:n], err}:
 			case <-stop:
-				writeBufPool.Put(b)
+				readBufPool.Put(b)
 				return
 			}
 			if err != nil {
@@ -80,7 +89,7 @@ func streamDirect(w http.ResponseWriter, f *os.File, size int64, mod time.Time) 
 			n, err = w.Write(p.b)
 			sent += int64(n)
 		}
-		writeBufPool.Put(p.b[:cap(p.b)])
+		readBufPool.Put(p.b[:cap(p.b)])
 		if err != nil {
 			break
 		}

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 	"unicode"
+
+	"procs/pkg/directio"
 )
 
 // Meta is what a Verifier learns from an image's header.
@@ -186,7 +188,9 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	br := &bodyReader{r: body}
 	id := newID()
 	tmp := tmpPrefix + id + imgSuffix
-	// Straight to the disk if the file system allows it (see fileWriter).
+	// Straight to the disk if the file system allows it (see directio):
+	// the upload goes on arriving and being checked while earlier pieces
+	// are written.
 	direct := true
 	f, err := s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_DIRECT, 0o600)
 	if errors.Is(err, syscall.EINVAL) {
@@ -206,7 +210,7 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
-	fw := newFileWriter(f, direct)
+	fw := directio.NewWriter(f, direct, 0)
 	meta, verr := s.cfg.Verify(io.TeeReader(br, fw))
 	if verr == nil && fw.Err() == nil {
 		// Nothing may follow the image.

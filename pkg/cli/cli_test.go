@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pborman/getopt/v2"
+	"golang.org/x/sys/unix"
 )
 
 func TestMsg(t *testing.T) {
@@ -328,5 +329,63 @@ func TestSIGPIPE(t *testing.T) {
 	ws := cmd.ProcessState.Sys().(syscall.WaitStatus)
 	if ws.Signaled() || ws.ExitStatus() != 7 {
 		t.Errorf("helper writing to a closed pipe: %v; want exit status 7 (EPIPE)", cmd.ProcessState)
+	}
+}
+
+// TestOutputStdoutFileDirect: stdout redirected to a regular file is
+// written straight to the disk from where it stood, through a file
+// description of our own: the shell's keeps its flags, and ends up right
+// after the image, as if the image had been written through it.
+func TestOutputStdoutFileDirect(t *testing.T) {
+	img := make([]byte, 5<<20+1234)
+	for i := range img {
+		img[i] = byte(i*13 + i>>10)
+	}
+	for _, head := range []int{0, 4096, 100} { // 100: not a block boundary
+		t.Run(strconv.Itoa(head), func(t *testing.T) {
+			name := filepath.Join(t.TempDir(), "out")
+			f, err := os.Create(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			f.Write(bytes.Repeat([]byte("h"), head))
+			flags := func() int {
+				fl, err := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return fl
+			}
+			before := flags()
+			o, err := OpenOutput("-", f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, direct := o.bw.(*directSink)
+			if direct && head%4096 != 0 {
+				t.Errorf("writing directly from offset %d, not a block boundary", head)
+			}
+			t.Logf("direct: %v", direct)
+			for p := img; len(p) > 0; {
+				n := min(len(p), 300001)
+				if _, err := o.Write(p[:n]); err != nil {
+					t.Fatal(err)
+				}
+				p = p[n:]
+			}
+			if flags() != before {
+				t.Errorf("stdout's flags changed while writing: %#x, were %#x", flags(), before)
+			}
+			if err := o.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			f.Write([]byte("after"))
+			got, _ := os.ReadFile(name)
+			want := append(append(bytes.Repeat([]byte("h"), head), img...), "after"...)
+			if !bytes.Equal(got, want) {
+				t.Errorf("file of %d bytes; want %d: the head, the image, then what came after", len(got), len(want))
+			}
+		})
 	}
 }

@@ -3,11 +3,14 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"procs/pkg/directio"
 )
 
 // ErrTerminal is the refusal to write an image to a terminal.
@@ -20,7 +23,7 @@ type Output struct {
 	Name string // "-" for stdout, else the path given
 
 	f      *os.File
-	bw     *vecWriter
+	bw     sink
 	path   string // final path of a temp file; "" when writing to f in place
 	tmp    string // temp file, removed by Abort
 	start  int64  // stdout's offset at open when it is a regular file; -1 otherwise
@@ -47,7 +50,7 @@ func OpenOutput(name string, stdout *os.File) (*Output, error) {
 				}
 			}
 		}
-		o.bw = newVecWriter(o.f)
+		o.bw = openSink(o.f, o.start, true)
 		return o, nil
 	}
 	o := &Output{Name: name, start: -1}
@@ -85,8 +88,86 @@ func OpenOutput(name string, stdout *os.File) (*Output, error) {
 		return nil, err
 	}
 	o.f, o.path, o.tmp = f, target, f.Name()
-	o.bw = newVecWriter(f)
+	o.bw = openSink(f, 0, false)
 	return o, nil
+}
+
+// sink is what an Output writes through.
+type sink interface {
+	io.Writer
+	// Flush writes what is held back. A direct sink also ends direct
+	// mode, and is not used after.
+	Flush() error
+}
+
+// openSink returns the sink for f. A regular file being written from
+// offset start (-1: not a regular file, or appended to) at a block
+// boundary is written straight to the disk (see directio), as it will be
+// fsynced anyway: faster, and the machine's page cache is left to others.
+// Anything else, or a file system without O_DIRECT, gets a vecWriter.
+//
+// shared says f's open file description may be someone else's too (a
+// shell's redirection): its flags are then left alone, and the file is
+// opened again, through /proc/self/fd, for a description of our own.
+func openSink(f *os.File, start int64, shared bool) sink {
+	if start < 0 || start%directio.Align != 0 {
+		return newVecWriter(f)
+	}
+	d := &directSink{f: f}
+	if shared {
+		df, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), os.O_WRONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return newVecWriter(f)
+		}
+		if _, err := df.Seek(start, io.SeekStart); err != nil {
+			df.Close()
+			return newVecWriter(f)
+		}
+		d.own = df
+	} else if directio.SetDirect(f, true) != nil {
+		return newVecWriter(f)
+	}
+	d.w = directio.NewWriter(d.file(), true, start)
+	return d
+}
+
+// directSink writes a file in O_DIRECT mode through a directio.Writer.
+type directSink struct {
+	w   *directio.Writer
+	f   *os.File // the output
+	own *os.File // f opened again, when f's description is shared
+}
+
+func (d *directSink) file() *os.File {
+	if d.own != nil {
+		return d.own
+	}
+	return d.f
+}
+
+func (d *directSink) Write(p []byte) (int, error) { return d.w.Write(p) }
+
+// Flush writes the rest and ends direct mode: f is left at the end of
+// what was written, as if written through it.
+func (d *directSink) Flush() error {
+	err := d.w.Close()
+	if d.own == nil {
+		if uerr := directio.SetDirect(d.f, false); err == nil {
+			err = uerr
+		}
+		return err
+	}
+	if d.own.Fd() != ^uintptr(0) { // not closed by an earlier Flush
+		end, serr := d.own.Seek(0, io.SeekCurrent)
+		if serr == nil {
+			_, serr = d.f.Seek(end, io.SeekStart)
+		}
+		if err == nil {
+			err = serr
+		}
+		d.own.Close()
+	}
+	return err
 }
 
 // unwrapPath drops the *PathError layer whose path is a temp file name the
@@ -186,6 +267,7 @@ func (o *Output) Abort() {
 	if o.err == nil {
 		o.err = errors.New("output aborted")
 	}
+	o.bw.Flush() // ends direct mode; what it writes is cut below
 	if o.Name == "-" {
 		if o.start >= 0 {
 			o.f.Truncate(o.start)

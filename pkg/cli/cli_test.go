@@ -389,3 +389,29 @@ func TestOutputStdoutFileDirect(t *testing.T) {
 		})
 	}
 }
+
+// TestOutputStdoutReadOnly: a stdout open only for reading is not made
+// writable by opening its file again: the write fails.
+func TestOutputStdoutReadOnly(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "out")
+	if err := os.WriteFile(name, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	o, err := OpenOutput("-", f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Write(make([]byte, 1<<20))
+	if err := o.Commit(); err == nil {
+		t.Fatal("writing an image to a read-only stdout succeeded")
+	}
+	o.Close()
+	if st, _ := os.Stat(name); st.Size() != 0 {
+		t.Errorf("read-only stdout's file grew to %d bytes", st.Size())
+	}
+}

@@ -115,6 +115,12 @@ func openSink(f *os.File, start int64, shared bool) sink {
 	}
 	d := &directSink{f: f}
 	if shared {
+		// Only a description open for writing may be opened again for
+		// writing: never turn a read-only stdout into a writable one.
+		fl, err := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
+		if err != nil || fl&unix.O_ACCMODE == unix.O_RDONLY {
+			return newVecWriter(f)
+		}
 		df, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), os.O_WRONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return newVecWriter(f)

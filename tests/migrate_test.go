@@ -129,17 +129,17 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool, format string, arg
 }
 
 // checkContinues checks that a restored counter writing to out goes on
-// from last, the last number its original printed.
+// from last, the last number its original printed; with pid (restored by
+// -d), that the PID printed by -d comes first, before the process prints.
 func checkContinues(t *testing.T, out string, last, pid int) {
 	t.Helper()
 	waitFor(t, 10*time.Second, func() bool { return len(numbers(t, out)) >= 5 }, "the restored process to count in %s", out)
-	// The PID printed by -d shares the output and may come anywhere
-	// among the numbers: leave it out.
-	var ns []int
-	for _, n := range numbers(t, out) {
-		if n != pid {
-			ns = append(ns, n)
+	ns := numbers(t, out)
+	if pid != 0 {
+		if ns[0] != pid {
+			t.Errorf("restore -d printed %v; want the PID %d first", ns, pid)
 		}
+		ns = ns[1:]
 	}
 	i := 0
 	for i < len(ns) && ns[i] != last+1 {

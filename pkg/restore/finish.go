@@ -161,6 +161,9 @@ func (b *builder) finish() error {
 		}
 	}
 	b.logf("state in place, %d threads", len(b.tids))
+	if b.opts.BeforeRun != nil {
+		b.opts.BeforeRun(b.pid)
+	}
 	for i := len(b.tids) - 1; i >= 0; i-- {
 		if err := ptrace.Detach(b.tids[i], 0); err != nil {
 			return err

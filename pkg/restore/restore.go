@@ -38,6 +38,10 @@ type Options struct {
 	Stdin, Stdout, Stderr *os.File
 	Log                   func(format string, args ...any)
 	Progress              func(done, total int64)
+	// BeforeRun, if set, is called with the process's PID once it is
+	// complete, just before it is let run: what it prints comes before
+	// anything the process prints.
+	BeforeRun func(pid int)
 }
 
 // Process is a restored, running process, a child of the caller.

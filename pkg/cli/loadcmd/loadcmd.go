@@ -102,14 +102,18 @@ func Main(args []string, stdin, stdout, stderr *os.File) int {
 	if in != stdin {
 		defer in.Close()
 	}
-	p, err := restore.Restore(restore.Options{
+	opts := restore.Options{
 		PID:      pidModes[o.pid],
 		Stdin:    stdin, // positioned just past the image when it came on stdin
 		Stdout:   stdout,
 		Stderr:   stderr,
 		Log:      msg.Logf,
 		Progress: msg.ProgressFunc(),
-	}, in)
+	}
+	if o.detach {
+		opts.BeforeRun = PrintPID(stdout, msg)
+	}
+	p, err := restore.Restore(opts, in)
 	msg.EndProgress()
 	if err != nil {
 		msg.Error(err)
@@ -120,13 +124,22 @@ func Main(args []string, stdin, stdout, stderr *os.File) int {
 	}
 	msg.Logf("process %d runs", p.Pid)
 	if o.detach {
-		if _, err := fmt.Fprintln(stdout, p.Pid); err != nil {
-			// The process runs: say where it is anyway.
-			msg.Errorf("write pid %d: %v", p.Pid, err)
-		}
 		return cli.ExitOK
 	}
 	return Wait(p, msg)
+}
+
+// PrintPID returns what -d does just before the restored process runs:
+// print its PID on stdout. The PID goes out first because the process
+// shares stdout, and could print in the middle of it otherwise.
+func PrintPID(stdout *os.File, msg *cli.Msg) func(pid int) {
+	return func(pid int) {
+		msg.EndProgress()
+		if _, err := fmt.Fprintln(stdout, pid); err != nil {
+			// The process will run: say where it is anyway.
+			msg.Errorf("write pid %d: %v", pid, err)
+		}
+	}
 }
 
 // Wait waits for p like system(3): SIGINT and SIGQUIT are the process's

@@ -420,14 +420,18 @@ func (c *cmd) run(cl *client.Client, id string, stop func(), running func()) int
 		return c.fail(cli.ExitLoadFailure, err)
 	}
 	c.msg.Logf("restoring %s from %s", id, cl.Server())
-	p, err := restore.Restore(restore.Options{
+	opts := restore.Options{
 		PID:      pidModes[c.o.pid],
 		Stdin:    c.stdin,
 		Stdout:   c.stdout,
 		Stderr:   c.stderr,
 		Log:      c.msg.Logf,
 		Progress: c.msg.ProgressFunc(),
-	}, body)
+	}
+	if c.o.detach {
+		opts.BeforeRun = loadcmd.PrintPID(c.stdout, c.msg)
+	}
+	p, err := restore.Restore(opts, body)
 	body.Close()
 	if err != nil {
 		return c.fail(cli.ExitLoadFailure, err)
@@ -438,9 +442,6 @@ func (c *cmd) run(cl *client.Client, id string, stop func(), running func()) int
 		running()
 	}
 	if c.o.detach {
-		if _, err := fmt.Fprintln(c.stdout, p.Pid); err != nil {
-			c.msg.Errorf("write pid %d: %v", p.Pid, err)
-		}
 		return cli.ExitOK
 	}
 	return loadcmd.Wait(p, c.msg)

@@ -138,8 +138,11 @@ func New(server, token string) (*Client, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil
-	// Images are large: big buffers mean few system calls per MiB.
-	tr.WriteBufferSize = bufSize
+	// Images are large: a big read buffer means few system calls per
+	// MiB. Bodies go out in large writes that pass a small write buffer
+	// by (a large one would have each chunk copied into it after its
+	// chunk header).
+	tr.WriteBufferSize = 64 << 10
 	tr.ReadBufferSize = bufSize
 	host, _ := os.Hostname()
 	return &Client{
@@ -202,6 +205,9 @@ func (b bigCopy) Read(p []byte) (int, error) { return b.r.Read(p) }
 func (b bigCopy) Close() error               { return nil }
 
 func (b bigCopy) WriteTo(w io.Writer) (int64, error) {
+	if st, ok := b.r.(*Stream); ok {
+		return st.WriteTo(w)
+	}
 	return io.CopyBuffer(w, struct{ io.Reader }{b.r}, make([]byte, bufSize))
 }
 

@@ -346,21 +346,21 @@ var dumpImage = dump.Dump
 func dumpUpload(ctx context.Context, opts dump.Options, cl *client.Client) (client.Entry, dump.Stats, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	pr, pw := io.Pipe()
+	body := client.NewStream() // the dump writes into the upload itself
 	type result struct {
 		e   client.Entry
 		err error
 	}
 	up := make(chan result, 1)
 	go func() {
-		e, err := cl.Upload(ctx, pr)
+		e, err := cl.Upload(ctx, body)
 		if err == nil {
 			err = errors.New("the server answered before the end of the image")
-			pr.CloseWithError(err)
+			body.Abort(err)
 			up <- result{e, nil}
 			return
 		}
-		pr.CloseWithError(err)
+		body.Abort(err)
 		up <- result{e, err}
 	}()
 	var got *result
@@ -372,12 +372,12 @@ func dumpUpload(ctx context.Context, opts dump.Options, cl *client.Client) (clie
 		return *got
 	}
 	opts.Commit = func() error {
-		pw.Close()
+		body.Close()
 		return wait().err
 	}
-	st, err := dumpImage(opts, pw)
+	st, err := dumpImage(opts, body)
 	if err != nil {
-		pw.CloseWithError(err)
+		body.CloseWithError(err)
 		if got == nil {
 			cancel()
 		}
@@ -386,7 +386,7 @@ func dumpUpload(ctx context.Context, opts dump.Options, cl *client.Client) (clie
 		}
 		return client.Entry{}, st, err
 	}
-	pw.Close() // in case Dump returned without calling Commit
+	body.Close() // in case Dump returned without calling Commit
 	r := wait()
 	return r.e, st, r.err
 }

@@ -350,7 +350,7 @@ func (c *collector) inject(status procfs.Status) (err error) {
 	if err != nil {
 		return err
 	}
-	orig := make([]byte, 64)
+	orig := make([]byte, scratchSize)
 	if err := ptrace.ReadMem(c.pid, scratch, orig); err != nil {
 		return err
 	}
@@ -373,12 +373,12 @@ func (c *collector) inject(status procfs.Status) (err error) {
 		if err != nil {
 			return err
 		}
+		var calls []call
 		if i == 0 {
-			err = c.processInject(r, status, scratch)
+			calls = c.processCalls(status)
 		}
-		if err == nil {
-			err = c.threadInject(r, &c.p.Threads[i], scratch)
-		}
+		calls = append(calls, c.threadCalls(&c.p.Threads[i])...)
+		err = c.run(r, scratch, calls)
 		if rerr := r.Restore(); err == nil {
 			err = rerr
 		}
@@ -388,6 +388,75 @@ func (c *collector) inject(status procfs.Status) (err error) {
 		}
 	}
 	return nil
+}
+
+// The result area: slotSize bytes of results per call, then the table of
+// a batch (ptrace.Batch).
+const (
+	scratchSize = 4096
+	slotSize    = 32
+	batchCalls  = 24 // calls per batch: 24 slots, and a table that fits after them
+	tableOff    = 2048
+)
+
+// call is one injected call: its arguments given where its result goes
+// (slot), how many bytes of result to read there, and what to do with
+// them.
+type call struct {
+	name string
+	nr   uintptr
+	args func(slot uint64) [6]uint64
+	size int
+	done func(ret uint64, out []byte)
+}
+
+// run makes calls in the thread of r, in batches when the trampoline has
+// room for the batch code, else one at a time.
+func (c *collector) run(r *ptrace.Remote, scratch uint64, calls []call) error {
+	for len(calls) > 0 {
+		chunk := calls[:min(len(calls), batchCalls)]
+		calls = calls[len(chunk):]
+		list := make([]ptrace.Call, len(chunk))
+		for i, cl := range chunk {
+			list[i] = ptrace.Call{Nr: cl.nr, Args: cl.args(scratch + uint64(i*slotSize))}
+		}
+		rets, err := r.Batch(scratch+tableOff, list)
+		if errors.Is(err, ptrace.ErrNoBatch) {
+			rets, err = oneByOne(r, chunk, list)
+		}
+		if err != nil {
+			return err
+		}
+		out := make([]byte, len(chunk)*slotSize)
+		if err := ptrace.ReadMem(c.pid, scratch, out); err != nil {
+			return err
+		}
+		for i, cl := range chunk {
+			if e := int64(rets[i]); e < 0 && e >= -4095 {
+				return &ptrace.SyscallError{Name: cl.name, Errno: unix.Errno(-e)}
+			}
+			cl.done(rets[i], out[i*slotSize:i*slotSize+cl.size])
+		}
+	}
+	return nil
+}
+
+// oneByOne makes calls one injected call at a time, returning raw results
+// as Batch does.
+func oneByOne(r *ptrace.Remote, calls []call, list []ptrace.Call) ([]uint64, error) {
+	rets := make([]uint64, len(list))
+	for i, l := range list {
+		ret, err := r.Syscall(calls[i].name, l.Nr, l.Args[:]...)
+		var se *ptrace.SyscallError
+		if errors.As(err, &se) {
+			ret, err = uint64(-int64(se.Errno)), nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		rets[i] = ret
+	}
+	return rets, nil
 }
 
 // resultArea picks where injected calls write their results: the first
@@ -400,7 +469,7 @@ func (c *collector) resultArea() (uint64, error) {
 			continue
 		}
 		for _, t := range c.p.Threads {
-			if sp := t.Regs[19]; sp >= m.Start && sp < m.Start+4096 {
+			if sp := t.Regs[19]; sp >= m.Start && sp < m.Start+scratchSize {
 				return 0, fmt.Errorf("thread %d runs deep in the main stack (sp %#x): no room to work", t.TID, sp)
 			}
 		}
@@ -409,67 +478,54 @@ func (c *collector) resultArea() (uint64, error) {
 	return 0, errors.New("process has no [stack] mapping")
 }
 
-func (c *collector) read(scratch uint64, n int) ([]byte, error) {
-	b := make([]byte, n)
-	return b, ptrace.ReadMem(c.pid, scratch, b)
-}
-
-// processInject reads signal handlers, interval timers and brk.
-func (c *collector) processInject(main *ptrace.Remote, status procfs.Status, scratch uint64) error {
+// processCalls read signal handlers, interval timers and brk.
+func (c *collector) processCalls(status procfs.Status) []call {
 	le := binary.LittleEndian
 	c.p.Sigactions = make([]format.Sigaction, 64)
+	var calls []call
 	for sig := 1; sig <= 64; sig++ {
 		bit := uint64(1) << (sig - 1)
 		switch {
 		case status.SigCgt&bit != 0:
-			if _, err := main.Syscall("rt_sigaction", sysRtSigact, uint64(sig), 0, scratch, 8); err != nil {
-				return err
-			}
-			b, err := c.read(scratch, 32)
-			if err != nil {
-				return err
-			}
-			c.p.Sigactions[sig-1] = format.Sigaction{Handler: le.Uint64(b), Flags: le.Uint64(b[8:]),
-				Restorer: le.Uint64(b[16:]), Mask: le.Uint64(b[24:])}
+			sa := &c.p.Sigactions[sig-1]
+			calls = append(calls, call{name: "rt_sigaction", nr: sysRtSigact, size: 32,
+				args: func(slot uint64) [6]uint64 { return [6]uint64{uint64(sig), 0, slot, 8} },
+				done: func(_ uint64, b []byte) {
+					*sa = format.Sigaction{Handler: le.Uint64(b), Flags: le.Uint64(b[8:]),
+						Restorer: le.Uint64(b[16:]), Mask: le.Uint64(b[24:])}
+				}})
 		case status.SigIgn&bit != 0:
 			c.p.Sigactions[sig-1] = format.Sigaction{Handler: 1} // SIG_IGN
 		}
 	}
 	for which := 0; which < 3; which++ {
-		if _, err := main.Syscall("getitimer", sysGetitimer, uint64(which), scratch); err != nil {
-			return err
-		}
-		b, err := c.read(scratch, 32)
-		if err != nil {
-			return err
-		}
-		c.p.Itimers[which] = format.Itimerval{
-			IntervalUsec: int64(le.Uint64(b))*1e6 + int64(le.Uint64(b[8:])),
-			ValueUsec:    int64(le.Uint64(b[16:]))*1e6 + int64(le.Uint64(b[24:]))}
+		calls = append(calls, call{name: "getitimer", nr: sysGetitimer, size: 32,
+			args: func(slot uint64) [6]uint64 { return [6]uint64{uint64(which), slot} },
+			done: func(_ uint64, b []byte) {
+				c.p.Itimers[which] = format.Itimerval{
+					IntervalUsec: int64(le.Uint64(b))*1e6 + int64(le.Uint64(b[8:])),
+					ValueUsec:    int64(le.Uint64(b[16:]))*1e6 + int64(le.Uint64(b[24:]))}
+			}})
 	}
-	var err error
-	c.p.MM.Brk, err = main.Syscall("brk", sysBrk, 0)
-	return err
+	calls = append(calls, call{name: "brk", nr: sysBrk,
+		args: func(uint64) [6]uint64 { return [6]uint64{} },
+		done: func(ret uint64, _ []byte) { c.p.MM.Brk = ret }})
+	return calls
 }
 
-func (c *collector) threadInject(r *ptrace.Remote, t *format.Thread, scratch uint64) error {
+// threadCalls read a thread's alternate signal stack and clear_child_tid.
+func (c *collector) threadCalls(t *format.Thread) []call {
 	le := binary.LittleEndian
-	if _, err := r.Syscall("sigaltstack", sysSigaltstk, 0, scratch); err != nil {
-		return err
+	return []call{
+		{name: "sigaltstack", nr: sysSigaltstk, size: 24,
+			args: func(slot uint64) [6]uint64 { return [6]uint64{0, slot} },
+			done: func(_ uint64, b []byte) {
+				t.Altstack = format.Altstack{SP: le.Uint64(b), Flags: int32(le.Uint32(b[8:])), Size: le.Uint64(b[16:])}
+			}},
+		{name: "prctl(PR_GET_TID_ADDRESS)", nr: sysPrctl, size: 8,
+			args: func(slot uint64) [6]uint64 { return [6]uint64{prGetTIDAddr, slot} },
+			done: func(_ uint64, b []byte) { t.ClearTID = le.Uint64(b) }},
 	}
-	b, err := c.read(scratch, 24)
-	if err != nil {
-		return err
-	}
-	t.Altstack = format.Altstack{SP: le.Uint64(b), Flags: int32(le.Uint32(b[8:])), Size: le.Uint64(b[16:])}
-	if _, err := r.Syscall("prctl(PR_GET_TID_ADDRESS)", sysPrctl, prGetTIDAddr, scratch); err != nil {
-		return err
-	}
-	if b, err = c.read(scratch, 8); err != nil {
-		return err
-	}
-	t.ClearTID = le.Uint64(b)
-	return nil
 }
 
 // sameFile tells whether fds a and b of process pid share one open file

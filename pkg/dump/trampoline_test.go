@@ -73,6 +73,22 @@ func expect(t *testing.T, sc *bufio.Scanner, want string) {
 	}
 }
 
+// tracerDies lets every thread of f go where it is, as the kernel does
+// when the tracer dies.
+func tracerDies(f *frozen) {
+	for _, tid := range f.tids {
+		ptrace.Detach(tid, 0)
+	}
+}
+
+// goesOn checks that the victim ticks again and handles a signal.
+func goesOn(t *testing.T, cmd *exec.Cmd, sc *bufio.Scanner) {
+	t.Helper()
+	expect(t, sc, "tick")
+	cmd.Process.Signal(syscall.SIGUSR1)
+	expect(t, sc, "usr1")
+}
+
 // TestTracerDeathMidInjection lets every thread of a frozen victim go
 // while each is parked on the trampoline in the middle of injected calls,
 // as the kernel does when the tracer dies, and checks that the victim
@@ -125,19 +141,99 @@ func TestTracerDeathMidInjection(t *testing.T) {
 					return err
 				}
 			}
-			// The tracer "dies": threads are let go where they are.
-			for _, tid := range f.tids {
-				ptrace.Detach(tid, 0)
-			}
+			tracerDies(f)
 			return nil
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		expect(t, sc, "tick")
-		cmd.Process.Signal(syscall.SIGUSR1)
-		expect(t, sc, "usr1")
+		goesOn(t, cmd, sc)
 		cmd.Process.Kill()
 		cmd.Wait()
+	}
+}
+
+// TestTracerDeathMidBatch lets a thread go as a dying tracer would, in
+// the middle of a batch of injected calls: before it ran the table, and
+// while it sleeps after it. The thread must come back on its own through
+// the trampoline's frame within the batch's timeout, and the victim go on
+// (ticks, and a signal handled). Then a batch run to its end gives the
+// calls' results.
+func TestTracerDeathMidBatch(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	for _, where := range []string{"before the table", "in the sleep", "finished"} {
+		t.Run(where, func(t *testing.T) {
+			cmd, sc := startVictim(t)
+			pid := cmd.Process.Pid
+			var got []uint64
+			err := ptrace.Run(func() error {
+				f, err := freeze(pid)
+				if err != nil {
+					return err
+				}
+				c := &collector{pid: pid, f: f, files: map[[2]uint64]int{}}
+				if c.maps, err = procfs.Maps(pid); err != nil {
+					return err
+				}
+				if err := c.collectMaps(); err != nil {
+					return err
+				}
+				if err := c.collectThreads(); err != nil {
+					return err
+				}
+				scratch, err := c.resultArea()
+				if err != nil {
+					return err
+				}
+				tr, err := ptrace.InstallTrampoline(pid, c.vdsoStart, c.vdso)
+				if err != nil {
+					return err
+				}
+				if tr.Batch == 0 {
+					t.Skip("no room for the batch code in this kernel's vDSO")
+				}
+				r, err := ptrace.NewSafeRemote(f.tids[0], tr)
+				if err != nil {
+					return err
+				}
+				calls := []ptrace.Call{{Nr: 39}, {Nr: 110}} // getpid, getppid
+				table := scratch + tableOff
+				if where == "finished" {
+					got, err = r.Batch(table, calls)
+					if rerr := r.Restore(); err == nil {
+						err = rerr
+					}
+					tr.Uninstall()
+					f.release()
+					return err
+				}
+				if err := r.StartBatch(table, calls); err != nil {
+					return err
+				}
+				if where == "in the sleep" {
+					if err := ptrace.Cont(f.tids[0], 0); err != nil {
+						return err
+					}
+					time.Sleep(50 * time.Millisecond) // long done with the table
+					if err := ptrace.Interrupt(f.tids[0]); err != nil {
+						return err
+					}
+					if _, err := ptrace.Wait(f.tids[0]); err != nil {
+						return err
+					}
+				}
+				tracerDies(f)
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if where == "finished" && (len(got) != 2 || got[0] != uint64(pid) || got[1] != uint64(os.Getpid())) {
+				t.Errorf("Batch(getpid, getppid) = %v; want [%d %d]", got, pid, os.Getpid())
+			}
+			goesOn(t, cmd, sc)
+		})
 	}
 }

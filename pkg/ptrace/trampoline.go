@@ -26,6 +26,7 @@ import (
 type Trampoline struct {
 	PID   int
 	Code  uint64  // T: the injected syscall instruction
+	Batch uint64  // the batch code (see batchCode) at T+16, or 0 if no room
 	free  []frame // frames not in use
 	orig  []byte  // what the padding held
 	xsize int     // this machine's xstate size
@@ -57,14 +58,28 @@ func InstallTrampoline(pid int, start uint64, vdso []byte) (*Trampoline, error) 
 		return nil, errors.New("no room for a trampoline in [vdso]")
 	}
 	t := &Trampoline{PID: pid, Code: start + uint64(off), xsize: len(xs)}
-	f := frame{addr: t.Code + 16}
-	f.fp = (f.addr + frameSize + 63) &^ 63
-	if f.fp+uint64(t.xsize)+4 > start+uint64(len(vdso)) {
-		f.fp = 0 // no room for the FPU state: it would be reset; better than a crash
+	end := start + uint64(len(vdso))
+	layout := func(codeLen int) frame {
+		f := frame{addr: t.Code + uint64(codeLen)}
+		f.fp = (f.addr + frameSize + 63) &^ 63
+		if f.fp+uint64(t.xsize)+4 > end {
+			f.fp = 0 // no room for the FPU state: it would be reset; better than a crash
+		}
+		return f
+	}
+	// The batch code goes at T+16 when there is room for it and still
+	// for the FPU state; else calls go one at a time.
+	code := append(append([]byte(nil), trampolineCode...), make([]byte, 16-len(trampolineCode))...)
+	withBatch := 16 + (len(batchCode)+15)&^15
+	f := layout(16)
+	if fb := layout(withBatch); f.addr+uint64(withBatch-16)+frameSize <= end && (fb.fp != 0 || f.fp == 0) {
+		f = fb
+		t.Batch = t.Code + 16
+		code = append(code, batchCode...)
 	}
 	t.free = []frame{f}
 	t.orig = append([]byte(nil), vdso[off:]...)
-	if err := PokeMem(pid, t.Code, trampolineCode); err != nil {
+	if err := PokeMem(pid, t.Code, code); err != nil {
 		return nil, err
 	}
 	return t, nil

@@ -334,6 +334,10 @@ func roundTrip(t *testing.T, s spec, m mode) {
 	}
 	t.Logf("restored %s reports after %v", s.name, time.Since(t0).Round(time.Millisecond))
 	r.restored = r.ld.find(t, s.comm, 5*time.Second, not...)
+	// Found while procs-load still builds it (a victim with no output of
+	// its own gets here at once), the process is still traced: wait for
+	// the restore to end.
+	waitFor(t, 10*time.Second, func() bool { return untraced(r.restored) }, "the restore of %s to end", s.name)
 	if m.detach {
 		if pid := printedPID(mustLines(r.ld.out), r.ld.stderrText()); pid != r.restored {
 			t.Errorf("procs-load -d printed pid %d; want %d", pid, r.restored)

@@ -714,6 +714,16 @@ func mustAtoi(s string) int {
 }
 
 // healthy reports whether no thread of pid is stopped or traced.
+// untraced reports whether no thread of pid has a tracer.
+func untraced(pid int) bool {
+	for _, th := range threadStates(pid) {
+		if !strings.HasSuffix(th, ":0") {
+			return false
+		}
+	}
+	return true
+}
+
 func healthy(pid int) error {
 	ths := threadStates(pid)
 	if len(ths) == 0 {

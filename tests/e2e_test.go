@@ -561,8 +561,9 @@ func TestLoadRejectsDamaged(t *testing.T) {
 
 // TestDumpKilledNeverHarms kills procs-dump -K at random moments while it
 // works on a victim, and checks each time that the victim goes on as
-// before: not stopped, not traced, same signal state, fds and mappings,
-// no signal lost, reports still right.
+// before: not stopped, not traced, same signal state, fds and mappings
+// (within two seconds: see ptrace.Batch), no signal lost, reports still
+// right.
 func TestDumpKilledNeverHarms(t *testing.T) {
 	rounds := 30
 	if testing.Short() {
@@ -616,7 +617,17 @@ func TestDumpKilledNeverHarms(t *testing.T) {
 				if all, ok := v.out.wait(lineWait, haveLines(s.streams, 2, skip)); !ok {
 					t.Fatalf("round %d (procs-dump killed after %v): victim stopped reporting:\n%s", i, delay, tail(all, 10))
 				}
-				if d := diffLines(base, fingerprint(pid)); d != "" {
+				// A thread caught in a batch of injected calls comes back
+				// after the batch's sleep (at most a second), signals
+				// blocked till then.
+				var d string
+				for range 200 {
+					if d = diffLines(base, fingerprint(pid)); d == "" {
+						break
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+				if d != "" {
 					t.Fatalf("round %d (procs-dump killed after %v): victim changed:\n%s", i, delay, d)
 				}
 			}

@@ -179,7 +179,12 @@ func (r *Remote) runBatch(mark uint64) error {
 	}
 	var word [8]byte
 	deadline := time.Now().Add(batchTimeout / 2)
-	for {
+	for polls := 0; ; polls++ {
+		if polls > 20 {
+			// Not done at once: let the thread have this CPU, which may
+			// be the only one.
+			time.Sleep(50 * time.Microsecond)
+		}
 		if err := ReadMem(r.TID, mark, word[:]); err != nil {
 			return err
 		}

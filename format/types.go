@@ -74,22 +74,6 @@ var recordTypes = map[RecordType]typeDesc{
 	TypeFileData: {"FILEDATA", fileDataPrefix + MaxFileRun},
 }
 
-// defineType makes t a known type named name whose payloads hold at most
-// maxLen bytes (0 means the general cap of 64 MiB). Call it only from init
-// functions, for the engine range 0x0011-0x001f or for ancillary types.
-func defineType(t RecordType, name string, maxLen int) {
-	if _, dup := recordTypes[t]; dup {
-		panic(fmt.Sprintf("format: record type 0x%04x defined twice", uint16(t)))
-	}
-	if t == 0 || maxLen < 0 || maxLen > maxCap {
-		panic(fmt.Sprintf("format: bad definition of record type 0x%04x", uint16(t)))
-	}
-	if maxLen == 0 {
-		maxLen = maxCap
-	}
-	recordTypes[t] = typeDesc{name, maxLen}
-}
-
 // capOf returns the length cap of type t, known or not.
 func capOf(t RecordType) int {
 	if d, ok := recordTypes[t]; ok {

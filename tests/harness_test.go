@@ -307,18 +307,6 @@ func haveLines(streams []string, n, skip int) func([]string, bool) bool {
 	}
 }
 
-// hasLine reports whether a line after the first skip starts with prefix.
-func hasLine(prefix string, skip int) func([]string, bool) bool {
-	return func(all []string, _ bool) bool {
-		for _, l := range all[min(skip, len(all)):] {
-			if strings.HasPrefix(l, prefix) {
-				return true
-			}
-		}
-		return false
-	}
-}
-
 func tail(all []string, n int) string {
 	return strings.Join(all[max(0, len(all)-n):], "\n")
 }

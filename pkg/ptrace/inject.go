@@ -85,12 +85,6 @@ func NewSafeRemote(tid int, t *Trampoline) (*Remote, error) {
 	return r, nil
 }
 
-// Saved returns the registers the thread had when the Remote was made.
-func (r *Remote) Saved() Regs { return r.saved }
-
-// SavedMask returns the signal mask the thread had.
-func (r *Remote) SavedMask() uint64 { return r.savedMask }
-
 // Restore puts back the thread's registers and signal mask.
 func (r *Remote) Restore() error {
 	if r.restored {

@@ -73,11 +73,6 @@ func Cont(tid int, sig int) error {
 	return errno("ptrace(CONT)", ptrace(unix.PTRACE_CONT, tid, 0, uintptr(sig)))
 }
 
-// SingleStep resumes a stopped thread for one instruction.
-func SingleStep(tid int) error {
-	return errno("ptrace(SINGLESTEP)", ptrace(unix.PTRACE_SINGLESTEP, tid, 0, 0))
-}
-
 // GetEventMsg returns the message of the last ptrace event (a new tid).
 func GetEventMsg(tid int) (uint, error) {
 	m, err := unix.PtraceGetEventMsg(tid)

@@ -8,8 +8,8 @@
 // the END totals) and never reads a byte past the END record from an
 // uncompressed stream, so the rest of a stream stays for its next user.
 //
-// The engine's own record types (0x0010-0x001f) and their payloads are
-// defined in meta.go, which makes each type known to the Reader (so that
-// it is not rejected as an unknown critical type) with defineType from an
-// init function. TypeProcess is known already.
+// The engine's own record types (0x0010-0x001f) are listed with the
+// others in types.go, so that the Reader knows them (and does not reject
+// them as unknown critical types); their payloads are defined in meta.go.
+// TypeProcess is the only one so far.
 package format

@@ -64,8 +64,8 @@ type typeDesc struct {
 	maxLen int // cap on stored and raw payload length
 }
 
-// recordTypes holds every type this package knows. meta.go adds the
-// engine's types with defineType from an init function.
+// recordTypes holds every type this package knows; an engine record type
+// (0x0010-0x001f) must be added here for readers to accept it.
 var recordTypes = map[RecordType]typeDesc{
 	TypeInfo:     {"INFO", maxInfo},
 	TypeEnd:      {"END", endPayloadSize},

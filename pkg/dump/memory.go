@@ -54,22 +54,16 @@ func scanRuns(pid int, maps []procfs.Mapping, chunk uint64, yield func(run) bool
 		if !storable(m) {
 			continue
 		}
-		if m.Anonymous == m.Len() {
-			// Every page is present, anonymous and not the zero page
-			// (smaps counted them): nothing to scan (~10 ms a GiB).
-			for a := m.Start; a < m.End; a += chunk {
-				if !yield(run{addr: a, size: min(m.End-a, chunk), readable: m.Read}) {
-					return nil
-				}
-			}
-			continue
-		}
 		// A window at a time, so that reading starts before the scan of
-		// a large mapping ends (page tables scan at ~10 ms a GiB).
+		// a large mapping ends (page tables scan at ~10 ms a GiB). A
+		// mapping whose every page is present, anonymous and not the
+		// zero page (smaps counted them) needs no scan.
+		whole := m.Anonymous == m.Len()
 		for start := m.Start; start < m.End; start += scanWindow {
 			end := min(m.End, start+scanWindow)
-			regs, err = pm.ScanWith(regs[:0], start, end, want)
-			if err != nil {
+			if whole {
+				regs = append(regs[:0], procfs.PageRegion{Start: start, End: end})
+			} else if regs, err = pm.ScanWith(regs[:0], start, end, want); err != nil {
 				return fmt.Errorf("scanning pages of %x-%x: %w", m.Start, m.End, err)
 			}
 			for _, r := range regs {
@@ -112,8 +106,9 @@ func prepareBuffers(total int64) <-chan [][]byte {
 	out := make(chan [][]byte, 1)
 	go func() {
 		var bufs [][]byte
+		chunk := int(chunkSize(total))
 		for range bufferCount() {
-			b, err := pagebuf.New(int(chunkSize(total)))
+			b, err := pagebuf.New(chunk)
 			if err != nil {
 				break // writePages makes what it lacks
 			}

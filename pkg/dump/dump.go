@@ -116,8 +116,7 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 		info := format.Info{Comm: c.p.Comm, PID: opts.PID, Host: host,
 			Kernel: unix.ByteSliceToString(uts.Release[:]), Arch: "x86_64",
 			Created: time.Now().UTC(), Procs: Version, Threads: len(f.tids)}
-		cw := &countWriter{w: out}
-		w, err := format.NewWriter(cw, info, format.WriterOptions{Compression: opts.Compression})
+		w, err := format.NewWriter(out, info, format.WriterOptions{Compression: opts.Compression})
 		if err != nil {
 			return err
 		}
@@ -155,7 +154,7 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 				return err
 			}
 		}
-		st.ImageBytes = cw.n
+		st.ImageBytes = w.Written()
 		if opts.Kill {
 			frozen = false
 			st.Frozen = time.Since(frozenAt)
@@ -167,17 +166,6 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 	})
 	st.Total = time.Since(start)
 	return st, err
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // writeFileData writes the contents of carried files as FILEDATA records,

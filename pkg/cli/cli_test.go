@@ -362,7 +362,7 @@ func TestOutputStdoutFileDirect(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, direct := o.bw.(*directSink)
+			_, direct := o.out.(*directSink)
 			if direct && head%4096 != 0 {
 				t.Errorf("writing directly from offset %d, not a block boundary", head)
 			}

@@ -23,7 +23,7 @@ type Output struct {
 	Name string // "-" for stdout, else the path given
 
 	f      *os.File
-	bw     sink
+	out    sink
 	path   string // final path of a temp file; "" when writing to f in place
 	tmp    string // temp file, removed by Abort
 	start  int64  // stdout's offset at open when it is a regular file; -1 otherwise
@@ -50,7 +50,7 @@ func OpenOutput(name string, stdout *os.File) (*Output, error) {
 				}
 			}
 		}
-		o.bw = openSink(o.f, o.start, true)
+		o.out = openSink(o.f, o.start, true)
 		return o, nil
 	}
 	o := &Output{Name: name, start: -1}
@@ -66,7 +66,7 @@ func OpenOutput(name string, stdout *os.File) (*Output, error) {
 				return nil, err
 			}
 			o.f = f
-			o.bw = newVecWriter(f)
+			o.out = newVecWriter(f)
 			return o, nil
 		}
 		mode = st.Mode().Perm()
@@ -88,7 +88,7 @@ func OpenOutput(name string, stdout *os.File) (*Output, error) {
 		return nil, err
 	}
 	o.f, o.path, o.tmp = f, target, f.Name()
-	o.bw = openSink(f, 0, false)
+	o.out = openSink(f, 0, false)
 	return o, nil
 }
 
@@ -133,47 +133,48 @@ func openSink(f *os.File, start int64, shared bool) sink {
 	} else if directio.SetDirect(f, true) != nil {
 		return newVecWriter(f)
 	}
-	d.w = directio.NewWriter(d.file(), true, start)
+	target := d.f
+	if d.own != nil {
+		target = d.own
+	}
+	d.w = directio.NewWriter(target, true, start)
 	return d
 }
 
 // directSink writes a file in O_DIRECT mode through a directio.Writer.
 type directSink struct {
-	w   *directio.Writer
-	f   *os.File // the output
-	own *os.File // f opened again, when f's description is shared
-}
-
-func (d *directSink) file() *os.File {
-	if d.own != nil {
-		return d.own
-	}
-	return d.f
+	w       *directio.Writer
+	f       *os.File // the output
+	own     *os.File // f opened again, when f's description is shared
+	flushed bool
+	err     error // what Flush returned
 }
 
 func (d *directSink) Write(p []byte) (int, error) { return d.w.Write(p) }
 
 // Flush writes the rest and ends direct mode: f is left at the end of
-// what was written, as if written through it.
+// what was written, as if written through it. Later calls return what
+// the first returned.
 func (d *directSink) Flush() error {
-	err := d.w.Close()
-	if d.own == nil {
-		if uerr := directio.SetDirect(d.f, false); err == nil {
-			err = uerr
-		}
-		return err
+	if d.flushed {
+		return d.err
 	}
-	if d.own.Fd() != ^uintptr(0) { // not closed by an earlier Flush
-		end, serr := d.own.Seek(0, io.SeekCurrent)
-		if serr == nil {
-			_, serr = d.f.Seek(end, io.SeekStart)
-		}
-		if err == nil {
-			err = serr
+	d.flushed = true
+	d.err = d.w.Close()
+	var err error
+	if d.own == nil {
+		err = directio.SetDirect(d.f, false)
+	} else {
+		var end int64
+		if end, err = d.own.Seek(0, io.SeekCurrent); err == nil {
+			_, err = d.f.Seek(end, io.SeekStart)
 		}
 		d.own.Close()
 	}
-	return err
+	if d.err == nil {
+		d.err = err
+	}
+	return d.err
 }
 
 // unwrapPath drops the *PathError layer whose path is a temp file name the
@@ -194,7 +195,7 @@ func (o *Output) Write(p []byte) (int, error) {
 	if o.closed {
 		return 0, errors.New("write to a committed output")
 	}
-	n, err := o.bw.Write(p)
+	n, err := o.out.Write(p)
 	if err != nil {
 		o.err = o.wrap(err)
 	}
@@ -223,7 +224,7 @@ func (o *Output) Commit() error {
 	if o.closed {
 		return nil
 	}
-	if err := o.bw.Flush(); err != nil {
+	if err := o.out.Flush(); err != nil {
 		o.err = o.wrap(err)
 		return o.err
 	}
@@ -273,7 +274,7 @@ func (o *Output) Abort() {
 	if o.err == nil {
 		o.err = errors.New("output aborted")
 	}
-	o.bw.Flush() // ends direct mode; what it writes is cut below
+	o.out.Flush() // ends direct mode; what it writes is cut below
 	if o.Name == "-" {
 		if o.start >= 0 {
 			o.f.Truncate(o.start)

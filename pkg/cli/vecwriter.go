@@ -2,6 +2,7 @@ package cli
 
 import (
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -15,6 +16,7 @@ const bigWrite = 64 << 10
 // and no page is copied on its way out.
 type vecWriter struct {
 	f   *os.File
+	rc  syscall.RawConn // f's, once asked for
 	buf []byte
 	iov [][]byte
 }
@@ -57,15 +59,17 @@ func (v *vecWriter) writev(bufs ...[]byte) (int, error) {
 			v.iov = append(v.iov, b)
 		}
 	}
-	rc, err := v.f.SyscallConn()
-	if err != nil {
-		return 0, err
+	if v.rc == nil {
+		var err error
+		if v.rc, err = v.f.SyscallConn(); err != nil {
+			return 0, err
+		}
 	}
 	total := 0
 	for len(v.iov) > 0 {
 		var n int
 		var werr error
-		err := rc.Write(func(fd uintptr) bool {
+		err := v.rc.Write(func(fd uintptr) bool {
 			for {
 				n, werr = unix.Writev(int(fd), v.iov)
 				if werr != unix.EINTR {

@@ -410,8 +410,7 @@ type call struct {
 	done func(ret uint64, out []byte)
 }
 
-// run makes calls in the thread of r, in batches when the trampoline has
-// room for the batch code, else one at a time.
+// run makes calls in the thread of r, in batches (ptrace.Remote.Batch).
 func (c *collector) run(r *ptrace.Remote, scratch uint64, calls []call) error {
 	for len(calls) > 0 {
 		chunk := calls[:min(len(calls), batchCalls)]
@@ -421,9 +420,6 @@ func (c *collector) run(r *ptrace.Remote, scratch uint64, calls []call) error {
 			list[i] = ptrace.Call{Nr: cl.nr, Args: cl.args(scratch + uint64(i*slotSize))}
 		}
 		rets, err := r.Batch(scratch+tableOff, list)
-		if errors.Is(err, ptrace.ErrNoBatch) {
-			rets, err = oneByOne(r, chunk, list)
-		}
 		if err != nil {
 			return err
 		}
@@ -439,24 +435,6 @@ func (c *collector) run(r *ptrace.Remote, scratch uint64, calls []call) error {
 		}
 	}
 	return nil
-}
-
-// oneByOne makes calls one injected call at a time, returning raw results
-// as Batch does.
-func oneByOne(r *ptrace.Remote, calls []call, list []ptrace.Call) ([]uint64, error) {
-	rets := make([]uint64, len(list))
-	for i, l := range list {
-		ret, err := r.Syscall(calls[i].name, l.Nr, l.Args[:]...)
-		var se *ptrace.SyscallError
-		if errors.As(err, &se) {
-			ret, err = uint64(-int64(se.Errno)), nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		rets[i] = ret
-	}
-	return rets, nil
 }
 
 // resultArea picks where injected calls write their results: the first

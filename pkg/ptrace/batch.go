@@ -81,10 +81,6 @@ type Call struct {
 // BatchSize is the bytes of target memory that Batch needs for n calls.
 func BatchSize(n int) uint64 { return uint64(n+1) * batchEntry }
 
-// ErrNoBatch means the Remote cannot batch: it has no trampoline, or the
-// trampoline had no room for the batch code. Make the calls one by one.
-var ErrNoBatch = errors.New("no room for batched calls")
-
 // ErrEscaped means a thread left its batch on its own (the tracer was too
 // slow): it runs its program again, and what was read of it is stale.
 var ErrEscaped = errors.New("thread returned to its program during a batch of injected calls")
@@ -93,8 +89,20 @@ var ErrEscaped = errors.New("thread returned to its program during a batch of in
 // batchCode), using BatchSize(len(calls)) bytes of writable target memory
 // at table, and returns each call's raw result (-errno on failure). Only
 // calls that change nothing in the target may be batched. The Remote must
-// be a trampoline one, else Batch returns ErrNoBatch.
+// be a trampoline one. When the trampoline had no room for the batch
+// code (or there is none), the calls are made one by one, with the same
+// results.
 func (r *Remote) Batch(table uint64, calls []Call) ([]uint64, error) {
+	if r.tramp == nil || r.tramp.Batch == 0 {
+		res := make([]uint64, len(calls))
+		for i, c := range calls {
+			var err error
+			if res[i], err = r.rawSyscall(fmt.Sprintf("system call %d", c.Nr), c.Nr, c.Args[:]...); err != nil {
+				return nil, err
+			}
+		}
+		return res, nil
+	}
 	if err := r.StartBatch(table, calls); err != nil {
 		return nil, err
 	}
@@ -109,7 +117,7 @@ func (r *Remote) Batch(table uint64, calls []Call) ([]uint64, error) {
 // that let the thread go there as a dying tracer would.
 func (r *Remote) StartBatch(table uint64, calls []Call) error {
 	if r.tramp == nil || r.tramp.Batch == 0 {
-		return ErrNoBatch
+		return errors.New("no batch code in the trampoline")
 	}
 	if len(calls) > batchMaxCalls {
 		return fmt.Errorf("batch of %d calls: at most %d", len(calls), batchMaxCalls)
@@ -202,13 +210,8 @@ func (r *Remote) runBatch(mark uint64) error {
 			return errno("wait4", err)
 		}
 		if pid == r.TID {
-			if !ws.Stopped() {
-				return &StopError{TID: r.TID, Status: ws}
-			}
-			if s := ws.StopSignal(); s != unix.SIGTRAP && ws.TrapCause() != EventStop {
-				if err := r.hold(s); err != nil {
-					return err
-				}
+			if err := r.passStop(ws); err != nil {
+				return err
 			}
 			if err := Cont(r.TID, 0); err != nil {
 				return err
@@ -223,16 +226,11 @@ func (r *Remote) runBatch(mark uint64) error {
 		if err != nil {
 			return err
 		}
-		if !ws.Stopped() {
-			return &StopError{TID: r.TID, Status: ws}
-		}
-		if ws.TrapCause() == EventStop {
+		if ws.Stopped() && ws.TrapCause() == EventStop {
 			return nil
 		}
-		if s := ws.StopSignal(); s != unix.SIGTRAP {
-			if err := r.hold(s); err != nil {
-				return err
-			}
+		if err := r.passStop(ws); err != nil {
+			return err
 		}
 		if err := Cont(r.TID, 0); err != nil {
 			return err

@@ -121,6 +121,16 @@ func (e *SyscallError) Unwrap() error { return e.Errno }
 // Syscall runs syscall nr with up to six arguments in the thread and
 // returns its result; a result in [-4095, -1] is returned as an error.
 func (r *Remote) Syscall(name string, nr uintptr, args ...uint64) (uint64, error) {
+	ret, err := r.rawSyscall(name, nr, args...)
+	if err == nil && int64(ret) < 0 && int64(ret) >= -4095 {
+		return 0, &SyscallError{Name: name, Errno: unix.Errno(-int64(ret))}
+	}
+	return ret, err
+}
+
+// rawSyscall is Syscall returning what the call returned, -errno
+// included.
+func (r *Remote) rawSyscall(name string, nr uintptr, args ...uint64) (uint64, error) {
 	regs := r.saved
 	if r.tramp != nil {
 		regs = r.parked
@@ -144,9 +154,6 @@ func (r *Remote) Syscall(name string, nr uintptr, args ...uint64) (uint64, error
 	}
 	if out.Rip != r.Insn+2 {
 		return 0, fmt.Errorf("%s in target: thread %d stopped at %#x, not after the syscall at %#x", name, r.TID, out.Rip, r.Insn)
-	}
-	if int64(out.Rax) < 0 && int64(out.Rax) >= -4095 {
-		return 0, &SyscallError{Name: name, Errno: unix.Errno(-int64(out.Rax))}
 	}
 	return out.Rax, nil
 }
@@ -215,17 +222,26 @@ func (r *Remote) syscallStop(what string) error {
 		if !ws.Stopped() {
 			return &StopError{TID: r.TID, Status: ws}
 		}
-		switch s := ws.StopSignal(); {
-		case s == unix.SIGTRAP|0x80:
+		if ws.StopSignal() == unix.SIGTRAP|0x80 {
 			return nil
-		case s == unix.SIGTRAP || ws.TrapCause() == EventStop:
-			// an event or a late interrupt: go on
-		default:
-			if err := r.hold(s); err != nil {
-				return fmt.Errorf("at syscall %s: %w", what, err)
-			}
+		}
+		if err := r.passStop(ws); err != nil {
+			return fmt.Errorf("at syscall %s: %w", what, err)
 		}
 	}
+}
+
+// passStop deals with a stop that is not the one waited for: a thread
+// gone is an error, a signal's delivery stop is held back (hold), an
+// event or an interrupt is passed over. The caller resumes the thread.
+func (r *Remote) passStop(ws unix.WaitStatus) error {
+	if !ws.Stopped() {
+		return &StopError{TID: r.TID, Status: ws}
+	}
+	if s := ws.StopSignal(); s != unix.SIGTRAP && ws.TrapCause() != EventStop {
+		return r.hold(s)
+	}
+	return nil
 }
 
 // hold keeps back a signal met in a delivery stop while a call runs (one

@@ -268,6 +268,26 @@ func procComm(pid int) string {
 	return p.comm
 }
 
+// restoredReports waits until the process procs-load restores has
+// printed 2 lines of each of s's streams, finds it (not one of not) in
+// r.restored, and waits until procs-load is done building it: found while
+// being built (a victim with no output of its own gets here at once), it
+// is still traced. It returns procs-load's output.
+func restoredReports(t *testing.T, r *run, s spec, not ...int) []string {
+	t.Helper()
+	after, ok := r.ld.out.wait(lineWait, haveLines(s.streams, 2, 0))
+	if !ok {
+		if r.ld.exited(0) {
+			notImplemented(t, "procs-load", r.ld.stderrText())
+		}
+		t.Fatalf("restored %s: want 2 lines of each of %v; got:\n%s\nprocs-load stderr: %s",
+			s.name, s.streams, tail(after, 20), r.ld.stderrText())
+	}
+	r.restored = r.ld.find(t, s.comm, 5*time.Second, not...)
+	waitFor(t, 10*time.Second, func() bool { return untraced(r.restored) }, "the restore of %s to end", s.name)
+	return after
+}
+
 // TestRoundTrip dumps each victim and restores it, killing the original
 // (kill, detach) or keeping it and restoring a clone beside it (keep), and
 // checks that the restored program goes on from where it was.
@@ -324,20 +344,8 @@ func roundTrip(t *testing.T, s spec, m mode) {
 			t.Fatalf("procs-load -d exit = %d; want 0; stderr: %s", code, r.ld.stderrText())
 		}
 	}
-	after, ok := r.ld.out.wait(lineWait, haveLines(s.streams, 2, 0))
-	if !ok {
-		if r.ld.exited(0) {
-			notImplemented(t, "procs-load", r.ld.stderrText())
-		}
-		t.Fatalf("restored %s: want 2 lines of each of %v; got:\n%s\nprocs-load stderr: %s",
-			s.name, s.streams, tail(after, 20), r.ld.stderrText())
-	}
+	after := restoredReports(t, r, s, not...)
 	t.Logf("restored %s reports after %v", s.name, time.Since(t0).Round(time.Millisecond))
-	r.restored = r.ld.find(t, s.comm, 5*time.Second, not...)
-	// Found while procs-load still builds it (a victim with no output of
-	// its own gets here at once), the process is still traced: wait for
-	// the restore to end.
-	waitFor(t, 10*time.Second, func() bool { return untraced(r.restored) }, "the restore of %s to end", s.name)
 	if m.detach {
 		if pid := printedPID(mustLines(r.ld.out), r.ld.stderrText()); pid != r.restored {
 			t.Errorf("procs-load -d printed pid %d; want %d", pid, r.restored)
@@ -676,15 +684,7 @@ func TestStreamed(t *testing.T) {
 				t.Fatalf("stdout of the dumped %s is still open", s.name)
 			}
 			r.before = before
-			after, ok := r.ld.out.wait(lineWait, haveLines(s.streams, 2, 0))
-			if !ok {
-				if r.ld.exited(0) {
-					notImplemented(t, "procs-load", r.ld.stderrText())
-				}
-				t.Fatalf("restored %s: want 2 lines of each of %v; got:\n%s\nprocs-load stderr: %s",
-					s.name, s.streams, tail(after, 20), r.ld.stderrText())
-			}
-			r.restored = r.ld.find(t, s.comm, 5*time.Second)
+			after := restoredReports(t, r, s)
 			continuity(t, s.streams, r.before, after, false, nil)
 			if t.Failed() {
 				t.FailNow()

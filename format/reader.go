@@ -7,11 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
+
+	"procs/format/internal/crc32c"
 )
 
 var (
@@ -338,7 +339,7 @@ func (r *Reader) Next() (Header, error) {
 		}
 		r.records++
 		r.rawBytes += uint64(raw)
-		r.chain = crc32.Update(r.chain, castagnoli, h[16:20])
+		r.chain = crc32c.Update(r.chain, h[16:20])
 		r.pending = true
 		if !known {
 			if err := r.skip(); err != nil {
@@ -402,7 +403,7 @@ func (r *Reader) skip() error {
 		if err := r.readFull(b, r.cur.Index, "a payload"); err != nil {
 			return err
 		}
-		sum = crc32.Update(sum, castagnoli, b)
+		sum = crc32c.Update(sum, b)
 		left -= len(b)
 	}
 	if sum != r.sum {
@@ -553,7 +554,7 @@ func (r *Reader) read(buf []byte, pre int) (prefix, data []byte, err error) {
 		if err := r.readFull(b, r.cur.Index, "a payload"); err != nil {
 			return nil, nil, err
 		}
-		if crc32.Update(sum, castagnoli, b) != r.sum {
+		if crc32c.Update(sum, b) != r.sum {
 			return nil, nil, r.failAt(Corrupt, poff, "payload checksum mismatch")
 		}
 		return r.hdr[:pre], b, nil

@@ -5,13 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
+
+	"procs/format/internal/crc32c"
 )
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-func crc(p []byte) uint32 { return crc32.Checksum(p, castagnoli) }
+func crc(p []byte) uint32 { return crc32c.Checksum(p) }
 
 // Magic is the first eight bytes of every image.
 const Magic = "\x89PROCS\r\n"
@@ -131,7 +130,7 @@ func (w *Writer) emit(t RecordType, c Compression, prefix, body []byte, raw int)
 
 // payloadSum is the checksum of a stored payload made of prefix and body.
 func payloadSum(prefix, body []byte) uint32 {
-	return crc32.Update(crc(prefix), castagnoli, body)
+	return crc32c.Update(crc(prefix), body)
 }
 
 // emitSum is emit with the payload's checksum sum already computed.
@@ -153,7 +152,7 @@ func (w *Writer) emitSum(t RecordType, c Compression, prefix, body []byte, raw i
 	copy(h[recordHeaderSize:], prefix)
 	w.records++
 	w.rawBytes += uint64(raw)
-	w.chain = crc32.Update(w.chain, castagnoli, h[16:20])
+	w.chain = crc32c.Update(w.chain, h[16:20])
 	if err := w.write(h); err != nil {
 		return err
 	}

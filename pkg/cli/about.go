@@ -29,14 +29,14 @@ func (f *Flags) Register(set *getopt.Set) {
 	set.FlagLong(&f.Version, "version", 0)
 }
 
-// Preamble does what a command's Main does once its options are parsed:
-// it makes SIGPIPE harmless (IgnoreSIGPIPE), reports a parse error (with a hint to --help) and answers -h and
-// --version, returning the exit status and done = true; otherwise it
-// turns -v on and returns done = false. usageCode is the status of a
+// Preamble does what a command's Main does once its options are parsed
+// (and SIGPIPE made harmless, see IgnoreSIGPIPE): it reports a parse
+// error (with a hint to --help) and answers -h and --version, returning
+// the exit status and done = true; otherwise it turns -v on and returns
+// done = false. usageCode is the status of a
 // usage error; a command whose usage errors exit with its failure status
 // (procs-load's 125) also fails with it when stdout does.
 func Preamble(msg *Msg, stdout io.Writer, usage string, f Flags, err error, usageCode int) (code int, done bool) {
-	IgnoreSIGPIPE()
 	switch {
 	case err != nil:
 		msg.Error(err)

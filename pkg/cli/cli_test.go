@@ -301,34 +301,49 @@ func TestFindProcs(t *testing.T) {
 	}
 }
 
-// TestSIGPIPE checks that after IgnoreSIGPIPE a write to a closed pipe on
-// stdout is an EPIPE error, not a death by signal.
+// TestSIGPIPE checks that after IgnoreSIGPIPE, and after CatchSIGPIPE, a
+// write to a closed pipe on stdout is an EPIPE error, not a death by
+// signal; and that a program started by exec after CatchSIGPIPE has the
+// default SIGPIPE, not an ignored one.
 func TestSIGPIPE(t *testing.T) {
-	if os.Getenv("PROCS_CLI_HELPER") == "sigpipe" {
-		IgnoreSIGPIPE()
-		time.Sleep(50 * time.Millisecond)
-		_, err := os.Stdout.Write([]byte("x"))
+	if h := os.Getenv("PROCS_CLI_HELPER"); h == "ignore" || h == "catch" {
+		if h == "ignore" {
+			IgnoreSIGPIPE()
+		} else {
+			CatchSIGPIPE()
+		}
+		out, err := exec.Command("/bin/sh", "-c", "grep SigIgn /proc/self/status").Output()
+		if err != nil {
+			os.Exit(9)
+		}
+		ign, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimPrefix(string(out), "SigIgn:")), 16, 64)
+		if inherited := ign&(1<<(syscall.SIGPIPE-1)) != 0; inherited != (h == "ignore") {
+			os.Exit(10)
+		}
+		_, err = os.Stdout.Write([]byte("x"))
 		if errors.Is(err, syscall.EPIPE) {
 			os.Exit(7)
 		}
 		os.Exit(8)
 	}
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Close()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSIGPIPE$")
-	cmd.Env = append(os.Environ(), "PROCS_CLI_HELPER=sigpipe")
-	cmd.Stdout = w
-	err = cmd.Run()
-	w.Close()
-	if cmd.ProcessState == nil {
-		t.Fatal(err)
-	}
-	ws := cmd.ProcessState.Sys().(syscall.WaitStatus)
-	if ws.Signaled() || ws.ExitStatus() != 7 {
-		t.Errorf("helper writing to a closed pipe: %v; want exit status 7 (EPIPE)", cmd.ProcessState)
+	for _, h := range []string{"ignore", "catch"} {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Close()
+		cmd := exec.Command(os.Args[0], "-test.run=^TestSIGPIPE$")
+		cmd.Env = append(os.Environ(), "PROCS_CLI_HELPER="+h)
+		cmd.Stdout = w
+		err = cmd.Run()
+		w.Close()
+		if cmd.ProcessState == nil {
+			t.Fatal(err)
+		}
+		ws := cmd.ProcessState.Sys().(syscall.WaitStatus)
+		if ws.Signaled() || ws.ExitStatus() != 7 {
+			t.Errorf("%s: helper writing to a closed pipe: %v; want exit status 7 (EPIPE; 10: SIGPIPE ignored in an exec'd program, or not)", h, cmd.ProcessState)
+		}
 	}
 }
 

@@ -90,6 +90,7 @@ func parse(args []string) (options, error) {
 func Main(args []string, stdin, stdout, stderr *os.File) int {
 	msg := cli.NewMsg(prog, stderr)
 	o, err := parse(args)
+	cli.CatchSIGPIPE()
 	if code, done := cli.Preamble(msg, stdout, Usage, o.Flags, err, cli.ExitLoadFailure); done {
 		return code
 	}

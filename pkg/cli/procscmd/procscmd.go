@@ -186,6 +186,7 @@ func Main(args []string, stdin, stdout, stderr *os.File) int {
 	if o.verb == "restore" || o.verb == "receive" {
 		usageCode = cli.ExitLoadFailure
 	}
+	cli.CatchSIGPIPE() // restore and receive start processes
 	if code, done := cli.Preamble(msg, stdout, Usage, o.Flags, err, usageCode); done {
 		return code
 	}

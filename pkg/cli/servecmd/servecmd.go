@@ -98,6 +98,7 @@ func parse(args []string) (options, error) {
 func Main(args []string, stdin, stdout, stderr *os.File) int {
 	msg := cli.NewMsg(prog, stderr)
 	o, err := parse(args)
+	cli.IgnoreSIGPIPE()
 	if code, done := cli.Preamble(msg, stdout, Usage, o.Flags, err, cli.ExitUsage); done {
 		return code
 	}

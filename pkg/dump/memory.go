@@ -148,9 +148,11 @@ var zeroPage [format.PageSize]byte
 // buffers back. Buffers are handed out in order too, so the chunk written
 // next always has one.
 //
-// pre are buffers made ahead (see prepareBuffers), all of one size, used
-// first; writePages frees them.
-func writePages(pid int, maps []procfs.Mapping, w *format.Writer, progress func(done, total int64), pre [][]byte) (stored int64, err error) {
+// *bufs are buffers made ahead (see prepareBuffers), all of one size,
+// used first; writePages adds those it makes, and the caller frees them
+// all.
+func writePages(pid int, maps []procfs.Mapping, w *format.Writer, progress func(done, total int64), bufs *[][]byte) (stored int64, err error) {
+	pre := *bufs
 	total := residentBytes(maps)
 	chunk := chunkSize(total)
 	if len(pre) > 0 {
@@ -163,7 +165,6 @@ func writePages(pid int, maps []procfs.Mapping, w *format.Writer, progress func(
 	jobs := make(chan *batch, nbuf)
 	results := make(chan *batch, nbuf)
 	free := make(chan []byte, nbuf)
-	bufs := pre // and those made by the scanner, freed once all are done
 	for _, b := range pre {
 		free <- b
 	}
@@ -172,9 +173,6 @@ func writePages(pid int, maps []procfs.Mapping, w *format.Writer, progress func(
 	defer func() {
 		close(stop)
 		wg.Wait()
-		for _, b := range bufs {
-			pagebuf.Free(b)
-		}
 		mem.close()
 	}()
 
@@ -198,13 +196,13 @@ func writePages(pid int, maps []procfs.Mapping, w *format.Writer, progress func(
 			select {
 			case buf = <-free:
 			default:
-				if len(bufs) < nbuf {
+				if len(*bufs) < nbuf {
 					var err error
 					if buf, err = pagebuf.New(int(chunk)); err != nil {
 						send(&batch{err: err})
 						return false
 					}
-					bufs = append(bufs, buf)
+					*bufs = append(*bufs, buf)
 					break
 				}
 				select {

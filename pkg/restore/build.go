@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"sort"
+	"sync"
 	"syscall"
 	"time"
 
@@ -39,7 +41,11 @@ type builder struct {
 	// vdsoInsn is the offset of a syscall instruction in the vDSO, to
 	// unmap the scratch area from outside it.
 	vdsoInsn uint64
-	mem      *os.File // /proc/PID/mem, for pages of read-only mappings
+	// /proc/PID/mem, for pages of read-only mappings, opened once by the
+	// first writer that needs it.
+	memOnce sync.Once
+	mem     *os.File
+	memErr  error
 }
 
 // Scratch area in the process being built: code, then data.
@@ -406,11 +412,87 @@ func (b *builder) clearLayout() error {
 // readContents reads every record after PROCESS: file contents into the
 // loader's files, pages into the process. The image is verified to its
 // END record.
-func (b *builder) readContents() error {
-	var buf []byte
-	defer func() { pagebuf.Free(buf) }()
+//
+// Pages are put in the process by writers, one per CPU (up to four),
+// while this goroutine reads and checks the next records: the first
+// touch of the process's fresh memory in process_vm_writev is most of a
+// restore's work, and it goes as fast on each CPU. Every writer is done
+// before readContents returns.
+func (b *builder) readContents() (err error) {
+	writers := max(1, min(runtime.GOMAXPROCS(0), 4))
+	type job struct {
+		index     int
+		addr      uint64
+		data, buf []byte // data lies in buf
+	}
+	nbuf := writers + 2
+	free := make(chan []byte, nbuf) // buffers given back by writers
+	jobs := make(chan job, nbuf)
+	var bufs [][]byte
+	var (
+		mu     sync.Mutex
+		failed error // the writers' first error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if failed == nil {
+			failed = err
+		}
+	}
+	writeErr := func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		return failed
+	}
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				if writeErr() == nil {
+					if err := b.writePages(j.addr, j.data); err != nil {
+						fail(fmt.Errorf("image record %d: pages at %#x: %w", j.index, j.addr, err))
+					}
+				}
+				free <- j.buf
+			}
+		}()
+	}
+	defer func() {
+		close(jobs)
+		wg.Wait()
+		if err == nil {
+			err = writeErr()
+		}
+		for _, buf := range bufs {
+			pagebuf.Free(buf)
+		}
+	}()
+	// buffer returns a buffer for the next record: a free one, a new one
+	// while there are fewer than nbuf, else the next one given back.
+	buffer := func() ([]byte, error) {
+		select {
+		case buf := <-free:
+			return buf, nil
+		default:
+		}
+		if len(bufs) < nbuf {
+			buf, err := pagebuf.New(format.PageBufSize)
+			if err != nil {
+				return nil, err
+			}
+			bufs = append(bufs, buf)
+			return buf, nil
+		}
+		return <-free, nil
+	}
 	var done int64
 	for {
+		if err := writeErr(); err != nil {
+			return err
+		}
 		h, err := b.r.Next()
 		if err == io.EOF {
 			return nil
@@ -420,46 +502,71 @@ func (b *builder) readContents() error {
 		}
 		switch h.Type {
 		case format.TypePages:
-			if buf == nil {
-				if buf, err = pagebuf.New(format.PageBufSize); err != nil {
-					return err
-				}
-			}
-			addr, data, err := b.r.ReadPages(buf)
+			buf, err := buffer()
 			if err != nil {
 				return err
 			}
-			if err := b.writePages(addr, data); err != nil {
-				return fmt.Errorf("image record %d: pages at %#x: %w", h.Index, addr, err)
+			addr, data, err := b.r.ReadPages(buf)
+			if err != nil {
+				free <- buf
+				return err
+			}
+			if !b.writable(addr, uint64(len(data))) {
+				// Through /proc/PID/mem, which the kernel may let only
+				// the tracer's own thread write into read-only memory.
+				err := b.writePages(addr, data)
+				free <- buf
+				if err != nil {
+					return fmt.Errorf("image record %d: pages at %#x: %w", h.Index, addr, err)
+				}
+			} else {
+				jobs <- job{index: h.Index, addr: addr, data: data, buf: buf}
 			}
 			done += int64(len(data))
 			if b.opts.Progress != nil {
 				b.opts.Progress(done, 0)
 			}
 		case format.TypeFileData:
-			if buf == nil {
-				if buf, err = pagebuf.New(format.PageBufSize); err != nil {
-					return err
-				}
-			}
-			idx, off, data, err := b.r.ReadFileData(buf)
+			buf, err := buffer()
 			if err != nil {
 				return err
 			}
-			f, ok := b.fill[int(idx)]
-			if !ok {
-				if int(idx) < len(b.img.Files) && b.local[int(idx)] != nil {
-					continue // the file at its path was still the same
-				}
-				return fmt.Errorf("corrupt image at byte %d (record %d): contents for file %d, which carries none", h.Offset, h.Index, idx)
-			}
-			if _, err := f.WriteAt(data, int64(off)); err != nil {
+			err = b.fillFile(h, buf)
+			free <- buf
+			if err != nil {
 				return err
 			}
 		default:
 			return fmt.Errorf("corrupt image at byte %d (record %d): unexpected %v record", h.Offset, h.Index, h.Type)
 		}
 	}
+}
+
+// writable tells whether [addr, addr+n) lies in one writable mapping of
+// the image (a PAGES record never spans two).
+func (b *builder) writable(addr, n uint64) bool {
+	maps := b.img.Maps
+	i := sort.Search(len(maps), func(i int) bool { return maps[i].End > addr })
+	return i < len(maps) && maps[i].Start <= addr && addr+n <= maps[i].End &&
+		maps[i].Prot&unix.PROT_WRITE != 0
+}
+
+// fillFile reads the current record, FILEDATA, into buf and writes its
+// contents into the loader's file.
+func (b *builder) fillFile(h format.Header, buf []byte) error {
+	idx, off, data, err := b.r.ReadFileData(buf)
+	if err != nil {
+		return err
+	}
+	f, ok := b.fill[int(idx)]
+	if !ok {
+		if int(idx) < len(b.img.Files) && b.local[int(idx)] != nil {
+			return nil // the file at its path was still the same
+		}
+		return fmt.Errorf("corrupt image at byte %d (record %d): contents for file %d, which carries none", h.Offset, h.Index, idx)
+	}
+	_, err = f.WriteAt(data, int64(off))
+	return err
 }
 
 // writePages puts data at addr in the process. Mappings have their final
@@ -471,10 +578,11 @@ func (b *builder) writePages(addr uint64, data []byte) error {
 	if !errors.Is(err, unix.EFAULT) {
 		return err
 	}
-	if b.mem == nil {
-		if b.mem, err = os.OpenFile(fmt.Sprintf("/proc/%d/mem", b.pid), os.O_WRONLY, 0); err != nil {
-			return err
-		}
+	b.memOnce.Do(func() {
+		b.mem, b.memErr = os.OpenFile(fmt.Sprintf("/proc/%d/mem", b.pid), os.O_WRONLY, 0)
+	})
+	if b.memErr != nil {
+		return b.memErr
 	}
 	_, err = b.mem.WriteAt(data, int64(addr))
 	return err

@@ -413,11 +413,11 @@ func (b *builder) clearLayout() error {
 // loader's files, pages into the process. The image is verified to its
 // END record.
 //
-// Pages are put in the process by writers, one per CPU (up to four),
-// while this goroutine reads and checks the next records: the first
-// touch of the process's fresh memory in process_vm_writev is most of a
-// restore's work, and it goes as fast on each CPU. Every writer is done
-// before readContents returns.
+// Past the first few MiB, pages are put in the process by writers, one
+// per CPU (up to four), while this goroutine reads and checks the next
+// records: the first touch of the process's fresh memory in
+// process_vm_writev is most of a restore's work, and it goes as fast on
+// each CPU. Every writer is done before readContents returns.
 func (b *builder) readContents() (err error) {
 	writers := max(1, min(runtime.GOMAXPROCS(0), 4))
 	type job struct {
@@ -446,19 +446,23 @@ func (b *builder) readContents() (err error) {
 		return failed
 	}
 	var wg sync.WaitGroup
-	for range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range jobs {
-				if writeErr() == nil {
-					if err := b.writePages(j.addr, j.data); err != nil {
-						fail(fmt.Errorf("image record %d: pages at %#x: %w", j.index, j.addr, err))
+	started := false
+	start := func() {
+		started = true
+		for range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for j := range jobs {
+					if writeErr() == nil {
+						if err := b.writePages(j.addr, j.data); err != nil {
+							fail(fmt.Errorf("image record %d: pages at %#x: %w", j.index, j.addr, err))
+						}
 					}
+					free <- j.buf
 				}
-				free <- j.buf
-			}
-		}()
+			}()
+		}
 	}
 	defer func() {
 		close(jobs)
@@ -511,15 +515,20 @@ func (b *builder) readContents() (err error) {
 				free <- buf
 				return err
 			}
-			if !b.writable(addr, uint64(len(data))) {
-				// Through /proc/PID/mem, which the kernel may let only
-				// the tracer's own thread write into read-only memory.
+			// Here: the first few MiB (the writers would cost a small
+			// process more than they save), and pages that go through
+			// /proc/PID/mem, which the kernel may let only the tracer's
+			// own thread write into read-only memory.
+			if done < inlineBytes || !b.writable(addr, uint64(len(data))) {
 				err := b.writePages(addr, data)
 				free <- buf
 				if err != nil {
 					return fmt.Errorf("image record %d: pages at %#x: %w", h.Index, addr, err)
 				}
 			} else {
+				if !started {
+					start()
+				}
 				jobs <- job{index: h.Index, addr: addr, data: data, buf: buf}
 			}
 			done += int64(len(data))
@@ -541,6 +550,10 @@ func (b *builder) readContents() (err error) {
 		}
 	}
 }
+
+// inlineBytes is how much memory readContents writes itself before it
+// starts writers.
+const inlineBytes = 8 << 20
 
 // writable tells whether [addr, addr+n) lies in one writable mapping of
 // the image (a PAGES record never spans two).

@@ -41,8 +41,8 @@ type builder struct {
 	// vdsoInsn is the offset of a syscall instruction in the vDSO, to
 	// unmap the scratch area from outside it.
 	vdsoInsn uint64
-	// /proc/PID/mem, for pages of read-only mappings, opened once by the
-	// first writer that needs it.
+	// /proc/PID/mem, for pages of read-only mappings, opened once, on
+	// first need.
 	memOnce sync.Once
 	mem     *os.File
 	memErr  error
@@ -413,88 +413,19 @@ func (b *builder) clearLayout() error {
 // loader's files, pages into the process. The image is verified to its
 // END record.
 //
-// Past the first few MiB, pages are put in the process by writers, one
-// per CPU (up to four), while this goroutine reads and checks the next
-// records: the first touch of the process's fresh memory in
-// process_vm_writev is most of a restore's work, and it goes as fast on
-// each CPU. Every writer is done before readContents returns.
+// Past the first few MiB, pages are put in the process by writers (see
+// pageWriters) while this goroutine reads and checks the next records.
+// Every writer is done before readContents returns.
 func (b *builder) readContents() (err error) {
-	writers := max(1, min(runtime.GOMAXPROCS(0), 4))
-	type job struct {
-		index     int
-		addr      uint64
-		data, buf []byte // data lies in buf
-	}
-	nbuf := writers + 2
-	free := make(chan []byte, nbuf) // buffers given back by writers
-	jobs := make(chan job, nbuf)
-	var bufs [][]byte
-	var (
-		mu     sync.Mutex
-		failed error // the writers' first error
-	)
-	fail := func(err error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if failed == nil {
-			failed = err
-		}
-	}
-	writeErr := func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		return failed
-	}
-	var wg sync.WaitGroup
-	started := false
-	start := func() {
-		started = true
-		for range writers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for j := range jobs {
-					if writeErr() == nil {
-						if err := b.writePages(j.addr, j.data); err != nil {
-							fail(fmt.Errorf("image record %d: pages at %#x: %w", j.index, j.addr, err))
-						}
-					}
-					free <- j.buf
-				}
-			}()
-		}
-	}
+	pw := newPageWriters(b)
 	defer func() {
-		close(jobs)
-		wg.Wait()
-		if err == nil {
-			err = writeErr()
-		}
-		for _, buf := range bufs {
-			pagebuf.Free(buf)
+		if werr := pw.close(); err == nil {
+			err = werr
 		}
 	}()
-	// buffer returns a buffer for the next record: a free one, a new one
-	// while there are fewer than nbuf, else the next one given back.
-	buffer := func() ([]byte, error) {
-		select {
-		case buf := <-free:
-			return buf, nil
-		default:
-		}
-		if len(bufs) < nbuf {
-			buf, err := pagebuf.New(format.PageBufSize)
-			if err != nil {
-				return nil, err
-			}
-			bufs = append(bufs, buf)
-			return buf, nil
-		}
-		return <-free, nil
-	}
 	var done int64
 	for {
-		if err := writeErr(); err != nil {
+		if err := pw.err(); err != nil {
 			return err
 		}
 		h, err := b.r.Next()
@@ -506,42 +437,39 @@ func (b *builder) readContents() (err error) {
 		}
 		switch h.Type {
 		case format.TypePages:
-			buf, err := buffer()
+			buf, err := pw.buffer()
 			if err != nil {
 				return err
 			}
 			addr, data, err := b.r.ReadPages(buf)
 			if err != nil {
-				free <- buf
+				pw.giveBack(buf)
 				return err
 			}
-			// Here: the first few MiB (the writers would cost a small
-			// process more than they save), and pages that go through
+			// Here: the first few MiB (writers would cost a small process
+			// more than they save), and pages that go through
 			// /proc/PID/mem, which the kernel may let only the tracer's
 			// own thread write into read-only memory.
 			if done < inlineBytes || !b.writable(addr, uint64(len(data))) {
 				err := b.writePages(addr, data)
-				free <- buf
+				pw.giveBack(buf)
 				if err != nil {
 					return fmt.Errorf("image record %d: pages at %#x: %w", h.Index, addr, err)
 				}
 			} else {
-				if !started {
-					start()
-				}
-				jobs <- job{index: h.Index, addr: addr, data: data, buf: buf}
+				pw.submit(pageJob{index: h.Index, addr: addr, data: data, buf: buf})
 			}
 			done += int64(len(data))
 			if b.opts.Progress != nil {
 				b.opts.Progress(done, 0)
 			}
 		case format.TypeFileData:
-			buf, err := buffer()
+			buf, err := pw.buffer()
 			if err != nil {
 				return err
 			}
 			err = b.fillFile(h, buf)
-			free <- buf
+			pw.giveBack(buf)
 			if err != nil {
 				return err
 			}
@@ -551,12 +479,111 @@ func (b *builder) readContents() (err error) {
 	}
 }
 
+// pageWriters put pages in the process being built from goroutines of
+// their own, one per CPU (up to four), started with the first job: the
+// first touch of the process's fresh memory in process_vm_writev is most
+// of a restore's work, and it goes as fast on each CPU. They share the
+// reader's buffers (PageBufSize each, writers+2 of them).
+type pageWriters struct {
+	b       *builder
+	writers int
+	bufs    [][]byte    // every buffer made
+	free    chan []byte // buffers not in use
+	jobs    chan pageJob
+	wg      sync.WaitGroup
+	started bool
+
+	mu     sync.Mutex
+	failed error // the writers' first error
+}
+
+// pageJob is a PAGES record for a writer: data, in buf, goes at addr.
+type pageJob struct {
+	index     int // of the record, for errors
+	addr      uint64
+	data, buf []byte
+}
+
+func newPageWriters(b *builder) *pageWriters {
+	n := max(1, min(runtime.GOMAXPROCS(0), 4))
+	return &pageWriters{b: b, writers: n, free: make(chan []byte, n+2), jobs: make(chan pageJob, n+2)}
+}
+
+// buffer returns a free buffer, a new one while there are fewer than
+// cap(free), or else waits for one to be given back.
+func (pw *pageWriters) buffer() ([]byte, error) {
+	select {
+	case buf := <-pw.free:
+		return buf, nil
+	default:
+	}
+	if len(pw.bufs) < cap(pw.free) {
+		buf, err := pagebuf.New(format.PageBufSize)
+		if err != nil {
+			return nil, err
+		}
+		pw.bufs = append(pw.bufs, buf)
+		return buf, nil
+	}
+	return <-pw.free, nil
+}
+
+// giveBack returns a buffer from buffer that holds nothing to write.
+func (pw *pageWriters) giveBack(buf []byte) { pw.free <- buf }
+
+// submit has a writer put j's pages in, and give its buffer back.
+func (pw *pageWriters) submit(j pageJob) {
+	if !pw.started {
+		pw.started = true
+		for range pw.writers {
+			pw.wg.Add(1)
+			go pw.run()
+		}
+	}
+	pw.jobs <- j
+}
+
+func (pw *pageWriters) run() {
+	defer pw.wg.Done()
+	for j := range pw.jobs {
+		if pw.err() == nil {
+			if err := pw.b.writePages(j.addr, j.data); err != nil {
+				pw.mu.Lock()
+				if pw.failed == nil {
+					pw.failed = fmt.Errorf("image record %d: pages at %#x: %w", j.index, j.addr, err)
+				}
+				pw.mu.Unlock()
+			}
+		}
+		pw.free <- j.buf
+	}
+}
+
+// err is the writers' first error.
+func (pw *pageWriters) err() error {
+	pw.mu.Lock()
+	defer pw.mu.Unlock()
+	return pw.failed
+}
+
+// close waits for the writers to be done, frees the buffers and returns
+// the writers' first error.
+func (pw *pageWriters) close() error {
+	close(pw.jobs)
+	pw.wg.Wait()
+	for _, buf := range pw.bufs {
+		pagebuf.Free(buf)
+	}
+	return pw.err()
+}
+
 // inlineBytes is how much memory readContents writes itself before it
-// starts writers.
+// hands pages to writers.
 const inlineBytes = 8 << 20
 
 // writable tells whether [addr, addr+n) lies in one writable mapping of
-// the image (a PAGES record never spans two).
+// the image (procs-dump's PAGES records never span two; others take the
+// slow way).
 func (b *builder) writable(addr, n uint64) bool {
 	maps := b.img.Maps
 	i := sort.Search(len(maps), func(i int) bool { return maps[i].End > addr })

@@ -33,9 +33,9 @@ func (f *Flags) Register(set *getopt.Set) {
 // (and SIGPIPE made harmless, see IgnoreSIGPIPE): it reports a parse
 // error (with a hint to --help) and answers -h and --version, returning
 // the exit status and done = true; otherwise it turns -v on and returns
-// done = false. usageCode is the status of a
-// usage error; a command whose usage errors exit with its failure status
-// (procs-load's 125) also fails with it when stdout does.
+// done = false. usageCode is the status of a usage error; a command
+// whose usage errors exit with its failure status (procs-load's 125)
+// also fails with it when stdout does.
 func Preamble(msg *Msg, stdout io.Writer, usage string, f Flags, err error, usageCode int) (code int, done bool) {
 	switch {
 	case err != nil:

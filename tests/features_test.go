@@ -914,3 +914,44 @@ func TestMonotonicGoesOn(t *testing.T) {
 		t.Errorf("monotonic clock went from %d ms at the dump to %d ms after the restore (gap %d ms); want it to go on (gap < 700 ms, the image waited 1500 ms)", was, now, gap)
 	}
 }
+
+// TestLargeMemory restores a process holding 40 MiB of incompressible
+// memory, more than procs-load writes itself before its writers take over
+// (restore's inlineBytes), and has the process check every byte of it.
+// The same image damaged or cut past that point is refused, with the
+// writers busy, and leaves no process.
+func TestLargeMemory(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	p := start(t, append(victimArgv(t, "memhog"), "40"), t.TempDir())
+	expect(t, p.out, "ready ", 0)
+	img, _ := dumpKilled(t, p)
+	good, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(good)
+	if n < 40<<20 {
+		t.Fatalf("image of 40 MiB of memory is %d bytes", n)
+	}
+	for _, at := range []int{n / 2, 3 * n / 4, n - 5000} {
+		b := slices.Clone(good)
+		b[at] ^= 0x01
+		t.Run(fmt.Sprintf("flipped-at-%d", at), func(t *testing.T) {
+			noLeftovers(t)
+			loadFails(t, b, false, "memhog")
+		})
+		t.Run(fmt.Sprintf("truncated-at-%d", at), func(t *testing.T) {
+			noLeftovers(t)
+			loadFails(t, good[:at], false, "memhog")
+		})
+	}
+
+	ld := startLoad(t, img)
+	pid := ld.find(t, "memhog", 10*time.Second)
+	skip := len(mustLines(ld.out))
+	unix.Kill(pid, unix.SIGUSR1)
+	if got := expect(t, ld.out, "verify ", skip); got != "verify ok" {
+		t.Errorf("restored process checked its memory: %q; want \"verify ok\"", got)
+	}
+}

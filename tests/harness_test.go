@@ -108,6 +108,7 @@ func buildVictims(dir string) {
 		{"threads", "threads.c", []string{"-pthread"}},
 		{"threads-static", "threads.c", []string{"-pthread", "-static"}},
 		{"blocked", "blocked.c", nil},
+		{"memhog", "memhog.c", []string{"-pthread"}},
 	}
 	gcc, gccErr := exec.LookPath("gcc")
 	for _, c := range cc {

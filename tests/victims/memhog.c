@@ -5,7 +5,9 @@
  * Usage: memhog MIB
  *
  * It prints "ready ADDR LEN" (hex address, length in bytes) once the
- * memory is filled, then sleeps. A second thread wakes every millisecond
+ * memory is filled, then sleeps. On SIGUSR1 it checks every byte of it
+ * again and prints "verify ok", or "verify bad OFFSET" at the first
+ * wrong word (for tests). A second thread wakes every millisecond
  * and prints "gap US" whenever more than 5 ms passed between two wakeups,
  * which shows how long the process was stopped (and, after a restore,
  * that it runs again).
@@ -13,6 +15,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +62,32 @@ static void *ticker(void *arg)
 	return NULL;
 }
 
+static volatile sig_atomic_t check;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	check = 1;
+}
+
+/* fill writes the memory's pattern into p, or with verify finds the
+ * first word that differs from it (-1: none). */
+static long fill(uint64_t *p, size_t len, int verify)
+{
+	uint64_t x = 0x9E3779B97F4A7C15ull;
+	for (size_t i = 0; i < len / 8; i++) {
+		/* xorshift: incompressible, never zero */
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		if (!verify)
+			p[i] = x;
+		else if (p[i] != x)
+			return (long)i;
+	}
+	return -1;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -71,19 +100,23 @@ int main(int argc, char **argv)
 		perror("memhog: mmap");
 		return 1;
 	}
-	uint64_t x = 0x9E3779B97F4A7C15ull;
-	for (size_t i = 0; i < len / 8; i++) {
-		/* xorshift: incompressible, never zero */
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
-		p[i] = x;
-	}
+	fill(p, len, 0);
+	signal(SIGUSR1, on_usr1);
 	pthread_t th;
 	pthread_create(&th, NULL, ticker, NULL);
 	char buf[64];
 	int n = snprintf(buf, sizeof buf, "ready %lx %zu\n", (unsigned long)p, len);
 	say(buf, n);
-	for (;;)
+	for (;;) {
 		pause();
+		if (check) {
+			check = 0;
+			long bad = fill(p, len, 1);
+			if (bad < 0)
+				n = snprintf(buf, sizeof buf, "verify ok\n");
+			else
+				n = snprintf(buf, sizeof buf, "verify bad %ld\n", bad * 8);
+			say(buf, n);
+		}
+	}
 }

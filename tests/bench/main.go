@@ -95,19 +95,25 @@ func run() error {
 			fmt.Fprintf(tw, "%s\tskipped: %s\t\t\t\t\t\t\n", human(int64(mib)<<20), why)
 			continue
 		}
+		st := readSteal()
 		if err := benchSize(tw, hog, tmp, mib); err != nil {
 			tw.Flush()
 			return fmt.Errorf("%d MiB: %v", mib, err)
 		}
+		stealRow(tw, human(int64(mib)<<20), st)
 		tw.Flush()
 	}
 	if *migrate > 0 {
 		fmt.Fprintln(tw, "\t(floor: procs-dump to /dev/null)\t\t\t\t\t\t")
 		if why := fits(int64(*migrate)<<20, tmp); why != "" {
 			fmt.Fprintf(tw, "%s\tmigration skipped: %s\t\t\t\t\t\t\n", human(int64(*migrate)<<20), why)
-		} else if err := benchMigrate(tw, hog, tmp, *migrate); err != nil {
-			tw.Flush()
-			return fmt.Errorf("migration: %v", err)
+		} else {
+			st := readSteal()
+			if err := benchMigrate(tw, hog, tmp, *migrate); err != nil {
+				tw.Flush()
+				return fmt.Errorf("migration: %v", err)
+			}
+			stealRow(tw, human(int64(*migrate)<<20), st)
 		}
 	}
 	return tw.Flush()
@@ -563,6 +569,37 @@ func timeFloorLoad(img string, size int64) (time.Duration, error) {
 		}
 	}
 	return time.Since(t0), nil
+}
+
+// cpuTimes are the machine's CPU time counters of /proc/stat's cpu line.
+type cpuTimes struct{ steal, total uint64 }
+
+func readSteal() cpuTimes {
+	b, _ := os.ReadFile("/proc/stat")
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	var c cpuTimes
+	for i, v := range f[min(1, len(f)):] {
+		n, _ := strconv.ParseUint(v, 10, 64)
+		if i < 8 { // user nice system idle iowait irq softirq steal; guest is in user
+			c.total += n
+		}
+		if i == 7 {
+			c.steal = n
+		}
+	}
+	return c
+}
+
+// stealRow prints the share of the CPUs' time the hypervisor gave to
+// others since since: on a shared VM, the noise in the figures above.
+func stealRow(tw io.Writer, label string, since cpuTimes) {
+	now := readSteal()
+	if now.total <= since.total {
+		return
+	}
+	pct := 100 * float64(now.steal-since.steal) / float64(now.total-since.total)
+	fmt.Fprintf(tw, "%s	CPU time stolen by the host	%.1f%%					\n", label, pct)
 }
 
 func meminfo(key string) int64 {

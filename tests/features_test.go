@@ -917,7 +917,8 @@ func TestMonotonicGoesOn(t *testing.T) {
 
 // TestLargeMemory restores a process holding 40 MiB of incompressible
 // memory, more than procs-load writes itself before its writers take over
-// (restore's inlineBytes), and has the process check every byte of it.
+// (restore's inlineBytes), from a plain and a zstd image, and has the
+// process check every byte of it.
 // The same image damaged or cut past that point is refused, with the
 // writers busy, and leaves no process.
 func TestLargeMemory(t *testing.T) {
@@ -925,6 +926,8 @@ func TestLargeMemory(t *testing.T) {
 	noLeftovers(t)
 	p := start(t, append(victimArgv(t, "memhog"), "40"), t.TempDir())
 	expect(t, p.out, "ready ", 0)
+	// Compressed records are decompressed into the writers' buffers.
+	zimg := dump(t, p.pid(), true, "-z", "zstd")
 	img, _ := dumpKilled(t, p)
 	good, err := os.ReadFile(img)
 	if err != nil {
@@ -947,11 +950,14 @@ func TestLargeMemory(t *testing.T) {
 		})
 	}
 
-	ld := startLoad(t, img)
-	pid := ld.find(t, "memhog", 10*time.Second)
-	skip := len(mustLines(ld.out))
-	unix.Kill(pid, unix.SIGUSR1)
-	if got := expect(t, ld.out, "verify ", skip); got != "verify ok" {
-		t.Errorf("restored process checked its memory: %q; want \"verify ok\"", got)
+	for _, im := range []string{img, zimg} {
+		ld := startLoad(t, im)
+		pid := ld.find(t, "memhog", 10*time.Second)
+		skip := len(mustLines(ld.out))
+		unix.Kill(pid, unix.SIGUSR1)
+		if got := expect(t, ld.out, "verify ", skip); got != "verify ok" {
+			t.Errorf("restored process checked its memory: %q; want \"verify ok\"", got)
+		}
+		ld.kill(t)
 	}
 }

@@ -3,7 +3,6 @@ package dump
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"runtime"
 	"sync"
 
@@ -168,12 +167,12 @@ func writePages(pid int, maps []procfs.Mapping, w *format.Writer, progress func(
 	for _, b := range pre {
 		free <- b
 	}
-	var mem memFile
+	mem := &ptrace.ProcMem{PID: pid}
 	var wg sync.WaitGroup
 	defer func() {
 		close(stop)
 		wg.Wait()
-		mem.close()
+		mem.Close()
 	}()
 
 	wg.Add(1)
@@ -226,7 +225,7 @@ func writePages(pid int, maps []procfs.Mapping, w *format.Writer, progress func(
 			defer readersWG.Done()
 			for b := range jobs {
 				if b.err == nil {
-					b.read(pid, &mem, w)
+					b.read(pid, mem, w)
 				}
 				select {
 				case results <- b:
@@ -270,11 +269,11 @@ func writePages(pid int, maps []procfs.Mapping, w *format.Writer, progress func(
 
 // read reads the batch's memory into its buffer and prepares its
 // non-zero pages for w.
-func (b *batch) read(pid int, mem *memFile, w *format.Writer) {
+func (b *batch) read(pid int, mem *ptrace.ProcMem, w *format.Writer) {
 	if b.r.readable {
 		b.err = ptrace.ReadMem(pid, b.r.addr, b.buf)
 	} else {
-		b.err = mem.readAt(pid, b.buf, b.r.addr)
+		b.err = mem.ReadAt(b.buf, b.r.addr) // no PROT_READ
 	}
 	if b.err != nil {
 		b.err = fmt.Errorf("reading memory at %#x: %w", b.r.addr, b.err)
@@ -292,29 +291,6 @@ func (b *batch) stored() int64 {
 		n += int64(pr.Len())
 	}
 	return n
-}
-
-// memFile is /proc/PID/mem, opened on first use, for pages that
-// process_vm_readv cannot read (mappings without PROT_READ).
-type memFile struct {
-	once sync.Once
-	f    *os.File
-	err  error
-}
-
-func (m *memFile) readAt(pid int, buf []byte, addr uint64) error {
-	m.once.Do(func() { m.f, m.err = os.Open(fmt.Sprintf("/proc/%d/mem", pid)) })
-	if m.err != nil {
-		return m.err
-	}
-	_, err := m.f.ReadAt(buf, int64(addr))
-	return err
-}
-
-func (m *memFile) close() {
-	if m.f != nil {
-		m.f.Close()
-	}
 }
 
 // nonZero returns the ranges of buf made of pages that are not all zero.

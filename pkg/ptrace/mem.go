@@ -3,6 +3,7 @@ package ptrace
 import (
 	"fmt"
 	"os"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -54,4 +55,53 @@ func PokeMem(pid int, addr uint64, buf []byte) error {
 	defer f.Close()
 	_, err = f.WriteAt(buf, int64(addr))
 	return err
+}
+
+// ProcMem is /proc/PID/mem, opened on first use, for memory that
+// process_vm_readv and process_vm_writev cannot reach: a read of pages
+// without PROT_READ, a write into pages without PROT_WRITE (as a debugger
+// writes). Its methods may be called from several goroutines at once.
+type ProcMem struct {
+	PID   int
+	Write bool // open for writing, else for reading
+
+	once sync.Once
+	f    *os.File
+	err  error
+}
+
+func (m *ProcMem) open() error {
+	m.once.Do(func() {
+		flag := os.O_RDONLY
+		if m.Write {
+			flag = os.O_WRONLY
+		}
+		m.f, m.err = os.OpenFile(fmt.Sprintf("/proc/%d/mem", m.PID), flag, 0)
+	})
+	return m.err
+}
+
+// ReadAt reads len(buf) bytes at addr.
+func (m *ProcMem) ReadAt(buf []byte, addr uint64) error {
+	if err := m.open(); err != nil {
+		return err
+	}
+	_, err := m.f.ReadAt(buf, int64(addr))
+	return err
+}
+
+// WriteAt writes data at addr.
+func (m *ProcMem) WriteAt(data []byte, addr uint64) error {
+	if err := m.open(); err != nil {
+		return err
+	}
+	_, err := m.f.WriteAt(data, int64(addr))
+	return err
+}
+
+// Close closes the file if it was opened.
+func (m *ProcMem) Close() {
+	if m.f != nil {
+		m.f.Close()
+	}
 }

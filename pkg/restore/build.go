@@ -41,11 +41,7 @@ type builder struct {
 	// vdsoInsn is the offset of a syscall instruction in the vDSO, to
 	// unmap the scratch area from outside it.
 	vdsoInsn uint64
-	// /proc/PID/mem, for pages of read-only mappings, opened once, on
-	// first need.
-	memOnce sync.Once
-	mem     *os.File
-	memErr  error
+	mem      *ptrace.ProcMem // for pages of read-only mappings
 }
 
 // Scratch area in the process being built: code, then data.
@@ -242,6 +238,7 @@ func (b *builder) spawn() error {
 		return err
 	}
 	b.pid = child
+	b.mem = &ptrace.ProcMem{PID: child, Write: true}
 	unix.Kill(pid, unix.SIGKILL)
 	for {
 		ws, err := ptrace.Wait(pid)
@@ -618,14 +615,7 @@ func (b *builder) writePages(addr uint64, data []byte) error {
 	if !errors.Is(err, unix.EFAULT) {
 		return err
 	}
-	b.memOnce.Do(func() {
-		b.mem, b.memErr = os.OpenFile(fmt.Sprintf("/proc/%d/mem", b.pid), os.O_WRONLY, 0)
-	})
-	if b.memErr != nil {
-		return b.memErr
-	}
-	_, err = b.mem.WriteAt(data, int64(addr))
-	return err
+	return b.mem.WriteAt(data, addr)
 }
 
 // timeNamespace makes the process cloned from the stub start in a time

@@ -578,14 +578,14 @@ func (pw *pageWriters) close() error {
 // hands pages to writers.
 const inlineBytes = 8 << 20
 
-// writable tells whether [addr, addr+n) lies in one writable mapping of
-// the image (procs-dump's PAGES records never span two; others take the
-// slow way).
+// writable tells whether [addr, addr+n) lies in one mapping that is
+// writable while it is filled (procs-dump's PAGES records never span two;
+// others take the slow way).
 func (b *builder) writable(addr, n uint64) bool {
 	maps := b.img.Maps
 	i := sort.Search(len(maps), func(i int) bool { return maps[i].End > addr })
 	return i < len(maps) && maps[i].Start <= addr && addr+n <= maps[i].End &&
-		maps[i].Prot&unix.PROT_WRITE != 0
+		writableWhileFilled(maps[i])
 }
 
 // fillFile reads the current record, FILEDATA, into buf and writes its
@@ -608,8 +608,9 @@ func (b *builder) fillFile(h format.Header, buf []byte) error {
 
 // writePages puts data at addr in the process. Mappings have their final
 // protection already (so that the kernel splits and merges them as it
-// did in the original); pages of read-only ones go through /proc/PID/mem,
-// which writes them as a debugger does.
+// did in the original), but for those writableWhileFilled; pages of
+// read-only ones go through /proc/PID/mem, which writes them as a
+// debugger does.
 func (b *builder) writePages(addr uint64, data []byte) error {
 	err := ptrace.WriteMem(b.pid, addr, data)
 	if !errors.Is(err, unix.EFAULT) {

@@ -3,6 +3,7 @@ package restore
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"golang.org/x/sys/unix"
 
@@ -48,13 +49,10 @@ func (b *builder) mapMemory() error {
 			flags |= unix.MAP_SHARED
 		} else {
 			flags |= unix.MAP_PRIVATE
-			// A private mapping that was writable once is accounted
-			// (and so never merged with a neighbour that was not):
-			// make it writable, as it was, and protect it at the end.
-			switch {
-			case hasAdvice(m, "ac") && prot&unix.PROT_WRITE == 0:
+			if writableWhileFilled(m) {
 				prot |= unix.PROT_WRITE
-			case !hasAdvice(m, "ac") && prot&unix.PROT_WRITE != 0:
+			}
+			if !hasAdvice(m, "ac") && m.Prot&unix.PROT_WRITE != 0 {
 				flags |= unix.MAP_NORESERVE
 			}
 		}
@@ -103,7 +101,7 @@ func (b *builder) finish() error {
 		if m.Kind == format.MapVdso || m.Kind == format.MapVsyscall {
 			continue
 		}
-		if !m.Shared && hasAdvice(m, "ac") && m.Prot&unix.PROT_WRITE == 0 {
+		if writableWhileFilled(m) && m.Prot&unix.PROT_WRITE == 0 {
 			if _, err := r.Syscall("mprotect", sysMprotect, m.Start, m.End-m.Start, uint64(m.Prot)); err != nil {
 				return err
 			}
@@ -510,11 +508,13 @@ func hasCheckpointRestore() bool {
 	return eff&(1<<unix.CAP_SYS_ADMIN|1<<unix.CAP_CHECKPOINT_RESTORE) != 0
 }
 
-func hasAdvice(m format.Mapping, flag string) bool {
-	for _, a := range m.Advice {
-		if a == flag {
-			return true
-		}
-	}
-	return false
+func hasAdvice(m format.Mapping, flag string) bool { return slices.Contains(m.Advice, flag) }
+
+// writableWhileFilled tells whether mapMemory maps m writable until
+// finish gives it its protection: a private mapping that is writable, or
+// that was writable once (accounted, "ac", and so never merged with a
+// neighbour that was not: it is made as it was, and protected at the
+// end).
+func writableWhileFilled(m format.Mapping) bool {
+	return !m.Shared && (m.Prot&unix.PROT_WRITE != 0 || hasAdvice(m, "ac"))
 }

@@ -53,12 +53,17 @@ type mode struct {
 	name   string
 	keep   bool // procs-dump -K, then restore a clone beside the original
 	detach bool // procs-load -d
+	// proxy restores with PROCS_VDSO_PROXY=1: the process calls this
+	// kernel's vDSO, elsewhere, through jumps in a copy of its own, as
+	// an image from another kernel build must.
+	proxy bool
 }
 
 var modes = []mode{
 	{name: "kill"},
 	{name: "keep", keep: true},
 	{name: "detach", detach: true},
+	{name: "vdsoproxy", proxy: true},
 }
 
 func streamsT(n int) []string {
@@ -310,6 +315,7 @@ func roundTrip(t *testing.T, s spec, m mode) {
 		s.pre(t, r)
 	}
 	r.before = mustLines(orig.out)
+	origVdso := vdsoAt(t, orig.pid())
 	img := dump(t, orig.pid(), m.keep)
 
 	if !m.keep {
@@ -328,6 +334,9 @@ func roundTrip(t *testing.T, s spec, m mode) {
 	var args []string
 	if m.detach {
 		args = append(args, "-d")
+	}
+	if m.proxy {
+		t.Setenv("PROCS_VDSO_PROXY", "1")
 	}
 	t0 := time.Now()
 	r.ld = startLoad(t, img, args...)
@@ -358,6 +367,9 @@ func roundTrip(t *testing.T, s spec, m mode) {
 	}
 	if err := healthy(r.restored); err != nil {
 		t.Fatalf("restored process: %v", err)
+	}
+	if now := vdsoAt(t, r.restored); m.proxy == (now == origVdso) {
+		t.Errorf("restored process's [vdso] at %#x, the original's at %#x (proxy %v)", now, origVdso, m.proxy)
 	}
 	var origNow []string
 	if m.keep {

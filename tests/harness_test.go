@@ -109,6 +109,7 @@ func buildVictims(dir string) {
 		{"threads-static", "threads.c", []string{"-pthread", "-static"}},
 		{"blocked", "blocked.c", nil},
 		{"memhog", "memhog.c", []string{"-pthread"}},
+		{"clockloop", "clockloop.c", []string{"-pthread"}},
 	}
 	gcc, gccErr := exec.LookPath("gcc")
 	for _, c := range cc {

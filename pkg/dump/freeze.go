@@ -87,11 +87,7 @@ func (f *frozen) waitStop(tid int) error {
 		}
 		switch {
 		case ws.Exited() || ws.Signaled():
-			f.drop(tid)
-			if tid == f.pid {
-				return fmt.Errorf("process %d exited while being frozen", f.pid)
-			}
-			return nil
+			return f.gone(tid)
 		case ws.Stopped() && ws.TrapCause() == ptrace.EventStop:
 			if s := ws.StopSignal(); s != unix.SIGTRAP {
 				// A group stop: the process was being stopped.
@@ -105,6 +101,69 @@ func (f *frozen) waitStop(tid int) error {
 			}
 		}
 	}
+}
+
+// maxVdsoSteps bounds leaveVdso: vDSO functions are a few dozen
+// instructions, and loop only while the kernel updates the time.
+const maxVdsoSteps = 10000
+
+// leaveVdso lets thread tid, if it was stopped in user code in [lo, hi)
+// (the vDSO), run one instruction at a time until it is out. A restore on
+// another kernel build keeps the old vDSO's code only as jumps to the new
+// one at each function's start (see procs/pkg/vdso): a thread resumed in
+// the middle of a function would run old code on new data. Signals met
+// meanwhile are held. The thread ends in an interrupt stop, as freeze
+// left it.
+func (f *frozen) leaveVdso(tid int, lo, hi uint64) error {
+	stepped := false
+	for i := range maxVdsoSteps {
+		regs, err := ptrace.GetRegs(tid)
+		if err != nil {
+			return err
+		}
+		if regs.Rip < lo || regs.Rip >= hi {
+			break
+		}
+		if i == 0 && int64(regs.Orig_rax) >= 0 {
+			return nil // in a system call, restarted as it is
+		}
+		if err := ptrace.Step(tid, 0); err != nil {
+			return err
+		}
+		stepped = true
+		ws, err := ptrace.Wait(tid)
+		if err != nil {
+			return err
+		}
+		switch {
+		case ws.Exited() || ws.Signaled():
+			return f.gone(tid)
+		case ws.Stopped() && ws.TrapCause() == ptrace.EventStop:
+			return fmt.Errorf("process %d was stopped while being frozen", f.pid)
+		case ws.Stopped() && ws.StopSignal() != unix.SIGTRAP:
+			f.held[tid] = append(f.held[tid], ws.StopSignal())
+		}
+	}
+	if !stepped {
+		return nil
+	}
+	if err := ptrace.Interrupt(tid); err != nil {
+		return err
+	}
+	if err := ptrace.Cont(tid, 0); err != nil {
+		return err
+	}
+	return f.waitStop(tid)
+}
+
+// gone forgets thread tid, which exited: an error if it was the main
+// thread.
+func (f *frozen) gone(tid int) error {
+	f.drop(tid)
+	if tid == f.pid {
+		return fmt.Errorf("process %d exited while being frozen", f.pid)
+	}
+	return nil
 }
 
 func (f *frozen) drop(tid int) {

@@ -19,6 +19,7 @@ import (
 	"procs/pkg/pagebuf"
 	"procs/pkg/procfs"
 	"procs/pkg/ptrace"
+	"procs/pkg/vdso"
 )
 
 type builder struct {
@@ -41,7 +42,13 @@ type builder struct {
 	// vdsoInsn is the offset of a syscall instruction in the vDSO, to
 	// unmap the scratch area from outside it.
 	vdsoInsn uint64
-	mem      *ptrace.ProcMem // for pages of read-only mappings
+	// proxy is set when the process calls this kernel's vDSO, kvdso,
+	// through a patched copy of its own (see procs/pkg/vdso); kvdsoAt
+	// is where clearLayout put kvdso.
+	proxy   bool
+	kvdso   []byte
+	kvdsoAt uint64
+	mem     *ptrace.ProcMem // for pages of read-only mappings
 }
 
 // Scratch area in the process being built: code, then data.
@@ -184,21 +191,30 @@ func (b *builder) spawn() error {
 	if err != nil {
 		return err
 	}
-	var vdso *procfs.Mapping
+	var kv *procfs.Mapping
 	for i := range maps {
 		if maps[i].Path == "[vdso]" {
-			vdso = &maps[i]
+			kv = &maps[i]
 		}
 	}
-	if vdso == nil {
+	if kv == nil {
 		return errors.New("this kernel gives processes no [vdso]")
 	}
-	code := make([]byte, vdso.End-vdso.Start)
-	if err := ptrace.ReadMem(pid, vdso.Start, code); err != nil {
+	code := make([]byte, kv.End-kv.Start)
+	if err := ptrace.ReadMem(pid, kv.Start, code); err != nil {
 		return err
 	}
-	if len(b.img.Vdso) > 0 && !bytes.Equal(code, b.img.Vdso) {
-		return errors.New("the image was made on another kernel build: its vDSO differs from this kernel's, and the process would crash calling it")
+	if len(b.img.Vdso) > 0 && (b.opts.VdsoProxy || !bytes.Equal(code, b.img.Vdso)) {
+		// Checked now, before anything is built; the jumps are
+		// written once the vDSO has its place.
+		if _, err := vdso.Proxy(b.img.Vdso, code, 0, 0); err != nil {
+			return fmt.Errorf("the image was made on another kernel build, and its vDSO cannot be served by this kernel's: %w", err)
+		}
+		if err := threadsOutOfVdso(b.img); err != nil {
+			return err
+		}
+		b.proxy, b.kvdso = true, code
+		b.logf("vDSO: calls go through jumps to this kernel's")
 	}
 	insn := bytes.Index(code, []byte{0x0f, 0x05})
 	b.vdsoInsn = uint64(insn)
@@ -216,7 +232,7 @@ func (b *builder) spawn() error {
 	if b.scratch == 0 {
 		return errors.New("no room for the loader's scratch page")
 	}
-	hr, err := ptrace.NewRemote(pid, vdso.Start+uint64(insn))
+	hr, err := ptrace.NewRemote(pid, kv.Start+uint64(insn))
 	if err != nil {
 		return err
 	}
@@ -351,6 +367,9 @@ func (b *builder) clearLayout() error {
 			}
 		}
 	}
+	if b.proxy {
+		return b.placeVdso(cur)
+	}
 	want := map[string]format.Mapping{}
 	for _, m := range b.img.Maps {
 		if m.Kind == format.MapVdso {
@@ -402,6 +421,67 @@ func (b *builder) clearLayout() error {
 			}
 			cs[name] = to
 		}
+	}
+	return nil
+}
+
+// threadsOutOfVdso fails if a thread of img was stopped in the middle of
+// its vDSO's code, which a process calling another kernel's vDSO cannot
+// go on running (procs-dump lets threads step out first).
+func threadsOutOfVdso(img *format.Process) error {
+	for _, m := range img.Maps {
+		if m.Name != "[vdso]" {
+			continue
+		}
+		for _, t := range img.Threads {
+			if rip, nr := t.Regs[16], int64(t.Regs[15]); rip >= m.Start && rip < m.End && nr < 0 {
+				return fmt.Errorf("the image was made on another kernel build, and thread %d was stopped inside its vDSO (at %#x): dump it again with this version of procs-dump", t.TID, rip)
+			}
+		}
+	}
+	return nil
+}
+
+// placeVdso moves this kernel's vDSO group, cur, next to where the
+// image's was, within reach of the jumps that will lead to it (see
+// mapMemory), out of the way of every mapping of the image.
+func (b *builder) placeVdso(cur map[string]procfs.Mapping) error {
+	var lo, hi uint64 = ^uint64(0), 0
+	for _, m := range cur {
+		lo, hi = min(lo, m.Start), max(hi, m.End)
+	}
+	var old uint64
+	busy := [][2]uint64{{lo, hi}, {b.scratch, b.scratch + scratchSize}}
+	for _, m := range b.img.Maps {
+		busy = append(busy, [2]uint64{m.Start, m.End})
+		if m.Name == "[vdso]" {
+			old = m.Start
+		}
+	}
+	size := hi - lo
+	to := uint64(0)
+	for _, from := range []uint64{old - min(old, 16*size), old - min(old, 1<<30), old} {
+		if to = findHole(busy, size, max(from, 1<<20)&^0xfff); to != 0 {
+			if d := int64(to - old); d <= vdso.MaxDistance-int64(size) && d >= -vdso.MaxDistance {
+				break
+			}
+			to = 0
+		}
+	}
+	if to == 0 {
+		return fmt.Errorf("no room for this kernel's vDSO near the image's at %#x", old)
+	}
+	for name, m := range cur {
+		if _, err := b.main.Syscall("mremap "+name, sysMremap, m.Start, m.End-m.Start, m.End-m.Start,
+			unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, to+(m.Start-lo)); err != nil {
+			return err
+		}
+		if name == "[vdso]" {
+			b.kvdsoAt = to + (m.Start - lo)
+		}
+	}
+	if b.kvdsoAt == 0 {
+		return errors.New("this kernel gives processes no [vdso]")
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"procs/format"
 	"procs/pkg/ptrace"
+	"procs/pkg/vdso"
 )
 
 // openInTarget opens file i in the process being built and returns the
@@ -40,6 +41,12 @@ func (b *builder) mapMemory() error {
 		}
 	}()
 	for _, m := range b.img.Maps {
+		if m.Kind == format.MapVdso && b.proxy {
+			if err := b.mapOldVdso(m); err != nil {
+				return err
+			}
+			continue
+		}
 		if m.Kind == format.MapVdso || m.Kind == format.MapVsyscall {
 			continue
 		}
@@ -86,6 +93,37 @@ func (b *builder) mapMemory() error {
 		}
 	}
 	return nil
+}
+
+// mapOldVdso makes, for an image whose vDSO this kernel's serves
+// through jumps, m, one of the image's vDSO mappings: the vDSO itself as
+// a private copy of the image's, every function starting with a jump to
+// this kernel's; its data pages ([vvar]...) as inaccessible memory, which
+// no code reads any more but keeps other mappings off.
+func (b *builder) mapOldVdso(m format.Mapping) error {
+	prot, flags := uint64(unix.PROT_NONE), uint64(unix.MAP_FIXED|unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	if m.Name == "[vdso]" {
+		prot = unix.PROT_READ | unix.PROT_WRITE
+	}
+	name := fmt.Sprintf("mmap %x-%x %s", m.Start, m.End, m.Name)
+	if _, err := b.main.Syscall(name, sysMmap, m.Start, m.End-m.Start, prot, flags, ^uint64(0), 0); err != nil {
+		return err
+	}
+	if m.Name != "[vdso]" {
+		return nil
+	}
+	code, err := vdso.Proxy(b.img.Vdso, b.kvdso, m.Start, b.kvdsoAt)
+	if err != nil {
+		return err
+	}
+	if uint64(len(code)) != m.End-m.Start {
+		return fmt.Errorf("the image's [vdso] holds %d bytes, its mapping %d", len(code), m.End-m.Start)
+	}
+	if err := ptrace.WriteMem(b.pid, m.Start, code); err != nil {
+		return err
+	}
+	_, err = b.main.Syscall("mprotect [vdso]", sysMprotect, m.Start, m.End-m.Start, uint64(m.Prot))
+	return err
 }
 
 var advice = map[string]uint64{
@@ -149,6 +187,9 @@ func (b *builder) finish() error {
 		if m.Name == "[vdso]" {
 			r.Insn = m.Start + b.vdsoInsn
 		}
+	}
+	if b.proxy {
+		r.Insn = b.kvdsoAt + b.vdsoInsn
 	}
 	if _, err := r.Syscall("munmap scratch", sysMunmap, b.scratch, scratchSize); err != nil {
 		return err

@@ -42,6 +42,10 @@ type Options struct {
 	// complete, just before it is let run: what it prints comes before
 	// anything the process prints.
 	BeforeRun func(pid int)
+	// VdsoProxy has the process call this kernel's vDSO through jumps
+	// (see procs/pkg/vdso) even when the image's vDSO is this kernel's,
+	// as it must when the image was made on another kernel build.
+	VdsoProxy bool
 }
 
 // Process is a restored, running process, a child of the caller.

@@ -104,12 +104,13 @@ func Main(args []string, stdin, stdout, stderr *os.File) int {
 		defer in.Close()
 	}
 	opts := restore.Options{
-		PID:      pidModes[o.pid],
-		Stdin:    stdin, // positioned just past the image when it came on stdin
-		Stdout:   stdout,
-		Stderr:   stderr,
-		Log:      msg.Logf,
-		Progress: msg.ProgressFunc(),
+		PID:       pidModes[o.pid],
+		Stdin:     stdin, // positioned just past the image when it came on stdin
+		Stdout:    stdout,
+		Stderr:    stderr,
+		Log:       msg.Logf,
+		Progress:  msg.ProgressFunc(),
+		VdsoProxy: VdsoProxy(),
 	}
 	if o.detach {
 		opts.BeforeRun = PrintPID(stdout, msg)
@@ -171,4 +172,12 @@ func Wait(p *restore.Process, msg *cli.Msg) int {
 		return cli.ExitLoadFailure
 	}
 	return status
+}
+
+// VdsoProxy says whether PROCS_VDSO_PROXY asks that restored processes
+// call this kernel's vDSO through jumps, as they do when their image was
+// made on another kernel build (see procs-load(1)).
+func VdsoProxy() bool {
+	v := os.Getenv("PROCS_VDSO_PROXY")
+	return v != "" && v != "0"
 }

@@ -422,12 +422,13 @@ func (c *cmd) run(cl *client.Client, id string, stop func(), running func()) int
 	}
 	c.msg.Logf("restoring %s from %s", id, cl.Server())
 	opts := restore.Options{
-		PID:      pidModes[c.o.pid],
-		Stdin:    c.stdin,
-		Stdout:   c.stdout,
-		Stderr:   c.stderr,
-		Log:      c.msg.Logf,
-		Progress: c.msg.ProgressFunc(),
+		PID:       pidModes[c.o.pid],
+		Stdin:     c.stdin,
+		Stdout:    c.stdout,
+		Stderr:    c.stderr,
+		Log:       c.msg.Logf,
+		Progress:  c.msg.ProgressFunc(),
+		VdsoProxy: loadcmd.VdsoProxy(),
 	}
 	if c.o.detach {
 		opts.BeforeRun = loadcmd.PrintPID(c.stdout, c.msg)

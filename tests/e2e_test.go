@@ -115,6 +115,8 @@ var specs = []spec{
 	{name: "python", victim: "python", comm: "python3", streams: []string{"py0", "py1", "py2", "main"}, before: 2},
 	{name: "go", victim: "gov", comm: "gov", streams: []string{"go"}, before: 3},
 	{name: "bash", victim: "bash", comm: "bash", streams: []string{"bash"}, before: 2},
+	// Two threads reading clocks in a loop, nearly always in the vDSO.
+	{name: "clockloop", victim: "clockloop", comm: "clockloop", streams: []string{"c0", "c1"}, before: 1},
 }
 
 // specNamed returns the spec called name.
@@ -589,7 +591,7 @@ func TestDumpKilledNeverHarms(t *testing.T) {
 	if testing.Short() {
 		rounds = 5
 	}
-	for _, s := range []spec{counterSpec("counter"), specNamed("threads")} {
+	for _, s := range []spec{counterSpec("counter"), specNamed("threads"), specNamed("clockloop")} {
 		t.Run(s.name, func(t *testing.T) {
 			needTools(t)
 			noLeftovers(t)

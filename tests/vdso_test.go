@@ -50,15 +50,16 @@ func imageProcess(t *testing.T, path string) format.Process {
 	return p
 }
 
-// TestVdsoStepOut dumps, again and again, a process whose two threads
+// TestVdsoLeave dumps, again and again, a process whose two threads
 // spend nearly all their time in vDSO calls: procs-dump must let each
-// thread stopped inside the vDSO step out before it is saved (without
-// that, most dumps catch both inside). A clone restored to call this
-// kernel's vDSO through jumps then goes on, its clocks never going back.
-func TestVdsoStepOut(t *testing.T) {
+// thread stopped inside the vDSO run on until it is out before saving it
+// (without that, most dumps catch both inside). A clone restored to call
+// this kernel's vDSO through jumps then goes on, its clocks never going
+// back.
+func TestVdsoLeave(t *testing.T) {
 	needTools(t)
 	noLeftovers(t)
-	s := spec{name: "clockloop", victim: "clockloop", comm: "clockloop", streams: []string{"c0", "c1"}, before: 1}
+	s := specNamed("clockloop")
 	orig, _ := startVictim(t, s)
 	var img string
 	for i := range 8 {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -101,10 +100,8 @@ func (c *collector) collect() error {
 	if err := c.collectFDs(fds); err != nil {
 		return err
 	}
-	for _, tid := range slices.Clone(c.f.tids) {
-		if err := c.f.leaveVdso(tid, c.vdsoStart, c.vdsoStart+uint64(len(c.vdso))); err != nil {
-			return err
-		}
+	if err := c.f.leaveVdso(c.vdsoStart, c.vdsoStart+uint64(len(c.vdso))); err != nil {
+		return err
 	}
 	if err := c.collectThreads(); err != nil {
 		return err

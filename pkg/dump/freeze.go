@@ -3,6 +3,7 @@ package dump
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 
 	"golang.org/x/sys/unix"
@@ -19,44 +20,52 @@ type frozen struct {
 	// held are signals met in a delivery stop that were not delivered;
 	// they are sent again after detaching.
 	held map[int][]unix.Signal
+	// seized are the threads ever seized, exited ones too.
+	seized map[int]bool
 }
 
 func freeze(pid int) (*frozen, error) {
-	f := &frozen{pid: pid, held: map[int][]unix.Signal{}}
-	seized := map[int]bool{}
+	f := &frozen{pid: pid, held: map[int][]unix.Signal{}, seized: map[int]bool{}}
+	if err := f.seizeAll(); err != nil {
+		f.release()
+		return nil, err
+	}
+	return f, nil
+}
+
+// seizeAll seizes and stops every thread of the process not yet in
+// f.tids, until a listing of its threads shows no new one, and sorts
+// f.tids main thread first.
+func (f *frozen) seizeAll() error {
 	for {
-		tids, err := procfs.Tasks(pid)
+		tids, err := procfs.Tasks(f.pid)
 		if err != nil {
-			f.release()
-			return nil, err
+			return err
 		}
 		var fresh []int
 		for _, tid := range tids {
-			if seized[tid] {
+			if f.seized[tid] {
 				continue
 			}
 			if err := ptrace.Seize(tid, unix.PTRACE_O_TRACESYSGOOD); err != nil {
 				if errors.Is(err, unix.ESRCH) {
 					continue // the thread exited meanwhile
 				}
-				f.release()
 				if errors.Is(err, unix.EPERM) {
-					return nil, fmt.Errorf("cannot attach to thread %d (is it traced by another process?): %w", tid, err)
+					return fmt.Errorf("cannot attach to thread %d (is it traced by another process?): %w", tid, err)
 				}
-				return nil, err
+				return err
 			}
-			seized[tid] = true
+			f.seized[tid] = true
 			f.tids = append(f.tids, tid)
 			if err := ptrace.Interrupt(tid); err != nil && !errors.Is(err, unix.ESRCH) {
-				f.release()
-				return nil, err
+				return err
 			}
 			fresh = append(fresh, tid)
 		}
 		for _, tid := range fresh {
 			if err := f.waitStop(tid); err != nil {
-				f.release()
-				return nil, err
+				return err
 			}
 		}
 		if len(fresh) == 0 {
@@ -65,16 +74,15 @@ func freeze(pid int) (*frozen, error) {
 	}
 	// Threads that exited were dropped by waitStop.
 	sort.Slice(f.tids, func(i, j int) bool {
-		if (f.tids[i] == pid) != (f.tids[j] == pid) {
-			return f.tids[i] == pid
+		if (f.tids[i] == f.pid) != (f.tids[j] == f.pid) {
+			return f.tids[i] == f.pid
 		}
 		return f.tids[i] < f.tids[j]
 	})
-	if len(f.tids) == 0 || f.tids[0] != pid {
-		f.release()
-		return nil, fmt.Errorf("process %d has no main thread (it exited)", pid)
+	if len(f.tids) == 0 || f.tids[0] != f.pid {
+		return fmt.Errorf("process %d has no main thread (it exited)", f.pid)
 	}
-	return f, nil
+	return nil
 }
 
 // waitStop waits until tid is in the stop PTRACE_INTERRUPT asked for. A
@@ -103,58 +111,59 @@ func (f *frozen) waitStop(tid int) error {
 	}
 }
 
-// maxVdsoSteps bounds leaveVdso: vDSO functions are a few dozen
-// instructions, and loop only while the kernel updates the time.
-const maxVdsoSteps = 10000
-
-// leaveVdso lets thread tid, if it was stopped in user code in [lo, hi)
-// (the vDSO), run one instruction at a time until it is out. A restore on
-// another kernel build keeps the old vDSO's code only as jumps to the new
-// one at each function's start (see procs/pkg/vdso): a thread resumed in
-// the middle of a function would run old code on new data. Signals met
-// meanwhile are held. The thread ends in an interrupt stop, as freeze
-// left it.
-func (f *frozen) leaveVdso(tid int, lo, hi uint64) error {
-	stepped := false
-	for i := range maxVdsoSteps {
-		regs, err := ptrace.GetRegs(tid)
-		if err != nil {
-			return err
-		}
-		if regs.Rip < lo || regs.Rip >= hi {
-			break
-		}
-		if i == 0 && int64(regs.Orig_rax) >= 0 {
-			return nil // in a system call, restarted as it is
-		}
-		if err := ptrace.Step(tid, 0); err != nil {
-			return err
-		}
-		stepped = true
-		ws, err := ptrace.Wait(tid)
-		if err != nil {
-			return err
-		}
-		switch {
-		case ws.Exited() || ws.Signaled():
-			return f.gone(tid)
-		case ws.Stopped() && ws.TrapCause() == ptrace.EventStop:
-			return fmt.Errorf("process %d was stopped while being frozen", f.pid)
-		case ws.Stopped() && ws.StopSignal() != unix.SIGTRAP:
-			f.held[tid] = append(f.held[tid], ws.StopSignal())
+// leaveVdso lets each thread stopped in user code inside [lo, hi), the
+// vDSO, run on until it stops outside. A restore on another kernel build
+// keeps the old vDSO's code only as jumps to the new one at the start of
+// each function (see procs/pkg/vdso): a thread resumed in the middle of
+// one would run old code on new data.
+//
+// Such a thread runs free for a moment and is stopped again, up to
+// maxVdsoRuns times (and else is saved where it is: the image still
+// restores on this kernel build). Single steps would stop it sooner, but
+// a thread stopped by a step has a SIGTRAP pending, which kills the
+// process if procs-dump dies then; a thread that runs or is stopped by
+// PTRACE_INTERRUPT just goes on. What the thread does meanwhile it would
+// have done anyway: threads it made are seized like the others, and a
+// child process it made ends the dump.
+func (f *frozen) leaveVdso(lo, hi uint64) error {
+	ran := false
+	for _, tid := range slices.Clone(f.tids) {
+		for i := 0; i < maxVdsoRuns && slices.Contains(f.tids, tid); i++ {
+			regs, err := ptrace.GetRegs(tid)
+			if err != nil {
+				return err
+			}
+			if regs.Rip < lo || regs.Rip >= hi || int64(regs.Orig_rax) >= 0 {
+				break // outside, or in a system call, made again as it is
+			}
+			ran = true
+			if err := ptrace.Cont(tid, 0); err != nil {
+				return err
+			}
+			unix.Nanosleep(&unix.Timespec{Nsec: 20_000}, nil)
+			if err := ptrace.Interrupt(tid); err != nil && !errors.Is(err, unix.ESRCH) {
+				return err
+			}
+			if err := f.waitStop(tid); err != nil {
+				return err
+			}
 		}
 	}
-	if !stepped {
+	if !ran {
 		return nil
 	}
-	if err := ptrace.Interrupt(tid); err != nil {
+	if err := f.seizeAll(); err != nil {
 		return err
 	}
-	if err := ptrace.Cont(tid, 0); err != nil {
-		return err
+	if kids, err := procfs.ChildrenOf(f.pid); err == nil && len(kids) > 0 {
+		return &refusal{fmt.Sprintf("process %d made child processes %v while being frozen", f.pid, kids)}
 	}
-	return f.waitStop(tid)
+	return nil
 }
+
+// maxVdsoRuns bounds how often leaveVdso lets one thread run: a thread
+// that calls the vDSO in a loop is found outside it one time in a few.
+const maxVdsoRuns = 200
 
 // gone forgets thread tid, which exited: an error if it was the main
 // thread.

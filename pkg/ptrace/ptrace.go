@@ -73,12 +73,6 @@ func Cont(tid int, sig int) error {
 	return errno("ptrace(CONT)", ptrace(unix.PTRACE_CONT, tid, 0, uintptr(sig)))
 }
 
-// Step has a stopped thread run one instruction and stop again,
-// delivering sig first if it is not 0.
-func Step(tid int, sig int) error {
-	return errno("ptrace(SINGLESTEP)", ptrace(unix.PTRACE_SINGLESTEP, tid, 0, uintptr(sig)))
-}
-
 // GetEventMsg returns the message of the last ptrace event (a new tid).
 func GetEventMsg(tid int) (uint, error) {
 	m, err := unix.PtraceGetEventMsg(tid)

@@ -427,7 +427,7 @@ func (b *builder) clearLayout() error {
 
 // threadsOutOfVdso fails if a thread of img was stopped in the middle of
 // its vDSO's code, which a process calling another kernel's vDSO cannot
-// go on running (procs-dump lets threads step out first).
+// go on running (procs-dump lets such threads run out first).
 func threadsOutOfVdso(img *format.Process) error {
 	for _, m := range img.Maps {
 		if m.Name != "[vdso]" {

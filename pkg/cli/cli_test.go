@@ -430,3 +430,24 @@ func TestOutputStdoutReadOnly(t *testing.T) {
 		t.Errorf("read-only stdout's file grew to %d bytes", st.Size())
 	}
 }
+
+func TestClosedAtStart(t *testing.T) {
+	for _, tc := range []struct {
+		path string
+		flag int
+		want bool
+	}{
+		{os.DevNull, os.O_RDWR, true}, // what the Go runtime opens for a closed fd
+		{os.DevNull, os.O_WRONLY, false},
+		{filepath.Join(t.TempDir(), "f"), os.O_RDWR | os.O_CREATE, false},
+	} {
+		f, err := os.OpenFile(tc.path, tc.flag, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := closedAtStart(f); got != tc.want {
+			t.Errorf("closedAtStart(%s opened %#o) = %v; want %v", tc.path, tc.flag, got, tc.want)
+		}
+		f.Close()
+	}
+}

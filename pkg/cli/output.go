@@ -40,6 +40,9 @@ func OpenOutput(name string, stdout *os.File) (*Output, error) {
 		if IsTerminal(stdout) {
 			return nil, WithHint(ErrTerminal, "use -o FILE or redirect stdout")
 		}
+		if closedAtStart(stdout) {
+			return nil, WithHint(ErrClosedStdout, "use -o FILE or redirect stdout")
+		}
 		o := &Output{Name: "-", f: stdout, start: -1}
 		GrowPipe(stdout)
 		if st, err := stdout.Stat(); err == nil && st.Mode().IsRegular() {
@@ -314,4 +317,23 @@ func GrowPipe(f *os.File) {
 	if st, err := f.Stat(); err == nil && st.Mode()&fs.ModeNamedPipe != 0 {
 		unix.FcntlInt(f.Fd(), unix.F_SETPIPE_SZ, 1<<20)
 	}
+}
+
+// ErrClosedStdout is returned by OpenOutput for a standard output that
+// was closed when the command started.
+var ErrClosedStdout = errors.New("standard output is closed")
+
+// closedAtStart says whether f (standard output) was closed when the
+// program started. The Go runtime then opens /dev/null in its place,
+// read-write, and an image written there would be lost, with the process
+// killed after it. A shell's ">/dev/null" opens it write-only, so a
+// read-write /dev/null is taken for a closed output (and "1<>/dev/null"
+// refused with it).
+func closedAtStart(f *os.File) bool {
+	var st unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != unix.Mkdev(1, 3) {
+		return false
+	}
+	fl, err := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
+	return err == nil && fl&unix.O_ACCMODE == unix.O_RDWR
 }

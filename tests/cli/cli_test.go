@@ -7,6 +7,7 @@ package clitest
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -150,6 +151,7 @@ func TestUsageErrors(t *testing.T) {
 		{"dump two pids", "procs-dump", []string{"1", "2"}, 2, "too many arguments"},
 		{"dump pid and name", "procs-dump", []string{"-n", "x", "1"}, 2, "not both"},
 		{"dump empty name", "procs-dump", []string{"-n", ""}, 2, "empty process name"},
+		{"dump empty output", "procs-dump", []string{"-o", "", "1"}, 2, "empty file name for --output"},
 		{"dump bad compress", "procs-dump", []string{"-z", "gzip", "1"}, 2, `invalid value "gzip" for --compress`},
 		{"dump missing value", "procs-dump", []string{"1", "-o"}, 2, "option -o needs a value"},
 		{"dump value to flag", "procs-dump", []string{"--nokill=yes", "1"}, 2, "--nokill"},
@@ -328,6 +330,27 @@ func TestClosedStdout(t *testing.T) {
 			t.Errorf("%s --help > closed pipe = exit %d; want %d", bin, r.code, want)
 		}
 		checkMessage(t, bin, r, "broken pipe")
+	}
+}
+
+// TestStdoutClosedAtStart runs procs-dump with its standard output
+// closed (the Go runtime puts /dev/null there): it must fail and leave
+// the process alone, not write the image nowhere and kill it.
+func TestStdoutClosedAtStart(t *testing.T) {
+	pid := startVictim(t, "")
+	cmd := exec.Command("sh", "-c", `exec "$0" "$1" >&-`, filepath.Join(binDir, "procs-dump"), strconv.Itoa(pid))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Errorf("procs-dump PID >&- = %v; want exit 1", err)
+	}
+	if want := "procs-dump: standard output is closed\n"; !strings.HasPrefix(stderr.String(), want) {
+		t.Errorf("stderr = %q; want it to start with %q", stderr.String(), want)
+	}
+	if !alive(pid) {
+		t.Errorf("victim %d died", pid)
 	}
 }
 

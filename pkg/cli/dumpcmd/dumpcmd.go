@@ -72,6 +72,9 @@ func parse(args []string) (options, error) {
 	if set.IsSet("name") && o.name == "" {
 		return o, cli.Usagef("empty process name")
 	}
+	if set.IsSet("output") && o.output == "" {
+		return o, cli.Usagef("empty file name for --output")
+	}
 	switch {
 	case o.name != "" && len(operands) > 0:
 		return o, cli.Usagef("give a PID or -n NAME, not both")

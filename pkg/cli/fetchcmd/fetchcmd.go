@@ -63,6 +63,8 @@ func parse(args []string) (options, error) {
 		return o, cli.Usagef("missing ID (or next)")
 	case len(ops) > 1:
 		return o, cli.Usagef("too many arguments: %q", ops[1:])
+	case set.IsSet("output") && o.output == "":
+		return o, cli.Usagef("empty file name for --output")
 	}
 	o.id = ops[0]
 	return o, nil

@@ -368,6 +368,12 @@ func TestServeLoopback(t *testing.T) {
 		if code != 2 || !strings.Contains(errs, "without a token") {
 			t.Errorf("procs-serve -l 0.0.0.0:0 = exit %d, %q; want 2 and a refusal", code, errs)
 		}
+		// Refused before binding: an address this machine lacks (TEST-NET-1)
+		// gets the same refusal, not a bind error.
+		_, errs, code = h.run(t, nil, "procs-serve", "-l", "192.0.2.10:7627", "-d", state)
+		if code != 2 || !strings.Contains(errs, "without a token") {
+			t.Errorf("procs-serve -l 192.0.2.10:7627 = exit %d, %q; want 2 and a refusal", code, errs)
+		}
 	})
 }
 

@@ -109,8 +109,9 @@ func Main(args []string, stdin, stdout, stderr *os.File) int {
 	return code
 }
 
-// listener returns the socket passed by systemd, else a new one on -l.
-func listener(o options) (net.Listener, int, error) {
+// listener returns the socket passed by systemd, else a new one on -l
+// (refused without a token unless on loopback).
+func listener(o options, token string) (net.Listener, int, error) {
 	lns, err := server.SystemdListeners()
 	switch {
 	case err != nil:
@@ -133,11 +134,42 @@ func listener(o options) (net.Listener, int, error) {
 			addr = net.JoinHostPort(strings.Trim(addr, "[]"), strconv.Itoa(client.DefaultPort))
 		}
 	}
+	if token == "" && !loopbackAddr(addr) {
+		return nil, cli.ExitUsage, noToken(addr)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, cli.ExitFailure, err
 	}
 	return ln, cli.ExitOK, nil
+}
+
+// loopbackAddr says whether host:port names only loopback addresses, so
+// that it is safe to listen there without a token. It is asked before
+// listening: nothing may listen elsewhere without one, even for a moment.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return false
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback()
+	}
+	ips, err := net.LookupIP(host)
+	if err != nil || len(ips) == 0 {
+		return false
+	}
+	for _, ip := range ips {
+		if !ip.IsLoopback() {
+			return false
+		}
+	}
+	return true
+}
+
+func noToken(addr any) error {
+	return cli.WithHint(fmt.Errorf("refusing to listen on %v without a token", addr),
+		"give --token-file FILE, or listen on loopback")
 }
 
 func serve(o options, msg *cli.Msg) (int, error) {
@@ -148,14 +180,13 @@ func serve(o options, msg *cli.Msg) (int, error) {
 			return cli.ExitFailure, err
 		}
 	}
-	ln, code, err := listener(o)
+	ln, code, err := listener(o, token)
 	if err != nil {
 		return code, err
 	}
 	defer ln.Close()
-	if !server.IsLoopback(ln.Addr()) && token == "" {
-		return cli.ExitUsage, cli.WithHint(fmt.Errorf("refusing to listen on %s without a token", ln.Addr()),
-			"give --token-file FILE, or listen on loopback")
+	if !server.IsLoopback(ln.Addr()) && token == "" { // a socket from systemd
+		return cli.ExitUsage, noToken(ln.Addr())
 	}
 	cfg := server.Config{Dir: o.dir, Verify: Verify, MaxSize: o.limit, Token: token}
 	if o.Verbose {

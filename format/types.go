@@ -101,3 +101,11 @@ type Summary struct {
 	PageBytes int64 // bytes of memory in PAGES records
 	Bytes     int64 // length of the image (decompressed), END included
 }
+
+// Threads says "1 thread" or "N threads", for messages about an image.
+func Threads(n int) string {
+	if n == 1 {
+		return "1 thread"
+	}
+	return fmt.Sprintf("%d threads", n)
+}

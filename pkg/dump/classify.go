@@ -139,12 +139,19 @@ func precheck(pid int) (procfs.Status, error) {
 	if err != nil {
 		return st, notFound(pid, err)
 	}
+	if strings.HasPrefix(st.State, "Z") || strings.HasPrefix(st.State, "X") {
+		return st, &refusal{fmt.Sprintf("process %d is a zombie: it has exited, and holds nothing to dump", pid)}
+	}
+	maps, err := procfs.Maps(pid)
+	if err != nil {
+		return st, notFound(pid, err)
+	}
+	if len(maps) == 0 {
+		return st, &refusal{fmt.Sprintf("process %d is a kernel thread: it has no memory of its own to dump", pid)}
+	}
 	var p problems
 	if strings.HasPrefix(st.State, "T") || strings.HasPrefix(st.State, "t") {
 		p.add("it is stopped or traced (state %s)", st.State)
-	}
-	if strings.HasPrefix(st.State, "Z") || strings.HasPrefix(st.State, "X") {
-		p.add("it is a zombie")
 	}
 	if st.Seccomp != 0 {
 		p.add("a seccomp filter")
@@ -157,13 +164,6 @@ func precheck(pid int) (procfs.Status, error) {
 	}
 	if t, err := procfs.Timers(pid); err == nil && t != "" {
 		p.add("POSIX timers")
-	}
-	maps, err := procfs.Maps(pid)
-	if err != nil {
-		return st, notFound(pid, err)
-	}
-	if len(maps) == 0 {
-		p.add("no memory (a kernel thread)")
 	}
 	p = append(p, checkMaps(maps)...)
 	fds, err := procfs.FDs(pid)

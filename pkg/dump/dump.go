@@ -106,7 +106,7 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 		}
 		defer letGo()
 		st.Threads = len(f.tids)
-		logf("froze %d threads in %v", len(f.tids), frozenAt.Sub(start).Round(time.Microsecond))
+		logf("froze %s in %v", format.Threads(len(f.tids)), frozenAt.Sub(start).Round(time.Microsecond))
 		c := &collector{pid: opts.PID, f: f, fileSave: opts.FileSave}
 		if err := c.collect(); err != nil {
 			return err

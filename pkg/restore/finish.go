@@ -199,7 +199,7 @@ func (b *builder) finish() error {
 			return err
 		}
 	}
-	b.logf("state in place, %d threads", len(b.tids))
+	b.logf("state in place, %s", format.Threads(len(b.tids)))
 	if b.opts.BeforeRun != nil {
 		b.opts.BeforeRun(b.pid)
 	}

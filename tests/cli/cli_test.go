@@ -278,6 +278,58 @@ func TestNoSuchProcess(t *testing.T) {
 	}
 }
 
+// TestZombieAndKernelThread: a zombie and a kernel thread are each
+// refused in one plain sentence.
+func TestZombieAndKernelThread(t *testing.T) {
+	z := exec.Command("true")
+	if err := z.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer z.Wait()
+	for i := 0; i < 500 && !strings.Contains(procState(z.Process.Pid), "Z"); i++ {
+		time.Sleep(2 * time.Millisecond)
+	}
+	kthread := 0
+	procs, _ := os.ReadDir("/proc")
+	for _, e := range procs {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid)); err == nil && len(b) == 0 && !strings.Contains(procState(pid), "Z") {
+			kthread = pid
+			break
+		}
+	}
+	for _, tc := range []struct {
+		pid  int
+		want string
+	}{
+		{z.Process.Pid, "is a zombie"},
+		{kthread, "is a kernel thread"},
+	} {
+		if tc.pid == 0 {
+			t.Logf("no kernel thread in sight: skipped")
+			continue
+		}
+		r := run(t, nil, nil, "procs-dump", "-K", strconv.Itoa(tc.pid))
+		if r.code != 3 {
+			t.Errorf("procs-dump %d = exit %d; want 3", tc.pid, r.code)
+		}
+		checkMessage(t, "procs-dump", r, fmt.Sprintf("process %d %s", tc.pid, tc.want))
+	}
+}
+
+// procState is the state field of /proc/PID/stat.
+func procState(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+3 <= len(s) {
+		return s[i+2 : i+3]
+	}
+	return ""
+}
+
 func TestNameSeveral(t *testing.T) {
 	name := fmt.Sprintf("procs-victim-%d", os.Getpid())
 	a := startVictim(t, name)

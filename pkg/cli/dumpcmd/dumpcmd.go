@@ -167,8 +167,8 @@ func run(o options, stdout *os.File, msg *cli.Msg) (int, error) {
 		}
 		return cli.ExitFailure, err
 	}
-	msg.Logf("done: %s of memory, %s image, %d threads, frozen %s, total %s",
-		cli.FormatBytes(st.PageBytes), cli.FormatBytes(st.ImageBytes), st.Threads,
+	msg.Logf("done: %s of memory, %s image, %s, frozen %s, total %s",
+		cli.FormatBytes(st.PageBytes), cli.FormatBytes(st.ImageBytes), format.Threads(st.Threads),
 		st.Frozen.Round(time.Microsecond), st.Total.Round(time.Microsecond))
 	return cli.ExitOK, nil
 }

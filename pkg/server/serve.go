@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -27,6 +29,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, certFile, keyFile s
 		MaxHeaderBytes:    64 << 10,
 		// No read or write timeout: bodies are images of any size, and
 		// GET /v1/next waits as long as it must.
+		//
+		// net/http's own complaints (a client's failed TLS handshake...)
+		// go where the server's events go, with its prefix, or nowhere.
+		ErrorLog: log.New(logWriter{s}, "", 0),
 	}
 	hs.RegisterOnShutdown(s.Shutdown)
 	errc := make(chan error, 1)
@@ -100,4 +106,12 @@ func SystemdListeners() ([]net.Listener, error) {
 		lns = append(lns, ln)
 	}
 	return lns, nil
+}
+
+// logWriter passes the lines of a log.Logger to the server's Log.
+type logWriter struct{ s *Server }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.s.logf("%s", strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
 }

@@ -9,11 +9,14 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,7 +44,14 @@ func TestTLS(t *testing.T) {
 	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
 
-	s, err := server.New(server.Config{Dir: filepath.Join(dir, "state"), Token: "t"})
+	var mu sync.Mutex
+	var logged []string
+	logf := func(format string, args ...any) {
+		mu.Lock()
+		logged = append(logged, fmt.Sprintf(format, args...))
+		mu.Unlock()
+	}
+	s, err := server.New(server.Config{Dir: filepath.Join(dir, "state"), Token: "t", Log: logf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,5 +81,19 @@ func TestTLS(t *testing.T) {
 		if resp.StatusCode == 200 {
 			t.Errorf("plain HTTP on a TLS listener = 200; want a failure")
 		}
+	}
+	// net/http's complaint about it comes through Log, not on stderr.
+	for i := 0; ; i++ {
+		mu.Lock()
+		got := strings.Join(logged, "\n")
+		mu.Unlock()
+		if strings.Contains(got, "TLS handshake error") {
+			break
+		}
+		if i == 100 {
+			t.Errorf("no TLS handshake error in the server's log:\n%s", got)
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -224,6 +224,11 @@ func (r *Reader) failAt(kind ErrorKind, off int64, msg string, record ...int) er
 // inputError turns an error from the input into the error to return.
 func (r *Reader) inputError(err error, what string) error {
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		if r.whole != None {
+			// Said of the decompressed stream: the input may be cut
+			// anywhere in a block that was not decoded.
+			return r.fail(Truncated, r.cur.Index, fmt.Sprintf("the %v-compressed input ends in %s", r.whole, what))
+		}
 		return r.fail(Truncated, r.cur.Index, "input ends in "+what)
 	}
 	if r.whole != None && (r.srcErr.err == nil || r.srcErr.err != err) {

@@ -468,3 +468,14 @@ func TestTestdata(t *testing.T) {
 		checkVector(t, v)
 	}
 }
+
+// TestWholeStreamCutSays: a whole-stream compressed image cut short is
+// reported as such, not as an image whose file header is cut.
+func TestWholeStreamCutSays(t *testing.T) {
+	img := newBuilder().info().plain(TypeProcess, []byte(`{"pid":42}`)).end().b
+	wx := xzAll(t, img)
+	_, _, err := Verify(bytes.NewReader(wx[:len(wx)/2]))
+	if err == nil || !strings.Contains(err.Error(), "the xz-compressed input ends in") {
+		t.Errorf("cut xz image: %v; want it to say the xz-compressed input ends", err)
+	}
+}

@@ -223,9 +223,23 @@ func (c *cmd) fail(code int, err error) int {
 func (c *cmd) client(server string) (*client.Client, error) {
 	token, err := client.LoadToken(c.o.tokenFile)
 	if err != nil {
-		return nil, err
+		return nil, tokenError{err}
 	}
 	return client.New(server, token)
+}
+
+// tokenError is a token that could not be read: a failure, where a bad
+// server name is a usage error.
+type tokenError struct{ error }
+
+func (e tokenError) Unwrap() error { return e.error }
+
+// failClient reports an error of client or local with its status.
+func (c *cmd) failClient(err error) int {
+	if errors.As(err, new(tokenError)) {
+		return c.fail(cli.ExitFailure, err)
+	}
+	return c.fail(cli.ExitUsage, err)
 }
 
 // local returns a client of the local server: -s, $PROCS_SERVER or
@@ -262,7 +276,7 @@ func (c *cmd) save() int {
 	}
 	cl, err := c.local()
 	if err != nil {
-		return c.fail(cli.ExitUsage, err)
+		return c.failClient(err)
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
 	err = cl.Ping(ctx)
@@ -492,7 +506,7 @@ func (c *cmd) send() int {
 	}
 	cl, err := c.client(dest)
 	if err != nil {
-		return c.fail(cli.ExitUsage, err)
+		return c.failClient(err)
 	}
 	if c.o.name != "" || isProcess(c.o.operands[0]) {
 		return c.dumpTo(cl)
@@ -545,7 +559,7 @@ func isProcess(s string) bool {
 func (c *cmd) list() int {
 	cl, err := c.local()
 	if err != nil {
-		return c.fail(cli.ExitUsage, err)
+		return c.failClient(err)
 	}
 	es, err := cl.List(c.ctx)
 	if err != nil {
@@ -566,7 +580,7 @@ func (c *cmd) list() int {
 func (c *cmd) delete() int {
 	cl, err := c.local()
 	if err != nil {
-		return c.fail(cli.ExitUsage, err)
+		return c.failClient(err)
 	}
 	code := cli.ExitOK
 	for _, id := range c.o.operands {

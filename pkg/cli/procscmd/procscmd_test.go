@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -131,6 +132,32 @@ func TestParse(t *testing.T) {
 		}
 		if err != nil || o.verb != tc.verb || !slices.Equal(o.operands, tc.operands) || o.output != tc.output {
 			t.Errorf("parse(%q) = %q %q -o %q, %v; want %q %q -o %q", tc.args, o.verb, o.operands, o.output, err, tc.verb, tc.operands, tc.output)
+		}
+	}
+}
+
+// TestClientErrorStatus: a token file that cannot be used is a failure
+// (1), a bad server name a usage error (2).
+func TestClientErrorStatus(t *testing.T) {
+	empty := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"procs", "list", "--token-file", empty}, cli.ExitFailure},
+		{[]string{"procs", "delete", "x", "--token-file", filepath.Join(t.TempDir(), "none")}, cli.ExitFailure},
+		{[]string{"procs", "list", "-s", "bad host:x:y"}, cli.ExitUsage},
+	} {
+		if got := Main(tc.args, null, null, null); got != tc.want {
+			t.Errorf("%q = exit %d; want %d", tc.args, got, tc.want)
 		}
 	}
 }

@@ -76,10 +76,14 @@ func ParseServer(s string) (string, error) {
 	}
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
-		// No port: a bare host or a bare IPv6 address.
+		// No port: a bare host or a bare IPv6 address, its brackets
+		// both there or both not.
+		if strings.HasPrefix(s, "[") != strings.HasSuffix(s, "]") {
+			return "", fmt.Errorf("bad server address %q", s)
+		}
 		host, port = strings.TrimSuffix(strings.TrimPrefix(s, "["), "]"), strconv.Itoa(DefaultPort)
 	}
-	if host == "" || strings.ContainsAny(host, "/?#@ ") {
+	if host == "" || strings.ContainsAny(host, "/?#@ []") {
 		return "", fmt.Errorf("bad server address %q", s)
 	}
 	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {

@@ -16,6 +16,9 @@ func TestParseServer(t *testing.T) {
 		{"host:0", ""},
 		{"host:x", ""},
 		{"a/b", ""},
+		{"http://[::1", ""},
+		{"::1]", ""},
+		{"[::1]", "http://[::1]:7627"},
 	} {
 		got, err := ParseServer(tc.in)
 		if tc.want == "" {

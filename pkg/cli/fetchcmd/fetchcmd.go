@@ -65,6 +65,8 @@ func parse(args []string) (options, error) {
 		return o, cli.Usagef("too many arguments: %q", ops[1:])
 	case set.IsSet("output") && o.output == "":
 		return o, cli.Usagef("empty file name for --output")
+	case set.IsSet("server") && o.server == "":
+		return o, cli.Usagef("empty server address for --server")
 	}
 	o.id = ops[0]
 	return o, nil
@@ -102,6 +104,9 @@ func Main(args []string, stdin, stdout, stderr *os.File) int {
 	defer stop()
 	if err := fetch(ctx, c, o, out, msg); err != nil {
 		out.Abort()
+		if ctx.Err() != nil {
+			err = errors.New("interrupted by a signal")
+		}
 		msg.Error(err)
 		return cli.ExitFailure
 	}

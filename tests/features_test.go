@@ -374,7 +374,10 @@ func TestFileChangedRefused(t *testing.T) {
 			reports(t, p.out, "files", 2, 0)
 			img, _ := dumpKilled(t, p)
 			tc.change(t, data)
-			refused(t, loadCmd(img), "features", data)
+			msg := refused(t, loadCmd(img), "features", data)
+			if !strings.Contains(msg, "hint: procs-dump -f") {
+				t.Errorf("no hint to dump with -f")
+			}
 			if _, err := os.Stat(log); err != nil {
 				t.Errorf("the log the process appended to: %v", err)
 			}

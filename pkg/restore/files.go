@@ -106,6 +106,9 @@ func (b *builder) prepareFile(i int, f *format.File) error {
 		if f.Deleted {
 			return fmt.Errorf("file %s was deleted before the dump and its contents are not in the image", f.Path)
 		}
+		if err == unix.ENOENT {
+			return &FileChangedError{Path: f.Path, Why: "it no longer exists"}
+		}
 		return fmt.Errorf("cannot open %s: %w", f.Path, err)
 	}
 	lf := os.NewFile(uintptr(fd), f.Path)
@@ -130,7 +133,7 @@ func (b *builder) prepareFile(i int, f *format.File) error {
 			b.warnf("%s changed since the dump; the process gets a private copy with the image's contents", f.Path)
 			return b.privateCopy(i, f)
 		}
-		return fmt.Errorf("file %s changed since the dump (%s)", f.Path, changed)
+		return &FileChangedError{Path: f.Path, Why: changed}
 	}
 	b.local[i] = lf
 	return nil
@@ -200,4 +203,12 @@ func callersCreds(c format.Creds) bool {
 	r, e, s := unix.Getresuid()
 	gr, ge, gs := unix.Getresgid()
 	return c.UID == [4]int{r, e, s, e} && c.GID == [4]int{gr, ge, gs, ge}
+}
+
+// FileChangedError refuses a file the process had open or mapped that
+// changed since the dump, and whose contents the image does not carry.
+type FileChangedError struct{ Path, Why string }
+
+func (e *FileChangedError) Error() string {
+	return fmt.Sprintf("file %s changed since the dump (%s)", e.Path, e.Why)
 }

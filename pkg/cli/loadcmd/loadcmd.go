@@ -5,6 +5,7 @@
 package loadcmd
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -118,7 +119,7 @@ func Main(args []string, stdin, stdout, stderr *os.File) int {
 	p, err := restore.Restore(opts, in)
 	msg.EndProgress()
 	if err != nil {
-		msg.Error(err)
+		msg.Error(Hint(err))
 		return cli.ExitLoadFailure
 	}
 	if in != stdin {
@@ -180,4 +181,12 @@ func Wait(p *restore.Process, msg *cli.Msg) int {
 func VdsoProxy() bool {
 	v := os.Getenv("PROCS_VDSO_PROXY")
 	return v != "" && v != "0"
+}
+
+// Hint adds to a failed restore's error what the user can do about it.
+func Hint(err error) error {
+	if errors.As(err, new(*restore.FileChangedError)) {
+		return cli.WithHint(err, "procs-dump -f carries the contents of open files in the image")
+	}
+	return err
 }

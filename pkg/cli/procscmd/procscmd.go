@@ -450,7 +450,7 @@ func (c *cmd) run(cl *client.Client, id string, stop func(), running func()) int
 	p, err := restore.Restore(opts, body)
 	body.Close()
 	if err != nil {
-		return c.fail(cli.ExitLoadFailure, err)
+		return c.fail(cli.ExitLoadFailure, loadcmd.Hint(err))
 	}
 	stop() // from now on signals are the process's business (loadcmd.Wait)
 	c.msg.Logf("process %d runs", p.Pid)

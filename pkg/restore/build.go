@@ -294,7 +294,7 @@ func (b *builder) clone3(r *ptrace.Remote, memPID int, flags, exitSignal uint64,
 			if errors.Is(err, unix.EPERM) {
 				return 0, fmt.Errorf("choosing id %d needs root (CAP_CHECKPOINT_RESTORE; use --pid=auto or new)", want)
 			}
-			return 0, fmt.Errorf("id %d is taken by another process (use --pid=auto or new)", want)
+			return 0, fmt.Errorf("--pid=keep: the original id %d (of the process or one of its threads) is in use by another process; --pid=auto or --pid=new take another", want)
 		}
 		return b.clone3(r, memPID, flags, exitSignal, 0, PIDNew)
 	}

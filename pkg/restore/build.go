@@ -42,12 +42,12 @@ type builder struct {
 	// vdsoInsn is the offset of a syscall instruction in the vDSO, to
 	// unmap the scratch area from outside it.
 	vdsoInsn uint64
-	// proxy is set when the process calls this kernel's vDSO, kvdso,
-	// through a patched copy of its own (see procs/pkg/vdso); kvdsoAt
-	// is where clearLayout put kvdso.
+	// kvdsoAt is where clearLayout put this kernel's [vdso]: where the
+	// image had its own, or, with proxy, next to it, the process calling
+	// it, kvdso, through a patched copy of its own (see procs/pkg/vdso).
+	kvdsoAt uint64
 	proxy   bool
 	kvdso   []byte
-	kvdsoAt uint64
 	mem     *ptrace.ProcMem // for pages of read-only mappings
 }
 
@@ -395,16 +395,12 @@ func (b *builder) clearLayout() error {
 			return fmt.Errorf("the image's vDSO layout differs from this kernel's (%s)", name)
 		}
 	}
+	b.kvdsoAt = base(ws)
 	if base(cs) == base(ws) {
 		return nil
 	}
 	// Move the group out of the way first, then to its place.
-	var busy [][2]uint64
-	for _, m := range b.img.Maps {
-		busy = append(busy, [2]uint64{m.Start, m.End})
-	}
-	busy = append(busy, [2]uint64{lo, hi}, [2]uint64{b.scratch, b.scratch + scratchSize})
-	tmp := findHole(busy, hi-lo, 0x200000000)
+	tmp := findHole(b.busy(lo, hi), hi-lo, 0x200000000)
 	if tmp == 0 {
 		return errors.New("no room to move the vDSO")
 	}
@@ -451,13 +447,12 @@ func (b *builder) placeVdso(cur map[string]procfs.Mapping) error {
 		lo, hi = min(lo, m.Start), max(hi, m.End)
 	}
 	var old uint64
-	busy := [][2]uint64{{lo, hi}, {b.scratch, b.scratch + scratchSize}}
 	for _, m := range b.img.Maps {
-		busy = append(busy, [2]uint64{m.Start, m.End})
 		if m.Name == "[vdso]" {
 			old = m.Start
 		}
 	}
+	busy := b.busy(lo, hi)
 	size := hi - lo
 	to := uint64(0)
 	for _, from := range []uint64{old - min(old, 16*size), old - min(old, 1<<30), old} {
@@ -484,6 +479,16 @@ func (b *builder) placeVdso(cur map[string]procfs.Mapping) error {
 		return errors.New("this kernel gives processes no [vdso]")
 	}
 	return nil
+}
+
+// busy lists the address ranges a moved vDSO group must keep off: the
+// image's mappings, the group's place now, [lo, hi), and the scratch area.
+func (b *builder) busy(lo, hi uint64) [][2]uint64 {
+	busy := [][2]uint64{{lo, hi}, {b.scratch, b.scratch + scratchSize}}
+	for _, m := range b.img.Maps {
+		busy = append(busy, [2]uint64{m.Start, m.End})
+	}
+	return busy
 }
 
 // readContents reads every record after PROCESS: file contents into the

@@ -182,15 +182,8 @@ func (b *builder) finish() error {
 		}
 	}
 	// The scratch area goes last, unmapped from a syscall instruction
-	// outside it: the vDSO's, now where the image had it.
-	for _, m := range img.Maps {
-		if m.Name == "[vdso]" {
-			r.Insn = m.Start + b.vdsoInsn
-		}
-	}
-	if b.proxy {
-		r.Insn = b.kvdsoAt + b.vdsoInsn
-	}
+	// outside it: the vDSO's, at its new place.
+	r.Insn = b.kvdsoAt + b.vdsoInsn
 	if _, err := r.Syscall("munmap scratch", sysMunmap, b.scratch, scratchSize); err != nil {
 		return err
 	}

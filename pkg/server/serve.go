@@ -7,7 +7,6 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -66,14 +65,33 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, certFile, keyFile s
 // IsLoopback reports whether a listener address only accepts connections
 // from this host. An unspecified address (":7627", "0.0.0.0") is not.
 func IsLoopback(addr net.Addr) bool {
-	switch a := addr.(type) {
-	case *net.TCPAddr:
-		return a.IP.IsLoopback()
-	case *net.UnixAddr:
+	if _, ok := addr.(*net.UnixAddr); ok {
 		return true
 	}
-	ap, err := netip.ParseAddrPort(addr.String())
-	return err == nil && ap.Addr().IsLoopback()
+	return IsLoopbackAddress(addr.String())
+}
+
+// IsLoopbackAddress reports whether host:port names only loopback
+// addresses: a loopback IP, or a name that resolves to loopback IPs only.
+// An empty host (every interface) is not.
+func IsLoopbackAddress(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil || host == "" {
+		return false
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback()
+	}
+	ips, err := net.LookupIP(host)
+	if err != nil || len(ips) == 0 {
+		return false
+	}
+	for _, ip := range ips {
+		if !ip.IsLoopback() {
+			return false
+		}
+	}
+	return true
 }
 
 // SystemdListeners returns the sockets passed by systemd socket

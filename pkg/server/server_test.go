@@ -546,5 +546,20 @@ func TestIsLoopback(t *testing.T) {
 		if got := server.IsLoopback(a); got != tc.want {
 			t.Errorf("IsLoopback(%s) = %v; want %v", tc.addr, got, tc.want)
 		}
+		if got := server.IsLoopbackAddress(tc.addr); got != tc.want {
+			t.Errorf("IsLoopbackAddress(%s) = %v; want %v", tc.addr, got, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		addr string
+		want bool
+	}{
+		{"localhost:7627", true},
+		{":7627", false},
+		{"127.0.0.1", false}, // no port: not an address to listen on
+	} {
+		if got := server.IsLoopbackAddress(tc.addr); got != tc.want {
+			t.Errorf("IsLoopbackAddress(%s) = %v; want %v", tc.addr, got, tc.want)
+		}
 	}
 }

@@ -134,7 +134,9 @@ func listener(o options, token string) (net.Listener, int, error) {
 			addr = net.JoinHostPort(strings.Trim(addr, "[]"), strconv.Itoa(client.DefaultPort))
 		}
 	}
-	if token == "" && !loopbackAddr(addr) {
+	// Asked before listening: nothing may listen elsewhere without a
+	// token, even for a moment.
+	if token == "" && !server.IsLoopbackAddress(addr) {
 		return nil, cli.ExitUsage, noToken(addr)
 	}
 	ln, err := net.Listen("tcp", addr)
@@ -142,29 +144,6 @@ func listener(o options, token string) (net.Listener, int, error) {
 		return nil, cli.ExitFailure, err
 	}
 	return ln, cli.ExitOK, nil
-}
-
-// loopbackAddr says whether host:port names only loopback addresses, so
-// that it is safe to listen there without a token. It is asked before
-// listening: nothing may listen elsewhere without one, even for a moment.
-func loopbackAddr(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil || host == "" {
-		return false
-	}
-	if ip := net.ParseIP(host); ip != nil {
-		return ip.IsLoopback()
-	}
-	ips, err := net.LookupIP(host)
-	if err != nil || len(ips) == 0 {
-		return false
-	}
-	for _, ip := range ips {
-		if !ip.IsLoopback() {
-			return false
-		}
-	}
-	return true
 }
 
 func noToken(addr any) error {

@@ -13,11 +13,7 @@ import (
 // vdsoAt returns where process pid's [vdso] is mapped.
 func vdsoAt(t *testing.T, pid int) uint64 {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(b), "\n") {
+	for _, l := range mapsOf(t, pid) {
 		if strings.HasSuffix(l, "[vdso]") {
 			var start uint64
 			fmt.Sscanf(l, "%x-", &start)

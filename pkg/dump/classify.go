@@ -174,9 +174,14 @@ func precheck(pid int) (procfs.Status, error) {
 	return st, p.err(pid)
 }
 
+// notFound says plainly why /proc could not tell about process pid: it
+// does not exist, or it is not ours to read.
 func notFound(pid int, err error) error {
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ESRCH) {
 		return &refusal{fmt.Sprintf("no process %d", pid)}
+	}
+	if errors.Is(err, fs.ErrPermission) {
+		return &refusal{fmt.Sprintf("not allowed to read process %d (%v): run procs-dump as its owner, or as root with at least its capabilities", pid, err)}
 	}
 	return err
 }

@@ -677,3 +677,38 @@ func realPython(t *testing.T) string {
 	}
 	return strings.TrimSpace(string(out))
 }
+
+// TestNotAllowed: procs-dump run by a user who may not read the process
+// is refused in one sentence that says so, and leaves it alone.
+func TestNotAllowed(t *testing.T) {
+	dir, err := os.MkdirTemp("", "procs-notallowed-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	bin := filepath.Join(dir, "procs-dump")
+	b, err := os.ReadFile(filepath.Join(binDir, "procs-dump"))
+	if err == nil {
+		err = os.WriteFile(bin, b, 0o755)
+	}
+	if err == nil {
+		err = os.Chmod(dir, 0o755)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := startVictim(t, "")
+	cmd := exec.Command(bin, "-K", strconv.Itoa(pid))
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	cmd.Run()
+	r := result{code: cmd.ProcessState.ExitCode(), stderr: errb.String()}
+	if r.code != 3 {
+		t.Errorf("procs-dump as uid 65534 = exit %d; want 3", r.code)
+	}
+	checkMessage(t, "procs-dump", r, fmt.Sprintf("not allowed to read process %d", pid))
+	if !alive(pid) || procState(pid) != "S" {
+		t.Errorf("victim's state after the refusal = %q; want it sleeping on", procState(pid))
+	}
+}

@@ -140,6 +140,9 @@ func parse(args []string) (options, error) {
 	if set.IsSet("name") && o.name == "" {
 		return o, cli.Usagef("empty process name")
 	}
+	if set.IsSet("server") && o.server == "" {
+		return o, cli.Usagef("empty server address for --server")
+	}
 	n := len(o.operands)
 	switch o.verb {
 	case "save", "send":

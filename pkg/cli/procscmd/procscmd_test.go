@@ -155,6 +155,8 @@ func TestClientErrorStatus(t *testing.T) {
 		{[]string{"procs", "list", "--token-file", empty}, cli.ExitFailure},
 		{[]string{"procs", "delete", "x", "--token-file", filepath.Join(t.TempDir(), "none")}, cli.ExitFailure},
 		{[]string{"procs", "list", "-s", "bad host:x:y"}, cli.ExitUsage},
+		{[]string{"procs", "list", "-s", ""}, cli.ExitUsage},
+		{[]string{"procs", "send", "1", "--server="}, cli.ExitUsage},
 	} {
 		if got := Main(tc.args, null, null, null); got != tc.want {
 			t.Errorf("%q = exit %d; want %d", tc.args, got, tc.want)

@@ -3,6 +3,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -190,8 +191,12 @@ func (c *Client) do(req *http.Request, want int) (*http.Response, error) {
 	}
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	msg := resp.Status
-	if json.Unmarshal(b, &e) == nil && e.Error != "" {
+	switch {
+	case json.Unmarshal(b, &e) == nil && e.Error != "":
 		msg = e.Error
+	case resp.StatusCode == http.StatusBadRequest && bytes.Contains(b, []byte("HTTP request to an HTTPS server")):
+		// net/http's answer to plain HTTP on a TLS port.
+		msg = "the server speaks HTTPS: give it as https://" + strings.TrimPrefix(c.base, "http://")
 	}
 	return nil, &Error{Status: resp.StatusCode, Msg: fmt.Sprintf("%s: %s", c.base, msg)}
 }

@@ -1,6 +1,13 @@
 package client
 
-import "testing"
+import (
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
 
 func TestParseServer(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
@@ -30,5 +37,23 @@ func TestParseServer(t *testing.T) {
 		if err != nil || got != tc.want {
 			t.Errorf("ParseServer(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
 		}
+	}
+}
+
+// TestPlainToTLS: plain HTTP to a server that speaks HTTPS is told to use
+// https://, not just "400 Bad Request".
+func TestPlainToTLS(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.NotFoundHandler())
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // its handshake error
+	srv.StartTLS()
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "https://")
+	cl, err := New("http://"+host, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = cl.List(t.Context())
+	if want := "give it as https://" + host; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("List over plain HTTP = %v; want it to say %q", err, want)
 	}
 }

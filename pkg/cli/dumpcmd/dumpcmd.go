@@ -20,6 +20,7 @@ import (
 // Usage is printed by -h and repeated in man/procs-dump.1.
 const Usage = `usage: procs-dump [-K] [-f] [-o FILE] [-z none|zstd|xz] [-v] PID
        procs-dump [options] -n NAME
+       procs-dump -h | --version
 
 Write an image of process PID to stdout (or FILE), then kill the process.
 

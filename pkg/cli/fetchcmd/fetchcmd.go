@@ -19,6 +19,7 @@ import (
 
 // Usage is printed by -h and repeated in man/procs-fetch.1.
 const Usage = `usage: procs-fetch [-s SERVER] [--token-file=FILE] [--delete] [-o FILE] [-v] ID|next
+       procs-fetch -h | --version
 
 Write the image ID kept by procs-serve to stdout (or FILE); "next" waits
 for the next image to arrive.

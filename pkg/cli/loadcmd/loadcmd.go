@@ -19,6 +19,7 @@ import (
 
 // Usage is printed by -h and repeated in man/procs-load.1.
 const Usage = `usage: procs-load [-d] [-v] [--pid=auto|keep|new] [FILE|-]
+       procs-load -h | --version
 
 Restore the process in image FILE (or stdin) and run it in this terminal;
 exit with its status.

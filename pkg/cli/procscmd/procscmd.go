@@ -38,6 +38,7 @@ const Usage = `usage: procs save [PID] [-n NAME] [-o FILE] [-K] [-f] [-z none|zs
        procs receive [PROCS_ID] [-d] [--keep] [--pid=auto|keep|new] [-v]
        procs list
        procs delete PROCS_ID...
+       procs -h | --version
 
 Checkpoint, restore and move processes; keep images on procs-serve.
 

@@ -24,6 +24,7 @@ import (
 // Usage is printed by -h and repeated in man/procs-serve.8.
 const Usage = `usage: procs-serve [-l ADDR:PORT] [-d DIR] [--token-file=FILE]
                    [--cert=FILE --key=FILE] [--max-size=SIZE] [-v]
+       procs-serve -h | --version
 
 Keep procs images under ids and hand them out over HTTP.
 

@@ -668,6 +668,57 @@ func TestDumpKilledNeverHarms(t *testing.T) {
 	}
 }
 
+// TestLoadKilledLeavesNothing kills procs-load at random moments of a
+// restore. What it had started dies with it; a process it had already let
+// run may live on, and then it must be whole: it reports again, and every
+// check it makes of itself passes.
+func TestLoadKilledLeavesNothing(t *testing.T) {
+	rounds := 20
+	if testing.Short() {
+		rounds = 5
+	}
+	for _, s := range []spec{counterSpec("counter"), specNamed("threads")} {
+		t.Run(s.name, func(t *testing.T) {
+			needTools(t)
+			noLeftovers(t)
+			v, _ := startVictim(t, s)
+			img := dump(t, v.pid(), true)
+			v.cmd.Process.Kill()
+			if !v.exited(10 * time.Second) {
+				t.Fatal("victim did not die")
+			}
+			rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 11))
+			survived := 0
+			for i := range rounds {
+				delay := time.Duration(rng.IntN(20_001)) * time.Microsecond
+				ld := startLoad(t, img)
+				time.Sleep(delay)
+				ld.cmd.Process.Kill()
+				<-ld.done
+				left := liveDescendants(time.Second)
+				if len(left) == 0 {
+					continue
+				}
+				if len(left) > 1 || left[0].comm != s.comm {
+					t.Fatalf("round %d (procs-load killed after %v): left %v", i, delay, left)
+				}
+				ld.find(t, s.comm, time.Second)
+				skip := len(mustLines(ld.out))
+				all, ok := ld.out.wait(lineWait, haveLines(s.streams, 1, skip))
+				if !ok {
+					t.Fatalf("round %d (procs-load killed after %v): %v lives on but does not report:\n%s", i, delay, left[0], tail(all, 10))
+				}
+				if bad := badFlags(parseAll(all)); len(bad) > 0 {
+					t.Fatalf("round %d (procs-load killed after %v): %v reports a failed check:\n%s", i, delay, left[0], strings.Join(bad, "\n"))
+				}
+				ld.kill(t)
+				survived++
+			}
+			t.Logf("%d of %d restored processes outlived their procs-load", survived, rounds)
+		})
+	}
+}
+
 // TestStreamed pipes procs-dump straight into procs-load's standard input,
 // as `(procs-dump PID; cat) | procs-load` does, and checks that the
 // restored process goes on and reads what follows the image on that

@@ -29,6 +29,25 @@ type Process struct {
 	// nanoseconds, when it was frozen: a restorer may give it a time
 	// namespace in which they go on from there.
 	Clocks *Clocks `json:"clocks,omitempty"`
+	// Terminal is the state of the terminal on the process's standard
+	// streams, if one of them was a terminal.
+	Terminal *Terminal `json:"terminal,omitempty"`
+}
+
+// Terminal is the state of a terminal the process had on a standard
+// stream: the first of fds 0, 1 and 2 that was one. The flags and
+// control characters are those of struct termios (termios(3)); rows and
+// cols are the window size.
+type Terminal struct {
+	FD    int    `json:"fd"`
+	Iflag uint32 `json:"iflag"`
+	Oflag uint32 `json:"oflag"`
+	Cflag uint32 `json:"cflag"`
+	Lflag uint32 `json:"lflag"`
+	Line  uint8  `json:"line"`
+	Cc    []byte `json:"cc"` // c_cc, NCCS (19) bytes
+	Rows  uint16 `json:"rows"`
+	Cols  uint16 `json:"cols"`
 }
 
 // Clocks are clock readings in nanoseconds.

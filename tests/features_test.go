@@ -964,3 +964,105 @@ func TestLargeMemory(t *testing.T) {
 		ld.kill(t)
 	}
 }
+
+// openPty opens a new pseudo-terminal pair, closed when t ends.
+func openPty(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	t.Cleanup(func() { m.Close() })
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetUint32(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return m, s
+}
+
+// TestTerminalModes: a process that set its terminal to raw mode gets
+// the same modes on the terminal procs-load runs in (typed keys reach it
+// one by one, unechoed), and a SIGWINCH to redraw; once it is gone,
+// procs-load's terminal has its own modes back.
+func TestTerminalModes(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	ma, sa := openPty(t)
+	orig := exec.Command(featuresBin(t), "tty")
+	orig.Stdin, orig.Stdout, orig.Stderr = sa, sa, sa
+	orig.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
+	if err := orig.Start(); err != nil {
+		t.Fatal(err)
+	}
+	origStart := startTime(orig.Process.Pid)
+	t.Cleanup(func() { killChecked(t, orig.Process.Pid, origStart) })
+	sa.Close()
+	outA := readLines(ma)
+	expect(t, outA, "tty ", 0, "icanon=0", "echo=0")
+	img := dump(t, orig.Process.Pid, false)
+	orig.Wait()
+
+	mb, sb := openPty(t)
+	cooked, err := unix.IoctlGetTermios(int(sb.Fd()), unix.TCGETS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cooked.Lflag&(unix.ICANON|unix.ECHO) != unix.ICANON|unix.ECHO {
+		t.Fatalf("new terminal's lflag %#o; want ICANON and ECHO", cooked.Lflag)
+	}
+	ld := exec.Command(filepath.Join(binDir, "procs-load"), img)
+	ld.Stdin, ld.Stdout, ld.Stderr = sb, sb, sb
+	// procs-load leads a session of which the terminal is the controlling
+	// one, in the foreground: as in a shell.
+	ld.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0, Pdeathsig: syscall.SIGKILL}
+	if err := ld.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- ld.Wait() }()
+	outB := readLines(mb)
+	expect(t, outB, "tty ", 0, "icanon=0", "echo=0", "winch=1")
+	skip := len(mustLines(outB))
+	if _, err := mb.Write([]byte("ab")); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, outB, "tty ", skip, "keys=2")
+	if all := strings.Join(mustLines(outB)[skip:], "\n"); strings.Contains(all, "ab") {
+		t.Errorf("typed keys were echoed: %q", all)
+	}
+
+	var restored int
+	for _, p := range descendants() {
+		if p.comm == "features" && p.state != 'Z' {
+			restored = p.pid
+		}
+	}
+	if restored == 0 {
+		t.Fatal("restored process not found")
+	}
+	killChecked(t, restored, startTime(restored))
+	select {
+	case err := <-done:
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 128+9 {
+			t.Errorf("procs-load = %v; want exit 137", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("procs-load did not end")
+	}
+	after, err := unix.IoctlGetTermios(int(sb.Fd()), unix.TCGETS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Lflag != cooked.Lflag || after.Cc != cooked.Cc {
+		t.Errorf("terminal after the process: lflag %#o cc %v; want its own back: lflag %#o cc %v",
+			after.Lflag, after.Cc, cooked.Lflag, cooked.Cc)
+	}
+}

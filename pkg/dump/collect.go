@@ -224,6 +224,10 @@ func (c *collector) collectFDs(fds []procfs.FD) error {
 		fd := &fds[i]
 		out := format.FD{Num: fd.Num, File: -1, Pos: fd.Pos,
 			Flags: fd.Flags &^ (unix.O_CLOEXEC | unix.O_LARGEFILE), Cloexec: fd.Flags&unix.O_CLOEXEC != 0}
+		// A terminal travels as its modes (major 1 is /dev/null and kin).
+		if fd.Num <= 2 && fd.Kind == procfs.FileChar && unix.Major(fd.Rdev) != 1 && c.p.Terminal == nil {
+			c.p.Terminal = terminalOf(c.pid, fd.Num)
+		}
 		if fd.Num > 2 {
 			kind, _ := fdKind(fd)
 			path := fmt.Sprintf("/proc/%d/fd/%d", c.pid, fd.Num)

@@ -32,8 +32,9 @@ type builder struct {
 	fill    map[int]*os.File // file index -> where its FILEDATA goes
 	created []string         // files created at their path (removed on failure)
 
-	helper  int // the exec'd stub the process is cloned from
-	pid     int // the process being built
+	helper  int       // the exec'd stub the process is cloned from
+	pid     int       // the process being built
+	tty     *terminal // the terminal whose modes it was given
 	main    *ptrace.Remote
 	scratch uint64
 	tids    []int // thread ids, in the image's order
@@ -114,6 +115,8 @@ func (b *builder) writePath(p string) (uint64, error) {
 
 // abort kills whatever was started. Precondition: tracer thread.
 func (b *builder) abort() {
+	b.tty.reset()
+	b.tty = nil
 	for _, p := range []int{b.pid, b.helper} {
 		if p > 0 {
 			unix.Kill(p, unix.SIGKILL)

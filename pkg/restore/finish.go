@@ -193,6 +193,11 @@ func (b *builder) finish() error {
 		}
 	}
 	b.logf("state in place, %s", format.Threads(len(b.tids)))
+	if t := img.Terminal; b.opts.Terminal && t != nil {
+		if f := b.opts.stream(t.FD); f != nil {
+			b.tty = takeTerminal(f, t)
+		}
+	}
 	if b.opts.BeforeRun != nil {
 		b.opts.BeforeRun(b.pid)
 	}
@@ -200,6 +205,9 @@ func (b *builder) finish() error {
 		if err := ptrace.Detach(b.tids[i], 0); err != nil {
 			return err
 		}
+	}
+	if b.tty != nil {
+		unix.Kill(b.pid, unix.SIGWINCH)
 	}
 	return nil
 }

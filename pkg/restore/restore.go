@@ -46,11 +46,18 @@ type Options struct {
 	// (see procs/pkg/vdso) even when the image's vDSO is this kernel's,
 	// as it must when the image was made on another kernel build.
 	VdsoProxy bool
+	// Terminal gives the process, while it runs, the modes its terminal
+	// had at the dump, when the caller's stream of that number is a
+	// terminal in whose foreground the caller is; Wait puts the
+	// caller's modes back. The process then gets a SIGWINCH: it is on
+	// another terminal now, and a full-screen program redraws.
+	Terminal bool
 }
 
 // Process is a restored, running process, a child of the caller.
 type Process struct {
 	Pid int
+	tty *terminal // modes to put back when it ends
 }
 
 // Restore reads an image from in, builds the process and starts it.
@@ -102,7 +109,7 @@ func Restore(opts Options, in io.Reader) (*Process, error) {
 		return nil, err
 	}
 	opts.Log("restored pid %d in %v", b.pid, time.Since(start).Round(time.Microsecond))
-	return &Process{Pid: b.pid}, nil
+	return &Process{Pid: b.pid, tty: b.tty}, nil
 }
 
 // Wait waits for the process to end and returns its exit status as a shell
@@ -121,8 +128,10 @@ func (p *Process) Wait() (int, error) {
 		}
 		switch {
 		case ws.Exited():
+			p.tty.reset()
 			return ws.ExitStatus(), nil
 		case ws.Signaled():
+			p.tty.reset()
 			return 128 + int(ws.Signal()), nil
 		case ws.Stopped():
 			unix.Kill(os.Getpid(), unix.SIGSTOP)

@@ -47,6 +47,11 @@
  *		Prints every 100 ms "attrs N nofile=100 umask=027 nice=5
  *		limok=1 umaskok=1 niceok=1 cwdok=1 commok=1", checking
  *		each through the system calls that read it.
+ *	tty		fd 0 is a terminal: turns its ICANON and ECHO off, VMIN
+ *		and VTIME to 0, and counts SIGWINCHs. Every 50 ms it reads
+ *		what was typed and prints "tty N icanon=I echo=E winch=W
+ *		keys=K", I and E as tcgetattr(0) says now, W the SIGWINCHs
+ *		seen, K the bytes read in all.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -62,6 +67,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -343,6 +349,41 @@ static void __attribute__((noreturn)) dupped(const char *data)
 	}
 }
 
+static volatile sig_atomic_t winches;
+
+static void on_winch(int sig)
+{
+	(void)sig;
+	winches++;
+}
+
+static void __attribute__((noreturn)) tty(void)
+{
+	struct termios tio;
+	if (tcgetattr(0, &tio) < 0)
+		die("tcgetattr");
+	tio.c_lflag &= ~(ICANON | ECHO);
+	tio.c_cc[VMIN] = 0;
+	tio.c_cc[VTIME] = 0;
+	if (tcsetattr(0, TCSANOW, &tio) < 0)
+		die("tcsetattr");
+	struct sigaction sa = {.sa_handler = on_winch, .sa_flags = SA_RESTART};
+	sigaction(SIGWINCH, &sa, NULL);
+	say("start 0 pid=%d\n", (int)getpid());
+	long keys = 0;
+	for (long n = 1;; n++) {
+		nap(50);
+		char buf[64];
+		ssize_t r = read(0, buf, sizeof buf);
+		if (r > 0)
+			keys += r;
+		if (tcgetattr(0, &tio) < 0)
+			die("tcgetattr");
+		say("tty %ld icanon=%d echo=%d winch=%d keys=%ld\n", n, !!(tio.c_lflag & ICANON),
+		    !!(tio.c_lflag & ECHO), (int)winches, keys);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 4 && strcmp(argv[1], "files") == 0)
@@ -359,6 +400,8 @@ int main(int argc, char **argv)
 		attrs(argv[2], argv[3]);
 	if (argc == 3 && strcmp(argv[1], "dup") == 0)
 		dupped(argv[2]);
-	fprintf(stderr, "usage: features files DATA LOG | deleted PATH | shm | privmap FILE | timer | attrs DIR NAME | dup DATA\n");
+	if (argc == 2 && strcmp(argv[1], "tty") == 0)
+		tty();
+	fprintf(stderr, "usage: features files DATA LOG | deleted PATH | shm | privmap FILE | timer | attrs DIR NAME | dup DATA | tty\n");
 	return 2;
 }

@@ -113,6 +113,7 @@ func Main(args []string, stdin, stdout, stderr *os.File) int {
 		Log:       msg.Logf,
 		Progress:  msg.ProgressFunc(),
 		VdsoProxy: VdsoProxy(),
+		Terminal:  !o.detach,
 	}
 	if o.detach {
 		opts.BeforeRun = PrintPID(stdout, msg)

@@ -447,6 +447,7 @@ func (c *cmd) run(cl *client.Client, id string, stop func(), running func()) int
 		Log:       c.msg.Logf,
 		Progress:  c.msg.ProgressFunc(),
 		VdsoProxy: loadcmd.VdsoProxy(),
+		Terminal:  !c.o.detach,
 	}
 	if c.o.detach {
 		opts.BeforeRun = loadcmd.PrintPID(c.stdout, c.msg)

@@ -47,14 +47,16 @@ func TestProgress(t *testing.T) {
 	}
 	now := time.Unix(1000, 0)
 	m.progress = &progressLine{now: func() time.Time { return now }}
-	m.Progress(0, 100<<20)
+	m.Progress(0, 100<<20) // too soon to show
+	now = now.Add(600 * time.Millisecond)
+	m.Progress(30<<20, 100<<20)
 	now = now.Add(10 * time.Millisecond)
-	m.Progress(10<<20, 100<<20) // throttled
-	now = now.Add(time.Second)
+	m.Progress(31<<20, 100<<20) // throttled
+	now = now.Add(400 * time.Millisecond)
 	m.Progress(50<<20, 100<<20)
 	m.Errorf("oops") // clears the line first
 	m.EndProgress()  // nothing shown: nothing to clear
-	want := "\rp: 0% 0 B of 100 MiB\x1b[K" +
+	want := "\rp: 30% 30 MiB of 100 MiB, 50 MiB/s\x1b[K" +
 		"\rp: 50% 50 MiB of 100 MiB, 50 MiB/s\x1b[K" +
 		"\r\x1b[Kp: oops\n"
 	if got := b.String(); got != want {

@@ -10,6 +10,10 @@ import (
 // line.
 const progressInterval = 100 * time.Millisecond
 
+// progressDelay is how long work goes on before a progress line shows:
+// work done sooner than that draws nothing, not a flash of a line.
+const progressDelay = 500 * time.Millisecond
+
 // progressLine is the state of the single updating line on a terminal.
 type progressLine struct {
 	now   func() time.Time // nil means time.Now
@@ -36,8 +40,9 @@ func (m *Msg) ProgressFunc() func(done, total int64) {
 }
 
 // Progress draws "prog: 37% 120 MiB of 324 MiB, 1.2 GiB/s" over the
-// previous progress line, at most every progressInterval. It does nothing
-// when stderr is not a terminal.
+// previous progress line, at most every progressInterval, once
+// progressDelay has passed since its first call. It does nothing when
+// stderr is not a terminal.
 func (m *Msg) Progress(done, total int64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -49,7 +54,7 @@ func (m *Msg) Progress(done, total int64) {
 	if p.start.IsZero() {
 		p.start = now
 	}
-	if p.shown && now.Sub(p.last) < progressInterval {
+	if !p.shown && now.Sub(p.start) < progressDelay || p.shown && now.Sub(p.last) < progressInterval {
 		return
 	}
 	p.last = now

@@ -116,6 +116,7 @@ const (
 	FileRegular = "reg"
 	FileDir     = "dir"
 	FileChar    = "chr"
+	FileTTY     = "tty"   // the process's own terminal: the restorer's terminal
 	FileMemfd   = "memfd" // memfd or shared anonymous memory: contents always carried
 	FileEventfd = "eventfd"
 	FileEpoll   = "epoll"

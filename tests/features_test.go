@@ -991,7 +991,9 @@ func openPty(t *testing.T) (master, slave *os.File) {
 // TestTerminalModes: a process that set its terminal to raw mode gets
 // the same modes on the terminal procs-load runs in (typed keys reach it
 // one by one, unechoed), and a SIGWINCH to redraw; once it is gone,
-// procs-load's terminal has its own modes back.
+// procs-load's terminal has its own modes back. The terminal it had open
+// again as fd 3 is procs-load's terminal too; procs-load without a
+// terminal refuses such a process.
 func TestTerminalModes(t *testing.T) {
 	needTools(t)
 	noLeftovers(t)
@@ -1009,6 +1011,8 @@ func TestTerminalModes(t *testing.T) {
 	expect(t, outA, "tty ", 0, "icanon=0", "echo=0")
 	img := dump(t, orig.Process.Pid, false)
 	orig.Wait()
+
+	refused(t, exec.Command(filepath.Join(binDir, "procs-load"), img), "features", "no terminal to give it")
 
 	mb, sb := openPty(t)
 	cooked, err := unix.IoctlGetTermios(int(sb.Fd()), unix.TCGETS)
@@ -1029,7 +1033,7 @@ func TestTerminalModes(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- ld.Wait() }()
 	outB := readLines(mb)
-	expect(t, outB, "tty ", 0, "icanon=0", "echo=0", "winch=1")
+	expect(t, outB, "tty ", 0, "icanon=0", "echo=0", "winch=1", "sameok=1")
 	skip := len(mustLines(outB))
 	if _, err := mb.Write([]byte("ab")); err != nil {
 		t.Fatal(err)
@@ -1064,5 +1068,33 @@ func TestTerminalModes(t *testing.T) {
 	if after.Lflag != cooked.Lflag || after.Cc != cooked.Cc {
 		t.Errorf("terminal after the process: lflag %#o cc %v; want its own back: lflag %#o cc %v",
 			after.Lflag, after.Cc, cooked.Lflag, cooked.Cc)
+	}
+}
+
+// TestOtherTerminalRefused: a terminal that is not the process's own (not
+// its controlling terminal, not on its standard streams) is refused at
+// the dump, by fd and path.
+func TestOtherTerminalRefused(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	_, other := openPty(t)
+	p := exec.Command("sleep", "1000")
+	p.ExtraFiles = []*os.File{other} // fd 3
+	p.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	st := startTime(p.Process.Pid)
+	defer func() {
+		killChecked(t, p.Process.Pid, st)
+		p.Wait()
+	}()
+	var stderr bytes.Buffer
+	d := exec.Command(filepath.Join(binDir, "procs-dump"), "-K", "-o", os.DevNull, strconv.Itoa(p.Process.Pid))
+	d.Stderr = &stderr
+	err := d.Run()
+	want := "fd 3 is a terminal other than its own (" + other.Name() + ")"
+	if err == nil || d.ProcessState.ExitCode() != 3 || !strings.Contains(stderr.String(), want) {
+		t.Errorf("procs-dump = %v, %q; want exit 3 saying %q", err, stderr.String(), want)
 	}
 }

@@ -42,8 +42,40 @@ var knownDevices = map[uint64]string{
 	unix.Mkdev(5, 0): "/dev/tty",
 }
 
+// terminals are the devices that are a process's own terminal: its
+// controlling terminal and any terminal on fds 0, 1 and 2. Wherever the
+// process is restored, they are the restorer's terminal.
+type terminals map[uint64]bool
+
+// terminalsOf finds the terminals of a process whose controlling
+// terminal is ctty (tty_nr of /proc/PID/stat, 0 for none) and whose fds
+// are fds.
+func terminalsOf(ctty int, fds []procfs.FD) terminals {
+	ts := terminals{}
+	if ctty != 0 {
+		ts[uint64(ctty)] = true
+	}
+	for i := range fds {
+		if fd := &fds[i]; fd.Num <= 2 && fd.Kind == procfs.FileChar && isTerminal(fd.Rdev) {
+			ts[fd.Rdev] = true
+		}
+	}
+	return ts
+}
+
+// isTerminal says whether a character device is a terminal by its major
+// number: virtual consoles and serial ports (4), pseudo-terminals
+// (136-143), USB and other serial lines (188, 204).
+func isTerminal(rdev uint64) bool {
+	switch m := unix.Major(rdev); {
+	case m == 4, m >= 136 && m <= 143, m == 188, m == 204:
+		return true
+	}
+	return false
+}
+
 // fdKind says how an fd is carried, or why it cannot be.
-func fdKind(fd *procfs.FD) (kind string, why string) {
+func fdKind(fd *procfs.FD, ts terminals) (kind string, why string) {
 	t := fd.Target
 	switch {
 	case fd.Kind == procfs.Memfd:
@@ -55,6 +87,12 @@ func fdKind(fd *procfs.FD) (kind string, why string) {
 	case fd.Kind == procfs.FileChar:
 		if _, ok := knownDevices[fd.Rdev]; ok {
 			return format.FileChar, ""
+		}
+		if ts[fd.Rdev] {
+			return format.FileTTY, ""
+		}
+		if isTerminal(fd.Rdev) {
+			return "", "a terminal other than its own (" + t + ")"
 		}
 		return "", "a character device (" + t + ")"
 	case t == "anon_inode:[eventfd]":
@@ -74,14 +112,14 @@ func fdKind(fd *procfs.FD) (kind string, why string) {
 }
 
 // checkFDs returns the problems of a process's fds.
-func checkFDs(fds []procfs.FD) problems {
+func checkFDs(fds []procfs.FD, ts terminals) problems {
 	var p problems
 	for i := range fds {
 		fd := &fds[i]
 		if fd.Num <= 2 {
 			continue // replaced by the loader's own standard streams
 		}
-		if _, why := fdKind(fd); why != "" {
+		if _, why := fdKind(fd, ts); why != "" {
 			p.add("fd %d is %s", fd.Num, why)
 		}
 	}
@@ -170,7 +208,11 @@ func precheck(pid int) (procfs.Status, error) {
 	if err != nil {
 		return st, notFound(pid, err)
 	}
-	p = append(p, checkFDs(fds)...)
+	stat, err := procfs.ReadStat(pid)
+	if err != nil {
+		return st, notFound(pid, err)
+	}
+	p = append(p, checkFDs(fds, terminalsOf(stat.TTY, fds))...)
 	return st, p.err(pid)
 }
 

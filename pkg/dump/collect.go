@@ -28,6 +28,7 @@ type collector struct {
 	fileSave  bool
 	p         format.Process
 	maps      []procfs.Mapping
+	ttys      terminals         // the process's own terminals
 	files     map[[2]uint64]int // (dev, ino) -> index into p.Files
 	carry     []carried
 	vdso      []byte
@@ -86,7 +87,8 @@ func (c *collector) collect() error {
 	if err != nil {
 		return err
 	}
-	if p := checkFDs(fds); len(p) > 0 {
+	c.ttys = terminalsOf(st.TTY, fds)
+	if p := checkFDs(fds, c.ttys); len(p) > 0 {
 		return p.err(pid)
 	}
 	exe, err := c.fileAt(fmt.Sprintf("/proc/%d/exe", pid), format.FileRegular)
@@ -224,12 +226,13 @@ func (c *collector) collectFDs(fds []procfs.FD) error {
 		fd := &fds[i]
 		out := format.FD{Num: fd.Num, File: -1, Pos: fd.Pos,
 			Flags: fd.Flags &^ (unix.O_CLOEXEC | unix.O_LARGEFILE), Cloexec: fd.Flags&unix.O_CLOEXEC != 0}
-		// A terminal travels as its modes (major 1 is /dev/null and kin).
-		if fd.Num <= 2 && fd.Kind == procfs.FileChar && unix.Major(fd.Rdev) != 1 && c.p.Terminal == nil {
+		// A terminal travels as its modes: the first of the process's
+		// own, on fds 0-2 or beyond.
+		if c.p.Terminal == nil && fd.Kind == procfs.FileChar && c.ttys[fd.Rdev] {
 			c.p.Terminal = terminalOf(c.pid, fd.Num)
 		}
 		if fd.Num > 2 {
-			kind, _ := fdKind(fd)
+			kind, _ := fdKind(fd, c.ttys)
 			path := fmt.Sprintf("/proc/%d/fd/%d", c.pid, fd.Num)
 			idx, err := c.fileAt(path, kind)
 			if err != nil {

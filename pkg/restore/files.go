@@ -28,6 +28,16 @@ func validate(img *format.Process) error {
 	if img.Exe < 0 || img.Exe >= len(img.Files) {
 		return fmt.Errorf("image names no executable")
 	}
+	for i, f := range img.Files {
+		switch f.Kind {
+		case format.FileRegular, format.FileDir, format.FileChar, format.FileTTY,
+			format.FileMemfd, format.FileEventfd, format.FileEpoll:
+		default:
+			// An open file of a kind this restorer cannot make again
+			// (from a later writer): opening its path would be wrong.
+			return fmt.Errorf("image file %d (%s) is of kind %q, which this procs-load cannot restore", i, f.Path, f.Kind)
+		}
+	}
 	for _, m := range img.Maps {
 		if m.File >= len(img.Files) {
 			return fmt.Errorf("image mapping %x-%x names file %d of %d", m.Start, m.End, m.File, len(img.Files))
@@ -74,6 +84,16 @@ func (b *builder) prepareFiles() error {
 			if err := b.prepareFile(i, &f); err != nil {
 				return err
 			}
+		case format.FileTTY:
+			t := b.opts.terminal(b.img)
+			if t == nil {
+				return fmt.Errorf("the process had its terminal (%s) open beyond its standard streams, and procs-load has no terminal to give it", f.Path)
+			}
+			fd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", t.Fd()), unix.O_PATH|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return fmt.Errorf("reopening this terminal: %w", err)
+			}
+			b.local[i] = os.NewFile(uintptr(fd), f.Path)
 		case format.FileMemfd:
 			fd, err := unix.MemfdCreate(memfdName(f.Path), unix.MFD_CLOEXEC)
 			if err != nil {

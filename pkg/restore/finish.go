@@ -16,8 +16,11 @@ import (
 // new fd.
 func (b *builder) openInTarget(i int, flags int) (uint64, error) {
 	path := b.localPath(i)
-	if b.img.Files[i].Kind == format.FileChar {
+	switch b.img.Files[i].Kind {
+	case format.FileChar:
 		path = b.img.Files[i].Path
+	case format.FileTTY:
+		flags |= unix.O_NOCTTY // only reopened: it makes no session's
 	}
 	p, err := b.writePath(path)
 	if err != nil {
@@ -194,7 +197,7 @@ func (b *builder) finish() error {
 	}
 	b.logf("state in place, %s", format.Threads(len(b.tids)))
 	if t := img.Terminal; b.opts.Terminal && t != nil {
-		if f := b.opts.stream(t.FD); f != nil {
+		if f := b.opts.terminal(img); f != nil {
 			b.tty = takeTerminal(f, t)
 		}
 	}

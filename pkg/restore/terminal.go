@@ -55,15 +55,22 @@ func foreground(fd int) bool {
 	return err == nil && pg == unix.Getpgrp()
 }
 
-// stream is the caller's standard stream n, which is the process's fd n.
-func (o *Options) stream(n int) *os.File {
-	switch n {
-	case 0:
-		return o.Stdin
-	case 1:
-		return o.Stdout
-	case 2:
-		return o.Stderr
+// terminal is the caller's terminal that stands for the process's: its
+// standard stream of the number the image's terminal had, if that is a
+// terminal, else the first of its standard streams that is one; nil if
+// none is.
+func (o *Options) terminal(img *format.Process) *os.File {
+	streams := []*os.File{o.Stdin, o.Stdout, o.Stderr}
+	if t := img.Terminal; t != nil && t.FD >= 0 && t.FD <= 2 {
+		streams = append([]*os.File{streams[t.FD]}, streams...)
+	}
+	for _, f := range streams {
+		if f == nil {
+			continue
+		}
+		if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err == nil {
+			return f
+		}
 	}
 	return nil
 }

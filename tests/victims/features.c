@@ -47,11 +47,13 @@
  *		Prints every 100 ms "attrs N nofile=100 umask=027 nice=5
  *		limok=1 umaskok=1 niceok=1 cwdok=1 commok=1", checking
  *		each through the system calls that read it.
- *	tty		fd 0 is a terminal: turns its ICANON and ECHO off, VMIN
- *		and VTIME to 0, and counts SIGWINCHs. Every 50 ms it reads
- *		what was typed and prints "tty N icanon=I echo=E winch=W
- *		keys=K", I and E as tcgetattr(0) says now, W the SIGWINCHs
- *		seen, K the bytes read in all.
+ *	tty		fd 0 is a terminal: opens it again as fd 3, turns its
+ *		ICANON and ECHO off, VMIN and VTIME to 0, and counts
+ *		SIGWINCHs. Every 50 ms it reads what was typed through
+ *		fd 3 and prints "tty N icanon=I echo=E winch=W keys=K
+ *		sameok=1", I and E as tcgetattr(3) says now, W the
+ *		SIGWINCHs seen, K the bytes read in all, sameok saying
+ *		that fds 0 and 3 are one terminal.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -359,13 +361,16 @@ static void on_winch(int sig)
 
 static void __attribute__((noreturn)) tty(void)
 {
+	char *name = ttyname(0);
+	if (!name || open(name, O_RDWR | O_NOCTTY) != 3)
+		die("open tty");
 	struct termios tio;
-	if (tcgetattr(0, &tio) < 0)
+	if (tcgetattr(3, &tio) < 0)
 		die("tcgetattr");
 	tio.c_lflag &= ~(ICANON | ECHO);
 	tio.c_cc[VMIN] = 0;
 	tio.c_cc[VTIME] = 0;
-	if (tcsetattr(0, TCSANOW, &tio) < 0)
+	if (tcsetattr(3, TCSANOW, &tio) < 0)
 		die("tcsetattr");
 	struct sigaction sa = {.sa_handler = on_winch, .sa_flags = SA_RESTART};
 	sigaction(SIGWINCH, &sa, NULL);
@@ -374,13 +379,15 @@ static void __attribute__((noreturn)) tty(void)
 	for (long n = 1;; n++) {
 		nap(50);
 		char buf[64];
-		ssize_t r = read(0, buf, sizeof buf);
+		ssize_t r = read(3, buf, sizeof buf);
 		if (r > 0)
 			keys += r;
-		if (tcgetattr(0, &tio) < 0)
+		if (tcgetattr(3, &tio) < 0)
 			die("tcgetattr");
-		say("tty %ld icanon=%d echo=%d winch=%d keys=%ld\n", n, !!(tio.c_lflag & ICANON),
-		    !!(tio.c_lflag & ECHO), (int)winches, keys);
+		struct stat s0, s3;
+		int sameok = fstat(0, &s0) == 0 && fstat(3, &s3) == 0 && s0.st_rdev == s3.st_rdev;
+		say("tty %ld icanon=%d echo=%d winch=%d keys=%ld sameok=%d\n", n, !!(tio.c_lflag & ICANON),
+		    !!(tio.c_lflag & ECHO), (int)winches, keys, sameok);
 	}
 }
 

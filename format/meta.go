@@ -32,6 +32,23 @@ type Process struct {
 	// Terminal is the state of the terminal on the process's standard
 	// streams, if one of them was a terminal.
 	Terminal *Terminal `json:"terminal,omitempty"`
+	// Timers are the process's POSIX timers (timer_create(2)).
+	Timers []PosixTimer `json:"timers,omitempty"`
+}
+
+// PosixTimer is one timer of timer_create(2): its id, clock and struct
+// sigevent, and when it expires next.
+type PosixTimer struct {
+	ID     int    `json:"id"`
+	Clock  int    `json:"clock"`  // clockid_t: REALTIME, MONOTONIC, BOOTTIME, their ALARMs, TAI
+	Notify int    `json:"notify"` // sigev_notify; with SIGEV_THREAD_ID (4), Target is a thread
+	Signo  int    `json:"signo"`
+	Value  uint64 `json:"value"` // sigev_value
+	// Target is the thread (a tid of Threads) that gets the signal, with
+	// SIGEV_THREAD_ID; otherwise 0.
+	Target       int   `json:"target,omitempty"`
+	IntervalNsec int64 `json:"interval_ns"`
+	ValueNsec    int64 `json:"value_ns"` // time to the next expiry; 0: disarmed
 }
 
 // Terminal is the state of a terminal the process had on a standard

@@ -1098,3 +1098,55 @@ func TestOtherTerminalRefused(t *testing.T) {
 		t.Errorf("procs-dump = %v, %q; want exit 3 saying %q", err, stderr.String(), want)
 	}
 }
+
+// timerIDs lists the ids of /proc/PID/timers.
+func timerIDs(pid int) []string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/timers", pid))
+	var ids []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if id, ok := strings.CutPrefix(l, "ID: "); ok {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// TestPosixTimers: POSIX timers come back under their ids and go on
+// firing: one with a signal and a value, one due in an hour, one that
+// signals a single thread (whose id changes with --pid=new), and glibc's
+// SIGEV_THREAD, whose helper thread gets the signal.
+func TestPosixTimers(t *testing.T) {
+	for _, mode := range []string{"auto", "new"} {
+		t.Run(mode, func(t *testing.T) {
+			needTools(t)
+			noLeftovers(t)
+			p := startFeature(t, t.TempDir(), "ptimer")
+			reports(t, p.out, "ptimer", 3, 0)
+			ids := timerIDs(p.pid())
+			if len(ids) != 4 {
+				t.Fatalf("victim's timers %v; want 4", ids)
+			}
+			img, before := dumpKilled(t, p)
+			last := lastRec(t, before, "ptimer")
+			_, pid, after := restoreGoesOn(t, img, "features", "ptimer", 8, before, "--pid="+mode)
+			if got := timerIDs(pid); !slices.Equal(got, ids) {
+				t.Errorf("restored timers %v; want the ids %v", got, ids)
+			}
+			rs := perStream(parseAll(after))["ptimer"]
+			first, end := rs[0], rs[len(rs)-1]
+			for k, least := range map[string]int{"a": 20, "c": 12, "d": 8} {
+				v0, _ := strconv.Atoi(last.kv[k])
+				v1, _ := strconv.Atoi(first.kv[k])
+				v2, _ := strconv.Atoi(end.kv[k])
+				if v1 < v0 || v2-v1 < least {
+					t.Errorf("timer %s fired %d times before the dump, %d then %d after (over %d lines of 100 ms); want it going on",
+						k, v0, v1, v2, len(rs)-1)
+				}
+			}
+			if bad := badFlags(rs); len(bad) > 0 {
+				t.Errorf("failed checks after the restore:\n%s", strings.Join(bad, "\n"))
+			}
+		})
+	}
+}

@@ -126,6 +126,22 @@ func checkFDs(fds []procfs.FD, ts terminals) problems {
 	return p
 }
 
+// timerClocks are the clocks of POSIX timers procs carries: REALTIME,
+// MONOTONIC, BOOTTIME, REALTIME_ALARM, BOOTTIME_ALARM, TAI. A CPU-time
+// clock names a process or thread by its id in the clock id.
+var timerClocks = map[int]bool{0: true, 1: true, 7: true, 8: true, 9: true, 11: true}
+
+// checkTimers returns the problems of a process's POSIX timers.
+func checkTimers(ts []procfs.PosixTimer) problems {
+	var p problems
+	for _, t := range ts {
+		if !timerClocks[t.Clock] {
+			p.add("POSIX timer %d on clock %d (a CPU-time clock)", t.ID, t.Clock)
+		}
+	}
+	return p
+}
+
 // mapKind says how a mapping is carried, or why it cannot be.
 func mapKind(m *procfs.Mapping) (kind string, why string) {
 	switch m.Path {
@@ -200,8 +216,10 @@ func precheck(pid int) (procfs.Status, error) {
 	if root, err := procfs.Root(pid); err == nil && root != "/" {
 		p.add("a chroot (%s)", root)
 	}
-	if t, err := procfs.Timers(pid); err == nil && t != "" {
-		p.add("POSIX timers")
+	if ts, err := procfs.PosixTimers(pid); err != nil {
+		p.add("POSIX timers procs cannot read (%v)", err)
+	} else {
+		p = append(p, checkTimers(ts)...)
 	}
 	p = append(p, checkMaps(maps)...)
 	fds, err := procfs.FDs(pid)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -109,6 +110,9 @@ func (c *collector) collect() error {
 		return err
 	}
 	if c.p.Pending, err = ptrace.PeekSiginfo(pid, true); err != nil {
+		return err
+	}
+	if err := c.collectTimers(); err != nil {
 		return err
 	}
 	return c.inject(status)
@@ -340,14 +344,15 @@ func (c *collector) collectThreads() error {
 
 // Syscall numbers (x86-64) and constants used for injection.
 const (
-	sysMmap      = 9
-	sysMunmap    = 11
-	sysBrk       = 12
-	sysRtSigact  = 13
-	sysGetitimer = 36
-	sysSigaltstk = 131
-	sysPrctl     = 157
-	prGetTIDAddr = 40
+	sysMmap         = 9
+	sysMunmap       = 11
+	sysBrk          = 12
+	sysRtSigact     = 13
+	sysGetitimer    = 36
+	sysTimerGettime = 224
+	sysSigaltstk    = 131
+	sysPrctl        = 157
+	prGetTIDAddr    = 40
 )
 
 // inject reads the state only the process itself can tell: signal
@@ -466,7 +471,34 @@ func (c *collector) resultArea() (uint64, error) {
 	return 0, errors.New("process has no [stack] mapping")
 }
 
-// processCalls read signal handlers, interval timers and brk.
+// collectTimers reads the process's POSIX timers as /proc shows them;
+// processCalls asks the process when each expires next.
+func (c *collector) collectTimers() error {
+	ts, err := procfs.PosixTimers(c.pid)
+	if err != nil {
+		return err
+	}
+	if p := checkTimers(ts); len(p) > 0 {
+		return p.err(c.pid)
+	}
+	for _, t := range ts {
+		pt := format.PosixTimer{ID: t.ID, Clock: t.Clock, Notify: t.Notify, Signo: t.Signo, Value: t.Value}
+		if t.Notify&sigevThreadID != 0 {
+			if !slices.Contains(c.f.tids, t.Target) {
+				return fmt.Errorf("POSIX timer %d signals thread %d, not one of the process's", t.ID, t.Target)
+			}
+			pt.Target = t.Target
+		}
+		c.p.Timers = append(c.p.Timers, pt)
+	}
+	return nil
+}
+
+// sigevThreadID is SIGEV_THREAD_ID of sigev_notify.
+const sigevThreadID = 4
+
+// processCalls read signal handlers, interval timers, POSIX timers and
+// brk.
 func (c *collector) processCalls(status procfs.Status) []call {
 	le := binary.LittleEndian
 	c.p.Sigactions = make([]format.Sigaction, 64)
@@ -493,6 +525,15 @@ func (c *collector) processCalls(status procfs.Status) []call {
 				c.p.Itimers[which] = format.Itimerval{
 					IntervalUsec: int64(le.Uint64(b))*1e6 + int64(le.Uint64(b[8:])),
 					ValueUsec:    int64(le.Uint64(b[16:]))*1e6 + int64(le.Uint64(b[24:]))}
+			}})
+	}
+	for i := range c.p.Timers {
+		t := &c.p.Timers[i]
+		calls = append(calls, call{name: fmt.Sprintf("timer_gettime(%d)", t.ID), nr: sysTimerGettime, size: 32,
+			args: func(slot uint64) [6]uint64 { return [6]uint64{uint64(t.ID), slot} },
+			done: func(_ uint64, b []byte) {
+				t.IntervalNsec = int64(le.Uint64(b))*1e9 + int64(le.Uint64(b[8:]))
+				t.ValueNsec = int64(le.Uint64(b[16:]))*1e9 + int64(le.Uint64(b[24:]))
 			}})
 	}
 	calls = append(calls, call{name: "brk", nr: sysBrk,

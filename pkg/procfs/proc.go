@@ -3,9 +3,11 @@ package procfs
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -226,6 +228,85 @@ func parseLimitValue(b []byte) (uint64, bool) {
 // Timers returns /proc/PID/timers (the POSIX timers of the process) as
 // it is, "" when there are none.
 func Timers(pid int) (string, error) { return readString(pidPath(pid, "timers")) }
+
+// A PosixTimer is one timer of timer_create(2) as /proc/PID/timers shows
+// it.
+type PosixTimer struct {
+	ID     int
+	Signo  int
+	Value  uint64 // sigev_value
+	Notify int    // sigev_notify: SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD, each maybe | SIGEV_THREAD_ID
+	Target int    // the PID or, with SIGEV_THREAD_ID, the thread that gets the signal
+	Clock  int
+}
+
+// PosixTimers parses /proc/PID/timers.
+func PosixTimers(pid int) ([]PosixTimer, error) {
+	s, err := Timers(pid)
+	if err != nil {
+		return nil, err
+	}
+	return parsePosixTimers(s)
+}
+
+// parsePosixTimers parses the contents of /proc/PID/timers: per timer,
+// "ID: N", "signal: SIGNO/VALUE" (VALUE in hex), "notify: KIND/pid.P" or
+// "notify: KIND/tid.T", "ClockID: C".
+func parsePosixTimers(s string) ([]PosixTimer, error) {
+	var ts []PosixTimer
+	bad := func(line string) error { return fmt.Errorf("/proc/PID/timers: unexpected line %q", line) }
+	for _, line := range strings.Split(s, "\n") {
+		key, val, ok := strings.Cut(line, ": ")
+		if line == "" {
+			continue
+		}
+		if !ok {
+			return nil, bad(line)
+		}
+		if key == "ID" {
+			id, err := strconv.Atoi(val)
+			if err != nil {
+				return nil, bad(line)
+			}
+			ts = append(ts, PosixTimer{ID: id})
+			continue
+		}
+		if len(ts) == 0 {
+			return nil, bad(line)
+		}
+		t := &ts[len(ts)-1]
+		var err error
+		switch key {
+		case "signal":
+			signo, value, _ := strings.Cut(val, "/")
+			if t.Signo, err = strconv.Atoi(signo); err == nil {
+				t.Value, err = strconv.ParseUint(value, 16, 64)
+			}
+		case "notify":
+			kind, target, _ := strings.Cut(val, "/")
+			notify, ok := map[string]int{"signal": 0, "none": 1, "thread": 2}[kind]
+			who, num, _ := strings.Cut(target, ".")
+			switch {
+			case !ok:
+				err = bad(line)
+			case who == "tid":
+				notify |= 4 // SIGEV_THREAD_ID
+			case who != "pid":
+				err = bad(line)
+			}
+			t.Notify = notify
+			if err == nil {
+				t.Target, err = strconv.Atoi(num)
+			}
+		case "ClockID":
+			t.Clock, err = strconv.Atoi(val)
+		}
+		if err != nil {
+			return nil, bad(line)
+		}
+	}
+	return ts, nil
+}
 
 // ChildrenOf returns the sorted PIDs of the children of every thread of
 // pid, from /proc/PID/task/*/children.

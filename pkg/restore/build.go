@@ -71,6 +71,8 @@ const (
 	sysMremap        = 25
 	sysMadvise       = 28
 	sysSetitimer     = 38
+	sysTimerCreate   = 222
+	sysTimerSettime  = 223
 	sysChdir         = 80
 	sysUmask         = 95
 	sysSetresuid     = 117

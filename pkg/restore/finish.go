@@ -4,10 +4,12 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/procfs"
 	"procs/pkg/ptrace"
 	"procs/pkg/vdso"
 )
@@ -172,6 +174,9 @@ func (b *builder) finish() error {
 			return err
 		}
 	}
+	if err := b.posixTimers(); err != nil {
+		return err
+	}
 	if err := b.signals(); err != nil {
 		return err
 	}
@@ -210,6 +215,11 @@ func (b *builder) finish() error {
 		}
 	}
 	if b.tty != nil {
+		// Once it sleeps in the system call it was in (most programs on
+		// a terminal wait in read, poll or select): a signal that came
+		// before would run its handler and then let it block again,
+		// with the news of the new window unread (vim does that).
+		untilSleeping(b.pid, 100*time.Millisecond)
 		unix.Kill(b.pid, unix.SIGWINCH)
 	}
 	return nil
@@ -348,12 +358,7 @@ func (b *builder) processState() error {
 		if it.ValueUsec == 0 {
 			continue
 		}
-		buf := make([]byte, 32)
-		le.PutUint64(buf, uint64(it.IntervalUsec/1e6))
-		le.PutUint64(buf[8:], uint64(it.IntervalUsec%1e6))
-		le.PutUint64(buf[16:], uint64(it.ValueUsec/1e6))
-		le.PutUint64(buf[24:], uint64(it.ValueUsec%1e6))
-		if err := b.write(offArgs, buf); err != nil {
+		if err := b.write(offArgs, timerValue(it.IntervalUsec, it.ValueUsec, 1e6)); err != nil {
 			return err
 		}
 		if _, err := r.Syscall("setitimer", sysSetitimer, uint64(which), b.scratch+offArgs, 0); err != nil {
@@ -562,4 +567,84 @@ func hasAdvice(m format.Mapping, flag string) bool { return slices.Contains(m.Ad
 // end).
 func writableWhileFilled(m format.Mapping) bool {
 	return !m.Shared && (m.Prot&unix.PROT_WRITE != 0 || hasAdvice(m, "ac"))
+}
+
+// posixTimers makes the process's POSIX timers again under their ids
+// (PR_TIMER_CREATE_RESTORE_IDS: the program holds them as timer_t) and
+// arms each with what was left of its time at the dump. A timer that
+// signals one thread signals that thread's new tid.
+func (b *builder) posixTimers() error {
+	img := b.img
+	if len(img.Timers) == 0 {
+		return nil
+	}
+	r := b.main
+	le := binary.LittleEndian
+	const prTimerCreateRestoreIDs, sigevThreadID = 77, 4
+	if _, err := r.Syscall("prctl(PR_TIMER_CREATE_RESTORE_IDS)", sysPrctl, prTimerCreateRestoreIDs, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("the process has POSIX timers, and this kernel cannot give them their ids back: %w", err)
+	}
+	for _, t := range img.Timers {
+		// struct sigevent (64 bytes), then the timer id to ask for.
+		buf := make([]byte, 64+4)
+		le.PutUint64(buf, t.Value)
+		le.PutUint32(buf[8:], uint32(t.Signo))
+		le.PutUint32(buf[12:], uint32(t.Notify))
+		if t.Notify&sigevThreadID != 0 {
+			i := slices.IndexFunc(img.Threads, func(th format.Thread) bool { return th.TID == t.Target })
+			if i < 0 {
+				return fmt.Errorf("POSIX timer %d signals thread %d, which the image lacks", t.ID, t.Target)
+			}
+			le.PutUint32(buf[16:], uint32(b.tids[i]))
+		}
+		le.PutUint32(buf[64:], uint32(t.ID))
+		if err := b.write(offArgs, buf); err != nil {
+			return err
+		}
+		name := fmt.Sprintf("timer_create(%d)", t.ID)
+		if _, err := r.Syscall(name, sysTimerCreate, uint64(t.Clock), b.scratch+offArgs, b.scratch+offArgs+64); err != nil {
+			return err
+		}
+		got := make([]byte, 4)
+		if err := ptrace.ReadMem(b.pid, b.scratch+offArgs+64, got); err != nil {
+			return err
+		}
+		if id := int(int32(le.Uint32(got))); id != t.ID {
+			return fmt.Errorf("POSIX timer %d came back as timer %d", t.ID, id)
+		}
+		if t.ValueNsec == 0 {
+			continue // disarmed
+		}
+		if err := b.write(offArgs, timerValue(t.IntervalNsec, t.ValueNsec, 1e9)); err != nil {
+			return err
+		}
+		if _, err := r.Syscall(fmt.Sprintf("timer_settime(%d)", t.ID), sysTimerSettime, uint64(t.ID), 0, b.scratch+offArgs, 0); err != nil {
+			return err
+		}
+	}
+	_, err := r.Syscall("prctl(PR_TIMER_CREATE_RESTORE_IDS, off)", sysPrctl, prTimerCreateRestoreIDs, 0, 0, 0, 0)
+	return err
+}
+
+// untilSleeping waits, at most timeout, until thread pid sleeps in an
+// interruptible wait (state S).
+func untilSleeping(pid int, timeout time.Duration) {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(100 * time.Microsecond) {
+		if st, err := procfs.ReadStat(pid); err != nil || st.State == 'S' {
+			return
+		}
+	}
+}
+
+// timerValue encodes an interval and a value given in 1/perSec seconds as
+// struct itimerval (perSec 1e6: timevals) or struct itimerspec (1e9:
+// timespecs): each as seconds, then the rest.
+func timerValue(interval, value, perSec int64) []byte {
+	le := binary.LittleEndian
+	b := make([]byte, 32)
+	le.PutUint64(b, uint64(interval/perSec))
+	le.PutUint64(b[8:], uint64(interval%perSec))
+	le.PutUint64(b[16:], uint64(value/perSec))
+	le.PutUint64(b[24:], uint64(value%perSec))
+	return b
 }

@@ -54,6 +54,16 @@
  *		sameok=1", I and E as tcgetattr(3) says now, W the
  *		SIGWINCHs seen, K the bytes read in all, sameok saying
  *		that fds 0 and 3 are one terminal.
+ *	ptimer		four POSIX timers: A (CLOCK_MONOTONIC, signal SIGRTMIN+1
+ *		with value 4242, every 20 ms), B (CLOCK_REALTIME, once,
+ *		in an hour), C (CLOCK_MONOTONIC, SIGRTMIN+2 to a second
+ *		thread only, every 30 ms) and D (SIGEV_THREAD: glibc runs a
+ *		function in a thread of its own, every 40 ms). Prints every
+ *		100 ms "ptimer N a=A c=C d=D aok=1 bok=1 cok=1 idok=1": the
+ *		counts of A, C and D; aok that every A signal carried 4242;
+ *		bok that B is still armed, due within the hour, no interval;
+ *		cok that every C signal ran on the second thread; idok that
+ *		timer_gettime knows all four timer ids.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -70,6 +80,8 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <termios.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -391,6 +403,92 @@ static void __attribute__((noreturn)) tty(void)
 	}
 }
 
+static volatile sig_atomic_t pa, pc, pbad_a, pbad_c;
+static atomic_int pd;
+static pthread_t pworker;
+
+static void on_pa(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig, (void)uc;
+	pa++;
+	if (si->si_value.sival_int != 4242 || si->si_code != SI_TIMER)
+		pbad_a = 1;
+}
+
+static void on_pc(int sig)
+{
+	(void)sig;
+	pc++;
+	if (!pthread_equal(pthread_self(), pworker))
+		pbad_c = 1;
+}
+
+static void on_pd(union sigval v)
+{
+	(void)v;
+	atomic_fetch_add(&pd, 1);
+}
+
+static volatile pid_t pworker_tid;
+
+static void *pwork(void *arg)
+{
+	(void)arg;
+	pworker_tid = gettid();
+	for (;;)
+		pause();
+	return NULL;
+}
+
+static void __attribute__((noreturn)) ptimer(void)
+{
+	struct sigaction sa = {.sa_sigaction = on_pa, .sa_flags = SA_SIGINFO | SA_RESTART};
+	sigaction(SIGRTMIN + 1, &sa, NULL);
+	struct sigaction sc = {.sa_handler = on_pc, .sa_flags = SA_RESTART};
+	sigaction(SIGRTMIN + 2, &sc, NULL);
+	/* Only the worker takes C's signal; it may take nothing else. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGRTMIN + 2);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	sigfillset(&set);
+	sigdelset(&set, SIGRTMIN + 2);
+	sigset_t old;
+	pthread_sigmask(SIG_SETMASK, &set, &old);
+	if (pthread_create(&pworker, NULL, pwork, NULL) != 0)
+		die("pthread_create");
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	timer_t ta, tb, tc, td;
+	struct sigevent ea = {.sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGRTMIN + 1,
+			      .sigev_value.sival_int = 4242};
+	struct sigevent eb = {.sigev_notify = SIGEV_NONE};
+	struct sigevent ec = {.sigev_notify = SIGEV_THREAD_ID, .sigev_signo = SIGRTMIN + 2};
+	struct sigevent ed = {.sigev_notify = SIGEV_THREAD, .sigev_notify_function = on_pd};
+	while (!pworker_tid)
+		nap(1);
+	ec._sigev_un._tid = pworker_tid;
+	if (timer_create(CLOCK_MONOTONIC, &ea, &ta) < 0 || timer_create(CLOCK_REALTIME, &eb, &tb) < 0 ||
+	    timer_create(CLOCK_MONOTONIC, &ec, &tc) < 0 || timer_create(CLOCK_MONOTONIC, &ed, &td) < 0)
+		die("timer_create");
+	struct itimerspec ia = {{0, 20000000}, {0, 20000000}}, ib = {{0, 0}, {3600, 0}},
+			  ic = {{0, 30000000}, {0, 30000000}}, id = {{0, 40000000}, {0, 40000000}};
+	if (timer_settime(ta, 0, &ia, NULL) < 0 || timer_settime(tb, 0, &ib, NULL) < 0 ||
+	    timer_settime(tc, 0, &ic, NULL) < 0 || timer_settime(td, 0, &id, NULL) < 0)
+		die("timer_settime");
+	say("start 0 pid=%d\n", (int)getpid());
+	for (long n = 1;; n++) {
+		nap(100);
+		struct itimerspec cur;
+		int bok = timer_gettime(tb, &cur) == 0 && cur.it_value.tv_sec < 3600 &&
+			  (cur.it_value.tv_sec > 0 || cur.it_value.tv_nsec > 0) &&
+			  cur.it_interval.tv_sec == 0 && cur.it_interval.tv_nsec == 0;
+		int idok = timer_gettime(ta, &cur) == 0 && timer_gettime(tc, &cur) == 0 &&
+			   timer_gettime(td, &cur) == 0;
+		say("ptimer %ld a=%d c=%d d=%d aok=%d bok=%d cok=%d idok=%d\n", n, (int)pa, (int)pc,
+		    atomic_load(&pd), !pbad_a, bok, !pbad_c, idok);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 4 && strcmp(argv[1], "files") == 0)
@@ -409,6 +507,8 @@ int main(int argc, char **argv)
 		dupped(argv[2]);
 	if (argc == 2 && strcmp(argv[1], "tty") == 0)
 		tty();
-	fprintf(stderr, "usage: features files DATA LOG | deleted PATH | shm | privmap FILE | timer | attrs DIR NAME | dup DATA | tty\n");
+	if (argc == 2 && strcmp(argv[1], "ptimer") == 0)
+		ptimer();
+	fprintf(stderr, "usage: features files DATA LOG | deleted PATH | shm | privmap FILE | timer | attrs DIR NAME | dup DATA | tty | ptimer\n");
 	return 2;
 }

@@ -6,7 +6,10 @@ package format
 // Process is everything about a process but its memory contents and the
 // contents of carried files.
 type Process struct {
-	PID         int          `json:"pid"`
+	PID int `json:"pid"`
+	// Pgid is the process's process group; it led the group when Pgid
+	// is PID (as every job a shell starts does).
+	Pgid        int          `json:"pgid,omitempty"`
 	Comm        string       `json:"comm"`
 	Exe         int          `json:"exe"` // index into Files
 	Cwd         string       `json:"cwd"`

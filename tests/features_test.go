@@ -988,6 +988,25 @@ func openPty(t *testing.T) (master, slave *os.File) {
 	return m, s
 }
 
+// onTerminal starts argv as a terminal emulator starts a shell: leading a
+// session whose controlling terminal is tty, its standard streams (env
+// nil: ours). It returns the command and the result of its Wait; the
+// process is killed, by PID, when t ends.
+func onTerminal(t *testing.T, tty *os.File, env []string, argv ...string) (*exec.Cmd, <-chan error) {
+	t.Helper()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr, cmd.Env = tty, tty, tty, env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	st := startTime(cmd.Process.Pid)
+	t.Cleanup(func() { killChecked(t, cmd.Process.Pid, st) })
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	return cmd, done
+}
+
 // TestTerminalModes: a process that set its terminal to raw mode gets
 // the same modes on the terminal procs-load runs in (typed keys reach it
 // one by one, unechoed), and a SIGWINCH to redraw; once it is gone,
@@ -998,19 +1017,12 @@ func TestTerminalModes(t *testing.T) {
 	needTools(t)
 	noLeftovers(t)
 	ma, sa := openPty(t)
-	orig := exec.Command(featuresBin(t), "tty")
-	orig.Stdin, orig.Stdout, orig.Stderr = sa, sa, sa
-	orig.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
-	if err := orig.Start(); err != nil {
-		t.Fatal(err)
-	}
-	origStart := startTime(orig.Process.Pid)
-	t.Cleanup(func() { killChecked(t, orig.Process.Pid, origStart) })
+	orig, origDone := onTerminal(t, sa, nil, featuresBin(t), "tty")
 	sa.Close()
 	outA := readLines(ma)
 	expect(t, outA, "tty ", 0, "icanon=0", "echo=0")
 	img := dump(t, orig.Process.Pid, false)
-	orig.Wait()
+	<-origDone
 
 	refused(t, exec.Command(filepath.Join(binDir, "procs-load"), img), "features", "no terminal to give it")
 
@@ -1022,16 +1034,7 @@ func TestTerminalModes(t *testing.T) {
 	if cooked.Lflag&(unix.ICANON|unix.ECHO) != unix.ICANON|unix.ECHO {
 		t.Fatalf("new terminal's lflag %#o; want ICANON and ECHO", cooked.Lflag)
 	}
-	ld := exec.Command(filepath.Join(binDir, "procs-load"), img)
-	ld.Stdin, ld.Stdout, ld.Stderr = sb, sb, sb
-	// procs-load leads a session of which the terminal is the controlling
-	// one, in the foreground: as in a shell.
-	ld.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0, Pdeathsig: syscall.SIGKILL}
-	if err := ld.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- ld.Wait() }()
+	_, done := onTerminal(t, sb, nil, filepath.Join(binDir, "procs-load"), img)
 	outB := readLines(mb)
 	expect(t, outB, "tty ", 0, "icanon=0", "echo=0", "winch=1", "sameok=1")
 	skip := len(mustLines(outB))
@@ -1148,5 +1151,45 @@ func TestPosixTimers(t *testing.T) {
 				t.Errorf("failed checks after the restore:\n%s", strings.Join(bad, "\n"))
 			}
 		})
+	}
+}
+
+// TestInteractiveShell: an interactive bash, dumped at its prompt, goes
+// on in procs-load's terminal with its variables and its job control: it
+// runs a command in a process group of its own and gets the terminal
+// back after, twice, then exits.
+func TestInteractiveShell(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	env := []string{"TERM=dumb", "PATH=/usr/bin:/bin", "PS1=$ ", "HOME=" + t.TempDir()}
+	ma, sa := openPty(t)
+	orig, origDone := onTerminal(t, sa, env, bash, "--norc", "--noprofile", "-i")
+	sa.Close()
+	outA := readLines(ma)
+	ma.Write([]byte("X=5; echo set-$X\n"))
+	expect(t, outA, "set-5", 0)
+	time.Sleep(100 * time.Millisecond) // back at its prompt, reading
+	img := dump(t, orig.Process.Pid, false)
+	<-origDone
+
+	mb, sb := openPty(t)
+	_, done := onTerminal(t, sb, env, filepath.Join(binDir, "procs-load"), img)
+	outB := readLines(mb)
+	for _, word := range []string{"ext", "again"} {
+		mb.Write([]byte("/bin/echo " + word + "-$X\n"))
+		expect(t, outB, word+"-5", 0)
+	}
+	mb.Write([]byte("exit 7\n"))
+	select {
+	case err := <-done:
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 7 {
+			t.Errorf("procs-load = %v; want the shell's exit 7", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the restored shell did not exit; its terminal showed:\n%s", tail(mustLines(outB), 10))
 	}
 }

@@ -49,6 +49,7 @@ func (c *collector) collect() error {
 		return err
 	}
 	c.p.Comm = st.Comm
+	c.p.Pgid = st.PGRP
 	c.p.Umask = status.Umask
 	c.p.Creds = format.Creds{UID: status.Uid, GID: status.Gid, Groups: status.Groups, NoNewPrivs: status.NoNewPrivs}
 	if status.Seccomp != 0 {

@@ -3,6 +3,7 @@ package restore
 import (
 	"encoding/binary"
 	"fmt"
+	"os"
 	"slices"
 	"time"
 
@@ -204,6 +205,19 @@ func (b *builder) finish() error {
 	if t := img.Terminal; b.opts.Terminal && t != nil {
 		if f := b.opts.terminal(img); f != nil {
 			b.tty = takeTerminal(f, t)
+		}
+	}
+	// A process that led its process group (a shell, or any job a shell
+	// started) and has its PID back leads a group of that id again, in
+	// the terminal's foreground: a restored shell's job control expects
+	// its group to be the one it left. (We are its parent, and it never
+	// ran execve: setpgid works from here.)
+	if b.tty != nil && img.Pgid == img.PID && b.pid == img.PID {
+		if err := unix.Setpgid(b.pid, b.pid); err != nil {
+			return os.NewSyscallError("setpgid", err)
+		}
+		if err := b.tty.giveForeground(b.pid); err != nil {
+			return err
 		}
 	}
 	if b.opts.BeforeRun != nil {

@@ -134,7 +134,20 @@ func (p *Process) Wait() (int, error) {
 			p.tty.reset()
 			return 128 + int(ws.Signal()), nil
 		case ws.Stopped():
+			// Stopped for reading or writing the terminal while its
+			// foreground is ours: our shell, continuing us with fg,
+			// gave it to us again after we had passed it on. Pass it on
+			// once more.
+			if s := ws.StopSignal(); (s == unix.SIGTTIN || s == unix.SIGTTOU) && p.tty.giveBack() {
+				unix.Kill(p.Pid, unix.SIGCONT)
+				continue
+			}
+			// As a shell's job: our shell gets the terminal back when
+			// we stop, and gives it to us when we go on in the
+			// foreground.
+			p.tty.takeBack()
 			unix.Kill(os.Getpid(), unix.SIGSTOP)
+			p.tty.giveBack()
 			unix.Kill(p.Pid, unix.SIGCONT)
 		}
 	}

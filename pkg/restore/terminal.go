@@ -2,6 +2,7 @@ package restore
 
 import (
 	"os"
+	"os/signal"
 
 	"golang.org/x/sys/unix"
 
@@ -9,10 +10,12 @@ import (
 )
 
 // terminal is a terminal whose modes a restore changed, and what they
-// were before.
+// were before; and the process group of the restored process, if it was
+// given the terminal's foreground.
 type terminal struct {
-	fd  int
-	old unix.Termios
+	fd   int
+	old  unix.Termios
+	pgrp int
 }
 
 // takeTerminal gives the terminal on f the modes of t, the process's
@@ -40,12 +43,51 @@ func takeTerminal(f *os.File, t *format.Terminal) *terminal {
 	return &terminal{fd: fd, old: *old}
 }
 
-// reset puts back the modes the terminal had before takeTerminal, if we
-// are still in its foreground.
+// reset takes back the foreground given to the process's group and puts
+// back the modes the terminal had before takeTerminal, if we are still
+// in its foreground.
 func (t *terminal) reset() {
-	if t != nil && foreground(t.fd) {
+	if t == nil {
+		return
+	}
+	t.takeBack()
+	if foreground(t.fd) {
 		unix.IoctlSetTermios(t.fd, unix.TCSETS, &t.old)
 	}
+}
+
+// giveForeground makes process group pgrp the terminal's foreground, as a
+// shell does for a job, and remembers it for takeBack and giveBack.
+// Precondition: we are in the foreground.
+func (t *terminal) giveForeground(pgrp int) error {
+	// Setting a terminal's foreground from the background, as takeBack
+	// does, would stop us with SIGTTOU, as it stops a shell's job; a
+	// shell ignores it, and so do we from here on.
+	signal.Ignore(unix.SIGTTOU)
+	if err := unix.IoctlSetPointerInt(t.fd, unix.TIOCSPGRP, pgrp); err != nil {
+		return os.NewSyscallError("tcsetpgrp", err)
+	}
+	t.pgrp = pgrp
+	return nil
+}
+
+// takeBack makes our process group the terminal's foreground again if
+// the process's group has it.
+func (t *terminal) takeBack() {
+	if t == nil || t.pgrp == 0 {
+		return
+	}
+	if pg, err := unix.IoctlGetInt(t.fd, unix.TIOCGPGRP); err == nil && pg == t.pgrp {
+		unix.IoctlSetPointerInt(t.fd, unix.TIOCSPGRP, unix.Getpgrp())
+	}
+}
+
+// giveBack gives the process's group the foreground again, after takeBack,
+// if we have it (a shell's fg, not bg, went on with us). It says whether
+// it did.
+func (t *terminal) giveBack() bool {
+	return t != nil && t.pgrp != 0 && foreground(t.fd) &&
+		unix.IoctlSetPointerInt(t.fd, unix.TIOCSPGRP, t.pgrp) == nil
 }
 
 // foreground says whether fd is a terminal whose foreground process

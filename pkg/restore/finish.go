@@ -213,11 +213,8 @@ func (b *builder) finish() error {
 	// its group to be the one it left. (We are its parent, and it never
 	// ran execve: setpgid works from here.)
 	if b.tty != nil && img.Pgid == img.PID && b.pid == img.PID {
-		if err := unix.Setpgid(b.pid, b.pid); err != nil {
-			return os.NewSyscallError("setpgid", err)
-		}
-		if err := b.tty.giveForeground(b.pid); err != nil {
-			return err
+		if err := b.ownGroup(); err != nil {
+			b.warnf("the process stays in procs-load's process group: %v", err)
 		}
 	}
 	if b.opts.BeforeRun != nil {
@@ -661,4 +658,19 @@ func timerValue(interval, value, perSec int64) []byte {
 	le.PutUint64(b[16:], uint64(value/perSec))
 	le.PutUint64(b[24:], uint64(value%perSec))
 	return b
+}
+
+// ownGroup makes the process lead a process group of its own id, the
+// terminal's foreground. It fails, leaving the process in our group, when
+// a group of that id lives on elsewhere (children of the dumped process,
+// say).
+func (b *builder) ownGroup() error {
+	if err := unix.Setpgid(b.pid, b.pid); err != nil {
+		return os.NewSyscallError("setpgid", err)
+	}
+	if err := b.tty.giveForeground(b.pid); err != nil {
+		unix.Setpgid(b.pid, unix.Getpgrp())
+		return err
+	}
+	return nil
 }

@@ -114,6 +114,14 @@ func (m *Msg) Errorf(format string, args ...any) {
 	m.lines("", fmt.Sprintf(format, args...))
 }
 
+// Warnf prints a "warning: " line: something went less well than it
+// should, and the work goes on. Its signature fits restore.Options.Warn.
+func (m *Msg) Warnf(format string, args ...any) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.lines("warning: ", fmt.Sprintf(format, args...))
+}
+
 // Hintf prints a "hint: " line.
 func (m *Msg) Hintf(format string, args ...any) {
 	m.mu.Lock()

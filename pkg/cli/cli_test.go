@@ -453,3 +453,11 @@ func TestClosedAtStart(t *testing.T) {
 		f.Close()
 	}
 }
+
+func TestWarnf(t *testing.T) {
+	var b bytes.Buffer
+	NewMsg("procs", &b).Warnf("file %s changed", "/x")
+	if got, want := b.String(), "procs: warning: file /x changed\n"; got != want {
+		t.Errorf("Warnf wrote %q; want %q", got, want)
+	}
+}

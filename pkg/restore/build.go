@@ -100,6 +100,10 @@ func (b *builder) logf(format string, args ...any) {
 }
 
 func (b *builder) warnf(format string, args ...any) {
+	if b.opts.Warn != nil {
+		b.opts.Warn(format, args...)
+		return
+	}
 	fmt.Fprintf(os.Stderr, "procs-load: warning: "+format+"\n", args...)
 }
 

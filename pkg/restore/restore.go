@@ -37,7 +37,10 @@ type Options struct {
 	// Stdin, Stdout, Stderr become the restored process's fds 0, 1 and 2.
 	Stdin, Stdout, Stderr *os.File
 	Log                   func(format string, args ...any)
-	Progress              func(done, total int64)
+	// Warn, if set, says what went less well than it should while the
+	// restore goes on; nil means "procs-load: warning: ..." on stderr.
+	Warn     func(format string, args ...any)
+	Progress func(done, total int64)
 	// BeforeRun, if set, is called with the process's PID once it is
 	// complete, just before it is let run: what it prints comes before
 	// anything the process prints.

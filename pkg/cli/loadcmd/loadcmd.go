@@ -111,6 +111,7 @@ func Main(args []string, stdin, stdout, stderr *os.File) int {
 		Stdout:    stdout,
 		Stderr:    stderr,
 		Log:       msg.Logf,
+		Warn:      msg.Warnf,
 		Progress:  msg.ProgressFunc(),
 		VdsoProxy: VdsoProxy(),
 		Terminal:  !o.detach,

@@ -445,6 +445,7 @@ func (c *cmd) run(cl *client.Client, id string, stop func(), running func()) int
 		Stdout:    c.stdout,
 		Stderr:    c.stderr,
 		Log:       c.msg.Logf,
+		Warn:      c.msg.Warnf,
 		Progress:  c.msg.ProgressFunc(),
 		VdsoProxy: loadcmd.VdsoProxy(),
 		Terminal:  !c.o.detach,

@@ -169,7 +169,10 @@ func (b *builder) spawn() error {
 	attr := &syscall.ProcAttr{
 		Env:   []string{},
 		Files: []uintptr{b.opts.Stdin.Fd(), b.opts.Stdout.Fd(), b.opts.Stderr.Fd()},
-		Sys:   &syscall.SysProcAttr{Ptrace: true},
+		// Until the first stop lets us set PTRACE_O_EXITKILL, only this
+		// takes the stub with us if we die (it is killed once the
+		// process is cloned from it, long before this thread ends).
+		Sys: &syscall.SysProcAttr{Ptrace: true, Pdeathsig: syscall.SIGKILL},
 	}
 	pid, err := syscall.ForkExec("/proc/self/exe", []string{"procs-load-stub"}, attr)
 	if err != nil {

@@ -54,8 +54,9 @@ type PosixTimer struct {
 	ValueNsec    int64 `json:"value_ns"` // time to the next expiry; 0: disarmed
 }
 
-// Terminal is the state of a terminal the process had on a standard
-// stream: the first of fds 0, 1 and 2 that was one. The flags and
+// Terminal is the state of the process's own terminal (its controlling
+// terminal, or one on fds 0-2), read through the first fd that has it,
+// 0-2 first. The flags and
 // control characters are those of struct termios (termios(3)); rows and
 // cols are the window size.
 type Terminal struct {

@@ -687,7 +687,9 @@ func TestLoadKilledLeavesNothing(t *testing.T) {
 			if !v.exited(10 * time.Second) {
 				t.Fatal("victim did not die")
 			}
-			rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 11))
+			seed := uint64(time.Now().UnixNano())
+			t.Logf("seed %d", seed)
+			rng := rand.New(rand.NewPCG(seed, 11))
 			survived := 0
 			for i := range rounds {
 				// Every other round in the first 3 ms, while procs-load

@@ -3,7 +3,9 @@ package procfs
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -241,8 +243,15 @@ type PosixTimer struct {
 }
 
 // PosixTimers parses /proc/PID/timers.
+// A kernel without /proc/PID/timers (no CONFIG_CHECKPOINT_RESTORE) tells
+// nothing: no timers.
 func PosixTimers(pid int) ([]PosixTimer, error) {
 	s, err := Timers(pid)
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, serr := os.Stat(pidPath(pid, "")); serr == nil {
+			return nil, nil
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

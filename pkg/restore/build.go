@@ -163,6 +163,18 @@ func (b *builder) build() error {
 	return nil
 }
 
+// stubName is argv[0] of the stub. The stub stops at its exec, under
+// PTRACE_TRACEME, and never runs: should it ever run, detached from a
+// loader that died before it could kill it, it exits at once instead of
+// acting as the command it is a copy of.
+const stubName = "procs-load-stub"
+
+func init() {
+	if len(os.Args) > 0 && os.Args[0] == stubName {
+		os.Exit(125)
+	}
+}
+
 // spawn starts the stub, checks this machine against the image, and
 // clones from the stub the process to build.
 func (b *builder) spawn() error {
@@ -174,7 +186,7 @@ func (b *builder) spawn() error {
 		// process is cloned from it, long before this thread ends).
 		Sys: &syscall.SysProcAttr{Ptrace: true, Pdeathsig: syscall.SIGKILL},
 	}
-	pid, err := syscall.ForkExec("/proc/self/exe", []string{"procs-load-stub"}, attr)
+	pid, err := syscall.ForkExec("/proc/self/exe", []string{stubName}, attr)
 	if err != nil {
 		return fmt.Errorf("starting the process: %w", err)
 	}

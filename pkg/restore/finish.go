@@ -203,7 +203,7 @@ func (b *builder) finish() error {
 	}
 	b.logf("state in place, %s", format.Threads(len(b.tids)))
 	if t := img.Terminal; b.opts.Terminal && t != nil {
-		if f := b.opts.terminal(img); f != nil {
+		if f := b.opts.modesTerminal(img); f != nil {
 			b.tty = takeTerminal(f, t)
 		}
 	}
@@ -661,9 +661,9 @@ func timerValue(interval, value, perSec int64) []byte {
 }
 
 // ownGroup makes the process lead a process group of its own id, the
-// terminal's foreground. It fails, leaving the process in our group, when
-// a group of that id lives on elsewhere (children of the dumped process,
-// say).
+// terminal's foreground. (The PID was free, so no group of that id lives
+// on; should setpgid or tcsetpgrp fail all the same, the process stays in
+// our group.)
 func (b *builder) ownGroup() error {
 	if err := unix.Setpgid(b.pid, b.pid); err != nil {
 		return os.NewSyscallError("setpgid", err)

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -91,6 +92,13 @@ func Restore(opts Options, in io.Reader) (*Process, error) {
 	if err := validate(&img); err != nil {
 		return nil, err
 	}
+	if len(img.Timers) > 0 {
+		// Asked of this process: the kernel knows the prctl or not.
+		const prTimerCreateRestoreIDs, get = 77, 2
+		if err := unix.Prctl(prTimerCreateRestoreIDs, get, 0, 0, 0); err != nil {
+			return nil, fmt.Errorf("the process has POSIX timers, and this kernel cannot give them their ids back (PR_TIMER_CREATE_RESTORE_IDS: %v)", err)
+		}
+	}
 	b := &builder{opts: opts, img: &img, r: r, start: start}
 	defer b.closeLocal()
 	defer func() {
@@ -149,9 +157,30 @@ func (p *Process) Wait() (int, error) {
 			// we stop, and gives it to us when we go on in the
 			// foreground.
 			p.tty.takeBack()
-			unix.Kill(os.Getpid(), unix.SIGSTOP)
+			// The terminal's SIGTSTP reached only the process's group
+			// if it has its own: then the rest of our shell's job (a
+			// pipeline's other commands) stops with us, so that the
+			// shell sees the whole job stopped.
+			stopSelf(p.tty.given())
 			p.tty.giveBack()
 			unix.Kill(p.Pid, unix.SIGCONT)
 		}
 	}
+}
+
+// stopSelf stops this process (with group, its whole process group) and
+// returns once it is continued. A SIGSTOP sent with kill(2) stops a
+// multithreaded process a moment later, when each thread next leaves the
+// kernel, and the sending goroutine could go on meanwhile: it waits for
+// the SIGCONT.
+func stopSelf(group bool) {
+	cont := make(chan os.Signal, 1)
+	signal.Notify(cont, unix.SIGCONT)
+	defer signal.Stop(cont)
+	target := os.Getpid()
+	if group {
+		target = 0
+	}
+	unix.Kill(target, unix.SIGSTOP)
+	<-cont
 }

@@ -82,6 +82,10 @@ func (t *terminal) takeBack() {
 	}
 }
 
+// given says whether the process's group was given the terminal's
+// foreground (it then leads a group of its own).
+func (t *terminal) given() bool { return t != nil && t.pgrp != 0 }
+
 // giveBack gives the process's group the foreground again, after takeBack,
 // if we have it (a shell's fg, not bg, went on with us). It says whether
 // it did.
@@ -95,6 +99,28 @@ func (t *terminal) giveBack() bool {
 func foreground(fd int) bool {
 	pg, err := unix.IoctlGetInt(fd, unix.TIOCGPGRP)
 	return err == nil && pg == unix.Getpgrp()
+}
+
+// modesTerminal is the caller's terminal that gets the image's terminal
+// modes: its standard stream of the number the image's terminal had, if
+// that is a terminal (the process has it as that fd); when the image's
+// terminal was on an fd above 2, the caller's terminal (o.terminal).
+func (o *Options) modesTerminal(img *format.Process) *os.File {
+	t := img.Terminal
+	if t == nil || t.FD > 2 {
+		return o.terminal(img)
+	}
+	if t.FD < 0 {
+		return nil
+	}
+	f := []*os.File{o.Stdin, o.Stdout, o.Stderr}[t.FD]
+	if f == nil {
+		return nil
+	}
+	if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err != nil {
+		return nil
+	}
+	return f
 }
 
 // terminal is the caller's terminal that stands for the process's: its

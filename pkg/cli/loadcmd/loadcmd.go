@@ -116,9 +116,7 @@ func Main(args []string, stdin, stdout, stderr *os.File) int {
 		VdsoProxy: VdsoProxy(),
 		Terminal:  !o.detach,
 	}
-	if o.detach {
-		opts.BeforeRun = PrintPID(stdout, msg)
-	}
+	opts.BeforeRun = BeforeRun(o.detach, stdout, msg)
 	p, err := restore.Restore(opts, in)
 	msg.EndProgress()
 	if err != nil {
@@ -135,10 +133,20 @@ func Main(args []string, stdin, stdout, stderr *os.File) int {
 	return Wait(p, msg)
 }
 
-// PrintPID returns what -d does just before the restored process runs:
+// BeforeRun returns what to do just before the restored process runs:
+// clear the progress line, so that it cannot wipe what the process draws,
+// and with -d (detach) print its PID.
+func BeforeRun(detach bool, stdout *os.File, msg *cli.Msg) func(pid int) {
+	if detach {
+		return printPID(stdout, msg)
+	}
+	return func(int) { msg.EndProgress() }
+}
+
+// printPID returns what -d does just before the restored process runs:
 // print its PID on stdout. The PID goes out first because the process
 // shares stdout, and could print in the middle of it otherwise.
-func PrintPID(stdout *os.File, msg *cli.Msg) func(pid int) {
+func printPID(stdout *os.File, msg *cli.Msg) func(pid int) {
 	return func(pid int) {
 		msg.EndProgress()
 		if _, err := fmt.Fprintln(stdout, pid); err != nil {
@@ -149,12 +157,13 @@ func PrintPID(stdout *os.File, msg *cli.Msg) func(pid int) {
 }
 
 // Wait waits for p like system(3): SIGINT and SIGQUIT are the process's
-// business, not ours; SIGTERM is passed on. It returns the process's
+// business, not ours; SIGTERM and SIGHUP are passed on (it may lead a
+// process group of its own, which our shell's SIGHUP misses). It returns the process's
 // status, or ExitLoadFailure when waiting fails. The procs dispatcher
 // waits for the processes it restores with it too.
 func Wait(p *restore.Process, msg *cli.Msg) int {
 	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	done := make(chan struct{})
 	defer close(done)
@@ -162,8 +171,8 @@ func Wait(p *restore.Process, msg *cli.Msg) int {
 		for {
 			select {
 			case s := <-sigs:
-				if s == syscall.SIGTERM {
-					syscall.Kill(p.Pid, syscall.SIGTERM)
+				if s == syscall.SIGTERM || s == syscall.SIGHUP {
+					syscall.Kill(p.Pid, s.(syscall.Signal))
 				}
 			case <-done:
 				return

@@ -450,9 +450,7 @@ func (c *cmd) run(cl *client.Client, id string, stop func(), running func()) int
 		VdsoProxy: loadcmd.VdsoProxy(),
 		Terminal:  !c.o.detach,
 	}
-	if c.o.detach {
-		opts.BeforeRun = loadcmd.PrintPID(c.stdout, c.msg)
-	}
+	opts.BeforeRun = loadcmd.BeforeRun(c.o.detach, c.stdout, c.msg)
 	p, err := restore.Restore(opts, body)
 	body.Close()
 	if err != nil {

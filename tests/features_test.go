@@ -1007,6 +1007,19 @@ func onTerminal(t *testing.T, tty *os.File, env []string, argv ...string) (*exec
 	return cmd, done
 }
 
+// ttyImage is the image of the tty victim, dumped from a terminal of its
+// own once it has set it raw.
+func ttyImage(t *testing.T) string {
+	t.Helper()
+	ma, sa := openPty(t)
+	orig, origDone := onTerminal(t, sa, nil, featuresBin(t), "tty")
+	sa.Close()
+	expect(t, readLines(ma), "tty ", 0, "icanon=0", "echo=0")
+	img := dump(t, orig.Process.Pid, false)
+	<-origDone
+	return img
+}
+
 // TestTerminalModes: a process that set its terminal to raw mode gets
 // the same modes on the terminal procs-load runs in (typed keys reach it
 // one by one, unechoed), and a SIGWINCH to redraw; once it is gone,
@@ -1016,13 +1029,7 @@ func onTerminal(t *testing.T, tty *os.File, env []string, argv ...string) (*exec
 func TestTerminalModes(t *testing.T) {
 	needTools(t)
 	noLeftovers(t)
-	ma, sa := openPty(t)
-	orig, origDone := onTerminal(t, sa, nil, featuresBin(t), "tty")
-	sa.Close()
-	outA := readLines(ma)
-	expect(t, outA, "tty ", 0, "icanon=0", "echo=0")
-	img := dump(t, orig.Process.Pid, false)
-	<-origDone
+	img := ttyImage(t)
 
 	refused(t, exec.Command(filepath.Join(binDir, "procs-load"), img), "features", "no terminal to give it")
 
@@ -1046,15 +1053,7 @@ func TestTerminalModes(t *testing.T) {
 		t.Errorf("typed keys were echoed: %q", all)
 	}
 
-	var restored int
-	for _, p := range descendants() {
-		if p.comm == "features" && p.state != 'Z' {
-			restored = p.pid
-		}
-	}
-	if restored == 0 {
-		t.Fatal("restored process not found")
-	}
+	restored := liveFeatures(t)
 	killChecked(t, restored, startTime(restored))
 	select {
 	case err := <-done:
@@ -1191,5 +1190,66 @@ func TestInteractiveShell(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatalf("the restored shell did not exit; its terminal showed:\n%s", tail(mustLines(outB), 10))
+	}
+}
+
+// liveFeatures is the PID of the features victim among our descendants
+// (the restored one: the original is gone).
+func liveFeatures(t *testing.T) int {
+	t.Helper()
+	for _, p := range descendants() {
+		if p.comm == "features" && p.state != 'Z' {
+			return p.pid
+		}
+	}
+	t.Fatal("restored process not found")
+	return 0
+}
+
+// TestJobControl: restored from an interactive shell's command line, in a
+// pipeline, the process stops with one Ctrl-Z as a job does (procs-load,
+// the process and the pipeline's cat), and after fg it has the terminal
+// again: a line typed then reaches it, not the shell.
+func TestJobControl(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	img := ttyImage(t)
+	env := []string{"TERM=dumb", "PATH=/usr/bin:/bin", "PS1=$ ", "HOME=" + t.TempDir()}
+	mb, sb := openPty(t)
+	sh, shDone := onTerminal(t, sb, env, bash, "--norc", "--noprofile", "-i")
+	out := readLines(mb)
+	mb.Write([]byte(filepath.Join(binDir, "procs-load") + " " + img + " | cat\n"))
+	expect(t, out, "tty ", 0, "winch=1")
+	restored := liveFeatures(t)
+	defer killChecked(t, restored, startTime(restored))
+	for round := range 3 {
+		skip := len(mustLines(out))
+		mb.Write([]byte{0x1a}) // Ctrl-Z
+		expect(t, out, "[1]+", skip, "Stopped")
+		if info, _ := procInfo(restored); info.state != 'T' {
+			t.Fatalf("round %d: restored process in state %c after Ctrl-Z; want T", round, info.state)
+		}
+		keys, _ := strconv.Atoi(lastRec(t, mustLines(out), "tty").kv["keys"])
+		skip = len(mustLines(out))
+		mb.Write([]byte("fg\n"))
+		expect(t, out, "", skip, "| cat") // the shell names the job it continues
+		// The shell, back at its prompt, put its own (cooked) modes on
+		// the terminal, as it does when a job stops; this victim does
+		// not set raw mode again on SIGCONT (vim does). A line typed now
+		// is its, not the shell's.
+		skip = len(mustLines(out))
+		mb.Write([]byte("xy\n"))
+		expect(t, out, "tty ", skip, fmt.Sprintf("keys=%d", keys+3))
+	}
+	killChecked(t, restored, startTime(restored))
+	mb.Write([]byte("exit\n"))
+	select {
+	case <-shDone:
+	case <-time.After(10 * time.Second):
+		t.Errorf("the shell (pid %d) did not exit; its terminal showed:\n%s", sh.Process.Pid, tail(mustLines(out), 10))
 	}
 }

@@ -40,7 +40,8 @@ or 125 if procs-load itself failed and nothing was left running. With -d,
 
 const prog = "procs-load"
 
-var pidModes = map[string]restore.PIDMode{
+// PIDModes are the values of --pid, for procs-load and procs.
+var PIDModes = map[string]restore.PIDMode{
 	"auto": restore.PIDAuto,
 	"keep": restore.PIDKeep,
 	"new":  restore.PIDNew,
@@ -67,7 +68,7 @@ func parse(args []string) (options, error) {
 	if o.Help || o.Version {
 		return o, nil
 	}
-	if _, ok := pidModes[o.pid]; !ok {
+	if _, ok := PIDModes[o.pid]; !ok {
 		return o, cli.Usagef("invalid value %q for --pid: want auto, keep or new", o.pid)
 	}
 	switch len(operands) {
@@ -105,19 +106,8 @@ func Main(args []string, stdin, stdout, stderr *os.File) int {
 	if in != stdin {
 		defer in.Close()
 	}
-	opts := restore.Options{
-		PID:       pidModes[o.pid],
-		Stdin:     stdin, // positioned just past the image when it came on stdin
-		Stdout:    stdout,
-		Stderr:    stderr,
-		Log:       msg.Logf,
-		Warn:      msg.Warnf,
-		Progress:  msg.ProgressFunc(),
-		VdsoProxy: VdsoProxy(),
-		Terminal:  !o.detach,
-	}
-	opts.BeforeRun = BeforeRun(o.detach, stdout, msg)
-	p, err := restore.Restore(opts, in)
+	// stdin is positioned just past the image when it came on stdin.
+	p, err := restore.Restore(Options(msg, stdin, stdout, stderr, o.pid, o.detach), in)
 	msg.EndProgress()
 	if err != nil {
 		msg.Error(Hint(err))
@@ -133,14 +123,29 @@ func Main(args []string, stdin, stdout, stderr *os.File) int {
 	return Wait(p, msg)
 }
 
-// BeforeRun returns what to do just before the restored process runs:
-// clear the progress line, so that it cannot wipe what the process draws,
-// and with -d (detach) print its PID.
-func BeforeRun(detach bool, stdout *os.File, msg *cli.Msg) func(pid int) {
-	if detach {
-		return printPID(stdout, msg)
+// Options are the restore options of procs-load and of procs restore and
+// receive: the process gets stdin, stdout and stderr, the PID of --pid
+// mode pid (a key of PIDModes), and unless detach (-d) the terminal's
+// modes. Messages go through msg; just before the process runs, the
+// progress line is cleared (it would wipe what the process draws), and
+// with detach its PID printed.
+func Options(msg *cli.Msg, stdin, stdout, stderr *os.File, pid string, detach bool) restore.Options {
+	opts := restore.Options{
+		PID:       PIDModes[pid],
+		Stdin:     stdin,
+		Stdout:    stdout,
+		Stderr:    stderr,
+		Log:       msg.Logf,
+		Warn:      msg.Warnf,
+		Progress:  msg.ProgressFunc(),
+		VdsoProxy: vdsoProxy(),
+		Terminal:  !detach,
+		BeforeRun: func(int) { msg.EndProgress() },
 	}
-	return func(int) { msg.EndProgress() }
+	if detach {
+		opts.BeforeRun = printPID(stdout, msg)
+	}
+	return opts
 }
 
 // printPID returns what -d does just before the restored process runs:
@@ -187,10 +192,10 @@ func Wait(p *restore.Process, msg *cli.Msg) int {
 	return status
 }
 
-// VdsoProxy says whether PROCS_VDSO_PROXY asks that restored processes
+// vdsoProxy says whether PROCS_VDSO_PROXY asks that restored processes
 // call this kernel's vDSO through jumps, as they do when their image was
 // made on another kernel build (see procs-load(1)).
-func VdsoProxy() bool {
+func vdsoProxy() bool {
 	v := os.Getenv("PROCS_VDSO_PROXY")
 	return v != "" && v != "0"
 }

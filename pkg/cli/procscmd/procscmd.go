@@ -84,12 +84,6 @@ var verbs = map[string][]string{
 	"delete":  nil,
 }
 
-var pidModes = map[string]restore.PIDMode{
-	"auto": restore.PIDAuto,
-	"keep": restore.PIDKeep,
-	"new":  restore.PIDNew,
-}
-
 type options struct {
 	server, tokenFile, name, output, compress, pid string
 	nokill, fileSave, detach, keep                 bool
@@ -135,7 +129,7 @@ func parse(args []string) (options, error) {
 	if o.compression, err = format.ParseCompression(o.compress); err != nil {
 		return o, cli.Usagef("invalid value %q for --compress: want none, zstd or xz", o.compress)
 	}
-	if _, ok := pidModes[o.pid]; !ok {
+	if _, ok := loadcmd.PIDModes[o.pid]; !ok {
 		return o, cli.Usagef("invalid value %q for --pid: want auto, keep or new", o.pid)
 	}
 	if set.IsSet("name") && o.name == "" {
@@ -439,19 +433,7 @@ func (c *cmd) run(cl *client.Client, id string, stop func(), running func()) int
 		return c.fail(cli.ExitLoadFailure, err)
 	}
 	c.msg.Logf("restoring %s from %s", id, cl.Server())
-	opts := restore.Options{
-		PID:       pidModes[c.o.pid],
-		Stdin:     c.stdin,
-		Stdout:    c.stdout,
-		Stderr:    c.stderr,
-		Log:       c.msg.Logf,
-		Warn:      c.msg.Warnf,
-		Progress:  c.msg.ProgressFunc(),
-		VdsoProxy: loadcmd.VdsoProxy(),
-		Terminal:  !c.o.detach,
-	}
-	opts.BeforeRun = loadcmd.BeforeRun(c.o.detach, c.stdout, c.msg)
-	p, err := restore.Restore(opts, body)
+	p, err := restore.Restore(loadcmd.Options(c.msg, c.stdin, c.stdout, c.stderr, c.o.pid, c.o.detach), body)
 	body.Close()
 	if err != nil {
 		return c.fail(cli.ExitLoadFailure, loadcmd.Hint(err))

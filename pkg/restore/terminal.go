@@ -74,7 +74,7 @@ func (t *terminal) giveForeground(pgrp int) error {
 // takeBack makes our process group the terminal's foreground again if
 // the process's group has it.
 func (t *terminal) takeBack() {
-	if t == nil || t.pgrp == 0 {
+	if !t.given() {
 		return
 	}
 	if pg, err := unix.IoctlGetInt(t.fd, unix.TIOCGPGRP); err == nil && pg == t.pgrp {
@@ -90,8 +90,7 @@ func (t *terminal) given() bool { return t != nil && t.pgrp != 0 }
 // if we have it (a shell's fg, not bg, went on with us). It says whether
 // it did.
 func (t *terminal) giveBack() bool {
-	return t != nil && t.pgrp != 0 && foreground(t.fd) &&
-		unix.IoctlSetPointerInt(t.fd, unix.TIOCSPGRP, t.pgrp) == nil
+	return t.given() && foreground(t.fd) && unix.IoctlSetPointerInt(t.fd, unix.TIOCSPGRP, t.pgrp) == nil
 }
 
 // foreground says whether fd is a terminal whose foreground process
@@ -110,17 +109,10 @@ func (o *Options) modesTerminal(img *format.Process) *os.File {
 	if t == nil || t.FD > 2 {
 		return o.terminal(img)
 	}
-	if t.FD < 0 {
+	if t.FD < 0 || !isTerminal(o.streams()[t.FD]) {
 		return nil
 	}
-	f := []*os.File{o.Stdin, o.Stdout, o.Stderr}[t.FD]
-	if f == nil {
-		return nil
-	}
-	if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err != nil {
-		return nil
-	}
-	return f
+	return o.streams()[t.FD]
 }
 
 // terminal is the caller's terminal that stands for the process's: its
@@ -128,17 +120,26 @@ func (o *Options) modesTerminal(img *format.Process) *os.File {
 // terminal, else the first of its standard streams that is one; nil if
 // none is.
 func (o *Options) terminal(img *format.Process) *os.File {
-	streams := []*os.File{o.Stdin, o.Stdout, o.Stderr}
+	streams := o.streams()
 	if t := img.Terminal; t != nil && t.FD >= 0 && t.FD <= 2 {
 		streams = append([]*os.File{streams[t.FD]}, streams...)
 	}
 	for _, f := range streams {
-		if f == nil {
-			continue
-		}
-		if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err == nil {
+		if isTerminal(f) {
 			return f
 		}
 	}
 	return nil
+}
+
+// streams are the caller's standard streams, the process's fds 0, 1, 2.
+func (o *Options) streams() []*os.File { return []*os.File{o.Stdin, o.Stdout, o.Stderr} }
+
+// isTerminal says whether f is open and a terminal.
+func isTerminal(f *os.File) bool {
+	if f == nil {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }

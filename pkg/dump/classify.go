@@ -138,7 +138,7 @@ func checkTimers(ts []procfs.PosixTimer) problems {
 		if !timerClocks[t.Clock] {
 			p.add("POSIX timer %d on clock %d (a CPU-time clock)", t.ID, t.Clock)
 		}
-		if t.Notify&4 != 0 && t.Target == 0 { // SIGEV_THREAD_ID
+		if t.Notify&procfs.SigevThreadID != 0 && t.Target == 0 {
 			p.add("POSIX timer %d signalling a thread that has exited", t.ID)
 		}
 	}

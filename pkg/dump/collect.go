@@ -484,7 +484,7 @@ func (c *collector) collectTimers() error {
 	}
 	for _, t := range ts {
 		pt := format.PosixTimer{ID: t.ID, Clock: t.Clock, Notify: t.Notify, Signo: t.Signo, Value: t.Value}
-		if t.Notify&sigevThreadID != 0 {
+		if t.Notify&procfs.SigevThreadID != 0 {
 			if !slices.Contains(c.f.tids, t.Target) {
 				return fmt.Errorf("POSIX timer %d signals thread %d, not one of the process's", t.ID, t.Target)
 			}
@@ -494,9 +494,6 @@ func (c *collector) collectTimers() error {
 	}
 	return nil
 }
-
-// sigevThreadID is SIGEV_THREAD_ID of sigev_notify.
-const sigevThreadID = 4
 
 // processCalls read signal handlers, interval timers, POSIX timers and
 // brk.

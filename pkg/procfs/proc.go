@@ -231,6 +231,10 @@ func parseLimitValue(b []byte) (uint64, bool) {
 // it is, "" when there are none.
 func Timers(pid int) (string, error) { return readString(pidPath(pid, "timers")) }
 
+// SigevThreadID is SIGEV_THREAD_ID, the bit of sigev_notify that names
+// one thread to signal (x/sys/unix lacks it).
+const SigevThreadID = 4
+
 // A PosixTimer is one timer of timer_create(2) as /proc/PID/timers shows
 // it.
 type PosixTimer struct {
@@ -299,7 +303,7 @@ func parsePosixTimers(s string) ([]PosixTimer, error) {
 			case !ok:
 				err = bad(line)
 			case who == "tid":
-				notify |= 4 // SIGEV_THREAD_ID
+				notify |= SigevThreadID
 			case who != "pid":
 				err = bad(line)
 			}

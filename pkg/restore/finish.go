@@ -591,9 +591,8 @@ func (b *builder) posixTimers() error {
 	}
 	r := b.main
 	le := binary.LittleEndian
-	const prTimerCreateRestoreIDs, sigevThreadID = 77, 4
-	if _, err := r.Syscall("prctl(PR_TIMER_CREATE_RESTORE_IDS)", sysPrctl, prTimerCreateRestoreIDs, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("the process has POSIX timers, and this kernel cannot give them their ids back: %w", err)
+	if _, err := r.Syscall("prctl(PR_TIMER_CREATE_RESTORE_IDS)", sysPrctl, unix.PR_TIMER_CREATE_RESTORE_IDS, unix.PR_TIMER_CREATE_RESTORE_IDS_ON, 0, 0, 0); err != nil {
+		return err // Restore checked that the kernel knows it
 	}
 	for _, t := range img.Timers {
 		// struct sigevent (64 bytes), then the timer id to ask for.
@@ -601,7 +600,7 @@ func (b *builder) posixTimers() error {
 		le.PutUint64(buf, t.Value)
 		le.PutUint32(buf[8:], uint32(t.Signo))
 		le.PutUint32(buf[12:], uint32(t.Notify))
-		if t.Notify&sigevThreadID != 0 {
+		if t.Notify&procfs.SigevThreadID != 0 {
 			i := slices.IndexFunc(img.Threads, func(th format.Thread) bool { return th.TID == t.Target })
 			if i < 0 {
 				return fmt.Errorf("POSIX timer %d signals thread %d, which the image lacks", t.ID, t.Target)
@@ -633,7 +632,7 @@ func (b *builder) posixTimers() error {
 			return err
 		}
 	}
-	_, err := r.Syscall("prctl(PR_TIMER_CREATE_RESTORE_IDS, off)", sysPrctl, prTimerCreateRestoreIDs, 0, 0, 0, 0)
+	_, err := r.Syscall("prctl(PR_TIMER_CREATE_RESTORE_IDS, off)", sysPrctl, unix.PR_TIMER_CREATE_RESTORE_IDS, unix.PR_TIMER_CREATE_RESTORE_IDS_OFF, 0, 0, 0)
 	return err
 }
 

@@ -94,8 +94,7 @@ func Restore(opts Options, in io.Reader) (*Process, error) {
 	}
 	if len(img.Timers) > 0 {
 		// Asked of this process: the kernel knows the prctl or not.
-		const prTimerCreateRestoreIDs, get = 77, 2
-		if err := unix.Prctl(prTimerCreateRestoreIDs, get, 0, 0, 0); err != nil {
+		if err := unix.Prctl(unix.PR_TIMER_CREATE_RESTORE_IDS, unix.PR_TIMER_CREATE_RESTORE_IDS_GET, 0, 0, 0); err != nil {
 			return nil, fmt.Errorf("the process has POSIX timers, and this kernel cannot give them their ids back (PR_TIMER_CREATE_RESTORE_IDS: %v)", err)
 		}
 	}

@@ -1153,6 +1153,19 @@ func TestPosixTimers(t *testing.T) {
 	}
 }
 
+// interactiveBash is the command line of an interactive bash without
+// startup files, and an environment for it with a plain prompt ("$ ");
+// it skips t without bash.
+func interactiveBash(t *testing.T) (argv, env []string) {
+	t.Helper()
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	return []string{bash, "--norc", "--noprofile", "-i"},
+		[]string{"TERM=dumb", "PATH=/usr/bin:/bin", "PS1=$ ", "HOME=" + t.TempDir()}
+}
+
 // TestInteractiveShell: an interactive bash, dumped at its prompt, goes
 // on in procs-load's terminal with its variables and its job control: it
 // runs a command in a process group of its own and gets the terminal
@@ -1160,13 +1173,9 @@ func TestPosixTimers(t *testing.T) {
 func TestInteractiveShell(t *testing.T) {
 	needTools(t)
 	noLeftovers(t)
-	bash, err := exec.LookPath("bash")
-	if err != nil {
-		t.Skip("no bash")
-	}
-	env := []string{"TERM=dumb", "PATH=/usr/bin:/bin", "PS1=$ ", "HOME=" + t.TempDir()}
+	bash, env := interactiveBash(t)
 	ma, sa := openPty(t)
-	orig, origDone := onTerminal(t, sa, env, bash, "--norc", "--noprofile", "-i")
+	orig, origDone := onTerminal(t, sa, env, bash...)
 	sa.Close()
 	outA := readLines(ma)
 	ma.Write([]byte("X=5; echo set-$X\n"))
@@ -1213,14 +1222,10 @@ func liveFeatures(t *testing.T) int {
 func TestJobControl(t *testing.T) {
 	needTools(t)
 	noLeftovers(t)
-	bash, err := exec.LookPath("bash")
-	if err != nil {
-		t.Skip("no bash")
-	}
+	bash, env := interactiveBash(t)
 	img := ttyImage(t)
-	env := []string{"TERM=dumb", "PATH=/usr/bin:/bin", "PS1=$ ", "HOME=" + t.TempDir()}
 	mb, sb := openPty(t)
-	sh, shDone := onTerminal(t, sb, env, bash, "--norc", "--noprofile", "-i")
+	sh, shDone := onTerminal(t, sb, env, bash...)
 	out := readLines(mb)
 	mb.Write([]byte(filepath.Join(binDir, "procs-load") + " " + img + " | cat\n"))
 	expect(t, out, "tty ", 0, "winch=1")

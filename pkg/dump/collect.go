@@ -520,24 +520,29 @@ func (c *collector) processCalls(status procfs.Status) []call {
 		calls = append(calls, call{name: "getitimer", nr: sysGetitimer, size: 32,
 			args: func(slot uint64) [6]uint64 { return [6]uint64{uint64(which), slot} },
 			done: func(_ uint64, b []byte) {
-				c.p.Itimers[which] = format.Itimerval{
-					IntervalUsec: int64(le.Uint64(b))*1e6 + int64(le.Uint64(b[8:])),
-					ValueUsec:    int64(le.Uint64(b[16:]))*1e6 + int64(le.Uint64(b[24:]))}
+				it := &c.p.Itimers[which]
+				it.IntervalUsec, it.ValueUsec = timerValue(b, 1e6)
 			}})
 	}
 	for i := range c.p.Timers {
 		t := &c.p.Timers[i]
 		calls = append(calls, call{name: fmt.Sprintf("timer_gettime(%d)", t.ID), nr: sysTimerGettime, size: 32,
 			args: func(slot uint64) [6]uint64 { return [6]uint64{uint64(t.ID), slot} },
-			done: func(_ uint64, b []byte) {
-				t.IntervalNsec = int64(le.Uint64(b))*1e9 + int64(le.Uint64(b[8:]))
-				t.ValueNsec = int64(le.Uint64(b[16:]))*1e9 + int64(le.Uint64(b[24:]))
-			}})
+			done: func(_ uint64, b []byte) { t.IntervalNsec, t.ValueNsec = timerValue(b, 1e9) }})
 	}
 	calls = append(calls, call{name: "brk", nr: sysBrk,
 		args: func(uint64) [6]uint64 { return [6]uint64{} },
 		done: func(ret uint64, _ []byte) { c.p.MM.Brk = ret }})
 	return calls
+}
+
+// timerValue decodes struct itimerval (perSec 1e6: timevals) or struct
+// itimerspec (1e9: timespecs) into its interval and value in 1/perSec
+// seconds.
+func timerValue(b []byte, perSec int64) (interval, value int64) {
+	le := binary.LittleEndian
+	return int64(le.Uint64(b))*perSec + int64(le.Uint64(b[8:])),
+		int64(le.Uint64(b[16:]))*perSec + int64(le.Uint64(b[24:]))
 }
 
 // threadCalls read a thread's alternate signal stack and clear_child_tid.

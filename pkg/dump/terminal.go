@@ -6,8 +6,8 @@ import (
 	"procs/format"
 )
 
-// terminalOf returns the state of the terminal that is fd (0, 1 or 2) of
-// process pid, or nil if that fd is no terminal. It looks through a
+// terminalOf returns the state of the terminal that is fd of process pid,
+// or nil if that fd is no terminal. It looks through a
 // duplicate of the process's own fd (pidfd_getfd), so it opens nothing:
 // no terminal can become procs-dump's controlling one, and the process's
 // file description is only read.

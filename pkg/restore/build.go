@@ -100,11 +100,7 @@ func (b *builder) logf(format string, args ...any) {
 }
 
 func (b *builder) warnf(format string, args ...any) {
-	if b.opts.Warn != nil {
-		b.opts.Warn(format, args...)
-		return
-	}
-	fmt.Fprintf(os.Stderr, "procs-load: warning: "+format+"\n", args...)
+	b.opts.Warn(format, args...)
 }
 
 // write puts bytes into the scratch area.

@@ -38,8 +38,9 @@ type Options struct {
 	// Stdin, Stdout, Stderr become the restored process's fds 0, 1 and 2.
 	Stdin, Stdout, Stderr *os.File
 	Log                   func(format string, args ...any)
-	// Warn, if set, says what went less well than it should while the
-	// restore goes on; nil means "procs-load: warning: ..." on stderr.
+	// Warn says what went less well than it should while the restore
+	// goes on; nil means Log. The commands pass their one writer of
+	// stderr (pkg/cli), so that no line bypasses it.
 	Warn     func(format string, args ...any)
 	Progress func(done, total int64)
 	// BeforeRun, if set, is called with the process's PID once it is
@@ -69,6 +70,9 @@ type Process struct {
 func Restore(opts Options, in io.Reader) (*Process, error) {
 	if opts.Log == nil {
 		opts.Log = func(string, ...any) {}
+	}
+	if opts.Warn == nil {
+		opts.Warn = opts.Log
 	}
 	start := time.Now()
 	r, err := format.NewReader(in)

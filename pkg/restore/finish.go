@@ -218,7 +218,9 @@ func (b *builder) finish() error {
 		}
 	}
 	if b.opts.BeforeRun != nil {
-		b.opts.BeforeRun(b.pid)
+		if err := b.opts.BeforeRun(b.pid); err != nil {
+			return err
+		}
 	}
 	for i := len(b.tids) - 1; i >= 0; i-- {
 		if err := ptrace.Detach(b.tids[i], 0); err != nil {

@@ -45,8 +45,9 @@ type Options struct {
 	Progress func(done, total int64)
 	// BeforeRun, if set, is called with the process's PID once it is
 	// complete, just before it is let run: what it prints comes before
-	// anything the process prints.
-	BeforeRun func(pid int)
+	// anything the process prints. An error from it fails the restore
+	// (nothing is left running).
+	BeforeRun func(pid int) error
 	// VdsoProxy has the process call this kernel's vDSO through jumps
 	// (see procs/pkg/vdso) even when the image's vDSO is this kernel's,
 	// as it must when the image was made on another kernel build.

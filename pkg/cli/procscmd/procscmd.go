@@ -33,9 +33,9 @@ import (
 
 // Usage is printed by -h and repeated in man/procs.1.
 const Usage = `usage: procs save [PID] [-n NAME] [-o FILE] [-K] [-f] [-z none|zstd|xz] [-v]
-       procs restore FILE|PROCS_ID [-d] [--pid=auto|keep|new] [-v]
+       procs restore FILE|PROCS_ID [-d] [--pid=auto|keep|new] [--pidfile=FILE] [-v]
        procs send PID|FILE|PROCS_ID -s HOST[:PORT] [-n NAME] [-K] [-f] [-z ALGO] [-v]
-       procs receive [PROCS_ID] [-d] [--keep] [--pid=auto|keep|new] [-v]
+       procs receive [PROCS_ID] [-d] [--keep] [--pid=auto|keep|new] [--pidfile=FILE] [-v]
        procs list
        procs delete PROCS_ID...
        procs -h | --version
@@ -59,6 +59,8 @@ Checkpoint, restore and move processes; keep images on procs-serve.
                             of the running process and exit 0
       --pid=MODE            auto (default), keep or new: the PID to
                             restore with
+      --pidfile=FILE        restore, receive: write the PID to FILE as
+                            the process starts to run
       --keep                receive: leave the image on the server
   -v, --verbose             say what happens on stderr
   -h, --help                print this help and exit
@@ -77,16 +79,16 @@ const prog = "procs"
 // --token-file and -v.
 var verbs = map[string][]string{
 	"save":    {"name", "output", "nokill", "file-save", "compress"},
-	"restore": {"detach", "pid"},
+	"restore": {"detach", "pid", "pidfile"},
 	"send":    {"name", "nokill", "file-save", "compress"},
-	"receive": {"detach", "keep", "pid"},
+	"receive": {"detach", "keep", "pid", "pidfile"},
 	"list":    nil,
 	"delete":  nil,
 }
 
 type options struct {
-	server, tokenFile, name, output, compress, pid string
-	nokill, fileSave, detach, keep                 bool
+	server, tokenFile, name, output, compress, pid, pidfile string
+	nokill, fileSave, detach, keep                          bool
 	cli.Flags
 	verb        string
 	operands    []string
@@ -105,6 +107,7 @@ func parse(args []string) (options, error) {
 	set.FlagLong(&o.compress, "compress", 'z')
 	set.FlagLong(&o.detach, "detach", 'd')
 	set.FlagLong(&o.pid, "pid", 0)
+	set.FlagLong(&o.pidfile, "pidfile", 0)
 	set.FlagLong(&o.keep, "keep", 0)
 	o.Register(set)
 	ops, err := cli.Parse(set, args)
@@ -121,7 +124,7 @@ func parse(args []string) (options, error) {
 	case !ok:
 		return o, cli.Usagef("unknown command %q", o.verb)
 	}
-	for _, opt := range []string{"name", "output", "nokill", "file-save", "compress", "detach", "pid", "keep"} {
+	for _, opt := range []string{"name", "output", "nokill", "file-save", "compress", "detach", "pid", "pidfile", "keep"} {
 		if set.IsSet(opt) && !slices.Contains(takes, opt) {
 			return o, cli.Usagef("--%s is not an option of %s", opt, o.verb)
 		}
@@ -137,6 +140,9 @@ func parse(args []string) (options, error) {
 	}
 	if set.IsSet("server") && o.server == "" {
 		return o, cli.Usagef("empty server address for --server")
+	}
+	if set.IsSet("pidfile") && o.pidfile == "" {
+		return o, cli.Usagef("empty file name for --pidfile")
 	}
 	n := len(o.operands)
 	switch o.verb {
@@ -413,6 +419,9 @@ func (c *cmd) restore(stop func()) int {
 		if c.o.detach {
 			a = append(a, "-d")
 		}
+		if c.o.pidfile != "" {
+			a = append(a, "--pidfile="+c.o.pidfile)
+		}
 		if c.o.Verbose {
 			a = append(a, "-v")
 		}
@@ -433,9 +442,12 @@ func (c *cmd) run(cl *client.Client, id string, stop func(), running func()) int
 		return c.fail(cli.ExitLoadFailure, err)
 	}
 	c.msg.Logf("restoring %s from %s", id, cl.Server())
-	p, err := restore.Restore(loadcmd.Options(c.msg, c.stdin, c.stdout, c.stderr, c.o.pid, c.o.detach), body)
+	opts := loadcmd.Options(c.msg, c.stdin, c.stdout, c.stderr, c.o.pid, c.o.detach)
+	pf := loadcmd.WithPIDFile(&opts, c.o.pidfile)
+	p, err := restore.Restore(opts, body)
 	body.Close()
 	if err != nil {
+		pf.Remove()
 		return c.fail(cli.ExitLoadFailure, loadcmd.Hint(err))
 	}
 	stop() // from now on signals are the process's business (loadcmd.Wait)

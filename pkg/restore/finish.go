@@ -281,8 +281,9 @@ func (b *builder) makeFDs() error {
 	if _, err := r.Syscall("close_range", sysCloseRange, 3, ^uint64(0)>>33, 0); err != nil {
 		return err
 	}
+	b.logStreams()
 	for _, fd := range b.img.FDs {
-		if fd.Num <= 2 || fd.File < 0 {
+		if fd.File < 0 || b.ownStream(fd) {
 			continue // the loader's own standard streams stand in
 		}
 		f := b.img.Files[fd.File]

@@ -32,11 +32,26 @@ const (
 	PIDNew                 // always a new PID
 )
 
+// StdioMode says what the restored process's fds 0, 1 and 2 become.
+type StdioMode int
+
+const (
+	// StdioAuto: a stream that was a file the restorer can open again
+	// by path (a log file, /dev/null) is opened again, like any other
+	// fd; one that was a terminal, a pipe, a socket or a deleted file is
+	// the restorer's own stream of that number.
+	StdioAuto StdioMode = iota
+	// StdioInherit: all three are the restorer's own streams.
+	StdioInherit
+)
+
 // Options control one restore.
 type Options struct {
 	PID PIDMode
-	// Stdin, Stdout, Stderr become the restored process's fds 0, 1 and 2.
+	// Stdin, Stdout, Stderr become the restored process's fds 0, 1 and
+	// 2, those of them that Stdio leaves to the restorer.
 	Stdin, Stdout, Stderr *os.File
+	Stdio                 StdioMode
 	Log                   func(format string, args ...any)
 	// Warn says what went less well than it should while the restore
 	// goes on; nil means Log. The commands pass their one writer of

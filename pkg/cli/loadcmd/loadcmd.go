@@ -19,7 +19,8 @@ import (
 )
 
 // Usage is printed by -h and repeated in man/procs-load.1.
-const Usage = `usage: procs-load [-d] [-v] [--pid=auto|keep|new] [--pidfile=FILE] [FILE|-]
+const Usage = `usage: procs-load [-d] [-v] [--pid=auto|keep|new] [--pidfile=FILE]
+                  [--stdio=auto|inherit] [FILE|-]
        procs-load -h | --version
 
 Restore the process in image FILE (or stdin) and run it in this terminal;
@@ -32,6 +33,10 @@ exit with its status.
                         new PID
       --pidfile=FILE    write the PID to FILE (atomically) as the process
                         starts to run
+      --stdio=MODE      auto (default): a standard stream that was a file
+                        (a log, /dev/null) is opened again, one that was a
+                        terminal, pipe or socket is procs-load's own;
+                        inherit: all three are procs-load's own
   -v, --verbose         print each phase with its time and sizes on stderr
   -h, --help            print this help and exit
       --version         print the version and exit
@@ -42,6 +47,12 @@ or 125 if procs-load itself failed and nothing was left running. With -d,
 `
 
 const prog = "procs-load"
+
+// StdioModes are the values of --stdio, for procs-load and procs.
+var StdioModes = map[string]restore.StdioMode{
+	"auto":    restore.StdioAuto,
+	"inherit": restore.StdioInherit,
+}
 
 // PIDModes are the values of --pid, for procs-load and procs.
 var PIDModes = map[string]restore.PIDMode{
@@ -55,6 +66,7 @@ type options struct {
 	cli.Flags
 	pid     string
 	pidfile string
+	stdio   string
 	file    string
 }
 
@@ -65,6 +77,8 @@ func parse(args []string) (options, error) {
 	o.pid = "auto"
 	set.FlagLong(&o.pid, "pid", 0)
 	set.FlagLong(&o.pidfile, "pidfile", 0)
+	o.stdio = "auto"
+	set.FlagLong(&o.stdio, "stdio", 0)
 	o.Flags.Register(set)
 	operands, err := cli.Parse(set, args)
 	if err != nil {
@@ -78,6 +92,9 @@ func parse(args []string) (options, error) {
 	}
 	if set.IsSet("pidfile") && o.pidfile == "" {
 		return o, cli.Usagef("empty file name for --pidfile")
+	}
+	if _, ok := StdioModes[o.stdio]; !ok {
+		return o, cli.Usagef("invalid value %q for --stdio: want auto or inherit", o.stdio)
 	}
 	switch len(operands) {
 	case 0:
@@ -116,6 +133,7 @@ func Main(args []string, stdin, stdout, stderr *os.File) int {
 	}
 	// stdin is positioned just past the image when it came on stdin.
 	opts := Options(msg, stdin, stdout, stderr, o.pid, o.detach)
+	opts.Stdio = StdioModes[o.stdio]
 	pf := WithPIDFile(&opts, o.pidfile)
 	p, err := restore.Restore(opts, in)
 	msg.EndProgress()

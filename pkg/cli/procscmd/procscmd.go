@@ -33,9 +33,11 @@ import (
 
 // Usage is printed by -h and repeated in man/procs.1.
 const Usage = `usage: procs save [PID] [-n NAME] [-o FILE] [-K] [-f] [-z none|zstd|xz] [-v]
-       procs restore FILE|PROCS_ID [-d] [--pid=auto|keep|new] [--pidfile=FILE] [-v]
+       procs restore FILE|PROCS_ID [-d] [--pid=auto|keep|new] [--pidfile=FILE]
+                     [--stdio=auto|inherit] [-v]
        procs send PID|FILE|PROCS_ID -s HOST[:PORT] [-n NAME] [-K] [-f] [-z ALGO] [-v]
-       procs receive [PROCS_ID] [-d] [--keep] [--pid=auto|keep|new] [--pidfile=FILE] [-v]
+       procs receive [PROCS_ID] [-d] [--keep] [--pid=auto|keep|new] [--pidfile=FILE]
+                     [--stdio=auto|inherit] [-v]
        procs list
        procs delete PROCS_ID...
        procs -h | --version
@@ -61,6 +63,9 @@ Checkpoint, restore and move processes; keep images on procs-serve.
                             restore with
       --pidfile=FILE        restore, receive: write the PID to FILE as
                             the process starts to run
+      --stdio=MODE          restore, receive: auto (default): standard
+                            streams that were files are opened again, the
+                            others are procs's own; inherit: all are
       --keep                receive: leave the image on the server
   -v, --verbose             say what happens on stderr
   -h, --help                print this help and exit
@@ -79,16 +84,16 @@ const prog = "procs"
 // --token-file and -v.
 var verbs = map[string][]string{
 	"save":    {"name", "output", "nokill", "file-save", "compress"},
-	"restore": {"detach", "pid", "pidfile"},
+	"restore": {"detach", "pid", "pidfile", "stdio"},
 	"send":    {"name", "nokill", "file-save", "compress"},
-	"receive": {"detach", "keep", "pid", "pidfile"},
+	"receive": {"detach", "keep", "pid", "pidfile", "stdio"},
 	"list":    nil,
 	"delete":  nil,
 }
 
 type options struct {
-	server, tokenFile, name, output, compress, pid, pidfile string
-	nokill, fileSave, detach, keep                          bool
+	server, tokenFile, name, output, compress, pid, pidfile, stdio string
+	nokill, fileSave, detach, keep                                 bool
 	cli.Flags
 	verb        string
 	operands    []string
@@ -96,7 +101,7 @@ type options struct {
 }
 
 func parse(args []string) (options, error) {
-	o := options{compress: "none", pid: "auto"}
+	o := options{compress: "none", pid: "auto", stdio: "auto"}
 	set := getopt.New()
 	set.FlagLong(&o.server, "server", 's')
 	set.FlagLong(&o.tokenFile, "token-file", 0)
@@ -108,6 +113,7 @@ func parse(args []string) (options, error) {
 	set.FlagLong(&o.detach, "detach", 'd')
 	set.FlagLong(&o.pid, "pid", 0)
 	set.FlagLong(&o.pidfile, "pidfile", 0)
+	set.FlagLong(&o.stdio, "stdio", 0)
 	set.FlagLong(&o.keep, "keep", 0)
 	o.Register(set)
 	ops, err := cli.Parse(set, args)
@@ -124,7 +130,7 @@ func parse(args []string) (options, error) {
 	case !ok:
 		return o, cli.Usagef("unknown command %q", o.verb)
 	}
-	for _, opt := range []string{"name", "output", "nokill", "file-save", "compress", "detach", "pid", "pidfile", "keep"} {
+	for _, opt := range []string{"name", "output", "nokill", "file-save", "compress", "detach", "pid", "pidfile", "stdio", "keep"} {
 		if set.IsSet(opt) && !slices.Contains(takes, opt) {
 			return o, cli.Usagef("--%s is not an option of %s", opt, o.verb)
 		}
@@ -143,6 +149,9 @@ func parse(args []string) (options, error) {
 	}
 	if set.IsSet("pidfile") && o.pidfile == "" {
 		return o, cli.Usagef("empty file name for --pidfile")
+	}
+	if _, ok := loadcmd.StdioModes[o.stdio]; !ok {
+		return o, cli.Usagef("invalid value %q for --stdio: want auto or inherit", o.stdio)
 	}
 	n := len(o.operands)
 	switch o.verb {
@@ -422,6 +431,7 @@ func (c *cmd) restore(stop func()) int {
 		if c.o.pidfile != "" {
 			a = append(a, "--pidfile="+c.o.pidfile)
 		}
+		a = append(a, "--stdio="+c.o.stdio)
 		if c.o.Verbose {
 			a = append(a, "-v")
 		}
@@ -443,6 +453,7 @@ func (c *cmd) run(cl *client.Client, id string, stop func(), running func()) int
 	}
 	c.msg.Logf("restoring %s from %s", id, cl.Server())
 	opts := loadcmd.Options(c.msg, c.stdin, c.stdout, c.stderr, c.o.pid, c.o.detach)
+	opts.Stdio = loadcmd.StdioModes[c.o.stdio]
 	pf := loadcmd.WithPIDFile(&opts, c.o.pidfile)
 	p, err := restore.Restore(opts, body)
 	body.Close()

@@ -170,6 +170,9 @@ func sameUID(t *testing.T, args ...string) {
 	defer f.Close()
 	ld := &load{}
 	t.Cleanup(func() { ld.kill(t) })
+	// The victim's stderr is a file in a folder of root's: uid 65534
+	// cannot open it again, so it gets procs-load's.
+	args = append(args, "--stdio=inherit")
 	ld.proc = startAs(t, append([]string{pl}, args...), "/tmp", &syscall.SysProcAttr{Credential: nobody})
 	go func() {
 		defer ld.stdin.Close()

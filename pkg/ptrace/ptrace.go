@@ -118,6 +118,25 @@ func XFeatures(xstate []byte) uint64 {
 	return binary.LittleEndian.Uint64(xstate[472:])
 }
 
+// xfeatureBits names the XSAVE state components by XCR0 bit.
+var xfeatureBits = []string{"x87", "SSE", "AVX", "MPX bndregs", "MPX bndcsr", "AVX-512 opmask", "AVX-512 ZMM_Hi256", "AVX-512 Hi16_ZMM", "PT", "PKRU", "PASID", "CET user", "CET supervisor", "HDC", "UINTR", "LBR", "HWP", "AMX tilecfg", "AMX tiledata"}
+
+// XFeatureNames names the XSAVE state components of an XCR0 mask ("AVX",
+// "PKRU"...; "bit N" for one it does not know), lowest bit first.
+func XFeatureNames(m uint64) []string {
+	var out []string
+	for i := 0; i < 64; i++ {
+		if m&(1<<i) != 0 {
+			if i < len(xfeatureBits) {
+				out = append(out, xfeatureBits[i])
+			} else {
+				out = append(out, fmt.Sprintf("bit %d", i))
+			}
+		}
+	}
+	return out
+}
+
 // GetSigmask returns the thread's blocked signal mask.
 func GetSigmask(tid int) (uint64, error) {
 	var m uint64

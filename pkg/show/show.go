@@ -165,7 +165,8 @@ type Mapping struct {
 type OpenFD struct {
 	FD int `json:"fd"`
 	// Kind is the file's kind (reg, dir, chr, tty, memfd, eventfd,
-	// epoll), or "stdio" for fds 0-2 that become the restorer's own.
+	// epoll), "stdio" for fds 0-2 that become the restorer's own, or
+	// "?" when the image names a file it does not have.
 	Kind    string `json:"kind"`
 	Path    string `json:"path"`
 	Deleted bool   `json:"deleted,omitempty"`
@@ -556,8 +557,10 @@ func (rd *reading) fds() []OpenFD {
 			if f.Kind == format.FileEpoll {
 				o.Watched = watched[fd.Num]
 			}
-		} else {
+		} else if fd.File == -1 {
 			o.Kind = "stdio"
+		} else {
+			o.Kind = "?" // a file the image does not have
 		}
 		out = append(out, o)
 	}

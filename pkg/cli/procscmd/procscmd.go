@@ -123,7 +123,7 @@ func parse(args []string) (options, error) {
 	takes, ok := verbs[o.verb]
 	switch {
 	case o.verb == "":
-		return o, cli.Usagef("missing command: save, restore, send, receive, list, delete or show")
+		return o, cli.Usagef("missing command: save, restore, send, receive, list or delete")
 	case !ok:
 		return o, cli.Usagef("unknown command %q", o.verb)
 	}

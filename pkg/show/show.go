@@ -246,7 +246,7 @@ type NeededFile struct {
 	// below (a regular file that does not travel in the image).
 	Unchanged bool      `json:"unchanged"`
 	Size      int64     `json:"size"`
-	Mtime     time.Time `json:"mtime"`
+	Mtime     time.Time `json:"mtime,omitzero"`
 	// Created says the contents travel: a missing file is made again.
 	Created bool `json:"created,omitempty"`
 }

@@ -40,6 +40,7 @@ const Usage = `usage: procs save [PID] [-n NAME] [-o FILE] [-K] [-f] [-z none|zs
                      [--stdio=auto|inherit] [-v]
        procs list
        procs delete PROCS_ID...
+       procs show FILE|PROCS_ID|- [--json]
        procs -h | --version
 
 Checkpoint, restore and move processes; keep images on procs-serve.
@@ -67,13 +68,16 @@ Checkpoint, restore and move processes; keep images on procs-serve.
                             streams that were files are opened again, the
                             others are procs's own; inherit: all are
       --keep                receive: leave the image on the server
+      --json                show: print JSON for scripts (see procs(1))
   -v, --verbose             say what happens on stderr
   -h, --help                print this help and exit
       --version             print the version and exit
 
 Exit status: 0 done, 1 failed (a process goes on unharmed), 2 usage
 error, 3 refused (no such process, or it holds something procs cannot
-carry; it was not touched). restore and receive exit like procs-load:
+carry; it was not touched). show exits 1 when the image is damaged,
+after showing what came before the damage. restore and receive exit
+like procs-load:
 with the status of the restored process, or 125 if procs failed and
 left nothing running.
 `
@@ -89,11 +93,12 @@ var verbs = map[string][]string{
 	"receive": {"detach", "keep", "pid", "pidfile", "stdio"},
 	"list":    nil,
 	"delete":  nil,
+	"show":    {"json"},
 }
 
 type options struct {
 	server, tokenFile, name, output, compress, pid, pidfile, stdio string
-	nokill, fileSave, detach, keep                                 bool
+	nokill, fileSave, detach, keep, json                           bool
 	cli.Flags
 	verb        string
 	operands    []string
@@ -115,6 +120,7 @@ func parse(args []string) (options, error) {
 	set.FlagLong(&o.pidfile, "pidfile", 0)
 	set.FlagLong(&o.stdio, "stdio", 0)
 	set.FlagLong(&o.keep, "keep", 0)
+	set.FlagLong(&o.json, "json", 0)
 	o.Register(set)
 	ops, err := cli.Parse(set, args)
 	if len(ops) > 0 {
@@ -126,11 +132,11 @@ func parse(args []string) (options, error) {
 	takes, ok := verbs[o.verb]
 	switch {
 	case o.verb == "":
-		return o, cli.Usagef("missing command: save, restore, send, receive, list or delete")
+		return o, cli.Usagef("missing command: save, restore, send, receive, list, delete or show")
 	case !ok:
 		return o, cli.Usagef("unknown command %q", o.verb)
 	}
-	for _, opt := range []string{"name", "output", "nokill", "file-save", "compress", "detach", "pid", "pidfile", "stdio", "keep"} {
+	for _, opt := range []string{"name", "output", "nokill", "file-save", "compress", "detach", "pid", "pidfile", "stdio", "keep", "json"} {
 		if set.IsSet(opt) && !slices.Contains(takes, opt) {
 			return o, cli.Usagef("--%s is not an option of %s", opt, o.verb)
 		}
@@ -178,6 +184,10 @@ func parse(args []string) (options, error) {
 		if n == 0 {
 			return o, cli.Usagef("delete: want a PROCS_ID")
 		}
+	case "show":
+		if n != 1 {
+			return o, cli.Usagef("show: want one FILE, PROCS_ID or -")
+		}
 	}
 	return o, nil
 }
@@ -217,6 +227,8 @@ func Main(args []string, stdin, stdout, stderr *os.File) int {
 		return c.receive(stop)
 	case "list":
 		return c.list()
+	case "show":
+		return c.show()
 	}
 	return c.delete()
 }

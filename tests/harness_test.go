@@ -630,10 +630,12 @@ func liveDescendants(timeout time.Duration) []pinfo {
 	}
 }
 
-// named lists the PIDs of live processes named comm.
+// named lists the PIDs of live processes named comm below this test
+// process (a subreaper: what its children leave behind stays below it).
+// Processes of other test binaries running beside it are not ours.
 func named(comm string) []int {
 	var pids []int
-	for _, p := range allProcs() {
+	for _, p := range descendants() {
 		if p.comm == comm && p.state != 'Z' {
 			pids = append(pids, p.pid)
 		}

@@ -190,7 +190,7 @@ func ReadTokenFileOwner(name string) (string, int, error) {
 		return "", -1, fmt.Errorf("token file %s is empty", name)
 	case len(tok) < MinTokenLen:
 		return "", -1, cli.WithHint(fmt.Errorf("the token in %s is shorter than %d bytes: refusing it", name, MinTokenLen),
-			"make one with: head -c 32 /dev/urandom | base64 > "+name)
+			"make one with: (umask 077; head -c 32 /dev/urandom | base64 > "+name+")")
 	}
 	return tok, int(st.Uid), nil
 }

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"procs/format"
 )
@@ -287,7 +288,15 @@ func TestTokenRules(t *testing.T) {
 	for _, tc := range []struct {
 		file, want string
 	}{{short, "shorter than 16 bytes"}, {open, "open to others (mode 0644)"}} {
-		_, errs, code := h.run(t, nil, "procs-serve", "-l", freeAddr(t), "-d", state, "--token-file", tc.file)
+		// Bounded: a procs-serve that took the token would serve on.
+		cmd := h.command("procs-serve", "-l", freeAddr(t), "-d", state, "--token-file", tc.file)
+		var eb bytes.Buffer
+		cmd.Stderr = &eb
+		err := runTimeout(cmd, 5*time.Second)
+		code, errs := cmd.ProcessState.ExitCode(), eb.String()
+		if err != nil && cmd.ProcessState == nil {
+			t.Fatal(err)
+		}
 		if code != 1 || !strings.Contains(errs, tc.want) {
 			t.Errorf("procs-serve --token-file %s = exit %d, %q; want 1 and %q", filepath.Base(tc.file), code, errs, tc.want)
 		}

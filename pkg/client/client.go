@@ -15,8 +15,11 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
+	"procs/pkg/cli"
+	"procs/pkg/safetext"
 	"procs/pkg/server"
 )
 
@@ -39,7 +42,16 @@ type Entry struct {
 	Origin  string    `json:"origin"`
 	Size    int64     `json:"size"`
 	Arrived time.Time `json:"arrived"`
+	// Uploader is who uploaded the image, as the server established
+	// it; nil from a server that does not say.
+	Uploader *Uploader `json:"uploader,omitempty"`
+	// Exceeds lists what of the image's credentials its uploader could
+	// not grant.
+	Exceeds string `json:"exceeds,omitempty"`
 }
+
+// Uploader is who uploaded an image.
+type Uploader = server.Identity
 
 // Error is an answer of the server other than success.
 type Error struct {
@@ -57,9 +69,22 @@ func (e *Error) Is(target error) bool {
 // Client talks to one server.
 type Client struct {
 	base   string // "http://host:port", no trailing slash
+	name   string // the server, for messages: base, or unix:PATH
 	token  string
 	hc     *http.Client
 	Origin string // sent as X-Procs-Origin with uploads; os.Hostname() by default
+	// TrustUploaded lets Fetch return an image whose credentials exceed
+	// what its uploader could grant (see UntrustedError).
+	TrustUploaded bool
+}
+
+// UnixPath returns the socket path of a server given as unix:PATH, or as
+// a path starting with / or ., and whether it is one.
+func UnixPath(s string) (string, bool) {
+	if p, ok := strings.CutPrefix(s, "unix:"); ok {
+		return p, true
+	}
+	return s, strings.HasPrefix(s, "/") || strings.HasPrefix(s, ".")
 }
 
 // ParseServer turns host, host:port, [v6addr]:port, or an http:// or
@@ -105,6 +130,9 @@ func ServerAddr(flag string) string {
 	return DefaultServer
 }
 
+// MinTokenLen is the length, in bytes, of the shortest token accepted.
+const MinTokenLen = 16
+
 // LoadToken reads the token: from tokenFile when not empty (first line,
 // surrounding blanks removed), else from $PROCS_TOKEN_FILE, else
 // $PROCS_TOKEN. No token is "".
@@ -113,36 +141,82 @@ func LoadToken(tokenFile string) (string, error) {
 		tokenFile = os.Getenv("PROCS_TOKEN_FILE")
 	}
 	if tokenFile == "" {
-		return os.Getenv("PROCS_TOKEN"), nil
+		tok := os.Getenv("PROCS_TOKEN")
+		if tok != "" && len(tok) < MinTokenLen {
+			return "", fmt.Errorf("the token in $PROCS_TOKEN is shorter than %d bytes", MinTokenLen)
+		}
+		return tok, nil
 	}
 	return ReadTokenFile(tokenFile)
 }
 
 // ReadTokenFile returns the first line of a token file, without
-// surrounding blanks; an empty token is an error.
+// surrounding blanks (see ReadTokenFileOwner).
 func ReadTokenFile(name string) (string, error) {
-	b, err := os.ReadFile(name)
+	tok, _, err := ReadTokenFileOwner(name)
+	return tok, err
+}
+
+// ReadTokenFileOwner returns the first line of a token file, without
+// surrounding blanks, and the uid that owns the file. It refuses a
+// file that its owner's group or others may read or write, and a token
+// shorter than MinTokenLen bytes.
+func ReadTokenFileOwner(name string) (string, int, error) {
+	f, err := os.Open(name)
 	if err != nil {
-		return "", err
+		return "", -1, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", -1, err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case !fi.Mode().IsRegular() || !ok:
+		return "", -1, fmt.Errorf("token file %s is not a regular file", name)
+	case fi.Mode().Perm()&0o077 != 0:
+		return "", -1, cli.WithHint(fmt.Errorf("token file %s is open to others (mode %04o): refusing it", name, fi.Mode().Perm()),
+			"make it readable by its owner only: chmod 600 "+name)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	if err != nil {
+		return "", -1, err
 	}
 	tok, _, _ := strings.Cut(string(b), "\n")
 	tok = strings.TrimSpace(tok)
-	if tok == "" {
-		return "", fmt.Errorf("token file %s is empty", name)
+	switch {
+	case tok == "":
+		return "", -1, fmt.Errorf("token file %s is empty", name)
+	case len(tok) < MinTokenLen:
+		return "", -1, cli.WithHint(fmt.Errorf("the token in %s is shorter than %d bytes: refusing it", name, MinTokenLen),
+			"make one with: (umask 077; head -c 32 /dev/urandom | base64 > "+name+")")
 	}
-	return tok, nil
+	return tok, int(st.Uid), nil
 }
 
 // New returns a client of server (see ParseServer) that presents token
 // when not empty. HTTPS certificates are checked against the system's
 // roots (SSL_CERT_FILE and SSL_CERT_DIR are honoured).
 func New(server, token string) (*Client, error) {
-	base, err := ParseServer(server)
-	if err != nil {
-		return nil, err
-	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil
+	base, name := "", ""
+	if path, ok := UnixPath(server); ok {
+		if path == "" {
+			return nil, errors.New("empty socket path in server address")
+		}
+		base, name = "http://localhost", "unix:"+path
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return new(net.Dialer).DialContext(ctx, "unix", path)
+		}
+	} else {
+		var err error
+		if base, err = ParseServer(server); err != nil {
+			return nil, err
+		}
+		name = base
+	}
 	// Images are large: a big read buffer means few system calls per
 	// MiB. Bodies go out in large writes that pass a small write buffer
 	// by (a large one would have each chunk copied into it after its
@@ -152,6 +226,7 @@ func New(server, token string) (*Client, error) {
 	host, _ := os.Hostname()
 	return &Client{
 		base:   base,
+		name:   name,
 		token:  token,
 		hc:     &http.Client{Transport: tr},
 		Origin: host,
@@ -159,7 +234,7 @@ func New(server, token string) (*Client, error) {
 }
 
 // Server returns the base URL of the server.
-func (c *Client) Server() string { return c.base }
+func (c *Client) Server() string { return c.name }
 
 func (c *Client) request(ctx context.Context, method, path string, body io.Reader) (*http.Request, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
@@ -180,7 +255,7 @@ func (c *Client) do(req *http.Request, want int) (*http.Response, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return nil, fmt.Errorf("%s: %w", c.base, err)
+		return nil, fmt.Errorf("%s: %w", c.name, err)
 	}
 	if resp.StatusCode == want {
 		return resp, nil
@@ -198,7 +273,7 @@ func (c *Client) do(req *http.Request, want int) (*http.Response, error) {
 		// net/http's answer to plain HTTP on a TLS port.
 		msg = "the server speaks HTTPS: give it as https://" + strings.TrimPrefix(c.base, "http://")
 	}
-	return nil, &Error{Status: resp.StatusCode, Msg: fmt.Sprintf("%s: %s", c.base, msg)}
+	return nil, &Error{Status: resp.StatusCode, Msg: fmt.Sprintf("%s: %s", c.name, msg)}
 }
 
 // bufSize is the size of the buffers that images go through.
@@ -249,7 +324,7 @@ func (c *Client) Upload(ctx context.Context, r io.Reader) (Entry, error) {
 	defer resp.Body.Close()
 	var e Entry
 	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil || e.ID == "" {
-		return Entry{}, fmt.Errorf("%s: bad answer to upload: %v", c.base, err)
+		return Entry{}, fmt.Errorf("%s: bad answer to upload: %v", c.name, err)
 	}
 	return e, nil
 }
@@ -267,7 +342,7 @@ func (c *Client) List(ctx context.Context) ([]Entry, error) {
 	defer resp.Body.Close()
 	var es []Entry
 	if err := json.NewDecoder(resp.Body).Decode(&es); err != nil {
-		return nil, fmt.Errorf("%s: bad list: %v", c.base, err)
+		return nil, fmt.Errorf("%s: bad list: %v", c.name, err)
 	}
 	return es, nil
 }
@@ -287,8 +362,25 @@ func (c *Client) Ping(ctx context.Context) error {
 	return nil
 }
 
+// UntrustedError refuses an image that may run with more privilege than
+// whoever uploaded it could grant: its credentials exceed the uploader's,
+// or the server does not say who uploaded it.
+type UntrustedError struct {
+	ID       string
+	RunsAs   string // what the uploader could not grant: "uid 0, gid 0"
+	Uploader string // "uid 1001 (loopback, 127.0.0.1:50432)"
+}
+
+func (e *UntrustedError) Error() string {
+	return fmt.Sprintf("image %s runs as %s, but was uploaded by %s", e.ID,
+		safetext.Clean(e.RunsAs, 200), safetext.Clean(e.Uploader, 200))
+}
+
 // Fetch returns the image id as a stream. The caller must close it. A
 // short stream (cut connection) ends in an error, never in a silent EOF.
+// Unless c.TrustUploaded, it refuses (*UntrustedError) an image whose
+// credentials the server says exceed its uploader's, or of which the
+// server does not say.
 func (c *Client) Fetch(ctx context.Context, id string) (io.ReadCloser, error) {
 	if err := c.checkID(id); err != nil {
 		return nil, err
@@ -300,6 +392,14 @@ func (c *Client) Fetch(ctx context.Context, id string) (io.ReadCloser, error) {
 	resp, err := c.do(req, http.StatusOK)
 	if err != nil {
 		return nil, err
+	}
+	up, ex := resp.Header.Get(server.HeaderUploader), resp.Header.Get(server.HeaderExceeds)
+	if up == "" {
+		up, ex = "someone the server does not name", "credentials the server did not check"
+	}
+	if ex != "" && !c.TrustUploaded {
+		resp.Body.Close()
+		return nil, &UntrustedError{ID: id, RunsAs: ex, Uploader: up}
 	}
 	return resp.Body, nil
 }
@@ -343,7 +443,7 @@ func (c *Client) Next(ctx context.Context, after string) (Entry, error) {
 	defer resp.Body.Close()
 	var e Entry
 	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil || e.ID == "" {
-		return Entry{}, fmt.Errorf("%s: bad answer to next: %v", c.base, err)
+		return Entry{}, fmt.Errorf("%s: bad answer to next: %v", c.name, err)
 	}
 	return e, nil
 }
@@ -357,5 +457,5 @@ func (c *Client) checkID(id string) error {
 	if ValidID(id) {
 		return nil
 	}
-	return &Error{Status: http.StatusNotFound, Msg: fmt.Sprintf("%s: no image %q (ids are 16 characters of a-z and 2-7)", c.base, id)}
+	return &Error{Status: http.StatusNotFound, Msg: fmt.Sprintf("%s: no image %q (ids are 16 characters of a-z and 2-7)", c.name, id)}
 }

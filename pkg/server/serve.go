@@ -23,6 +23,7 @@ import (
 func (s *Server) Serve(ctx context.Context, ln net.Listener, certFile, keyFile string, grace time.Duration) error {
 	hs := &http.Server{
 		Handler:           s.Handler(),
+		ConnContext:       s.ConnContext,
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,

@@ -18,6 +18,7 @@ import (
 	"time"
 	"unicode"
 
+	"procs/format"
 	"procs/pkg/directio"
 )
 
@@ -26,6 +27,8 @@ type Meta struct {
 	Comm string // process name
 	PID  int    // original PID
 	Host string // host the image was made on
+	// Creds are the credentials of each PROCESS record of the image.
+	Creds []format.Creds
 }
 
 // Verifier reads one whole image from r, checking everything that can be
@@ -40,8 +43,14 @@ type Config struct {
 	Verify  Verifier // nil means VerifyImage
 	MaxSize int64    // largest image accepted, in bytes; 0 means no limit
 	// Token, when not empty, must be presented by every request as
-	// "Authorization: Bearer TOKEN".
+	// "Authorization: Bearer TOKEN" (the scheme in any case); it is then
+	// the identity of every request. Without it, the identity of a
+	// request is the local user ConnContext found, and requests that
+	// change the store need one.
 	Token string
+	// TokenOwner is what a token holder may grant a process (the uid
+	// and groups of the token file's owner); nil grants nothing.
+	TokenOwner *Identity
 	// Log receives one line per event; nil means quiet.
 	Log func(format string, args ...any)
 }
@@ -53,6 +62,7 @@ type Server struct {
 	cfg      Config
 	root     *os.Root
 	tokenSum [sha256.Size]byte
+	tokenID  *Identity // the identity of a token holder
 
 	mu      sync.Mutex    // serialises commits; guards last and arrived
 	last    time.Time     // arrival time of the latest committed image
@@ -84,7 +94,13 @@ func New(cfg Config) (*Server, error) {
 		tokenSum: sha256.Sum256([]byte(cfg.Token)),
 		arrived:  make(chan struct{}),
 		quit:     make(chan struct{}),
+		tokenID:  &Identity{UID: -1, GID: -1},
 	}
+	if cfg.TokenOwner != nil {
+		id := *cfg.TokenOwner
+		s.tokenID = &id
+	}
+	s.tokenID.Auth = AuthToken
 	s.last, err = s.cleanup()
 	if err != nil {
 		root.Close()
@@ -122,13 +138,15 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusNotFound, "no such endpoint")
 	})
-	if s.cfg.Token == "" {
-		return mux
-	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.authorized(r) {
+		if s.cfg.Token != "" && !s.authorized(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="procs"`)
 			httpError(w, http.StatusUnauthorized, "missing or wrong token")
+			return
+		}
+		if _, why := s.requester(r); why != "" && isWrite(r) {
+			s.logf("%s %s from %s refused: %s", r.Method, r.URL.Path, r.RemoteAddr, why)
+			httpError(w, http.StatusForbidden, "cannot tell which local user is connecting ("+why+"): connect over loopback or a unix socket, or use a token")
 			return
 		}
 		mux.ServeHTTP(w, r)
@@ -136,13 +154,14 @@ func (s *Server) Handler() http.Handler {
 }
 
 // authorized compares the request's bearer token with the configured one
-// in constant time (hashes make the lengths equal).
+// in constant time (hashes make the lengths equal). The scheme is
+// matched in any case (RFC 9110, 11.1).
 func (s *Server) authorized(r *http.Request) bool {
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return false
 	}
-	sum := sha256.Sum256([]byte(tok))
+	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
 	return subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) == 1
 }
 
@@ -252,13 +271,19 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	}
 	done = true // f is closed; commit removes tmp on failure
 
+	who, _ := s.requester(r)
 	e := Entry{
-		ID:     id,
-		Comm:   meta.Comm,
-		PID:    meta.PID,
-		Host:   meta.Host,
-		Origin: origin(r),
-		Size:   br.n,
+		ID:       id,
+		Comm:     meta.Comm,
+		PID:      meta.PID,
+		Host:     meta.Host,
+		Origin:   origin(r),
+		Size:     br.n,
+		Uploader: who,
+		Exceeds:  Exceeds(meta.Creds, who),
+	}
+	if len(meta.Creds) > 0 {
+		e.Creds = &meta.Creds[0]
 	}
 	if err := s.commit(&e, tmp); err != nil {
 		s.root.Remove(tmp)
@@ -266,7 +291,10 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusInsufficientStorage, "cannot store image: "+err.Error())
 		return
 	}
-	s.logf("stored %s: %s pid %d from %s, %d bytes", e.ID, e.Comm, e.PID, e.Origin, e.Size)
+	s.logf("stored %s: %s pid %d from %s, %d bytes, uploaded by %v", e.ID, e.Comm, e.PID, e.Origin, e.Size, e.Uploader)
+	if e.Exceeds != "" {
+		s.logf("%s runs as %s, more than its uploader may grant", e.ID, e.Exceeds)
+	}
 	w.Header().Set("Location", "/v1/images/"+e.ID)
 	writeJSON(w, http.StatusCreated, e)
 }
@@ -378,6 +406,7 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Disposition", `attachment; filename="`+id+`.procs"`)
 	h.Set("X-Procs-Comm", strconv.Quote(e.Comm))
 	h.Set("X-Procs-Pid", strconv.Itoa(e.PID))
+	trustHeaders(h, &e)
 	// An open file stays readable even if deleted meanwhile.
 	if !direct {
 		http.ServeContent(w, r, "", e.Arrived, f)

@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"procs/format"
 )
 
 // Entry describes one stored image, as listed by GET /v1/images.
@@ -22,6 +24,14 @@ type Entry struct {
 	Origin  string    `json:"origin"` // X-Procs-Origin header, else the peer's address
 	Size    int64     `json:"size"`   // bytes
 	Arrived time.Time `json:"arrived"`
+	// Uploader is who uploaded the image, as the server established it
+	// (nil for an image stored before uploaders were recorded).
+	Uploader *Identity `json:"uploader,omitempty"`
+	// Creds are the credentials the image's process runs with.
+	Creds *format.Creds `json:"creds,omitempty"`
+	// Exceeds lists what of the image's credentials its uploader could
+	// not grant (see Exceeds); empty when nothing.
+	Exceeds string `json:"exceeds,omitempty"`
 }
 
 const (

@@ -15,10 +15,12 @@ import (
 
 	"procs/pkg/cli"
 	"procs/pkg/client"
+	"procs/pkg/safetext"
 )
 
 // Usage is printed by -h and repeated in man/procs-fetch.1.
-const Usage = `usage: procs-fetch [-s SERVER] [--token-file=FILE] [--delete] [-o FILE] [-v] ID|next
+const Usage = `usage: procs-fetch [-s SERVER] [--token-file=FILE] [--delete] [-o FILE]
+                   [--trust-uploaded] [-v] ID|next
        procs-fetch -h | --version
 
 Write the image ID kept by procs-serve to stdout (or FILE); "next" waits
@@ -32,6 +34,9 @@ for the next image to arrive.
                             completely written
   -o, --output=FILE         write to FILE instead of stdout ("-" is
                             stdout); FILE appears only once complete
+      --trust-uploaded      write the image even if it runs with
+                            credentials that its uploader could not
+                            grant (refused otherwise)
   -v, --verbose             say what is fetched on stderr
   -h, --help                print this help and exit
       --version             print the version and exit
@@ -44,7 +49,7 @@ const prog = "procs-fetch"
 
 type options struct {
 	server, tokenFile, output, id string
-	del                           bool
+	del, trust                    bool
 	cli.Flags
 }
 
@@ -55,6 +60,7 @@ func parse(args []string) (options, error) {
 	set.FlagLong(&o.tokenFile, "token-file", 0)
 	set.FlagLong(&o.del, "delete", 0)
 	set.FlagLong(&o.output, "output", 'o')
+	set.FlagLong(&o.trust, "trust-uploaded", 0)
 	o.Register(set)
 	ops, err := cli.Parse(set, args)
 	switch {
@@ -101,12 +107,16 @@ func Main(args []string, stdin, stdout, stderr *os.File) int {
 		msg.Error(err)
 		return cli.ExitUsage
 	}
+	c.TrustUploaded = o.trust
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := fetch(ctx, c, o, out, msg); err != nil {
 		out.Abort()
 		if ctx.Err() != nil {
 			err = errors.New("interrupted by a signal")
+		}
+		if errors.As(err, new(*client.UntrustedError)) {
+			err = cli.WithHint(err, "pass --trust-uploaded to write it anyway")
 		}
 		msg.Error(err)
 		return cli.ExitFailure
@@ -126,7 +136,7 @@ func fetch(ctx context.Context, c *client.Client, o options, out *cli.Output, ms
 			return err
 		}
 		id = e.ID
-		msg.Logf("%s arrived: %s, pid %d, from %s, %s", e.ID, e.Comm, e.PID, e.Origin, cli.FormatBytes(e.Size))
+		msg.Logf("%s arrived: %s, pid %d, from %s, %s", e.ID, safetext.Quote(e.Comm), e.PID, safetext.Quote(e.Origin), cli.FormatBytes(e.Size))
 	}
 	body, err := c.Fetch(ctx, id)
 	if err != nil {

@@ -29,15 +29,17 @@ import (
 	"procs/pkg/client"
 	"procs/pkg/dump"
 	"procs/pkg/restore"
+	"procs/pkg/safetext"
 )
 
 // Usage is printed by -h and repeated in man/procs.1.
 const Usage = `usage: procs save [PID] [-n NAME] [-o FILE] [-K] [-f] [-z none|zstd|xz] [-v]
        procs restore FILE|PROCS_ID [-d] [--pid=auto|keep|new] [--pidfile=FILE]
-                     [--stdio=auto|inherit] [-v]
-       procs send PID|FILE|PROCS_ID -s HOST[:PORT] [-n NAME] [-K] [-f] [-z ALGO] [-v]
+                     [--stdio=auto|inherit] [--trust-uploaded] [-v]
+       procs send PID|FILE|PROCS_ID -s HOST[:PORT] [-n NAME] [-K] [-f] [-z ALGO]
+                  [--trust-uploaded] [-v]
        procs receive [PROCS_ID] [-d] [--keep] [--pid=auto|keep|new] [--pidfile=FILE]
-                     [--stdio=auto|inherit] [-v]
+                     [--stdio=auto|inherit] [--trust-uploaded] [-v]
        procs list
        procs delete PROCS_ID...
        procs show FILE|PROCS_ID|- [--json]
@@ -69,6 +71,9 @@ Checkpoint, restore and move processes; keep images on procs-serve.
                             others are procs's own; inherit: all are
       --keep                receive: leave the image on the server
       --json                show: print JSON for scripts (see procs(1))
+      --trust-uploaded      restore, receive, send: take an image of the
+                            server even if it runs with credentials that
+                            its uploader could not grant
   -v, --verbose             say what happens on stderr
   -h, --help                print this help and exit
       --version             print the version and exit
@@ -88,9 +93,9 @@ const prog = "procs"
 // --token-file and -v.
 var verbs = map[string][]string{
 	"save":    {"name", "output", "nokill", "file-save", "compress"},
-	"restore": {"detach", "pid", "pidfile", "stdio"},
-	"send":    {"name", "nokill", "file-save", "compress"},
-	"receive": {"detach", "keep", "pid", "pidfile", "stdio"},
+	"restore": {"detach", "pid", "pidfile", "stdio", "trust-uploaded"},
+	"send":    {"name", "nokill", "file-save", "compress", "trust-uploaded"},
+	"receive": {"detach", "keep", "pid", "pidfile", "stdio", "trust-uploaded"},
 	"list":    nil,
 	"delete":  nil,
 	"show":    {"json"},
@@ -98,7 +103,7 @@ var verbs = map[string][]string{
 
 type options struct {
 	server, tokenFile, name, output, compress, pid, pidfile, stdio string
-	nokill, fileSave, detach, keep, json                           bool
+	nokill, fileSave, detach, keep, json, trust                    bool
 	cli.Flags
 	verb        string
 	operands    []string
@@ -121,6 +126,7 @@ func parse(args []string) (options, error) {
 	set.FlagLong(&o.stdio, "stdio", 0)
 	set.FlagLong(&o.keep, "keep", 0)
 	set.FlagLong(&o.json, "json", 0)
+	set.FlagLong(&o.trust, "trust-uploaded", 0)
 	o.Register(set)
 	ops, err := cli.Parse(set, args)
 	if len(ops) > 0 {
@@ -136,7 +142,7 @@ func parse(args []string) (options, error) {
 	case !ok:
 		return o, cli.Usagef("unknown command %q", o.verb)
 	}
-	for _, opt := range []string{"name", "output", "nokill", "file-save", "compress", "detach", "pid", "pidfile", "stdio", "keep", "json"} {
+	for _, opt := range []string{"name", "output", "nokill", "file-save", "compress", "detach", "pid", "pidfile", "stdio", "keep", "json", "trust-uploaded"} {
 		if set.IsSet(opt) && !slices.Contains(takes, opt) {
 			return o, cli.Usagef("--%s is not an option of %s", opt, o.verb)
 		}
@@ -236,6 +242,14 @@ func Main(args []string, stdin, stdout, stderr *os.File) int {
 // fail prints err and returns code.
 func (c *cmd) fail(code int, err error) int {
 	c.msg.EndProgress()
+	var ue *client.UntrustedError
+	if errors.As(err, &ue) && cli.Hint(err) == "" {
+		do := "run"
+		if c.o.verb == "send" {
+			do = "send"
+		}
+		err = cli.WithHint(err, fmt.Sprintf("pass --trust-uploaded to %s it anyway", do))
+	}
 	if errors.Is(err, syscall.ECONNREFUSED) && cli.Hint(err) == "" {
 		err = cli.WithHint(err, "is procs-serve running there? give the server with -s HOST[:PORT] or PROCS_SERVER")
 	}
@@ -250,7 +264,12 @@ func (c *cmd) client(server string) (*client.Client, error) {
 	if err != nil {
 		return nil, tokenError{err}
 	}
-	return client.New(server, token)
+	cl, err := client.New(server, token)
+	if err != nil {
+		return nil, err
+	}
+	cl.TrustUploaded = c.o.trust
+	return cl, nil
 }
 
 // tokenError is a token that could not be read: a failure, where a bad
@@ -501,7 +520,7 @@ func (c *cmd) receive(stop func()) int {
 			return c.fail(cli.ExitLoadFailure, err)
 		}
 		id = e.ID
-		c.msg.Logf("%s arrived: %s, pid %d, from %s, %s", e.ID, e.Comm, e.PID, e.Origin, cli.FormatBytes(e.Size))
+		c.msg.Logf("%s arrived: %s, pid %d, from %s, %s", e.ID, safetext.Quote(e.Comm), e.PID, safetext.Quote(e.Origin), cli.FormatBytes(e.Size))
 	}
 	return c.run(cl, id, stop, func() {
 		if c.o.keep {
@@ -587,15 +606,29 @@ func (c *cmd) list() int {
 		return c.fail(cli.ExitFailure, err)
 	}
 	w := tabwriter.NewWriter(c.stdout, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(w, "PROCS_ID\tNAME\tPID\tSIZE\tARRIVED\tORIGIN")
+	fmt.Fprintln(w, "PROCS_ID\tNAME\tPID\tSIZE\tARRIVED\tORIGIN\tUPLOADER")
 	for _, e := range es {
-		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\n", e.ID, e.Comm, e.PID, cli.FormatBytes(e.Size),
-			e.Arrived.Local().Format("2006-01-02 15:04:05"), e.Origin)
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", safetext.Clean(e.ID, 16), safetext.Clean(e.Comm, 64), e.PID, cli.FormatBytes(e.Size),
+			e.Arrived.Local().Format("2006-01-02 15:04:05"), safetext.Clean(e.Origin, 64), uploader(e))
 	}
 	if err := w.Flush(); err != nil {
 		return c.fail(cli.ExitFailure, fmt.Errorf("write to stdout: %v", err))
 	}
 	return cli.ExitOK
+}
+
+// uploader says who uploaded e for procs list: "uid 1001 (loopback,
+// 127.0.0.1:50432)", and, when the image runs with more than that,
+// what: ", runs as uid 0!".
+func uploader(e client.Entry) string {
+	if e.Uploader == nil {
+		return "unknown"
+	}
+	s := e.Uploader.String()
+	if e.Exceeds != "" {
+		s += ", runs as " + e.Exceeds + "!"
+	}
+	return safetext.Clean(s, 200)
 }
 
 func (c *cmd) delete() int {

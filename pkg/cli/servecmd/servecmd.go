@@ -4,6 +4,7 @@ package servecmd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -22,19 +23,24 @@ import (
 )
 
 // Usage is printed by -h and repeated in man/procs-serve.8.
-const Usage = `usage: procs-serve [-l ADDR:PORT] [-d DIR] [--token-file=FILE]
+const Usage = `usage: procs-serve [-l ADDR:PORT|unix:PATH] [-d DIR] [--token-file=FILE]
                    [--cert=FILE --key=FILE] [--max-size=SIZE] [-v]
        procs-serve -h | --version
 
 Keep procs images under ids and hand them out over HTTP.
 
-  -l, --listen=ADDR:PORT   listen there (default 127.0.0.1:7627)
+  -l, --listen=ADDR:PORT   listen there (default 127.0.0.1:7627); a
+                           unix socket with unix:PATH (or a PATH
+                           starting with / or .)
   -d, --dir=DIR            state directory (default $STATE_DIRECTORY,
                            else /var/lib/procs as root,
                            else ~/.local/state/procs)
       --token-file=FILE    require "Authorization: Bearer TOKEN", TOKEN
-                           being the first line of FILE; mandatory on
-                           any address but loopback
+                           being the first line of FILE (16 bytes at
+                           least; FILE readable by its owner only), and
+                           let token holders upload what FILE's owner
+                           could run; mandatory on any address but
+                           loopback
       --cert=FILE          serve HTTPS with this certificate (PEM) ...
       --key=FILE           ... and this private key (PEM)
       --max-size=SIZE      refuse images larger than SIZE bytes; K, M, G
@@ -111,7 +117,7 @@ func Main(args []string, stdin, stdout, stderr *os.File) int {
 }
 
 // listener returns the socket passed by systemd, else a new one on -l
-// (refused without a token unless on loopback).
+// (refused without a token unless on loopback or a unix socket).
 func listener(o options, token string) (net.Listener, int, error) {
 	lns, err := server.SystemdListeners()
 	switch {
@@ -127,6 +133,13 @@ func listener(o options, token string) (net.Listener, int, error) {
 		return nil, cli.ExitUsage, cli.Usagef("-l given, but systemd passed a socket")
 	case len(lns) == 1:
 		return lns[0], cli.ExitOK, nil
+	}
+	if path, ok := client.UnixPath(o.listen); ok {
+		ln, err := listenUnix(path)
+		if err != nil {
+			return nil, cli.ExitFailure, err
+		}
+		return ln, cli.ExitOK, nil
 	}
 	addr := DefaultAddr
 	if o.listen != "" {
@@ -147,6 +160,35 @@ func listener(o options, token string) (net.Listener, int, error) {
 	return ln, cli.ExitOK, nil
 }
 
+// listenUnix listens on a unix socket at path that every local user may
+// connect to (the server tells them apart by their credentials), after
+// removing a socket left there by a server that is gone.
+func listenUnix(path string) (net.Listener, error) {
+	if path == "" {
+		return nil, cli.Usagef("empty socket path in -l")
+	}
+	ln, err := net.Listen("unix", path)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		if fi, serr := os.Lstat(path); serr == nil && fi.Mode()&os.ModeSocket != 0 {
+			if c, derr := net.Dial("unix", path); derr == nil {
+				c.Close()
+				return nil, fmt.Errorf("listen on %s: a server already listens there", path)
+			} else if errors.Is(derr, syscall.ECONNREFUSED) {
+				os.Remove(path)
+				ln, err = net.Listen("unix", path)
+			}
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o666); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
 func noToken(addr any) error {
 	return cli.WithHint(fmt.Errorf("refusing to listen on %v without a token", addr),
 		"give --token-file FILE, or listen on loopback")
@@ -154,11 +196,15 @@ func noToken(addr any) error {
 
 func serve(o options, msg *cli.Msg) (int, error) {
 	token := ""
+	var owner *server.Identity
 	if o.tokenFile != "" {
+		var uid int
 		var err error
-		if token, err = client.ReadTokenFile(o.tokenFile); err != nil {
+		if token, uid, err = client.ReadTokenFileOwner(o.tokenFile); err != nil {
 			return cli.ExitFailure, err
 		}
+		// A token holder may upload what the token's owner could run.
+		owner = server.NewIdentity(uid, -1, server.AuthToken, "")
 	}
 	ln, code, err := listener(o, token)
 	if err != nil {
@@ -168,7 +214,7 @@ func serve(o options, msg *cli.Msg) (int, error) {
 	if !server.IsLoopback(ln.Addr()) && token == "" { // a socket from systemd
 		return cli.ExitUsage, noToken(ln.Addr())
 	}
-	cfg := server.Config{Dir: o.dir, Verify: Verify, MaxSize: o.limit, Token: token}
+	cfg := server.Config{Dir: o.dir, Verify: Verify, MaxSize: o.limit, Token: token, TokenOwner: owner}
 	if o.Verbose {
 		cfg.Log = msg.Logf
 	}

@@ -1,0 +1,272 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"procs/format"
+	"procs/pkg/server"
+)
+
+// credsImage returns a small image whose PROCESS record says creds.
+func credsImage(t *testing.T, c format.Creds) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	w, err := format.NewWriter(&b, format.Info{Comm: "crafted", PID: 77, Threads: 1}, format.WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteJSON(format.TypeProcess, format.Process{PID: 77, Comm: "crafted", Creds: c}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func uidCreds(uid, gid int, groups ...int) format.Creds {
+	return format.Creds{UID: [4]int{uid, uid, uid, uid}, GID: [4]int{gid, gid, gid, gid}, Groups: groups}
+}
+
+// dialAs connects to addr from a socket created with fsuid uid: the
+// kernel then says uid owns it, as if that user had connected.
+func dialAs(t *testing.T, uid int, addr string) net.Conn {
+	t.Helper()
+	type res struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan res)
+	go func() {
+		runtime.LockOSThread() // the thread dies with its odd fsuid if not put back
+		unix.Setfsuid(uid)
+		c, err := net.Dial("tcp", addr)
+		unix.Setfsuid(0)
+		if got, _ := unix.SetfsuidRetUid(-1); got == 0 {
+			runtime.UnlockOSThread()
+		}
+		ch <- res{c, err}
+	}()
+	r := <-ch
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	t.Cleanup(func() { r.c.Close() })
+	return r.c
+}
+
+// clientOver returns an HTTP client whose one connection is c.
+func clientOver(c net.Conn) *http.Client {
+	used := false
+	return &http.Client{Transport: &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) {
+		if used {
+			return nil, fmt.Errorf("one connection only")
+		}
+		used = true
+		return c, nil
+	}}}
+}
+
+func post(t *testing.T, hc *http.Client, url, auth string, img []byte) (int, server.Entry, string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url+"/v1/images", bytes.NewReader(img))
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var e server.Entry
+	if resp.StatusCode == http.StatusCreated {
+		if err := json.Unmarshal(b, &e); err != nil {
+			t.Fatalf("POST answer %s: %v", b, err)
+		}
+	}
+	return resp.StatusCode, e, string(b)
+}
+
+// fetchHeaders returns the trust headers of GET /v1/images/ID.
+func fetchHeaders(t *testing.T, url, auth, id string) (uploader, exceeds string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url+"/v1/images/"+id, nil)
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s = %d; want 200", id, resp.StatusCode)
+	}
+	return resp.Header.Get(server.HeaderUploader), resp.Header.Get(server.HeaderExceeds)
+}
+
+// TestLoopbackUploader checks that an upload over loopback is recorded
+// as the uid owning the client's socket, whatever the headers say, and
+// that an image of more than that user may grant is marked.
+func TestLoopbackUploader(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to connect as another uid")
+	}
+	ts := start(t, server.Config{})
+	c := dialAs(t, 65534, ts.addr)
+	hc := clientOver(c)
+	code, e, body := post(t, hc, ts.url, "", credsImage(t, uidCreds(0, 0)))
+	if code != 201 {
+		t.Fatalf("POST as uid 65534 = %d %s; want 201", code, body)
+	}
+	if e.Uploader == nil || e.Uploader.UID != 65534 || e.Uploader.Auth != server.AuthLoopback || e.Uploader.Peer != c.LocalAddr().String() {
+		t.Fatalf("uploader = %+v; want uid 65534, loopback, peer %s", e.Uploader, c.LocalAddr())
+	}
+	if !strings.Contains(e.Exceeds, "uid 0") || !strings.Contains(e.Exceeds, "gid 0") {
+		t.Errorf("exceeds = %q; want uid 0 and gid 0", e.Exceeds)
+	}
+	up, ex := fetchHeaders(t, ts.url, "", e.ID)
+	if !strings.Contains(up, "uid 65534 (loopback, 127.0.0.1:") || ex != e.Exceeds {
+		t.Errorf("GET headers: uploader %q, exceeds %q; want uid 65534 (loopback, ...) and %q", up, ex, e.Exceeds)
+	}
+	// Its own credentials are fine; so is anything root uploads.
+	nobody := server.NewIdentity(65534, -1, "", "")
+	_, e, _ = post(t, clientOver(dialAs(t, 65534, ts.addr)), ts.url, "", credsImage(t, uidCreds(65534, nobody.GID)))
+	if e.Exceeds != "" {
+		t.Errorf("uid 65534's own image: exceeds = %q; want nothing", e.Exceeds)
+	}
+	_, e, _ = post(t, http.DefaultClient, ts.url, "", credsImage(t, uidCreds(0, 0)))
+	if e.Uploader == nil || e.Uploader.UID != 0 || e.Exceeds != "" {
+		t.Errorf("root's upload: uploader %+v, exceeds %q; want uid 0, nothing", e.Uploader, e.Exceeds)
+	}
+	for _, e := range list(t, ts.url, "") {
+		if e.Uploader == nil || e.Creds == nil {
+			t.Errorf("listed %s without uploader or creds: %+v", e.ID, e)
+		}
+	}
+}
+
+// TestUnknownPeerCannotWrite serves without ConnContext: nobody is
+// identified, so uploads and deletions are refused and reads are not.
+func TestUnknownPeerCannotWrite(t *testing.T) {
+	s, err := server.New(server.Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	hs := httptest.NewServer(s.Handler()) // no ConnContext
+	defer hs.Close()
+	for _, tc := range []struct {
+		method, path string
+		want         int
+	}{
+		{"POST", "/v1/images", 403},
+		{"DELETE", "/v1/images/aaaaaaaaaaaaaaaa", 403},
+		{"GET", "/v1/images", 200},
+	} {
+		code, b := do(t, tc.method, hs.URL+tc.path, "", bytes.NewReader(credsImage(t, uidCreds(0, 0))))
+		if code != tc.want {
+			t.Errorf("%s %s = %d %s; want %d", tc.method, tc.path, code, b, tc.want)
+		}
+	}
+}
+
+// TestUnixUploader listens on a unix socket: the uploader is the peer's
+// SO_PEERCRED.
+func TestUnixUploader(t *testing.T) {
+	s, err := server.New(server.Config{Dir: filepath.Join(t.TempDir(), "state")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "s")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln, "", "", time.Second) }()
+	defer func() { cancel(); <-done; s.Close() }()
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return new(net.Dialer).DialContext(ctx, "unix", sock)
+	}}}
+	code, e, body := post(t, hc, "http://unix", "", credsImage(t, uidCreds(os.Geteuid(), os.Getegid())))
+	if code != 201 {
+		t.Fatalf("POST = %d %s; want 201", code, body)
+	}
+	want := fmt.Sprintf("pid %d", os.Getpid())
+	if e.Uploader == nil || e.Uploader.UID != os.Geteuid() || e.Uploader.GID != os.Getegid() || e.Uploader.Auth != server.AuthUnix || e.Uploader.Peer != want {
+		t.Errorf("uploader = %+v; want uid %d gid %d, unix, %s", e.Uploader, os.Geteuid(), os.Getegid(), want)
+	}
+	if e.Exceeds != "" {
+		t.Errorf("exceeds = %q; want nothing", e.Exceeds)
+	}
+}
+
+// TestTokenUploader: with a token, the uploader is the token's owner,
+// and the scheme is matched in any case.
+func TestTokenUploader(t *testing.T) {
+	const tok = "0123456789abcdef-token"
+	owner := &server.Identity{UID: 1234, GID: 1234, Groups: []int{1234}}
+	ts := start(t, server.Config{Token: tok, TokenOwner: owner})
+	for _, scheme := range []string{"Bearer", "bearer", "BEARER"} {
+		code, e, body := post(t, http.DefaultClient, ts.url, scheme+" "+tok, credsImage(t, uidCreds(0, 1234)))
+		if code != 201 {
+			t.Fatalf("POST with %q = %d %s; want 201", scheme, code, body)
+		}
+		if e.Uploader == nil || e.Uploader.UID != 1234 || e.Uploader.Auth != server.AuthToken || e.Exceeds != "uid 0" {
+			t.Errorf("uploader %+v, exceeds %q; want uid 1234 by token, uid 0", e.Uploader, e.Exceeds)
+		}
+	}
+	if code, _, _ := post(t, http.DefaultClient, ts.url, "Basic "+tok, credsImage(t, uidCreds(0, 0))); code != 401 {
+		t.Errorf("POST with Basic = %d; want 401", code)
+	}
+	// No owner: a token holder grants nothing.
+	ts = start(t, server.Config{Token: tok})
+	_, e, _ := post(t, http.DefaultClient, ts.url, "Bearer "+tok, credsImage(t, uidCreds(1234, 1234)))
+	if e.Exceeds == "" {
+		t.Errorf("token without owner: exceeds = %q; want uid 1234...", e.Exceeds)
+	}
+}
+
+func TestExceeds(t *testing.T) {
+	u := &server.Identity{UID: 1001, GID: 1001, Groups: []int{27, 1001}}
+	root := &server.Identity{UID: 0}
+	for _, tc := range []struct {
+		name  string
+		creds []format.Creds
+		id    *server.Identity
+		want  string
+	}{
+		{"own", []format.Creds{uidCreds(1001, 1001, 27)}, u, ""},
+		{"no process record", nil, u, ""},
+		{"root", []format.Creds{uidCreds(0, 0)}, u, "uid 0, gid 0"},
+		{"root by root", []format.Creds{uidCreds(0, 0, 1, 2)}, root, ""},
+		{"saved uid", []format.Creds{{UID: [4]int{1001, 1001, 0, 1001}, GID: [4]int{1001, 1001, 1001, 1001}}}, u, "uid 0"},
+		{"fs gid", []format.Creds{{UID: [4]int{1001, 1001, 1001, 1001}, GID: [4]int{1001, 1001, 1001, 42}}}, u, "gid 42"},
+		{"group", []format.Creds{uidCreds(1001, 27, 4, 27)}, u, "group 4"},
+		{"unchanged -1", []format.Creds{uidCreds(-1, -1)}, u, "uid -1, gid -1"},
+		{"second record", []format.Creds{uidCreds(1001, 1001), uidCreds(0, 1001)}, u, "uid 0"},
+		{"nobody", []format.Creds{uidCreds(1001, 1001)}, nil, "uid 1001, gid 1001"},
+	} {
+		if got := server.Exceeds(tc.creds, tc.id); got != tc.want {
+			t.Errorf("%s: Exceeds(%v, %+v) = %q; want %q", tc.name, tc.creds, tc.id, got, tc.want)
+		}
+	}
+}

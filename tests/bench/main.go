@@ -29,12 +29,14 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"procs/tests/bench/floor"
 	"procs/tests/internal/testenv"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -56,6 +58,9 @@ func main() {
 	flag.Parse()
 	testenv.CloseStrayFDs()
 	if err := run(); err != nil {
+		if stopping.Load() {
+			select {} // cleanUpOnSignal exits
+		}
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		os.Exit(1)
 	}
@@ -70,6 +75,7 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
+	cleanUpOnSignal(tmp)
 	hog := filepath.Join(tmp, "memhog")
 	if out, err := exec.Command("gcc", "-O2", "-pthread", "-o", hog, *src).CombinedOutput(); err != nil {
 		return fmt.Errorf("gcc %s: %v\n%s", *src, err, out)
@@ -83,7 +89,7 @@ func run() error {
 	// procs-load are, so that it starts as they do.
 	floorBin = filepath.Join(tmp, "bench-floor")
 	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", floorBin, "./tests/bench/floor/bench-floor")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOTOOLCHAIN="+runtime.Version()) // the bench's own
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build bench-floor: %v\n%s", err, out)
 	}
@@ -642,19 +648,81 @@ func timeLoad(img string, watch bool) (running, done time.Duration, rss int64, e
 // killOrphan kills pid, a restored process that, procs-load -d having
 // ended, is our child as we are a subreaper, and reaps it.
 func killOrphan(pid int) {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 2 || f[1] != strconv.Itoa(os.Getpid()) {
+	if _, ppid := procState(pid); ppid != os.Getpid() {
 		return // not ours: leave it alone
 	}
 	unix.Kill(pid, unix.SIGKILL)
 	var ws unix.WaitStatus
 	unix.Wait4(pid, &ws, 0, nil)
+}
+
+// procState is pid's state letter (R, S, Z...) and its parent's PID, or
+// "" and 0 if pid is gone.
+func procState(pid int) (state string, ppid int) {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return "", 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 {
+		return "", 0
+	}
+	ppid, _ = strconv.Atoi(f[1])
+	return f[0], ppid
+}
+
+// stopping is set once a signal stops the bench: what fails then is
+// its doing.
+var stopping atomic.Bool
+
+// cleanUpOnSignal makes SIGINT and SIGTERM kill the bench's children by
+// PID, then remove dir and exit. Its children are the victims and
+// commands it started, and the restored processes, which become its
+// children when their procs-load ends (it is a subreaper).
+func cleanUpOnSignal(dir string) {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM)
+	go func() {
+		sig := <-sigs
+		stopping.Store(true)
+		for range 100 { // until none is left: a killed procs-load's child comes to us
+			kids := children()
+			if len(kids) == 0 {
+				break
+			}
+			for _, pid := range kids {
+				unix.Kill(pid, unix.SIGKILL)
+			}
+			time.Sleep(10 * time.Millisecond)
+			var ws unix.WaitStatus
+			for {
+				if pid, _ := unix.Wait4(-1, &ws, unix.WNOHANG, nil); pid <= 0 {
+					break
+				}
+			}
+		}
+		os.RemoveAll(dir)
+		fmt.Fprintf(os.Stderr, "bench: %v: stopped\n", sig)
+		os.Exit(128 + int(sig.(unix.Signal)))
+	}()
+}
+
+// children lists this process's living children.
+func children() []int {
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if state, ppid := procState(pid); ppid == os.Getpid() && state != "Z" {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 // timeFloorLoadProcess runs bench-floor load, which reads the image into

@@ -1,10 +1,10 @@
-// Command bench measures procs-dump and procs-load on victims holding 64
-// MiB, 1 GiB and 4 GiB of touched memory (sizes that do not fit in this
-// machine's memory are skipped) and prints each figure next to a floor
-// measured in the same run:
+// Command bench measures procs-dump and procs-load on victims holding 4
+// MiB, 64 MiB, 1 GiB and 4 GiB of touched memory (sizes that do not fit
+// in this machine's memory are skipped) and prints each figure next to a
+// floor measured in the same run:
 //
-//   - dump to /dev/null, to a pipe and to a file, against process_vm_readv
-//     of the same memory through one reused buffer into the same sink;
+//   - dump to /dev/null, to a pipe and to a file, against copying the
+//     same memory into the same sink with process_vm_readv;
 //   - how long the process was stopped, as the victim itself saw it;
 //   - restore (procs-load -d from the file) until the process runs again
 //     and until procs-load is done, against reading the same image bytes
@@ -13,11 +13,24 @@
 //   - peak RSS of procs-dump and procs-load (VmHWM, followed in runs of
 //     their own).
 //
+// A floor does what procs does at least, as procs does it (package
+// floor): as many process_vm_readv readers as procs-dump, in chunks of
+// its size, a pipe's buffer grown and a file written around the page
+// cache and fsynced; as many first-touch page writers as procs-load past
+// its first 8 MiB. Under 1 GiB a floor is also a process of its own,
+// bench-floor, a static Go binary started as procs-dump and procs-load
+// are, so that starting a process counts on both sides: that is the
+// floor a figure is held to, and the floor run within the bench is shown
+// beside it for reference (in-proc). The bench ends with one line per
+// target of the project: met or missed, and by how much.
+//
 // Run it as root from the repository root after make:
 //
-//	go run ./tests/bench [-bin bin] [-sizes 4,64,1024,4096] [-dir /var/tmp]
+//	go run ./tests/bench [-bin bin] [-sizes 4,64,1024,4096] [-runs 3] [-migrate 1024] [-dir /var/tmp]
 //
-// It starts and kills only its own processes, by PID.
+// It builds the victim and bench-floor in a folder of its own, which it
+// removes, and starts and kills only its own processes, by PID (also
+// when stopped by SIGINT or SIGTERM).
 package main
 
 import (

@@ -80,6 +80,7 @@ func Dump(pid int, addr uintptr, n, chunk int, w *os.File) error {
 			return err
 		}
 		defer pagebuf.Free(b)
+		pagebuf.Prefault(b) // as procs-dump's, made while the process is frozen
 		bufs[i] = b
 		free[i] = make(chan struct{}, 1)
 		free[i] <- struct{}{}
@@ -143,6 +144,10 @@ func Dump(pid int, addr uintptr, n, chunk int, w *os.File) error {
 // Writers()+2 buffers and copies the first 8 MiB itself, and Writers()
 // goroutines copy the rest in, each first touch of the new memory on
 // the writer's CPU, as procs-load's page writers do.
+//
+// The kernel makes a chunk's pages (MADV_POPULATE_WRITE) before it is
+// copied, as process_vm_writev does for procs-load: a fault taken on
+// each page by the copy costs about as much again as the copy itself.
 func Load(img string, size int64, chunk int) (err error) {
 	f, err := os.Open(img)
 	if err != nil {
@@ -180,7 +185,7 @@ func Load(img string, size int64, chunk int) (err error) {
 			return rerr
 		}
 		if off < inlineBytes {
-			copy(mem[off:], buf[:n])
+			fill(mem[off:off+n], buf[:n])
 			free <- buf
 		} else {
 			if !started {
@@ -190,7 +195,7 @@ func Load(img string, size int64, chunk int) (err error) {
 					go func() {
 						defer wg.Done()
 						for j := range jobs {
-							copy(mem[j.off:], j.buf)
+							fill(mem[j.off:j.off+len(j.buf)], j.buf)
 							free <- j.buf[:cap(j.buf)]
 						}
 					}()
@@ -204,4 +209,13 @@ func Load(img string, size int64, chunk int) (err error) {
 		}
 	}
 	return nil
+}
+
+// fill copies src into dst, fresh memory of the same length whose pages
+// the kernel makes first.
+func fill(dst, src []byte) {
+	if len(dst) > 0 {
+		unix.Madvise(dst, unix.MADV_POPULATE_WRITE) // else the copy faults them in
+	}
+	copy(dst, src)
 }

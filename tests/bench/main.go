@@ -110,9 +110,11 @@ func run() error {
 	host, _ := os.Hostname()
 	fmt.Printf("machine: %s, %s/%s, %d CPUs, %s, kernel %s, %s\n", host, runtime.GOOS, runtime.GOARCH,
 		runtime.NumCPU(), cpuModel(), kernel(), memTotal())
-	fmt.Printf("each figure is the best of %d runs (%d up to 256 MiB); the floors read with %d threads and write pages\n", *runs, 3**runs, floor.Readers())
-	fmt.Printf("with %d, as procs-dump and procs-load do; under %s a floor is a process of its own (static, exec'd as\n", floor.Writers(), human(processFloorBelow))
-	fmt.Printf("procs is), with the floor run inside the bench beside it (in-proc); from %s only the latter\n\n", human(processFloorBelow))
+	fmt.Printf("each figure is the best of %d runs (%d up to 256 MiB)\n", *runs, 3**runs)
+	fmt.Printf("floors: %d readers for a dump and %d page writers for a restore, as procs-dump and procs-load;\n",
+		floor.Readers(), floor.Writers())
+	fmt.Printf("under %s a process of its own (in-proc: the same floor within the bench), from %[1]s in-process\n\n",
+		human(processFloorBelow))
 
 	out := &trimWriter{w: os.Stdout}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)

@@ -1,10 +1,10 @@
-// Command bench measures procs-dump and procs-load on victims holding 64
-// MiB, 1 GiB and 4 GiB of touched memory (sizes that do not fit in this
-// machine's memory are skipped) and prints each figure next to a floor
-// measured in the same run:
+// Command bench measures procs-dump and procs-load on victims holding 4
+// MiB, 64 MiB, 1 GiB and 4 GiB of touched memory (sizes that do not fit
+// in this machine's memory are skipped) and prints each figure next to a
+// floor measured in the same run:
 //
-//   - dump to /dev/null, to a pipe and to a file, against process_vm_readv
-//     of the same memory through one reused buffer into the same sink;
+//   - dump to /dev/null, to a pipe and to a file, against copying the
+//     same memory into the same sink with process_vm_readv;
 //   - how long the process was stopped, as the victim itself saw it;
 //   - restore (procs-load -d from the file) until the process runs again
 //     and until procs-load is done, against reading the same image bytes
@@ -13,11 +13,24 @@
 //   - peak RSS of procs-dump and procs-load (VmHWM, followed in runs of
 //     their own).
 //
+// A floor does what procs does at least, as procs does it (package
+// floor): as many process_vm_readv readers as procs-dump, in chunks of
+// its size, a pipe's buffer grown and a file written around the page
+// cache and fsynced; as many first-touch page writers as procs-load past
+// its first 8 MiB. Under 1 GiB a floor is also a process of its own,
+// bench-floor, a static Go binary started as procs-dump and procs-load
+// are, so that starting a process counts on both sides: that is the
+// floor a figure is held to, and the floor run within the bench is shown
+// beside it for reference (in-proc). The bench ends with one line per
+// target of the project: met or missed, and by how much.
+//
 // Run it as root from the repository root after make:
 //
-//	go run ./tests/bench [-bin bin] [-sizes 4,64,1024,4096] [-dir /var/tmp]
+//	go run ./tests/bench [-bin bin] [-sizes 4,64,1024,4096] [-runs 3] [-migrate 1024] [-dir /var/tmp]
 //
-// It starts and kills only its own processes, by PID.
+// It builds the victim and bench-floor in a folder of its own, which it
+// removes, and starts and kills only its own processes, by PID (also
+// when stopped by SIGINT or SIGTERM).
 package main
 
 import (
@@ -29,11 +42,14 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"procs/tests/bench/floor"
 	"procs/tests/internal/testenv"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -46,7 +62,7 @@ var (
 	sizes   = flag.String("sizes", "4,64,1024,4096", "victim sizes in MiB, comma-separated")
 	dir     = flag.String("dir", os.TempDir(), "folder for image files")
 	src     = flag.String("src", "tests/victims/memhog.c", "source of the victim")
-	bufSize = flag.Int("buf", 1<<20, "buffer size of the floors in bytes")
+	bufSize = flag.Int("buf", 0, "chunk size of the floors in bytes (0: procs-dump's, 64 KiB to 1 MiB by size)")
 	runs    = flag.Int("runs", 3, "runs of each measure; the best is kept")
 	migrate = flag.Int("migrate", 1024, "size in MiB of the victim moved through procs-serve (0: none)")
 )
@@ -55,6 +71,9 @@ func main() {
 	flag.Parse()
 	testenv.CloseStrayFDs()
 	if err := run(); err != nil {
+		if stopping.Load() {
+			select {} // cleanUpOnSignal exits
+		}
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		os.Exit(1)
 	}
@@ -69,6 +88,7 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
+	cleanUpOnSignal(tmp)
 	hog := filepath.Join(tmp, "memhog")
 	if out, err := exec.Command("gcc", "-O2", "-pthread", "-o", hog, *src).CombinedOutput(); err != nil {
 		return fmt.Errorf("gcc %s: %v\n%s", *src, err, out)
@@ -78,25 +98,39 @@ func run() error {
 			return fmt.Errorf("%v (run make first, or give -bin)", err)
 		}
 	}
+	// The floor's own process is a static Go binary, as procs-dump and
+	// procs-load are, so that it starts as they do.
+	floorBin = filepath.Join(tmp, "bench-floor")
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", floorBin, "./tests/bench/floor/bench-floor")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOTOOLCHAIN="+runtime.Version()) // the bench's own
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build bench-floor: %v\n%s", err, out)
+	}
 
 	host, _ := os.Hostname()
 	fmt.Printf("machine: %s, %s/%s, %d CPUs, %s, kernel %s, %s\n", host, runtime.GOOS, runtime.GOARCH,
 		runtime.NumCPU(), cpuModel(), kernel(), memTotal())
-	fmt.Printf("each figure is the best of %d runs (%d up to 256 MiB); floors use one reused %d KiB buffer\n\n", *runs, 3**runs, *bufSize>>10)
+	fmt.Printf("each figure is the best of %d runs (%d up to 256 MiB)\n", *runs, 3**runs)
+	fmt.Printf("floors: %d readers for a dump and %d page writers for a restore, as procs-dump and procs-load;\n",
+		floor.Readers(), floor.Writers())
+	fmt.Printf("under %s a process of its own (in-proc: the same floor within the bench), from %[1]s in-process\n\n",
+		human(processFloorBelow))
 
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "size\tmeasure\tprocs\tGB/s\tfloor\tGB/s\tratio\t")
+	out := &trimWriter{w: os.Stdout}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	line(tw, "size", "measure", "procs", "GB/s", "floor", "GB/s", "ratio", "in-proc", "ratio")
+	var tg targets
 	for _, s := range strings.Split(*sizes, ",") {
 		mib, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || mib <= 0 {
 			return fmt.Errorf("bad size %q", s)
 		}
 		if why := fits(int64(mib)<<20, tmp); why != "" {
-			fmt.Fprintf(tw, "%s\tskipped: %s\t\t\t\t\t\t\n", human(int64(mib)<<20), why)
+			line(tw, human(int64(mib)<<20), "skipped: "+why)
 			continue
 		}
 		st := readSteal()
-		if err := benchSize(tw, hog, tmp, mib); err != nil {
+		if err := benchSize(tw, &tg, hog, tmp, mib); err != nil {
 			tw.Flush()
 			return fmt.Errorf("%d MiB: %v", mib, err)
 		}
@@ -104,9 +138,9 @@ func run() error {
 		tw.Flush()
 	}
 	if *migrate > 0 {
-		fmt.Fprintln(tw, "\t(floor: procs-dump to /dev/null)\t\t\t\t\t\t")
+		line(tw, "", "(floor: procs-dump to /dev/null)")
 		if why := fits(int64(*migrate)<<20, tmp); why != "" {
-			fmt.Fprintf(tw, "%s\tmigration skipped: %s\t\t\t\t\t\t\n", human(int64(*migrate)<<20), why)
+			line(tw, human(int64(*migrate)<<20), "migration skipped: "+why)
 		} else {
 			st := readSteal()
 			if err := benchMigrate(tw, hog, tmp, *migrate); err != nil {
@@ -116,7 +150,42 @@ func run() error {
 			stealRow(tw, human(int64(*migrate)<<20), st)
 		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(out)
+	tg.print(out)
+	return nil
+}
+
+// trimWriter writes lines to w without their trailing blanks (the
+// table's empty cells).
+type trimWriter struct {
+	w    io.Writer
+	line []byte
+}
+
+func (t *trimWriter) Write(p []byte) (int, error) {
+	for _, c := range p {
+		if c != '\n' {
+			t.line = append(t.line, c)
+			continue
+		}
+		if _, err := fmt.Fprintf(t.w, "%s\n", bytes.TrimRight(t.line, " ")); err != nil {
+			return 0, err
+		}
+		t.line = t.line[:0]
+	}
+	return len(p), nil
+}
+
+// columns is how many cells a line of the table has.
+const columns = 9
+
+// line prints one line of the table, its missing cells left empty (each
+// line has them all, so that the columns line up).
+func line(tw io.Writer, cells ...string) {
+	fmt.Fprint(tw, strings.Join(cells, "\t")+strings.Repeat("\t", columns-len(cells)+1)+"\n")
 }
 
 // fits says why a victim of size bytes cannot be measured here, or "".
@@ -262,7 +331,53 @@ type result struct {
 	maxrss int64 // bytes
 }
 
-func benchSize(tw io.Writer, hog, dir string, mib int) error {
+// processFloorBelow is the size under which the floors are also measured
+// as processes of their own: there starting a process is a good part of
+// a figure, and procs pays for it; from it on it is noise.
+const processFloorBelow = 1 << 30
+
+// floorBin is the bench-floor command, built by run.
+var floorBin string
+
+// floors is the best time of a floor measured both ways: proc as a
+// process of its own (0 when not measured), in within the bench.
+type floors struct{ proc, in time.Duration }
+
+func newFloors() floors { return floors{1 << 62, 1 << 62} }
+
+func (f *floors) keep(proc, in time.Duration) {
+	f.proc, f.in = min(f.proc, proc), min(f.in, in)
+}
+
+// measured says whether the process floor was measured.
+func (f floors) measured() bool { return f.proc > 0 && f.proc < 1<<62 }
+
+// main is the floor a figure is held to: the process one when there is
+// one.
+func (f floors) main() time.Duration {
+	if f.measured() {
+		return f.proc
+	}
+	return f.in
+}
+
+// ref is the floor shown for reference beside main, if any.
+func (f floors) ref() time.Duration {
+	if f.measured() {
+		return f.in
+	}
+	return 0
+}
+
+// chunkFor is the floors' chunk size for a process of size bytes.
+func chunkFor(size int64) int {
+	if *bufSize > 0 {
+		return *bufSize
+	}
+	return floor.Chunk(size)
+}
+
+func benchSize(tw io.Writer, tg *targets, hog, dir string, mib int) error {
 	v, err := startVictim(hog, mib)
 	if err != nil {
 		return err
@@ -271,6 +386,7 @@ func benchSize(tw io.Writer, hog, dir string, mib int) error {
 	size := int64(v.len)
 	label := human(size)
 	pid := v.cmd.Process.Pid
+	asProcess := size < processFloorBelow
 	var peakDump int64
 	// Small sizes take a few milliseconds, where this VM's noise is
 	// largest: they get more runs.
@@ -280,7 +396,7 @@ func benchSize(tw io.Writer, hog, dir string, mib int) error {
 	}
 	stopped := map[string]time.Duration{}
 	for _, s := range sinks(dir) {
-		best, floor := time.Duration(1<<62), time.Duration(1<<62)
+		best, fl := time.Duration(1<<62), newFloors()
 		stopped[s.name] = 1 << 62
 		for range n {
 			maxGap(v.out)
@@ -291,13 +407,21 @@ func benchSize(tw io.Writer, hog, dir string, mib int) error {
 			best = min(best, r.d)
 			time.Sleep(20 * time.Millisecond)
 			stopped[s.name] = min(stopped[s.name], maxGap(v.out)) // of the best run, as the rest
-			fd, err := timeFloorRead(pid, v.addr, v.len, s)
+			var proc time.Duration
+			if asProcess {
+				if proc, err = timeFloorDumpProcess(v, s); err != nil {
+					return fmt.Errorf("floor process to %s: %v", s.name, err)
+				}
+			}
+			in, err := timeFloorDump(v, s)
 			if err != nil {
 				return fmt.Errorf("floor to %s: %v", s.name, err)
 			}
-			floor = min(floor, fd)
+			fl.keep(proc, in)
 		}
-		row(tw, label, "dump to "+s.name, best, floor, size)
+		what := "dump to " + s.name
+		row(tw, label, what, best, fl.main(), fl.ref(), size)
+		tg.dump(mib, label+" "+what, best, fl.main())
 		// Peak RSS in a run of its own: following it polls
 		// /proc/PID/status every millisecond, which the timed runs
 		// should not pay for.
@@ -316,17 +440,18 @@ func benchSize(tw io.Writer, hog, dir string, mib int) error {
 		return err
 	}
 	rss := vmRSS(pid)
-	fmt.Fprintf(tw, "%s\timage / RSS\t%s\t\t%s\t\t%.3f\t\n", label, human(st.Size()), human(rss), float64(st.Size())/float64(rss))
+	line(tw, label, "image / RSS", human(st.Size()), "", human(rss), "", fmt.Sprintf("%.3f", float64(st.Size())/float64(rss)))
 	for _, s := range sinks(dir) {
 		d := dur(stopped[s.name])
 		if stopped[s.name] == 0 {
 			d = "<5ms" // memhog reports gaps of more than 5 ms
 		}
-		fmt.Fprintf(tw, "%s\tstopped, dump to %s\t%s\t\t\t\t\t\n", label, s.name, d)
+		line(tw, label, "stopped, dump to "+s.name, d)
 	}
 
 	var running, done time.Duration = 1 << 62, 1 << 62
 	var peakLoad int64
+	fl := newFloors()
 	for i := range n + 1 {
 		watch := i == n // the last run, untimed, for peak RSS
 		rn, dn, rss, err := timeLoad(img, watch)
@@ -335,39 +460,60 @@ func benchSize(tw io.Writer, hog, dir string, mib int) error {
 		}
 		if watch {
 			peakLoad = rss
-		} else {
-			running, done = min(running, rn), min(done, dn)
+			continue
 		}
-	}
-	floor := time.Duration(1 << 62)
-	for range n {
-		fd, err := timeFloorLoad(img, size)
+		running, done = min(running, rn), min(done, dn)
+		var proc time.Duration
+		if asProcess {
+			if proc, err = timeFloorLoadProcess(img, size); err != nil {
+				return fmt.Errorf("restore floor process: %v", err)
+			}
+		}
+		in, err := timeFloorLoad(img, size)
 		if err != nil {
 			return fmt.Errorf("restore floor: %v", err)
 		}
-		floor = min(floor, fd)
+		fl.keep(proc, in)
 	}
-	row(tw, label, "restore until running", running, floor, size)
-	row(tw, label, "restore until done", done, floor, size)
-	fmt.Fprintf(tw, "%s\tpeak RSS procs-dump\t%s\t\t\t\t\t\n", label, human(peakDump))
-	fmt.Fprintf(tw, "%s\tpeak RSS procs-load\t%s\t\t\t\t\t\n", label, human(peakLoad))
+	row(tw, label, "restore until running", running, fl.main(), fl.ref(), size)
+	row(tw, label, "restore until done", done, fl.main(), fl.ref(), size)
+	tg.restore(mib, label+" restore until running", running, fl.main())
+	tg.restore(mib, label+" restore until done", done, fl.main())
+	line(tw, label, "peak RSS procs-dump", human(peakDump))
+	line(tw, label, "peak RSS procs-load", human(peakLoad))
 	os.Remove(img)
 	return nil
 }
 
-func row(tw io.Writer, label, what string, d, floor time.Duration, size int64) {
-	fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%s\t%.2f\t%.2fx\t\n", label, what, dur(d), gbps(size, d), dur(floor), gbps(size, floor), float64(d)/float64(floor))
+// row prints a figure d against its floor, and if ref (a floor for
+// reference) is not 0, against that too.
+func row(tw io.Writer, label, what string, d, floor, ref time.Duration, size int64) {
+	if ref > 0 {
+		line(tw, label, what, dur(d), gb(size, d), dur(floor), gb(size, floor), ratio(d, floor), dur(ref), ratio(d, ref))
+		return
+	}
+	line(tw, label, what, dur(d), gb(size, d), dur(floor), gb(size, floor), ratio(d, floor))
 }
+
+func gb(size int64, d time.Duration) string { return fmt.Sprintf("%.2f", gbps(size, d)) }
+
+func ratio(d, floor time.Duration) string { return fmt.Sprintf("%.2fx", float64(d)/float64(floor)) }
 
 // timeDump runs procs-dump -K PID into s, following its peak RSS if
 // watch.
 func timeDump(pid int, s sink, watch bool) (result, error) {
-	w, done, err := s.open("image")
+	return timeInto(exec.Command(filepath.Join(*binDir, "procs-dump"), "-K", strconv.Itoa(pid)), s, "image", watch)
+}
+
+// timeInto runs cmd with its stdout to s (a file named name), from
+// before it starts until s has all of its output, following its peak
+// RSS if watch.
+func timeInto(cmd *exec.Cmd, s sink, name string, watch bool) (result, error) {
+	w, done, err := s.open(name)
 	if err != nil {
 		return result{}, err
 	}
 	var stderr bytes.Buffer
-	cmd := exec.Command(filepath.Join(*binDir, "procs-dump"), "-K", strconv.Itoa(pid))
 	cmd.Stdout, cmd.Stderr = w, &stderr
 	t0 := time.Now()
 	var hwm *hwmWatch
@@ -432,37 +578,25 @@ func statusKiB(pid int, key string) int64 {
 	return 0
 }
 
-// timeFloorRead copies the victim's memory into s with process_vm_readv
-// through one reused buffer, the way a dumper at best could.
-func timeFloorRead(pid int, addr uintptr, n int, s sink) (time.Duration, error) {
+// timeFloorDumpProcess runs bench-floor dump, which copies the victim's
+// memory into s as procs-dump would at best (see floor.Dump), as a
+// process of its own.
+func timeFloorDumpProcess(v *victim, s sink) (time.Duration, error) {
+	cmd := exec.Command(floorBin, "dump", strconv.Itoa(v.cmd.Process.Pid), strconv.FormatUint(uint64(v.addr), 16),
+		strconv.Itoa(v.len), strconv.Itoa(chunkFor(int64(v.len))))
+	r, err := timeInto(cmd, s, "floor", false)
+	return r.d, err
+}
+
+// timeFloorDump copies the victim's memory into s as procs-dump would
+// at best (see floor.Dump), within this process.
+func timeFloorDump(v *victim, s sink) (time.Duration, error) {
 	w, done, err := s.open("floor")
 	if err != nil {
 		return 0, err
 	}
-	buf := make([]byte, *bufSize)
 	t0 := time.Now()
-	for off := 0; off < n && err == nil; {
-		chunk := min(len(buf), n-off)
-		local := []unix.Iovec{{Base: &buf[0]}}
-		local[0].SetLen(chunk)
-		remote := []unix.RemoteIovec{{Base: addr + uintptr(off), Len: chunk}}
-		var got int
-		got, err = unix.ProcessVMReadv(pid, local, remote, 0)
-		if err == unix.EINTR {
-			err = nil
-			continue
-		}
-		if err == nil && got == 0 {
-			err = io.ErrUnexpectedEOF
-		}
-		if err == nil {
-			_, err = w.Write(buf[:got])
-		}
-		off += got
-	}
-	if err == nil && s.name == "file" {
-		err = w.Sync()
-	}
+	err = floor.Dump(v.cmd.Process.Pid, v.addr, v.len, chunkFor(int64(v.len)), w)
 	w.Close()
 	if derr := done(); err == nil {
 		err = derr
@@ -529,14 +663,7 @@ func timeLoad(img string, watch bool) (running, done time.Duration, rss int64, e
 // killOrphan kills pid, a restored process that, procs-load -d having
 // ended, is our child as we are a subreaper, and reaps it.
 func killOrphan(pid int) {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 2 || f[1] != strconv.Itoa(os.Getpid()) {
+	if _, ppid := procState(pid); ppid != os.Getpid() {
 		return // not ours: leave it alone
 	}
 	unix.Kill(pid, unix.SIGKILL)
@@ -544,31 +671,96 @@ func killOrphan(pid int) {
 	unix.Wait4(pid, &ws, 0, nil)
 }
 
-// timeFloorLoad reads the image into fresh anonymous memory of size
-// bytes, the least a restore has to do.
-func timeFloorLoad(img string, size int64) (time.Duration, error) {
-	t0 := time.Now()
-	f, err := os.Open(img)
-	if err != nil {
-		return 0, err
+// procState is pid's state letter (R, S, Z...) and its parent's PID, or
+// "" and 0 if pid is gone.
+func procState(pid int) (state string, ppid int) {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return "", 0
 	}
-	defer f.Close()
-	mem, err := unix.Mmap(-1, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
-	if err != nil {
-		return 0, err
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 {
+		return "", 0
 	}
-	defer unix.Munmap(mem)
-	for off := 0; off < len(mem); {
-		n, err := f.Read(mem[off:min(len(mem), off+*bufSize)])
-		off += n
-		if err == io.EOF {
-			break
+	ppid, _ = strconv.Atoi(f[1])
+	return f[0], ppid
+}
+
+// stopping is set once a signal stops the bench: what fails then is
+// its doing.
+var stopping atomic.Bool
+
+// cleanUpOnSignal makes SIGINT and SIGTERM kill the bench's children by
+// PID, then remove dir and exit. Its children are the victims and
+// commands it started, and the restored processes, which become its
+// children when their procs-load ends (it is a subreaper).
+func cleanUpOnSignal(dir string) {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM)
+	go func() {
+		sig := <-sigs
+		stopping.Store(true)
+		for range 100 { // until none is left: a killed procs-load's child comes to us
+			kids := children()
+			if len(kids) == 0 {
+				break
+			}
+			for _, pid := range kids {
+				unix.Kill(pid, unix.SIGKILL)
+			}
+			time.Sleep(10 * time.Millisecond)
+			var ws unix.WaitStatus
+			for {
+				if pid, _ := unix.Wait4(-1, &ws, unix.WNOHANG, nil); pid <= 0 {
+					break
+				}
+			}
 		}
+		os.RemoveAll(dir)
+		fmt.Fprintf(os.Stderr, "bench: %v: stopped\n", sig)
+		os.Exit(128 + int(sig.(unix.Signal)))
+	}()
+}
+
+// children lists this process's living children.
+func children() []int {
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
-			return 0, err
+			continue
 		}
+		if state, ppid := procState(pid); ppid == os.Getpid() && state != "Z" {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// timeFloorLoadProcess runs bench-floor load, which reads the image into
+// fresh anonymous memory of size bytes as procs-load would at best (see
+// floor.Load), as a process of its own.
+func timeFloorLoadProcess(img string, size int64) (time.Duration, error) {
+	var stderr bytes.Buffer
+	cmd := exec.Command(floorBin, "load", img, strconv.FormatInt(size, 10), strconv.Itoa(chunkFor(size)))
+	cmd.Stderr = &stderr
+	t0 := time.Now()
+	if err := cmd.Run(); err != nil {
+		return 0, fmt.Errorf("%v: %s", err, strings.TrimSpace(stderr.String()))
 	}
 	return time.Since(t0), nil
+}
+
+// timeFloorLoad reads the image into fresh anonymous memory of size
+// bytes as procs-load would at best (see floor.Load), within this
+// process.
+func timeFloorLoad(img string, size int64) (time.Duration, error) {
+	t0 := time.Now()
+	err := floor.Load(img, size, chunkFor(size))
+	return time.Since(t0), err
 }
 
 // cpuTimes are the machine's CPU time counters of /proc/stat's cpu line.
@@ -599,7 +791,7 @@ func stealRow(tw io.Writer, label string, since cpuTimes) {
 		return
 	}
 	pct := 100 * float64(now.steal-since.steal) / float64(now.total-since.total)
-	fmt.Fprintf(tw, "%s	CPU time stolen by the host	%.1f%%					\n", label, pct)
+	line(tw, label, "CPU time stolen by the host", fmt.Sprintf("%.1f%%", pct))
 }
 
 func meminfo(key string) int64 {

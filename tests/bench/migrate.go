@@ -111,8 +111,8 @@ func benchMigrate(tw io.Writer, hog, dir string, mib int) error {
 		b, _ := os.ReadFile(errf.Name())
 		return errors.New("the migrated process did not report: " + strings.TrimSpace(string(b)))
 	}
-	row(tw, label, "procs send (until stored)", sent, null.d, size)
-	row(tw, label, "send to receive, running", running, null.d, size)
-	fmt.Fprintf(tw, "%s\tstopped in migration\t%s\t\t\t\t\t\n", label, dur(stopped))
+	row(tw, label, "procs send (until stored)", sent, null.d, 0, size)
+	row(tw, label, "send to receive, running", running, null.d, 0, size)
+	line(tw, label, "stopped in migration", dur(stopped))
 	return nil
 }

@@ -179,8 +179,8 @@ func validateThreads(img *format.Process) error {
 		if err := validatePending(t.Pending, fmt.Sprintf("thread %d", t.TID)); err != nil {
 			return err
 		}
-		if r := t.Rseq; r.Addr != 0 && (r.Addr%32 != 0 || !inRange(r.Size, 32, 4096) || !mapped(img, r.Addr, uint64(r.Size))) {
-			return fmt.Errorf("image thread %d has an rseq area at %#x (%d bytes) outside its memory or misaligned", t.TID, r.Addr, r.Size)
+		if r := t.Rseq; r.Addr != 0 && (r.Addr%32 != 0 || !inRange(r.Size, 32, 4096) || !mapped(img, r.Addr, uint64(r.Size), unix.PROT_READ|unix.PROT_WRITE)) {
+			return fmt.Errorf("image thread %d has an rseq area at %#x (%d bytes) misaligned or outside its writable memory", t.TID, r.Addr, r.Size)
 		}
 		if !inRange(t.Policy, 0, 7) || !inRange(t.Nice, -20, 19) || !inRange(t.Priority, 0, 99) {
 			return fmt.Errorf("image thread %d has scheduling policy %d priority %d nice %d, out of range", t.TID, t.Policy, t.Priority, t.Nice)
@@ -189,10 +189,11 @@ func validateThreads(img *format.Process) error {
 	return nil
 }
 
-// mapped says whether [addr, addr+n) lies in one mapping of img.
-func mapped(img *format.Process, addr, n uint64) bool {
+// mapped says whether [addr, addr+n) lies in one mapping of img with
+// protection prot at least.
+func mapped(img *format.Process, addr, n uint64, prot int) bool {
 	for _, m := range img.Maps {
-		if addr >= m.Start && addr+n <= m.End && addr+n > addr {
+		if addr >= m.Start && addr+n <= m.End && addr+n > addr && m.Prot&prot == prot {
 			return true
 		}
 	}

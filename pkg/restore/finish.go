@@ -195,14 +195,16 @@ func (b *builder) finish() error {
 	if err := b.signals(); err != nil {
 		return err
 	}
-	if err := b.creds(); err != nil {
-		return err
-	}
+	// Limits while the process still has our ids: prlimit on a
+	// process of another user needs CAP_SYS_RESOURCE.
 	for i, l := range img.Limits {
 		lim := unix.Rlimit{Cur: l.Cur, Max: l.Max}
 		if err := unix.Prlimit(b.pid, i, &lim, nil); err != nil {
 			b.warnf("cannot set resource limit %d: %v", i, err)
 		}
+	}
+	if err := b.creds(); err != nil {
+		return err
 	}
 	// The scratch area goes last, unmapped from a syscall instruction
 	// outside it: the vDSO's, at its new place.
@@ -557,7 +559,7 @@ func (b *builder) finalRegs(i int) error {
 	regs, _ := ptrace.WordsToRegs(t.Regs)
 	ptrace.FixRestart(&regs)
 	if err := ptrace.SetRegs(tid, &regs); err != nil {
-		return err
+		return fmt.Errorf("thread %d: registers: %w", tid, err)
 	}
 	xs := make([]byte, b.xlen)
 	copy(xs, t.XState)

@@ -170,6 +170,9 @@ func validateThreads(img *format.Process) error {
 		if len(t.Regs) != 27 {
 			return fmt.Errorf("image thread %d has %d register words, want 27", t.TID, len(t.Regs))
 		}
+		if why := badRegs(t.Regs); why != "" {
+			return fmt.Errorf("image thread %d has %s", t.TID, why)
+		}
 		if len(t.Comm) > maxComm || strings.IndexByte(t.Comm, 0) >= 0 {
 			return fmt.Errorf("image thread %d has name %s, longer than %d bytes or with a NUL", t.TID, safetext.Quote(t.Comm), maxComm)
 		}
@@ -187,6 +190,33 @@ func validateThreads(img *format.Process) error {
 		}
 	}
 	return nil
+}
+
+// Indexes of registers in struct user_regs_struct.
+const (
+	regCS     = 17
+	regSS     = 20
+	regFSBase = 21
+	regGSBase = 22
+	regDS     = 23 // then es, fs, gs
+)
+
+// badRegs says what in regs no user thread of x86-64 can have, or "".
+func badRegs(regs []uint64) string {
+	switch {
+	case regs[regCS] != 0x33:
+		return fmt.Sprintf("code segment %#x, not a 64-bit process's", regs[regCS])
+	case regs[regSS] != 0x2b:
+		return fmt.Sprintf("stack segment %#x, not a 64-bit process's", regs[regSS])
+	case regs[regFSBase] >= userTop || regs[regGSBase] >= userTop:
+		return fmt.Sprintf("fs base %#x or gs base %#x outside user space", regs[regFSBase], regs[regGSBase])
+	}
+	for i, sel := range regs[regDS : regDS+4] {
+		if sel > 0xffff || sel != 0 && sel&3 != 3 {
+			return fmt.Sprintf("segment register %d holding %#x", regDS+i, sel)
+		}
+	}
+	return ""
 }
 
 // mapped says whether [addr, addr+n) lies in one mapping of img with

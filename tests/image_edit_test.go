@@ -18,6 +18,12 @@ import (
 // rewriteImage copies the image at src to dst with the JSON of its
 // PROCESS record passed through edit, every other record as it was.
 func rewriteImage(src, dst string, edit func(json []byte) ([]byte, error)) error {
+	return rewriteImageWith(src, dst, edit, nil)
+}
+
+// rewriteImageWith is rewriteImage, with more records written by extra
+// (if not nil) right after PROCESS.
+func rewriteImageWith(src, dst string, edit func(json []byte) ([]byte, error), extra func(w *format.Writer) error) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
@@ -56,6 +62,11 @@ func rewriteImage(src, dst string, edit func(json []byte) ([]byte, error)) error
 			}
 			if err := w.WriteRecord(format.TypeProcess, p); err != nil {
 				return err
+			}
+			if extra != nil {
+				if err := extra(w); err != nil {
+					return err
+				}
 			}
 		case format.TypePages:
 			addr, data, err := r.ReadPages(buf)

@@ -224,6 +224,28 @@ func TestRestoreFailsClean(t *testing.T) {
 	}
 }
 
+// TestPagesOutsideMemory restores an image with a PAGES record where
+// the process has no mapping: where procs-load puts the code it runs in
+// the process while it still has root's credentials (the first free
+// 64 KiB from 4 GiB up). It is refused before a page is written.
+func TestPagesOutsideMemory(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	u := testUser(t)
+	img, _ := userImage(t, u)
+	bad := filepath.Join(t.TempDir(), "bad")
+	code := make([]byte, format.PageSize)
+	for i := range code {
+		code[i] = 0xcc // int3
+	}
+	err := rewriteImageWith(img, bad, func(p []byte) ([]byte, error) { return p, nil },
+		func(w *format.Writer) error { return w.WritePages(0x100000000, code) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	failsClean(t, loadCmd(bad), "100000000", "outside the process's memory")
+}
+
 // failsClean runs cmd, a procs-load, and checks it ends within 10 s with
 // exit 125 and one line naming each of wants, leaving no process of any
 // state (zombies too) below the test.

@@ -592,6 +592,12 @@ func (b *builder) readContents() (err error) {
 				pw.giveBack(buf)
 				return err
 			}
+			if !b.inMemory(addr, uint64(len(data))) {
+				// Anywhere else is the loader's: its scratch code, run
+				// with the loader's credentials, or the vDSO.
+				pw.giveBack(buf)
+				return fmt.Errorf("corrupt image at byte %d (record %d): pages at %#x-%#x, outside the process's memory", h.Offset, h.Index, addr, addr+uint64(len(data)))
+			}
 			// Here: the first few MiB (writers would cost a small process
 			// more than they save), and pages that go through
 			// /proc/PID/mem, which the kernel may let only the tracer's
@@ -727,6 +733,24 @@ func (pw *pageWriters) close() error {
 // hands pages to writers.
 const inlineBytes = 8 << 20
 
+// inMemory tells whether [addr, addr+n) lies in mappings of the image
+// that hold pages (not the vDSO's, not vsyscall), without a gap.
+func (b *builder) inMemory(addr, n uint64) bool {
+	maps := b.img.Maps
+	end := addr + n
+	if end < addr {
+		return false
+	}
+	for i := sort.Search(len(maps), func(i int) bool { return maps[i].End > addr }); i < len(maps) && addr < end; i++ {
+		m := maps[i]
+		if m.Start > addr || m.Kind == format.MapVdso || m.Kind == format.MapVsyscall {
+			return false
+		}
+		addr = m.End
+	}
+	return addr >= end
+}
+
 // writable tells whether [addr, addr+n) lies in one mapping that is
 // writable while it is filled (procs-dump's PAGES records never span two;
 // others take the slow way).
@@ -750,6 +774,9 @@ func (b *builder) fillFile(h format.Header, buf []byte) error {
 			return nil // the file at its path was still the same
 		}
 		return fmt.Errorf("corrupt image at byte %d (record %d): contents for file %d, which carries none", h.Offset, h.Index, idx)
+	}
+	if size := uint64(b.img.Files[idx].Size); off > size || uint64(len(data)) > size-off {
+		return fmt.Errorf("corrupt image at byte %d (record %d): contents of file %d at %d-%d, past its size %d", h.Offset, h.Index, idx, off, off+uint64(len(data)), size)
 	}
 	_, err = f.WriteAt(data, int64(off))
 	return err

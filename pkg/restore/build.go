@@ -20,6 +20,7 @@ import (
 	"procs/pkg/pagebuf"
 	"procs/pkg/procfs"
 	"procs/pkg/ptrace"
+	"procs/pkg/safetext"
 	"procs/pkg/vdso"
 )
 
@@ -125,7 +126,7 @@ func (b *builder) write(off uint64, p []byte) error {
 
 func (b *builder) writePath(p string) (uint64, error) {
 	if len(p) >= offBig-offPath {
-		return 0, fmt.Errorf("path too long: %s", p)
+		return 0, fmt.Errorf("path too long: %s", safetext.Quote(p))
 	}
 	return b.scratch + offPath, b.write(offPath, append([]byte(p), 0))
 }

@@ -107,7 +107,7 @@ func (b *builder) mapMemory() error {
 		} else {
 			flags |= unix.MAP_ANONYMOUS
 		}
-		if _, err := b.main.Syscall(fmt.Sprintf("mmap %x-%x %s", m.Start, m.End, m.Name), sysMmap,
+		if _, err := b.main.Syscall(fmt.Sprintf("mmap %x-%x %s", m.Start, m.End, safetext.Quote(m.Name)), sysMmap,
 			m.Start, m.End-m.Start, uint64(prot), uint64(flags), fd, off); err != nil {
 			return err
 		}
@@ -125,7 +125,7 @@ func (b *builder) mapOldVdso(m format.Mapping) error {
 	if m.Name == "[vdso]" {
 		prot = unix.PROT_READ | unix.PROT_WRITE
 	}
-	name := fmt.Sprintf("mmap %x-%x %s", m.Start, m.End, m.Name)
+	name := fmt.Sprintf("mmap %x-%x %s", m.Start, m.End, safetext.Quote(m.Name))
 	if _, err := b.main.Syscall(name, sysMmap, m.Start, m.End-m.Start, prot, flags, ^uint64(0), 0); err != nil {
 		return err
 	}

@@ -287,8 +287,8 @@ func validateMaps(img *format.Process) error {
 		if m.Prot&^(unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC) != 0 {
 			return fmt.Errorf("%s has protection %#x", at, m.Prot)
 		}
-		if len(m.Name) > maxPath || len(m.Advice) > maxAdvice {
-			return fmt.Errorf("%s has a name of %d bytes or %d advice flags", at, len(m.Name), len(m.Advice))
+		if len(m.Name) > maxPath || len(m.Advice) > maxAdvice || slices.ContainsFunc(m.Advice, func(a string) bool { return len(a) > 8 }) {
+			return fmt.Errorf("%s has a name of %d bytes, or %d advice flags, or one too long", at, len(m.Name), len(m.Advice))
 		}
 		if m.File < -1 || m.File >= len(img.Files) {
 			return fmt.Errorf("%s names file %d of %d", at, m.File, len(img.Files))

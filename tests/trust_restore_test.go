@@ -130,6 +130,12 @@ func TestRestoreOpensAsTheProcess(t *testing.T) {
 		{"file-saved-created", func(p *format.Process) {
 			addFD(p, format.File{Kind: format.FileRegular, Path: missing, Mode: unix.S_IFREG | 0o644, Carried: true}, 5, unix.O_RDWR)
 		}, []string{"fd 5", missing, uid}},
+		{"procs-load-memory", func(p *format.Process) {
+			addFD(p, format.File{Kind: format.FileRegular, Path: "/proc/self/mem", Pseudo: true}, 5, unix.O_RDWR)
+		}, []string{"fd 5", "/proc/self/mem", "procs-load's own"}},
+		{"procs-load-fd", func(p *format.Process) {
+			addFD(p, format.File{Kind: format.FileRegular, Path: "/dev/fd/0", Pseudo: true}, 5, unix.O_RDONLY)
+		}, []string{"fd 5", "/dev/fd/0"}},
 		{"cwd", func(p *format.Process) {
 			p.Cwd = "/root"
 		}, []string{"working directory", "/root", uid}},

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -133,7 +134,8 @@ func (b *builder) openCwd() error {
 	var fd int
 	err := b.op.do(func() error {
 		var err error
-		if fd, err = unix.Open(cwd, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+		how := unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_MAGICLINKS}
+		if fd, err = unix.Openat2(unix.AT_FDCWD, cwd, &how); err != nil {
 			return err
 		}
 		if err := unix.Faccessat2(fd, "", unix.X_OK, unix.AT_EACCESS|unix.AT_EMPTY_PATH); err != nil {
@@ -222,7 +224,9 @@ func (b *builder) prepareFile(i int, f *format.File, what string) error {
 	if f.Kind == format.FileDir {
 		flags |= unix.O_DIRECTORY
 	}
-	fd, err := unix.Open(f.Path, flags, 0)
+	// No magic link (/dev/fd/N, /proc/self/fd/N): they lead to
+	// procs-load's own files, past the folders' permissions.
+	fd, err := unix.Openat2(unix.AT_FDCWD, f.Path, &unix.OpenHow{Flags: uint64(flags), Resolve: unix.RESOLVE_NO_MAGICLINKS})
 	if err == unix.ENOENT && f.Carried {
 		return b.createAtPath(i, f, what)
 	}
@@ -232,6 +236,9 @@ func (b *builder) prepareFile(i int, f *format.File, what string) error {
 		}
 		if err == unix.ENOENT {
 			return &FileChangedError{Path: f.Path, Why: "it no longer exists"}
+		}
+		if err == unix.ELOOP {
+			return fmt.Errorf("%s: %s leads through a link to an open file (/proc/PID/fd/N) or too many symbolic links", what, safetext.Quote(f.Path))
 		}
 		return b.op.fail(what, f.Path, err)
 	}
@@ -244,6 +251,13 @@ func (b *builder) prepareFile(i int, f *format.File, what string) error {
 	if kind, want := fileKind(st.Mode), kindOf(f.Kind); kind != want {
 		lf.Close()
 		return fmt.Errorf("%s: %s is %s, not %s as in the image", what, safetext.Quote(f.Path), kind, want)
+	}
+	if ownProcFile(fd) {
+		// A thread may open its own process's /proc files whatever its
+		// credentials: /proc/self/mem would give the process procs-load's
+		// memory.
+		lf.Close()
+		return fmt.Errorf("%s: %s is procs-load's own, not the process's", what, safetext.Quote(f.Path))
 	}
 	changed := ""
 	switch {
@@ -267,6 +281,32 @@ func (b *builder) prepareFile(i int, f *format.File, what string) error {
 	}
 	b.local[i] = lf
 	return nil
+}
+
+// ownProcFile says whether fd, an open file, lies in the /proc folder of
+// this process or of one of its threads.
+func ownProcFile(fd int) bool {
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &fs); err != nil || fs.Type != unix.PROC_SUPER_MAGIC {
+		return false
+	}
+	p, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+	if err != nil {
+		return true // cannot tell: refuse
+	}
+	rest, ok := strings.CutPrefix(p, "/proc/")
+	if !ok {
+		return false // another mount of proc: its own pid namespace
+	}
+	n, _, _ := strings.Cut(rest, "/")
+	if n == "self" || n == "thread-self" || n == strconv.Itoa(os.Getpid()) {
+		return true
+	}
+	if _, err := strconv.Atoi(n); err != nil {
+		return false // /proc/sys, /proc/meminfo...
+	}
+	_, err = os.Lstat("/proc/self/task/" + n)
+	return err == nil
 }
 
 // fileKind names the kind of file of mode, as kindOf does.

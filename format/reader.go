@@ -30,6 +30,10 @@ type Header struct {
 	Index  int   // INFO is record 0
 	Offset int64 // of the record header in the (decompressed) image
 	Raw    int   // raw payload length
+	// Stored is the stored payload length, and Compression how the
+	// payload is compressed (None: Stored is Raw).
+	Stored      int
+	Compression Compression
 }
 
 // A Reader reads one image, checking everything as it goes. It reads
@@ -309,6 +313,7 @@ func (r *Reader) Next() (Header, error) {
 		r.cur.Raw = int(raw)
 		r.curComp = Compression(flags & 0xf)
 		r.stored = int(stored)
+		r.cur.Stored, r.cur.Compression = r.stored, r.curComp
 		r.sum = binary.LittleEndian.Uint32(h[12:])
 		desc, known := recordTypes[t]
 		limit := int64(capOf(t))

@@ -284,9 +284,6 @@ func restoredReports(t *testing.T, r *run, s spec, not ...int) []string {
 	t.Helper()
 	after, ok := r.ld.out.wait(lineWait, haveLines(s.streams, 2, 0))
 	if !ok {
-		if r.ld.exited(0) {
-			notImplemented(t, "procs-load", r.ld.stderrText())
-		}
 		t.Fatalf("restored %s: want 2 lines of each of %v; got:\n%s\nprocs-load stderr: %s",
 			s.name, s.streams, tail(after, 20), r.ld.stderrText())
 	}
@@ -351,7 +348,6 @@ func roundTrip(t *testing.T, s spec, m mode) {
 			t.Fatalf("procs-load -d did not return")
 		}
 		if code := r.ld.exitCode(); code != 0 {
-			notImplemented(t, "procs-load", r.ld.stderrText())
 			t.Fatalf("procs-load -d exit = %d; want 0; stderr: %s", code, r.ld.stderrText())
 		}
 	}
@@ -483,7 +479,6 @@ func loadFails(t *testing.T, image []byte, viaStdin bool, comm string) {
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := runTimeout(cmd, 30*time.Second)
 	msg := strings.TrimSpace(stderr.String())
-	notImplemented(t, "procs-load", msg)
 	if code := cmd.ProcessState.ExitCode(); code != 125 {
 		t.Errorf("procs-load exit = %d (%v); want 125; stderr: %s", code, err, msg)
 	}
@@ -742,7 +737,6 @@ func TestStreamed(t *testing.T) {
 			cmd := exec.Command(filepath.Join(binDir, "procs-dump"), strconv.Itoa(orig.pid()))
 			cmd.Stdout, cmd.Stderr = r.ld.stdin, &stderr
 			if err := runTimeout(cmd, time.Minute); err != nil {
-				notImplemented(t, "procs-dump", stderr.String())
 				t.Fatalf("procs-dump %d | procs-load: %v\n%s", orig.pid(), err, stderr.String())
 			}
 			if !orig.exited(10 * time.Second) {

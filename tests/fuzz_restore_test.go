@@ -234,7 +234,9 @@ func restoreMutant(t *testing.T, path string, did []string) string {
 		t.Fatal(err)
 	}
 	defer stderr.Close()
-	cmd := exec.Command(filepath.Join(binDir, "procs-load"), "-d", path)
+	// --stdio=inherit: the victims' stdout and stderr were files of the
+	// test's, closed to nobody.
+	cmd := exec.Command(filepath.Join(binDir, "procs-load"), "-d", "--stdio=inherit", path)
 	cmd.Dir = "/tmp"
 	cmd.Stdout, cmd.Stderr = stdout, stderr // files: Wait waits for no pipe a restored process holds
 	t0 := time.Now()

@@ -224,7 +224,9 @@ type receiver struct {
 	err    error
 }
 
-// receive starts "procs receive [args]" on h with stdout to a file.
+// receive starts "procs receive --stdio=inherit [args]" on h with stdout
+// to a file: the counter's stdout was a file of its own, which
+// --stdio=auto would open again.
 func receive(t *testing.T, h host, dir string, args ...string) *receiver {
 	t.Helper()
 	out := filepath.Join(dir, fmt.Sprintf("recv-%d.out", time.Now().UnixNano()))
@@ -233,7 +235,7 @@ func receive(t *testing.T, h host, dir string, args ...string) *receiver {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	cmd := h.command("procs", append([]string{"receive"}, args...)...)
+	cmd := h.command("procs", append([]string{"receive", "--stdio=inherit"}, args...)...)
 	cmd.Stdout = f
 	ef, err := os.Create(out + ".err")
 	if err != nil {
@@ -318,7 +320,7 @@ func TestMigrateLoopback(t *testing.T) {
 		last := numbers(t, v.out)
 		// procs restore ID -d: the process runs on with the original PID.
 		rout := filepath.Join(dir, "restore.out")
-		code, errs := runFiles(t, h, rout, "procs", "restore", id2, "-d", "--pid=keep", "-s", addr)
+		code, errs := runFiles(t, h, rout, "procs", "restore", id2, "-d", "--pid=keep", "--stdio=inherit", "-s", addr)
 		if code != 0 {
 			t.Fatalf("procs restore %s -d = exit %d, %q", id2, code, errs)
 		}

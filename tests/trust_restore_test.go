@@ -147,7 +147,9 @@ func TestRestoreOpensAsTheProcess(t *testing.T) {
 				}
 			}
 			bad := editImage(t, img, tc.edit)
-			refused(t, loadCmd(bad), "features", tc.wants...)
+			// --stdio=inherit: the victim's stderr is a file of the
+			// test's, in a folder closed to the user.
+			refused(t, loadCmd(bad, "--stdio=inherit"), "features", tc.wants...)
 			if _, err := os.Lstat(missing); err == nil {
 				os.Remove(missing)
 				t.Errorf("%s was created by a refused restore", missing)
@@ -155,7 +157,7 @@ func TestRestoreOpensAsTheProcess(t *testing.T) {
 		})
 	}
 	t.Run("honest", func(t *testing.T) {
-		_, pid, _ := restoreGoesOn(t, img, "features", "timer", 2, before)
+		_, pid, _ := restoreGoesOn(t, img, "features", "timer", 2, before, "--stdio=inherit")
 		want := fmt.Sprintf("%d\t%d\t%d\t%d", u.Uid, u.Uid, u.Uid, u.Uid)
 		if got := procStatus(pid)["Uid"]; got != want {
 			t.Errorf("restored process's Uid = %q; want %q", got, want)
@@ -249,7 +251,7 @@ func TestPagesOutsideMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	failsClean(t, loadCmd(bad), "100000000", "outside the process's memory")
+	failsClean(t, loadCmd(bad, "--stdio=inherit"), "100000000", "outside the process's memory")
 }
 
 // failsClean runs cmd, a procs-load, and checks it ends within 10 s with

@@ -236,7 +236,7 @@ func (c *collector) collectFDs(fds []procfs.FD) error {
 		if c.p.Terminal == nil && fd.Kind == procfs.FileChar && c.ttys[fd.Rdev] {
 			c.p.Terminal = terminalOf(c.pid, fd.Num)
 		}
-		if fd.Num > 2 {
+		if fd.Num > 2 || reopenable(fd, c.ttys) {
 			kind, _ := fdKind(fd, c.ttys)
 			path := fmt.Sprintf("/proc/%d/fd/%d", c.pid, fd.Num)
 			idx, err := c.fileAt(path, kind)
@@ -249,7 +249,9 @@ func (c *collector) collectFDs(fds []procfs.FD) error {
 				// of anonymous inode (each has a File of its own).
 				same := prev.File == idx || (prev.File >= 0 && !shareableKind(kind) &&
 					byNum[prev.Num].Target == fd.Target)
-				if prev.Num > 2 && same && sameFile(c.pid, prev.Num, fd.Num) {
+				// fds 0-2 share only among themselves: each may become
+				// the restorer's own stream instead (--stdio).
+				if (prev.Num > 2) == (fd.Num > 2) && prev.File >= 0 && same && sameFile(c.pid, prev.Num, fd.Num) {
 					out.Dup = prev.Num
 					break
 				}
@@ -273,6 +275,20 @@ func (c *collector) collectFDs(fds []procfs.FD) error {
 		c.p.FDs = append(c.p.FDs, out)
 	}
 	return nil
+}
+
+// reopenable says whether fd, one of fds 0, 1 and 2, is a file that a
+// restorer may open again by path (a log file, /dev/null, a directory):
+// the image then records it as it does other fds, and the restorer
+// chooses (--stdio) between it and its own stream. A terminal, a pipe,
+// a socket or a deleted file is recorded as the stream alone: only the
+// restorer's own can stand in for it.
+func reopenable(fd *procfs.FD, ts terminals) bool {
+	kind, why := fdKind(fd, ts)
+	if why != "" || strings.HasSuffix(fd.Target, " (deleted)") {
+		return false
+	}
+	return kind == format.FileRegular || kind == format.FileDir || kind == format.FileChar
 }
 
 // parseEpoll reads an epoll's interest list from its fdinfo lines:

@@ -107,15 +107,35 @@ func SetXState(tid int, buf []byte) error {
 	return errno("ptrace(SETREGSET)", setRegset(tid, NTX86XState, buf))
 }
 
-// XFeatures returns the XCR0 value the kernel stored in the software
-// reserved bytes of an XSAVE area read with GetXState (0 if absent).
+// XFeatures returns the XCR0 value of an XSAVE area read with GetXState
+// (0 if it is too short): for ptrace the kernel puts it in the first
+// word of the software reserved bytes, at offset 464 (see
+// arch/x86/include/asm/user.h). A signal frame's fpstate holds a struct
+// _fpx_sw_bytes there instead, with the mask at 472.
 func XFeatures(xstate []byte) uint64 {
-	// struct _fpx_sw_bytes at offset 464: magic1 u32, extended_size u32,
-	// xfeatures u64, xstate_size u32.
-	if len(xstate) < 480 || binary.LittleEndian.Uint32(xstate[464:]) != 0x46505853 {
+	if len(xstate) < 472 {
 		return 0
 	}
-	return binary.LittleEndian.Uint64(xstate[472:])
+	return binary.LittleEndian.Uint64(xstate[464:])
+}
+
+// xfeatureBits names the XSAVE state components by XCR0 bit.
+var xfeatureBits = []string{"x87", "SSE", "AVX", "MPX bndregs", "MPX bndcsr", "AVX-512 opmask", "AVX-512 ZMM_Hi256", "AVX-512 Hi16_ZMM", "PT", "PKRU", "PASID", "CET user", "CET supervisor", "HDC", "UINTR", "LBR", "HWP", "AMX tilecfg", "AMX tiledata"}
+
+// XFeatureNames names the XSAVE state components of an XCR0 mask ("AVX",
+// "PKRU"...; "bit N" for one it does not know), lowest bit first.
+func XFeatureNames(m uint64) []string {
+	var out []string
+	for i := 0; i < 64; i++ {
+		if m&(1<<i) != 0 {
+			if i < len(xfeatureBits) {
+				out = append(out, xfeatureBits[i])
+			} else {
+				out = append(out, fmt.Sprintf("bit %d", i))
+			}
+		}
+	}
+	return out
 }
 
 // GetSigmask returns the thread's blocked signal mask.

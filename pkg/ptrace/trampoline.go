@@ -126,10 +126,11 @@ func (t *Trampoline) arm(f frame, tid int, regs Regs, mask uint64) error {
 	le.PutUint64(sc[184:], fp)
 	le.PutUint64(uc[256+8:], mask)
 	if fp != 0 {
+		xf := XFeatures(xs) // before the ptrace layout is overwritten
 		xs = append(xs, 0, 0, 0, 0)
 		le.PutUint32(xs[464:], 0x46505853)        // FP_XSTATE_MAGIC1
 		le.PutUint32(xs[468:], uint32(len(xs)))   // extended_size
-		le.PutUint64(xs[472:], XFeatures(xs))     // xfeatures
+		le.PutUint64(xs[472:], xf)                // xfeatures
 		le.PutUint32(xs[480:], uint32(len(xs)-4)) // xstate_size
 		le.PutUint32(xs[len(xs)-4:], 0x46505845)  // FP_XSTATE_MAGIC2
 		buf = append(buf, xs...)

@@ -112,11 +112,7 @@ func (b *builder) logf(format string, args ...any) {
 }
 
 func (b *builder) warnf(format string, args ...any) {
-	if b.opts.Warn != nil {
-		b.opts.Warn(format, args...)
-		return
-	}
-	fmt.Fprintf(os.Stderr, "procs-load: warning: "+format+"\n", args...)
+	b.opts.Warn(format, args...)
 }
 
 // write puts bytes into the scratch area.
@@ -397,21 +393,7 @@ func findHole(busy [][2]uint64, size, from uint64) uint64 {
 	return cand
 }
 
-var xfeatureBits = []string{"x87", "SSE", "AVX", "MPX bndregs", "MPX bndcsr", "AVX-512 opmask", "AVX-512 ZMM_Hi256", "AVX-512 Hi16_ZMM", "PT", "PKRU", "PASID", "CET user", "CET supervisor", "HDC", "UINTR", "LBR", "HWP", "AMX tilecfg", "AMX tiledata"}
-
-func xfeatureNames(m uint64) string {
-	var out []string
-	for i := 0; i < 64; i++ {
-		if m&(1<<i) != 0 {
-			if i < len(xfeatureBits) {
-				out = append(out, xfeatureBits[i])
-			} else {
-				out = append(out, fmt.Sprintf("bit %d", i))
-			}
-		}
-	}
-	return fmt.Sprint(out)
-}
+func xfeatureNames(m uint64) string { return fmt.Sprint(ptrace.XFeatureNames(m)) }
 
 // clearLayout unmaps what the stub had, keeps the scratch area, and moves
 // the vDSO group to where the image had it.

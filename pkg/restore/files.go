@@ -32,7 +32,7 @@ func (b *builder) prepareFiles() error {
 	// What first uses each file, to name it in errors.
 	use := map[int]string{}
 	for k := range b.img.FDs {
-		if fd := b.img.FDs[k]; fd.File >= 0 && fd.Dup == 0 && use[fd.File] == "" {
+		if fd := b.img.FDs[k]; fd.File >= 0 && fd.Dup == 0 && !b.ownStream(fd) && use[fd.File] == "" {
 			use[fd.File] = fmt.Sprintf("fd %d", fd.Num)
 		}
 	}
@@ -85,7 +85,7 @@ func (b *builder) prepareFiles() error {
 // the process, its executable and its working directory.
 func (b *builder) openDescriptions() error {
 	for k, fd := range b.img.FDs {
-		if fd.Num <= 2 || fd.File < 0 || fd.Dup > 0 {
+		if fd.File < 0 || fd.Dup > 0 || b.ownStream(fd) {
 			continue
 		}
 		switch b.img.Files[fd.File].Kind {
@@ -339,6 +339,38 @@ func kindOf(k string) string {
 		return fileKind(unix.S_IFCHR)
 	}
 	return fileKind(unix.S_IFREG)
+}
+
+// ownStream says whether fd is one of fds 0, 1 and 2 that the restorer's
+// own stream stands in for (see StdioMode).
+func (b *builder) ownStream(fd format.FD) bool {
+	if fd.Num > 2 {
+		return false
+	}
+	if fd.File < 0 || b.opts.Stdio == StdioInherit {
+		return true
+	}
+	switch f := b.img.Files[fd.File]; f.Kind {
+	case format.FileRegular, format.FileDir, format.FileChar:
+		return f.Deleted
+	}
+	return true
+}
+
+// logStreams says under -v where each standard stream goes.
+func (b *builder) logStreams() {
+	own := map[int]bool{0: true, 1: true, 2: true}
+	for _, fd := range b.img.FDs {
+		if fd.Num <= 2 && !b.ownStream(fd) {
+			own[fd.Num] = false
+			b.logf("fd %d: %s, opened again as at the dump", fd.Num, b.img.Files[fd.File].Path)
+		}
+	}
+	for n := range 3 {
+		if own[n] {
+			b.logf("fd %d: procs-load's own", n)
+		}
+	}
 }
 
 // privateCopy makes an unlinked file beside the original path (or a

@@ -234,7 +234,9 @@ func (b *builder) finish() error {
 		}
 	}
 	if b.opts.BeforeRun != nil {
-		b.opts.BeforeRun(b.pid)
+		if err := b.opts.BeforeRun(b.pid); err != nil {
+			return err
+		}
 	}
 	for i := len(b.tids) - 1; i >= 0; i-- {
 		if err := ptrace.Detach(b.tids[i], 0); err != nil {
@@ -296,8 +298,9 @@ func (b *builder) makeFDs() error {
 		return err
 	}
 	b.pidfdIn = false // closed with the rest
+	b.logStreams()
 	for k, fd := range b.img.FDs {
-		if fd.Num <= 2 || fd.File < 0 {
+		if fd.File < 0 || b.ownStream(fd) {
 			continue // the loader's own standard streams stand in
 		}
 		f := b.img.Files[fd.File]

@@ -32,20 +32,37 @@ const (
 	PIDNew                 // always a new PID
 )
 
+// StdioMode says what the restored process's fds 0, 1 and 2 become.
+type StdioMode int
+
+const (
+	// StdioAuto: a stream that was a file the restorer can open again
+	// by path (a log file, /dev/null) is opened again, like any other
+	// fd; one that was a terminal, a pipe, a socket or a deleted file is
+	// the restorer's own stream of that number.
+	StdioAuto StdioMode = iota
+	// StdioInherit: all three are the restorer's own streams.
+	StdioInherit
+)
+
 // Options control one restore.
 type Options struct {
 	PID PIDMode
-	// Stdin, Stdout, Stderr become the restored process's fds 0, 1 and 2.
+	// Stdin, Stdout, Stderr become the restored process's fds 0, 1 and
+	// 2, those of them that Stdio leaves to the restorer.
 	Stdin, Stdout, Stderr *os.File
+	Stdio                 StdioMode
 	Log                   func(format string, args ...any)
-	// Warn, if set, says what went less well than it should while the
-	// restore goes on; nil means "procs-load: warning: ..." on stderr.
+	// Warn says what went less well than it should while the restore
+	// goes on; nil means Log. The commands pass their one writer of
+	// stderr (pkg/cli), so that no line bypasses it.
 	Warn     func(format string, args ...any)
 	Progress func(done, total int64)
 	// BeforeRun, if set, is called with the process's PID once it is
 	// complete, just before it is let run: what it prints comes before
-	// anything the process prints.
-	BeforeRun func(pid int)
+	// anything the process prints. An error from it fails the restore
+	// (nothing is left running).
+	BeforeRun func(pid int) error
 	// VdsoProxy has the process call this kernel's vDSO through jumps
 	// (see procs/pkg/vdso) even when the image's vDSO is this kernel's,
 	// as it must when the image was made on another kernel build.
@@ -69,6 +86,9 @@ type Process struct {
 func Restore(opts Options, in io.Reader) (*Process, error) {
 	if opts.Log == nil {
 		opts.Log = func(string, ...any) {}
+	}
+	if opts.Warn == nil {
+		opts.Warn = opts.Log
 	}
 	start := time.Now()
 	r, err := format.NewReader(in)

@@ -708,7 +708,9 @@ func TestNotAllowed(t *testing.T) {
 		t.Errorf("procs-dump as uid 65534 = exit %d; want 3", r.code)
 	}
 	checkMessage(t, "procs-dump", r, fmt.Sprintf("not allowed to read process %d", pid))
-	if !alive(pid) || procState(pid) != "S" {
-		t.Errorf("victim's state after the refusal = %q; want it sleeping on", procState(pid))
+	// Running or sleeping, never stopped or traced (on a loaded machine
+	// the victim may be caught on a CPU).
+	if st := procState(pid); !alive(pid) || st != "S" && st != "R" {
+		t.Errorf("victim's state after the refusal = %q; want it running on", st)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/pborman/getopt/v2"
@@ -18,7 +19,8 @@ import (
 )
 
 // Usage is printed by -h and repeated in man/procs-load.1.
-const Usage = `usage: procs-load [-d] [-v] [--pid=auto|keep|new] [FILE|-]
+const Usage = `usage: procs-load [-d] [-v] [--pid=auto|keep|new] [--pidfile=FILE]
+                  [--stdio=auto|inherit] [FILE|-]
        procs-load -h | --version
 
 Restore the process in image FILE (or stdin) and run it in this terminal;
@@ -29,6 +31,12 @@ exit with its status.
       --pid=MODE        auto (default): the original PID if free, else a
                         new one; keep: the original PID or fail; new: a
                         new PID
+      --pidfile=FILE    write the PID to FILE (atomically) as the process
+                        starts to run
+      --stdio=MODE      auto (default): a standard stream that was a file
+                        (a log, /dev/null) is opened again, one that was a
+                        terminal, pipe or socket is procs-load's own;
+                        inherit: all three are procs-load's own
   -v, --verbose         print each phase with its time and sizes on stderr
   -h, --help            print this help and exit
       --version         print the version and exit
@@ -40,6 +48,12 @@ or 125 if procs-load itself failed and nothing was left running. With -d,
 
 const prog = "procs-load"
 
+// StdioModes are the values of --stdio, for procs-load and procs.
+var StdioModes = map[string]restore.StdioMode{
+	"auto":    restore.StdioAuto,
+	"inherit": restore.StdioInherit,
+}
+
 // PIDModes are the values of --pid, for procs-load and procs.
 var PIDModes = map[string]restore.PIDMode{
 	"auto": restore.PIDAuto,
@@ -50,8 +64,10 @@ var PIDModes = map[string]restore.PIDMode{
 type options struct {
 	detach bool
 	cli.Flags
-	pid  string
-	file string
+	pid     string
+	pidfile string
+	stdio   string
+	file    string
 }
 
 func parse(args []string) (options, error) {
@@ -60,6 +76,9 @@ func parse(args []string) (options, error) {
 	set.FlagLong(&o.detach, "detach", 'd')
 	o.pid = "auto"
 	set.FlagLong(&o.pid, "pid", 0)
+	set.FlagLong(&o.pidfile, "pidfile", 0)
+	o.stdio = "auto"
+	set.FlagLong(&o.stdio, "stdio", 0)
 	o.Flags.Register(set)
 	operands, err := cli.Parse(set, args)
 	if err != nil {
@@ -70,6 +89,12 @@ func parse(args []string) (options, error) {
 	}
 	if _, ok := PIDModes[o.pid]; !ok {
 		return o, cli.Usagef("invalid value %q for --pid: want auto, keep or new", o.pid)
+	}
+	if set.IsSet("pidfile") && o.pidfile == "" {
+		return o, cli.Usagef("empty file name for --pidfile")
+	}
+	if _, ok := StdioModes[o.stdio]; !ok {
+		return o, cli.Usagef("invalid value %q for --stdio: want auto or inherit", o.stdio)
 	}
 	switch len(operands) {
 	case 0:
@@ -107,9 +132,13 @@ func Main(args []string, stdin, stdout, stderr *os.File) int {
 		defer in.Close()
 	}
 	// stdin is positioned just past the image when it came on stdin.
-	p, err := restore.Restore(Options(msg, stdin, stdout, stderr, o.pid, o.detach), in)
+	opts := Options(msg, stdin, stdout, stderr, o.pid, o.detach)
+	opts.Stdio = StdioModes[o.stdio]
+	pf := WithPIDFile(&opts, o.pidfile)
+	p, err := restore.Restore(opts, in)
 	msg.EndProgress()
 	if err != nil {
+		pf.Remove()
 		msg.Error(Hint(err))
 		return cli.ExitLoadFailure
 	}
@@ -140,7 +169,7 @@ func Options(msg *cli.Msg, stdin, stdout, stderr *os.File, pid string, detach bo
 		Progress:  msg.ProgressFunc(),
 		VdsoProxy: vdsoProxy(),
 		Terminal:  !detach,
-		BeforeRun: func(int) { msg.EndProgress() },
+		BeforeRun: func(int) error { msg.EndProgress(); return nil },
 	}
 	if detach {
 		opts.BeforeRun = printPID(stdout, msg)
@@ -151,13 +180,50 @@ func Options(msg *cli.Msg, stdin, stdout, stderr *os.File, pid string, detach bo
 // printPID returns what -d does just before the restored process runs:
 // print its PID on stdout. The PID goes out first because the process
 // shares stdout, and could print in the middle of it otherwise.
-func printPID(stdout *os.File, msg *cli.Msg) func(pid int) {
-	return func(pid int) {
+func printPID(stdout *os.File, msg *cli.Msg) func(pid int) error {
+	return func(pid int) error {
 		msg.EndProgress()
 		if _, err := fmt.Fprintln(stdout, pid); err != nil {
 			// The process will run: say where it is anyway.
 			msg.Errorf("write pid %d: %v", pid, err)
 		}
+		return nil
+	}
+}
+
+// PIDFile is the file --pidfile names, once written.
+type PIDFile struct{ path string }
+
+// WithPIDFile has opts write the process's PID to path (nothing when path
+// is empty) just before the process runs, after what opts.BeforeRun
+// does: in a temp file beside it, renamed over path, so that a reader
+// never sees it empty or half written. A failure to write it fails the
+// restore. Remove the file when the restore fails after all.
+func WithPIDFile(opts *restore.Options, path string) *PIDFile {
+	pf := &PIDFile{}
+	if path == "" {
+		return pf
+	}
+	before := opts.BeforeRun
+	opts.BeforeRun = func(pid int) error {
+		if before != nil {
+			if err := before(pid); err != nil {
+				return err
+			}
+		}
+		if err := cli.WriteFileAtomic(path, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
+			return fmt.Errorf("--pidfile: %w", err)
+		}
+		pf.path = path
+		return nil
+	}
+	return pf
+}
+
+// Remove removes the file if it was written.
+func (pf *PIDFile) Remove() {
+	if pf.path != "" {
+		os.Remove(pf.path)
 	}
 }
 

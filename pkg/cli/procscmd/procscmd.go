@@ -33,11 +33,14 @@ import (
 
 // Usage is printed by -h and repeated in man/procs.1.
 const Usage = `usage: procs save [PID] [-n NAME] [-o FILE] [-K] [-f] [-z none|zstd|xz] [-v]
-       procs restore FILE|PROCS_ID [-d] [--pid=auto|keep|new] [-v]
+       procs restore FILE|PROCS_ID [-d] [--pid=auto|keep|new] [--pidfile=FILE]
+                     [--stdio=auto|inherit] [-v]
        procs send PID|FILE|PROCS_ID -s HOST[:PORT] [-n NAME] [-K] [-f] [-z ALGO] [-v]
-       procs receive [PROCS_ID] [-d] [--keep] [--pid=auto|keep|new] [-v]
+       procs receive [PROCS_ID] [-d] [--keep] [--pid=auto|keep|new] [--pidfile=FILE]
+                     [--stdio=auto|inherit] [-v]
        procs list
        procs delete PROCS_ID...
+       procs show FILE|PROCS_ID|- [--json]
        procs -h | --version
 
 Checkpoint, restore and move processes; keep images on procs-serve.
@@ -59,14 +62,22 @@ Checkpoint, restore and move processes; keep images on procs-serve.
                             of the running process and exit 0
       --pid=MODE            auto (default), keep or new: the PID to
                             restore with
+      --pidfile=FILE        restore, receive: write the PID to FILE as
+                            the process starts to run
+      --stdio=MODE          restore, receive: auto (default): standard
+                            streams that were files are opened again, the
+                            others are procs's own; inherit: all are
       --keep                receive: leave the image on the server
+      --json                show: print JSON for scripts (see procs(1))
   -v, --verbose             say what happens on stderr
   -h, --help                print this help and exit
       --version             print the version and exit
 
 Exit status: 0 done, 1 failed (a process goes on unharmed), 2 usage
 error, 3 refused (no such process, or it holds something procs cannot
-carry; it was not touched). restore and receive exit like procs-load:
+carry; it was not touched). show exits 1 when the image is damaged,
+after showing what came before the damage. restore and receive exit
+like procs-load:
 with the status of the restored process, or 125 if procs failed and
 left nothing running.
 `
@@ -77,16 +88,17 @@ const prog = "procs"
 // --token-file and -v.
 var verbs = map[string][]string{
 	"save":    {"name", "output", "nokill", "file-save", "compress"},
-	"restore": {"detach", "pid"},
+	"restore": {"detach", "pid", "pidfile", "stdio"},
 	"send":    {"name", "nokill", "file-save", "compress"},
-	"receive": {"detach", "keep", "pid"},
+	"receive": {"detach", "keep", "pid", "pidfile", "stdio"},
 	"list":    nil,
 	"delete":  nil,
+	"show":    {"json"},
 }
 
 type options struct {
-	server, tokenFile, name, output, compress, pid string
-	nokill, fileSave, detach, keep                 bool
+	server, tokenFile, name, output, compress, pid, pidfile, stdio string
+	nokill, fileSave, detach, keep, json                           bool
 	cli.Flags
 	verb        string
 	operands    []string
@@ -94,7 +106,7 @@ type options struct {
 }
 
 func parse(args []string) (options, error) {
-	o := options{compress: "none", pid: "auto"}
+	o := options{compress: "none", pid: "auto", stdio: "auto"}
 	set := getopt.New()
 	set.FlagLong(&o.server, "server", 's')
 	set.FlagLong(&o.tokenFile, "token-file", 0)
@@ -105,7 +117,10 @@ func parse(args []string) (options, error) {
 	set.FlagLong(&o.compress, "compress", 'z')
 	set.FlagLong(&o.detach, "detach", 'd')
 	set.FlagLong(&o.pid, "pid", 0)
+	set.FlagLong(&o.pidfile, "pidfile", 0)
+	set.FlagLong(&o.stdio, "stdio", 0)
 	set.FlagLong(&o.keep, "keep", 0)
+	set.FlagLong(&o.json, "json", 0)
 	o.Register(set)
 	ops, err := cli.Parse(set, args)
 	if len(ops) > 0 {
@@ -117,11 +132,11 @@ func parse(args []string) (options, error) {
 	takes, ok := verbs[o.verb]
 	switch {
 	case o.verb == "":
-		return o, cli.Usagef("missing command: save, restore, send, receive, list or delete")
+		return o, cli.Usagef("missing command: save, restore, send, receive, list, delete or show")
 	case !ok:
 		return o, cli.Usagef("unknown command %q", o.verb)
 	}
-	for _, opt := range []string{"name", "output", "nokill", "file-save", "compress", "detach", "pid", "keep"} {
+	for _, opt := range []string{"name", "output", "nokill", "file-save", "compress", "detach", "pid", "pidfile", "stdio", "keep", "json"} {
 		if set.IsSet(opt) && !slices.Contains(takes, opt) {
 			return o, cli.Usagef("--%s is not an option of %s", opt, o.verb)
 		}
@@ -137,6 +152,12 @@ func parse(args []string) (options, error) {
 	}
 	if set.IsSet("server") && o.server == "" {
 		return o, cli.Usagef("empty server address for --server")
+	}
+	if set.IsSet("pidfile") && o.pidfile == "" {
+		return o, cli.Usagef("empty file name for --pidfile")
+	}
+	if _, ok := loadcmd.StdioModes[o.stdio]; !ok {
+		return o, cli.Usagef("invalid value %q for --stdio: want auto or inherit", o.stdio)
 	}
 	n := len(o.operands)
 	switch o.verb {
@@ -162,6 +183,10 @@ func parse(args []string) (options, error) {
 	case "delete":
 		if n == 0 {
 			return o, cli.Usagef("delete: want a PROCS_ID")
+		}
+	case "show":
+		if n != 1 {
+			return o, cli.Usagef("show: want one FILE, PROCS_ID or -")
 		}
 	}
 	return o, nil
@@ -202,6 +227,8 @@ func Main(args []string, stdin, stdout, stderr *os.File) int {
 		return c.receive(stop)
 	case "list":
 		return c.list()
+	case "show":
+		return c.show()
 	}
 	return c.delete()
 }
@@ -413,6 +440,10 @@ func (c *cmd) restore(stop func()) int {
 		if c.o.detach {
 			a = append(a, "-d")
 		}
+		if c.o.pidfile != "" {
+			a = append(a, "--pidfile="+c.o.pidfile)
+		}
+		a = append(a, "--stdio="+c.o.stdio)
 		if c.o.Verbose {
 			a = append(a, "-v")
 		}
@@ -433,9 +464,13 @@ func (c *cmd) run(cl *client.Client, id string, stop func(), running func()) int
 		return c.fail(cli.ExitLoadFailure, err)
 	}
 	c.msg.Logf("restoring %s from %s", id, cl.Server())
-	p, err := restore.Restore(loadcmd.Options(c.msg, c.stdin, c.stdout, c.stderr, c.o.pid, c.o.detach), body)
+	opts := loadcmd.Options(c.msg, c.stdin, c.stdout, c.stderr, c.o.pid, c.o.detach)
+	opts.Stdio = loadcmd.StdioModes[c.o.stdio]
+	pf := loadcmd.WithPIDFile(&opts, c.o.pidfile)
+	p, err := restore.Restore(opts, body)
 	body.Close()
 	if err != nil {
+		pf.Remove()
 		return c.fail(cli.ExitLoadFailure, loadcmd.Hint(err))
 	}
 	stop() // from now on signals are the process's business (loadcmd.Wait)

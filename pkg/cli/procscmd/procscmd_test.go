@@ -113,7 +113,7 @@ func TestParse(t *testing.T) {
 		{[]string{"procs", "send", "-s", "h", "--", "-o"}, "send", []string{"-o"}, "", ""},
 		{[]string{"procs", "receive", "-d", "--keep"}, "receive", nil, "", ""},
 		{[]string{"procs", "list", "-v"}, "list", nil, "", ""},
-		{[]string{"procs"}, "", nil, "", "missing command: save, restore, send, receive, list or delete"},
+		{[]string{"procs"}, "", nil, "", "missing command: save, restore, send, receive, list, delete or show"},
 		{[]string{"procs", "frob"}, "frob", nil, "", `unknown command "frob"`},
 		{[]string{"procs", "send", "-o", "x", "1", "-s", "h"}, "send", []string{"1"}, "x", "--output is not an option of send"},
 		{[]string{"procs", "save", "1", "-n", "x"}, "save", []string{"1"}, "", "give a PID or -n NAME, not both"},

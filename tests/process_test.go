@@ -110,7 +110,9 @@ func TestCredentials(t *testing.T) {
 			}
 		}
 		img, before := dumpKilled(t, p)
-		_, pid, _ := restoreGoesOn(t, img, "features", "timer", 2, before)
+		// --stdio=inherit: its stderr was a file in a folder of the
+		// test's, which uid 65534 may not open.
+		_, pid, _ := restoreGoesOn(t, img, "features", "timer", 2, before, "--stdio=inherit")
 		st := procStatus(pid)
 		for _, k := range []string{"Uid", "Gid"} {
 			if got := st[k]; got != "65534\t65534\t65534\t65534" {

@@ -6,6 +6,8 @@ import (
 	"io"
 	"strings"
 	"sync"
+
+	"procs/pkg/safetext"
 )
 
 // Version is the version of procs, stamped at link time with
@@ -91,17 +93,31 @@ func (m *Msg) Verbose() bool {
 	return m.verbose
 }
 
+// Bounds of a message: text may come from an image or a server, quoted
+// or not, and stderr may be a terminal.
+const (
+	MaxLine  = 1024 // bytes of a line's text shown, at most
+	MaxLines = 32   // lines of a message shown, at most
+)
+
 // lines writes each line of text with the program prefix and, if given,
-// a word after it ("hint: "). Precondition: m.mu is held.
+// a word after it ("hint: "). Each line's control bytes are escaped and
+// its length bounded (safetext.Clean), and so is the number of lines:
+// nothing a message carries can clear the screen, forge a line or fill
+// the terminal. Precondition: m.mu is held.
 func (m *Msg) lines(word, text string) {
 	m.clearProgress()
 	text = strings.TrimRight(text, "\n")
+	ls := strings.Split(text, "\n")
+	if len(ls) > MaxLines {
+		ls = append(ls[:MaxLines-1], fmt.Sprintf("... (%d more lines)", len(ls)-MaxLines+1))
+	}
 	var b strings.Builder
-	for _, l := range strings.Split(text, "\n") {
+	for _, l := range ls {
 		b.WriteString(m.Prog)
 		b.WriteString(": ")
 		b.WriteString(word)
-		b.WriteString(l)
+		b.WriteString(safetext.Clean(l, MaxLine))
 		b.WriteByte('\n')
 	}
 	io.WriteString(m.w, b.String())

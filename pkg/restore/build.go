@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 	"procs/pkg/pagebuf"
 	"procs/pkg/procfs"
 	"procs/pkg/ptrace"
+	"procs/pkg/safetext"
 	"procs/pkg/vdso"
 )
 
@@ -28,9 +30,17 @@ type builder struct {
 	r     *format.Reader
 	start time.Time
 
-	local   map[int]*os.File // file index -> the loader's open file
-	fill    map[int]*os.File // file index -> where its FILEDATA goes
-	created []string         // files created at their path (removed on failure)
+	op       *opener             // opens files as the process will be
+	local    map[int]*os.File    // file index -> the loader's open file (O_PATH, or made by it)
+	own      map[int]bool        // file index -> made by the loader, or the loader's terminal
+	fill     map[int]*os.File    // file index -> where its FILEDATA goes
+	fdFiles  map[int]*os.File    // index in FDs -> its open file description
+	mapFiles map[mapKey]*os.File // a mapped file, opened as its mappings need
+	exeFile  *os.File            // the executable, for PR_SET_MM_MAP
+	cwdFile  *os.File            // the working directory, for fchdir
+	created  []string            // files created at their path (removed on failure)
+	pidfd    uint64              // the loader's pidfd in the process, when pidfdIn
+	pidfdIn  bool
 
 	helper  int       // the exec'd stub the process is cloned from
 	pid     int       // the process being built
@@ -63,7 +73,6 @@ const (
 // Syscall numbers, x86-64.
 const (
 	sysClose         = 3
-	sysLseek         = 8
 	sysMmap          = 9
 	sysMprotect      = 10
 	sysMunmap        = 11
@@ -73,7 +82,8 @@ const (
 	sysSetitimer     = 38
 	sysTimerCreate   = 222
 	sysTimerSettime  = 223
-	sysChdir         = 80
+	sysFcntl         = 72
+	sysFchdir        = 81
 	sysUmask         = 95
 	sysSetresuid     = 117
 	sysSetresgid     = 119
@@ -92,7 +102,9 @@ const (
 	sysRtTgsigqueue  = 297
 	sysRseq          = 334
 	sysClone3        = 435
+	sysPidfdOpen     = 434
 	sysCloseRange    = 436
+	sysPidfdGetfd    = 438
 )
 
 func (b *builder) logf(format string, args ...any) {
@@ -110,30 +122,51 @@ func (b *builder) write(off uint64, p []byte) error {
 
 func (b *builder) writePath(p string) (uint64, error) {
 	if len(p) >= offBig-offPath {
-		return 0, fmt.Errorf("path too long: %s", p)
+		return 0, fmt.Errorf("path too long: %s", safetext.Quote(p))
 	}
 	return b.scratch + offPath, b.write(offPath, append([]byte(p), 0))
 }
 
-// abort kills whatever was started. Precondition: tracer thread.
+// abort kills whatever was started and collects every thread made so
+// far: the threads first, for a traced thread group's leader is not
+// reported before its other threads are collected. Precondition: tracer
+// thread.
 func (b *builder) abort() {
 	b.tty.reset()
 	b.tty = nil
 	for _, p := range []int{b.pid, b.helper} {
 		if p > 0 {
 			unix.Kill(p, unix.SIGKILL)
-			for {
-				var ws unix.WaitStatus
-				if _, err := unix.Wait4(p, &ws, unix.WALL, nil); err != nil && err != unix.EINTR {
-					break
-				} else if err == nil && (ws.Exited() || ws.Signaled()) {
-					break
-				}
-			}
 		}
 	}
+	for i := len(b.tids) - 1; i >= 0; i-- {
+		reap(b.tids[i])
+	}
+	for _, p := range []int{b.pid, b.helper} {
+		if p > 0 && !slices.Contains(b.tids, p) {
+			reap(p)
+		}
+	}
+	b.removeCreated()
+}
+
+// removeCreated removes the files created at their paths.
+func (b *builder) removeCreated() {
 	for _, p := range b.created {
 		os.Remove(p)
+	}
+	b.created = nil
+}
+
+// reap waits until thread tid, killed, is gone.
+func reap(tid int) {
+	for {
+		var ws unix.WaitStatus
+		if _, err := unix.Wait4(tid, &ws, unix.WALL, nil); err != nil && err != unix.EINTR {
+			return
+		} else if err == nil && (ws.Exited() || ws.Signaled()) {
+			return
+		}
 	}
 }
 
@@ -321,7 +354,15 @@ func (b *builder) clone3(r *ptrace.Remote, memPID int, flags, exitSignal uint64,
 	if err != nil {
 		return 0, err
 	}
+	if res == 0 || res > maxPID {
+		return 0, fmt.Errorf("clone3 in target returned %d", res)
+	}
 	child := int(res)
+	if flags&unix.CLONE_THREAD != 0 {
+		b.tids = append(b.tids, child)
+	} else {
+		b.pid = child // collected by abort from now on
+	}
 	ws, err := ptrace.Wait(child)
 	if err != nil {
 		return 0, err
@@ -534,6 +575,12 @@ func (b *builder) readContents() (err error) {
 				pw.giveBack(buf)
 				return err
 			}
+			if !b.inMemory(addr, uint64(len(data))) {
+				// Anywhere else is the loader's: its scratch code, run
+				// with the loader's credentials, or the vDSO.
+				pw.giveBack(buf)
+				return fmt.Errorf("corrupt image at byte %d (record %d): pages at %#x-%#x, outside the process's memory", h.Offset, h.Index, addr, addr+uint64(len(data)))
+			}
 			// Here: the first few MiB (writers would cost a small process
 			// more than they save), and pages that go through
 			// /proc/PID/mem, which the kernel may let only the tracer's
@@ -669,6 +716,24 @@ func (pw *pageWriters) close() error {
 // hands pages to writers.
 const inlineBytes = 8 << 20
 
+// inMemory tells whether [addr, addr+n) lies in mappings of the image
+// that hold pages (not the vDSO's, not vsyscall), without a gap.
+func (b *builder) inMemory(addr, n uint64) bool {
+	maps := b.img.Maps
+	end := addr + n
+	if end < addr {
+		return false
+	}
+	for i := sort.Search(len(maps), func(i int) bool { return maps[i].End > addr }); i < len(maps) && addr < end; i++ {
+		m := maps[i]
+		if m.Start > addr || m.Kind == format.MapVdso || m.Kind == format.MapVsyscall {
+			return false
+		}
+		addr = m.End
+	}
+	return addr >= end
+}
+
 // writable tells whether [addr, addr+n) lies in one mapping that is
 // writable while it is filled (procs-dump's PAGES records never span two;
 // others take the slow way).
@@ -692,6 +757,9 @@ func (b *builder) fillFile(h format.Header, buf []byte) error {
 			return nil // the file at its path was still the same
 		}
 		return fmt.Errorf("corrupt image at byte %d (record %d): contents for file %d, which carries none", h.Offset, h.Index, idx)
+	}
+	if size := uint64(b.img.Files[idx].Size); off > size || uint64(len(data)) > size-off {
+		return fmt.Errorf("corrupt image at byte %d (record %d): contents of file %d at %d-%d, past its size %d", h.Offset, h.Index, idx, off, off+uint64(len(data)), size)
 	}
 	_, err = f.WriteAt(data, int64(off))
 	return err

@@ -4,96 +4,67 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/safetext"
 )
 
-// validate refuses images that cannot be restored here and now, before
-// anything is started.
-func validate(img *format.Process) error {
-	if len(img.Threads) == 0 {
-		return fmt.Errorf("image holds no thread")
-	}
-	for i, t := range img.Threads {
-		if len(t.Regs) != 27 {
-			return fmt.Errorf("image thread %d has %d register words, want 27", i, len(t.Regs))
-		}
-	}
-	if img.Root != "/" {
-		return fmt.Errorf("the process ran in a chroot (%s), which procs cannot restore", img.Root)
-	}
-	if img.Exe < 0 || img.Exe >= len(img.Files) {
-		return fmt.Errorf("image names no executable")
-	}
-	for i, f := range img.Files {
-		switch f.Kind {
-		case format.FileRegular, format.FileDir, format.FileChar, format.FileTTY,
-			format.FileMemfd, format.FileEventfd, format.FileEpoll:
-		default:
-			// An open file of a kind this restorer cannot make again
-			// (from a later writer): opening its path would be wrong.
-			return fmt.Errorf("image file %d (%s) is of kind %q, which this procs-load cannot restore", i, f.Path, f.Kind)
-		}
-	}
-	for _, m := range img.Maps {
-		if m.File >= len(img.Files) {
-			return fmt.Errorf("image mapping %x-%x names file %d of %d", m.Start, m.End, m.File, len(img.Files))
-		}
-	}
-	for _, fd := range img.FDs {
-		if fd.File >= len(img.Files) {
-			return fmt.Errorf("image fd %d names file %d of %d", fd.Num, fd.File, len(img.Files))
-		}
-	}
-	if os.Geteuid() != 0 {
-		if c := img.Creds; !callersCreds(c) {
-			return fmt.Errorf("the process ran as uid %d gid %d; restoring it as uid %d needs root (a restore never changes credentials otherwise)", c.UID[1], c.GID[1], os.Geteuid())
-		}
-	}
-	return nil
-}
-
-// prepareFiles opens, on the loader's side, every file the process had
-// open or mapped, checks that it is the file the image was made with, and
-// makes the files whose contents travel in the image. The process built
-// later opens them through /proc/<loader>/fd/N, so what it gets is exactly
-// what was checked here.
+// prepareFiles opens, on the loader's side and through the opener (as
+// the restored process will be: see opener), every file the process had
+// open or mapped, checks that it is the file the image was made with and
+// of the kind the image says, and makes the files whose contents travel
+// in the image. Then it opens every open file description the process
+// will hold (one for each fd, each mapping's file, its executable, its
+// working directory), also as the process will be, never blocking (a
+// FIFO where the image says a file is refused by name). The process
+// built later takes them with pidfd_getfd: it never opens a path
+// itself, and gets exactly what was opened and checked here.
 func (b *builder) prepareFiles() error {
 	b.local = map[int]*os.File{}
 	b.fill = map[int]*os.File{}
-	used := map[int]bool{b.img.Exe: true}
-	for _, m := range b.img.Maps {
-		if m.File >= 0 {
-			used[m.File] = true
+	b.own = map[int]bool{}
+	b.fdFiles = map[int]*os.File{}
+	b.mapFiles = map[mapKey]*os.File{}
+	// What first uses each file, to name it in errors.
+	use := map[int]string{}
+	for k := range b.img.FDs {
+		if fd := b.img.FDs[k]; fd.File >= 0 && fd.Dup == 0 && !b.ownStream(fd) && use[fd.File] == "" {
+			use[fd.File] = fmt.Sprintf("fd %d", fd.Num)
 		}
 	}
-	for _, fd := range b.img.FDs {
-		if fd.File >= 0 && !b.ownStream(fd) {
-			used[fd.File] = true
+	for _, m := range b.img.Maps {
+		if m.File >= 0 && use[m.File] == "" {
+			use[m.File] = fmt.Sprintf("mapping %x-%x", m.Start, m.End)
 		}
+	}
+	if use[b.img.Exe] == "" {
+		use[b.img.Exe] = "executable"
 	}
 	for i, f := range b.img.Files {
-		if !used[i] {
+		if use[i] == "" {
 			continue
 		}
 		switch f.Kind {
-		case format.FileRegular, format.FileDir:
-			if err := b.prepareFile(i, &f); err != nil {
+		case format.FileRegular, format.FileDir, format.FileChar:
+			if err := b.op.do(func() error { return b.prepareFile(i, &f, use[i]) }); err != nil {
 				return err
 			}
 		case format.FileTTY:
 			t := b.opts.terminal(b.img)
 			if t == nil {
-				return fmt.Errorf("the process had its terminal (%s) open beyond its standard streams, and procs-load has no terminal to give it", f.Path)
+				return fmt.Errorf("the process had its terminal (%s) open beyond its standard streams, and procs-load has no terminal to give it", safetext.Quote(f.Path))
 			}
 			fd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", t.Fd()), unix.O_PATH|unix.O_CLOEXEC, 0)
 			if err != nil {
 				return fmt.Errorf("reopening this terminal: %w", err)
 			}
-			b.local[i] = os.NewFile(uintptr(fd), f.Path)
+			// The caller's own terminal, which the process gets on fds
+			// 0-2 anyway: reopened with the caller's rights.
+			b.local[i], b.own[i] = os.NewFile(uintptr(fd), f.Path), true
 		case format.FileMemfd:
 			fd, err := unix.MemfdCreate(memfdName(f.Path), unix.MFD_CLOEXEC)
 			if err != nil {
@@ -104,13 +75,148 @@ func (b *builder) prepareFiles() error {
 				mf.Close()
 				return err
 			}
-			b.local[i], b.fill[i] = mf, mf
+			b.local[i], b.fill[i], b.own[i] = mf, mf, true
 		}
 	}
+	return b.openDescriptions()
+}
+
+// openDescriptions opens the file description of every fd and mapping of
+// the process, its executable and its working directory.
+func (b *builder) openDescriptions() error {
+	for k, fd := range b.img.FDs {
+		if fd.File < 0 || fd.Dup > 0 || b.ownStream(fd) {
+			continue
+		}
+		switch b.img.Files[fd.File].Kind {
+		case format.FileEventfd, format.FileEpoll:
+			continue // made in the process
+		}
+		lf, err := b.reopen(fd.File, fd.Flags, fmt.Sprintf("fd %d", fd.Num))
+		if err != nil {
+			return err
+		}
+		b.fdFiles[k] = lf
+		if k := b.img.Files[fd.File].Kind; fd.Pos != 0 && (k == format.FileRegular || k == format.FileMemfd) {
+			if _, err := unix.Seek(int(lf.Fd()), fd.Pos, 0); err != nil {
+				return fmt.Errorf("fd %d: offset %d: %w", fd.Num, fd.Pos, err)
+			}
+		}
+	}
+	for _, m := range b.img.Maps {
+		if m.File < 0 || m.Kind == format.MapVdso || m.Kind == format.MapVsyscall {
+			continue
+		}
+		mode := mapMode(m)
+		if _, ok := b.mapFiles[mapKey{m.File, mode}]; ok {
+			continue
+		}
+		lf, err := b.reopen(m.File, mode, fmt.Sprintf("mapping %x-%x", m.Start, m.End))
+		if err != nil {
+			return err
+		}
+		b.mapFiles[mapKey{m.File, mode}] = lf
+	}
+	if hasCheckpointRestore() {
+		lf, err := b.reopen(b.img.Exe, unix.O_RDONLY, "executable")
+		if err != nil {
+			return err
+		}
+		b.exeFile = lf
+	}
+	return b.openCwd()
+}
+
+// openCwd opens the working directory for the process to enter, after
+// checking that it may (search permission, as the process).
+func (b *builder) openCwd() error {
+	cwd := b.img.Cwd
+	var fd int
+	err := b.op.do(func() error {
+		var err error
+		how := unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_MAGICLINKS}
+		if fd, err = unix.Openat2(unix.AT_FDCWD, cwd, &how); err != nil {
+			return err
+		}
+		if err := unix.Faccessat2(fd, "", unix.X_OK, unix.AT_EACCESS|unix.AT_EMPTY_PATH); err != nil {
+			unix.Close(fd)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return b.op.fail("working directory", cwd, err)
+	}
+	defer unix.Close(fd)
+	// fchdir needs a file that pidfd_getfd takes (not O_PATH): opened
+	// through the one just checked, it gives the process nothing but
+	// that folder as its working directory.
+	d, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", fd), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return b.op.fail("working directory", cwd, err)
+	}
+	b.cwdFile = os.NewFile(uintptr(d), cwd)
 	return nil
 }
 
-func (b *builder) prepareFile(i int, f *format.File) error {
+// mapKey is a file opened for mappings, and how.
+type mapKey struct{ file, mode int }
+
+// mapMode is how mapping m's file is opened.
+func mapMode(m format.Mapping) int {
+	if m.Shared && m.Prot&unix.PROT_WRITE != 0 {
+		return unix.O_RDWR
+	}
+	return unix.O_RDONLY
+}
+
+// openFlags are the open flags of an fd that a reopen keeps.
+const openFlags = unix.O_ACCMODE | unix.O_APPEND | unix.O_NONBLOCK | unix.O_DIRECT | unix.O_NOATIME |
+	unix.O_DIRECTORY | unix.O_LARGEFILE | unix.O_SYNC | unix.O_DSYNC
+
+// reopen opens a new description of file i (prepared by prepareFiles)
+// with flags, as the process (through the opener) unless the loader made
+// the file itself. It never blocks: O_NONBLOCK is taken off afterwards
+// if flags lack it. what names the user in errors ("fd 5").
+func (b *builder) reopen(i, flags int, what string) (*os.File, error) {
+	f := b.img.Files[i]
+	path := fmt.Sprintf("/proc/self/fd/%d", b.local[i].Fd())
+	blocking := flags&unix.O_NONBLOCK == 0
+	flags = flags&openFlags | unix.O_NONBLOCK | unix.O_CLOEXEC | unix.O_NOCTTY
+	var fd int
+	open := func() error {
+		var err error
+		fd, err = unix.Open(path, flags, 0)
+		return err
+	}
+	var err error
+	if b.own[i] {
+		err = open()
+	} else {
+		err = b.op.do(open)
+	}
+	if err != nil {
+		return nil, b.op.fail(what, f.Path, err)
+	}
+	lf := os.NewFile(uintptr(fd), f.Path)
+	if blocking {
+		fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+		if err == nil {
+			_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl&^unix.O_NONBLOCK)
+		}
+		if err != nil {
+			lf.Close()
+			return nil, fmt.Errorf("%s: %s: %w", what, safetext.Quote(f.Path), err)
+		}
+	}
+	return lf, nil
+}
+
+// prepareFile opens file i of kind reg, dir or chr at its path, without
+// following anything but what the path names and without opening it for
+// reading or writing (O_PATH), and checks it. Precondition: on the
+// opener's thread.
+func (b *builder) prepareFile(i int, f *format.File, what string) error {
 	if f.Carried && f.Deleted {
 		return b.privateCopy(i, f)
 	}
@@ -118,18 +224,23 @@ func (b *builder) prepareFile(i int, f *format.File) error {
 	if f.Kind == format.FileDir {
 		flags |= unix.O_DIRECTORY
 	}
-	fd, err := unix.Open(f.Path, flags, 0)
+	// No magic link (/dev/fd/N, /proc/self/fd/N): they lead to
+	// procs-load's own files, past the folders' permissions.
+	fd, err := unix.Openat2(unix.AT_FDCWD, f.Path, &unix.OpenHow{Flags: uint64(flags), Resolve: unix.RESOLVE_NO_MAGICLINKS})
 	if err == unix.ENOENT && f.Carried {
-		return b.createAtPath(i, f)
+		return b.createAtPath(i, f, what)
 	}
 	if err != nil {
 		if f.Deleted {
-			return fmt.Errorf("file %s was deleted before the dump and its contents are not in the image", f.Path)
+			return fmt.Errorf("file %s was deleted before the dump and its contents are not in the image", safetext.Quote(f.Path))
 		}
 		if err == unix.ENOENT {
 			return &FileChangedError{Path: f.Path, Why: "it no longer exists"}
 		}
-		return fmt.Errorf("cannot open %s: %w", f.Path, err)
+		if err == unix.ELOOP {
+			return fmt.Errorf("%s: %s leads through a link to an open file (/proc/PID/fd/N) or too many symbolic links", what, safetext.Quote(f.Path))
+		}
+		return b.op.fail(what, f.Path, err)
 	}
 	lf := os.NewFile(uintptr(fd), f.Path)
 	var st unix.Stat_t
@@ -137,11 +248,24 @@ func (b *builder) prepareFile(i int, f *format.File) error {
 		lf.Close()
 		return err
 	}
+	if kind, want := fileKind(st.Mode), kindOf(f.Kind); kind != want {
+		lf.Close()
+		return fmt.Errorf("%s: %s is %s, not %s as in the image", what, safetext.Quote(f.Path), kind, want)
+	}
+	if ownProcFile(fd) {
+		// A thread may open its own process's /proc files whatever its
+		// credentials: /proc/self/mem would give the process procs-load's
+		// memory.
+		lf.Close()
+		return fmt.Errorf("%s: %s is procs-load's own, not the process's", what, safetext.Quote(f.Path))
+	}
 	changed := ""
 	switch {
+	case f.Kind == format.FileChar:
+		if f.Rdev != 0 && st.Rdev != f.Rdev {
+			changed = fmt.Sprintf("it is device %d:%d, was %d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev), unix.Major(f.Rdev), unix.Minor(f.Rdev))
+		}
 	case f.Pseudo || f.Kind == format.FileDir:
-	case st.Mode&unix.S_IFMT != f.Mode&unix.S_IFMT:
-		changed = "it is no longer the same kind of file"
 	case st.Size != f.Size:
 		changed = fmt.Sprintf("its size is %d, was %d", st.Size, f.Size)
 	case st.Mtim.Nano() != f.Mtime:
@@ -150,13 +274,71 @@ func (b *builder) prepareFile(i int, f *format.File) error {
 	if changed != "" {
 		lf.Close()
 		if f.Carried {
-			b.warnf("%s changed since the dump; the process gets a private copy with the image's contents", f.Path)
+			b.warnf("%s changed since the dump; the process gets a private copy with the image's contents", safetext.Quote(f.Path))
 			return b.privateCopy(i, f)
 		}
 		return &FileChangedError{Path: f.Path, Why: changed}
 	}
 	b.local[i] = lf
 	return nil
+}
+
+// ownProcFile says whether fd, an open file, lies in the /proc folder of
+// this process or of one of its threads.
+func ownProcFile(fd int) bool {
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &fs); err != nil || fs.Type != unix.PROC_SUPER_MAGIC {
+		return false
+	}
+	p, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+	if err != nil {
+		return true // cannot tell: refuse
+	}
+	rest, ok := strings.CutPrefix(p, "/proc/")
+	if !ok {
+		return false // another mount of proc: its own pid namespace
+	}
+	n, _, _ := strings.Cut(rest, "/")
+	if n == "self" || n == "thread-self" || n == strconv.Itoa(os.Getpid()) {
+		return true
+	}
+	if _, err := strconv.Atoi(n); err != nil {
+		return false // /proc/sys, /proc/meminfo...
+	}
+	_, err = os.Lstat("/proc/self/task/" + n)
+	return err == nil
+}
+
+// fileKind names the kind of file of mode, as kindOf does.
+func fileKind(mode uint32) string {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		return "a regular file"
+	case unix.S_IFDIR:
+		return "a folder"
+	case unix.S_IFCHR:
+		return "a character device"
+	case unix.S_IFBLK:
+		return "a block device"
+	case unix.S_IFIFO:
+		return "a named pipe"
+	case unix.S_IFSOCK:
+		return "a socket"
+	case unix.S_IFLNK:
+		return "a symbolic link"
+	}
+	return "of no known kind"
+}
+
+// kindOf is the kind of file that a File of kind k is at its path.
+func kindOf(k string) string {
+	switch k {
+	case format.FileDir:
+		return fileKind(unix.S_IFDIR)
+	case format.FileChar:
+		return fileKind(unix.S_IFCHR)
+	}
+	return fileKind(unix.S_IFREG)
 }
 
 // ownStream says whether fd is one of fds 0, 1 and 2 that the restorer's
@@ -193,8 +375,9 @@ func (b *builder) logStreams() {
 
 // privateCopy makes an unlinked file beside the original path (or a
 // memfd where that is impossible) to receive carried contents.
+// Precondition: on the opener's thread.
 func (b *builder) privateCopy(i int, f *format.File) error {
-	fd, err := unix.Open(filepath.Dir(f.Path), unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, f.Mode&0o7777)
+	fd, err := unix.Open(filepath.Dir(f.Path), unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, f.Mode&0o777)
 	if err != nil {
 		fd, err = unix.MemfdCreate(memfdName(f.Path), unix.MFD_CLOEXEC)
 		if err != nil {
@@ -206,38 +389,42 @@ func (b *builder) privateCopy(i int, f *format.File) error {
 		lf.Close()
 		return err
 	}
-	b.local[i], b.fill[i] = lf, lf
+	b.local[i], b.fill[i], b.own[i] = lf, lf, true
 	return nil
 }
 
-// createAtPath puts a carried file back where it was.
-func (b *builder) createAtPath(i int, f *format.File) error {
-	lf, err := os.OpenFile(f.Path, os.O_RDWR|os.O_CREATE|os.O_EXCL, os.FileMode(f.Mode&0o777))
+// createAtPath puts a carried file back where it was, created as the
+// process (it must be allowed to). Precondition: on the opener's thread.
+func (b *builder) createAtPath(i int, f *format.File, what string) error {
+	fd, err := unix.Open(f.Path, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, f.Mode&0o777)
 	if err != nil {
-		return err
+		return b.op.fail(what, f.Path, err)
 	}
+	lf := os.NewFile(uintptr(fd), f.Path)
+	b.created = append(b.created, f.Path)
 	if err := lf.Truncate(f.Size); err != nil {
 		lf.Close()
 		return err
 	}
-	b.local[i], b.fill[i] = lf, lf
-	b.created = append(b.created, f.Path)
+	b.local[i], b.fill[i], b.own[i] = lf, lf, true
 	return nil
 }
 
+// closeLocal closes every file the loader opened for the process.
 func (b *builder) closeLocal() {
-	for _, f := range b.local {
+	for _, m := range []map[int]*os.File{b.local, b.fdFiles} {
+		for _, f := range m {
+			f.Close()
+		}
+	}
+	for _, f := range b.mapFiles {
 		f.Close()
 	}
-}
-
-// localPath is the path through which the process opens file i.
-func (b *builder) localPath(i int) string {
-	f := b.img.Files[i]
-	if lf, ok := b.local[i]; ok {
-		return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), lf.Fd())
+	for _, f := range []*os.File{b.exeFile, b.cwdFile} {
+		if f != nil {
+			f.Close()
+		}
 	}
-	return f.Path
 }
 
 // memfdName is the name to give a memfd standing for path: a memfd's own
@@ -262,5 +449,5 @@ func callersCreds(c format.Creds) bool {
 type FileChangedError struct{ Path, Why string }
 
 func (e *FileChangedError) Error() string {
-	return fmt.Sprintf("file %s changed since the dump (%s)", e.Path, e.Why)
+	return fmt.Sprintf("file %s changed since the dump (%s)", safetext.Quote(e.Path), e.Why)
 }

@@ -10,12 +10,8 @@ import (
 // TestValidateFileKinds: an open file of a kind this restorer does not
 // know is refused by name, not opened by its path.
 func TestValidateFileKinds(t *testing.T) {
-	img := &format.Process{
-		Root:    "/",
-		Threads: []format.Thread{{Regs: make([]uint64, 27)}},
-		Files:   []format.File{{Kind: format.FileRegular, Path: "/bin/true"}, {Kind: "socket", Path: "socket:[1]"}},
-		Creds:   format.Creds{},
-	}
+	img := validImage()
+	img.Files = append(img.Files, format.File{Kind: "socket", Path: "socket:[1]"})
 	err := validate(img)
 	if err == nil || !strings.Contains(err.Error(), `kind "socket"`) {
 		t.Fatalf("validate = %v; want a refusal of kind \"socket\"", err)

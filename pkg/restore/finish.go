@@ -12,35 +12,53 @@ import (
 	"procs/format"
 	"procs/pkg/procfs"
 	"procs/pkg/ptrace"
+	"procs/pkg/safetext"
 	"procs/pkg/vdso"
 )
 
-// openInTarget opens file i in the process being built and returns the
-// new fd.
-func (b *builder) openInTarget(i int, flags int) (uint64, error) {
-	path := b.localPath(i)
-	switch b.img.Files[i].Kind {
-	case format.FileChar:
-		path = b.img.Files[i].Path
-	case format.FileTTY:
-		flags |= unix.O_NOCTTY // only reopened: it makes no session's
+// takeFD gives the process being built a copy of lf, an open file of
+// the loader's (pidfd_getfd: the same open file description), and
+// returns its number in the process; it is close-on-exec.
+func (b *builder) takeFD(lf *os.File) (uint64, error) {
+	r := b.main
+	if !b.pidfdIn {
+		fd, err := r.Syscall("pidfd_open", sysPidfdOpen, uint64(os.Getpid()), 0)
+		if err != nil {
+			return 0, err
+		}
+		// Above every fd of the image, out of the way of makeFDs.
+		top := 2
+		for _, f := range b.img.FDs {
+			top = max(top, f.Num)
+		}
+		high, err := r.Syscall("fcntl(F_DUPFD_CLOEXEC)", sysFcntl, fd, unix.F_DUPFD_CLOEXEC, uint64(top+1))
+		r.Syscall("close", sysClose, fd)
+		if err != nil {
+			return 0, err
+		}
+		b.pidfd, b.pidfdIn = high, true
 	}
-	p, err := b.writePath(path)
+	fd, err := r.Syscall("pidfd_getfd", sysPidfdGetfd, b.pidfd, uint64(lf.Fd()), 0)
 	if err != nil {
-		return 0, err
-	}
-	fd, err := b.main.Syscall("open "+b.img.Files[i].Path, sysOpenat, atFDCWD, p, uint64(flags), 0)
-	if err != nil {
-		return 0, fmt.Errorf("opening %s in the new process: %w", b.img.Files[i].Path, err)
+		return 0, fmt.Errorf("giving the process %s: %w", safetext.Quote(lf.Name()), err)
 	}
 	return fd, nil
+}
+
+// dropPidfd closes the loader's pidfd in the process.
+func (b *builder) dropPidfd() error {
+	if !b.pidfdIn {
+		return nil
+	}
+	b.pidfdIn = false
+	_, err := b.main.Syscall("close", sysClose, b.pidfd)
+	return err
 }
 
 // mapMemory makes every mapping of the image at its address, with its
 // final protection.
 func (b *builder) mapMemory() error {
-	type key struct{ file, mode int }
-	fds := map[key]uint64{}
+	fds := map[mapKey]uint64{}
 	defer func() {
 		for _, fd := range fds {
 			b.main.Syscall("close", sysClose, fd)
@@ -76,15 +94,11 @@ func (b *builder) mapMemory() error {
 		}
 		fd, off := ^uint64(0), uint64(0)
 		if m.File >= 0 {
-			mode := unix.O_RDONLY
-			if m.Shared && m.Prot&unix.PROT_WRITE != 0 {
-				mode = unix.O_RDWR
-			}
-			k := key{m.File, mode}
+			k := mapKey{m.File, mapMode(m)}
 			var ok bool
 			if fd, ok = fds[k]; !ok {
 				var err error
-				if fd, err = b.openInTarget(m.File, mode|unix.O_CLOEXEC); err != nil {
+				if fd, err = b.takeFD(b.mapFiles[k]); err != nil {
 					return err
 				}
 				fds[k] = fd
@@ -93,7 +107,7 @@ func (b *builder) mapMemory() error {
 		} else {
 			flags |= unix.MAP_ANONYMOUS
 		}
-		if _, err := b.main.Syscall(fmt.Sprintf("mmap %x-%x %s", m.Start, m.End, m.Name), sysMmap,
+		if _, err := b.main.Syscall(fmt.Sprintf("mmap %x-%x %s", m.Start, m.End, safetext.Quote(m.Name)), sysMmap,
 			m.Start, m.End-m.Start, uint64(prot), uint64(flags), fd, off); err != nil {
 			return err
 		}
@@ -111,7 +125,7 @@ func (b *builder) mapOldVdso(m format.Mapping) error {
 	if m.Name == "[vdso]" {
 		prot = unix.PROT_READ | unix.PROT_WRITE
 	}
-	name := fmt.Sprintf("mmap %x-%x %s", m.Start, m.End, m.Name)
+	name := fmt.Sprintf("mmap %x-%x %s", m.Start, m.End, safetext.Quote(m.Name))
 	if _, err := b.main.Syscall(name, sysMmap, m.Start, m.End-m.Start, prot, flags, ^uint64(0), 0); err != nil {
 		return err
 	}
@@ -181,14 +195,16 @@ func (b *builder) finish() error {
 	if err := b.signals(); err != nil {
 		return err
 	}
-	if err := b.creds(); err != nil {
-		return err
-	}
+	// Limits while the process still has our ids: prlimit on a
+	// process of another user needs CAP_SYS_RESOURCE.
 	for i, l := range img.Limits {
 		lim := unix.Rlimit{Cur: l.Cur, Max: l.Max}
 		if err := unix.Prlimit(b.pid, i, &lim, nil); err != nil {
 			b.warnf("cannot set resource limit %d: %v", i, err)
 		}
+	}
+	if err := b.creds(); err != nil {
+		return err
 	}
 	// The scratch area goes last, unmapped from a syscall instruction
 	// outside it: the vDSO's, at its new place.
@@ -244,14 +260,14 @@ func (b *builder) setMM() error {
 	// Setting the exe link needs CAP_CHECKPOINT_RESTORE; without it the
 	// link keeps naming the loader, and nothing else changes.
 	exe := ^uint64(0)
-	if hasCheckpointRestore() {
+	if b.exeFile != nil {
 		var err error
-		if exe, err = b.openInTarget(b.img.Exe, unix.O_RDONLY|unix.O_CLOEXEC); err != nil {
+		if exe, err = b.takeFD(b.exeFile); err != nil {
 			return err
 		}
 		defer b.main.Syscall("close", sysClose, exe)
 	} else {
-		b.warnf("not privileged: /proc/%d/exe will name the loader, not %s", b.pid, b.img.Files[b.img.Exe].Path)
+		b.warnf("not privileged: /proc/%d/exe will name the loader, not %s", b.pid, safetext.Quote(b.img.Files[b.img.Exe].Path))
 	}
 	buf := make([]byte, 104+8*len(mm.Auxv))
 	for i, v := range []uint64{mm.StartCode, mm.EndCode, mm.StartData, mm.EndData, mm.StartBrk,
@@ -281,8 +297,9 @@ func (b *builder) makeFDs() error {
 	if _, err := r.Syscall("close_range", sysCloseRange, 3, ^uint64(0)>>33, 0); err != nil {
 		return err
 	}
+	b.pidfdIn = false // closed with the rest
 	b.logStreams()
-	for _, fd := range b.img.FDs {
+	for k, fd := range b.img.FDs {
 		if fd.File < 0 || b.ownStream(fd) {
 			continue // the loader's own standard streams stand in
 		}
@@ -311,8 +328,12 @@ func (b *builder) makeFDs() error {
 		case format.FileEpoll:
 			tmp, err = r.Syscall("epoll_create1", sysEpollCreate1, uint64(cloexec))
 		default:
-			flags := fd.Flags &^ (unix.O_CREAT | unix.O_EXCL | unix.O_TRUNC | unix.O_NOFOLLOW)
-			tmp, err = b.openInTarget(fd.File, flags|cloexec)
+			// Opened, and put at its offset, by prepareFiles; it comes
+			// close-on-exec.
+			tmp, err = b.takeFD(b.fdFiles[k])
+			if err == nil && tmp == uint64(fd.Num) && cloexec == 0 {
+				_, err = r.Syscall("fcntl(F_SETFD)", sysFcntl, tmp, unix.F_SETFD, 0)
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("fd %d: %w", fd.Num, err)
@@ -322,11 +343,6 @@ func (b *builder) makeFDs() error {
 				return fmt.Errorf("fd %d: %w", fd.Num, err)
 			}
 			r.Syscall("close", sysClose, tmp)
-		}
-		if fd.Pos != 0 && (f.Kind == format.FileRegular || f.Kind == format.FileMemfd) {
-			if _, err := r.Syscall("lseek", sysLseek, uint64(fd.Num), uint64(fd.Pos), 0); err != nil {
-				return fmt.Errorf("fd %d: %w", fd.Num, err)
-			}
 		}
 	}
 	for _, ep := range b.img.Epolls {
@@ -382,12 +398,17 @@ func (b *builder) processState() error {
 	if _, err := r.Syscall("umask", sysUmask, uint64(img.Umask)); err != nil {
 		return err
 	}
-	p, err := b.writePath(img.Cwd)
+	cwd, err := b.takeFD(b.cwdFile)
 	if err != nil {
 		return err
 	}
-	if _, err := r.Syscall("chdir "+img.Cwd, sysChdir, p); err != nil {
-		return fmt.Errorf("working directory %s: %w", img.Cwd, err)
+	_, err = r.Syscall("fchdir", sysFchdir, cwd)
+	r.Syscall("close", sysClose, cwd)
+	if err != nil {
+		return fmt.Errorf("working directory %s: %w", safetext.Quote(img.Cwd), err)
+	}
+	if err := b.dropPidfd(); err != nil {
+		return err
 	}
 	if _, err := r.Syscall("personality", sysPersonality, uint64(img.Personality)); err != nil {
 		return err
@@ -409,11 +430,10 @@ func (b *builder) makeThreads() error {
 		mode = PIDNew // new PID, new thread ids
 	}
 	for _, t := range b.img.Threads[1:] {
-		tid, err := b.clone3(b.main, b.pid, threadFlags, 0, t.TID, mode)
-		if err != nil {
+		// clone3 adds the thread to b.tids.
+		if _, err := b.clone3(b.main, b.pid, threadFlags, 0, t.TID, mode); err != nil {
 			return fmt.Errorf("creating thread %d: %w", t.TID, err)
 		}
-		b.tids = append(b.tids, tid)
 	}
 	return nil
 }
@@ -542,7 +562,7 @@ func (b *builder) finalRegs(i int) error {
 	regs, _ := ptrace.WordsToRegs(t.Regs)
 	ptrace.FixRestart(&regs)
 	if err := ptrace.SetRegs(tid, &regs); err != nil {
-		return err
+		return fmt.Errorf("thread %d: registers: %w", tid, err)
 	}
 	xs := make([]byte, b.xlen)
 	copy(xs, t.XState)

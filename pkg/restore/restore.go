@@ -125,7 +125,17 @@ func Restore(opts Options, in io.Reader) (*Process, error) {
 			b.mem.Close()
 		}
 	}()
-	if err := b.prepareFiles(); err != nil {
+	if b.op, err = newOpener(img.Creds); err != nil {
+		return nil, err
+	}
+	err = b.prepareFiles()
+	b.op.close()
+	if b.op.asUser {
+		// Changing a thread's fs ids made procs-load not dumpable.
+		unix.Prctl(unix.PR_SET_DUMPABLE, 1, 0, 0, 0)
+	}
+	if err != nil {
+		b.removeCreated()
 		return nil, err
 	}
 	err = ptrace.Run(func() error {

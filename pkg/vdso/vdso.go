@@ -18,6 +18,8 @@ import (
 	"fmt"
 	"math"
 	"sort"
+
+	"procs/pkg/safetext"
 )
 
 // jumpSize is the size of the jump Proxy writes: E9 and a 32-bit
@@ -45,7 +47,7 @@ func Funcs(image []byte) (map[string]uint64, error) {
 		}
 		off, ok := fileOffset(f, s.Value)
 		if !ok || off+jumpSize > uint64(len(image)) {
-			return nil, fmt.Errorf("vDSO: function %s at %#x lies outside the image", s.Name, s.Value)
+			return nil, fmt.Errorf("vDSO: function %s at %#x lies outside the image", safetext.Quote(s.Name), s.Value)
 		}
 		out[s.Name] = off
 	}
@@ -99,16 +101,16 @@ func Proxy(old, cur []byte, oldBase, curBase uint64) ([]byte, error) {
 		src := from[name]
 		dst, ok := to[name]
 		if !ok {
-			return nil, fmt.Errorf("this kernel's vDSO lacks %s, which the process's kernel had", name)
+			return nil, fmt.Errorf("this kernel's vDSO lacks %s, which the process's kernel had", safetext.Quote(name))
 		}
 		if i > 0 && src == from[names[i-1]] { // an alias
 			if to[names[i-1]] != dst {
-				return nil, fmt.Errorf("vDSO: %s and %s are one function in the image, two in this kernel", names[i-1], name)
+				return nil, fmt.Errorf("vDSO: %s and %s are one function in the image, two in this kernel", safetext.Quote(names[i-1]), safetext.Quote(name))
 			}
 			continue
 		}
 		if i > 0 && src < last+jumpSize {
-			return nil, fmt.Errorf("the image's vDSO functions %s and %s are too close for a jump", names[i-1], name)
+			return nil, fmt.Errorf("the image's vDSO functions %s and %s are too close for a jump", safetext.Quote(names[i-1]), safetext.Quote(name))
 		}
 		last = src
 		rel := int64(curBase+dst) - int64(oldBase+src+jumpSize)

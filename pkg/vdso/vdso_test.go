@@ -100,7 +100,7 @@ func TestProxyRefuses(t *testing.T) {
 	}
 	lacking[i+len("__vdso_getcp")] = 'X'
 	_, err := Proxy(v, lacking, base, base+0x100000)
-	if err == nil || !strings.Contains(err.Error(), "lacks __vdso_getcpu") {
+	if err == nil || !strings.Contains(err.Error(), `lacks "__vdso_getcpu"`) {
 		t.Errorf("lacking __vdso_getcpu: %v", err)
 	}
 }

@@ -1,0 +1,386 @@
+package restore
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"procs/format"
+	"procs/pkg/procfs"
+	"procs/pkg/safetext"
+)
+
+// Bounds of what an image may hold, checked before anything is started.
+// Each is what Linux itself allows, or far beyond what a process holds.
+const (
+	maxID        = 1<<32 - 2 // uid, gid (-1 is "no change")
+	maxPID       = 1 << 22   // PID_MAX_LIMIT
+	maxThreads   = 1 << 16
+	maxMaps      = 1 << 20 // vm.max_map_count is 65530 by default
+	maxFiles     = 1 << 20
+	maxFD        = 1 << 20 // NR_OPEN
+	maxGroups    = 1 << 16 // NGROUPS_MAX
+	maxSignals   = 64
+	maxPending   = 1 << 16 // queued signals, of a process or a thread
+	maxTimers    = 1 << 16
+	maxAuxv      = 2 * 64 // AT_VECTOR_SIZE words
+	maxPath      = 4095   // PATH_MAX without its NUL
+	maxComm      = 15     // TASK_COMM_LEN without its NUL
+	maxXState    = 1 << 16
+	maxVdso      = 1 << 20
+	maxAdvice    = 16
+	maxSize      = 1 << 47 // a file's size or offset
+	userTop      = 0x7ffffffff000
+	sigInfoBytes = 128
+	rlimNLimits  = 16 // RLIM_NLIMITS
+)
+
+// validate refuses images that cannot be restored here and now, before
+// anything is started: every number in range, every index naming
+// something that exists, every string of a sane length. An image is
+// untrusted input: messages quote its strings with safetext.Quote.
+func validate(img *format.Process) error {
+	for _, check := range []func(*format.Process) error{validateProcess, validateThreads,
+		validateFiles, validateMaps, validateFDs, validateTimers} {
+		if err := check(img); err != nil {
+			return err
+		}
+	}
+	if os.Geteuid() != 0 {
+		if c := img.Creds; !callersCreds(c) {
+			return fmt.Errorf("the process ran as uid %d gid %d; restoring it as uid %d needs root (a restore never changes credentials otherwise)", c.UID[1], c.GID[1], os.Geteuid())
+		}
+	}
+	return nil
+}
+
+func inRange[T ~int | ~int32 | ~int64 | ~uint32 | ~uint64](v, lo, hi T) bool {
+	return v >= lo && v <= hi
+}
+
+// badPath says what is wrong with a path of the image, or "".
+func badPath(p string) string {
+	switch {
+	case p == "":
+		return "is empty"
+	case len(p) > maxPath:
+		return fmt.Sprintf("is %d bytes long (at most %d)", len(p), maxPath)
+	case strings.IndexByte(p, 0) >= 0:
+		return "holds a NUL byte"
+	case p[0] != '/':
+		return "is not absolute"
+	}
+	return ""
+}
+
+func validateProcess(img *format.Process) error {
+	if !inRange(img.PID, 1, maxPID) {
+		return fmt.Errorf("image PID %d is out of range", img.PID)
+	}
+	if !inRange(img.Pgid, 0, maxPID) {
+		return fmt.Errorf("image process group %d is out of range", img.Pgid)
+	}
+	if img.Root != "/" {
+		return fmt.Errorf("the process ran in a chroot (%s), which procs cannot restore", safetext.Quote(img.Root))
+	}
+	if why := badPath(img.Cwd); why != "" {
+		return fmt.Errorf("image working directory %s %s", safetext.Quote(img.Cwd), why)
+	}
+	if img.Umask > 0o777 {
+		return fmt.Errorf("image umask %#o is out of range", img.Umask)
+	}
+	c := img.Creds
+	for i := range 4 {
+		if !inRange(c.UID[i], 0, maxID) || !inRange(c.GID[i], 0, maxID) {
+			return fmt.Errorf("image credentials uid %v gid %v are out of range", c.UID, c.GID)
+		}
+	}
+	if len(c.Groups) > maxGroups {
+		return fmt.Errorf("image holds %d supplementary groups (at most %d)", len(c.Groups), maxGroups)
+	}
+	for _, g := range c.Groups {
+		if !inRange(g, 0, maxID) {
+			return fmt.Errorf("image supplementary group %d is out of range", g)
+		}
+	}
+	if len(img.Limits) > rlimNLimits {
+		return fmt.Errorf("image holds %d resource limits (at most %d)", len(img.Limits), rlimNLimits)
+	}
+	for i, l := range img.Limits {
+		if l.Cur > l.Max {
+			return fmt.Errorf("image resource limit %d: soft limit %d above hard limit %d", i, l.Cur, l.Max)
+		}
+	}
+	if len(img.MM.Auxv) > maxAuxv {
+		return fmt.Errorf("image auxiliary vector holds %d words (at most %d)", len(img.MM.Auxv), maxAuxv)
+	}
+	if len(img.Sigactions) > maxSignals {
+		return fmt.Errorf("image holds %d signal actions (at most %d)", len(img.Sigactions), maxSignals)
+	}
+	if err := validatePending(img.Pending, "process"); err != nil {
+		return err
+	}
+	for i, it := range img.Itimers {
+		if it.IntervalUsec < 0 || it.ValueUsec < 0 {
+			return fmt.Errorf("image interval timer %d is negative", i)
+		}
+	}
+	if len(img.Vdso) > maxVdso {
+		return fmt.Errorf("image vDSO is %d bytes (at most %d)", len(img.Vdso), maxVdso)
+	}
+	if t := img.Terminal; t != nil && (!inRange(t.FD, 0, maxFD-1) || len(t.Cc) > 19) {
+		return fmt.Errorf("image terminal (fd %d, %d control characters) is out of range", t.FD, len(t.Cc))
+	}
+	return nil
+}
+
+// validatePending checks queued signals: 128 bytes of siginfo each, of
+// a signal number in range.
+func validatePending(infos [][]byte, whose string) error {
+	if len(infos) > maxPending {
+		return fmt.Errorf("image %s has %d pending signals (at most %d)", whose, len(infos), maxPending)
+	}
+	for _, info := range infos {
+		if len(info) != sigInfoBytes {
+			return fmt.Errorf("image %s has a pending signal of %d bytes of siginfo, not %d", whose, len(info), sigInfoBytes)
+		}
+		if sig := int32(uint32(info[0]) | uint32(info[1])<<8 | uint32(info[2])<<16 | uint32(info[3])<<24); !inRange(sig, 1, maxSignals) {
+			return fmt.Errorf("image %s has a pending signal %d, out of range", whose, sig)
+		}
+	}
+	return nil
+}
+
+func validateThreads(img *format.Process) error {
+	if len(img.Threads) == 0 {
+		return fmt.Errorf("image holds no thread")
+	}
+	if len(img.Threads) > maxThreads {
+		return fmt.Errorf("image holds %d threads (at most %d)", len(img.Threads), maxThreads)
+	}
+	seen := map[int]bool{}
+	for i, t := range img.Threads {
+		if !inRange(t.TID, 1, maxPID) || seen[t.TID] {
+			return fmt.Errorf("image thread %d has id %d, out of range or twice", i, t.TID)
+		}
+		seen[t.TID] = true
+		if len(t.Regs) != 27 {
+			return fmt.Errorf("image thread %d has %d register words, want 27", t.TID, len(t.Regs))
+		}
+		if why := badRegs(t.Regs); why != "" {
+			return fmt.Errorf("image thread %d has %s", t.TID, why)
+		}
+		if len(t.Comm) > maxComm || strings.IndexByte(t.Comm, 0) >= 0 {
+			return fmt.Errorf("image thread %d has name %s, longer than %d bytes or with a NUL", t.TID, safetext.Quote(t.Comm), maxComm)
+		}
+		if len(t.XState) > maxXState {
+			return fmt.Errorf("image thread %d has %d bytes of extended state (at most %d)", t.TID, len(t.XState), maxXState)
+		}
+		if err := validatePending(t.Pending, fmt.Sprintf("thread %d", t.TID)); err != nil {
+			return err
+		}
+		if r := t.Rseq; r.Addr != 0 && (r.Addr%32 != 0 || !inRange(r.Size, 32, 4096) || !mapped(img, r.Addr, uint64(r.Size), unix.PROT_READ|unix.PROT_WRITE)) {
+			return fmt.Errorf("image thread %d has an rseq area at %#x (%d bytes) misaligned or outside its writable memory", t.TID, r.Addr, r.Size)
+		}
+		if !inRange(t.Policy, 0, 7) || !inRange(t.Nice, -20, 19) || !inRange(t.Priority, 0, 99) {
+			return fmt.Errorf("image thread %d has scheduling policy %d priority %d nice %d, out of range", t.TID, t.Policy, t.Priority, t.Nice)
+		}
+	}
+	return nil
+}
+
+// Indexes of registers in struct user_regs_struct.
+const (
+	regCS     = 17
+	regSS     = 20
+	regFSBase = 21
+	regGSBase = 22
+	regDS     = 23 // then es, fs, gs
+)
+
+// badRegs says what in regs no user thread of x86-64 can have, or "".
+func badRegs(regs []uint64) string {
+	switch {
+	case regs[regCS] != 0x33:
+		return fmt.Sprintf("code segment %#x, not a 64-bit process's", regs[regCS])
+	case regs[regSS] != 0x2b:
+		return fmt.Sprintf("stack segment %#x, not a 64-bit process's", regs[regSS])
+	case regs[regFSBase] >= userTop || regs[regGSBase] >= userTop:
+		return fmt.Sprintf("fs base %#x or gs base %#x outside user space", regs[regFSBase], regs[regGSBase])
+	}
+	for i, sel := range regs[regDS : regDS+4] {
+		if sel > 0xffff || sel != 0 && sel&3 != 3 {
+			return fmt.Sprintf("segment register %d holding %#x", regDS+i, sel)
+		}
+	}
+	return ""
+}
+
+// mapped says whether [addr, addr+n) lies in one mapping of img with
+// protection prot at least.
+func mapped(img *format.Process, addr, n uint64, prot int) bool {
+	for _, m := range img.Maps {
+		if addr >= m.Start && addr+n <= m.End && addr+n > addr && m.Prot&prot == prot {
+			return true
+		}
+	}
+	return false
+}
+
+var fileKinds = []string{format.FileRegular, format.FileDir, format.FileChar, format.FileTTY,
+	format.FileMemfd, format.FileEventfd, format.FileEpoll}
+
+func validateFiles(img *format.Process) error {
+	if len(img.Files) > maxFiles {
+		return fmt.Errorf("image holds %d files (at most %d)", len(img.Files), maxFiles)
+	}
+	if img.Exe < 0 || img.Exe >= len(img.Files) {
+		return fmt.Errorf("image names no executable")
+	}
+	for i, f := range img.Files {
+		if !slices.Contains(fileKinds, f.Kind) {
+			// An open file of a kind this restorer cannot make again
+			// (from a later writer): opening its path would be wrong.
+			return fmt.Errorf("image file %d (%s) is of kind %s, which this procs-load cannot restore", i, safetext.Quote(f.Path), safetext.Quote(f.Kind))
+		}
+		if len(f.Path) > maxPath || strings.IndexByte(f.Path, 0) >= 0 {
+			return fmt.Errorf("image file %d has path %s, longer than %d bytes or with a NUL", i, safetext.Quote(f.Path), maxPath)
+		}
+		switch f.Kind {
+		case format.FileRegular, format.FileDir, format.FileChar:
+			if why := badPath(f.Path); why != "" {
+				return fmt.Errorf("image file %d has path %s, which %s", i, safetext.Quote(f.Path), why)
+			}
+		}
+		if !inRange(f.Size, 0, maxSize) {
+			return fmt.Errorf("image file %d (%s) has size %d, out of range", i, safetext.Quote(f.Path), f.Size)
+		}
+	}
+	if f := img.Files[img.Exe]; f.Kind != format.FileRegular && f.Kind != format.FileMemfd {
+		return fmt.Errorf("image executable %s is of kind %s", safetext.Quote(f.Path), safetext.Quote(f.Kind))
+	}
+	return nil
+}
+
+var mapKinds = []string{format.MapAnon, format.MapFile, format.MapShmem, format.MapVdso, format.MapVsyscall}
+
+func validateMaps(img *format.Process) error {
+	if len(img.Maps) > maxMaps {
+		return fmt.Errorf("image holds %d mappings (at most %d)", len(img.Maps), maxMaps)
+	}
+	var prev uint64
+	for _, m := range img.Maps {
+		at := fmt.Sprintf("image mapping %x-%x", m.Start, m.End)
+		if !slices.Contains(mapKinds, m.Kind) {
+			return fmt.Errorf("%s is of kind %s", at, safetext.Quote(m.Kind))
+		}
+		if m.Kind == format.MapVsyscall {
+			continue // the kernel's, above user space
+		}
+		if m.Start >= m.End || m.Start%format.PageSize != 0 || m.End%format.PageSize != 0 || m.End > userTop || m.Start < prev {
+			return fmt.Errorf("%s is out of range, unaligned, or out of order", at)
+		}
+		prev = m.End
+		if m.Prot&^(unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC) != 0 {
+			return fmt.Errorf("%s has protection %#x", at, m.Prot)
+		}
+		if len(m.Name) > maxPath || len(m.Advice) > maxAdvice || slices.ContainsFunc(m.Advice, func(a string) bool { return len(a) > 8 }) {
+			return fmt.Errorf("%s has a name of %d bytes, or %d advice flags, or one too long", at, len(m.Name), len(m.Advice))
+		}
+		if m.File < -1 || m.File >= len(img.Files) {
+			return fmt.Errorf("%s names file %d of %d", at, m.File, len(img.Files))
+		}
+		if m.File >= 0 {
+			if k := img.Files[m.File].Kind; k != format.FileRegular && k != format.FileMemfd && k != format.FileChar {
+				return fmt.Errorf("%s maps a file of kind %s", at, safetext.Quote(k))
+			}
+			if m.Offset%format.PageSize != 0 || m.Offset > maxSize {
+				return fmt.Errorf("%s has file offset %#x, unaligned or out of range", at, m.Offset)
+			}
+		} else if m.Kind == format.MapFile {
+			return fmt.Errorf("%s is of a file, and names none", at)
+		}
+	}
+	return nil
+}
+
+func validateFDs(img *format.Process) error {
+	if len(img.FDs) > maxFD {
+		return fmt.Errorf("image holds %d fds (at most %d)", len(img.FDs), maxFD)
+	}
+	kind := map[int]string{} // fd number -> kind of its file
+	for _, fd := range img.FDs {
+		if !inRange(fd.Num, 0, maxFD-1) {
+			return fmt.Errorf("image fd %d is out of range", fd.Num)
+		}
+		if _, ok := kind[fd.Num]; ok {
+			return fmt.Errorf("image fd %d is there twice", fd.Num)
+		}
+		switch {
+		case fd.File == -1 && fd.Num <= 2:
+			kind[fd.Num] = ""
+		case fd.File < 0 || fd.File >= len(img.Files):
+			return fmt.Errorf("image fd %d names file %d of %d", fd.Num, fd.File, len(img.Files))
+		default:
+			kind[fd.Num] = img.Files[fd.File].Kind
+		}
+		if fd.Dup != 0 {
+			if k, ok := kind[fd.Dup]; !ok || fd.Dup == fd.Num || k == "" {
+				return fmt.Errorf("image fd %d shares the file of fd %d, which comes nowhere before it", fd.Num, fd.Dup)
+			}
+		}
+		if fd.Flags&unix.O_ACCMODE == unix.O_ACCMODE || fd.Flags < 0 {
+			return fmt.Errorf("image fd %d has open flags %#x", fd.Num, fd.Flags)
+		}
+		if !inRange(fd.Pos, 0, maxSize) {
+			return fmt.Errorf("image fd %d has offset %d, out of range", fd.Num, fd.Pos)
+		}
+	}
+	for _, ep := range img.Epolls {
+		if kind[ep.FD] != format.FileEpoll {
+			return fmt.Errorf("image epoll fd %d is no epoll fd of the process", ep.FD)
+		}
+		if len(ep.Targets) > maxFD {
+			return fmt.Errorf("image epoll fd %d watches %d fds", ep.FD, len(ep.Targets))
+		}
+		for _, t := range ep.Targets {
+			if k, ok := kind[t.FD]; !ok || t.FD == ep.FD || k == format.FileDir || k == format.FileRegular {
+				return fmt.Errorf("image epoll fd %d watches fd %d, which the process lacks or cannot watch", ep.FD, t.FD)
+			}
+		}
+	}
+	return nil
+}
+
+// clocks a POSIX timer may run on: REALTIME, MONOTONIC, PROCESS_CPUTIME,
+// THREAD_CPUTIME, BOOTTIME, REALTIME_ALARM, BOOTTIME_ALARM, TAI.
+var timerClocks = []int{0, 1, 2, 3, 7, 8, 9, 11}
+
+func validateTimers(img *format.Process) error {
+	if len(img.Timers) > maxTimers {
+		return fmt.Errorf("image holds %d POSIX timers (at most %d)", len(img.Timers), maxTimers)
+	}
+	ids := map[int]bool{}
+	for _, t := range img.Timers {
+		if !inRange(t.ID, 0, 1<<31-1) || ids[t.ID] {
+			return fmt.Errorf("image POSIX timer %d: id out of range or twice", t.ID)
+		}
+		ids[t.ID] = true
+		if !slices.Contains(timerClocks, t.Clock) {
+			return fmt.Errorf("image POSIX timer %d runs on clock %d", t.ID, t.Clock)
+		}
+		if n := t.Notify &^ procfs.SigevThreadID; n != 0 && n != 1 || t.Notify == procfs.SigevThreadID|1 {
+			return fmt.Errorf("image POSIX timer %d has notification %d", t.ID, t.Notify)
+		}
+		if !inRange(t.Signo, 0, maxSignals) || t.IntervalNsec < 0 || t.ValueNsec < 0 {
+			return fmt.Errorf("image POSIX timer %d has signal %d, interval %d, value %d: out of range", t.ID, t.Signo, t.IntervalNsec, t.ValueNsec)
+		}
+		if t.Notify&procfs.SigevThreadID != 0 && !slices.ContainsFunc(img.Threads, func(th format.Thread) bool { return th.TID == t.Target }) {
+			return fmt.Errorf("image POSIX timer %d signals thread %d, which the image lacks", t.ID, t.Target)
+		}
+	}
+	return nil
+}

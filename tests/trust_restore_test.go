@@ -20,53 +20,6 @@ import (
 	"procs/format"
 )
 
-// testUser creates an ordinary user with a name unique to this run,
-// removed when t ends, and returns its credentials.
-func testUser(t *testing.T) *syscall.Credential {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
-	if _, err := exec.LookPath("useradd"); err != nil {
-		t.Skipf("no useradd: %v", err)
-	}
-	name := fmt.Sprintf("procs%d%d", os.Getpid()%100000, time.Now().UnixNano()%100000)
-	var out []byte
-	var err error
-	for range 20 { // another useradd may hold the lock on /etc/passwd
-		if out, err = exec.Command("useradd", "-M", "-U", "-s", "/usr/sbin/nologin", name).CombinedOutput(); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("useradd %s: %v\n%s", name, err, out)
-	}
-	t.Cleanup(func() {
-		for range 20 {
-			if out, err := exec.Command("userdel", name).CombinedOutput(); err == nil {
-				return
-			} else if strings.Contains(string(out), "does not exist") {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		t.Errorf("userdel %s failed", name)
-	})
-	id := func(flag string) uint32 {
-		b, err := exec.Command("id", flag, name).Output()
-		if err != nil {
-			t.Fatalf("id %s %s: %v", flag, name, err)
-		}
-		n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 32)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return uint32(n)
-	}
-	return &syscall.Credential{Uid: id("-u"), Gid: id("-g")}
-}
-
 // userImage dumps the features victim in timer mode run by user u in
 // /tmp, and returns the image and what the victim printed.
 func userImage(t *testing.T, u *syscall.Credential) (string, []string) {

@@ -5,8 +5,6 @@ package tests
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,9 +12,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,34 +20,6 @@ import (
 
 	"procs/format"
 )
-
-// testUser creates an ordinary user with its own group, removed when t
-// ends, and returns its credentials.
-func testUser(t *testing.T) *syscall.Credential {
-	t.Helper()
-	if _, err := exec.LookPath("useradd"); err != nil {
-		t.Skip("no useradd")
-	}
-	var b [4]byte
-	rand.Read(b[:])
-	name := "procs-t" + hex.EncodeToString(b[:])
-	if out, err := exec.Command("useradd", "--no-create-home", "--user-group", "--shell", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
-		t.Fatalf("useradd %s: %v\n%s", name, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
-			t.Errorf("userdel %s: %v\n%s", name, err, out)
-		}
-		exec.Command("groupdel", name).Run() // if userdel left it
-	})
-	u, err := user.Lookup(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
-}
 
 // freeAddr returns a loopback address nothing listens on.
 func freeAddr(t *testing.T) string {

@@ -143,6 +143,26 @@ const (
 	FileEpoll   = "epoll"
 )
 
+// --- exact files (issue 14): members of open files that must come back
+// exactly. Kept in one block for merges.
+
+// File kinds that only an O_PATH fd has open: the file itself, never its
+// contents (a symbolic link opened O_PATH|O_NOFOLLOW, a named pipe, a
+// socket's file, a block device). Every fd of such a file has O_PATH.
+const (
+	FileSymlink = "lnk"
+	FileFIFO    = "fifo"
+	FileSocket  = "sock"
+	FileBlock   = "blk"
+)
+
+// PathOnly tells whether files of kind k are only ever open O_PATH.
+func PathOnly(k string) bool {
+	return k == FileSymlink || k == FileFIFO || k == FileSocket || k == FileBlock
+}
+
+// --- end of exact files
+
 // File is one open file object (shared by fds and mappings that refer to
 // the same open file or inode).
 type File struct {

@@ -77,6 +77,9 @@ func isTerminal(rdev uint64) bool {
 // fdKind says how an fd is carried, or why it cannot be.
 func fdKind(fd *procfs.FD, ts terminals) (kind string, why string) {
 	t := fd.Target
+	if fd.Flags&unix.O_PATH != 0 && fd.Path != "" {
+		return pathKind(fd)
+	}
 	switch {
 	case fd.Kind == procfs.Memfd:
 		return format.FileMemfd, ""
@@ -109,6 +112,27 @@ func fdKind(fd *procfs.FD, ts terminals) (kind string, why string) {
 		return "", "an " + strings.TrimPrefix(t, "anon_inode:")
 	}
 	return "", t
+}
+
+// pathKind says how an O_PATH fd is carried: as the file at its path,
+// whatever its kind (the fd reads and writes nothing), but a deleted
+// file that is not a regular one (its contents travel), which nothing
+// can open again.
+func pathKind(fd *procfs.FD) (kind string, why string) {
+	kinds := map[procfs.FDKind]string{
+		procfs.FileRegular: format.FileRegular, procfs.Memfd: format.FileMemfd,
+		procfs.FileDir: format.FileDir, procfs.FileChar: format.FileChar,
+		procfs.FileLink: format.FileSymlink, procfs.FileFIFO: format.FileFIFO,
+		procfs.FileSock: format.FileSocket, procfs.FileBlock: format.FileBlock,
+	}
+	kind, ok := kinds[fd.Kind]
+	switch {
+	case !ok:
+		return "", "an O_PATH fd of " + fd.Target
+	case fd.Deleted && kind != format.FileRegular && kind != format.FileMemfd && kind != format.FileDir:
+		return "", "an O_PATH fd of a deleted file (" + fd.Target + ")"
+	}
+	return kind, ""
 }
 
 // checkFDs returns the problems of a process's fds.

@@ -147,8 +147,8 @@ func (c *collector) fileAt(path, kind string) (int, error) {
 	if err := unix.Statfs(path, &sfs); err == nil && pseudoFS[int64(sfs.Type)] {
 		f.Pseudo = true
 	}
-	if kind == format.FileChar {
-		f.Path = knownDevices[s.Rdev]
+	if p, ok := knownDevices[s.Rdev]; ok && kind == format.FileChar {
+		f.Path = p
 	}
 	i := len(c.p.Files)
 	c.p.Files = append(c.p.Files, f)

@@ -23,9 +23,11 @@ const (
 	Socket    // "socket:[N]"
 	AnonInode // "anon_inode:[eventfd]", "anon_inode:inotify"...
 	Memfd     // "/memfd:name (deleted)"
+	FileLink  // a symbolic link itself (open O_PATH|O_NOFOLLOW)
+	FileSock  // a socket's file by path (open O_PATH)
 )
 
-var fdKindNames = [...]string{"other", "file", "dir", "char", "block", "fifo", "pipe", "socket", "anon_inode", "memfd"}
+var fdKindNames = [...]string{"other", "file", "dir", "char", "block", "fifo", "pipe", "socket", "anon_inode", "memfd", "link", "sockfile"}
 
 func (k FDKind) String() string {
 	if k >= 0 && int(k) < len(fdKindNames) {
@@ -172,6 +174,10 @@ func classify(fd *FD) {
 		fd.Kind = FileBlock
 	case unix.S_IFIFO:
 		fd.Kind = FileFIFO
+	case unix.S_IFLNK:
+		fd.Kind = FileLink
+	case unix.S_IFSOCK:
+		fd.Kind = FileSock
 	default:
 		fd.Kind = Other
 	}

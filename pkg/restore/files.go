@@ -49,7 +49,7 @@ func (b *builder) prepareFiles() error {
 			continue
 		}
 		switch f.Kind {
-		case format.FileRegular, format.FileDir, format.FileChar:
+		case format.FileRegular, format.FileDir, format.FileChar, format.FileSymlink, format.FileFIFO, format.FileSocket, format.FileBlock:
 			if err := b.op.do(func() error { return b.prepareFile(i, &f, use[i]) }); err != nil {
 				return err
 			}
@@ -182,7 +182,17 @@ func (b *builder) reopen(i, flags int, what string) (*os.File, error) {
 	f := b.img.Files[i]
 	path := fmt.Sprintf("/proc/self/fd/%d", b.local[i].Fd())
 	blocking := flags&unix.O_NONBLOCK == 0
-	flags = flags&openFlags | unix.O_NONBLOCK | unix.O_CLOEXEC | unix.O_NOCTTY
+	if flags&unix.O_PATH != 0 {
+		if flags&unix.O_NOFOLLOW != 0 && !b.own[i] {
+			return b.reopenNoFollow(i, flags, what)
+		}
+		// A new O_PATH description of the very file (following the
+		// magic link ends on it, a symbolic link included): it opens
+		// nothing, and keeps no other flag but O_DIRECTORY.
+		flags, blocking = flags&(unix.O_PATH|unix.O_DIRECTORY)|unix.O_CLOEXEC, false
+	} else {
+		flags = flags&openFlags | unix.O_NONBLOCK | unix.O_CLOEXEC | unix.O_NOCTTY
+	}
 	var fd int
 	open := func() error {
 		var err error
@@ -212,6 +222,30 @@ func (b *builder) reopen(i, flags int, what string) (*os.File, error) {
 	return lf, nil
 }
 
+// reopenNoFollow opens a new O_PATH|O_NOFOLLOW description of file i:
+// by its path again (through a magic link, O_NOFOLLOW would give the
+// link of /proc), as the process, and checks that it is the file
+// prepareFile checked.
+func (b *builder) reopenNoFollow(i, flags int, what string) (*os.File, error) {
+	f := b.img.Files[i]
+	var fd int
+	err := b.op.do(func() error {
+		var err error
+		how := unix.OpenHow{Flags: uint64(flags&(unix.O_PATH|unix.O_NOFOLLOW|unix.O_DIRECTORY) | unix.O_CLOEXEC), Resolve: unix.RESOLVE_NO_MAGICLINKS}
+		fd, err = unix.Openat2(unix.AT_FDCWD, f.Path, &how)
+		return err
+	})
+	if err != nil {
+		return nil, b.op.fail(what, f.Path, err)
+	}
+	var a, c unix.Stat_t
+	if unix.Fstat(fd, &a) != nil || unix.Fstat(int(b.local[i].Fd()), &c) != nil || a.Dev != c.Dev || a.Ino != c.Ino {
+		unix.Close(fd)
+		return nil, &FileChangedError{Path: f.Path, Why: "it was replaced during the restore"}
+	}
+	return os.NewFile(uintptr(fd), f.Path), nil
+}
+
 // prepareFile opens file i of kind reg, dir or chr at its path, without
 // following anything but what the path names and without opening it for
 // reading or writing (O_PATH), and checks it. Precondition: on the
@@ -221,8 +255,11 @@ func (b *builder) prepareFile(i int, f *format.File, what string) error {
 		return b.privateCopy(i, f)
 	}
 	flags := unix.O_PATH | unix.O_CLOEXEC
-	if f.Kind == format.FileDir {
+	switch f.Kind {
+	case format.FileDir:
 		flags |= unix.O_DIRECTORY
+	case format.FileSymlink:
+		flags |= unix.O_NOFOLLOW // the link itself
 	}
 	// No magic link (/dev/fd/N, /proc/self/fd/N): they lead to
 	// procs-load's own files, past the folders' permissions.
@@ -261,11 +298,11 @@ func (b *builder) prepareFile(i int, f *format.File, what string) error {
 	}
 	changed := ""
 	switch {
-	case f.Kind == format.FileChar:
-		if f.Rdev != 0 && st.Rdev != f.Rdev {
+	case f.Kind == format.FileChar || f.Kind == format.FileBlock:
+		if (f.Rdev != 0 || f.Kind == format.FileBlock) && st.Rdev != f.Rdev {
 			changed = fmt.Sprintf("it is device %d:%d, was %d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev), unix.Major(f.Rdev), unix.Minor(f.Rdev))
 		}
-	case f.Pseudo || f.Kind == format.FileDir:
+	case f.Pseudo || f.Kind == format.FileDir || f.Kind == format.FileFIFO || f.Kind == format.FileSocket:
 	case st.Size != f.Size:
 		changed = fmt.Sprintf("its size is %d, was %d", st.Size, f.Size)
 	case st.Mtim.Nano() != f.Mtime:
@@ -337,6 +374,14 @@ func kindOf(k string) string {
 		return fileKind(unix.S_IFDIR)
 	case format.FileChar:
 		return fileKind(unix.S_IFCHR)
+	case format.FileSymlink:
+		return fileKind(unix.S_IFLNK)
+	case format.FileFIFO:
+		return fileKind(unix.S_IFIFO)
+	case format.FileSocket:
+		return fileKind(unix.S_IFSOCK)
+	case format.FileBlock:
+		return fileKind(unix.S_IFBLK)
 	}
 	return fileKind(unix.S_IFREG)
 }

@@ -231,7 +231,8 @@ func mapped(img *format.Process, addr, n uint64, prot int) bool {
 }
 
 var fileKinds = []string{format.FileRegular, format.FileDir, format.FileChar, format.FileTTY,
-	format.FileMemfd, format.FileEventfd, format.FileEpoll}
+	format.FileMemfd, format.FileEventfd, format.FileEpoll,
+	format.FileSymlink, format.FileFIFO, format.FileSocket, format.FileBlock}
 
 func validateFiles(img *format.Process) error {
 	if len(img.Files) > maxFiles {
@@ -250,7 +251,7 @@ func validateFiles(img *format.Process) error {
 			return fmt.Errorf("image file %d has path %s, longer than %d bytes or with a NUL", i, safetext.Quote(f.Path), maxPath)
 		}
 		switch f.Kind {
-		case format.FileRegular, format.FileDir, format.FileChar:
+		case format.FileRegular, format.FileDir, format.FileChar, format.FileSymlink, format.FileFIFO, format.FileSocket, format.FileBlock:
 			if why := badPath(f.Path); why != "" {
 				return fmt.Errorf("image file %d has path %s, which %s", i, safetext.Quote(f.Path), why)
 			}
@@ -334,6 +335,13 @@ func validateFDs(img *format.Process) error {
 		}
 		if fd.Flags&unix.O_ACCMODE == unix.O_ACCMODE || fd.Flags < 0 {
 			return fmt.Errorf("image fd %d has open flags %#x", fd.Num, fd.Flags)
+		}
+		if fd.File >= 0 && fd.Dup == 0 && format.PathOnly(kind[fd.Num]) && fd.Flags&unix.O_PATH == 0 {
+			// Opening it for real would read a named pipe, a device...
+			return fmt.Errorf("image fd %d opens a file of kind %s, which only an O_PATH fd may", fd.Num, kind[fd.Num])
+		}
+		if fd.Flags&unix.O_PATH != 0 && fd.Pos != 0 {
+			return fmt.Errorf("image fd %d is O_PATH, with an offset", fd.Num)
 		}
 		if !inRange(fd.Pos, 0, maxSize) {
 			return fmt.Errorf("image fd %d has offset %d, out of range", fd.Num, fd.Pos)

@@ -1,0 +1,141 @@
+package tests
+
+// Open files that must come back exactly: each mode of
+// tests/victims/exact.c prints its own view of its files, which a round
+// trip (killed, -K, or restored with -d) must leave as it was.
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// tripHows are the round trips every exact mode makes: dumped and
+// killed, dumped with -K (the original runs on beside the copy), and
+// restored with -d (procs-load leaves at once).
+var tripHows = []string{"kill", "keep", "detach"}
+
+// exactTrip starts exact MODE DIR in a fresh folder and asks it for its
+// view, dumps it as how says, calls between (if not nil) with the folder,
+// restores it and asks the restored process for its view. It returns
+// both views, the restored PID and the folder.
+func exactTrip(t *testing.T, mode, how string, between func(dir string)) (before, after string, pid int, dir string) {
+	t.Helper()
+	needTools(t)
+	argv := victimArgv(t, "exact")
+	dir = t.TempDir()
+	p := start(t, append(argv, mode, dir), dir)
+	expect(t, p.out, "ready", 0)
+	say(t, p.stdin, "view")
+	before = expect(t, p.out, "view "+mode, 0)
+	var img string
+	var args []string
+	switch how {
+	case "kill":
+		img, _ = dumpKilled(t, p)
+	case "keep":
+		img = dump(t, p.pid(), true)
+	case "detach":
+		img, _ = dumpKilled(t, p)
+		args = []string{"-d"}
+	}
+	if between != nil {
+		between(dir)
+	}
+	ld := startLoad(t, img, args...)
+	if how == "detach" && !ld.exited(30*time.Second) {
+		t.Fatalf("procs-load -d did not leave")
+	}
+	if how == "detach" && ld.exitCode() != 0 {
+		t.Fatalf("procs-load -d: exit %d: %s", ld.exitCode(), ld.stderrText())
+	}
+	var not []int
+	if how == "keep" {
+		not = append(not, p.pid())
+	}
+	say(t, ld.stdin, "view")
+	all, ok := ld.out.wait(lineWait, func(all []string, eof bool) bool {
+		return eof || len(all) > 0 && strings.HasPrefix(all[len(all)-1], "view ")
+	})
+	if !ok || len(all) == 0 || !strings.HasPrefix(all[len(all)-1], "view ") {
+		t.Fatalf("restored %s: no view; got:\n%s\nprocs-load stderr: %s", mode, tail(all, 10), ld.stderrText())
+	}
+	pid = ld.find(t, "exact", 5*time.Second, not...)
+	if how == "keep" {
+		// The original goes on as it was.
+		say(t, p.stdin, "view")
+		if got := expect(t, p.out, "view "+mode, 1); got != before {
+			t.Errorf("original after -K:\n%s\nwant\n%s", got, before)
+		}
+	}
+	return before, all[len(all)-1], pid, dir
+}
+
+// sameView fails t unless after is before, naming each field that
+// differs.
+func sameView(t *testing.T, before, after string) {
+	t.Helper()
+	if before == after {
+		return
+	}
+	b, a := strings.Fields(before), strings.Fields(after)
+	for i := range max(len(a), len(b)) {
+		var x, y string
+		if i < len(b) {
+			x = b[i]
+		}
+		if i < len(a) {
+			y = a[i]
+		}
+		if x != y {
+			t.Errorf("restored view has %q; was %q", y, x)
+		}
+	}
+}
+
+// has fails t unless view holds each of fields.
+func has(t *testing.T, view string, fields ...string) {
+	t.Helper()
+	fs := strings.Fields(view)
+	for _, f := range fields {
+		found := false
+		for _, g := range fs {
+			found = found || g == f
+		}
+		if !found {
+			t.Errorf("view %q lacks %s", view, f)
+		}
+	}
+}
+
+// procLink is the target of /proc/PID/fd/N.
+func procLink(t *testing.T, pid int, name string) string {
+	t.Helper()
+	l, err := os.Readlink(fmt.Sprintf("/proc/%d/%s", pid, name))
+	if err != nil {
+		t.Errorf("readlink /proc/%d/%s: %v", pid, name, err)
+	}
+	return l
+}
+
+// TestExactOPath: O_PATH fds on a file, on a symbolic link itself
+// (O_PATH|O_NOFOLLOW) and on a folder come back as O_PATH fds on the
+// same files.
+func TestExactOPath(t *testing.T) {
+	for _, how := range tripHows {
+		t.Run(how, func(t *testing.T) {
+			noLeftovers(t)
+			before, after, pid, dir := exactTrip(t, "opath", how, nil)
+			has(t, before, "fl3=10000000", "fl4=10400000", "fl5=10200000", "target=f", "read=hello", "readpath=9")
+			sameView(t, before, after)
+			for n, want := range map[string]string{"fd/3": filepath.Join(dir, "f"), "fd/4": filepath.Join(dir, "l"), "fd/5": dir} {
+				if got := procLink(t, pid, n); got != want {
+					t.Errorf("/proc/%d/%s -> %q; want %q", pid, n, got, want)
+				}
+			}
+		})
+	}
+}

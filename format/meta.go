@@ -130,6 +130,9 @@ type Mapping struct {
 	// mmap flags or mprotect: gd (grows down), ac (memory accounted: the
 	// mapping was writable once), dc, dd, hg, nh, wf, mg, lo.
 	Advice []string `json:"advice,omitempty"`
+	// Access is how the open file behind a shared file mapping was open
+	// (see exact files below).
+	Access string `json:"file_access,omitempty"`
 }
 
 // File kinds.
@@ -160,6 +163,14 @@ const (
 func PathOnly(k string) bool {
 	return k == FileSymlink || k == FileFIFO || k == FileSocket || k == FileBlock
 }
+
+// Access modes of the open file behind a shared mapping (Mapping.Access),
+// as /proc/PID/map_files shows them: "r" read-only, "rw" read-write (a
+// read-only mapping of it may later be made writable with mprotect).
+const (
+	AccessRead      = "r"
+	AccessReadWrite = "rw"
+)
 
 // --- end of exact files
 

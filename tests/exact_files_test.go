@@ -139,3 +139,18 @@ func TestExactOPath(t *testing.T) {
 		})
 	}
 }
+
+// TestExactMapAccess: a shared file mapping made PROT_READ comes back
+// from a file opened as the original was: mprotect to writable works
+// where the mapping's file was open read-write, and fails with EACCES
+// where it was read-only, as before the dump.
+func TestExactMapAccess(t *testing.T) {
+	for _, how := range tripHows {
+		t.Run(how, func(t *testing.T) {
+			noLeftovers(t)
+			before, after, _, _ := exactTrip(t, "mapaccess", how, nil)
+			has(t, before, "w1=0", "w2=13")
+			sameView(t, before, after)
+		})
+	}
+}

@@ -200,6 +200,18 @@ func (c *collector) collectMaps() error {
 				return fmt.Errorf("mapping %x-%x (%s): %w", m.Start, m.End, m.Path, err)
 			}
 			fm.File = idx
+			if m.Shared {
+				// The mode of a map_files link is the f_mode of the
+				// file behind the mapping: S_IWUSR when open for writing.
+				var st unix.Stat_t
+				if err := unix.Lstat(path, &st); err != nil {
+					return fmt.Errorf("mapping %x-%x (%s): %w", m.Start, m.End, m.Path, err)
+				}
+				fm.Access = format.AccessRead
+				if st.Mode&unix.S_IWUSR != 0 {
+					fm.Access = format.AccessReadWrite
+				}
+			}
 			if kind == format.MapFile && c.p.Files[idx].Deleted && !c.p.Files[idx].Carried {
 				c.p.Files[idx].Carried = true
 				c.carry = append(c.carry, carried{index: idx, path: path, size: c.p.Files[idx].Size})

@@ -164,7 +164,7 @@ type mapKey struct{ file, mode int }
 
 // mapMode is how mapping m's file is opened.
 func mapMode(m format.Mapping) int {
-	if m.Shared && m.Prot&unix.PROT_WRITE != 0 {
+	if m.Shared && (m.Prot&unix.PROT_WRITE != 0 || m.Access == format.AccessReadWrite) {
 		return unix.O_RDWR
 	}
 	return unix.O_RDONLY

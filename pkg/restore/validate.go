@@ -294,6 +294,13 @@ func validateMaps(img *format.Process) error {
 		if m.File < -1 || m.File >= len(img.Files) {
 			return fmt.Errorf("%s names file %d of %d", at, m.File, len(img.Files))
 		}
+		switch {
+		case m.Access == "":
+		case m.File < 0 || !m.Shared || m.Access != format.AccessRead && m.Access != format.AccessReadWrite:
+			return fmt.Errorf("%s has file access %s, which is none of a shared file mapping", at, safetext.Quote(m.Access))
+		case m.Prot&unix.PROT_WRITE != 0 && m.Access != format.AccessReadWrite:
+			return fmt.Errorf("%s is shared and writable, of a file that was open read-only", at)
+		}
 		if m.File >= 0 {
 			if k := img.Files[m.File].Kind; k != format.FileRegular && k != format.FileMemfd && k != format.FileChar {
 				return fmt.Errorf("%s maps a file of kind %s", at, safetext.Quote(k))

@@ -172,6 +172,18 @@ const (
 	AccessReadWrite = "rw"
 )
 
+// Seals of a memfd (File.Seals, F_GET_SEALS): F_SEAL_SEAL alone is a
+// memfd made without MFD_ALLOW_SEALING.
+const (
+	SealSeal        = 0x1
+	SealShrink      = 0x2
+	SealGrow        = 0x4
+	SealWrite       = 0x8
+	SealFutureWrite = 0x10
+	SealExec        = 0x20
+	SealsAll        = 0x3f
+)
+
 // --- end of exact files
 
 // File is one open file object (shared by fds and mappings that refer to
@@ -196,6 +208,11 @@ type File struct {
 	// Eventfd counter, for FileEventfd.
 	Count     uint64 `json:"count,omitempty"`
 	Semaphore bool   `json:"semaphore,omitempty"`
+	// Exact files (see below): a memfd's seals; the owner of a memfd
+	// or a deleted file.
+	Seals *uint32 `json:"seals,omitempty"`
+	UID   int     `json:"uid,omitempty"`
+	GID   int     `json:"gid,omitempty"`
 }
 
 // FD is one file descriptor.

@@ -154,3 +154,21 @@ func TestExactMapAccess(t *testing.T) {
 		})
 	}
 }
+
+// TestExactMemfd: memfds keep their mode, name and seals; one that holds
+// a program still runs with execveat; one mapped both shared and private
+// keeps the private copy's own bytes and the shared mapping's link to
+// the file.
+func TestExactMemfd(t *testing.T) {
+	for _, how := range tripHows {
+		t.Run(how, func(t *testing.T) {
+			noLeftovers(t)
+			before, after, pid, _ := exactTrip(t, "memfd", how, nil)
+			has(t, before, "exec=42", "fdx=/memfd:exact-exec_(deleted)", "seals=7", "grow=1", "file=f", "priv=P", "sharedok=1")
+			sameView(t, before, after)
+			if got := procLink(t, pid, "fd/4"); got != "/memfd:exact-sealed (deleted)" {
+				t.Errorf("restored fd 4 -> %q", got)
+			}
+		})
+	}
+}

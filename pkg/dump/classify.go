@@ -191,6 +191,11 @@ func mapKind(m *procfs.Mapping) (kind string, why string) {
 	if strings.HasPrefix(m.Path, "[") {
 		return "", "a special mapping " + m.Path
 	}
+	if strings.HasPrefix(m.Path, "/memfd:") && !m.Shared {
+		// A private mapping of a memfd: its own pages copied on write
+		// travel as a private file mapping's do.
+		return format.MapFile, ""
+	}
 	if strings.HasPrefix(m.Path, "/memfd:") || (m.Shared && m.Path == "/dev/zero" && m.Deleted) {
 		return format.MapShmem, ""
 	}

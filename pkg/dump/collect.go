@@ -142,6 +142,7 @@ func (c *collector) fileAt(path, kind string) (int, error) {
 	f.Path, f.Deleted = strings.CutSuffix(target, " (deleted)")
 	if kind == format.FileMemfd {
 		f.Deleted = false
+		f.Seals, f.UID, f.GID = seals(path), int(s.Uid), int(s.Gid)
 	}
 	var sfs unix.Statfs_t
 	if err := unix.Statfs(path, &sfs); err == nil && pseudoFS[int64(sfs.Type)] {
@@ -160,6 +161,22 @@ func (c *collector) fileAt(path, kind string) (int, error) {
 		c.carry = append(c.carry, carried{index: i, path: path, size: s.Size})
 	}
 	return i, nil
+}
+
+// seals reads the seals of the memfd at path (F_GET_SEALS), or nil when
+// it has none to read (shared anonymous memory).
+func seals(path string) *uint32 {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(fd)
+	s, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0)
+	if err != nil {
+		return nil
+	}
+	v := uint32(s)
+	return &v
 }
 
 var pseudoFS = map[int64]bool{
@@ -191,7 +208,7 @@ func (c *collector) collectMaps() error {
 		switch kind {
 		case format.MapFile, format.MapShmem:
 			fkind := format.FileRegular
-			if kind == format.MapShmem {
+			if kind == format.MapShmem || strings.HasPrefix(m.Path, "/memfd:") {
 				fkind = format.FileMemfd
 			}
 			path := fmt.Sprintf("/proc/%d/map_files/%x-%x", c.pid, m.Start, m.End)

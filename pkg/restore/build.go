@@ -36,6 +36,8 @@ type builder struct {
 	fill     map[int]*os.File    // file index -> where its FILEDATA goes
 	fdFiles  map[int]*os.File    // index in FDs -> its open file description
 	mapFiles map[mapKey]*os.File // a mapped file, opened as its mappings need
+	// memfdGiven: file index -> memfd_create's description is an fd's.
+	memfdGiven map[int]bool
 	exeFile  *os.File            // the executable, for PR_SET_MM_MAP
 	cwdFile  *os.File            // the working directory, for fchdir
 	created  []string            // files created at their path (removed on failure)
@@ -186,6 +188,9 @@ func (b *builder) build() error {
 		return err
 	}
 	b.logf("memory filled, image verified")
+	if err := b.sealMemfds(); err != nil {
+		return err
+	}
 	if err := b.finish(); err != nil {
 		return err
 	}

@@ -29,6 +29,7 @@ func (b *builder) prepareFiles() error {
 	b.own = map[int]bool{}
 	b.fdFiles = map[int]*os.File{}
 	b.mapFiles = map[mapKey]*os.File{}
+	b.memfdGiven = map[int]bool{}
 	// What first uses each file, to name it in errors.
 	use := map[int]string{}
 	for k := range b.img.FDs {
@@ -66,16 +67,10 @@ func (b *builder) prepareFiles() error {
 			// 0-2 anyway: reopened with the caller's rights.
 			b.local[i], b.own[i] = os.NewFile(uintptr(fd), f.Path), true
 		case format.FileMemfd:
-			fd, err := unix.MemfdCreate(memfdName(f.Path), unix.MFD_CLOEXEC)
-			if err != nil {
-				return os.NewSyscallError("memfd_create", err)
-			}
-			mf := os.NewFile(uintptr(fd), f.Path)
-			if err := mf.Truncate(f.Size); err != nil {
-				mf.Close()
+			// Made as the process: its owner, and the mode it may give.
+			if err := b.op.do(func() error { return b.makeMemfd(i, &f) }); err != nil {
 				return err
 			}
-			b.local[i], b.fill[i], b.own[i] = mf, mf, true
 		}
 	}
 	return b.openDescriptions()
@@ -92,7 +87,16 @@ func (b *builder) openDescriptions() error {
 		case format.FileEventfd, format.FileEpoll:
 			continue // made in the process
 		}
-		lf, err := b.reopen(fd.File, fd.Flags, fmt.Sprintf("fd %d", fd.Num))
+		var lf *os.File
+		var err error
+		if b.isMemfd(fd.File) && fd.Flags&unix.O_ACCMODE == unix.O_RDWR && !b.memfdGiven[fd.File] {
+			// The first read-write fd of a memfd is memfd_create's own
+			// description, as it most likely was.
+			b.memfdGiven[fd.File] = true
+			lf, err = b.memfdDescription(fd.File, fd.Flags)
+		} else {
+			lf, err = b.reopen(fd.File, fd.Flags, fmt.Sprintf("fd %d", fd.Num))
+		}
 		if err != nil {
 			return err
 		}
@@ -111,7 +115,13 @@ func (b *builder) openDescriptions() error {
 		if _, ok := b.mapFiles[mapKey{m.File, mode}]; ok {
 			continue
 		}
-		lf, err := b.reopen(m.File, mode, fmt.Sprintf("mapping %x-%x", m.Start, m.End))
+		var lf *os.File
+		var err error
+		if b.isMemfd(m.File) && mode == unix.O_RDWR {
+			lf, err = b.memfdDescription(m.File, mode)
+		} else {
+			lf, err = b.reopen(m.File, mode, fmt.Sprintf("mapping %x-%x", m.Start, m.End))
+		}
 		if err != nil {
 			return err
 		}
@@ -384,6 +394,91 @@ func kindOf(k string) string {
 		return fileKind(unix.S_IFBLK)
 	}
 	return fileKind(unix.S_IFREG)
+}
+
+// makeMemfd makes memfd i (of the image's name), empty and of its size,
+// with the mode and owner the image says, and room for its seals (see
+// sealMemfds). Precondition: on the opener's thread, so that the memfd
+// is the process's and gets no mode or owner the process could not give
+// it (a set-user-ID root program).
+func (b *builder) makeMemfd(i int, f *format.File) error {
+	flags := unix.MFD_CLOEXEC
+	if f.Seals != nil && *f.Seals != format.SealSeal {
+		flags |= unix.MFD_ALLOW_SEALING
+	}
+	fd, err := unix.MemfdCreate(memfdName(f.Path), flags)
+	if err != nil {
+		return os.NewSyscallError("memfd_create", err)
+	}
+	mf := os.NewFile(uintptr(fd), f.Path)
+	err = mf.Truncate(f.Size)
+	if err == nil && f.Seals != nil {
+		// Written by this procs-dump (older ones recorded no owner):
+		// the mode and owner too.
+		err = b.setOwner(fd, f)
+	}
+	if err != nil {
+		mf.Close()
+		return fmt.Errorf("memfd %s: %w", safetext.Quote(f.Path), err)
+	}
+	b.local[i], b.fill[i], b.own[i] = mf, mf, true
+	return nil
+}
+
+// setOwner gives the loader's file fd the owner and the mode of f.
+// Precondition: on the opener's thread: the kernel allows only what the
+// process itself could do.
+func (b *builder) setOwner(fd int, f *format.File) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if int(st.Uid) != f.UID || int(st.Gid) != f.GID {
+		if err := unix.Fchown(fd, f.UID, f.GID); err != nil {
+			return fmt.Errorf("owner %d:%d: %w", f.UID, f.GID, err)
+		}
+	}
+	if err := unix.Fchmod(fd, f.Mode&0o7777); err != nil {
+		return fmt.Errorf("mode %#o: %w", f.Mode&0o7777, err)
+	}
+	return nil
+}
+
+// isMemfd tells whether file i is a memfd the loader made.
+func (b *builder) isMemfd(i int) bool {
+	return b.img.Files[i].Kind == format.FileMemfd && b.own[i]
+}
+
+// memfdDescription is memfd i's own description (memfd_create's, which
+// unlike an open of it does not count as a writer: the process can run
+// it with execveat), with the status flags of flags.
+func (b *builder) memfdDescription(i, flags int) (*os.File, error) {
+	f := b.img.Files[i]
+	fd, err := unix.FcntlInt(b.local[i].Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err == nil {
+		_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, flags&(unix.O_APPEND|unix.O_NONBLOCK|unix.O_NOATIME))
+	}
+	if err != nil {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		return nil, fmt.Errorf("memfd %s: %w", safetext.Quote(f.Path), err)
+	}
+	return os.NewFile(uintptr(fd), f.Path), nil
+}
+
+// sealMemfds gives each memfd its seals, once it is filled and mapped
+// (F_SEAL_WRITE would forbid both).
+func (b *builder) sealMemfds() error {
+	for i, f := range b.img.Files {
+		if f.Kind != format.FileMemfd || f.Seals == nil || *f.Seals == format.SealSeal || *f.Seals == 0 || !b.own[i] {
+			continue
+		}
+		if _, err := unix.FcntlInt(b.local[i].Fd(), unix.F_ADD_SEALS, int(*f.Seals)); err != nil {
+			return fmt.Errorf("memfd %s: seals %#x: %w", safetext.Quote(f.Path), *f.Seals, err)
+		}
+	}
+	return nil
 }
 
 // ownStream says whether fd is one of fds 0, 1 and 2 that the restorer's

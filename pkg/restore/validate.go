@@ -256,6 +256,12 @@ func validateFiles(img *format.Process) error {
 				return fmt.Errorf("image file %d has path %s, which %s", i, safetext.Quote(f.Path), why)
 			}
 		}
+		if f.Seals != nil && (f.Kind != format.FileMemfd || *f.Seals&^format.SealsAll != 0) {
+			return fmt.Errorf("image file %d (%s) has seals %#x", i, safetext.Quote(f.Path), *f.Seals)
+		}
+		if !inRange(f.UID, 0, maxID) || !inRange(f.GID, 0, maxID) {
+			return fmt.Errorf("image file %d (%s) has owner %d:%d, out of range", i, safetext.Quote(f.Path), f.UID, f.GID)
+		}
 		if !inRange(f.Size, 0, maxSize) {
 			return fmt.Errorf("image file %d (%s) has size %d, out of range", i, safetext.Quote(f.Path), f.Size)
 		}

@@ -38,11 +38,11 @@ type builder struct {
 	mapFiles map[mapKey]*os.File // a mapped file, opened as its mappings need
 	// memfdGiven: file index -> memfd_create's description is an fd's.
 	memfdGiven map[int]bool
-	exeFile  *os.File            // the executable, for PR_SET_MM_MAP
-	cwdFile  *os.File            // the working directory, for fchdir
-	created  []string            // files created at their path (removed on failure)
-	pidfd    uint64              // the loader's pidfd in the process, when pidfdIn
-	pidfdIn  bool
+	exeFile    *os.File // the executable, for PR_SET_MM_MAP
+	cwdFile    *os.File // the working directory, for fchdir
+	created    []string // files created at their path (removed on failure)
+	pidfd      uint64   // the loader's pidfd in the process, when pidfdIn
+	pidfdIn    bool
 
 	helper  int       // the exec'd stub the process is cloned from
 	pid     int       // the process being built

@@ -213,6 +213,13 @@ type File struct {
 	Seals *uint32 `json:"seals,omitempty"`
 	UID   int     `json:"uid,omitempty"`
 	GID   int     `json:"gid,omitempty"`
+	// Atime of a deleted file, made again with its owner, mode and
+	// times.
+	Atime int64 `json:"atime_ns,omitempty"`
+	// Extents of a carried file: its ranges of data, [start, end) in
+	// order, the rest holes. FILEDATA records lie in them; what of them
+	// no record covers is zeros that were written (allocated), not holes.
+	Extents *[][2]int64 `json:"extents,omitempty"`
 }
 
 // FD is one file descriptor.

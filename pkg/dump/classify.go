@@ -33,14 +33,7 @@ func (r *refusal) Error() string        { return r.msg }
 func (r *refusal) Is(target error) bool { return target == ErrUnsupported }
 
 // Character devices that are the same everywhere and reopened by path.
-var knownDevices = map[uint64]string{
-	unix.Mkdev(1, 3): "/dev/null",
-	unix.Mkdev(1, 5): "/dev/zero",
-	unix.Mkdev(1, 7): "/dev/full",
-	unix.Mkdev(1, 8): "/dev/random",
-	unix.Mkdev(1, 9): "/dev/urandom",
-	unix.Mkdev(5, 0): "/dev/tty",
-}
+var knownDevices = procfs.KnownDevices
 
 // terminals are the devices that are a process's own terminal: its
 // controlling terminal and any terminal on fds 0, 1 and 2. Wherever the

@@ -19,8 +19,9 @@ import (
 // carried is a file whose contents travel in the image.
 type carried struct {
 	index int    // into Process.Files
-	path  string // where to read it: /proc/PID/fd/N or /proc/PID/map_files/A-B
-	size  int64
+	path    string // where to read it: /proc/PID/fd/N or /proc/PID/map_files/A-B
+	size    int64
+	extents [][2]int64 // its data; the rest are holes
 }
 
 type collector struct {
@@ -148,8 +149,13 @@ func (c *collector) fileAt(path, kind string) (int, error) {
 	if err := unix.Statfs(path, &sfs); err == nil && pseudoFS[int64(sfs.Type)] {
 		f.Pseudo = true
 	}
-	if p, ok := knownDevices[s.Rdev]; ok && kind == format.FileChar {
+	if p, ok := knownDevices[s.Rdev]; ok && kind == format.FileChar && !f.Deleted {
 		f.Path = p
+	}
+	if f.Deleted && (kind == format.FileRegular || kind == format.FileChar) {
+		// Made again as it was (a private device node, or an unlinked
+		// copy of the contents).
+		f.UID, f.GID, f.Atime = int(s.Uid), int(s.Gid), s.Atim.Nano()
 	}
 	i := len(c.p.Files)
 	c.p.Files = append(c.p.Files, f)
@@ -157,10 +163,73 @@ func (c *collector) fileAt(path, kind string) (int, error) {
 		c.files[key] = i
 	}
 	if kind == format.FileMemfd || (kind == format.FileRegular && (f.Deleted || c.fileSave) && !f.Pseudo) {
-		c.p.Files[i].Carried = true
-		c.carry = append(c.carry, carried{index: i, path: path, size: s.Size})
+		if err := c.carryFile(i, path); err != nil {
+			return -1, err
+		}
 	}
 	return i, nil
+}
+
+// carryFile has the contents of file i, at path, travel in the image:
+// its data extents (SEEK_DATA, SEEK_HOLE), so that holes stay holes and
+// cost nothing.
+func (c *collector) carryFile(i int, path string) error {
+	f := &c.p.Files[i]
+	fd, err := openNoAtime(path)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ext, err := dataExtents(fd, f.Size)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	f.Carried, f.Extents = true, &ext
+	c.carry = append(c.carry, carried{index: i, path: path, size: f.Size, extents: ext})
+	return nil
+}
+
+// openNoAtime opens path for reading without changing its access time
+// where it may (the owner or CAP_FOWNER).
+func openNoAtime(path string) (int, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOATIME, 0)
+	if err == unix.EPERM {
+		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	}
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	return fd, nil
+}
+
+// dataExtents lists the ranges of data of the open file fd of size
+// bytes, [start, end) each, in order; the rest are holes. A file system
+// that cannot tell has one extent, the whole file.
+func dataExtents(fd int, size int64) ([][2]int64, error) {
+	ext := [][2]int64{}
+	for off := int64(0); off < size; {
+		d, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if err == unix.ENXIO {
+			break // holes to the end
+		}
+		if err == unix.EINVAL && off == 0 {
+			return [][2]int64{{0, size}}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		h, err := unix.Seek(fd, d, unix.SEEK_HOLE)
+		if err != nil {
+			return nil, err
+		}
+		h = min(h, size)
+		if d >= h {
+			break
+		}
+		ext = append(ext, [2]int64{d, h})
+		off = h
+	}
+	return ext, nil
 }
 
 // seals reads the seals of the memfd at path (F_GET_SEALS), or nil when
@@ -230,8 +299,9 @@ func (c *collector) collectMaps() error {
 				}
 			}
 			if kind == format.MapFile && c.p.Files[idx].Deleted && !c.p.Files[idx].Carried {
-				c.p.Files[idx].Carried = true
-				c.carry = append(c.carry, carried{index: idx, path: path, size: c.p.Files[idx].Size})
+				if err := c.carryFile(idx, path); err != nil {
+					return err
+				}
 			}
 		case format.MapVdso:
 			if m.Path == "[vdso]" {

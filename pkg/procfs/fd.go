@@ -36,6 +36,17 @@ func (k FDKind) String() string {
 	return "FDKind(" + strconv.Itoa(int(k)) + ")"
 }
 
+// KnownDevices are the character devices that are the same everywhere,
+// by their numbers, and the path of each.
+var KnownDevices = map[uint64]string{
+	unix.Mkdev(1, 3): "/dev/null",
+	unix.Mkdev(1, 5): "/dev/zero",
+	unix.Mkdev(1, 7): "/dev/full",
+	unix.Mkdev(1, 8): "/dev/random",
+	unix.Mkdev(1, 9): "/dev/urandom",
+	unix.Mkdev(5, 0): "/dev/tty",
+}
+
 // FD describes one open file descriptor of a process.
 type FD struct {
 	Num int

@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/procfs"
 	"procs/pkg/safetext"
 )
 
@@ -30,6 +32,8 @@ func (b *builder) prepareFiles() error {
 	b.fdFiles = map[int]*os.File{}
 	b.mapFiles = map[mapKey]*os.File{}
 	b.memfdGiven = map[int]bool{}
+	b.modes = map[int]uint32{}
+	b.covered = map[int][][2]int64{}
 	// What first uses each file, to name it in errors.
 	use := map[int]string{}
 	for k := range b.img.FDs {
@@ -277,6 +281,9 @@ func (b *builder) prepareFile(i int, f *format.File, what string) error {
 	if err == unix.ENOENT && f.Carried {
 		return b.createAtPath(i, f, what)
 	}
+	if err == unix.ENOENT && f.Deleted && f.Kind == format.FileChar {
+		return b.deviceNode(i, f, what)
+	}
 	if err != nil {
 		if f.Deleted {
 			return fmt.Errorf("file %s was deleted before the dump and its contents are not in the image", safetext.Quote(f.Path))
@@ -415,7 +422,7 @@ func (b *builder) makeMemfd(i int, f *format.File) error {
 	if err == nil && f.Seals != nil {
 		// Written by this procs-dump (older ones recorded no owner):
 		// the mode and owner too.
-		err = b.setOwner(fd, f)
+		err = b.setOwner(i, fd, f)
 	}
 	if err != nil {
 		mf.Close()
@@ -428,7 +435,7 @@ func (b *builder) makeMemfd(i int, f *format.File) error {
 // setOwner gives the loader's file fd the owner and the mode of f.
 // Precondition: on the opener's thread: the kernel allows only what the
 // process itself could do.
-func (b *builder) setOwner(fd int, f *format.File) error {
+func (b *builder) setOwner(i, fd int, f *format.File) error {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return err
@@ -441,6 +448,12 @@ func (b *builder) setOwner(fd int, f *format.File) error {
 	if err := unix.Fchmod(fd, f.Mode&0o7777); err != nil {
 		return fmt.Errorf("mode %#o: %w", f.Mode&0o7777, err)
 	}
+	// What the kernel let the process give (set-group-ID only in its
+	// groups), to keep after the contents are written.
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	b.modes[i] = st.Mode & 0o7777
 	return nil
 }
 
@@ -517,7 +530,21 @@ func (b *builder) logStreams() {
 // memfd where that is impossible) to receive carried contents.
 // Precondition: on the opener's thread.
 func (b *builder) privateCopy(i int, f *format.File) error {
-	fd, err := unix.Open(filepath.Dir(f.Path), unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, f.Mode&0o777)
+	fd, err := -1, error(unix.ENOENT)
+	if f.Deleted {
+		// Under its own name, unlinked at once, so that the process
+		// sees the name it had ("/dir/name (deleted)").
+		fd, err = unix.Open(f.Path, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, f.Mode&0o777)
+		if err == nil {
+			if err = unix.Unlink(f.Path); err != nil {
+				unix.Close(fd)
+				return b.op.fail("deleted file", f.Path, err)
+			}
+		}
+	}
+	if err != nil {
+		fd, err = unix.Open(filepath.Dir(f.Path), unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, f.Mode&0o777)
+	}
 	if err != nil {
 		fd, err = unix.MemfdCreate(memfdName(f.Path), unix.MFD_CLOEXEC)
 		if err != nil {
@@ -525,11 +552,97 @@ func (b *builder) privateCopy(i int, f *format.File) error {
 		}
 	}
 	lf := os.NewFile(uintptr(fd), f.Path)
-	if err := lf.Truncate(f.Size); err != nil {
+	err = lf.Truncate(f.Size)
+	if err == nil && f.Atime != 0 {
+		// Written by this procs-dump: the owner and mode too.
+		err = b.setOwner(i, fd, f)
+	}
+	if err != nil {
 		lf.Close()
-		return err
+		return fmt.Errorf("deleted file %s: %w", safetext.Quote(f.Path), err)
 	}
 	b.local[i], b.fill[i], b.own[i] = lf, lf, true
+	return nil
+}
+
+// deviceNode makes again the deleted device node f, as the process: a
+// private node at its path, unlinked once open (as root), or else the
+// device's own node in /dev. Precondition: on the opener's thread.
+func (b *builder) deviceNode(i int, f *format.File, what string) error {
+	var fd int
+	err := unix.Mknod(f.Path, unix.S_IFCHR|f.Mode&0o777, int(f.Rdev))
+	if err == nil {
+		unix.Fchownat(unix.AT_FDCWD, f.Path, f.UID, f.GID, unix.AT_SYMLINK_NOFOLLOW)
+		unix.Fchmodat(unix.AT_FDCWD, f.Path, f.Mode&0o777, 0)
+		fd, err = unix.Open(f.Path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		unix.Unlink(f.Path)
+	} else if known, ok := procfs.KnownDevices[f.Rdev]; ok {
+		how := unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_MAGICLINKS}
+		fd, err = unix.Openat2(unix.AT_FDCWD, known, &how)
+	}
+	if err != nil {
+		return b.op.fail(what+" (a deleted device node)", f.Path, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != f.Rdev {
+		unix.Close(fd)
+		return fmt.Errorf("%s: %s: no device %d:%d to open", what, safetext.Quote(f.Path), unix.Major(f.Rdev), unix.Minor(f.Rdev))
+	}
+	b.local[i] = os.NewFile(uintptr(fd), f.Path)
+	return nil
+}
+
+// finishFiles completes the files whose contents the image carried, once
+// every FILEDATA record is in: the zeros of their data extents that no
+// record held are written (a hole stays a hole, an allocated block of
+// zeros is one again), and a deleted file gets its mode back (a write
+// may have cleared set-user-ID) and its times.
+func (b *builder) finishFiles() error {
+	zeros := make([]byte, 1<<20)
+	for i, lf := range b.fill {
+		f := b.img.Files[i]
+		if f.Extents != nil {
+			done := b.covered[i]
+			slices.SortFunc(done, func(a, c [2]int64) int { return int(a[0] - c[0]) })
+			for _, e := range *f.Extents {
+				at := e[0]
+				for _, d := range done {
+					if d[1] <= at || d[0] >= e[1] {
+						continue
+					}
+					if err := writeZeros(lf, zeros, at, min(d[0], e[1])); err != nil {
+						return err
+					}
+					at = max(at, d[1])
+				}
+				if err := writeZeros(lf, zeros, at, e[1]); err != nil {
+					return err
+				}
+			}
+		}
+		if f.Kind == format.FileRegular && f.Atime != 0 {
+			var st unix.Stat_t
+			if unix.Fstat(int(lf.Fd()), &st) == nil && st.Mode&0o7777 != b.modes[i] {
+				unix.Fchmod(int(lf.Fd()), b.modes[i])
+			}
+			ts := []unix.Timespec{unix.NsecToTimespec(f.Atime), unix.NsecToTimespec(f.Mtime)}
+			if err := unix.UtimesNanoAt(int(lf.Fd()), "", ts, unix.AT_EMPTY_PATH); err != nil {
+				b.warnf("deleted file %s: cannot set its times: %v", safetext.Quote(f.Path), err)
+			}
+		}
+	}
+	return nil
+}
+
+// writeZeros writes zeros into lf over [from, to).
+func writeZeros(lf *os.File, zeros []byte, from, to int64) error {
+	for from < to {
+		n := min(int64(len(zeros)), to-from)
+		if _, err := lf.WriteAt(zeros[:n], from); err != nil {
+			return err
+		}
+		from += n
+	}
 	return nil
 }
 

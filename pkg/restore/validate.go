@@ -262,12 +262,42 @@ func validateFiles(img *format.Process) error {
 		if !inRange(f.UID, 0, maxID) || !inRange(f.GID, 0, maxID) {
 			return fmt.Errorf("image file %d (%s) has owner %d:%d, out of range", i, safetext.Quote(f.Path), f.UID, f.GID)
 		}
+		if f.Extents != nil {
+			if err := validateExtents(*f.Extents, f.Size, f.Carried); err != nil {
+				return fmt.Errorf("image file %d (%s) %v", i, safetext.Quote(f.Path), err)
+			}
+		}
+		if f.Atime < 0 || f.Mtime < 0 && f.Atime != 0 {
+			return fmt.Errorf("image file %d (%s) has times %d and %d, out of range", i, safetext.Quote(f.Path), f.Atime, f.Mtime)
+		}
 		if !inRange(f.Size, 0, maxSize) {
 			return fmt.Errorf("image file %d (%s) has size %d, out of range", i, safetext.Quote(f.Path), f.Size)
 		}
 	}
 	if f := img.Files[img.Exe]; f.Kind != format.FileRegular && f.Kind != format.FileMemfd {
 		return fmt.Errorf("image executable %s is of kind %s", safetext.Quote(f.Path), safetext.Quote(f.Kind))
+	}
+	return nil
+}
+
+// maxExtents bounds the data extents of a carried file.
+const maxExtents = 1 << 20
+
+// validateExtents checks the data extents of a carried file of size
+// bytes: in order, apart, not empty, within the file.
+func validateExtents(ext [][2]int64, size int64, carried bool) error {
+	if !carried {
+		return fmt.Errorf("has data extents, and no contents")
+	}
+	if len(ext) > maxExtents {
+		return fmt.Errorf("has %d data extents (at most %d)", len(ext), maxExtents)
+	}
+	var end int64
+	for _, e := range ext {
+		if e[0] < end || e[1] <= e[0] || e[1] > size {
+			return fmt.Errorf("has data extent %d-%d, overlapping, empty, out of order or past its size %d", e[0], e[1], size)
+		}
+		end = e[1]
 	}
 	return nil
 }

@@ -18,7 +18,7 @@ import (
 
 // carried is a file whose contents travel in the image.
 type carried struct {
-	index int    // into Process.Files
+	index   int    // into Process.Files
 	path    string // where to read it: /proc/PID/fd/N or /proc/PID/map_files/A-B
 	size    int64
 	extents [][2]int64 // its data; the rest are holes

@@ -40,10 +40,10 @@ type builder struct {
 	memfdGiven map[int]bool
 	modes      map[int]uint32     // file index -> the mode setOwner gave it
 	covered    map[int][][2]int64 // file index -> ranges FILEDATA filled
-	exeFile    *os.File // the executable, for PR_SET_MM_MAP
-	cwdFile    *os.File // the working directory, for fchdir
-	created    []string // files created at their path (removed on failure)
-	pidfd      uint64   // the loader's pidfd in the process, when pidfdIn
+	exeFile    *os.File           // the executable, for PR_SET_MM_MAP
+	cwdFile    *os.File           // the working directory, for fchdir
+	created    []string           // files created at their path (removed on failure)
+	pidfd      uint64             // the loader's pidfd in the process, when pidfdIn
 	pidfdIn    bool
 
 	helper  int       // the exec'd stub the process is cloned from

@@ -37,6 +37,9 @@ type Process struct {
 	Terminal *Terminal `json:"terminal,omitempty"`
 	// Timers are the process's POSIX timers (timer_create(2)).
 	Timers []PosixTimer `json:"timers,omitempty"`
+	// CwdDeleted: the working directory was removed (see exact files);
+	// Files then holds it, a deleted dir of path Cwd.
+	CwdDeleted bool `json:"cwd_deleted,omitempty"`
 }
 
 // PosixTimer is one timer of timer_create(2): its id, clock and struct

@@ -199,3 +199,27 @@ func TestExactDeletedSparse(t *testing.T) {
 		})
 	}
 }
+
+// TestExactDeletedDir: a process working in a folder that was removed,
+// holding it and a deleted file in it open, finds itself there again:
+// its working directory reads as the same path, "(deleted)", getcwd
+// fails as it did, nothing can be created there, and the folder made for
+// the restore is gone after it.
+func TestExactDeletedDir(t *testing.T) {
+	for _, how := range tripHows {
+		t.Run(how, func(t *testing.T) {
+			noLeftovers(t)
+			before, after, pid, dir := exactTrip(t, "deldir", how, nil)
+			gone := filepath.Join(dir, "gone")
+			has(t, before, "cwd="+gone+"_(deleted)", "getcwd=2", "dot=40750:0", "same=1",
+				"fd3="+gone+"_(deleted)", "fd4="+gone+"/file_(deleted)", "data=in", "create=2")
+			sameView(t, before, after)
+			if got := procLink(t, pid, "cwd"); got != gone+" (deleted)" {
+				t.Errorf("/proc/%d/cwd -> %q; want %q", pid, got, gone+" (deleted)")
+			}
+			if _, err := os.Lstat(gone); err == nil {
+				t.Errorf("%s is there after the restore", gone)
+			}
+		})
+	}
+}

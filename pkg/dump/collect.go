@@ -62,6 +62,13 @@ func (c *collector) collect() error {
 	if c.p.Cwd, err = procfs.Cwd(pid); err != nil {
 		return err
 	}
+	if cwd, ok := strings.CutSuffix(c.p.Cwd, " (deleted)"); ok {
+		// Made again for the restore: its mode and owner.
+		c.p.Cwd, c.p.CwdDeleted = cwd, true
+		if _, err := c.fileAt(fmt.Sprintf("/proc/%d/cwd", pid), format.FileDir); err != nil {
+			return fmt.Errorf("working directory: %w", err)
+		}
+	}
 	if c.p.Root, err = procfs.Root(pid); err != nil {
 		return err
 	}
@@ -152,7 +159,7 @@ func (c *collector) fileAt(path, kind string) (int, error) {
 	if p, ok := knownDevices[s.Rdev]; ok && kind == format.FileChar && !f.Deleted {
 		f.Path = p
 	}
-	if f.Deleted && (kind == format.FileRegular || kind == format.FileChar) {
+	if f.Deleted && (kind == format.FileRegular || kind == format.FileChar || kind == format.FileDir) {
 		// Made again as it was (a private device node, or an unlinked
 		// copy of the contents).
 		f.UID, f.GID, f.Atime = int(s.Uid), int(s.Gid), s.Atim.Nano()

@@ -43,6 +43,7 @@ type builder struct {
 	exeFile    *os.File           // the executable, for PR_SET_MM_MAP
 	cwdFile    *os.File           // the working directory, for fchdir
 	created    []string           // files created at their path (removed on failure)
+	madeDirs   []string           // deleted folders made again, removed once the process holds them
 	pidfd      uint64             // the loader's pidfd in the process, when pidfdIn
 	pidfdIn    bool
 
@@ -160,6 +161,7 @@ func (b *builder) removeCreated() {
 		os.Remove(p)
 	}
 	b.created = nil
+	b.removeMadeDirs()
 }
 
 // reap waits until thread tid, killed, is gone.

@@ -49,6 +49,9 @@ func (b *builder) prepareFiles() error {
 	if use[b.img.Exe] == "" {
 		use[b.img.Exe] = "executable"
 	}
+	if err := b.op.do(b.makeDeletedDirs); err != nil {
+		return err
+	}
 	for i, f := range b.img.Files {
 		if use[i] == "" {
 			continue
@@ -77,7 +80,109 @@ func (b *builder) prepareFiles() error {
 			}
 		}
 	}
-	return b.openDescriptions()
+	if err := b.openDescriptions(); err != nil {
+		return err
+	}
+	return b.op.do(b.deletedDirModes)
+}
+
+// makeDeletedDirs makes again, as the process, the folders that were
+// deleted before the dump and that the process works in, holds open, or
+// held a deleted file in, each missing folder of their paths: the
+// process finds itself where it was. They are made 0700 and get their
+// modes once everything in them is open (deletedDirModes), and are
+// removed once the process holds what it needs (removeMadeDirs). A
+// deleted folder whose path is taken again is refused: it would not be
+// the same. Precondition: on the opener's thread.
+func (b *builder) makeDeletedDirs() error {
+	var want []string
+	if b.img.CwdDeleted {
+		want = append(want, b.img.Cwd)
+	}
+	for _, f := range b.img.Files {
+		switch {
+		case !f.Deleted:
+		case f.Kind == format.FileDir:
+			want = append(want, f.Path)
+		case f.Kind == format.FileRegular || f.Kind == format.FileChar:
+			want = append(want, filepath.Dir(f.Path))
+		}
+	}
+	for _, d := range want {
+		d = filepath.Clean(d)
+		if slices.Contains(b.madeDirs, d) {
+			continue
+		}
+		if _, err := os.Lstat(d); err == nil {
+			if d == filepath.Clean(b.img.Cwd) && b.img.CwdDeleted || b.deletedDir(d) != nil {
+				return fmt.Errorf("folder %s was deleted before the dump, and its path is taken again: the process would not be where it was", safetext.Quote(d))
+			}
+			continue // the folder of a deleted file, still there
+		}
+		if err := b.mkdirs(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mkdirs makes the missing folders of path d, as the process, and
+// records them in madeDirs. Precondition: on the opener's thread.
+func (b *builder) mkdirs(d string) error {
+	parent := filepath.Dir(d)
+	if parent != d {
+		if _, err := os.Lstat(parent); err != nil {
+			if err := b.mkdirs(parent); err != nil {
+				return err
+			}
+		}
+	}
+	if err := unix.Mkdir(d, 0o700); err != nil {
+		return b.op.fail("deleted folder", d, err)
+	}
+	b.madeDirs = append(b.madeDirs, d)
+	return nil
+}
+
+// deletedDir is the image's deleted folder of path d, or nil.
+func (b *builder) deletedDir(d string) *format.File {
+	for i, f := range b.img.Files {
+		if f.Kind == format.FileDir && f.Deleted && filepath.Clean(f.Path) == d {
+			return &b.img.Files[i]
+		}
+	}
+	return nil
+}
+
+// deletedDirModes gives each folder made again the mode and owner it
+// had (as the process could). Precondition: on the opener's thread.
+func (b *builder) deletedDirModes() error {
+	for _, d := range b.madeDirs {
+		f := b.deletedDir(d)
+		if f == nil || f.Atime == 0 {
+			continue
+		}
+		fd, err := unix.Open(d, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err == nil {
+			err = b.setOwner(-1, fd, f)
+			unix.Close(fd)
+		}
+		if err != nil {
+			return fmt.Errorf("deleted folder %s: %w", safetext.Quote(d), err)
+		}
+	}
+	return nil
+}
+
+// removeMadeDirs removes the folders makeDeletedDirs made, deepest
+// first, once the process holds them (or the restore failed).
+func (b *builder) removeMadeDirs() {
+	for i := len(b.madeDirs) - 1; i >= 0; i-- {
+		if err := unix.Rmdir(b.madeDirs[i]); err != nil {
+			b.warnf("cannot remove the folder made for the restore, %s: %v", safetext.Quote(b.madeDirs[i]), err)
+		}
+	}
+	b.madeDirs = nil
 }
 
 // openDescriptions opens the file description of every fd and mapping of
@@ -267,6 +372,10 @@ func (b *builder) reopenNoFollow(i, flags int, what string) (*os.File, error) {
 func (b *builder) prepareFile(i int, f *format.File, what string) error {
 	if f.Carried && f.Deleted {
 		return b.privateCopy(i, f)
+	}
+	if f.Kind == format.FileDir {
+		// A folder made again (makeDeletedDirs), or there as it was.
+		f.Deleted = false
 	}
 	flags := unix.O_PATH | unix.O_CLOEXEC
 	switch f.Kind {

@@ -181,6 +181,7 @@ func (b *builder) finish() error {
 	if err := b.processState(); err != nil {
 		return err
 	}
+	b.removeMadeDirs() // the process holds them now
 	if err := b.makeThreads(); err != nil {
 		return err
 	}

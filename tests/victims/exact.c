@@ -333,7 +333,7 @@ static void deldir_view(void)
 		if (*c == ' ')
 			*c = '_';
 	add(" cwd=%s", b);
-	add(" getcwd=%s", getcwd(b, sizeof b) ? "ok" : strerror(errno));
+	add(" getcwd=%d", getcwd(b, sizeof b) ? 0 : errno);
 	struct stat a, c;
 	stat(".", &a);
 	fstat(dd, &c);

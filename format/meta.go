@@ -223,6 +223,10 @@ type File struct {
 	// order, the rest holes. FILEDATA records lie in them; what of them
 	// no record covers is zeros that were written (allocated), not holes.
 	Extents *[][2]int64 `json:"extents,omitempty"`
+	// Self is set for a file of the process's own /proc folder: the
+	// path within it ("status", "task/PID/stat"), to open in the
+	// restored process's.
+	Self string `json:"proc_self,omitempty"`
 }
 
 // FD is one file descriptor.

@@ -223,3 +223,20 @@ func TestExactDeletedDir(t *testing.T) {
 		})
 	}
 }
+
+// TestExactProcSelf: the process's own /proc files (/proc/self/status,
+// /proc/self/maps, /proc/PID/stat) are its own after the restore, under
+// its new PID, not the original's (which with -K still runs).
+func TestExactProcSelf(t *testing.T) {
+	for _, how := range tripHows {
+		t.Run(how, func(t *testing.T) {
+			noLeftovers(t)
+			before, after, pid, _ := exactTrip(t, "procself", how, nil)
+			has(t, before, "statusok=1", "mapsok=1", "statok=1", "linkok=1")
+			sameView(t, before, after)
+			if got, want := procLink(t, pid, "fd/5"), fmt.Sprintf("/proc/%d/stat", pid); got != want {
+				t.Errorf("restored fd 5 -> %q; want %q", got, want)
+			}
+		})
+	}
+}

@@ -42,6 +42,7 @@ func carriedSparse(f *format.File) bool { return f.Extents != nil && len(*f.Exte
 func TestExactCraftedImages(t *testing.T) {
 	noLeftovers(t)
 	sparse, memfd, maps := exactImage(t, "sparse"), exactImage(t, "memfd"), exactImage(t, "mapaccess")
+	procself := exactImage(t, "procself")
 	u32 := func(v uint32) *uint32 { return &v }
 	for _, tc := range []struct {
 		name  string
@@ -97,6 +98,15 @@ func TestExactCraftedImages(t *testing.T) {
 			addFD(p, format.File{Kind: format.FileSymlink, Path: "/tmp/link"}, 9, unix.O_PATH)
 			p.FDs[len(p.FDs)-1].Pos = 10
 		}, []string{"fd 9", "O_PATH, with an offset"}},
+		{"proc-self-leaves", procself, func(p *format.Process) {
+			p.Files[fileWith(t, p, func(f *format.File) bool { return f.Self != "" })].Self = "../1/environ"
+		}, []string{"\"../1/environ\"", "leaves it"}},
+		{"proc-self-other-thread", procself, func(p *format.Process) {
+			p.Files[fileWith(t, p, func(f *format.File) bool { return f.Self != "" })].Self = "task/1/mem"
+		}, []string{"\"task/1/mem\"", "another thread"}},
+		{"proc-self-not-proc", sparse, func(p *format.Process) {
+			p.Files[fileWith(t, p, carriedSparse)].Self = "status"
+		}, []string{"\"status\"", "no file of proc"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			refused(t, loadCmd(editImage(t, tc.img, tc.edit)), "exact", tc.wants...)

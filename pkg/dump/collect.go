@@ -155,6 +155,11 @@ func (c *collector) fileAt(path, kind string) (int, error) {
 	var sfs unix.Statfs_t
 	if err := unix.Statfs(path, &sfs); err == nil && pseudoFS[int64(sfs.Type)] {
 		f.Pseudo = true
+		if sfs.Type == unix.PROC_SUPER_MAGIC {
+			if f.Self, err = c.procSelf(f.Path); err != nil {
+				return -1, err
+			}
+		}
 	}
 	if p, ok := knownDevices[s.Rdev]; ok && kind == format.FileChar && !f.Deleted {
 		f.Path = p
@@ -175,6 +180,34 @@ func (c *collector) fileAt(path, kind string) (int, error) {
 		}
 	}
 	return i, nil
+}
+
+// procSelf says where path, a file of proc, lies in the process's own
+// /proc folder ("status", "task/PID/stat"), or "" when it is not in it.
+// A file of one of its other threads is refused: it names a thread that
+// the restore makes anew.
+func (c *collector) procSelf(path string) (string, error) {
+	rest, ok := strings.CutPrefix(path, "/proc/")
+	if !ok {
+		return "", nil
+	}
+	n, rest, _ := strings.Cut(rest, "/")
+	id, err := strconv.Atoi(n)
+	if err != nil || !slices.Contains(c.f.tids, id) {
+		return "", nil // /proc/meminfo, another process's
+	}
+	tid := id
+	if t, ok := strings.CutPrefix(rest, "task/"); ok {
+		n, _, _ := strings.Cut(t, "/")
+		tid, _ = strconv.Atoi(n)
+	}
+	if id != c.pid || tid != c.pid {
+		return "", &refusal{fmt.Sprintf("process %d holds what procs cannot carry: a /proc file of its thread %d (%s)", c.pid, tid, path)}
+	}
+	if rest == "" {
+		return ".", nil
+	}
+	return rest, nil
 }
 
 // carryFile has the contents of file i, at path, travel in the image:

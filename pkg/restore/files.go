@@ -53,8 +53,8 @@ func (b *builder) prepareFiles() error {
 		return err
 	}
 	for i, f := range b.img.Files {
-		if use[i] == "" {
-			continue
+		if use[i] == "" || f.Self != "" {
+			continue // a file of the process's own /proc: see procSelfFDs
 		}
 		switch f.Kind {
 		case format.FileRegular, format.FileDir, format.FileChar, format.FileSymlink, format.FileFIFO, format.FileSocket, format.FileBlock:
@@ -195,6 +195,9 @@ func (b *builder) openDescriptions() error {
 		switch b.img.Files[fd.File].Kind {
 		case format.FileEventfd, format.FileEpoll:
 			continue // made in the process
+		}
+		if b.img.Files[fd.File].Self != "" {
+			continue // opened by the process (procSelfFDs)
 		}
 		var lf *os.File
 		var err error
@@ -609,7 +612,7 @@ func (b *builder) ownStream(fd format.FD) bool {
 	if fd.Num > 2 {
 		return false
 	}
-	if fd.File < 0 || b.opts.Stdio == StdioInherit {
+	if fd.File < 0 || b.opts.Stdio == StdioInherit || b.img.Files[fd.File].Self != "" {
 		return true
 	}
 	switch f := b.img.Files[fd.File]; f.Kind {

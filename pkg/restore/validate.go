@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -262,6 +263,15 @@ func validateFiles(img *format.Process) error {
 		if !inRange(f.UID, 0, maxID) || !inRange(f.GID, 0, maxID) {
 			return fmt.Errorf("image file %d (%s) has owner %d:%d, out of range", i, safetext.Quote(f.Path), f.UID, f.GID)
 		}
+		if f.Self != "" {
+			why := badSelf(f.Self, img.PID)
+			if !f.Pseudo || f.Kind != format.FileRegular && f.Kind != format.FileDir {
+				why = "is no file of proc"
+			}
+			if why != "" {
+				return fmt.Errorf("image file %d is %s of the process's own /proc folder, which %s", i, safetext.Quote(f.Self), why)
+			}
+		}
 		if f.Extents != nil {
 			if err := validateExtents(*f.Extents, f.Size, f.Carried); err != nil {
 				return fmt.Errorf("image file %d (%s) %v", i, safetext.Quote(f.Path), err)
@@ -278,6 +288,28 @@ func validateFiles(img *format.Process) error {
 		return fmt.Errorf("image executable %s is of kind %s", safetext.Quote(f.Path), safetext.Quote(f.Kind))
 	}
 	return nil
+}
+
+// badSelf says what is wrong with self, a path within the /proc folder
+// of process pid, or "": it must stay in it, and name only that process
+// (task/PID).
+func badSelf(self string, pid int) string {
+	if self == "." {
+		return ""
+	}
+	if len(self) > maxPath || strings.IndexByte(self, 0) >= 0 || strings.HasPrefix(self, "/") {
+		return "is too long, holds a NUL or is absolute"
+	}
+	parts := strings.Split(self, "/")
+	for _, p := range parts {
+		if p == "" || p == "." || p == ".." {
+			return "leaves it"
+		}
+	}
+	if parts[0] == "task" && len(parts) > 1 && parts[1] != strconv.Itoa(pid) {
+		return "names another thread"
+	}
+	return ""
 }
 
 // maxExtents bounds the data extents of a carried file.
@@ -338,7 +370,7 @@ func validateMaps(img *format.Process) error {
 			return fmt.Errorf("%s is shared and writable, of a file that was open read-only", at)
 		}
 		if m.File >= 0 {
-			if k := img.Files[m.File].Kind; k != format.FileRegular && k != format.FileMemfd && k != format.FileChar {
+			if k := img.Files[m.File].Kind; k != format.FileRegular && k != format.FileMemfd && k != format.FileChar || img.Files[m.File].Self != "" {
 				return fmt.Errorf("%s maps a file of kind %s", at, safetext.Quote(k))
 			}
 			if m.Offset%format.PageSize != 0 || m.Offset > maxSize {

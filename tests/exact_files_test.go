@@ -1,7 +1,7 @@
 package tests
 
 // Open files that must come back exactly: each mode of
-// tests/victims/exact.c prints its own view of its files, which a round
+// tests/victims/openfiles.c prints its own view of its files, which a round
 // trip (killed, -K, or restored with -d) must leave as it was.
 
 import (
@@ -18,20 +18,20 @@ import (
 // restored with -d (procs-load leaves at once).
 var tripHows = []string{"kill", "keep", "detach"}
 
-// exactTrip starts exact MODE DIR in a fresh folder and asks it for its
+// filesTrip starts openfiles MODE DIR in a fresh folder and asks it for its
 // view, dumps it as how says, calls between (if not nil) with the folder,
 // restores it and asks the restored process for its view. It returns
 // both views, the restored PID and the folder.
-func exactTrip(t *testing.T, mode, how string, between func(dir string)) (before, after string, pid int, dir string) {
-	before, after, pid, dir, _ = exactTripImage(t, mode, how, between)
+func filesTrip(t *testing.T, mode, how string, between func(dir string)) (before, after string, pid int, dir string) {
+	before, after, pid, dir, _ = filesTripImage(t, mode, how, between)
 	return before, after, pid, dir
 }
 
-// exactTripImage is exactTrip, and returns the image too.
-func exactTripImage(t *testing.T, mode, how string, between func(dir string)) (before, after string, pid int, dir, img string) {
+// filesTripImage is filesTrip, and returns the image too.
+func filesTripImage(t *testing.T, mode, how string, between func(dir string)) (before, after string, pid int, dir, img string) {
 	t.Helper()
 	needTools(t)
-	argv := victimArgv(t, "exact")
+	argv := victimArgv(t, "openfiles")
 	dir = t.TempDir()
 	p := start(t, append(argv, mode, dir), dir)
 	expect(t, p.out, "ready", 0)
@@ -68,7 +68,7 @@ func exactTripImage(t *testing.T, mode, how string, between func(dir string)) (b
 	if !ok || len(all) == 0 || !strings.HasPrefix(all[len(all)-1], "view ") {
 		t.Fatalf("restored %s: no view; got:\n%s\nprocs-load stderr: %s", mode, tail(all, 10), ld.stderrText())
 	}
-	pid = ld.find(t, "exact", 5*time.Second, not...)
+	pid = ld.find(t, "openfiles", 5*time.Second, not...)
 	if how == "keep" {
 		// The original goes on as it was.
 		say(t, p.stdin, "view")
@@ -133,7 +133,7 @@ func TestExactOPath(t *testing.T) {
 	for _, how := range tripHows {
 		t.Run(how, func(t *testing.T) {
 			noLeftovers(t)
-			before, after, pid, dir := exactTrip(t, "opath", how, nil)
+			before, after, pid, dir := filesTrip(t, "opath", how, nil)
 			has(t, before, "fl3=10000000", "fl4=10400000", "fl5=10200000", "target=f", "read=hello", "readpath=9")
 			sameView(t, before, after)
 			for n, want := range map[string]string{"fd/3": filepath.Join(dir, "f"), "fd/4": filepath.Join(dir, "l"), "fd/5": dir} {
@@ -153,7 +153,7 @@ func TestExactMapAccess(t *testing.T) {
 	for _, how := range tripHows {
 		t.Run(how, func(t *testing.T) {
 			noLeftovers(t)
-			before, after, _, _ := exactTrip(t, "mapaccess", how, nil)
+			before, after, _, _ := filesTrip(t, "mapaccess", how, nil)
 			has(t, before, "w1=0", "w2=13")
 			sameView(t, before, after)
 		})
@@ -168,7 +168,7 @@ func TestExactMemfd(t *testing.T) {
 	for _, how := range tripHows {
 		t.Run(how, func(t *testing.T) {
 			noLeftovers(t)
-			before, after, pid, _ := exactTrip(t, "memfd", how, nil)
+			before, after, pid, _ := filesTrip(t, "memfd", how, nil)
 			has(t, before, "exec=42", "fdx=/memfd:exact-exec_(deleted)", "seals=7", "grow=1", "file=f", "priv=P", "sharedok=1")
 			sameView(t, before, after)
 			if got := procLink(t, pid, "fd/4"); got != "/memfd:exact-sealed (deleted)" {
@@ -186,7 +186,7 @@ func TestExactDeletedSparse(t *testing.T) {
 		t.Run(how, func(t *testing.T) {
 			noLeftovers(t)
 			t0 := time.Now()
-			before, after, _, _, img := exactTripImage(t, "sparse", how, nil)
+			before, after, _, _, img := filesTripImage(t, "sparse", how, nil)
 			if st, err := os.Stat(img); err != nil || st.Size() > 16<<20 {
 				t.Errorf("image of a process with a 1 GiB sparse file: %v, %v; want under 16 MiB", st.Size(), err)
 			}
@@ -209,7 +209,7 @@ func TestExactDeletedDir(t *testing.T) {
 	for _, how := range tripHows {
 		t.Run(how, func(t *testing.T) {
 			noLeftovers(t)
-			before, after, pid, dir := exactTrip(t, "deldir", how, nil)
+			before, after, pid, dir := filesTrip(t, "deldir", how, nil)
 			gone := filepath.Join(dir, "gone")
 			has(t, before, "cwd="+gone+"_(deleted)", "getcwd=2", "dot=40750:0", "same=1",
 				"fd3="+gone+"_(deleted)", "fd4="+gone+"/file_(deleted)", "data=in", "create=2")
@@ -231,7 +231,7 @@ func TestExactProcSelf(t *testing.T) {
 	for _, how := range tripHows {
 		t.Run(how, func(t *testing.T) {
 			noLeftovers(t)
-			before, after, pid, _ := exactTrip(t, "procself", how, nil)
+			before, after, pid, _ := filesTrip(t, "procself", how, nil)
 			has(t, before, "statusok=1", "mapsok=1", "statok=1", "linkok=1")
 			sameView(t, before, after)
 			if got, want := procLink(t, pid, "fd/5"), fmt.Sprintf("/proc/%d/stat", pid); got != want {

@@ -15,12 +15,12 @@ import (
 	"procs/format"
 )
 
-// exactImage is the image of exact MODE, killed at the dump.
+// exactImage is the image of openfiles MODE, killed at the dump.
 func exactImage(t *testing.T, mode string) string {
 	t.Helper()
 	needTools(t)
 	dir := t.TempDir()
-	p := start(t, append(victimArgv(t, "exact"), mode, dir), dir)
+	p := start(t, append(victimArgv(t, "openfiles"), mode, dir), dir)
 	expect(t, p.out, "ready", 0)
 	img, _ := dumpKilled(t, p)
 	return img
@@ -109,7 +109,7 @@ func TestExactCraftedImages(t *testing.T) {
 		}, []string{"\"status\"", "no file of proc"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			refused(t, loadCmd(editImage(t, tc.img, tc.edit)), "exact", tc.wants...)
+			refused(t, loadCmd(editImage(t, tc.img, tc.edit)), "openfiles", tc.wants...)
 		})
 	}
 }

@@ -1,5 +1,5 @@
 /*
- * exact: a victim whose open files must come back exactly. It sets up
+ * openfiles: a victim whose open files must come back exactly. It sets up
  * the state of MODE, prints "ready", then, for each line it reads on
  * stdin, prints one line
  *
@@ -9,7 +9,7 @@
  * the line as it was (values that name the process itself, its PID,
  * are printed as checks, *ok=1).
  *
- * Usage: exact MODE DIR
+ * Usage: openfiles MODE DIR
  *
  *	opath	DIR/f (holding "hello") and the symbolic link DIR/l -> f
  *		open O_PATH (fd 3), O_PATH|O_NOFOLLOW (fd 4), and DIR
@@ -37,7 +37,7 @@
  *	procself	/proc/self/status, /proc/self/maps and /proc/PID/stat
  *		open: each read through its fd must be this process's.
  *
- * "exact exit N" exits with status N (what memfd's child runs).
+ * "openfiles exit N" exits with status N (what memfd's child runs).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -229,7 +229,7 @@ static void memfd_view(void)
 {
 	pid_t c = fork();
 	if (c == 0) {
-		char *argv[] = {"exact", "exit", "42", NULL};
+		char *argv[] = {"openfiles", "exit", "42", NULL};
 		char *envp[] = {NULL};
 		syscall(SYS_execveat, mx, "", argv, envp, AT_EMPTY_PATH);
 		_exit(100 + errno);
@@ -398,7 +398,7 @@ int main(int argc, char **argv)
 	if (argc == 3 && strcmp(argv[1], "exit") == 0)
 		return atoi(argv[2]);
 	if (argc != 3) {
-		fprintf(stderr, "usage: exact MODE DIR\n");
+		fprintf(stderr, "usage: openfiles MODE DIR\n");
 		return 2;
 	}
 	const char *mode = argv[1];
@@ -419,7 +419,7 @@ int main(int argc, char **argv)
 		if (strcmp(modes[i].name, mode) == 0)
 			m = i;
 	if (m < 0) {
-		fprintf(stderr, "exact: no mode %s\n", mode);
+		fprintf(stderr, "openfiles: no mode %s\n", mode);
 		return 2;
 	}
 	modes[m].setup();

@@ -1,0 +1,243 @@
+package tests
+
+// Exact single processes: attributes of a process and of each of its
+// threads that a round trip must give back exactly (or that procs-dump
+// refuses by name). Each test runs a mode of tests/victims/exact.c,
+// which checks its own view of the attribute, and compares what /proc
+// shows before and after, through the three ways back: a killed process
+// restored, a -K image restored once the original is gone, and a
+// restore with procs-load -d.
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// tripModes are the round trips every exact test makes.
+var tripModes = []string{"kill", "keep", "detach"}
+
+// trip is one round trip of an exact victim.
+type trip struct {
+	orig   *proc
+	start  rec      // its "start 0" line
+	before []string // lines before the dump
+	pid    int      // the restored process
+	load   *load
+}
+
+// exactTrip starts the exact victim (argv after the victim) in dir,
+// waits for 2 good lines of stream, calls view on it, dumps it the way
+// mode says (kill: procs-dump; keep: procs-dump -K, the original going on
+// unharmed until the test kills it; detach: procs-dump, then procs-load
+// -d), restores it and waits for 3 good lines of stream. view is called
+// again on the restored process; both views must be the same.
+func exactTrip(t *testing.T, mode, dir string, args []string, stream string, view func(t *testing.T, pid int, st rec) string) *trip {
+	t.Helper()
+	argv := append(victimArgv(t, "exact"), args...)
+	tr := &trip{}
+	tr.orig = start(t, argv, dir)
+	tr.start = parseStart(t, expect(t, tr.orig.out, "start 0", 0))
+	reports(t, tr.orig.out, stream, 2, 0)
+	want := view(t, tr.orig.pid(), tr.start)
+	var img string
+	var loadArgs []string
+	switch mode {
+	case "kill", "detach":
+		img, tr.before = dumpKilled(t, tr.orig)
+		if mode == "detach" {
+			loadArgs = append(loadArgs, "-d")
+		}
+	case "keep":
+		img = dump(t, tr.orig.pid(), true)
+		n := len(mustLines(tr.orig.out))
+		reports(t, tr.orig.out, stream, 2, n)
+		if got := view(t, tr.orig.pid(), tr.start); got != want {
+			t.Errorf("original after procs-dump -K:\n%s\nwant\n%s", got, want)
+		}
+		tr.orig.cmd.Process.Kill()
+		if !tr.orig.exited(10 * time.Second) {
+			t.Fatal("original did not die")
+		}
+		tr.before, _ = tr.orig.out.waitEOF(5 * time.Second)
+	default:
+		t.Fatalf("mode %q", mode)
+	}
+	tr.load = startLoad(t, img, loadArgs...)
+	after, ok := tr.load.out.wait(lineWait, haveLines([]string{stream}, 3, 0))
+	if !ok {
+		t.Fatalf("restored: want 3 lines %q; got:\n%s\nprocs-load stderr: %s", stream, tail(after, 10), tr.load.stderrText())
+	}
+	if bad := badFlags(perStream(parseAll(after))[stream]); len(bad) > 0 {
+		t.Errorf("restored process's own checks failed:\n%s", strings.Join(bad, "\n"))
+	}
+	tr.pid = tr.load.find(t, "exact", 5*time.Second)
+	if got := view(t, tr.pid, tr.start); got != want {
+		t.Errorf("restored process (-%s):\n%s\nwant, as before the dump:\n%s", mode, got, want)
+	}
+	return tr
+}
+
+// parseStart parses a "start 0 key=value..." line.
+func parseStart(t *testing.T, line string) rec {
+	t.Helper()
+	r, ok := parse(line)
+	if !ok {
+		t.Fatalf("start line %q", line)
+	}
+	return r
+}
+
+// statusOf returns the lines of /proc/PID[/task/TID]/status named keys.
+func statusOf(t *testing.T, path string, keys ...string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		k, _, _ := strings.Cut(l, ":")
+		if slices.Contains(keys, k) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// threadsView applies f to every thread of pid, in tid order but the
+// main thread first, and joins the results (thread ids themselves left
+// out: they change with the PID).
+func threadsView(t *testing.T, pid int, f func(task string) string) string {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tids []string
+	for _, e := range ents {
+		tids = append(tids, e.Name())
+	}
+	slices.SortFunc(tids, func(a, b string) int {
+		if (a == fmt.Sprint(pid)) != (b == fmt.Sprint(pid)) {
+			if a == fmt.Sprint(pid) {
+				return -1
+			}
+			return 1
+		}
+		return len(a)*1000000 - len(b)*1000000 + strings.Compare(a, b)
+	})
+	var out []string
+	for i, tid := range tids {
+		out = append(out, fmt.Sprintf("thread %d:\n%s", i, f(fmt.Sprintf("/proc/%d/task/%s", pid, tid))))
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestExactCreds: supplementary groups and oom_score_adj come back.
+func TestExactCreds(t *testing.T) {
+	for _, mode := range tripModes {
+		t.Run(mode, func(t *testing.T) {
+			needTools(t)
+			noLeftovers(t)
+			exactTrip(t, mode, t.TempDir(), []string{"creds"}, "creds", func(t *testing.T, pid int, st rec) string {
+				oom, err := os.ReadFile(fmt.Sprintf("/proc/%d/oom_score_adj", pid))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return statusOf(t, fmt.Sprintf("/proc/%d/status", pid), "Uid", "Gid", "Groups") +
+					"\noom_score_adj: " + string(bytes.TrimSpace(oom))
+			})
+		})
+	}
+}
+
+// smapsFlags returns the VmFlags of the mapping of pid starting at addr
+// (0x...).
+func smapsFlags(t *testing.T, pid int, addr string) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := strings.TrimPrefix(addr, "0x") + "-"
+	in := false
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, key) {
+			in = true
+		}
+		if v, ok := strings.CutPrefix(l, "VmFlags:"); ok && in {
+			return strings.TrimSpace(v)
+		}
+	}
+	t.Fatalf("no mapping at %s in /proc/%d/smaps", addr, pid)
+	return ""
+}
+
+// TestExactAdvice: every mapping flag set with madvise, mlock or mmap
+// (MAP_DROPPABLE) reads back the same in smaps VmFlags.
+func TestExactAdvice(t *testing.T) {
+	for _, mode := range tripModes {
+		t.Run(mode, func(t *testing.T) {
+			needTools(t)
+			noLeftovers(t)
+			exactTrip(t, mode, t.TempDir(), []string{"madv"}, "madv", func(t *testing.T, pid int, st rec) string {
+				var out []string
+				for _, name := range []string{"dc", "wf", "hg", "nh", "mg", "dd", "lo", "dp"} {
+					out = append(out, name+": "+smapsFlags(t, pid, st.kv[name]))
+				}
+				return strings.Join(out, "\n")
+			})
+		})
+	}
+}
+
+// TestExactThreadCreds: a thread that changed its own ids and groups
+// with the raw system calls keeps them, and the main thread its own.
+func TestExactThreadCreds(t *testing.T) {
+	for _, mode := range tripModes {
+		t.Run(mode, func(t *testing.T) {
+			needTools(t)
+			noLeftovers(t)
+			exactTrip(t, mode, t.TempDir(), []string{"thcreds"}, "thcreds", func(t *testing.T, pid int, _ rec) string {
+				return threadsView(t, pid, func(task string) string {
+					return statusOf(t, task+"/status", "Uid", "Gid", "Groups", "NoNewPrivs")
+				})
+			})
+		})
+	}
+}
+
+// schedView is each thread's policy, real-time priority and nice (stat
+// fields 41, 40 and 19) and the THP line of status. (Not stat's field
+// 18, priority: for a SCHED_IDLE thread it keeps the nice passed to the
+// sched_setattr that set the policy, which schedules nothing and which
+// nothing reads back.)
+func schedView(t *testing.T, pid int, _ rec) string {
+	t.Helper()
+	return threadsView(t, pid, func(task string) string {
+		b, err := os.ReadFile(task + "/stat")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+		return fmt.Sprintf("policy %s rt_priority %s nice %s", f[38], f[37], f[16])
+	}) + "\n" + statusOf(t, fmt.Sprintf("/proc/%d/status", pid), "THP_enabled")
+}
+
+// TestExactSched: every thread's scheduling policy, priority, nice and
+// reset-on-fork flag, PR_SET_THP_DISABLE and a membarrier registration
+// come back.
+func TestExactSched(t *testing.T) {
+	for _, mode := range tripModes {
+		t.Run(mode, func(t *testing.T) {
+			needTools(t)
+			noLeftovers(t)
+			exactTrip(t, mode, t.TempDir(), []string{"sched"}, "sched", schedView)
+		})
+	}
+}

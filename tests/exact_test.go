@@ -12,8 +12,12 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -38,9 +42,19 @@ type trip struct {
 // again on the restored process; both views must be the same.
 func exactTrip(t *testing.T, mode, dir string, args []string, stream string, view func(t *testing.T, pid int, st rec) string) *trip {
 	t.Helper()
+	return exactTripFed(t, mode, dir, args, stream, view, false)
+}
+
+// exactTripFed is exactTrip; with feed, a line is written to the
+// victim's standard input every 50 ms, before and after the restore.
+func exactTripFed(t *testing.T, mode, dir string, args []string, stream string, view func(t *testing.T, pid int, st rec) string, feed bool) *trip {
+	t.Helper()
 	argv := append(victimArgv(t, "exact"), args...)
 	tr := &trip{}
 	tr.orig = start(t, argv, dir)
+	if feed {
+		feedLines(t, tr.orig.stdin)
+	}
 	tr.start = parseStart(t, expect(t, tr.orig.out, "start 0", 0))
 	reports(t, tr.orig.out, stream, 2, 0)
 	want := view(t, tr.orig.pid(), tr.start)
@@ -68,6 +82,9 @@ func exactTrip(t *testing.T, mode, dir string, args []string, stream string, vie
 		t.Fatalf("mode %q", mode)
 	}
 	tr.load = startLoad(t, img, loadArgs...)
+	if feed {
+		feedLines(t, tr.load.stdin)
+	}
 	after, ok := tr.load.out.wait(lineWait, haveLines([]string{stream}, 3, 0))
 	if !ok {
 		t.Fatalf("restored: want 3 lines %q; got:\n%s\nprocs-load stderr: %s", stream, tail(after, 10), tr.load.stderrText())
@@ -240,4 +257,101 @@ func TestExactSched(t *testing.T) {
 			exactTrip(t, mode, t.TempDir(), []string{"sched"}, "sched", schedView)
 		})
 	}
+}
+
+// feedLines writes "hello" lines to w every 50 ms until a write fails or
+// t ends.
+func feedLines(t *testing.T, w *os.File) {
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			if _, err := w.Write([]byte("hello\n")); err != nil {
+				return
+			}
+		}
+	}()
+}
+
+// seccompView is each thread's seccomp lines of status.
+func seccompView(t *testing.T, pid int, _ rec) string {
+	t.Helper()
+	return threadsView(t, pid, func(task string) string {
+		return statusOf(t, task+"/status", "NoNewPrivs", "Seccomp", "Seccomp_filters")
+	})
+}
+
+// TestExactSeccomp: seccomp filters travel, one of the whole process and
+// one of a thread only, and go on filtering; filters the threads share
+// are shared again (the program adds filters with TSYNC after the
+// restore); and strict mode, in which the program can only read, write
+// and exit, travels too.
+func TestExactSeccomp(t *testing.T) {
+	for _, mode := range tripModes {
+		t.Run("filter/"+mode, func(t *testing.T) {
+			needTools(t)
+			noLeftovers(t)
+			exactTrip(t, mode, t.TempDir(), []string{"seccomp"}, "seccomp", seccompView)
+		})
+	}
+	for _, mode := range tripModes {
+		t.Run("tsync/"+mode, func(t *testing.T) {
+			needTools(t)
+			noLeftovers(t)
+			exactTrip(t, mode, t.TempDir(), []string{"tsync"}, "tsync", func(t *testing.T, pid int, _ rec) string {
+				// Not the number of filters, which grows.
+				return threadsView(t, pid, func(task string) string {
+					return statusOf(t, task+"/status", "NoNewPrivs", "Seccomp")
+				})
+			})
+		})
+	}
+	for _, mode := range tripModes {
+		t.Run("strict/"+mode, func(t *testing.T) {
+			needTools(t)
+			noLeftovers(t)
+			exactTripFed(t, mode, t.TempDir(), []string{"strict"}, "strict", seccompView, true)
+		})
+	}
+}
+
+// TestExactSeccompUnprivileged: without CAP_SYS_ADMIN, procs-dump
+// refuses a process under seccomp by name, untouched, and procs-load
+// refuses an image of one.
+func TestExactSeccompUnprivileged(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	bin := publicCopy(t, victimArgv(t, "exact")[0])
+	p := startAs(t, []string{bin, "seccomp"}, "/tmp", &syscall.SysProcAttr{Credential: nobody})
+	expect(t, p.out, "start 0", 0)
+	reports(t, p.out, "seccomp", 2, 0)
+	pd := publicCopy(t, filepath.Join(binDir, "procs-dump"))
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(pd, strconv.Itoa(p.pid()))
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: nobody}
+	runTimeout(cmd, 30*time.Second)
+	msg := strings.TrimSpace(stderr.String())
+	if code := cmd.ProcessState.ExitCode(); code != 3 || !strings.Contains(msg, "seccomp") || !strings.Contains(msg, "CAP_SYS_ADMIN") {
+		t.Errorf("procs-dump as uid 65534 of a process under seccomp: exit %d, %q; want 3 and a message naming seccomp and CAP_SYS_ADMIN", cmd.ProcessState.ExitCode(), msg)
+	}
+	n := len(mustLines(p.out))
+	reports(t, p.out, "seccomp", 2, n) // untouched, going on
+
+	img, _ := dumpKilled(t, p)
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd = exec.Command(publicCopy(t, filepath.Join(binDir, "procs-load")))
+	cmd.Stdin = f
+	cmd.Dir = "/tmp"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: nobody}
+	refused(t, cmd, "exact", "seccomp", "CAP_SYS_ADMIN")
 }

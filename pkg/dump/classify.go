@@ -210,9 +210,7 @@ func precheck(pid int) (procfs.Status, error) {
 	if strings.HasPrefix(st.State, "T") || strings.HasPrefix(st.State, "t") {
 		p.add("it is stopped or traced (state %s)", st.State)
 	}
-	if st.Seccomp != 0 {
-		p.add("a seccomp filter")
-	}
+	p = append(p, checkSeccomp(pid)...)
 	if kids, err := procfs.ChildrenOf(pid); err == nil && len(kids) > 0 {
 		p.add("child processes %v", kids)
 	}

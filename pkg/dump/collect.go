@@ -52,9 +52,6 @@ func (c *collector) collect() error {
 	c.p.Pgid = st.PGRP
 	c.p.Umask = status.Umask
 	c.p.Creds = format.Creds{UID: status.Uid, GID: status.Gid, Groups: status.Groups, NoNewPrivs: status.NoNewPrivs}
-	if status.Seccomp != 0 {
-		return &refusal{fmt.Sprintf("process %d holds what procs cannot carry: a seccomp filter", pid)}
-	}
 	if c.p.Personality, err = procfs.Personality(pid); err != nil {
 		return err
 	}
@@ -111,6 +108,9 @@ func (c *collector) collect() error {
 		return err
 	}
 	if err := c.collectExact(); err != nil {
+		return err
+	}
+	if err := c.collectSeccomp(); err != nil {
 		return err
 	}
 	if c.p.Pending, err = ptrace.PeekSiginfo(pid, true); err != nil {

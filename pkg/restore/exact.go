@@ -60,10 +60,8 @@ func validateExact(img *format.Process) error {
 			return fmt.Errorf("image mapping %x-%x is droppable but not private anonymous memory", m.Start, m.End)
 		}
 	}
-	for _, t := range img.Threads {
-		if t.Seccomp != nil {
-			return fmt.Errorf("thread %d of the process had a seccomp filter, which this procs-load cannot restore", t.TID)
-		}
+	if err := validateSeccomp(img); err != nil {
+		return err
 	}
 	if err := validateCreds(img); err != nil {
 		return err

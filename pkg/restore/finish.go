@@ -189,6 +189,9 @@ func (b *builder) finish() error {
 	if err := b.exactProcess(); err != nil {
 		return err
 	}
+	if err := b.seccomp(); err != nil {
+		return err
+	}
 	if err := b.creds(); err != nil {
 		return err
 	}

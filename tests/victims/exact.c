@@ -40,6 +40,12 @@
  *		filter of its own making getppid fail with EACCES. Prints
  *		"seccomp N mainok=1 threadok=1": in the main thread getpid
  *		fails and getppid works, in the other both fail as set.
+ *	tsync		sets no_new_privs and the getpid filter of seccomp, then
+ *		starts a second thread, which shares it. Each line it adds
+ *		a filter that allows everything, with
+ *		SECCOMP_FILTER_FLAG_TSYNC, which works only while the
+ *		threads share their filters. Prints "tsync N mainok=1
+ *		threadok=1 tsyncok=1".
  *	strict		enters seccomp strict mode: from then on it can only
  *		read, write and exit. For each line read on fd 0 it prints
  *		"strict N len=L", L the line's length.
@@ -380,6 +386,37 @@ static void __attribute__((noreturn)) seccompm(void)
 	}
 }
 
+static void *tsyncThread(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		atomic_store(&secThreadok, fails(SYS_getpid, EPERM));
+		nap(20);
+	}
+	return NULL;
+}
+
+static void __attribute__((noreturn)) tsync(void)
+{
+	int pid = getpid();
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		die("PR_SET_NO_NEW_PRIVS");
+	filterErrno(SYS_getpid, EPERM);
+	pthread_t th;
+	if (pthread_create(&th, NULL, tsyncThread, NULL) != 0)
+		die("pthread_create");
+	nap(50);
+	say("start 0 pid=%d\n", pid);
+	struct sock_filter allow[] = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
+	struct sock_fprog prog = {1, allow};
+	for (long n = 1;; n++) {
+		nap(100);
+		int mainok = fails(SYS_getpid, EPERM);
+		int tsyncok = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog) == 0;
+		say("tsync %ld mainok=%d threadok=%d tsyncok=%d\n", n, mainok, atomic_load(&secThreadok), tsyncok);
+	}
+}
+
 /* strict */
 
 static void __attribute__((noreturn)) strict(void)
@@ -435,10 +472,12 @@ int main(int argc, char **argv)
 		schedm();
 	if (argc == 2 && strcmp(argv[1], "seccomp") == 0)
 		seccompm();
+	if (argc == 2 && strcmp(argv[1], "tsync") == 0)
+		tsync();
 	if (argc == 2 && strcmp(argv[1], "strict") == 0)
 		strict();
 	if (argc == 3 && strcmp(argv[1], "chroot") == 0)
 		chrootm(argv[2]);
-	fprintf(stderr, "usage: exact creds | madv | thcreds | sched | seccomp | strict | chroot DIR\n");
+	fprintf(stderr, "usage: exact creds | madv | thcreds | sched | seccomp | tsync | strict | chroot DIR\n");
 	return 2;
 }

@@ -355,3 +355,55 @@ func TestExactSeccompUnprivileged(t *testing.T) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: nobody}
 	refused(t, cmd, "exact", "seccomp", "CAP_SYS_ADMIN")
 }
+
+// jail makes a folder for the chroot mode: a marker file and a sub
+// folder.
+func jail(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "jail")
+	if err := os.MkdirAll(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "marker"), []byte("here"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// rootView is where /proc says the process's root and cwd are.
+func rootView(t *testing.T, pid int, _ rec) string {
+	t.Helper()
+	root, err1 := os.Readlink(fmt.Sprintf("/proc/%d/root", pid))
+	cwd, err2 := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	return "root " + root + "\ncwd " + cwd
+}
+
+// TestExactChroot: a process chrooted into a folder is chrooted into it
+// again, its working directory inside; restoring it where the folder is
+// missing is refused, naming the folder.
+func TestExactChroot(t *testing.T) {
+	for _, mode := range tripModes {
+		t.Run(mode, func(t *testing.T) {
+			needTools(t)
+			noLeftovers(t)
+			dir := jail(t)
+			exactTrip(t, mode, t.TempDir(), []string{"chroot", dir}, "chroot", rootView)
+		})
+	}
+	t.Run("missing", func(t *testing.T) {
+		needTools(t)
+		noLeftovers(t)
+		dir := jail(t)
+		p := start(t, append(victimArgv(t, "exact"), "chroot", dir), t.TempDir())
+		expect(t, p.out, "start 0", 0)
+		reports(t, p.out, "chroot", 2, 0)
+		img, _ := dumpKilled(t, p)
+		if err := os.RemoveAll(dir); err != nil {
+			t.Fatal(err)
+		}
+		refused(t, loadCmd(img), "exact", "chroot", dir)
+	})
+}

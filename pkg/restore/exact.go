@@ -60,6 +60,9 @@ func validateExact(img *format.Process) error {
 			return fmt.Errorf("image mapping %x-%x is droppable but not private anonymous memory", m.Start, m.End)
 		}
 	}
+	if err := validateRoot(img); err != nil {
+		return err
+	}
 	if err := validateSeccomp(img); err != nil {
 		return err
 	}
@@ -105,6 +108,9 @@ func (b *builder) exactProcess() error {
 		if _, err := r.Syscall(fmt.Sprintf("membarrier(register %#x)", bit), sysMembarrier, uint64(bit), 0, 0); err != nil {
 			return err
 		}
+	}
+	if err := b.chroot(); err != nil {
+		return err
 	}
 	if v := img.OomScoreAdj; v != nil {
 		err := os.WriteFile(fmt.Sprintf("/proc/%d/oom_score_adj", b.pid), []byte(fmt.Sprint(*v)), 0)

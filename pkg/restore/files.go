@@ -22,9 +22,6 @@ func validate(img *format.Process) error {
 			return fmt.Errorf("image thread %d has %d register words, want 27", i, len(t.Regs))
 		}
 	}
-	if img.Root != "/" {
-		return fmt.Errorf("the process ran in a chroot (%s), which procs cannot restore", img.Root)
-	}
 	if img.Exe < 0 || img.Exe >= len(img.Files) {
 		return fmt.Errorf("image names no executable")
 	}

@@ -42,14 +42,14 @@ type trip struct {
 // again on the restored process; both views must be the same.
 func exactTrip(t *testing.T, mode, dir string, args []string, stream string, view func(t *testing.T, pid int, st rec) string) *trip {
 	t.Helper()
-	return exactTripFed(t, mode, dir, args, stream, view, false)
+	return exactTripFed(t, mode, dir, append(victimArgv(t, "exact"), args...), "exact", stream, view, false)
 }
 
-// exactTripFed is exactTrip; with feed, a line is written to the
-// victim's standard input every 50 ms, before and after the restore.
-func exactTripFed(t *testing.T, mode, dir string, args []string, stream string, view func(t *testing.T, pid int, st rec) string, feed bool) *trip {
+// exactTripFed is exactTrip for the victim argv, named comm; with feed, a
+// line is written to the victim's standard input every 50 ms, before and
+// after the restore.
+func exactTripFed(t *testing.T, mode, dir string, argv []string, comm, stream string, view func(t *testing.T, pid int, st rec) string, feed bool) *trip {
 	t.Helper()
-	argv := append(victimArgv(t, "exact"), args...)
 	tr := &trip{}
 	tr.orig = start(t, argv, dir)
 	if feed {
@@ -92,7 +92,7 @@ func exactTripFed(t *testing.T, mode, dir string, args []string, stream string, 
 	if bad := badFlags(perStream(parseAll(after))[stream]); len(bad) > 0 {
 		t.Errorf("restored process's own checks failed:\n%s", strings.Join(bad, "\n"))
 	}
-	tr.pid = tr.load.find(t, "exact", 5*time.Second)
+	tr.pid = tr.load.find(t, comm, 5*time.Second)
 	if got := view(t, tr.pid, tr.start); got != want {
 		t.Errorf("restored process (-%s):\n%s\nwant, as before the dump:\n%s", mode, got, want)
 	}
@@ -315,7 +315,7 @@ func TestExactSeccomp(t *testing.T) {
 		t.Run("strict/"+mode, func(t *testing.T) {
 			needTools(t)
 			noLeftovers(t)
-			exactTripFed(t, mode, t.TempDir(), []string{"strict"}, "strict", seccompView, true)
+			exactTripFed(t, mode, t.TempDir(), append(victimArgv(t, "exact"), "strict"), "exact", "strict", seccompView, true)
 		})
 	}
 }
@@ -406,4 +406,46 @@ func TestExactChroot(t *testing.T) {
 		}
 		refused(t, loadCmd(img), "exact", "chroot", dir)
 	})
+}
+
+// pyAttrs is a python program that sets its groups, oom_score_adj,
+// SCHED_BATCH with nice 4 and PR_SET_THP_DISABLE, and checks them every
+// 100 ms.
+const pyAttrs = `import ctypes, os, time
+libc = ctypes.CDLL(None, use_errno=True)
+os.setgroups([4242, 4243])
+open('/proc/self/oom_score_adj', 'w').write('123')
+os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+os.nice(4)
+libc.prctl(41, 1, 0, 0, 0)
+print('start 0 pid=%d' % os.getpid(), flush=True)
+n = 0
+while True:
+    n += 1
+    g = sorted(os.getgroups()) == [4242, 4243]
+    o = open('/proc/self/oom_score_adj').read().strip() == '123'
+    s = os.sched_getscheduler(0) == os.SCHED_BATCH and os.getpriority(os.PRIO_PROCESS, 0) == 4
+    h = libc.prctl(42, 0, 0, 0, 0) == 1
+    print('py %d groupsok=%d oomok=%d schedok=%d thpok=%d' % (n, g, o, s, h), flush=True)
+    time.sleep(0.1)
+`
+
+// TestExactPython: a real program's groups, oom_score_adj, scheduling
+// and THP disabling come back.
+func TestExactPython(t *testing.T) {
+	for _, mode := range tripModes {
+		t.Run(mode, func(t *testing.T) {
+			needTools(t)
+			noLeftovers(t)
+			py := victimArgv(t, "python")[0]
+			exactTripFed(t, mode, t.TempDir(), []string{py, "-c", pyAttrs}, "python3", "py", func(t *testing.T, pid int, st rec) string {
+				oom, err := os.ReadFile(fmt.Sprintf("/proc/%d/oom_score_adj", pid))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return schedView(t, pid, st) + "\n" + statusOf(t, fmt.Sprintf("/proc/%d/status", pid), "Groups") +
+					"\noom_score_adj " + string(bytes.TrimSpace(oom))
+			}, false)
+		})
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/safetext"
 )
 
 // The smaps VmFlags a mapping's advice may hold, all of which procs-load
@@ -53,7 +54,7 @@ func validateExact(img *format.Process) error {
 	for _, m := range img.Maps {
 		for _, a := range m.Advice {
 			if !knownAdvice[a] {
-				return fmt.Errorf("image mapping %x-%x has flag %s, which this procs-load cannot give back", m.Start, m.End, safeAdvice(a))
+				return fmt.Errorf("image mapping %x-%x has flag %s, which this procs-load cannot give back", m.Start, m.End, safetext.Quote(a))
 			}
 		}
 		if hasAdvice(m, "dp") && (m.Shared || m.File >= 0 || m.Kind != format.MapAnon) {
@@ -71,9 +72,6 @@ func validateExact(img *format.Process) error {
 	}
 	return validateSched(img)
 }
-
-// safeAdvice quotes a flag from the image, at most a few bytes of it.
-func safeAdvice(a string) string { return fmt.Sprintf("%q", a[:min(len(a), 8)]) }
 
 // mapFlags gives mapping m the flags it had that madvise does not set:
 // locked (lo, and lf for MLOCK_ONFAULT). Locking is done in the process,

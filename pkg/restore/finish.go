@@ -540,13 +540,7 @@ const atFDCWD = ^uint64(99)
 // hasCheckpointRestore tells whether this process has CAP_SYS_ADMIN or
 // CAP_CHECKPOINT_RESTORE in its effective set.
 func hasCheckpointRestore() bool {
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return false
-	}
-	eff := uint64(data[0].Effective) | uint64(data[1].Effective)<<32
-	return eff&(1<<unix.CAP_SYS_ADMIN|1<<unix.CAP_CHECKPOINT_RESTORE) != 0
+	return hasCap(unix.CAP_SYS_ADMIN) || hasCap(unix.CAP_CHECKPOINT_RESTORE)
 }
 
 func hasAdvice(m format.Mapping, flag string) bool { return slices.Contains(m.Advice, flag) }

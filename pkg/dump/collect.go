@@ -363,11 +363,11 @@ func (c *collector) collectThreads() error {
 		t.SchedFlags = attr.Flags & schedFlagResetOnFork
 		// sched_getattr gives no nice for a real-time thread, which has
 		// one all the same (for when it leaves its policy); stat has it.
-		if st, err := procfs.ReadTaskStat(c.pid, tid); err != nil {
+		st, err := procfs.ReadTaskStat(c.pid, tid)
+		if err != nil {
 			return err
-		} else {
-			t.Nice = st.Nice
 		}
+		t.Nice = st.Nice
 		c.p.Threads = append(c.p.Threads, t)
 	}
 	return nil

@@ -449,3 +449,33 @@ func TestExactPython(t *testing.T) {
 		})
 	}
 }
+
+// TestExactThreadsUnprivileged: a process of uid 65534 with nine
+// threads, restored by root: every thread runs as 65534 again (each
+// thread sets its own credentials; the restorer's, root's, were once
+// left to all but the main thread).
+func TestExactThreadsUnprivileged(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	bin := publicCopy(t, victimArgv(t, "threads")[0])
+	p := startAs(t, []string{bin}, "/tmp", &syscall.SysProcAttr{Credential: nobody})
+	reports(t, p.out, "t7", 1, 0)
+	view := func(t *testing.T, pid int) string {
+		return threadsView(t, pid, func(task string) string {
+			return statusOf(t, task+"/status", "Uid", "Gid", "Groups", "CapEff")
+		})
+	}
+	want := view(t, p.pid())
+	if !strings.Contains(want, "65534\t65534\t65534\t65534") || strings.Count(want, "thread ") != 9 {
+		t.Fatalf("victim's threads:\n%s\nwant 9 threads (main and 8) of uid 65534", want)
+	}
+	img, _ := dumpKilled(t, p)
+	ld := startLoad(t, img)
+	if _, ok := ld.out.wait(lineWait, haveLines([]string{"t7"}, 1, 0)); !ok {
+		t.Fatalf("restored: no line; procs-load stderr: %s", ld.stderrText())
+	}
+	pid := ld.find(t, "threads", 5*time.Second)
+	if got := view(t, pid); got != want {
+		t.Errorf("restored threads:\n%s\nwant\n%s", got, want)
+	}
+}

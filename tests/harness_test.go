@@ -110,6 +110,7 @@ func buildVictims(dir string) {
 		{"blocked", "blocked.c", nil},
 		{"memhog", "memhog.c", []string{"-pthread"}},
 		{"clockloop", "clockloop.c", []string{"-pthread"}},
+		{"exact", "exact.c", []string{"-pthread"}},
 	}
 	gcc, gccErr := exec.LookPath("gcc")
 	for _, c := range cc {

@@ -52,9 +52,6 @@ func (c *collector) collect() error {
 	c.p.Pgid = st.PGRP
 	c.p.Umask = status.Umask
 	c.p.Creds = format.Creds{UID: status.Uid, GID: status.Gid, Groups: status.Groups, NoNewPrivs: status.NoNewPrivs}
-	if status.Seccomp != 0 {
-		return &refusal{fmt.Sprintf("process %d holds what procs cannot carry: a seccomp filter", pid)}
-	}
 	if c.p.Personality, err = procfs.Personality(pid); err != nil {
 		return err
 	}
@@ -108,6 +105,12 @@ func (c *collector) collect() error {
 		return err
 	}
 	if err := c.collectThreads(); err != nil {
+		return err
+	}
+	if err := c.collectExact(); err != nil {
+		return err
+	}
+	if err := c.collectSeccomp(); err != nil {
 		return err
 	}
 	if c.p.Pending, err = ptrace.PeekSiginfo(pid, true); err != nil {
@@ -183,7 +186,7 @@ func (c *collector) collectMaps() error {
 		if m.Exec {
 			fm.Prot |= unix.PROT_EXEC
 		}
-		for _, a := range []string{"gd", "ac", "dc", "dd", "hg", "nh", "wf", "mg", "lo"} {
+		for _, a := range []string{"gd", "ac", "dc", "dd", "hg", "nh", "wf", "mg", "lo", "lf", "dp"} {
 			if m.Flags[a] {
 				fm.Advice = append(fm.Advice, a)
 			}
@@ -353,7 +356,18 @@ func (c *collector) collectThreads() error {
 		if err != nil {
 			return fmt.Errorf("sched_getattr(%d): %w", tid, err)
 		}
+		if err := checkSched(tid, attr); err != nil {
+			return err
+		}
 		t.Policy, t.Priority, t.Nice = int(attr.Policy), int(attr.Priority), int(int32(attr.Nice))
+		t.SchedFlags = attr.Flags & schedFlagResetOnFork
+		// sched_getattr gives no nice for a real-time thread, which has
+		// one all the same (for when it leaves its policy); stat has it.
+		st, err := procfs.ReadTaskStat(c.pid, tid)
+		if err != nil {
+			return err
+		}
+		t.Nice = st.Nice
 		c.p.Threads = append(c.p.Threads, t)
 	}
 	return nil
@@ -546,6 +560,7 @@ func (c *collector) processCalls(status procfs.Status) []call {
 			args: func(slot uint64) [6]uint64 { return [6]uint64{uint64(t.ID), slot} },
 			done: func(_ uint64, b []byte) { t.IntervalNsec, t.ValueNsec = timerValue(b, 1e9) }})
 	}
+	calls = append(calls, c.exactCalls()...)
 	calls = append(calls, call{name: "brk", nr: sysBrk,
 		args: func(uint64) [6]uint64 { return [6]uint64{} },
 		done: func(ret uint64, _ []byte) { c.p.MM.Brk = ret }})

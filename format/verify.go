@@ -5,32 +5,25 @@ import "io"
 // Verify reads a whole image from r and checks all of it: header,
 // checksums, order, compressed payloads, the END totals. It reads no
 // byte after the END record of an image that is not compressed as a whole.
+// It holds none of the payloads but INFO's: its memory is a few buffers
+// and the window of one decompressor, whatever the records say.
 func Verify(r io.Reader) (Info, Summary, error) {
-	rd, err := NewReader(r)
+	return VerifyLimits(r, Limits{})
+}
+
+// VerifyLimits is Verify with limits of the caller's.
+func VerifyLimits(r io.Reader, lim Limits) (Info, Summary, error) {
+	rd, err := NewReaderLimits(r, lim)
 	if err != nil {
 		return Info{}, Summary{}, err
 	}
-	var buf []byte
 	for {
-		h, err := rd.Next()
+		_, err := rd.Next()
 		if err == io.EOF {
 			break
 		}
-		if err != nil {
-			return rd.Info(), Summary{}, err
-		}
-		switch h.Type {
-		case TypePages, TypeFileData:
-			if buf == nil {
-				buf = make([]byte, PageBufSize+fileDataPrefix)
-			}
-			if h.Type == TypePages {
-				_, _, err = rd.ReadPages(buf)
-			} else {
-				_, _, _, err = rd.ReadFileData(buf)
-			}
-		default:
-			_, err = rd.Payload()
+		if err == nil {
+			err = rd.check()
 		}
 		if err != nil {
 			return rd.Info(), Summary{}, err

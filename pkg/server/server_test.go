@@ -123,7 +123,9 @@ func files(t *testing.T, dir string) []string {
 	}
 	var names []string
 	for _, de := range des {
-		names = append(names, de.Name())
+		if de.Name() != server.LockName {
+			names = append(names, de.Name())
+		}
 	}
 	return names
 }

@@ -22,6 +22,7 @@ type Entry struct {
 	Origin  string    `json:"origin"` // X-Procs-Origin header, else the peer's address
 	Size    int64     `json:"size"`   // bytes
 	Arrived time.Time `json:"arrived"`
+	Claimed bool      `json:"claimed,omitempty"` // a receiver has taken it (POST .../claim)
 }
 
 const (

@@ -8,9 +8,12 @@ import (
 
 // VerifyImage is the Verifier of procs images: format.Verify, which checks
 // the header, every record's checksums and the END record, and reads no
-// byte past the end of an image that is not compressed as a whole.
+// byte past the end of an image that is not compressed as a whole. It
+// holds no payload but INFO's, and at most one window of
+// format.MaxRecordWindow: an image compressed as a whole may not ask
+// for more either (xz -6, zstd -19 and below fit).
 func VerifyImage(r io.Reader) (Meta, error) {
-	info, _, err := format.Verify(r)
+	info, _, err := format.VerifyLimits(r, format.Limits{StreamWindow: format.MaxRecordWindow})
 	if err != nil {
 		return Meta{}, err
 	}

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"procs/pkg/safetext"
 	"procs/pkg/server"
 )
 
@@ -30,6 +31,10 @@ const DefaultServer = "127.0.0.1:7627"
 // hold.
 var ErrNotFound = errors.New("no such image")
 
+// ErrTaken matches (errors.Is) the error for an image that another
+// receiver has claimed.
+var ErrTaken = errors.New("image already taken")
+
 // Entry describes one stored image.
 type Entry struct {
 	ID      string    `json:"id"`
@@ -39,6 +44,7 @@ type Entry struct {
 	Origin  string    `json:"origin"`
 	Size    int64     `json:"size"`
 	Arrived time.Time `json:"arrived"`
+	Claimed bool      `json:"claimed,omitempty"`
 }
 
 // Error is an answer of the server other than success.
@@ -49,9 +55,10 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Msg }
 
-// Is makes a 404 match ErrNotFound.
+// Is makes a 404 match ErrNotFound and a 409 ErrTaken.
 func (e *Error) Is(target error) bool {
-	return target == ErrNotFound && e.Status == http.StatusNotFound
+	return target == ErrNotFound && e.Status == http.StatusNotFound ||
+		target == ErrTaken && e.Status == http.StatusConflict
 }
 
 // Client talks to one server.
@@ -193,7 +200,7 @@ func (c *Client) do(req *http.Request, want int) (*http.Response, error) {
 	msg := resp.Status
 	switch {
 	case json.Unmarshal(b, &e) == nil && e.Error != "":
-		msg = e.Error
+		msg = safetext.Clean(e.Error, 1024) // text from the server
 	case resp.StatusCode == http.StatusBadRequest && bytes.Contains(b, []byte("HTTP request to an HTTPS server")):
 		// net/http's answer to plain HTTP on a TLS port.
 		msg = "the server speaks HTTPS: give it as https://" + strings.TrimPrefix(c.base, "http://")
@@ -306,12 +313,61 @@ func (c *Client) Fetch(ctx context.Context, id string) (io.ReadCloser, error) {
 
 // Delete removes image id from the server.
 func (c *Client) Delete(ctx context.Context, id string) error {
+	return c.deleteClaim(ctx, "/v1/images/"+id, id, "")
+}
+
+// Claim takes image id for this receiver alone and returns it as a
+// stream, with the token of the claim. Another receiver's claim then
+// fails with ErrTaken, and the image is not offered by Next, until the
+// claim is committed (Commit: the image is removed) or released
+// (Release, or by the server when the image could not be sent whole or
+// hold after it was sent). hold 0 is the server's default (60 s).
+func (c *Client) Claim(ctx context.Context, id string, hold time.Duration) (io.ReadCloser, string, error) {
+	if err := c.checkID(id); err != nil {
+		return nil, "", err
+	}
+	path := "/v1/images/" + id + "/claim"
+	if hold > 0 {
+		path += "?hold=" + strconv.FormatFloat(hold.Seconds(), 'f', -1, 64)
+	}
+	req, err := c.request(ctx, http.MethodPost, path, nil)
+	if err != nil {
+		return nil, "", err
+	}
+	resp, err := c.do(req, http.StatusOK)
+	if err != nil {
+		return nil, "", err
+	}
+	tok := resp.Header.Get(server.ClaimHeader)
+	if tok == "" {
+		resp.Body.Close()
+		return nil, "", fmt.Errorf("%s: no claim token in the answer to a claim", c.base)
+	}
+	return resp.Body, tok, nil
+}
+
+// Commit ends the claim token on image id by removing the image.
+func (c *Client) Commit(ctx context.Context, id, token string) error {
+	return c.deleteClaim(ctx, "/v1/images/"+id, id, token)
+}
+
+// Release gives back the claim token on image id: the image stays, and
+// is offered again.
+func (c *Client) Release(ctx context.Context, id, token string) error {
+	return c.deleteClaim(ctx, "/v1/images/"+id+"/claim", id, token)
+}
+
+// deleteClaim sends DELETE path, with the claim token if not empty.
+func (c *Client) deleteClaim(ctx context.Context, path, id, token string) error {
 	if err := c.checkID(id); err != nil {
 		return err
 	}
-	req, err := c.request(ctx, http.MethodDelete, "/v1/images/"+id, nil)
+	req, err := c.request(ctx, http.MethodDelete, path, nil)
 	if err != nil {
 		return err
+	}
+	if token != "" {
+		req.Header.Set(server.ClaimHeader, token)
 	}
 	resp, err := c.do(req, http.StatusNoContent)
 	if err != nil {
@@ -358,4 +414,34 @@ func (c *Client) checkID(id string) error {
 		return nil
 	}
 	return &Error{Status: http.StatusNotFound, Msg: fmt.Sprintf("%s: no image %q (ids are 16 characters of a-z and 2-7)", c.base, id)}
+}
+
+// ClaimNext waits for the next image to arrive (as Next) and claims it
+// (as Claim). When another receiver claims it first, taken (if not nil)
+// is told its id, and ClaimNext waits for the one after it.
+func (c *Client) ClaimNext(ctx context.Context, hold time.Duration, taken func(e Entry)) (Entry, io.ReadCloser, string, error) {
+	after := ""
+	for {
+		e, err := c.Next(ctx, after)
+		if errors.Is(err, ErrNotFound) && after != "" {
+			// The image we lost was deleted meanwhile: wait for what
+			// arrives from now on.
+			e, err = c.Next(ctx, "")
+		}
+		if err != nil {
+			return Entry{}, nil, "", err
+		}
+		body, tok, err := c.Claim(ctx, e.ID, hold)
+		if errors.Is(err, ErrTaken) {
+			if taken != nil {
+				taken(e)
+			}
+			after = e.ID
+			continue
+		}
+		if err != nil {
+			return Entry{}, nil, "", err
+		}
+		return e, body, tok, nil
+	}
 }

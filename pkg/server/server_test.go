@@ -349,7 +349,7 @@ func TestCutUpload(t *testing.T) {
 }
 
 func TestConcurrentUploads(t *testing.T) {
-	ts := start(t, server.Config{})
+	ts := start(t, server.Config{MaxUploads: 10})
 	const n = 10
 	imgs := make([][]byte, n)
 	ids := make([]string, n)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -182,6 +183,9 @@ func serve(o options, msg *cli.Msg) (int, error) {
 	if !server.IsLoopback(ln.Addr()) && token == "" { // a socket from systemd
 		return cli.ExitUsage, noToken(ln.Addr())
 	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(MemoryLimit(o.maxUploads))
+	}
 	cfg := server.Config{Dir: o.dir, Verify: Verify, MaxSize: o.limit, Token: token,
 		MaxUploads: o.maxUploads, ReadTimeout: time.Duration(o.readTimeout * float64(time.Second))}
 	if o.Verbose {
@@ -203,6 +207,16 @@ func serve(o options, msg *cli.Msg) (int, error) {
 		return cli.ExitFailure, err
 	}
 	return cli.ExitOK, nil
+}
+
+// MemoryLimit is the soft limit of procs-serve's Go heap for uploads
+// uploads at once (debug.SetMemoryLimit; GOMEMLIMIT overrides it): an
+// upload being verified holds at most one decompression window
+// (format.MaxRecordWindow) and a few small buffers, and the garbage
+// collector works harder near the limit rather than let garbage windows
+// pile up.
+func MemoryLimit(uploads int) int64 {
+	return int64(32+12*uploads) << 20
 }
 
 func defaultDir() string {

@@ -362,3 +362,45 @@ func TestServeListEscapes(t *testing.T) {
 		t.Errorf("procs list =\n%q\nwant two lines, the name escaped", out)
 	}
 }
+
+// TestServeTwoReceiversRestore: two "procs receive ID -d" of the image
+// of a real process at once: one restores it, the other exits 125 with
+// "already taken", and the image leaves the server once the process
+// runs.
+func TestServeTwoReceiversRestore(t *testing.T) {
+	setup(t)
+	addr, _, _, h := boundsServer(t)
+	h.env = []string{"PROCS_SERVER=", "PROCS_TOKEN=", "PROCS_TOKEN_FILE="}
+	dir := t.TempDir()
+	v := startCounter(t, h, dir, "twice")
+	id := sendWatched(t, h, v, addr, "")
+	rs := []*receiver{receive(t, h, dir, id, "-s", addr, "-d"), receive(t, h, dir, id, "-s", addr, "-d")}
+	var won []int
+	for i, r := range rs {
+		select {
+		case <-r.exited:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("procs receive %d still runs after 20 s", i)
+		}
+		out, _ := os.ReadFile(r.out)
+		errs, _ := os.ReadFile(r.out + ".err")
+		code := r.cmd.ProcessState.ExitCode()
+		switch {
+		case code == 0:
+			// The PID, then what the restored counter prints there.
+			first, _, _ := strings.Cut(string(out), "\n")
+			pid, err := strconv.Atoi(first)
+			if err != nil {
+				t.Fatalf("procs receive -d printed %q; want a PID", out)
+			}
+			t.Cleanup(func() { reap(pid) })
+			won = append(won, pid)
+		case code != 125 || !strings.Contains(string(errs), "image "+id+" already taken by another receiver"):
+			t.Errorf("losing procs receive: exit %d, %q; want 125, already taken", code, errs)
+		}
+	}
+	if len(won) != 1 {
+		t.Fatalf("%d receivers restored %s; want 1", len(won), id)
+	}
+	waitFor(t, 10*time.Second, func() bool { return !listsPID(h, addr, "", v.pid) }, "%s to leave the server once the process runs", id)
+}

@@ -106,7 +106,13 @@ type stallReader struct {
 func (sr *stallReader) Read(p []byte) (int, error) {
 	sr.rc.SetReadDeadline(time.Now().Add(sr.timeout))
 	n, err := sr.r.Read(p)
-	if errors.Is(err, os.ErrDeadlineExceeded) {
+	switch {
+	case err == io.EOF:
+		// The whole body is in: syncing a large image may take longer
+		// than the timeout, and the connection's read that net/http
+		// then keeps going must not time out meanwhile.
+		sr.rc.SetReadDeadline(time.Time{})
+	case errors.Is(err, os.ErrDeadlineExceeded):
 		err = fmt.Errorf("nothing received for %v", sr.timeout)
 	}
 	return n, err

@@ -52,12 +52,34 @@ func lockDir(root *os.Root, dir string) (*os.File, error) {
 	return f, nil
 }
 
-// startUpload takes one of the MaxUploads places of uploads, or answers
-// 503 with Retry-After and returns false.
+// queueWait is how long an upload beyond MaxUploads waits for a place
+// before it is answered 503. MaxUploads of them may wait; more are
+// answered at once. A waiting upload holds its connection, and nothing
+// else: its body is not read.
+const queueWait = 10 * time.Second
+
+// startUpload takes one of the MaxUploads places of uploads, waiting for
+// one in the queue if there is room there, or answers 503 with
+// Retry-After and returns false.
 func (s *Server) startUpload(w http.ResponseWriter, r *http.Request) bool {
 	select {
 	case s.uploads <- struct{}{}:
 		return true
+	default:
+	}
+	select {
+	case s.queue <- struct{}{}:
+		defer func() { <-s.queue }()
+		t := time.NewTimer(queueWait)
+		defer t.Stop()
+		select {
+		case s.uploads <- struct{}{}:
+			return true
+		case <-r.Context().Done():
+			return false
+		case <-t.C:
+		case <-s.quit:
+		}
 	default:
 	}
 	s.logf("upload from %s: refused, %d uploads running", r.RemoteAddr, cap(s.uploads))

@@ -206,14 +206,15 @@ func TestNextManyWaiters(t *testing.T) {
 	}
 }
 
-// TestUploadLimit: uploads beyond MaxUploads are answered 503 with
-// Retry-After at once; a body that stalls for ReadTimeout is cut and
-// leaves nothing; then the server takes uploads again.
+// TestUploadLimit: uploads beyond MaxUploads wait for a place, as many
+// as MaxUploads of them; more are answered 503 with Retry-After at once.
+// A body that stalls for ReadTimeout is cut and leaves nothing; then the
+// server takes uploads again.
 func TestUploadLimit(t *testing.T) {
 	ts := start(t, server.Config{MaxUploads: 2, ReadTimeout: time.Second})
 	img := servertest.Image(server.Meta{Comm: "stall"}, 1<<20, 6)
 	var conns []net.Conn
-	for range 2 {
+	for range 4 { // two run, two wait
 		c, err := net.Dial("tcp", ts.addr)
 		if err != nil {
 			t.Fatal(err)
@@ -231,12 +232,13 @@ func TestUploadLimit(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
-		t.Errorf("third upload = %d (Retry-After %q) %s; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"), b)
+		t.Errorf("fifth upload = %d (Retry-After %q) %s; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"), b)
 	}
 	if d := time.Since(start); d > 500*time.Millisecond {
 		t.Errorf("the 503 took %v; want it at once", d)
 	}
-	// The stalled ones are cut after a second of silence.
+	// The stalled ones are cut after a second of silence, the waiting
+	// ones once they had their place and stalled in it.
 	for _, c := range conns {
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		line, err := bufio.NewReader(c).ReadString('\n')

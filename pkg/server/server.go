@@ -44,8 +44,9 @@ type Config struct {
 	Token string
 	// Log receives one line per event; nil means quiet.
 	Log func(format string, args ...any)
-	// MaxUploads is how many uploads may run at once; beyond, an upload
-	// is answered 503 with Retry-After. 0 means DefaultMaxUploads.
+	// MaxUploads is how many uploads may run at once. As many more
+	// may wait up to 10 s for a place; beyond, an upload is answered
+	// 503 with Retry-After. 0 means DefaultMaxUploads.
 	MaxUploads int
 	// ReadTimeout is how long a request's headers may take, and how long
 	// an upload's body may send nothing, before the connection is cut.
@@ -80,6 +81,7 @@ type Server struct {
 	idx     index         // entries, claims, waiters; guarded by mu
 	lock    *os.File      // the state directory's lock, held while open
 	uploads chan struct{} // one token per upload running
+	queue   chan struct{} // one token per upload waiting for a place
 	tidy    sync.Mutex    // guards tidying
 	tidying bool          // a return of memory to the system is planned
 }
@@ -112,6 +114,7 @@ func New(cfg Config) (*Server, error) {
 		tokenSum: sha256.Sum256([]byte(cfg.Token)),
 		quit:     make(chan struct{}),
 		uploads:  make(chan struct{}, cfg.MaxUploads),
+		queue:    make(chan struct{}, cfg.MaxUploads),
 	}
 	if s.lock, err = lockDir(root, cfg.Dir); err != nil {
 		root.Close()

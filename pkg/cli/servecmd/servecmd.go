@@ -41,8 +41,9 @@ Keep procs images under ids and hand them out over HTTP.
       --key=FILE           ... and this private key (PEM)
       --max-size=SIZE      refuse images larger than SIZE bytes; K, M, G
                            and T suffixes; 0 for no limit (default 64G)
-      --max-uploads=N      receive at most N uploads at once; answer
-                           more with 503 and Retry-After (default 8)
+      --max-uploads=N      receive at most N uploads at once, N more
+                           waiting up to 10 s; answer more with 503
+                           and Retry-After (default 8)
       --read-timeout=SECONDS  cut a connection whose request headers
                            take longer, or whose upload sends nothing
                            for that long (default 30)

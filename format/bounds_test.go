@@ -129,14 +129,24 @@ func TestStreamWindow(t *testing.T) {
 // decompressor's window, not their length.
 func TestVerifyMemory(t *testing.T) {
 	zero := make([]byte, maxCap)
-	procXZ := xzDict(t, zero, MaxRecordWindow)
+	// The PROCESS record is JSON (a verifier reads its credentials as it
+	// streams): one member whose string fills the cap.
+	proc := make([]byte, maxCap)
+	copy(proc, `{"pad":"`)
+	for i := 8; i < maxCap-2; i++ {
+		proc[i] = 'a'
+	}
+	copy(proc[maxCap-2:], `"}`)
+	procXZ := xzDict(t, proc, MaxRecordWindow)
+	proc = nil
+	zeroXZ := xzDict(t, zero, MaxRecordWindow)
 	procZstd := zstdWindow(t, zero, MaxRecordWindow)
 	pages := make([]byte, pagesPrefix+MaxPageRun)
 	pages[1] = 0x10
 	img := newBuilder().info().rec(TypeProcess, uint16(XZ), procXZ, maxCap).
 		rec(0x8001, uint16(Zstd), procZstd, maxCap).
 		rec(TypePages, uint16(XZ), xzDict(t, pages, MaxRecordWindow), len(pages)).
-		rec(0x8002, uint16(XZ), procXZ, maxCap).end().b
+		rec(0x8002, uint16(XZ), zeroXZ, maxCap).end().b
 	zero = nil
 	t.Logf("%d bytes hold %d MiB of records", len(img), 3*maxCap>>20+MaxPageRun>>20)
 	runtime.GC()

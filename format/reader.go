@@ -672,7 +672,11 @@ func (p *payloadSource) drain(buf []byte) {
 // length, the PAGES and FILEDATA prefixes) while holding none of it:
 // memory is a small buffer and, for a compressed payload, a decompressor
 // of at most MaxRecordWindow. It is how Verify reads every payload.
-func (r *Reader) check() error {
+func (r *Reader) check() error { return r.checkTo(io.Discard) }
+
+// checkTo is check that also writes the payload (past any prefix) to w as
+// it streams, holding none of it.
+func (r *Reader) checkTo(w io.Writer) error {
 	if r.err != nil {
 		return r.err
 	}
@@ -705,7 +709,7 @@ func (r *Reader) check() error {
 		if err == nil {
 			// One byte more than the raw length, to see a longer one.
 			var m int64
-			m, err = io.CopyBuffer(io.Discard, io.LimitReader(in, int64(r.cur.Raw-pre)+1), r.scratch)
+			m, err = io.CopyBuffer(w, io.LimitReader(in, int64(r.cur.Raw-pre)+1), r.scratch)
 			n += m
 		}
 		done()

@@ -36,7 +36,8 @@ type claim struct {
 // waiter is a GET /v1/next waiting for an image that arrived after mark.
 type waiter struct {
 	mark time.Time
-	ch   chan Entry // buffered: whoever hands an entry never waits
+	may  func(*Entry) bool // whether the requester may have an entry
+	ch   chan Entry        // buffered: whoever hands an entry never waits
 }
 
 func newIndex(es []Entry) index {
@@ -93,10 +94,11 @@ func (sl *slot) entry() Entry {
 	return e
 }
 
-// firstAfter returns the first unclaimed entry that arrived after mark.
-func (x *index) firstAfter(mark time.Time) (Entry, bool) {
+// firstAfter returns the first unclaimed entry that arrived after mark
+// and that may have.
+func (x *index) firstAfter(mark time.Time, may func(*Entry) bool) (Entry, bool) {
 	for i := x.find(mark); i < len(x.order); i++ {
-		if sl := x.order[i]; sl.e.Arrived.After(mark) && sl.claim == nil {
+		if sl := x.order[i]; sl.e.Arrived.After(mark) && sl.claim == nil && may(&sl.e) {
 			return sl.e, true
 		}
 	}
@@ -107,7 +109,7 @@ func (x *index) firstAfter(mark time.Time) (Entry, bool) {
 // them: each costs one send, whatever the number of entries.
 func (x *index) offer(e Entry) {
 	for w := range x.waiters {
-		if e.Arrived.After(w.mark) {
+		if e.Arrived.After(w.mark) && w.may(&e) {
 			w.ch <- e
 			delete(x.waiters, w)
 		}

@@ -174,9 +174,9 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/images", s.upload)
 	mux.HandleFunc("GET /v1/images", s.listImages)
-	mux.HandleFunc("GET /v1/images/{id}", s.fetch)
-	mux.HandleFunc("DELETE /v1/images/{id}", s.delete)
-	mux.HandleFunc("POST /v1/images/{id}/claim", s.claim)
+	mux.HandleFunc("GET /v1/images/{id}", s.owned(s.fetch))
+	mux.HandleFunc("DELETE /v1/images/{id}", s.owned(s.delete))
+	mux.HandleFunc("POST /v1/images/{id}/claim", s.owned(s.claim))
 	mux.HandleFunc("DELETE /v1/images/{id}/claim", s.release)
 	mux.HandleFunc("GET /v1/next", s.next)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -403,10 +403,32 @@ func origin(r *http.Request) string {
 
 // listImages handles GET /v1/images.
 func (s *Server) listImages(w http.ResponseWriter, r *http.Request) {
+	who, _ := s.requester(r)
 	s.mu.Lock()
 	es := s.idx.entries()
 	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, es)
+	mine := es[:0]
+	for _, e := range es {
+		if mayRead(who, &e) {
+			mine = append(mine, e)
+		}
+	}
+	writeJSON(w, http.StatusOK, mine)
+}
+
+// owned lets h serve a request on an image only when the requester may
+// read it (see mayRead); another's image is refused with 403.
+func (s *Server) owned(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		if e, ok := s.lookup(id); ok {
+			if who, _ := s.requester(r); !mayRead(who, &e) {
+				httpError(w, http.StatusForbidden, "image "+id+" is not yours: only its uploader and root may read or remove it")
+				return
+			}
+		}
+		h(w, r)
+	}
 }
 
 // lookup returns the entry of image id.
@@ -567,8 +589,10 @@ func (s *Server) next(w http.ResponseWriter, r *http.Request) {
 		}
 		mark = sl.e.Arrived
 	}
-	e, ok := s.idx.firstAfter(mark)
-	wt := &waiter{mark: mark, ch: make(chan Entry, 1)}
+	who, _ := s.requester(r)
+	may := func(e *Entry) bool { return mayRead(who, e) }
+	e, ok := s.idx.firstAfter(mark, may)
+	wt := &waiter{mark: mark, may: may, ch: make(chan Entry, 1)}
 	if !ok {
 		s.idx.waiters[wt] = struct{}{}
 	}

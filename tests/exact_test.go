@@ -470,7 +470,9 @@ func TestExactThreadsUnprivileged(t *testing.T) {
 		t.Fatalf("victim's threads:\n%s\nwant 9 threads (main and 8) of uid 65534", want)
 	}
 	img, _ := dumpKilled(t, p)
-	ld := startLoad(t, img)
+	// Its stderr is a file in a folder of root's, which uid 65534 cannot
+	// open again: procs-load's stands in.
+	ld := startLoad(t, img, "--stdio=inherit")
 	if _, ok := ld.out.wait(lineWait, haveLines([]string{"t7"}, 1, 0)); !ok {
 		t.Fatalf("restored: no line; procs-load stderr: %s", ld.stderrText())
 	}

@@ -2,6 +2,7 @@ package restore
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -251,6 +252,12 @@ func (b *builder) finish() error {
 	}
 	for i := len(b.tids) - 1; i >= 0; i-- {
 		if err := ptrace.Detach(b.tids[i], 0); err != nil {
+			// Once one thread runs, the process may end on its own
+			// before the next is let go (a signal due at once, an
+			// exit): it ran, and its status tells.
+			if i < len(b.tids)-1 && errors.Is(err, unix.ESRCH) {
+				break
+			}
 			return err
 		}
 	}

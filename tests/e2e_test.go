@@ -622,15 +622,8 @@ func TestDumpKilledNeverHarms(t *testing.T) {
 				time.Sleep(delay / 2)
 				cmd.Process.Kill()
 				cmd.Wait()
-				var herr error
-				for range 100 {
-					if herr = healthy(pid); herr == nil {
-						break
-					}
-					time.Sleep(10 * time.Millisecond)
-				}
-				if herr != nil {
-					t.Fatalf("round %d (procs-dump killed after %v): victim harmed: %v", i, delay, herr)
+				if err := waitHealthy(pid); err != nil {
+					t.Fatalf("round %d (procs-dump killed after %v): victim harmed: %v", i, delay, err)
 				}
 				if s.comm == "counter" {
 					expect(t, v.out, fmt.Sprintf("usr1 %d", usr1), 0)

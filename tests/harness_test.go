@@ -729,6 +729,19 @@ func healthy(pid int) error {
 	return nil
 }
 
+// waitHealthy waits up to a second for healthy(pid) to hold, and returns
+// its last error.
+func waitHealthy(pid int) error {
+	var err error
+	for range 100 {
+		if err = healthy(pid); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return err
+}
+
 // fingerprint is what of a process must be the same before and after a
 // failed dump: signal state, fds and mappings.
 func fingerprint(pid int) string {

@@ -34,8 +34,9 @@ type collector struct {
 	carry     []carried
 	fds       []procfs.FD
 	held      []*os.File // files opened to reach mapped files (see mappedFile)
-	vdso      []byte
+	vdso      []byte     // the [vdso], its padding wiped (see vdsopad.go)
 	vdsoStart uint64
+	vdsoPad   uint64 // where its padding starts
 }
 
 func (c *collector) collect() error {
@@ -107,7 +108,7 @@ func (c *collector) collect() error {
 	if err := c.collectFDs(fds); err != nil {
 		return err
 	}
-	if err := c.f.leaveVdso(c.vdsoStart, c.vdsoStart+uint64(len(c.vdso))); err != nil {
+	if err := c.f.leaveVdso(c.vdsoStart, c.vdsoPad, c.vdsoStart+uint64(len(c.vdso))); err != nil {
 		return err
 	}
 	if err := c.collectThreads(); err != nil {
@@ -223,8 +224,11 @@ func (c *collector) collectMaps() error {
 				if err := ptrace.ReadMem(c.pid, m.Start, c.vdso); err != nil {
 					return fmt.Errorf("reading [vdso]: %w", err)
 				}
+				end := vdsoContentEnd(c.vdso)
+				clear(c.vdso[end:])
 				c.p.Vdso = c.vdso
 				c.vdsoStart = m.Start
+				c.vdsoPad = m.Start + uint64(end)
 			}
 		}
 		c.p.Maps = append(c.p.Maps, fm)

@@ -46,6 +46,21 @@ func testUser(t *testing.T) *syscall.Credential {
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
 }
 
+// userDir returns a new folder owned by cred's user, which it can reach.
+func userDir(t *testing.T, cred *syscall.Credential) string {
+	t.Helper()
+	dir := t.TempDir()
+	for d := dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 // ptraceLimited says why the kernel would not let a user trace its own
 // non-child process, or "".
 func ptraceLimited() string {
@@ -79,15 +94,7 @@ func TestUnprivilegedOwnProcess(t *testing.T) {
 	script := publicCopy(t, argv[len(argv)-1])
 	dumpBin := publicCopy(t, filepath.Join(binDir, "procs-dump"))
 	loadBin := publicCopy(t, filepath.Join(binDir, "procs-load"))
-	dir := t.TempDir()
-	for d := dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
-		t.Fatal(err)
-	}
+	dir := userDir(t, cred)
 
 	streams := []string{"py0", "py1", "py2", "main"}
 	p := startAs(t, []string{py, script}, dir, attr())
@@ -129,4 +136,63 @@ func TestUnprivilegedOwnProcess(t *testing.T) {
 	if got := procStatus(pid)["Uid"]; got != wantIDs {
 		t.Errorf("restored process's Uid = %q; want %q", got, wantIDs)
 	}
+}
+
+// TestUnprivilegedNeedsCapability: what an ordinary user's procs-dump
+// cannot reach without CAP_CHECKPOINT_RESTORE, a mapping of a deleted file
+// that no fd holds, is refused (exit 3) with a message that names the
+// capability, and the process goes on.
+func TestUnprivilegedNeedsCapability(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	if why := ptraceLimited(); why != "" {
+		t.Skipf("a user may not trace its own processes here: %s", why)
+	}
+	py := "/usr/bin/python3"
+	if _, err := os.Stat(py); err != nil {
+		t.Skipf("no %s: %v", py, err)
+	}
+	cred := testUser(t)
+	dumpBin := publicCopy(t, filepath.Join(binDir, "procs-dump"))
+	dir := userDir(t, cred)
+	// mmap through libc: Python's mmap module keeps an fd of its own.
+	code := `import ctypes, os, time
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+fd = os.open("gone", os.O_RDWR | os.O_CREAT, 0o600)
+os.write(fd, b"x" * 4096)
+assert libc.mmap(None, 4096, 3, 1, fd, 0) not in (None, 2**64 - 1)  # PROT_READ|PROT_WRITE, MAP_SHARED
+os.close(fd)
+os.unlink("gone")
+print("start 0", flush=True)
+n = 0
+while True:
+    time.sleep(0.05)
+    n += 1
+    if n % 4 == 0:
+        print("tick %d" % (n // 4), flush=True)
+`
+	p := startAs(t, []string{py, "-c", code}, dir, &syscall.SysProcAttr{Credential: cred})
+	expect(t, p.out, "start 0", 0)
+	var stderr bytes.Buffer
+	cmd := exec.Command(dumpBin, "-o", filepath.Join(dir, "img"), strconv.Itoa(p.pid()))
+	cmd.Dir, cmd.Stderr = dir, &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	err := runTimeout(cmd, time.Minute)
+	msg := strings.TrimSpace(stderr.String())
+	if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 3 {
+		t.Fatalf("procs-dump as uid %d of a process mapping a deleted file: %v; want exit 3\n%s", cred.Uid, err, msg)
+	}
+	if !strings.Contains(msg, "CAP_CHECKPOINT_RESTORE") || !strings.Contains(msg, "deleted") || strings.Count(msg, "\n") > 1 {
+		t.Errorf("procs-dump message %q; want one line naming the deleted file and CAP_CHECKPOINT_RESTORE", msg)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "img")); err == nil {
+		t.Errorf("a refused dump left %s", filepath.Join(dir, "img"))
+	}
+	if err := waitHealthy(p.pid()); err != nil {
+		t.Fatalf("victim harmed: %v", err)
+	}
+	skip := len(mustLines(p.out))
+	expect(t, p.out, "tick", skip)
 }

@@ -202,7 +202,7 @@ func (c *collector) collectMaps() error {
 			idx, err := c.fileAt(path, fkind)
 			if errors.Is(err, unix.EPERM) {
 				// Following map_files needs CAP_CHECKPOINT_RESTORE.
-				if path, err = c.mappedFile(m, kind == format.MapShmem); err == nil {
+				if path, err = c.mappedFile(m); err == nil {
 					idx, err = c.fileAt(path, fkind)
 				}
 			}
@@ -246,7 +246,7 @@ func (c *collector) collectMaps() error {
 // same file, else the file at m's path, opened and checked against the
 // device and inode that maps shows. A deleted file or shared memory that
 // no fd holds is out of reach: the error says which capability it takes.
-func (c *collector) mappedFile(m *procfs.Mapping, shmem bool) (string, error) {
+func (c *collector) mappedFile(m *procfs.Mapping) (string, error) {
 	want := [2]uint64{m.Dev, m.Inode}
 	for _, fd := range c.fds {
 		if fd.Path == m.Path && [2]uint64{fd.Dev, fd.Ino} == want {
@@ -255,7 +255,7 @@ func (c *collector) mappedFile(m *procfs.Mapping, shmem bool) (string, error) {
 	}
 	const needCap = "reading it takes CAP_CHECKPOINT_RESTORE (or root)"
 	switch {
-	case shmem:
+	case !strings.HasPrefix(m.Path, "/") || strings.HasPrefix(m.Path, "/memfd:") || (m.Deleted && m.Path == "/dev/zero"):
 		return "", &refusal{fmt.Sprintf("mapping %x-%x (%s): shared memory that no fd of process %d holds: %s",
 			m.Start, m.End, m.Path, c.pid, needCap)}
 	case m.Deleted:

@@ -22,12 +22,15 @@ var tempFile = regexp.MustCompile(`^\..*\.procs-tmp-[0-9]+-[0-9]+-[0-9a-f]+$`)
 const noPID = "4194305"
 
 // TestDumpOutputKilledLeavesNothing kills procs-dump -K -o FILE at random
-// moments (0-50 ms in) while it dumps a 48 MiB victim. Each time, FILE is
-// absent or a whole image (a kill after the image got its name) or, when
-// it was there before, the old file; nothing else is in the folder. The
-// one moment that may leave a temp name, between link and rename when
-// FILE is replaced, is cleaned by the next procs-dump's start. The victim
-// goes on unharmed and its memory checks out.
+// moments while it dumps a 48 MiB victim (0-50 ms in, or up to a bit more
+// than a whole dump takes here; every other round 0-15 ms in). Each time, FILE is absent or a whole
+// image (a kill after the image got its name) or, when it was there
+// before, the old file; nothing else is in the folder. The one moment that
+// may leave a temp name, between link and rename when FILE is replaced, is
+// cleaned by the next procs-dump's start. Every other round the next
+// procs-dump starts at once, while a thread may still be on its way back
+// from the dead one's injected calls. The victim goes on unharmed and its
+// memory checks out.
 func TestDumpOutputKilledLeavesNothing(t *testing.T) {
 	needTools(t)
 	noLeftovers(t)
@@ -38,6 +41,7 @@ func TestDumpOutputKilledLeavesNothing(t *testing.T) {
 	v := start(t, append(victimArgv(t, "memhog"), "48"), t.TempDir())
 	expect(t, v.out, "ready ", 0)
 	pid := v.pid()
+	base := fingerprint(pid)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 15))
 	dir := t.TempDir()
 	img := filepath.Join(dir, "img")
@@ -45,6 +49,11 @@ func TestDumpOutputKilledLeavesNothing(t *testing.T) {
 		return exec.Command(filepath.Join(binDir, "procs-dump"), "-K", "-o", img, pid)
 	}
 	old := []byte("old contents\n")
+	t0 := time.Now()
+	if out, err := dumpCmd(strconv.Itoa(pid)).CombinedOutput(); err != nil {
+		t.Fatalf("procs-dump -K -o %s %d: %v\n%s", img, pid, err, out)
+	}
+	span := max(50*time.Millisecond, time.Since(t0)*6/5)
 	var nothing, whole, kept, cleaned int
 	for i := range rounds {
 		replace := i%2 == 1
@@ -54,7 +63,12 @@ func TestDumpOutputKilledLeavesNothing(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		delay := time.Duration(rng.IntN(50_001)) * time.Microsecond
+		delay := time.Duration(rng.Int64N(int64(span) + 1))
+		if i%2 == 0 {
+			// Mostly while it borrows the victim's threads, and the
+			// next round comes at once.
+			delay = time.Duration(rng.Int64N(int64(15*time.Millisecond) + 1))
+		}
 		var stderr bytes.Buffer
 		cmd := dumpCmd(strconv.Itoa(pid))
 		cmd.Stderr = &stderr
@@ -109,9 +123,15 @@ func TestDumpOutputKilledLeavesNothing(t *testing.T) {
 		if err := waitHealthy(pid); err != nil {
 			t.Fatalf("round %d (procs-dump killed after %v): victim harmed: %v", i, delay, err)
 		}
+		if i%2 == 0 && i != rounds-1 {
+			continue
+		}
+		if d := waitSame(pid, base); d != "" {
+			t.Fatalf("round %d (procs-dump killed after %v): victim changed:\n%s", i, delay, d)
+		}
 	}
-	t.Logf("%d rounds: %d left nothing, %d the old file, %d a whole image; %d left a temp name the next run removed",
-		rounds, nothing, kept, whole, cleaned)
+	t.Logf("%d rounds, killed 0-%v in: %d left nothing, %d the old file, %d a whole image; %d left a temp name the next run removed",
+		rounds, span.Round(time.Millisecond), nothing, kept, whole, cleaned)
 	skip := len(mustLines(v.out))
 	if err := v.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
 		t.Fatal(err)

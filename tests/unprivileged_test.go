@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,35 +15,6 @@ import (
 	"testing"
 	"time"
 )
-
-// testUser creates an ordinary user with a name unique to this run, and
-// removes it when t ends. It returns the user's credential.
-func testUser(t *testing.T) *syscall.Credential {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("creating a user needs root")
-	}
-	if _, err := exec.LookPath("useradd"); err != nil {
-		t.Skipf("no useradd: %v", err)
-	}
-	name := fmt.Sprintf("procs-t%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
-	if out, err := exec.Command("useradd", "--no-create-home", "--user-group",
-		"--shell", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
-		t.Fatalf("useradd %s: %v\n%s", name, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
-			t.Errorf("userdel %s: %v\n%s", name, err, out)
-		}
-	})
-	u, err := user.Lookup(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
-}
 
 // userDir returns a new folder owned by cred's user, which it can reach.
 func userDir(t *testing.T, cred *syscall.Credential) string {

@@ -12,7 +12,7 @@ CMDS := $(notdir $(wildcard cmd/*))
 BINS := $(addprefix bin/,$(CMDS))
 MANS := $(wildcard man/*.[158])
 
-.PHONY: all build test bench install lint clean FORCE
+.PHONY: all build deps test bench install lint clean FORCE
 
 all: build
 
@@ -22,7 +22,12 @@ build: $(BINS)
 bin/%: FORCE
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/$*
 
-test: build
+# What the tests use from Debian: installed as root, else named (and make
+# stops).
+deps:
+	@sh tests/deps.sh
+
+test: deps build
 	$(GO) test -count=1 ./...
 	mandoc -T lint -W warning $(MANS)
 

@@ -47,18 +47,70 @@ func ParseCompression(s string) (Compression, error) {
 	return None, fmt.Errorf("unknown compression %q (want none, zstd or xz)", s)
 }
 
+// MaxRecordWindow is the largest zstd window and xz dictionary a
+// compressed record may ask for (see SPEC.md, "Size caps"): what a
+// reader holds to decompress one, whatever its length.
+const MaxRecordWindow = 8 << 20
+
 // zstdDecoder is shared by all readers: DecodeAll is safe for concurrent
 // use and keeps its own pool of block decoders.
 var zstdDecoder = sync.OnceValue(func() *zstd.Decoder {
 	d, err := zstd.NewReader(nil,
 		zstd.WithDecoderConcurrency(2),
 		zstd.WithDecoderMaxMemory(maxCap+1<<20),
-		zstd.WithDecoderMaxWindow(64<<20))
+		zstd.WithDecoderMaxWindow(MaxRecordWindow))
 	if err != nil {
 		panic(err) // only invalid options fail
 	}
 	return d
 })
+
+// zstdStreams keeps a few idle stream decoders for decompressRecord; a
+// decoder holds its window between uses, so there are never more than
+// cap(zstdStreams) of them idle.
+var zstdStreams = make(chan *zstd.Decoder, 2)
+
+// decompressor returns a reader of the payload compressed with c that
+// src yields, holding at most a MaxRecordWindow window, and a function
+// to call once done with it.
+func decompressor(c Compression, src io.Reader) (io.Reader, func(), error) {
+	switch c {
+	case Zstd:
+		var d *zstd.Decoder
+		select {
+		case d = <-zstdStreams:
+			if err := d.Reset(src); err != nil {
+				d.Close()
+				return nil, nil, fmt.Errorf("zstd: %v", err)
+			}
+		default:
+			var err error
+			d, err = zstd.NewReader(src,
+				zstd.WithDecoderConcurrency(1),
+				zstd.WithDecoderLowmem(true),
+				zstd.WithDecoderMaxMemory(maxCap+1<<20),
+				zstd.WithDecoderMaxWindow(MaxRecordWindow))
+			if err != nil {
+				return nil, nil, fmt.Errorf("zstd: %v", err)
+			}
+		}
+		return d, func() {
+			d.Reset(nil)
+			select {
+			case zstdStreams <- d:
+			default:
+				d.Close()
+			}
+		}, nil
+	case XZ:
+		zr, err := xz.ReaderConfig{SingleStream: true}.NewReader(newXZGuard(src, MaxRecordWindow))
+		if err != nil {
+			return nil, nil, fmt.Errorf("xz: %v", err)
+		}
+		return zr, func() {}, nil
+	}
+	return nil, nil, fmt.Errorf("unknown compression %d", int(c))
+}
 
 var errRawLength = errors.New("payload does not decompress to its raw length")
 
@@ -76,7 +128,7 @@ func decompress(c Compression, dst, src []byte) error {
 		}
 		return nil
 	case XZ:
-		zr, err := xz.ReaderConfig{SingleStream: true}.NewReader(bytes.NewReader(src))
+		zr, err := xz.ReaderConfig{SingleStream: true}.NewReader(newXZGuard(bytes.NewReader(src), MaxRecordWindow))
 		if err != nil {
 			return fmt.Errorf("xz: %v", err)
 		}

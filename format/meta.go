@@ -40,6 +40,35 @@ type Process struct {
 	// CwdDeleted: the working directory was removed (see exact files);
 	// Files then holds it, a deleted dir of path Cwd.
 	CwdDeleted bool `json:"cwd_deleted,omitempty"`
+	// OomScoreAdj is /proc/PID/oom_score_adj, in [-1000, 1000]; absent,
+	// the process gets the restorer's.
+	OomScoreAdj *int `json:"oom_score_adj,omitempty"`
+	// THPDisable is what prctl(PR_GET_THP_DISABLE) returned: 0, 1, or
+	// 1|PR_THP_DISABLE_EXCEPT_ADVISED (3); absent, the restorer's.
+	THPDisable *int `json:"thp_disable,omitempty"`
+	// Membarrier is the set of membarrier(2) registrations of the
+	// process, as MEMBARRIER_CMD_GET_REGISTRATIONS returns it: the
+	// MEMBARRIER_CMD_REGISTER_* bits.
+	Membarrier uint32 `json:"membarrier,omitempty"`
+}
+
+// Seccomp is a thread's seccomp state.
+type Seccomp struct {
+	// Mode is 1 (SECCOMP_MODE_STRICT) or 2 (SECCOMP_MODE_FILTER).
+	Mode int `json:"mode"`
+	// Filters are the thread's filters, the first installed first (the
+	// kernel runs them all, the last installed first).
+	Filters []SeccompFilter `json:"filters,omitempty"`
+}
+
+// SeccompFilter is one classic BPF seccomp program.
+type SeccompFilter struct {
+	// Flags are the SECCOMP_FILTER_FLAG_* it was installed with that
+	// PTRACE_SECCOMP_GET_METADATA reports (LOG).
+	Flags uint64 `json:"flags,omitempty"`
+	// Prog is its struct sock_filter instructions, 8 bytes each, at
+	// most 4096 of them (BPF_MAXINSNS).
+	Prog []byte `json:"prog"`
 }
 
 // PosixTimer is one timer of timer_create(2): its id, clock and struct
@@ -131,7 +160,9 @@ type Mapping struct {
 	Offset uint64 `json:"offset"`
 	// Advice lists the smaps VmFlags that procs puts back with madvise,
 	// mmap flags or mprotect: gd (grows down), ac (memory accounted: the
-	// mapping was writable once), dc, dd, hg, nh, wf, mg, lo.
+	// mapping was writable once), dc, dd, hg, nh, wf, mg, lo (mlock), lf
+	// (mlock2 MLOCK_ONFAULT), dp (MAP_DROPPABLE). A restorer refuses a
+	// flag it does not know.
 	Advice []string `json:"advice,omitempty"`
 	// Access is how the open file behind a shared file mapping was open
 	// (see exact files below).
@@ -285,6 +316,15 @@ type Thread struct {
 	Policy   int       `json:"policy"`
 	Priority int       `json:"priority"`
 	Nice     int       `json:"nice"`
+	// SchedFlags are the sched_getattr(2) flags that belong to the
+	// thread (SCHED_FLAG_RESET_ON_FORK).
+	SchedFlags uint64 `json:"sched_flags,omitempty"`
+	// Creds, when set, are the thread's own credentials, which differ
+	// from the process's (a thread that changed its ids with the raw
+	// system calls); absent, the thread has the process's.
+	Creds *Creds `json:"creds,omitempty"`
+	// Seccomp is the thread's seccomp mode and filters; absent: none.
+	Seccomp *Seccomp `json:"seccomp,omitempty"`
 }
 
 // Altstack is a stack_t.

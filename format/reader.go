@@ -59,6 +59,7 @@ type Reader struct {
 	pending bool // the current payload has not been read
 
 	records   uint64
+	processes int // PROCESS records so far
 	pageBytes uint64
 	rawBytes  uint64
 	chain     uint32
@@ -88,9 +89,30 @@ func (e *errReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// DefaultStreamWindow is the largest zstd window or xz dictionary that
+// NewReader accepts in an image compressed as a whole (zstd --long=28,
+// xz -9 and everything below).
+const DefaultStreamWindow = 256 << 20
+
+// Limits bound what a Reader holds beyond the caps of the format.
+type Limits struct {
+	// StreamWindow is the largest zstd window or xz dictionary of an
+	// image compressed as a whole: the memory its decompression holds.
+	// 0 means DefaultStreamWindow.
+	StreamWindow int
+}
+
 // NewReader reads and checks the file header and the INFO record. An
 // input compressed as a whole with xz or zstd is decompressed on the fly.
 func NewReader(r io.Reader) (*Reader, error) {
+	return NewReaderLimits(r, Limits{})
+}
+
+// NewReaderLimits is NewReader with limits of the caller's.
+func NewReaderLimits(r io.Reader, lim Limits) (*Reader, error) {
+	if lim.StreamWindow <= 0 {
+		lim.StreamWindow = DefaultStreamWindow
+	}
 	rd := &Reader{src: r, cur: Header{Index: -1}}
 	var h [fileHeaderSize]byte
 	n, err := io.ReadFull(r, h[:len(Magic)])
@@ -103,7 +125,7 @@ func NewReader(r io.Reader) (*Reader, error) {
 	case n >= len(xzMagic) && bytes.Equal(h[:len(xzMagic)], xzMagic):
 		rd.whole = XZ
 		rd.srcErr = &errReader{r: io.MultiReader(bytes.NewReader(h[:n:n]), r)}
-		zr, err := xz.NewReader(bufio.NewReaderSize(rd.srcErr, 64<<10))
+		zr, err := xz.NewReader(bufio.NewReaderSize(newXZGuard(rd.srcErr, int64(lim.StreamWindow)), 64<<10))
 		if err != nil {
 			return nil, rd.inputError(err, "file header")
 		}
@@ -113,7 +135,7 @@ func NewReader(r io.Reader) (*Reader, error) {
 		rd.srcErr = &errReader{r: io.MultiReader(bytes.NewReader(h[:n:n]), r)}
 		zr, err := zstd.NewReader(rd.srcErr,
 			zstd.WithDecoderConcurrency(1),
-			zstd.WithDecoderMaxWindow(256<<20))
+			zstd.WithDecoderMaxWindow(uint64(lim.StreamWindow)))
 		if err != nil {
 			return nil, rd.inputError(err, "file header")
 		}
@@ -330,6 +352,8 @@ func (r *Reader) Next() (Header, error) {
 			return Header{}, r.failAt(Corrupt, off, fmt.Sprintf("payload length %d exceeds the cap of %d", max(stored, raw), limit))
 		case r.curComp == None && stored != raw:
 			return Header{}, r.failAt(Corrupt, off, fmt.Sprintf("stored length %d differs from raw length %d in an uncompressed record", stored, raw))
+		case t == TypeProcess && r.processes > 0:
+			return Header{}, r.failAt(Corrupt, off, "second PROCESS record")
 		case t == TypeInfo && idx != 0:
 			return Header{}, r.failAt(Corrupt, off, "INFO record is not the first")
 		case t != TypeInfo && idx == 0:
@@ -346,6 +370,9 @@ func (r *Reader) Next() (Header, error) {
 			return Header{}, r.failAt(Corrupt, off, fmt.Sprintf("FILEDATA payload of %d bytes is too short", raw))
 		case t.Critical() && r.inPages:
 			return Header{}, r.failAt(Corrupt, off, desc.name+" record after PAGES records")
+		}
+		if t == TypeProcess {
+			r.processes++
 		}
 		r.records++
 		r.rawBytes += uint64(raw)
@@ -447,7 +474,7 @@ func (r *Reader) Payload() ([]byte, error) {
 		return nil, err
 	}
 	if pre > 0 {
-		if err := r.checkContents(data[:pre], data[pre:]); err != nil {
+		if err := r.checkContents(data[:pre], len(data)-pre); err != nil {
 			return nil, err
 		}
 	}
@@ -506,24 +533,25 @@ func (r *Reader) readBulk(t RecordType, buf []byte, pre int) (prefix, data []byt
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := r.checkContents(prefix, data); err != nil {
+	if err := r.checkContents(prefix, len(data)); err != nil {
 		return nil, nil, err
 	}
 	return prefix, data, nil
 }
 
-// checkContents checks the prefix of a PAGES or FILEDATA payload.
-func (r *Reader) checkContents(prefix, data []byte) error {
+// checkContents checks the prefix of a PAGES or FILEDATA payload
+// followed by n bytes.
+func (r *Reader) checkContents(prefix []byte, n int) error {
 	poff := r.cur.Offset + recordHeaderSize
 	switch r.cur.Type {
 	case TypePages:
 		addr := binary.LittleEndian.Uint64(prefix)
-		end := addr + uint64(len(data))
+		end := addr + uint64(n)
 		switch {
 		case addr%PageSize != 0:
 			return r.failAt(Corrupt, poff, fmt.Sprintf("PAGES address 0x%x is not page aligned", addr))
 		case end != 0 && end < addr:
-			return r.failAt(Corrupt, poff, fmt.Sprintf("PAGES at 0x%x of %d bytes go beyond the address space", addr, len(data)))
+			return r.failAt(Corrupt, poff, fmt.Sprintf("PAGES at 0x%x of %d bytes go beyond the address space", addr, n))
 		case r.pagesRead && addr < r.nextAddr:
 			return r.failAt(Corrupt, poff, fmt.Sprintf("PAGES at 0x%x below the end of the previous PAGES at 0x%x", addr, r.nextAddr))
 		}
@@ -537,8 +565,8 @@ func (r *Reader) checkContents(prefix, data []byte) error {
 		switch {
 		case binary.LittleEndian.Uint32(prefix[4:]) != 0:
 			return r.failAt(Corrupt, poff, "FILEDATA reserved field is not zero")
-		case off > 1<<63 || uint64(len(data)) > 1<<63-off:
-			return r.failAt(Corrupt, poff, fmt.Sprintf("FILEDATA at offset %d of %d bytes goes beyond 2^63", off, len(data)))
+		case off > 1<<63 || uint64(n) > 1<<63-off:
+			return r.failAt(Corrupt, poff, fmt.Sprintf("FILEDATA at offset %d of %d bytes goes beyond 2^63", off, n))
 		}
 	}
 	return nil
@@ -596,4 +624,117 @@ func (r *Reader) read(buf []byte, pre int) (prefix, data []byte, err error) {
 	}
 	n := copy(buf[:raw-pre], dst[pre:])
 	return dst[:pre], buf[:n], nil
+}
+
+// payloadSource yields the stored payload of the current record from the
+// input, checksumming it on the way.
+type payloadSource struct {
+	r    *Reader
+	left int
+	sum  uint32
+	err  error // from the input, not io.EOF
+}
+
+func (p *payloadSource) Read(b []byte) (int, error) {
+	if p.left == 0 {
+		return 0, io.EOF
+	}
+	if len(b) > p.left {
+		b = b[:p.left]
+	}
+	n, err := p.r.src.Read(b)
+	p.r.off += int64(n)
+	p.left -= n
+	p.sum = crc32c.Update(p.sum, b[:n])
+	if err == io.EOF && p.left > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil && err != io.EOF && p.err == nil {
+		p.err = err
+	}
+	if p.left == 0 && err == nil {
+		err = io.EOF
+	}
+	return n, err
+}
+
+// drain reads what is left of the payload.
+func (p *payloadSource) drain(buf []byte) {
+	for p.left > 0 && p.err == nil {
+		if _, err := p.Read(buf); err != nil && err != io.EOF {
+			return
+		}
+	}
+}
+
+// check reads the current payload and checks what Payload, ReadPages and
+// ReadFileData check (its checksum, that it decompresses to its raw
+// length, the PAGES and FILEDATA prefixes) while holding none of it:
+// memory is a small buffer and, for a compressed payload, a decompressor
+// of at most MaxRecordWindow. It is how Verify reads every payload.
+func (r *Reader) check() error { return r.checkTo(io.Discard) }
+
+// checkTo is check that also writes the payload (past any prefix) to w as
+// it streams, holding none of it.
+func (r *Reader) checkTo(w io.Writer) error {
+	if r.err != nil {
+		return r.err
+	}
+	r.pending = false
+	poff := r.off
+	pre := 0
+	switch r.cur.Type {
+	case TypePages:
+		pre = pagesPrefix
+	case TypeFileData:
+		pre = fileDataPrefix
+	}
+	if len(r.scratch) < 64<<10 {
+		r.scratch = make([]byte, 64<<10)
+	}
+	src := &payloadSource{r: r, left: r.stored}
+	var in io.Reader = src
+	done := func() {}
+	var derr error // from the decompressor
+	if r.curComp != None {
+		var err error
+		if in, done, err = decompressor(r.curComp, src); err != nil {
+			derr, in = err, nil
+		}
+	}
+	var n int64
+	if in != nil {
+		k, err := io.ReadFull(in, r.hdr[:pre])
+		n = int64(k)
+		if err == nil {
+			// One byte more than the raw length, to see a longer one.
+			var m int64
+			m, err = io.CopyBuffer(w, io.LimitReader(in, int64(r.cur.Raw-pre)+1), r.scratch)
+			n += m
+		}
+		done()
+		if err == io.ErrUnexpectedEOF || err == io.EOF {
+			err = nil // short: n says it
+		}
+		if err != nil && src.err == nil && r.curComp != None {
+			derr = fmt.Errorf("%v: %v", r.curComp, err)
+		}
+	}
+	src.drain(r.scratch)
+	if src.err != nil {
+		return r.inputError(src.err, "a payload")
+	}
+	if src.sum != r.sum {
+		return r.failAt(Corrupt, poff, "payload checksum mismatch")
+	}
+	if derr != nil {
+		return r.failAt(Corrupt, poff, derr.Error())
+	}
+	if n != int64(r.cur.Raw) {
+		return r.failAt(Corrupt, poff, errRawLength.Error())
+	}
+	if pre > 0 {
+		return r.checkContents(r.hdr[:pre], r.cur.Raw-pre)
+	}
+	return nil
 }

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
 )
 
 var update = flag.Bool("update", false, "rewrite format/testdata from the vectors in vectors_test.go")
@@ -127,18 +126,7 @@ func zstdAll(t testing.TB, p []byte) []byte {
 	return enc.EncodeAll(p, nil)
 }
 
-func xzAll(t testing.TB, p []byte) []byte {
-	var buf bytes.Buffer
-	w, err := xz.NewWriter(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Write(p)
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
+func xzAll(t testing.TB, p []byte) []byte { return xzDict(t, p, 0) }
 
 // writerImage makes an image with the Writer.
 func writerImage(t testing.TB, opts WriterOptions) []byte {

@@ -617,15 +617,8 @@ func TestDumpKilledNeverHarms(t *testing.T) {
 				time.Sleep(delay / 2)
 				cmd.Process.Kill()
 				cmd.Wait()
-				var herr error
-				for range 100 {
-					if herr = healthy(pid); herr == nil {
-						break
-					}
-					time.Sleep(10 * time.Millisecond)
-				}
-				if herr != nil {
-					t.Fatalf("round %d (procs-dump killed after %v): victim harmed: %v", i, delay, herr)
+				if err := waitHealthy(pid); err != nil {
+					t.Fatalf("round %d (procs-dump killed after %v): victim harmed: %v", i, delay, err)
 				}
 				if s.comm == "counter" {
 					expect(t, v.out, fmt.Sprintf("usr1 %d", usr1), 0)
@@ -634,17 +627,7 @@ func TestDumpKilledNeverHarms(t *testing.T) {
 				if all, ok := v.out.wait(lineWait, haveLines(s.streams, 2, skip)); !ok {
 					t.Fatalf("round %d (procs-dump killed after %v): victim stopped reporting:\n%s", i, delay, tail(all, 10))
 				}
-				// A thread caught in a batch of injected calls comes back
-				// after the batch's sleep (at most a second), signals
-				// blocked till then.
-				var d string
-				for range 200 {
-					if d = diffLines(base, fingerprint(pid)); d == "" {
-						break
-					}
-					time.Sleep(10 * time.Millisecond)
-				}
-				if d != "" {
+				if d := waitSame(pid, base); d != "" {
 					t.Fatalf("round %d (procs-dump killed after %v): victim changed:\n%s", i, delay, d)
 				}
 			}

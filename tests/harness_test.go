@@ -110,6 +110,7 @@ func buildVictims(dir string) {
 		{"blocked", "blocked.c", nil},
 		{"memhog", "memhog.c", []string{"-pthread"}},
 		{"clockloop", "clockloop.c", []string{"-pthread"}},
+		{"exact", "exact.c", []string{"-pthread"}},
 		{"openfiles", "openfiles.c", nil},
 	}
 	gcc, gccErr := exec.LookPath("gcc")
@@ -721,6 +722,34 @@ func healthy(pid int) error {
 		}
 	}
 	return nil
+}
+
+// waitHealthy waits up to a second for healthy(pid) to hold, and returns
+// its last error.
+func waitHealthy(pid int) error {
+	var err error
+	for range 100 {
+		if err = healthy(pid); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return err
+}
+
+// waitSame waits up to two seconds for pid's fingerprint to be base again
+// (a thread caught in a batch of injected calls comes back after the
+// batch's sleep, at most a second, signals blocked till then), and
+// returns what still differs.
+func waitSame(pid int, base string) string {
+	var d string
+	for range 200 {
+		if d = diffLines(base, fingerprint(pid)); d == "" {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return d
 }
 
 // fingerprint is what of a process must be the same before and after a

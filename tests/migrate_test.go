@@ -56,6 +56,9 @@ type victim struct {
 	pid    int
 	out    string // its stdout
 	exited chan struct{}
+	// taken, when set, says whether a receiver already restored the
+	// victim's image (and may have removed it from the server).
+	taken func() bool
 }
 
 // startCounter starts a counter on h (in its namespace, if any) with
@@ -177,8 +180,9 @@ func sendWatched(t *testing.T, h host, v *victim, addr, token string, extra ...s
 	listed := make(chan bool, 1)
 	go func() {
 		<-v.exited
-		// The victim is gone: its image must already be on the server.
-		listed <- listsPID(h, addr, token, v.pid)
+		// The victim is gone: its image must already be on the server,
+		// or in the hands of a receiver that took it from there.
+		listed <- listsPID(h, addr, token, v.pid) || v.taken != nil && v.taken()
 	}()
 	out, errs, code := h.run(t, nil, "procs", append([]string{"send", strconv.Itoa(v.pid), "-s", addr}, extra...)...)
 	if code != 0 {
@@ -271,6 +275,7 @@ func receive(t *testing.T, h host, dir string, args ...string) *receiver {
 func migrate(t *testing.T, a, b host, addr, token, dir string) {
 	v := startCounter(t, a, dir, "migrate")
 	recv := receive(t, b, dir, "-s", addr)
+	v.taken = func() bool { return len(children(recv.cmd.Process.Pid)) > 0 }
 	time.Sleep(300 * time.Millisecond) // let receive ask for the next image
 	last := 0
 	id := sendWatched(t, a, v, addr, token)

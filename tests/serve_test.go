@@ -195,7 +195,9 @@ func stateFiles(t *testing.T, dir string) []string {
 	}
 	var n []string
 	for _, de := range des {
-		n = append(n, de.Name())
+		if de.Name() != server.LockName {
+			n = append(n, de.Name())
+		}
 	}
 	return n
 }

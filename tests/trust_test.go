@@ -152,7 +152,9 @@ func runDetached(t *testing.T, h host, name string, args ...string) (string, str
 // it.
 func restoredUID(t *testing.T, h host, addr, id string, extra ...string) string {
 	t.Helper()
-	out, errs, code := runDetached(t, h, "procs", append([]string{"restore", id, "-d", "-s", addr}, extra...)...)
+	// The victim's stderr is a file in a folder of root's, which the
+	// user cannot open again: procs's own stream stands in.
+	out, errs, code := runDetached(t, h, "procs", append([]string{"restore", id, "-d", "--stdio=inherit", "-s", addr}, extra...)...)
 	if code != 0 {
 		t.Fatalf("procs restore %s -d %v = exit %d, %s; want 0", id, extra, code, errs)
 	}
@@ -202,6 +204,17 @@ func TestUploaderLimitsRestore(t *testing.T) {
 	if code != 125 || !strings.Contains(errs, "image "+bad+" runs as uid 0") || !strings.Contains(errs, who) || !strings.Contains(errs, "--trust-uploaded") {
 		t.Errorf("procs restore of the crafted image = exit %d, %q; want 125, naming uid 0, %q and --trust-uploaded", code, errs, who)
 	}
+	// procs receive claims it, refuses it the same way, and gives the
+	// claim back: the image stays for whoever trusts it.
+	_, errs, code = runDetached(t, h, "procs", "receive", bad, "-d", "-s", addr)
+	if code != 125 || !strings.Contains(errs, "runs as uid 0") || !strings.Contains(errs, who) {
+		t.Errorf("procs receive of the crafted image = exit %d, %q; want 125, naming uid 0 and %q", code, errs, who)
+	}
+	// Released: another receiver may claim it (and here takes it away).
+	if _, errs, code := h.run(t, nil, "procs-fetch", "-s", addr, "--delete", "--trust-uploaded", "-o", filepath.Join(t.TempDir(), "img"), bad); code != 0 {
+		t.Errorf("procs-fetch --delete of the image a refused receive had claimed = exit %d, %q; want 0", code, errs)
+	}
+	bad = curlUpload(t, cred, addr, crafted)
 	// procs-fetch refuses to write it too, so procs-fetch | procs-load
 	// is covered.
 	out, errs, code := h.run(t, nil, "procs-fetch", "-s", addr, bad)

@@ -25,7 +25,7 @@ type Output struct {
 	f      *os.File
 	out    sink
 	path   string // final path of a temp file; "" when writing to f in place
-	tmp    string // temp file, removed by Abort
+	tmp    string // named temp file, removed by Abort; "" for an unnamed one (see tempfile.go)
 	start  int64  // stdout's offset at open when it is a regular file; -1 otherwise
 	err    error  // first error
 	closed bool
@@ -33,8 +33,9 @@ type Output struct {
 
 // OpenOutput opens name for an image: "" or "-" means stdout, which must
 // not be a terminal. A regular file (or a new name) is written as a temp
-// file in the same directory, renamed over name by Commit; anything else
-// (a device, a FIFO) is written in place.
+// file in the same directory, unnamed where the file system allows it,
+// that Commit puts in name's place (see tempfile.go); anything else (a
+// device, a FIFO) is written in place.
 func OpenOutput(name string, stdout *os.File) (*Output, error) {
 	if name == "" || name == "-" {
 		if IsTerminal(stdout) {
@@ -81,16 +82,19 @@ func OpenOutput(name string, stdout *os.File) (*Output, error) {
 	if dir == "" {
 		dir = "."
 	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	removeStale(dir)
+	f, tmp, err := createTemp(dir, base, mode)
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", name, unwrapPath(err))
 	}
-	if err := f.Chmod(mode); err != nil {
+	if err := f.Chmod(mode); err != nil { // as asked, whatever the umask
 		f.Close()
-		os.Remove(f.Name())
+		if tmp != "" {
+			os.Remove(tmp)
+		}
 		return nil, err
 	}
-	o.f, o.path, o.tmp = f, target, f.Name()
+	o.f, o.path, o.tmp = f, target, tmp
 	o.out = openSink(f, 0, false)
 	return o, nil
 }
@@ -217,8 +221,8 @@ func (o *Output) wrap(err error) error {
 }
 
 // Commit makes the image durable and visible: it flushes the buffer,
-// fsyncs a file (also stdout when it is a regular file), renames the temp
-// file over the name and fsyncs the directory. After Commit the output
+// fsyncs a file (also stdout when it is a regular file), gives the temp
+// file the name (putInPlace) and fsyncs the directory. After Commit the output
 // is closed (stdout is flushed but left open).
 func (o *Output) Commit() error {
 	if o.err != nil {
@@ -241,26 +245,34 @@ func (o *Output) Commit() error {
 		o.closed = true
 		return nil
 	}
-	if err := o.f.Close(); err != nil {
-		o.err = o.wrap(err)
-		return o.err
+	err := o.putInPlace()
+	if cerr := o.f.Close(); err == nil && cerr != nil {
+		err = o.wrap(cerr)
 	}
+	o.err, o.closed = err, true
+	return err
+}
+
+// putInPlace gives the written file its name (a device or FIFO written in
+// place has it already) and fsyncs the directory. f stays open, and
+// locked, meanwhile.
+func (o *Output) putInPlace() error {
+	if o.path == "" {
+		return nil
+	}
+	var err error
 	if o.tmp != "" {
-		if err := os.Rename(o.tmp, o.path); err != nil {
-			o.err = fmt.Errorf("rename to %s: %w", o.Name, unwrapPath(err))
+		if err = os.Rename(o.tmp, o.path); err != nil {
 			os.Remove(o.tmp)
-			o.tmp = ""
-			return o.err
 		}
 		o.tmp = ""
-		if err := syncDir(filepath.Dir(o.path)); err != nil {
-			o.err = err
-			o.closed = true
-			return o.err
-		}
+	} else {
+		err = linkTemp(o.f, o.path)
 	}
-	o.closed = true
-	return nil
+	if err != nil {
+		return fmt.Errorf("rename to %s: %w", o.Name, unwrapPath(err))
+	}
+	return syncDir(filepath.Dir(o.path))
 }
 
 // Committed reports whether Commit succeeded.
@@ -285,11 +297,11 @@ func (o *Output) Abort() {
 		}
 		return
 	}
-	o.f.Close()
 	if o.tmp != "" {
 		os.Remove(o.tmp)
 		o.tmp = ""
 	}
+	o.f.Close() // an unnamed file goes with it
 }
 
 // Close aborts the output unless it was committed.

@@ -33,6 +33,10 @@ const DefaultServer = "127.0.0.1:7627"
 // hold.
 var ErrNotFound = errors.New("no such image")
 
+// ErrTaken matches (errors.Is) the error for an image that another
+// receiver has claimed.
+var ErrTaken = errors.New("image already taken")
+
 // Entry describes one stored image.
 type Entry struct {
 	ID      string    `json:"id"`
@@ -48,6 +52,7 @@ type Entry struct {
 	// Exceeds lists what of the image's credentials its uploader could
 	// not grant.
 	Exceeds string `json:"exceeds,omitempty"`
+	Claimed bool   `json:"claimed,omitempty"`
 }
 
 // Uploader is who uploaded an image.
@@ -61,9 +66,10 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Msg }
 
-// Is makes a 404 match ErrNotFound.
+// Is makes a 404 match ErrNotFound and a 409 ErrTaken.
 func (e *Error) Is(target error) bool {
-	return target == ErrNotFound && e.Status == http.StatusNotFound
+	return target == ErrNotFound && e.Status == http.StatusNotFound ||
+		target == ErrTaken && e.Status == http.StatusConflict
 }
 
 // Client talks to one server.
@@ -268,7 +274,7 @@ func (c *Client) do(req *http.Request, want int) (*http.Response, error) {
 	msg := resp.Status
 	switch {
 	case json.Unmarshal(b, &e) == nil && e.Error != "":
-		msg = e.Error
+		msg = safetext.Clean(e.Error, 1024) // text from the server
 	case resp.StatusCode == http.StatusBadRequest && bytes.Contains(b, []byte("HTTP request to an HTTPS server")):
 		// net/http's answer to plain HTTP on a TLS port.
 		msg = "the server speaks HTTPS: give it as https://" + strings.TrimPrefix(c.base, "http://")
@@ -378,9 +384,8 @@ func (e *UntrustedError) Error() string {
 
 // Fetch returns the image id as a stream. The caller must close it. A
 // short stream (cut connection) ends in an error, never in a silent EOF.
-// Unless c.TrustUploaded, it refuses (*UntrustedError) an image whose
-// credentials the server says exceed its uploader's, or of which the
-// server does not say.
+// It refuses an image its uploader could not have made run as it (see
+// trusted).
 func (c *Client) Fetch(ctx context.Context, id string) (io.ReadCloser, error) {
 	if err := c.checkID(id); err != nil {
 		return nil, err
@@ -393,25 +398,90 @@ func (c *Client) Fetch(ctx context.Context, id string) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := c.trusted(id, resp); err != nil {
+		resp.Body.Close()
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// trusted refuses (*UntrustedError), unless c.TrustUploaded, the image
+// resp carries when the server says its credentials exceed its
+// uploader's, or does not say.
+func (c *Client) trusted(id string, resp *http.Response) error {
 	up, ex := resp.Header.Get(server.HeaderUploader), resp.Header.Get(server.HeaderExceeds)
 	if up == "" {
 		up, ex = "someone the server does not name", "credentials the server did not check"
 	}
 	if ex != "" && !c.TrustUploaded {
-		resp.Body.Close()
-		return nil, &UntrustedError{ID: id, RunsAs: ex, Uploader: up}
+		return &UntrustedError{ID: id, RunsAs: ex, Uploader: up}
 	}
-	return resp.Body, nil
+	return nil
 }
 
 // Delete removes image id from the server.
 func (c *Client) Delete(ctx context.Context, id string) error {
+	return c.deleteClaim(ctx, "/v1/images/"+id, id, "")
+}
+
+// Claim takes image id for this receiver alone and returns it as a
+// stream, with the token of the claim. Another receiver's claim then
+// fails with ErrTaken, and the image is not offered by Next, until the
+// claim is committed (Commit: the image is removed) or released
+// (Release, or by the server when the image could not be sent whole or
+// hold after it was sent). hold 0 is the server's default (60 s).
+func (c *Client) Claim(ctx context.Context, id string, hold time.Duration) (io.ReadCloser, string, error) {
+	if err := c.checkID(id); err != nil {
+		return nil, "", err
+	}
+	path := "/v1/images/" + id + "/claim"
+	if hold > 0 {
+		path += "?hold=" + strconv.FormatFloat(hold.Seconds(), 'f', -1, 64)
+	}
+	req, err := c.request(ctx, http.MethodPost, path, nil)
+	if err != nil {
+		return nil, "", err
+	}
+	resp, err := c.do(req, http.StatusOK)
+	if err != nil {
+		return nil, "", err
+	}
+	tok := resp.Header.Get(server.ClaimHeader)
+	if tok == "" {
+		resp.Body.Close()
+		return nil, "", fmt.Errorf("%s: no claim token in the answer to a claim", c.base)
+	}
+	if err := c.trusted(id, resp); err != nil {
+		// Not ours to take: give it back for whoever trusts it.
+		resp.Body.Close()
+		c.Release(ctx, id, tok)
+		return nil, "", err
+	}
+	return resp.Body, tok, nil
+}
+
+// Commit ends the claim token on image id by removing the image.
+func (c *Client) Commit(ctx context.Context, id, token string) error {
+	return c.deleteClaim(ctx, "/v1/images/"+id, id, token)
+}
+
+// Release gives back the claim token on image id: the image stays, and
+// is offered again.
+func (c *Client) Release(ctx context.Context, id, token string) error {
+	return c.deleteClaim(ctx, "/v1/images/"+id+"/claim", id, token)
+}
+
+// deleteClaim sends DELETE path, with the claim token if not empty.
+func (c *Client) deleteClaim(ctx context.Context, path, id, token string) error {
 	if err := c.checkID(id); err != nil {
 		return err
 	}
-	req, err := c.request(ctx, http.MethodDelete, "/v1/images/"+id, nil)
+	req, err := c.request(ctx, http.MethodDelete, path, nil)
 	if err != nil {
 		return err
+	}
+	if token != "" {
+		req.Header.Set(server.ClaimHeader, token)
 	}
 	resp, err := c.do(req, http.StatusNoContent)
 	if err != nil {
@@ -458,4 +528,34 @@ func (c *Client) checkID(id string) error {
 		return nil
 	}
 	return &Error{Status: http.StatusNotFound, Msg: fmt.Sprintf("%s: no image %q (ids are 16 characters of a-z and 2-7)", c.name, id)}
+}
+
+// ClaimNext waits for the next image to arrive (as Next) and claims it
+// (as Claim). When another receiver claims it first, taken (if not nil)
+// is told its id, and ClaimNext waits for the one after it.
+func (c *Client) ClaimNext(ctx context.Context, hold time.Duration, taken func(e Entry)) (Entry, io.ReadCloser, string, error) {
+	after := ""
+	for {
+		e, err := c.Next(ctx, after)
+		if errors.Is(err, ErrNotFound) && after != "" {
+			// The image we lost was deleted meanwhile: wait for what
+			// arrives from now on.
+			e, err = c.Next(ctx, "")
+		}
+		if err != nil {
+			return Entry{}, nil, "", err
+		}
+		body, tok, err := c.Claim(ctx, e.ID, hold)
+		if errors.Is(err, ErrTaken) {
+			if taken != nil {
+				taken(e)
+			}
+			after = e.ID
+			continue
+		}
+		if err != nil {
+			return Entry{}, nil, "", err
+		}
+		return e, body, tok, nil
+	}
 }

@@ -232,14 +232,12 @@ func precheck(pid int) (procfs.Status, error) {
 	if strings.HasPrefix(st.State, "T") || strings.HasPrefix(st.State, "t") {
 		p.add("it is stopped or traced (state %s)", st.State)
 	}
-	if st.Seccomp != 0 {
-		p.add("a seccomp filter")
-	}
+	p = append(p, checkSeccomp(pid)...)
 	if kids, err := procfs.ChildrenOf(pid); err == nil && len(kids) > 0 {
 		p.add("child processes %v", kids)
 	}
-	if root, err := procfs.Root(pid); err == nil && root != "/" {
-		p.add("a chroot (%s)", root)
+	if root, err := procfs.Root(pid); err == nil && strings.HasSuffix(root, " (deleted)") {
+		p.add("a chroot into a directory that was deleted (%s)", root)
 	}
 	if ts, err := procfs.PosixTimers(pid); err != nil {
 		p.add("POSIX timers procs cannot read (%v)", err)

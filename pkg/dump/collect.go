@@ -33,8 +33,11 @@ type collector struct {
 	ttys      terminals         // the process's own terminals
 	files     map[[2]uint64]int // (dev, ino) -> index into p.Files
 	carry     []carried
-	vdso      []byte
+	fds       []procfs.FD
+	held      []*os.File // files opened to reach mapped files (see mappedFile)
+	vdso      []byte     // the [vdso], its padding wiped (see vdsopad.go)
 	vdsoStart uint64
+	vdsoPad   uint64 // where its padding starts
 }
 
 func (c *collector) collect() error {
@@ -53,9 +56,6 @@ func (c *collector) collect() error {
 	c.p.Pgid = st.PGRP
 	c.p.Umask = status.Umask
 	c.p.Creds = format.Creds{UID: status.Uid, GID: status.Gid, Groups: status.Groups, NoNewPrivs: status.NoNewPrivs}
-	if status.Seccomp != 0 {
-		return &refusal{fmt.Sprintf("process %d holds what procs cannot carry: a seccomp filter", pid)}
-	}
 	if c.p.Personality, err = procfs.Personality(pid); err != nil {
 		return err
 	}
@@ -97,6 +97,7 @@ func (c *collector) collect() error {
 	if err != nil {
 		return err
 	}
+	c.fds = fds
 	c.ttys = terminalsOf(st.TTY, fds)
 	if p := checkFDs(fds, c.ttys); len(p) > 0 {
 		return p.err(pid)
@@ -112,10 +113,16 @@ func (c *collector) collect() error {
 	if err := c.collectFDs(fds); err != nil {
 		return err
 	}
-	if err := c.f.leaveVdso(c.vdsoStart, c.vdsoStart+uint64(len(c.vdso))); err != nil {
+	if err := c.f.leaveVdso(c.vdsoStart, c.vdsoPad, c.vdsoStart+uint64(len(c.vdso))); err != nil {
 		return err
 	}
 	if err := c.collectThreads(); err != nil {
+		return err
+	}
+	if err := c.collectExact(); err != nil {
+		return err
+	}
+	if err := c.collectSeccomp(); err != nil {
 		return err
 	}
 	if c.p.Pending, err = ptrace.PeekSiginfo(pid, true); err != nil {
@@ -309,7 +316,7 @@ func (c *collector) collectMaps() error {
 		if m.Exec {
 			fm.Prot |= unix.PROT_EXEC
 		}
-		for _, a := range []string{"gd", "ac", "dc", "dd", "hg", "nh", "wf", "mg", "lo"} {
+		for _, a := range []string{"gd", "ac", "dc", "dd", "hg", "nh", "wf", "mg", "lo", "lf", "dp"} {
 			if m.Flags[a] {
 				fm.Advice = append(fm.Advice, a)
 			}
@@ -322,7 +329,17 @@ func (c *collector) collectMaps() error {
 			}
 			path := fmt.Sprintf("/proc/%d/map_files/%x-%x", c.pid, m.Start, m.End)
 			idx, err := c.fileAt(path, fkind)
+			if errors.Is(err, unix.EPERM) {
+				// Following map_files needs CAP_CHECKPOINT_RESTORE.
+				if path, err = c.mappedFile(m); err == nil {
+					idx, err = c.fileAt(path, fkind)
+				}
+			}
 			if err != nil {
+				var r *refusal
+				if errors.As(err, &r) {
+					return err
+				}
 				return fmt.Errorf("mapping %x-%x (%s): %w", m.Start, m.End, m.Path, err)
 			}
 			fm.File = idx
@@ -349,8 +366,11 @@ func (c *collector) collectMaps() error {
 				if err := ptrace.ReadMem(c.pid, m.Start, c.vdso); err != nil {
 					return fmt.Errorf("reading [vdso]: %w", err)
 				}
+				end := vdsoContentEnd(c.vdso)
+				clear(c.vdso[end:])
 				c.p.Vdso = c.vdso
 				c.vdsoStart = m.Start
+				c.vdsoPad = m.Start + uint64(end)
 			}
 		}
 		c.p.Maps = append(c.p.Maps, fm)
@@ -359,6 +379,51 @@ func (c *collector) collectMaps() error {
 		return errors.New("process has no [vdso]")
 	}
 	return nil
+}
+
+// mappedFile returns a path that reaches the file mapping m maps, for a
+// tracer that may not follow /proc/PID/map_files (which takes
+// CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN; ptrace rights are enough to
+// read the process's fd links and its maps): an fd of the process on the
+// same file, else the file at m's path, opened and checked against the
+// device and inode that maps shows. A deleted file or shared memory that
+// no fd holds is out of reach: the error says which capability it takes.
+func (c *collector) mappedFile(m *procfs.Mapping) (string, error) {
+	want := [2]uint64{m.Dev, m.Inode}
+	for _, fd := range c.fds {
+		if fd.Path == m.Path && [2]uint64{fd.Dev, fd.Ino} == want {
+			return fmt.Sprintf("/proc/%d/fd/%d", c.pid, fd.Num), nil
+		}
+	}
+	const needCap = "reading it takes CAP_CHECKPOINT_RESTORE (or root)"
+	switch {
+	case !strings.HasPrefix(m.Path, "/") || strings.HasPrefix(m.Path, "/memfd:") || (m.Deleted && m.Path == "/dev/zero"):
+		return "", &refusal{fmt.Sprintf("mapping %x-%x (%s): shared memory that no fd of process %d holds: %s",
+			m.Start, m.End, m.Path, c.pid, needCap)}
+	case m.Deleted:
+		return "", &refusal{fmt.Sprintf("mapping %x-%x (%s): a deleted file that no fd of process %d holds: %s",
+			m.Start, m.End, m.Path, c.pid, needCap)}
+	}
+	f, err := os.OpenFile(m.Path, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", fmt.Errorf("mapping %x-%x: %w", m.Start, m.End, err)
+	}
+	var s unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &s); err != nil || [2]uint64{s.Dev, s.Ino} != want {
+		f.Close()
+		return "", &refusal{fmt.Sprintf("mapping %x-%x (%s): the file at that path is not the one mapped: %s",
+			m.Start, m.End, m.Path, needCap)}
+	}
+	c.held = append(c.held, f)
+	return fmt.Sprintf("/proc/self/fd/%d", f.Fd()), nil
+}
+
+// close closes the files the collector opened.
+func (c *collector) close() {
+	for _, f := range c.held {
+		f.Close()
+	}
+	c.held = nil
 }
 
 func (c *collector) collectFDs(fds []procfs.FD) error {
@@ -492,7 +557,18 @@ func (c *collector) collectThreads() error {
 		if err != nil {
 			return fmt.Errorf("sched_getattr(%d): %w", tid, err)
 		}
+		if err := checkSched(tid, attr); err != nil {
+			return err
+		}
 		t.Policy, t.Priority, t.Nice = int(attr.Policy), int(attr.Priority), int(int32(attr.Nice))
+		t.SchedFlags = attr.Flags & schedFlagResetOnFork
+		// sched_getattr gives no nice for a real-time thread, which has
+		// one all the same (for when it leaves its policy); stat has it.
+		st, err := procfs.ReadTaskStat(c.pid, tid)
+		if err != nil {
+			return err
+		}
+		t.Nice = st.Nice
 		c.p.Threads = append(c.p.Threads, t)
 	}
 	return nil
@@ -685,6 +761,7 @@ func (c *collector) processCalls(status procfs.Status) []call {
 			args: func(slot uint64) [6]uint64 { return [6]uint64{uint64(t.ID), slot} },
 			done: func(_ uint64, b []byte) { t.IntervalNsec, t.ValueNsec = timerValue(b, 1e9) }})
 	}
+	calls = append(calls, c.exactCalls()...)
 	calls = append(calls, call{name: "brk", nr: sysBrk,
 		args: func(uint64) [6]uint64 { return [6]uint64{} },
 		done: func(ret uint64, _ []byte) { c.p.MM.Brk = ret }})

@@ -108,6 +108,7 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 		st.Threads = len(f.tids)
 		logf("froze %s in %v", format.Threads(len(f.tids)), frozenAt.Sub(start).Round(time.Microsecond))
 		c := &collector{pid: opts.PID, f: f, fileSave: opts.FileSave}
+		defer c.close()
 		if err := c.collect(); err != nil {
 			return err
 		}

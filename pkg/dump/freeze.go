@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -125,22 +126,35 @@ func (f *frozen) waitStop(tid int) error {
 // PTRACE_INTERRUPT just goes on. What the thread does meanwhile it would
 // have done anyway: threads it made are seized like the others, and a
 // child process it made ends the dump.
-func (f *frozen) leaveVdso(lo, hi uint64) error {
+//
+// A thread in [pad, hi), the vDSO's padding, is on its way back from the
+// trampoline of a procs-dump that died (see vdsopad.go): it runs, system
+// calls and all, until it is back, within maxTrampolineReturn.
+func (f *frozen) leaveVdso(lo, pad, hi uint64) error {
 	ran := false
 	for _, tid := range slices.Clone(f.tids) {
-		for i := 0; i < maxVdsoRuns && slices.Contains(f.tids, tid); i++ {
+		var deadline time.Time
+		for i := 0; slices.Contains(f.tids, tid); i++ {
 			regs, err := ptrace.GetRegs(tid)
 			if err != nil {
 				return err
 			}
-			if regs.Rip < lo || regs.Rip >= hi || int64(regs.Orig_rax) >= 0 {
+			wait := 20 * time.Microsecond
+			if regs.Rip >= pad && regs.Rip < hi {
+				if deadline.IsZero() {
+					deadline = time.Now().Add(maxTrampolineReturn)
+				} else if time.Now().After(deadline) {
+					return fmt.Errorf("thread %d is still in the trampoline of a procs-dump that died (at %#x)", tid, regs.Rip)
+				}
+				wait = time.Millisecond
+			} else if regs.Rip < lo || regs.Rip >= hi || int64(regs.Orig_rax) >= 0 || i >= maxVdsoRuns {
 				break // outside, or in a system call, made again as it is
 			}
 			ran = true
 			if err := ptrace.Cont(tid, 0); err != nil {
 				return err
 			}
-			unix.Nanosleep(&unix.Timespec{Nsec: 20_000}, nil)
+			unix.Nanosleep(&unix.Timespec{Nsec: wait.Nanoseconds()}, nil)
 			if err := ptrace.Interrupt(tid); err != nil && !errors.Is(err, unix.ESRCH) {
 				return err
 			}
@@ -160,6 +174,11 @@ func (f *frozen) leaveVdso(lo, hi uint64) error {
 	}
 	return nil
 }
+
+// maxTrampolineReturn bounds the wait for a thread to come back from the
+// trampoline of a procs-dump that died: the sleep of a batch
+// (ptrace.Batch) is at most a second.
+const maxTrampolineReturn = 2 * time.Second
 
 // maxVdsoRuns bounds how often leaveVdso lets one thread run: a thread
 // that calls the vDSO in a loop is found outside it one time in a few.

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"procs/pkg/procfs"
 	"procs/pkg/ptrace"
 )
@@ -37,6 +39,9 @@ func init() {
 
 func startVictim(t *testing.T) (*exec.Cmd, *bufio.Scanner) {
 	t.Helper()
+	// The victim gets fds 0-2 only, whatever this binary inherited
+	// (a dump refuses a pipe).
+	unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "PROCS_DUMP_VICTIM=1")
 	out, err := cmd.StdoutPipe()
@@ -156,6 +161,50 @@ func TestTracerDeathMidInjection(t *testing.T) {
 
 var errNoBatchCode = errors.New("no room for the batch code in this kernel's vDSO")
 
+// borrowed is a frozen victim whose main thread is parked on a trampoline
+// with batch code.
+type borrowed struct {
+	f       *frozen
+	c       *collector // maps and threads collected
+	tr      *ptrace.Trampoline
+	r       *ptrace.Remote
+	scratch uint64 // the result area
+}
+
+// borrowMain freezes pid and parks its main thread on a trampoline, as a
+// dump does before it runs calls there. Precondition: the OS thread is the
+// tracer's (inside ptrace.Run).
+func borrowMain(pid int) (*borrowed, error) {
+	f, err := freeze(pid)
+	if err != nil {
+		return nil, err
+	}
+	b := &borrowed{f: f, c: &collector{pid: pid, f: f, files: map[[2]uint64]int{}}}
+	if b.c.maps, err = procfs.Maps(pid); err != nil {
+		return nil, err
+	}
+	if err := b.c.collectMaps(); err != nil {
+		return nil, err
+	}
+	if err := b.c.collectThreads(); err != nil {
+		return nil, err
+	}
+	if b.scratch, err = b.c.resultArea(); err != nil {
+		return nil, err
+	}
+	if b.tr, err = ptrace.InstallTrampoline(pid, b.c.vdsoStart, b.c.vdso); err != nil {
+		return nil, err
+	}
+	if b.tr.Batch == 0 {
+		tracerDies(f)
+		return nil, errNoBatchCode
+	}
+	if b.r, err = ptrace.NewSafeRemote(f.tids[0], b.tr); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
 // TestTracerDeathMidBatch lets a thread go as a dying tracer would, in
 // the middle of a batch of injected calls: before it ran the table, and
 // while it sleeps after it. The thread must come back on its own through
@@ -172,36 +221,11 @@ func TestTracerDeathMidBatch(t *testing.T) {
 			pid := cmd.Process.Pid
 			var got []uint64
 			err := ptrace.Run(func() error {
-				f, err := freeze(pid)
+				b, err := borrowMain(pid)
 				if err != nil {
 					return err
 				}
-				c := &collector{pid: pid, f: f, files: map[[2]uint64]int{}}
-				if c.maps, err = procfs.Maps(pid); err != nil {
-					return err
-				}
-				if err := c.collectMaps(); err != nil {
-					return err
-				}
-				if err := c.collectThreads(); err != nil {
-					return err
-				}
-				scratch, err := c.resultArea()
-				if err != nil {
-					return err
-				}
-				tr, err := ptrace.InstallTrampoline(pid, c.vdsoStart, c.vdso)
-				if err != nil {
-					return err
-				}
-				if tr.Batch == 0 {
-					tracerDies(f)
-					return errNoBatchCode
-				}
-				r, err := ptrace.NewSafeRemote(f.tids[0], tr)
-				if err != nil {
-					return err
-				}
+				f, tr, r, scratch := b.f, b.tr, b.r, b.scratch
 				calls := []ptrace.Call{{Nr: 39}, {Nr: 110}} // getpid, getppid
 				table := scratch + tableOff
 				if where == "one by one" {

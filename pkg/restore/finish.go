@@ -2,6 +2,7 @@ package restore
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -79,6 +80,8 @@ func (b *builder) mapMemory() error {
 		flags := unix.MAP_FIXED
 		if m.Shared {
 			flags |= unix.MAP_SHARED
+		} else if hasAdvice(m, "dp") {
+			flags |= mapDroppable
 		} else {
 			flags |= unix.MAP_PRIVATE
 			if writableWhileFilled(m) {
@@ -172,6 +175,9 @@ func (b *builder) finish() error {
 				}
 			}
 		}
+		if err := b.mapFlags(m); err != nil {
+			return err
+		}
 	}
 	if err := b.setMM(); err != nil {
 		return err
@@ -195,6 +201,12 @@ func (b *builder) finish() error {
 		return err
 	}
 	if err := b.signals(); err != nil {
+		return err
+	}
+	if err := b.exactProcess(); err != nil {
+		return err
+	}
+	if err := b.seccomp(); err != nil {
 		return err
 	}
 	// Limits while the process still has our ids: prlimit on a
@@ -245,6 +257,12 @@ func (b *builder) finish() error {
 	}
 	for i := len(b.tids) - 1; i >= 0; i-- {
 		if err := ptrace.Detach(b.tids[i], 0); err != nil {
+			// Once one thread runs, the process may end on its own
+			// before the next is let go (a signal due at once, an
+			// exit): it ran, and its status tells.
+			if i < len(b.tids)-1 && errors.Is(err, unix.ESRCH) {
+				break
+			}
 			return err
 		}
 	}
@@ -493,13 +511,7 @@ func (b *builder) threadState(i int) error {
 	if _, err := r.Syscall("prctl(PR_SET_NAME)", sysPrctl, 15, p); err != nil {
 		return err
 	}
-	if t.Policy != 0 || t.Nice != 0 {
-		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: uint32(t.Policy), Nice: int32(t.Nice), Priority: uint32(t.Priority)}
-		if err := unix.SchedSetAttr(tid, &attr, 0); err != nil {
-			b.warnf("thread %d: cannot set scheduling policy %d nice %d: %v", tid, t.Policy, t.Nice, err)
-		}
-	}
-	return nil
+	return b.threadSched(i)
 }
 
 // signals queues the pending signals again, from the main thread.
@@ -531,34 +543,6 @@ func (b *builder) signals() error {
 				return err
 			}
 		}
-	}
-	return nil
-}
-
-// creds gives the process its credentials; validate made sure this never
-// raises anyone's privileges.
-func (b *builder) creds() error {
-	c := b.img.Creds
-	if callersCreds(c) {
-		return nil
-	}
-	groups := make([]byte, 4*len(c.Groups))
-	for i, g := range c.Groups {
-		binary.LittleEndian.PutUint32(groups[4*i:], uint32(g))
-	}
-	if len(groups) > 0 {
-		if err := b.write(offBig, groups); err != nil {
-			return err
-		}
-	}
-	if _, err := b.main.Syscall("setgroups", sysSetgroups, uint64(len(c.Groups)), b.scratch+offBig); err != nil {
-		return err
-	}
-	if _, err := b.main.Syscall("setresgid", sysSetresgid, uint64(c.GID[0]), uint64(c.GID[1]), uint64(c.GID[2])); err != nil {
-		return err
-	}
-	if _, err := b.main.Syscall("setresuid", sysSetresuid, uint64(c.UID[0]), uint64(c.UID[1]), uint64(c.UID[2])); err != nil {
-		return err
 	}
 	return nil
 }
@@ -644,13 +628,7 @@ const atFDCWD = ^uint64(99)
 // hasCheckpointRestore tells whether this process has CAP_SYS_ADMIN or
 // CAP_CHECKPOINT_RESTORE in its effective set.
 func hasCheckpointRestore() bool {
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return false
-	}
-	eff := uint64(data[0].Effective) | uint64(data[1].Effective)<<32
-	return eff&(1<<unix.CAP_SYS_ADMIN|1<<unix.CAP_CHECKPOINT_RESTORE) != 0
+	return hasCap(unix.CAP_SYS_ADMIN) || hasCap(unix.CAP_CHECKPOINT_RESTORE)
 }
 
 func hasAdvice(m format.Mapping, flag string) bool { return slices.Contains(m.Advice, flag) }

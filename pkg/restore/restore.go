@@ -112,6 +112,9 @@ func Restore(opts Options, in io.Reader) (*Process, error) {
 	if err := validate(&img); err != nil {
 		return nil, err
 	}
+	if err := validateExact(&img); err != nil {
+		return nil, err
+	}
 	if len(img.Timers) > 0 {
 		// Asked of this process: the kernel knows the prctl or not.
 		if err := unix.Prctl(unix.PR_TIMER_CREATE_RESTORE_IDS, unix.PR_TIMER_CREATE_RESTORE_IDS_GET, 0, 0, 0); err != nil {

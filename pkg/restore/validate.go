@@ -84,9 +84,6 @@ func validateProcess(img *format.Process) error {
 	if !inRange(img.Pgid, 0, maxPID) {
 		return fmt.Errorf("image process group %d is out of range", img.Pgid)
 	}
-	if img.Root != "/" {
-		return fmt.Errorf("the process ran in a chroot (%s), which procs cannot restore", safetext.Quote(img.Root))
-	}
 	if why := badPath(img.Cwd); why != "" {
 		return fmt.Errorf("image working directory %s %s", safetext.Quote(img.Cwd), why)
 	}

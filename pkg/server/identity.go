@@ -232,3 +232,18 @@ func (s *Server) requester(r *http.Request) (*Identity, string) {
 	}
 	return p.id, ""
 }
+
+// mayRead says whether who may list, fetch, claim or remove entry e: root,
+// and whoever uploaded it (the same uid, whichever way each came in). An
+// image holds a process's memory: another user's keys and passwords. An
+// entry with no uploader recorded (stored before uploaders were) is
+// root's; an unidentified requester may have none.
+func mayRead(who *Identity, e *Entry) bool {
+	switch {
+	case who == nil:
+		return false
+	case who.UID == 0:
+		return true
+	}
+	return e.Uploader != nil && e.Uploader.UID == who.UID
+}

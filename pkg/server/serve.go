@@ -24,11 +24,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, certFile, keyFile s
 	hs := &http.Server{
 		Handler:           s.Handler(),
 		ConnContext:       s.ConnContext,
-		ReadHeaderTimeout: 30 * time.Second,
+		ReadHeaderTimeout: s.cfg.ReadTimeout,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
-		// No read or write timeout: bodies are images of any size, and
-		// GET /v1/next waits as long as it must.
+		// No read or write timeout on the whole request: bodies are
+		// images of any size, and GET /v1/next waits as long as it
+		// must. An upload's body is cut when it stalls for ReadTimeout
+		// (stallReader).
 		//
 		// net/http's own complaints (a client's failed TLS handshake...)
 		// go where the server's events go, with its prefix, or nowhere.

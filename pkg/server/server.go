@@ -53,7 +53,25 @@ type Config struct {
 	TokenOwner *Identity
 	// Log receives one line per event; nil means quiet.
 	Log func(format string, args ...any)
+	// MaxUploads is how many uploads may run at once. As many more
+	// may wait up to 10 s for a place; beyond, an upload is answered
+	// 503 with Retry-After. 0 means DefaultMaxUploads.
+	MaxUploads int
+	// ReadTimeout is how long a request's headers may take, and how long
+	// an upload's body may send nothing, before the connection is cut.
+	// 0 means DefaultReadTimeout.
+	ReadTimeout time.Duration
 }
+
+const (
+	// DefaultMaxUploads is the default of Config.MaxUploads.
+	DefaultMaxUploads = 8
+	// DefaultReadTimeout is the default of Config.ReadTimeout.
+	DefaultReadTimeout = 30 * time.Second
+	// retryAfter is the Retry-After of a 503 for too many uploads, in
+	// seconds.
+	retryAfter = 5
+)
 
 // Server stores and serves images. Create it with New, serve
 // Server.Handler, call Shutdown when the HTTP server shuts down and Close
@@ -64,12 +82,18 @@ type Server struct {
 	tokenSum [sha256.Size]byte
 	tokenID  *Identity // the identity of a token holder
 
-	mu      sync.Mutex    // serialises commits; guards last and arrived
-	last    time.Time     // arrival time of the latest committed image
-	arrived chan struct{} // closed and replaced at each commit
+	mu   sync.Mutex // serialises commits; guards last and idx
+	last time.Time  // arrival time of the latest committed image
 
 	quit     chan struct{} // closed by Shutdown
 	quitOnce sync.Once
+
+	idx     index         // entries, claims, waiters; guarded by mu
+	lock    *os.File      // the state directory's lock, held while open
+	uploads chan struct{} // one token per upload running
+	queue   chan struct{} // one token per upload waiting for a place
+	tidy    sync.Mutex    // guards tidying
+	tidying bool          // a return of memory to the system is planned
 }
 
 // New opens (creating it if needed) the state directory and removes what an
@@ -84,6 +108,12 @@ func New(cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, err
 	}
+	if cfg.MaxUploads <= 0 {
+		cfg.MaxUploads = DefaultMaxUploads
+	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = DefaultReadTimeout
+	}
 	root, err := os.OpenRoot(cfg.Dir)
 	if err != nil {
 		return nil, err
@@ -92,20 +122,31 @@ func New(cfg Config) (*Server, error) {
 		cfg:      cfg,
 		root:     root,
 		tokenSum: sha256.Sum256([]byte(cfg.Token)),
-		arrived:  make(chan struct{}),
 		quit:     make(chan struct{}),
 		tokenID:  &Identity{UID: -1, GID: -1},
+		uploads:  make(chan struct{}, cfg.MaxUploads),
+		queue:    make(chan struct{}, cfg.MaxUploads),
 	}
 	if cfg.TokenOwner != nil {
 		id := *cfg.TokenOwner
 		s.tokenID = &id
 	}
 	s.tokenID.Auth = AuthToken
+	if s.lock, err = lockDir(root, cfg.Dir); err != nil {
+		root.Close()
+		return nil, err
+	}
+	var es []Entry
 	s.last, err = s.cleanup()
+	if err == nil {
+		es, err = s.list()
+	}
 	if err != nil {
+		s.lock.Close()
 		root.Close()
 		return nil, fmt.Errorf("state directory %s: %w", cfg.Dir, err)
 	}
+	s.idx = newIndex(es)
 	return s, nil
 }
 
@@ -118,6 +159,7 @@ func (s *Server) Shutdown() {
 // Close releases the state directory.
 func (s *Server) Close() error {
 	s.Shutdown()
+	s.lock.Close()
 	return s.root.Close()
 }
 
@@ -132,8 +174,10 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/images", s.upload)
 	mux.HandleFunc("GET /v1/images", s.listImages)
-	mux.HandleFunc("GET /v1/images/{id}", s.fetch)
-	mux.HandleFunc("DELETE /v1/images/{id}", s.delete)
+	mux.HandleFunc("GET /v1/images/{id}", s.owned(s.fetch))
+	mux.HandleFunc("DELETE /v1/images/{id}", s.owned(s.delete))
+	mux.HandleFunc("POST /v1/images/{id}/claim", s.owned(s.claim))
+	mux.HandleFunc("DELETE /v1/images/{id}/claim", s.release)
 	mux.HandleFunc("GET /v1/next", s.next)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusNotFound, "no such endpoint")
@@ -200,11 +244,15 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 
 // upload handles POST /v1/images.
 func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
+	if !s.startUpload(w, r) {
+		return
+	}
+	defer s.endUpload()
 	var body io.Reader = r.Body
 	if s.cfg.MaxSize > 0 {
 		body = http.MaxBytesReader(w, r.Body, s.cfg.MaxSize)
 	}
-	br := &bodyReader{r: body}
+	br := &bodyReader{r: s.stallReader(w, body)}
 	id := newID()
 	tmp := tmpPrefix + id + imgSuffix
 	// Straight to the disk if the file system allows it (see directio):
@@ -333,8 +381,8 @@ func (s *Server) commit(e *Entry, tmp string) error {
 		return err
 	}
 	s.last = now
-	close(s.arrived)
-	s.arrived = make(chan struct{})
+	s.idx.add(*e)
+	s.idx.offer(*e)
 	return nil
 }
 
@@ -355,13 +403,43 @@ func origin(r *http.Request) string {
 
 // listImages handles GET /v1/images.
 func (s *Server) listImages(w http.ResponseWriter, r *http.Request) {
-	es, err := s.list()
-	if err != nil {
-		s.logf("list: %v", err)
-		httpError(w, http.StatusInternalServerError, "cannot list images")
-		return
+	who, _ := s.requester(r)
+	s.mu.Lock()
+	es := s.idx.entries()
+	s.mu.Unlock()
+	mine := es[:0]
+	for _, e := range es {
+		if mayRead(who, &e) {
+			mine = append(mine, e)
+		}
 	}
-	writeJSON(w, http.StatusOK, es)
+	writeJSON(w, http.StatusOK, mine)
+}
+
+// owned lets h serve a request on an image only when the requester may
+// read it (see mayRead); another's image is refused with 403.
+func (s *Server) owned(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		if e, ok := s.lookup(id); ok {
+			if who, _ := s.requester(r); !mayRead(who, &e) {
+				httpError(w, http.StatusForbidden, "image "+id+" is not yours: only its uploader and root may read or remove it")
+				return
+			}
+		}
+		h(w, r)
+	}
+}
+
+// lookup returns the entry of image id.
+func (s *Server) lookup(id string) (Entry, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sl := s.idx.byID[id]
+	if sl == nil {
+		return Entry{}, false
+	}
+	return sl.entry(), true
 }
 
 // fetch handles GET (and HEAD) /v1/images/{id}.
@@ -371,16 +449,22 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusNotFound, fmt.Sprintf("no image %q", id))
 		return
 	}
-	e, err := s.readEntry(id)
-	if errors.Is(err, errNotFound) {
+	e, ok := s.lookup(id)
+	if !ok {
 		httpError(w, http.StatusNotFound, "no image "+id)
 		return
 	}
-	if err != nil {
-		s.logf("fetch %s: %v", id, err)
-		httpError(w, http.StatusInternalServerError, "cannot read image")
-		return
+	s.send(w, r, e, nil)
+}
+
+// send answers image e, and tells sent (when not nil) whether all of it
+// went out.
+func (s *Server) send(w http.ResponseWriter, r *http.Request, e Entry, sent func(ok bool)) {
+	if sent == nil {
+		sent = func(bool) {}
 	}
+	id := e.ID
+	var err error
 	// A whole image is read straight from the disk when the file system
 	// allows it (see streamDirect); ranges and conditions go to
 	// http.ServeContent.
@@ -397,6 +481,7 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		// Deleted between the two steps.
+		sent(false)
 		httpError(w, http.StatusNotFound, "no image "+id)
 		return
 	}
@@ -411,39 +496,60 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {
 	if !direct {
 		http.ServeContent(w, r, "", e.Arrived, f)
 		s.logf("sent %s to %s", id, r.RemoteAddr)
+		sent(true)
 		return
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		s.logf("fetch %s: %v", id, err)
+		sent(false)
 		httpError(w, http.StatusInternalServerError, "cannot read image")
 		return
 	}
 	if n, err := streamDirect(w, f, fi.Size(), e.Arrived); err != nil {
 		// The client sees a short body: Content-Length was promised.
 		s.logf("sending %s to %s: cut after %d bytes: %v", id, r.RemoteAddr, n, err)
+		sent(false)
 		return
 	}
 	s.logf("sent %s to %s", id, r.RemoteAddr)
+	sent(true)
 }
 
-// delete handles DELETE /v1/images/{id}.
+// delete handles DELETE /v1/images/{id}. With the header X-Procs-Claim,
+// it commits that claim: the image goes only if the token is the one of
+// its claim. An image claimed by someone else is not deleted (409).
 func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if !ValidID(id) {
 		httpError(w, http.StatusNotFound, fmt.Sprintf("no image %q", id))
 		return
 	}
+	token := r.Header.Get(ClaimHeader)
 	s.mu.Lock()
-	err := s.root.Remove(id + imgSuffix)
-	if err == nil {
-		s.root.Remove(id + metaSufix)
-		err = s.syncDir()
+	sl := s.idx.byID[id]
+	var err error
+	switch {
+	case sl == nil:
+		err = os.ErrNotExist
+	case sl.claim == nil && token != "":
+		err = errClaimLost
+	case sl.claim != nil && sl.claim.token != token:
+		err = errTaken
+	default:
+		err = s.root.Remove(id + imgSuffix)
+		if err == nil {
+			s.idx.remove(id)
+			s.root.Remove(id + metaSufix)
+			err = s.syncDir()
+		}
 	}
 	s.mu.Unlock()
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		httpError(w, http.StatusNotFound, "no image "+id)
+	case err == errTaken || err == errClaimLost:
+		httpError(w, http.StatusConflict, "image "+id+" "+err.Error())
 	case err != nil:
 		s.logf("delete %s: %v", id, err)
 		httpError(w, http.StatusInternalServerError, "cannot delete image")
@@ -454,9 +560,11 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
 }
 
 // next handles GET /v1/next?after=ID&timeout=SECONDS: the first image that
-// arrived after image ID, or, without after, after the request came in.
-// It waits until one arrives, the timeout (if any) expires (204), the
-// client goes away or the server shuts down (503).
+// arrived after image ID, or, without after, after the request came in,
+// and that nobody has claimed. It waits until one arrives, the timeout
+// (if any) expires (204), the client goes away or the server shuts down
+// (503). A waiting request is handed the entry that arrives: it costs
+// one send per arrival, and no look at the directory.
 func (s *Server) next(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	ctx := r.Context()
@@ -472,45 +580,40 @@ func (s *Server) next(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	mark := s.last
-	s.mu.Unlock()
 	if after := q.Get("after"); after != "" {
-		e, err := s.readEntry(after)
-		if errors.Is(err, errNotFound) {
+		sl := s.idx.byID[after]
+		if sl == nil {
+			s.mu.Unlock()
 			httpError(w, http.StatusNotFound, fmt.Sprintf("no image %q", after))
 			return
 		}
-		if err != nil {
-			httpError(w, http.StatusInternalServerError, "cannot read image")
-			return
-		}
-		mark = e.Arrived
+		mark = sl.e.Arrived
 	}
-	for {
+	who, _ := s.requester(r)
+	may := func(e *Entry) bool { return mayRead(who, e) }
+	e, ok := s.idx.firstAfter(mark, may)
+	wt := &waiter{mark: mark, may: may, ch: make(chan Entry, 1)}
+	if !ok {
+		s.idx.waiters[wt] = struct{}{}
+	}
+	s.mu.Unlock()
+	if ok {
+		writeJSON(w, http.StatusOK, e)
+		return
+	}
+	defer func() {
 		s.mu.Lock()
-		ch := s.arrived
+		delete(s.idx.waiters, wt)
 		s.mu.Unlock()
-		es, err := s.list()
-		if err != nil {
-			s.logf("next: %v", err)
-			httpError(w, http.StatusInternalServerError, "cannot list images")
-			return
-		}
-		for _, e := range es {
-			if e.Arrived.After(mark) {
-				writeJSON(w, http.StatusOK, e)
-				return
-			}
-		}
-		select {
-		case <-ch:
-		case <-s.quit:
-			httpError(w, http.StatusServiceUnavailable, "server shutting down")
-			return
-		case <-ctx.Done():
-			if r.Context().Err() == nil {
-				w.WriteHeader(http.StatusNoContent) // timeout
-			}
-			return
+	}()
+	select {
+	case e := <-wt.ch:
+		writeJSON(w, http.StatusOK, e)
+	case <-s.quit:
+		httpError(w, http.StatusServiceUnavailable, "server shutting down")
+	case <-ctx.Done():
+		if r.Context().Err() == nil {
+			w.WriteHeader(http.StatusNoContent) // timeout
 		}
 	}
 }

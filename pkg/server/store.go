@@ -32,6 +32,7 @@ type Entry struct {
 	// Exceeds lists what of the image's credentials its uploader could
 	// not grant (see Exceeds); empty when nothing.
 	Exceeds string `json:"exceeds,omitempty"`
+	Claimed bool   `json:"claimed,omitempty"` // a receiver has taken it (POST .../claim)
 }
 
 const (

@@ -163,7 +163,8 @@ func TestLoopbackUploader(t *testing.T) {
 }
 
 // TestUnknownPeerCannotWrite serves without ConnContext: nobody is
-// identified, so uploads and deletions are refused and reads are not.
+// identified, so uploads and deletions are refused, and a listing shows
+// nothing.
 func TestUnknownPeerCannotWrite(t *testing.T) {
 	s, err := server.New(server.Config{Dir: t.TempDir()})
 	if err != nil {
@@ -268,5 +269,73 @@ func TestExceeds(t *testing.T) {
 		if got := server.Exceeds(tc.creds, tc.id); got != tc.want {
 			t.Errorf("%s: Exceeds(%v, %+v) = %q; want %q", tc.name, tc.creds, tc.id, got, tc.want)
 		}
+	}
+}
+
+// TestOnlyUploaderReads: an image holds a process's memory, so another
+// user may neither list, fetch, claim, delete nor be handed it by
+// /v1/next; its uploader and root may.
+func TestOnlyUploaderReads(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to connect as another uid")
+	}
+	ts := start(t, server.Config{})
+	code, e, body := post(t, clientOver(dialAs(t, 65534, ts.addr)), ts.url, "", credsImage(t, uidCreds(65534, 65534)))
+	if code != 201 {
+		t.Fatalf("POST as uid 65534 = %d %s; want 201", code, body)
+	}
+	// as runs method path as uid, on a connection of its own.
+	as := func(uid int, method, path string) (int, string) {
+		req, _ := http.NewRequest(method, ts.url+path, nil)
+		resp, err := clientOver(dialAs(t, uid, ts.addr)).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, tc := range []struct {
+		method, path string
+	}{
+		{"GET", "/v1/images/" + e.ID},
+		{"POST", "/v1/images/" + e.ID + "/claim"},
+		{"DELETE", "/v1/images/" + e.ID},
+	} {
+		if code, b := as(1, tc.method, tc.path); code != 403 || !strings.Contains(b, "not yours") {
+			t.Errorf("%s %s as uid 1 = %d %s; want 403, not yours", tc.method, tc.path, code, b)
+		}
+	}
+	if code, b := as(1, "GET", "/v1/images"); code != 200 || strings.Contains(b, e.ID) {
+		t.Errorf("GET /v1/images as uid 1 = %d %s; want 200 without %s", code, b, e.ID)
+	}
+	if code, b := as(1, "GET", "/v1/next?after=&timeout=0.2"); code != 204 {
+		t.Errorf("GET /v1/next as uid 1 = %d %s; want 204 (nothing for it)", code, b)
+	}
+	// A waiter of another user is not handed a new arrival either.
+	waited := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", ts.url+"/v1/next?timeout=1", nil)
+		resp, err := clientOver(dialAs(t, 1, ts.addr)).Do(req)
+		if err != nil {
+			waited <- 0
+			return
+		}
+		resp.Body.Close()
+		waited <- resp.StatusCode
+	}()
+	time.Sleep(100 * time.Millisecond)
+	post(t, clientOver(dialAs(t, 65534, ts.addr)), ts.url, "", credsImage(t, uidCreds(65534, 65534)))
+	if code := <-waited; code != 204 {
+		t.Errorf("uid 1 waiting on /v1/next was handed uid 65534's image (%d); want 204", code)
+	}
+	if code, b := as(65534, "GET", "/v1/images"); code != 200 || !strings.Contains(b, e.ID) {
+		t.Errorf("GET /v1/images as its uploader = %d %s; want it listed", code, b)
+	}
+	if code, _ := as(65534, "GET", "/v1/images/"+e.ID); code != 200 {
+		t.Errorf("GET of its own image as its uploader = %d; want 200", code)
+	}
+	if code, _ := as(0, "DELETE", "/v1/images/"+e.ID); code != 204 {
+		t.Errorf("DELETE as root = %d; want 204", code)
 	}
 }

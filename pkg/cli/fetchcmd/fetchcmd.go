@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/pborman/getopt/v2"
 
@@ -30,8 +31,9 @@ for the next image to arrive.
                             127.0.0.1:7627); https://HOST[:PORT] for TLS
       --token-file=FILE     token for the server (default
                             $PROCS_TOKEN_FILE, else $PROCS_TOKEN)
-      --delete              remove the image from the server once it is
-                            completely written
+      --delete              take the image for this receiver alone (a
+                            claim), and remove it from the server once
+                            it is completely written
   -o, --output=FILE         write to FILE instead of stdout ("-" is
                             stdout); FILE appears only once complete
       --trust-uploaded      write the image even if it runs with
@@ -124,35 +126,63 @@ func Main(args []string, stdin, stdout, stderr *os.File) int {
 	return cli.ExitOK
 }
 
-// fetch writes image o.id (or the next to arrive) to out, commits out
-// (synced, renamed into place) and only then deletes the image with
-// --delete.
+// fetch writes image o.id (or the next to arrive) to out and commits out
+// (synced, renamed into place). With --delete it claims the image first,
+// so that no other receiver gets it too, and commits the claim (the image
+// is removed) only once out is committed; on failure it releases it.
 func fetch(ctx context.Context, c *client.Client, o options, out *cli.Output, msg *cli.Msg) error {
 	id := o.id
+	var (
+		body  io.ReadCloser
+		token string
+		err   error
+	)
 	if id == "next" {
 		msg.Logf("waiting for the next image on %s", c.Server())
-		e, err := c.Next(ctx, "")
+		var e client.Entry
+		if o.del {
+			e, body, token, err = c.ClaimNext(ctx, 0, func(e client.Entry) {
+				msg.Logf("%s was taken by another receiver; waiting for the next image", e.ID)
+			})
+		} else {
+			e, err = c.Next(ctx, "")
+		}
 		if err != nil {
 			return err
 		}
 		id = e.ID
-		msg.Logf("%s arrived: %s, pid %d, from %s, %s", e.ID, safetext.Quote(e.Comm), e.PID, safetext.Quote(e.Origin), cli.FormatBytes(e.Size))
+		msg.Logf("%s arrived: %s, pid %d, from %s, %s", e.ID, safetext.Clean(e.Comm, 64), e.PID, safetext.Clean(e.Origin, 64), cli.FormatBytes(e.Size))
 	}
-	body, err := c.Fetch(ctx, id)
+	switch {
+	case body != nil:
+	case o.del:
+		body, token, err = c.Claim(ctx, id, 0)
+	default:
+		body, err = c.Fetch(ctx, id)
+	}
 	if err != nil {
 		return err
 	}
-	defer body.Close()
 	n, err := io.Copy(out, body)
+	body.Close()
 	if err != nil {
-		return fmt.Errorf("image %s: %w", id, err)
+		err = fmt.Errorf("image %s: %w", id, err)
+	} else {
+		err = out.Commit()
 	}
-	if err := out.Commit(); err != nil {
+	if err != nil {
+		if token != "" {
+			rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if rerr := c.Release(rctx, id, token); rerr == nil {
+				msg.Logf("released %s: it stays on the server", id)
+			}
+		}
 		return err
 	}
 	msg.Logf("wrote %s: %s", id, cli.FormatBytes(n))
 	if o.del {
-		if err := c.Delete(ctx, id); err != nil {
+		if err := c.Commit(ctx, id, token); err != nil {
 			return err
 		}
 		msg.Logf("deleted %s", id)

@@ -472,16 +472,17 @@ func (c *cmd) restore(stop func()) int {
 	if err != nil {
 		return c.fail(cli.ExitLoadFailure, err)
 	}
-	return c.run(cl, arg, stop, nil)
-}
-
-// run restores image id of cl, calls running once the process runs, and
-// then waits for it like procs-load (or prints its PID with -d).
-func (c *cmd) run(cl *client.Client, id string, stop func(), running func()) int {
-	body, err := cl.Fetch(c.ctx, id)
+	body, err := cl.Fetch(c.ctx, arg)
 	if err != nil {
 		return c.fail(cli.ExitLoadFailure, err)
 	}
+	return c.run(cl, arg, body, stop, nil, nil)
+}
+
+// run restores image id of cl from body, calls running once the process
+// runs (failed if it does not), and then waits for it like procs-load
+// (or prints its PID with -d).
+func (c *cmd) run(cl *client.Client, id string, body io.ReadCloser, stop func(), running, failed func()) int {
 	c.msg.Logf("restoring %s from %s", id, cl.Server())
 	opts := loadcmd.Options(c.msg, c.stdin, c.stdout, c.stderr, c.o.pid, c.o.detach)
 	opts.Stdio = loadcmd.StdioModes[c.o.stdio]
@@ -490,6 +491,9 @@ func (c *cmd) run(cl *client.Client, id string, stop func(), running func()) int
 	body.Close()
 	if err != nil {
 		pf.Remove()
+		if failed != nil {
+			failed()
+		}
 		return c.fail(cli.ExitLoadFailure, loadcmd.Hint(err))
 	}
 	stop() // from now on signals are the process's business (loadcmd.Wait)
@@ -504,33 +508,60 @@ func (c *cmd) run(cl *client.Client, id string, stop func(), running func()) int
 }
 
 // receive restores image PROCS_ID of the local server, or the next one
-// to arrive, and removes it from the server once the process runs.
+// to arrive, and removes it from the server once the process runs. It
+// claims the image first, so that no other receiver restores it too,
+// and releases the claim if the restore fails. With --keep it only
+// fetches it.
 func (c *cmd) receive(stop func()) int {
 	cl, err := c.local()
 	if err != nil {
 		return c.fail(cli.ExitLoadFailure, err)
 	}
-	var id string
+	var (
+		id, token string
+		body      io.ReadCloser
+	)
 	if len(c.o.operands) == 1 {
 		id = c.o.operands[0]
+		if c.o.keep {
+			body, err = cl.Fetch(c.ctx, id)
+		} else {
+			body, token, err = cl.Claim(c.ctx, id, 0)
+		}
 	} else {
 		c.msg.Logf("waiting for the next image on %s", cl.Server())
-		e, err := cl.Next(c.ctx, "")
-		if err != nil {
-			return c.fail(cli.ExitLoadFailure, err)
+		var e client.Entry
+		if c.o.keep {
+			if e, err = cl.Next(c.ctx, ""); err == nil {
+				body, err = cl.Fetch(c.ctx, e.ID)
+			}
+		} else {
+			e, body, token, err = cl.ClaimNext(c.ctx, 0, func(e client.Entry) {
+				c.msg.Logf("%s was taken by another receiver; waiting for the next image", e.ID)
+			})
 		}
 		id = e.ID
-		c.msg.Logf("%s arrived: %s, pid %d, from %s, %s", e.ID, safetext.Quote(e.Comm), e.PID, safetext.Quote(e.Origin), cli.FormatBytes(e.Size))
+		if err == nil {
+			c.msg.Logf("%s arrived: %s, pid %d, from %s, %s", e.ID, safetext.Clean(e.Comm, 64), e.PID, safetext.Clean(e.Origin, 64), cli.FormatBytes(e.Size))
+		}
 	}
-	return c.run(cl, id, stop, func() {
-		if c.o.keep {
+	if err != nil {
+		return c.fail(cli.ExitLoadFailure, err)
+	}
+	claimed := func(what string, do func(ctx context.Context, id, token string) error) {
+		if token == "" {
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := cl.Delete(ctx, id); err != nil {
-			c.msg.Errorf("the process runs, but removing %s failed: %v", id, err)
+		if err := do(ctx, id, token); err != nil {
+			c.msg.Errorf("%s %s failed: %v", what, id, err)
 		}
+	}
+	return c.run(cl, id, body, stop, func() {
+		claimed("the process runs, but removing", cl.Commit)
+	}, func() {
+		claimed("releasing", cl.Release)
 	})
 }
 
@@ -582,7 +613,7 @@ func (c *cmd) send() int {
 	if err != nil {
 		return c.fail(cli.ExitFailure, err)
 	}
-	c.msg.Logf("stored as %s on %s: %s, pid %d, %s", e.ID, cl.Server(), e.Comm, e.PID, cli.FormatBytes(e.Size))
+	c.msg.Logf("stored as %s on %s: %s, pid %d, %s", e.ID, cl.Server(), safetext.Clean(e.Comm, 64), e.PID, cli.FormatBytes(e.Size))
 	return c.printID(e.ID)
 }
 

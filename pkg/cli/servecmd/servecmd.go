@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,7 +25,8 @@ import (
 
 // Usage is printed by -h and repeated in man/procs-serve.8.
 const Usage = `usage: procs-serve [-l ADDR:PORT|unix:PATH] [-d DIR] [--token-file=FILE]
-                   [--cert=FILE --key=FILE] [--max-size=SIZE] [-v]
+                   [--cert=FILE --key=FILE] [--max-size=SIZE]
+                   [--max-uploads=N] [--read-timeout=SECONDS] [-v]
        procs-serve -h | --version
 
 Keep procs images under ids and hand them out over HTTP.
@@ -45,6 +47,12 @@ Keep procs images under ids and hand them out over HTTP.
       --key=FILE           ... and this private key (PEM)
       --max-size=SIZE      refuse images larger than SIZE bytes; K, M, G
                            and T suffixes; 0 for no limit (default 64G)
+      --max-uploads=N      receive at most N uploads at once, N more
+                           waiting up to 10 s; answer more with 503
+                           and Retry-After (default 8)
+      --read-timeout=SECONDS  cut a connection whose request headers
+                           take longer, or whose upload sends nothing
+                           for that long (default 30)
   -v, --verbose            log each request on stderr
   -h, --help               print this help and exit
       --version            print the version and exit
@@ -69,11 +77,13 @@ var Verify server.Verifier = server.VerifyImage
 type options struct {
 	listen, dir, tokenFile, cert, key, maxSize string
 	cli.Flags
-	limit int64
+	limit       int64
+	maxUploads  int
+	readTimeout float64
 }
 
 func parse(args []string) (options, error) {
-	o := options{maxSize: "64G"}
+	o := options{maxSize: "64G", maxUploads: server.DefaultMaxUploads, readTimeout: server.DefaultReadTimeout.Seconds()}
 	set := getopt.New()
 	set.FlagLong(&o.listen, "listen", 'l')
 	set.FlagLong(&o.dir, "dir", 'd')
@@ -81,6 +91,8 @@ func parse(args []string) (options, error) {
 	set.FlagLong(&o.cert, "cert", 0)
 	set.FlagLong(&o.key, "key", 0)
 	set.FlagLong(&o.maxSize, "max-size", 0)
+	set.FlagLong(&o.maxUploads, "max-uploads", 0)
+	set.FlagLong(&o.readTimeout, "read-timeout", 0)
 	o.Register(set)
 	ops, err := cli.Parse(set, args)
 	switch {
@@ -90,6 +102,10 @@ func parse(args []string) (options, error) {
 		return o, cli.Usagef("unexpected argument %q", ops[0])
 	case (o.cert == "") != (o.key == ""):
 		return o, cli.Usagef("--cert and --key go together")
+	case o.maxUploads < 1 || o.maxUploads > 10000:
+		return o, cli.Usagef("invalid value %d for --max-uploads: want 1 to 10000", o.maxUploads)
+	case !(o.readTimeout >= 0.1 && o.readTimeout <= 86400):
+		return o, cli.Usagef("invalid value %g for --read-timeout: want 0.1 to 86400 seconds", o.readTimeout)
 	}
 	if o.limit, err = ParseSize(o.maxSize); err != nil {
 		return o, cli.Usagef("invalid value %q for --max-size", o.maxSize)
@@ -214,7 +230,11 @@ func serve(o options, msg *cli.Msg) (int, error) {
 	if !server.IsLoopback(ln.Addr()) && token == "" { // a socket from systemd
 		return cli.ExitUsage, noToken(ln.Addr())
 	}
-	cfg := server.Config{Dir: o.dir, Verify: Verify, MaxSize: o.limit, Token: token, TokenOwner: owner}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(MemoryLimit(o.maxUploads))
+	}
+	cfg := server.Config{Dir: o.dir, Verify: Verify, MaxSize: o.limit, Token: token, TokenOwner: owner,
+		MaxUploads: o.maxUploads, ReadTimeout: time.Duration(o.readTimeout * float64(time.Second))}
 	if o.Verbose {
 		cfg.Log = msg.Logf
 	}
@@ -234,6 +254,16 @@ func serve(o options, msg *cli.Msg) (int, error) {
 		return cli.ExitFailure, err
 	}
 	return cli.ExitOK, nil
+}
+
+// MemoryLimit is the soft limit of procs-serve's Go heap for uploads
+// uploads at once (debug.SetMemoryLimit; GOMEMLIMIT overrides it): an
+// upload being verified holds at most one decompression window
+// (format.MaxRecordWindow) and a few small buffers, and the garbage
+// collector works harder near the limit rather than let garbage windows
+// pile up.
+func MemoryLimit(uploads int) int64 {
+	return int64(32+12*uploads) << 20
 }
 
 func defaultDir() string {

@@ -1,0 +1,60 @@
+#!/bin/sh
+# tests/deps.sh: make sure what the tests use is installed, before they
+# run (`make test` and .ci/run call it).
+#
+# As root on Debian, it installs the missing packages and says which;
+# otherwise it stops at once with one line naming them and the command
+# that installs them.
+set -eu
+
+# Each Debian package the tests use, and a command it brings:
+#   mandoc     mandoc     lints the man pages
+#   python3    python3    victims
+#   gcc        gcc        builds the C victims
+#   libc6-dev  -          their headers and libc.a (static victims)
+#   make       make       runs this
+#   xz-utils   xz         compression tests
+#   zstd       zstd       compression tests
+#   iproute2   ip         network namespaces of the migration tests
+#   curl       curl       the server's HTTP interface
+#   passwd     useradd    tests that run as an ordinary user they create
+#   bash       bash       victims
+packages="mandoc python3 gcc libc6-dev make xz-utils zstd iproute2 curl passwd bash"
+commands="mandoc python3 gcc make xz zstd ip curl useradd bash"
+
+me=tests/deps.sh
+
+if ! command -v dpkg-query >/dev/null 2>&1; then
+	# Not Debian: say which commands are missing.
+	missing=""
+	for c in $commands; do
+		PATH=$PATH:/usr/sbin:/sbin command -v "$c" >/dev/null 2>&1 || missing="$missing $c"
+	done
+	if [ -n "$missing" ]; then
+		echo "$me: missing commands the tests use:$missing: install them with your package manager" >&2
+		exit 1
+	fi
+	exit 0
+fi
+
+missing=""
+for p in $packages; do
+	dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" ||
+		missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+	echo "$me: missing Debian packages:$missing: install them as root with: apt-get install --no-install-recommends$missing" >&2
+	exit 1
+fi
+
+echo "$me: installing Debian packages:$missing"
+export DEBIAN_FRONTEND=noninteractive
+# The package lists may be missing (a fresh image) or stale: update them
+# when the first try fails.
+# shellcheck disable=SC2086
+if ! apt-get install -y -q --no-install-recommends $missing </dev/null; then
+	apt-get update -q </dev/null
+	apt-get install -y -q --no-install-recommends $missing </dev/null
+fi

@@ -1,0 +1,168 @@
+package tests
+
+// An ordinary user dumps and restores its own process: ptrace rights over
+// it are all procs-dump needs.
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// userDir returns a new folder owned by cred's user, which it can reach.
+func userDir(t *testing.T, cred *syscall.Credential) string {
+	t.Helper()
+	dir := t.TempDir()
+	for d := dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// ptraceLimited says why the kernel would not let a user trace its own
+// non-child process, or "".
+func ptraceLimited() string {
+	b, err := os.ReadFile("/proc/sys/kernel/yama/ptrace_scope")
+	if err == nil && strings.TrimSpace(string(b)) != "0" {
+		return "kernel.yama.ptrace_scope is " + strings.TrimSpace(string(b))
+	}
+	return ""
+}
+
+// TestUnprivilegedOwnProcess: an ordinary user starts a python3 victim,
+// dumps it with procs-dump (no capability, no -K: it is killed once the
+// image is written) and restores it with procs-load; the victim's threads
+// go on counting from where they were, as that user.
+func TestUnprivilegedOwnProcess(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	if why := ptraceLimited(); why != "" {
+		t.Skipf("a user may not trace its own processes here: %s", why)
+	}
+	argv := victimArgv(t, "python")
+	// The system's python3, which every user may run (the one on root's
+	// PATH may live in root's home).
+	py := "/usr/bin/python3"
+	if _, err := os.Stat(py); err != nil {
+		t.Skipf("no %s: %v", py, err)
+	}
+	cred := testUser(t)
+	attr := func() *syscall.SysProcAttr { return &syscall.SysProcAttr{Credential: cred} }
+
+	script := publicCopy(t, argv[len(argv)-1])
+	dumpBin := publicCopy(t, filepath.Join(binDir, "procs-dump"))
+	loadBin := publicCopy(t, filepath.Join(binDir, "procs-load"))
+	dir := userDir(t, cred)
+
+	streams := []string{"py0", "py1", "py2", "main"}
+	p := startAs(t, []string{py, script}, dir, attr())
+	expect(t, p.out, "start 0", 0)
+	if all, ok := p.out.wait(lineWait, haveLines(streams, 2, 0)); !ok {
+		t.Fatalf("victim: want 2 lines of each of %v; got:\n%s", streams, tail(all, 10))
+	}
+	comm := procComm(p.pid())
+	wantIDs := fmt.Sprintf("%d\t%d\t%d\t%d", cred.Uid, cred.Uid, cred.Uid, cred.Uid)
+	if got := procStatus(p.pid())["Uid"]; got != wantIDs {
+		t.Fatalf("victim's Uid = %q; want %q", got, wantIDs)
+	}
+
+	img := filepath.Join(dir, "img")
+	var stderr bytes.Buffer
+	cmd := exec.Command(dumpBin, "-o", img, strconv.Itoa(p.pid()))
+	cmd.Dir, cmd.Stderr, cmd.SysProcAttr = dir, &stderr, attr()
+	if err := runTimeout(cmd, time.Minute); err != nil {
+		t.Fatalf("procs-dump as uid %d: %v\n%s", cred.Uid, err, stderr.String())
+	}
+	if !p.exited(10 * time.Second) {
+		t.Fatalf("pid %d still runs after procs-dump without -K", p.pid())
+	}
+	before, ok := p.out.waitEOF(5 * time.Second)
+	if !ok {
+		t.Fatalf("stdout of the dumped pid %d is still open", p.pid())
+	}
+
+	ld := &load{}
+	t.Cleanup(func() { ld.kill(t) })
+	ld.proc = startAs(t, []string{loadBin, img}, dir, attr())
+	after, ok := ld.out.wait(lineWait, haveLines(streams, 2, 0))
+	if !ok {
+		t.Fatalf("restored as uid %d: want 2 lines of each of %v; got:\n%s\nprocs-load stderr: %s",
+			cred.Uid, streams, tail(after, 10), ld.stderrText())
+	}
+	pid := ld.find(t, comm, 5*time.Second)
+	continuity(t, streams, before, after, false, nil)
+	if got := procStatus(pid)["Uid"]; got != wantIDs {
+		t.Errorf("restored process's Uid = %q; want %q", got, wantIDs)
+	}
+}
+
+// TestUnprivilegedNeedsCapability: what an ordinary user's procs-dump
+// cannot reach without CAP_CHECKPOINT_RESTORE, a mapping of a deleted file
+// that no fd holds, is refused (exit 3) with a message that names the
+// capability, and the process goes on.
+func TestUnprivilegedNeedsCapability(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	if why := ptraceLimited(); why != "" {
+		t.Skipf("a user may not trace its own processes here: %s", why)
+	}
+	py := "/usr/bin/python3"
+	if _, err := os.Stat(py); err != nil {
+		t.Skipf("no %s: %v", py, err)
+	}
+	cred := testUser(t)
+	dumpBin := publicCopy(t, filepath.Join(binDir, "procs-dump"))
+	dir := userDir(t, cred)
+	// mmap through libc: Python's mmap module keeps an fd of its own.
+	code := `import ctypes, os, time
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+fd = os.open("gone", os.O_RDWR | os.O_CREAT, 0o600)
+os.write(fd, b"x" * 4096)
+assert libc.mmap(None, 4096, 3, 1, fd, 0) not in (None, 2**64 - 1)  # PROT_READ|PROT_WRITE, MAP_SHARED
+os.close(fd)
+os.unlink("gone")
+print("start 0", flush=True)
+n = 0
+while True:
+    time.sleep(0.05)
+    n += 1
+    if n % 4 == 0:
+        print("tick %d" % (n // 4), flush=True)
+`
+	p := startAs(t, []string{py, "-c", code}, dir, &syscall.SysProcAttr{Credential: cred})
+	expect(t, p.out, "start 0", 0)
+	var stderr bytes.Buffer
+	cmd := exec.Command(dumpBin, "-o", filepath.Join(dir, "img"), strconv.Itoa(p.pid()))
+	cmd.Dir, cmd.Stderr = dir, &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	err := runTimeout(cmd, time.Minute)
+	msg := strings.TrimSpace(stderr.String())
+	if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 3 {
+		t.Fatalf("procs-dump as uid %d of a process mapping a deleted file: %v; want exit 3\n%s", cred.Uid, err, msg)
+	}
+	if !strings.Contains(msg, "CAP_CHECKPOINT_RESTORE") || !strings.Contains(msg, "deleted") || strings.Count(msg, "\n") > 1 {
+		t.Errorf("procs-dump message %q; want one line naming the deleted file and CAP_CHECKPOINT_RESTORE", msg)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "img")); err == nil {
+		t.Errorf("a refused dump left %s", filepath.Join(dir, "img"))
+	}
+	if err := waitHealthy(p.pid()); err != nil {
+		t.Fatalf("victim harmed: %v", err)
+	}
+	skip := len(mustLines(p.out))
+	expect(t, p.out, "tick", skip)
+}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/pborman/getopt/v2"
 
+	"procs/pkg/api"
 	"procs/pkg/cli"
 	"procs/pkg/client"
 	"procs/pkg/server"
@@ -161,7 +162,7 @@ func listener(o options, token string) (net.Listener, int, error) {
 	if o.listen != "" {
 		addr = o.listen
 		if _, _, err := net.SplitHostPort(addr); err != nil {
-			addr = net.JoinHostPort(strings.Trim(addr, "[]"), strconv.Itoa(client.DefaultPort))
+			addr = net.JoinHostPort(strings.Trim(addr, "[]"), strconv.Itoa(api.DefaultPort))
 		}
 	}
 	// Asked before listening: nothing may listen elsewhere without a

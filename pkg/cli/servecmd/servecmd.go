@@ -213,7 +213,7 @@ func noToken(addr any) error {
 
 func serve(o options, msg *cli.Msg) (int, error) {
 	token := ""
-	var owner *server.Identity
+	var owner *api.Identity
 	if o.tokenFile != "" {
 		var uid int
 		var err error
@@ -221,7 +221,7 @@ func serve(o options, msg *cli.Msg) (int, error) {
 			return cli.ExitFailure, err
 		}
 		// A token holder may upload what the token's owner could run.
-		owner = server.NewIdentity(uid, -1, server.AuthToken, "")
+		owner = server.NewIdentity(uid, -1, api.AuthToken, "")
 	}
 	ln, code, err := listener(o, token)
 	if err != nil {

@@ -65,9 +65,6 @@ address without --token-file).
 
 const prog = "procs-serve"
 
-// DefaultAddr is where procs-serve listens unless told otherwise.
-const DefaultAddr = "127.0.0.1:7627"
-
 // ShutdownGrace is how long requests in flight may run after SIGTERM.
 const ShutdownGrace = 60 * time.Second
 
@@ -158,7 +155,7 @@ func listener(o options, token string) (net.Listener, int, error) {
 		}
 		return ln, cli.ExitOK, nil
 	}
-	addr := DefaultAddr
+	addr := api.DefaultAddr
 	if o.listen != "" {
 		addr = o.listen
 		if _, _, err := net.SplitHostPort(addr); err != nil {

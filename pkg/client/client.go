@@ -517,7 +517,9 @@ func (c *Client) ClaimNext(ctx context.Context, hold time.Duration, taken func(e
 			return api.Entry{}, nil, "", err
 		}
 		body, tok, err := c.Claim(ctx, e.ID, hold)
-		if errors.Is(err, ErrTaken) {
+		// Taken by another receiver, or already taken and removed: wait
+		// for the next one.
+		if errors.Is(err, ErrTaken) || errors.Is(err, ErrNotFound) {
 			if taken != nil {
 				taken(e)
 			}

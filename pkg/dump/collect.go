@@ -435,19 +435,6 @@ func (c *collector) collectThreads() error {
 	return nil
 }
 
-// Syscall numbers (x86-64) and constants used for injection.
-const (
-	sysMmap         = 9
-	sysMunmap       = 11
-	sysBrk          = 12
-	sysRtSigact     = 13
-	sysGetitimer    = 36
-	sysTimerGettime = 224
-	sysSigaltstk    = 131
-	sysPrctl        = 157
-	prGetTIDAddr    = 40
-)
-
 // inject reads the state only the process itself can tell: signal
 // handlers, interval timers, brk, and per thread the alternate signal
 // stack and clear_child_tid. It borrows one thread at a time through the
@@ -598,7 +585,7 @@ func (c *collector) processCalls(status procfs.Status) []call {
 		switch {
 		case status.SigCgt&bit != 0:
 			sa := &c.p.Sigactions[sig-1]
-			calls = append(calls, call{name: "rt_sigaction", nr: sysRtSigact, size: 32,
+			calls = append(calls, call{name: "rt_sigaction", nr: unix.SYS_RT_SIGACTION, size: 32,
 				args: func(slot uint64) [6]uint64 { return [6]uint64{uint64(sig), 0, slot, 8} },
 				done: func(_ uint64, b []byte) {
 					*sa = format.Sigaction{Handler: le.Uint64(b), Flags: le.Uint64(b[8:]),
@@ -609,7 +596,7 @@ func (c *collector) processCalls(status procfs.Status) []call {
 		}
 	}
 	for which := 0; which < 3; which++ {
-		calls = append(calls, call{name: "getitimer", nr: sysGetitimer, size: 32,
+		calls = append(calls, call{name: "getitimer", nr: unix.SYS_GETITIMER, size: 32,
 			args: func(slot uint64) [6]uint64 { return [6]uint64{uint64(which), slot} },
 			done: func(_ uint64, b []byte) {
 				it := &c.p.Itimers[which]
@@ -618,12 +605,12 @@ func (c *collector) processCalls(status procfs.Status) []call {
 	}
 	for i := range c.p.Timers {
 		t := &c.p.Timers[i]
-		calls = append(calls, call{name: fmt.Sprintf("timer_gettime(%d)", t.ID), nr: sysTimerGettime, size: 32,
+		calls = append(calls, call{name: fmt.Sprintf("timer_gettime(%d)", t.ID), nr: unix.SYS_TIMER_GETTIME, size: 32,
 			args: func(slot uint64) [6]uint64 { return [6]uint64{uint64(t.ID), slot} },
 			done: func(_ uint64, b []byte) { t.IntervalNsec, t.ValueNsec = timerValue(b, 1e9) }})
 	}
 	calls = append(calls, c.exactCalls()...)
-	calls = append(calls, call{name: "brk", nr: sysBrk,
+	calls = append(calls, call{name: "brk", nr: unix.SYS_BRK,
 		args: func(uint64) [6]uint64 { return [6]uint64{} },
 		done: func(ret uint64, _ []byte) { c.p.MM.Brk = ret }})
 	return calls
@@ -642,13 +629,13 @@ func timerValue(b []byte, perSec int64) (interval, value int64) {
 func (c *collector) threadCalls(t *format.Thread) []call {
 	le := binary.LittleEndian
 	return []call{
-		{name: "sigaltstack", nr: sysSigaltstk, size: 24,
+		{name: "sigaltstack", nr: unix.SYS_SIGALTSTACK, size: 24,
 			args: func(slot uint64) [6]uint64 { return [6]uint64{0, slot} },
 			done: func(_ uint64, b []byte) {
 				t.Altstack = format.Altstack{SP: le.Uint64(b), Flags: int32(le.Uint32(b[8:])), Size: le.Uint64(b[16:])}
 			}},
-		{name: "prctl(PR_GET_TID_ADDRESS)", nr: sysPrctl, size: 8,
-			args: func(slot uint64) [6]uint64 { return [6]uint64{prGetTIDAddr, slot} },
+		{name: "prctl(PR_GET_TID_ADDRESS)", nr: unix.SYS_PRCTL, size: 8,
+			args: func(slot uint64) [6]uint64 { return [6]uint64{unix.PR_GET_TID_ADDRESS, slot} },
 			done: func(_ uint64, b []byte) { t.ClearTID = le.Uint64(b) }},
 	}
 }

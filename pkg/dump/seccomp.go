@@ -19,8 +19,6 @@ import (
 )
 
 const (
-	seccompStrict = 1
-	seccompFilter = 2
 	// A filter returning SECCOMP_RET_USER_NOTIF hands calls to a
 	// supervisor through a listener fd, which does not travel.
 	seccompRetUserNotif  = 0x7fc00000
@@ -62,10 +60,10 @@ func (c *collector) collectSeccomp() error {
 		switch st.Seccomp {
 		case 0:
 			continue
-		case seccompStrict:
-			t.Seccomp = &format.Seccomp{Mode: seccompStrict}
-		case seccompFilter:
-			s := &format.Seccomp{Mode: seccompFilter}
+		case unix.SECCOMP_MODE_STRICT:
+			t.Seccomp = &format.Seccomp{Mode: unix.SECCOMP_MODE_STRICT}
+		case unix.SECCOMP_MODE_FILTER:
+			s := &format.Seccomp{Mode: unix.SECCOMP_MODE_FILTER}
 			for index := 0; ; index++ {
 				prog, flags, err := ptrace.SeccompFilter(t.TID, index)
 				if errors.Is(err, unix.ENOENT) {

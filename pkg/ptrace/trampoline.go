@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+
+	"golang.org/x/sys/unix"
 )
 
 // A Trampoline makes injected system calls safe against the death of the
@@ -140,11 +142,10 @@ func (t *Trampoline) arm(f frame, tid int, regs Regs, mask uint64) error {
 
 // Kernel-internal return values of a system call interrupted by a stop.
 const (
-	errRestartSys     = -512
-	errRestartNoIntr  = -513
-	errRestartNoHand  = -514
-	errRestartBlock   = -516
-	sysRestartSyscall = 219
+	errRestartSys    = -512
+	errRestartNoIntr = -513
+	errRestartNoHand = -514
+	errRestartBlock  = -516
 )
 
 // FixRestart turns the registers of a thread stopped inside a system call
@@ -162,7 +163,7 @@ func FixRestart(r *Regs) {
 	r.Orig_rax = ^uint64(0)
 	switch int64(r.Rax) {
 	case errRestartSys, errRestartNoIntr, errRestartNoHand, errRestartBlock:
-		if nr == sysRestartSyscall {
+		if nr == unix.SYS_RESTART_SYSCALL {
 			r.Rax = ^uint64(3) // -EINTR
 			return
 		}

@@ -70,43 +70,6 @@ const (
 	offBig      = 0x2000 // prctl_mm_map and auxv, siginfo
 )
 
-// Syscall numbers, x86-64.
-const (
-	sysClose         = 3
-	sysMmap          = 9
-	sysMprotect      = 10
-	sysMunmap        = 11
-	sysRtSigaction   = 13
-	sysMremap        = 25
-	sysMadvise       = 28
-	sysSetitimer     = 38
-	sysTimerCreate   = 222
-	sysTimerSettime  = 223
-	sysFcntl         = 72
-	sysFchdir        = 81
-	sysUmask         = 95
-	sysSetresuid     = 117
-	sysSetresgid     = 119
-	sysSetgroups     = 116
-	sysRtSigqueue    = 129
-	sysSigaltstack   = 131
-	sysPersonality   = 135
-	sysPrctl         = 157
-	sysSetTIDAddress = 218
-	sysEpollCtl      = 233
-	sysOpenat        = 257
-	sysSetRobustList = 273
-	sysEventfd2      = 290
-	sysEpollCreate1  = 291
-	sysDup3          = 292
-	sysRtTgsigqueue  = 297
-	sysRseq          = 334
-	sysClone3        = 435
-	sysPidfdOpen     = 434
-	sysCloseRange    = 436
-	sysPidfdGetfd    = 438
-)
-
 func (b *builder) logf(format string, args ...any) {
 	b.opts.Log("%v: "+format, append([]any{time.Since(b.start).Round(time.Microsecond)}, args...)...)
 }
@@ -289,7 +252,7 @@ func (b *builder) spawn() error {
 	if err != nil {
 		return err
 	}
-	if _, err := hr.Syscall("mmap", sysMmap, b.scratch, scratchSize,
+	if _, err := hr.Syscall("mmap", unix.SYS_MMAP, b.scratch, scratchSize,
 		unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC,
 		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE, ^uint64(0), 0); err != nil {
 		return err
@@ -341,7 +304,7 @@ func (b *builder) clone3(r *ptrace.Remote, memPID int, flags, exitSignal uint64,
 		return 0, err
 	}
 	r.NewTIDs = nil
-	res, err := r.Syscall("clone3", sysClone3, b.scratch+offArgs, 88)
+	res, err := r.Syscall("clone3", unix.SYS_CLONE3, b.scratch+offArgs, 88)
 	if setTID && (errors.Is(err, unix.EEXIST) || errors.Is(err, unix.EPERM)) {
 		if mode == PIDKeep {
 			if errors.Is(err, unix.EPERM) {
@@ -409,7 +372,7 @@ func (b *builder) clearLayout() error {
 			cur[m.Path] = m
 		case m.Path == "[vsyscall]" || m.Start == b.scratch:
 		default:
-			if _, err := b.main.Syscall("munmap", sysMunmap, m.Start, m.End-m.Start); err != nil {
+			if _, err := b.main.Syscall("munmap", unix.SYS_MUNMAP, m.Start, m.End-m.Start); err != nil {
 				return err
 			}
 		}
@@ -458,7 +421,7 @@ func (b *builder) clearLayout() error {
 		for name, m := range cur {
 			size := m.End - m.Start
 			to := step(name)
-			if _, err := b.main.Syscall("mremap "+name, sysMremap, cs[name], size, size,
+			if _, err := b.main.Syscall("mremap "+name, unix.SYS_MREMAP, cs[name], size, size,
 				unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, to); err != nil {
 				return err
 			}
@@ -514,7 +477,7 @@ func (b *builder) placeVdso(cur map[string]procfs.Mapping) error {
 		return fmt.Errorf("no room for this kernel's vDSO near the image's at %#x", old)
 	}
 	for name, m := range cur {
-		if _, err := b.main.Syscall("mremap "+name, sysMremap, m.Start, m.End-m.Start, m.End-m.Start,
+		if _, err := b.main.Syscall("mremap "+name, unix.SYS_MREMAP, m.Start, m.End-m.Start, m.End-m.Start,
 			unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, to+(m.Start-lo)); err != nil {
 			return err
 		}
@@ -794,8 +757,7 @@ func (b *builder) timeNamespace(stub *ptrace.Remote, pid int) {
 	if unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono) != nil || unix.ClockGettime(unix.CLOCK_BOOTTIME, &boot) != nil {
 		return
 	}
-	const sysUnshare = 272
-	if _, err := stub.Syscall("unshare(CLONE_NEWTIME)", sysUnshare, unix.CLONE_NEWTIME); err != nil {
+	if _, err := stub.Syscall("unshare(CLONE_NEWTIME)", unix.SYS_UNSHARE, unix.CLONE_NEWTIME); err != nil {
 		b.warnf("no time namespace (%v): the process's monotonic clock jumps to this machine's", err)
 		return
 	}

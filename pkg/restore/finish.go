@@ -23,7 +23,7 @@ import (
 func (b *builder) takeFD(lf *os.File) (uint64, error) {
 	r := b.main
 	if !b.pidfdIn {
-		fd, err := r.Syscall("pidfd_open", sysPidfdOpen, uint64(os.Getpid()), 0)
+		fd, err := r.Syscall("pidfd_open", unix.SYS_PIDFD_OPEN, uint64(os.Getpid()), 0)
 		if err != nil {
 			return 0, err
 		}
@@ -32,14 +32,14 @@ func (b *builder) takeFD(lf *os.File) (uint64, error) {
 		for _, f := range b.img.FDs {
 			top = max(top, f.Num)
 		}
-		high, err := r.Syscall("fcntl(F_DUPFD_CLOEXEC)", sysFcntl, fd, unix.F_DUPFD_CLOEXEC, uint64(top+1))
-		r.Syscall("close", sysClose, fd)
+		high, err := r.Syscall("fcntl(F_DUPFD_CLOEXEC)", unix.SYS_FCNTL, fd, unix.F_DUPFD_CLOEXEC, uint64(top+1))
+		r.Syscall("close", unix.SYS_CLOSE, fd)
 		if err != nil {
 			return 0, err
 		}
 		b.pidfd, b.pidfdIn = high, true
 	}
-	fd, err := r.Syscall("pidfd_getfd", sysPidfdGetfd, b.pidfd, uint64(lf.Fd()), 0)
+	fd, err := r.Syscall("pidfd_getfd", unix.SYS_PIDFD_GETFD, b.pidfd, uint64(lf.Fd()), 0)
 	if err != nil {
 		return 0, fmt.Errorf("giving the process %s: %w", safetext.Quote(lf.Name()), err)
 	}
@@ -52,7 +52,7 @@ func (b *builder) dropPidfd() error {
 		return nil
 	}
 	b.pidfdIn = false
-	_, err := b.main.Syscall("close", sysClose, b.pidfd)
+	_, err := b.main.Syscall("close", unix.SYS_CLOSE, b.pidfd)
 	return err
 }
 
@@ -62,7 +62,7 @@ func (b *builder) mapMemory() error {
 	fds := map[mapKey]uint64{}
 	defer func() {
 		for _, fd := range fds {
-			b.main.Syscall("close", sysClose, fd)
+			b.main.Syscall("close", unix.SYS_CLOSE, fd)
 		}
 	}()
 	for _, m := range b.img.Maps {
@@ -80,7 +80,7 @@ func (b *builder) mapMemory() error {
 		if m.Shared {
 			flags |= unix.MAP_SHARED
 		} else if hasAdvice(m, "dp") {
-			flags |= mapDroppable
+			flags |= unix.MAP_DROPPABLE
 		} else {
 			flags |= unix.MAP_PRIVATE
 			if writableWhileFilled(m) {
@@ -110,7 +110,7 @@ func (b *builder) mapMemory() error {
 		} else {
 			flags |= unix.MAP_ANONYMOUS
 		}
-		if _, err := b.main.Syscall(fmt.Sprintf("mmap %x-%x %s", m.Start, m.End, safetext.Quote(m.Name)), sysMmap,
+		if _, err := b.main.Syscall(fmt.Sprintf("mmap %x-%x %s", m.Start, m.End, safetext.Quote(m.Name)), unix.SYS_MMAP,
 			m.Start, m.End-m.Start, uint64(prot), uint64(flags), fd, off); err != nil {
 			return err
 		}
@@ -129,7 +129,7 @@ func (b *builder) mapOldVdso(m format.Mapping) error {
 		prot = unix.PROT_READ | unix.PROT_WRITE
 	}
 	name := fmt.Sprintf("mmap %x-%x %s", m.Start, m.End, safetext.Quote(m.Name))
-	if _, err := b.main.Syscall(name, sysMmap, m.Start, m.End-m.Start, prot, flags, ^uint64(0), 0); err != nil {
+	if _, err := b.main.Syscall(name, unix.SYS_MMAP, m.Start, m.End-m.Start, prot, flags, ^uint64(0), 0); err != nil {
 		return err
 	}
 	if m.Name != "[vdso]" {
@@ -145,7 +145,7 @@ func (b *builder) mapOldVdso(m format.Mapping) error {
 	if err := ptrace.WriteMem(b.pid, m.Start, code); err != nil {
 		return err
 	}
-	_, err = b.main.Syscall("mprotect [vdso]", sysMprotect, m.Start, m.End-m.Start, uint64(m.Prot))
+	_, err = b.main.Syscall("mprotect [vdso]", unix.SYS_MPROTECT, m.Start, m.End-m.Start, uint64(m.Prot))
 	return err
 }
 
@@ -163,13 +163,13 @@ func (b *builder) finish() error {
 			continue
 		}
 		if writableWhileFilled(m) && m.Prot&unix.PROT_WRITE == 0 {
-			if _, err := r.Syscall("mprotect", sysMprotect, m.Start, m.End-m.Start, uint64(m.Prot)); err != nil {
+			if _, err := r.Syscall("mprotect", unix.SYS_MPROTECT, m.Start, m.End-m.Start, uint64(m.Prot)); err != nil {
 				return err
 			}
 		}
 		for _, a := range m.Advice {
 			if adv, ok := advice[a]; ok {
-				if _, err := r.Syscall("madvise", sysMadvise, m.Start, m.End-m.Start, adv); err != nil {
+				if _, err := r.Syscall("madvise", unix.SYS_MADVISE, m.Start, m.End-m.Start, adv); err != nil {
 					b.warnf("madvise(%s) on %x-%x: %v", a, m.Start, m.End, err)
 				}
 			}
@@ -221,7 +221,7 @@ func (b *builder) finish() error {
 	// The scratch area goes last, unmapped from a syscall instruction
 	// outside it: the vDSO's, at its new place.
 	r.Insn = b.kvdsoAt + b.vdsoInsn
-	if _, err := r.Syscall("munmap scratch", sysMunmap, b.scratch, scratchSize); err != nil {
+	if _, err := r.Syscall("munmap scratch", unix.SYS_MUNMAP, b.scratch, scratchSize); err != nil {
 		return err
 	}
 	for i := range img.Threads {
@@ -283,7 +283,7 @@ func (b *builder) setMM() error {
 		if exe, err = b.takeFD(b.exeFile); err != nil {
 			return err
 		}
-		defer b.main.Syscall("close", sysClose, exe)
+		defer b.main.Syscall("close", unix.SYS_CLOSE, exe)
 	} else {
 		b.warnf("not privileged: /proc/%d/exe will name the loader, not %s", b.pid, safetext.Quote(b.img.Files[b.img.Exe].Path))
 	}
@@ -301,8 +301,7 @@ func (b *builder) setMM() error {
 	if err := b.write(offBig, buf); err != nil {
 		return err
 	}
-	const prSetMM, prSetMMMap = 35, 14
-	if _, err := b.main.Syscall("prctl(PR_SET_MM_MAP)", sysPrctl, prSetMM, prSetMMMap, b.scratch+offBig, 104, 0); err != nil {
+	if _, err := b.main.Syscall("prctl(PR_SET_MM_MAP)", unix.SYS_PRCTL, unix.PR_SET_MM, unix.PR_SET_MM_MAP, b.scratch+offBig, 104, 0); err != nil {
 		return err
 	}
 	return nil
@@ -312,7 +311,7 @@ func (b *builder) setMM() error {
 func (b *builder) makeFDs() error {
 	r := b.main
 	// Close what the stub inherited from the loader beyond 0, 1 and 2.
-	if _, err := r.Syscall("close_range", sysCloseRange, 3, ^uint64(0)>>33, 0); err != nil {
+	if _, err := r.Syscall("close_range", unix.SYS_CLOSE_RANGE, 3, ^uint64(0)>>33, 0); err != nil {
 		return err
 	}
 	b.pidfdIn = false // closed with the rest
@@ -331,7 +330,7 @@ func (b *builder) makeFDs() error {
 		if fd.Dup > 0 {
 			// Shares an earlier fd's open file: offset and flags come
 			// with it.
-			if _, err := r.Syscall("dup3", sysDup3, uint64(fd.Dup), uint64(fd.Num), uint64(cloexec)); err != nil {
+			if _, err := r.Syscall("dup3", unix.SYS_DUP3, uint64(fd.Dup), uint64(fd.Num), uint64(cloexec)); err != nil {
 				return fmt.Errorf("fd %d: %w", fd.Num, err)
 			}
 			continue
@@ -342,25 +341,25 @@ func (b *builder) makeFDs() error {
 			if f.Semaphore {
 				flags |= unix.EFD_SEMAPHORE
 			}
-			tmp, err = r.Syscall("eventfd2", sysEventfd2, f.Count, flags)
+			tmp, err = r.Syscall("eventfd2", unix.SYS_EVENTFD2, f.Count, flags)
 		case format.FileEpoll:
-			tmp, err = r.Syscall("epoll_create1", sysEpollCreate1, uint64(cloexec))
+			tmp, err = r.Syscall("epoll_create1", unix.SYS_EPOLL_CREATE1, uint64(cloexec))
 		default:
 			// Opened, and put at its offset, by prepareFiles; it comes
 			// close-on-exec.
 			tmp, err = b.takeFD(b.fdFiles[k])
 			if err == nil && tmp == uint64(fd.Num) && cloexec == 0 {
-				_, err = r.Syscall("fcntl(F_SETFD)", sysFcntl, tmp, unix.F_SETFD, 0)
+				_, err = r.Syscall("fcntl(F_SETFD)", unix.SYS_FCNTL, tmp, unix.F_SETFD, 0)
 			}
 		}
 		if err != nil {
 			return fmt.Errorf("fd %d: %w", fd.Num, err)
 		}
 		if tmp != uint64(fd.Num) {
-			if _, err := r.Syscall("dup3", sysDup3, tmp, uint64(fd.Num), uint64(cloexec)); err != nil {
+			if _, err := r.Syscall("dup3", unix.SYS_DUP3, tmp, uint64(fd.Num), uint64(cloexec)); err != nil {
 				return fmt.Errorf("fd %d: %w", fd.Num, err)
 			}
-			r.Syscall("close", sysClose, tmp)
+			r.Syscall("close", unix.SYS_CLOSE, tmp)
 		}
 	}
 	for _, ep := range b.img.Epolls {
@@ -371,7 +370,7 @@ func (b *builder) makeFDs() error {
 			if err := b.write(offArgs, ev); err != nil {
 				return err
 			}
-			if _, err := r.Syscall("epoll_ctl", sysEpollCtl, uint64(ep.FD), 1, uint64(t.FD), b.scratch+offArgs); err != nil {
+			if _, err := r.Syscall("epoll_ctl", unix.SYS_EPOLL_CTL, uint64(ep.FD), 1, uint64(t.FD), b.scratch+offArgs); err != nil {
 				return fmt.Errorf("epoll fd %d watching fd %d: %w", ep.FD, t.FD, err)
 			}
 		}
@@ -398,7 +397,7 @@ func (b *builder) processState() error {
 		if err := b.write(offArgs, buf); err != nil {
 			return err
 		}
-		if _, err := r.Syscall(fmt.Sprintf("rt_sigaction(%d)", sig), sysRtSigaction, uint64(sig), b.scratch+offArgs, 0, 8); err != nil {
+		if _, err := r.Syscall(fmt.Sprintf("rt_sigaction(%d)", sig), unix.SYS_RT_SIGACTION, uint64(sig), b.scratch+offArgs, 0, 8); err != nil {
 			return err
 		}
 	}
@@ -409,30 +408,30 @@ func (b *builder) processState() error {
 		if err := b.write(offArgs, timerValue(it.IntervalUsec, it.ValueUsec, 1e6)); err != nil {
 			return err
 		}
-		if _, err := r.Syscall("setitimer", sysSetitimer, uint64(which), b.scratch+offArgs, 0); err != nil {
+		if _, err := r.Syscall("setitimer", unix.SYS_SETITIMER, uint64(which), b.scratch+offArgs, 0); err != nil {
 			return err
 		}
 	}
-	if _, err := r.Syscall("umask", sysUmask, uint64(img.Umask)); err != nil {
+	if _, err := r.Syscall("umask", unix.SYS_UMASK, uint64(img.Umask)); err != nil {
 		return err
 	}
 	cwd, err := b.takeFD(b.cwdFile)
 	if err != nil {
 		return err
 	}
-	_, err = r.Syscall("fchdir", sysFchdir, cwd)
-	r.Syscall("close", sysClose, cwd)
+	_, err = r.Syscall("fchdir", unix.SYS_FCHDIR, cwd)
+	r.Syscall("close", unix.SYS_CLOSE, cwd)
 	if err != nil {
 		return fmt.Errorf("working directory %s: %w", safetext.Quote(img.Cwd), err)
 	}
 	if err := b.dropPidfd(); err != nil {
 		return err
 	}
-	if _, err := r.Syscall("personality", sysPersonality, uint64(img.Personality)); err != nil {
+	if _, err := r.Syscall("personality", unix.SYS_PERSONALITY, uint64(img.Personality)); err != nil {
 		return err
 	}
 	if img.Creds.NoNewPrivs {
-		if _, err := r.Syscall("prctl(PR_SET_NO_NEW_PRIVS)", sysPrctl, 38, 1, 0, 0, 0); err != nil {
+		if _, err := r.Syscall("prctl(PR_SET_NO_NEW_PRIVS)", unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 			return err
 		}
 	}
@@ -479,20 +478,20 @@ func (b *builder) threadState(i int) error {
 		if err := b.write(offArgs, buf); err != nil {
 			return err
 		}
-		if _, err := r.Syscall("sigaltstack", sysSigaltstack, b.scratch+offArgs, 0); err != nil {
+		if _, err := r.Syscall("sigaltstack", unix.SYS_SIGALTSTACK, b.scratch+offArgs, 0); err != nil {
 			return err
 		}
 	}
-	if _, err := r.Syscall("set_tid_address", sysSetTIDAddress, t.ClearTID); err != nil {
+	if _, err := r.Syscall("set_tid_address", unix.SYS_SET_TID_ADDRESS, t.ClearTID); err != nil {
 		return err
 	}
 	if t.Robust[0] != 0 {
-		if _, err := r.Syscall("set_robust_list", sysSetRobustList, t.Robust[0], t.Robust[1]); err != nil {
+		if _, err := r.Syscall("set_robust_list", unix.SYS_SET_ROBUST_LIST, t.Robust[0], t.Robust[1]); err != nil {
 			return err
 		}
 	}
 	if t.Rseq.Addr != 0 {
-		if _, err := r.Syscall("rseq", sysRseq, t.Rseq.Addr, uint64(t.Rseq.Size), 0, uint64(t.Rseq.Sig)); err != nil {
+		if _, err := r.Syscall("rseq", unix.SYS_RSEQ, t.Rseq.Addr, uint64(t.Rseq.Size), 0, uint64(t.Rseq.Sig)); err != nil {
 			return err
 		}
 	}
@@ -500,7 +499,7 @@ func (b *builder) threadState(i int) error {
 	if err != nil {
 		return err
 	}
-	if _, err := r.Syscall("prctl(PR_SET_NAME)", sysPrctl, 15, p); err != nil {
+	if _, err := r.Syscall("prctl(PR_SET_NAME)", unix.SYS_PRCTL, unix.PR_SET_NAME, p); err != nil {
 		return err
 	}
 	return b.threadSched(i)
@@ -518,9 +517,9 @@ func (b *builder) signals() error {
 		sig := uint64(binary.LittleEndian.Uint32(info))
 		var err error
 		if tid == 0 {
-			_, err = b.main.Syscall("rt_sigqueueinfo", sysRtSigqueue, uint64(b.pid), sig, b.scratch+offBig)
+			_, err = b.main.Syscall("rt_sigqueueinfo", unix.SYS_RT_SIGQUEUEINFO, uint64(b.pid), sig, b.scratch+offBig)
 		} else {
-			_, err = b.main.Syscall("rt_tgsigqueueinfo", sysRtTgsigqueue, uint64(b.pid), uint64(tid), sig, b.scratch+offBig)
+			_, err = b.main.Syscall("rt_tgsigqueueinfo", unix.SYS_RT_TGSIGQUEUEINFO, uint64(b.pid), uint64(tid), sig, b.scratch+offBig)
 		}
 		return err
 	}
@@ -592,7 +591,7 @@ func (b *builder) posixTimers() error {
 	}
 	r := b.main
 	le := binary.LittleEndian
-	if _, err := r.Syscall("prctl(PR_TIMER_CREATE_RESTORE_IDS)", sysPrctl, unix.PR_TIMER_CREATE_RESTORE_IDS, unix.PR_TIMER_CREATE_RESTORE_IDS_ON, 0, 0, 0); err != nil {
+	if _, err := r.Syscall("prctl(PR_TIMER_CREATE_RESTORE_IDS)", unix.SYS_PRCTL, unix.PR_TIMER_CREATE_RESTORE_IDS, unix.PR_TIMER_CREATE_RESTORE_IDS_ON, 0, 0, 0); err != nil {
 		return err // Restore checked that the kernel knows it
 	}
 	for _, t := range img.Timers {
@@ -613,7 +612,7 @@ func (b *builder) posixTimers() error {
 			return err
 		}
 		name := fmt.Sprintf("timer_create(%d)", t.ID)
-		if _, err := r.Syscall(name, sysTimerCreate, uint64(t.Clock), b.scratch+offArgs, b.scratch+offArgs+64); err != nil {
+		if _, err := r.Syscall(name, unix.SYS_TIMER_CREATE, uint64(t.Clock), b.scratch+offArgs, b.scratch+offArgs+64); err != nil {
 			return err
 		}
 		got := make([]byte, 4)
@@ -629,11 +628,11 @@ func (b *builder) posixTimers() error {
 		if err := b.write(offArgs, timerValue(t.IntervalNsec, t.ValueNsec, 1e9)); err != nil {
 			return err
 		}
-		if _, err := r.Syscall(fmt.Sprintf("timer_settime(%d)", t.ID), sysTimerSettime, uint64(t.ID), 0, b.scratch+offArgs, 0); err != nil {
+		if _, err := r.Syscall(fmt.Sprintf("timer_settime(%d)", t.ID), unix.SYS_TIMER_SETTIME, uint64(t.ID), 0, b.scratch+offArgs, 0); err != nil {
 			return err
 		}
 	}
-	_, err := r.Syscall("prctl(PR_TIMER_CREATE_RESTORE_IDS, off)", sysPrctl, unix.PR_TIMER_CREATE_RESTORE_IDS, unix.PR_TIMER_CREATE_RESTORE_IDS_OFF, 0, 0, 0)
+	_, err := r.Syscall("prctl(PR_TIMER_CREATE_RESTORE_IDS, off)", unix.SYS_PRCTL, unix.PR_TIMER_CREATE_RESTORE_IDS, unix.PR_TIMER_CREATE_RESTORE_IDS_OFF, 0, 0, 0)
 	return err
 }
 

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/linux"
 	"procs/pkg/procfs"
 	"procs/pkg/ptrace"
 )
@@ -577,7 +578,6 @@ func (c *collector) collectTimers() error {
 // processCalls read signal handlers, interval timers, POSIX timers and
 // brk.
 func (c *collector) processCalls(status procfs.Status) []call {
-	le := binary.LittleEndian
 	c.p.Sigactions = make([]format.Sigaction, 64)
 	var calls []call
 	for sig := 1; sig <= 64; sig++ {
@@ -585,18 +585,19 @@ func (c *collector) processCalls(status procfs.Status) []call {
 		switch {
 		case status.SigCgt&bit != 0:
 			sa := &c.p.Sigactions[sig-1]
-			calls = append(calls, call{name: "rt_sigaction", nr: unix.SYS_RT_SIGACTION, size: 32,
-				args: func(slot uint64) [6]uint64 { return [6]uint64{uint64(sig), 0, slot, 8} },
+			calls = append(calls, call{name: "rt_sigaction", nr: unix.SYS_RT_SIGACTION, size: linux.SizeofSigAction,
+				args: func(slot uint64) [6]uint64 { return [6]uint64{uint64(sig), 0, slot, linux.SizeofSigset} },
 				done: func(_ uint64, b []byte) {
-					*sa = format.Sigaction{Handler: le.Uint64(b), Flags: le.Uint64(b[8:]),
-						Restorer: le.Uint64(b[16:]), Mask: le.Uint64(b[24:])}
+					var ks linux.SigAction
+					ks.Decode(b)
+					*sa = format.Sigaction(ks)
 				}})
 		case status.SigIgn&bit != 0:
 			c.p.Sigactions[sig-1] = format.Sigaction{Handler: 1} // SIG_IGN
 		}
 	}
 	for which := 0; which < 3; which++ {
-		calls = append(calls, call{name: "getitimer", nr: unix.SYS_GETITIMER, size: 32,
+		calls = append(calls, call{name: "getitimer", nr: unix.SYS_GETITIMER, size: linux.SizeofItimer,
 			args: func(slot uint64) [6]uint64 { return [6]uint64{uint64(which), slot} },
 			done: func(_ uint64, b []byte) {
 				it := &c.p.Itimers[which]
@@ -605,7 +606,7 @@ func (c *collector) processCalls(status procfs.Status) []call {
 	}
 	for i := range c.p.Timers {
 		t := &c.p.Timers[i]
-		calls = append(calls, call{name: fmt.Sprintf("timer_gettime(%d)", t.ID), nr: unix.SYS_TIMER_GETTIME, size: 32,
+		calls = append(calls, call{name: fmt.Sprintf("timer_gettime(%d)", t.ID), nr: unix.SYS_TIMER_GETTIME, size: linux.SizeofItimer,
 			args: func(slot uint64) [6]uint64 { return [6]uint64{uint64(t.ID), slot} },
 			done: func(_ uint64, b []byte) { t.IntervalNsec, t.ValueNsec = timerValue(b, 1e9) }})
 	}
@@ -620,19 +621,21 @@ func (c *collector) processCalls(status procfs.Status) []call {
 // itimerspec (1e9: timespecs) into its interval and value in 1/perSec
 // seconds.
 func timerValue(b []byte, perSec int64) (interval, value int64) {
-	le := binary.LittleEndian
-	return int64(le.Uint64(b))*perSec + int64(le.Uint64(b[8:])),
-		int64(le.Uint64(b[16:]))*perSec + int64(le.Uint64(b[24:]))
+	var it linux.Itimer
+	it.Decode(b)
+	return it.Join(perSec)
 }
 
 // threadCalls read a thread's alternate signal stack and clear_child_tid.
 func (c *collector) threadCalls(t *format.Thread) []call {
 	le := binary.LittleEndian
 	return []call{
-		{name: "sigaltstack", nr: unix.SYS_SIGALTSTACK, size: 24,
+		{name: "sigaltstack", nr: unix.SYS_SIGALTSTACK, size: linux.SizeofStackT,
 			args: func(slot uint64) [6]uint64 { return [6]uint64{0, slot} },
 			done: func(_ uint64, b []byte) {
-				t.Altstack = format.Altstack{SP: le.Uint64(b), Flags: int32(le.Uint32(b[8:])), Size: le.Uint64(b[16:])}
+				var ss linux.StackT
+				ss.Decode(b)
+				t.Altstack = format.Altstack{SP: ss.SP, Flags: ss.Flags, Size: ss.Size}
 			}},
 		{name: "prctl(PR_GET_TID_ADDRESS)", nr: unix.SYS_PRCTL, size: 8,
 			args: func(slot uint64) [6]uint64 { return [6]uint64{unix.PR_GET_TID_ADDRESS, slot} },

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"procs/format"
 	"procs/pkg/ptrace"
 )
@@ -32,7 +34,7 @@ func TestDumpAfterTracerDeath(t *testing.T) {
 		}
 		vdsoStart, vdsoLen = b.c.vdsoStart, len(b.c.vdso)
 		f, r, scratch := b.f, b.r, b.scratch
-		if err := r.StartBatch(scratch+tableOff, []ptrace.Call{{Nr: 39}}); err != nil {
+		if err := r.StartBatch(scratch+tableOff, []ptrace.Call{{Nr: unix.SYS_GETPID}}); err != nil {
 			return err
 		}
 		if err := ptrace.Cont(f.tids[0], 0); err != nil {

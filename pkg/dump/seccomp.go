@@ -6,7 +6,6 @@ package dump
 // CAP_SYS_ADMIN: without it a process under seccomp is refused.
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -14,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/linux"
 	"procs/pkg/procfs"
 	"procs/pkg/ptrace"
 )
@@ -100,10 +100,8 @@ func (c *collector) collectSeccomp() error {
 
 // userNotif tells whether a filter may return SECCOMP_RET_USER_NOTIF.
 func userNotif(prog []byte) bool {
-	for i := 0; i+8 <= len(prog); i += 8 {
-		code := binary.LittleEndian.Uint16(prog[i:])
-		k := binary.LittleEndian.Uint32(prog[i+4:])
-		if code == bpfRetK && k&seccompRetActionFull == seccompRetUserNotif {
+	for _, f := range linux.SockFilters(prog) {
+		if f.Code == bpfRetK && f.K&seccompRetActionFull == seccompRetUserNotif {
 			return true
 		}
 	}

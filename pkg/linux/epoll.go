@@ -11,7 +11,7 @@ type EpollEvent struct {
 const SizeofEpollEvent = 12
 
 // Encode returns e in the kernel's layout.
-func (e *EpollEvent) Encode() []byte { return encode(e) }
+func (e EpollEvent) Encode() []byte { return encode(e) }
 
 // Decode reads e from b.
 func (e *EpollEvent) Decode(b []byte) { decode(b[:SizeofEpollEvent], e) }

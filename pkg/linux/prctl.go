@@ -25,7 +25,7 @@ type PrctlMMMap struct {
 const SizeofPrctlMMMap = 104
 
 // Encode returns m in the kernel's layout.
-func (m *PrctlMMMap) Encode() []byte { return encode(m) }
+func (m PrctlMMMap) Encode() []byte { return encode(m) }
 
 // Decode reads m from b.
 func (m *PrctlMMMap) Decode(b []byte) { decode(b[:SizeofPrctlMMMap], m) }

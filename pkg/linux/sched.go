@@ -20,7 +20,7 @@ type CloneArgs struct {
 const CLONE_ARGS_SIZE_VER2 = 88
 
 // Encode returns c in the kernel's layout.
-func (c *CloneArgs) Encode() []byte { return encode(c) }
+func (c CloneArgs) Encode() []byte { return encode(c) }
 
 // Decode reads c from b.
 func (c *CloneArgs) Decode(b []byte) { decode(b[:CLONE_ARGS_SIZE_VER2], c) }

@@ -14,7 +14,7 @@ type SockFprog struct {
 const SizeofSockFprog = 16
 
 // Encode returns p in the kernel's layout.
-func (p *SockFprog) Encode() []byte { return encode(p) }
+func (p SockFprog) Encode() []byte { return encode(p) }
 
 // Decode reads p from b.
 func (p *SockFprog) Decode(b []byte) { decode(b[:SizeofSockFprog], p) }

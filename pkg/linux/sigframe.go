@@ -44,7 +44,7 @@ type RtSigframe struct {
 const SizeofRtSigframe = 8 + SizeofUContext
 
 // Encode returns f in the kernel's layout.
-func (f *RtSigframe) Encode() []byte { return encode(f) }
+func (f RtSigframe) Encode() []byte { return encode(f) }
 
 // Decode reads f from b.
 func (f *RtSigframe) Decode(b []byte) { decode(b[:SizeofRtSigframe], f) }
@@ -75,7 +75,7 @@ type FpxSwBytes struct {
 const SizeofFpxSwBytes = 48
 
 // Encode returns s in the kernel's layout.
-func (s *FpxSwBytes) Encode() []byte { return encode(s) }
+func (s FpxSwBytes) Encode() []byte { return encode(s) }
 
 // Decode reads s from b.
 func (s *FpxSwBytes) Decode(b []byte) { decode(b[:SizeofFpxSwBytes], s) }

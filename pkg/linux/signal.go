@@ -10,12 +10,15 @@ type SigAction struct {
 	Mask     uint64
 }
 
-// SizeofSigAction is sizeof(struct sigaction), and rt_sigaction's
-// sigsetsize is 8 with it.
+// SizeofSigAction is sizeof(struct sigaction).
 const SizeofSigAction = 32
 
+// SizeofSigset is the kernel's sizeof(sigset_t), rt_sigaction's and
+// rt_sigprocmask's sigsetsize.
+const SizeofSigset = 8
+
 // Encode returns s in the kernel's layout.
-func (s *SigAction) Encode() []byte { return encode(s) }
+func (s SigAction) Encode() []byte { return encode(s) }
 
 // Decode reads s from b.
 func (s *SigAction) Decode(b []byte) { decode(b[:SizeofSigAction], s) }
@@ -38,7 +41,7 @@ type StackT struct {
 const SizeofStackT = 24
 
 // Encode returns s in the kernel's layout.
-func (s *StackT) Encode() []byte { return encode(s) }
+func (s StackT) Encode() []byte { return encode(s) }
 
 // Decode reads s from b.
 func (s *StackT) Decode(b []byte) { decode(b[:SizeofStackT], s) }
@@ -58,7 +61,7 @@ type Sigevent struct {
 const SizeofSigevent = 64
 
 // Encode returns s in the kernel's layout.
-func (s *Sigevent) Encode() []byte { return encode(s) }
+func (s Sigevent) Encode() []byte { return encode(s) }
 
 // Decode reads s from b.
 func (s *Sigevent) Decode(b []byte) { decode(b[:SizeofSigevent], s) }

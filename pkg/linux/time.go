@@ -26,7 +26,7 @@ func (t *Itimer) Join(perSec int64) (interval, value int64) {
 }
 
 // Encode returns t in the kernel's layout.
-func (t *Itimer) Encode() []byte { return encode(t) }
+func (t Itimer) Encode() []byte { return encode(t) }
 
 // Decode reads t from b.
 func (t *Itimer) Decode(b []byte) { decode(b[:SizeofItimer], t) }

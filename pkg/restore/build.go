@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/linux"
 	"procs/pkg/pagebuf"
 	"procs/pkg/procfs"
 	"procs/pkg/ptrace"
@@ -290,21 +291,21 @@ func (b *builder) spawn() error {
 // clone3 runs clone3 in r's thread and waits for the new task's first
 // stop. With a wanted id and mode auto, a taken id falls back to a new one.
 func (b *builder) clone3(r *ptrace.Remote, memPID int, flags, exitSignal uint64, want int, mode PIDMode) (int, error) {
-	args := make([]byte, 88+8)
-	le := binary.LittleEndian
-	le.PutUint64(args[0:], flags)
-	le.PutUint64(args[32:], exitSignal)
+	ca := linux.CloneArgs{Flags: flags, ExitSignal: exitSignal}
 	setTID := mode != PIDNew && want > 0
 	if setTID {
-		le.PutUint64(args[64:], b.scratch+offArgs+88) // set_tid
-		le.PutUint64(args[72:], 1)                    // set_tid_size
-		le.PutUint32(args[88:], uint32(want))
+		// set_tid: an array of one pid_t, right after the struct.
+		ca.SetTID, ca.SetTIDSize = b.scratch+offArgs+linux.CLONE_ARGS_SIZE_VER2, 1
+	}
+	args := ca.Encode()
+	if setTID {
+		args = binary.LittleEndian.AppendUint32(args, uint32(want))
 	}
 	if err := ptrace.WriteMem(memPID, b.scratch+offArgs, args); err != nil {
 		return 0, err
 	}
 	r.NewTIDs = nil
-	res, err := r.Syscall("clone3", unix.SYS_CLONE3, b.scratch+offArgs, 88)
+	res, err := r.Syscall("clone3", unix.SYS_CLONE3, b.scratch+offArgs, linux.CLONE_ARGS_SIZE_VER2)
 	if setTID && (errors.Is(err, unix.EEXIST) || errors.Is(err, unix.EPERM)) {
 		if mode == PIDKeep {
 			if errors.Is(err, unix.EPERM) {

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/linux"
 	"procs/pkg/procfs"
 	"procs/pkg/ptrace"
 	"procs/pkg/safetext"
@@ -274,7 +275,6 @@ func (b *builder) finish() error {
 
 func (b *builder) setMM() error {
 	mm := b.img.MM
-	le := binary.LittleEndian
 	// Setting the exe link needs CAP_CHECKPOINT_RESTORE; without it the
 	// link keeps naming the loader, and nothing else changes.
 	exe := ^uint64(0)
@@ -287,21 +287,19 @@ func (b *builder) setMM() error {
 	} else {
 		b.warnf("not privileged: /proc/%d/exe will name the loader, not %s", b.pid, safetext.Quote(b.img.Files[b.img.Exe].Path))
 	}
-	buf := make([]byte, 104+8*len(mm.Auxv))
-	for i, v := range []uint64{mm.StartCode, mm.EndCode, mm.StartData, mm.EndData, mm.StartBrk,
-		mm.Brk, mm.StartStack, mm.ArgStart, mm.ArgEnd, mm.EnvStart, mm.EnvEnd} {
-		le.PutUint64(buf[8*i:], v)
-	}
-	le.PutUint64(buf[88:], b.scratch+offBig+104)
-	le.PutUint32(buf[96:], uint32(8*len(mm.Auxv)))
-	le.PutUint32(buf[100:], uint32(exe))
-	for i, v := range mm.Auxv {
-		le.PutUint64(buf[104+8*i:], v)
+	// struct prctl_mm_map, then the auxiliary vector.
+	buf := linux.PrctlMMMap{StartCode: mm.StartCode, EndCode: mm.EndCode, StartData: mm.StartData,
+		EndData: mm.EndData, StartBrk: mm.StartBrk, Brk: mm.Brk, StartStack: mm.StartStack,
+		ArgStart: mm.ArgStart, ArgEnd: mm.ArgEnd, EnvStart: mm.EnvStart, EnvEnd: mm.EnvEnd,
+		Auxv: b.scratch + offBig + linux.SizeofPrctlMMMap, AuxvSize: uint32(8 * len(mm.Auxv)),
+		ExeFD: uint32(exe)}.Encode()
+	for _, v := range mm.Auxv {
+		buf = binary.LittleEndian.AppendUint64(buf, v)
 	}
 	if err := b.write(offBig, buf); err != nil {
 		return err
 	}
-	if _, err := b.main.Syscall("prctl(PR_SET_MM_MAP)", unix.SYS_PRCTL, unix.PR_SET_MM, unix.PR_SET_MM_MAP, b.scratch+offBig, 104, 0); err != nil {
+	if _, err := b.main.Syscall("prctl(PR_SET_MM_MAP)", unix.SYS_PRCTL, unix.PR_SET_MM, unix.PR_SET_MM_MAP, b.scratch+offBig, linux.SizeofPrctlMMMap, 0); err != nil {
 		return err
 	}
 	return nil
@@ -364,13 +362,11 @@ func (b *builder) makeFDs() error {
 	}
 	for _, ep := range b.img.Epolls {
 		for _, t := range ep.Targets {
-			ev := make([]byte, 12)
-			binary.LittleEndian.PutUint32(ev, t.Events)
-			binary.LittleEndian.PutUint64(ev[4:], t.Data)
-			if err := b.write(offArgs, ev); err != nil {
+			ev := linux.EpollEvent{Events: t.Events, Data: t.Data}
+			if err := b.write(offArgs, ev.Encode()); err != nil {
 				return err
 			}
-			if _, err := r.Syscall("epoll_ctl", unix.SYS_EPOLL_CTL, uint64(ep.FD), 1, uint64(t.FD), b.scratch+offArgs); err != nil {
+			if _, err := r.Syscall("epoll_ctl", unix.SYS_EPOLL_CTL, uint64(ep.FD), unix.EPOLL_CTL_ADD, uint64(t.FD), b.scratch+offArgs); err != nil {
 				return fmt.Errorf("epoll fd %d watching fd %d: %w", ep.FD, t.FD, err)
 			}
 		}
@@ -383,21 +379,15 @@ func (b *builder) makeFDs() error {
 func (b *builder) processState() error {
 	img := b.img
 	r := b.main
-	le := binary.LittleEndian
 	for i, sa := range img.Sigactions {
 		sig := i + 1
 		if sa == (format.Sigaction{}) || sig == int(unix.SIGKILL) || sig == int(unix.SIGSTOP) {
 			continue
 		}
-		buf := make([]byte, 32)
-		le.PutUint64(buf, sa.Handler)
-		le.PutUint64(buf[8:], sa.Flags)
-		le.PutUint64(buf[16:], sa.Restorer)
-		le.PutUint64(buf[24:], sa.Mask)
-		if err := b.write(offArgs, buf); err != nil {
+		if err := b.write(offArgs, linux.SigAction(sa).Encode()); err != nil {
 			return err
 		}
-		if _, err := r.Syscall(fmt.Sprintf("rt_sigaction(%d)", sig), unix.SYS_RT_SIGACTION, uint64(sig), b.scratch+offArgs, 0, 8); err != nil {
+		if _, err := r.Syscall(fmt.Sprintf("rt_sigaction(%d)", sig), unix.SYS_RT_SIGACTION, uint64(sig), b.scratch+offArgs, 0, linux.SizeofSigset); err != nil {
 			return err
 		}
 	}
@@ -405,7 +395,7 @@ func (b *builder) processState() error {
 		if it.ValueUsec == 0 {
 			continue
 		}
-		if err := b.write(offArgs, timerValue(it.IntervalUsec, it.ValueUsec, 1e6)); err != nil {
+		if err := b.write(offArgs, linux.MakeItimer(it.IntervalUsec, it.ValueUsec, 1e6).Encode()); err != nil {
 			return err
 		}
 		if _, err := r.Syscall("setitimer", unix.SYS_SETITIMER, uint64(which), b.scratch+offArgs, 0); err != nil {
@@ -468,14 +458,9 @@ func (b *builder) threadState(i int) error {
 		}
 		r.Forget()
 	}
-	le := binary.LittleEndian
-	const ssDisable, ssOnstack = 2, 1
-	if t.Altstack.Flags&ssDisable == 0 && t.Altstack.SP != 0 {
-		buf := make([]byte, 24)
-		le.PutUint64(buf, t.Altstack.SP)
-		le.PutUint32(buf[8:], uint32(t.Altstack.Flags&^ssOnstack))
-		le.PutUint64(buf[16:], t.Altstack.Size)
-		if err := b.write(offArgs, buf); err != nil {
+	if t.Altstack.Flags&linux.SS_DISABLE == 0 && t.Altstack.SP != 0 {
+		ss := linux.StackT{SP: t.Altstack.SP, Flags: t.Altstack.Flags &^ linux.SS_ONSTACK, Size: t.Altstack.Size}
+		if err := b.write(offArgs, ss.Encode()); err != nil {
 			return err
 		}
 		if _, err := r.Syscall("sigaltstack", unix.SYS_SIGALTSTACK, b.scratch+offArgs, 0); err != nil {
@@ -508,13 +493,13 @@ func (b *builder) threadState(i int) error {
 // signals queues the pending signals again, from the main thread.
 func (b *builder) signals() error {
 	queue := func(info []byte, tid int) error {
-		if len(info) != 128 {
+		if len(info) != linux.SizeofSiginfo {
 			return fmt.Errorf("pending signal: siginfo of %d bytes", len(info))
 		}
 		if err := b.write(offBig, info); err != nil {
 			return err
 		}
-		sig := uint64(binary.LittleEndian.Uint32(info))
+		sig := uint64(linux.SiginfoSigno(info))
 		var err error
 		if tid == 0 {
 			_, err = b.main.Syscall("rt_sigqueueinfo", unix.SYS_RT_SIGQUEUEINFO, uint64(b.pid), sig, b.scratch+offBig)
@@ -549,10 +534,10 @@ func (b *builder) finalRegs(i int) error {
 	}
 	xs := make([]byte, b.xlen)
 	copy(xs, t.XState)
-	if len(t.XState) != b.xlen && b.xlen >= 512+8 {
-		// Keep only the components both machines know.
-		bv := binary.LittleEndian.Uint64(xs[512:]) & b.xcr0
-		binary.LittleEndian.PutUint64(xs[512:], bv)
+	if len(t.XState) != b.xlen && b.xlen >= linux.XSAVE_HDR_OFFSET+8 {
+		// Keep only the components both machines know: XSTATE_BV.
+		bv := binary.LittleEndian.Uint64(xs[linux.XSAVE_HDR_OFFSET:]) & b.xcr0
+		binary.LittleEndian.PutUint64(xs[linux.XSAVE_HDR_OFFSET:], bv)
 	}
 	if err := ptrace.SetXState(tid, xs); err != nil {
 		return fmt.Errorf("thread %d: extended state: %w", tid, err)
@@ -595,28 +580,24 @@ func (b *builder) posixTimers() error {
 		return err // Restore checked that the kernel knows it
 	}
 	for _, t := range img.Timers {
-		// struct sigevent (64 bytes), then the timer id to ask for.
-		buf := make([]byte, 64+4)
-		le.PutUint64(buf, t.Value)
-		le.PutUint32(buf[8:], uint32(t.Signo))
-		le.PutUint32(buf[12:], uint32(t.Notify))
+		// struct sigevent, then the timer id to ask for.
+		ev := linux.Sigevent{Value: t.Value, Signo: int32(t.Signo), Notify: int32(t.Notify)}
 		if t.Notify&procfs.SigevThreadID != 0 {
 			i := slices.IndexFunc(img.Threads, func(th format.Thread) bool { return th.TID == t.Target })
 			if i < 0 {
 				return fmt.Errorf("POSIX timer %d signals thread %d, which the image lacks", t.ID, t.Target)
 			}
-			le.PutUint32(buf[16:], uint32(b.tids[i]))
+			ev.ThreadID = int32(b.tids[i])
 		}
-		le.PutUint32(buf[64:], uint32(t.ID))
-		if err := b.write(offArgs, buf); err != nil {
+		if err := b.write(offArgs, le.AppendUint32(ev.Encode(), uint32(t.ID))); err != nil {
 			return err
 		}
 		name := fmt.Sprintf("timer_create(%d)", t.ID)
-		if _, err := r.Syscall(name, unix.SYS_TIMER_CREATE, uint64(t.Clock), b.scratch+offArgs, b.scratch+offArgs+64); err != nil {
+		if _, err := r.Syscall(name, unix.SYS_TIMER_CREATE, uint64(t.Clock), b.scratch+offArgs, b.scratch+offArgs+linux.SizeofSigevent); err != nil {
 			return err
 		}
 		got := make([]byte, 4)
-		if err := ptrace.ReadMem(b.pid, b.scratch+offArgs+64, got); err != nil {
+		if err := ptrace.ReadMem(b.pid, b.scratch+offArgs+linux.SizeofSigevent, got); err != nil {
 			return err
 		}
 		if id := int(int32(le.Uint32(got))); id != t.ID {
@@ -625,7 +606,7 @@ func (b *builder) posixTimers() error {
 		if t.ValueNsec == 0 {
 			continue // disarmed
 		}
-		if err := b.write(offArgs, timerValue(t.IntervalNsec, t.ValueNsec, 1e9)); err != nil {
+		if err := b.write(offArgs, linux.MakeItimer(t.IntervalNsec, t.ValueNsec, 1e9).Encode()); err != nil {
 			return err
 		}
 		if _, err := r.Syscall(fmt.Sprintf("timer_settime(%d)", t.ID), unix.SYS_TIMER_SETTIME, uint64(t.ID), 0, b.scratch+offArgs, 0); err != nil {
@@ -644,19 +625,6 @@ func untilSleeping(pid int, timeout time.Duration) {
 			return
 		}
 	}
-}
-
-// timerValue encodes an interval and a value given in 1/perSec seconds as
-// struct itimerval (perSec 1e6: timevals) or struct itimerspec (1e9:
-// timespecs): each as seconds, then the rest.
-func timerValue(interval, value, perSec int64) []byte {
-	le := binary.LittleEndian
-	b := make([]byte, 32)
-	le.PutUint64(b, uint64(interval/perSec))
-	le.PutUint64(b[8:], uint64(interval%perSec))
-	le.PutUint64(b[16:], uint64(value/perSec))
-	le.PutUint64(b[24:], uint64(value%perSec))
-	return b
 }
 
 // ownGroup makes the process lead a process group of its own id, the

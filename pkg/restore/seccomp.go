@@ -23,13 +23,13 @@ package restore
 // fails (the threads' filter trees differ).
 
 import (
-	"encoding/binary"
 	"fmt"
 	"slices"
 
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/linux"
 	"procs/pkg/ptrace"
 )
 
@@ -131,12 +131,9 @@ func (b *builder) installSeccomp(r *ptrace.Remote, s *format.Seccomp, extra uint
 		return err
 	}
 	for j, f := range s.Filters {
-		// struct sock_fprog: u16 len, padding, then the program's
-		// address; the program after it.
-		buf := make([]byte, 16+len(f.Prog))
-		binary.LittleEndian.PutUint16(buf, uint16(len(f.Prog)/8))
-		binary.LittleEndian.PutUint64(buf[8:], b.scratch+offBig+16)
-		copy(buf[16:], f.Prog)
+		// struct sock_fprog, then the program.
+		prog := linux.SockFprog{Len: uint16(len(f.Prog) / linux.SizeofSockFilter), Filter: b.scratch + offBig + linux.SizeofSockFprog}
+		buf := append(prog.Encode(), f.Prog...)
 		if err := b.write(offBig, buf); err != nil {
 			return err
 		}

@@ -7,6 +7,8 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"procs/pkg/linux"
 )
 
 // Requests and constants missing from golang.org/x/sys/unix.
@@ -109,14 +111,14 @@ func SetXState(tid int, buf []byte) error {
 
 // XFeatures returns the XCR0 value of an XSAVE area read with GetXState
 // (0 if it is too short): for ptrace the kernel puts it in the first
-// word of the software reserved bytes, at offset 464 (see
+// word of the software reserved bytes, at XSAVE_SW_RESERVED_OFFSET (see
 // arch/x86/include/asm/user.h). A signal frame's fpstate holds a struct
-// _fpx_sw_bytes there instead, with the mask at 472.
+// _fpx_sw_bytes there instead (linux.FpxSwBytes).
 func XFeatures(xstate []byte) uint64 {
-	if len(xstate) < 472 {
+	if len(xstate) < linux.XSAVE_SW_RESERVED_OFFSET+8 {
 		return 0
 	}
-	return binary.LittleEndian.Uint64(xstate[464:])
+	return binary.LittleEndian.Uint64(xstate[linux.XSAVE_SW_RESERVED_OFFSET:])
 }
 
 // xfeatureBits names the XSAVE state components by XCR0 bit.

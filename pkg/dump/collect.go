@@ -543,7 +543,7 @@ func (c *collector) resultArea() (uint64, error) {
 			continue
 		}
 		for _, t := range c.p.Threads {
-			if sp := t.Regs[19]; sp >= m.Start && sp < m.Start+scratchSize {
+			if sp := t.Regs[linux.RSP]; sp >= m.Start && sp < m.Start+scratchSize {
 				return 0, fmt.Errorf("thread %d runs deep in the main stack (sp %#x): no room to work", t.TID, sp)
 			}
 		}
@@ -564,7 +564,7 @@ func (c *collector) collectTimers() error {
 	}
 	for _, t := range ts {
 		pt := format.PosixTimer{ID: t.ID, Clock: t.Clock, Notify: t.Notify, Signo: t.Signo, Value: t.Value}
-		if t.Notify&procfs.SigevThreadID != 0 {
+		if t.Notify&linux.SIGEV_THREAD_ID != 0 {
 			if !slices.Contains(c.f.tids, t.Target) {
 				return fmt.Errorf("POSIX timer %d signals thread %d, not one of the process's", t.ID, t.Target)
 			}
@@ -646,8 +646,7 @@ func (c *collector) threadCalls(t *format.Thread) []call {
 // sameFile tells whether fds a and b of process pid share one open file
 // description (kcmp KCMP_FILE).
 func sameFile(pid, a, b int) bool {
-	const kcmpFile = 0
-	r, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(pid), uintptr(pid), kcmpFile, uintptr(a), uintptr(b), 0)
+	r, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(pid), uintptr(pid), linux.KCMP_FILE, uintptr(a), uintptr(b), 0)
 	return e == 0 && r == 0
 }
 

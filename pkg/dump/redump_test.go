@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/linux"
 	"procs/pkg/ptrace"
 )
 
@@ -82,7 +83,7 @@ func TestDumpAfterTracerDeath(t *testing.T) {
 		t.Errorf("image's vDSO differs from the kernel's (%d and %d bytes)", len(p.Vdso), len(own))
 	}
 	for _, th := range p.Threads {
-		if rip := th.Regs[16]; rip >= vdsoStart && rip < vdsoStart+uint64(vdsoLen) {
+		if rip := th.Regs[linux.RIP]; rip >= vdsoStart && rip < vdsoStart+uint64(vdsoLen) {
 			t.Errorf("thread %d saved at %#x, in the vDSO [%#x, %#x)", th.TID, rip, vdsoStart, vdsoStart+uint64(vdsoLen))
 		}
 	}

@@ -163,13 +163,121 @@ func offsets(t reflect.Type, base int, prefix string, out map[string]int) {
 	}
 }
 
-// TestAgainstC compiles a C program against the kernel's headers that
-// prints the size and member offsets of every struct here, and compares.
-func TestAgainstC(t *testing.T) {
+// regs are the register word indices, by their <sys/reg.h> names.
+var regs = map[string]int{"R15": R15, "R14": R14, "R13": R13, "R12": R12, "RBP": RBP, "RBX": RBX,
+	"R11": R11, "R10": R10, "R9": R9, "R8": R8, "RAX": RAX, "RCX": RCX, "RDX": RDX, "RSI": RSI,
+	"RDI": RDI, "ORIG_RAX": ORIG_RAX, "RIP": RIP, "CS": CS, "EFLAGS": EFLAGS, "RSP": RSP, "SS": SS,
+	"FS_BASE": FS_BASE, "GS_BASE": GS_BASE, "DS": DS, "ES": ES, "FS": FS, "GS": GS}
+
+// TestRegsAgainstC checks the register word indices against <sys/reg.h>
+// and their count against struct user_regs_struct.
+func TestRegsAgainstC(t *testing.T) {
+	var src strings.Builder
+	src.WriteString("#include <stdio.h>\n#include <sys/reg.h>\n#include <sys/user.h>\nint main(void) {\n")
+	src.WriteString("\tprintf(\"NumUserRegs %zu\\n\", sizeof(struct user_regs_struct) / 8);\n")
+	for name := range regs {
+		fmt.Fprintf(&src, "\tprintf(\"%s %%d\\n\", %s);\n", name, name)
+	}
+	src.WriteString("\treturn 0;\n}\n")
+	n := 0
+	for line := range strings.Lines(runC(t, src.String())) {
+		var name string
+		var got int
+		if _, err := fmt.Sscanf(line, "%s %d", &name, &got); err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		want, ok := regs[name]
+		if name == "NumUserRegs" {
+			want, ok = NumUserRegs, true
+		}
+		if !ok || got != want {
+			t.Errorf("%s is %d in C; %d here", name, got, want)
+		}
+		n++
+	}
+	if n != len(regs)+1 {
+		t.Errorf("C program printed %d lines; want %d", n, len(regs)+1)
+	}
+}
+
+// TestConstantsAgainstC checks the constants against the kernel's
+// headers.
+func TestConstantsAgainstC(t *testing.T) {
+	consts := map[string]int64{"SS_ONSTACK": SS_ONSTACK, "SS_DISABLE": SS_DISABLE,
+		"SIGEV_THREAD_ID": SIGEV_THREAD_ID, "KCMP_FILE": KCMP_FILE,
+		"UC_FP_XSTATE": UC_FP_XSTATE, "UC_SIGCONTEXT_SS": UC_SIGCONTEXT_SS, "UC_STRICT_RESTORE_SS": UC_STRICT_RESTORE_SS,
+		"FP_XSTATE_MAGIC1": FP_XSTATE_MAGIC1, "FP_XSTATE_MAGIC2": FP_XSTATE_MAGIC2, "FP_XSTATE_MAGIC2_SIZE": FP_XSTATE_MAGIC2_SIZE,
+		"MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED":            MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED,
+		"MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED":           MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
+		"MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE": MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE,
+		"MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ":      MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ,
+		"SizeofSigset": SizeofSigset, "SizeofSiginfo": SizeofSiginfo,
+	}
+	// (MEMBARRIER_CMD_GET_REGISTRATIONS, of Linux 6.13, is left out: the
+	// headers of many systems predate it.)
+	var src strings.Builder
+	src.WriteString(`#include <stdio.h>
+#include <asm/signal.h>
+#include <asm/siginfo.h>
+#include <asm/sigcontext.h>
+#include <asm/ucontext.h>
+#include <linux/kcmp.h>
+#include <linux/membarrier.h>
+#include <linux/signal.h>
+#define SizeofSigset sizeof(sigset_t)
+#define SizeofSiginfo sizeof(siginfo_t)
+int main(void) {
+`)
+	for name := range consts {
+		fmt.Fprintf(&src, "\tprintf(\"%s %%lld\\n\", (long long)(%s));\n", name, name)
+	}
+	src.WriteString("\treturn 0;\n}\n")
+	n := 0
+	for line := range strings.Lines(runC(t, src.String())) {
+		var name string
+		var got int64
+		if _, err := fmt.Sscanf(line, "%s %d", &name, &got); err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		if want := consts[name]; got != want {
+			t.Errorf("%s is %d in C; %d here", name, got, want)
+		}
+		n++
+	}
+	if n != len(consts) {
+		t.Errorf("C program printed %d lines; want %d", n, len(consts))
+	}
+}
+
+// runC compiles and runs a C program with gcc and returns its output; it
+// skips the test without gcc or the headers.
+func runC(t *testing.T, src string) string {
+	t.Helper()
 	gcc, err := exec.LookPath("gcc")
 	if err != nil {
 		t.Skip("no gcc")
 	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "abi.c"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "abi")
+	if out, err := exec.Command(gcc, "-o", bin, filepath.Join(dir, "abi.c")).CombinedOutput(); err != nil {
+		if strings.Contains(string(out), "No such file") {
+			t.Skipf("no headers: %s", out)
+		}
+		t.Fatalf("gcc: %v\n%s\n%s", err, out, src)
+	}
+	out, err := exec.Command(bin).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+// TestAgainstC compiles a C program against the kernel's headers that
+// prints the size and member offsets of every struct here, and compares.
+func TestAgainstC(t *testing.T) {
 	var src strings.Builder
 	src.WriteString(`#include <stdio.h>
 #include <stddef.h>
@@ -192,23 +300,9 @@ int main(void) {
 		src.WriteString("\t}\n")
 	}
 	src.WriteString("\treturn 0;\n}\n")
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "abi.c"), []byte(src.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "abi")
-	if out, err := exec.Command(gcc, "-o", bin, filepath.Join(dir, "abi.c")).CombinedOutput(); err != nil {
-		if strings.Contains(string(out), "No such file") {
-			t.Skipf("no kernel headers: %s", out)
-		}
-		t.Fatalf("gcc: %v\n%s\n%s", err, out, src.String())
-	}
-	out, err := exec.Command(bin).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
+	out := runC(t, src.String())
 	n := 0
-	for line := range strings.Lines(string(out)) {
+	for line := range strings.Lines(out) {
 		var i, got int
 		var name string
 		if _, err := fmt.Sscanf(line, "%d %s %d", &i, &name, &got); err != nil {

@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"procs/pkg/linux"
 )
 
 // listNumeric returns the sorted numeric names in directory dir (PIDs
@@ -231,10 +233,6 @@ func parseLimitValue(b []byte) (uint64, bool) {
 // it is, "" when there are none.
 func Timers(pid int) (string, error) { return readString(pidPath(pid, "timers")) }
 
-// SigevThreadID is SIGEV_THREAD_ID, the bit of sigev_notify that names
-// one thread to signal (x/sys/unix lacks it).
-const SigevThreadID = 4
-
 // A PosixTimer is one timer of timer_create(2) as /proc/PID/timers shows
 // it.
 type PosixTimer struct {
@@ -303,7 +301,7 @@ func parsePosixTimers(s string) ([]PosixTimer, error) {
 			case !ok:
 				err = bad(line)
 			case who == "tid":
-				notify |= SigevThreadID
+				notify |= linux.SIGEV_THREAD_ID
 			case who != "pid":
 				err = bad(line)
 			}

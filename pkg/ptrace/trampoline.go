@@ -135,14 +135,6 @@ func (t *Trampoline) arm(f frame, tid int, regs Regs, mask uint64) error {
 	return PokeMem(t.PID, f.addr, buf)
 }
 
-// Kernel-internal return values of a system call interrupted by a stop.
-const (
-	errRestartSys    = -512
-	errRestartNoIntr = -513
-	errRestartNoHand = -514
-	errRestartBlock  = -516
-)
-
 // FixRestart turns the registers of a thread stopped inside a system call
 // into ones that make the call again once the thread runs without the
 // kernel's restart bookkeeping (restart_block stays with the kernel task):
@@ -157,7 +149,7 @@ func FixRestart(r *Regs) {
 	}
 	r.Orig_rax = ^uint64(0)
 	switch int64(r.Rax) {
-	case errRestartSys, errRestartNoIntr, errRestartNoHand, errRestartBlock:
+	case -linux.ERESTARTSYS, -linux.ERESTARTNOINTR, -linux.ERESTARTNOHAND, -linux.ERESTART_RESTARTBLOCK:
 		if nr == unix.SYS_RESTART_SYSCALL {
 			r.Rax = ^uint64(3) // -EINTR
 			return

@@ -441,7 +441,7 @@ func threadsOutOfVdso(img *format.Process) error {
 			continue
 		}
 		for _, t := range img.Threads {
-			if rip, nr := t.Regs[16], int64(t.Regs[15]); rip >= m.Start && rip < m.End && nr < 0 {
+			if rip, nr := t.Regs[linux.RIP], int64(t.Regs[linux.ORIG_RAX]); rip >= m.Start && rip < m.End && nr < 0 {
 				return fmt.Errorf("the image was made on another kernel build, and thread %d was stopped inside its vDSO (at %#x): dump it again with this version of procs-dump", t.TID, rip)
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/linux"
 	"procs/pkg/safetext"
 )
 
@@ -22,17 +23,11 @@ import (
 var knownAdvice = map[string]bool{"gd": true, "ac": true, "dc": true, "dd": true, "hg": true,
 	"nh": true, "wf": true, "mg": true, "lo": true, "lf": true, "dp": true}
 
-// Membarrier registrations procs-load makes again: the
-// MEMBARRIER_CMD_REGISTER_* commands, which MEMBARRIER_CMD_GET_REGISTRATIONS
-// reports as their own bits.
-const (
-	membarrierRegisterGlobalExpedited  = 1 << 2
-	membarrierRegisterPrivateExpedited = 1 << 4
-	membarrierRegisterSyncCore         = 1 << 6
-	membarrierRegisterRseq             = 1 << 8
-	membarrierKnown                    = membarrierRegisterGlobalExpedited | membarrierRegisterPrivateExpedited |
-		membarrierRegisterSyncCore | membarrierRegisterRseq
-)
+// membarrierKnown are the membarrier registrations procs-load makes
+// again: the MEMBARRIER_CMD_REGISTER_* commands, which
+// MEMBARRIER_CMD_GET_REGISTRATIONS reports as their own bits.
+const membarrierKnown = linux.MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED | linux.MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED |
+	linux.MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE | linux.MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ
 
 // validateExact range-checks what the image asks of this section.
 func validateExact(img *format.Process) error {

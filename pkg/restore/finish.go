@@ -582,7 +582,7 @@ func (b *builder) posixTimers() error {
 	for _, t := range img.Timers {
 		// struct sigevent, then the timer id to ask for.
 		ev := linux.Sigevent{Value: t.Value, Signo: int32(t.Signo), Notify: int32(t.Notify)}
-		if t.Notify&procfs.SigevThreadID != 0 {
+		if t.Notify&linux.SIGEV_THREAD_ID != 0 {
 			i := slices.IndexFunc(img.Threads, func(th format.Thread) bool { return th.TID == t.Target })
 			if i < 0 {
 				return fmt.Errorf("POSIX timer %d signals thread %d, which the image lacks", t.ID, t.Target)

@@ -212,11 +212,13 @@ func TestConstantsAgainstC(t *testing.T) {
 		"MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE": MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE,
 		"MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ":      MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ,
 		"SizeofSigset": SizeofSigset, "SizeofSiginfo": SizeofSiginfo,
+		"Dirent64RecLenOffset": Dirent64RecLenOffset, "Dirent64NameOffset": Dirent64NameOffset,
 	}
 	// (MEMBARRIER_CMD_GET_REGISTRATIONS, of Linux 6.13, is left out: the
 	// headers of many systems predate it.)
 	var src strings.Builder
-	src.WriteString(`#include <stdio.h>
+	src.WriteString(`#define _LARGEFILE64_SOURCE
+#include <stdio.h>
 #include <asm/signal.h>
 #include <asm/siginfo.h>
 #include <asm/sigcontext.h>
@@ -226,6 +228,10 @@ func TestConstantsAgainstC(t *testing.T) {
 #include <linux/signal.h>
 #define SizeofSigset sizeof(sigset_t)
 #define SizeofSiginfo sizeof(siginfo_t)
+#include <stddef.h>
+#include <dirent.h> /* glibc's struct dirent64 is the kernel's linux_dirent64 */
+#define Dirent64RecLenOffset offsetof(struct dirent64, d_reclen)
+#define Dirent64NameOffset offsetof(struct dirent64, d_name)
 int main(void) {
 `)
 	for name := range consts {

@@ -25,3 +25,12 @@ const (
 	MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ      = 1 << 8
 	MEMBARRIER_CMD_GET_REGISTRATIONS                    = 1 << 9
 )
+
+// Offsets in struct linux_dirent64 (getdents64): d_ino u64, d_off s64,
+// d_reclen u16 at Dirent64RecLenOffset, d_type u8, then the name at
+// Dirent64NameOffset. Read in place, without a struct: listing /proc is
+// hot.
+const (
+	Dirent64RecLenOffset = 16
+	Dirent64NameOffset   = 19
+)

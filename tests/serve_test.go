@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"procs/pkg/api"
 	"procs/pkg/cli/fetchcmd"
 	"procs/pkg/cli/procscmd"
 	"procs/pkg/cli/servecmd"
@@ -220,7 +221,7 @@ func exercise(t *testing.T, client host, addr, state string) {
 
 	t.Run("send list fetch delete", func(t *testing.T) {
 		id := strings.TrimSpace(client.must(t, "procs", "send", img, "-s", addr))
-		if !server.ValidID(id) {
+		if !api.ValidID(id) {
 			t.Fatalf("procs send printed %q; want an id", id)
 		}
 		list := client.must(t, "procs", "list", "-s", addr)

@@ -95,7 +95,9 @@ func TestUnprivilegedOwnProcess(t *testing.T) {
 
 	ld := &load{}
 	t.Cleanup(func() { ld.kill(t) })
-	ld.proc = startAs(t, []string{loadBin, img}, dir, attr())
+	// The victim's stderr is a file in a folder of root's, which the user
+	// cannot open again: procs-load's own stands in.
+	ld.proc = startAs(t, []string{loadBin, "--stdio=inherit", img}, dir, attr())
 	after, ok := ld.out.wait(lineWait, haveLines(streams, 2, 0))
 	if !ok {
 		t.Fatalf("restored as uid %d: want 2 lines of each of %v; got:\n%s\nprocs-load stderr: %s",

@@ -1,5 +1,7 @@
 // Package client talks to procs-serve: upload, list, fetch, delete and
-// wait for images. It is used by procs-fetch and procs.
+// wait for images. It is used by procs-fetch and procs. What it shares
+// with the server (ids, paths, headers, the entry) is in pkg/api: it
+// never imports pkg/server.
 package client
 
 import (
@@ -18,16 +20,10 @@ import (
 	"syscall"
 	"time"
 
+	"procs/pkg/api"
 	"procs/pkg/cli"
 	"procs/pkg/safetext"
-	"procs/pkg/server"
 )
-
-// DefaultPort is the port procs-serve listens on unless told otherwise.
-const DefaultPort = 7627
-
-// DefaultServer is the local server.
-const DefaultServer = "127.0.0.1:7627"
 
 // ErrNotFound matches (errors.Is) the error for an id the server does not
 // hold.
@@ -36,27 +32,6 @@ var ErrNotFound = errors.New("no such image")
 // ErrTaken matches (errors.Is) the error for an image that another
 // receiver has claimed.
 var ErrTaken = errors.New("image already taken")
-
-// Entry describes one stored image.
-type Entry struct {
-	ID      string    `json:"id"`
-	Comm    string    `json:"comm"`
-	PID     int       `json:"pid"`
-	Host    string    `json:"host"`
-	Origin  string    `json:"origin"`
-	Size    int64     `json:"size"`
-	Arrived time.Time `json:"arrived"`
-	// Uploader is who uploaded the image, as the server established
-	// it; nil from a server that does not say.
-	Uploader *Uploader `json:"uploader,omitempty"`
-	// Exceeds lists what of the image's credentials its uploader could
-	// not grant.
-	Exceeds string `json:"exceeds,omitempty"`
-	Claimed bool   `json:"claimed,omitempty"`
-}
-
-// Uploader is who uploaded an image.
-type Uploader = server.Identity
 
 // Error is an answer of the server other than success.
 type Error struct {
@@ -78,7 +53,7 @@ type Client struct {
 	name   string // the server, for messages: base, or unix:PATH
 	token  string
 	hc     *http.Client
-	Origin string // sent as X-Procs-Origin with uploads; os.Hostname() by default
+	Origin string // sent as api.HeaderOrigin with uploads; os.Hostname() by default
 	// TrustUploaded lets Fetch return an image whose credentials exceed
 	// what its uploader could grant (see UntrustedError).
 	TrustUploaded bool
@@ -94,7 +69,8 @@ func UnixPath(s string) (string, bool) {
 }
 
 // ParseServer turns host, host:port, [v6addr]:port, or an http:// or
-// https:// URL into the base URL of a server; the port defaults to 7627.
+// https:// URL into the base URL of a server; the port defaults to
+// api.DefaultPort.
 func ParseServer(s string) (string, error) {
 	scheme := "http"
 	if rest, ok := strings.CutPrefix(s, "https://"); ok {
@@ -113,7 +89,7 @@ func ParseServer(s string) (string, error) {
 		if strings.HasPrefix(s, "[") != strings.HasSuffix(s, "]") {
 			return "", fmt.Errorf("bad server address %q", s)
 		}
-		host, port = strings.TrimSuffix(strings.TrimPrefix(s, "["), "]"), strconv.Itoa(DefaultPort)
+		host, port = strings.TrimSuffix(strings.TrimPrefix(s, "["), "]"), strconv.Itoa(api.DefaultPort)
 	}
 	if host == "" || strings.ContainsAny(host, "/?#@ []") {
 		return "", fmt.Errorf("bad server address %q", s)
@@ -125,7 +101,7 @@ func ParseServer(s string) (string, error) {
 }
 
 // ServerAddr picks the server: flag when not empty, else $PROCS_SERVER,
-// else the local server.
+// else the local server (api.DefaultAddr).
 func ServerAddr(flag string) string {
 	if flag != "" {
 		return flag
@@ -133,7 +109,7 @@ func ServerAddr(flag string) string {
 	if s := os.Getenv("PROCS_SERVER"); s != "" {
 		return s
 	}
-	return DefaultServer
+	return api.DefaultAddr
 }
 
 // MinTokenLen is the length, in bytes, of the shortest token accepted.
@@ -248,7 +224,7 @@ func (c *Client) request(ctx context.Context, method, path string, body io.Reade
 		return nil, err
 	}
 	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
+		req.Header.Set("Authorization", api.BearerScheme+" "+c.token)
 	}
 	return req, nil
 }
@@ -267,9 +243,7 @@ func (c *Client) do(req *http.Request, want int) (*http.Response, error) {
 		return resp, nil
 	}
 	defer resp.Body.Close()
-	var e struct {
-		Error string `json:"error"`
-	}
+	var e api.ErrorBody
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	msg := resp.Status
 	switch {
@@ -305,7 +279,7 @@ func (b bigCopy) WriteTo(w io.Writer) (int64, error) {
 // has confirmed (201 Created) that it holds the whole verified image on
 // disk. Any error means the server does not keep it. A regular file is
 // sent with its length; anything else in chunks.
-func (c *Client) Upload(ctx context.Context, r io.Reader) (Entry, error) {
+func (c *Client) Upload(ctx context.Context, r io.Reader) (api.Entry, error) {
 	size := int64(-1)
 	if f, ok := r.(*os.File); ok {
 		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
@@ -314,30 +288,30 @@ func (c *Client) Upload(ctx context.Context, r io.Reader) (Entry, error) {
 			}
 		}
 	}
-	req, err := c.request(ctx, http.MethodPost, "/v1/images", bigCopy{r})
+	req, err := c.request(ctx, http.MethodPost, api.PathImages, bigCopy{r})
 	if err != nil {
-		return Entry{}, err
+		return api.Entry{}, err
 	}
 	req.ContentLength = size // -1: unknown, chunked, and no probe of the body
 	req.Header.Set("Content-Type", "application/octet-stream")
 	if c.Origin != "" {
-		req.Header.Set("X-Procs-Origin", c.Origin)
+		req.Header.Set(api.HeaderOrigin, c.Origin)
 	}
 	resp, err := c.do(req, http.StatusCreated)
 	if err != nil {
-		return Entry{}, err
+		return api.Entry{}, err
 	}
 	defer resp.Body.Close()
-	var e Entry
+	var e api.Entry
 	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil || e.ID == "" {
-		return Entry{}, fmt.Errorf("%s: bad answer to upload: %v", c.name, err)
+		return api.Entry{}, fmt.Errorf("%s: bad answer to upload: %v", c.name, err)
 	}
 	return e, nil
 }
 
 // List returns the images on the server, oldest first.
-func (c *Client) List(ctx context.Context) ([]Entry, error) {
-	req, err := c.request(ctx, http.MethodGet, "/v1/images", nil)
+func (c *Client) List(ctx context.Context) ([]api.Entry, error) {
+	req, err := c.request(ctx, http.MethodGet, api.PathImages, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -346,7 +320,7 @@ func (c *Client) List(ctx context.Context) ([]Entry, error) {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	var es []Entry
+	var es []api.Entry
 	if err := json.NewDecoder(resp.Body).Decode(&es); err != nil {
 		return nil, fmt.Errorf("%s: bad list: %v", c.name, err)
 	}
@@ -356,7 +330,7 @@ func (c *Client) List(ctx context.Context) ([]Entry, error) {
 // Ping reports whether a server answers at all. A server that refuses the
 // token answers too (the error then is an *Error).
 func (c *Client) Ping(ctx context.Context) error {
-	req, err := c.request(ctx, http.MethodHead, "/v1/images", nil)
+	req, err := c.request(ctx, http.MethodHead, api.PathImages, nil)
 	if err != nil {
 		return err
 	}
@@ -390,7 +364,7 @@ func (c *Client) Fetch(ctx context.Context, id string) (io.ReadCloser, error) {
 	if err := c.checkID(id); err != nil {
 		return nil, err
 	}
-	req, err := c.request(ctx, http.MethodGet, "/v1/images/"+id, nil)
+	req, err := c.request(ctx, http.MethodGet, api.ImagePath(id), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -409,7 +383,7 @@ func (c *Client) Fetch(ctx context.Context, id string) (io.ReadCloser, error) {
 // resp carries when the server says its credentials exceed its
 // uploader's, or does not say.
 func (c *Client) trusted(id string, resp *http.Response) error {
-	up, ex := resp.Header.Get(server.HeaderUploader), resp.Header.Get(server.HeaderExceeds)
+	up, ex := resp.Header.Get(api.HeaderUploader), resp.Header.Get(api.HeaderExceeds)
 	if up == "" {
 		up, ex = "someone the server does not name", "credentials the server did not check"
 	}
@@ -421,7 +395,7 @@ func (c *Client) trusted(id string, resp *http.Response) error {
 
 // Delete removes image id from the server.
 func (c *Client) Delete(ctx context.Context, id string) error {
-	return c.deleteClaim(ctx, "/v1/images/"+id, id, "")
+	return c.deleteClaim(ctx, api.ImagePath(id), id, "")
 }
 
 // Claim takes image id for this receiver alone and returns it as a
@@ -434,9 +408,9 @@ func (c *Client) Claim(ctx context.Context, id string, hold time.Duration) (io.R
 	if err := c.checkID(id); err != nil {
 		return nil, "", err
 	}
-	path := "/v1/images/" + id + "/claim"
+	path := api.ClaimPath(id)
 	if hold > 0 {
-		path += "?hold=" + strconv.FormatFloat(hold.Seconds(), 'f', -1, 64)
+		path += "?" + api.QueryHold + "=" + strconv.FormatFloat(hold.Seconds(), 'f', -1, 64)
 	}
 	req, err := c.request(ctx, http.MethodPost, path, nil)
 	if err != nil {
@@ -446,7 +420,7 @@ func (c *Client) Claim(ctx context.Context, id string, hold time.Duration) (io.R
 	if err != nil {
 		return nil, "", err
 	}
-	tok := resp.Header.Get(server.ClaimHeader)
+	tok := resp.Header.Get(api.HeaderClaim)
 	if tok == "" {
 		resp.Body.Close()
 		return nil, "", fmt.Errorf("%s: no claim token in the answer to a claim", c.base)
@@ -462,13 +436,13 @@ func (c *Client) Claim(ctx context.Context, id string, hold time.Duration) (io.R
 
 // Commit ends the claim token on image id by removing the image.
 func (c *Client) Commit(ctx context.Context, id, token string) error {
-	return c.deleteClaim(ctx, "/v1/images/"+id, id, token)
+	return c.deleteClaim(ctx, api.ImagePath(id), id, token)
 }
 
 // Release gives back the claim token on image id: the image stays, and
 // is offered again.
 func (c *Client) Release(ctx context.Context, id, token string) error {
-	return c.deleteClaim(ctx, "/v1/images/"+id+"/claim", id, token)
+	return c.deleteClaim(ctx, api.ClaimPath(id), id, token)
 }
 
 // deleteClaim sends DELETE path, with the claim token if not empty.
@@ -481,7 +455,7 @@ func (c *Client) deleteClaim(ctx context.Context, path, id, token string) error 
 		return err
 	}
 	if token != "" {
-		req.Header.Set(server.ClaimHeader, token)
+		req.Header.Set(api.HeaderClaim, token)
 	}
 	resp, err := c.do(req, http.StatusNoContent)
 	if err != nil {
@@ -494,46 +468,43 @@ func (c *Client) deleteClaim(ctx context.Context, path, id, token string) error 
 // Next waits until an image arrives and returns its entry: the first to
 // arrive after image after, or, when after is "", after the call. It waits
 // until ctx is done.
-func (c *Client) Next(ctx context.Context, after string) (Entry, error) {
-	path := "/v1/next"
+func (c *Client) Next(ctx context.Context, after string) (api.Entry, error) {
+	path := api.PathNext
 	if after != "" {
-		path += "?after=" + url.QueryEscape(after)
+		path += "?" + api.QueryAfter + "=" + url.QueryEscape(after)
 	}
 	req, err := c.request(ctx, http.MethodGet, path, nil)
 	if err != nil {
-		return Entry{}, err
+		return api.Entry{}, err
 	}
 	resp, err := c.do(req, http.StatusOK)
 	if err != nil {
 		if ctx.Err() != nil {
-			return Entry{}, ctx.Err()
+			return api.Entry{}, ctx.Err()
 		}
-		return Entry{}, err
+		return api.Entry{}, err
 	}
 	defer resp.Body.Close()
-	var e Entry
+	var e api.Entry
 	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil || e.ID == "" {
-		return Entry{}, fmt.Errorf("%s: bad answer to next: %v", c.name, err)
+		return api.Entry{}, fmt.Errorf("%s: bad answer to next: %v", c.name, err)
 	}
 	return e, nil
 }
 
-// ValidID reports whether s has the shape of a PROCS_ID: 16 characters of
-// a-z and 2-7. No other string ever goes into a URL path.
-func ValidID(s string) bool { return server.ValidID(s) }
-
-// checkID refuses a string that is not an id before any request.
+// checkID refuses a string that is not an id (api.ValidID) before any
+// request: no other string ever goes into a URL path.
 func (c *Client) checkID(id string) error {
-	if ValidID(id) {
+	if api.ValidID(id) {
 		return nil
 	}
-	return &Error{Status: http.StatusNotFound, Msg: fmt.Sprintf("%s: no image %q (ids are 16 characters of a-z and 2-7)", c.name, id)}
+	return &Error{Status: http.StatusNotFound, Msg: fmt.Sprintf("%s: no image %q (ids are "+api.IDShape+")", c.name, id)}
 }
 
 // ClaimNext waits for the next image to arrive (as Next) and claims it
 // (as Claim). When another receiver claims it first, taken (if not nil)
 // is told its id, and ClaimNext waits for the one after it.
-func (c *Client) ClaimNext(ctx context.Context, hold time.Duration, taken func(e Entry)) (Entry, io.ReadCloser, string, error) {
+func (c *Client) ClaimNext(ctx context.Context, hold time.Duration, taken func(e api.Entry)) (api.Entry, io.ReadCloser, string, error) {
 	after := ""
 	for {
 		e, err := c.Next(ctx, after)
@@ -543,7 +514,7 @@ func (c *Client) ClaimNext(ctx context.Context, hold time.Duration, taken func(e
 			e, err = c.Next(ctx, "")
 		}
 		if err != nil {
-			return Entry{}, nil, "", err
+			return api.Entry{}, nil, "", err
 		}
 		body, tok, err := c.Claim(ctx, e.ID, hold)
 		if errors.Is(err, ErrTaken) {
@@ -554,7 +525,7 @@ func (c *Client) ClaimNext(ctx context.Context, hold time.Duration, taken func(e
 			continue
 		}
 		if err != nil {
-			return Entry{}, nil, "", err
+			return api.Entry{}, nil, "", err
 		}
 		return e, body, tok, nil
 	}

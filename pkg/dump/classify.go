@@ -34,14 +34,7 @@ func (r *refusal) Error() string        { return r.msg }
 func (r *refusal) Is(target error) bool { return target == ErrUnsupported }
 
 // Character devices that are the same everywhere and reopened by path.
-var knownDevices = map[uint64]string{
-	unix.Mkdev(1, 3): "/dev/null",
-	unix.Mkdev(1, 5): "/dev/zero",
-	unix.Mkdev(1, 7): "/dev/full",
-	unix.Mkdev(1, 8): "/dev/random",
-	unix.Mkdev(1, 9): "/dev/urandom",
-	unix.Mkdev(5, 0): "/dev/tty",
-}
+var knownDevices = procfs.KnownDevices
 
 // terminals are the devices that are a process's own terminal: its
 // controlling terminal and any terminal on fds 0, 1 and 2. Wherever the
@@ -78,6 +71,9 @@ func isTerminal(rdev uint64) bool {
 // fdKind says how an fd is carried, or why it cannot be.
 func fdKind(fd *procfs.FD, ts terminals) (kind string, why string) {
 	t := fd.Target
+	if fd.Flags&unix.O_PATH != 0 && fd.Path != "" {
+		return pathKind(fd)
+	}
 	switch {
 	case fd.Kind == procfs.Memfd:
 		return format.FileMemfd, ""
@@ -110,6 +106,27 @@ func fdKind(fd *procfs.FD, ts terminals) (kind string, why string) {
 		return "", "an " + strings.TrimPrefix(t, "anon_inode:")
 	}
 	return "", t
+}
+
+// pathKind says how an O_PATH fd is carried: as the file at its path,
+// whatever its kind (the fd reads and writes nothing), but a deleted
+// file that is not a regular one (its contents travel), which nothing
+// can open again.
+func pathKind(fd *procfs.FD) (kind string, why string) {
+	kinds := map[procfs.FDKind]string{
+		procfs.FileRegular: format.FileRegular, procfs.Memfd: format.FileMemfd,
+		procfs.FileDir: format.FileDir, procfs.FileChar: format.FileChar,
+		procfs.FileLink: format.FileSymlink, procfs.FileFIFO: format.FileFIFO,
+		procfs.FileSock: format.FileSocket, procfs.FileBlock: format.FileBlock,
+	}
+	kind, ok := kinds[fd.Kind]
+	switch {
+	case !ok:
+		return "", "an O_PATH fd of " + fd.Target
+	case fd.Deleted && kind != format.FileRegular && kind != format.FileMemfd && kind != format.FileDir:
+		return "", "an O_PATH fd of a deleted file (" + fd.Target + ")"
+	}
+	return kind, ""
 }
 
 // checkFDs returns the problems of a process's fds.
@@ -167,6 +184,11 @@ func mapKind(m *procfs.Mapping) (kind string, why string) {
 	}
 	if strings.HasPrefix(m.Path, "[") {
 		return "", "a special mapping " + m.Path
+	}
+	if strings.HasPrefix(m.Path, "/memfd:") && !m.Shared {
+		// A private mapping of a memfd: its own pages copied on write
+		// travel as a private file mapping's do.
+		return format.MapFile, ""
 	}
 	if strings.HasPrefix(m.Path, "/memfd:") || (m.Shared && m.Path == "/dev/zero" && m.Deleted) {
 		return format.MapShmem, ""

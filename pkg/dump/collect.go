@@ -19,9 +19,10 @@ import (
 
 // carried is a file whose contents travel in the image.
 type carried struct {
-	index int    // into Process.Files
-	path  string // where to read it: /proc/PID/fd/N or /proc/PID/map_files/A-B
-	size  int64
+	index   int    // into Process.Files
+	path    string // where to read it: /proc/PID/fd/N or /proc/PID/map_files/A-B
+	size    int64
+	extents [][2]int64 // its data; the rest are holes
 }
 
 type collector struct {
@@ -61,6 +62,13 @@ func (c *collector) collect() error {
 	}
 	if c.p.Cwd, err = procfs.Cwd(pid); err != nil {
 		return err
+	}
+	if cwd, ok := strings.CutSuffix(c.p.Cwd, " (deleted)"); ok {
+		// Made again for the restore: its mode and owner.
+		c.p.Cwd, c.p.CwdDeleted = cwd, true
+		if _, err := c.fileAt(fmt.Sprintf("/proc/%d/cwd", pid), format.FileDir); err != nil {
+			return fmt.Errorf("working directory: %w", err)
+		}
 	}
 	if c.p.Root, err = procfs.Root(pid); err != nil {
 		return err
@@ -150,13 +158,24 @@ func (c *collector) fileAt(path, kind string) (int, error) {
 	f.Path, f.Deleted = strings.CutSuffix(target, " (deleted)")
 	if kind == format.FileMemfd {
 		f.Deleted = false
+		f.Seals, f.UID, f.GID = seals(path), int(s.Uid), int(s.Gid)
 	}
 	var sfs unix.Statfs_t
 	if err := unix.Statfs(path, &sfs); err == nil && pseudoFS[int64(sfs.Type)] {
 		f.Pseudo = true
+		if sfs.Type == unix.PROC_SUPER_MAGIC {
+			if f.Self, err = c.procSelf(f.Path); err != nil {
+				return -1, err
+			}
+		}
 	}
-	if kind == format.FileChar {
-		f.Path = knownDevices[s.Rdev]
+	if p, ok := knownDevices[s.Rdev]; ok && kind == format.FileChar && !f.Deleted {
+		f.Path = p
+	}
+	if f.Deleted && (kind == format.FileRegular || kind == format.FileChar || kind == format.FileDir) {
+		// Made again as it was (a private device node, or an unlinked
+		// copy of the contents).
+		f.UID, f.GID, f.Atime = int(s.Uid), int(s.Gid), s.Atim.Nano()
 	}
 	i := len(c.p.Files)
 	c.p.Files = append(c.p.Files, f)
@@ -164,10 +183,117 @@ func (c *collector) fileAt(path, kind string) (int, error) {
 		c.files[key] = i
 	}
 	if kind == format.FileMemfd || (kind == format.FileRegular && (f.Deleted || c.fileSave) && !f.Pseudo) {
-		c.p.Files[i].Carried = true
-		c.carry = append(c.carry, carried{index: i, path: path, size: s.Size})
+		if err := c.carryFile(i, path); err != nil {
+			return -1, err
+		}
 	}
 	return i, nil
+}
+
+// procSelf says where path, a file of proc, lies in the process's own
+// /proc folder ("status", "task/PID/stat"), or "" when it is not in it.
+// A file of one of its other threads is refused: it names a thread that
+// the restore makes anew.
+func (c *collector) procSelf(path string) (string, error) {
+	rest, ok := strings.CutPrefix(path, "/proc/")
+	if !ok {
+		return "", nil
+	}
+	n, rest, _ := strings.Cut(rest, "/")
+	id, err := strconv.Atoi(n)
+	if err != nil || !slices.Contains(c.f.tids, id) {
+		return "", nil // /proc/meminfo, another process's
+	}
+	tid := id
+	if t, ok := strings.CutPrefix(rest, "task/"); ok {
+		n, _, _ := strings.Cut(t, "/")
+		tid, _ = strconv.Atoi(n)
+	}
+	if id != c.pid || tid != c.pid {
+		return "", &refusal{fmt.Sprintf("process %d holds what procs cannot carry: a /proc file of its thread %d (%s)", c.pid, tid, path)}
+	}
+	if rest == "" {
+		return ".", nil
+	}
+	return rest, nil
+}
+
+// carryFile has the contents of file i, at path, travel in the image:
+// its data extents (SEEK_DATA, SEEK_HOLE), so that holes stay holes and
+// cost nothing.
+func (c *collector) carryFile(i int, path string) error {
+	f := &c.p.Files[i]
+	fd, err := openNoAtime(path)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ext, err := dataExtents(fd, f.Size)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	f.Carried, f.Extents = true, &ext
+	c.carry = append(c.carry, carried{index: i, path: path, size: f.Size, extents: ext})
+	return nil
+}
+
+// openNoAtime opens path for reading without changing its access time
+// where it may (the owner or CAP_FOWNER).
+func openNoAtime(path string) (int, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOATIME, 0)
+	if err == unix.EPERM {
+		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	}
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	return fd, nil
+}
+
+// dataExtents lists the ranges of data of the open file fd of size
+// bytes, [start, end) each, in order; the rest are holes. A file system
+// that cannot tell has one extent, the whole file.
+func dataExtents(fd int, size int64) ([][2]int64, error) {
+	ext := [][2]int64{}
+	for off := int64(0); off < size; {
+		d, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if err == unix.ENXIO {
+			break // holes to the end
+		}
+		if err == unix.EINVAL && off == 0 {
+			return [][2]int64{{0, size}}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		h, err := unix.Seek(fd, d, unix.SEEK_HOLE)
+		if err != nil {
+			return nil, err
+		}
+		h = min(h, size)
+		if d >= h {
+			break
+		}
+		ext = append(ext, [2]int64{d, h})
+		off = h
+	}
+	return ext, nil
+}
+
+// seals reads the seals of the memfd at path (F_GET_SEALS), or nil when
+// it has none to read (shared anonymous memory).
+func seals(path string) *uint32 {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(fd)
+	s, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0)
+	if err != nil {
+		return nil
+	}
+	v := uint32(s)
+	return &v
 }
 
 var pseudoFS = map[int64]bool{
@@ -199,7 +325,7 @@ func (c *collector) collectMaps() error {
 		switch kind {
 		case format.MapFile, format.MapShmem:
 			fkind := format.FileRegular
-			if kind == format.MapShmem {
+			if kind == format.MapShmem || strings.HasPrefix(m.Path, "/memfd:") {
 				fkind = format.FileMemfd
 			}
 			path := fmt.Sprintf("/proc/%d/map_files/%x-%x", c.pid, m.Start, m.End)
@@ -218,9 +344,22 @@ func (c *collector) collectMaps() error {
 				return fmt.Errorf("mapping %x-%x (%s): %w", m.Start, m.End, m.Path, err)
 			}
 			fm.File = idx
+			if m.Shared {
+				// The mode of a map_files link is the f_mode of the
+				// file behind the mapping: S_IWUSR when open for writing.
+				var st unix.Stat_t
+				if err := unix.Lstat(path, &st); err != nil {
+					return fmt.Errorf("mapping %x-%x (%s): %w", m.Start, m.End, m.Path, err)
+				}
+				fm.Access = format.AccessRead
+				if st.Mode&unix.S_IWUSR != 0 {
+					fm.Access = format.AccessReadWrite
+				}
+			}
 			if kind == format.MapFile && c.p.Files[idx].Deleted && !c.p.Files[idx].Carried {
-				c.p.Files[idx].Carried = true
-				c.carry = append(c.carry, carried{index: idx, path: path, size: c.p.Files[idx].Size})
+				if err := c.carryFile(idx, path); err != nil {
+					return err
+				}
 			}
 		case format.MapVdso:
 			if m.Path == "[vdso]" {

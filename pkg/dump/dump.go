@@ -173,8 +173,10 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 	return st, err
 }
 
-// writeFileData writes the contents of carried files as FILEDATA records,
-// leaving out chunks that are all zero (the loader makes sparse files).
+// writeFileData writes the contents of carried files as FILEDATA records:
+// their data extents only (holes are not read), and of those, the pages
+// that are not all zero (the file's extents tell the loader which zeros
+// were written).
 func writeFileData(w *format.Writer, files []carried) error {
 	if len(files) == 0 {
 		return nil // and no 4 MiB buffer, which would start the GC
@@ -182,26 +184,50 @@ func writeFileData(w *format.Writer, files []carried) error {
 	const chunk = 4 << 20
 	buf := make([]byte, chunk)
 	for _, cf := range files {
-		f, err := os.Open(cf.path)
+		fd, err := openNoAtime(cf.path)
 		if err != nil {
 			return err
 		}
-		for off := int64(0); off < cf.size; off += chunk {
-			n, err := f.ReadAt(buf[:min(chunk, cf.size-off)], off)
-			if err != nil && err != io.EOF {
-				f.Close()
-				return fmt.Errorf("reading %s: %w", cf.path, err)
-			}
-			data := buf[:n]
-			if isZero(data) {
-				continue
-			}
-			if err := w.WriteFileData(uint32(cf.index), uint64(off), data); err != nil {
-				f.Close()
-				return err
+		f := os.NewFile(uintptr(fd), cf.path)
+		for _, e := range cf.extents {
+			for off := e[0]; off < e[1]; off += chunk {
+				n, err := f.ReadAt(buf[:min(chunk, e[1]-off)], off)
+				if err != nil && err != io.EOF {
+					f.Close()
+					return fmt.Errorf("reading %s: %w", cf.path, err)
+				}
+				if err := writeNonZero(w, cf.index, off, buf[:n]); err != nil {
+					f.Close()
+					return err
+				}
 			}
 		}
 		f.Close()
+	}
+	return nil
+}
+
+// writeNonZero writes data, found at off in file index, as FILEDATA
+// records of its runs of pages that are not all zero.
+func writeNonZero(w *format.Writer, index int, off int64, data []byte) error {
+	for len(data) > 0 {
+		n := 0 // zero pages first
+		for n < len(data) && isZero(data[n:min(n+format.PageSize, len(data))]) {
+			n += format.PageSize
+		}
+		n = min(n, len(data))
+		data, off = data[n:], off+int64(n)
+		m := 0 // then the run of pages with data
+		for m < len(data) && !isZero(data[m:min(m+format.PageSize, len(data))]) {
+			m += format.PageSize
+		}
+		m = min(m, len(data))
+		if m > 0 {
+			if err := w.WriteFileData(uint32(index), uint64(off), data[:m]); err != nil {
+				return err
+			}
+		}
+		data, off = data[m:], off+int64(m)
 	}
 	return nil
 }

@@ -11,6 +11,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // A layout is one struct of the package with the C type and members it
@@ -66,6 +68,9 @@ var layouts = []layout{
 }
 
 func TestSizes(t *testing.T) {
+	if got := len(EncodeOpenHow(unix.OpenHow{})); got != unix.SizeofOpenHow {
+		t.Errorf("len(EncodeOpenHow) = %d; want %d", got, unix.SizeofOpenHow)
+	}
 	for _, l := range layouts {
 		if got := binary.Size(l.v); got != l.size {
 			t.Errorf("binary.Size(%T) = %d; want %d", l.v, got, l.size)

@@ -23,15 +23,28 @@ const (
 	Socket    // "socket:[N]"
 	AnonInode // "anon_inode:[eventfd]", "anon_inode:inotify"...
 	Memfd     // "/memfd:name (deleted)"
+	FileLink  // a symbolic link itself (open O_PATH|O_NOFOLLOW)
+	FileSock  // a socket's file by path (open O_PATH)
 )
 
-var fdKindNames = [...]string{"other", "file", "dir", "char", "block", "fifo", "pipe", "socket", "anon_inode", "memfd"}
+var fdKindNames = [...]string{"other", "file", "dir", "char", "block", "fifo", "pipe", "socket", "anon_inode", "memfd", "link", "sockfile"}
 
 func (k FDKind) String() string {
 	if k >= 0 && int(k) < len(fdKindNames) {
 		return fdKindNames[k]
 	}
 	return "FDKind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// KnownDevices are the character devices that are the same everywhere,
+// by their numbers, and the path of each.
+var KnownDevices = map[uint64]string{
+	unix.Mkdev(1, 3): "/dev/null",
+	unix.Mkdev(1, 5): "/dev/zero",
+	unix.Mkdev(1, 7): "/dev/full",
+	unix.Mkdev(1, 8): "/dev/random",
+	unix.Mkdev(1, 9): "/dev/urandom",
+	unix.Mkdev(5, 0): "/dev/tty",
 }
 
 // FD describes one open file descriptor of a process.
@@ -172,6 +185,10 @@ func classify(fd *FD) {
 		fd.Kind = FileBlock
 	case unix.S_IFIFO:
 		fd.Kind = FileFIFO
+	case unix.S_IFLNK:
+		fd.Kind = FileLink
+	case unix.S_IFSOCK:
+		fd.Kind = FileSock
 	default:
 		fd.Kind = Other
 	}

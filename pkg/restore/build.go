@@ -37,11 +37,16 @@ type builder struct {
 	fill     map[int]*os.File    // file index -> where its FILEDATA goes
 	fdFiles  map[int]*os.File    // index in FDs -> its open file description
 	mapFiles map[mapKey]*os.File // a mapped file, opened as its mappings need
-	exeFile  *os.File            // the executable, for PR_SET_MM_MAP
-	cwdFile  *os.File            // the working directory, for fchdir
-	created  []string            // files created at their path (removed on failure)
-	pidfd    uint64              // the loader's pidfd in the process, when pidfdIn
-	pidfdIn  bool
+	// memfdGiven: file index -> memfd_create's description is an fd's.
+	memfdGiven map[int]bool
+	modes      map[int]uint32     // file index -> the mode setOwner gave it
+	covered    map[int][][2]int64 // file index -> ranges FILEDATA filled
+	exeFile    *os.File           // the executable, for PR_SET_MM_MAP
+	cwdFile    *os.File           // the working directory, for fchdir
+	created    []string           // files created at their path (removed on failure)
+	madeDirs   []string           // deleted folders made again, removed once the process holds them
+	pidfd      uint64             // the loader's pidfd in the process, when pidfdIn
+	pidfdIn    bool
 
 	helper  int       // the exec'd stub the process is cloned from
 	pid     int       // the process being built
@@ -120,6 +125,7 @@ func (b *builder) removeCreated() {
 		os.Remove(p)
 	}
 	b.created = nil
+	b.removeMadeDirs()
 }
 
 // reap waits until thread tid, killed, is gone.
@@ -150,6 +156,12 @@ func (b *builder) build() error {
 		return err
 	}
 	b.logf("memory filled, image verified")
+	if err := b.finishFiles(); err != nil {
+		return err
+	}
+	if err := b.sealMemfds(); err != nil {
+		return err
+	}
 	if err := b.finish(); err != nil {
 		return err
 	}
@@ -725,8 +737,21 @@ func (b *builder) fillFile(h format.Header, buf []byte) error {
 	if size := uint64(b.img.Files[idx].Size); off > size || uint64(len(data)) > size-off {
 		return fmt.Errorf("corrupt image at byte %d (record %d): contents of file %d at %d-%d, past its size %d", h.Offset, h.Index, idx, off, off+uint64(len(data)), size)
 	}
+	if ext := b.img.Files[idx].Extents; ext != nil {
+		r := [2]int64{int64(off), int64(off) + int64(len(data))}
+		if !inExtent(*ext, r) {
+			return fmt.Errorf("corrupt image at byte %d (record %d): contents of file %d at %d-%d, in none of its data extents", h.Offset, h.Index, idx, r[0], r[1])
+		}
+		b.covered[int(idx)] = append(b.covered[int(idx)], r)
+	}
 	_, err = f.WriteAt(data, int64(off))
 	return err
+}
+
+// inExtent tells whether r lies within one of ext, which are in order.
+func inExtent(ext [][2]int64, r [2]int64) bool {
+	i := sort.Search(len(ext), func(i int) bool { return ext[i][1] >= r[1] })
+	return i < len(ext) && ext[i][0] <= r[0]
 }
 
 // writePages puts data at addr in the process. Mappings have their final

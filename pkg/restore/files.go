@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/procfs"
 	"procs/pkg/safetext"
 )
 
@@ -29,6 +31,9 @@ func (b *builder) prepareFiles() error {
 	b.own = map[int]bool{}
 	b.fdFiles = map[int]*os.File{}
 	b.mapFiles = map[mapKey]*os.File{}
+	b.memfdGiven = map[int]bool{}
+	b.modes = map[int]uint32{}
+	b.covered = map[int][][2]int64{}
 	// What first uses each file, to name it in errors.
 	use := map[int]string{}
 	for k := range b.img.FDs {
@@ -44,12 +49,15 @@ func (b *builder) prepareFiles() error {
 	if use[b.img.Exe] == "" {
 		use[b.img.Exe] = "executable"
 	}
+	if err := b.op.do(b.makeDeletedDirs); err != nil {
+		return err
+	}
 	for i, f := range b.img.Files {
-		if use[i] == "" {
-			continue
+		if use[i] == "" || f.Self != "" {
+			continue // a file of the process's own /proc: see procSelfFDs
 		}
 		switch f.Kind {
-		case format.FileRegular, format.FileDir, format.FileChar:
+		case format.FileRegular, format.FileDir, format.FileChar, format.FileSymlink, format.FileFIFO, format.FileSocket, format.FileBlock:
 			if err := b.op.do(func() error { return b.prepareFile(i, &f, use[i]) }); err != nil {
 				return err
 			}
@@ -66,19 +74,115 @@ func (b *builder) prepareFiles() error {
 			// 0-2 anyway: reopened with the caller's rights.
 			b.local[i], b.own[i] = os.NewFile(uintptr(fd), f.Path), true
 		case format.FileMemfd:
-			fd, err := unix.MemfdCreate(memfdName(f.Path), unix.MFD_CLOEXEC)
-			if err != nil {
-				return os.NewSyscallError("memfd_create", err)
-			}
-			mf := os.NewFile(uintptr(fd), f.Path)
-			if err := mf.Truncate(f.Size); err != nil {
-				mf.Close()
+			// Made as the process: its owner, and the mode it may give.
+			if err := b.op.do(func() error { return b.makeMemfd(i, &f) }); err != nil {
 				return err
 			}
-			b.local[i], b.fill[i], b.own[i] = mf, mf, true
 		}
 	}
-	return b.openDescriptions()
+	if err := b.openDescriptions(); err != nil {
+		return err
+	}
+	return b.op.do(b.deletedDirModes)
+}
+
+// makeDeletedDirs makes again, as the process, the folders that were
+// deleted before the dump and that the process works in, holds open, or
+// held a deleted file in, each missing folder of their paths: the
+// process finds itself where it was. They are made 0700 and get their
+// modes once everything in them is open (deletedDirModes), and are
+// removed once the process holds what it needs (removeMadeDirs). A
+// deleted folder whose path is taken again is refused: it would not be
+// the same. Precondition: on the opener's thread.
+func (b *builder) makeDeletedDirs() error {
+	var want []string
+	if b.img.CwdDeleted {
+		want = append(want, b.img.Cwd)
+	}
+	for _, f := range b.img.Files {
+		switch {
+		case !f.Deleted:
+		case f.Kind == format.FileDir:
+			want = append(want, f.Path)
+		case f.Kind == format.FileRegular || f.Kind == format.FileChar:
+			want = append(want, filepath.Dir(f.Path))
+		}
+	}
+	for _, d := range want {
+		d = filepath.Clean(d)
+		if slices.Contains(b.madeDirs, d) {
+			continue
+		}
+		if _, err := os.Lstat(d); err == nil {
+			if d == filepath.Clean(b.img.Cwd) && b.img.CwdDeleted || b.deletedDir(d) != nil {
+				return fmt.Errorf("folder %s was deleted before the dump, and its path is taken again: the process would not be where it was", safetext.Quote(d))
+			}
+			continue // the folder of a deleted file, still there
+		}
+		if err := b.mkdirs(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mkdirs makes the missing folders of path d, as the process, and
+// records them in madeDirs. Precondition: on the opener's thread.
+func (b *builder) mkdirs(d string) error {
+	parent := filepath.Dir(d)
+	if parent != d {
+		if _, err := os.Lstat(parent); err != nil {
+			if err := b.mkdirs(parent); err != nil {
+				return err
+			}
+		}
+	}
+	if err := unix.Mkdir(d, 0o700); err != nil {
+		return b.op.fail("deleted folder", d, err)
+	}
+	b.madeDirs = append(b.madeDirs, d)
+	return nil
+}
+
+// deletedDir is the image's deleted folder of path d, or nil.
+func (b *builder) deletedDir(d string) *format.File {
+	for i, f := range b.img.Files {
+		if f.Kind == format.FileDir && f.Deleted && filepath.Clean(f.Path) == d {
+			return &b.img.Files[i]
+		}
+	}
+	return nil
+}
+
+// deletedDirModes gives each folder made again the mode and owner it
+// had (as the process could). Precondition: on the opener's thread.
+func (b *builder) deletedDirModes() error {
+	for _, d := range b.madeDirs {
+		f := b.deletedDir(d)
+		if f == nil || f.Atime == 0 {
+			continue
+		}
+		fd, err := unix.Open(d, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err == nil {
+			err = b.setOwner(-1, fd, f)
+			unix.Close(fd)
+		}
+		if err != nil {
+			return fmt.Errorf("deleted folder %s: %w", safetext.Quote(d), err)
+		}
+	}
+	return nil
+}
+
+// removeMadeDirs removes the folders makeDeletedDirs made, deepest
+// first, once the process holds them (or the restore failed).
+func (b *builder) removeMadeDirs() {
+	for i := len(b.madeDirs) - 1; i >= 0; i-- {
+		if err := unix.Rmdir(b.madeDirs[i]); err != nil {
+			b.warnf("cannot remove the folder made for the restore, %s: %v", safetext.Quote(b.madeDirs[i]), err)
+		}
+	}
+	b.madeDirs = nil
 }
 
 // openDescriptions opens the file description of every fd and mapping of
@@ -92,7 +196,19 @@ func (b *builder) openDescriptions() error {
 		case format.FileEventfd, format.FileEpoll:
 			continue // made in the process
 		}
-		lf, err := b.reopen(fd.File, fd.Flags, fmt.Sprintf("fd %d", fd.Num))
+		if b.img.Files[fd.File].Self != "" {
+			continue // opened by the process (procSelfFDs)
+		}
+		var lf *os.File
+		var err error
+		if b.isMemfd(fd.File) && fd.Flags&unix.O_ACCMODE == unix.O_RDWR && !b.memfdGiven[fd.File] {
+			// The first read-write fd of a memfd is memfd_create's own
+			// description, as it most likely was.
+			b.memfdGiven[fd.File] = true
+			lf, err = b.memfdDescription(fd.File, fd.Flags)
+		} else {
+			lf, err = b.reopen(fd.File, fd.Flags, fmt.Sprintf("fd %d", fd.Num))
+		}
 		if err != nil {
 			return err
 		}
@@ -111,7 +227,13 @@ func (b *builder) openDescriptions() error {
 		if _, ok := b.mapFiles[mapKey{m.File, mode}]; ok {
 			continue
 		}
-		lf, err := b.reopen(m.File, mode, fmt.Sprintf("mapping %x-%x", m.Start, m.End))
+		var lf *os.File
+		var err error
+		if b.isMemfd(m.File) && mode == unix.O_RDWR {
+			lf, err = b.memfdDescription(m.File, mode)
+		} else {
+			lf, err = b.reopen(m.File, mode, fmt.Sprintf("mapping %x-%x", m.Start, m.End))
+		}
 		if err != nil {
 			return err
 		}
@@ -164,7 +286,7 @@ type mapKey struct{ file, mode int }
 
 // mapMode is how mapping m's file is opened.
 func mapMode(m format.Mapping) int {
-	if m.Shared && m.Prot&unix.PROT_WRITE != 0 {
+	if m.Shared && (m.Prot&unix.PROT_WRITE != 0 || m.Access == format.AccessReadWrite) {
 		return unix.O_RDWR
 	}
 	return unix.O_RDONLY
@@ -182,7 +304,17 @@ func (b *builder) reopen(i, flags int, what string) (*os.File, error) {
 	f := b.img.Files[i]
 	path := fmt.Sprintf("/proc/self/fd/%d", b.local[i].Fd())
 	blocking := flags&unix.O_NONBLOCK == 0
-	flags = flags&openFlags | unix.O_NONBLOCK | unix.O_CLOEXEC | unix.O_NOCTTY
+	if flags&unix.O_PATH != 0 {
+		if flags&unix.O_NOFOLLOW != 0 && !b.own[i] {
+			return b.reopenNoFollow(i, flags, what)
+		}
+		// A new O_PATH description of the very file (following the
+		// magic link ends on it, a symbolic link included): it opens
+		// nothing, and keeps no other flag but O_DIRECTORY.
+		flags, blocking = flags&(unix.O_PATH|unix.O_DIRECTORY)|unix.O_CLOEXEC, false
+	} else {
+		flags = flags&openFlags | unix.O_NONBLOCK | unix.O_CLOEXEC | unix.O_NOCTTY
+	}
 	var fd int
 	open := func() error {
 		var err error
@@ -212,6 +344,30 @@ func (b *builder) reopen(i, flags int, what string) (*os.File, error) {
 	return lf, nil
 }
 
+// reopenNoFollow opens a new O_PATH|O_NOFOLLOW description of file i:
+// by its path again (through a magic link, O_NOFOLLOW would give the
+// link of /proc), as the process, and checks that it is the file
+// prepareFile checked.
+func (b *builder) reopenNoFollow(i, flags int, what string) (*os.File, error) {
+	f := b.img.Files[i]
+	var fd int
+	err := b.op.do(func() error {
+		var err error
+		how := unix.OpenHow{Flags: uint64(flags&(unix.O_PATH|unix.O_NOFOLLOW|unix.O_DIRECTORY) | unix.O_CLOEXEC), Resolve: unix.RESOLVE_NO_MAGICLINKS}
+		fd, err = unix.Openat2(unix.AT_FDCWD, f.Path, &how)
+		return err
+	})
+	if err != nil {
+		return nil, b.op.fail(what, f.Path, err)
+	}
+	var a, c unix.Stat_t
+	if unix.Fstat(fd, &a) != nil || unix.Fstat(int(b.local[i].Fd()), &c) != nil || a.Dev != c.Dev || a.Ino != c.Ino {
+		unix.Close(fd)
+		return nil, &FileChangedError{Path: f.Path, Why: "it was replaced during the restore"}
+	}
+	return os.NewFile(uintptr(fd), f.Path), nil
+}
+
 // prepareFile opens file i of kind reg, dir or chr at its path, without
 // following anything but what the path names and without opening it for
 // reading or writing (O_PATH), and checks it. Precondition: on the
@@ -220,15 +376,25 @@ func (b *builder) prepareFile(i int, f *format.File, what string) error {
 	if f.Carried && f.Deleted {
 		return b.privateCopy(i, f)
 	}
-	flags := unix.O_PATH | unix.O_CLOEXEC
 	if f.Kind == format.FileDir {
+		// A folder made again (makeDeletedDirs), or there as it was.
+		f.Deleted = false
+	}
+	flags := unix.O_PATH | unix.O_CLOEXEC
+	switch f.Kind {
+	case format.FileDir:
 		flags |= unix.O_DIRECTORY
+	case format.FileSymlink:
+		flags |= unix.O_NOFOLLOW // the link itself
 	}
 	// No magic link (/dev/fd/N, /proc/self/fd/N): they lead to
 	// procs-load's own files, past the folders' permissions.
 	fd, err := unix.Openat2(unix.AT_FDCWD, f.Path, &unix.OpenHow{Flags: uint64(flags), Resolve: unix.RESOLVE_NO_MAGICLINKS})
 	if err == unix.ENOENT && f.Carried {
 		return b.createAtPath(i, f, what)
+	}
+	if err == unix.ENOENT && f.Deleted && f.Kind == format.FileChar {
+		return b.deviceNode(i, f, what)
 	}
 	if err != nil {
 		if f.Deleted {
@@ -261,11 +427,11 @@ func (b *builder) prepareFile(i int, f *format.File, what string) error {
 	}
 	changed := ""
 	switch {
-	case f.Kind == format.FileChar:
-		if f.Rdev != 0 && st.Rdev != f.Rdev {
+	case f.Kind == format.FileChar || f.Kind == format.FileBlock:
+		if (f.Rdev != 0 || f.Kind == format.FileBlock) && st.Rdev != f.Rdev {
 			changed = fmt.Sprintf("it is device %d:%d, was %d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev), unix.Major(f.Rdev), unix.Minor(f.Rdev))
 		}
-	case f.Pseudo || f.Kind == format.FileDir:
+	case f.Pseudo || f.Kind == format.FileDir || f.Kind == format.FileFIFO || f.Kind == format.FileSocket:
 	case st.Size != f.Size:
 		changed = fmt.Sprintf("its size is %d, was %d", st.Size, f.Size)
 	case st.Mtim.Nano() != f.Mtime:
@@ -337,8 +503,107 @@ func kindOf(k string) string {
 		return fileKind(unix.S_IFDIR)
 	case format.FileChar:
 		return fileKind(unix.S_IFCHR)
+	case format.FileSymlink:
+		return fileKind(unix.S_IFLNK)
+	case format.FileFIFO:
+		return fileKind(unix.S_IFIFO)
+	case format.FileSocket:
+		return fileKind(unix.S_IFSOCK)
+	case format.FileBlock:
+		return fileKind(unix.S_IFBLK)
 	}
 	return fileKind(unix.S_IFREG)
+}
+
+// makeMemfd makes memfd i (of the image's name), empty and of its size,
+// with the mode and owner the image says, and room for its seals (see
+// sealMemfds). Precondition: on the opener's thread, so that the memfd
+// is the process's and gets no mode or owner the process could not give
+// it (a set-user-ID root program).
+func (b *builder) makeMemfd(i int, f *format.File) error {
+	flags := unix.MFD_CLOEXEC
+	if f.Seals != nil && *f.Seals != format.SealSeal {
+		flags |= unix.MFD_ALLOW_SEALING
+	}
+	fd, err := unix.MemfdCreate(memfdName(f.Path), flags)
+	if err != nil {
+		return os.NewSyscallError("memfd_create", err)
+	}
+	mf := os.NewFile(uintptr(fd), f.Path)
+	err = mf.Truncate(f.Size)
+	if err == nil && f.Seals != nil {
+		// Written by this procs-dump (older ones recorded no owner):
+		// the mode and owner too.
+		err = b.setOwner(i, fd, f)
+	}
+	if err != nil {
+		mf.Close()
+		return fmt.Errorf("memfd %s: %w", safetext.Quote(f.Path), err)
+	}
+	b.local[i], b.fill[i], b.own[i] = mf, mf, true
+	return nil
+}
+
+// setOwner gives the loader's file fd the owner and the mode of f.
+// Precondition: on the opener's thread: the kernel allows only what the
+// process itself could do.
+func (b *builder) setOwner(i, fd int, f *format.File) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if int(st.Uid) != f.UID || int(st.Gid) != f.GID {
+		if err := unix.Fchown(fd, f.UID, f.GID); err != nil {
+			return fmt.Errorf("owner %d:%d: %w", f.UID, f.GID, err)
+		}
+	}
+	if err := unix.Fchmod(fd, f.Mode&0o7777); err != nil {
+		return fmt.Errorf("mode %#o: %w", f.Mode&0o7777, err)
+	}
+	// What the kernel let the process give (set-group-ID only in its
+	// groups), to keep after the contents are written.
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	b.modes[i] = st.Mode & 0o7777
+	return nil
+}
+
+// isMemfd tells whether file i is a memfd the loader made.
+func (b *builder) isMemfd(i int) bool {
+	return b.img.Files[i].Kind == format.FileMemfd && b.own[i]
+}
+
+// memfdDescription is memfd i's own description (memfd_create's, which
+// unlike an open of it does not count as a writer: the process can run
+// it with execveat), with the status flags of flags.
+func (b *builder) memfdDescription(i, flags int) (*os.File, error) {
+	f := b.img.Files[i]
+	fd, err := unix.FcntlInt(b.local[i].Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err == nil {
+		_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, flags&(unix.O_APPEND|unix.O_NONBLOCK|unix.O_NOATIME))
+	}
+	if err != nil {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		return nil, fmt.Errorf("memfd %s: %w", safetext.Quote(f.Path), err)
+	}
+	return os.NewFile(uintptr(fd), f.Path), nil
+}
+
+// sealMemfds gives each memfd its seals, once it is filled and mapped
+// (F_SEAL_WRITE would forbid both).
+func (b *builder) sealMemfds() error {
+	for i, f := range b.img.Files {
+		if f.Kind != format.FileMemfd || f.Seals == nil || *f.Seals == format.SealSeal || *f.Seals == 0 || !b.own[i] {
+			continue
+		}
+		if _, err := unix.FcntlInt(b.local[i].Fd(), unix.F_ADD_SEALS, int(*f.Seals)); err != nil {
+			return fmt.Errorf("memfd %s: seals %#x: %w", safetext.Quote(f.Path), *f.Seals, err)
+		}
+	}
+	return nil
 }
 
 // ownStream says whether fd is one of fds 0, 1 and 2 that the restorer's
@@ -347,7 +612,7 @@ func (b *builder) ownStream(fd format.FD) bool {
 	if fd.Num > 2 {
 		return false
 	}
-	if fd.File < 0 || b.opts.Stdio == StdioInherit {
+	if fd.File < 0 || b.opts.Stdio == StdioInherit || b.img.Files[fd.File].Self != "" {
 		return true
 	}
 	switch f := b.img.Files[fd.File]; f.Kind {
@@ -377,7 +642,21 @@ func (b *builder) logStreams() {
 // memfd where that is impossible) to receive carried contents.
 // Precondition: on the opener's thread.
 func (b *builder) privateCopy(i int, f *format.File) error {
-	fd, err := unix.Open(filepath.Dir(f.Path), unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, f.Mode&0o777)
+	fd, err := -1, error(unix.ENOENT)
+	if f.Deleted {
+		// Under its own name, unlinked at once, so that the process
+		// sees the name it had ("/dir/name (deleted)").
+		fd, err = unix.Open(f.Path, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, f.Mode&0o777)
+		if err == nil {
+			if err = unix.Unlink(f.Path); err != nil {
+				unix.Close(fd)
+				return b.op.fail("deleted file", f.Path, err)
+			}
+		}
+	}
+	if err != nil {
+		fd, err = unix.Open(filepath.Dir(f.Path), unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, f.Mode&0o777)
+	}
 	if err != nil {
 		fd, err = unix.MemfdCreate(memfdName(f.Path), unix.MFD_CLOEXEC)
 		if err != nil {
@@ -385,11 +664,97 @@ func (b *builder) privateCopy(i int, f *format.File) error {
 		}
 	}
 	lf := os.NewFile(uintptr(fd), f.Path)
-	if err := lf.Truncate(f.Size); err != nil {
+	err = lf.Truncate(f.Size)
+	if err == nil && f.Atime != 0 {
+		// Written by this procs-dump: the owner and mode too.
+		err = b.setOwner(i, fd, f)
+	}
+	if err != nil {
 		lf.Close()
-		return err
+		return fmt.Errorf("deleted file %s: %w", safetext.Quote(f.Path), err)
 	}
 	b.local[i], b.fill[i], b.own[i] = lf, lf, true
+	return nil
+}
+
+// deviceNode makes again the deleted device node f, as the process: a
+// private node at its path, unlinked once open (as root), or else the
+// device's own node in /dev. Precondition: on the opener's thread.
+func (b *builder) deviceNode(i int, f *format.File, what string) error {
+	var fd int
+	err := unix.Mknod(f.Path, unix.S_IFCHR|f.Mode&0o777, int(f.Rdev))
+	if err == nil {
+		unix.Fchownat(unix.AT_FDCWD, f.Path, f.UID, f.GID, unix.AT_SYMLINK_NOFOLLOW)
+		unix.Fchmodat(unix.AT_FDCWD, f.Path, f.Mode&0o777, 0)
+		fd, err = unix.Open(f.Path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		unix.Unlink(f.Path)
+	} else if known, ok := procfs.KnownDevices[f.Rdev]; ok {
+		how := unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_MAGICLINKS}
+		fd, err = unix.Openat2(unix.AT_FDCWD, known, &how)
+	}
+	if err != nil {
+		return b.op.fail(what+" (a deleted device node)", f.Path, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != f.Rdev {
+		unix.Close(fd)
+		return fmt.Errorf("%s: %s: no device %d:%d to open", what, safetext.Quote(f.Path), unix.Major(f.Rdev), unix.Minor(f.Rdev))
+	}
+	b.local[i] = os.NewFile(uintptr(fd), f.Path)
+	return nil
+}
+
+// finishFiles completes the files whose contents the image carried, once
+// every FILEDATA record is in: the zeros of their data extents that no
+// record held are written (a hole stays a hole, an allocated block of
+// zeros is one again), and a deleted file gets its mode back (a write
+// may have cleared set-user-ID) and its times.
+func (b *builder) finishFiles() error {
+	zeros := make([]byte, 1<<20)
+	for i, lf := range b.fill {
+		f := b.img.Files[i]
+		if f.Extents != nil {
+			done := b.covered[i]
+			slices.SortFunc(done, func(a, c [2]int64) int { return int(a[0] - c[0]) })
+			for _, e := range *f.Extents {
+				at := e[0]
+				for _, d := range done {
+					if d[1] <= at || d[0] >= e[1] {
+						continue
+					}
+					if err := writeZeros(lf, zeros, at, min(d[0], e[1])); err != nil {
+						return err
+					}
+					at = max(at, d[1])
+				}
+				if err := writeZeros(lf, zeros, at, e[1]); err != nil {
+					return err
+				}
+			}
+		}
+		if f.Kind == format.FileRegular && f.Atime != 0 {
+			var st unix.Stat_t
+			if unix.Fstat(int(lf.Fd()), &st) == nil && st.Mode&0o7777 != b.modes[i] {
+				unix.Fchmod(int(lf.Fd()), b.modes[i])
+			}
+			ts := []unix.Timespec{unix.NsecToTimespec(f.Atime), unix.NsecToTimespec(f.Mtime)}
+			if err := unix.UtimesNanoAt(int(lf.Fd()), "", ts, unix.AT_EMPTY_PATH); err != nil {
+				b.warnf("deleted file %s: cannot set its times: %v", safetext.Quote(f.Path), err)
+			}
+		}
+	}
+	return nil
+}
+
+// writeZeros writes zeros into lf over [from, to).
+func writeZeros(lf *os.File, zeros []byte, from, to int64) error {
+	for from < to {
+		n := min(int64(len(zeros)), to-from)
+		if _, err := lf.WriteAt(zeros[:n], from); err != nil {
+			return err
+		}
+		from += n
+	}
 	return nil
 }
 

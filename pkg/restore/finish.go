@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -188,6 +189,7 @@ func (b *builder) finish() error {
 	if err := b.processState(); err != nil {
 		return err
 	}
+	b.removeMadeDirs() // the process holds them now
 	if err := b.makeThreads(); err != nil {
 		return err
 	}
@@ -217,6 +219,9 @@ func (b *builder) finish() error {
 		}
 	}
 	if err := b.creds(); err != nil {
+		return err
+	}
+	if err := b.procSelfFDs(); err != nil {
 		return err
 	}
 	// The scratch area goes last, unmapped from a syscall instruction
@@ -319,6 +324,9 @@ func (b *builder) makeFDs() error {
 			continue // the loader's own standard streams stand in
 		}
 		f := b.img.Files[fd.File]
+		if f.Self != "" {
+			continue // opened later by the process itself: procSelfFDs
+		}
 		cloexec := 0
 		if fd.Cloexec {
 			cloexec = unix.O_CLOEXEC
@@ -518,6 +526,56 @@ func (b *builder) signals() error {
 			if err := queue(info, b.tids[i]); err != nil {
 				return err
 			}
+		}
+	}
+	return nil
+}
+
+// procSelfFDs opens the fds of the process's own /proc files in the
+// process itself, now that it has its credentials: /proc/PID/status of
+// its new PID, not the original's (which may still run) nor procs-load's.
+// The path stays within /proc/PID (validate) and crosses no magic link.
+func (b *builder) procSelfFDs() error {
+	r := b.main
+	for _, fd := range b.img.FDs {
+		if fd.File < 0 || b.img.Files[fd.File].Self == "" || b.ownStream(fd) {
+			continue
+		}
+		cloexec := 0
+		if fd.Cloexec {
+			cloexec = unix.O_CLOEXEC
+		}
+		var tmp uint64
+		var err error
+		if fd.Dup > 0 {
+			tmp, err = r.Syscall("dup", unix.SYS_FCNTL, uint64(fd.Dup), unix.F_DUPFD, 0)
+		} else {
+			self := b.img.Files[fd.File].Self
+			if rest, ok := strings.CutPrefix(self, fmt.Sprintf("task/%d", b.img.PID)); ok {
+				self = fmt.Sprintf("task/%d%s", b.pid, rest)
+			}
+			path := fmt.Sprintf("/proc/%d/%s", b.pid, self)
+			how := unix.OpenHow{Flags: uint64(fd.Flags&openFlags | unix.O_CLOEXEC | unix.O_NOCTTY), Resolve: unix.RESOLVE_NO_MAGICLINKS}
+			if err := b.write(offArgs, linux.EncodeOpenHow(how)); err != nil {
+				return err
+			}
+			p, err := b.writePath(path)
+			if err != nil {
+				return err
+			}
+			tmp, err = r.Syscall("openat2", unix.SYS_OPENAT2, atFDCWD, p, b.scratch+offArgs, unix.SizeofOpenHow)
+			if err == nil && fd.Pos != 0 {
+				_, err = r.Syscall("lseek", unix.SYS_LSEEK, tmp, uint64(fd.Pos), 0)
+			}
+		}
+		if err == nil && tmp != uint64(fd.Num) {
+			_, err = r.Syscall("dup3", unix.SYS_DUP3, tmp, uint64(fd.Num), uint64(cloexec))
+			r.Syscall("close", unix.SYS_CLOSE, tmp)
+		} else if err == nil && cloexec == 0 {
+			_, err = r.Syscall("fcntl(F_SETFD)", unix.SYS_FCNTL, tmp, unix.F_SETFD, 0)
+		}
+		if err != nil {
+			return fmt.Errorf("fd %d: %s of the process's own /proc: %w", fd.Num, safetext.Quote(b.img.Files[fd.File].Self), err)
 		}
 	}
 	return nil

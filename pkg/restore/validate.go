@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -219,7 +220,8 @@ func mapped(img *format.Process, addr, n uint64, prot int) bool {
 }
 
 var fileKinds = []string{format.FileRegular, format.FileDir, format.FileChar, format.FileTTY,
-	format.FileMemfd, format.FileEventfd, format.FileEpoll}
+	format.FileMemfd, format.FileEventfd, format.FileEpoll,
+	format.FileSymlink, format.FileFIFO, format.FileSocket, format.FileBlock}
 
 func validateFiles(img *format.Process) error {
 	if len(img.Files) > maxFiles {
@@ -238,10 +240,33 @@ func validateFiles(img *format.Process) error {
 			return fmt.Errorf("image file %d has path %s, longer than %d bytes or with a NUL", i, safetext.Quote(f.Path), maxPath)
 		}
 		switch f.Kind {
-		case format.FileRegular, format.FileDir, format.FileChar:
+		case format.FileRegular, format.FileDir, format.FileChar, format.FileSymlink, format.FileFIFO, format.FileSocket, format.FileBlock:
 			if why := badPath(f.Path); why != "" {
 				return fmt.Errorf("image file %d has path %s, which %s", i, safetext.Quote(f.Path), why)
 			}
+		}
+		if f.Seals != nil && (f.Kind != format.FileMemfd || *f.Seals&^format.SealsAll != 0) {
+			return fmt.Errorf("image file %d (%s) has seals %#x", i, safetext.Quote(f.Path), *f.Seals)
+		}
+		if !inRange(f.UID, 0, maxID) || !inRange(f.GID, 0, maxID) {
+			return fmt.Errorf("image file %d (%s) has owner %d:%d, out of range", i, safetext.Quote(f.Path), f.UID, f.GID)
+		}
+		if f.Self != "" {
+			why := badSelf(f.Self, img.PID)
+			if !f.Pseudo || f.Kind != format.FileRegular && f.Kind != format.FileDir {
+				why = "is no file of proc"
+			}
+			if why != "" {
+				return fmt.Errorf("image file %d is %s of the process's own /proc folder, which %s", i, safetext.Quote(f.Self), why)
+			}
+		}
+		if f.Extents != nil {
+			if err := validateExtents(*f.Extents, f.Size, f.Carried); err != nil {
+				return fmt.Errorf("image file %d (%s) %v", i, safetext.Quote(f.Path), err)
+			}
+		}
+		if f.Atime < 0 || f.Mtime < 0 && f.Atime != 0 {
+			return fmt.Errorf("image file %d (%s) has times %d and %d, out of range", i, safetext.Quote(f.Path), f.Atime, f.Mtime)
 		}
 		if !inRange(f.Size, 0, maxSize) {
 			return fmt.Errorf("image file %d (%s) has size %d, out of range", i, safetext.Quote(f.Path), f.Size)
@@ -249,6 +274,50 @@ func validateFiles(img *format.Process) error {
 	}
 	if f := img.Files[img.Exe]; f.Kind != format.FileRegular && f.Kind != format.FileMemfd {
 		return fmt.Errorf("image executable %s is of kind %s", safetext.Quote(f.Path), safetext.Quote(f.Kind))
+	}
+	return nil
+}
+
+// badSelf says what is wrong with self, a path within the /proc folder
+// of process pid, or "": it must stay in it, and name only that process
+// (task/PID).
+func badSelf(self string, pid int) string {
+	if self == "." {
+		return ""
+	}
+	if len(self) > maxPath || strings.IndexByte(self, 0) >= 0 || strings.HasPrefix(self, "/") {
+		return "is too long, holds a NUL or is absolute"
+	}
+	parts := strings.Split(self, "/")
+	for _, p := range parts {
+		if p == "" || p == "." || p == ".." {
+			return "leaves it"
+		}
+	}
+	if parts[0] == "task" && len(parts) > 1 && parts[1] != strconv.Itoa(pid) {
+		return "names another thread"
+	}
+	return ""
+}
+
+// maxExtents bounds the data extents of a carried file.
+const maxExtents = 1 << 20
+
+// validateExtents checks the data extents of a carried file of size
+// bytes: in order, apart, not empty, within the file.
+func validateExtents(ext [][2]int64, size int64, carried bool) error {
+	if !carried {
+		return fmt.Errorf("has data extents, and no contents")
+	}
+	if len(ext) > maxExtents {
+		return fmt.Errorf("has %d data extents (at most %d)", len(ext), maxExtents)
+	}
+	var end int64
+	for _, e := range ext {
+		if e[0] < end || e[1] <= e[0] || e[1] > size {
+			return fmt.Errorf("has data extent %d-%d, overlapping, empty, out of order or past its size %d", e[0], e[1], size)
+		}
+		end = e[1]
 	}
 	return nil
 }
@@ -281,8 +350,15 @@ func validateMaps(img *format.Process) error {
 		if m.File < -1 || m.File >= len(img.Files) {
 			return fmt.Errorf("%s names file %d of %d", at, m.File, len(img.Files))
 		}
+		switch {
+		case m.Access == "":
+		case m.File < 0 || !m.Shared || m.Access != format.AccessRead && m.Access != format.AccessReadWrite:
+			return fmt.Errorf("%s has file access %s, which is none of a shared file mapping", at, safetext.Quote(m.Access))
+		case m.Prot&unix.PROT_WRITE != 0 && m.Access != format.AccessReadWrite:
+			return fmt.Errorf("%s is shared and writable, of a file that was open read-only", at)
+		}
 		if m.File >= 0 {
-			if k := img.Files[m.File].Kind; k != format.FileRegular && k != format.FileMemfd && k != format.FileChar {
+			if k := img.Files[m.File].Kind; k != format.FileRegular && k != format.FileMemfd && k != format.FileChar || img.Files[m.File].Self != "" {
 				return fmt.Errorf("%s maps a file of kind %s", at, safetext.Quote(k))
 			}
 			if m.Offset%format.PageSize != 0 || m.Offset > maxSize {
@@ -322,6 +398,13 @@ func validateFDs(img *format.Process) error {
 		}
 		if fd.Flags&unix.O_ACCMODE == unix.O_ACCMODE || fd.Flags < 0 {
 			return fmt.Errorf("image fd %d has open flags %#x", fd.Num, fd.Flags)
+		}
+		if fd.File >= 0 && fd.Dup == 0 && format.PathOnly(kind[fd.Num]) && fd.Flags&unix.O_PATH == 0 {
+			// Opening it for real would read a named pipe, a device...
+			return fmt.Errorf("image fd %d opens a file of kind %s, which only an O_PATH fd may", fd.Num, kind[fd.Num])
+		}
+		if fd.Flags&unix.O_PATH != 0 && fd.Pos != 0 {
+			return fmt.Errorf("image fd %d is O_PATH, with an offset", fd.Num)
 		}
 		if !inRange(fd.Pos, 0, maxSize) {
 			return fmt.Errorf("image fd %d has offset %d, out of range", fd.Num, fd.Pos)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"procs/pkg/api"
 	"procs/pkg/server"
 	"procs/pkg/server/servertest"
 )
@@ -31,7 +32,7 @@ func claimReq(t *testing.T, url, id, query string) (int, []byte, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return resp.StatusCode, b, resp.Header.Get(server.ClaimHeader)
+	return resp.StatusCode, b, resp.Header.Get(api.HeaderClaim)
 }
 
 // deleteReq sends DELETE path with a claim token (if not empty).
@@ -39,7 +40,7 @@ func deleteReq(t *testing.T, url, token string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest("DELETE", url, nil)
 	if token != "" {
-		req.Header.Set(server.ClaimHeader, token)
+		req.Header.Set(api.HeaderClaim, token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -132,7 +133,7 @@ func TestClaimRelease(t *testing.T) {
 			got <- err.Error()
 			return
 		}
-		var e server.Entry
+		var e api.Entry
 		json.NewDecoder(resp.Body).Decode(&e)
 		resp.Body.Close()
 		got <- e.Comm
@@ -190,7 +191,7 @@ func TestNextManyWaiters(t *testing.T) {
 				return
 			}
 			defer resp.Body.Close()
-			var e server.Entry
+			var e api.Entry
 			json.NewDecoder(resp.Body).Decode(&e)
 			got[i] = e.Comm
 		}()

@@ -6,11 +6,9 @@ import (
 	"net/http"
 	"strconv"
 	"time"
-)
 
-// ClaimHeader carries the token of a claim: in the answer to POST
-// /v1/images/ID/claim, and in the DELETE that commits or releases it.
-const ClaimHeader = "X-Procs-Claim"
+	"procs/pkg/api"
+)
 
 const (
 	// DefaultClaimHold is how long a claim waits for its commit after
@@ -36,7 +34,7 @@ var (
 func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	hold := DefaultClaimHold
-	if h := r.URL.Query().Get("hold"); h != "" {
+	if h := r.URL.Query().Get(api.QueryHold); h != "" {
 		sec, err := strconv.ParseFloat(h, 64)
 		if err != nil || sec <= 0 || sec > MaxClaimHold.Seconds() {
 			httpError(w, http.StatusBadRequest, fmt.Sprintf("bad hold %s (want seconds, at most %v)", strconv.Quote(h), MaxClaimHold))
@@ -60,7 +58,7 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 	e := sl.e
 	s.mu.Unlock()
 	s.logf("%s claimed by %s", id, r.RemoteAddr)
-	w.Header().Set(ClaimHeader, c.token)
+	w.Header().Set(api.HeaderClaim, c.token)
 	s.send(w, r, e, func(ok bool) {
 		if !ok {
 			s.releaseClaim(id, c, "its download failed")
@@ -78,7 +76,7 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 // (X-Procs-Claim) gives the image back.
 func (s *Server) release(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	token := r.Header.Get(ClaimHeader)
+	token := r.Header.Get(api.HeaderClaim)
 	s.mu.Lock()
 	sl := s.idx.byID[id]
 	var c *claim

@@ -7,5 +7,7 @@
 // interrupted, corrupted or oversized upload leaves nothing behind and is
 // never listed. Memory use does not depend on image size.
 //
-// The HTTP interface is documented in man/procs-serve.8.
+// The HTTP interface is documented in man/procs-serve.8; what the server
+// shares with its clients (ids, paths, headers, the entry) is package
+// api.
 package server

@@ -17,44 +17,14 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"procs/pkg/api"
 )
-
-// Ways an identity is established (Identity.Auth).
-const (
-	AuthUnix     = "unix"     // SO_PEERCRED of a unix socket
-	AuthLoopback = "loopback" // owner of the peer's socket, from /proc/net/tcp{,6}
-	AuthToken    = "token"    // the bearer token: its file's owner
-)
-
-// Identity is who sent a request, as the server established it: by the
-// kernel for a local peer, by the token otherwise. Never from a header.
-type Identity struct {
-	UID int `json:"uid"`
-	// GID is the peer's group (unix: its effective gid; otherwise the
-	// primary group of UID in the user database), -1 when unknown.
-	GID int `json:"gid"`
-	// Groups are the groups the identity may grant a process: GID and
-	// every group the user database lists UID in.
-	Groups []int  `json:"groups,omitempty"`
-	Auth   string `json:"auth"` // AuthUnix, AuthLoopback or AuthToken
-	// Peer is the address the connection came from (unix: "pid N", the
-	// peer's PID when it connected).
-	Peer string `json:"peer"`
-}
-
-// String says who, for listings and messages: "uid 1001 (loopback,
-// 127.0.0.1:50432)".
-func (id *Identity) String() string {
-	if id == nil {
-		return "unknown"
-	}
-	return fmt.Sprintf("uid %d (%s, %s)", id.UID, id.Auth, id.Peer)
-}
 
 // NewIdentity returns the identity of user uid (gid -1: its primary group
 // in the user database), with the groups the user database gives it.
-func NewIdentity(uid, gid int, auth, peer string) *Identity {
-	id := &Identity{UID: uid, GID: gid, Auth: auth, Peer: peer}
+func NewIdentity(uid, gid int, auth, peer string) *api.Identity {
+	id := &api.Identity{UID: uid, GID: gid, Auth: auth, Peer: peer}
 	if uid < 0 {
 		id.GID = -1
 		return id
@@ -84,7 +54,7 @@ func NewIdentity(uid, gid int, auth, peer string) *Identity {
 // peer is what ConnContext learnt about a connection: its local identity,
 // or why there is none.
 type peer struct {
-	id  *Identity
+	id  *api.Identity
 	why string
 }
 
@@ -105,7 +75,7 @@ func (s *Server) ConnContext(ctx context.Context, c net.Conn) context.Context {
 }
 
 // identify returns the local user at the other end of c.
-func identify(c net.Conn) (*Identity, error) {
+func identify(c net.Conn) (*api.Identity, error) {
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
 	}
@@ -122,13 +92,13 @@ func identify(c net.Conn) (*Identity, error) {
 		if err != nil {
 			return nil, err
 		}
-		return NewIdentity(uid, -1, AuthLoopback, remote.String()), nil
+		return NewIdentity(uid, -1, api.AuthLoopback, remote.String()), nil
 	}
 	return nil, fmt.Errorf("cannot identify the peer of a %T", c)
 }
 
 // unixPeer returns the credentials of a unix socket's peer.
-func unixPeer(c *net.UnixConn) (*Identity, error) {
+func unixPeer(c *net.UnixConn) (*api.Identity, error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return nil, err
@@ -143,7 +113,7 @@ func unixPeer(c *net.UnixConn) (*Identity, error) {
 	if cerr != nil {
 		return nil, os.NewSyscallError("getsockopt SO_PEERCRED", cerr)
 	}
-	return NewIdentity(int(cred.Uid), int(cred.Gid), AuthUnix, "pid "+strconv.Itoa(int(cred.Pid))), nil
+	return NewIdentity(int(cred.Uid), int(cred.Gid), api.AuthUnix, "pid "+strconv.Itoa(int(cred.Pid))), nil
 }
 
 // procNet are the kernel's tables of TCP sockets of this network
@@ -217,7 +187,7 @@ func parseProcAddr(s string) (*net.TCPAddr, error) {
 // requester returns the identity of request r: the token's when the
 // server has a token (the caller checked it), else the local user
 // ConnContext found, else nil and why not.
-func (s *Server) requester(r *http.Request) (*Identity, string) {
+func (s *Server) requester(r *http.Request) (*api.Identity, string) {
 	if s.cfg.Token != "" {
 		id := *s.tokenID
 		id.Peer = r.RemoteAddr
@@ -238,7 +208,7 @@ func (s *Server) requester(r *http.Request) (*Identity, string) {
 // image holds a process's memory: another user's keys and passwords. An
 // entry with no uploader recorded (stored before uploaders were) is
 // root's; an unidentified requester may have none.
-func mayRead(who *Identity, e *Entry) bool {
+func mayRead(who *api.Identity, e *api.Entry) bool {
 	switch {
 	case who == nil:
 		return false

@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"sort"
 	"time"
+
+	"procs/pkg/api"
 )
 
 // index is the server's view of the state directory, kept in memory and
@@ -20,7 +22,7 @@ type index struct {
 
 // slot is one stored image.
 type slot struct {
-	e     Entry
+	e     api.Entry
 	claim *claim // nil when nobody has taken it
 }
 
@@ -36,11 +38,11 @@ type claim struct {
 // waiter is a GET /v1/next waiting for an image that arrived after mark.
 type waiter struct {
 	mark time.Time
-	may  func(*Entry) bool // whether the requester may have an entry
-	ch   chan Entry        // buffered: whoever hands an entry never waits
+	may  func(*api.Entry) bool // whether the requester may have an entry
+	ch   chan api.Entry        // buffered: whoever hands an entry never waits
 }
 
-func newIndex(es []Entry) index {
+func newIndex(es []api.Entry) index {
 	x := index{byID: map[string]*slot{}, waiters: map[*waiter]struct{}{}}
 	for _, e := range es { // oldest first
 		x.add(e)
@@ -49,7 +51,7 @@ func newIndex(es []Entry) index {
 }
 
 // add appends e, the latest arrival.
-func (x *index) add(e Entry) {
+func (x *index) add(e api.Entry) {
 	sl := &slot{e: e}
 	x.byID[e.ID] = sl
 	x.order = append(x.order, sl)
@@ -80,15 +82,15 @@ func (x *index) find(t time.Time) int {
 }
 
 // entries returns every entry, oldest first, claimed ones marked.
-func (x *index) entries() []Entry {
-	out := make([]Entry, 0, len(x.order))
+func (x *index) entries() []api.Entry {
+	out := make([]api.Entry, 0, len(x.order))
 	for _, sl := range x.order {
 		out = append(out, sl.entry())
 	}
 	return out
 }
 
-func (sl *slot) entry() Entry {
+func (sl *slot) entry() api.Entry {
 	e := sl.e
 	e.Claimed = sl.claim != nil
 	return e
@@ -96,18 +98,18 @@ func (sl *slot) entry() Entry {
 
 // firstAfter returns the first unclaimed entry that arrived after mark
 // and that may have.
-func (x *index) firstAfter(mark time.Time, may func(*Entry) bool) (Entry, bool) {
+func (x *index) firstAfter(mark time.Time, may func(*api.Entry) bool) (api.Entry, bool) {
 	for i := x.find(mark); i < len(x.order); i++ {
 		if sl := x.order[i]; sl.e.Arrived.After(mark) && sl.claim == nil && may(&sl.e) {
 			return sl.e, true
 		}
 	}
-	return Entry{}, false
+	return api.Entry{}, false
 }
 
 // offer hands e to every waiter for an arrival before it, and forgets
 // them: each costs one send, whatever the number of entries.
-func (x *index) offer(e Entry) {
+func (x *index) offer(e api.Entry) {
 	for w := range x.waiters {
 		if e.Arrived.After(w.mark) && w.may(&e) {
 			w.ch <- e

@@ -19,6 +19,7 @@ import (
 	"unicode"
 
 	"procs/format"
+	"procs/pkg/api"
 	"procs/pkg/directio"
 )
 
@@ -50,7 +51,7 @@ type Config struct {
 	Token string
 	// TokenOwner is what a token holder may grant a process (the uid
 	// and groups of the token file's owner); nil grants nothing.
-	TokenOwner *Identity
+	TokenOwner *api.Identity
 	// Log receives one line per event; nil means quiet.
 	Log func(format string, args ...any)
 	// MaxUploads is how many uploads may run at once. As many more
@@ -80,7 +81,7 @@ type Server struct {
 	cfg      Config
 	root     *os.Root
 	tokenSum [sha256.Size]byte
-	tokenID  *Identity // the identity of a token holder
+	tokenID  *api.Identity // the identity of a token holder
 
 	mu   sync.Mutex // serialises commits; guards last and idx
 	last time.Time  // arrival time of the latest committed image
@@ -123,7 +124,7 @@ func New(cfg Config) (*Server, error) {
 		root:     root,
 		tokenSum: sha256.Sum256([]byte(cfg.Token)),
 		quit:     make(chan struct{}),
-		tokenID:  &Identity{UID: -1, GID: -1},
+		tokenID:  &api.Identity{UID: -1, GID: -1},
 		uploads:  make(chan struct{}, cfg.MaxUploads),
 		queue:    make(chan struct{}, cfg.MaxUploads),
 	}
@@ -131,12 +132,12 @@ func New(cfg Config) (*Server, error) {
 		id := *cfg.TokenOwner
 		s.tokenID = &id
 	}
-	s.tokenID.Auth = AuthToken
+	s.tokenID.Auth = api.AuthToken
 	if s.lock, err = lockDir(root, cfg.Dir); err != nil {
 		root.Close()
 		return nil, err
 	}
-	var es []Entry
+	var es []api.Entry
 	s.last, err = s.cleanup()
 	if err == nil {
 		es, err = s.list()
@@ -172,19 +173,19 @@ func (s *Server) logf(format string, args ...any) {
 // Handler returns the HTTP interface.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/images", s.upload)
-	mux.HandleFunc("GET /v1/images", s.listImages)
-	mux.HandleFunc("GET /v1/images/{id}", s.owned(s.fetch))
-	mux.HandleFunc("DELETE /v1/images/{id}", s.owned(s.delete))
-	mux.HandleFunc("POST /v1/images/{id}/claim", s.owned(s.claim))
-	mux.HandleFunc("DELETE /v1/images/{id}/claim", s.release)
-	mux.HandleFunc("GET /v1/next", s.next)
+	mux.HandleFunc("POST "+api.PathImages, s.upload)
+	mux.HandleFunc("GET "+api.PathImages, s.listImages)
+	mux.HandleFunc("GET "+api.PathImage, s.owned(s.fetch))
+	mux.HandleFunc("DELETE "+api.PathImage, s.owned(s.delete))
+	mux.HandleFunc("POST "+api.PathClaim, s.owned(s.claim))
+	mux.HandleFunc("DELETE "+api.PathClaim, s.release)
+	mux.HandleFunc("GET "+api.PathNext, s.next)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusNotFound, "no such endpoint")
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.cfg.Token != "" && !s.authorized(r) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="procs"`)
+			w.Header().Set("WWW-Authenticate", api.BearerScheme+` realm="procs"`)
 			httpError(w, http.StatusUnauthorized, "missing or wrong token")
 			return
 		}
@@ -202,21 +203,19 @@ func (s *Server) Handler() http.Handler {
 // matched in any case (RFC 9110, 11.1).
 func (s *Server) authorized(r *http.Request) bool {
 	scheme, tok, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
+	if !ok || !strings.EqualFold(scheme, api.BearerScheme) {
 		return false
 	}
 	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
 	return subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) == 1
 }
 
-// httpError answers {"error": msg}.
+// httpError answers {"error": msg} (api.ErrorBody).
 func httpError(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(struct {
-		Error string `json:"error"`
-	}{msg})
+	json.NewEncoder(w).Encode(api.ErrorBody{Error: msg})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -320,7 +319,7 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	done = true // f is closed; commit removes tmp on failure
 
 	who, _ := s.requester(r)
-	e := Entry{
+	e := api.Entry{
 		ID:       id,
 		Comm:     meta.Comm,
 		PID:      meta.PID,
@@ -331,7 +330,8 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 		Exceeds:  Exceeds(meta.Creds, who),
 	}
 	if len(meta.Creds) > 0 {
-		e.Creds = &meta.Creds[0]
+		c := api.Creds(meta.Creds[0])
+		e.Creds = &c
 	}
 	if err := s.commit(&e, tmp); err != nil {
 		s.root.Remove(tmp)
@@ -343,7 +343,7 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	if e.Exceeds != "" {
 		s.logf("%s runs as %s, more than its uploader may grant", e.ID, e.Exceeds)
 	}
-	w.Header().Set("Location", "/v1/images/"+e.ID)
+	w.Header().Set("Location", api.ImagePath(e.ID))
 	writeJSON(w, http.StatusCreated, e)
 }
 
@@ -351,7 +351,7 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 // metadata first, then the image by rename, then an fsync of the
 // directory. Commits are serialised so arrival times are strictly
 // increasing in commit order.
-func (s *Server) commit(e *Entry, tmp string) error {
+func (s *Server) commit(e *api.Entry, tmp string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now().UTC()
@@ -386,10 +386,10 @@ func (s *Server) commit(e *Entry, tmp string) error {
 	return nil
 }
 
-// origin is the X-Procs-Origin header when it is a sane host name, else
+// origin is the api.HeaderOrigin header when it is a sane host name, else
 // the peer's IP address.
 func origin(r *http.Request) string {
-	if o := r.Header.Get("X-Procs-Origin"); o != "" && len(o) <= 255 && strings.IndexFunc(o, func(c rune) bool {
+	if o := r.Header.Get(api.HeaderOrigin); o != "" && len(o) <= 255 && strings.IndexFunc(o, func(c rune) bool {
 		return c > unicode.MaxASCII || !unicode.IsPrint(c) || c == ' '
 	}) < 0 {
 		return o
@@ -432,12 +432,12 @@ func (s *Server) owned(h http.HandlerFunc) http.HandlerFunc {
 }
 
 // lookup returns the entry of image id.
-func (s *Server) lookup(id string) (Entry, bool) {
+func (s *Server) lookup(id string) (api.Entry, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sl := s.idx.byID[id]
 	if sl == nil {
-		return Entry{}, false
+		return api.Entry{}, false
 	}
 	return sl.entry(), true
 }
@@ -445,7 +445,7 @@ func (s *Server) lookup(id string) (Entry, bool) {
 // fetch handles GET (and HEAD) /v1/images/{id}.
 func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if !ValidID(id) {
+	if !api.ValidID(id) {
 		httpError(w, http.StatusNotFound, fmt.Sprintf("no image %q", id))
 		return
 	}
@@ -459,7 +459,7 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {
 
 // send answers image e, and tells sent (when not nil) whether all of it
 // went out.
-func (s *Server) send(w http.ResponseWriter, r *http.Request, e Entry, sent func(ok bool)) {
+func (s *Server) send(w http.ResponseWriter, r *http.Request, e api.Entry, sent func(ok bool)) {
 	if sent == nil {
 		sent = func(bool) {}
 	}
@@ -489,8 +489,8 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request, e Entry, sent func
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("Content-Disposition", `attachment; filename="`+id+`.procs"`)
-	h.Set("X-Procs-Comm", strconv.Quote(e.Comm))
-	h.Set("X-Procs-Pid", strconv.Itoa(e.PID))
+	h.Set(api.HeaderComm, strconv.Quote(e.Comm))
+	h.Set(api.HeaderPID, strconv.Itoa(e.PID))
 	trustHeaders(h, &e)
 	// An open file stays readable even if deleted meanwhile.
 	if !direct {
@@ -521,11 +521,11 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request, e Entry, sent func
 // its claim. An image claimed by someone else is not deleted (409).
 func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if !ValidID(id) {
+	if !api.ValidID(id) {
 		httpError(w, http.StatusNotFound, fmt.Sprintf("no image %q", id))
 		return
 	}
-	token := r.Header.Get(ClaimHeader)
+	token := r.Header.Get(api.HeaderClaim)
 	s.mu.Lock()
 	sl := s.idx.byID[id]
 	var err error
@@ -568,7 +568,7 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
 func (s *Server) next(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	ctx := r.Context()
-	if t := q.Get("timeout"); t != "" {
+	if t := q.Get(api.QueryTimeout); t != "" {
 		sec, err := strconv.ParseFloat(t, 64)
 		if err != nil || sec < 0 || sec > 1e6 {
 			httpError(w, http.StatusBadRequest, "bad timeout "+strconv.Quote(t))
@@ -580,7 +580,7 @@ func (s *Server) next(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	mark := s.last
-	if after := q.Get("after"); after != "" {
+	if after := q.Get(api.QueryAfter); after != "" {
 		sl := s.idx.byID[after]
 		if sl == nil {
 			s.mu.Unlock()
@@ -590,9 +590,9 @@ func (s *Server) next(w http.ResponseWriter, r *http.Request) {
 		mark = sl.e.Arrived
 	}
 	who, _ := s.requester(r)
-	may := func(e *Entry) bool { return mayRead(who, e) }
+	may := func(e *api.Entry) bool { return mayRead(who, e) }
 	e, ok := s.idx.firstAfter(mark, may)
-	wt := &waiter{mark: mark, may: may, ch: make(chan Entry, 1)}
+	wt := &waiter{mark: mark, may: may, ch: make(chan api.Entry, 1)}
 	if !ok {
 		s.idx.waiters[wt] = struct{}{}
 	}

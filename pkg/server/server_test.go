@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"procs/pkg/api"
 	"procs/pkg/server"
 	"procs/pkg/server/servertest"
 )
@@ -94,20 +95,20 @@ func upload(t *testing.T, url, token string, img []byte) string {
 	if code != http.StatusCreated {
 		t.Fatalf("POST /v1/images = %d %s; want 201", code, b)
 	}
-	var e server.Entry
-	if err := json.Unmarshal(b, &e); err != nil || !server.ValidID(e.ID) {
+	var e api.Entry
+	if err := json.Unmarshal(b, &e); err != nil || !api.ValidID(e.ID) {
 		t.Fatalf("POST /v1/images answer %s: bad id (%v)", b, err)
 	}
 	return e.ID
 }
 
-func list(t *testing.T, url, token string) []server.Entry {
+func list(t *testing.T, url, token string) []api.Entry {
 	t.Helper()
 	code, b := do(t, "GET", url+"/v1/images", token, nil)
 	if code != http.StatusOK {
 		t.Fatalf("GET /v1/images = %d %s; want 200", code, b)
 	}
-	var es []server.Entry
+	var es []api.Entry
 	if err := json.Unmarshal(b, &es); err != nil {
 		t.Fatalf("GET /v1/images: %v", err)
 	}
@@ -188,7 +189,7 @@ func TestOrigin(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var e server.Entry
+		var e api.Entry
 		json.NewDecoder(resp.Body).Decode(&e)
 		resp.Body.Close()
 		if e.Origin != tc.want {
@@ -368,7 +369,7 @@ func TestConcurrentUploads(t *testing.T) {
 				return
 			}
 			defer resp.Body.Close()
-			var e server.Entry
+			var e api.Entry
 			if err := json.NewDecoder(resp.Body).Decode(&e); err != nil || resp.StatusCode != 201 {
 				errs[i] = fmt.Errorf("status %d, %v", resp.StatusCode, err)
 			}
@@ -398,7 +399,7 @@ func TestNext(t *testing.T) {
 	old := upload(t, ts.url, "", servertest.Image(server.Meta{Comm: "old"}, 10, 7))
 
 	// Without after: only an image arriving after the request counts.
-	got := make(chan server.Entry, 1)
+	got := make(chan api.Entry, 1)
 	go func() {
 		resp, err := http.Get(ts.url + "/v1/next")
 		if err != nil {
@@ -407,7 +408,7 @@ func TestNext(t *testing.T) {
 			return
 		}
 		defer resp.Body.Close()
-		var e server.Entry
+		var e api.Entry
 		json.NewDecoder(resp.Body).Decode(&e)
 		got <- e
 	}()

@@ -12,60 +12,25 @@ import (
 	"strings"
 	"time"
 
-	"procs/format"
+	"procs/pkg/api"
 )
 
-// Entry describes one stored image, as listed by GET /v1/images.
-type Entry struct {
-	ID      string    `json:"id"`
-	Comm    string    `json:"comm"`   // process name, from the image
-	PID     int       `json:"pid"`    // original PID, from the image
-	Host    string    `json:"host"`   // host the image was made on, from the image
-	Origin  string    `json:"origin"` // X-Procs-Origin header, else the peer's address
-	Size    int64     `json:"size"`   // bytes
-	Arrived time.Time `json:"arrived"`
-	// Uploader is who uploaded the image, as the server established it
-	// (nil for an image stored before uploaders were recorded).
-	Uploader *Identity `json:"uploader,omitempty"`
-	// Creds are the credentials the image's process runs with.
-	Creds *format.Creds `json:"creds,omitempty"`
-	// Exceeds lists what of the image's credentials its uploader could
-	// not grant (see Exceeds); empty when nothing.
-	Exceeds string `json:"exceeds,omitempty"`
-	Claimed bool   `json:"claimed,omitempty"` // a receiver has taken it (POST .../claim)
-}
-
+// An image is two files in the state directory: ID.img, the image, and
+// ID.json, its api.Entry; each is written as .tmp-NAME first.
 const (
-	idBytes   = 10 // 80 random bits
-	idLen     = 16 // base32 characters for idBytes
+	idBytes   = 10 // 80 random bits: api.IDLen characters of api.IDAlphabet
 	imgSuffix = ".img"
 	metaSufix = ".json"
 	tmpPrefix = ".tmp-"
 )
 
-var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+var idEncoding = base32.NewEncoding(api.IDAlphabet).WithPadding(base32.NoPadding)
 
-// newID returns a fresh random id: 16 characters of [a-z2-7].
+// newID returns a fresh random id (see api.ValidID).
 func newID() string {
 	var b [idBytes]byte
 	rand.Read(b[:]) // never fails (crypto/rand panics instead)
 	return idEncoding.EncodeToString(b[:])
-}
-
-// ValidID reports whether s has the exact shape of an id. Anything else,
-// in particular anything that could be a path, is rejected before any
-// file is touched.
-func ValidID(s string) bool {
-	if len(s) != idLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '2' && c <= '7') {
-			return false
-		}
-	}
-	return true
 }
 
 // errNotFound is returned for a well-formed id with no image.
@@ -73,27 +38,27 @@ var errNotFound = errors.New("no such image")
 
 // readEntry reads the sidecar of image id. An image without its data
 // file is not there.
-func (s *Server) readEntry(id string) (Entry, error) {
-	if !ValidID(id) {
-		return Entry{}, errNotFound
+func (s *Server) readEntry(id string) (api.Entry, error) {
+	if !api.ValidID(id) {
+		return api.Entry{}, errNotFound
 	}
 	fi, err := s.root.Stat(id + imgSuffix)
 	if errors.Is(err, fs.ErrNotExist) {
-		return Entry{}, errNotFound
+		return api.Entry{}, errNotFound
 	}
 	if err != nil {
-		return Entry{}, err
+		return api.Entry{}, err
 	}
 	b, err := s.root.ReadFile(id + metaSufix)
 	if errors.Is(err, fs.ErrNotExist) {
-		return Entry{}, errNotFound
+		return api.Entry{}, errNotFound
 	}
 	if err != nil {
-		return Entry{}, err
+		return api.Entry{}, err
 	}
-	var e Entry
+	var e api.Entry
 	if err := json.Unmarshal(b, &e); err != nil {
-		return Entry{}, fmt.Errorf("metadata of %s: %v", id, err)
+		return api.Entry{}, fmt.Errorf("metadata of %s: %v", id, err)
 	}
 	e.ID = id
 	e.Size = fi.Size()
@@ -101,7 +66,7 @@ func (s *Server) readEntry(id string) (Entry, error) {
 }
 
 // list returns every complete image, oldest first.
-func (s *Server) list() ([]Entry, error) {
+func (s *Server) list() ([]api.Entry, error) {
 	d, err := s.root.Open(".")
 	if err != nil {
 		return nil, err
@@ -111,10 +76,10 @@ func (s *Server) list() ([]Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := []Entry{}
+	out := []api.Entry{}
 	for _, n := range names {
 		id, ok := strings.CutSuffix(n, imgSuffix)
-		if !ok || !ValidID(id) {
+		if !ok || !api.ValidID(id) {
 			continue
 		}
 		e, err := s.readEntry(id)
@@ -161,7 +126,7 @@ func (s *Server) cleanup() (time.Time, error) {
 			s.logf("removed leftover %s", n)
 		case strings.HasSuffix(n, metaSufix):
 			id := strings.TrimSuffix(n, metaSufix)
-			if ValidID(id) && !have[id+imgSuffix] {
+			if api.ValidID(id) && !have[id+imgSuffix] {
 				if err := s.root.Remove(n); err != nil {
 					return time.Time{}, err
 				}

@@ -7,27 +7,17 @@ import (
 	"strings"
 
 	"procs/format"
-)
-
-// Headers of GET /v1/images/ID that say whether the image may be run
-// without more ado; clients refuse an image whose answer has
-// HeaderExceeds, or lacks HeaderUploader, unless told to trust it.
-const (
-	// HeaderUploader is the uploader, as Identity.String says it.
-	HeaderUploader = "X-Procs-Uploader"
-	// HeaderExceeds, when present, lists the credentials of the image
-	// that its uploader could not grant: "uid 0, gid 0".
-	HeaderExceeds = "X-Procs-Exceeds"
+	"procs/pkg/api"
 )
 
 // Exceeds returns what of creds (the credentials of each PROCESS record
 // of an image) the identity id could not grant a process, or "" when
 // nothing: root grants anything; anyone else only its own uid, as every
 // one of the real, effective, saved and fs uids, and its own groups
-// (Identity.Groups) as gids and supplementary groups. An image records no
+// (api.Identity.Groups) as gids and supplementary groups. An image records no
 // capabilities: a process gets them only by running as uid 0, which only
 // root grants. A nil id grants nothing.
-func Exceeds(creds []format.Creds, id *Identity) string {
+func Exceeds(creds []format.Creds, id *api.Identity) string {
 	if id != nil && id.UID == 0 {
 		return ""
 	}
@@ -71,14 +61,14 @@ func Exceeds(creds []format.Creds, id *Identity) string {
 const unchecked = "credentials not checked (stored by an older procs-serve)"
 
 // trustHeaders says who uploaded image e, and what of its credentials
-// that uploader could not grant.
-func trustHeaders(h http.Header, e *Entry) {
-	h.Set(HeaderUploader, e.Uploader.String())
+// that uploader could not grant (api.HeaderUploader, api.HeaderExceeds).
+func trustHeaders(h http.Header, e *api.Entry) {
+	h.Set(api.HeaderUploader, e.Uploader.String())
 	switch {
 	case e.Uploader == nil:
-		h.Set(HeaderExceeds, unchecked)
+		h.Set(api.HeaderExceeds, unchecked)
 	case e.Exceeds != "":
-		h.Set(HeaderExceeds, e.Exceeds)
+		h.Set(api.HeaderExceeds, e.Exceeds)
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/api"
 	"procs/pkg/server"
 )
 
@@ -82,7 +83,7 @@ func clientOver(c net.Conn) *http.Client {
 	}}}
 }
 
-func post(t *testing.T, hc *http.Client, url, auth string, img []byte) (int, server.Entry, string) {
+func post(t *testing.T, hc *http.Client, url, auth string, img []byte) (int, api.Entry, string) {
 	t.Helper()
 	req, _ := http.NewRequest("POST", url+"/v1/images", bytes.NewReader(img))
 	if auth != "" {
@@ -94,7 +95,7 @@ func post(t *testing.T, hc *http.Client, url, auth string, img []byte) (int, ser
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	var e server.Entry
+	var e api.Entry
 	if resp.StatusCode == http.StatusCreated {
 		if err := json.Unmarshal(b, &e); err != nil {
 			t.Fatalf("POST answer %s: %v", b, err)
@@ -118,7 +119,7 @@ func fetchHeaders(t *testing.T, url, auth, id string) (uploader, exceeds string)
 	if resp.StatusCode != 200 {
 		t.Fatalf("GET %s = %d; want 200", id, resp.StatusCode)
 	}
-	return resp.Header.Get(server.HeaderUploader), resp.Header.Get(server.HeaderExceeds)
+	return resp.Header.Get(api.HeaderUploader), resp.Header.Get(api.HeaderExceeds)
 }
 
 // TestLoopbackUploader checks that an upload over loopback is recorded
@@ -135,7 +136,7 @@ func TestLoopbackUploader(t *testing.T) {
 	if code != 201 {
 		t.Fatalf("POST as uid 65534 = %d %s; want 201", code, body)
 	}
-	if e.Uploader == nil || e.Uploader.UID != 65534 || e.Uploader.Auth != server.AuthLoopback || e.Uploader.Peer != c.LocalAddr().String() {
+	if e.Uploader == nil || e.Uploader.UID != 65534 || e.Uploader.Auth != api.AuthLoopback || e.Uploader.Peer != c.LocalAddr().String() {
 		t.Fatalf("uploader = %+v; want uid 65534, loopback, peer %s", e.Uploader, c.LocalAddr())
 	}
 	if !strings.Contains(e.Exceeds, "uid 0") || !strings.Contains(e.Exceeds, "gid 0") {
@@ -212,7 +213,7 @@ func TestUnixUploader(t *testing.T) {
 		t.Fatalf("POST = %d %s; want 201", code, body)
 	}
 	want := fmt.Sprintf("pid %d", os.Getpid())
-	if e.Uploader == nil || e.Uploader.UID != os.Geteuid() || e.Uploader.GID != os.Getegid() || e.Uploader.Auth != server.AuthUnix || e.Uploader.Peer != want {
+	if e.Uploader == nil || e.Uploader.UID != os.Geteuid() || e.Uploader.GID != os.Getegid() || e.Uploader.Auth != api.AuthUnix || e.Uploader.Peer != want {
 		t.Errorf("uploader = %+v; want uid %d gid %d, unix, %s", e.Uploader, os.Geteuid(), os.Getegid(), want)
 	}
 	if e.Exceeds != "" {
@@ -224,14 +225,14 @@ func TestUnixUploader(t *testing.T) {
 // and the scheme is matched in any case.
 func TestTokenUploader(t *testing.T) {
 	const tok = "0123456789abcdef-token"
-	owner := &server.Identity{UID: 1234, GID: 1234, Groups: []int{1234}}
+	owner := &api.Identity{UID: 1234, GID: 1234, Groups: []int{1234}}
 	ts := start(t, server.Config{Token: tok, TokenOwner: owner})
 	for _, scheme := range []string{"Bearer", "bearer", "BEARER"} {
 		code, e, body := post(t, http.DefaultClient, ts.url, scheme+" "+tok, credsImage(t, uidCreds(0, 1234)))
 		if code != 201 {
 			t.Fatalf("POST with %q = %d %s; want 201", scheme, code, body)
 		}
-		if e.Uploader == nil || e.Uploader.UID != 1234 || e.Uploader.Auth != server.AuthToken || e.Exceeds != "uid 0" {
+		if e.Uploader == nil || e.Uploader.UID != 1234 || e.Uploader.Auth != api.AuthToken || e.Exceeds != "uid 0" {
 			t.Errorf("uploader %+v, exceeds %q; want uid 1234 by token, uid 0", e.Uploader, e.Exceeds)
 		}
 	}
@@ -247,12 +248,12 @@ func TestTokenUploader(t *testing.T) {
 }
 
 func TestExceeds(t *testing.T) {
-	u := &server.Identity{UID: 1001, GID: 1001, Groups: []int{27, 1001}}
-	root := &server.Identity{UID: 0}
+	u := &api.Identity{UID: 1001, GID: 1001, Groups: []int{27, 1001}}
+	root := &api.Identity{UID: 0}
 	for _, tc := range []struct {
 		name  string
 		creds []format.Creds
-		id    *server.Identity
+		id    *api.Identity
 		want  string
 	}{
 		{"own", []format.Creds{uidCreds(1001, 1001, 27)}, u, ""},

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pborman/getopt/v2"
 
+	"procs/pkg/api"
 	"procs/pkg/cli"
 	"procs/pkg/client"
 	"procs/pkg/safetext"
@@ -139,9 +140,9 @@ func fetch(ctx context.Context, c *client.Client, o options, out *cli.Output, ms
 	)
 	if id == "next" {
 		msg.Logf("waiting for the next image on %s", c.Server())
-		var e client.Entry
+		var e api.Entry
 		if o.del {
-			e, body, token, err = c.ClaimNext(ctx, 0, func(e client.Entry) {
+			e, body, token, err = c.ClaimNext(ctx, 0, func(e api.Entry) {
 				msg.Logf("%s was taken by another receiver; waiting for the next image", e.ID)
 			})
 		} else {

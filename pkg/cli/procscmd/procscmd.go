@@ -23,6 +23,7 @@ import (
 	"github.com/pborman/getopt/v2"
 
 	"procs/format"
+	"procs/pkg/api"
 	"procs/pkg/cli"
 	"procs/pkg/cli/dumpcmd"
 	"procs/pkg/cli/loadcmd"
@@ -402,12 +403,12 @@ var dumpImage = dump.Dump
 // killed (unless opts.Kill is false) only after the server answered 201:
 // Commit waits for that answer, and any failure before lets the process
 // go unharmed.
-func dumpUpload(ctx context.Context, opts dump.Options, cl *client.Client) (client.Entry, dump.Stats, error) {
+func dumpUpload(ctx context.Context, opts dump.Options, cl *client.Client) (api.Entry, dump.Stats, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	body := client.NewStream() // the dump writes into the upload itself
 	type result struct {
-		e   client.Entry
+		e   api.Entry
 		err error
 	}
 	up := make(chan result, 1)
@@ -441,9 +442,9 @@ func dumpUpload(ctx context.Context, opts dump.Options, cl *client.Client) (clie
 			cancel()
 		}
 		if r := wait(); r.err != nil && !errors.Is(err, r.err) {
-			return client.Entry{}, st, fmt.Errorf("%v (upload: %v)", err, r.err)
+			return api.Entry{}, st, fmt.Errorf("%v (upload: %v)", err, r.err)
 		}
-		return client.Entry{}, st, err
+		return api.Entry{}, st, err
 	}
 	body.Close() // in case Dump returned without calling Commit
 	r := wait()
@@ -454,7 +455,7 @@ func dumpUpload(ctx context.Context, opts dump.Options, cl *client.Client) (clie
 // that image of the local server.
 func (c *cmd) restore(stop func()) int {
 	arg := c.o.operands[0]
-	if _, err := os.Stat(arg); err == nil || !client.ValidID(arg) {
+	if _, err := os.Stat(arg); err == nil || !api.ValidID(arg) {
 		a := []string{"procs-load", "--pid=" + c.o.pid}
 		if c.o.detach {
 			a = append(a, "-d")
@@ -530,13 +531,13 @@ func (c *cmd) receive(stop func()) int {
 		}
 	} else {
 		c.msg.Logf("waiting for the next image on %s", cl.Server())
-		var e client.Entry
+		var e api.Entry
 		if c.o.keep {
 			if e, err = cl.Next(c.ctx, ""); err == nil {
 				body, err = cl.Fetch(c.ctx, e.ID)
 			}
 		} else {
-			e, body, token, err = cl.ClaimNext(c.ctx, 0, func(e client.Entry) {
+			e, body, token, err = cl.ClaimNext(c.ctx, 0, func(e api.Entry) {
 				c.msg.Logf("%s was taken by another receiver; waiting for the next image", e.ID)
 			})
 		}
@@ -588,7 +589,7 @@ func (c *cmd) send() int {
 		r = f
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return c.fail(cli.ExitFailure, err)
-	} else if !client.ValidID(arg) {
+	} else if !api.ValidID(arg) {
 		if _, err := strconv.Atoi(arg); err == nil {
 			return c.fail(cli.ExitRefused, fmt.Errorf("process %s: %w", arg, cli.ErrNoProcess))
 		}
@@ -596,7 +597,7 @@ func (c *cmd) send() int {
 	} else {
 		// The image is on the local server: 127.0.0.1:7627, or
 		// $PROCS_SERVER when -s names the destination.
-		local := client.DefaultServer
+		local := api.DefaultAddr
 		if s := os.Getenv("PROCS_SERVER"); s != "" && c.o.server != "" {
 			local = s
 		}
@@ -651,7 +652,7 @@ func (c *cmd) list() int {
 // uploader says who uploaded e for procs list: "uid 1001 (loopback,
 // 127.0.0.1:50432)", and, when the image runs with more than that,
 // what: ", runs as uid 0!".
-func uploader(e client.Entry) string {
+func uploader(e api.Entry) string {
 	if e.Uploader == nil {
 		return "unknown"
 	}

@@ -8,8 +8,8 @@ import (
 	"os"
 	"syscall"
 
+	"procs/pkg/api"
 	"procs/pkg/cli"
-	"procs/pkg/client"
 	"procs/pkg/show"
 )
 
@@ -20,7 +20,7 @@ import (
 func (c *cmd) show() int {
 	arg := c.o.operands[0]
 	var in io.Reader
-	if _, err := os.Stat(arg); err == nil || arg == "-" || !client.ValidID(arg) {
+	if _, err := os.Stat(arg); err == nil || arg == "-" || !api.ValidID(arg) {
 		f, err := cli.OpenInput(arg, c.stdin)
 		if err != nil {
 			return c.fail(cli.ExitFailure, err)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/pborman/getopt/v2"
 
+	"procs/pkg/api"
 	"procs/pkg/cli"
 	"procs/pkg/client"
 	"procs/pkg/server"
@@ -63,9 +64,6 @@ address without --token-file).
 `
 
 const prog = "procs-serve"
-
-// DefaultAddr is where procs-serve listens unless told otherwise.
-const DefaultAddr = "127.0.0.1:7627"
 
 // ShutdownGrace is how long requests in flight may run after SIGTERM.
 const ShutdownGrace = 60 * time.Second
@@ -157,11 +155,11 @@ func listener(o options, token string) (net.Listener, int, error) {
 		}
 		return ln, cli.ExitOK, nil
 	}
-	addr := DefaultAddr
+	addr := api.DefaultAddr
 	if o.listen != "" {
 		addr = o.listen
 		if _, _, err := net.SplitHostPort(addr); err != nil {
-			addr = net.JoinHostPort(strings.Trim(addr, "[]"), strconv.Itoa(client.DefaultPort))
+			addr = net.JoinHostPort(strings.Trim(addr, "[]"), strconv.Itoa(api.DefaultPort))
 		}
 	}
 	// Asked before listening: nothing may listen elsewhere without a
@@ -212,7 +210,7 @@ func noToken(addr any) error {
 
 func serve(o options, msg *cli.Msg) (int, error) {
 	token := ""
-	var owner *server.Identity
+	var owner *api.Identity
 	if o.tokenFile != "" {
 		var uid int
 		var err error
@@ -220,7 +218,7 @@ func serve(o options, msg *cli.Msg) (int, error) {
 			return cli.ExitFailure, err
 		}
 		// A token holder may upload what the token's owner could run.
-		owner = server.NewIdentity(uid, -1, server.AuthToken, "")
+		owner = server.NewIdentity(uid, -1, api.AuthToken, "")
 	}
 	ln, code, err := listener(o, token)
 	if err != nil {

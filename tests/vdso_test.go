@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"procs/format"
+	"procs/pkg/linux"
 )
 
 // vdsoAt returns where process pid's [vdso] is mapped.
@@ -66,7 +67,7 @@ func TestVdsoLeave(t *testing.T) {
 				continue
 			}
 			for _, th := range p.Threads {
-				if rip := th.Regs[16]; rip >= m.Start && rip < m.End && int64(th.Regs[15]) < 0 {
+				if rip := th.Regs[linux.RIP]; rip >= m.Start && rip < m.End && int64(th.Regs[linux.ORIG_RAX]) < 0 {
 					t.Errorf("dump %d: thread %d saved inside the vDSO, at %#x", i, th.TID, rip)
 				}
 			}

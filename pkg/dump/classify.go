@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/linux"
 	"procs/pkg/procfs"
 )
 
@@ -155,7 +156,7 @@ func checkTimers(ts []procfs.PosixTimer) problems {
 		if !timerClocks[t.Clock] {
 			p.add("POSIX timer %d on clock %d (a CPU-time clock)", t.ID, t.Clock)
 		}
-		if t.Notify&procfs.SigevThreadID != 0 && t.Target == 0 {
+		if t.Notify&linux.SIGEV_THREAD_ID != 0 && t.Target == 0 {
 			p.add("POSIX timer %d signalling a thread that has exited", t.ID)
 		}
 	}

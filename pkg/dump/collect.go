@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/linux"
 	"procs/pkg/procfs"
 	"procs/pkg/ptrace"
 )
@@ -574,19 +575,6 @@ func (c *collector) collectThreads() error {
 	return nil
 }
 
-// Syscall numbers (x86-64) and constants used for injection.
-const (
-	sysMmap         = 9
-	sysMunmap       = 11
-	sysBrk          = 12
-	sysRtSigact     = 13
-	sysGetitimer    = 36
-	sysTimerGettime = 224
-	sysSigaltstk    = 131
-	sysPrctl        = 157
-	prGetTIDAddr    = 40
-)
-
 // inject reads the state only the process itself can tell: signal
 // handlers, interval timers, brk, and per thread the alternate signal
 // stack and clear_child_tid. It borrows one thread at a time through the
@@ -694,7 +682,7 @@ func (c *collector) resultArea() (uint64, error) {
 			continue
 		}
 		for _, t := range c.p.Threads {
-			if sp := t.Regs[19]; sp >= m.Start && sp < m.Start+scratchSize {
+			if sp := t.Regs[linux.RSP]; sp >= m.Start && sp < m.Start+scratchSize {
 				return 0, fmt.Errorf("thread %d runs deep in the main stack (sp %#x): no room to work", t.TID, sp)
 			}
 		}
@@ -715,7 +703,7 @@ func (c *collector) collectTimers() error {
 	}
 	for _, t := range ts {
 		pt := format.PosixTimer{ID: t.ID, Clock: t.Clock, Notify: t.Notify, Signo: t.Signo, Value: t.Value}
-		if t.Notify&procfs.SigevThreadID != 0 {
+		if t.Notify&linux.SIGEV_THREAD_ID != 0 {
 			if !slices.Contains(c.f.tids, t.Target) {
 				return fmt.Errorf("POSIX timer %d signals thread %d, not one of the process's", t.ID, t.Target)
 			}
@@ -729,7 +717,6 @@ func (c *collector) collectTimers() error {
 // processCalls read signal handlers, interval timers, POSIX timers and
 // brk.
 func (c *collector) processCalls(status procfs.Status) []call {
-	le := binary.LittleEndian
 	c.p.Sigactions = make([]format.Sigaction, 64)
 	var calls []call
 	for sig := 1; sig <= 64; sig++ {
@@ -737,18 +724,19 @@ func (c *collector) processCalls(status procfs.Status) []call {
 		switch {
 		case status.SigCgt&bit != 0:
 			sa := &c.p.Sigactions[sig-1]
-			calls = append(calls, call{name: "rt_sigaction", nr: sysRtSigact, size: 32,
-				args: func(slot uint64) [6]uint64 { return [6]uint64{uint64(sig), 0, slot, 8} },
+			calls = append(calls, call{name: "rt_sigaction", nr: unix.SYS_RT_SIGACTION, size: linux.SizeofSigAction,
+				args: func(slot uint64) [6]uint64 { return [6]uint64{uint64(sig), 0, slot, linux.SizeofSigset} },
 				done: func(_ uint64, b []byte) {
-					*sa = format.Sigaction{Handler: le.Uint64(b), Flags: le.Uint64(b[8:]),
-						Restorer: le.Uint64(b[16:]), Mask: le.Uint64(b[24:])}
+					var ks linux.SigAction
+					ks.Decode(b)
+					*sa = format.Sigaction(ks)
 				}})
 		case status.SigIgn&bit != 0:
 			c.p.Sigactions[sig-1] = format.Sigaction{Handler: 1} // SIG_IGN
 		}
 	}
 	for which := 0; which < 3; which++ {
-		calls = append(calls, call{name: "getitimer", nr: sysGetitimer, size: 32,
+		calls = append(calls, call{name: "getitimer", nr: unix.SYS_GETITIMER, size: linux.SizeofItimer,
 			args: func(slot uint64) [6]uint64 { return [6]uint64{uint64(which), slot} },
 			done: func(_ uint64, b []byte) {
 				it := &c.p.Itimers[which]
@@ -757,12 +745,12 @@ func (c *collector) processCalls(status procfs.Status) []call {
 	}
 	for i := range c.p.Timers {
 		t := &c.p.Timers[i]
-		calls = append(calls, call{name: fmt.Sprintf("timer_gettime(%d)", t.ID), nr: sysTimerGettime, size: 32,
+		calls = append(calls, call{name: fmt.Sprintf("timer_gettime(%d)", t.ID), nr: unix.SYS_TIMER_GETTIME, size: linux.SizeofItimer,
 			args: func(slot uint64) [6]uint64 { return [6]uint64{uint64(t.ID), slot} },
 			done: func(_ uint64, b []byte) { t.IntervalNsec, t.ValueNsec = timerValue(b, 1e9) }})
 	}
 	calls = append(calls, c.exactCalls()...)
-	calls = append(calls, call{name: "brk", nr: sysBrk,
+	calls = append(calls, call{name: "brk", nr: unix.SYS_BRK,
 		args: func(uint64) [6]uint64 { return [6]uint64{} },
 		done: func(ret uint64, _ []byte) { c.p.MM.Brk = ret }})
 	return calls
@@ -772,22 +760,24 @@ func (c *collector) processCalls(status procfs.Status) []call {
 // itimerspec (1e9: timespecs) into its interval and value in 1/perSec
 // seconds.
 func timerValue(b []byte, perSec int64) (interval, value int64) {
-	le := binary.LittleEndian
-	return int64(le.Uint64(b))*perSec + int64(le.Uint64(b[8:])),
-		int64(le.Uint64(b[16:]))*perSec + int64(le.Uint64(b[24:]))
+	var it linux.Itimer
+	it.Decode(b)
+	return it.Join(perSec)
 }
 
 // threadCalls read a thread's alternate signal stack and clear_child_tid.
 func (c *collector) threadCalls(t *format.Thread) []call {
 	le := binary.LittleEndian
 	return []call{
-		{name: "sigaltstack", nr: sysSigaltstk, size: 24,
+		{name: "sigaltstack", nr: unix.SYS_SIGALTSTACK, size: linux.SizeofStackT,
 			args: func(slot uint64) [6]uint64 { return [6]uint64{0, slot} },
 			done: func(_ uint64, b []byte) {
-				t.Altstack = format.Altstack{SP: le.Uint64(b), Flags: int32(le.Uint32(b[8:])), Size: le.Uint64(b[16:])}
+				var ss linux.StackT
+				ss.Decode(b)
+				t.Altstack = format.Altstack{SP: ss.SP, Flags: ss.Flags, Size: ss.Size}
 			}},
-		{name: "prctl(PR_GET_TID_ADDRESS)", nr: sysPrctl, size: 8,
-			args: func(slot uint64) [6]uint64 { return [6]uint64{prGetTIDAddr, slot} },
+		{name: "prctl(PR_GET_TID_ADDRESS)", nr: unix.SYS_PRCTL, size: 8,
+			args: func(slot uint64) [6]uint64 { return [6]uint64{unix.PR_GET_TID_ADDRESS, slot} },
 			done: func(_ uint64, b []byte) { t.ClearTID = le.Uint64(b) }},
 	}
 }
@@ -795,8 +785,7 @@ func (c *collector) threadCalls(t *format.Thread) []call {
 // sameFile tells whether fds a and b of process pid share one open file
 // description (kcmp KCMP_FILE).
 func sameFile(pid, a, b int) bool {
-	const kcmpFile = 0
-	r, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(pid), uintptr(pid), kcmpFile, uintptr(a), uintptr(b), 0)
+	r, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(pid), uintptr(pid), linux.KCMP_FILE, uintptr(a), uintptr(b), 0)
 	return e == 0 && r == 0
 }
 

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/linux"
 	"procs/pkg/procfs"
 )
 
@@ -59,21 +60,15 @@ func checkSched(tid int, attr *unix.SchedAttr) error {
 	return nil
 }
 
-// Calls injected to read THP disabling and membarrier registrations.
-const (
-	sysMembarrier              = 324
-	membarrierGetRegistrations = 1 << 9
-)
-
 // exactCalls read, in the process, PR_GET_THP_DISABLE and its membarrier
 // registrations.
 func (c *collector) exactCalls() []call {
 	return []call{
-		{name: "prctl(PR_GET_THP_DISABLE)", nr: sysPrctl,
+		{name: "prctl(PR_GET_THP_DISABLE)", nr: unix.SYS_PRCTL,
 			args: func(uint64) [6]uint64 { return [6]uint64{unix.PR_GET_THP_DISABLE} },
 			done: func(ret uint64, _ []byte) { v := int(ret); c.p.THPDisable = &v }},
-		{name: "membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS)", nr: sysMembarrier,
-			args: func(uint64) [6]uint64 { return [6]uint64{membarrierGetRegistrations} },
+		{name: "membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS)", nr: unix.SYS_MEMBARRIER,
+			args: func(uint64) [6]uint64 { return [6]uint64{linux.MEMBARRIER_CMD_GET_REGISTRATIONS} },
 			done: func(ret uint64, _ []byte) { c.p.Membarrier = uint32(ret) }},
 	}
 }

@@ -97,7 +97,7 @@ func (f *frozen) waitStop(tid int) error {
 		switch {
 		case ws.Exited() || ws.Signaled():
 			return f.gone(tid)
-		case ws.Stopped() && ws.TrapCause() == ptrace.EventStop:
+		case ws.Stopped() && ws.TrapCause() == unix.PTRACE_EVENT_STOP:
 			if s := ws.StopSignal(); s != unix.SIGTRAP {
 				// A group stop: the process was being stopped.
 				return fmt.Errorf("process %d is stopped by %v: continue it before dumping", f.pid, s)

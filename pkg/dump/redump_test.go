@@ -6,7 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"procs/format"
+	"procs/pkg/linux"
 	"procs/pkg/ptrace"
 )
 
@@ -32,7 +35,7 @@ func TestDumpAfterTracerDeath(t *testing.T) {
 		}
 		vdsoStart, vdsoLen = b.c.vdsoStart, len(b.c.vdso)
 		f, r, scratch := b.f, b.r, b.scratch
-		if err := r.StartBatch(scratch+tableOff, []ptrace.Call{{Nr: 39}}); err != nil {
+		if err := r.StartBatch(scratch+tableOff, []ptrace.Call{{Nr: unix.SYS_GETPID}}); err != nil {
 			return err
 		}
 		if err := ptrace.Cont(f.tids[0], 0); err != nil {
@@ -80,7 +83,7 @@ func TestDumpAfterTracerDeath(t *testing.T) {
 		t.Errorf("image's vDSO differs from the kernel's (%d and %d bytes)", len(p.Vdso), len(own))
 	}
 	for _, th := range p.Threads {
-		if rip := th.Regs[16]; rip >= vdsoStart && rip < vdsoStart+uint64(vdsoLen) {
+		if rip := th.Regs[linux.RIP]; rip >= vdsoStart && rip < vdsoStart+uint64(vdsoLen) {
 			t.Errorf("thread %d saved at %#x, in the vDSO [%#x, %#x)", th.TID, rip, vdsoStart, vdsoStart+uint64(vdsoLen))
 		}
 	}

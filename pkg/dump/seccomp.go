@@ -6,7 +6,6 @@ package dump
 // CAP_SYS_ADMIN: without it a process under seccomp is refused.
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -14,13 +13,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/linux"
 	"procs/pkg/procfs"
 	"procs/pkg/ptrace"
 )
 
 const (
-	seccompStrict = 1
-	seccompFilter = 2
 	// A filter returning SECCOMP_RET_USER_NOTIF hands calls to a
 	// supervisor through a listener fd, which does not travel.
 	seccompRetUserNotif  = 0x7fc00000
@@ -62,10 +60,10 @@ func (c *collector) collectSeccomp() error {
 		switch st.Seccomp {
 		case 0:
 			continue
-		case seccompStrict:
-			t.Seccomp = &format.Seccomp{Mode: seccompStrict}
-		case seccompFilter:
-			s := &format.Seccomp{Mode: seccompFilter}
+		case unix.SECCOMP_MODE_STRICT:
+			t.Seccomp = &format.Seccomp{Mode: unix.SECCOMP_MODE_STRICT}
+		case unix.SECCOMP_MODE_FILTER:
+			s := &format.Seccomp{Mode: unix.SECCOMP_MODE_FILTER}
 			for index := 0; ; index++ {
 				prog, flags, err := ptrace.SeccompFilter(t.TID, index)
 				if errors.Is(err, unix.ENOENT) {
@@ -102,10 +100,8 @@ func (c *collector) collectSeccomp() error {
 
 // userNotif tells whether a filter may return SECCOMP_RET_USER_NOTIF.
 func userNotif(prog []byte) bool {
-	for i := 0; i+8 <= len(prog); i += 8 {
-		code := binary.LittleEndian.Uint16(prog[i:])
-		k := binary.LittleEndian.Uint32(prog[i+4:])
-		if code == bpfRetK && k&seccompRetActionFull == seccompRetUserNotif {
+	for _, f := range linux.SockFilters(prog) {
+		if f.Code == bpfRetK && f.K&seccompRetActionFull == seccompRetUserNotif {
 			return true
 		}
 	}

@@ -137,7 +137,7 @@ func TestTracerDeathMidInjection(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				if _, err := r.Syscall("getpid", 39); err != nil {
+				if _, err := r.Syscall("getpid", unix.SYS_GETPID); err != nil {
 					return err
 				}
 				if i == round%len(f.tids) {
@@ -226,7 +226,7 @@ func TestTracerDeathMidBatch(t *testing.T) {
 					return err
 				}
 				f, tr, r, scratch := b.f, b.tr, b.r, b.scratch
-				calls := []ptrace.Call{{Nr: 39}, {Nr: 110}} // getpid, getppid
+				calls := []ptrace.Call{{Nr: unix.SYS_GETPID}, {Nr: unix.SYS_GETPPID}}
 				table := scratch + tableOff
 				if where == "one by one" {
 					tr.Batch = 0 // as when the vDSO has no room for it

@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"procs/pkg/linux"
 )
 
 // listNumeric returns the sorted numeric names in directory dir (PIDs
@@ -44,13 +46,13 @@ func listNumeric(dir string) ([]int, error) {
 		if n <= 0 {
 			break
 		}
-		// struct linux_dirent64: ino u64, off s64, reclen u16, type u8, name.
-		for off := 0; off+19 <= n; {
-			reclen := int(binary.NativeEndian.Uint16(b[off+16:]))
+		// struct linux_dirent64 records.
+		for off := 0; off+linux.Dirent64NameOffset <= n; {
+			reclen := int(binary.NativeEndian.Uint16(b[off+linux.Dirent64RecLenOffset:]))
 			if reclen == 0 || off+reclen > n {
 				break
 			}
-			name := b[off+19 : off+reclen]
+			name := b[off+linux.Dirent64NameOffset : off+reclen]
 			if i := bytes.IndexByte(name, 0); i >= 0 {
 				name = name[:i]
 			}
@@ -231,10 +233,6 @@ func parseLimitValue(b []byte) (uint64, bool) {
 // it is, "" when there are none.
 func Timers(pid int) (string, error) { return readString(pidPath(pid, "timers")) }
 
-// SigevThreadID is SIGEV_THREAD_ID, the bit of sigev_notify that names
-// one thread to signal (x/sys/unix lacks it).
-const SigevThreadID = 4
-
 // A PosixTimer is one timer of timer_create(2) as /proc/PID/timers shows
 // it.
 type PosixTimer struct {
@@ -303,7 +301,7 @@ func parsePosixTimers(s string) ([]PosixTimer, error) {
 			case !ok:
 				err = bad(line)
 			case who == "tid":
-				notify |= SigevThreadID
+				notify |= linux.SIGEV_THREAD_ID
 			case who != "pid":
 				err = bad(line)
 			}

@@ -7,23 +7,12 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"procs/pkg/linux"
 )
 
-// Requests and constants missing from golang.org/x/sys/unix.
-const (
-	reqGetSigmask     = 0x420a
-	reqSetSigmask     = 0x420b
-	reqPeekSiginfo    = 0x4209
-	reqGetRseqConf    = 0x420f
-	peekSiginfoShared = 1
-
-	NTPrstatus  = 1
-	NTX86XState = 0x202
-
-	EventStop = 128 // PTRACE_EVENT_STOP
-
-	Options = unix.PTRACE_O_TRACECLONE | unix.PTRACE_O_TRACEFORK | unix.PTRACE_O_TRACEVFORK
-)
+// Options are the ptrace options of every seized thread.
+const Options = unix.PTRACE_O_TRACECLONE | unix.PTRACE_O_TRACEFORK | unix.PTRACE_O_TRACEVFORK
 
 // Regs is the general register set of an x86-64 thread (user_regs_struct).
 type Regs = unix.PtraceRegs
@@ -95,7 +84,7 @@ func SetRegs(tid int, r *Regs) error {
 // as long as the kernel's xstate size.
 func GetXState(tid int) ([]byte, error) {
 	buf := make([]byte, 16384)
-	n, err := getRegset(tid, NTX86XState, buf)
+	n, err := getRegset(tid, unix.NT_X86_XSTATE, buf)
 	if err != nil {
 		return nil, errno("ptrace(GETREGSET)", err)
 	}
@@ -104,19 +93,19 @@ func GetXState(tid int) ([]byte, error) {
 
 // SetXState writes the XSAVE area.
 func SetXState(tid int, buf []byte) error {
-	return errno("ptrace(SETREGSET)", setRegset(tid, NTX86XState, buf))
+	return errno("ptrace(SETREGSET)", setRegset(tid, unix.NT_X86_XSTATE, buf))
 }
 
 // XFeatures returns the XCR0 value of an XSAVE area read with GetXState
 // (0 if it is too short): for ptrace the kernel puts it in the first
-// word of the software reserved bytes, at offset 464 (see
+// word of the software reserved bytes, at XSAVE_SW_RESERVED_OFFSET (see
 // arch/x86/include/asm/user.h). A signal frame's fpstate holds a struct
-// _fpx_sw_bytes there instead, with the mask at 472.
+// _fpx_sw_bytes there instead (linux.FpxSwBytes).
 func XFeatures(xstate []byte) uint64 {
-	if len(xstate) < 472 {
+	if len(xstate) < linux.XSAVE_SW_RESERVED_OFFSET+8 {
 		return 0
 	}
-	return binary.LittleEndian.Uint64(xstate[464:])
+	return binary.LittleEndian.Uint64(xstate[linux.XSAVE_SW_RESERVED_OFFSET:])
 }
 
 // xfeatureBits names the XSAVE state components by XCR0 bit.
@@ -141,13 +130,13 @@ func XFeatureNames(m uint64) []string {
 // GetSigmask returns the thread's blocked signal mask.
 func GetSigmask(tid int) (uint64, error) {
 	var m uint64
-	err := ptraceSigmask(reqGetSigmask, tid, &m)
+	err := ptraceSigmask(unix.PTRACE_GETSIGMASK, tid, &m)
 	return m, errno("ptrace(GETSIGMASK)", err)
 }
 
 // SetSigmask sets the thread's blocked signal mask.
 func SetSigmask(tid int, m uint64) error {
-	return errno("ptrace(SETSIGMASK)", ptraceSigmask(reqSetSigmask, tid, &m))
+	return errno("ptrace(SETSIGMASK)", ptraceSigmask(unix.PTRACE_SETSIGMASK, tid, &m))
 }
 
 // PeekSiginfo returns the pending signals' siginfo (128 bytes each) of the

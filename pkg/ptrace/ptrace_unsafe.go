@@ -32,9 +32,9 @@ func peekSiginfo(tid int, off uint64, shared bool) ([][]byte, error) {
 	var buf [batch * 128]byte
 	args := peekSiginfoArgs{off: off, nr: batch}
 	if shared {
-		args.flags = peekSiginfoShared
+		args.flags = unix.PTRACE_PEEKSIGINFO_SHARED
 	}
-	n, _, e := unix.Syscall6(unix.SYS_PTRACE, reqPeekSiginfo, uintptr(tid),
+	n, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_PEEKSIGINFO, uintptr(tid),
 		uintptr(unsafe.Pointer(&args)), uintptr(unsafe.Pointer(&buf[0])), 0, 0)
 	if e != 0 {
 		return nil, e
@@ -56,7 +56,7 @@ type rseqConf struct {
 
 func getRseq(tid int) (Rseq, error) {
 	var c rseqConf
-	err := ptrace(reqGetRseqConf, tid, unsafe.Sizeof(c), uintptr(unsafe.Pointer(&c)))
+	err := ptrace(unix.PTRACE_GET_RSEQ_CONFIGURATION, tid, unsafe.Sizeof(c), uintptr(unsafe.Pointer(&c)))
 	return Rseq{Addr: c.addr, Size: c.size, Sig: c.sig, Flags: c.flags}, err
 }
 

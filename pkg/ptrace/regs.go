@@ -1,6 +1,8 @@
 package ptrace
 
-// RegsToWords returns r as the 27 words of struct user_regs_struct, in
+import "procs/pkg/linux"
+
+// RegsToWords returns r as the linux.NumUserRegs words of struct user_regs_struct, in
 // the kernel's order.
 func RegsToWords(r *Regs) []uint64 {
 	return []uint64{r.R15, r.R14, r.R13, r.R12, r.Rbp, r.Rbx, r.R11, r.R10,
@@ -8,10 +10,10 @@ func RegsToWords(r *Regs) []uint64 {
 		r.Cs, r.Eflags, r.Rsp, r.Ss, r.Fs_base, r.Gs_base, r.Ds, r.Es, r.Fs, r.Gs}
 }
 
-// WordsToRegs is the inverse of RegsToWords; ok is false when w is not 27
-// words long.
+// WordsToRegs is the inverse of RegsToWords; ok is false when w is not
+// linux.NumUserRegs words long.
 func WordsToRegs(w []uint64) (r Regs, ok bool) {
-	if len(w) != 27 {
+	if len(w) != linux.NumUserRegs {
 		return r, false
 	}
 	r.R15, r.R14, r.R13, r.R12, r.Rbp, r.Rbx, r.R11, r.R10 = w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]

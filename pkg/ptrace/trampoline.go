@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+
+	"golang.org/x/sys/unix"
+
+	"procs/pkg/linux"
 )
 
 // A Trampoline makes injected system calls safe against the death of the
@@ -38,10 +42,7 @@ type frame struct{ addr, fp uint64 }
 
 var trampolineCode = []byte{0x0f, 0x05, 0xb8, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05, 0xcc}
 
-const (
-	frameSize = 312 // pretcode + struct ucontext
-	ucFlags   = 1 | 2 | 4
-)
+const frameSize = linux.SizeofRtSigframe
 
 // InstallTrampoline writes the trampoline code into the padding of the
 // target's vDSO, whose contents (read by the caller) are vdso at address
@@ -110,42 +111,29 @@ func (t *Trampoline) arm(f frame, tid int, regs Regs, mask uint64) error {
 		return err
 	}
 	fp := f.fp
-	le := binary.LittleEndian
-	buf := make([]byte, (f.addr+frameSize+63)&^63-f.addr)
-	uc := buf[8:]
-	le.PutUint64(uc[0:], ucFlags)
-	le.PutUint32(uc[24:], 0x7f) // uc_stack: invalid flags, so the altstack is left alone
-	sc := uc[40:]
-	for i, v := range []uint64{regs.R8, regs.R9, regs.R10, regs.R11, regs.R12, regs.R13, regs.R14,
-		regs.R15, regs.Rdi, regs.Rsi, regs.Rbp, regs.Rbx, regs.Rdx, regs.Rax, regs.Rcx, regs.Rsp,
-		regs.Rip, regs.Eflags} {
-		le.PutUint64(sc[8*i:], v)
-	}
-	le.PutUint16(sc[144:], uint16(regs.Cs))
-	le.PutUint16(sc[150:], uint16(regs.Ss))
-	le.PutUint64(sc[184:], fp)
-	le.PutUint64(uc[256+8:], mask)
+	sc := linux.Sigcontext{R8: regs.R8, R9: regs.R9, R10: regs.R10, R11: regs.R11, R12: regs.R12,
+		R13: regs.R13, R14: regs.R14, R15: regs.R15, Rdi: regs.Rdi, Rsi: regs.Rsi, Rbp: regs.Rbp,
+		Rbx: regs.Rbx, Rdx: regs.Rdx, Rax: regs.Rax, Rcx: regs.Rcx, Rsp: regs.Rsp, Rip: regs.Rip,
+		Eflags: regs.Eflags, Cs: uint16(regs.Cs), Ss: uint16(regs.Ss), Fpstate: fp}
+	sf := linux.RtSigframe{UC: linux.UContext{
+		Flags:    linux.UC_FP_XSTATE | linux.UC_SIGCONTEXT_SS | linux.UC_STRICT_RESTORE_SS,
+		Stack:    linux.StackT{Flags: 0x7f}, // invalid flags, so the altstack is left alone
+		Mcontext: sc,
+		Sigmask:  mask,
+	}}
+	// The frame, then zeros up to the 64-byte aligned XSAVE area.
+	buf := append(sf.Encode(), make([]byte, (f.addr+frameSize+63)&^63-f.addr-frameSize)...)
 	if fp != 0 {
 		xf := XFeatures(xs) // before the ptrace layout is overwritten
-		xs = append(xs, 0, 0, 0, 0)
-		le.PutUint32(xs[464:], 0x46505853)        // FP_XSTATE_MAGIC1
-		le.PutUint32(xs[468:], uint32(len(xs)))   // extended_size
-		le.PutUint64(xs[472:], xf)                // xfeatures
-		le.PutUint32(xs[480:], uint32(len(xs)-4)) // xstate_size
-		le.PutUint32(xs[len(xs)-4:], 0x46505845)  // FP_XSTATE_MAGIC2
+		xs = append(xs, make([]byte, linux.FP_XSTATE_MAGIC2_SIZE)...)
+		sw := linux.FpxSwBytes{Magic1: linux.FP_XSTATE_MAGIC1, ExtendedSize: uint32(len(xs)),
+			Xfeatures: xf, XstateSize: uint32(len(xs) - linux.FP_XSTATE_MAGIC2_SIZE)}
+		copy(xs[linux.XSAVE_SW_RESERVED_OFFSET:], sw.Encode())
+		binary.LittleEndian.PutUint32(xs[len(xs)-linux.FP_XSTATE_MAGIC2_SIZE:], linux.FP_XSTATE_MAGIC2)
 		buf = append(buf, xs...)
 	}
 	return PokeMem(t.PID, f.addr, buf)
 }
-
-// Kernel-internal return values of a system call interrupted by a stop.
-const (
-	errRestartSys     = -512
-	errRestartNoIntr  = -513
-	errRestartNoHand  = -514
-	errRestartBlock   = -516
-	sysRestartSyscall = 219
-)
 
 // FixRestart turns the registers of a thread stopped inside a system call
 // into ones that make the call again once the thread runs without the
@@ -161,8 +149,8 @@ func FixRestart(r *Regs) {
 	}
 	r.Orig_rax = ^uint64(0)
 	switch int64(r.Rax) {
-	case errRestartSys, errRestartNoIntr, errRestartNoHand, errRestartBlock:
-		if nr == sysRestartSyscall {
+	case -linux.ERESTARTSYS, -linux.ERESTARTNOINTR, -linux.ERESTARTNOHAND, -linux.ERESTART_RESTARTBLOCK:
+		if nr == unix.SYS_RESTART_SYSCALL {
 			r.Rax = ^uint64(3) // -EINTR
 			return
 		}

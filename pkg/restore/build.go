@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/linux"
 	"procs/pkg/pagebuf"
 	"procs/pkg/procfs"
 	"procs/pkg/ptrace"
@@ -73,43 +74,6 @@ const (
 	offArgs     = 0x100  // clone_args, sigaction, itimerval, stack_t...
 	offPath     = 0x1000 // a NUL-terminated path
 	offBig      = 0x2000 // prctl_mm_map and auxv, siginfo
-)
-
-// Syscall numbers, x86-64.
-const (
-	sysClose         = 3
-	sysMmap          = 9
-	sysMprotect      = 10
-	sysMunmap        = 11
-	sysRtSigaction   = 13
-	sysMremap        = 25
-	sysMadvise       = 28
-	sysSetitimer     = 38
-	sysTimerCreate   = 222
-	sysTimerSettime  = 223
-	sysFcntl         = 72
-	sysFchdir        = 81
-	sysUmask         = 95
-	sysSetresuid     = 117
-	sysSetresgid     = 119
-	sysSetgroups     = 116
-	sysRtSigqueue    = 129
-	sysSigaltstack   = 131
-	sysPersonality   = 135
-	sysPrctl         = 157
-	sysSetTIDAddress = 218
-	sysEpollCtl      = 233
-	sysOpenat        = 257
-	sysSetRobustList = 273
-	sysEventfd2      = 290
-	sysEpollCreate1  = 291
-	sysDup3          = 292
-	sysRtTgsigqueue  = 297
-	sysRseq          = 334
-	sysClone3        = 435
-	sysPidfdOpen     = 434
-	sysCloseRange    = 436
-	sysPidfdGetfd    = 438
 )
 
 func (b *builder) logf(format string, args ...any) {
@@ -301,7 +265,7 @@ func (b *builder) spawn() error {
 	if err != nil {
 		return err
 	}
-	if _, err := hr.Syscall("mmap", sysMmap, b.scratch, scratchSize,
+	if _, err := hr.Syscall("mmap", unix.SYS_MMAP, b.scratch, scratchSize,
 		unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC,
 		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE, ^uint64(0), 0); err != nil {
 		return err
@@ -339,21 +303,21 @@ func (b *builder) spawn() error {
 // clone3 runs clone3 in r's thread and waits for the new task's first
 // stop. With a wanted id and mode auto, a taken id falls back to a new one.
 func (b *builder) clone3(r *ptrace.Remote, memPID int, flags, exitSignal uint64, want int, mode PIDMode) (int, error) {
-	args := make([]byte, 88+8)
-	le := binary.LittleEndian
-	le.PutUint64(args[0:], flags)
-	le.PutUint64(args[32:], exitSignal)
+	ca := linux.CloneArgs{Flags: flags, ExitSignal: exitSignal}
 	setTID := mode != PIDNew && want > 0
 	if setTID {
-		le.PutUint64(args[64:], b.scratch+offArgs+88) // set_tid
-		le.PutUint64(args[72:], 1)                    // set_tid_size
-		le.PutUint32(args[88:], uint32(want))
+		// set_tid: an array of one pid_t, right after the struct.
+		ca.SetTID, ca.SetTIDSize = b.scratch+offArgs+linux.CLONE_ARGS_SIZE_VER2, 1
+	}
+	args := ca.Encode()
+	if setTID {
+		args = binary.LittleEndian.AppendUint32(args, uint32(want))
 	}
 	if err := ptrace.WriteMem(memPID, b.scratch+offArgs, args); err != nil {
 		return 0, err
 	}
 	r.NewTIDs = nil
-	res, err := r.Syscall("clone3", sysClone3, b.scratch+offArgs, 88)
+	res, err := r.Syscall("clone3", unix.SYS_CLONE3, b.scratch+offArgs, linux.CLONE_ARGS_SIZE_VER2)
 	if setTID && (errors.Is(err, unix.EEXIST) || errors.Is(err, unix.EPERM)) {
 		if mode == PIDKeep {
 			if errors.Is(err, unix.EPERM) {
@@ -421,7 +385,7 @@ func (b *builder) clearLayout() error {
 			cur[m.Path] = m
 		case m.Path == "[vsyscall]" || m.Start == b.scratch:
 		default:
-			if _, err := b.main.Syscall("munmap", sysMunmap, m.Start, m.End-m.Start); err != nil {
+			if _, err := b.main.Syscall("munmap", unix.SYS_MUNMAP, m.Start, m.End-m.Start); err != nil {
 				return err
 			}
 		}
@@ -470,7 +434,7 @@ func (b *builder) clearLayout() error {
 		for name, m := range cur {
 			size := m.End - m.Start
 			to := step(name)
-			if _, err := b.main.Syscall("mremap "+name, sysMremap, cs[name], size, size,
+			if _, err := b.main.Syscall("mremap "+name, unix.SYS_MREMAP, cs[name], size, size,
 				unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, to); err != nil {
 				return err
 			}
@@ -489,7 +453,7 @@ func threadsOutOfVdso(img *format.Process) error {
 			continue
 		}
 		for _, t := range img.Threads {
-			if rip, nr := t.Regs[16], int64(t.Regs[15]); rip >= m.Start && rip < m.End && nr < 0 {
+			if rip, nr := t.Regs[linux.RIP], int64(t.Regs[linux.ORIG_RAX]); rip >= m.Start && rip < m.End && nr < 0 {
 				return fmt.Errorf("the image was made on another kernel build, and thread %d was stopped inside its vDSO (at %#x): dump it again with this version of procs-dump", t.TID, rip)
 			}
 		}
@@ -526,7 +490,7 @@ func (b *builder) placeVdso(cur map[string]procfs.Mapping) error {
 		return fmt.Errorf("no room for this kernel's vDSO near the image's at %#x", old)
 	}
 	for name, m := range cur {
-		if _, err := b.main.Syscall("mremap "+name, sysMremap, m.Start, m.End-m.Start, m.End-m.Start,
+		if _, err := b.main.Syscall("mremap "+name, unix.SYS_MREMAP, m.Start, m.End-m.Start, m.End-m.Start,
 			unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, to+(m.Start-lo)); err != nil {
 			return err
 		}
@@ -819,8 +783,7 @@ func (b *builder) timeNamespace(stub *ptrace.Remote, pid int) {
 	if unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono) != nil || unix.ClockGettime(unix.CLOCK_BOOTTIME, &boot) != nil {
 		return
 	}
-	const sysUnshare = 272
-	if _, err := stub.Syscall("unshare(CLONE_NEWTIME)", sysUnshare, unix.CLONE_NEWTIME); err != nil {
+	if _, err := stub.Syscall("unshare(CLONE_NEWTIME)", unix.SYS_UNSHARE, unix.CLONE_NEWTIME); err != nil {
 		b.warnf("no time namespace (%v): the process's monotonic clock jumps to this machine's", err)
 		return
 	}

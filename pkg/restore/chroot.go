@@ -20,11 +20,11 @@ import (
 	"path/filepath"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"procs/format"
 	"procs/pkg/safetext"
 )
-
-const sysChroot = 161
 
 // validateRoot refuses a root that is not a clean absolute path, or
 // that is not a directory here.
@@ -65,7 +65,7 @@ func (b *builder) chroot() error {
 	if err != nil {
 		return err
 	}
-	if _, err := b.main.Syscall("chroot", sysChroot, p); err != nil {
+	if _, err := b.main.Syscall("chroot", unix.SYS_CHROOT, p); err != nil {
 		return fmt.Errorf("root directory %s: %w", safetext.Quote(root), err)
 	}
 	return nil

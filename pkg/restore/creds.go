@@ -69,18 +69,18 @@ func (b *builder) setCreds(r *ptrace.Remote, c format.Creds) error {
 				return err
 			}
 		}
-		if _, err := r.Syscall("setgroups", sysSetgroups, uint64(len(c.Groups)), b.scratch+offBig); err != nil {
+		if _, err := r.Syscall("setgroups", unix.SYS_SETGROUPS, uint64(len(c.Groups)), b.scratch+offBig); err != nil {
 			return err
 		}
-		if _, err := r.Syscall("setresgid", sysSetresgid, uint64(c.GID[0]), uint64(c.GID[1]), uint64(c.GID[2])); err != nil {
+		if _, err := r.Syscall("setresgid", unix.SYS_SETRESGID, uint64(c.GID[0]), uint64(c.GID[1]), uint64(c.GID[2])); err != nil {
 			return err
 		}
-		if _, err := r.Syscall("setresuid", sysSetresuid, uint64(c.UID[0]), uint64(c.UID[1]), uint64(c.UID[2])); err != nil {
+		if _, err := r.Syscall("setresuid", unix.SYS_SETRESUID, uint64(c.UID[0]), uint64(c.UID[1]), uint64(c.UID[2])); err != nil {
 			return err
 		}
 	}
 	if c.NoNewPrivs && !b.img.Creds.NoNewPrivs {
-		if _, err := r.Syscall("prctl(PR_SET_NO_NEW_PRIVS)", sysPrctl, unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		if _, err := r.Syscall("prctl(PR_SET_NO_NEW_PRIVS)", unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 			return err
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/linux"
 	"procs/pkg/safetext"
 )
 
@@ -22,23 +23,11 @@ import (
 var knownAdvice = map[string]bool{"gd": true, "ac": true, "dc": true, "dd": true, "hg": true,
 	"nh": true, "wf": true, "mg": true, "lo": true, "lf": true, "dp": true}
 
-// Membarrier registrations procs-load makes again: the
-// MEMBARRIER_CMD_REGISTER_* commands, which MEMBARRIER_CMD_GET_REGISTRATIONS
-// reports as their own bits.
-const (
-	membarrierRegisterGlobalExpedited  = 1 << 2
-	membarrierRegisterPrivateExpedited = 1 << 4
-	membarrierRegisterSyncCore         = 1 << 6
-	membarrierRegisterRseq             = 1 << 8
-	membarrierKnown                    = membarrierRegisterGlobalExpedited | membarrierRegisterPrivateExpedited |
-		membarrierRegisterSyncCore | membarrierRegisterRseq
-	sysMembarrier = 324
-	sysMlock2     = 325
-	mlockOnfault  = 1
-	// mapDroppable is MAP_DROPPABLE (Linux 6.11): anonymous memory the
-	// kernel may drop under pressure.
-	mapDroppable = 0x08
-)
+// membarrierKnown are the membarrier registrations procs-load makes
+// again: the MEMBARRIER_CMD_REGISTER_* commands, which
+// MEMBARRIER_CMD_GET_REGISTRATIONS reports as their own bits.
+const membarrierKnown = linux.MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED | linux.MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED |
+	linux.MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE | linux.MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ
 
 // validateExact range-checks what the image asks of this section.
 func validateExact(img *format.Process) error {
@@ -83,9 +72,9 @@ func (b *builder) mapFlags(m format.Mapping) error {
 	}
 	flags := uint64(0)
 	if hasAdvice(m, "lf") {
-		flags = mlockOnfault
+		flags = unix.MLOCK_ONFAULT
 	}
-	_, err := b.main.Syscall(fmt.Sprintf("mlock2 %x-%x", m.Start, m.End), sysMlock2, m.Start, m.End-m.Start, flags)
+	_, err := b.main.Syscall(fmt.Sprintf("mlock2 %x-%x", m.Start, m.End), unix.SYS_MLOCK2, m.Start, m.End-m.Start, flags)
 	return err
 }
 
@@ -95,7 +84,7 @@ func (b *builder) exactProcess() error {
 	img := b.img
 	r := b.main
 	if v := img.THPDisable; v != nil {
-		if _, err := r.Syscall("prctl(PR_SET_THP_DISABLE)", sysPrctl, unix.PR_SET_THP_DISABLE, uint64(*v&1), uint64(*v&^1), 0, 0); err != nil {
+		if _, err := r.Syscall("prctl(PR_SET_THP_DISABLE)", unix.SYS_PRCTL, unix.PR_SET_THP_DISABLE, uint64(*v&1), uint64(*v&^1), 0, 0); err != nil {
 			return err
 		}
 	}
@@ -103,7 +92,7 @@ func (b *builder) exactProcess() error {
 		if img.Membarrier&bit == 0 {
 			continue
 		}
-		if _, err := r.Syscall(fmt.Sprintf("membarrier(register %#x)", bit), sysMembarrier, uint64(bit), 0, 0); err != nil {
+		if _, err := r.Syscall(fmt.Sprintf("membarrier(register %#x)", bit), unix.SYS_MEMBARRIER, uint64(bit), 0, 0); err != nil {
 			return err
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/linux"
 )
 
 // TestValidateExact: every member of the exact section out of its range
@@ -20,7 +21,7 @@ func TestValidateExact(t *testing.T) {
 		return format.Creds{UID: [4]int{r, e, s, e}, GID: [4]int{gr, ge, gs, ge}, Groups: groups}
 	}
 	base := func() *format.Process {
-		return &format.Process{Root: "/", Creds: own(), Threads: []format.Thread{{TID: 1, Regs: make([]uint64, 27)}}}
+		return &format.Process{Root: "/", Creds: own(), Threads: []format.Thread{{TID: 1, Regs: make([]uint64, linux.NumUserRegs)}}}
 	}
 	ptr := func(v int) *int { return &v }
 	prog := make([]byte, 8)

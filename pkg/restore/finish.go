@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/linux"
 	"procs/pkg/procfs"
 	"procs/pkg/ptrace"
 	"procs/pkg/safetext"
@@ -24,7 +25,7 @@ import (
 func (b *builder) takeFD(lf *os.File) (uint64, error) {
 	r := b.main
 	if !b.pidfdIn {
-		fd, err := r.Syscall("pidfd_open", sysPidfdOpen, uint64(os.Getpid()), 0)
+		fd, err := r.Syscall("pidfd_open", unix.SYS_PIDFD_OPEN, uint64(os.Getpid()), 0)
 		if err != nil {
 			return 0, err
 		}
@@ -33,14 +34,14 @@ func (b *builder) takeFD(lf *os.File) (uint64, error) {
 		for _, f := range b.img.FDs {
 			top = max(top, f.Num)
 		}
-		high, err := r.Syscall("fcntl(F_DUPFD_CLOEXEC)", sysFcntl, fd, unix.F_DUPFD_CLOEXEC, uint64(top+1))
-		r.Syscall("close", sysClose, fd)
+		high, err := r.Syscall("fcntl(F_DUPFD_CLOEXEC)", unix.SYS_FCNTL, fd, unix.F_DUPFD_CLOEXEC, uint64(top+1))
+		r.Syscall("close", unix.SYS_CLOSE, fd)
 		if err != nil {
 			return 0, err
 		}
 		b.pidfd, b.pidfdIn = high, true
 	}
-	fd, err := r.Syscall("pidfd_getfd", sysPidfdGetfd, b.pidfd, uint64(lf.Fd()), 0)
+	fd, err := r.Syscall("pidfd_getfd", unix.SYS_PIDFD_GETFD, b.pidfd, uint64(lf.Fd()), 0)
 	if err != nil {
 		return 0, fmt.Errorf("giving the process %s: %w", safetext.Quote(lf.Name()), err)
 	}
@@ -53,7 +54,7 @@ func (b *builder) dropPidfd() error {
 		return nil
 	}
 	b.pidfdIn = false
-	_, err := b.main.Syscall("close", sysClose, b.pidfd)
+	_, err := b.main.Syscall("close", unix.SYS_CLOSE, b.pidfd)
 	return err
 }
 
@@ -63,7 +64,7 @@ func (b *builder) mapMemory() error {
 	fds := map[mapKey]uint64{}
 	defer func() {
 		for _, fd := range fds {
-			b.main.Syscall("close", sysClose, fd)
+			b.main.Syscall("close", unix.SYS_CLOSE, fd)
 		}
 	}()
 	for _, m := range b.img.Maps {
@@ -81,7 +82,7 @@ func (b *builder) mapMemory() error {
 		if m.Shared {
 			flags |= unix.MAP_SHARED
 		} else if hasAdvice(m, "dp") {
-			flags |= mapDroppable
+			flags |= unix.MAP_DROPPABLE
 		} else {
 			flags |= unix.MAP_PRIVATE
 			if writableWhileFilled(m) {
@@ -111,7 +112,7 @@ func (b *builder) mapMemory() error {
 		} else {
 			flags |= unix.MAP_ANONYMOUS
 		}
-		if _, err := b.main.Syscall(fmt.Sprintf("mmap %x-%x %s", m.Start, m.End, safetext.Quote(m.Name)), sysMmap,
+		if _, err := b.main.Syscall(fmt.Sprintf("mmap %x-%x %s", m.Start, m.End, safetext.Quote(m.Name)), unix.SYS_MMAP,
 			m.Start, m.End-m.Start, uint64(prot), uint64(flags), fd, off); err != nil {
 			return err
 		}
@@ -130,7 +131,7 @@ func (b *builder) mapOldVdso(m format.Mapping) error {
 		prot = unix.PROT_READ | unix.PROT_WRITE
 	}
 	name := fmt.Sprintf("mmap %x-%x %s", m.Start, m.End, safetext.Quote(m.Name))
-	if _, err := b.main.Syscall(name, sysMmap, m.Start, m.End-m.Start, prot, flags, ^uint64(0), 0); err != nil {
+	if _, err := b.main.Syscall(name, unix.SYS_MMAP, m.Start, m.End-m.Start, prot, flags, ^uint64(0), 0); err != nil {
 		return err
 	}
 	if m.Name != "[vdso]" {
@@ -146,7 +147,7 @@ func (b *builder) mapOldVdso(m format.Mapping) error {
 	if err := ptrace.WriteMem(b.pid, m.Start, code); err != nil {
 		return err
 	}
-	_, err = b.main.Syscall("mprotect [vdso]", sysMprotect, m.Start, m.End-m.Start, uint64(m.Prot))
+	_, err = b.main.Syscall("mprotect [vdso]", unix.SYS_MPROTECT, m.Start, m.End-m.Start, uint64(m.Prot))
 	return err
 }
 
@@ -164,13 +165,13 @@ func (b *builder) finish() error {
 			continue
 		}
 		if writableWhileFilled(m) && m.Prot&unix.PROT_WRITE == 0 {
-			if _, err := r.Syscall("mprotect", sysMprotect, m.Start, m.End-m.Start, uint64(m.Prot)); err != nil {
+			if _, err := r.Syscall("mprotect", unix.SYS_MPROTECT, m.Start, m.End-m.Start, uint64(m.Prot)); err != nil {
 				return err
 			}
 		}
 		for _, a := range m.Advice {
 			if adv, ok := advice[a]; ok {
-				if _, err := r.Syscall("madvise", sysMadvise, m.Start, m.End-m.Start, adv); err != nil {
+				if _, err := r.Syscall("madvise", unix.SYS_MADVISE, m.Start, m.End-m.Start, adv); err != nil {
 					b.warnf("madvise(%s) on %x-%x: %v", a, m.Start, m.End, err)
 				}
 			}
@@ -226,7 +227,7 @@ func (b *builder) finish() error {
 	// The scratch area goes last, unmapped from a syscall instruction
 	// outside it: the vDSO's, at its new place.
 	r.Insn = b.kvdsoAt + b.vdsoInsn
-	if _, err := r.Syscall("munmap scratch", sysMunmap, b.scratch, scratchSize); err != nil {
+	if _, err := r.Syscall("munmap scratch", unix.SYS_MUNMAP, b.scratch, scratchSize); err != nil {
 		return err
 	}
 	for i := range img.Threads {
@@ -279,7 +280,6 @@ func (b *builder) finish() error {
 
 func (b *builder) setMM() error {
 	mm := b.img.MM
-	le := binary.LittleEndian
 	// Setting the exe link needs CAP_CHECKPOINT_RESTORE; without it the
 	// link keeps naming the loader, and nothing else changes.
 	exe := ^uint64(0)
@@ -288,26 +288,23 @@ func (b *builder) setMM() error {
 		if exe, err = b.takeFD(b.exeFile); err != nil {
 			return err
 		}
-		defer b.main.Syscall("close", sysClose, exe)
+		defer b.main.Syscall("close", unix.SYS_CLOSE, exe)
 	} else {
 		b.warnf("not privileged: /proc/%d/exe will name the loader, not %s", b.pid, safetext.Quote(b.img.Files[b.img.Exe].Path))
 	}
-	buf := make([]byte, 104+8*len(mm.Auxv))
-	for i, v := range []uint64{mm.StartCode, mm.EndCode, mm.StartData, mm.EndData, mm.StartBrk,
-		mm.Brk, mm.StartStack, mm.ArgStart, mm.ArgEnd, mm.EnvStart, mm.EnvEnd} {
-		le.PutUint64(buf[8*i:], v)
-	}
-	le.PutUint64(buf[88:], b.scratch+offBig+104)
-	le.PutUint32(buf[96:], uint32(8*len(mm.Auxv)))
-	le.PutUint32(buf[100:], uint32(exe))
-	for i, v := range mm.Auxv {
-		le.PutUint64(buf[104+8*i:], v)
+	// struct prctl_mm_map, then the auxiliary vector.
+	buf := linux.PrctlMMMap{StartCode: mm.StartCode, EndCode: mm.EndCode, StartData: mm.StartData,
+		EndData: mm.EndData, StartBrk: mm.StartBrk, Brk: mm.Brk, StartStack: mm.StartStack,
+		ArgStart: mm.ArgStart, ArgEnd: mm.ArgEnd, EnvStart: mm.EnvStart, EnvEnd: mm.EnvEnd,
+		Auxv: b.scratch + offBig + linux.SizeofPrctlMMMap, AuxvSize: uint32(8 * len(mm.Auxv)),
+		ExeFD: uint32(exe)}.Encode()
+	for _, v := range mm.Auxv {
+		buf = binary.LittleEndian.AppendUint64(buf, v)
 	}
 	if err := b.write(offBig, buf); err != nil {
 		return err
 	}
-	const prSetMM, prSetMMMap = 35, 14
-	if _, err := b.main.Syscall("prctl(PR_SET_MM_MAP)", sysPrctl, prSetMM, prSetMMMap, b.scratch+offBig, 104, 0); err != nil {
+	if _, err := b.main.Syscall("prctl(PR_SET_MM_MAP)", unix.SYS_PRCTL, unix.PR_SET_MM, unix.PR_SET_MM_MAP, b.scratch+offBig, linux.SizeofPrctlMMMap, 0); err != nil {
 		return err
 	}
 	return nil
@@ -317,7 +314,7 @@ func (b *builder) setMM() error {
 func (b *builder) makeFDs() error {
 	r := b.main
 	// Close what the stub inherited from the loader beyond 0, 1 and 2.
-	if _, err := r.Syscall("close_range", sysCloseRange, 3, ^uint64(0)>>33, 0); err != nil {
+	if _, err := r.Syscall("close_range", unix.SYS_CLOSE_RANGE, 3, ^uint64(0)>>33, 0); err != nil {
 		return err
 	}
 	b.pidfdIn = false // closed with the rest
@@ -339,7 +336,7 @@ func (b *builder) makeFDs() error {
 		if fd.Dup > 0 {
 			// Shares an earlier fd's open file: offset and flags come
 			// with it.
-			if _, err := r.Syscall("dup3", sysDup3, uint64(fd.Dup), uint64(fd.Num), uint64(cloexec)); err != nil {
+			if _, err := r.Syscall("dup3", unix.SYS_DUP3, uint64(fd.Dup), uint64(fd.Num), uint64(cloexec)); err != nil {
 				return fmt.Errorf("fd %d: %w", fd.Num, err)
 			}
 			continue
@@ -350,36 +347,34 @@ func (b *builder) makeFDs() error {
 			if f.Semaphore {
 				flags |= unix.EFD_SEMAPHORE
 			}
-			tmp, err = r.Syscall("eventfd2", sysEventfd2, f.Count, flags)
+			tmp, err = r.Syscall("eventfd2", unix.SYS_EVENTFD2, f.Count, flags)
 		case format.FileEpoll:
-			tmp, err = r.Syscall("epoll_create1", sysEpollCreate1, uint64(cloexec))
+			tmp, err = r.Syscall("epoll_create1", unix.SYS_EPOLL_CREATE1, uint64(cloexec))
 		default:
 			// Opened, and put at its offset, by prepareFiles; it comes
 			// close-on-exec.
 			tmp, err = b.takeFD(b.fdFiles[k])
 			if err == nil && tmp == uint64(fd.Num) && cloexec == 0 {
-				_, err = r.Syscall("fcntl(F_SETFD)", sysFcntl, tmp, unix.F_SETFD, 0)
+				_, err = r.Syscall("fcntl(F_SETFD)", unix.SYS_FCNTL, tmp, unix.F_SETFD, 0)
 			}
 		}
 		if err != nil {
 			return fmt.Errorf("fd %d: %w", fd.Num, err)
 		}
 		if tmp != uint64(fd.Num) {
-			if _, err := r.Syscall("dup3", sysDup3, tmp, uint64(fd.Num), uint64(cloexec)); err != nil {
+			if _, err := r.Syscall("dup3", unix.SYS_DUP3, tmp, uint64(fd.Num), uint64(cloexec)); err != nil {
 				return fmt.Errorf("fd %d: %w", fd.Num, err)
 			}
-			r.Syscall("close", sysClose, tmp)
+			r.Syscall("close", unix.SYS_CLOSE, tmp)
 		}
 	}
 	for _, ep := range b.img.Epolls {
 		for _, t := range ep.Targets {
-			ev := make([]byte, 12)
-			binary.LittleEndian.PutUint32(ev, t.Events)
-			binary.LittleEndian.PutUint64(ev[4:], t.Data)
-			if err := b.write(offArgs, ev); err != nil {
+			ev := linux.EpollEvent{Events: t.Events, Data: t.Data}
+			if err := b.write(offArgs, ev.Encode()); err != nil {
 				return err
 			}
-			if _, err := r.Syscall("epoll_ctl", sysEpollCtl, uint64(ep.FD), 1, uint64(t.FD), b.scratch+offArgs); err != nil {
+			if _, err := r.Syscall("epoll_ctl", unix.SYS_EPOLL_CTL, uint64(ep.FD), unix.EPOLL_CTL_ADD, uint64(t.FD), b.scratch+offArgs); err != nil {
 				return fmt.Errorf("epoll fd %d watching fd %d: %w", ep.FD, t.FD, err)
 			}
 		}
@@ -392,21 +387,15 @@ func (b *builder) makeFDs() error {
 func (b *builder) processState() error {
 	img := b.img
 	r := b.main
-	le := binary.LittleEndian
 	for i, sa := range img.Sigactions {
 		sig := i + 1
 		if sa == (format.Sigaction{}) || sig == int(unix.SIGKILL) || sig == int(unix.SIGSTOP) {
 			continue
 		}
-		buf := make([]byte, 32)
-		le.PutUint64(buf, sa.Handler)
-		le.PutUint64(buf[8:], sa.Flags)
-		le.PutUint64(buf[16:], sa.Restorer)
-		le.PutUint64(buf[24:], sa.Mask)
-		if err := b.write(offArgs, buf); err != nil {
+		if err := b.write(offArgs, linux.SigAction(sa).Encode()); err != nil {
 			return err
 		}
-		if _, err := r.Syscall(fmt.Sprintf("rt_sigaction(%d)", sig), sysRtSigaction, uint64(sig), b.scratch+offArgs, 0, 8); err != nil {
+		if _, err := r.Syscall(fmt.Sprintf("rt_sigaction(%d)", sig), unix.SYS_RT_SIGACTION, uint64(sig), b.scratch+offArgs, 0, linux.SizeofSigset); err != nil {
 			return err
 		}
 	}
@@ -414,33 +403,33 @@ func (b *builder) processState() error {
 		if it.ValueUsec == 0 {
 			continue
 		}
-		if err := b.write(offArgs, timerValue(it.IntervalUsec, it.ValueUsec, 1e6)); err != nil {
+		if err := b.write(offArgs, linux.MakeItimer(it.IntervalUsec, it.ValueUsec, 1e6).Encode()); err != nil {
 			return err
 		}
-		if _, err := r.Syscall("setitimer", sysSetitimer, uint64(which), b.scratch+offArgs, 0); err != nil {
+		if _, err := r.Syscall("setitimer", unix.SYS_SETITIMER, uint64(which), b.scratch+offArgs, 0); err != nil {
 			return err
 		}
 	}
-	if _, err := r.Syscall("umask", sysUmask, uint64(img.Umask)); err != nil {
+	if _, err := r.Syscall("umask", unix.SYS_UMASK, uint64(img.Umask)); err != nil {
 		return err
 	}
 	cwd, err := b.takeFD(b.cwdFile)
 	if err != nil {
 		return err
 	}
-	_, err = r.Syscall("fchdir", sysFchdir, cwd)
-	r.Syscall("close", sysClose, cwd)
+	_, err = r.Syscall("fchdir", unix.SYS_FCHDIR, cwd)
+	r.Syscall("close", unix.SYS_CLOSE, cwd)
 	if err != nil {
 		return fmt.Errorf("working directory %s: %w", safetext.Quote(img.Cwd), err)
 	}
 	if err := b.dropPidfd(); err != nil {
 		return err
 	}
-	if _, err := r.Syscall("personality", sysPersonality, uint64(img.Personality)); err != nil {
+	if _, err := r.Syscall("personality", unix.SYS_PERSONALITY, uint64(img.Personality)); err != nil {
 		return err
 	}
 	if img.Creds.NoNewPrivs {
-		if _, err := r.Syscall("prctl(PR_SET_NO_NEW_PRIVS)", sysPrctl, 38, 1, 0, 0, 0); err != nil {
+		if _, err := r.Syscall("prctl(PR_SET_NO_NEW_PRIVS)", unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 			return err
 		}
 	}
@@ -477,30 +466,25 @@ func (b *builder) threadState(i int) error {
 		}
 		r.Forget()
 	}
-	le := binary.LittleEndian
-	const ssDisable, ssOnstack = 2, 1
-	if t.Altstack.Flags&ssDisable == 0 && t.Altstack.SP != 0 {
-		buf := make([]byte, 24)
-		le.PutUint64(buf, t.Altstack.SP)
-		le.PutUint32(buf[8:], uint32(t.Altstack.Flags&^ssOnstack))
-		le.PutUint64(buf[16:], t.Altstack.Size)
-		if err := b.write(offArgs, buf); err != nil {
+	if t.Altstack.Flags&linux.SS_DISABLE == 0 && t.Altstack.SP != 0 {
+		ss := linux.StackT{SP: t.Altstack.SP, Flags: t.Altstack.Flags &^ linux.SS_ONSTACK, Size: t.Altstack.Size}
+		if err := b.write(offArgs, ss.Encode()); err != nil {
 			return err
 		}
-		if _, err := r.Syscall("sigaltstack", sysSigaltstack, b.scratch+offArgs, 0); err != nil {
+		if _, err := r.Syscall("sigaltstack", unix.SYS_SIGALTSTACK, b.scratch+offArgs, 0); err != nil {
 			return err
 		}
 	}
-	if _, err := r.Syscall("set_tid_address", sysSetTIDAddress, t.ClearTID); err != nil {
+	if _, err := r.Syscall("set_tid_address", unix.SYS_SET_TID_ADDRESS, t.ClearTID); err != nil {
 		return err
 	}
 	if t.Robust[0] != 0 {
-		if _, err := r.Syscall("set_robust_list", sysSetRobustList, t.Robust[0], t.Robust[1]); err != nil {
+		if _, err := r.Syscall("set_robust_list", unix.SYS_SET_ROBUST_LIST, t.Robust[0], t.Robust[1]); err != nil {
 			return err
 		}
 	}
 	if t.Rseq.Addr != 0 {
-		if _, err := r.Syscall("rseq", sysRseq, t.Rseq.Addr, uint64(t.Rseq.Size), 0, uint64(t.Rseq.Sig)); err != nil {
+		if _, err := r.Syscall("rseq", unix.SYS_RSEQ, t.Rseq.Addr, uint64(t.Rseq.Size), 0, uint64(t.Rseq.Sig)); err != nil {
 			return err
 		}
 	}
@@ -508,7 +492,7 @@ func (b *builder) threadState(i int) error {
 	if err != nil {
 		return err
 	}
-	if _, err := r.Syscall("prctl(PR_SET_NAME)", sysPrctl, 15, p); err != nil {
+	if _, err := r.Syscall("prctl(PR_SET_NAME)", unix.SYS_PRCTL, unix.PR_SET_NAME, p); err != nil {
 		return err
 	}
 	return b.threadSched(i)
@@ -517,18 +501,18 @@ func (b *builder) threadState(i int) error {
 // signals queues the pending signals again, from the main thread.
 func (b *builder) signals() error {
 	queue := func(info []byte, tid int) error {
-		if len(info) != 128 {
+		if len(info) != linux.SizeofSiginfo {
 			return fmt.Errorf("pending signal: siginfo of %d bytes", len(info))
 		}
 		if err := b.write(offBig, info); err != nil {
 			return err
 		}
-		sig := uint64(binary.LittleEndian.Uint32(info))
+		sig := uint64(linux.SiginfoSigno(info))
 		var err error
 		if tid == 0 {
-			_, err = b.main.Syscall("rt_sigqueueinfo", sysRtSigqueue, uint64(b.pid), sig, b.scratch+offBig)
+			_, err = b.main.Syscall("rt_sigqueueinfo", unix.SYS_RT_SIGQUEUEINFO, uint64(b.pid), sig, b.scratch+offBig)
 		} else {
-			_, err = b.main.Syscall("rt_tgsigqueueinfo", sysRtTgsigqueue, uint64(b.pid), uint64(tid), sig, b.scratch+offBig)
+			_, err = b.main.Syscall("rt_tgsigqueueinfo", unix.SYS_RT_TGSIGQUEUEINFO, uint64(b.pid), uint64(tid), sig, b.scratch+offBig)
 		}
 		return err
 	}
@@ -552,7 +536,6 @@ func (b *builder) signals() error {
 // its new PID, not the original's (which may still run) nor procs-load's.
 // The path stays within /proc/PID (validate) and crosses no magic link.
 func (b *builder) procSelfFDs() error {
-	const sysOpenat2, sysLseek = 437, 8
 	r := b.main
 	for _, fd := range b.img.FDs {
 		if fd.File < 0 || b.img.Files[fd.File].Self == "" || b.ownStream(fd) {
@@ -565,33 +548,31 @@ func (b *builder) procSelfFDs() error {
 		var tmp uint64
 		var err error
 		if fd.Dup > 0 {
-			tmp, err = r.Syscall("dup", sysFcntl, uint64(fd.Dup), unix.F_DUPFD, 0)
+			tmp, err = r.Syscall("dup", unix.SYS_FCNTL, uint64(fd.Dup), unix.F_DUPFD, 0)
 		} else {
 			self := b.img.Files[fd.File].Self
 			if rest, ok := strings.CutPrefix(self, fmt.Sprintf("task/%d", b.img.PID)); ok {
 				self = fmt.Sprintf("task/%d%s", b.pid, rest)
 			}
 			path := fmt.Sprintf("/proc/%d/%s", b.pid, self)
-			how := make([]byte, 24)
-			binary.LittleEndian.PutUint64(how, uint64(fd.Flags&openFlags|unix.O_CLOEXEC|unix.O_NOCTTY))
-			binary.LittleEndian.PutUint64(how[16:], unix.RESOLVE_NO_MAGICLINKS)
-			if err := b.write(offArgs, how); err != nil {
+			how := unix.OpenHow{Flags: uint64(fd.Flags&openFlags | unix.O_CLOEXEC | unix.O_NOCTTY), Resolve: unix.RESOLVE_NO_MAGICLINKS}
+			if err := b.write(offArgs, linux.EncodeOpenHow(how)); err != nil {
 				return err
 			}
 			p, err := b.writePath(path)
 			if err != nil {
 				return err
 			}
-			tmp, err = r.Syscall("openat2", sysOpenat2, atFDCWD, p, b.scratch+offArgs, 24)
+			tmp, err = r.Syscall("openat2", unix.SYS_OPENAT2, atFDCWD, p, b.scratch+offArgs, unix.SizeofOpenHow)
 			if err == nil && fd.Pos != 0 {
-				_, err = r.Syscall("lseek", sysLseek, tmp, uint64(fd.Pos), 0)
+				_, err = r.Syscall("lseek", unix.SYS_LSEEK, tmp, uint64(fd.Pos), 0)
 			}
 		}
 		if err == nil && tmp != uint64(fd.Num) {
-			_, err = r.Syscall("dup3", sysDup3, tmp, uint64(fd.Num), uint64(cloexec))
-			r.Syscall("close", sysClose, tmp)
+			_, err = r.Syscall("dup3", unix.SYS_DUP3, tmp, uint64(fd.Num), uint64(cloexec))
+			r.Syscall("close", unix.SYS_CLOSE, tmp)
 		} else if err == nil && cloexec == 0 {
-			_, err = r.Syscall("fcntl(F_SETFD)", sysFcntl, tmp, unix.F_SETFD, 0)
+			_, err = r.Syscall("fcntl(F_SETFD)", unix.SYS_FCNTL, tmp, unix.F_SETFD, 0)
 		}
 		if err != nil {
 			return fmt.Errorf("fd %d: %s of the process's own /proc: %w", fd.Num, safetext.Quote(b.img.Files[fd.File].Self), err)
@@ -611,10 +592,10 @@ func (b *builder) finalRegs(i int) error {
 	}
 	xs := make([]byte, b.xlen)
 	copy(xs, t.XState)
-	if len(t.XState) != b.xlen && b.xlen >= 512+8 {
-		// Keep only the components both machines know.
-		bv := binary.LittleEndian.Uint64(xs[512:]) & b.xcr0
-		binary.LittleEndian.PutUint64(xs[512:], bv)
+	if len(t.XState) != b.xlen && b.xlen >= linux.XSAVE_HDR_OFFSET+8 {
+		// Keep only the components both machines know: XSTATE_BV.
+		bv := binary.LittleEndian.Uint64(xs[linux.XSAVE_HDR_OFFSET:]) & b.xcr0
+		binary.LittleEndian.PutUint64(xs[linux.XSAVE_HDR_OFFSET:], bv)
 	}
 	if err := ptrace.SetXState(tid, xs); err != nil {
 		return fmt.Errorf("thread %d: extended state: %w", tid, err)
@@ -653,32 +634,28 @@ func (b *builder) posixTimers() error {
 	}
 	r := b.main
 	le := binary.LittleEndian
-	if _, err := r.Syscall("prctl(PR_TIMER_CREATE_RESTORE_IDS)", sysPrctl, unix.PR_TIMER_CREATE_RESTORE_IDS, unix.PR_TIMER_CREATE_RESTORE_IDS_ON, 0, 0, 0); err != nil {
+	if _, err := r.Syscall("prctl(PR_TIMER_CREATE_RESTORE_IDS)", unix.SYS_PRCTL, unix.PR_TIMER_CREATE_RESTORE_IDS, unix.PR_TIMER_CREATE_RESTORE_IDS_ON, 0, 0, 0); err != nil {
 		return err // Restore checked that the kernel knows it
 	}
 	for _, t := range img.Timers {
-		// struct sigevent (64 bytes), then the timer id to ask for.
-		buf := make([]byte, 64+4)
-		le.PutUint64(buf, t.Value)
-		le.PutUint32(buf[8:], uint32(t.Signo))
-		le.PutUint32(buf[12:], uint32(t.Notify))
-		if t.Notify&procfs.SigevThreadID != 0 {
+		// struct sigevent, then the timer id to ask for.
+		ev := linux.Sigevent{Value: t.Value, Signo: int32(t.Signo), Notify: int32(t.Notify)}
+		if t.Notify&linux.SIGEV_THREAD_ID != 0 {
 			i := slices.IndexFunc(img.Threads, func(th format.Thread) bool { return th.TID == t.Target })
 			if i < 0 {
 				return fmt.Errorf("POSIX timer %d signals thread %d, which the image lacks", t.ID, t.Target)
 			}
-			le.PutUint32(buf[16:], uint32(b.tids[i]))
+			ev.ThreadID = int32(b.tids[i])
 		}
-		le.PutUint32(buf[64:], uint32(t.ID))
-		if err := b.write(offArgs, buf); err != nil {
+		if err := b.write(offArgs, le.AppendUint32(ev.Encode(), uint32(t.ID))); err != nil {
 			return err
 		}
 		name := fmt.Sprintf("timer_create(%d)", t.ID)
-		if _, err := r.Syscall(name, sysTimerCreate, uint64(t.Clock), b.scratch+offArgs, b.scratch+offArgs+64); err != nil {
+		if _, err := r.Syscall(name, unix.SYS_TIMER_CREATE, uint64(t.Clock), b.scratch+offArgs, b.scratch+offArgs+linux.SizeofSigevent); err != nil {
 			return err
 		}
 		got := make([]byte, 4)
-		if err := ptrace.ReadMem(b.pid, b.scratch+offArgs+64, got); err != nil {
+		if err := ptrace.ReadMem(b.pid, b.scratch+offArgs+linux.SizeofSigevent, got); err != nil {
 			return err
 		}
 		if id := int(int32(le.Uint32(got))); id != t.ID {
@@ -687,14 +664,14 @@ func (b *builder) posixTimers() error {
 		if t.ValueNsec == 0 {
 			continue // disarmed
 		}
-		if err := b.write(offArgs, timerValue(t.IntervalNsec, t.ValueNsec, 1e9)); err != nil {
+		if err := b.write(offArgs, linux.MakeItimer(t.IntervalNsec, t.ValueNsec, 1e9).Encode()); err != nil {
 			return err
 		}
-		if _, err := r.Syscall(fmt.Sprintf("timer_settime(%d)", t.ID), sysTimerSettime, uint64(t.ID), 0, b.scratch+offArgs, 0); err != nil {
+		if _, err := r.Syscall(fmt.Sprintf("timer_settime(%d)", t.ID), unix.SYS_TIMER_SETTIME, uint64(t.ID), 0, b.scratch+offArgs, 0); err != nil {
 			return err
 		}
 	}
-	_, err := r.Syscall("prctl(PR_TIMER_CREATE_RESTORE_IDS, off)", sysPrctl, unix.PR_TIMER_CREATE_RESTORE_IDS, unix.PR_TIMER_CREATE_RESTORE_IDS_OFF, 0, 0, 0)
+	_, err := r.Syscall("prctl(PR_TIMER_CREATE_RESTORE_IDS, off)", unix.SYS_PRCTL, unix.PR_TIMER_CREATE_RESTORE_IDS, unix.PR_TIMER_CREATE_RESTORE_IDS_OFF, 0, 0, 0)
 	return err
 }
 
@@ -706,19 +683,6 @@ func untilSleeping(pid int, timeout time.Duration) {
 			return
 		}
 	}
-}
-
-// timerValue encodes an interval and a value given in 1/perSec seconds as
-// struct itimerval (perSec 1e6: timevals) or struct itimerspec (1e9:
-// timespecs): each as seconds, then the rest.
-func timerValue(interval, value, perSec int64) []byte {
-	le := binary.LittleEndian
-	b := make([]byte, 32)
-	le.PutUint64(b, uint64(interval/perSec))
-	le.PutUint64(b[8:], uint64(interval%perSec))
-	le.PutUint64(b[16:], uint64(value/perSec))
-	le.PutUint64(b[24:], uint64(value%perSec))
-	return b
 }
 
 // ownGroup makes the process lead a process group of its own id, the

@@ -23,25 +23,18 @@ package restore
 // fails (the threads' filter trees differ).
 
 import (
-	"encoding/binary"
 	"fmt"
 	"slices"
 
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/linux"
 	"procs/pkg/ptrace"
 )
 
 const (
-	sysSeccomp           = 317
-	seccompSetModeStrict = 0
-	seccompSetModeFilter = 1
-	seccompFlagTsync     = 1
-	seccompFlagLog       = 2
-	seccompStrict        = 1
-	seccompFilter        = 2
-	bpfMaxInsns          = 4096
+	bpfMaxInsns = 4096
 	// maxInsnsPerPath is the kernel's cap on the instructions of all a
 	// thread's filters, each counting 4 more.
 	maxInsnsPerPath = 32768
@@ -58,8 +51,8 @@ func validateSeccomp(img *format.Process) error {
 		}
 		any = true
 		switch {
-		case s.Mode == seccompStrict && len(s.Filters) == 0:
-		case s.Mode == seccompFilter && len(s.Filters) > 0:
+		case s.Mode == unix.SECCOMP_MODE_STRICT && len(s.Filters) == 0:
+		case s.Mode == unix.SECCOMP_MODE_FILTER && len(s.Filters) > 0:
 		default:
 			return fmt.Errorf("image thread %d has seccomp mode %d with %d filters", i, s.Mode, len(s.Filters))
 		}
@@ -69,7 +62,7 @@ func validateSeccomp(img *format.Process) error {
 			if len(f.Prog)%8 != 0 || n < 1 || n > bpfMaxInsns {
 				return fmt.Errorf("image thread %d: seccomp filter %d is %d bytes: not 1 to %d instructions of 8", i, j, len(f.Prog), bpfMaxInsns)
 			}
-			if f.Flags&^seccompFlagLog != 0 {
+			if f.Flags&^unix.SECCOMP_FILTER_FLAG_LOG != 0 {
 				return fmt.Errorf("image thread %d: seccomp filter %d has flags %#x this procs-load does not know", i, j, f.Flags)
 			}
 			total += n + 4
@@ -97,7 +90,7 @@ func (b *builder) seccomp() error {
 		}
 	}
 	if sharedFilters(img.Threads) {
-		return b.installSeccomp(b.main, img.Threads[0].Seccomp, seccompFlagTsync)
+		return b.installSeccomp(b.main, img.Threads[0].Seccomp, unix.SECCOMP_FILTER_FLAG_TSYNC)
 	}
 	for i, t := range img.Threads {
 		if t.Seccomp == nil {
@@ -117,7 +110,7 @@ func (b *builder) seccomp() error {
 // sharedFilters tells whether there are several threads, all with the
 // same filters.
 func sharedFilters(ts []format.Thread) bool {
-	if len(ts) < 2 || ts[0].Seccomp == nil || ts[0].Seccomp.Mode != seccompFilter {
+	if len(ts) < 2 || ts[0].Seccomp == nil || ts[0].Seccomp.Mode != unix.SECCOMP_MODE_FILTER {
 		return false
 	}
 	for _, t := range ts[1:] {
@@ -133,21 +126,18 @@ func sharedFilters(ts []format.Thread) bool {
 // installSeccomp makes r's thread enter s's mode, installing its
 // filters, the first installed first, each with its flags and extra.
 func (b *builder) installSeccomp(r *ptrace.Remote, s *format.Seccomp, extra uint64) error {
-	if s.Mode == seccompStrict {
-		_, err := r.Syscall("seccomp(SECCOMP_SET_MODE_STRICT)", sysSeccomp, seccompSetModeStrict, 0, 0)
+	if s.Mode == unix.SECCOMP_MODE_STRICT {
+		_, err := r.Syscall("seccomp(SECCOMP_SET_MODE_STRICT)", unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_STRICT, 0, 0)
 		return err
 	}
 	for j, f := range s.Filters {
-		// struct sock_fprog: u16 len, padding, then the program's
-		// address; the program after it.
-		buf := make([]byte, 16+len(f.Prog))
-		binary.LittleEndian.PutUint16(buf, uint16(len(f.Prog)/8))
-		binary.LittleEndian.PutUint64(buf[8:], b.scratch+offBig+16)
-		copy(buf[16:], f.Prog)
+		// struct sock_fprog, then the program.
+		prog := linux.SockFprog{Len: uint16(len(f.Prog) / linux.SizeofSockFilter), Filter: b.scratch + offBig + linux.SizeofSockFprog}
+		buf := append(prog.Encode(), f.Prog...)
 		if err := b.write(offBig, buf); err != nil {
 			return err
 		}
-		ret, err := r.Syscall(fmt.Sprintf("seccomp filter %d", j), sysSeccomp, seccompSetModeFilter, f.Flags|extra, b.scratch+offBig)
+		ret, err := r.Syscall(fmt.Sprintf("seccomp filter %d", j), unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, f.Flags|extra, b.scratch+offBig)
 		if err != nil {
 			return err
 		}

@@ -10,7 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
-	"procs/pkg/procfs"
+	"procs/pkg/linux"
 	"procs/pkg/safetext"
 )
 
@@ -165,8 +165,8 @@ func validateThreads(img *format.Process) error {
 			return fmt.Errorf("image thread %d has id %d, out of range or twice", i, t.TID)
 		}
 		seen[t.TID] = true
-		if len(t.Regs) != 27 {
-			return fmt.Errorf("image thread %d has %d register words, want 27", t.TID, len(t.Regs))
+		if len(t.Regs) != linux.NumUserRegs {
+			return fmt.Errorf("image thread %d has %d register words, want %d", t.TID, len(t.Regs), linux.NumUserRegs)
 		}
 		if why := badRegs(t.Regs); why != "" {
 			return fmt.Errorf("image thread %d has %s", t.TID, why)
@@ -190,28 +190,19 @@ func validateThreads(img *format.Process) error {
 	return nil
 }
 
-// Indexes of registers in struct user_regs_struct.
-const (
-	regCS     = 17
-	regSS     = 20
-	regFSBase = 21
-	regGSBase = 22
-	regDS     = 23 // then es, fs, gs
-)
-
 // badRegs says what in regs no user thread of x86-64 can have, or "".
 func badRegs(regs []uint64) string {
 	switch {
-	case regs[regCS] != 0x33:
-		return fmt.Sprintf("code segment %#x, not a 64-bit process's", regs[regCS])
-	case regs[regSS] != 0x2b:
-		return fmt.Sprintf("stack segment %#x, not a 64-bit process's", regs[regSS])
-	case regs[regFSBase] >= userTop || regs[regGSBase] >= userTop:
-		return fmt.Sprintf("fs base %#x or gs base %#x outside user space", regs[regFSBase], regs[regGSBase])
+	case regs[linux.CS] != 0x33:
+		return fmt.Sprintf("code segment %#x, not a 64-bit process's", regs[linux.CS])
+	case regs[linux.SS] != 0x2b:
+		return fmt.Sprintf("stack segment %#x, not a 64-bit process's", regs[linux.SS])
+	case regs[linux.FS_BASE] >= userTop || regs[linux.GS_BASE] >= userTop:
+		return fmt.Sprintf("fs base %#x or gs base %#x outside user space", regs[linux.FS_BASE], regs[linux.GS_BASE])
 	}
-	for i, sel := range regs[regDS : regDS+4] {
+	for i, sel := range regs[linux.DS : linux.GS+1] {
 		if sel > 0xffff || sel != 0 && sel&3 != 3 {
-			return fmt.Sprintf("segment register %d holding %#x", regDS+i, sel)
+			return fmt.Sprintf("segment register %d holding %#x", linux.DS+i, sel)
 		}
 	}
 	return ""
@@ -452,13 +443,13 @@ func validateTimers(img *format.Process) error {
 		if !slices.Contains(timerClocks, t.Clock) {
 			return fmt.Errorf("image POSIX timer %d runs on clock %d", t.ID, t.Clock)
 		}
-		if n := t.Notify &^ procfs.SigevThreadID; n != 0 && n != 1 || t.Notify == procfs.SigevThreadID|1 {
+		if n := t.Notify &^ linux.SIGEV_THREAD_ID; n != 0 && n != 1 || t.Notify == linux.SIGEV_THREAD_ID|1 {
 			return fmt.Errorf("image POSIX timer %d has notification %d", t.ID, t.Notify)
 		}
 		if !inRange(t.Signo, 0, maxSignals) || t.IntervalNsec < 0 || t.ValueNsec < 0 {
 			return fmt.Errorf("image POSIX timer %d has signal %d, interval %d, value %d: out of range", t.ID, t.Signo, t.IntervalNsec, t.ValueNsec)
 		}
-		if t.Notify&procfs.SigevThreadID != 0 && !slices.ContainsFunc(img.Threads, func(th format.Thread) bool { return th.TID == t.Target }) {
+		if t.Notify&linux.SIGEV_THREAD_ID != 0 && !slices.ContainsFunc(img.Threads, func(th format.Thread) bool { return th.TID == t.Target }) {
 			return fmt.Errorf("image POSIX timer %d signals thread %d, which the image lacks", t.ID, t.Target)
 		}
 	}

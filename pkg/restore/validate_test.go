@@ -7,14 +7,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
-	"procs/pkg/procfs"
+	"procs/pkg/linux"
 )
 
 // validImage is the smallest image validate accepts, of the caller's
 // own credentials.
 func validImage() *format.Process {
-	regs := make([]uint64, 27)
-	regs[regCS], regs[regSS] = 0x33, 0x2b
+	regs := make([]uint64, linux.NumUserRegs)
+	regs[linux.CS], regs[linux.SS] = 0x33, 0x2b
 	r, e, s := unix.Getresuid()
 	gr, ge, gs := unix.Getresgid()
 	return &format.Process{
@@ -57,8 +57,8 @@ func TestValidateRanges(t *testing.T) {
 		{"thread-twice", func(p *format.Process) { p.Threads = append(p.Threads, p.Threads[0]) }, "twice"},
 		{"thread-comm", func(p *format.Process) { p.Threads[0].Comm = long }, `"yyyy`},
 		{"thread-regs", func(p *format.Process) { p.Threads[0].Regs = p.Threads[0].Regs[:3] }, "register words"},
-		{"thread-cs", func(p *format.Process) { p.Threads[0].Regs[regCS] = 0x10 }, "code segment"},
-		{"thread-fsbase", func(p *format.Process) { p.Threads[0].Regs[regFSBase] = 1 << 63 }, "fs base"},
+		{"thread-cs", func(p *format.Process) { p.Threads[0].Regs[linux.CS] = 0x10 }, "code segment"},
+		{"thread-fsbase", func(p *format.Process) { p.Threads[0].Regs[linux.FS_BASE] = 1 << 63 }, "fs base"},
 		{"thread-rseq", func(p *format.Process) { p.Threads[0].Rseq = format.Rseq{Addr: 0x500000, Size: 32} }, "rseq"},
 		{"thread-nice", func(p *format.Process) { p.Threads[0].Nice = 40 }, "nice 40"},
 		{"exe", func(p *format.Process) { p.Exe = 7 }, "no executable"},
@@ -78,7 +78,7 @@ func TestValidateRanges(t *testing.T) {
 		{"fd-pos", func(p *format.Process) { p.FDs[1].Pos = -1 }, "offset -1"},
 		{"epoll", func(p *format.Process) { p.Epolls = []format.Epoll{{FD: 3}} }, "no epoll fd"},
 		{"timer-thread", func(p *format.Process) {
-			p.Timers = []format.PosixTimer{{ID: 1, Clock: 1, Notify: procfs.SigevThreadID, Signo: 10, Target: 99}}
+			p.Timers = []format.PosixTimer{{ID: 1, Clock: 1, Notify: linux.SIGEV_THREAD_ID, Signo: 10, Target: 99}}
 		}, "thread 99"},
 		{"timer-clock", func(p *format.Process) { p.Timers = []format.PosixTimer{{ID: 1, Clock: 42}} }, "clock 42"},
 		{"timer-id", func(p *format.Process) { p.Timers = []format.PosixTimer{{ID: -1}} }, "timer -1"},

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"procs/format"
+	"procs/pkg/linux"
 )
 
 func TestThreadsOutOfVdso(t *testing.T) {
@@ -13,8 +14,8 @@ func TestThreadsOutOfVdso(t *testing.T) {
 		{Start: 0x1000, End: 0x5000, Name: "[vvar]"},
 	}}
 	thread := func(tid int, rip, origRax uint64) format.Thread {
-		regs := make([]uint64, 27)
-		regs[16], regs[15] = rip, origRax
+		regs := make([]uint64, linux.NumUserRegs)
+		regs[linux.RIP], regs[linux.ORIG_RAX] = rip, origRax
 		return format.Thread{TID: tid, Regs: regs}
 	}
 	const none = ^uint64(0) // orig_rax outside a system call

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"procs/format"
+	"procs/pkg/linux"
 	"procs/pkg/ptrace"
 )
 
@@ -452,8 +453,8 @@ func (rd *reading) summary() Process {
 	for _, t := range p.Threads {
 		th := Thread{TID: t.TID, Comm: t.Comm, Syscall: -1, Policy: policyName(t.Policy),
 			Priority: t.Priority, Nice: t.Nice, XCR0: xcr0(&t)}
-		if len(t.Regs) > 15 && int64(t.Regs[15]) >= 0 && t.Regs[15] < 1<<20 {
-			th.Syscall = int(t.Regs[15])
+		if len(t.Regs) > linux.ORIG_RAX && int64(t.Regs[linux.ORIG_RAX]) >= 0 && t.Regs[linux.ORIG_RAX] < 1<<20 {
+			th.Syscall = int(t.Regs[linux.ORIG_RAX])
 			th.SyscallName = syscallNames[th.Syscall]
 		}
 		out.Threads = append(out.Threads, th)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"procs/format"
+	"procs/pkg/linux"
 )
 
 // TestVectors reads every image of format/testdata: the good ones whole,
@@ -103,11 +104,11 @@ func TestSizes(t *testing.T) {
 			{Start: 0x600000, End: 0x700000, Prot: 3, Kind: format.MapAnon, File: -1},
 			{Start: 0xffffffffff600000, End: 0xffffffffff601000, Prot: 4, Kind: format.MapVsyscall, File: -1},
 		},
-		Threads: []format.Thread{{TID: 42, Regs: make([]uint64, 27)}, {TID: 43, Regs: make([]uint64, 27)}},
+		Threads: []format.Thread{{TID: 42, Regs: make([]uint64, linux.NumUserRegs)}, {TID: 43, Regs: make([]uint64, linux.NumUserRegs)}},
 		MM:      format.MM{ArgStart: stack + 100, ArgEnd: stack + 100 + uint64(len(args))},
 	}
-	p.Threads[0].Regs[15] = 230 // in clock_nanosleep
-	p.Threads[1].Regs[15] = ^uint64(0)
+	p.Threads[0].Regs[linux.ORIG_RAX] = 230 // in clock_nanosleep
+	p.Threads[1].Regs[linux.ORIG_RAX] = ^uint64(0)
 	pages := map[uint64][]byte{
 		0x402000: page(1, 1),
 		// One record over two mappings' gap: 0x600000 is the next one.

@@ -139,6 +139,10 @@ func (c *collector) collect() error {
 // fileAt describes the file at path (a /proc link that stat follows) and
 // returns its index in p.Files, adding it once per (dev, ino).
 func (c *collector) fileAt(path, kind string) (int, error) {
+	k := files.Lookup(kind)
+	if k == nil {
+		return -1, fmt.Errorf("%s: no kind of file %q", path, kind)
+	}
 	var s unix.Stat_t
 	if err := unix.Stat(path, &s); err != nil {
 		return -1, &os.PathError{Op: "stat", Path: path, Err: err}
@@ -146,7 +150,7 @@ func (c *collector) fileAt(path, kind string) (int, error) {
 	// Files are shared by (dev, ino), but for anonymous inodes, which all
 	// share one inode, each fd is an object of its own.
 	key := [2]uint64{s.Dev, s.Ino}
-	shareable := files.TraitsOf(kind).Shared
+	shareable := k.Traits().Shared
 	if i, ok := c.files[key]; ok && shareable {
 		return i, nil
 	}
@@ -157,9 +161,8 @@ func (c *collector) fileAt(path, kind string) (int, error) {
 	f := format.File{Kind: kind, Dev: s.Dev, Ino: s.Ino, Rdev: s.Rdev, Mode: s.Mode,
 		Size: s.Size, Mtime: s.Mtim.Nano()}
 	f.Path, f.Deleted = strings.CutSuffix(target, " (deleted)")
-	if kind == format.FileMemfd {
-		f.Deleted = false
-		f.Seals, f.UID, f.GID = seals(path), int(s.Uid), int(s.Gid)
+	if d, ok := k.(files.Describer); ok {
+		d.Describe(&f, path, &s)
 	}
 	var sfs unix.Statfs_t
 	if err := unix.Statfs(path, &sfs); err == nil && pseudoFS[int64(sfs.Type)] {
@@ -170,10 +173,8 @@ func (c *collector) fileAt(path, kind string) (int, error) {
 			}
 		}
 	}
-	if p, ok := procfs.KnownDevices[s.Rdev]; ok && kind == format.FileChar && !f.Deleted {
-		f.Path = p
-	}
-	if f.Deleted && (kind == format.FileRegular || kind == format.FileChar || kind == format.FileDir) {
+	tr := k.Traits()
+	if f.Deleted && tr.Remade {
 		// Made again as it was (a private device node, or an unlinked
 		// copy of the contents).
 		f.UID, f.GID, f.Atime = int(s.Uid), int(s.Gid), s.Atim.Nano()
@@ -183,7 +184,7 @@ func (c *collector) fileAt(path, kind string) (int, error) {
 	if shareable {
 		c.files[key] = i
 	}
-	if kind == format.FileMemfd || (kind == format.FileRegular && (f.Deleted || c.fileSave) && !f.Pseudo) {
+	if tr.Contents == files.ContentsAlways || (tr.Contents == files.ContentsSaved && (f.Deleted || c.fileSave) && !f.Pseudo) {
 		if err := c.carryFile(i, path); err != nil {
 			return -1, err
 		}
@@ -279,22 +280,6 @@ func dataExtents(fd int, size int64) ([][2]int64, error) {
 		off = h
 	}
 	return ext, nil
-}
-
-// seals reads the seals of the memfd at path (F_GET_SEALS), or nil when
-// it has none to read (shared anonymous memory).
-func seals(path string) *uint32 {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return nil
-	}
-	defer unix.Close(fd)
-	s, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0)
-	if err != nil {
-		return nil
-	}
-	v := uint32(s)
-	return &v
 }
 
 var pseudoFS = map[int64]bool{

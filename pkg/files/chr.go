@@ -20,9 +20,18 @@ func (chr) Match(fd *procfs.FD, _ Terminals) bool {
 }
 
 func (chr) Traits() Traits {
-	return Traits{Shared: true, ByPath: true, Stdio: true, OPath: procfs.FileChar, Mode: unix.S_IFCHR}
+	return Traits{Shared: true, ByPath: true, Stdio: true, OPath: procfs.FileChar, Mode: unix.S_IFCHR,
+		Remade: true, Mappable: true}
 }
 
 func (chr) Prepare(l Loader, i int, f *format.File, what string) error {
 	return l.OpenByPath(i, f, what)
+}
+
+// Describe names a device that is the same everywhere by its own path
+// (/dev/null, whatever link led to it).
+func (chr) Describe(f *format.File, _ string, st *unix.Stat_t) {
+	if p, ok := procfs.KnownDevices[st.Rdev]; ok && !f.Deleted {
+		f.Path = p
+	}
 }

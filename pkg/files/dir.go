@@ -17,7 +17,7 @@ func (dir) Match(fd *procfs.FD, _ Terminals) bool { return fd.Kind == procfs.Fil
 
 func (dir) Traits() Traits {
 	return Traits{Shared: true, ByPath: true, Stdio: true, Unwatchable: true,
-		OPath: procfs.FileDir, DeletedOPath: true, Mode: unix.S_IFDIR}
+		OPath: procfs.FileDir, DeletedOPath: true, Mode: unix.S_IFDIR, Remade: true}
 }
 
 func (dir) Prepare(l Loader, i int, f *format.File, what string) error {

@@ -51,6 +51,35 @@ type Traits struct {
 	DeletedOPath bool
 	// Mode is the file type (S_IFMT bits) such a file has at its path.
 	Mode uint32
+	// Remade: a deleted one is made again at restore (a private copy,
+	// a device node, a folder), so the dump records its owner and
+	// times, and the folder it lay in is made again if gone.
+	Remade bool
+	// Contents says when the file's contents travel in the image.
+	Contents Contents
+	// Exe: may be the process's executable; Mappable: may back a
+	// file mapping.
+	Exe, Mappable bool
+}
+
+// Contents says when a file's contents travel (FILEDATA records).
+type Contents int
+
+const (
+	// ContentsNever: the file is found again where it was.
+	ContentsNever Contents = iota
+	// ContentsSaved: when the file was deleted, or with procs-dump -f;
+	// never for a file of a pseudo file system.
+	ContentsSaved
+	// ContentsAlways: nothing else holds them (a memfd).
+	ContentsAlways
+)
+
+// Describer is a kind that records more of a file than every file has
+// (path, identity, mode, size, times) once the dump engine has that: st
+// is stat(2) of path, a /proc link to the file.
+type Describer interface {
+	Describe(f *format.File, path string, st *unix.Stat_t)
 }
 
 // MaxFD bounds fd numbers in an image (NR_OPEN).

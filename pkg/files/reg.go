@@ -17,7 +17,8 @@ func (reg) Match(fd *procfs.FD, _ Terminals) bool { return fd.Kind == procfs.Fil
 
 func (reg) Traits() Traits {
 	return Traits{Shared: true, ByPath: true, Stdio: true, Seek: true, Unwatchable: true,
-		OPath: procfs.FileRegular, DeletedOPath: true, Mode: unix.S_IFREG}
+		OPath: procfs.FileRegular, DeletedOPath: true, Mode: unix.S_IFREG,
+		Remade: true, Contents: ContentsSaved, Exe: true, Mappable: true}
 }
 
 func (reg) Prepare(l Loader, i int, f *format.File, what string) error {

@@ -110,11 +110,11 @@ func (b *builder) makeDeletedDirs() error {
 		want = append(want, b.img.Cwd)
 	}
 	for _, f := range b.img.Files {
-		switch {
-		case !f.Deleted:
-		case f.Kind == format.FileDir:
+		switch tr := files.TraitsOf(f.Kind); {
+		case !f.Deleted || !tr.Remade:
+		case tr.Mode == unix.S_IFDIR:
 			want = append(want, f.Path)
-		case f.Kind == format.FileRegular || f.Kind == format.FileChar:
+		default:
 			want = append(want, filepath.Dir(f.Path))
 		}
 	}
@@ -157,7 +157,7 @@ func (b *builder) mkdirs(d string) error {
 // deletedDir is the image's deleted folder of path d, or nil.
 func (b *builder) deletedDir(d string) *format.File {
 	for i, f := range b.img.Files {
-		if f.Kind == format.FileDir && f.Deleted && filepath.Clean(f.Path) == d {
+		if f.Deleted && files.TraitsOf(f.Kind).Mode == unix.S_IFDIR && filepath.Clean(f.Path) == d {
 			return &b.img.Files[i]
 		}
 	}
@@ -385,15 +385,14 @@ func (b *builder) prepareFile(i int, f *format.File, what string) error {
 	if f.Carried && f.Deleted {
 		return b.privateCopy(i, f)
 	}
-	if f.Kind == format.FileDir {
+	mode := files.TraitsOf(f.Kind).Mode
+	flags := unix.O_PATH | unix.O_CLOEXEC
+	switch mode {
+	case unix.S_IFDIR:
 		// A folder made again (makeDeletedDirs), or there as it was.
 		f.Deleted = false
-	}
-	flags := unix.O_PATH | unix.O_CLOEXEC
-	switch f.Kind {
-	case format.FileDir:
 		flags |= unix.O_DIRECTORY
-	case format.FileSymlink:
+	case unix.S_IFLNK:
 		flags |= unix.O_NOFOLLOW // the link itself
 	}
 	// No magic link (/dev/fd/N, /proc/self/fd/N): they lead to
@@ -402,7 +401,7 @@ func (b *builder) prepareFile(i int, f *format.File, what string) error {
 	if err == unix.ENOENT && f.Carried {
 		return b.createAtPath(i, f, what)
 	}
-	if err == unix.ENOENT && f.Deleted && f.Kind == format.FileChar {
+	if err == unix.ENOENT && f.Deleted && mode == unix.S_IFCHR {
 		return b.deviceNode(i, f, what)
 	}
 	if err != nil {
@@ -436,11 +435,11 @@ func (b *builder) prepareFile(i int, f *format.File, what string) error {
 	}
 	changed := ""
 	switch {
-	case f.Kind == format.FileChar || f.Kind == format.FileBlock:
-		if (f.Rdev != 0 || f.Kind == format.FileBlock) && st.Rdev != f.Rdev {
+	case mode == unix.S_IFCHR || mode == unix.S_IFBLK:
+		if (f.Rdev != 0 || mode == unix.S_IFBLK) && st.Rdev != f.Rdev {
 			changed = fmt.Sprintf("it is device %d:%d, was %d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev), unix.Major(f.Rdev), unix.Minor(f.Rdev))
 		}
-	case f.Pseudo || f.Kind == format.FileDir || f.Kind == format.FileFIFO || f.Kind == format.FileSocket:
+	case f.Pseudo || mode == unix.S_IFDIR || mode == unix.S_IFIFO || mode == unix.S_IFSOCK:
 	case st.Size != f.Size:
 		changed = fmt.Sprintf("its size is %d, was %d", st.Size, f.Size)
 	case st.Mtim.Nano() != f.Mtime:
@@ -727,7 +726,7 @@ func (b *builder) finishFiles() error {
 				}
 			}
 		}
-		if f.Kind == format.FileRegular && f.Atime != 0 {
+		if tr := files.TraitsOf(f.Kind); tr.Remade && tr.Mode == unix.S_IFREG && f.Atime != 0 {
 			var st unix.Stat_t
 			if unix.Fstat(int(lf.Fd()), &st) == nil && st.Mode&0o7777 != b.modes[i] {
 				unix.Fchmod(int(lf.Fd()), b.modes[i])

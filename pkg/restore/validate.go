@@ -249,7 +249,7 @@ func validateFiles(img *format.Process) error {
 		}
 		if f.Self != "" {
 			why := badSelf(f.Self, img.PID)
-			if !f.Pseudo || f.Kind != format.FileRegular && f.Kind != format.FileDir {
+			if tr := files.TraitsOf(f.Kind); !f.Pseudo || !tr.ByPath || tr.Mode != unix.S_IFREG && tr.Mode != unix.S_IFDIR {
 				why = "is no file of proc"
 			}
 			if why != "" {
@@ -268,7 +268,7 @@ func validateFiles(img *format.Process) error {
 			return fmt.Errorf("image file %d (%s) has size %d, out of range", i, safetext.Quote(f.Path), f.Size)
 		}
 	}
-	if f := img.Files[img.Exe]; f.Kind != format.FileRegular && f.Kind != format.FileMemfd {
+	if f := img.Files[img.Exe]; !files.TraitsOf(f.Kind).Exe {
 		return fmt.Errorf("image executable %s is of kind %s", safetext.Quote(f.Path), safetext.Quote(f.Kind))
 	}
 	return nil
@@ -354,7 +354,7 @@ func validateMaps(img *format.Process) error {
 			return fmt.Errorf("%s is shared and writable, of a file that was open read-only", at)
 		}
 		if m.File >= 0 {
-			if k := img.Files[m.File].Kind; k != format.FileRegular && k != format.FileMemfd && k != format.FileChar || img.Files[m.File].Self != "" {
+			if k := img.Files[m.File].Kind; !files.TraitsOf(k).Mappable || img.Files[m.File].Self != "" {
 				return fmt.Errorf("%s maps a file of kind %s", at, safetext.Quote(k))
 			}
 			if m.Offset%format.PageSize != 0 || m.Offset > maxSize {

@@ -169,7 +169,8 @@ type Mapping struct {
 	Access string `json:"file_access,omitempty"`
 }
 
-// File kinds.
+// File kinds: the names pkg/files gives its kinds (one Go file each there
+// says how it is dumped and restored).
 const (
 	FileRegular = "reg"
 	FileDir     = "dir"
@@ -192,11 +193,6 @@ const (
 	FileSocket  = "sock"
 	FileBlock   = "blk"
 )
-
-// PathOnly tells whether files of kind k are only ever open O_PATH.
-func PathOnly(k string) bool {
-	return k == FileSymlink || k == FileFIFO || k == FileSocket || k == FileBlock
-}
 
 // Access modes of the open file behind a shared mapping (Mapping.Access),
 // as /proc/PID/map_files shows them: "r" read-only, "rw" read-write (a

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/files"
 	"procs/pkg/linux"
 	"procs/pkg/procfs"
 )
@@ -33,13 +34,10 @@ type refusal struct{ msg string }
 func (r *refusal) Error() string        { return r.msg }
 func (r *refusal) Is(target error) bool { return target == ErrUnsupported }
 
-// Character devices that are the same everywhere and reopened by path.
-var knownDevices = procfs.KnownDevices
-
 // terminals are the devices that are a process's own terminal: its
 // controlling terminal and any terminal on fds 0, 1 and 2. Wherever the
 // process is restored, they are the restorer's terminal.
-type terminals map[uint64]bool
+type terminals = files.Terminals
 
 // terminalsOf finds the terminals of a process whose controlling
 // terminal is ctty (tty_nr of /proc/PID/stat, 0 for none) and whose fds
@@ -50,83 +48,11 @@ func terminalsOf(ctty int, fds []procfs.FD) terminals {
 		ts[uint64(ctty)] = true
 	}
 	for i := range fds {
-		if fd := &fds[i]; fd.Num <= 2 && fd.Kind == procfs.FileChar && isTerminal(fd.Rdev) {
+		if fd := &fds[i]; fd.Num <= 2 && fd.Kind == procfs.FileChar && files.IsTerminal(fd.Rdev) {
 			ts[fd.Rdev] = true
 		}
 	}
 	return ts
-}
-
-// isTerminal says whether a character device is a terminal by its major
-// number: virtual consoles and serial ports (4), pseudo-terminals
-// (136-143), USB and other serial lines (188, 204).
-func isTerminal(rdev uint64) bool {
-	switch m := unix.Major(rdev); {
-	case m == 4, m >= 136 && m <= 143, m == 188, m == 204:
-		return true
-	}
-	return false
-}
-
-// fdKind says how an fd is carried, or why it cannot be.
-func fdKind(fd *procfs.FD, ts terminals) (kind string, why string) {
-	t := fd.Target
-	if fd.Flags&unix.O_PATH != 0 && fd.Path != "" {
-		return pathKind(fd)
-	}
-	switch {
-	case fd.Kind == procfs.Memfd:
-		return format.FileMemfd, ""
-	case fd.Kind == procfs.FileRegular:
-		return format.FileRegular, ""
-	case fd.Kind == procfs.FileDir:
-		return format.FileDir, ""
-	case fd.Kind == procfs.FileChar:
-		if _, ok := knownDevices[fd.Rdev]; ok {
-			return format.FileChar, ""
-		}
-		if ts[fd.Rdev] {
-			return format.FileTTY, ""
-		}
-		if isTerminal(fd.Rdev) {
-			return "", "a terminal other than its own (" + t + ")"
-		}
-		return "", "a character device (" + t + ")"
-	case t == "anon_inode:[eventfd]":
-		return format.FileEventfd, ""
-	case t == "anon_inode:[eventpoll]":
-		return format.FileEpoll, ""
-	case strings.HasPrefix(t, "socket:"):
-		return "", "a socket"
-	case strings.HasPrefix(t, "pipe:"):
-		return "", "a pipe"
-	case fd.Kind == procfs.FileFIFO:
-		return "", "a named pipe (" + t + ")"
-	case strings.HasPrefix(t, "anon_inode:"):
-		return "", "an " + strings.TrimPrefix(t, "anon_inode:")
-	}
-	return "", t
-}
-
-// pathKind says how an O_PATH fd is carried: as the file at its path,
-// whatever its kind (the fd reads and writes nothing), but a deleted
-// file that is not a regular one (its contents travel), which nothing
-// can open again.
-func pathKind(fd *procfs.FD) (kind string, why string) {
-	kinds := map[procfs.FDKind]string{
-		procfs.FileRegular: format.FileRegular, procfs.Memfd: format.FileMemfd,
-		procfs.FileDir: format.FileDir, procfs.FileChar: format.FileChar,
-		procfs.FileLink: format.FileSymlink, procfs.FileFIFO: format.FileFIFO,
-		procfs.FileSock: format.FileSocket, procfs.FileBlock: format.FileBlock,
-	}
-	kind, ok := kinds[fd.Kind]
-	switch {
-	case !ok:
-		return "", "an O_PATH fd of " + fd.Target
-	case fd.Deleted && kind != format.FileRegular && kind != format.FileMemfd && kind != format.FileDir:
-		return "", "an O_PATH fd of a deleted file (" + fd.Target + ")"
-	}
-	return kind, ""
 }
 
 // checkFDs returns the problems of a process's fds.
@@ -137,7 +63,7 @@ func checkFDs(fds []procfs.FD, ts terminals) problems {
 		if fd.Num <= 2 {
 			continue // replaced by the loader's own standard streams
 		}
-		if _, why := fdKind(fd, ts); why != "" {
+		if _, why := files.Classify(fd, ts); why != "" {
 			p.add("fd %d is %s", fd.Num, why)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/files"
 	"procs/pkg/linux"
 	"procs/pkg/procfs"
 	"procs/pkg/ptrace"
@@ -138,6 +139,10 @@ func (c *collector) collect() error {
 // fileAt describes the file at path (a /proc link that stat follows) and
 // returns its index in p.Files, adding it once per (dev, ino).
 func (c *collector) fileAt(path, kind string) (int, error) {
+	k := files.Lookup(kind)
+	if k == nil {
+		return -1, fmt.Errorf("%s: no kind of file %q", path, kind)
+	}
 	var s unix.Stat_t
 	if err := unix.Stat(path, &s); err != nil {
 		return -1, &os.PathError{Op: "stat", Path: path, Err: err}
@@ -145,7 +150,7 @@ func (c *collector) fileAt(path, kind string) (int, error) {
 	// Files are shared by (dev, ino), but for anonymous inodes, which all
 	// share one inode, each fd is an object of its own.
 	key := [2]uint64{s.Dev, s.Ino}
-	shareable := shareableKind(kind)
+	shareable := k.Traits().Shared
 	if i, ok := c.files[key]; ok && shareable {
 		return i, nil
 	}
@@ -156,9 +161,8 @@ func (c *collector) fileAt(path, kind string) (int, error) {
 	f := format.File{Kind: kind, Dev: s.Dev, Ino: s.Ino, Rdev: s.Rdev, Mode: s.Mode,
 		Size: s.Size, Mtime: s.Mtim.Nano()}
 	f.Path, f.Deleted = strings.CutSuffix(target, " (deleted)")
-	if kind == format.FileMemfd {
-		f.Deleted = false
-		f.Seals, f.UID, f.GID = seals(path), int(s.Uid), int(s.Gid)
+	if d, ok := k.(files.Describer); ok {
+		d.Describe(&f, path, &s)
 	}
 	var sfs unix.Statfs_t
 	if err := unix.Statfs(path, &sfs); err == nil && pseudoFS[int64(sfs.Type)] {
@@ -169,10 +173,8 @@ func (c *collector) fileAt(path, kind string) (int, error) {
 			}
 		}
 	}
-	if p, ok := knownDevices[s.Rdev]; ok && kind == format.FileChar && !f.Deleted {
-		f.Path = p
-	}
-	if f.Deleted && (kind == format.FileRegular || kind == format.FileChar || kind == format.FileDir) {
+	tr := k.Traits()
+	if f.Deleted && tr.Remade {
 		// Made again as it was (a private device node, or an unlinked
 		// copy of the contents).
 		f.UID, f.GID, f.Atime = int(s.Uid), int(s.Gid), s.Atim.Nano()
@@ -182,7 +184,7 @@ func (c *collector) fileAt(path, kind string) (int, error) {
 	if shareable {
 		c.files[key] = i
 	}
-	if kind == format.FileMemfd || (kind == format.FileRegular && (f.Deleted || c.fileSave) && !f.Pseudo) {
+	if tr.Contents == files.ContentsAlways || (tr.Contents == files.ContentsSaved && (f.Deleted || c.fileSave) && !f.Pseudo) {
 		if err := c.carryFile(i, path); err != nil {
 			return -1, err
 		}
@@ -278,22 +280,6 @@ func dataExtents(fd int, size int64) ([][2]int64, error) {
 		off = h
 	}
 	return ext, nil
-}
-
-// seals reads the seals of the memfd at path (F_GET_SEALS), or nil when
-// it has none to read (shared anonymous memory).
-func seals(path string) *uint32 {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return nil
-	}
-	defer unix.Close(fd)
-	s, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0)
-	if err != nil {
-		return nil
-	}
-	v := uint32(s)
-	return &v
 }
 
 var pseudoFS = map[int64]bool{
@@ -442,7 +428,7 @@ func (c *collector) collectFDs(fds []procfs.FD) error {
 			c.p.Terminal = terminalOf(c.pid, fd.Num)
 		}
 		if fd.Num > 2 || reopenable(fd, c.ttys) {
-			kind, _ := fdKind(fd, c.ttys)
+			kind, _ := files.Classify(fd, c.ttys)
 			path := fmt.Sprintf("/proc/%d/fd/%d", c.pid, fd.Num)
 			idx, err := c.fileAt(path, kind)
 			if err != nil {
@@ -452,7 +438,7 @@ func (c *collector) collectFDs(fds []procfs.FD) error {
 			for _, prev := range c.p.FDs {
 				// Candidates: fds of the same file, or of the same kind
 				// of anonymous inode (each has a File of its own).
-				same := prev.File == idx || (prev.File >= 0 && !shareableKind(kind) &&
+				same := prev.File == idx || (prev.File >= 0 && !files.TraitsOf(kind).Shared &&
 					byNum[prev.Num].Target == fd.Target)
 				// fds 0-2 share only among themselves: each may become
 				// the restorer's own stream instead (--stdio).
@@ -461,20 +447,10 @@ func (c *collector) collectFDs(fds []procfs.FD) error {
 					break
 				}
 			}
-			switch kind {
-			case format.FileEventfd:
-				n, err := strconv.ParseUint(strings.TrimSpace(fd.Info["eventfd-count"]), 16, 64)
-				if err != nil {
-					return fmt.Errorf("fd %d: eventfd count: %v", fd.Num, err)
-				}
-				c.p.Files[idx].Count = n
-				c.p.Files[idx].Semaphore = strings.TrimSpace(fd.Info["eventfd-semaphore"]) == "1"
-			case format.FileEpoll:
-				ep, err := parseEpoll(fd, byNum)
-				if err != nil {
+			if d, ok := files.Lookup(kind).(files.Dumper); ok {
+				if err := d.Dump(fdSource{c, byNum}, fd, idx); err != nil {
 					return err
 				}
-				c.p.Epolls = append(c.p.Epolls, ep)
 			}
 		}
 		c.p.FDs = append(c.p.FDs, out)
@@ -489,42 +465,21 @@ func (c *collector) collectFDs(fds []procfs.FD) error {
 // a socket or a deleted file is recorded as the stream alone: only the
 // restorer's own can stand in for it.
 func reopenable(fd *procfs.FD, ts terminals) bool {
-	kind, why := fdKind(fd, ts)
+	kind, why := files.Classify(fd, ts)
 	if why != "" || strings.HasSuffix(fd.Target, " (deleted)") {
 		return false
 	}
-	return kind == format.FileRegular || kind == format.FileDir || kind == format.FileChar
+	return files.TraitsOf(kind).Stdio
 }
 
-// parseEpoll reads an epoll's interest list from its fdinfo lines:
-// "tfd: %8d events: %8x data: %16llx  pos:%lli ino:%lx sdev:%x".
-func parseEpoll(fd *procfs.FD, byNum map[int]*procfs.FD) (format.Epoll, error) {
-	ep := format.Epoll{FD: fd.Num}
-	for _, line := range fd.Extra {
-		f := strings.Fields(line)
-		if len(f) < 6 || f[0] != "tfd:" {
-			continue
-		}
-		tfd, err1 := strconv.Atoi(f[1])
-		ev, err2 := strconv.ParseUint(f[3], 16, 32)
-		data, err3 := strconv.ParseUint(f[5], 16, 64)
-		if err1 != nil || err2 != nil || err3 != nil {
-			return ep, fmt.Errorf("fd %d: cannot parse epoll entry %q", fd.Num, line)
-		}
-		var ino uint64
-		for _, x := range f[6:] {
-			if v, ok := strings.CutPrefix(x, "ino:"); ok {
-				ino, _ = strconv.ParseUint(v, 16, 64)
-			}
-		}
-		t, ok := byNum[tfd]
-		if !ok || (ino != 0 && t.Ino != ino) {
-			return ep, &refusal{fmt.Sprintf("epoll fd %d watches a file that is no longer open as fd %d", fd.Num, tfd)}
-		}
-		ep.Targets = append(ep.Targets, format.EpollEntry{FD: tfd, Events: uint32(ev), Data: data})
-	}
-	return ep, nil
+// fdSource is what a kind's Dump sees of the collector.
+type fdSource struct {
+	c     *collector
+	byNum map[int]*procfs.FD
 }
+
+func (s fdSource) Image() *format.Process { return &s.c.p }
+func (s fdSource) FD(num int) *procfs.FD  { return s.byNum[num] }
 
 func (c *collector) collectThreads() error {
 	for _, tid := range c.f.tids {
@@ -787,10 +742,4 @@ func (c *collector) threadCalls(t *format.Thread) []call {
 func sameFile(pid, a, b int) bool {
 	r, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(pid), uintptr(pid), linux.KCMP_FILE, uintptr(a), uintptr(b), 0)
 	return e == 0 && r == 0
-}
-
-// shareableKind tells whether files of this kind are one object per inode
-// (anonymous inodes all share one inode).
-func shareableKind(kind string) bool {
-	return kind != format.FileEventfd && kind != format.FileEpoll
 }

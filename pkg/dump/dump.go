@@ -8,7 +8,6 @@ package dump
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/files"
 	"procs/pkg/pagebuf"
 	"procs/pkg/ptrace"
 )
@@ -53,7 +53,7 @@ type Stats struct {
 // ErrUnsupported wraps every refusal to dump a process because it holds
 // something procs cannot carry (a socket, a pipe, a child...). Such a
 // refusal happens before the process is touched.
-var ErrUnsupported = errors.New("unsupported")
+var ErrUnsupported = files.ErrUnsupported
 
 // Version is stamped into images as the writing tool's version.
 var Version = "dev"

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/files"
 	"procs/pkg/procfs"
 	"procs/pkg/safetext"
 )
@@ -56,26 +57,8 @@ func (b *builder) prepareFiles() error {
 		if use[i] == "" || f.Self != "" {
 			continue // a file of the process's own /proc: see procSelfFDs
 		}
-		switch f.Kind {
-		case format.FileRegular, format.FileDir, format.FileChar, format.FileSymlink, format.FileFIFO, format.FileSocket, format.FileBlock:
-			if err := b.op.do(func() error { return b.prepareFile(i, &f, use[i]) }); err != nil {
-				return err
-			}
-		case format.FileTTY:
-			t := b.opts.terminal(b.img)
-			if t == nil {
-				return fmt.Errorf("the process had its terminal (%s) open beyond its standard streams, and procs-load has no terminal to give it", safetext.Quote(f.Path))
-			}
-			fd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", t.Fd()), unix.O_PATH|unix.O_CLOEXEC, 0)
-			if err != nil {
-				return fmt.Errorf("reopening this terminal: %w", err)
-			}
-			// The caller's own terminal, which the process gets on fds
-			// 0-2 anyway: reopened with the caller's rights.
-			b.local[i], b.own[i] = os.NewFile(uintptr(fd), f.Path), true
-		case format.FileMemfd:
-			// Made as the process: its owner, and the mode it may give.
-			if err := b.op.do(func() error { return b.makeMemfd(i, &f) }); err != nil {
+		if p, ok := files.Lookup(f.Kind).(files.Preparer); ok {
+			if err := p.Prepare(loader{b}, i, &f, use[i]); err != nil {
 				return err
 			}
 		}
@@ -84,6 +67,33 @@ func (b *builder) prepareFiles() error {
 		return err
 	}
 	return b.op.do(b.deletedDirModes)
+}
+
+// loader is what the kinds' Prepare see of the builder (files.Loader).
+type loader struct{ b *builder }
+
+func (l loader) OpenByPath(i int, f *format.File, what string) error {
+	return l.b.op.do(func() error { return l.b.prepareFile(i, f, what) })
+}
+
+func (l loader) MakeMemfd(i int, f *format.File) error {
+	// Made as the process: its owner, and the mode it may give.
+	return l.b.op.do(func() error { return l.b.makeMemfd(i, f) })
+}
+
+func (l loader) Terminal(i int, f *format.File) error {
+	t := l.b.opts.terminal(l.b.img)
+	if t == nil {
+		return fmt.Errorf("the process had its terminal (%s) open beyond its standard streams, and procs-load has no terminal to give it", safetext.Quote(f.Path))
+	}
+	fd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", t.Fd()), unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("reopening this terminal: %w", err)
+	}
+	// The caller's own terminal, which the process gets on fds 0-2
+	// anyway: reopened with the caller's rights.
+	l.b.local[i], l.b.own[i] = os.NewFile(uintptr(fd), f.Path), true
+	return nil
 }
 
 // makeDeletedDirs makes again, as the process, the folders that were
@@ -100,11 +110,11 @@ func (b *builder) makeDeletedDirs() error {
 		want = append(want, b.img.Cwd)
 	}
 	for _, f := range b.img.Files {
-		switch {
-		case !f.Deleted:
-		case f.Kind == format.FileDir:
+		switch tr := files.TraitsOf(f.Kind); {
+		case !f.Deleted || !tr.Remade:
+		case tr.Mode == unix.S_IFDIR:
 			want = append(want, f.Path)
-		case f.Kind == format.FileRegular || f.Kind == format.FileChar:
+		default:
 			want = append(want, filepath.Dir(f.Path))
 		}
 	}
@@ -147,7 +157,7 @@ func (b *builder) mkdirs(d string) error {
 // deletedDir is the image's deleted folder of path d, or nil.
 func (b *builder) deletedDir(d string) *format.File {
 	for i, f := range b.img.Files {
-		if f.Kind == format.FileDir && f.Deleted && filepath.Clean(f.Path) == d {
+		if f.Deleted && files.TraitsOf(f.Kind).Mode == unix.S_IFDIR && filepath.Clean(f.Path) == d {
 			return &b.img.Files[i]
 		}
 	}
@@ -192,8 +202,7 @@ func (b *builder) openDescriptions() error {
 		if fd.File < 0 || fd.Dup > 0 || b.ownStream(fd) {
 			continue
 		}
-		switch b.img.Files[fd.File].Kind {
-		case format.FileEventfd, format.FileEpoll:
+		if _, made := files.Lookup(b.img.Files[fd.File].Kind).(files.Maker); made {
 			continue // made in the process
 		}
 		if b.img.Files[fd.File].Self != "" {
@@ -213,7 +222,7 @@ func (b *builder) openDescriptions() error {
 			return err
 		}
 		b.fdFiles[k] = lf
-		if k := b.img.Files[fd.File].Kind; fd.Pos != 0 && (k == format.FileRegular || k == format.FileMemfd) {
+		if fd.Pos != 0 && files.TraitsOf(b.img.Files[fd.File].Kind).Seek {
 			if _, err := unix.Seek(int(lf.Fd()), fd.Pos, 0); err != nil {
 				return fmt.Errorf("fd %d: offset %d: %w", fd.Num, fd.Pos, err)
 			}
@@ -376,15 +385,14 @@ func (b *builder) prepareFile(i int, f *format.File, what string) error {
 	if f.Carried && f.Deleted {
 		return b.privateCopy(i, f)
 	}
-	if f.Kind == format.FileDir {
+	mode := files.TraitsOf(f.Kind).Mode
+	flags := unix.O_PATH | unix.O_CLOEXEC
+	switch mode {
+	case unix.S_IFDIR:
 		// A folder made again (makeDeletedDirs), or there as it was.
 		f.Deleted = false
-	}
-	flags := unix.O_PATH | unix.O_CLOEXEC
-	switch f.Kind {
-	case format.FileDir:
 		flags |= unix.O_DIRECTORY
-	case format.FileSymlink:
+	case unix.S_IFLNK:
 		flags |= unix.O_NOFOLLOW // the link itself
 	}
 	// No magic link (/dev/fd/N, /proc/self/fd/N): they lead to
@@ -393,7 +401,7 @@ func (b *builder) prepareFile(i int, f *format.File, what string) error {
 	if err == unix.ENOENT && f.Carried {
 		return b.createAtPath(i, f, what)
 	}
-	if err == unix.ENOENT && f.Deleted && f.Kind == format.FileChar {
+	if err == unix.ENOENT && f.Deleted && mode == unix.S_IFCHR {
 		return b.deviceNode(i, f, what)
 	}
 	if err != nil {
@@ -427,11 +435,11 @@ func (b *builder) prepareFile(i int, f *format.File, what string) error {
 	}
 	changed := ""
 	switch {
-	case f.Kind == format.FileChar || f.Kind == format.FileBlock:
-		if (f.Rdev != 0 || f.Kind == format.FileBlock) && st.Rdev != f.Rdev {
+	case mode == unix.S_IFCHR || mode == unix.S_IFBLK:
+		if (f.Rdev != 0 || mode == unix.S_IFBLK) && st.Rdev != f.Rdev {
 			changed = fmt.Sprintf("it is device %d:%d, was %d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev), unix.Major(f.Rdev), unix.Minor(f.Rdev))
 		}
-	case f.Pseudo || f.Kind == format.FileDir || f.Kind == format.FileFIFO || f.Kind == format.FileSocket:
+	case f.Pseudo || mode == unix.S_IFDIR || mode == unix.S_IFIFO || mode == unix.S_IFSOCK:
 	case st.Size != f.Size:
 		changed = fmt.Sprintf("its size is %d, was %d", st.Size, f.Size)
 	case st.Mtim.Nano() != f.Mtime:
@@ -498,19 +506,8 @@ func fileKind(mode uint32) string {
 
 // kindOf is the kind of file that a File of kind k is at its path.
 func kindOf(k string) string {
-	switch k {
-	case format.FileDir:
-		return fileKind(unix.S_IFDIR)
-	case format.FileChar:
-		return fileKind(unix.S_IFCHR)
-	case format.FileSymlink:
-		return fileKind(unix.S_IFLNK)
-	case format.FileFIFO:
-		return fileKind(unix.S_IFIFO)
-	case format.FileSocket:
-		return fileKind(unix.S_IFSOCK)
-	case format.FileBlock:
-		return fileKind(unix.S_IFBLK)
+	if m := files.TraitsOf(k).Mode; m != 0 {
+		return fileKind(m)
 	}
 	return fileKind(unix.S_IFREG)
 }
@@ -615,11 +612,8 @@ func (b *builder) ownStream(fd format.FD) bool {
 	if fd.File < 0 || b.opts.Stdio == StdioInherit || b.img.Files[fd.File].Self != "" {
 		return true
 	}
-	switch f := b.img.Files[fd.File]; f.Kind {
-	case format.FileRegular, format.FileDir, format.FileChar:
-		return f.Deleted
-	}
-	return true
+	f := b.img.Files[fd.File]
+	return !files.TraitsOf(f.Kind).Stdio || f.Deleted
 }
 
 // logStreams says under -v where each standard stream goes.
@@ -732,7 +726,7 @@ func (b *builder) finishFiles() error {
 				}
 			}
 		}
-		if f.Kind == format.FileRegular && f.Atime != 0 {
+		if tr := files.TraitsOf(f.Kind); tr.Remade && tr.Mode == unix.S_IFREG && f.Atime != 0 {
 			var st unix.Stat_t
 			if unix.Fstat(int(lf.Fd()), &st) == nil && st.Mode&0o7777 != b.modes[i] {
 				unix.Fchmod(int(lf.Fd()), b.modes[i])

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/files"
 	"procs/pkg/linux"
 	"procs/pkg/procfs"
 	"procs/pkg/ptrace"
@@ -341,16 +342,9 @@ func (b *builder) makeFDs() error {
 			}
 			continue
 		}
-		switch f.Kind {
-		case format.FileEventfd:
-			flags := uint64(fd.Flags&unix.O_NONBLOCK | cloexec)
-			if f.Semaphore {
-				flags |= unix.EFD_SEMAPHORE
-			}
-			tmp, err = r.Syscall("eventfd2", unix.SYS_EVENTFD2, f.Count, flags)
-		case format.FileEpoll:
-			tmp, err = r.Syscall("epoll_create1", unix.SYS_EPOLL_CREATE1, uint64(cloexec))
-		default:
+		if m, ok := files.Lookup(f.Kind).(files.Maker); ok {
+			tmp, err = m.Make(target{b}, fd, &f, cloexec)
+		} else {
 			// Opened, and put at its offset, by prepareFiles; it comes
 			// close-on-exec.
 			tmp, err = b.takeFD(b.fdFiles[k])
@@ -368,18 +362,19 @@ func (b *builder) makeFDs() error {
 			r.Syscall("close", unix.SYS_CLOSE, tmp)
 		}
 	}
-	for _, ep := range b.img.Epolls {
-		for _, t := range ep.Targets {
-			ev := linux.EpollEvent{Events: t.Events, Data: t.Data}
-			if err := b.write(offArgs, ev.Encode()); err != nil {
-				return err
-			}
-			if _, err := r.Syscall("epoll_ctl", unix.SYS_EPOLL_CTL, uint64(ep.FD), unix.EPOLL_CTL_ADD, uint64(t.FD), b.scratch+offArgs); err != nil {
-				return fmt.Errorf("epoll fd %d watching fd %d: %w", ep.FD, t.FD, err)
-			}
-		}
-	}
-	return nil
+	// The second pass: links between the objects just made.
+	return files.Link(target{b}, b.img)
+}
+
+// target is what the kinds see of the process being built (files.Target).
+type target struct{ b *builder }
+
+func (t target) Syscall(name string, nr uintptr, args ...uint64) (uint64, error) {
+	return t.b.main.Syscall(name, nr, args...)
+}
+
+func (t target) Arg(p []byte) (uint64, error) {
+	return t.b.scratch + offArgs, t.b.write(offArgs, p)
 }
 
 // processState sets signal handlers, interval timers, umask, cwd and

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/files"
 	"procs/pkg/linux"
 	"procs/pkg/safetext"
 )
@@ -22,7 +23,7 @@ const (
 	maxThreads   = 1 << 16
 	maxMaps      = 1 << 20 // vm.max_map_count is 65530 by default
 	maxFiles     = 1 << 20
-	maxFD        = 1 << 20 // NR_OPEN
+	maxFD        = files.MaxFD
 	maxGroups    = 1 << 16 // NGROUPS_MAX
 	maxSignals   = 64
 	maxPending   = 1 << 16 // queued signals, of a process or a thread
@@ -219,10 +220,6 @@ func mapped(img *format.Process, addr, n uint64, prot int) bool {
 	return false
 }
 
-var fileKinds = []string{format.FileRegular, format.FileDir, format.FileChar, format.FileTTY,
-	format.FileMemfd, format.FileEventfd, format.FileEpoll,
-	format.FileSymlink, format.FileFIFO, format.FileSocket, format.FileBlock}
-
 func validateFiles(img *format.Process) error {
 	if len(img.Files) > maxFiles {
 		return fmt.Errorf("image holds %d files (at most %d)", len(img.Files), maxFiles)
@@ -231,7 +228,7 @@ func validateFiles(img *format.Process) error {
 		return fmt.Errorf("image names no executable")
 	}
 	for i, f := range img.Files {
-		if !slices.Contains(fileKinds, f.Kind) {
+		if files.Lookup(f.Kind) == nil {
 			// An open file of a kind this restorer cannot make again
 			// (from a later writer): opening its path would be wrong.
 			return fmt.Errorf("image file %d (%s) is of kind %s, which this procs-load cannot restore", i, safetext.Quote(f.Path), safetext.Quote(f.Kind))
@@ -239,8 +236,7 @@ func validateFiles(img *format.Process) error {
 		if len(f.Path) > maxPath || strings.IndexByte(f.Path, 0) >= 0 {
 			return fmt.Errorf("image file %d has path %s, longer than %d bytes or with a NUL", i, safetext.Quote(f.Path), maxPath)
 		}
-		switch f.Kind {
-		case format.FileRegular, format.FileDir, format.FileChar, format.FileSymlink, format.FileFIFO, format.FileSocket, format.FileBlock:
+		if files.TraitsOf(f.Kind).ByPath {
 			if why := badPath(f.Path); why != "" {
 				return fmt.Errorf("image file %d has path %s, which %s", i, safetext.Quote(f.Path), why)
 			}
@@ -253,7 +249,7 @@ func validateFiles(img *format.Process) error {
 		}
 		if f.Self != "" {
 			why := badSelf(f.Self, img.PID)
-			if !f.Pseudo || f.Kind != format.FileRegular && f.Kind != format.FileDir {
+			if tr := files.TraitsOf(f.Kind); !f.Pseudo || !tr.ByPath || tr.Mode != unix.S_IFREG && tr.Mode != unix.S_IFDIR {
 				why = "is no file of proc"
 			}
 			if why != "" {
@@ -272,7 +268,7 @@ func validateFiles(img *format.Process) error {
 			return fmt.Errorf("image file %d (%s) has size %d, out of range", i, safetext.Quote(f.Path), f.Size)
 		}
 	}
-	if f := img.Files[img.Exe]; f.Kind != format.FileRegular && f.Kind != format.FileMemfd {
+	if f := img.Files[img.Exe]; !files.TraitsOf(f.Kind).Exe {
 		return fmt.Errorf("image executable %s is of kind %s", safetext.Quote(f.Path), safetext.Quote(f.Kind))
 	}
 	return nil
@@ -358,7 +354,7 @@ func validateMaps(img *format.Process) error {
 			return fmt.Errorf("%s is shared and writable, of a file that was open read-only", at)
 		}
 		if m.File >= 0 {
-			if k := img.Files[m.File].Kind; k != format.FileRegular && k != format.FileMemfd && k != format.FileChar || img.Files[m.File].Self != "" {
+			if k := img.Files[m.File].Kind; !files.TraitsOf(k).Mappable || img.Files[m.File].Self != "" {
 				return fmt.Errorf("%s maps a file of kind %s", at, safetext.Quote(k))
 			}
 			if m.Offset%format.PageSize != 0 || m.Offset > maxSize {
@@ -399,7 +395,7 @@ func validateFDs(img *format.Process) error {
 		if fd.Flags&unix.O_ACCMODE == unix.O_ACCMODE || fd.Flags < 0 {
 			return fmt.Errorf("image fd %d has open flags %#x", fd.Num, fd.Flags)
 		}
-		if fd.File >= 0 && fd.Dup == 0 && format.PathOnly(kind[fd.Num]) && fd.Flags&unix.O_PATH == 0 {
+		if fd.File >= 0 && fd.Dup == 0 && files.TraitsOf(kind[fd.Num]).PathOnly && fd.Flags&unix.O_PATH == 0 {
 			// Opening it for real would read a named pipe, a device...
 			return fmt.Errorf("image fd %d opens a file of kind %s, which only an O_PATH fd may", fd.Num, kind[fd.Num])
 		}
@@ -410,20 +406,7 @@ func validateFDs(img *format.Process) error {
 			return fmt.Errorf("image fd %d has offset %d, out of range", fd.Num, fd.Pos)
 		}
 	}
-	for _, ep := range img.Epolls {
-		if kind[ep.FD] != format.FileEpoll {
-			return fmt.Errorf("image epoll fd %d is no epoll fd of the process", ep.FD)
-		}
-		if len(ep.Targets) > maxFD {
-			return fmt.Errorf("image epoll fd %d watches %d fds", ep.FD, len(ep.Targets))
-		}
-		for _, t := range ep.Targets {
-			if k, ok := kind[t.FD]; !ok || t.FD == ep.FD || k == format.FileDir || k == format.FileRegular {
-				return fmt.Errorf("image epoll fd %d watches fd %d, which the process lacks or cannot watch", ep.FD, t.FD)
-			}
-		}
-	}
-	return nil
+	return files.Validate(img, kind)
 }
 
 // clocks a POSIX timer may run on: REALTIME, MONOTONIC, PROCESS_CPUTIME,

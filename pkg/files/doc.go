@@ -1,0 +1,90 @@
+// Package files is the layer of open file kinds: one Go file per kind
+// (reg.go, dir.go, chr.go, tty.go, memfd.go, eventfd.go, epoll.go,
+// pathonly.go), each holding both halves of its kind, how it is found
+// and dumped and how it is made again, registered in one table (table in
+// kind.go). pkg/dump and pkg/restore call through the table and name no
+// kind themselves, as CRIU's files.c calls its fdtype ops (files-reg.c,
+// eventfd.c, pipes.c...).
+//
+// # Adding a kind
+//
+// Write one file, say pipe.go, with a type that implements Kind, add a
+// value of it to table, and add its name to format's File kinds (the
+// image's word for it, and format/SPEC.md). Nothing else changes: no
+// switch in dump, restore or validate names a kind. Order in table
+// matters only for Match: the first kind that says yes has the fd.
+//
+// What each method must do:
+//
+//   - Name: the kind's word in the image (File.Kind). Never reuse one:
+//     an older procs-load refuses a file of a kind it does not know by
+//     name, before it opens anything.
+//   - Match: on the dump side, is this fd (open without O_PATH; see
+//     Traits.OPath for those) mine? It looks only at what procfs read
+//     (Target, Kind, Rdev, fdinfo), touches nothing and may be asked of
+//     every fd. An fd no kind matches is refused by Classify, with a
+//     reason a user understands ("a pipe", "a socket").
+//   - Traits: the facts the engines act on without calling the kind
+//     (shared per inode or one object per fd, opened by path, carried
+//     contents, offset, what a deleted one needs, whether epoll can
+//     watch it, whether it may be the executable or back a mapping).
+//     A new kind usually has the zero Traits but for what it needs.
+//
+// Optional halves, as interfaces a kind implements or not:
+//
+//   - Describer (dump): records, in the File every fd and mapping of the
+//     file points at, what the generic part (path, dev, ino, mode, size,
+//     times) does not (a memfd's seals and owner).
+//   - Dumper (dump, once per fd): records the kind's own state (an
+//     eventfd's counter, an epoll's interest list) from fdinfo, through
+//     Source. It runs while the process is frozen and must not change
+//     it; a state the kind cannot carry is a Refusal (matches
+//     ErrUnsupported), never a half-written File.
+//   - Validator (restore, first): checks what the kind adds to an image
+//     beyond its Files, which is untrusted: every number in range,
+//     every fd it names present and of a kind it may name. Messages
+//     quote strings from the image with safetext.Quote.
+//   - Preparer (restore, in procs-load before the process exists):
+//     readies file i through Loader: open and check it at its path
+//     (OpenByPath), make a memfd, take the restorer's terminal. The
+//     loader then opens one description per fd from it and the process
+//     takes them with pidfd_getfd: the process never opens a path.
+//   - Maker (restore, in the process): makes an fd that has no path (an
+//     eventfd, an epoll; a pipe next) with system calls run in the
+//     process through Target, and returns its number there; the engine
+//     moves it to its place and sets close-on-exec. An fd whose kind is
+//     a Maker gets no description from the loader.
+//   - Linker (restore, second pass): once every fd of the process
+//     exists, links objects to each other (epoll targets; pipe and
+//     socket peers next).
+//
+// # Credentials
+//
+// Everything a Preparer opens or makes goes through the restore
+// engine's opener (Loader.OpenByPath, Loader.MakeMemfd): a thread of
+// procs-load with the restored process's file system ids, its groups
+// and no capability, so that root restoring a user's process gives it
+// nothing that user could not open or make. Only the restorer's own
+// terminal is opened with the caller's rights (it is the caller's).
+// Makers and Linkers run in the new process before it takes its own
+// credentials (the restorer's then): they must create only objects
+// that need no rights (no path, no privileged flag). A kind that opens a
+// path is a Preparer, never a Maker.
+//
+// # Order of passes
+//
+// Dump: Classify every fd (refuse before touching anything); then, once
+// frozen, each mapped file's File (Describe), then per fd: its File
+// (Describe, once per file of a Shared kind), whether it shares an
+// earlier fd's description (kcmp, the engine's, for every kind), and
+// Dump.
+// Restore: Validate (whole image) -> Prepare (every file used, in the
+// loader, through the opener) -> the loader's descriptions -> the
+// process is built; makeFDs: Make or take each fd in image order, dup
+// the shared ones -> Link (every Linker, in table order) -> the rest of
+// the process (signals, threads, creds...).
+//
+// The image is as before this layer: kind state is still flat on
+// format.File (Count, Semaphore) and in Process.Epolls. Format 2.0 moves
+// each kind's state into a sub-object of its own.
+package files

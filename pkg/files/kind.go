@@ -1,0 +1,273 @@
+package files
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"procs/format"
+	"procs/pkg/procfs"
+)
+
+// Kind is one kind of open file. Every kind implements it; the optional
+// halves below (Dumper, Preparer, Maker, Linker, Validator) only the
+// kinds that need them.
+type Kind interface {
+	// Name is the kind as the image writes it (File.Kind).
+	Name() string
+	// Match says whether fd, open without O_PATH, is of this kind, on
+	// the dump side. Kinds are asked in table order; the first that
+	// says yes has it.
+	Match(fd *procfs.FD, ts Terminals) bool
+	// Traits says how the engine treats files of this kind.
+	Traits() Traits
+}
+
+// Traits are what the dump and restore engines need to know of a kind
+// without asking it anything else.
+type Traits struct {
+	// Shared: fds of one inode are one File (one object per dev and
+	// ino). Not so for anonymous inodes, which all share one inode:
+	// each fd is an object of its own.
+	Shared bool
+	// ByPath: opened again at the image's path, by the loader through
+	// its opener (as the process will be), and checked to be the file
+	// of the dump. The path must be a plain one (no magic link).
+	ByPath bool
+	// Stdio: fds 0-2 of this kind may be opened again by path instead
+	// of getting the restorer's own stream (--stdio), unless deleted.
+	Stdio bool
+	// Seek: an fd's offset is set again.
+	Seek bool
+	// Unwatchable: epoll cannot watch it (a regular file, a folder).
+	Unwatchable bool
+	// PathOnly: only an O_PATH fd ever has it open.
+	PathOnly bool
+	// OPath is the procfs kind of an O_PATH fd that is carried as this
+	// kind (procfs.Other: none); DeletedOPath whether it may be deleted.
+	OPath        procfs.FDKind
+	DeletedOPath bool
+	// Mode is the file type (S_IFMT bits) such a file has at its path.
+	Mode uint32
+	// Remade: a deleted one is made again at restore (a private copy,
+	// a device node, a folder), so the dump records its owner and
+	// times, and the folder it lay in is made again if gone.
+	Remade bool
+	// Contents says when the file's contents travel in the image.
+	Contents Contents
+	// Exe: may be the process's executable; Mappable: may back a
+	// file mapping.
+	Exe, Mappable bool
+}
+
+// Contents says when a file's contents travel (FILEDATA records).
+type Contents int
+
+const (
+	// ContentsNever: the file is found again where it was.
+	ContentsNever Contents = iota
+	// ContentsSaved: when the file was deleted, or with procs-dump -f;
+	// never for a file of a pseudo file system.
+	ContentsSaved
+	// ContentsAlways: nothing else holds them (a memfd).
+	ContentsAlways
+)
+
+// Describer is a kind that records more of a file than every file has
+// (path, identity, mode, size, times) once the dump engine has that: st
+// is stat(2) of path, a /proc link to the file.
+type Describer interface {
+	Describe(f *format.File, path string, st *unix.Stat_t)
+}
+
+// MaxFD bounds fd numbers in an image (NR_OPEN).
+const MaxFD = 1 << 20
+
+// Terminals are the devices (rdev) that are a process's own terminal:
+// its controlling terminal and any terminal on fds 0, 1 and 2.
+type Terminals map[uint64]bool
+
+// table holds every kind, in the order Match is asked.
+var table = []Kind{memfd{}, reg{}, dir{}, chr{}, tty{}, eventfd{}, epoll{},
+	symlink, fifo, sock, blk}
+
+// Lookup is the kind named name, or nil when this procs knows none.
+func Lookup(name string) Kind {
+	for _, k := range table {
+		if k.Name() == name {
+			return k
+		}
+	}
+	return nil
+}
+
+// Kinds are all the kinds, in table order.
+func Kinds() []Kind { return table }
+
+// TraitsOf are the traits of the kind named name; the zero Traits for an
+// unknown kind.
+func TraitsOf(name string) Traits {
+	if k := Lookup(name); k != nil {
+		return k.Traits()
+	}
+	return Traits{}
+}
+
+// Classify says which kind carries fd, or why none can.
+func Classify(fd *procfs.FD, ts Terminals) (kind string, why string) {
+	t := fd.Target
+	if fd.Flags&unix.O_PATH != 0 && fd.Path != "" {
+		return classifyOPath(fd)
+	}
+	for _, k := range table {
+		if k.Match(fd, ts) {
+			return k.Name(), ""
+		}
+	}
+	switch {
+	case fd.Kind == procfs.FileChar && IsTerminal(fd.Rdev):
+		return "", "a terminal other than its own (" + t + ")"
+	case fd.Kind == procfs.FileChar:
+		return "", "a character device (" + t + ")"
+	case strings.HasPrefix(t, "socket:"):
+		return "", "a socket"
+	case strings.HasPrefix(t, "pipe:"):
+		return "", "a pipe"
+	case fd.Kind == procfs.FileFIFO:
+		return "", "a named pipe (" + t + ")"
+	case strings.HasPrefix(t, "anon_inode:"):
+		return "", "an " + strings.TrimPrefix(t, "anon_inode:")
+	}
+	return "", t
+}
+
+// classifyOPath says how an O_PATH fd is carried: as the file at its
+// path, whatever its kind (the fd reads and writes nothing), but a
+// deleted file that is not a regular one (its contents travel), which
+// nothing can open again.
+func classifyOPath(fd *procfs.FD) (kind string, why string) {
+	for _, k := range table {
+		tr := k.Traits()
+		if tr.OPath == procfs.Other || tr.OPath != fd.Kind {
+			continue
+		}
+		if fd.Deleted && !tr.DeletedOPath {
+			return "", "an O_PATH fd of a deleted file (" + fd.Target + ")"
+		}
+		return k.Name(), ""
+	}
+	return "", "an O_PATH fd of " + fd.Target
+}
+
+// IsTerminal says whether a character device is a terminal by its major
+// number: virtual consoles and serial ports (4), pseudo-terminals
+// (136-143), USB and other serial lines (188, 204).
+func IsTerminal(rdev uint64) bool {
+	switch m := unix.Major(rdev); {
+	case m == 4, m >= 136 && m <= 143, m == 188, m == 204:
+		return true
+	}
+	return false
+}
+
+// Source is what the dump engine offers a kind's Dump.
+type Source interface {
+	// Image is the process record being written.
+	Image() *format.Process
+	// FD is the process's fd num as /proc shows it, or nil.
+	FD(num int) *procfs.FD
+}
+
+// Dumper is a kind with state of its own beyond what every file has
+// (path, identity, mode): Dump records it for fd, whose File is
+// Image().Files[idx].
+type Dumper interface {
+	Dump(src Source, fd *procfs.FD, idx int) error
+}
+
+// Loader is what the restore engine offers a kind's Prepare: services
+// of the loader, before the process exists.
+type Loader interface {
+	// OpenByPath opens file i at its path through the opener, as the
+	// process will be, and checks it (the engine's files-reg half).
+	OpenByPath(i int, f *format.File, what string) error
+	// Terminal opens the restorer's terminal for file i.
+	Terminal(i int, f *format.File) error
+	// MakeMemfd makes memfd i, as the process.
+	MakeMemfd(i int, f *format.File) error
+}
+
+// Preparer is a kind that the loader readies before the process exists
+// (a file opened and checked, a memfd made, a FIFO made). The fds of
+// such a kind are then opened by the loader and given to the process
+// (pidfd_getfd), unless the kind is a Maker.
+type Preparer interface {
+	Prepare(l Loader, i int, f *format.File, what string) error
+}
+
+// Target is what the restore engine offers in the process being built.
+type Target interface {
+	// Syscall runs a system call in the process.
+	Syscall(name string, nr uintptr, args ...uint64) (uint64, error)
+	// Arg puts p in the process's scratch area and returns its address.
+	Arg(p []byte) (uint64, error)
+}
+
+// Maker is a kind whose fds the process makes itself (an eventfd, an
+// epoll): Make returns the new fd's number, in the process; the engine
+// moves it to fd.Num. cloexec is O_CLOEXEC or 0.
+type Maker interface {
+	Make(t Target, fd format.FD, f *format.File, cloexec int) (uint64, error)
+}
+
+// Linker is a kind with links between objects (epoll targets, pipe
+// peers): Link runs once every fd of the process exists.
+type Linker interface {
+	Link(t Target, img *format.Process) error
+}
+
+// Validator checks, on an untrusted image, what a kind adds to it
+// beyond its Files (epoll interest lists). kinds maps each fd to its
+// file's kind ("" for a restorer's stream).
+type Validator interface {
+	Validate(img *format.Process, kinds map[int]string) error
+}
+
+// Validate runs every kind's Validator.
+func Validate(img *format.Process, kinds map[int]string) error {
+	for _, k := range table {
+		if v, ok := k.(Validator); ok {
+			if err := v.Validate(img, kinds); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Link runs every kind's Linker, in table order.
+func Link(t Target, img *format.Process) error {
+	for _, k := range table {
+		if l, ok := k.(Linker); ok {
+			if err := l.Link(t, img); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// ErrUnsupported is matched by every refusal of a kind to carry what a
+// process holds (dump.ErrUnsupported is this error).
+var ErrUnsupported = errors.New("unsupported")
+
+// Refusal is a kind's refusal to carry an fd: the process was not
+// touched. It matches ErrUnsupported.
+type Refusal struct{ Msg string }
+
+func (r *Refusal) Error() string        { return r.Msg }
+func (r *Refusal) Is(target error) bool { return target == ErrUnsupported }
+
+func refusef(format string, args ...any) error { return &Refusal{fmt.Sprintf(format, args...)} }

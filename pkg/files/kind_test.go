@@ -1,0 +1,120 @@
+package files
+
+import (
+	"errors"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"procs/format"
+	"procs/pkg/procfs"
+)
+
+// Every kind the image format names has one kind in the table, and no
+// two kinds share a name or an O_PATH file type.
+func TestTable(t *testing.T) {
+	names := map[string]bool{}
+	opath := map[procfs.FDKind]string{}
+	for _, k := range Kinds() {
+		if names[k.Name()] {
+			t.Errorf("kind %q twice in the table", k.Name())
+		}
+		names[k.Name()] = true
+		if o := k.Traits().OPath; o != procfs.Other {
+			if prev, ok := opath[o]; ok {
+				t.Errorf("O_PATH fds of %v carried as both %s and %s", o, prev, k.Name())
+			}
+			opath[o] = k.Name()
+		}
+		_, prep := k.(Preparer)
+		_, made := k.(Maker)
+		if prep == made {
+			t.Errorf("kind %s: Preparer %v, Maker %v; want exactly one", k.Name(), prep, made)
+		}
+	}
+	for _, n := range []string{format.FileRegular, format.FileDir, format.FileChar, format.FileTTY,
+		format.FileMemfd, format.FileEventfd, format.FileEpoll,
+		format.FileSymlink, format.FileFIFO, format.FileSocket, format.FileBlock} {
+		if Lookup(n) == nil {
+			t.Errorf("no kind %q", n)
+		}
+	}
+	if Lookup("pipe") != nil || TraitsOf("nope") != (Traits{}) {
+		t.Error("an unknown kind is found")
+	}
+}
+
+func TestClassify(t *testing.T) {
+	tty := unix.Mkdev(136, 3)
+	ts := Terminals{tty: true}
+	for _, tc := range []struct {
+		fd   procfs.FD
+		kind string
+		why  string
+	}{
+		{procfs.FD{Kind: procfs.FileRegular, Path: "/a"}, format.FileRegular, ""},
+		{procfs.FD{Kind: procfs.Memfd, Path: "/memfd:x"}, format.FileMemfd, ""},
+		{procfs.FD{Kind: procfs.FileDir, Path: "/"}, format.FileDir, ""},
+		{procfs.FD{Kind: procfs.FileChar, Path: "/dev/null", Rdev: unix.Mkdev(1, 3)}, format.FileChar, ""},
+		{procfs.FD{Kind: procfs.FileChar, Path: "/dev/pts/3", Rdev: tty}, format.FileTTY, ""},
+		{procfs.FD{Kind: procfs.FileChar, Target: "/dev/pts/4", Path: "/dev/pts/4", Rdev: unix.Mkdev(136, 4)}, "", "a terminal other than its own (/dev/pts/4)"},
+		{procfs.FD{Kind: procfs.FileChar, Target: "/dev/kvm", Path: "/dev/kvm", Rdev: unix.Mkdev(10, 232)}, "", "a character device (/dev/kvm)"},
+		{procfs.FD{Kind: procfs.AnonInode, Target: "anon_inode:[eventfd]"}, format.FileEventfd, ""},
+		{procfs.FD{Kind: procfs.AnonInode, Target: "anon_inode:[eventpoll]"}, format.FileEpoll, ""},
+		{procfs.FD{Kind: procfs.AnonInode, Target: "anon_inode:[timerfd]"}, "", "an [timerfd]"},
+		{procfs.FD{Kind: procfs.Pipe, Target: "pipe:[5]"}, "", "a pipe"},
+		{procfs.FD{Kind: procfs.Socket, Target: "socket:[5]"}, "", "a socket"},
+		{procfs.FD{Kind: procfs.FileFIFO, Target: "/f", Path: "/f"}, "", "a named pipe (/f)"},
+		{procfs.FD{Kind: procfs.FileFIFO, Target: "/f", Path: "/f", Flags: unix.O_PATH}, format.FileFIFO, ""},
+		{procfs.FD{Kind: procfs.FileLink, Target: "/l", Path: "/l", Flags: unix.O_PATH}, format.FileSymlink, ""},
+		{procfs.FD{Kind: procfs.FileRegular, Target: "/a (deleted)", Path: "/a", Deleted: true, Flags: unix.O_PATH}, format.FileRegular, ""},
+		{procfs.FD{Kind: procfs.FileBlock, Target: "/b (deleted)", Path: "/b", Deleted: true, Flags: unix.O_PATH}, "", "an O_PATH fd of a deleted file (/b (deleted))"},
+	} {
+		kind, why := Classify(&tc.fd, ts)
+		if kind != tc.kind || why != tc.why {
+			t.Errorf("Classify(%+v) = %q, %q; want %q, %q", tc.fd, kind, why, tc.kind, tc.why)
+		}
+	}
+}
+
+type source struct {
+	p   format.Process
+	fds map[int]*procfs.FD
+}
+
+func (s *source) Image() *format.Process { return &s.p }
+func (s *source) FD(n int) *procfs.FD    { return s.fds[n] }
+
+func TestEpollDump(t *testing.T) {
+	src := &source{fds: map[int]*procfs.FD{4: {Num: 4, Ino: 0x40f}}}
+	ep := &procfs.FD{Num: 5, Extra: []string{"tfd:        4 events:       19 data:                4  pos:0 ino:40f sdev:f"}}
+	if err := (epoll{}).Dump(src, ep, 0); err != nil {
+		t.Fatal(err)
+	}
+	want := format.Epoll{FD: 5, Targets: []format.EpollEntry{{FD: 4, Events: 0x19, Data: 4}}}
+	if len(src.p.Epolls) != 1 || src.p.Epolls[0].FD != want.FD || len(src.p.Epolls[0].Targets) != 1 || src.p.Epolls[0].Targets[0] != want.Targets[0] {
+		t.Errorf("Epolls = %+v; want [%+v]", src.p.Epolls, want)
+	}
+	// A watched file no longer open at that number: refused.
+	src.fds[4].Ino = 0x999
+	if err := (epoll{}).Dump(src, ep, 0); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("epoll of a file gone from its fd: %v; want a refusal", err)
+	}
+}
+
+func TestEpollValidate(t *testing.T) {
+	img := &format.Process{Epolls: []format.Epoll{{FD: 5, Targets: []format.EpollEntry{{FD: 3}}}}}
+	for _, tc := range []struct {
+		kinds map[int]string
+		ok    bool
+	}{
+		{map[int]string{5: format.FileEpoll, 3: format.FileEventfd}, true},
+		{map[int]string{5: format.FileEpoll, 3: format.FileRegular}, false},
+		{map[int]string{5: format.FileEventfd, 3: format.FileEventfd}, false},
+		{map[int]string{5: format.FileEpoll}, false},
+	} {
+		if err := Validate(img, tc.kinds); (err == nil) != tc.ok {
+			t.Errorf("Validate with %v: %v; want ok %v", tc.kinds, err, tc.ok)
+		}
+	}
+}

@@ -107,6 +107,16 @@ func isCredsKey(raw []byte) bool {
 
 var errTooLong = errors.New("too long")
 
+// next reads a byte inside a value: the input ending there is a cut
+// value.
+func next(r *bufio.Reader) (byte, error) {
+	c, err := r.ReadByte()
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return c, err
+}
+
 // skipSpace returns the next byte that is not JSON white space, unread.
 func skipSpace(r *bufio.Reader) (byte, error) {
 	for {
@@ -167,10 +177,7 @@ func skipString(r *bufio.Reader, buf *[]byte, max int) error {
 	c, _ := r.ReadByte() // the opening quote
 	put(c)
 	for esc := false; ; {
-		c, err := r.ReadByte()
-		if err == io.EOF {
-			return io.ErrUnexpectedEOF
-		}
+		c, err := next(r)
 		if err != nil {
 			return err
 		}
@@ -203,10 +210,7 @@ func skipValue(r *bufio.Reader, buf *[]byte, max int) error {
 	case '{', '[':
 		var stack []byte
 		for {
-			c, err := r.ReadByte()
-			if err == io.EOF {
-				return io.ErrUnexpectedEOF
-			}
+			c, err := next(r)
 			if err != nil {
 				return err
 			}

@@ -328,10 +328,7 @@ func (b *builder) makeFDs() error {
 		if f.Self != "" {
 			continue // opened later by the process itself: procSelfFDs
 		}
-		cloexec := 0
-		if fd.Cloexec {
-			cloexec = unix.O_CLOEXEC
-		}
+		cloexec := fdCloexec(fd)
 		var tmp uint64
 		var err error
 		if fd.Dup > 0 {
@@ -342,24 +339,20 @@ func (b *builder) makeFDs() error {
 			}
 			continue
 		}
+		taken := false
 		if m, ok := files.Lookup(f.Kind).(files.Maker); ok {
 			tmp, err = m.Make(target{b}, fd, &f, cloexec)
 		} else {
 			// Opened, and put at its offset, by prepareFiles; it comes
 			// close-on-exec.
 			tmp, err = b.takeFD(b.fdFiles[k])
-			if err == nil && tmp == uint64(fd.Num) && cloexec == 0 {
-				_, err = r.Syscall("fcntl(F_SETFD)", unix.SYS_FCNTL, tmp, unix.F_SETFD, 0)
-			}
+			taken = true
+		}
+		if err == nil {
+			err = b.placeFD(tmp, fd.Num, cloexec, taken)
 		}
 		if err != nil {
 			return fmt.Errorf("fd %d: %w", fd.Num, err)
-		}
-		if tmp != uint64(fd.Num) {
-			if _, err := r.Syscall("dup3", unix.SYS_DUP3, tmp, uint64(fd.Num), uint64(cloexec)); err != nil {
-				return fmt.Errorf("fd %d: %w", fd.Num, err)
-			}
-			r.Syscall("close", unix.SYS_CLOSE, tmp)
 		}
 	}
 	// The second pass: links between the objects just made.
@@ -536,10 +529,6 @@ func (b *builder) procSelfFDs() error {
 		if fd.File < 0 || b.img.Files[fd.File].Self == "" || b.ownStream(fd) {
 			continue
 		}
-		cloexec := 0
-		if fd.Cloexec {
-			cloexec = unix.O_CLOEXEC
-		}
 		var tmp uint64
 		var err error
 		if fd.Dup > 0 {
@@ -563,15 +552,39 @@ func (b *builder) procSelfFDs() error {
 				_, err = r.Syscall("lseek", unix.SYS_LSEEK, tmp, uint64(fd.Pos), 0)
 			}
 		}
-		if err == nil && tmp != uint64(fd.Num) {
-			_, err = r.Syscall("dup3", unix.SYS_DUP3, tmp, uint64(fd.Num), uint64(cloexec))
-			r.Syscall("close", unix.SYS_CLOSE, tmp)
-		} else if err == nil && cloexec == 0 {
-			_, err = r.Syscall("fcntl(F_SETFD)", unix.SYS_FCNTL, tmp, unix.F_SETFD, 0)
+		if err == nil {
+			// F_DUPFD and openat2 (O_CLOEXEC) alike leave it
+			// close-on-exec.
+			err = b.placeFD(tmp, fd.Num, fdCloexec(fd), true)
 		}
 		if err != nil {
 			return fmt.Errorf("fd %d: %s of the process's own /proc: %w", fd.Num, safetext.Quote(b.img.Files[fd.File].Self), err)
 		}
+	}
+	return nil
+}
+
+// fdCloexec is O_CLOEXEC when fd had it, else 0.
+func fdCloexec(fd format.FD) int {
+	if fd.Cloexec {
+		return unix.O_CLOEXEC
+	}
+	return 0
+}
+
+// placeFD moves tmp, an fd the process holds, to num with the
+// close-on-exec flag cloexec (O_CLOEXEC or 0); tmpCloexec says whether
+// tmp has that flag set already.
+func (b *builder) placeFD(tmp uint64, num, cloexec int, tmpCloexec bool) error {
+	r := b.main
+	if tmp != uint64(num) {
+		_, err := r.Syscall("dup3", unix.SYS_DUP3, tmp, uint64(num), uint64(cloexec))
+		r.Syscall("close", unix.SYS_CLOSE, tmp)
+		return err
+	}
+	if tmpCloexec && cloexec == 0 {
+		_, err := r.Syscall("fcntl(F_SETFD)", unix.SYS_FCNTL, tmp, unix.F_SETFD, 0)
+		return err
 	}
 	return nil
 }

@@ -45,21 +45,31 @@ func zstdWindow(t testing.TB, p []byte, window int) []byte {
 	return b
 }
 
-// TestRecordBounds: a second PROCESS record, and compressed records that
-// ask for more than MaxRecordWindow to decompress, are refused at the
-// record, by Verify and by the readers a restore uses.
+// TestRecordBounds: records beyond the counts and sizes an image may
+// hold (a second FILES record, PROCESS records beyond MaxProcesses or
+// MaxMeta), and compressed records that ask for more than
+// MaxRecordWindow to decompress, are refused at the record, by Verify
+// and by the readers a restore uses.
 func TestRecordBounds(t *testing.T) {
 	proc := []byte(`{"pid":42}`)
-	pages := pagesPayload(0x1000, 4, 1)
+	pages := pagesPayload(0, 0x1000, 4, 1)
+	many := newBuilder().info().files()
+	for range MaxProcesses + 1 {
+		many.plain(TypeProcess, []byte("{}"))
+	}
 	tests := []struct {
 		name string
 		b    *builder
 		want string // in the error
 	}{
-		{"second PROCESS", newBuilder().info().plain(TypeProcess, proc).plain(TypeProcess, proc), "second PROCESS record"},
-		{"xz dictionary of 16 MiB", newBuilder().info().rec(TypePages, uint16(XZ), xzDict(t, pages, 16<<20), len(pages)), "xz dictionary of 16777216 bytes exceeds the limit of 8388608"},
-		{"zstd window of 16 MiB", newBuilder().info().rec(TypePages, uint16(Zstd), zstdWindow(t, pages, 16<<20), len(pages)), "window size exceeded"},
-		{"xz PROCESS of 16 MiB", newBuilder().info().rec(TypeProcess, uint16(XZ), xzDict(t, proc, 16<<20), len(proc)), "exceeds the limit"},
+		{"second FILES", newBuilder().info().files().files(), "second FILES record"},
+		{"4097 PROCESS", many, "more than 4096 PROCESS records"},
+		{"128 MiB and more of FILES and PROCESS", newBuilder().info().files().rec(TypeProcess, uint16(Zstd), bigMeta(t), maxCap).rec(TypeProcess, uint16(Zstd), bigMeta(t), maxCap),
+			"FILES and PROCESS records hold more than 134217728 bytes together"},
+		{"xz dictionary of 16 MiB", newBuilder().info().meta().rec(TypePages, uint16(XZ), xzDict(t, pages, 16<<20), len(pages)), "xz dictionary of 16777216 bytes exceeds the limit of 8388608"},
+		{"zstd window of 16 MiB", newBuilder().info().meta().rec(TypePages, uint16(Zstd), zstdWindow(t, pages, 16<<20), len(pages)), "window size exceeded"},
+		{"xz PROCESS of 16 MiB", newBuilder().info().files().rec(TypeProcess, uint16(XZ), xzDict(t, proc, 16<<20), len(proc)), "exceeds the limit"},
+		{"xz FILES of 16 MiB", newBuilder().info().rec(TypeFiles, uint16(XZ), xzDict(t, []byte(`{"files":[]}`), 16<<20), 12), "exceeds the limit"},
 	}
 	for _, tt := range tests {
 		off := int64(tt.b.last())
@@ -81,7 +91,7 @@ func TestRecordBounds(t *testing.T) {
 				break
 			}
 			if h.Type == TypePages {
-				_, _, err = rd.ReadPages(make([]byte, PageBufSize))
+				_, _, _, err = rd.ReadPages(make([]byte, PageBufSize))
 			} else {
 				_, err = rd.Payload()
 			}
@@ -94,8 +104,9 @@ func TestRecordBounds(t *testing.T) {
 
 // TestRecordBoundsAccept: the windows the Writer uses pass.
 func TestRecordBoundsAccept(t *testing.T) {
-	pages := pagesPayload(0x1000, 4, 1)
+	pages := pagesPayload(0, 0x1000, 4, 1)
 	img := newBuilder().info().
+		rec(TypeFiles, uint16(Zstd), zstdWindow(t, []byte(`{"files":[]}`), MaxRecordWindow), 12).
 		rec(TypeProcess, uint16(XZ), xzDict(t, []byte(`{"pid":42}`), MaxRecordWindow), 10).
 		rec(TypePages, uint16(Zstd), zstdWindow(t, pages, MaxRecordWindow), len(pages)).end().b
 	if _, _, err := Verify(bytes.NewReader(img)); err != nil {
@@ -106,7 +117,7 @@ func TestRecordBoundsAccept(t *testing.T) {
 // TestStreamWindow: an image compressed as a whole with a larger window
 // than Limits.StreamWindow is refused before it is decompressed.
 func TestStreamWindow(t *testing.T) {
-	img := newBuilder().info().pages(0x1000, 1).end().b
+	img := newBuilder().info().meta().pages(0x1000, 1).end().b
 	for _, c := range []struct {
 		name string
 		data []byte
@@ -142,8 +153,8 @@ func TestVerifyMemory(t *testing.T) {
 	zeroXZ := xzDict(t, zero, MaxRecordWindow)
 	procZstd := zstdWindow(t, zero, MaxRecordWindow)
 	pages := make([]byte, pagesPrefix+MaxPageRun)
-	pages[1] = 0x10
-	img := newBuilder().info().rec(TypeProcess, uint16(XZ), procXZ, maxCap).
+	pages[9] = 0x10 // task 0, address 0x1000
+	img := newBuilder().info().files().rec(TypeProcess, uint16(XZ), procXZ, maxCap).
 		rec(0x8001, uint16(Zstd), procZstd, maxCap).
 		rec(TypePages, uint16(XZ), xzDict(t, pages, MaxRecordWindow), len(pages)).
 		rec(0x8002, uint16(XZ), zeroXZ, maxCap).end().b

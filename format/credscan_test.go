@@ -2,6 +2,7 @@ package format
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"reflect"
 	"strings"
@@ -67,4 +68,33 @@ func FuzzScanCreds(f *testing.F) {
 			t.Fatalf("scanCreds(%q) = %+v; json.Unmarshal gives %+v", doc, got, p.Creds)
 		}
 	})
+}
+
+// TestVerifyCredsTree: VerifyCreds gives the credentials of every
+// PROCESS record of a tree, in record order; the FILES record, which
+// holds none (a file's uid is not a process's), is not scanned.
+func TestVerifyCredsTree(t *testing.T) {
+	img := newBuilder().info().
+		plain(TypeFiles, []byte(`{"files":[{"kind":"memfd","path":"/memfd:x","uid":0,"gid":0,"creds":{"uid":[0,0,0,0]}}]}`)).
+		plain(TypeProcess, []byte(`{"pid":42,"ppid":1,"creds":{"uid":[1000,1000,1000,1000],"gid":[100,100,100,100],"groups":[]}}`)).
+		plain(TypeProcess, []byte(`{"pid":43,"ppid":42}`)).
+		plain(TypeProcess, []byte(`{"pid":44,"ppid":42,"creds":{"uid":[0,0,0,0],"gid":[0,0,0,0],"groups":[10]}}`)).
+		taskPages(2, 0x1000, 1).end().b
+	_, _, creds, err := VerifyCreds(bytes.NewReader(img), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Creds{
+		{UID: [4]int{1000, 1000, 1000, 1000}, GID: [4]int{100, 100, 100, 100}, Groups: []int{}},
+		{},
+		{Groups: []int{10}},
+	}
+	if !reflect.DeepEqual(creds, want) {
+		t.Errorf("VerifyCreds = %+v; want %+v", creds, want)
+	}
+	// A PROCESS record that is not an object is refused, whichever it is.
+	img = newBuilder().info().files().process(42, 1).plain(TypeProcess, []byte(`[43]`)).end().b
+	if _, _, _, err := VerifyCreds(bytes.NewReader(img), Limits{}); err == nil || !strings.Contains(err.Error(), "bad JSON") {
+		t.Errorf("VerifyCreds of a second PROCESS record that is an array = %v; want bad JSON", err)
+	}
 }

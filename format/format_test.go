@@ -12,13 +12,14 @@ import (
 )
 
 type run struct {
+	task uint32
 	addr uint64
 	data []byte
 }
 
-// randomPages returns runs of pages, some compressible, one longer than
-// MaxPageRun.
-func randomPages(seed uint64, big bool) []run {
+// randomPages returns runs of pages of process task, some compressible,
+// one longer than MaxPageRun.
+func randomPages(task uint32, seed uint64, big bool) []run {
 	rnd := rand.New(rand.NewPCG(seed, 1))
 	var runs []run
 	addr := uint64(0x10000)
@@ -35,7 +36,7 @@ func randomPages(seed uint64, big bool) []run {
 		} else {
 			copy(d, strings.Repeat("procs ", len(d)/6))
 		}
-		runs = append(runs, run{addr, d})
+		runs = append(runs, run{task, addr, d})
 		addr += uint64(len(d)) + uint64(1+rnd.UintN(4))*PageSize
 	}
 	return runs
@@ -57,7 +58,9 @@ func TestRoundTrip(t *testing.T) {
 			if strings.HasPrefix(tc.name, "xz") && testing.Short() {
 				t.Skip("xz is slow")
 			}
-			runs := randomPages(1, tc.opts.Compression != XZ)
+			// Three processes: the first and the last with memory, the
+			// last's at addresses below the first's last run.
+			runs := append(randomPages(0, 1, tc.opts.Compression != XZ), randomPages(2, 2, false)...)
 			var buf bytes.Buffer
 			w, err := NewWriter(&buf, testInfo, tc.opts)
 			if err != nil {
@@ -65,15 +68,20 @@ func TestRoundTrip(t *testing.T) {
 			}
 			type proc struct{ Name string }
 			steps := []error{
+				w.WriteJSON(TypeFiles, FileTable{Files: []File{{Kind: FileRegular, Path: "/bin/victim"}}}),
 				w.WriteJSON(TypeProcess, proc{"victim"}),
 				w.WriteRecord(0x8001, []byte("ancillary")),
+				w.WriteJSON(TypeProcess, proc{"child"}),
+				w.WriteJSON(TypeProcess, proc{"grandchild"}),
 				w.WriteFileData(7, 4096, bytes.Repeat([]byte("f"), MaxFileRun+10)),
 				w.WriteFileData(8, 0, nil),
 			}
 			var total int64
+			nrec := 11 // INFO, FILES, 3 PROCESS, 2 ancillary, 3 FILEDATA, END
 			for _, r := range runs {
-				steps = append(steps, w.WritePages(r.addr, r.data))
+				steps = append(steps, w.WritePages(r.task, r.addr, r.data))
 				total += int64(len(r.data))
+				nrec += (len(r.data) + MaxPageRun - 1) / MaxPageRun
 			}
 			steps = append(steps, w.WriteRecord(0x8002, nil), w.Close())
 			for i, err := range steps {
@@ -93,11 +101,6 @@ func TestRoundTrip(t *testing.T) {
 			if !reflect.DeepEqual(info, testInfo) || !info.Created.Equal(testInfo.Created) {
 				t.Errorf("Verify() info = %+v; want %+v", info, testInfo)
 			}
-			// INFO, PROCESS, 2 ancillary, 3 FILEDATA, 1+1+(3 or 1)+1 PAGES, END
-			nrec := 14
-			if tc.opts.Compression == XZ {
-				nrec = 12
-			}
 			want := Summary{Records: nrec, PageBytes: total, Bytes: int64(len(image))}
 			if sum != want {
 				t.Errorf("Verify() summary = %+v; want %+v", sum, want)
@@ -108,7 +111,8 @@ func TestRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			var got []run
-			var p proc
+			var ps []proc
+			var files FileTable
 			var file []byte
 			pagebuf := make([]byte, MaxPageRun) // smaller than PageBufSize on purpose
 			for last := 0; ; {
@@ -124,10 +128,16 @@ func TestRoundTrip(t *testing.T) {
 				}
 				last = h.Index
 				switch h.Type {
+				case TypeFiles:
+					if err := rd.DecodeJSON(&files); err != nil {
+						t.Fatal(err)
+					}
 				case TypeProcess:
+					var p proc
 					if err := rd.DecodeJSON(&p); err != nil {
 						t.Fatal(err)
 					}
+					ps = append(ps, p)
 				case TypeFileData:
 					idx, off, data, err := rd.ReadFileData(make([]byte, MaxFileRun))
 					if idx == 8 && len(data) == 0 && err == nil {
@@ -138,29 +148,32 @@ func TestRoundTrip(t *testing.T) {
 					}
 					file = append(file, data...)
 				case TypePages:
-					addr, data, err := rd.ReadPages(pagebuf)
+					task, addr, data, err := rd.ReadPages(pagebuf)
 					if err != nil {
 						t.Fatalf("ReadPages() = %v", err)
 					}
-					if n := len(got); n > 0 && got[n-1].addr+uint64(len(got[n-1].data)) == addr {
+					if n := len(got); n > 0 && got[n-1].task == task && got[n-1].addr+uint64(len(got[n-1].data)) == addr {
 						got[n-1].data = append(got[n-1].data, data...)
 					} else {
-						got = append(got, run{addr, bytes.Clone(data)})
+						got = append(got, run{task, addr, bytes.Clone(data)})
 					}
 				default:
 					t.Errorf("Next() returned type %v", h.Type)
 				}
 			}
-			if p.Name != "victim" || len(file) != MaxFileRun+10 {
-				t.Errorf("PROCESS %+v, %d file bytes; want victim, %d", p, len(file), MaxFileRun+10)
+			if want := []proc{{"victim"}, {"child"}, {"grandchild"}}; !reflect.DeepEqual(ps, want) || len(file) != MaxFileRun+10 {
+				t.Errorf("PROCESS %+v, %d file bytes; want %+v, %d", ps, len(file), want, MaxFileRun+10)
+			}
+			if len(files.Files) != 1 || files.Files[0].Path != "/bin/victim" {
+				t.Errorf("FILES %+v; want /bin/victim", files)
 			}
 			if len(got) != len(runs) {
 				t.Fatalf("got %d runs; want %d", len(got), len(runs))
 			}
 			for i := range runs {
-				if got[i].addr != runs[i].addr || !bytes.Equal(got[i].data, runs[i].data) {
-					t.Errorf("run %d at 0x%x (%d bytes) differs from the one written at 0x%x (%d bytes)",
-						i, got[i].addr, len(got[i].data), runs[i].addr, len(runs[i].data))
+				if got[i].task != runs[i].task || got[i].addr != runs[i].addr || !bytes.Equal(got[i].data, runs[i].data) {
+					t.Errorf("run %d of process %d at 0x%x (%d bytes) differs from the one written of process %d at 0x%x (%d bytes)",
+						i, got[i].task, got[i].addr, len(got[i].data), runs[i].task, runs[i].addr, len(runs[i].data))
 				}
 			}
 			if rd.Offset() != int64(len(image)) {
@@ -183,42 +196,81 @@ func TestWholeStream(t *testing.T) {
 	}
 }
 
+// writeMeta writes a FILES record and n PROCESS records.
+func writeMeta(w *Writer, n int) error {
+	if err := w.WriteJSON(TypeFiles, FileTable{Files: []File{}}); err != nil {
+		return err
+	}
+	for i := range n {
+		if err := w.WriteRecord(TypeProcess, procJSON(42+i, 1)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func TestWriterErrors(t *testing.T) {
+	page := make([]byte, PageSize)
 	for _, tc := range []struct {
-		name string
-		do   func(w *Writer) error
+		name  string
+		procs int // PROCESS records written first, after FILES
+		do    func(w *Writer) error
+		want  string // in the error
 	}{
-		{"unaligned", func(w *Writer) error { return w.WritePages(0x1001, make([]byte, PageSize)) }},
-		{"partial page", func(w *Writer) error { return w.WritePages(0x1000, make([]byte, 100)) }},
-		{"empty", func(w *Writer) error { return w.WritePages(0x1000, nil) }},
-		{"overlap", func(w *Writer) error {
-			w.WritePages(0x2000, make([]byte, 2*PageSize))
-			return w.WritePages(0x3000, make([]byte, PageSize))
-		}},
-		{"meta after pages", func(w *Writer) error {
-			w.WritePages(0x2000, make([]byte, PageSize))
+		{"unaligned", 1, func(w *Writer) error { return w.WritePages(0, 0x1001, page) }, "not whole pages"},
+		{"partial page", 1, func(w *Writer) error { return w.WritePages(0, 0x1000, make([]byte, 100)) }, "not whole pages"},
+		{"empty", 1, func(w *Writer) error { return w.WritePages(0, 0x1000, nil) }, "not whole pages"},
+		{"beyond the address space", 1, func(w *Writer) error { return w.WritePages(0, 0xfffffffffffff000, make([]byte, 2*PageSize)) }, "beyond the address space"},
+		{"overlap", 1, func(w *Writer) error {
+			w.WritePages(0, 0x2000, make([]byte, 2*PageSize))
+			return w.WritePages(0, 0x3000, page)
+		}, "before the end of the previous run"},
+		{"pages before PROCESS", 0, func(w *Writer) error { return w.WritePages(0, 0x1000, page) }, "the image has 0 PROCESS records"},
+		{"task out of range", 2, func(w *Writer) error { return w.WritePages(2, 0x1000, page) }, "PAGES of process 2: the image has 2 PROCESS records"},
+		{"task backwards", 2, func(w *Writer) error {
+			if err := w.WritePages(1, 0x1000, page); err != nil {
+				return nil
+			}
+			return w.WritePages(0, 0x2000, page)
+		}, "before the end of the previous run (process 1"},
+		{"overlap after the task changed", 2, func(w *Writer) error {
+			if err := w.WritePages(0, 0x5000, page); err != nil {
+				return nil
+			}
+			if err := w.WritePages(1, 0x1000, page); err != nil { // starts over: fine
+				return nil
+			}
+			return w.WritePages(1, 0x1000, page)
+		}, "before the end of the previous run (process 1, 0x2000)"},
+		{"too many PROCESS records", MaxProcesses, func(w *Writer) error { return w.WriteRecord(TypeProcess, []byte("{}")) }, "more than 4096 PROCESS records"},
+		{"meta after pages", 1, func(w *Writer) error {
+			w.WritePages(0, 0x2000, page)
 			return w.WriteRecord(TypeProcess, []byte("{}"))
-		}},
-		{"filedata after pages", func(w *Writer) error {
-			w.WritePages(0x2000, make([]byte, PageSize))
+		}, "PROCESS record after PAGES records"},
+		{"filedata after pages", 1, func(w *Writer) error {
+			w.WritePages(0, 0x2000, page)
 			return w.WriteFileData(0, 0, nil)
-		}},
-		{"unknown critical", func(w *Writer) error { return w.WriteRecord(0x0555, nil) }},
-		{"END", func(w *Writer) error { return w.WriteRecord(TypeEnd, nil) }},
-		{"too big", func(w *Writer) error { return w.WriteRecord(TypeProcess, make([]byte, maxCap+1)) }},
-		{"after close", func(w *Writer) error { w.Close(); return w.WriteRecord(TypeProcess, nil) }},
+		}, "FILEDATA record after PAGES records"},
+		{"unknown critical", 1, func(w *Writer) error { return w.WriteRecord(0x0555, nil) }, "unknown critical record type 0x0555"},
+		{"END", 1, func(w *Writer) error { return w.WriteRecord(TypeEnd, nil) }, "cannot write END"},
+		{"PAGES", 1, func(w *Writer) error { return w.WriteRecord(TypePages, make([]byte, pagesPrefix+PageSize)) }, "cannot write PAGES"},
+		{"too big", 1, func(w *Writer) error { return w.WriteRecord(TypeProcess, make([]byte, maxCap+1)) }, "exceeds the cap"},
+		{"after close", 1, func(w *Writer) error { w.Close(); return w.WriteRecord(TypeProcess, nil) }, "closed"},
 	} {
 		var buf bytes.Buffer
 		w, err := NewWriter(&buf, testInfo, WriterOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
+		if err := writeMeta(w, tc.procs); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
 		err = tc.do(w)
-		if err == nil {
-			t.Errorf("%s: got no error", tc.name)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v; want an error saying %q", tc.name, err, tc.want)
 			continue
 		}
-		if err2 := w.WritePages(0x7000000, make([]byte, PageSize)); err2 != err {
+		if err2 := w.WritePages(0, 0x7000000, page); err2 != err {
 			t.Errorf("%s: WritePages after error %v = %v; want the same error", tc.name, err, err2)
 		}
 		if tc.name != "after close" {
@@ -226,6 +278,58 @@ func TestWriterErrors(t *testing.T) {
 				t.Errorf("%s: Close() after error %v = %v; want the same error", tc.name, err, err2)
 			}
 		}
+	}
+}
+
+// TestWriterTasks: the Writer takes each process's pages in address
+// order, processes in record order, the address starting over with each
+// process, and a process with no pages; the Reader returns them so.
+func TestWriterTasks(t *testing.T) {
+	var buf bytes.Buffer
+	w, err := NewWriter(&buf, testInfo, WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeMeta(w, 4); err != nil {
+		t.Fatal(err)
+	}
+	want := []run{
+		{0, 0x7ffff000, bytes.Repeat([]byte{1}, PageSize)},
+		{1, 0x1000, bytes.Repeat([]byte{2}, PageSize)},
+		{1, 0x2000, bytes.Repeat([]byte{3}, PageSize)}, // right after the previous run
+		{3, 0x1000, bytes.Repeat([]byte{4}, 2*PageSize)},
+	}
+	for _, r := range want {
+		if err := w.WritePages(r.task, r.addr, r.data); err != nil {
+			t.Fatalf("WritePages(%d, 0x%x) = %v", r.task, r.addr, err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rd, err := NewReader(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []run
+	for {
+		h, err := rd.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Type == TypePages {
+			task, addr, data, err := rd.ReadPages(make([]byte, PageBufSize))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, run{task, addr, bytes.Clone(data)})
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("read %d runs unlike the %d written", len(got), len(want))
 	}
 }
 
@@ -247,9 +351,12 @@ func TestWriterSticky(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := writeMeta(w, 1); err != nil {
+		t.Fatal(err)
+	}
 	var first error
 	for i := 0; i < 20 && first == nil; i++ {
-		first = w.WritePages(uint64(i+1)*0x100000, bytes.Repeat([]byte{byte(i)}, 16*PageSize))
+		first = w.WritePages(0, uint64(i+1)*0x100000, bytes.Repeat([]byte{byte(i)}, 16*PageSize))
 	}
 	if err := w.Close(); first == nil && err != nil {
 		first = err
@@ -266,7 +373,8 @@ func TestWriterSticky(t *testing.T) {
 // FormatError saying truncated (or empty, or corrupt for the compressed
 // stream), never succeed and never panic.
 func TestTruncation(t *testing.T) {
-	small := newBuilder().info().plain(TypeProcess, []byte(`{}`)).plain(0x8001, []byte("anc")).pages(0x1000, 1).end().b
+	small := newBuilder().info().files().process(42, 1).plain(0x8001, []byte("anc")).process(43, 42).
+		pages(0x1000, 1).taskPages(1, 0x1000, 1).end().b
 	for name, image := range map[string][]byte{
 		"plain":      small,
 		"zstd pages": writerImage(t, WriterOptions{Compression: Zstd}),
@@ -333,8 +441,8 @@ func TestErrorText(t *testing.T) {
 			"corrupt image at byte 1234 (record 5, PAGES): payload checksum mismatch"},
 		{FormatError{Kind: Truncated, Offset: 99, Record: 3, Type: TypeProcess, Msg: "input ends in a payload"},
 			"truncated image at byte 99 (record 3, PROCESS): input ends in a payload"},
-		{FormatError{Kind: Unsupported, Offset: 8, Record: -1, Msg: "format version 2.0 (this reader knows 1.x)"},
-			"unsupported image at byte 8 (file header): format version 2.0 (this reader knows 1.x)"},
+		{FormatError{Kind: Unsupported, Offset: 8, Record: -1, Msg: "format version 3.0 (this reader knows 2.x)"},
+			"unsupported image at byte 8 (file header): format version 3.0 (this reader knows 2.x)"},
 		{FormatError{Kind: NotImage, Record: -1}, "not a procs image (bad magic)"},
 		{FormatError{Kind: Empty, Record: -1}, "empty input"},
 	} {
@@ -357,6 +465,12 @@ func TestParseCompression(t *testing.T) {
 
 func FuzzReader(f *testing.F) {
 	for _, v := range vectors(f) {
+		// Not the vectors of the caps on PROCESS records: each run of
+		// one reads 64 MiB or thousands of records, and the fuzzer
+		// would spend its time there.
+		if v.name == "bad-meta-over-cap" || strings.Contains(v.name, "processes-") {
+			continue
+		}
 		f.Add(v.data)
 	}
 	buf := make([]byte, PageBufSize)
@@ -369,7 +483,7 @@ func FuzzReader(f *testing.F) {
 			if err == nil && i%2 == 0 {
 				switch h.Type {
 				case TypePages:
-					_, _, err = rd.ReadPages(buf)
+					_, _, _, err = rd.ReadPages(buf)
 				default:
 					_, err = rd.Payload()
 				}
@@ -391,10 +505,13 @@ func BenchmarkWritePages(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			if err := writeMeta(w, 1); err != nil {
+				b.Fatal(err)
+			}
 			b.SetBytes(MaxPageRun)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				if err := w.WritePages(uint64(i)*MaxPageRun, data); err != nil {
+				if err := w.WritePages(0, uint64(i)*MaxPageRun, data); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -411,9 +528,10 @@ func BenchmarkReadPages(b *testing.B) {
 			const runs = 16
 			var img bytes.Buffer
 			w, _ := NewWriter(&img, testInfo, WriterOptions{Compression: c})
+			writeMeta(w, 2)
 			data := bytes.Repeat([]byte("some memory 0123456789abcdef"), MaxPageRun/28+1)[:MaxPageRun]
 			for i := 0; i < runs; i++ {
-				w.WritePages(uint64(i)*MaxPageRun, data)
+				w.WritePages(uint32(i/(runs/2)), uint64(i%(runs/2))*MaxPageRun, data)
 			}
 			if err := w.Close(); err != nil {
 				b.Fatal(err)
@@ -427,12 +545,14 @@ func BenchmarkReadPages(b *testing.B) {
 					b.Fatal(err)
 				}
 				for {
-					if _, err := rd.Next(); err == io.EOF {
+					if h, err := rd.Next(); err == io.EOF {
 						break
 					} else if err != nil {
 						b.Fatal(err)
+					} else if h.Type != TypePages {
+						continue
 					}
-					if _, _, err := rd.ReadPages(buf); err != nil {
+					if _, _, _, err := rd.ReadPages(buf); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -445,7 +565,7 @@ func BenchmarkReadPages(b *testing.B) {
 // with WritePageRun make the very bytes WritePages makes, compressed or
 // not.
 func TestPreparePages(t *testing.T) {
-	runs := randomPages(7, true)
+	runs := append(randomPages(0, 7, true), randomPages(1, 8, false)...)
 	for _, opts := range []WriterOptions{{}, {Compression: Zstd}} {
 		var want, got bytes.Buffer
 		ww, err := NewWriter(&want, Info{Comm: "x"}, opts)
@@ -456,13 +576,19 @@ func TestPreparePages(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if err := writeMeta(ww, 2); err != nil {
+			t.Fatal(err)
+		}
+		if err := writeMeta(gw, 2); err != nil {
+			t.Fatal(err)
+		}
 		prepared := make([]chan PageRun, len(runs))
 		for i, r := range runs {
 			prepared[i] = make(chan PageRun, 1)
-			go func() { prepared[i] <- gw.PreparePages(r.addr, r.data) }()
+			go func() { prepared[i] <- gw.PreparePages(r.task, r.addr, r.data) }()
 		}
 		for i, r := range runs {
-			if err := ww.WritePages(r.addr, r.data); err != nil {
+			if err := ww.WritePages(r.task, r.addr, r.data); err != nil {
 				t.Fatal(err)
 			}
 			pr := <-prepared[i]
@@ -486,9 +612,23 @@ func TestPreparePages(t *testing.T) {
 			t.Errorf("%v: Verify = %v", opts.Compression, err)
 		}
 		// A run that is not whole pages is refused when written.
-		bad := ww.PreparePages(0x1000, make([]byte, 100))
+		bad := ww.PreparePages(1, 0x100000, make([]byte, 100))
 		if err := gw.WritePageRun(bad); err == nil {
 			t.Errorf("WritePageRun of 100 bytes = nil error")
+		}
+		// So is one prepared for a process the image lacks, or out of
+		// order.
+		for _, r := range []struct {
+			task uint32
+			addr uint64
+		}{{2, 0x1000}, {0, 0x100000}} {
+			w, _ := NewWriter(io.Discard, Info{}, opts)
+			writeMeta(w, 2)
+			w.WritePages(1, 0, make([]byte, PageSize))
+			if err := w.WritePageRun(ww.PreparePages(r.task, r.addr, make([]byte, PageSize))); err == nil {
+				t.Errorf("%v: WritePageRun of process %d at 0x%x after process 1's = nil error", opts.Compression, r.task, r.addr)
+			}
+			w.Close()
 		}
 	}
 }

@@ -1,17 +1,31 @@
 package format
 
-// This file holds the engine's description of a process: the JSON payload
-// of the PROCESS record (type 0x0010). See SPEC.md, "Engine records".
+// This file holds the engine's description of processes and their files:
+// the JSON payloads of the FILES record (0x0011) and of the PROCESS
+// records (0x0010). See SPEC.md, "Engine records".
 
-// Process is everything about a process but its memory contents and the
-// contents of carried files.
+// FileTable is the FILES record: every file of the image, whoever holds
+// it. A file's id is its index here: fds and mappings of every process
+// name files by id, and FILEDATA records carry their contents.
+type FileTable struct {
+	Files []File `json:"files"`
+}
+
+// Process is everything about one process but its memory contents and its
+// files' (which are the image's, in FileTable).
 type Process struct {
 	PID int `json:"pid"`
+	// PPID is the parent's PID. The first process of an image is the
+	// root of the tree, whose parent is not in the image; every other
+	// process's parent is a process before it in the image.
+	PPID int `json:"ppid"`
 	// Pgid is the process's process group; it led the group when Pgid
 	// is PID (as every job a shell starts does).
-	Pgid        int          `json:"pgid,omitempty"`
+	Pgid int `json:"pgid,omitempty"`
+	// Sid is the process's session; it led the session when Sid is PID.
+	Sid         int          `json:"sid,omitempty"`
 	Comm        string       `json:"comm"`
-	Exe         int          `json:"exe"` // index into Files
+	Exe         int          `json:"exe"` // a file id
 	Cwd         string       `json:"cwd"`
 	Root        string       `json:"root"`
 	Umask       uint32       `json:"umask"`
@@ -20,14 +34,12 @@ type Process struct {
 	Limits      []Rlimit     `json:"limits"` // indexed by RLIMIT_* number
 	MM          MM           `json:"mm"`
 	Maps        []Mapping    `json:"maps"`
-	Files       []File       `json:"files"`
 	FDs         []FD         `json:"fds"`
 	Sigactions  []Sigaction  `json:"sigactions"`        // index i is signal i+1
 	Pending     [][]byte     `json:"pending,omitempty"` // shared pending siginfo, 128 bytes each
 	Itimers     [3]Itimerval `json:"itimers"`
 	Threads     []Thread     `json:"threads"`        // the main thread first
 	Vdso        []byte       `json:"vdso,omitempty"` // contents of [vdso], to check the restoring kernel's
-	Epolls      []Epoll      `json:"epolls,omitempty"`
 	// Clocks are the process's CLOCK_MONOTONIC and CLOCK_BOOTTIME, in
 	// nanoseconds, when it was frozen: a restorer may give it a time
 	// namespace in which they go on from there.
@@ -38,7 +50,7 @@ type Process struct {
 	// Timers are the process's POSIX timers (timer_create(2)).
 	Timers []PosixTimer `json:"timers,omitempty"`
 	// CwdDeleted: the working directory was removed (see exact files);
-	// Files then holds it, a deleted dir of path Cwd.
+	// the image's files then hold it, a deleted dir of path Cwd.
 	CwdDeleted bool `json:"cwd_deleted,omitempty"`
 	// OomScoreAdj is /proc/PID/oom_score_adj, in [-1000, 1000]; absent,
 	// the process gets the restorer's.
@@ -156,7 +168,7 @@ type Mapping struct {
 	Shared bool   `json:"shared"` // MAP_SHARED
 	Kind   string `json:"kind"`
 	Name   string `json:"name,omitempty"` // "[heap]", "[stack]", "[vdso]", a path...
-	File   int    `json:"file"`           // index into Files, or -1
+	File   int    `json:"file"`           // a file id, or -1
 	Offset uint64 `json:"offset"`
 	// Advice lists the smaps VmFlags that procs puts back with madvise,
 	// mmap flags or mprotect: gd (grows down), ac (memory accounted: the
@@ -179,6 +191,7 @@ const (
 	FileMemfd   = "memfd" // memfd or shared anonymous memory: contents always carried
 	FileEventfd = "eventfd"
 	FileEpoll   = "epoll"
+	FilePipe    = "pipe" // an anonymous pipe: its ends are fds of the tree
 )
 
 // --- exact files (issue 14): members of open files that must come back
@@ -233,11 +246,13 @@ type File struct {
 	// path without an identity check.
 	Pseudo bool `json:"pseudo,omitempty"`
 	// Carried is set when the contents travel in FILEDATA records with
-	// this file's index.
+	// this file's id.
 	Carried bool `json:"carried,omitempty"`
-	// Eventfd counter, for FileEventfd.
-	Count     uint64 `json:"count,omitempty"`
-	Semaphore bool   `json:"semaphore,omitempty"`
+	// The state of a kind that has one, a member named after the kind
+	// (pkg/files says what each holds).
+	Eventfd *Eventfd `json:"eventfd,omitempty"`
+	Epoll   *Epoll   `json:"epoll,omitempty"`
+	Pipe    *Pipe    `json:"pipe,omitempty"`
 	// Exact files (see below): a memfd's seals; the owner of a memfd
 	// or a deleted file.
 	Seals *uint32 `json:"seals,omitempty"`
@@ -259,19 +274,35 @@ type File struct {
 // FD is one file descriptor.
 type FD struct {
 	Num     int   `json:"num"`
-	File    int   `json:"file"`  // index into Files; -1 for 0, 1, 2 replaced by the loader's
+	File    int   `json:"file"`  // a file id; -1 for 0, 1, 2 replaced by the loader's
 	Flags   int   `json:"flags"` // open flags: access mode, O_APPEND, O_NONBLOCK...
 	Cloexec bool  `json:"cloexec,omitempty"`
 	Pos     int64 `json:"pos"`
-	// Dup, when not 0, is the number of an earlier fd that shares this
-	// one's open file description (as after dup(2)): this fd is made a
-	// duplicate of it, sharing offset and flags.
-	Dup int `json:"dup,omitempty"`
+	// Open names the fd's open file description, from 1: fds with the
+	// same Open, in one process (after dup(2)) or in several (after
+	// fork(2)), share one description, with its offset and flags. The
+	// first of them in the image (processes in order, then fds) says
+	// the description's file, flags and offset; the others say the same.
+	Open int `json:"open"`
 }
 
-// Epoll is the interest list of an epoll fd.
+// Eventfd is the state of an eventfd (FileEventfd).
+type Eventfd struct {
+	Count     uint64 `json:"count"`
+	Semaphore bool   `json:"semaphore,omitempty"`
+}
+
+// Pipe is the state of an anonymous pipe (FilePipe): its buffer's size
+// in bytes (F_GETPIPE_SZ) and the bytes in it that were not read yet, at
+// most Size.
+type Pipe struct {
+	Size int    `json:"size"`
+	Data []byte `json:"data"`
+}
+
+// Epoll is the interest list of an epoll instance (FileEpoll). Its
+// targets are fds of the first process that holds the epoll.
 type Epoll struct {
-	FD      int          `json:"fd"`
 	Targets []EpollEntry `json:"targets"`
 }
 

@@ -8,6 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
@@ -59,7 +62,10 @@ type Reader struct {
 	pending bool // the current payload has not been read
 
 	records   uint64
-	processes int // PROCESS records so far
+	processes int    // PROCESS records so far
+	files     bool   // the FILES record was read
+	meta      uint64 // raw bytes of FILES and PROCESS records so far
+	task      uint32 // the process of the last PAGES record
 	pageBytes uint64
 	rawBytes  uint64
 	chain     uint32
@@ -174,7 +180,11 @@ func NewReaderLimits(r io.Reader, lim Limits) (*Reader, error) {
 	rd.machine = int(binary.LittleEndian.Uint16(h[12:]))
 	if rd.major != MajorVersion {
 		rd.off = 8
-		return nil, rd.fail(Unsupported, -1, fmt.Sprintf("format version %d.%d (this reader knows %d.x)", rd.major, rd.minor, MajorVersion))
+		msg := fmt.Sprintf("format version %d.%d (this reader knows %d.x)", rd.major, rd.minor, MajorVersion)
+		if rd.major == 1 {
+			msg = fmt.Sprintf("format version %d.%d, written by an older procs; this one reads %d.x (version 1 images held one process and no tree: dump the process again with this procs)", rd.major, rd.minor, MajorVersion)
+		}
+		return nil, rd.fail(Unsupported, -1, msg)
 	}
 	if s := binary.LittleEndian.Uint16(h[14:]); s != pageShift {
 		rd.off = 14
@@ -197,7 +207,28 @@ func NewReaderLimits(r io.Reader, lim Limits) (*Reader, error) {
 	if err := rd.DecodeJSON(&rd.info); err != nil {
 		return nil, err
 	}
+	if f := unknownFeatures(rd.info.Requires); len(f) > 0 {
+		return nil, rd.failAt(Unsupported, hd.Offset, fmt.Sprintf("the image requires %s, which this reader does not know", strings.Join(f, ", ")))
+	}
 	return rd, nil
+}
+
+// Features are the names of INFO.requires this package knows (see
+// SPEC.md, "How the format evolves"): none in 2.0.
+var Features = []string{}
+
+// unknownFeatures returns those of req that Features lacks, quoted.
+func unknownFeatures(req []string) []string {
+	var out []string
+	for _, f := range req {
+		if !slices.Contains(Features, f) {
+			out = append(out, strconv.Quote(f))
+		}
+		if len(out) == 4 {
+			break
+		}
+	}
+	return out
 }
 
 func notImage(b []byte) error {
@@ -352,12 +383,20 @@ func (r *Reader) Next() (Header, error) {
 			return Header{}, r.failAt(Corrupt, off, fmt.Sprintf("payload length %d exceeds the cap of %d", max(stored, raw), limit))
 		case r.curComp == None && stored != raw:
 			return Header{}, r.failAt(Corrupt, off, fmt.Sprintf("stored length %d differs from raw length %d in an uncompressed record", stored, raw))
-		case t == TypeProcess && r.processes > 0:
-			return Header{}, r.failAt(Corrupt, off, "second PROCESS record")
 		case t == TypeInfo && idx != 0:
 			return Header{}, r.failAt(Corrupt, off, "INFO record is not the first")
 		case t != TypeInfo && idx == 0:
 			return Header{}, r.failAt(Corrupt, off, "first record is not INFO")
+		case t == TypeProcess && r.processes >= MaxProcesses:
+			return Header{}, r.failAt(Corrupt, off, fmt.Sprintf("more than %d PROCESS records", MaxProcesses))
+		case t == TypeProcess && !r.files:
+			return Header{}, r.failAt(Corrupt, off, "PROCESS record before the FILES record")
+		case t == TypeFiles && r.files:
+			return Header{}, r.failAt(Corrupt, off, "second FILES record")
+		case (t == TypeFiles || t == TypeProcess) && r.meta+uint64(raw) > MaxMeta:
+			return Header{}, r.failAt(Corrupt, off, fmt.Sprintf("FILES and PROCESS records hold more than %d bytes together", MaxMeta))
+		case t == TypePages && r.processes == 0:
+			return Header{}, r.failAt(Corrupt, off, "PAGES record before any PROCESS record")
 		case t == TypeEnd:
 			return Header{}, r.end()
 		case t == TypePages:
@@ -371,8 +410,13 @@ func (r *Reader) Next() (Header, error) {
 		case t.Critical() && r.inPages:
 			return Header{}, r.failAt(Corrupt, off, desc.name+" record after PAGES records")
 		}
-		if t == TypeProcess {
+		switch t {
+		case TypeProcess:
 			r.processes++
+			r.meta += uint64(raw)
+		case TypeFiles:
+			r.files = true
+			r.meta += uint64(raw)
 		}
 		r.records++
 		r.rawBytes += uint64(raw)
@@ -494,17 +538,19 @@ func (r *Reader) DecodeJSON(v any) error {
 }
 
 // ReadPages reads the current record, which must be PAGES, into buf,
-// which must hold the record's pages (MaxPageRun bytes always do). data
-// is a part of buf: with a buffer of PageBufSize bytes or more, a
-// compressed record is decompressed right there; with a smaller one it
-// is decompressed elsewhere and copied. The checksum and the address
-// order are checked before ReadPages returns.
-func (r *Reader) ReadPages(buf []byte) (addr uint64, data []byte, err error) {
+// which must hold the record's pages (MaxPageRun bytes always do), and
+// returns the process they belong to (the number of its PROCESS record,
+// from 0), their address and the memory. data is a part of buf: with a
+// buffer of PageBufSize bytes or more, a compressed record is
+// decompressed right there; with a smaller one it is decompressed
+// elsewhere and copied. The checksum, the process number and the order
+// are checked before ReadPages returns.
+func (r *Reader) ReadPages(buf []byte) (task uint32, addr uint64, data []byte, err error) {
 	prefix, data, err := r.readBulk(TypePages, buf, pagesPrefix)
 	if err != nil {
-		return 0, nil, err
+		return 0, 0, nil, err
 	}
-	return binary.LittleEndian.Uint64(prefix), data, nil
+	return binary.LittleEndian.Uint32(prefix), binary.LittleEndian.Uint64(prefix[8:]), data, nil
 }
 
 // ReadFileData reads the current record, which must be FILEDATA, into
@@ -545,17 +591,25 @@ func (r *Reader) checkContents(prefix []byte, n int) error {
 	poff := r.cur.Offset + recordHeaderSize
 	switch r.cur.Type {
 	case TypePages:
-		addr := binary.LittleEndian.Uint64(prefix)
+		task := binary.LittleEndian.Uint32(prefix)
+		addr := binary.LittleEndian.Uint64(prefix[8:])
 		end := addr + uint64(n)
 		switch {
+		case int64(task) >= int64(r.processes):
+			return r.failAt(Corrupt, poff, fmt.Sprintf("PAGES of process %d; the image has %d", task, r.processes))
+		case binary.LittleEndian.Uint32(prefix[4:]) != 0:
+			return r.failAt(Corrupt, poff, "PAGES reserved field is not zero")
+		case r.pagesRead && task < r.task:
+			return r.failAt(Corrupt, poff, fmt.Sprintf("PAGES of process %d after those of process %d", task, r.task))
 		case addr%PageSize != 0:
 			return r.failAt(Corrupt, poff, fmt.Sprintf("PAGES address 0x%x is not page aligned", addr))
 		case end != 0 && end < addr:
 			return r.failAt(Corrupt, poff, fmt.Sprintf("PAGES at 0x%x of %d bytes go beyond the address space", addr, n))
-		case r.pagesRead && addr < r.nextAddr:
+		case r.pagesRead && task == r.task && addr < r.nextAddr:
 			return r.failAt(Corrupt, poff, fmt.Sprintf("PAGES at 0x%x below the end of the previous PAGES at 0x%x", addr, r.nextAddr))
 		}
 		r.pagesRead = true
+		r.task = task
 		r.nextAddr = end
 		if end == 0 {
 			r.nextAddr = ^uint64(0)

@@ -13,9 +13,10 @@ type RecordType uint16
 const (
 	TypeInfo     RecordType = 0x0001 // JSON Info, always the first record
 	TypeEnd      RecordType = 0x0002 // totals, always the last record
-	TypePages    RecordType = 0x0003 // u64 address, then memory
-	TypeProcess  RecordType = 0x0010 // JSON, defined by the engine
-	TypeFileData RecordType = 0x0020 // u32 file index, u32 0, u64 offset, bytes
+	TypePages    RecordType = 0x0003 // u32 process, u32 0, u64 address, then memory
+	TypeProcess  RecordType = 0x0010 // JSON, defined by the engine: one process
+	TypeFiles    RecordType = 0x0011 // JSON, defined by the engine: the image's open files
+	TypeFileData RecordType = 0x0020 // u32 file id, u32 0, u64 offset, bytes
 
 	// Ancillary is the first ancillary type.
 	Ancillary RecordType = 0x8000
@@ -34,7 +35,7 @@ func (t RecordType) String() string {
 }
 
 const (
-	// PageSize is the page size of version 1 images.
+	// PageSize is the page size of version 2 images.
 	PageSize = 4096
 	// MaxPageRun is the most bytes of memory one PAGES record holds.
 	MaxPageRun = 8 << 20
@@ -44,14 +45,22 @@ const (
 	fileHeaderSize   = 24
 	recordHeaderSize = 20
 	endPayloadSize   = 28
-	pagesPrefix      = 8
+	pagesPrefix      = 16
 	fileDataPrefix   = 16
 
 	maxInfo = 1 << 20
 	maxCap  = 64 << 20 // any other type
 
+	// MaxProcesses is the most PROCESS records (processes) an image
+	// holds.
+	MaxProcesses = 4096
+	// MaxMeta is the most bytes the FILES and PROCESS records of an
+	// image hold together (raw payloads): what a restorer decodes and
+	// keeps before anything runs.
+	MaxMeta = 128 << 20
+
 	// Version of the format this package writes and reads.
-	MajorVersion = 1
+	MajorVersion = 2
 	MinorVersion = 0
 
 	// MachineX8664 is the ELF machine number of x86-64 (EM_X86_64).
@@ -71,6 +80,7 @@ var recordTypes = map[RecordType]typeDesc{
 	TypeEnd:      {"END", endPayloadSize},
 	TypePages:    {"PAGES", pagesPrefix + MaxPageRun},
 	TypeProcess:  {"PROCESS", maxCap},
+	TypeFiles:    {"FILES", maxCap},
 	TypeFileData: {"FILEDATA", fileDataPrefix + MaxFileRun},
 }
 
@@ -84,15 +94,22 @@ func capOf(t RecordType) int {
 
 // Info is the INFO record: what the image is, for people and listings.
 type Info struct {
-	Comm    string            `json:"comm"`
-	PID     int               `json:"pid"`
-	Host    string            `json:"host"`
-	Kernel  string            `json:"kernel"`
-	Arch    string            `json:"arch"`
-	Created time.Time         `json:"created"`
-	Procs   string            `json:"procs"` // version of the writing tool
-	Threads int               `json:"threads"`
-	Extra   map[string]string `json:"extra,omitempty"`
+	Comm    string    `json:"comm"`
+	PID     int       `json:"pid"`
+	Host    string    `json:"host"`
+	Kernel  string    `json:"kernel"`
+	Arch    string    `json:"arch"`
+	Created time.Time `json:"created"`
+	Procs   string    `json:"procs"`   // version of the writing tool
+	Threads int       `json:"threads"` // of all processes
+	// Processes is the number of processes (PROCESS records).
+	Processes int `json:"processes"`
+	// Requires names the features of the format that the image uses
+	// and that a reader must know to restore it (see SPEC.md, "How the
+	// format evolves"); a reader refuses an image that requires one it
+	// does not know, naming it. Version 2.0 defines none.
+	Requires []string          `json:"requires,omitempty"`
+	Extra    map[string]string `json:"extra,omitempty"`
 }
 
 // Summary is what Verify found in a whole image.

@@ -44,9 +44,13 @@ type Writer struct {
 	rawBytes  uint64
 	chain     uint32
 
-	inPages  bool   // a PAGES record was written
-	nextAddr uint64 // PAGES may start at or after this address
-	closed   bool
+	inPages   bool   // a PAGES record was written
+	task      uint32 // the process of the last PAGES record
+	nextAddr  uint64 // its PAGES may start at or after this address
+	processes int    // PROCESS records written
+	files     bool   // the FILES record was written
+	meta      uint64 // bytes of FILES and PROCESS payloads
+	closed    bool
 
 	hdr [recordHeaderSize + fileDataPrefix]byte
 
@@ -197,6 +201,24 @@ func (w *Writer) WriteRecord(t RecordType, payload []byte) error {
 	if t.Critical() && w.inPages {
 		return w.fail("%v record after PAGES records", t)
 	}
+	switch {
+	case t == TypeFiles && w.files:
+		return w.fail("second FILES record")
+	case t == TypeProcess && !w.files:
+		return w.fail("PROCESS record before the FILES record")
+	case t == TypeProcess && w.processes >= MaxProcesses:
+		return w.fail("more than %d PROCESS records", MaxProcesses)
+	case (t == TypeFiles || t == TypeProcess) && w.meta+uint64(len(payload)) > MaxMeta:
+		return w.fail("FILES and PROCESS records of more than %d bytes together", MaxMeta)
+	}
+	switch t {
+	case TypeFiles:
+		w.files = true
+		w.meta += uint64(len(payload))
+	case TypeProcess:
+		w.processes++
+		w.meta += uint64(len(payload))
+	}
 	if err := w.flush(); err != nil {
 		return err
 	}
@@ -216,18 +238,21 @@ func (w *Writer) WriteJSON(t RecordType, v any) error {
 	return w.WriteRecord(t, p)
 }
 
-// WritePages writes the memory data found at address addr, as one or more
-// PAGES records of at most MaxPageRun bytes each. addr must be a multiple
-// of PageSize, len(data) a positive multiple of it, and addr at or above
-// the end of the previous call's run. data is not used after WritePages
-// returns.
-func (w *Writer) WritePages(addr uint64, data []byte) error {
-	return w.WritePageRun(w.PreparePages(addr, data))
+// WritePages writes the memory data found at address addr of the
+// process numbered task (the order of its PROCESS record, from 0), as one
+// or more PAGES records of at most MaxPageRun bytes each. addr must be a
+// multiple of PageSize, len(data) a positive multiple of it, and (task,
+// addr) at or after the end of the previous call's run: a process's pages
+// in increasing address order, processes in the order of their records.
+// data is not used after WritePages returns.
+func (w *Writer) WritePages(task uint32, addr uint64, data []byte) error {
+	return w.WritePageRun(w.PreparePages(task, addr, data))
 }
 
 // A PageRun is memory data found at an address, made ready by
 // PreparePages to be written by WritePageRun.
 type PageRun struct {
+	task uint32
 	addr uint64
 	data []byte
 	sums []uint32 // checksum of each record's payload; nil if compressed
@@ -236,6 +261,13 @@ type PageRun struct {
 // Len is the number of bytes of memory in r.
 func (r PageRun) Len() int { return len(r.data) }
 
+// pagesHead is the prefix of a PAGES payload.
+func pagesHead(task uint32, addr uint64) (p [pagesPrefix]byte) {
+	binary.LittleEndian.PutUint32(p[0:], task)
+	binary.LittleEndian.PutUint64(p[8:], addr)
+	return p
+}
+
 // PreparePages does the part of WritePages that needs no order: it
 // checksums data, found at addr, for WritePageRun (when the Writer
 // compresses, WritePageRun does that work instead). Unlike the Writer's
@@ -243,14 +275,13 @@ func (r PageRun) Len() int { return len(r.data) }
 // while they run: it is how a caller spreads the checksums of a large
 // image over the machine's cores. data must stay unchanged until the
 // PageRun is written.
-func (w *Writer) PreparePages(addr uint64, data []byte) PageRun {
-	r := PageRun{addr: addr, data: data}
+func (w *Writer) PreparePages(task uint32, addr uint64, data []byte) PageRun {
+	r := PageRun{task: task, addr: addr, data: data}
 	if w.opts.Compression != None || len(data)%PageSize != 0 {
 		return r // WritePageRun checksums, or refuses
 	}
-	var prefix [pagesPrefix]byte
 	for off := 0; off < len(data); off += MaxPageRun {
-		binary.LittleEndian.PutUint64(prefix[:], addr+uint64(off))
+		prefix := pagesHead(task, addr+uint64(off))
 		r.sums = append(r.sums, payloadSum(prefix[:], data[off:min(len(data), off+MaxPageRun)]))
 	}
 	return r
@@ -266,8 +297,11 @@ func (w *Writer) WritePageRun(r PageRun) error {
 	if addr%PageSize != 0 || len(data) == 0 || len(data)%PageSize != 0 {
 		return w.fail("PAGES at 0x%x of %d bytes: not whole pages", addr, len(data))
 	}
-	if w.inPages && addr < w.nextAddr {
-		return w.fail("PAGES at 0x%x: below the end of the previous run at 0x%x", addr, w.nextAddr)
+	if int64(r.task) >= int64(w.processes) {
+		return w.fail("PAGES of process %d: the image has %d PROCESS records", r.task, w.processes)
+	}
+	if w.inPages && (r.task < w.task || r.task == w.task && addr < w.nextAddr) {
+		return w.fail("PAGES of process %d at 0x%x: before the end of the previous run (process %d, 0x%x)", r.task, addr, w.task, w.nextAddr)
 	}
 	end := addr + uint64(len(data))
 	if end != 0 && end < addr {
@@ -275,10 +309,10 @@ func (w *Writer) WritePageRun(r PageRun) error {
 	}
 	summed := w.opts.Compression == None && len(r.sums) == (len(data)+MaxPageRun-1)/MaxPageRun
 	w.inPages = true
+	w.task = r.task
 	for i := 0; len(data) > 0; i++ {
 		n := min(len(data), MaxPageRun)
-		var prefix [pagesPrefix]byte
-		binary.LittleEndian.PutUint64(prefix[:], addr)
+		prefix := pagesHead(r.task, addr)
 		var err error
 		if summed {
 			err = w.emitSum(TypePages, None, prefix[:], data[:n], pagesPrefix+n, r.sums[i])

@@ -25,7 +25,7 @@ func TestDiesAtOnce(t *testing.T) {
 		t.Fatal("threads victim did not start")
 	}
 	img := dump(t, v.pid(), false)
-	bad := editImage(t, img, func(p *format.Process) {
+	bad := editImage(t, img, func(p *imageEdit) {
 		p.Itimers[0] = format.Itimerval{ValueUsec: 1}
 	})
 	for range 5 {

@@ -86,11 +86,11 @@ func buildTools(dir string) {
 		}
 	}
 	binDir = filepath.Join(dir, "bin")
-	cmd := exec.Command("go", "build", "-trimpath", "-o", binDir+"/", "./cmd/procs-dump", "./cmd/procs-load")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", binDir+"/", "./cmd/procs-dump", "./cmd/procs-load", "./cmd/procs")
 	cmd.Dir = repoRoot
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		binErr = fmt.Errorf("go build ./cmd/procs-dump ./cmd/procs-load: %v\n%s", err, out)
+		binErr = fmt.Errorf("go build ./cmd/procs-dump ./cmd/procs-load ./cmd/procs: %v\n%s", err, out)
 	}
 }
 

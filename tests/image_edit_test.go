@@ -15,15 +15,25 @@ import (
 	"procs/format"
 )
 
-// rewriteImage copies the image at src to dst with the JSON of its
-// PROCESS record passed through edit, every other record as it was.
+// rewriteImage copies the image at src to dst with the JSON of its first
+// PROCESS record (the root's) passed through edit, every other record as
+// it was.
 func rewriteImage(src, dst string, edit func(json []byte) ([]byte, error)) error {
 	return rewriteImageWith(src, dst, edit, nil)
 }
 
 // rewriteImageWith is rewriteImage, with more records written by extra
-// (if not nil) right after PROCESS.
+// (if not nil) right after the PROCESS records.
 func rewriteImageWith(src, dst string, edit func(json []byte) ([]byte, error), extra func(w *format.Writer) error) error {
+	return rewriteTree(src, dst, func(files, root []byte) ([]byte, []byte, error) {
+		root, err := edit(root)
+		return files, root, err
+	}, extra)
+}
+
+// rewriteTree copies the image at src to dst with the JSON of its FILES
+// record and of its first PROCESS record passed through edit.
+func rewriteTree(src, dst string, edit func(files, root []byte) ([]byte, []byte, error), extra func(w *format.Writer) error) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
@@ -43,6 +53,8 @@ func rewriteImageWith(src, dst string, edit func(json []byte) ([]byte, error), e
 		return err
 	}
 	buf := make([]byte, format.PageBufSize)
+	var files []byte // the FILES record, written with the root's
+	procs, extraDone := 0, false
 	for {
 		h, err := r.Next()
 		if errors.Is(err, io.EOF) {
@@ -51,29 +63,40 @@ func rewriteImageWith(src, dst string, edit func(json []byte) ([]byte, error), e
 		if err != nil {
 			return err
 		}
+		if h.Type != format.TypeProcess && procs > 0 && !extraDone && extra != nil {
+			extraDone = true
+			if err := extra(w); err != nil {
+				return err
+			}
+		}
 		switch h.Type {
+		case format.TypeFiles:
+			if files, err = r.Payload(); err != nil {
+				return err
+			}
 		case format.TypeProcess:
 			p, err := r.Payload()
 			if err != nil {
 				return err
 			}
-			if p, err = edit(p); err != nil {
-				return err
-			}
-			if err := w.WriteRecord(format.TypeProcess, p); err != nil {
-				return err
-			}
-			if extra != nil {
-				if err := extra(w); err != nil {
+			if procs == 0 {
+				if files, p, err = edit(files, p); err != nil {
+					return err
+				}
+				if err := w.WriteRecord(format.TypeFiles, files); err != nil {
 					return err
 				}
 			}
+			procs++
+			if err := w.WriteRecord(format.TypeProcess, p); err != nil {
+				return err
+			}
 		case format.TypePages:
-			addr, data, err := r.ReadPages(buf)
+			task, addr, data, err := r.ReadPages(buf)
 			if err != nil {
 				return err
 			}
-			if err := w.WritePages(addr, data); err != nil {
+			if err := w.WritePages(task, addr, data); err != nil {
 				return err
 			}
 		case format.TypeFileData:
@@ -88,22 +111,46 @@ func rewriteImageWith(src, dst string, edit func(json []byte) ([]byte, error), e
 			return fmt.Errorf("record %d: %v, which rewriteImage does not copy", h.Index, h.Type)
 		}
 	}
+	if !extraDone && extra != nil {
+		if err := extra(w); err != nil {
+			return err
+		}
+	}
 	return w.Close()
 }
 
-// editImage returns a copy of the image at src whose PROCESS record edit
-// changed.
-func editImage(t *testing.T, src string, edit func(p *format.Process)) string {
+// imageEdit is what an edit of an image sees: the root's PROCESS record,
+// and the image's files.
+type imageEdit struct {
+	*format.Process
+	Files []format.File
+}
+
+// editImage returns a copy of the image at src whose root process and
+// files edit changed.
+func editImage(t *testing.T, src string, edit func(p *imageEdit)) string {
 	t.Helper()
 	dst := filepath.Join(t.TempDir(), "edited")
-	err := rewriteImage(src, dst, func(b []byte) ([]byte, error) {
+	err := rewriteTree(src, dst, func(fb, pb []byte) ([]byte, []byte, error) {
 		var p format.Process
-		if err := json.Unmarshal(b, &p); err != nil {
-			return nil, err
+		var ft format.FileTable
+		if err := json.Unmarshal(fb, &ft); err != nil {
+			return nil, nil, err
 		}
-		edit(&p)
-		return json.Marshal(&p)
-	})
+		if err := json.Unmarshal(pb, &p); err != nil {
+			return nil, nil, err
+		}
+		e := &imageEdit{&p, ft.Files}
+		edit(e)
+		ft.Files = e.Files
+		if fb, err := json.Marshal(&ft); err != nil {
+			return nil, nil, err
+		} else if pb, err := json.Marshal(&p); err != nil {
+			return nil, nil, err
+		} else {
+			return fb, pb, nil
+		}
+	}, nil)
 	if err != nil {
 		t.Fatalf("rewriting %s: %v", src, err)
 	}

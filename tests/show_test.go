@@ -113,7 +113,7 @@ func TestShowVectors(t *testing.T) {
 			t.Errorf("%s: procs show --json: %v\n%s", name, err, jout)
 		}
 		if f := strings.Fields(string(txt)); strings.HasPrefix(f[0], "accept") {
-			if code != 0 || errs != "" || jcode != 0 || !j.Complete || !strings.Contains(out, "procs format 1.") {
+			if code != 0 || errs != "" || jcode != 0 || !j.Complete || !strings.Contains(out, "procs format 2.") {
 				t.Errorf("%s: procs show = exit %d, stderr %q, json complete %v; want 0, nothing, true\n%s", name, code, errs, j.Complete, out)
 			}
 			continue

@@ -48,9 +48,9 @@ func shadowFile(t *testing.T, carried bool) format.File {
 }
 
 // addFD adds file f to p, open as fd num with flags.
-func addFD(p *format.Process, f format.File, num, flags int) {
+func addFD(p *imageEdit, f format.File, num, flags int) {
 	p.Files = append(p.Files, f)
-	p.FDs = append(p.FDs, format.FD{Num: num, File: len(p.Files) - 1, Flags: flags})
+	p.FDs = append(p.FDs, format.FD{Num: num, File: len(p.Files) - 1, Flags: flags, Open: 1 << 20})
 }
 
 func TestRestoreOpensAsTheProcess(t *testing.T) {
@@ -62,34 +62,34 @@ func TestRestoreOpensAsTheProcess(t *testing.T) {
 	missing := fmt.Sprintf("/etc/procs-test-%d-%d", os.Getpid(), time.Now().UnixNano())
 	for _, tc := range []struct {
 		name  string
-		edit  func(p *format.Process)
+		edit  func(p *imageEdit)
 		wants []string
 	}{
-		{"fd", func(p *format.Process) {
+		{"fd", func(p *imageEdit) {
 			addFD(p, shadowFile(t, false), 5, unix.O_RDWR)
 		}, []string{"fd 5", "/etc/shadow", uid}},
-		{"fd-read-only", func(p *format.Process) {
+		{"fd-read-only", func(p *imageEdit) {
 			addFD(p, shadowFile(t, false), 7, unix.O_RDONLY)
 		}, []string{"fd 7", "/etc/shadow", uid}},
-		{"mapping", func(p *format.Process) {
+		{"mapping", func(p *imageEdit) {
 			p.Files = append(p.Files, shadowFile(t, false))
 			m := format.Mapping{Start: 0x10000000, End: 0x10001000, Prot: unix.PROT_READ,
 				Kind: format.MapFile, Name: "/etc/shadow", File: len(p.Files) - 1}
 			p.Maps = append([]format.Mapping{m}, p.Maps...)
 		}, []string{"mapping 10000000-10001000", "/etc/shadow", uid}},
-		{"file-saved", func(p *format.Process) {
+		{"file-saved", func(p *imageEdit) {
 			addFD(p, shadowFile(t, true), 5, unix.O_RDWR)
 		}, []string{"fd 5", "/etc/shadow", uid}},
-		{"file-saved-created", func(p *format.Process) {
+		{"file-saved-created", func(p *imageEdit) {
 			addFD(p, format.File{Kind: format.FileRegular, Path: missing, Mode: unix.S_IFREG | 0o644, Carried: true}, 5, unix.O_RDWR)
 		}, []string{"fd 5", missing, uid}},
-		{"procs-load-memory", func(p *format.Process) {
+		{"procs-load-memory", func(p *imageEdit) {
 			addFD(p, format.File{Kind: format.FileRegular, Path: "/proc/self/mem", Pseudo: true}, 5, unix.O_RDWR)
 		}, []string{"fd 5", "/proc/self/mem", "procs-load's own"}},
-		{"procs-load-fd", func(p *format.Process) {
+		{"procs-load-fd", func(p *imageEdit) {
 			addFD(p, format.File{Kind: format.FileRegular, Path: "/dev/fd/0", Pseudo: true}, 5, unix.O_RDONLY)
 		}, []string{"fd 5", "/dev/fd/0"}},
-		{"cwd", func(p *format.Process) {
+		{"cwd", func(p *imageEdit) {
 			p.Cwd = "/root"
 		}, []string{"working directory", "/root", uid}},
 	} {
@@ -138,7 +138,7 @@ func TestRestoreFailsClean(t *testing.T) {
 	}
 	// A read-only page of the image, for an rseq area the kernel cannot
 	// write to.
-	readOnly := func(p *format.Process) uint64 {
+	readOnly := func(p *imageEdit) uint64 {
 		for _, m := range p.Maps {
 			if m.Prot == unix.PROT_READ && m.Kind == format.MapFile {
 				return m.Start
@@ -150,31 +150,31 @@ func TestRestoreFailsClean(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		args  []string
-		edit  func(p *format.Process)
+		edit  func(p *imageEdit)
 		wants []string
 	}{
-		{"thread-id-taken", []string{"--pid=keep"}, func(p *format.Process) {
+		{"thread-id-taken", []string{"--pid=keep"}, func(p *imageEdit) {
 			p.Threads[3].TID = os.Getpid() // ours: taken
 		}, []string{strconv.Itoa(os.Getpid()), "in use"}},
-		{"thread-name-too-long", nil, func(p *format.Process) {
+		{"thread-name-too-long", nil, func(p *imageEdit) {
 			p.Threads[2].Comm = strings.Repeat("x", 5000)
 		}, []string{"thread", "name"}},
-		{"pending-signal-unparsable", nil, func(p *format.Process) {
+		{"pending-signal-unparsable", nil, func(p *imageEdit) {
 			p.Threads[2].Pending = [][]byte{{1, 2, 3}}
 		}, []string{"pending signal"}},
-		{"timer-missing-thread", nil, func(p *format.Process) {
+		{"timer-missing-thread", nil, func(p *imageEdit) {
 			p.Timers = append(p.Timers, format.PosixTimer{ID: 77, Clock: 1, Notify: 4, Signo: 10, Target: 4000000})
 		}, []string{"timer 77", "4000000"}},
-		{"rseq-misaligned", nil, func(p *format.Process) {
+		{"rseq-misaligned", nil, func(p *imageEdit) {
 			p.Threads[1].Rseq.Addr = 0x1003
 		}, []string{"rseq"}},
-		{"rseq-read-only", nil, func(p *format.Process) {
+		{"rseq-read-only", nil, func(p *imageEdit) {
 			p.Threads[1].Rseq = format.Rseq{Addr: readOnly(p), Size: 32, Sig: 0x53053053}
 		}, []string{"rseq"}},
-		{"fifo-as-file", nil, func(p *format.Process) {
+		{"fifo-as-file", nil, func(p *imageEdit) {
 			addFD(p, format.File{Kind: format.FileRegular, Path: fifo, Pseudo: true}, 9, unix.O_RDONLY)
 		}, []string{"fd 9", fifo, "named pipe"}},
-		{"fifo-as-device", nil, func(p *format.Process) {
+		{"fifo-as-device", nil, func(p *imageEdit) {
 			addFD(p, format.File{Kind: format.FileChar, Path: fifo}, 9, unix.O_WRONLY)
 		}, []string{"fd 9", fifo, "named pipe"}},
 	} {
@@ -200,7 +200,7 @@ func TestPagesOutsideMemory(t *testing.T) {
 		code[i] = 0xcc // int3
 	}
 	err := rewriteImageWith(img, bad, func(p []byte) ([]byte, error) { return p, nil },
-		func(w *format.Writer) error { return w.WritePages(0x100000000, code) })
+		func(w *format.Writer) error { return w.WritePages(0, 0x100000000, code) })
 	if err != nil {
 		t.Fatal(err)
 	}

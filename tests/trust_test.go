@@ -89,9 +89,9 @@ func setCreds(t *testing.T, src, dst string, uid, gid int) {
 		}
 		switch h.Type {
 		case format.TypePages:
-			addr, data, err := rd.ReadPages(buf)
+			task, addr, data, err := rd.ReadPages(buf)
 			if err == nil {
-				err = w.WritePages(addr, data)
+				err = w.WritePages(task, addr, data)
 			}
 			if err != nil {
 				t.Fatal(err)

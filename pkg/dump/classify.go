@@ -160,9 +160,6 @@ func precheck(pid int) (procfs.Status, error) {
 		p.add("it is stopped or traced (state %s)", st.State)
 	}
 	p = append(p, checkSeccomp(pid)...)
-	if kids, err := procfs.ChildrenOf(pid); err == nil && len(kids) > 0 {
-		p.add("child processes %v", kids)
-	}
 	if root, err := procfs.Root(pid); err == nil && strings.HasSuffix(root, " (deleted)") {
 		p.add("a chroot into a directory that was deleted (%s)", root)
 	}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 
@@ -16,25 +17,48 @@ import (
 	"procs/pkg/linux"
 	"procs/pkg/procfs"
 	"procs/pkg/ptrace"
+	"procs/pkg/safetext"
 )
 
 // carried is a file whose contents travel in the image.
 type carried struct {
-	index   int    // into Process.Files
+	index   int    // file id
 	path    string // where to read it: /proc/PID/fd/N or /proc/PID/map_files/A-B
 	size    int64
 	extents [][2]int64 // its data; the rest are holes
 }
 
+// fileTable is the image's files, which the collectors of every process
+// of a tree add to: one File per file, one open id per open file
+// description, whoever holds them.
+type fileTable struct {
+	files  []format.File
+	byIno  map[[2]uint64]int // (dev, ino) -> file id, for kinds shared per inode
+	carry  []carried
+	opens  []openFD // every fd given an open id so far
+	nextOp int      // the last open id given
+}
+
+// openFD is an fd of a process of the image, by its open file description.
+type openFD struct {
+	pid, num int
+	file     int    // file id, or -1 (the restorer's stream)
+	target   string // its /proc link, to compare anonymous inodes
+	open     int
+	stream   bool // fd 0-2 of the root, that may become the restorer's
+}
+
+func newFileTable() *fileTable { return &fileTable{byIno: map[[2]uint64]int{}} }
+
 type collector struct {
 	pid       int
+	root      bool // the root of the tree: its fds 0-2 may be the restorer's streams
 	f         *frozen
 	fileSave  bool
 	p         format.Process
+	t         *fileTable
 	maps      []procfs.Mapping
-	ttys      terminals         // the process's own terminals
-	files     map[[2]uint64]int // (dev, ino) -> index into p.Files
-	carry     []carried
+	ttys      terminals // the process's own terminals
 	fds       []procfs.FD
 	held      []*os.File // files opened to reach mapped files (see mappedFile)
 	vdso      []byte     // the [vdso], its padding wiped (see vdsopad.go)
@@ -44,7 +68,6 @@ type collector struct {
 
 func (c *collector) collect() error {
 	pid := c.pid
-	c.files = map[[2]uint64]int{}
 	c.p.PID = pid
 	st, err := procfs.ReadStat(pid)
 	if err != nil {
@@ -55,7 +78,7 @@ func (c *collector) collect() error {
 		return err
 	}
 	c.p.Comm = st.Comm
-	c.p.Pgid = st.PGRP
+	c.p.PPID, c.p.Pgid, c.p.Sid = st.PPID, st.PGRP, st.Session
 	c.p.Umask = status.Umask
 	c.p.Creds = format.Creds{UID: status.Uid, GID: status.Gid, Groups: status.Groups, NoNewPrivs: status.NoNewPrivs}
 	if c.p.Personality, err = procfs.Personality(pid); err != nil {
@@ -137,7 +160,7 @@ func (c *collector) collect() error {
 }
 
 // fileAt describes the file at path (a /proc link that stat follows) and
-// returns its index in p.Files, adding it once per (dev, ino).
+// returns its id, adding it to the image once per (dev, ino).
 func (c *collector) fileAt(path, kind string) (int, error) {
 	k := files.Lookup(kind)
 	if k == nil {
@@ -151,7 +174,7 @@ func (c *collector) fileAt(path, kind string) (int, error) {
 	// share one inode, each fd is an object of its own.
 	key := [2]uint64{s.Dev, s.Ino}
 	shareable := k.Traits().Shared
-	if i, ok := c.files[key]; ok && shareable {
+	if i, ok := c.t.byIno[key]; ok && shareable {
 		return i, nil
 	}
 	target, err := os.Readlink(path)
@@ -161,6 +184,10 @@ func (c *collector) fileAt(path, kind string) (int, error) {
 	f := format.File{Kind: kind, Dev: s.Dev, Ino: s.Ino, Rdev: s.Rdev, Mode: s.Mode,
 		Size: s.Size, Mtime: s.Mtim.Nano()}
 	f.Path, f.Deleted = strings.CutSuffix(target, " (deleted)")
+	if !utf8.ValidString(f.Path) {
+		// JSON would carry another name (U+FFFD for each bad byte).
+		return -1, &refusal{fmt.Sprintf("process %d holds what procs cannot carry: a file whose name is not UTF-8 (%s)", c.pid, safetext.Quote(f.Path))}
+	}
 	if d, ok := k.(files.Describer); ok {
 		d.Describe(&f, path, &s)
 	}
@@ -179,10 +206,10 @@ func (c *collector) fileAt(path, kind string) (int, error) {
 		// copy of the contents).
 		f.UID, f.GID, f.Atime = int(s.Uid), int(s.Gid), s.Atim.Nano()
 	}
-	i := len(c.p.Files)
-	c.p.Files = append(c.p.Files, f)
+	i := len(c.t.files)
+	c.t.files = append(c.t.files, f)
 	if shareable {
-		c.files[key] = i
+		c.t.byIno[key] = i
 	}
 	if tr.Contents == files.ContentsAlways || (tr.Contents == files.ContentsSaved && (f.Deleted || c.fileSave) && !f.Pseudo) {
 		if err := c.carryFile(i, path); err != nil {
@@ -224,7 +251,7 @@ func (c *collector) procSelf(path string) (string, error) {
 // its data extents (SEEK_DATA, SEEK_HOLE), so that holes stay holes and
 // cost nothing.
 func (c *collector) carryFile(i int, path string) error {
-	f := &c.p.Files[i]
+	f := &c.t.files[i]
 	fd, err := openNoAtime(path)
 	if err != nil {
 		return err
@@ -235,7 +262,7 @@ func (c *collector) carryFile(i int, path string) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	f.Carried, f.Extents = true, &ext
-	c.carry = append(c.carry, carried{index: i, path: path, size: f.Size, extents: ext})
+	c.t.carry = append(c.t.carry, carried{index: i, path: path, size: f.Size, extents: ext})
 	return nil
 }
 
@@ -342,7 +369,7 @@ func (c *collector) collectMaps() error {
 					fm.Access = format.AccessReadWrite
 				}
 			}
-			if kind == format.MapFile && c.p.Files[idx].Deleted && !c.p.Files[idx].Carried {
+			if kind == format.MapFile && c.t.files[idx].Deleted && !c.t.files[idx].Carried {
 				if err := c.carryFile(idx, path); err != nil {
 					return err
 				}
@@ -427,7 +454,17 @@ func (c *collector) collectFDs(fds []procfs.FD) error {
 		if c.p.Terminal == nil && fd.Kind == procfs.FileChar && c.ttys[fd.Rdev] {
 			c.p.Terminal = terminalOf(c.pid, fd.Num)
 		}
-		if fd.Num > 2 || reopenable(fd, c.ttys) {
+		stream := c.root && fd.Num <= 2
+		reopen := stream && reopenable(fd, c.ttys)
+		if prev := c.t.sharedWith(c.pid, fd, stream, reopen); prev != nil {
+			// One open file description, already in the image: this
+			// fd is another of its fds (after dup or fork).
+			out.File, out.Open = prev.file, prev.open
+			c.t.opens = append(c.t.opens, openFD{pid: c.pid, num: fd.Num, file: prev.file, target: fd.Target, open: prev.open, stream: stream})
+			c.p.FDs = append(c.p.FDs, out)
+			continue
+		}
+		if !stream || reopen {
 			kind, _ := files.Classify(fd, c.ttys)
 			path := fmt.Sprintf("/proc/%d/fd/%d", c.pid, fd.Num)
 			idx, err := c.fileAt(path, kind)
@@ -435,25 +472,49 @@ func (c *collector) collectFDs(fds []procfs.FD) error {
 				return fmt.Errorf("fd %d: %w", fd.Num, err)
 			}
 			out.File = idx
-			for _, prev := range c.p.FDs {
-				// Candidates: fds of the same file, or of the same kind
-				// of anonymous inode (each has a File of its own).
-				same := prev.File == idx || (prev.File >= 0 && !files.TraitsOf(kind).Shared &&
-					byNum[prev.Num].Target == fd.Target)
-				// fds 0-2 share only among themselves: each may become
-				// the restorer's own stream instead (--stdio).
-				if (prev.Num > 2) == (fd.Num > 2) && prev.File >= 0 && same && sameFile(c.pid, prev.Num, fd.Num) {
-					out.Dup = prev.Num
-					break
-				}
-			}
 			if d, ok := files.Lookup(kind).(files.Dumper); ok {
 				if err := d.Dump(fdSource{c, byNum}, fd, idx); err != nil {
 					return err
 				}
 			}
 		}
+		c.t.nextOp++
+		out.Open = c.t.nextOp
+		c.t.opens = append(c.t.opens, openFD{pid: c.pid, num: fd.Num, file: out.File, target: fd.Target, open: out.Open, stream: stream})
 		c.p.FDs = append(c.p.FDs, out)
+	}
+	return nil
+}
+
+// sharedWith returns the fd already in the image whose open file
+// description fd of process pid shares, or nil. The root's fds 0-2
+// (stream) may each become the restorer's own stream of its number
+// (--stdio): they share only among themselves, and only when they are a
+// file opened again by path (2>&1 to a log); other fds of the tree that
+// share one of them get what it gets, the same number first.
+func (t *fileTable) sharedWith(pid int, fd *procfs.FD, stream, reopen bool) *openFD {
+	if stream && !reopen {
+		return nil
+	}
+	same := func(o *openFD) bool {
+		// Not even the same file, and kcmp would say no.
+		return o.target == fd.Target && sameFile(o.pid, o.num, pid, fd.Num)
+	}
+	if !stream {
+		for i := range t.opens {
+			if o := &t.opens[i]; o.stream && o.num == fd.Num && same(o) {
+				return o
+			}
+		}
+	}
+	for i := range t.opens {
+		o := &t.opens[i]
+		if o.pid == pid && o.stream != stream || stream && o.file < 0 {
+			continue
+		}
+		if same(o) {
+			return o
+		}
 	}
 	return nil
 }
@@ -478,8 +539,10 @@ type fdSource struct {
 	byNum map[int]*procfs.FD
 }
 
-func (s fdSource) Image() *format.Process { return &s.c.p }
-func (s fdSource) FD(num int) *procfs.FD  { return s.byNum[num] }
+func (s fdSource) PID() int                { return s.c.pid }
+func (s fdSource) Image() *format.Process  { return &s.c.p }
+func (s fdSource) File(i int) *format.File { return &s.c.t.files[i] }
+func (s fdSource) FD(num int) *procfs.FD   { return s.byNum[num] }
 
 func (c *collector) collectThreads() error {
 	for _, tid := range c.f.tids {
@@ -737,9 +800,9 @@ func (c *collector) threadCalls(t *format.Thread) []call {
 	}
 }
 
-// sameFile tells whether fds a and b of process pid share one open file
-// description (kcmp KCMP_FILE).
-func sameFile(pid, a, b int) bool {
-	r, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(pid), uintptr(pid), linux.KCMP_FILE, uintptr(a), uintptr(b), 0)
+// sameFile tells whether fd a of process pa and fd b of process pb share
+// one open file description (kcmp KCMP_FILE).
+func sameFile(pa, a, pb, b int) bool {
+	r, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(pa), uintptr(pb), linux.KCMP_FILE, uintptr(a), uintptr(b), 0)
 	return e == 0 && r == 0
 }

@@ -91,7 +91,7 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 	}()
 	var st Stats
 	err = ptrace.Run(func() error {
-		f, err := freeze(opts.PID)
+		ft, err := freezeTree(opts.PID)
 		if err != nil {
 			return err
 		}
@@ -100,35 +100,67 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 		letGo := func() {
 			if frozen {
 				frozen = false
-				f.release()
+				ft.release()
 				st.Frozen = time.Since(frozenAt)
 			}
 		}
 		defer letGo()
-		st.Threads = len(f.tids)
-		logf("froze %s in %v", format.Threads(len(f.tids)), frozenAt.Sub(start).Round(time.Microsecond))
-		c := &collector{pid: opts.PID, f: f, fileSave: opts.FileSave}
-		defer c.close()
-		if err := c.collect(); err != nil {
+		st.Threads = ft.threads()
+		if len(ft.procs) > 1 {
+			logf("froze %d processes, %s in %v", len(ft.procs), format.Threads(st.Threads), frozenAt.Sub(start).Round(time.Microsecond))
+		} else {
+			logf("froze %s in %v", format.Threads(st.Threads), frozenAt.Sub(start).Round(time.Microsecond))
+		}
+		table := newFileTable()
+		var cs []*collector
+		defer func() {
+			for _, c := range cs {
+				c.close()
+			}
+		}()
+		var procs []format.Process
+		var maps, fds int
+		var resident int64
+		for i, f := range ft.procs {
+			c := &collector{pid: f.pid, root: i == 0, f: f, fileSave: opts.FileSave, t: table}
+			cs = append(cs, c)
+			if err := c.collect(); err != nil {
+				if len(ft.procs) > 1 && i > 0 {
+					return fmt.Errorf("process %d: %w", f.pid, err)
+				}
+				return err
+			}
+			c.p.Clocks = clocksOf(f.pid)
+			procs = append(procs, c.p)
+			maps, fds, resident = maps+len(c.p.Maps), fds+len(c.p.FDs), resident+residentBytes(c.maps)
+		}
+		if err := checkTree(procs); err != nil {
 			return err
 		}
-		c.p.Clocks = clocksOf(opts.PID)
+		if err := files.CheckTree(table.files, procs, func(pid int) bool { return ft.find(pid) != nil }); err != nil {
+			return err
+		}
 		logf("collected state: %d mappings, %d fds, about %d MiB resident, in %v",
-			len(c.p.Maps), len(c.p.FDs), residentBytes(c.maps)>>20, time.Since(frozenAt).Round(time.Microsecond))
+			maps, fds, resident>>20, time.Since(frozenAt).Round(time.Microsecond))
 		host, _ := os.Hostname()
 		var uts unix.Utsname
 		unix.Uname(&uts)
-		info := format.Info{Comm: c.p.Comm, PID: opts.PID, Host: host,
+		info := format.Info{Comm: procs[0].Comm, PID: opts.PID, Host: host,
 			Kernel: unix.ByteSliceToString(uts.Release[:]), Arch: "x86_64",
-			Created: time.Now().UTC(), Procs: Version, Threads: len(f.tids)}
+			Created: time.Now().UTC(), Procs: Version, Threads: st.Threads, Processes: len(procs)}
 		w, err := format.NewWriter(out, info, format.WriterOptions{Compression: opts.Compression})
 		if err != nil {
 			return err
 		}
-		if err := w.WriteJSON(format.TypeProcess, &c.p); err != nil {
+		if err := w.WriteJSON(format.TypeFiles, &format.FileTable{Files: table.files}); err != nil {
 			return err
 		}
-		if err := writeFileData(w, c.carry); err != nil {
+		for i := range procs {
+			if err := w.WriteJSON(format.TypeProcess, &procs[i]); err != nil {
+				return err
+			}
+		}
+		if err := writeFileData(w, table.carry); err != nil {
 			return err
 		}
 		t := time.Now()
@@ -138,9 +170,22 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 		pagesDone := make(chan error)
 		go func() {
 			bufs, received = <-prepared, true
-			var err error
-			st.PageBytes, err = writePages(opts.PID, c.maps, w, opts.Progress, &bufs)
-			pagesDone <- err
+			var done int64
+			for i, c := range cs {
+				progress := opts.Progress
+				if progress != nil {
+					before := done
+					progress = func(d, _ int64) { opts.Progress(before+d, max(resident, before+d)) }
+				}
+				n, err := writePages(uint32(i), c.pid, c.maps, w, progress, &bufs)
+				st.PageBytes += n
+				done += residentBytes(c.maps)
+				if err != nil {
+					pagesDone <- err
+					return
+				}
+			}
+			pagesDone <- nil
 		}()
 		if err := <-pagesDone; err != nil {
 			return err
@@ -150,8 +195,8 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 		}
 		logf("wrote %d MiB of pages in %v", st.PageBytes>>20, time.Since(t).Round(time.Microsecond))
 		if !opts.Kill {
-			// The image has all of the process: it may go on while
-			// the image is made durable (an fsync can take seconds).
+			// The image has all of the tree: it may go on while the
+			// image is made durable (an fsync can take seconds).
 			letGo()
 		}
 		if opts.Commit != nil {
@@ -163,7 +208,7 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 		if opts.Kill {
 			frozen = false
 			st.Frozen = time.Since(frozenAt)
-			if err := f.kill(); err != nil {
+			if err := ft.kill(); err != nil {
 				return fmt.Errorf("image written, but killing the process failed: %w", err)
 			}
 		}

@@ -150,7 +150,7 @@ var zeroPage [format.PageSize]byte
 // *bufs are buffers made ahead (see prepareBuffers), all of one size,
 // used first; writePages adds those it makes, and the caller frees them
 // all.
-func writePages(pid int, maps []procfs.Mapping, w *format.Writer, progress func(done, total int64), bufs *[][]byte) (stored int64, err error) {
+func writePages(task uint32, pid int, maps []procfs.Mapping, w *format.Writer, progress func(done, total int64), bufs *[][]byte) (stored int64, err error) {
 	pre := *bufs
 	total := residentBytes(maps)
 	chunk := chunkSize(total)
@@ -225,7 +225,7 @@ func writePages(pid int, maps []procfs.Mapping, w *format.Writer, progress func(
 			defer readersWG.Done()
 			for b := range jobs {
 				if b.err == nil {
-					b.read(pid, mem, w)
+					b.read(task, pid, mem, w)
 				}
 				select {
 				case results <- b:
@@ -269,7 +269,7 @@ func writePages(pid int, maps []procfs.Mapping, w *format.Writer, progress func(
 
 // read reads the batch's memory into its buffer and prepares its
 // non-zero pages for w.
-func (b *batch) read(pid int, mem *ptrace.ProcMem, w *format.Writer) {
+func (b *batch) read(task uint32, pid int, mem *ptrace.ProcMem, w *format.Writer) {
 	if b.r.readable {
 		b.err = ptrace.ReadMem(pid, b.r.addr, b.buf)
 	} else {
@@ -280,7 +280,7 @@ func (b *batch) read(pid int, mem *ptrace.ProcMem, w *format.Writer) {
 		return
 	}
 	for _, k := range nonZero(b.buf) {
-		b.runs = append(b.runs, w.PreparePages(b.r.addr+uint64(k[0]), b.buf[k[0]:k[1]]))
+		b.runs = append(b.runs, w.PreparePages(task, b.r.addr+uint64(k[0]), b.buf[k[0]:k[1]]))
 	}
 }
 

@@ -68,8 +68,10 @@ func TestDumpAfterTracerDeath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := rd.Next(); err != nil {
-		t.Fatal(err)
+	for range 2 { // FILES, then the PROCESS record
+		if _, err := rd.Next(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var p format.Process
 	if err := rd.DecodeJSON(&p); err != nil {

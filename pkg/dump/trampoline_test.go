@@ -179,7 +179,7 @@ func borrowMain(pid int) (*borrowed, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &borrowed{f: f, c: &collector{pid: pid, f: f, files: map[[2]uint64]int{}}}
+	b := &borrowed{f: f, c: &collector{pid: pid, root: true, f: f, t: newFileTable()}}
 	if b.c.maps, err = procfs.Maps(pid); err != nil {
 		return nil, err
 	}

@@ -1,6 +1,6 @@
 // Package files is the layer of open file kinds: one Go file per kind
 // (reg.go, dir.go, chr.go, tty.go, memfd.go, eventfd.go, epoll.go,
-// pathonly.go), each holding both halves of its kind, how it is found
+// pipe.go, pathonly.go), each holding both halves of its kind, how it is found
 // and dumped and how it is made again, registered in one table (table in
 // kind.go). pkg/dump and pkg/restore call through the table and name no
 // kind themselves, as CRIU's files.c calls its fdtype ops (files-reg.c,
@@ -35,28 +35,33 @@
 //   - Describer (dump): records, in the File every fd and mapping of the
 //     file points at, what the generic part (path, dev, ino, mode, size,
 //     times) does not (a memfd's seals and owner).
-//   - Dumper (dump, once per fd): records the kind's own state (an
-//     eventfd's counter, an epoll's interest list) from fdinfo, through
-//     Source. It runs while the process is frozen and must not change
-//     it; a state the kind cannot carry is a Refusal (matches
-//     ErrUnsupported), never a half-written File.
-//   - Validator (restore, first): checks what the kind adds to an image
-//     beyond its Files, which is untrusted: every number in range,
-//     every fd it names present and of a kind it may name. Messages
-//     quote strings from the image with safetext.Quote.
+//   - Dumper (dump, once per open file description, for its first fd in
+//     the tree): records the kind's own state (an eventfd's counter, an
+//     epoll's interest list, a pipe's unread bytes) in the kind's member
+//     of its File, through Source. It runs while the tree is frozen and
+//     must not change it; a state the kind cannot carry is a Refusal
+//     (matches ErrUnsupported), never a half-written File.
+//   - TreeChecker (dump, once every process is read): refuses what only
+//     the whole tree shows (a pipe whose other end is held outside it).
+//   - Validator (restore, first): checks what the kind adds to a file
+//     of the image, which is untrusted: every number in range, every fd
+//     it names present and of a kind it may name. Messages quote
+//     strings from the image with safetext.Quote.
 //   - Preparer (restore, in procs-load before the process exists):
 //     readies file i through Loader: open and check it at its path
-//     (OpenByPath), make a memfd, take the restorer's terminal. The
-//     loader then opens one description per fd from it and the process
-//     takes them with pidfd_getfd: the process never opens a path.
+//     (OpenByPath), make a memfd, take the restorer's terminal, make a
+//     pipe and fill it (Own). The loader then opens one description per
+//     open file description of the image from it, and every process
+//     that has it takes it with pidfd_getfd: no process opens a path.
 //   - Maker (restore, in the process): makes an fd that has no path (an
-//     eventfd, an epoll; a pipe next) with system calls run in the
-//     process through Target, and returns its number there; the engine
-//     moves it to its place and sets close-on-exec. An fd whose kind is
-//     a Maker gets no description from the loader.
+//     eventfd, an epoll) with system calls run in the process through
+//     Target, and returns its number there; the engine moves it to its
+//     place and sets close-on-exec. It is made in the first process that
+//     holds it; the loader then takes it (pidfd_getfd) for the later
+//     processes that share it.
 //   - Linker (restore, second pass): once every fd of the process
-//     exists, links objects to each other (epoll targets; pipe and
-//     socket peers next).
+//     exists, links what the process made to other objects (epoll
+//     targets, which are fds of that process; socket peers next).
 //
 // # Credentials
 //
@@ -78,13 +83,15 @@
 // (Describe, once per file of a Shared kind), whether it shares an
 // earlier fd's description (kcmp, the engine's, for every kind), and
 // Dump.
-// Restore: Validate (whole image) -> Prepare (every file used, in the
-// loader, through the opener) -> the loader's descriptions -> the
-// process is built; makeFDs: Make or take each fd in image order, dup
-// the shared ones -> Link (every Linker, in table order) -> the rest of
-// the process (signals, threads, creds...).
+// Restore: Validate (whole image) -> per process, in the image's order,
+// with that process's opener: Prepare (each file it uses first), the
+// loader's descriptions (one per open id) -> the processes are built;
+// per process, makeFDs: take, Make or dup each fd in image order -> Link
+// (each fd the process made) -> the rest of the process (signals,
+// threads, creds...).
 //
-// The image is as before this layer: kind state is still flat on
-// format.File (Count, Semaphore) and in Process.Epolls. Format 2.0 moves
-// each kind's state into a sub-object of its own.
+// In the image (format 2.0) the files are the image's, shared by every
+// process of the tree; each kind's state is a member of its File named
+// after the kind ("eventfd", "epoll", "pipe"), and fds that share an open
+// file description, in a process or across processes, have one open id.
 package files

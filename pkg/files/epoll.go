@@ -12,9 +12,10 @@ import (
 	"procs/pkg/procfs"
 )
 
-// epoll is an epoll instance: made empty by the process (epoll_create1),
-// its interest list (Process.Epolls) filled in the second pass, once
-// every fd it watches exists.
+// epoll is an epoll instance: made empty by the process that holds it
+// first (epoll_create1), its interest list (File.Epoll) filled in the
+// second pass, once every fd it watches exists. The targets are fds of
+// that process.
 type epoll struct{}
 
 func (epoll) Name() string { return format.FileEpoll }
@@ -27,8 +28,8 @@ func (epoll) Traits() Traits { return Traits{} }
 
 // Dump reads the interest list from fdinfo lines
 // "tfd: %8d events: %8x data: %16llx  pos:%lli ino:%lx sdev:%x".
-func (epoll) Dump(src Source, fd *procfs.FD, _ int) error {
-	ep := format.Epoll{FD: fd.Num}
+func (epoll) Dump(src Source, fd *procfs.FD, idx int) error {
+	ep := &format.Epoll{Targets: []format.EpollEntry{}}
 	for _, line := range fd.Extra {
 		f := strings.Fields(line)
 		if len(f) < 6 || f[0] != "tfd:" {
@@ -52,8 +53,7 @@ func (epoll) Dump(src Source, fd *procfs.FD, _ int) error {
 		}
 		ep.Targets = append(ep.Targets, format.EpollEntry{FD: tfd, Events: uint32(ev), Data: data})
 	}
-	img := src.Image()
-	img.Epolls = append(img.Epolls, ep)
+	src.File(idx).Epoll = ep
 	return nil
 }
 
@@ -61,36 +61,58 @@ func (epoll) Make(t Target, _ format.FD, _ *format.File, cloexec int) (uint64, e
 	return t.Syscall("epoll_create1", unix.SYS_EPOLL_CREATE1, uint64(cloexec))
 }
 
-// Link adds every watched fd to its epoll.
-func (epoll) Link(t Target, img *format.Process) error {
-	for _, ep := range img.Epolls {
-		for _, e := range ep.Targets {
-			arg, err := t.Arg(linux.EpollEvent{Events: e.Events, Data: e.Data}.Encode())
-			if err != nil {
-				return err
-			}
-			if _, err := t.Syscall("epoll_ctl", unix.SYS_EPOLL_CTL, uint64(ep.FD), unix.EPOLL_CTL_ADD, uint64(e.FD), arg); err != nil {
-				return fmt.Errorf("epoll fd %d watching fd %d: %w", ep.FD, e.FD, err)
-			}
+// Link adds every watched fd to the epoll fd made.
+func (epoll) Link(t Target, fd format.FD, f *format.File) error {
+	for _, e := range f.Epoll.Targets {
+		arg, err := t.Arg(linux.EpollEvent{Events: e.Events, Data: e.Data}.Encode())
+		if err != nil {
+			return err
+		}
+		if _, err := t.Syscall("epoll_ctl", unix.SYS_EPOLL_CTL, uint64(fd.Num), unix.EPOLL_CTL_ADD, uint64(e.FD), arg); err != nil {
+			return fmt.Errorf("epoll fd %d watching fd %d: %w", fd.Num, e.FD, err)
 		}
 	}
 	return nil
 }
 
-// Validate checks the interest lists: each of an epoll fd, watching fds
-// the process has and epoll can watch.
-func (epoll) Validate(img *format.Process, kinds map[int]string) error {
-	for _, ep := range img.Epolls {
-		if kinds[ep.FD] != format.FileEpoll {
-			return fmt.Errorf("image epoll fd %d is no epoll fd of the process", ep.FD)
+// Validate checks the interest list of epoll file i: fds of the process
+// that holds it first, which epoll can watch.
+func (epoll) Validate(fs []format.File, i int, procs []format.Process) error {
+	ep := fs[i].Epoll
+	if ep == nil {
+		return fmt.Errorf("image file %d, an epoll, has no interest list", i)
+	}
+	p, efd := Holder(procs, i)
+	if p == nil {
+		if len(ep.Targets) > 0 {
+			return fmt.Errorf("image file %d, an epoll, watches fds but no process holds it", i)
 		}
-		if len(ep.Targets) > MaxFD {
-			return fmt.Errorf("image epoll fd %d watches %d fds", ep.FD, len(ep.Targets))
+		return nil
+	}
+	if len(ep.Targets) > MaxFD {
+		return fmt.Errorf("image epoll fd %d (process %d) watches %d fds", efd.Num, p.PID, len(ep.Targets))
+	}
+	kinds := map[int]string{}
+	for _, fd := range p.FDs {
+		if fd.File >= 0 {
+			kinds[fd.Num] = fs[fd.File].Kind
+		} else {
+			kinds[fd.Num] = ""
 		}
-		for _, e := range ep.Targets {
-			if k, ok := kinds[e.FD]; !ok || e.FD == ep.FD || TraitsOf(k).Unwatchable {
-				return fmt.Errorf("image epoll fd %d watches fd %d, which the process lacks or cannot watch", ep.FD, e.FD)
-			}
+	}
+	for _, e := range ep.Targets {
+		if k, ok := kinds[e.FD]; !ok || e.FD == efd.Num || TraitsOf(k).Unwatchable || k == format.FileEpoll && fd(p, e.FD).File == i {
+			return fmt.Errorf("image epoll fd %d (process %d) watches fd %d, which the process lacks or cannot watch", efd.Num, p.PID, e.FD)
+		}
+	}
+	return nil
+}
+
+// fd is process p's fd num; p has it.
+func fd(p *format.Process, num int) *format.FD {
+	for k := range p.FDs {
+		if p.FDs[k].Num == num {
+			return &p.FDs[k]
 		}
 	}
 	return nil

@@ -1,6 +1,7 @@
 package files
 
 import (
+	"encoding/binary"
 	"fmt"
 	"strconv"
 	"strings"
@@ -29,16 +30,43 @@ func (eventfd) Dump(src Source, fd *procfs.FD, idx int) error {
 	if err != nil {
 		return fmt.Errorf("fd %d: eventfd count: %v", fd.Num, err)
 	}
-	f := &src.Image().Files[idx]
-	f.Count = n
-	f.Semaphore = strings.TrimSpace(fd.Info["eventfd-semaphore"]) == "1"
+	src.File(idx).Eventfd = &format.Eventfd{Count: n,
+		Semaphore: strings.TrimSpace(fd.Info["eventfd-semaphore"]) == "1"}
 	return nil
 }
 
 func (eventfd) Make(t Target, fd format.FD, f *format.File, cloexec int) (uint64, error) {
 	flags := uint64(fd.Flags&unix.O_NONBLOCK | cloexec)
-	if f.Semaphore {
+	if f.Eventfd.Semaphore {
 		flags |= unix.EFD_SEMAPHORE
 	}
-	return t.Syscall("eventfd2", unix.SYS_EVENTFD2, f.Count, flags)
+	n := f.Eventfd.Count
+	if n <= 0xffffffff { // eventfd2's initval is an unsigned int
+		return t.Syscall("eventfd2", unix.SYS_EVENTFD2, n, flags)
+	}
+	fd2, err := t.Syscall("eventfd2", unix.SYS_EVENTFD2, 0, flags)
+	if err != nil {
+		return 0, err
+	}
+	arg, err := t.Arg(binary.LittleEndian.AppendUint64(nil, n))
+	if err == nil {
+		_, err = t.Syscall("write", unix.SYS_WRITE, fd2, arg, 8)
+	}
+	if err != nil {
+		t.Syscall("close", unix.SYS_CLOSE, fd2)
+		return 0, err
+	}
+	return fd2, nil
+}
+
+// Validate: the counter is one an eventfd can hold (below 2^64-1).
+func (eventfd) Validate(fs []format.File, i int, _ []format.Process) error {
+	e := fs[i].Eventfd
+	if e == nil {
+		return fmt.Errorf("image file %d, an eventfd, has no eventfd state", i)
+	}
+	if e.Count == ^uint64(0) {
+		return fmt.Errorf("image file %d: eventfd counter %d is beyond what an eventfd holds", i, e.Count)
+	}
+	return nil
 }

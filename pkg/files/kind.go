@@ -3,6 +3,7 @@ package files
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -90,7 +91,7 @@ const MaxFD = 1 << 20
 type Terminals map[uint64]bool
 
 // table holds every kind, in the order Match is asked.
-var table = []Kind{memfd{}, reg{}, dir{}, chr{}, tty{}, eventfd{}, epoll{},
+var table = []Kind{memfd{}, reg{}, dir{}, chr{}, tty{}, eventfd{}, epoll{}, pipe{},
 	symlink, fifo, sock, blk}
 
 // Lookup is the kind named name, or nil when this procs knows none.
@@ -174,15 +175,20 @@ func IsTerminal(rdev uint64) bool {
 
 // Source is what the dump engine offers a kind's Dump.
 type Source interface {
+	// PID is the process's.
+	PID() int
 	// Image is the process record being written.
 	Image() *format.Process
+	// File is the image's file of id i.
+	File(i int) *format.File
 	// FD is the process's fd num as /proc shows it, or nil.
 	FD(num int) *procfs.FD
 }
 
 // Dumper is a kind with state of its own beyond what every file has
 // (path, identity, mode): Dump records it for fd, whose File is
-// Image().Files[idx].
+// File(idx), in the kind's member of it. It runs once per open file
+// description, for the first fd of it in the image.
 type Dumper interface {
 	Dump(src Source, fd *procfs.FD, idx int) error
 }
@@ -197,6 +203,13 @@ type Loader interface {
 	Terminal(i int, f *format.File) error
 	// MakeMemfd makes memfd i, as the process.
 	MakeMemfd(i int, f *format.File) error
+	// Own makes lf, which the kind made (a file with no path: a pipe),
+	// the loader's own open file i, from which the descriptions of its
+	// fds are opened (/proc/self/fd/N); keep are more files the loader
+	// holds until the processes have theirs (the other end of a pipe).
+	Own(i int, lf *os.File, keep ...*os.File)
+	// Warn says what comes back less well than it was.
+	Warn(format string, args ...any)
 }
 
 // Preparer is a kind that the loader readies before the process exists
@@ -223,23 +236,33 @@ type Maker interface {
 }
 
 // Linker is a kind with links between objects (epoll targets, pipe
-// peers): Link runs once every fd of the process exists.
+// peers): Link runs for fd, which the process made (Maker), once every fd
+// of the process exists.
 type Linker interface {
-	Link(t Target, img *format.Process) error
+	Link(t Target, fd format.FD, f *format.File) error
 }
 
-// Validator checks, on an untrusted image, what a kind adds to it
-// beyond its Files (epoll interest lists). kinds maps each fd to its
-// file's kind ("" for a restorer's stream).
+// Validator checks, on an untrusted image, what a kind adds to its files
+// (an epoll's interest list, an eventfd's counter): for file i, of the
+// kind, given every process of the image. Every file id and fd number is
+// in range when it runs, and every fd is of a kind this procs knows.
 type Validator interface {
-	Validate(img *format.Process, kinds map[int]string) error
+	Validate(files []format.File, i int, procs []format.Process) error
 }
 
-// Validate runs every kind's Validator.
-func Validate(img *format.Process, kinds map[int]string) error {
+// TreeChecker is a kind that checks, on the dump side once every process
+// of the tree is read, what only the whole tree shows (a pipe whose
+// other end a process outside the tree holds). in says whether a PID is
+// one of the tree's.
+type TreeChecker interface {
+	CheckTree(fs []format.File, procs []format.Process, in func(pid int) bool) error
+}
+
+// CheckTree runs every kind's TreeChecker.
+func CheckTree(fs []format.File, procs []format.Process, in func(pid int) bool) error {
 	for _, k := range table {
-		if v, ok := k.(Validator); ok {
-			if err := v.Validate(img, kinds); err != nil {
+		if c, ok := k.(TreeChecker); ok {
+			if err := c.CheckTree(fs, procs, in); err != nil {
 				return err
 			}
 		}
@@ -247,16 +270,30 @@ func Validate(img *format.Process, kinds map[int]string) error {
 	return nil
 }
 
-// Link runs every kind's Linker, in table order.
-func Link(t Target, img *format.Process) error {
-	for _, k := range table {
-		if l, ok := k.(Linker); ok {
-			if err := l.Link(t, img); err != nil {
+// Validate runs the Validator of every file's kind.
+func Validate(fs []format.File, procs []format.Process) error {
+	for i := range fs {
+		if v, ok := Lookup(fs[i].Kind).(Validator); ok {
+			if err := v.Validate(fs, i, procs); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// Holder returns the first process of procs that holds file i on an fd,
+// and that fd, or nil: the process that makes a file the process makes
+// (Maker), whose fd numbers a Linker's links name.
+func Holder(procs []format.Process, i int) (*format.Process, *format.FD) {
+	for p := range procs {
+		for k := range procs[p].FDs {
+			if procs[p].FDs[k].File == i {
+				return &procs[p], &procs[p].FDs[k]
+			}
+		}
+	}
+	return nil, nil
 }
 
 // ErrUnsupported is matched by every refusal of a kind to carry what a

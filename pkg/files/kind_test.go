@@ -33,13 +33,13 @@ func TestTable(t *testing.T) {
 		}
 	}
 	for _, n := range []string{format.FileRegular, format.FileDir, format.FileChar, format.FileTTY,
-		format.FileMemfd, format.FileEventfd, format.FileEpoll,
+		format.FileMemfd, format.FileEventfd, format.FileEpoll, format.FilePipe,
 		format.FileSymlink, format.FileFIFO, format.FileSocket, format.FileBlock} {
 		if Lookup(n) == nil {
 			t.Errorf("no kind %q", n)
 		}
 	}
-	if Lookup("pipe") != nil || TraitsOf("nope") != (Traits{}) {
+	if Lookup("unix") != nil || TraitsOf("nope") != (Traits{}) {
 		t.Error("an unknown kind is found")
 	}
 }
@@ -62,7 +62,7 @@ func TestClassify(t *testing.T) {
 		{procfs.FD{Kind: procfs.AnonInode, Target: "anon_inode:[eventfd]"}, format.FileEventfd, ""},
 		{procfs.FD{Kind: procfs.AnonInode, Target: "anon_inode:[eventpoll]"}, format.FileEpoll, ""},
 		{procfs.FD{Kind: procfs.AnonInode, Target: "anon_inode:[timerfd]"}, "", "an [timerfd]"},
-		{procfs.FD{Kind: procfs.Pipe, Target: "pipe:[5]"}, "", "a pipe"},
+		{procfs.FD{Kind: procfs.Pipe, Target: "pipe:[5]"}, format.FilePipe, ""},
 		{procfs.FD{Kind: procfs.Socket, Target: "socket:[5]"}, "", "a socket"},
 		{procfs.FD{Kind: procfs.FileFIFO, Target: "/f", Path: "/f"}, "", "a named pipe (/f)"},
 		{procfs.FD{Kind: procfs.FileFIFO, Target: "/f", Path: "/f", Flags: unix.O_PATH}, format.FileFIFO, ""},
@@ -78,22 +78,25 @@ func TestClassify(t *testing.T) {
 }
 
 type source struct {
-	p   format.Process
-	fds map[int]*procfs.FD
+	p     format.Process
+	files []format.File
+	fds   map[int]*procfs.FD
 }
 
-func (s *source) Image() *format.Process { return &s.p }
-func (s *source) FD(n int) *procfs.FD    { return s.fds[n] }
+func (s *source) PID() int                { return s.p.PID }
+func (s *source) Image() *format.Process  { return &s.p }
+func (s *source) File(i int) *format.File { return &s.files[i] }
+func (s *source) FD(n int) *procfs.FD     { return s.fds[n] }
 
 func TestEpollDump(t *testing.T) {
-	src := &source{fds: map[int]*procfs.FD{4: {Num: 4, Ino: 0x40f}}}
+	src := &source{files: make([]format.File, 1), fds: map[int]*procfs.FD{4: {Num: 4, Ino: 0x40f}}}
 	ep := &procfs.FD{Num: 5, Extra: []string{"tfd:        4 events:       19 data:                4  pos:0 ino:40f sdev:f"}}
 	if err := (epoll{}).Dump(src, ep, 0); err != nil {
 		t.Fatal(err)
 	}
-	want := format.Epoll{FD: 5, Targets: []format.EpollEntry{{FD: 4, Events: 0x19, Data: 4}}}
-	if len(src.p.Epolls) != 1 || src.p.Epolls[0].FD != want.FD || len(src.p.Epolls[0].Targets) != 1 || src.p.Epolls[0].Targets[0] != want.Targets[0] {
-		t.Errorf("Epolls = %+v; want [%+v]", src.p.Epolls, want)
+	want := format.EpollEntry{FD: 4, Events: 0x19, Data: 4}
+	if ep := src.files[0].Epoll; ep == nil || len(ep.Targets) != 1 || ep.Targets[0] != want {
+		t.Errorf("Epoll = %+v; want [%+v]", ep, want)
 	}
 	// A watched file no longer open at that number: refused.
 	src.fds[4].Ino = 0x999
@@ -103,18 +106,27 @@ func TestEpollDump(t *testing.T) {
 }
 
 func TestEpollValidate(t *testing.T) {
-	img := &format.Process{Epolls: []format.Epoll{{FD: 5, Targets: []format.EpollEntry{{FD: 3}}}}}
+	ep := format.File{Kind: format.FileEpoll, Epoll: &format.Epoll{Targets: []format.EpollEntry{{FD: 3}}}}
 	for _, tc := range []struct {
-		kinds map[int]string
+		kind3 string // kind of the file on fd 3; "" no fd 3
+		kind5 string // of the epoll's file
 		ok    bool
 	}{
-		{map[int]string{5: format.FileEpoll, 3: format.FileEventfd}, true},
-		{map[int]string{5: format.FileEpoll, 3: format.FileRegular}, false},
-		{map[int]string{5: format.FileEventfd, 3: format.FileEventfd}, false},
-		{map[int]string{5: format.FileEpoll}, false},
+		{format.FileEventfd, format.FileEpoll, true},
+		{format.FileRegular, format.FileEpoll, false},
+		{"", format.FileEpoll, false},
 	} {
-		if err := Validate(img, tc.kinds); (err == nil) != tc.ok {
-			t.Errorf("Validate with %v: %v; want ok %v", tc.kinds, err, tc.ok)
+		fs := []format.File{ep, {Kind: tc.kind3, Eventfd: &format.Eventfd{}}}
+		p := format.Process{FDs: []format.FD{{Num: 5, File: 0, Open: 1}}}
+		if tc.kind3 != "" {
+			p.FDs = append(p.FDs, format.FD{Num: 3, File: 1, Open: 2})
 		}
+		if err := Validate(fs, []format.Process{p}); (err == nil) != tc.ok {
+			t.Errorf("Validate with fd 3 a %q: %v; want ok %v", tc.kind3, err, tc.ok)
+		}
+	}
+	// An epoll with no interest list at all: refused.
+	if err := Validate([]format.File{{Kind: format.FileEpoll}}, nil); err == nil {
+		t.Error("Validate of an epoll without its state: ok")
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"slices"
 	"sort"
 	"sync"
 	"syscall"
@@ -25,46 +24,68 @@ import (
 	"procs/pkg/vdso"
 )
 
-type builder struct {
+// tree is one restore: the image's files, which the loader opens and
+// makes once for every process that holds them, and the processes.
+type tree struct {
 	opts  Options
-	img   *format.Process
 	r     *format.Reader
 	start time.Time
+	files []format.File    // the image's, by id
+	imgs  []format.Process // the image's processes, the root first
+	procs []*builder       // builds imgs[i]
+	// next is a record header read after the PROCESS records and not
+	// handled yet (by readContents), or nil.
+	next *format.Header
 
 	op       *opener             // opens files as the process will be
-	local    map[int]*os.File    // file index -> the loader's open file (O_PATH, or made by it)
-	own      map[int]bool        // file index -> made by the loader, or the loader's terminal
-	fill     map[int]*os.File    // file index -> where its FILEDATA goes
-	fdFiles  map[int]*os.File    // index in FDs -> its open file description
+	local    map[int]*os.File    // file id -> the loader's open file (O_PATH, or made by it)
+	own      map[int]bool        // file id -> made by the loader, or the loader's terminal
+	fill     map[int]*os.File    // file id -> where its FILEDATA goes
 	mapFiles map[mapKey]*os.File // a mapped file, opened as its mappings need
-	// memfdGiven: file index -> memfd_create's description is an fd's.
+	// descs: open id -> the loader's open file description of it, for
+	// the fds of every process that have it.
+	descs map[int]*os.File
+	// memfdGiven: file id -> memfd_create's description is an fd's.
 	memfdGiven map[int]bool
-	modes      map[int]uint32     // file index -> the mode setOwner gave it
-	covered    map[int][][2]int64 // file index -> ranges FILEDATA filled
-	exeFile    *os.File           // the executable, for PR_SET_MM_MAP
-	cwdFile    *os.File           // the working directory, for fchdir
+	modes      map[int]uint32     // file id -> the mode setOwner gave it
+	covered    map[int][][2]int64 // file id -> ranges FILEDATA filled
+	kept       []*os.File         // more files the loader holds (a pipe's other end)
 	created    []string           // files created at their path (removed on failure)
-	madeDirs   []string           // deleted folders made again, removed once the process holds them
-	pidfd      uint64             // the loader's pidfd in the process, when pidfdIn
-	pidfdIn    bool
+	madeDirs   []string           // deleted folders made again, removed once the processes hold them
 
-	helper  int       // the exec'd stub the process is cloned from
-	pid     int       // the process being built
-	tty     *terminal // the terminal whose modes it was given
-	main    *ptrace.Remote
-	scratch uint64
-	tids    []int // thread ids, in the image's order
-	xlen    int   // this machine's xstate size
-	xcr0    uint64
+	helper int // the exec'd stub the processes are cloned from
+	xlen   int // this machine's xstate size
+	xcr0   uint64
 	// vdsoInsn is the offset of a syscall instruction in the vDSO, to
 	// unmap the scratch area from outside it.
 	vdsoInsn uint64
+	proxy    bool
+	kvdso    []byte
+	scratch  uint64 // where every process has the scratch area
+	// rootGroup: the root leads a process group of its own again.
+	rootGroup bool
+}
+
+// builder builds one process of the tree.
+type builder struct {
+	*tree
+	img  *format.Process
+	task int // its number in the image (its PROCESS record's)
+
+	fdFiles map[int]*os.File // index in FDs -> its open file description
+	exeFile *os.File         // the executable, for PR_SET_MM_MAP
+	cwdFile *os.File         // the working directory, for fchdir
+	pidfd   uint64           // the loader's pidfd in the process, when pidfdIn
+	pidfdIn bool
+
+	pid  int       // the process being built
+	tty  *terminal // the terminal whose modes it was given
+	main *ptrace.Remote
+	tids []int // thread ids, in the image's order
 	// kvdsoAt is where clearLayout put this kernel's [vdso]: where the
 	// image had its own, or, with proxy, next to it, the process calling
 	// it, kvdso, through a patched copy of its own (see procs/pkg/vdso).
 	kvdsoAt uint64
-	proxy   bool
-	kvdso   []byte
 	mem     *ptrace.ProcMem // for pages of read-only mappings
 }
 
@@ -96,38 +117,6 @@ func (b *builder) writePath(p string) (uint64, error) {
 	return b.scratch + offPath, b.write(offPath, append([]byte(p), 0))
 }
 
-// abort kills whatever was started and collects every thread made so
-// far: the threads first, for a traced thread group's leader is not
-// reported before its other threads are collected. Precondition: tracer
-// thread.
-func (b *builder) abort() {
-	b.tty.reset()
-	b.tty = nil
-	for _, p := range []int{b.pid, b.helper} {
-		if p > 0 {
-			unix.Kill(p, unix.SIGKILL)
-		}
-	}
-	for i := len(b.tids) - 1; i >= 0; i-- {
-		reap(b.tids[i])
-	}
-	for _, p := range []int{b.pid, b.helper} {
-		if p > 0 && !slices.Contains(b.tids, p) {
-			reap(p)
-		}
-	}
-	b.removeCreated()
-}
-
-// removeCreated removes the files created at their paths.
-func (b *builder) removeCreated() {
-	for _, p := range b.created {
-		os.Remove(p)
-	}
-	b.created = nil
-	b.removeMadeDirs()
-}
-
 // reap waits until thread tid, killed, is gone.
 func reap(tid int) {
 	for {
@@ -138,34 +127,6 @@ func reap(tid int) {
 			return
 		}
 	}
-}
-
-func (b *builder) build() error {
-	if err := b.spawn(); err != nil {
-		return err
-	}
-	b.logf("process %d created", b.pid)
-	if err := b.clearLayout(); err != nil {
-		return err
-	}
-	if err := b.mapMemory(); err != nil {
-		return err
-	}
-	b.logf("%d mappings made", len(b.img.Maps))
-	if err := b.readContents(); err != nil {
-		return err
-	}
-	b.logf("memory filled, image verified")
-	if err := b.finishFiles(); err != nil {
-		return err
-	}
-	if err := b.sealMemfds(); err != nil {
-		return err
-	}
-	if err := b.finish(); err != nil {
-		return err
-	}
-	return nil
 }
 
 // stubName is argv[0] of the stub. The stub stops at its exec, under
@@ -211,9 +172,11 @@ func (b *builder) spawn() error {
 		return err
 	}
 	b.xlen, b.xcr0 = len(xs), ptrace.XFeatures(xs)
-	for _, t := range b.img.Threads {
-		if missing := t.XCR0 &^ b.xcr0; missing != 0 {
-			return fmt.Errorf("this CPU lacks features the process used (XCR0 bits %#x: %s)", missing, xfeatureNames(missing))
+	for _, p := range b.imgs {
+		for _, t := range p.Threads {
+			if missing := t.XCR0 &^ b.xcr0; missing != 0 {
+				return fmt.Errorf("this CPU lacks features the process used (XCR0 bits %#x: %s)", missing, xfeatureNames(missing))
+			}
 		}
 	}
 	maps, err := procfs.Maps(pid)
@@ -254,8 +217,10 @@ func (b *builder) spawn() error {
 	for _, m := range maps {
 		busy = append(busy, [2]uint64{m.Start, m.End})
 	}
-	for _, m := range b.img.Maps {
-		busy = append(busy, [2]uint64{m.Start, m.End})
+	for _, p := range b.imgs {
+		for _, m := range p.Maps {
+			busy = append(busy, [2]uint64{m.Start, m.End})
+		}
 	}
 	b.scratch = findHole(busy, scratchSize, 0x100000000)
 	if b.scratch == 0 {
@@ -278,7 +243,11 @@ func (b *builder) spawn() error {
 	b.timeNamespace(hr, pid)
 	// clone3(CLONE_PARENT) makes the process a child of the loader, with
 	// the original PID when asked.
-	child, err := b.clone3(hr, pid, unix.CLONE_PARENT, 0, b.img.PID, b.opts.PID) // exit signal: the stub's, SIGCHLD
+	mode := b.opts.PID
+	if len(b.procs) > 1 {
+		mode = PIDKeep // the members know each other's PIDs
+	}
+	child, err := b.clone3(hr, pid, unix.CLONE_PARENT, 0, b.img.PID, mode) // exit signal: the stub's, SIGCHLD
 	if err != nil {
 		return err
 	}
@@ -320,8 +289,14 @@ func (b *builder) clone3(r *ptrace.Remote, memPID int, flags, exitSignal uint64,
 	res, err := r.Syscall("clone3", unix.SYS_CLONE3, b.scratch+offArgs, linux.CLONE_ARGS_SIZE_VER2)
 	if setTID && (errors.Is(err, unix.EEXIST) || errors.Is(err, unix.EPERM)) {
 		if mode == PIDKeep {
-			if errors.Is(err, unix.EPERM) {
+			tree := len(b.procs) > 1
+			switch {
+			case errors.Is(err, unix.EPERM) && tree:
+				return 0, fmt.Errorf("a tree comes back with the PIDs its processes know each other by, and choosing PID %d needs root (CAP_CHECKPOINT_RESTORE)", want)
+			case errors.Is(err, unix.EPERM):
 				return 0, fmt.Errorf("choosing id %d needs root (CAP_CHECKPOINT_RESTORE; use --pid=auto or new)", want)
+			case tree:
+				return 0, fmt.Errorf("the original PID %d is in use by another process, and a tree comes back with the PIDs its processes know each other by: restore it once the original is gone (a copy beside it needs a PID namespace, which this procs-load does not make yet)", want)
 			}
 			return 0, fmt.Errorf("--pid=keep: the original id %d (of the process or one of its threads) is in use by another process; --pid=auto or --pid=new take another", want)
 		}
@@ -521,8 +496,8 @@ func (b *builder) busy(lo, hi uint64) [][2]uint64 {
 // Past the first few MiB, pages are put in the process by writers (see
 // pageWriters) while this goroutine reads and checks the next records.
 // Every writer is done before readContents returns.
-func (b *builder) readContents() (err error) {
-	pw := newPageWriters(b)
+func (t *tree) readContents() (err error) {
+	pw := newPageWriters()
 	defer func() {
 		if werr := pw.close(); err == nil {
 			err = werr
@@ -533,11 +508,12 @@ func (b *builder) readContents() (err error) {
 		if err := pw.err(); err != nil {
 			return err
 		}
-		h, err := b.r.Next()
-		if err == io.EOF {
+		var h format.Header
+		if t.next != nil {
+			h, t.next = *t.next, nil
+		} else if h, err = t.r.Next(); err == io.EOF {
 			return nil
-		}
-		if err != nil {
+		} else if err != nil {
 			return err
 		}
 		switch h.Type {
@@ -546,11 +522,12 @@ func (b *builder) readContents() (err error) {
 			if err != nil {
 				return err
 			}
-			addr, data, err := b.r.ReadPages(buf)
+			task, addr, data, err := t.r.ReadPages(buf)
 			if err != nil {
 				pw.giveBack(buf)
 				return err
 			}
+			b := t.procs[task] // the reader checked it
 			if !b.inMemory(addr, uint64(len(data))) {
 				// Anywhere else is the loader's: its scratch code, run
 				// with the loader's credentials, or the vDSO.
@@ -568,18 +545,18 @@ func (b *builder) readContents() (err error) {
 					return fmt.Errorf("image record %d: pages at %#x: %w", h.Index, addr, err)
 				}
 			} else {
-				pw.submit(pageJob{index: h.Index, addr: addr, data: data, buf: buf})
+				pw.submit(pageJob{b: b, index: h.Index, addr: addr, data: data, buf: buf})
 			}
 			done += int64(len(data))
-			if b.opts.Progress != nil {
-				b.opts.Progress(done, 0)
+			if t.opts.Progress != nil {
+				t.opts.Progress(done, 0)
 			}
 		case format.TypeFileData:
 			buf, err := pw.buffer()
 			if err != nil {
 				return err
 			}
-			err = b.fillFile(h, buf)
+			err = t.fillFile(h, buf)
 			pw.giveBack(buf)
 			if err != nil {
 				return err
@@ -596,7 +573,6 @@ func (b *builder) readContents() (err error) {
 // of a restore's work, and it goes as fast on each CPU. They share the
 // reader's buffers (PageBufSize each, writers+2 of them).
 type pageWriters struct {
-	b       *builder
 	writers int
 	bufs    [][]byte    // every buffer made
 	free    chan []byte // buffers not in use
@@ -610,14 +586,15 @@ type pageWriters struct {
 
 // pageJob is a PAGES record for a writer: data, in buf, goes at addr.
 type pageJob struct {
-	index     int // of the record, for errors
+	b         *builder // whose pages
+	index     int      // of the record, for errors
 	addr      uint64
 	data, buf []byte
 }
 
-func newPageWriters(b *builder) *pageWriters {
+func newPageWriters() *pageWriters {
 	n := max(1, min(runtime.GOMAXPROCS(0), 4))
-	return &pageWriters{b: b, writers: n, free: make(chan []byte, n+2), jobs: make(chan pageJob, n+2)}
+	return &pageWriters{writers: n, free: make(chan []byte, n+2), jobs: make(chan pageJob, n+2)}
 }
 
 // buffer returns a free buffer, a new one while there are fewer than
@@ -658,7 +635,7 @@ func (pw *pageWriters) run() {
 	defer pw.wg.Done()
 	for j := range pw.jobs {
 		if pw.err() == nil {
-			if err := pw.b.writePages(j.addr, j.data); err != nil {
+			if err := j.b.writePages(j.addr, j.data); err != nil {
 				pw.mu.Lock()
 				if pw.failed == nil {
 					pw.failed = fmt.Errorf("image record %d: pages at %#x: %w", j.index, j.addr, err)
@@ -722,22 +699,23 @@ func (b *builder) writable(addr, n uint64) bool {
 
 // fillFile reads the current record, FILEDATA, into buf and writes its
 // contents into the loader's file.
-func (b *builder) fillFile(h format.Header, buf []byte) error {
+func (t *tree) fillFile(h format.Header, buf []byte) error {
+	b := t
 	idx, off, data, err := b.r.ReadFileData(buf)
 	if err != nil {
 		return err
 	}
 	f, ok := b.fill[int(idx)]
 	if !ok {
-		if int(idx) < len(b.img.Files) && b.local[int(idx)] != nil {
+		if int(idx) < len(b.files) && b.local[int(idx)] != nil {
 			return nil // the file at its path was still the same
 		}
 		return fmt.Errorf("corrupt image at byte %d (record %d): contents for file %d, which carries none", h.Offset, h.Index, idx)
 	}
-	if size := uint64(b.img.Files[idx].Size); off > size || uint64(len(data)) > size-off {
+	if size := uint64(b.files[idx].Size); off > size || uint64(len(data)) > size-off {
 		return fmt.Errorf("corrupt image at byte %d (record %d): contents of file %d at %d-%d, past its size %d", h.Offset, h.Index, idx, off, off+uint64(len(data)), size)
 	}
-	if ext := b.img.Files[idx].Extents; ext != nil {
+	if ext := b.files[idx].Extents; ext != nil {
 		r := [2]int64{int64(off), int64(off) + int64(len(data))}
 		if !inExtent(*ext, r) {
 			return fmt.Errorf("corrupt image at byte %d (record %d): contents of file %d at %d-%d, in none of its data extents", h.Offset, h.Index, idx, r[0], r[1])

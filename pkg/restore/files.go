@@ -26,19 +26,12 @@ import (
 // FIFO where the image says a file is refused by name). The process
 // built later takes them with pidfd_getfd: it never opens a path
 // itself, and gets exactly what was opened and checked here.
-func (b *builder) prepareFiles() error {
-	b.local = map[int]*os.File{}
-	b.fill = map[int]*os.File{}
-	b.own = map[int]bool{}
+func (b *builder) prepareFiles(prepared map[int]bool) error {
 	b.fdFiles = map[int]*os.File{}
-	b.mapFiles = map[mapKey]*os.File{}
-	b.memfdGiven = map[int]bool{}
-	b.modes = map[int]uint32{}
-	b.covered = map[int][][2]int64{}
 	// What first uses each file, to name it in errors.
 	use := map[int]string{}
 	for k := range b.img.FDs {
-		if fd := b.img.FDs[k]; fd.File >= 0 && fd.Dup == 0 && !b.ownStream(fd) && use[fd.File] == "" {
+		if fd := b.img.FDs[k]; fd.File >= 0 && !b.ownStream(fd) && use[fd.File] == "" {
 			use[fd.File] = fmt.Sprintf("fd %d", fd.Num)
 		}
 	}
@@ -50,13 +43,14 @@ func (b *builder) prepareFiles() error {
 	if use[b.img.Exe] == "" {
 		use[b.img.Exe] = "executable"
 	}
-	if err := b.op.do(b.makeDeletedDirs); err != nil {
+	if err := b.op.do(func() error { return b.makeDeletedDirs(use) }); err != nil {
 		return err
 	}
-	for i, f := range b.img.Files {
-		if use[i] == "" || f.Self != "" {
+	for i, f := range b.files {
+		if use[i] == "" || f.Self != "" || prepared[i] {
 			continue // a file of the process's own /proc: see procSelfFDs
 		}
+		prepared[i] = true
 		if p, ok := files.Lookup(f.Kind).(files.Preparer); ok {
 			if err := p.Prepare(loader{b}, i, &f, use[i]); err != nil {
 				return err
@@ -75,6 +69,13 @@ type loader struct{ b *builder }
 func (l loader) OpenByPath(i int, f *format.File, what string) error {
 	return l.b.op.do(func() error { return l.b.prepareFile(i, f, what) })
 }
+
+func (l loader) Own(i int, lf *os.File, keep ...*os.File) {
+	l.b.local[i], l.b.own[i] = lf, true
+	l.b.kept = append(l.b.kept, keep...)
+}
+
+func (l loader) Warn(format string, args ...any) { l.b.warnf(format, args...) }
 
 func (l loader) MakeMemfd(i int, f *format.File) error {
 	// Made as the process: its owner, and the mode it may give.
@@ -104,14 +105,14 @@ func (l loader) Terminal(i int, f *format.File) error {
 // removed once the process holds what it needs (removeMadeDirs). A
 // deleted folder whose path is taken again is refused: it would not be
 // the same. Precondition: on the opener's thread.
-func (b *builder) makeDeletedDirs() error {
+func (b *builder) makeDeletedDirs(use map[int]string) error {
 	var want []string
 	if b.img.CwdDeleted {
 		want = append(want, b.img.Cwd)
 	}
-	for _, f := range b.img.Files {
+	for i, f := range b.files {
 		switch tr := files.TraitsOf(f.Kind); {
-		case !f.Deleted || !tr.Remade:
+		case use[i] == "" || !f.Deleted || !tr.Remade:
 		case tr.Mode == unix.S_IFDIR:
 			want = append(want, f.Path)
 		default:
@@ -156,9 +157,9 @@ func (b *builder) mkdirs(d string) error {
 
 // deletedDir is the image's deleted folder of path d, or nil.
 func (b *builder) deletedDir(d string) *format.File {
-	for i, f := range b.img.Files {
+	for i, f := range b.files {
 		if f.Deleted && files.TraitsOf(f.Kind).Mode == unix.S_IFDIR && filepath.Clean(f.Path) == d {
-			return &b.img.Files[i]
+			return &b.files[i]
 		}
 	}
 	return nil
@@ -185,8 +186,8 @@ func (b *builder) deletedDirModes() error {
 }
 
 // removeMadeDirs removes the folders makeDeletedDirs made, deepest
-// first, once the process holds them (or the restore failed).
-func (b *builder) removeMadeDirs() {
+// first, once the processes hold them (or the restore failed).
+func (b *tree) removeMadeDirs() {
 	for i := len(b.madeDirs) - 1; i >= 0; i-- {
 		if err := unix.Rmdir(b.madeDirs[i]); err != nil {
 			b.warnf("cannot remove the folder made for the restore, %s: %v", safetext.Quote(b.madeDirs[i]), err)
@@ -199,14 +200,18 @@ func (b *builder) removeMadeDirs() {
 // the process, its executable and its working directory.
 func (b *builder) openDescriptions() error {
 	for k, fd := range b.img.FDs {
-		if fd.File < 0 || fd.Dup > 0 || b.ownStream(fd) {
+		if fd.File < 0 || b.ownStream(fd) {
 			continue
 		}
-		if _, made := files.Lookup(b.img.Files[fd.File].Kind).(files.Maker); made {
-			continue // made in the process
+		if _, made := files.Lookup(b.files[fd.File].Kind).(files.Maker); made {
+			continue // made in the process, or the loader has it (shareMade)
 		}
-		if b.img.Files[fd.File].Self != "" {
+		if b.files[fd.File].Self != "" {
 			continue // opened by the process (procSelfFDs)
+		}
+		if lf := b.descs[fd.Open]; lf != nil {
+			b.fdFiles[k] = lf // an earlier process's, or an earlier fd's
+			continue
 		}
 		var lf *os.File
 		var err error
@@ -221,8 +226,8 @@ func (b *builder) openDescriptions() error {
 		if err != nil {
 			return err
 		}
-		b.fdFiles[k] = lf
-		if fd.Pos != 0 && files.TraitsOf(b.img.Files[fd.File].Kind).Seek {
+		b.fdFiles[k], b.descs[fd.Open] = lf, lf
+		if fd.Pos != 0 && files.TraitsOf(b.files[fd.File].Kind).Seek {
 			if _, err := unix.Seek(int(lf.Fd()), fd.Pos, 0); err != nil {
 				return fmt.Errorf("fd %d: offset %d: %w", fd.Num, fd.Pos, err)
 			}
@@ -310,7 +315,7 @@ const openFlags = unix.O_ACCMODE | unix.O_APPEND | unix.O_NONBLOCK | unix.O_DIRE
 // the file itself. It never blocks: O_NONBLOCK is taken off afterwards
 // if flags lack it. what names the user in errors ("fd 5").
 func (b *builder) reopen(i, flags int, what string) (*os.File, error) {
-	f := b.img.Files[i]
+	f := b.files[i]
 	path := fmt.Sprintf("/proc/self/fd/%d", b.local[i].Fd())
 	blocking := flags&unix.O_NONBLOCK == 0
 	if flags&unix.O_PATH != 0 {
@@ -358,7 +363,7 @@ func (b *builder) reopen(i, flags int, what string) (*os.File, error) {
 // link of /proc), as the process, and checks that it is the file
 // prepareFile checked.
 func (b *builder) reopenNoFollow(i, flags int, what string) (*os.File, error) {
-	f := b.img.Files[i]
+	f := b.files[i]
 	var fd int
 	err := b.op.do(func() error {
 		var err error
@@ -568,14 +573,14 @@ func (b *builder) setOwner(i, fd int, f *format.File) error {
 
 // isMemfd tells whether file i is a memfd the loader made.
 func (b *builder) isMemfd(i int) bool {
-	return b.img.Files[i].Kind == format.FileMemfd && b.own[i]
+	return b.files[i].Kind == format.FileMemfd && b.own[i]
 }
 
 // memfdDescription is memfd i's own description (memfd_create's, which
 // unlike an open of it does not count as a writer: the process can run
 // it with execveat), with the status flags of flags.
 func (b *builder) memfdDescription(i, flags int) (*os.File, error) {
-	f := b.img.Files[i]
+	f := b.files[i]
 	fd, err := unix.FcntlInt(b.local[i].Fd(), unix.F_DUPFD_CLOEXEC, 0)
 	if err == nil {
 		_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, flags&(unix.O_APPEND|unix.O_NONBLOCK|unix.O_NOATIME))
@@ -591,8 +596,8 @@ func (b *builder) memfdDescription(i, flags int) (*os.File, error) {
 
 // sealMemfds gives each memfd its seals, once it is filled and mapped
 // (F_SEAL_WRITE would forbid both).
-func (b *builder) sealMemfds() error {
-	for i, f := range b.img.Files {
+func (b *tree) sealMemfds() error {
+	for i, f := range b.files {
 		if f.Kind != format.FileMemfd || f.Seals == nil || *f.Seals == format.SealSeal || *f.Seals == 0 || !b.own[i] {
 			continue
 		}
@@ -603,16 +608,35 @@ func (b *builder) sealMemfds() error {
 	return nil
 }
 
-// ownStream says whether fd is one of fds 0, 1 and 2 that the restorer's
-// own stream stands in for (see StdioMode).
+// ownStream says whether fd is, or shares the open file description of,
+// one of the root's fds 0, 1 and 2 that the restorer's own stream stands
+// in for (see StdioMode).
 func (b *builder) ownStream(fd format.FD) bool {
+	_, ok := b.streamOf(fd)
+	return ok
+}
+
+// streamOf is the number of the restorer's stream that fd is, if it is
+// one (ownStream).
+func (b *builder) streamOf(fd format.FD) (int, bool) {
+	for _, r := range b.imgs[0].FDs {
+		if r.Num <= 2 && r.Open == fd.Open && b.rootStream(r) {
+			return r.Num, true
+		}
+	}
+	return 0, false
+}
+
+// rootStream says whether fd, one of the root's, is one of fds 0, 1 and 2
+// that the restorer's own stream stands in for.
+func (t *tree) rootStream(fd format.FD) bool {
 	if fd.Num > 2 {
 		return false
 	}
-	if fd.File < 0 || b.opts.Stdio == StdioInherit || b.img.Files[fd.File].Self != "" {
+	if fd.File < 0 || t.opts.Stdio == StdioInherit || t.files[fd.File].Self != "" {
 		return true
 	}
-	f := b.img.Files[fd.File]
+	f := t.files[fd.File]
 	return !files.TraitsOf(f.Kind).Stdio || f.Deleted
 }
 
@@ -622,7 +646,7 @@ func (b *builder) logStreams() {
 	for _, fd := range b.img.FDs {
 		if fd.Num <= 2 && !b.ownStream(fd) {
 			own[fd.Num] = false
-			b.logf("fd %d: %s, opened again as at the dump", fd.Num, b.img.Files[fd.File].Path)
+			b.logf("fd %d: %s, opened again as at the dump", fd.Num, b.files[fd.File].Path)
 		}
 	}
 	for n := range 3 {
@@ -703,10 +727,10 @@ func (b *builder) deviceNode(i int, f *format.File, what string) error {
 // record held are written (a hole stays a hole, an allocated block of
 // zeros is one again), and a deleted file gets its mode back (a write
 // may have cleared set-user-ID) and its times.
-func (b *builder) finishFiles() error {
+func (b *tree) finishFiles() error {
 	zeros := make([]byte, 1<<20)
 	for i, lf := range b.fill {
-		f := b.img.Files[i]
+		f := b.files[i]
 		if f.Extents != nil {
 			done := b.covered[i]
 			slices.SortFunc(done, func(a, c [2]int64) int { return int(a[0] - c[0]) })
@@ -767,23 +791,6 @@ func (b *builder) createAtPath(i int, f *format.File, what string) error {
 	}
 	b.local[i], b.fill[i], b.own[i] = lf, lf, true
 	return nil
-}
-
-// closeLocal closes every file the loader opened for the process.
-func (b *builder) closeLocal() {
-	for _, m := range []map[int]*os.File{b.local, b.fdFiles} {
-		for _, f := range m {
-			f.Close()
-		}
-	}
-	for _, f := range b.mapFiles {
-		f.Close()
-	}
-	for _, f := range []*os.File{b.exeFile, b.cwdFile} {
-		if f != nil {
-			f.Close()
-		}
-	}
 }
 
 // memfdName is the name to give a memfd standing for path: a memfd's own

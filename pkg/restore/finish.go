@@ -237,44 +237,33 @@ func (b *builder) finish() error {
 		}
 	}
 	b.logf("state in place, %s", format.Threads(len(b.tids)))
+	if b.task > 0 {
+		return nil
+	}
 	if t := img.Terminal; b.opts.Terminal && t != nil {
 		if f := b.opts.modesTerminal(img); f != nil {
 			b.tty = takeTerminal(f, t)
 		}
 	}
 	// A process that led its process group (a shell, or any job a shell
-	// started) and has its PID back leads a group of that id again, in
-	// the terminal's foreground: a restored shell's job control expects
-	// its group to be the one it left. (We are its parent, and it never
-	// ran execve: setpgid works from here.)
-	if b.tty != nil && img.Pgid == img.PID && b.pid == img.PID {
-		if err := b.ownGroup(); err != nil {
-			b.warnf("the process stays in procs-load's process group: %v", err)
+	// started) and has its PID back leads a group of that id again (see
+	// spawn), in the terminal's foreground: a restored shell's job
+	// control expects its group to be the one it left.
+	if b.rootGroup {
+		err := errors.New("no terminal")
+		if b.tty != nil {
+			err = b.tty.giveForeground(b.pid)
 		}
-	}
-	if b.opts.BeforeRun != nil {
-		if err := b.opts.BeforeRun(b.pid); err != nil {
-			return err
-		}
-	}
-	for i := len(b.tids) - 1; i >= 0; i-- {
-		if err := ptrace.Detach(b.tids[i], 0); err != nil {
-			// Once one thread runs, the process may end on its own
-			// before the next is let go (a signal due at once, an
-			// exit): it ran, and its status tells.
-			if i < len(b.tids)-1 && errors.Is(err, unix.ESRCH) {
-				break
+		if err != nil && len(b.procs) == 1 {
+			// Back in ours, which is in the foreground where we are.
+			unix.Setpgid(b.pid, unix.Getpgrp())
+			b.rootGroup = false
+			if b.tty != nil {
+				b.warnf("the process stays in procs-load's process group: %v", err)
 			}
-			return err
+		} else if err != nil {
+			b.warnf("the tree's process group %d is not the terminal's foreground: %v", b.pid, err)
 		}
-	}
-	if b.tty != nil {
-		// Once it sleeps in the system call it was in (most programs on
-		// a terminal wait in read, poll or select): a signal that came
-		// before would run its handler and then let it block again,
-		// with the news of the new window unread (vim does that).
-		untilSleeping(b.pid, 100*time.Millisecond)
-		unix.Kill(b.pid, unix.SIGWINCH)
 	}
 	return nil
 }
@@ -291,7 +280,7 @@ func (b *builder) setMM() error {
 		}
 		defer b.main.Syscall("close", unix.SYS_CLOSE, exe)
 	} else {
-		b.warnf("not privileged: /proc/%d/exe will name the loader, not %s", b.pid, safetext.Quote(b.img.Files[b.img.Exe].Path))
+		b.warnf("not privileged: /proc/%d/exe will name the loader, not %s", b.pid, safetext.Quote(b.files[b.img.Exe].Path))
 	}
 	// struct prctl_mm_map, then the auxiliary vector.
 	buf := linux.PrctlMMMap{StartCode: mm.StartCode, EndCode: mm.EndCode, StartData: mm.StartData,
@@ -319,34 +308,70 @@ func (b *builder) makeFDs() error {
 		return err
 	}
 	b.pidfdIn = false // closed with the rest
-	b.logStreams()
+	if b.task == 0 {
+		b.logStreams()
+	}
+	top, has := 2, map[int]bool{}
+	for _, fd := range b.img.FDs {
+		top, has[fd.Num] = max(top, fd.Num), true
+	}
+	// The restorer's streams that fds of other numbers are, kept out of
+	// the way while the fds are made (fd 1 may be a pipe, and fd 5 the
+	// restorer's stdout).
+	var moved [3]uint64
+	for _, fd := range b.img.FDs {
+		if s, ok := b.streamOf(fd); ok && s != fd.Num && moved[s] == 0 {
+			hi, err := r.Syscall("fcntl(F_DUPFD_CLOEXEC)", unix.SYS_FCNTL, uint64(s), unix.F_DUPFD_CLOEXEC, uint64(top+1+s))
+			if err != nil {
+				return fmt.Errorf("fd %d: procs-load's stream %d: %w", fd.Num, s, err)
+			}
+			moved[s] = hi
+		}
+	}
+	first := map[int]int{} // open id -> the fd of this process that has it first
+	var made []format.FD
 	for k, fd := range b.img.FDs {
-		if fd.File < 0 || b.ownStream(fd) {
+		cloexec := fdCloexec(fd)
+		if s, ok := b.streamOf(fd); ok {
+			if s != fd.Num {
+				if _, err := r.Syscall("dup3", unix.SYS_DUP3, moved[s], uint64(fd.Num), uint64(cloexec)); err != nil {
+					return fmt.Errorf("fd %d: %w", fd.Num, err)
+				}
+			}
 			continue // the loader's own standard streams stand in
 		}
-		f := b.img.Files[fd.File]
+		f := b.files[fd.File]
 		if f.Self != "" {
 			continue // opened later by the process itself: procSelfFDs
 		}
-		cloexec := fdCloexec(fd)
-		var tmp uint64
-		var err error
-		if fd.Dup > 0 {
+		if prev, ok := first[fd.Open]; ok {
 			// Shares an earlier fd's open file: offset and flags come
 			// with it.
-			if _, err := r.Syscall("dup3", unix.SYS_DUP3, uint64(fd.Dup), uint64(fd.Num), uint64(cloexec)); err != nil {
+			if _, err := r.Syscall("dup3", unix.SYS_DUP3, uint64(prev), uint64(fd.Num), uint64(cloexec)); err != nil {
 				return fmt.Errorf("fd %d: %w", fd.Num, err)
 			}
 			continue
 		}
+		first[fd.Open] = fd.Num
+		var tmp uint64
+		var err error
 		taken := false
-		if m, ok := files.Lookup(f.Kind).(files.Maker); ok {
-			tmp, err = m.Make(target{b}, fd, &f, cloexec)
-		} else {
+		m, isMaker := files.Lookup(f.Kind).(files.Maker)
+		switch {
+		case b.fdFiles[k] != nil:
 			// Opened, and put at its offset, by prepareFiles; it comes
 			// close-on-exec.
 			tmp, err = b.takeFD(b.fdFiles[k])
 			taken = true
+		case isMaker && b.descs[fd.Open] != nil:
+			// Made by an earlier process of the tree.
+			tmp, err = b.takeFD(b.descs[fd.Open])
+			taken = true
+		case isMaker:
+			tmp, err = m.Make(target{b}, fd, &f, cloexec)
+			made = append(made, fd)
+		default:
+			err = fmt.Errorf("no open file for it")
 		}
 		if err == nil {
 			err = b.placeFD(tmp, fd.Num, cloexec, taken)
@@ -355,8 +380,37 @@ func (b *builder) makeFDs() error {
 			return fmt.Errorf("fd %d: %w", fd.Num, err)
 		}
 	}
+	for _, hi := range moved {
+		if hi != 0 {
+			r.Syscall("close", unix.SYS_CLOSE, hi)
+		}
+	}
+	if b.task > 0 {
+		// A member without fd 0, 1 or 2 had closed it: it does not get
+		// the one the stub had (procs-load's).
+		for n := range 3 {
+			if !has[n] {
+				if _, err := r.Syscall("close", unix.SYS_CLOSE, uint64(n)); err != nil && !errors.Is(err, unix.EBADF) {
+					return err
+				}
+			}
+		}
+	}
 	// The second pass: links between the objects just made.
-	return files.Link(target{b}, b.img)
+	for _, fd := range made {
+		f := &b.files[fd.File]
+		if l, ok := files.Lookup(f.Kind).(files.Linker); ok {
+			if err := l.Link(target{b}, fd, f); err != nil {
+				return err
+			}
+		}
+		if b.sharedLater(fd.Open) {
+			if err := b.shareMade(fd.Open, fd.Num); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // target is what the kinds see of the process being built (files.Target).
@@ -525,16 +579,18 @@ func (b *builder) signals() error {
 // The path stays within /proc/PID (validate) and crosses no magic link.
 func (b *builder) procSelfFDs() error {
 	r := b.main
+	first := map[int]int{} // open id -> the fd that has it first
 	for _, fd := range b.img.FDs {
-		if fd.File < 0 || b.img.Files[fd.File].Self == "" || b.ownStream(fd) {
+		if fd.File < 0 || b.files[fd.File].Self == "" || b.ownStream(fd) {
 			continue
 		}
 		var tmp uint64
 		var err error
-		if fd.Dup > 0 {
-			tmp, err = r.Syscall("dup", unix.SYS_FCNTL, uint64(fd.Dup), unix.F_DUPFD, 0)
+		if prev, ok := first[fd.Open]; ok {
+			tmp, err = r.Syscall("dup", unix.SYS_FCNTL, uint64(prev), unix.F_DUPFD, 0)
 		} else {
-			self := b.img.Files[fd.File].Self
+			first[fd.Open] = fd.Num
+			self := b.files[fd.File].Self
 			if rest, ok := strings.CutPrefix(self, fmt.Sprintf("task/%d", b.img.PID)); ok {
 				self = fmt.Sprintf("task/%d%s", b.pid, rest)
 			}
@@ -558,7 +614,7 @@ func (b *builder) procSelfFDs() error {
 			err = b.placeFD(tmp, fd.Num, fdCloexec(fd), true)
 		}
 		if err != nil {
-			return fmt.Errorf("fd %d: %s of the process's own /proc: %w", fd.Num, safetext.Quote(b.img.Files[fd.File].Self), err)
+			return fmt.Errorf("fd %d: %s of the process's own /proc: %w", fd.Num, safetext.Quote(b.files[fd.File].Self), err)
 		}
 	}
 	return nil
@@ -691,19 +747,4 @@ func untilSleeping(pid int, timeout time.Duration) {
 			return
 		}
 	}
-}
-
-// ownGroup makes the process lead a process group of its own id, the
-// terminal's foreground. (The PID was free, so no group of that id lives
-// on; should setpgid or tcsetpgrp fail all the same, the process stays in
-// our group.)
-func (b *builder) ownGroup() error {
-	if err := unix.Setpgid(b.pid, b.pid); err != nil {
-		return os.NewSyscallError("setpgid", err)
-	}
-	if err := b.tty.giveForeground(b.pid); err != nil {
-		unix.Setpgid(b.pid, unix.Getpgrp())
-		return err
-	}
-	return nil
 }

@@ -98,52 +98,40 @@ func Restore(opts Options, in io.Reader) (*Process, error) {
 	if m := r.Machine(); m != format.MachineX8664 {
 		return nil, fmt.Errorf("the image is of a process of another architecture (ELF machine %d); this is x86-64", m)
 	}
-	h, err := r.Next()
-	if err != nil {
+	t := &tree{opts: opts, r: r, start: start}
+	if err := t.readMeta(); err != nil {
 		return nil, err
 	}
-	if h.Type != format.TypeProcess {
-		return nil, fmt.Errorf("corrupt image at byte %d (record %d): expected a PROCESS record, found %v", h.Offset, h.Index, h.Type)
-	}
-	var img format.Process
-	if err := r.DecodeJSON(&img); err != nil {
+	if err := validate(t.files, t.imgs); err != nil {
 		return nil, err
 	}
-	if err := validate(&img); err != nil {
-		return nil, err
+	if len(t.procs) > 1 && opts.PID == PIDNew {
+		return nil, fmt.Errorf("--pid=new is for a single process, and the image holds a tree of %d: its members know each other's PIDs (--pid=auto or keep)", len(t.procs))
 	}
-	if err := validateExact(&img); err != nil {
-		return nil, err
-	}
-	if len(img.Timers) > 0 {
-		// Asked of this process: the kernel knows the prctl or not.
-		if err := unix.Prctl(unix.PR_TIMER_CREATE_RESTORE_IDS, unix.PR_TIMER_CREATE_RESTORE_IDS_GET, 0, 0, 0); err != nil {
-			return nil, fmt.Errorf("the process has POSIX timers, and this kernel cannot give them their ids back (PR_TIMER_CREATE_RESTORE_IDS: %v)", err)
+	for _, b := range t.procs {
+		if len(b.img.Timers) > 0 {
+			// Asked of this process: the kernel knows the prctl or not.
+			if err := unix.Prctl(unix.PR_TIMER_CREATE_RESTORE_IDS, unix.PR_TIMER_CREATE_RESTORE_IDS_GET, 0, 0, 0); err != nil {
+				return nil, fmt.Errorf("the process has POSIX timers, and this kernel cannot give them their ids back (PR_TIMER_CREATE_RESTORE_IDS: %v)", err)
+			}
+			break
 		}
 	}
-	b := &builder{opts: opts, img: &img, r: r, start: start}
-	defer b.closeLocal()
+	defer t.closeLocal()
 	defer func() {
-		if b.mem != nil {
-			b.mem.Close()
+		for _, b := range t.procs {
+			if b.mem != nil {
+				b.mem.Close()
+			}
 		}
 	}()
-	if b.op, err = newOpener(img.Creds); err != nil {
-		return nil, err
-	}
-	err = b.prepareFiles()
-	b.op.close()
-	if b.op.asUser {
-		// Changing a thread's fs ids made procs-load not dumpable.
-		unix.Prctl(unix.PR_SET_DUMPABLE, 1, 0, 0, 0)
-	}
-	if err != nil {
-		b.removeCreated()
+	if err := t.prepareFiles(); err != nil {
+		t.removeCreated()
 		return nil, err
 	}
 	err = ptrace.Run(func() error {
-		if err := b.build(); err != nil {
-			b.abort()
+		if err := t.build(); err != nil {
+			t.abort()
 			return err
 		}
 		return nil
@@ -151,6 +139,7 @@ func Restore(opts Options, in io.Reader) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
+	b := t.procs[0]
 	opts.Log("restored pid %d in %v", b.pid, time.Since(start).Round(time.Microsecond))
 	return &Process{Pid: b.pid, tty: b.tty}, nil
 }

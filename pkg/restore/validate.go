@@ -44,16 +44,139 @@ const (
 // anything is started: every number in range, every index naming
 // something that exists, every string of a sane length. An image is
 // untrusted input: messages quote its strings with safetext.Quote.
-func validate(img *format.Process) error {
-	for _, check := range []func(*format.Process) error{validateProcess, validateThreads,
-		validateFiles, validateMaps, validateFDs, validateTimers} {
+// Each process is checked as a process of its own, and then the tree
+// they make and the files they share.
+func validate(fs []format.File, procs []format.Process) error {
+	if len(procs) == 0 {
+		return fmt.Errorf("image holds no process")
+	}
+	if err := validateFiles(fs); err != nil {
+		return err
+	}
+	for i := range procs {
+		img := &procs[i]
+		err := validateOne(img, fs)
+		if err == nil {
+			err = validateExact(img)
+		}
+		if err != nil {
+			if len(procs) > 1 {
+				err = fmt.Errorf("process %d: %w", img.PID, err)
+			}
+			return err
+		}
+	}
+	if err := validateTree(procs); err != nil {
+		return err
+	}
+	if err := validateOpens(fs, procs); err != nil {
+		return err
+	}
+	return files.Validate(fs, procs)
+}
+
+// validateOne checks process img, whose fds and mappings name files of fs.
+func validateOne(img *format.Process, fs []format.File) error {
+	for _, check := range []func(*format.Process) error{validateProcess, validateThreads, validateTimers} {
 		if err := check(img); err != nil {
 			return err
 		}
 	}
+	if err := validateMaps(img, fs); err != nil {
+		return err
+	}
+	if err := validateFDs(img, fs); err != nil {
+		return err
+	}
+	if img.Exe < 0 || img.Exe >= len(fs) {
+		return fmt.Errorf("image names no executable")
+	}
+	if f := fs[img.Exe]; !files.TraitsOf(f.Kind).Exe {
+		return fmt.Errorf("image executable %s is of kind %s", safetext.Quote(f.Path), safetext.Quote(f.Kind))
+	}
 	if os.Geteuid() != 0 {
 		if c := img.Creds; !callersCreds(c) {
 			return fmt.Errorf("the process ran as uid %d gid %d; restoring it as uid %d needs root (a restore never changes credentials otherwise)", c.UID[1], c.GID[1], os.Geteuid())
+		}
+	}
+	return nil
+}
+
+// validateTree checks the links between the processes: every PID and
+// TID once in the whole image, the root first, every other process's
+// parent before it; sessions and process groups that the restore can
+// make again by forking in the image's order (see tree.go).
+func validateTree(procs []format.Process) error {
+	byPID := map[int]*format.Process{}
+	tids := map[int]bool{}
+	for i := range procs {
+		p := &procs[i]
+		if _, ok := byPID[p.PID]; ok {
+			return fmt.Errorf("image process %d is there twice", p.PID)
+		}
+		for _, t := range p.Threads {
+			if tids[t.TID] {
+				return fmt.Errorf("image thread %d is in two processes", t.TID)
+			}
+			tids[t.TID] = true
+		}
+		if p.Threads[0].TID != p.PID {
+			return fmt.Errorf("image process %d has first thread %d", p.PID, p.Threads[0].TID)
+		}
+		if !inRange(p.Sid, 0, maxPID) || !inRange(p.PPID, 0, maxPID) {
+			return fmt.Errorf("image process %d has session %d, parent %d: out of range", p.PID, p.Sid, p.PPID)
+		}
+		if i > 0 {
+			parent := byPID[p.PPID]
+			if parent == nil {
+				return fmt.Errorf("image process %d has parent %d, which comes nowhere before it", p.PID, p.PPID)
+			}
+			// A child is in its parent's session (fork), or leads
+			// its own (setsid); the root is in the restorer's.
+			if p.Sid != p.PID && p.Sid != parent.Sid {
+				return fmt.Errorf("image process %d is in session %d, which neither it nor its parent %d leads or is in", p.PID, p.Sid, parent.PID)
+			}
+		}
+		byPID[p.PID] = p
+	}
+	root := &procs[0]
+	for _, p := range procs[1:] {
+		if p.Pgid == root.Pgid || p.Pgid == p.PID {
+			continue
+		}
+		// Another member's group: it must lead it, in the same session.
+		if l := byPID[p.Pgid]; l == nil || l.Pgid != l.PID || l.Sid != p.Sid {
+			return fmt.Errorf("image process %d is in process group %d, which no process of its session in the image leads", p.PID, p.Pgid)
+		}
+	}
+	return nil
+}
+
+// validateOpens checks the open file descriptions: each named by fds of
+// one file with the same flags and offset; one that is a restorer's
+// stream (file -1) must be one of the root's fds 0-2.
+func validateOpens(fs []format.File, procs []format.Process) error {
+	first := map[int]format.FD{}
+	holder := map[int]int{}
+	for i, p := range procs {
+		for _, fd := range p.FDs {
+			if fd.Open < 1 {
+				return fmt.Errorf("image process %d fd %d has open file description %d", p.PID, fd.Num, fd.Open)
+			}
+			f, ok := first[fd.Open]
+			if !ok {
+				if fd.File < 0 && (i > 0 || fd.Num > 2) {
+					return fmt.Errorf("image process %d fd %d is a restorer's stream, and no standard stream of the root", p.PID, fd.Num)
+				}
+				first[fd.Open], holder[fd.Open] = fd, p.PID
+				continue
+			}
+			if fd.File != f.File || fd.Flags != f.Flags || fd.Pos != f.Pos {
+				return fmt.Errorf("image process %d fd %d shares open file description %d with another fd, and differs from it", p.PID, fd.Num, fd.Open)
+			}
+			if fd.File >= 0 && fs[fd.File].Self != "" && holder[fd.Open] != p.PID {
+				return fmt.Errorf("image process %d fd %d shares a file of another process's own /proc folder", p.PID, fd.Num)
+			}
 		}
 	}
 	return nil
@@ -220,14 +343,11 @@ func mapped(img *format.Process, addr, n uint64, prot int) bool {
 	return false
 }
 
-func validateFiles(img *format.Process) error {
-	if len(img.Files) > maxFiles {
-		return fmt.Errorf("image holds %d files (at most %d)", len(img.Files), maxFiles)
+func validateFiles(fs []format.File) error {
+	if len(fs) > maxFiles {
+		return fmt.Errorf("image holds %d files (at most %d)", len(fs), maxFiles)
 	}
-	if img.Exe < 0 || img.Exe >= len(img.Files) {
-		return fmt.Errorf("image names no executable")
-	}
-	for i, f := range img.Files {
+	for i, f := range fs {
 		if files.Lookup(f.Kind) == nil {
 			// An open file of a kind this restorer cannot make again
 			// (from a later writer): opening its path would be wrong.
@@ -248,7 +368,7 @@ func validateFiles(img *format.Process) error {
 			return fmt.Errorf("image file %d (%s) has owner %d:%d, out of range", i, safetext.Quote(f.Path), f.UID, f.GID)
 		}
 		if f.Self != "" {
-			why := badSelf(f.Self, img.PID)
+			why := badSelf(f.Self)
 			if tr := files.TraitsOf(f.Kind); !f.Pseudo || !tr.ByPath || tr.Mode != unix.S_IFREG && tr.Mode != unix.S_IFDIR {
 				why = "is no file of proc"
 			}
@@ -268,16 +388,13 @@ func validateFiles(img *format.Process) error {
 			return fmt.Errorf("image file %d (%s) has size %d, out of range", i, safetext.Quote(f.Path), f.Size)
 		}
 	}
-	if f := img.Files[img.Exe]; !files.TraitsOf(f.Kind).Exe {
-		return fmt.Errorf("image executable %s is of kind %s", safetext.Quote(f.Path), safetext.Quote(f.Kind))
-	}
 	return nil
 }
 
 // badSelf says what is wrong with self, a path within the /proc folder
-// of process pid, or "": it must stay in it, and name only that process
-// (task/PID).
-func badSelf(self string, pid int) string {
+// of a process, or "": it must stay in it (which thread it names, the
+// process's fds that hold it say: validateFDs).
+func badSelf(self string) string {
 	if self == "." {
 		return ""
 	}
@@ -290,7 +407,14 @@ func badSelf(self string, pid int) string {
 			return "leaves it"
 		}
 	}
-	if parts[0] == "task" && len(parts) > 1 && parts[1] != strconv.Itoa(pid) {
+	return ""
+}
+
+// selfOf checks that self, of a file of the own /proc folder of process
+// img, names no thread but its main one.
+func selfOf(self string, img *format.Process) string {
+	parts := strings.Split(self, "/")
+	if parts[0] == "task" && len(parts) > 1 && parts[1] != strconv.Itoa(img.PID) {
 		return "names another thread"
 	}
 	return ""
@@ -320,7 +444,7 @@ func validateExtents(ext [][2]int64, size int64, carried bool) error {
 
 var mapKinds = []string{format.MapAnon, format.MapFile, format.MapShmem, format.MapVdso, format.MapVsyscall}
 
-func validateMaps(img *format.Process) error {
+func validateMaps(img *format.Process, fs []format.File) error {
 	if len(img.Maps) > maxMaps {
 		return fmt.Errorf("image holds %d mappings (at most %d)", len(img.Maps), maxMaps)
 	}
@@ -343,8 +467,8 @@ func validateMaps(img *format.Process) error {
 		if len(m.Name) > maxPath || len(m.Advice) > maxAdvice || slices.ContainsFunc(m.Advice, func(a string) bool { return len(a) > 8 }) {
 			return fmt.Errorf("%s has a name of %d bytes, or %d advice flags, or one too long", at, len(m.Name), len(m.Advice))
 		}
-		if m.File < -1 || m.File >= len(img.Files) {
-			return fmt.Errorf("%s names file %d of %d", at, m.File, len(img.Files))
+		if m.File < -1 || m.File >= len(fs) {
+			return fmt.Errorf("%s names file %d of %d", at, m.File, len(fs))
 		}
 		switch {
 		case m.Access == "":
@@ -354,7 +478,7 @@ func validateMaps(img *format.Process) error {
 			return fmt.Errorf("%s is shared and writable, of a file that was open read-only", at)
 		}
 		if m.File >= 0 {
-			if k := img.Files[m.File].Kind; !files.TraitsOf(k).Mappable || img.Files[m.File].Self != "" {
+			if k := fs[m.File].Kind; !files.TraitsOf(k).Mappable || fs[m.File].Self != "" {
 				return fmt.Errorf("%s maps a file of kind %s", at, safetext.Quote(k))
 			}
 			if m.Offset%format.PageSize != 0 || m.Offset > maxSize {
@@ -367,7 +491,7 @@ func validateMaps(img *format.Process) error {
 	return nil
 }
 
-func validateFDs(img *format.Process) error {
+func validateFDs(img *format.Process, fs []format.File) error {
 	if len(img.FDs) > maxFD {
 		return fmt.Errorf("image holds %d fds (at most %d)", len(img.FDs), maxFD)
 	}
@@ -380,22 +504,22 @@ func validateFDs(img *format.Process) error {
 			return fmt.Errorf("image fd %d is there twice", fd.Num)
 		}
 		switch {
-		case fd.File == -1 && fd.Num <= 2:
-			kind[fd.Num] = ""
-		case fd.File < 0 || fd.File >= len(img.Files):
-			return fmt.Errorf("image fd %d names file %d of %d", fd.Num, fd.File, len(img.Files))
+		case fd.File == -1:
+			kind[fd.Num] = "" // validateOpens: a stream of the root's
+		case fd.File < 0 || fd.File >= len(fs):
+			return fmt.Errorf("image fd %d names file %d of %d", fd.Num, fd.File, len(fs))
 		default:
-			kind[fd.Num] = img.Files[fd.File].Kind
-		}
-		if fd.Dup != 0 {
-			if k, ok := kind[fd.Dup]; !ok || fd.Dup == fd.Num || k == "" {
-				return fmt.Errorf("image fd %d shares the file of fd %d, which comes nowhere before it", fd.Num, fd.Dup)
+			kind[fd.Num] = fs[fd.File].Kind
+			if self := fs[fd.File].Self; self != "" {
+				if why := selfOf(self, img); why != "" {
+					return fmt.Errorf("image fd %d is %s of the process's own /proc folder, which %s", fd.Num, safetext.Quote(self), why)
+				}
 			}
 		}
 		if fd.Flags&unix.O_ACCMODE == unix.O_ACCMODE || fd.Flags < 0 {
 			return fmt.Errorf("image fd %d has open flags %#x", fd.Num, fd.Flags)
 		}
-		if fd.File >= 0 && fd.Dup == 0 && files.TraitsOf(kind[fd.Num]).PathOnly && fd.Flags&unix.O_PATH == 0 {
+		if fd.File >= 0 && files.TraitsOf(kind[fd.Num]).PathOnly && fd.Flags&unix.O_PATH == 0 {
 			// Opening it for real would read a named pipe, a device...
 			return fmt.Errorf("image fd %d opens a file of kind %s, which only an O_PATH fd may", fd.Num, kind[fd.Num])
 		}
@@ -406,7 +530,7 @@ func validateFDs(img *format.Process) error {
 			return fmt.Errorf("image fd %d has offset %d, out of range", fd.Num, fd.Pos)
 		}
 	}
-	return files.Validate(img, kind)
+	return nil
 }
 
 // clocks a POSIX timer may run on: REALTIME, MONOTONIC, PROCESS_CPUTIME,

@@ -11,8 +11,8 @@ import (
 )
 
 // validImage is the smallest image validate accepts, of the caller's
-// own credentials.
-func validImage() *format.Process {
+// own credentials: its one process, and its files.
+func validImage() (*format.Process, []format.File) {
 	regs := make([]uint64, linux.NumUserRegs)
 	regs[linux.CS], regs[linux.SS] = 0x33, 0x2b
 	r, e, s := unix.Getresuid()
@@ -20,74 +20,82 @@ func validImage() *format.Process {
 	return &format.Process{
 		PID: 100, Root: "/", Cwd: "/tmp",
 		Threads: []format.Thread{{TID: 100, Comm: "x", Regs: regs}},
-		Files:   []format.File{{Kind: format.FileRegular, Path: "/bin/true"}},
 		Maps:    []format.Mapping{{Start: 0x400000, End: 0x401000, Prot: unix.PROT_READ | unix.PROT_WRITE, Kind: format.MapAnon, File: -1}},
-		FDs:     []format.FD{{Num: 0, File: -1}, {Num: 3, File: 0}},
+		FDs:     []format.FD{{Num: 0, File: -1, Open: 1}, {Num: 3, File: 0, Open: 2}},
 		Creds:   format.Creds{UID: [4]int{r, e, s, e}, GID: [4]int{gr, ge, gs, ge}},
-	}
+	}, []format.File{{Kind: format.FileRegular, Path: "/bin/true"}, {Kind: format.FileEventfd, Eventfd: &format.Eventfd{}}}
+}
+
+// validateImage validates the image of one process img with files fs.
+func validateImage(img *format.Process, fs []format.File) error {
+	return validate(fs, []format.Process{*img})
 }
 
 // TestValidateRanges: every field out of range is refused by validate,
 // naming it, with at most a bounded prefix of any string.
 func TestValidateRanges(t *testing.T) {
-	if err := validate(validImage()); err != nil {
+	if err := validateImage(validImage()); err != nil {
 		t.Fatalf("validate(validImage()) = %v", err)
 	}
 	long := strings.Repeat("y", 100000)
 	for _, tc := range []struct {
 		name string
-		edit func(p *format.Process)
+		edit func(p *format.Process, fs []format.File)
 		want string
 	}{
-		{"pid", func(p *format.Process) { p.PID = -5 }, "PID -5"},
-		{"pid-huge", func(p *format.Process) { p.PID = 1 << 40 }, "PID"},
-		{"cwd-relative", func(p *format.Process) { p.Cwd = "tmp" }, "not absolute"},
-		{"cwd-long", func(p *format.Process) { p.Cwd = "/" + long }, "bytes long"},
-		{"umask", func(p *format.Process) { p.Umask = 0o1777 }, "umask"},
-		{"uid", func(p *format.Process) { p.Creds.UID[1] = -1 }, "credentials"},
-		{"groups", func(p *format.Process) { p.Creds.Groups = make([]int, maxGroups+1) }, "supplementary groups"},
-		{"limits", func(p *format.Process) { p.Limits = make([]format.Rlimit, 17) }, "resource limits"},
-		{"limit-soft-above-hard", func(p *format.Process) { p.Limits = []format.Rlimit{{Cur: 2, Max: 1}} }, "soft limit"},
-		{"auxv", func(p *format.Process) { p.MM.Auxv = make([]uint64, 1000) }, "auxiliary vector"},
-		{"sigactions", func(p *format.Process) { p.Sigactions = make([]format.Sigaction, 65) }, "signal actions"},
-		{"pending-short", func(p *format.Process) { p.Pending = [][]byte{{1}} }, "siginfo"},
-		{"pending-signal", func(p *format.Process) { p.Pending = [][]byte{make([]byte, 128)} }, "pending signal 0"},
-		{"itimer", func(p *format.Process) { p.Itimers[1].ValueUsec = -1 }, "interval timer 1"},
-		{"no-thread", func(p *format.Process) { p.Threads = nil }, "no thread"},
-		{"thread-twice", func(p *format.Process) { p.Threads = append(p.Threads, p.Threads[0]) }, "twice"},
-		{"thread-comm", func(p *format.Process) { p.Threads[0].Comm = long }, `"yyyy`},
-		{"thread-regs", func(p *format.Process) { p.Threads[0].Regs = p.Threads[0].Regs[:3] }, "register words"},
-		{"thread-cs", func(p *format.Process) { p.Threads[0].Regs[linux.CS] = 0x10 }, "code segment"},
-		{"thread-fsbase", func(p *format.Process) { p.Threads[0].Regs[linux.FS_BASE] = 1 << 63 }, "fs base"},
-		{"thread-rseq", func(p *format.Process) { p.Threads[0].Rseq = format.Rseq{Addr: 0x500000, Size: 32} }, "rseq"},
-		{"thread-nice", func(p *format.Process) { p.Threads[0].Nice = 40 }, "nice 40"},
-		{"exe", func(p *format.Process) { p.Exe = 7 }, "no executable"},
-		{"file-path-nul", func(p *format.Process) { p.Files[0].Path = "/bin/t\x00rue" }, "NUL"},
-		{"file-path-long", func(p *format.Process) { p.Files[0].Path = "/" + long }, "longer than"},
-		{"file-size", func(p *format.Process) { p.Files[0].Size = -1 }, "size -1"},
-		{"map-order", func(p *format.Process) { p.Maps = append(p.Maps, p.Maps[0]) }, "out of order"},
-		{"map-unaligned", func(p *format.Process) { p.Maps[0].End = 0x400001 }, "unaligned"},
-		{"map-kernel", func(p *format.Process) { p.Maps[0].End = 1 << 48 }, "out of range"},
-		{"map-file", func(p *format.Process) { p.Maps[0].File = 5 }, "names file 5"},
-		{"map-kind", func(p *format.Process) { p.Maps[0].Kind = "\x1b[2J" }, `"\x1b[2J"`},
-		{"fd-negative", func(p *format.Process) { p.FDs[1].Num = -4 }, "fd -4"},
-		{"fd-huge", func(p *format.Process) { p.FDs[1].Num = 1 << 30 }, "out of range"},
-		{"fd-twice", func(p *format.Process) { p.FDs = append(p.FDs, p.FDs[1]) }, "twice"},
-		{"fd-file", func(p *format.Process) { p.FDs[1].File = -3 }, "names file -3"},
-		{"fd-dup", func(p *format.Process) { p.FDs[1].Dup = 9 }, "shares"},
-		{"fd-pos", func(p *format.Process) { p.FDs[1].Pos = -1 }, "offset -1"},
-		{"epoll", func(p *format.Process) { p.Epolls = []format.Epoll{{FD: 3}} }, "no epoll fd"},
-		{"timer-thread", func(p *format.Process) {
+		{"pid", func(p *format.Process, fs []format.File) { p.PID = -5 }, "PID -5"},
+		{"pid-huge", func(p *format.Process, fs []format.File) { p.PID = 1 << 40 }, "PID"},
+		{"cwd-relative", func(p *format.Process, fs []format.File) { p.Cwd = "tmp" }, "not absolute"},
+		{"cwd-long", func(p *format.Process, fs []format.File) { p.Cwd = "/" + long }, "bytes long"},
+		{"umask", func(p *format.Process, fs []format.File) { p.Umask = 0o1777 }, "umask"},
+		{"uid", func(p *format.Process, fs []format.File) { p.Creds.UID[1] = -1 }, "credentials"},
+		{"groups", func(p *format.Process, fs []format.File) { p.Creds.Groups = make([]int, maxGroups+1) }, "supplementary groups"},
+		{"limits", func(p *format.Process, fs []format.File) { p.Limits = make([]format.Rlimit, 17) }, "resource limits"},
+		{"limit-soft-above-hard", func(p *format.Process, fs []format.File) { p.Limits = []format.Rlimit{{Cur: 2, Max: 1}} }, "soft limit"},
+		{"auxv", func(p *format.Process, fs []format.File) { p.MM.Auxv = make([]uint64, 1000) }, "auxiliary vector"},
+		{"sigactions", func(p *format.Process, fs []format.File) { p.Sigactions = make([]format.Sigaction, 65) }, "signal actions"},
+		{"pending-short", func(p *format.Process, fs []format.File) { p.Pending = [][]byte{{1}} }, "siginfo"},
+		{"pending-signal", func(p *format.Process, fs []format.File) { p.Pending = [][]byte{make([]byte, 128)} }, "pending signal 0"},
+		{"itimer", func(p *format.Process, fs []format.File) { p.Itimers[1].ValueUsec = -1 }, "interval timer 1"},
+		{"no-thread", func(p *format.Process, fs []format.File) { p.Threads = nil }, "no thread"},
+		{"thread-twice", func(p *format.Process, fs []format.File) { p.Threads = append(p.Threads, p.Threads[0]) }, "twice"},
+		{"thread-comm", func(p *format.Process, fs []format.File) { p.Threads[0].Comm = long }, `"yyyy`},
+		{"thread-regs", func(p *format.Process, fs []format.File) { p.Threads[0].Regs = p.Threads[0].Regs[:3] }, "register words"},
+		{"thread-cs", func(p *format.Process, fs []format.File) { p.Threads[0].Regs[linux.CS] = 0x10 }, "code segment"},
+		{"thread-fsbase", func(p *format.Process, fs []format.File) { p.Threads[0].Regs[linux.FS_BASE] = 1 << 63 }, "fs base"},
+		{"thread-rseq", func(p *format.Process, fs []format.File) { p.Threads[0].Rseq = format.Rseq{Addr: 0x500000, Size: 32} }, "rseq"},
+		{"thread-nice", func(p *format.Process, fs []format.File) { p.Threads[0].Nice = 40 }, "nice 40"},
+		{"exe", func(p *format.Process, fs []format.File) { p.Exe = 7 }, "no executable"},
+		{"file-path-nul", func(p *format.Process, fs []format.File) { fs[0].Path = "/bin/t\x00rue" }, "NUL"},
+		{"file-path-long", func(p *format.Process, fs []format.File) { fs[0].Path = "/" + long }, "longer than"},
+		{"file-size", func(p *format.Process, fs []format.File) { fs[0].Size = -1 }, "size -1"},
+		{"map-order", func(p *format.Process, fs []format.File) { p.Maps = append(p.Maps, p.Maps[0]) }, "out of order"},
+		{"map-unaligned", func(p *format.Process, fs []format.File) { p.Maps[0].End = 0x400001 }, "unaligned"},
+		{"map-kernel", func(p *format.Process, fs []format.File) { p.Maps[0].End = 1 << 48 }, "out of range"},
+		{"map-file", func(p *format.Process, fs []format.File) { p.Maps[0].File = 5 }, "names file 5"},
+		{"map-kind", func(p *format.Process, fs []format.File) { p.Maps[0].Kind = "\x1b[2J" }, `"\x1b[2J"`},
+		{"fd-negative", func(p *format.Process, fs []format.File) { p.FDs[1].Num = -4 }, "fd -4"},
+		{"fd-huge", func(p *format.Process, fs []format.File) { p.FDs[1].Num = 1 << 30 }, "out of range"},
+		{"fd-twice", func(p *format.Process, fs []format.File) { p.FDs = append(p.FDs, p.FDs[1]) }, "twice"},
+		{"fd-file", func(p *format.Process, fs []format.File) { p.FDs[1].File = -3 }, "names file -3"},
+		{"fd-open", func(p *format.Process, fs []format.File) { p.FDs[1].Open = 0 }, "open file description 0"},
+		{"fd-open-differs", func(p *format.Process, fs []format.File) { p.FDs[1].Open = 1 }, "differs"},
+		{"fd-stream", func(p *format.Process, fs []format.File) { p.FDs[1].File = -1 }, "restorer's stream"},
+		{"fd-pos", func(p *format.Process, fs []format.File) { p.FDs[1].Pos = -1 }, "offset -1"},
+		{"epoll", func(p *format.Process, fs []format.File) { fs[1].Kind = format.FileEpoll }, "no interest list"},
+		{"eventfd", func(p *format.Process, fs []format.File) { fs[1].Eventfd = nil }, "no eventfd state"},
+		{"eventfd-count", func(p *format.Process, fs []format.File) { fs[1].Eventfd.Count = 1<<64 - 1 }, "beyond what an eventfd holds"},
+		{"timer-thread", func(p *format.Process, fs []format.File) {
 			p.Timers = []format.PosixTimer{{ID: 1, Clock: 1, Notify: linux.SIGEV_THREAD_ID, Signo: 10, Target: 99}}
 		}, "thread 99"},
-		{"timer-clock", func(p *format.Process) { p.Timers = []format.PosixTimer{{ID: 1, Clock: 42}} }, "clock 42"},
-		{"timer-id", func(p *format.Process) { p.Timers = []format.PosixTimer{{ID: -1}} }, "timer -1"},
-		{"terminal", func(p *format.Process) { p.Terminal = &format.Terminal{FD: -1} }, "terminal"},
+		{"timer-clock", func(p *format.Process, fs []format.File) { p.Timers = []format.PosixTimer{{ID: 1, Clock: 42}} }, "clock 42"},
+		{"timer-id", func(p *format.Process, fs []format.File) { p.Timers = []format.PosixTimer{{ID: -1}} }, "timer -1"},
+		{"terminal", func(p *format.Process, fs []format.File) { p.Terminal = &format.Terminal{FD: -1} }, "terminal"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			img := validImage()
-			tc.edit(img)
-			err := validate(img)
+			img, fs := validImage()
+			tc.edit(img, fs)
+			err := validateImage(img, fs)
 			if err == nil {
 				t.Fatalf("validate = nil; want a refusal naming %q", tc.want)
 			}

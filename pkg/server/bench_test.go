@@ -28,10 +28,16 @@ func writeBenchImage(w io.Writer, size int) error {
 			buf[i+j] = byte(v >> (8 * j))
 		}
 	}
+	if err := iw.WriteJSON(format.TypeFiles, &format.FileTable{Files: []format.File{}}); err != nil {
+		return err
+	}
+	if err := iw.WriteJSON(format.TypeProcess, &format.Process{PID: 1}); err != nil {
+		return err
+	}
 	addr := uint64(0x400000)
 	for left := size; left > 0; left -= len(buf) {
 		n := min(left, len(buf))
-		if err := iw.WritePages(addr, buf[:n]); err != nil {
+		if err := iw.WritePages(0, addr, buf[:n]); err != nil {
 			iw.Close()
 			return err
 		}
@@ -90,7 +96,7 @@ func BenchmarkUpload(b *testing.B) {
 					b.Fatal(err)
 				}
 				if h.Type == format.TypePages {
-					_, _, err = rd.ReadPages(buf)
+					_, _, _, err = rd.ReadPages(buf)
 				} else {
 					_, err = rd.Payload()
 				}

@@ -31,6 +31,9 @@ func credsImage(t *testing.T, c format.Creds) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := w.WriteJSON(format.TypeFiles, &format.FileTable{Files: []format.File{}}); err != nil {
+		t.Fatal(err)
+	}
 	if err := w.WriteJSON(format.TypeProcess, format.Process{PID: 77, Comm: "crafted", Creds: c}); err != nil {
 		t.Fatal(err)
 	}

@@ -61,7 +61,8 @@ type Image struct {
 	Complete bool   `json:"complete"`
 	Error    string `json:"error,omitempty"`
 	Dump     Dump   `json:"dump"`
-	// Processes holds one process in format 1.0 images.
+	// Processes are the image's processes, the root of the tree first,
+	// each after its parent.
 	Processes []Process `json:"processes"`
 	Needs     Needs     `json:"needs"`
 	// Problems are what procs-load refuses that show sees without
@@ -85,7 +86,9 @@ type Dump struct {
 // Process is one process of the image.
 type Process struct {
 	PID  int    `json:"pid"`
+	PPID int    `json:"ppid"`
 	PGID int    `json:"pgid"`
+	SID  int    `json:"sid"`
 	Comm string `json:"comm"`
 	// Cmdline is the process's argv as its memory held it (what
 	// /proc/PID/cmdline showed); CmdlineCut says it was longer than the
@@ -175,9 +178,11 @@ type OpenFD struct {
 	Cloexec bool   `json:"cloexec,omitempty"`
 	Pos     int64  `json:"pos"`
 	Size    int64  `json:"size"`
-	// Dup is the earlier fd this one shares its open file description
-	// with, or 0.
-	Dup int `json:"dup,omitempty"`
+	// Open names its open file description in the image: fds of the
+	// image's processes with the same Open share one. Dup is the earlier
+	// fd of the same process that shares it, or 0.
+	Open int `json:"open"`
+	Dup  int `json:"dup,omitempty"`
 	// Carried says the contents travel in the image; CarriedBytes is
 	// how much of them was read.
 	Carried      bool  `json:"carried,omitempty"`
@@ -186,6 +191,8 @@ type OpenFD struct {
 	// counter.
 	Watched int    `json:"watched,omitempty"`
 	Count   uint64 `json:"count,omitempty"`
+	// Unread is the bytes in a pipe that no one had read.
+	Unread int `json:"unread,omitempty"`
 }
 
 // Terminal is the process's own terminal.
@@ -292,7 +299,7 @@ func Read(in io.Reader) (*Image, error) {
 // finds to procs.
 func readRecords(r *format.Reader, img *Image, procs *[]*reading) error {
 	var buf []byte
-	var cur *reading
+	sh := &shared{}
 	comps := map[format.Compression]bool{}
 	defer func() {
 		for c := range comps {
@@ -314,26 +321,31 @@ func readRecords(r *format.Reader, img *Image, procs *[]*reading) error {
 			comps[h.Compression] = true
 		}
 		switch h.Type {
+		case format.TypeFiles:
+			var ft format.FileTable
+			if err := r.DecodeJSON(&ft); err != nil {
+				return err
+			}
+			sh.files, sh.carried = ft.Files, make([]int64, len(ft.Files))
 		case format.TypeProcess:
 			p := new(format.Process)
 			if err := r.DecodeJSON(p); err != nil {
 				return err
 			}
-			cur = newReading(p)
-			*procs = append(*procs, cur)
+			*procs = append(*procs, newReading(p, sh))
 		case format.TypePages, format.TypeFileData:
 			if buf == nil {
 				buf = make([]byte, format.PageBufSize+16)
 			}
 			if h.Type == format.TypePages {
-				addr, data, err := r.ReadPages(buf)
+				task, addr, data, err := r.ReadPages(buf)
 				if err != nil {
 					return err
 				}
 				img.PageBytes += int64(len(data))
-				img.PageStored += int64(h.Stored) - 8
-				if cur != nil {
-					cur.pages(addr, data)
+				img.PageStored += int64(h.Stored) - 16
+				if int(task) < len(*procs) {
+					(*procs)[task].pages(addr, data)
 				}
 				img.Records++
 				continue
@@ -343,8 +355,8 @@ func readRecords(r *format.Reader, img *Image, procs *[]*reading) error {
 				return err
 			}
 			img.FileBytes += int64(len(data))
-			if cur != nil && int(index) < len(cur.carried) {
-				cur.carried[index] += int64(len(data))
+			if int(index) < len(sh.carried) {
+				sh.carried[index] += int64(len(data))
 			}
 		default:
 			// A known type show has no use for: Next checks and
@@ -354,23 +366,30 @@ func readRecords(r *format.Reader, img *Image, procs *[]*reading) error {
 	}
 }
 
+// shared is what the processes of an image share: its files, and the
+// FILEDATA bytes of each.
+type shared struct {
+	files   []format.File
+	carried []int64
+}
+
 // reading is a process while its image is read.
 type reading struct {
+	*shared
 	p       *format.Process
 	order   []int    // indices of p.Maps by start address
 	lo, hi  []uint64 // their ranges, sorted and made disjoint
 	next    int      // first range that may hold the next PAGES
 	stored  []int64  // PAGES bytes in each mapping, by index of p.Maps
 	outside int64
-	carried []int64 // FILEDATA bytes by file index
 
 	argStart uint64
 	args     []byte // the command line, zeros where no PAGES covered it
 	argsCut  bool
 }
 
-func newReading(p *format.Process) *reading {
-	rd := &reading{p: p, stored: make([]int64, len(p.Maps)), carried: make([]int64, len(p.Files))}
+func newReading(p *format.Process, sh *shared) *reading {
+	rd := &reading{shared: sh, p: p, stored: make([]int64, len(p.Maps))}
 	rd.order = make([]int, len(p.Maps))
 	for i := range rd.order {
 		rd.order[i] = i
@@ -424,16 +443,16 @@ func (rd *reading) pages(addr uint64, data []byte) {
 // file returns file i of the process, or nil when the index is out of
 // range.
 func (rd *reading) file(i int) *format.File {
-	if i < 0 || i >= len(rd.p.Files) {
+	if i < 0 || i >= len(rd.files) {
 		return nil
 	}
-	return &rd.p.Files[i]
+	return &rd.files[i]
 }
 
 func (rd *reading) summary() Process {
 	p := rd.p
 	out := Process{
-		PID: p.PID, PGID: p.Pgid, Comm: p.Comm, Cwd: p.Cwd, Root: p.Root,
+		PID: p.PID, PPID: p.PPID, PGID: p.Pgid, SID: p.Sid, Comm: p.Comm, Cwd: p.Cwd, Root: p.Root,
 		Umask:      fmt.Sprintf("%04o", p.Umask),
 		Cmdline:    argv(rd.args),
 		CmdlineCut: rd.argsCut,
@@ -544,19 +563,26 @@ func perms(prot int, shared bool) string {
 }
 
 func (rd *reading) fds() []OpenFD {
-	watched := map[int]int{}
-	for _, e := range rd.p.Epolls {
-		watched[e.FD] = len(e.Targets)
-	}
 	out := []OpenFD{}
+	first := map[int]int{} // open id -> the first fd of it
 	for _, fd := range rd.p.FDs {
-		o := OpenFD{FD: fd.Num, Flags: openFlags(fd.Flags), Cloexec: fd.Cloexec, Pos: fd.Pos, Dup: fd.Dup}
+		o := OpenFD{FD: fd.Num, Flags: openFlags(fd.Flags), Cloexec: fd.Cloexec, Pos: fd.Pos, Open: fd.Open}
+		if n, ok := first[fd.Open]; ok {
+			o.Dup = n
+		} else {
+			first[fd.Open] = fd.Num
+		}
 		if f := rd.file(fd.File); f != nil {
 			o.Kind, o.Path, o.Deleted, o.Size = f.Kind, f.Path, f.Deleted, f.Size
 			o.Carried, o.CarriedBytes = f.Carried, rd.carried[fd.File]
-			o.Count = f.Count
-			if f.Kind == format.FileEpoll {
-				o.Watched = watched[fd.Num]
+			if f.Eventfd != nil {
+				o.Count = f.Eventfd.Count
+			}
+			if f.Epoll != nil {
+				o.Watched = len(f.Epoll.Targets)
+			}
+			if f.Pipe != nil {
+				o.Unread = len(f.Pipe.Data)
 			}
 		} else if fd.File == -1 {
 			o.Kind = "stdio"
@@ -630,7 +656,7 @@ func needs(img *Image, procs []*reading) Needs {
 		if p.Cwd != "" {
 			need(NeededFile{Path: p.Cwd, Kind: format.FileDir})
 		}
-		used := make([]bool, len(p.Files))
+		used := make([]bool, len(rd.files))
 		mark := func(i int) {
 			if i >= 0 && i < len(used) {
 				used[i] = true
@@ -643,7 +669,7 @@ func needs(img *Image, procs []*reading) Needs {
 		for _, fd := range p.FDs {
 			mark(fd.File)
 		}
-		for i, f := range p.Files {
+		for i, f := range rd.files {
 			if !used[i] {
 				continue
 			}

@@ -57,12 +57,15 @@ func TestVectors(t *testing.T) {
 
 // image writes an image of p with memory pages, then cuts it to cut
 // bytes (0: whole).
-func image(t *testing.T, p *format.Process, pages map[uint64][]byte, opts format.WriterOptions) []byte {
+func image(t *testing.T, p *format.Process, fs []format.File, pages map[uint64][]byte, opts format.WriterOptions) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	w, err := format.NewWriter(&b, format.Info{Comm: p.Comm, PID: p.PID, Host: "box\x1b[2J", Kernel: "6.18", Arch: "x86_64",
 		Created: time.Unix(1700000000, 0), Threads: len(p.Threads)}, opts)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteJSON(format.TypeFiles, &format.FileTable{Files: fs}); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.WriteJSON(format.TypeProcess, p); err != nil {
@@ -74,7 +77,7 @@ func image(t *testing.T, p *format.Process, pages map[uint64][]byte, opts format
 	}
 	slices.Sort(addrs)
 	for _, a := range addrs {
-		if err := w.WritePages(a, pages[a]); err != nil {
+		if err := w.WritePages(0, a, pages[a]); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -95,7 +98,6 @@ func TestSizes(t *testing.T) {
 	copy(argPage[100:], args)
 	p := &format.Process{
 		PID: 42, Comm: "prog", Exe: 0, Cwd: "/tmp", Root: "/",
-		Files: []format.File{{Kind: format.FileRegular, Path: "/bin/prog", Size: 8192, Mtime: 1}},
 		Maps: []format.Mapping{
 			// Out of order on purpose: show sorts them.
 			{Start: stack, End: stack + 4*4096, Prot: 3, Kind: format.MapAnon, Name: "[stack]", File: -1},
@@ -117,7 +119,7 @@ func TestSizes(t *testing.T) {
 		0x900000: page(3, 1), // in no mapping
 	}
 	for _, c := range []format.Compression{format.None, format.Zstd} {
-		img, err := Read(bytes.NewReader(image(t, p, pages, format.WriterOptions{Compression: c})))
+		img, err := Read(bytes.NewReader(image(t, p, []format.File{{Kind: format.FileRegular, Path: "/bin/prog", Size: 8192, Mtime: 1}}, pages, format.WriterOptions{Compression: c})))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -160,7 +162,7 @@ func TestSizes(t *testing.T) {
 func TestDamaged(t *testing.T) {
 	p := &format.Process{PID: 7, Comm: "cut", Threads: []format.Thread{{TID: 7}},
 		Maps: []format.Mapping{{Start: 0x10000, End: 0x20000, Kind: format.MapAnon, File: -1}}}
-	data := image(t, p, map[uint64][]byte{0x10000: page(1, 4), 0x18000: page(2, 4)}, format.WriterOptions{})
+	data := image(t, p, nil, map[uint64][]byte{0x10000: page(1, 4), 0x18000: page(2, 4)}, format.WriterOptions{})
 	cut := data[:len(data)-5000]
 	img, err := Read(bytes.NewReader(cut))
 	if err == nil || !strings.HasPrefix(err.Error(), "truncated image at byte ") {
@@ -178,13 +180,12 @@ func TestEscaped(t *testing.T) {
 	argPage := page(0, 1)
 	copy(argPage, evil+"\x00"+evil+"\x00")
 	p := &format.Process{PID: 9, Comm: evil, Cwd: evil, Root: "/", Exe: 0,
-		Files:   []format.File{{Kind: format.FileRegular, Path: evil}},
-		FDs:     []format.FD{{Num: 3, File: 0}, {Num: 4, File: 99}},
+		FDs:     []format.FD{{Num: 3, File: 0, Open: 1}, {Num: 4, File: 99, Open: 2}},
 		Maps:    []format.Mapping{{Start: 0x1000, End: 0x2000, Kind: format.MapAnon, Name: evil, File: -1}},
 		Threads: []format.Thread{{TID: 9, Comm: evil}},
 		MM:      format.MM{ArgStart: 0x1000, ArgEnd: 0x1000 + 2*uint64(len(evil)+1)},
 	}
-	img, err := Read(bytes.NewReader(image(t, p, map[uint64][]byte{0x1000: argPage}, format.WriterOptions{})))
+	img, err := Read(bytes.NewReader(image(t, p, []format.File{{Kind: format.FileRegular, Path: evil}}, map[uint64][]byte{0x1000: argPage}, format.WriterOptions{})))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ package servertest
 import (
 	"bytes"
 	"io"
+	"os"
 
 	"procs/format"
 	"procs/pkg/server"
@@ -28,6 +29,16 @@ func Write(w io.Writer, m server.Meta, size int, seed byte) error {
 	if err != nil {
 		return err
 	}
+	// One process, of the writer's own credentials, whose memory the
+	// pages are.
+	if err := iw.WriteJSON(format.TypeFiles, &format.FileTable{Files: []format.File{}}); err != nil {
+		return err
+	}
+	u, g := os.Geteuid(), os.Getegid()
+	p := format.Process{PID: m.PID, Comm: m.Comm, Creds: format.Creds{UID: [4]int{u, u, u, u}, GID: [4]int{g, g, g, g}}}
+	if err := iw.WriteJSON(format.TypeProcess, &p); err != nil {
+		return err
+	}
 	const run = 64 * format.PageSize
 	buf := make([]byte, run)
 	x := uint32(seed) | 1
@@ -40,7 +51,7 @@ func Write(w io.Writer, m server.Meta, size int, seed byte) error {
 			x ^= x << 5
 			buf[i] = byte(x)
 		}
-		if err := iw.WritePages(addr, buf[:n]); err != nil {
+		if err := iw.WritePages(0, addr, buf[:n]); err != nil {
 			iw.Close()
 			return err
 		}

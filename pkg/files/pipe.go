@@ -1,0 +1,202 @@
+package files
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"procs/format"
+	"procs/pkg/procfs"
+)
+
+// pipe is an anonymous pipe (pipe(2)): one File per pipe, whose fds (in
+// one process, or in several of the tree) are its read and write ends.
+// Its state (File.Pipe) is the buffer's size and the bytes in it that no
+// one had read yet. The loader makes the pipe again (pipe2), gives it its
+// size and its bytes, and opens one description per open file of the
+// image from it (the generic reopen of /proc/self/fd/N, which for a pipe
+// opens another end of the same pipe); the processes take them like any
+// other file's.
+//
+// Packet mode (O_DIRECT) is a flag of an end, and travels with it; the
+// boundaries of packets still unread do not, so a packet-mode pipe with
+// unread bytes is refused. A pipe one of whose ends a process outside
+// the tree holds is refused by name (CheckTree): its bytes would be read
+// twice, or its reader would never see the end.
+type pipe struct{}
+
+func (pipe) Name() string { return format.FilePipe }
+
+func (pipe) Match(fd *procfs.FD, _ Terminals) bool {
+	return strings.HasPrefix(fd.Target, "pipe:[")
+}
+
+func (pipe) Traits() Traits { return Traits{Shared: true} }
+
+// MaxPipe bounds a pipe's size in an image (F_SETPIPE_SZ; Linux's own
+// limit for root is 2^31).
+const MaxPipe = 1 << 28
+
+// Dump reads, once per pipe, the bytes in its buffer without taking them:
+// tee(2) copies them from a read end, opened afresh through /proc
+// whichever end fd is, into a pipe of procs-dump's.
+func (pipe) Dump(src Source, fd *procfs.FD, idx int) error {
+	f := src.File(idx)
+	if fd.Flags&unix.O_DIRECT != 0 && f.Pipe != nil && len(f.Pipe.Data) > 0 {
+		return refusef("fd %d is the end of a pipe in packet mode (O_DIRECT) with bytes unread, whose packets procs cannot carry", fd.Num)
+	}
+	if f.Pipe != nil {
+		return nil // an earlier end
+	}
+	path := fmt.Sprintf("/proc/%d/fd/%d", src.PID(), fd.Num)
+	r, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("fd %d: opening its pipe: %w", fd.Num, err)
+	}
+	defer unix.Close(r)
+	size, err := unix.FcntlInt(uintptr(r), unix.F_GETPIPE_SZ, 0)
+	if err != nil {
+		return fmt.Errorf("fd %d: pipe size: %w", fd.Num, err)
+	}
+	data, err := peekPipe(r, size)
+	if err != nil {
+		return fmt.Errorf("fd %d: reading its pipe: %w", fd.Num, err)
+	}
+	if fd.Flags&unix.O_DIRECT != 0 && len(data) > 0 {
+		return refusef("fd %d is the end of a pipe in packet mode (O_DIRECT) with bytes unread, whose packets procs cannot carry", fd.Num)
+	}
+	f.Pipe = &format.Pipe{Size: size, Data: data}
+	return nil
+}
+
+// peekPipe returns the bytes in the pipe whose read end is r, which holds
+// at most size, leaving them there.
+func peekPipe(r, size int) ([]byte, error) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		return nil, err
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	if _, err := unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, size); err != nil {
+		return nil, fmt.Errorf("a pipe of %d bytes: %w", size, err)
+	}
+	n, err := unix.Tee(r, p[1], size, unix.SPLICE_F_NONBLOCK)
+	if err == unix.EAGAIN {
+		return []byte{}, nil // empty
+	}
+	if err != nil {
+		return nil, err
+	}
+	data := make([]byte, n)
+	for got := 0; got < int(n); {
+		k, err := unix.Read(p[0], data[got:])
+		if err != nil {
+			return nil, err
+		}
+		got += k
+	}
+	return data, nil
+}
+
+// Prepare makes the pipe in the loader, with its size and its bytes. The
+// loader holds both ends until the processes have theirs.
+func (pipe) Prepare(l Loader, i int, f *format.File, _ string) error {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		return fmt.Errorf("pipe: %w", err)
+	}
+	r, w := os.NewFile(uintptr(p[0]), "pipe:["+strconv.Itoa(i)+"]"), os.NewFile(uintptr(p[1]), "pipe:["+strconv.Itoa(i)+"]")
+	l.Own(i, r, w)
+	st := f.Pipe
+	if _, err := unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, st.Size); err != nil {
+		cur, _ := unix.FcntlInt(w.Fd(), unix.F_GETPIPE_SZ, 0)
+		if cur < len(st.Data) {
+			return fmt.Errorf("a pipe of %d bytes with %d unread: this machine gives procs-load no pipe that large (F_SETPIPE_SZ: %v; see /proc/sys/fs/pipe-max-size)", st.Size, len(st.Data), err)
+		}
+		l.Warn("a pipe of %d bytes comes back with %d (F_SETPIPE_SZ: %v)", st.Size, cur, err)
+	}
+	for data := st.Data; len(data) > 0; {
+		n, err := unix.Write(int(w.Fd()), data)
+		if err != nil {
+			return fmt.Errorf("filling a pipe with its %d unread bytes: %w", len(st.Data), err)
+		}
+		data = data[n:]
+	}
+	return nil
+}
+
+// Validate checks a pipe's size and bytes, and its ends' access modes.
+func (pipe) Validate(fs []format.File, i int, procs []format.Process) error {
+	st := fs[i].Pipe
+	if st == nil {
+		return fmt.Errorf("image file %d, a pipe, has no pipe state", i)
+	}
+	if st.Size < format.PageSize || st.Size > MaxPipe || len(st.Data) > st.Size {
+		return fmt.Errorf("image pipe %d: size %d with %d bytes unread: out of range", i, st.Size, len(st.Data))
+	}
+	for _, p := range procs {
+		for _, fd := range p.FDs {
+			if fd.File == i && fd.Flags&unix.O_PATH != 0 {
+				return fmt.Errorf("image process %d fd %d: an O_PATH end of a pipe", p.PID, fd.Num)
+			}
+		}
+	}
+	return nil
+}
+
+// CheckTree refuses a pipe of the tree that a process outside it holds an
+// end of, naming both. in says whether a PID is the tree's; ino is the
+// pipe's inode. It looks through every process's fds (/proc/PID/fd).
+func (pipe) CheckTree(fs []format.File, procs []format.Process, in func(pid int) bool) error {
+	inos := map[uint64]int{}
+	for i, f := range fs {
+		if f.Kind == format.FilePipe {
+			inos[f.Ino] = i
+		}
+	}
+	if len(inos) == 0 {
+		return nil
+	}
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		return err
+	}
+	self := os.Getpid()
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil || in(pid) || pid == self {
+			continue
+		}
+		fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		if err != nil {
+			continue // gone, or not ours to see (a dump as root sees all)
+		}
+		for _, e := range fds {
+			t, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name()))
+			if err != nil || !strings.HasPrefix(t, "pipe:[") {
+				continue
+			}
+			ino, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(t, "pipe:["), "]"), 10, 64)
+			if err != nil {
+				continue
+			}
+			if i, ok := inos[ino]; ok {
+				who := holderOf(procs, i)
+				return refusef("%s is a pipe (inode %d) whose other end process %d, outside the tree, holds as fd %s", who, ino, pid, e.Name())
+			}
+		}
+	}
+	return nil
+}
+
+// holderOf names the first fd of the tree on file i, for messages.
+func holderOf(procs []format.Process, i int) string {
+	if p, fd := Holder(procs, i); p != nil {
+		return fmt.Sprintf("fd %d of process %d", fd.Num, p.PID)
+	}
+	return fmt.Sprintf("file %d", i)
+}

@@ -1,0 +1,399 @@
+package restore
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"procs/format"
+	"procs/pkg/ptrace"
+)
+
+// A restore builds every process of the image, then lets them all run at
+// once. In order:
+//
+//  1. readMeta and validate: the FILES and PROCESS records, checked whole.
+//  2. prepareFiles: the loader opens and makes the image's files, for
+//     each process as that process (its opener), and one open file
+//     description for each that fds of the processes share.
+//  3. spawn: the root is cloned from the stub as a child of procs-load;
+//     each other process is cloned by its parent, in the image's order
+//     (a parent comes before its children), with its PID (set_tid),
+//     while all are still copies of the stub. A process that led its
+//     session calls setsid as soon as it exists, so that its children
+//     are born in it; then each process joins its process group.
+//  4. each process's memory is laid out, and filled from the PAGES
+//     records, which say whose memory they hold; FILEDATA fills files.
+//  5. each process gets the rest of its state (files, threads, signals,
+//     credentials...), in the image's order; none runs yet.
+//  6. release: procs-load lets every thread of every process go.
+//
+// On any failure every process made so far is killed and collected.
+
+// readMeta reads the FILES record and the PROCESS records that follow it,
+// and keeps the header of the record after them for readContents.
+func (t *tree) readMeta() error {
+	r := t.r
+	h, err := r.Next()
+	if err == io.EOF {
+		return errors.New("corrupt image: it holds no FILES record")
+	}
+	if err != nil {
+		return err
+	}
+	if h.Type != format.TypeFiles {
+		return fmt.Errorf("corrupt image at byte %d (record %d): expected a FILES record, found %v", h.Offset, h.Index, h.Type)
+	}
+	var ft format.FileTable
+	if err := r.DecodeJSON(&ft); err != nil {
+		return err
+	}
+	t.files = ft.Files
+	for {
+		h, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if h.Type != format.TypeProcess {
+			if len(t.imgs) == 0 {
+				return fmt.Errorf("corrupt image at byte %d (record %d): expected a PROCESS record, found %v", h.Offset, h.Index, h.Type)
+			}
+			t.next = &h
+			break
+		}
+		var p format.Process
+		if err := r.DecodeJSON(&p); err != nil {
+			return err
+		}
+		t.imgs = append(t.imgs, p)
+	}
+	if len(t.imgs) == 0 {
+		return errors.New("corrupt image: it holds no PROCESS record")
+	}
+	for i := range t.imgs {
+		t.procs = append(t.procs, &builder{tree: t, img: &t.imgs[i], task: i})
+	}
+	return nil
+}
+
+// byPID is the builder of the image's process pid, or nil.
+func (t *tree) byPID(pid int) *builder {
+	for _, b := range t.procs {
+		if b.img.PID == pid {
+			return b
+		}
+	}
+	return nil
+}
+
+// prepareFiles readies every file the processes use (see the builder's
+// prepareFiles), each process's first with its own opener.
+func (t *tree) prepareFiles() error {
+	t.local = map[int]*os.File{}
+	t.fill = map[int]*os.File{}
+	t.own = map[int]bool{}
+	t.descs = map[int]*os.File{}
+	t.mapFiles = map[mapKey]*os.File{}
+	t.memfdGiven = map[int]bool{}
+	t.modes = map[int]uint32{}
+	t.covered = map[int][][2]int64{}
+	prepared := map[int]bool{}
+	for _, b := range t.procs {
+		var err error
+		if t.op, err = newOpener(b.img.Creds); err != nil {
+			return err
+		}
+		err = b.prepareFiles(prepared)
+		t.op.close()
+		if t.op.asUser {
+			// Changing a thread's fs ids made procs-load not dumpable.
+			unix.Prctl(unix.PR_SET_DUMPABLE, 1, 0, 0, 0)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// build makes every process, fills it, and lets them all run.
+func (t *tree) build() error {
+	if err := t.spawn(); err != nil {
+		return err
+	}
+	for _, b := range t.procs {
+		if err := b.clearLayout(); err != nil {
+			return b.wrap(err)
+		}
+		if err := b.mapMemory(); err != nil {
+			return b.wrap(err)
+		}
+	}
+	t.logf("%d mappings made", t.mappings())
+	if err := t.readContents(); err != nil {
+		return err
+	}
+	t.logf("memory filled, image verified")
+	if err := t.finishFiles(); err != nil {
+		return err
+	}
+	if err := t.sealMemfds(); err != nil {
+		return err
+	}
+	for _, b := range t.procs {
+		if err := b.finish(); err != nil {
+			return b.wrap(err)
+		}
+	}
+	return t.release()
+}
+
+// wrap names the process in err when the image holds a tree.
+func (b *builder) wrap(err error) error {
+	if len(b.procs) > 1 && err != nil {
+		return fmt.Errorf("process %d: %w", b.img.PID, err)
+	}
+	return err
+}
+
+func (t *tree) logf(format string, args ...any) {
+	t.opts.Log("%v: "+format, append([]any{time.Since(t.start).Round(time.Microsecond)}, args...)...)
+}
+
+func (t *tree) mappings() int {
+	n := 0
+	for _, b := range t.procs {
+		n += len(b.img.Maps)
+	}
+	return n
+}
+
+// spawn makes every process: the root from the stub, the others each by
+// its parent, then their sessions and groups.
+func (t *tree) spawn() error {
+	root := t.procs[0]
+	if err := root.spawn(); err != nil {
+		return err
+	}
+	t.logf("process %d created", root.pid)
+	// The root leads its group again when it led one and has its PID:
+	// in the terminal's foreground (see finish), or for members of its
+	// group to join.
+	if img := root.img; img.Pgid == img.PID && root.pid == img.PID {
+		joined := false
+		for _, p := range t.imgs[1:] {
+			joined = joined || p.Pgid == img.PID
+		}
+		if joined || t.opts.Terminal && img.Terminal != nil && t.opts.modesTerminal(img) != nil {
+			if err := unix.Setpgid(root.pid, root.pid); err != nil {
+				t.warnf("the process stays in procs-load's process group: setpgid: %v", err)
+			} else {
+				t.rootGroup = true
+			}
+		}
+	}
+	for _, b := range t.procs[1:] {
+		parent := t.byPID(b.img.PPID)
+		if err := b.spawnChild(parent); err != nil {
+			return b.wrap(err)
+		}
+	}
+	for _, b := range t.procs[1:] {
+		if err := b.joinGroup(); err != nil {
+			return b.wrap(err)
+		}
+	}
+	if len(t.procs) > 1 {
+		t.logf("%d processes created", len(t.procs))
+	}
+	return nil
+}
+
+func (t *tree) warnf(format string, args ...any) { t.opts.Warn(format, args...) }
+
+// spawnChild clones the process from its parent, which is still a copy of
+// the stub (so is the new one: the same scratch area, the same vDSO), with
+// its PID; a session leader makes its session at once.
+func (b *builder) spawnChild(parent *builder) error {
+	if _, err := b.clone3(parent.main, parent.pid, 0, uint64(unix.SIGCHLD), b.img.PID, PIDKeep); err != nil {
+		return err
+	}
+	b.mem = &ptrace.ProcMem{PID: b.pid, Write: true}
+	var err error
+	if b.main, err = ptrace.NewRemote(b.pid, b.scratch); err != nil {
+		return err
+	}
+	b.main.Forget()
+	b.tids = []int{b.pid}
+	if b.img.Sid == b.img.PID {
+		if _, err := b.main.Syscall("setsid", unix.SYS_SETSID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// joinGroup puts the process in its process group: its own, the root's
+// (wherever the root is), or that of another member, which leads it.
+func (b *builder) joinGroup() error {
+	img := b.img
+	want := img.Pgid
+	switch {
+	case img.Sid == img.PID:
+		return nil // setsid made it lead a group too
+	case want == b.procs[0].img.Pgid && want != img.PID:
+		want = b.procs[0].pid
+		if !b.rootGroup {
+			want = unix.Getpgrp()
+		}
+	}
+	if cur, err := unix.Getpgid(b.pid); err == nil && cur == want {
+		return nil
+	}
+	if want == img.PID {
+		want = 0
+	}
+	if _, err := b.main.Syscall("setpgid", unix.SYS_SETPGID, 0, uint64(want)); err != nil {
+		return fmt.Errorf("joining process group %d: %w", img.Pgid, err)
+	}
+	return nil
+}
+
+// release lets every process run: the others first, the root last.
+func (t *tree) release() error {
+	root := t.procs[0]
+	if t.opts.BeforeRun != nil {
+		if err := t.opts.BeforeRun(root.pid); err != nil {
+			return err
+		}
+	}
+	for i := len(t.procs) - 1; i >= 0; i-- {
+		if err := t.procs[i].detach(); err != nil {
+			return t.procs[i].wrap(err)
+		}
+	}
+	if root.tty != nil {
+		// Once it sleeps in the system call it was in (most programs on
+		// a terminal wait in read, poll or select): a signal that came
+		// before would run its handler and then let it block again,
+		// with the news of the new window unread (vim does that).
+		untilSleeping(root.pid, 100*time.Millisecond)
+		unix.Kill(root.pid, unix.SIGWINCH)
+	}
+	return nil
+}
+
+// detach lets every thread of the process go, the main one last.
+func (b *builder) detach() error {
+	for i := len(b.tids) - 1; i >= 0; i-- {
+		if err := ptrace.Detach(b.tids[i], 0); err != nil {
+			// Once one thread runs, the process may end on its own
+			// before the next is let go (a signal due at once, an
+			// exit): it ran, and its status tells.
+			if i < len(b.tids)-1 && errors.Is(err, unix.ESRCH) {
+				break
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// abort kills whatever was started and collects every thread made so
+// far: the threads first, for a traced thread group's leader is not
+// reported before its other threads are collected. Precondition: tracer
+// thread.
+func (t *tree) abort() {
+	t.procs[0].tty.reset()
+	t.procs[0].tty = nil
+	for _, b := range t.procs {
+		if b.pid > 0 {
+			unix.Kill(b.pid, unix.SIGKILL)
+		}
+	}
+	if t.helper > 0 {
+		unix.Kill(t.helper, unix.SIGKILL)
+	}
+	for i := len(t.procs) - 1; i >= 0; i-- {
+		b := t.procs[i]
+		for k := len(b.tids) - 1; k >= 0; k-- {
+			reap(b.tids[k])
+		}
+		if b.pid > 0 && !slices.Contains(b.tids, b.pid) {
+			reap(b.pid)
+		}
+	}
+	if t.helper > 0 {
+		reap(t.helper)
+	}
+	t.removeCreated()
+}
+
+// removeCreated removes the files created at their paths.
+func (t *tree) removeCreated() {
+	for _, p := range t.created {
+		os.Remove(p)
+	}
+	t.created = nil
+	t.removeMadeDirs()
+}
+
+// closeLocal closes every file the loader opened for the processes.
+func (t *tree) closeLocal() {
+	for _, m := range []map[int]*os.File{t.local, t.descs} {
+		for _, f := range m {
+			f.Close()
+		}
+	}
+	for _, f := range t.mapFiles {
+		f.Close()
+	}
+	for _, f := range t.kept {
+		f.Close()
+	}
+	for _, b := range t.procs {
+		for _, f := range []*os.File{b.exeFile, b.cwdFile} {
+			if f != nil {
+				f.Close()
+			}
+		}
+	}
+}
+
+// shareMade gives the loader the open file description that process b
+// made at fd num (a Maker kind's), for the fds of later processes that
+// share it.
+func (b *builder) shareMade(open, num int) error {
+	pidfd, err := unix.PidfdOpen(b.pid, 0)
+	if err != nil {
+		return os.NewSyscallError("pidfd_open", err)
+	}
+	defer unix.Close(pidfd)
+	fd, err := unix.PidfdGetfd(pidfd, num, 0)
+	if err != nil {
+		return fmt.Errorf("taking fd %d of process %d: %w", num, b.pid, err)
+	}
+	b.descs[open] = os.NewFile(uintptr(fd), fmt.Sprintf("fd %d of process %d", num, b.img.PID))
+	return nil
+}
+
+// sharedLater tells whether a process after b holds open file
+// description open.
+func (b *builder) sharedLater(open int) bool {
+	for _, p := range b.imgs[b.task+1:] {
+		for _, fd := range p.FDs {
+			if fd.Open == open {
+				return true
+			}
+		}
+	}
+	return false
+}

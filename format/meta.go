@@ -179,6 +179,13 @@ type Mapping struct {
 	// Access is how the open file behind a shared file mapping was open
 	// (see exact files below).
 	Access string `json:"file_access,omitempty"`
+	// Inherit lists the ranges [start, end) of this private mapping
+	// whose pages the process shares copy-on-write with its parent (a
+	// fork), sorted and apart: they are in the parent's pages, not in
+	// this process's. The parent (not the root's) has a mapping of the
+	// same range, kind, file and offset; a restore forks the process
+	// from it once its memory is filled, and keeps those pages.
+	Inherit [][2]uint64 `json:"inherit,omitempty"`
 }
 
 // File kinds: the names pkg/files gives its kinds (one Go file each there
@@ -366,4 +373,25 @@ type Rseq struct {
 	Addr uint64 `json:"addr"`
 	Size uint32 `json:"size"`
 	Sig  uint32 `json:"sig"`
+}
+
+// Outside appends to dst the parts of [lo, hi) outside ranges, which are
+// sorted and apart (as Mapping.Inherit's), and returns it.
+func Outside(dst [][2]uint64, lo, hi uint64, ranges [][2]uint64) [][2]uint64 {
+	for _, r := range ranges {
+		if r[1] <= lo {
+			continue
+		}
+		if r[0] >= hi {
+			break
+		}
+		if r[0] > lo {
+			dst = append(dst, [2]uint64{lo, r[0]})
+		}
+		lo = max(lo, r[1])
+		if lo >= hi {
+			return dst
+		}
+	}
+	return append(dst, [2]uint64{lo, hi})
 }

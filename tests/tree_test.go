@@ -358,3 +358,101 @@ func TestTreeRefusals(t *testing.T) {
 		}
 	}
 }
+
+// preforkPy is a pre-fork server: the parent fills 200 MiB, then forks
+// four workers that each write one page of it and report, five times a
+// second, a count and a checksum of the whole.
+const preforkPy = `
+import os, sys, time
+data = bytearray(os.urandom(1 << 20) * 200)
+for w in range(4):
+    if os.fork() == 0:
+        data[w * 4096] = w + 1
+        n = 0
+        while True:
+            n += 1
+            s = sum(data[i] for i in range(0, len(data), 4096))
+            with open("w%d.tmp" % w, "w") as f:
+                f.write("%d %d\n" % (n, s))
+            os.rename("w%d.tmp" % w, "w%d" % w)
+            time.sleep(0.2)
+while True:
+    time.sleep(1)
+`
+
+// treePSS is the summed proportional set size of the tree at pid, in KiB.
+func treePSS(t *testing.T, pid int) int {
+	t.Helper()
+	total := 0
+	for _, p := range treeOf(pid) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", p.pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) >= 2 && f[0] == "Pss:" {
+				n, _ := strconv.Atoi(f[1])
+				total += n
+			}
+		}
+	}
+	return total
+}
+
+// TestTreeCopyOnWrite: a pre-fork python server (a parent and four
+// workers sharing 200 MiB copy-on-write) comes back as small as it was:
+// the image holds the shared pages once, the restored tree's summed PSS
+// is within 1.1x of the original's, and each worker still sees its data.
+func TestTreeCopyOnWrite(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	py := victimArgv(t, "python")[0]
+	dir := t.TempDir()
+	pid := startTree(t, dir, "log", py, "-c", preforkPy)
+	report := func(w int) []string {
+		b, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("w%d", w)))
+		return strings.Fields(string(b))
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for w := 0; w < 4; w++ {
+		for len(report(w)) != 2 {
+			if time.Now().After(deadline) {
+				t.Fatalf("worker %d did not report", w)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	sums := make([]string, 4)
+	for w := range sums {
+		sums[w] = report(w)[1]
+	}
+	before := treePSS(t, pid)
+	tree := treeOf(pid)
+	img := dump(t, pid, false)
+	if st, _ := os.Stat(img); st.Size() > 260<<20 {
+		t.Errorf("image of %d MiB; want the 200 MiB shared stored once", st.Size()>>20)
+	}
+	waitGone(t, tree)
+	for w := range sums {
+		os.Remove(filepath.Join(dir, fmt.Sprintf("w%d", w)))
+	}
+	startLoad(t, img)
+	t.Cleanup(func() { killTree(t, pid) })
+	deadline = time.Now().Add(30 * time.Second)
+	for w := range sums {
+		for len(report(w)) != 2 {
+			if time.Now().After(deadline) {
+				t.Fatalf("restored worker %d did not report", w)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if got := report(w)[1]; got != sums[w] {
+			t.Errorf("worker %d: checksum %s after the restore; want %s", w, got, sums[w])
+		}
+	}
+	after := treePSS(t, pid)
+	t.Logf("summed PSS: %d KiB before, %d KiB after", before, after)
+	if float64(after) > 1.1*float64(before) {
+		t.Errorf("summed PSS %d KiB after the restore; want within 1.1x of %d KiB", after, before)
+	}
+}

@@ -51,15 +51,18 @@ type openFD struct {
 func newFileTable() *fileTable { return &fileTable{byIno: map[[2]uint64]int{}} }
 
 type collector struct {
-	pid       int
-	root      bool // the root of the tree: its fds 0-2 may be the restorer's streams
-	f         *frozen
-	fileSave  bool
-	p         format.Process
-	t         *fileTable
-	maps      []procfs.Mapping
-	ttys      terminals // the process's own terminals
-	fds       []procfs.FD
+	pid      int
+	root     bool // the root of the tree: its fds 0-2 may be the restorer's streams
+	f        *frozen
+	fileSave bool
+	p        format.Process
+	t        *fileTable
+	maps     []procfs.Mapping
+	ttys     terminals // the process's own terminals
+	fds      []procfs.FD
+	// skip are the ranges of memory the process shares with its parent,
+	// which its pages leave out (see cow.go), sorted.
+	skip      [][2]uint64
 	held      []*os.File // files opened to reach mapped files (see mappedFile)
 	vdso      []byte     // the [vdso], its padding wiped (see vdsopad.go)
 	vdsoStart uint64

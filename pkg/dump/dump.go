@@ -137,6 +137,10 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 		if err := checkTree(procs); err != nil {
 			return err
 		}
+		// It marks the mappings in place: procs[i].Maps is c.p.Maps.
+		if err := shareWithParents(cs); err != nil {
+			return err
+		}
 		if err := files.CheckTree(table.files, procs, func(pid int) bool { return ft.find(pid) != nil }); err != nil {
 			return err
 		}
@@ -177,7 +181,7 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 					before := done
 					progress = func(d, _ int64) { opts.Progress(before+d, max(resident, before+d)) }
 				}
-				n, err := writePages(uint32(i), c.pid, c.maps, w, progress, &bufs)
+				n, err := writePages(uint32(i), c.pid, c.maps, c.skip, w, progress, &bufs)
 				st.PageBytes += n
 				done += residentBytes(c.maps)
 				if err != nil {

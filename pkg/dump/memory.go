@@ -38,9 +38,10 @@ func residentBytes(maps []procfs.Mapping) int64 {
 
 // scanRuns calls yield for every run of pages that differ from what a
 // restore gets for free: present or swapped pages of private mappings
-// that are neither the shared zero page nor still backed by their file.
-// It stops early when yield returns false.
-func scanRuns(pid int, maps []procfs.Mapping, chunk uint64, yield func(run) bool) error {
+// that are neither the shared zero page nor still backed by their file,
+// nor in skip (sorted: the pages the parent has, see cow.go). It stops
+// early when yield returns false.
+func scanRuns(pid int, maps []procfs.Mapping, skip [][2]uint64, chunk uint64, yield func(run) bool) error {
 	pm, err := procfs.OpenPagemap(pid)
 	if err != nil {
 		return err
@@ -48,6 +49,7 @@ func scanRuns(pid int, maps []procfs.Mapping, chunk uint64, yield func(run) bool
 	defer pm.Close()
 	want := procfs.Masks(procfs.PageIsPresent|procfs.PageIsSwapped, procfs.PageIsPFNZero|procfs.PageIsFile)
 	var regs []procfs.PageRegion
+	var parts [][2]uint64
 	for i := range maps {
 		m := &maps[i]
 		if !storable(m) {
@@ -66,9 +68,12 @@ func scanRuns(pid int, maps []procfs.Mapping, chunk uint64, yield func(run) bool
 				return fmt.Errorf("scanning pages of %x-%x: %w", m.Start, m.End, err)
 			}
 			for _, r := range regs {
-				for a := r.Start; a < r.End; a += chunk {
-					if !yield(run{addr: a, size: min(r.End-a, chunk), readable: m.Read}) {
-						return nil
+				parts = format.Outside(parts[:0], r.Start, r.End, skip)
+				for _, p := range parts {
+					for a := p[0]; a < p[1]; a += chunk {
+						if !yield(run{addr: a, size: min(p[1]-a, chunk), readable: m.Read}) {
+							return nil
+						}
 					}
 				}
 			}
@@ -150,7 +155,7 @@ var zeroPage [format.PageSize]byte
 // *bufs are buffers made ahead (see prepareBuffers), all of one size,
 // used first; writePages adds those it makes, and the caller frees them
 // all.
-func writePages(task uint32, pid int, maps []procfs.Mapping, w *format.Writer, progress func(done, total int64), bufs *[][]byte) (stored int64, err error) {
+func writePages(task uint32, pid int, maps []procfs.Mapping, skip [][2]uint64, w *format.Writer, progress func(done, total int64), bufs *[][]byte) (stored int64, err error) {
 	pre := *bufs
 	total := residentBytes(maps)
 	chunk := chunkSize(total)
@@ -190,7 +195,7 @@ func writePages(task uint32, pid int, maps []procfs.Mapping, w *format.Writer, p
 				return false
 			}
 		}
-		err := scanRuns(pid, maps, chunk, func(r run) bool {
+		err := scanRuns(pid, maps, skip, chunk, func(r run) bool {
 			var buf []byte
 			select {
 			case buf = <-free:

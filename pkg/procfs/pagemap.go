@@ -341,3 +341,32 @@ func findZeroPFNs() zeroPFN {
 var sink byte
 
 func readByte(b []byte) byte { sink += b[0]; return sink }
+
+// AnonFrames appends to dst, for each page of [start, end) (page
+// aligned), the page frame number of the private anonymous page there,
+// or 0: not present, a page of a file, the zero page, or frame numbers
+// hidden (they take CAP_SYS_ADMIN). Two processes whose entries for an
+// address hold the same frame share that page copy-on-write (a fork).
+func (p *Pagemap) AnonFrames(dst []uint64, start, end uint64) ([]uint64, error) {
+	zero := zeroPFNs()
+	if p.raw == nil {
+		p.raw = make([]byte, 64<<10)
+	}
+	for lo := start; lo < end; {
+		n := min((end-lo)/pageSize, uint64(len(p.raw)/8))
+		b := p.raw[:n*8]
+		if _, err := p.f.ReadAt(b, int64(lo/pageSize*8)); err != nil {
+			return dst, err
+		}
+		for j := uint64(0); j < n; j++ {
+			e := binary.NativeEndian.Uint64(b[8*j:])
+			pfn := e & pmPFN
+			if e&pmPresent == 0 || e&pmFile != 0 || zero.is(pfn) {
+				pfn = 0
+			}
+			dst = append(dst, pfn)
+		}
+		lo += n * pageSize
+	}
+	return dst, nil
+}

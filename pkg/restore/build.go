@@ -64,6 +64,7 @@ type tree struct {
 	scratch  uint64 // where every process has the scratch area
 	// rootGroup: the root leads a process group of its own again.
 	rootGroup bool
+	made      int // processes made so far (procs[:made])
 }
 
 // builder builds one process of the tree.
@@ -346,22 +347,32 @@ func findHole(busy [][2]uint64, size, from uint64) uint64 {
 
 func xfeatureNames(m uint64) string { return fmt.Sprint(ptrace.XFeatureNames(m)) }
 
-// clearLayout unmaps what the stub had, keeps the scratch area, and moves
-// the vDSO group to where the image had it.
+// clearLayout unmaps what the stub (or, for a child, its parent) had,
+// but the scratch area and the memory a child inherits (Mapping.Inherit),
+// and moves the vDSO group to where the image had it.
 func (b *builder) clearLayout() error {
 	maps, err := procfs.Maps(b.pid)
 	if err != nil {
 		return err
 	}
 	cur := map[string]procfs.Mapping{}
+	var keep, parts [][2]uint64 // what a child keeps of its parent's memory
+	for _, m := range b.img.Maps {
+		if len(m.Inherit) > 0 {
+			keep = append(keep, [2]uint64{m.Start, m.End})
+		}
+	}
 	for _, m := range maps {
 		switch {
 		case m.Path == "[vdso]" || m.Path == "[vvar]" || m.Path == "[vvar_vclock]":
 			cur[m.Path] = m
 		case m.Path == "[vsyscall]" || m.Start == b.scratch:
 		default:
-			if _, err := b.main.Syscall("munmap", unix.SYS_MUNMAP, m.Start, m.End-m.Start); err != nil {
-				return err
+			parts = format.Outside(parts[:0], m.Start, m.End, keep)
+			for _, p := range parts {
+				if _, err := b.main.Syscall("munmap", unix.SYS_MUNMAP, p[0], p[1]-p[0]); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -512,7 +523,7 @@ func (t *tree) readContents() (err error) {
 		if t.next != nil {
 			h, t.next = *t.next, nil
 		} else if h, err = t.r.Next(); err == io.EOF {
-			return nil
+			return t.makeUpTo(len(t.procs)-1, pw)
 		} else if err != nil {
 			return err
 		}
@@ -524,6 +535,13 @@ func (t *tree) readContents() (err error) {
 			}
 			task, addr, data, err := t.r.ReadPages(buf)
 			if err != nil {
+				pw.giveBack(buf)
+				return err
+			}
+			// Its process, and those before it, exist once the pages of
+			// the processes before them are in: a process is forked
+			// from its parent's memory (copy-on-write, see layout).
+			if err := t.makeUpTo(int(task), pw); err != nil {
 				pw.giveBack(buf)
 				return err
 			}
@@ -582,6 +600,8 @@ type pageWriters struct {
 
 	mu     sync.Mutex
 	failed error // the writers' first error
+
+	inflight sync.WaitGroup // jobs submitted and not yet written
 }
 
 // pageJob is a PAGES record for a writer: data, in buf, goes at addr.
@@ -628,7 +648,15 @@ func (pw *pageWriters) submit(j pageJob) {
 			go pw.run()
 		}
 	}
+	pw.inflight.Add(1)
 	pw.jobs <- j
+}
+
+// drain waits until every job submitted is written, and returns the
+// writers' first error.
+func (pw *pageWriters) drain() error {
+	pw.inflight.Wait()
+	return pw.err()
 }
 
 func (pw *pageWriters) run() {
@@ -644,6 +672,7 @@ func (pw *pageWriters) run() {
 			}
 		}
 		pw.free <- j.buf
+		pw.inflight.Done()
 	}
 }
 

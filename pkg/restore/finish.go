@@ -75,8 +75,8 @@ func (b *builder) mapMemory() error {
 			}
 			continue
 		}
-		if m.Kind == format.MapVdso || m.Kind == format.MapVsyscall {
-			continue
+		if m.Kind == format.MapVdso || m.Kind == format.MapVsyscall || len(m.Inherit) > 0 {
+			continue // the kernel's, or the parent's (see layout)
 		}
 		prot := m.Prot
 		flags := unix.MAP_FIXED

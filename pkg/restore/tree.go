@@ -126,22 +126,22 @@ func (t *tree) prepareFiles() error {
 
 // build makes every process, fills it, and lets them all run.
 func (t *tree) build() error {
-	if err := t.spawn(); err != nil {
+	if err := t.spawnRoot(); err != nil {
 		return err
 	}
-	for _, b := range t.procs {
-		if err := b.clearLayout(); err != nil {
-			return b.wrap(err)
-		}
-		if err := b.mapMemory(); err != nil {
-			return b.wrap(err)
-		}
+	if err := t.procs[0].layout(); err != nil {
+		return err
 	}
-	t.logf("%d mappings made", t.mappings())
+	t.made = 1
+	// The other processes are made as the pages of those before them
+	// are in (makeUpTo).
 	if err := t.readContents(); err != nil {
 		return err
 	}
 	t.logf("memory filled, image verified")
+	if err := t.joinGroups(); err != nil {
+		return err
+	}
 	if err := t.finishFiles(); err != nil {
 		return err
 	}
@@ -154,6 +154,60 @@ func (t *tree) build() error {
 		}
 	}
 	return t.release()
+}
+
+// layout gives the process its memory layout: what it does not keep of
+// the stub's or its parent's goes, the vDSO moves to its place, its
+// mappings are made, and of what it inherits from its parent only the
+// pages it shares with it stay.
+func (b *builder) layout() error {
+	if err := b.clearLayout(); err != nil {
+		return b.wrap(err)
+	}
+	if err := b.mapMemory(); err != nil {
+		return b.wrap(err)
+	}
+	return b.wrap(b.dropNotInherited())
+}
+
+// dropNotInherited empties, in each mapping the process inherited from
+// its parent, the pages it does not share with it (MADV_DONTNEED: zeros,
+// or the file's pages again); its own pages come from the image.
+func (b *builder) dropNotInherited() error {
+	var parts [][2]uint64
+	for _, m := range b.img.Maps {
+		if len(m.Inherit) == 0 {
+			continue
+		}
+		parts = format.Outside(parts[:0], m.Start, m.End, m.Inherit)
+		for _, p := range parts {
+			if _, err := b.main.Syscall("madvise(MADV_DONTNEED)", unix.SYS_MADVISE, p[0], p[1]-p[0], unix.MADV_DONTNEED); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// makeUpTo makes every process up to the one numbered n that is not made
+// yet, each forked from its parent once every page of the parent is in.
+func (t *tree) makeUpTo(n int, pw *pageWriters) error {
+	for ; t.made <= n; t.made++ {
+		if err := pw.drain(); err != nil {
+			return err
+		}
+		b := t.procs[t.made]
+		if err := b.spawnChild(t.byPID(b.img.PPID)); err != nil {
+			return b.wrap(err)
+		}
+		if err := b.layout(); err != nil {
+			return err
+		}
+		if t.made == len(t.procs)-1 {
+			t.logf("%d processes created", len(t.procs))
+		}
+	}
+	return nil
 }
 
 // wrap names the process in err when the image holds a tree.
@@ -176,9 +230,8 @@ func (t *tree) mappings() int {
 	return n
 }
 
-// spawn makes every process: the root from the stub, the others each by
-// its parent, then their sessions and groups.
-func (t *tree) spawn() error {
+// spawnRoot makes the root, from the stub, and its process group.
+func (t *tree) spawnRoot() error {
 	root := t.procs[0]
 	if err := root.spawn(); err != nil {
 		return err
@@ -200,28 +253,31 @@ func (t *tree) spawn() error {
 			}
 		}
 	}
-	for _, b := range t.procs[1:] {
-		parent := t.byPID(b.img.PPID)
-		if err := b.spawnChild(parent); err != nil {
-			return b.wrap(err)
+	return nil
+}
+
+// joinGroups puts every process but the root in its process group: the
+// leaders of groups first, so that the others find them.
+func (t *tree) joinGroups() error {
+	for _, leaders := range []bool{true, false} {
+		for _, b := range t.procs[1:] {
+			if (b.img.Pgid == b.img.PID) != leaders {
+				continue
+			}
+			if err := b.joinGroup(); err != nil {
+				return b.wrap(err)
+			}
 		}
-	}
-	for _, b := range t.procs[1:] {
-		if err := b.joinGroup(); err != nil {
-			return b.wrap(err)
-		}
-	}
-	if len(t.procs) > 1 {
-		t.logf("%d processes created", len(t.procs))
 	}
 	return nil
 }
 
 func (t *tree) warnf(format string, args ...any) { t.opts.Warn(format, args...) }
 
-// spawnChild clones the process from its parent, which is still a copy of
-// the stub (so is the new one: the same scratch area, the same vDSO), with
-// its PID; a session leader makes its session at once.
+// spawnChild clones the process from its parent, whose memory is in place
+// and which is still being built (the child gets the same scratch area,
+// the parent's vDSO and memory), with its PID; a session leader makes its
+// session at once, before its own children are forked.
 func (b *builder) spawnChild(parent *builder) error {
 	if _, err := b.clone3(parent.main, parent.pid, 0, uint64(unix.SIGCHLD), b.img.PID, PIDKeep); err != nil {
 		return err

@@ -140,6 +140,11 @@ func validateTree(procs []format.Process) error {
 		byPID[p.PID] = p
 	}
 	root := &procs[0]
+	for i := range procs {
+		if err := inheritsFrom(&procs[i], byPID[procs[i].PPID], i == 0); err != nil {
+			return err
+		}
+	}
 	for _, p := range procs[1:] {
 		if p.Pgid == root.Pgid || p.Pgid == p.PID {
 			continue
@@ -147,6 +152,23 @@ func validateTree(procs []format.Process) error {
 		// Another member's group: it must lead it, in the same session.
 		if l := byPID[p.Pgid]; l == nil || l.Pgid != l.PID || l.Sid != p.Sid {
 			return fmt.Errorf("image process %d is in process group %d, which no process of its session in the image leads", p.PID, p.Pgid)
+		}
+	}
+	return nil
+}
+
+// inheritsFrom checks that every mapping of p that inherits pages has its
+// like in parent (nil for the root, which inherits nothing): what a fork
+// gives the child.
+func inheritsFrom(p, parent *format.Process, root bool) error {
+	for _, m := range p.Maps {
+		if len(m.Inherit) == 0 {
+			continue
+		}
+		if root || parent == nil || !slices.ContainsFunc(parent.Maps, func(pm format.Mapping) bool {
+			return pm.Start == m.Start && pm.End == m.End && pm.Kind == m.Kind && !pm.Shared && pm.File == m.File && pm.Offset == m.Offset
+		}) {
+			return fmt.Errorf("image process %d mapping %x-%x inherits pages its parent has no mapping for", p.PID, m.Start, m.End)
 		}
 	}
 	return nil
@@ -487,6 +509,31 @@ func validateMaps(img *format.Process, fs []format.File) error {
 		} else if m.Kind == format.MapFile {
 			return fmt.Errorf("%s is of a file, and names none", at)
 		}
+		if err := validateInherit(m); err != nil {
+			return fmt.Errorf("%s %v", at, err)
+		}
+	}
+	return nil
+}
+
+// validateInherit checks the ranges of mapping m shared with the parent:
+// whole pages of m, in order, apart; m private memory.
+func validateInherit(m format.Mapping) error {
+	if len(m.Inherit) == 0 {
+		return nil
+	}
+	if m.Shared || m.Kind != format.MapAnon && m.Kind != format.MapFile {
+		return fmt.Errorf("is shared or of kind %s, and inherits pages", safetext.Quote(m.Kind))
+	}
+	if uint64(len(m.Inherit)) > (m.End-m.Start)/format.PageSize {
+		return fmt.Errorf("inherits %d ranges", len(m.Inherit))
+	}
+	end := m.Start
+	for _, r := range m.Inherit {
+		if r[0] < end || r[1] <= r[0] || r[1] > m.End || r[0]%format.PageSize != 0 || r[1]%format.PageSize != 0 {
+			return fmt.Errorf("inherits %x-%x: out of it, out of order, or not whole pages", r[0], r[1])
+		}
+		end = r[1]
 	}
 	return nil
 }

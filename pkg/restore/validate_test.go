@@ -74,6 +74,12 @@ func TestValidateRanges(t *testing.T) {
 		{"map-kernel", func(p *format.Process, fs []format.File) { p.Maps[0].End = 1 << 48 }, "out of range"},
 		{"map-file", func(p *format.Process, fs []format.File) { p.Maps[0].File = 5 }, "names file 5"},
 		{"map-kind", func(p *format.Process, fs []format.File) { p.Maps[0].Kind = "\x1b[2J" }, `"\x1b[2J"`},
+		{"inherit-root", func(p *format.Process, fs []format.File) { p.Maps[0].Inherit = [][2]uint64{{0x400000, 0x401000}} }, "inherits pages its parent has no mapping for"},
+		{"inherit-outside", func(p *format.Process, fs []format.File) { p.Maps[0].Inherit = [][2]uint64{{0x400000, 0x402000}} }, "out of it"},
+		{"inherit-unaligned", func(p *format.Process, fs []format.File) { p.Maps[0].Inherit = [][2]uint64{{0x400000, 0x400800}} }, "not whole pages"},
+		{"inherit-shared", func(p *format.Process, fs []format.File) {
+			p.Maps[0].Shared, p.Maps[0].Inherit = true, [][2]uint64{{0x400000, 0x401000}}
+		}, "inherits pages"},
 		{"fd-negative", func(p *format.Process, fs []format.File) { p.FDs[1].Num = -4 }, "fd -4"},
 		{"fd-huge", func(p *format.Process, fs []format.File) { p.FDs[1].Num = 1 << 30 }, "out of range"},
 		{"fd-twice", func(p *format.Process, fs []format.File) { p.FDs = append(p.FDs, p.FDs[1]) }, "twice"},
@@ -106,5 +112,52 @@ func TestValidateRanges(t *testing.T) {
 				t.Errorf("validate message of %d bytes; want a bounded one", len(err.Error()))
 			}
 		})
+	}
+}
+
+// TestValidateTree: the links between processes, checked before anything
+// is started.
+func TestValidateTree(t *testing.T) {
+	child := func() (format.Process, format.Process, []format.File) {
+		root, fs := validImage()
+		c, _ := validImage()
+		c.PID, c.PPID, c.Threads[0].TID = 101, 100, 101
+		c.FDs = []format.FD{{Num: 3, File: 0, Open: 3}}
+		return *root, *c, fs
+	}
+	root, c, fs := child()
+	if err := validate(fs, []format.Process{root, c}); err != nil {
+		t.Fatalf("validate of a parent and child = %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(root, c *format.Process)
+		want string
+	}{
+		{"parent-absent", func(_, c *format.Process) { c.PPID = 7 }, "parent 7"},
+		{"pid-twice", func(_, c *format.Process) { c.PID, c.Threads[0].TID = 100, 100 }, "twice"},
+		{"tid-twice", func(root, c *format.Process) {
+			c.Threads = append(c.Threads, root.Threads[0])
+		}, "in two processes"},
+		{"session", func(root, c *format.Process) { root.Sid, c.Sid = 1, 55 }, "session 55"},
+		{"group", func(_, c *format.Process) { c.Pgid = 77 }, "process group 77"},
+		{"stream", func(_, c *format.Process) { c.FDs[0].File = -1 }, "restorer's stream"},
+		{"open-differs", func(_, c *format.Process) { c.FDs[0].Open, c.FDs[0].Flags = 2, 1 }, "differs"},
+		{"inherit-unmatched", func(_, c *format.Process) {
+			c.Maps[0].Start, c.Maps[0].End = 0x500000, 0x501000
+			c.Maps[0].Inherit = [][2]uint64{{0x500000, 0x501000}}
+		}, "inherits pages its parent has no mapping for"},
+	} {
+		root, c, fs := child()
+		tc.edit(&root, &c)
+		if err := validate(fs, []format.Process{root, c}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: validate = %v; want a refusal naming %q", tc.name, err, tc.want)
+		}
+	}
+	// A child that inherits what its parent has: accepted.
+	root, c, fs = child()
+	c.Maps[0].Inherit = [][2]uint64{{0x400000, 0x401000}}
+	if err := validate(fs, []format.Process{root, c}); err != nil {
+		t.Errorf("validate of a child inheriting its parent's page = %v", err)
 	}
 }

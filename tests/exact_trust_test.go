@@ -91,9 +91,9 @@ func TestExactCraftedImages(t *testing.T) {
 			i := slices.IndexFunc(p.Maps, func(m format.Mapping) bool { return m.Access == format.AccessRead })
 			p.Maps[i].Prot |= unix.PROT_WRITE
 		}, []string{"shared and writable", "read-only"}},
-		{"fifo-opened-for-real", sparse, func(p *imageEdit) {
-			addFD(p, format.File{Kind: format.FileFIFO, Path: "/tmp/fifo"}, 9, unix.O_RDONLY)
-		}, []string{"fd 9", "kind fifo", "O_PATH"}},
+		{"sock-opened-for-real", sparse, func(p *imageEdit) {
+			addFD(p, format.File{Kind: format.FileSocket, Path: "/tmp/sock"}, 9, unix.O_RDONLY)
+		}, []string{"fd 9", "kind sock", "O_PATH"}},
 		{"opath-offset", sparse, func(p *imageEdit) {
 			addFD(p, format.File{Kind: format.FileSymlink, Path: "/tmp/link"}, 9, unix.O_PATH)
 			p.FDs[len(p.FDs)-1].Pos = 10

@@ -132,13 +132,12 @@ func TestTreeShellLoop(t *testing.T) {
 	script := `i=0; while :; do i=$((i+1)); /bin/echo "$i" >> count; sleep 0.1; done`
 	pid := startTree(t, dir, "log", "/bin/bash", "-c", script)
 	waitLines(t, out, 5, 10*time.Second)
-	tree := treeOf(pid)
 	img := dump(t, pid, false)
 	s := showImage(t, img)
 	if len(s.Processes) < 2 || s.Processes[0].PID != pid {
 		t.Fatalf("image of %d processes, root %d; want bash and its command", len(s.Processes), s.Processes[0].PID)
 	}
-	waitGone(t, tree)
+	waitGone(t, img)
 	before := lineNumbers(t, out)
 	ld := startLoad(t, img)
 	if got := ld.find(t, "bash", 10*time.Second); got != pid {
@@ -151,24 +150,24 @@ func TestTreeShellLoop(t *testing.T) {
 	}
 }
 
-// waitGone waits until the processes of tree are no more, collecting
-// those that are zombies of ours (this test process is a subreaper): a
-// killed tree's PIDs are then free.
-func waitGone(t *testing.T, tree []pinfo) {
+// waitGone waits until the processes of the image img, killed by its
+// dump, are no more, collecting those that are zombies of ours (this test
+// process is a subreaper): their PIDs are then free.
+func waitGone(t *testing.T, img string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for _, q := range tree {
+	for _, q := range showImage(t, img).Processes {
 		for {
-			p, ok := procInfo(q.pid)
-			if !ok || p.start != q.start {
+			p, ok := procInfo(q.PID)
+			if !ok {
 				break
 			}
 			if p.state == 'Z' && p.ppid == os.Getpid() {
 				var ws syscall.WaitStatus
-				syscall.Wait4(q.pid, &ws, syscall.WNOHANG, nil)
+				syscall.Wait4(q.PID, &ws, syscall.WNOHANG, nil)
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("process %d is still there", q.pid)
+				t.Fatalf("process %d is still there", q.PID)
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
@@ -209,7 +208,6 @@ func TestTreePipeline(t *testing.T) {
 	pid := startTree(t, dir, "log", "/bin/sh", "-c", script)
 	waitLines(t, out, 100, 10*time.Second)
 	for _, keep := range []bool{true, false} {
-		tree := treeOf(pid)
 		img := dump(t, pid, keep)
 		if keep {
 			// The original goes on, unharmed: more lines come.
@@ -231,7 +229,7 @@ func TestTreePipeline(t *testing.T) {
 		if keep {
 			continue
 		}
-		waitGone(t, tree)
+		waitGone(t, img)
 		before := lineNumbers(t, out)
 		startLoad(t, img)
 		t.Cleanup(func() { killTree(t, pid) })
@@ -280,7 +278,6 @@ func TestTreeSession(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	want := map[string]string{"child": ids("child"), "grandchild": ids("grandchild")}
-	tree := treeOf(pid)
 	// A copy beside the original: its PIDs are taken.
 	imgK := dump(t, pid, true)
 	ldK := startLoad(t, imgK)
@@ -289,7 +286,7 @@ func TestTreeSession(t *testing.T) {
 		t.Fatalf("restore of a tree whose PIDs are taken: exit %d, %q; want 125 and a refusal naming the PID in use", ldK.exitCode(), ldK.stderrText())
 	}
 	img := dump(t, pid, false)
-	waitGone(t, tree)
+	waitGone(t, img)
 	for _, tag := range []string{"child", "grandchild", "parent"} {
 		os.Remove(filepath.Join(dir, tag))
 	}
@@ -427,12 +424,11 @@ func TestTreeCopyOnWrite(t *testing.T) {
 		sums[w] = report(w)[1]
 	}
 	before := treePSS(t, pid)
-	tree := treeOf(pid)
 	img := dump(t, pid, false)
 	if st, _ := os.Stat(img); st.Size() > 260<<20 {
 		t.Errorf("image of %d MiB; want the 200 MiB shared stored once", st.Size()>>20)
 	}
-	waitGone(t, tree)
+	waitGone(t, img)
 	for w := range sums {
 		os.Remove(filepath.Join(dir, fmt.Sprintf("w%d", w)))
 	}
@@ -455,4 +451,41 @@ func TestTreeCopyOnWrite(t *testing.T) {
 	if float64(after) > 1.1*float64(before) {
 		t.Errorf("summed PSS %d KiB after the restore; want within 1.1x of %d KiB", after, before)
 	}
+}
+
+// TestTreeNamedPipe: a script whose writer (a subshell) and reader (the
+// script itself, a loop reading with `< fifo`) talk through a named pipe,
+// faster than the reader reads: after a move, the bytes that were in the
+// named pipe arrive, every line once, in order.
+func TestTreeNamedPipe(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	if err := syscall.Mkfifo(filepath.Join(dir, "q"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	script := `( i=0; while :; do i=$((i+1)); echo "$i"; sleep 0.01; done > q ) &
+while read l; do echo "$l" >> out; sleep 0.03; done < q`
+	pid := startTree(t, dir, "log", "/bin/bash", "-c", script)
+	waitLines(t, out, 20, 10*time.Second)
+	img := dump(t, pid, false)
+	s := showImage(t, img)
+	unread := 0
+	for _, p := range s.Processes {
+		for _, fd := range p.Files {
+			if fd.Kind == "fifo" {
+				unread = max(unread, fd.Unread)
+			}
+		}
+	}
+	if unread == 0 {
+		t.Errorf("no bytes in the named pipe at the dump")
+	}
+	waitGone(t, img)
+	before := lineNumbers(t, out)
+	startLoad(t, img)
+	t.Cleanup(func() { killTree(t, pid) })
+	waitLines(t, out, before+40, 20*time.Second)
+	lineNumbers(t, out)
 }

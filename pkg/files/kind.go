@@ -91,8 +91,8 @@ const MaxFD = 1 << 20
 type Terminals map[uint64]bool
 
 // table holds every kind, in the order Match is asked.
-var table = []Kind{memfd{}, reg{}, dir{}, chr{}, tty{}, eventfd{}, epoll{}, pipe{},
-	symlink, fifo, sock, blk}
+var table = []Kind{memfd{}, reg{}, dir{}, chr{}, tty{}, eventfd{}, epoll{}, pipe{}, namedPipe{},
+	symlink, sock, blk}
 
 // Lookup is the kind named name, or nil when this procs knows none.
 func Lookup(name string) Kind {
@@ -205,9 +205,15 @@ type Loader interface {
 	MakeMemfd(i int, f *format.File) error
 	// Own makes lf, which the kind made (a file with no path: a pipe),
 	// the loader's own open file i, from which the descriptions of its
-	// fds are opened (/proc/self/fd/N); keep are more files the loader
-	// holds until the processes have theirs (the other end of a pipe).
-	Own(i int, lf *os.File, keep ...*os.File)
+	// fds are opened (/proc/self/fd/N) with the loader's rights.
+	Own(i int, lf *os.File)
+	// Local is the loader's open file i (after OpenByPath, an O_PATH
+	// one).
+	Local(i int) *os.File
+	// Keep has the loader hold f until the processes have their files
+	// (the other end of a pipe, a named pipe open for reading and
+	// writing), then close it.
+	Keep(f *os.File)
 	// Warn says what comes back less well than it was.
 	Warn(format string, args ...any)
 }

@@ -64,7 +64,7 @@ func TestClassify(t *testing.T) {
 		{procfs.FD{Kind: procfs.AnonInode, Target: "anon_inode:[timerfd]"}, "", "an [timerfd]"},
 		{procfs.FD{Kind: procfs.Pipe, Target: "pipe:[5]"}, format.FilePipe, ""},
 		{procfs.FD{Kind: procfs.Socket, Target: "socket:[5]"}, "", "a socket"},
-		{procfs.FD{Kind: procfs.FileFIFO, Target: "/f", Path: "/f"}, "", "a named pipe (/f)"},
+		{procfs.FD{Kind: procfs.FileFIFO, Target: "/f", Path: "/f"}, format.FileFIFO, ""},
 		{procfs.FD{Kind: procfs.FileFIFO, Target: "/f", Path: "/f", Flags: unix.O_PATH}, format.FileFIFO, ""},
 		{procfs.FD{Kind: procfs.FileLink, Target: "/l", Path: "/l", Flags: unix.O_PATH}, format.FileSymlink, ""},
 		{procfs.FD{Kind: procfs.FileRegular, Target: "/a (deleted)", Path: "/a", Deleted: true, Flags: unix.O_PATH}, format.FileRegular, ""},

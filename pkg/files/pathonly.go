@@ -8,9 +8,9 @@ import (
 )
 
 // pathOnly is a file that only an O_PATH fd has open: the file itself,
-// never its contents (a symbolic link opened O_PATH|O_NOFOLLOW, a named
-// pipe, a socket's file, a block device), opened again O_PATH at its
-// path. One kind a file type.
+// never its contents (a symbolic link opened O_PATH|O_NOFOLLOW, a
+// socket's file, a block device), opened again O_PATH at its path. One
+// kind a file type. (A named pipe is a kind of its own: fifo.go.)
 type pathOnly struct {
 	name string
 	kind procfs.FDKind
@@ -19,7 +19,6 @@ type pathOnly struct {
 
 var (
 	symlink = pathOnly{format.FileSymlink, procfs.FileLink, unix.S_IFLNK}
-	fifo    = pathOnly{format.FileFIFO, procfs.FileFIFO, unix.S_IFIFO}
 	sock    = pathOnly{format.FileSocket, procfs.FileSock, unix.S_IFSOCK}
 	blk     = pathOnly{format.FileBlock, procfs.FileBlock, unix.S_IFBLK}
 )

@@ -40,10 +40,15 @@ func (pipe) Traits() Traits { return Traits{Shared: true} }
 // limit for root is 2^31).
 const MaxPipe = 1 << 28
 
-// Dump reads, once per pipe, the bytes in its buffer without taking them:
-// tee(2) copies them from a read end, opened afresh through /proc
-// whichever end fd is, into a pipe of procs-dump's.
-func (pipe) Dump(src Source, fd *procfs.FD, idx int) error {
+// Dump reads, once per pipe, the bytes in its buffer without taking them.
+func (pipe) Dump(src Source, fd *procfs.FD, idx int) error { return dumpUnread(src, fd, idx) }
+
+// dumpUnread records, once per pipe or named pipe, its size and the bytes
+// in it (File.Pipe), without taking them: tee(2) copies them from a read
+// end, opened afresh through /proc whichever end fd is, into a pipe of
+// procs-dump's. A pipe in packet mode (O_DIRECT) with bytes unread is
+// refused: the packets' boundaries would not travel.
+func dumpUnread(src Source, fd *procfs.FD, idx int) error {
 	f := src.File(idx)
 	if fd.Flags&unix.O_DIRECT != 0 && f.Pipe != nil && len(f.Pipe.Data) > 0 {
 		return refusef("fd %d is the end of a pipe in packet mode (O_DIRECT) with bytes unread, whose packets procs cannot carry", fd.Num)
@@ -109,20 +114,27 @@ func (pipe) Prepare(l Loader, i int, f *format.File, _ string) error {
 	if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
 		return fmt.Errorf("pipe: %w", err)
 	}
-	r, w := os.NewFile(uintptr(p[0]), "pipe:["+strconv.Itoa(i)+"]"), os.NewFile(uintptr(p[1]), "pipe:["+strconv.Itoa(i)+"]")
-	l.Own(i, r, w)
-	st := f.Pipe
+	name := "pipe:[" + strconv.Itoa(i) + "]"
+	r, w := os.NewFile(uintptr(p[0]), name), os.NewFile(uintptr(p[1]), name)
+	l.Own(i, r)
+	l.Keep(w)
+	return fillPipe(l, w, f.Pipe, "a pipe")
+}
+
+// fillPipe gives the pipe whose write end (or read-write end) is w the
+// size and the bytes st says.
+func fillPipe(l Loader, w *os.File, st *format.Pipe, what string) error {
 	if _, err := unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, st.Size); err != nil {
 		cur, _ := unix.FcntlInt(w.Fd(), unix.F_GETPIPE_SZ, 0)
 		if cur < len(st.Data) {
-			return fmt.Errorf("a pipe of %d bytes with %d unread: this machine gives procs-load no pipe that large (F_SETPIPE_SZ: %v; see /proc/sys/fs/pipe-max-size)", st.Size, len(st.Data), err)
+			return fmt.Errorf("%s of %d bytes with %d unread: this machine gives procs-load no pipe that large (F_SETPIPE_SZ: %v; see /proc/sys/fs/pipe-max-size)", what, st.Size, len(st.Data), err)
 		}
-		l.Warn("a pipe of %d bytes comes back with %d (F_SETPIPE_SZ: %v)", st.Size, cur, err)
+		l.Warn("%s of %d bytes comes back with %d (F_SETPIPE_SZ: %v)", what, st.Size, cur, err)
 	}
 	for data := st.Data; len(data) > 0; {
 		n, err := unix.Write(int(w.Fd()), data)
 		if err != nil {
-			return fmt.Errorf("filling a pipe with its %d unread bytes: %w", len(st.Data), err)
+			return fmt.Errorf("filling %s with its %d unread bytes: %w", what, len(st.Data), err)
 		}
 		data = data[n:]
 	}
@@ -135,8 +147,8 @@ func (pipe) Validate(fs []format.File, i int, procs []format.Process) error {
 	if st == nil {
 		return fmt.Errorf("image file %d, a pipe, has no pipe state", i)
 	}
-	if st.Size < format.PageSize || st.Size > MaxPipe || len(st.Data) > st.Size {
-		return fmt.Errorf("image pipe %d: size %d with %d bytes unread: out of range", i, st.Size, len(st.Data))
+	if err := validPipe(st, i); err != nil {
+		return err
 	}
 	for _, p := range procs {
 		for _, fd := range p.FDs {
@@ -148,17 +160,31 @@ func (pipe) Validate(fs []format.File, i int, procs []format.Process) error {
 	return nil
 }
 
-// CheckTree refuses a pipe of the tree that a process outside it holds an
-// end of, naming both. in says whether a PID is the tree's; ino is the
-// pipe's inode. It looks through every process's fds (/proc/PID/fd).
+// validPipe checks the state of pipe or named pipe i.
+func validPipe(st *format.Pipe, i int) error {
+	if st.Size < format.PageSize || st.Size > MaxPipe || len(st.Data) > st.Size {
+		return fmt.Errorf("image pipe %d: size %d with %d bytes unread: out of range", i, st.Size, len(st.Data))
+	}
+	return nil
+}
+
+// CheckTree refuses a pipe or named pipe of the tree that a process
+// outside it holds an end of, naming both. in says whether a PID is the
+// tree's. It looks through every process's fds (/proc/PID/fd): a pipe
+// by the inode in its link, a named pipe by its path, then its device
+// and inode.
 func (pipe) CheckTree(fs []format.File, procs []format.Process, in func(pid int) bool) error {
 	inos := map[uint64]int{}
+	paths := map[string]int{}
 	for i, f := range fs {
-		if f.Kind == format.FilePipe {
+		switch {
+		case f.Kind == format.FilePipe:
 			inos[f.Ino] = i
+		case f.Kind == format.FileFIFO && f.Pipe != nil:
+			paths[f.Path] = i
 		}
 	}
-	if len(inos) == 0 {
+	if len(inos) == 0 && len(paths) == 0 {
 		return nil
 	}
 	dirs, err := os.ReadDir("/proc")
@@ -176,8 +202,18 @@ func (pipe) CheckTree(fs []format.File, procs []format.Process, in func(pid int)
 			continue // gone, or not ours to see (a dump as root sees all)
 		}
 		for _, e := range fds {
-			t, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name()))
-			if err != nil || !strings.HasPrefix(t, "pipe:[") {
+			link := fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name())
+			t, err := os.Readlink(link)
+			if err != nil {
+				continue
+			}
+			if i, ok := paths[t]; ok {
+				var st unix.Stat_t
+				if unix.Stat(link, &st) == nil && st.Dev == fs[i].Dev && st.Ino == fs[i].Ino {
+					return refusef("%s is the named pipe %s, which process %d, outside the tree, also holds open as fd %s", holderOf(procs, i), t, pid, e.Name())
+				}
+			}
+			if !strings.HasPrefix(t, "pipe:[") {
 				continue
 			}
 			ino, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(t, "pipe:["), "]"), 10, 64)

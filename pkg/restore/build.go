@@ -288,6 +288,13 @@ func (b *builder) clone3(r *ptrace.Remote, memPID int, flags, exitSignal uint64,
 	}
 	r.NewTIDs = nil
 	res, err := r.Syscall("clone3", unix.SYS_CLONE3, b.scratch+offArgs, linux.CLONE_ARGS_SIZE_VER2)
+	// An id held by a zombie is free once its parent collects it: the
+	// original, killed by procs-dump a moment ago, on its way out
+	// (procs-dump PID | procs-load).
+	for deadline := time.Now().Add(zombieWait); setTID && errors.Is(err, unix.EEXIST) && isZombie(want) && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+		res, err = r.Syscall("clone3", unix.SYS_CLONE3, b.scratch+offArgs, linux.CLONE_ARGS_SIZE_VER2)
+	}
 	if setTID && (errors.Is(err, unix.EEXIST) || errors.Is(err, unix.EPERM)) {
 		if mode == PIDKeep {
 			tree := len(b.procs) > 1
@@ -323,6 +330,17 @@ func (b *builder) clone3(r *ptrace.Remote, memPID int, flags, exitSignal uint64,
 		return 0, &ptrace.StopError{TID: child, Status: ws}
 	}
 	return child, nil
+}
+
+// zombieWait bounds how long clone3 waits for a zombie holding an id it
+// wants to be collected.
+const zombieWait = 2 * time.Second
+
+// isZombie says whether id is a task that has exited and waits to be
+// collected (or is gone already).
+func isZombie(id int) bool {
+	st, err := procfs.ReadStat(id)
+	return err != nil || st.State == 'Z' || st.State == 'X'
 }
 
 // findHole returns the lowest page-aligned address >= from with size free

@@ -70,10 +70,11 @@ func (l loader) OpenByPath(i int, f *format.File, what string) error {
 	return l.b.op.do(func() error { return l.b.prepareFile(i, f, what) })
 }
 
-func (l loader) Own(i int, lf *os.File, keep ...*os.File) {
-	l.b.local[i], l.b.own[i] = lf, true
-	l.b.kept = append(l.b.kept, keep...)
-}
+func (l loader) Own(i int, lf *os.File) { l.b.local[i], l.b.own[i] = lf, true }
+
+func (l loader) Local(i int) *os.File { return l.b.local[i] }
+
+func (l loader) Keep(f *os.File) { l.b.kept = append(l.b.kept, f) }
 
 func (l loader) Warn(format string, args ...any) { l.b.warnf(format, args...) }
 

@@ -191,7 +191,7 @@ type OpenFD struct {
 	// counter.
 	Watched int    `json:"watched,omitempty"`
 	Count   uint64 `json:"count,omitempty"`
-	// Unread is the bytes in a pipe that no one had read.
+	// Unread is the bytes in a pipe or named pipe that no one had read.
 	Unread int `json:"unread,omitempty"`
 }
 

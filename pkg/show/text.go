@@ -248,7 +248,7 @@ func fileText(f OpenFD) string {
 		s = fmt.Sprintf("eventfd, count %d", f.Count)
 	case format.FileEpoll:
 		s = fmt.Sprintf("epoll, %d watched", f.Watched)
-	case format.FilePipe:
+	case format.FilePipe, format.FileFIFO:
 		s = fmt.Sprintf("%s, %s unread", clean(f.Path, maxPath), size(int64(f.Unread)))
 	default:
 		s = clean(f.Path, maxPath)

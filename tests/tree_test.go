@@ -489,3 +489,51 @@ while read l; do echo "$l" >> out; sleep 0.03; done < q`
 	waitLines(t, out, before+40, 20*time.Second)
 	lineNumbers(t, out)
 }
+
+// sharedPy: a child counts in shared anonymous memory (MAP_SHARED, made
+// before the fork) that its parent reads and writes out.
+const sharedPy = `
+import mmap, os, struct, time
+m = mmap.mmap(-1, 4096)
+if os.fork() == 0:
+    n = 0
+    while True:
+        n += 1
+        m[0:8] = struct.pack("q", n)
+        time.sleep(0.02)
+while True:
+    with open("seen", "a") as f:
+        f.write("%d\n" % struct.unpack("q", m[0:8])[0])
+    time.sleep(0.05)
+`
+
+// TestTreeSharedMemory: shared anonymous memory a parent and its child
+// share since a fork is one object after a move: what the restored child
+// writes, the restored parent reads, going on from where it was.
+func TestTreeSharedMemory(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	py := victimArgv(t, "python")[0]
+	dir := t.TempDir()
+	seen := filepath.Join(dir, "seen")
+	pid := startTree(t, dir, "log", py, "-c", sharedPy)
+	last := func() int {
+		b, _ := os.ReadFile(seen)
+		l := strings.Split(strings.TrimSpace(string(b)), "\n")
+		n, _ := strconv.Atoi(l[len(l)-1])
+		return n
+	}
+	waitLines(t, seen, 10, 10*time.Second)
+	img := dump(t, pid, false)
+	waitGone(t, img)
+	before := last()
+	startLoad(t, img)
+	t.Cleanup(func() { killTree(t, pid) })
+	deadline := time.Now().Add(10 * time.Second)
+	for last() < before+20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the parent sees the counter at %d after the restore, %d before; want it to go on", last(), before)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

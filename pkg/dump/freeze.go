@@ -81,10 +81,18 @@ func (f *frozen) seizeAll() error {
 		return f.tids[i] < f.tids[j]
 	})
 	if len(f.tids) == 0 || f.tids[0] != f.pid {
-		return fmt.Errorf("process %d has no main thread (it exited)", f.pid)
+		return &exitedError{f.pid, "has no main thread (it exited)"}
 	}
 	return nil
 }
+
+// exitedError is a process that exited while procs-dump froze it.
+type exitedError struct {
+	pid int
+	how string
+}
+
+func (e *exitedError) Error() string { return fmt.Sprintf("process %d %s", e.pid, e.how) }
 
 // waitStop waits until tid is in the stop PTRACE_INTERRUPT asked for. A
 // signal met on the way is delivered, as it would have been without us.
@@ -189,7 +197,7 @@ const maxVdsoRuns = 200
 func (f *frozen) gone(tid int) error {
 	f.drop(tid)
 	if tid == f.pid {
-		return fmt.Errorf("process %d exited while being frozen", f.pid)
+		return &exitedError{f.pid, "exited while being frozen"}
 	}
 	return nil
 }

@@ -85,7 +85,8 @@ func freezeTreeOnce(root int) (*frozenTree, error) {
 				f, err := freeze(k)
 				if err != nil {
 					t.release()
-					if errors.Is(err, unix.ESRCH) || strings.Contains(err.Error(), "exited") {
+					var gone *exitedError
+					if errors.Is(err, unix.ESRCH) || errors.As(err, &gone) {
 						// It exited as we came: a zombie now, which
 						// the next try sees.
 						return nil, &zombieError{k, t.procs[i].pid}

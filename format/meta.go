@@ -199,6 +199,7 @@ const (
 	FileEventfd = "eventfd"
 	FileEpoll   = "epoll"
 	FilePipe    = "pipe" // an anonymous pipe: its ends are fds of the tree
+	FileUnix    = "unix" // a unix socket bound to no address: a socketpair's end
 )
 
 // --- exact files (issue 14): members of open files that must come back
@@ -260,6 +261,7 @@ type File struct {
 	Eventfd *Eventfd `json:"eventfd,omitempty"`
 	Epoll   *Epoll   `json:"epoll,omitempty"`
 	Pipe    *Pipe    `json:"pipe,omitempty"`
+	Unix    *Unix    `json:"unix,omitempty"`
 	// Exact files (see below): a memfd's seals; the owner of a memfd
 	// or a deleted file.
 	Seals *uint32 `json:"seals,omitempty"`
@@ -305,6 +307,26 @@ type Eventfd struct {
 type Pipe struct {
 	Size int    `json:"size"`
 	Data []byte `json:"data"`
+}
+
+// Unix is the state of a unix socket (FileUnix).
+type Unix struct {
+	Type int `json:"type"` // SOCK_STREAM (1), SOCK_DGRAM (2), SOCK_SEQPACKET (5)
+	// Connected: it was connected; Peer is the file id of the socket it
+	// is connected to, or -1 when that one is gone (it comes back
+	// connected to an end that is closed).
+	Connected bool `json:"connected,omitempty"`
+	Peer      int  `json:"peer"`
+	// Shutdown holds RCV_SHUTDOWN (1) and SEND_SHUTDOWN (2).
+	Shutdown int `json:"shutdown,omitempty"`
+	// Data is the bytes in its receive queue, of a stream socket.
+	Data []byte `json:"data,omitempty"`
+	// SndBuf and RcvBuf are its buffer sizes as getsockopt tells them
+	// (SO_SNDBUF, SO_RCVBUF: twice what setsockopt was given).
+	SndBuf int `json:"sndbuf,omitempty"`
+	RcvBuf int `json:"rcvbuf,omitempty"`
+	// PeerIno is the peer's inode, which the dump resolves to Peer.
+	PeerIno uint64 `json:"-"`
 }
 
 // Epoll is the interest list of an epoll instance (FileEpoll). Its

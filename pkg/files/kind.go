@@ -61,6 +61,10 @@ type Traits struct {
 	// Exe: may be the process's executable; Mappable: may back a
 	// file mapping.
 	Exe, Mappable bool
+	// OneOpen: the file has one open file description, the loader's
+	// own file (a socket cannot be opened again), which every fd of it
+	// shares.
+	OneOpen bool
 }
 
 // Contents says when a file's contents travel (FILEDATA records).
@@ -92,7 +96,7 @@ type Terminals map[uint64]bool
 
 // table holds every kind, in the order Match is asked.
 var table = []Kind{memfd{}, reg{}, dir{}, chr{}, tty{}, eventfd{}, epoll{}, pipe{}, namedPipe{},
-	symlink, sock, blk}
+	unixSocket{}, symlink, sock, blk}
 
 // Lookup is the kind named name, or nil when this procs knows none.
 func Lookup(name string) Kind {
@@ -208,8 +212,10 @@ type Loader interface {
 	// fds are opened (/proc/self/fd/N) with the loader's rights.
 	Own(i int, lf *os.File)
 	// Local is the loader's open file i (after OpenByPath, an O_PATH
-	// one).
+	// one), or nil.
 	Local(i int) *os.File
+	// File is the image's file i.
+	File(i int) *format.File
 	// Keep has the loader hold f until the processes have their files
 	// (the other end of a pipe, a named pipe open for reading and
 	// writing), then close it.

@@ -2,6 +2,7 @@ package files
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -33,13 +34,13 @@ func TestTable(t *testing.T) {
 		}
 	}
 	for _, n := range []string{format.FileRegular, format.FileDir, format.FileChar, format.FileTTY,
-		format.FileMemfd, format.FileEventfd, format.FileEpoll, format.FilePipe,
+		format.FileMemfd, format.FileEventfd, format.FileEpoll, format.FilePipe, format.FileUnix,
 		format.FileSymlink, format.FileFIFO, format.FileSocket, format.FileBlock} {
 		if Lookup(n) == nil {
 			t.Errorf("no kind %q", n)
 		}
 	}
-	if Lookup("unix") != nil || TraitsOf("nope") != (Traits{}) {
+	if Lookup("tcp") != nil || TraitsOf("nope") != (Traits{}) {
 		t.Error("an unknown kind is found")
 	}
 }
@@ -128,5 +129,42 @@ func TestEpollValidate(t *testing.T) {
 	// An epoll with no interest list at all: refused.
 	if err := Validate([]format.File{{Kind: format.FileEpoll}}, nil); err == nil {
 		t.Error("Validate of an epoll without its state: ok")
+	}
+}
+
+// TestUnixValidate: a unix socket's state, crafted, is refused by name.
+func TestUnixValidate(t *testing.T) {
+	pair := func() []format.File {
+		return []format.File{
+			{Kind: format.FileUnix, Unix: &format.Unix{Type: 1, Connected: true, Peer: 1, Data: []byte("x")}},
+			{Kind: format.FileUnix, Unix: &format.Unix{Type: 1, Connected: true, Peer: 0}},
+		}
+	}
+	if err := Validate(pair(), nil); err != nil {
+		t.Fatalf("Validate of a socketpair = %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(fs []format.File)
+		want string
+	}{
+		{"no-state", func(fs []format.File) { fs[0].Unix = nil }, "no socket state"},
+		{"type", func(fs []format.File) { fs[0].Unix.Type = 3 }, "type 3"},
+		{"peer-range", func(fs []format.File) { fs[0].Unix.Peer = 9 }, "peer 9"},
+		{"peer-self", func(fs []format.File) { fs[0].Unix.Peer = 0 }, "peer 0"},
+		{"peer-not-mutual", func(fs []format.File) { fs[1].Unix.Peer = -1 }, "not its peer"},
+		{"peer-type", func(fs []format.File) { fs[1].Unix.Type = 2 }, "not its peer"},
+		{"peer-kind", func(fs []format.File) { fs[1].Kind = format.FilePipe }, "not its peer"},
+		{"shutdown", func(fs []format.File) { fs[0].Unix.Shutdown = 4 }, "shutdown 4"},
+		{"data-dgram", func(fs []format.File) { fs[0].Unix.Type, fs[1].Unix.Type = 2, 2 }, "not a connected stream"},
+		{"data-huge", func(fs []format.File) { fs[0].Unix.Data = make([]byte, maxUnixQueue+1) }, "out of range"},
+		{"buffers", func(fs []format.File) { fs[0].Unix.SndBuf = -1 }, "buffers"},
+		{"unconnected-peer", func(fs []format.File) { fs[0].Unix.Connected, fs[0].Unix.Data = false, nil }, "not connected"},
+	} {
+		fs := pair()
+		tc.edit(fs)
+		if err := Validate(fs, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: Validate = %v; want a refusal naming %q", tc.name, err, tc.want)
+		}
 	}
 }

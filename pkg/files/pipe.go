@@ -187,46 +187,26 @@ func (pipe) CheckTree(fs []format.File, procs []format.Process, in func(pid int)
 	if len(inos) == 0 && len(paths) == 0 {
 		return nil
 	}
-	dirs, err := os.ReadDir("/proc")
-	if err != nil {
-		return err
-	}
-	self := os.Getpid()
-	for _, d := range dirs {
-		pid, err := strconv.Atoi(d.Name())
-		if err != nil || in(pid) || pid == self {
-			continue
+	return scanFDs(in, func(pid int, num, t string) error {
+		if i, ok := paths[t]; ok {
+			var st unix.Stat_t
+			if unix.Stat(fmt.Sprintf("/proc/%d/fd/%s", pid, num), &st) == nil && st.Dev == fs[i].Dev && st.Ino == fs[i].Ino {
+				return refusef("%s is the named pipe %s, which process %d, outside the tree, also holds open as fd %s", holderOf(procs, i), t, pid, num)
+			}
 		}
-		fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		n, ok := strings.CutPrefix(t, "pipe:[")
+		if !ok {
+			return nil
+		}
+		ino, err := strconv.ParseUint(strings.TrimSuffix(n, "]"), 10, 64)
 		if err != nil {
-			continue // gone, or not ours to see (a dump as root sees all)
+			return nil
 		}
-		for _, e := range fds {
-			link := fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name())
-			t, err := os.Readlink(link)
-			if err != nil {
-				continue
-			}
-			if i, ok := paths[t]; ok {
-				var st unix.Stat_t
-				if unix.Stat(link, &st) == nil && st.Dev == fs[i].Dev && st.Ino == fs[i].Ino {
-					return refusef("%s is the named pipe %s, which process %d, outside the tree, also holds open as fd %s", holderOf(procs, i), t, pid, e.Name())
-				}
-			}
-			if !strings.HasPrefix(t, "pipe:[") {
-				continue
-			}
-			ino, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(t, "pipe:["), "]"), 10, 64)
-			if err != nil {
-				continue
-			}
-			if i, ok := inos[ino]; ok {
-				who := holderOf(procs, i)
-				return refusef("%s is a pipe (inode %d) whose other end process %d, outside the tree, holds as fd %s", who, ino, pid, e.Name())
-			}
+		if i, ok := inos[ino]; ok {
+			return refusef("%s is a pipe (inode %d) whose other end process %d, outside the tree, holds as fd %s", holderOf(procs, i), ino, pid, num)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // holderOf names the first fd of the tree on file i, for messages.

@@ -76,6 +76,21 @@ type FD struct {
 	Mode           uint32
 	Dev, Ino, Rdev uint64
 	Size           int64
+
+	// Unix is what /proc/PID/net/unix says of a unix socket; nil for
+	// any other fd.
+	Unix *UnixSocket
+}
+
+// UnixSocket is a line of /proc/PID/net/unix: a unix socket of the
+// process's network namespace.
+type UnixSocket struct {
+	Type      int  // SOCK_STREAM (1), SOCK_DGRAM (2), SOCK_SEQPACKET (5)
+	State     int  // SS_UNCONNECTED (1), SS_CONNECTING, SS_CONNECTED (3), SS_DISCONNECTING
+	Listening bool // __SO_ACCEPTCON in its flags
+	// Path is the address it is bound to: a path, "@name" for an
+	// abstract one, "" for none.
+	Path string
 }
 
 // FDs returns the open file descriptors of pid sorted by number. A
@@ -99,6 +114,51 @@ func FDs(pid int) ([]FD, error) {
 		if ok {
 			out = append(out, fd)
 		}
+	}
+	for i := range out {
+		if out[i].Kind == Socket {
+			socks, err := unixSockets(pid)
+			if err != nil {
+				return nil, err
+			}
+			for j := range out {
+				if s, ok := socks[out[j].Ino]; ok && out[j].Kind == Socket {
+					out[j].Unix = &s
+				}
+			}
+			break
+		}
+	}
+	return out, nil
+}
+
+// unixSockets reads /proc/PID/net/unix: by inode, the unix sockets of the
+// process's network namespace. A line is "Num RefCount Protocol Flags Type
+// St Inode [Path]", numbers in hex but the inode.
+func unixSockets(pid int) (map[uint64]UnixSocket, error) {
+	path := pidPath(pid, "net/unix")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	out := map[uint64]UnixSocket{}
+	for i, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if i == 0 || len(f) < 7 {
+			continue
+		}
+		flags, err1 := strconv.ParseUint(f[3], 16, 32)
+		typ, err2 := strconv.ParseUint(f[4], 16, 16)
+		st, err3 := strconv.ParseUint(f[5], 16, 8)
+		ino, err4 := strconv.ParseUint(f[6], 10, 64)
+		if err1 != nil || err2 != nil || err3 != nil || err4 != nil {
+			return nil, parseError(path, []byte(line))
+		}
+		s := UnixSocket{Type: int(typ), State: int(st), Listening: flags&0x10000 != 0}
+		if len(f) > 7 {
+			s.Path = strings.Join(f[7:], " ")
+		}
+		out[ino] = s
 	}
 	return out, nil
 }

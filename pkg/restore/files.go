@@ -74,6 +74,8 @@ func (l loader) Own(i int, lf *os.File) { l.b.local[i], l.b.own[i] = lf, true }
 
 func (l loader) Local(i int) *os.File { return l.b.local[i] }
 
+func (l loader) File(i int) *format.File { return &l.b.files[i] }
+
 func (l loader) Keep(f *os.File) { l.b.kept = append(l.b.kept, f) }
 
 func (l loader) Warn(format string, args ...any) { l.b.warnf(format, args...) }
@@ -216,7 +218,9 @@ func (b *builder) openDescriptions() error {
 		}
 		var lf *os.File
 		var err error
-		if b.isMemfd(fd.File) && fd.Flags&unix.O_ACCMODE == unix.O_RDWR && !b.memfdGiven[fd.File] {
+		if files.TraitsOf(b.files[fd.File].Kind).OneOpen {
+			lf, err = b.oneOpen(fd)
+		} else if b.isMemfd(fd.File) && fd.Flags&unix.O_ACCMODE == unix.O_RDWR && !b.memfdGiven[fd.File] {
 			// The first read-write fd of a memfd is memfd_create's own
 			// description, as it most likely was.
 			b.memfdGiven[fd.File] = true
@@ -262,6 +266,26 @@ func (b *builder) openDescriptions() error {
 		b.exeFile = lf
 	}
 	return b.openCwd()
+}
+
+// oneOpen is the open file description of fd's file, which has only one
+// (a socket: the loader's own), with fd's status flags.
+func (b *builder) oneOpen(fd format.FD) (*os.File, error) {
+	lf := b.local[fd.File]
+	if lf == nil {
+		return nil, fmt.Errorf("fd %d: no open file for it", fd.Num)
+	}
+	delete(b.local, fd.File) // the description's now
+	fl, err := unix.FcntlInt(lf.Fd(), unix.F_GETFL, 0)
+	if err == nil {
+		fl = fl&^unix.O_NONBLOCK | fd.Flags&unix.O_NONBLOCK
+		_, err = unix.FcntlInt(lf.Fd(), unix.F_SETFL, fl)
+	}
+	if err != nil {
+		lf.Close()
+		return nil, fmt.Errorf("fd %d: %w", fd.Num, err)
+	}
+	return lf, nil
 }
 
 // openCwd opens the working directory for the process to enter, after

@@ -180,10 +180,17 @@ func inheritsFrom(p, parent *format.Process, root bool) error {
 func validateOpens(fs []format.File, procs []format.Process) error {
 	first := map[int]format.FD{}
 	holder := map[int]int{}
+	opens := map[int]int{} // file id -> its open id, for files of one description
 	for i, p := range procs {
 		for _, fd := range p.FDs {
 			if fd.Open < 1 {
 				return fmt.Errorf("image process %d fd %d has open file description %d", p.PID, fd.Num, fd.Open)
+			}
+			if fd.File >= 0 && files.TraitsOf(fs[fd.File].Kind).OneOpen {
+				if o, ok := opens[fd.File]; ok && o != fd.Open {
+					return fmt.Errorf("image process %d fd %d: a %s has one open file description, and two are named", p.PID, fd.Num, fs[fd.File].Kind)
+				}
+				opens[fd.File] = fd.Open
 			}
 			f, ok := first[fd.Open]
 			if !ok {

@@ -1,0 +1,185 @@
+package tests
+
+// Unix sockets bound to no address (socketpairs) in a tree: asyncio's
+// self-pipe, a parent and its worker talking, with bytes in flight.
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// asyncioPy counts in an asyncio loop, waking itself through its
+// self-pipe (a socketpair) every round.
+const asyncioPy = `
+import asyncio
+async def main():
+    n = 0
+    loop = asyncio.get_running_loop()
+    while True:
+        n += 1
+        loop.call_soon_threadsafe(lambda: None)
+        with open("count", "a") as f:
+            f.write("%d\n" % n)
+        await asyncio.sleep(0.02)
+asyncio.run(main())
+`
+
+// pairPy: a parent sends numbered lines of 1000 bytes to its child over a
+// socketpair faster than the child reads them; the child writes each to
+// a file and answers "ok N", which the parent writes to another.
+const pairPy = `
+import os, socket, time
+a, b = socket.socketpair()
+if os.fork() == 0:
+    a.close()
+    f = b.makefile("rb")
+    with open("got", "a") as out:
+        for line in f:
+            n = line.split()[0].decode()
+            out.write(n + "\n"); out.flush()
+            b.sendall(("ok %s\n" % n).encode())
+            time.sleep(0.002)
+    os._exit(0)
+b.close()
+a.setblocking(False)
+n, pending, acks = 0, b"", b""
+with open("acks", "a") as out:
+    while True:
+        if len(pending) < 100000:
+            n += 1
+            pending += ("%d %s\n" % (n, "x" * 990)).encode()
+        try:
+            pending = pending[a.send(pending):]
+        except BlockingIOError:
+            pass
+        try:
+            acks += a.recv(65536)
+        except BlockingIOError:
+            time.sleep(0.001)
+        while b"\n" in acks:
+            line, acks = acks.split(b"\n", 1)
+            out.write(line.decode().split()[1] + "\n"); out.flush()
+`
+
+// TestUnixAsyncio: an asyncio program goes on counting after a move.
+func TestUnixAsyncio(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	py := victimArgv(t, "python")[0]
+	dir := t.TempDir()
+	count := filepath.Join(dir, "count")
+	pid := startTree(t, dir, "log", py, "-c", asyncioPy)
+	waitLines(t, count, 10, 10*time.Second)
+	img := dump(t, pid, false)
+	waitGone(t, img)
+	before := lineNumbers(t, count)
+	startLoad(t, img)
+	t.Cleanup(func() { killTree(t, pid) })
+	waitLines(t, count, before+20, 10*time.Second)
+	lineNumbers(t, count)
+}
+
+// TestUnixSocketpair: a parent and its child talking over a socketpair
+// with bytes in flight both ways: after a move every line arrives once,
+// in order, and every answer too.
+func TestUnixSocketpair(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	py := victimArgv(t, "python")[0]
+	dir := t.TempDir()
+	got, acks := filepath.Join(dir, "got"), filepath.Join(dir, "acks")
+	pid := startTree(t, dir, "log", py, "-c", pairPy)
+	waitLines(t, got, 200, 10*time.Second)
+	img := dump(t, pid, false)
+	s := showImage(t, img)
+	queued := 0
+	for _, p := range s.Processes {
+		for _, fd := range p.Files {
+			if fd.Kind == "unix" {
+				queued++
+			}
+		}
+	}
+	if len(s.Processes) != 2 || queued != 2 {
+		t.Fatalf("image of %d processes with %d unix sockets; want 2 and 2", len(s.Processes), queued)
+	}
+	waitGone(t, img)
+	before := lineNumbers(t, got)
+	startLoad(t, img)
+	t.Cleanup(func() { killTree(t, pid) })
+	waitLines(t, got, before+500, 20*time.Second)
+	lineNumbers(t, got)
+	waitLines(t, acks, before+400, 20*time.Second)
+	lineNumbers(t, acks)
+	if b, _ := os.ReadFile(filepath.Join(dir, "log")); len(b) > 0 {
+		t.Errorf("the program complained: %s", b)
+	}
+}
+
+// TestUnixRefusals: what is not carried yet is refused by name, and the
+// process runs on: a socket bound to a path, a socket whose peer is
+// outside the tree.
+func TestUnixRefusals(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	py := victimArgv(t, "python")[0]
+	dir := t.TempDir()
+	bound := `
+import socket, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind("sock")
+while True: time.sleep(0.05)
+`
+	pid := startTree(t, dir, "log", py, "-c", bound)
+	deadline := time.Now().Add(10 * time.Second)
+	for _, err := os.Stat(filepath.Join(dir, "sock")); err != nil; _, err = os.Stat(filepath.Join(dir, "sock")) {
+		if time.Now().After(deadline) {
+			t.Fatal("the socket was not bound")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	refusedDump(t, pid, "bound to sock")
+
+	// The test holds the other end of the pair.
+	p, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine, theirs := os.NewFile(uintptr(p[0]), "mine"), os.NewFile(uintptr(p[1]), "theirs")
+	defer mine.Close()
+	cmd := exec.Command("/bin/sleep", "60")
+	cmd.ExtraFiles = []*os.File{theirs}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	theirs.Close()
+	spid := cmd.Process.Pid
+	go cmd.Wait()
+	t.Cleanup(func() { killTree(t, spid) })
+	refusedDump(t, spid, "outside the tree", strconv.Itoa(os.Getpid()))
+}
+
+// refusedDump runs procs-dump PID and checks it is refused naming wants,
+// and that the process is still there, untraced.
+func refusedDump(t *testing.T, pid int, wants ...string) {
+	t.Helper()
+	var stderr strings.Builder
+	d := exec.Command(filepath.Join(binDir, "procs-dump"), strconv.Itoa(pid))
+	d.Stderr, d.Stdout = &stderr, nil
+	err := runTimeout(d, time.Minute)
+	for _, w := range wants {
+		if err == nil || !strings.Contains(stderr.String(), w) {
+			t.Errorf("procs-dump %d: %v, %q; want a refusal naming %q", pid, err, stderr.String(), w)
+		}
+	}
+	if _, ok := procInfo(pid); !ok || !untraced(pid) {
+		t.Errorf("process %d is gone or still traced after a refused dump", pid)
+	}
+}

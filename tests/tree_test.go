@@ -281,13 +281,10 @@ func TestTreeSession(t *testing.T) {
 	}
 	want := map[string]string{"child": ids("child"), "grandchild": ids("grandchild")}
 	tree := treeOf(pid)
-	// A copy beside the original: its PIDs are taken.
+	// A copy beside the original with its PIDs in this namespace: they
+	// are taken (a PID namespace makes copies: TestTreePIDNamespace).
 	imgK := dump(t, pid, true)
-	ldK := startLoad(t, imgK)
-	ldK.exited(10 * time.Second)
-	if ldK.exitCode() != 125 || !strings.Contains(ldK.stderrText(), "in use") {
-		t.Fatalf("restore of a tree whose PIDs are taken: exit %d, %q; want 125 and a refusal naming the PID in use", ldK.exitCode(), ldK.stderrText())
-	}
+	refused(t, loadCmd(imgK, "--pid=keep"), "python3", "in use", strconv.Itoa(pid))
 	img := dump(t, pid, false)
 	waitGone(t, tree)
 	for _, tag := range []string{"child", "grandchild", "parent"} {

@@ -24,38 +24,53 @@ import (
 // the loader's (pidfd_getfd: the same open file description), and
 // returns its number in the process; it is close-on-exec.
 func (b *builder) takeFD(lf *os.File) (uint64, error) {
-	r := b.main
-	if !b.pidfdIn {
-		fd, err := r.Syscall("pidfd_open", unix.SYS_PIDFD_OPEN, uint64(os.Getpid()), 0)
-		if err != nil {
-			return 0, err
-		}
-		// Above every fd of the image, out of the way of makeFDs.
-		top := 2
-		for _, f := range b.img.FDs {
-			top = max(top, f.Num)
-		}
-		high, err := r.Syscall("fcntl(F_DUPFD_CLOEXEC)", unix.SYS_FCNTL, fd, unix.F_DUPFD_CLOEXEC, uint64(top+1))
-		r.Syscall("close", unix.SYS_CLOSE, fd)
-		if err != nil {
-			return 0, err
-		}
-		b.pidfd, b.pidfdIn = high, true
+	if err := b.raisePidfd(); err != nil {
+		return 0, err
 	}
-	fd, err := r.Syscall("pidfd_getfd", unix.SYS_PIDFD_GETFD, b.pidfd, uint64(lf.Fd()), 0)
+	return giveFD(b.main, uint64(b.pidfd), lf)
+}
+
+// giveFD has r's thread take a copy of lf through pidfd, the loader's
+// pidfd in its process, and returns its number there (close-on-exec).
+func giveFD(r *ptrace.Remote, pidfd uint64, lf *os.File) (uint64, error) {
+	fd, err := r.Syscall("pidfd_getfd", unix.SYS_PIDFD_GETFD, pidfd, uint64(lf.Fd()), 0)
 	if err != nil {
 		return 0, fmt.Errorf("giving the process %s: %w", safetext.Quote(lf.Name()), err)
 	}
 	return fd, nil
 }
 
-// dropPidfd closes the loader's pidfd in the process.
-func (b *builder) dropPidfd() error {
-	if !b.pidfdIn {
+// raisePidfd moves the loader's pidfd in the process above every fd of
+// the image, out of the way of makeFDs, the first time.
+func (b *builder) raisePidfd() error {
+	switch {
+	case b.pidfd < 0:
+		return errors.New("the loader's pidfd in the process is closed")
+	case b.pidfd != stubPidfd:
 		return nil
 	}
-	b.pidfdIn = false
-	_, err := b.main.Syscall("close", unix.SYS_CLOSE, b.pidfd)
+	top := 2
+	for _, f := range b.img.FDs {
+		top = max(top, f.Num)
+	}
+	r := b.main
+	high, err := r.Syscall("fcntl(F_DUPFD_CLOEXEC)", unix.SYS_FCNTL, stubPidfd, unix.F_DUPFD_CLOEXEC, uint64(top+1))
+	if err != nil {
+		return err
+	}
+	b.pidfd = int(high)
+	_, err = r.Syscall("close", unix.SYS_CLOSE, stubPidfd)
+	return err
+}
+
+// dropPidfd closes the loader's pidfd in the process.
+func (b *builder) dropPidfd() error {
+	if b.pidfd < 0 {
+		return nil
+	}
+	fd := b.pidfd
+	b.pidfd = -1
+	_, err := b.main.Syscall("close", unix.SYS_CLOSE, uint64(fd))
 	return err
 }
 
@@ -254,7 +269,7 @@ func (b *builder) finish() error {
 		if b.tty != nil {
 			err = b.tty.giveForeground(b.pid)
 		}
-		if err != nil && len(b.procs) == 1 {
+		if err != nil && len(b.procs) == 1 && b.ns == nil {
 			// Back in ours, which is in the foreground where we are.
 			unix.Setpgid(b.pid, unix.Getpgrp())
 			b.rootGroup = false
@@ -303,11 +318,16 @@ func (b *builder) setMM() error {
 // makeFDs opens every fd at its number with its flags and offset.
 func (b *builder) makeFDs() error {
 	r := b.main
-	// Close what the stub inherited from the loader beyond 0, 1 and 2.
-	if _, err := r.Syscall("close_range", unix.SYS_CLOSE_RANGE, 3, ^uint64(0)>>33, 0); err != nil {
+	// Close what the stub inherited from the loader beyond 0, 1 and 2,
+	// but the loader's pidfd.
+	if err := b.raisePidfd(); err != nil {
 		return err
 	}
-	b.pidfdIn = false // closed with the rest
+	for _, rg := range [][2]uint64{{3, uint64(b.pidfd - 1)}, {uint64(b.pidfd + 1), ^uint64(0) >> 33}} {
+		if _, err := r.Syscall("close_range", unix.SYS_CLOSE_RANGE, rg[0], rg[1], 0); err != nil {
+			return err
+		}
+	}
 	if b.task == 0 {
 		b.logStreams()
 	}
@@ -460,6 +480,9 @@ func (b *builder) processState() error {
 		return err
 	}
 	_, err = r.Syscall("fchdir", unix.SYS_FCHDIR, cwd)
+	if err == nil && b.ns != nil {
+		err = b.cwdInNamespace(cwd)
+	}
 	r.Syscall("close", unix.SYS_CLOSE, cwd)
 	if err != nil {
 		return fmt.Errorf("working directory %s: %w", safetext.Quote(img.Cwd), err)
@@ -482,8 +505,8 @@ func (b *builder) processState() error {
 func (b *builder) makeThreads() error {
 	const threadFlags = unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix.CLONE_SIGHAND |
 		unix.CLONE_THREAD | unix.CLONE_SYSVSEM
-	mode := b.opts.PID
-	if b.pid != b.img.PID {
+	mode := b.mode
+	if b.innerTID(0) != b.img.PID {
 		mode = PIDNew // new PID, new thread ids
 	}
 	for _, t := range b.img.Threads[1:] {
@@ -552,9 +575,9 @@ func (b *builder) signals() error {
 		sig := uint64(linux.SiginfoSigno(info))
 		var err error
 		if tid == 0 {
-			_, err = b.main.Syscall("rt_sigqueueinfo", unix.SYS_RT_SIGQUEUEINFO, uint64(b.pid), sig, b.scratch+offBig)
+			_, err = b.main.Syscall("rt_sigqueueinfo", unix.SYS_RT_SIGQUEUEINFO, uint64(b.innerTID(0)), sig, b.scratch+offBig)
 		} else {
-			_, err = b.main.Syscall("rt_tgsigqueueinfo", unix.SYS_RT_TGSIGQUEUEINFO, uint64(b.pid), uint64(tid), sig, b.scratch+offBig)
+			_, err = b.main.Syscall("rt_tgsigqueueinfo", unix.SYS_RT_TGSIGQUEUEINFO, uint64(b.innerTID(0)), uint64(tid), sig, b.scratch+offBig)
 		}
 		return err
 	}
@@ -565,7 +588,7 @@ func (b *builder) signals() error {
 	}
 	for i, t := range b.img.Threads {
 		for _, info := range t.Pending {
-			if err := queue(info, b.tids[i]); err != nil {
+			if err := queue(info, b.innerTID(i)); err != nil {
 				return err
 			}
 		}
@@ -591,10 +614,11 @@ func (b *builder) procSelfFDs() error {
 		} else {
 			first[fd.Open] = fd.Num
 			self := b.files[fd.File].Self
+			// The process's own ids, as its /proc shows them.
 			if rest, ok := strings.CutPrefix(self, fmt.Sprintf("task/%d", b.img.PID)); ok {
-				self = fmt.Sprintf("task/%d%s", b.pid, rest)
+				self = fmt.Sprintf("task/%d%s", b.innerTID(0), rest)
 			}
-			path := fmt.Sprintf("/proc/%d/%s", b.pid, self)
+			path := fmt.Sprintf("/proc/%d/%s", b.innerTID(0), self)
 			how := unix.OpenHow{Flags: uint64(fd.Flags&openFlags | unix.O_CLOEXEC | unix.O_NOCTTY), Resolve: unix.RESOLVE_NO_MAGICLINKS}
 			if err := b.write(offArgs, linux.EncodeOpenHow(how)); err != nil {
 				return err
@@ -709,7 +733,7 @@ func (b *builder) posixTimers() error {
 			if i < 0 {
 				return fmt.Errorf("POSIX timer %d signals thread %d, which the image lacks", t.ID, t.Target)
 			}
-			ev.ThreadID = int32(b.tids[i])
+			ev.ThreadID = int32(b.innerTID(i))
 		}
 		if err := b.write(offArgs, le.AppendUint32(ev.Encode(), uint32(t.ID))); err != nil {
 			return err

@@ -8,8 +8,11 @@ package tests
 // behind, the namespace's init included.
 
 import (
+	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,7 +26,7 @@ import (
 // key=value...". pid and ppid are getpid and getppid; self and bypid
 // the pid and ppid fields of /proc/self/stat and /proc/PID/stat; tid
 // what its thread last got from gettid; tasks the thread ids of
-// /proc/self/task. The parent reports its child's PID and whether
+// /proc/self/task; uid is getuid. The parent reports its child's PID and whether
 // kill(child, 0) finds it. The child ends when its parent is no longer
 // its parent. The parent ends on SIGTERM with 42, on SIGUSR1 with 7,
 // once it has stopped and collected its child.
@@ -41,8 +44,8 @@ def ids():
     a = open("/proc/self/stat").read().split()
     b = open("/proc/%d/stat" % me).read().split()
     tasks = ",".join(sorted(os.listdir("/proc/self/task"), key=int))
-    return "pid=%d ppid=%d self=%s/%s bypid=%s/%s tid=%d tasks=%s" % (
-        me, os.getppid(), a[0], a[3], b[0], b[3], tid[0], tasks)
+    return "pid=%d ppid=%d self=%s/%s bypid=%s/%s tid=%d tasks=%s uid=%d" % (
+        me, os.getppid(), a[0], a[3], b[0], b[3], tid[0], tasks, os.getuid())
 
 def run(tag, more):
     threading.Thread(target=thread, daemon=True).start()
@@ -280,4 +283,70 @@ func TestTreePIDNamespaceShell(t *testing.T) {
 	if _, ok := orig.out.wait(lineWait, func(all []string, eof bool) bool { return len(all) > n+3 }); !ok {
 		t.Error("the original stopped")
 	}
+}
+
+// TestUnprivilegedTreeCopy: an ordinary user dumps its python parent and
+// child with -K and restores the copy beside them, without root: the
+// copy runs in a PID namespace in a user namespace of its own (which
+// maps the user's ids to themselves), where both processes and their
+// threads have their ids, as the user, with no capability.
+func TestUnprivilegedTreeCopy(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	py := userPython(t)
+	cred := testUser(t)
+	attr := func() *syscall.SysProcAttr { return &syscall.SysProcAttr{Credential: cred} }
+	dumpBin := publicCopy(t, filepath.Join(binDir, "procs-dump"))
+	loadBin := publicCopy(t, filepath.Join(binDir, "procs-load"))
+	dir := userDir(t, cred)
+	orig := startAs(t, []string{py, "-c", pidsPy}, dir, attr())
+	t.Cleanup(func() { killTree(t, orig.pid()) })
+	p0 := lastReport(t, orig.out, "parent", 0, lineWait, orig.stderrText)
+	c0 := lastReport(t, orig.out, "child", 0, lineWait, orig.stderrText)
+	img := filepath.Join(dir, "img")
+	var stderr bytes.Buffer
+	cmd := exec.Command(dumpBin, "-K", "-o", img, strconv.Itoa(orig.pid()))
+	cmd.Dir, cmd.Stderr, cmd.SysProcAttr = dir, &stderr, attr()
+	if err := runTimeout(cmd, time.Minute); err != nil {
+		t.Fatalf("procs-dump -K as uid %d: %v\n%s", cred.Uid, err, stderr.String())
+	}
+	ld := &load{}
+	t.Cleanup(func() { ld.kill(t) })
+	ld.proc = startAs(t, []string{loadBin, "-v", "--stdio=inherit", img}, dir, attr())
+	p := lastReport(t, ld.out, "parent", 0, 10*time.Second, ld.stderrText)
+	c := lastReport(t, ld.out, "child", 0, 10*time.Second, ld.stderrText)
+	pid, child, uid := p0.kv["pid"], c0.kv["pid"], strconv.Itoa(int(cred.Uid))
+	for _, w := range []struct {
+		got  report
+		want map[string]string
+	}{
+		{p, map[string]string{"pid": pid, "ppid": "1", "self": pid + "/1", "tid": p0.kv["tid"], "uid": uid, "alive": "1"}},
+		{c, map[string]string{"pid": child, "ppid": pid, "bypid": child + "/" + pid, "tid": c0.kv["tid"], "uid": uid}},
+	} {
+		for k, v := range w.want {
+			if w.got.kv[k] != v {
+				t.Errorf("copy's %s: %s=%s; want %s (report %v)", w.got.tag, k, w.got.kv[k], v, w.got.kv)
+			}
+		}
+	}
+	if !strings.Contains(ld.stderrText(), "PID namespace") {
+		t.Errorf("procs-load -v says nothing of a PID namespace: %s", ld.stderrText())
+	}
+	_, root := nsTree(t, ld)
+	ld.restored, ld.start = root.pid, root.start
+	st := procStatus(root.pid)
+	if st["CapEff"] != "0000000000000000" || st["CapPrm"] != "0000000000000000" || !strings.HasPrefix(st["Uid"], uid+"\t") {
+		t.Errorf("copy's root: Uid %q, CapPrm %q, CapEff %q; want uid %s and no capability", st["Uid"], st["CapPrm"], st["CapEff"], uid)
+	}
+	if m, _ := os.ReadFile(fmt.Sprintf("/proc/%d/uid_map", root.pid)); strings.Join(strings.Fields(string(m)), " ") != uid+" "+uid+" 1" {
+		t.Errorf("copy's uid_map %q; want %s mapped to itself alone", m, uid)
+	}
+	ld.cmd.Process.Signal(syscall.SIGTERM)
+	if !ld.exited(10 * time.Second) {
+		t.Fatal("procs-load still runs after SIGTERM")
+	}
+	if code := ld.exitCode(); code != 42 {
+		t.Errorf("procs-load exit %d; want 42; stderr: %s", code, ld.stderrText())
+	}
+	lastReport(t, orig.out, "parent", p0.n+5, lineWait, orig.stderrText)
 }

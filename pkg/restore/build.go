@@ -53,9 +53,10 @@ type tree struct {
 	created    []string           // files created at their path (removed on failure)
 	madeDirs   []string           // deleted folders made again, removed once the processes hold them
 
-	helper int // the exec'd stub the processes are cloned from
-	xlen   int // this machine's xstate size
-	xcr0   uint64
+	helper     int      // the exec'd stub the processes are cloned from
+	loaderSock *os.File // the loader's end of the socket the processes take files from (giveFD)
+	xlen       int      // this machine's xstate size
+	xcr0       uint64
 	// vdsoInsn is the offset of a syscall instruction in the vDSO, to
 	// unmap the scratch area from outside it.
 	vdsoInsn uint64
@@ -80,9 +81,9 @@ type builder struct {
 	fdFiles map[int]*os.File // index in FDs -> its open file description
 	exeFile *os.File         // the executable, for PR_SET_MM_MAP
 	cwdFile *os.File         // the working directory, for fchdir
-	// pidfd is the loader's pidfd in the process (stubPidfd at first,
-	// then above the image's fds), or -1 once closed.
-	pidfd int
+	// sock is the process's end of the loader's socket (stubSocket at
+	// first, then above the image's fds), or -1 once closed.
+	sock int
 
 	pid  int       // the process being built
 	tty  *terminal // the terminal whose modes it was given
@@ -147,24 +148,28 @@ func init() {
 	}
 }
 
-// stubPidfd is the fd of the stub, and so of every process cloned from
-// it, that is a pidfd of procs-load's, through which the process takes
-// the files procs-load opened for it (pidfd_getfd). The process could
-// not open one itself inside a PID namespace, where procs-load has no
-// PID.
-const stubPidfd = 3
+// stubSocket is the fd of the stub, and so of every process cloned from
+// it, that is the other end of the loader's socket, on which the
+// process receives the files procs-load opened for it (SCM_RIGHTS:
+// pidfd_getfd would not take them from procs-load in a user namespace
+// of the process's own).
+const stubSocket = 3
+
+// offFD is where giveFD has its buffers in the scratch area.
+const offFD = 0xf000
 
 // spawn starts the stub, checks this machine against the image, and
 // clones from the stub the process to build.
 func (b *builder) spawn() error {
-	self, err := unix.PidfdOpen(os.Getpid(), 0)
+	sock, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return os.NewSyscallError("pidfd_open", err)
+		return os.NewSyscallError("socketpair", err)
 	}
-	defer unix.Close(self)
+	b.tree.loaderSock = os.NewFile(uintptr(sock[0]), "procs-load's end of the socket")
+	defer unix.Close(sock[1])
 	attr := &syscall.ProcAttr{
 		Env:   []string{},
-		Files: []uintptr{b.opts.Stdin.Fd(), b.opts.Stdout.Fd(), b.opts.Stderr.Fd(), uintptr(self)},
+		Files: []uintptr{b.opts.Stdin.Fd(), b.opts.Stdout.Fd(), b.opts.Stderr.Fd(), uintptr(sock[1])},
 		// Until the first stop lets us set PTRACE_O_EXITKILL, only this
 		// takes the stub with us if we die (it is killed once the
 		// process is cloned from it, long before this thread ends).
@@ -292,7 +297,7 @@ func (b *builder) spawn() error {
 	}
 	b.main.Forget()
 	b.tids = []int{child}
-	b.pidfd = stubPidfd
+	b.sock = stubSocket
 	return nil
 }
 

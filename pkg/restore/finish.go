@@ -21,32 +21,63 @@ import (
 )
 
 // takeFD gives the process being built a copy of lf, an open file of
-// the loader's (pidfd_getfd: the same open file description), and
-// returns its number in the process; it is close-on-exec.
+// the loader's (the same open file description), and returns its number
+// in the process; it is close-on-exec.
 func (b *builder) takeFD(lf *os.File) (uint64, error) {
-	if err := b.raisePidfd(); err != nil {
+	if err := b.raiseSocket(); err != nil {
 		return 0, err
 	}
-	return giveFD(b.main, uint64(b.pidfd), lf)
+	return b.giveFD(b.main, b.pid, uint64(b.sock), lf)
 }
 
-// giveFD has r's thread take a copy of lf through pidfd, the loader's
-// pidfd in its process, and returns its number there (close-on-exec).
-func giveFD(r *ptrace.Remote, pidfd uint64, lf *os.File) (uint64, error) {
-	fd, err := r.Syscall("pidfd_getfd", unix.SYS_PIDFD_GETFD, pidfd, uint64(lf.Fd()), 0)
-	if err != nil {
+// giveFD sends lf on the loader's socket and has r's thread, of process
+// pid, receive it from the other end, its fd sock; it returns the fd's
+// number there (close-on-exec).
+func (t *tree) giveFD(r *ptrace.Remote, pid int, sock uint64, lf *os.File) (uint64, error) {
+	fail := func(err error) (uint64, error) {
 		return 0, fmt.Errorf("giving the process %s: %w", safetext.Quote(lf.Name()), err)
 	}
-	return fd, nil
+	if err := unix.Sendmsg(int(t.loaderSock.Fd()), []byte{0}, unix.UnixRights(int(lf.Fd())), nil, 0); err != nil {
+		return fail(os.NewSyscallError("sendmsg", err))
+	}
+	// struct msghdr, its one iovec, the byte, the control buffer.
+	space := unix.CmsgSpace(4)
+	msg := t.scratch + offFD
+	iov := msg + linux.SizeofMsghdr
+	data := iov + linux.SizeofIovec
+	control := data + 8
+	buf := linux.Msghdr{Iov: iov, Iovlen: 1, Control: control, Controllen: uint64(space)}.Encode()
+	buf = append(buf, linux.Iovec{Base: data, Len: 1}.Encode()...)
+	buf = append(buf, make([]byte, 8+space)...)
+	if err := ptrace.WriteMem(pid, msg, buf); err != nil {
+		return fail(err)
+	}
+	if _, err := r.Syscall("recvmsg", unix.SYS_RECVMSG, sock, msg, unix.MSG_CMSG_CLOEXEC); err != nil {
+		return fail(err)
+	}
+	got := make([]byte, space)
+	if err := ptrace.ReadMem(pid, control, got); err != nil {
+		return fail(err)
+	}
+	var fds []int
+	cms, err := unix.ParseSocketControlMessage(got)
+	if err == nil && len(cms) == 1 {
+		fds, err = unix.ParseUnixRights(&cms[0])
+	}
+	if err != nil || len(fds) != 1 {
+		// The kernel drops an fd the process has no room for.
+		return fail(errors.New("it received no fd (too many open files?)"))
+	}
+	return uint64(fds[0]), nil
 }
 
-// raisePidfd moves the loader's pidfd in the process above every fd of
-// the image, out of the way of makeFDs, the first time.
-func (b *builder) raisePidfd() error {
+// raiseSocket moves the process's end of the loader's socket above
+// every fd of the image, out of the way of makeFDs, the first time.
+func (b *builder) raiseSocket() error {
 	switch {
-	case b.pidfd < 0:
-		return errors.New("the loader's pidfd in the process is closed")
-	case b.pidfd != stubPidfd:
+	case b.sock < 0:
+		return errors.New("the process's end of the loader's socket is closed")
+	case b.sock != stubSocket:
 		return nil
 	}
 	top := 2
@@ -54,22 +85,22 @@ func (b *builder) raisePidfd() error {
 		top = max(top, f.Num)
 	}
 	r := b.main
-	high, err := r.Syscall("fcntl(F_DUPFD_CLOEXEC)", unix.SYS_FCNTL, stubPidfd, unix.F_DUPFD_CLOEXEC, uint64(top+1))
+	high, err := r.Syscall("fcntl(F_DUPFD_CLOEXEC)", unix.SYS_FCNTL, stubSocket, unix.F_DUPFD_CLOEXEC, uint64(top+1))
 	if err != nil {
 		return err
 	}
-	b.pidfd = int(high)
-	_, err = r.Syscall("close", unix.SYS_CLOSE, stubPidfd)
+	b.sock = int(high)
+	_, err = r.Syscall("close", unix.SYS_CLOSE, stubSocket)
 	return err
 }
 
-// dropPidfd closes the loader's pidfd in the process.
-func (b *builder) dropPidfd() error {
-	if b.pidfd < 0 {
+// dropSocket closes the process's end of the loader's socket.
+func (b *builder) dropSocket() error {
+	if b.sock < 0 {
 		return nil
 	}
-	fd := b.pidfd
-	b.pidfd = -1
+	fd := b.sock
+	b.sock = -1
 	_, err := b.main.Syscall("close", unix.SYS_CLOSE, uint64(fd))
 	return err
 }
@@ -319,11 +350,11 @@ func (b *builder) setMM() error {
 func (b *builder) makeFDs() error {
 	r := b.main
 	// Close what the stub inherited from the loader beyond 0, 1 and 2,
-	// but the loader's pidfd.
-	if err := b.raisePidfd(); err != nil {
+	// but the loader's socket.
+	if err := b.raiseSocket(); err != nil {
 		return err
 	}
-	for _, rg := range [][2]uint64{{3, uint64(b.pidfd - 1)}, {uint64(b.pidfd + 1), ^uint64(0) >> 33}} {
+	for _, rg := range [][2]uint64{{3, uint64(b.sock - 1)}, {uint64(b.sock + 1), ^uint64(0) >> 33}} {
 		if _, err := r.Syscall("close_range", unix.SYS_CLOSE_RANGE, rg[0], rg[1], 0); err != nil {
 			return err
 		}
@@ -487,7 +518,7 @@ func (b *builder) processState() error {
 	if err != nil {
 		return fmt.Errorf("working directory %s: %w", safetext.Quote(img.Cwd), err)
 	}
-	if err := b.dropPidfd(); err != nil {
+	if err := b.dropSocket(); err != nil {
 		return err
 	}
 	if _, err := r.Syscall("personality", unix.SYS_PERSONALITY, uint64(img.Personality)); err != nil {

@@ -40,6 +40,9 @@ import (
 
 // pidNS is the PID namespace a tree runs in.
 type pidNS struct {
+	// user: made without root, in a user namespace of its own that
+	// maps the caller's uid and gid, each to itself, and nothing else.
+	user   bool
 	pid    int            // the namespace's init, as procs-load sees it
 	remote *ptrace.Remote // in the init while it is still a copy of the stub
 	ctl    *os.File       // the init's fd 0: a byte 'g' lets it start; EOF ends it
@@ -89,23 +92,23 @@ func (t *tree) placeIDs() error {
 			t.mode = PIDKeep
 		}
 		return nil
-	case hasCap(unix.CAP_SYS_ADMIN):
-		t.logf("%s in use here: the image runs in a PID namespace of its own", idList(taken))
-		return t.useNamespace()
-	case !tree:
-		t.mode = PIDAuto // the original ids where it may have them, else new ones
+	case !tree && !hasCap(unix.CAP_SYS_ADMIN):
+		// Without root, a single process stays in the caller's
+		// namespaces: its original ids where it may have them, else
+		// new ones.
+		t.mode = PIDAuto
 		return nil
 	case !choose:
-		return errors.New("a tree comes back with the PIDs its processes know each other by, and choosing PIDs or making a PID namespace for them needs root (CAP_CHECKPOINT_RESTORE, CAP_SYS_ADMIN)")
+		t.logf("choosing PIDs needs root: the tree runs in a PID namespace of its own")
+	default:
+		t.logf("%s in use here: the image runs in a PID namespace of its own", idList(taken))
 	}
-	return fmt.Errorf("a tree comes back with the PIDs its processes know each other by: %s in use here, and a PID namespace for them needs root (CAP_SYS_ADMIN)", idList(taken))
+	return t.useNamespace()
 }
 
-// useNamespace has the tree run in a new PID namespace, if it may.
+// useNamespace has the tree run in a new PID namespace: without root,
+// in a new user namespace too.
 func (t *tree) useNamespace() error {
-	if !hasCap(unix.CAP_SYS_ADMIN) {
-		return errors.New("a PID namespace needs root (CAP_SYS_ADMIN)")
-	}
 	for _, p := range t.imgs {
 		for _, th := range p.Threads {
 			if th.TID == 1 {
@@ -113,7 +116,7 @@ func (t *tree) useNamespace() error {
 			}
 		}
 	}
-	t.ns = &pidNS{}
+	t.ns = &pidNS{user: !hasCap(unix.CAP_SYS_ADMIN)}
 	t.mode = PIDKeep
 	return nil
 }
@@ -184,12 +187,24 @@ func idList(ids []int) string {
 // startNamespace clones from the stub the namespace's first process and
 // has it mount /proc afresh. Precondition: tracer thread.
 func (t *tree) startNamespace(stub *ptrace.Remote, stubPID int) error {
-	pid, err := t.cloneIn(stub, stubPID, linux.CloneArgs{Flags: unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_PARENT}, 0)
+	flags := uint64(unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_PARENT)
+	if t.ns.user {
+		flags |= unix.CLONE_NEWUSER
+	}
+	pid, err := t.cloneIn(stub, stubPID, linux.CloneArgs{Flags: flags}, 0)
 	if pid > 0 {
 		t.ns.pid = pid // collected by abort from now on
 	}
+	if err != nil && t.ns.user {
+		return fmt.Errorf("making a PID namespace without root needs a user namespace, which this system refuses (%w)", err)
+	}
 	if err != nil {
 		return fmt.Errorf("making a PID namespace: %w", err)
+	}
+	if t.ns.user {
+		if err := mapOwnIDs(pid); err != nil {
+			return err
+		}
 	}
 	r, err := ptrace.NewRemote(pid, t.scratch)
 	if err != nil {
@@ -205,12 +220,29 @@ func (t *tree) startNamespace(stub *ptrace.Remote, stubPID int) error {
 		return fmt.Errorf("making a PID namespace: %w", err)
 	}
 	if _, err := r.Syscall("mount(/proc)", unix.SYS_MOUNT, str[1], str[2], str[1], unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, 0); err != nil {
-		return fmt.Errorf("making a PID namespace: %w", err)
+		return fmt.Errorf("mounting /proc for a PID namespace: %w", err)
 	}
 	// The init keeps no folder of the caller's busy.
 	_, err = r.Syscall("chdir(/)", unix.SYS_CHDIR, str[0])
 	t.logf("PID namespace made: its init is process %d", pid)
 	return err
+}
+
+// mapOwnIDs maps, in the user namespace of process pid, procs-load's
+// uid and gid each to itself, and nothing else (all an owner without
+// root may map); setgroups(2) is refused there, which such a gid map
+// needs.
+func mapOwnIDs(pid int) error {
+	for _, w := range []struct{ file, data string }{
+		{"uid_map", fmt.Sprintf("%d %d 1\n", os.Geteuid(), os.Geteuid())},
+		{"setgroups", "deny"},
+		{"gid_map", fmt.Sprintf("%d %d 1\n", os.Getegid(), os.Getegid())},
+	} {
+		if err := os.WriteFile(fmt.Sprintf("/proc/%d/%s", pid, w.file), []byte(w.data), 0); err != nil {
+			return fmt.Errorf("making a user namespace: %w", err)
+		}
+	}
+	return nil
 }
 
 // strings writes NUL-terminated strings into the scratch area of
@@ -247,7 +279,7 @@ func (t *tree) becomeInit(rootPID int) error {
 	its1 := os.NewFile(uintptr(status[1]), "fd 1 of the init")
 	defer its1.Close()
 	for num, f := range []*os.File{its, its1} {
-		fd, err := giveFD(r, stubPidfd, f)
+		fd, err := t.giveFD(r, ns.pid, stubSocket, f)
 		if err != nil {
 			return err
 		}
@@ -401,5 +433,24 @@ func (b *builder) cwdInNamespace(cwd uint64) error {
 		b.warnf("the working directory %s is not its path in the PID namespace's mounts (%v): getcwd will fail", b.img.Cwd, err)
 		_, err = r.Syscall("fchdir", unix.SYS_FCHDIR, cwd)
 	}
+	return err
+}
+
+// dropCaps takes from thread i of a process in a user namespace of its
+// own the capabilities it has there since it was made (it was cloned
+// from the namespace's first process, which has them all): the process
+// of the caller's it was had none.
+func (b *builder) dropCaps(i int) error {
+	if b.ns == nil || !b.ns.user {
+		return nil
+	}
+	r, err := b.remote(i)
+	if err != nil {
+		return err
+	}
+	if err := b.write(offBig, linux.Capset{Version: unix.LINUX_CAPABILITY_VERSION_3}.Encode()); err != nil {
+		return err
+	}
+	_, err = r.Syscall("capset", unix.SYS_CAPSET, b.scratch+offBig, b.scratch+offBig+linux.SizeofCapHeader)
 	return err
 }

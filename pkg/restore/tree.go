@@ -233,7 +233,7 @@ func (b *builder) spawnChild(parent *builder) error {
 	}
 	b.main.Forget()
 	b.tids = []int{b.pid}
-	b.pidfd = stubPidfd // the parent's, still there
+	b.sock = stubSocket // the parent's, still there
 	if b.img.Sid == b.img.PID {
 		if _, err := b.main.Syscall("setsid", unix.SYS_SETSID); err != nil {
 			return err
@@ -387,8 +387,10 @@ func (t *tree) closeLocal() {
 	for _, f := range t.mapFiles {
 		f.Close()
 	}
-	for _, f := range t.kept {
-		f.Close()
+	for _, f := range append(t.kept, t.loaderSock) {
+		if f != nil {
+			f.Close()
+		}
 	}
 	for _, b := range t.procs {
 		for _, f := range []*os.File{b.exeFile, b.cwdFile} {

@@ -3,7 +3,8 @@
 // verified and every piece of state is in place.
 //
 // How: procs-load starts a child stopped right after exec (traced), clones
-// from it the process to build (with the original PID when asked), throws
+// from it the process to build (with the original PID when asked, in
+// procs-load's PID namespace or in a new one), throws
 // away every mapping the child had but the vDSO, moves the vDSO where the
 // image had it, maps the image's memory, fills it from the page records,
 // then creates threads, files and every other piece of state by running

@@ -21,10 +21,11 @@ import (
 //  2. prepareFiles: the loader opens and makes the image's files, for
 //     each process as that process (its opener), and one open file
 //     description for each that fds of the processes share.
-//  3. spawn: the root is cloned from the stub as a child of procs-load;
-//     each other process is cloned by its parent, in the image's order
-//     (a parent comes before its children), with its PID (set_tid),
-//     while all are still copies of the stub. A process that led its
+//  3. spawn: the root is cloned from the stub as a child of procs-load
+//     (in a new PID namespace, as the child of the namespace's init:
+//     pidns.go); each other process is cloned by its parent, in the
+//     image's order (a parent comes before its children), with its PID
+//     (set_tid), while all are still copies of the stub. A process that led its
 //     session calls setsid as soon as it exists, so that its children
 //     are born in it; then each process joins its process group.
 //  4. each process's memory is laid out, and filled from the PAGES

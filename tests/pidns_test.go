@@ -153,14 +153,15 @@ func nsTree(t *testing.T, ld *load) (init, root pinfo) {
 }
 
 // TestTreePIDNamespace: a python parent and child, each with a thread,
-// copied three times beside the running original, two with --pid=ns and
-// one with --pid=auto, all four running at once: in each copy, both
+// copied four times beside the running original, three with --pid=ns and
+// one with --pid=auto, all five running at once: in each copy, both
 // processes and the threads have their original ids, the parent's parent
 // is the namespace's init (1), and /proc says the same. --pid=keep is
 // refused naming the PIDs taken. The copies end as their procs-load is
 // sent SIGTERM (passed on to the root: exit 42), as the root ends on its
-// own (exit 7), and as the root is killed (137, the child then ends of
-// itself); nothing is left.
+// own (exit 7), as the root is killed (137, the child then ends of
+// itself), and as the namespace's init is killed (137: the kernel kills
+// the namespace); nothing is left.
 func TestTreePIDNamespace(t *testing.T) {
 	needTools(t)
 	noLeftovers(t)
@@ -179,7 +180,7 @@ func TestTreePIDNamespace(t *testing.T) {
 		refused(t, loadCmd(img, "--pid=keep"), "python3", "--pid=keep", pid, child, "in use")
 	})
 
-	lds := []*load{startLoad(t, img, "--pid=ns"), startLoad(t, img, "--pid=ns"), startLoad(t, img)}
+	lds := []*load{startLoad(t, img, "--pid=ns"), startLoad(t, img, "--pid=ns"), startLoad(t, img), startLoad(t, img, "--pid=ns")}
 	roots := map[int]bool{}
 	for i, ld := range lds {
 		p := lastReport(t, ld.out, "parent", 0, 10*time.Second, ld.stderrText)
@@ -223,6 +224,10 @@ func TestTreePIDNamespace(t *testing.T) {
 		{"SIGTERM to procs-load", func(ld *load) { ld.cmd.Process.Signal(syscall.SIGTERM) }, 42},
 		{"SIGUSR1 to the root", func(ld *load) { syscall.Kill(ld.restored, syscall.SIGUSR1) }, 7},
 		{"SIGKILL to the root", func(ld *load) { syscall.Kill(ld.restored, syscall.SIGKILL) }, 128 + 9},
+		{"SIGKILL to the init", func(ld *load) {
+			init, _ := nsTree(t, ld)
+			syscall.Kill(init.pid, syscall.SIGKILL) // and so to every process of its namespace
+		}, 128 + 9},
 	}
 	for i, e := range ends {
 		ld := lds[i]

@@ -378,10 +378,12 @@ func (ns *pidNS) close() {
 func (ns *pidNS) next() (unix.WaitStatus, error) {
 	kind, ws, err := ns.read()
 	if err != nil {
-		// Killed: the namespace, the root with it, is gone.
+		// Killed (SIGKILL from outside, the one signal it does not
+		// catch), and so the root: the kernel kills every process of a
+		// namespace whose init ends.
 		var st unix.WaitStatus
 		unix.Wait4(ns.pid, &st, 0, nil)
-		return 0, fmt.Errorf("the PID namespace's init (process %d) ended first: %w", ns.pid, err)
+		return unix.WaitStatus(unix.SIGKILL), nil
 	}
 	switch kind {
 	case initStopped, initEnded:

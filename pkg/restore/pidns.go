@@ -280,10 +280,12 @@ func (t *tree) becomeInit(rootPID int) error {
 	defer its1.Close()
 	for num, f := range []*os.File{its, its1} {
 		fd, err := t.giveFD(r, ns.pid, stubSocket, f)
-		if err != nil {
-			return err
+		if err == nil && fd != uint64(num) {
+			_, err = r.Syscall("dup3", unix.SYS_DUP3, fd, uint64(num), 0)
+		} else if err == nil {
+			_, err = r.Syscall("fcntl(F_SETFD)", unix.SYS_FCNTL, fd, unix.F_SETFD, 0)
 		}
-		if _, err := r.Syscall("dup3", unix.SYS_DUP3, fd, uint64(num), 0); err != nil {
+		if err != nil {
 			return err
 		}
 	}

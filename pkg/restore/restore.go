@@ -29,9 +29,10 @@ type PIDMode int
 
 const (
 	// PIDAuto: the image's PIDs and thread ids when they are all free
-	// here, else the same in a new PID namespace (which needs root);
-	// without root, a single process gets new ids, and a tree is
-	// refused.
+	// here (and may be chosen: root), else the same in a new PID
+	// namespace (without root, inside a new user namespace); but a
+	// single process restored without root gets new ids where its own
+	// are not to be had.
 	PIDAuto PIDMode = iota
 	PIDKeep         // the image's ids in the caller's PID namespace, or fail
 	PIDNew          // new ids, for a single process

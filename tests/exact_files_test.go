@@ -225,8 +225,10 @@ func TestExactDeletedDir(t *testing.T) {
 }
 
 // TestExactProcSelf: the process's own /proc files (/proc/self/status,
-// /proc/self/maps, /proc/PID/stat) are its own after the restore, under
-// its new PID, not the original's (which with -K still runs).
+// /proc/self/maps, /proc/PID/stat) are its own after the restore, not
+// the original's (which with -K still runs): under its PID as it knows
+// it (the original one, in a PID namespace of its own, beside the
+// original).
 func TestExactProcSelf(t *testing.T) {
 	for _, how := range tripHows {
 		t.Run(how, func(t *testing.T) {
@@ -234,7 +236,8 @@ func TestExactProcSelf(t *testing.T) {
 			before, after, pid, _ := filesTrip(t, "procself", how, nil)
 			has(t, before, "statusok=1", "mapsok=1", "statok=1", "linkok=1")
 			sameView(t, before, after)
-			if got, want := procLink(t, pid, "fd/5"), fmt.Sprintf("/proc/%d/stat", pid); got != want {
+			ids := strings.Fields(procStatus(pid)["NSpid"])
+			if got, want := procLink(t, pid, "fd/5"), "/proc/"+ids[len(ids)-1]+"/stat"; len(ids) == 0 || got != want {
 				t.Errorf("restored fd 5 -> %q; want %q", got, want)
 			}
 		})

@@ -291,10 +291,17 @@ func restoreMutant(t *testing.T, path string, did []string) string {
 			break
 		}
 		if p, ok := procInfo(pid); ok && !old[pid] {
+			// In a PID namespace (its ids were taken here), its
+			// parent is the namespace's init, which ends after it.
+			init, _ := procInfo(p.ppid)
 			killChecked(t, pid, p.start)
 			var ws unix.WaitStatus
 			unix.Wait4(pid, &ws, unix.WNOHANG, nil)
 			old[pid] = true
+			if init.comm == "procs-load-init" && !old[init.pid] {
+				killChecked(t, init.pid, init.start)
+				old[init.pid] = true
+			}
 		}
 	default:
 		fail("procs-load exit %d (%v); want 0 or 125; stderr: %s", code, runErr, msg)

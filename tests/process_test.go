@@ -21,8 +21,9 @@ import (
 )
 
 // TestPidModes restores a -K image beside its running original with
-// --pid=keep (refused by PID) and --pid=auto (a new PID), then, once the
-// original is gone, with --pid=auto and --pid=keep (its own PID).
+// --pid=keep (refused by PID), --pid=auto (its PID, in a PID namespace of
+// its own) and --pid=new (a new PID), then, once the original is gone,
+// with --pid=auto and --pid=keep (its own PID, here) and --pid=ns.
 func TestPidModes(t *testing.T) {
 	needTools(t)
 	noLeftovers(t)
@@ -56,8 +57,13 @@ func TestPidModes(t *testing.T) {
 			t.Fatal("procs-load did not end after its process did")
 		}
 	}
+	// inNS tells whether process p has PID pid in a PID namespace of its
+	// own.
+	inNS := func(p int) bool {
+		return p != pid && procStatus(p)["NSpid"] == fmt.Sprintf("%d\t%d", p, pid)
+	}
 	t.Run("auto-taken", func(t *testing.T) {
-		restoredAs(t, "auto", func(p int) bool { return p != pid }, fmt.Sprintf("not %d", pid))
+		restoredAs(t, "auto", inNS, fmt.Sprintf("%d in a PID namespace", pid))
 	})
 	t.Run("new", func(t *testing.T) {
 		restoredAs(t, "new", func(p int) bool { return p != pid }, fmt.Sprintf("not %d", pid))
@@ -71,6 +77,9 @@ func TestPidModes(t *testing.T) {
 	})
 	t.Run("keep-free", func(t *testing.T) {
 		restoredAs(t, "keep", func(p int) bool { return p == pid }, strconv.Itoa(pid))
+	})
+	t.Run("ns-free", func(t *testing.T) {
+		restoredAs(t, "ns", inNS, fmt.Sprintf("%d in a PID namespace", pid))
 	})
 }
 

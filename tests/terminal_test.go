@@ -101,8 +101,14 @@ func TestOtherTerminalRefused(t *testing.T) {
 // TestInteractiveShell: an interactive bash, dumped at its prompt, goes
 // on in procs-load's terminal with its variables and its job control: it
 // runs a command in a process group of its own and gets the terminal
-// back after, twice, then exits.
+// back after, twice, then exits. The same in a PID namespace.
 func TestInteractiveShell(t *testing.T) {
+	for _, mode := range []string{"auto", "ns"} {
+		t.Run(mode, func(t *testing.T) { interactiveShell(t, "--pid="+mode) })
+	}
+}
+
+func interactiveShell(t *testing.T, pidMode string) {
 	needTools(t)
 	noLeftovers(t)
 	bash, env := interactiveBash(t)
@@ -117,7 +123,7 @@ func TestInteractiveShell(t *testing.T) {
 	<-origDone
 
 	mb, sb := openPty(t)
-	_, done := onTerminal(t, sb, env, filepath.Join(binDir, "procs-load"), img)
+	_, done := onTerminal(t, sb, env, filepath.Join(binDir, "procs-load"), pidMode, img)
 	outB := readLines(mb)
 	for _, word := range []string{"ext", "again"} {
 		mb.Write([]byte("/bin/echo " + word + "-$X\n"))
@@ -150,8 +156,15 @@ func liveFeatures(t *testing.T) int {
 // TestJobControl: restored from an interactive shell's command line, in a
 // pipeline, the process stops with one Ctrl-Z as a job does (procs-load,
 // the process and the pipeline's cat), and after fg it has the terminal
-// again: a line typed then reaches it, not the shell.
+// again: a line typed then reaches it, not the shell. The same in a PID
+// namespace, whose init tells procs-load that the process stopped.
 func TestJobControl(t *testing.T) {
+	for _, mode := range []string{"auto", "ns"} {
+		t.Run(mode, func(t *testing.T) { jobControl(t, "--pid="+mode) })
+	}
+}
+
+func jobControl(t *testing.T, pidMode string) {
 	needTools(t)
 	noLeftovers(t)
 	bash, env := interactiveBash(t)
@@ -159,7 +172,7 @@ func TestJobControl(t *testing.T) {
 	mb, sb := openPty(t)
 	sh, shDone := onTerminal(t, sb, env, bash...)
 	out := readLines(mb)
-	mb.Write([]byte(filepath.Join(binDir, "procs-load") + " " + img + " | cat\n"))
+	mb.Write([]byte(filepath.Join(binDir, "procs-load") + " " + pidMode + " " + img + " | cat\n"))
 	expect(t, out, "tty ", 0, "winch=1")
 	restored := liveFeatures(t)
 	defer killChecked(t, restored, startTime(restored))

@@ -168,6 +168,9 @@ func TestRestoreFailsClean(t *testing.T) {
 		{"rseq-misaligned", nil, func(p *imageEdit) {
 			p.Threads[1].Rseq.Addr = 0x1003
 		}, []string{"rseq"}},
+		{"thread-id-1-pidns", []string{"--pid=ns"}, func(p *imageEdit) {
+			p.Threads[3].TID = 1 // the namespace's init's
+		}, []string{"id 1", "init"}},
 		{"rseq-read-only", nil, func(p *imageEdit) {
 			p.Threads[1].Rseq = format.Rseq{Addr: readOnly(p), Size: 32, Sig: 0x53053053}
 		}, []string{"rseq"}},
@@ -188,7 +191,8 @@ func TestRestoreFailsClean(t *testing.T) {
 // TestPagesOutsideMemory restores an image with a PAGES record where
 // the process has no mapping: where procs-load puts the code it runs in
 // the process while it still has root's credentials (the first free
-// 64 KiB from 4 GiB up). It is refused before a page is written.
+// 64 KiB from 4 GiB up). It is refused before a page is written; in a
+// PID namespace too (the namespace and its init exist by then).
 func TestPagesOutsideMemory(t *testing.T) {
 	needTools(t)
 	noLeftovers(t)
@@ -205,6 +209,7 @@ func TestPagesOutsideMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	failsClean(t, loadCmd(bad, "--stdio=inherit"), "100000000", "outside the process's memory")
+	failsClean(t, loadCmd(bad, "--stdio=inherit", "--pid=ns"), "100000000", "outside the process's memory")
 }
 
 // failsClean runs cmd, a procs-load, and checks it ends within 10 s with
@@ -222,6 +227,7 @@ func failsClean(t *testing.T, cmd *exec.Cmd, wants ...string) {
 	err := runTimeout(cmd, 10*time.Second)
 	took := time.Since(t0)
 	msg := strings.TrimSpace(stderr.String())
+	t.Logf("failed in %v: %s", took.Round(time.Millisecond), msg)
 	if took >= 10*time.Second {
 		t.Errorf("procs-load took %v (killed); want it to fail on its own within 10 s", took.Round(time.Millisecond))
 	}

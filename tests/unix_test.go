@@ -77,7 +77,7 @@ func TestUnixAsyncio(t *testing.T) {
 	pid := startTree(t, dir, "log", py, "-c", asyncioPy)
 	waitLines(t, count, 10, 10*time.Second)
 	img := dump(t, pid, false)
-	waitGone(t, img)
+	waitImageGone(t, img)
 	before := lineNumbers(t, count)
 	startLoad(t, img)
 	t.Cleanup(func() { killTree(t, pid) })
@@ -109,7 +109,7 @@ func TestUnixSocketpair(t *testing.T) {
 	if len(s.Processes) != 2 || queued != 2 {
 		t.Fatalf("image of %d processes with %d unix sockets; want 2 and 2", len(s.Processes), queued)
 	}
-	waitGone(t, img)
+	waitImageGone(t, img)
 	before := lineNumbers(t, got)
 	startLoad(t, img)
 	t.Cleanup(func() { killTree(t, pid) })

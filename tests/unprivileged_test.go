@@ -110,13 +110,11 @@ func TestUnprivilegedOwnProcess(t *testing.T) {
 	}
 }
 
-// TestUnprivilegedNeedsCapability: what an ordinary user's procs-dump
-// cannot reach without CAP_CHECKPOINT_RESTORE, a mapping of a deleted file
-// that no fd holds, is refused (exit 3) with a message that names the
-// capability, and the process goes on.
-func TestUnprivilegedNeedsCapability(t *testing.T) {
-	needTools(t)
-	noLeftovers(t)
+// userPython skips t unless an ordinary user may trace its own processes
+// here and run the system's python3 (the one on root's PATH may live in
+// root's home), and returns its path.
+func userPython(t *testing.T) string {
+	t.Helper()
 	if why := ptraceLimited(); why != "" {
 		t.Skipf("a user may not trace its own processes here: %s", why)
 	}
@@ -124,6 +122,17 @@ func TestUnprivilegedNeedsCapability(t *testing.T) {
 	if _, err := os.Stat(py); err != nil {
 		t.Skipf("no %s: %v", py, err)
 	}
+	return py
+}
+
+// TestUnprivilegedNeedsCapability: what an ordinary user's procs-dump
+// cannot reach without CAP_CHECKPOINT_RESTORE, a mapping of a deleted file
+// that no fd holds, is refused (exit 3) with a message that names the
+// capability, and the process goes on.
+func TestUnprivilegedNeedsCapability(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	py := userPython(t)
 	cred := testUser(t)
 	dumpBin := publicCopy(t, filepath.Join(binDir, "procs-dump"))
 	dir := userDir(t, cred)

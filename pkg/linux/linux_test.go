@@ -65,6 +65,9 @@ var layouts = []layout{
 		"UC.Mcontext.Fpstate": "uc.uc_mcontext.fpstate", "UC.Sigmask": "uc.uc_sigmask"}},
 	{&FpxSwBytes{}, SizeofFpxSwBytes, "struct _fpx_sw_bytes", map[string]string{
 		"Magic1": "magic1", "ExtendedSize": "extended_size", "Xfeatures": "xfeatures", "XstateSize": "xstate_size"}},
+	{&Iovec{}, SizeofIovec, "struct iovec", map[string]string{"Base": "iov_base", "Len": "iov_len"}},
+	{&Capset{}, SizeofCapset, "struct { struct __user_cap_header_struct h; struct __user_cap_data_struct d[2]; }", map[string]string{
+		"Version": "h.version", "Pid": "h.pid", "Data": "d"}},
 }
 
 func TestSizes(t *testing.T) {
@@ -184,25 +187,11 @@ func TestRegsAgainstC(t *testing.T) {
 		fmt.Fprintf(&src, "\tprintf(\"%s %%d\\n\", %s);\n", name, name)
 	}
 	src.WriteString("\treturn 0;\n}\n")
-	n := 0
-	for line := range strings.Lines(runC(t, src.String())) {
-		var name string
-		var got int
-		if _, err := fmt.Sscanf(line, "%s %d", &name, &got); err != nil {
-			t.Fatalf("%q: %v", line, err)
-		}
-		want, ok := regs[name]
-		if name == "NumUserRegs" {
-			want, ok = NumUserRegs, true
-		}
-		if !ok || got != want {
-			t.Errorf("%s is %d in C; %d here", name, got, want)
-		}
-		n++
+	want := map[string]int64{"NumUserRegs": NumUserRegs}
+	for name, i := range regs {
+		want[name] = int64(i)
 	}
-	if n != len(regs)+1 {
-		t.Errorf("C program printed %d lines; want %d", n, len(regs)+1)
-	}
+	compareC(t, cValues(t, src.String()), want)
 }
 
 // TestConstantsAgainstC checks the constants against the kernel's
@@ -243,20 +232,35 @@ int main(void) {
 		fmt.Fprintf(&src, "\tprintf(\"%s %%lld\\n\", (long long)(%s));\n", name, name)
 	}
 	src.WriteString("\treturn 0;\n}\n")
-	n := 0
-	for line := range strings.Lines(runC(t, src.String())) {
+	compareC(t, cValues(t, src.String()), consts)
+}
+
+// cValues runs a C program (runC) that prints lines "NAME NUMBER" and
+// returns them.
+func cValues(t *testing.T, src string) map[string]int64 {
+	t.Helper()
+	got := map[string]int64{}
+	for line := range strings.Lines(runC(t, src)) {
 		var name string
-		var got int64
-		if _, err := fmt.Sscanf(line, "%s %d", &name, &got); err != nil {
+		var v int64
+		if _, err := fmt.Sscanf(line, "%s %d", &name, &v); err != nil {
 			t.Fatalf("%q: %v", line, err)
 		}
-		if want := consts[name]; got != want {
-			t.Errorf("%s is %d in C; %d here", name, got, want)
-		}
-		n++
+		got[name] = v
 	}
-	if n != len(consts) {
-		t.Errorf("C program printed %d lines; want %d", n, len(consts))
+	return got
+}
+
+// compareC checks the values a C program printed against want's.
+func compareC(t *testing.T, got, want map[string]int64) {
+	t.Helper()
+	for name, w := range want {
+		if g, ok := got[name]; !ok || g != w {
+			t.Errorf("%s is %d in C (printed: %v); %d here", name, g, ok, w)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("C program printed %d values; want %d", len(got), len(want))
 	}
 }
 
@@ -301,6 +305,8 @@ func TestAgainstC(t *testing.T) {
 #include <linux/time_types.h>
 #include <linux/eventpoll.h>
 #include <linux/filter.h>
+#include <linux/capability.h>
+#include <linux/uio.h>
 int main(void) {
 `)
 	for i, l := range layouts {
@@ -339,4 +345,29 @@ int main(void) {
 	}(); n != want {
 		t.Errorf("C program printed %d lines; want %d", n, want)
 	}
+}
+
+// TestMsghdrAgainstC checks Msghdr against the C library's struct msghdr
+// (the kernel's user_msghdr, which its headers do not export; the C
+// library's headers do not mix with the kernel's of TestAgainstC).
+func TestMsghdrAgainstC(t *testing.T) {
+	fields := map[string]string{"Name": "msg_name", "Namelen": "msg_namelen", "Iov": "msg_iov",
+		"Iovlen": "msg_iovlen", "Control": "msg_control", "Controllen": "msg_controllen", "Flags": "msg_flags"}
+	var src strings.Builder
+	src.WriteString("#include <stdio.h>\n#include <stddef.h>\n#include <sys/socket.h>\nint main(void) {\n")
+	src.WriteString("\tprintf(\"size %zu\\n\", sizeof(struct msghdr));\n")
+	for g, c := range fields {
+		fmt.Fprintf(&src, "\tprintf(\"%s %%zu\\n\", offsetof(struct msghdr, %s));\n", g, c)
+	}
+	src.WriteString("\treturn 0;\n}\n")
+	offs := map[string]int{}
+	offsets(reflect.TypeOf(Msghdr{}), 0, "", offs)
+	want := map[string]int64{"size": SizeofMsghdr}
+	for g := range fields {
+		want[g] = int64(offs[g])
+	}
+	if got := len(Msghdr{}.Encode()); got != SizeofMsghdr {
+		t.Errorf("len(Msghdr.Encode()) = %d; want %d", got, SizeofMsghdr)
+	}
+	compareC(t, cValues(t, src.String()), want)
 }

@@ -29,3 +29,29 @@ func (m PrctlMMMap) Encode() []byte { return encode(m) }
 
 // Decode reads m from b.
 func (m *PrctlMMMap) Decode(b []byte) { decode(b[:SizeofPrctlMMMap], m) }
+
+// CapData is struct __user_cap_data_struct: 32 capabilities of each set.
+type CapData struct{ Effective, Permitted, Inheritable uint32 }
+
+// Capset is capset(2)'s two arguments side by side, version 3
+// (LINUX_CAPABILITY_VERSION_3): the header, for the calling thread when
+// Pid is 0, then the data of the 64 capabilities, the low 32 first,
+// SizeofCapHeader bytes in.
+type Capset struct {
+	Version uint32
+	Pid     int32
+	Data    [2]CapData
+}
+
+// SizeofCapHeader is sizeof(struct __user_cap_header_struct); SizeofCapset
+// the size of a Capset.
+const (
+	SizeofCapHeader = 8
+	SizeofCapset    = SizeofCapHeader + 2*12
+)
+
+// Encode returns c in the kernel's layout.
+func (c Capset) Encode() []byte { return encode(c) }
+
+// Decode reads c from b.
+func (c *Capset) Decode(b []byte) { decode(b[:SizeofCapset], c) }

@@ -66,6 +66,9 @@ func listNumeric(dir string) ([]int, error) {
 	return out, nil
 }
 
+// PIDs returns the sorted PIDs listed in /proc.
+func PIDs() ([]int, error) { return listNumeric("/proc") }
+
 // Tasks returns the sorted thread IDs listed in /proc/PID/task.
 func Tasks(pid int) ([]int, error) {
 	return listNumeric(pidPath(pid, "task"))

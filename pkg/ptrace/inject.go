@@ -109,6 +109,21 @@ func (r *Remote) Restore() error {
 // caller.
 func (r *Remote) Forget() { r.restored = true }
 
+// DetachInto sets the thread to make system call nr with args as soon as
+// it runs, with signal mask mask, and lets it go: for a call that does
+// not come back (execve), whose result the caller learns otherwise.
+func (r *Remote) DetachInto(mask uint64, nr uintptr, args ...uint64) error {
+	regs := r.callRegs(nr, args)
+	if err := SetRegs(r.TID, &regs); err != nil {
+		return err
+	}
+	if err := SetSigmask(r.TID, mask); err != nil {
+		return err
+	}
+	r.restored = true
+	return Detach(r.TID, 0)
+}
+
 // SyscallError is a failed injected call.
 type SyscallError struct {
 	Name  string
@@ -128,9 +143,9 @@ func (r *Remote) Syscall(name string, nr uintptr, args ...uint64) (uint64, error
 	return ret, err
 }
 
-// rawSyscall is Syscall returning what the call returned, -errno
-// included.
-func (r *Remote) rawSyscall(name string, nr uintptr, args ...uint64) (uint64, error) {
+// callRegs are the thread's registers set to make system call nr with
+// args at the syscall instruction.
+func (r *Remote) callRegs(nr uintptr, args []uint64) Regs {
 	regs := r.saved
 	if r.tramp != nil {
 		regs = r.parked
@@ -141,6 +156,13 @@ func (r *Remote) rawSyscall(name string, nr uintptr, args ...uint64) (uint64, er
 	var a [6]uint64
 	copy(a[:], args)
 	regs.Rdi, regs.Rsi, regs.Rdx, regs.R10, regs.R8, regs.R9 = a[0], a[1], a[2], a[3], a[4], a[5]
+	return regs
+}
+
+// rawSyscall is Syscall returning what the call returned, -errno
+// included.
+func (r *Remote) rawSyscall(name string, nr uintptr, args ...uint64) (uint64, error) {
+	regs := r.callRegs(nr, args)
 	if err := SetRegs(r.TID, &regs); err != nil {
 		return 0, err
 	}

@@ -53,9 +53,10 @@ type tree struct {
 	created    []string           // files created at their path (removed on failure)
 	madeDirs   []string           // deleted folders made again, removed once the processes hold them
 
-	helper int // the exec'd stub the processes are cloned from
-	xlen   int // this machine's xstate size
-	xcr0   uint64
+	helper     int      // the exec'd stub the processes are cloned from
+	loaderSock *os.File // the loader's end of the socket the processes take files from (giveFD)
+	xlen       int      // this machine's xstate size
+	xcr0       uint64
 	// vdsoInsn is the offset of a syscall instruction in the vDSO, to
 	// unmap the scratch area from outside it.
 	vdsoInsn uint64
@@ -65,6 +66,11 @@ type tree struct {
 	// rootGroup: the root leads a process group of its own again.
 	rootGroup bool
 	made      int // processes made so far (procs[:made])
+	rootPidfd int // the root's pidfd, once it is let go
+	// mode is how each clone asks for its id (placeIDs); ns is the PID
+	// namespace the processes are made in, or nil for the caller's.
+	mode PIDMode
+	ns   *pidNS
 }
 
 // builder builds one process of the tree.
@@ -76,8 +82,9 @@ type builder struct {
 	fdFiles map[int]*os.File // index in FDs -> its open file description
 	exeFile *os.File         // the executable, for PR_SET_MM_MAP
 	cwdFile *os.File         // the working directory, for fchdir
-	pidfd   uint64           // the loader's pidfd in the process, when pidfdIn
-	pidfdIn bool
+	// sock is the process's end of the loader's socket (stubSocket at
+	// first, then above the image's fds), or -1 once closed.
+	sock int
 
 	pid  int       // the process being built
 	tty  *terminal // the terminal whose modes it was given
@@ -142,12 +149,28 @@ func init() {
 	}
 }
 
+// stubSocket is the fd of the stub, and so of every process cloned from
+// it, that is the other end of the loader's socket, on which the
+// process receives the files procs-load opened for it (SCM_RIGHTS:
+// pidfd_getfd would not take them from procs-load in a user namespace
+// of the process's own).
+const stubSocket = 3
+
+// offFD is where giveFD has its buffers in the scratch area.
+const offFD = 0xf000
+
 // spawn starts the stub, checks this machine against the image, and
 // clones from the stub the process to build.
 func (b *builder) spawn() error {
+	sock, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return os.NewSyscallError("socketpair", err)
+	}
+	b.tree.loaderSock = os.NewFile(uintptr(sock[0]), "procs-load's end of the socket")
+	defer unix.Close(sock[1])
 	attr := &syscall.ProcAttr{
 		Env:   []string{},
-		Files: []uintptr{b.opts.Stdin.Fd(), b.opts.Stdout.Fd(), b.opts.Stderr.Fd()},
+		Files: []uintptr{b.opts.Stdin.Fd(), b.opts.Stdout.Fd(), b.opts.Stderr.Fd(), uintptr(sock[1])},
 		// Until the first stop lets us set PTRACE_O_EXITKILL, only this
 		// takes the stub with us if we die (it is killed once the
 		// process is cloned from it, long before this thread ends).
@@ -243,17 +266,25 @@ func (b *builder) spawn() error {
 
 	b.timeNamespace(hr, pid)
 	// clone3(CLONE_PARENT) makes the process a child of the loader, with
-	// the original PID when asked.
-	mode := b.opts.PID
-	if len(b.procs) > 1 {
-		mode = PIDKeep // the members know each other's PIDs
+	// the original PID when asked (exit signal: the stub's, SIGCHLD); in
+	// a PID namespace, a child of its first process, the init to be.
+	parent, parentPID, flags, exitSignal := hr, pid, uint64(unix.CLONE_PARENT), uint64(0)
+	if b.ns != nil {
+		if err := b.startNamespace(hr, pid); err != nil {
+			return err
+		}
+		parent, parentPID, flags, exitSignal = b.ns.remote, b.ns.pid, 0, uint64(unix.SIGCHLD)
 	}
-	child, err := b.clone3(hr, pid, unix.CLONE_PARENT, 0, b.img.PID, mode) // exit signal: the stub's, SIGCHLD
+	child, err := b.clone3(parent, parentPID, flags, exitSignal, b.img.PID, b.mode)
 	if err != nil {
 		return err
 	}
-	b.pid = child
 	b.mem = &ptrace.ProcMem{PID: child, Write: true}
+	if b.ns != nil {
+		if err := b.becomeInit(b.img.PID); err != nil {
+			return err
+		}
+	}
 	unix.Kill(pid, unix.SIGKILL)
 	for {
 		ws, err := ptrace.Wait(pid)
@@ -267,73 +298,83 @@ func (b *builder) spawn() error {
 	}
 	b.main.Forget()
 	b.tids = []int{child}
+	b.sock = stubSocket
 	return nil
 }
 
-// clone3 runs clone3 in r's thread and waits for the new task's first
-// stop. With a wanted id and mode auto, a taken id falls back to a new one.
+// clone3 clones the process (or, with CLONE_THREAD, a thread of it) in
+// r's thread, with id want when mode asks for it: with mode auto, a
+// taken id falls back to a new one.
 func (b *builder) clone3(r *ptrace.Remote, memPID int, flags, exitSignal uint64, want int, mode PIDMode) (int, error) {
-	ca := linux.CloneArgs{Flags: flags, ExitSignal: exitSignal}
-	setTID := mode != PIDNew && want > 0
-	if setTID {
-		// set_tid: an array of one pid_t, right after the struct.
-		ca.SetTID, ca.SetTIDSize = b.scratch+offArgs+linux.CLONE_ARGS_SIZE_VER2, 1
+	if mode == PIDNew {
+		want = 0
 	}
-	args := ca.Encode()
-	if setTID {
-		args = binary.LittleEndian.AppendUint32(args, uint32(want))
+	child, err := b.cloneIn(r, memPID, linux.CloneArgs{Flags: flags, ExitSignal: exitSignal}, want)
+	if child > 0 {
+		// collected by abort from now on
+		if flags&unix.CLONE_THREAD != 0 {
+			b.tids = append(b.tids, child)
+		} else {
+			b.pid = child
+		}
 	}
-	if err := ptrace.WriteMem(memPID, b.scratch+offArgs, args); err != nil {
-		return 0, err
-	}
-	r.NewTIDs = nil
-	res, err := r.Syscall("clone3", unix.SYS_CLONE3, b.scratch+offArgs, linux.CLONE_ARGS_SIZE_VER2)
-	// An id held by a zombie is free once its parent collects it: the
-	// original, killed by procs-dump a moment ago, on its way out
-	// (procs-dump PID | procs-load).
-	for deadline := time.Now().Add(zombieWait); setTID && errors.Is(err, unix.EEXIST) && isZombie(want) && time.Now().Before(deadline); {
-		time.Sleep(5 * time.Millisecond)
-		res, err = r.Syscall("clone3", unix.SYS_CLONE3, b.scratch+offArgs, linux.CLONE_ARGS_SIZE_VER2)
-	}
-	if setTID && (errors.Is(err, unix.EEXIST) || errors.Is(err, unix.EPERM)) {
+	if want > 0 && (errors.Is(err, unix.EEXIST) || errors.Is(err, unix.EPERM)) {
 		if mode == PIDKeep {
 			tree := len(b.procs) > 1
 			switch {
-			case errors.Is(err, unix.EPERM) && tree:
-				return 0, fmt.Errorf("a tree comes back with the PIDs its processes know each other by, and choosing PID %d needs root (CAP_CHECKPOINT_RESTORE)", want)
 			case errors.Is(err, unix.EPERM):
-				return 0, fmt.Errorf("choosing id %d needs root (CAP_CHECKPOINT_RESTORE; use --pid=auto or new)", want)
+				return 0, fmt.Errorf("choosing id %d needs root (CAP_CHECKPOINT_RESTORE)", want)
 			case tree:
-				return 0, fmt.Errorf("the original PID %d is in use by another process, and a tree comes back with the PIDs its processes know each other by: restore it once the original is gone (a copy beside it needs a PID namespace, which this procs-load does not make yet)", want)
+				return 0, fmt.Errorf("the original PID %d was taken by another process as the restore began, and a tree comes back with the PIDs its processes know each other by (--pid=ns runs it in a PID namespace of its own)", want)
 			}
-			return 0, fmt.Errorf("--pid=keep: the original id %d (of the process or one of its threads) is in use by another process; --pid=auto or --pid=new take another", want)
+			return 0, fmt.Errorf("--pid=keep: the original id %d (of the process or one of its threads) was taken by another process as the restore began; --pid=auto or --pid=new take another", want)
 		}
 		return b.clone3(r, memPID, flags, exitSignal, 0, PIDNew)
 	}
 	if err != nil {
 		return 0, err
 	}
-	if res == 0 || res > maxPID {
-		return 0, fmt.Errorf("clone3 in target returned %d", res)
+	return child, nil
+}
+
+// cloneIn runs clone3 with ca in r's thread, of process memPID, asking
+// for id setTID (0: any), and waits for the new task's first stop. It
+// returns the new task's id as procs-load sees it (clone3 returns the
+// one its caller sees, another in a PID namespace), whenever one was
+// made.
+func (t *tree) cloneIn(r *ptrace.Remote, memPID int, ca linux.CloneArgs, setTID int) (int, error) {
+	if setTID > 0 {
+		// set_tid: an array of one pid_t, right after the struct.
+		ca.SetTID, ca.SetTIDSize = t.scratch+offArgs+linux.CLONE_ARGS_SIZE_VER2, 1
 	}
-	child := int(res)
-	if flags&unix.CLONE_THREAD != 0 {
-		b.tids = append(b.tids, child)
-	} else {
-		b.pid = child // collected by abort from now on
+	args := ca.Encode()
+	if setTID > 0 {
+		args = binary.LittleEndian.AppendUint32(args, uint32(setTID))
 	}
-	ws, err := ptrace.Wait(child)
+	if err := ptrace.WriteMem(memPID, t.scratch+offArgs, args); err != nil {
+		return 0, err
+	}
+	r.NewTIDs = nil
+	res, err := r.Syscall("clone3", unix.SYS_CLONE3, t.scratch+offArgs, linux.CLONE_ARGS_SIZE_VER2)
 	if err != nil {
 		return 0, err
 	}
+	if res == 0 || res > maxPID || len(r.NewTIDs) != 1 {
+		return 0, fmt.Errorf("clone3 in target returned %d, and reported %d new tasks", res, len(r.NewTIDs))
+	}
+	child := r.NewTIDs[0]
+	ws, err := ptrace.Wait(child)
+	if err != nil {
+		return child, err
+	}
 	if !ws.Stopped() {
-		return 0, &ptrace.StopError{TID: child, Status: ws}
+		return child, &ptrace.StopError{TID: child, Status: ws}
 	}
 	return child, nil
 }
 
-// zombieWait bounds how long clone3 waits for a zombie holding an id it
-// wants to be collected.
+// zombieWait bounds how long a restore waits for zombies holding ids it
+// wants to be collected (freedIDs).
 const zombieWait = 2 * time.Second
 
 // isZombie says whether id is a task that has exited and waits to be

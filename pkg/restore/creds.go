@@ -19,6 +19,9 @@ import (
 // raises anyone's privileges.
 func (b *builder) creds() error {
 	for i := range b.img.Threads {
+		if err := b.dropCaps(i); err != nil {
+			return fmt.Errorf("thread %d: %w", b.img.Threads[i].TID, err)
+		}
 		c := threadCreds(b.img, i)
 		if callersCreds(c) && sameGroups(c.Groups) && (!c.NoNewPrivs || b.img.Creds.NoNewPrivs) {
 			continue

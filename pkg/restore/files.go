@@ -24,7 +24,7 @@ import (
 // will hold (one for each fd, each mapping's file, its executable, its
 // working directory), also as the process will be, never blocking (a
 // FIFO where the image says a file is refused by name). The process
-// built later takes them with pidfd_getfd: it never opens a path
+// built later receives them (giveFD): it never opens a path
 // itself, and gets exactly what was opened and checked here.
 func (b *builder) prepareFiles(prepared map[int]bool) error {
 	b.fdFiles = map[int]*os.File{}
@@ -309,7 +309,7 @@ func (b *builder) openCwd() error {
 		return b.op.fail("working directory", cwd, err)
 	}
 	defer unix.Close(fd)
-	// fchdir needs a file that pidfd_getfd takes (not O_PATH): opened
+	// fchdir needs a file opened for reading (not O_PATH): opened
 	// through the one just checked, it gives the process nothing but
 	// that folder as its working directory.
 	d, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", fd), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)

@@ -21,41 +21,87 @@ import (
 )
 
 // takeFD gives the process being built a copy of lf, an open file of
-// the loader's (pidfd_getfd: the same open file description), and
-// returns its number in the process; it is close-on-exec.
+// the loader's (the same open file description), and returns its number
+// in the process; it is close-on-exec.
 func (b *builder) takeFD(lf *os.File) (uint64, error) {
-	r := b.main
-	if !b.pidfdIn {
-		fd, err := r.Syscall("pidfd_open", unix.SYS_PIDFD_OPEN, uint64(os.Getpid()), 0)
-		if err != nil {
-			return 0, err
-		}
-		// Above every fd of the image, out of the way of makeFDs.
-		top := 2
-		for _, f := range b.img.FDs {
-			top = max(top, f.Num)
-		}
-		high, err := r.Syscall("fcntl(F_DUPFD_CLOEXEC)", unix.SYS_FCNTL, fd, unix.F_DUPFD_CLOEXEC, uint64(top+1))
-		r.Syscall("close", unix.SYS_CLOSE, fd)
-		if err != nil {
-			return 0, err
-		}
-		b.pidfd, b.pidfdIn = high, true
+	if err := b.raiseSocket(); err != nil {
+		return 0, err
 	}
-	fd, err := r.Syscall("pidfd_getfd", unix.SYS_PIDFD_GETFD, b.pidfd, uint64(lf.Fd()), 0)
-	if err != nil {
-		return 0, fmt.Errorf("giving the process %s: %w", safetext.Quote(lf.Name()), err)
-	}
-	return fd, nil
+	return b.giveFD(b.main, b.pid, uint64(b.sock), lf)
 }
 
-// dropPidfd closes the loader's pidfd in the process.
-func (b *builder) dropPidfd() error {
-	if !b.pidfdIn {
+// giveFD sends lf on the loader's socket and has r's thread, of process
+// pid, receive it from the other end, its fd sock; it returns the fd's
+// number there (close-on-exec).
+func (t *tree) giveFD(r *ptrace.Remote, pid int, sock uint64, lf *os.File) (uint64, error) {
+	fail := func(err error) (uint64, error) {
+		return 0, fmt.Errorf("giving the process %s: %w", safetext.Quote(lf.Name()), err)
+	}
+	if err := unix.Sendmsg(int(t.loaderSock.Fd()), []byte{0}, unix.UnixRights(int(lf.Fd())), nil, 0); err != nil {
+		return fail(os.NewSyscallError("sendmsg", err))
+	}
+	// struct msghdr, its one iovec, the byte, the control buffer.
+	space := unix.CmsgSpace(4)
+	msg := t.scratch + offFD
+	iov := msg + linux.SizeofMsghdr
+	data := iov + linux.SizeofIovec
+	control := data + 8
+	buf := linux.Msghdr{Iov: iov, Iovlen: 1, Control: control, Controllen: uint64(space)}.Encode()
+	buf = append(buf, linux.Iovec{Base: data, Len: 1}.Encode()...)
+	buf = append(buf, make([]byte, 8+space)...)
+	if err := ptrace.WriteMem(pid, msg, buf); err != nil {
+		return fail(err)
+	}
+	if _, err := r.Syscall("recvmsg", unix.SYS_RECVMSG, sock, msg, unix.MSG_CMSG_CLOEXEC); err != nil {
+		return fail(err)
+	}
+	got := make([]byte, space)
+	if err := ptrace.ReadMem(pid, control, got); err != nil {
+		return fail(err)
+	}
+	var fds []int
+	cms, err := unix.ParseSocketControlMessage(got)
+	if err == nil && len(cms) == 1 {
+		fds, err = unix.ParseUnixRights(&cms[0])
+	}
+	if err != nil || len(fds) != 1 {
+		// The kernel drops an fd the process has no room for.
+		return fail(errors.New("it received no fd (too many open files?)"))
+	}
+	return uint64(fds[0]), nil
+}
+
+// raiseSocket moves the process's end of the loader's socket above
+// every fd of the image, out of the way of makeFDs, the first time.
+func (b *builder) raiseSocket() error {
+	switch {
+	case b.sock < 0:
+		return errors.New("the process's end of the loader's socket is closed")
+	case b.sock != stubSocket:
 		return nil
 	}
-	b.pidfdIn = false
-	_, err := b.main.Syscall("close", unix.SYS_CLOSE, b.pidfd)
+	top := 2
+	for _, f := range b.img.FDs {
+		top = max(top, f.Num)
+	}
+	r := b.main
+	high, err := r.Syscall("fcntl(F_DUPFD_CLOEXEC)", unix.SYS_FCNTL, stubSocket, unix.F_DUPFD_CLOEXEC, uint64(top+1))
+	if err != nil {
+		return err
+	}
+	b.sock = int(high)
+	_, err = r.Syscall("close", unix.SYS_CLOSE, stubSocket)
+	return err
+}
+
+// dropSocket closes the process's end of the loader's socket.
+func (b *builder) dropSocket() error {
+	if b.sock < 0 {
+		return nil
+	}
+	fd := b.sock
+	b.sock = -1
+	_, err := b.main.Syscall("close", unix.SYS_CLOSE, uint64(fd))
 	return err
 }
 
@@ -254,7 +300,7 @@ func (b *builder) finish() error {
 		if b.tty != nil {
 			err = b.tty.giveForeground(b.pid)
 		}
-		if err != nil && len(b.procs) == 1 {
+		if err != nil && len(b.procs) == 1 && b.ns == nil {
 			// Back in ours, which is in the foreground where we are.
 			unix.Setpgid(b.pid, unix.Getpgrp())
 			b.rootGroup = false
@@ -303,11 +349,16 @@ func (b *builder) setMM() error {
 // makeFDs opens every fd at its number with its flags and offset.
 func (b *builder) makeFDs() error {
 	r := b.main
-	// Close what the stub inherited from the loader beyond 0, 1 and 2.
-	if _, err := r.Syscall("close_range", unix.SYS_CLOSE_RANGE, 3, ^uint64(0)>>33, 0); err != nil {
+	// Close what the stub inherited from the loader beyond 0, 1 and 2,
+	// but the loader's socket.
+	if err := b.raiseSocket(); err != nil {
 		return err
 	}
-	b.pidfdIn = false // closed with the rest
+	for _, rg := range [][2]uint64{{3, uint64(b.sock - 1)}, {uint64(b.sock + 1), ^uint64(0) >> 33}} {
+		if _, err := r.Syscall("close_range", unix.SYS_CLOSE_RANGE, rg[0], rg[1], 0); err != nil {
+			return err
+		}
+	}
 	if b.task == 0 {
 		b.logStreams()
 	}
@@ -460,11 +511,14 @@ func (b *builder) processState() error {
 		return err
 	}
 	_, err = r.Syscall("fchdir", unix.SYS_FCHDIR, cwd)
+	if err == nil && b.ns != nil {
+		err = b.cwdInNamespace(cwd)
+	}
 	r.Syscall("close", unix.SYS_CLOSE, cwd)
 	if err != nil {
 		return fmt.Errorf("working directory %s: %w", safetext.Quote(img.Cwd), err)
 	}
-	if err := b.dropPidfd(); err != nil {
+	if err := b.dropSocket(); err != nil {
 		return err
 	}
 	if _, err := r.Syscall("personality", unix.SYS_PERSONALITY, uint64(img.Personality)); err != nil {
@@ -482,8 +536,8 @@ func (b *builder) processState() error {
 func (b *builder) makeThreads() error {
 	const threadFlags = unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix.CLONE_SIGHAND |
 		unix.CLONE_THREAD | unix.CLONE_SYSVSEM
-	mode := b.opts.PID
-	if b.pid != b.img.PID {
+	mode := b.mode
+	if b.innerTID(0) != b.img.PID {
 		mode = PIDNew // new PID, new thread ids
 	}
 	for _, t := range b.img.Threads[1:] {
@@ -552,9 +606,9 @@ func (b *builder) signals() error {
 		sig := uint64(linux.SiginfoSigno(info))
 		var err error
 		if tid == 0 {
-			_, err = b.main.Syscall("rt_sigqueueinfo", unix.SYS_RT_SIGQUEUEINFO, uint64(b.pid), sig, b.scratch+offBig)
+			_, err = b.main.Syscall("rt_sigqueueinfo", unix.SYS_RT_SIGQUEUEINFO, uint64(b.innerTID(0)), sig, b.scratch+offBig)
 		} else {
-			_, err = b.main.Syscall("rt_tgsigqueueinfo", unix.SYS_RT_TGSIGQUEUEINFO, uint64(b.pid), uint64(tid), sig, b.scratch+offBig)
+			_, err = b.main.Syscall("rt_tgsigqueueinfo", unix.SYS_RT_TGSIGQUEUEINFO, uint64(b.innerTID(0)), uint64(tid), sig, b.scratch+offBig)
 		}
 		return err
 	}
@@ -565,7 +619,7 @@ func (b *builder) signals() error {
 	}
 	for i, t := range b.img.Threads {
 		for _, info := range t.Pending {
-			if err := queue(info, b.tids[i]); err != nil {
+			if err := queue(info, b.innerTID(i)); err != nil {
 				return err
 			}
 		}
@@ -591,10 +645,11 @@ func (b *builder) procSelfFDs() error {
 		} else {
 			first[fd.Open] = fd.Num
 			self := b.files[fd.File].Self
+			// The process's own ids, as its /proc shows them.
 			if rest, ok := strings.CutPrefix(self, fmt.Sprintf("task/%d", b.img.PID)); ok {
-				self = fmt.Sprintf("task/%d%s", b.pid, rest)
+				self = fmt.Sprintf("task/%d%s", b.innerTID(0), rest)
 			}
-			path := fmt.Sprintf("/proc/%d/%s", b.pid, self)
+			path := fmt.Sprintf("/proc/%d/%s", b.innerTID(0), self)
 			how := unix.OpenHow{Flags: uint64(fd.Flags&openFlags | unix.O_CLOEXEC | unix.O_NOCTTY), Resolve: unix.RESOLVE_NO_MAGICLINKS}
 			if err := b.write(offArgs, linux.EncodeOpenHow(how)); err != nil {
 				return err
@@ -709,7 +764,7 @@ func (b *builder) posixTimers() error {
 			if i < 0 {
 				return fmt.Errorf("POSIX timer %d signals thread %d, which the image lacks", t.ID, t.Target)
 			}
-			ev.ThreadID = int32(b.tids[i])
+			ev.ThreadID = int32(b.innerTID(i))
 		}
 		if err := b.write(offArgs, le.AppendUint32(ev.Encode(), uint32(t.ID))); err != nil {
 			return err

@@ -3,7 +3,8 @@
 // verified and every piece of state is in place.
 //
 // How: procs-load starts a child stopped right after exec (traced), clones
-// from it the process to build (with the original PID when asked), throws
+// from it the process to build (with the original PID when asked, in
+// procs-load's PID namespace or in a new one), throws
 // away every mapping the child had but the vDSO, moves the vDSO where the
 // image had it, maps the image's memory, fills it from the page records,
 // then creates threads, files and every other piece of state by running
@@ -23,13 +24,19 @@ import (
 	"procs/pkg/ptrace"
 )
 
-// PIDMode says which PID the restored process gets.
+// PIDMode says which PIDs the restored processes get (see pidns.go).
 type PIDMode int
 
 const (
-	PIDAuto PIDMode = iota // the original PID when it is free, else a new one
-	PIDKeep                // the original PID or fail
-	PIDNew                 // always a new PID
+	// PIDAuto: the image's PIDs and thread ids when they are all free
+	// here (and may be chosen: root), else the same in a new PID
+	// namespace (without root, inside a new user namespace); but a
+	// single process restored without root gets new ids where its own
+	// are not to be had.
+	PIDAuto PIDMode = iota
+	PIDKeep         // the image's ids in the caller's PID namespace, or fail
+	PIDNew          // new ids, for a single process
+	PIDNS           // the image's ids in a new PID namespace
 )
 
 // StdioMode says what the restored process's fds 0, 1 and 2 become.
@@ -75,10 +82,13 @@ type Options struct {
 	Terminal bool
 }
 
-// Process is a restored, running process, a child of the caller.
+// Process is a restored, running process: a child of the caller, or
+// in a PID namespace, of the namespace's init, the caller's child.
 type Process struct {
-	Pid int
-	tty *terminal // modes to put back when it ends
+	Pid   int       // as the caller sees it
+	tty   *terminal // modes to put back when it ends
+	pidfd int       // for signals
+	ns    *pidNS    // the PID namespace it runs in, or nil
 }
 
 // Restore reads an image from in, builds the process and starts it.
@@ -105,8 +115,8 @@ func Restore(opts Options, in io.Reader) (*Process, error) {
 	if err := validate(t.files, t.imgs); err != nil {
 		return nil, err
 	}
-	if len(t.procs) > 1 && opts.PID == PIDNew {
-		return nil, fmt.Errorf("--pid=new is for a single process, and the image holds a tree of %d: its members know each other's PIDs (--pid=auto or keep)", len(t.procs))
+	if err := t.placeIDs(); err != nil {
+		return nil, err
 	}
 	for _, b := range t.procs {
 		if len(b.img.Timers) > 0 {
@@ -141,14 +151,21 @@ func Restore(opts Options, in io.Reader) (*Process, error) {
 	}
 	b := t.procs[0]
 	opts.Log("restored pid %d in %v", b.pid, time.Since(start).Round(time.Microsecond))
-	return &Process{Pid: b.pid, tty: b.tty}, nil
+	return &Process{Pid: b.pid, tty: b.tty, pidfd: t.rootPidfd, ns: t.ns}, nil
 }
 
-// Wait waits for the process to end and returns its exit status as a shell
-// reports it: the exit code, or 128+N after death by signal N. When the
-// process is stopped (Ctrl-Z), the caller stops too, and both go on when
-// the caller is continued.
-func (p *Process) Wait() (int, error) {
+// Signal sends sig to the process (through its pidfd: never to another
+// process that got its PID once it is gone).
+func (p *Process) Signal(sig unix.Signal) error {
+	return unix.PidfdSendSignal(p.pidfd, sig, nil, 0)
+}
+
+// next waits for the process to stop or end: as its parent, or as its
+// PID namespace's init tells.
+func (p *Process) next() (unix.WaitStatus, error) {
+	if p.ns != nil {
+		return p.ns.next()
+	}
 	for {
 		var ws unix.WaitStatus
 		_, err := unix.Wait4(p.Pid, &ws, unix.WUNTRACED, nil)
@@ -157,6 +174,21 @@ func (p *Process) Wait() (int, error) {
 		}
 		if err != nil {
 			return 0, os.NewSyscallError("wait4", err)
+		}
+		return ws, nil
+	}
+}
+
+// Wait waits for the process to end and returns its exit status as a shell
+// reports it: the exit code, or 128+N after death by signal N. When the
+// process is stopped (Ctrl-Z), the caller stops too, and both go on when
+// the caller is continued.
+func (p *Process) Wait() (int, error) {
+	for {
+		ws, err := p.next()
+		if err != nil {
+			p.tty.reset()
+			return 0, err
 		}
 		switch {
 		case ws.Exited():
@@ -171,7 +203,7 @@ func (p *Process) Wait() (int, error) {
 			// gave it to us again after we had passed it on. Pass it on
 			// once more.
 			if s := ws.StopSignal(); (s == unix.SIGTTIN || s == unix.SIGTTOU) && p.tty.giveBack() {
-				unix.Kill(p.Pid, unix.SIGCONT)
+				p.Signal(unix.SIGCONT)
 				continue
 			}
 			// As a shell's job: our shell gets the terminal back when
@@ -184,7 +216,7 @@ func (p *Process) Wait() (int, error) {
 			// shell sees the whole job stopped.
 			stopSelf(p.tty.given())
 			p.tty.giveBack()
-			unix.Kill(p.Pid, unix.SIGCONT)
+			p.Signal(unix.SIGCONT)
 		}
 	}
 }

@@ -21,10 +21,11 @@ import (
 //  2. prepareFiles: the loader opens and makes the image's files, for
 //     each process as that process (its opener), and one open file
 //     description for each that fds of the processes share.
-//  3. spawn: the root is cloned from the stub as a child of procs-load;
-//     each other process is cloned by its parent, in the image's order
-//     (a parent comes before its children), with its PID (set_tid),
-//     while all are still copies of the stub. A process that led its
+//  3. spawn: the root is cloned from the stub as a child of procs-load
+//     (in a new PID namespace, as the child of the namespace's init:
+//     pidns.go); each other process is cloned by its parent, in the
+//     image's order (a parent comes before its children), with its PID
+//     (set_tid), while all are still copies of the stub. A process that led its
 //     session calls setsid as soon as it exists, so that its children
 //     are born in it; then each process joins its process group.
 //  4. each process's memory is laid out, and filled from the PAGES
@@ -240,14 +241,14 @@ func (t *tree) spawnRoot() error {
 	// The root leads its group again when it led one and has its PID:
 	// in the terminal's foreground (see finish), or for members of its
 	// group to join.
-	if img := root.img; img.Pgid == img.PID && root.pid == img.PID {
+	if img := root.img; img.Pgid == img.PID && root.innerTID(0) == img.PID {
 		joined := false
 		for _, p := range t.imgs[1:] {
 			joined = joined || p.Pgid == img.PID
 		}
 		if joined || t.opts.Terminal && img.Terminal != nil && t.opts.modesTerminal(img) != nil {
-			if err := unix.Setpgid(root.pid, root.pid); err != nil {
-				t.warnf("the process stays in procs-load's process group: setpgid: %v", err)
+			if _, err := root.main.Syscall("setpgid", unix.SYS_SETPGID, 0, 0); err != nil {
+				t.warnf("the process stays in procs-load's process group: %v", err)
 			} else {
 				t.rootGroup = true
 			}
@@ -279,7 +280,7 @@ func (t *tree) warnf(format string, args ...any) { t.opts.Warn(format, args...) 
 // the parent's vDSO and memory), with its PID; a session leader makes its
 // session at once, before its own children are forked.
 func (b *builder) spawnChild(parent *builder) error {
-	if _, err := b.clone3(parent.main, parent.pid, 0, uint64(unix.SIGCHLD), b.img.PID, PIDKeep); err != nil {
+	if _, err := b.clone3(parent.main, parent.pid, 0, uint64(unix.SIGCHLD), b.img.PID, b.mode); err != nil {
 		return err
 	}
 	b.mem = &ptrace.ProcMem{PID: b.pid, Write: true}
@@ -289,6 +290,7 @@ func (b *builder) spawnChild(parent *builder) error {
 	}
 	b.main.Forget()
 	b.tids = []int{b.pid}
+	b.sock = stubSocket // the parent's, still there
 	if b.img.Sid == b.img.PID {
 		if _, err := b.main.Syscall("setsid", unix.SYS_SETSID); err != nil {
 			return err
@@ -299,25 +301,34 @@ func (b *builder) spawnChild(parent *builder) error {
 
 // joinGroup puts the process in its process group: its own, the root's
 // (wherever the root is), or that of another member, which leads it.
+// The member has its image PID in the process (in the caller's PID
+// namespace or in the tree's), and procs-load sees it as leader.pid.
 func (b *builder) joinGroup() error {
 	img := b.img
-	want := img.Pgid
-	switch {
-	case img.Sid == img.PID:
+	if img.Sid == img.PID {
 		return nil // setsid made it lead a group too
-	case want == b.procs[0].img.Pgid && want != img.PID:
-		want = b.procs[0].pid
-		if !b.rootGroup {
-			want = unix.Getpgrp()
+	}
+	leader := b.byPID(img.Pgid)
+	want, inner := 0, img.Pgid // as procs-load sees it, as the process does
+	switch {
+	case img.Pgid == img.PID:
+		want, inner = b.pid, 0
+	case img.Pgid == b.procs[0].img.Pgid && !b.rootGroup:
+		// procs-load's, which the root stayed in.
+		want, inner = unix.Getpgrp(), unix.Getpgrp()
+		if b.ns != nil {
+			inner = -1 // not to be seen from the namespace
 		}
+	case leader != nil:
+		want = leader.pid
 	}
 	if cur, err := unix.Getpgid(b.pid); err == nil && cur == want {
 		return nil
 	}
-	if want == img.PID {
-		want = 0
+	if inner < 0 {
+		return fmt.Errorf("joining process group %d: it stayed procs-load's, outside the PID namespace", img.Pgid)
 	}
-	if _, err := b.main.Syscall("setpgid", unix.SYS_SETPGID, 0, uint64(want)); err != nil {
+	if _, err := b.main.Syscall("setpgid", unix.SYS_SETPGID, 0, uint64(inner)); err != nil {
 		return fmt.Errorf("joining process group %d: %w", img.Pgid, err)
 	}
 	return nil
@@ -331,9 +342,20 @@ func (t *tree) release() error {
 			return err
 		}
 	}
+	// Its pidfd, for signals: taken while it cannot end.
+	fd, err := unix.PidfdOpen(root.pid, 0)
+	if err != nil {
+		return os.NewSyscallError("pidfd_open", err)
+	}
+	t.rootPidfd = fd
 	for i := len(t.procs) - 1; i >= 0; i-- {
 		if err := t.procs[i].detach(); err != nil {
 			return t.procs[i].wrap(err)
+		}
+	}
+	if t.ns != nil {
+		if err := t.ns.start(); err != nil {
+			return err
 		}
 	}
 	if root.tty != nil {
@@ -378,6 +400,13 @@ func (t *tree) abort() {
 	if t.helper > 0 {
 		unix.Kill(t.helper, unix.SIGKILL)
 	}
+	if t.ns != nil && t.ns.pid > 0 {
+		unix.Kill(t.ns.pid, unix.SIGKILL)
+	}
+	if t.rootPidfd > 0 {
+		unix.Close(t.rootPidfd)
+		t.rootPidfd = 0
+	}
 	for i := len(t.procs) - 1; i >= 0; i-- {
 		b := t.procs[i]
 		for k := len(b.tids) - 1; k >= 0; k-- {
@@ -389,6 +418,9 @@ func (t *tree) abort() {
 	}
 	if t.helper > 0 {
 		reap(t.helper)
+	}
+	if t.ns != nil {
+		t.ns.collect()
 	}
 	t.removeCreated()
 }
@@ -412,8 +444,10 @@ func (t *tree) closeLocal() {
 	for _, f := range t.mapFiles {
 		f.Close()
 	}
-	for _, f := range t.kept {
-		f.Close()
+	for _, f := range append(t.kept, t.loaderSock) {
+		if f != nil {
+			f.Close()
+		}
 	}
 	for _, b := range t.procs {
 		for _, f := range []*os.File{b.exeFile, b.cwdFile} {

@@ -19,7 +19,7 @@ import (
 )
 
 // Usage is printed by -h and repeated in man/procs-load.1.
-const Usage = `usage: procs-load [-d] [-v] [--pid=auto|keep|new] [--pidfile=FILE]
+const Usage = `usage: procs-load [-d] [-v] [--pid=auto|keep|ns|new] [--pidfile=FILE]
                   [--stdio=auto|inherit] [FILE|-]
        procs-load -h | --version
 
@@ -28,9 +28,11 @@ exit with its status.
 
   -d, --detach          do not wait: print the PID of the running process
                         and exit 0
-      --pid=MODE        auto (default): the original PID if free, else a
-                        new one; keep: the original PID or fail; new: a
-                        new PID
+      --pid=MODE        auto (default): the original PIDs if all are free,
+                        else the same in a new PID namespace; keep: the
+                        original PIDs or fail; ns: the original PIDs in
+                        a new PID namespace; new: a new PID (a single
+                        process)
       --pidfile=FILE    write the PID to FILE (atomically) as the process
                         starts to run
       --stdio=MODE      auto (default): a standard stream that was a file
@@ -59,6 +61,7 @@ var PIDModes = map[string]restore.PIDMode{
 	"auto": restore.PIDAuto,
 	"keep": restore.PIDKeep,
 	"new":  restore.PIDNew,
+	"ns":   restore.PIDNS,
 }
 
 type options struct {
@@ -88,7 +91,7 @@ func parse(args []string) (options, error) {
 		return o, nil
 	}
 	if _, ok := PIDModes[o.pid]; !ok {
-		return o, cli.Usagef("invalid value %q for --pid: want auto, keep or new", o.pid)
+		return o, cli.Usagef("invalid value %q for --pid: want auto, keep, ns or new", o.pid)
 	}
 	if set.IsSet("pidfile") && o.pidfile == "" {
 		return o, cli.Usagef("empty file name for --pidfile")
@@ -243,7 +246,7 @@ func Wait(p *restore.Process, msg *cli.Msg) int {
 			select {
 			case s := <-sigs:
 				if s == syscall.SIGTERM || s == syscall.SIGHUP {
-					syscall.Kill(p.Pid, s.(syscall.Signal))
+					p.Signal(s.(syscall.Signal))
 				}
 			case <-done:
 				return

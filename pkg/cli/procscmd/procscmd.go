@@ -35,11 +35,11 @@ import (
 
 // Usage is printed by -h and repeated in man/procs.1.
 const Usage = `usage: procs save [PID] [-n NAME] [-o FILE] [-K] [-f] [-z none|zstd|xz] [-v]
-       procs restore FILE|PROCS_ID [-d] [--pid=auto|keep|new] [--pidfile=FILE]
+       procs restore FILE|PROCS_ID [-d] [--pid=auto|keep|ns|new] [--pidfile=FILE]
                      [--stdio=auto|inherit] [--trust-uploaded] [-v]
        procs send PID|FILE|PROCS_ID -s HOST[:PORT] [-n NAME] [-K] [-f] [-z ALGO]
                   [--trust-uploaded] [-v]
-       procs receive [PROCS_ID] [-d] [--keep] [--pid=auto|keep|new] [--pidfile=FILE]
+       procs receive [PROCS_ID] [-d] [--keep] [--pid=auto|keep|ns|new] [--pidfile=FILE]
                      [--stdio=auto|inherit] [--trust-uploaded] [-v]
        procs list
        procs delete PROCS_ID...
@@ -63,8 +63,8 @@ Checkpoint, restore and move processes; keep images on procs-serve.
                             or xz
   -d, --detach              restore, receive: do not wait: print the PID
                             of the running process and exit 0
-      --pid=MODE            auto (default), keep or new: the PID to
-                            restore with
+      --pid=MODE            restore, receive: auto (default), keep, ns or
+                            new: the PIDs to restore with (see procs-load)
       --pidfile=FILE        restore, receive: write the PID to FILE as
                             the process starts to run
       --stdio=MODE          restore, receive: auto (default): standard
@@ -152,7 +152,7 @@ func parse(args []string) (options, error) {
 		return o, cli.Usagef("invalid value %q for --compress: want none, zstd or xz", o.compress)
 	}
 	if _, ok := loadcmd.PIDModes[o.pid]; !ok {
-		return o, cli.Usagef("invalid value %q for --pid: want auto, keep or new", o.pid)
+		return o, cli.Usagef("invalid value %q for --pid: want auto, keep, ns or new", o.pid)
 	}
 	if set.IsSet("name") && o.name == "" {
 		return o, cli.Usagef("empty process name")

@@ -119,7 +119,7 @@ func TestParse(t *testing.T) {
 		{[]string{"procs", "save", "1", "-n", "x"}, "save", []string{"1"}, "", "give a PID or -n NAME, not both"},
 		{[]string{"procs", "save"}, "save", nil, "", "save: want one PID"},
 		{[]string{"procs", "save", "1", "-z", "lz4"}, "save", []string{"1"}, "", `invalid value "lz4" for --compress: want none, zstd or xz`},
-		{[]string{"procs", "restore", "x", "--pid=old"}, "restore", []string{"x"}, "", `invalid value "old" for --pid: want auto, keep or new`},
+		{[]string{"procs", "restore", "x", "--pid=old"}, "restore", []string{"x"}, "", `invalid value "old" for --pid: want auto, keep, ns or new`},
 		{[]string{"procs", "delete"}, "delete", nil, "", "delete: want a PROCS_ID"},
 		{[]string{"procs", "list", "-x"}, "", nil, "", "unknown option -x"},
 	} {

@@ -536,12 +536,12 @@ func TestTreeSharedMemory(t *testing.T) {
 	img := dump(t, pid, false)
 	waitImageGone(t, img)
 	before := last()
-	startLoad(t, img)
+	ld := startLoad(t, img)
 	t.Cleanup(func() { killTree(t, pid) })
 	deadline := time.Now().Add(10 * time.Second)
 	for last() < before+20 {
 		if time.Now().After(deadline) {
-			t.Fatalf("the parent sees the counter at %d after the restore, %d before; want it to go on", last(), before)
+			t.Fatalf("the parent sees the counter at %d after the restore, %d before; want it to go on (procs-load: %s)", last(), before, ld.stderrText())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

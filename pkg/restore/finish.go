@@ -71,26 +71,28 @@ func (t *tree) giveFD(r *ptrace.Remote, pid int, sock uint64, lf *os.File) (uint
 	return uint64(fds[0]), nil
 }
 
-// raiseSocket moves the process's end of the loader's socket above
-// every fd of the image, out of the way of makeFDs, the first time.
+// raiseSocket moves the process's end of the loader's socket above every
+// fd of the image, out of the way of makeFDs, when it is not yet (a child
+// forked from its parent has it where its parent had put it).
 func (b *builder) raiseSocket() error {
-	switch {
-	case b.sock < 0:
+	if b.sock < 0 {
 		return errors.New("the process's end of the loader's socket is closed")
-	case b.sock != stubSocket:
-		return nil
 	}
 	top := 2
 	for _, f := range b.img.FDs {
 		top = max(top, f.Num)
 	}
+	if b.sock > top {
+		return nil
+	}
 	r := b.main
-	high, err := r.Syscall("fcntl(F_DUPFD_CLOEXEC)", unix.SYS_FCNTL, stubSocket, unix.F_DUPFD_CLOEXEC, uint64(top+1))
+	high, err := r.Syscall("fcntl(F_DUPFD_CLOEXEC)", unix.SYS_FCNTL, uint64(b.sock), unix.F_DUPFD_CLOEXEC, uint64(top+1))
 	if err != nil {
 		return err
 	}
+	old := b.sock
 	b.sock = int(high)
-	_, err = r.Syscall("close", unix.SYS_CLOSE, stubSocket)
+	_, err = r.Syscall("close", unix.SYS_CLOSE, uint64(old))
 	return err
 }
 
@@ -355,6 +357,9 @@ func (b *builder) makeFDs() error {
 		return err
 	}
 	for _, rg := range [][2]uint64{{3, uint64(b.sock - 1)}, {uint64(b.sock + 1), ^uint64(0) >> 33}} {
+		if rg[0] > rg[1] {
+			continue // the socket is fd 3
+		}
 		if _, err := r.Syscall("close_range", unix.SYS_CLOSE_RANGE, rg[0], rg[1], 0); err != nil {
 			return err
 		}

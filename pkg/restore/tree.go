@@ -290,7 +290,7 @@ func (b *builder) spawnChild(parent *builder) error {
 	}
 	b.main.Forget()
 	b.tids = []int{b.pid}
-	b.sock = stubSocket // the parent's, still there
+	b.sock = parent.sock // the parent's, where it is now
 	if b.img.Sid == b.img.PID {
 		if _, err := b.main.Syscall("setsid", unix.SYS_SETSID); err != nil {
 			return err

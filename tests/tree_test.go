@@ -433,6 +433,11 @@ func TestTreeCopyOnWrite(t *testing.T) {
 		sums[w] = report(w)[1]
 	}
 	before := treePSS(t, pid)
+	// A dump reads the pages where they are: the shared ones stay shared.
+	dump(t, pid, true)
+	if kept := treePSS(t, pid); float64(kept) > 1.01*float64(before) {
+		t.Errorf("summed PSS %d KiB after a dump, %d KiB before; want the tree unchanged", kept, before)
+	}
 	img := dump(t, pid, false)
 	if st, _ := os.Stat(img); st.Size() > 260<<20 {
 		t.Errorf("image of %d MiB; want the 200 MiB shared stored once", st.Size()>>20)

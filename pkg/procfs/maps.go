@@ -31,6 +31,10 @@ type Mapping struct {
 	// mapping of a file, the pages copied on write. The shared zero
 	// page is not counted.
 	Anonymous uint64
+	// SharedPages is the bytes of present pages that another process
+	// maps too (Shared_Clean and Shared_Dirty): of a private mapping, a
+	// file's pages, or anonymous pages shared copy-on-write since a fork.
+	SharedPages uint64
 }
 
 // Len is End-Start.
@@ -198,7 +202,7 @@ func parseSmapsLine(m *Mapping, line []byte) error {
 	key, rest := field(line)
 	key = key[:len(key)-1]
 	switch string(key) {
-	case "Rss", "AnonHugePages", "Anonymous":
+	case "Rss", "AnonHugePages", "Anonymous", "Shared_Clean", "Shared_Dirty":
 		f, rest := field(rest)
 		v, ok := parseUint(f, 10)
 		if !ok {
@@ -212,6 +216,8 @@ func parseSmapsLine(m *Mapping, line []byte) error {
 			m.Rss = v
 		case "Anonymous":
 			m.Anonymous = v
+		case "Shared_Clean", "Shared_Dirty":
+			m.SharedPages += v
 		default:
 			m.AnonHugePages = v
 		}

@@ -206,9 +206,17 @@ func (t *tree) spawn() error {
 			return b.wrap(err)
 		}
 	}
-	for _, b := range t.procs[1:] {
-		if err := b.joinGroup(); err != nil {
-			return b.wrap(err)
+	// Those that lead their group first: a member may be in the group
+	// of one that comes after it (a pipeline whose first command has
+	// the higher PID, after the PIDs wrapped around).
+	for _, leaders := range []bool{true, false} {
+		for _, b := range t.procs[1:] {
+			if (b.img.Pgid == b.img.PID) != leaders {
+				continue
+			}
+			if err := b.joinGroup(); err != nil {
+				return b.wrap(err)
+			}
 		}
 	}
 	if len(t.procs) > 1 {
@@ -333,6 +341,14 @@ func (t *tree) abort() {
 	}
 	if t.helper > 0 {
 		reap(t.helper)
+	}
+	// A member whose parent died first came to procs-load (see
+	// subreaper), a zombie once its tracer collected it above: now
+	// procs-load's own to collect.
+	for _, b := range t.procs[1:] {
+		if b.pid > 0 {
+			reap(b.pid)
+		}
 	}
 	t.removeCreated()
 }

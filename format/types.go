@@ -54,6 +54,9 @@ const (
 	// MaxProcesses is the most PROCESS records (processes) an image
 	// holds.
 	MaxProcesses = 4096
+	// MaxThreads is the most threads one process has (its "threads"
+	// array; SPEC.md, Process).
+	MaxThreads = 1 << 16
 	// MaxMeta is the most bytes the FILES and PROCESS records of an
 	// image hold together (raw payloads): what a restorer decodes and
 	// keeps before anything runs.

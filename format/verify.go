@@ -23,17 +23,22 @@ func VerifyLimits(r io.Reader, lim Limits) (Info, Summary, error) {
 }
 
 // VerifyCreds is VerifyLimits that also returns the credentials of each
-// PROCESS record, in order, as a restorer decoding it would see them
-// (the same type and member matching: a record without "creds" says
-// uid 0), so that whoever stores an image can tell whom it would run as.
-// It reads them as the payload streams (see scanCreds), holding none of
-// it. A PROCESS record that is not a JSON object is refused.
-func VerifyCreds(r io.Reader, lim Limits) (Info, Summary, []Creds, error) {
+// PROCESS record, in order: the process's and its threads' own, as a
+// restorer decoding it would see them (the same type and member
+// matching: a record without "creds" says uid 0), so that whoever stores
+// an image can tell whom it would run as. It reads them as the payload
+// streams (see scanCreds), holding none of it; credentials met again are
+// kept once (the returned values share memory: do not change them), and
+// an image whose distinct credentials take more than MaxCredsBytes, or
+// one of whose PROCESS records has more than MaxThreads threads or is
+// not a JSON object, is refused.
+func VerifyCreds(r io.Reader, lim Limits) (Info, Summary, []ProcessCreds, error) {
 	rd, err := NewReaderLimits(r, lim)
 	if err != nil {
 		return Info{}, Summary{}, nil, err
 	}
-	var creds []Creds
+	var creds []ProcessCreds
+	var tab credsTable
 	for {
 		h, err := rd.Next()
 		if err == io.EOF {
@@ -41,8 +46,8 @@ func VerifyCreds(r io.Reader, lim Limits) (Info, Summary, []Creds, error) {
 		}
 		if err == nil {
 			if h.Type == TypeProcess {
-				var c Creds
-				if c, err = rd.checkCreds(); err == nil {
+				var c ProcessCreds
+				if c, err = rd.checkCreds(&tab); err == nil {
 					creds = append(creds, c)
 				}
 			} else {
@@ -57,16 +62,16 @@ func VerifyCreds(r io.Reader, lim Limits) (Info, Summary, []Creds, error) {
 }
 
 // checkCreds is check of a PROCESS record that also scans its payload
-// for the credentials.
-func (r *Reader) checkCreds() (Creds, error) {
+// for the credentials, interning them in tab.
+func (r *Reader) checkCreds(tab *credsTable) (ProcessCreds, error) {
 	pr, pw := io.Pipe()
 	type result struct {
-		c   Creds
+		c   ProcessCreds
 		err error
 	}
 	res := make(chan result, 1)
 	go func() {
-		c, err := scanCreds(bufio.NewReaderSize(pr, 16<<10))
+		c, err := scanCreds(bufio.NewReaderSize(pr, 16<<10), tab)
 		io.Copy(io.Discard, pr) // what follows a bad object, or nothing
 		res <- result{c, err}
 	}()
@@ -74,13 +79,16 @@ func (r *Reader) checkCreds() (Creds, error) {
 	pw.Close()
 	got := <-res
 	if err != nil {
-		return Creds{}, err
+		return ProcessCreds{}, err
+	}
+	if ol, ok := got.err.(overLimit); ok {
+		return ProcessCreds{}, r.failAt(Unsupported, r.cur.Offset+recordHeaderSize, string(ol))
 	}
 	if got.err != nil {
 		if got.err == io.ErrUnexpectedEOF {
 			got.err = errors.New("unexpected end of JSON input")
 		}
-		return Creds{}, r.failAt(Corrupt, r.cur.Offset+recordHeaderSize, "bad JSON: "+got.err.Error())
+		return ProcessCreds{}, r.failAt(Corrupt, r.cur.Offset+recordHeaderSize, "bad JSON: "+got.err.Error())
 	}
 	return got.c, nil
 }

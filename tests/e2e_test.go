@@ -631,17 +631,7 @@ func TestDumpKilledNeverHarms(t *testing.T) {
 					t.Fatalf("round %d (procs-dump killed after %v): victim changed:\n%s", i, delay, d)
 				}
 			}
-			all := mustLines(v.out)
-			if bad := badFlags(parseAll(all)); len(bad) > 0 {
-				t.Fatalf("victim reports a failed check:\n%s", strings.Join(bad, "\n"))
-			}
-			for st, rs := range perStream(parseAll(all)) {
-				for i := 1; i < len(rs); i++ {
-					if rs[i].n != rs[i-1].n+1 {
-						t.Errorf("stream %s: line %q after %q; want consecutive numbers", st, rs[i].line, rs[i-1].line)
-					}
-				}
-			}
+			reportsRight(t, mustLines(v.out))
 		})
 	}
 }

@@ -1,12 +1,14 @@
 package tests
 
 // A structure-aware fuzzer of procs-load, as an attacker would write one:
-// it mutates the PROCESS JSON of real small images (numbers to edge
-// values, strings long, empty or full of control bytes, arrays emptied or
-// duplicated, indexes out of range, members removed), writes the image
-// again with correct checksums, and restores it. Each restore must either
-// fail with exit 125, one line on stderr and nothing left behind, or
-// restore a process (which is then killed by PID).
+// it mutates the JSON of the FILES record and of any PROCESS record of
+// real small images, a tree among them (numbers to edge values, strings
+// long, empty or full of control bytes, arrays emptied or duplicated,
+// indexes out of range, PIDs to those of other members, members
+// removed), writes the image again with correct checksums, and restores
+// it. Each restore must either fail with exit 125, one line on stderr and
+// nothing left behind, or restore the processes (which are then killed by
+// PID).
 //
 // TestFuzzRestore runs in make test for a bounded time; FuzzRestore is
 // the longer target: go test -run '^$' -fuzz FuzzRestore -fuzztime 10m ./tests/
@@ -30,13 +32,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// fuzzBases are the images the fuzzer mutates: PROCESS JSON and the
-// whole image, of the threads victim and the features victim's timer
-// mode, both run as nobody (every file a mutant names is opened as
-// nobody).
+// fuzzBases are the images the fuzzer mutates: of the threads victim,
+// of the features victim's timer mode, and of a tree (sh running a
+// shell loop piped into cat: a pipe between two children), all run as
+// nobody (every file a mutant names is opened as nobody).
 var (
 	fuzzOnce  sync.Once
 	fuzzBases [][]byte // whole images
+	fuzzNames = []string{"threads", "features", "tree"}
 	fuzzErr   error
 )
 
@@ -51,14 +54,19 @@ func fuzzImages(t *testing.T) [][]byte {
 			fuzzErr = err
 			return
 		}
-		for _, argv := range [][]string{threads, {features, "timer"}} {
+		// A tree: a shell, the subshell of its loop (and its sleep),
+		// and cat, a pipe between them.
+		tree := []string{"/bin/sh", "-c", "i=0; while :; do i=$((i+1)); echo $i; sleep 0.05; done | cat"}
+		for _, argv := range [][]string{threads, {features, "timer"}, tree} {
 			p := startAs(t, argv, "/tmp", &syscall.SysProcAttr{Credential: nobody})
 			if _, ok := p.out.wait(lineWait, func(all []string, _ bool) bool { return len(all) >= 2 }); !ok {
 				fuzzErr = fmt.Errorf("%s did not start: %s", argv[0], p.stderrText())
 				return
 			}
+			members := treeOf(p.pid())
 			img := dump(t, p.pid(), false)
 			p.exited(10 * time.Second)
+			waitGone(t, members) // their PIDs free for the mutants
 			b, err := os.ReadFile(img)
 			if err != nil {
 				fuzzErr = err
@@ -112,12 +120,14 @@ var (
 	edgeStrings = []string{"", strings.Repeat("x", 5000), "\x1b[2J\x1b]0;title\x07\n\r\x00", "/etc/shadow", "/",
 		"relative/path", "/proc/1/mem", "[vdso]", "reg", "tty", "\xff\xfe"}
 	// indexKeys name numbers that index or name something else.
-	indexKeys = []string{"file", "exe", "dup", "num", "fd", "target", "tid", "pid", "id", "signo"}
+	indexKeys = []string{"file", "exe", "open", "num", "fd", "target", "tid", "pid", "id", "signo"}
+	// pidKeys name the PID or TID of a member of the tree.
+	pidKeys = []string{"pid", "ppid", "sid", "pgid", "tid", "target"}
 )
 
 // mutate changes one place of the tree at root, chosen by rng, and says
-// what it did.
-func mutate(root *any, rng *rand.Rand) string {
+// what it did. pids are the PIDs and TIDs of the image.
+func mutate(root *any, rng *rand.Rand, pids []int) string {
 	all := slots(slot{key: "", get: func() any { return *root }, set: func(x any) { *root = x }}, nil)
 	var s slot
 	if top, ok := (*root).(map[string]any); ok && rng.IntN(2) == 0 {
@@ -137,7 +147,9 @@ func mutate(root *any, rng *rand.Rand) string {
 	switch v := s.get().(type) {
 	case json.Number:
 		var n string
-		if slices.Contains(indexKeys, s.key) && rng.IntN(2) == 0 {
+		if slices.Contains(pidKeys, s.key) && len(pids) > 0 && rng.IntN(2) == 0 {
+			n = strconv.Itoa(pids[rng.IntN(len(pids))] + rng.IntN(3) - 1)
+		} else if slices.Contains(indexKeys, s.key) && rng.IntN(2) == 0 {
 			n = strconv.Itoa(rng.IntN(40) - 3)
 		} else if rng.IntN(4) == 0 {
 			x, _ := v.Int64()
@@ -191,7 +203,8 @@ func deepCopy(v any) any {
 }
 
 // mutant writes base with n mutations chosen by seed to a file in dir,
-// and returns its path and what was changed.
+// and returns its path and what was changed. Each mutation changes the
+// FILES record or one PROCESS record, each as likely.
 func mutant(dir string, base []byte, seed uint64, n int) (string, []string, error) {
 	rng := rand.New(rand.NewPCG(seed, 0x70726f6373))
 	src := filepath.Join(dir, "base")
@@ -200,19 +213,59 @@ func mutant(dir string, base []byte, seed uint64, n int) (string, []string, erro
 	}
 	var did []string
 	dst := filepath.Join(dir, "mutant")
-	err := rewriteImage(src, dst, func(p []byte) ([]byte, error) {
-		d := json.NewDecoder(bytes.NewReader(p))
-		d.UseNumber()
-		var root any
-		if err := d.Decode(&root); err != nil {
-			return nil, err
+	err := rewriteAll(src, dst, imageRewrite{edit: func(files []byte, procs [][]byte) ([]byte, [][]byte, error) {
+		recs := append([][]byte{files}, procs...)
+		docs := make([]any, len(recs))
+		var pids []int
+		for i, b := range recs {
+			d := json.NewDecoder(bytes.NewReader(b))
+			d.UseNumber()
+			if err := d.Decode(&docs[i]); err != nil {
+				return nil, nil, err
+			}
+			if i > 0 {
+				pids = append(pids, idsOf(docs[i])...)
+			}
 		}
 		for range n {
-			did = append(did, mutate(&root, rng))
+			i := rng.IntN(len(docs))
+			what := "FILES"
+			if i > 0 {
+				what = fmt.Sprintf("PROCESS %d", i-1)
+			}
+			did = append(did, what+": "+mutate(&docs[i], rng, pids))
 		}
-		return json.Marshal(root)
-	})
+		for i := range docs {
+			b, err := json.Marshal(docs[i])
+			if err != nil {
+				return nil, nil, err
+			}
+			recs[i] = b
+		}
+		return recs[0], recs[1:], nil
+	}})
 	return dst, did, err
+}
+
+// idsOf returns the pid and the tids of a decoded PROCESS record.
+func idsOf(doc any) []int {
+	var ids []int
+	p, _ := doc.(map[string]any)
+	add := func(v any) {
+		if n, ok := v.(json.Number); ok {
+			if x, err := n.Int64(); err == nil {
+				ids = append(ids, int(x))
+			}
+		}
+	}
+	add(p["pid"])
+	ths, _ := p["threads"].([]any)
+	for _, th := range ths {
+		if m, ok := th.(map[string]any); ok {
+			add(m["tid"])
+		}
+	}
+	return ids
 }
 
 // restoreMutant runs procs-load -d on the image at path and checks what
@@ -290,19 +343,6 @@ func restoreMutant(t *testing.T, path string, did []string) string {
 			fail("procs-load -d exit 0 printed %q; want a PID", outB)
 			break
 		}
-		if p, ok := procInfo(pid); ok && !old[pid] {
-			// In a PID namespace (its ids were taken here), its
-			// parent is the namespace's init, which ends after it.
-			init, _ := procInfo(p.ppid)
-			killChecked(t, pid, p.start)
-			var ws unix.WaitStatus
-			unix.Wait4(pid, &ws, unix.WNOHANG, nil)
-			old[pid] = true
-			if init.comm == "procs-load-init" && !old[init.pid] {
-				killChecked(t, init.pid, init.start)
-				old[init.pid] = true
-			}
-		}
 	default:
 		fail("procs-load exit %d (%v); want 0 or 125; stderr: %s", code, runErr, msg)
 	}
@@ -312,6 +352,23 @@ func restoreMutant(t *testing.T, path string, did []string) string {
 		if !old[p.pid] {
 			left = append(left, p)
 		}
+	}
+	if outcome == "restored" {
+		// The restored processes, and what they started or left (a
+		// member whose parent died came to us): killed, but for a
+		// stub of procs-load's, which no restore leaves.
+		for _, p := range left {
+			if p.comm == "exe" || p.comm == "procs-load-stub" {
+				fail("a restore left a stub of procs-load's: %v (stderr: %s)", p, msg)
+			}
+			if startTime(p.pid) == p.start {
+				unix.Kill(p.pid, unix.SIGKILL)
+			}
+		}
+		for _, p := range left {
+			killChecked(t, p.pid, p.start)
+		}
+		left = nil
 	}
 	if len(left) > 0 {
 		fail("left behind: %v (stderr: %s)", left, msg)
@@ -339,7 +396,7 @@ func TestFuzzRestore(t *testing.T) {
 		if err != nil {
 			t.Fatalf("seed %d: %v", seed, err)
 		}
-		count[restoreMutant(t, path, did)]++
+		count[fuzzNames[seed%uint64(len(bases))]+" "+restoreMutant(t, path, did)]++
 		os.RemoveAll(dir)
 	}
 	t.Logf("mutants: %v", count)

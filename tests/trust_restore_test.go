@@ -208,8 +208,8 @@ func TestPagesOutsideMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	failsClean(t, loadCmd(bad, "--stdio=inherit"), "100000000", "outside the process's memory")
-	failsClean(t, loadCmd(bad, "--stdio=inherit", "--pid=ns"), "100000000", "outside the process's memory")
+	failsClean(t, loadCmd(bad, "--stdio=inherit"), "100000000", "outside the memory of process")
+	failsClean(t, loadCmd(bad, "--stdio=inherit", "--pid=ns"), "100000000", "outside the memory of process")
 }
 
 // failsClean runs cmd, a procs-load, and checks it ends within 10 s with

@@ -60,9 +60,11 @@ func curlUpload(t *testing.T, cred *syscall.Credential, addr, img string, header
 }
 
 // setCreds rewrites image src into dst with the credentials of its
-// PROCESS record replaced by uid and gid (and no groups), every record's
+// PROCESS records replaced by uid and gid (and no groups), every record's
 // checksum made right by the format's writer: what an attacker does.
-func setCreds(t *testing.T, src, dst string, uid, gid int) {
+// With thread, the process's stay, and the main thread gets those as its
+// own (which a restore gives it instead).
+func setCreds(t *testing.T, src, dst string, uid, gid int, thread bool) {
 	t.Helper()
 	in, err := os.Open(src)
 	if err != nil {
@@ -115,7 +117,12 @@ func setCreds(t *testing.T, src, dst string, uid, gid int) {
 			if err := d.Decode(&m); err != nil {
 				t.Fatal(err)
 			}
-			m["creds"] = map[string]any{"uid": []int{uid, uid, uid, uid}, "gid": []int{gid, gid, gid, gid}, "groups": []int{}}
+			c := map[string]any{"uid": []int{uid, uid, uid, uid}, "gid": []int{gid, gid, gid, gid}, "groups": []int{}}
+			if thread {
+				m["threads"].([]any)[0].(map[string]any)["creds"] = c
+			} else {
+				m["creds"] = c
+			}
 			if err := w.WriteJSON(format.TypeProcess, m); err != nil {
 				t.Fatal(err)
 			}
@@ -168,12 +175,13 @@ func restoredUID(t *testing.T, h host, addr, id string, extra ...string) string 
 	return uids
 }
 
-// TestUploaderLimitsRestore: an ordinary user uploads with curl, to the
-// default kind of server (loopback, no token), an image of its own
-// process crafted to say uid 0, with a forged origin; root's procs
-// restore refuses it naming both, and runs it with --trust-uploaded. The
-// user's honest image runs as the user, and procs list shows uploaders.
-func TestUploaderLimitsRestore(t *testing.T) {
+// uploadSetup starts procs-serve on loopback (the default kind: no
+// token), creates an ordinary user, and dumps a process of that user (the
+// features victim, timer mode), as root: the honest image the user
+// uploads, or crafts. It returns the host running the clients, the
+// server's address, a work folder, the user and the image.
+func uploadSetup(t *testing.T) (host, string, string, *syscall.Credential, string) {
+	t.Helper()
 	needTools(t)
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Skip("no curl")
@@ -185,15 +193,23 @@ func TestUploaderLimitsRestore(t *testing.T) {
 	addr := freeAddr(t)
 	work := t.TempDir()
 	startServer(t, h, h, addr, filepath.Join(work, "state"))
-
-	// The user's own process, dumped by root: an honest image of it.
 	fb := publicCopy(t, featuresBin(t))
 	p := startAs(t, []string{fb, "timer"}, "/tmp", &syscall.SysProcAttr{Credential: cred})
 	expect(t, p.out, "start 0", 0)
 	reports(t, p.out, "timer", 1, 0)
 	honest, _ := dumpKilled(t, p)
+	return h, addr, work, cred, honest
+}
+
+// TestUploaderLimitsRestore: an ordinary user uploads with curl, to the
+// default kind of server (loopback, no token), an image of its own
+// process crafted to say uid 0, with a forged origin; root's procs
+// restore refuses it naming both, and runs it with --trust-uploaded. The
+// user's honest image runs as the user, and procs list shows uploaders.
+func TestUploaderLimitsRestore(t *testing.T) {
+	h, addr, work, cred, honest := uploadSetup(t)
 	crafted := filepath.Join(work, "crafted")
-	setCreds(t, honest, crafted, 0, 0)
+	setCreds(t, honest, crafted, 0, 0, false)
 
 	bad := curlUpload(t, cred, addr, crafted, "X-Procs-Origin: root-on-the-same-host")
 	good := curlUpload(t, cred, addr, honest)
@@ -244,6 +260,32 @@ func TestUploaderLimitsRestore(t *testing.T) {
 	}
 	if got := restoredUID(t, h, addr, bad, "--trust-uploaded"); got != "0\t0\t0\t0" {
 		t.Errorf("the crafted image with --trust-uploaded: Uid %q; want 0", got)
+	}
+}
+
+// TestUploaderThreadCreds: the credentials of an image are its threads'
+// too. An ordinary user uploads an image of its own process whose main
+// thread is crafted to have root's credentials of its own (the process's
+// stay the user's): procs-fetch and procs restore refuse it naming uid 0,
+// and with --trust-uploaded the restored process runs as root, which is
+// what the refusal kept from happening.
+func TestUploaderThreadCreds(t *testing.T) {
+	h, addr, work, cred, honest := uploadSetup(t)
+	crafted := filepath.Join(work, "crafted")
+	setCreds(t, honest, crafted, 0, 0, true)
+	bad := curlUpload(t, cred, addr, crafted)
+	who := fmt.Sprintf("uploaded by uid %d (loopback, 127.0.0.1:", cred.Uid)
+
+	out, errs, code := h.run(t, nil, "procs-fetch", "-s", addr, bad)
+	if code != 1 || out != "" || !strings.Contains(errs, "runs as uid 0") || !strings.Contains(errs, who) {
+		t.Errorf("procs-fetch of an image whose thread says uid 0 = exit %d, %d bytes, %q; want 1, nothing, a refusal naming uid 0 and %q", code, len(out), errs, who)
+	}
+	_, errs, code = runDetached(t, h, "procs", "restore", bad, "-d", "-s", addr)
+	if code != 125 || !strings.Contains(errs, "image "+bad+" runs as uid 0") || !strings.Contains(errs, "--trust-uploaded") {
+		t.Errorf("procs restore of an image whose thread says uid 0 = exit %d, %q; want 125, naming uid 0 and --trust-uploaded", code, errs)
+	}
+	if got := restoredUID(t, h, addr, bad, "--trust-uploaded"); got != "0\t0\t0\t0" {
+		t.Errorf("the crafted image with --trust-uploaded: main thread's Uid %q; want 0 (the thread's own credentials)", got)
 	}
 }
 

@@ -2,12 +2,10 @@ package tests
 
 import (
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"procs/format"
 	"procs/pkg/linux"
 )
 
@@ -25,28 +23,6 @@ func vdsoAt(t *testing.T, pid int) uint64 {
 	return 0
 }
 
-// imageProcess reads the PROCESS record of the image at path.
-func imageProcess(t *testing.T, path string) format.Process {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := format.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.Next(); err != nil {
-		t.Fatal(err)
-	}
-	var p format.Process
-	if err := r.DecodeJSON(&p); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // TestVdsoLeave dumps, again and again, a process whose two threads
 // spend nearly all their time in vDSO calls: procs-dump must let each
 // thread stopped inside the vDSO run on until it is out before saving it
@@ -61,7 +37,7 @@ func TestVdsoLeave(t *testing.T) {
 	var img string
 	for i := range 8 {
 		img = dump(t, orig.pid(), true)
-		p := imageProcess(t, img)
+		p := decodeTree(t, img).Procs[0]
 		for _, m := range p.Maps {
 			if m.Name != "[vdso]" {
 				continue

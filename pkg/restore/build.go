@@ -609,7 +609,7 @@ func (t *tree) readContents() (err error) {
 				// Anywhere else is the loader's: its scratch code, run
 				// with the loader's credentials, or the vDSO.
 				pw.giveBack(buf)
-				return fmt.Errorf("corrupt image at byte %d (record %d): pages at %#x-%#x, outside the process's memory", h.Offset, h.Index, addr, addr+uint64(len(data)))
+				return fmt.Errorf("corrupt image at byte %d (record %d): pages at %#x-%#x, outside the memory of process %d", h.Offset, h.Index, addr, addr+uint64(len(data)), b.img.PID)
 			}
 			// Here: the first few MiB (writers would cost a small process
 			// more than they save), and pages that go through

@@ -139,6 +139,7 @@ func Restore(opts Options, in io.Reader) (*Process, error) {
 		t.removeCreated()
 		return nil, err
 	}
+	defer subreaper(len(t.procs) > 1)()
 	err = ptrace.Run(func() error {
 		if err := t.build(); err != nil {
 			t.abort()
@@ -152,6 +153,19 @@ func Restore(opts Options, in io.Reader) (*Process, error) {
 	b := t.procs[0]
 	opts.Log("restored pid %d in %v", b.pid, time.Since(start).Round(time.Microsecond))
 	return &Process{Pid: b.pid, tty: b.tty, pidfd: t.rootPidfd, ns: t.ns}, nil
+}
+
+// subreaper makes the caller a child subreaper (PR_SET_CHILD_SUBREAPER)
+// when on, while it restores a tree, and returns what undoes it (the
+// callers, procs-load and procs, are none otherwise): a member whose
+// parent dies before it is collected (a failed restore kills them all)
+// comes to the caller, which collects it (see abort), rather than to
+// init or a subreaper above, as a zombie there.
+func subreaper(on bool) func() {
+	if !on || unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != nil {
+		return func() {}
+	}
+	return func() { unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) }
 }
 
 // Signal sends sig to the process (through its pidfd: never to another

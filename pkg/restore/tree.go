@@ -419,6 +419,14 @@ func (t *tree) abort() {
 	if t.helper > 0 {
 		reap(t.helper)
 	}
+	// A member whose parent died first came to procs-load (see
+	// subreaper), a zombie once its tracer collected it above: now
+	// procs-load's own to collect.
+	for _, b := range t.procs[1:] {
+		if b.pid > 0 {
+			reap(b.pid)
+		}
+	}
 	if t.ns != nil {
 		t.ns.collect()
 	}

@@ -20,7 +20,7 @@ import (
 const (
 	maxID        = 1<<32 - 2 // uid, gid (-1 is "no change")
 	maxPID       = 1 << 22   // PID_MAX_LIMIT
-	maxThreads   = 1 << 16
+	maxThreads   = format.MaxThreads
 	maxMaps      = 1 << 20 // vm.max_map_count is 65530 by default
 	maxFiles     = 1 << 20
 	maxFD        = files.MaxFD

@@ -28,8 +28,9 @@ type Meta struct {
 	Comm string // process name
 	PID  int    // original PID
 	Host string // host the image was made on
-	// Creds are the credentials of each PROCESS record of the image.
-	Creds []format.Creds
+	// Creds are the credentials of each PROCESS record of the image:
+	// its process's and its threads' own.
+	Creds []format.ProcessCreds
 }
 
 // Verifier reads one whole image from r, checking everything that can be
@@ -330,7 +331,7 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 		Exceeds:  Exceeds(meta.Creds, who),
 	}
 	if len(meta.Creds) > 0 {
-		c := api.Creds(meta.Creds[0])
+		c := api.Creds(meta.Creds[0].Creds)
 		e.Creds = &c
 	}
 	if err := s.commit(&e, tmp); err != nil {

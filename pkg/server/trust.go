@@ -11,18 +11,23 @@ import (
 )
 
 // Exceeds returns what of creds (the credentials of each PROCESS record
-// of an image) the identity id could not grant a process, or "" when
+// of an image: its process's and its threads' own, which a restore gives
+// each thread) the identity id could not grant a process, or "" when
 // nothing: root grants anything; anyone else only its own uid, as every
 // one of the real, effective, saved and fs uids, and its own groups
 // (api.Identity.Groups) as gids and supplementary groups. An image records no
 // capabilities: a process gets them only by running as uid 0, which only
 // root grants. A nil id grants nothing.
-func Exceeds(creds []format.Creds, id *api.Identity) string {
+func Exceeds(creds []format.ProcessCreds, id *api.Identity) string {
 	if id != nil && id.UID == 0 {
 		return ""
 	}
+	var all []format.Creds
+	for _, pc := range creds {
+		all = append(all, pc.All()...)
+	}
 	var uids, gids, groups []int
-	for _, c := range creds {
+	for _, c := range all {
 		for _, u := range c.UID {
 			if id == nil || u != id.UID {
 				uids = append(uids, u)

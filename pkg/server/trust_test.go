@@ -25,17 +25,26 @@ import (
 
 // credsImage returns a small image whose PROCESS record says creds.
 func credsImage(t *testing.T, c format.Creds) []byte {
+	return treeImage(t, format.Process{PID: 77, Creds: c})
+}
+
+// treeImage returns a small image of the PROCESS records procs, named
+// "crafted".
+func treeImage(t *testing.T, procs ...format.Process) []byte {
 	t.Helper()
 	var b bytes.Buffer
-	w, err := format.NewWriter(&b, format.Info{Comm: "crafted", PID: 77, Threads: 1}, format.WriterOptions{})
+	w, err := format.NewWriter(&b, format.Info{Comm: "crafted", PID: procs[0].PID, Threads: 1, Processes: len(procs)}, format.WriterOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := w.WriteJSON(format.TypeFiles, &format.FileTable{Files: []format.File{}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.WriteJSON(format.TypeProcess, format.Process{PID: 77, Comm: "crafted", Creds: c}); err != nil {
-		t.Fatal(err)
+	for _, p := range procs {
+		p.Comm = "crafted"
+		if err := w.WriteJSON(format.TypeProcess, p); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
@@ -250,29 +259,88 @@ func TestTokenUploader(t *testing.T) {
 	}
 }
 
+// procCreds makes each of cs the credentials of a PROCESS record whose
+// threads have none of their own.
+func procCreds(cs ...format.Creds) []format.ProcessCreds {
+	var out []format.ProcessCreds
+	for _, c := range cs {
+		out = append(out, format.ProcessCreds{Creds: c})
+	}
+	return out
+}
+
 func TestExceeds(t *testing.T) {
 	u := &api.Identity{UID: 1001, GID: 1001, Groups: []int{27, 1001}}
 	root := &api.Identity{UID: 0}
 	for _, tc := range []struct {
 		name  string
-		creds []format.Creds
+		creds []format.ProcessCreds
 		id    *api.Identity
 		want  string
 	}{
-		{"own", []format.Creds{uidCreds(1001, 1001, 27)}, u, ""},
+		{"own", procCreds(uidCreds(1001, 1001, 27)), u, ""},
 		{"no process record", nil, u, ""},
-		{"root", []format.Creds{uidCreds(0, 0)}, u, "uid 0, gid 0"},
-		{"root by root", []format.Creds{uidCreds(0, 0, 1, 2)}, root, ""},
-		{"saved uid", []format.Creds{{UID: [4]int{1001, 1001, 0, 1001}, GID: [4]int{1001, 1001, 1001, 1001}}}, u, "uid 0"},
-		{"fs gid", []format.Creds{{UID: [4]int{1001, 1001, 1001, 1001}, GID: [4]int{1001, 1001, 1001, 42}}}, u, "gid 42"},
-		{"group", []format.Creds{uidCreds(1001, 27, 4, 27)}, u, "group 4"},
-		{"unchanged -1", []format.Creds{uidCreds(-1, -1)}, u, "uid -1, gid -1"},
-		{"second record", []format.Creds{uidCreds(1001, 1001), uidCreds(0, 1001)}, u, "uid 0"},
-		{"nobody", []format.Creds{uidCreds(1001, 1001)}, nil, "uid 1001, gid 1001"},
+		{"root", procCreds(uidCreds(0, 0)), u, "uid 0, gid 0"},
+		{"root by root", procCreds(uidCreds(0, 0, 1, 2)), root, ""},
+		{"saved uid", procCreds(format.Creds{UID: [4]int{1001, 1001, 0, 1001}, GID: [4]int{1001, 1001, 1001, 1001}}), u, "uid 0"},
+		{"fs gid", procCreds(format.Creds{UID: [4]int{1001, 1001, 1001, 1001}, GID: [4]int{1001, 1001, 1001, 42}}), u, "gid 42"},
+		{"group", procCreds(uidCreds(1001, 27, 4, 27)), u, "group 4"},
+		{"unchanged -1", procCreds(uidCreds(-1, -1)), u, "uid -1, gid -1"},
+		{"second record", procCreds(uidCreds(1001, 1001), uidCreds(0, 1001)), u, "uid 0"},
+		{"thread", []format.ProcessCreds{{Creds: uidCreds(1001, 1001), Threads: []format.Creds{uidCreds(1001, 1001, 27), uidCreds(0, 1001)}}}, u, "uid 0"},
+		{"thread of the second record", []format.ProcessCreds{{Creds: uidCreds(1001, 1001)}, {Creds: uidCreds(1001, 1001), Threads: []format.Creds{uidCreds(1001, 5, 6)}}}, u, "gid 5, group 6"},
+		{"thread by root", []format.ProcessCreds{{Creds: uidCreds(1001, 1001), Threads: []format.Creds{uidCreds(0, 0)}}}, root, ""},
+		{"nobody", procCreds(uidCreds(1001, 1001)), nil, "uid 1001, gid 1001"},
 	} {
 		if got := server.Exceeds(tc.creds, tc.id); got != tc.want {
 			t.Errorf("%s: Exceeds(%v, %+v) = %q; want %q", tc.name, tc.creds, tc.id, got, tc.want)
 		}
+	}
+}
+
+// TestThreadCredsExceed: an ordinary user uploads an image whose process
+// has the user's credentials and one of whose threads has root's (a
+// restore gives each thread its own): the upload is marked as running as
+// uid 0, in its entry and in the headers the clients check, whether the
+// thread is the main one or another, in the root process or a child.
+func TestThreadCredsExceed(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to connect as another uid")
+	}
+	ts := start(t, server.Config{})
+	nobody := server.NewIdentity(65534, -1, "", "")
+	own := uidCreds(65534, nobody.GID)
+	rootc := uidCreds(0, 0)
+	for _, tc := range []struct {
+		name  string
+		procs []format.Process
+	}{
+		{"main thread", []format.Process{{PID: 77, Creds: own, Threads: []format.Thread{{TID: 77, Creds: &rootc}}}}},
+		{"other thread", []format.Process{{PID: 77, Creds: own, Threads: []format.Thread{{TID: 77}, {TID: 78, Creds: &rootc}}}}},
+		{"child's thread", []format.Process{
+			{PID: 77, Creds: own, Threads: []format.Thread{{TID: 77}}},
+			{PID: 79, PPID: 77, Creds: own, Threads: []format.Thread{{TID: 79}, {TID: 80, Creds: &rootc}}},
+		}},
+	} {
+		code, e, body := post(t, clientOver(dialAs(t, 65534, ts.addr)), ts.url, "", treeImage(t, tc.procs...))
+		if code != 201 {
+			t.Fatalf("%s: POST as uid 65534 = %d %s; want 201", tc.name, code, body)
+		}
+		if !strings.Contains(e.Exceeds, "uid 0") || !strings.Contains(e.Exceeds, "gid 0") {
+			t.Errorf("%s: exceeds = %q; want uid 0 and gid 0", tc.name, e.Exceeds)
+		}
+		if e.Creds == nil || e.Creds.UID[0] != 65534 {
+			t.Errorf("%s: entry creds = %+v; want the root process's, uid 65534", tc.name, e.Creds)
+		}
+		if _, ex := fetchHeaders(t, ts.url, "", e.ID); ex != e.Exceeds {
+			t.Errorf("%s: GET header %s = %q; want %q", tc.name, api.HeaderExceeds, ex, e.Exceeds)
+		}
+	}
+	// The same tree with the user's own credentials everywhere is fine.
+	code, e, body := post(t, clientOver(dialAs(t, 65534, ts.addr)), ts.url, "", treeImage(t,
+		format.Process{PID: 77, Creds: own, Threads: []format.Thread{{TID: 77}, {TID: 78, Creds: &own}}}))
+	if code != 201 || e.Exceeds != "" {
+		t.Errorf("honest image: POST = %d %s, exceeds %q; want 201, nothing", code, body, e.Exceeds)
 	}
 }
 

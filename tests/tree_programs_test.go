@@ -1,0 +1,391 @@
+package tests
+
+// Real programs whose processes are trees, or that keep pipes to
+// themselves, moved (dumped, killed, restored) and checked from their own
+// output; and the never-harm tests of trees: procs-dump and procs-load
+// killed at random moments.
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// poolPy runs batches of work through multiprocessing.Pool(4), each
+// batch slow enough that work is always in flight, and checks and
+// reports each batch's results.
+const poolPy = `
+import multiprocessing as mp, time
+def square(x):
+    time.sleep(0.01)
+    return x * x
+if __name__ == "__main__":
+    with mp.Pool(4) as pool:
+        batch = 0
+        while True:
+            batch += 1
+            xs = list(range(batch * 1000, batch * 1000 + 40))
+            got = pool.map(square, xs)
+            print("%d batch ok=%d n=%d" % (batch, int(got == [x * x for x in xs]), len(got)), flush=True)
+`
+
+// reportLines returns the lines of file, each "N WHAT ok=1...", checking
+// that they are numbered 1, 2, 3... and that every check the program
+// reported passed.
+func reportLines(t *testing.T, file string) int {
+	t.Helper()
+	n := lineNumbers(t, file)
+	b, _ := os.ReadFile(file)
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if strings.Contains(l, "ok=") && !strings.Contains(l, "ok=1") {
+			t.Fatalf("%s: %q: a check the program made failed", file, l)
+		}
+	}
+	return n
+}
+
+// TestTreePool: python's multiprocessing.Pool(4) with work in flight,
+// moved: the batches go on from where they were, each complete and
+// right (the program checks them), with the workers it had.
+func TestTreePool(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	py := victimArgv(t, "python")[0]
+	dir := t.TempDir()
+	out := filepath.Join(dir, "log")
+	pid := startTree(t, dir, "log", py, "-c", poolPy)
+	waitLines(t, out, 3, 20*time.Second)
+	tree := treeOf(pid)
+	if len(tree) != 5 {
+		t.Fatalf("python and its pool: %v; want 5 processes", tree)
+	}
+	img := dump(t, pid, false)
+	waitGone(t, tree)
+	before := reportLines(t, out)
+	ld := startLoad(t, img)
+	t.Cleanup(func() { killTree(t, pid) })
+	waitLines(t, out, before+5, 20*time.Second)
+	reportLines(t, out)
+	var got, want []int
+	for _, p := range tree {
+		want = append(want, p.pid)
+	}
+	for _, p := range treeOf(pid) {
+		got = append(got, p.pid)
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) || treeOf(pid)[0].ppid != ld.pid() {
+		t.Errorf("restored tree %v, below %d; want PIDs %v below procs-load %d", treeOf(pid), treeOf(pid)[0].ppid, want, ld.pid())
+	}
+}
+
+// timersJS counts with a setInterval and with a chain of setTimeouts
+// (libuv's timers, woken through its own pipes and eventfd).
+const timersJS = `
+let iv = 0, to = 0;
+setInterval(() => { iv++; console.log(iv + " interval"); }, 40);
+(function tick() { to++; console.log(to + " timeout"); setTimeout(tick, 60); })();
+`
+
+// counters reads file's lines "N WHAT" and returns the numbers of each
+// WHAT, in order.
+func counters(t *testing.T, file string) map[string][]int {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string][]int{}
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 2 {
+			t.Fatalf("%s: line %q", file, l)
+		}
+		n, err := strconv.Atoi(f[0])
+		if err != nil {
+			t.Fatalf("%s: line %q", file, l)
+		}
+		m[f[1]] = append(m[f[1]], n)
+	}
+	return m
+}
+
+// TestNodeTimers: node with an interval and a timeout chain, moved: both
+// counters go on with no gap and no repeat.
+func TestNodeTimers(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("no node here: its timers are not tested")
+	}
+	node, _ = filepath.EvalSymlinks(node)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "log")
+	pid := startTree(t, dir, "log", node, "-e", timersJS)
+	waitLines(t, out, 20, 20*time.Second)
+	tree := treeOf(pid)
+	img := dump(t, pid, false)
+	waitGone(t, tree)
+	before := counters(t, out)
+	startLoad(t, img)
+	t.Cleanup(func() { killTree(t, pid) })
+	b, _ := os.ReadFile(out)
+	waitLines(t, out, strings.Count(string(b), "\n")+30, 20*time.Second)
+	after := counters(t, out)
+	for _, what := range []string{"interval", "timeout"} {
+		ns := after[what]
+		if len(ns) < len(before[what])+5 {
+			t.Errorf("%s: %d after the restore, %d before; want it to go on", what, len(ns), len(before[what]))
+		}
+		for i, n := range ns {
+			if n != i+1 {
+				t.Fatalf("%s: %v; want 1, 2, 3... with no gap or repeat (%d lines before the move)", what, ns[max(0, i-3):min(len(ns), i+3)], len(before[what]))
+			}
+		}
+	}
+}
+
+// pipePairPy is a parent and two children joined by a pipe: the writer
+// sends numbered lines, the reader checks each is the next and reports
+// it, the parent reports too. Each report is one write(2), whole
+// (print would write the line and its end apart, and the other's line
+// could come between).
+const pipePairPy = `
+import os, time
+r, w = os.pipe()
+if os.fork() == 0:
+    os.close(r)
+    i = 0
+    while True:
+        i += 1
+        os.write(w, b"%d\n" % i)
+        time.sleep(0.01)
+if os.fork() == 0:
+    os.close(w)
+    want = 1
+    for line in os.fdopen(r):
+        n = int(line)
+        os.write(1, b"got %d ok=%d\n" % (n, int(n == want)))
+        want = n + 1
+os.close(r); os.close(w)
+i = 0
+while True:
+    i += 1
+    os.write(1, b"parent %d\n" % i)
+    time.sleep(0.05)
+`
+
+// startPipePair starts pipePairPy and returns it once all three report.
+func startPipePair(t *testing.T) *proc {
+	t.Helper()
+	py := victimArgv(t, "python")[0]
+	p := start(t, []string{py, "-c", pipePairPy}, t.TempDir())
+	if _, ok := p.out.wait(lineWait, haveLines([]string{"got", "parent"}, 3, 0)); !ok {
+		t.Fatalf("the pipe pair did not start: %s", p.stderrText())
+	}
+	t.Cleanup(func() { killTree(t, p.pid()) })
+	return p
+}
+
+// TestTreeDumpKilledNeverHarms kills procs-dump -K at random moments while
+// it works on a tree (a parent and two children joined by a pipe), and
+// checks each time that every process goes on as before: the same
+// processes, none stopped or traced, the same signal state, fds and
+// mappings, still exchanging data (every line through the pipe once, in
+// order, as the reader checks).
+func TestTreeDumpKilledNeverHarms(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	rounds := 30
+	if testing.Short() {
+		rounds = 5
+	}
+	p := startPipePair(t)
+	tree := treeOf(p.pid())
+	if len(tree) != 3 {
+		t.Fatalf("tree %v; want 3 processes", tree)
+	}
+	base := map[int]string{}
+	for _, m := range tree {
+		base[m.pid] = fingerprint(m.pid)
+	}
+	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devnull.Close()
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 13))
+	for i := range rounds {
+		delay := time.Duration(rng.IntN(60_001)) * time.Microsecond
+		var stderr bytes.Buffer
+		cmd := exec.Command(filepath.Join(binDir, "procs-dump"), "-K", strconv.Itoa(p.pid()))
+		cmd.Stdout, cmd.Stderr = devnull, &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(delay)
+		cmd.Process.Kill()
+		cmd.Wait()
+		if now := treeOf(p.pid()); !same(now, tree) {
+			t.Fatalf("round %d (procs-dump killed after %v): tree %v; want %v as before", i, delay, now, tree)
+		}
+		for _, m := range tree {
+			if err := waitHealthy(m.pid); err != nil {
+				t.Fatalf("round %d (procs-dump killed after %v): process %d harmed: %v", i, delay, m.pid, err)
+			}
+			if d := waitSame(m.pid, base[m.pid]); d != "" {
+				t.Fatalf("round %d (procs-dump killed after %v): process %d changed:\n%s", i, delay, m.pid, d)
+			}
+		}
+		skip := len(mustLines(p.out))
+		if all, ok := p.out.wait(lineWait, haveLines([]string{"got", "parent"}, 2, skip)); !ok {
+			t.Fatalf("round %d (procs-dump killed after %v): the tree stopped reporting:\n%s", i, delay, tail(all, 10))
+		}
+	}
+	reportsRight(t, mustLines(p.out))
+}
+
+// reportsRight checks the lines of a program that reports
+// "STREAM N ...": every check it made (the "...ok" fields) passed, and
+// each stream's numbers follow each other.
+func reportsRight(t *testing.T, all []string) {
+	t.Helper()
+	if bad := badFlags(parseAll(all)); len(bad) > 0 {
+		t.Fatalf("a failed check:\n%s", strings.Join(bad, "\n"))
+	}
+	for st, rs := range perStream(parseAll(all)) {
+		for i := 1; i < len(rs); i++ {
+			if rs[i].n != rs[i-1].n+1 {
+				t.Errorf("stream %s: line %q after %q; want consecutive numbers", st, rs[i].line, rs[i-1].line)
+			}
+		}
+	}
+}
+
+// TestTreeLoadKilledLeavesNothing kills procs-load at random moments of
+// the restore of a tree (from its start to a little past the time a
+// restore takes, every other time in the first 5 ms): every
+// process it had made dies with it; a tree it had already let run may
+// live on, and then it must be whole: all three processes, still
+// exchanging data.
+func TestTreeLoadKilledLeavesNothing(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	rounds := 20
+	if testing.Short() {
+		rounds = 5
+	}
+	p := startPipePair(t)
+	tree := treeOf(p.pid())
+	img := dump(t, p.pid(), false)
+	waitGone(t, tree)
+	var pids []int
+	for _, m := range tree {
+		pids = append(pids, m.pid)
+	}
+	// How long a whole restore takes, until procs-load lets the tree
+	// run: the span the kills fall in. (--stdio=inherit: a member killed
+	// may write to its stderr file, which then is not the dump's.)
+	t0 := time.Now()
+	ld := startLoad(t, img, "--stdio=inherit")
+	for {
+		// The root is let go last.
+		if q, ok := procInfo(p.pid()); ok && q.ppid == ld.pid() && untraced(p.pid()) {
+			break
+		}
+		if time.Since(t0) > lineWait {
+			t.Fatalf("the tree was not restored: %s", ld.stderrText())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	span := time.Since(t0)
+	restored := treeOf(p.pid())
+	ld.cmd.Process.Kill()
+	<-ld.done
+	for _, m := range restored {
+		killChecked(t, m.pid, m.start)
+	}
+	waitFree(t, pids)
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d; a restore takes %v", seed, span.Round(time.Millisecond))
+	rng := rand.New(rand.NewPCG(seed, 17))
+	survived := 0
+	for i := range rounds {
+		// Every other round in the first 5 ms, while procs-load starts
+		// the stub the processes are cloned from.
+		delay := time.Duration(rng.Int64N(int64([]time.Duration{span * 5 / 4, 5 * time.Millisecond}[i%2]))) + time.Microsecond
+		ld := startLoad(t, img, "--stdio=inherit")
+		time.Sleep(delay)
+		ld.cmd.Process.Kill()
+		<-ld.done
+		left := liveDescendants(time.Second)
+		if len(left) == 0 {
+			waitFree(t, pids)
+			continue
+		}
+		var got []int
+		for _, m := range left {
+			got = append(got, m.pid)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, pids) {
+			t.Fatalf("round %d (procs-load killed after %v): left %v; want nothing, or the whole tree %v", i, delay, left, pids)
+		}
+		skip := len(mustLines(ld.out))
+		all, ok := ld.out.wait(lineWait, haveLines([]string{"got", "parent"}, 2, skip))
+		if !ok {
+			t.Fatalf("round %d (procs-load killed after %v): the tree lives on but does not report:\n%s", i, delay, tail(all, 10))
+		}
+		if bad := badFlags(parseAll(all)); len(bad) > 0 {
+			t.Fatalf("round %d (procs-load killed after %v): the reader saw a line out of order:\n%s", i, delay, strings.Join(bad, "\n"))
+		}
+		for _, m := range left {
+			killChecked(t, m.pid, m.start)
+		}
+		waitFree(t, pids)
+		survived++
+	}
+	t.Logf("%d of %d restored trees outlived their procs-load", survived, rounds)
+}
+
+// waitFree waits until no process has one of pids, collecting those that
+// are zombies of ours (this test process is a subreaper): the next
+// restore of the tree finds its PIDs free.
+func waitFree(t *testing.T, pids []int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, pid := range pids {
+		for {
+			p, ok := procInfo(pid)
+			if !ok {
+				break
+			}
+			if p.state == 'Z' && p.ppid == os.Getpid() {
+				var ws syscall.WaitStatus
+				syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("process %d is still there: %v", pid, p)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+}
+
+// same tells whether a and b are the same processes (PIDs and start
+// times), whatever their states.
+func same(a, b []pinfo) bool {
+	return slices.EqualFunc(a, b, func(x, y pinfo) bool { return x.pid == y.pid && x.start == y.start })
+}

@@ -356,7 +356,11 @@ func restoredTree(t *testing.T, img string, pid, n int) {
 	ld := startLoad(t, img)
 	t.Cleanup(func() { killTree(t, pid) })
 	deadline := time.Now().Add(10 * time.Second)
-	for tr := treeOf(pid); len(tr) != n || tr[0].ppid != ld.pid(); tr = treeOf(pid) {
+	// Until it runs: while it is built, its processes are traced.
+	running := func(tr []pinfo) bool {
+		return len(tr) == n && tr[0].ppid == ld.pid() && !slices.ContainsFunc(tr, func(p pinfo) bool { return !untraced(p.pid) })
+	}
+	for tr := treeOf(pid); !running(tr); tr = treeOf(pid) {
 		if time.Now().After(deadline) {
 			t.Fatalf("restored: %v below %d; want a tree of %d (procs-load: %s)", tr, pid, n, ld.stderrText())
 		}

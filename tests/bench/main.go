@@ -13,6 +13,11 @@
 //   - peak RSS of procs-dump and procs-load (VmHWM, followed in runs of
 //     their own).
 //
+// Then the same for a tree (tree.go): a parent holding 128 MiB and 8
+// children forked from it, each sharing the first half copy-on-write and
+// having written the second (640 MiB of distinct memory), with the image
+// and the restored tree's summed PSS against the original's.
+//
 // A floor does what procs does at least, as procs does it (package
 // floor): as many process_vm_readv readers as procs-dump, in chunks of
 // its size, a pipe's buffer grown and a file written around the page
@@ -26,11 +31,11 @@
 //
 // Run it as root from the repository root after make:
 //
-//	go run ./tests/bench [-bin bin] [-sizes 4,64,1024,4096] [-runs 3] [-migrate 1024] [-dir /var/tmp]
+//	go run ./tests/bench [-bin bin] [-sizes 4,64,1024,4096] [-tree=true] [-runs 3] [-migrate 1024] [-dir /var/tmp]
 //
 // It builds the victim and bench-floor in a folder of its own, which it
-// removes, and starts and kills only its own processes, by PID (also
-// when stopped by SIGINT or SIGTERM).
+// removes, and starts and kills only its own processes, by PID, every
+// process of a tree too (also when stopped by SIGINT or SIGTERM).
 package main
 
 import (
@@ -59,12 +64,13 @@ import (
 
 var (
 	binDir  = flag.String("bin", "bin", "folder holding procs-dump and procs-load")
-	sizes   = flag.String("sizes", "4,64,1024,4096", "victim sizes in MiB, comma-separated")
+	sizes   = flag.String("sizes", "4,64,1024,4096", "victim sizes in MiB, comma-separated (\"\": none)")
 	dir     = flag.String("dir", os.TempDir(), "folder for image files")
 	src     = flag.String("src", "tests/victims/memhog.c", "source of the victim")
 	bufSize = flag.Int("buf", 0, "chunk size of the floors in bytes (0: procs-dump's, 64 KiB to 1 MiB by size)")
 	runs    = flag.Int("runs", 3, "runs of each measure; the best is kept")
 	migrate = flag.Int("migrate", 1024, "size in MiB of the victim moved through procs-serve (0: none)")
+	tree    = flag.Bool("tree", true, fmt.Sprintf("measure a tree: 1 parent + %d children of %d MiB, half shared copy-on-write", treeChildren, treeMiB))
 )
 
 func main() {
@@ -119,8 +125,8 @@ func run() error {
 	out := &trimWriter{w: os.Stdout}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	line(tw, "size", "measure", "procs", "GB/s", "floor", "GB/s", "ratio", "in-proc", "ratio")
-	var tg targets
-	for _, s := range strings.Split(*sizes, ",") {
+	tg := targets{tree: *tree}
+	for _, s := range strings.FieldsFunc(*sizes, func(r rune) bool { return r == ',' }) {
 		mib, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || mib <= 0 {
 			return fmt.Errorf("bad size %q", s)
@@ -136,6 +142,20 @@ func run() error {
 		}
 		stealRow(tw, human(int64(mib)<<20), st)
 		tw.Flush()
+	}
+	if *tree {
+		line(tw, "", fmt.Sprintf("(tree: 1 + %d x %d MiB)", treeChildren, treeMiB))
+		if why := fits(treeSize, tmp); why != "" {
+			line(tw, "tree", "skipped: "+why)
+		} else {
+			st := readSteal()
+			if err := benchTree(tw, &tg, hog, tmp); err != nil {
+				tw.Flush()
+				return fmt.Errorf("tree: %v", err)
+			}
+			stealRow(tw, "tree "+human(treeSize), st)
+			tw.Flush()
+		}
 	}
 	if *migrate > 0 {
 		line(tw, "", "(floor: procs-dump to /dev/null)")
@@ -205,20 +225,30 @@ func fits(size int64, dir string) string {
 	return ""
 }
 
-// victim is a running memhog.
+// victim is a running memhog: one process, or a tree.
 type victim struct {
 	cmd  *exec.Cmd
-	out  chan string
+	out  chan said
 	addr uintptr
 	len  int
+	kids []int // a tree's children
+	done bool  // stopped
 }
 
-func startVictim(hog string, mib int) (*victim, error) {
+// said is a line a victim printed, and when the bench read it.
+type said struct {
+	text string
+	at   time.Time
+}
+
+// startVictim starts memhog with args (MIB [CHILDREN]) and waits until
+// it is ready.
+func startVictim(hog string, args ...string) (*victim, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	v := &victim{cmd: exec.Command(hog, strconv.Itoa(mib)), out: make(chan string, 1024)}
+	v := &victim{cmd: exec.Command(hog, args...), out: make(chan said, 1024)}
 	v.cmd.Stdout, v.cmd.Stderr = w, os.Stderr
 	v.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	err = v.cmd.Start()
@@ -228,43 +258,81 @@ func startVictim(hog string, mib int) (*victim, error) {
 		return nil, err
 	}
 	go readLines(r, v.out)
-	select {
-	case l, ok := <-v.out:
-		var a uint64
-		if ok {
-			_, err = fmt.Sscanf(l, "ready %x %d", &a, &v.len)
-		}
-		if !ok || err != nil {
+	deadline := time.After(5 * time.Minute)
+	for {
+		select {
+		case l, ok := <-v.out:
+			if _, _, gap := gapOf(l.text); gap {
+				continue // a tree's child, ticking before its parent is ready
+			}
+			if ok {
+				err = v.ready(l.text)
+			}
+			if !ok || err != nil {
+				v.stop()
+				return nil, fmt.Errorf("memhog said %q", l.text)
+			}
+			return v, nil
+		case <-deadline:
 			v.stop()
-			return nil, fmt.Errorf("memhog said %q", l)
+			return nil, errors.New("memhog did not get ready")
 		}
-		v.addr = uintptr(a)
-	case <-time.After(5 * time.Minute):
-		v.stop()
-		return nil, errors.New("memhog did not get ready")
 	}
-	return v, nil
 }
 
+// ready reads memhog's "ready ADDR LEN [PID...]".
+func (v *victim) ready(l string) error {
+	f := strings.Fields(l)
+	if len(f) < 3 || f[0] != "ready" {
+		return errors.New("not ready")
+	}
+	a, err := strconv.ParseUint(f[1], 16, 64)
+	if err != nil {
+		return err
+	}
+	if v.len, err = strconv.Atoi(f[2]); err != nil {
+		return err
+	}
+	v.addr = uintptr(a)
+	for _, k := range f[3:] {
+		pid, err := strconv.Atoi(k)
+		if err != nil {
+			return err
+		}
+		v.kids = append(v.kids, pid)
+	}
+	return nil
+}
+
+// pids are the PIDs of the victim's processes, the root's first.
+func (v *victim) pids() []int { return append([]int{v.cmd.Process.Pid}, v.kids...) }
+
+// stop kills the victim's processes, by PID, and reaps them: the root,
+// then its children, which are the bench's once the root is gone.
 func (v *victim) stop() {
+	if v.done {
+		return
+	}
+	v.done = true
 	v.cmd.Process.Kill()
 	v.cmd.Wait()
+	killTree(v.kids)
 }
 
-func readLines(r io.ReadCloser, out chan<- string) {
+func readLines(r io.ReadCloser, out chan<- said) {
 	defer r.Close()
 	defer close(out)
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		select {
-		case out <- sc.Text():
+		case out <- said{sc.Text(), time.Now()}:
 		default: // nobody listens: drop
 		}
 	}
 }
 
-// maxGap drains the "gap US" lines and returns the longest.
-func maxGap(out <-chan string) time.Duration {
+// maxGap drains the "gap US [I]" lines and returns the longest.
+func maxGap(out <-chan said) time.Duration {
 	var g time.Duration
 	for {
 		select {
@@ -272,14 +340,32 @@ func maxGap(out <-chan string) time.Duration {
 			if !ok {
 				return g
 			}
-			var us int64
-			if _, err := fmt.Sscanf(l, "gap %d", &us); err == nil {
-				g = max(g, time.Duration(us)*time.Microsecond)
+			if us, _, ok := gapOf(l.text); ok {
+				g = max(g, us)
 			}
 		default:
 			return g
 		}
 	}
+}
+
+// gapOf reads memhog's "gap US [I]": the gap and which process of a tree
+// saw it (0 alone).
+func gapOf(l string) (gap time.Duration, member int, ok bool) {
+	f := strings.Fields(l)
+	if len(f) < 2 || len(f) > 3 || f[0] != "gap" {
+		return 0, 0, false
+	}
+	us, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		return 0, 0, false
+	}
+	if len(f) == 3 {
+		if member, err = strconv.Atoi(f[2]); err != nil {
+			return 0, 0, false
+		}
+	}
+	return time.Duration(us) * time.Microsecond, member, true
 }
 
 // sink is where an image or the floor's bytes go.
@@ -323,6 +409,16 @@ func sinks(dir string) []sink {
 			return f, func() error { return nil }, err
 		}},
 	}
+}
+
+// sinkNamed is the sink of sinks(dir) named name.
+func sinkNamed(dir, name string) sink {
+	for _, s := range sinks(dir) {
+		if s.name == name {
+			return s
+		}
+	}
+	panic("no sink " + name)
 }
 
 // result of one timed command.
@@ -378,111 +474,185 @@ func chunkFor(size int64) int {
 }
 
 func benchSize(tw io.Writer, tg *targets, hog, dir string, mib int) error {
-	v, err := startVictim(hog, mib)
+	v, err := startVictim(hog, strconv.Itoa(mib))
 	if err != nil {
 		return err
 	}
 	defer v.stop()
-	size := int64(v.len)
-	label := human(size)
-	pid := v.cmd.Process.Pid
-	asProcess := size < processFloorBelow
-	var peakDump int64
-	// Small sizes take a few milliseconds, where this VM's noise is
-	// largest: they get more runs.
-	n := *runs
-	if size <= 256<<20 {
-		n = 3 * *runs
+	sub := newSubject(v, human(int64(v.len)), []floor.Range{{PID: v.cmd.Process.Pid, Addr: v.addr, Len: v.len}})
+	stopped, peakDump, err := sub.dumpRows(tw, dir, func(what string, d, floor time.Duration) {
+		tg.dump(mib, what, d, floor)
+	})
+	if err != nil {
+		return err
 	}
-	stopped := map[string]time.Duration{}
-	for _, s := range sinks(dir) {
-		best, fl := time.Duration(1<<62), newFloors()
-		stopped[s.name] = 1 << 62
-		for range n {
-			maxGap(v.out)
-			r, err := timeDump(pid, s, false)
-			if err != nil {
-				return fmt.Errorf("procs-dump to %s: %v", s.name, err)
-			}
-			best = min(best, r.d)
-			time.Sleep(20 * time.Millisecond)
-			stopped[s.name] = min(stopped[s.name], maxGap(v.out)) // of the best run, as the rest
-			var proc time.Duration
-			if asProcess {
-				if proc, err = timeFloorDumpProcess(v, s); err != nil {
-					return fmt.Errorf("floor process to %s: %v", s.name, err)
-				}
-			}
-			in, err := timeFloorDump(v, s)
-			if err != nil {
-				return fmt.Errorf("floor to %s: %v", s.name, err)
-			}
-			fl.keep(proc, in)
-		}
-		what := "dump to " + s.name
-		row(tw, label, what, best, fl.main(), fl.ref(), size)
-		tg.dump(mib, label+" "+what, best, fl.main())
-		// Peak RSS in a run of its own: following it polls
-		// /proc/PID/status every millisecond, which the timed runs
-		// should not pay for.
-		r, err := timeDump(pid, s, true)
-		if err != nil {
-			return fmt.Errorf("procs-dump to %s: %v", s.name, err)
-		}
-		peakDump = max(peakDump, r.maxrss)
-		time.Sleep(20 * time.Millisecond)
-		maxGap(v.out)
-	}
-	os.Remove(filepath.Join(dir, "floor"))
 	img := filepath.Join(dir, "image")
 	st, err := os.Stat(img)
 	if err != nil {
 		return err
 	}
-	rss := vmRSS(pid)
-	line(tw, label, "image / RSS", human(st.Size()), "", human(rss), "", fmt.Sprintf("%.3f", float64(st.Size())/float64(rss)))
+	rss := vmRSS(sub.pid)
+	line(tw, sub.label, "image / RSS", human(st.Size()), "", human(rss), "", fmt.Sprintf("%.3f", float64(st.Size())/float64(rss)))
+	sub.stoppedRows(tw, dir, stopped)
+	peakLoad, err := sub.loadRows(tw, img, func(what string, d, floor time.Duration) {
+		tg.restore(mib, what, d, floor)
+	}, nil)
+	if err != nil {
+		return err
+	}
+	line(tw, sub.label, "peak RSS procs-dump", human(peakDump))
+	line(tw, sub.label, "peak RSS procs-load", human(peakLoad))
+	os.Remove(img)
+	return nil
+}
+
+// subject is what rows of the bench are about: a victim, one process or
+// a tree, and the memory a floor reads for it.
+type subject struct {
+	label  string
+	v      *victim
+	pid    int           // the root's
+	ranges []floor.Range // its distinct memory, in the order procs-dump reads it
+	size   int64         // bytes in ranges
+	// n is how many runs each measure gets: small sizes take a few
+	// milliseconds, where this VM's noise is largest, and get more.
+	n int
+	// asProcess says whether the floors are measured as processes too
+	// (see processFloorBelow).
+	asProcess bool
+	// renew, if not nil, replaces the victim with a new one before each
+	// run of the dumps: a dump changes it (see benchTree).
+	renew func() error
+}
+
+func newSubject(v *victim, label string, ranges []floor.Range) *subject {
+	sub := &subject{label: label, n: *runs}
+	sub.set(v, ranges)
+	if sub.size <= 256<<20 {
+		sub.n = 3 * *runs
+	}
+	sub.asProcess = sub.size < processFloorBelow
+	return sub
+}
+
+// set makes v, whose distinct memory is ranges, the subject's victim.
+func (sub *subject) set(v *victim, ranges []floor.Range) {
+	sub.v, sub.pid, sub.ranges, sub.size = v, v.cmd.Process.Pid, ranges, rangesSize(ranges)
+}
+
+// record takes a row's figure against its floor for the targets.
+type record func(what string, d, floor time.Duration)
+
+// dumpRows prints the rows of procs-dump -K of the subject into each
+// sink, against their floors, and leaves the image in dir/image. It
+// returns how long the victim was stopped in the best run to each sink,
+// as its processes saw it (the longest gap any of them saw), and unless
+// the subject is renewed, procs-dump's peak RSS.
+func (sub *subject) dumpRows(tw io.Writer, dir string, rec record) (stopped map[string]time.Duration, peak int64, err error) {
+	stopped = map[string]time.Duration{}
+	for _, s := range sinks(dir) {
+		best, fl := time.Duration(1<<62), newFloors()
+		stopped[s.name] = 1 << 62
+		for range sub.n {
+			if sub.renew != nil {
+				if err := sub.renew(); err != nil {
+					return nil, 0, err
+				}
+			}
+			// The floors first, which leave the victim as it was.
+			var proc time.Duration
+			if sub.asProcess {
+				if proc, err = timeFloorDumpProcess(sub.ranges, s); err != nil {
+					return nil, 0, fmt.Errorf("floor process to %s: %v", s.name, err)
+				}
+			}
+			in, err := timeFloorDump(sub.ranges, s)
+			if err != nil {
+				return nil, 0, fmt.Errorf("floor to %s: %v", s.name, err)
+			}
+			fl.keep(proc, in)
+			maxGap(sub.v.out)
+			r, err := timeDump(sub.pid, s, false)
+			if err != nil {
+				return nil, 0, fmt.Errorf("procs-dump to %s: %v", s.name, err)
+			}
+			best = min(best, r.d)
+			time.Sleep(20 * time.Millisecond)
+			stopped[s.name] = min(stopped[s.name], maxGap(sub.v.out)) // of the best run, as the rest
+		}
+		what := "dump to " + s.name
+		row(tw, sub.label, what, best, fl.main(), fl.ref(), sub.size)
+		rec(sub.label+" "+what, best, fl.main())
+		if sub.renew != nil {
+			continue // a new victim for each peak run would cost too much
+		}
+		// Peak RSS in a run of its own: following it polls
+		// /proc/PID/status every millisecond, which the timed runs
+		// should not pay for.
+		r, err := timeDump(sub.pid, s, true)
+		if err != nil {
+			return nil, 0, fmt.Errorf("procs-dump to %s: %v", s.name, err)
+		}
+		peak = max(peak, r.maxrss)
+		time.Sleep(20 * time.Millisecond)
+		maxGap(sub.v.out)
+	}
+	os.Remove(filepath.Join(dir, "floor"))
+	return stopped, peak, nil
+}
+
+// stoppedRows prints how long the victim was stopped by a dump to each
+// sink.
+func (sub *subject) stoppedRows(tw io.Writer, dir string, stopped map[string]time.Duration) {
 	for _, s := range sinks(dir) {
 		d := dur(stopped[s.name])
 		if stopped[s.name] == 0 {
 			d = "<5ms" // memhog reports gaps of more than 5 ms
 		}
-		line(tw, label, "stopped, dump to "+s.name, d)
+		line(tw, sub.label, "stopped, dump to "+s.name, d)
 	}
+}
 
+// loadRows prints the rows of procs-load -d of img, until the restored
+// victim runs (each of its processes) and until procs-load is done,
+// against the restore floor, and returns procs-load's peak RSS (in a
+// run of its own). Each timed run's restored victim is given to
+// restored, if not nil, before it is killed.
+func (sub *subject) loadRows(tw io.Writer, img string, rec record, restored func(pids []int)) (peak int64, err error) {
 	var running, done time.Duration = 1 << 62, 1 << 62
-	var peakLoad int64
 	fl := newFloors()
-	for i := range n + 1 {
-		watch := i == n // the last run, untimed, for peak RSS
-		rn, dn, rss, err := timeLoad(img, watch)
+	for i := range sub.n + 1 {
+		watch := i == sub.n // the last run, untimed, for peak RSS
+		look := restored
+		if watch {
+			look = nil
+		}
+		rn, dn, rss, err := timeLoad(img, watch, sub.v.kids, look)
 		if err != nil {
-			return fmt.Errorf("procs-load: %v", err)
+			return 0, fmt.Errorf("procs-load: %v", err)
 		}
 		if watch {
-			peakLoad = rss
+			peak = rss
 			continue
 		}
 		running, done = min(running, rn), min(done, dn)
 		var proc time.Duration
-		if asProcess {
-			if proc, err = timeFloorLoadProcess(img, size); err != nil {
-				return fmt.Errorf("restore floor process: %v", err)
+		if sub.asProcess {
+			if proc, err = timeFloorLoadProcess(img, sub.size); err != nil {
+				return 0, fmt.Errorf("restore floor process: %v", err)
 			}
 		}
-		in, err := timeFloorLoad(img, size)
+		in, err := timeFloorLoad(img, sub.size)
 		if err != nil {
-			return fmt.Errorf("restore floor: %v", err)
+			return 0, fmt.Errorf("restore floor: %v", err)
 		}
 		fl.keep(proc, in)
 	}
-	row(tw, label, "restore until running", running, fl.main(), fl.ref(), size)
-	row(tw, label, "restore until done", done, fl.main(), fl.ref(), size)
-	tg.restore(mib, label+" restore until running", running, fl.main())
-	tg.restore(mib, label+" restore until done", done, fl.main())
-	line(tw, label, "peak RSS procs-dump", human(peakDump))
-	line(tw, label, "peak RSS procs-load", human(peakLoad))
-	os.Remove(img)
-	return nil
+	row(tw, sub.label, "restore until running", running, fl.main(), fl.ref(), sub.size)
+	row(tw, sub.label, "restore until done", done, fl.main(), fl.ref(), sub.size)
+	rec(sub.label+" restore until running", running, fl.main())
+	rec(sub.label+" restore until done", done, fl.main())
+	return peak, nil
 }
 
 // row prints a figure d against its floor, and if ref (a floor for
@@ -578,25 +748,31 @@ func statusKiB(pid int, key string) int64 {
 	return 0
 }
 
-// timeFloorDumpProcess runs bench-floor dump, which copies the victim's
-// memory into s as procs-dump would at best (see floor.Dump), as a
+// timeFloorDumpProcess runs bench-floor dump, which copies the memory
+// of ranges into s as procs-dump would at best (see floor.Dump), as a
 // process of its own.
-func timeFloorDumpProcess(v *victim, s sink) (time.Duration, error) {
-	cmd := exec.Command(floorBin, "dump", strconv.Itoa(v.cmd.Process.Pid), strconv.FormatUint(uint64(v.addr), 16),
-		strconv.Itoa(v.len), strconv.Itoa(chunkFor(int64(v.len))))
-	r, err := timeInto(cmd, s, "floor", false)
+func timeFloorDumpProcess(ranges []floor.Range, s sink) (time.Duration, error) {
+	args := []string{"dump", strconv.Itoa(chunkFor(rangesSize(ranges)))}
+	for _, r := range ranges {
+		a := fmt.Sprintf("%d:%x:%d", r.PID, r.Addr, r.Len)
+		if r.Shared {
+			a += ":shared"
+		}
+		args = append(args, a)
+	}
+	r, err := timeInto(exec.Command(floorBin, args...), s, "floor", false)
 	return r.d, err
 }
 
-// timeFloorDump copies the victim's memory into s as procs-dump would
+// timeFloorDump copies the memory of ranges into s as procs-dump would
 // at best (see floor.Dump), within this process.
-func timeFloorDump(v *victim, s sink) (time.Duration, error) {
+func timeFloorDump(ranges []floor.Range, s sink) (time.Duration, error) {
 	w, done, err := s.open("floor")
 	if err != nil {
 		return 0, err
 	}
 	t0 := time.Now()
-	err = floor.Dump(v.cmd.Process.Pid, v.addr, v.len, chunkFor(int64(v.len)), w)
+	err = floor.Dump(ranges, chunkFor(rangesSize(ranges)), w)
 	w.Close()
 	if derr := done(); err == nil {
 		err = derr
@@ -604,16 +780,26 @@ func timeFloorDump(v *victim, s sink) (time.Duration, error) {
 	return time.Since(t0), err
 }
 
+func rangesSize(ranges []floor.Range) int64 {
+	var n int64
+	for _, r := range ranges {
+		n += int64(r.Len)
+	}
+	return n
+}
+
 // timeLoad runs procs-load -d IMAGE and returns the time until the
-// restored process runs again (its ticker reports the gap), the time
-// until procs-load returned, and if watch procs-load's peak RSS. It
-// kills the restored process.
-func timeLoad(img string, watch bool) (running, done time.Duration, rss int64, err error) {
+// restored victim runs again (the ticker of each of its processes
+// reports the gap), the time until procs-load returned, and if watch
+// procs-load's peak RSS. kids are the PIDs of a tree's children, which
+// the restored tree has too. Once it runs and procs-load is done, the
+// victim's PIDs go to restored, if not nil; then it is killed.
+func timeLoad(img string, watch bool, kids []int, restored func(pids []int)) (running, done time.Duration, rss int64, err error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	out := make(chan string, 1024)
+	out := make(chan said, 1024)
 	// The restored process inherits procs-load's stderr: a file, so
 	// that nothing waits for it to close.
 	errf, err := os.CreateTemp(filepath.Dir(img), "stderr")
@@ -639,7 +825,7 @@ func timeLoad(img string, watch bool) (running, done time.Duration, rss int64, e
 	werr := cmd.Wait()
 	peak := hwm.stop()
 	done = time.Since(t0)
-	pid, at, _ := awaitRestored(out, time.Minute)
+	pid, at, _ := awaitRestored(out, 1+len(kids), time.Minute)
 	if !at.IsZero() {
 		running = at.Sub(t0)
 	}
@@ -649,26 +835,58 @@ func timeLoad(img string, watch bool) (running, done time.Duration, rss int64, e
 		fmt.Sscanf(stderr, "%d", &pid)
 	}
 	if pid > 0 {
-		killOrphan(pid)
+		pids := append([]int{pid}, kids...)
+		if restored != nil && werr == nil && running > 0 {
+			restored(pids)
+		}
+		killTree(pids)
 	}
 	if werr != nil {
 		return 0, 0, 0, fmt.Errorf("%v: %s", werr, stderr)
 	}
 	if running == 0 {
-		return 0, 0, 0, errors.New("the restored process did not report")
+		return 0, 0, 0, errors.New("the restored victim did not report")
 	}
 	return running, done, peak, nil
 }
 
-// killOrphan kills pid, a restored process that, procs-load -d having
-// ended, is our child as we are a subreaper, and reaps it.
-func killOrphan(pid int) {
-	if _, ppid := procState(pid); ppid != os.Getpid() {
-		return // not ours: leave it alone
+// killTree kills pids, a victim the bench started or restored, by PID:
+// its root, a child of the bench (a restored one once procs-load -d
+// ended, as the bench is a subreaper), and the root's children, which
+// are the bench's once the root is gone. It reaps each and returns once
+// all are gone. A PID whose parent is neither the bench nor one of pids
+// is not the bench's: it is left alone.
+func killTree(pids []int) {
+	in := map[int]bool{}
+	for _, pid := range pids {
+		in[pid] = true
 	}
-	unix.Kill(pid, unix.SIGKILL)
-	var ws unix.WaitStatus
-	unix.Wait4(pid, &ws, 0, nil)
+	me := os.Getpid()
+	for _, pid := range pids {
+		if _, ppid := procState(pid); ppid == me || in[ppid] {
+			unix.Kill(pid, unix.SIGKILL)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for left := pids; len(left) > 0 && time.Now().Before(deadline); {
+		var next []int
+		for _, pid := range left {
+			state, ppid := procState(pid)
+			switch {
+			case state == "": // gone
+			case ppid == me:
+				var ws unix.WaitStatus
+				if got, _ := unix.Wait4(pid, &ws, unix.WNOHANG, nil); got != pid {
+					next = append(next, pid)
+				}
+			case in[ppid]: // comes to the bench when its parent is gone
+				next = append(next, pid)
+			}
+		}
+		if left = next; len(left) > 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
 }
 
 // procState is pid's state letter (R, S, Z...) and its parent's PID, or
@@ -695,7 +913,9 @@ var stopping atomic.Bool
 // cleanUpOnSignal makes SIGINT and SIGTERM kill the bench's children by
 // PID, then remove dir and exit. Its children are the victims and
 // commands it started, and the restored processes, which become its
-// children when their procs-load ends (it is a subreaper).
+// children when their procs-load ends (it is a subreaper); the other
+// processes of a tree become its children once their parent is killed,
+// and are killed in the next round.
 func cleanUpOnSignal(dir string) {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM)
@@ -855,27 +1075,32 @@ func gbps(size int64, d time.Duration) float64 {
 	return float64(size) / d.Seconds() / 1e9
 }
 
-// awaitRestored reads a restored memhog's output until its first "gap US"
-// line, which it prints once it runs again: it returns the PID printed
-// by -d (0 if none came first), when the gap line came (zero if none
-// within timeout) and the gap.
-func awaitRestored(out <-chan string, timeout time.Duration) (pid int, at time.Time, gap time.Duration) {
+// awaitRestored reads a restored memhog's output until each of its
+// members processes printed a "gap US [I]" line, which each prints once
+// it runs again: it returns the PID printed by -d (0 if none came
+// first), when the last of those lines was read (zero if not all came
+// within timeout) and the longest gap.
+func awaitRestored(out <-chan said, members int, timeout time.Duration) (pid int, at time.Time, gap time.Duration) {
 	deadline := time.After(timeout)
+	seen := map[int]bool{}
 	for {
 		select {
 		case l, ok := <-out:
 			if !ok {
-				return pid, at, gap
+				return pid, time.Time{}, gap
 			}
-			if n, err := strconv.Atoi(strings.TrimSpace(l)); err == nil && pid == 0 {
+			if n, err := strconv.Atoi(strings.TrimSpace(l.text)); err == nil && pid == 0 {
 				pid = n
 			}
-			var us int64
-			if _, err := fmt.Sscanf(l, "gap %d", &us); err == nil {
-				return pid, time.Now(), time.Duration(us) * time.Microsecond
+			if g, m, ok := gapOf(l.text); ok && !seen[m] {
+				seen[m] = true
+				gap = max(gap, g)
+				if len(seen) == members {
+					return pid, l.at, gap
+				}
 			}
 		case <-deadline:
-			return pid, at, gap
+			return pid, time.Time{}, gap
 		}
 	}
 }

@@ -49,7 +49,7 @@ func benchMigrate(tw io.Writer, hog, dir string, mib int) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	v, err := startVictim(hog, mib)
+	v, err := startVictim(hog, strconv.Itoa(mib))
 	if err != nil {
 		return err
 	}
@@ -68,7 +68,7 @@ func benchMigrate(tw io.Writer, hog, dir string, mib int) error {
 	if err != nil {
 		return err
 	}
-	out := make(chan string, 1024)
+	out := make(chan said, 1024)
 	errf, err := os.CreateTemp(dir, "stderr")
 	if err != nil {
 		return err
@@ -94,7 +94,7 @@ func benchMigrate(tw io.Writer, hog, dir string, mib int) error {
 		return fmt.Errorf("procs send: %v: %s", err, strings.TrimSpace(stderr.String()))
 	}
 	sent := time.Since(t0)
-	restored, at, stopped := awaitRestored(out, 5*time.Minute)
+	restored, at, stopped := awaitRestored(out, 1, 5*time.Minute)
 	var running time.Duration
 	if !at.IsZero() {
 		running = at.Sub(t0)
@@ -105,7 +105,7 @@ func benchMigrate(tw io.Writer, hog, dir string, mib int) error {
 		fmt.Sscanf(strings.TrimSpace(string(b)), "%d", &restored)
 	}
 	if restored > 0 {
-		killOrphan(restored)
+		killTree([]int{restored})
 	}
 	if running == 0 {
 		b, _ := os.ReadFile(errf.Name())

@@ -2,7 +2,7 @@
  * memhog: a benchmark victim holding MIB MiB of touched, non-zero,
  * incompressible memory in one private anonymous mapping.
  *
- * Usage: memhog MIB
+ * Usage: memhog MIB [CHILDREN]
  *
  * It prints "ready ADDR LEN" (hex address, length in bytes) once the
  * memory is filled, then sleeps. On SIGUSR1 it checks every byte of it
@@ -11,6 +11,16 @@
  * and prints "gap US" whenever more than 5 ms passed between two wakeups,
  * which shows how long the process was stopped (and, after a restore,
  * that it runs again).
+ *
+ * With CHILDREN, a tree: once the memory is filled the process forks
+ * that many children, which keep the first half of it shared
+ * copy-on-write (they never write it) and write the second half with a
+ * pattern of their own, so that the tree holds MIB + CHILDREN * MIB/2
+ * MiB of distinct memory. Every process then has its ticker, which
+ * prints "gap US I", I being 0 for the parent and 1 to CHILDREN for
+ * the children; the parent prints "ready ADDR LEN PID..." with its
+ * children's PIDs once all of them have written their half. On
+ * SIGUSR1 each process checks its own memory.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -44,6 +54,13 @@ static int64_t now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* member is this process's number in a tree (see above), or -1 alone. */
+static int member = -1;
+
+/* parent is the PID of a child's parent: a child whose parent is gone
+ * exits, so that no part of a tree outlives its root. */
+static pid_t parent;
+
 static void *ticker(void *arg)
 {
 	(void)arg;
@@ -51,10 +68,16 @@ static void *ticker(void *arg)
 	int64_t last = now_us();
 	for (;;) {
 		nanosleep(&ts, NULL);
+		if (member > 0 && getppid() != parent)
+			_exit(0);
 		int64_t t = now_us();
 		if (t - last > 5000) {
 			char buf[64];
-			int n = snprintf(buf, sizeof buf, "gap %lld\n", (long long)(t - last));
+			int n;
+			if (member < 0)
+				n = snprintf(buf, sizeof buf, "gap %lld\n", (long long)(t - last));
+			else
+				n = snprintf(buf, sizeof buf, "gap %lld %d\n", (long long)(t - last), member);
 			say(buf, n);
 		}
 		last = t;
@@ -70,11 +93,17 @@ static void on_usr1(int sig)
 	check = 1;
 }
 
-/* fill writes the memory's pattern into p, or with verify finds the
- * first word that differs from it (-1: none). */
-static long fill(uint64_t *p, size_t len, int verify)
+/* seed is the pattern of process i of a tree (0: the parent, or a
+ * process alone); never zero. */
+static uint64_t seed(int i)
 {
-	uint64_t x = 0x9E3779B97F4A7C15ull;
+	return 0x9E3779B97F4A7C15ull + (uint64_t)i * 0x100000001B3ull;
+}
+
+/* fill writes the pattern that starts at x into p, or with verify finds
+ * the first word that differs from it (-1: none). */
+static long fill(uint64_t *p, size_t len, uint64_t x, int verify)
+{
 	for (size_t i = 0; i < len / 8; i++) {
 		/* xorshift: incompressible, never zero */
 		x ^= x << 13;
@@ -88,30 +117,96 @@ static long fill(uint64_t *p, size_t len, int verify)
 	return -1;
 }
 
+/* check finds the first word of the process's memory that is not what it
+ * wrote there (-1: none): a child's first half is its parent's. */
+static long check_memory(uint64_t *p, size_t len)
+{
+	if (member <= 0)
+		return fill(p, len, seed(0), 1);
+	long bad = fill(p, len / 2, seed(0), 1);
+	if (bad >= 0)
+		return bad;
+	bad = fill(p + len / 16, len / 2, seed(member), 1);
+	return bad < 0 ? -1 : bad + (long)(len / 16);
+}
+
+/* fork_children forks n children, each of which writes the second half of
+ * p with its own pattern and returns (member set); the parent returns
+ * once every child has, with their PIDs in pids. */
+static void fork_children(uint64_t *p, size_t len, int n, pid_t *pids)
+{
+	int fds[2];
+	if (pipe(fds) < 0) {
+		perror("memhog: pipe");
+		exit(1);
+	}
+	parent = getpid();
+	for (int i = 1; i <= n; i++) {
+		pid_t pid = fork();
+		if (pid < 0) {
+			perror("memhog: fork");
+			exit(1);
+		}
+		if (pid == 0) {
+			member = i;
+			close(fds[0]);
+			fill(p + len / 16, len / 2, seed(i), 0);
+			if (write(fds[1], "x", 1) != 1)
+				exit(3);
+			close(fds[1]);
+			return;
+		}
+		pids[i - 1] = pid;
+	}
+	close(fds[1]);
+	member = 0;
+	char c;
+	for (int i = 0; i < n; i++)
+		if (read(fds[0], &c, 1) != 1) {
+			fprintf(stderr, "memhog: a child died\n");
+			exit(1);
+		}
+	close(fds[0]);
+}
+
 int main(int argc, char **argv)
 {
-	if (argc != 2) {
-		fprintf(stderr, "usage: memhog MIB\n");
+	if (argc != 2 && argc != 3) {
+		fprintf(stderr, "usage: memhog MIB [CHILDREN]\n");
 		return 2;
 	}
 	size_t len = (size_t)strtoull(argv[1], NULL, 10) << 20;
+	int children = argc == 3 ? atoi(argv[2]) : 0;
+	if (children < 0 || children > 64) {
+		fprintf(stderr, "memhog: 0 to 64 children\n");
+		return 2;
+	}
 	uint64_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED) {
 		perror("memhog: mmap");
 		return 1;
 	}
-	fill(p, len, 0);
+	fill(p, len, seed(0), 0);
+	pid_t pids[64];
+	if (children > 0)
+		fork_children(p, len, children, pids); /* threads come after fork */
 	signal(SIGUSR1, on_usr1);
 	pthread_t th;
 	pthread_create(&th, NULL, ticker, NULL);
-	char buf[64];
-	int n = snprintf(buf, sizeof buf, "ready %lx %zu\n", (unsigned long)p, len);
-	say(buf, n);
+	char buf[64 + 12 * 64];
+	int n = 0;
+	if (member <= 0) {
+		n = snprintf(buf, sizeof buf, "ready %lx %zu", (unsigned long)p, len);
+		for (int i = 0; i < children; i++)
+			n += snprintf(buf + n, sizeof buf - n, " %d", (int)pids[i]);
+		buf[n++] = '\n';
+		say(buf, n);
+	}
 	for (;;) {
 		pause();
 		if (check) {
 			check = 0;
-			long bad = fill(p, len, 1);
+			long bad = check_memory(p, len);
 			if (bad < 0)
 				n = snprintf(buf, sizeof buf, "verify ok\n");
 			else

@@ -46,15 +46,63 @@ func Chunk(total int64) int {
 	return c
 }
 
-// Dump copies n bytes of process pid's memory at addr into w with
-// process_vm_readv in chunks of chunk bytes: Readers() goroutines read
-// them into 2*Readers() buffers, and this one writes them out in order.
-// A pipe gets a 1 MiB buffer and a regular file is written around the
-// page cache and fsynced, as procs-dump does with its stdout.
-func Dump(pid int, addr uintptr, n, chunk int, w *os.File) error {
+// Range is Len bytes of process PID's memory at Addr. Shared is memory
+// the process shares copy-on-write with others (after a fork), which is
+// read through /proc/PID/mem: process_vm_readv pins the pages it reads,
+// and a read-only pin of a page shared copy-on-write copies it first
+// (Linux 5.19 on), which would cost the floor a copy and unshare the
+// victim's memory; a read of /proc/PID/mem takes the page as it is.
+type Range struct {
+	PID    int
+	Addr   uintptr
+	Len    int
+	Shared bool
+}
+
+// chunkOf is one chunk of a Range: n bytes at addr of the range's memory.
+type chunkOf struct {
+	r    *Range
+	addr uintptr
+	n    int
+}
+
+// split cuts ranges, in order, into chunks of at most chunk bytes.
+func split(ranges []Range, chunk int) []chunkOf {
+	var cs []chunkOf
+	for i := range ranges {
+		r := &ranges[i]
+		for off := 0; off < r.Len; off += chunk {
+			cs = append(cs, chunkOf{r, r.Addr + uintptr(off), min(chunk, r.Len-off)})
+		}
+	}
+	return cs
+}
+
+// Dump copies the memory of ranges, one after the other (the processes
+// of a tree in turn, as procs-dump reads them), into w in chunks of
+// chunk bytes, with process_vm_readv (/proc/PID/mem for a Shared range):
+// Readers() goroutines read them into 2*Readers() buffers, and this one
+// writes them out in order. A pipe gets a 1 MiB buffer and a regular
+// file is written around the page cache and fsynced, as procs-dump does
+// with its stdout.
+func Dump(ranges []Range, chunk int, w *os.File) error {
 	readers := Readers()
 	nbuf := 2 * readers
-	chunks := (n + chunk - 1) / chunk
+	cs := split(ranges, chunk)
+	mems := map[int]*ptrace.ProcMem{}
+	for _, r := range ranges {
+		if r.Shared && mems[r.PID] == nil {
+			m := &ptrace.ProcMem{PID: r.PID}
+			defer m.Close()
+			mems[r.PID] = m
+		}
+	}
+	read := func(c chunkOf, buf []byte) error {
+		if c.r.Shared {
+			return mems[c.r.PID].ReadAt(buf, uint64(c.addr))
+		}
+		return ptrace.ReadMem(c.r.PID, uint64(c.addr), buf)
+	}
 	regular, direct := false, false
 	if st, err := w.Stat(); err == nil {
 		switch {
@@ -92,7 +140,7 @@ func Dump(pid int, addr uintptr, n, chunk int, w *os.File) error {
 	defer func() { close(stop); wg.Wait() }()
 	go func() {
 		defer close(next)
-		for i := range chunks {
+		for i := range cs {
 			select {
 			case next <- i:
 			case <-stop:
@@ -111,17 +159,16 @@ func Dump(pid int, addr uintptr, n, chunk int, w *os.File) error {
 				case <-stop:
 					return
 				}
-				off := i * chunk
-				full[k] <- ptrace.ReadMem(pid, uint64(addr)+uint64(off), bufs[k][:min(chunk, n-off)])
+				full[k] <- read(cs[i], bufs[k][:cs[i].n])
 			}
 		}()
 	}
-	for i := range chunks {
+	for i, c := range cs {
 		k := i % nbuf
 		if err := <-full[k]; err != nil {
 			return err
 		}
-		b := bufs[k][:min(chunk, n-i*chunk)]
+		b := bufs[k][:c.n]
 		if direct && len(b)%directio.Align != 0 {
 			if err := directio.SetDirect(w, false); err != nil {
 				return err

@@ -34,6 +34,17 @@ func rewriteImageWith(src, dst string, edit func(json []byte) ([]byte, error), e
 // rewriteTree copies the image at src to dst with the JSON of its FILES
 // record and of its first PROCESS record passed through edit.
 func rewriteTree(src, dst string, edit func(files, root []byte) ([]byte, []byte, error), extra func(w *format.Writer) error) error {
+	return rewriteProcs(src, dst, func(files []byte, procs [][]byte) ([]byte, [][]byte, error) {
+		files, root, err := edit(files, procs[0])
+		procs[0] = root
+		return files, procs, err
+	}, extra)
+}
+
+// rewriteProcs copies the image at src to dst with the JSON of its FILES
+// record and of all its PROCESS records passed through edit, and with more
+// records written by extra (if not nil) right after the PROCESS records.
+func rewriteProcs(src, dst string, edit func(files []byte, procs [][]byte) ([]byte, [][]byte, error), extra func(w *format.Writer) error) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
@@ -53,8 +64,31 @@ func rewriteTree(src, dst string, edit func(files, root []byte) ([]byte, []byte,
 		return err
 	}
 	buf := make([]byte, format.PageBufSize)
-	var files []byte // the FILES record, written with the root's
-	procs, extraDone := 0, false
+	var files []byte   // the FILES record, written with the processes
+	var procs [][]byte // the PROCESS records, written once all are read
+	flushed := false
+	flush := func() error {
+		if flushed {
+			return nil
+		}
+		flushed = true
+		files, procs, err := edit(files, procs)
+		if err != nil {
+			return err
+		}
+		if err := w.WriteRecord(format.TypeFiles, files); err != nil {
+			return err
+		}
+		for _, p := range procs {
+			if err := w.WriteRecord(format.TypeProcess, p); err != nil {
+				return err
+			}
+		}
+		if extra != nil {
+			return extra(w)
+		}
+		return nil
+	}
 	for {
 		h, err := r.Next()
 		if errors.Is(err, io.EOF) {
@@ -63,9 +97,8 @@ func rewriteTree(src, dst string, edit func(files, root []byte) ([]byte, []byte,
 		if err != nil {
 			return err
 		}
-		if h.Type != format.TypeProcess && procs > 0 && !extraDone && extra != nil {
-			extraDone = true
-			if err := extra(w); err != nil {
+		if h.Type != format.TypeFiles && h.Type != format.TypeProcess {
+			if err := flush(); err != nil {
 				return err
 			}
 		}
@@ -79,18 +112,7 @@ func rewriteTree(src, dst string, edit func(files, root []byte) ([]byte, []byte,
 			if err != nil {
 				return err
 			}
-			if procs == 0 {
-				if files, p, err = edit(files, p); err != nil {
-					return err
-				}
-				if err := w.WriteRecord(format.TypeFiles, files); err != nil {
-					return err
-				}
-			}
-			procs++
-			if err := w.WriteRecord(format.TypeProcess, p); err != nil {
-				return err
-			}
+			procs = append(procs, p)
 		case format.TypePages:
 			task, addr, data, err := r.ReadPages(buf)
 			if err != nil {
@@ -111,10 +133,8 @@ func rewriteTree(src, dst string, edit func(files, root []byte) ([]byte, []byte,
 			return fmt.Errorf("record %d: %v, which rewriteImage does not copy", h.Index, h.Type)
 		}
 	}
-	if !extraDone && extra != nil {
-		if err := extra(w); err != nil {
-			return err
-		}
+	if err := flush(); err != nil {
+		return err
 	}
 	return w.Close()
 }
@@ -150,6 +170,45 @@ func editImage(t *testing.T, src string, edit func(p *imageEdit)) string {
 		} else {
 			return fb, pb, nil
 		}
+	}, nil)
+	if err != nil {
+		t.Fatalf("rewriting %s: %v", src, err)
+	}
+	return dst
+}
+
+// editProcs returns a copy of the image at src whose processes and files
+// edit changed (it may add or remove processes: the PAGES records stay
+// with the task numbers they had).
+func editProcs(t *testing.T, src string, edit func(procs *[]format.Process, files *[]format.File)) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "edited")
+	err := rewriteProcs(src, dst, func(fb []byte, pbs [][]byte) ([]byte, [][]byte, error) {
+		var ft format.FileTable
+		if err := json.Unmarshal(fb, &ft); err != nil {
+			return nil, nil, err
+		}
+		ps := make([]format.Process, len(pbs))
+		for i, pb := range pbs {
+			if err := json.Unmarshal(pb, &ps[i]); err != nil {
+				return nil, nil, err
+			}
+		}
+		edit(&ps, &ft.Files)
+		fb, err := json.Marshal(&ft)
+		if err != nil {
+			return nil, nil, err
+		}
+		pbs = pbs[:0]
+		for i := range ps {
+			// Every member, a zombie's zero ones too.
+			pb, err := json.Marshal(&ps[i])
+			if err != nil {
+				return nil, nil, err
+			}
+			pbs = append(pbs, pb)
+		}
+		return fb, pbs, nil
 	}, nil)
 	if err != nil {
 		t.Fatalf("rewriting %s: %v", src, err)

@@ -92,7 +92,7 @@ type Terminals map[uint64]bool
 
 // table holds every kind, in the order Match is asked.
 var table = []Kind{memfd{}, reg{}, dir{}, chr{}, tty{}, eventfd{}, epoll{}, pipe{},
-	symlink, fifo, sock, blk}
+	pidfd{}, symlink, fifo, sock, blk}
 
 // Lookup is the kind named name, or nil when this procs knows none.
 func Lookup(name string) Kind {
@@ -226,6 +226,10 @@ type Target interface {
 	Syscall(name string, nr uintptr, args ...uint64) (uint64, error)
 	// Arg puts p in the process's scratch area and returns its address.
 	Arg(p []byte) (uint64, error)
+	// PID is the restored PID of the image's process (or thread) pid,
+	// which exists: every process of the tree does by the time fds are
+	// made.
+	PID(pid int) (int, bool)
 }
 
 // Maker is a kind whose fds the process makes itself (an eventfd, an

@@ -2,6 +2,7 @@ package files
 
 import (
 	"errors"
+	"slices"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -33,7 +34,7 @@ func TestTable(t *testing.T) {
 		}
 	}
 	for _, n := range []string{format.FileRegular, format.FileDir, format.FileChar, format.FileTTY,
-		format.FileMemfd, format.FileEventfd, format.FileEpoll, format.FilePipe,
+		format.FileMemfd, format.FileEventfd, format.FileEpoll, format.FilePipe, format.FilePidfd,
 		format.FileSymlink, format.FileFIFO, format.FileSocket, format.FileBlock} {
 		if Lookup(n) == nil {
 			t.Errorf("no kind %q", n)
@@ -63,6 +64,7 @@ func TestClassify(t *testing.T) {
 		{procfs.FD{Kind: procfs.AnonInode, Target: "anon_inode:[eventpoll]"}, format.FileEpoll, ""},
 		{procfs.FD{Kind: procfs.AnonInode, Target: "anon_inode:[timerfd]"}, "", "an [timerfd]"},
 		{procfs.FD{Kind: procfs.Pipe, Target: "pipe:[5]"}, format.FilePipe, ""},
+		{procfs.FD{Kind: procfs.AnonInode, Target: "anon_inode:[pidfd]"}, format.FilePidfd, ""},
 		{procfs.FD{Kind: procfs.Socket, Target: "socket:[5]"}, "", "a socket"},
 		{procfs.FD{Kind: procfs.FileFIFO, Target: "/f", Path: "/f"}, "", "a named pipe (/f)"},
 		{procfs.FD{Kind: procfs.FileFIFO, Target: "/f", Path: "/f", Flags: unix.O_PATH}, format.FileFIFO, ""},
@@ -128,5 +130,44 @@ func TestEpollValidate(t *testing.T) {
 	// An epoll with no interest list at all: refused.
 	if err := Validate([]format.File{{Kind: format.FileEpoll}}, nil); err == nil {
 		t.Error("Validate of an epoll without its state: ok")
+	}
+}
+
+func TestPidfd(t *testing.T) {
+	src := &source{p: format.Process{PID: 42}, files: make([]format.File, 1)}
+	for _, tc := range []struct {
+		pid     string
+		refused bool
+	}{{"43", false}, {"-1", true}, {"0", true}} {
+		src.files[0] = format.File{}
+		err := (pidfd{}).Dump(src, &procfs.FD{Num: 5, Info: map[string]string{"Pid": tc.pid}}, 0)
+		if tc.refused != errors.Is(err, ErrUnsupported) || !tc.refused && (err != nil || src.files[0].Pidfd == nil || src.files[0].Pidfd.PID != 43) {
+			t.Errorf("Dump of a pidfd on %s: %v, %+v; want refused %v", tc.pid, err, src.files[0].Pidfd, tc.refused)
+		}
+	}
+	procs := []format.Process{{PID: 42, Threads: []format.Thread{{TID: 42}, {TID: 44}}}, {PID: 43, Zombie: &format.Zombie{}}}
+	for _, tc := range []struct {
+		pid, flags int
+		ok         bool
+	}{
+		{42, unix.O_RDWR, true},
+		{43, unix.O_RDWR | unix.O_NONBLOCK, true}, // a zombie
+		{42, unix.O_RDWR | unix.PIDFD_THREAD, true},
+		{44, unix.O_RDWR | unix.PIDFD_THREAD, false}, // not a main thread
+		{45, unix.O_RDWR, false},                     // not in the image
+		{42, unix.O_RDWR | unix.O_APPEND, false},
+		{42, unix.O_RDONLY, false},
+	} {
+		fs := []format.File{{Kind: format.FilePidfd, Pidfd: &format.Pidfd{PID: tc.pid}}}
+		ps := slices.Clone(procs)
+		ps[0].FDs = []format.FD{{Num: 5, File: 0, Flags: tc.flags, Open: 1}}
+		if err := Validate(fs, ps); (err == nil) != tc.ok {
+			t.Errorf("Validate of a pidfd on %d, flags %#x: %v; want ok %v", tc.pid, tc.flags, err, tc.ok)
+		}
+	}
+	for _, pid := range []int{7, 44} {
+		if err := (pidfd{}).CheckTree([]format.File{{Kind: format.FilePidfd, Pidfd: &format.Pidfd{PID: pid}}}, procs, nil); !errors.Is(err, ErrUnsupported) {
+			t.Errorf("CheckTree of a pidfd on %d: %v; want a refusal", pid, err)
+		}
 	}
 }

@@ -222,6 +222,9 @@ func (b *builder) finish() error {
 	if err := b.creds(); err != nil {
 		return err
 	}
+	if err := b.treeState(); err != nil {
+		return err
+	}
 	if err := b.procSelfFDs(); err != nil {
 		return err
 	}

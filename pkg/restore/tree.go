@@ -107,6 +107,9 @@ func (t *tree) prepareFiles() error {
 	t.covered = map[int][][2]int64{}
 	prepared := map[int]bool{}
 	for _, b := range t.procs {
+		if b.img.Zombie != nil {
+			continue // no files
+		}
 		var err error
 		if t.op, err = newOpener(b.img.Creds); err != nil {
 			return err
@@ -130,6 +133,9 @@ func (t *tree) build() error {
 		return err
 	}
 	for _, b := range t.procs {
+		if b.img.Zombie != nil {
+			continue // made in spawn: nothing more to it
+		}
 		if err := b.clearLayout(); err != nil {
 			return b.wrap(err)
 		}
@@ -149,6 +155,9 @@ func (t *tree) build() error {
 		return err
 	}
 	for _, b := range t.procs {
+		if b.img.Zombie != nil {
+			continue
+		}
 		if err := b.finish(); err != nil {
 			return b.wrap(err)
 		}
@@ -210,6 +219,10 @@ func (t *tree) spawn() error {
 		if err := b.joinGroup(); err != nil {
 			return b.wrap(err)
 		}
+	}
+	// Once every group exists: a zombie may lead one.
+	if err := t.settle(); err != nil {
+		return err
 	}
 	if len(t.procs) > 1 {
 		t.logf("%d processes created", len(t.procs))
@@ -285,7 +298,10 @@ func (t *tree) release() error {
 		// a terminal wait in read, poll or select): a signal that came
 		// before would run its handler and then let it block again,
 		// with the news of the new window unread (vim does that).
-		untilSleeping(root.pid, 100*time.Millisecond)
+		// Stopped, it gets it when continued.
+		if root.img.Stopped == nil {
+			untilSleeping(root.pid, 100*time.Millisecond)
+		}
 		unix.Kill(root.pid, unix.SIGWINCH)
 	}
 	return nil

@@ -170,6 +170,9 @@ const stoppedPy = `
 import os, signal, threading, time
 def worker(name):
     if name == "w2":
+        # A group of its own, whose parent is in another: never orphaned,
+        # or the kernel would discard its SIGTSTP.
+        os.setpgid(0, 0)
         threading.Thread(target=time.sleep, args=(10**6,), daemon=True).start()
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGCONT, lambda *a: open(name + ".cont", "a").write("cont\n"))

@@ -124,7 +124,9 @@ func TestZombieRecord(t *testing.T) {
 		ok   bool
 	}{
 		{"plain", func(*format.Process) {}, true},
-		{"empty arrays", func(z *format.Process) { z.Maps, z.Threads, z.Limits = []format.Mapping{}, []format.Thread{}, []format.Rlimit{} }, true},
+		{"empty arrays", func(z *format.Process) {
+			z.Maps, z.Threads, z.Limits = []format.Mapping{}, []format.Thread{}, []format.Rlimit{}
+		}, true},
 		{"killed", func(z *format.Process) { z.Zombie.Status = int(unix.SIGKILL) }, true},
 		{"core", func(z *format.Process) { z.Zombie.Status = int(unix.SIGSEGV) | 0x80 }, true},
 		{"core of SIGTERM", func(z *format.Process) { z.Zombie.Status = int(unix.SIGTERM) | 0x80 }, false},

@@ -232,7 +232,7 @@ func (b *builder) becomeZombie() error {
 		return fmt.Errorf("ending it as a zombie of status %#x: it ended with %#x", st, uint32(ws))
 	}
 	if st&coreFlag != 0 {
-		b.warnf("zombie %d comes back killed by signal %d, without the flag that says it dumped core (procs does not dump it again)", img.PID, sig)
+		b.warnf("zombie %d comes back killed by %s, without the flag that says it dumped core (procs does not dump it again)", img.PID, unix.SignalName(sig))
 	}
 	return nil
 }
@@ -289,7 +289,7 @@ func (b *builder) stopNow() error {
 	if err != nil || stopped {
 		return err
 	}
-	b.warnf("process %d comes back stopped by SIGSTOP: its process group is orphaned here, where %v stops nothing", b.img.PID, sig)
+	b.warnf("process %d comes back stopped by SIGSTOP: its process group is orphaned here, where %s stops nothing", b.img.PID, unix.SignalName(sig))
 	if stopped, err = b.stopBy(unix.SIGSTOP); err == nil && !stopped {
 		err = errors.New("SIGSTOP did not stop it")
 	}

@@ -149,7 +149,14 @@ func (c *collector) collect() error {
 	if err := c.collectFDs(fds); err != nil {
 		return err
 	}
-	if err := c.f.leaveVdso(c.vdsoStart, c.vdsoPad, c.vdsoStart+uint64(len(c.vdso))); err != nil {
+	lo := c.vdsoStart
+	if c.f.stopped != 0 {
+		// A stopped process does not run on: a thread of it in the
+		// vDSO is saved there (the image restores on this kernel
+		// build), but for one on its way back from a trampoline.
+		lo = c.vdsoPad
+	}
+	if err := c.f.leaveVdso(lo, c.vdsoPad, c.vdsoStart+uint64(len(c.vdso))); err != nil {
 		return err
 	}
 	if err := c.collectThreads(); err != nil {

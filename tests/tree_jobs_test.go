@@ -164,8 +164,8 @@ func TestTreeZombies(t *testing.T) {
 // stoppedPy has two workers that count in files (the second with a thread
 // more, that sleeps); the parent collects
 // (waitpid WUNTRACED) the stop of the first on SIGCHLD and logs each
-// SIGCHLD and what it collected; once "go" exists it collects the
-// second's stop itself.
+// SIGCHLD and what it collected; once "go" exists it looks for stops to
+// collect, of both.
 const stoppedPy = `
 import os, signal, threading, time
 def worker(name):
@@ -194,8 +194,11 @@ signal.signal(signal.SIGCHLD, chld)
 with open("kids", "w") as f: f.write("%d %d\n" % (w1, w2))
 while not os.path.exists("go"):
     time.sleep(0.05)
-pid, st = os.waitpid(w2, os.WUNTRACED | os.WNOHANG)
-with open("result", "w") as f: f.write("%d:%d\n" % (pid, st))
+out = []
+for w in (w1, w2):
+    pid, st = os.waitpid(w, os.WUNTRACED | os.WNOHANG)
+    out.append("%d:%d" % (pid, st))
+with open("result", "w") as f: f.write(" ".join(out) + "\n")
 while True:
     time.sleep(1)
 `
@@ -251,11 +254,12 @@ func TestTreeStopped(t *testing.T) {
 	if got := readIn(dir, "events"); got != events {
 		t.Errorf("after the restore the parent saw %q; want %q", got, events)
 	}
-	// The second stop is still there to collect, with its signal.
+	// The first stop was collected; the second is still there to
+	// collect, with its signal.
 	os.WriteFile(filepath.Join(dir, "go"), nil, 0o644)
-	waitFor(t, 10*time.Second, func() bool { return readIn(dir, "result") != "" }, "the parent to look for the stop")
-	if got, want := readIn(dir, "result"), fmt.Sprintf("%d:%d", w2, int(unix.SIGTSTP)<<8|0x7f); got != want {
-		t.Errorf("the parent's wait for the second worker: %q; want %q", got, want)
+	waitFor(t, 10*time.Second, func() bool { return readIn(dir, "result") != "" }, "the parent to look for the stops")
+	if got, want := readIn(dir, "result"), fmt.Sprintf("0:0 %d:%d", w2, int(unix.SIGTSTP)<<8|0x7f); got != want {
+		t.Errorf("the parent's waits for stopped workers: %q; want %q", got, want)
 	}
 	for _, w := range []int{w1, w2} {
 		unix.Kill(w, unix.SIGCONT)
@@ -648,5 +652,74 @@ while True:
 	unix.Kill(pid, unix.SIGTERM)
 	if !ld.exited(10*time.Second) || ld.exitCode() != 128+int(unix.SIGTERM) {
 		t.Errorf("procs-load: exit %d; want %d, the process's status", ld.exitCode(), 128+int(unix.SIGTERM))
+	}
+}
+
+// TestTreeShellStoppedJob: an interactive bash with a job stopped by
+// Ctrl-Z (a cat reading the terminal), moved to another terminal: the job
+// comes back stopped, the shell does not report it stopped again, and fg
+// resumes it in the foreground, where it reads a typed line.
+func TestTreeShellStoppedJob(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	bash, env := interactiveBash(t)
+	ma, sa := openPty(t)
+	orig, origDone := onTerminal(t, sa, env, bash...)
+	sa.Close()
+	outA := readLines(ma)
+	ma.Write([]byte("X=5; echo set-$X\n"))
+	expect(t, outA, "set-5", 0)
+	ma.Write([]byte("cat\n"))
+	time.Sleep(300 * time.Millisecond) // cat reads
+	skip := len(mustLines(outA))
+	ma.Write([]byte{0x1a}) // Ctrl-Z
+	expect(t, outA, "[1]+", skip, "Stopped")
+	var cat int
+	for _, p := range treeOf(orig.Process.Pid)[1:] {
+		if p.comm == "cat" && p.state == 'T' {
+			cat = p.pid
+		}
+	}
+	if cat == 0 {
+		t.Fatalf("no stopped cat under the shell: %v", treeOf(orig.Process.Pid))
+	}
+	time.Sleep(100 * time.Millisecond) // back at its prompt, reading
+	tree := treeOf(orig.Process.Pid)
+	img := dump(t, orig.Process.Pid, false)
+	<-origDone
+	waitGone(t, tree)
+
+	mb, sb := openPty(t)
+	_, done := onTerminal(t, sb, env, filepath.Join(binDir, "procs-load"), img)
+	outB := readLines(mb)
+	restored(t, orig.Process.Pid)
+	inState(t, cat, orig.Process.Pid, 'T')
+	skip = len(mustLines(outB))
+	mb.Write([]byte("jobs; echo jobs-$X\n"))
+	expect(t, outB, "jobs-5", skip)
+	mb.Write([]byte("fg\n"))
+	time.Sleep(300 * time.Millisecond)
+	mb.Write([]byte("hello-cat\n"))
+	waitFor(t, 10*time.Second, func() bool {
+		n := 0
+		for _, l := range mustLines(outB) {
+			n += strings.Count(l, "hello-cat")
+		}
+		return n >= 2 // echoed by the terminal, written by cat
+	}, "cat to write the line typed after fg")
+	// A shell told again of the stop would say so at its next prompt,
+	// after the jobs.
+	if got := strings.Count(strings.Join(mustLines(outB)[skip:], "\n"), "Stopped"); got != 1 {
+		t.Errorf("the shell said its job stopped %d times after the restore; want once, for jobs:\n%s", got, tail(mustLines(outB), 10))
+	}
+	mb.Write([]byte{0x04}) // Ctrl-D: cat ends
+	mb.Write([]byte("echo back-$X; exit 3\n"))
+	select {
+	case err := <-done:
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 {
+			t.Errorf("procs-load = %v; want the shell's exit 3; its terminal showed:\n%s", err, tail(mustLines(outB), 10))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the restored shell did not exit; its terminal showed:\n%s", tail(mustLines(outB), 10))
 	}
 }

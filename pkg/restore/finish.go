@@ -427,6 +427,14 @@ func (t target) Arg(p []byte) (uint64, error) {
 	return t.b.scratch + offArgs, t.b.write(offArgs, p)
 }
 
+// PID is the restored PID of the image's process pid.
+func (t target) PID(pid int) (int, bool) {
+	if b := t.b.byPID(pid); b != nil {
+		return b.pid, true
+	}
+	return 0, false
+}
+
 // processState sets signal handlers, interval timers, umask, cwd and
 // personality.
 func (b *builder) processState() error {

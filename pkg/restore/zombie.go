@@ -391,11 +391,3 @@ func (b *builder) treeState() error {
 	}
 	return nil
 }
-
-// PID is the restored PID of the image's process pid.
-func (t target) PID(pid int) (int, bool) {
-	if b := t.b.byPID(pid); b != nil {
-		return b.pid, true
-	}
-	return 0, false
-}

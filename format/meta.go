@@ -63,9 +63,9 @@ type Process struct {
 	// MEMBARRIER_CMD_REGISTER_* bits.
 	Membarrier uint32 `json:"membarrier,omitempty"`
 	// Trees (zombies, stops, reapers): see the block below.
-	Zombie    *Zombie `json:"zombie,omitempty"`
-	Stopped   *Stop   `json:"stopped,omitempty"`
-	Subreaper bool    `json:"subreaper,omitempty"`
+	Zombie    *Exit `json:"zombie,omitempty"`
+	Stopped   *Stop `json:"stopped,omitempty"`
+	Subreaper bool  `json:"subreaper,omitempty"`
 }
 
 // Seccomp is a thread's seccomp state.
@@ -380,11 +380,11 @@ type Rseq struct {
 // --- trees: zombies, stopped processes, pidfds. Kept in one block for
 // merges.
 
-// Zombie is what a zombie still has besides its ids, name and
-// credentials: its exit status. A zombie's PROCESS record holds pid,
-// ppid, pgid, sid, comm, creds and zombie, and no other member
-// (Record writes it so).
-type Zombie struct {
+// Exit is how a process ended: what a zombie has besides its ids, name
+// and credentials (a zombie's PROCESS record holds pid, ppid, pgid, sid,
+// comm, creds and zombie, and no other member: Record writes it so), and
+// what a pidfd on a reaped process tells.
+type Exit struct {
 	// Status is the exit status as wait(2) reports it: the exit code
 	// shifted left by 8, or the number of the signal that killed it,
 	// with 0x80 when it dumped core.
@@ -401,21 +401,22 @@ type Stop struct {
 	Waited bool `json:"waited,omitempty"`
 }
 
-// Pidfd is the state of a pidfd (FilePidfd): the process (or, opened
-// with PIDFD_THREAD, O_EXCL in the fd's flags, the thread) it refers to.
+// Pidfd is the state of a pidfd (FilePidfd): the process it refers to,
+// or, when that process had ended and was reaped, how it ended.
 type Pidfd struct {
-	PID int `json:"pid"`
+	PID    int   `json:"pid,omitempty"`
+	Reaped *Exit `json:"reaped,omitempty"`
 }
 
 // zombieRecord is the JSON of a zombie's PROCESS record.
 type zombieRecord struct {
-	PID    int     `json:"pid"`
-	PPID   int     `json:"ppid"`
-	Pgid   int     `json:"pgid,omitempty"`
-	Sid    int     `json:"sid,omitempty"`
-	Comm   string  `json:"comm"`
-	Creds  Creds   `json:"creds"`
-	Zombie *Zombie `json:"zombie"`
+	PID    int    `json:"pid"`
+	PPID   int    `json:"ppid"`
+	Pgid   int    `json:"pgid,omitempty"`
+	Sid    int    `json:"sid,omitempty"`
+	Comm   string `json:"comm"`
+	Creds  Creds  `json:"creds"`
+	Zombie *Exit  `json:"zombie"`
 }
 
 // Record is what a writer writes as the PROCESS record of p: p, or for

@@ -345,12 +345,13 @@ func TestTreeReaper(t *testing.T) {
 }
 
 // pidfdsPy holds pidfds on a sleeping child S, on a child Z that exited
-// (a zombie), and on itself (PIDFD_NONBLOCK); its child T holds the one on
-// S too (inherited: one open file) and checks it each 0.1 s. Once "go"
-// exists, it polls them, kills S through its pidfd, waits for S and Z
-// through theirs and signals itself through its own.
+// (a zombie), on itself (PIDFD_NONBLOCK) and on a child R it reaped; its
+// child T holds the one on S too (inherited: one open file) and checks it
+// each 0.1 s. Once "go" exists, it polls them, kills S through its pidfd,
+// waits for S and Z through theirs, signals itself through its own, and
+// asks R's how R ended.
 const pidfdsPy = `
-import os, signal, time, select
+import os, signal, time, select, errno, fcntl, struct
 s = os.fork()
 if s == 0:
     while True:
@@ -361,6 +362,11 @@ if z == 0:
     os._exit(5)
 fz = os.pidfd_open(z)
 me = os.pidfd_open(os.getpid(), os.O_NONBLOCK)
+r = os.fork()
+if r == 0:
+    os._exit(6)
+fr = os.pidfd_open(r)
+os.waitpid(r, 0)
 got = []
 signal.signal(signal.SIGUSR1, lambda *a: got.append("usr1"))
 t = os.fork()
@@ -374,7 +380,7 @@ if t == 0:
         with open("t.tmp", "w") as f: f.write(r + "\n")
         os.rename("t.tmp", "t")
         time.sleep(0.1)
-with open("kids", "w") as f: f.write("%d %d %d %d %d %d\n" % (s, z, t, fs, fz, me))
+with open("kids", "w") as f: f.write("%d %d %d %d %d %d %d\n" % (s, z, t, fs, fz, me, fr))
 while not os.path.exists("go"):
     time.sleep(0.05)
 out = []
@@ -391,21 +397,32 @@ out.append("zombie=%d:%d" % (i.si_pid, i.si_status))
 signal.pidfd_send_signal(me, signal.SIGUSR1)
 time.sleep(0.1)
 out.append("self=%s" % ",".join(got))
+p = select.poll(); p.register(fr, select.POLLIN)
+out.append("reaped-readable=%s" % bool(p.poll(0)))
+try:
+    signal.pidfd_send_signal(fr, 0)
+    out.append("reaped-signal=ok")
+except OSError as e:
+    out.append("reaped-signal=%s" % errno.errorcode[e.errno])
+info = bytearray(struct.pack("<Q", 8) + bytes(80))   # PIDFD_INFO_EXIT
+fcntl.ioctl(fr, 0xc058ff0b, info)                     # PIDFD_GET_INFO
+out.append("reaped-exit=%d" % struct.unpack_from("<i", info, 60)[0])
 with open("result", "w") as f: f.write(" ".join(out) + "\n")
 while True:
     time.sleep(1)
 `
 
-// TestTreePidfds: pidfds on a member, on a zombie member and on the
-// holder itself, one shared by two processes, moved: each still refers to
-// its process (polls, signals, waits), with its flags.
+// TestTreePidfds: pidfds on a member, on a zombie member, on the holder
+// itself and on a child already reaped, one shared by two processes,
+// moved: each still refers to its process (polls, signals, waits), with
+// its flags, and the reaped one still tells how its process ended.
 func TestTreePidfds(t *testing.T) {
 	needTools(t)
 	noLeftovers(t)
 	py := victimArgv(t, "python")[0]
 	dir := t.TempDir()
 	pid := startTree(t, dir, "log", py, "-c", pidfdsPy)
-	ks := kidsOf(t, dir, 6)
+	ks := kidsOf(t, dir, 7)
 	s, z, tk, fds := ks[0], ks[1], ks[2], ks[3:]
 	inState(t, z, pid, 'Z')
 	waitFor(t, 10*time.Second, func() bool { return readIn(dir, "t") == "ok" }, "T to signal S through its pidfd")
@@ -447,14 +464,14 @@ func TestTreePidfds(t *testing.T) {
 	waitFor(t, 10*time.Second, func() bool { return readIn(dir, "t") == "ok" }, "T to signal S through its pidfd after the restore")
 	os.WriteFile(filepath.Join(dir, "go"), nil, 0o644)
 	waitFor(t, 10*time.Second, func() bool { return readIn(dir, "result") != "" }, "the holder to report")
-	want := fmt.Sprintf("zombie-readable=True sleeper-readable=False sleeper-ends=True sleeper=%d:%d zombie=%d:5 self=usr1", s, syscall.SIGTERM, z)
+	want := fmt.Sprintf("zombie-readable=True sleeper-readable=False sleeper-ends=True sleeper=%d:%d zombie=%d:5 self=usr1 reaped-readable=True reaped-signal=ESRCH reaped-exit=%d", s, syscall.SIGTERM, z, 6<<8)
 	if got := readIn(dir, "result"); got != want {
 		t.Errorf("through its pidfds the holder saw %q; want %q", got, want)
 	}
 }
 
-// TestTreePidfdRefusals: a pidfd on a process outside the tree, and one on
-// a child already reaped, are refused by name, and the process goes on.
+// TestTreePidfdRefusals: a pidfd on a process outside the tree is refused
+// by name, and the process goes on.
 func TestTreePidfdRefusals(t *testing.T) {
 	needTools(t)
 	noLeftovers(t)
@@ -468,16 +485,6 @@ fd = os.pidfd_open(os.getppid())
 while True:
     open("alive", "a").write("x\n"); time.sleep(0.05)
 `, "outside the tree"},
-		{"reaped", `
-import os, time
-c = os.fork()
-if c == 0:
-    os._exit(0)
-fd = os.pidfd_open(c)
-os.waitpid(c, 0)
-while True:
-    open("alive", "a").write("x\n"); time.sleep(0.05)
-`, "reaped"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -577,7 +584,7 @@ while True: time.sleep(1)
 			find(*ps, zpid).Comm = strings.Repeat("z", 16)
 		}, []string{fmt.Sprintf("zombie %d", zpid), "longer than 15 bytes"}},
 		{"zombie-root", func(ps *[]format.Process, _ *[]format.File) {
-			(*ps)[0].Zombie = &format.Zombie{Status: 0}
+			(*ps)[0].Zombie = &format.Exit{Status: 0}
 		}, []string{"root process", "is a zombie"}},
 		{"zombie-parent", func(ps *[]format.Process, _ *[]format.File) {
 			z, s := find(*ps, zpid), find(*ps, spid)
@@ -596,6 +603,12 @@ while True: time.sleep(1)
 		{"pidfd-outside", func(_ *[]format.Process, fs *[]format.File) {
 			pidfdFile(*fs).Pidfd.PID = 1
 		}, []string{"pidfd", "refers to 1", "no process of the image"}},
+		{"pidfd-reaped-status", func(_ *[]format.Process, fs *[]format.File) {
+			*pidfdFile(*fs).Pidfd = format.Pidfd{Reaped: &format.Exit{Status: int(unix.SIGCONT)}}
+		}, []string{"pidfd", "reaped process", "signal 18", "no process dies"}},
+		{"pidfd-reaped-and-pid", func(_ *[]format.Process, fs *[]format.File) {
+			pidfdFile(*fs).Pidfd.Reaped = &format.Exit{}
+		}, []string{"pidfd", "and to a reaped one"}},
 		{"pidfd-no-state", func(_ *[]format.Process, fs *[]format.File) {
 			pidfdFile(*fs).Pidfd = nil
 		}, []string{"a pidfd, has no pidfd state"}},

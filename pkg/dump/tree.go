@@ -260,7 +260,7 @@ func (c *collector) collectZombie() error {
 	}
 	c.p = format.Process{PID: c.pid, PPID: st.PPID, Pgid: st.PGRP, Sid: st.Session, Comm: st.Comm,
 		Creds:  format.Creds{UID: status.Uid, GID: status.Gid, Groups: status.Groups, NoNewPrivs: status.NoNewPrivs},
-		Zombie: &format.Zombie{Status: st.ExitCode}}
+		Zombie: &format.Exit{Status: st.ExitCode}}
 	return nil
 }
 

@@ -226,10 +226,13 @@ type Target interface {
 	Syscall(name string, nr uintptr, args ...uint64) (uint64, error)
 	// Arg puts p in the process's scratch area and returns its address.
 	Arg(p []byte) (uint64, error)
-	// PID is the restored PID of the image's process (or thread) pid,
-	// which exists: every process of the tree does by the time fds are
-	// made.
+	// PID is the restored PID of the image's process pid, which exists:
+	// every process of the tree does by the time fds are made.
 	PID(pid int) (int, bool)
+	// Reaped makes in the process a pidfd, with flags (PIDFD_NONBLOCK,
+	// PIDFD_THREAD), on a child of its that ended with wait status
+	// status and that it reaped, and returns its number.
+	Reaped(status int, flags uint64) (uint64, error)
 }
 
 // Maker is a kind whose fds the process makes itself (an eventfd, an

@@ -138,14 +138,14 @@ func TestPidfd(t *testing.T) {
 	for _, tc := range []struct {
 		pid     string
 		refused bool
-	}{{"43", false}, {"-1", true}, {"0", true}} {
+	}{{"43", false}, {"0", true}} { // -1, reaped: asks the process, see tests/
 		src.files[0] = format.File{}
 		err := (pidfd{}).Dump(src, &procfs.FD{Num: 5, Info: map[string]string{"Pid": tc.pid}}, 0)
 		if tc.refused != errors.Is(err, ErrUnsupported) || !tc.refused && (err != nil || src.files[0].Pidfd == nil || src.files[0].Pidfd.PID != 43) {
 			t.Errorf("Dump of a pidfd on %s: %v, %+v; want refused %v", tc.pid, err, src.files[0].Pidfd, tc.refused)
 		}
 	}
-	procs := []format.Process{{PID: 42, Threads: []format.Thread{{TID: 42}, {TID: 44}}}, {PID: 43, Zombie: &format.Zombie{}}}
+	procs := []format.Process{{PID: 42, Threads: []format.Thread{{TID: 42}, {TID: 44}}}, {PID: 43, Zombie: &format.Exit{}}}
 	for _, tc := range []struct {
 		pid, flags int
 		ok         bool
@@ -157,8 +157,13 @@ func TestPidfd(t *testing.T) {
 		{45, unix.O_RDWR, false},                     // not in the image
 		{42, unix.O_RDWR | unix.O_APPEND, false},
 		{42, unix.O_RDONLY, false},
+		{0, unix.O_RDWR, true},   // reaped, exit 3 (below)
+		{-1, unix.O_RDWR, false}, // reaped, of a process too
 	} {
 		fs := []format.File{{Kind: format.FilePidfd, Pidfd: &format.Pidfd{PID: tc.pid}}}
+		if tc.pid <= 0 {
+			fs[0].Pidfd = &format.Pidfd{PID: -tc.pid * 42, Reaped: &format.Exit{Status: 3 << 8}}
+		}
 		ps := slices.Clone(procs)
 		ps[0].FDs = []format.FD{{Num: 5, File: 0, Flags: tc.flags, Open: 1}}
 		if err := Validate(fs, ps); (err == nil) != tc.ok {

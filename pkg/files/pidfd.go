@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/linux"
 	"procs/pkg/procfs"
 )
 
@@ -19,10 +20,15 @@ import (
 // flags travel with its fds: PIDFD_NONBLOCK, and PIDFD_THREAD (O_EXCL),
 // which a pidfd on a main thread may have.
 //
+// A pidfd on a process that has ended and was reaped already ("Pid: -1":
+// a child its parent waited for) refers to no process any more; what it
+// still tells is how that process ended (PIDFD_GET_INFO, PIDFD_INFO_EXIT),
+// which travels. The holder makes it again on a child of its own that
+// ends so and that it reaps at once (Target.Reaped).
+//
 // Refused by name: a pidfd on a process outside the tree, which the
-// restore does not make; on one that has exited and was reaped already
-// ("Pid: -1"), which pidfd_open cannot reach any more; on a thread other
-// than a main one, which does not exist yet when fds are made.
+// restore does not make, and one on a thread other than a main one, which
+// does not exist yet when fds are made.
 type pidfd struct{}
 
 func (pidfd) Name() string { return format.FilePidfd }
@@ -47,7 +53,12 @@ func (pidfd) Dump(src Source, fd *procfs.FD, idx int) error {
 	}
 	switch {
 	case pid == -1:
-		return refusef("fd %d is a pidfd on a process that has exited and was reaped already, which procs cannot make again", fd.Num)
+		st, err := reapedStatus(src.PID(), fd.Num)
+		if err != nil {
+			return err
+		}
+		src.File(idx).Pidfd = &format.Pidfd{Reaped: &format.Exit{Status: st}}
+		return nil
 	case pid <= 0:
 		return refusef("fd %d is a pidfd on a process of another PID namespace, which procs cannot carry", fd.Num)
 	}
@@ -55,11 +66,32 @@ func (pidfd) Dump(src Source, fd *procfs.FD, idx int) error {
 	return nil
 }
 
+// reapedStatus asks pidfd num of process pid, which refers to a process
+// that ended and was reaped, how it ended (a copy of the fd, taken with
+// pidfd_getfd, is asked: the process is not touched).
+func reapedStatus(pid, num int) (int, error) {
+	pfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return 0, fmt.Errorf("fd %d: pidfd_open(%d): %w", num, pid, err)
+	}
+	defer unix.Close(pfd)
+	fd, err := unix.PidfdGetfd(pfd, num, 0)
+	if err != nil {
+		return 0, fmt.Errorf("fd %d: taking it: %w", num, err)
+	}
+	defer unix.Close(fd)
+	info := unix.PidfdInfo{Mask: unix.PIDFD_INFO_EXIT}
+	if err := unix.IoctlPidfdInfo(fd, &info); err != nil || info.Mask&unix.PIDFD_INFO_EXIT == 0 {
+		return 0, refusef("fd %d is a pidfd on a process that has ended and was reaped, and the kernel does not tell how it ended (PIDFD_GET_INFO: %v)", num, err)
+	}
+	return int(info.Exit_code), nil
+}
+
 // CheckTree refuses a pidfd on a process outside the tree, or on a thread
 // other than a main one, naming it.
 func (pidfd) CheckTree(fs []format.File, procs []format.Process, _ func(pid int) bool) error {
 	for i, f := range fs {
-		if f.Kind != format.FilePidfd || f.Pidfd == nil {
+		if f.Kind != format.FilePidfd || f.Pidfd == nil || f.Pidfd.Reaped != nil {
 			continue
 		}
 		switch pidfdTarget(procs, f.Pidfd.PID) {
@@ -95,13 +127,19 @@ func pidfdTarget(procs []format.Process, pid int) int {
 }
 
 // Make opens the pidfd again, in the process, on the restored PID of the
-// process it referred to, which exists by now.
+// process it referred to, which exists by now, or on a child that ends
+// as the reaped one did.
 func (pidfd) Make(t Target, fd format.FD, f *format.File, cloexec int) (uint64, error) {
-	pid, ok := t.PID(f.Pidfd.PID)
-	if !ok {
+	flags := uint64(fd.Flags & (unix.O_NONBLOCK | unix.PIDFD_THREAD))
+	var n uint64
+	var err error
+	if r := f.Pidfd.Reaped; r != nil {
+		n, err = t.Reaped(r.Status, flags)
+	} else if pid, ok := t.PID(f.Pidfd.PID); !ok {
 		return 0, fmt.Errorf("a pidfd on process %d, which the image lacks", f.Pidfd.PID)
+	} else {
+		n, err = t.Syscall(fmt.Sprintf("pidfd_open(%d)", pid), unix.SYS_PIDFD_OPEN, uint64(pid), flags)
 	}
-	n, err := t.Syscall(fmt.Sprintf("pidfd_open(%d)", pid), unix.SYS_PIDFD_OPEN, uint64(pid), uint64(fd.Flags&(unix.O_NONBLOCK|unix.PIDFD_THREAD)))
 	if err != nil {
 		return 0, err
 	}
@@ -117,14 +155,22 @@ func (pidfd) Make(t Target, fd format.FD, f *format.File, cloexec int) (uint64, 
 }
 
 // Validate: the pidfd names a process of the image (thread pidfds of
-// other threads are never written: the threads are made after the fds);
-// every fd of it has only a pidfd's flags.
+// other threads are never written: the threads are made after the fds),
+// or is on a reaped process that ended as a process can; every fd of it
+// has only a pidfd's flags.
 func (pidfd) Validate(fs []format.File, i int, procs []format.Process) error {
 	pf := fs[i].Pidfd
 	if pf == nil {
 		return fmt.Errorf("image file %d, a pidfd, has no pidfd state", i)
 	}
-	if pidfdTarget(procs, pf.PID) != process {
+	switch {
+	case pf.Reaped != nil && pf.PID != 0:
+		return fmt.Errorf("image pidfd %d refers to process %d, and to a reaped one", i, pf.PID)
+	case pf.Reaped != nil:
+		if why := linux.BadExitStatus(pf.Reaped.Status); why != "" {
+			return fmt.Errorf("image pidfd %d on a reaped process: exit status %#x %s", i, pf.Reaped.Status, why)
+		}
+	case pidfdTarget(procs, pf.PID) != process:
 		return fmt.Errorf("image pidfd %d refers to %d, which is no process of the image", i, pf.PID)
 	}
 	for _, p := range procs {

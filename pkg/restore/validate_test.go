@@ -114,7 +114,7 @@ func TestValidateRanges(t *testing.T) {
 func TestZombieRecord(t *testing.T) {
 	root, fs := validImage()
 	zombie := func(edit func(z *format.Process)) error {
-		z := format.Process{PID: 101, PPID: 100, Comm: "z", Creds: root.Creds, Zombie: &format.Zombie{Status: 3 << 8}}
+		z := format.Process{PID: 101, PPID: 100, Comm: "z", Creds: root.Creds, Zombie: &format.Exit{Status: 3 << 8}}
 		edit(&z)
 		return validate(fs, []format.Process{*root, z})
 	}
@@ -143,7 +143,7 @@ func TestZombieRecord(t *testing.T) {
 		}
 	}
 	// Never the root.
-	z := format.Process{PID: 100, Comm: "z", Creds: root.Creds, Zombie: &format.Zombie{}}
+	z := format.Process{PID: 100, Comm: "z", Creds: root.Creds, Zombie: &format.Exit{}}
 	if err := validate(fs, []format.Process{z}); err == nil {
 		t.Error("a zombie root: accepted")
 	}

@@ -25,44 +25,6 @@ import (
 	"procs/pkg/safetext"
 )
 
-// stopSignals are the signals whose default action stops a process.
-var stopSignals = map[int]bool{int(unix.SIGSTOP): true, int(unix.SIGTSTP): true, int(unix.SIGTTIN): true, int(unix.SIGTTOU): true}
-
-// notFatal are the signals by which no process dies: their default
-// action is to be ignored, or to stop or continue the process.
-var notFatal = map[int]bool{int(unix.SIGCHLD): true, int(unix.SIGCONT): true, int(unix.SIGURG): true,
-	int(unix.SIGWINCH): true, int(unix.SIGSTOP): true, int(unix.SIGTSTP): true, int(unix.SIGTTIN): true, int(unix.SIGTTOU): true}
-
-// coreSignals are the signals whose default action dumps core.
-var coreSignals = map[int]bool{int(unix.SIGQUIT): true, int(unix.SIGILL): true, int(unix.SIGTRAP): true,
-	int(unix.SIGABRT): true, int(unix.SIGBUS): true, int(unix.SIGFPE): true, int(unix.SIGSEGV): true,
-	int(unix.SIGXCPU): true, int(unix.SIGXFSZ): true, int(unix.SIGSYS): true}
-
-// coreFlag is the bit of a wait status that says a core was dumped.
-const coreFlag = 0x80
-
-// badExit says what is wrong with st, a zombie's wait status, or "": an
-// exit code shifted left by 8, or a signal that ends a process, with the
-// core flag only for one that dumps core.
-func badExit(st int) string {
-	sig := st & 0x7f
-	switch {
-	case st < 0 || st > 0xffff:
-		return "is out of range"
-	case sig == 0 && st&0xff != 0:
-		return "has the core flag without a signal"
-	case sig == 0:
-		return ""
-	case st>>8 != 0:
-		return "has both a signal and an exit code"
-	case sig > maxSignals || notFatal[sig]:
-		return fmt.Sprintf("names signal %d, by which no process dies", sig)
-	case st&coreFlag != 0 && !coreSignals[sig]:
-		return fmt.Sprintf("says signal %d dumped core, which it never does", sig)
-	}
-	return ""
-}
-
 // validateZombie checks the record of a zombie: the members it has in
 // range, and no other. A zombie is never the root (procs-load waits for
 // the root to end) and never a parent (validateTree).
@@ -76,7 +38,7 @@ func validateZombie(img *format.Process, root bool) error {
 	if len(img.Comm) > maxComm || strings.IndexByte(img.Comm, 0) >= 0 {
 		return fmt.Errorf("image zombie %d has name %s, longer than %d bytes or with a NUL", img.PID, safetext.Quote(img.Comm), maxComm)
 	}
-	if why := badExit(img.Zombie.Status); why != "" {
+	if why := linux.BadExitStatus(img.Zombie.Status); why != "" {
 		return fmt.Errorf("image zombie %d: exit status %#x %s", img.PID, img.Zombie.Status, why)
 	}
 	c := img.Creds
@@ -120,7 +82,7 @@ func emptyNil[S ~[]E, E any](s *S) {
 // validateJob checks a living process's stop and its threads'
 // parent-death signals.
 func validateJob(img *format.Process) error {
-	if s := img.Stopped; s != nil && !stopSignals[s.Signal] {
+	if s := img.Stopped; s != nil && !linux.StopSignals[s.Signal] {
 		return fmt.Errorf("image process %d is stopped by signal %d, which stops no process", img.PID, s.Signal)
 	}
 	for _, t := range img.Threads {
@@ -199,67 +161,79 @@ func (b *builder) becomeZombie() error {
 		return err
 	}
 	st := img.Zombie.Status
+	if err := b.endAs(b.pid, r, st); err != nil {
+		return err
+	}
+	b.tids = nil
+	if st&linux.WCOREFLAG != 0 {
+		b.warnf("zombie %d comes back killed by %s, without the flag that says it dumped core (procs does not dump it again)", img.PID, unix.SignalName(unix.Signal(st&0x7f)))
+	}
+	return nil
+}
+
+// endAs ends process pid, a stopped copy of the stub traced by procs-load
+// that r runs calls in, with wait status st: by exit_group of its code,
+// or by its signal, with its default action and without a core (the
+// process is made not dumpable first). procs-load collects the tracer's
+// notification of its end: it stays a zombie for its parent.
+func (b *builder) endAs(pid int, r *ptrace.Remote, st int) error {
 	sig := unix.Signal(st & 0x7f)
 	if sig == 0 {
-		regs, err := ptrace.GetRegs(b.pid)
+		regs, err := ptrace.GetRegs(pid)
 		if err != nil {
 			return err
 		}
 		regs.Rip, regs.Rax, regs.Orig_rax, regs.Rdi = r.Insn, unix.SYS_EXIT_GROUP, ^uint64(0), uint64(st>>8)
-		if err := ptrace.SetRegs(b.pid, &regs); err != nil {
+		if err := ptrace.SetRegs(pid, &regs); err != nil {
 			return err
 		}
 	} else {
 		if _, err := r.Syscall("prctl(PR_SET_DUMPABLE)", unix.SYS_PRCTL, unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 			return err
 		}
-		if err := b.defaultAction(sig); err != nil {
+		if err := b.defaultAction(pid, r, sig); err != nil {
 			return err
 		}
-		if err := ptrace.SetSigmask(b.pid, 0); err != nil {
+		if err := ptrace.SetSigmask(pid, 0); err != nil {
 			return err
 		}
-		if err := unix.Tgkill(b.pid, b.pid, sig); err != nil {
+		if err := unix.Tgkill(pid, pid, sig); err != nil {
 			return os.NewSyscallError("tgkill", err)
 		}
 	}
-	ws, err := b.runTo(sig, func(ws unix.WaitStatus) bool { return ws.Exited() || ws.Signaled() })
+	ws, err := runTo(pid, sig, func(ws unix.WaitStatus) bool { return ws.Exited() || ws.Signaled() })
 	if err != nil {
 		return err
 	}
-	b.tids = nil
 	if sig == 0 && (!ws.Exited() || ws.ExitStatus() != st>>8) || sig != 0 && (!ws.Signaled() || ws.Signal() != sig) {
-		return fmt.Errorf("ending it as a zombie of status %#x: it ended with %#x", st, uint32(ws))
-	}
-	if st&coreFlag != 0 {
-		b.warnf("zombie %d comes back killed by %s, without the flag that says it dumped core (procs does not dump it again)", img.PID, unix.SignalName(sig))
+		return fmt.Errorf("ending it with status %#x: it ended with %#x", st, uint32(ws))
 	}
 	return nil
 }
 
-// defaultAction gives sig its default action in the process (the stub
-// may have inherited it ignored).
-func (b *builder) defaultAction(sig unix.Signal) error {
+// defaultAction gives sig its default action in process pid, which r runs
+// calls in (a copy of the stub may have inherited it ignored).
+func (b *builder) defaultAction(pid int, r *ptrace.Remote, sig unix.Signal) error {
 	if sig == unix.SIGKILL || sig == unix.SIGSTOP {
 		return nil
 	}
-	if err := b.write(offArgs, linux.SigAction{}.Encode()); err != nil {
+	if err := ptrace.WriteMem(pid, b.scratch+offArgs, linux.SigAction{}.Encode()); err != nil {
 		return err
 	}
-	_, err := b.main.Syscall(fmt.Sprintf("rt_sigaction(%d)", sig), unix.SYS_RT_SIGACTION, uint64(sig), b.scratch+offArgs, 0, linux.SizeofSigset)
+	_, err := r.Syscall(fmt.Sprintf("rt_sigaction(%d)", sig), unix.SYS_RT_SIGACTION, uint64(sig), b.scratch+offArgs, 0, linux.SizeofSigset)
 	return err
 }
 
-// runTo lets the process run until done says so of a wait status,
+// runTo lets traced process pid run until done says so of a wait status,
 // delivering sig when it stops for it and no other signal.
-func (b *builder) runTo(sig unix.Signal, done func(unix.WaitStatus) bool) (unix.WaitStatus, error) {
+func runTo(pid int, sig unix.Signal, done func(unix.WaitStatus) bool) (unix.WaitStatus, error) {
 	deliver := 0
 	for {
 		// ESRCH: it is on its way out already (SIGKILL).
-		if err := ptrace.Cont(b.pid, deliver); err != nil && !errors.Is(err, unix.ESRCH) {
+		if err := ptrace.Cont(pid, deliver); err != nil && !errors.Is(err, unix.ESRCH) {
 			return 0, err
 		}
-		ws, err := ptrace.Wait(b.pid)
+		ws, err := ptrace.Wait(pid)
 		if err != nil {
 			return ws, err
 		}
@@ -267,13 +241,60 @@ func (b *builder) runTo(sig unix.Signal, done func(unix.WaitStatus) bool) (unix.
 			return ws, nil
 		}
 		if ws.Exited() || ws.Signaled() {
-			return ws, &ptrace.StopError{TID: b.pid, Status: ws}
+			return ws, &ptrace.StopError{TID: pid, Status: ws}
 		}
 		deliver = 0
 		if ws.Stopped() && ws.StopSignal() == sig {
 			deliver = int(sig)
 		}
 	}
+}
+
+// Reaped makes in the process a pidfd on a child of its that ended with
+// status and that it reaped, as a pidfd that outlived its child: the
+// child is cloned with exit signal 0 (no one is sent a SIGCHLD), ended
+// (endAs), opened with pidfd_open while it is a zombie, then collected
+// with wait4, which leaves its end in the pidfd.
+func (t target) Reaped(status int, flags uint64) (uint64, error) {
+	b := t.b
+	if err := b.write(offArgs, linux.CloneArgs{}.Encode()); err != nil {
+		return 0, err
+	}
+	res, err := b.main.Syscall("clone3", unix.SYS_CLONE3, b.scratch+offArgs, linux.CLONE_ARGS_SIZE_VER2)
+	if err != nil {
+		return 0, err
+	}
+	child := int(res)
+	reaped := false
+	defer func() {
+		if !reaped {
+			unix.Kill(child, unix.SIGKILL)
+			reap(child)
+			b.main.Syscall("wait4", unix.SYS_WAIT4, uint64(child), 0, unix.WALL|unix.WNOHANG, 0)
+		}
+	}()
+	// Traced from its birth: its first stop.
+	if ws, err := ptrace.Wait(child); err != nil || !ws.Stopped() {
+		return 0, fmt.Errorf("child %d for a pidfd: %v (status %#x)", child, err, uint32(ws))
+	}
+	r, err := ptrace.NewRemote(child, b.main.Insn)
+	if err != nil {
+		return 0, err
+	}
+	r.Forget()
+	if err := b.endAs(child, r, status); err != nil {
+		return 0, fmt.Errorf("child %d for a pidfd: %w", child, err)
+	}
+	fd, err := b.main.Syscall("pidfd_open", unix.SYS_PIDFD_OPEN, uint64(child), flags)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := b.main.Syscall("wait4", unix.SYS_WAIT4, uint64(child), 0, unix.WALL, 0); err != nil {
+		b.main.Syscall("close", unix.SYS_CLOSE, fd)
+		return 0, err
+	}
+	reaped = true
+	return fd, nil
 }
 
 // stopNow stops the process as the image's was stopped: by its stop
@@ -300,7 +321,7 @@ func (b *builder) stopNow() error {
 // it stopped: a signal the kernel discards lets it run the getpid, and
 // stop at the breakpoint after it.
 func (b *builder) stopBy(sig unix.Signal) (bool, error) {
-	if err := b.defaultAction(sig); err != nil {
+	if err := b.defaultAction(b.pid, b.main, sig); err != nil {
 		return false, err
 	}
 	regs, err := ptrace.GetRegs(b.pid)
@@ -321,7 +342,7 @@ func (b *builder) stopBy(sig unix.Signal) (bool, error) {
 		return false, os.NewSyscallError("tgkill", err)
 	}
 	// Its delivery stop first, then, delivered, the group stop it makes.
-	ws, err := b.runTo(0, func(ws unix.WaitStatus) bool { return ws.Stopped() && ws.StopSignal() == sig })
+	ws, err := runTo(b.pid, 0, func(ws unix.WaitStatus) bool { return ws.Stopped() && ws.StopSignal() == sig })
 	if err != nil {
 		return false, err
 	}

@@ -210,7 +210,8 @@ type OpenFD struct {
 	Count   uint64 `json:"count,omitempty"`
 	// Unread is the bytes in a pipe that no one had read.
 	Unread int `json:"unread,omitempty"`
-	// Pidfd is the PID of the process a pidfd refers to.
+	// Pidfd is the PID of the process a pidfd refers to; -1 for one
+	// that ended and was reaped.
 	Pidfd int `json:"pidfd,omitempty"`
 }
 
@@ -616,6 +617,9 @@ func (rd *reading) fds() []OpenFD {
 			}
 			if f.Pidfd != nil {
 				o.Pidfd = f.Pidfd.PID
+				if f.Pidfd.Reaped != nil {
+					o.Pidfd = -1
+				}
 			}
 		} else if fd.File == -1 {
 			o.Kind = "stdio"

@@ -273,6 +273,9 @@ func fileText(f OpenFD) string {
 		s = fmt.Sprintf("%s, %s unread", clean(f.Path, maxPath), size(int64(f.Unread)))
 	case format.FilePidfd:
 		s = fmt.Sprintf("pidfd of process %d", f.Pidfd)
+		if f.Pidfd < 0 {
+			s = "pidfd of a process that ended and was reaped"
+		}
 	default:
 		s = clean(f.Path, maxPath)
 	}

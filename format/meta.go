@@ -62,6 +62,10 @@ type Process struct {
 	// process, as MEMBARRIER_CMD_GET_REGISTRATIONS returns it: the
 	// MEMBARRIER_CMD_REGISTER_* bits.
 	Membarrier uint32 `json:"membarrier,omitempty"`
+	// Trees (zombies, stops, reapers): see the block below.
+	Zombie    *Exit `json:"zombie,omitempty"`
+	Stopped   *Stop `json:"stopped,omitempty"`
+	Subreaper bool  `json:"subreaper,omitempty"`
 }
 
 // Seccomp is a thread's seccomp state.
@@ -198,8 +202,9 @@ const (
 	FileMemfd   = "memfd" // memfd or shared anonymous memory: contents always carried
 	FileEventfd = "eventfd"
 	FileEpoll   = "epoll"
-	FilePipe    = "pipe" // an anonymous pipe: its ends are fds of the tree
-	FileUnix    = "unix" // a unix socket bound to no address: a socketpair's end
+	FilePipe    = "pipe"  // an anonymous pipe: its ends are fds of the tree
+	FileUnix    = "unix"  // a unix socket bound to no address: a socketpair's end
+	FilePidfd   = "pidfd" // a pidfd on a process of the tree
 )
 
 // --- exact files (issue 14): members of open files that must come back
@@ -262,6 +267,7 @@ type File struct {
 	Epoll   *Epoll   `json:"epoll,omitempty"`
 	Pipe    *Pipe    `json:"pipe,omitempty"`
 	Unix    *Unix    `json:"unix,omitempty"`
+	Pidfd   *Pidfd   `json:"pidfd,omitempty"`
 	// Exact files (see below): a memfd's seals; the owner of a memfd
 	// or a deleted file.
 	Seals *uint32 `json:"seals,omitempty"`
@@ -381,6 +387,9 @@ type Thread struct {
 	Creds *Creds `json:"creds,omitempty"`
 	// Seccomp is the thread's seccomp mode and filters; absent: none.
 	Seccomp *Seccomp `json:"seccomp,omitempty"`
+	// Pdeathsig is the thread's parent-death signal (PR_SET_PDEATHSIG),
+	// 0 for none.
+	Pdeathsig int `json:"pdeathsig,omitempty"`
 }
 
 // Altstack is a stack_t.
@@ -417,3 +426,56 @@ func Outside(dst [][2]uint64, lo, hi uint64, ranges [][2]uint64) [][2]uint64 {
 	}
 	return append(dst, [2]uint64{lo, hi})
 }
+
+// --- trees: zombies, stopped processes, pidfds. Kept in one block for
+// merges.
+
+// Exit is how a process ended: what a zombie has besides its ids, name
+// and credentials (a zombie's PROCESS record holds pid, ppid, pgid, sid,
+// comm, creds and zombie, and no other member: Record writes it so), and
+// what a pidfd on a reaped process tells.
+type Exit struct {
+	// Status is the exit status as wait(2) reports it: the exit code
+	// shifted left by 8, or the number of the signal that killed it,
+	// with 0x80 when it dumped core.
+	Status int `json:"status"`
+}
+
+// Stop says that a process was stopped by job control (a group stop).
+type Stop struct {
+	// Signal is the signal that stopped it: SIGSTOP, SIGTSTP, SIGTTIN or
+	// SIGTTOU.
+	Signal int `json:"signal"`
+	// Waited: its parent had already collected the stop with wait(2)
+	// (WUNTRACED); absent, a wait of the parent's would report it.
+	Waited bool `json:"waited,omitempty"`
+}
+
+// Pidfd is the state of a pidfd (FilePidfd): the process it refers to,
+// or, when that process had ended and was reaped, how it ended.
+type Pidfd struct {
+	PID    int   `json:"pid,omitempty"`
+	Reaped *Exit `json:"reaped,omitempty"`
+}
+
+// zombieRecord is the JSON of a zombie's PROCESS record.
+type zombieRecord struct {
+	PID    int    `json:"pid"`
+	PPID   int    `json:"ppid"`
+	Pgid   int    `json:"pgid,omitempty"`
+	Sid    int    `json:"sid,omitempty"`
+	Comm   string `json:"comm"`
+	Creds  Creds  `json:"creds"`
+	Zombie *Exit  `json:"zombie"`
+}
+
+// Record is what a writer writes as the PROCESS record of p: p, or for
+// a zombie only the members a zombie has.
+func (p *Process) Record() any {
+	if p.Zombie == nil {
+		return p
+	}
+	return &zombieRecord{PID: p.PID, PPID: p.PPID, Pgid: p.Pgid, Sid: p.Sid, Comm: p.Comm, Creds: p.Creds, Zombie: p.Zombie}
+}
+
+// --- end of trees

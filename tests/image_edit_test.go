@@ -215,6 +215,12 @@ func editTree(t *testing.T, src string, edit func(e *treeEdit)) string {
 	return craftImage(t, src, imageRewrite{edit: treeEditor(edit)})
 }
 
+// editProcs is editTree for an edit of the processes and the files.
+func editProcs(t *testing.T, src string, edit func(procs *[]format.Process, files *[]format.File)) string {
+	t.Helper()
+	return editTree(t, src, func(e *treeEdit) { edit(&e.Procs, &e.Files) })
+}
+
 // treeEditor makes an imageRewrite.edit of edit.
 func treeEditor(edit func(e *treeEdit)) func([]byte, [][]byte) ([]byte, [][]byte, error) {
 	return func(fb []byte, pbs [][]byte) ([]byte, [][]byte, error) {
@@ -238,7 +244,7 @@ func treeEditor(edit func(e *treeEdit)) func([]byte, [][]byte) ([]byte, [][]byte
 		}
 		pbs = pbs[:0]
 		for i := range e.Procs {
-			pb, err := json.Marshal(&e.Procs[i])
+			pb, err := json.Marshal(e.Procs[i].Record()) // a zombie's holds what a zombie has
 			if err != nil {
 				return nil, nil, err
 			}

@@ -156,8 +156,8 @@ func precheck(pid int) (procfs.Status, error) {
 		return st, &refusal{fmt.Sprintf("process %d is a kernel thread: it has no memory of its own to dump", pid)}
 	}
 	var p problems
-	if strings.HasPrefix(st.State, "T") || strings.HasPrefix(st.State, "t") {
-		p.add("it is stopped or traced (state %s)", st.State)
+	if strings.HasPrefix(st.State, "t") {
+		p.add("it is traced by another process, a debugger (state %s)", st.State)
 	}
 	p = append(p, checkSeccomp(pid)...)
 	if root, err := procfs.Root(pid); err == nil && strings.HasSuffix(root, " (deleted)") {

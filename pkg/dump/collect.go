@@ -67,9 +67,17 @@ type collector struct {
 	vdso      []byte     // the [vdso], its padding wiped (see vdsopad.go)
 	vdsoStart uint64
 	vdsoPad   uint64 // where its padding starts
+	// stoppedKids are the children of the process that are stopped;
+	// waited says for each whether the process has collected its stop
+	// (treeCalls).
+	stoppedKids []int
+	waited      map[int]bool
 }
 
 func (c *collector) collect() error {
+	if c.f.zombie {
+		return c.collectZombie()
+	}
 	pid := c.pid
 	c.p.PID = pid
 	st, err := procfs.ReadStat(pid)
@@ -82,6 +90,9 @@ func (c *collector) collect() error {
 	}
 	c.p.Comm = st.Comm
 	c.p.PPID, c.p.Pgid, c.p.Sid = st.PPID, st.PGRP, st.Session
+	if c.f.stopped != 0 {
+		c.p.Stopped = &format.Stop{Signal: int(c.f.stopped)}
+	}
 	c.p.Umask = status.Umask
 	c.p.Creds = format.Creds{UID: status.Uid, GID: status.Gid, Groups: status.Groups, NoNewPrivs: status.NoNewPrivs}
 	if c.p.Personality, err = procfs.Personality(pid); err != nil {
@@ -141,7 +152,14 @@ func (c *collector) collect() error {
 	if err := c.collectFDs(fds); err != nil {
 		return err
 	}
-	if err := c.f.leaveVdso(c.vdsoStart, c.vdsoPad, c.vdsoStart+uint64(len(c.vdso))); err != nil {
+	lo := c.vdsoStart
+	if c.f.stopped != 0 {
+		// A stopped process does not run on: a thread of it in the
+		// vDSO is saved there (the image restores on this kernel
+		// build), but for one on its way back from a trampoline.
+		lo = c.vdsoPad
+	}
+	if err := c.f.leaveVdso(lo, c.vdsoPad, c.vdsoStart+uint64(len(c.vdso))); err != nil {
 		return err
 	}
 	if err := c.collectThreads(); err != nil {
@@ -771,6 +789,7 @@ func (c *collector) processCalls(status procfs.Status) []call {
 			done: func(_ uint64, b []byte) { t.IntervalNsec, t.ValueNsec = timerValue(b, 1e9) }})
 	}
 	calls = append(calls, c.exactCalls()...)
+	calls = append(calls, c.treeCalls()...)
 	calls = append(calls, call{name: "brk", nr: unix.SYS_BRK,
 		args: func(uint64) [6]uint64 { return [6]uint64{} },
 		done: func(ret uint64, _ []byte) { c.p.MM.Brk = ret }})
@@ -800,6 +819,9 @@ func (c *collector) threadCalls(t *format.Thread) []call {
 		{name: "prctl(PR_GET_TID_ADDRESS)", nr: unix.SYS_PRCTL, size: 8,
 			args: func(slot uint64) [6]uint64 { return [6]uint64{unix.PR_GET_TID_ADDRESS, slot} },
 			done: func(_ uint64, b []byte) { t.ClearTID = le.Uint64(b) }},
+		{name: "prctl(PR_GET_PDEATHSIG)", nr: unix.SYS_PRCTL, size: 4,
+			args: func(slot uint64) [6]uint64 { return [6]uint64{unix.PR_GET_PDEATHSIG, slot} },
+			done: func(_ uint64, b []byte) { t.Pdeathsig = int(int32(le.Uint32(b))) }},
 	}
 }
 

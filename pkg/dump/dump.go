@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -122,7 +123,8 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 		var maps, fds int
 		var resident int64
 		for i, f := range ft.procs {
-			c := &collector{pid: f.pid, root: i == 0, f: f, fileSave: opts.FileSave, t: table}
+			c := &collector{pid: f.pid, root: i == 0, f: f, fileSave: opts.FileSave, t: table,
+				stoppedKids: ft.stoppedKids(f.pid), waited: map[int]bool{}}
 			cs = append(cs, c)
 			if err := c.collect(); err != nil {
 				if len(ft.procs) > 1 && i > 0 {
@@ -130,9 +132,16 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 				}
 				return err
 			}
-			c.p.Clocks = clocksOf(f.pid)
+			if !f.zombie {
+				c.p.Clocks = clocksOf(f.pid)
+			}
 			procs = append(procs, c.p)
 			maps, fds, resident = maps+len(c.p.Maps), fds+len(c.p.FDs), resident+residentBytes(c.maps)
+		}
+		for i := range procs {
+			if p := &procs[i]; p.Stopped != nil && i > 0 {
+				p.Stopped.Waited = cs[slices.IndexFunc(cs, func(c *collector) bool { return c.pid == p.PPID })].waited[p.PID]
+			}
 		}
 		if err := checkTree(procs); err != nil {
 			return err
@@ -160,7 +169,7 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 			return err
 		}
 		for i := range procs {
-			if err := w.WriteJSON(format.TypeProcess, &procs[i]); err != nil {
+			if err := w.WriteJSON(format.TypeProcess, procs[i].Record()); err != nil {
 				return err
 			}
 		}
@@ -176,6 +185,9 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 			bufs, received = <-prepared, true
 			var done int64
 			for i, c := range cs {
+				if c.f.zombie {
+					continue // no memory
+				}
 				progress := opts.Progress
 				if progress != nil {
 					before := done

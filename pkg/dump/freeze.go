@@ -23,6 +23,15 @@ type frozen struct {
 	held map[int][]unix.Signal
 	// seized are the threads ever seized, exited ones too.
 	seized map[int]bool
+	ppid   int // its parent, once the tree is sorted
+	// stopped is the signal that stopped the process (job control),
+	// which its threads report in their group stop; 0 when it runs.
+	// Detached, it stops again.
+	stopped unix.Signal
+	// zombie: a member of the tree that has exited, and that its
+	// parent has not waited for. It has no thread to seize (tids is
+	// empty): it cannot change while its parent is frozen.
+	zombie bool
 }
 
 func freeze(pid int) (*frozen, error) {
@@ -96,6 +105,8 @@ func (e *exitedError) Error() string { return fmt.Sprintf("process %d %s", e.pid
 
 // waitStop waits until tid is in the stop PTRACE_INTERRUPT asked for. A
 // signal met on the way is delivered, as it would have been without us.
+// A process stopped by job control reports its stop signal there instead
+// (a group stop), which f.stopped records.
 func (f *frozen) waitStop(tid int) error {
 	for {
 		ws, err := ptrace.Wait(tid)
@@ -105,10 +116,11 @@ func (f *frozen) waitStop(tid int) error {
 		switch {
 		case ws.Exited() || ws.Signaled():
 			return f.gone(tid)
-		case ws.Stopped() && ws.TrapCause() == unix.PTRACE_EVENT_STOP:
+		case ws.Stopped() && ptrace.StopEvent(ws) == unix.PTRACE_EVENT_STOP:
 			if s := ws.StopSignal(); s != unix.SIGTRAP {
-				// A group stop: the process was being stopped.
-				return fmt.Errorf("process %d is stopped by %v: continue it before dumping", f.pid, s)
+				// A group stop: the process is stopped, or was
+				// being stopped.
+				f.stopped = s
 			}
 			return nil
 		case ws.Stopped():
@@ -224,8 +236,12 @@ func (f *frozen) release() {
 	f.tids = nil
 }
 
-// kill kills the frozen process and waits until every thread is gone.
+// kill kills the frozen process and waits until every thread is gone. A
+// zombie goes with its parent.
 func (f *frozen) kill() error {
+	if f.zombie {
+		return nil
+	}
 	if err := unix.Kill(f.pid, unix.SIGKILL); err != nil {
 		return err
 	}

@@ -1,10 +1,11 @@
 package dump
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -26,40 +27,48 @@ type frozenTree struct {
 	procs []*frozen
 }
 
-// zombieTries and zombieWait bound how long freezeTree waits for a parent
-// to reap a child that has just exited (a shell's command that ends as
-// the dump starts): the zombie is gone a moment later.
+// A zombie of the tree (a member that has exited and that its parent has
+// not waited for) is waited for a moment first, up to zombieTries times
+// zombieWait: most are a shell's command that ended as the dump started,
+// which the shell reaps at once, and a tree without them is simpler to
+// restore. One still there then is carried, with its exit status, for
+// its parent to collect after the restore (collectZombie): a zombie
+// cannot change while its parent is frozen.
 const (
-	zombieTries = 50
+	zombieTries = 5
 	zombieWait  = 10 * time.Millisecond
+	// exitTries bounds the tries of a tree some process of which exits
+	// each time just as freezeTree reaches it.
+	exitTries = 5
 )
 
 // freezeTree freezes root and its descendants. Precondition: the OS thread
 // is the tracer's.
 func freezeTree(root int) (*frozenTree, error) {
 	for try := 0; ; try++ {
-		t, err := freezeTreeOnce(root)
+		t, err := freezeTreeOnce(root, try >= zombieTries)
 		var z *zombieError
-		if errors.As(err, &z) && try < zombieTries {
-			time.Sleep(zombieWait)
-			continue
+		if !errors.As(err, &z) {
+			return t, err
 		}
-		if errors.As(err, &z) {
-			return nil, &refusal{z.Error()}
+		if try >= zombieTries+exitTries {
+			return nil, fmt.Errorf("process %d (child of %d) exited as it was being frozen, and so did one at each of %d tries: the tree changes too fast to be dumped now", z.pid, z.parent, try+1)
 		}
-		return t, err
+		time.Sleep(zombieWait)
 	}
 }
 
-// zombieError is a process of the tree that has exited and that its
-// parent has not reaped.
+// zombieError is a process of the tree that has exited, or is exiting,
+// and that its parent has not reaped: freezeTree tries again.
 type zombieError struct{ pid, parent int }
 
 func (z *zombieError) Error() string {
-	return fmt.Sprintf("process %d is a zombie: it has exited, and its parent %d has not collected its status; procs cannot carry zombies yet", z.pid, z.parent)
+	return fmt.Sprintf("process %d (child of %d) has exited", z.pid, z.parent)
 }
 
-func freezeTreeOnce(root int) (*frozenTree, error) {
+// freezeTreeOnce freezes root and its descendants; a zombie among them is
+// a zombieError, or with carry a member of the tree.
+func freezeTreeOnce(root int, carry bool) (*frozenTree, error) {
 	t := &frozenTree{}
 	f, err := freeze(root)
 	if err != nil {
@@ -69,6 +78,9 @@ func freezeTreeOnce(root int) (*frozenTree, error) {
 	for {
 		fresh := false
 		for i := 0; i < len(t.procs); i++ {
+			if t.procs[i].zombie {
+				continue // it has no children: they went to a reaper
+			}
 			kids, err := procfs.ChildrenOf(t.procs[i].pid)
 			if err != nil {
 				t.release()
@@ -78,9 +90,17 @@ func freezeTreeOnce(root int) (*frozenTree, error) {
 				if t.find(k) != nil {
 					continue
 				}
-				if err := checkMember(k, t.procs[i].pid); err != nil {
+				zombie, err := checkMember(k, t.procs[i].pid)
+				if err == nil && zombie && !carry {
+					err = &zombieError{k, t.procs[i].pid}
+				}
+				if err != nil {
 					t.release()
 					return nil, err
+				}
+				if zombie {
+					t.procs = append(t.procs, &frozen{pid: k, zombie: true})
+					continue
 				}
 				f, err := freeze(k)
 				if err != nil {
@@ -105,20 +125,26 @@ func freezeTreeOnce(root int) (*frozenTree, error) {
 	return t, nil
 }
 
-// checkMember refuses a member of the tree that procs cannot carry, before
-// it is touched: a zombie (freezeTree tries again), a stopped process.
-func checkMember(pid, parent int) error {
-	st, err := procfs.ReadStatus(pid)
+// checkMember looks at a member of the tree before it is touched: it
+// says whether it is a zombie, and refuses what procs cannot carry.
+func checkMember(pid, parent int) (zombie bool, err error) {
+	st, err := procfs.ReadStat(pid)
 	if err != nil {
-		return &zombieError{pid, parent} // gone: its parent reaps it
+		return false, &zombieError{pid, parent} // gone: its parent reaped it
 	}
 	switch {
-	case strings.HasPrefix(st.State, "Z") || strings.HasPrefix(st.State, "X"):
-		return &zombieError{pid, parent}
-	case strings.HasPrefix(st.State, "T") || strings.HasPrefix(st.State, "t"):
-		return &refusal{fmt.Sprintf("process %d (child of %d) is stopped or traced (state %s): procs cannot carry stopped processes yet", pid, parent, st.State)}
+	case st.State == 'X':
+		return false, &zombieError{pid, parent} // being reaped
+	case st.ExitSignal != int(unix.SIGCHLD):
+		return false, &refusal{fmt.Sprintf("process %d (child of %d) tells its parent of its end with signal %d, not SIGCHLD (clone(2)): procs cannot make that again", pid, parent, st.ExitSignal)}
+	case st.State == 'Z' && st.NumThreads > 1:
+		return false, &refusal{fmt.Sprintf("process %d (child of %d) has exited but for some of its threads: procs cannot carry a process whose main thread is gone", pid, parent)}
+	case st.State == 'Z':
+		return true, nil
+	case st.State == 't':
+		return false, &refusal{fmt.Sprintf("process %d (child of %d) is traced by another process (a debugger): procs-dump cannot trace it too", pid, parent)}
 	}
-	return nil
+	return false, nil
 }
 
 func (t *frozenTree) find(pid int) *frozen {
@@ -138,6 +164,9 @@ func (t *frozenTree) sort(root int) {
 		if st, err := procfs.ReadStat(f.pid); err == nil {
 			parent[f.pid] = st.PPID
 		}
+	}
+	for _, f := range t.procs {
+		f.ppid = parent[f.pid]
 	}
 	var out []*frozen
 	var walk func(pid int)
@@ -209,4 +238,74 @@ func checkTree(ps []format.Process) error {
 		}
 	}
 	return nil
+}
+
+// collectZombie records a zombie member: what it still has, its ids, name
+// and credentials, and its exit status (field 52 of /proc/PID/stat, which
+// the kernel shows only to a reader with ptrace rights over it).
+func (c *collector) collectZombie() error {
+	st, err := procfs.ReadStat(c.pid)
+	if err != nil {
+		return err
+	}
+	status, err := procfs.ReadStatus(c.pid)
+	if err != nil {
+		return err
+	}
+	if st.State != 'Z' {
+		return fmt.Errorf("process %d is no longer a zombie (state %c)", c.pid, st.State)
+	}
+	if !mayReadExit(status) {
+		return &refusal{fmt.Sprintf("process %d is a zombie of uid %d: procs-dump may read its exit status only as that user or as root", c.pid, status.Uid[1])}
+	}
+	c.p = format.Process{PID: c.pid, PPID: st.PPID, Pgid: st.PGRP, Sid: st.Session, Comm: st.Comm,
+		Creds:  format.Creds{UID: status.Uid, GID: status.Gid, Groups: status.Groups, NoNewPrivs: status.NoNewPrivs},
+		Zombie: &format.Exit{Status: st.ExitCode}}
+	return nil
+}
+
+// mayReadExit tells whether the kernel shows procs-dump the exit status of
+// a zombie of credentials st: to root, and to a user whose ids all its own
+// are (a zombie has no memory, so no dumpable flag to check).
+func mayReadExit(st procfs.Status) bool {
+	if os.Geteuid() == 0 {
+		return true
+	}
+	for i := range 3 {
+		if st.Uid[i] != os.Geteuid() || st.Gid[i] != os.Getegid() {
+			return false
+		}
+	}
+	return true
+}
+
+// treeCalls read, in the process, whether it is a child subreaper, and for
+// each of its stopped children whether it has collected the stop already
+// (waitid with WNOWAIT, which leaves it to be collected).
+func (c *collector) treeCalls() []call {
+	le := binary.LittleEndian
+	calls := []call{{name: "prctl(PR_GET_CHILD_SUBREAPER)", nr: unix.SYS_PRCTL, size: 4,
+		args: func(slot uint64) [6]uint64 { return [6]uint64{unix.PR_GET_CHILD_SUBREAPER, slot} },
+		done: func(_ uint64, b []byte) { c.p.Subreaper = le.Uint32(b) != 0 }}}
+	for _, kid := range c.stoppedKids {
+		// waitid writes the first 28 bytes of the siginfo: si_pid at
+		// 16 is the child when its stop is still to be collected.
+		calls = append(calls, call{name: fmt.Sprintf("waitid(%d, WNOWAIT)", kid), nr: unix.SYS_WAITID, size: 28,
+			args: func(slot uint64) [6]uint64 {
+				return [6]uint64{unix.P_PID, uint64(kid), slot, unix.WSTOPPED | unix.WNOHANG | unix.WNOWAIT}
+			},
+			done: func(_ uint64, b []byte) { c.waited[kid] = int(int32(le.Uint32(b[16:]))) != kid }})
+	}
+	return calls
+}
+
+// stoppedKids lists the stopped children of process pid in the tree.
+func (t *frozenTree) stoppedKids(pid int) []int {
+	var kids []int
+	for _, f := range t.procs {
+		if f.ppid == pid && f.stopped != 0 && f.pid != t.procs[0].pid {
+			kids = append(kids, f.pid)
+		}
+	}
+	return kids
 }

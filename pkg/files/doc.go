@@ -1,6 +1,6 @@
 // Package files is the layer of open file kinds: one Go file per kind
 // (reg.go, dir.go, chr.go, tty.go, memfd.go, eventfd.go, epoll.go,
-// pipe.go, pathonly.go), each holding both halves of its kind, how it is found
+// pipe.go, pidfd.go, pathonly.go), each holding both halves of its kind, how it is found
 // and dumped and how it is made again, registered in one table (table in
 // kind.go). pkg/dump and pkg/restore call through the table and name no
 // kind themselves, as CRIU's files.c calls its fdtype ops (files-reg.c,

@@ -96,7 +96,7 @@ type Terminals map[uint64]bool
 
 // table holds every kind, in the order Match is asked.
 var table = []Kind{memfd{}, reg{}, dir{}, chr{}, tty{}, eventfd{}, epoll{}, pipe{}, namedPipe{},
-	unixSocket{}, symlink, sock, blk}
+	unixSocket{}, pidfd{}, symlink, sock, blk}
 
 // Lookup is the kind named name, or nil when this procs knows none.
 func Lookup(name string) Kind {
@@ -238,6 +238,13 @@ type Target interface {
 	Syscall(name string, nr uintptr, args ...uint64) (uint64, error)
 	// Arg puts p in the process's scratch area and returns its address.
 	Arg(p []byte) (uint64, error)
+	// PID is the restored PID of the image's process pid, which exists:
+	// every process of the tree does by the time fds are made.
+	PID(pid int) (int, bool)
+	// Reaped makes in the process a pidfd, with flags (PIDFD_NONBLOCK,
+	// PIDFD_THREAD), on a child of its that ended with wait status
+	// status and that it reaped, and returns its number.
+	Reaped(status int, flags uint64) (uint64, error)
 }
 
 // Maker is a kind whose fds the process makes itself (an eventfd, an

@@ -2,6 +2,7 @@ package files
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -34,7 +35,7 @@ func TestTable(t *testing.T) {
 		}
 	}
 	for _, n := range []string{format.FileRegular, format.FileDir, format.FileChar, format.FileTTY,
-		format.FileMemfd, format.FileEventfd, format.FileEpoll, format.FilePipe, format.FileUnix,
+		format.FileMemfd, format.FileEventfd, format.FileEpoll, format.FilePipe, format.FileUnix, format.FilePidfd,
 		format.FileSymlink, format.FileFIFO, format.FileSocket, format.FileBlock} {
 		if Lookup(n) == nil {
 			t.Errorf("no kind %q", n)
@@ -64,6 +65,7 @@ func TestClassify(t *testing.T) {
 		{procfs.FD{Kind: procfs.AnonInode, Target: "anon_inode:[eventpoll]"}, format.FileEpoll, ""},
 		{procfs.FD{Kind: procfs.AnonInode, Target: "anon_inode:[timerfd]"}, "", "an [timerfd]"},
 		{procfs.FD{Kind: procfs.Pipe, Target: "pipe:[5]"}, format.FilePipe, ""},
+		{procfs.FD{Kind: procfs.AnonInode, Target: "anon_inode:[pidfd]"}, format.FilePidfd, ""},
 		{procfs.FD{Kind: procfs.Socket, Target: "socket:[5]"}, "", "a socket"},
 		{procfs.FD{Kind: procfs.FileFIFO, Target: "/f", Path: "/f"}, format.FileFIFO, ""},
 		{procfs.FD{Kind: procfs.FileFIFO, Target: "/f", Path: "/f", Flags: unix.O_PATH}, format.FileFIFO, ""},
@@ -165,6 +167,50 @@ func TestUnixValidate(t *testing.T) {
 		tc.edit(fs)
 		if err := Validate(fs, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: Validate = %v; want a refusal naming %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestPidfd(t *testing.T) {
+	src := &source{p: format.Process{PID: 42}, files: make([]format.File, 1)}
+	for _, tc := range []struct {
+		pid     string
+		refused bool
+	}{{"43", false}, {"0", true}} { // -1, reaped: asks the process, see tests/
+		src.files[0] = format.File{}
+		err := (pidfd{}).Dump(src, &procfs.FD{Num: 5, Info: map[string]string{"Pid": tc.pid}}, 0)
+		if tc.refused != errors.Is(err, ErrUnsupported) || !tc.refused && (err != nil || src.files[0].Pidfd == nil || src.files[0].Pidfd.PID != 43) {
+			t.Errorf("Dump of a pidfd on %s: %v, %+v; want refused %v", tc.pid, err, src.files[0].Pidfd, tc.refused)
+		}
+	}
+	procs := []format.Process{{PID: 42, Threads: []format.Thread{{TID: 42}, {TID: 44}}}, {PID: 43, Zombie: &format.Exit{}}}
+	for _, tc := range []struct {
+		pid, flags int
+		ok         bool
+	}{
+		{42, unix.O_RDWR, true},
+		{43, unix.O_RDWR | unix.O_NONBLOCK, true}, // a zombie
+		{42, unix.O_RDWR | unix.PIDFD_THREAD, true},
+		{44, unix.O_RDWR | unix.PIDFD_THREAD, false}, // not a main thread
+		{45, unix.O_RDWR, false},                     // not in the image
+		{42, unix.O_RDWR | unix.O_APPEND, false},
+		{42, unix.O_RDONLY, false},
+		{0, unix.O_RDWR, true},   // reaped, exit 3 (below)
+		{-1, unix.O_RDWR, false}, // reaped, of a process too
+	} {
+		fs := []format.File{{Kind: format.FilePidfd, Pidfd: &format.Pidfd{PID: tc.pid}}}
+		if tc.pid <= 0 {
+			fs[0].Pidfd = &format.Pidfd{PID: -tc.pid * 42, Reaped: &format.Exit{Status: 3 << 8}}
+		}
+		ps := slices.Clone(procs)
+		ps[0].FDs = []format.FD{{Num: 5, File: 0, Flags: tc.flags, Open: 1}}
+		if err := Validate(fs, ps); (err == nil) != tc.ok {
+			t.Errorf("Validate of a pidfd on %d, flags %#x: %v; want ok %v", tc.pid, tc.flags, err, tc.ok)
+		}
+	}
+	for _, pid := range []int{7, 44} {
+		if err := (pidfd{}).CheckTree([]format.File{{Kind: format.FilePidfd, Pidfd: &format.Pidfd{PID: pid}}}, procs, nil); !errors.Is(err, ErrUnsupported) {
+			t.Errorf("CheckTree of a pidfd on %d: %v; want a refusal", pid, err)
 		}
 	}
 }

@@ -1,5 +1,11 @@
 package linux
 
+import (
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
 // SigAction is the kernel's struct sigaction (rt_sigaction's, not
 // libc's): the handler, SA_* flags, the SA_RESTORER trampoline and the
 // mask, in that order.
@@ -75,4 +81,49 @@ func SiginfoSigno(b []byte) uint32 {
 	var si struct{ Signo uint32 }
 	decode(b[:SizeofSiginfo], &si)
 	return si.Signo
+}
+
+// WCOREFLAG is the bit of a wait status (wait(2)) that says the process
+// dumped core.
+const WCOREFLAG = 0x80
+
+// StopSignals are the signals whose default action stops a process.
+var StopSignals = sigs(unix.SIGSTOP, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU)
+
+// notFatal are the signals by which no process dies: their default
+// action is to ignore them, or to stop or continue the process.
+var notFatal = sigs(unix.SIGCHLD, unix.SIGCONT, unix.SIGURG, unix.SIGWINCH, unix.SIGSTOP, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU)
+
+// coreSignals are the signals whose default action dumps core.
+var coreSignals = sigs(unix.SIGQUIT, unix.SIGILL, unix.SIGTRAP, unix.SIGABRT, unix.SIGBUS, unix.SIGFPE,
+	unix.SIGSEGV, unix.SIGXCPU, unix.SIGXFSZ, unix.SIGSYS)
+
+func sigs(list ...unix.Signal) map[int]bool {
+	m := map[int]bool{}
+	for _, s := range list {
+		m[int(s)] = true
+	}
+	return m
+}
+
+// BadExitStatus says what is wrong with st as the wait status of a process
+// that ended, or "": an exit code shifted left by 8, or a signal by which
+// a process dies, with WCOREFLAG only for one that dumps core.
+func BadExitStatus(st int) string {
+	sig := st & 0x7f
+	switch {
+	case st < 0 || st > 0xffff:
+		return "is out of range"
+	case sig == 0 && st&0xff != 0:
+		return "has the core flag without a signal"
+	case sig == 0:
+		return ""
+	case st>>8 != 0:
+		return "has both a signal and an exit code"
+	case sig > 64 || notFatal[sig]:
+		return fmt.Sprintf("names signal %d, by which no process dies", sig)
+	case st&WCOREFLAG != 0 && !coreSignals[sig]:
+		return fmt.Sprintf("says signal %d dumped core, which it never does", sig)
+	}
+	return ""
 }

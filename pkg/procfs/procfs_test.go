@@ -17,10 +17,10 @@ func TestParseStat(t *testing.T) {
 		line string
 		comm string
 	}{
-		{"plain", "42 (cat) S 1 42 42 0 -1 4194304 1 2 3 4 5 6 7 8 20 -5 3 0 999 1 2 3 100 200 300 9 9 9 9 9 9 9 9 9 17 1 5 2 9 9 9 400 500 600 700 800 900 1000 0\n", "cat"},
-		{"parens", "42 (a) (b) S 1 42 42 0 -1 4194304 1 2 3 4 5 6 7 8 20 -5 3 0 999 1 2 3 100 200 300 9 9 9 9 9 9 9 9 9 17 1 5 2 9 9 9 400 500 600 700 800 900 1000 0\n", "a) (b"},
-		{"spaces", "42 ( x y ) S 1 42 42 0 -1 4194304 1 2 3 4 5 6 7 8 20 -5 3 0 999 1 2 3 100 200 300 9 9 9 9 9 9 9 9 9 17 1 5 2 9 9 9 400 500 600 700 800 900 1000 0\n", " x y "},
-		{"empty", "42 () S 1 42 42 0 -1 4194304 1 2 3 4 5 6 7 8 20 -5 3 0 999 1 2 3 100 200 300 9 9 9 9 9 9 9 9 9 17 1 5 2 9 9 9 400 500 600 700 800 900 1000 0\n", ""},
+		{"plain", "42 (cat) S 1 42 42 0 -1 4194304 1 2 3 4 5 6 7 8 20 -5 3 0 999 1 2 3 100 200 300 9 9 9 9 9 9 9 9 9 17 1 5 2 9 9 9 400 500 600 700 800 900 1000 768\n", "cat"},
+		{"parens", "42 (a) (b) S 1 42 42 0 -1 4194304 1 2 3 4 5 6 7 8 20 -5 3 0 999 1 2 3 100 200 300 9 9 9 9 9 9 9 9 9 17 1 5 2 9 9 9 400 500 600 700 800 900 1000 768\n", "a) (b"},
+		{"spaces", "42 ( x y ) S 1 42 42 0 -1 4194304 1 2 3 4 5 6 7 8 20 -5 3 0 999 1 2 3 100 200 300 9 9 9 9 9 9 9 9 9 17 1 5 2 9 9 9 400 500 600 700 800 900 1000 768\n", " x y "},
+		{"empty", "42 () S 1 42 42 0 -1 4194304 1 2 3 4 5 6 7 8 20 -5 3 0 999 1 2 3 100 200 300 9 9 9 9 9 9 9 9 9 17 1 5 2 9 9 9 400 500 600 700 800 900 1000 768\n", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -31,7 +31,7 @@ func TestParseStat(t *testing.T) {
 			want := Stat{PID: 42, Comm: tt.comm, State: 'S', PPID: 1, PGRP: 42, Session: 42, TTY: 0,
 				Flags: 4194304, Nice: -5, NumThreads: 3, StartTime: 999,
 				StartCode: 100, EndCode: 200, StartStack: 300, ExitSignal: 17, RTPriority: 5, Policy: 2,
-				StartData: 400, EndData: 500, StartBrk: 600, ArgStart: 700, ArgEnd: 800, EnvStart: 900, EnvEnd: 1000}
+				StartData: 400, EndData: 500, StartBrk: 600, ArgStart: 700, ArgEnd: 800, EnvStart: 900, EnvEnd: 1000, ExitCode: 768}
 			if st != want {
 				t.Errorf("parseStat(%q) = %+v; want %+v", tt.line, st, want)
 			}

@@ -18,6 +18,10 @@ type Stat struct {
 	ArgStart, ArgEnd, EnvStart, EnvEnd uint64
 	ExitSignal                         int
 	Policy, RTPriority                 int
+	// ExitCode is the exit status as wait(2) reports it (field 52); 0
+	// where the kernel does not show it (before Linux 3.5, or to a
+	// reader without ptrace rights over the process).
+	ExitCode int
 }
 
 // ReadStat parses /proc/PID/stat.
@@ -108,6 +112,13 @@ func parseStat(b []byte) (Stat, bool) {
 			return st, false
 		}
 		*x.p = v
+	}
+	if n > 52 {
+		v, ok := parseInt(trimSpace(fields[52]))
+		if !ok {
+			return st, false
+		}
+		st.ExitCode = int(v)
 	}
 	return st, true
 }

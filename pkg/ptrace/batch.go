@@ -228,7 +228,7 @@ func (r *Remote) runBatch(mark uint64) error {
 		if err != nil {
 			return err
 		}
-		if ws.Stopped() && ws.TrapCause() == unix.PTRACE_EVENT_STOP {
+		if ws.Stopped() && StopEvent(ws) == unix.PTRACE_EVENT_STOP {
 			return nil
 		}
 		if err := r.passStop(ws); err != nil {

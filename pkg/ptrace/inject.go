@@ -220,7 +220,7 @@ func (r *Remote) step() error {
 				r.NewTIDs = append(r.NewTIDs, int(m))
 			}
 			// other events (EVENT_STOP from a late interrupt): step again
-		case ws.TrapCause() == unix.PTRACE_EVENT_STOP:
+		case StopEvent(ws) == unix.PTRACE_EVENT_STOP:
 			// a group-stop or interrupt notification: step again
 		default:
 			if err := r.hold(s); err != nil {
@@ -260,7 +260,7 @@ func (r *Remote) passStop(ws unix.WaitStatus) error {
 	if !ws.Stopped() {
 		return &StopError{TID: r.TID, Status: ws}
 	}
-	if s := ws.StopSignal(); s != unix.SIGTRAP && ws.TrapCause() != unix.PTRACE_EVENT_STOP {
+	if s := ws.StopSignal(); s != unix.SIGTRAP && StopEvent(ws) != unix.PTRACE_EVENT_STOP {
 		return r.hold(s)
 	}
 	return nil

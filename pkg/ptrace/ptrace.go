@@ -185,6 +185,13 @@ func Wait(tid int) (unix.WaitStatus, error) {
 	}
 }
 
+// StopEvent is the ptrace event (PTRACE_EVENT_*) of a stop, 0 for none.
+// Unlike WaitStatus.TrapCause it is there for a group stop too, which a
+// seized thread reports as PTRACE_EVENT_STOP with the signal that
+// stopped its process instead of SIGTRAP: for a process stopped by job
+// control, every PTRACE_INTERRUPT is reported so.
+func StopEvent(ws unix.WaitStatus) int { return int(uint32(ws) >> 16) }
+
 // ErrExited is returned when a thread exits while being traced.
 var ErrExited = errors.New("thread exited")
 
@@ -202,7 +209,7 @@ func (e *StopError) Error() string {
 	case ws.Signaled():
 		return fmt.Sprintf("thread %d killed by %v", e.TID, ws.Signal())
 	case ws.Stopped():
-		return fmt.Sprintf("thread %d stopped unexpectedly by %v (event %d)", e.TID, ws.StopSignal(), ws.TrapCause())
+		return fmt.Sprintf("thread %d stopped unexpectedly by %v (event %d)", e.TID, ws.StopSignal(), StopEvent(ws))
 	}
 	return fmt.Sprintf("thread %d: unexpected wait status %#x", e.TID, uint32(ws))
 }

@@ -270,6 +270,9 @@ func (b *builder) finish() error {
 	if err := b.creds(); err != nil {
 		return err
 	}
+	if err := b.treeState(); err != nil {
+		return err
+	}
 	if err := b.procSelfFDs(); err != nil {
 		return err
 	}
@@ -478,6 +481,14 @@ func (t target) Syscall(name string, nr uintptr, args ...uint64) (uint64, error)
 
 func (t target) Arg(p []byte) (uint64, error) {
 	return t.b.scratch + offArgs, t.b.write(offArgs, p)
+}
+
+// PID is the restored PID of the image's process pid.
+func (t target) PID(pid int) (int, bool) {
+	if b := t.b.byPID(pid); b != nil {
+		return b.pid, true
+	}
+	return 0, false
 }
 
 // processState sets signal handlers, interval timers, umask, cwd and

@@ -108,6 +108,9 @@ func (t *tree) prepareFiles() error {
 	t.covered = map[int][][2]int64{}
 	prepared := map[int]bool{}
 	for _, b := range t.procs {
+		if b.img.Zombie != nil {
+			continue // no files
+		}
 		var err error
 		if t.op, err = newOpener(b.img.Creds); err != nil {
 			return err
@@ -143,6 +146,10 @@ func (t *tree) build() error {
 	if err := t.joinGroups(); err != nil {
 		return err
 	}
+	// Once every group exists: a zombie may lead one.
+	if err := t.settle(); err != nil {
+		return err
+	}
 	if err := t.finishFiles(); err != nil {
 		return err
 	}
@@ -150,6 +157,9 @@ func (t *tree) build() error {
 		return err
 	}
 	for _, b := range t.procs {
+		if b.img.Zombie != nil {
+			continue
+		}
 		if err := b.finish(); err != nil {
 			return b.wrap(err)
 		}
@@ -200,6 +210,9 @@ func (t *tree) makeUpTo(n int, pw *pageWriters) error {
 		b := t.procs[t.made]
 		if err := b.spawnChild(t.byPID(b.img.PPID)); err != nil {
 			return b.wrap(err)
+		}
+		if b.img.Zombie != nil {
+			continue // it only ends (settle)
 		}
 		if err := b.layout(); err != nil {
 			return err
@@ -363,7 +376,10 @@ func (t *tree) release() error {
 		// a terminal wait in read, poll or select): a signal that came
 		// before would run its handler and then let it block again,
 		// with the news of the new window unread (vim does that).
-		untilSleeping(root.pid, 100*time.Millisecond)
+		// Stopped, it gets it when continued.
+		if root.img.Stopped == nil {
+			untilSleeping(root.pid, 100*time.Millisecond)
+		}
 		unix.Kill(root.pid, unix.SIGWINCH)
 	}
 	return nil

@@ -55,8 +55,10 @@ func validate(fs []format.File, procs []format.Process) error {
 	}
 	for i := range procs {
 		img := &procs[i]
-		err := validateOne(img, fs)
-		if err == nil {
+		var err error
+		if img.Zombie != nil {
+			err = validateZombie(img, i == 0)
+		} else if err = validateOne(img, fs); err == nil {
 			err = validateExact(img)
 		}
 		if err != nil {
@@ -77,7 +79,7 @@ func validate(fs []format.File, procs []format.Process) error {
 
 // validateOne checks process img, whose fds and mappings name files of fs.
 func validateOne(img *format.Process, fs []format.File) error {
-	for _, check := range []func(*format.Process) error{validateProcess, validateThreads, validateTimers} {
+	for _, check := range []func(*format.Process) error{validateProcess, validateThreads, validateTimers, validateJob} {
 		if err := check(img); err != nil {
 			return err
 		}
@@ -114,14 +116,18 @@ func validateTree(procs []format.Process) error {
 		if _, ok := byPID[p.PID]; ok {
 			return fmt.Errorf("image process %d is there twice", p.PID)
 		}
-		for _, t := range p.Threads {
+		ids := p.Threads
+		if p.Zombie != nil {
+			ids = []format.Thread{{TID: p.PID}} // it had its PID
+		}
+		for _, t := range ids {
 			if tids[t.TID] {
 				return fmt.Errorf("image thread %d is in two processes", t.TID)
 			}
 			tids[t.TID] = true
 		}
-		if p.Threads[0].TID != p.PID {
-			return fmt.Errorf("image process %d has first thread %d", p.PID, p.Threads[0].TID)
+		if ids[0].TID != p.PID {
+			return fmt.Errorf("image process %d has first thread %d", p.PID, ids[0].TID)
 		}
 		if !inRange(p.Sid, 0, maxPID) || !inRange(p.PPID, 0, maxPID) {
 			return fmt.Errorf("image process %d has session %d, parent %d: out of range", p.PID, p.Sid, p.PPID)
@@ -130,6 +136,9 @@ func validateTree(procs []format.Process) error {
 			parent := byPID[p.PPID]
 			if parent == nil {
 				return fmt.Errorf("image process %d has parent %d, which comes nowhere before it", p.PID, p.PPID)
+			}
+			if parent.Zombie != nil {
+				return fmt.Errorf("image process %d has parent %d, a zombie, which has no children", p.PID, p.PPID)
 			}
 			// A child is in its parent's session (fork), or leads
 			// its own (setsid); the root is in the restorer's.

@@ -161,3 +161,43 @@ func TestValidateTree(t *testing.T) {
 		t.Errorf("validate of a child inheriting its parent's page = %v", err)
 	}
 }
+
+// TestZombieRecord: a zombie's record holds its ids, name, credentials
+// and a status a process can end with, and nothing else.
+func TestZombieRecord(t *testing.T) {
+	root, fs := validImage()
+	zombie := func(edit func(z *format.Process)) error {
+		z := format.Process{PID: 101, PPID: 100, Comm: "z", Creds: root.Creds, Zombie: &format.Exit{Status: 3 << 8}}
+		edit(&z)
+		return validate(fs, []format.Process{*root, z})
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(z *format.Process)
+		ok   bool
+	}{
+		{"plain", func(*format.Process) {}, true},
+		{"empty arrays", func(z *format.Process) {
+			z.Maps, z.Threads, z.Limits = []format.Mapping{}, []format.Thread{}, []format.Rlimit{}
+		}, true},
+		{"killed", func(z *format.Process) { z.Zombie.Status = int(unix.SIGKILL) }, true},
+		{"core", func(z *format.Process) { z.Zombie.Status = int(unix.SIGSEGV) | 0x80 }, true},
+		{"core of SIGTERM", func(z *format.Process) { z.Zombie.Status = int(unix.SIGTERM) | 0x80 }, false},
+		{"stopped status", func(z *format.Process) { z.Zombie.Status = int(unix.SIGSTOP)<<8 | 0x7f }, false},
+		{"SIGWINCH", func(z *format.Process) { z.Zombie.Status = int(unix.SIGWINCH) }, false},
+		{"negative", func(z *format.Process) { z.Zombie.Status = -1 }, false},
+		{"threads", func(z *format.Process) { z.Threads = root.Threads }, false},
+		{"umask", func(z *format.Process) { z.Umask = 0o22 }, false},
+		{"stopped", func(z *format.Process) { z.Stopped = &format.Stop{Signal: int(unix.SIGSTOP)} }, false},
+		{"parent", func(z *format.Process) { z.PPID = 7 }, false},
+	} {
+		if err := zombie(tc.edit); (err == nil) != tc.ok {
+			t.Errorf("%s: validate = %v; want ok %v", tc.name, err, tc.ok)
+		}
+	}
+	// Never the root.
+	z := format.Process{PID: 100, Comm: "z", Creds: root.Creds, Zombie: &format.Exit{}}
+	if err := validate(fs, []format.Process{z}); err == nil {
+		t.Error("a zombie root: accepted")
+	}
+}

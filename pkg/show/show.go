@@ -107,6 +107,23 @@ type Process struct {
 	Terminal   *Terminal `json:"terminal,omitempty"`
 	Timers     []Timer   `json:"timers"`
 	Itimers    []Itimer  `json:"itimers"`
+	// Zombie is set for a zombie (a process that had exited, whose
+	// parent had not collected it): it has nothing but its ids, name,
+	// credentials and exit status. Stopped names the signal that
+	// stopped a process (job control); Subreaper says it was a child
+	// subreaper.
+	Zombie    *Zombie `json:"zombie,omitempty"`
+	Stopped   string  `json:"stopped,omitempty"`
+	Subreaper bool    `json:"subreaper,omitempty"`
+}
+
+// Zombie is how a zombie ended: its wait status, and either its exit
+// code or the signal that killed it (and whether it dumped core).
+type Zombie struct {
+	Status int    `json:"status"`
+	Exit   int    `json:"exit"`
+	Signal string `json:"signal,omitempty"`
+	Core   bool   `json:"core,omitempty"`
 }
 
 // Creds are the process's credentials: real, effective, saved and fs
@@ -193,6 +210,9 @@ type OpenFD struct {
 	Count   uint64 `json:"count,omitempty"`
 	// Unread is the bytes in a pipe or named pipe that no one had read.
 	Unread int `json:"unread,omitempty"`
+	// Pidfd is the PID of the process a pidfd refers to; -1 for one
+	// that ended and was reaped.
+	Pidfd int `json:"pidfd,omitempty"`
 }
 
 // Terminal is the process's own terminal.
@@ -466,6 +486,17 @@ func (rd *reading) summary() Process {
 	if out.Creds.Groups == nil {
 		out.Creds.Groups = []int{}
 	}
+	if z := p.Zombie; z != nil {
+		out.Zombie = &Zombie{Status: z.Status, Exit: z.Status >> 8 & 0xff, Core: z.Status&0x80 != 0}
+		if sig := z.Status & 0x7f; sig != 0 {
+			out.Zombie.Signal = signalName(sig)
+		}
+		return out
+	}
+	if p.Stopped != nil {
+		out.Stopped = signalName(p.Stopped.Signal)
+	}
+	out.Subreaper = p.Subreaper
 	if f := rd.file(p.Exe); f != nil {
 		out.Exe = f.Path
 	}
@@ -584,6 +615,12 @@ func (rd *reading) fds() []OpenFD {
 			if f.Pipe != nil {
 				o.Unread = len(f.Pipe.Data)
 			}
+			if f.Pidfd != nil {
+				o.Pidfd = f.Pidfd.PID
+				if f.Pidfd.Reaped != nil {
+					o.Pidfd = -1
+				}
+			}
 		} else if fd.File == -1 {
 			o.Kind = "stdio"
 		} else {
@@ -649,6 +686,9 @@ func needs(img *Image, procs []*reading) Needs {
 		if i == 0 {
 			n.UID, n.PID = p.Creds.UID[1], p.PID
 		}
+		if p.Zombie != nil {
+			continue // nothing to open
+		}
 		n.TimerIDs = n.TimerIDs || len(p.Timers) > 0
 		for _, t := range p.Threads {
 			n.XCR0 |= xcr0(&t)
@@ -703,6 +743,9 @@ func problems(img *Image, procs []*reading, whole bool) []string {
 		out = append(out, "the image holds no PROCESS record")
 	}
 	for _, rd := range procs {
+		if rd.p.Zombie != nil {
+			continue
+		}
 		if len(rd.p.Threads) == 0 {
 			out = append(out, fmt.Sprintf("process %d has no thread", rd.p.PID))
 		}

@@ -93,6 +93,27 @@ func q(s string) string {
 func (t *text) process(p *Process) {
 	fmt.Fprintf(t.w, "\nprocess %d %s\n", p.PID, q(p.Comm))
 	const in = "  "
+	if z := p.Zombie; z != nil {
+		how := fmt.Sprintf("exited with %d", z.Exit)
+		if z.Signal != "" {
+			how = "killed by " + z.Signal
+			if z.Core {
+				how += " (core dumped)"
+			}
+		}
+		t.kv(in, "zombie", "%s, not yet collected by its parent", how)
+		if p.PGID != 0 && p.PGID == p.PID {
+			t.kv(in, "group", "%d (its leader)", p.PGID)
+		}
+		t.kv(in, "creds", "%s", creds(p.Creds))
+		return
+	}
+	if p.Stopped != "" {
+		t.kv(in, "stopped", "by %s", p.Stopped)
+	}
+	if p.Subreaper {
+		t.kv(in, "reaper", "a child subreaper: orphans below it come to it")
+	}
 	if len(p.Cmdline) > 0 {
 		cut := ""
 		if p.CmdlineCut {
@@ -250,6 +271,11 @@ func fileText(f OpenFD) string {
 		s = fmt.Sprintf("epoll, %d watched", f.Watched)
 	case format.FilePipe, format.FileFIFO:
 		s = fmt.Sprintf("%s, %s unread", clean(f.Path, maxPath), size(int64(f.Unread)))
+	case format.FilePidfd:
+		s = fmt.Sprintf("pidfd of process %d", f.Pidfd)
+		if f.Pidfd < 0 {
+			s = "pidfd of a process that ended and was reaped"
+		}
 	default:
 		s = clean(f.Path, maxPath)
 	}

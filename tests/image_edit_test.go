@@ -244,7 +244,7 @@ func treeEditor(edit func(e *treeEdit)) func([]byte, [][]byte) ([]byte, [][]byte
 		}
 		pbs = pbs[:0]
 		for i := range e.Procs {
-			pb, err := json.Marshal(e.Procs[i].Record()) // a zombie's holds what a zombie has
+			pb, err := json.Marshal(&e.Procs[i])
 			if err != nil {
 				return nil, nil, err
 			}

@@ -23,8 +23,8 @@ func shareWithParents(cs []*collector) error {
 	}
 	for _, c := range cs[1:] {
 		parent := byPID[c.p.PPID]
-		if parent == nil {
-			continue
+		if parent == nil || c.p.Zombie != nil {
+			continue // a zombie has no memory
 		}
 		if err := c.shareWith(parent); err != nil {
 			return fmt.Errorf("process %d: pages shared with its parent %d: %w", c.pid, parent.pid, err)

@@ -23,6 +23,8 @@ type frozen struct {
 	held map[int][]unix.Signal
 	// seized are the threads ever seized, exited ones too.
 	seized map[int]bool
+	// children are its children when the tree was frozen (frozen too).
+	children []int
 	ppid   int // its parent, once the tree is sorted
 	// stopped is the signal that stopped the process (job control),
 	// which its threads report in their group stop; 0 when it runs.
@@ -189,8 +191,10 @@ func (f *frozen) leaveVdso(lo, pad, hi uint64) error {
 	if err := f.seizeAll(); err != nil {
 		return err
 	}
-	if kids, err := procfs.ChildrenOf(f.pid); err == nil && len(kids) > 0 {
-		return &refusal{fmt.Sprintf("process %d made child processes %v while being frozen", f.pid, kids)}
+	if kids, err := procfs.ChildrenOf(f.pid); err == nil {
+		if i := slices.IndexFunc(kids, func(k int) bool { return !slices.Contains(f.children, k) }); i >= 0 {
+			return &refusal{fmt.Sprintf("process %d made a child process (%d) while being frozen", f.pid, kids[i])}
+		}
 	}
 	return nil
 }

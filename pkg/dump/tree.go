@@ -122,6 +122,12 @@ func freezeTreeOnce(root int, carry bool) (*frozenTree, error) {
 		}
 	}
 	t.sort(root)
+	for _, f := range t.procs {
+		if f.children, err = procfs.ChildrenOf(f.pid); err != nil {
+			t.release()
+			return nil, err
+		}
+	}
 	return t, nil
 }
 

@@ -25,7 +25,7 @@ type frozen struct {
 	seized map[int]bool
 	// children are its children when the tree was frozen (frozen too).
 	children []int
-	ppid   int // its parent, once the tree is sorted
+	ppid     int // its parent, once the tree is sorted
 	// stopped is the signal that stopped the process (job control),
 	// which its threads report in their group stop; 0 when it runs.
 	// Detached, it stops again.

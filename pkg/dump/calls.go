@@ -1,5 +1,5 @@
 // Injected calls: the state only the process itself can tell, read by
-// system calls made in its threads (see ptrace.Remote and ptrace.Batch).
+// system calls made in its threads (see inject.Remote and inject.Batch).
 
 package dump
 
@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/inject"
 	"procs/pkg/linux"
 	"procs/pkg/procfs"
 	"procs/pkg/ptrace"
@@ -19,7 +20,7 @@ import (
 // inject reads the state only the process itself can tell: signal
 // handlers, interval timers, brk, and per thread the alternate signal
 // stack and clear_child_tid. It borrows one thread at a time through the
-// trampoline (see ptrace.Trampoline), puts back its registers and mask,
+// trampoline (see inject.Trampoline), puts back its registers and mask,
 // and puts back the bytes its results were written over.
 func (c *collector) inject(status procfs.Status) (err error) {
 	scratch, err := c.resultArea()
@@ -30,7 +31,7 @@ func (c *collector) inject(status procfs.Status) (err error) {
 	if err := ptrace.ReadMem(c.pid, scratch, orig); err != nil {
 		return err
 	}
-	tr, err := ptrace.InstallTrampoline(c.pid, c.vdsoStart, c.vdso)
+	tr, err := inject.InstallTrampoline(c.pid, c.vdsoStart, c.vdso)
 	if err != nil {
 		return err
 	}
@@ -45,7 +46,7 @@ func (c *collector) inject(status procfs.Status) (err error) {
 	// One thread at a time is parked on the trampoline, which has one
 	// frame: whenever the tracer dies, at most that thread needs it.
 	for i, tid := range c.f.tids {
-		r, err := ptrace.NewSafeRemote(tid, tr)
+		r, err := inject.NewSafeRemote(tid, tr)
 		if err != nil {
 			return err
 		}
@@ -67,7 +68,7 @@ func (c *collector) inject(status procfs.Status) (err error) {
 }
 
 // The result area: slotSize bytes of results per call, then the table of
-// a batch (ptrace.Batch).
+// a batch (inject.Batch).
 const (
 	scratchSize = 4096
 	slotSize    = 32
@@ -86,14 +87,14 @@ type call struct {
 	done func(ret uint64, out []byte)
 }
 
-// run makes calls in the thread of r, in batches (ptrace.Remote.Batch).
-func (c *collector) run(r *ptrace.Remote, scratch uint64, calls []call) error {
+// run makes calls in the thread of r, in batches (inject.Remote.Batch).
+func (c *collector) run(r *inject.Remote, scratch uint64, calls []call) error {
 	for len(calls) > 0 {
 		chunk := calls[:min(len(calls), batchCalls)]
 		calls = calls[len(chunk):]
-		list := make([]ptrace.Call, len(chunk))
+		list := make([]inject.Call, len(chunk))
 		for i, cl := range chunk {
-			list[i] = ptrace.Call{Nr: cl.nr, Args: cl.args(scratch + uint64(i*slotSize))}
+			list[i] = inject.Call{Nr: cl.nr, Args: cl.args(scratch + uint64(i*slotSize))}
 		}
 		rets, err := r.Batch(scratch+tableOff, list)
 		if err != nil {
@@ -105,7 +106,7 @@ func (c *collector) run(r *ptrace.Remote, scratch uint64, calls []call) error {
 		}
 		for i, cl := range chunk {
 			if e := int64(rets[i]); e < 0 && e >= -4095 {
-				return &ptrace.SyscallError{Name: cl.name, Errno: unix.Errno(-e)}
+				return &inject.SyscallError{Name: cl.name, Errno: unix.Errno(-e)}
 			}
 			cl.done(rets[i], out[i*slotSize:i*slotSize+cl.size])
 		}

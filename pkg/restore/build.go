@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"procs/format"
+	"procs/pkg/inject"
 	"procs/pkg/ptrace"
 	"procs/pkg/safetext"
 )
@@ -74,7 +75,7 @@ type builder struct {
 
 	pid  int       // the process being built
 	tty  *terminal // the terminal whose modes it was given
-	main *ptrace.Remote
+	main *inject.Remote
 	tids []int // thread ids, in the image's order
 	// kvdsoAt is where clearLayout put this kernel's [vdso]: where the
 	// image had its own, or, with proxy, next to it, the process calling

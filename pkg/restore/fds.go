@@ -13,6 +13,7 @@ import (
 
 	"procs/format"
 	"procs/pkg/files"
+	"procs/pkg/inject"
 	"procs/pkg/linux"
 	"procs/pkg/ptrace"
 	"procs/pkg/safetext"
@@ -34,7 +35,7 @@ func (b *builder) takeFD(lf *os.File) (uint64, error) {
 // giveFD sends lf on the loader's socket and has r's thread, of process
 // pid, receive it from the other end, its fd sock; it returns the fd's
 // number there (close-on-exec).
-func (t *tree) giveFD(r *ptrace.Remote, pid int, sock uint64, lf *os.File) (uint64, error) {
+func (t *tree) giveFD(r *inject.Remote, pid int, sock uint64, lf *os.File) (uint64, error) {
 	fail := func(err error) (uint64, error) {
 		return 0, fmt.Errorf("giving the process %s: %w", safetext.Quote(lf.Name()), err)
 	}

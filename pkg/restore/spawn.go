@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"procs/pkg/inject"
 	"procs/pkg/linux"
 	"procs/pkg/procfs"
 	"procs/pkg/ptrace"
@@ -143,7 +144,7 @@ func (b *builder) spawn() error {
 	if b.scratch == 0 {
 		return errors.New("no room for the loader's scratch page")
 	}
-	hr, err := ptrace.NewRemote(pid, kv.Start+uint64(insn))
+	hr, err := inject.NewRemote(pid, kv.Start+uint64(insn))
 	if err != nil {
 		return err
 	}
@@ -186,7 +187,7 @@ func (b *builder) spawn() error {
 		}
 	}
 	b.helper = 0
-	if b.main, err = ptrace.NewRemote(child, b.scratch); err != nil {
+	if b.main, err = inject.NewRemote(child, b.scratch); err != nil {
 		return err
 	}
 	b.main.Forget()
@@ -198,7 +199,7 @@ func (b *builder) spawn() error {
 // clone3 clones the process (or, with CLONE_THREAD, a thread of it) in
 // r's thread, with id want when mode asks for it: with mode auto, a
 // taken id falls back to a new one.
-func (b *builder) clone3(r *ptrace.Remote, memPID int, flags, exitSignal uint64, want int, mode PIDMode) (int, error) {
+func (b *builder) clone3(r *inject.Remote, memPID int, flags, exitSignal uint64, want int, mode PIDMode) (int, error) {
 	if mode == PIDNew {
 		want = 0
 	}
@@ -235,7 +236,7 @@ func (b *builder) clone3(r *ptrace.Remote, memPID int, flags, exitSignal uint64,
 // returns the new task's id as procs-load sees it (clone3 returns the
 // one its caller sees, another in a PID namespace), whenever one was
 // made.
-func (t *tree) cloneIn(r *ptrace.Remote, memPID int, ca linux.CloneArgs, setTID int) (int, error) {
+func (t *tree) cloneIn(r *inject.Remote, memPID int, ca linux.CloneArgs, setTID int) (int, error) {
 	if setTID > 0 {
 		// set_tid: an array of one pid_t, right after the struct.
 		ca.SetTID, ca.SetTIDSize = t.scratch+offArgs+linux.CLONE_ARGS_SIZE_VER2, 1

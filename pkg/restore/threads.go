@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"procs/pkg/inject"
 	"procs/pkg/linux"
 	"procs/pkg/ptrace"
 )
@@ -38,7 +39,7 @@ func (b *builder) threadState(i int) error {
 	r := b.main
 	if i > 0 {
 		var err error
-		if r, err = ptrace.NewRemote(tid, b.scratch); err != nil {
+		if r, err = inject.NewRemote(tid, b.scratch); err != nil {
 			return err
 		}
 		r.Forget()

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/inject"
 	"procs/pkg/linux"
 	"procs/pkg/ptrace"
 )
@@ -74,7 +75,7 @@ func (b *builder) posixTimers() error {
 // stub unshares it (its children enter it), and the offsets are written
 // before any process is in it. It needs root; without it, or on any
 // error, the process gets this machine's clocks and procs-load says so.
-func (b *builder) timeNamespace(stub *ptrace.Remote, pid int) {
+func (b *builder) timeNamespace(stub *inject.Remote, pid int) {
 	c := b.img.Clocks
 	if c == nil || !hasCheckpointRestore() {
 		return

@@ -579,7 +579,7 @@ func TestLoadRejectsDamaged(t *testing.T) {
 // TestDumpKilledNeverHarms kills procs-dump -K at random moments while it
 // works on a victim, and checks each time that the victim goes on as
 // before: not stopped, not traced, same signal state, fds and mappings
-// (within two seconds: see ptrace.Batch), no signal lost, reports still
+// (within two seconds: see inject.Batch), no signal lost, reports still
 // right.
 func TestDumpKilledNeverHarms(t *testing.T) {
 	rounds := 30

@@ -201,7 +201,7 @@ func (f *frozen) leaveVdso(lo, pad, hi uint64) error {
 
 // maxTrampolineReturn bounds the wait for a thread to come back from the
 // trampoline of a procs-dump that died: the sleep of a batch
-// (ptrace.Batch) is at most a second.
+// (inject.Batch) is at most a second.
 const maxTrampolineReturn = 2 * time.Second
 
 // maxVdsoRuns bounds how often leaveVdso lets one thread run: a thread

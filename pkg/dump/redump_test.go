@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/inject"
 	"procs/pkg/linux"
 	"procs/pkg/ptrace"
 )
@@ -35,7 +36,7 @@ func TestDumpAfterTracerDeath(t *testing.T) {
 		}
 		vdsoStart, vdsoLen = b.c.vdsoStart, len(b.c.vdso)
 		f, r, scratch := b.f, b.r, b.scratch
-		if err := r.StartBatch(scratch+tableOff, []ptrace.Call{{Nr: unix.SYS_GETPID}}); err != nil {
+		if err := r.StartBatch(scratch+tableOff, []inject.Call{{Nr: unix.SYS_GETPID}}); err != nil {
 			return err
 		}
 		if err := ptrace.Cont(f.tids[0], 0); err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"procs/pkg/inject"
 	"procs/pkg/procfs"
 	"procs/pkg/ptrace"
 )
@@ -126,14 +127,14 @@ func TestTracerDeathMidInjection(t *testing.T) {
 					}
 				}
 			}
-			tr, err := ptrace.InstallTrampoline(pid, start, vdso)
+			tr, err := inject.InstallTrampoline(pid, start, vdso)
 			if err != nil {
 				return err
 			}
 			// Borrow threads one after another, and let the tracer
 			// "die" with thread number round parked.
 			for i, tid := range f.tids {
-				r, err := ptrace.NewSafeRemote(tid, tr)
+				r, err := inject.NewSafeRemote(tid, tr)
 				if err != nil {
 					return err
 				}
@@ -166,8 +167,8 @@ var errNoBatchCode = errors.New("no room for the batch code in this kernel's vDS
 type borrowed struct {
 	f       *frozen
 	c       *collector // maps and threads collected
-	tr      *ptrace.Trampoline
-	r       *ptrace.Remote
+	tr      *inject.Trampoline
+	r       *inject.Remote
 	scratch uint64 // the result area
 }
 
@@ -192,14 +193,14 @@ func borrowMain(pid int) (*borrowed, error) {
 	if b.scratch, err = b.c.resultArea(); err != nil {
 		return nil, err
 	}
-	if b.tr, err = ptrace.InstallTrampoline(pid, b.c.vdsoStart, b.c.vdso); err != nil {
+	if b.tr, err = inject.InstallTrampoline(pid, b.c.vdsoStart, b.c.vdso); err != nil {
 		return nil, err
 	}
 	if b.tr.Batch == 0 {
 		tracerDies(f)
 		return nil, errNoBatchCode
 	}
-	if b.r, err = ptrace.NewSafeRemote(f.tids[0], b.tr); err != nil {
+	if b.r, err = inject.NewSafeRemote(f.tids[0], b.tr); err != nil {
 		return nil, err
 	}
 	return b, nil
@@ -226,7 +227,7 @@ func TestTracerDeathMidBatch(t *testing.T) {
 					return err
 				}
 				f, tr, r, scratch := b.f, b.tr, b.r, b.scratch
-				calls := []ptrace.Call{{Nr: unix.SYS_GETPID}, {Nr: unix.SYS_GETPPID}}
+				calls := []inject.Call{{Nr: unix.SYS_GETPID}, {Nr: unix.SYS_GETPPID}}
 				table := scratch + tableOff
 				if where == "one by one" {
 					tr.Batch = 0 // as when the vDSO has no room for it

@@ -11,7 +11,7 @@ import (
 )
 
 // The zero padding at the end of a process's [vdso] is where procs-dump
-// puts its trampoline (ptrace.Trampoline). A procs-dump killed while it
+// puts its trampoline (inject.Trampoline). A procs-dump killed while it
 // borrowed a thread leaves its code and frame there, and the thread on its
 // way back through them (in a batch's sleep for up to a second). The next
 // dump must neither take that for the vDSO's content nor save the thread

@@ -1,5 +1,6 @@
-// Package ptrace holds thin wrappers around the ptrace requests procs needs
-// and syscall injection into a stopped thread.
+// Package ptrace holds thin wrappers around the ptrace requests procs needs,
+// and reading and writing a tracee's memory. System calls injected into a
+// stopped thread are package inject's, built on these.
 //
 // Every ptrace request for a tracee must come from the OS thread that
 // attached it. Precondition for every function in this package that takes a

@@ -62,6 +62,18 @@ func Cont(tid int, sig int) error {
 	return errno("ptrace(CONT)", ptrace(unix.PTRACE_CONT, tid, 0, uintptr(sig)))
 }
 
+// SingleStep resumes a stopped thread for one instruction, delivering sig
+// if it is not 0.
+func SingleStep(tid int, sig int) error {
+	return errno("ptrace(SINGLESTEP)", ptrace(unix.PTRACE_SINGLESTEP, tid, 0, uintptr(sig)))
+}
+
+// ContSyscall resumes a stopped thread until its next system call entry or
+// exit (a syscall stop), delivering sig if it is not 0.
+func ContSyscall(tid int, sig int) error {
+	return errno("ptrace(SYSCALL)", ptrace(unix.PTRACE_SYSCALL, tid, 0, uintptr(sig)))
+}
+
 // GetEventMsg returns the message of the last ptrace event (a new tid).
 func GetEventMsg(tid int) (uint, error) {
 	m, err := unix.PtraceGetEventMsg(tid)

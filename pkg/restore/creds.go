@@ -9,7 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
-	"procs/pkg/ptrace"
+	"procs/pkg/inject"
 )
 
 // creds gives every thread its credentials: its own when the image has
@@ -47,11 +47,11 @@ func threadCreds(img *format.Process, i int) format.Creds {
 
 // remote returns a Remote to make calls in thread i (the main thread's
 // for thread 0); its registers are set at the end by finalRegs.
-func (b *builder) remote(i int) (*ptrace.Remote, error) {
+func (b *builder) remote(i int) (*inject.Remote, error) {
 	if i == 0 {
 		return b.main, nil
 	}
-	r, err := ptrace.NewRemote(b.tids[i], b.main.Insn)
+	r, err := inject.NewRemote(b.tids[i], b.main.Insn)
 	if err != nil {
 		return nil, err
 	}
@@ -61,7 +61,7 @@ func (b *builder) remote(i int) (*ptrace.Remote, error) {
 
 // setCreds makes r's thread set its groups, gids, uids (in that order:
 // each needs the privileges the next one drops) and no_new_privs.
-func (b *builder) setCreds(r *ptrace.Remote, c format.Creds) error {
+func (b *builder) setCreds(r *inject.Remote, c format.Creds) error {
 	if !callersCreds(c) || !sameGroups(c.Groups) {
 		groups := make([]byte, 4*len(c.Groups))
 		for i, g := range c.Groups {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -841,4 +842,39 @@ type FileChangedError struct{ Path, Why string }
 
 func (e *FileChangedError) Error() string {
 	return fmt.Sprintf("file %s changed since the dump (%s)", safetext.Quote(e.Path), e.Why)
+}
+
+// fillFile reads the current record, FILEDATA, into buf and writes its
+// contents into the loader's file.
+func (t *tree) fillFile(h format.Header, buf []byte) error {
+	b := t
+	idx, off, data, err := b.r.ReadFileData(buf)
+	if err != nil {
+		return err
+	}
+	f, ok := b.fill[int(idx)]
+	if !ok {
+		if int(idx) < len(b.files) && b.local[int(idx)] != nil {
+			return nil // the file at its path was still the same
+		}
+		return fmt.Errorf("corrupt image at byte %d (record %d): contents for file %d, which carries none", h.Offset, h.Index, idx)
+	}
+	if size := uint64(b.files[idx].Size); off > size || uint64(len(data)) > size-off {
+		return fmt.Errorf("corrupt image at byte %d (record %d): contents of file %d at %d-%d, past its size %d", h.Offset, h.Index, idx, off, off+uint64(len(data)), size)
+	}
+	if ext := b.files[idx].Extents; ext != nil {
+		r := [2]int64{int64(off), int64(off) + int64(len(data))}
+		if !inExtent(*ext, r) {
+			return fmt.Errorf("corrupt image at byte %d (record %d): contents of file %d at %d-%d, in none of its data extents", h.Offset, h.Index, idx, r[0], r[1])
+		}
+		b.covered[int(idx)] = append(b.covered[int(idx)], r)
+	}
+	_, err = f.WriteAt(data, int64(off))
+	return err
+}
+
+// inExtent tells whether r lies within one of ext, which are in order.
+func inExtent(ext [][2]int64, r [2]int64) bool {
+	i := sort.Search(len(ext), func(i int) bool { return ext[i][1] >= r[1] })
+	return i < len(ext) && ext[i][0] <= r[0]
 }

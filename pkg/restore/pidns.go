@@ -33,6 +33,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/inject"
 	"procs/pkg/linux"
 	"procs/pkg/procfs"
 	"procs/pkg/ptrace"
@@ -44,7 +45,7 @@ type pidNS struct {
 	// maps the caller's uid and gid, each to itself, and nothing else.
 	user   bool
 	pid    int            // the namespace's init, as procs-load sees it
-	remote *ptrace.Remote // in the init while it is still a copy of the stub
+	remote *inject.Remote // in the init while it is still a copy of the stub
 	ctl    *os.File       // the init's fd 0: a byte 'g' lets it start; EOF ends it
 	status *os.File       // the init's fd 1: what becomes of the root (initReady...)
 }
@@ -199,7 +200,7 @@ func idList(ids []int) string {
 
 // startNamespace clones from the stub the namespace's first process and
 // has it mount /proc afresh. Precondition: tracer thread.
-func (t *tree) startNamespace(stub *ptrace.Remote, stubPID int) error {
+func (t *tree) startNamespace(stub *inject.Remote, stubPID int) error {
 	flags := uint64(unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_PARENT)
 	if t.ns.user {
 		flags |= unix.CLONE_NEWUSER
@@ -219,7 +220,7 @@ func (t *tree) startNamespace(stub *ptrace.Remote, stubPID int) error {
 			return err
 		}
 	}
-	r, err := ptrace.NewRemote(pid, t.scratch)
+	r, err := inject.NewRemote(pid, t.scratch)
 	if err != nil {
 		return err
 	}

@@ -29,6 +29,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/inject"
 	"procs/pkg/linux"
 	"procs/pkg/ptrace"
 )
@@ -125,7 +126,7 @@ func sharedFilters(ts []format.Thread) bool {
 
 // installSeccomp makes r's thread enter s's mode, installing its
 // filters, the first installed first, each with its flags and extra.
-func (b *builder) installSeccomp(r *ptrace.Remote, s *format.Seccomp, extra uint64) error {
+func (b *builder) installSeccomp(r *inject.Remote, s *format.Seccomp, extra uint64) error {
 	if s.Mode == unix.SECCOMP_MODE_STRICT {
 		_, err := r.Syscall("seccomp(SECCOMP_SET_MODE_STRICT)", unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_STRICT, 0, 0)
 		return err

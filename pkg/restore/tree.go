@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/inject"
 	"procs/pkg/ptrace"
 )
 
@@ -298,7 +299,7 @@ func (b *builder) spawnChild(parent *builder) error {
 	}
 	b.mem = &ptrace.ProcMem{PID: b.pid, Write: true}
 	var err error
-	if b.main, err = ptrace.NewRemote(b.pid, b.scratch); err != nil {
+	if b.main, err = inject.NewRemote(b.pid, b.scratch); err != nil {
 		return err
 	}
 	b.main.Forget()

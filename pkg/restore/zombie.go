@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/inject"
 	"procs/pkg/linux"
 	"procs/pkg/ptrace"
 	"procs/pkg/safetext"
@@ -176,7 +177,7 @@ func (b *builder) becomeZombie() error {
 // or by its signal, with its default action and without a core (the
 // process is made not dumpable first). procs-load collects the tracer's
 // notification of its end: it stays a zombie for its parent.
-func (b *builder) endAs(pid int, r *ptrace.Remote, st int) error {
+func (b *builder) endAs(pid int, r *inject.Remote, st int) error {
 	sig := unix.Signal(st & 0x7f)
 	if sig == 0 {
 		regs, err := ptrace.GetRegs(pid)
@@ -213,7 +214,7 @@ func (b *builder) endAs(pid int, r *ptrace.Remote, st int) error {
 
 // defaultAction gives sig its default action in process pid, which r runs
 // calls in (a copy of the stub may have inherited it ignored).
-func (b *builder) defaultAction(pid int, r *ptrace.Remote, sig unix.Signal) error {
+func (b *builder) defaultAction(pid int, r *inject.Remote, sig unix.Signal) error {
 	if sig == unix.SIGKILL || sig == unix.SIGSTOP {
 		return nil
 	}
@@ -277,7 +278,7 @@ func (t target) Reaped(status int, flags uint64) (uint64, error) {
 	if ws, err := ptrace.Wait(child); err != nil || !ws.Stopped() {
 		return 0, fmt.Errorf("child %d for a pidfd: %v (status %#x)", child, err, uint32(ws))
 	}
-	r, err := ptrace.NewRemote(child, b.main.Insn)
+	r, err := inject.NewRemote(child, b.main.Insn)
 	if err != nil {
 		return 0, err
 	}

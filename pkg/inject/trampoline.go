@@ -1,13 +1,12 @@
-package ptrace
+package inject
 
 import (
 	"bytes"
 	"encoding/binary"
 	"errors"
 
-	"golang.org/x/sys/unix"
-
 	"procs/pkg/linux"
+	"procs/pkg/ptrace"
 )
 
 // A Trampoline makes injected system calls safe against the death of the
@@ -49,7 +48,7 @@ const frameSize = linux.SizeofRtSigframe
 // start. The page becomes the process's private copy, with the same
 // contents once Uninstall ran.
 func InstallTrampoline(pid int, start uint64, vdso []byte) (*Trampoline, error) {
-	xs, err := GetXState(pid)
+	xs, err := ptrace.GetXState(pid)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +79,7 @@ func InstallTrampoline(pid int, start uint64, vdso []byte) (*Trampoline, error) 
 	}
 	t.free = []frame{f}
 	t.orig = append([]byte(nil), vdso[off:]...)
-	if err := PokeMem(pid, t.Code, code); err != nil {
+	if err := ptrace.PokeMem(pid, t.Code, code); err != nil {
 		return nil, err
 	}
 	return t, nil
@@ -99,14 +98,14 @@ func (t *Trampoline) give(f frame) { t.free = append(t.free, f) }
 
 // Uninstall puts the padding back as it was.
 func (t *Trampoline) Uninstall() error {
-	return PokeMem(t.PID, t.Code, t.orig)
+	return ptrace.PokeMem(t.PID, t.Code, t.orig)
 }
 
 // arm writes a frame that returns thread tid to regs (made restartable)
 // with mask and the thread's current extended state.
-func (t *Trampoline) arm(f frame, tid int, regs Regs, mask uint64) error {
-	FixRestart(&regs)
-	xs, err := GetXState(tid)
+func (t *Trampoline) arm(f frame, tid int, regs ptrace.Regs, mask uint64) error {
+	ptrace.FixRestart(&regs)
+	xs, err := ptrace.GetXState(tid)
 	if err != nil {
 		return err
 	}
@@ -124,7 +123,7 @@ func (t *Trampoline) arm(f frame, tid int, regs Regs, mask uint64) error {
 	// The frame, then zeros up to the 64-byte aligned XSAVE area.
 	buf := append(sf.Encode(), make([]byte, (f.addr+frameSize+63)&^63-f.addr-frameSize)...)
 	if fp != 0 {
-		xf := XFeatures(xs) // before the ptrace layout is overwritten
+		xf := ptrace.XFeatures(xs) // before the ptrace layout is overwritten
 		xs = append(xs, make([]byte, linux.FP_XSTATE_MAGIC2_SIZE)...)
 		sw := linux.FpxSwBytes{Magic1: linux.FP_XSTATE_MAGIC1, ExtendedSize: uint32(len(xs)),
 			Xfeatures: xf, XstateSize: uint32(len(xs) - linux.FP_XSTATE_MAGIC2_SIZE)}
@@ -132,29 +131,5 @@ func (t *Trampoline) arm(f frame, tid int, regs Regs, mask uint64) error {
 		binary.LittleEndian.PutUint32(xs[len(xs)-linux.FP_XSTATE_MAGIC2_SIZE:], linux.FP_XSTATE_MAGIC2)
 		buf = append(buf, xs...)
 	}
-	return PokeMem(t.PID, f.addr, buf)
-}
-
-// FixRestart turns the registers of a thread stopped inside a system call
-// into ones that make the call again once the thread runs without the
-// kernel's restart bookkeeping (restart_block stays with the kernel task):
-// the call is issued again with its original arguments (a relative sleep
-// starts over; absolute sleeps and blocking reads simply go on). A call
-// that can only go on through restart_syscall, with nothing left to tell
-// which call it was, returns EINTR instead. The result has orig_rax = -1.
-func FixRestart(r *Regs) {
-	nr := int64(r.Orig_rax)
-	if nr < 0 {
-		return
-	}
-	r.Orig_rax = ^uint64(0)
-	switch int64(r.Rax) {
-	case -linux.ERESTARTSYS, -linux.ERESTARTNOINTR, -linux.ERESTARTNOHAND, -linux.ERESTART_RESTARTBLOCK:
-		if nr == unix.SYS_RESTART_SYSCALL {
-			r.Rax = ^uint64(3) // -EINTR
-			return
-		}
-		r.Rax = uint64(nr)
-		r.Rip -= 2
-	}
+	return ptrace.PokeMem(t.PID, f.addr, buf)
 }

@@ -1,9 +1,11 @@
-package ptrace
+package inject
 
 import (
 	"fmt"
 
 	"golang.org/x/sys/unix"
+
+	"procs/pkg/ptrace"
 )
 
 // Remote runs system calls inside a stopped thread of another process by
@@ -17,12 +19,12 @@ type Remote struct {
 	TID  int
 	Insn uint64 // address of a 0f 05 (syscall) instruction in the target
 
-	saved     Regs
+	saved     ptrace.Regs
 	savedMask uint64
 	restored  bool
 	tramp     *Trampoline
 	frame     frame
-	parked    Regs // where the thread waits between calls (trampoline mode)
+	parked    ptrace.Regs // where the thread waits between calls (trampoline mode)
 
 	// NewTIDs collects threads or processes created by injected clone
 	// calls (reported through PTRACE_EVENT_CLONE/FORK).
@@ -36,13 +38,13 @@ type Remote struct {
 func NewRemote(tid int, insn uint64) (*Remote, error) {
 	r := &Remote{TID: tid, Insn: insn}
 	var err error
-	if r.saved, err = GetRegs(tid); err != nil {
+	if r.saved, err = ptrace.GetRegs(tid); err != nil {
 		return nil, err
 	}
-	if r.savedMask, err = GetSigmask(tid); err != nil {
+	if r.savedMask, err = ptrace.GetSigmask(tid); err != nil {
 		return nil, err
 	}
-	if err := SetSigmask(tid, ^uint64(0)); err != nil {
+	if err := ptrace.SetSigmask(tid, ^uint64(0)); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -56,10 +58,10 @@ func NewRemote(tid int, insn uint64) (*Remote, error) {
 func NewSafeRemote(tid int, t *Trampoline) (*Remote, error) {
 	r := &Remote{TID: tid, Insn: t.Code, tramp: t}
 	var err error
-	if r.saved, err = GetRegs(tid); err != nil {
+	if r.saved, err = ptrace.GetRegs(tid); err != nil {
 		return nil, err
 	}
-	if r.savedMask, err = GetSigmask(tid); err != nil {
+	if r.savedMask, err = ptrace.GetSigmask(tid); err != nil {
 		return nil, err
 	}
 	if r.frame, err = t.take(); err != nil {
@@ -74,11 +76,11 @@ func NewSafeRemote(tid int, t *Trampoline) (*Remote, error) {
 	r.parked.Rax = 39 // getpid: harmless if the thread runs on its own
 	r.parked.Orig_rax = ^uint64(0)
 	r.parked.Rsp = r.frame.addr + 8
-	if err := SetRegs(tid, &r.parked); err != nil {
+	if err := ptrace.SetRegs(tid, &r.parked); err != nil {
 		return nil, err
 	}
 	r.restored = false
-	if err := SetSigmask(tid, ^uint64(0)); err != nil {
+	if err := ptrace.SetSigmask(tid, ^uint64(0)); err != nil {
 		r.Restore()
 		return nil, err
 	}
@@ -92,10 +94,10 @@ func (r *Remote) Restore() error {
 	}
 	// Mask first: until the registers are back, a thread let go by a
 	// dead tracer still returns through the trampoline's frame.
-	if err := SetSigmask(r.TID, r.savedMask); err != nil {
+	if err := ptrace.SetSigmask(r.TID, r.savedMask); err != nil {
 		return err
 	}
-	if err := SetRegs(r.TID, &r.saved); err != nil {
+	if err := ptrace.SetRegs(r.TID, &r.saved); err != nil {
 		return err
 	}
 	if r.tramp != nil {
@@ -114,14 +116,14 @@ func (r *Remote) Forget() { r.restored = true }
 // not come back (execve), whose result the caller learns otherwise.
 func (r *Remote) DetachInto(mask uint64, nr uintptr, args ...uint64) error {
 	regs := r.callRegs(nr, args)
-	if err := SetRegs(r.TID, &regs); err != nil {
+	if err := ptrace.SetRegs(r.TID, &regs); err != nil {
 		return err
 	}
-	if err := SetSigmask(r.TID, mask); err != nil {
+	if err := ptrace.SetSigmask(r.TID, mask); err != nil {
 		return err
 	}
 	r.restored = true
-	return Detach(r.TID, 0)
+	return ptrace.Detach(r.TID, 0)
 }
 
 // SyscallError is a failed injected call.
@@ -145,7 +147,7 @@ func (r *Remote) Syscall(name string, nr uintptr, args ...uint64) (uint64, error
 
 // callRegs are the thread's registers set to make system call nr with
 // args at the syscall instruction.
-func (r *Remote) callRegs(nr uintptr, args []uint64) Regs {
+func (r *Remote) callRegs(nr uintptr, args []uint64) ptrace.Regs {
 	regs := r.saved
 	if r.tramp != nil {
 		regs = r.parked
@@ -163,14 +165,14 @@ func (r *Remote) callRegs(nr uintptr, args []uint64) Regs {
 // included.
 func (r *Remote) rawSyscall(name string, nr uintptr, args ...uint64) (uint64, error) {
 	regs := r.callRegs(nr, args)
-	if err := SetRegs(r.TID, &regs); err != nil {
+	if err := ptrace.SetRegs(r.TID, &regs); err != nil {
 		return 0, err
 	}
 	r.restored = false
 	if err := r.step(); err != nil {
 		return 0, fmt.Errorf("%s in target: %w", name, err)
 	}
-	out, err := GetRegs(r.TID)
+	out, err := ptrace.GetRegs(r.TID)
 	if err != nil {
 		return 0, err
 	}
@@ -196,16 +198,16 @@ func (r *Remote) step() error {
 	}
 	sig := 0
 	for {
-		if err := ptrace(unix.PTRACE_SINGLESTEP, r.TID, 0, uintptr(sig)); err != nil {
-			return errno("ptrace(SINGLESTEP)", err)
+		if err := ptrace.SingleStep(r.TID, sig); err != nil {
+			return err
 		}
 		sig = 0
-		ws, err := Wait(r.TID)
+		ws, err := ptrace.Wait(r.TID)
 		if err != nil {
 			return err
 		}
 		if !ws.Stopped() {
-			return &StopError{TID: r.TID, Status: ws}
+			return &ptrace.StopError{TID: r.TID, Status: ws}
 		}
 		switch s := ws.StopSignal(); {
 		case s == unix.SIGTRAP && ws.TrapCause() <= 0:
@@ -213,14 +215,14 @@ func (r *Remote) step() error {
 		case s == unix.SIGTRAP:
 			switch ws.TrapCause() {
 			case unix.PTRACE_EVENT_CLONE, unix.PTRACE_EVENT_FORK, unix.PTRACE_EVENT_VFORK:
-				m, err := GetEventMsg(r.TID)
+				m, err := ptrace.GetEventMsg(r.TID)
 				if err != nil {
 					return err
 				}
 				r.NewTIDs = append(r.NewTIDs, int(m))
 			}
 			// other events (EVENT_STOP from a late interrupt): step again
-		case StopEvent(ws) == unix.PTRACE_EVENT_STOP:
+		case ptrace.StopEvent(ws) == unix.PTRACE_EVENT_STOP:
 			// a group-stop or interrupt notification: step again
 		default:
 			if err := r.hold(s); err != nil {
@@ -234,15 +236,15 @@ func (r *Remote) step() error {
 // seized with PTRACE_O_TRACESYSGOOD).
 func (r *Remote) syscallStop(what string) error {
 	for {
-		if err := ptrace(unix.PTRACE_SYSCALL, r.TID, 0, 0); err != nil {
-			return errno("ptrace(SYSCALL)", err)
+		if err := ptrace.ContSyscall(r.TID, 0); err != nil {
+			return err
 		}
-		ws, err := Wait(r.TID)
+		ws, err := ptrace.Wait(r.TID)
 		if err != nil {
 			return err
 		}
 		if !ws.Stopped() {
-			return &StopError{TID: r.TID, Status: ws}
+			return &ptrace.StopError{TID: r.TID, Status: ws}
 		}
 		if ws.StopSignal() == unix.SIGTRAP|0x80 {
 			return nil
@@ -258,9 +260,9 @@ func (r *Remote) syscallStop(what string) error {
 // event or an interrupt is passed over. The caller resumes the thread.
 func (r *Remote) passStop(ws unix.WaitStatus) error {
 	if !ws.Stopped() {
-		return &StopError{TID: r.TID, Status: ws}
+		return &ptrace.StopError{TID: r.TID, Status: ws}
 	}
-	if s := ws.StopSignal(); s != unix.SIGTRAP && StopEvent(ws) != unix.PTRACE_EVENT_STOP {
+	if s := ws.StopSignal(); s != unix.SIGTRAP && ptrace.StopEvent(ws) != unix.PTRACE_EVENT_STOP {
 		return r.hold(s)
 	}
 	return nil

@@ -1,12 +1,15 @@
-package ptrace
+package inject
 
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"procs/pkg/ptrace"
 )
 
 // Batched calls. Each injected call costs two ptrace stops (syscall entry
@@ -134,14 +137,14 @@ func (r *Remote) StartBatch(table uint64, calls []Call) error {
 	end := buf[len(calls)*batchEntry:]
 	le.PutUint64(end, ^uint64(0))                            // end of the table
 	le.PutUint64(end[16:], uint64(batchTimeout/time.Second)) // the sleep: tv_sec
-	if err := WriteMem(r.TID, table, buf); err != nil {
+	if err := ptrace.WriteMem(r.TID, table, buf); err != nil {
 		return err
 	}
 	regs := r.parked
 	regs.Rip = r.tramp.Batch
 	regs.Rbx = table
 	regs.Orig_rax = ^uint64(0)
-	if err := SetRegs(r.TID, &regs); err != nil {
+	if err := ptrace.SetRegs(r.TID, &regs); err != nil {
 		return err
 	}
 	r.restored = false
@@ -151,7 +154,7 @@ func (r *Remote) StartBatch(table uint64, calls []Call) error {
 // FinishBatch checks that the thread, stopped, is done with the table of
 // n calls at table, parks it again and returns the calls' results.
 func (r *Remote) FinishBatch(table uint64, n int) ([]uint64, error) {
-	out, err := GetRegs(r.TID)
+	out, err := ptrace.GetRegs(r.TID)
 	if err != nil {
 		return nil, err
 	}
@@ -165,11 +168,11 @@ func (r *Remote) FinishBatch(table uint64, n int) ([]uint64, error) {
 		return nil, fmt.Errorf("thread %d did not finish a batch of %d calls in %v (at %#x)", r.TID, n, batchTimeout/2, out.Rip)
 	}
 	// Parked again: no restart of the sleep, and back on the trampoline.
-	if err := SetRegs(r.TID, &r.parked); err != nil {
+	if err := ptrace.SetRegs(r.TID, &r.parked); err != nil {
 		return nil, err
 	}
 	buf := make([]byte, n*batchEntry)
-	if err := ReadMem(r.TID, table, buf); err != nil {
+	if err := ptrace.ReadMem(r.TID, table, buf); err != nil {
 		return nil, err
 	}
 	res := make([]uint64, n)
@@ -182,7 +185,7 @@ func (r *Remote) FinishBatch(table uint64, n int) ([]uint64, error) {
 // runBatch lets the thread run until the word at mark is 1, then stops it
 // with an interrupt.
 func (r *Remote) runBatch(mark uint64) error {
-	if err := Cont(r.TID, 0); err != nil {
+	if err := ptrace.Cont(r.TID, 0); err != nil {
 		return err
 	}
 	var word [8]byte
@@ -195,7 +198,7 @@ func (r *Remote) runBatch(mark uint64) error {
 			// in epoll with a resolution of a millisecond).
 			unix.Nanosleep(&unix.Timespec{Nsec: 20_000}, nil)
 		}
-		if err := ReadMem(r.TID, mark, word[:]); err != nil {
+		if err := ptrace.ReadMem(r.TID, mark, word[:]); err != nil {
 			return err
 		}
 		if word[0] == 1 {
@@ -209,32 +212,32 @@ func (r *Remote) runBatch(mark uint64) error {
 		var ws unix.WaitStatus
 		pid, err := unix.Wait4(r.TID, &ws, unix.WALL|unix.WNOHANG, nil)
 		if err != nil && err != unix.EINTR {
-			return errno("wait4", err)
+			return os.NewSyscallError("wait4", err)
 		}
 		if pid == r.TID {
 			if err := r.passStop(ws); err != nil {
 				return err
 			}
-			if err := Cont(r.TID, 0); err != nil {
+			if err := ptrace.Cont(r.TID, 0); err != nil {
 				return err
 			}
 		}
 	}
-	if err := Interrupt(r.TID); err != nil {
+	if err := ptrace.Interrupt(r.TID); err != nil {
 		return err
 	}
 	for {
-		ws, err := Wait(r.TID)
+		ws, err := ptrace.Wait(r.TID)
 		if err != nil {
 			return err
 		}
-		if ws.Stopped() && StopEvent(ws) == unix.PTRACE_EVENT_STOP {
+		if ws.Stopped() && ptrace.StopEvent(ws) == unix.PTRACE_EVENT_STOP {
 			return nil
 		}
 		if err := r.passStop(ws); err != nil {
 			return err
 		}
-		if err := Cont(r.TID, 0); err != nil {
+		if err := ptrace.Cont(r.TID, 0); err != nil {
 			return err
 		}
 	}

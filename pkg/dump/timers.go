@@ -1,0 +1,76 @@
+// Timers and clocks: POSIX timers and the clocks a time namespace
+// offsets.
+
+package dump
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"procs/format"
+	"procs/pkg/linux"
+	"procs/pkg/procfs"
+)
+
+// collectTimers reads the process's POSIX timers as /proc shows them;
+// processCalls asks the process when each expires next.
+func (c *collector) collectTimers() error {
+	ts, err := procfs.PosixTimers(c.pid)
+	if err != nil {
+		return err
+	}
+	if p := checkTimers(ts); len(p) > 0 {
+		return p.err(c.pid)
+	}
+	for _, t := range ts {
+		pt := format.PosixTimer{ID: t.ID, Clock: t.Clock, Notify: t.Notify, Signo: t.Signo, Value: t.Value}
+		if t.Notify&linux.SIGEV_THREAD_ID != 0 {
+			if !slices.Contains(c.f.tids, t.Target) {
+				return fmt.Errorf("POSIX timer %d signals thread %d, not one of the process's", t.ID, t.Target)
+			}
+			pt.Target = t.Target
+		}
+		c.p.Timers = append(c.p.Timers, pt)
+	}
+	return nil
+}
+
+// timerValue decodes struct itimerval (perSec 1e6: timevals) or struct
+// itimerspec (1e9: timespecs) into its interval and value in 1/perSec
+// seconds.
+func timerValue(b []byte, perSec int64) (interval, value int64) {
+	var it linux.Itimer
+	it.Decode(b)
+	return it.Join(perSec)
+}
+
+// clocksOf reads CLOCK_MONOTONIC and CLOCK_BOOTTIME as process pid sees
+// them: ours, plus the offsets of its time namespace.
+func clocksOf(pid int) *format.Clocks {
+	var mono, boot unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono) != nil || unix.ClockGettime(unix.CLOCK_BOOTTIME, &boot) != nil {
+		return nil
+	}
+	c := &format.Clocks{Monotonic: mono.Nano(), Boottime: boot.Nano()}
+	// "monotonic SECS NSECS" and "boottime SECS NSECS" lines, for the
+	// process's own namespace (all zero outside one).
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/timens_offsets", pid))
+	for _, line := range strings.Split(string(b), "\n") {
+		var name string
+		var sec, nsec int64
+		if n, _ := fmt.Sscan(line, &name, &sec, &nsec); n != 3 {
+			continue
+		}
+		switch name {
+		case "monotonic":
+			c.Monotonic += sec*1e9 + nsec
+		case "boottime":
+			c.Boottime += sec*1e9 + nsec
+		}
+	}
+	return c
+}

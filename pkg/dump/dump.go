@@ -111,68 +111,15 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 		} else {
 			logf("froze %s in %v", format.Threads(st.Threads), frozenAt.Sub(start).Round(time.Microsecond))
 		}
-		table := newFileTable()
-		var cs []*collector
-		defer func() {
-			for _, c := range cs {
-				c.close()
-			}
-		}()
-		var procs []format.Process
-		var maps, fds int
-		var resident int64
-		for i, f := range ft.procs {
-			c := &collector{pid: f.pid, root: i == 0, f: f, fileSave: opts.FileSave, t: table,
-				stoppedKids: ft.stoppedKids(f.pid), waited: map[int]bool{}}
-			cs = append(cs, c)
-			if err := c.collect(); err != nil {
-				if len(ft.procs) > 1 && i > 0 {
-					return fmt.Errorf("process %d: %w", f.pid, err)
-				}
-				return err
-			}
-			if !f.zombie {
-				c.p.Clocks = clocksOf(f.pid)
-			}
-			procs = append(procs, c.p)
-			maps, fds, resident = maps+len(c.p.Maps), fds+len(c.p.FDs), resident+residentBytes(c.maps)
-		}
-		for i := range procs {
-			if p := &procs[i]; p.Stopped != nil && i > 0 {
-				p.Stopped.Waited = cs[slices.IndexFunc(cs, func(c *collector) bool { return c.pid == p.PPID })].waited[p.PID]
-			}
-		}
-		if err := checkTree(procs); err != nil {
-			return err
-		}
-		// It marks the mappings in place: procs[i].Maps is c.p.Maps.
-		if err := shareWithParents(cs); err != nil {
-			return err
-		}
-		if err := files.CheckTree(table.files, procs, func(pid int) bool { return ft.find(pid) != nil }); err != nil {
-			return err
-		}
-		logf("collected state: %d mappings, %d fds, about %d MiB resident, in %v",
-			maps, fds, resident>>20, time.Since(frozenAt).Round(time.Microsecond))
-		host, _ := os.Hostname()
-		var uts unix.Utsname
-		unix.Uname(&uts)
-		info := format.Info{Comm: procs[0].Comm, PID: opts.PID, Host: host,
-			Kernel: unix.ByteSliceToString(uts.Release[:]), Arch: "x86_64",
-			Created: time.Now().UTC(), Procs: Version, Threads: st.Threads, Processes: len(procs)}
-		w, err := format.NewWriter(out, info, format.WriterOptions{Compression: opts.Compression})
+		snap, err := collectTree(ft, opts)
+		defer snap.close()
 		if err != nil {
 			return err
 		}
-		if err := w.WriteJSON(format.TypeFiles, &format.FileTable{Files: table.files}); err != nil {
-			return err
-		}
-		for i := range procs {
-			if err := w.WriteJSON(format.TypeProcess, procs[i].Record()); err != nil {
-				return err
-			}
-		}
-		if err := writeFileData(w, table.carry); err != nil {
+		logf("collected state: %d mappings, %d fds, about %d MiB resident, in %v",
+			snap.maps, snap.fds, snap.resident>>20, time.Since(frozenAt).Round(time.Microsecond))
+		w, err := snap.writeState(out, opts, st.Threads)
+		if err != nil {
 			return err
 		}
 		t := time.Now()
@@ -182,25 +129,9 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 		pagesDone := make(chan error)
 		go func() {
 			bufs, received = <-prepared, true
-			var done int64
-			for i, c := range cs {
-				if c.f.zombie {
-					continue // no memory
-				}
-				progress := opts.Progress
-				if progress != nil {
-					before := done
-					progress = func(d, _ int64) { opts.Progress(before+d, max(resident, before+d)) }
-				}
-				n, err := writePages(uint32(i), c.pid, c.maps, c.skip, w, progress, &bufs)
-				st.PageBytes += n
-				done += residentBytes(c.maps)
-				if err != nil {
-					pagesDone <- err
-					return
-				}
-			}
-			pagesDone <- nil
+			var err error
+			st.PageBytes, err = snap.writeMemory(w, opts.Progress, &bufs)
+			pagesDone <- err
 		}()
 		if err := <-pagesDone; err != nil {
 			return err
@@ -209,6 +140,7 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 			return err
 		}
 		logf("wrote %d MiB of pages in %v", st.PageBytes>>20, time.Since(t).Round(time.Microsecond))
+		st.ImageBytes = w.Written()
 		if !opts.Kill {
 			// The image has all of the tree: it may go on while the
 			// image is made durable (an fsync can take seconds).
@@ -219,7 +151,6 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 				return err
 			}
 		}
-		st.ImageBytes = w.Written()
 		if opts.Kill {
 			frozen = false
 			st.Frozen = time.Since(frozenAt)
@@ -231,6 +162,114 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 	})
 	st.Total = time.Since(start)
 	return st, err
+}
+
+// snapshot is what a dump read of a frozen tree: each process's record
+// and collector (whose maps and skips writeMemory reads), the image's
+// files.
+type snapshot struct {
+	ft       *frozenTree
+	table    *fileTable
+	cs       []*collector
+	procs    []format.Process
+	maps     int   // mappings, of all processes
+	fds      int   // fds, of all processes
+	resident int64 // bytes of memory to read, about
+}
+
+// collectTree reads the state of every process of the frozen tree, then
+// what only the whole tree tells: sessions and groups a restore can make
+// (checkTree), pages shared with parents (shareWithParents), files held
+// outside the tree (files.CheckTree). close must be called, error or not.
+func collectTree(ft *frozenTree, opts Options) (*snapshot, error) {
+	s := &snapshot{ft: ft, table: newFileTable()}
+	for i, f := range ft.procs {
+		c := &collector{pid: f.pid, root: i == 0, f: f, fileSave: opts.FileSave, t: s.table,
+			stoppedKids: ft.stoppedKids(f.pid), waited: map[int]bool{}}
+		s.cs = append(s.cs, c)
+		if err := c.collect(); err != nil {
+			if len(ft.procs) > 1 && i > 0 {
+				return s, fmt.Errorf("process %d: %w", f.pid, err)
+			}
+			return s, err
+		}
+		if !f.zombie {
+			c.p.Clocks = clocksOf(f.pid)
+		}
+		s.procs = append(s.procs, c.p)
+		s.maps, s.fds, s.resident = s.maps+len(c.p.Maps), s.fds+len(c.p.FDs), s.resident+residentBytes(c.maps)
+	}
+	for i := range s.procs {
+		if p := &s.procs[i]; p.Stopped != nil && i > 0 {
+			p.Stopped.Waited = s.cs[slices.IndexFunc(s.cs, func(c *collector) bool { return c.pid == p.PPID })].waited[p.PID]
+		}
+	}
+	if err := checkTree(s.procs); err != nil {
+		return s, err
+	}
+	// It marks the mappings in place: procs[i].Maps is c.p.Maps.
+	if err := shareWithParents(s.cs); err != nil {
+		return s, err
+	}
+	return s, files.CheckTree(s.table.files, s.procs, func(pid int) bool { return ft.find(pid) != nil })
+}
+
+// close closes the files the collectors opened.
+func (s *snapshot) close() {
+	for _, c := range s.cs {
+		c.close()
+	}
+}
+
+// writeState starts the image on out: INFO, FILES, a PROCESS record per
+// process, the carried files' contents.
+func (s *snapshot) writeState(out io.Writer, opts Options, threads int) (*format.Writer, error) {
+	host, _ := os.Hostname()
+	var uts unix.Utsname
+	unix.Uname(&uts)
+	info := format.Info{Comm: s.procs[0].Comm, PID: opts.PID, Host: host,
+		Kernel: unix.ByteSliceToString(uts.Release[:]), Arch: "x86_64",
+		Created: time.Now().UTC(), Procs: Version, Threads: threads, Processes: len(s.procs)}
+	w, err := format.NewWriter(out, info, format.WriterOptions{Compression: opts.Compression})
+	if err != nil {
+		return nil, err
+	}
+	if err := w.WriteJSON(format.TypeFiles, &format.FileTable{Files: s.table.files}); err != nil {
+		return nil, err
+	}
+	for i := range s.procs {
+		if err := w.WriteJSON(format.TypeProcess, s.procs[i].Record()); err != nil {
+			return nil, err
+		}
+	}
+	if err := writeFileData(w, s.table.carry); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// writeMemory writes the pages of every process, in the image's order,
+// and returns the bytes of memory stored. progress, if set, hears of the
+// whole tree's.
+func (s *snapshot) writeMemory(w *format.Writer, progress func(done, total int64), bufs *[][]byte) (int64, error) {
+	var stored, done int64
+	for i, c := range s.cs {
+		if c.f.zombie {
+			continue // no memory
+		}
+		each := progress
+		if progress != nil {
+			before := done
+			each = func(d, _ int64) { progress(before+d, max(s.resident, before+d)) }
+		}
+		n, err := writePages(uint32(i), c.pid, c.maps, c.skip, w, each, bufs)
+		stored += n
+		done += residentBytes(c.maps)
+		if err != nil {
+			return stored, err
+		}
+	}
+	return stored, nil
 }
 
 // writeFileData writes the contents of carried files as FILEDATA records:

@@ -1,7 +1,9 @@
-// Package dump freezes a running process, reads its state and writes it as
-// one image in the procs image format (see format/SPEC.md).
+// Package dump freezes a running process and its descendants (the tree),
+// reads their state and writes it as one image in the procs image format
+// (see format/SPEC.md). Dump reads as its phases; the objects each have a
+// file (tree.go, mm.go, cow.go, threads.go, timers.go, fds.go, calls.go...).
 //
-// The target is never harmed: if anything fails, every thread is detached
+// The tree is never harmed: if anything fails, every thread is detached
 // and every change made to it is undone before Dump returns.
 package dump
 

@@ -1,14 +1,19 @@
-// Package restore builds a process from an image in the procs image format
-// and lets it run. Nothing runs before the whole image has been read and
-// verified and every piece of state is in place.
+// Package restore builds the processes of an image in the procs image
+// format (a process and its descendants) and lets them run. Nothing runs
+// before the whole image has been read and verified and every piece of
+// state of every process is in place.
 //
 // How: procs-load starts a child stopped right after exec (traced), clones
-// from it the process to build (with the original PID when asked, in
-// procs-load's PID namespace or in a new one), throws
-// away every mapping the child had but the vDSO, moves the vDSO where the
-// image had it, maps the image's memory, fills it from the page records,
-// then creates threads, files and every other piece of state by running
-// system calls inside the new process, and detaches.
+// from it the root of the tree (with the original PID when asked, in
+// procs-load's PID namespace or in a new one), throws away every mapping
+// the child had but the vDSO, moves the vDSO where the image had it, maps
+// the image's memory and fills it from the page records; each other
+// process is then cloned by its parent once the parent's memory is in
+// (pages they share copy-on-write stay shared), and laid out and filled
+// the same way. Then threads, files and every other piece of state are
+// made by running system calls inside each process, and all are let go.
+// The phases are in tree.go (build); the objects each have a file (mm.go,
+// threads.go, signals.go, timers.go, fds.go, files.go, creds.go...).
 package restore
 
 import (

@@ -1,5 +1,7 @@
 package format
 
+import "sort"
+
 // This file holds the engine's description of processes and their files:
 // the JSON payloads of the FILES record (0x0011) and of the PROCESS
 // records (0x0010). See SPEC.md, "Engine records".
@@ -407,24 +409,42 @@ type Rseq struct {
 }
 
 // Outside appends to dst the parts of [lo, hi) outside ranges, which are
-// sorted and apart (as Mapping.Inherit's), and returns it.
-func Outside(dst [][2]uint64, lo, hi uint64, ranges [][2]uint64) [][2]uint64 {
+// sorted and apart (as Mapping.Inherit's), and returns it, and what of
+// ranges may still reach past hi: a caller that walks up the address
+// space passes that for its next [lo, hi), and looks at each range about
+// once however many it has.
+func Outside(dst [][2]uint64, lo, hi uint64, ranges [][2]uint64) ([][2]uint64, [][2]uint64) {
+	for len(ranges) > 0 && ranges[0][1] <= lo {
+		ranges = ranges[1:]
+	}
 	for _, r := range ranges {
-		if r[1] <= lo {
-			continue
-		}
-		if r[0] >= hi {
+		if r[0] >= hi || lo >= hi {
 			break
 		}
 		if r[0] > lo {
 			dst = append(dst, [2]uint64{lo, r[0]})
 		}
 		lo = max(lo, r[1])
-		if lo >= hi {
-			return dst
-		}
 	}
-	return append(dst, [2]uint64{lo, hi})
+	if lo < hi {
+		dst = append(dst, [2]uint64{lo, hi})
+	}
+	for len(ranges) > 0 && ranges[0][1] <= hi {
+		ranges = ranges[1:]
+	}
+	return dst, ranges
+}
+
+// ForkedFrom says whether maps, a parent's, sorted by address, hold a
+// private mapping of the range, kind, file and offset of m: the one a fork
+// gave the process whose mapping m is.
+func ForkedFrom(maps []Mapping, m *Mapping) bool {
+	i := sort.Search(len(maps), func(i int) bool { return maps[i].Start >= m.Start })
+	if i == len(maps) {
+		return false
+	}
+	p := &maps[i]
+	return p.Start == m.Start && p.End == m.End && p.Kind == m.Kind && !p.Shared && p.File == m.File && p.Offset == m.Offset
 }
 
 // --- trees: zombies, stopped processes, pidfds. Kept in one block for

@@ -3,6 +3,7 @@ package format
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -253,6 +254,28 @@ func TestRequires(t *testing.T) {
 		w, _ := NewWriter(io.Discard, Info{}, WriterOptions{})
 		if err := tc.do(w); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v; want an error saying %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// TestOutside: the parts of a range outside sorted ranges, and what of
+// them is left for the next range up.
+func TestOutside(t *testing.T) {
+	rs := [][2]uint64{{10, 20}, {30, 40}, {45, 60}}
+	for _, tc := range []struct {
+		lo, hi     uint64
+		parts      [][2]uint64
+		restLength int
+	}{
+		{0, 10, [][2]uint64{{0, 10}}, 3},
+		{0, 35, [][2]uint64{{0, 10}, {20, 30}}, 2},
+		{12, 18, nil, 3},
+		{20, 50, [][2]uint64{{20, 30}, {40, 45}}, 1},
+		{60, 70, [][2]uint64{{60, 70}}, 0},
+	} {
+		parts, rest := Outside(nil, tc.lo, tc.hi, rs)
+		if fmt.Sprint(parts) != fmt.Sprint(tc.parts) || len(rest) != tc.restLength {
+			t.Errorf("Outside(%d, %d) = %v, %d left; want %v, %d", tc.lo, tc.hi, parts, len(rest), tc.parts, tc.restLength)
 		}
 	}
 }

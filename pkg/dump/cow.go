@@ -48,7 +48,7 @@ func (c *collector) shareWith(parent *collector) error {
 	var mine, theirs []uint64
 	for k := range c.p.Maps {
 		m := &c.p.Maps[k]
-		if !inheritable(m) || !parent.hasMapping(m) {
+		if !inheritable(m) || !format.ForkedFrom(parent.p.Maps, m) {
 			continue
 		}
 		var ranges [][2]uint64
@@ -86,14 +86,3 @@ func inheritable(m *format.Mapping) bool {
 	return !m.Shared && (m.Kind == format.MapAnon || m.Kind == format.MapFile)
 }
 
-// hasMapping says whether the process has a mapping of the same range,
-// kind, file and offset as m, which a fork would have given a child.
-func (c *collector) hasMapping(m *format.Mapping) bool {
-	for i := range c.p.Maps {
-		p := &c.p.Maps[i]
-		if p.Start == m.Start {
-			return p.End == m.End && p.Kind == m.Kind && !p.Shared && p.File == m.File && p.Offset == m.Offset
-		}
-	}
-	return false
-}

@@ -70,7 +70,7 @@ func scanRuns(pid int, maps []procfs.Mapping, skip [][2]uint64, chunk uint64, yi
 				return fmt.Errorf("scanning pages of %x-%x: %w", m.Start, m.End, err)
 			}
 			for _, r := range regs {
-				parts = format.Outside(parts[:0], r.Start, r.End, skip)
+				parts, skip = format.Outside(parts[:0], r.Start, r.End, skip)
 				for _, p := range parts {
 					for a := p[0]; a < p[1]; a += chunk {
 						if !yield(run{addr: a, size: min(p[1]-a, chunk), viaMem: !m.Read || m.SharedPages > 0 && m.Anonymous > 0}) {

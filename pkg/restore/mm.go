@@ -45,7 +45,7 @@ func (b *builder) clearLayout() error {
 			cur[m.Path] = m
 		case m.Path == "[vsyscall]" || m.Start == b.scratch:
 		default:
-			parts = format.Outside(parts[:0], m.Start, m.End, keep)
+			parts, keep = format.Outside(parts[:0], m.Start, m.End, keep)
 			for _, p := range parts {
 				if _, err := b.main.Syscall("munmap", unix.SYS_MUNMAP, p[0], p[1]-p[0]); err != nil {
 					return err

@@ -191,7 +191,7 @@ func (b *builder) dropNotInherited() error {
 		if len(m.Inherit) == 0 {
 			continue
 		}
-		parts = format.Outside(parts[:0], m.Start, m.End, m.Inherit)
+		parts, _ = format.Outside(parts[:0], m.Start, m.End, m.Inherit)
 		for _, p := range parts {
 			if _, err := b.main.Syscall("madvise(MADV_DONTNEED)", unix.SYS_MADVISE, p[0], p[1]-p[0], unix.MADV_DONTNEED); err != nil {
 				return err

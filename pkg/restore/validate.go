@@ -174,9 +174,7 @@ func inheritsFrom(p, parent *format.Process, root bool) error {
 		if len(m.Inherit) == 0 {
 			continue
 		}
-		if root || parent == nil || !slices.ContainsFunc(parent.Maps, func(pm format.Mapping) bool {
-			return pm.Start == m.Start && pm.End == m.End && pm.Kind == m.Kind && !pm.Shared && pm.File == m.File && pm.Offset == m.Offset
-		}) {
+		if root || parent == nil || !format.ForkedFrom(parent.Maps, &m) {
 			return fmt.Errorf("image process %d mapping %x-%x inherits pages its parent has no mapping for", p.PID, m.Start, m.End)
 		}
 	}

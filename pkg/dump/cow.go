@@ -85,4 +85,3 @@ func (c *collector) shareWith(parent *collector) error {
 func inheritable(m *format.Mapping) bool {
 	return !m.Shared && (m.Kind == format.MapAnon || m.Kind == format.MapFile)
 }
-

@@ -38,6 +38,9 @@ type fileTable struct {
 	carry  []carried
 	opens  []openFD // every fd given an open id so far
 	nextOp int      // the last open id given
+	// unix is what sock_diag told of the unix sockets, once asked.
+	unix    map[uint64]linux.UnixDiag
+	unixErr error
 }
 
 // openFD is an fd of a process of the image, by its open file description.
@@ -310,6 +313,14 @@ func (s fdSource) PID() int                { return s.c.pid }
 func (s fdSource) Image() *format.Process  { return &s.c.p }
 func (s fdSource) File(i int) *format.File { return &s.c.t.files[i] }
 func (s fdSource) FD(num int) *procfs.FD   { return s.byNum[num] }
+
+func (s fdSource) UnixSockets() (map[uint64]linux.UnixDiag, error) {
+	t := s.c.t
+	if t.unix == nil && t.unixErr == nil {
+		t.unix, t.unixErr = linux.UnixSockets()
+	}
+	return t.unix, t.unixErr
+}
 
 // sameFile tells whether fd a of process pa and fd b of process pb share
 // one open file description (kcmp KCMP_FILE).

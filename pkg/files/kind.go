@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/linux"
 	"procs/pkg/procfs"
 )
 
@@ -187,6 +188,9 @@ type Source interface {
 	File(i int) *format.File
 	// FD is the process's fd num as /proc shows it, or nil.
 	FD(num int) *procfs.FD
+	// UnixSockets is what sock_diag tells of the unix sockets of
+	// procs-dump's network namespace, asked once a dump.
+	UnixSockets() (map[uint64]linux.UnixDiag, error)
 }
 
 // Dumper is a kind with state of its own beyond what every file has
@@ -271,17 +275,18 @@ type Validator interface {
 
 // TreeChecker is a kind that checks, on the dump side once every process
 // of the tree is read, what only the whole tree shows (a pipe whose
-// other end a process outside the tree holds). in says whether a PID is
-// one of the tree's.
+// other end a process outside the tree holds, which out lists).
 type TreeChecker interface {
-	CheckTree(fs []format.File, procs []format.Process, in func(pid int) bool) error
+	CheckTree(fs []format.File, procs []format.Process, out *Outside) error
 }
 
-// CheckTree runs every kind's TreeChecker.
+// CheckTree runs every kind's TreeChecker; in says whether a PID is one
+// of the tree's.
 func CheckTree(fs []format.File, procs []format.Process, in func(pid int) bool) error {
+	out := &Outside{in: in}
 	for _, k := range table {
 		if c, ok := k.(TreeChecker); ok {
-			if err := c.CheckTree(fs, procs, in); err != nil {
+			if err := c.CheckTree(fs, procs, out); err != nil {
 				return err
 			}
 		}

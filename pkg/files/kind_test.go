@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/linux"
 	"procs/pkg/procfs"
 )
 
@@ -90,6 +91,8 @@ func (s *source) PID() int                { return s.p.PID }
 func (s *source) Image() *format.Process  { return &s.p }
 func (s *source) File(i int) *format.File { return &s.files[i] }
 func (s *source) FD(n int) *procfs.FD     { return s.fds[n] }
+
+func (s *source) UnixSockets() (map[uint64]linux.UnixDiag, error) { return linux.UnixSockets() }
 
 func TestEpollDump(t *testing.T) {
 	src := &source{files: make([]format.File, 1), fds: map[int]*procfs.FD{4: {Num: 4, Ino: 0x40f}}}

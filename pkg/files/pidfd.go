@@ -89,7 +89,7 @@ func reapedStatus(pid, num int) (int, error) {
 
 // CheckTree refuses a pidfd on a process outside the tree, or on a thread
 // other than a main one, naming it.
-func (pidfd) CheckTree(fs []format.File, procs []format.Process, _ func(pid int) bool) error {
+func (pidfd) CheckTree(fs []format.File, procs []format.Process, _ *Outside) error {
 	for i, f := range fs {
 		if f.Kind != format.FilePidfd || f.Pidfd == nil || f.Pidfd.Reaped != nil {
 			continue

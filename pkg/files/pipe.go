@@ -173,7 +173,7 @@ func validPipe(st *format.Pipe, i int) error {
 // tree's. It looks through every process's fds (/proc/PID/fd): a pipe
 // by the inode in its link, a named pipe by its path, then its device
 // and inode.
-func (pipe) CheckTree(fs []format.File, procs []format.Process, in func(pid int) bool) error {
+func (pipe) CheckTree(fs []format.File, procs []format.Process, out *Outside) error {
 	inos := map[uint64]int{}
 	paths := map[string]int{}
 	for i, f := range fs {
@@ -187,7 +187,7 @@ func (pipe) CheckTree(fs []format.File, procs []format.Process, in func(pid int)
 	if len(inos) == 0 && len(paths) == 0 {
 		return nil
 	}
-	return scanFDs(in, func(pid int, num, t string) error {
+	return out.Each(func(pid int, num, t string) error {
 		if i, ok := paths[t]; ok {
 			var st unix.Stat_t
 			if unix.Stat(fmt.Sprintf("/proc/%d/fd/%s", pid, num), &st) == nil && st.Dev == fs[i].Dev && st.Ino == fs[i].Ino {

@@ -9,7 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
-	"procs/pkg/linux"
 	"procs/pkg/procfs"
 )
 
@@ -49,7 +48,7 @@ func (unixSocket) Dump(src Source, fd *procfs.FD, idx int) error {
 	case u.Type != unix.SOCK_STREAM && u.Type != unix.SOCK_DGRAM && u.Type != unix.SOCK_SEQPACKET:
 		return refusef("fd %d is a unix socket of type %d", fd.Num, u.Type)
 	}
-	all, err := linux.UnixSockets()
+	all, err := src.UnixSockets()
 	if err != nil {
 		return err
 	}
@@ -122,7 +121,7 @@ func readSocket(pid, num, n int, st *format.Unix) error {
 // Peer), and refuses one whose peer a process outside the tree holds,
 // naming it. A peer no process holds any more is gone: the socket comes
 // back connected to an end that is closed.
-func (unixSocket) CheckTree(fs []format.File, procs []format.Process, in func(pid int) bool) error {
+func (unixSocket) CheckTree(fs []format.File, procs []format.Process, out *Outside) error {
 	byIno := map[uint64]int{}
 	for i := range fs {
 		if fs[i].Unix != nil {
@@ -144,7 +143,7 @@ func (unixSocket) CheckTree(fs []format.File, procs []format.Process, in func(pi
 	if len(outside) == 0 {
 		return nil
 	}
-	return scanFDs(in, func(pid int, num, target string) error {
+	return out.Each(func(pid int, num, target string) error {
 		ino, ok := strings.CutPrefix(target, "socket:[")
 		if !ok {
 			return nil
@@ -287,15 +286,50 @@ func (unixSocket) Validate(fs []format.File, i int, _ []format.Process) error {
 	return nil
 }
 
-// scanFDs calls f with every fd of every process outside the tree (in
-// says which are in it) and procs-dump's own: its PID, fd number and link
-// target; it stops at f's first error.
-func scanFDs(in func(pid int) bool, f func(pid int, num, target string) error) error {
+// Outside is the fds of the processes outside the tree (in says which
+// are in it) but procs-dump, read from /proc once, when a TreeChecker
+// first asks.
+type Outside struct {
+	in  func(pid int) bool
+	fds []outsideFD
+	err error
+	got bool
+}
+
+// outsideFD is an fd of a process outside the tree: its PID, its number
+// and its link's target.
+type outsideFD struct {
+	pid         int
+	num, target string
+}
+
+// Each calls f with every fd outside the tree; it stops at f's first
+// error.
+func (o *Outside) Each(f func(pid int, num, target string) error) error {
+	if !o.got {
+		o.got = true
+		o.fds, o.err = listOutside(o.in)
+	}
+	if o.err != nil {
+		return o.err
+	}
+	for _, fd := range o.fds {
+		if err := f(fd.pid, fd.num, fd.target); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// listOutside lists the fds of every process but those in says are in
+// the tree and procs-dump itself.
+func listOutside(in func(pid int) bool) ([]outsideFD, error) {
 	dirs, err := os.ReadDir("/proc")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	self := os.Getpid()
+	var out []outsideFD
 	for _, d := range dirs {
 		pid, err := strconv.Atoi(d.Name())
 		if err != nil || in(pid) || pid == self {
@@ -306,14 +340,10 @@ func scanFDs(in func(pid int) bool, f func(pid int, num, target string) error) e
 			continue // gone, or not ours to see (a dump as root sees all)
 		}
 		for _, e := range fds {
-			t, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name()))
-			if err != nil {
-				continue
-			}
-			if err := f(pid, e.Name(), t); err != nil {
-				return err
+			if t, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name())); err == nil {
+				out = append(out, outsideFD{pid, e.Name(), t})
 			}
 		}
 	}
-	return nil
+	return out, nil
 }

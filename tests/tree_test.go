@@ -5,7 +5,6 @@ package tests
 // them, each checked from the programs' own output.
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -342,16 +341,7 @@ func TestTreeRefusals(t *testing.T) {
 	go cmd.Wait()
 	t.Cleanup(func() { killTree(t, pid); r.Close() })
 	time.Sleep(200 * time.Millisecond)
-	var stderr bytes.Buffer
-	d := exec.Command(filepath.Join(binDir, "procs-dump"), strconv.Itoa(pid))
-	d.Stderr = &stderr
-	outf, _ := os.Create(filepath.Join(dir, "img"))
-	d.Stdout = outf
-	err = runTimeout(d, time.Minute)
-	outf.Close()
-	if err == nil || !strings.Contains(stderr.String(), "outside the tree") || !strings.Contains(stderr.String(), strconv.Itoa(os.Getpid())) {
-		t.Fatalf("procs-dump of a tree with a pipe to the outside: %v, %q; want a refusal naming this process", err, stderr.String())
-	}
+	refusedDump(t, pid, "outside the tree", strconv.Itoa(os.Getpid()))
 	// Unharmed: still writing.
 	buf := make([]byte, 64)
 	r.SetReadDeadline(time.Now().Add(5 * time.Second))

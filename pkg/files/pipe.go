@@ -131,10 +131,19 @@ func fillPipe(l Loader, w *os.File, st *format.Pipe, what string) error {
 		}
 		l.Warn("%s of %d bytes comes back with %d (F_SETPIPE_SZ: %v)", what, st.Size, cur, err)
 	}
-	for data := st.Data; len(data) > 0; {
-		n, err := unix.Write(int(w.Fd()), data)
+	if err := writeAll(w, st.Data); err != nil {
+		return fmt.Errorf("filling %s with its %d unread bytes: %w", what, len(st.Data), err)
+	}
+	return nil
+}
+
+// writeAll writes data to f, a non-blocking pipe or socket of the loader's
+// with room for it: a write that would wait is an error.
+func writeAll(f *os.File, data []byte) error {
+	for len(data) > 0 {
+		n, err := unix.Write(int(f.Fd()), data)
 		if err != nil {
-			return fmt.Errorf("filling %s with its %d unread bytes: %w", what, len(st.Data), err)
+			return err
 		}
 		data = data[n:]
 	}

@@ -228,14 +228,7 @@ func sendAll(f *os.File, data []byte) error {
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, want); err != nil {
 		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, want)
 	}
-	for len(data) > 0 {
-		n, err := unix.Write(fd, data)
-		if err != nil {
-			return err
-		}
-		data = data[n:]
-	}
-	return nil
+	return writeAll(f, data)
 }
 
 // setBuffers gives socket f the buffer sizes of st (getsockopt tells

@@ -499,3 +499,30 @@ func (p *Process) Record() any {
 }
 
 // --- end of trees
+
+// PIDRefs are the members of p that hold a process or thread id of the
+// tree: its own, its parent's, its group's and session's, its threads',
+// a timer's target thread. Every member that holds one is listed here:
+// a dump of a tree that runs in a PID namespace rewrites them all to the
+// ids its programs see there.
+func (p *Process) PIDRefs() []*int {
+	refs := []*int{&p.PID, &p.PPID, &p.Pgid, &p.Sid}
+	for i := range p.Threads {
+		refs = append(refs, &p.Threads[i].TID)
+	}
+	for i := range p.Timers {
+		if p.Timers[i].Target != 0 {
+			refs = append(refs, &p.Timers[i].Target)
+		}
+	}
+	return refs
+}
+
+// PIDRefs are the members of f that hold a process id of the tree (see
+// Process.PIDRefs).
+func (f *File) PIDRefs() []*int {
+	if f.Pidfd != nil && f.Pidfd.PID > 0 {
+		return []*int{&f.Pidfd.PID}
+	}
+	return nil
+}

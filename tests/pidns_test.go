@@ -275,6 +275,15 @@ func TestTreePIDNamespaceShell(t *testing.T) {
 	waitShell(ld.out, ld.stderrText)
 	init, root := nsTree(t, ld)
 	ld.restored, ld.start = root.pid, root.start
+	// A dump of the copy, which runs in a namespace, holds the ids its
+	// programs see there, not procs-dump's: a copy of the copy has
+	// them again (bash's $$, held in its memory, is still its PID).
+	ld2 := startLoad(t, dump(t, root.pid, true))
+	waitShell(ld2.out, ld2.stderrText)
+	init2, root2 := nsTree(t, ld2)
+	ld2.restored, ld2.start = root2.pid, root2.start
+	ld2.kill(t)
+	waitGone(t, []pinfo{init2, root2})
 	ld.cmd.Process.Signal(syscall.SIGTERM)
 	if !ld.exited(10 * time.Second) {
 		t.Fatal("procs-load still runs after SIGTERM")

@@ -182,7 +182,8 @@ type snapshot struct {
 // collectTree reads the state of every process of the frozen tree, then
 // what only the whole tree tells: sessions and groups a restore can make
 // (checkTree), pages shared with parents (shareWithParents), files held
-// outside the tree (files.CheckTree). close must be called, error or not.
+// outside the tree (files.CheckTree); then the ids become the programs'
+// own (toInnerPIDs). close must be called, error or not.
 func collectTree(ft *frozenTree, opts Options) (*snapshot, error) {
 	s := &snapshot{ft: ft, table: newFileTable()}
 	for i, f := range ft.procs {
@@ -213,7 +214,10 @@ func collectTree(ft *frozenTree, opts Options) (*snapshot, error) {
 	if err := shareWithParents(s.cs); err != nil {
 		return s, err
 	}
-	return s, files.CheckTree(s.table.files, s.procs, func(pid int) bool { return ft.find(pid) != nil })
+	if err := files.CheckTree(s.table.files, s.procs, func(pid int) bool { return ft.find(pid) != nil }); err != nil {
+		return s, err
+	}
+	return s, s.toInnerPIDs()
 }
 
 // close closes the files the collectors opened.

@@ -140,6 +140,7 @@ type Status struct {
 	SigIgn, SigCgt                 uint64
 	Threads                        int
 	NSpid                          []int // PID in each PID namespace, outermost first
+	NSpgid, NSsid                  []int // process group and session, likewise (0 where not seen)
 	CoreDumping                    bool
 	RssAnon                        uint64 // bytes of resident anonymous memory
 }
@@ -206,6 +207,10 @@ func parseStatus(st *Status, b []byte) ([]byte, bool) {
 			st.Groups, ok = parseIntList(val)
 		case "NSpid":
 			st.NSpid, ok = parseIntList(val)
+		case "NSpgid":
+			st.NSpgid, ok = parseIntList(val)
+		case "NSsid":
+			st.NSsid, ok = parseIntList(val)
 		case "NoNewPrivs":
 			st.NoNewPrivs = string(val) == "1"
 		case "Seccomp":

@@ -315,6 +315,11 @@ type Eventfd struct {
 type Pipe struct {
 	Size int    `json:"size"`
 	Data []byte `json:"data"`
+	// Readers and Writers say whether the pipe had a read end and a
+	// write end open anywhere, the tree's own included, as the dump
+	// saw: it refuses one whose other end is held outside the tree by
+	// a process it cannot see.
+	Readers, Writers bool `json:"-"`
 }
 
 // Unix is the state of a unix socket (FileUnix).

@@ -125,17 +125,23 @@ func userPython(t *testing.T) string {
 	return py
 }
 
+// userDumpSetup readies an ordinary user's dump: python for the victim, a
+// new user, a copy of procs-dump it can run, a folder of its own.
+func userDumpSetup(t *testing.T) (py string, cred *syscall.Credential, dumpBin, dir string) {
+	t.Helper()
+	needTools(t)
+	noLeftovers(t)
+	py = userPython(t)
+	cred = testUser(t)
+	return py, cred, publicCopy(t, filepath.Join(binDir, "procs-dump")), userDir(t, cred)
+}
+
 // TestUnprivilegedNeedsCapability: what an ordinary user's procs-dump
 // cannot reach without CAP_CHECKPOINT_RESTORE, a mapping of a deleted file
 // that no fd holds, is refused (exit 3) with a message that names the
 // capability, and the process goes on.
 func TestUnprivilegedNeedsCapability(t *testing.T) {
-	needTools(t)
-	noLeftovers(t)
-	py := userPython(t)
-	cred := testUser(t)
-	dumpBin := publicCopy(t, filepath.Join(binDir, "procs-dump"))
-	dir := userDir(t, cred)
+	py, cred, dumpBin, dir := userDumpSetup(t)
 	// mmap through libc: Python's mmap module keeps an fd of its own.
 	code := `import ctypes, os, time
 libc = ctypes.CDLL(None, use_errno=True)
@@ -174,6 +180,51 @@ while True:
 	if err := waitHealthy(p.pid()); err != nil {
 		t.Fatalf("victim harmed: %v", err)
 	}
+	skip := len(mustLines(p.out))
+	expect(t, p.out, "tick", skip)
+}
+
+// TestUnprivilegedUnseenPipeEnd: an ordinary user's procs-dump cannot list
+// root's fds, yet a pipe whose other end a root process holds is refused
+// all the same (poll tells the other end is open, and the tree does not
+// hold it), naming the fd; the process goes on.
+func TestUnprivilegedUnseenPipeEnd(t *testing.T) {
+	py, cred, dumpBin, dir := userDumpSetup(t)
+	code := `import os, sys, time
+r, w = os.pipe()
+print("pipe %d" % r, flush=True)
+sys.stdin.readline()  # root opens a write end of its own meanwhile
+os.close(w)
+print("closed", flush=True)
+n = 0
+while True:
+    time.sleep(0.05)
+    n += 1
+    print("tick %d %d" % (n, len(os.read(r, 100)) if n % 20 == 0 else 0), flush=True)
+`
+	p := startAs(t, []string{py, "-c", code}, dir, &syscall.SysProcAttr{Credential: cred})
+	line := expect(t, p.out, "pipe ", 0)
+	w, err := os.OpenFile(fmt.Sprintf("/proc/%d/fd/%s", p.pid(), strings.TrimPrefix(line, "pipe ")), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	p.stdin.WriteString("go\n")
+	expect(t, p.out, "closed", 0)
+	var stderr bytes.Buffer
+	cmd := exec.Command(dumpBin, "-o", filepath.Join(dir, "img"), strconv.Itoa(p.pid()))
+	cmd.Dir, cmd.Stderr = dir, &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	err = runTimeout(cmd, time.Minute)
+	msg := strings.TrimSpace(stderr.String())
+	if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 3 || !strings.Contains(msg, "cannot see") || !strings.Contains(msg, "fd 3 ") {
+		t.Fatalf("procs-dump as uid %d of a process whose pipe's write end root holds: %v, %q; want exit 3 naming fd 3 and a holder it cannot see", cred.Uid, err, msg)
+	}
+	if err := waitHealthy(p.pid()); err != nil {
+		t.Fatalf("victim harmed: %v", err)
+	}
+	// The write end root holds still reaches the process.
+	w.WriteString("x")
 	skip := len(mustLines(p.out))
 	expect(t, p.out, "tick", skip)
 }

@@ -40,8 +40,43 @@ func (pipe) Traits() Traits { return Traits{Shared: true} }
 // limit for root is 2^31).
 const MaxPipe = 1 << 28
 
-// Dump reads, once per pipe, the bytes in its buffer without taking them.
-func (pipe) Dump(src Source, fd *procfs.FD, idx int) error { return dumpUnread(src, fd, idx) }
+// Dump reads, once per pipe, the bytes in its buffer without taking them,
+// and, for each end, whether the other end is open anywhere.
+func (pipe) Dump(src Source, fd *procfs.FD, idx int) error {
+	if err := dumpUnread(src, fd, idx); err != nil {
+		return err
+	}
+	return otherEnd(src.PID(), fd, src.File(idx).Pipe)
+}
+
+// otherEnd records in st whether the end fd's other end is open anywhere:
+// poll(2) on the end itself (taken with pidfd_getfd, which opens nothing)
+// says POLLHUP on a read end when no write end is left, POLLERR on a write
+// end when no read end is. procs-dump without root cannot see every
+// process's fds, but this it sees (CheckTree).
+func otherEnd(pid int, fd *procfs.FD, st *format.Pipe) error {
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return os.NewSyscallError("pidfd_open", err)
+	}
+	defer unix.Close(pidfd)
+	end, err := unix.PidfdGetfd(pidfd, fd.Num, 0)
+	if err != nil {
+		return fmt.Errorf("fd %d: taking its pipe: %w", fd.Num, err)
+	}
+	defer unix.Close(end)
+	p := []unix.PollFd{{Fd: int32(end)}}
+	if _, err := unix.Poll(p, 0); err != nil {
+		return fmt.Errorf("fd %d: poll: %w", fd.Num, err)
+	}
+	switch fd.Flags & unix.O_ACCMODE {
+	case unix.O_RDONLY:
+		st.Readers, st.Writers = true, st.Writers || p[0].Revents&unix.POLLHUP == 0
+	case unix.O_WRONLY:
+		st.Writers, st.Readers = true, st.Readers || p[0].Revents&unix.POLLERR == 0
+	}
+	return nil
+}
 
 // dumpUnread records, once per pipe or named pipe, its size and the bytes
 // in it (File.Pipe), without taking them: tee(2) copies them from a read
@@ -196,7 +231,7 @@ func (pipe) CheckTree(fs []format.File, procs []format.Process, out *Outside) er
 	if len(inos) == 0 && len(paths) == 0 {
 		return nil
 	}
-	return out.Each(func(pid int, num, t string) error {
+	err := out.Each(func(pid int, num, t string) error {
 		if i, ok := paths[t]; ok {
 			var st unix.Stat_t
 			if unix.Stat(fmt.Sprintf("/proc/%d/fd/%s", pid, num), &st) == nil && st.Dev == fs[i].Dev && st.Ino == fs[i].Ino {
@@ -216,6 +251,43 @@ func (pipe) CheckTree(fs []format.File, procs []format.Process, out *Outside) er
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	return unseenEnds(fs, procs)
+}
+
+// unseenEnds refuses a pipe whose other end is open but not in the tree,
+// held by a process whose fds procs-dump could not list (it runs without
+// root). The root's standard streams (and the fds that share them) are
+// not the tree's files: they become the restorer's.
+func unseenEnds(fs []format.File, procs []format.Process) error {
+	const reads, writes = 1, 2
+	held := map[int]int{} // file -> what the tree's ends of it do
+	for _, p := range procs {
+		for _, fd := range p.FDs {
+			if fd.File >= 0 && fs[fd.File].Kind == format.FilePipe {
+				switch fd.Flags & unix.O_ACCMODE {
+				case unix.O_RDONLY:
+					held[fd.File] |= reads
+				case unix.O_WRONLY:
+					held[fd.File] |= writes
+				default: // O_RDWR, through /proc
+					held[fd.File] |= reads | writes
+				}
+			}
+		}
+	}
+	for i, ends := range held {
+		st := fs[i].Pipe
+		if st == nil {
+			continue
+		}
+		if ends&writes == 0 && st.Writers || ends&reads == 0 && st.Readers {
+			return refusef("%s is a pipe (inode %d) whose other end a process outside the tree holds, which procs-dump cannot see (run it as root to learn which)", holderOf(procs, i), fs[i].Ino)
+		}
+	}
+	return nil
 }
 
 // holderOf names the first fd of the tree on file i, for messages.

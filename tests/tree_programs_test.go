@@ -129,10 +129,55 @@ func TestNodeTimers(t *testing.T) {
 		t.Skip("no node here: its timers are not tested")
 	}
 	node, _ = filepath.EvalSymlinks(node)
+	movedCounters(t, []string{"interval", "timeout"}, node, "-e", timersJS)
+}
+
+// threadsJava counts in two threads of its own, a plain one and a
+// scheduled executor's, beside the JVM's (JIT, GC, signal dispatcher...)
+// and its unix socket.
+const threadsJava = `
+import java.util.concurrent.*;
+public class Threads {
+	public static void main(String[] a) throws Exception {
+		new Thread(() -> {
+			for (int i = 1; ; i++) {
+				System.out.println(i + " thread");
+				try { Thread.sleep(40); } catch (InterruptedException e) { return; }
+			}
+		}).start();
+		int[] n = {0};
+		Executors.newScheduledThreadPool(2).scheduleAtFixedRate(() -> System.out.println(++n[0] + " executor"), 0, 60, TimeUnit.MILLISECONDS);
+	}
+}
+`
+
+// TestJavaThreads: a JVM running two counting threads, moved: both
+// counters go on with no gap and no repeat.
+func TestJavaThreads(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	java, err := exec.LookPath("java")
+	if err != nil {
+		t.Skip("no java here: a JVM is not tested")
+	}
+	java, _ = filepath.EvalSymlinks(java)
+	src := filepath.Join(t.TempDir(), "Threads.java")
+	if err := os.WriteFile(src, []byte(threadsJava), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	movedCounters(t, []string{"thread", "executor"}, java, src)
+}
+
+// movedCounters runs argv, whose output is lines "N WHAT" counting up
+// from 1 for each of whats, dumps it (killed) once it has printed 20,
+// restores it and checks that every counter went on with no gap or
+// repeat.
+func movedCounters(t *testing.T, whats []string, argv ...string) {
+	t.Helper()
 	dir := t.TempDir()
 	out := filepath.Join(dir, "log")
-	pid := startTree(t, dir, "log", node, "-e", timersJS)
-	waitLines(t, out, 20, 20*time.Second)
+	pid := startTree(t, dir, "log", argv...)
+	waitLines(t, out, 20, time.Minute)
 	tree := treeOf(pid)
 	img := dump(t, pid, false)
 	waitGone(t, tree)
@@ -142,7 +187,7 @@ func TestNodeTimers(t *testing.T) {
 	b, _ := os.ReadFile(out)
 	waitLines(t, out, strings.Count(string(b), "\n")+30, 20*time.Second)
 	after := counters(t, out)
-	for _, what := range []string{"interval", "timeout"} {
+	for _, what := range whats {
 		ns := after[what]
 		if len(ns) < len(before[what])+5 {
 			t.Errorf("%s: %d after the restore, %d before; want it to go on", what, len(ns), len(before[what]))

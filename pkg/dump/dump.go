@@ -10,6 +10,7 @@ package dump
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -20,6 +21,7 @@ import (
 
 	"procs/format"
 	"procs/pkg/files"
+	"procs/pkg/inject"
 	"procs/pkg/pagebuf"
 	"procs/pkg/ptrace"
 )
@@ -61,7 +63,42 @@ var ErrUnsupported = files.ErrUnsupported
 var Version = "dev"
 
 // Dump writes an image of process opts.PID to out.
+//
+// A thread that went back to its program in the middle of the calls
+// injected in it (procs-dump was kept off the CPU for a second, on a
+// machine loaded far beyond its CPUs) runs on unharmed, but what was read
+// of it is stale: the dump is made again, a few times, while nothing of
+// it was written yet.
 func Dump(opts Options, out io.Writer) (Stats, error) {
+	for try := 1; ; try++ {
+		w := &countingWriter{w: out}
+		st, err := dumpOnce(opts, w)
+		if err == nil || !errors.Is(err, inject.ErrEscaped) || w.n > 0 || try == escapeTries {
+			return st, err
+		}
+		if opts.Log != nil {
+			opts.Log("%v: dumping again", err)
+		}
+	}
+}
+
+// escapeTries bounds the dumps made again after inject.ErrEscaped.
+const escapeTries = 3
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// dumpOnce is one try of Dump.
+func dumpOnce(opts Options, out io.Writer) (Stats, error) {
 	start := time.Now()
 	logf := opts.Log
 	if logf == nil {

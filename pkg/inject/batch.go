@@ -68,10 +68,14 @@ var batchCode = []byte{
 }
 
 const (
-	batchDone     = 44 // offset of done in batchCode
-	batchWaitEnd  = 75 // offset just after the pselect6 syscall
-	batchEntry    = 64 // bytes of one table entry
-	batchTimeout  = time.Second
+	batchDone    = 44 // offset of done in batchCode
+	batchWaitEnd = 75 // offset just after the pselect6 syscall
+	batchEntry   = 64 // bytes of one table entry
+	batchTimeout = time.Second
+	// batchCalls bounds the wait for the calls themselves: before they
+	// are done the thread cannot leave (it sleeps batchTimeout after),
+	// so the tracer may wait long on a loaded machine.
+	batchCalls    = 10 * time.Second
 	batchMaxCalls = 32
 )
 
@@ -165,7 +169,7 @@ func (r *Remote) FinishBatch(table uint64, n int) ([]uint64, error) {
 		r.Forget()
 		return nil, fmt.Errorf("thread %d at %#x: %w", r.TID, out.Rip, ErrEscaped)
 	case out.Rip < r.tramp.Batch+batchDone || out.Rip > r.tramp.Batch+batchWaitEnd:
-		return nil, fmt.Errorf("thread %d did not finish a batch of %d calls in %v (at %#x)", r.TID, n, batchTimeout/2, out.Rip)
+		return nil, fmt.Errorf("thread %d did not finish a batch of %d calls in %v (at %#x)", r.TID, n, batchCalls, out.Rip)
 	}
 	// Parked again: no restart of the sleep, and back on the trampoline.
 	if err := ptrace.SetRegs(r.TID, &r.parked); err != nil {
@@ -189,7 +193,7 @@ func (r *Remote) runBatch(mark uint64) error {
 		return err
 	}
 	var word [8]byte
-	deadline := time.Now().Add(batchTimeout / 2)
+	deadline := time.Now().Add(batchCalls)
 	for polls := 0; ; polls++ {
 		if polls > 20 {
 			// Not done at once: let the thread have this CPU, which may

@@ -102,7 +102,7 @@ func validateLocks(fs []format.File, procs []format.Process) error {
 				return fmt.Errorf("%s, a %s lock, on a file open %s", at, lockType(l), accessName(mode))
 			}
 			if l.Start < 0 || l.Len < 0 || l.Len > 0 && l.Len-1 > math.MaxInt64-l.Start {
-				return fmt.Errorf("%s on bytes %d to %d: out of range", at, l.Start, l.Len)
+				return fmt.Errorf("%s on %d bytes from byte %d: out of range", at, l.Len, l.Start)
 			}
 		}
 	}
@@ -252,7 +252,7 @@ func (e *LockedError) Error() string {
 	if e.Holder > 0 {
 		holder = fmt.Sprintf("process %d (%s)", e.Holder, e.Comm)
 	}
-	return fmt.Sprintf("fd %d: %s is locked by %s, outside the image: the process held %s on it", e.FD, safetext.Quote(e.Path), holder, e.Lock)
+	return fmt.Sprintf("fd %d: %s is locked by %s, outside the image: the process held %s there", e.FD, safetext.Quote(e.Path), holder, e.Lock)
 }
 
 // lockConflict is the error of a lock that another process holds on the

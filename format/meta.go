@@ -293,6 +293,12 @@ type File struct {
 // --- file locks (issue 11): flock, POSIX and OFD locks held on the
 // image's files. Kept in one block for merges.
 
+// FeatureFileLocks is the name in INFO.requires of an image whose files
+// hold locks: a reader that ignored them would restore the processes
+// without their locks, and other processes would then write what they
+// had locked.
+const FeatureFileLocks = "file-locks"
+
 // Lock kinds (Lock.Kind).
 const (
 	// LockFlock is flock(2): held by an open file description, on the

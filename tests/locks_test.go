@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -389,6 +390,21 @@ func TestLocksSqlite(t *testing.T) {
 	}
 }
 
+// requires is INFO.requires of the image at path.
+func requires(t *testing.T, path string) []string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := format.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Info().Requires
+}
+
 // TestLocksCraftedImages: locks an attacker writes in an image are
 // refused before anything runs: on a file no fd of their description
 // has (a file the process never opened), through an O_PATH fd, by a
@@ -401,6 +417,9 @@ func TestLocksCraftedImages(t *testing.T) {
 	tree := treeOf(pid)
 	img := dump(t, pid, false)
 	waitGone(t, tree)
+	if req := requires(t, img); !slices.Contains(req, format.FeatureFileLocks) {
+		t.Errorf("the image of locks requires %q; want %q, which a procs-load that ignores locks refuses", req, format.FeatureFileLocks)
+	}
 	// find is the image's file of base name name, and its first lock.
 	find := func(fs []format.File, name string) (int, *format.Lock) {
 		for i := range fs {
@@ -465,6 +484,51 @@ func TestLocksCraftedImages(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			bad := editProcs(t, img, func(ps *[]format.Process, fs *[]format.File) { tc.edit(*ps, fs) })
 			refused(t, loadCmd(bad), "python3", tc.wants...)
+		})
+	}
+}
+
+// TestLocksRefusals: what procs does not carry is refused by name at the
+// dump, and the process goes on: a lease, a lock through a standard
+// stream that procs-load replaces with its own (a pipe), an flock held
+// only through a mapping of its file.
+func TestLocksRefusals(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	py := victimArgv(t, "python")[0]
+	for _, tc := range []struct{ name, prog, want string }{
+		{"lease", `
+import fcntl, os, time
+open("f", "w").close()
+f = open("f")
+fcntl.fcntl(f, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+print("ready", flush=True)
+while True: time.sleep(0.05)
+`, "a lease (F_SETLEASE) on"},
+		{"stream", `
+import fcntl, time
+fcntl.flock(1, fcntl.LOCK_EX)
+print("ready", flush=True)
+while True: time.sleep(0.05)
+`, "a lock through its fd 1 (pipe:["},
+		{"mapping", `
+import ctypes, fcntl, os, time
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+fd = os.open("m", os.O_RDWR | os.O_CREAT, 0o644)
+os.write(fd, b"x" * 4096)
+fcntl.flock(fd, fcntl.LOCK_EX)
+assert libc.mmap(None, 4096, 1, 1, fd, 0) not in (None, ctypes.c_void_p(-1).value)
+os.close(fd)
+print("ready", flush=True)
+while True: time.sleep(0.05)
+`, "a flock lock on inode"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := start(t, []string{py, "-c", tc.prog}, t.TempDir())
+			expect(t, p.out, "ready", 0)
+			refusedDump(t, p.pid(), tc.want)
 		})
 	}
 }

@@ -8,6 +8,9 @@ package dump
 import (
 	"fmt"
 	"math"
+	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"procs/format"
 	"procs/pkg/procfs"
@@ -78,6 +81,32 @@ func (c *collector) recordLocks(fd *procfs.FD, out format.FD) error {
 			c.t.locks[lk] = true
 			f.Locks = append(f.Locks, lk)
 		}
+	}
+	return nil
+}
+
+// checkUnseenLocks refuses an flock or a POSIX lock that /proc/locks says
+// a process of the tree took (in says which PIDs are) on a file none of
+// whose recorded locks it is: held through an open file no fd of the
+// tree has (a mapping's, or one passed to a process outside), which
+// procs cannot carry.
+func checkUnseenLocks(fs []format.File, in func(pid int) bool) error {
+	all, err := procfs.Locks()
+	if err != nil {
+		return err
+	}
+	seen := map[uint64]bool{} // inodes of locked files
+	for _, f := range fs {
+		if len(f.Locks) > 0 {
+			seen[f.Ino] = true
+		}
+	}
+	for _, l := range all {
+		if l.Blocked || l.PID <= 0 || !in(l.PID) || seen[l.Ino] || l.Class != "FLOCK" && l.Class != "POSIX" {
+			continue
+		}
+		return &refusal{fmt.Sprintf("process %d holds what procs cannot carry: a %s lock on inode %d (device %d:%d) that no fd of the tree holds (held through a mapping of the file, or an open file passed on)",
+			l.PID, strings.ToLower(l.Class), l.Ino, unix.Major(l.Dev), unix.Minor(l.Dev))}
 	}
 	return nil
 }

@@ -532,3 +532,59 @@ while True: time.sleep(0.05)
 		})
 	}
 }
+
+// waiterPy: the parent holds a write lock; its child waits for it in
+// F_SETLKW until the parent, seeing the file "go", lets it go.
+const waiterPy = `
+import fcntl, os, time
+def report(line):
+    with open("log", "a") as f:
+        f.write(line + "\n")
+f = open("w", "w+")
+fcntl.lockf(f, fcntl.LOCK_EX, 10, 0)
+if os.fork() == 0:
+    g = open("w", "r+")
+    report("child 1 waiting")
+    fcntl.lockf(g, fcntl.LOCK_EX, 1, 5)
+    report("child 2 got")
+    while True: time.sleep(1)
+n = 0
+while not os.path.exists("go"):
+    n += 1
+    report("parent %d holds" % n)
+    time.sleep(0.05)
+fcntl.lockf(f, fcntl.LOCK_UN, 10, 0)
+report("parent %d released" % (n + 1))
+while True: time.sleep(1)
+`
+
+// TestLocksWaiter: a child blocked waiting for its parent's lock is
+// moved: the wait is not carried, the child waits again, and gets the
+// lock once its parent lets it go.
+func TestLocksWaiter(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	py := victimArgv(t, "python")[0]
+	dir := t.TempDir()
+	pid := startTree(t, dir, "err", py, "-c", waiterPy)
+	waitReports(t, dir, []string{"parent", "child"}, 1)
+	waitFor(t, 10*time.Second, func() bool {
+		tree := treeOf(pid)
+		if len(tree) != 2 {
+			return false
+		}
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/syscall", tree[1].pid))
+		return strings.HasPrefix(string(b), fmt.Sprintf("%d ", unix.SYS_FCNTL))
+	}, "the child to wait for the lock in fcntl")
+	moveTree(t, pid, dir, "kill")
+	waitReports(t, dir, []string{"parent"}, 3)
+	if b, _ := os.ReadFile(filepath.Join(dir, "log")); strings.Contains(string(b), "got") {
+		t.Fatalf("the child got the lock its parent holds:\n%s", b)
+	}
+	os.WriteFile(filepath.Join(dir, "go"), nil, 0o644)
+	waitFor(t, 20*time.Second, func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, "log"))
+		return strings.Contains(string(b), "child 2 got")
+	}, "the child to get the lock once its parent let it go")
+	waitReports(t, dir, []string{"parent"}, 0)
+}

@@ -420,6 +420,11 @@ func TestLocksCraftedImages(t *testing.T) {
 	if req := requires(t, img); !slices.Contains(req, format.FeatureFileLocks) {
 		t.Errorf("the image of locks requires %q; want %q, which a procs-load that ignores locks refuses", req, format.FeatureFileLocks)
 	}
+	for _, f := range showImage(t, img).Needs.Files {
+		if want := slices.Contains([]string{"a", "b", "c"}, filepath.Base(f.Path)); f.Locked != want {
+			t.Errorf("procs show: needed file %s locked %v; want %v", f.Path, f.Locked, want)
+		}
+	}
 	// find is the image's file of base name name, and its first lock.
 	find := func(fs []format.File, name string) (int, *format.Lock) {
 		for i := range fs {

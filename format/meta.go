@@ -286,7 +286,50 @@ type File struct {
 	// path within it ("status", "task/PID/stat"), to open in the
 	// restored process's.
 	Self string `json:"proc_self,omitempty"`
+	// Locks are the locks held on the file (see file locks below).
+	Locks []Lock `json:"locks,omitempty"`
 }
+
+// --- file locks (issue 11): flock, POSIX and OFD locks held on the
+// image's files. Kept in one block for merges.
+
+// FeatureFileLocks is the name in INFO.requires of an image whose files
+// hold locks: a reader that ignored them would restore the processes
+// without their locks, and other processes would then write what they
+// had locked.
+const FeatureFileLocks = "file-locks"
+
+// Lock kinds (Lock.Kind).
+const (
+	// LockFlock is flock(2): held by an open file description, on the
+	// whole file.
+	LockFlock = "flock"
+	// LockPosix is fcntl(2) F_SETLK: held by a process, on a range.
+	LockPosix = "posix"
+	// LockOFD is fcntl(2) F_OFD_SETLK: held by an open file
+	// description, on a range.
+	LockOFD = "ofd"
+)
+
+// Lock is one lock held on a file, as /proc/PID/fdinfo shows it. It is
+// taken again, before any process of the image runs, by the process
+// that holds it, on an fd of open file description Open.
+type Lock struct {
+	Kind string `json:"kind"`
+	// Write: a write (exclusive) lock; otherwise a read (shared) one.
+	Write bool `json:"write,omitempty"`
+	// Open is the open file description the lock belongs to (flock,
+	// ofd) or was taken through (posix).
+	Open int `json:"open"`
+	// PID is the process that holds a posix lock; 0 for the others.
+	PID int `json:"pid,omitempty"`
+	// Start and Len are the range, as struct flock has them: Len 0 is
+	// up to the end of the file and beyond. Both 0 for flock.
+	Start int64 `json:"start,omitempty"`
+	Len   int64 `json:"len,omitempty"`
+}
+
+// --- end of file locks
 
 // FD is one file descriptor.
 type FD struct {
@@ -526,8 +569,14 @@ func (p *Process) PIDRefs() []*int {
 // PIDRefs are the members of f that hold a process id of the tree (see
 // Process.PIDRefs).
 func (f *File) PIDRefs() []*int {
+	var refs []*int
 	if f.Pidfd != nil && f.Pidfd.PID > 0 {
-		return []*int{&f.Pidfd.PID}
+		refs = append(refs, &f.Pidfd.PID)
 	}
-	return nil
+	for i := range f.Locks {
+		if f.Locks[i].PID > 0 {
+			refs = append(refs, &f.Locks[i].PID)
+		}
+	}
+	return refs
 }

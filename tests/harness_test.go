@@ -764,14 +764,19 @@ func fingerprint(pid int) string {
 	for _, e := range ents {
 		l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name()))
 		info, _ := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, e.Name()))
-		// pos moves as the process reads; flags must not change.
+		// pos moves as the process reads; flags and locks must not
+		// change.
 		var flags string
+		var locks []string
 		for _, fl := range strings.Split(string(info), "\n") {
 			if strings.HasPrefix(fl, "flags:") {
 				flags = strings.TrimSpace(strings.TrimPrefix(fl, "flags:"))
 			}
+			if strings.HasPrefix(fl, "lock:") {
+				locks = append(locks, strings.Join(strings.Fields(fl)[1:], " "))
+			}
 		}
-		fmt.Fprintf(&b, "fd %s %s flags=%s\n", e.Name(), l, flags)
+		fmt.Fprintf(&b, "fd %s %s flags=%s locks=%q\n", e.Name(), l, flags, locks)
 	}
 	maps, _ := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
 	b.Write(maps)

@@ -202,11 +202,15 @@ func movedCounters(t *testing.T, whats []string, argv ...string) {
 
 // pipePairPy is a parent and two children joined by a pipe: the writer
 // sends numbered lines, the reader checks each is the next and reports
-// it, the parent reports too. Each report is one write(2), whole
+// it, the parent reports too. The parent holds a POSIX lock on a file,
+// and all three an flock on it (fingerprint sees both). Each report is one write(2), whole
 // (print would write the line and its end apart, and the other's line
 // could come between).
 const pipePairPy = `
-import os, time
+import fcntl, os, time
+lock = open("lock", "w+")
+fcntl.lockf(lock, fcntl.LOCK_EX, 10, 0)
+fcntl.flock(lock, fcntl.LOCK_SH)
 r, w = os.pipe()
 if os.fork() == 0:
     os.close(r)
@@ -263,6 +267,9 @@ func TestTreeDumpKilledNeverHarms(t *testing.T) {
 	base := map[int]string{}
 	for _, m := range tree {
 		base[m.pid] = fingerprint(m.pid)
+	}
+	if !holdsLocks(tree[0].pid) {
+		t.Fatalf("the parent does not hold its locks:\n%s", base[tree[0].pid])
 	}
 	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	if err != nil {
@@ -388,6 +395,9 @@ func TestTreeLoadKilledLeavesNothing(t *testing.T) {
 		if !slices.Equal(got, pids) {
 			t.Fatalf("round %d (procs-load killed after %v): left %v; want nothing, or the whole tree %v", i, delay, left, pids)
 		}
+		if !holdsLocks(p.pid()) {
+			t.Fatalf("round %d (procs-load killed after %v): the tree lives on without its locks:\n%s", i, delay, fingerprint(p.pid()))
+		}
 		skip := len(mustLines(ld.out))
 		all, ok := ld.out.wait(lineWait, haveLines([]string{"got", "parent"}, 2, skip))
 		if !ok {
@@ -403,6 +413,13 @@ func TestTreeLoadKilledLeavesNothing(t *testing.T) {
 		survived++
 	}
 	t.Logf("%d of %d restored trees outlived their procs-load", survived, rounds)
+}
+
+// holdsLocks says whether pipePairPy's parent pid holds its POSIX write
+// lock and its flock (fingerprint lists them).
+func holdsLocks(pid int) bool {
+	fp := fingerprint(pid)
+	return strings.Contains(fp, "POSIX ADVISORY WRITE") && strings.Contains(fp, "FLOCK ADVISORY READ")
 }
 
 // waitFree waits until no process has one of pids, collecting those that

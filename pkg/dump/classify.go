@@ -60,6 +60,9 @@ func checkFDs(fds []procfs.FD, ts terminals) problems {
 	var p problems
 	for i := range fds {
 		fd := &fds[i]
+		if why := lockProblem(fd); why != "" {
+			p.add("%s", why)
+		}
 		if fd.Num <= 2 {
 			continue // replaced by the loader's own standard streams
 		}

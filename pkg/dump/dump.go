@@ -218,9 +218,10 @@ type snapshot struct {
 
 // collectTree reads the state of every process of the frozen tree, then
 // what only the whole tree tells: sessions and groups a restore can make
-// (checkTree), pages shared with parents (shareWithParents), files held
-// outside the tree (files.CheckTree); then the ids become the programs'
-// own (toInnerPIDs). close must be called, error or not.
+// (checkTree), pages shared with parents (shareWithParents), locks held
+// through no fd (checkUnseenLocks), files held outside the tree
+// (files.CheckTree); then the ids become the programs' own
+// (toInnerPIDs). close must be called, error or not.
 func collectTree(ft *frozenTree, opts Options) (*snapshot, error) {
 	s := &snapshot{ft: ft, table: newFileTable()}
 	for i, f := range ft.procs {
@@ -251,7 +252,11 @@ func collectTree(ft *frozenTree, opts Options) (*snapshot, error) {
 	if err := shareWithParents(s.cs); err != nil {
 		return s, err
 	}
-	if err := files.CheckTree(s.table.files, s.procs, func(pid int) bool { return ft.find(pid) != nil }); err != nil {
+	in := func(pid int) bool { return ft.find(pid) != nil }
+	if err := checkUnseenLocks(s.table.files, in); err != nil {
+		return s, err
+	}
+	if err := files.CheckTree(s.table.files, s.procs, in); err != nil {
 		return s, err
 	}
 	return s, s.toInnerPIDs()
@@ -273,6 +278,9 @@ func (s *snapshot) writeState(out io.Writer, opts Options, threads int) (*format
 	info := format.Info{Comm: s.procs[0].Comm, PID: opts.PID, Host: host,
 		Kernel: unix.ByteSliceToString(uts.Release[:]), Arch: "x86_64",
 		Created: time.Now().UTC(), Procs: Version, Threads: threads, Processes: len(s.procs)}
+	if len(s.table.locks) > 0 {
+		info.Requires = append(info.Requires, format.FeatureFileLocks)
+	}
 	w, err := format.NewWriter(out, info, format.WriterOptions{Compression: opts.Compression})
 	if err != nil {
 		return nil, err

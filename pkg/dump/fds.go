@@ -41,6 +41,8 @@ type fileTable struct {
 	// unix is what sock_diag told of the unix sockets, once asked.
 	unix    map[uint64]linux.UnixDiag
 	unixErr error
+	// locks are the file locks recorded so far (locks.go).
+	locks map[format.Lock]bool
 }
 
 // openFD is an fd of a process of the image, by its open file description.
@@ -232,6 +234,9 @@ func (c *collector) collectFDs(fds []procfs.FD) error {
 			out.File, out.Open = prev.file, prev.open
 			c.t.opens = append(c.t.opens, openFD{pid: c.pid, num: fd.Num, file: prev.file, target: fd.Target, open: prev.open, stream: stream})
 			c.p.FDs = append(c.p.FDs, out)
+			if err := c.recordLocks(fd, out); err != nil {
+				return err
+			}
 			continue
 		}
 		if !stream || reopen {
@@ -252,6 +257,9 @@ func (c *collector) collectFDs(fds []procfs.FD) error {
 		out.Open = c.t.nextOp
 		c.t.opens = append(c.t.opens, openFD{pid: c.pid, num: fd.Num, file: out.File, target: fd.Target, open: out.Open, stream: stream})
 		c.p.FDs = append(c.p.FDs, out)
+		if err := c.recordLocks(fd, out); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -66,6 +66,8 @@ var layouts = []layout{
 	{&FpxSwBytes{}, SizeofFpxSwBytes, "struct _fpx_sw_bytes", map[string]string{
 		"Magic1": "magic1", "ExtendedSize": "extended_size", "Xfeatures": "xfeatures", "XstateSize": "xstate_size"}},
 	{&Iovec{}, SizeofIovec, "struct iovec", map[string]string{"Base": "iov_base", "Len": "iov_len"}},
+	{&Flock{}, SizeofFlock, "struct flock", map[string]string{
+		"Type": "l_type", "Whence": "l_whence", "Start": "l_start", "Len": "l_len", "Pid": "l_pid"}},
 	{&Capset{}, SizeofCapset, "struct { struct __user_cap_header_struct h; struct __user_cap_data_struct d[2]; }", map[string]string{
 		"Version": "h.version", "Pid": "h.pid", "Data": "d"}},
 }

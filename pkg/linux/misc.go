@@ -34,3 +34,24 @@ const (
 	Dirent64RecLenOffset = 16
 	Dirent64NameOffset   = 19
 )
+
+// Flock is the kernel's struct flock of x86-64, for fcntl(2) F_SETLK,
+// F_OFD_SETLK and their GETLK.
+type Flock struct {
+	Type   int16 // F_RDLCK, F_WRLCK, F_UNLCK
+	Whence int16 // SEEK_SET...
+	_      [4]byte
+	Start  int64
+	Len    int64 // 0: to the end of the file
+	Pid    int32 // 0 to set; the holder of a POSIX lock GETLK found
+	_      [4]byte
+}
+
+// SizeofFlock is the size of struct flock.
+const SizeofFlock = 32
+
+// Encode returns l in the kernel's layout.
+func (l Flock) Encode() []byte { return encode(l) }
+
+// Decode fills l from the kernel's layout in b.
+func (l *Flock) Decode(b []byte) { decode(b[:SizeofFlock], l) }

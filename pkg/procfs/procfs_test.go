@@ -2,6 +2,7 @@ package procfs
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"reflect"
 	"slices"
@@ -640,6 +641,29 @@ func TestAppendRegion(t *testing.T) {
 		}
 		if !slices.Equal(got, tt.want) {
 			t.Errorf("%s: appendRegion(%v) = %v; want %v", tt.name, tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestParseLock(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want FileLock
+		ok   bool
+	}{
+		{"\t1: FLOCK  ADVISORY  WRITE 13854 fe:00:9977926 0 EOF", FileLock{Class: "FLOCK", Mode: "ADVISORY", Write: true, PID: 13854, Dev: unix.Mkdev(0xfe, 0), Ino: 9977926, End: math.MaxInt64}, true},
+		{"2: POSIX  ADVISORY  READ 13854 103:02:77 50 99", FileLock{Class: "POSIX", Mode: "ADVISORY", PID: 13854, Dev: unix.Mkdev(0x103, 2), Ino: 77, Start: 50, End: 99}, true},
+		{"3: OFDLCK ADVISORY  WRITE -1 00:2a:5 3 6", FileLock{Class: "OFDLCK", Mode: "ADVISORY", Write: true, PID: -1, Dev: unix.Mkdev(0, 0x2a), Ino: 5, Start: 3, End: 6}, true},
+		{"4: -> POSIX  ADVISORY  WRITE 77 fe:00:5 0 EOF", FileLock{Class: "POSIX", Mode: "ADVISORY", Write: true, PID: 77, Dev: unix.Mkdev(0xfe, 0), Ino: 5, End: math.MaxInt64, Blocked: true}, true},
+		{"5: LEASE  ACTIVE    READ 9 fe:00:5 0 EOF", FileLock{Class: "LEASE", Mode: "ACTIVE", PID: 9, Dev: unix.Mkdev(0xfe, 0), Ino: 5, End: math.MaxInt64}, true},
+		{"6: POSIX  ADVISORY  WRITE 9 <none>:0 0 EOF", FileLock{}, false},
+		{"7: POSIX  ADVISORY  WRITE 9 fe:00:5 9 3", FileLock{}, false},
+		{"8: POSIX  ADVISORY  BOTH 9 fe:00:5 0 3", FileLock{}, false},
+		{"", FileLock{}, false},
+	} {
+		got, ok := ParseLock(tc.line)
+		if ok != tc.ok || ok && got != tc.want {
+			t.Errorf("ParseLock(%q) = %+v, %v; want %+v, %v", tc.line, got, ok, tc.want, tc.ok)
 		}
 	}
 }

@@ -58,6 +58,8 @@ type tree struct {
 	// namespace the processes are made in, or nil for the caller's.
 	mode PIDMode
 	ns   *pidNS
+	// taskLocks: process index -> the file locks it takes (locks.go).
+	taskLocks map[int][]lockRef
 }
 
 // builder builds one process of the tree.

@@ -84,6 +84,10 @@ func (b *builder) finish() error {
 	if err := b.procSelfFDs(); err != nil {
 		return err
 	}
+	// Last of all that touches fds: a close would drop POSIX locks.
+	if err := b.takeLocks(); err != nil {
+		return err
+	}
 	// The scratch area goes last, unmapped from a syscall instruction
 	// outside it: the vDSO's, at its new place.
 	r.Insn = b.kvdsoAt + b.vdsoInsn

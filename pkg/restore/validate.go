@@ -74,6 +74,9 @@ func validate(fs []format.File, procs []format.Process) error {
 	if err := validateOpens(fs, procs); err != nil {
 		return err
 	}
+	if err := validateLocks(fs, procs); err != nil {
+		return err
+	}
 	return files.Validate(fs, procs)
 }
 

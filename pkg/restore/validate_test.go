@@ -201,3 +201,52 @@ func TestZombieRecord(t *testing.T) {
 		t.Error("a zombie root: accepted")
 	}
 }
+
+// TestValidateLocks: a lock is refused unless it is of a known kind, on
+// a description of its file that is not O_PATH, held by a process that
+// holds it (posix), of a type its access allows, in range.
+func TestValidateLocks(t *testing.T) {
+	lock := func(l format.Lock) func(p *format.Process, fs []format.File) {
+		return func(p *format.Process, fs []format.File) {
+			p.FDs[1].Flags = unix.O_RDONLY
+			fs[0].Locks = []format.Lock{l}
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(p *format.Process, fs []format.File)
+		want string
+	}{
+		{"flock", lock(format.Lock{Kind: format.LockFlock, Write: true, Open: 2}), ""},
+		{"posix-read", lock(format.Lock{Kind: format.LockPosix, Open: 2, PID: 100, Start: 5, Len: 10}), ""},
+		{"ofd-to-end", lock(format.Lock{Kind: format.LockOFD, Open: 2, Start: 1 << 62}), ""},
+		{"last-byte", lock(format.Lock{Kind: format.LockOFD, Open: 2, Start: 1<<63 - 1, Len: 1}), ""},
+		{"kind", lock(format.Lock{Kind: "lease", Open: 2}), "no such kind"},
+		{"no-description", lock(format.Lock{Kind: format.LockFlock, Open: 9}), "which no fd has"},
+		{"other-file", lock(format.Lock{Kind: format.LockFlock, Open: 1}), "which no fd has"},
+		{"o-path", func(p *format.Process, fs []format.File) {
+			lock(format.Lock{Kind: format.LockFlock, Open: 2})(p, fs)
+			p.FDs[1].Flags = unix.O_PATH
+		}, "O_PATH"},
+		{"flock-range", lock(format.Lock{Kind: format.LockFlock, Open: 2, Len: 1}), "range"},
+		{"flock-twice", func(p *format.Process, fs []format.File) {
+			lock(format.Lock{Kind: format.LockFlock, Open: 2})(p, fs)
+			fs[0].Locks = append(fs[0].Locks, fs[0].Locks[0])
+		}, "twice"},
+		{"posix-other-process", lock(format.Lock{Kind: format.LockPosix, Open: 2, PID: 101}), "does not hold it"},
+		{"ofd-process", lock(format.Lock{Kind: format.LockOFD, Open: 2, PID: 100}), "held by a process"},
+		{"write-read-only", lock(format.Lock{Kind: format.LockPosix, Write: true, Open: 2, PID: 100}), "open read-only"},
+		{"negative-start", lock(format.Lock{Kind: format.LockOFD, Open: 2, Start: -1}), "out of range"},
+		{"negative-len", lock(format.Lock{Kind: format.LockOFD, Open: 2, Len: -1}), "out of range"},
+		{"past-the-end", lock(format.Lock{Kind: format.LockOFD, Open: 2, Start: 1<<63 - 1, Len: 2}), "out of range"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			img, fs := validImage()
+			tc.edit(img, fs)
+			err := validateImage(img, fs)
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("validate = %v; want %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -277,6 +277,9 @@ type NeededFile struct {
 	Mtime     time.Time `json:"mtime,omitzero"`
 	// Created says the contents travel: a missing file is made again.
 	Created bool `json:"created,omitempty"`
+	// Locked says the process held locks on it, which the restore takes
+	// again: no other process may hold one that conflicts.
+	Locked bool `json:"locked,omitempty"`
 }
 
 // Read reads an image from in and returns what it holds. When the image
@@ -720,7 +723,7 @@ func needs(img *Image, procs []*reading) Needs {
 				if f.Deleted && f.Carried {
 					continue // comes back as an unlinked copy
 				}
-				nf := NeededFile{Path: f.Path, Kind: f.Kind, Created: f.Carried}
+				nf := NeededFile{Path: f.Path, Kind: f.Kind, Created: f.Carried, Locked: len(f.Locks) > 0}
 				if f.Kind == format.FileRegular && !f.Pseudo {
 					nf.Unchanged, nf.Size, nf.Mtime = true, f.Size, time.Unix(0, f.Mtime).UTC()
 				}

@@ -345,6 +345,9 @@ func (t *text) needs(img *Image) {
 			case f.Unchanged:
 				what = fmt.Sprintf("%s, modified %s", size(f.Size), f.Mtime.Local().Format("2006-01-02 15:04:05.000000000"))
 			}
+			if f.Locked {
+				what += "; not locked by another process (the process held locks on it)"
+			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\n", clean(f.Path, maxPath), clean(f.Kind, 16), what)
 		}
 	})

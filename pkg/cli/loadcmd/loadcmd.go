@@ -274,5 +274,9 @@ func Hint(err error) error {
 	if errors.As(err, new(*restore.FileChangedError)) {
 		return cli.WithHint(err, "procs-dump -f carries the contents of open files in the image")
 	}
+	var locked *restore.LockedError
+	if errors.As(err, &locked) && locked.Original {
+		return cli.WithHint(err, fmt.Sprintf("process %d has the PID the image's process had: the process dumped with procs-dump -K still runs and holds its locks; end it before restoring its copy", locked.Holder))
+	}
 	return err
 }

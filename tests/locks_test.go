@@ -1,0 +1,595 @@
+package tests
+
+// File locks held by the processes of a tree: flock, POSIX (fcntl) and
+// OFD locks, on ranges, on a deleted file and a memfd, and sqlite's,
+// taken again before the tree runs; a lock held outside at restore time
+// refuses the restore, naming the file and the holder; crafted locks.
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"procs/format"
+)
+
+// locksPy holds an flock on a, POSIX locks on b (write 5-14, read from 50
+// to the end), an OFD write lock on c (3-6), a POSIX write lock on a
+// deleted file (0-9) and an flock on a memfd; its child holds a POSIX
+// read lock on b (20-21). Each checks the other's locks with F_GETLK
+// every 50 ms and reports "parent N ok=1", "child N ok=1" in log.
+const locksPy = `
+import fcntl, os, struct, time
+OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", 37)
+def report(line):
+    with open("log", "a") as f:
+        f.write(line + "\n")
+def getlk(f, start, n):
+    r = fcntl.fcntl(f, fcntl.F_GETLK, struct.pack("hhqqi4x", fcntl.F_WRLCK, 0, start, n, 0))
+    typ, _, _, _, pid = struct.unpack("hhqqi4x", r)
+    return typ, pid
+a = open("a", "w+"); fcntl.flock(a, fcntl.LOCK_EX)
+b = open("b", "w+"); b.write("x" * 100); b.flush()
+fcntl.lockf(b, fcntl.LOCK_EX, 10, 5)
+fcntl.lockf(b, fcntl.LOCK_SH, 0, 50)
+c = open("c", "w+")
+fcntl.fcntl(c, OFD_SETLK, struct.pack("hhqqi4x", fcntl.F_WRLCK, 0, 3, 4, 0))
+d = open("d", "w+"); fcntl.lockf(d, fcntl.LOCK_EX, 10, 0); os.unlink("d")
+m = os.memfd_create("locked"); fcntl.flock(m, fcntl.LOCK_SH)
+kid = os.fork()
+if kid == 0:
+    k = open("b", "r")
+    fcntl.lockf(k, fcntl.LOCK_SH, 2, 20)
+    n = 0
+    while True:
+        n += 1
+        typ, pid = getlk(k, 5, 10)
+        report("child %d ok=%d" % (n, int(typ == fcntl.F_WRLCK and pid == os.getppid())))
+        time.sleep(0.05)
+while getlk(b, 20, 2)[0] != fcntl.F_RDLCK:
+    time.sleep(0.01)
+n = 0
+while True:
+    n += 1
+    typ, pid = getlk(b, 20, 2)
+    report("parent %d ok=%d" % (n, int(typ == fcntl.F_RDLCK and pid == kid)))
+    time.sleep(0.05)
+`
+
+// startLocks starts locksPy in a new folder and returns its PID and
+// folder once both processes report.
+func startLocks(t *testing.T) (int, string) {
+	t.Helper()
+	py := victimArgv(t, "python")[0]
+	dir := t.TempDir()
+	pid := startTree(t, dir, "err", py, "-c", locksPy)
+	waitReports(t, dir, []string{"parent", "child"}, 3)
+	return pid, dir
+}
+
+// waitReports waits until the log of dir has n more lines of each stream
+// than it had, and checks every line of it.
+func waitReports(t *testing.T, dir string, streams []string, n int) {
+	t.Helper()
+	log := filepath.Join(dir, "log")
+	read := func() []string {
+		b, _ := os.ReadFile(log)
+		return strings.FieldsFunc(string(b), func(r rune) bool { return r == '\n' })
+	}
+	skip := len(read())
+	waitFor(t, 20*time.Second, func() bool { return haveLines(streams, n, skip)(read(), false) }, "%d more reports of %v in %s", n, streams, log)
+	reportsRight(t, read())
+	if b, _ := os.ReadFile(filepath.Join(dir, "err")); len(b) > 0 {
+		t.Fatalf("the program complained: %s", b)
+	}
+}
+
+// getlk asks, through a file of its own, who holds a lock on path that a
+// write lock on [start, start+n) would conflict with (cmd: F_GETLK or
+// F_OFD_GETLK), and says it as "TYPE PID START LEN" or "none".
+func getlk(t *testing.T, path string, cmd int, start, n int64) string {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: start, Len: n}
+	if err := unix.FcntlFlock(f.Fd(), cmd, &lk); err != nil {
+		t.Fatalf("fcntl(%s, %d): %v", path, cmd, err)
+	}
+	if lk.Type == unix.F_UNLCK {
+		return "none"
+	}
+	typ := map[int16]string{unix.F_RDLCK: "read", unix.F_WRLCK: "write"}[lk.Type]
+	return fmt.Sprintf("%s %d %d %d", typ, lk.Pid, lk.Start, lk.Len)
+}
+
+// flocked says whether path is flocked so that a shared flock cannot be
+// had (write) or an exclusive one (read), or "none".
+func flocked(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB) != nil {
+		return "write"
+	}
+	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+		return "read"
+	}
+	return "none"
+}
+
+// procFD is the /proc/PID/fd/N link of pid's fd whose target has suffix.
+func procFD(t *testing.T, pid int, suffix string) string {
+	t.Helper()
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	for _, e := range ents {
+		p := fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name())
+		if l, _ := os.Readlink(p); strings.HasSuffix(l, suffix) {
+			return p
+		}
+	}
+	t.Fatalf("process %d has no fd on *%s", pid, suffix)
+	return ""
+}
+
+// locksView is what other processes see of locksPy's locks (pid the
+// parent, kid the child): F_GETLK, F_OFD_GETLK, flock, and /proc/locks'
+// holder of the flock.
+func locksView(t *testing.T, dir string, pid, kid int) string {
+	t.Helper()
+	in := func(name string) string { return filepath.Join(dir, name) }
+	var st unix.Stat_t
+	if err := unix.Stat(in("a"), &st); err != nil {
+		t.Fatal(err)
+	}
+	flockHolder := "none"
+	b, _ := os.ReadFile("/proc/locks")
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 5 && f[1] == "FLOCK" && strings.HasSuffix(f[5], fmt.Sprintf(":%d", st.Ino)) {
+			flockHolder = f[3] + " " + f[4]
+		}
+	}
+	return strings.Join([]string{
+		"a flock: " + flocked(t, in("a")) + " held by " + flockHolder,
+		"b 5-14: " + getlk(t, in("b"), unix.F_GETLK, 5, 10),
+		"b 50-: " + getlk(t, in("b"), unix.F_GETLK, 50, 0),
+		"b 20-21: " + getlk(t, in("b"), unix.F_GETLK, 20, 2),
+		"b 0-4: " + getlk(t, in("b"), unix.F_GETLK, 0, 5),
+		"c 3-6 OFD: " + getlk(t, in("c"), unix.F_OFD_GETLK, 0, 10),
+		"deleted d: " + getlk(t, procFD(t, pid, "/d (deleted)"), unix.F_GETLK, 0, 0),
+		"memfd flock: " + flocked(t, procFD(t, pid, "memfd:locked (deleted)")),
+		fmt.Sprintf("parent %d child %d", pid, kid),
+	}, "\n")
+}
+
+// wantLocksView is locksView of locksPy's own locks.
+func wantLocksView(pid, kid int) string {
+	return strings.Join([]string{
+		fmt.Sprintf("a flock: write held by WRITE %d", pid),
+		fmt.Sprintf("b 5-14: write %d 5 10", pid),
+		fmt.Sprintf("b 50-: read %d 50 0", pid),
+		fmt.Sprintf("b 20-21: read %d 20 2", kid),
+		"b 0-4: none",
+		"c 3-6 OFD: write -1 3 4",
+		fmt.Sprintf("deleted d: write %d 0 10", pid),
+		"memfd flock: read",
+		fmt.Sprintf("parent %d child %d", pid, kid),
+	}, "\n")
+}
+
+// moveTree moves the tree of pid as mode says: "kill" (dumped, killed,
+// restored), "keep" (dumped with -K, then killed, then restored),
+// "detach" (dumped, killed, restored with procs-load -d, which leaves at
+// once); it returns once every process of it is back and running. The
+// tree works in dir, and reports in its file log: with -K, what the
+// original reported after the dump goes to log.original.
+func moveTree(t *testing.T, pid int, dir, mode string) {
+	t.Helper()
+	tree := treeOf(pid)
+	img := dump(t, pid, mode == "keep")
+	if mode == "keep" {
+		killTree(t, pid)
+	}
+	waitGone(t, tree)
+	if mode == "keep" {
+		// What the original wrote after the dump is not the copy's.
+		os.Rename(filepath.Join(dir, "log"), filepath.Join(dir, "log.original"))
+	}
+	var args []string
+	if mode == "detach" {
+		args = []string{"-d"}
+	}
+	ld := startLoad(t, img, args...)
+	t.Cleanup(func() { killTree(t, pid) })
+	if mode == "detach" {
+		if !ld.exited(30*time.Second) || ld.exitCode() != 0 {
+			t.Fatalf("procs-load -d: exit %d: %s", ld.exitCode(), ld.stderrText())
+		}
+		if got := strings.TrimSpace(strings.Join(mustLines(ld.out), "\n")); got != strconv.Itoa(pid) {
+			t.Errorf("procs-load -d printed %q; want the PID %d", got, pid)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for len(treeOf(pid)) != len(tree) || !untraced(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the tree of %d is not back: %v; procs-load: %s", pid, treeOf(pid), ld.stderrText())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestLocks: a parent and its child holding flock, POSIX and OFD locks
+// on ranges, on a deleted file and on a memfd, moved: other processes see
+// the same locks held by the restored processes (F_GETLK, F_OFD_GETLK,
+// flock, /proc/locks), and the two go on seeing each other's.
+func TestLocks(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	for _, mode := range []string{"kill", "keep", "detach"} {
+		t.Run(mode, func(t *testing.T) {
+			pid, dir := startLocks(t)
+			kid := treeOf(pid)[1].pid
+			want := wantLocksView(pid, kid)
+			if got := locksView(t, dir, pid, kid); got != want {
+				t.Fatalf("before the dump, other processes see:\n%s\nwant\n%s", got, want)
+			}
+			moveTree(t, pid, dir, mode)
+			if got := locksView(t, dir, pid, kid); got != want {
+				t.Errorf("after the restore (%s), other processes see:\n%s\nwant, as before:\n%s", mode, got, want)
+			}
+			waitReports(t, dir, []string{"parent", "child"}, 5)
+		})
+	}
+}
+
+// holderPy takes a lock and says "held": argv[1] is the file, argv[2]
+// the kind (posix, ofd, flock).
+const holderPy = `
+import fcntl, struct, sys, time
+f = open(sys.argv[1], "r+")
+if sys.argv[2] == "flock":
+    fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+else:
+    cmd = fcntl.F_SETLK if sys.argv[2] == "posix" else getattr(fcntl, "F_OFD_SETLK", 37)
+    fcntl.fcntl(f, cmd, struct.pack("hhqqi4x", fcntl.F_RDLCK, 0, 5, 1, 0))
+print("held", flush=True)
+time.sleep(600)
+`
+
+// TestLocksHeldOutside: while another process holds a lock that
+// conflicts with one of the image's (a POSIX, an OFD, an flock), the
+// restore is refused naming the file and the holder, and leaves nothing;
+// once the holder is gone, it restores.
+func TestLocksHeldOutside(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	py := victimArgv(t, "python")[0]
+	pid, dir := startLocks(t)
+	tree := treeOf(pid)
+	img := dump(t, pid, false)
+	waitGone(t, tree)
+	for _, tc := range []struct{ file, kind string }{{"b", "posix"}, {"c", "ofd"}, {"a", "flock"}} {
+		h := start(t, []string{py, "-c", holderPy, filepath.Join(dir, tc.file), tc.kind}, dir)
+		expect(t, h.out, "held", 0)
+		msg := refused(t, loadCmd(img), "python3", strconv.Quote(filepath.Join(dir, tc.file)), fmt.Sprintf("locked by process %d (", h.pid()), "outside the image")
+		t.Logf("%s lock held outside: %s", tc.kind, msg)
+		h.cmd.Process.Kill()
+		if !h.exited(10 * time.Second) {
+			t.Fatal("the holder did not die")
+		}
+	}
+	startLoad(t, img)
+	t.Cleanup(func() { killTree(t, pid) })
+	waitFor(t, 20*time.Second, func() bool { return len(treeOf(pid)) == 2 && untraced(pid) }, "the tree to be restored once nobody holds its files")
+	waitReports(t, dir, []string{"parent", "child"}, 3)
+}
+
+// TestLocksKeepClone: a copy restored beside its original, which still
+// runs and holds its locks (procs-dump -K), would hold the same locks:
+// the restore is refused, naming the original as the holder with a hint,
+// and the original goes on with its locks.
+func TestLocksKeepClone(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	pid, dir := startLocks(t)
+	kid := treeOf(pid)[1].pid
+	img := dump(t, pid, true)
+	cmd := loadCmd(img)
+	msg := refused(t, cmd, "python3", fmt.Sprintf("locked by process %d (", pid), "outside the image")
+	if !strings.Contains(msg, "hint: process "+strconv.Itoa(pid)+" has the PID the image's process had") || !strings.Contains(msg, "procs-dump -K") {
+		t.Errorf("refusal %q; want a hint that the original still runs", msg)
+	}
+	if got, want := locksView(t, dir, pid, kid), wantLocksView(pid, kid); got != want {
+		t.Errorf("the original's locks after the refused copy:\n%s\nwant\n%s", got, want)
+	}
+	waitReports(t, dir, []string{"parent", "child"}, 3)
+}
+
+// sqlitePy inserts rows in an exclusive transaction, reports, waits for
+// the file "go", commits and reports the rows it sees.
+const sqlitePy = `
+import os, sqlite3, time
+def report(line):
+    with open("log", "a") as f:
+        f.write(line + "\n")
+db = sqlite3.connect("db", isolation_level=None, timeout=0)
+db.execute("begin exclusive")
+for i in range(100):
+    db.execute("insert into t values (?)", (i,))
+n = 0
+while not os.path.exists("go"):
+    n += 1
+    report("txn %d ok=1" % n)
+    time.sleep(0.05)
+db.execute("commit")
+rows = db.execute("select count(*) from t").fetchone()[0]
+report("txn %d committed rows=%d ok=%d" % (n + 1, rows, int(rows == 100)))
+while True:
+    time.sleep(1)
+`
+
+// sqlite runs the sqlite3 command-line program on the database of dir and
+// returns its output, errors included.
+func sqlite(t *testing.T, dir, sql string) string {
+	t.Helper()
+	out, _ := exec.Command("sqlite3", filepath.Join(dir, "db"), sql).CombinedOutput()
+	return strings.TrimSpace(string(out))
+}
+
+// TestLocksSqlite: python's sqlite3 in the middle of an exclusive
+// transaction, moved: the sqlite3 program outside sees the database
+// locked before the dump and after the restore, and the restored one
+// commits.
+func TestLocksSqlite(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	if _, err := exec.LookPath("sqlite3"); err != nil {
+		t.Skip("no sqlite3 here (tests/deps.sh installs it)")
+	}
+	py := victimArgv(t, "python")[0]
+	for _, mode := range []string{"kill", "keep", "detach"} {
+		t.Run(mode, func(t *testing.T) {
+			dir := t.TempDir()
+			if out := sqlite(t, dir, "create table t (x integer)"); out != "" {
+				t.Fatalf("sqlite3: %s", out)
+			}
+			pid := startTree(t, dir, "err", py, "-c", sqlitePy)
+			waitReports(t, dir, []string{"txn"}, 3)
+			if out := sqlite(t, dir, "select count(*) from t"); !strings.Contains(out, "database is locked") {
+				t.Fatalf("sqlite3 outside, in the transaction: %q; want the database locked", out)
+			}
+			moveTree(t, pid, dir, mode)
+			waitReports(t, dir, []string{"txn"}, 3)
+			if out := sqlite(t, dir, "select count(*) from t"); !strings.Contains(out, "database is locked") {
+				t.Fatalf("sqlite3 outside, after the restore: %q; want the database locked", out)
+			}
+			os.WriteFile(filepath.Join(dir, "go"), nil, 0o644)
+			waitFor(t, 20*time.Second, func() bool {
+				b, _ := os.ReadFile(filepath.Join(dir, "log"))
+				return strings.Contains(string(b), "committed")
+			}, "the restored transaction to commit")
+			waitReports(t, dir, []string{"txn"}, 0)
+			if out := sqlite(t, dir, "select count(*) from t"); out != "100" {
+				t.Errorf("sqlite3 outside, after the commit: %q; want 100 rows", out)
+			}
+		})
+	}
+}
+
+// requires is INFO.requires of the image at path.
+func requires(t *testing.T, path string) []string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := format.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Info().Requires
+}
+
+// TestLocksCraftedImages: locks an attacker writes in an image are
+// refused before anything runs: on a file no fd of their description
+// has (a file the process never opened), through an O_PATH fd, by a
+// process that does not hold the description, of a type the access
+// does not allow, out of range, of an unknown kind, too many.
+func TestLocksCraftedImages(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	pid, _ := startLocks(t)
+	tree := treeOf(pid)
+	img := dump(t, pid, false)
+	waitGone(t, tree)
+	if req := requires(t, img); !slices.Contains(req, format.FeatureFileLocks) {
+		t.Errorf("the image of locks requires %q; want %q, which a procs-load that ignores locks refuses", req, format.FeatureFileLocks)
+	}
+	for _, f := range showImage(t, img).Needs.Files {
+		if want := slices.Contains([]string{"a", "b", "c"}, filepath.Base(f.Path)); f.Locked != want {
+			t.Errorf("procs show: needed file %s locked %v; want %v", f.Path, f.Locked, want)
+		}
+	}
+	// find is the image's file of base name name, and its first lock.
+	find := func(fs []format.File, name string) (int, *format.Lock) {
+		for i := range fs {
+			if filepath.Base(fs[i].Path) == name && len(fs[i].Locks) > 0 {
+				return i, &fs[i].Locks[0]
+			}
+		}
+		t.Fatalf("no locked file %s in the image", name)
+		return 0, nil
+	}
+	for _, tc := range []struct {
+		name  string
+		edit  func(ps []format.Process, fs *[]format.File)
+		wants []string
+	}{
+		{"on a file it never opened", func(_ []format.Process, fs *[]format.File) {
+			_, l := find(*fs, "b")
+			*fs = append(*fs, format.File{Kind: "reg", Path: "/etc/shadow", Mode: 0o100640, Locks: []format.Lock{*l}})
+		}, []string{"/etc/shadow", "which no fd has on that file"}},
+		{"through an O_PATH fd", func(ps []format.Process, fs *[]format.File) {
+			_, l := find(*fs, "a")
+			for p := range ps {
+				for k := range ps[p].FDs {
+					if ps[p].FDs[k].Open == l.Open {
+						ps[p].FDs[k].Flags = unix.O_PATH
+					}
+				}
+			}
+		}, []string{"O_PATH"}},
+		{"by a process without it", func(ps []format.Process, fs *[]format.File) {
+			i, _ := find(*fs, "b")
+			for k, l := range (*fs)[i].Locks {
+				if l.PID == ps[1].PID {
+					(*fs)[i].Locks[k].PID = ps[0].PID // the child's own description
+				}
+			}
+		}, []string{"which does not hold it"}},
+		{"a write lock on a read-only file", func(ps []format.Process, fs *[]format.File) {
+			i, _ := find(*fs, "b")
+			for k, l := range (*fs)[i].Locks {
+				if l.PID == ps[1].PID {
+					(*fs)[i].Locks[k].Write = true
+				}
+			}
+		}, []string{"a write lock, on a file open read-only"}},
+		{"before the file", func(_ []format.Process, fs *[]format.File) { _, l := find(*fs, "b"); l.Start = -1 }, []string{"out of range"}},
+		{"past the largest offset", func(_ []format.Process, fs *[]format.File) {
+			_, l := find(*fs, "b")
+			l.Start, l.Len = 10, math.MaxInt64
+		}, []string{"out of range"}},
+		{"an flock on a range", func(_ []format.Process, fs *[]format.File) { _, l := find(*fs, "a"); l.Len = 5 }, []string{"with a process or a range"}},
+		{"of no known kind", func(_ []format.Process, fs *[]format.File) { _, l := find(*fs, "a"); l.Kind = "lease" }, []string{"no such kind of lock"}},
+		{"too many", func(_ []format.Process, fs *[]format.File) {
+			i, l := find(*fs, "c")
+			for n := range 1 << 16 {
+				m := *l
+				m.Start = int64(n)
+				(*fs)[i].Locks = append((*fs)[i].Locks, m)
+			}
+		}, []string{"more than 65536 file locks"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bad := editProcs(t, img, func(ps *[]format.Process, fs *[]format.File) { tc.edit(*ps, fs) })
+			refused(t, loadCmd(bad), "python3", tc.wants...)
+		})
+	}
+}
+
+// TestLocksRefusals: what procs does not carry is refused by name at the
+// dump, and the process goes on: a lease, a lock through a standard
+// stream that procs-load replaces with its own (a pipe), an flock held
+// only through a mapping of its file.
+func TestLocksRefusals(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	py := victimArgv(t, "python")[0]
+	for _, tc := range []struct{ name, prog, want string }{
+		{"lease", `
+import fcntl, os, time
+open("f", "w").close()
+f = open("f")
+fcntl.fcntl(f, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+print("ready", flush=True)
+while True: time.sleep(0.05)
+`, "a lease (F_SETLEASE) on"},
+		{"stream", `
+import fcntl, time
+fcntl.flock(1, fcntl.LOCK_EX)
+print("ready", flush=True)
+while True: time.sleep(0.05)
+`, "a lock through its fd 1 (pipe:["},
+		{"mapping", `
+import ctypes, fcntl, os, time
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+fd = os.open("m", os.O_RDWR | os.O_CREAT, 0o644)
+os.write(fd, b"x" * 4096)
+fcntl.flock(fd, fcntl.LOCK_EX)
+assert libc.mmap(None, 4096, 1, 1, fd, 0) not in (None, ctypes.c_void_p(-1).value)
+os.close(fd)
+print("ready", flush=True)
+while True: time.sleep(0.05)
+`, "a flock lock on inode"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := start(t, []string{py, "-c", tc.prog}, t.TempDir())
+			expect(t, p.out, "ready", 0)
+			refusedDump(t, p.pid(), tc.want)
+		})
+	}
+}
+
+// waiterPy: the parent holds a write lock; its child waits for it in
+// F_SETLKW until the parent, seeing the file "go", lets it go.
+const waiterPy = `
+import fcntl, os, time
+def report(line):
+    with open("log", "a") as f:
+        f.write(line + "\n")
+f = open("w", "w+")
+fcntl.lockf(f, fcntl.LOCK_EX, 10, 0)
+if os.fork() == 0:
+    g = open("w", "r+")
+    report("child 1 waiting")
+    fcntl.lockf(g, fcntl.LOCK_EX, 1, 5)
+    report("child 2 got")
+    while True: time.sleep(1)
+n = 0
+while not os.path.exists("go"):
+    n += 1
+    report("parent %d holds" % n)
+    time.sleep(0.05)
+fcntl.lockf(f, fcntl.LOCK_UN, 10, 0)
+report("parent %d released" % (n + 1))
+while True: time.sleep(1)
+`
+
+// TestLocksWaiter: a child blocked waiting for its parent's lock is
+// moved: the wait is not carried, the child waits again, and gets the
+// lock once its parent lets it go.
+func TestLocksWaiter(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	py := victimArgv(t, "python")[0]
+	dir := t.TempDir()
+	pid := startTree(t, dir, "err", py, "-c", waiterPy)
+	waitReports(t, dir, []string{"parent", "child"}, 1)
+	waitFor(t, 10*time.Second, func() bool {
+		tree := treeOf(pid)
+		if len(tree) != 2 {
+			return false
+		}
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/syscall", tree[1].pid))
+		return strings.HasPrefix(string(b), fmt.Sprintf("%d ", unix.SYS_FCNTL))
+	}, "the child to wait for the lock in fcntl")
+	moveTree(t, pid, dir, "kill")
+	waitReports(t, dir, []string{"parent"}, 3)
+	if b, _ := os.ReadFile(filepath.Join(dir, "log")); strings.Contains(string(b), "got") {
+		t.Fatalf("the child got the lock its parent holds:\n%s", b)
+	}
+	os.WriteFile(filepath.Join(dir, "go"), nil, 0o644)
+	waitFor(t, 20*time.Second, func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, "log"))
+		return strings.Contains(string(b), "child 2 got")
+	}, "the child to get the lock once its parent let it go")
+	waitReports(t, dir, []string{"parent"}, 0)
+}

@@ -199,3 +199,43 @@ func fdLink(t *testing.T, pid, fd int) string {
 	}
 	return l
 }
+
+// TestAppendedLogGoesOn: a log the process only appends to (O_WRONLY |
+// O_APPEND) that grew between dump and restore (another writer, or the
+// original beside a -K copy) is no change that matters: the restore goes
+// on, and the process appends after what was added.
+func TestAppendedLogGoesOn(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	dir := t.TempDir()
+	log := filepath.Join(dir, "log")
+	code := `import os, time
+fd = os.open("log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+n = 0
+while True:
+    n += 1
+    os.write(fd, b"%d\n" % n)
+    print("tick %d" % n, flush=True)
+    time.sleep(0.05)
+`
+	p := start(t, []string{"/usr/bin/python3", "-c", code}, dir)
+	expect(t, p.out, "tick 3", 0)
+	img := dump(t, p.pid(), false)
+	if !p.exited(10 * time.Second) {
+		t.Fatal("the dumped process still runs")
+	}
+	f, err := os.OpenFile(log, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("added\n")
+	f.Close()
+	ld := startLoad(t, img)
+	n := len(mustLines(p.out))
+	expect(t, ld.out, fmt.Sprintf("tick %d", n+3), 0)
+	ld.find(t, "python3", 5*time.Second)
+	got := string(readFile(t, log))
+	if !strings.Contains(got, fmt.Sprintf("\nadded\n%d\n", n+1)) {
+		t.Errorf("%s after the restore = %q; want %d and on appended after the line added", log, got, n+1)
+	}
+}

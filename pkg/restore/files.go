@@ -471,6 +471,10 @@ func (b *builder) prepareFile(i int, f *format.File, what string) error {
 			changed = fmt.Sprintf("it is device %d:%d, was %d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev), unix.Major(f.Rdev), unix.Minor(f.Rdev))
 		}
 	case f.Pseudo || mode == unix.S_IFDIR || mode == unix.S_IFIFO || mode == unix.S_IFSOCK:
+	case st.Size >= f.Size && appendOnly(b.imgs, i):
+		// A log: what was there is there, and more was appended (by
+		// the original a -K copy runs beside, say); the process only
+		// ever writes at the end.
 	case st.Size != f.Size:
 		changed = fmt.Sprintf("its size is %d, was %d", st.Size, f.Size)
 	case st.Mtim.Nano() != f.Mtime:
@@ -834,6 +838,32 @@ func callersCreds(c format.Creds) bool {
 	r, e, s := unix.Getresuid()
 	gr, ge, gs := unix.Getresgid()
 	return c.UID == [4]int{r, e, s, e} && c.GID == [4]int{gr, ge, gs, ge}
+}
+
+// appendOnly says whether the processes use file i only to append to it:
+// every fd of it is write-only with O_APPEND, and none maps it or runs it.
+func appendOnly(procs []format.Process, i int) bool {
+	held := false
+	for p := range procs {
+		if procs[p].Exe == i {
+			return false
+		}
+		for _, m := range procs[p].Maps {
+			if m.File == i {
+				return false
+			}
+		}
+		for _, fd := range procs[p].FDs {
+			if fd.File != i {
+				continue
+			}
+			if fd.Flags&unix.O_ACCMODE != unix.O_WRONLY || fd.Flags&unix.O_APPEND == 0 {
+				return false
+			}
+			held = true
+		}
+	}
+	return held
 }
 
 // FileChangedError refuses a file the process had open or mapped that

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"path/filepath"
 	"strings"
@@ -453,8 +454,15 @@ func TestGracefulShutdown(t *testing.T) {
 	img := servertest.Image(server.Meta{Comm: "late"}, 1<<20, 9)
 
 	nextCode := make(chan int, 1)
+	// The shutdown must find the request waiting: on a loaded machine
+	// it may take long to be sent.
+	sent := make(chan struct{})
 	go func() {
-		resp, err := http.Get(ts.url + "/v1/next")
+		req, _ := http.NewRequest("GET", ts.url+"/v1/next", nil)
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+			WroteRequest: func(httptrace.WroteRequestInfo) { close(sent) },
+		}))
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			nextCode <- 0
 			return
@@ -481,6 +489,7 @@ func TestGracefulShutdown(t *testing.T) {
 		res <- result{code: resp.StatusCode, body: b}
 	}()
 	pw.Write(img[:len(img)/2])
+	<-sent
 	time.Sleep(100 * time.Millisecond)
 	stopped := make(chan struct{})
 	go func() { ts.stop(t); close(stopped) }()

@@ -214,8 +214,8 @@ func NewReaderLimits(r io.Reader, lim Limits) (*Reader, error) {
 }
 
 // Features are the names of INFO.requires this package knows (see
-// SPEC.md, "How the format evolves"): none in 2.0.
-var Features = []string{}
+// SPEC.md, "How the format evolves").
+var Features = []string{FeatureSysVIPC}
 
 // unknownFeatures returns those of req that Features lacks, quoted.
 func unknownFeatures(req []string) []string {

@@ -119,8 +119,8 @@ func mapKind(m *procfs.Mapping) (kind string, why string) {
 	if strings.HasPrefix(m.Path, "/memfd:") || (m.Shared && m.Path == "/dev/zero" && m.Deleted) {
 		return format.MapShmem, ""
 	}
-	if strings.HasPrefix(m.Path, "/SYSV") {
-		return "", "a System V shared memory segment"
+	if strings.HasPrefix(m.Path, "/SYSV") && m.Shared {
+		return format.MapSysV, ""
 	}
 	if m.Shared && m.Deleted {
 		return format.MapShmem, ""

@@ -159,6 +159,9 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 			if err := ft.kill(); err != nil {
 				return fmt.Errorf("image written, but killing the process failed: %w", err)
 			}
+			if err := snap.removeIPC(); err != nil {
+				return fmt.Errorf("image written and the tree killed, but removing its System V IPC objects failed: %w", err)
+			}
 		}
 		return nil
 	})
@@ -177,6 +180,11 @@ type snapshot struct {
 	maps     int   // mappings, of all processes
 	fds      int   // fds, of all processes
 	resident int64 // bytes of memory to read, about
+	ipc      *format.IPC
+	shmat    [][]byte // segments procs-dump attached to read them (sysv.go)
+	// hostIPC: the tree's objects are in procs-dump's IPC namespace,
+	// where they outlive the tree (removeIPC).
+	hostIPC bool
 }
 
 // collectTree reads the state of every process of the frozen tree, then
@@ -213,6 +221,9 @@ func collectTree(ft *frozenTree, opts Options) (*snapshot, error) {
 	if err := shareWithParents(s.cs); err != nil {
 		return s, err
 	}
+	if err := s.collectIPC(); err != nil {
+		return s, err
+	}
 	return s, files.CheckTree(s.table.files, s.procs, func(pid int) bool { return ft.find(pid) != nil })
 }
 
@@ -220,6 +231,9 @@ func collectTree(ft *frozenTree, opts Options) (*snapshot, error) {
 func (s *snapshot) close() {
 	for _, c := range s.cs {
 		c.close()
+	}
+	for _, b := range s.shmat {
+		unix.SysvShmDetach(b)
 	}
 }
 
@@ -232,11 +246,14 @@ func (s *snapshot) writeState(out io.Writer, opts Options, threads int) (*format
 	info := format.Info{Comm: s.procs[0].Comm, PID: opts.PID, Host: host,
 		Kernel: unix.ByteSliceToString(uts.Release[:]), Arch: "x86_64",
 		Created: time.Now().UTC(), Procs: Version, Threads: threads, Processes: len(s.procs)}
+	if s.ipc != nil {
+		info.Requires = append(info.Requires, format.FeatureSysVIPC)
+	}
 	w, err := format.NewWriter(out, info, format.WriterOptions{Compression: opts.Compression})
 	if err != nil {
 		return nil, err
 	}
-	if err := w.WriteJSON(format.TypeFiles, &format.FileTable{Files: s.table.files}); err != nil {
+	if err := w.WriteJSON(format.TypeFiles, &format.FileTable{Files: s.table.files, IPC: s.ipc}); err != nil {
 		return nil, err
 	}
 	for i := range s.procs {

@@ -120,6 +120,9 @@ func Restore(opts Options, in io.Reader) (*Process, error) {
 	if err := validate(t.files, t.imgs); err != nil {
 		return nil, err
 	}
+	if err := validateIPC(t.files, t.ipc, t.imgs); err != nil {
+		return nil, err
+	}
 	if err := t.placeIDs(); err != nil {
 		return nil, err
 	}

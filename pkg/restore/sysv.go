@@ -4,12 +4,14 @@
 // attached (shmat) by the processes at their addresses (mm.go), and
 // those that were marked for removal are marked again once attached.
 //
-// Where: in procs-load's IPC namespace when the image's ids (their
-// slots: an id is a slot and a sequence number) and keys are all free
-// there; else, and always for a tree that had an IPC namespace of its
+// Where (--ipc=auto): in procs-load's IPC namespace when the image's ids
+// (their slots: an id is a slot and a sequence number) and keys are all
+// free there; else, and for a tree that had an IPC namespace of its
 // own, in a new one, which the root joins (setns) as soon as it exists
-// and its children are born in. Either way takes root: an id is chosen
-// by writing kernel.{shm,sem,msg}_next_id, a sysctl of root's.
+// and its children are born in. --ipc=host refuses rather than make a
+// namespace, naming the objects in the way; --ipc=new always makes one.
+// Either way takes root: an id is chosen by writing
+// kernel.{shm,sem,msg}_next_id, a sysctl of root's.
 //
 // Whom as: each object is made by a thread of procs-load with the
 // object's creator's effective ids (setresuid, setresgid, per thread),
@@ -28,6 +30,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -163,10 +166,12 @@ func takenIPC(perms [3][]format.IPCPerm) (string, error) {
 			slots[o[kind.id]%idSlots], keys[o["key"]] = o[kind.id], o[kind.id]
 		}
 		for _, p := range perms[k] {
-			if id, ok := slots[int64(p.ID%idSlots)]; ok {
-				taken = append(taken, fmt.Sprintf("%s %d (%s %d has its slot)", kind.what, p.ID, kind.what, id))
+			if id, ok := slots[int64(p.ID%idSlots)]; ok && id == int64(p.ID) {
+				taken = append(taken, fmt.Sprintf("%s %d", kind.what, p.ID))
+			} else if ok {
+				taken = append(taken, fmt.Sprintf("%s %d (%d has its slot)", kind.what, p.ID, id))
 			} else if id, ok := keys[int64(p.Key)]; ok && p.Key != 0 {
-				taken = append(taken, fmt.Sprintf("%s %d (%s %d has its key %#x)", kind.what, p.ID, kind.what, id, uint32(p.Key)))
+				taken = append(taken, fmt.Sprintf("%s %d (%d has its key %#x)", kind.what, p.ID, id, uint32(p.Key)))
 			}
 		}
 	}
@@ -176,7 +181,7 @@ func takenIPC(perms [3][]format.IPCPerm) (string, error) {
 	if len(taken) > 4 {
 		taken = append(taken[:4], fmt.Sprintf("%d more", len(taken)-4))
 	}
-	return fmt.Sprint(taken), nil
+	return strings.Join(taken, ", "), nil
 }
 
 // perms lists the perms of o's objects by kind, in ipcKinds' order.
@@ -204,14 +209,17 @@ func (t *tree) makeIPC() error {
 	if os.Geteuid() != 0 || !hasCap(unix.CAP_SYS_ADMIN) {
 		return errors.New("the image holds System V IPC objects, and making them again with their ids takes root")
 	}
-	newNS := o.own
+	newNS := t.opts.IPC == IPCNew || o.own && t.opts.IPC == IPCAuto
 	if !newNS {
 		taken, err := takenIPC(t.perms(o))
 		if err != nil {
 			return err
 		}
-		if taken != "" {
-			t.logf("System V IPC: %s in use here: the tree gets an IPC namespace of its own", taken)
+		switch {
+		case taken != "" && t.opts.IPC == IPCHost:
+			return fmt.Errorf("--ipc=host: System V IPC objects of the image are in use here: %s (--ipc=new makes them in an IPC namespace of the tree's own)", taken)
+		case taken != "":
+			t.logf("System V IPC objects of the image are in use here (%s): the tree gets an IPC namespace of its own", taken)
 			newNS = true
 		}
 	}

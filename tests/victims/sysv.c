@@ -16,7 +16,7 @@
  * the segment, the child counter 1, and each increments a counter of
  * the removed segment; every 5 of its steps the parent prints
  *
- *	N p=P c=C r=R sem=A,B,S magic=1 ro=V
+ *	tick N p=P c=C r=R sem=A,B,S magic=1 ro=V
  *
  * N counting lines, P and C the counters as the parent reads them, R the
  * removed segment's counter, A, B, S the semaphores (the parent adds 1
@@ -109,7 +109,7 @@ int main(int argc, char **argv)
 		if (semop(sem, &op, 1) < 0)
 			die("semop");
 		int a = semctl(sem, 0, GETVAL), b = semctl(sem, 1, GETVAL), s = semctl(sem, 2, GETVAL);
-		say("%llu p=%llu c=%llu r=%llu sem=%d,%d,%d magic=%d ro=%llu\n", (unsigned long long)n,
+		say("tick %llu p=%llu c=%llu r=%llu sem=%d,%d,%d magic=%d ro=%llu\n", (unsigned long long)n,
 		    (unsigned long long)p[0], (unsigned long long)p[1], (unsigned long long)(r[0] + r[1]),
 		    a, b, s, strcmp((char *)p + 2048, "sysv-magic") == 0, (unsigned long long)p[512]);
 		if (access("drain", F_OK) == 0) {

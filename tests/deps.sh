@@ -19,8 +19,9 @@ set -eu
 #   curl       curl       the server's HTTP interface
 #   passwd     useradd    tests that run as an ordinary user they create
 #   bash       bash       victims
-packages="mandoc python3 gcc libc6-dev make xz-utils zstd iproute2 curl passwd bash"
-commands="mandoc python3 gcc make xz zstd ip curl useradd bash"
+#   util-linux nsenter    lists a namespace's System V IPC objects
+packages="mandoc python3 gcc libc6-dev make xz-utils zstd iproute2 curl passwd bash util-linux"
+commands="mandoc python3 gcc make xz zstd ip curl useradd bash nsenter"
 
 me=tests/deps.sh
 

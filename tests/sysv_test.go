@@ -8,18 +8,21 @@ package tests
 // of the objects; and what is refused, by id.
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"procs/format"
 	"procs/pkg/linux"
 	"procs/pkg/procfs"
 )
@@ -42,34 +45,22 @@ func removeSysV(key int32) {
 }
 
 // ipcOf lists the System V objects of the IPC namespace of process pid,
-// by kind ("shm", "sem", "msg"), read from a thread that enters it.
+// by kind ("shm", "sem", "msg"), as nsenter(1) shows them there (a thread
+// of the test's own that entered it could not be given back, and a
+// thread that ends kills the victims it started: Pdeathsig).
 func ipcOf(t *testing.T, pid int) map[string][]procfs.IPCObject {
 	t.Helper()
-	type result struct {
-		objs map[string][]procfs.IPCObject
-		err  error
-	}
-	done := make(chan result)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with it
-		fd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/ipc", pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	objs := map[string][]procfs.IPCObject{}
+	for _, k := range []string{"shm", "sem", "msg"} {
+		out, err := exec.Command("nsenter", fmt.Sprintf("--ipc=/proc/%d/ns/ipc", pid), "cat", "/proc/sysvipc/"+k).Output()
 		if err == nil {
-			err = unix.Setns(fd, unix.CLONE_NEWIPC)
-			unix.Close(fd)
+			objs[k], err = procfs.ParseSysvIPC(k, out)
 		}
-		objs := map[string][]procfs.IPCObject{}
-		for _, k := range []string{"shm", "sem", "msg"} {
-			if err == nil {
-				objs[k], err = procfs.SysvIPC(k)
-			}
+		if err != nil {
+			t.Fatalf("System V IPC of process %d: %v", pid, err)
 		}
-		done <- result{objs, err}
-	}()
-	r := <-done
-	if r.err != nil {
-		t.Fatalf("System V IPC of process %d: %v", pid, r.err)
 	}
-	return r.objs
+	return objs
 }
 
 // byKey is the object of objs with key key, or nil.
@@ -96,17 +87,17 @@ func sysvObjects(t *testing.T, pid int, key int32) string {
 		key      int32
 		cols     []string
 	}{
-		{"shm", "shmid", key, []string{"perms", "size", "nattch", "uid", "gid", "cuid", "cgid"}},
-		{"sem", "semid", key + 1, []string{"perms", "nsems", "uid", "gid", "cuid", "cgid"}},
-		{"msg", "msqid", key + 2, []string{"perms", "cbytes", "qnum", "uid", "gid", "cuid", "cgid"}},
+		{"shm", "shmid", key, []string{"size", "nattch", "uid", "gid", "cuid", "cgid"}},
+		{"sem", "semid", key + 1, []string{"nsems", "uid", "gid", "cuid", "cgid"}},
+		{"msg", "msqid", key + 2, []string{"cbytes", "qnum", "uid", "gid", "cuid", "cgid"}},
 	} {
 		o := byKey(ipc[w.kind], w.key)
 		if o == nil {
 			t.Fatalf("process %d: no %s of key %#x in its IPC namespace: %v", pid, w.kind, w.key, ipc[w.kind])
 		}
-		fmt.Fprintf(&b, "%s %s=%d key=%#x", w.kind, w.id, o[w.id], w.key)
+		fmt.Fprintf(&b, "%s %s=%d key=%#x perms=%o", w.kind, w.id, o[w.id], w.key, o["perms"])
 		for _, c := range w.cols {
-			fmt.Fprintf(&b, " %s=%o", c, o[c])
+			fmt.Fprintf(&b, " %s=%d", c, o[c])
 		}
 		b.WriteString("\n")
 	}
@@ -155,14 +146,9 @@ func sysvGoesOn(t *testing.T, l *lines, after report, stderr func() string) repo
 func TestSysVIPC(t *testing.T) {
 	needTools(t)
 	noLeftovers(t)
-	argv := victimArgv(t, "sysv")
 	key := sysvKey()
-	removeSysV(key)
-	t.Cleanup(func() { removeSysV(key) })
 	dir := t.TempDir()
-	orig := start(t, append(argv, strconv.Itoa(int(key))), dir)
-	t.Cleanup(func() { killTree(t, orig.pid()) })
-	lastReport(t, orig.out, "tick", 3, lineWait, orig.stderrText)
+	orig := startSysV(t, key, dir, nil)
 	want := sysvObjects(t, orig.pid(), key)
 	if !strings.Contains(want, "removed segment") || !strings.Contains(want, "nattch=3") {
 		t.Fatalf("the original's objects:\n%s", want)
@@ -212,7 +198,9 @@ func TestSysVIPC(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "drain"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	all, ok := ld.out.wait(lineWait, func(all []string, _ bool) bool { return len(all) > 0 && all[len(all)-1] == "drained" || contains(all, "drained") })
+	all, ok := ld.out.wait(lineWait, func(all []string, _ bool) bool {
+		return len(all) > 0 && all[len(all)-1] == "drained" || contains(all, "drained")
+	})
 	var msgs []string
 	for _, l := range all {
 		if strings.HasPrefix(l, "msg ") {
@@ -246,4 +234,157 @@ func contains(all []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// startSysV starts sysv.c with key in dir (as cred's user when cred is
+// set), kills it when t ends and removes what it leaves, and returns it
+// once it reports.
+func startSysV(t *testing.T, key int32, dir string, cred *syscall.Credential) *proc {
+	t.Helper()
+	argv := victimArgv(t, "sysv")
+	removeSysV(key)
+	t.Cleanup(func() { removeSysV(key) })
+	var p *proc
+	if cred != nil {
+		p = startAs(t, []string{publicCopy(t, argv[0]), strconv.Itoa(int(key))}, dir, &syscall.SysProcAttr{Credential: cred})
+	} else {
+		p = start(t, append(argv, strconv.Itoa(int(key))), dir)
+	}
+	t.Cleanup(func() { killTree(t, p.pid()) })
+	lastReport(t, p.out, "tick", 2, lineWait, p.stderrText)
+	return p
+}
+
+// ipcCount is how many System V objects this IPC namespace holds.
+func ipcCount(t *testing.T) int {
+	n := 0
+	for _, objs := range ipcOf(t, os.Getpid()) {
+		n += len(objs)
+	}
+	return n
+}
+
+// editIPC returns a copy of the image img whose FILES record edit
+// changed (its System V segments among the files, its sets and queues).
+func editIPC(t *testing.T, img string, edit func(ft *format.FileTable)) string {
+	t.Helper()
+	return craftImage(t, img, imageRewrite{edit: func(fb []byte, pbs [][]byte) ([]byte, [][]byte, error) {
+		var ft format.FileTable
+		if err := json.Unmarshal(fb, &ft); err != nil {
+			return nil, nil, err
+		}
+		edit(&ft)
+		fb, err := json.Marshal(&ft)
+		return fb, pbs, err
+	}})
+}
+
+// shmFiles are the System V segments of ft, by key.
+func shmFiles(ft *format.FileTable) map[int32]*format.File {
+	m := map[int32]*format.File{}
+	for i := range ft.Files {
+		if f := &ft.Files[i]; f.Shm != nil {
+			m[f.Shm.Key] = f
+		}
+	}
+	return m
+}
+
+// TestSysVIPCRefusals: what procs-dump refuses (a segment attached
+// outside the tree) and, in crafted images whose checksums hold, what
+// procs-load refuses by id before it makes any object or process (an
+// object owned by an id none of the processes has, a segment bigger
+// than any, too many bytes queued, semaphores out of range, an
+// attachment that is not whole, two objects with one id).
+func TestSysVIPCRefusals(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	key := sysvKey() | 8
+	p := startSysV(t, key, t.TempDir(), nil)
+	id, err := unix.SysvShmGet(int(key), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := unix.SysvShmAttach(id, 0, unix.SHM_RDONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusedDump(t, p.pid(), fmt.Sprintf("segment %d (key %#x) is attached 1 times by processes outside the tree", id, key))
+	unix.SysvShmDetach(b)
+
+	img := dump(t, p.pid(), true)
+	before := ipcCount(t)
+	for _, c := range []struct {
+		name string
+		edit func(ft *format.FileTable)
+		want []string
+	}{
+		{"owner", func(ft *format.FileTable) { shmFiles(ft)[key].Shm.UID = 4242 }, []string{fmt.Sprintf("segment %d is owned by 4242:0", id), "none of the image's processes has"}},
+		{"creator", func(ft *format.FileTable) { ft.IPC.Msg[0].CGID = 4242 }, []string{"message queue", "made by 0:4242"}},
+		{"huge", func(ft *format.FileTable) { shmFiles(ft)[key].Size = 1 << 40 }, []string{fmt.Sprintf("segment %d has size 1099511627776", id)}},
+		{"removed-key", func(ft *format.FileTable) { shmFiles(ft)[key].Shm.Removed = true }, []string{"marked for removal, and has key"}},
+		{"twice", func(ft *format.FileTable) { shmFiles(ft)[0].Shm.ID = id }, []string{fmt.Sprintf("two of shared memory segment %d", id)}},
+		{"semaphore", func(ft *format.FileTable) { ft.IPC.Sem[0].Values[1] = 40000 }, []string{"semaphore set", "a value above 32767"}},
+		{"semaphores", func(ft *format.FileTable) { ft.IPC.Sem[0].Values = nil }, []string{"has 0 semaphores"}},
+		{"queued", func(ft *format.FileTable) { ft.IPC.Msg[0].QBytes = 4 }, []string{"more than its 4"}},
+		{"qbytes", func(ft *format.FileTable) { ft.IPC.Msg[0].QBytes = 1 << 40 }, []string{"holds up to 1099511627776 bytes"}},
+		{"mtype", func(ft *format.FileTable) { ft.IPC.Msg[0].Messages[2].Type = 0 }, []string{"message 2 has type 0"}},
+		{"mode", func(ft *format.FileTable) { ft.IPC.Sem[0].Mode = 0o4777 }, []string{"mode 04777 out of range"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			refused(t, loadCmd(editIPC(t, img, c.edit)), "sysv", c.want...)
+			if n := ipcCount(t); n != before {
+				t.Errorf("%d System V objects here after a refused image; want %d as before", n, before)
+			}
+		})
+	}
+	t.Run("partly-attached", func(t *testing.T) {
+		bad := editTree(t, img, func(e *treeEdit) {
+			for i := range e.Procs[0].Maps {
+				if m := &e.Procs[0].Maps[i]; m.Kind == format.MapSysV && m.Offset == 0 {
+					m.Offset = format.PageSize
+					return
+				}
+			}
+		})
+		refused(t, loadCmd(bad), "sysv", "not whole")
+	})
+}
+
+// TestSysVIPCUser: a user's tree with its System V objects, moved by
+// root: the objects come back with that user as their owner and their
+// creator. The user itself cannot restore them (choosing ids takes
+// root), and is told so.
+func TestSysVIPCUser(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	cred := testUser(t)
+	key := sysvKey() | 4
+	dir := userDir(t, cred)
+	p := startSysV(t, key, dir, cred)
+	want := sysvObjects(t, p.pid(), key)
+	if !strings.Contains(want, fmt.Sprintf("uid=%d gid=%d cuid=%d cgid=%d", cred.Uid, cred.Gid, cred.Uid, cred.Gid)) {
+		t.Fatalf("the user's objects:\n%s", want)
+	}
+	img := dump(t, p.pid(), false)
+	waitImageGone(t, img)
+	if err := os.Chmod(img, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for d := filepath.Dir(img); d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+	loadBin := publicCopy(t, filepath.Join(binDir, "procs-load"))
+	cmd := exec.Command(loadBin, "--stdio=inherit", img)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	refused(t, cmd, "sysv", "System V IPC objects", "takes root")
+	if _, err := unix.SysvShmGet(int(key), 0, 0); !errors.Is(err, unix.ENOENT) {
+		t.Errorf("segment of key %#x after a refused restore: %v", key, err)
+	}
+
+	ld := startLoad(t, img, "--stdio=inherit")
+	lastReport(t, ld.out, "tick", 0, lineWait, ld.stderrText) // killTree(p.pid()) kills it
+	if got := sysvObjects(t, p.pid(), key); got != want {
+		t.Errorf("the objects restored by root:\n%s\nwant the user's:\n%s", got, want)
+	}
 }

@@ -20,6 +20,11 @@ func SysvIPC(kind string) ([]IPCObject, error) {
 	if err != nil {
 		return nil, err
 	}
+	return ParseSysvIPC(kind, b)
+}
+
+// ParseSysvIPC parses b, the contents of /proc/sysvipc/kind.
+func ParseSysvIPC(kind string, b []byte) ([]IPCObject, error) {
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 	head := strings.Fields(lines[0])
 	var objs []IPCObject

@@ -69,10 +69,16 @@ func (t *tree) ipcObjects() ipcObjects {
 
 func (o ipcObjects) empty() bool { return len(o.shm)+len(o.sem)+len(o.msg) == 0 && !o.own }
 
-// validateIPC checks the sets and queues of an image (its segments are
-// files: pkg/files checks them), and that no two objects of a kind share
-// an id, or a key other than IPC_PRIVATE.
+// validateIPC checks, once validate has, the attachments of segments
+// (whole: their sizes are checked), the sets and queues of an image (its
+// segments are files: pkg/files checks them), and that no two objects of
+// a kind share an id, or a key other than IPC_PRIVATE.
 func validateIPC(fs []format.File, ipc *format.IPC, procs []format.Process) error {
+	for k := range procs {
+		if _, bad := files.Attachments(procs[k].Maps, fs); bad != nil {
+			return fmt.Errorf("process %d: image mapping %x-%x is a part of an attachment of a System V segment that is not whole", procs[k].PID, bad.Start, bad.End)
+		}
+	}
 	shm := []format.IPCPerm{}
 	for _, f := range fs {
 		if f.Shm != nil {

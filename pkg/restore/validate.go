@@ -531,9 +531,6 @@ func validateMaps(img *format.Process, fs []format.File) error {
 				safetext.Quote(m.Kind), safetext.Quote(kindAt(fs, m.File)))
 		}
 	}
-	if _, bad := files.Attachments(img.Maps, fs); bad != nil {
-		return fmt.Errorf("image mapping %x-%x is a part of an attachment of a System V segment that is not whole", bad.Start, bad.End)
-	}
 	return nil
 }
 

@@ -44,6 +44,7 @@ type tree struct {
 	ipc     *format.IPC
 	ipcNS   *os.File
 	ipcMade []ipcMade
+	shmKept [][]byte // segments procs-load attached (detachShm)
 
 	helper     int      // the exec'd stub the processes are cloned from
 	loaderSock *os.File // the loader's end of the socket the processes take files from (giveFD)

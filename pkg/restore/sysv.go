@@ -1,8 +1,9 @@
 // System V IPC: the tree's shared memory segments, semaphore sets and
 // message queues, made again before any process exists, with their ids,
 // keys, owners, creators, modes and contents; segments are then
-// attached (shmat) by the processes at their addresses (mm.go), and
-// those that were marked for removal are marked again once attached.
+// attached (shmat) by the processes at their addresses (mm.go). A
+// segment that was marked for removal is marked again as soon as it is
+// made: procs-load keeps it attached until the processes have.
 //
 // Where (--ipc=auto): in procs-load's IPC namespace when the image's ids
 // (their slots: an id is a slot and a sequence number) and keys are all
@@ -376,7 +377,18 @@ func (t *tree) makeShm(i int) error {
 	if err != nil {
 		return fmt.Errorf("filling shared memory segment %d: %w", s.ID, err)
 	}
-	defer unix.SysvShmDetach(b)
+	if s.Removed {
+		// Marked at once: it lasts while procs-load's attachment does,
+		// then while the processes' do (they attach it by id, as Linux
+		// allows), and goes with procs-load if it dies meanwhile.
+		if _, err := unix.SysvShmCtl(s.ID, unix.IPC_RMID, nil); err != nil {
+			unix.SysvShmDetach(b)
+			return fmt.Errorf("shared memory segment %d: %w", s.ID, err)
+		}
+		t.shmKept = append(t.shmKept, b)
+	} else {
+		defer unix.SysvShmDetach(b)
+	}
 	start := addrOf(b)
 	fill, err := os.OpenFile(fmt.Sprintf("/proc/self/map_files/%x-%x", start, start+(uint64(f.Size)+format.PageSize-1)&^(format.PageSize-1)), os.O_RDWR, 0)
 	if err != nil {
@@ -436,6 +448,7 @@ func (t *tree) makeMsg(q format.MsgQueue) error {
 // namespace, when the restore fails (those of a namespace of the
 // tree's go with it).
 func (t *tree) removeIPC() {
+	t.detachShm()
 	if t.ipcNS != nil {
 		t.ipcMade = nil
 		return
@@ -494,16 +507,11 @@ func (b *builder) attachShm(m format.Mapping) error {
 	return nil
 }
 
-// markRemoved marks for removal again the segments that were (IPC_RMID:
-// they lose their key), once every process has attached them, from the
-// root, which is in their namespace and still has procs-load's rights.
-func (t *tree) markRemoved() error {
-	for _, f := range t.files {
-		if f.Shm != nil && f.Shm.Removed {
-			if _, err := t.procs[0].main.Syscall("shmctl(IPC_RMID)", unix.SYS_SHMCTL, uint64(f.Shm.ID), unix.IPC_RMID, 0); err != nil {
-				return fmt.Errorf("shared memory segment %d: %w", f.Shm.ID, err)
-			}
-		}
+// detachShm leaves the segments procs-load keeps attached (those marked
+// for removal), once the processes have them or the restore failed.
+func (t *tree) detachShm() {
+	for _, b := range t.shmKept {
+		unix.SysvShmDetach(b)
 	}
-	return nil
+	t.shmKept = nil
 }

@@ -160,9 +160,6 @@ func (t *tree) build() error {
 	if err := t.sealMemfds(); err != nil {
 		return err
 	}
-	if err := t.markRemoved(); err != nil {
-		return err
-	}
 	for _, b := range t.procs {
 		if b.img.Zombie != nil {
 			continue
@@ -471,6 +468,7 @@ func (t *tree) removeCreated() {
 
 // closeLocal closes every file the loader opened for the processes.
 func (t *tree) closeLocal() {
+	t.detachShm()
 	for _, m := range []map[int]*os.File{t.local, t.descs} {
 		for _, f := range m {
 			f.Close()

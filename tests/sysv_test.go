@@ -366,6 +366,16 @@ func TestSysVIPCUser(t *testing.T) {
 	if !strings.Contains(want, fmt.Sprintf("uid=%d gid=%d cuid=%d cgid=%d", cred.Uid, cred.Gid, cred.Uid, cred.Gid)) {
 		t.Fatalf("the user's objects:\n%s", want)
 	}
+	if ptraceLimited() == "" {
+		// The user may trace its tree, not read its segments.
+		var stderr strings.Builder
+		d := exec.Command(publicCopy(t, filepath.Join(binDir, "procs-dump")), "-o", filepath.Join(dir, "img"), strconv.Itoa(p.pid()))
+		d.Stderr, d.SysProcAttr = &stderr, &syscall.SysProcAttr{Credential: cred}
+		if err := runTimeout(d, time.Minute); err == nil || !strings.Contains(stderr.String(), "reading it takes CAP_CHECKPOINT_RESTORE") {
+			t.Errorf("procs-dump as uid %d: %v, %q; want a refusal saying reading the segment takes CAP_CHECKPOINT_RESTORE", cred.Uid, err, stderr.String())
+		}
+		lastReport(t, p.out, "tick", 0, lineWait, p.stderrText)
+	}
 	img := dump(t, p.pid(), false)
 	waitImageGone(t, img)
 	if err := os.Chmod(img, 0o644); err != nil {
@@ -386,5 +396,59 @@ func TestSysVIPCUser(t *testing.T) {
 	lastReport(t, ld.out, "tick", 0, lineWait, ld.stderrText) // killTree(p.pid()) kills it
 	if got := sysvObjects(t, p.pid(), key); got != want {
 		t.Errorf("the objects restored by root:\n%s\nwant the user's:\n%s", got, want)
+	}
+}
+
+// TestSysVIPCOwnNamespace: a tree that runs in an IPC namespace of its
+// own (unshare -i) has every object of it carried, one that no member
+// uses too (made by ipcmk); copied beside the original and moved, it
+// gets a namespace of its own again, with all of them.
+func TestSysVIPCOwnNamespace(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	argv := victimArgv(t, "sysv")
+	key := sysvKey() | 12
+	p := start(t, append([]string{"unshare", "--ipc", "--"}, append(argv, strconv.Itoa(int(key)))...), t.TempDir())
+	t.Cleanup(func() { killTree(t, p.pid()) })
+	lastReport(t, p.out, "tick", 2, lineWait, p.stderrText)
+	if out, err := exec.Command("nsenter", fmt.Sprintf("--ipc=/proc/%d/ns/ipc", p.pid()), "ipcmk", "-M", "20000", "-p", "0604").CombinedOutput(); err != nil {
+		t.Fatalf("ipcmk: %v: %s", err, out)
+	}
+	list := func(pid int) string {
+		var b strings.Builder
+		for _, o := range ipcOf(t, pid)["shm"] {
+			fmt.Fprintf(&b, "shmid=%d key=%#x perms=%o size=%d nattch=%d\n", o["shmid"], uint32(o["key"]), o["perms"], o["size"], o["nattch"])
+		}
+		return b.String() + sysvObjects(t, pid, key)
+	}
+	want := list(p.pid())
+	if !strings.Contains(want, "perms=604 size=20000 nattch=0") {
+		t.Fatalf("the tree's namespace:\n%s", want)
+	}
+	img := dump(t, p.pid(), true)
+	at := lastReport(t, p.out, "tick", 0, lineWait, p.stderrText)
+	ld := startLoad(t, img)
+	init, root := nsTree(t, ld)
+	sysvGoesOn(t, ld.out, at, ld.stderrText)
+	if got := list(root.pid); got != want {
+		t.Errorf("the copy's namespace:\n%s\nwant the original's:\n%s", got, want)
+	}
+	unix.Kill(init.pid, unix.SIGKILL)
+	if !ld.exited(10 * time.Second) {
+		t.Fatal("procs-load of the copy still runs after its init was killed")
+	}
+	waitGone(t, []pinfo{init, root})
+
+	img = dump(t, p.pid(), false)
+	waitImageGone(t, img)
+	at = lastReport(t, p.out, "tick", 0, lineWait, p.stderrText)
+	ld = startLoad(t, img)
+	sysvGoesOn(t, ld.out, at, ld.stderrText)
+	mine, _ := os.Readlink("/proc/self/ns/ipc")
+	if ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/ipc", p.pid())); ns == mine {
+		t.Errorf("the moved tree runs in this IPC namespace; want one of its own")
+	}
+	if got := list(p.pid()); got != want {
+		t.Errorf("the moved tree's namespace:\n%s\nwant:\n%s", got, want)
 	}
 }

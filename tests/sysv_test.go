@@ -338,6 +338,12 @@ func TestSysVIPCRefusals(t *testing.T) {
 			}
 		})
 	}
+	t.Run("shmmax", func(t *testing.T) {
+		// In an IPC namespace of the test's, whose shmmax is small.
+		sh := `echo 8192 > /proc/sys/kernel/shmmax && exec "$0" "$1"`
+		refused(t, exec.Command("unshare", "--ipc", "sh", "-c", sh, filepath.Join(binDir, "procs-load"), img), "sysv",
+			fmt.Sprintf("segment %d has 12388 bytes, more than kernel.shmmax (8192) here", id))
+	})
 	t.Run("partly-attached", func(t *testing.T) {
 		bad := editTree(t, img, func(e *treeEdit) {
 			for i := range e.Procs[0].Maps {

@@ -254,7 +254,14 @@ func (t *tree) makeIPCHere(o ipcObjects, newNS bool) error {
 			return err
 		}
 	}
+	shmmax, err := sysctl("shmmax")
+	if err != nil {
+		return err
+	}
 	for _, i := range o.shm {
+		if f := &t.files[i]; uint64(f.Size) > shmmax {
+			return fmt.Errorf("shared memory segment %d has %d bytes, more than kernel.shmmax (%d) here", f.Shm.ID, f.Size, shmmax)
+		}
 		if err := t.makeShm(i); err != nil {
 			return err
 		}
@@ -287,17 +294,30 @@ func raiseMsgLimits(qs []format.MsgQueue) error {
 		name string
 		want uint64
 	}{{"msgmax", most}, {"msgmnb", bytes}} {
-		b, err := os.ReadFile("/proc/sys/kernel/" + l.name)
+		cur, err := sysctl(l.name)
 		if err != nil {
 			return err
 		}
-		if cur, _ := strconv.ParseUint(string(b[:len(b)-1]), 10, 64); cur < l.want {
+		if cur < l.want {
 			if err := os.WriteFile("/proc/sys/kernel/"+l.name, []byte(strconv.FormatUint(l.want, 10)), 0); err != nil {
 				return fmt.Errorf("System V IPC: %w", err)
 			}
 		}
 	}
 	return nil
+}
+
+// sysctl reads kernel.name, a number, of this thread's IPC namespace.
+func sysctl(name string) (uint64, error) {
+	b, err := os.ReadFile("/proc/sys/kernel/" + name)
+	if err != nil {
+		return 0, err
+	}
+	v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("kernel.%s: %w", name, err)
+	}
+	return v, nil
 }
 
 // asCreator makes an object with get, as its creator p.CUID:p.CGID

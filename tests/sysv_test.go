@@ -194,6 +194,9 @@ func TestSysVIPC(t *testing.T) {
 	if got := sysvObjects(t, orig.pid(), key); got != want {
 		t.Errorf("the moved objects:\n%s\nwant:\n%s", got, want)
 	}
+	if out, err := exec.Command("ipcs", "-m").Output(); err != nil || !strings.Contains(string(out), fmt.Sprintf("%#08x %-10d", key, shmid)) {
+		t.Errorf("ipcs -m: %v; want key %#08x with id %d:\n%s", err, key, shmid, out)
+	}
 	// The messages, in order, with their types.
 	if err := os.WriteFile(filepath.Join(dir, "drain"), nil, 0o644); err != nil {
 		t.Fatal(err)

@@ -122,6 +122,9 @@ func mapKind(m *procfs.Mapping) (kind string, why string) {
 	if strings.HasPrefix(m.Path, "/SYSV") && m.Shared {
 		return format.MapSysV, ""
 	}
+	if strings.HasPrefix(m.Path, "/SYSV") {
+		return "", "a private mapping of System V shared memory"
+	}
 	if m.Shared && m.Deleted {
 		return format.MapShmem, ""
 	}

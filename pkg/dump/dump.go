@@ -160,7 +160,9 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 				return fmt.Errorf("image written, but killing the process failed: %w", err)
 			}
 			if err := snap.removeIPC(); err != nil {
-				return fmt.Errorf("image written and the tree killed, but removing its System V IPC objects failed: %w", err)
+				// The image holds them: a restore here makes them in
+				// an IPC namespace of the tree's own.
+				logf("System V IPC objects of the tree stay here: %v", err)
 			}
 		}
 		return nil

@@ -347,6 +347,23 @@ func TestSysVIPCRefusals(t *testing.T) {
 		refused(t, exec.Command("unshare", "--ipc", "sh", "-c", sh, filepath.Join(binDir, "procs-load"), img), "sysv",
 			fmt.Sprintf("segment %d has 12388 bytes, more than kernel.shmmax (8192) here", id))
 	})
+	t.Run("fd", func(t *testing.T) {
+		bad := editTree(t, img, func(e *treeEdit) {
+			open := 0
+			for _, p := range e.Procs {
+				for _, fd := range p.FDs {
+					open = max(open, fd.Open)
+				}
+			}
+			for i := range e.Files {
+				if e.Files[i].Shm != nil {
+					e.Procs[0].FDs = append(e.Procs[0].FDs, format.FD{Num: 100, File: i, Flags: unix.O_RDWR, Open: open + 1})
+					return
+				}
+			}
+		})
+		refused(t, loadCmd(bad), "sysv", "no fd has a segment")
+	})
 	t.Run("partly-attached", func(t *testing.T) {
 		bad := editTree(t, img, func(e *treeEdit) {
 			for i := range e.Procs[0].Maps {

@@ -30,8 +30,8 @@ func (sysvShm) Traits() Traits {
 const MaxShmSize = 64 << 30
 
 // Validate: the segment's perm is one the tree may own, its size in
-// range, its contents carried, and a segment marked for removal has no
-// key.
+// range, its contents carried, a segment marked for removal has no key,
+// and no fd names it.
 func (sysvShm) Validate(fs []format.File, i int, procs []format.Process) error {
 	f := &fs[i]
 	s := f.Shm
@@ -47,6 +47,9 @@ func (sysvShm) Validate(fs []format.File, i int, procs []format.Process) error {
 	}
 	if s.Removed && s.Key != 0 {
 		return fmt.Errorf("%s is marked for removal, and has key %#x", what, uint32(s.Key))
+	}
+	if p, fd := Holder(procs, i); p != nil {
+		return fmt.Errorf("%s is fd %d of process %d: no fd has a segment", what, fd.Num, p.PID)
 	}
 	return nil
 }

@@ -197,28 +197,14 @@ func TestSysVIPC(t *testing.T) {
 	if out, err := exec.Command("ipcs", "-m").Output(); err != nil || !strings.Contains(string(out), fmt.Sprintf("%#08x %-10d", key, shmid)) {
 		t.Errorf("ipcs -m: %v; want key %#08x with id %d:\n%s", err, key, shmid, out)
 	}
-	// The messages, in order, with their types.
-	if err := os.WriteFile(filepath.Join(dir, "drain"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	all, ok := ld.out.wait(lineWait, func(all []string, _ bool) bool {
-		return len(all) > 0 && all[len(all)-1] == "drained" || contains(all, "drained")
-	})
-	var msgs []string
-	for _, l := range all {
-		if strings.HasPrefix(l, "msg ") {
-			msgs = append(msgs, l)
-		}
-	}
-	if !ok || strings.Join(msgs, "|") != "msg 1 one|msg 2 two|msg 3 three|msg 1 four" {
-		t.Errorf("messages received after the move: %q; want one, two, three, four of types 1, 2, 3, 1", msgs)
-	}
-
-	// Moved again, with -d.
-	want = sysvObjects(t, orig.pid(), key) // the messages read
+	// Moved again at once, with -d: the queue, which no process of the
+	// tree has used since the restore, is still the tree's.
 	atDump = lastReport(t, ld.out, "tick", 0, lineWait, ld.stderrText)
 	img = dump(t, orig.pid(), false)
 	waitImageGone(t, img)
+	if _, err := linux.Msgget(key+2, 0); !errors.Is(err, unix.ENOENT) {
+		t.Errorf("the queue of key %#x is still here after its tree was moved again (%v)", key+2, err)
+	}
 	ld.restored = 0
 	ldd := startLoad(t, img, "-d")
 	if !ldd.exited(10 * time.Second) {
@@ -227,6 +213,21 @@ func TestSysVIPC(t *testing.T) {
 	sysvGoesOn(t, ldd.out, atDump, ldd.stderrText)
 	if got := sysvObjects(t, orig.pid(), key); got != want {
 		t.Errorf("the objects after -d:\n%s\nwant:\n%s", got, want)
+	}
+
+	// The messages, in order, with their types.
+	if err := os.WriteFile(filepath.Join(dir, "drain"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	all, ok := ldd.out.wait(lineWait, func(all []string, _ bool) bool { return contains(all, "drained") })
+	var msgs []string
+	for _, l := range all {
+		if strings.HasPrefix(l, "msg ") {
+			msgs = append(msgs, l)
+		}
+	}
+	if !ok || strings.Join(msgs, "|") != "msg 1 one|msg 2 two|msg 3 three|msg 1 four" {
+		t.Errorf("messages received after the moves: %q; want one, two, three, four of types 1, 2, 3, 1", msgs)
 	}
 }
 

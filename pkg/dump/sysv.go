@@ -6,7 +6,10 @@
 // the namespace it shares with the rest of the system, the segments a
 // member attaches or created (cpid), the semaphore sets a member
 // changed last (sempid of one of its semaphores) and the queues a
-// member sent to or received from last (lspid, lrpid). A segment that
+// member sent to or received from last (lspid, lrpid), each at a time
+// the member already ran (a PID there may be of a process that ended
+// long ago, whose PID a member has now: its objects are not the
+// tree's, and procs-dump must not remove them). A segment that
 // a process outside the tree attaches too is refused, as a pipe with an
 // outside end is: two copies of it would no longer be one.
 
@@ -18,6 +21,8 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -116,7 +121,16 @@ func (s *snapshot) collectIPC() error {
 	}
 	own := nsPath != ""
 	s.hostIPC = !own
-	member := func(pid int64) bool { return s.ft.find(int(pid)) != nil }
+	started, err := startedAt(s.cs)
+	if err != nil {
+		return err
+	}
+	// member says whether pid, at time when (seconds since the epoch),
+	// was a member: one that had started by then.
+	member := func(pid, when int64) bool {
+		at, ok := started[int(pid)]
+		return ok && when >= at
+	}
 	// Each VMA of a segment counts one in its nattch.
 	attached := map[int]int{}
 	where := map[int]string{} // a map_files link of one of its VMAs
@@ -149,6 +163,32 @@ func (s *snapshot) collectIPC() error {
 	return nil
 }
 
+// startedAt is when each process of the tree started, in seconds since
+// the epoch, as /proc/sysvipc gives times (a little earlier: the boot
+// time /proc/stat tells moves with the clock).
+func startedAt(cs []*collector) (map[int]int64, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return nil, err
+	}
+	_, rest, _ := strings.Cut(string(b), "\nbtime ")
+	line, _, _ := strings.Cut(rest, "\n")
+	boot, err := strconv.ParseInt(line, 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("/proc/stat: btime %q", line)
+	}
+	const userHZ = 100 // clock ticks of /proc/PID/stat, on x86-64
+	at := map[int]int64{}
+	for _, c := range cs {
+		st, err := procfs.ReadStat(c.pid)
+		if err != nil {
+			return nil, notFound(c.pid, err)
+		}
+		at[c.pid] = boot + int64(st.StartTime/userHZ) - 2
+	}
+	return at, nil
+}
+
 // perm is the perm of an object as /proc/sysvipc shows it, id the
 // column of its id.
 func perm(o procfs.IPCObject, id string) format.IPCPerm {
@@ -160,7 +200,7 @@ func perm(o procfs.IPCObject, id string) format.IPCPerm {
 // travel: read through a member's mapping of it, or, for one no member
 // attaches, through an attachment of procs-dump's own (read-only,
 // until the dump ends).
-func (s *snapshot) collectShm(own bool, attached map[int]int, where map[int]string, member func(int64) bool) error {
+func (s *snapshot) collectShm(own bool, attached map[int]int, where map[int]string, member func(pid, when int64) bool) error {
 	objs, err := procfs.SysvIPC("shm")
 	if err != nil {
 		return err
@@ -168,7 +208,8 @@ func (s *snapshot) collectShm(own bool, attached map[int]int, where map[int]stri
 	seen := 0
 	for _, o := range objs {
 		id := int(o["shmid"])
-		if !own && attached[id] == 0 && !member(o["cpid"]) {
+		// ctime is at or after its creation.
+		if !own && attached[id] == 0 && !member(o["cpid"], o["ctime"]) {
 			continue
 		}
 		p := perm(o, "shmid")
@@ -224,7 +265,7 @@ func (c *collector) wholeAttachments() error {
 }
 
 // collectSem reads the tree's semaphore sets: their values (GETALL).
-func collectSem(own bool, member func(int64) bool) ([]format.SemSet, error) {
+func collectSem(own bool, member func(pid, when int64) bool) ([]format.SemSet, error) {
 	objs, err := procfs.SysvIPC("sem")
 	if err != nil {
 		return nil, err
@@ -238,7 +279,8 @@ func collectSem(own bool, member func(int64) bool) ([]format.SemSet, error) {
 			if err != nil {
 				return nil, fmt.Errorf("semaphore set %d: %w", id, err)
 			}
-			ours = member(int64(pid))
+			// A semaphore changes at otime (semop) or ctime (SETVAL...).
+			ours = member(int64(pid), max(o["otime"], o["ctime"]))
 		}
 		if !ours {
 			continue
@@ -258,7 +300,7 @@ func collectSem(own bool, member func(int64) bool) ([]format.SemSet, error) {
 
 // collectMsg reads the tree's message queues, every message in order,
 // without taking any (MSG_COPY).
-func collectMsg(own bool, member func(int64) bool) ([]format.MsgQueue, error) {
+func collectMsg(own bool, member func(pid, when int64) bool) ([]format.MsgQueue, error) {
 	objs, err := procfs.SysvIPC("msg")
 	if err != nil {
 		return nil, err
@@ -266,7 +308,7 @@ func collectMsg(own bool, member func(int64) bool) ([]format.MsgQueue, error) {
 	var qs []format.MsgQueue
 	for _, o := range objs {
 		id := int(o["msqid"])
-		if !own && !member(o["lspid"]) && !member(o["lrpid"]) {
+		if !own && !member(o["lspid"], o["stime"]) && !member(o["lrpid"], o["rtime"]) {
 			continue
 		}
 		ds := make([]byte, linux.SizeofMsqidDS)

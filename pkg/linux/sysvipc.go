@@ -2,8 +2,8 @@ package linux
 
 // System V IPC: struct ipc64_perm, semid64_ds and msqid64_ds of x86-64
 // (x/sys has shared memory's, not these), the commands and flags x/sys
-// lacks, and thin wrappers of semget, semctl, msgget, msgctl, msgsnd
-// and msgrcv (sysvipc_unsafe.go).
+// lacks, and thin wrappers of semget, semctl, msgget, msgctl and msgrcv
+// (sysvipc_unsafe.go).
 
 // Commands and flags of semctl, msgctl and msgrcv.
 const (

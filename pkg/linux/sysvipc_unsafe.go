@@ -53,17 +53,6 @@ func Msgctl(id, cmd int, buf []byte) (int, error) {
 	return int(r), nil
 }
 
-// Msgsnd sends a message of type typ and text text, without waiting.
-func Msgsnd(id int, typ int64, text []byte) error {
-	buf := binary.LittleEndian.AppendUint64(make([]byte, 0, 8+len(text)), uint64(typ))
-	buf = append(buf, text...)
-	_, _, e := unix.Syscall6(unix.SYS_MSGSND, uintptr(id), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(text)), unix.IPC_NOWAIT, 0, 0)
-	if e != 0 {
-		return os.NewSyscallError("msgsnd", e)
-	}
-	return nil
-}
-
 // MsgCopy reads message number n (from 0) of a queue without taking it
 // (MSG_COPY), into buf (8 bytes of type, then at most len(buf)-8 of
 // text), and returns its type and text, a slice of buf.

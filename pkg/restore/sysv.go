@@ -25,6 +25,7 @@
 package restore
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -39,6 +40,7 @@ import (
 	"procs/pkg/files"
 	"procs/pkg/linux"
 	"procs/pkg/procfs"
+	"procs/pkg/ptrace"
 )
 
 // Caps of an image's System V objects, beyond the kernel's own.
@@ -419,7 +421,7 @@ func (t *tree) makeShm(i int) error {
 	return nil
 }
 
-// makeSem makes semaphore set s, with its values.
+// makeSem makes semaphore set s; the root gives it its values (fillIPC).
 func (t *tree) makeSem(s format.SemSet) error {
 	err := t.asCreator(1, s.IPCPerm, func() (int, error) {
 		return linux.Semget(s.Key, len(s.Values), unix.IPC_CREAT|unix.IPC_EXCL|int(s.Mode))
@@ -428,20 +430,10 @@ func (t *tree) makeSem(s format.SemSet) error {
 		_, err := linux.Semctl(id, 0, unix.IPC_SET, ds.Encode())
 		return err
 	})
-	if err != nil {
-		return err
-	}
-	vals := make([]byte, 0, 2*len(s.Values))
-	for _, v := range s.Values {
-		vals = append(vals, byte(v), byte(v>>8))
-	}
-	if _, err := linux.Semctl(s.ID, 0, linux.SETALL, vals); err != nil {
-		return fmt.Errorf("semaphore set %d: %w", s.ID, err)
-	}
-	return nil
+	return err
 }
 
-// makeMsg makes message queue q, with its messages in order.
+// makeMsg makes message queue q; the root sends its messages (fillIPC).
 func (t *tree) makeMsg(q format.MsgQueue) error {
 	err := t.asCreator(2, q.IPCPerm, func() (int, error) {
 		return linux.Msgget(q.Key, unix.IPC_CREAT|unix.IPC_EXCL|int(q.Mode))
@@ -453,15 +445,7 @@ func (t *tree) makeMsg(q format.MsgQueue) error {
 		}
 		return err
 	})
-	if err != nil {
-		return err
-	}
-	for k, m := range q.Messages {
-		if err := linux.Msgsnd(q.ID, m.Type, m.Text); err != nil {
-			return fmt.Errorf("message queue %d, message %d: %w", q.ID, k, err)
-		}
-	}
-	return nil
+	return err
 }
 
 // removeIPC removes the objects makeIPC made in procs-load's IPC
@@ -487,18 +471,71 @@ func (t *tree) removeIPC() {
 }
 
 // joinIPC has the root, just made, join the tree's IPC namespace, when
-// it has one of its own: its children are born in it.
+// it has one of its own (its children are born in it), and fill the
+// sets and queues (fillIPC).
 func (t *tree) joinIPC(root *builder) error {
-	if t.ipcNS == nil {
+	if t.ipcNS != nil {
+		fd, err := root.takeFD(t.ipcNS)
+		if err != nil {
+			return err
+		}
+		_, err = root.main.Syscall("setns(CLONE_NEWIPC)", unix.SYS_SETNS, fd, unix.CLONE_NEWIPC)
+		root.main.Syscall("close", unix.SYS_CLOSE, fd)
+		if err != nil {
+			return err
+		}
+	}
+	return t.fillIPC(root)
+}
+
+// fillIPC has the root, still with procs-load's rights, give the sets
+// their values (SETALL) and send the queues their messages, in order:
+// the kernel then names a process of the tree as the one that used them
+// last (sempid, lspid), and a later dump finds them the tree's again. It
+// works in memory of its own, which laying it out throws away.
+func (t *tree) fillIPC(root *builder) error {
+	if t.ipc == nil || len(t.ipc.Sem)+len(t.ipc.Msg) == 0 {
 		return nil
 	}
-	fd, err := root.takeFD(t.ipcNS)
+	size := uint64(format.PageSize)
+	for _, s := range t.ipc.Sem {
+		size = max(size, uint64(2*len(s.Values)))
+	}
+	for _, q := range t.ipc.Msg {
+		for _, m := range q.Messages {
+			size = max(size, uint64(8+len(m.Text)))
+		}
+	}
+	r := root.main
+	buf, err := r.Syscall("mmap", unix.SYS_MMAP, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
 	if err != nil {
 		return err
 	}
-	_, err = root.main.Syscall("setns(CLONE_NEWIPC)", unix.SYS_SETNS, fd, unix.CLONE_NEWIPC)
-	root.main.Syscall("close", unix.SYS_CLOSE, fd)
-	return err
+	defer r.Syscall("munmap", unix.SYS_MUNMAP, buf, size)
+	for _, s := range t.ipc.Sem {
+		vals := make([]byte, 0, 2*len(s.Values))
+		for _, v := range s.Values {
+			vals = binary.LittleEndian.AppendUint16(vals, v)
+		}
+		if err := ptrace.WriteMem(root.pid, buf, vals); err != nil {
+			return err
+		}
+		if _, err := r.Syscall("semctl(SETALL)", unix.SYS_SEMCTL, uint64(s.ID), 0, linux.SETALL, buf); err != nil {
+			return fmt.Errorf("semaphore set %d: %w", s.ID, err)
+		}
+	}
+	for _, q := range t.ipc.Msg {
+		for k, m := range q.Messages {
+			msg := binary.LittleEndian.AppendUint64(make([]byte, 0, 8+len(m.Text)), uint64(m.Type))
+			if err := ptrace.WriteMem(root.pid, buf, append(msg, m.Text...)); err != nil {
+				return err
+			}
+			if _, err := r.Syscall("msgsnd", unix.SYS_MSGSND, uint64(q.ID), buf, uint64(len(m.Text)), unix.IPC_NOWAIT); err != nil {
+				return fmt.Errorf("message queue %d, message %d: %w", q.ID, k, err)
+			}
+		}
+	}
+	return nil
 }
 
 // attachShm attaches, for mapping m of an attachment of a segment, the

@@ -365,6 +365,15 @@ func TestSysVIPCRefusals(t *testing.T) {
 		})
 		refused(t, loadCmd(bad), "sysv", "no fd has a segment")
 	})
+	t.Run("msgmax", func(t *testing.T) {
+		big := editIPC(t, img, func(ft *format.FileTable) {
+			ft.IPC.Msg[0].Messages[1].Text = make([]byte, 9000)
+			ft.IPC.Msg[0].QBytes = 16384
+		})
+		sh := `echo 8192 > /proc/sys/kernel/msgmax && exec "$0" "$1"`
+		refused(t, exec.Command("unshare", "--ipc", "sh", "-c", sh, filepath.Join(binDir, "procs-load"), big), "sysv",
+			"message 1 has 9000 bytes, more than kernel.msgmax (8192) here")
+	})
 	t.Run("partly-attached", func(t *testing.T) {
 		bad := editTree(t, img, func(e *treeEdit) {
 			for i := range e.Procs[0].Maps {

@@ -256,6 +256,9 @@ func (t *tree) makeIPCHere(o ipcObjects, newNS bool) error {
 			return err
 		}
 	}
+	if err := checkLimits(o.msg); err != nil {
+		return err
+	}
 	shmmax, err := sysctl("shmmax")
 	if err != nil {
 		return err
@@ -303,6 +306,32 @@ func raiseMsgLimits(qs []format.MsgQueue) error {
 		if cur < l.want {
 			if err := os.WriteFile("/proc/sys/kernel/"+l.name, []byte(strconv.FormatUint(l.want, 10)), 0); err != nil {
 				return fmt.Errorf("System V IPC: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// checkLimits refuses, by id, a queue that holds more than
+// kernel.msgmnb bytes or a message longer than kernel.msgmax of this
+// thread's IPC namespace (only CAP_SYS_RESOURCE passes the first; the
+// second is a limit for every process of the system).
+func checkLimits(qs []format.MsgQueue) error {
+	mnb, err := sysctl("msgmnb")
+	if err != nil {
+		return err
+	}
+	most, err := sysctl("msgmax")
+	if err != nil {
+		return err
+	}
+	for _, q := range qs {
+		if q.QBytes > mnb {
+			return fmt.Errorf("message queue %d holds up to %d bytes, more than kernel.msgmnb (%d) here (--ipc=new raises it in a namespace of the tree's own)", q.ID, q.QBytes, mnb)
+		}
+		for k, m := range q.Messages {
+			if uint64(len(m.Text)) > most {
+				return fmt.Errorf("message queue %d: message %d has %d bytes, more than kernel.msgmax (%d) here (--ipc=new raises it in a namespace of the tree's own)", q.ID, k, len(m.Text), most)
 			}
 		}
 	}
@@ -440,9 +469,6 @@ func (t *tree) makeMsg(q format.MsgQueue) error {
 	}, func(id int) error {
 		ds := linux.MsqidDS{Perm: linux.IPC64Perm{UID: uint32(q.UID), GID: uint32(q.GID), Mode: q.Mode}, Qbytes: q.QBytes}
 		_, err := linux.Msgctl(id, unix.IPC_SET, ds.Encode())
-		if errors.Is(err, unix.EPERM) {
-			err = fmt.Errorf("%w: it holds up to %d bytes, more than kernel.msgmnb here", err, q.QBytes)
-		}
 		return err
 	})
 	return err

@@ -158,6 +158,10 @@ func TestSysVIPC(t *testing.T) {
 	// A copy beside the original, which holds the ids and keys.
 	img := dump(t, orig.pid(), true)
 	atDump := lastReport(t, orig.out, "tick", 0, lineWait, orig.stderrText)
+	if ipc := showImage(t, img).IPC; ipc == nil || len(ipc.Shm) != 2 || len(ipc.Sem) != 1 || len(ipc.Msg) != 1 ||
+		ipc.Msg[0].Size != 4 || ipc.Sem[0].Size != 3 || ipc.OwnNS {
+		t.Errorf("procs show: System V IPC %+v; want 2 segments, a set of 3 and a queue of 4 messages", ipc)
+	}
 	refused(t, loadCmd(img, "--ipc=host"), "sysv", "--ipc=host", fmt.Sprintf("shared memory segment %d", shmid), "in use here")
 	ld := startLoad(t, img)
 	init, root := nsTree(t, ld)

@@ -20,7 +20,10 @@
 // the image's ids are checked to be among its processes' (validate),
 // so root restoring a user's tree makes objects of that user's only,
 // and a user restoring its own tree makes only its own (it cannot
-// choose ids anyway). Contents are filled as the restorer.
+// choose ids anyway). Segments are filled by procs-load; sets get their
+// values and queues their messages from the root, with procs-load's
+// rights, so that the kernel names a process of the tree as the last to
+// use them (fillIPC).
 
 package restore
 
@@ -57,6 +60,7 @@ type ipcObjects struct {
 	own bool // it had an IPC namespace of its own
 }
 
+// ipcObjects lists the image's System V objects.
 func (t *tree) ipcObjects() ipcObjects {
 	var o ipcObjects
 	for i := range t.files {
@@ -353,8 +357,8 @@ func sysctl(name string) (uint64, error) {
 
 // asCreator makes an object with get, as its creator p.CUID:p.CGID
 // (effective ids of this thread only), at id p.ID (next_id), gives it
-// its owner and mode with set, and checks it got its id. It returns the
-// id; the object is in t.ipcMade, to be removed if the restore fails.
+// its owner and mode with set, and checks it got its id; the object is
+// in t.ipcMade from then on, to be removed if the restore fails.
 func (t *tree) asCreator(kind int, p format.IPCPerm, get func() (int, error), set func(id int) error) error {
 	k := ipcKinds[kind]
 	fail := func(err error) error {

@@ -11,6 +11,11 @@ import "sort"
 // name files by id, and FILEDATA records carry their contents.
 type FileTable struct {
 	Files []File `json:"files"`
+	// IPC holds the System V semaphore sets and message queues of the
+	// tree, and whether it had an IPC namespace of its own (see the
+	// System V IPC block below); its shared memory segments are files
+	// (FileSysvShm).
+	IPC *IPC `json:"ipc,omitempty"`
 }
 
 // Process is everything about one process but its memory contents and its
@@ -164,6 +169,7 @@ const (
 	MapShmem    = "shmem"    // shared anonymous or memfd: contents in FILEDATA
 	MapVdso     = "vdso"     // [vdso], [vvar], [vvar_vclock]: moved, never stored
 	MapVsyscall = "vsyscall" // fixed by the kernel
+	MapSysV     = "sysv"     // a System V shared memory attachment (shmat): File is a FileSysvShm
 )
 
 // Mapping is one VMA.
@@ -204,9 +210,10 @@ const (
 	FileMemfd   = "memfd" // memfd or shared anonymous memory: contents always carried
 	FileEventfd = "eventfd"
 	FileEpoll   = "epoll"
-	FilePipe    = "pipe"  // an anonymous pipe: its ends are fds of the tree
-	FileUnix    = "unix"  // a unix socket bound to no address: a socketpair's end
-	FilePidfd   = "pidfd" // a pidfd on a process of the tree
+	FilePipe    = "pipe"    // an anonymous pipe: its ends are fds of the tree
+	FileUnix    = "unix"    // a unix socket bound to no address: a socketpair's end
+	FilePidfd   = "pidfd"   // a pidfd on a process of the tree
+	FileSysvShm = "sysvshm" // a System V shared memory segment: contents always carried
 )
 
 // --- exact files (issue 14): members of open files that must come back
@@ -270,6 +277,7 @@ type File struct {
 	Pipe    *Pipe    `json:"pipe,omitempty"`
 	Unix    *Unix    `json:"unix,omitempty"`
 	Pidfd   *Pidfd   `json:"pidfd,omitempty"`
+	Shm     *Shm     `json:"sysvshm,omitempty"`
 	// Exact files (see below): a memfd's seals; the owner of a memfd
 	// or a deleted file.
 	Seals *uint32 `json:"seals,omitempty"`
@@ -580,3 +588,64 @@ func (f *File) PIDRefs() []*int {
 	}
 	return refs
 }
+
+// --- System V IPC: shared memory segments (FileSysvShm files), semaphore
+// sets and message queues. Kept in one block for merges.
+
+// FeatureSysVIPC is the INFO.requires name of images whose FILES record
+// holds IPC: an older reader would drop its sets and queues silently.
+const FeatureSysVIPC = "sysv-ipc"
+
+// IPCPerm is what struct ipc64_perm holds that a restorer gives back:
+// the object's id and key, its owner, its creator and its mode.
+type IPCPerm struct {
+	ID   int    `json:"id"`
+	Key  int32  `json:"key"` // 0 is IPC_PRIVATE
+	UID  int    `json:"uid"`
+	GID  int    `json:"gid"`
+	CUID int    `json:"cuid"`
+	CGID int    `json:"cgid"`
+	Mode uint32 `json:"mode"` // the permission bits, 0777
+}
+
+// Shm is a System V shared memory segment (FileSysvShm). Its size is
+// the File's size, its contents travel as FILEDATA records of the file.
+type Shm struct {
+	IPCPerm
+	// Removed: it was marked for removal (IPC_RMID) while attached: its
+	// key is IPC_PRIVATE, and it goes once no process attaches it.
+	Removed bool `json:"removed,omitempty"`
+}
+
+// IPC is the tree's System V IPC besides its shared memory segments.
+type IPC struct {
+	// OwnNS: the tree ran in an IPC namespace of its own (not its
+	// dumper's): every object of it is in the image, and a restorer
+	// gives it one of its own again.
+	OwnNS bool       `json:"own_ns,omitempty"`
+	Sem   []SemSet   `json:"sem,omitempty"`
+	Msg   []MsgQueue `json:"msg,omitempty"`
+}
+
+// SemSet is a semaphore set: its values, in order.
+type SemSet struct {
+	IPCPerm
+	Values []uint16 `json:"values"`
+}
+
+// MsgQueue is a message queue with the messages in it, the first to be
+// received first.
+type MsgQueue struct {
+	IPCPerm
+	// QBytes is msg_qbytes: the most bytes the queue holds.
+	QBytes   uint64 `json:"qbytes"`
+	Messages []Msg  `json:"messages,omitempty"`
+}
+
+// Msg is one message of a queue: its type (mtype, above 0) and text.
+type Msg struct {
+	Type int64  `json:"type"`
+	Text []byte `json:"text"`
+}
+
+// --- end of System V IPC

@@ -215,7 +215,7 @@ func NewReaderLimits(r io.Reader, lim Limits) (*Reader, error) {
 
 // Features are the names of INFO.requires this package knows (see
 // SPEC.md, "How the format evolves").
-var Features = []string{FeatureFileLocks}
+var Features = []string{FeatureFileLocks, FeatureSysVIPC}
 
 // unknownFeatures returns those of req that Features lacks, quoted.
 func unknownFeatures(req []string) []string {

@@ -20,8 +20,9 @@ set -eu
 #   passwd     useradd    tests that run as an ordinary user they create
 #   bash       bash       victims
 #   sqlite3    sqlite3    looks at a database a restored process holds locked
-packages="mandoc python3 gcc libc6-dev make xz-utils zstd iproute2 curl passwd bash sqlite3"
-commands="mandoc python3 gcc make xz zstd ip curl useradd bash sqlite3"
+#   util-linux nsenter    lists a namespace's System V IPC objects
+packages="mandoc python3 gcc libc6-dev make xz-utils zstd iproute2 curl passwd bash sqlite3 util-linux"
+commands="mandoc python3 gcc make xz zstd ip curl useradd bash sqlite3 nsenter"
 
 me=tests/deps.sh
 

@@ -205,18 +205,26 @@ func movedCounters(t *testing.T, whats []string, argv ...string) {
 // it, the parent reports too. The parent holds a POSIX lock on a file,
 // and all three an flock on it (fingerprint sees both). Each report is one write(2), whole
 // (print would write the line and its end apart, and the other's line
-// could come between).
+// could come between). They share a System V shared memory segment,
+// marked for removal (it goes with them): the writer counts its lines
+// in it, and the parent checks the count never goes back.
 const pipePairPy = `
-import fcntl, os, time
+import ctypes, fcntl, os, time
 lock = open("lock", "w+")
 fcntl.lockf(lock, fcntl.LOCK_EX, 10, 0)
 fcntl.flock(lock, fcntl.LOCK_SH)
+libc = ctypes.CDLL(None, use_errno=True)
+libc.shmat.restype = ctypes.c_void_p
+shm = libc.shmget(0, 4096, 0o1600)
+count = ctypes.c_uint64.from_address(libc.shmat(shm, None, 0))
+libc.shmctl(shm, 0, None)
 r, w = os.pipe()
 if os.fork() == 0:
     os.close(r)
     i = 0
     while True:
         i += 1
+        count.value = i
         os.write(w, b"%d\n" % i)
         time.sleep(0.01)
 if os.fork() == 0:
@@ -227,10 +235,11 @@ if os.fork() == 0:
         os.write(1, b"got %d ok=%d\n" % (n, int(n == want)))
         want = n + 1
 os.close(r); os.close(w)
-i = 0
+i, last = 0, 0
 while True:
     i += 1
-    os.write(1, b"parent %d\n" % i)
+    os.write(1, b"parent %d shmok=%d\n" % (i, int(count.value >= last)))
+    last = count.value
     time.sleep(0.05)
 `
 

@@ -122,8 +122,11 @@ func mapKind(m *procfs.Mapping) (kind string, why string) {
 	if strings.HasPrefix(m.Path, "/memfd:") || (m.Shared && m.Path == "/dev/zero" && m.Deleted) {
 		return format.MapShmem, ""
 	}
+	if strings.HasPrefix(m.Path, "/SYSV") && m.Shared {
+		return format.MapSysV, ""
+	}
 	if strings.HasPrefix(m.Path, "/SYSV") {
-		return "", "a System V shared memory segment"
+		return "", "a private mapping of System V shared memory"
 	}
 	if m.Shared && m.Deleted {
 		return format.MapShmem, ""

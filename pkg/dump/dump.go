@@ -196,6 +196,11 @@ func dumpOnce(opts Options, out io.Writer) (Stats, error) {
 			if err := ft.kill(); err != nil {
 				return fmt.Errorf("image written, but killing the process failed: %w", err)
 			}
+			if err := snap.removeIPC(); err != nil {
+				// The image holds them: a restore here makes them in
+				// an IPC namespace of the tree's own.
+				logf("System V IPC objects of the tree stay here: %v", err)
+			}
 		}
 		return nil
 	})
@@ -214,6 +219,11 @@ type snapshot struct {
 	maps     int   // mappings, of all processes
 	fds      int   // fds, of all processes
 	resident int64 // bytes of memory to read, about
+	ipc      *format.IPC
+	shmat    [][]byte // segments procs-dump attached to read them (sysv.go)
+	// hostIPC: the tree's objects are in procs-dump's IPC namespace,
+	// where they outlive the tree (removeIPC).
+	hostIPC bool
 }
 
 // collectTree reads the state of every process of the frozen tree, then
@@ -256,6 +266,9 @@ func collectTree(ft *frozenTree, opts Options) (*snapshot, error) {
 	if err := checkUnseenLocks(s.table.files, in); err != nil {
 		return s, err
 	}
+	if err := s.collectIPC(); err != nil {
+		return s, err
+	}
 	if err := files.CheckTree(s.table.files, s.procs, in); err != nil {
 		return s, err
 	}
@@ -266,6 +279,9 @@ func collectTree(ft *frozenTree, opts Options) (*snapshot, error) {
 func (s *snapshot) close() {
 	for _, c := range s.cs {
 		c.close()
+	}
+	for _, b := range s.shmat {
+		unix.SysvShmDetach(b)
 	}
 }
 
@@ -281,11 +297,14 @@ func (s *snapshot) writeState(out io.Writer, opts Options, threads int) (*format
 	if len(s.table.locks) > 0 {
 		info.Requires = append(info.Requires, format.FeatureFileLocks)
 	}
+	if s.ipc != nil {
+		info.Requires = append(info.Requires, format.FeatureSysVIPC)
+	}
 	w, err := format.NewWriter(out, info, format.WriterOptions{Compression: opts.Compression})
 	if err != nil {
 		return nil, err
 	}
-	if err := w.WriteJSON(format.TypeFiles, &format.FileTable{Files: s.table.files}); err != nil {
+	if err := w.WriteJSON(format.TypeFiles, &format.FileTable{Files: s.table.files, IPC: s.ipc}); err != nil {
 		return nil, err
 	}
 	for i := range s.procs {

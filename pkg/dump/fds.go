@@ -35,6 +35,7 @@ type carried struct {
 type fileTable struct {
 	files  []format.File
 	byIno  map[[2]uint64]int // (dev, ino) -> file id, for kinds shared per inode
+	byShm  map[int]int       // System V segment id -> file id
 	carry  []carried
 	opens  []openFD // every fd given an open id so far
 	nextOp int      // the last open id given
@@ -54,7 +55,7 @@ type openFD struct {
 	stream   bool // fd 0-2 of the root, that may become the restorer's
 }
 
-func newFileTable() *fileTable { return &fileTable{byIno: map[[2]uint64]int{}} }
+func newFileTable() *fileTable { return &fileTable{byIno: map[[2]uint64]int{}, byShm: map[int]int{}} }
 
 // fileAt describes the file at path (a /proc link that stat follows) and
 // returns its id, adding it to the image once per (dev, ino).

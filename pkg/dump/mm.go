@@ -74,6 +74,8 @@ func (c *collector) collectMaps() error {
 					return err
 				}
 			}
+		case format.MapSysV:
+			c.sysvMapping(&fm, m)
 		case format.MapVdso:
 			if m.Path == "[vdso]" {
 				c.vdso = make([]byte, m.End-m.Start)

@@ -97,7 +97,7 @@ type Terminals map[uint64]bool
 
 // table holds every kind, in the order Match is asked.
 var table = []Kind{memfd{}, reg{}, dir{}, chr{}, tty{}, eventfd{}, epoll{}, pipe{}, namedPipe{},
-	unixSocket{}, pidfd{}, symlink, sock, blk}
+	unixSocket{}, pidfd{}, symlink, sock, blk, sysvShm{}}
 
 // Lookup is the kind named name, or nil when this procs knows none.
 func Lookup(name string) Kind {

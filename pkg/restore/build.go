@@ -39,6 +39,12 @@ type tree struct {
 	kept       []*os.File         // more files the loader holds (a pipe's other end)
 	created    []string           // files created at their path (removed on failure)
 	madeDirs   []string           // deleted folders made again, removed once the processes hold them
+	// System V IPC (sysv.go): the image's sets and queues, the tree's
+	// own IPC namespace or nil, the objects made in procs-load's.
+	ipc     *format.IPC
+	ipcNS   *os.File
+	ipcMade []ipcMade
+	shmKept [][]byte // segments procs-load attached (detachShm)
 
 	helper     int      // the exec'd stub the processes are cloned from
 	loaderSock *os.File // the loader's end of the socket the processes take files from (giveFD)

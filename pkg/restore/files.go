@@ -240,8 +240,8 @@ func (b *builder) openDescriptions() error {
 		}
 	}
 	for _, m := range b.img.Maps {
-		if m.File < 0 || m.Kind == format.MapVdso || m.Kind == format.MapVsyscall {
-			continue
+		if m.File < 0 || m.Kind == format.MapVdso || m.Kind == format.MapVsyscall || m.Kind == format.MapSysV {
+			continue // attached by id (sysv.go)
 		}
 		mode := mapMode(m)
 		if _, ok := b.mapFiles[mapKey{m.File, mode}]; ok {

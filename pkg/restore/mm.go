@@ -435,6 +435,12 @@ func (b *builder) mapMemory() error {
 		if m.Kind == format.MapVdso || m.Kind == format.MapVsyscall || len(m.Inherit) > 0 {
 			continue // the kernel's, or the parent's (see layout)
 		}
+		if m.Kind == format.MapSysV {
+			if err := b.attachShm(m); err != nil {
+				return err
+			}
+			continue
+		}
 		prot := m.Prot
 		flags := unix.MAP_FIXED
 		if m.Shared {

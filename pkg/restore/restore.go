@@ -44,6 +44,19 @@ const (
 	PIDNS           // the image's ids in a new PID namespace
 )
 
+// IPCMode says where the image's System V IPC objects are made (see
+// sysv.go).
+type IPCMode int
+
+const (
+	// IPCAuto: in the caller's IPC namespace when their ids and keys
+	// are free there (and the tree had no IPC namespace of its own),
+	// else in a new one.
+	IPCAuto IPCMode = iota
+	IPCHost         // in the caller's, or fail naming what is in use
+	IPCNew          // in a new IPC namespace
+)
+
 // StdioMode says what the restored process's fds 0, 1 and 2 become.
 type StdioMode int
 
@@ -60,6 +73,8 @@ const (
 // Options control one restore.
 type Options struct {
 	PID PIDMode
+	// IPC says where System V IPC objects go.
+	IPC IPCMode
 	// Stdin, Stdout, Stderr become the restored process's fds 0, 1 and
 	// 2, those of them that Stdio leaves to the restorer.
 	Stdin, Stdout, Stderr *os.File
@@ -118,6 +133,9 @@ func Restore(opts Options, in io.Reader) (*Process, error) {
 		return nil, err
 	}
 	if err := validate(t.files, t.imgs); err != nil {
+		return nil, err
+	}
+	if err := validateIPC(t.files, t.ipc, t.imgs); err != nil {
 		return nil, err
 	}
 	if err := t.placeIDs(); err != nil {

@@ -55,7 +55,7 @@ func (t *tree) readMeta() error {
 	if err := r.DecodeJSON(&ft); err != nil {
 		return err
 	}
-	t.files = ft.Files
+	t.files, t.ipc = ft.Files, ft.IPC
 	for {
 		h, err := r.Next()
 		if err == io.EOF {
@@ -107,6 +107,9 @@ func (t *tree) prepareFiles() error {
 	t.memfdGiven = map[int]bool{}
 	t.modes = map[int]uint32{}
 	t.covered = map[int][][2]int64{}
+	if err := t.makeIPC(); err != nil {
+		return err
+	}
 	prepared := map[int]bool{}
 	for _, b := range t.procs {
 		if b.img.Zombie != nil {
@@ -250,6 +253,9 @@ func (t *tree) spawnRoot() error {
 	root := t.procs[0]
 	if err := root.spawn(); err != nil {
 		return err
+	}
+	if err := t.joinIPC(root); err != nil {
+		return root.wrap(err)
 	}
 	t.logf("process %d created", root.pid)
 	// The root leads its group again when it led one and has its PID:
@@ -457,10 +463,12 @@ func (t *tree) removeCreated() {
 	}
 	t.created = nil
 	t.removeMadeDirs()
+	t.removeIPC()
 }
 
 // closeLocal closes every file the loader opened for the processes.
 func (t *tree) closeLocal() {
+	t.detachShm()
 	for _, m := range []map[int]*os.File{t.local, t.descs} {
 		for _, f := range m {
 			f.Close()
@@ -469,7 +477,7 @@ func (t *tree) closeLocal() {
 	for _, f := range t.mapFiles {
 		f.Close()
 	}
-	for _, f := range append(t.kept, t.loaderSock) {
+	for _, f := range append(t.kept, t.loaderSock, t.ipcNS) {
 		if f != nil {
 			f.Close()
 		}

@@ -481,7 +481,7 @@ func validateExtents(ext [][2]int64, size int64, carried bool) error {
 	return nil
 }
 
-var mapKinds = []string{format.MapAnon, format.MapFile, format.MapShmem, format.MapVdso, format.MapVsyscall}
+var mapKinds = []string{format.MapAnon, format.MapFile, format.MapShmem, format.MapVdso, format.MapVsyscall, format.MapSysV}
 
 func validateMaps(img *format.Process, fs []format.File) error {
 	if len(img.Maps) > maxMaps {
@@ -529,8 +529,20 @@ func validateMaps(img *format.Process, fs []format.File) error {
 		if err := validateInherit(m); err != nil {
 			return fmt.Errorf("%s %v", at, err)
 		}
+		if (m.Kind == format.MapSysV) != (m.File >= 0 && fs[m.File].Kind == format.FileSysvShm) || m.Kind == format.MapSysV && (!m.Shared || m.Access == "") {
+			return fmt.Errorf("%s is of kind %s and maps a file of kind %s: a System V segment is mapped shared, by an attachment, and only so", at,
+				safetext.Quote(m.Kind), safetext.Quote(kindAt(fs, m.File)))
+		}
 	}
 	return nil
+}
+
+// kindAt is the kind of file i, "" for none.
+func kindAt(fs []format.File, i int) string {
+	if i < 0 {
+		return ""
+	}
+	return fs[i].Kind
 }
 
 // validateInherit checks the ranges of mapping m shared with the parent:

@@ -64,7 +64,9 @@ type Image struct {
 	// Processes are the image's processes, the root of the tree first,
 	// each after its parent.
 	Processes []Process `json:"processes"`
-	Needs     Needs     `json:"needs"`
+	// IPC is the tree's System V IPC, when it has any.
+	IPC   *IPC  `json:"ipc,omitempty"`
+	Needs Needs `json:"needs"`
 	// Problems are what procs-load refuses that show sees without
 	// restoring (a restore checks much more).
 	Problems []string `json:"problems"`
@@ -350,6 +352,7 @@ func readRecords(r *format.Reader, img *Image, procs *[]*reading) error {
 				return err
 			}
 			sh.files, sh.carried = ft.Files, make([]int64, len(ft.Files))
+			img.IPC = ipcOf(&ft)
 		case format.TypeProcess:
 			p := new(format.Process)
 			if err := r.DecodeJSON(p); err != nil {
@@ -387,6 +390,62 @@ func readRecords(r *format.Reader, img *Image, procs *[]*reading) error {
 		}
 		img.Records++
 	}
+}
+
+// IPC is the tree's System V IPC: its objects, as ipcs(1) lists them.
+type IPC struct {
+	// OwnNS: the tree had an IPC namespace of its own, and gets one
+	// again.
+	OwnNS bool     `json:"own_ns"`
+	Shm   []IPCObj `json:"shm"`
+	Sem   []IPCObj `json:"sem"`
+	Msg   []IPCObj `json:"msg"`
+}
+
+// IPCObj is one System V object: its id, key, owner and mode, and its
+// size: a segment's bytes, a set's semaphores, a queue's messages (and
+// their bytes).
+type IPCObj struct {
+	ID      int    `json:"id"`
+	Key     uint32 `json:"key"`
+	UID     int    `json:"uid"`
+	GID     int    `json:"gid"`
+	Mode    string `json:"mode"`
+	Size    int64  `json:"size"`
+	Bytes   int64  `json:"bytes,omitempty"`
+	Removed bool   `json:"removed,omitempty"`
+}
+
+// ipcOf is the System V IPC of ft, or nil.
+func ipcOf(ft *format.FileTable) *IPC {
+	ipc := &IPC{Shm: []IPCObj{}, Sem: []IPCObj{}, Msg: []IPCObj{}}
+	obj := func(p format.IPCPerm, size int64) IPCObj {
+		return IPCObj{ID: p.ID, Key: uint32(p.Key), UID: p.UID, GID: p.GID, Mode: fmt.Sprintf("%04o", p.Mode&0o777), Size: size}
+	}
+	for _, f := range ft.Files {
+		if f.Shm != nil {
+			o := obj(f.Shm.IPCPerm, f.Size)
+			o.Removed = f.Shm.Removed
+			ipc.Shm = append(ipc.Shm, o)
+		}
+	}
+	if ft.IPC != nil {
+		ipc.OwnNS = ft.IPC.OwnNS
+		for _, s := range ft.IPC.Sem {
+			ipc.Sem = append(ipc.Sem, obj(s.IPCPerm, int64(len(s.Values))))
+		}
+		for _, q := range ft.IPC.Msg {
+			o := obj(q.IPCPerm, int64(len(q.Messages)))
+			for _, m := range q.Messages {
+				o.Bytes += int64(len(m.Text))
+			}
+			ipc.Msg = append(ipc.Msg, o)
+		}
+	}
+	if len(ipc.Shm)+len(ipc.Sem)+len(ipc.Msg) == 0 && !ipc.OwnNS {
+		return nil
+	}
+	return ipc
 }
 
 // shared is what the processes of an image share: its files, and the

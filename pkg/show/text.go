@@ -34,6 +34,9 @@ func WriteText(w io.Writer, img *Image) error {
 	for i := range img.Processes {
 		t.process(&img.Processes[i])
 	}
+	if img.IPC != nil {
+		t.ipc(img.IPC)
+	}
 	if img.Format != "" {
 		t.needs(img)
 	}
@@ -203,6 +206,32 @@ func (t *text) process(p *Process) {
 	}
 }
 
+// ipc lists the tree's System V objects, as ipcs(1) does.
+func (t *text) ipc(ipc *IPC) {
+	ns := "shared with the system"
+	if ipc.OwnNS {
+		ns = "its own"
+	}
+	fmt.Fprintf(t.w, "\nSystem V IPC (IPC namespace: %s)\n", ns)
+	for _, k := range []struct {
+		title, size string
+		objs        []IPCObj
+	}{{"shared memory segments", "BYTES", ipc.Shm}, {"semaphore sets", "NSEMS", ipc.Sem}, {"message queues", "MESSAGES", ipc.Msg}} {
+		t.section("  ", k.title, len(k.objs), func(tw io.Writer) {
+			fmt.Fprintf(tw, "ID\tKEY\tOWNER\tMODE\t%s\t\n", k.size)
+			for _, o := range k.objs {
+				extra := ""
+				if o.Removed {
+					extra = "marked for removal"
+				} else if o.Bytes > 0 {
+					extra = size(o.Bytes)
+				}
+				fmt.Fprintf(tw, "%d\t%#08x\t%d:%d\t%s\t%d\t%s\n", o.ID, o.Key, o.UID, o.GID, o.Mode, o.Size, extra)
+			}
+		})
+	}
+}
+
 // section writes a titled table, when it has rows.
 func (t *text) section(indent, title string, n int, rows func(io.Writer)) {
 	if n == 0 {
@@ -334,6 +363,9 @@ func (t *text) needs(img *Image) {
 	}
 	if n.Terminal {
 		t.kv(in, "terminal", "yes: the process had its terminal open beyond fds 0-2")
+	}
+	if img.IPC != nil {
+		t.kv(in, "ipc", "root, to make the System V objects with their ids (in a new IPC namespace where they are in use)")
 	}
 	t.section(in, "files", len(n.Files), func(tw io.Writer) {
 		fmt.Fprintln(tw, "PATH\tKIND\tMUST BE")

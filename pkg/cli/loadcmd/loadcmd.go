@@ -20,7 +20,7 @@ import (
 
 // Usage is printed by -h and repeated in man/procs-load.1.
 const Usage = `usage: procs-load [-d] [-v] [--pid=auto|keep|ns|new] [--pidfile=FILE]
-                  [--stdio=auto|inherit] [FILE|-]
+                  [--stdio=auto|inherit] [--ipc=auto|host|new] [FILE|-]
        procs-load -h | --version
 
 Restore the process in image FILE (or stdin) and run it in this terminal;
@@ -35,6 +35,10 @@ exit with its status.
                         process)
       --pidfile=FILE    write the PID to FILE (atomically) as the process
                         starts to run
+      --ipc=MODE        System V IPC objects of the image: auto (default):
+                        in this IPC namespace when their ids and keys are
+                        free, else in a new one; host: here or fail; new:
+                        in a new IPC namespace
       --stdio=MODE      auto (default): a standard stream that was a file
                         (a log, /dev/null) is opened again, one that was a
                         terminal, pipe or socket is procs-load's own;
@@ -56,6 +60,13 @@ var StdioModes = map[string]restore.StdioMode{
 	"inherit": restore.StdioInherit,
 }
 
+// IPCModes are the values of --ipc.
+var IPCModes = map[string]restore.IPCMode{
+	"auto": restore.IPCAuto,
+	"host": restore.IPCHost,
+	"new":  restore.IPCNew,
+}
+
 // PIDModes are the values of --pid, for procs-load and procs.
 var PIDModes = map[string]restore.PIDMode{
 	"auto": restore.PIDAuto,
@@ -70,6 +81,7 @@ type options struct {
 	pid     string
 	pidfile string
 	stdio   string
+	ipc     string
 	file    string
 }
 
@@ -82,6 +94,8 @@ func parse(args []string) (options, error) {
 	set.FlagLong(&o.pidfile, "pidfile", 0)
 	o.stdio = "auto"
 	set.FlagLong(&o.stdio, "stdio", 0)
+	o.ipc = "auto"
+	set.FlagLong(&o.ipc, "ipc", 0)
 	o.Flags.Register(set)
 	operands, err := cli.Parse(set, args)
 	if err != nil {
@@ -98,6 +112,9 @@ func parse(args []string) (options, error) {
 	}
 	if _, ok := StdioModes[o.stdio]; !ok {
 		return o, cli.Usagef("invalid value %q for --stdio: want auto or inherit", o.stdio)
+	}
+	if _, ok := IPCModes[o.ipc]; !ok {
+		return o, cli.Usagef("invalid value %q for --ipc: want auto, host or new", o.ipc)
 	}
 	switch len(operands) {
 	case 0:
@@ -137,6 +154,7 @@ func Main(args []string, stdin, stdout, stderr *os.File) int {
 	// stdin is positioned just past the image when it came on stdin.
 	opts := Options(msg, stdin, stdout, stderr, o.pid, o.detach)
 	opts.Stdio = StdioModes[o.stdio]
+	opts.IPC = IPCModes[o.ipc]
 	pf := WithPIDFile(&opts, o.pidfile)
 	p, err := restore.Restore(opts, in)
 	msg.EndProgress()

@@ -218,8 +218,16 @@ type Loader interface {
 	// Local is the loader's open file i (after OpenByPath, an O_PATH
 	// one), or nil.
 	Local(i int) *os.File
-	// File is the image's file i.
+	// File is the image's file i; Files all of them.
 	File(i int) *format.File
+	Files() []format.File
+	// As runs f with the rights of the first process that holds file
+	// i, on a thread of the loader's (the engine's opener): to bind or
+	// connect a socket at a path, as that process could.
+	As(i int, f func() error) error
+	// Created says the loader made a file at path (a socket's), to
+	// remove if the restore fails.
+	Created(path string)
 	// Keep has the loader hold f until the processes have their files
 	// (the other end of a pipe, a named pipe open for reading and
 	// writing), then close it.
@@ -281,9 +289,10 @@ type TreeChecker interface {
 }
 
 // CheckTree runs every kind's TreeChecker; in says whether a PID is one
-// of the tree's.
-func CheckTree(fs []format.File, procs []format.Process, in func(pid int) bool) error {
-	out := &Outside{in: in}
+// of the tree's, closeExternal whether a socket connected outside the
+// tree comes back closed rather than being refused (Outside).
+func CheckTree(fs []format.File, procs []format.Process, in func(pid int) bool, closeExternal bool) error {
+	out := &Outside{in: in, CloseExternal: closeExternal}
 	for _, k := range table {
 		if c, ok := k.(TreeChecker); ok {
 			if err := c.CheckTree(fs, procs, out); err != nil {

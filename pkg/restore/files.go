@@ -77,6 +77,37 @@ func (l loader) Local(i int) *os.File { return l.b.local[i] }
 
 func (l loader) File(i int) *format.File { return &l.b.files[i] }
 
+func (l loader) Files() []format.File { return l.b.files }
+
+// As runs f with the rights of the first process of the image that holds
+// file i (this process's opener, or one made for the other's
+// credentials).
+func (l loader) As(i int, f func() error) error {
+	p, _ := files.Holder(l.b.imgs, i)
+	if p == nil || sameCreds(p.Creds, l.b.img.Creds) {
+		return l.b.op.do(f)
+	}
+	op, err := newOpener(p.Creds)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		op.close()
+		if op.asUser {
+			// Changing a thread's fs ids made procs-load not dumpable.
+			unix.Prctl(unix.PR_SET_DUMPABLE, 1, 0, 0, 0)
+		}
+	}()
+	return op.do(f)
+}
+
+// sameCreds says whether a and b are the same credentials.
+func sameCreds(a, b format.Creds) bool {
+	return a.UID == b.UID && a.GID == b.GID && slices.Equal(a.Groups, b.Groups)
+}
+
+func (l loader) Created(path string) { l.b.created = append(l.b.created, path) }
+
 func (l loader) Keep(f *os.File) { l.b.kept = append(l.b.kept, f) }
 
 func (l loader) Warn(format string, args ...any) { l.b.warnf(format, args...) }

@@ -71,6 +71,12 @@ func (unixSocket) Dump(src Source, fd *procfs.FD, idx int) error {
 	}
 	st := &format.Unix{Type: u.Type, Peer: -1, PeerIno: d.Peer, Shutdown: d.Shutdown, Sent: d.WQueue,
 		Connected: d.Peer != 0 || u.State == 3, Listening: d.State == tcpListen}
+	if u.Type == unix.SOCK_DGRAM {
+		// A datagram socket that another connected to shows as
+		// connected too: only one with a peer is. (One whose peer has
+		// since closed comes back not connected.)
+		st.Connected = d.Peer != 0
+	}
 	if d.Peer != 0 {
 		st.PeerName = all[d.Peer].Name
 	}

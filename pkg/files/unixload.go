@@ -414,7 +414,7 @@ func (m *unixMaker) fill(i int) error {
 		m.l.Warn("%s: what its queue held comes back with procs-load's credentials (SCM_CREDENTIALS), not its senders'", m.what(i))
 	}
 	var from *os.File
-	var to *unix.SockaddrUnix
+	var to unix.Sockaddr // none: to its peer
 	switch {
 	case m.closed[i] != nil:
 		from = m.closed[i]

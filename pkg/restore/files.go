@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -81,24 +82,28 @@ func (l loader) Files() []format.File { return l.b.files }
 
 // As runs f with the rights of the first process of the image that holds
 // file i (this process's opener, or one made for the other's
-// credentials).
+// credentials). A permission f was denied names the user.
 func (l loader) As(i int, f func() error) error {
 	p, _ := files.Holder(l.b.imgs, i)
-	if p == nil || sameCreds(p.Creds, l.b.img.Creds) {
-		return l.b.op.do(f)
-	}
-	op, err := newOpener(p.Creds)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		op.close()
-		if op.asUser {
-			// Changing a thread's fs ids made procs-load not dumpable.
-			unix.Prctl(unix.PR_SET_DUMPABLE, 1, 0, 0, 0)
+	op := l.b.op
+	if p != nil && !sameCreds(p.Creds, l.b.img.Creds) {
+		var err error
+		if op, err = newOpener(p.Creds); err != nil {
+			return err
 		}
-	}()
-	return op.do(f)
+		defer func() {
+			op.close()
+			if op.asUser {
+				// Changing a thread's fs ids made procs-load not dumpable.
+				unix.Prctl(unix.PR_SET_DUMPABLE, 1, 0, 0, 0)
+			}
+		}()
+	}
+	err := op.do(f)
+	if op.asUser && (errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM)) {
+		return fmt.Errorf("%w for uid %d", err, op.uid)
+	}
+	return err
 }
 
 // sameCreds says whether a and b are the same credentials.

@@ -159,9 +159,18 @@ func TestNodeTimers(t *testing.T) {
 // sends numbered lines, the reader checks each is the next and reports
 // it, the parent reports too. Each report is one write(2), whole
 // (print would write the line and its end apart, and the other's line
-// could come between).
+// could come between). All three hold a unix socket listening on a
+// relative path with a connection queued on it, and a datagram pair
+// with messages queued.
 const pipePairPy = `
-import os, time
+import os, time, socket
+l = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+l.bind("srv.sock")
+l.listen(2)
+q = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+q.connect("srv.sock")
+dp = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+dp[0].send(b"one"); dp[0].send(b"two")
 r, w = os.pipe()
 if os.fork() == 0:
     os.close(r)

@@ -363,6 +363,9 @@ type Unix struct {
 	// Messages are the messages in the receive queue of a datagram or
 	// seqpacket socket, the next to read first.
 	Messages [][]byte `json:"messages,omitempty"`
+	// Rights are the files in flight in its queue (SCM_RIGHTS), each
+	// with what it came with.
+	Rights []UnixRights `json:"rights,omitempty"`
 	// PassCred is SO_PASSCRED; Creds says messages or bytes in its
 	// queue carried their sender's credentials (SCM_CREDENTIALS).
 	PassCred bool `json:"passcred,omitempty"`
@@ -384,6 +387,19 @@ type Unix struct {
 	ListenerIno uint64   `json:"-"` // the listener it is queued on, or was accepted from
 	PeerName    string   `json:"-"` // the peer's address, for messages
 	Sent        uint32   `json:"-"` // bytes it sent that its peer has not read
+}
+
+// UnixRights are files in flight in a unix socket's queue, sent with one
+// message (SCM_RIGHTS).
+type UnixRights struct {
+	// At is the message they came with (its index in Messages), or in
+	// a stream, the end of the bytes they came with (an offset in
+	// Data).
+	At int `json:"at"`
+	// FDs are the open file descriptions in flight, in order: File and
+	// Open as an fd's (shared with the fds of the processes that hold
+	// them too), Flags and Pos the description's; Num is 0.
+	FDs []FD `json:"fds"`
 }
 
 // Epoll is the interest list of an epoll instance (FileEpoll). Its

@@ -319,23 +319,7 @@ func TestUnixQueues(t *testing.T) {
 			pid := startTree(t, dir, "log", py, "-c", queuesPy)
 			waitFile(t, filepath.Join(dir, "ready"), filepath.Join(dir, "log"))
 			moveTree(t, pid, keep, func(string) {})
-			if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			waitFile(t, filepath.Join(dir, "result"))
-			time.Sleep(100 * time.Millisecond) // written whole
-			b, _ := os.ReadFile(filepath.Join(dir, "result"))
-			for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-				if !strings.HasSuffix(l, " ok") {
-					t.Errorf("after the move: %s", l)
-				}
-			}
-			if n := strings.Count(string(b), " ok"); n != 11 {
-				t.Errorf("%d checks passed; want 11:\n%s", n, b)
-			}
-			if b, _ := os.ReadFile(filepath.Join(dir, "log")); len(b) > 0 {
-				t.Errorf("the program complained: %s", b)
-			}
+			checkResult(t, dir, 11)
 		})
 	}
 }
@@ -543,4 +527,86 @@ func e2(e *treeEdit, l int) int {
 		}
 	}
 	return -1
+}
+
+// inFlightPy sends files over unix sockets and does not receive them
+// before the file "go" exists: the read end of a pipe, which it then
+// closes, with bytes around it in a stream; and a file at offset 6 in a
+// datagram, which it keeps open too. Then it receives them and checks
+// they work, writing what it found to the file "result".
+const inFlightPy = `
+import os, socket, time
+a, b = socket.socketpair()
+da, db = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+r, w = os.pipe()
+os.write(w, b"through the pipe\n")
+a.send(b"before")
+socket.send_fds(a, [b"pipe"], [r])
+a.send(b"after")
+os.close(r)
+fd = os.open("data.txt", os.O_RDWR | os.O_CREAT, 0o600)
+os.write(fd, b"hello file")
+os.lseek(fd, 6, os.SEEK_SET)
+socket.send_fds(da, [b"file"], [fd])
+open("ready", "w").close()
+while not os.path.exists("go"):
+    time.sleep(0.02)
+out = []
+def check(what, got, want):
+    out.append("%s %s" % (what, "ok" if got == want else "bad %r, want %r" % (got, want)))
+msg, fds, _, _ = socket.recv_fds(b, 100, 4)
+check("stream", (msg, len(fds)), (b"beforepipe", 1))
+check("after", b.recv(100), b"after")
+check("pipe", os.read(fds[0], 100), b"through the pipe\n")
+os.write(w, b"more\n")
+check("pipe-more", os.read(fds[0], 100), b"more\n")
+msg, fds2, _, _ = socket.recv_fds(db, 100, 4)
+check("dgram", (msg, len(fds2)), (b"file", 1))
+check("offset", os.lseek(fds2[0], 0, os.SEEK_CUR), 6)
+check("file", os.read(fds2[0], 100), b"file")
+check("shared", os.lseek(fd, 0, os.SEEK_CUR), 10)
+open("result", "w").write("\n".join(out) + "\n")
+while True: time.sleep(1)
+`
+
+// TestUnixInFlight: files in flight over unix sockets (SCM_RIGHTS), sent
+// and not received yet, arrive after a move and work: a pipe no process
+// holds any more, with bytes in it, sent among bytes of a stream; a file
+// the sender still holds, in a datagram, sharing its offset.
+func TestUnixInFlight(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	py := victimArgv(t, "python")[0]
+	for _, keep := range []bool{false, true} {
+		t.Run(map[bool]string{false: "kill", true: "keep"}[keep], func(t *testing.T) {
+			dir := t.TempDir()
+			pid := startTree(t, dir, "log", py, "-c", inFlightPy)
+			waitFile(t, filepath.Join(dir, "ready"), filepath.Join(dir, "log"))
+			moveTree(t, pid, keep, func(string) {})
+			checkResult(t, dir, 8)
+		})
+	}
+}
+
+// checkResult lets the program in dir go on (the file "go") and checks
+// the n lines of its file "result" each end in "ok".
+func checkResult(t *testing.T, dir string, n int) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFile(t, filepath.Join(dir, "result"), filepath.Join(dir, "log"))
+	time.Sleep(100 * time.Millisecond) // written whole
+	b, _ := os.ReadFile(filepath.Join(dir, "result"))
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if !strings.HasSuffix(l, " ok") {
+			t.Errorf("after the move: %s", l)
+		}
+	}
+	if got := strings.Count(string(b), " ok"); got != n {
+		t.Errorf("%d checks passed; want %d:\n%s", got, n, b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "log")); len(b) > 0 {
+		t.Errorf("the program complained: %s", b)
+	}
 }

@@ -124,8 +124,9 @@ func TestUnixSocketpair(t *testing.T) {
 
 // TestUnixRefusals: a socket whose peer a process outside the tree holds
 // is refused naming both, with a hint at --external=close, and the
-// process runs on; so are files in flight (SCM_RIGHTS) and bytes a
-// client sent on a connection not yet accepted.
+// process runs on; so are an eventfd in flight (SCM_RIGHTS), which the
+// process would make, and bytes a client sent on a connection not yet
+// accepted.
 func TestUnixRefusals(t *testing.T) {
 	needTools(t)
 	noLeftovers(t)
@@ -151,15 +152,15 @@ func TestUnixRefusals(t *testing.T) {
 	refusedDump(t, spid, "outside the tree", strconv.Itoa(os.Getpid()), "hint: --external=close")
 
 	for _, tc := range []struct{ name, prog, want string }{
-		{"in-flight", `
+		{"eventfd-in-flight", `
 import os, socket, time
 a, b = socket.socketpair()
-r, w = os.pipe()
-socket.send_fds(a, [b"x"], [r])
-os.close(r)
+e = os.eventfd(3)
+socket.send_fds(a, [b"x"], [e])
+os.close(e)
 open("ready", "w").close()
 while True: time.sleep(0.05)
-`, "files in flight"},
+`, "cannot carry in flight"},
 		{"sent-before-accepted", `
 import os, socket, time
 l = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

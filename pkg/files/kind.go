@@ -191,6 +191,12 @@ type Source interface {
 	// UnixSockets is what sock_diag tells of the unix sockets of
 	// procs-dump's network namespace, asked once a dump.
 	UnixSockets() (map[uint64]linux.UnixDiag, error)
+	// InFlight is the image's open file description of fd, procs-dump's
+	// own, a file in flight that a peek at a socket's queue gave it:
+	// the file and open id of the tree's fds that share it, or a file
+	// and open id of its own, described and dumped as an fd's (Num is
+	// 0). The engine keeps fd open until the dump ends.
+	InFlight(fd int) (format.FD, error)
 }
 
 // Dumper is a kind with state of its own beyond what every file has
@@ -228,6 +234,12 @@ type Loader interface {
 	// Created says the loader made a file at path (a socket's), to
 	// remove if the restore fails.
 	Created(path string)
+	// Later runs f once the files of every process are prepared and
+	// their descriptions open (to send files in flight).
+	Later(f func() error)
+	// Description is the loader's open file description of open id
+	// open, once opened (Later), or nil.
+	Description(open int) *os.File
 	// Keep has the loader hold f until the processes have their files
 	// (the other end of a pipe, a named pipe open for reading and
 	// writing), then close it.
@@ -257,6 +269,14 @@ type Target interface {
 	// PIDFD_THREAD), on a child of its that ended with wait status
 	// status and that it reaped, and returns its number.
 	Reaped(status int, flags uint64) (uint64, error)
+}
+
+// Carrier is a kind whose files hold open file descriptions of their own
+// (files in flight in a socket's queue): the restore engine prepares and
+// opens them as the process that holds the file does its fds' (Num is
+// 0), for the kind to send them (Later, Description).
+type Carrier interface {
+	InFlight(f *format.File) []format.FD
 }
 
 // Maker is a kind whose fds the process makes itself (an eventfd, an

@@ -93,7 +93,7 @@ func (unixSocket) Dump(src Source, fd *procfs.FD, idx int) error {
 			return err
 		}
 	}
-	if err := readSocket(src.PID(), fd.Num, int(d.RQueue), st); err != nil {
+	if err := readSocket(src, fd.Num, int(d.RQueue), st); err != nil {
 		return err
 	}
 	src.File(idx).Unix = st
@@ -166,8 +166,8 @@ func typeName(t int) string {
 // readSocket reads what st needs of socket num of process pid, taken with
 // pidfd_getfd: its options, and what its receive queue holds (of a
 // stream, queued bytes, as sock_diag says), leaving it there (MSG_PEEK).
-func readSocket(pid, num, queued int, st *format.Unix) error {
-	pidfd, err := unix.PidfdOpen(pid, 0)
+func readSocket(src Source, num, queued int, st *format.Unix) error {
+	pidfd, err := unix.PidfdOpen(src.PID(), 0)
 	if err != nil {
 		return os.NewSyscallError("pidfd_open", err)
 	}
@@ -188,17 +188,15 @@ func readSocket(pid, num, queued int, st *format.Unix) error {
 		buf := make([]byte, min(queued, maxUnixQueue+1))
 		oob := make([]byte, unix.CmsgSpace(253*4)+unix.CmsgSpace(unix.SizeofUcred))
 		n, oobn, _, _, err := unix.Recvmsg(s, buf, oob, unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		if err == nil {
-			if err := inFlight(oob[:oobn], num, st); err != nil {
-				return err
-			}
-		}
 		if err == nil && n == queued && n <= maxUnixQueue {
 			st.Data = buf[:n]
-			return nil
+			return inFlight(src, oob[:oobn], num, n, st)
+		}
+		if err == nil {
+			closeRights(oob[:oobn]) // read again below
 		}
 	}
-	return peekQueue(s, num, st)
+	return peekQueue(src, s, num, st)
 }
 
 // readOptions reads the options of socket s that a program may have set
@@ -243,7 +241,7 @@ func readOptions(s int, st *format.Unix) error {
 // only a program that peeks would see it). A peek stops at a message's
 // end (datagram, seqpacket), or in a stream before bytes of another
 // sender's credentials or with files.
-func peekQueue(s, num int, st *format.Unix) error {
+func peekQueue(src Source, s, num int, st *format.Unix) error {
 	orig := -1
 	if st.PeekOff != nil {
 		orig = *st.PeekOff
@@ -275,52 +273,77 @@ func peekQueue(s, num int, st *format.Unix) error {
 			buf = make([]byte, n) // again, whole
 			continue
 		}
-		if err := inFlight(oob[:oobn], num, st); err != nil {
-			return err
-		}
-		if stream && n == 0 || !stream && n == 0 && st.Shutdown&1 != 0 {
+		if stream && n == 0 && oobn == 0 || !stream && n == 0 && oobn == 0 && st.Shutdown&1 != 0 {
 			return nil // the end (a shut down socket reads as empty messages)
 		}
 		total += n
 		if total > maxUnixQueue || len(st.Messages) >= maxUnixMessages {
+			closeRights(oob[:oobn])
 			return refusef("fd %d is a unix %s socket with more queued than procs carries (%d bytes, %d messages)", num, typeName(st.Type), total, len(st.Messages))
 		}
+		at := len(st.Messages)
 		if stream {
-			st.Data = append(st.Data, buf[:n]...)
+			st.Data, at = append(st.Data, buf[:n]...), total
 		} else {
 			st.Messages = append(st.Messages, slices.Clone(buf[:n]))
+		}
+		if err := inFlight(src, oob[:oobn], num, at, st); err != nil {
+			return err
 		}
 	}
 }
 
-// inFlight looks at the control messages of a peek: files in flight
-// (SCM_RIGHTS, which the peek gave procs-dump: closed again) are
-// refused; credentials (SCM_CREDENTIALS) are noted.
-func inFlight(oob []byte, num int, st *format.Unix) error {
+// inFlight looks at the control messages of a peek: the files in flight
+// (SCM_RIGHTS) that came with the message at (an index in Messages, or
+// the end of those bytes in Data), which the peek gave procs-dump, are
+// the image's (Source.InFlight); credentials (SCM_CREDENTIALS) are noted.
+func inFlight(src Source, oob []byte, num, at int, st *format.Unix) error {
 	if len(oob) == 0 {
 		return nil
 	}
 	cms, err := unix.ParseSocketControlMessage(oob)
 	if err != nil {
+		closeRights(oob)
 		return fmt.Errorf("fd %d: a control message in its queue: %w", num, err)
 	}
-	files := 0
+	var fds []int
 	for i := range cms {
 		switch cms[i].Header.Type {
 		case unix.SCM_RIGHTS:
-			fds, _ := unix.ParseUnixRights(&cms[i])
-			for _, f := range fds {
-				unix.Close(f)
-			}
-			files += len(fds)
+			got, _ := unix.ParseUnixRights(&cms[i])
+			fds = append(fds, got...)
 		case unix.SCM_CREDENTIALS:
 			st.Creds = true
 		}
 	}
-	if files > 0 {
-		return refusef("fd %d is a unix socket with files in flight in its queue (SCM_RIGHTS, %d of them), which procs cannot carry yet", num, files)
+	if len(fds) == 0 {
+		return nil
 	}
+	r := format.UnixRights{At: at}
+	for k, f := range fds {
+		fd, err := src.InFlight(f)
+		if err != nil {
+			for _, rest := range fds[k+1:] {
+				unix.Close(rest)
+			}
+			return fmt.Errorf("fd %d: a file in flight in its queue: %w", num, err)
+		}
+		r.FDs = append(r.FDs, fd)
+	}
+	st.Rights = append(st.Rights, r)
 	return nil
+}
+
+// closeRights closes the files in flight a peek gave procs-dump.
+func closeRights(oob []byte) {
+	cms, _ := unix.ParseSocketControlMessage(oob)
+	for i := range cms {
+		if fds, err := unix.ParseUnixRights(&cms[i]); err == nil {
+			for _, f := range fds {
+				unix.Close(f)
+			}
+		}
+	}
 }
 
 // Outside is the fds of the processes outside the tree (in says which

@@ -129,7 +129,7 @@ func refuseExternal(e outsidePeer, procs []format.Process, out *Outside) error {
 // of its type: whose peer it is, but for a datagram socket connected to
 // a bound one), its address, its listener or queue, its shutdown state,
 // its queue and its options.
-func (unixSocket) Validate(fs []format.File, i int, _ []format.Process) error {
+func (unixSocket) Validate(fs []format.File, i int, procs []format.Process) error {
 	u := fs[i].Unix
 	switch {
 	case u == nil:
@@ -156,6 +156,9 @@ func (unixSocket) Validate(fs []format.File, i int, _ []format.Process) error {
 		return err
 	}
 	if err := validListening(fs, u, i); err != nil {
+		return err
+	}
+	if err := validRights(fs, u, i, procs); err != nil {
 		return err
 	}
 	if u.Peer >= 0 {
@@ -252,6 +255,56 @@ func validListening(fs []format.File, u *format.Unix, i int) error {
 		q := fs[c].Unix
 		if q.Type != u.Type || !q.Connected || q.Peer >= 0 || q.Listening || q.Listener != nil || len(q.Data) > 0 || len(q.Messages) > 0 || q.External {
 			return fmt.Errorf("image unix socket %d: queued connection %d is not a connected socket of its type with nothing queued", i, c)
+		}
+	}
+	return nil
+}
+
+// validRights checks the files in flight in socket i's queue: in order,
+// each with bytes or a message of the queue, of a kind the loader opens
+// (never a socket, a file the process makes, or one of its /proc), and
+// sharing an open id only with fds of the same file.
+func validRights(fs []format.File, u *format.Unix, i int, procs []format.Process) error {
+	if len(u.Rights) == 0 {
+		return nil
+	}
+	if len(u.Rights) > maxUnixMessages {
+		return fmt.Errorf("image unix socket %d: %d sets of files in flight: out of range", i, len(u.Rights))
+	}
+	opens := map[int]int{}
+	for _, p := range procs {
+		for _, fd := range p.FDs {
+			opens[fd.Open] = fd.File
+		}
+	}
+	prev := -1
+	for _, r := range u.Rights {
+		switch {
+		case r.At <= prev:
+			return fmt.Errorf("image unix socket %d: files in flight out of order", i)
+		case u.Type == unix.SOCK_STREAM && (r.At < 1 || r.At > len(u.Data)),
+			u.Type != unix.SOCK_STREAM && (r.At < 0 || r.At >= len(u.Messages)):
+			return fmt.Errorf("image unix socket %d: files in flight with %d, past its queue", i, r.At)
+		case len(r.FDs) == 0 || len(r.FDs) > 253:
+			return fmt.Errorf("image unix socket %d: %d files in flight in one message: out of range", i, len(r.FDs))
+		}
+		prev = r.At
+		for _, fd := range r.FDs {
+			if fd.File < 0 || fd.File >= len(fs) {
+				return fmt.Errorf("image unix socket %d: a file in flight names file %d of %d", i, fd.File, len(fs))
+			}
+			k := Lookup(fs[fd.File].Kind)
+			_, prep := k.(Preparer)
+			_, carrier := k.(Carrier)
+			if k == nil || !prep || carrier || k.Traits().OneOpen || fs[fd.File].Self != "" {
+				return fmt.Errorf("image unix socket %d: a file in flight of kind %q, which procs does not carry in flight", i, fs[fd.File].Kind)
+			}
+			if fd.Num != 0 || fd.Open < 1 || fd.Flags < 0 || fd.Flags >= 1<<22 || fd.Flags&unix.O_PATH != 0 || fd.Pos < 0 {
+				return fmt.Errorf("image unix socket %d: a file in flight with open %d, flags %#x, offset %d: out of range", i, fd.Open, fd.Flags, fd.Pos)
+			}
+			if f, ok := opens[fd.Open]; ok && f != fd.File {
+				return fmt.Errorf("image unix socket %d: a file in flight of file %d shares open %d with an fd of file %d", i, fd.File, fd.Open, f)
+			}
 		}
 	}
 	return nil

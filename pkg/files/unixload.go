@@ -83,6 +83,39 @@ func (m *unixMaker) makeAll() error {
 			}
 		}
 	}
+	for i, f := range m.s {
+		m.l.Own(i, f)
+	}
+	if !m.carries() {
+		return m.fillAll()
+	}
+	// Files in flight are sent once the loader has opened them, as
+	// the processes holding the sockets.
+	m.l.Later(func() error {
+		err := m.fillAll()
+		if err != nil {
+			for _, f := range m.closed {
+				f.Close()
+			}
+		}
+		return err
+	})
+	return nil
+}
+
+// carries says whether a socket has files in flight in its queue.
+func (m *unixMaker) carries() bool {
+	for i := range m.fs {
+		if u := m.fs[i].Unix; u != nil && len(u.Rights) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// fillAll fills every socket's queue, then shuts each down and gives it
+// its options; the other ends of sockets whose peer is gone are closed.
+func (m *unixMaker) fillAll() error {
 	for i := range m.fs {
 		if err := m.fill(i); err != nil {
 			return err
@@ -95,9 +128,6 @@ func (m *unixMaker) makeAll() error {
 	}
 	for _, f := range m.closed {
 		f.Close() // its peer is gone: it reads what is left, then the end
-	}
-	for i, f := range m.s {
-		m.l.Own(i, f)
 	}
 	return nil
 }
@@ -431,7 +461,7 @@ func (m *unixMaker) fill(i int) error {
 		from, to = f, addr(u)
 	}
 	if len(u.Data) > 0 {
-		if err := sendAll(from, u.Data, 1); err != nil {
+		if err := m.sendStream(from, u); err != nil {
 			return fmt.Errorf("%s: the %d bytes of its queue: %w", m.what(i), len(u.Data), err)
 		}
 		return nil
@@ -444,8 +474,12 @@ func (m *unixMaker) fill(i int) error {
 	s := int(from.Fd())
 	err := m.l.As(i, func() error {
 		return inDir(u.Dir, func() error {
-			for _, msg := range u.Messages {
-				if err := unix.Sendmsg(s, msg, nil, to, 0); err != nil {
+			for k, msg := range u.Messages {
+				oob, err := m.rights(u, k)
+				if err != nil {
+					return err
+				}
+				if err := unix.Sendmsg(s, msg, oob, to, 0); err != nil {
 					return err
 				}
 			}
@@ -456,6 +490,68 @@ func (m *unixMaker) fill(i int) error {
 		return fmt.Errorf("%s: the %d messages of its queue: %w", m.what(i), len(u.Messages), err)
 	}
 	return nil
+}
+
+// sendStream writes the bytes of stream socket u's queue to its peer
+// from, each file in flight with the last byte it came with: a read
+// stops there, and gets them, as it would have.
+func (m *unixMaker) sendStream(from *os.File, u *format.Unix) error {
+	roomFor(from, len(u.Data), len(u.Rights)+1)
+	prev := 0
+	for k, r := range u.Rights {
+		if err := writeAll(from, u.Data[prev:r.At-1]); err != nil {
+			return err
+		}
+		oob, err := m.rights(u, k)
+		if err != nil {
+			return err
+		}
+		if n, err := unix.SendmsgN(int(from.Fd()), u.Data[r.At-1:r.At], oob, nil, 0); err != nil || n != 1 {
+			return fmt.Errorf("a file in flight: %w", err)
+		}
+		prev = r.At
+	}
+	return writeAll(from, u.Data[prev:])
+}
+
+// rights is the control message sending the files in flight that came
+// with message k of u (a datagram or seqpacket socket's), or with its
+// Rights[k] (a stream's): the loader's open file descriptions of them.
+func (m *unixMaker) rights(u *format.Unix, k int) ([]byte, error) {
+	var fds []format.FD
+	if u.Type == unix.SOCK_STREAM {
+		fds = u.Rights[k].FDs
+	} else {
+		for _, r := range u.Rights {
+			if r.At == k {
+				fds = r.FDs
+			}
+		}
+	}
+	if len(fds) == 0 {
+		return nil, nil
+	}
+	var nums []int
+	for _, fd := range fds {
+		lf := m.l.Description(fd.Open)
+		if lf == nil {
+			return nil, fmt.Errorf("a file in flight (open %d) was not opened", fd.Open)
+		}
+		nums = append(nums, int(lf.Fd()))
+	}
+	return unix.UnixRights(nums...), nil
+}
+
+// InFlight are the files in flight in the socket's queue.
+func (unixSocket) InFlight(f *format.File) []format.FD {
+	if f.Unix == nil {
+		return nil
+	}
+	var out []format.FD
+	for _, r := range f.Unix.Rights {
+		out = append(out, r.FDs...)
+	}
+	return out
 }
 
 // finish shuts socket i down as it was and gives it its options.

@@ -45,6 +45,11 @@ func (b *builder) prepareFiles(prepared map[int]bool) error {
 	if use[b.img.Exe] == "" {
 		use[b.img.Exe] = "executable"
 	}
+	for _, fd := range b.inFlight() {
+		if use[fd.File] == "" {
+			use[fd.File] = "a file in flight"
+		}
+	}
 	if err := b.op.do(func() error { return b.makeDeletedDirs(use) }); err != nil {
 		return err
 	}
@@ -82,13 +87,17 @@ func (l loader) Files() []format.File { return l.b.files }
 
 // As runs f with the rights of the first process of the image that holds
 // file i (this process's opener, or one made for the other's
-// credentials). A permission f was denied names the user.
+// credentials, or for this process's once its own has ended: Later). A
+// permission f was denied names the user.
 func (l loader) As(i int, f func() error) error {
-	p, _ := files.Holder(l.b.imgs, i)
+	creds := l.b.img.Creds
+	if p, _ := files.Holder(l.b.imgs, i); p != nil {
+		creds = p.Creds
+	}
 	op := l.b.op
-	if p != nil && !sameCreds(p.Creds, l.b.img.Creds) {
+	if op.closed || !sameCreds(creds, l.b.img.Creds) {
 		var err error
-		if op, err = newOpener(p.Creds); err != nil {
+		if op, err = newOpener(creds); err != nil {
 			return err
 		}
 		defer func() {
@@ -110,6 +119,10 @@ func (l loader) As(i int, f func() error) error {
 func sameCreds(a, b format.Creds) bool {
 	return a.UID == b.UID && a.GID == b.GID && slices.Equal(a.Groups, b.Groups)
 }
+
+func (l loader) Later(f func() error) { l.b.later = append(l.b.later, f) }
+
+func (l loader) Description(open int) *os.File { return l.b.descs[open] }
 
 func (l loader) Created(path string) { l.b.created = append(l.b.created, path) }
 
@@ -275,6 +288,21 @@ func (b *builder) openDescriptions() error {
 			}
 		}
 	}
+	for _, fd := range b.inFlight() {
+		if b.descs[fd.Open] != nil {
+			continue // an fd's, or sent twice
+		}
+		lf, err := b.reopen(fd.File, fd.Flags, "a file in flight")
+		if err != nil {
+			return err
+		}
+		b.descs[fd.Open] = lf
+		if fd.Pos != 0 && files.TraitsOf(b.files[fd.File].Kind).Seek {
+			if _, err := unix.Seek(int(lf.Fd()), fd.Pos, 0); err != nil {
+				return fmt.Errorf("a file in flight: offset %d: %w", fd.Pos, err)
+			}
+		}
+	}
 	for _, m := range b.img.Maps {
 		if m.File < 0 || m.Kind == format.MapVdso || m.Kind == format.MapVsyscall {
 			continue
@@ -303,6 +331,24 @@ func (b *builder) openDescriptions() error {
 		b.exeFile = lf
 	}
 	return b.openCwd()
+}
+
+// inFlight are the open file descriptions that the files the process
+// holds on its fds hold in turn (files in flight in a socket's queue:
+// files.Carrier), which the process prepares and opens as its fds'.
+func (b *builder) inFlight() []format.FD {
+	var out []format.FD
+	seen := map[int]bool{}
+	for _, fd := range b.img.FDs {
+		if fd.File < 0 || seen[fd.File] {
+			continue
+		}
+		seen[fd.File] = true
+		if c, ok := files.Lookup(b.files[fd.File].Kind).(files.Carrier); ok {
+			out = append(out, c.InFlight(&b.files[fd.File])...)
+		}
+	}
+	return out
 }
 
 // oneOpen is the open file description of fd's file, which has only one

@@ -10,11 +10,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"procs/format"
 )
@@ -453,6 +456,9 @@ func TestUnixCraftedImages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := out.Chown(int(cred.Uid), int(cred.Gid)); err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(py, "-c", echoServerPy)
 	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: cred}
@@ -482,6 +488,25 @@ func TestUnixCraftedImages(t *testing.T) {
 	n := len(base.Files)
 	reg := fileOf(t, base, format.FileRegular)
 	unixOf := func(e *treeEdit, i int) *format.Unix { return e.Files[i].Unix }
+	// A socket with bytes queued, to send files in flight with; an open
+	// id of an fd of another file than reg.
+	queued := slices.IndexFunc(base.Files, func(f format.File) bool { return f.Unix != nil && len(f.Unix.Data) > 0 })
+	if queued < 0 {
+		t.Fatal("no socket with bytes queued in the image")
+	}
+	otherOpen := -1
+	for _, fd := range base.Procs[0].FDs {
+		if fd.File >= 0 && fd.File != reg {
+			otherOpen = fd.Open
+		}
+	}
+	inFlight := func(e *treeEdit, fd format.FD) {
+		unixOf(e, queued).Rights = []format.UnixRights{{At: 1, FDs: []format.FD{fd}}}
+	}
+	var shadow unix.Stat_t
+	if err := unix.Stat("/etc/shadow", &shadow); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name  string
 		edit  func(e *treeEdit)
@@ -507,6 +532,21 @@ func TestUnixCraftedImages(t *testing.T) {
 		{"timeout", func(e *treeEdit) { unixOf(e, l).RcvTimeo = -1 }, []string{"timeouts"}},
 		{"socket-mode", func(e *treeEdit) { unixOf(e, l).Mode = 0o100644 }, []string{"mode"}},
 		{"owner", func(e *treeEdit) { unixOf(e, l).UID = -1 }, []string{"owner"}},
+		{"in-flight-out-of-range", func(e *treeEdit) { inFlight(e, format.FD{File: n, Open: 1 << 20}) },
+			[]string{"file in flight", strconv.Itoa(n)}},
+		{"in-flight-a-socket", func(e *treeEdit) { inFlight(e, format.FD{File: l, Open: 1 << 20}) },
+			[]string{"file in flight", `"unix"`}},
+		{"in-flight-shares-open", func(e *treeEdit) { inFlight(e, format.FD{File: reg, Open: otherOpen}) },
+			[]string{"file in flight", "shares open"}},
+		{"in-flight-past-queue", func(e *treeEdit) {
+			inFlight(e, format.FD{File: reg, Open: 1 << 20})
+			unixOf(e, queued).Rights[0].At = len(unixOf(e, queued).Data) + 1
+		}, []string{"files in flight", "past its queue"}},
+		{"in-flight-etc-shadow", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FileRegular, Path: "/etc/shadow", Dev: shadow.Dev, Ino: shadow.Ino,
+				Mode: shadow.Mode, Size: shadow.Size, Mtime: shadow.Mtim.Nano()})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20})
+		}, []string{"/etc/shadow", "permission denied for uid " + strconv.Itoa(int(cred.Uid))}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bad := editTree(t, img, tc.edit)

@@ -160,8 +160,8 @@ func TestNodeTimers(t *testing.T) {
 // it, the parent reports too. Each report is one write(2), whole
 // (print would write the line and its end apart, and the other's line
 // could come between). All three hold a unix socket listening on a
-// relative path with a connection queued on it, and a datagram pair
-// with messages queued.
+// relative path with a connection queued on it, a datagram pair with
+// messages queued, and a socketpair with a pipe in flight.
 const pipePairPy = `
 import os, time, socket
 l = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -171,6 +171,11 @@ q = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 q.connect("srv.sock")
 dp = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
 dp[0].send(b"one"); dp[0].send(b"two")
+sp = socket.socketpair()
+pr, pw = os.pipe()
+os.write(pw, b"in flight")
+socket.send_fds(sp[0], [b"x"], [pr])
+os.close(pr)
 r, w = os.pipe()
 if os.fork() == 0:
     os.close(r)

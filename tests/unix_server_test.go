@@ -404,6 +404,67 @@ func TestUnixExternalClose(t *testing.T) {
 	}
 }
 
+// serverOfOutsidersPy listens on srv.sock and accepts one connection
+// (from outside its tree) at once; the file "go" lets it go on: it reads
+// from that connection and accepts the next, queued meanwhile, and reads
+// from it, writing what it found to the file "result".
+const serverOfOutsidersPy = `
+import os, socket, time
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+srv.bind(os.path.abspath("srv.sock"))
+srv.listen(4)
+c, _ = srv.accept()
+open("ready", "w").close()
+while not os.path.exists("go"):
+    time.sleep(0.02)
+out = []
+def check(what, got, want):
+    out.append("%s %s" % (what, "ok" if got == want else "bad %r, want %r" % (got, want)))
+check("accepted", c.recv(100), b"hello")
+check("accepted-end", c.recv(100), b"")
+srv.setblocking(False)
+d, _ = srv.accept()
+check("queued-end", d.recv(100), b"")
+open("result", "w").write("\n".join(out) + "\n")
+while True: time.sleep(1)
+`
+
+// TestUnixExternalClients: a server whose clients are outside its tree
+// (an accepted connection, one queued) is refused naming a client; with
+// --external=close it moves, reads what the first had sent, then the
+// end of both connections.
+func TestUnixExternalClients(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	py := victimArgv(t, "python")[0]
+	dir := t.TempDir()
+	pid := startTree(t, dir, "log", py, "-c", serverOfOutsidersPy)
+	waitFile(t, filepath.Join(dir, "srv.sock"))
+	path := filepath.Join(dir, "srv.sock")
+	var clients []int
+	for range 2 {
+		s, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer syscall.Close(s)
+		if err := syscall.Connect(s, &syscall.SockaddrUnix{Name: path}); err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, s)
+	}
+	waitFile(t, filepath.Join(dir, "ready"), filepath.Join(dir, "log"))
+	if _, err := syscall.Write(clients[0], []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	refusedDump(t, pid, "outside the tree", fmt.Sprintf("process %d", os.Getpid()), "hint: --external=close")
+	img := dump(t, pid, false, "--external=close")
+	waitImageGone(t, img)
+	startLoad(t, img)
+	t.Cleanup(func() { killTree(t, pid) })
+	checkResult(t, dir, 3)
+}
+
 // TestUnixNamesTaken: a -K clone restored beside its running original is
 // refused naming its abstract name, or its path a live socket is bound
 // to, and nothing is left.

@@ -78,7 +78,9 @@ func (unixSocket) CheckTree(fs []format.File, procs []format.Process, out *Outsi
 			}
 			continue
 		case u.PeerIno != 0 && in:
-			u.Listener = &l
+			if _, ok := byIno[u.PeerIno]; ok {
+				u.Listener = &l // else its client is outside
+			}
 		}
 		if u.PeerIno == 0 {
 			continue

@@ -404,7 +404,8 @@ func TestUnixExternalClose(t *testing.T) {
 	}
 }
 
-// serverOfOutsidersPy listens on srv.sock and accepts one connection
+// serverOfOutsidersPy listens on srv.sock (then makes the file
+// "listening") and accepts one connection
 // (from outside its tree) at once; the file "go" lets it go on: it reads
 // from that connection and accepts the next, queued meanwhile, and reads
 // from it, writing what it found to the file "result".
@@ -413,6 +414,7 @@ import os, socket, time
 srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 srv.bind(os.path.abspath("srv.sock"))
 srv.listen(4)
+open("listening", "w").close()
 c, _ = srv.accept()
 open("ready", "w").close()
 while not os.path.exists("go"):
@@ -439,7 +441,7 @@ func TestUnixExternalClients(t *testing.T) {
 	py := victimArgv(t, "python")[0]
 	dir := t.TempDir()
 	pid := startTree(t, dir, "log", py, "-c", serverOfOutsidersPy)
-	waitFile(t, filepath.Join(dir, "srv.sock"))
+	waitFile(t, filepath.Join(dir, "listening"))
 	path := filepath.Join(dir, "srv.sock")
 	var clients []int
 	for range 2 {

@@ -450,6 +450,8 @@ func (m *unixMaker) fill(i int) error {
 		from = m.closed[i]
 	case u.Peer >= 0 && m.fs[u.Peer].Unix.Peer == i:
 		from = m.s[u.Peer]
+	case u.Peer >= 0 && u.Path == "" && len(u.Abstract) == 0:
+		return fmt.Errorf("%s: messages queued, and no address its peer could send them to", m.what(i))
 	case u.Peer >= 0:
 		from, to = m.s[u.Peer], addr(u) // only its peer may send to it
 	default:

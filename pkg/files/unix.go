@@ -33,10 +33,12 @@ import (
 // holding each gets that very socket (a socket has one open file
 // description: it cannot be opened again).
 //
-// A socket whose peer is outside the tree is refused by name, unless
-// procs-dump was told --external=close: it then comes back as if the
-// peer had closed (unixcheck.go). Refused by name, for now: files in
-// flight (SCM_RIGHTS), bytes a client sent on a connection not yet
+// Files in flight in a queue (SCM_RIGHTS) are the image's open files
+// (Source.InFlight), sent again with their message (Carrier). A socket
+// whose peer is outside the tree is refused by name, unless procs-dump
+// was told --external=close: it then comes back as if the peer had
+// closed (unixcheck.go). Refused by name, for now: a socket or a file the
+// process makes in flight, bytes a client sent on a connection not yet
 // accepted, a socket of another network namespace than procs-dump's.
 type unixSocket struct{}
 
@@ -51,7 +53,7 @@ func (unixSocket) Traits() Traits { return Traits{OneOpen: true} }
 const maxUnixQueue = 64 << 20
 
 // maxUnixMessages bounds the messages of a queue in an image (the
-// kernel's is net.unix.max_dgram_qlen, 512 by default).
+// kernel's, but from a socket's peer, is net.unix.max_dgram_qlen).
 const maxUnixMessages = 1 << 16
 
 const tcpListen = 10 // sock_diag's state of a listening socket

@@ -363,6 +363,10 @@ type Unix struct {
 	// Messages are the messages in the receive queue of a datagram or
 	// seqpacket socket, the next to read first.
 	Messages [][]byte `json:"messages,omitempty"`
+	// Senders are, of a datagram socket's Messages, the file id of the
+	// bound socket of the image that sent each (the address recvfrom
+	// tells), or -1 (another, or one with no address).
+	Senders []int `json:"senders,omitempty"`
 	// Rights are the files in flight in its queue (SCM_RIGHTS), each
 	// with what it came with.
 	Rights []UnixRights `json:"rights,omitempty"`
@@ -386,6 +390,7 @@ type Unix struct {
 	QueueIno    []uint64 `json:"-"` // a listener's queued clients
 	ListenerIno uint64   `json:"-"` // the listener it is queued on, or was accepted from
 	PeerName    string   `json:"-"` // the peer's address, for messages
+	From        []string `json:"-"` // the sender address of each message
 	Sent        uint32   `json:"-"` // bytes it sent that its peer has not read
 }
 

@@ -245,8 +245,10 @@ func numbersRestartOnce(t *testing.T, file string) {
 // seqpacket reader having peeked twice at a peek offset (SO_PEEK_OFF) of
 // its own; a datagram socket bound to dgram.sock with messages from a
 // client connected to it and from one that is not, and with SO_PASSCRED
-// and a receive timeout; one bound to an abstract name. Then it reads
-// them all and writes what it found to the file "result".
+// and a receive timeout; one bound to an abstract name, with messages
+// from an unbound socket and from one bound to sender.sock, which its
+// recvfrom names. Then it reads them all and writes what it found to the
+// file "result".
 const queuesPy = `
 import os, socket, struct, time, sys
 U = socket.AF_UNIX
@@ -274,8 +276,11 @@ for n in range(1, 6):
 name = b"\0procs-test-queues-%d" % os.getpid()
 ab = socket.socket(U, socket.SOCK_DGRAM)
 ab.bind(name)
-for n in range(1, 6):
-    free.sendto(b"a" + msg(n), name)
+sender = os.path.abspath("sender.sock")
+named = socket.socket(U, socket.SOCK_DGRAM)
+named.bind(sender)
+for n in range(1, 4):
+    free.sendto(b"a" + msg(n), name); named.sendto(b"n" + msg(n), name)
 open("ready", "w").close()
 while not os.path.exists("go"):
     time.sleep(0.02)
@@ -295,7 +300,12 @@ check("seqpacket", drain(sp[1]), [msg(n) for n in range(1, 41)])
 want = []
 for n in range(1, 6): want += [b"c" + msg(n), b"f" + msg(n)]
 check("bound", drain(srv), want)
-check("abstract", drain(ab), [b"a" + msg(n) for n in range(1, 6)])
+ab.setblocking(False)
+got = [ab.recvfrom(100) for n in range(6)]
+want = []
+for n in range(1, 4): want += [b"a" + msg(n), b"n" + msg(n)]
+check("abstract", [d for d, _ in got], want)
+check("from", [a for d, a in got if d[:1] == b"n"], [sender] * 3)
 check("name", (srv.getsockname(), ab.getsockname(), conn.getpeername()), (path, name, path))
 check("mode", oct(os.stat(path).st_mode & 0o777), oct(0o640))
 check("passcred", srv.getsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED), 1)
@@ -322,7 +332,7 @@ func TestUnixQueues(t *testing.T) {
 			pid := startTree(t, dir, "log", py, "-c", queuesPy)
 			waitFile(t, filepath.Join(dir, "ready"), filepath.Join(dir, "log"))
 			moveTree(t, pid, keep, func(string) {})
-			checkResult(t, dir, 11)
+			checkResult(t, dir, 12)
 		})
 	}
 }
@@ -593,6 +603,7 @@ func TestUnixCraftedImages(t *testing.T) {
 			[]string{"messages in a stream socket"}},
 		{"peek-offset", func(e *treeEdit) { x := -5; unixOf(e, l).PeekOff = &x }, []string{"peek offset"}},
 		{"timeout", func(e *treeEdit) { unixOf(e, l).RcvTimeo = -1 }, []string{"timeouts"}},
+		{"senders", func(e *treeEdit) { unixOf(e, queued).Senders = []int{l} }, []string{"senders"}},
 		{"socket-mode", func(e *treeEdit) { unixOf(e, l).Mode = 0o100644 }, []string{"mode"}},
 		{"owner", func(e *treeEdit) { unixOf(e, l).UID = -1 }, []string{"owner"}},
 		{"in-flight-out-of-range", func(e *treeEdit) { inFlight(e, format.FD{File: n, Open: 1 << 20}) },

@@ -261,7 +261,7 @@ func peekQueue(src Source, s, num int, st *format.Unix) error {
 		if err := unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_PEEK_OFF, total); err != nil {
 			return fmt.Errorf("fd %d: SO_PEEK_OFF: %w", num, err)
 		}
-		n, oobn, _, _, err := unix.Recvmsg(s, buf, oob, flags)
+		n, oobn, _, from, err := unix.Recvmsg(s, buf, oob, flags)
 		if err == unix.EAGAIN || err == unix.ENOTCONN {
 			return nil
 		}
@@ -288,6 +288,11 @@ func peekQueue(src Source, s, num int, st *format.Unix) error {
 			st.Data, at = append(st.Data, buf[:n]...), total
 		} else {
 			st.Messages = append(st.Messages, slices.Clone(buf[:n]))
+			name := ""
+			if sa, ok := from.(*unix.SockaddrUnix); ok {
+				name = sa.Name // "@name" for an abstract one
+			}
+			st.From = append(st.From, name)
 		}
 		if err := inFlight(src, oob[:oobn], num, at, st); err != nil {
 			return err

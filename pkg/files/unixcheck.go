@@ -91,6 +91,7 @@ func (unixSocket) CheckTree(fs []format.File, procs []format.Process, out *Outsi
 			ext = append(ext, outsidePeer{i, u.PeerIno, "connected to", u.PeerName})
 		}
 	}
+	senders(fs)
 	if len(ext) == 0 {
 		return nil
 	}
@@ -101,6 +102,41 @@ func (unixSocket) CheckTree(fs []format.File, procs []format.Process, out *Outsi
 		return nil
 	}
 	return refuseExternal(ext[0], procs, out)
+}
+
+// senders finds, for each message of a datagram socket, the bound
+// datagram socket of the image that sent it, by the address recvfrom
+// told (Senders), when there is one.
+func senders(fs []format.File) {
+	byName := map[string]int{}
+	for i := range fs {
+		u := fs[i].Unix
+		switch {
+		case u == nil || u.Type != unix.SOCK_DGRAM:
+		case u.Path != "":
+			byName[u.Path] = i
+		case len(u.Abstract) > 0:
+			byName["@"+string(u.Abstract)] = i
+		}
+	}
+	for i := range fs {
+		u := fs[i].Unix
+		if u == nil || u.Type != unix.SOCK_DGRAM || u.Path == "" && len(u.Abstract) == 0 {
+			continue // no address: its messages come from its peer
+		}
+		found := false
+		ids := make([]int, len(u.From))
+		for k, name := range u.From {
+			j, ok := byName[name]
+			if !ok || name == "" || j == i {
+				j = -1
+			}
+			ids[k], found = j, found || j >= 0
+		}
+		if found {
+			u.Senders = ids
+		}
+	}
 }
 
 // refuseExternal names socket e.file of the tree, the socket outside it
@@ -163,6 +199,9 @@ func (unixSocket) Validate(fs []format.File, i int, procs []format.Process) erro
 	if err := validRights(fs, u, i, procs); err != nil {
 		return err
 	}
+	if err := validSenders(fs, u, i); err != nil {
+		return err
+	}
 	if u.Peer >= 0 {
 		p := fs[u.Peer].Unix
 		if fs[u.Peer].Kind != format.FileUnix || p == nil || p.Type != u.Type || p.Listening ||
@@ -195,6 +234,26 @@ func validMessages(u *format.Unix, i int) error {
 		return fmt.Errorf("image unix socket %d: timeouts of %d and %d ns: out of range", i, u.RcvTimeo, u.SndTimeo)
 	case u.PeekOff != nil && (*u.PeekOff < 0 || *u.PeekOff > maxUnixQueue):
 		return fmt.Errorf("image unix socket %d: peek offset %d: out of range", i, *u.PeekOff)
+	case len(u.Senders) > 0 && (len(u.Senders) != len(u.Messages) || u.Type != unix.SOCK_DGRAM):
+		return fmt.Errorf("image unix socket %d: %d senders of %d messages", i, len(u.Senders), len(u.Messages))
+	}
+	return nil
+}
+
+// validSenders checks that each sender of a datagram socket's messages
+// is another bound datagram socket of the image, which may send to it.
+func validSenders(fs []format.File, u *format.Unix, i int) error {
+	for _, j := range u.Senders {
+		if j == -1 {
+			continue
+		}
+		if j < 0 || j >= len(fs) || j == i || fs[j].Unix == nil {
+			return fmt.Errorf("image unix socket %d: a message sent by %d, no other unix socket", i, j)
+		}
+		if s := fs[j].Unix; s.Type != unix.SOCK_DGRAM || s.Path == "" && len(s.Abstract) == 0 ||
+			u.Peer >= 0 && u.Peer != j || u.Path == "" && len(u.Abstract) == 0 {
+			return fmt.Errorf("image unix socket %d: a message sent by %d, which is no bound datagram socket that could send to it", i, j)
+		}
 	}
 	return nil
 }

@@ -473,7 +473,11 @@ func (m *unixMaker) fill(i int) error {
 		total += len(msg)
 	}
 	roomFor(from, total, len(u.Messages))
-	s := int(from.Fd())
+	for _, j := range u.Senders {
+		if j >= 0 {
+			roomFor(m.s[j], total, len(u.Messages))
+		}
+	}
 	err := m.l.As(i, func() error {
 		return inDir(u.Dir, func() error {
 			for k, msg := range u.Messages {
@@ -481,7 +485,13 @@ func (m *unixMaker) fill(i int) error {
 				if err != nil {
 					return err
 				}
-				if err := unix.Sendmsg(s, msg, oob, to, 0); err != nil {
+				s, dest := int(from.Fd()), to
+				if k < len(u.Senders) && u.Senders[k] >= 0 {
+					// From the bound socket that sent it, which its
+					// reader's recvfrom names.
+					s, dest = int(m.s[u.Senders[k]].Fd()), addr(u)
+				}
+				if err := unix.Sendmsg(s, msg, oob, dest, 0); err != nil {
 					return err
 				}
 			}

@@ -211,7 +211,7 @@ const (
 	FileEventfd = "eventfd"
 	FileEpoll   = "epoll"
 	FilePipe    = "pipe"    // an anonymous pipe: its ends are fds of the tree
-	FileUnix    = "unix"    // a unix socket bound to no address: a socketpair's end
+	FileUnix    = "unix"    // a unix socket: a socketpair's end, bound, listening, connected
 	FilePidfd   = "pidfd"   // a pidfd on a process of the tree
 	FileSysvShm = "sysvshm" // a System V shared memory segment: contents always carried
 )
@@ -378,7 +378,8 @@ type Unix struct {
 	Type int `json:"type"` // SOCK_STREAM (1), SOCK_DGRAM (2), SOCK_SEQPACKET (5)
 	// Connected: it was connected; Peer is the file id of the socket it
 	// is connected to, or -1 when that one is gone (it comes back
-	// connected to an end that is closed).
+	// connected to an end that is closed), or when it is queued on a
+	// listening socket of the image (in that one's Queue).
 	Connected bool `json:"connected,omitempty"`
 	Peer      int  `json:"peer"`
 	// Shutdown holds RCV_SHUTDOWN (1) and SEND_SHUTDOWN (2).
@@ -389,8 +390,77 @@ type Unix struct {
 	// (SO_SNDBUF, SO_RCVBUF: twice what setsockopt was given).
 	SndBuf int `json:"sndbuf,omitempty"`
 	RcvBuf int `json:"rcvbuf,omitempty"`
-	// PeerIno is the peer's inode, which the dump resolves to Peer.
-	PeerIno uint64 `json:"-"`
+
+	// Unix sockets with addresses, listening sockets, messages.
+
+	// Path is the path it is bound to, as bind(2) was given it; Dir,
+	// for a relative Path, the folder it is relative to. Mode, UID and
+	// GID are the socket file's; Unlinked says the path no longer named
+	// it at the dump (removed, or another file since).
+	Path     string `json:"path,omitempty"`
+	Dir      string `json:"dir,omitempty"`
+	Mode     uint32 `json:"mode,omitempty"`
+	UID      int    `json:"uid,omitempty"`
+	GID      int    `json:"gid,omitempty"`
+	Unlinked bool   `json:"unlinked,omitempty"`
+	// Abstract is the abstract name it is bound to, without its
+	// leading NUL byte.
+	Abstract []byte `json:"abstract,omitempty"`
+	// Listening: listen(2) with Backlog; Queue is the file ids of the
+	// client ends of the connections queued on it and not yet accepted,
+	// the next to accept first (-1: a client outside the tree, which
+	// comes back closed).
+	Listening bool  `json:"listening,omitempty"`
+	Backlog   int   `json:"backlog,omitempty"`
+	Queue     []int `json:"queue,omitempty"`
+	// Listener is the file id of the listening socket that accepted
+	// this connection (its address is the listener's).
+	Listener *int `json:"listener,omitempty"`
+	// Messages are the messages in the receive queue of a datagram or
+	// seqpacket socket, the next to read first.
+	Messages [][]byte `json:"messages,omitempty"`
+	// Senders are, of a datagram socket's Messages, the file id of the
+	// bound socket of the image that sent each (the address recvfrom
+	// tells), or -1 (another, or one with no address).
+	Senders []int `json:"senders,omitempty"`
+	// Rights are the files in flight in its queue (SCM_RIGHTS), each
+	// with what it came with.
+	Rights []UnixRights `json:"rights,omitempty"`
+	// PassCred is SO_PASSCRED; Creds says messages or bytes in its
+	// queue carried their sender's credentials (SCM_CREDENTIALS).
+	PassCred bool `json:"passcred,omitempty"`
+	Creds    bool `json:"creds,omitempty"`
+	// RcvTimeo and SndTimeo are SO_RCVTIMEO and SO_SNDTIMEO, in
+	// nanoseconds (0: none).
+	RcvTimeo int64 `json:"rcvtimeo_ns,omitempty"`
+	SndTimeo int64 `json:"sndtimeo_ns,omitempty"`
+	// PeekOff is SO_PEEK_OFF when the program set one.
+	PeekOff *int `json:"peek_off,omitempty"`
+	// External: its peer was a socket outside the tree, and procs-dump
+	// was told --external=close: it comes back as if the peer had
+	// closed.
+	External bool `json:"external,omitempty"`
+
+	// What the dump reads and resolves to file ids (CheckTree).
+	PeerIno     uint64   `json:"-"` // the peer's inode
+	QueueIno    []uint64 `json:"-"` // a listener's queued clients
+	ListenerIno uint64   `json:"-"` // the listener it is queued on, or was accepted from
+	PeerName    string   `json:"-"` // the peer's address, for messages
+	From        []string `json:"-"` // the sender address of each message
+	Sent        uint32   `json:"-"` // bytes it sent that its peer has not read
+}
+
+// UnixRights are files in flight in a unix socket's queue, sent with one
+// message (SCM_RIGHTS).
+type UnixRights struct {
+	// At is the message they came with (its index in Messages), or in
+	// a stream, the end of the bytes they came with (an offset in
+	// Data).
+	At int `json:"at"`
+	// FDs are the open file descriptions in flight, in order: File and
+	// Open as an fd's (shared with the fds of the processes that hold
+	// them too), Flags and Pos the description's; Num is 0.
+	FDs []FD `json:"fds"`
 }
 
 // Epoll is the interest list of an epoll instance (FileEpoll). Its

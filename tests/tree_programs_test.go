@@ -207,9 +207,12 @@ func movedCounters(t *testing.T, whats []string, argv ...string) {
 // (print would write the line and its end apart, and the other's line
 // could come between). They share a System V shared memory segment,
 // marked for removal (it goes with them): the writer counts its lines
-// in it, and the parent checks the count never goes back.
+// in it, and the parent checks the count never goes back. All three hold
+// a unix socket listening on a relative path with a connection queued on
+// it, a datagram pair with messages queued, and a socketpair with a pipe
+// in flight.
 const pipePairPy = `
-import ctypes, fcntl, os, time
+import ctypes, fcntl, os, socket, time
 lock = open("lock", "w+")
 fcntl.lockf(lock, fcntl.LOCK_EX, 10, 0)
 fcntl.flock(lock, fcntl.LOCK_SH)
@@ -218,6 +221,18 @@ libc.shmat.restype = ctypes.c_void_p
 shm = libc.shmget(0, 4096, 0o1600)
 count = ctypes.c_uint64.from_address(libc.shmat(shm, None, 0))
 libc.shmctl(shm, 0, None)
+l = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+l.bind("srv.sock")
+l.listen(2)
+q = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+q.connect("srv.sock")
+dp = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+dp[0].send(b"one"); dp[0].send(b"two")
+sp = socket.socketpair()
+pr, pw = os.pipe()
+os.write(pw, b"in flight")
+socket.send_fds(sp[0], [b"x"], [pr])
+os.close(pr)
 r, w = os.pipe()
 if os.fork() == 0:
     os.close(r)

@@ -122,29 +122,15 @@ func TestUnixSocketpair(t *testing.T) {
 	}
 }
 
-// TestUnixRefusals: what is not carried yet is refused by name, and the
-// process runs on: a socket bound to a path, a socket whose peer is
-// outside the tree.
+// TestUnixRefusals: a socket whose peer a process outside the tree holds
+// is refused naming both, with a hint at --external=close, and the
+// process runs on; so are an eventfd in flight (SCM_RIGHTS), which the
+// process would make, and bytes a client sent on a connection not yet
+// accepted.
 func TestUnixRefusals(t *testing.T) {
 	needTools(t)
 	noLeftovers(t)
 	py := victimArgv(t, "python")[0]
-	dir := t.TempDir()
-	bound := `
-import socket, time
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind("sock")
-while True: time.sleep(0.05)
-`
-	pid := startTree(t, dir, "log", py, "-c", bound)
-	deadline := time.Now().Add(10 * time.Second)
-	for _, err := os.Stat(filepath.Join(dir, "sock")); err != nil; _, err = os.Stat(filepath.Join(dir, "sock")) {
-		if time.Now().After(deadline) {
-			t.Fatal("the socket was not bound")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	refusedDump(t, pid, "bound to sock")
 
 	// The test holds the other end of the pair.
 	p, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
@@ -163,7 +149,54 @@ while True: time.sleep(0.05)
 	spid := cmd.Process.Pid
 	go cmd.Wait()
 	t.Cleanup(func() { killTree(t, spid) })
-	refusedDump(t, spid, "outside the tree", strconv.Itoa(os.Getpid()))
+	refusedDump(t, spid, "outside the tree", strconv.Itoa(os.Getpid()), "hint: --external=close")
+
+	for _, tc := range []struct{ name, prog, want string }{
+		{"eventfd-in-flight", `
+import os, socket, time
+a, b = socket.socketpair()
+e = os.eventfd(3)
+socket.send_fds(a, [b"x"], [e])
+os.close(e)
+open("ready", "w").close()
+while True: time.sleep(0.05)
+`, "cannot carry in flight"},
+		{"sent-before-accepted", `
+import os, socket, time
+l = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+l.bind(os.path.abspath("l.sock"))
+l.listen(1)
+c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+c.connect(os.path.abspath("l.sock"))
+c.send(b"early")
+open("ready", "w").close()
+while True: time.sleep(0.05)
+`, "not yet accepted"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			pid := startTree(t, dir, "log", py, "-c", tc.prog)
+			waitFile(t, filepath.Join(dir, "ready"))
+			refusedDump(t, pid, tc.want)
+		})
+	}
+}
+
+// waitFile waits for file to exist; log, if given, is the program's,
+// to show if it does not.
+func waitFile(t *testing.T, file string, log ...string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for _, err := os.Stat(file); err != nil; _, err = os.Stat(file) {
+		if time.Now().After(deadline) {
+			var said []byte
+			if len(log) > 0 {
+				said, _ = os.ReadFile(log[0])
+			}
+			t.Fatalf("%s did not appear %s", file, said)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // refusedDump runs procs-dump PID and checks it is refused naming wants,

@@ -32,6 +32,10 @@ type Options struct {
 	Kill        bool               // kill the process once Commit succeeded
 	FileSave    bool               // carry the contents of every open regular file
 	Compression format.Compression // compression of page records
+	// CloseExternal: a unix socket connected to one outside the tree
+	// comes back as if its peer had closed, instead of being refused
+	// (--external=close).
+	CloseExternal bool
 	// Commit is called once the whole image has been written to out, while
 	// the process is still frozen. It must make the image durable (flush,
 	// fsync, wait for a server's acknowledgement). If it fails, the process
@@ -58,6 +62,10 @@ type Stats struct {
 // something procs cannot carry (a socket, a pipe, a child...). Such a
 // refusal happens before the process is touched.
 var ErrUnsupported = files.ErrUnsupported
+
+// ErrExternal is matched by the refusal of a socket connected to one
+// outside the tree, which Options.CloseExternal would carry.
+var ErrExternal = files.ErrExternal
 
 // Version is stamped into images as the writing tool's version.
 var Version = "dev"
@@ -269,7 +277,7 @@ func collectTree(ft *frozenTree, opts Options) (*snapshot, error) {
 	if err := s.collectIPC(); err != nil {
 		return s, err
 	}
-	if err := files.CheckTree(s.table.files, s.procs, in); err != nil {
+	if err := files.CheckTree(s.table.files, s.procs, in, opts.CloseExternal); err != nil {
 		return s, err
 	}
 	return s, s.toInnerPIDs()

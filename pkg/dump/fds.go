@@ -249,7 +249,7 @@ func (c *collector) collectFDs(fds []procfs.FD) error {
 			}
 			out.File = idx
 			if d, ok := files.Lookup(kind).(files.Dumper); ok {
-				if err := d.Dump(fdSource{c, byNum}, fd, idx); err != nil {
+				if err := d.Dump(fdSource{c: c, byNum: byNum}, fd, idx); err != nil {
 					return err
 				}
 			}
@@ -312,13 +312,20 @@ func reopenable(fd *procfs.FD, ts terminals) bool {
 	return files.TraitsOf(kind).Stdio
 }
 
-// fdSource is what a kind's Dump sees of the collector.
+// fdSource is what a kind's Dump sees of the collector; pid, when set,
+// is procs-dump's own (a file in flight, which procs-dump holds).
 type fdSource struct {
 	c     *collector
 	byNum map[int]*procfs.FD
+	pid   int
 }
 
-func (s fdSource) PID() int                { return s.c.pid }
+func (s fdSource) PID() int {
+	if s.pid != 0 {
+		return s.pid
+	}
+	return s.c.pid
+}
 func (s fdSource) Image() *format.Process  { return &s.c.p }
 func (s fdSource) File(i int) *format.File { return &s.c.t.files[i] }
 func (s fdSource) FD(num int) *procfs.FD   { return s.byNum[num] }
@@ -336,4 +343,52 @@ func (s fdSource) UnixSockets() (map[uint64]linux.UnixDiag, error) {
 func sameFile(pa, a, pb, b int) bool {
 	r, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(pa), uintptr(pb), linux.KCMP_FILE, uintptr(a), uintptr(b), 0)
 	return e == 0 && r == 0
+}
+
+// InFlight gives a file in flight in a socket's queue, which a peek gave
+// procs-dump as its fd num, its file and open id in the image: those of
+// the tree's fd that shares its open file description, else its own, as
+// the file of an fd of procs-dump's. The collector holds num until the
+// dump ends (a later fd of the tree sharing it is matched by kcmp).
+func (s fdSource) InFlight(num int) (format.FD, error) {
+	c := s.c
+	c.held = append(c.held, os.NewFile(uintptr(num), "in flight"))
+	self := os.Getpid()
+	all, err := procfs.FDs(self)
+	if err != nil {
+		return format.FD{}, err
+	}
+	i := slices.IndexFunc(all, func(fd procfs.FD) bool { return fd.Num == num })
+	if i < 0 {
+		return format.FD{}, fmt.Errorf("file in flight %d: gone", num)
+	}
+	fd := &all[i]
+	out := format.FD{File: -1, Flags: fd.Flags &^ (unix.O_CLOEXEC | unix.O_LARGEFILE), Pos: fd.Pos}
+	kind, why := files.Classify(fd, c.ttys)
+	if why != "" {
+		return out, &refusal{fmt.Sprintf("a file in flight in a unix socket's queue is %s", why)}
+	}
+	k := files.Lookup(kind)
+	if _, made := k.(files.Maker); made || k.Traits().OneOpen || fd.Flags&unix.O_PATH != 0 {
+		return out, &refusal{fmt.Sprintf("a file in flight in a unix socket's queue is of kind %s (%s), which procs cannot carry in flight", kind, fd.Target)}
+	}
+	if prev := c.t.sharedWith(self, fd, false, false); prev != nil {
+		if prev.file < 0 {
+			return out, &refusal{fmt.Sprintf("a file in flight in a unix socket's queue is the tree's standard stream (%s)", fd.Target)}
+		}
+		out.File, out.Open = prev.file, prev.open
+		return out, nil
+	}
+	if out.File, err = c.fileAt(fmt.Sprintf("/proc/%d/fd/%d", self, num), kind); err != nil {
+		return out, err
+	}
+	if d, ok := k.(files.Dumper); ok {
+		if err := d.Dump(fdSource{c: c, byNum: map[int]*procfs.FD{num: fd}, pid: self}, fd, out.File); err != nil {
+			return out, err
+		}
+	}
+	c.t.nextOp++
+	out.Open = c.t.nextOp
+	c.t.opens = append(c.t.opens, openFD{pid: self, num: num, file: out.File, target: fd.Target, open: out.Open})
+	return out, nil
 }

@@ -1,10 +1,11 @@
 // Package files is the layer of open file kinds: one Go file per kind
 // (reg.go, dir.go, chr.go, tty.go, memfd.go, eventfd.go, epoll.go,
-// pipe.go, pidfd.go, pathonly.go), each holding both halves of its kind, how it is found
-// and dumped and how it is made again, registered in one table (table in
-// kind.go). pkg/dump and pkg/restore call through the table and name no
-// kind themselves, as CRIU's files.c calls its fdtype ops (files-reg.c,
-// eventfd.c, pipes.c...).
+// pipe.go, pidfd.go, pathonly.go; unix sockets, larger, in unix.go,
+// unixcheck.go and unixload.go), each holding both halves of its kind,
+// how it is found and dumped and how it is made again, registered in one
+// table (table in kind.go). pkg/dump and pkg/restore call through the
+// table and name no kind themselves, as CRIU's files.c calls its fdtype
+// ops (files-reg.c, eventfd.c, pipes.c...).
 //
 // # Adding a kind
 //
@@ -61,7 +62,12 @@
 //     processes that share it.
 //   - Linker (restore, second pass): once every fd of the process
 //     exists, links what the process made to other objects (epoll
-//     targets, which are fds of that process; socket peers next).
+//     targets, which are fds of that process).
+//   - Carrier (restore): a file that holds open file descriptions of its
+//     own (files in flight in a unix socket's queue), which the engine
+//     prepares and opens as the process holding the file does its fds',
+//     for the kind to send them once every process's are open
+//     (Loader.Later, Loader.Description).
 //
 // # Credentials
 //

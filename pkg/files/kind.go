@@ -191,6 +191,12 @@ type Source interface {
 	// UnixSockets is what sock_diag tells of the unix sockets of
 	// procs-dump's network namespace, asked once a dump.
 	UnixSockets() (map[uint64]linux.UnixDiag, error)
+	// InFlight is the image's open file description of fd, procs-dump's
+	// own, a file in flight that a peek at a socket's queue gave it:
+	// the file and open id of the tree's fds that share it, or a file
+	// and open id of its own, described and dumped as an fd's (Num is
+	// 0). The engine keeps fd open until the dump ends.
+	InFlight(fd int) (format.FD, error)
 }
 
 // Dumper is a kind with state of its own beyond what every file has
@@ -218,8 +224,22 @@ type Loader interface {
 	// Local is the loader's open file i (after OpenByPath, an O_PATH
 	// one), or nil.
 	Local(i int) *os.File
-	// File is the image's file i.
+	// File is the image's file i; Files all of them.
 	File(i int) *format.File
+	Files() []format.File
+	// As runs f with the rights of the first process that holds file
+	// i, on a thread of the loader's (the engine's opener): to bind or
+	// connect a socket at a path, as that process could.
+	As(i int, f func() error) error
+	// Created says the loader made a file at path (a socket's), to
+	// remove if the restore fails.
+	Created(path string)
+	// Later runs f once the files of every process are prepared and
+	// their descriptions open (to send files in flight).
+	Later(f func() error)
+	// Description is the loader's open file description of open id
+	// open, once opened (Later), or nil.
+	Description(open int) *os.File
 	// Keep has the loader hold f until the processes have their files
 	// (the other end of a pipe, a named pipe open for reading and
 	// writing), then close it.
@@ -249,6 +269,14 @@ type Target interface {
 	// PIDFD_THREAD), on a child of its that ended with wait status
 	// status and that it reaped, and returns its number.
 	Reaped(status int, flags uint64) (uint64, error)
+}
+
+// Carrier is a kind whose files hold open file descriptions of their own
+// (files in flight in a socket's queue): the restore engine prepares and
+// opens them as the process that holds the file does its fds' (Num is
+// 0), for the kind to send them (Later, Description).
+type Carrier interface {
+	InFlight(f *format.File) []format.FD
 }
 
 // Maker is a kind whose fds the process makes itself (an eventfd, an
@@ -281,9 +309,10 @@ type TreeChecker interface {
 }
 
 // CheckTree runs every kind's TreeChecker; in says whether a PID is one
-// of the tree's.
-func CheckTree(fs []format.File, procs []format.Process, in func(pid int) bool) error {
-	out := &Outside{in: in}
+// of the tree's, closeExternal whether a socket connected outside the
+// tree comes back closed rather than being refused (Outside).
+func CheckTree(fs []format.File, procs []format.Process, in func(pid int) bool, closeExternal bool) error {
+	out := &Outside{in: in, CloseExternal: closeExternal}
 	for _, k := range table {
 		if c, ok := k.(TreeChecker); ok {
 			if err := c.CheckTree(fs, procs, out); err != nil {

@@ -95,6 +95,10 @@ func (s *source) FD(n int) *procfs.FD     { return s.fds[n] }
 
 func (s *source) UnixSockets() (map[uint64]linux.UnixDiag, error) { return linux.UnixSockets() }
 
+func (s *source) InFlight(fd int) (format.FD, error) {
+	return format.FD{}, errors.New("no files in flight here")
+}
+
 func TestEpollDump(t *testing.T) {
 	src := &source{files: make([]format.File, 1), fds: map[int]*procfs.FD{4: {Num: 4, Ino: 0x40f}}}
 	ep := &procfs.FD{Num: 5, Extra: []string{"tfd:        4 events:       19 data:                4  pos:0 ino:40f sdev:f"}}

@@ -264,16 +264,30 @@ func (pipe) CheckTree(fs []format.File, procs []format.Process, out *Outside) er
 func unseenEnds(fs []format.File, procs []format.Process) error {
 	const reads, writes = 1, 2
 	held := map[int]int{} // file -> what the tree's ends of it do
+	hold := func(fd format.FD) {
+		if fd.File < 0 || fs[fd.File].Kind != format.FilePipe {
+			return
+		}
+		switch fd.Flags & unix.O_ACCMODE {
+		case unix.O_RDONLY:
+			held[fd.File] |= reads
+		case unix.O_WRONLY:
+			held[fd.File] |= writes
+		default: // O_RDWR, through /proc
+			held[fd.File] |= reads | writes
+		}
+	}
 	for _, p := range procs {
 		for _, fd := range p.FDs {
-			if fd.File >= 0 && fs[fd.File].Kind == format.FilePipe {
-				switch fd.Flags & unix.O_ACCMODE {
-				case unix.O_RDONLY:
-					held[fd.File] |= reads
-				case unix.O_WRONLY:
-					held[fd.File] |= writes
-				default: // O_RDWR, through /proc
-					held[fd.File] |= reads | writes
+			hold(fd)
+		}
+	}
+	// An end in flight in a unix socket's queue is the tree's too.
+	for _, f := range fs {
+		if f.Unix != nil {
+			for _, r := range f.Unix.Rights {
+				for _, fd := range r.FDs {
+					hold(fd)
 				}
 			}
 		}

@@ -3,29 +3,43 @@ package files
 import (
 	"fmt"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/linux"
 	"procs/pkg/procfs"
+	"procs/pkg/safetext"
 )
 
-// unixSocket is a unix socket that is not bound to an address: one end of
-// a socketpair (python asyncio's self-pipe, a parent talking to its
-// worker), or a socket never connected. Its state (File.Unix) is its type,
-// its peer (a file of the image: both ends travel), its shutdown state,
-// and for a stream socket the bytes in its receive queue, read with
-// MSG_PEEK so that they stay there. The loader makes the pair again
-// (socketpair), puts each end's bytes in its queue, shuts down what was,
-// and the process holding each end gets that very socket (a socket has
-// one open file description: it cannot be opened again).
+// unixSocket is a unix socket of any type (stream, datagram, seqpacket):
+// an end of a socketpair (python asyncio's self-pipe, a parent talking to
+// its worker), a socket bound to a path or an abstract name, a listening
+// one with the connections queued on it, the two ends of a connection it
+// accepted, a datagram socket with its messages. Its state (File.Unix) is
+// its type, its peer (a file of the image: both ends travel), its
+// address, its shutdown state, what its receive queue holds (read with
+// MSG_PEEK, so that it stays there: bytes of a stream, each message of a
+// datagram or seqpacket socket) and the options a program sees.
 //
-// Refused by name, for now: a socket bound to a path or an abstract name,
-// a listening one, datagrams in a queue (their boundaries), one whose
-// peer is held by a process outside the tree, SO_PEEK_OFF in use, one of
-// another network namespace than procs-dump's.
+// The loader makes every unix socket of the image at once (unixload.go),
+// as the processes that hold them could: bound, listening, connected
+// again through their listeners, their queues filled; the process
+// holding each gets that very socket (a socket has one open file
+// description: it cannot be opened again).
+//
+// Files in flight in a queue (SCM_RIGHTS) are the image's open files
+// (Source.InFlight), sent again with their message (Carrier). A socket
+// whose peer is outside the tree is refused by name, unless procs-dump
+// was told --external=close: it then comes back as if the peer had
+// closed (unixcheck.go). Refused by name, for now: a socket or a file the
+// process makes in flight, bytes a client sent on a connection not yet
+// accepted, a socket of another network namespace than procs-dump's.
 type unixSocket struct{}
 
 func (unixSocket) Name() string { return format.FileUnix }
@@ -38,14 +52,15 @@ func (unixSocket) Traits() Traits { return Traits{OneOpen: true} }
 // kernel's own bound is the socket's buffer size, net.core.rmem_max).
 const maxUnixQueue = 64 << 20
 
+// maxUnixMessages bounds the messages of a queue in an image (the
+// kernel's, but from a socket's peer, is net.unix.max_dgram_qlen).
+const maxUnixMessages = 1 << 16
+
+const tcpListen = 10 // sock_diag's state of a listening socket
+
 func (unixSocket) Dump(src Source, fd *procfs.FD, idx int) error {
 	u := fd.Unix
-	switch {
-	case u.Listening:
-		return refusef("fd %d is a listening unix socket (%s), which procs cannot carry yet", fd.Num, u.Path)
-	case u.Path != "":
-		return refusef("fd %d is a unix socket bound to %s, which procs cannot carry yet", fd.Num, u.Path)
-	case u.Type != unix.SOCK_STREAM && u.Type != unix.SOCK_DGRAM && u.Type != unix.SOCK_SEQPACKET:
+	if u.Type != unix.SOCK_STREAM && u.Type != unix.SOCK_DGRAM && u.Type != unix.SOCK_SEQPACKET {
 		return refusef("fd %d is a unix socket of type %d", fd.Num, u.Type)
 	}
 	all, err := src.UnixSockets()
@@ -56,14 +71,87 @@ func (unixSocket) Dump(src Source, fd *procfs.FD, idx int) error {
 	if !ok {
 		return refusef("fd %d is a unix socket of another network namespace than procs-dump's", fd.Num)
 	}
-	st := &format.Unix{Type: u.Type, Peer: -1, PeerIno: d.Peer, Shutdown: d.Shutdown, Connected: d.Peer != 0 || u.State == 3}
-	if d.RQueue > 0 && u.Type != unix.SOCK_STREAM {
-		return refusef("fd %d is a unix %s socket with messages unread, whose boundaries procs cannot carry yet", fd.Num, typeName(u.Type))
+	st := &format.Unix{Type: u.Type, Peer: -1, PeerIno: d.Peer, Shutdown: d.Shutdown, Sent: d.WQueue,
+		Connected: d.Peer != 0 || u.State == 3, Listening: d.State == tcpListen}
+	if u.Type == unix.SOCK_DGRAM {
+		// A datagram socket that another connected to shows as
+		// connected too: only one with a peer is. (One whose peer has
+		// since closed comes back not connected.)
+		st.Connected = d.Peer != 0
 	}
-	if err := readSocket(src.PID(), fd.Num, int(d.RQueue), st); err != nil {
+	if d.Peer != 0 {
+		st.PeerName = all[d.Peer].Name
+	}
+	switch {
+	case st.Listening:
+		st.Backlog, st.QueueIno = int(d.WQueue), d.Icons
+	case st.Connected && u.Type != unix.SOCK_DGRAM:
+		// The address of an accepted connection is its listener's;
+		// one queued on a listener has none yet.
+		st.ListenerIno = listenerOf(all, d)
+	}
+	if d.Name != "" && (st.Listening || u.Type == unix.SOCK_DGRAM || !st.Connected) {
+		if err := boundName(src.PID(), fd.Num, d, st); err != nil {
+			return err
+		}
+	}
+	if err := readSocket(src, fd.Num, int(d.RQueue), st); err != nil {
 		return err
 	}
 	src.File(idx).Unix = st
+	return nil
+}
+
+// listenerOf is the inode of the listening socket that a connected
+// stream or seqpacket socket d was accepted from (it has its name and
+// socket file), or is queued on (its inode is in its Icons); 0 if none.
+func listenerOf(all map[uint64]linux.UnixDiag, d linux.UnixDiag) uint64 {
+	for ino, l := range all {
+		if l.State != tcpListen || l.Type != d.Type {
+			continue
+		}
+		if d.Name != "" && l.Name == d.Name && l.VFSIno == d.VFSIno && l.VFSDev == d.VFSDev {
+			return ino
+		}
+		if d.Name == "" && d.Peer == 0 && slices.Contains(l.Icons, d.Ino) {
+			return ino
+		}
+	}
+	return 0
+}
+
+// boundName records the address socket num of process pid is bound to:
+// an abstract name, or a path (relative to the process's working
+// directory, when it is relative and the file there is the socket's), with
+// the socket file's mode and owner.
+func boundName(pid, num int, d linux.UnixDiag, st *format.Unix) error {
+	if name, ok := strings.CutPrefix(d.Name, "\x00"); ok {
+		st.Abstract = []byte(name)
+		return nil
+	}
+	// A path ends at its first NUL (bind may count one or not).
+	path, _, _ := strings.Cut(d.Name, "\x00")
+	if !utf8.ValidString(path) {
+		return refusef("fd %d is a unix socket bound to a path that is not UTF-8 (%s)", num, safetext.Quote(path))
+	}
+	st.Path = path
+	at := fmt.Sprintf("/proc/%d/root%s", pid, path)
+	if !filepath.IsAbs(path) {
+		cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+		if err != nil {
+			return err
+		}
+		st.Dir, at = cwd, fmt.Sprintf("/proc/%d/cwd/%s", pid, path)
+	}
+	var fs unix.Stat_t
+	if unix.Lstat(at, &fs) != nil || fs.Ino != d.VFSIno || fs.Dev != d.VFSDev {
+		if st.Dir != "" {
+			return refusef("fd %d is a unix socket bound to the relative path %s, which procs cannot find from the process's working directory", num, safetext.Quote(path))
+		}
+		st.Unlinked = true
+		return nil
+	}
+	st.Mode, st.UID, st.GID = fs.Mode&0o7777, int(fs.Uid), int(fs.Gid)
 	return nil
 }
 
@@ -78,10 +166,10 @@ func typeName(t int) string {
 }
 
 // readSocket reads what st needs of socket num of process pid, taken with
-// pidfd_getfd: its buffer sizes, and the n bytes in its receive queue,
-// leaving them there (MSG_PEEK).
-func readSocket(pid, num, n int, st *format.Unix) error {
-	pidfd, err := unix.PidfdOpen(pid, 0)
+// pidfd_getfd: its options, and what its receive queue holds (of a
+// stream, queued bytes, as sock_diag says), leaving it there (MSG_PEEK).
+func readSocket(src Source, num, queued int, st *format.Unix) error {
+	pidfd, err := unix.PidfdOpen(src.PID(), 0)
 	if err != nil {
 		return os.NewSyscallError("pidfd_open", err)
 	}
@@ -91,202 +179,192 @@ func readSocket(pid, num, n int, st *format.Unix) error {
 		return fmt.Errorf("fd %d: taking its socket: %w", num, err)
 	}
 	defer unix.Close(s)
+	if err := readOptions(s, st); err != nil {
+		return fmt.Errorf("fd %d: %w", num, err)
+	}
+	switch {
+	case st.Listening || st.Type == unix.SOCK_STREAM && queued == 0:
+		return nil
+	case st.Type == unix.SOCK_STREAM && st.PeekOff == nil:
+		// One peek reads it all, unless files or credentials cut it.
+		buf := make([]byte, min(queued, maxUnixQueue+1))
+		oob := make([]byte, unix.CmsgSpace(253*4)+unix.CmsgSpace(unix.SizeofUcred))
+		n, oobn, _, _, err := unix.Recvmsg(s, buf, oob, unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		if err == nil && n == queued && n <= maxUnixQueue {
+			st.Data = buf[:n]
+			return inFlight(src, oob[:oobn], num, n, st)
+		}
+		if err == nil {
+			closeRights(oob[:oobn]) // read again below
+		}
+	}
+	return peekQueue(src, s, num, st)
+}
+
+// readOptions reads the options of socket s that a program may have set
+// and may see.
+func readOptions(s int, st *format.Unix) error {
+	var err error
 	if st.SndBuf, err = unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUF); err != nil {
-		return fmt.Errorf("fd %d: SO_SNDBUF: %w", num, err)
+		return fmt.Errorf("SO_SNDBUF: %w", err)
 	}
 	if st.RcvBuf, err = unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RCVBUF); err != nil {
-		return fmt.Errorf("fd %d: SO_RCVBUF: %w", num, err)
+		return fmt.Errorf("SO_RCVBUF: %w", err)
 	}
-	if n == 0 {
-		return nil
-	}
-	// A peek starts at the socket's peek offset, and moves it, when the
-	// program set one.
-	if off, err := unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_PEEK_OFF); err == nil && off >= 0 {
-		return refusef("fd %d is a unix socket with a peek offset (SO_PEEK_OFF %d), which procs cannot carry yet", num, off)
-	}
-	buf := make([]byte, min(n, maxUnixQueue))
-	got, _, err := unix.Recvfrom(s, buf, unix.MSG_PEEK|unix.MSG_DONTWAIT)
-	if err == unix.EAGAIN {
-		return nil
-	}
+	pass, err := unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_PASSCRED)
 	if err != nil {
-		return fmt.Errorf("fd %d: reading its socket's queue: %w", num, err)
+		return fmt.Errorf("SO_PASSCRED: %w", err)
 	}
-	st.Data = buf[:got]
+	st.PassCred = pass != 0
+	for _, o := range []struct {
+		opt int
+		to  *int64
+	}{{unix.SO_RCVTIMEO, &st.RcvTimeo}, {unix.SO_SNDTIMEO, &st.SndTimeo}} {
+		tv, err := unix.GetsockoptTimeval(s, unix.SOL_SOCKET, o.opt)
+		if err != nil {
+			return fmt.Errorf("socket timeouts: %w", err)
+		}
+		*o.to = tv.Nano()
+	}
+	off, err := unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_PEEK_OFF)
+	if err != nil {
+		return fmt.Errorf("SO_PEEK_OFF: %w", err)
+	}
+	if off >= 0 {
+		st.PeekOff = &off
+	}
 	return nil
 }
 
-// CheckTree finds each socket's peer among the image's files (File.Unix
-// Peer), and refuses one whose peer a process outside the tree holds,
-// naming it. A peer no process holds any more is gone: the socket comes
-// back connected to an end that is closed.
-func (unixSocket) CheckTree(fs []format.File, procs []format.Process, out *Outside) error {
-	byIno := map[uint64]int{}
-	for i := range fs {
-		if fs[i].Unix != nil {
-			byIno[fs[i].Ino] = i
-		}
+// peekQueue reads the receive queue of socket s into st, leaving it
+// there: each peek starts at the socket's peek offset (SO_PEEK_OFF), set
+// for it to the end of what was read so far, and put back as the
+// program had it after (a procs-dump killed right then leaves it set:
+// only a program that peeks would see it). A peek stops at a message's
+// end (datagram, seqpacket), or in a stream before bytes of another
+// sender's credentials or with files.
+func peekQueue(src Source, s, num int, st *format.Unix) error {
+	orig := -1
+	if st.PeekOff != nil {
+		orig = *st.PeekOff
 	}
-	outside := map[uint64]int{}
-	for i := range fs {
-		u := fs[i].Unix
-		if u == nil || u.PeerIno == 0 {
-			continue
-		}
-		if j, ok := byIno[u.PeerIno]; ok {
-			u.Peer = j
-		} else {
-			outside[u.PeerIno] = i
-		}
+	defer unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_PEEK_OFF, orig)
+	stream := st.Type == unix.SOCK_STREAM
+	flags := unix.MSG_PEEK | unix.MSG_DONTWAIT
+	if !stream {
+		flags |= unix.MSG_TRUNC // the message's length, whatever the buffer
 	}
-	if len(outside) == 0 {
-		return nil
-	}
-	return out.Each(func(pid int, num, target string) error {
-		ino, ok := strings.CutPrefix(target, "socket:[")
-		if !ok {
+	buf := make([]byte, 64<<10)
+	oob := make([]byte, unix.CmsgSpace(253*4)+unix.CmsgSpace(unix.SizeofUcred))
+	total := 0
+	for {
+		if err := unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_PEEK_OFF, total); err != nil {
+			return fmt.Errorf("fd %d: SO_PEEK_OFF: %w", num, err)
+		}
+		n, oobn, _, from, err := unix.Recvmsg(s, buf, oob, flags)
+		if err == unix.EAGAIN || err == unix.ENOTCONN {
 			return nil
 		}
-		n, _ := strconv.ParseUint(strings.TrimSuffix(ino, "]"), 10, 64)
-		if i, ok := outside[n]; ok {
-			return refusef("%s is a unix socket connected to one (inode %d) that process %d, outside the tree, holds as fd %s", holderOf(procs, i), n, pid, num)
-		}
-		return nil
-	})
-}
-
-func (unixSocket) Prepare(l Loader, i int, f *format.File, what string) error {
-	if l.Local(i) != nil {
-		return nil // made with its peer
-	}
-	u := f.Unix
-	if !u.Connected {
-		s, err := unix.Socket(unix.AF_UNIX, u.Type|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 		if err != nil {
-			return fmt.Errorf("%s: a unix socket: %w", what, err)
+			return fmt.Errorf("fd %d: reading its socket's queue: %w", num, err)
 		}
-		l.Own(i, os.NewFile(uintptr(s), "unix socket"))
-		return nil
-	}
-	p, err := unix.Socketpair(unix.AF_UNIX, u.Type|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
-	if err != nil {
-		return fmt.Errorf("%s: a unix socket pair: %w", what, err)
-	}
-	mine, theirs := os.NewFile(uintptr(p[0]), "unix socket"), os.NewFile(uintptr(p[1]), "unix socket")
-	l.Own(i, mine)
-	var peer *format.Unix
-	if u.Peer >= 0 {
-		l.Own(u.Peer, theirs)
-		peer = l.File(u.Peer).Unix
-	} else {
-		l.Keep(theirs)
-	}
-	// Each end's bytes go in through the other end, before either is
-	// shut down; the sender's buffer is made to hold them (the queue it
-	// was in was the original sender's, in smaller pieces), then each
-	// end gets its own sizes back.
-	if err := sendAll(theirs, u.Data); err != nil {
-		return fmt.Errorf("%s: the %d bytes of a unix socket's queue: %w", what, len(u.Data), err)
-	}
-	if peer != nil {
-		if err := sendAll(mine, peer.Data); err != nil {
-			return fmt.Errorf("%s: the %d bytes of a unix socket's queue: %w", what, len(peer.Data), err)
-		}
-		setBuffers(l, theirs, peer)
-	}
-	setBuffers(l, mine, u)
-	if u.Peer < 0 {
-		theirs.Close() // its peer was gone: it reads what is left, then the end
-		return nil
-	}
-	for _, e := range []struct {
-		f        *os.File
-		shutdown int
-	}{{mine, u.Shutdown}, {theirs, peer.Shutdown}} {
-		for _, s := range []struct{ bit, how int }{{1, unix.SHUT_RD}, {2, unix.SHUT_WR}} {
-			if e.shutdown&s.bit != 0 {
-				if err := unix.Shutdown(int(e.f.Fd()), s.how); err != nil {
-					return fmt.Errorf("%s: shutting a unix socket down: %w", what, err)
-				}
+		if n > len(buf) {
+			if n > maxUnixQueue {
+				return refusef("fd %d is a unix %s socket with a message of %d bytes queued, more than procs carries", num, typeName(st.Type), n)
 			}
-		}
-	}
-	return nil
-}
-
-// sendAll writes data to the non-blocking socket f, its send buffer made
-// large enough first.
-func sendAll(f *os.File, data []byte) error {
-	if len(data) == 0 {
-		return nil
-	}
-	fd := int(f.Fd())
-	// Room for the bytes and the kernel's accounting of them; forced
-	// past net.core.wmem_max where procs-load may (CAP_NET_ADMIN).
-	want := 2*len(data) + 64<<10
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, want); err != nil {
-		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, want)
-	}
-	return writeAll(f, data)
-}
-
-// setBuffers gives socket f the buffer sizes of st (getsockopt tells
-// twice what setsockopt takes).
-func setBuffers(l Loader, f *os.File, st *format.Unix) {
-	for _, b := range []struct {
-		opt, force, size int
-		name             string
-	}{{unix.SO_SNDBUF, unix.SO_SNDBUFFORCE, st.SndBuf, "SO_SNDBUF"}, {unix.SO_RCVBUF, unix.SO_RCVBUFFORCE, st.RcvBuf, "SO_RCVBUF"}} {
-		if b.size == 0 {
+			buf = make([]byte, n) // again, whole
 			continue
 		}
-		fd := int(f.Fd())
-		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, b.force, b.size/2) != nil {
-			if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, b.opt, b.size/2); err != nil {
-				l.Warn("a unix socket comes back without its %s of %d: %v", b.name, b.size, err)
+		if stream && n == 0 && oobn == 0 || !stream && n == 0 && oobn == 0 && st.Shutdown&1 != 0 {
+			return nil // the end (a shut down socket reads as empty messages)
+		}
+		total += n
+		if total > maxUnixQueue || len(st.Messages) >= maxUnixMessages {
+			closeRights(oob[:oobn])
+			return refusef("fd %d is a unix %s socket with more queued than procs carries (%d bytes, %d messages)", num, typeName(st.Type), total, len(st.Messages))
+		}
+		at := len(st.Messages)
+		if stream {
+			st.Data, at = append(st.Data, buf[:n]...), total
+		} else {
+			st.Messages = append(st.Messages, slices.Clone(buf[:n]))
+			name := ""
+			if sa, ok := from.(*unix.SockaddrUnix); ok {
+				name = sa.Name // "@name" for an abstract one
 			}
+			st.From = append(st.From, name)
+		}
+		if err := inFlight(src, oob[:oobn], num, at, st); err != nil {
+			return err
 		}
 	}
 }
 
-// Validate checks a socket's type, its peer (a unix socket of the image
-// whose peer it is, of its type), its shutdown state and its bytes.
-func (unixSocket) Validate(fs []format.File, i int, _ []format.Process) error {
-	u := fs[i].Unix
-	switch {
-	case u == nil:
-		return fmt.Errorf("image file %d, a unix socket, has no socket state", i)
-	case u.Type != unix.SOCK_STREAM && u.Type != unix.SOCK_DGRAM && u.Type != unix.SOCK_SEQPACKET:
-		return fmt.Errorf("image unix socket %d has type %d", i, u.Type)
-	case u.Shutdown < 0 || u.Shutdown > 3 || len(u.Data) > maxUnixQueue:
-		return fmt.Errorf("image unix socket %d: shutdown %d, %d bytes queued: out of range", i, u.Shutdown, len(u.Data))
-	case u.SndBuf < 0 || u.SndBuf > 2*maxUnixQueue || u.RcvBuf < 0 || u.RcvBuf > 2*maxUnixQueue:
-		return fmt.Errorf("image unix socket %d: buffers of %d and %d bytes: out of range", i, u.SndBuf, u.RcvBuf)
-	case len(u.Data) > 0 && (u.Type != unix.SOCK_STREAM || !u.Connected):
-		return fmt.Errorf("image unix socket %d: bytes queued in a socket that is not a connected stream", i)
-	case u.Peer < -1 || u.Peer >= len(fs) || u.Peer == i:
-		return fmt.Errorf("image unix socket %d has peer %d", i, u.Peer)
-	case u.Peer >= 0 && !u.Connected:
-		return fmt.Errorf("image unix socket %d has a peer and is not connected", i)
+// inFlight looks at the control messages of a peek: the files in flight
+// (SCM_RIGHTS) that came with the message at (an index in Messages, or
+// the end of those bytes in Data), which the peek gave procs-dump, are
+// the image's (Source.InFlight); credentials (SCM_CREDENTIALS) are noted.
+func inFlight(src Source, oob []byte, num, at int, st *format.Unix) error {
+	if len(oob) == 0 {
+		return nil
 	}
-	if u.Peer >= 0 {
-		p := fs[u.Peer].Unix
-		if fs[u.Peer].Kind != format.FileUnix || p == nil || p.Peer != i || p.Type != u.Type || !p.Connected {
-			return fmt.Errorf("image unix socket %d has peer %d, which is not its peer", i, u.Peer)
+	cms, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		closeRights(oob)
+		return fmt.Errorf("fd %d: a control message in its queue: %w", num, err)
+	}
+	var fds []int
+	for i := range cms {
+		switch cms[i].Header.Type {
+		case unix.SCM_RIGHTS:
+			got, _ := unix.ParseUnixRights(&cms[i])
+			fds = append(fds, got...)
+		case unix.SCM_CREDENTIALS:
+			st.Creds = true
 		}
 	}
+	if len(fds) == 0 {
+		return nil
+	}
+	r := format.UnixRights{At: at}
+	for k, f := range fds {
+		fd, err := src.InFlight(f)
+		if err != nil {
+			for _, rest := range fds[k+1:] {
+				unix.Close(rest)
+			}
+			return fmt.Errorf("fd %d: a file in flight in its queue: %w", num, err)
+		}
+		r.FDs = append(r.FDs, fd)
+	}
+	st.Rights = append(st.Rights, r)
 	return nil
+}
+
+// closeRights closes the files in flight a peek gave procs-dump.
+func closeRights(oob []byte) {
+	cms, _ := unix.ParseSocketControlMessage(oob)
+	for i := range cms {
+		if fds, err := unix.ParseUnixRights(&cms[i]); err == nil {
+			for _, f := range fds {
+				unix.Close(f)
+			}
+		}
+	}
 }
 
 // Outside is the fds of the processes outside the tree (in says which
 // are in it) but procs-dump, read from /proc once, when a TreeChecker
 // first asks.
 type Outside struct {
-	in  func(pid int) bool
-	fds []outsideFD
-	err error
-	got bool
+	// CloseExternal: a socket whose peer is outside the tree is not
+	// refused but comes back as if that peer had closed
+	// (procs-dump --external=close).
+	CloseExternal bool
+	in            func(pid int) bool
+	fds           []outsideFD
+	err           error
+	got           bool
 }
 
 // outsideFD is an fd of a process outside the tree: its PID, its number

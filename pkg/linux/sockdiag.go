@@ -15,11 +15,15 @@ const (
 	sockDiagByFamily = 20 // SOCK_DIAG_BY_FAMILY
 
 	udiagShowName  = 0x01
+	udiagShowVFS   = 0x02
 	udiagShowPeer  = 0x04
+	udiagShowIcons = 0x08
 	udiagShowRQLen = 0x10 // UNIX_DIAG_SHUTDOWN always comes
 
 	unixDiagName     = 0
+	unixDiagVFS      = 1
 	unixDiagPeer     = 2
+	unixDiagIcons    = 3
 	unixDiagRQLen    = 4
 	unixDiagShutdown = 6
 
@@ -36,15 +40,22 @@ type UnixDiag struct {
 	State int
 	// Peer is the inode of the socket it is connected to, 0 if none.
 	Peer uint64
-	// RQueue is the bytes in its receive queue (a listening socket: the
-	// connections waiting); WQueue the bytes it sent that its peer has
-	// not read (for a stream socket).
+	// RQueue is the bytes in its receive queue (of a datagram socket:
+	// of its first message; of a listening socket: the connections
+	// waiting); WQueue the bytes it sent that its peer has not read (of
+	// a listening socket: its backlog).
 	RQueue, WQueue uint32
 	// Shutdown holds RCV_SHUTDOWN (1) and SEND_SHUTDOWN (2).
 	Shutdown int
 	// Name is the address it is bound to ("" if none; an abstract name
-	// starts with a NUL byte).
+	// starts with a NUL byte). An accepted socket has its listener's.
 	Name string
+	// VFSDev and VFSIno are the socket file its path names, as bind
+	// made it (0 for none): the path may since name another file.
+	VFSDev, VFSIno uint64
+	// Icons are, of a listening socket, the inodes of the connections
+	// queued on it and not yet accepted, the next to accept first.
+	Icons []uint64
 }
 
 // UnixSockets asks the kernel for every unix socket of the caller's
@@ -64,7 +75,7 @@ func UnixSockets() (map[uint64]UnixDiag, error) {
 	r := req[unix.NLMSG_HDRLEN:]
 	r[0] = unix.AF_UNIX
 	le.PutUint32(r[4:], 0xffffffff) // every state
-	le.PutUint32(r[12:], udiagShowName|udiagShowPeer|udiagShowRQLen)
+	le.PutUint32(r[12:], udiagShowName|udiagShowVFS|udiagShowPeer|udiagShowIcons|udiagShowRQLen)
 	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return nil, os.NewSyscallError("sendto(NETLINK_SOCK_DIAG)", err)
 	}
@@ -116,6 +127,16 @@ func parseUnixDiag(b []byte) (UnixDiag, bool) {
 		switch le.Uint16(a[2:]) {
 		case unixDiagName:
 			d.Name = string(v)
+		case unixDiagVFS:
+			if len(v) >= 8 {
+				// The kernel's dev_t: 12 bits of major, 20 of minor.
+				kdev := le.Uint32(v[4:])
+				d.VFSIno, d.VFSDev = uint64(le.Uint32(v)), unix.Mkdev(kdev>>20, kdev&0xfffff)
+			}
+		case unixDiagIcons:
+			for ; len(v) >= 4; v = v[4:] {
+				d.Icons = append(d.Icons, uint64(le.Uint32(v)))
+			}
 		case unixDiagPeer:
 			if len(v) >= 4 {
 				d.Peer = uint64(le.Uint32(v))

@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -44,6 +45,11 @@ func (b *builder) prepareFiles(prepared map[int]bool) error {
 	if use[b.img.Exe] == "" {
 		use[b.img.Exe] = "executable"
 	}
+	for _, fd := range b.inFlight() {
+		if use[fd.File] == "" {
+			use[fd.File] = "a file in flight"
+		}
+	}
 	if err := b.op.do(func() error { return b.makeDeletedDirs(use) }); err != nil {
 		return err
 	}
@@ -76,6 +82,49 @@ func (l loader) Own(i int, lf *os.File) { l.b.local[i], l.b.own[i] = lf, true }
 func (l loader) Local(i int) *os.File { return l.b.local[i] }
 
 func (l loader) File(i int) *format.File { return &l.b.files[i] }
+
+func (l loader) Files() []format.File { return l.b.files }
+
+// As runs f with the rights of the first process of the image that holds
+// file i (this process's opener, or one made for the other's
+// credentials, or for this process's once its own has ended: Later). A
+// permission f was denied names the user.
+func (l loader) As(i int, f func() error) error {
+	creds := l.b.img.Creds
+	if p, _ := files.Holder(l.b.imgs, i); p != nil {
+		creds = p.Creds
+	}
+	op := l.b.op
+	if op.closed || !sameCreds(creds, l.b.img.Creds) {
+		var err error
+		if op, err = newOpener(creds); err != nil {
+			return err
+		}
+		defer func() {
+			op.close()
+			if op.asUser {
+				// Changing a thread's fs ids made procs-load not dumpable.
+				unix.Prctl(unix.PR_SET_DUMPABLE, 1, 0, 0, 0)
+			}
+		}()
+	}
+	err := op.do(f)
+	if op.asUser && (errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM)) {
+		return fmt.Errorf("%w for uid %d", err, op.uid)
+	}
+	return err
+}
+
+// sameCreds says whether a and b are the same credentials.
+func sameCreds(a, b format.Creds) bool {
+	return a.UID == b.UID && a.GID == b.GID && slices.Equal(a.Groups, b.Groups)
+}
+
+func (l loader) Later(f func() error) { l.b.later = append(l.b.later, f) }
+
+func (l loader) Description(open int) *os.File { return l.b.descs[open] }
+
+func (l loader) Created(path string) { l.b.created = append(l.b.created, path) }
 
 func (l loader) Keep(f *os.File) { l.b.kept = append(l.b.kept, f) }
 
@@ -239,6 +288,21 @@ func (b *builder) openDescriptions() error {
 			}
 		}
 	}
+	for _, fd := range b.inFlight() {
+		if b.descs[fd.Open] != nil {
+			continue // an fd's, or sent twice
+		}
+		lf, err := b.reopen(fd.File, fd.Flags, "a file in flight")
+		if err != nil {
+			return err
+		}
+		b.descs[fd.Open] = lf
+		if fd.Pos != 0 && files.TraitsOf(b.files[fd.File].Kind).Seek {
+			if _, err := unix.Seek(int(lf.Fd()), fd.Pos, 0); err != nil {
+				return fmt.Errorf("a file in flight: offset %d: %w", fd.Pos, err)
+			}
+		}
+	}
 	for _, m := range b.img.Maps {
 		if m.File < 0 || m.Kind == format.MapVdso || m.Kind == format.MapVsyscall || m.Kind == format.MapSysV {
 			continue // attached by id (sysv.go)
@@ -267,6 +331,24 @@ func (b *builder) openDescriptions() error {
 		b.exeFile = lf
 	}
 	return b.openCwd()
+}
+
+// inFlight are the open file descriptions that the files the process
+// holds on its fds hold in turn (files in flight in a socket's queue:
+// files.Carrier), which the process prepares and opens as its fds'.
+func (b *builder) inFlight() []format.FD {
+	var out []format.FD
+	seen := map[int]bool{}
+	for _, fd := range b.img.FDs {
+		if fd.File < 0 || seen[fd.File] {
+			continue
+		}
+		seen[fd.File] = true
+		if c, ok := files.Lookup(b.files[fd.File].Kind).(files.Carrier); ok {
+			out = append(out, c.InFlight(&b.files[fd.File])...)
+		}
+	}
+	return out
 }
 
 // oneOpen is the open file description of fd's file, which has only one

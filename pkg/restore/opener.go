@@ -36,6 +36,7 @@ type opener struct {
 	uid    int // the restored process's fs uid
 	asUser bool
 	reqs   chan func()
+	closed bool // its thread has ended
 }
 
 // newOpener starts the opener for a process with credentials c.
@@ -98,6 +99,7 @@ func (o *opener) do(f func() error) error {
 func (o *opener) close() {
 	if o != nil {
 		close(o.reqs)
+		o.closed = true
 	}
 }
 

@@ -129,6 +129,11 @@ func (t *tree) prepareFiles() error {
 			return err
 		}
 	}
+	for _, f := range t.later {
+		if err := f(); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

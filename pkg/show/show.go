@@ -210,8 +210,13 @@ type OpenFD struct {
 	// counter.
 	Watched int    `json:"watched,omitempty"`
 	Count   uint64 `json:"count,omitempty"`
-	// Unread is the bytes in a pipe or named pipe that no one had read.
+	// Unread is the bytes in a pipe, a named pipe or a unix socket that
+	// no one had read.
 	Unread int `json:"unread,omitempty"`
+	// Socket says what a unix socket is: its type, address, state,
+	// and what its queue holds ("stream, listening on /run/x.sock, 1
+	// queued").
+	Socket string `json:"socket,omitempty"`
 	// Pidfd is the PID of the process a pidfd refers to; -1 for one
 	// that ended and was reaped.
 	Pidfd int `json:"pidfd,omitempty"`
@@ -677,6 +682,9 @@ func (rd *reading) fds() []OpenFD {
 			if f.Pipe != nil {
 				o.Unread = len(f.Pipe.Data)
 			}
+			if f.Unix != nil {
+				o.Socket, o.Unread = unixSocket(f.Unix)
+			}
 			if f.Pidfd != nil {
 				o.Pidfd = f.Pidfd.PID
 				if f.Pidfd.Reaped != nil {
@@ -816,4 +824,41 @@ func problems(img *Image, procs []*reading, whole bool) []string {
 		}
 	}
 	return out
+}
+
+// unixSocket describes unix socket u, and counts the bytes in its queue.
+func unixSocket(u *format.Unix) (string, int) {
+	s := map[int]string{2: "datagram", 5: "seqpacket"}[u.Type]
+	if s == "" {
+		s = "stream"
+	}
+	switch {
+	case u.Listening:
+		s += fmt.Sprintf(", listening, %d queued", len(u.Queue))
+	case u.External:
+		s += ", its peer outside the tree closed"
+	case u.Listener != nil:
+		s += ", an accepted connection"
+	case u.Peer >= 0:
+		s += ", connected"
+	case u.Connected:
+		s += ", connected to a closed end or queued"
+	}
+	switch {
+	case u.Path != "":
+		s += ", bound to " + u.Path
+	case len(u.Abstract) > 0:
+		s += ", bound to @" + string(u.Abstract)
+	}
+	n := len(u.Data)
+	for _, m := range u.Messages {
+		n += len(m)
+	}
+	if len(u.Messages) > 0 {
+		s += fmt.Sprintf(", %d messages", len(u.Messages))
+	}
+	if len(u.Rights) > 0 {
+		s += fmt.Sprintf(", files in flight in %d", len(u.Rights))
+	}
+	return s, n
 }

@@ -300,6 +300,8 @@ func fileText(f OpenFD) string {
 		s = fmt.Sprintf("epoll, %d watched", f.Watched)
 	case format.FilePipe, format.FileFIFO:
 		s = fmt.Sprintf("%s, %s unread", clean(f.Path, maxPath), size(int64(f.Unread)))
+	case format.FileUnix:
+		s = fmt.Sprintf("unix socket, %s, %s unread", clean(f.Socket, maxPath), size(int64(f.Unread)))
 	case format.FilePidfd:
 		s = fmt.Sprintf("pidfd of process %d", f.Pidfd)
 		if f.Pidfd < 0 {

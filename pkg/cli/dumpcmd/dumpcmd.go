@@ -18,7 +18,7 @@ import (
 )
 
 // Usage is printed by -h and repeated in man/procs-dump.1.
-const Usage = `usage: procs-dump [-K] [-f] [-o FILE] [-z none|zstd|xz] [-v] PID
+const Usage = `usage: procs-dump [-K] [-f] [-o FILE] [-z none|zstd|xz] [--external=refuse|close] [-v] PID
        procs-dump [options] -n NAME
        procs-dump -h | --version
 
@@ -31,6 +31,9 @@ Write an image of process PID to stdout (or FILE), then kill the process.
   -z, --compress=ALGO   compress memory pages: none (default), zstd or xz
   -n, --name=NAME       dump the one process whose name (comm, executable
                         or argv[0] base name) is NAME
+      --external=MODE   a unix socket connected to one outside the tree:
+                        refuse (default) names it and dumps nothing; close
+                        brings it back as a connection its peer closed
   -v, --verbose         print each phase with its time and sizes on stderr
   -h, --help            print this help and exit
       --version         print the version and exit
@@ -45,10 +48,26 @@ const prog = "procs-dump"
 type options struct {
 	nokill, fileSave bool
 	cli.Flags
-	output, compress, name string
-	compression            format.Compression
-	pid                    int
+	output, compress, name, external string
+	compression                      format.Compression
+	closeExternal                    bool
+	pid                              int
 }
+
+// ParseExternal reads --external: true for close, false for refuse.
+func ParseExternal(s string) (bool, error) {
+	switch s {
+	case "refuse":
+		return false, nil
+	case "close":
+		return true, nil
+	}
+	return false, cli.Usagef("invalid value %q for --external: want refuse or close", s)
+}
+
+// ExternalHint is the hint of a refusal of a socket connected outside
+// the tree.
+const ExternalHint = "--external=close brings such a socket back as a connection its peer closed"
 
 func parse(args []string) (options, error) {
 	var o options
@@ -59,6 +78,8 @@ func parse(args []string) (options, error) {
 	o.compress = "none"
 	set.FlagLong(&o.compress, "compress", 'z')
 	set.FlagLong(&o.name, "name", 'n')
+	o.external = "refuse"
+	set.FlagLong(&o.external, "external", 0)
 	o.Flags.Register(set)
 	operands, err := cli.Parse(set, args)
 	if err != nil {
@@ -69,6 +90,9 @@ func parse(args []string) (options, error) {
 	}
 	if o.compression, err = format.ParseCompression(o.compress); err != nil {
 		return o, cli.Usagef("invalid value %q for --compress: want none, zstd or xz", o.compress)
+	}
+	if o.closeExternal, err = ParseExternal(o.external); err != nil {
+		return o, err
 	}
 	if set.IsSet("name") && o.name == "" {
 		return o, cli.Usagef("empty process name")
@@ -139,10 +163,11 @@ func run(o options, stdout *os.File, msg *cli.Msg) (int, error) {
 	msg.Logf("dumping process %s", p)
 
 	opts := dump.Options{
-		PID:         p.PID,
-		Kill:        !o.nokill,
-		FileSave:    o.fileSave,
-		Compression: o.compression,
+		PID:           p.PID,
+		Kill:          !o.nokill,
+		FileSave:      o.fileSave,
+		Compression:   o.compression,
+		CloseExternal: o.closeExternal,
 		Commit: func() error {
 			msg.EndProgress()
 			start := time.Now()
@@ -163,6 +188,9 @@ func run(o options, stdout *os.File, msg *cli.Msg) (int, error) {
 	}
 	if err != nil {
 		out.Abort()
+		if errors.Is(err, dump.ErrExternal) {
+			return cli.ExitRefused, cli.WithHint(err, ExternalHint)
+		}
 		if errors.Is(err, dump.ErrUnsupported) {
 			return cli.ExitRefused, err
 		}

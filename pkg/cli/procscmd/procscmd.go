@@ -34,10 +34,10 @@ import (
 )
 
 // Usage is printed by -h and repeated in man/procs.1.
-const Usage = `usage: procs save [PID] [-n NAME] [-o FILE] [-K] [-f] [-z none|zstd|xz] [-v]
+const Usage = `usage: procs save [PID] [-n NAME] [-o FILE] [-K] [-f] [-z none|zstd|xz] [--external=MODE] [-v]
        procs restore FILE|PROCS_ID [-d] [--pid=auto|keep|ns|new] [--pidfile=FILE]
                      [--stdio=auto|inherit] [--trust-uploaded] [-v]
-       procs send PID|FILE|PROCS_ID -s HOST[:PORT] [-n NAME] [-K] [-f] [-z ALGO]
+       procs send PID|FILE|PROCS_ID -s HOST[:PORT] [-n NAME] [-K] [-f] [-z ALGO] [--external=MODE]
                   [--trust-uploaded] [-v]
        procs receive [PROCS_ID] [-d] [--keep] [--pid=auto|keep|ns|new] [--pidfile=FILE]
                      [--stdio=auto|inherit] [--trust-uploaded] [-v]
@@ -61,6 +61,9 @@ Checkpoint, restore and move processes; keep images on procs-serve.
   -f, --file-save           carry the contents of open regular files
   -z, --compress=ALGO       compress memory pages: none (default), zstd
                             or xz
+      --external=MODE       save, send: a unix socket connected to one
+                            outside the tree: refuse (default) or close
+                            (see procs-dump)
   -d, --detach              restore, receive: do not wait: print the PID
                             of the running process and exit 0
       --pid=MODE            restore, receive: auto (default), keep, ns or
@@ -93,9 +96,9 @@ const prog = "procs"
 // verbs maps each command to the options it takes besides -s,
 // --token-file and -v.
 var verbs = map[string][]string{
-	"save":    {"name", "output", "nokill", "file-save", "compress"},
+	"save":    {"name", "output", "nokill", "file-save", "compress", "external"},
 	"restore": {"detach", "pid", "pidfile", "stdio", "trust-uploaded"},
-	"send":    {"name", "nokill", "file-save", "compress", "trust-uploaded"},
+	"send":    {"name", "nokill", "file-save", "compress", "external", "trust-uploaded"},
 	"receive": {"detach", "keep", "pid", "pidfile", "stdio", "trust-uploaded"},
 	"list":    nil,
 	"delete":  nil,
@@ -103,8 +106,8 @@ var verbs = map[string][]string{
 }
 
 type options struct {
-	server, tokenFile, name, output, compress, pid, pidfile, stdio string
-	nokill, fileSave, detach, keep, json, trust                    bool
+	server, tokenFile, name, output, compress, pid, pidfile, stdio, external string
+	nokill, fileSave, detach, keep, json, trust, closeExternal               bool
 	cli.Flags
 	verb        string
 	operands    []string
@@ -112,7 +115,7 @@ type options struct {
 }
 
 func parse(args []string) (options, error) {
-	o := options{compress: "none", pid: "auto", stdio: "auto"}
+	o := options{compress: "none", pid: "auto", stdio: "auto", external: "refuse"}
 	set := getopt.New()
 	set.FlagLong(&o.server, "server", 's')
 	set.FlagLong(&o.tokenFile, "token-file", 0)
@@ -121,6 +124,7 @@ func parse(args []string) (options, error) {
 	set.FlagLong(&o.nokill, "nokill", 'K')
 	set.FlagLong(&o.fileSave, "file-save", 'f')
 	set.FlagLong(&o.compress, "compress", 'z')
+	set.FlagLong(&o.external, "external", 0)
 	set.FlagLong(&o.detach, "detach", 'd')
 	set.FlagLong(&o.pid, "pid", 0)
 	set.FlagLong(&o.pidfile, "pidfile", 0)
@@ -143,13 +147,16 @@ func parse(args []string) (options, error) {
 	case !ok:
 		return o, cli.Usagef("unknown command %q", o.verb)
 	}
-	for _, opt := range []string{"name", "output", "nokill", "file-save", "compress", "detach", "pid", "pidfile", "stdio", "keep", "json", "trust-uploaded"} {
+	for _, opt := range []string{"name", "output", "nokill", "file-save", "compress", "external", "detach", "pid", "pidfile", "stdio", "keep", "json", "trust-uploaded"} {
 		if set.IsSet(opt) && !slices.Contains(takes, opt) {
 			return o, cli.Usagef("--%s is not an option of %s", opt, o.verb)
 		}
 	}
 	if o.compression, err = format.ParseCompression(o.compress); err != nil {
 		return o, cli.Usagef("invalid value %q for --compress: want none, zstd or xz", o.compress)
+	}
+	if o.closeExternal, err = dumpcmd.ParseExternal(o.external); err != nil {
+		return o, err
 	}
 	if _, ok := loadcmd.PIDModes[o.pid]; !ok {
 		return o, cli.Usagef("invalid value %q for --pid: want auto, keep, ns or new", o.pid)
@@ -295,7 +302,7 @@ func (c *cmd) local() (*client.Client, error) {
 
 // dumpArgs is the procs-dump command line that stands for this save.
 func (c *cmd) dumpArgs() []string {
-	a := []string{"procs-dump", "-z", c.o.compress}
+	a := []string{"procs-dump", "-z", c.o.compress, "--external", c.o.external}
 	for _, f := range []struct {
 		on   bool
 		flag string
@@ -369,14 +376,18 @@ func (c *cmd) dumpTo(cl *client.Client) int {
 	}
 	c.msg.Logf("sending process %d (%s) to %s", p.PID, p.Comm, cl.Server())
 	e, st, err := dumpUpload(c.ctx, dump.Options{
-		PID:         p.PID,
-		Kill:        !c.o.nokill,
-		FileSave:    c.o.fileSave,
-		Compression: c.o.compression,
-		Log:         c.msg.Logf,
-		Progress:    c.msg.ProgressFunc(),
+		PID:           p.PID,
+		Kill:          !c.o.nokill,
+		FileSave:      c.o.fileSave,
+		Compression:   c.o.compression,
+		CloseExternal: c.o.closeExternal,
+		Log:           c.msg.Logf,
+		Progress:      c.msg.ProgressFunc(),
 	}, cl)
 	c.msg.EndProgress()
+	if errors.Is(err, dump.ErrExternal) {
+		return c.fail(cli.ExitRefused, cli.WithHint(err, dumpcmd.ExternalHint))
+	}
 	if errors.Is(err, dump.ErrUnsupported) {
 		return c.fail(cli.ExitRefused, err)
 	}

@@ -1,0 +1,726 @@
+package tests
+
+// Unix sockets with addresses in a tree: a server listening on a path
+// with its clients, one connection queued and not accepted; datagram and
+// seqpacket queues; a client of a server outside the tree
+// (--external=close); names taken on the restore host.
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"procs/format"
+)
+
+// echoServerPy is a server on a unix socket at srv.sock and two clients,
+// its children. The server greets each connection it accepts ("hello"),
+// then answers each line with "echo LINE", reading a few bytes at a
+// time, so that requests wait in its queues; it accepts the second
+// connection only once the file "accept" exists: until then that one is
+// queued, not accepted. Each client waits for the greeting, then sends
+// two numbered requests at once, checks each answer and writes its
+// number to its file (a or b).
+const echoServerPy = `
+import os, socket, time, select, sys
+path = os.path.abspath("srv.sock")
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+srv.bind(path)
+srv.listen(4)
+
+def client(name):
+    n = 0
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.connect(path)
+    f = c.makefile("rb")
+    if f.readline() != b"hello\n":
+        raise SystemExit(name + ": no greeting")
+    while True:
+        c.sendall(b"%d\n%d\n" % (n + 1, n + 2))
+        for k in (1, 2):
+            line = f.readline()
+            if line != b"echo %d\n" % (n + k):
+                raise SystemExit("%s: answer %r to %d" % (name, line, n + k))
+            with open(name, "a") as log: log.write("%d\n" % (n + k))
+        n += 2
+
+for name in ("a", "b"):
+    if os.fork() == 0:
+        srv.close()
+        client(name)
+        os._exit(0)
+conns = []
+while True:
+    if not conns or os.path.exists("accept"):
+        r, _, _ = select.select([srv], [], [], 0)
+        if r:
+            c, _ = srv.accept()
+            if c.getsockname() != path:
+                raise SystemExit("server: accepted on %r" % c.getsockname())
+            c.sendall(b"hello\n")
+            conns.append([c, b""])
+    r, _, _ = select.select([cc[0] for cc in conns], [], [], 0.005)
+    for cc in conns:
+        if cc[0] in r:
+            d = cc[0].recv(3)
+            if not d:
+                raise SystemExit("server: a client left")
+            cc[1] += d
+            while b"\n" in cc[1]:
+                line, cc[1] = cc[1].split(b"\n", 1)
+                cc[0].sendall(b"echo " + line + b"\n")
+    time.sleep(0.005)
+`
+
+// TestUnixEchoServer: the server and its two clients move, one client
+// being served with requests in flight, the other queued on the
+// listening socket: the first goes on where it was, and the second is
+// served once accepted. Moved by a dump that kills, and by a -K clone
+// (the original killed after the dump, its socket file left behind)
+// restored with -d.
+func TestUnixEchoServer(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	py := victimArgv(t, "python")[0]
+	for _, keep := range []bool{false, true} {
+		t.Run(map[bool]string{false: "kill", true: "keep"}[keep], func(t *testing.T) {
+			dir := t.TempDir()
+			pid := startTree(t, dir, "log", py, "-c", echoServerPy)
+			a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+			served, queued := waitServed(t, a, b)
+			before := -1
+			img := moveImage(t, pid, keep, func(img string) {
+				checkEchoImage(t, img)
+				before = linesIn(served)
+			})
+			if before < 0 {
+				t.Fatalf("image %s was not checked", img)
+			}
+			waitLines(t, served, before+100, 20*time.Second)
+			if n := linesIn(queued); n != 0 {
+				t.Fatalf("the queued client was served before it was accepted: %d lines", n)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "accept"), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			waitLines(t, queued, 100, 20*time.Second)
+			for _, f := range []string{served, queued} {
+				if keep {
+					numbersRestartOnce(t, f)
+				} else {
+					lineNumbers(t, f)
+				}
+			}
+			if b, _ := os.ReadFile(filepath.Join(dir, "log")); len(b) > 0 {
+				t.Errorf("the programs complained: %s", b)
+			}
+		})
+	}
+}
+
+// moveImage dumps the tree of pid and restores it: with a dump that kills
+// it and procs-load, or (keep) with a -K dump, the original then killed,
+// and procs-load -d. between runs once the original is gone, before the
+// restore. It returns the image.
+func moveImage(t *testing.T, pid int, keep bool, between func(img string)) string {
+	t.Helper()
+	img := dump(t, pid, keep)
+	if keep {
+		stopKill(t, pid)
+	}
+	waitImageGone(t, img)
+	between(img)
+	t.Cleanup(func() { killTree(t, pid) })
+	if !keep {
+		startLoad(t, img)
+		return img
+	}
+	cmd := loadCmd(img, "-d")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("procs-load -d: %v: %s", err, stderr.String())
+	}
+	if got := strings.TrimSpace(string(out)); got != strconv.Itoa(pid) {
+		t.Fatalf("procs-load -d printed %q; want %d", got, pid)
+	}
+	return img
+}
+
+// stopKill stops every process of pid's tree, then kills them: none
+// sees another die (and writes of it to a file the image has open).
+func stopKill(t *testing.T, pid int) {
+	for _, p := range treeOf(pid) {
+		syscall.Kill(p.pid, syscall.SIGSTOP)
+	}
+	killTree(t, pid)
+}
+
+// waitServed waits until one of the files a and b has 50 lines, and
+// returns it and the other.
+func waitServed(t *testing.T, a, b string) (served, queued string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		switch {
+		case linesIn(a) >= 50:
+			return a, b
+		case linesIn(b) >= 50:
+			return b, a
+		case time.Now().After(deadline):
+			t.Fatal("no client was served")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// linesIn is the number of lines of file (0 if it does not exist).
+func linesIn(file string) int {
+	b, _ := os.ReadFile(file)
+	return strings.Count(string(b), "\n")
+}
+
+// checkEchoImage checks the image of echoServerPy holds the listening
+// socket at its path with one connection queued, an accepted connection
+// and bytes in flight.
+func checkEchoImage(t *testing.T, img string) {
+	t.Helper()
+	listening, accepted, inFlight := 0, 0, 0
+	for _, f := range decodeTree(t, img).Files {
+		u := f.Unix
+		switch {
+		case u == nil:
+		case u.Listening:
+			listening++
+			if len(u.Queue) != 1 || !strings.HasSuffix(u.Path, "/srv.sock") {
+				t.Errorf("listening socket at %q with queue %v; want srv.sock and one connection", u.Path, u.Queue)
+			}
+		case u.Listener != nil:
+			accepted++
+		}
+		if u != nil && len(u.Data) > 0 {
+			inFlight++
+		}
+	}
+	if listening != 1 || accepted != 1 || inFlight == 0 {
+		t.Errorf("image: %d listening, %d accepted, %d sockets with bytes in flight; want 1, 1 and some", listening, accepted, inFlight)
+	}
+}
+
+// numbersRestartOnce checks that file's numbered lines go 1, 2, 3... but
+// for one step back at most, where a -K clone went on from the dump while
+// the original had gone further before it was killed.
+func numbersRestartOnce(t *testing.T, file string) {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	back := 0
+	for i := 1; i < len(lines); i++ {
+		p, _ := strconv.Atoi(lines[i-1])
+		n, _ := strconv.Atoi(lines[i])
+		if n != p+1 {
+			back++
+			if back > 1 || n > p || n < 1 {
+				t.Fatalf("%s: line %d is %q after %q (lines %v)", file, i+1, lines[i], lines[i-1], around(lines, i))
+			}
+		}
+	}
+}
+
+// queuesPy fills queues and waits for the file "go": a datagram pair and
+// a seqpacket pair with messages of every size from 1 to 40 bytes, the
+// seqpacket reader having peeked twice at a peek offset (SO_PEEK_OFF) of
+// its own; a datagram socket bound to dgram.sock with messages from a
+// client connected to it and from one that is not, and with SO_PASSCRED
+// and a receive timeout; one bound to an abstract name, with messages
+// from an unbound socket and from one bound to sender.sock, which its
+// recvfrom names. Then it reads them all and writes what it found to the
+// file "result".
+const queuesPy = `
+import os, socket, struct, time, sys
+U = socket.AF_UNIX
+def msg(n): return b"%d:" % n + b"x" * n
+dp = socket.socketpair(U, socket.SOCK_DGRAM)
+sp = socket.socketpair(U, socket.SOCK_SEQPACKET)
+for n in range(1, 41):
+    dp[0].send(msg(n)); sp[0].send(msg(n))
+SO_PEEK_OFF = 42
+sp[1].setsockopt(socket.SOL_SOCKET, SO_PEEK_OFF, 0)
+sp[1].recv(100, socket.MSG_PEEK); sp[1].recv(100, socket.MSG_PEEK)
+dp[0].setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 100000)
+path = os.path.abspath("dgram.sock")
+srv = socket.socket(U, socket.SOCK_DGRAM)
+srv.bind(path)
+os.chmod(path, 0o640)
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+tv = struct.pack("ll", 2, 500000)
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+conn = socket.socket(U, socket.SOCK_DGRAM)
+conn.connect(path)
+free = socket.socket(U, socket.SOCK_DGRAM)
+for n in range(1, 6):
+    conn.send(b"c" + msg(n)); free.sendto(b"f" + msg(n), path)
+name = b"\0procs-test-queues-%d" % os.getpid()
+ab = socket.socket(U, socket.SOCK_DGRAM)
+ab.bind(name)
+sender = os.path.abspath("sender.sock")
+named = socket.socket(U, socket.SOCK_DGRAM)
+named.bind(sender)
+for n in range(1, 4):
+    free.sendto(b"a" + msg(n), name); named.sendto(b"n" + msg(n), name)
+open("ready", "w").close()
+while not os.path.exists("go"):
+    time.sleep(0.02)
+out = []
+def check(what, got, want):
+    out.append("%s %s" % (what, "ok" if got == want else "bad %r, want %r" % (got, want)))
+def drain(s):
+    s.setblocking(False)
+    got = []
+    while True:
+        try: got.append(s.recv(100))
+        except BlockingIOError: return got
+check("dgram", drain(dp[1]), [msg(n) for n in range(1, 41)])
+check("peek", sp[1].recv(100, socket.MSG_PEEK), msg(3))
+sp[1].setsockopt(socket.SOL_SOCKET, SO_PEEK_OFF, -1)
+check("seqpacket", drain(sp[1]), [msg(n) for n in range(1, 41)])
+want = []
+for n in range(1, 6): want += [b"c" + msg(n), b"f" + msg(n)]
+check("bound", drain(srv), want)
+ab.setblocking(False)
+got = [ab.recvfrom(100) for n in range(6)]
+want = []
+for n in range(1, 4): want += [b"a" + msg(n), b"n" + msg(n)]
+check("abstract", [d for d, _ in got], want)
+check("from", [a for d, a in got if d[:1] == b"n"], [sender] * 3)
+check("name", (srv.getsockname(), ab.getsockname(), conn.getpeername()), (path, name, path))
+check("mode", oct(os.stat(path).st_mode & 0o777), oct(0o640))
+check("passcred", srv.getsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED), 1)
+check("timeout", srv.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16), tv)
+check("sndbuf", dp[0].getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF), 200000)
+conn.send(b"after")
+srv.setblocking(True)
+check("send", srv.recv(100), b"after")
+open("result", "w").write("\n".join(out) + "\n")
+while True: time.sleep(1)
+`
+
+// TestUnixQueues: queued messages keep their boundaries and order, in
+// datagram and seqpacket sockets, bound and not, with the peek offset,
+// addresses and options the program set, after a dump that kills and
+// after a -K clone restored with -d.
+func TestUnixQueues(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	py := victimArgv(t, "python")[0]
+	for _, keep := range []bool{false, true} {
+		t.Run(map[bool]string{false: "kill", true: "keep"}[keep], func(t *testing.T) {
+			dir := t.TempDir()
+			pid := startTree(t, dir, "log", py, "-c", queuesPy)
+			waitFile(t, filepath.Join(dir, "ready"), filepath.Join(dir, "log"))
+			moveImage(t, pid, keep, func(string) {})
+			checkResult(t, dir, 12)
+		})
+	}
+}
+
+// extServerPy answers each line of each connection on ext.sock with
+// "echo LINE", a thread a connection.
+const extServerPy = `
+import os, socket, threading
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+srv.bind(os.path.abspath("ext.sock"))
+srv.listen(8)
+def serve(c):
+    f = c.makefile("rb")
+    for line in f:
+        c.sendall(b"echo " + line)
+    c.close()
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+`
+
+// extClientPy sends numbered requests to the server at ext.sock, writing
+// each number answered to the file "got"; on a lost connection it writes
+// to "lost" and connects again, asking again what was not answered.
+const extClientPy = `
+import os, socket, time
+n = 0
+while True:
+    try:
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        c.connect(os.path.abspath("ext.sock"))
+        f = c.makefile("rb")
+        while True:
+            c.sendall(b"%d\n" % (n + 1))
+            line = f.readline()
+            if not line:
+                raise ConnectionResetError("end of the connection")
+            if line != b"echo %d\n" % (n + 1):
+                raise SystemExit("answer %r to %d" % (line, n + 1))
+            n += 1
+            with open("got", "a") as g: g.write("%d\n" % n)
+            time.sleep(0.01)
+    except OSError as e:
+        with open("lost", "a") as l: l.write("%s\n" % e)
+        time.sleep(0.05)
+`
+
+// TestUnixExternalClose: a client of a server outside the tree is refused
+// naming the server's socket and the process holding it, and the process
+// runs on; with --external=close it moves, sees its connection closed,
+// connects again and goes on.
+func TestUnixExternalClose(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	py := victimArgv(t, "python")[0]
+	dir := t.TempDir()
+	server := startTree(t, dir, "server.log", py, "-c", extServerPy)
+	waitFile(t, filepath.Join(dir, "ext.sock"))
+	pid := startTree(t, dir, "log", py, "-c", extClientPy)
+	got := filepath.Join(dir, "got")
+	waitLines(t, got, 20, 20*time.Second)
+	refusedDump(t, pid, "ext.sock", "outside the tree", fmt.Sprintf("process %d", server), "hint: --external=close")
+	img := dump(t, pid, false, "--external=close")
+	waitImageGone(t, img)
+	before := linesIn(got)
+	ld := startLoad(t, img)
+	t.Cleanup(func() { killTree(t, pid) })
+	waitLines(t, got, before+50, 20*time.Second)
+	lineNumbers(t, got)
+	if b, _ := os.ReadFile(filepath.Join(dir, "lost")); !strings.Contains(string(b), "end of the connection") &&
+		!strings.Contains(string(b), "reset") && !strings.Contains(string(b), "pipe") {
+		t.Errorf("the client did not see its connection closed: %q", b)
+	}
+	if e := ld.stderrText(); !strings.Contains(e, "--external=close") {
+		t.Errorf("procs-load said %q; want a warning naming --external=close", e)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "log")); len(b) > 0 {
+		t.Errorf("the client complained: %s", b)
+	}
+}
+
+// serverOfOutsidersPy listens on srv.sock (then makes the file
+// "listening") and accepts one connection
+// (from outside its tree) at once; the file "go" lets it go on: it reads
+// from that connection and accepts the next, queued meanwhile, and reads
+// from it, writing what it found to the file "result".
+const serverOfOutsidersPy = `
+import os, socket, time
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+srv.bind(os.path.abspath("srv.sock"))
+srv.listen(4)
+open("listening", "w").close()
+c, _ = srv.accept()
+open("ready", "w").close()
+while not os.path.exists("go"):
+    time.sleep(0.02)
+out = []
+def check(what, got, want):
+    out.append("%s %s" % (what, "ok" if got == want else "bad %r, want %r" % (got, want)))
+check("accepted", c.recv(100), b"hello")
+check("accepted-end", c.recv(100), b"")
+srv.setblocking(False)
+d, _ = srv.accept()
+check("queued-end", d.recv(100), b"")
+open("result", "w").write("\n".join(out) + "\n")
+while True: time.sleep(1)
+`
+
+// TestUnixExternalClients: a server whose clients are outside its tree
+// (an accepted connection, one queued) is refused naming a client; with
+// --external=close it moves, reads what the first had sent, then the
+// end of both connections.
+func TestUnixExternalClients(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	py := victimArgv(t, "python")[0]
+	dir := t.TempDir()
+	pid := startTree(t, dir, "log", py, "-c", serverOfOutsidersPy)
+	waitFile(t, filepath.Join(dir, "listening"))
+	path := filepath.Join(dir, "srv.sock")
+	var clients []int
+	for range 2 {
+		s, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer syscall.Close(s)
+		if err := syscall.Connect(s, &syscall.SockaddrUnix{Name: path}); err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, s)
+	}
+	waitFile(t, filepath.Join(dir, "ready"), filepath.Join(dir, "log"))
+	if _, err := syscall.Write(clients[0], []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	refusedDump(t, pid, "outside the tree", fmt.Sprintf("process %d", os.Getpid()), "hint: --external=close")
+	img := dump(t, pid, false, "--external=close")
+	waitImageGone(t, img)
+	startLoad(t, img)
+	t.Cleanup(func() { killTree(t, pid) })
+	checkResult(t, dir, 3)
+}
+
+// TestUnixNamesTaken: a -K clone restored beside its running original is
+// refused naming its abstract name, or its path a live socket is bound
+// to, and nothing is left.
+func TestUnixNamesTaken(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	py := victimArgv(t, "python")[0]
+	for _, tc := range []struct{ name, bind, want string }{
+		{"abstract", `"\0procs-taken-%d" % os.getpid()`, "abstract unix socket name"},
+		{"path", `os.path.abspath("taken.sock")`, "is in use"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			prog := fmt.Sprintf(`
+import os, socket, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(%s)
+s.listen(1)
+open("ready", "w").close()
+while True: time.sleep(0.05)
+`, tc.bind)
+			pid := startTree(t, dir, "log", py, "-c", prog)
+			waitFile(t, filepath.Join(dir, "ready"))
+			img := dump(t, pid, true)
+			failsClean(t, loadCmd(img, "--pid=ns"), tc.want)
+			if _, ok := procInfo(pid); !ok {
+				t.Error("the original is gone")
+			}
+		})
+	}
+}
+
+// TestUnixCraftedImages: each member of a unix socket crafted out of
+// range in the image of a real tree (checksums made right) is refused
+// by name, nothing is left; and an image of a user's process whose
+// socket is moved to a folder that user may not write to is refused
+// naming the user, where procs-load (root) could have bound it.
+func TestUnixCraftedImages(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	// The system's python, which the user may run (pyenv's lies in
+	// /root).
+	py := "/usr/bin/python3"
+	if _, err := os.Stat(py); err != nil {
+		t.Skipf("no %s: %v", py, err)
+	}
+	cred := testUser(t)
+	dir := userDir(t, cred)
+	out, err := os.OpenFile(filepath.Join(dir, "log"), os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Chown(int(cred.Uid), int(cred.Gid)); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(py, "-c", echoServerPy)
+	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: cred}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	out.Close()
+	pid := cmd.Process.Pid
+	go cmd.Wait()
+	t.Cleanup(func() { killTree(t, pid) })
+	waitServed(t, filepath.Join(dir, "a"), filepath.Join(dir, "b"))
+	img := dump(t, pid, false)
+	waitImageGone(t, img)
+	base := decodeTree(t, img)
+	l, e := -1, -1
+	for i, f := range base.Files {
+		switch {
+		case f.Unix != nil && f.Unix.Listening:
+			l = i
+		case f.Unix != nil && f.Unix.Listener != nil:
+			e = i
+		}
+	}
+	if l < 0 || e < 0 {
+		t.Fatalf("no listening or accepted socket in the image: %d, %d", l, e)
+	}
+	n := len(base.Files)
+	reg := fileOf(t, base, format.FileRegular)
+	unixOf := func(e *treeEdit, i int) *format.Unix { return e.Files[i].Unix }
+	// A socket with bytes queued, to send files in flight with; an open
+	// id of an fd of another file than reg.
+	queued := slices.IndexFunc(base.Files, func(f format.File) bool { return f.Unix != nil && len(f.Unix.Data) > 0 })
+	if queued < 0 {
+		t.Fatal("no socket with bytes queued in the image")
+	}
+	otherOpen := -1
+	for _, fd := range base.Procs[0].FDs {
+		if fd.File >= 0 && fd.File != reg {
+			otherOpen = fd.Open
+		}
+	}
+	inFlight := func(e *treeEdit, fd format.FD) {
+		unixOf(e, queued).Rights = []format.UnixRights{{At: 1, FDs: []format.FD{fd}}}
+	}
+	var shadow unix.Stat_t
+	if err := unix.Stat("/etc/shadow", &shadow); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		edit  func(e *treeEdit)
+		wants []string
+	}{
+		{"bind-in-etc", func(e *treeEdit) { unixOf(e, l).Path = "/etc/procs-evil.sock" },
+			[]string{"/etc/procs-evil.sock", "permission denied for uid " + strconv.Itoa(int(cred.Uid))}},
+		{"queue-out-of-range", func(e *treeEdit) { unixOf(e, l).Queue = []int{n} },
+			[]string{"queued connection", strconv.Itoa(n)}},
+		{"queue-a-file", func(e *treeEdit) { unixOf(e, l).Queue = []int{reg} },
+			[]string{"queued connection", "no unix socket"}},
+		{"queue-twice", func(e *treeEdit) { q := unixOf(e, l).Queue; unixOf(e, l).Queue = append(q, q...) },
+			[]string{"queued twice"}},
+		{"listener-not-listening", func(e *treeEdit) { x := reg; unixOf(e, e2(e, l)).Listener = &x },
+			[]string{"accepted from"}},
+		{"backlog", func(e *treeEdit) { unixOf(e, l).Backlog = 1 << 30 }, []string{"backlog"}},
+		{"relative-no-folder", func(e *treeEdit) { unixOf(e, l).Path = "srv.sock" }, []string{"relative path"}},
+		{"path-too-long", func(e *treeEdit) { unixOf(e, l).Path = "/" + strings.Repeat("x", 200) }, []string{"too long"}},
+		{"path-and-abstract", func(e *treeEdit) { unixOf(e, l).Abstract = []byte("x") }, []string{"a path and an abstract name"}},
+		{"messages-in-stream", func(e *treeEdit) { unixOf(e, e2(e, l)).Messages = [][]byte{[]byte("x")} },
+			[]string{"messages in a stream socket"}},
+		{"peek-offset", func(e *treeEdit) { x := -5; unixOf(e, l).PeekOff = &x }, []string{"peek offset"}},
+		{"timeout", func(e *treeEdit) { unixOf(e, l).RcvTimeo = -1 }, []string{"timeouts"}},
+		{"senders", func(e *treeEdit) { unixOf(e, queued).Senders = []int{l} }, []string{"senders"}},
+		{"socket-mode", func(e *treeEdit) { unixOf(e, l).Mode = 0o100644 }, []string{"mode"}},
+		{"owner", func(e *treeEdit) { unixOf(e, l).UID = -1 }, []string{"owner"}},
+		{"in-flight-out-of-range", func(e *treeEdit) { inFlight(e, format.FD{File: n, Open: 1 << 20}) },
+			[]string{"file in flight", strconv.Itoa(n)}},
+		{"in-flight-a-socket", func(e *treeEdit) { inFlight(e, format.FD{File: l, Open: 1 << 20}) },
+			[]string{"file in flight", `"unix"`}},
+		{"in-flight-shares-open", func(e *treeEdit) { inFlight(e, format.FD{File: reg, Open: otherOpen}) },
+			[]string{"file in flight", "shares open"}},
+		{"in-flight-past-queue", func(e *treeEdit) {
+			inFlight(e, format.FD{File: reg, Open: 1 << 20})
+			unixOf(e, queued).Rights[0].At = len(unixOf(e, queued).Data) + 1
+		}, []string{"files in flight", "past its queue"}},
+		{"in-flight-etc-shadow", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FileRegular, Path: "/etc/shadow", Dev: shadow.Dev, Ino: shadow.Ino,
+				Mode: shadow.Mode, Size: shadow.Size, Mtime: shadow.Mtim.Nano()})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20})
+		}, []string{"/etc/shadow", "permission denied for uid " + strconv.Itoa(int(cred.Uid))}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bad := editTree(t, img, tc.edit)
+			failsClean(t, loadCmd(bad), tc.wants...)
+			if _, err := os.Lstat("/etc/procs-evil.sock"); err == nil {
+				os.Remove("/etc/procs-evil.sock")
+				t.Error("procs-load bound a socket in /etc")
+			}
+		})
+	}
+}
+
+// e2 is the accepted connection of listener l in e.
+func e2(e *treeEdit, l int) int {
+	for i, f := range e.Files {
+		if f.Unix != nil && f.Unix.Listener != nil && *f.Unix.Listener == l {
+			return i
+		}
+	}
+	return -1
+}
+
+// inFlightPy sends files over unix sockets and does not receive them
+// before the file "go" exists: the read end of a pipe, which it then
+// closes, with bytes around it in a stream; and a file at offset 6 in a
+// datagram, which it keeps open too. Then it receives them and checks
+// they work, writing what it found to the file "result".
+const inFlightPy = `
+import os, socket, time
+a, b = socket.socketpair()
+da, db = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+r, w = os.pipe()
+os.write(w, b"through the pipe\n")
+a.send(b"before")
+socket.send_fds(a, [b"pipe"], [r])
+a.send(b"after")
+os.close(r)
+fd = os.open("data.txt", os.O_RDWR | os.O_CREAT, 0o600)
+os.write(fd, b"hello file")
+os.lseek(fd, 6, os.SEEK_SET)
+socket.send_fds(da, [b"file"], [fd])
+open("ready", "w").close()
+while not os.path.exists("go"):
+    time.sleep(0.02)
+out = []
+def check(what, got, want):
+    out.append("%s %s" % (what, "ok" if got == want else "bad %r, want %r" % (got, want)))
+msg, fds, _, _ = socket.recv_fds(b, 100, 4)
+check("stream", (msg, len(fds)), (b"beforepipe", 1))
+check("after", b.recv(100), b"after")
+check("pipe", os.read(fds[0], 100), b"through the pipe\n")
+os.write(w, b"more\n")
+check("pipe-more", os.read(fds[0], 100), b"more\n")
+msg, fds2, _, _ = socket.recv_fds(db, 100, 4)
+check("dgram", (msg, len(fds2)), (b"file", 1))
+check("offset", os.lseek(fds2[0], 0, os.SEEK_CUR), 6)
+check("file", os.read(fds2[0], 100), b"file")
+check("shared", os.lseek(fd, 0, os.SEEK_CUR), 10)
+open("result", "w").write("\n".join(out) + "\n")
+while True: time.sleep(1)
+`
+
+// TestUnixInFlight: files in flight over unix sockets (SCM_RIGHTS), sent
+// and not received yet, arrive after a move and work: a pipe no process
+// holds any more, with bytes in it, sent among bytes of a stream; a file
+// the sender still holds, in a datagram, sharing its offset.
+func TestUnixInFlight(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	py := victimArgv(t, "python")[0]
+	for _, keep := range []bool{false, true} {
+		t.Run(map[bool]string{false: "kill", true: "keep"}[keep], func(t *testing.T) {
+			dir := t.TempDir()
+			pid := startTree(t, dir, "log", py, "-c", inFlightPy)
+			waitFile(t, filepath.Join(dir, "ready"), filepath.Join(dir, "log"))
+			moveImage(t, pid, keep, func(string) {})
+			checkResult(t, dir, 8)
+		})
+	}
+}
+
+// checkResult lets the program in dir go on (the file "go") and checks
+// the n lines of its file "result" each end in "ok".
+func checkResult(t *testing.T, dir string, n int) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFile(t, filepath.Join(dir, "result"), filepath.Join(dir, "log"))
+	time.Sleep(100 * time.Millisecond) // written whole
+	b, _ := os.ReadFile(filepath.Join(dir, "result"))
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if !strings.HasSuffix(l, " ok") {
+			t.Errorf("after the move: %s", l)
+		}
+	}
+	if got := strings.Count(string(b), " ok"); got != n {
+		t.Errorf("%d checks passed; want %d:\n%s", got, n, b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "log")); len(b) > 0 {
+		t.Errorf("the program complained: %s", b)
+	}
+}

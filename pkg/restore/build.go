@@ -58,6 +58,11 @@ type tree struct {
 	// namespace the processes are made in, or nil for the caller's.
 	mode PIDMode
 	ns   *pidNS
+	// newPts: the tree's pseudo-terminals are made in a devpts instance
+	// of its own, pts (once made), mounted on /dev/pts of its mount
+	// namespace (ctty.go).
+	newPts bool
+	pts    *os.File
 }
 
 // builder builds one process of the tree.

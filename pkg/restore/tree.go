@@ -147,6 +147,9 @@ func (t *tree) build() error {
 	if err := t.joinGroups(); err != nil {
 		return err
 	}
+	if err := t.foregrounds(); err != nil {
+		return err
+	}
 	// Once every group exists: a zombie may lead one.
 	if err := t.settle(); err != nil {
 		return err
@@ -309,6 +312,7 @@ func (b *builder) spawnChild(parent *builder) error {
 		if _, err := b.main.Syscall("setsid", unix.SYS_SETSID); err != nil {
 			return err
 		}
+		return b.controlTerminal()
 	}
 	return nil
 }
@@ -469,7 +473,7 @@ func (t *tree) closeLocal() {
 	for _, f := range t.mapFiles {
 		f.Close()
 	}
-	for _, f := range append(t.kept, t.loaderSock) {
+	for _, f := range append(t.kept, t.loaderSock, t.pts) {
 		if f != nil {
 			f.Close()
 		}

@@ -271,6 +271,8 @@ func fileText(f OpenFD) string {
 		s = fmt.Sprintf("epoll, %d watched", f.Watched)
 	case format.FilePipe, format.FileFIFO:
 		s = fmt.Sprintf("%s, %s unread", clean(f.Path, maxPath), size(int64(f.Unread)))
+	case format.FilePTYMaster:
+		s = fmt.Sprintf("master of /dev/pts/%d, %s unread, %s typed", f.PTY, size(int64(f.Unread)), size(int64(f.Typed)))
 	case format.FilePidfd:
 		s = fmt.Sprintf("pidfd of process %d", f.Pidfd)
 		if f.Pidfd < 0 {

@@ -1,0 +1,154 @@
+package tests
+
+// Pseudo-terminals whose both ends are in the tree: python's pty.fork
+// driving a bash loop, script(1), tmux; each checked from the programs'
+// own output after a move, a -K clone and a procs-load -d.
+
+import (
+	"strconv"
+	"testing"
+	"time"
+)
+
+// ptyForkPy: a parent drives a bash loop on a pseudo-terminal
+// (pty.fork): it sends numbered commands faster than bash answers them
+// and reads the answers only every third round; every 10 answers it
+// says "hold N" and reads none for 1.5 s, while bytes pile up in both
+// queues of the terminal; bash has set its terminal's modes (no echo: an echo would
+// show up as a line the parent does not expect) and window size, and
+// answers each command with its terminal's name, size and modes. The
+// parent reports each answer, checking it is the next and that the
+// terminal did not change: "pty N ok=1 ...".
+const ptyForkPy = `
+import os, pty, sys, time, select
+CHILD = r'''
+stty -echo -icrnl rows 33 cols 101
+echo ready
+i=0
+while IFS= read -r line; do
+  i=$((i+1))
+  echo "ans $i $line tty=$(tty) size=$(stty size | tr ' ' x) modes=$(stty -a | grep -o -- '-icrnl' | head -1)"
+  sleep 0.1
+done
+'''
+pid, m = pty.fork()
+if pid == 0:
+    os.execv("/bin/bash", ["bash", "--norc", "--noprofile", "-c", CHILD])
+buf = b""
+while b"ready" not in buf:
+    buf += os.read(m, 4096)
+buf = b""
+sent, want, rnd, first, hold, until = 0, 1, 0, None, 0, 0
+while True:
+    rnd += 1
+    if sent - want < 8:
+        sent += 1
+        os.write(m, b"cmd%d\n" % sent)
+    time.sleep(0.05)
+    if rnd % 3 or rnd < until:
+        continue
+    if want > 10 * (hold + 1):
+        hold += 1
+        until = rnd + 30
+        print("hold %d" % hold, flush=True)
+        continue
+    while select.select([m], [], [], 0)[0]:
+        buf += os.read(m, 4096)
+    while b"\n" in buf:
+        line, buf = buf.split(b"\n", 1)
+        f = line.decode().strip().split()
+        if len(f) != 6 or f[0] != "ans":
+            print("pty %d ok=0 line=%r" % (want, line), flush=True)
+            want += 1
+            continue
+        first = first or f[3:]
+        ok = f[1] == str(want) and f[2] == "cmd%d" % want and f[3:] == first and f[4] == "size=33x101" and f[5] == "modes=-icrnl"
+        print("pty %d ok=%d %s %s" % (want, int(ok), f[3], f[4]), flush=True)
+        want += 1
+`
+
+// startPTYFork starts ptyForkPy and returns it once it reports 3
+// answers, with the number of its pseudo-terminal.
+func startPTYFork(t *testing.T) (*proc, string) {
+	t.Helper()
+	py := victimArgv(t, "python")[0]
+	p := start(t, []string{py, "-c", ptyForkPy}, t.TempDir())
+	t.Cleanup(func() { killTree(t, p.pid()) })
+	all, ok := p.out.wait(lineWait, haveLines([]string{"pty"}, 3, 0))
+	if !ok {
+		t.Fatalf("the pty.fork pair did not start: %s\n%s", p.stderrText(), tail(all, 5))
+	}
+	reportsRight(t, all)
+	return p, perStream(parseAll(all))["pty"][0].kv["tty"]
+}
+
+// TestPTYFork: the pty.fork pair moved (killed and restored, cloned with
+// -K beside its running original, restored with -d): the answers go on
+// from where they were, none lost or repeated (the bytes that were
+// waiting in both queues of the terminal came back), and bash sees the
+// same terminal: its name, window size and modes.
+func TestPTYFork(t *testing.T) {
+	needTools(t)
+	for _, mode := range []string{"kill", "detach", "clone"} {
+		t.Run(mode, func(t *testing.T) {
+			noLeftovers(t)
+			p, tty := startPTYFork(t)
+			// While the parent holds, bytes wait both ways.
+			n := len(mustLines(p.out))
+			if all, ok := p.out.wait(lineWait, haveLines([]string{"hold"}, 1, n)); !ok {
+				t.Fatalf("the parent did not hold:\n%s", tail(all, 5))
+			}
+			time.Sleep(500 * time.Millisecond)
+			var img string
+			var before []string
+			var args []string
+			if mode == "clone" {
+				img = dump(t, p.pid(), true)
+			} else {
+				img, before = dumpKilled(t, p)
+			}
+			if mode == "detach" {
+				args = append(args, "-d")
+			}
+			s := showImage(t, img)
+			var master *showFD
+			for _, pr := range s.Processes {
+				for _, f := range pr.Files {
+					if f.Kind == "ptmx" {
+						master = &showFD{f.PTY, f.Unread, f.Typed}
+					}
+				}
+			}
+			if master == nil || "/dev/pts/"+strconv.Itoa(master.pty) != tty {
+				t.Fatalf("image's pseudo-terminal master: %+v; want that of %s", master, tty)
+			}
+			if master.unread == 0 || master.typed == 0 {
+				t.Fatalf("queued at the dump: %d bytes unread by the parent, %d by bash; want some both ways", master.unread, master.typed)
+			}
+			ld := startLoad(t, img, args...)
+			after, ok := ld.out.wait(lineWait, haveLines([]string{"pty"}, 12, 0))
+			if !ok {
+				t.Fatalf("restored: %s\n%s", ld.stderrText(), tail(after, 5))
+			}
+			reportsRight(t, append(before, after...))
+			if mode == "clone" {
+				// Beside the original, whose number it is: in a devpts
+				// instance of its own, where it has it too.
+				n := len(mustLines(p.out))
+				if all, ok := p.out.wait(lineWait, haveLines([]string{"pty"}, 3, n)); !ok {
+					t.Fatalf("the original stopped beside its clone:\n%s", tail(all, 5))
+				}
+			}
+			for _, r := range perStream(parseAll(after))["pty"] {
+				if r.kv["tty"] != tty {
+					t.Fatalf("restored bash's terminal: %q; want %s", r.line, tty)
+				}
+			}
+			pid := ld.find(t, "python3", 10*time.Second, p.pid())
+			t.Cleanup(func() { killTree(t, pid) })
+		})
+	}
+}
+
+// showFD is what TestPTYFork reads of a master in procs show.
+type showFD struct{ pty, unread, typed int }

@@ -5,9 +5,15 @@ package tests
 // own output after a move, a -K clone and a procs-load -d.
 
 import (
+	"os"
+	"os/exec"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // ptyForkPy: a parent drives a bash loop on a pseudo-terminal
@@ -152,3 +158,89 @@ func TestPTYFork(t *testing.T) {
 
 // showFD is what TestPTYFork reads of a master in procs show.
 type showFD struct{ pty, unread, typed int }
+
+// ownPairPy holds both ends of a pseudo-terminal (openpty) and passes
+// numbered lines through it, reporting each: "pair N ok=1".
+const ownPairPy = `
+import os, time
+m, s = os.openpty()
+print("tty %s" % os.ttyname(s), flush=True)
+i = 0
+while True:
+    i += 1
+    os.write(m, b"%d\n" % i)
+    got = os.read(s, 100).split()[0]
+    print("pair %d ok=%d" % (i, int(got == b"%d" % i)), flush=True)
+    time.sleep(0.05)
+`
+
+// TestPTYRefusals: what cannot travel is refused by name and the
+// process runs on: a slave whose master a process outside the tree
+// holds (that is not the process's own terminal), a master whose slave
+// one outside holds; and a restore that must have a number in use here
+// (--pid=new stays in this PID namespace, and so in this devpts), while
+// --pid=auto gives a devpts instance of its own and works.
+func TestPTYRefusals(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	m, s, err := openPTY()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	defer s.Close()
+	for _, c := range []struct {
+		give  *os.File
+		wants []string
+	}{
+		{s, []string{"fd 3", "/dev/pts/", "whose master process " + strconv.Itoa(os.Getpid()) + ", outside the tree"}},
+		{m, []string{"fd 3", "the master of the pseudo-terminal /dev/pts/", "process " + strconv.Itoa(os.Getpid()) + ", outside the tree"}},
+	} {
+		cmd := exec.Command("/bin/sleep", "60")
+		cmd.ExtraFiles = []*os.File{c.give}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		pid := cmd.Process.Pid
+		go cmd.Wait()
+		refusedDump(t, pid, c.wants...)
+		killTree(t, pid)
+	}
+
+	py := victimArgv(t, "python")[0]
+	p := start(t, []string{py, "-c", ownPairPy}, t.TempDir())
+	t.Cleanup(func() { killTree(t, p.pid()) })
+	all, ok := p.out.wait(lineWait, haveLines([]string{"pair"}, 3, 0))
+	if !ok {
+		t.Fatalf("the pair did not start: %s", p.stderrText())
+	}
+	tty := strings.Fields(all[0])[1]
+	img := dump(t, p.pid(), true)
+	refused(t, loadCmd(img, "--pid=new"), "python3", "--pid=new", "pseudo-terminal "+tty+" is in use here")
+	ld := startLoad(t, img)
+	after, ok := ld.out.wait(lineWait, haveLines([]string{"pair"}, 5, 0))
+	if !ok {
+		t.Fatalf("restored beside the original: %s\n%s", ld.stderrText(), tail(after, 5))
+	}
+	reportsRight(t, after)
+	ld.find(t, "python3", 10*time.Second, p.pid())
+}
+
+// openPTY opens a pseudo-terminal pair: its master and its slave.
+func openPTY() (*os.File, *os.File, error) {
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		m.Close()
+		return nil, nil, err
+	}
+	fd, _, e := unix.Syscall(unix.SYS_IOCTL, m.Fd(), unix.TIOCGPTPEER, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC)
+	if e != 0 {
+		m.Close()
+		return nil, nil, e
+	}
+	return m, os.NewFile(fd, "pts"), nil
+}

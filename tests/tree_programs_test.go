@@ -157,11 +157,13 @@ func TestNodeTimers(t *testing.T) {
 
 // pipePairPy is a parent and two children joined by a pipe: the writer
 // sends numbered lines, the reader checks each is the next and reports
-// it, the parent reports too. Each report is one write(2), whole
+// it, the parent reports too; and passes each number through a
+// pseudo-terminal whose both ends it holds (no echo), a line waiting in
+// it most of the time, checking it comes out whole ("pty N ok=1"). Each report is one write(2), whole
 // (print would write the line and its end apart, and the other's line
 // could come between).
 const pipePairPy = `
-import os, time
+import os, time, termios
 r, w = os.pipe()
 if os.fork() == 0:
     os.close(r)
@@ -178,11 +180,18 @@ if os.fork() == 0:
         os.write(1, b"got %d ok=%d\n" % (n, int(n == want)))
         want = n + 1
 os.close(r); os.close(w)
+pm, ps = os.openpty()
+a = termios.tcgetattr(ps)
+a[3] &= ~termios.ECHO
+termios.tcsetattr(ps, termios.TCSANOW, a)
 i = 0
 while True:
     i += 1
+    os.write(pm, b"%d\n" % i)
     os.write(1, b"parent %d\n" % i)
     time.sleep(0.05)
+    n = int(os.read(ps, 100))
+    os.write(1, b"pty %d ok=%d\n" % (i, int(n == i)))
 `
 
 // startPipePair starts pipePairPy and returns it once all three report.

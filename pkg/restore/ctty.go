@@ -55,8 +55,8 @@ func (t *tree) placePTYs() error {
 		what = "pseudo-terminals " + strings.Join(taken, ", ") + " are"
 	}
 	switch {
-	case t.opts.PID == PIDKeep:
-		return fmt.Errorf("--pid=keep: %s in use here (--pid=auto gives the tree a devpts instance of its own)", what)
+	case t.opts.PID == PIDKeep || t.opts.PID == PIDNew:
+		return fmt.Errorf("--pid=%s: %s in use here (--pid=auto gives the tree a devpts instance of its own)", map[PIDMode]string{PIDKeep: "keep", PIDNew: "new"}[t.opts.PID], what)
 	case !hasCap(unix.CAP_SYS_ADMIN):
 		return fmt.Errorf("%s in use here, and only root can give the tree a devpts instance of its own", what)
 	case t.ns == nil:

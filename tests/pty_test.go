@@ -5,8 +5,10 @@ package tests
 // own output after a move, a -K clone and a procs-load -d.
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -14,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"procs/format"
 )
 
 // ptyForkPy: a parent drives a bash loop on a pseudo-terminal
@@ -243,4 +247,78 @@ func openPTY() (*os.File, *os.File, error) {
 		return nil, nil, e
 	}
 	return m, os.NewFile(fd, "pts"), nil
+}
+
+// TestPTYCraftedImages: a pseudo-terminal's members are untrusted input:
+// each crafted out of range, in an image whose checksums hold, is
+// refused by name, and nothing is started.
+func TestPTYCraftedImages(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	p, _ := startPTYFork(t)
+	img := dump(t, p.pid(), true)
+	kind := func(fs []format.File, k string) *format.File {
+		for i := range fs {
+			if fs[i].Kind == k {
+				return &fs[i]
+			}
+		}
+		t.Fatalf("no %s in the image", k)
+		return nil
+	}
+	master := func(fs []format.File) *format.PTY { return kind(fs, format.FilePTYMaster).PTY }
+	slave := func(fs []format.File) *format.PTY { return kind(fs, format.FilePTYSlave).PTY }
+	for _, tc := range []struct {
+		name  string
+		edit  func(ps *[]format.Process, fs []format.File)
+		wants []string
+	}{
+		{"no-state", func(_ *[]format.Process, fs []format.File) { kind(fs, format.FilePTYMaster).PTY = nil },
+			[]string{"a pseudo-terminal's master, has no pseudo-terminal state"}},
+		{"slave-no-state", func(_ *[]format.Process, fs []format.File) { kind(fs, format.FilePTYSlave).PTY = nil },
+			[]string{"a pseudo-terminal's slave, has no pseudo-terminal state"}},
+		{"number", func(_ *[]format.Process, fs []format.File) { master(fs).Index = 1 << 20 },
+			[]string{"number 1048576", "out of range"}},
+		{"negative-number", func(_ *[]format.Process, fs []format.File) { master(fs).Index = -1 },
+			[]string{"number -1", "out of range"}},
+		{"master-of-master", func(_ *[]format.Process, fs []format.File) { master(fs).Master = 0 },
+			[]string{"master 0", "out of range"}},
+		{"control-characters", func(_ *[]format.Process, fs []format.File) { master(fs).Cc = []byte{1, 2} },
+			[]string{"2 control characters", "out of range"}},
+		{"input", func(_ *[]format.Process, fs []format.File) { master(fs).Input = make([]byte, 1<<20) },
+			[]string{"1048576", "bytes queued", "out of range"}},
+		{"output", func(_ *[]format.Process, fs []format.File) { master(fs).Output = make([]byte, 1<<20) },
+			[]string{"1048576 bytes queued", "out of range"}},
+		{"exclusive-master", func(_ *[]format.Process, fs []format.File) { master(fs).Exclusive = true },
+			[]string{"a master in exclusive mode"}},
+		{"slave-master", func(_ *[]format.Process, fs []format.File) { slave(fs).Master = 1 << 30 },
+			[]string{"master 1073741824 is not its master"}},
+		{"slave-number", func(_ *[]format.Process, fs []format.File) { slave(fs).Index++ },
+			[]string{"is not its master"}},
+		{"slave-with-queue", func(_ *[]format.Process, fs []format.File) { slave(fs).Input = []byte("rm -rf /\n") },
+			[]string{"a slave with the state of a master"}},
+		{"slave-with-session", func(ps *[]format.Process, fs []format.File) { slave(fs).Session = (*ps)[1].PID },
+			[]string{"a slave with the state of a master"}},
+		{"session-root", func(ps *[]format.Process, fs []format.File) { master(fs).Session = (*ps)[0].PID },
+			[]string{fmt.Sprintf("controls session %d", p.pid()), "no live process of the image but the root leads"}},
+		{"session-none", func(_ *[]format.Process, fs []format.File) { master(fs).Session = 4 << 20 },
+			[]string{"controls session 4194304"}},
+		{"foreground", func(_ *[]format.Process, fs []format.File) { master(fs).Foreground = 1 },
+			[]string{"foreground group 1, not a group of session"}},
+		{"foreground-no-session", func(_ *[]format.Process, fs []format.File) { master(fs).Session = 0 },
+			[]string{"a foreground group and no session"}},
+		{"two-descriptions", func(ps *[]format.Process, fs []format.File) {
+			mi := slices.IndexFunc(fs, func(f format.File) bool { return f.Kind == format.FilePTYMaster })
+			for _, fd := range (*ps)[0].FDs {
+				if fd.File == mi {
+					(*ps)[0].FDs = append((*ps)[0].FDs, format.FD{Num: 99, File: mi, Flags: fd.Flags, Open: 999})
+					break
+				}
+			}
+		}, []string{"fd 99", "one open file description"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			refused(t, loadCmd(editProcs(t, img, func(ps *[]format.Process, fs *[]format.File) { tc.edit(ps, *fs) })), "python3", tc.wants...)
+		})
+	}
 }

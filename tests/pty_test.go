@@ -149,6 +149,9 @@ func TestPTYFork(t *testing.T) {
 				if all, ok := p.out.wait(lineWait, haveLines([]string{"pty"}, 3, n)); !ok {
 					t.Fatalf("the original stopped beside its clone:\n%s", tail(all, 5))
 				}
+				// The bytes procs-dump took from its queues were put back
+				// as they were: it lost and repeated nothing either.
+				reportsRight(t, mustLines(p.out))
 			}
 			for _, r := range perStream(parseAll(after))["pty"] {
 				if r.kv["tty"] != tty {

@@ -1,6 +1,7 @@
 // Package files is the layer of open file kinds: one Go file per kind
 // (reg.go, dir.go, chr.go, tty.go, memfd.go, eventfd.go, epoll.go,
-// pipe.go, pidfd.go, pathonly.go), each holding both halves of its kind, how it is found
+// pipe.go, pidfd.go, pathonly.go; pty.go holds the two ends of a
+// pseudo-terminal, two kinds), each holding both halves of its kind, how it is found
 // and dumped and how it is made again, registered in one table (table in
 // kind.go). pkg/dump and pkg/restore call through the table and name no
 // kind themselves, as CRIU's files.c calls its fdtype ops (files-reg.c,
@@ -62,6 +63,11 @@
 //   - Linker (restore, second pass): once every fd of the process
 //     exists, links what the process made to other objects (epoll
 //     targets, which are fds of that process; socket peers next).
+//   - Pseudoterminal (restore engine): a pseudo-terminal's number, which
+//     the engine places (a devpts instance of the tree's own when it is
+//     taken), and the session it controls, which the engine makes it
+//     the controlling terminal of (TIOCSCTTY in the session's leader as
+//     soon as it leads it) with its foreground group.
 //
 // # Credentials
 //

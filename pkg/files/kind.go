@@ -218,16 +218,15 @@ type Loader interface {
 	// Local is the loader's open file i (after OpenByPath, an O_PATH
 	// one), or nil.
 	Local(i int) *os.File
-	// File is the image's file i.
+	// File is the image's file i; Files all of them.
 	File(i int) *format.File
+	Files() []format.File
 	// Keep has the loader hold f until the processes have their files
 	// (the other end of a pipe, a named pipe open for reading and
 	// writing), then close it.
 	Keep(f *os.File)
 	// Warn says what comes back less well than it was.
 	Warn(format string, args ...any)
-	// Files are the image's files.
-	Files() []format.File
 	// OpenPTMX opens a new pseudo-terminal master, as the process, in
 	// the devpts instance the tree's pseudo-terminals are made in.
 	OpenPTMX() (*os.File, error)

@@ -143,8 +143,6 @@ func (l loader) OpenPTMX() (*os.File, error) {
 	return os.NewFile(uintptr(fd), "/dev/ptmx"), nil
 }
 
-func (l loader) Files() []format.File { return l.b.files }
-
 // mountPts mounts the tree's devpts instance on /dev/pts of the mount
 // namespace of the PID namespace's first process (r, pid): /dev/pts/N
 // are the tree's slaves there, and /dev/ptmx makes new ones in it.

@@ -77,6 +77,8 @@ func (l loader) Local(i int) *os.File { return l.b.local[i] }
 
 func (l loader) File(i int) *format.File { return &l.b.files[i] }
 
+func (l loader) Files() []format.File { return l.b.files }
+
 func (l loader) Keep(f *os.File) { l.b.kept = append(l.b.kept, f) }
 
 func (l loader) Warn(format string, args ...any) { l.b.warnf(format, args...) }

@@ -126,9 +126,9 @@ func PairedSlaves(pids []int) map[uint64]bool {
 	return out
 }
 
-// takeFD is a copy of fd num of process pid (pidfd_getfd): the same
+// copyFD is a copy of fd num of process pid (pidfd_getfd): the same
 // open file description.
-func takeFD(pid, num int) (int, error) {
+func copyFD(pid, num int) (int, error) {
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		return -1, os.NewSyscallError("pidfd_open", err)
@@ -146,7 +146,7 @@ func takeFD(pid, num int) (int, error) {
 // them, packet mode, lock and hang-up. Its queues are read once the
 // whole tree is (CheckTree).
 func (ptyMaster) Dump(src Source, fd *procfs.FD, idx int) error {
-	m, err := takeFD(src.PID(), fd.Num)
+	m, err := copyFD(src.PID(), fd.Num)
 	if err != nil {
 		return err
 	}
@@ -196,7 +196,7 @@ func (ptyMaster) Dump(src Source, fd *procfs.FD, idx int) error {
 // Dump records the slave's number and exclusive mode; CheckTree finds
 // its master.
 func (ptySlave) Dump(src Source, fd *procfs.FD, idx int) error {
-	s, err := takeFD(src.PID(), fd.Num)
+	s, err := copyFD(src.PID(), fd.Num)
 	if err != nil {
 		return err
 	}
@@ -348,12 +348,12 @@ func readQueues(fs []format.File, procs []format.Process, i int) error {
 	if mp == nil || sp == nil {
 		return nil
 	}
-	m, err := takeFD(mp.PID, mfd.Num)
+	m, err := copyFD(mp.PID, mfd.Num)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(m)
-	s, err := takeFD(sp.PID, sfd.Num)
+	s, err := copyFD(sp.PID, sfd.Num)
 	if err != nil {
 		return err
 	}
@@ -395,20 +395,20 @@ func takeQueues(m, s int, packet bool) (in, out []byte, err error) {
 	if err := unix.IoctlSetTermios(s, unix.TCSETS, &raw); err != nil {
 		return nil, nil, err
 	}
-	if in, err = drain(s, false); err != nil {
+	if in, err = drainTTY(s, false); err != nil {
 		return nil, nil, err
 	}
-	out, err = drain(m, packet)
+	out, err = drainTTY(m, packet)
 	if err2 := putBack(m, s, tio, in, out); err == nil {
 		err = err2
 	}
 	return in, out, err
 }
 
-// drain reads fd, non-blocking, until it has nothing more; in packet
+// drainTTY reads fd, non-blocking, until it has nothing more; in packet
 // mode each read starts with a header byte, which it drops (a packet of
 // the header alone tells of a flush or a flow change: dropped too).
-func drain(fd int, packet bool) ([]byte, error) {
+func drainTTY(fd int, packet bool) ([]byte, error) {
 	var data []byte
 	buf := make([]byte, 8192)
 	for len(data) < ptyQueue {

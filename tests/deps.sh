@@ -19,8 +19,10 @@ set -eu
 #   curl       curl       the server's HTTP interface
 #   passwd     useradd    tests that run as an ordinary user they create
 #   bash       bash       victims
-packages="mandoc python3 gcc libc6-dev make xz-utils zstd iproute2 curl passwd bash"
-commands="mandoc python3 gcc make xz zstd ip curl useradd bash"
+#   tmux       tmux       a tmux server moved with its panes' pseudo-terminals
+#   bsdutils   script     script(1) moved with its pseudo-terminal
+packages="mandoc python3 gcc libc6-dev make xz-utils zstd iproute2 curl passwd bash tmux bsdutils"
+commands="mandoc python3 gcc make xz zstd ip curl useradd bash tmux script"
 
 me=tests/deps.sh
 

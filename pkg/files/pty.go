@@ -373,7 +373,7 @@ func readQueues(fs []format.File, procs []format.Process, i int) error {
 // line it holds whole, canonical or not), the master's as it comes
 // (packet mode's header bytes off). Both descriptions get their flags
 // and the slave its modes back.
-func takeQueues(m, s int, packet bool) (in, out []byte, err error) {
+func takeQueues(m, s int, packet bool) ([]byte, []byte, error) {
 	tio, err := unix.IoctlGetTermios(s, unix.TCGETS)
 	if err != nil {
 		return nil, nil, err
@@ -395,19 +395,16 @@ func takeQueues(m, s int, packet bool) (in, out []byte, err error) {
 	if err := unix.IoctlSetTermios(s, unix.TCSETS, &raw); err != nil {
 		return nil, nil, err
 	}
-	if in, err = drainTTY(s, false); err != nil {
-		return nil, nil, err
-	}
-	out, err = drainTTY(m, packet)
-	if err2 := putBack(m, s, tio, in, out); err == nil {
-		err = err2
-	}
-	return in, out, err
+	// What was read goes back even when a read failed halfway.
+	in, errIn := drainTTY(s, false)
+	out, errOut := drainTTY(m, packet)
+	return in, out, errors.Join(errIn, errOut, putBack(m, s, tio, in, out))
 }
 
 // drainTTY reads fd, non-blocking, until it has nothing more; in packet
 // mode each read starts with a header byte, which it drops (a packet of
-// the header alone tells of a flush or a flow change: dropped too).
+// the header alone tells of a flush or a flow change: dropped too). On
+// an error it returns what it read before it.
 func drainTTY(fd int, packet bool) ([]byte, error) {
 	var data []byte
 	buf := make([]byte, 8192)

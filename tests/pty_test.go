@@ -290,6 +290,14 @@ func TestPTYCraftedImages(t *testing.T) {
 			[]string{"foreground group 1, not a group of session"}},
 		{"foreground-no-session", func(_ *[]format.Process, fs []format.File) { master(fs).Session = 0 },
 			[]string{"a foreground group and no session"}},
+		{"two-controlling", func(_ *[]format.Process, fs []format.File) {
+			mi := slices.IndexFunc(fs, func(f format.File) bool { return f.Kind == format.FilePTYMaster })
+			other := fs[mi]
+			st := *other.PTY
+			st.Index++
+			other.PTY = &st
+			fs[slices.IndexFunc(fs, func(f format.File) bool { return f.Kind == format.FilePTYSlave })] = other
+		}, []string{"both control session"}},
 		{"two-descriptions", func(ps *[]format.Process, fs []format.File) {
 			mi := slices.IndexFunc(fs, func(f format.File) bool { return f.Kind == format.FilePTYMaster })
 			for _, fd := range (*ps)[0].FDs {

@@ -639,8 +639,15 @@ func (ptyMaster) Validate(fs []format.File, i int, procs []format.Process) error
 		return fmt.Errorf("image pseudo-terminal %d: a master in exclusive mode (a slave's)", i)
 	}
 	for j := range fs {
-		if j != i && fs[j].Kind == format.FilePTYMaster && fs[j].PTY != nil && fs[j].PTY.Index == st.Index {
+		o := fs[j].PTY
+		if j == i || fs[j].Kind != format.FilePTYMaster || o == nil {
+			continue
+		}
+		if o.Index == st.Index {
 			return fmt.Errorf("image pseudo-terminals %d and %d have the same number %d", j, i, st.Index)
+		}
+		if st.Session != 0 && o.Session == st.Session {
+			return fmt.Errorf("image pseudo-terminals %d and %d both control session %d", j, i, st.Session)
 		}
 	}
 	open := 0
@@ -660,9 +667,7 @@ func (ptyMaster) Validate(fs []format.File, i int, procs []format.Process) error
 
 // validSession checks that the session a master's slave controls is led
 // by a live process of the image other than the root, and its
-// foreground group one of that session's; and that no other
-// pseudo-terminal controls it (validated once per master, which may see
-// others that follow).
+// foreground group one of that session's.
 func validSession(st *format.PTY, i int, procs []format.Process) error {
 	if st.Session == 0 {
 		if st.Foreground != 0 {

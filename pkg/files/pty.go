@@ -334,7 +334,8 @@ func checkSession(fs []format.File, procs []format.Process, i int) error {
 
 // readQueues reads the bytes queued both ways in pair i, through copies
 // of the fds of the tree that hold its master and a slave, and puts
-// them back at once as they were. Without a slave in the tree, the
+// them back at once as they were (a helper process does: see
+// ptyqueues.go). Without a slave in the tree, the
 // queues stay where they are and do not travel.
 func readQueues(fs []format.File, procs []format.Process, i int) error {
 	mp, mfd := Holder(procs, i)
@@ -352,14 +353,16 @@ func readQueues(fs []format.File, procs []format.Process, i int) error {
 	if err != nil {
 		return err
 	}
-	defer unix.Close(m)
+	mf := os.NewFile(uintptr(m), "master")
+	defer mf.Close()
 	s, err := copyFD(sp.PID, sfd.Num)
 	if err != nil {
 		return err
 	}
-	defer unix.Close(s)
+	sf := os.NewFile(uintptr(s), "slave")
+	defer sf.Close()
 	st := fs[i].PTY
-	in, out, err := takeQueues(m, s, st.Packet)
+	in, out, err := takeQueuesApart(mf, sf, st.Packet)
 	if err != nil {
 		return fmt.Errorf("the queues of /dev/pts/%d: %w", st.Index, err)
 	}

@@ -36,7 +36,8 @@ import (
 // frozen, and puts them back at once, before it goes on, as they were:
 // through TIOCSTI into the very queue they came from, with the slave's
 // echo and signal characters off meanwhile (root), else written again
-// through the other end. The restore makes the pair with
+// through the other end; a helper process does it (ptyqueues.go), which
+// finishes even if procs-dump is killed. The restore makes the pair with
 // the same number: when that number is taken here, the tree gets a
 // devpts instance of its own (restore engine, Pseudoterminal).
 type (

@@ -1,6 +1,6 @@
 // Package files is the layer of open file kinds: one Go file per kind
 // (reg.go, dir.go, chr.go, tty.go, memfd.go, eventfd.go, epoll.go,
-// pipe.go, pidfd.go, pathonly.go; pty.go holds the two ends of a
+// pipe.go, pidfd.go, pathonly.go; pty.go, with its helper ptyqueues.go, holds the two ends of a
 // pseudo-terminal, two kinds), each holding both halves of its kind, how it is found
 // and dumped and how it is made again, registered in one table (table in
 // kind.go). pkg/dump and pkg/restore call through the table and name no

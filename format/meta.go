@@ -278,6 +278,7 @@ type File struct {
 	Unix    *Unix    `json:"unix,omitempty"`
 	Pidfd   *Pidfd   `json:"pidfd,omitempty"`
 	Shm     *Shm     `json:"sysvshm,omitempty"`
+	PTY     *PTY     `json:"pty,omitempty"` // pseudo-terminals (issue 11, pty)
 	// Exact files (see below): a memfd's seals; the owner of a memfd
 	// or a deleted file.
 	Seals *uint32 `json:"seals,omitempty"`
@@ -719,3 +720,60 @@ type Msg struct {
 }
 
 // --- end of System V IPC
+
+// --- pseudo-terminals (issue 11, pty): kept in one block for merges.
+
+// File kinds of a pseudo-terminal whose master a process of the image
+// holds: its master (/dev/ptmx) and its slave (/dev/pts/N).
+const (
+	FilePTYMaster = "ptmx"
+	FilePTYSlave  = "pts"
+)
+
+// PTY is one end of a pseudo-terminal pair (FilePTYMaster, FilePTYSlave). The pair's state
+// is on its master's File; a slave's File says which master is its.
+type PTY struct {
+	// Index is N of /dev/pts/N.
+	Index int `json:"index"`
+	// Master is, of a slave, the file id of its master; of a master,
+	// -1.
+	Master int `json:"master"`
+	// Exclusive: the slave is in exclusive mode (TIOCEXCL). Of a slave
+	// only.
+	Exclusive bool `json:"exclusive,omitempty"`
+
+	// The rest is the pair's, of a master only. The slave's termios
+	// (struct termios, NCCS 19 control characters) and window size.
+	Iflag  uint32 `json:"iflag,omitempty"`
+	Oflag  uint32 `json:"oflag,omitempty"`
+	Cflag  uint32 `json:"cflag,omitempty"`
+	Lflag  uint32 `json:"lflag,omitempty"`
+	Line   uint8  `json:"line,omitempty"`
+	Cc     []byte `json:"cc,omitempty"`
+	Rows   uint16 `json:"rows,omitempty"`
+	Cols   uint16 `json:"cols,omitempty"`
+	XPixel uint16 `json:"xpixel,omitempty"`
+	YPixel uint16 `json:"ypixel,omitempty"`
+	// Packet: the master is in packet mode (TIOCPKT); Locked: the
+	// slave cannot be opened (TIOCSPTLCK).
+	Packet bool `json:"packet,omitempty"`
+	Locked bool `json:"locked,omitempty"`
+	// Hangup: every slave was closed after one was opened (the master
+	// reads EIO once its queue is empty).
+	Hangup bool `json:"hangup,omitempty"`
+	// Input: bytes written to the master that the slave side had not
+	// read; Output: bytes written to the slave that the master side had
+	// not read.
+	Input  []byte `json:"input,omitempty"`
+	Output []byte `json:"output,omitempty"`
+	// Session is the session (its leader's PID) whose controlling
+	// terminal the slave is, 0 for none; Foreground is that terminal's
+	// foreground process group, 0 for none.
+	Session    int `json:"session,omitempty"`
+	Foreground int `json:"foreground,omitempty"`
+	// SlaveDev is the device of the master's slave (its devpts
+	// instance), which the dump pairs slaves by.
+	SlaveDev uint64 `json:"-"`
+}
+
+// --- end of pseudo-terminals

@@ -21,8 +21,10 @@ set -eu
 #   bash       bash       victims
 #   sqlite3    sqlite3    looks at a database a restored process holds locked
 #   util-linux nsenter    lists a namespace's System V IPC objects
-packages="mandoc python3 gcc libc6-dev make xz-utils zstd iproute2 curl passwd bash sqlite3 util-linux"
-commands="mandoc python3 gcc make xz zstd ip curl useradd bash sqlite3 nsenter"
+#   tmux       tmux       a tmux server moved with its panes' pseudo-terminals
+#   bsdutils   script     script(1) moved with its pseudo-terminal
+packages="mandoc python3 gcc libc6-dev make xz-utils zstd iproute2 curl passwd bash sqlite3 util-linux tmux bsdutils"
+commands="mandoc python3 gcc make xz zstd ip curl useradd bash sqlite3 nsenter tmux script"
 
 me=tests/deps.sh
 

@@ -71,8 +71,9 @@ func TestTerminalModes(t *testing.T) {
 }
 
 // TestOtherTerminalRefused: a terminal that is not the process's own (not
-// its controlling terminal, not on its standard streams) is refused at
-// the dump, by fd and path.
+// its controlling terminal, not on its standard streams), here a
+// pseudo-terminal whose master is outside the tree, is refused at the
+// dump, by fd and path, naming who holds the master.
 func TestOtherTerminalRefused(t *testing.T) {
 	needTools(t)
 	noLeftovers(t)
@@ -92,7 +93,7 @@ func TestOtherTerminalRefused(t *testing.T) {
 	d := exec.Command(filepath.Join(binDir, "procs-dump"), "-K", "-o", os.DevNull, strconv.Itoa(p.Process.Pid))
 	d.Stderr = &stderr
 	err := d.Run()
-	want := "fd 3 is a terminal other than its own (" + other.Name() + ")"
+	want := fmt.Sprintf("fd 3 of process %d is the pseudo-terminal %s, which is not its own terminal (its controlling terminal, or one on fds 0-2) and whose master process %d, outside the tree, holds", p.Process.Pid, other.Name(), os.Getpid())
 	if err == nil || d.ProcessState.ExitCode() != 3 || !strings.Contains(stderr.String(), want) {
 		t.Errorf("procs-dump = %v, %q; want exit 3 saying %q", err, stderr.String(), want)
 	}

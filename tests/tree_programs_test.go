@@ -202,8 +202,11 @@ func movedCounters(t *testing.T, whats []string, argv ...string) {
 
 // pipePairPy is a parent and two children joined by a pipe: the writer
 // sends numbered lines, the reader checks each is the next and reports
-// it, the parent reports too. The parent holds a POSIX lock on a file,
-// and all three an flock on it (fingerprint sees both). Each report is one write(2), whole
+// it, the parent reports too; and passes each number through a
+// pseudo-terminal whose both ends it holds (no echo), a line waiting in
+// it most of the time, checking it comes out whole ("pty N ok=1"). The
+// parent holds a POSIX lock on a file, and all three an flock on it
+// (fingerprint sees both). Each report is one write(2), whole
 // (print would write the line and its end apart, and the other's line
 // could come between). They share a System V shared memory segment,
 // marked for removal (it goes with them): the writer counts its lines
@@ -212,7 +215,7 @@ func movedCounters(t *testing.T, whats []string, argv ...string) {
 // it, a datagram pair with messages queued, and a socketpair with a pipe
 // in flight.
 const pipePairPy = `
-import ctypes, fcntl, os, socket, time
+import ctypes, fcntl, os, socket, termios, time
 lock = open("lock", "w+")
 fcntl.lockf(lock, fcntl.LOCK_EX, 10, 0)
 fcntl.flock(lock, fcntl.LOCK_SH)
@@ -250,12 +253,19 @@ if os.fork() == 0:
         os.write(1, b"got %d ok=%d\n" % (n, int(n == want)))
         want = n + 1
 os.close(r); os.close(w)
+pm, ps = os.openpty()
+a = termios.tcgetattr(ps)
+a[3] &= ~termios.ECHO
+termios.tcsetattr(ps, termios.TCSANOW, a)
 i, last = 0, 0
 while True:
     i += 1
+    os.write(pm, b"%d\n" % i)
     os.write(1, b"parent %d shmok=%d\n" % (i, int(count.value >= last)))
     last = count.value
     time.sleep(0.05)
+    n = int(os.read(ps, 100))
+    os.write(1, b"pty %d ok=%d\n" % (i, int(n == i)))
 `
 
 // startPipePair starts pipePairPy and returns it once all three report.

@@ -41,14 +41,15 @@ type terminals = files.Terminals
 
 // terminalsOf finds the terminals of a process whose controlling
 // terminal is ctty (tty_nr of /proc/PID/stat, 0 for none) and whose fds
-// are fds.
-func terminalsOf(ctty int, fds []procfs.FD) terminals {
+// are fds; but the pseudo-terminals of the tree (paired: the slaves
+// whose master the tree holds), which travel as they are.
+func terminalsOf(ctty int, fds []procfs.FD, paired map[uint64]bool) terminals {
 	ts := terminals{}
-	if ctty != 0 {
+	if ctty != 0 && !paired[uint64(ctty)] {
 		ts[uint64(ctty)] = true
 	}
 	for i := range fds {
-		if fd := &fds[i]; fd.Num <= 2 && fd.Kind == procfs.FileChar && files.IsTerminal(fd.Rdev) {
+		if fd := &fds[i]; fd.Num <= 2 && fd.Kind == procfs.FileChar && files.IsTerminal(fd.Rdev) && !paired[fd.Rdev] {
 			ts[fd.Rdev] = true
 		}
 	}
@@ -183,7 +184,7 @@ func precheck(pid int) (procfs.Status, error) {
 	if err != nil {
 		return st, notFound(pid, err)
 	}
-	p = append(p, checkFDs(fds, terminalsOf(stat.TTY, fds))...)
+	p = append(p, checkFDs(fds, terminalsOf(stat.TTY, fds, nil))...)
 	return st, p.err(pid)
 }
 

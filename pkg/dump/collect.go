@@ -18,7 +18,8 @@ type collector struct {
 	p        format.Process
 	t        *fileTable
 	maps     []procfs.Mapping
-	ttys     terminals // the process's own terminals
+	ttys     terminals       // the process's own terminals
+	paired   map[uint64]bool // the slaves whose master the tree holds
 	fds      []procfs.FD
 	// skip are the ranges of memory the process shares with its parent,
 	// which its pages leave out (see cow.go), sorted.
@@ -97,7 +98,7 @@ func (c *collector) collect() error {
 		return err
 	}
 	c.fds = fds
-	c.ttys = terminalsOf(st.TTY, fds)
+	c.ttys = terminalsOf(st.TTY, fds, c.paired)
 	if p := checkFDs(fds, c.ttys); len(p) > 0 {
 		return p.err(pid)
 	}

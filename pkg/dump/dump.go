@@ -242,8 +242,13 @@ type snapshot struct {
 // (toInnerPIDs). close must be called, error or not.
 func collectTree(ft *frozenTree, opts Options) (*snapshot, error) {
 	s := &snapshot{ft: ft, table: newFileTable()}
+	var pids []int
+	for _, f := range ft.procs {
+		pids = append(pids, f.pid)
+	}
+	paired := files.PairedSlaves(pids)
 	for i, f := range ft.procs {
-		c := &collector{pid: f.pid, root: i == 0, f: f, fileSave: opts.FileSave, t: s.table,
+		c := &collector{pid: f.pid, root: i == 0, f: f, fileSave: opts.FileSave, t: s.table, paired: paired,
 			stoppedKids: ft.stoppedKids(f.pid), waited: map[int]bool{}}
 		s.cs = append(s.cs, c)
 		if err := c.collect(); err != nil {

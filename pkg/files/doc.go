@@ -1,11 +1,13 @@
 // Package files is the layer of open file kinds: one Go file per kind
 // (reg.go, dir.go, chr.go, tty.go, memfd.go, eventfd.go, epoll.go,
 // pipe.go, pidfd.go, pathonly.go; unix sockets, larger, in unix.go,
-// unixcheck.go and unixload.go), each holding both halves of its kind,
-// how it is found and dumped and how it is made again, registered in one
-// table (table in kind.go). pkg/dump and pkg/restore call through the
-// table and name no kind themselves, as CRIU's files.c calls its fdtype
-// ops (files-reg.c, eventfd.c, pipes.c...).
+// unixcheck.go and unixload.go; pty.go, with its helper ptyqueues.go,
+// holds the two ends of a pseudo-terminal, two kinds), each holding both
+// halves of its kind, how it is found and dumped and how it is made
+// again, registered in one table (table in kind.go). pkg/dump and
+// pkg/restore call through the table and name no kind themselves, as
+// CRIU's files.c calls its fdtype ops (files-reg.c, eventfd.c,
+// pipes.c...).
 //
 // # Adding a kind
 //
@@ -68,6 +70,11 @@
 //     prepares and opens as the process holding the file does its fds',
 //     for the kind to send them once every process's are open
 //     (Loader.Later, Loader.Description).
+//   - Pseudoterminal (restore engine): a pseudo-terminal's number, which
+//     the engine places (a devpts instance of the tree's own when it is
+//     taken), and the session it controls, which the engine makes it
+//     the controlling terminal of (TIOCSCTTY in the session's leader as
+//     soon as it leads it) with its foreground group.
 //
 // # Credentials
 //

@@ -96,7 +96,7 @@ const MaxFD = 1 << 20
 type Terminals map[uint64]bool
 
 // table holds every kind, in the order Match is asked.
-var table = []Kind{memfd{}, reg{}, dir{}, chr{}, tty{}, eventfd{}, epoll{}, pipe{}, namedPipe{},
+var table = []Kind{memfd{}, reg{}, dir{}, chr{}, tty{}, ptyMaster{}, ptySlave{}, eventfd{}, epoll{}, pipe{}, namedPipe{},
 	unixSocket{}, pidfd{}, symlink, sock, blk, sysvShm{}}
 
 // Lookup is the kind named name, or nil when this procs knows none.
@@ -246,6 +246,9 @@ type Loader interface {
 	Keep(f *os.File)
 	// Warn says what comes back less well than it was.
 	Warn(format string, args ...any)
+	// OpenPTMX opens a new pseudo-terminal master, as the process, in
+	// the devpts instance the tree's pseudo-terminals are made in.
+	OpenPTMX() (*os.File, error)
 }
 
 // Preparer is a kind that the loader readies before the process exists

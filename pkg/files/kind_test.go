@@ -61,7 +61,11 @@ func TestClassify(t *testing.T) {
 		{procfs.FD{Kind: procfs.FileDir, Path: "/"}, format.FileDir, ""},
 		{procfs.FD{Kind: procfs.FileChar, Path: "/dev/null", Rdev: unix.Mkdev(1, 3)}, format.FileChar, ""},
 		{procfs.FD{Kind: procfs.FileChar, Path: "/dev/pts/3", Rdev: tty}, format.FileTTY, ""},
-		{procfs.FD{Kind: procfs.FileChar, Target: "/dev/pts/4", Path: "/dev/pts/4", Rdev: unix.Mkdev(136, 4)}, "", "a terminal other than its own (/dev/pts/4)"},
+		// Another pty's slave: the tree's pair, or refused once the
+		// whole tree is read (CheckTree) when its master is not in it.
+		{procfs.FD{Kind: procfs.FileChar, Target: "/dev/pts/4", Path: "/dev/pts/4", Rdev: unix.Mkdev(136, 4)}, format.FilePTYSlave, ""},
+		{procfs.FD{Kind: procfs.FileChar, Target: "/dev/ptmx", Path: "/dev/ptmx", Rdev: unix.Mkdev(5, 2)}, format.FilePTYMaster, ""},
+		{procfs.FD{Kind: procfs.FileChar, Target: "/dev/tty2", Path: "/dev/tty2", Rdev: unix.Mkdev(4, 2)}, "", "a terminal other than its own (/dev/tty2)"},
 		{procfs.FD{Kind: procfs.FileChar, Target: "/dev/kvm", Path: "/dev/kvm", Rdev: unix.Mkdev(10, 232)}, "", "a character device (/dev/kvm)"},
 		{procfs.FD{Kind: procfs.AnonInode, Target: "anon_inode:[eventfd]"}, format.FileEventfd, ""},
 		{procfs.FD{Kind: procfs.AnonInode, Target: "anon_inode:[eventpoll]"}, format.FileEpoll, ""},

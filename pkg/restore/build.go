@@ -67,6 +67,11 @@ type tree struct {
 	ns   *pidNS
 	// taskLocks: process index -> the file locks it takes (locks.go).
 	taskLocks map[int][]lockRef
+	// newPts: the tree's pseudo-terminals are made in a devpts instance
+	// of its own, pts (once made), mounted on /dev/pts of its mount
+	// namespace (ctty.go).
+	newPts bool
+	pts    *os.File
 }
 
 // builder builds one process of the tree.

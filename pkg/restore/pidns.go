@@ -237,9 +237,11 @@ func (t *tree) startNamespace(stub *inject.Remote, stubPID int) error {
 		return fmt.Errorf("mounting /proc for a PID namespace: %w", err)
 	}
 	// The init keeps no folder of the caller's busy.
-	_, err = r.Syscall("chdir(/)", unix.SYS_CHDIR, str[0])
+	if _, err := r.Syscall("chdir(/)", unix.SYS_CHDIR, str[0]); err != nil {
+		return err
+	}
 	t.logf("PID namespace made: its init is process %d", pid)
-	return err
+	return t.mountPts(r, pid)
 }
 
 // mapOwnIDs maps, in the user namespace of process pid, procs-load's

@@ -141,6 +141,9 @@ func Restore(opts Options, in io.Reader) (*Process, error) {
 	if err := t.placeIDs(); err != nil {
 		return nil, err
 	}
+	if err := t.placePTYs(); err != nil {
+		return nil, err
+	}
 	for _, b := range t.procs {
 		if len(b.img.Timers) > 0 {
 			// Asked of this process: the kernel knows the prctl or not.

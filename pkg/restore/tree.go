@@ -155,6 +155,9 @@ func (t *tree) build() error {
 	if err := t.joinGroups(); err != nil {
 		return err
 	}
+	if err := t.foregrounds(); err != nil {
+		return err
+	}
 	// Once every group exists: a zombie may lead one.
 	if err := t.settle(); err != nil {
 		return err
@@ -320,6 +323,7 @@ func (b *builder) spawnChild(parent *builder) error {
 		if _, err := b.main.Syscall("setsid", unix.SYS_SETSID); err != nil {
 			return err
 		}
+		return b.controlTerminal()
 	}
 	return nil
 }
@@ -482,7 +486,7 @@ func (t *tree) closeLocal() {
 	for _, f := range t.mapFiles {
 		f.Close()
 	}
-	for _, f := range append(t.kept, t.loaderSock, t.ipcNS) {
+	for _, f := range append(t.kept, t.loaderSock, t.ipcNS, t.pts) {
 		if f != nil {
 			f.Close()
 		}

@@ -220,6 +220,11 @@ type OpenFD struct {
 	// Pidfd is the PID of the process a pidfd refers to; -1 for one
 	// that ended and was reaped.
 	Pidfd int `json:"pidfd,omitempty"`
+	// Of a pseudo-terminal's master: its number (N of /dev/pts/N), and
+	// the bytes typed on it that the slave side had not read (Unread
+	// is those written on the slave side that it had not read).
+	PTY   int `json:"pty,omitempty"`
+	Typed int `json:"typed,omitempty"`
 }
 
 // Terminal is the process's own terminal.
@@ -684,6 +689,9 @@ func (rd *reading) fds() []OpenFD {
 			}
 			if f.Unix != nil {
 				o.Socket, o.Unread = unixSocket(f.Unix)
+			}
+			if f.PTY != nil && f.Kind == format.FilePTYMaster {
+				o.PTY, o.Unread, o.Typed = f.PTY.Index, len(f.PTY.Output), len(f.PTY.Input)
 			}
 			if f.Pidfd != nil {
 				o.Pidfd = f.Pidfd.PID

@@ -78,8 +78,8 @@ type Reader struct {
 	err       error
 
 	hdr     [max(recordHeaderSize, dropSize)]byte // a record header, or a payload's prefix
-	scratch []byte // stored payloads
-	dec     []byte // decompressed payloads that do not fit the caller's buffer
+	scratch []byte                                // stored payloads
+	dec     []byte                                // decompressed payloads that do not fit the caller's buffer
 }
 
 // errReader remembers the last error of the reader under a decompressor,

@@ -112,6 +112,7 @@ func buildVictims(dir string) {
 		{"clockloop", "clockloop.c", []string{"-pthread"}},
 		{"exact", "exact.c", []string{"-pthread"}},
 		{"openfiles", "openfiles.c", nil},
+		{"livemem", "livemem.c", []string{"-pthread"}},
 	}
 	gcc, gccErr := exec.LookPath("gcc")
 	for _, c := range cc {

@@ -1,0 +1,435 @@
+// Live dumps (Options.Live): the memory of the process is written in
+// passes while it runs, then it is frozen for the last pass and the rest
+// of its state. Its writes are tracked from outside with a userfaultfd
+// (KERNEL-NOTES, "Memory"): made in the process by an injected call, taken
+// with pidfd_getfd, closed in the process again at once; then its private
+// anonymous mappings are registered for asynchronous write-protection, and
+// PAGEMAP_SCAN tells the pages written since the last pass (and protects
+// them again). Only procs-dump holds the userfaultfd: when it ends, by
+// any way, the kernel lifts every protection it put.
+
+package dump
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"procs/format"
+	"procs/pkg/inject"
+	"procs/pkg/linux"
+	"procs/pkg/procfs"
+	"procs/pkg/ptrace"
+	"procs/pkg/uffd"
+)
+
+// LiveOptions say when the passes of a live dump stop and the process
+// is frozen: after a pass of at most SmallPass bytes, a pass no smaller
+// than the one before, MaxPasses passes, or MaxTime.
+type LiveOptions struct {
+	MaxPasses int
+	SmallPass int64
+	MaxTime   time.Duration
+}
+
+// Defaults of LiveOptions, for fields left zero.
+const (
+	DefaultPasses    = 8
+	DefaultSmallPass = 4 << 20
+	DefaultPassTime  = 60 * time.Second
+)
+
+func (o LiveOptions) withDefaults() LiveOptions {
+	if o.MaxPasses <= 0 {
+		o.MaxPasses = DefaultPasses
+	}
+	if o.SmallPass <= 0 {
+		o.SmallPass = DefaultSmallPass
+	}
+	if o.MaxTime <= 0 {
+		o.MaxTime = DefaultPassTime
+	}
+	return o
+}
+
+// tracker follows the writes of one process (task 0 of the image) to its
+// private anonymous memory.
+type tracker struct {
+	pid  int
+	uffd *uffd.FD
+	pm   *procfs.Pagemap
+	// sent are the ranges registered once, sorted: pages of them went
+	// in the image, which a mapping made there since must void (DROP).
+	sent [][2]uint64
+	regs []procfs.PageRegion
+}
+
+// usesUserfaultfd tells whether the process holds a userfaultfd of its
+// own, which the tracking would conflict with.
+func usesUserfaultfd(pid int) bool {
+	fds, err := procfs.FDs(pid)
+	if err != nil {
+		return false
+	}
+	return slices.ContainsFunc(fds, func(fd procfs.FD) bool { return fd.Target == "anon_inode:[userfaultfd]" })
+}
+
+// startTracker makes the userfaultfd of process pid: the process is
+// stopped for the few injected calls, through the trampoline (a
+// procs-dump that dies meanwhile leaves it where it was).
+func startTracker(pid int) (*tracker, error) {
+	var file *os.File
+	err := ptrace.Run(func() error {
+		f, err := freeze(pid)
+		if err != nil {
+			return err
+		}
+		defer f.release()
+		file, err = injectUserfaultfd(f)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("starting the tracking of writes: %w", err)
+	}
+	t := &tracker{pid: pid, uffd: uffd.New(file)}
+	if err := t.uffd.API(linux.UFFD_FEATURE_WP_ASYNC | linux.UFFD_FEATURE_WP_UNPOPULATED); err != nil {
+		t.close()
+		return nil, fmt.Errorf("this kernel cannot track writes from outside: %w", err)
+	}
+	if t.pm, err = procfs.OpenPagemap(pid); err != nil {
+		t.close()
+		return nil, err
+	}
+	return t, nil
+}
+
+// injectUserfaultfd has the frozen process make a userfaultfd, takes it,
+// and closes the process's fd again.
+func injectUserfaultfd(f *frozen) (*os.File, error) {
+	maps, err := procfs.Maps(f.pid)
+	if err != nil {
+		return nil, err
+	}
+	i := slices.IndexFunc(maps, func(m procfs.Mapping) bool { return m.Path == "[vdso]" })
+	if i < 0 {
+		return nil, errors.New("the process has no [vdso] to inject calls through")
+	}
+	start := maps[i].Start
+	vdso := make([]byte, maps[i].End-start)
+	if err := ptrace.ReadMem(f.pid, start, vdso); err != nil {
+		return nil, err
+	}
+	pad := vdsoContentEnd(vdso)
+	clear(vdso[pad:]) // what a procs-dump that died left there
+	if err := f.leaveVdso(start+uint64(pad), start+uint64(pad), start+uint64(len(vdso))); err != nil {
+		return nil, err
+	}
+	tr, err := inject.InstallTrampoline(f.pid, start, vdso)
+	if err != nil {
+		return nil, err
+	}
+	defer tr.Uninstall()
+	r, err := inject.NewSafeRemote(f.tids[0], tr)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		r.Restore()
+		f.held[r.TID] = append(f.held[r.TID], r.Signals...)
+	}()
+	fd, err := r.Syscall("userfaultfd", unix.SYS_USERFAULTFD, unix.O_CLOEXEC|unix.O_NONBLOCK|linux.UFFD_USER_MODE_ONLY)
+	if err != nil {
+		return nil, err
+	}
+	file, gerr := takeFD(f.pid, int(fd))
+	if _, err := r.Syscall("close", unix.SYS_CLOSE, fd); err != nil && gerr == nil {
+		file.Close()
+		return nil, err
+	}
+	return file, gerr
+}
+
+// takeFD copies fd of process pid into this one.
+func takeFD(pid, fd int) (*os.File, error) {
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil, os.NewSyscallError("pidfd_open", err)
+	}
+	defer unix.Close(pidfd)
+	n, err := unix.PidfdGetfd(pidfd, fd, 0)
+	if err != nil {
+		return nil, os.NewSyscallError("pidfd_getfd", err)
+	}
+	return os.NewFile(uintptr(n), "userfaultfd"), nil
+}
+
+// close ends the tracking: the kernel lifts the protection.
+func (t *tracker) close() {
+	if t == nil {
+		return
+	}
+	if t.pm != nil {
+		t.pm.Close()
+	}
+	t.uffd.Close()
+}
+
+// tracked tells whether the tracking covers mapping m: private anonymous
+// memory (heap, stacks, mmap). Private file mappings, whose own pages are
+// few, are written whole while the process is frozen.
+func tracked(m *procfs.Mapping) bool {
+	kind, _ := mapKind(m)
+	return kind == format.MapAnon && !m.Shared
+}
+
+// passChunk is the most bytes of a run scan makes (copyRuns splits them
+// again to its buffers).
+const passChunk = 8 << 20
+
+// passWork is what one pass writes: ranges to drop, then runs to read.
+type passWork struct {
+	drops [][2]uint64
+	runs  []run
+	bytes int64 // of the runs
+}
+
+// scan finds what a pass writes of the tracked mappings in maps: in a
+// mapping tracked since the last pass, the pages written since and those
+// dropped; in one not yet tracked, all of its pages, after it is
+// registered (register false: not registered, as in the last pass, made
+// while the process is frozen). untracked collects the mappings not
+// tracked.
+func (t *tracker) scan(maps []procfs.Mapping, register bool, chunk uint64) (passWork, []procfs.Mapping, error) {
+	var pw passWork
+	var untracked []procfs.Mapping
+	written := procfs.ScanArgs{Flags: procfs.PMScanWPMatching | procfs.PMScanCheckWPAsync,
+		Mask: procfs.PageIsWritten, Return: procfs.PageIsPresent | procfs.PageIsSwapped | procfs.PageIsPFNZero}
+	// Pages neither present nor swapped, nor protected (a protected
+	// empty page has a marker, seen as swapped): dropped since.
+	holes := procfs.ScanArgs{Flags: procfs.PMScanWPMatching | procfs.PMScanCheckWPAsync,
+		Inverted: procfs.PageIsPresent | procfs.PageIsSwapped, Mask: procfs.PageIsPresent | procfs.PageIsSwapped}
+	for i := range maps {
+		m := &maps[i]
+		if !tracked(m) {
+			untracked = append(untracked, *m)
+			continue
+		}
+		via := !m.Read
+		var err error
+		if t.regs, err = t.pm.ScanWith(t.regs[:0], m.Start, m.End, written); err == nil {
+			for _, r := range t.regs {
+				if r.Categories&procfs.PageIsSwapped != 0 || r.Categories&procfs.PageIsPresent != 0 && r.Categories&procfs.PageIsPFNZero == 0 {
+					pw.add(r.Start, r.End, chunk, via)
+				} else {
+					pw.drops = append(pw.drops, [2]uint64{r.Start, r.End})
+				}
+			}
+			if t.regs, err = t.pm.ScanWith(t.regs[:0], m.Start, m.End, holes); err == nil {
+				for _, r := range t.regs {
+					pw.drops = append(pw.drops, [2]uint64{r.Start, r.End})
+				}
+				continue
+			}
+		}
+		if !errors.Is(err, unix.EPERM) {
+			return pw, nil, fmt.Errorf("scanning pages of %x-%x: %w", m.Start, m.End, err)
+		}
+		// Not registered (new, or moved by mremap, which drops the
+		// registration).
+		if !register {
+			untracked = append(untracked, *m)
+			continue
+		}
+		if err := t.uffd.Register(m.Start, m.Len(), linux.UFFDIO_REGISTER_MODE_WP); err != nil {
+			continue // changed meanwhile: the next pass sees it again
+		}
+		if err := t.uffd.WriteProtect(m.Start, m.Len()); err != nil {
+			return pw, nil, err
+		}
+		if overlaps(t.sent, m.Start, m.End) {
+			pw.drops = append(pw.drops, [2]uint64{m.Start, m.End})
+		}
+		t.sent = addRange(t.sent, m.Start, m.End)
+		err = scanRuns(t.pid, []procfs.Mapping{*m}, nil, chunk, func(r run) bool {
+			pw.runs = append(pw.runs, run{addr: r.addr, size: r.size, viaMem: via})
+			pw.bytes += int64(r.size)
+			return true
+		})
+		if err != nil {
+			return pw, nil, err
+		}
+	}
+	return pw, untracked, nil
+}
+
+// add appends the runs of [start, end) of at most chunk bytes.
+func (pw *passWork) add(start, end, chunk uint64, viaMem bool) {
+	for a := start; a < end; a += chunk {
+		pw.runs = append(pw.runs, run{addr: a, size: min(chunk, end-a), viaMem: viaMem})
+	}
+	pw.bytes += int64(end - start)
+}
+
+// overlaps tells whether [lo, hi) meets one of rs (sorted).
+func overlaps(rs [][2]uint64, lo, hi uint64) bool {
+	parts, _ := format.Outside(nil, lo, hi, rs)
+	return len(parts) != 1 || parts[0] != [2]uint64{lo, hi}
+}
+
+// addRange adds [lo, hi) to rs, sorted and merged.
+func addRange(rs [][2]uint64, lo, hi uint64) [][2]uint64 {
+	rs = append(rs, [2]uint64{lo, hi})
+	slices.SortFunc(rs, func(a, b [2]uint64) int { return compareUint(a[0], b[0]) })
+	out := rs[:1]
+	for _, r := range rs[1:] {
+		if l := &out[len(out)-1]; r[0] <= l[1] {
+			l[1] = max(l[1], r[1])
+		} else {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func compareUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// writePass writes a pass's work as DROP and PASS records of task 0.
+func (t *tracker) writePass(w *format.Writer, pw passWork, bufs *[][]byte) (int64, error) {
+	for _, d := range pw.drops {
+		if err := w.WriteDrop(0, d[0], d[1]-d[0]); err != nil {
+			return 0, err
+		}
+	}
+	runs := pw.runs
+	return copyRuns(0, t.pid, func(chunk uint64, yield func(run) bool) error {
+		for _, r := range runs {
+			for a := r.addr; a < r.addr+r.size; a += chunk {
+				if !yield(run{addr: a, size: min(chunk, r.addr+r.size-a), viaMem: r.viaMem}) {
+					return nil
+				}
+			}
+		}
+		return nil
+	}, w, nil, pw.bytes, bufs, true)
+}
+
+// passes writes the passes of a live dump while the process runs, until
+// one of o's limits is met.
+func (t *tracker) passes(w *format.Writer, o LiveOptions, logf func(string, ...any), bufs *[][]byte) (stored int64, err error) {
+	start := time.Now()
+	var last int64 = -1
+	for pass := 1; ; pass++ {
+		t0 := time.Now()
+		maps, err := procfs.Maps(t.pid)
+		if err != nil {
+			return stored, err
+		}
+		pw, _, err := t.scan(maps, true, passChunk)
+		if err != nil {
+			return stored, err
+		}
+		n, err := t.writePass(w, pw, bufs)
+		stored += n
+		if err != nil {
+			return stored, err
+		}
+		logf("pass %d: %d pages read (%d MiB), %d MiB stored, %d ranges dropped, in %v", pass, pw.bytes/format.PageSize,
+			pw.bytes>>20, n>>20, len(pw.drops), time.Since(t0).Round(time.Microsecond))
+		switch {
+		case pass > 1 && pw.bytes <= o.SmallPass:
+		case pass > 2 && pw.bytes >= last:
+		case pass >= o.MaxPasses:
+		case time.Since(start) >= o.MaxTime:
+		default:
+			last = pw.bytes
+			continue
+		}
+		return stored, nil
+	}
+}
+
+// finalPass writes, the process frozen, the last pass of task 0 (its
+// maps are c.maps): the tracked memory written since the last pass, and
+// all of the memory of mappings the tracking did not cover (private
+// file mappings, mappings made since the last pass), each first dropped
+// where pages were sent before.
+func (t *tracker) finalPass(w *format.Writer, c *collector, bufs *[][]byte) (int64, passWork, error) {
+	pw, untracked, err := t.scan(c.maps, false, passChunk)
+	if err != nil {
+		return 0, pw, err
+	}
+	for _, m := range untracked {
+		if storable(&m) && overlaps(t.sent, m.Start, m.End) {
+			pw.drops = append(pw.drops, [2]uint64{m.Start, m.End})
+		}
+	}
+	stored, err := t.writePass(w, pw, bufs)
+	if err != nil {
+		return stored, pw, err
+	}
+	n, err := copyRuns(0, t.pid, func(chunk uint64, yield func(run) bool) error {
+		return scanRuns(t.pid, untracked, c.skip, chunk, yield)
+	}, w, nil, residentBytes(untracked), bufs, true)
+	return stored + n, pw, err
+}
+
+// liveRefusal says why a process cannot be dumped live, or "".
+func liveRefusal(pid int) string {
+	if kids, _ := procfs.ChildrenOf(pid); len(kids) > 0 {
+		var s []string
+		for _, k := range kids {
+			s = append(s, fmt.Sprint(k))
+		}
+		return fmt.Sprintf("--live dumps a single process for now, and process %d has children (%s): dump it without --live", pid, strings.Join(s, ", "))
+	}
+	return ""
+}
+
+// liveInfo is the INFO record of a live image: the process as the dump
+// starts.
+func liveInfo(pid int) format.Info {
+	info := format.Info{PID: pid, Processes: 1, Requires: []string{format.FeaturePagePasses}}
+	if st, err := procfs.ReadStat(pid); err == nil {
+		info.Comm = st.Comm
+	}
+	if tids, err := procfs.Tasks(pid); err == nil {
+		info.Threads = len(tids)
+	}
+	return info
+}
+
+// writeLastPass writes, the tree frozen, the last pass of its root
+// (finalPass), and all of the memory of the other members, made while
+// the passes ran, as PASS records.
+func (s *snapshot) writeLastPass(w *format.Writer, t *tracker, bufs *[][]byte) (int64, error) {
+	stored, _, err := t.finalPass(w, s.cs[0], bufs)
+	if err != nil {
+		return stored, err
+	}
+	for i, c := range s.cs[1:] {
+		if c.f.zombie {
+			continue
+		}
+		n, err := copyRuns(uint32(i+1), c.pid, func(chunk uint64, yield func(run) bool) error {
+			return scanRuns(c.pid, c.maps, c.skip, chunk, yield)
+		}, w, nil, residentBytes(c.maps), bufs, true)
+		stored += n
+		if err != nil {
+			return stored, err
+		}
+	}
+	return stored, nil
+}

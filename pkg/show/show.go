@@ -353,9 +353,25 @@ func readRecords(r *format.Reader, img *Image, procs *[]*reading) error {
 				return err
 			}
 			*procs = append(*procs, newReading(p, sh))
-		case format.TypePages, format.TypeFileData:
+		case format.TypeDrop:
+			if _, _, _, err := r.ReadDrop(); err != nil {
+				return err
+			}
+		case format.TypePass, format.TypePages, format.TypeFileData:
 			if buf == nil {
 				buf = make([]byte, format.PageBufSize+16)
+			}
+			if h.Type == format.TypePass {
+				// A page may come in several passes: counted as bytes
+				// of the image, not as a process's pages.
+				_, _, data, err := r.ReadPass(buf)
+				if err != nil {
+					return err
+				}
+				img.PageBytes += int64(len(data))
+				img.PageStored += int64(h.Stored) - 16
+				img.Records++
+				continue
 			}
 			if h.Type == format.TypePages {
 				task, addr, data, err := r.ReadPages(buf)

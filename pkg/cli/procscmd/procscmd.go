@@ -34,11 +34,11 @@ import (
 )
 
 // Usage is printed by -h and repeated in man/procs.1.
-const Usage = `usage: procs save [PID] [-n NAME] [-o FILE] [-K] [-f] [-z none|zstd|xz] [-v]
+const Usage = `usage: procs save [PID] [-n NAME] [-o FILE] [-K] [-f] [--live] [-z none|zstd|xz] [-v]
        procs restore FILE|PROCS_ID [-d] [--pid=auto|keep|ns|new] [--pidfile=FILE]
                      [--stdio=auto|inherit] [--trust-uploaded] [-v]
-       procs send PID|FILE|PROCS_ID -s HOST[:PORT] [-n NAME] [-K] [-f] [-z ALGO]
-                  [--trust-uploaded] [-v]
+       procs send PID|FILE|PROCS_ID -s HOST[:PORT] [-n NAME] [-K] [-f] [--live]
+                  [-z ALGO] [--trust-uploaded] [-v]
        procs receive [PROCS_ID] [-d] [--keep] [--pid=auto|keep|ns|new] [--pidfile=FILE]
                      [--stdio=auto|inherit] [--trust-uploaded] [-v]
        procs list
@@ -59,6 +59,9 @@ Checkpoint, restore and move processes; keep images on procs-serve.
   -K, --nokill              leave the process running after the image is
                             safe
   -f, --file-save           carry the contents of open regular files
+      --live                save, send: copy the memory in passes while
+                            the process runs; it stops only for the last
+                            (as procs-dump --live, with its defaults)
   -z, --compress=ALGO       compress memory pages: none (default), zstd
                             or xz
   -d, --detach              restore, receive: do not wait: print the PID
@@ -93,9 +96,9 @@ const prog = "procs"
 // verbs maps each command to the options it takes besides -s,
 // --token-file and -v.
 var verbs = map[string][]string{
-	"save":    {"name", "output", "nokill", "file-save", "compress"},
+	"save":    {"name", "output", "nokill", "file-save", "live", "compress"},
 	"restore": {"detach", "pid", "pidfile", "stdio", "trust-uploaded"},
-	"send":    {"name", "nokill", "file-save", "compress", "trust-uploaded"},
+	"send":    {"name", "nokill", "file-save", "live", "compress", "trust-uploaded"},
 	"receive": {"detach", "keep", "pid", "pidfile", "stdio", "trust-uploaded"},
 	"list":    nil,
 	"delete":  nil,
@@ -104,7 +107,7 @@ var verbs = map[string][]string{
 
 type options struct {
 	server, tokenFile, name, output, compress, pid, pidfile, stdio string
-	nokill, fileSave, detach, keep, json, trust                    bool
+	nokill, fileSave, detach, keep, json, trust, live              bool
 	cli.Flags
 	verb        string
 	operands    []string
@@ -120,6 +123,7 @@ func parse(args []string) (options, error) {
 	set.FlagLong(&o.output, "output", 'o')
 	set.FlagLong(&o.nokill, "nokill", 'K')
 	set.FlagLong(&o.fileSave, "file-save", 'f')
+	set.FlagLong(&o.live, "live", 0)
 	set.FlagLong(&o.compress, "compress", 'z')
 	set.FlagLong(&o.detach, "detach", 'd')
 	set.FlagLong(&o.pid, "pid", 0)
@@ -143,7 +147,7 @@ func parse(args []string) (options, error) {
 	case !ok:
 		return o, cli.Usagef("unknown command %q", o.verb)
 	}
-	for _, opt := range []string{"name", "output", "nokill", "file-save", "compress", "detach", "pid", "pidfile", "stdio", "keep", "json", "trust-uploaded"} {
+	for _, opt := range []string{"name", "output", "nokill", "file-save", "live", "compress", "detach", "pid", "pidfile", "stdio", "keep", "json", "trust-uploaded"} {
 		if set.IsSet(opt) && !slices.Contains(takes, opt) {
 			return o, cli.Usagef("--%s is not an option of %s", opt, o.verb)
 		}
@@ -287,6 +291,14 @@ func (c *cmd) failClient(err error) int {
 	return c.fail(cli.ExitUsage, err)
 }
 
+// live is what --live asks of a dump: passes with procs-dump's defaults.
+func (c *cmd) live() *dump.LiveOptions {
+	if !c.o.live {
+		return nil
+	}
+	return &dump.LiveOptions{}
+}
+
 // local returns a client of the local server: -s, $PROCS_SERVER or
 // 127.0.0.1:7627.
 func (c *cmd) local() (*client.Client, error) {
@@ -299,7 +311,7 @@ func (c *cmd) dumpArgs() []string {
 	for _, f := range []struct {
 		on   bool
 		flag string
-	}{{c.o.nokill, "-K"}, {c.o.fileSave, "-f"}, {c.o.Verbose, "-v"}} {
+	}{{c.o.nokill, "-K"}, {c.o.fileSave, "-f"}, {c.o.live, "--live"}, {c.o.Verbose, "-v"}} {
 		if f.on {
 			a = append(a, f.flag)
 		}
@@ -374,7 +386,9 @@ func (c *cmd) dumpTo(cl *client.Client) int {
 		FileSave:    c.o.fileSave,
 		Compression: c.o.compression,
 		Log:         c.msg.Logf,
+		Warn:        c.msg.Warnf,
 		Progress:    c.msg.ProgressFunc(),
+		Live:        c.live(),
 	}, cl)
 	c.msg.EndProgress()
 	if errors.Is(err, dump.ErrUnsupported) {

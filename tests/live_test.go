@@ -7,6 +7,7 @@ package tests
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"procs/format"
 )
 
 // startLivemem starts livemem with args and waits for it to be ready.
@@ -218,4 +221,90 @@ func TestLiveDumpUserfaultfd(t *testing.T) {
 		t.Fatal("the victim died")
 	}
 	checkLines(t, p.pid(), p.out, 1, false)
+}
+
+// TestLiveImageCrafted: PASS records an attacker adds to a live image,
+// over the [vdso] and where the process has no mapping, are discarded:
+// the process restores and its memory is its own.
+func TestLiveImageCrafted(t *testing.T) {
+	needTools(t)
+	p := startLivemem(t, "8", "1", "0", "2")
+	var vdso uint64
+	for _, l := range strings.Split(string(readFile(t, fmt.Sprintf("/proc/%d/maps", p.pid()))), "\n") {
+		if strings.HasSuffix(l, "[vdso]") {
+			vdso, _ = strconv.ParseUint(strings.Split(l, "-")[0], 16, 64)
+		}
+	}
+	img, _ := liveDump(t, p.pid())
+	in, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	r, err := format.NewReader(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crafted := filepath.Join(t.TempDir(), "crafted")
+	out, err := os.Create(crafted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	w, err := format.NewWriter(out, r.Info(), format.WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	junk := bytes.Repeat([]byte{0xcc}, 2*format.PageSize)
+	for _, addr := range []uint64{vdso, 0x10000} {
+		if err := w.WritePass(0, addr, junk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, format.PageBufSize)
+	for {
+		h, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch h.Type {
+		case format.TypePass:
+			task, addr, data, err := r.ReadPass(buf)
+			if err == nil {
+				err = w.WritePass(task, addr, data)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		case format.TypeDrop:
+			task, addr, n, err := r.ReadDrop()
+			if err == nil {
+				err = w.WriteDrop(task, addr, n)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		default:
+			b, err := r.Payload()
+			if err == nil {
+				err = w.WriteRecord(h.Type, b)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p.exited(10 * time.Second)
+	ld := startLoad(t, crafted)
+	pid := ld.find(t, "livemem", 20*time.Second)
+	checkLines(t, pid, ld.out, 1, false)
+	if m := string(readFile(t, fmt.Sprintf("/proc/%d/maps", pid))); strings.Contains(m, "00010000-") {
+		t.Errorf("the restored process has a mapping at 0x10000:\n%s", m)
+	}
 }

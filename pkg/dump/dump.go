@@ -21,6 +21,7 @@ import (
 	"procs/format"
 	"procs/pkg/files"
 	"procs/pkg/pagebuf"
+	"procs/pkg/procfs"
 	"procs/pkg/ptrace"
 )
 
@@ -113,6 +114,7 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 	var st Stats
 	var w *format.Writer // made before the freeze by a live dump
 	var tr *tracker
+	var presmaps []procfs.Mapping // a live dump's, read before the freeze
 	if opts.Live != nil {
 		if tr, err = startTracker(opts.PID); err != nil {
 			return Stats{}, err
@@ -125,6 +127,7 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 		if st.PageBytes, err = tr.passes(w, opts.Live.withDefaults(), logf, &bufs); err != nil {
 			return Stats{}, err
 		}
+		presmaps, _ = procfs.Smaps(opts.PID) // or read frozen
 	}
 	err = ptrace.Run(func() error {
 		ft, err := freezeTree(opts.PID)
@@ -147,7 +150,7 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 		} else {
 			logf("froze %s in %v", format.Threads(st.Threads), frozenAt.Sub(start).Round(time.Microsecond))
 		}
-		snap, err := collectTree(ft, opts)
+		snap, err := collectTree(ft, opts, presmaps)
 		defer snap.close()
 		if err != nil {
 			return err
@@ -236,11 +239,14 @@ type snapshot struct {
 // what only the whole tree tells: sessions and groups a restore can make
 // (checkTree), pages shared with parents (shareWithParents), files held
 // outside the tree (files.CheckTree). close must be called, error or not.
-func collectTree(ft *frozenTree, opts Options) (*snapshot, error) {
+func collectTree(ft *frozenTree, opts Options, presmaps []procfs.Mapping) (*snapshot, error) {
 	s := &snapshot{ft: ft, table: newFileTable()}
 	for i, f := range ft.procs {
 		c := &collector{pid: f.pid, root: i == 0, f: f, fileSave: opts.FileSave, t: s.table,
 			stoppedKids: ft.stoppedKids(f.pid), waited: map[int]bool{}}
+		if i == 0 {
+			c.smaps = presmaps
+		}
 		s.cs = append(s.cs, c)
 		if err := c.collect(); err != nil {
 			if len(ft.procs) > 1 && i > 0 {

@@ -433,3 +433,28 @@ func (s *snapshot) writeLastPass(w *format.Writer, t *tracker, bufs *[][]byte) (
 	}
 	return stored, nil
 }
+
+// readSmaps returns the process's mappings with their smaps figures:
+// c.smaps when set and /proc/PID/maps lists the same mappings now (the
+// frozen process then has these; advice given, or pages touched, in the
+// instant between the two reads are the ones not seen: the figures only
+// guide how pages are read, the pages themselves are scanned frozen),
+// else /proc/PID/smaps read now.
+func (c *collector) readSmaps() ([]procfs.Mapping, error) {
+	if c.smaps != nil {
+		maps, err := procfs.Maps(c.pid)
+		if err != nil {
+			return nil, err
+		}
+		if slices.EqualFunc(maps, c.smaps, sameMapping) {
+			return c.smaps, nil
+		}
+	}
+	return procfs.Smaps(c.pid)
+}
+
+// sameMapping tells whether a and b are the same line of maps.
+func sameMapping(a, b procfs.Mapping) bool {
+	return a.Start == b.Start && a.End == b.End && a.Perms == b.Perms && a.Offset == b.Offset &&
+		a.Dev == b.Dev && a.Inode == b.Inode && a.Path == b.Path && a.Deleted == b.Deleted
+}

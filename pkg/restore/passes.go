@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -24,6 +26,7 @@ import (
 // and the restored memory together stay about the size of the process.
 type staging struct {
 	tasks map[uint32]*os.File
+	mu sync.Mutex // tasks and written, for the writers of readPasses
 	// written is the bytes written since the size was last checked.
 	written int64
 }
@@ -39,37 +42,68 @@ func (t *tree) readPasses(h format.Header) (format.Header, error) {
 		return h, nil
 	}
 	t.staged = &staging{tasks: map[uint32]*os.File{}}
-	buf, err := pagebuf.New(format.PageBufSize)
-	if err != nil {
-		return h, err
-	}
-	defer pagebuf.Free(buf)
+	pool := newWorkers(true)
+	var err error
 	var passes, drops int
 	var bytes int64
+	// ends: per process, the end of the highest range given to the pool
+	// since it was last drained. A range below it may overlap one still
+	// being written: the pool is drained first, so that a later copy of
+	// a page lands after an earlier one.
+	ends := map[uint32]uint64{}
+	ordered := func(task uint32, addr, end uint64) error {
+		if addr < ends[task] {
+			if err := pool.drain(); err != nil {
+				return err
+			}
+			clear(ends)
+		}
+		ends[task] = max(ends[task], end)
+		return nil
+	}
 	for ; h.Type == format.TypePass || h.Type == format.TypeDrop; h, err = t.r.Next() {
 		if err != nil {
-			return h, err
+			break
 		}
 		if h.Type == format.TypePass {
 			passes++
-			task, addr, data, err := t.r.ReadPass(buf)
+			buf, err := pool.buffer()
 			if err != nil {
-				return h, err
+				return h, errors.Join(err, pool.close())
 			}
-			bytes += int64(len(data))
-			if err := t.staged.write(task, addr, data); err != nil {
-				return h, fmt.Errorf("image record %d: staging pages at %#x: %w", h.Index, addr, err)
+			task, addr, data, err := t.r.ReadPass(buf)
+			if err == nil {
+				bytes += int64(len(data))
+				err = ordered(task, addr, addr+uint64(len(data)))
 			}
+			if err != nil {
+				pool.giveBack(buf)
+				return h, errors.Join(err, pool.close())
+			}
+			index := h.Index
+			pool.submit(buf, func() error {
+				if err := t.staged.write(task, addr, data); err != nil {
+					return fmt.Errorf("image record %d: staging pages at %#x: %w", index, addr, err)
+				}
+				return nil
+			})
 			continue
 		}
 		drops++
 		task, addr, n, err := t.r.ReadDrop()
+		if err == nil && len(ends) > 0 {
+			err = pool.drain() // after every write before it
+			clear(ends)
+		}
+		if err == nil {
+			err = t.staged.drop(task, addr, n)
+		}
 		if err != nil {
-			return h, err
+			return h, errors.Join(fmt.Errorf("image record %d: dropping pages at %#x: %w", h.Index, addr, err), pool.close())
 		}
-		if err := t.staged.drop(task, addr, n); err != nil {
-			return h, fmt.Errorf("image record %d: dropping pages at %#x: %w", h.Index, addr, err)
-		}
+	}
+	if cerr := pool.close(); err == nil {
+		err = cerr
 	}
 	if err != nil {
 		return h, err
@@ -94,17 +128,22 @@ func (s *staging) file(task uint32) (*os.File, error) {
 
 // write stages data, pages of process task at addr (the reader checked
 // the range), and checks now and then that the staging does not outgrow
-// the machine.
+// the machine. Writers of several goroutines may call it at once.
 func (s *staging) write(task uint32, addr uint64, data []byte) error {
+	s.mu.Lock()
 	f, err := s.file(task)
+	check := false
+	if s.written += int64(len(data)); s.written >= stageCheck {
+		s.written, check = 0, true
+	}
+	s.mu.Unlock()
 	if err != nil {
 		return err
 	}
 	if _, err := f.WriteAt(data, int64(addr)); err != nil {
 		return err
 	}
-	if s.written += int64(len(data)); s.written >= stageCheck {
-		s.written = 0
+	if check {
 		return s.checkSize()
 	}
 	return nil
@@ -135,7 +174,9 @@ func (s *staging) checkSize() error {
 
 // drop forgets what the staging holds of [addr, addr+n) of process task.
 func (s *staging) drop(task uint32, addr, n uint64) error {
+	s.mu.Lock()
 	f := s.tasks[task]
+	s.mu.Unlock()
 	if f == nil {
 		return nil
 	}
@@ -154,6 +195,24 @@ func (s *staging) close() {
 	}
 }
 
+// moveChunk is how much of the staging moveStaged maps at a time.
+const moveChunk = 8 << 20
+
+// moveStaged writes n bytes of the staging memfd fd at offset (and
+// address) a into the process, from a mapping of the memfd: the pages are
+// copied once, from the staging into the process.
+func (b *builder) moveStaged(fd int, a, n int64) error {
+	m, err := unix.Mmap(fd, a, int(n), unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
+	if err != nil {
+		return os.NewSyscallError("mmap", err)
+	}
+	defer unix.Munmap(m)
+	if err := b.writePages(uint64(a), m); err != nil {
+		return fmt.Errorf("pages at %#x from the passes: %w", a, err)
+	}
+	return nil
+}
+
 // fillFromPasses moves the staged pages of the process that lie in its
 // private mappings into it, in chunks, freeing each from the staging once
 // written; whatever else the staging held of it (pages of mappings it no
@@ -168,12 +227,9 @@ func (b *builder) fillFromPasses() error {
 		f.Close()
 		delete(s.tasks, uint32(b.task))
 	}()
-	buf, err := pagebuf.New(format.MaxPageRun)
-	if err != nil {
-		return err
-	}
-	defer pagebuf.Free(buf)
 	fd := int(f.Fd())
+	pool := newWorkers(false)
+	defer pool.close()
 	var moved int64
 	for _, m := range b.img.Maps {
 		if m.Shared || m.Kind == format.MapVdso || m.Kind == format.MapVsyscall {
@@ -193,22 +249,151 @@ func (b *builder) fillFromPasses() error {
 				return os.NewSyscallError("lseek", err)
 			}
 			hole = min(hole, end)
-			for a := data; a < hole; a += int64(len(buf)) {
-				chunk := buf[:min(int64(len(buf)), hole-a)]
-				if _, err := f.ReadAt(chunk, a); err != nil {
+			for a := data; a < hole; a += moveChunk {
+				n := min(moveChunk, hole-a)
+				move := func() error {
+					if err := b.moveStaged(fd, a, n); err != nil {
+						return err
+					}
+					return s.drop(uint32(b.task), uint64(a), uint64(n))
+				}
+				// /proc/PID/mem, for read-only memory, from this thread
+				// (see readContents).
+				if !b.writable(uint64(a), uint64(n)) {
+					if err := pool.drain(); err != nil {
+						return err
+					}
+					if err := move(); err != nil {
+						return err
+					}
+					continue
+				}
+				if err := pool.err(); err != nil {
 					return err
 				}
-				if err := b.writePages(uint64(a), chunk); err != nil {
-					return fmt.Errorf("pages at %#x from the passes: %w", a, err)
-				}
-			}
-			if err := s.drop(uint32(b.task), uint64(data), uint64(hole-data)); err != nil {
-				return err
+				pool.submit(nil, move)
 			}
 			moved += hole - data
 			off = hole
 		}
 	}
+	if err := pool.close(); err != nil {
+		return err
+	}
 	b.tree.logf("moved %d MiB of pages from the passes into process %d", moved>>20, b.img.PID)
 	return nil
+}
+
+// workers run jobs on goroutines of their own, one per CPU (up to four),
+// started with the first job, as pageWriters do: a staging's first touch
+// of its pages, and a process's of its own, go as fast on each CPU. With
+// buffers, they hand out PageBufSize buffers (workers+2 of them) that a
+// job gives back when done.
+type workers struct {
+	n       int
+	bufs    [][]byte
+	free    chan []byte
+	jobs    chan workJob
+	wg      sync.WaitGroup
+	started bool
+
+	mu       sync.Mutex
+	failed   error
+	inflight sync.WaitGroup
+	closed   bool
+}
+
+type workJob struct {
+	buf []byte // given back once do is done, if not nil
+	do  func() error
+}
+
+func newWorkers(buffers bool) *workers {
+	n := max(1, min(runtime.GOMAXPROCS(0), 4))
+	w := &workers{n: n, jobs: make(chan workJob, n+2)}
+	if buffers {
+		w.free = make(chan []byte, n+2)
+	}
+	return w
+}
+
+// buffer returns a free buffer, a new one while there are fewer than
+// cap(free), or else waits for one to be given back.
+func (w *workers) buffer() ([]byte, error) {
+	select {
+	case buf := <-w.free:
+		return buf, nil
+	default:
+	}
+	if len(w.bufs) < cap(w.free) {
+		buf, err := pagebuf.New(format.PageBufSize)
+		if err != nil {
+			return nil, err
+		}
+		w.bufs = append(w.bufs, buf)
+		return buf, nil
+	}
+	return <-w.free, nil
+}
+
+// giveBack returns a buffer from buffer that holds nothing to do.
+func (w *workers) giveBack(buf []byte) { w.free <- buf }
+
+// submit has a worker run do, then give buf back.
+func (w *workers) submit(buf []byte, do func() error) {
+	if !w.started {
+		w.started = true
+		for range w.n {
+			w.wg.Add(1)
+			go w.run()
+		}
+	}
+	w.inflight.Add(1)
+	w.jobs <- workJob{buf: buf, do: do}
+}
+
+func (w *workers) run() {
+	defer w.wg.Done()
+	for j := range w.jobs {
+		if w.err() == nil {
+			if err := j.do(); err != nil {
+				w.mu.Lock()
+				if w.failed == nil {
+					w.failed = err
+				}
+				w.mu.Unlock()
+			}
+		}
+		if j.buf != nil {
+			w.free <- j.buf
+		}
+		w.inflight.Done()
+	}
+}
+
+// drain waits until every job submitted is done, and returns the first
+// error.
+func (w *workers) drain() error {
+	w.inflight.Wait()
+	return w.err()
+}
+
+func (w *workers) err() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.failed
+}
+
+// close waits for the workers to be done, frees the buffers and returns
+// the first error. A second close returns it again.
+func (w *workers) close() error {
+	if !w.closed {
+		w.closed = true
+		close(w.jobs)
+		w.wg.Wait()
+		for _, buf := range w.bufs {
+			pagebuf.Free(buf)
+		}
+	}
+	return w.err()
 }

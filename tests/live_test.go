@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -306,5 +307,31 @@ func TestLiveImageCrafted(t *testing.T) {
 	checkLines(t, pid, ld.out, 1, false)
 	if m := string(readFile(t, fmt.Sprintf("/proc/%d/maps", pid))); strings.Contains(m, "00010000-") {
 		t.Errorf("the restored process has a mapping at 0x10000:\n%s", m)
+	}
+}
+
+// TestLiveDumpTree: --live refuses a process with children for now,
+// naming them, and the tree goes on untouched.
+func TestLiveDumpTree(t *testing.T) {
+	needTools(t)
+	p := start(t, append(victimArgv(t, "memhog"), "4", "1"), t.TempDir())
+	all, _ := p.out.wait(20*time.Second, func(all []string, _ bool) bool { return len(all) > 0 })
+	if len(all) == 0 || !strings.HasPrefix(all[0], "ready ") {
+		t.Fatalf("memhog did not start: %q %s", all, p.stderrText())
+	}
+	kid := strings.Fields(all[0])[3]
+	var stderr bytes.Buffer
+	cmd := exec.Command(filepath.Join(binDir, "procs-dump"), "--live", "-o", filepath.Join(t.TempDir(), "image"), strconv.Itoa(p.pid()))
+	cmd.Stderr = &stderr
+	runTimeout(cmd, time.Minute)
+	msg := strings.TrimSpace(stderr.String())
+	if code := cmd.ProcessState.ExitCode(); code != 3 || !strings.Contains(msg, "has children ("+kid+")") || strings.Count(msg, "\n") > 1 {
+		t.Errorf("procs-dump --live of a tree: exit %d, %q; want 3 and one line naming child %s", code, msg, kid)
+	}
+	before, _ := p.out.snapshot()
+	unix.Kill(p.pid(), unix.SIGUSR1)
+	verified := func(all []string, _ bool) bool { return slices.Contains(all[len(before):], "verify ok") }
+	if got, ok := p.out.wait(10*time.Second, verified); !ok {
+		t.Errorf("the tree after the refusal says %q; want verify ok", got[len(before):])
 	}
 }

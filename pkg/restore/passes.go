@@ -26,7 +26,7 @@ import (
 // and the restored memory together stay about the size of the process.
 type staging struct {
 	tasks map[uint32]*os.File
-	mu sync.Mutex // tasks and written, for the writers of readPasses
+	mu    sync.Mutex // tasks and written, for the writers of readPasses
 	// written is the bytes written since the size was last checked.
 	written int64
 }

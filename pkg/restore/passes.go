@@ -9,13 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"sync"
 
 	"golang.org/x/sys/unix"
 
 	"procs/format"
-	"procs/pkg/pagebuf"
 )
 
 // staging holds the passes of an image: per process, a memfd whose
@@ -42,7 +40,7 @@ func (t *tree) readPasses(h format.Header) (format.Header, error) {
 		return h, nil
 	}
 	t.staged = &staging{tasks: map[uint32]*os.File{}}
-	pool := newWorkers(true)
+	pool := newPageWriters(true)
 	var err error
 	var passes, drops int
 	var bytes int64
@@ -228,7 +226,7 @@ func (b *builder) fillFromPasses() error {
 		delete(s.tasks, uint32(b.task))
 	}()
 	fd := int(f.Fd())
-	pool := newWorkers(false)
+	pool := newPageWriters(false)
 	defer pool.close()
 	var moved int64
 	for _, m := range b.img.Maps {
@@ -282,118 +280,4 @@ func (b *builder) fillFromPasses() error {
 	}
 	b.tree.logf("moved %d MiB of pages from the passes into process %d", moved>>20, b.img.PID)
 	return nil
-}
-
-// workers run jobs on goroutines of their own, one per CPU (up to four),
-// started with the first job, as pageWriters do: a staging's first touch
-// of its pages, and a process's of its own, go as fast on each CPU. With
-// buffers, they hand out PageBufSize buffers (workers+2 of them) that a
-// job gives back when done.
-type workers struct {
-	n       int
-	bufs    [][]byte
-	free    chan []byte
-	jobs    chan workJob
-	wg      sync.WaitGroup
-	started bool
-
-	mu       sync.Mutex
-	failed   error
-	inflight sync.WaitGroup
-	closed   bool
-}
-
-type workJob struct {
-	buf []byte // given back once do is done, if not nil
-	do  func() error
-}
-
-func newWorkers(buffers bool) *workers {
-	n := max(1, min(runtime.GOMAXPROCS(0), 4))
-	w := &workers{n: n, jobs: make(chan workJob, n+2)}
-	if buffers {
-		w.free = make(chan []byte, n+2)
-	}
-	return w
-}
-
-// buffer returns a free buffer, a new one while there are fewer than
-// cap(free), or else waits for one to be given back.
-func (w *workers) buffer() ([]byte, error) {
-	select {
-	case buf := <-w.free:
-		return buf, nil
-	default:
-	}
-	if len(w.bufs) < cap(w.free) {
-		buf, err := pagebuf.New(format.PageBufSize)
-		if err != nil {
-			return nil, err
-		}
-		w.bufs = append(w.bufs, buf)
-		return buf, nil
-	}
-	return <-w.free, nil
-}
-
-// giveBack returns a buffer from buffer that holds nothing to do.
-func (w *workers) giveBack(buf []byte) { w.free <- buf }
-
-// submit has a worker run do, then give buf back.
-func (w *workers) submit(buf []byte, do func() error) {
-	if !w.started {
-		w.started = true
-		for range w.n {
-			w.wg.Add(1)
-			go w.run()
-		}
-	}
-	w.inflight.Add(1)
-	w.jobs <- workJob{buf: buf, do: do}
-}
-
-func (w *workers) run() {
-	defer w.wg.Done()
-	for j := range w.jobs {
-		if w.err() == nil {
-			if err := j.do(); err != nil {
-				w.mu.Lock()
-				if w.failed == nil {
-					w.failed = err
-				}
-				w.mu.Unlock()
-			}
-		}
-		if j.buf != nil {
-			w.free <- j.buf
-		}
-		w.inflight.Done()
-	}
-}
-
-// drain waits until every job submitted is done, and returns the first
-// error.
-func (w *workers) drain() error {
-	w.inflight.Wait()
-	return w.err()
-}
-
-func (w *workers) err() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.failed
-}
-
-// close waits for the workers to be done, frees the buffers and returns
-// the first error. A second close returns it again.
-func (w *workers) close() error {
-	if !w.closed {
-		w.closed = true
-		close(w.jobs)
-		w.wg.Wait()
-		for _, buf := range w.bufs {
-			pagebuf.Free(buf)
-		}
-	}
-	return w.err()
 }

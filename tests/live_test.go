@@ -335,3 +335,26 @@ func TestLiveDumpTree(t *testing.T) {
 		t.Errorf("the tree after the refusal says %q; want verify ok", got[len(before):])
 	}
 }
+
+// TestLiveDumpSparse: a process that maps far more than it touches (256
+// GiB, 16 pages touched) is tracked without page tables made for what it
+// never touched, and restored.
+func TestLiveDumpSparse(t *testing.T) {
+	needTools(t)
+	p := startLivemem(t, "8", "1", "0", "2", "sparse")
+	pte := func() int {
+		kb, _ := strconv.Atoi(strings.Fields(procStatus(p.pid())["VmPTE"] + " 0")[0])
+		return kb
+	}
+	before := pte()
+	img, _ := liveDump(t, p.pid(), "-K")
+	if after := pte(); after > before+1024 {
+		t.Errorf("the victim's page tables grew from %d to %d KiB in the live dump", before, after)
+	}
+	checkLines(t, p.pid(), p.out, 1, false)
+	p.cmd.Process.Kill()
+	p.exited(10 * time.Second)
+	ld := startLoad(t, img)
+	pid := ld.find(t, "livemem", 20*time.Second)
+	checkLines(t, pid, ld.out, 1, false)
+}

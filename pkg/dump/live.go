@@ -4,8 +4,8 @@
 // (KERNEL-NOTES, "Memory"): made in the process by an injected call, taken
 // with pidfd_getfd, closed in the process again at once; then its private
 // anonymous mappings are registered for asynchronous write-protection, and
-// PAGEMAP_SCAN tells the pages written since the last pass (and protects
-// them again). Only procs-dump holds the userfaultfd: when it ends, by
+// PAGEMAP_SCAN protects the pages that exist, and tells which were written
+// since the last pass (and protects them again). Only procs-dump holds the userfaultfd: when it ends, by
 // any way, the kernel lifts every protection it put.
 
 package dump
@@ -63,8 +63,8 @@ type tracker struct {
 	pid  int
 	uffd *uffd.FD
 	pm   *procfs.Pagemap
-	// sent are the ranges registered once, sorted: pages of them went
-	// in the image, which a mapping made there since must void (DROP).
+	// sent are the pages in the image (sorted ranges): those that go
+	// (dropped, unmapped, remapped) must be voided by a DROP.
 	sent [][2]uint64
 	regs []procfs.PageRegion
 }
@@ -199,20 +199,45 @@ type passWork struct {
 }
 
 // scan finds what a pass writes of the tracked mappings in maps: in a
-// mapping tracked since the last pass, the pages written since and those
-// dropped; in one not yet tracked, all of its pages, after it is
-// registered (register false: not registered, as in the last pass, made
-// while the process is frozen). untracked collects the mappings not
-// tracked.
+// mapping tracked since the last pass, the pages written since, and the
+// pages sent before that are gone since (MADV_DONTNEED); in one not yet
+// tracked, all of its pages, after it is registered (register false:
+// not registered, as in the last pass, made while the process is
+// frozen). untracked collects the mappings not tracked.
+//
+// Only pages that exist are ever write-protected (PAGEMAP_SCAN's
+// WP_MATCHING on what it reports): never the empty parts of a mapping,
+// whose protection would make page tables for all of it (256 GiB of
+// reserved address space took 512 MiB of them, and seconds). A write
+// there makes a page that is not protected: it is seen as written.
 func (t *tracker) scan(maps []procfs.Mapping, register bool, chunk uint64) (passWork, []procfs.Mapping, error) {
 	var pw passWork
 	var untracked []procfs.Mapping
+	var holes, read [][2]uint64 // this pass's, sorted
+	// Pages that exist and were written since protected. An empty page
+	// is not protected, so it counts as written too: left out here.
 	written := procfs.ScanArgs{Flags: procfs.PMScanWPMatching | procfs.PMScanCheckWPAsync,
-		Mask: procfs.PageIsWritten, Return: procfs.PageIsPresent | procfs.PageIsSwapped | procfs.PageIsPFNZero}
-	// Pages neither present nor swapped, nor protected (a protected
-	// empty page has a marker, seen as swapped): dropped since.
-	holes := procfs.ScanArgs{Flags: procfs.PMScanWPMatching | procfs.PMScanCheckWPAsync,
+		Mask: procfs.PageIsWritten, AnyOf: procfs.PageIsPresent | procfs.PageIsSwapped,
+		Return: procfs.PageIsPresent | procfs.PageIsSwapped | procfs.PageIsPFNZero}
+	// Pages neither present nor swapped (nor a marker of protection,
+	// seen as swapped): dropped, or never touched.
+	empty := procfs.ScanArgs{Flags: procfs.PMScanCheckWPAsync,
 		Inverted: procfs.PageIsPresent | procfs.PageIsSwapped, Mask: procfs.PageIsPresent | procfs.PageIsSwapped}
+	// Every page that exists, protected as it is reported.
+	existing := procfs.ScanArgs{Flags: procfs.PMScanWPMatching | procfs.PMScanCheckWPAsync,
+		AnyOf: procfs.PageIsPresent | procfs.PageIsSwapped, Return: procfs.PageIsPresent | procfs.PageIsSwapped | procfs.PageIsPFNZero}
+	// pages sorts the regions of t.regs: to read, or (the zero page)
+	// to drop.
+	pages := func(via bool) {
+		for _, r := range t.regs {
+			if r.Categories&procfs.PageIsSwapped != 0 || r.Categories&procfs.PageIsPresent != 0 && r.Categories&procfs.PageIsPFNZero == 0 {
+				pw.add(r.Start, r.End, chunk, via)
+				read = append(read, [2]uint64{r.Start, r.End})
+			} else {
+				pw.drops = append(pw.drops, [2]uint64{r.Start, r.End})
+			}
+		}
+	}
 	for i := range maps {
 		m := &maps[i]
 		if !tracked(m) {
@@ -222,16 +247,10 @@ func (t *tracker) scan(maps []procfs.Mapping, register bool, chunk uint64) (pass
 		via := !m.Read
 		var err error
 		if t.regs, err = t.pm.ScanWith(t.regs[:0], m.Start, m.End, written); err == nil {
-			for _, r := range t.regs {
-				if r.Categories&procfs.PageIsSwapped != 0 || r.Categories&procfs.PageIsPresent != 0 && r.Categories&procfs.PageIsPFNZero == 0 {
-					pw.add(r.Start, r.End, chunk, via)
-				} else {
-					pw.drops = append(pw.drops, [2]uint64{r.Start, r.End})
-				}
-			}
-			if t.regs, err = t.pm.ScanWith(t.regs[:0], m.Start, m.End, holes); err == nil {
+			pages(via)
+			if t.regs, err = t.pm.ScanWith(t.regs[:0], m.Start, m.End, empty); err == nil {
 				for _, r := range t.regs {
-					pw.drops = append(pw.drops, [2]uint64{r.Start, r.End})
+					holes = append(holes, [2]uint64{r.Start, r.End})
 				}
 				continue
 			}
@@ -248,22 +267,18 @@ func (t *tracker) scan(maps []procfs.Mapping, register bool, chunk uint64) (pass
 		if err := t.uffd.Register(m.Start, m.Len(), linux.UFFDIO_REGISTER_MODE_WP); err != nil {
 			continue // changed meanwhile: the next pass sees it again
 		}
-		if err := t.uffd.WriteProtect(m.Start, m.Len()); err != nil {
-			return pw, nil, err
+		// What was sent of an earlier mapping here is void.
+		whole := [][2]uint64{{m.Start, m.End}}
+		pw.drops = append(pw.drops, intersect(t.sent, whole)...)
+		t.sent = subtract(t.sent, whole)
+		if t.regs, err = t.pm.ScanWith(t.regs[:0], m.Start, m.End, existing); err != nil {
+			return pw, nil, fmt.Errorf("scanning pages of %x-%x: %w", m.Start, m.End, err)
 		}
-		if overlaps(t.sent, m.Start, m.End) {
-			pw.drops = append(pw.drops, [2]uint64{m.Start, m.End})
-		}
-		t.sent = addRange(t.sent, m.Start, m.End)
-		err = scanRuns(t.pid, []procfs.Mapping{*m}, nil, chunk, func(r run) bool {
-			pw.runs = append(pw.runs, run{addr: r.addr, size: r.size, viaMem: via})
-			pw.bytes += int64(r.size)
-			return true
-		})
-		if err != nil {
-			return pw, nil, err
-		}
+		pages(via)
 	}
+	// Of the empty pages, those sent before were dropped since.
+	pw.drops = append(pw.drops, intersect(t.sent, holes)...)
+	t.sent = union(subtract(t.sent, holes), read)
 	return pw, untracked, nil
 }
 
@@ -275,20 +290,20 @@ func (pw *passWork) add(start, end, chunk uint64, viaMem bool) {
 	pw.bytes += int64(end - start)
 }
 
-// overlaps tells whether [lo, hi) meets one of rs (sorted).
-func overlaps(rs [][2]uint64, lo, hi uint64) bool {
-	parts, _ := format.Outside(nil, lo, hi, rs)
-	return len(parts) != 1 || parts[0] != [2]uint64{lo, hi}
-}
+// Sets of address ranges: sorted, apart, each [start, end).
 
-// addRange adds [lo, hi) to rs, sorted and merged.
-func addRange(rs [][2]uint64, lo, hi uint64) [][2]uint64 {
-	rs = append(rs, [2]uint64{lo, hi})
-	slices.SortFunc(rs, func(a, b [2]uint64) int { return compareUint(a[0], b[0]) })
-	out := rs[:1]
-	for _, r := range rs[1:] {
-		if l := &out[len(out)-1]; r[0] <= l[1] {
-			l[1] = max(l[1], r[1])
+// union is the ranges of a or of b.
+func union(a, b [][2]uint64) [][2]uint64 {
+	var out [][2]uint64
+	for len(a) > 0 || len(b) > 0 {
+		var r [2]uint64
+		if len(b) == 0 || len(a) > 0 && a[0][0] <= b[0][0] {
+			r, a = a[0], a[1:]
+		} else {
+			r, b = b[0], b[1:]
+		}
+		if n := len(out); n > 0 && r[0] <= out[n-1][1] {
+			out[n-1][1] = max(out[n-1][1], r[1])
 		} else {
 			out = append(out, r)
 		}
@@ -296,14 +311,30 @@ func addRange(rs [][2]uint64, lo, hi uint64) [][2]uint64 {
 	return out
 }
 
-func compareUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
+// intersect is the ranges of both a and b.
+func intersect(a, b [][2]uint64) [][2]uint64 {
+	var out [][2]uint64
+	for len(a) > 0 && len(b) > 0 {
+		if lo, hi := max(a[0][0], b[0][0]), min(a[0][1], b[0][1]); lo < hi {
+			out = append(out, [2]uint64{lo, hi})
+		}
+		if a[0][1] < b[0][1] {
+			a = a[1:]
+		} else {
+			b = b[1:]
+		}
 	}
-	return 0
+	return out
+}
+
+// subtract is the ranges of a outside b.
+func subtract(a, b [][2]uint64) [][2]uint64 {
+	var out, parts [][2]uint64
+	for _, r := range a {
+		parts, b = format.Outside(parts[:0], r[0], r[1], b)
+		out = append(out, parts...)
+	}
+	return out
 }
 
 // writePass writes a pass's work as DROP and PASS records of task 0.
@@ -372,8 +403,8 @@ func (t *tracker) finalPass(w *format.Writer, c *collector, bufs *[][]byte) (int
 		return 0, pw, err
 	}
 	for _, m := range untracked {
-		if storable(&m) && overlaps(t.sent, m.Start, m.End) {
-			pw.drops = append(pw.drops, [2]uint64{m.Start, m.End})
+		if storable(&m) {
+			pw.drops = append(pw.drops, intersect(t.sent, [][2]uint64{{m.Start, m.End}})...)
 		}
 	}
 	stored, err := t.writePass(w, pw, bufs)

@@ -68,8 +68,6 @@ var layouts = []layout{
 	{&UffdioAPI{}, SizeofUffdioAPI, "struct uffdio_api", map[string]string{"API": "api", "Features": "features", "Ioctls": "ioctls"}},
 	{&UffdioRegister{}, SizeofUffdioRegister, "struct uffdio_register", map[string]string{
 		"Start": "range.start", "Len": "range.len", "Mode": "mode", "Ioctls": "ioctls"}},
-	{&UffdioWriteprotect{}, SizeofUffdioWriteprotect, "struct uffdio_writeprotect", map[string]string{
-		"Start": "range.start", "Len": "range.len", "Mode": "mode"}},
 	{&Iovec{}, SizeofIovec, "struct iovec", map[string]string{"Base": "iov_base", "Len": "iov_len"}},
 	{&Capset{}, SizeofCapset, "struct { struct __user_cap_header_struct h; struct __user_cap_data_struct d[2]; }", map[string]string{
 		"Version": "h.version", "Pid": "h.pid", "Data": "d"}},
@@ -212,10 +210,8 @@ func TestConstantsAgainstC(t *testing.T) {
 		"MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ":      MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ,
 		"SizeofSigset": SizeofSigset, "SizeofSiginfo": SizeofSiginfo,
 		"Dirent64RecLenOffset": Dirent64RecLenOffset, "Dirent64NameOffset": Dirent64NameOffset,
-		"UFFD_API": UFFD_API, "UFFDIO_REGISTER_MODE_MISSING": UFFDIO_REGISTER_MODE_MISSING,
-		"UFFDIO_REGISTER_MODE_WP": UFFDIO_REGISTER_MODE_WP, "UFFDIO_WRITEPROTECT_MODE_WP": UFFDIO_WRITEPROTECT_MODE_WP,
-		"UFFDIO_API": UFFDIO_API, "UFFDIO_REGISTER": UFFDIO_REGISTER, "UFFDIO_UNREGISTER": UFFDIO_UNREGISTER,
-		"UFFDIO_WRITEPROTECT": UFFDIO_WRITEPROTECT,
+		"UFFD_API": UFFD_API, "UFFDIO_REGISTER_MODE_WP": UFFDIO_REGISTER_MODE_WP,
+		"UFFDIO_API": UFFDIO_API, "UFFDIO_REGISTER": UFFDIO_REGISTER,
 	}
 	// (MEMBARRIER_CMD_GET_REGISTRATIONS, of Linux 6.13, is left out: the
 	// headers of many systems predate it.)

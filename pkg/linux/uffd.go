@@ -5,18 +5,14 @@ package linux
 const (
 	UFFD_USER_MODE_ONLY = 1 // flag of userfaultfd(2): faults of user mode only
 
-	UFFD_API                     = 0xAA
-	UFFD_FEATURE_WP_UNPOPULATED  = 1 << 13 // write-protect unpopulated pages too
-	UFFD_FEATURE_WP_ASYNC        = 1 << 15 // the kernel resolves write faults itself
-	UFFDIO_REGISTER_MODE_MISSING = 1
-	UFFDIO_REGISTER_MODE_WP      = 2
-	UFFDIO_WRITEPROTECT_MODE_WP  = 1
+	UFFD_API                    = 0xAA
+	UFFD_FEATURE_WP_UNPOPULATED = 1 << 13 // what PAGEMAP_SCAN needs to protect anonymous memory
+	UFFD_FEATURE_WP_ASYNC       = 1 << 15 // the kernel resolves write faults itself
+	UFFDIO_REGISTER_MODE_WP     = 2
 
-	// _IOWR(0xAA, nr, struct) and _IOR for UNREGISTER.
-	UFFDIO_API          = 0xC018AA3F // struct uffdio_api
-	UFFDIO_REGISTER     = 0xC020AA00 // struct uffdio_register
-	UFFDIO_UNREGISTER   = 0x8010AA01 // struct uffdio_range
-	UFFDIO_WRITEPROTECT = 0xC018AA06 // struct uffdio_writeprotect
+	// _IOWR(0xAA, nr, struct).
+	UFFDIO_API      = 0xC018AA3F // struct uffdio_api
+	UFFDIO_REGISTER = 0xC020AA00 // struct uffdio_register
 )
 
 // UffdioAPI is struct uffdio_api.
@@ -44,15 +40,3 @@ const SizeofUffdioRegister = 32
 
 func (r UffdioRegister) Encode() []byte   { return encode(r) }
 func (r *UffdioRegister) Decode(b []byte) { decode(b[:SizeofUffdioRegister], r) }
-
-// UffdioWriteprotect is struct uffdio_writeprotect.
-type UffdioWriteprotect struct {
-	Start, Len uint64
-	Mode       uint64
-}
-
-// SizeofUffdioWriteprotect is the size of struct uffdio_writeprotect.
-const SizeofUffdioWriteprotect = 24
-
-func (w UffdioWriteprotect) Encode() []byte   { return encode(w) }
-func (w *UffdioWriteprotect) Decode(b []byte) { decode(b[:SizeofUffdioWriteprotect], w) }

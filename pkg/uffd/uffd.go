@@ -31,15 +31,10 @@ func (u *FD) API(features uint64) error {
 }
 
 // Register watches [start, start+n) in mode (UFFDIO_REGISTER_MODE_*):
-// whole mappings, without a hole.
+// whole mappings, without a hole. Registered for write-protection, the
+// pages are protected by PAGEMAP_SCAN (WP_MATCHING), which tells which
+// were written since (see procfs.ScanArgs).
 func (u *FD) Register(start, n, mode uint64) error {
 	b := linux.UffdioRegister{Start: start, Len: n, Mode: mode}.Encode()
 	return u.ioctl("UFFDIO_REGISTER", linux.UFFDIO_REGISTER, b)
-}
-
-// WriteProtect protects [start, start+n), registered in WP mode, from
-// writes (with WP_ASYNC: marks its pages not written).
-func (u *FD) WriteProtect(start, n uint64) error {
-	b := linux.UffdioWriteprotect{Start: start, Len: n, Mode: linux.UFFDIO_WRITEPROTECT_MODE_WP}.Encode()
-	return u.ioctl("UFFDIO_WRITEPROTECT", linux.UFFDIO_WRITEPROTECT, b)
 }

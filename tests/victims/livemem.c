@@ -15,7 +15,9 @@
  * page must read as zeros) and starts a thread now and then whose stack
  * holds a pattern.
  *
- * With "uffd" it holds a userfaultfd of its own.
+ * With "uffd" it holds a userfaultfd of its own; with "sparse" it also
+ * maps 256 GiB of memory it never touches but for a few pages (as a
+ * runtime reserves address space).
  *
  * On SIGUSR1 every writer checks its pages, seq and writes, and prints
  * "check T ok writes=N" or "check T bad ..."; every churn object is
@@ -250,6 +252,14 @@ int main(int argc, char **argv)
 		rate = atoi(argv[4]);
 	if (argc > 5 && strcmp(argv[5], "uffd") == 0 && syscall(SYS_userfaultfd, O_CLOEXEC | 1 /* user mode only */) < 0)
 		return 6;
+	if (argc > 5 && strcmp(argv[5], "sparse") == 0) {
+		size_t big = (size_t)256 << 30;
+		char *p = mmap(NULL, big, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (p == MAP_FAILED)
+			return 7;
+		for (int i = 0; i < 16; i++)
+			p[(big / 16) * i] = 1;
+	}
 	struct sigaction sa = {.sa_handler = onusr1, .sa_flags = SA_RESTART};
 	sigaction(SIGUSR1, &sa, NULL);
 	static struct writer ws[64];

@@ -315,11 +315,14 @@ func TestLiveImageCrafted(t *testing.T) {
 func TestLiveDumpTree(t *testing.T) {
 	needTools(t)
 	p := start(t, append(victimArgv(t, "memhog"), "4", "1"), t.TempDir())
-	all, _ := p.out.wait(20*time.Second, func(all []string, _ bool) bool { return len(all) > 0 })
-	if len(all) == 0 || !strings.HasPrefix(all[0], "ready ") {
+	ready := func(all []string, _ bool) bool {
+		return slices.ContainsFunc(all, func(l string) bool { return strings.HasPrefix(l, "ready ") })
+	}
+	all, ok := p.out.wait(20*time.Second, ready)
+	if !ok {
 		t.Fatalf("memhog did not start: %q %s", all, p.stderrText())
 	}
-	kid := strings.Fields(all[0])[3]
+	kid := strings.Fields(all[slices.IndexFunc(all, func(l string) bool { return strings.HasPrefix(l, "ready ") })])[3]
 	var stderr bytes.Buffer
 	cmd := exec.Command(filepath.Join(binDir, "procs-dump"), "--live", "-o", filepath.Join(t.TempDir(), "image"), strconv.Itoa(p.pid()))
 	cmd.Stderr = &stderr

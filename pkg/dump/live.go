@@ -142,16 +142,81 @@ func injectUserfaultfd(f *frozen) (*os.File, error) {
 		r.Restore()
 		f.held[r.TID] = append(f.held[r.TID], r.Signals...)
 	}()
-	fd, err := r.Syscall("userfaultfd", unix.SYS_USERFAULTFD, unix.O_CLOEXEC|unix.O_NONBLOCK|linux.UFFD_USER_MODE_ONLY)
+	open := inject.Call{Nr: unix.SYS_USERFAULTFD, Args: [6]uint64{unix.O_CLOEXEC | unix.O_NONBLOCK | linux.UFFD_USER_MODE_ONLY}}
+	if tr.Batch == 0 {
+		// No room for batches: two calls, and a procs-dump that dies
+		// between them leaves the process the fd.
+		fd, err := r.Syscall("userfaultfd", open.Nr, open.Args[0])
+		if err != nil {
+			return nil, err
+		}
+		file, gerr := takeFD(f.pid, int(fd))
+		if _, err := r.Syscall("close", unix.SYS_CLOSE, fd); err != nil && gerr == nil {
+			file.Close()
+			return nil, err
+		}
+		return file, gerr
+	}
+	// One batch: userfaultfd, then close of the fd it made, which the
+	// thread makes even if procs-dump dies (but in the instant before the
+	// close is given its fd): the fd is taken in between.
+	table, restore, err := batchArea(f)
 	if err != nil {
 		return nil, err
 	}
-	file, gerr := takeFD(f.pid, int(fd))
-	if _, err := r.Syscall("close", unix.SYS_CLOSE, fd); err != nil && gerr == nil {
-		file.Close()
+	defer restore()
+	var file *os.File
+	closeFD := inject.Call{Nr: unix.SYS_CLOSE, Args: [6]uint64{^uint64(0)}}
+	rets, err := r.BatchChained(table, []inject.Call{open, closeFD}, func(fd uint64) ([]inject.Call, error) {
+		if e := int64(fd); e < 0 {
+			return nil, &inject.SyscallError{Name: "userfaultfd", Errno: unix.Errno(-e)}
+		}
+		closeFD.Args[0] = fd
+		var err error
+		file, err = takeFD(f.pid, int(fd))
+		return []inject.Call{closeFD}, err
+	})
+	if err != nil {
+		if file != nil {
+			file.Close()
+		}
 		return nil, err
 	}
-	return file, gerr
+	if e := int64(rets[1]); e < 0 {
+		file.Close()
+		return nil, &inject.SyscallError{Name: "close", Errno: unix.Errno(-e)}
+	}
+	return file, nil
+}
+
+// batchArea picks where a batch's table goes in the frozen process: the
+// first bytes of its main stack mapping, below every thread's stack
+// pointer, as the collector's injected calls do (see resultArea). It
+// returns what puts their contents back.
+func batchArea(f *frozen) (uint64, func(), error) {
+	maps, err := procfs.Maps(f.pid)
+	if err != nil {
+		return 0, nil, err
+	}
+	i := slices.IndexFunc(maps, func(m procfs.Mapping) bool { return m.Path == "[stack]" })
+	if i < 0 {
+		return 0, nil, errors.New("process has no [stack] mapping")
+	}
+	area := maps[i].Start
+	for _, tid := range f.tids {
+		regs, err := ptrace.GetRegs(tid)
+		if err != nil {
+			return 0, nil, err
+		}
+		if regs.Rsp >= area && regs.Rsp < area+scratchSize {
+			return 0, nil, fmt.Errorf("thread %d runs deep in the main stack (sp %#x): no room to work", tid, regs.Rsp)
+		}
+	}
+	orig := make([]byte, inject.BatchSize(2))
+	if err := ptrace.ReadMem(f.pid, area, orig); err != nil {
+		return 0, nil, err
+	}
+	return area, func() { ptrace.WriteMem(f.pid, area, orig) }, nil
 }
 
 // takeFD copies fd of process pid into this one.
@@ -214,6 +279,7 @@ func (t *tracker) scan(maps []procfs.Mapping, register bool, chunk uint64) (pass
 	var pw passWork
 	var untracked []procfs.Mapping
 	var holes, read [][2]uint64 // this pass's, sorted
+	var kept [][2]uint64        // the mappings tracked in this pass, sorted
 	// Pages that exist and were written since protected. An empty page
 	// is not protected, so it counts as written too: left out here.
 	written := procfs.ScanArgs{Flags: procfs.PMScanWPMatching | procfs.PMScanCheckWPAsync,
@@ -252,6 +318,7 @@ func (t *tracker) scan(maps []procfs.Mapping, register bool, chunk uint64) (pass
 				for _, r := range t.regs {
 					holes = append(holes, [2]uint64{r.Start, r.End})
 				}
+				kept = append(kept, [2]uint64{m.Start, m.End})
 				continue
 			}
 		}
@@ -275,10 +342,14 @@ func (t *tracker) scan(maps []procfs.Mapping, register bool, chunk uint64) (pass
 			return pw, nil, fmt.Errorf("scanning pages of %x-%x: %w", m.Start, m.End, err)
 		}
 		pages(via)
+		kept = append(kept, [2]uint64{m.Start, m.End})
 	}
-	// Of the empty pages, those sent before were dropped since.
+	// Of the empty pages, those sent before were dropped since; and
+	// pages sent of memory no longer tracked (unmapped, or not
+	// registered now) are void: the loader need not keep them.
 	pw.drops = append(pw.drops, intersect(t.sent, holes)...)
-	t.sent = union(subtract(t.sent, holes), read)
+	pw.drops = append(pw.drops, subtract(t.sent, kept)...)
+	t.sent = union(subtract(intersect(t.sent, kept), holes), read)
 	return pw, untracked, nil
 }
 
@@ -395,17 +466,12 @@ func (t *tracker) passes(w *format.Writer, o LiveOptions, logf func(string, ...a
 // finalPass writes, the process frozen, the last pass of task 0 (its
 // maps are c.maps): the tracked memory written since the last pass, and
 // all of the memory of mappings the tracking did not cover (private
-// file mappings, mappings made since the last pass), each first dropped
-// where pages were sent before.
+// file mappings, mappings made since the last pass), after the DROP of
+// what was sent where they are (scan).
 func (t *tracker) finalPass(w *format.Writer, c *collector, bufs *[][]byte) (int64, passWork, error) {
 	pw, untracked, err := t.scan(c.maps, false, passChunk)
 	if err != nil {
 		return 0, pw, err
-	}
-	for _, m := range untracked {
-		if storable(&m) {
-			pw.drops = append(pw.drops, intersect(t.sent, [][2]uint64{{m.Start, m.End}})...)
-		}
 	}
 	stored, err := t.writePass(w, pw, bufs)
 	if err != nil {

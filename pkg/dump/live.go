@@ -158,15 +158,23 @@ func injectUserfaultfd(f *frozen) (*os.File, error) {
 		return file, gerr
 	}
 	// One batch: userfaultfd, then close of the fd it made, which the
-	// thread makes even if procs-dump dies (but in the instant before the
-	// close is given its fd): the fd is taken in between.
+	// thread makes even if procs-dump dies: the fd is taken in between.
+	// The close is given the fd userfaultfd will return, the lowest free
+	// one of the frozen process, and corrected if it returned another
+	// (a process sharing the fd table opened one meanwhile): only then,
+	// in the instant of the correction, does a dying procs-dump leave
+	// the fd (or close another).
 	table, restore, err := batchArea(f)
 	if err != nil {
 		return nil, err
 	}
 	defer restore()
+	next, err := lowestFreeFD(f.pid)
+	if err != nil {
+		return nil, err
+	}
 	var file *os.File
-	closeFD := inject.Call{Nr: unix.SYS_CLOSE, Args: [6]uint64{^uint64(0)}}
+	closeFD := inject.Call{Nr: unix.SYS_CLOSE, Args: [6]uint64{uint64(next)}}
 	rets, err := r.BatchChained(table, []inject.Call{open, closeFD}, func(fd uint64) ([]inject.Call, error) {
 		if e := int64(fd); e < 0 {
 			return nil, &inject.SyscallError{Name: "userfaultfd", Errno: unix.Errno(-e)}
@@ -187,6 +195,24 @@ func injectUserfaultfd(f *frozen) (*os.File, error) {
 		return nil, &inject.SyscallError{Name: "close", Errno: unix.Errno(-e)}
 	}
 	return file, nil
+}
+
+// lowestFreeFD is the lowest fd number process pid has not open: the one
+// its next open gets.
+func lowestFreeFD(pid int) (int, error) {
+	fds, err := procfs.FDs(pid)
+	if err != nil {
+		return 0, err
+	}
+	open := map[int]bool{}
+	for _, fd := range fds {
+		open[fd.Num] = true
+	}
+	n := 0
+	for open[n] {
+		n++
+	}
+	return n, nil
 }
 
 // batchArea picks where a batch's table goes in the frozen process: the

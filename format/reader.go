@@ -72,12 +72,14 @@ type Reader struct {
 	inPages   bool
 	nextAddr  uint64 // end of the last PAGES record read
 	pagesRead bool
+	passes    bool   // INFO requires page-passes: PASS and DROP may come
+	passTasks uint32 // 1 + the highest process of a PASS or DROP record
 	done      bool
 	err       error
 
-	hdr     [recordHeaderSize]byte
-	scratch []byte // stored payloads
-	dec     []byte // decompressed payloads that do not fit the caller's buffer
+	hdr     [max(recordHeaderSize, dropSize)]byte // a record header, or a payload's prefix
+	scratch []byte                                // stored payloads
+	dec     []byte                                // decompressed payloads that do not fit the caller's buffer
 }
 
 // errReader remembers the last error of the reader under a decompressor,
@@ -210,12 +212,13 @@ func NewReaderLimits(r io.Reader, lim Limits) (*Reader, error) {
 	if f := unknownFeatures(rd.info.Requires); len(f) > 0 {
 		return nil, rd.failAt(Unsupported, hd.Offset, fmt.Sprintf("the image requires %s, which this reader does not know", strings.Join(f, ", ")))
 	}
+	rd.passes = slices.Contains(rd.info.Requires, FeaturePagePasses)
 	return rd, nil
 }
 
 // Features are the names of INFO.requires this package knows (see
 // SPEC.md, "How the format evolves").
-var Features = []string{FeatureFileLocks, FeatureSysVIPC}
+var Features = []string{FeatureFileLocks, FeatureSysVIPC, FeaturePagePasses}
 
 // unknownFeatures returns those of req that Features lacks, quoted.
 func unknownFeatures(req []string) []string {
@@ -351,10 +354,10 @@ func (r *Reader) Next() (Header, error) {
 			what = "a record header (no END record)"
 		}
 		r.cur = Header{Index: idx, Offset: off}
-		if err := r.readFull(r.hdr[:], idx, what); err != nil {
+		if err := r.readFull(r.hdr[:recordHeaderSize], idx, what); err != nil {
 			return Header{}, err
 		}
-		h := r.hdr[:]
+		h := r.hdr[:recordHeaderSize]
 		if crc(h[:16]) != binary.LittleEndian.Uint32(h[16:]) {
 			return Header{}, r.failAt(Corrupt, off, "record header checksum mismatch")
 		}
@@ -397,6 +400,17 @@ func (r *Reader) Next() (Header, error) {
 			return Header{}, r.failAt(Corrupt, off, fmt.Sprintf("FILES and PROCESS records hold more than %d bytes together", MaxMeta))
 		case t == TypePages && r.processes == 0:
 			return Header{}, r.failAt(Corrupt, off, "PAGES record before any PROCESS record")
+		case (t == TypePass || t == TypeDrop) && !r.passes:
+			return Header{}, r.failAt(Corrupt, off, fmt.Sprintf("%v record in an image that does not require %s", desc.name, FeaturePagePasses))
+		case (t == TypePass || t == TypeDrop) && r.files:
+			return Header{}, r.failAt(Corrupt, off, desc.name+" record after the FILES record")
+		case t == TypePass && (raw <= pagesPrefix || (raw-pagesPrefix)%PageSize != 0):
+			return Header{}, r.failAt(Corrupt, off, fmt.Sprintf("PASS payload of %d bytes is not an address and whole pages", raw))
+		case t == TypeDrop && raw != dropSize:
+			return Header{}, r.failAt(Corrupt, off, fmt.Sprintf("DROP payload of %d bytes (want %d)", raw, dropSize))
+		case r.files && int64(r.passTasks) > int64(r.processes) && (t == TypeEnd || t.Critical() && t != TypeProcess):
+			// Every PROCESS record is in: the passes' processes are known.
+			return Header{}, r.failAt(Corrupt, off, fmt.Sprintf("PASS or DROP records of process %d; the image has %d", r.passTasks-1, r.processes))
 		case t == TypeEnd:
 			return Header{}, r.end()
 		case t == TypePages:
@@ -404,6 +418,8 @@ func (r *Reader) Next() (Header, error) {
 				return Header{}, r.failAt(Corrupt, off, fmt.Sprintf("PAGES payload of %d bytes is not an address and whole pages", raw))
 			}
 			r.inPages = true
+			r.pageBytes += uint64(raw - pagesPrefix)
+		case t == TypePass:
 			r.pageBytes += uint64(raw - pagesPrefix)
 		case t == TypeFileData && raw < fileDataPrefix:
 			return Header{}, r.failAt(Corrupt, off, fmt.Sprintf("FILEDATA payload of %d bytes is too short", raw))
@@ -504,14 +520,7 @@ func (r *Reader) Payload() ([]byte, error) {
 	if !r.pending {
 		return nil, errNoPayload
 	}
-	t := r.cur.Type
-	pre := 0
-	switch t {
-	case TypePages:
-		pre = pagesPrefix
-	case TypeFileData:
-		pre = fileDataPrefix
-	}
+	pre := prefixOf(r.cur.Type)
 	p := make([]byte, r.cur.Raw)
 	_, data, err := r.read(p, 0)
 	if err != nil {
@@ -564,6 +573,47 @@ func (r *Reader) ReadFileData(buf []byte) (index uint32, off uint64, data []byte
 	return binary.LittleEndian.Uint32(prefix), binary.LittleEndian.Uint64(prefix[8:]), data, nil
 }
 
+// ReadPass reads the current record, which must be PASS, as ReadPages
+// reads a PAGES record. The process is checked against the number of
+// PROCESS records once they are all read (by Next).
+func (r *Reader) ReadPass(buf []byte) (task uint32, addr uint64, data []byte, err error) {
+	prefix, data, err := r.readBulk(TypePass, buf, pagesPrefix)
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	return binary.LittleEndian.Uint32(prefix), binary.LittleEndian.Uint64(prefix[8:]), data, nil
+}
+
+// ReadDrop reads the current record, which must be DROP, and returns the
+// process and the range of memory [addr, addr+length) whose earlier
+// copies it voids.
+func (r *Reader) ReadDrop() (task uint32, addr, length uint64, err error) {
+	if r.err == nil && (!r.pending || r.cur.Type != TypeDrop) {
+		return 0, 0, 0, fmt.Errorf("format: current record is not %v", TypeDrop)
+	}
+	p, err := r.Payload()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	le := binary.LittleEndian
+	return le.Uint32(p), le.Uint64(p[8:]), le.Uint64(p[16:]), nil
+}
+
+// prefixOf is the length of the fixed part of a payload of type t that
+// checkContents checks: the prefix of PAGES, PASS and FILEDATA, the whole
+// of DROP.
+func prefixOf(t RecordType) int {
+	switch t {
+	case TypePages, TypePass:
+		return pagesPrefix
+	case TypeFileData:
+		return fileDataPrefix
+	case TypeDrop:
+		return dropSize
+	}
+	return 0
+}
+
 func (r *Reader) readBulk(t RecordType, buf []byte, pre int) (prefix, data []byte, err error) {
 	if r.err != nil {
 		return nil, nil, r.err
@@ -613,6 +663,26 @@ func (r *Reader) checkContents(prefix []byte, n int) error {
 		r.nextAddr = end
 		if end == 0 {
 			r.nextAddr = ^uint64(0)
+		}
+	case TypePass, TypeDrop:
+		le := binary.LittleEndian
+		name := r.cur.Type.String()
+		task, addr := le.Uint32(prefix), le.Uint64(prefix[8:])
+		length := uint64(n)
+		if r.cur.Type == TypeDrop {
+			length = le.Uint64(prefix[16:])
+		}
+		switch {
+		case le.Uint32(prefix[4:]) != 0:
+			return r.failAt(Corrupt, poff, name+" reserved field is not zero")
+		case addr%PageSize != 0 || length%PageSize != 0 || length == 0:
+			return r.failAt(Corrupt, poff, fmt.Sprintf("%s at 0x%x of %d bytes: not whole pages", name, addr, length))
+		case addr > MaxPassAddress || length > MaxPassAddress-addr:
+			return r.failAt(Corrupt, poff, fmt.Sprintf("%s at 0x%x of %d bytes goes beyond 2^56", name, addr, length))
+		}
+		r.passTasks = max(r.passTasks, task+1)
+		if task == ^uint32(0) {
+			r.passTasks = task // no image has that many processes
 		}
 	case TypeFileData:
 		off := binary.LittleEndian.Uint64(prefix[8:])
@@ -736,13 +806,7 @@ func (r *Reader) checkTo(w io.Writer) error {
 	}
 	r.pending = false
 	poff := r.off
-	pre := 0
-	switch r.cur.Type {
-	case TypePages:
-		pre = pagesPrefix
-	case TypeFileData:
-		pre = fileDataPrefix
-	}
+	pre := prefixOf(r.cur.Type)
 	if len(r.scratch) < 64<<10 {
 		r.scratch = make([]byte, 64<<10)
 	}

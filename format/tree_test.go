@@ -230,15 +230,15 @@ func TestInfoTree(t *testing.T) {
 // PROCESS before FILES.
 func TestRequires(t *testing.T) {
 	var b bytes.Buffer
-	w, err := NewWriter(&b, Info{Comm: "x", Requires: []string{"page-passes"}}, WriterOptions{})
+	w, err := NewWriter(&b, Info{Comm: "x", Requires: []string{"no-such-feature"}}, WriterOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.Close()
 	_, err = NewReader(bytes.NewReader(b.Bytes()))
 	var fe *FormatError
-	if !errors.As(err, &fe) || fe.Kind != Unsupported || !strings.Contains(err.Error(), `"page-passes"`) {
-		t.Fatalf("NewReader of an image requiring page-passes = %v; want unsupported, naming it", err)
+	if !errors.As(err, &fe) || fe.Kind != Unsupported || !strings.Contains(err.Error(), `"no-such-feature"`) {
+		t.Fatalf("NewReader of an image requiring no-such-feature = %v; want unsupported, naming it", err)
 	}
 	for _, tc := range []struct {
 		name string
@@ -276,6 +276,89 @@ func TestOutside(t *testing.T) {
 		parts, rest := Outside(nil, tc.lo, tc.hi, rs)
 		if fmt.Sprint(parts) != fmt.Sprint(tc.parts) || len(rest) != tc.restLength {
 			t.Errorf("Outside(%d, %d) = %v, %d left; want %v, %d", tc.lo, tc.hi, parts, len(rest), tc.parts, tc.restLength)
+		}
+	}
+}
+
+// TestPasses: PASS and DROP records written by the Writer read back in
+// order with ReadPass and ReadDrop, in an image that requires
+// page-passes; the Writer refuses them elsewhere.
+func TestPasses(t *testing.T) {
+	var b bytes.Buffer
+	info := Info{Comm: "x", Requires: []string{FeaturePagePasses}}
+	w, err := NewWriter(&b, info, WriterOptions{Compression: Zstd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := bytes.Repeat([]byte{7}, 3*PageSize)
+	w.WritePass(0, 0x2000, page)
+	w.WriteDrop(0, 0x3000, PageSize)
+	w.WritePass(0, 0x1000, page[:PageSize])
+	w.WriteRecord(TypeFiles, []byte(`{"files":[]}`))
+	w.WriteRecord(TypeProcess, []byte(`{}`))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewReader(bytes.NewReader(b.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	buf := make([]byte, PageBufSize)
+	for {
+		h, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch h.Type {
+		case TypePass:
+			task, addr, data, err := r.ReadPass(buf)
+			if err != nil || !bytes.Equal(data, page[:len(data)]) {
+				t.Fatalf("ReadPass = %d, %#x, %d bytes, %v", task, addr, len(data), err)
+			}
+			got = append(got, fmt.Sprintf("pass %d %#x %d", task, addr, len(data)))
+		case TypeDrop:
+			task, addr, n, err := r.ReadDrop()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, fmt.Sprintf("drop %d %#x %d", task, addr, n))
+		default:
+			got = append(got, h.Type.String())
+		}
+	}
+	want := "[pass 0 0x2000 12288 drop 0 0x3000 4096 pass 0 0x1000 4096 FILES PROCESS]"
+	if fmt.Sprint(got) != want {
+		t.Errorf("records = %v; want %v", got, want)
+	}
+	if _, sum, err := Verify(bytes.NewReader(b.Bytes())); err != nil || sum.PageBytes != 4*PageSize {
+		t.Errorf("Verify = %+v, %v; want 4 pages", sum, err)
+	}
+	for _, tc := range []struct {
+		name string
+		info Info
+		do   func(w *Writer) error
+		want string
+	}{
+		{"no-feature", Info{}, func(w *Writer) error { return w.WritePass(0, 0x1000, page) }, "does not require page-passes"},
+		{"after-files", info, func(w *Writer) error {
+			w.WriteRecord(TypeFiles, []byte(`{"files":[]}`))
+			return w.WriteDrop(0, 0x1000, PageSize)
+		}, "after the FILES record"},
+		{"task", info, func(w *Writer) error {
+			w.WritePass(1, 0x1000, page)
+			w.WriteRecord(TypeFiles, []byte(`{"files":[]}`))
+			w.WriteRecord(TypeProcess, []byte(`{}`))
+			return w.Close()
+		}, "records of process 1; the image has 1"},
+		{"beyond", info, func(w *Writer) error { return w.WriteDrop(0, MaxPassAddress, PageSize) }, "beyond 2^56"},
+	} {
+		w, _ := NewWriter(io.Discard, tc.info, WriterOptions{})
+		if err := tc.do(w); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v; want an error saying %q", tc.name, err, tc.want)
 		}
 	}
 }

@@ -18,6 +18,11 @@ const (
 	TypeFiles    RecordType = 0x0011 // JSON, defined by the engine: the image's open files
 	TypeFileData RecordType = 0x0020 // u32 file id, u32 0, u64 offset, bytes
 
+	// Page passes (the feature FeaturePagePasses; SPEC.md, "Page
+	// passes"): memory written while the processes ran, before FILES.
+	TypePass RecordType = 0x0012 // u32 process, u32 0, u64 address, then memory
+	TypeDrop RecordType = 0x0013 // u32 process, u32 0, u64 address, u64 length
+
 	// Ancillary is the first ancillary type.
 	Ancillary RecordType = 0x8000
 )
@@ -85,7 +90,20 @@ var recordTypes = map[RecordType]typeDesc{
 	TypeProcess:  {"PROCESS", maxCap},
 	TypeFiles:    {"FILES", maxCap},
 	TypeFileData: {"FILEDATA", fileDataPrefix + MaxFileRun},
+	TypePass:     {"PASS", pagesPrefix + MaxPageRun},
+	TypeDrop:     {"DROP", dropSize},
 }
+
+const (
+	// FeaturePagePasses is the INFO.requires name of page passes: PASS
+	// and DROP records, a later copy of a page superseding an earlier
+	// one (SPEC.md, "Page passes").
+	FeaturePagePasses = "page-passes"
+	// MaxPassAddress bounds the ranges of PASS and DROP records: the top
+	// of x86-64 user space with 5-level page tables.
+	MaxPassAddress = 1 << 56
+	dropSize       = 24
+)
 
 // capOf returns the length cap of type t, known or not.
 func capOf(t RecordType) int {

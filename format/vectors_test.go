@@ -60,7 +60,7 @@ func (b *builder) rec(t RecordType, flags uint16, stored []byte, raw int) *build
 		b.records++
 		b.rawBytes += uint64(raw)
 		b.chain = crc32Update(b.chain, h[16:20])
-		if t == TypePages && raw >= pagesPrefix {
+		if (t == TypePages || t == TypePass) && raw >= pagesPrefix {
 			b.pageBytes += uint64(raw - pagesPrefix)
 		}
 	}
@@ -114,6 +114,24 @@ func (b *builder) pages(addr uint64, npages int) *builder { return b.taskPages(0
 
 func (b *builder) taskPages(task uint32, addr uint64, npages int) *builder {
 	return b.plain(TypePages, pagesPayload(task, addr, npages, byte(addr>>12)+byte(task)))
+}
+
+// passInfo appends an INFO record that requires page passes.
+func (b *builder) passInfo() *builder {
+	return b.plain(TypeInfo, []byte(`{"comm":"victim","pid":42,"processes":1,"requires":["page-passes"]}`))
+}
+
+// pass appends a PASS record of process task.
+func (b *builder) pass(task uint32, addr uint64, npages int, fill byte) *builder {
+	return b.plain(TypePass, pagesPayload(task, addr, npages, fill))
+}
+
+// drop appends a DROP record of process task.
+func (b *builder) drop(task uint32, addr, length uint64) *builder {
+	p := binary.LittleEndian.AppendUint32(nil, task)
+	p = binary.LittleEndian.AppendUint32(p, 0)
+	p = binary.LittleEndian.AppendUint64(p, addr)
+	return b.plain(TypeDrop, binary.LittleEndian.AppendUint64(p, length))
 }
 
 func fileData(index uint32, off uint64, data string) []byte {
@@ -257,6 +275,7 @@ var payloadFaults = map[string]bool{
 	"bad-pages-overlap": true, "bad-pages-order": true, "bad-pages-unaligned": true, "bad-pages-wrap": true,
 	"bad-pages-task-range": true, "bad-pages-task-order": true, "bad-pages-reserved": true, "bad-pages-order-in-task": true,
 	"bad-zstd-raw-length": true, "bad-xz-raw-length": true, "bad-zstd-garbage": true, "bad-filedata-reserved": true,
+	"bad-pass-task": true, "bad-drop-task": true, "bad-pass-unaligned": true, "bad-pass-beyond": true, "bad-drop-empty": true, "bad-drop-reserved": true,
 }
 
 func vectors(t testing.TB) []vector {
@@ -290,6 +309,10 @@ func vectors(t testing.TB) []vector {
 		x.plain(TypeProcess, []byte("{}"))
 	}
 	good("processes-cap", fmt.Sprintf("%d tiny PROCESS records, the most an image holds", MaxProcesses), x.end().b)
+
+	good("passes", "page passes: PASS records in any order, a page sent twice (the later copy counts), a DROP, then FILES, PROCESS, PAGES",
+		newBuilder().passInfo().pass(0, 0x2000, 2, 1).pass(0, 0x1000, 1, 2).pass(0, 0x2000, 1, 3).drop(0, 0x3000, PageSize).
+			meta().pages(0x1000, 1).end().b)
 
 	bad("empty", "empty input", nil, Empty, 0)
 	bad("text", "plain text", []byte("#!/bin/sh\necho hello\n"), NotImage, 0)
@@ -471,6 +494,33 @@ func vectors(t testing.TB) []vector {
 	x = newBuilder().info().meta().rec(TypePages, uint16(Zstd), []byte("not zstd at all"), pagesPrefix+PageSize)
 	o = x.last() + recordHeaderSize
 	bad("zstd-garbage", "a zstd payload that is not zstd", x.end().b, Corrupt, o)
+	x = newBuilder().info().pass(0, 0x1000, 1, 1)
+	o = x.last()
+	bad("pass-no-feature", "a PASS record in an image whose INFO does not require page-passes", x.meta().end().b, Corrupt, o)
+	x = newBuilder().passInfo().files().pass(0, 0x1000, 1, 1)
+	o = x.last()
+	bad("pass-after-files", "a PASS record after the FILES record", x.process(42, 1).end().b, Corrupt, o)
+	x = newBuilder().passInfo().drop(0, 0x1000, PageSize).files().drop(0, 0x2000, PageSize)
+	o = x.last()
+	bad("drop-after-files", "a DROP record after the FILES record", x.end().b, Corrupt, o)
+	x = newBuilder().passInfo().pass(1, 0x1000, 1, 1).meta()
+	o = len(x.b)
+	bad("pass-task", "a PASS record of process 1 in an image of one process, seen at END", x.end().b, Corrupt, o)
+	x = newBuilder().passInfo().pass(0, 0x1000, 1, 1).drop(3, 0x1000, PageSize).meta().pages(0x1000, 1)
+	bad("drop-task", "a DROP record of process 3 in an image of one process, seen at the first PAGES record", x.end().b, Corrupt, x.offs[len(x.offs)-2])
+	x = newBuilder().passInfo().plain(TypePass, pagesPayload(0, 0x1001, 1, 1))
+	bad("pass-unaligned", "a PASS record at an address that is not page aligned", x.meta().end().b, Corrupt, x.offs[1]+recordHeaderSize)
+	x = newBuilder().passInfo().pass(0, MaxPassAddress-PageSize, 2, 1)
+	bad("pass-beyond", "a PASS record that goes beyond 2^56", x.meta().end().b, Corrupt, x.offs[1]+recordHeaderSize)
+	x = newBuilder().passInfo().drop(0, 0x1000, 0)
+	bad("drop-empty", "a DROP record of no bytes", x.meta().end().b, Corrupt, x.offs[1]+recordHeaderSize)
+	x = newBuilder().passInfo()
+	dp := binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32(nil, 0), 1), 0x1000), PageSize)
+	x.plain(TypeDrop, dp)
+	bad("drop-reserved", "a DROP record with its reserved field set", x.meta().end().b, Corrupt, x.offs[1]+recordHeaderSize)
+	x = newBuilder().passInfo()
+	x.plain(TypeDrop, make([]byte, 16))
+	bad("drop-short", "a DROP record of 16 bytes", x.meta().end().b, Corrupt, x.offs[1])
 	wx := xzAll(t, full.b)
 	bad("whole-xz-truncated", "a whole-stream xz image cut short", wx[:len(wx)/2], Truncated, -1)
 	return vs

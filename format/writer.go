@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"procs/format/internal/crc32c"
 )
@@ -50,6 +51,8 @@ type Writer struct {
 	processes int    // PROCESS records written
 	files     bool   // the FILES record was written
 	meta      uint64 // bytes of FILES and PROCESS payloads
+	passes    bool   // INFO requires page-passes: PASS and DROP may come
+	passTasks uint32 // 1 + the highest process of a PASS or DROP record
 	closed    bool
 
 	hdr [recordHeaderSize + fileDataPrefix]byte
@@ -80,6 +83,7 @@ func NewWriter(w io.Writer, info Info, opts WriterOptions) (*Writer, error) {
 		opts.Concurrency = 1
 	}
 	iw := &Writer{w: w, opts: opts, cp: cp}
+	iw.passes = slices.Contains(info.Requires, FeaturePagePasses)
 	var h [fileHeaderSize]byte
 	copy(h[:], Magic)
 	binary.LittleEndian.PutUint16(h[8:], MajorVersion)
@@ -186,7 +190,7 @@ func (w *Writer) WriteRecord(t RecordType, payload []byte) error {
 		return err
 	}
 	switch t {
-	case TypeInfo, TypeEnd, TypePages:
+	case TypeInfo, TypeEnd, TypePages, TypePass, TypeDrop:
 		return w.fail("WriteRecord cannot write %v records", t)
 	case 0:
 		return w.fail("record type 0 is invalid")
@@ -252,6 +256,7 @@ func (w *Writer) WritePages(task uint32, addr uint64, data []byte) error {
 // A PageRun is memory data found at an address, made ready by
 // PreparePages to be written by WritePageRun.
 type PageRun struct {
+	t    RecordType // PAGES or PASS
 	task uint32
 	addr uint64
 	data []byte
@@ -276,7 +281,16 @@ func pagesHead(task uint32, addr uint64) (p [pagesPrefix]byte) {
 // image over the machine's cores. data must stay unchanged until the
 // PageRun is written.
 func (w *Writer) PreparePages(task uint32, addr uint64, data []byte) PageRun {
-	r := PageRun{task: task, addr: addr, data: data}
+	return w.prepare(TypePages, task, addr, data)
+}
+
+// PreparePass is PreparePages for a PASS record (see WritePass).
+func (w *Writer) PreparePass(task uint32, addr uint64, data []byte) PageRun {
+	return w.prepare(TypePass, task, addr, data)
+}
+
+func (w *Writer) prepare(t RecordType, task uint32, addr uint64, data []byte) PageRun {
+	r := PageRun{t: t, task: task, addr: addr, data: data}
 	if w.opts.Compression != None || len(data)%PageSize != 0 {
 		return r // WritePageRun checksums, or refuses
 	}
@@ -295,7 +309,10 @@ func (w *Writer) WritePageRun(r PageRun) error {
 	}
 	addr, data := r.addr, r.data
 	if addr%PageSize != 0 || len(data) == 0 || len(data)%PageSize != 0 {
-		return w.fail("PAGES at 0x%x of %d bytes: not whole pages", addr, len(data))
+		return w.fail("%v at 0x%x of %d bytes: not whole pages", r.t, addr, len(data))
+	}
+	if r.t == TypePass {
+		return w.writePass(r)
 	}
 	if int64(r.task) >= int64(w.processes) {
 		return w.fail("PAGES of process %d: the image has %d PROCESS records", r.task, w.processes)
@@ -330,6 +347,82 @@ func (w *Writer) WritePageRun(r PageRun) error {
 	if end == 0 { // the run ends at the top of the address space
 		w.nextAddr = ^uint64(0)
 	}
+	return nil
+}
+
+// WritePass writes the memory data found at address addr of the process
+// numbered task as one or more PASS records: a copy of its pages made
+// while the processes ran, which supersedes every earlier copy (SPEC.md,
+// "Page passes"). The image's INFO must require FeaturePagePasses; PASS
+// records come before the FILES record, in any order, and task must be
+// below the number of PROCESS records written later.
+func (w *Writer) WritePass(task uint32, addr uint64, data []byte) error {
+	return w.WritePageRun(w.PreparePass(task, addr, data))
+}
+
+// writePass writes a PageRun of PASS records.
+func (w *Writer) writePass(r PageRun) error {
+	if err := w.passAllowed(TypePass, r.task, r.addr, uint64(len(r.data))); err != nil {
+		return err
+	}
+	summed := w.opts.Compression == None && len(r.sums) == (len(r.data)+MaxPageRun-1)/MaxPageRun
+	for i, addr, data := 0, r.addr, r.data; len(data) > 0; i++ {
+		n := min(len(data), MaxPageRun)
+		prefix := pagesHead(r.task, addr)
+		var err error
+		if summed {
+			err = w.emitSum(TypePass, None, prefix[:], data[:n], pagesPrefix+n, r.sums[i])
+		} else {
+			err = w.bulk(TypePass, prefix[:], data[:n])
+		}
+		if err != nil {
+			return err
+		}
+		w.pageBytes += uint64(n)
+		addr += uint64(n)
+		data = data[n:]
+	}
+	return nil
+}
+
+// WriteDrop writes a DROP record: the pages [addr, addr+length) of the
+// process numbered task are no longer those of any earlier PASS record
+// (unmapped, or dropped as MADV_DONTNEED drops them). The rules of
+// WritePass apply.
+func (w *Writer) WriteDrop(task uint32, addr, length uint64) error {
+	if err := w.check(); err != nil {
+		return err
+	}
+	if addr%PageSize != 0 || length%PageSize != 0 || length == 0 {
+		return w.fail("DROP at 0x%x of %d bytes: not whole pages", addr, length)
+	}
+	if err := w.passAllowed(TypeDrop, task, addr, length); err != nil {
+		return err
+	}
+	if err := w.flush(); err != nil {
+		return err
+	}
+	var p [dropSize]byte
+	binary.LittleEndian.PutUint32(p[0:], task)
+	binary.LittleEndian.PutUint64(p[8:], addr)
+	binary.LittleEndian.PutUint64(p[16:], length)
+	return w.emit(TypeDrop, None, nil, p[:], dropSize)
+}
+
+// passAllowed checks what PASS and DROP records share: the feature, their
+// place before FILES, the range.
+func (w *Writer) passAllowed(t RecordType, task uint32, addr, length uint64) error {
+	switch {
+	case !w.passes:
+		return w.fail("%v record in an image whose INFO does not require %s", t, FeaturePagePasses)
+	case w.files:
+		return w.fail("%v record after the FILES record", t)
+	case addr > MaxPassAddress || length > MaxPassAddress-addr:
+		return w.fail("%v at 0x%x of %d bytes: beyond 2^56", t, addr, length)
+	case task == ^uint32(0):
+		return w.fail("%v of process %d", t, task)
+	}
+	w.passTasks = max(w.passTasks, task+1)
 	return nil
 }
 
@@ -439,6 +532,9 @@ func (w *Writer) Close() error {
 		return w.err
 	}
 	w.closed = true
+	if w.err == nil && int64(w.passTasks) > int64(w.processes) {
+		w.fail("PASS or DROP records of process %d; the image has %d", w.passTasks-1, w.processes)
+	}
 	if w.err == nil && w.flush() == nil {
 		var p [endPayloadSize]byte
 		binary.LittleEndian.PutUint64(p[0:], w.records)

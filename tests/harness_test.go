@@ -113,6 +113,7 @@ func buildVictims(dir string) {
 		{"exact", "exact.c", []string{"-pthread"}},
 		{"openfiles", "openfiles.c", nil},
 		{"sysv", "sysv.c", nil},
+		{"livemem", "livemem.c", []string{"-pthread"}},
 	}
 	gcc, gccErr := exec.LookPath("gcc")
 	for _, c := range cc {

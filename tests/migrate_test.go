@@ -270,15 +270,15 @@ func receive(t *testing.T, h host, dir string, args ...string) *receiver {
 	return r
 }
 
-// migrate moves a victim from a to the server at addr with procs send,
-// where procs receive, started first on b, restores it.
-func migrate(t *testing.T, a, b host, addr, token, dir string) {
+// migrate moves a victim from a to the server at addr with procs send
+// [sendArgs...], where procs receive, started first on b, restores it.
+func migrate(t *testing.T, a, b host, addr, token, dir string, sendArgs ...string) {
 	v := startCounter(t, a, dir, "migrate")
 	recv := receive(t, b, dir, "-s", addr)
 	v.taken = func() bool { return len(children(recv.cmd.Process.Pid)) > 0 }
 	time.Sleep(300 * time.Millisecond) // let receive ask for the next image
 	last := 0
-	id := sendWatched(t, a, v, addr, token)
+	id := sendWatched(t, a, v, addr, token, sendArgs...)
 	if ns := numbers(t, v.out); len(ns) > 0 {
 		last = ns[len(ns)-1]
 	}
@@ -485,6 +485,18 @@ func cutProxy(t *testing.T, addr string, limit int64) string {
 }
 
 func TestMigrateTwoHosts(t *testing.T) {
+	migrateTwoHosts(t)
+}
+
+// TestMigrateTwoHostsLive is TestMigrateTwoHosts with procs send --live:
+// the memory goes in passes while the counter counts.
+func TestMigrateTwoHostsLive(t *testing.T) {
+	migrateTwoHosts(t, "--live", "-v")
+}
+
+// migrateTwoHosts moves a counter between two network namespaces with
+// procs send [sendArgs...] and procs receive, through procs-serve.
+func migrateTwoHosts(t *testing.T, sendArgs ...string) {
 	setup(t)
 	nsA, nsB, _, ipB := netns(t)
 	bin := serveBins(t)
@@ -497,6 +509,6 @@ func TestMigrateTwoHosts(t *testing.T) {
 	b := host{ns: nsB, bin: bin, env: env}
 	addr := net.JoinHostPort(ipB, "7627")
 	srv := startServer(t, b, a, addr, filepath.Join(work, "state"), "--token-file", tokenFile)
-	migrate(t, a, b, addr, token, work)
+	migrate(t, a, b, addr, token, work, sendArgs...)
 	stopServer(t, srv)
 }

@@ -313,8 +313,8 @@ func TestTreeCraftedImages(t *testing.T) {
 		}, rw: imageRewrite{pages: []pageRun{{task: uint32(ia), addr: away, data: page}}},
 			wants: []string{fmt.Sprintf("pages at %#x-%#x, outside the memory of process %d", away, away+format.PageSize, a.PID)}},
 		{name: "requires-unknown", rw: imageRewrite{info: func(i *format.Info) {
-			i.Requires = []string{"page-passes"}
-		}}, wants: []string{`the image requires "page-passes", which this reader does not know`}},
+			i.Requires = []string{"no-such-feature"}
+		}}, wants: []string{`the image requires "no-such-feature", which this reader does not know`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rw := tc.rw

@@ -33,6 +33,10 @@ type collector struct {
 	// (treeCalls).
 	stoppedKids []int
 	waited      map[int]bool
+	// smaps, if set, is /proc/PID/smaps read just before the freeze (a
+	// live dump's, whose 50 ms a GiB are then not frozen time): used
+	// when /proc/PID/maps still lists the same mappings (see liveSmaps).
+	smaps []procfs.Mapping
 }
 
 func (c *collector) collect() error {
@@ -87,7 +91,7 @@ func (c *collector) collect() error {
 		EndData: st.EndData, StartBrk: st.StartBrk, StartStack: st.StartStack,
 		ArgStart: st.ArgStart, ArgEnd: st.ArgEnd, EnvStart: st.EnvStart, EnvEnd: st.EnvEnd, Auxv: auxv}
 
-	if c.maps, err = procfs.Smaps(pid); err != nil {
+	if c.maps, err = c.readSmaps(); err != nil {
 		return err
 	}
 	if p := checkMaps(c.maps); len(p) > 0 {

@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -23,6 +24,7 @@ import (
 	"procs/pkg/files"
 	"procs/pkg/inject"
 	"procs/pkg/pagebuf"
+	"procs/pkg/procfs"
 	"procs/pkg/ptrace"
 )
 
@@ -47,6 +49,12 @@ type Options struct {
 	// Progress, if set, is called now and then with bytes of memory done
 	// and total (for a progress display on a terminal).
 	Progress func(done, total int64)
+	// Live, if set, writes the memory in passes while the process runs,
+	// and freezes it only for the last (see live.go).
+	Live *LiveOptions
+	// Warn says what went less well than asked (a live dump done
+	// plain); nil means Log.
+	Warn func(format string, args ...any)
 }
 
 // Stats describes a finished dump.
@@ -118,9 +126,22 @@ func dumpOnce(opts Options, out io.Writer) (Stats, error) {
 	// The first encoding of a type builds encoding/json's encoders for
 	// it (~0.5 ms for a Process): done meanwhile, off the frozen time.
 	go func() { json.Marshal(&format.Process{}); json.Marshal(format.Info{}) }()
+	warn := opts.Warn
+	if warn == nil {
+		warn = logf
+	}
+	if opts.Live != nil && usesUserfaultfd(opts.PID) {
+		warn("process %d uses userfaultfd itself, which --live would conflict with: dumping it as without --live", opts.PID)
+		opts.Live = nil
+	}
 	status, err := precheck(opts.PID)
 	if err != nil {
 		return Stats{}, err
+	}
+	if opts.Live != nil {
+		if why := liveRefusal(opts.PID); why != "" {
+			return Stats{}, &refusal{why}
+		}
 	}
 	// Page buffers are made and touched while the state is read.
 	prepared := prepareBuffers(int64(status.RssAnon))
@@ -137,6 +158,23 @@ func dumpOnce(opts Options, out io.Writer) (Stats, error) {
 		}
 	}()
 	var st Stats
+	var w *format.Writer // made before the freeze by a live dump
+	var tr *tracker
+	var presmaps []procfs.Mapping // a live dump's, read before the freeze
+	if opts.Live != nil {
+		if tr, err = startTracker(opts.PID); err != nil {
+			return Stats{}, err
+		}
+		defer tr.close()
+		if w, err = newImage(out, opts, liveInfo(opts.PID)); err != nil {
+			return Stats{}, err
+		}
+		bufs, received = <-prepared, true
+		if st.PageBytes, err = tr.passes(w, opts.Live.withDefaults(), logf, &bufs); err != nil {
+			return Stats{}, err
+		}
+		presmaps, _ = procfs.Smaps(opts.PID) // or read frozen
+	}
 	err = ptrace.Run(func() error {
 		ft, err := freezeTree(opts.PID)
 		if err != nil {
@@ -158,35 +196,58 @@ func dumpOnce(opts Options, out io.Writer) (Stats, error) {
 		} else {
 			logf("froze %s in %v", format.Threads(st.Threads), frozenAt.Sub(start).Round(time.Microsecond))
 		}
-		snap, err := collectTree(ft, opts)
+		snap, err := collectTree(ft, opts, presmaps)
 		defer snap.close()
 		if err != nil {
 			return err
 		}
 		logf("collected state: %d mappings, %d fds, about %d MiB resident, in %v",
 			snap.maps, snap.fds, snap.resident>>20, time.Since(frozenAt).Round(time.Microsecond))
-		w, err := snap.writeState(out, opts, st.Threads)
-		if err != nil {
-			return err
+		if tr != nil {
+			// Its INFO was written before the passes, not knowing them.
+			if req := snap.requires(); len(req) > 0 {
+				return &refusal{fmt.Sprintf("--live cannot carry yet what the image would require (%s): dump without --live", strings.Join(req, ", "))}
+			}
+			t := time.Now()
+			n, err := snap.writeLastPass(w, tr, &bufs)
+			st.PageBytes += n
+			if err != nil {
+				return err
+			}
+			logf("last pass, frozen: %d KiB stored in %v", n>>10, time.Since(t).Round(time.Microsecond))
+			if err := snap.writeState(w); err != nil {
+				return err
+			}
+			if err := w.Close(); err != nil {
+				return err
+			}
 		}
-		t := time.Now()
-		// Off this goroutine, which is locked to its thread for ptrace:
-		// waking a locked goroutine costs a thread switch, and the
-		// writer waits on the readers often.
-		pagesDone := make(chan error)
-		go func() {
-			bufs, received = <-prepared, true
-			var err error
-			st.PageBytes, err = snap.writeMemory(w, opts.Progress, &bufs)
-			pagesDone <- err
-		}()
-		if err := <-pagesDone; err != nil {
-			return err
+		if tr == nil {
+			if w, err = newImage(out, opts, snap.info(opts.PID, st.Threads)); err != nil {
+				return err
+			}
+			if err := snap.writeState(w); err != nil {
+				return err
+			}
+			t := time.Now()
+			// Off this goroutine, which is locked to its thread for ptrace:
+			// waking a locked goroutine costs a thread switch, and the
+			// writer waits on the readers often.
+			pagesDone := make(chan error)
+			go func() {
+				bufs, received = <-prepared, true
+				var err error
+				st.PageBytes, err = snap.writeMemory(w, opts.Progress, &bufs)
+				pagesDone <- err
+			}()
+			if err := <-pagesDone; err != nil {
+				return err
+			}
+			if err := w.Close(); err != nil {
+				return err
+			}
+			logf("wrote %d MiB of pages in %v", st.PageBytes>>20, time.Since(t).Round(time.Microsecond))
 		}
-		if err := w.Close(); err != nil {
-			return err
-		}
-		logf("wrote %d MiB of pages in %v", st.PageBytes>>20, time.Since(t).Round(time.Microsecond))
 		st.ImageBytes = w.Written()
 		if !opts.Kill {
 			// The image has all of the tree: it may go on while the
@@ -240,7 +301,7 @@ type snapshot struct {
 // through no fd (checkUnseenLocks), files held outside the tree
 // (files.CheckTree); then the ids become the programs' own
 // (toInnerPIDs). close must be called, error or not.
-func collectTree(ft *frozenTree, opts Options) (*snapshot, error) {
+func collectTree(ft *frozenTree, opts Options, presmaps []procfs.Mapping) (*snapshot, error) {
 	s := &snapshot{ft: ft, table: newFileTable()}
 	var pids []int
 	for _, f := range ft.procs {
@@ -250,6 +311,9 @@ func collectTree(ft *frozenTree, opts Options) (*snapshot, error) {
 	for i, f := range ft.procs {
 		c := &collector{pid: f.pid, root: i == 0, f: f, fileSave: opts.FileSave, t: s.table, paired: paired,
 			stoppedKids: ft.stoppedKids(f.pid), waited: map[int]bool{}}
+		if i == 0 {
+			c.smaps = presmaps
+		}
 		s.cs = append(s.cs, c)
 		if err := c.collect(); err != nil {
 			if len(ft.procs) > 1 && i > 0 {
@@ -298,37 +362,47 @@ func (s *snapshot) close() {
 	}
 }
 
-// writeState starts the image on out: INFO, FILES, a PROCESS record per
-// process, the carried files' contents.
-func (s *snapshot) writeState(out io.Writer, opts Options, threads int) (*format.Writer, error) {
-	host, _ := os.Hostname()
-	var uts unix.Utsname
-	unix.Uname(&uts)
-	info := format.Info{Comm: s.procs[0].Comm, PID: opts.PID, Host: host,
-		Kernel: unix.ByteSliceToString(uts.Release[:]), Arch: "x86_64",
-		Created: time.Now().UTC(), Procs: Version, Threads: threads, Processes: len(s.procs)}
+// info is the INFO record of the image of the snapshot.
+func (s *snapshot) info(pid, threads int) format.Info {
+	return format.Info{Comm: s.procs[0].Comm, PID: pid, Threads: threads, Processes: len(s.procs), Requires: s.requires()}
+}
+
+// requires lists the features (INFO.requires) a reader of the image of
+// the snapshot must know, but the live dump's page passes.
+func (s *snapshot) requires() []string {
+	var r []string
 	if len(s.table.locks) > 0 {
-		info.Requires = append(info.Requires, format.FeatureFileLocks)
+		r = append(r, format.FeatureFileLocks)
 	}
 	if s.ipc != nil {
-		info.Requires = append(info.Requires, format.FeatureSysVIPC)
+		r = append(r, format.FeatureSysVIPC)
 	}
-	w, err := format.NewWriter(out, info, format.WriterOptions{Compression: opts.Compression})
-	if err != nil {
-		return nil, err
-	}
+	return r
+}
+
+// newImage starts the image on out with its INFO record, info completed
+// with what describes this machine and tool.
+func newImage(out io.Writer, opts Options, info format.Info) (*format.Writer, error) {
+	info.Host, _ = os.Hostname()
+	var uts unix.Utsname
+	unix.Uname(&uts)
+	info.Kernel, info.Arch = unix.ByteSliceToString(uts.Release[:]), "x86_64"
+	info.Created, info.Procs = time.Now().UTC(), Version
+	return format.NewWriter(out, info, format.WriterOptions{Compression: opts.Compression})
+}
+
+// writeState writes FILES, a PROCESS record per process, the carried
+// files' contents.
+func (s *snapshot) writeState(w *format.Writer) error {
 	if err := w.WriteJSON(format.TypeFiles, &format.FileTable{Files: s.table.files, IPC: s.ipc}); err != nil {
-		return nil, err
+		return err
 	}
 	for i := range s.procs {
 		if err := w.WriteJSON(format.TypeProcess, s.procs[i].Record()); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	if err := writeFileData(w, s.table.carry); err != nil {
-		return nil, err
-	}
-	return w, nil
+	return writeFileData(w, s.table.carry)
 }
 
 // writeMemory writes the pages of every process, in the image's order,

@@ -142,6 +142,10 @@ type batch struct {
 	buf  []byte
 	runs []format.PageRun
 	err  error
+	// pass: the runs are PASS records, and the pages of the chunk that
+	// are all zero go in drops.
+	pass  bool
+	drops [][2]uint64
 }
 
 var zeroPage [format.PageSize]byte
@@ -158,8 +162,17 @@ var zeroPage [format.PageSize]byte
 // used first; writePages adds those it makes, and the caller frees them
 // all.
 func writePages(task uint32, pid int, maps []procfs.Mapping, skip [][2]uint64, w *format.Writer, progress func(done, total int64), bufs *[][]byte) (stored int64, err error) {
+	return copyRuns(task, pid, func(chunk uint64, yield func(run) bool) error {
+		return scanRuns(pid, maps, skip, chunk, yield)
+	}, w, progress, residentBytes(maps), bufs, false)
+}
+
+// copyRuns is writePages for the runs scan yields (in chunks of at most
+// chunk bytes, in address order), of about total bytes. With pass, they
+// are written as PASS records, and their pages that are all zero as DROP
+// records (an earlier pass may have sent them otherwise).
+func copyRuns(task uint32, pid int, scan func(chunk uint64, yield func(run) bool) error, w *format.Writer, progress func(done, total int64), total int64, bufs *[][]byte, pass bool) (stored int64, err error) {
 	pre := *bufs
-	total := residentBytes(maps)
 	chunk := chunkSize(total)
 	if len(pre) > 0 {
 		chunk = uint64(len(pre[0]))
@@ -197,7 +210,7 @@ func writePages(task uint32, pid int, maps []procfs.Mapping, skip [][2]uint64, w
 				return false
 			}
 		}
-		err := scanRuns(pid, maps, skip, chunk, func(r run) bool {
+		err := scan(chunk, func(r run) bool {
 			var buf []byte
 			select {
 			case buf = <-free:
@@ -217,7 +230,7 @@ func writePages(task uint32, pid int, maps []procfs.Mapping, skip [][2]uint64, w
 					return false
 				}
 			}
-			return send(&batch{r: r, buf: buf[:r.size]})
+			return send(&batch{r: r, buf: buf[:r.size], pass: pass})
 		})
 		if err != nil {
 			send(&batch{err: err})
@@ -258,6 +271,11 @@ func writePages(task uint32, pid int, maps []procfs.Mapping, skip [][2]uint64, w
 		for b := waiting[next]; b != nil; b = waiting[next] {
 			delete(waiting, next)
 			next++
+			for _, d := range b.drops {
+				if err := w.WriteDrop(task, d[0], d[1]-d[0]); err != nil {
+					return stored, err
+				}
+			}
 			for _, pr := range b.runs {
 				if err := w.WritePageRun(pr); err != nil {
 					return stored, err
@@ -294,8 +312,19 @@ func (b *batch) read(task uint32, pid int, mem *ptrace.ProcMem, w *format.Writer
 		b.err = fmt.Errorf("reading memory at %#x: %w", b.r.addr, b.err)
 		return
 	}
+	prepare, at := w.PreparePages, 0
+	if b.pass {
+		prepare = w.PreparePass
+	}
 	for _, k := range nonZero(b.buf) {
-		b.runs = append(b.runs, w.PreparePages(task, b.r.addr+uint64(k[0]), b.buf[k[0]:k[1]]))
+		if b.pass && k[0] > at {
+			b.drops = append(b.drops, [2]uint64{b.r.addr + uint64(at), b.r.addr + uint64(k[0])})
+		}
+		b.runs = append(b.runs, prepare(task, b.r.addr+uint64(k[0]), b.buf[k[0]:k[1]]))
+		at = k[1]
+	}
+	if b.pass && at < len(b.buf) {
+		b.drops = append(b.drops, [2]uint64{b.r.addr + uint64(at), b.r.addr + uint64(len(b.buf))})
 	}
 }
 

@@ -119,6 +119,61 @@ func (r *Remote) Batch(table uint64, calls []Call) ([]uint64, error) {
 	return r.FinishBatch(table, len(calls))
 }
 
+// BatchChained runs calls as Batch does, but stops the thread when the
+// first call returns and has patch rewrite the calls after it (their
+// arguments may be its result: patch returns them, as many as given),
+// before the thread goes on. Whatever happens then, the tracer dying
+// included, the thread makes the later calls: a call that undoes the
+// first (a close of the fd it made) is made even if the tracer is gone,
+// but in the instant between the first call's return and the rewrite.
+// There must be batch code in the trampoline.
+func (r *Remote) BatchChained(table uint64, calls []Call, patch func(first uint64) ([]Call, error)) ([]uint64, error) {
+	if err := r.StartBatch(table, calls); err != nil {
+		return nil, err
+	}
+	for _, what := range []string{"entry", "exit"} {
+		if err := r.syscallStop(what); err != nil {
+			return nil, err
+		}
+	}
+	regs, err := ptrace.GetRegs(r.TID)
+	if err != nil {
+		return nil, err
+	}
+	later, err := patch(regs.Rax)
+	if err != nil {
+		// The later calls still run, as the table has them.
+		if rerr := r.runBatch(table + uint64(len(calls))*batchEntry + 8); rerr == nil {
+			r.FinishBatch(table, len(calls))
+		}
+		return nil, err
+	}
+	if len(later) != len(calls)-1 {
+		return nil, fmt.Errorf("batch: %d calls after the first, %d given back", len(calls)-1, len(later))
+	}
+	if err := ptrace.WriteMem(r.TID, table+batchEntry, encodeCalls(later)); err != nil {
+		return nil, err
+	}
+	if err := r.runBatch(table + uint64(len(calls))*batchEntry + 8); err != nil {
+		return nil, err
+	}
+	return r.FinishBatch(table, len(calls))
+}
+
+// encodeCalls is the table entries of calls.
+func encodeCalls(calls []Call) []byte {
+	le := binary.LittleEndian
+	buf := make([]byte, len(calls)*batchEntry)
+	for i, c := range calls {
+		e := buf[i*batchEntry:]
+		le.PutUint64(e, uint64(c.Nr))
+		for j, a := range c.Args {
+			le.PutUint64(e[8+8*j:], a)
+		}
+	}
+	return buf
+}
+
 // StartBatch writes the table of calls at table and points the thread at
 // the batch code, without letting it run: Batch's first half, for tests
 // that let the thread go there as a dying tracer would.
@@ -130,14 +185,7 @@ func (r *Remote) StartBatch(table uint64, calls []Call) error {
 		return fmt.Errorf("batch of %d calls: at most %d", len(calls), batchMaxCalls)
 	}
 	le := binary.LittleEndian
-	buf := make([]byte, BatchSize(len(calls)))
-	for i, c := range calls {
-		e := buf[i*batchEntry:]
-		le.PutUint64(e, uint64(c.Nr))
-		for j, a := range c.Args {
-			le.PutUint64(e[8+8*j:], a)
-		}
-	}
+	buf := append(encodeCalls(calls), make([]byte, batchEntry)...)
 	end := buf[len(calls)*batchEntry:]
 	le.PutUint64(end, ^uint64(0))                            // end of the table
 	le.PutUint64(end[16:], uint64(batchTimeout/time.Second)) // the sleep: tv_sec

@@ -65,6 +65,9 @@ var layouts = []layout{
 		"UC.Mcontext.Fpstate": "uc.uc_mcontext.fpstate", "UC.Sigmask": "uc.uc_sigmask"}},
 	{&FpxSwBytes{}, SizeofFpxSwBytes, "struct _fpx_sw_bytes", map[string]string{
 		"Magic1": "magic1", "ExtendedSize": "extended_size", "Xfeatures": "xfeatures", "XstateSize": "xstate_size"}},
+	{&UffdioAPI{}, SizeofUffdioAPI, "struct uffdio_api", map[string]string{"API": "api", "Features": "features", "Ioctls": "ioctls"}},
+	{&UffdioRegister{}, SizeofUffdioRegister, "struct uffdio_register", map[string]string{
+		"Start": "range.start", "Len": "range.len", "Mode": "mode", "Ioctls": "ioctls"}},
 	{&Iovec{}, SizeofIovec, "struct iovec", map[string]string{"Base": "iov_base", "Len": "iov_len"}},
 	{&Flock{}, SizeofFlock, "struct flock", map[string]string{
 		"Type": "l_type", "Whence": "l_whence", "Start": "l_start", "Len": "l_len", "Pid": "l_pid"}},
@@ -209,6 +212,8 @@ func TestConstantsAgainstC(t *testing.T) {
 		"MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ":      MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ,
 		"SizeofSigset": SizeofSigset, "SizeofSiginfo": SizeofSiginfo,
 		"Dirent64RecLenOffset": Dirent64RecLenOffset, "Dirent64NameOffset": Dirent64NameOffset,
+		"UFFD_API": UFFD_API, "UFFDIO_REGISTER_MODE_WP": UFFDIO_REGISTER_MODE_WP,
+		"UFFDIO_API": UFFDIO_API, "UFFDIO_REGISTER": UFFDIO_REGISTER,
 	}
 	// (MEMBARRIER_CMD_GET_REGISTRATIONS, of Linux 6.13, is left out: the
 	// headers of many systems predate it.)
@@ -222,6 +227,8 @@ func TestConstantsAgainstC(t *testing.T) {
 #include <linux/kcmp.h>
 #include <linux/membarrier.h>
 #include <linux/signal.h>
+#include <linux/ioctl.h>
+#include <linux/userfaultfd.h>
 #define SizeofSigset sizeof(sigset_t)
 #define SizeofSiginfo sizeof(siginfo_t)
 #include <stddef.h>
@@ -309,6 +316,7 @@ func TestAgainstC(t *testing.T) {
 #include <linux/filter.h>
 #include <linux/capability.h>
 #include <linux/uio.h>
+#include <linux/userfaultfd.h>
 int main(void) {
 `)
 	for i, l := range layouts {

@@ -23,6 +23,9 @@ type tree struct {
 	// next is a record header read after the PROCESS records and not
 	// handled yet (by readContents), or nil.
 	next *format.Header
+	// staged: the pages of the image's passes (PASS and DROP records),
+	// until each process's mappings exist; nil for an image without.
+	staged *staging
 
 	op       *opener             // opens files as the process will be
 	local    map[int]*os.File    // file id -> the loader's open file (O_PATH, or made by it)

@@ -185,7 +185,7 @@ func (b *builder) busy(lo, hi uint64) [][2]uint64 {
 // pageWriters) while this goroutine reads and checks the next records.
 // Every writer is done before readContents returns.
 func (t *tree) readContents() (err error) {
-	pw := newPageWriters()
+	pw := newPageWriters(true)
 	defer func() {
 		if werr := pw.close(); err == nil {
 			err = werr
@@ -240,7 +240,13 @@ func (t *tree) readContents() (err error) {
 					return fmt.Errorf("image record %d: pages at %#x: %w", h.Index, addr, err)
 				}
 			} else {
-				pw.submit(pageJob{b: b, index: h.Index, addr: addr, data: data, buf: buf})
+				index := h.Index
+				pw.submit(buf, func() error {
+					if err := b.writePages(addr, data); err != nil {
+						return fmt.Errorf("image record %d: pages at %#x: %w", index, addr, err)
+					}
+					return nil
+				})
 			}
 			done += int64(len(data))
 			if t.opts.Progress != nil {
@@ -265,8 +271,10 @@ func (t *tree) readContents() (err error) {
 // pageWriters put pages in the process being built from goroutines of
 // their own, one per CPU (up to four), started with the first job: the
 // first touch of the process's fresh memory in process_vm_writev is most
-// of a restore's work, and it goes as fast on each CPU. They share the
-// reader's buffers (PageBufSize each, writers+2 of them).
+// of a restore's work, and it goes as fast on each CPU (so does the first
+// touch of the staging of page passes, see passes.go). With buffers, they
+// share the reader's buffers (PageBufSize each, writers+2 of them), which
+// a job gives back when done.
 type pageWriters struct {
 	writers int
 	bufs    [][]byte    // every buffer made
@@ -274,24 +282,27 @@ type pageWriters struct {
 	jobs    chan pageJob
 	wg      sync.WaitGroup
 	started bool
+	closed  bool
 
 	mu     sync.Mutex
 	failed error // the writers' first error
 
-	inflight sync.WaitGroup // jobs submitted and not yet written
+	inflight sync.WaitGroup // jobs submitted and not yet done
 }
 
-// pageJob is a PAGES record for a writer: data, in buf, goes at addr.
+// pageJob is work for a writer: do, then give buf back (if not nil).
 type pageJob struct {
-	b         *builder // whose pages
-	index     int      // of the record, for errors
-	addr      uint64
-	data, buf []byte
+	buf []byte
+	do  func() error
 }
 
-func newPageWriters() *pageWriters {
+func newPageWriters(buffers bool) *pageWriters {
 	n := max(1, min(runtime.GOMAXPROCS(0), 4))
-	return &pageWriters{writers: n, free: make(chan []byte, n+2), jobs: make(chan pageJob, n+2)}
+	pw := &pageWriters{writers: n, jobs: make(chan pageJob, n+2)}
+	if buffers {
+		pw.free = make(chan []byte, n+2)
+	}
+	return pw
 }
 
 // buffer returns a free buffer, a new one while there are fewer than
@@ -316,8 +327,8 @@ func (pw *pageWriters) buffer() ([]byte, error) {
 // giveBack returns a buffer from buffer that holds nothing to write.
 func (pw *pageWriters) giveBack(buf []byte) { pw.free <- buf }
 
-// submit has a writer put j's pages in, and give its buffer back.
-func (pw *pageWriters) submit(j pageJob) {
+// submit has a writer run do, and give buf back.
+func (pw *pageWriters) submit(buf []byte, do func() error) {
 	if !pw.started {
 		pw.started = true
 		for range pw.writers {
@@ -326,10 +337,10 @@ func (pw *pageWriters) submit(j pageJob) {
 		}
 	}
 	pw.inflight.Add(1)
-	pw.jobs <- j
+	pw.jobs <- pageJob{buf: buf, do: do}
 }
 
-// drain waits until every job submitted is written, and returns the
+// drain waits until every job submitted is done, and returns the
 // writers' first error.
 func (pw *pageWriters) drain() error {
 	pw.inflight.Wait()
@@ -340,15 +351,17 @@ func (pw *pageWriters) run() {
 	defer pw.wg.Done()
 	for j := range pw.jobs {
 		if pw.err() == nil {
-			if err := j.b.writePages(j.addr, j.data); err != nil {
+			if err := j.do(); err != nil {
 				pw.mu.Lock()
 				if pw.failed == nil {
-					pw.failed = fmt.Errorf("image record %d: pages at %#x: %w", j.index, j.addr, err)
+					pw.failed = err
 				}
 				pw.mu.Unlock()
 			}
 		}
-		pw.free <- j.buf
+		if j.buf != nil {
+			pw.free <- j.buf
+		}
 		pw.inflight.Done()
 	}
 }
@@ -361,12 +374,15 @@ func (pw *pageWriters) err() error {
 }
 
 // close waits for the writers to be done, frees the buffers and returns
-// the writers' first error.
+// the writers' first error; again, it returns that error.
 func (pw *pageWriters) close() error {
-	close(pw.jobs)
-	pw.wg.Wait()
-	for _, buf := range pw.bufs {
-		pagebuf.Free(buf)
+	if !pw.closed {
+		pw.closed = true
+		close(pw.jobs)
+		pw.wg.Wait()
+		for _, buf := range pw.bufs {
+			pagebuf.Free(buf)
+		}
 	}
 	return pw.err()
 }

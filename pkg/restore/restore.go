@@ -129,6 +129,7 @@ func Restore(opts Options, in io.Reader) (*Process, error) {
 		return nil, fmt.Errorf("the image is of a process of another architecture (ELF machine %d); this is x86-64", m)
 	}
 	t := &tree{opts: opts, r: r, start: start}
+	defer func() { t.staged.close() }()
 	if err := t.readMeta(); err != nil {
 		return nil, err
 	}

@@ -48,6 +48,11 @@ func (t *tree) readMeta() error {
 	if err != nil {
 		return err
 	}
+	if h, err = t.readPasses(h); err == io.EOF {
+		return errors.New("corrupt image: it holds no FILES record")
+	} else if err != nil {
+		return err
+	}
 	if h.Type != format.TypeFiles {
 		return fmt.Errorf("corrupt image at byte %d (record %d): expected a FILES record, found %v", h.Offset, h.Index, h.Type)
 	}
@@ -190,7 +195,10 @@ func (b *builder) layout() error {
 	if err := b.mapMemory(); err != nil {
 		return b.wrap(err)
 	}
-	return b.wrap(b.dropNotInherited())
+	if err := b.dropNotInherited(); err != nil {
+		return b.wrap(err)
+	}
+	return b.wrap(b.fillFromPasses())
 }
 
 // dropNotInherited empties, in each mapping the process inherited from

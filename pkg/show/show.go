@@ -16,6 +16,7 @@
 package show
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"slices"
@@ -336,6 +337,11 @@ func readRecords(r *format.Reader, img *Image, procs *[]*reading) error {
 	var buf []byte
 	sh := &shared{}
 	comps := map[format.Compression]bool{}
+	// passed: per process, the memory its PASS records hold once the
+	// DROP records after them are taken away (a page sent twice is
+	// counted once), counted into its mappings once its PROCESS record
+	// is read.
+	passed := map[uint32][][2]uint64{}
 	defer func() {
 		for c := range comps {
 			img.RecordCompression = append(img.RecordCompression, c.String())
@@ -368,10 +374,31 @@ func readRecords(r *format.Reader, img *Image, procs *[]*reading) error {
 			if err := r.DecodeJSON(p); err != nil {
 				return err
 			}
-			*procs = append(*procs, newReading(p, sh))
-		case format.TypePages, format.TypeFileData:
+			rd := newReading(p, sh)
+			for _, r := range passed[uint32(len(*procs))] {
+				rd.count(r[0], r[1])
+			}
+			*procs = append(*procs, rd)
+		case format.TypeDrop:
+			task, addr, n, err := r.ReadDrop()
+			if err != nil {
+				return err
+			}
+			passed[task] = withRange(passed[task], addr, addr+n, false)
+		case format.TypePass, format.TypePages, format.TypeFileData:
 			if buf == nil {
 				buf = make([]byte, format.PageBufSize+16)
+			}
+			if h.Type == format.TypePass {
+				task, addr, data, err := r.ReadPass(buf)
+				if err != nil {
+					return err
+				}
+				passed[task] = withRange(passed[task], addr, addr+uint64(len(data)), true)
+				img.PageBytes += int64(len(data))
+				img.PageStored += int64(h.Stored) - 16
+				img.Records++
+				continue
 			}
 			if h.Type == format.TypePages {
 				task, addr, data, err := r.ReadPages(buf)
@@ -519,6 +546,12 @@ func (rd *reading) pages(addr uint64, data []byte) {
 			copy(rd.args[lo-rd.argStart:hi-rd.argStart], data[lo-addr:hi-addr])
 		}
 	}
+	rd.count(addr, end)
+}
+
+// count counts the memory [addr, end) stored into the mappings it
+// covers; calls come in increasing address order.
+func (rd *reading) count(addr, end uint64) {
 	for rd.next < len(rd.hi) && rd.hi[rd.next] <= addr {
 		rd.next++
 	}
@@ -529,7 +562,33 @@ func (rd *reading) pages(addr uint64, data []byte) {
 			in += int64(hi - lo)
 		}
 	}
-	rd.outside += int64(len(data)) - in
+	rd.outside += int64(end-addr) - in
+}
+
+// withRange adds [lo, hi) to rs (sorted, apart), or takes it away.
+func withRange(rs [][2]uint64, lo, hi uint64, add bool) [][2]uint64 {
+	out := make([][2]uint64, 0, len(rs)+2)
+	for _, r := range rs {
+		if r[1] < lo || r[0] > hi || !add && (r[1] == lo || r[0] == hi) {
+			out = append(out, r)
+			continue
+		}
+		if add {
+			lo, hi = min(lo, r[0]), max(hi, r[1])
+			continue
+		}
+		if r[0] < lo {
+			out = append(out, [2]uint64{r[0], lo})
+		}
+		if r[1] > hi {
+			out = append(out, [2]uint64{hi, r[1]})
+		}
+	}
+	if add {
+		out = append(out, [2]uint64{lo, hi})
+	}
+	slices.SortFunc(out, func(a, b [2]uint64) int { return cmp.Compare(a[0], b[0]) })
+	return out
 }
 
 // file returns file i of the process, or nil when the index is out of

@@ -3,6 +3,7 @@ package show
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -214,5 +215,29 @@ func TestEscaped(t *testing.T) {
 	}
 	if f := back.Processes[0].Files[1]; f.Kind != "?" {
 		t.Errorf("fd 4 of a file the image does not have: kind %q; want ?", f.Kind)
+	}
+}
+
+// TestWithRange: the memory of page passes, ranges added and taken away
+// in record order.
+func TestWithRange(t *testing.T) {
+	var rs [][2]uint64
+	for _, step := range []struct {
+		lo, hi uint64
+		add    bool
+		want   string
+	}{
+		{10, 20, true, "[[10 20]]"},
+		{30, 40, true, "[[10 20] [30 40]]"},
+		{20, 30, true, "[[10 40]]"},
+		{15, 25, false, "[[10 15] [25 40]]"},
+		{12, 13, true, "[[10 15] [25 40]]"},
+		{0, 12, false, "[[12 15] [25 40]]"},
+		{25, 40, false, "[[12 15]]"},
+	} {
+		rs = withRange(rs, step.lo, step.hi, step.add)
+		if fmt.Sprint(rs) != step.want {
+			t.Fatalf("withRange(%d, %d, %v) = %v; want %s", step.lo, step.hi, step.add, rs, step.want)
+		}
 	}
 }

@@ -49,55 +49,104 @@ func benchMigrate(tw io.Writer, hog, dir string, mib int) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	v, err := startVictim(hog, strconv.Itoa(mib))
+	// The victim keeps writing its memory at random, as a service does:
+	// what a live migration (procs send --live) must keep up with.
+	v, err := startVictim(hog, strconv.Itoa(mib), "0", strconv.Itoa(migrateWrites))
 	if err != nil {
 		return err
 	}
 	defer v.stop()
 	size := int64(v.len)
 	label := human(size)
-	pid := v.cmd.Process.Pid
-	null, err := timeDump(pid, sinks(dir)[0], false)
+	null, err := timeDump(v.cmd.Process.Pid, sinks(dir)[0], false)
 	if err != nil {
 		return fmt.Errorf("procs-dump to /dev/null: %v", err)
 	}
+	plain, err := migrateOnce(addr, dir, v.cmd.Process.Pid, false)
+	if err != nil {
+		return err
+	}
+	row(tw, label, "procs send (until stored)", plain.sent, null.d, 0, size)
+	row(tw, label, "send to receive, running", plain.running, null.d, 0, size)
+	line(tw, label, "stopped: dump frozen", dur(plain.frozen))
+	line(tw, label, "stopped in migration", dur(plain.stopped))
 
+	lv, err := startVictim(hog, strconv.Itoa(mib), "0", strconv.Itoa(migrateWrites))
+	if err != nil {
+		return err
+	}
+	defer lv.stop()
+	live, err := migrateOnce(addr, dir, lv.cmd.Process.Pid, true)
+	if err != nil {
+		return fmt.Errorf("--live: %v", err)
+	}
+	row(tw, label, "procs send --live (until stored)", live.sent, null.d, 0, size)
+	row(tw, label, "send --live to receive, running", live.running, null.d, 0, size)
+	line(tw, label, "stopped with --live: dump frozen", dur(live.frozen))
+	line(tw, label, "stopped in --live migration", dur(live.stopped))
+	line(tw, label, "--live image / resident", fmt.Sprintf("%.2fx", float64(live.image)/float64(size)))
+	line(tw, label, "--live total / plain total", fmt.Sprintf("%.2fx", float64(live.running)/float64(plain.running)))
+	return nil
+}
+
+// migrateWrites is how many MiB a second the migrated victim writes.
+const migrateWrites = 10
+
+// migration is what migrateOnce measured.
+type migration struct {
+	sent, running time.Duration // procs send until stored; until the restored process ran
+	frozen        time.Duration // the dump's frozen time (procs send -v)
+	stopped       time.Duration // the restored process's own ticker: the longest gap
+	image         int64         // bytes stored
+}
+
+// migrateOnce moves process pid through procs-serve at addr: procs
+// receive -d waits on the server, procs send (--live with live) dumps the
+// victim into an upload, and the restored process reports how long it
+// was stopped.
+func migrateOnce(addr, dir string, pid int, live bool) (migration, error) {
+	var m migration
 	// The receiver waits first; its stdout is where the restored
 	// process reports.
 	r, w, err := os.Pipe()
 	if err != nil {
-		return err
+		return m, err
 	}
 	out := make(chan said, 1024)
 	errf, err := os.CreateTemp(dir, "stderr")
 	if err != nil {
-		return err
+		return m, err
 	}
 	defer os.Remove(errf.Name())
 	defer errf.Close()
 	recv := exec.Command(filepath.Join(*binDir, "procs"), "receive", "-d", "-s", addr)
 	recv.Stdout, recv.Stderr = w, errf
 	if err := recv.Start(); err != nil {
-		return err
+		return m, err
 	}
 	w.Close()
 	go readLines(r, out)
 	time.Sleep(200 * time.Millisecond) // let it ask the server
 
 	var stderr bytes.Buffer
-	send := exec.Command(filepath.Join(*binDir, "procs"), "send", strconv.Itoa(pid), "-s", addr)
+	args := []string{"send", strconv.Itoa(pid), "-s", addr, "-v"}
+	if live {
+		args = append(args, "--live")
+	}
+	send := exec.Command(filepath.Join(*binDir, "procs"), args...)
 	send.Stderr = &stderr
 	t0 := time.Now()
 	if err := send.Run(); err != nil {
 		recv.Process.Kill()
 		recv.Wait()
-		return fmt.Errorf("procs send: %v: %s", err, strings.TrimSpace(stderr.String()))
+		return m, fmt.Errorf("procs send: %v: %s", err, strings.TrimSpace(stderr.String()))
 	}
-	sent := time.Since(t0)
+	m.sent = time.Since(t0)
+	m.frozen, m.image = sendFigures(stderr.String())
 	restored, at, stopped := awaitRestored(out, 1, 5*time.Minute)
-	var running time.Duration
+	m.stopped = stopped
 	if !at.IsZero() {
-		running = at.Sub(t0)
+		m.running = at.Sub(t0)
 	}
 	recv.Wait()
 	if restored == 0 {
@@ -107,12 +156,36 @@ func benchMigrate(tw io.Writer, hog, dir string, mib int) error {
 	if restored > 0 {
 		killTree([]int{restored})
 	}
-	if running == 0 {
+	if m.running == 0 {
 		b, _ := os.ReadFile(errf.Name())
-		return errors.New("the migrated process did not report: " + strings.TrimSpace(string(b)))
+		return m, errors.New("the migrated process did not report: " + strings.TrimSpace(string(b)))
 	}
-	row(tw, label, "procs send (until stored)", sent, null.d, 0, size)
-	row(tw, label, "send to receive, running", running, null.d, 0, size)
-	line(tw, label, "stopped in migration", dur(stopped))
-	return nil
+	return m, nil
+}
+
+// sendFigures reads the frozen time and the image size from the last
+// line of procs send -v ("stored as ID on SERVER: SIZE, frozen D, ...").
+func sendFigures(log string) (frozen time.Duration, image int64) {
+	for _, l := range strings.Split(log, "\n") {
+		_, rest, ok := strings.Cut(l, ": stored as ")
+		if !ok {
+			continue
+		}
+		if _, f, ok := strings.Cut(rest, ", frozen "); ok {
+			frozen, _ = time.ParseDuration(strings.TrimSpace(strings.Split(f, ",")[0]))
+		}
+		if _, sz, ok := strings.Cut(rest, ": "); ok {
+			image = parseHuman(strings.Split(sz, ",")[0])
+		}
+	}
+	return frozen, image
+}
+
+// parseHuman reads a size as cli.FormatBytes writes it ("1.0 GiB").
+func parseHuman(s string) int64 {
+	var n float64
+	var unit string
+	fmt.Sscanf(strings.TrimSpace(s), "%g %s", &n, &unit)
+	mult := map[string]float64{"B": 1, "bytes": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}[unit]
+	return int64(n * mult)
 }

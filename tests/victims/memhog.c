@@ -2,7 +2,7 @@
  * memhog: a benchmark victim holding MIB MiB of touched, non-zero,
  * incompressible memory in one private anonymous mapping.
  *
- * Usage: memhog MIB [CHILDREN]
+ * Usage: memhog MIB [CHILDREN [WRITE_MIBPS]]
  *
  * It prints "ready ADDR LEN" (hex address, length in bytes) once the
  * memory is filled, then sleeps. On SIGUSR1 it checks every byte of it
@@ -21,6 +21,11 @@
  * the children; the parent prints "ready ADDR LEN PID..." with its
  * children's PIDs once all of them have written their half. On
  * SIGUSR1 each process checks its own memory.
+ *
+ * With WRITE_MIBPS (for live dumps), a third thread of the process alone
+ * keeps writing WRITE_MIBPS MiB of its memory a second, pages at random,
+ * each a word written with the value it holds: the pages are written,
+ * their contents stay what a check expects.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -81,6 +86,30 @@ static void *ticker(void *arg)
 			say(buf, n);
 		}
 		last = t;
+	}
+	return NULL;
+}
+
+/* writer dirties mib MiB a second of the memory at random. */
+static uint64_t *wmem;
+static size_t wlen;
+static int wmibps;
+
+static void *writer(void *arg)
+{
+	(void)arg;
+	uint64_t x = 88172645463325252ull;
+	size_t pages = wlen / 4096, per_ms = (size_t)wmibps * 256 / 1000;
+	struct timespec ts = {0, 1000 * 1000};
+	for (size_t n = 0;; n++) {
+		for (size_t i = 0; i < per_ms + (n % 1000 < (size_t)wmibps * 256 % 1000); i++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			volatile uint64_t *w = wmem + (x % pages) * 512;
+			*w = *w;
+		}
+		nanosleep(&ts, NULL);
 	}
 	return NULL;
 }
@@ -171,12 +200,13 @@ static void fork_children(uint64_t *p, size_t len, int n, pid_t *pids)
 
 int main(int argc, char **argv)
 {
-	if (argc != 2 && argc != 3) {
-		fprintf(stderr, "usage: memhog MIB [CHILDREN]\n");
+	if (argc < 2 || argc > 4) {
+		fprintf(stderr, "usage: memhog MIB [CHILDREN [WRITE_MIBPS]]\n");
 		return 2;
 	}
 	size_t len = (size_t)strtoull(argv[1], NULL, 10) << 20;
-	int children = argc == 3 ? atoi(argv[2]) : 0;
+	int children = argc >= 3 ? atoi(argv[2]) : 0;
+	wmibps = argc == 4 ? atoi(argv[3]) : 0;
 	if (children < 0 || children > 64) {
 		fprintf(stderr, "memhog: 0 to 64 children\n");
 		return 2;
@@ -193,6 +223,11 @@ int main(int argc, char **argv)
 	signal(SIGUSR1, on_usr1);
 	pthread_t th;
 	pthread_create(&th, NULL, ticker, NULL);
+	if (wmibps > 0 && children == 0) {
+		wmem = p;
+		wlen = len;
+		pthread_create(&th, NULL, writer, NULL);
+	}
 	char buf[64 + 12 * 64];
 	int n = 0;
 	if (member <= 0) {

@@ -18,7 +18,7 @@ import (
 )
 
 // Usage is printed by -h and repeated in man/procs-dump.1.
-const Usage = `usage: procs-dump [-K] [-f] [-o FILE] [-z none|zstd|xz] [--external=refuse|close] [-v] PID
+const Usage = `usage: procs-dump [-K] [-f] [--live] [-o FILE] [-z none|zstd|xz] [--external=refuse|close] [-v] PID
        procs-dump [options] -n NAME
        procs-dump -h | --version
 
@@ -29,6 +29,14 @@ Write an image of process PID to stdout (or FILE), then kill the process.
   -o, --output=FILE     write the image to FILE instead of stdout ("-" is
                         stdout); FILE appears only once complete
   -z, --compress=ALGO   compress memory pages: none (default), zstd or xz
+      --live            write the memory in passes while the process runs,
+                        and freeze it only for the last pass and the rest
+      --passes=N        with --live: at most N passes before the freeze
+                        (default 8)
+      --pass-small=MIB  with --live: freeze after a pass of at most MIB MiB
+                        (default 4)
+      --pass-time=SECS  with --live: freeze after SECS seconds of passes
+                        (default 60)
   -n, --name=NAME       dump the one process whose name (comm, executable
                         or argv[0] base name) is NAME
       --external=MODE   a unix socket connected to one outside the tree:
@@ -47,6 +55,10 @@ const prog = "procs-dump"
 
 type options struct {
 	nokill, fileSave bool
+	live             bool
+	passes           int
+	passSmall        int64
+	passTime         float64
 	cli.Flags
 	output, compress, name, external string
 	compression                      format.Compression
@@ -80,6 +92,11 @@ func parse(args []string) (options, error) {
 	set.FlagLong(&o.name, "name", 'n')
 	o.external = "refuse"
 	set.FlagLong(&o.external, "external", 0)
+	set.FlagLong(&o.live, "live", 0)
+	o.passes, o.passSmall, o.passTime = dump.DefaultPasses, dump.DefaultSmallPass>>20, dump.DefaultPassTime.Seconds()
+	set.FlagLong(&o.passes, "passes", 0)
+	set.FlagLong(&o.passSmall, "pass-small", 0)
+	set.FlagLong(&o.passTime, "pass-time", 0)
 	o.Flags.Register(set)
 	operands, err := cli.Parse(set, args)
 	if err != nil {
@@ -93,6 +110,14 @@ func parse(args []string) (options, error) {
 	}
 	if o.closeExternal, err = ParseExternal(o.external); err != nil {
 		return o, err
+	}
+	for _, name := range []string{"passes", "pass-small", "pass-time"} {
+		if set.IsSet(name) && !o.live {
+			return o, cli.Usagef("--%s goes with --live", name)
+		}
+	}
+	if o.passes < 1 || o.passSmall < 0 || o.passTime <= 0 {
+		return o, cli.Usagef("--passes wants at least 1, --pass-small 0 or more, --pass-time more than 0")
 	}
 	if set.IsSet("name") && o.name == "" {
 		return o, cli.Usagef("empty process name")
@@ -176,7 +201,12 @@ func run(o options, stdout *os.File, msg *cli.Msg) (int, error) {
 			return err
 		},
 		Log:      msg.Logf,
+		Warn:     msg.Warnf,
 		Progress: msg.ProgressFunc(),
+	}
+	if o.live {
+		opts.Live = &dump.LiveOptions{MaxPasses: o.passes, SmallPass: max(o.passSmall<<20, 1),
+			MaxTime: time.Duration(o.passTime * float64(time.Second))}
 	}
 	st, err := dump.Dump(opts, out)
 	msg.EndProgress()

@@ -34,10 +34,10 @@ import (
 )
 
 // Usage is printed by -h and repeated in man/procs.1.
-const Usage = `usage: procs save [PID] [-n NAME] [-o FILE] [-K] [-f] [-z none|zstd|xz] [--external=MODE] [-v]
+const Usage = `usage: procs save [PID] [-n NAME] [-o FILE] [-K] [-f] [--live] [-z none|zstd|xz] [--external=MODE] [-v]
        procs restore FILE|PROCS_ID [-d] [--pid=auto|keep|ns|new] [--pidfile=FILE]
                      [--stdio=auto|inherit] [--trust-uploaded] [-v]
-       procs send PID|FILE|PROCS_ID -s HOST[:PORT] [-n NAME] [-K] [-f] [-z ALGO] [--external=MODE]
+       procs send PID|FILE|PROCS_ID -s HOST[:PORT] [-n NAME] [-K] [-f] [--live] [-z ALGO] [--external=MODE]
                   [--trust-uploaded] [-v]
        procs receive [PROCS_ID] [-d] [--keep] [--pid=auto|keep|ns|new] [--pidfile=FILE]
                      [--stdio=auto|inherit] [--trust-uploaded] [-v]
@@ -59,6 +59,9 @@ Checkpoint, restore and move processes; keep images on procs-serve.
   -K, --nokill              leave the process running after the image is
                             safe
   -f, --file-save           carry the contents of open regular files
+      --live                save, send: copy the memory in passes while
+                            the process runs; it stops only for the last
+                            (as procs-dump --live, with its defaults)
   -z, --compress=ALGO       compress memory pages: none (default), zstd
                             or xz
       --external=MODE       save, send: a unix socket connected to one
@@ -96,9 +99,9 @@ const prog = "procs"
 // verbs maps each command to the options it takes besides -s,
 // --token-file and -v.
 var verbs = map[string][]string{
-	"save":    {"name", "output", "nokill", "file-save", "compress", "external"},
+	"save":    {"name", "output", "nokill", "file-save", "live", "compress", "external"},
 	"restore": {"detach", "pid", "pidfile", "stdio", "trust-uploaded"},
-	"send":    {"name", "nokill", "file-save", "compress", "external", "trust-uploaded"},
+	"send":    {"name", "nokill", "file-save", "live", "compress", "external", "trust-uploaded"},
 	"receive": {"detach", "keep", "pid", "pidfile", "stdio", "trust-uploaded"},
 	"list":    nil,
 	"delete":  nil,
@@ -107,7 +110,7 @@ var verbs = map[string][]string{
 
 type options struct {
 	server, tokenFile, name, output, compress, pid, pidfile, stdio, external string
-	nokill, fileSave, detach, keep, json, trust, closeExternal               bool
+	nokill, fileSave, detach, keep, json, trust, closeExternal, live         bool
 	cli.Flags
 	verb        string
 	operands    []string
@@ -123,6 +126,7 @@ func parse(args []string) (options, error) {
 	set.FlagLong(&o.output, "output", 'o')
 	set.FlagLong(&o.nokill, "nokill", 'K')
 	set.FlagLong(&o.fileSave, "file-save", 'f')
+	set.FlagLong(&o.live, "live", 0)
 	set.FlagLong(&o.compress, "compress", 'z')
 	set.FlagLong(&o.external, "external", 0)
 	set.FlagLong(&o.detach, "detach", 'd')
@@ -147,7 +151,7 @@ func parse(args []string) (options, error) {
 	case !ok:
 		return o, cli.Usagef("unknown command %q", o.verb)
 	}
-	for _, opt := range []string{"name", "output", "nokill", "file-save", "compress", "external", "detach", "pid", "pidfile", "stdio", "keep", "json", "trust-uploaded"} {
+	for _, opt := range []string{"name", "output", "nokill", "file-save", "live", "compress", "external", "detach", "pid", "pidfile", "stdio", "keep", "json", "trust-uploaded"} {
 		if set.IsSet(opt) && !slices.Contains(takes, opt) {
 			return o, cli.Usagef("--%s is not an option of %s", opt, o.verb)
 		}
@@ -294,6 +298,14 @@ func (c *cmd) failClient(err error) int {
 	return c.fail(cli.ExitUsage, err)
 }
 
+// live is what --live asks of a dump: passes with procs-dump's defaults.
+func (c *cmd) live() *dump.LiveOptions {
+	if !c.o.live {
+		return nil
+	}
+	return &dump.LiveOptions{}
+}
+
 // local returns a client of the local server: -s, $PROCS_SERVER or
 // 127.0.0.1:7627.
 func (c *cmd) local() (*client.Client, error) {
@@ -306,7 +318,7 @@ func (c *cmd) dumpArgs() []string {
 	for _, f := range []struct {
 		on   bool
 		flag string
-	}{{c.o.nokill, "-K"}, {c.o.fileSave, "-f"}, {c.o.Verbose, "-v"}} {
+	}{{c.o.nokill, "-K"}, {c.o.fileSave, "-f"}, {c.o.live, "--live"}, {c.o.Verbose, "-v"}} {
 		if f.on {
 			a = append(a, f.flag)
 		}
@@ -382,7 +394,9 @@ func (c *cmd) dumpTo(cl *client.Client) int {
 		Compression:   c.o.compression,
 		CloseExternal: c.o.closeExternal,
 		Log:           c.msg.Logf,
+		Warn:          c.msg.Warnf,
 		Progress:      c.msg.ProgressFunc(),
+		Live:          c.live(),
 	}, cl)
 	c.msg.EndProgress()
 	if errors.Is(err, dump.ErrExternal) {

@@ -1,0 +1,363 @@
+package tests
+
+// Live dumps (procs-dump --live): memory written in passes while the
+// victim writes it, and the victim's own check of its memory after the
+// restore (tests/victims/livemem.c).
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"procs/format"
+)
+
+// startLivemem starts livemem with args and waits for it to be ready.
+func startLivemem(t *testing.T, args ...string) *proc {
+	t.Helper()
+	p := start(t, append(victimArgv(t, "livemem"), args...), t.TempDir())
+	if _, ok := p.out.wait(10*time.Second, func(all []string, _ bool) bool { return len(all) > 0 }); !ok {
+		t.Fatalf("livemem did not start: %s", p.stderrText())
+	}
+	return p
+}
+
+// liveDump runs procs-dump --live -v [extra...] PID into a file and
+// returns the image and procs-dump's stderr.
+func liveDump(t *testing.T, pid int, extra ...string) (string, string) {
+	t.Helper()
+	img := filepath.Join(t.TempDir(), "image")
+	args := append([]string{"--live", "-v", "-o", img}, extra...)
+	args = append(args, strconv.Itoa(pid))
+	var stderr bytes.Buffer
+	cmd := exec.Command(filepath.Join(binDir, "procs-dump"), args...)
+	cmd.Stderr = &stderr
+	if err := runTimeout(cmd, 2*time.Minute); err != nil {
+		t.Fatalf("procs-dump %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	t.Logf("procs-dump %s:\n%s", strings.Join(args, " "), stderr.String())
+	return img, stderr.String()
+}
+
+// checkLines asks the restored livemem (its output is out) to check its
+// memory, and fails t unless every writer (and with churn, the churn
+// objects) says ok.
+func checkLines(t *testing.T, pid int, out *lines, writers int, churn bool) {
+	t.Helper()
+	before, _ := out.snapshot()
+	unix.Kill(pid, unix.SIGUSR1)
+	want := writers
+	if churn {
+		want++
+	}
+	all, _ := out.wait(20*time.Second, func(all []string, _ bool) bool {
+		n := 0
+		for _, l := range all[len(before):] {
+			if strings.HasPrefix(l, "check ") || strings.HasPrefix(l, "churn ") {
+				n++
+			}
+		}
+		return n >= want
+	})
+	n := 0
+	for _, l := range all[len(before):] {
+		if strings.HasPrefix(l, "check ") || strings.HasPrefix(l, "churn ") {
+			n++
+			if !strings.Contains(l, " ok ") {
+				t.Errorf("restored livemem: %q; want ok", l)
+			}
+		}
+	}
+	if n < want {
+		t.Errorf("restored livemem printed %d check lines; want %d (output: %q)", n, want, all[len(before):])
+	}
+}
+
+// TestLiveDump dumps a victim that writes its memory all the time, maps
+// and unmaps regions, grows its heap, drops pages and starts threads
+// while the passes run; the restored victim finds every page as it last
+// wrote it.
+func TestLiveDump(t *testing.T) {
+	needTools(t)
+	for _, tc := range []struct {
+		name    string
+		threads int
+		churn   bool
+	}{{"one-thread", 1, false}, {"churn", 1, true}, {"threads-churn", 3, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			churn := "0"
+			if tc.churn {
+				churn = "1"
+			}
+			// 2 pages a millisecond per writer: 8 MB/s, as a busy service.
+			p := startLivemem(t, "48", strconv.Itoa(tc.threads), churn, "2")
+			time.Sleep(500 * time.Millisecond)
+			img, log := liveDump(t, p.pid())
+			for _, want := range []string{"pass 1: ", "pass 2: ", "last pass, frozen: "} {
+				if !strings.Contains(log, want) {
+					t.Errorf("procs-dump -v says %q; want a line with %q", log, want)
+				}
+			}
+			if !p.exited(10 * time.Second) {
+				t.Fatal("the victim still runs after procs-dump (without -K)")
+			}
+			ld := startLoad(t, img)
+			pid := ld.find(t, "livemem", 20*time.Second)
+			checkLines(t, pid, ld.out, tc.threads, tc.churn)
+		})
+	}
+}
+
+// smapsHasUffd tells whether a mapping of pid is still registered with
+// a userfaultfd (VmFlags uw, um, ui).
+func smapsHasUffd(t *testing.T, pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f, ok := strings.CutPrefix(l, "VmFlags:"); ok {
+			for _, fl := range strings.Fields(f) {
+				if fl == "uw" || fl == "um" || fl == "ui" {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// rate is the pages a second livemem's writer 0 last said it wrote,
+// after the line index from.
+func lastRate(t *testing.T, out *lines, from int) (int, int) {
+	t.Helper()
+	all, _ := out.wait(5*time.Second, func(all []string, _ bool) bool {
+		for _, l := range all[from:] {
+			if strings.HasPrefix(l, "rate 0 ") {
+				return true
+			}
+		}
+		return false
+	})
+	r := -1
+	for _, l := range all[from:] {
+		if n, ok := strings.CutPrefix(l, "rate 0 "); ok {
+			r, _ = strconv.Atoi(n)
+		}
+	}
+	if r < 0 {
+		t.Fatalf("livemem says no rate: %q", all)
+	}
+	return r, len(all)
+}
+
+// TestLiveDumpKilled kills procs-dump --live at random moments of its
+// passes: the victim goes on, with no write protection left, writing as
+// fast as before, its memory intact.
+func TestLiveDumpKilled(t *testing.T) {
+	needTools(t)
+	p := startLivemem(t, "64", "2", "1")
+	base, seen := lastRate(t, p.out, 0)
+	for i := range 6 {
+		img := filepath.Join(t.TempDir(), "image")
+		cmd := exec.Command(filepath.Join(binDir, "procs-dump"), "--live", "-K", "--passes=1000", "-o", img, strconv.Itoa(p.pid()))
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		wait := time.Duration(20+rand.IntN(400)) * time.Millisecond
+		time.Sleep(wait)
+		cmd.Process.Kill()
+		cmd.Wait()
+		if p.exited(0) {
+			t.Fatalf("kill %d after %v: the victim died: %s", i, wait, p.stderrText())
+		}
+		if smapsHasUffd(t, p.pid()) {
+			t.Errorf("kill %d after %v: the victim's memory is still registered with a userfaultfd", i, wait)
+		}
+		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.pid()))
+		for _, fd := range fds {
+			if l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", p.pid(), fd.Name())); strings.Contains(l, "userfaultfd") {
+				t.Errorf("kill %d after %v: the victim holds fd %s -> %s", i, wait, fd.Name(), l)
+			}
+		}
+	}
+	time.Sleep(1100 * time.Millisecond)
+	after, _ := lastRate(t, p.out, seen)
+	t.Logf("writes a second: %d before, %d after", base, after)
+	if after < base/3 {
+		t.Errorf("the victim writes %d pages a second after the killed dumps; %d before", after, base)
+	}
+	checkLines(t, p.pid(), p.out, 2, true)
+}
+
+// TestLiveDumpUserfaultfd: a victim that holds a userfaultfd of its own
+// is dumped as without --live, with a warning; procs-dump then refuses
+// the userfaultfd, and the victim goes on.
+func TestLiveDumpUserfaultfd(t *testing.T) {
+	needTools(t)
+	p := startLivemem(t, "4", "1", "0", "2", "uffd")
+	var stderr bytes.Buffer
+	cmd := exec.Command(filepath.Join(binDir, "procs-dump"), "--live", "-o", filepath.Join(t.TempDir(), "image"), strconv.Itoa(p.pid()))
+	cmd.Stderr = &stderr
+	runTimeout(cmd, time.Minute)
+	msg := stderr.String()
+	if !strings.Contains(msg, "procs-dump: warning: process") || !strings.Contains(msg, "uses userfaultfd itself") {
+		t.Errorf("procs-dump says %q; want a warning that the process uses userfaultfd itself", msg)
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 3 || !strings.Contains(msg, "userfaultfd]") {
+		t.Errorf("procs-dump exit %d, %q; want 3, refusing the userfaultfd", code, msg)
+	}
+	if p.exited(0) {
+		t.Fatal("the victim died")
+	}
+	checkLines(t, p.pid(), p.out, 1, false)
+}
+
+// TestLiveImageCrafted: PASS records an attacker adds to a live image,
+// over the [vdso] and where the process has no mapping, are discarded:
+// the process restores and its memory is its own.
+func TestLiveImageCrafted(t *testing.T) {
+	needTools(t)
+	p := startLivemem(t, "8", "1", "0", "2")
+	var vdso uint64
+	for _, l := range strings.Split(string(readFile(t, fmt.Sprintf("/proc/%d/maps", p.pid()))), "\n") {
+		if strings.HasSuffix(l, "[vdso]") {
+			vdso, _ = strconv.ParseUint(strings.Split(l, "-")[0], 16, 64)
+		}
+	}
+	img, _ := liveDump(t, p.pid())
+	in, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	r, err := format.NewReader(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crafted := filepath.Join(t.TempDir(), "crafted")
+	out, err := os.Create(crafted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	w, err := format.NewWriter(out, r.Info(), format.WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	junk := bytes.Repeat([]byte{0xcc}, 2*format.PageSize)
+	for _, addr := range []uint64{vdso, 0x10000} {
+		if err := w.WritePass(0, addr, junk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, format.PageBufSize)
+	for {
+		h, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch h.Type {
+		case format.TypePass:
+			task, addr, data, err := r.ReadPass(buf)
+			if err == nil {
+				err = w.WritePass(task, addr, data)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		case format.TypeDrop:
+			task, addr, n, err := r.ReadDrop()
+			if err == nil {
+				err = w.WriteDrop(task, addr, n)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		default:
+			b, err := r.Payload()
+			if err == nil {
+				err = w.WriteRecord(h.Type, b)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p.exited(10 * time.Second)
+	ld := startLoad(t, crafted)
+	pid := ld.find(t, "livemem", 20*time.Second)
+	checkLines(t, pid, ld.out, 1, false)
+	if m := string(readFile(t, fmt.Sprintf("/proc/%d/maps", pid))); strings.Contains(m, "00010000-") {
+		t.Errorf("the restored process has a mapping at 0x10000:\n%s", m)
+	}
+}
+
+// TestLiveDumpTree: --live refuses a process with children for now,
+// naming them, and the tree goes on untouched.
+func TestLiveDumpTree(t *testing.T) {
+	needTools(t)
+	p := start(t, append(victimArgv(t, "memhog"), "4", "1"), t.TempDir())
+	ready := func(all []string, _ bool) bool {
+		return slices.ContainsFunc(all, func(l string) bool { return strings.HasPrefix(l, "ready ") })
+	}
+	all, ok := p.out.wait(20*time.Second, ready)
+	if !ok {
+		t.Fatalf("memhog did not start: %q %s", all, p.stderrText())
+	}
+	kid := strings.Fields(all[slices.IndexFunc(all, func(l string) bool { return strings.HasPrefix(l, "ready ") })])[3]
+	var stderr bytes.Buffer
+	cmd := exec.Command(filepath.Join(binDir, "procs-dump"), "--live", "-o", filepath.Join(t.TempDir(), "image"), strconv.Itoa(p.pid()))
+	cmd.Stderr = &stderr
+	runTimeout(cmd, time.Minute)
+	msg := strings.TrimSpace(stderr.String())
+	if code := cmd.ProcessState.ExitCode(); code != 3 || !strings.Contains(msg, "has children ("+kid+")") || strings.Count(msg, "\n") > 1 {
+		t.Errorf("procs-dump --live of a tree: exit %d, %q; want 3 and one line naming child %s", code, msg, kid)
+	}
+	before, _ := p.out.snapshot()
+	unix.Kill(p.pid(), unix.SIGUSR1)
+	verified := func(all []string, _ bool) bool { return slices.Contains(all[len(before):], "verify ok") }
+	if got, ok := p.out.wait(10*time.Second, verified); !ok {
+		t.Errorf("the tree after the refusal says %q; want verify ok", got[len(before):])
+	}
+}
+
+// TestLiveDumpSparse: a process that maps far more than it touches (256
+// GiB, 16 pages touched) is tracked without page tables made for what it
+// never touched, and restored.
+func TestLiveDumpSparse(t *testing.T) {
+	needTools(t)
+	p := startLivemem(t, "8", "1", "0", "2", "sparse")
+	pte := func() int {
+		kb, _ := strconv.Atoi(strings.Fields(procStatus(p.pid())["VmPTE"] + " 0")[0])
+		return kb
+	}
+	before := pte()
+	img, _ := liveDump(t, p.pid(), "-K")
+	if after := pte(); after > before+1024 {
+		t.Errorf("the victim's page tables grew from %d to %d KiB in the live dump", before, after)
+	}
+	checkLines(t, p.pid(), p.out, 1, false)
+	p.cmd.Process.Kill()
+	p.exited(10 * time.Second)
+	ld := startLoad(t, img)
+	pid := ld.find(t, "livemem", 20*time.Second)
+	checkLines(t, pid, ld.out, 1, false)
+}

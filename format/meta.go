@@ -322,16 +322,24 @@ const (
 
 // Lock is one lock held on a file, as /proc/PID/fdinfo shows it. It is
 // taken again, before any process of the image runs, by the process
-// that holds it, on an fd of open file description Open.
+// that holds it, on an fd of open file description Open, or (Map) on the
+// open file its mapping of the file is made from.
 type Lock struct {
 	Kind string `json:"kind"`
 	// Write: a write (exclusive) lock; otherwise a read (shared) one.
 	Write bool `json:"write,omitempty"`
 	// Open is the open file description the lock belongs to (flock,
-	// ofd) or was taken through (posix).
+	// ofd) or was taken through (posix); 0 with Map.
 	Open int `json:"open"`
-	// PID is the process that holds a posix lock; 0 for the others.
+	// PID is the process that holds a posix lock, or that maps the file
+	// of a lock held through a mapping (Map); 0 for the others.
 	PID int `json:"pid,omitempty"`
+	// Map is set for an flock that no fd holds, only the open file
+	// behind a mapping of the file (mmap(2), then close(2) of the fd: a
+	// JVM's perf-data file): the start of that mapping in process PID.
+	// Every mapping of the file made the same way (shared and
+	// writable, or not) shares that open file in a restore.
+	Map uint64 `json:"map,omitempty"`
 	// Start and Len are the range, as struct flock has them: Len 0 is
 	// up to the end of the file and beyond. Both 0 for flock.
 	Start int64 `json:"start,omitempty"`

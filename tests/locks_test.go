@@ -8,6 +8,7 @@ package tests
 import (
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,11 +68,15 @@ while True:
 
 // startLocks starts locksPy in a new folder and returns its PID and
 // folder once both processes report.
-func startLocks(t *testing.T) (int, string) {
+func startLocks(t *testing.T) (int, string) { return startParentChild(t, locksPy) }
+
+// startParentChild starts python program prog in a new folder and
+// returns its PID and folder once its two processes report.
+func startParentChild(t *testing.T, prog string) (int, string) {
 	t.Helper()
 	py := victimArgv(t, "python")[0]
 	dir := t.TempDir()
-	pid := startTree(t, dir, "err", py, "-c", locksPy)
+	pid := startTree(t, dir, "err", py, "-c", prog)
 	waitReports(t, dir, []string{"parent", "child"}, 3)
 	return pid, dir
 }
@@ -132,6 +137,24 @@ func flocked(t *testing.T, path string) string {
 	return "none"
 }
 
+// flockHolder is what /proc/locks says of the flock on path: "WRITE
+// PID" (the type, the process that took it), or "none".
+func flockHolder(t *testing.T, path string) string {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	holder := "none"
+	b, _ := os.ReadFile("/proc/locks")
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 5 && f[1] == "FLOCK" && strings.HasSuffix(f[5], fmt.Sprintf(":%d", st.Ino)) {
+			holder = f[3] + " " + f[4]
+		}
+	}
+	return holder
+}
+
 // procFD is the /proc/PID/fd/N link of pid's fd whose target has suffix.
 func procFD(t *testing.T, pid int, suffix string) string {
 	t.Helper()
@@ -152,19 +175,8 @@ func procFD(t *testing.T, pid int, suffix string) string {
 func locksView(t *testing.T, dir string, pid, kid int) string {
 	t.Helper()
 	in := func(name string) string { return filepath.Join(dir, name) }
-	var st unix.Stat_t
-	if err := unix.Stat(in("a"), &st); err != nil {
-		t.Fatal(err)
-	}
-	flockHolder := "none"
-	b, _ := os.ReadFile("/proc/locks")
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) > 5 && f[1] == "FLOCK" && strings.HasSuffix(f[5], fmt.Sprintf(":%d", st.Ino)) {
-			flockHolder = f[3] + " " + f[4]
-		}
-	}
 	return strings.Join([]string{
-		"a flock: " + flocked(t, in("a")) + " held by " + flockHolder,
+		"a flock: " + flocked(t, in("a")) + " held by " + flockHolder(t, in("a")),
 		"b 5-14: " + getlk(t, in("b"), unix.F_GETLK, 5, 10),
 		"b 50-: " + getlk(t, in("b"), unix.F_GETLK, 50, 0),
 		"b 20-21: " + getlk(t, in("b"), unix.F_GETLK, 20, 2),
@@ -219,7 +231,9 @@ func moveTree(t *testing.T, pid int, dir, mode string) {
 		if !ld.exited(30*time.Second) || ld.exitCode() != 0 {
 			t.Fatalf("procs-load -d: exit %d: %s", ld.exitCode(), ld.stderrText())
 		}
-		if got := strings.TrimSpace(strings.Join(mustLines(ld.out), "\n")); got != strconv.Itoa(pid) {
+		// Its output may be read a moment after it exits.
+		out, _ := ld.out.wait(10*time.Second, func(all []string, eof bool) bool { return len(all) > 0 || eof })
+		if got := strings.TrimSpace(strings.Join(out, "\n")); got != strconv.Itoa(pid) {
 			t.Errorf("procs-load -d printed %q; want the PID %d", got, pid)
 		}
 	}
@@ -496,7 +510,7 @@ func TestLocksCraftedImages(t *testing.T) {
 // TestLocksRefusals: what procs does not carry is refused by name at the
 // dump, and the process goes on: a lease, a lock through a standard
 // stream that procs-load replaces with its own (a pipe), an flock held
-// only through a mapping of its file.
+// only by an open file passed to a process outside the tree.
 func TestLocksRefusals(t *testing.T) {
 	needTools(t)
 	noLeftovers(t)
@@ -516,24 +530,220 @@ fcntl.flock(1, fcntl.LOCK_EX)
 print("ready", flush=True)
 while True: time.sleep(0.05)
 `, "a lock through its fd 1 (pipe:["},
-		{"mapping", `
-import ctypes, fcntl, os, time
-libc = ctypes.CDLL(None, use_errno=True)
-libc.mmap.restype = ctypes.c_void_p
-libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-fd = os.open("m", os.O_RDWR | os.O_CREAT, 0o644)
-os.write(fd, b"x" * 4096)
-fcntl.flock(fd, fcntl.LOCK_EX)
-assert libc.mmap(None, 4096, 1, 1, fd, 0) not in (None, ctypes.c_void_p(-1).value)
-os.close(fd)
-print("ready", flush=True)
-while True: time.sleep(0.05)
-`, "a flock lock on inode"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := start(t, []string{py, "-c", tc.prog}, t.TempDir())
 			expect(t, p.out, "ready", 0)
 			refusedDump(t, p.pid(), tc.want)
+		})
+	}
+	t.Run("passed on", func(t *testing.T) {
+		dir := t.TempDir()
+		l, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(dir, "s"), Net: "unix"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		p := start(t, []string{py, "-c", passOnPy}, dir)
+		c, err := l.AcceptUnix()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		oob := make([]byte, unix.CmsgSpace(4))
+		_, oobn, _, _, err := c.ReadMsgUnix(make([]byte, 1), oob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil || len(msgs) != 1 {
+			t.Fatalf("no fd received: %v", err)
+		}
+		fds, err := unix.ParseUnixRights(&msgs[0])
+		if err != nil || len(fds) != 1 {
+			t.Fatalf("no fd received: %v", err)
+		}
+		defer unix.Close(fds[0])
+		expect(t, p.out, "ready", 0)
+		refusedDump(t, p.pid(), "a flock lock on inode", "that neither an fd nor a mapping of the tree holds")
+	})
+}
+
+// passOnPy takes an flock on f and passes its open file to the test,
+// which holds it: the lock is the process's (/proc/locks), but no fd
+// and no mapping of its tree holds it.
+const passOnPy = `
+import fcntl, os, socket, time
+f = os.open("f", os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.flock(f, fcntl.LOCK_EX)
+s = socket.socket(socket.AF_UNIX)
+s.connect("s")
+socket.send_fds(s, [b"x"], [f])
+s.close()
+os.close(f)
+print("ready", flush=True)
+while True: time.sleep(0.05)
+`
+
+// mappedPy maps its file m shared (through ctypes: Python's mmap module
+// keeps an fd of its own), flocks it and closes the fd: the open file
+// behind the mapping holds the lock (a JVM's perf-data file is held so).
+// Then it forks: the child shares the mapping, and the lock. Each checks
+// every 50 ms that the file is flocked (another open file of it cannot
+// have a shared flock) and reads its mapping, and reports "parent N
+// ok=1", "child N ok=1" in log.
+const mappedPy = `
+import ctypes, fcntl, os, time
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+def report(line):
+    with open("log", "a") as f:
+        f.write(line + "\n")
+def locked():
+    g = os.open("m", os.O_RDONLY)
+    try:
+        fcntl.flock(g, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(g)
+fd = os.open("m", os.O_RDWR | os.O_CREAT, 0o644)
+os.write(fd, b"x" * 4096)
+fcntl.flock(fd, fcntl.LOCK_EX)
+addr = libc.mmap(None, 4096, 3, 1, fd, 0)
+assert addr not in (None, ctypes.c_void_p(-1).value)
+os.close(fd)
+who = "child" if os.fork() == 0 else "parent"
+n = 0
+while True:
+    n += 1
+    report("%s %d ok=%d" % (who, n, int(locked() and ctypes.string_at(addr, 4) == b"xxxx")))
+    time.sleep(0.05)
+`
+
+// exclusiveFlock is what flock(LOCK_EX|LOCK_NB) on a new open file of
+// path returns.
+func exclusiveFlock(t *testing.T, path string) error {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	return unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+}
+
+// TestLocksMapped: an flock held only by the open file behind a shared
+// mapping of its file (mmap, flock, close: a JVM's perf-data file), that a
+// child shares since a fork, moved: the restored parent holds it again
+// (/proc/locks), other processes cannot flock the file (EWOULDBLOCK), the
+// two see it locked. One open file holds it for both, as before: once the
+// parent is gone, the child's mapping still holds it; once both are, the
+// file is free. With -K, a copy restored while the original runs is
+// refused, naming it.
+func TestLocksMapped(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	for _, mode := range []string{"kill", "keep", "detach"} {
+		t.Run(mode, func(t *testing.T) {
+			pid, dir := startParentChild(t, mappedPy)
+			m := filepath.Join(dir, "m")
+			want := fmt.Sprintf("WRITE %d", pid)
+			if got := flockHolder(t, m); got != want {
+				t.Fatalf("before the dump, /proc/locks says the flock on m is %q; want %q", got, want)
+			}
+			if mode == "keep" {
+				img := dump(t, pid, true)
+				msg := refused(t, loadCmd(img), "python3", strconv.Quote(m), fmt.Sprintf("locked by process %d (", pid), "an flock write lock")
+				if !strings.Contains(msg, "hint: process "+strconv.Itoa(pid)+" has the PID the image's process had") {
+					t.Errorf("refusal %q; want a hint that the original still runs", msg)
+				}
+				waitReports(t, dir, []string{"parent", "child"}, 3)
+			}
+			moveTree(t, pid, dir, mode)
+			if got := flockHolder(t, m); got != want {
+				t.Errorf("after the restore (%s), /proc/locks says the flock on m is %q; want %q", mode, got, want)
+			}
+			if err := exclusiveFlock(t, m); err != unix.EWOULDBLOCK {
+				t.Errorf("after the restore (%s), flock(LOCK_EX|LOCK_NB) on m from outside: %v; want EWOULDBLOCK", mode, err)
+			}
+			waitReports(t, dir, []string{"parent", "child"}, 5)
+			tree := treeOf(pid)
+			kid := tree[1]
+			t.Cleanup(func() { killChecked(t, kid.pid, kid.start) })
+			killChecked(t, pid, tree[0].start)
+			waitReports(t, dir, []string{"child"}, 3)
+			if err := exclusiveFlock(t, m); err != unix.EWOULDBLOCK {
+				t.Errorf("with the restored parent gone, flock(LOCK_EX|LOCK_NB) on m: %v; want EWOULDBLOCK: the child's mapping shares the locked open file", err)
+			}
+			killChecked(t, kid.pid, kid.start)
+			waitFor(t, 10*time.Second, func() bool { return exclusiveFlock(t, m) == nil }, "the flock on m to go with the last mapping")
+		})
+	}
+}
+
+// TestLocksMappedCrafted: an flock held through a mapping that an
+// attacker writes in an image is refused before anything runs: through
+// no mapping, a mapping of another file, a mapping of another process,
+// of another kind than flock, with an open file description or a range
+// too, twice.
+func TestLocksMappedCrafted(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	pid, _ := startParentChild(t, mappedPy)
+	tree := treeOf(pid)
+	img := dump(t, pid, false)
+	waitGone(t, tree)
+	if req := requires(t, img); !slices.Contains(req, format.FeatureFileLocks) {
+		t.Errorf("the image requires %q; want %q", req, format.FeatureFileLocks)
+	}
+	// find is the image's file m and its lock, held through the
+	// mapping of the root.
+	find := func(ps []format.Process, fs []format.File) (int, *format.Lock) {
+		for i := range fs {
+			if filepath.Base(fs[i].Path) == "m" && len(fs[i].Locks) == 1 {
+				if l := &fs[i].Locks[0]; l.Map != 0 && l.PID == ps[0].PID && l.Open == 0 {
+					return i, l
+				}
+			}
+		}
+		t.Fatalf("no flock through the mapping of m in the image: %+v", fs)
+		return 0, nil
+	}
+	// otherMapping is the start of a mapping of the root of another file.
+	otherMapping := func(ps []format.Process, file int) uint64 {
+		for _, m := range ps[0].Maps {
+			if m.File >= 0 && m.File != file {
+				return m.Start
+			}
+		}
+		t.Fatal("the root maps no other file")
+		return 0
+	}
+	for _, tc := range []struct {
+		name  string
+		edit  func(ps []format.Process, fs []format.File)
+		wants []string
+	}{
+		{"through no mapping", func(ps []format.Process, fs []format.File) { _, l := find(ps, fs); l.Map = 0x10000 }, []string{"no mapping of that file there"}},
+		{"through a mapping of another file", func(ps []format.Process, fs []format.File) {
+			i, l := find(ps, fs)
+			l.Map = otherMapping(ps, i)
+		}, []string{"no mapping of that file there"}},
+		{"of a process that is not there", func(ps []format.Process, fs []format.File) { _, l := find(ps, fs); l.PID = 1 }, []string{"no mapping of that file there"}},
+		{"a POSIX lock", func(ps []format.Process, fs []format.File) { _, l := find(ps, fs); l.Kind = format.LockPosix }, []string{"only an flock"}},
+		{"with a description", func(ps []format.Process, fs []format.File) { _, l := find(ps, fs); l.Open = ps[0].FDs[0].Open }, []string{"only an flock"}},
+		{"on a range", func(ps []format.Process, fs []format.File) { _, l := find(ps, fs); l.Len = 1 }, []string{"only an flock"}},
+		{"twice", func(ps []format.Process, fs []format.File) {
+			i, l := find(ps, fs)
+			fs[i].Locks = append(fs[i].Locks, *l)
+		}, []string{"twice"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bad := editProcs(t, img, func(ps *[]format.Process, fs *[]format.File) { tc.edit(*ps, *fs) })
+			refused(t, loadCmd(bad), "python3", tc.wants...)
 		})
 	}
 }

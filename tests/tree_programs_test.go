@@ -7,9 +7,11 @@ package tests
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -17,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // poolPy runs batches of work through multiprocessing.Pool(4), each
@@ -152,7 +156,9 @@ public class Threads {
 `
 
 // TestJavaThreads: a JVM running two counting threads, moved: both
-// counters go on with no gap and no repeat.
+// counters go on with no gap and no repeat, and the flock the JVM holds
+// through its mapping of its perf-data file (hsperfdata: mmap, flock,
+// close) is held again.
 func TestJavaThreads(t *testing.T) {
 	needTools(t)
 	noLeftovers(t)
@@ -165,14 +171,26 @@ func TestJavaThreads(t *testing.T) {
 	if err := os.WriteFile(src, []byte(threadsJava), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	movedCounters(t, []string{"thread", "executor"}, java, src)
+	pid := movedCounters(t, []string{"thread", "executor"}, java, src)
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	perf := filepath.Join(os.TempDir(), "hsperfdata_"+u.Username, strconv.Itoa(pid))
+	t.Cleanup(func() { os.Remove(perf) }) // a JVM killed leaves it
+	if got, want := flockHolder(t, perf), fmt.Sprintf("WRITE %d", pid); got != want {
+		t.Errorf("after the restore, /proc/locks says the flock on %s is %q; want %q", perf, got, want)
+	}
+	if err := exclusiveFlock(t, perf); err != unix.EWOULDBLOCK {
+		t.Errorf("after the restore, flock(LOCK_EX|LOCK_NB) on %s: %v; want EWOULDBLOCK", perf, err)
+	}
 }
 
 // movedCounters runs argv, whose output is lines "N WHAT" counting up
 // from 1 for each of whats, dumps it (killed) once it has printed 20,
 // restores it and checks that every counter went on with no gap or
-// repeat.
-func movedCounters(t *testing.T, whats []string, argv ...string) {
+// repeat. It returns the PID, which runs until t ends.
+func movedCounters(t *testing.T, whats []string, argv ...string) int {
 	t.Helper()
 	dir := t.TempDir()
 	out := filepath.Join(dir, "log")
@@ -198,6 +216,7 @@ func movedCounters(t *testing.T, whats []string, argv ...string) {
 			}
 		}
 	}
+	return pid
 }
 
 // pipePairPy is a parent and two children joined by a pipe: the writer

@@ -298,9 +298,9 @@ type snapshot struct {
 // collectTree reads the state of every process of the frozen tree, then
 // what only the whole tree tells: sessions and groups a restore can make
 // (checkTree), pages shared with parents (shareWithParents), locks held
-// through no fd (checkUnseenLocks), files held outside the tree
-// (files.CheckTree); then the ids become the programs' own
-// (toInnerPIDs). close must be called, error or not.
+// through no fd (checkUnseenLocks: a mapping's, or refused), files held
+// outside the tree (files.CheckTree); then the ids become the programs'
+// own (toInnerPIDs). close must be called, error or not.
 func collectTree(ft *frozenTree, opts Options, presmaps []procfs.Mapping) (*snapshot, error) {
 	s := &snapshot{ft: ft, table: newFileTable()}
 	var pids []int
@@ -340,7 +340,7 @@ func collectTree(ft *frozenTree, opts Options, presmaps []procfs.Mapping) (*snap
 		return s, err
 	}
 	in := func(pid int) bool { return ft.find(pid) != nil }
-	if err := checkUnseenLocks(s.table.files, in); err != nil {
+	if err := s.checkUnseenLocks(in); err != nil {
 		return s, err
 	}
 	if err := s.collectIPC(); err != nil {

@@ -42,8 +42,10 @@ type fileTable struct {
 	// unix is what sock_diag told of the unix sockets, once asked.
 	unix    map[uint64]linux.UnixDiag
 	unixErr error
-	// locks are the file locks recorded so far (locks.go).
-	locks map[format.Lock]bool
+	// locks are the file locks recorded so far; listed, the locks the
+	// fds' fdinfo listed (locks.go).
+	locks  map[format.Lock]bool
+	listed map[listedLock]bool
 }
 
 // openFD is an fd of a process of the image, by its open file description.

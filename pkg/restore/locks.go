@@ -7,8 +7,10 @@
 // description the lock belongs to, in the first process that holds that
 // description (the description is the lock's owner, whoever shares it);
 // F_SETLK in the process that held a POSIX lock, on an fd of the
-// description it took it through. So the locks belong to what they
-// belonged to, and the kernel names the restored process as their holder
+// description it took it through; an flock held through a mapping
+// (Lock.Map), in the process that maps the file, on the open file its
+// mapping is made from. So the locks belong to what they belonged to,
+// and the kernel names the restored process as their holder
 // (/proc/locks, F_GETLK). The fds were opened by the loader as the
 // process (opener), so a lock is taken only on what the process could
 // open, with the rights it had: a write lock on a file it holds only for
@@ -19,7 +21,8 @@
 // When: once nothing will close an fd of the process any more (closing
 // any fd of a file drops every POSIX lock the process holds on it), at
 // the end of finish, before the threads are given their registers;
-// release lets them run only once every process has its locks.
+// release lets them run only once every process has its locks. An flock
+// held through a mapping, when the mapping is made (takeMappedLocks).
 
 package restore
 
@@ -46,7 +49,8 @@ const maxLocks = 1 << 16
 // validateLocks checks every lock of the image: of a kind procs knows, on
 // an open file description that an fd of the locked file has (not
 // O_PATH), of a process that holds that description (a POSIX lock's),
-// with the access a lock of its type needs, its range in bounds.
+// with the access a lock of its type needs, its range in bounds; an
+// flock held through a mapping, on a mapping of the locked file.
 func validateLocks(fs []format.File, procs []format.Process) error {
 	type desc struct {
 		fd      format.FD
@@ -63,12 +67,23 @@ func validateLocks(fs []format.File, procs []format.Process) error {
 			d.holders[p.PID] = true
 		}
 	}
+	var maps map[mapAt]format.Mapping
 	n := 0
 	for i, f := range fs {
 		flocked := map[int]bool{}
+		mapFlocked := map[int]bool{} // by mapMode
 		for _, l := range f.Locks {
 			if n++; n > maxLocks {
 				return fmt.Errorf("image holds more than %d file locks", maxLocks)
+			}
+			if l.Map != 0 {
+				if maps == nil {
+					maps = mappingsAt(procs)
+				}
+				if err := validateMappedLock(i, f, l, maps, mapFlocked); err != nil {
+					return err
+				}
+				continue
 			}
 			at := fmt.Sprintf("image file %d (%s): a %s lock of open file description %d", i, safetext.Quote(f.Path), safetext.Quote(l.Kind), l.Open)
 			d := descs[l.Open]
@@ -106,6 +121,41 @@ func validateLocks(fs []format.File, procs []format.Process) error {
 			}
 		}
 	}
+	return nil
+}
+
+// mapAt is the mapping of a process at an address.
+type mapAt struct {
+	pid   int
+	start uint64
+}
+
+// mappingsAt indexes the mappings of procs by process and start.
+func mappingsAt(procs []format.Process) map[mapAt]format.Mapping {
+	maps := map[mapAt]format.Mapping{}
+	for _, p := range procs {
+		for _, m := range p.Maps {
+			maps[mapAt{p.PID, m.Start}] = m
+		}
+	}
+	return maps
+}
+
+// validateMappedLock checks lock l of file i, held through a mapping: an
+// flock, with no description or range, on a mapping of file i, at most
+// one for the open file of the mappings made alike (flocked, by mapMode).
+func validateMappedLock(i int, f format.File, l format.Lock, maps map[mapAt]format.Mapping, flocked map[int]bool) error {
+	at := fmt.Sprintf("image file %d (%s): a %s lock held through the mapping at %#x of process %d", i, safetext.Quote(f.Path), safetext.Quote(l.Kind), l.Map, l.PID)
+	m, ok := maps[mapAt{l.PID, l.Map}]
+	switch {
+	case l.Kind != format.LockFlock || l.Open != 0 || l.Start != 0 || l.Len != 0:
+		return fmt.Errorf("%s: only an flock, of no open file description and no range, is held so", at)
+	case !ok || m.File != i:
+		return fmt.Errorf("%s, which has no mapping of that file there", at)
+	case flocked[mapMode(m)]:
+		return fmt.Errorf("%s, twice", at)
+	}
+	flocked[mapMode(m)] = true
 	return nil
 }
 
@@ -155,7 +205,8 @@ type lockRef struct {
 }
 
 // locksOf returns the locks process task takes: the POSIX locks it held,
-// the flock and OFD locks of the descriptions it is the first to hold.
+// the flock and OFD locks of the descriptions it is the first to hold, the
+// flocks held through its mappings.
 func (t *tree) locksOf(task int) []lockRef {
 	if t.taskLocks == nil {
 		holder := map[int]int{} // open id -> the first process that holds it
@@ -172,7 +223,7 @@ func (t *tree) locksOf(task int) []lockRef {
 		for i, f := range t.files {
 			for _, l := range f.Locks {
 				task := holder[l.Open]
-				if l.Kind == format.LockPosix {
+				if l.PID != 0 { // a POSIX lock, one held through a mapping
 					task = byPID[l.PID]
 				}
 				t.taskLocks[task] = append(t.taskLocks[task], lockRef{i, l})
@@ -197,46 +248,105 @@ func (b *builder) takeLocks() error {
 	}
 	for _, ref := range refs {
 		l := ref.lock
+		if l.Map != 0 {
+			continue // taken with the mappings
+		}
 		fd := first[l.Open]
 		if b.ownStream(fd) {
 			b.warnf("fd %d is procs-load's own stream now: %s on %s is not taken again", fd.Num, describeLock(l), safetext.Quote(b.files[ref.file].Path))
 			continue
 		}
-		var err error
-		if l.Kind == format.LockFlock {
-			op := unix.LOCK_SH
-			if l.Write {
-				op = unix.LOCK_EX
-			}
-			_, err = b.main.Syscall("flock", unix.SYS_FLOCK, uint64(fd.Num), uint64(op|unix.LOCK_NB))
-		} else {
-			cmd, name := unix.F_SETLK, "fcntl(F_SETLK)"
-			if l.Kind == format.LockOFD {
-				cmd, name = unix.F_OFD_SETLK, "fcntl(F_OFD_SETLK)"
-			}
-			typ := int16(unix.F_RDLCK)
-			if l.Write {
-				typ = unix.F_WRLCK
-			}
-			if err = b.write(offArgs, linux.Flock{Type: typ, Whence: unix.SEEK_SET, Start: l.Start, Len: l.Len}.Encode()); err == nil {
-				_, err = b.main.Syscall(name, unix.SYS_FCNTL, uint64(fd.Num), uint64(cmd), b.scratch+offArgs)
-			}
-		}
-		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) {
-			return b.lockConflict(ref, fd.Num)
-		}
-		if err != nil {
-			return fmt.Errorf("fd %d: %s: %s: %w", fd.Num, safetext.Quote(b.files[ref.file].Path), describeLock(l), err)
+		if err := b.lockOn(uint64(fd.Num), ref); err != nil {
+			return err
 		}
 	}
 	b.logf("%d file locks taken again", len(refs))
 	return nil
 }
 
+// takeMappedLocks takes the flocks held through mappings of the process
+// (Lock.Map), once mapMemory made them, on the open files it made them
+// from (fds: the process's fd of each, closed after), so that each
+// mapping's open file holds its lock as long as the mapping lasts, as it
+// did. Every mapping of a file made alike, in any process of the tree,
+// has that open file (mapFiles): mappings shared since a fork share the
+// lock again. A mapping inherited from the parent (Mapping.Inherit) has
+// its parent's open file, given to the process for the call. Here, before
+// the fds are made and any POSIX lock taken, closing these fds drops
+// nothing.
+func (b *builder) takeMappedLocks(fds map[mapKey]uint64) error {
+	for _, ref := range b.locksOf(b.task) {
+		if ref.lock.Map == 0 {
+			continue
+		}
+		var k mapKey
+		for _, m := range b.img.Maps {
+			if m.Start == ref.lock.Map {
+				k = mapKey{m.File, mapMode(m)}
+			}
+		}
+		fd, ok := fds[k]
+		if !ok {
+			var err error
+			if fd, err = b.takeFD(b.mapFiles[k]); err != nil {
+				return err
+			}
+			fds[k] = fd
+		}
+		if err := b.lockOn(fd, ref); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lockOn has the process take lock ref on its fd, never waiting: a lock
+// another process holds is a LockedError.
+func (b *builder) lockOn(fd uint64, ref lockRef) error {
+	l := ref.lock
+	var err error
+	if l.Kind == format.LockFlock {
+		op := unix.LOCK_SH
+		if l.Write {
+			op = unix.LOCK_EX
+		}
+		_, err = b.main.Syscall("flock", unix.SYS_FLOCK, fd, uint64(op|unix.LOCK_NB))
+	} else {
+		cmd, name := unix.F_SETLK, "fcntl(F_SETLK)"
+		if l.Kind == format.LockOFD {
+			cmd, name = unix.F_OFD_SETLK, "fcntl(F_OFD_SETLK)"
+		}
+		typ := int16(unix.F_RDLCK)
+		if l.Write {
+			typ = unix.F_WRLCK
+		}
+		if err = b.write(offArgs, linux.Flock{Type: typ, Whence: unix.SEEK_SET, Start: l.Start, Len: l.Len}.Encode()); err == nil {
+			_, err = b.main.Syscall(name, unix.SYS_FCNTL, fd, uint64(cmd), b.scratch+offArgs)
+		}
+	}
+	if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) {
+		return b.lockConflict(ref, int(fd))
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %s: %s: %w", lockPlace(l, int(fd)), safetext.Quote(b.files[ref.file].Path), describeLock(l), err)
+	}
+	return nil
+}
+
+// lockPlace says where lock l is taken, fd num of the process: "fd 4",
+// or, for a lock held through a mapping, "mapping 7f00c0de0000".
+func lockPlace(l format.Lock, num int) string {
+	if l.Map != 0 {
+		return fmt.Sprintf("mapping %x", l.Map)
+	}
+	return fmt.Sprintf("fd %d", num)
+}
+
 // LockedError refuses a restore because a process outside the image
 // holds a lock on a file that conflicts with one of the image's.
 type LockedError struct {
 	FD     int    // the fd of the restored process the lock is taken on
+	Map    uint64 // or, a lock held through a mapping, the mapping's start
 	Path   string // the file
 	Holder int    // the process that holds the conflicting lock, or 0
 	Comm   string // its name
@@ -252,14 +362,14 @@ func (e *LockedError) Error() string {
 	if e.Holder > 0 {
 		holder = fmt.Sprintf("process %d (%s)", e.Holder, e.Comm)
 	}
-	return fmt.Sprintf("fd %d: %s is locked by %s, outside the image: the process held %s there", e.FD, safetext.Quote(e.Path), holder, e.Lock)
+	return fmt.Sprintf("%s: %s is locked by %s, outside the image: the process held %s there", lockPlace(format.Lock{Map: e.Map}, e.FD), safetext.Quote(e.Path), holder, e.Lock)
 }
 
 // lockConflict is the error of a lock that another process holds on the
 // file of fd num: it names the file and the holder.
 func (b *builder) lockConflict(ref lockRef, num int) error {
 	l := ref.lock
-	e := &LockedError{FD: num, Path: b.files[ref.file].Path, Lock: describeLock(l)}
+	e := &LockedError{FD: num, Map: l.Map, Path: b.files[ref.file].Path, Lock: describeLock(l)}
 	var st unix.Stat_t
 	if unix.Stat(fmt.Sprintf("/proc/%d/fd/%d", b.pid, num), &st) == nil {
 		if e.Holder = b.lockHolder(st.Ino, l); e.Holder > 0 {
@@ -267,7 +377,7 @@ func (b *builder) lockConflict(ref lockRef, num int) error {
 		}
 	}
 	owner := b.img.PID
-	if l.Kind == format.LockPosix {
+	if l.PID != 0 {
 		owner = l.PID
 	}
 	e.Original = e.Holder == owner && b.pid != owner

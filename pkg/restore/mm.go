@@ -433,7 +433,7 @@ func (b *builder) writePages(addr uint64, data []byte) error {
 }
 
 // mapMemory makes every mapping of the image at its address, with its
-// final protection.
+// final protection, and takes the flocks held through them.
 func (b *builder) mapMemory() error {
 	fds := map[mapKey]uint64{}
 	defer func() {
@@ -497,7 +497,7 @@ func (b *builder) mapMemory() error {
 			return err
 		}
 	}
-	return nil
+	return b.takeMappedLocks(fds)
 }
 
 // mapOldVdso makes, for an image whose vDSO this kernel's serves

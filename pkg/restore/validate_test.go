@@ -204,11 +204,20 @@ func TestZombieRecord(t *testing.T) {
 
 // TestValidateLocks: a lock is refused unless it is of a known kind, on
 // a description of its file that is not O_PATH, held by a process that
-// holds it (posix), of a type its access allows, in range.
+// holds it (posix), of a type its access allows, in range; or an flock
+// through a mapping of its file, once.
 func TestValidateLocks(t *testing.T) {
 	lock := func(l format.Lock) func(p *format.Process, fs []format.File) {
 		return func(p *format.Process, fs []format.File) {
 			p.FDs[1].Flags = unix.O_RDONLY
+			fs[0].Locks = []format.Lock{l}
+		}
+	}
+	// mapped: l on file 0, which the process maps at 0x500000.
+	mapped := func(l format.Lock) func(p *format.Process, fs []format.File) {
+		return func(p *format.Process, fs []format.File) {
+			p.Maps = append(p.Maps, format.Mapping{Start: 0x500000, End: 0x501000, Prot: unix.PROT_READ | unix.PROT_WRITE,
+				Shared: true, Kind: format.MapFile, Name: "/bin/true", File: 0, Access: format.AccessReadWrite})
 			fs[0].Locks = []format.Lock{l}
 		}
 	}
@@ -239,6 +248,18 @@ func TestValidateLocks(t *testing.T) {
 		{"negative-start", lock(format.Lock{Kind: format.LockOFD, Open: 2, Start: -1}), "out of range"},
 		{"negative-len", lock(format.Lock{Kind: format.LockOFD, Open: 2, Len: -1}), "out of range"},
 		{"past-the-end", lock(format.Lock{Kind: format.LockOFD, Open: 2, Start: 1<<63 - 1, Len: 2}), "out of range"},
+		{"mapped", mapped(format.Lock{Kind: format.LockFlock, Write: true, PID: 100, Map: 0x500000}), ""},
+		{"mapped-nothing-there", mapped(format.Lock{Kind: format.LockFlock, PID: 100, Map: 0x600000}), "no mapping of that file there"},
+		{"mapped-anonymous", mapped(format.Lock{Kind: format.LockFlock, PID: 100, Map: 0x400000}), "no mapping of that file there"},
+		{"mapped-other-process", mapped(format.Lock{Kind: format.LockFlock, PID: 101, Map: 0x500000}), "no mapping of that file there"},
+		{"mapped-no-process", mapped(format.Lock{Kind: format.LockFlock, Map: 0x500000}), "no mapping of that file there"},
+		{"mapped-posix", mapped(format.Lock{Kind: format.LockPosix, PID: 100, Map: 0x500000}), "only an flock"},
+		{"mapped-and-open", mapped(format.Lock{Kind: format.LockFlock, Open: 2, PID: 100, Map: 0x500000}), "only an flock"},
+		{"mapped-range", mapped(format.Lock{Kind: format.LockFlock, PID: 100, Map: 0x500000, Len: 1}), "only an flock"},
+		{"mapped-twice", func(p *format.Process, fs []format.File) {
+			mapped(format.Lock{Kind: format.LockFlock, PID: 100, Map: 0x500000})(p, fs)
+			fs[0].Locks = append(fs[0].Locks, fs[0].Locks[0])
+		}, "twice"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			img, fs := validImage()

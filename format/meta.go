@@ -270,6 +270,7 @@ type File struct {
 	Pipe    *Pipe    `json:"pipe,omitempty"`
 	Unix    *Unix    `json:"unix,omitempty"`
 	Pidfd   *Pidfd   `json:"pidfd,omitempty"`
+	TCP     *TCP     `json:"tcp,omitempty"` // format/inet.go
 	// Exact files (see below): a memfd's seals; the owner of a memfd
 	// or a deleted file.
 	Seals *uint32 `json:"seals,omitempty"`

@@ -97,7 +97,7 @@ type Terminals map[uint64]bool
 
 // table holds every kind, in the order Match is asked.
 var table = []Kind{memfd{}, reg{}, dir{}, chr{}, tty{}, eventfd{}, epoll{}, pipe{}, namedPipe{},
-	unixSocket{}, pidfd{}, symlink, sock, blk}
+	unixSocket{}, tcpSocket{}, pidfd{}, symlink, sock, blk}
 
 // Lookup is the kind named name, or nil when this procs knows none.
 func Lookup(name string) Kind {
@@ -137,6 +137,8 @@ func Classify(fd *procfs.FD, ts Terminals) (kind string, why string) {
 		return "", "a terminal other than its own (" + t + ")"
 	case fd.Kind == procfs.FileChar:
 		return "", "a character device (" + t + ")"
+	case strings.HasPrefix(t, "socket:") && fd.Proto != "":
+		return "", "a " + fd.Proto + " socket"
 	case strings.HasPrefix(t, "socket:"):
 		return "", "a socket"
 	case strings.HasPrefix(t, "pipe:"):
@@ -226,6 +228,11 @@ type Loader interface {
 	Keep(f *os.File)
 	// Warn says what comes back less well than it was.
 	Warn(format string, args ...any)
+	// AsProcess runs f on the opener's thread, with the process's
+	// file system ids, groups and capabilities as the opener has them
+	// (none for another user's process restored by root): a socket
+	// bound there gets only the ports and options the process could.
+	AsProcess(f func() error) error
 }
 
 // Preparer is a kind that the loader readies before the process exists

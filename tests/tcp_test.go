@@ -1,0 +1,271 @@
+package tests
+
+// TCP sockets: listening servers (python's http.server, a Go net/http
+// server) moved and serving again, their options as the program reads
+// them back, and what the restorer may not be made to bind.
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"procs/format"
+)
+
+// curlGet fetches url with curl, retrying for a few seconds while the
+// server is not there yet, and returns the body.
+func curlGet(t *testing.T, url string) string {
+	t.Helper()
+	var out []byte
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if out, err = exec.Command("curl", "-sS", "-g", "--fail", "-m", "5", url).Output(); err == nil {
+			return string(out)
+		}
+	}
+	t.Fatalf("curl %s: %v", url, err)
+	return ""
+}
+
+// TestTCPHTTPServer: python3 -m http.server on a loopback port, dumped
+// (killed) and restored: curl gets pages from it.
+func TestTCPHTTPServer(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("no curl")
+	}
+	py := victimArgv(t, "python")[0]
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "index.html"), []byte("page one\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	_, port, _ := net.SplitHostPort(addr)
+	pid := startTree(t, dir, "log", py, "-m", "http.server", "--bind", "127.0.0.1", port)
+	url := "http://" + addr + "/index.html"
+	if got := curlGet(t, url); got != "page one\n" {
+		t.Fatalf("before: curl %s = %q", url, got)
+	}
+	img := dump(t, pid, false)
+	waitImageGone(t, img)
+	startLoad(t, img)
+	if got := curlGet(t, url); got != "page one\n" {
+		t.Errorf("after: curl %s = %q", url, got)
+	}
+}
+
+// TestTCPGoServer: a Go net/http server on an IPv6 loopback port, built
+// by the test. Dumped with -K, its copy is refused (the port is the
+// original's) and the original serves on; dumped and killed, it comes
+// back and serves on, its count of requests going on.
+func TestTCPGoServer(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("no curl")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "httpgo")
+	build := exec.Command("go", "build", "-o", bin, "./tests/victims/httpgo")
+	build.Dir, build.Env = repoRoot, append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build httpgo: %v\n%s", err, out)
+	}
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	pid := startTree(t, dir, "log", bin, addr)
+	url := "http://" + addr + "/"
+	if got := curlGet(t, url); got != "hello 1\n" {
+		t.Fatalf("curl %s = %q; want hello 1", url, got)
+	}
+	img := dump(t, pid, true)
+	s := showImage(t, img)
+	kinds := map[string]int{}
+	for _, p := range s.Processes {
+		for _, f := range p.Files {
+			kinds[f.Kind]++
+		}
+	}
+	if kinds["tcp"] != 1 {
+		t.Fatalf("image files %v; want one tcp socket", kinds)
+	}
+	refused(t, loadCmd(img), "httpgo", addr, "in use on this host")
+	if got := curlGet(t, url); got != "hello 2\n" {
+		t.Fatalf("the original after -K: curl %s = %q; want hello 2", url, got)
+	}
+	img = dump(t, pid, false)
+	waitImageGone(t, img)
+	startLoad(t, img)
+	if got := curlGet(t, url); got != "hello 3\n" {
+		t.Errorf("restored: curl %s = %q; want hello 3", url, got)
+	}
+}
+
+// optionsPy makes TCP sockets with options set, one never bound, one
+// bound, two listening (IPv4 and IPv6), and writes every 50 ms a line
+// of what it reads back of them, numbered.
+const optionsPy = `
+import socket, struct, time
+S, T = socket.SOL_SOCKET, socket.IPPROTO_TCP
+new = socket.socket()
+new.setsockopt(T, socket.TCP_NODELAY, 1)
+bound = socket.socket()
+bound.setsockopt(S, socket.SO_REUSEADDR, 1)
+bound.bind(("127.0.0.1", 0))
+l4 = socket.socket()
+l4.setsockopt(S, socket.SO_REUSEPORT, 1)
+l4.setsockopt(S, socket.SO_KEEPALIVE, 1)
+l4.setsockopt(T, socket.TCP_KEEPIDLE, 33)
+l4.setsockopt(T, socket.TCP_KEEPINTVL, 7)
+l4.setsockopt(T, socket.TCP_KEEPCNT, 4)
+l4.setsockopt(T, socket.TCP_DEFER_ACCEPT, 5)
+l4.setsockopt(S, socket.SO_SNDBUF, 65536)
+l4.setsockopt(S, socket.SO_RCVBUF, 98304)
+l4.setsockopt(S, socket.SO_LINGER, struct.pack("ii", 1, 3))
+l4.setsockopt(S, socket.SO_MARK, 7)
+l4.setsockopt(S, socket.SO_PRIORITY, 3)
+l4.setsockopt(socket.SOL_IP, socket.IP_TOS, 0x10)
+l4.setsockopt(T, socket.TCP_USER_TIMEOUT, 12345)
+l4.bind(("127.0.0.1", 0))
+l4.listen(17)
+l6 = socket.socket(socket.AF_INET6)
+l6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+l6.setsockopt(T, socket.TCP_NODELAY, 1)
+l6.bind(("::", 0))
+l6.listen(5)
+def opts(s):
+    out = [s.family, s.getsockname()]
+    for lvl, o in [(S, socket.SO_REUSEADDR), (S, socket.SO_REUSEPORT), (S, socket.SO_KEEPALIVE),
+                   (T, socket.TCP_KEEPIDLE), (T, socket.TCP_KEEPINTVL), (T, socket.TCP_KEEPCNT),
+                   (T, socket.TCP_DEFER_ACCEPT), (S, socket.SO_SNDBUF), (S, socket.SO_RCVBUF),
+                   (S, socket.SO_MARK), (S, socket.SO_PRIORITY), (T, socket.TCP_NODELAY),
+                   (T, socket.TCP_USER_TIMEOUT), (S, socket.SO_ACCEPTCONN)]:
+        out.append(s.getsockopt(lvl, o))
+    out.append(struct.unpack("ii", s.getsockopt(S, socket.SO_LINGER, 8)))
+    if s.family == socket.AF_INET6:
+        out.append(s.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY))
+    else:
+        out.append(s.getsockopt(socket.SOL_IP, socket.IP_TOS))
+    return out
+n = 0
+while True:
+    n += 1
+    with open("opts", "a") as f:
+        f.write("%d %s\n" % (n, [opts(s) for s in (new, bound, l4, l6)]))
+    time.sleep(0.05)
+`
+
+// TestTCPOptions: sockets never bound, bound, listening on IPv4 and on
+// IPv6 come back as the program reads them: addresses, ports, backlog
+// state and every option it set.
+func TestTCPOptions(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	py := victimArgv(t, "python")[0]
+	dir := t.TempDir()
+	out := filepath.Join(dir, "opts")
+	pid := startTree(t, dir, "log", py, "-c", optionsPy)
+	waitLines(t, out, 3, 10*time.Second)
+	img := dump(t, pid, false)
+	waitImageGone(t, img)
+	before := lineNumbers(t, out)
+	startLoad(t, img)
+	waitLines(t, out, before+3, 10*time.Second)
+	lineNumbers(t, out)
+	b, _ := os.ReadFile(out)
+	ls := strings.Split(strings.TrimSpace(string(b)), "\n")
+	state := func(l string) string { return strings.SplitN(l, " ", 2)[1] }
+	if got, want := state(ls[len(ls)-1]), state(ls[before-1]); got != want {
+		t.Errorf("after the move the program reads\n%s\nwant\n%s", got, want)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "log")); len(b) > 0 {
+		t.Errorf("the program complained: %s", b)
+	}
+}
+
+// userListenerPy listens on the port given, as an ordinary user.
+const userListenerPy = `
+import socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen()
+open("ready", "w").close()
+while True: time.sleep(0.05)
+`
+
+// TestTCPImageAttack: an image edited to bind a port below 1024 for an
+// ordinary user's process is refused by root's procs-load (the socket is
+// bound with the process's rights, not root's); addresses, ports, states
+// and options out of range are refused by validation.
+func TestTCPImageAttack(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	cred := testUser(t)
+	py := userPython(t)
+	dir := userDir(t, cred)
+	_, port, _ := net.SplitHostPort(freeAddr(t))
+	cmd := exec.Command(py, "-c", userListenerPy, port)
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	go cmd.Wait()
+	t.Cleanup(func() { killTree(t, pid) })
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(dir, "ready")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the listener did not start")
+		}
+	}
+	img := dump(t, pid, true)
+	tcpFile := func(e *imageEdit) *format.TCP {
+		for i := range e.Files {
+			if e.Files[i].TCP != nil {
+				return e.Files[i].TCP
+			}
+		}
+		t.Fatal("no TCP socket in the image")
+		return nil
+	}
+	for _, tc := range []struct {
+		name  string
+		edit  func(*format.TCP)
+		wants []string
+	}{
+		{"privileged port", func(s *format.TCP) { s.Local = "127.0.0.1:81" }, []string{"port 81", "privilege"}},
+		{"port zero", func(s *format.TCP) { s.Local = "127.0.0.1:0" }, []string{"TCP socket", "not an address"}},
+		{"v6 address on v4", func(s *format.TCP) { s.Local = "[::1]:" + port }, []string{"TCP socket", "not an address"}},
+		{"state", func(s *format.TCP) { s.State = "syn-sent" }, []string{"TCP socket", "state"}},
+		{"family", func(s *format.TCP) { s.Family = 17 }, []string{"TCP socket", "family 17"}},
+		{"backlog", func(s *format.TCP) { s.Backlog = 1 << 30 }, []string{"backlog"}},
+		{"buffer", func(s *format.TCP) { s.Options.SndBuf = -1 }, []string{"SO_SNDBUF"}},
+		{"keepcnt", func(s *format.TCP) { s.Options.KeepCnt = 1000 }, []string{"TCP_KEEPCNT"}},
+		{"device", func(s *format.TCP) { s.Options.Device = "../x" }, []string{"SO_BINDTODEVICE"}},
+		{"remote", func(s *format.TCP) { s.Remote = "127.0.0.1:1" }, []string{"peer"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bad := editImage(t, img, func(e *imageEdit) { tc.edit(tcpFile(e)) })
+			refused(t, loadCmd(bad), "python3", tc.wants...)
+		})
+	}
+	// The original, dumped with -K, still listens.
+	if c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, 5*time.Second); err != nil {
+		t.Errorf("the original after the dumps: %v", err)
+	} else {
+		c.Close()
+	}
+}

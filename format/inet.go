@@ -8,9 +8,10 @@ const FileTCP = "tcp"
 
 // TCP states in the image (TCP.State).
 const (
-	TCPNew    = "new"    // created, never bound
-	TCPBound  = "bound"  // bound, neither listening nor connected
-	TCPListen = "listen" // listening
+	TCPNew         = "new"         // created, never bound
+	TCPBound       = "bound"       // bound, neither listening nor connected
+	TCPListen      = "listen"      // listening
+	TCPEstablished = "established" // a connection (TCP.Conn)
 )
 
 // TCP is the state of a TCP socket (FileTCP).
@@ -29,6 +30,38 @@ type TCP struct {
 	// Backlog is a listening socket's listen(2) backlog.
 	Backlog int      `json:"backlog,omitempty"`
 	Options SockOpts `json:"options"`
+	// Conn is an established connection's state, read in repair mode
+	// (TCP_REPAIR); absent when it was dumped with --tcp=close.
+	Conn *TCPConn `json:"conn,omitempty"`
+}
+
+// TCPConn is what TCP_REPAIR reads of an established connection: enough
+// to make it again so that neither end loses or repeats a byte.
+type TCPConn struct {
+	// SendSeq is the sequence number of SendQueue's first byte: the
+	// bytes sent and not acknowledged, then those not sent yet.
+	SendSeq   uint32 `json:"send_seq"`
+	SendQueue []byte `json:"send_queue,omitempty"`
+	// RecvSeq is the sequence number of RecvQueue's first byte: the
+	// bytes received that the program had not read.
+	RecvSeq   uint32 `json:"recv_seq"`
+	RecvQueue []byte `json:"recv_queue,omitempty"`
+	// The options the two ends agreed on: the largest segment, window
+	// scaling (each way, 0 to 14) when Wscale, SACK, timestamps (with
+	// the clock TSVal, TCP_TIMESTAMP).
+	MSS        int    `json:"mss"`
+	Wscale     bool   `json:"wscale,omitempty"`
+	SndWscale  int    `json:"snd_wscale,omitempty"`
+	RcvWscale  int    `json:"rcv_wscale,omitempty"`
+	SACK       bool   `json:"sack,omitempty"`
+	Timestamps bool   `json:"timestamps,omitempty"`
+	TSVal      uint32 `json:"tsval,omitempty"`
+	// The windows (TCP_REPAIR_WINDOW).
+	SndWl1    uint32 `json:"snd_wl1"`
+	SndWnd    uint32 `json:"snd_wnd"`
+	MaxWindow uint32 `json:"max_window"`
+	RcvWnd    uint32 `json:"rcv_wnd"`
+	RcvWup    uint32 `json:"rcv_wup"`
 }
 
 // SockOpts are the options of an IPv4 or IPv6 socket that a program can

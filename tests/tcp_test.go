@@ -269,3 +269,120 @@ func TestTCPImageAttack(t *testing.T) {
 		c.Close()
 	}
 }
+
+// echoServerPy listens on the port given, takes one connection, and
+// answers each numbered line with its number, slowly: bytes wait unread
+// in its receive queue. It writes each number it got to "got".
+const echoServerPy = `
+import socket, sys, time
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", int(sys.argv[1])))
+l.listen()
+open("ready", "w").close()
+c, _ = l.accept()
+f = c.makefile("rb")
+with open("got", "a") as out:
+    for line in f:
+        n = line.split()[0].decode()
+        out.write(n + "\n"); out.flush()
+        c.sendall(("%s %s\n" % (n, "y" * 500)).encode())
+        time.sleep(0.002)
+    out.write("end\n")
+`
+
+// echoClientPy connects to the port given and sends numbered lines of
+// 1000 bytes as fast as it may, reading the answers every 50 ms (they
+// wait in its receive queue meanwhile) and writing their numbers to
+// "acks".
+const echoClientPy = `
+import socket, sys, time
+a = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+a.setblocking(False)
+n, pending, acks, last = 0, b"", b"", 0
+with open("acks", "a") as out:
+    while True:
+        if len(pending) < 100000:
+            n += 1
+            pending += ("%d %s\n" % (n, "x" * 990)).encode()
+        try:
+            pending = pending[a.send(pending):]
+        except BlockingIOError:
+            pass
+        if time.time() - last > 0.05:
+            last = time.time()
+            while True:
+                try:
+                    d = a.recv(65536)
+                except BlockingIOError:
+                    break
+                if not d:
+                    raise SystemExit("the server closed the connection")
+                acks += d
+        while b"\n" in acks:
+            line, acks = acks.split(b"\n", 1)
+            out.write(line.decode().split()[0] + "\n"); out.flush()
+        time.sleep(0.001)
+`
+
+// echoPair starts an echo server and its client, each a tree of its
+// own, in folders of their own, and waits until lines flow.
+func echoPair(t *testing.T) (server, client int, sdir, cdir string) {
+	t.Helper()
+	py := victimArgv(t, "python")[0]
+	sdir, cdir = t.TempDir(), t.TempDir()
+	_, port, _ := net.SplitHostPort(freeAddr(t))
+	server = startTree(t, sdir, "log", py, "-c", echoServerPy, port)
+	waitFile(t, filepath.Join(sdir, "ready"))
+	client = startTree(t, cdir, "log", py, "-c", echoClientPy, port)
+	waitLines(t, filepath.Join(sdir, "got"), 200, 10*time.Second)
+	waitLines(t, filepath.Join(cdir, "acks"), 100, 10*time.Second)
+	return server, client, sdir, cdir
+}
+
+// waitFile waits for file to exist.
+func waitFile(t *testing.T, file string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(file); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not appear", file)
+		}
+	}
+}
+
+// checkEcho checks that lines go on flowing both ways, every one once and
+// in order, and that neither program complained (a reset, an end).
+func checkEcho(t *testing.T, sdir, cdir string) {
+	t.Helper()
+	got, acks := filepath.Join(sdir, "got"), filepath.Join(cdir, "acks")
+	before := lineNumbers(t, got)
+	waitLines(t, got, before+300, 20*time.Second)
+	lineNumbers(t, got)
+	waitLines(t, acks, before+200, 20*time.Second)
+	lineNumbers(t, acks)
+	for _, d := range []string{sdir, cdir} {
+		if b, _ := os.ReadFile(filepath.Join(d, "log")); len(b) > 0 {
+			t.Errorf("a program complained: %s", b)
+		}
+	}
+}
+
+// TestTCPEstablishedServer: the server of a connection with bytes in
+// flight and unread both ways is moved (dumped, killed, restored): its
+// client sees every answer once, in order, and no reset.
+func TestTCPEstablishedServer(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	server, _, sdir, cdir := echoPair(t)
+	img := dump(t, server, false)
+	s := showImage(t, img)
+	if len(s.Processes) != 1 {
+		t.Fatalf("image of %d processes", len(s.Processes))
+	}
+	waitImageGone(t, img)
+	startLoad(t, img)
+	checkEcho(t, sdir, cdir)
+}

@@ -30,6 +30,9 @@ type Options struct {
 	Kill        bool               // kill the process once Commit succeeded
 	FileSave    bool               // carry the contents of every open regular file
 	Compression format.Compression // compression of page records
+	// TCPClose: connections travel as their addresses alone, to come
+	// back reset (--tcp=close), and are not held in repair mode.
+	TCPClose bool
 	// Commit is called once the whole image has been written to out, while
 	// the process is still frozen. It must make the image durable (flush,
 	// fsync, wait for a server's acknowledgement). If it fails, the process
@@ -99,9 +102,15 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 		}
 		frozenAt := time.Now()
 		frozen := true
+		// What the kinds hold while the tree is frozen (connections in
+		// repair mode) goes back as it was before the tree goes on, or
+		// is closed once it is killed.
+		var holds held
+		defer files.CloseHolder()
 		letGo := func() {
 			if frozen {
 				frozen = false
+				holds.letGo(true)
 				ft.release()
 				st.Frozen = time.Since(frozenAt)
 			}
@@ -113,7 +122,7 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 		} else {
 			logf("froze %s in %v", format.Threads(st.Threads), frozenAt.Sub(start).Round(time.Microsecond))
 		}
-		snap, err := collectTree(ft, opts)
+		snap, err := collectTree(ft, opts, &holds)
 		defer snap.close()
 		if err != nil {
 			return err
@@ -156,7 +165,9 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 		if opts.Kill {
 			frozen = false
 			st.Frozen = time.Since(frozenAt)
-			if err := ft.kill(); err != nil {
+			err := ft.kill()
+			holds.letGo(false)
+			if err != nil {
 				return fmt.Errorf("image written, but killing the process failed: %w", err)
 			}
 		}
@@ -183,8 +194,9 @@ type snapshot struct {
 // what only the whole tree tells: sessions and groups a restore can make
 // (checkTree), pages shared with parents (shareWithParents), files held
 // outside the tree (files.CheckTree). close must be called, error or not.
-func collectTree(ft *frozenTree, opts Options) (*snapshot, error) {
+func collectTree(ft *frozenTree, opts Options, holds *held) (*snapshot, error) {
 	s := &snapshot{ft: ft, table: newFileTable()}
+	s.table.holds, s.table.tcpClose = holds, opts.TCPClose
 	for i, f := range ft.procs {
 		c := &collector{pid: f.pid, root: i == 0, f: f, fileSave: opts.FileSave, t: s.table,
 			stoppedKids: ft.stoppedKids(f.pid), waited: map[int]bool{}}

@@ -193,6 +193,14 @@ type Source interface {
 	// UnixSockets is what sock_diag tells of the unix sockets of
 	// procs-dump's network namespace, asked once a dump.
 	UnixSockets() (map[uint64]linux.UnixDiag, error)
+	// TCPClose says connections travel as their addresses alone, to
+	// come back reset (--tcp=close), not in repair mode.
+	TCPClose() bool
+	// Hold registers release, which lets go of what Dump holds while
+	// the tree is frozen (a connection in repair mode): with resume
+	// true, as it was, before the tree goes on (-K, or a failed dump);
+	// with false, once the tree is killed.
+	Hold(release func(resume bool))
 }
 
 // Dumper is a kind with state of its own beyond what every file has
@@ -233,6 +241,12 @@ type Loader interface {
 	// (none for another user's process restored by root): a socket
 	// bound there gets only the ports and options the process could.
 	AsProcess(f func() error) error
+	// TCPClose says connections come back reset (--tcp=close).
+	TCPClose() bool
+	// AtRun has f run once every process of the tree is built, just
+	// before they run (a connection leaves repair mode then, when
+	// both its ends exist).
+	AtRun(f func() error)
 }
 
 // Preparer is a kind that the loader readies before the process exists

@@ -95,6 +95,8 @@ func (s *source) File(i int) *format.File { return &s.files[i] }
 func (s *source) FD(n int) *procfs.FD     { return s.fds[n] }
 
 func (s *source) UnixSockets() (map[uint64]linux.UnixDiag, error) { return linux.UnixSockets() }
+func (s *source) TCPClose() bool                                  { return false }
+func (s *source) Hold(func(bool))                                 {}
 
 func TestEpollDump(t *testing.T) {
 	src := &source{files: make([]format.File, 1), fds: map[int]*procfs.FD{4: {Num: 4, Ino: 0x40f}}}

@@ -112,7 +112,7 @@ func (tcpSocket) Dump(src Source, fd *procfs.FD, idx int) error {
 		if t.MPTCP {
 			return refusef("fd %d is a multipath TCP (MPTCP) connection, which procs cannot carry", fd.Num)
 		}
-		fallthrough
+		return dumpConn(src, s, fd.Num, t, local, idx)
 	default:
 		remote := "?"
 		if pa, err := unix.Getpeername(s); err == nil {
@@ -130,6 +130,63 @@ func (tcpSocket) Dump(src Source, fd *procfs.FD, idx int) error {
 	return nil
 }
 
+// dumpConn records established connection s, fd num, from local: its
+// peer and options, and unless --tcp=close its state, read while it is
+// held (tcprepair.go) until the tree goes on or is killed.
+func dumpConn(src Source, s, num int, t *format.TCP, local string, idx int) error {
+	pa, err := unix.Getpeername(s)
+	if err != nil {
+		return fmt.Errorf("fd %d: getpeername: %w", num, err)
+	}
+	remote, _ := addrString(pa)
+	t.State, t.Local, t.Remote = format.TCPEstablished, local, remote
+	if err := checkFilter(s, num); err != nil {
+		return err
+	}
+	// Read before repair mode, which changes SO_REUSEADDR; the buffer
+	// sizes of a connection are the kernel's, tuned as it ran.
+	if t.Options, err = readSockOpts(s, t.Family, unix.SOCK_STREAM, 0); err != nil {
+		return fmt.Errorf("fd %d: %w", num, err)
+	}
+	t.Options.SndBuf, t.Options.RcvBuf = 0, 0
+	src.File(idx).TCP = t
+	if src.TCPClose() {
+		return nil
+	}
+	h, err := unix.FcntlInt(uintptr(s), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return os.NewSyscallError("fcntl", err)
+	}
+	reuse, err := unix.GetsockoptInt(h, unix.SOL_SOCKET, unix.SO_REUSEADDR)
+	if err == nil {
+		// First a copy to the holder, which puts it back if procs-dump
+		// dies at any moment after.
+		err = toHolder(h, src.PID(), reuse, local, remote)
+	}
+	if err == nil {
+		err = holdConn(h)
+	}
+	if err != nil {
+		unix.Close(h)
+		return fmt.Errorf("fd %d, a TCP connection from %s to %s: %w", num, local, remote, err)
+	}
+	src.Hold(func(resume bool) {
+		if resume {
+			resumeConn(h, reuse)
+		}
+		unix.Close(h) // once killed, the holder holds it
+	})
+	info, err := tcpInfo(h)
+	if err != nil {
+		return fmt.Errorf("fd %d: TCP_INFO: %w", num, err)
+	}
+	if info.State != linux.TCP_ESTABLISHED {
+		return refusef("fd %d is a TCP connection from %s to %s, %s, which procs cannot carry yet", num, local, remote, tcpStates[info.State])
+	}
+	t.Conn, err = readConn(h, num, info)
+	return err
+}
+
 // port is sa's port.
 func port(sa unix.Sockaddr) int {
 	switch a := sa.(type) {
@@ -142,17 +199,88 @@ func port(sa unix.Sockaddr) int {
 }
 
 func (tcpSocket) Prepare(l Loader, i int, f *format.File, what string) error {
+	t := f.TCP
 	var s int
-	err := l.AsProcess(func() error {
-		var err error
-		s, err = makeTCP(f.TCP)
-		return err
-	})
+	var err error
+	switch {
+	case t.State != format.TCPEstablished:
+		err = l.AsProcess(func() error {
+			s, err = makeTCP(t)
+			return err
+		})
+	case t.Conn == nil || l.TCPClose():
+		err = l.AsProcess(func() error {
+			s, err = makeClosed(t)
+			return err
+		})
+	default:
+		s, err = makeEstablished(l, t)
+	}
 	if err != nil {
 		return fmt.Errorf("%s: a TCP socket: %w", what, err)
 	}
 	l.Own(i, os.NewFile(uintptr(s), "tcp socket"))
 	return nil
+}
+
+// makeClosed makes connection t again as one that was reset (--tcp=close,
+// or an image without its state). It runs as the process.
+func makeClosed(t *format.TCP) (int, error) {
+	s, err := unix.Socket(t.Family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return -1, os.NewSyscallError("socket", err)
+	}
+	if err := makeReset(s, t.Family); err != nil {
+		unix.Close(s)
+		return -1, err
+	}
+	return s, nil
+}
+
+// makeEstablished makes connection t again in repair mode, which it
+// leaves once every process is built (AtRun): both ends of a connection
+// within the tree exist by then. Repair mode needs CAP_NET_ADMIN, which
+// the loader has and the opener may not: what the process itself could
+// not do (bind a port below 1024, set SO_MARK) is tried first as the
+// process, on a socket of its own.
+func makeEstablished(l Loader, t *format.TCP) (int, error) {
+	err := l.AsProcess(func() error {
+		x, err := unix.Socket(t.Family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return os.NewSyscallError("socket", err)
+		}
+		defer unix.Close(x)
+		if err := setSockOpts(x, t.Family, unix.SOCK_STREAM, &t.Options, true); err != nil {
+			return err
+		}
+		if err := bindInet(x, t.Family, t.Local); err != nil && !strings.Contains(err.Error(), "in use") {
+			return err
+		}
+		return setSockOpts(x, t.Family, unix.SOCK_STREAM, &t.Options, false)
+	})
+	if err != nil {
+		return -1, err
+	}
+	letGoHeld(t.Local, t.Remote)
+	s, err := unix.Socket(t.Family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return -1, os.NewSyscallError("socket", err)
+	}
+	// SO_REUSEADDR would undo repair mode's leave to share the port;
+	// it is set when the connection leaves it.
+	before := t.Options
+	before.ReuseAddr = false
+	if err = setSockOpts(s, t.Family, unix.SOCK_STREAM, &before, true); err == nil {
+		if err = makeConn(s, t); err == nil {
+			err = setSockOpts(s, t.Family, unix.SOCK_STREAM, &t.Options, false)
+		}
+	}
+	if err != nil {
+		unix.Close(s)
+		return -1, err
+	}
+	l.AtRun(func() error { return leaveRepair(s, t) })
+	return s, nil
 }
 
 // makeTCP makes TCP socket t again: its options, its address, listening
@@ -221,7 +349,7 @@ func (tcpSocket) Validate(fs []format.File, i int, _ []format.Process) error {
 		if t.Local != "" {
 			return fmt.Errorf("image TCP socket %d is new and has an address", i)
 		}
-	case format.TCPBound, format.TCPListen:
+	case format.TCPBound, format.TCPListen, format.TCPEstablished:
 		_, ap, err := parseAddr(t.Family, t.Local)
 		if err != nil || ap.Port() == 0 {
 			return fmt.Errorf("image TCP socket %d: address %s: not an address and port of its family", i, safetext.Quote(t.Local))
@@ -229,14 +357,40 @@ func (tcpSocket) Validate(fs []format.File, i int, _ []format.Process) error {
 	default:
 		return fmt.Errorf("image TCP socket %d has state %s", i, safetext.Quote(t.State))
 	}
+	if t.State == format.TCPEstablished {
+		if _, ap, err := parseAddr(t.Family, t.Remote); err != nil || ap.Port() == 0 {
+			return fmt.Errorf("image TCP socket %d: peer %s: not an address and port of its family", i, safetext.Quote(t.Remote))
+		}
+		if err := validConn(t.Conn); err != nil {
+			return fmt.Errorf("image TCP socket %d: %w", i, err)
+		}
+	}
 	switch {
-	case t.Remote != "":
+	case t.State != format.TCPEstablished && (t.Remote != "" || t.Conn != nil):
 		return fmt.Errorf("image TCP socket %d has a peer and is not a connection", i)
 	case t.Backlog < 0 || t.Backlog > 1<<16 || t.Backlog != 0 && t.State != format.TCPListen:
 		return fmt.Errorf("image TCP socket %d: backlog %d: out of range", i, t.Backlog)
 	}
 	if err := validSockOpts(&t.Options); err != nil {
 		return fmt.Errorf("image TCP socket %d: %w", i, err)
+	}
+	return nil
+}
+
+// validConn checks a connection's repair state, when it has one; the
+// kernel checks the windows against the sequence numbers.
+func validConn(c *format.TCPConn) error {
+	switch {
+	case c == nil:
+		return nil
+	case len(c.SendQueue) > maxTCPQueue || len(c.RecvQueue) > maxTCPQueue:
+		return fmt.Errorf("queues of %d and %d bytes: more than %d", len(c.SendQueue), len(c.RecvQueue), maxTCPQueue)
+	case c.MSS < 64 || c.MSS > 65535:
+		return fmt.Errorf("MSS %d: out of range", c.MSS)
+	case c.SndWscale < 0 || c.SndWscale > 14 || c.RcvWscale < 0 || c.RcvWscale > 14:
+		return fmt.Errorf("window scales %d and %d: out of range", c.SndWscale, c.RcvWscale)
+	case !c.Wscale && (c.SndWscale != 0 || c.RcvWscale != 0), !c.Timestamps && c.TSVal != 0:
+		return fmt.Errorf("window scales or a timestamp without the option")
 	}
 	return nil
 }

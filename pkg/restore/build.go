@@ -37,6 +37,7 @@ type tree struct {
 	modes      map[int]uint32     // file id -> the mode setOwner gave it
 	covered    map[int][][2]int64 // file id -> ranges FILEDATA filled
 	kept       []*os.File         // more files the loader holds (a pipe's other end)
+	atRun      []func() error     // run once every process is built (files.Loader.AtRun)
 	created    []string           // files created at their path (removed on failure)
 	madeDirs   []string           // deleted folders made again, removed once the processes hold them
 

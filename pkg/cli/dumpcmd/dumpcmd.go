@@ -18,7 +18,8 @@ import (
 )
 
 // Usage is printed by -h and repeated in man/procs-dump.1.
-const Usage = `usage: procs-dump [-K] [-f] [-o FILE] [-z none|zstd|xz] [-v] PID
+const Usage = `usage: procs-dump [-K] [-f] [-o FILE] [-z none|zstd|xz] [--tcp=established|close]
+                  [-v] PID
        procs-dump [options] -n NAME
        procs-dump -h | --version
 
@@ -31,6 +32,9 @@ Write an image of process PID to stdout (or FILE), then kill the process.
   -z, --compress=ALGO   compress memory pages: none (default), zstd or xz
   -n, --name=NAME       dump the one process whose name (comm, executable
                         or argv[0] base name) is NAME
+      --tcp=POLICY      established (default): TCP connections travel, held
+                        in repair mode while the dump runs (root only);
+                        close: their addresses alone, to come back reset
   -v, --verbose         print each phase with its time and sizes on stderr
   -h, --help            print this help and exit
       --version         print the version and exit
@@ -46,6 +50,8 @@ type options struct {
 	nokill, fileSave bool
 	cli.Flags
 	output, compress, name string
+	tcp                    string
+	tcpClose               bool
 	compression            format.Compression
 	pid                    int
 }
@@ -59,6 +65,8 @@ func parse(args []string) (options, error) {
 	o.compress = "none"
 	set.FlagLong(&o.compress, "compress", 'z')
 	set.FlagLong(&o.name, "name", 'n')
+	o.tcp = "established"
+	set.FlagLong(&o.tcp, "tcp", 0)
 	o.Flags.Register(set)
 	operands, err := cli.Parse(set, args)
 	if err != nil {
@@ -69,6 +77,9 @@ func parse(args []string) (options, error) {
 	}
 	if o.compression, err = format.ParseCompression(o.compress); err != nil {
 		return o, cli.Usagef("invalid value %q for --compress: want none, zstd or xz", o.compress)
+	}
+	if o.tcpClose, err = cli.TCPClose(o.tcp); err != nil {
+		return o, err
 	}
 	if set.IsSet("name") && o.name == "" {
 		return o, cli.Usagef("empty process name")
@@ -143,6 +154,7 @@ func run(o options, stdout *os.File, msg *cli.Msg) (int, error) {
 		Kill:        !o.nokill,
 		FileSave:    o.fileSave,
 		Compression: o.compression,
+		TCPClose:    o.tcpClose,
 		Commit: func() error {
 			msg.EndProgress()
 			start := time.Now()

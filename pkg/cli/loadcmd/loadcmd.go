@@ -20,7 +20,7 @@ import (
 
 // Usage is printed by -h and repeated in man/procs-load.1.
 const Usage = `usage: procs-load [-d] [-v] [--pid=auto|keep|ns|new] [--pidfile=FILE]
-                  [--stdio=auto|inherit] [FILE|-]
+                  [--stdio=auto|inherit] [--tcp=established|close] [FILE|-]
        procs-load -h | --version
 
 Restore the process in image FILE (or stdin) and run it in this terminal;
@@ -39,6 +39,10 @@ exit with its status.
                         (a log, /dev/null) is opened again, one that was a
                         terminal, pipe or socket is procs-load's own;
                         inherit: all three are procs-load's own
+      --tcp=POLICY      established (default): TCP connections come back
+                        as they were (root only; the host must have their
+                        addresses); close: they come back reset, and
+                        listeners listen again
   -v, --verbose         print each phase with its time and sizes on stderr
   -h, --help            print this help and exit
       --version         print the version and exit
@@ -70,6 +74,7 @@ type options struct {
 	pid     string
 	pidfile string
 	stdio   string
+	tcp     string
 	file    string
 }
 
@@ -82,6 +87,8 @@ func parse(args []string) (options, error) {
 	set.FlagLong(&o.pidfile, "pidfile", 0)
 	o.stdio = "auto"
 	set.FlagLong(&o.stdio, "stdio", 0)
+	o.tcp = "established"
+	set.FlagLong(&o.tcp, "tcp", 0)
 	o.Flags.Register(set)
 	operands, err := cli.Parse(set, args)
 	if err != nil {
@@ -98,6 +105,9 @@ func parse(args []string) (options, error) {
 	}
 	if _, ok := StdioModes[o.stdio]; !ok {
 		return o, cli.Usagef("invalid value %q for --stdio: want auto or inherit", o.stdio)
+	}
+	if _, err := cli.TCPClose(o.tcp); err != nil {
+		return o, err
 	}
 	switch len(operands) {
 	case 0:
@@ -137,6 +147,7 @@ func Main(args []string, stdin, stdout, stderr *os.File) int {
 	// stdin is positioned just past the image when it came on stdin.
 	opts := Options(msg, stdin, stdout, stderr, o.pid, o.detach)
 	opts.Stdio = StdioModes[o.stdio]
+	opts.TCPClose = cli.TCPPolicies[o.tcp]
 	pf := WithPIDFile(&opts, o.pidfile)
 	p, err := restore.Restore(opts, in)
 	msg.EndProgress()

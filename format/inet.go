@@ -42,6 +42,9 @@ type TCPConn struct {
 	// bytes sent and not acknowledged, then those not sent yet.
 	SendSeq   uint32 `json:"send_seq"`
 	SendQueue []byte `json:"send_queue,omitempty"`
+	// Unsent is how many bytes at the end of SendQueue were not sent
+	// yet.
+	Unsent int `json:"unsent,omitempty"`
 	// RecvSeq is the sequence number of RecvQueue's first byte: the
 	// bytes received that the program had not read.
 	RecvSeq   uint32 `json:"recv_seq"`

@@ -5,16 +5,22 @@ package tests
 // them back, and what the restorer may not be made to bind.
 
 import (
+	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"procs/format"
+	"procs/pkg/linux"
 )
 
 // curlGet fetches url with curl, retrying for a few seconds while the
@@ -340,6 +346,29 @@ func echoPair(t *testing.T) (server, client int, sdir, cdir string) {
 	return server, client, sdir, cdir
 }
 
+// startLoadLogged is startLoad, saying what procs-load said if t fails.
+func startLoadLogged(t *testing.T, img string, args ...string) *load {
+	t.Helper()
+	ld := startLoad(t, img, args...)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("procs-load: %s", ld.proc.stderrText())
+		}
+	})
+	return ld
+}
+
+// checkLogs fails t if a program wrote to its log in one of dirs (a
+// reset, an end of the connection).
+func checkLogs(t *testing.T, dirs ...string) {
+	t.Helper()
+	for _, d := range dirs {
+		if b, _ := os.ReadFile(filepath.Join(d, "log")); len(b) > 0 {
+			t.Errorf("a program complained: %s", b)
+		}
+	}
+}
+
 // waitFile waits for file to exist.
 func waitFile(t *testing.T, file string) {
 	t.Helper()
@@ -358,16 +387,12 @@ func waitFile(t *testing.T, file string) {
 func checkEcho(t *testing.T, sdir, cdir string) {
 	t.Helper()
 	got, acks := filepath.Join(sdir, "got"), filepath.Join(cdir, "acks")
+	defer checkLogs(t, sdir, cdir)
 	before := lineNumbers(t, got)
 	waitLines(t, got, before+300, 20*time.Second)
 	lineNumbers(t, got)
 	waitLines(t, acks, before+200, 20*time.Second)
 	lineNumbers(t, acks)
-	for _, d := range []string{sdir, cdir} {
-		if b, _ := os.ReadFile(filepath.Join(d, "log")); len(b) > 0 {
-			t.Errorf("a program complained: %s", b)
-		}
-	}
 }
 
 // TestTCPEstablishedServer: the server of a connection with bytes in
@@ -383,6 +408,151 @@ func TestTCPEstablishedServer(t *testing.T) {
 		t.Fatalf("image of %d processes", len(s.Processes))
 	}
 	waitImageGone(t, img)
-	startLoad(t, img)
+	startLoadLogged(t, img)
 	checkEcho(t, sdir, cdir)
+}
+
+// TestTCPEstablishedClient: the client's side moved instead; the server
+// sees every line once, in order, and no reset.
+func TestTCPEstablishedClient(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	_, client, sdir, cdir := echoPair(t)
+	img := dump(t, client, false)
+	waitImageGone(t, img)
+	startLoadLogged(t, img)
+	checkEcho(t, sdir, cdir)
+}
+
+// TestTCPEstablishedKeep: with -K the server goes on with its
+// connection as before, and its copy is refused on this host, where its
+// port and its connection are the original's.
+func TestTCPEstablishedKeep(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	server, _, sdir, cdir := echoPair(t)
+	img := dump(t, server, true)
+	checkEcho(t, sdir, cdir)
+	checkNotHeld(t, server, 3)
+	refused(t, loadCmd(img), "python3", "in use on this host")
+	checkEcho(t, sdir, cdir)
+}
+
+// checkNotHeld checks, within a few seconds, that no socket of process
+// pid among fds from from up is in repair mode or has a filter attached.
+func checkNotHeld(t *testing.T, pid, from int) {
+	t.Helper()
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(pidfd)
+	deadline := time.Now().Add(10 * time.Second)
+	for num := from; num < from+8; num++ {
+		s, err := unix.PidfdGetfd(pidfd, num, 0)
+		if err != nil {
+			continue
+		}
+		for {
+			repair, _ := unix.GetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_REPAIR)
+			filter := filterLen(s)
+			if repair == 0 && filter == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("fd %d of process %d: TCP_REPAIR %d, a filter of %d instructions", num, pid, repair, filter)
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		unix.Close(s)
+	}
+}
+
+// filterLen is the number of instructions of the filter attached to
+// socket s (SO_GET_FILTER asked with no room), 0 for none.
+func filterLen(s int) int {
+	n, _ := linux.GetsockoptBytes(s, unix.SOL_SOCKET, unix.SO_GET_FILTER, nil)
+	return n
+}
+
+// TestTCPFailedDump: dumps that fail once the connection is held (the
+// reader of the image goes away) or, with -K, are killed at random
+// moments leave it as it was: out of repair mode, no filter, lines flowing both ways,
+// no reset.
+func TestTCPFailedDump(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	server, _, sdir, cdir := echoPair(t)
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 12))
+	for round := range 6 {
+		args := []string{strconv.Itoa(server)}
+		if round%2 == 1 {
+			args = append([]string{"-K"}, args...)
+		}
+		cmd := exec.Command(filepath.Join(binDir, "procs-dump"), args...)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if round%2 == 0 {
+			// The reader goes away after the state, before the memory.
+			io.CopyN(io.Discard, out, 4096)
+			out.Close()
+		} else {
+			go io.Copy(io.Discard, out)
+			time.Sleep(time.Duration(rng.IntN(150)) * time.Millisecond)
+			cmd.Process.Kill()
+		}
+		cmd.Wait()
+		if _, ok := procInfo(server); !ok {
+			t.Fatalf("round %d: the server is gone", round)
+		}
+		checkNotHeld(t, server, 3)
+		checkEcho(t, sdir, cdir)
+	}
+}
+
+// inTreePy is a server and its client in one tree: the parent serves,
+// its child connects and sends numbered lines; both write what they got.
+const inTreePy = `
+import os, socket, sys, time
+l = socket.socket()
+l.bind(("127.0.0.1", 0))
+l.listen()
+port = l.getsockname()[1]
+if os.fork() == 0:
+    l.close()
+    exec(CLIENT)
+c, _ = l.accept()
+l.close()
+f = c.makefile("rb")
+with open("got", "a") as out:
+    for line in f:
+        n = line.split()[0].decode()
+        out.write(n + "\n"); out.flush()
+        c.sendall(("%s %s\n" % (n, "y" * 500)).encode())
+        time.sleep(0.002)
+`
+
+// TestTCPInTree: both ends of a connection in the tree move together.
+func TestTCPInTree(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	py := victimArgv(t, "python")[0]
+	dir := t.TempDir()
+	client := strings.Replace(echoClientPy, `int(sys.argv[1])`, `port`, 1)
+	src := "CLIENT = " + strconv.Quote(client) + "\n" + inTreePy
+	pid := startTree(t, dir, "log", py, "-c", src)
+	waitLines(t, filepath.Join(dir, "got"), 200, 10*time.Second)
+	img := dump(t, pid, false)
+	if n := len(showImage(t, img).Processes); n != 2 {
+		t.Fatalf("image of %d processes; want 2", n)
+	}
+	waitImageGone(t, img)
+	startLoadLogged(t, img)
+	checkEcho(t, dir, dir)
 }

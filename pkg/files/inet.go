@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/linux"
 )
 
 // What TCP and UDP sockets share: taking the process's socket to read it,
@@ -166,8 +167,10 @@ func readSockOpts(s, family, typ, proto int) (format.SockOpts, error) {
 // checkFilter refuses a socket with a filter attached (SO_ATTACH_FILTER,
 // SO_ATTACH_BPF), which procs does not carry yet.
 func checkFilter(s, num int) error {
-	n, err := unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_GET_FILTER)
-	if err == nil && n > 0 || err == unix.EINVAL {
+	// Asked with no room, the kernel says how many instructions the
+	// filter has (with room, it would write them).
+	n, err := linux.GetsockoptBytes(s, unix.SOL_SOCKET, unix.SO_GET_FILTER, nil)
+	if err == nil && n > 0 {
 		return refusef("fd %d is a socket with a filter attached, which procs cannot carry yet", num)
 	}
 	return nil

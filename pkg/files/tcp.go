@@ -385,6 +385,8 @@ func validConn(c *format.TCPConn) error {
 		return nil
 	case len(c.SendQueue) > maxTCPQueue || len(c.RecvQueue) > maxTCPQueue:
 		return fmt.Errorf("queues of %d and %d bytes: more than %d", len(c.SendQueue), len(c.RecvQueue), maxTCPQueue)
+	case c.Unsent < 0 || c.Unsent > len(c.SendQueue):
+		return fmt.Errorf("%d bytes not sent of a send queue of %d", c.Unsent, len(c.SendQueue))
 	case c.MSS < 64 || c.MSS > 65535:
 		return fmt.Errorf("MSS %d: out of range", c.MSS)
 	case c.SndWscale < 0 || c.SndWscale > 14 || c.RcvWscale < 0 || c.RcvWscale > 14:

@@ -72,6 +72,10 @@ func readConn(s, num int, info linux.TCPInfo) (*format.TCPConn, error) {
 	if c.SendSeq, c.SendQueue, err = readQueue(s, linux.TCP_SEND_QUEUE, unix.SIOCOUTQ); err != nil {
 		return nil, fmt.Errorf("fd %d: its send queue: %w", num, err)
 	}
+	if c.Unsent, err = unix.IoctlGetInt(s, unix.SIOCOUTQNSD); err != nil {
+		return nil, fmt.Errorf("fd %d: SIOCOUTQNSD: %w", num, err)
+	}
+	c.Unsent = min(max(c.Unsent, 0), len(c.SendQueue))
 	if c.MSS, err = unix.GetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_MAXSEG); err != nil {
 		return nil, fmt.Errorf("fd %d: TCP_MAXSEG: %w", num, err)
 	}
@@ -191,10 +195,18 @@ func makeConn(s int, t *format.TCP) error {
 	if err := fillQueue(s, linux.TCP_RECV_QUEUE, unix.SO_RCVBUF, unix.SO_RCVBUFFORCE, c.RecvQueue); err != nil {
 		return fmt.Errorf("its receive queue of %d bytes: %w", len(c.RecvQueue), err)
 	}
-	// Sent or not, the bytes go back as sent and not acknowledged: the
-	// kernel sends them again when its retransmission timer fires.
-	if err := fillQueue(s, linux.TCP_SEND_QUEUE, unix.SO_SNDBUF, unix.SO_SNDBUFFORCE, c.SendQueue); err != nil {
-		return fmt.Errorf("its send queue of %d bytes: %w", len(c.SendQueue), err)
+	// The bytes sent and not acknowledged go back as such (the kernel
+	// sends them again when its retransmission timer fires); those not
+	// sent yet are sent as the connection leaves repair mode
+	// (leaveRepair), the buffer made large enough for them now.
+	sent := c.SendQueue[:len(c.SendQueue)-c.Unsent]
+	if err := fillQueue(s, linux.TCP_SEND_QUEUE, unix.SO_SNDBUF, unix.SO_SNDBUFFORCE, sent); err != nil {
+		return fmt.Errorf("its send queue of %d bytes: %w", len(sent), err)
+	}
+	if want := 2*len(c.SendQueue) + 64<<10; c.Unsent > 0 {
+		if err := unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, want); err != nil {
+			return fmt.Errorf("a send buffer of %d bytes: %w", want, err)
+		}
 	}
 	w := linux.TCPRepairWindow{SndWl1: c.SndWl1, SndWnd: c.SndWnd, MaxWindow: c.MaxWindow, RcvWnd: c.RcvWnd, RcvWup: c.RcvWup}
 	if err := linux.SetsockoptBytes(s, unix.IPPROTO_TCP, unix.TCP_REPAIR_WINDOW, w.Encode()); err != nil {
@@ -237,6 +249,14 @@ func leaveRepair(s int, t *format.TCP) error {
 	}
 	if err := unix.SetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_OFF); err != nil {
 		return fmt.Errorf("the connection from %s to %s: leaving repair mode: %w", t.Local, t.Remote, err)
+	}
+	c := t.Conn
+	for unsent := c.SendQueue[len(c.SendQueue)-c.Unsent:]; len(unsent) > 0; {
+		n, err := unix.SendmsgN(s, unsent, nil, nil, unix.MSG_DONTWAIT)
+		if err != nil {
+			return fmt.Errorf("the connection from %s to %s: sending its %d bytes not sent yet: %w", t.Local, t.Remote, len(unsent), err)
+		}
+		unsent = unsent[n:]
 	}
 	if t.Options.ReuseAddr {
 		return unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)

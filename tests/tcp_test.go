@@ -276,8 +276,8 @@ func TestTCPImageAttack(t *testing.T) {
 	}
 }
 
-// echoServerPy listens on the port given, takes one connection, and
-// answers each numbered line with its number, slowly: bytes wait unread
+// echoServerPy listens on the port given, takes one connection at a
+// time, and answers each numbered line with its number, slowly: bytes wait unread
 // in its receive queue. It writes each number it got to "got".
 const echoServerPy = `
 import socket, sys, time
@@ -286,15 +286,19 @@ l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 l.bind(("127.0.0.1", int(sys.argv[1])))
 l.listen()
 open("ready", "w").close()
-c, _ = l.accept()
-f = c.makefile("rb")
-with open("got", "a") as out:
-    for line in f:
-        n = line.split()[0].decode()
-        out.write(n + "\n"); out.flush()
-        c.sendall(("%s %s\n" % (n, "y" * 500)).encode())
-        time.sleep(0.002)
-    out.write("end\n")
+while True:
+    c, _ = l.accept()
+    f = c.makefile("rb")
+    try:
+        with open("got", "a") as out:
+            for line in f:
+                n = line.split()[0].decode()
+                out.write(n + "\n"); out.flush()
+                c.sendall(("%s %s\n" % (n, "y" * 500)).encode())
+                time.sleep(0.002)
+    except ConnectionResetError:
+        open("server-resets", "a").write("reset\n")
+    c.close()
 `
 
 // echoClientPy connects to the port given and sends numbered lines of
@@ -555,4 +559,97 @@ func TestTCPInTree(t *testing.T) {
 	waitImageGone(t, img)
 	startLoadLogged(t, img)
 	checkEcho(t, dir, dir)
+}
+
+// reconnectPy is echoClientPy that, when its connection is reset,
+// writes "reset" to "resets" and connects again.
+const reconnectPy = `
+import socket, sys, time
+port = int(sys.argv[1])
+n = 0
+while True:
+    a = socket.create_connection(("127.0.0.1", port))
+    a.setblocking(False)
+    pending = b""
+    try:
+        while True:
+            if len(pending) < 100000:
+                n += 1
+                pending += ("%d %s\n" % (n, "x" * 990)).encode()
+            try:
+                pending = pending[a.send(pending):]
+            except BlockingIOError:
+                pass
+            try:
+                if a.recv(65536) == b"":
+                    raise ConnectionResetError("end")
+            except BlockingIOError:
+                pass
+            time.sleep(0.001)
+    except (ConnectionResetError, BrokenPipeError):
+        open("resets", "a").write("reset\n")
+        a.close()
+`
+
+// TestTCPClose: a client restored with --tcp=close sees its connection
+// reset, connects again and carries on; the server, whose end of the old
+// connection is reset too, serves the new one.
+func TestTCPClose(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	py := victimArgv(t, "python")[0]
+	sdir, cdir := t.TempDir(), t.TempDir()
+	_, port, _ := net.SplitHostPort(freeAddr(t))
+	startTree(t, sdir, "log", py, "-c", echoServerPy, port)
+	waitFile(t, filepath.Join(sdir, "ready"))
+	client := startTree(t, cdir, "log", py, "-c", reconnectPy, port)
+	got := filepath.Join(sdir, "got")
+	waitLines(t, got, 100, 10*time.Second)
+	img := dump(t, client, false)
+	waitImageGone(t, img)
+	startLoadLogged(t, img, "--tcp=close")
+	waitFile(t, filepath.Join(cdir, "resets"))
+	n := len(strings.Split(string(readFile(t, got)), "\n"))
+	waitLines(t, got, n+100, 20*time.Second)
+	checkLogs(t, sdir, cdir)
+}
+
+// TestTCPConnImageAttack: a connection's image cannot make procs-load
+// take over a connection that exists on this host (the -K original's
+// here), and its repair state out of range is refused before anything
+// runs.
+func TestTCPConnImageAttack(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	_, client, sdir, cdir := echoPair(t)
+	img := dump(t, client, true)
+	refused(t, loadCmd(img), "python3", "exists on this host")
+	conn := func(e *imageEdit) *format.TCP {
+		for i := range e.Files {
+			if c := e.Files[i].TCP; c != nil && c.Conn != nil {
+				return c
+			}
+		}
+		t.Fatal("no TCP connection in the image")
+		return nil
+	}
+	for _, tc := range []struct {
+		name  string
+		edit  func(*format.TCP)
+		wants []string
+	}{
+		{"mss", func(s *format.TCP) { s.Conn.MSS = 0 }, []string{"MSS 0"}},
+		{"wscale", func(s *format.TCP) { s.Conn.SndWscale = 15 }, []string{"window scales"}},
+		{"unsent", func(s *format.TCP) { s.Conn.Unsent = len(s.Conn.SendQueue) + 1 }, []string{"not sent"}},
+		{"peer", func(s *format.TCP) { s.Remote = "127.0.0.1:0" }, []string{"peer"}},
+		{"queue", func(s *format.TCP) { s.Conn.RecvQueue = make([]byte, 8<<20+1) }, []string{"queues"}},
+		{"not a connection", func(s *format.TCP) { s.State = format.TCPBound }, []string{"not a connection"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bad := editImage(t, img, func(e *imageEdit) { tc.edit(conn(e)) })
+			refused(t, loadCmd(bad), "python3", tc.wants...)
+		})
+	}
+	checkNotHeld(t, client, 3)
+	checkEcho(t, sdir, cdir)
 }

@@ -224,8 +224,11 @@ func (tcpSocket) Prepare(l Loader, i int, f *format.File, what string) error {
 }
 
 // makeClosed makes connection t again as one that was reset (--tcp=close,
-// or an image without its state). It runs as the process.
+// or an image without its state). It runs as the process. The original,
+// if held on this host, is let go: its peer's next packet is answered
+// with a reset.
 func makeClosed(t *format.TCP) (int, error) {
+	letGoHeld(t.Local, t.Remote)
 	s, err := unix.Socket(t.Family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 	if err != nil {
 		return -1, os.NewSyscallError("socket", err)

@@ -23,10 +23,13 @@ import (
 // gets no reset. When the tree goes on (-K, or a failed dump) the socket
 // leaves repair mode (a window probe tells the peer to send again) and
 // the filter is taken off: the connection is exactly as it was. When the
-// tree is killed, a socket in repair mode closes silently.
+// tree is killed, the holder (tcphold.go) keeps it held until the
+// restore.
 
-// maxTCPQueue bounds each queue of a connection in an image.
-const maxTCPQueue = 64 << 20
+// maxTCPQueue bounds each queue of a connection in an image: more than
+// the kernel lets a buffer grow by default (tcp_rmem, tcp_wmem: 6 and 4
+// MiB), and the whole FILES record, which holds them, is bounded too.
+const maxTCPQueue = 8 << 20
 
 // dropAll is a classic BPF program that drops every packet.
 var dropAll = []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}

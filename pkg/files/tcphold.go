@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,10 +25,11 @@ import (
 //   - if that process was killed (the dump went through), the connection
 //     stays held, every packet dropped, so that its peer, which goes on
 //     sending, gets no reset from this host before the restore makes it
-//     again: procs-load asks the holder to let it go (on this host, in
-//     this network namespace: an abstract unix socket named after the
-//     connection), or after holdTime, when the peer would have given up
-//     anyway, the holder closes it (silently: it is in repair mode).
+//     again: procs-load asks the holder to let it go (on this host,
+//     through an abstract unix socket named after the connection in the
+//     connection's network namespace), or after holdTime, when the peer
+//     would have given up anyway, the holder closes it (silently: it is
+//     in repair mode).
 
 // holderEnv marks the holder process, whose fd 3 is its end of the
 // control socket.
@@ -139,17 +141,49 @@ func RunHolder() int {
 			unix.Close(h.s)
 			continue
 		}
-		l, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-		if err == nil && unix.Bind(l, &unix.SockaddrUnix{Name: holdName(h.local, h.remote)}) == nil && unix.Listen(l, 1) == nil {
+		if l, err := listenIn(h); err == nil {
 			h.listener = l
 			dead = append(dead, h)
 			continue
 		}
-		unix.Close(l)
 		unix.Close(h.s) // in repair mode: silently
 	}
 	holdDead(dead)
 	return 0
+}
+
+// listenIn listens on the abstract unix socket named after connection h
+// in the network namespace of the connection (where procs-load restoring
+// it on this host looks), which may not be procs-dump's.
+func listenIn(h *hconn) (int, error) {
+	runtime.LockOSThread() // the thread ends with the holder
+	self, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(self)
+	ns, err := unix.IoctlRetInt(h.s, unix.SIOCGSKNS)
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(ns)
+	if err := unix.Setns(ns, unix.CLONE_NEWNET); err != nil {
+		return -1, err
+	}
+	defer unix.Setns(self, unix.CLONE_NEWNET)
+	l, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.Bind(l, &unix.SockaddrUnix{Name: holdName(h.local, h.remote)}); err != nil {
+		unix.Close(l)
+		return -1, err
+	}
+	if err := unix.Listen(l, 1); err != nil {
+		unix.Close(l)
+		return -1, err
+	}
+	return l, nil
 }
 
 // parseHeld reads one message of procs-dump: "pid reuse local remote" and

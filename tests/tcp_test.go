@@ -5,6 +5,7 @@ package tests
 // them back, and what the restorer may not be made to bind.
 
 import (
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -276,14 +277,15 @@ func TestTCPImageAttack(t *testing.T) {
 	}
 }
 
-// echoServerPy listens on the port given, takes one connection at a
+// echoServerPy listens on the port given (on 127.0.0.1, or the address
+// given after it), takes one connection at a
 // time, and answers each numbered line with its number, slowly: bytes wait unread
 // in its receive queue. It writes each number it got to "got".
 const echoServerPy = `
 import socket, sys, time
 l = socket.socket()
 l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind(("127.0.0.1", int(sys.argv[1])))
+l.bind((sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1", int(sys.argv[1])))
 l.listen()
 open("ready", "w").close()
 while True:
@@ -301,13 +303,14 @@ while True:
     c.close()
 `
 
-// echoClientPy connects to the port given and sends numbered lines of
+// echoClientPy connects to the port given (on 127.0.0.1, or the address
+// given after it) and sends numbered lines of
 // 1000 bytes as fast as it may, reading the answers every 50 ms (they
 // wait in its receive queue meanwhile) and writing their numbers to
 // "acks".
 const echoClientPy = `
 import socket, sys, time
-a = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+a = socket.create_connection((sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1", int(sys.argv[1])))
 a.setblocking(False)
 n, pending, acks, last = 0, b"", b"", 0
 with open("acks", "a") as out:
@@ -652,4 +655,108 @@ func TestTCPConnImageAttack(t *testing.T) {
 	}
 	checkNotHeld(t, client, 3)
 	checkEcho(t, sdir, cdir)
+}
+
+// threeHosts makes three network namespaces, a client host C and two
+// server hosts A and B, each joined to C by a veth pair, and removes them
+// at the end of the test. The service address S, a routed floating IP, is
+// on A and B, and C reaches it through A. It returns the namespaces, S
+// and what moves S to B (C's route, then A lets it go).
+func threeHosts(t *testing.T) (c, a, b, s string, move func()) {
+	t.Helper()
+	if _, err := exec.LookPath("nsenter"); err != nil {
+		t.Skip("nsenter is missing")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("network namespaces need root")
+	}
+	pid := os.Getpid()
+	c, a, b = fmt.Sprintf("procs-tcp-%d-c", pid), fmt.Sprintf("procs-tcp-%d-a", pid), fmt.Sprintf("procs-tcp-%d-b", pid)
+	n := pid%200 + 20
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	for _, ns := range []string{c, a, b} {
+		ip("netns", "add", ns)
+		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+		ip("-n", ns, "link", "set", "lo", "up")
+	}
+	netA, netB := fmt.Sprintf("10.%d.1.", n), fmt.Sprintf("10.%d.2.", n)
+	s = fmt.Sprintf("10.%d.3.9", n)
+	for _, h := range []struct{ ns, net, name string }{{a, netA, "a"}, {b, netB, "b"}} {
+		vc, vh := fmt.Sprintf("pc%d%s", pid, h.name), fmt.Sprintf("ph%d%s", pid, h.name)
+		ip("link", "add", vc, "netns", c, "type", "veth", "peer", "name", vh, "netns", h.ns)
+		ip("-n", c, "addr", "add", h.net+"1/24", "dev", vc)
+		ip("-n", h.ns, "addr", "add", h.net+"2/24", "dev", vh)
+		ip("-n", c, "link", "set", vc, "up")
+		ip("-n", h.ns, "link", "set", vh, "up")
+		ip("-n", h.ns, "route", "add", "default", "via", h.net+"1")
+	}
+	// S is on both A and B; C's route says which one serves it.
+	ip("-n", a, "addr", "add", s+"/32", "dev", "lo")
+	ip("-n", b, "addr", "add", s+"/32", "dev", "lo")
+	ip("-n", c, "route", "add", s+"/32", "via", netA+"2")
+	move = func() {
+		ip("-n", c, "route", "replace", s+"/32", "via", netB+"2")
+		ip("-n", a, "addr", "del", s+"/32", "dev", "lo")
+	}
+	return c, a, b, s, move
+}
+
+// in is argv run in network namespace ns.
+func in(ns string, argv ...string) []string {
+	return append([]string{"nsenter", "--net=/run/netns/" + ns}, argv...)
+}
+
+// TestTCPMoveHosts: a server on host A with a client on host C holding a
+// connection, lines flowing both ways, is moved to host B with its
+// address, a routed floating IP: dumped on A, restored on B, then C's
+// route to the address goes to B. The
+// client sees every answer once, in order, and no reset.
+func TestTCPMoveHosts(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	py := victimArgv(t, "python")[0]
+	c, a, b, s, move := threeHosts(t)
+	sdir, cdir := t.TempDir(), t.TempDir()
+	server := startTree(t, sdir, "log", in(a, py, "-c", echoServerPy, "7000", s)...)
+	waitFile(t, filepath.Join(sdir, "ready"))
+	startTree(t, cdir, "log", in(c, py, "-c", echoClientPy, "7000", s)...)
+	waitLines(t, filepath.Join(sdir, "got"), 200, 10*time.Second)
+	img := dump(t, server, false)
+	waitImageGone(t, img)
+	ld := start(t, in(b, filepath.Join(binDir, "procs-load"), img), t.TempDir())
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("procs-load: %s", ld.stderrText())
+		}
+	})
+	waitFor(t, 10*time.Second, func() bool {
+		out, _ := exec.Command("ip", "netns", "exec", b, "ss", "-tn", "state", "established").Output()
+		return strings.Contains(string(out), s+":7000")
+	}, "the connection on host B")
+	move()
+	checkEcho(t, sdir, cdir)
+	// Host A's holder lets go of the connection that left it, as a
+	// restore on A would have it do.
+	for _, l := range strings.Split(cmdOutput(t, in(a, "ss", "-xl")...), "\n") {
+		if i := strings.Index(l, "@procs-tcp-hold "); i >= 0 {
+			f := strings.Fields(l[i:])
+			exec.Command("nsenter", "--net=/run/netns/"+a, py, "-c",
+				"import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(chr(0)+sys.argv[1]); s.recv(1)", strings.Join(f[:3], " ")[1:]).Run()
+		}
+	}
+}
+
+// cmdOutput runs argv and returns its output.
+func cmdOutput(t *testing.T, argv ...string) string {
+	t.Helper()
+	out, err := exec.Command(argv[0], argv[1:]...).Output()
+	if err != nil {
+		t.Fatalf("%s: %v", strings.Join(argv, " "), err)
+	}
+	return string(out)
 }

@@ -165,8 +165,8 @@ func Dump(opts Options, out io.Writer) (Stats, error) {
 		if opts.Kill {
 			frozen = false
 			st.Frozen = time.Since(frozenAt)
-			err := ft.kill()
 			holds.letGo(false)
+			err := ft.kill()
 			if err != nil {
 				return fmt.Errorf("image written, but killing the process failed: %w", err)
 			}

@@ -197,9 +197,9 @@ type Source interface {
 	// come back reset (--tcp=close), not in repair mode.
 	TCPClose() bool
 	// Hold registers release, which lets go of what Dump holds while
-	// the tree is frozen (a connection in repair mode): with resume
+	// the tree is frozen (a connection, its packets dropped): with resume
 	// true, as it was, before the tree goes on (-K, or a failed dump);
-	// with false, once the tree is killed.
+	// with false, just before the tree is killed.
 	Hold(release func(resume bool))
 }
 

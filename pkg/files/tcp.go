@@ -163,9 +163,6 @@ func dumpConn(src Source, s, num int, t *format.TCP, local string, idx int) erro
 		// dies at any moment after.
 		err = toHolder(h, src.PID(), reuse, local, remote)
 	}
-	if err == nil {
-		err = holdConn(h)
-	}
 	if err != nil {
 		unix.Close(h)
 		return fmt.Errorf("fd %d, a TCP connection from %s to %s: %w", num, local, remote, err)
@@ -173,8 +170,10 @@ func dumpConn(src Source, s, num int, t *format.TCP, local string, idx int) erro
 	src.Hold(func(resume bool) {
 		if resume {
 			resumeConn(h, reuse)
+		} else {
+			silence(h) // the holder holds it once the tree is killed
 		}
-		unix.Close(h) // once killed, the holder holds it
+		unix.Close(h)
 	})
 	info, err := tcpInfo(h)
 	if err != nil {
@@ -183,8 +182,10 @@ func dumpConn(src Source, s, num int, t *format.TCP, local string, idx int) erro
 	if info.State != linux.TCP_ESTABLISHED {
 		return refusef("fd %d is a TCP connection from %s to %s, %s, which procs cannot carry yet", num, local, remote, tcpStates[info.State])
 	}
-	t.Conn, err = readConn(h, num, info)
-	return err
+	if t.Conn, err = holdConn(h, num, reuse, info); err != nil {
+		return fmt.Errorf("fd %d, a TCP connection from %s to %s: %w", num, local, remote, err)
+	}
+	return nil
 }
 
 // port is sa's port.

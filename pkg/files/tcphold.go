@@ -135,9 +135,7 @@ func RunHolder() int {
 		pfd := []unix.PollFd{{Fd: int32(h.pidfd), Events: unix.POLLIN}}
 		if n, _ := unix.Poll(pfd, 0); n == 0 {
 			// It lives: as it was, if procs-dump did not see to it.
-			if r, err := unix.GetsockoptInt(h.s, unix.IPPROTO_TCP, unix.TCP_REPAIR); err == nil && r != 0 {
-				resumeConn(h.s, h.reuse)
-			}
+			resumeConn(h.s, h.reuse)
 			unix.Close(h.s)
 			continue
 		}

@@ -17,14 +17,18 @@ import (
 //
 // While the tree is dumped, each connection is held: a socket filter that
 // drops every packet (the peer's data, its acknowledgements) is attached
-// first, so that the queues read next are all the socket has, then the
-// socket enters repair mode, in which it sends nothing. The peer sees a
-// silent host and retransmits later, as it would over a lossy link; it
-// gets no reset. When the tree goes on (-K, or a failed dump) the socket
-// leaves repair mode (a window probe tells the peer to send again) and
-// the filter is taken off: the connection is exactly as it was. When the
-// tree is killed, the holder (tcphold.go) keeps it held until the
-// restore.
+// first, so that what the socket holds can no longer change, and the
+// peer sees a silent host (it retransmits later, as over a lossy link)
+// and gets no reset. The socket is in repair mode only while it is read
+// (its queues, sequence numbers, options and windows), so that a
+// process that runs on, should procs-dump die, finds its socket usable.
+// When the tree goes on (-K, or a failed dump) the filter is taken off:
+// the connection is exactly as it was. Before the tree is killed, each
+// connection enters repair mode again, in which it sends nothing and
+// closes silently, and the holder (tcphold.go) keeps it until the
+// restore. What the kernel sent meanwhile (a retransmission, bytes not
+// sent yet at the read) the restored connection sends again, and the peer
+// takes as duplicates.
 
 // maxTCPQueue bounds each queue of a connection in an image: more than
 // the kernel lets a buffer grow by default (tcp_rmem, tcp_wmem: 6 and 4
@@ -34,30 +38,44 @@ const maxTCPQueue = 8 << 20
 // dropAll is a classic BPF program that drops every packet.
 var dropAll = []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
 
-// holdConn stops connection s: no packet in (the filter), none out
-// (repair mode).
-func holdConn(s int) error {
+// holdConn stops connection s: no packet in (the filter), then reads it
+// in repair mode, which it leaves at once (sending no window probe)
+// with its SO_REUSEADDR, reuse, back.
+func holdConn(s, num, reuse int, info linux.TCPInfo) (*format.TCPConn, error) {
 	prog := unix.SockFprog{Len: uint16(len(dropAll)), Filter: &dropAll[0]}
 	if err := unix.SetsockoptSockFprog(s, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
-		return fmt.Errorf("holding it (SO_ATTACH_FILTER): %w", err)
+		return nil, fmt.Errorf("holding it (SO_ATTACH_FILTER): %w", err)
 	}
 	if err := unix.SetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_ON); err != nil {
-		unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_DETACH_FILTER, 0)
 		if errors.Is(err, unix.EPERM) {
-			return refusef("carrying a TCP connection needs CAP_NET_ADMIN (TCP_REPAIR): dump as root, or with --tcp=close")
+			return nil, refusef("carrying a TCP connection needs CAP_NET_ADMIN (TCP_REPAIR): dump as root, or with --tcp=close")
 		}
-		return fmt.Errorf("TCP_REPAIR: %w", err)
+		return nil, fmt.Errorf("TCP_REPAIR: %w", err)
 	}
-	return nil
+	c, err := readConn(s, num, info)
+	unix.SetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, 0)
+	if oerr := unix.SetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_OFF_NO_WP); oerr != nil && err == nil {
+		err = fmt.Errorf("leaving repair mode: %w", oerr)
+	}
+	unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_REUSEADDR, reuse)
+	return c, err
+}
+
+// silence puts held connection s in repair mode before its process is
+// killed: it sends nothing more, and closes without a word.
+func silence(s int) {
+	unix.SetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_ON)
 }
 
 // resumeConn lets connection s go on as it was before holdConn: out of
-// repair mode (the kernel sends a window probe, and the peer sends
-// again), its SO_REUSEADDR back, the filter off.
+// repair mode if it is in it (the kernel sends a window probe, and the
+// peer sends again), its SO_REUSEADDR, reuse, back, the filter off.
 func resumeConn(s, reuse int) {
-	unix.SetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, 0)
-	unix.SetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_OFF)
-	unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_REUSEADDR, reuse)
+	if r, err := unix.GetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_REPAIR); err == nil && r != 0 {
+		unix.SetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, 0)
+		unix.SetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_OFF)
+		unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_REUSEADDR, reuse)
+	}
 	unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_DETACH_FILTER, 0)
 }
 

@@ -279,6 +279,7 @@ type File struct {
 	Pidfd   *Pidfd   `json:"pidfd,omitempty"`
 	Shm     *Shm     `json:"sysvshm,omitempty"`
 	PTY     *PTY     `json:"pty,omitempty"` // pseudo-terminals (issue 11, pty)
+	TCP     *TCP     `json:"tcp,omitempty"` // format/inet.go
 	// Exact files (see below): a memfd's seals; the owner of a memfd
 	// or a deleted file.
 	Seals *uint32 `json:"seals,omitempty"`

@@ -233,8 +233,8 @@ func TestTreeCraftedImages(t *testing.T) {
 			fd.Open = 1 << 20 // a description of its own
 		}, wants: []string{fmt.Sprintf("process %d fd %d", a.PID, aPipe), "O_PATH end of a pipe"}},
 		{name: "kind-unknown", edit: func(e *treeEdit) {
-			e.Files[pipe].Kind = "tcp"
-		}, wants: []string{fmt.Sprintf("file %d", pipe), `kind "tcp"`, "cannot restore"}},
+			e.Files[pipe].Kind = "sctp"
+		}, wants: []string{fmt.Sprintf("file %d", pipe), `kind "sctp"`, "cannot restore"}},
 
 		// PROCESS: the tree.
 		{name: "ppid-later", edit: func(e *treeEdit) {

@@ -6,8 +6,12 @@ import (
 	"os"
 
 	"procs/pkg/cli/dumpcmd"
+	"procs/pkg/files"
 )
 
 func main() {
+	if files.IsHolder() {
+		os.Exit(files.RunHolder())
+	}
 	os.Exit(dumpcmd.Main(os.Args, os.Stdin, os.Stdout, os.Stderr))
 }

@@ -38,6 +38,9 @@ type Options struct {
 	// comes back as if its peer had closed, instead of being refused
 	// (--external=close).
 	CloseExternal bool
+	// TCPClose: connections travel as their addresses alone, to come
+	// back reset (--tcp=close), and are not held in repair mode.
+	TCPClose bool
 	// Commit is called once the whole image has been written to out, while
 	// the process is still frozen. It must make the image durable (flush,
 	// fsync, wait for a server's acknowledgement). If it fails, the process
@@ -182,9 +185,15 @@ func dumpOnce(opts Options, out io.Writer) (Stats, error) {
 		}
 		frozenAt := time.Now()
 		frozen := true
+		// What the kinds hold while the tree is frozen (connections in
+		// repair mode) goes back as it was before the tree goes on, or
+		// is closed once it is killed.
+		var holds held
+		defer files.CloseHolder()
 		letGo := func() {
 			if frozen {
 				frozen = false
+				holds.letGo(true)
 				ft.release()
 				st.Frozen = time.Since(frozenAt)
 			}
@@ -196,7 +205,7 @@ func dumpOnce(opts Options, out io.Writer) (Stats, error) {
 		} else {
 			logf("froze %s in %v", format.Threads(st.Threads), frozenAt.Sub(start).Round(time.Microsecond))
 		}
-		snap, err := collectTree(ft, opts, presmaps)
+		snap, err := collectTree(ft, opts, presmaps, &holds)
 		defer snap.close()
 		if err != nil {
 			return err
@@ -262,7 +271,9 @@ func dumpOnce(opts Options, out io.Writer) (Stats, error) {
 		if opts.Kill {
 			frozen = false
 			st.Frozen = time.Since(frozenAt)
-			if err := ft.kill(); err != nil {
+			holds.letGo(false)
+			err := ft.kill()
+			if err != nil {
 				return fmt.Errorf("image written, but killing the process failed: %w", err)
 			}
 			if err := snap.removeIPC(); err != nil {
@@ -301,8 +312,9 @@ type snapshot struct {
 // through no fd (checkUnseenLocks: a mapping's, or refused), files held
 // outside the tree (files.CheckTree); then the ids become the programs'
 // own (toInnerPIDs). close must be called, error or not.
-func collectTree(ft *frozenTree, opts Options, presmaps []procfs.Mapping) (*snapshot, error) {
+func collectTree(ft *frozenTree, opts Options, presmaps []procfs.Mapping, holds *held) (*snapshot, error) {
 	s := &snapshot{ft: ft, table: newFileTable()}
+	s.table.holds, s.table.tcpClose = holds, opts.TCPClose
 	var pids []int
 	for _, f := range ft.procs {
 		pids = append(pids, f.pid)

@@ -46,6 +46,22 @@ type fileTable struct {
 	// fds' fdinfo listed (locks.go).
 	locks  map[format.Lock]bool
 	listed map[listedLock]bool
+	// holds: what the kinds hold until the tree goes on or is killed;
+	// tcpClose: --tcp=close.
+	holds    *held
+	tcpClose bool
+}
+
+// held are the release functions of what kinds hold while the tree is
+// frozen (files.Source.Hold).
+type held []func(resume bool)
+
+// letGo releases everything held, once: resume says the tree goes on.
+func (h *held) letGo(resume bool) {
+	for _, f := range *h {
+		f(resume)
+	}
+	*h = nil
 }
 
 // openFD is an fd of a process of the image, by its open file description.
@@ -338,6 +354,12 @@ func (s fdSource) UnixSockets() (map[uint64]linux.UnixDiag, error) {
 		t.unix, t.unixErr = linux.UnixSockets()
 	}
 	return t.unix, t.unixErr
+}
+
+func (s fdSource) TCPClose() bool { return s.c.t.tcpClose }
+
+func (s fdSource) Hold(release func(resume bool)) {
+	*s.c.t.holds = append(*s.c.t.holds, release)
 }
 
 // sameFile tells whether fd a of process pa and fd b of process pb share

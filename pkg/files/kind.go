@@ -97,7 +97,7 @@ type Terminals map[uint64]bool
 
 // table holds every kind, in the order Match is asked.
 var table = []Kind{memfd{}, reg{}, dir{}, chr{}, tty{}, ptyMaster{}, ptySlave{}, eventfd{}, epoll{}, pipe{}, namedPipe{},
-	unixSocket{}, pidfd{}, symlink, sock, blk, sysvShm{}}
+	unixSocket{}, tcpSocket{}, pidfd{}, symlink, sock, blk, sysvShm{}}
 
 // Lookup is the kind named name, or nil when this procs knows none.
 func Lookup(name string) Kind {
@@ -137,6 +137,8 @@ func Classify(fd *procfs.FD, ts Terminals) (kind string, why string) {
 		return "", "a terminal other than its own (" + t + ")"
 	case fd.Kind == procfs.FileChar:
 		return "", "a character device (" + t + ")"
+	case strings.HasPrefix(t, "socket:") && fd.Proto != "":
+		return "", "a " + fd.Proto + " socket"
 	case strings.HasPrefix(t, "socket:"):
 		return "", "a socket"
 	case strings.HasPrefix(t, "pipe:"):
@@ -197,6 +199,14 @@ type Source interface {
 	// and open id of its own, described and dumped as an fd's (Num is
 	// 0). The engine keeps fd open until the dump ends.
 	InFlight(fd int) (format.FD, error)
+	// TCPClose says connections travel as their addresses alone, to
+	// come back reset (--tcp=close), not in repair mode.
+	TCPClose() bool
+	// Hold registers release, which lets go of what Dump holds while
+	// the tree is frozen (a connection, its packets dropped): with resume
+	// true, as it was, before the tree goes on (-K, or a failed dump);
+	// with false, just before the tree is killed.
+	Hold(release func(resume bool))
 }
 
 // Dumper is a kind with state of its own beyond what every file has
@@ -249,6 +259,17 @@ type Loader interface {
 	// OpenPTMX opens a new pseudo-terminal master, as the process, in
 	// the devpts instance the tree's pseudo-terminals are made in.
 	OpenPTMX() (*os.File, error)
+	// AsProcess runs f on the opener's thread, with the process's
+	// file system ids, groups and capabilities as the opener has them
+	// (none for another user's process restored by root): a socket
+	// bound there gets only the ports and options the process could.
+	AsProcess(f func() error) error
+	// TCPClose says connections come back reset (--tcp=close).
+	TCPClose() bool
+	// AtRun has f run once every process of the tree is built, just
+	// before they run (a connection leaves repair mode then, when
+	// both its ends exist).
+	AtRun(f func() error)
 }
 
 // Preparer is a kind that the loader readies before the process exists

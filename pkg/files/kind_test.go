@@ -37,13 +37,13 @@ func TestTable(t *testing.T) {
 		}
 	}
 	for _, n := range []string{format.FileRegular, format.FileDir, format.FileChar, format.FileTTY,
-		format.FileMemfd, format.FileEventfd, format.FileEpoll, format.FilePipe, format.FileUnix, format.FilePidfd,
+		format.FileMemfd, format.FileEventfd, format.FileEpoll, format.FilePipe, format.FileUnix, format.FilePidfd, format.FileTCP,
 		format.FileSymlink, format.FileFIFO, format.FileSocket, format.FileBlock, format.FileSysvShm} {
 		if Lookup(n) == nil {
 			t.Errorf("no kind %q", n)
 		}
 	}
-	if Lookup("tcp") != nil || TraitsOf("nope") != (Traits{}) {
+	if Lookup("sctp") != nil || TraitsOf("nope") != (Traits{}) {
 		t.Error("an unknown kind is found")
 	}
 }
@@ -73,6 +73,8 @@ func TestClassify(t *testing.T) {
 		{procfs.FD{Kind: procfs.Pipe, Target: "pipe:[5]"}, format.FilePipe, ""},
 		{procfs.FD{Kind: procfs.AnonInode, Target: "anon_inode:[pidfd]"}, format.FilePidfd, ""},
 		{procfs.FD{Kind: procfs.Socket, Target: "socket:[5]"}, "", "a socket"},
+		{procfs.FD{Kind: procfs.Socket, Target: "socket:[6]", Proto: "TCPv6"}, format.FileTCP, ""},
+		{procfs.FD{Kind: procfs.Socket, Target: "socket:[7]", Proto: "NETLINK"}, "", "a NETLINK socket"},
 		{procfs.FD{Kind: procfs.FileFIFO, Target: "/f", Path: "/f"}, format.FileFIFO, ""},
 		{procfs.FD{Kind: procfs.FileFIFO, Target: "/f", Path: "/f", Flags: unix.O_PATH}, format.FileFIFO, ""},
 		{procfs.FD{Kind: procfs.FileLink, Target: "/l", Path: "/l", Flags: unix.O_PATH}, format.FileSymlink, ""},
@@ -98,6 +100,8 @@ func (s *source) File(i int) *format.File { return &s.files[i] }
 func (s *source) FD(n int) *procfs.FD     { return s.fds[n] }
 
 func (s *source) UnixSockets() (map[uint64]linux.UnixDiag, error) { return linux.UnixSockets() }
+func (s *source) TCPClose() bool                                  { return false }
+func (s *source) Hold(func(bool))                                 {}
 
 func (s *source) InFlight(fd int) (format.FD, error) {
 	return format.FD{}, errors.New("no files in flight here")

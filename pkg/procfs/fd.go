@@ -80,6 +80,10 @@ type FD struct {
 	// Unix is what /proc/PID/net/unix says of a unix socket; nil for
 	// any other fd.
 	Unix *UnixSocket
+	// Proto is the protocol of a socket as the kernel names it (its
+	// system.sockprotoname: "TCP", "TCPv6", "UDP", "NETLINK"...); "" for
+	// any other fd.
+	Proto string
 }
 
 // UnixSocket is a line of /proc/PID/net/unix: a unix socket of the
@@ -163,6 +167,20 @@ func unixSockets(pid int) (map[uint64]UnixSocket, error) {
 	return out, nil
 }
 
+// sockProto is the protocol of the socket at link, as the kernel names
+// it, or "" when it cannot say.
+func sockProto(link string) string {
+	var b [32]byte
+	n, err := unix.Getxattr(link, "system.sockprotoname", b[:])
+	for err == unix.EINTR {
+		n, err = unix.Getxattr(link, "system.sockprotoname", b[:])
+	}
+	if err != nil {
+		return ""
+	}
+	return strings.TrimRight(string(b[:n]), "\x00")
+}
+
 // readFD fills fd for descriptor n; base is "/proc/PID/". It returns
 // false if the descriptor is gone.
 func readFD(fd *FD, base string, n int, buf *[]byte) (bool, error) {
@@ -194,6 +212,9 @@ func readFD(fd *FD, base string, n int, buf *[]byte) (bool, error) {
 	fd.Rdev = st.Rdev
 	fd.Size = st.Size
 	classify(fd)
+	if fd.Kind == Socket {
+		fd.Proto = sockProto(link)
+	}
 
 	info := base + "fdinfo/" + ns
 	b, err := readInto(info, buf)

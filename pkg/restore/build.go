@@ -41,6 +41,7 @@ type tree struct {
 	covered    map[int][][2]int64 // file id -> ranges FILEDATA filled
 	kept       []*os.File         // more files the loader holds (a pipe's other end)
 	later      []func() error     // kinds' work once every process's files are ready (Loader.Later)
+	atRun      []func() error     // run once every process is built (files.Loader.AtRun)
 	created    []string           // files created at their path (removed on failure)
 	madeDirs   []string           // deleted folders made again, removed once the processes hold them
 	// System V IPC (sysv.go): the image's sets and queues, the tree's

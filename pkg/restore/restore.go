@@ -100,6 +100,9 @@ type Options struct {
 	// caller's modes back. The process then gets a SIGWINCH: it is on
 	// another terminal now, and a full-screen program redraws.
 	Terminal bool
+	// TCPClose: established connections come back reset, not in
+	// repair mode (--tcp=close); listeners listen again.
+	TCPClose bool
 }
 
 // Process is a restored, running process: a child of the caller, or

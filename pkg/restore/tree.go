@@ -379,6 +379,11 @@ func (t *tree) release() error {
 			return err
 		}
 	}
+	for _, f := range t.atRun {
+		if err := f(); err != nil {
+			return err
+		}
+	}
 	// Its pidfd, for signals: taken while it cannot end.
 	fd, err := unix.PidfdOpen(root.pid, 0)
 	if err != nil {

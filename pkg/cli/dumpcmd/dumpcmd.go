@@ -18,7 +18,8 @@ import (
 )
 
 // Usage is printed by -h and repeated in man/procs-dump.1.
-const Usage = `usage: procs-dump [-K] [-f] [--live] [-o FILE] [-z none|zstd|xz] [--external=refuse|close] [-v] PID
+const Usage = `usage: procs-dump [-K] [-f] [--live] [-o FILE] [-z none|zstd|xz] [--external=refuse|close]
+                  [--tcp=established|close] [-v] PID
        procs-dump [options] -n NAME
        procs-dump -h | --version
 
@@ -42,6 +43,9 @@ Write an image of process PID to stdout (or FILE), then kill the process.
       --external=MODE   a unix socket connected to one outside the tree:
                         refuse (default) names it and dumps nothing; close
                         brings it back as a connection its peer closed
+      --tcp=POLICY      established (default): TCP connections travel, held
+                        in repair mode while the dump runs (root only);
+                        close: their addresses alone, to come back reset
   -v, --verbose         print each phase with its time and sizes on stderr
   -h, --help            print this help and exit
       --version         print the version and exit
@@ -60,10 +64,10 @@ type options struct {
 	passSmall        int64
 	passTime         float64
 	cli.Flags
-	output, compress, name, external string
-	compression                      format.Compression
-	closeExternal                    bool
-	pid                              int
+	output, compress, name, external, tcp string
+	compression                           format.Compression
+	closeExternal, tcpClose               bool
+	pid                                   int
 }
 
 // ParseExternal reads --external: true for close, false for refuse.
@@ -97,6 +101,8 @@ func parse(args []string) (options, error) {
 	set.FlagLong(&o.passes, "passes", 0)
 	set.FlagLong(&o.passSmall, "pass-small", 0)
 	set.FlagLong(&o.passTime, "pass-time", 0)
+	o.tcp = "established"
+	set.FlagLong(&o.tcp, "tcp", 0)
 	o.Flags.Register(set)
 	operands, err := cli.Parse(set, args)
 	if err != nil {
@@ -118,6 +124,9 @@ func parse(args []string) (options, error) {
 	}
 	if o.passes < 1 || o.passSmall < 0 || o.passTime <= 0 {
 		return o, cli.Usagef("--passes wants at least 1, --pass-small 0 or more, --pass-time more than 0")
+	}
+	if o.tcpClose, err = cli.TCPClose(o.tcp); err != nil {
+		return o, err
 	}
 	if set.IsSet("name") && o.name == "" {
 		return o, cli.Usagef("empty process name")
@@ -193,6 +202,7 @@ func run(o options, stdout *os.File, msg *cli.Msg) (int, error) {
 		FileSave:      o.fileSave,
 		Compression:   o.compression,
 		CloseExternal: o.closeExternal,
+		TCPClose:      o.tcpClose,
 		Commit: func() error {
 			msg.EndProgress()
 			start := time.Now()

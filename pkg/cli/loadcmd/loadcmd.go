@@ -20,7 +20,7 @@ import (
 
 // Usage is printed by -h and repeated in man/procs-load.1.
 const Usage = `usage: procs-load [-d] [-v] [--pid=auto|keep|ns|new] [--pidfile=FILE]
-                  [--stdio=auto|inherit] [--ipc=auto|host|new] [FILE|-]
+                  [--stdio=auto|inherit] [--ipc=auto|host|new] [--tcp=established|close] [FILE|-]
        procs-load -h | --version
 
 Restore the process in image FILE (or stdin) and run it in this terminal;
@@ -43,6 +43,10 @@ exit with its status.
                         (a log, /dev/null) is opened again, one that was a
                         terminal, pipe or socket is procs-load's own;
                         inherit: all three are procs-load's own
+      --tcp=POLICY      established (default): TCP connections come back
+                        as they were (root only; the host must have their
+                        addresses); close: they come back reset, and
+                        listeners listen again
   -v, --verbose         print each phase with its time and sizes on stderr
   -h, --help            print this help and exit
       --version         print the version and exit
@@ -82,6 +86,7 @@ type options struct {
 	pidfile string
 	stdio   string
 	ipc     string
+	tcp     string
 	file    string
 }
 
@@ -96,6 +101,8 @@ func parse(args []string) (options, error) {
 	set.FlagLong(&o.stdio, "stdio", 0)
 	o.ipc = "auto"
 	set.FlagLong(&o.ipc, "ipc", 0)
+	o.tcp = "established"
+	set.FlagLong(&o.tcp, "tcp", 0)
 	o.Flags.Register(set)
 	operands, err := cli.Parse(set, args)
 	if err != nil {
@@ -115,6 +122,9 @@ func parse(args []string) (options, error) {
 	}
 	if _, ok := IPCModes[o.ipc]; !ok {
 		return o, cli.Usagef("invalid value %q for --ipc: want auto, host or new", o.ipc)
+	}
+	if _, err := cli.TCPClose(o.tcp); err != nil {
+		return o, err
 	}
 	switch len(operands) {
 	case 0:
@@ -155,6 +165,7 @@ func Main(args []string, stdin, stdout, stderr *os.File) int {
 	opts := Options(msg, stdin, stdout, stderr, o.pid, o.detach)
 	opts.Stdio = StdioModes[o.stdio]
 	opts.IPC = IPCModes[o.ipc]
+	opts.TCPClose = cli.TCPPolicies[o.tcp]
 	pf := WithPIDFile(&opts, o.pidfile)
 	p, err := restore.Restore(opts, in)
 	msg.EndProgress()

@@ -34,13 +34,16 @@ import (
 )
 
 // Usage is printed by -h and repeated in man/procs.1.
-const Usage = `usage: procs save [PID] [-n NAME] [-o FILE] [-K] [-f] [--live] [-z none|zstd|xz] [--external=MODE] [-v]
+const Usage = `usage: procs save [PID] [-n NAME] [-o FILE] [-K] [-f] [--live] [-z none|zstd|xz]
+                  [--external=MODE] [--tcp=established|close] [-v]
        procs restore FILE|PROCS_ID [-d] [--pid=auto|keep|ns|new] [--pidfile=FILE]
-                     [--stdio=auto|inherit] [--trust-uploaded] [-v]
-       procs send PID|FILE|PROCS_ID -s HOST[:PORT] [-n NAME] [-K] [-f] [--live] [-z ALGO] [--external=MODE]
-                  [--trust-uploaded] [-v]
+                     [--stdio=auto|inherit] [--tcp=established|close]
+                     [--trust-uploaded] [-v]
+       procs send PID|FILE|PROCS_ID -s HOST[:PORT] [-n NAME] [-K] [-f] [--live] [-z ALGO]
+                  [--external=MODE] [--tcp=established|close] [--trust-uploaded] [-v]
        procs receive [PROCS_ID] [-d] [--keep] [--pid=auto|keep|ns|new] [--pidfile=FILE]
-                     [--stdio=auto|inherit] [--trust-uploaded] [-v]
+                     [--stdio=auto|inherit] [--tcp=established|close]
+                     [--trust-uploaded] [-v]
        procs list
        procs delete PROCS_ID...
        procs show FILE|PROCS_ID|- [--json]
@@ -76,6 +79,10 @@ Checkpoint, restore and move processes; keep images on procs-serve.
       --stdio=MODE          restore, receive: auto (default): standard
                             streams that were files are opened again, the
                             others are procs's own; inherit: all are
+      --tcp=POLICY          established (default): TCP connections travel
+                            (root only; the restoring host must have their
+                            addresses); close: they come back reset, and
+                            listeners listen again
       --keep                receive: leave the image on the server
       --json                show: print JSON for scripts (see procs(1))
       --trust-uploaded      restore, receive, send: take an image of the
@@ -99,18 +106,18 @@ const prog = "procs"
 // verbs maps each command to the options it takes besides -s,
 // --token-file and -v.
 var verbs = map[string][]string{
-	"save":    {"name", "output", "nokill", "file-save", "live", "compress", "external"},
-	"restore": {"detach", "pid", "pidfile", "stdio", "trust-uploaded"},
-	"send":    {"name", "nokill", "file-save", "live", "compress", "external", "trust-uploaded"},
-	"receive": {"detach", "keep", "pid", "pidfile", "stdio", "trust-uploaded"},
+	"save":    {"name", "output", "nokill", "file-save", "live", "compress", "external", "tcp"},
+	"restore": {"detach", "pid", "pidfile", "stdio", "tcp", "trust-uploaded"},
+	"send":    {"name", "nokill", "file-save", "live", "compress", "external", "tcp", "trust-uploaded"},
+	"receive": {"detach", "keep", "pid", "pidfile", "stdio", "tcp", "trust-uploaded"},
 	"list":    nil,
 	"delete":  nil,
 	"show":    {"json"},
 }
 
 type options struct {
-	server, tokenFile, name, output, compress, pid, pidfile, stdio, external string
-	nokill, fileSave, detach, keep, json, trust, closeExternal, live         bool
+	server, tokenFile, name, output, compress, pid, pidfile, stdio, external, tcp string
+	nokill, fileSave, detach, keep, json, trust, closeExternal, live              bool
 	cli.Flags
 	verb        string
 	operands    []string
@@ -118,7 +125,7 @@ type options struct {
 }
 
 func parse(args []string) (options, error) {
-	o := options{compress: "none", pid: "auto", stdio: "auto", external: "refuse"}
+	o := options{compress: "none", pid: "auto", stdio: "auto", external: "refuse", tcp: "established"}
 	set := getopt.New()
 	set.FlagLong(&o.server, "server", 's')
 	set.FlagLong(&o.tokenFile, "token-file", 0)
@@ -133,6 +140,7 @@ func parse(args []string) (options, error) {
 	set.FlagLong(&o.pid, "pid", 0)
 	set.FlagLong(&o.pidfile, "pidfile", 0)
 	set.FlagLong(&o.stdio, "stdio", 0)
+	set.FlagLong(&o.tcp, "tcp", 0)
 	set.FlagLong(&o.keep, "keep", 0)
 	set.FlagLong(&o.json, "json", 0)
 	set.FlagLong(&o.trust, "trust-uploaded", 0)
@@ -151,7 +159,7 @@ func parse(args []string) (options, error) {
 	case !ok:
 		return o, cli.Usagef("unknown command %q", o.verb)
 	}
-	for _, opt := range []string{"name", "output", "nokill", "file-save", "live", "compress", "external", "detach", "pid", "pidfile", "stdio", "keep", "json", "trust-uploaded"} {
+	for _, opt := range []string{"name", "output", "nokill", "file-save", "live", "compress", "external", "detach", "pid", "pidfile", "stdio", "tcp", "keep", "json", "trust-uploaded"} {
 		if set.IsSet(opt) && !slices.Contains(takes, opt) {
 			return o, cli.Usagef("--%s is not an option of %s", opt, o.verb)
 		}
@@ -176,6 +184,9 @@ func parse(args []string) (options, error) {
 	}
 	if _, ok := loadcmd.StdioModes[o.stdio]; !ok {
 		return o, cli.Usagef("invalid value %q for --stdio: want auto or inherit", o.stdio)
+	}
+	if _, err := cli.TCPClose(o.tcp); err != nil {
+		return o, err
 	}
 	n := len(o.operands)
 	switch o.verb {
@@ -314,7 +325,7 @@ func (c *cmd) local() (*client.Client, error) {
 
 // dumpArgs is the procs-dump command line that stands for this save.
 func (c *cmd) dumpArgs() []string {
-	a := []string{"procs-dump", "-z", c.o.compress, "--external", c.o.external}
+	a := []string{"procs-dump", "-z", c.o.compress, "--external", c.o.external, "--tcp=" + c.o.tcp}
 	for _, f := range []struct {
 		on   bool
 		flag string
@@ -393,6 +404,7 @@ func (c *cmd) dumpTo(cl *client.Client) int {
 		FileSave:      c.o.fileSave,
 		Compression:   c.o.compression,
 		CloseExternal: c.o.closeExternal,
+		TCPClose:      cli.TCPPolicies[c.o.tcp],
 		Log:           c.msg.Logf,
 		Warn:          c.msg.Warnf,
 		Progress:      c.msg.ProgressFunc(),
@@ -512,6 +524,7 @@ func (c *cmd) run(cl *client.Client, id string, body io.ReadCloser, stop func(),
 	c.msg.Logf("restoring %s from %s", id, cl.Server())
 	opts := loadcmd.Options(c.msg, c.stdin, c.stdout, c.stderr, c.o.pid, c.o.detach)
 	opts.Stdio = loadcmd.StdioModes[c.o.stdio]
+	opts.TCPClose = cli.TCPPolicies[c.o.tcp]
 	pf := loadcmd.WithPIDFile(&opts, c.o.pidfile)
 	p, err := restore.Restore(opts, body)
 	body.Close()

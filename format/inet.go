@@ -1,0 +1,98 @@
+package format
+
+// --- TCP and UDP sockets (issue 12). Kept in one file for merges.
+
+// FileTCP is the kind of a TCP socket (IPv4 or IPv6): never bound,
+// bound, listening, or an established connection.
+const FileTCP = "tcp"
+
+// TCP states in the image (TCP.State).
+const (
+	TCPNew         = "new"         // created, never bound
+	TCPBound       = "bound"       // bound, neither listening nor connected
+	TCPListen      = "listen"      // listening
+	TCPEstablished = "established" // a connection (TCP.Conn)
+)
+
+// TCP is the state of a TCP socket (FileTCP).
+type TCP struct {
+	// Family is AF_INET (2) or AF_INET6 (10).
+	Family int `json:"family"`
+	// MPTCP: a multipath TCP socket (IPPROTO_MPTCP), which Go's
+	// listeners are by default.
+	MPTCP bool   `json:"mptcp,omitempty"`
+	State string `json:"state"`
+	// Local and Remote are addresses with their ports, "127.0.0.1:8000",
+	// "[::]:80", as Go's netip.AddrPort writes them; Local is absent for
+	// a new socket, Remote but for a connection.
+	Local  string `json:"local,omitempty"`
+	Remote string `json:"remote,omitempty"`
+	// Backlog is a listening socket's listen(2) backlog.
+	Backlog int      `json:"backlog,omitempty"`
+	Options SockOpts `json:"options"`
+	// Conn is an established connection's state, read in repair mode
+	// (TCP_REPAIR); absent when it was dumped with --tcp=close.
+	Conn *TCPConn `json:"conn,omitempty"`
+}
+
+// TCPConn is what TCP_REPAIR reads of an established connection: enough
+// to make it again so that neither end loses or repeats a byte.
+type TCPConn struct {
+	// SendSeq is the sequence number of SendQueue's first byte: the
+	// bytes sent and not acknowledged, then those not sent yet.
+	SendSeq   uint32 `json:"send_seq"`
+	SendQueue []byte `json:"send_queue,omitempty"`
+	// Unsent is how many bytes at the end of SendQueue were not sent
+	// yet.
+	Unsent int `json:"unsent,omitempty"`
+	// RecvSeq is the sequence number of RecvQueue's first byte: the
+	// bytes received that the program had not read.
+	RecvSeq   uint32 `json:"recv_seq"`
+	RecvQueue []byte `json:"recv_queue,omitempty"`
+	// The options the two ends agreed on: the largest segment, window
+	// scaling (each way, 0 to 14) when Wscale, SACK, timestamps (with
+	// the clock TSVal, TCP_TIMESTAMP).
+	MSS        int    `json:"mss"`
+	Wscale     bool   `json:"wscale,omitempty"`
+	SndWscale  int    `json:"snd_wscale,omitempty"`
+	RcvWscale  int    `json:"rcv_wscale,omitempty"`
+	SACK       bool   `json:"sack,omitempty"`
+	Timestamps bool   `json:"timestamps,omitempty"`
+	TSVal      uint32 `json:"tsval,omitempty"`
+	// The windows (TCP_REPAIR_WINDOW).
+	SndWl1    uint32 `json:"snd_wl1"`
+	SndWnd    uint32 `json:"snd_wnd"`
+	MaxWindow uint32 `json:"max_window"`
+	RcvWnd    uint32 `json:"rcv_wnd"`
+	RcvWup    uint32 `json:"rcv_wup"`
+}
+
+// SockOpts are the options of an IPv4 or IPv6 socket that a program can
+// read back; a member absent or zero is the option's default.
+type SockOpts struct {
+	ReuseAddr bool `json:"reuseaddr,omitempty"` // SO_REUSEADDR
+	ReusePort bool `json:"reuseport,omitempty"` // SO_REUSEPORT
+	KeepAlive bool `json:"keepalive,omitempty"` // SO_KEEPALIVE
+	Broadcast bool `json:"broadcast,omitempty"` // SO_BROADCAST
+	OOBInline bool `json:"oobinline,omitempty"` // SO_OOBINLINE
+	FreeBind  bool `json:"freebind,omitempty"`  // IP_FREEBIND
+	V6Only    bool `json:"v6only,omitempty"`    // IPV6_V6ONLY
+	// SndBuf and RcvBuf as getsockopt tells them (twice what setsockopt
+	// was given), when they are not a new socket's.
+	SndBuf int `json:"sndbuf,omitempty"`
+	RcvBuf int `json:"rcvbuf,omitempty"`
+	// Linger is SO_LINGER's time in seconds, plus one (0: off).
+	Linger   int    `json:"linger,omitempty"`
+	Mark     uint32 `json:"mark,omitempty"`     // SO_MARK
+	Priority int    `json:"priority,omitempty"` // SO_PRIORITY
+	Device   string `json:"device,omitempty"`   // SO_BINDTODEVICE
+	TOS      int    `json:"tos,omitempty"`      // IP_TOS, IPV6_TCLASS
+	// TCP's own.
+	NoDelay     bool `json:"nodelay,omitempty"`      // TCP_NODELAY
+	KeepIdle    int  `json:"keepidle,omitempty"`     // TCP_KEEPIDLE, seconds
+	KeepIntvl   int  `json:"keepintvl,omitempty"`    // TCP_KEEPINTVL, seconds
+	KeepCnt     int  `json:"keepcnt,omitempty"`      // TCP_KEEPCNT
+	DeferAccept int  `json:"defer_accept,omitempty"` // TCP_DEFER_ACCEPT, seconds
+	UserTimeout int  `json:"user_timeout,omitempty"` // TCP_USER_TIMEOUT, ms
+	Fastopen    int  `json:"fastopen,omitempty"`     // TCP_FASTOPEN's queue
+}

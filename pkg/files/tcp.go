@@ -1,0 +1,402 @@
+package files
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"procs/format"
+	"procs/pkg/linux"
+	"procs/pkg/procfs"
+	"procs/pkg/safetext"
+)
+
+// tcpSocket is a TCP socket, IPv4 or IPv6 (File.TCP): one never bound, one
+// bound, or one listening (on a wildcard or a given address), with the
+// options a program can read back (sockOpts: SO_REUSEADDR, SO_REUSEPORT,
+// TCP_NODELAY, keepalive and its TCP_KEEP* times, TCP_DEFER_ACCEPT,
+// IPV6_V6ONLY, buffer sizes, SO_LINGER, SO_MARK...). What it is, and its
+// options, are read from the process's very socket (pidfd_getfd), which
+// works whatever network namespace it is in: TCP_INFO says its state and,
+// for a listening one, its backlog and its connections not yet accepted.
+//
+// The loader makes it again as the process (Loader.AsProcess: a port
+// below 1024 needs the process's own privilege), with its options, binds
+// it to its address and port and listens; the process gets that very
+// socket. The address must be this host's (or IP_FREEBIND set), and the
+// port free: a listener dumped with -K still holds it, unless both have
+// SO_REUSEPORT (then both listen, and the kernel shares the connections
+// out between them).
+//
+// Refused by name, for now: established connections, a listener with
+// connections not yet accepted (they would be reset; try again), a
+// socket with a filter attached, a scoped IPv6 address.
+type tcpSocket struct{}
+
+func (tcpSocket) Name() string { return format.FileTCP }
+
+func (tcpSocket) Match(fd *procfs.FD, _ Terminals) bool {
+	return fd.Kind == procfs.Socket && tcpProtos[fd.Proto] != 0
+}
+
+// tcpProtos are the protocols, as the kernel names them, of the sockets
+// this kind carries, and their families.
+var tcpProtos = map[string]int{"TCP": unix.AF_INET, "TCPv6": unix.AF_INET6, "MPTCP": unix.AF_INET, "MPTCPv6": unix.AF_INET6}
+
+// proto is the protocol a socket of t is made with.
+func (t tcpSocket) proto(s *format.TCP) int {
+	if s.MPTCP {
+		return unix.IPPROTO_MPTCP
+	}
+	return 0
+}
+
+func (tcpSocket) Traits() Traits { return Traits{OneOpen: true} }
+
+// tcpInfo reads the part of TCP_INFO a dump needs.
+func tcpInfo(s int) (linux.TCPInfo, error) {
+	b := make([]byte, 256)
+	n, err := linux.GetsockoptBytes(s, unix.IPPROTO_TCP, unix.TCP_INFO, b)
+	if err != nil {
+		return linux.TCPInfo{}, err
+	}
+	if n < linux.SizeofTCPInfo {
+		return linux.TCPInfo{}, fmt.Errorf("TCP_INFO of %d bytes", n)
+	}
+	return linux.DecodeTCPInfo(b), nil
+}
+
+// tcpStates names the states a TCP socket may be in, for refusals.
+var tcpStates = map[uint8]string{
+	linux.TCP_ESTABLISHED: "established", linux.TCP_SYN_SENT: "connecting (SYN-SENT)",
+	linux.TCP_SYN_RECV: "SYN-RECV", linux.TCP_FIN_WAIT1: "closing (FIN-WAIT-1)",
+	linux.TCP_FIN_WAIT2: "half-closed (FIN-WAIT-2)", linux.TCP_TIME_WAIT: "TIME-WAIT",
+	linux.TCP_CLOSE_WAIT: "half-closed by its peer (CLOSE-WAIT)", linux.TCP_LAST_ACK: "closing (LAST-ACK)",
+	linux.TCP_CLOSING: "closing (CLOSING)",
+}
+
+func (tcpSocket) Dump(src Source, fd *procfs.FD, idx int) error {
+	s, err := takeSocket(src.PID(), fd.Num)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(s)
+	t := &format.TCP{Family: tcpProtos[fd.Proto], MPTCP: strings.HasPrefix(fd.Proto, "MPTCP")}
+	info, err := tcpInfo(s)
+	if err != nil {
+		return fmt.Errorf("fd %d: TCP_INFO: %w", fd.Num, err)
+	}
+	sa, err := unix.Getsockname(s)
+	if err != nil {
+		return fmt.Errorf("fd %d: getsockname: %w", fd.Num, err)
+	}
+	local, ok := addrString(sa)
+	if !ok {
+		return refusef("fd %d is a TCP socket on a scoped IPv6 address, which procs cannot carry yet", fd.Num)
+	}
+	switch info.State {
+	case linux.TCP_CLOSE:
+		t.State = format.TCPNew
+		if port(sa) != 0 {
+			t.State, t.Local = format.TCPBound, local
+		}
+	case linux.TCP_LISTEN:
+		if info.Unacked > 0 {
+			return refusef("fd %d, listening on %s, has %d connections not yet accepted, which procs cannot carry: try again", fd.Num, local, info.Unacked)
+		}
+		t.State, t.Local, t.Backlog = format.TCPListen, local, int(info.Sacked)
+	case linux.TCP_ESTABLISHED:
+		if t.MPTCP {
+			return refusef("fd %d is a multipath TCP (MPTCP) connection, which procs cannot carry", fd.Num)
+		}
+		return dumpConn(src, s, fd.Num, t, local, idx)
+	default:
+		remote := "?"
+		if pa, err := unix.Getpeername(s); err == nil {
+			remote, _ = addrString(pa)
+		}
+		return refusef("fd %d is a TCP connection from %s to %s, %s, which procs cannot carry yet", fd.Num, local, remote, tcpStates[info.State])
+	}
+	if err := checkFilter(s, fd.Num); err != nil {
+		return err
+	}
+	if t.Options, err = readSockOpts(s, t.Family, unix.SOCK_STREAM, tcpSocket{}.proto(t)); err != nil {
+		return fmt.Errorf("fd %d: %w", fd.Num, err)
+	}
+	src.File(idx).TCP = t
+	return nil
+}
+
+// dumpConn records established connection s, fd num, from local: its
+// peer and options, and unless --tcp=close its state, read while it is
+// held (tcprepair.go) until the tree goes on or is killed.
+func dumpConn(src Source, s, num int, t *format.TCP, local string, idx int) error {
+	pa, err := unix.Getpeername(s)
+	if err != nil {
+		return fmt.Errorf("fd %d: getpeername: %w", num, err)
+	}
+	remote, _ := addrString(pa)
+	t.State, t.Local, t.Remote = format.TCPEstablished, local, remote
+	if err := checkFilter(s, num); err != nil {
+		return err
+	}
+	// Read before repair mode, which changes SO_REUSEADDR; the buffer
+	// sizes of a connection are the kernel's, tuned as it ran.
+	if t.Options, err = readSockOpts(s, t.Family, unix.SOCK_STREAM, 0); err != nil {
+		return fmt.Errorf("fd %d: %w", num, err)
+	}
+	t.Options.SndBuf, t.Options.RcvBuf = 0, 0
+	src.File(idx).TCP = t
+	if src.TCPClose() {
+		return nil
+	}
+	h, err := unix.FcntlInt(uintptr(s), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return os.NewSyscallError("fcntl", err)
+	}
+	reuse, err := unix.GetsockoptInt(h, unix.SOL_SOCKET, unix.SO_REUSEADDR)
+	if err == nil {
+		// First a copy to the holder, which puts it back if procs-dump
+		// dies at any moment after.
+		err = toHolder(h, src.PID(), reuse, local, remote)
+	}
+	if err != nil {
+		unix.Close(h)
+		return fmt.Errorf("fd %d, a TCP connection from %s to %s: %w", num, local, remote, err)
+	}
+	src.Hold(func(resume bool) {
+		if resume {
+			resumeConn(h, reuse)
+		} else {
+			silence(h) // the holder holds it once the tree is killed
+		}
+		unix.Close(h)
+	})
+	info, err := tcpInfo(h)
+	if err != nil {
+		return fmt.Errorf("fd %d: TCP_INFO: %w", num, err)
+	}
+	if info.State != linux.TCP_ESTABLISHED {
+		return refusef("fd %d is a TCP connection from %s to %s, %s, which procs cannot carry yet", num, local, remote, tcpStates[info.State])
+	}
+	if t.Conn, err = holdConn(h, num, reuse, info); err != nil {
+		return fmt.Errorf("fd %d, a TCP connection from %s to %s: %w", num, local, remote, err)
+	}
+	return nil
+}
+
+// port is sa's port.
+func port(sa unix.Sockaddr) int {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return a.Port
+	case *unix.SockaddrInet6:
+		return a.Port
+	}
+	return 0
+}
+
+func (tcpSocket) Prepare(l Loader, i int, f *format.File, what string) error {
+	t := f.TCP
+	var s int
+	var err error
+	switch {
+	case t.State != format.TCPEstablished:
+		err = l.AsProcess(func() error {
+			s, err = makeTCP(t)
+			return err
+		})
+	case t.Conn == nil || l.TCPClose():
+		err = l.AsProcess(func() error {
+			s, err = makeClosed(t)
+			return err
+		})
+	default:
+		s, err = makeEstablished(l, t)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: a TCP socket: %w", what, err)
+	}
+	l.Own(i, os.NewFile(uintptr(s), "tcp socket"))
+	return nil
+}
+
+// makeClosed makes connection t again as one that was reset (--tcp=close,
+// or an image without its state). It runs as the process. The original,
+// if held on this host, is let go: its peer's next packet is answered
+// with a reset.
+func makeClosed(t *format.TCP) (int, error) {
+	letGoHeld(t.Local, t.Remote)
+	s, err := unix.Socket(t.Family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return -1, os.NewSyscallError("socket", err)
+	}
+	if err := makeReset(s, t.Family); err != nil {
+		unix.Close(s)
+		return -1, err
+	}
+	return s, nil
+}
+
+// makeEstablished makes connection t again in repair mode, which it
+// leaves once every process is built (AtRun): both ends of a connection
+// within the tree exist by then. Repair mode needs CAP_NET_ADMIN, which
+// the loader has and the opener may not: what the process itself could
+// not do (bind a port below 1024, set SO_MARK) is tried first as the
+// process, on a socket of its own.
+func makeEstablished(l Loader, t *format.TCP) (int, error) {
+	err := l.AsProcess(func() error {
+		x, err := unix.Socket(t.Family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return os.NewSyscallError("socket", err)
+		}
+		defer unix.Close(x)
+		if err := setSockOpts(x, t.Family, unix.SOCK_STREAM, &t.Options, true); err != nil {
+			return err
+		}
+		if err := bindInet(x, t.Family, t.Local); err != nil && !strings.Contains(err.Error(), "in use") {
+			return err
+		}
+		return setSockOpts(x, t.Family, unix.SOCK_STREAM, &t.Options, false)
+	})
+	if err != nil {
+		return -1, err
+	}
+	letGoHeld(t.Local, t.Remote)
+	s, err := unix.Socket(t.Family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return -1, os.NewSyscallError("socket", err)
+	}
+	// SO_REUSEADDR would undo repair mode's leave to share the port;
+	// it is set when the connection leaves it.
+	before := t.Options
+	before.ReuseAddr = false
+	if err = setSockOpts(s, t.Family, unix.SOCK_STREAM, &before, true); err == nil {
+		if err = makeConn(s, t); err == nil {
+			err = setSockOpts(s, t.Family, unix.SOCK_STREAM, &t.Options, false)
+		}
+	}
+	if err != nil {
+		unix.Close(s)
+		return -1, err
+	}
+	l.AtRun(func() error { return leaveRepair(s, t) })
+	return s, nil
+}
+
+// makeTCP makes TCP socket t again: its options, its address, listening
+// if it was. It runs as the process.
+func makeTCP(t *format.TCP) (int, error) {
+	s, err := unix.Socket(t.Family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, tcpSocket{}.proto(t))
+	if err != nil {
+		return -1, os.NewSyscallError("socket", err)
+	}
+	if err := setupTCP(s, t); err != nil {
+		unix.Close(s)
+		return -1, err
+	}
+	return s, nil
+}
+
+func setupTCP(s int, t *format.TCP) error {
+	if err := setSockOpts(s, t.Family, unix.SOCK_STREAM, &t.Options, true); err != nil {
+		return err
+	}
+	if t.State != format.TCPNew {
+		if err := bindInet(s, t.Family, t.Local); err != nil {
+			return err
+		}
+	}
+	if t.State == format.TCPListen {
+		if err := unix.Listen(s, t.Backlog); err != nil {
+			return fmt.Errorf("listening on %s: %w", t.Local, err)
+		}
+	}
+	return setSockOpts(s, t.Family, unix.SOCK_STREAM, &t.Options, false)
+}
+
+// bindInet binds s to local, saying in words why it cannot.
+func bindInet(s, family int, local string) error {
+	sa, ap, err := parseAddr(family, local)
+	if err != nil {
+		return fmt.Errorf("address %s: %w", local, err)
+	}
+	err = unix.Bind(s, sa)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, unix.EADDRINUSE):
+		return fmt.Errorf("%s is in use on this host (by the process itself, if it was dumped with -K and still runs)", local)
+	case errors.Is(err, unix.EADDRNOTAVAIL):
+		return fmt.Errorf("this host has no address %s", ap.Addr())
+	case errors.Is(err, unix.EACCES):
+		return fmt.Errorf("port %d of %s needs a privilege the process does not have", ap.Port(), ap.Addr())
+	}
+	return fmt.Errorf("binding to %s: %w", local, err)
+}
+
+// Validate checks a TCP socket's family, state, addresses, backlog and
+// options.
+func (tcpSocket) Validate(fs []format.File, i int, _ []format.Process) error {
+	t := fs[i].TCP
+	if t == nil {
+		return fmt.Errorf("image file %d, a TCP socket, has no socket state", i)
+	}
+	if t.Family != unix.AF_INET && t.Family != unix.AF_INET6 {
+		return fmt.Errorf("image TCP socket %d has family %d", i, t.Family)
+	}
+	switch t.State {
+	case format.TCPNew:
+		if t.Local != "" {
+			return fmt.Errorf("image TCP socket %d is new and has an address", i)
+		}
+	case format.TCPBound, format.TCPListen, format.TCPEstablished:
+		_, ap, err := parseAddr(t.Family, t.Local)
+		if err != nil || ap.Port() == 0 {
+			return fmt.Errorf("image TCP socket %d: address %s: not an address and port of its family", i, safetext.Quote(t.Local))
+		}
+	default:
+		return fmt.Errorf("image TCP socket %d has state %s", i, safetext.Quote(t.State))
+	}
+	if t.State == format.TCPEstablished {
+		if _, ap, err := parseAddr(t.Family, t.Remote); err != nil || ap.Port() == 0 {
+			return fmt.Errorf("image TCP socket %d: peer %s: not an address and port of its family", i, safetext.Quote(t.Remote))
+		}
+		if err := validConn(t.Conn); err != nil {
+			return fmt.Errorf("image TCP socket %d: %w", i, err)
+		}
+	}
+	switch {
+	case t.State != format.TCPEstablished && (t.Remote != "" || t.Conn != nil):
+		return fmt.Errorf("image TCP socket %d has a peer and is not a connection", i)
+	case t.Backlog < 0 || t.Backlog > 1<<16 || t.Backlog != 0 && t.State != format.TCPListen:
+		return fmt.Errorf("image TCP socket %d: backlog %d: out of range", i, t.Backlog)
+	}
+	if err := validSockOpts(&t.Options); err != nil {
+		return fmt.Errorf("image TCP socket %d: %w", i, err)
+	}
+	return nil
+}
+
+// validConn checks a connection's repair state, when it has one; the
+// kernel checks the windows against the sequence numbers.
+func validConn(c *format.TCPConn) error {
+	switch {
+	case c == nil:
+		return nil
+	case len(c.SendQueue) > maxTCPQueue || len(c.RecvQueue) > maxTCPQueue:
+		return fmt.Errorf("queues of %d and %d bytes: more than %d", len(c.SendQueue), len(c.RecvQueue), maxTCPQueue)
+	case c.Unsent < 0 || c.Unsent > len(c.SendQueue):
+		return fmt.Errorf("%d bytes not sent of a send queue of %d", c.Unsent, len(c.SendQueue))
+	case c.MSS < 64 || c.MSS > 65535:
+		return fmt.Errorf("MSS %d: out of range", c.MSS)
+	case c.SndWscale < 0 || c.SndWscale > 14 || c.RcvWscale < 0 || c.RcvWscale > 14:
+		return fmt.Errorf("window scales %d and %d: out of range", c.SndWscale, c.RcvWscale)
+	case !c.Wscale && (c.SndWscale != 0 || c.RcvWscale != 0), !c.Timestamps && c.TSVal != 0:
+		return fmt.Errorf("window scales or a timestamp without the option")
+	}
+	return nil
+}

@@ -270,6 +270,10 @@ type File struct {
 	Pipe    *Pipe    `json:"pipe,omitempty"`
 	Unix    *Unix    `json:"unix,omitempty"`
 	Pidfd   *Pidfd   `json:"pidfd,omitempty"`
+	// Event-loop kinds (issue 11, see their block below).
+	Timerfd  *Timerfd  `json:"timerfd,omitempty"`
+	Signalfd *Signalfd `json:"signalfd,omitempty"`
+	Inotify  *Inotify  `json:"inotify,omitempty"`
 	// Exact files (see below): a memfd's seals; the owner of a memfd
 	// or a deleted file.
 	Seals *uint32 `json:"seals,omitempty"`
@@ -446,6 +450,62 @@ func ForkedFrom(maps []Mapping, m *Mapping) bool {
 	p := &maps[i]
 	return p.Start == m.Start && p.End == m.End && p.Kind == m.Kind && !p.Shared && p.File == m.File && p.Offset == m.Offset
 }
+
+// --- event-loop kinds (issue 11): timerfd, signalfd, inotify. Kept in
+// one block for merges.
+
+// File kinds an event loop holds beside eventfds and epolls.
+const (
+	FileTimerfd  = "timerfd"
+	FileSignalfd = "signalfd"
+	FileInotify  = "inotify"
+)
+
+// Timerfd settime flags (Timerfd.Flags).
+const (
+	TimerAbstime     = 0x1 // TFD_TIMER_ABSTIME
+	TimerCancelOnSet = 0x2 // TFD_TIMER_CANCEL_ON_SET
+)
+
+// Timerfd is the state of a timerfd (FileTimerfd).
+type Timerfd struct {
+	// Clock is its clock: 0 REALTIME, 1 MONOTONIC, 7 BOOTTIME.
+	Clock int `json:"clock"`
+	// Flags are the flags of its last timerfd_settime (TimerAbstime,
+	// TimerCancelOnSet).
+	Flags int `json:"flags,omitempty"`
+	// Ticks are the expirations no read had taken yet.
+	Ticks uint64 `json:"ticks,omitempty"`
+	// Interval is its period; Value the time left to its next
+	// expiry (0: disarmed), both in ns.
+	Interval int64 `json:"interval_ns,omitempty"`
+	Value    int64 `json:"value_ns,omitempty"`
+	// Deadline, with TimerAbstime, is its next expiry on its clock as
+	// the process read it (time-namespace offsets included).
+	Deadline int64 `json:"deadline_ns,omitempty"`
+}
+
+// Signalfd is the state of a signalfd (FileSignalfd): the signals it
+// takes, bit i-1 for signal i.
+type Signalfd struct {
+	Mask uint64 `json:"mask"`
+}
+
+// Inotify is the state of an inotify instance (FileInotify): its
+// watches, by watch descriptor.
+type Inotify struct {
+	Watches []InotifyWatch `json:"watches"`
+}
+
+// InotifyWatch is one watch: the file at Path, watched for Mask under
+// the watch descriptor WD.
+type InotifyWatch struct {
+	WD   int    `json:"wd"`
+	Path string `json:"path"`
+	Mask uint32 `json:"mask"`
+}
+
+// --- end of event-loop kinds
 
 // --- trees: zombies, stopped processes, pidfds. Kept in one block for
 // merges.

@@ -97,7 +97,8 @@ type Terminals map[uint64]bool
 
 // table holds every kind, in the order Match is asked.
 var table = []Kind{memfd{}, reg{}, dir{}, chr{}, tty{}, eventfd{}, epoll{}, pipe{}, namedPipe{},
-	unixSocket{}, pidfd{}, symlink, sock, blk}
+	unixSocket{}, pidfd{}, symlink, sock, blk,
+	timerfd{}, signalfd{}, inotify{}}
 
 // Lookup is the kind named name, or nil when this procs knows none.
 func Lookup(name string) Kind {
@@ -143,6 +144,10 @@ func Classify(fd *procfs.FD, ts Terminals) (kind string, why string) {
 		return "", "a pipe"
 	case fd.Kind == procfs.FileFIFO:
 		return "", "a named pipe (" + t + ")"
+	case t == "anon_inode:[fanotify]":
+		return "", "a fanotify group, which procs does not carry"
+	case t == "anon_inode:[timerfd]":
+		return "", "a timerfd on an alarm clock (CLOCK_REALTIME_ALARM, CLOCK_BOOTTIME_ALARM), which procs does not carry"
 	case strings.HasPrefix(t, "anon_inode:"):
 		return "", "an " + strings.TrimPrefix(t, "anon_inode:")
 	}
@@ -226,6 +231,11 @@ type Loader interface {
 	Keep(f *os.File)
 	// Warn says what comes back less well than it was.
 	Warn(format string, args ...any)
+	// AsProcess runs f on the opener's thread (the thread OpenByPath
+	// opens with): as the process will be, with its file system ids,
+	// its groups and no capability. For what reaches a path other than
+	// by opening it (an inotify watch).
+	AsProcess(f func() error) error
 }
 
 // Preparer is a kind that the loader readies before the process exists
@@ -249,6 +259,11 @@ type Target interface {
 	// PIDFD_THREAD), on a child of its that ended with wait status
 	// status and that it reaped, and returns its number.
 	Reaped(status int, flags uint64) (uint64, error)
+	// Now is clock (0 REALTIME, 1 MONOTONIC, 7 BOOTTIME) in ns as the
+	// process reads it, and whether that clock goes on from where it
+	// was at the dump: REALTIME always; MONOTONIC and BOOTTIME when the
+	// process has a time namespace that carries the image's clocks.
+	Now(clock int) (ns int64, goesOn bool)
 }
 
 // Maker is a kind whose fds the process makes itself (an eventfd, an
@@ -294,11 +309,26 @@ func CheckTree(fs []format.File, procs []format.Process, in func(pid int) bool) 
 	return nil
 }
 
-// Validate runs the Validator of every file's kind.
+// ImageValidator is a kind that checks, once every file is valid, what
+// only all the image's files of the kind show together (the work they
+// would cost a restorer).
+type ImageValidator interface {
+	ValidateImage(fs []format.File) error
+}
+
+// Validate runs the Validator of every file's kind, then every kind's
+// ImageValidator.
 func Validate(fs []format.File, procs []format.Process) error {
 	for i := range fs {
 		if v, ok := Lookup(fs[i].Kind).(Validator); ok {
 			if err := v.Validate(fs, i, procs); err != nil {
+				return err
+			}
+		}
+	}
+	for _, k := range table {
+		if v, ok := k.(ImageValidator); ok {
+			if err := v.ValidateImage(fs); err != nil {
 				return err
 			}
 		}

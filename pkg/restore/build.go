@@ -58,6 +58,10 @@ type tree struct {
 	// namespace the processes are made in, or nil for the caller's.
 	mode PIDMode
 	ns   *pidNS
+	// clockShift is what the processes' time namespace adds to this
+	// machine's CLOCK_MONOTONIC and CLOCK_BOOTTIME, or nil when they
+	// have this machine's clocks (timeNamespace).
+	clockShift *[2]int64
 }
 
 // builder builds one process of the tree.

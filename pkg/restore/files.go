@@ -81,6 +81,8 @@ func (l loader) Keep(f *os.File) { l.b.kept = append(l.b.kept, f) }
 
 func (l loader) Warn(format string, args ...any) { l.b.warnf(format, args...) }
 
+func (l loader) AsProcess(f func() error) error { return l.b.op.do(f) }
+
 func (l loader) MakeMemfd(i int, f *format.File) error {
 	// Made as the process: its owner, and the mode it may give.
 	return l.b.op.do(func() error { return l.b.makeMemfd(i, f) })

@@ -305,6 +305,10 @@ type FD struct {
 	// first of them in the image (processes in order, then fds) says
 	// the description's file, flags and offset; the others say the same.
 	Open int `json:"open"`
+	// Owner and Sig (F_SETOWN_EX, F_SETSIG), of the description, are
+	// on its first fd in the image only (see the event-loop block).
+	Owner *Owner `json:"owner,omitempty"`
+	Sig   int    `json:"sig,omitempty"`
 }
 
 // Eventfd is the state of an eventfd (FileEventfd).
@@ -503,6 +507,16 @@ type InotifyWatch struct {
 	WD   int    `json:"wd"`
 	Path string `json:"path"`
 	Mask uint32 `json:"mask"`
+}
+
+// Owner is who gets the signals of an open file's I/O (O_ASYNC, and
+// SIGURG of a socket): F_GETOWN_EX.
+type Owner struct {
+	// Type is F_OWNER_TID (0: a thread, here a main one), F_OWNER_PID
+	// (1) or F_OWNER_PGRP (2).
+	Type int `json:"type"`
+	// PID is the process, or the process group, of the tree.
+	PID int `json:"pid"`
 }
 
 // --- end of event-loop kinds

@@ -247,6 +247,11 @@ func (c *collector) collectFDs(fds []procfs.FD) error {
 					return err
 				}
 			}
+			if fd.Flags&unix.O_PATH == 0 {
+				if out.Owner, out.Sig, err = files.OwnerOf(c.pid, fd.Num); err != nil {
+					return err
+				}
+			}
 		}
 		c.t.nextOp++
 		out.Open = c.t.nextOp

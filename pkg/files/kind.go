@@ -295,9 +295,12 @@ type TreeChecker interface {
 	CheckTree(fs []format.File, procs []format.Process, out *Outside) error
 }
 
-// CheckTree runs every kind's TreeChecker; in says whether a PID is one
-// of the tree's.
+// CheckTree checks the owners of open files, and runs every kind's
+// TreeChecker; in says whether a PID is one of the tree's.
 func CheckTree(fs []format.File, procs []format.Process, in func(pid int) bool) error {
+	if err := checkOwners(procs); err != nil {
+		return err
+	}
 	out := &Outside{in: in}
 	for _, k := range table {
 		if c, ok := k.(TreeChecker); ok {
@@ -317,8 +320,11 @@ type ImageValidator interface {
 }
 
 // Validate runs the Validator of every file's kind, then every kind's
-// ImageValidator.
+// ImageValidator, and checks the owners of open files.
 func Validate(fs []format.File, procs []format.Process) error {
+	if err := validateOwners(procs); err != nil {
+		return err
+	}
 	for i := range fs {
 		if v, ok := Lookup(fs[i].Kind).(Validator); ok {
 			if err := v.Validate(fs, i, procs); err != nil {

@@ -278,6 +278,62 @@ func (b *builder) procSelfFDs() error {
 	return nil
 }
 
+// fdOwners gives each open file description whose first fd in the image
+// is the process's its owner and signal (F_SETOWN_EX, F_SETSIG), then
+// O_ASYNC, in that order, as a program sets them: in the process, now
+// that it has its credentials, which F_SETOWN_EX records and the kernel
+// checks when it signals. The owner is the restored PID, as the process
+// sees it. The restorer's own streams are left alone.
+func (b *builder) fdOwners() error {
+	r := b.main
+	earlier := map[int]bool{} // open ids of processes made before
+	for _, p := range b.imgs[:b.task] {
+		for _, fd := range p.FDs {
+			earlier[fd.Open] = true
+		}
+	}
+	for _, fd := range b.img.FDs {
+		async := fd.Flags&unix.O_ASYNC != 0
+		if earlier[fd.Open] || fd.File < 0 || b.ownStream(fd) || fd.Owner == nil && fd.Sig == 0 && !async {
+			continue
+		}
+		earlier[fd.Open] = true
+		fail := func(err error) error { return fmt.Errorf("fd %d: %w", fd.Num, err) }
+		if o := fd.Owner; o != nil {
+			owner := b.byPID(o.PID)
+			if owner == nil {
+				return fail(fmt.Errorf("its owner %d is not in the image", o.PID))
+			}
+			if err := b.write(offArgs, linux.FOwnerEx{Type: int32(o.Type), PID: int32(owner.innerTID(0))}.Encode()); err != nil {
+				return err
+			}
+			if _, err := r.Syscall("fcntl(F_SETOWN_EX)", unix.SYS_FCNTL, uint64(fd.Num), unix.F_SETOWN_EX, b.scratch+offArgs); err != nil {
+				return fail(err)
+			}
+		}
+		if fd.Sig != 0 {
+			if _, err := r.Syscall("fcntl(F_SETSIG)", unix.SYS_FCNTL, uint64(fd.Num), unix.F_SETSIG, uint64(fd.Sig)); err != nil {
+				return fail(err)
+			}
+		}
+		if async {
+			// The kernel registers the fd for signals only when the
+			// flag changes: off first, in case the open set it.
+			fl, err := r.Syscall("fcntl(F_GETFL)", unix.SYS_FCNTL, uint64(fd.Num), unix.F_GETFL)
+			if err == nil {
+				_, err = r.Syscall("fcntl(F_SETFL)", unix.SYS_FCNTL, uint64(fd.Num), unix.F_SETFL, fl&^unix.O_ASYNC)
+			}
+			if err == nil {
+				_, err = r.Syscall("fcntl(F_SETFL, O_ASYNC)", unix.SYS_FCNTL, uint64(fd.Num), unix.F_SETFL, fl|unix.O_ASYNC)
+			}
+			if err != nil {
+				return fail(err)
+			}
+		}
+	}
+	return nil
+}
+
 // fdCloexec is O_CLOEXEC when fd had it, else 0.
 func fdCloexec(fd format.FD) int {
 	if fd.Cloexec {

@@ -84,6 +84,9 @@ func (b *builder) finish() error {
 	if err := b.procSelfFDs(); err != nil {
 		return err
 	}
+	if err := b.fdOwners(); err != nil {
+		return err
+	}
 	// The scratch area goes last, unmapped from a syscall instruction
 	// outside it: the vDSO's, at its new place.
 	r.Insn = b.kvdsoAt + b.vdsoInsn

@@ -290,6 +290,9 @@ type File struct {
 	// path within it ("status", "task/PID/stat"), to open in the
 	// restored process's.
 	Self string `json:"proc_self,omitempty"`
+	// ProcPID, with Self, is the process of the tree whose /proc folder
+	// that is (issue 11); 0 in older images: the holder's own.
+	ProcPID int `json:"proc_pid,omitempty"`
 }
 
 // FD is one file descriptor.

@@ -186,7 +186,7 @@ type snapshot struct {
 func collectTree(ft *frozenTree, opts Options) (*snapshot, error) {
 	s := &snapshot{ft: ft, table: newFileTable()}
 	for i, f := range ft.procs {
-		c := &collector{pid: f.pid, root: i == 0, f: f, fileSave: opts.FileSave, t: s.table,
+		c := &collector{pid: f.pid, root: i == 0, f: f, tree: ft, fileSave: opts.FileSave, t: s.table,
 			stoppedKids: ft.stoppedKids(f.pid), waited: map[int]bool{}}
 		s.cs = append(s.cs, c)
 		if err := c.collect(); err != nil {

@@ -230,9 +230,10 @@ func (b *builder) makeFDs() error {
 	return nil
 }
 
-// procSelfFDs opens the fds of the process's own /proc files in the
-// process itself, now that it has its credentials: /proc/PID/status of
-// its new PID, not the original's (which may still run) nor procs-load's.
+// procSelfFDs opens the fds of the /proc files of the tree's processes
+// (its own, or another's: ProcPID) in the process itself, now that it
+// has its credentials: /proc/PID/status of the new PID, not the
+// original's (which may still run) nor procs-load's.
 // The path stays within /proc/PID (validate) and crosses no magic link.
 func (b *builder) procSelfFDs() error {
 	r := b.main
@@ -248,11 +249,18 @@ func (b *builder) procSelfFDs() error {
 		} else {
 			first[fd.Open] = fd.Num
 			self := b.files[fd.File].Self
-			// The process's own ids, as its /proc shows them.
-			if rest, ok := strings.CutPrefix(self, fmt.Sprintf("task/%d", b.img.PID)); ok {
-				self = fmt.Sprintf("task/%d%s", b.innerTID(0), rest)
+			// The ids of the process whose folder it is, as the
+			// process's /proc shows them.
+			of := b
+			if pp := b.files[fd.File].ProcPID; pp != 0 {
+				if of = b.byPID(pp); of == nil {
+					return fmt.Errorf("fd %d: a /proc file of process %d, which the image lacks", fd.Num, pp)
+				}
 			}
-			path := fmt.Sprintf("/proc/%d/%s", b.innerTID(0), self)
+			if rest, ok := strings.CutPrefix(self, fmt.Sprintf("task/%d", of.img.PID)); ok {
+				self = fmt.Sprintf("task/%d%s", of.innerTID(0), rest)
+			}
+			path := fmt.Sprintf("/proc/%d/%s", of.innerTID(0), self)
 			how := unix.OpenHow{Flags: uint64(fd.Flags&openFlags | unix.O_CLOEXEC | unix.O_NOCTTY), Resolve: unix.RESOLVE_NO_MAGICLINKS}
 			if err := b.write(offArgs, linux.EncodeOpenHow(how)); err != nil {
 				return err

@@ -112,6 +112,7 @@ func buildVictims(dir string) {
 		{"clockloop", "clockloop.c", []string{"-pthread"}},
 		{"exact", "exact.c", []string{"-pthread"}},
 		{"openfiles", "openfiles.c", nil},
+		{"eventloop", "eventloop.c", nil},
 	}
 	gcc, gccErr := exec.LookPath("gcc")
 	for _, c := range cc {

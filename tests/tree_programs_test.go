@@ -157,7 +157,9 @@ func TestNodeTimers(t *testing.T) {
 
 // pipePairPy is a parent and two children joined by a pipe: the writer
 // sends numbered lines, the reader checks each is the next and reports
-// it, the parent reports too. Each report is one write(2), whole
+// it, the parent reports too, and checks that its O_ASYNC pipe signals
+// it through its signalfd and that the reader's /proc file is its
+// child's (it holds a timerfd and an inotify too). Each report is one write(2), whole
 // (print would write the line and its end apart, and the other's line
 // could come between).
 const pipePairPy = `
@@ -170,7 +172,8 @@ if os.fork() == 0:
         i += 1
         os.write(w, b"%d\n" % i)
         time.sleep(0.01)
-if os.fork() == 0:
+reader = os.fork()
+if reader == 0:
     os.close(w)
     want = 1
     for line in os.fdopen(r):
@@ -178,10 +181,37 @@ if os.fork() == 0:
         os.write(1, b"got %d ok=%d\n" % (n, int(n == want)))
         want = n + 1
 os.close(r); os.close(w)
+# The event-loop kinds: a timerfd, a signalfd, an inotify, an O_ASYNC
+# pipe whose signal comes through the signalfd, the reader's /proc file.
+import ctypes, fcntl, signal
+libc = ctypes.CDLL(None)
+tfd = libc.timerfd_create(1, os.O_NONBLOCK)
+libc.timerfd_settime(tfd, 0, (ctypes.c_long * 4)(0, 20000000, 0, 20000000), None)
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR2])
+sfd = libc.signalfd(-1, ctypes.byref(ctypes.c_ulong(1 << (signal.SIGUSR2 - 1))), os.O_NONBLOCK)
+ino = libc.inotify_init1(os.O_NONBLOCK)
+libc.inotify_add_watch(ino, b".", 0x100)
+ar, aw = os.pipe()
+fcntl.fcntl(ar, fcntl.F_SETOWN, os.getpid())
+fcntl.fcntl(ar, 10, signal.SIGUSR2) # F_SETSIG
+fcntl.fcntl(ar, fcntl.F_SETFL, os.O_NONBLOCK | os.O_ASYNC)
+status = open("/proc/%d/status" % reader)
 i = 0
 while True:
     i += 1
-    os.write(1, b"parent %d\n" % i)
+    os.write(aw, b"x")
+    os.read(ar, 1)
+    try:
+        sig = len(os.read(sfd, 128)) == 128
+    except BlockingIOError:
+        sig = False
+    try:
+        os.read(tfd, 8)
+    except BlockingIOError:
+        pass
+    status.seek(0)
+    mine = ("PPid:\t%d\n" % os.getpid()) in status.read()
+    os.write(1, b"parent %d sigio_ok=%d proc_ok=%d\n" % (i, int(sig), int(mine)))
     time.sleep(0.05)
 `
 

@@ -110,7 +110,7 @@ type Info struct {
 	// Requires names the features of the format that the image uses
 	// and that a reader must know to restore it (see SPEC.md, "How the
 	// format evolves"); a reader refuses an image that requires one it
-	// does not know, naming it. Version 2.0 defines none.
+	// does not know, naming it. Version 2.0 defines one, FeatureProcPID.
 	Requires []string          `json:"requires,omitempty"`
 	Extra    map[string]string `json:"extra,omitempty"`
 }

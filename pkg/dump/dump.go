@@ -223,6 +223,20 @@ func (s *snapshot) close() {
 	}
 }
 
+// peerProcFiles says whether a process holds a file of the /proc folder
+// of another (File.ProcPID): a reader that does not know proc_pid would
+// open its own instead.
+func peerProcFiles(fs []format.File, procs []format.Process) bool {
+	for _, p := range procs {
+		for _, fd := range p.FDs {
+			if fd.File >= 0 && fs[fd.File].ProcPID != 0 && fs[fd.File].ProcPID != p.PID {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // writeState starts the image on out: INFO, FILES, a PROCESS record per
 // process, the carried files' contents.
 func (s *snapshot) writeState(out io.Writer, opts Options, threads int) (*format.Writer, error) {
@@ -232,6 +246,9 @@ func (s *snapshot) writeState(out io.Writer, opts Options, threads int) (*format
 	info := format.Info{Comm: s.procs[0].Comm, PID: opts.PID, Host: host,
 		Kernel: unix.ByteSliceToString(uts.Release[:]), Arch: "x86_64",
 		Created: time.Now().UTC(), Procs: Version, Threads: threads, Processes: len(s.procs)}
+	if peerProcFiles(s.table.files, s.procs) {
+		info.Requires = append(info.Requires, format.FeatureProcPID)
+	}
 	w, err := format.NewWriter(out, info, format.WriterOptions{Compression: opts.Compression})
 	if err != nil {
 		return nil, err

@@ -53,7 +53,7 @@ func TestEventLoopCraftedImages(t *testing.T) {
 		{"timerfd-flags", func(e *treeEdit) { timer(e).Flags = 4 }, []string{"timerfd flags 0x4"}},
 		{"timerfd-interval", func(e *treeEdit) { timer(e).Interval = -1 }, []string{"timerfd interval -1 ns"}},
 		{"timerfd-value", func(e *treeEdit) { timer(e).Value = 1<<62 + 1 }, []string{"out of range"}},
-		{"timerfd-deadline-relative", func(e *treeEdit) { timer(e).Flags, timer(e).Deadline = 0, 5 }, []string{"timerfd deadline 5 ns"}},
+		{"timerfd-deadline-relative-realtime", func(e *treeEdit) { timer(e).Clock, timer(e).Flags, timer(e).Deadline = 0, 0, 5 }, []string{"timerfd deadline 5 ns"}},
 		{"signalfd-no-state", func(e *treeEdit) { e.Files[sfd].Signalfd = nil }, []string{fmt.Sprintf("file %d, a signalfd, has no signalfd state", sfd)}},
 		{"inotify-no-state", func(e *treeEdit) { e.Files[ino].Inotify = nil }, []string{"has no inotify state"}},
 		{"inotify-wd-zero", func(e *treeEdit) { watch(e, wdir).WD = 0 }, []string{"inotify watch descriptor 0"}},

@@ -165,7 +165,9 @@ func (w watch) path(pid int, mounts []procfs.Mount) (string, error) {
 	err := errors.New("no mount of its file system")
 	for _, p := range at {
 		var mfd, fd int
-		mfd, err = unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
+		// A folder (open_by_handle_at takes no O_PATH fd): no device
+		// or pipe mounted on a file is opened.
+		mfd, err = unix.Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 		if err != nil {
 			continue
 		}

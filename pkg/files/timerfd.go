@@ -23,9 +23,10 @@ import (
 // process was away are counted, as across a suspend); on CLOCK_MONOTONIC
 // and CLOCK_BOOTTIME the same time of the process's clocks, which its
 // time namespace carries on from the dump (see restore's timeNamespace),
-// so that it comes after the time left, as every relative timer does.
-// Without a time namespace (procs-load not root) such a deadline is armed
-// with the time left, relative. Alarm clocks, which need
+// so that it comes after the time left, as every relative timer does;
+// relative timers on those clocks are kept at their deadline too.
+// Without a time namespace (procs-load not root) they are armed with the
+// time left, relative. Alarm clocks, which need
 // CAP_WAKE_ALARM, are refused (Classify).
 type timerfd struct{}
 
@@ -75,7 +76,7 @@ func (timerfd) Dump(src Source, fd *procfs.FD, idx int) error {
 	}
 	t := &format.Timerfd{Clock: clock, Flags: int(flags), Ticks: ticks,
 		Interval: its.Interval.Nano(), Value: its.Value.Nano()}
-	if t.Flags&format.TimerAbstime != 0 && t.Value > 0 {
+	if t.Value > 0 && (t.Flags&format.TimerAbstime != 0 || clock != unix.CLOCK_REALTIME) {
 		// The deadline on the clock as the process reads it.
 		mono, boot := procfs.TimeOffsets(src.PID())
 		t.Deadline = now.Nano() + t.Value
@@ -126,33 +127,45 @@ func (timerfd) Make(t Target, fd format.FD, f *format.File, cloexec int) (uint64
 
 // armTimerfd arms timerfd n, made again, as tf says, and gives it back
 // its expirations.
+//
+// A timer whose clock goes on from the dump is armed at its deadline,
+// absolute, so that the time the restore takes shifts nothing: with
+// TFD_TIMER_ABSTIME as it was, and a relative one on CLOCK_MONOTONIC or
+// CLOCK_BOOTTIME too (its fdinfo then shows the flag, which nothing a
+// program calls tells). Any other is armed with the time it had left.
+// An expiry that is due, or due within tickMargin, is counted among the
+// expirations given back (TFD_IOC_SET_TICKS sets them, and must not race
+// with one), and the timer armed at its next one.
 func armTimerfd(t Target, n uint64, tf *format.Timerfd) error {
-	flags, ticks := tf.Flags, tf.Ticks
+	ticks := tf.Ticks
 	now, goesOn := t.Now(tf.Clock)
-	abs := flags&format.TimerAbstime != 0 && goesOn
-	next := tf.Value // the time to its next expiry, from now
-	if abs && tf.Value > 0 {
-		next = tf.Deadline - now
-	}
+	abs := tf.Deadline != 0 && goesOn
+	flags := tf.Flags
 	if !abs {
-		flags = 0 // the time left, relative
+		flags = 0
 	}
-	if ticks > 0 && tf.Value > 0 && next < tickMargin {
+	armed := tf.Value > 0
+	next := tf.Value // to its next expiry, from now
+	if abs {
+		next = tf.Deadline - now
+		flags |= format.TimerAbstime
+	}
+	if armed && next < tickMargin {
 		if tf.Interval == 0 {
 			ticks++
-			next = 0 // expired, once
+			armed = false
 		} else {
 			k := (tickMargin-next)/tf.Interval + 1
 			ticks += uint64(k)
 			next += k * tf.Interval
 		}
 	}
-	if tf.Value > 0 && next != 0 {
+	if armed {
 		value := next
 		if abs {
 			value = now + next
 		}
-		arg, err := t.Arg(linux.MakeItimer(tf.Interval, max(value, 1), 1e9).Encode())
+		arg, err := t.Arg(linux.MakeItimer(tf.Interval, value, 1e9).Encode())
 		if err != nil {
 			return err
 		}
@@ -176,7 +189,8 @@ func armTimerfd(t Target, n uint64, tf *format.Timerfd) error {
 const maxTimerNs = 1 << 62
 
 // Validate: a clock procs makes timerfds of, flags of timerfd_settime,
-// times a timer holds, a deadline only with TFD_TIMER_ABSTIME.
+// times a timer holds, a deadline only on an armed timer, and on
+// CLOCK_REALTIME only with TFD_TIMER_ABSTIME.
 func (timerfd) Validate(fs []format.File, i int, _ []format.Process) error {
 	t := fs[i].Timerfd
 	switch {
@@ -188,8 +202,8 @@ func (timerfd) Validate(fs []format.File, i int, _ []format.Process) error {
 		return fmt.Errorf("image file %d: timerfd flags %#x are not timerfd_settime's", i, t.Flags)
 	case t.Interval < 0 || t.Interval > maxTimerNs || t.Value < 0 || t.Value > maxTimerNs:
 		return fmt.Errorf("image file %d: timerfd interval %d ns or time left %d ns is out of range (0 to 2^62)", i, t.Interval, t.Value)
-	case t.Deadline < 0 || t.Deadline > maxTimerNs || t.Deadline != 0 && (t.Flags&format.TimerAbstime == 0 || t.Value == 0):
-		return fmt.Errorf("image file %d: timerfd deadline %d ns is out of range, or on a timer not armed with TFD_TIMER_ABSTIME", i, t.Deadline)
+	case t.Deadline < 0 || t.Deadline > maxTimerNs || t.Deadline != 0 && (t.Value == 0 || t.Clock == unix.CLOCK_REALTIME && t.Flags&format.TimerAbstime == 0):
+		return fmt.Errorf("image file %d: timerfd deadline %d ns is out of range, or on a disarmed timer or a relative CLOCK_REALTIME one", i, t.Deadline)
 	}
 	return nil
 }

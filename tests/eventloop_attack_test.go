@@ -21,15 +21,8 @@ import (
 func TestEventLoopCraftedImages(t *testing.T) {
 	needTools(t)
 	noLeftovers(t)
-	argv := victimArgv(t, "eventloop")
-	dir := t.TempDir()
-	p := start(t, append(argv, dir), dir)
-	var pid0, wfile, wdir, sigio int
-	ready := expect(t, p.out, "ready ", 0)
-	if _, err := fmt.Sscanf(ready, "ready pid=%d wd file=%d dir=%d sigio fd=%d", &pid0, &wfile, &wdir, &sigio); err != nil {
-		t.Fatal(err)
-	}
-	expect(t, p.out, "lazy 1 ", 0)
+	p, dir, el := startEventLoop(t)
+	pid0, wfile, wdir, sigio := el.pid, el.wfile, el.wdir, el.sigio
 	img, _ := dumpKilled(t, p)
 	base := decodeTree(t, img)
 	root := &base.Procs[0]

@@ -17,36 +17,65 @@ import (
 	"time"
 )
 
-// loopTrip dumps p as how says ("kill": procs-dump, "keep": procs-dump -K,
-// "detach": procs-dump, then procs-load -d), restores it and returns the
+// loopTrip dumps p as how says (see dumpAs), restores it and returns the
 // load and the restored process (named comm).
 func loopTrip(t *testing.T, p *proc, how, comm string) (*load, int) {
 	t.Helper()
-	var img string
-	var args []string
-	switch how {
-	case "kill":
-		img, _ = dumpKilled(t, p)
-	case "keep":
-		img = dump(t, p.pid(), true)
-	case "detach":
-		img, _ = dumpKilled(t, p)
-		args = []string{"-d"}
-	}
-	ld := startLoad(t, img, args...)
-	if how == "detach" {
-		if !ld.exited(30 * time.Second) {
-			t.Fatalf("procs-load -d did not leave")
-		}
-		if ld.exitCode() != 0 {
-			t.Fatalf("procs-load -d: exit %d: %s", ld.exitCode(), ld.stderrText())
-		}
-	}
+	ld := startLoadAs(t, dumpAs(t, p, how), how)
 	var not []int
 	if how == "keep" {
 		not = append(not, p.pid())
 	}
 	return ld, ld.find(t, comm, 10*time.Second, not...)
+}
+
+// dumpAs dumps p as how says: "kill" (procs-dump), "keep" (procs-dump
+// -K) or "detach" (procs-dump, to restore with procs-load -d), and
+// returns the image.
+func dumpAs(t *testing.T, p *proc, how string) string {
+	t.Helper()
+	if how == "keep" {
+		return dump(t, p.pid(), true)
+	}
+	img, _ := dumpKilled(t, p)
+	return img
+}
+
+// startLoadAs restores img as how says (see dumpAs): with "detach",
+// procs-load -d, which must leave at once with status 0.
+func startLoadAs(t *testing.T, img, how string) *load {
+	t.Helper()
+	if how != "detach" {
+		return startLoad(t, img)
+	}
+	ld := startLoad(t, img, "-d")
+	if !ld.exited(30 * time.Second) {
+		t.Fatalf("procs-load -d did not leave")
+	}
+	if ld.exitCode() != 0 {
+		t.Fatalf("procs-load -d: exit %d: %s", ld.exitCode(), ld.stderrText())
+	}
+	return ld
+}
+
+// eventLoop is what the eventloop victim says when it is ready: its PID,
+// its two watch descriptors and its O_ASYNC pipe's read end.
+type eventLoop struct{ pid, wfile, wdir, sigio int }
+
+// startEventLoop starts the eventloop victim in a folder of its own and
+// waits for its first read of its lazy timer.
+func startEventLoop(t *testing.T) (*proc, string, eventLoop) {
+	t.Helper()
+	argv := victimArgv(t, "eventloop")
+	dir := t.TempDir()
+	p := start(t, append(argv, dir), dir)
+	var el eventLoop
+	ready := expect(t, p.out, "ready ", 0)
+	if _, err := fmt.Sscanf(ready, "ready pid=%d wd file=%d dir=%d sigio fd=%d", &el.pid, &el.wfile, &el.wdir, &el.sigio); err != nil {
+		t.Fatalf("%q: %v", ready, err)
+	}
+	expect(t, p.out, "lazy 1 ", 0)
+	return p, dir, el
 }
 
 // noFailedCheck fails t if a line of the eventloop victim reports a
@@ -75,16 +104,12 @@ func TestEventLoop(t *testing.T) {
 		t.Run(how, func(t *testing.T) {
 			needTools(t)
 			noLeftovers(t)
-			argv := victimArgv(t, "eventloop")
-			dir := t.TempDir()
-			p := start(t, append(argv, dir), dir)
-			var pid0, wfile, wdir, sigio int
-			ready := expect(t, p.out, "ready ", 0)
-			if _, err := fmt.Sscanf(ready, "ready pid=%d wd file=%d dir=%d sigio fd=%d", &pid0, &wfile, &wdir, &sigio); err != nil || wfile != 3 || wdir != 7 {
-				t.Fatalf("%q: %v; want watch descriptors 3 and 7", ready, err)
+			p, dir, el := startEventLoop(t)
+			if el.wfile != 3 || el.wdir != 7 {
+				t.Fatalf("watch descriptors %d and %d; want 3 and 7", el.wfile, el.wdir)
 			}
+			sigio := el.sigio
 			expect(t, p.out, "sigio ", 0, fmt.Sprintf("fd=%d", sigio))
-			expect(t, p.out, "lazy 1 ", 0)
 			ld, pid := loopTrip(t, p, how, "eventloop")
 
 			// Three seconds of every timer, as the process sees them.
@@ -214,12 +239,7 @@ func TestProcPeers(t *testing.T) {
 			expect(t, p.out, "child sees ", 0)
 			comm := procComm(p.pid())
 			orig := treeOf(p.pid())
-			img := dump(t, p.pid(), how == "keep")
-			var args []string
-			if how == "detach" {
-				args = []string{"-d"}
-			}
-			ld := startLoad(t, img, args...)
+			ld := startLoadAs(t, dumpAs(t, p, how), how)
 			root := restoredRoot(t, comm, orig)
 			t.Cleanup(func() { killTree(t, root) })
 			tree := treeOf(root)

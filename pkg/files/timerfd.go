@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -133,9 +134,12 @@ func (timerfd) Make(t Target, fd format.FD, f *format.File, cloexec int) (uint64
 // TFD_TIMER_ABSTIME as it was, and a relative one on CLOCK_MONOTONIC or
 // CLOCK_BOOTTIME too (its fdinfo then shows the flag, which nothing a
 // program calls tells). Any other is armed with the time it had left.
-// An expiry that is due, or due within tickMargin, is counted among the
-// expirations given back (TFD_IOC_SET_TICKS sets them, and must not race
-// with one), and the timer armed at its next one.
+// A timer with expirations to give back (TFD_IOC_SET_TICKS sets them,
+// after timerfd_settime, and must not race with an expiry) whose next
+// expiry is due within tickMargin is let fall due first, when it is armed
+// at a deadline, and that expiry counted among them; without a deadline
+// (or with a period under the margin) it is counted a little early.
+// Without expirations to give back, the kernel counts those due.
 func armTimerfd(t Target, n uint64, tf *format.Timerfd) error {
 	ticks := tf.Ticks
 	now, goesOn := t.Now(tf.Clock)
@@ -150,7 +154,23 @@ func armTimerfd(t Target, n uint64, tf *format.Timerfd) error {
 		next = tf.Deadline - now
 		flags |= format.TimerAbstime
 	}
-	if armed && next < tickMargin {
+	if armed && ticks > 0 && abs && next < tickMargin {
+		if next >= 0 {
+			// Let it fall due rather than count it early.
+			time.Sleep(time.Duration(next) + time.Millisecond)
+			now, _ = t.Now(tf.Clock)
+			next = tf.Deadline - now
+		}
+		k := int64(1) // the expirations due
+		if tf.Interval > 0 {
+			k = -next/tf.Interval + 1
+		}
+		ticks, next = ticks+uint64(k), next+k*tf.Interval
+		armed = tf.Interval > 0
+	}
+	if armed && ticks > 0 && next < tickMargin {
+		// Due within the margin (a period under it, or no clock to
+		// wait on): counted, a little early.
 		if tf.Interval == 0 {
 			ticks++
 			armed = false

@@ -280,6 +280,10 @@ type File struct {
 	Shm     *Shm     `json:"sysvshm,omitempty"`
 	PTY     *PTY     `json:"pty,omitempty"` // pseudo-terminals (issue 11, pty)
 	TCP     *TCP     `json:"tcp,omitempty"` // format/inet.go
+	// Event-loop kinds (issue 11, see their block below).
+	Timerfd  *Timerfd  `json:"timerfd,omitempty"`
+	Signalfd *Signalfd `json:"signalfd,omitempty"`
+	Inotify  *Inotify  `json:"inotify,omitempty"`
 	// Exact files (see below): a memfd's seals; the owner of a memfd
 	// or a deleted file.
 	Seals *uint32 `json:"seals,omitempty"`
@@ -298,6 +302,9 @@ type File struct {
 	Self string `json:"proc_self,omitempty"`
 	// Locks are the locks held on the file (see file locks below).
 	Locks []Lock `json:"locks,omitempty"`
+	// ProcPID, with Self, is the process of the tree whose /proc folder
+	// that is (issue 11); 0 in older images: the holder's own.
+	ProcPID int `json:"proc_pid,omitempty"`
 }
 
 // --- file locks (issue 11): flock, POSIX and OFD locks held on the
@@ -362,6 +369,10 @@ type FD struct {
 	// first of them in the image (processes in order, then fds) says
 	// the description's file, flags and offset; the others say the same.
 	Open int `json:"open"`
+	// Owner and Sig (F_SETOWN_EX, F_SETSIG), of the description, are
+	// on its first fd in the image only (see the event-loop block).
+	Owner *Owner `json:"owner,omitempty"`
+	Sig   int    `json:"sig,omitempty"`
 }
 
 // Eventfd is the state of an eventfd (FileEventfd).
@@ -583,6 +594,72 @@ func ForkedFrom(maps []Mapping, m *Mapping) bool {
 	return p.Start == m.Start && p.End == m.End && p.Kind == m.Kind && !p.Shared && p.File == m.File && p.Offset == m.Offset
 }
 
+// --- event-loop kinds (issue 11): timerfd, signalfd, inotify. Kept in
+// one block for merges.
+
+// File kinds an event loop holds beside eventfds and epolls.
+const (
+	FileTimerfd  = "timerfd"
+	FileSignalfd = "signalfd"
+	FileInotify  = "inotify"
+)
+
+// Timerfd settime flags (Timerfd.Flags).
+const (
+	TimerAbstime     = 0x1 // TFD_TIMER_ABSTIME
+	TimerCancelOnSet = 0x2 // TFD_TIMER_CANCEL_ON_SET
+)
+
+// Timerfd is the state of a timerfd (FileTimerfd).
+type Timerfd struct {
+	// Clock is its clock: 0 REALTIME, 1 MONOTONIC, 7 BOOTTIME.
+	Clock int `json:"clock"`
+	// Flags are the flags of its last timerfd_settime (TimerAbstime,
+	// TimerCancelOnSet).
+	Flags int `json:"flags,omitempty"`
+	// Ticks are the expirations no read had taken yet.
+	Ticks uint64 `json:"ticks,omitempty"`
+	// Interval is its period; Value the time left to its next
+	// expiry (0: disarmed), both in ns.
+	Interval int64 `json:"interval_ns,omitempty"`
+	Value    int64 `json:"value_ns,omitempty"`
+	// Deadline, with TimerAbstime, is its next expiry on its clock as
+	// the process read it (time-namespace offsets included).
+	Deadline int64 `json:"deadline_ns,omitempty"`
+}
+
+// Signalfd is the state of a signalfd (FileSignalfd): the signals it
+// takes, bit i-1 for signal i.
+type Signalfd struct {
+	Mask uint64 `json:"mask"`
+}
+
+// Inotify is the state of an inotify instance (FileInotify): its
+// watches, by watch descriptor.
+type Inotify struct {
+	Watches []InotifyWatch `json:"watches"`
+}
+
+// InotifyWatch is one watch: the file at Path, watched for Mask under
+// the watch descriptor WD.
+type InotifyWatch struct {
+	WD   int    `json:"wd"`
+	Path string `json:"path"`
+	Mask uint32 `json:"mask"`
+}
+
+// Owner is who gets the signals of an open file's I/O (O_ASYNC, and
+// SIGURG of a socket): F_GETOWN_EX.
+type Owner struct {
+	// Type is F_OWNER_TID (0: a thread, here a main one), F_OWNER_PID
+	// (1) or F_OWNER_PGRP (2).
+	Type int `json:"type"`
+	// PID is the process, or the process group, of the tree.
+	PID int `json:"pid"`
+}
+
+// --- end of event-loop kinds
+
 // --- trees: zombies, stopped processes, pidfds. Kept in one block for
 // merges.
 
@@ -638,7 +715,7 @@ func (p *Process) Record() any {
 
 // PIDRefs are the members of p that hold a process or thread id of the
 // tree: its own, its parent's, its group's and session's, its threads',
-// a timer's target thread. Every member that holds one is listed here:
+// a timer's target thread, an fd's owner. Every member that holds one is listed here:
 // a dump of a tree that runs in a PID namespace rewrites them all to the
 // ids its programs see there.
 func (p *Process) PIDRefs() []*int {
@@ -651,6 +728,11 @@ func (p *Process) PIDRefs() []*int {
 			refs = append(refs, &p.Timers[i].Target)
 		}
 	}
+	for i := range p.FDs {
+		if o := p.FDs[i].Owner; o != nil && o.PID > 0 {
+			refs = append(refs, &o.PID)
+		}
+	}
 	return refs
 }
 
@@ -660,6 +742,9 @@ func (f *File) PIDRefs() []*int {
 	var refs []*int
 	if f.Pidfd != nil && f.Pidfd.PID > 0 {
 		refs = append(refs, &f.Pidfd.PID)
+	}
+	if f.ProcPID > 0 {
+		refs = append(refs, &f.ProcPID)
 	}
 	for i := range f.Locks {
 		if f.Locks[i].PID > 0 {

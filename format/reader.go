@@ -218,7 +218,12 @@ func NewReaderLimits(r io.Reader, lim Limits) (*Reader, error) {
 
 // Features are the names of INFO.requires this package knows (see
 // SPEC.md, "How the format evolves").
-var Features = []string{FeatureFileLocks, FeatureSysVIPC, FeaturePagePasses}
+var Features = []string{FeatureFileLocks, FeatureSysVIPC, FeaturePagePasses, FeatureProcPID}
+
+// FeatureProcPID: a process holds a file of another process's /proc
+// folder (File.ProcPID), which a reader that ignores proc_pid would open
+// in the holder's folder.
+const FeatureProcPID = "proc-pid"
 
 // unknownFeatures returns those of req that Features lacks, quoted.
 func unknownFeatures(req []string) []string {

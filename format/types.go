@@ -128,7 +128,7 @@ type Info struct {
 	// Requires names the features of the format that the image uses
 	// and that a reader must know to restore it (see SPEC.md, "How the
 	// format evolves"); a reader refuses an image that requires one it
-	// does not know, naming it. Version 2.0 defines FeatureSysVIPC.
+	// does not know, naming it. Version 2.0 defines those in Features.
 	Requires []string          `json:"requires,omitempty"`
 	Extra    map[string]string `json:"extra,omitempty"`
 }

@@ -37,26 +37,11 @@ func filesTripImage(t *testing.T, mode, how string, between func(dir string)) (b
 	expect(t, p.out, "ready", 0)
 	say(t, p.stdin, "view")
 	before = expect(t, p.out, "view "+mode, 0)
-	var args []string
-	switch how {
-	case "kill":
-		img, _ = dumpKilled(t, p)
-	case "keep":
-		img = dump(t, p.pid(), true)
-	case "detach":
-		img, _ = dumpKilled(t, p)
-		args = []string{"-d"}
-	}
+	img = dumpAs(t, p, how)
 	if between != nil {
 		between(dir)
 	}
-	ld := startLoad(t, img, args...)
-	if how == "detach" && !ld.exited(30*time.Second) {
-		t.Fatalf("procs-load -d did not leave")
-	}
-	if how == "detach" && ld.exitCode() != 0 {
-		t.Fatalf("procs-load -d: exit %d: %s", ld.exitCode(), ld.stderrText())
-	}
+	ld := startLoadAs(t, img, how)
 	var not []int
 	if how == "keep" {
 		not = append(not, p.pid())

@@ -114,6 +114,7 @@ func buildVictims(dir string) {
 		{"openfiles", "openfiles.c", nil},
 		{"sysv", "sysv.c", nil},
 		{"livemem", "livemem.c", []string{"-pthread"}},
+		{"eventloop", "eventloop.c", nil},
 	}
 	gcc, gccErr := exec.LookPath("gcc")
 	for _, c := range cc {

@@ -223,9 +223,11 @@ func movedCounters(t *testing.T, whats []string, argv ...string) int {
 // sends numbered lines, the reader checks each is the next and reports
 // it, the parent reports too; and passes each number through a
 // pseudo-terminal whose both ends it holds (no echo), a line waiting in
-// it most of the time, checking it comes out whole ("pty N ok=1"). The
-// parent holds a POSIX lock on a file, and all three an flock on it
-// (fingerprint sees both). Each report is one write(2), whole
+// it most of the time, checking it comes out whole ("pty N ok=1"); and
+// checks that its O_ASYNC pipe signals it through its signalfd and that
+// the reader's /proc file is its child's (it holds a timerfd and an
+// inotify too). The parent holds a POSIX lock on a file, and all three
+// an flock on it (fingerprint sees both). Each report is one write(2), whole
 // (print would write the line and its end apart, and the other's line
 // could come between). They share a System V shared memory segment,
 // marked for removal (it goes with them): the writer counts its lines
@@ -264,7 +266,8 @@ if os.fork() == 0:
         count.value = i
         os.write(w, b"%d\n" % i)
         time.sleep(0.01)
-if os.fork() == 0:
+reader = os.fork()
+if reader == 0:
     os.close(w)
     want = 1
     for line in os.fdopen(r):
@@ -276,11 +279,37 @@ pm, ps = os.openpty()
 a = termios.tcgetattr(ps)
 a[3] &= ~termios.ECHO
 termios.tcsetattr(ps, termios.TCSANOW, a)
+# The event-loop kinds: a timerfd, a signalfd, an inotify, an O_ASYNC
+# pipe whose signal comes through the signalfd, the reader's /proc file.
+import signal
+tfd = libc.timerfd_create(1, os.O_NONBLOCK)
+libc.timerfd_settime(tfd, 0, (ctypes.c_long * 4)(0, 20000000, 0, 20000000), None)
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR2])
+sfd = libc.signalfd(-1, ctypes.byref(ctypes.c_ulong(1 << (signal.SIGUSR2 - 1))), os.O_NONBLOCK)
+ino = libc.inotify_init1(os.O_NONBLOCK)
+libc.inotify_add_watch(ino, b".", 0x100)
+ar, aw = os.pipe()
+fcntl.fcntl(ar, fcntl.F_SETOWN, os.getpid())
+fcntl.fcntl(ar, 10, signal.SIGUSR2) # F_SETSIG
+fcntl.fcntl(ar, fcntl.F_SETFL, os.O_NONBLOCK | os.O_ASYNC)
+status = open("/proc/%d/status" % reader)
 i, last = 0, 0
 while True:
     i += 1
     os.write(pm, b"%d\n" % i)
-    os.write(1, b"parent %d shmok=%d\n" % (i, int(count.value >= last)))
+    os.write(aw, b"x")
+    os.read(ar, 1)
+    try:
+        sig = len(os.read(sfd, 128)) == 128
+    except BlockingIOError:
+        sig = False
+    try:
+        os.read(tfd, 8)
+    except BlockingIOError:
+        pass
+    status.seek(0)
+    mine = ("PPid:\t%d\n" % os.getpid()) in status.read()
+    os.write(1, b"parent %d shmok=%d sigio_ok=%d proc_ok=%d\n" % (i, int(count.value >= last), int(sig), int(mine)))
     last = count.value
     time.sleep(0.05)
     n = int(os.read(ps, 100))

@@ -14,6 +14,7 @@ type collector struct {
 	pid      int
 	root     bool // the root of the tree: its fds 0-2 may be the restorer's streams
 	f        *frozen
+	tree     *frozenTree // every process of the tree, this one too
 	fileSave bool
 	p        format.Process
 	t        *fileTable

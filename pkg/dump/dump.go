@@ -321,7 +321,7 @@ func collectTree(ft *frozenTree, opts Options, presmaps []procfs.Mapping, holds 
 	}
 	paired := files.PairedSlaves(pids)
 	for i, f := range ft.procs {
-		c := &collector{pid: f.pid, root: i == 0, f: f, fileSave: opts.FileSave, t: s.table, paired: paired,
+		c := &collector{pid: f.pid, root: i == 0, f: f, fileSave: opts.FileSave, t: s.table, paired: paired, tree: ft,
 			stoppedKids: ft.stoppedKids(f.pid), waited: map[int]bool{}}
 		if i == 0 {
 			c.smaps = presmaps
@@ -389,7 +389,24 @@ func (s *snapshot) requires() []string {
 	if s.ipc != nil {
 		r = append(r, format.FeatureSysVIPC)
 	}
+	if peerProcFiles(s.table.files, s.procs) {
+		r = append(r, format.FeatureProcPID)
+	}
 	return r
+}
+
+// peerProcFiles says whether a process holds a file of the /proc folder
+// of another (File.ProcPID): a reader that does not know proc_pid would
+// open its own instead.
+func peerProcFiles(fs []format.File, procs []format.Process) bool {
+	for _, p := range procs {
+		for _, fd := range p.FDs {
+			if fd.File >= 0 && fs[fd.File].ProcPID != 0 && fs[fd.File].ProcPID != p.PID {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // newImage starts the image on out with its INFO record, info completed

@@ -111,7 +111,7 @@ func (c *collector) fileAt(path, kind string) (int, error) {
 	if err := unix.Statfs(path, &sfs); err == nil && pseudoFS[int64(sfs.Type)] {
 		f.Pseudo = true
 		if sfs.Type == unix.PROC_SUPER_MAGIC {
-			if f.Self, err = c.procSelf(f.Path); err != nil {
+			if f.Self, f.ProcPID, err = c.procSelf(f.Path); err != nil {
 				return -1, err
 			}
 		}
@@ -135,32 +135,43 @@ func (c *collector) fileAt(path, kind string) (int, error) {
 	return i, nil
 }
 
-// procSelf says where path, a file of proc, lies in the process's own
-// /proc folder ("status", "task/PID/stat"), or "" when it is not in it.
-// A file of one of its other threads is refused: it names a thread that
-// the restore makes anew.
-func (c *collector) procSelf(path string) (string, error) {
+// procSelf says where path, a file of proc, lies in the /proc folder of
+// a process of the tree ("status", "task/PID/stat") and which process
+// that is, or "" when it is in none (/proc/meminfo). A file of another
+// thread than a main one is refused: it names a thread that the restore
+// makes anew; so is one of a process outside the tree, which the
+// restored tree may not find where it was.
+func (c *collector) procSelf(path string) (string, int, error) {
 	rest, ok := strings.CutPrefix(path, "/proc/")
 	if !ok {
-		return "", nil
+		return "", 0, nil
 	}
 	n, rest, _ := strings.Cut(rest, "/")
 	id, err := strconv.Atoi(n)
-	if err != nil || !slices.Contains(c.f.tids, id) {
-		return "", nil // /proc/meminfo, another process's
+	if err != nil {
+		return "", 0, nil // /proc/meminfo
+	}
+	var owner *frozen
+	for _, f := range c.tree.procs {
+		if f.pid == id || slices.Contains(f.tids, id) {
+			owner = f
+		}
+	}
+	if owner == nil || owner.zombie {
+		return "", 0, &refusal{fmt.Sprintf("process %d holds what procs cannot carry: a /proc file of process %d, outside the tree or ended (%s)", c.pid, id, path)}
 	}
 	tid := id
 	if t, ok := strings.CutPrefix(rest, "task/"); ok {
 		n, _, _ := strings.Cut(t, "/")
 		tid, _ = strconv.Atoi(n)
 	}
-	if id != c.pid || tid != c.pid {
-		return "", &refusal{fmt.Sprintf("process %d holds what procs cannot carry: a /proc file of its thread %d (%s)", c.pid, tid, path)}
+	if id != owner.pid || tid != owner.pid {
+		return "", 0, &refusal{fmt.Sprintf("process %d holds what procs cannot carry: a /proc file of thread %d of process %d (%s)", c.pid, tid, owner.pid, path)}
 	}
 	if rest == "" {
-		return ".", nil
+		return ".", owner.pid, nil
 	}
-	return rest, nil
+	return rest, owner.pid, nil
 }
 
 // carryFile has the contents of file i, at path, travel in the image:
@@ -268,6 +279,11 @@ func (c *collector) collectFDs(fds []procfs.FD) error {
 			out.File = idx
 			if d, ok := files.Lookup(kind).(files.Dumper); ok {
 				if err := d.Dump(fdSource{c: c, byNum: byNum}, fd, idx); err != nil {
+					return err
+				}
+			}
+			if fd.Flags&unix.O_PATH == 0 {
+				if out.Owner, out.Sig, err = files.OwnerOf(c.pid, fd.Num); err != nil {
 					return err
 				}
 			}

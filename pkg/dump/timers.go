@@ -5,9 +5,7 @@ package dump
 
 import (
 	"fmt"
-	"os"
 	"slices"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -55,22 +53,6 @@ func clocksOf(pid int) *format.Clocks {
 	if unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono) != nil || unix.ClockGettime(unix.CLOCK_BOOTTIME, &boot) != nil {
 		return nil
 	}
-	c := &format.Clocks{Monotonic: mono.Nano(), Boottime: boot.Nano()}
-	// "monotonic SECS NSECS" and "boottime SECS NSECS" lines, for the
-	// process's own namespace (all zero outside one).
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/timens_offsets", pid))
-	for _, line := range strings.Split(string(b), "\n") {
-		var name string
-		var sec, nsec int64
-		if n, _ := fmt.Sscan(line, &name, &sec, &nsec); n != 3 {
-			continue
-		}
-		switch name {
-		case "monotonic":
-			c.Monotonic += sec*1e9 + nsec
-		case "boottime":
-			c.Boottime += sec*1e9 + nsec
-		}
-	}
-	return c
+	m, b := procfs.TimeOffsets(pid)
+	return &format.Clocks{Monotonic: mono.Nano() + m, Boottime: boot.Nano() + b}
 }

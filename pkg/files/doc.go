@@ -1,7 +1,8 @@
 // Package files is the layer of open file kinds: one Go file per kind
 // (reg.go, dir.go, chr.go, tty.go, memfd.go, eventfd.go, epoll.go,
 // pipe.go, pidfd.go, pathonly.go; unix sockets, larger, in unix.go,
-// unixcheck.go and unixload.go; pty.go, with its helper ptyqueues.go,
+// unixcheck.go and unixload.go; timerfd.go, signalfd.go, inotify.go;
+// pty.go, with its helper ptyqueues.go,
 // holds the two ends of a pseudo-terminal, two kinds), each holding both
 // halves of its kind, how it is found and dumped and how it is made
 // again, registered in one table (table in kind.go). pkg/dump and
@@ -46,6 +47,9 @@
 //     (matches ErrUnsupported), never a half-written File.
 //   - TreeChecker (dump, once every process is read): refuses what only
 //     the whole tree shows (a pipe whose other end is held outside it).
+//   - ImageValidator (restore, after every Validator): bounds what only
+//     all the image's files of the kind show together (the inotify
+//     watches whose descriptors the restore must reach).
 //   - Validator (restore, first): checks what the kind adds to a file
 //     of the image, which is untrusted: every number in range, every fd
 //     it names present and of a kind it may name. Messages quote
@@ -53,9 +57,11 @@
 //   - Preparer (restore, in procs-load before the process exists):
 //     readies file i through Loader: open and check it at its path
 //     (OpenByPath), make a memfd, take the restorer's terminal, make a
-//     pipe and fill it (Own). The loader then opens one description per
-//     open file description of the image from it, and every process
-//     that has it takes it with pidfd_getfd: no process opens a path.
+//     pipe and fill it (Own), or run what needs the process's rights
+//     on the opener's thread (AsProcess: inotify watches). The loader
+//     then opens one description per open file description of the
+//     image from it, and every process that has it takes it with
+//     pidfd_getfd: no process opens a path.
 //   - Maker (restore, in the process): makes an fd that has no path (an
 //     eventfd, an epoll) with system calls run in the process through
 //     Target, and returns its number there; the engine moves it to its
@@ -102,6 +108,11 @@
 // per process, makeFDs: take, Make or dup each fd in image order -> Link
 // (each fd the process made) -> the rest of the process (signals,
 // threads, creds...).
+//
+// Owners and signals of open files (F_SETOWN_EX, F_SETSIG), which any
+// kind may have, are owner.go's: read on the dump side for the first fd
+// of each open file description, checked against the tree and the
+// image; the restore engine sets them (fdOwners).
 //
 // In the image (format 2.0) the files are the image's, shared by every
 // process of the tree; each kind's state is a member of its File named

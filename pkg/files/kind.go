@@ -97,7 +97,8 @@ type Terminals map[uint64]bool
 
 // table holds every kind, in the order Match is asked.
 var table = []Kind{memfd{}, reg{}, dir{}, chr{}, tty{}, ptyMaster{}, ptySlave{}, eventfd{}, epoll{}, pipe{}, namedPipe{},
-	unixSocket{}, tcpSocket{}, pidfd{}, symlink, sock, blk, sysvShm{}}
+	unixSocket{}, tcpSocket{}, pidfd{}, symlink, sock, blk, sysvShm{},
+	timerfd{}, signalfd{}, inotify{}}
 
 // Lookup is the kind named name, or nil when this procs knows none.
 func Lookup(name string) Kind {
@@ -145,6 +146,10 @@ func Classify(fd *procfs.FD, ts Terminals) (kind string, why string) {
 		return "", "a pipe"
 	case fd.Kind == procfs.FileFIFO:
 		return "", "a named pipe (" + t + ")"
+	case t == "anon_inode:[fanotify]":
+		return "", "a fanotify group, which procs does not carry"
+	case t == "anon_inode:[timerfd]":
+		return "", "a timerfd on an alarm clock (CLOCK_REALTIME_ALARM, CLOCK_BOOTTIME_ALARM), which procs does not carry"
 	case strings.HasPrefix(t, "anon_inode:"):
 		return "", "an " + strings.TrimPrefix(t, "anon_inode:")
 	}
@@ -259,10 +264,12 @@ type Loader interface {
 	// OpenPTMX opens a new pseudo-terminal master, as the process, in
 	// the devpts instance the tree's pseudo-terminals are made in.
 	OpenPTMX() (*os.File, error)
-	// AsProcess runs f on the opener's thread, with the process's
-	// file system ids, groups and capabilities as the opener has them
-	// (none for another user's process restored by root): a socket
-	// bound there gets only the ports and options the process could.
+	// AsProcess runs f on the opener's thread (the thread OpenByPath
+	// opens with): as the process will be, with its file system ids,
+	// its groups and capabilities as the opener has them (none for
+	// another user's process restored by root). For what reaches a path
+	// other than by opening it (an inotify watch, a socket's bind: only
+	// the ports and options the process could).
 	AsProcess(f func() error) error
 	// TCPClose says connections come back reset (--tcp=close).
 	TCPClose() bool
@@ -293,6 +300,11 @@ type Target interface {
 	// PIDFD_THREAD), on a child of its that ended with wait status
 	// status and that it reaped, and returns its number.
 	Reaped(status int, flags uint64) (uint64, error)
+	// Now is clock (0 REALTIME, 1 MONOTONIC, 7 BOOTTIME) in ns as the
+	// process reads it, and whether that clock goes on from where it
+	// was at the dump: REALTIME always; MONOTONIC and BOOTTIME when the
+	// process has a time namespace that carries the image's clocks.
+	Now(clock int) (ns int64, goesOn bool)
 }
 
 // Carrier is a kind whose files hold open file descriptions of their own
@@ -332,10 +344,14 @@ type TreeChecker interface {
 	CheckTree(fs []format.File, procs []format.Process, out *Outside) error
 }
 
-// CheckTree runs every kind's TreeChecker; in says whether a PID is one
-// of the tree's, closeExternal whether a socket connected outside the
-// tree comes back closed rather than being refused (Outside).
+// CheckTree checks the owners of open files, and runs every kind's
+// TreeChecker; in says whether a PID is one of the tree's,
+// closeExternal whether a socket connected outside the tree comes back
+// closed rather than being refused (Outside).
 func CheckTree(fs []format.File, procs []format.Process, in func(pid int) bool, closeExternal bool) error {
+	if err := checkOwners(procs); err != nil {
+		return err
+	}
 	out := &Outside{in: in, CloseExternal: closeExternal}
 	for _, k := range table {
 		if c, ok := k.(TreeChecker); ok {
@@ -347,11 +363,29 @@ func CheckTree(fs []format.File, procs []format.Process, in func(pid int) bool, 
 	return nil
 }
 
-// Validate runs the Validator of every file's kind.
+// ImageValidator is a kind that checks, once every file is valid, what
+// only all the image's files of the kind show together (the work they
+// would cost a restorer).
+type ImageValidator interface {
+	ValidateImage(fs []format.File) error
+}
+
+// Validate runs the Validator of every file's kind, then every kind's
+// ImageValidator, and checks the owners of open files.
 func Validate(fs []format.File, procs []format.Process) error {
+	if err := validateOwners(procs); err != nil {
+		return err
+	}
 	for i := range fs {
 		if v, ok := Lookup(fs[i].Kind).(Validator); ok {
 			if err := v.Validate(fs, i, procs); err != nil {
+				return err
+			}
+		}
+	}
+	for _, k := range table {
+		if v, ok := k.(ImageValidator); ok {
+			if err := v.ValidateImage(fs); err != nil {
 				return err
 			}
 		}

@@ -38,7 +38,8 @@ func TestTable(t *testing.T) {
 	}
 	for _, n := range []string{format.FileRegular, format.FileDir, format.FileChar, format.FileTTY,
 		format.FileMemfd, format.FileEventfd, format.FileEpoll, format.FilePipe, format.FileUnix, format.FilePidfd, format.FileTCP,
-		format.FileSymlink, format.FileFIFO, format.FileSocket, format.FileBlock, format.FileSysvShm} {
+		format.FileSymlink, format.FileFIFO, format.FileSocket, format.FileBlock, format.FileSysvShm,
+		format.FileTimerfd, format.FileSignalfd, format.FileInotify} {
 		if Lookup(n) == nil {
 			t.Errorf("no kind %q", n)
 		}
@@ -69,7 +70,11 @@ func TestClassify(t *testing.T) {
 		{procfs.FD{Kind: procfs.FileChar, Target: "/dev/kvm", Path: "/dev/kvm", Rdev: unix.Mkdev(10, 232)}, "", "a character device (/dev/kvm)"},
 		{procfs.FD{Kind: procfs.AnonInode, Target: "anon_inode:[eventfd]"}, format.FileEventfd, ""},
 		{procfs.FD{Kind: procfs.AnonInode, Target: "anon_inode:[eventpoll]"}, format.FileEpoll, ""},
-		{procfs.FD{Kind: procfs.AnonInode, Target: "anon_inode:[timerfd]"}, "", "an [timerfd]"},
+		{procfs.FD{Kind: procfs.AnonInode, Target: "anon_inode:[timerfd]", Info: map[string]string{"clockid": "1"}}, format.FileTimerfd, ""},
+		{procfs.FD{Kind: procfs.AnonInode, Target: "anon_inode:[timerfd]", Info: map[string]string{"clockid": "8"}}, "", "a timerfd on an alarm clock (CLOCK_REALTIME_ALARM, CLOCK_BOOTTIME_ALARM), which procs does not carry"},
+		{procfs.FD{Kind: procfs.AnonInode, Target: "anon_inode:[signalfd]"}, format.FileSignalfd, ""},
+		{procfs.FD{Kind: procfs.AnonInode, Target: "anon_inode:inotify"}, format.FileInotify, ""},
+		{procfs.FD{Kind: procfs.AnonInode, Target: "anon_inode:[fanotify]"}, "", "a fanotify group, which procs does not carry"},
 		{procfs.FD{Kind: procfs.Pipe, Target: "pipe:[5]"}, format.FilePipe, ""},
 		{procfs.FD{Kind: procfs.AnonInode, Target: "anon_inode:[pidfd]"}, format.FilePidfd, ""},
 		{procfs.FD{Kind: procfs.Socket, Target: "socket:[5]"}, "", "a socket"},

@@ -30,3 +30,7 @@ func (t Itimer) Encode() []byte { return encode(t) }
 
 // Decode reads t from b.
 func (t *Itimer) Decode(b []byte) { decode(b[:SizeofItimer], t) }
+
+// TFD_IOC_SET_TICKS (_IOW('T', 0, __u64)) sets the expirations a timerfd
+// has that no read took yet (CONFIG_CHECKPOINT_RESTORE).
+const TFD_IOC_SET_TICKS = 0x40085400

@@ -326,3 +326,18 @@ func parseFDInfo(fd *FD, b []byte) bool {
 	}
 	return true
 }
+
+// FDInfo reads /proc/PID/fdinfo/N again: the returned FD has only what
+// fdinfo says (Pos, Flags, MntID, Info, Extra).
+func FDInfo(pid, n int) (*FD, error) {
+	path := pidPath(pid, "fdinfo/"+strconv.Itoa(n))
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	fd := &FD{Num: n}
+	if !parseFDInfo(fd, b) {
+		return nil, parseError(path, b)
+	}
+	return fd, nil
+}

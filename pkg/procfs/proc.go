@@ -390,3 +390,74 @@ func FindByName(name string) ([]int, error) {
 	}
 	return out, nil
 }
+
+// TimeOffsets are what process pid's time namespace adds to
+// CLOCK_MONOTONIC and CLOCK_BOOTTIME, in ns ("monotonic SECS NSECS" and
+// "boottime SECS NSECS" lines of timens_offsets; all zero outside one,
+// or when the file cannot be read).
+func TimeOffsets(pid int) (monotonic, boottime int64) {
+	b, _ := os.ReadFile(pidPath(pid, "timens_offsets"))
+	for _, line := range strings.Split(string(b), "\n") {
+		var name string
+		var sec, nsec int64
+		if n, _ := fmt.Sscan(line, &name, &sec, &nsec); n != 3 {
+			continue
+		}
+		switch name {
+		case "monotonic":
+			monotonic += sec*1e9 + nsec
+		case "boottime":
+			boottime += sec*1e9 + nsec
+		}
+	}
+	return monotonic, boottime
+}
+
+// Mount is a line of /proc/PID/mountinfo.
+type Mount struct {
+	Dev   uint64 // the file system's device (unix.Mkdev of "major:minor")
+	Root  string // the folder of the file system mounted there
+	Point string // where it is mounted, in the process's mount namespace
+}
+
+// Mounts lists the mounts of process pid's mount namespace.
+func Mounts(pid int) ([]Mount, error) {
+	b, err := os.ReadFile(pidPath(pid, "mountinfo"))
+	if err != nil {
+		return nil, err
+	}
+	var out []Mount
+	for _, line := range strings.Split(string(b), "\n") {
+		// "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw"
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		var major, minor uint32
+		if _, err := fmt.Sscanf(f[2], "%d:%d", &major, &minor); err != nil {
+			continue
+		}
+		out = append(out, Mount{Dev: unix.Mkdev(major, minor), Root: unescapeOctal(f[3]), Point: unescapeOctal(f[4])})
+	}
+	return out, nil
+}
+
+// unescapeOctal undoes the \ooo escapes of mountinfo's paths (a space is
+// \040).
+func unescapeOctal(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}

@@ -76,6 +76,10 @@ type tree struct {
 	// namespace (ctty.go).
 	newPts bool
 	pts    *os.File
+	// clockShift is what the processes' time namespace adds to this
+	// machine's CLOCK_MONOTONIC and CLOCK_BOOTTIME, or nil when they
+	// have this machine's clocks (timeNamespace).
+	clockShift *[2]int64
 }
 
 // builder builds one process of the tree.

@@ -230,9 +230,10 @@ func (b *builder) makeFDs() error {
 	return nil
 }
 
-// procSelfFDs opens the fds of the process's own /proc files in the
-// process itself, now that it has its credentials: /proc/PID/status of
-// its new PID, not the original's (which may still run) nor procs-load's.
+// procSelfFDs opens the fds of the /proc files of the tree's processes
+// (its own, or another's: ProcPID) in the process itself, now that it
+// has its credentials: /proc/PID/status of the new PID, not the
+// original's (which may still run) nor procs-load's.
 // The path stays within /proc/PID (validate) and crosses no magic link.
 func (b *builder) procSelfFDs() error {
 	r := b.main
@@ -248,11 +249,18 @@ func (b *builder) procSelfFDs() error {
 		} else {
 			first[fd.Open] = fd.Num
 			self := b.files[fd.File].Self
-			// The process's own ids, as its /proc shows them.
-			if rest, ok := strings.CutPrefix(self, fmt.Sprintf("task/%d", b.img.PID)); ok {
-				self = fmt.Sprintf("task/%d%s", b.innerTID(0), rest)
+			// The ids of the process whose folder it is, as the
+			// process's /proc shows them.
+			of := b
+			if pp := b.files[fd.File].ProcPID; pp != 0 {
+				if of = b.byPID(pp); of == nil {
+					return fmt.Errorf("fd %d: a /proc file of process %d, which the image lacks", fd.Num, pp)
+				}
 			}
-			path := fmt.Sprintf("/proc/%d/%s", b.innerTID(0), self)
+			if rest, ok := strings.CutPrefix(self, fmt.Sprintf("task/%d", of.img.PID)); ok {
+				self = fmt.Sprintf("task/%d%s", of.innerTID(0), rest)
+			}
+			path := fmt.Sprintf("/proc/%d/%s", of.innerTID(0), self)
 			how := unix.OpenHow{Flags: uint64(fd.Flags&openFlags | unix.O_CLOEXEC | unix.O_NOCTTY), Resolve: unix.RESOLVE_NO_MAGICLINKS}
 			if err := b.write(offArgs, linux.EncodeOpenHow(how)); err != nil {
 				return err
@@ -273,6 +281,62 @@ func (b *builder) procSelfFDs() error {
 		}
 		if err != nil {
 			return fmt.Errorf("fd %d: %s of the process's own /proc: %w", fd.Num, safetext.Quote(b.files[fd.File].Self), err)
+		}
+	}
+	return nil
+}
+
+// fdOwners gives each open file description whose first fd in the image
+// is the process's its owner and signal (F_SETOWN_EX, F_SETSIG), then
+// O_ASYNC, in that order, as a program sets them: in the process, now
+// that it has its credentials, which F_SETOWN_EX records and the kernel
+// checks when it signals. The owner is the restored PID, as the process
+// sees it. The restorer's own streams are left alone.
+func (b *builder) fdOwners() error {
+	r := b.main
+	earlier := map[int]bool{} // open ids of processes made before
+	for _, p := range b.imgs[:b.task] {
+		for _, fd := range p.FDs {
+			earlier[fd.Open] = true
+		}
+	}
+	for _, fd := range b.img.FDs {
+		async := fd.Flags&unix.O_ASYNC != 0
+		if earlier[fd.Open] || fd.File < 0 || b.ownStream(fd) || fd.Owner == nil && fd.Sig == 0 && !async {
+			continue
+		}
+		earlier[fd.Open] = true
+		fail := func(err error) error { return fmt.Errorf("fd %d: %w", fd.Num, err) }
+		if o := fd.Owner; o != nil {
+			owner := b.byPID(o.PID)
+			if owner == nil {
+				return fail(fmt.Errorf("its owner %d is not in the image", o.PID))
+			}
+			if err := b.write(offArgs, linux.FOwnerEx{Type: int32(o.Type), PID: int32(owner.innerTID(0))}.Encode()); err != nil {
+				return err
+			}
+			if _, err := r.Syscall("fcntl(F_SETOWN_EX)", unix.SYS_FCNTL, uint64(fd.Num), unix.F_SETOWN_EX, b.scratch+offArgs); err != nil {
+				return fail(err)
+			}
+		}
+		if fd.Sig != 0 {
+			if _, err := r.Syscall("fcntl(F_SETSIG)", unix.SYS_FCNTL, uint64(fd.Num), unix.F_SETSIG, uint64(fd.Sig)); err != nil {
+				return fail(err)
+			}
+		}
+		if async {
+			// The kernel registers the fd for signals only when the
+			// flag changes: off first, in case the open set it.
+			fl, err := r.Syscall("fcntl(F_GETFL)", unix.SYS_FCNTL, uint64(fd.Num), unix.F_GETFL)
+			if err == nil {
+				_, err = r.Syscall("fcntl(F_SETFL)", unix.SYS_FCNTL, uint64(fd.Num), unix.F_SETFL, fl&^unix.O_ASYNC)
+			}
+			if err == nil {
+				_, err = r.Syscall("fcntl(F_SETFL, O_ASYNC)", unix.SYS_FCNTL, uint64(fd.Num), unix.F_SETFL, fl|unix.O_ASYNC)
+			}
+			if err != nil {
+				return fail(err)
+			}
 		}
 	}
 	return nil

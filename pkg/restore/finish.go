@@ -84,6 +84,9 @@ func (b *builder) finish() error {
 	if err := b.procSelfFDs(); err != nil {
 		return err
 	}
+	if err := b.fdOwners(); err != nil {
+		return err
+	}
 	// Last of all that touches fds: a close would drop POSIX locks.
 	if err := b.takeLocks(); err != nil {
 		return err

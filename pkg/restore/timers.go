@@ -88,10 +88,33 @@ func (b *builder) timeNamespace(stub *inject.Remote, pid int) {
 		b.warnf("no time namespace (%v): the process's monotonic clock jumps to this machine's", err)
 		return
 	}
-	offsets := timensOffset("monotonic", c.Monotonic-mono.Nano()) + timensOffset("boottime", c.Boottime-boot.Nano())
+	shift := [2]int64{c.Monotonic - mono.Nano(), c.Boottime - boot.Nano()}
+	offsets := timensOffset("monotonic", shift[0]) + timensOffset("boottime", shift[1])
 	if err := os.WriteFile(fmt.Sprintf("/proc/%d/timens_offsets", pid), []byte(offsets), 0); err != nil {
 		b.warnf("cannot set the time namespace's offsets (%v): the process's monotonic clock jumps to this machine's", err)
+		return
 	}
+	b.clockShift = &shift
+}
+
+// Now is clock as the process being built reads it (files.Target).
+func (t target) Now(clock int) (int64, bool) {
+	var ts unix.Timespec
+	if unix.ClockGettime(int32(clock), &ts) != nil {
+		return 0, false
+	}
+	shift := t.b.clockShift
+	switch {
+	case clock == unix.CLOCK_REALTIME:
+		return ts.Nano(), true
+	case shift == nil:
+		return ts.Nano(), false
+	case clock == unix.CLOCK_MONOTONIC:
+		return ts.Nano() + shift[0], true
+	case clock == unix.CLOCK_BOOTTIME:
+		return ts.Nano() + shift[1], true
+	}
+	return ts.Nano(), false
 }
 
 // timensOffset is one line of timens_offsets: seconds, and nanoseconds in

@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"slices"
@@ -77,7 +78,25 @@ func validate(fs []format.File, procs []format.Process) error {
 	if err := validateLocks(fs, procs); err != nil {
 		return err
 	}
+	if err := validateProcPIDs(fs, procs); err != nil {
+		return err
+	}
 	return files.Validate(fs, procs)
+}
+
+// validateProcPIDs checks the process of every file of a /proc folder
+// that names one: a process of the image that runs (not a zombie).
+func validateProcPIDs(fs []format.File, procs []format.Process) error {
+	for i, f := range fs {
+		if f.ProcPID == 0 {
+			continue
+		}
+		live := slices.ContainsFunc(procs, func(p format.Process) bool { return p.PID == f.ProcPID && p.Zombie == nil })
+		if f.Self == "" || !live {
+			return fmt.Errorf("image file %d is of the /proc folder of process %d, which is no running process of the image", i, f.ProcPID)
+		}
+	}
+	return nil
 }
 
 // validateOne checks process img, whose fds and mappings name files of fs.
@@ -449,11 +468,11 @@ func badSelf(self string) string {
 	return ""
 }
 
-// selfOf checks that self, of a file of the own /proc folder of process
-// img, names no thread but its main one.
-func selfOf(self string, img *format.Process) string {
+// selfOf checks that self, of a file of the /proc folder of process pid,
+// names no thread but its main one.
+func selfOf(self string, pid int) string {
 	parts := strings.Split(self, "/")
-	if parts[0] == "task" && len(parts) > 1 && parts[1] != strconv.Itoa(img.PID) {
+	if parts[0] == "task" && len(parts) > 1 && parts[1] != strconv.Itoa(pid) {
 		return "names another thread"
 	}
 	return ""
@@ -587,7 +606,7 @@ func validateFDs(img *format.Process, fs []format.File) error {
 		default:
 			kind[fd.Num] = fs[fd.File].Kind
 			if self := fs[fd.File].Self; self != "" {
-				if why := selfOf(self, img); why != "" {
+				if why := selfOf(self, cmp.Or(fs[fd.File].ProcPID, img.PID)); why != "" {
 					return fmt.Errorf("image fd %d is %s of the process's own /proc folder, which %s", fd.Num, safetext.Quote(self), why)
 				}
 			}

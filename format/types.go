@@ -69,7 +69,7 @@ const (
 
 	// Version of the format this package writes and reads.
 	MajorVersion = 2
-	MinorVersion = 0
+	MinorVersion = 1
 
 	// MachineX8664 is the ELF machine number of x86-64 (EM_X86_64).
 	MachineX8664 = 62

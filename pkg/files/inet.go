@@ -14,21 +14,6 @@ import (
 // What TCP and UDP sockets share: taking the process's socket to read it,
 // their addresses, and their options.
 
-// takeSocket takes a copy of socket num of process pid (pidfd_getfd):
-// the very socket, one open file description, read and set through it.
-func takeSocket(pid, num int) (int, error) {
-	pidfd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return -1, os.NewSyscallError("pidfd_open", err)
-	}
-	defer unix.Close(pidfd)
-	s, err := unix.PidfdGetfd(pidfd, num, 0)
-	if err != nil {
-		return -1, fmt.Errorf("fd %d: taking its socket: %w", num, err)
-	}
-	return s, nil
-}
-
 // addrString is sa as the image writes it ("127.0.0.1:80", "[::1]:80");
 // ok is false for an address procs cannot carry (a scoped IPv6 one).
 func addrString(sa unix.Sockaddr) (s string, ok bool) {

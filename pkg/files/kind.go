@@ -419,3 +419,18 @@ func (r *Refusal) Error() string        { return r.Msg }
 func (r *Refusal) Is(target error) bool { return target == ErrUnsupported }
 
 func refusef(format string, args ...any) error { return &Refusal{fmt.Sprintf(format, args...)} }
+
+// takeFD takes a copy of process pid's fd num (pidfd_getfd): the same
+// open file description.
+func takeFD(pid, num int) (int, error) {
+	pfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return -1, fmt.Errorf("fd %d: pidfd_open(%d): %w", num, pid, os.NewSyscallError("pidfd_open", err))
+	}
+	defer unix.Close(pfd)
+	fd, err := unix.PidfdGetfd(pfd, num, 0)
+	if err != nil {
+		return -1, fmt.Errorf("fd %d: taking it: %w", num, os.NewSyscallError("pidfd_getfd", err))
+	}
+	return fd, nil
+}

@@ -55,14 +55,9 @@ func (pipe) Dump(src Source, fd *procfs.FD, idx int) error {
 // end when no read end is. procs-dump without root cannot see every
 // process's fds, but this it sees (CheckTree).
 func otherEnd(pid int, fd *procfs.FD, st *format.Pipe) error {
-	pidfd, err := unix.PidfdOpen(pid, 0)
+	end, err := takeFD(pid, fd.Num)
 	if err != nil {
-		return os.NewSyscallError("pidfd_open", err)
-	}
-	defer unix.Close(pidfd)
-	end, err := unix.PidfdGetfd(pidfd, fd.Num, 0)
-	if err != nil {
-		return fmt.Errorf("fd %d: taking its pipe: %w", fd.Num, err)
+		return err
 	}
 	defer unix.Close(end)
 	p := []unix.PollFd{{Fd: int32(end)}}

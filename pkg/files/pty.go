@@ -127,27 +127,12 @@ func PairedSlaves(pids []int) map[uint64]bool {
 	return out
 }
 
-// copyFD is a copy of fd num of process pid (pidfd_getfd): the same
-// open file description.
-func copyFD(pid, num int) (int, error) {
-	pidfd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return -1, os.NewSyscallError("pidfd_open", err)
-	}
-	defer unix.Close(pidfd)
-	fd, err := unix.PidfdGetfd(pidfd, num, 0)
-	if err != nil {
-		return -1, fmt.Errorf("fd %d of process %d: %w", num, pid, err)
-	}
-	return fd, nil
-}
-
 // Dump records the pair's state from the master, through a copy of its
 // fd: the slave's termios, window size and session as the master sees
 // them, packet mode, lock and hang-up. Its queues are read once the
 // whole tree is (CheckTree).
 func (ptyMaster) Dump(src Source, fd *procfs.FD, idx int) error {
-	m, err := copyFD(src.PID(), fd.Num)
+	m, err := takeFD(src.PID(), fd.Num)
 	if err != nil {
 		return err
 	}
@@ -197,7 +182,7 @@ func (ptyMaster) Dump(src Source, fd *procfs.FD, idx int) error {
 // Dump records the slave's number and exclusive mode; CheckTree finds
 // its master.
 func (ptySlave) Dump(src Source, fd *procfs.FD, idx int) error {
-	s, err := copyFD(src.PID(), fd.Num)
+	s, err := takeFD(src.PID(), fd.Num)
 	if err != nil {
 		return err
 	}
@@ -350,13 +335,13 @@ func readQueues(fs []format.File, procs []format.Process, i int) error {
 	if mp == nil || sp == nil {
 		return nil
 	}
-	m, err := copyFD(mp.PID, mfd.Num)
+	m, err := takeFD(mp.PID, mfd.Num)
 	if err != nil {
 		return err
 	}
 	mf := os.NewFile(uintptr(m), "master")
 	defer mf.Close()
-	s, err := copyFD(sp.PID, sfd.Num)
+	s, err := takeFD(sp.PID, sfd.Num)
 	if err != nil {
 		return err
 	}

@@ -79,7 +79,7 @@ var tcpStates = map[uint8]string{
 }
 
 func (tcpSocket) Dump(src Source, fd *procfs.FD, idx int) error {
-	s, err := takeSocket(src.PID(), fd.Num)
+	s, err := takeFD(src.PID(), fd.Num)
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package files
 import (
 	"encoding/binary"
 	"fmt"
-	"os"
 	"strconv"
 	"time"
 
@@ -90,21 +89,6 @@ func (timerfd) Dump(src Source, fd *procfs.FD, idx int) error {
 	}
 	src.File(idx).Timerfd = t
 	return nil
-}
-
-// takeFD takes a copy of process pid's fd num (pidfd_getfd): the same
-// open file description.
-func takeFD(pid, num int) (int, error) {
-	pfd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return -1, fmt.Errorf("fd %d: pidfd_open(%d): %w", num, pid, os.NewSyscallError("pidfd_open", err))
-	}
-	defer unix.Close(pfd)
-	fd, err := unix.PidfdGetfd(pfd, num, 0)
-	if err != nil {
-		return -1, fmt.Errorf("fd %d: taking it: %w", num, os.NewSyscallError("pidfd_getfd", err))
-	}
-	return fd, nil
 }
 
 // tickMargin is how soon before its next expiry a timer with expirations

@@ -169,14 +169,9 @@ func typeName(t int) string {
 // pidfd_getfd: its options, and what its receive queue holds (of a
 // stream, queued bytes, as sock_diag says), leaving it there (MSG_PEEK).
 func readSocket(src Source, num, queued int, st *format.Unix) error {
-	pidfd, err := unix.PidfdOpen(src.PID(), 0)
+	s, err := takeFD(src.PID(), num)
 	if err != nil {
-		return os.NewSyscallError("pidfd_open", err)
-	}
-	defer unix.Close(pidfd)
-	s, err := unix.PidfdGetfd(pidfd, num, 0)
-	if err != nil {
-		return fmt.Errorf("fd %d: taking its socket: %w", num, err)
+		return err
 	}
 	defer unix.Close(s)
 	if err := readOptions(s, st); err != nil {

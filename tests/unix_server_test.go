@@ -323,18 +323,7 @@ while True: time.sleep(1)
 // addresses and options the program set, after a dump that kills and
 // after a -K clone restored with -d.
 func TestUnixQueues(t *testing.T) {
-	needTools(t)
-	noLeftovers(t)
-	py := victimArgv(t, "python")[0]
-	for _, keep := range []bool{false, true} {
-		t.Run(map[bool]string{false: "kill", true: "keep"}[keep], func(t *testing.T) {
-			dir := t.TempDir()
-			pid := startTree(t, dir, "log", py, "-c", queuesPy)
-			waitFile(t, filepath.Join(dir, "ready"), filepath.Join(dir, "log"))
-			moveImage(t, pid, keep, func(string) {})
-			checkResult(t, dir, 12)
-		})
-	}
+	movedPython(t, queuesPy, 12, nil)
 }
 
 // extServerPy answers each line of each connection on ext.sock with
@@ -608,8 +597,12 @@ func TestUnixCraftedImages(t *testing.T) {
 		{"owner", func(e *treeEdit) { unixOf(e, l).UID = -1 }, []string{"owner"}},
 		{"in-flight-out-of-range", func(e *treeEdit) { inFlight(e, format.FD{File: n, Open: 1 << 20}) },
 			[]string{"file in flight", strconv.Itoa(n)}},
-		{"in-flight-a-socket", func(e *treeEdit) { inFlight(e, format.FD{File: l, Open: 1 << 20}) },
-			[]string{"file in flight", `"unix"`}},
+		{"in-flight-a-listener", func(e *treeEdit) { inFlight(e, format.FD{File: l, Open: 1 << 20}) },
+			[]string{"unix socket " + strconv.Itoa(l) + " in flight", "listening"}},
+		{"in-flight-a-socket-held-twice", func(e *treeEdit) { inFlight(e, format.FD{File: unixOf(e, e2(e, l)).Peer, Open: 1 << 20}) },
+			[]string{"in flight", "two open file descriptions"}},
+		{"in-flight-in-itself", func(e *treeEdit) { inFlight(e, format.FD{File: queued, Open: 1 << 20}) },
+			[]string{"unix socket " + strconv.Itoa(queued) + " in flight"}},
 		{"in-flight-shares-open", func(e *treeEdit) { inFlight(e, format.FD{File: reg, Open: otherOpen}) },
 			[]string{"file in flight", "shares open"}},
 		{"in-flight-past-queue", func(e *treeEdit) {
@@ -688,18 +681,7 @@ while True: time.sleep(1)
 // holds any more, with bytes in it, sent among bytes of a stream; a file
 // the sender still holds, in a datagram, sharing its offset.
 func TestUnixInFlight(t *testing.T) {
-	needTools(t)
-	noLeftovers(t)
-	py := victimArgv(t, "python")[0]
-	for _, keep := range []bool{false, true} {
-		t.Run(map[bool]string{false: "kill", true: "keep"}[keep], func(t *testing.T) {
-			dir := t.TempDir()
-			pid := startTree(t, dir, "log", py, "-c", inFlightPy)
-			waitFile(t, filepath.Join(dir, "ready"), filepath.Join(dir, "log"))
-			moveImage(t, pid, keep, func(string) {})
-			checkResult(t, dir, 8)
-		})
-	}
+	movedPython(t, inFlightPy, 8, nil)
 }
 
 // checkResult lets the program in dir go on (the file "go") and checks
@@ -722,5 +704,90 @@ func checkResult(t *testing.T, dir string, n int) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "log")); len(b) > 0 {
 		t.Errorf("the program complained: %s", b)
+	}
+}
+
+// socketInFlightPy is a parent that hands one end of a socketpair, with
+// bytes queued in it both ways, to its worker over another socketpair
+// (SCM_RIGHTS) and closes it; the worker does not receive it before the
+// file "go" exists. Then the worker gets it, reads what was queued and
+// talks with the parent over it both ways, writing what it found to the
+// file "result".
+const socketInFlightPy = `
+import os, socket, time
+out = []
+def check(what, got, want):
+    out.append("%s %s" % (what, "ok" if got == want else "bad %r, want %r" % (got, want)))
+a, b = socket.socketpair()
+x, y = socket.socketpair()
+y.send(b"queued for the worker")
+x.send(b"queued for the parent")
+pid = os.fork()
+if pid == 0:
+    a.close(); x.close(); y.close()
+    while not os.path.exists("go"):
+        time.sleep(0.02)
+    msg, fds, _, _ = socket.recv_fds(b, 100, 1)
+    check("message", (msg, len(fds)), (b"sock", 1))
+    s = socket.socket(fileno=fds[0])
+    check("type", (s.family, s.type), (socket.AF_UNIX, socket.SOCK_STREAM))
+    check("queued", s.recv(100), b"queued for the worker")
+    s.send(b"ping")
+    check("both-ways", s.recv(100), b"pong")
+    b.send(b"done")
+    open("result", "w").write("\n".join(out) + "\n")
+    while True: time.sleep(1)
+b.close()
+socket.send_fds(a, [b"sock"], [x.fileno()])
+x.close()
+check = y.recv(100)
+if check != b"queued for the parent":
+    raise SystemExit("parent: read %r" % check)
+open("ready", "w").close()
+if y.recv(100) == b"ping":
+    y.send(b"pong")
+a.recv(100)
+while True: time.sleep(1)
+`
+
+// TestUnixSocketInFlight: a unix socket in flight (one end of a
+// socketpair a parent sent its worker and closed, not yet received), with
+// bytes queued in it, arrives after a move as the same socket: its bytes
+// come through and it still talks with the parent's end both ways.
+func TestUnixSocketInFlight(t *testing.T) {
+	movedPython(t, socketInFlightPy, 4, func(t *testing.T, img string) {
+		inFlight := 0
+		for _, f := range decodeTree(t, img).Files {
+			if f.Unix != nil {
+				for _, r := range f.Unix.Rights {
+					inFlight += len(r.FDs)
+				}
+			}
+		}
+		if inFlight != 1 {
+			t.Errorf("%d files in flight in the image; want the socket", inFlight)
+		}
+	})
+}
+
+// movedPython runs python program prog, which writes the file "ready"
+// when it is to be moved, moves it after a dump that kills and after a
+// -K clone restored with -d, and checks its n results (checkResult);
+// then image, if given, looks at the image.
+func movedPython(t *testing.T, prog string, n int, image func(t *testing.T, img string)) {
+	needTools(t)
+	noLeftovers(t)
+	py := victimArgv(t, "python")[0]
+	for _, keep := range []bool{false, true} {
+		t.Run(map[bool]string{false: "kill", true: "keep"}[keep], func(t *testing.T) {
+			dir := t.TempDir()
+			pid := startTree(t, dir, "log", py, "-c", prog)
+			waitFile(t, filepath.Join(dir, "ready"), filepath.Join(dir, "log"))
+			img := moveImage(t, pid, keep, func(string) {})
+			checkResult(t, dir, n)
+			if image != nil {
+				image(t, img)
+			}
+		})
 	}
 }

@@ -298,7 +298,13 @@ func (b *builder) openDescriptions() error {
 		if b.descs[fd.Open] != nil {
 			continue // an fd's, or sent twice
 		}
-		lf, err := b.reopen(fd.File, fd.Flags, "a file in flight")
+		var lf *os.File
+		var err error
+		if files.TraitsOf(b.files[fd.File].Kind).OneOpen {
+			lf, err = b.oneOpen(fd) // a unix socket in flight: the loader's own
+		} else {
+			lf, err = b.reopen(fd.File, fd.Flags, "a file in flight")
+		}
 		if err != nil {
 			return err
 		}

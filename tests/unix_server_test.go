@@ -707,12 +707,13 @@ func checkResult(t *testing.T, dir string, n int) {
 	}
 }
 
-// socketInFlightPy is a parent that hands one end of a socketpair, with
-// bytes queued in it both ways, to its worker over another socketpair
-// (SCM_RIGHTS) and closes it; the worker does not receive it before the
-// file "go" exists. Then the worker gets it, reads what was queued and
-// talks with the parent over it both ways, writing what it found to the
-// file "result".
+// socketInFlightPy is a parent that hands its worker, over a socketpair
+// (SCM_RIGHTS), one end of another socketpair with bytes queued in it
+// both ways, and a connection it accepted with a request queued in it,
+// and closes both; the worker does not receive them before the file "go"
+// exists. Then the worker gets them, reads what was queued, talks with
+// the parent over the pair both ways and answers the client, writing
+// what it found to the file "result".
 const socketInFlightPy = `
 import os, socket, time
 out = []
@@ -722,9 +723,16 @@ a, b = socket.socketpair()
 x, y = socket.socketpair()
 y.send(b"queued for the worker")
 x.send(b"queued for the parent")
+l = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+l.bind(os.path.abspath("l.sock"))
+l.listen(1)
+c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+c.connect(os.path.abspath("l.sock"))
+c.send(b"request")
+conn, _ = l.accept()
 pid = os.fork()
 if pid == 0:
-    a.close(); x.close(); y.close()
+    a.close(); x.close(); y.close(); c.close(); conn.close()
     while not os.path.exists("go"):
         time.sleep(0.02)
     msg, fds, _, _ = socket.recv_fds(b, 100, 1)
@@ -734,28 +742,37 @@ if pid == 0:
     check("queued", s.recv(100), b"queued for the worker")
     s.send(b"ping")
     check("both-ways", s.recv(100), b"pong")
+    msg, fds, _, _ = socket.recv_fds(b, 100, 1)
+    check("connection", (msg, len(fds)), (b"conn", 1))
+    s = socket.socket(fileno=fds[0])
+    check("request", s.recv(100), b"request")
+    s.send(b"answer")
     b.send(b"done")
     open("result", "w").write("\n".join(out) + "\n")
     while True: time.sleep(1)
 b.close()
 socket.send_fds(a, [b"sock"], [x.fileno()])
-x.close()
+socket.send_fds(a, [b"conn"], [conn.fileno()])
+x.close(); conn.close()
 check = y.recv(100)
 if check != b"queued for the parent":
     raise SystemExit("parent: read %r" % check)
 open("ready", "w").close()
 if y.recv(100) == b"ping":
     y.send(b"pong")
+if c.recv(100) != b"answer":
+    raise SystemExit("client: no answer")
 a.recv(100)
 while True: time.sleep(1)
 `
 
-// TestUnixSocketInFlight: a unix socket in flight (one end of a
-// socketpair a parent sent its worker and closed, not yet received), with
-// bytes queued in it, arrives after a move as the same socket: its bytes
-// come through and it still talks with the parent's end both ways.
+// TestUnixSocketInFlight: unix sockets in flight (a socketpair's end and
+// an accepted connection that a parent sent its worker and closed, not
+// yet received), with bytes queued in them, arrive after a move as the
+// same sockets: their bytes come through, the pair still talks both
+// ways, the client gets its answer.
 func TestUnixSocketInFlight(t *testing.T) {
-	movedPython(t, socketInFlightPy, 4, func(t *testing.T, img string) {
+	movedPython(t, socketInFlightPy, 6, func(t *testing.T, img string) {
 		inFlight := 0
 		for _, f := range decodeTree(t, img).Files {
 			if f.Unix != nil {
@@ -764,8 +781,8 @@ func TestUnixSocketInFlight(t *testing.T) {
 				}
 			}
 		}
-		if inFlight != 1 {
-			t.Errorf("%d files in flight in the image; want the socket", inFlight)
+		if inFlight != 2 {
+			t.Errorf("%d files in flight in the image; want the two sockets", inFlight)
 		}
 	})
 }

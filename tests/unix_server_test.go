@@ -603,6 +603,14 @@ func TestUnixCraftedImages(t *testing.T) {
 			[]string{"in flight", "two open file descriptions"}},
 		{"in-flight-in-itself", func(e *treeEdit) { inFlight(e, format.FD{File: queued, Open: 1 << 20}) },
 			[]string{"unix socket " + strconv.Itoa(queued) + " in flight"}},
+		{"in-flight-an-epoll", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FileEpoll, Epoll: &format.Epoll{}})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20})
+		}, []string{"file in flight", `"epoll"`}},
+		{"in-flight-eventfd-full", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FileEventfd, Eventfd: &format.Eventfd{Count: ^uint64(0)}})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20})
+		}, []string{"eventfd counter"}},
 		{"in-flight-shares-open", func(e *treeEdit) { inFlight(e, format.FD{File: reg, Open: otherOpen}) },
 			[]string{"file in flight", "shares open"}},
 		{"in-flight-past-queue", func(e *treeEdit) {
@@ -709,11 +717,12 @@ func checkResult(t *testing.T, dir string, n int) {
 
 // socketInFlightPy is a parent that hands its worker, over a socketpair
 // (SCM_RIGHTS), one end of another socketpair with bytes queued in it
-// both ways, and a connection it accepted with a request queued in it,
-// and closes both; the worker does not receive them before the file "go"
-// exists. Then the worker gets them, reads what was queued, talks with
-// the parent over the pair both ways and answers the client, writing
-// what it found to the file "result".
+// both ways, a connection it accepted with a request queued in it, and
+// two eventfds: a semaphore one, and one it keeps and writes to once
+// restored; it closes the others. The worker does not receive them
+// before the file "go" exists. Then it gets them, reads what was queued,
+// talks with the parent over the pair both ways, answers the client and
+// reads the counters, writing what it found to the file "result".
 const socketInFlightPy = `
 import os, socket, time
 out = []
@@ -730,9 +739,10 @@ c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 c.connect(os.path.abspath("l.sock"))
 c.send(b"request")
 conn, _ = l.accept()
+e, shared = os.eventfd(3, os.EFD_SEMAPHORE), os.eventfd(7)
 pid = os.fork()
 if pid == 0:
-    a.close(); x.close(); y.close(); c.close(); conn.close()
+    a.close(); x.close(); y.close(); c.close(); conn.close(); os.close(e); os.close(shared)
     while not os.path.exists("go"):
         time.sleep(0.02)
     msg, fds, _, _ = socket.recv_fds(b, 100, 1)
@@ -747,18 +757,24 @@ if pid == 0:
     s = socket.socket(fileno=fds[0])
     check("request", s.recv(100), b"request")
     s.send(b"answer")
+    msg, fds, _, _ = socket.recv_fds(b, 100, 2)
+    check("eventfds", (msg, len(fds)), (b"efd", 2))
+    check("semaphore", [os.eventfd_read(fds[0]) for _ in range(3)], [1, 1, 1])
+    check("shared", os.eventfd_read(fds[1]), 12)
     b.send(b"done")
     open("result", "w").write("\n".join(out) + "\n")
     while True: time.sleep(1)
 b.close()
 socket.send_fds(a, [b"sock"], [x.fileno()])
 socket.send_fds(a, [b"conn"], [conn.fileno()])
-x.close(); conn.close()
+socket.send_fds(a, [b"efd"], [e, shared])
+x.close(); conn.close(); os.close(e)
 check = y.recv(100)
 if check != b"queued for the parent":
     raise SystemExit("parent: read %r" % check)
 open("ready", "w").close()
 if y.recv(100) == b"ping":
+    os.eventfd_write(shared, 5)
     y.send(b"pong")
 if c.recv(100) != b"answer":
     raise SystemExit("client: no answer")
@@ -766,13 +782,15 @@ a.recv(100)
 while True: time.sleep(1)
 `
 
-// TestUnixSocketInFlight: unix sockets in flight (a socketpair's end and
-// an accepted connection that a parent sent its worker and closed, not
-// yet received), with bytes queued in them, arrive after a move as the
-// same sockets: their bytes come through, the pair still talks both
-// ways, the client gets its answer.
+// TestUnixSocketInFlight: unix sockets and eventfds in flight (a
+// socketpair's end and an accepted connection that a parent sent its
+// worker and closed, not yet received, an eventfd it closed and one it
+// keeps), with bytes queued in the sockets, arrive after a move as the
+// same open files: their bytes come through, the pair still talks both
+// ways, the client gets its answer, the counters are there and the kept
+// eventfd is the one the worker got.
 func TestUnixSocketInFlight(t *testing.T) {
-	movedPython(t, socketInFlightPy, 6, func(t *testing.T, img string) {
+	movedPython(t, socketInFlightPy, 9, func(t *testing.T, img string) {
 		inFlight := 0
 		for _, f := range decodeTree(t, img).Files {
 			if f.Unix != nil {
@@ -781,8 +799,8 @@ func TestUnixSocketInFlight(t *testing.T) {
 				}
 			}
 		}
-		if inFlight != 2 {
-			t.Errorf("%d files in flight in the image; want the two sockets", inFlight)
+		if inFlight != 4 {
+			t.Errorf("%d files in flight in the image; want two sockets and two eventfds", inFlight)
 		}
 	})
 }

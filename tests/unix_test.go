@@ -124,7 +124,7 @@ func TestUnixSocketpair(t *testing.T) {
 
 // TestUnixRefusals: a socket whose peer a process outside the tree holds
 // is refused naming both, with a hint at --external=close, and the
-// process runs on; so are an eventfd in flight (SCM_RIGHTS), which the
+// process runs on; so are an epoll in flight (SCM_RIGHTS), which the
 // process would make, a unix socket in flight with files in flight of
 // its own, a listening socket in flight, and bytes a client sent on a
 // connection not yet accepted.
@@ -153,12 +153,12 @@ func TestUnixRefusals(t *testing.T) {
 	refusedDump(t, spid, "outside the tree", strconv.Itoa(os.Getpid()), "hint: --external=close")
 
 	for _, tc := range []struct{ name, prog, want string }{
-		{"eventfd-in-flight", `
-import os, socket, time
+		{"epoll-in-flight", `
+import os, select, socket, time
 a, b = socket.socketpair()
-e = os.eventfd(3)
-socket.send_fds(a, [b"x"], [e])
-os.close(e)
+e = select.epoll()
+socket.send_fds(a, [b"x"], [e.fileno()])
+e.close()
 open("ready", "w").close()
 while True: time.sleep(0.05)
 `, "cannot carry in flight"},

@@ -300,7 +300,10 @@ func (b *builder) openDescriptions() error {
 		}
 		var lf *os.File
 		var err error
-		if files.TraitsOf(b.files[fd.File].Kind).OneOpen {
+		k := files.Lookup(b.files[fd.File].Kind)
+		if lm, ok := k.(files.LoaderMaker); ok {
+			lf, err = lm.MakeHere(fd, &b.files[fd.File]) // the processes sharing it take it
+		} else if k.Traits().OneOpen {
 			lf, err = b.oneOpen(fd) // a unix socket in flight: the loader's own
 		} else {
 			lf, err = b.reopen(fd.File, fd.Flags, "a file in flight")

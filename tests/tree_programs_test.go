@@ -233,8 +233,8 @@ func movedCounters(t *testing.T, whats []string, argv ...string) int {
 // marked for removal (it goes with them): the writer counts its lines
 // in it, and the parent checks the count never goes back. All three hold
 // a unix socket listening on a relative path with a connection queued on
-// it, a datagram pair with messages queued, and a socketpair with a pipe
-// in flight.
+// it, a datagram pair with messages queued, and a socketpair with a pipe,
+// a socket with bytes queued in it and an eventfd in flight.
 const pipePairPy = `
 import ctypes, fcntl, os, socket, termios, time
 lock = open("lock", "w+")
@@ -257,6 +257,11 @@ pr, pw = os.pipe()
 os.write(pw, b"in flight")
 socket.send_fds(sp[0], [b"x"], [pr])
 os.close(pr)
+xa, xb = socket.socketpair()
+xb.send(b"queued")
+ev = os.eventfd(2)
+socket.send_fds(sp[0], [b"y"], [xa.fileno(), ev])
+xa.close(); os.close(ev)
 r, w = os.pipe()
 if os.fork() == 0:
     os.close(r)

@@ -323,18 +323,7 @@ while True: time.sleep(1)
 // addresses and options the program set, after a dump that kills and
 // after a -K clone restored with -d.
 func TestUnixQueues(t *testing.T) {
-	needTools(t)
-	noLeftovers(t)
-	py := victimArgv(t, "python")[0]
-	for _, keep := range []bool{false, true} {
-		t.Run(map[bool]string{false: "kill", true: "keep"}[keep], func(t *testing.T) {
-			dir := t.TempDir()
-			pid := startTree(t, dir, "log", py, "-c", queuesPy)
-			waitFile(t, filepath.Join(dir, "ready"), filepath.Join(dir, "log"))
-			moveImage(t, pid, keep, func(string) {})
-			checkResult(t, dir, 12)
-		})
-	}
+	movedPython(t, queuesPy, 12, nil)
 }
 
 // extServerPy answers each line of each connection on ext.sock with
@@ -608,8 +597,20 @@ func TestUnixCraftedImages(t *testing.T) {
 		{"owner", func(e *treeEdit) { unixOf(e, l).UID = -1 }, []string{"owner"}},
 		{"in-flight-out-of-range", func(e *treeEdit) { inFlight(e, format.FD{File: n, Open: 1 << 20}) },
 			[]string{"file in flight", strconv.Itoa(n)}},
-		{"in-flight-a-socket", func(e *treeEdit) { inFlight(e, format.FD{File: l, Open: 1 << 20}) },
-			[]string{"file in flight", `"unix"`}},
+		{"in-flight-a-listener", func(e *treeEdit) { inFlight(e, format.FD{File: l, Open: 1 << 20}) },
+			[]string{"unix socket " + strconv.Itoa(l) + " in flight", "listening"}},
+		{"in-flight-a-socket-held-twice", func(e *treeEdit) { inFlight(e, format.FD{File: unixOf(e, e2(e, l)).Peer, Open: 1 << 20}) },
+			[]string{"in flight", "two open file descriptions"}},
+		{"in-flight-in-itself", func(e *treeEdit) { inFlight(e, format.FD{File: queued, Open: 1 << 20}) },
+			[]string{"unix socket " + strconv.Itoa(queued) + " in flight"}},
+		{"in-flight-an-epoll", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FileEpoll, Epoll: &format.Epoll{}})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20})
+		}, []string{"file in flight", `"epoll"`}},
+		{"in-flight-eventfd-full", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FileEventfd, Eventfd: &format.Eventfd{Count: ^uint64(0)}})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20})
+		}, []string{"eventfd counter"}},
 		{"in-flight-shares-open", func(e *treeEdit) { inFlight(e, format.FD{File: reg, Open: otherOpen}) },
 			[]string{"file in flight", "shares open"}},
 		{"in-flight-past-queue", func(e *treeEdit) {
@@ -688,18 +689,7 @@ while True: time.sleep(1)
 // holds any more, with bytes in it, sent among bytes of a stream; a file
 // the sender still holds, in a datagram, sharing its offset.
 func TestUnixInFlight(t *testing.T) {
-	needTools(t)
-	noLeftovers(t)
-	py := victimArgv(t, "python")[0]
-	for _, keep := range []bool{false, true} {
-		t.Run(map[bool]string{false: "kill", true: "keep"}[keep], func(t *testing.T) {
-			dir := t.TempDir()
-			pid := startTree(t, dir, "log", py, "-c", inFlightPy)
-			waitFile(t, filepath.Join(dir, "ready"), filepath.Join(dir, "log"))
-			moveImage(t, pid, keep, func(string) {})
-			checkResult(t, dir, 8)
-		})
-	}
+	movedPython(t, inFlightPy, 8, nil)
 }
 
 // checkResult lets the program in dir go on (the file "go") and checks
@@ -722,5 +712,117 @@ func checkResult(t *testing.T, dir string, n int) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "log")); len(b) > 0 {
 		t.Errorf("the program complained: %s", b)
+	}
+}
+
+// socketInFlightPy is a parent that hands its worker, over a socketpair
+// (SCM_RIGHTS), one end of another socketpair with bytes queued in it
+// both ways, a connection it accepted with a request queued in it, and
+// two eventfds: a semaphore one, and one it keeps and writes to once
+// restored; it closes the others. The worker does not receive them
+// before the file "go" exists. Then it gets them, reads what was queued,
+// talks with the parent over the pair both ways, answers the client and
+// reads the counters, writing what it found to the file "result".
+const socketInFlightPy = `
+import os, socket, time
+out = []
+def check(what, got, want):
+    out.append("%s %s" % (what, "ok" if got == want else "bad %r, want %r" % (got, want)))
+a, b = socket.socketpair()
+x, y = socket.socketpair()
+y.send(b"queued for the worker")
+x.send(b"queued for the parent")
+l = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+l.bind(os.path.abspath("l.sock"))
+l.listen(1)
+c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+c.connect(os.path.abspath("l.sock"))
+c.send(b"request")
+conn, _ = l.accept()
+e, shared = os.eventfd(3, os.EFD_SEMAPHORE), os.eventfd(7)
+pid = os.fork()
+if pid == 0:
+    a.close(); x.close(); y.close(); c.close(); conn.close(); os.close(e); os.close(shared)
+    while not os.path.exists("go"):
+        time.sleep(0.02)
+    msg, fds, _, _ = socket.recv_fds(b, 100, 1)
+    check("message", (msg, len(fds)), (b"sock", 1))
+    s = socket.socket(fileno=fds[0])
+    check("type", (s.family, s.type), (socket.AF_UNIX, socket.SOCK_STREAM))
+    check("queued", s.recv(100), b"queued for the worker")
+    s.send(b"ping")
+    check("both-ways", s.recv(100), b"pong")
+    msg, fds, _, _ = socket.recv_fds(b, 100, 1)
+    check("connection", (msg, len(fds)), (b"conn", 1))
+    s = socket.socket(fileno=fds[0])
+    check("request", s.recv(100), b"request")
+    s.send(b"answer")
+    msg, fds, _, _ = socket.recv_fds(b, 100, 2)
+    check("eventfds", (msg, len(fds)), (b"efd", 2))
+    check("semaphore", [os.eventfd_read(fds[0]) for _ in range(3)], [1, 1, 1])
+    check("shared", os.eventfd_read(fds[1]), 12)
+    b.send(b"done")
+    open("result", "w").write("\n".join(out) + "\n")
+    while True: time.sleep(1)
+b.close()
+socket.send_fds(a, [b"sock"], [x.fileno()])
+socket.send_fds(a, [b"conn"], [conn.fileno()])
+socket.send_fds(a, [b"efd"], [e, shared])
+x.close(); conn.close(); os.close(e)
+check = y.recv(100)
+if check != b"queued for the parent":
+    raise SystemExit("parent: read %r" % check)
+open("ready", "w").close()
+if y.recv(100) == b"ping":
+    os.eventfd_write(shared, 5)
+    y.send(b"pong")
+if c.recv(100) != b"answer":
+    raise SystemExit("client: no answer")
+a.recv(100)
+while True: time.sleep(1)
+`
+
+// TestUnixSocketInFlight: unix sockets and eventfds in flight (a
+// socketpair's end and an accepted connection that a parent sent its
+// worker and closed, not yet received, an eventfd it closed and one it
+// keeps), with bytes queued in the sockets, arrive after a move as the
+// same open files: their bytes come through, the pair still talks both
+// ways, the client gets its answer, the counters are there and the kept
+// eventfd is the one the worker got.
+func TestUnixSocketInFlight(t *testing.T) {
+	movedPython(t, socketInFlightPy, 9, func(t *testing.T, img string) {
+		inFlight := 0
+		for _, f := range decodeTree(t, img).Files {
+			if f.Unix != nil {
+				for _, r := range f.Unix.Rights {
+					inFlight += len(r.FDs)
+				}
+			}
+		}
+		if inFlight != 4 {
+			t.Errorf("%d files in flight in the image; want two sockets and two eventfds", inFlight)
+		}
+	})
+}
+
+// movedPython runs python program prog, which writes the file "ready"
+// when it is to be moved, moves it after a dump that kills and after a
+// -K clone restored with -d, and checks its n results (checkResult);
+// then image, if given, looks at the image.
+func movedPython(t *testing.T, prog string, n int, image func(t *testing.T, img string)) {
+	needTools(t)
+	noLeftovers(t)
+	py := victimArgv(t, "python")[0]
+	for _, keep := range []bool{false, true} {
+		t.Run(map[bool]string{false: "kill", true: "keep"}[keep], func(t *testing.T) {
+			dir := t.TempDir()
+			pid := startTree(t, dir, "log", py, "-c", prog)
+			waitFile(t, filepath.Join(dir, "ready"), filepath.Join(dir, "log"))
+			img := moveImage(t, pid, keep, func(string) {})
+			checkResult(t, dir, n)
+			if image != nil {
+				image(t, img)
+			}
+		})
 	}
 }

@@ -409,7 +409,17 @@ func (s fdSource) InFlight(num int) (format.FD, error) {
 		return out, &refusal{fmt.Sprintf("a file in flight in a unix socket's queue is %s", why)}
 	}
 	k := files.Lookup(kind)
-	if _, made := k.(files.Maker); made || k.Traits().OneOpen || fd.Flags&unix.O_PATH != 0 {
+	if s.pid != 0 {
+		// A file in flight in the queue of a socket that is itself in
+		// flight: refused, so that no cycle of sockets needs following.
+		return out, &refusal{fmt.Sprintf("a unix socket in flight in a unix socket's queue has files in flight in its own queue (%s), which procs cannot carry", fd.Target)}
+	}
+	// A unix socket travels in flight (the loader makes it with the
+	// others, its queue filled), no other kind of one open file does;
+	// of the kinds the process makes, one the loader can (an eventfd).
+	_, made := k.(files.Maker)
+	_, here := k.(files.LoaderMaker)
+	if made && !here || k.Traits().OneOpen && kind != format.FileUnix || fd.Flags&unix.O_PATH != 0 {
 		return out, &refusal{fmt.Sprintf("a file in flight in a unix socket's queue is of kind %s (%s), which procs cannot carry in flight", kind, fd.Target)}
 	}
 	if prev := c.t.sharedWith(self, fd, false, false); prev != nil {

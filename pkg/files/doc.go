@@ -67,7 +67,9 @@
 //     Target, and returns its number there; the engine moves it to its
 //     place and sets close-on-exec. It is made in the first process that
 //     holds it; the loader then takes it (pidfd_getfd) for the later
-//     processes that share it.
+//     processes that share it. A LoaderMaker (an eventfd) the loader
+//     makes itself when it is in flight, and every process sharing it
+//     takes that one.
 //   - Linker (restore, second pass): once every fd of the process
 //     exists, links what the process made to other objects (epoll
 //     targets, which are fds of that process).

@@ -3,6 +3,7 @@ package files
 import (
 	"encoding/binary"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 
@@ -14,7 +15,8 @@ import (
 
 // eventfd is an eventfd: its counter and semaphore mode travel (fdinfo
 // eventfd-count, eventfd-semaphore), and the process makes it again
-// with eventfd2.
+// with eventfd2; one in flight in a unix socket's queue, the loader
+// (MakeHere).
 type eventfd struct{}
 
 func (eventfd) Name() string { return format.FileEventfd }
@@ -57,6 +59,28 @@ func (eventfd) Make(t Target, fd format.FD, f *format.File, cloexec int) (uint64
 		return 0, err
 	}
 	return fd2, nil
+}
+
+// MakeHere makes the eventfd in the loader, with its counter, its
+// semaphore mode and fd's O_NONBLOCK: one in flight, which no process
+// makes.
+func (eventfd) MakeHere(fd format.FD, f *format.File) (*os.File, error) {
+	flags := fd.Flags&unix.O_NONBLOCK | unix.EFD_CLOEXEC
+	if f.Eventfd.Semaphore {
+		flags |= unix.EFD_SEMAPHORE
+	}
+	e, err := unix.Eventfd(0, flags)
+	if err != nil {
+		return nil, os.NewSyscallError("eventfd2", err)
+	}
+	lf := os.NewFile(uintptr(e), "eventfd")
+	if n := f.Eventfd.Count; n > 0 {
+		if _, err := unix.Write(e, binary.LittleEndian.AppendUint64(nil, n)); err != nil {
+			lf.Close()
+			return nil, fmt.Errorf("eventfd: its counter: %w", err)
+		}
+	}
+	return lf, nil
 }
 
 // Validate: the counter is one an eventfd can hold (below 2^64-1).

@@ -315,6 +315,14 @@ type Carrier interface {
 	InFlight(f *format.File) []format.FD
 }
 
+// LoaderMaker is a Maker whose file the loader can make itself, needing
+// no rights and linked to nothing (an eventfd): for a file in flight,
+// which the engine makes when it prepares the process holding the queue
+// and which the processes sharing it take (pidfd_getfd).
+type LoaderMaker interface {
+	MakeHere(fd format.FD, f *format.File) (*os.File, error)
+}
+
 // Maker is a kind whose fds the process makes itself (an eventfd, an
 // epoll): Make returns the new fd's number, in the process; the engine
 // moves it to fd.Num. cloexec is O_CLOEXEC or 0.

@@ -34,12 +34,16 @@ import (
 // description: it cannot be opened again).
 //
 // Files in flight in a queue (SCM_RIGHTS) are the image's open files
-// (Source.InFlight), sent again with their message (Carrier). A socket
-// whose peer is outside the tree is refused by name, unless procs-dump
-// was told --external=close: it then comes back as if the peer had
-// closed (unixcheck.go). Refused by name, for now: a socket or a file the
-// process makes in flight, bytes a client sent on a connection not yet
-// accepted, a socket of another network namespace than procs-dump's.
+// (Source.InFlight), sent again with their message (Carrier); a unix
+// socket in flight, whose only holder may be the queue, is one of the
+// sockets the loader makes, sent as itself (validSocketInFlight). A
+// socket whose peer is outside the tree is refused by name, unless
+// procs-dump was told --external=close: it then comes back as if the
+// peer had closed (unixcheck.go). Refused by name, for now: a file the
+// process makes in flight, a unix socket in flight that
+// validSocketInFlight refuses (one with files in flight of its own above
+// all), bytes a client sent on a connection not yet accepted, a socket
+// of another network namespace than procs-dump's.
 type unixSocket struct{}
 
 func (unixSocket) Name() string { return format.FileUnix }

@@ -92,16 +92,31 @@ func (unixSocket) CheckTree(fs []format.File, procs []format.Process, out *Outsi
 		}
 	}
 	senders(fs)
-	if len(ext) == 0 {
-		return nil
+	if len(ext) > 0 && !out.CloseExternal {
+		return refuseExternal(ext[0], procs, out)
 	}
-	if out.CloseExternal {
-		for _, e := range ext {
-			fs[e.file].Unix.External = true
+	for _, e := range ext {
+		fs[e.file].Unix.External = true
+	}
+	return socketsInFlight(fs, procs)
+}
+
+// socketsInFlight refuses a unix socket in flight in a queue that the
+// loader would refuse (validSocketInFlight), naming the queue's holder.
+func socketsInFlight(fs []format.File, procs []format.Process) error {
+	for i := range fs {
+		if fs[i].Unix == nil {
+			continue
 		}
-		return nil
+		for _, r := range fs[i].Unix.Rights {
+			for _, fd := range r.FDs {
+				if fs[fd.File].Kind == format.FileUnix && validSocketInFlight(fs, i, fd, procs) != nil {
+					return refusef("%s is a unix socket with a unix socket in flight in its queue that procs cannot carry: one listening, not connected, connected to a socket no process of the tree holds, or with files in flight of its own", holderOf(procs, i))
+				}
+			}
+		}
 	}
-	return refuseExternal(ext[0], procs, out)
+	return nil
 }
 
 // senders finds, for each message of a datagram socket, the bound
@@ -323,8 +338,9 @@ func validListening(fs []format.File, u *format.Unix, i int) error {
 
 // validRights checks the files in flight in socket i's queue: in order,
 // each with bytes or a message of the queue, of a kind the loader opens
-// (never a socket, a file the process makes, or one of its /proc), and
-// sharing an open id only with fds of the same file.
+// (never a file the process makes, or one of its /proc) or a unix socket
+// as validSocketInFlight says, and sharing an open id only with fds of
+// the same file.
 func validRights(fs []format.File, u *format.Unix, i int, procs []format.Process) error {
 	if len(u.Rights) == 0 {
 		return nil
@@ -356,8 +372,13 @@ func validRights(fs []format.File, u *format.Unix, i int, procs []format.Process
 			}
 			k := Lookup(fs[fd.File].Kind)
 			_, prep := k.(Preparer)
+			_, here := k.(LoaderMaker)
 			_, carrier := k.(Carrier)
-			if k == nil || !prep || carrier || k.Traits().OneOpen || fs[fd.File].Self != "" {
+			if fs[fd.File].Kind == format.FileUnix {
+				if err := validSocketInFlight(fs, i, fd, procs); err != nil {
+					return err
+				}
+			} else if k == nil || !prep && !here || carrier || k.Traits().OneOpen || fs[fd.File].Self != "" {
 				return fmt.Errorf("image unix socket %d: a file in flight of kind %q, which procs does not carry in flight", i, fs[fd.File].Kind)
 			}
 			if fd.Num != 0 || fd.Open < 1 || fd.Flags < 0 || fd.Flags >= 1<<22 || fd.Flags&unix.O_PATH != 0 || fd.Pos < 0 {
@@ -365,6 +386,45 @@ func validRights(fs []format.File, u *format.Unix, i int, procs []format.Process
 			}
 			if f, ok := opens[fd.Open]; ok && f != fd.File {
 				return fmt.Errorf("image unix socket %d: a file in flight of file %d shares open %d with an fd of file %d", i, fd.File, fd.Open, f)
+			}
+		}
+	}
+	return nil
+}
+
+// validSocketInFlight checks unix socket fd.File, in flight in socket i's
+// queue: a connected socket whose peer a process holds (a socketpair's
+// end, an accepted connection), neither listening nor connected outside
+// the tree, with no files in flight of its own (no cycle of sockets to
+// follow), and, as any socket, one open file description: the same open
+// id wherever an fd or a queue names it.
+func validSocketInFlight(fs []format.File, i int, fd format.FD, procs []format.Process) error {
+	j := fd.File
+	u := fs[j].Unix
+	held := false
+	if u != nil && u.Peer >= 0 {
+		p, _ := Holder(procs, u.Peer)
+		held = p != nil
+	}
+	if j == i || u == nil || !u.Connected || !held || u.Listening || u.External || len(u.Rights) > 0 {
+		return fmt.Errorf("image unix socket %d: unix socket %d in flight is not connected to a socket a process holds, or is listening, or has files in flight of its own", i, j)
+	}
+	for _, p := range procs {
+		for _, pfd := range p.FDs {
+			if pfd.File == j && pfd.Open != fd.Open {
+				return fmt.Errorf("image unix socket %d: unix socket %d in flight has two open file descriptions", i, j)
+			}
+		}
+	}
+	for k := range fs {
+		if fs[k].Unix == nil {
+			continue
+		}
+		for _, r := range fs[k].Unix.Rights {
+			for _, o := range r.FDs {
+				if o.File == j && o.Open != fd.Open {
+					return fmt.Errorf("image unix socket %d: unix socket %d in flight has two open file descriptions", i, j)
+				}
 			}
 		}
 	}

@@ -298,7 +298,16 @@ func (b *builder) openDescriptions() error {
 		if b.descs[fd.Open] != nil {
 			continue // an fd's, or sent twice
 		}
-		lf, err := b.reopen(fd.File, fd.Flags, "a file in flight")
+		var lf *os.File
+		var err error
+		k := files.Lookup(b.files[fd.File].Kind)
+		if lm, ok := k.(files.LoaderMaker); ok {
+			lf, err = lm.MakeHere(fd, &b.files[fd.File]) // the processes sharing it take it
+		} else if k.Traits().OneOpen {
+			lf, err = b.oneOpen(fd) // a unix socket in flight: the loader's own
+		} else {
+			lf, err = b.reopen(fd.File, fd.Flags, "a file in flight")
+		}
 		if err != nil {
 			return err
 		}

@@ -228,3 +228,26 @@ while True:
 	skip := len(mustLines(p.out))
 	expect(t, p.out, "tick", skip)
 }
+
+// TestUnprivilegedForeignSemaphore: a semaphore set of root's that the
+// user may not read is not the tree's, and does not stop the user's dump
+// (procs-dump asks each set's last changers, which needs read access).
+func TestUnprivilegedForeignSemaphore(t *testing.T) {
+	py, cred, dumpBin, dir := userDumpSetup(t)
+	out, err := exec.Command("ipcmk", "-S", "1", "-p", "0600").CombinedOutput()
+	f := strings.Fields(string(out))
+	if err != nil || len(f) == 0 {
+		t.Skipf("ipcmk: %v %s", err, out)
+	}
+	id := f[len(f)-1]
+	t.Cleanup(func() { exec.Command("ipcrm", "-s", id).Run() })
+	p := startAs(t, []string{py, "-c", "import time\nprint('start 0', flush=True)\nwhile True: time.sleep(1)"}, dir, &syscall.SysProcAttr{Credential: cred})
+	expect(t, p.out, "start 0", 0)
+	var stderr bytes.Buffer
+	cmd := exec.Command(dumpBin, "-K", "-o", filepath.Join(dir, "img"), strconv.Itoa(p.pid()))
+	cmd.Dir, cmd.Stderr = dir, &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	if err := runTimeout(cmd, time.Minute); err != nil {
+		t.Fatalf("procs-dump -K as uid %d beside root's semaphore set %s: %v\n%s", cred.Uid, id, err, stderr.String())
+	}
+}

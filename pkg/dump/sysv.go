@@ -276,6 +276,13 @@ func collectSem(own bool, member func(pid, when int64) bool) ([]format.SemSet, e
 		ours := own
 		for k := 0; k < n && !ours; k++ {
 			pid, err := linux.Semctl(id, k, linux.GETPID, nil)
+			if errors.Is(err, unix.EACCES) {
+				// Another user's set, which procs-dump without root may
+				// not read: not the tree's, whose members (the user's)
+				// could read it (a program that only alters a set it
+				// may not read is unheard of).
+				break
+			}
 			if err != nil {
 				return nil, fmt.Errorf("semaphore set %d: %w", id, err)
 			}

@@ -178,18 +178,8 @@ while True:
 func TestTCPOptions(t *testing.T) {
 	needTools(t)
 	noLeftovers(t)
-	py := victimArgv(t, "python")[0]
-	dir := t.TempDir()
-	out := filepath.Join(dir, "opts")
-	pid := startTree(t, dir, "log", py, "-c", optionsPy)
-	waitLines(t, out, 3, 10*time.Second)
-	img := dump(t, pid, false)
-	waitImageGone(t, img)
-	before := lineNumbers(t, out)
-	startLoad(t, img)
-	waitLines(t, out, before+3, 10*time.Second)
-	lineNumbers(t, out)
-	b, _ := os.ReadFile(out)
+	dir, before := moveCountingPython(t, optionsPy, "opts", 3, 3)
+	b, _ := os.ReadFile(filepath.Join(dir, "opts"))
 	ls := strings.Split(strings.TrimSpace(string(b)), "\n")
 	state := func(l string) string { return strings.SplitN(l, " ", 2)[1] }
 	if got, want := state(ls[len(ls)-1]), state(ls[before-1]); got != want {

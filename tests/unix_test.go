@@ -71,18 +71,28 @@ with open("acks", "a") as out:
 func TestUnixAsyncio(t *testing.T) {
 	needTools(t)
 	noLeftovers(t)
+	moveCountingPython(t, asyncioPy, "count", 10, 20)
+}
+
+// moveCountingPython runs python prog in a new folder, waits for first
+// numbered lines in its file name there, moves it (dump killing it,
+// then restore) and waits for more lines, each number the next; it
+// returns the folder and the lines written before the move.
+func moveCountingPython(t *testing.T, prog, name string, first, more int) (dir string, before int) {
+	t.Helper()
 	py := victimArgv(t, "python")[0]
-	dir := t.TempDir()
-	count := filepath.Join(dir, "count")
-	pid := startTree(t, dir, "log", py, "-c", asyncioPy)
-	waitLines(t, count, 10, 10*time.Second)
+	dir = t.TempDir()
+	file := filepath.Join(dir, name)
+	pid := startTree(t, dir, "log", py, "-c", prog)
+	waitLines(t, file, first, 10*time.Second)
 	img := dump(t, pid, false)
 	waitImageGone(t, img)
-	before := lineNumbers(t, count)
+	before = lineNumbers(t, file)
 	startLoad(t, img)
 	t.Cleanup(func() { killTree(t, pid) })
-	waitLines(t, count, before+20, 10*time.Second)
-	lineNumbers(t, count)
+	waitLines(t, file, before+more, 10*time.Second)
+	lineNumbers(t, file)
+	return dir, before
 }
 
 // TestUnixSocketpair: a parent and its child talking over a socketpair

@@ -412,20 +412,29 @@ while True:
     time.sleep(1)
 `
 
-// TestTreePidfds: pidfds on a member, on a zombie member, on the holder
-// itself and on a child already reaped, one shared by two processes,
-// moved: each still refers to its process (polls, signals, waits), with
-// its flags, and the reaped one still tells how its process ended.
-func TestTreePidfds(t *testing.T) {
+// startPidfds starts pidfdsPy in a folder of its own, once its zombie is
+// one and T signals S: the folder, the root's PID, and what it wrote to
+// "kids" (S, Z, T, then its pidfds' numbers).
+func startPidfds(t *testing.T) (string, int, []int) {
+	t.Helper()
 	needTools(t)
 	noLeftovers(t)
 	py := victimArgv(t, "python")[0]
 	dir := t.TempDir()
 	pid := startTree(t, dir, "log", py, "-c", pidfdsPy)
 	ks := kidsOf(t, dir, 7)
-	s, z, tk, fds := ks[0], ks[1], ks[2], ks[3:]
-	inState(t, z, pid, 'Z')
+	inState(t, ks[1], pid, 'Z')
 	waitFor(t, 10*time.Second, func() bool { return readIn(dir, "t") == "ok" }, "T to signal S through its pidfd")
+	return dir, pid, ks
+}
+
+// TestTreePidfds: pidfds on a member, on a zombie member, on the holder
+// itself and on a child already reaped, one shared by two processes,
+// moved: each still refers to its process (polls, signals, waits), with
+// its flags, and the reaped one still tells how its process ended.
+func TestTreePidfds(t *testing.T) {
+	dir, pid, ks := startPidfds(t)
+	s, z, tk, fds := ks[0], ks[1], ks[2], ks[3:]
 	fdinfo := func(p, fd int) (string, string) {
 		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%d", p, fd))
 		var flags, target string
@@ -461,6 +470,14 @@ func TestTreePidfds(t *testing.T) {
 	if l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", tk, fds[0])); l != "anon_inode:[pidfd]" {
 		t.Errorf("T's fd %d is %q", fds[0], l)
 	}
+	pidfdsWork(t, dir, s, z)
+}
+
+// pidfdsWork checks pidfdsPy's tree, restored, from its own view: T
+// signals S through its pidfd, and the holder's pidfds on S (pid s), Z
+// (pid z), itself and R do what they did.
+func pidfdsWork(t *testing.T, dir string, s, z int) {
+	t.Helper()
 	waitFor(t, 10*time.Second, func() bool { return readIn(dir, "t") == "ok" }, "T to signal S through its pidfd after the restore")
 	os.WriteFile(filepath.Join(dir, "go"), nil, 0o644)
 	waitFor(t, 10*time.Second, func() bool { return readIn(dir, "result") != "" }, "the holder to report")
@@ -468,6 +485,26 @@ func TestTreePidfds(t *testing.T) {
 	if got := readIn(dir, "result"); got != want {
 		t.Errorf("through its pidfds the holder saw %q; want %q", got, want)
 	}
+}
+
+// TestTreePidfdsPIDNamespace: the same tree restored in a PID namespace
+// of its own (--pid=ns): each pidfd is opened again on the process of the
+// tree's ids inside it, not on whatever has that id where procs-load runs.
+func TestTreePidfdsPIDNamespace(t *testing.T) {
+	dir, pid, ks := startPidfds(t)
+	tree := treeOf(pid)
+	img := dump(t, pid, false)
+	waitGone(t, tree)
+	os.Remove(filepath.Join(dir, "t"))
+	ld := startLoad(t, img, "--pid=ns")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("procs-load: %s", ld.stderrText())
+		}
+	})
+	_, root := nsTree(t, ld)
+	ld.restored, ld.start = root.pid, root.start
+	pidfdsWork(t, dir, ks[0], ks[1])
 }
 
 // TestTreePidfdRefusals: a pidfd on a process outside the tree is refused

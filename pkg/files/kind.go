@@ -293,8 +293,10 @@ type Target interface {
 	Syscall(name string, nr uintptr, args ...uint64) (uint64, error)
 	// Arg puts p in the process's scratch area and returns its address.
 	Arg(p []byte) (uint64, error)
-	// PID is the restored PID of the image's process pid, which exists:
-	// every process of the tree does by the time fds are made.
+	// PID is the restored PID of the image's process pid as the process
+	// being made sees it (in the tree's PID namespace, if it has one),
+	// which exists: every process of the tree does by the time fds are
+	// made.
 	PID(pid int) (int, bool)
 	// Reaped makes in the process a pidfd, with flags (PIDFD_NONBLOCK,
 	// PIDFD_THREAD), on a child of its that ended with wait status

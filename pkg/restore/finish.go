@@ -145,9 +145,15 @@ func (t target) Arg(p []byte) (uint64, error) {
 	return t.b.scratch + offArgs, t.b.write(offArgs, p)
 }
 
-// PID is the restored PID of the image's process pid.
+// PID is the restored PID of the image's process pid as the process
+// being made sees it: every process of a tree is in the same PID
+// namespace, so in one of the tree's own its image's PID (a zombie of
+// the tree has no threads to ask innerTID).
 func (t target) PID(pid int) (int, bool) {
 	if b := t.b.byPID(pid); b != nil {
+		if b.ns != nil {
+			return b.img.PID, true
+		}
 		return b.pid, true
 	}
 	return 0, false

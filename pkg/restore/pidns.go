@@ -371,11 +371,20 @@ func (ns *pidNS) start() error {
 // processes procs-load traces in the namespace are collected: an init
 // ends only once every process of its namespace is gone) and closes
 // the pipes. Precondition: tracer thread, while the init may still be
-// traced.
+// traced. The init ends only once each task of its namespace is
+// collected, and one procs-load traces waits for procs-load, whatever
+// the abort knew of it: so anything procs-load may collect is, meanwhile.
 func (ns *pidNS) collect() {
-	if ns.pid > 0 {
-		reap(ns.pid)
-		ns.pid = 0
+	for ns.pid > 0 {
+		var ws unix.WaitStatus
+		wpid, err := unix.Wait4(-1, &ws, unix.WALL, nil)
+		switch {
+		case err == unix.EINTR:
+		case err != nil:
+			ns.pid = 0
+		case wpid == ns.pid && (ws.Exited() || ws.Signaled()):
+			ns.pid = 0
+		}
 	}
 	ns.close()
 }

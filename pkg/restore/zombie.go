@@ -255,23 +255,29 @@ func runTo(pid int, sig unix.Signal, done func(unix.WaitStatus) bool) (unix.Wait
 // status and that it reaped, as a pidfd that outlived its child: the
 // child is cloned with exit signal 0 (no one is sent a SIGCHLD), ended
 // (endAs), opened with pidfd_open while it is a zombie, then collected
-// with wait4, which leaves its end in the pidfd.
+// with wait4, which leaves its end in the pidfd. In a PID namespace the
+// child has two ids: clone3 and the process's own calls use the inner
+// one, procs-load's (ptrace, kill) the one it got from the clone event.
 func (t target) Reaped(status int, flags uint64) (uint64, error) {
 	b := t.b
 	if err := b.write(offArgs, linux.CloneArgs{}.Encode()); err != nil {
 		return 0, err
 	}
+	b.main.NewTIDs = nil
 	res, err := b.main.Syscall("clone3", unix.SYS_CLONE3, b.scratch+offArgs, linux.CLONE_ARGS_SIZE_VER2)
 	if err != nil {
 		return 0, err
 	}
-	child := int(res)
+	if len(b.main.NewTIDs) != 1 {
+		return 0, fmt.Errorf("clone3 for a pidfd returned %d, and reported %d new tasks", res, len(b.main.NewTIDs))
+	}
+	inner, child := res, b.main.NewTIDs[0]
 	reaped := false
 	defer func() {
 		if !reaped {
 			unix.Kill(child, unix.SIGKILL)
 			reap(child)
-			b.main.Syscall("wait4", unix.SYS_WAIT4, uint64(child), 0, unix.WALL|unix.WNOHANG, 0)
+			b.main.Syscall("wait4", unix.SYS_WAIT4, inner, 0, unix.WALL|unix.WNOHANG, 0)
 		}
 	}()
 	// Traced from its birth: its first stop.
@@ -286,11 +292,11 @@ func (t target) Reaped(status int, flags uint64) (uint64, error) {
 	if err := b.endAs(child, r, status); err != nil {
 		return 0, fmt.Errorf("child %d for a pidfd: %w", child, err)
 	}
-	fd, err := b.main.Syscall("pidfd_open", unix.SYS_PIDFD_OPEN, uint64(child), flags)
+	fd, err := b.main.Syscall("pidfd_open", unix.SYS_PIDFD_OPEN, inner, flags)
 	if err != nil {
 		return 0, err
 	}
-	if _, err := b.main.Syscall("wait4", unix.SYS_WAIT4, uint64(child), 0, unix.WALL, 0); err != nil {
+	if _, err := b.main.Syscall("wait4", unix.SYS_WAIT4, inner, 0, unix.WALL, 0); err != nil {
 		b.main.Syscall("close", unix.SYS_CLOSE, fd)
 		return 0, err
 	}

@@ -741,3 +741,32 @@ func TestStreamed(t *testing.T) {
 		})
 	}
 }
+
+// TestPollRestartedTwice: a process blocked in poll with a timeout, which
+// an earlier procs-dump -K froze, goes on in restart_syscall (the kernel
+// keeps which call it was in the task); dumped then, it comes back in the
+// same poll, not with an EINTR it never had: it reads what comes after.
+func TestPollRestartedTwice(t *testing.T) {
+	needTools(t)
+	orig := start(t, append(victimArgv(t, "blocked"), "longpoll"), t.TempDir())
+	expect(t, orig.out, "start 0", 0)
+	inCall := func(nr string) func() bool {
+		return func() bool {
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/syscall", orig.pid()))
+			return strings.HasPrefix(string(b), nr+" ")
+		}
+	}
+	waitFor(t, lineWait, inCall("7"), "the victim to block in poll")
+	dump(t, orig.pid(), true)
+	waitFor(t, lineWait, inCall("219"), "the victim to go on in restart_syscall")
+	img := dump(t, orig.pid(), false)
+	ld := startLoad(t, img)
+	ld.find(t, "blocked", lineWait)
+	say(t, ld.stdin, "after")
+	expect(t, ld.out, "poll 1 got=after", 0)
+	for _, p := range []*proc{orig, ld.proc} {
+		if all, _ := p.out.snapshot(); slices.ContainsFunc(all, func(l string) bool { return strings.HasPrefix(l, "eintr") }) {
+			t.Errorf("poll failed with EINTR: %q", all)
+		}
+	}
+}

@@ -34,6 +34,9 @@ type frozen struct {
 	// parent has not waited for. It has no thread to seize (tids is
 	// empty): it cannot change while its parent is frozen.
 	zombie bool
+	// restarts are the calls threads went on with in restart_syscall
+	// when seized (noteRestart).
+	restarts map[int]procfs.Syscall
 }
 
 func freeze(pid int) (*frozen, error) {
@@ -59,6 +62,7 @@ func (f *frozen) seizeAll() error {
 			if f.seized[tid] {
 				continue
 			}
+			f.noteRestart(tid)
 			if err := ptrace.Seize(tid, unix.PTRACE_O_TRACESYSGOOD); err != nil {
 				if errors.Is(err, unix.ESRCH) {
 					continue // the thread exited meanwhile

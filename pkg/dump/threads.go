@@ -18,6 +18,7 @@ func (c *collector) collectThreads() error {
 		if err != nil {
 			return err
 		}
+		c.f.restartedCall(tid, &regs)
 		t := format.Thread{TID: tid, Regs: ptrace.RegsToWords(&regs)}
 		if t.XState, err = ptrace.GetXState(tid); err != nil {
 			return err

@@ -2,7 +2,7 @@
  * blocked: a victim that spends its time blocked in one system call, so a
  * dump catches it inside that call.
  *
- * Usage: blocked sleep|read|poll
+ * Usage: blocked sleep|read|poll|longpoll
  *
  *	sleep	loops on nanosleep(2 s) and prints "sleep N rcok=1" after
  *		each, rcok saying nanosleep returned 0 (it was not cut short).
@@ -10,6 +10,9 @@
  *		"read N got=TEXT" for each line read; "eof N" at end of file.
  *	poll	loops on poll(fd 0, POLLIN, 300 ms) and prints "poll N rc=0"
  *		on each timeout and "poll N got=TEXT" when data came.
+ *	longpoll	loops on poll(fd 0, POLLIN, 10 min) and prints "poll N
+ *		got=TEXT" when data came, "eintr N" when poll failed with
+ *		EINTR (no signal handler is set: it never should).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -51,7 +54,7 @@ int main(int argc, char **argv)
 	long n = 0;
 
 	if (argc != 2) {
-		fprintf(stderr, "usage: blocked sleep|read|poll\n");
+		fprintf(stderr, "usage: blocked sleep|read|poll|longpoll\n");
 		return 2;
 	}
 	if (strcmp(argv[1], "sleep") == 0) {
@@ -94,6 +97,22 @@ int main(int argc, char **argv)
 			if (r <= 0) {
 				say("eof %ld\n", ++n);
 				return 0;
+			}
+			say("poll %ld got=%s\n", ++n, buf);
+		}
+	}
+	if (strcmp(argv[1], "longpoll") == 0) {
+		say("start 0 pid=%d\n", (int)getpid());
+		for (;;) {
+			struct pollfd p = {.fd = 0, .events = POLLIN};
+			int rc = poll(&p, 1, 600000);
+			if (rc < 0 && errno == EINTR) {
+				say("eintr %ld\n", ++n);
+				continue;
+			}
+			if (rc <= 0 || readchunk(buf, sizeof buf) <= 0) {
+				say("error %ld rc=%d errno=%d\n", ++n, rc, errno);
+				return 1;
 			}
 			say("poll %ld got=%s\n", ++n, buf);
 		}

@@ -598,15 +598,21 @@ func TestUnixCraftedImages(t *testing.T) {
 		{"in-flight-out-of-range", func(e *treeEdit) { inFlight(e, format.FD{File: n, Open: 1 << 20}) },
 			[]string{"file in flight", strconv.Itoa(n)}},
 		{"in-flight-a-listener", func(e *treeEdit) { inFlight(e, format.FD{File: l, Open: 1 << 20}) },
-			[]string{"unix socket " + strconv.Itoa(l) + " in flight", "listening"}},
+			[]string{"unix socket " + strconv.Itoa(l) + " in flight", "two open file descriptions"}},
 		{"in-flight-a-socket-held-twice", func(e *treeEdit) { inFlight(e, format.FD{File: unixOf(e, e2(e, l)).Peer, Open: 1 << 20}) },
 			[]string{"in flight", "two open file descriptions"}},
 		{"in-flight-in-itself", func(e *treeEdit) { inFlight(e, format.FD{File: queued, Open: 1 << 20}) },
-			[]string{"unix socket " + strconv.Itoa(queued) + " in flight"}},
+			[]string{"unix socket " + strconv.Itoa(queued) + " in flight", "two open file descriptions"}},
 		{"in-flight-an-epoll", func(e *treeEdit) {
 			e.Files = append(e.Files, format.File{Kind: format.FileEpoll, Epoll: &format.Epoll{}})
 			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20})
 		}, []string{"file in flight", `"epoll"`}},
+		{"in-flight-listener-in-etc", func(e *treeEdit) {
+			// No process holds it: bound as the one holding the queue.
+			e.Files = append(e.Files, format.File{Kind: format.FileUnix, Unix: &format.Unix{Type: unix.SOCK_STREAM, Peer: -1,
+				Listening: true, Backlog: 1, Path: "/etc/procs-evil.sock"}})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR})
+		}, []string{"/etc/procs-evil.sock", "permission denied for uid " + strconv.Itoa(int(cred.Uid))}},
 		{"in-flight-eventfd-full", func(e *treeEdit) {
 			e.Files = append(e.Files, format.File{Kind: format.FileEventfd, Eventfd: &format.Eventfd{Count: ^uint64(0)}})
 			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20})
@@ -825,4 +831,91 @@ func movedPython(t *testing.T, prog string, n int, image func(t *testing.T, img 
 			}
 		})
 	}
+}
+
+// nestedInFlightPy hands its worker end b of a socketpair four sockets
+// in flight (SCM_RIGHTS), and closes them: a listening socket at l.sock
+// with a connection queued on it; one end x of a socketpair whose own
+// queue holds the read end of a pipe in flight, with bytes after it; an
+// end s of a socketpair that holds itself in flight in its own queue (a
+// cycle, which the kernel allows); and both ends m and n of a socketpair,
+// one after the other, with bytes queued for n. It does not receive them
+// before the file "go" exists. Then it gets them and uses each: accepts
+// the queued connection and reads from it, takes the pipe out of x and
+// reads it, finds s in its own queue, has m and n talk, writing what it
+// found to the file "result".
+const nestedInFlightPy = `
+import os, socket, time
+out = []
+def check(what, got, want):
+    out.append("%s %s" % (what, "ok" if got == want else "bad %r, want %r" % (got, want)))
+U = socket.AF_UNIX
+a, b = socket.socketpair()
+path = os.path.abspath("l.sock")
+l = socket.socket(U, socket.SOCK_STREAM)
+l.bind(path)
+l.listen(2)
+c = socket.socket(U, socket.SOCK_STREAM)
+c.connect(path)
+socket.send_fds(a, [b"l"], [l.fileno()])
+l.close()
+x, y = socket.socketpair()
+r, w = os.pipe()
+os.write(w, b"nested pipe\n")
+socket.send_fds(y, [b"p"], [r])
+os.close(r)
+y.send(b"after")
+socket.send_fds(a, [b"x"], [x.fileno()])
+x.close()
+s, t = socket.socketpair()
+socket.send_fds(t, [b"self"], [s.fileno()])
+socket.send_fds(a, [b"s"], [s.fileno()])
+s.close()
+m, n = socket.socketpair()
+m.send(b"to n")
+socket.send_fds(a, [b"m"], [m.fileno()])
+m.close()
+socket.send_fds(a, [b"n"], [n.fileno()])
+n.close()
+open("ready", "w").close()
+while not os.path.exists("go"):
+    time.sleep(0.02)
+def take(what):
+    msg, fds, _, _ = socket.recv_fds(b, 100, 1)
+    check("message-" + what, (msg, len(fds)), (what.encode(), 1))
+    return socket.socket(fileno=fds[0])
+ls = take("l")
+check("listening", (ls.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN), ls.getsockname()), (1, path))
+ls.setblocking(False)
+conn, _ = ls.accept()
+c.send(b"hi")
+check("accepted", conn.recv(100), b"hi")
+xs = take("x")
+msg, fds, _, _ = socket.recv_fds(xs, 100, 1)
+check("nested", (msg, len(fds)), (b"p", 1))
+check("pipe", os.read(fds[0], 100), b"nested pipe\n")
+os.write(w, b"more\n")
+check("pipe-more", os.read(fds[0], 100), b"more\n")
+check("after", xs.recv(100), b"after")
+xs.send(b"back")
+check("back", y.recv(100), b"back")
+ss = take("s")
+msg, fds, _, _ = socket.recv_fds(ss, 100, 1)
+check("cycle", (msg, len(fds), os.fstat(fds[0]).st_ino), (b"self", 1, os.fstat(ss.fileno()).st_ino))
+ss.send(b"ping")
+check("cycle-peer", t.recv(100), b"ping")
+ms, ns = take("m"), take("n")
+check("pair-queued", ns.recv(100), b"to n")
+ms.send(b"both")
+check("pair", ns.recv(100), b"both")
+open("result", "w").write("\n".join(out) + "\n")
+while True: time.sleep(1)
+`
+
+// TestUnixNestedInFlight: unix sockets in flight that the queue alone
+// holds arrive after a move as the same sockets and work: a listening
+// one with its queued connection, one with a pipe in flight of its own,
+// one in flight in its own queue, and both ends of a pair.
+func TestUnixNestedInFlight(t *testing.T) {
+	movedPython(t, nestedInFlightPy, 16, nil)
 }

@@ -415,6 +415,42 @@ func Holder(procs []format.Process, i int) (*format.Process, *format.FD) {
 	return nil, nil
 }
 
+// Keeper is the first process of procs that holds file i on an fd, or
+// else holds a file that carries i in flight (Carrier), however deep: the
+// process whose rights a file in flight is made with. Nil when none does.
+func Keeper(fs []format.File, procs []format.Process, i int) *format.Process {
+	if p, _ := Holder(procs, i); p != nil {
+		return p
+	}
+	carriers := map[int][]int{} // file -> the files carrying it
+	for k := range fs {
+		if c, ok := Lookup(fs[k].Kind).(Carrier); ok {
+			for _, fd := range c.InFlight(&fs[k]) {
+				carriers[fd.File] = append(carriers[fd.File], k)
+			}
+		}
+	}
+	want := map[int]bool{i: true}
+	for next := []int{i}; len(next) > 0; {
+		f := next[0]
+		next = next[1:]
+		for _, c := range carriers[f] {
+			if !want[c] {
+				want[c] = true
+				next = append(next, c)
+			}
+		}
+	}
+	for p := range procs {
+		for _, fd := range procs[p].FDs {
+			if fd.File >= 0 && want[fd.File] {
+				return &procs[p]
+			}
+		}
+	}
+	return nil
+}
+
 // ErrUnsupported is matched by every refusal of a kind to carry what a
 // process holds (dump.ErrUnsupported is this error).
 var ErrUnsupported = errors.New("unsupported")

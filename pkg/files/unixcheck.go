@@ -98,24 +98,6 @@ func (unixSocket) CheckTree(fs []format.File, procs []format.Process, out *Outsi
 	for _, e := range ext {
 		fs[e.file].Unix.External = true
 	}
-	return socketsInFlight(fs, procs)
-}
-
-// socketsInFlight refuses a unix socket in flight in a queue that the
-// loader would refuse (validSocketInFlight), naming the queue's holder.
-func socketsInFlight(fs []format.File, procs []format.Process) error {
-	for i := range fs {
-		if fs[i].Unix == nil {
-			continue
-		}
-		for _, r := range fs[i].Unix.Rights {
-			for _, fd := range r.FDs {
-				if fs[fd.File].Kind == format.FileUnix && validSocketInFlight(fs, i, fd, procs) != nil {
-					return refusef("%s is a unix socket with a unix socket in flight in its queue that procs cannot carry: one listening, not connected, connected to a socket no process of the tree holds, or with files in flight of its own", holderOf(procs, i))
-				}
-			}
-		}
-	}
 	return nil
 }
 
@@ -393,21 +375,15 @@ func validRights(fs []format.File, u *format.Unix, i int, procs []format.Process
 }
 
 // validSocketInFlight checks unix socket fd.File, in flight in socket i's
-// queue: a connected socket whose peer a process holds (a socketpair's
-// end, an accepted connection), neither listening nor connected outside
-// the tree, with no files in flight of its own (no cycle of sockets to
-// follow), and, as any socket, one open file description: the same open
-// id wherever an fd or a queue names it.
+// queue: any socket the loader makes (listening, with files in flight of
+// its own, in flight in its own queue or its peer's, its peer in flight
+// too or held by no process), as long as it has one open file
+// description, as any socket: the same open id wherever an fd or a queue
+// names it.
 func validSocketInFlight(fs []format.File, i int, fd format.FD, procs []format.Process) error {
 	j := fd.File
-	u := fs[j].Unix
-	held := false
-	if u != nil && u.Peer >= 0 {
-		p, _ := Holder(procs, u.Peer)
-		held = p != nil
-	}
-	if j == i || u == nil || !u.Connected || !held || u.Listening || u.External || len(u.Rights) > 0 {
-		return fmt.Errorf("image unix socket %d: unix socket %d in flight is not connected to a socket a process holds, or is listening, or has files in flight of its own", i, j)
+	if fs[j].Unix == nil {
+		return fmt.Errorf("image unix socket %d: unix socket %d in flight has no socket state", i, j)
 	}
 	for _, p := range procs {
 		for _, pfd := range p.FDs {

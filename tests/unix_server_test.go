@@ -613,6 +613,18 @@ func TestUnixCraftedImages(t *testing.T) {
 				Listening: true, Backlog: 1, Path: "/etc/procs-evil.sock"}})
 			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR})
 		}, []string{"/etc/procs-evil.sock", "permission denied for uid " + strconv.Itoa(int(cred.Uid))}},
+		{"in-flight-pidfd-reaped", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FilePidfd, Pidfd: &format.Pidfd{Reaped: &format.Exit{}}})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR})
+		}, []string{"pidfd", "reaped", "no process holds it"}},
+		{"in-flight-pidfd-flags", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FilePidfd, Pidfd: &format.Pidfd{PID: pid}})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR | unix.O_APPEND})
+		}, []string{"pidfd", "in flight with open flags"}},
+		{"in-flight-pidfd-outside", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FilePidfd, Pidfd: &format.Pidfd{PID: 1}})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR})
+		}, []string{"pidfd", "no process of the image"}},
 		{"in-flight-eventfd-full", func(e *treeEdit) {
 			e.Files = append(e.Files, format.File{Kind: format.FileEventfd, Eventfd: &format.Eventfd{Count: ^uint64(0)}})
 			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20})
@@ -918,4 +930,70 @@ while True: time.sleep(1)
 // one in flight in its own queue, and both ends of a pair.
 func TestUnixNestedInFlight(t *testing.T) {
 	movedPython(t, nestedInFlightPy, 16, nil)
+}
+
+// pidfdInFlightPy is a parent that sends itself, over a socketpair
+// (SCM_RIGHTS), two pidfds on its child: one it closes, which only the
+// queue holds then, and one it keeps. It does not receive them before
+// the file "go" exists. Then it gets them, checks that the second is the
+// one it kept (a flag set on one shows on the other), that the child
+// runs, kills it through the first and sees it end there.
+const pidfdInFlightPy = `
+import os, socket, time, signal, fcntl, select
+out = []
+def check(what, got, want):
+    out.append("%s %s" % (what, "ok" if got == want else "bad %r, want %r" % (got, want)))
+a, b = socket.socketpair()
+child = os.fork()
+if child == 0:
+    while True: time.sleep(0.05)
+p1, p2 = os.pidfd_open(child), os.pidfd_open(child)
+socket.send_fds(a, [b"p1"], [p1])
+os.close(p1)
+socket.send_fds(a, [b"p2"], [p2])
+open("ready", "w").close()
+while not os.path.exists("go"):
+    time.sleep(0.02)
+msg, q1, _, _ = socket.recv_fds(b, 100, 1)
+check("first", (msg, len(q1)), (b"p1", 1))
+msg, q2, _, _ = socket.recv_fds(b, 100, 1)
+check("second", (msg, len(q2)), (b"p2", 1))
+fcntl.fcntl(p2, fcntl.F_SETFL, os.O_NONBLOCK)
+check("shared", fcntl.fcntl(q2[0], fcntl.F_GETFL) & os.O_NONBLOCK, os.O_NONBLOCK)
+check("running", select.select([q1[0]], [], [], 0)[0], [])
+signal.pidfd_send_signal(q1[0], signal.SIGKILL)
+_, st = os.waitpid(child, 0)
+check("killed", os.WTERMSIG(st) if os.WIFSIGNALED(st) else st, signal.SIGKILL)
+check("ended", select.select([q1[0]], [], [], 5)[0], [q1[0]])
+open("result", "w").write("\n".join(out) + "\n")
+while True: time.sleep(1)
+`
+
+// TestUnixPidfdInFlight: pidfds in flight arrive after a move as pidfds
+// on the restored child: one only the queue held, which kills it, and
+// one the process kept, the same open file as its own.
+func TestUnixPidfdInFlight(t *testing.T) {
+	movedPython(t, pidfdInFlightPy, 6, func(t *testing.T, img string) {
+		if n := inFlightOf(t, img, format.FilePidfd); n != 2 {
+			t.Errorf("%d pidfds in flight in the image; want 2", n)
+		}
+	})
+}
+
+// inFlightOf counts the files of kind in flight in the queues of img.
+func inFlightOf(t *testing.T, img, kind string) int {
+	n := 0
+	tr := decodeTree(t, img)
+	for _, f := range tr.Files {
+		if f.Unix != nil {
+			for _, r := range f.Unix.Rights {
+				for _, fd := range r.FDs {
+					if tr.Files[fd.File].Kind == kind {
+						n++
+					}
+				}
+			}
+		}
+	}
+	return n
 }

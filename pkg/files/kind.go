@@ -277,6 +277,13 @@ type Loader interface {
 	// before they run (a connection leaves repair mode then, when
 	// both its ends exist).
 	AtRun(f func() error)
+	// Taken is, at AtRun, the open file description open of an fd of a
+	// process, taken from the first process that holds it (pidfd_getfd,
+	// the file the process made), or nil when no process holds it.
+	Taken(open int) (*os.File, error)
+	// PIDOf is, at AtRun, the restored PID of the image's process pid
+	// as procs-load sees it.
+	PIDOf(pid int) (int, bool)
 }
 
 // Preparer is a kind that the loader readies before the process exists
@@ -321,6 +328,14 @@ type Carrier interface {
 // and which the processes sharing it take (pidfd_getfd).
 type LoaderMaker interface {
 	MakeHere(fd format.FD, f *format.File) (*os.File, error)
+}
+
+// LateMaker is a Maker whose file the loader can make itself once every
+// process is built (AtRun): a pidfd, on a process that exists by then; an
+// epoll, whose targets are open by then. For a file in flight that no
+// process holds (one that a process holds too is Loader.Taken).
+type LateMaker interface {
+	MakeLate(l Loader, fd format.FD, f *format.File) (*os.File, error)
 }
 
 // Maker is a kind whose fds the process makes itself (an eventfd, an
@@ -449,6 +464,31 @@ func Keeper(fs []format.File, procs []format.Process, i int) *format.Process {
 		}
 	}
 	return nil
+}
+
+// inFlightFDs are the files in flight of every file of fs (Carrier).
+func inFlightFDs(fs []format.File) []format.FD {
+	var out []format.FD
+	for k := range fs {
+		if c, ok := Lookup(fs[k].Kind).(Carrier); ok {
+			out = append(out, c.InFlight(&fs[k])...)
+		}
+	}
+	return out
+}
+
+// carrierOf is the first file of fs that holds file i in flight, or -1.
+func carrierOf(fs []format.File, i int) int {
+	for k := range fs {
+		if c, ok := Lookup(fs[k].Kind).(Carrier); ok {
+			for _, fd := range c.InFlight(&fs[k]) {
+				if fd.File == i {
+					return k
+				}
+			}
+		}
+	}
+	return -1
 }
 
 // ErrUnsupported is matched by every refusal of a kind to carry what a

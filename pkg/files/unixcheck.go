@@ -355,12 +355,13 @@ func validRights(fs []format.File, u *format.Unix, i int, procs []format.Process
 			k := Lookup(fs[fd.File].Kind)
 			_, prep := k.(Preparer)
 			_, here := k.(LoaderMaker)
+			_, late := k.(LateMaker)
 			_, carrier := k.(Carrier)
 			if fs[fd.File].Kind == format.FileUnix {
 				if err := validSocketInFlight(fs, i, fd, procs); err != nil {
 					return err
 				}
-			} else if k == nil || !prep && !here || carrier || k.Traits().OneOpen || fs[fd.File].Self != "" {
+			} else if k == nil || !prep && !here && !late || carrier || k.Traits().OneOpen || fs[fd.File].Self != "" {
 				return fmt.Errorf("image unix socket %d: a file in flight of kind %q, which procs does not carry in flight", i, fs[fd.File].Kind)
 			}
 			if fd.Num != 0 || fd.Open < 1 || fd.Flags < 0 || fd.Flags >= 1<<22 || fd.Flags&unix.O_PATH != 0 || fd.Pos < 0 {

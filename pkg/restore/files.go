@@ -136,6 +136,24 @@ func (l loader) TCPClose() bool { return l.b.opts.TCPClose }
 
 func (l loader) AtRun(f func() error) { l.b.atRun = append(l.b.atRun, f) }
 
+func (l loader) Taken(open int) (*os.File, error) {
+	for _, p := range l.b.procs {
+		for _, fd := range p.img.FDs {
+			if fd.Open == open && fd.File >= 0 {
+				return p.fdOf(fd.Num)
+			}
+		}
+	}
+	return nil, nil
+}
+
+func (l loader) PIDOf(pid int) (int, bool) {
+	if b := l.b.byPID(pid); b != nil && b.pid > 0 {
+		return b.pid, true
+	}
+	return 0, false
+}
+
 func (l loader) MakeMemfd(i int, f *format.File) error {
 	// Made as the process: its owner, and the mode it may give.
 	return l.b.op.do(func() error { return l.b.makeMemfd(i, f) })
@@ -301,6 +319,9 @@ func (b *builder) openDescriptions() error {
 		var lf *os.File
 		var err error
 		k := files.Lookup(b.files[fd.File].Kind)
+		if _, ok := k.(files.LateMaker); ok {
+			continue // made, or taken from a process, once all are built
+		}
 		if lm, ok := k.(files.LoaderMaker); ok {
 			lf, err = lm.MakeHere(fd, &b.files[fd.File]) // the processes sharing it take it
 		} else if k.Traits().OneOpen {

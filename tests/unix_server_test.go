@@ -556,10 +556,13 @@ func TestUnixCraftedImages(t *testing.T) {
 	if queued < 0 {
 		t.Fatal("no socket with bytes queued in the image")
 	}
-	otherOpen := -1
+	otherOpen, regOpen := -1, -1
 	for _, fd := range base.Procs[0].FDs {
 		if fd.File >= 0 && fd.File != reg {
 			otherOpen = fd.Open
+		}
+		if fd.File == reg {
+			regOpen = fd.Open
 		}
 	}
 	inFlight := func(e *treeEdit, fd format.FD) {
@@ -603,10 +606,18 @@ func TestUnixCraftedImages(t *testing.T) {
 			[]string{"in flight", "two open file descriptions"}},
 		{"in-flight-in-itself", func(e *treeEdit) { inFlight(e, format.FD{File: queued, Open: 1 << 20}) },
 			[]string{"unix socket " + strconv.Itoa(queued) + " in flight", "two open file descriptions"}},
-		{"in-flight-an-epoll", func(e *treeEdit) {
-			e.Files = append(e.Files, format.File{Kind: format.FileEpoll, Epoll: &format.Epoll{}})
-			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20})
-		}, []string{"file in flight", `"epoll"`}},
+		{"in-flight-epoll-watching-no-open", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FileEpoll, Epoll: &format.Epoll{Targets: []format.EpollEntry{{FD: 5, Open: 1 << 21}}}})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR})
+		}, []string{"epoll", "which no process holds, watches open file " + strconv.Itoa(1<<21)}},
+		{"in-flight-epoll-watching-a-file", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FileEpoll, Epoll: &format.Epoll{Targets: []format.EpollEntry{{FD: 5, Open: regOpen}}}})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR})
+		}, []string{"epoll", "it can watch"}},
+		{"in-flight-epoll-fd-out-of-range", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FileEpoll, Epoll: &format.Epoll{Targets: []format.EpollEntry{{FD: 1 << 30, Open: otherOpen}}}})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR})
+		}, []string{"epoll", "out of range"}},
 		{"in-flight-listener-in-etc", func(e *treeEdit) {
 			// No process holds it: bound as the one holding the queue.
 			e.Files = append(e.Files, format.File{Kind: format.FileUnix, Unix: &format.Unix{Type: unix.SOCK_STREAM, Peer: -1,
@@ -973,27 +984,80 @@ while True: time.sleep(1)
 // on the restored child: one only the queue held, which kills it, and
 // one the process kept, the same open file as its own.
 func TestUnixPidfdInFlight(t *testing.T) {
-	movedPython(t, pidfdInFlightPy, 6, func(t *testing.T, img string) {
-		if n := inFlightOf(t, img, format.FilePidfd); n != 2 {
-			t.Errorf("%d pidfds in flight in the image; want 2", n)
-		}
-	})
+	movedPython(t, pidfdInFlightPy, 6, inFlightOf(format.FilePidfd, 2))
 }
 
-// inFlightOf counts the files of kind in flight in the queues of img.
-func inFlightOf(t *testing.T, img, kind string) int {
-	n := 0
-	tr := decodeTree(t, img)
-	for _, f := range tr.Files {
-		if f.Unix != nil {
-			for _, r := range f.Unix.Rights {
-				for _, fd := range r.FDs {
-					if tr.Files[fd.File].Kind == kind {
-						n++
+// inFlightOf checks that an image holds want files of kind in flight in
+// its queues.
+func inFlightOf(kind string, want int) func(t *testing.T, img string) {
+	return func(t *testing.T, img string) {
+		n := 0
+		tr := decodeTree(t, img)
+		for _, f := range tr.Files {
+			if f.Unix != nil {
+				for _, r := range f.Unix.Rights {
+					for _, fd := range r.FDs {
+						if tr.Files[fd.File].Kind == kind {
+							n++
+						}
 					}
 				}
 			}
 		}
+		if n != want {
+			t.Errorf("%d files of kind %s in flight in the image; want %d", n, kind, want)
+		}
 	}
-	return n
+}
+
+// epollInFlightPy sends itself, over a socketpair (SCM_RIGHTS), two epolls
+// watching a pipe's read end and a socket it keeps: one it closes, which
+// only the queue holds then, and one it keeps. It does not receive them
+// before the file "go" exists. Then it gets them and checks that the
+// first reports the pipe and the socket when they are readable, and
+// forgets the pipe when told by its fd number, and that the second is
+// the one it kept (what it watches, the other does).
+const epollInFlightPy = `
+import os, socket, time, select
+out = []
+def check(what, got, want):
+    out.append("%s %s" % (what, "ok" if got == want else "bad %r, want %r" % (got, want)))
+a, b = socket.socketpair()
+r, w = os.pipe()
+x, y = socket.socketpair()
+e, kept = select.epoll(), select.epoll()
+e.register(r, select.EPOLLIN)
+e.register(x.fileno(), select.EPOLLIN)
+socket.send_fds(a, [b"e"], [e.fileno()])
+e.close()
+socket.send_fds(a, [b"k"], [kept.fileno()])
+open("ready", "w").close()
+while not os.path.exists("go"):
+    time.sleep(0.02)
+msg, fds, _, _ = socket.recv_fds(b, 100, 1)
+check("message", (msg, len(fds)), (b"e", 1))
+ep = select.epoll.fromfd(fds[0])
+check("idle", ep.poll(0), [])
+os.write(w, b"p")
+check("pipe", ep.poll(5), [(r, select.EPOLLIN)])
+os.read(r, 1)
+y.send(b"s")
+check("socket", ep.poll(5), [(x.fileno(), select.EPOLLIN)])
+x.recv(1)
+ep.unregister(r)
+os.write(w, b"p")
+check("unregistered", ep.poll(0), [])
+msg, fds, _, _ = socket.recv_fds(b, 100, 1)
+check("kept", (msg, len(fds)), (b"k", 1))
+kept.register(r, select.EPOLLIN)
+check("shared", select.epoll.fromfd(fds[0]).poll(5), [(r, select.EPOLLIN)])
+open("result", "w").write("\n".join(out) + "\n")
+while True: time.sleep(1)
+`
+
+// TestUnixEpollInFlight: epolls in flight arrive after a move and work:
+// one only the queue held, watching what it watched under the same fd
+// numbers, and one the process kept, the same epoll as its own.
+func TestUnixEpollInFlight(t *testing.T) {
+	movedPython(t, epollInFlightPy, 7, inFlightOf(format.FileEpoll, 2))
 }

@@ -134,9 +134,9 @@ func TestUnixSocketpair(t *testing.T) {
 
 // TestUnixRefusals: a socket whose peer a process outside the tree holds
 // is refused naming both, with a hint at --external=close, and the
-// process runs on; so are an epoll in flight (SCM_RIGHTS), which the
-// process would make, and bytes a client sent on a connection not yet
-// accepted.
+// process runs on; so are an epoll in flight (SCM_RIGHTS) watching a
+// file that only a queue holds, and bytes a client sent on a connection
+// not yet accepted.
 func TestUnixRefusals(t *testing.T) {
 	needTools(t)
 	noLeftovers(t)
@@ -162,15 +162,18 @@ func TestUnixRefusals(t *testing.T) {
 	refusedDump(t, spid, "outside the tree", strconv.Itoa(os.Getpid()), "hint: --external=close")
 
 	for _, tc := range []struct{ name, prog, want string }{
-		{"epoll-in-flight", `
+		{"epoll-in-flight-watching-in-flight", `
 import os, select, socket, time
 a, b = socket.socketpair()
+r, w = os.pipe()
 e = select.epoll()
-socket.send_fds(a, [b"x"], [e.fileno()])
+e.register(r, select.EPOLLIN)
+socket.send_fds(a, [b"x"], [e.fileno(), r])
 e.close()
+os.close(r)
 open("ready", "w").close()
 while True: time.sleep(0.05)
-`, "cannot carry in flight"},
+`, "watches a file no process of the tree holds"},
 		{"sent-before-accepted", `
 import os, socket, time
 l = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

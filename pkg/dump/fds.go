@@ -379,6 +379,8 @@ func (s fdSource) UnixSockets() (map[uint64]linux.UnixDiag, error) {
 
 func (s fdSource) TCPClose() bool { return s.c.t.tcpClose }
 
+func (s fdSource) Carried() bool { return s.pid != 0 }
+
 func (s fdSource) Hold(release func(resume bool)) {
 	*s.c.t.holds = append(*s.c.t.holds, release)
 }

@@ -207,6 +207,9 @@ type Source interface {
 	// TCPClose says connections travel as their addresses alone, to
 	// come back reset (--tcp=close), not in repair mode.
 	TCPClose() bool
+	// Carried says the fd is a file in flight that a peek at a
+	// socket's queue gave procs-dump (InFlight), procs-dump's own.
+	Carried() bool
 	// Hold registers release, which lets go of what Dump holds while
 	// the tree is frozen (a connection, its packets dropped): with resume
 	// true, as it was, before the tree goes on (-K, or a failed dump);
@@ -475,6 +478,17 @@ func inFlightFDs(fs []format.File) []format.FD {
 		}
 	}
 	return out
+}
+
+// fdOpens maps the open id of every fd of procs to its file.
+func fdOpens(procs []format.Process) map[int]int {
+	opens := map[int]int{}
+	for _, p := range procs {
+		for _, fd := range p.FDs {
+			opens[fd.Open] = fd.File
+		}
+	}
+	return opens
 }
 
 // carrierOf is the first file of fs that holds file i in flight, or -1.

@@ -330,12 +330,7 @@ func validRights(fs []format.File, u *format.Unix, i int, procs []format.Process
 	if len(u.Rights) > maxUnixMessages {
 		return fmt.Errorf("image unix socket %d: %d sets of files in flight: out of range", i, len(u.Rights))
 	}
-	opens := map[int]int{}
-	for _, p := range procs {
-		for _, fd := range p.FDs {
-			opens[fd.Open] = fd.File
-		}
-	}
+	opens := fdOpens(procs)
 	prev := -1
 	for _, r := range u.Rights {
 		switch {

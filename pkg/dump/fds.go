@@ -381,6 +381,8 @@ func (s fdSource) TCPClose() bool { return s.c.t.tcpClose }
 
 func (s fdSource) Carried() bool { return s.pid != 0 }
 
+func (s fdSource) Keeper() int { return s.c.pid }
+
 func (s fdSource) Hold(release func(resume bool)) {
 	*s.c.t.holds = append(*s.c.t.holds, release)
 }

@@ -210,6 +210,10 @@ type Source interface {
 	// Carried says the fd is a file in flight that a peek at a
 	// socket's queue gave procs-dump (InFlight), procs-dump's own.
 	Carried() bool
+	// Keeper is the process of the tree whose fd it is, or whose
+	// socket's queue held it in flight: relative paths (a socket's
+	// address) are relative to its working directory.
+	Keeper() int
 	// Hold registers release, which lets go of what Dump holds while
 	// the tree is frozen (a connection, its packets dropped): with resume
 	// true, as it was, before the tree goes on (-K, or a failed dump);

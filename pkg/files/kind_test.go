@@ -106,6 +106,7 @@ func (s *source) FD(n int) *procfs.FD     { return s.fds[n] }
 
 func (s *source) UnixSockets() (map[uint64]linux.UnixDiag, error) { return linux.UnixSockets() }
 func (s *source) TCPClose() bool                                  { return false }
+func (s *source) Keeper() int                                     { return s.p.PID }
 func (s *source) Carried() bool                                   { return false }
 func (s *source) Hold(func(bool))                                 {}
 

@@ -95,7 +95,7 @@ func (unixSocket) Dump(src Source, fd *procfs.FD, idx int) error {
 		st.ListenerIno = listenerOf(all, d)
 	}
 	if d.Name != "" && (st.Listening || u.Type == unix.SOCK_DGRAM || !st.Connected) {
-		if err := boundName(src.PID(), fd.Num, d, st); err != nil {
+		if err := boundName(src.Keeper(), fd.Num, d, st); err != nil {
 			return err
 		}
 	}
@@ -124,11 +124,12 @@ func listenerOf(all map[uint64]linux.UnixDiag, d linux.UnixDiag) uint64 {
 	return 0
 }
 
-// boundName records the address socket num of process pid is bound to:
-// an abstract name, or a path (relative to the process's working
-// directory, when it is relative and the file there is the socket's), with
-// the socket file's mode and owner.
-func boundName(pid, num int, d linux.UnixDiag, st *format.Unix) error {
+// boundName records the address socket fd num is bound to: an abstract
+// name, or a path (relative to the working directory of process keeper,
+// the one holding it or a queue with it in flight, when it is relative
+// and the file there is the socket's), with the socket file's mode and
+// owner.
+func boundName(keeper, num int, d linux.UnixDiag, st *format.Unix) error {
 	if name, ok := strings.CutPrefix(d.Name, "\x00"); ok {
 		st.Abstract = []byte(name)
 		return nil
@@ -139,13 +140,13 @@ func boundName(pid, num int, d linux.UnixDiag, st *format.Unix) error {
 		return refusef("fd %d is a unix socket bound to a path that is not UTF-8 (%s)", num, safetext.Quote(path))
 	}
 	st.Path = path
-	at := fmt.Sprintf("/proc/%d/root%s", pid, path)
+	at := fmt.Sprintf("/proc/%d/root%s", keeper, path)
 	if !filepath.IsAbs(path) {
-		cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+		cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", keeper))
 		if err != nil {
 			return err
 		}
-		st.Dir, at = cwd, fmt.Sprintf("/proc/%d/cwd/%s", pid, path)
+		st.Dir, at = cwd, fmt.Sprintf("/proc/%d/cwd/%s", keeper, path)
 	}
 	var fs unix.Stat_t
 	if unix.Lstat(at, &fs) != nil || fs.Ino != d.VFSIno || fs.Dev != d.VFSDev {

@@ -36,14 +36,18 @@ import (
 // Files in flight in a queue (SCM_RIGHTS) are the image's open files
 // (Source.InFlight), sent again with their message (Carrier); a unix
 // socket in flight, whose only holder may be the queue, is one of the
-// sockets the loader makes, sent as itself (validSocketInFlight). A
+// sockets the loader makes, sent as itself, whatever it is (listening,
+// with files in flight of its own, in its own queue: each open file is
+// given its id before it is dumped, so that a cycle ends there). A
 // socket whose peer is outside the tree is refused by name, unless
 // procs-dump was told --external=close: it then comes back as if the
-// peer had closed (unixcheck.go). Refused by name, for now: a file the
-// process makes in flight, a unix socket in flight that
-// validSocketInFlight refuses (one with files in flight of its own above
-// all), bytes a client sent on a connection not yet accepted, a socket
-// of another network namespace than procs-dump's.
+// peer had closed (unixcheck.go). Refused by name: a file in flight
+// that the process makes and the loader cannot (a timerfd, a signalfd),
+// an inotify or another socket than a unix one in flight,
+// bytes a client sent on a connection not yet accepted (they wait in a
+// socket with no file until accept, which would take it from the
+// server: see format/SPEC.md, "Unix"), a socket of another network
+// namespace than procs-dump's.
 type unixSocket struct{}
 
 func (unixSocket) Name() string { return format.FileUnix }

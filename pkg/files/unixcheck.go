@@ -74,7 +74,7 @@ func (unixSocket) CheckTree(fs []format.File, procs []format.Process, out *Outsi
 			continue
 		case u.PeerIno == 0 && in:
 			if u.Sent > 0 {
-				return refusef("%s is a unix socket whose connection, not yet accepted by %s, holds bytes it sent, which procs cannot read without accepting it", holderOf(procs, i), holderOf(procs, l))
+				return refusef("%s is a unix socket whose connection, not yet accepted by %s, holds bytes it sent, which procs cannot read without taking the connection from the server (try again once it is accepted)", holderOf(procs, i), holderOf(procs, l))
 			}
 			continue
 		case u.PeerIno != 0 && in:

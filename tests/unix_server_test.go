@@ -856,16 +856,17 @@ func movedPython(t *testing.T, prog string, n int, image func(t *testing.T, img 
 	}
 }
 
-// nestedInFlightPy hands its worker end b of a socketpair four sockets
-// in flight (SCM_RIGHTS), and closes them: a listening socket at l.sock
+// nestedInFlightPy sends itself, to end b of a socketpair, sockets in
+// flight (SCM_RIGHTS), and closes them: a listening socket at l.sock
 // with a connection queued on it; one end x of a socketpair whose own
 // queue holds the read end of a pipe in flight, with bytes after it; an
-// end s of a socketpair that holds itself in flight in its own queue (a
-// cycle, which the kernel allows); and both ends m and n of a socketpair,
-// one after the other, with bytes queued for n. It does not receive them
-// before the file "go" exists. Then it gets them and uses each: accepts
-// the queued connection and reads from it, takes the pipe out of x and
-// reads it, finds s in its own queue, has m and n talk, writing what it
+// end s of a socketpair that holds itself in flight in its own queue,
+// and an end u that its peer's queue holds (cycles, which the kernel
+// allows); and both ends m and n of a socketpair, one after the other,
+// with bytes queued for n. It does not receive them before the file "go"
+// exists. Then it gets them and uses each: accepts the queued connection
+// and reads from it, takes the pipe out of x and reads it, finds s in
+// its own queue and u in its peer's, has m and n talk, writing what it
 // found to the file "result".
 const nestedInFlightPy = `
 import os, socket, time
@@ -894,6 +895,10 @@ s, t = socket.socketpair()
 socket.send_fds(t, [b"self"], [s.fileno()])
 socket.send_fds(a, [b"s"], [s.fileno()])
 s.close()
+u, v = socket.socketpair()
+socket.send_fds(u, [b"peer"], [u.fileno()])
+socket.send_fds(a, [b"u"], [u.fileno()])
+u.close()
 m, n = socket.socketpair()
 m.send(b"to n")
 socket.send_fds(a, [b"m"], [m.fileno()])
@@ -927,6 +932,9 @@ msg, fds, _, _ = socket.recv_fds(ss, 100, 1)
 check("cycle", (msg, len(fds), os.fstat(fds[0]).st_ino), (b"self", 1, os.fstat(ss.fileno()).st_ino))
 ss.send(b"ping")
 check("cycle-peer", t.recv(100), b"ping")
+us = take("u")
+msg, fds, _, _ = socket.recv_fds(v, 100, 1)
+check("cycle-through-peer", (msg, len(fds), os.fstat(fds[0]).st_ino), (b"peer", 1, os.fstat(us.fileno()).st_ino))
 ms, ns = take("m"), take("n")
 check("pair-queued", ns.recv(100), b"to n")
 ms.send(b"both")
@@ -938,9 +946,10 @@ while True: time.sleep(1)
 // TestUnixNestedInFlight: unix sockets in flight that the queue alone
 // holds arrive after a move as the same sockets and work: a listening
 // one with its queued connection, one with a pipe in flight of its own,
-// one in flight in its own queue, and both ends of a pair.
+// one in flight in its own queue, one in its peer's, and both ends of a
+// pair.
 func TestUnixNestedInFlight(t *testing.T) {
-	movedPython(t, nestedInFlightPy, 16, nil)
+	movedPython(t, nestedInFlightPy, 18, nil)
 }
 
 // pidfdInFlightPy is a parent that sends itself, over a socketpair
@@ -1011,10 +1020,11 @@ func inFlightOf(kind string, want int) func(t *testing.T, img string) {
 }
 
 // epollInFlightPy sends itself, over a socketpair (SCM_RIGHTS), two epolls
-// watching a pipe's read end and a socket it keeps: one it closes, which
+// watching a pipe's read end, a socket and an eventfd it keeps: one it closes, which
 // only the queue holds then, and one it keeps. It does not receive them
 // before the file "go" exists. Then it gets them and checks that the
-// first reports the pipe and the socket when they are readable, and
+// first reports the pipe, the socket and the eventfd when they are
+// readable, and
 // forgets the pipe when told by its fd number, and that the second is
 // the one it kept (what it watches, the other does).
 const epollInFlightPy = `
@@ -1025,9 +1035,11 @@ def check(what, got, want):
 a, b = socket.socketpair()
 r, w = os.pipe()
 x, y = socket.socketpair()
+ev = os.eventfd(0, os.EFD_NONBLOCK)
 e, kept = select.epoll(), select.epoll()
 e.register(r, select.EPOLLIN)
 e.register(x.fileno(), select.EPOLLIN)
+e.register(ev, select.EPOLLIN)
 socket.send_fds(a, [b"e"], [e.fileno()])
 e.close()
 socket.send_fds(a, [b"k"], [kept.fileno()])
@@ -1044,6 +1056,9 @@ os.read(r, 1)
 y.send(b"s")
 check("socket", ep.poll(5), [(x.fileno(), select.EPOLLIN)])
 x.recv(1)
+os.eventfd_write(ev, 1)
+check("eventfd", ep.poll(5), [(ev, select.EPOLLIN)])
+os.eventfd_read(ev)
 ep.unregister(r)
 os.write(w, b"p")
 check("unregistered", ep.poll(0), [])
@@ -1059,5 +1074,5 @@ while True: time.sleep(1)
 // one only the queue held, watching what it watched under the same fd
 // numbers, and one the process kept, the same epoll as its own.
 func TestUnixEpollInFlight(t *testing.T) {
-	movedPython(t, epollInFlightPy, 7, inFlightOf(format.FileEpoll, 2))
+	movedPython(t, epollInFlightPy, 8, inFlightOf(format.FileEpoll, 2))
 }

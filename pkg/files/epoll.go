@@ -120,13 +120,19 @@ func epollTarget(fs []format.File, procs []format.Process, holder *format.Proces
 // MakeLate makes an epoll in flight that no process holds, in the loader,
 // once every process is built: each target is the open file description
 // of the processes' fds (Loader.Taken), added under the number it was
-// added under (addTargets).
-func (epoll) MakeLate(l Loader, _ format.FD, f *format.File) (*os.File, error) {
+// added under (addTargets); with the O_NONBLOCK of fd's flags.
+func (epoll) MakeLate(l Loader, fd format.FD, f *format.File) (*os.File, error) {
 	e, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, os.NewSyscallError("epoll_create1", err)
 	}
 	lf := os.NewFile(uintptr(e), "epoll")
+	if fd.Flags&unix.O_NONBLOCK != 0 {
+		if err := unix.SetNonblock(e, true); err != nil {
+			lf.Close()
+			return nil, os.NewSyscallError("fcntl(F_SETFL)", err)
+		}
+	}
 	var targets []*os.File
 	defer func() {
 		for _, t := range targets {

@@ -86,9 +86,10 @@ func (l loader) File(i int) *format.File { return &l.b.files[i] }
 func (l loader) Files() []format.File { return l.b.files }
 
 // As runs f with the rights of the first process of the image that holds
-// file i, or a socket carrying it in flight (files.Keeper) (this process's opener, or one made for the other's
-// credentials, or for this process's once its own has ended: Later). A
-// permission f was denied names the user.
+// file i, or else a socket carrying it in flight (files.Keeper): this
+// process's opener, or one made for the other's credentials, or for this
+// process's once its own has ended (Later). A permission f was denied
+// names the user.
 func (l loader) As(i int, f func() error) error {
 	creds := l.b.img.Creds
 	if p := files.Keeper(l.b.files, l.b.imgs, i); p != nil {

@@ -488,6 +488,10 @@ type UnixRights struct {
 // targets are fds of the first process that holds the epoll.
 type Epoll struct {
 	Targets []EpollEntry `json:"targets"`
+
+	// Carried is procs-dump's own fd of an epoll it met in flight first
+	// (in a unix socket's queue), whose targets CheckTree finds.
+	Carried int `json:"-"`
 }
 
 // EpollEntry is one watched fd.
@@ -495,6 +499,14 @@ type EpollEntry struct {
 	FD     int    `json:"fd"`
 	Events uint32 `json:"events"`
 	Data   uint64 `json:"data"`
+
+	// Of an epoll no process holds (one in flight): Open is the open id
+	// of the fds of the open file description it watches; FD the number
+	// it was added under (which epoll_ctl MOD and DEL name).
+	Open int `json:"open,omitempty"`
+
+	// Ino is the target's inode, as fdinfo tells (in flight).
+	Ino uint64 `json:"-"`
 }
 
 // Sigaction is a kernel struct sigaction.

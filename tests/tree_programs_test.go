@@ -234,7 +234,8 @@ func movedCounters(t *testing.T, whats []string, argv ...string) int {
 // in it, and the parent checks the count never goes back. All three hold
 // a unix socket listening on a relative path with a connection queued on
 // it, a datagram pair with messages queued, and a socketpair with a pipe,
-// a socket with bytes queued in it and an eventfd in flight.
+// a socket with bytes queued in it, an eventfd, an epoll, a listening
+// socket and a socket with a pipe in flight of its own in flight.
 const pipePairPy = `
 import ctypes, fcntl, os, socket, termios, time
 lock = open("lock", "w+")
@@ -262,6 +263,17 @@ xb.send(b"queued")
 ev = os.eventfd(2)
 socket.send_fds(sp[0], [b"y"], [xa.fileno(), ev])
 xa.close(); os.close(ev)
+import select
+ep = select.epoll()
+ep.register(sp[1].fileno(), select.EPOLLIN)
+fl = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+fl.bind("flight.sock")
+fl.listen(1)
+na, nb = socket.socketpair()
+fr, fw = os.pipe()
+socket.send_fds(nb, [b"n"], [fr])
+socket.send_fds(sp[0], [b"z"], [ep.fileno(), fl.fileno(), na.fileno()])
+ep.close(); fl.close(); na.close(); os.close(fr)
 r, w = os.pipe()
 if os.fork() == 0:
     os.close(r)

@@ -556,10 +556,13 @@ func TestUnixCraftedImages(t *testing.T) {
 	if queued < 0 {
 		t.Fatal("no socket with bytes queued in the image")
 	}
-	otherOpen := -1
+	otherOpen, regOpen := -1, -1
 	for _, fd := range base.Procs[0].FDs {
 		if fd.File >= 0 && fd.File != reg {
 			otherOpen = fd.Open
+		}
+		if fd.File == reg {
+			regOpen = fd.Open
 		}
 	}
 	inFlight := func(e *treeEdit, fd format.FD) {
@@ -598,15 +601,41 @@ func TestUnixCraftedImages(t *testing.T) {
 		{"in-flight-out-of-range", func(e *treeEdit) { inFlight(e, format.FD{File: n, Open: 1 << 20}) },
 			[]string{"file in flight", strconv.Itoa(n)}},
 		{"in-flight-a-listener", func(e *treeEdit) { inFlight(e, format.FD{File: l, Open: 1 << 20}) },
-			[]string{"unix socket " + strconv.Itoa(l) + " in flight", "listening"}},
+			[]string{"unix socket " + strconv.Itoa(l) + " in flight", "two open file descriptions"}},
 		{"in-flight-a-socket-held-twice", func(e *treeEdit) { inFlight(e, format.FD{File: unixOf(e, e2(e, l)).Peer, Open: 1 << 20}) },
 			[]string{"in flight", "two open file descriptions"}},
 		{"in-flight-in-itself", func(e *treeEdit) { inFlight(e, format.FD{File: queued, Open: 1 << 20}) },
-			[]string{"unix socket " + strconv.Itoa(queued) + " in flight"}},
-		{"in-flight-an-epoll", func(e *treeEdit) {
-			e.Files = append(e.Files, format.File{Kind: format.FileEpoll, Epoll: &format.Epoll{}})
-			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20})
-		}, []string{"file in flight", `"epoll"`}},
+			[]string{"unix socket " + strconv.Itoa(queued) + " in flight", "two open file descriptions"}},
+		{"in-flight-epoll-watching-no-open", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FileEpoll, Epoll: &format.Epoll{Targets: []format.EpollEntry{{FD: 5, Open: 1 << 21}}}})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR})
+		}, []string{"epoll", "which no process holds, watches open file " + strconv.Itoa(1<<21)}},
+		{"in-flight-epoll-watching-a-file", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FileEpoll, Epoll: &format.Epoll{Targets: []format.EpollEntry{{FD: 5, Open: regOpen}}}})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR})
+		}, []string{"epoll", "it can watch"}},
+		{"in-flight-epoll-fd-out-of-range", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FileEpoll, Epoll: &format.Epoll{Targets: []format.EpollEntry{{FD: 1 << 30, Open: otherOpen}}}})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR})
+		}, []string{"epoll", "out of range"}},
+		{"in-flight-listener-in-etc", func(e *treeEdit) {
+			// No process holds it: bound as the one holding the queue.
+			e.Files = append(e.Files, format.File{Kind: format.FileUnix, Unix: &format.Unix{Type: unix.SOCK_STREAM, Peer: -1,
+				Listening: true, Backlog: 1, Path: "/etc/procs-evil.sock"}})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR})
+		}, []string{"/etc/procs-evil.sock", "permission denied for uid " + strconv.Itoa(int(cred.Uid))}},
+		{"in-flight-pidfd-reaped", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FilePidfd, Pidfd: &format.Pidfd{Reaped: &format.Exit{}}})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR})
+		}, []string{"pidfd", "reaped", "no process holds it"}},
+		{"in-flight-pidfd-flags", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FilePidfd, Pidfd: &format.Pidfd{PID: pid}})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR | unix.O_APPEND})
+		}, []string{"pidfd", "in flight with open flags"}},
+		{"in-flight-pidfd-outside", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FilePidfd, Pidfd: &format.Pidfd{PID: 1}})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR})
+		}, []string{"pidfd", "no process of the image"}},
 		{"in-flight-eventfd-full", func(e *treeEdit) {
 			e.Files = append(e.Files, format.File{Kind: format.FileEventfd, Eventfd: &format.Eventfd{Count: ^uint64(0)}})
 			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20})
@@ -825,4 +854,225 @@ func movedPython(t *testing.T, prog string, n int, image func(t *testing.T, img 
 			}
 		})
 	}
+}
+
+// nestedInFlightPy sends itself, to end b of a socketpair, sockets in
+// flight (SCM_RIGHTS), and closes them: a listening socket at l.sock
+// with a connection queued on it; one end x of a socketpair whose own
+// queue holds the read end of a pipe in flight, with bytes after it; an
+// end s of a socketpair that holds itself in flight in its own queue,
+// and an end u that its peer's queue holds (cycles, which the kernel
+// allows); and both ends m and n of a socketpair, one after the other,
+// with bytes queued for n. It does not receive them before the file "go"
+// exists. Then it gets them and uses each: accepts the queued connection
+// and reads from it, takes the pipe out of x and reads it, finds s in
+// its own queue and u in its peer's, has m and n talk, writing what it
+// found to the file "result".
+const nestedInFlightPy = `
+import os, socket, time
+out = []
+def check(what, got, want):
+    out.append("%s %s" % (what, "ok" if got == want else "bad %r, want %r" % (got, want)))
+U = socket.AF_UNIX
+a, b = socket.socketpair()
+path = os.path.abspath("l.sock")
+l = socket.socket(U, socket.SOCK_STREAM)
+l.bind(path)
+l.listen(2)
+c = socket.socket(U, socket.SOCK_STREAM)
+c.connect(path)
+socket.send_fds(a, [b"l"], [l.fileno()])
+l.close()
+x, y = socket.socketpair()
+r, w = os.pipe()
+os.write(w, b"nested pipe\n")
+socket.send_fds(y, [b"p"], [r])
+os.close(r)
+y.send(b"after")
+socket.send_fds(a, [b"x"], [x.fileno()])
+x.close()
+s, t = socket.socketpair()
+socket.send_fds(t, [b"self"], [s.fileno()])
+socket.send_fds(a, [b"s"], [s.fileno()])
+s.close()
+u, v = socket.socketpair()
+socket.send_fds(u, [b"peer"], [u.fileno()])
+socket.send_fds(a, [b"u"], [u.fileno()])
+u.close()
+m, n = socket.socketpair()
+m.send(b"to n")
+socket.send_fds(a, [b"m"], [m.fileno()])
+m.close()
+socket.send_fds(a, [b"n"], [n.fileno()])
+n.close()
+open("ready", "w").close()
+while not os.path.exists("go"):
+    time.sleep(0.02)
+def take(what):
+    msg, fds, _, _ = socket.recv_fds(b, 100, 1)
+    check("message-" + what, (msg, len(fds)), (what.encode(), 1))
+    return socket.socket(fileno=fds[0])
+ls = take("l")
+check("listening", (ls.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN), ls.getsockname()), (1, path))
+ls.setblocking(False)
+conn, _ = ls.accept()
+c.send(b"hi")
+check("accepted", conn.recv(100), b"hi")
+xs = take("x")
+msg, fds, _, _ = socket.recv_fds(xs, 100, 1)
+check("nested", (msg, len(fds)), (b"p", 1))
+check("pipe", os.read(fds[0], 100), b"nested pipe\n")
+os.write(w, b"more\n")
+check("pipe-more", os.read(fds[0], 100), b"more\n")
+check("after", xs.recv(100), b"after")
+xs.send(b"back")
+check("back", y.recv(100), b"back")
+ss = take("s")
+msg, fds, _, _ = socket.recv_fds(ss, 100, 1)
+check("cycle", (msg, len(fds), os.fstat(fds[0]).st_ino), (b"self", 1, os.fstat(ss.fileno()).st_ino))
+ss.send(b"ping")
+check("cycle-peer", t.recv(100), b"ping")
+us = take("u")
+msg, fds, _, _ = socket.recv_fds(v, 100, 1)
+check("cycle-through-peer", (msg, len(fds), os.fstat(fds[0]).st_ino), (b"peer", 1, os.fstat(us.fileno()).st_ino))
+ms, ns = take("m"), take("n")
+check("pair-queued", ns.recv(100), b"to n")
+ms.send(b"both")
+check("pair", ns.recv(100), b"both")
+open("result", "w").write("\n".join(out) + "\n")
+while True: time.sleep(1)
+`
+
+// TestUnixNestedInFlight: unix sockets in flight that the queue alone
+// holds arrive after a move as the same sockets and work: a listening
+// one with its queued connection, one with a pipe in flight of its own,
+// one in flight in its own queue, one in its peer's, and both ends of a
+// pair.
+func TestUnixNestedInFlight(t *testing.T) {
+	movedPython(t, nestedInFlightPy, 18, nil)
+}
+
+// pidfdInFlightPy is a parent that sends itself, over a socketpair
+// (SCM_RIGHTS), two pidfds on its child: one it closes, which only the
+// queue holds then, and one it keeps. It does not receive them before
+// the file "go" exists. Then it gets them, checks that the second is the
+// one it kept (a flag set on one shows on the other), that the child
+// runs, kills it through the first and sees it end there.
+const pidfdInFlightPy = `
+import os, socket, time, signal, fcntl, select
+out = []
+def check(what, got, want):
+    out.append("%s %s" % (what, "ok" if got == want else "bad %r, want %r" % (got, want)))
+a, b = socket.socketpair()
+child = os.fork()
+if child == 0:
+    while True: time.sleep(0.05)
+p1, p2 = os.pidfd_open(child), os.pidfd_open(child)
+socket.send_fds(a, [b"p1"], [p1])
+os.close(p1)
+socket.send_fds(a, [b"p2"], [p2])
+open("ready", "w").close()
+while not os.path.exists("go"):
+    time.sleep(0.02)
+msg, q1, _, _ = socket.recv_fds(b, 100, 1)
+check("first", (msg, len(q1)), (b"p1", 1))
+msg, q2, _, _ = socket.recv_fds(b, 100, 1)
+check("second", (msg, len(q2)), (b"p2", 1))
+fcntl.fcntl(p2, fcntl.F_SETFL, os.O_NONBLOCK)
+check("shared", fcntl.fcntl(q2[0], fcntl.F_GETFL) & os.O_NONBLOCK, os.O_NONBLOCK)
+check("running", select.select([q1[0]], [], [], 0)[0], [])
+signal.pidfd_send_signal(q1[0], signal.SIGKILL)
+_, st = os.waitpid(child, 0)
+check("killed", os.WTERMSIG(st) if os.WIFSIGNALED(st) else st, signal.SIGKILL)
+check("ended", select.select([q1[0]], [], [], 5)[0], [q1[0]])
+open("result", "w").write("\n".join(out) + "\n")
+while True: time.sleep(1)
+`
+
+// TestUnixPidfdInFlight: pidfds in flight arrive after a move as pidfds
+// on the restored child: one only the queue held, which kills it, and
+// one the process kept, the same open file as its own.
+func TestUnixPidfdInFlight(t *testing.T) {
+	movedPython(t, pidfdInFlightPy, 6, inFlightOf(format.FilePidfd, 2))
+}
+
+// inFlightOf checks that an image holds want files of kind in flight in
+// its queues.
+func inFlightOf(kind string, want int) func(t *testing.T, img string) {
+	return func(t *testing.T, img string) {
+		n := 0
+		tr := decodeTree(t, img)
+		for _, f := range tr.Files {
+			if f.Unix != nil {
+				for _, r := range f.Unix.Rights {
+					for _, fd := range r.FDs {
+						if tr.Files[fd.File].Kind == kind {
+							n++
+						}
+					}
+				}
+			}
+		}
+		if n != want {
+			t.Errorf("%d files of kind %s in flight in the image; want %d", n, kind, want)
+		}
+	}
+}
+
+// epollInFlightPy sends itself, over a socketpair (SCM_RIGHTS), two epolls
+// watching a pipe's read end, a socket and an eventfd it keeps: one it closes, which
+// only the queue holds then, and one it keeps. It does not receive them
+// before the file "go" exists. Then it gets them and checks that the
+// first reports the pipe, the socket and the eventfd when they are
+// readable, and
+// forgets the pipe when told by its fd number, and that the second is
+// the one it kept (what it watches, the other does).
+const epollInFlightPy = `
+import os, socket, time, select
+out = []
+def check(what, got, want):
+    out.append("%s %s" % (what, "ok" if got == want else "bad %r, want %r" % (got, want)))
+a, b = socket.socketpair()
+r, w = os.pipe()
+x, y = socket.socketpair()
+ev = os.eventfd(0, os.EFD_NONBLOCK)
+e, kept = select.epoll(), select.epoll()
+e.register(r, select.EPOLLIN)
+e.register(x.fileno(), select.EPOLLIN)
+e.register(ev, select.EPOLLIN)
+socket.send_fds(a, [b"e"], [e.fileno()])
+e.close()
+socket.send_fds(a, [b"k"], [kept.fileno()])
+open("ready", "w").close()
+while not os.path.exists("go"):
+    time.sleep(0.02)
+msg, fds, _, _ = socket.recv_fds(b, 100, 1)
+check("message", (msg, len(fds)), (b"e", 1))
+ep = select.epoll.fromfd(fds[0])
+check("idle", ep.poll(0), [])
+os.write(w, b"p")
+check("pipe", ep.poll(5), [(r, select.EPOLLIN)])
+os.read(r, 1)
+y.send(b"s")
+check("socket", ep.poll(5), [(x.fileno(), select.EPOLLIN)])
+x.recv(1)
+os.eventfd_write(ev, 1)
+check("eventfd", ep.poll(5), [(ev, select.EPOLLIN)])
+os.eventfd_read(ev)
+ep.unregister(r)
+os.write(w, b"p")
+check("unregistered", ep.poll(0), [])
+msg, fds, _, _ = socket.recv_fds(b, 100, 1)
+check("kept", (msg, len(fds)), (b"k", 1))
+kept.register(r, select.EPOLLIN)
+check("shared", select.epoll.fromfd(fds[0]).poll(5), [(r, select.EPOLLIN)])
+open("result", "w").write("\n".join(out) + "\n")
+while True: time.sleep(1)
+`
+
+// TestUnixEpollInFlight: epolls in flight arrive after a move and work:
+// one only the queue held, watching what it watched under the same fd
+// numbers, and one the process kept, the same epoll as its own.
+func TestUnixEpollInFlight(t *testing.T) {
+	movedPython(t, epollInFlightPy, 8, inFlightOf(format.FileEpoll, 2))
 }

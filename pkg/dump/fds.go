@@ -269,28 +269,33 @@ func (c *collector) collectFDs(fds []procfs.FD) error {
 			}
 			continue
 		}
+		kind := ""
 		if !stream || reopen {
-			kind, _ := files.Classify(fd, c.ttys)
-			path := fmt.Sprintf("/proc/%d/fd/%d", c.pid, fd.Num)
-			idx, err := c.fileAt(path, kind)
+			kind, _ = files.Classify(fd, c.ttys)
+			idx, err := c.fileAt(fmt.Sprintf("/proc/%d/fd/%d", c.pid, fd.Num), kind)
 			if err != nil {
 				return fmt.Errorf("fd %d: %w", fd.Num, err)
 			}
 			out.File = idx
+		}
+		// Known before its Dump: a socket's queue may hold this very
+		// open file description in flight, which InFlight then finds.
+		c.t.nextOp++
+		out.Open = c.t.nextOp
+		c.t.opens = append(c.t.opens, openFD{pid: c.pid, num: fd.Num, file: out.File, target: fd.Target, open: out.Open, stream: stream})
+		if kind != "" {
 			if d, ok := files.Lookup(kind).(files.Dumper); ok {
-				if err := d.Dump(fdSource{c: c, byNum: byNum}, fd, idx); err != nil {
+				if err := d.Dump(fdSource{c: c, byNum: byNum}, fd, out.File); err != nil {
 					return err
 				}
 			}
 			if fd.Flags&unix.O_PATH == 0 {
+				var err error
 				if out.Owner, out.Sig, err = files.OwnerOf(c.pid, fd.Num); err != nil {
 					return err
 				}
 			}
 		}
-		c.t.nextOp++
-		out.Open = c.t.nextOp
-		c.t.opens = append(c.t.opens, openFD{pid: c.pid, num: fd.Num, file: out.File, target: fd.Target, open: out.Open, stream: stream})
 		c.p.FDs = append(c.p.FDs, out)
 		if err := c.recordLocks(fd, out); err != nil {
 			return err
@@ -374,6 +379,10 @@ func (s fdSource) UnixSockets() (map[uint64]linux.UnixDiag, error) {
 
 func (s fdSource) TCPClose() bool { return s.c.t.tcpClose }
 
+func (s fdSource) Carried() bool { return s.pid != 0 }
+
+func (s fdSource) Keeper() int { return s.c.pid }
+
 func (s fdSource) Hold(release func(resume bool)) {
 	*s.c.t.holds = append(*s.c.t.holds, release)
 }
@@ -409,17 +418,14 @@ func (s fdSource) InFlight(num int) (format.FD, error) {
 		return out, &refusal{fmt.Sprintf("a file in flight in a unix socket's queue is %s", why)}
 	}
 	k := files.Lookup(kind)
-	if s.pid != 0 {
-		// A file in flight in the queue of a socket that is itself in
-		// flight: refused, so that no cycle of sockets needs following.
-		return out, &refusal{fmt.Sprintf("a unix socket in flight in a unix socket's queue has files in flight in its own queue (%s), which procs cannot carry", fd.Target)}
-	}
 	// A unix socket travels in flight (the loader makes it with the
 	// others, its queue filled), no other kind of one open file does;
-	// of the kinds the process makes, one the loader can (an eventfd).
+	// of the kinds the process makes, one the loader can (an eventfd),
+	// or can once every process is built (a pidfd: LateMaker).
 	_, made := k.(files.Maker)
 	_, here := k.(files.LoaderMaker)
-	if made && !here || k.Traits().OneOpen && kind != format.FileUnix || fd.Flags&unix.O_PATH != 0 {
+	_, late := k.(files.LateMaker)
+	if made && !here && !late || k.Traits().OneOpen && kind != format.FileUnix || fd.Flags&unix.O_PATH != 0 {
 		return out, &refusal{fmt.Sprintf("a file in flight in a unix socket's queue is of kind %s (%s), which procs cannot carry in flight", kind, fd.Target)}
 	}
 	if prev := c.t.sharedWith(self, fd, false, false); prev != nil {
@@ -432,13 +438,16 @@ func (s fdSource) InFlight(num int) (format.FD, error) {
 	if out.File, err = c.fileAt(fmt.Sprintf("/proc/%d/fd/%d", self, num), kind); err != nil {
 		return out, err
 	}
+	// Known before its Dump: a socket in flight may hold itself, or a
+	// socket holding it, in its own queue (a cycle, which the kernel
+	// allows), found then as this one.
+	c.t.nextOp++
+	out.Open = c.t.nextOp
+	c.t.opens = append(c.t.opens, openFD{pid: self, num: num, file: out.File, target: fd.Target, open: out.Open})
 	if d, ok := k.(files.Dumper); ok {
 		if err := d.Dump(fdSource{c: c, byNum: map[int]*procfs.FD{num: fd}, pid: self}, fd, out.File); err != nil {
 			return out, err
 		}
 	}
-	c.t.nextOp++
-	out.Open = c.t.nextOp
-	c.t.opens = append(c.t.opens, openFD{pid: self, num: num, file: out.File, target: fd.Target, open: out.Open})
 	return out, nil
 }

@@ -69,7 +69,9 @@
 //     holds it; the loader then takes it (pidfd_getfd) for the later
 //     processes that share it. A LoaderMaker (an eventfd) the loader
 //     makes itself when it is in flight, and every process sharing it
-//     takes that one.
+//     takes that one. A LateMaker (a pidfd, an epoll) in flight is taken
+//     from a process that holds it once every process is built
+//     (Loader.Taken), or, when none does, made by the loader then.
 //   - Linker (restore, second pass): once every fd of the process
 //     exists, links what the process made to other objects (epoll
 //     targets, which are fds of that process).

@@ -207,6 +207,13 @@ type Source interface {
 	// TCPClose says connections travel as their addresses alone, to
 	// come back reset (--tcp=close), not in repair mode.
 	TCPClose() bool
+	// Carried says the fd is a file in flight that a peek at a
+	// socket's queue gave procs-dump (InFlight), procs-dump's own.
+	Carried() bool
+	// Keeper is the process of the tree whose fd it is, or whose
+	// socket's queue held it in flight: relative paths (a socket's
+	// address) are relative to its working directory.
+	Keeper() int
 	// Hold registers release, which lets go of what Dump holds while
 	// the tree is frozen (a connection, its packets dropped): with resume
 	// true, as it was, before the tree goes on (-K, or a failed dump);
@@ -277,6 +284,13 @@ type Loader interface {
 	// before they run (a connection leaves repair mode then, when
 	// both its ends exist).
 	AtRun(f func() error)
+	// Taken is, at AtRun, the open file description open of an fd of a
+	// process, taken from the first process that holds it (pidfd_getfd,
+	// the file the process made), or nil when no process holds it.
+	Taken(open int) (*os.File, error)
+	// PIDOf is, at AtRun, the restored PID of the image's process pid
+	// as procs-load sees it.
+	PIDOf(pid int) (int, bool)
 }
 
 // Preparer is a kind that the loader readies before the process exists
@@ -323,6 +337,14 @@ type Carrier interface {
 // and which the processes sharing it take (pidfd_getfd).
 type LoaderMaker interface {
 	MakeHere(fd format.FD, f *format.File) (*os.File, error)
+}
+
+// LateMaker is a Maker whose file the loader can make itself once every
+// process is built (AtRun): a pidfd, on a process that exists by then; an
+// epoll, whose targets are open by then. For a file in flight that no
+// process holds (one that a process holds too is Loader.Taken).
+type LateMaker interface {
+	MakeLate(l Loader, fd format.FD, f *format.File) (*os.File, error)
 }
 
 // Maker is a kind whose fds the process makes itself (an eventfd, an
@@ -415,6 +437,78 @@ func Holder(procs []format.Process, i int) (*format.Process, *format.FD) {
 		}
 	}
 	return nil, nil
+}
+
+// Keeper is the first process of procs that holds file i on an fd, or
+// else holds a file that carries i in flight (Carrier), however deep: the
+// process whose rights a file in flight is made with. Nil when none does.
+func Keeper(fs []format.File, procs []format.Process, i int) *format.Process {
+	if p, _ := Holder(procs, i); p != nil {
+		return p
+	}
+	carriers := map[int][]int{} // file -> the files carrying it
+	for k := range fs {
+		if c, ok := Lookup(fs[k].Kind).(Carrier); ok {
+			for _, fd := range c.InFlight(&fs[k]) {
+				carriers[fd.File] = append(carriers[fd.File], k)
+			}
+		}
+	}
+	want := map[int]bool{i: true}
+	for next := []int{i}; len(next) > 0; {
+		f := next[0]
+		next = next[1:]
+		for _, c := range carriers[f] {
+			if !want[c] {
+				want[c] = true
+				next = append(next, c)
+			}
+		}
+	}
+	for p := range procs {
+		for _, fd := range procs[p].FDs {
+			if fd.File >= 0 && want[fd.File] {
+				return &procs[p]
+			}
+		}
+	}
+	return nil
+}
+
+// inFlightFDs are the files in flight of every file of fs (Carrier).
+func inFlightFDs(fs []format.File) []format.FD {
+	var out []format.FD
+	for k := range fs {
+		if c, ok := Lookup(fs[k].Kind).(Carrier); ok {
+			out = append(out, c.InFlight(&fs[k])...)
+		}
+	}
+	return out
+}
+
+// fdOpens maps the open id of every fd of procs to its file.
+func fdOpens(procs []format.Process) map[int]int {
+	opens := map[int]int{}
+	for _, p := range procs {
+		for _, fd := range p.FDs {
+			opens[fd.Open] = fd.File
+		}
+	}
+	return opens
+}
+
+// carrierOf is the first file of fs that holds file i in flight, or -1.
+func carrierOf(fs []format.File, i int) int {
+	for k := range fs {
+		if c, ok := Lookup(fs[k].Kind).(Carrier); ok {
+			for _, fd := range c.InFlight(&fs[k]) {
+				if fd.File == i {
+					return k
+				}
+			}
+		}
+	}
+	return -1
 }
 
 // ErrUnsupported is matched by every refusal of a kind to carry what a

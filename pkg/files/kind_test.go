@@ -106,6 +106,8 @@ func (s *source) FD(n int) *procfs.FD     { return s.fds[n] }
 
 func (s *source) UnixSockets() (map[uint64]linux.UnixDiag, error) { return linux.UnixSockets() }
 func (s *source) TCPClose() bool                                  { return false }
+func (s *source) Keeper() int                                     { return s.p.PID }
+func (s *source) Carried() bool                                   { return false }
 func (s *source) Hold(func(bool))                                 {}
 
 func (s *source) InFlight(fd int) (format.FD, error) {

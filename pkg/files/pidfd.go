@@ -2,6 +2,7 @@ package files
 
 import (
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 
@@ -91,7 +92,13 @@ func reapedStatus(pid, num int) (int, error) {
 // other than a main one, naming it.
 func (pidfd) CheckTree(fs []format.File, procs []format.Process, _ *Outside) error {
 	for i, f := range fs {
-		if f.Kind != format.FilePidfd || f.Pidfd == nil || f.Pidfd.Reaped != nil {
+		if f.Kind != format.FilePidfd || f.Pidfd == nil {
+			continue
+		}
+		if p, _ := Holder(procs, i); p == nil && f.Pidfd.Reaped != nil {
+			return refusef("%s is a unix socket whose queue holds in flight a pidfd on a process that ended and was reaped, which no process holds: procs cannot carry it", holderOf(procs, carrierOf(fs, i)))
+		}
+		if f.Pidfd.Reaped != nil {
 			continue
 		}
 		switch pidfdTarget(procs, f.Pidfd.PID) {
@@ -154,6 +161,21 @@ func (pidfd) Make(t Target, fd format.FD, f *format.File, cloexec int) (uint64, 
 	return n, nil
 }
 
+// MakeLate makes a pidfd in flight that no process holds, in the loader,
+// once every process exists: pidfd_open of the process it referred to,
+// restored, with fd's flags.
+func (pidfd) MakeLate(l Loader, fd format.FD, f *format.File) (*os.File, error) {
+	pid, ok := l.PIDOf(f.Pidfd.PID)
+	if !ok || f.Pidfd.Reaped != nil {
+		return nil, fmt.Errorf("a pidfd on process %d, which the image lacks", f.Pidfd.PID)
+	}
+	n, err := unix.PidfdOpen(pid, fd.Flags&(unix.O_NONBLOCK|unix.PIDFD_THREAD))
+	if err != nil {
+		return nil, fmt.Errorf("pidfd_open(%d): %w", pid, err)
+	}
+	return os.NewFile(uintptr(n), "pidfd"), nil
+}
+
 // Validate: the pidfd names a process of the image (thread pidfds of
 // other threads are never written: the threads are made after the fds),
 // or is on a reaped process that ended as a process can; every fd of it
@@ -179,6 +201,14 @@ func (pidfd) Validate(fs []format.File, i int, procs []format.Process) error {
 				return fmt.Errorf("image process %d fd %d: a pidfd with open flags %#x", p.PID, fd.Num, fd.Flags)
 			}
 		}
+	}
+	for _, fd := range inFlightFDs(fs) {
+		if fd.File == i && (fd.Flags&^pidfdFlags != 0 || fd.Flags&unix.O_ACCMODE != unix.O_RDWR) {
+			return fmt.Errorf("image pidfd %d in flight with open flags %#x", i, fd.Flags)
+		}
+	}
+	if p, _ := Holder(procs, i); p == nil && pf.Reaped != nil {
+		return fmt.Errorf("image pidfd %d on a reaped process is in flight and no process holds it", i)
 	}
 	return nil
 }

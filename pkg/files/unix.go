@@ -36,14 +36,18 @@ import (
 // Files in flight in a queue (SCM_RIGHTS) are the image's open files
 // (Source.InFlight), sent again with their message (Carrier); a unix
 // socket in flight, whose only holder may be the queue, is one of the
-// sockets the loader makes, sent as itself (validSocketInFlight). A
+// sockets the loader makes, sent as itself, whatever it is (listening,
+// with files in flight of its own, in its own queue: each open file is
+// given its id before it is dumped, so that a cycle ends there). A
 // socket whose peer is outside the tree is refused by name, unless
 // procs-dump was told --external=close: it then comes back as if the
-// peer had closed (unixcheck.go). Refused by name, for now: a file the
-// process makes in flight, a unix socket in flight that
-// validSocketInFlight refuses (one with files in flight of its own above
-// all), bytes a client sent on a connection not yet accepted, a socket
-// of another network namespace than procs-dump's.
+// peer had closed (unixcheck.go). Refused by name: a file in flight
+// that the process makes and the loader cannot (a timerfd, a signalfd),
+// an inotify or another socket than a unix one in flight,
+// bytes a client sent on a connection not yet accepted (they wait in a
+// socket with no file until accept, which would take it from the
+// server: see format/SPEC.md, "Unix"), a socket of another network
+// namespace than procs-dump's.
 type unixSocket struct{}
 
 func (unixSocket) Name() string { return format.FileUnix }
@@ -95,7 +99,7 @@ func (unixSocket) Dump(src Source, fd *procfs.FD, idx int) error {
 		st.ListenerIno = listenerOf(all, d)
 	}
 	if d.Name != "" && (st.Listening || u.Type == unix.SOCK_DGRAM || !st.Connected) {
-		if err := boundName(src.PID(), fd.Num, d, st); err != nil {
+		if err := boundName(src.Keeper(), fd.Num, d, st); err != nil {
 			return err
 		}
 	}
@@ -124,11 +128,12 @@ func listenerOf(all map[uint64]linux.UnixDiag, d linux.UnixDiag) uint64 {
 	return 0
 }
 
-// boundName records the address socket num of process pid is bound to:
-// an abstract name, or a path (relative to the process's working
-// directory, when it is relative and the file there is the socket's), with
-// the socket file's mode and owner.
-func boundName(pid, num int, d linux.UnixDiag, st *format.Unix) error {
+// boundName records the address socket fd num is bound to: an abstract
+// name, or a path (relative to the working directory of process keeper,
+// the one holding it or a queue with it in flight, when it is relative
+// and the file there is the socket's), with the socket file's mode and
+// owner.
+func boundName(keeper, num int, d linux.UnixDiag, st *format.Unix) error {
 	if name, ok := strings.CutPrefix(d.Name, "\x00"); ok {
 		st.Abstract = []byte(name)
 		return nil
@@ -139,13 +144,13 @@ func boundName(pid, num int, d linux.UnixDiag, st *format.Unix) error {
 		return refusef("fd %d is a unix socket bound to a path that is not UTF-8 (%s)", num, safetext.Quote(path))
 	}
 	st.Path = path
-	at := fmt.Sprintf("/proc/%d/root%s", pid, path)
+	at := fmt.Sprintf("/proc/%d/root%s", keeper, path)
 	if !filepath.IsAbs(path) {
-		cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+		cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", keeper))
 		if err != nil {
 			return err
 		}
-		st.Dir, at = cwd, fmt.Sprintf("/proc/%d/cwd/%s", pid, path)
+		st.Dir, at = cwd, fmt.Sprintf("/proc/%d/cwd/%s", keeper, path)
 	}
 	var fs unix.Stat_t
 	if unix.Lstat(at, &fs) != nil || fs.Ino != d.VFSIno || fs.Dev != d.VFSDev {

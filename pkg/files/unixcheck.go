@@ -74,7 +74,7 @@ func (unixSocket) CheckTree(fs []format.File, procs []format.Process, out *Outsi
 			continue
 		case u.PeerIno == 0 && in:
 			if u.Sent > 0 {
-				return refusef("%s is a unix socket whose connection, not yet accepted by %s, holds bytes it sent, which procs cannot read without accepting it", holderOf(procs, i), holderOf(procs, l))
+				return refusef("%s is a unix socket whose connection, not yet accepted by %s, holds bytes it sent, which procs cannot read without taking the connection from the server (try again once it is accepted)", holderOf(procs, i), holderOf(procs, l))
 			}
 			continue
 		case u.PeerIno != 0 && in:
@@ -97,24 +97,6 @@ func (unixSocket) CheckTree(fs []format.File, procs []format.Process, out *Outsi
 	}
 	for _, e := range ext {
 		fs[e.file].Unix.External = true
-	}
-	return socketsInFlight(fs, procs)
-}
-
-// socketsInFlight refuses a unix socket in flight in a queue that the
-// loader would refuse (validSocketInFlight), naming the queue's holder.
-func socketsInFlight(fs []format.File, procs []format.Process) error {
-	for i := range fs {
-		if fs[i].Unix == nil {
-			continue
-		}
-		for _, r := range fs[i].Unix.Rights {
-			for _, fd := range r.FDs {
-				if fs[fd.File].Kind == format.FileUnix && validSocketInFlight(fs, i, fd, procs) != nil {
-					return refusef("%s is a unix socket with a unix socket in flight in its queue that procs cannot carry: one listening, not connected, connected to a socket no process of the tree holds, or with files in flight of its own", holderOf(procs, i))
-				}
-			}
-		}
 	}
 	return nil
 }
@@ -348,12 +330,7 @@ func validRights(fs []format.File, u *format.Unix, i int, procs []format.Process
 	if len(u.Rights) > maxUnixMessages {
 		return fmt.Errorf("image unix socket %d: %d sets of files in flight: out of range", i, len(u.Rights))
 	}
-	opens := map[int]int{}
-	for _, p := range procs {
-		for _, fd := range p.FDs {
-			opens[fd.Open] = fd.File
-		}
-	}
+	opens := fdOpens(procs)
 	prev := -1
 	for _, r := range u.Rights {
 		switch {
@@ -373,12 +350,13 @@ func validRights(fs []format.File, u *format.Unix, i int, procs []format.Process
 			k := Lookup(fs[fd.File].Kind)
 			_, prep := k.(Preparer)
 			_, here := k.(LoaderMaker)
+			_, late := k.(LateMaker)
 			_, carrier := k.(Carrier)
 			if fs[fd.File].Kind == format.FileUnix {
 				if err := validSocketInFlight(fs, i, fd, procs); err != nil {
 					return err
 				}
-			} else if k == nil || !prep && !here || carrier || k.Traits().OneOpen || fs[fd.File].Self != "" {
+			} else if k == nil || !prep && !here && !late || carrier || k.Traits().OneOpen || fs[fd.File].Self != "" {
 				return fmt.Errorf("image unix socket %d: a file in flight of kind %q, which procs does not carry in flight", i, fs[fd.File].Kind)
 			}
 			if fd.Num != 0 || fd.Open < 1 || fd.Flags < 0 || fd.Flags >= 1<<22 || fd.Flags&unix.O_PATH != 0 || fd.Pos < 0 {
@@ -393,21 +371,15 @@ func validRights(fs []format.File, u *format.Unix, i int, procs []format.Process
 }
 
 // validSocketInFlight checks unix socket fd.File, in flight in socket i's
-// queue: a connected socket whose peer a process holds (a socketpair's
-// end, an accepted connection), neither listening nor connected outside
-// the tree, with no files in flight of its own (no cycle of sockets to
-// follow), and, as any socket, one open file description: the same open
-// id wherever an fd or a queue names it.
+// queue: any socket the loader makes (listening, with files in flight of
+// its own, in flight in its own queue or its peer's, its peer in flight
+// too or held by no process), as long as it has one open file
+// description, as any socket: the same open id wherever an fd or a queue
+// names it.
 func validSocketInFlight(fs []format.File, i int, fd format.FD, procs []format.Process) error {
 	j := fd.File
-	u := fs[j].Unix
-	held := false
-	if u != nil && u.Peer >= 0 {
-		p, _ := Holder(procs, u.Peer)
-		held = p != nil
-	}
-	if j == i || u == nil || !u.Connected || !held || u.Listening || u.External || len(u.Rights) > 0 {
-		return fmt.Errorf("image unix socket %d: unix socket %d in flight is not connected to a socket a process holds, or is listening, or has files in flight of its own", i, j)
+	if fs[j].Unix == nil {
+		return fmt.Errorf("image unix socket %d: unix socket %d in flight has no socket state", i, j)
 	}
 	for _, p := range procs {
 		for _, pfd := range p.FDs {

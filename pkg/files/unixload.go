@@ -21,7 +21,7 @@ func (unixSocket) Prepare(l Loader, i int, _ *format.File, _ string) error {
 	if l.Local(i) != nil {
 		return nil // made with the others
 	}
-	m := &unixMaker{l: l, fs: l.Files(), s: map[int]*os.File{}, queued: map[int]bool{}}
+	m := &unixMaker{l: l, fs: l.Files(), s: map[int]*os.File{}, queued: map[int]bool{}, late: map[int]*os.File{}}
 	if err := m.makeAll(); err != nil {
 		m.closeAll()
 		return err
@@ -39,6 +39,10 @@ type unixMaker struct {
 	closed map[int]*os.File
 	// queued are the sockets queued on a listening one.
 	queued map[int]bool
+	// late are the files in flight the loader had no description of
+	// before every process was built (a pidfd, an epoll), by open id,
+	// kept until they are sent.
+	late map[int]*os.File
 }
 
 // makeAll makes the sockets in passes: each made (socket, socketpair);
@@ -86,31 +90,52 @@ func (m *unixMaker) makeAll() error {
 	for i, f := range m.s {
 		m.l.Own(i, f)
 	}
-	if !m.carries() {
+	carries, late := m.carries()
+	if !carries {
 		return m.fillAll()
 	}
 	// Files in flight are sent once the loader has opened them, as
-	// the processes holding the sockets.
-	m.l.Later(func() error {
+	// the processes holding the sockets; those it makes or takes from
+	// the processes (LateMaker), once every process is built.
+	fill := func() error {
 		err := m.fillAll()
+		for _, f := range m.late {
+			f.Close() // sent, or the restore failed
+		}
 		if err != nil {
 			for _, f := range m.closed {
 				f.Close()
 			}
 		}
 		return err
-	})
+	}
+	if late {
+		m.l.AtRun(fill)
+	} else {
+		m.l.Later(fill)
+	}
 	return nil
 }
 
-// carries says whether a socket has files in flight in its queue.
-func (m *unixMaker) carries() bool {
+// carries says whether a socket has files in flight in its queue, and
+// whether one of them is a kind the loader makes once every process is
+// built (LateMaker).
+func (m *unixMaker) carries() (carries, late bool) {
 	for i := range m.fs {
-		if u := m.fs[i].Unix; u != nil && len(u.Rights) > 0 {
-			return true
+		u := m.fs[i].Unix
+		if u == nil {
+			continue
+		}
+		for _, r := range u.Rights {
+			carries = true
+			for _, fd := range r.FDs {
+				if _, ok := Lookup(m.fs[fd.File].Kind).(LateMaker); ok {
+					late = true
+				}
+			}
 		}
 	}
-	return false
+	return carries, late
 }
 
 // fillAll fills every socket's queue, then shuts each down and gives it
@@ -545,13 +570,38 @@ func (m *unixMaker) rights(u *format.Unix, k int) ([]byte, error) {
 	}
 	var nums []int
 	for _, fd := range fds {
-		lf := m.l.Description(fd.Open)
-		if lf == nil {
-			return nil, fmt.Errorf("a file in flight (open %d) was not opened", fd.Open)
+		lf, err := m.inFlight(fd)
+		if err != nil {
+			return nil, err
 		}
 		nums = append(nums, int(lf.Fd()))
 	}
 	return unix.UnixRights(nums...), nil
+}
+
+// inFlight is the loader's open file description of file in flight fd:
+// opened with the process's fds, or taken from the process that holds it
+// too, or made (LateMaker).
+func (m *unixMaker) inFlight(fd format.FD) (*os.File, error) {
+	if lf := m.l.Description(fd.Open); lf != nil {
+		return lf, nil
+	}
+	if lf := m.late[fd.Open]; lf != nil {
+		return lf, nil
+	}
+	lm, ok := Lookup(m.fs[fd.File].Kind).(LateMaker)
+	if !ok {
+		return nil, fmt.Errorf("a file in flight (open %d) was not opened", fd.Open)
+	}
+	lf, err := m.l.Taken(fd.Open)
+	if err == nil && lf == nil {
+		lf, err = lm.MakeLate(m.l, fd, &m.fs[fd.File])
+	}
+	if err != nil {
+		return nil, fmt.Errorf("a file in flight: %w", err)
+	}
+	m.late[fd.Open] = lf
+	return lf, nil
 }
 
 // InFlight are the files in flight in the socket's queue.

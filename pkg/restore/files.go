@@ -86,12 +86,13 @@ func (l loader) File(i int) *format.File { return &l.b.files[i] }
 func (l loader) Files() []format.File { return l.b.files }
 
 // As runs f with the rights of the first process of the image that holds
-// file i (this process's opener, or one made for the other's
-// credentials, or for this process's once its own has ended: Later). A
-// permission f was denied names the user.
+// file i, or else a socket carrying it in flight (files.Keeper): this
+// process's opener, or one made for the other's credentials, or for this
+// process's once its own has ended (Later). A permission f was denied
+// names the user.
 func (l loader) As(i int, f func() error) error {
 	creds := l.b.img.Creds
-	if p, _ := files.Holder(l.b.imgs, i); p != nil {
+	if p := files.Keeper(l.b.files, l.b.imgs, i); p != nil {
 		creds = p.Creds
 	}
 	op := l.b.op
@@ -135,6 +136,24 @@ func (l loader) AsProcess(f func() error) error { return l.b.op.do(f) }
 func (l loader) TCPClose() bool { return l.b.opts.TCPClose }
 
 func (l loader) AtRun(f func() error) { l.b.atRun = append(l.b.atRun, f) }
+
+func (l loader) Taken(open int) (*os.File, error) {
+	for _, p := range l.b.procs {
+		for _, fd := range p.img.FDs {
+			if fd.Open == open && fd.File >= 0 {
+				return p.fdOf(fd.Num)
+			}
+		}
+	}
+	return nil, nil
+}
+
+func (l loader) PIDOf(pid int) (int, bool) {
+	if b := l.b.byPID(pid); b != nil && b.pid > 0 {
+		return b.pid, true
+	}
+	return 0, false
+}
 
 func (l loader) MakeMemfd(i int, f *format.File) error {
 	// Made as the process: its owner, and the mode it may give.
@@ -301,6 +320,9 @@ func (b *builder) openDescriptions() error {
 		var lf *os.File
 		var err error
 		k := files.Lookup(b.files[fd.File].Kind)
+		if _, ok := k.(files.LateMaker); ok {
+			continue // made, or taken from a process, once all are built
+		}
 		if lm, ok := k.(files.LoaderMaker); ok {
 			lf, err = lm.MakeHere(fd, &b.files[fd.File]) // the processes sharing it take it
 		} else if k.Traits().OneOpen {
@@ -350,17 +372,28 @@ func (b *builder) openDescriptions() error {
 
 // inFlight are the open file descriptions that the files the process
 // holds on its fds hold in turn (files in flight in a socket's queue:
-// files.Carrier), which the process prepares and opens as its fds'.
+// files.Carrier), and those these hold, however deep (a socket in flight
+// with files in flight of its own, itself maybe), which the process
+// prepares and opens as its fds'.
 func (b *builder) inFlight() []format.FD {
 	var out []format.FD
 	seen := map[int]bool{}
+	next := []int{}
 	for _, fd := range b.img.FDs {
-		if fd.File < 0 || seen[fd.File] {
+		next = append(next, fd.File)
+	}
+	for len(next) > 0 {
+		f := next[0]
+		next = next[1:]
+		if f < 0 || seen[f] {
 			continue
 		}
-		seen[fd.File] = true
-		if c, ok := files.Lookup(b.files[fd.File].Kind).(files.Carrier); ok {
-			out = append(out, c.InFlight(&b.files[fd.File])...)
+		seen[f] = true
+		if c, ok := files.Lookup(b.files[f].Kind).(files.Carrier); ok {
+			for _, fd := range c.InFlight(&b.files[f]) {
+				out = append(out, fd)
+				next = append(next, fd.File)
+			}
 		}
 	}
 	return out

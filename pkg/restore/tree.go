@@ -517,17 +517,26 @@ func (t *tree) closeLocal() {
 // made at fd num (a Maker kind's), for the fds of later processes that
 // share it.
 func (b *builder) shareMade(open, num int) error {
+	lf, err := b.fdOf(num)
+	if err != nil {
+		return err
+	}
+	b.descs[open] = lf
+	return nil
+}
+
+// fdOf takes fd num of process b, built (pidfd_getfd).
+func (b *builder) fdOf(num int) (*os.File, error) {
 	pidfd, err := unix.PidfdOpen(b.pid, 0)
 	if err != nil {
-		return os.NewSyscallError("pidfd_open", err)
+		return nil, os.NewSyscallError("pidfd_open", err)
 	}
 	defer unix.Close(pidfd)
 	fd, err := unix.PidfdGetfd(pidfd, num, 0)
 	if err != nil {
-		return fmt.Errorf("taking fd %d of process %d: %w", num, b.pid, err)
+		return nil, fmt.Errorf("taking fd %d of process %d: %w", num, b.pid, err)
 	}
-	b.descs[open] = os.NewFile(uintptr(fd), fmt.Sprintf("fd %d of process %d", num, b.img.PID))
-	return nil
+	return os.NewFile(uintptr(fd), fmt.Sprintf("fd %d of process %d", num, b.img.PID)), nil
 }
 
 // sharedLater tells whether a process after b holds open file

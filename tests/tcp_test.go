@@ -634,12 +634,20 @@ func TestTCPConnImageAttack(t *testing.T) {
 	checkEcho(t, sdir, cdir)
 }
 
-// threeHosts makes three network namespaces, a client host C and two
-// server hosts A and B, each joined to C by a veth pair, and removes them
-// at the end of the test. The service address S, a routed floating IP, is
-// on A and B, and C reaches it through A. It returns the namespaces, S
-// and what moves S to B (C's route, then A lets it go).
-func threeHosts(t *testing.T) (c, a, b, s string, move func()) {
+// threeNets is three network namespaces the test made: a client host C
+// and two server hosts A and B, each joined to C by a veth pair, C
+// routing between them. The service address S, a routed floating IP, is
+// on A and B, and C reaches it through A until move.
+type threeNets struct {
+	c, a, b string // the namespaces
+	s       string // the service address
+	ipB     string // B's own address, which A reaches through C
+	netA    string // A's network (its address is netA+"2", C's netA+"1")
+	netB    string // the same of B
+}
+
+// threeHosts makes threeNets and removes them at the end of the test.
+func threeHosts(t *testing.T) *threeNets {
 	t.Helper()
 	if _, err := exec.LookPath("nsenter"); err != nil {
 		t.Skip("nsenter is missing")
@@ -648,39 +656,65 @@ func threeHosts(t *testing.T) (c, a, b, s string, move func()) {
 		t.Skip("network namespaces need root")
 	}
 	pid := os.Getpid()
-	c, a, b = fmt.Sprintf("procs-tcp-%d-c", pid), fmt.Sprintf("procs-tcp-%d-a", pid), fmt.Sprintf("procs-tcp-%d-b", pid)
 	n := pid%200 + 20
-	ip := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-		}
+	h := &threeNets{
+		c: fmt.Sprintf("procs-tcp-%d-c", pid), a: fmt.Sprintf("procs-tcp-%d-a", pid), b: fmt.Sprintf("procs-tcp-%d-b", pid),
+		netA: fmt.Sprintf("10.%d.1.", n), netB: fmt.Sprintf("10.%d.2.", n), s: fmt.Sprintf("10.%d.3.9", n),
 	}
-	for _, ns := range []string{c, a, b} {
-		ip("netns", "add", ns)
+	h.ipB = h.netB + "2"
+	for _, ns := range []string{h.c, h.a, h.b} {
+		h.ip(t, "netns", "add", ns)
 		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-		ip("-n", ns, "link", "set", "lo", "up")
+		h.ip(t, "-n", ns, "link", "set", "lo", "up")
 	}
-	netA, netB := fmt.Sprintf("10.%d.1.", n), fmt.Sprintf("10.%d.2.", n)
-	s = fmt.Sprintf("10.%d.3.9", n)
-	for _, h := range []struct{ ns, net, name string }{{a, netA, "a"}, {b, netB, "b"}} {
-		vc, vh := fmt.Sprintf("pc%d%s", pid, h.name), fmt.Sprintf("ph%d%s", pid, h.name)
-		ip("link", "add", vc, "netns", c, "type", "veth", "peer", "name", vh, "netns", h.ns)
-		ip("-n", c, "addr", "add", h.net+"1/24", "dev", vc)
-		ip("-n", h.ns, "addr", "add", h.net+"2/24", "dev", vh)
-		ip("-n", c, "link", "set", vc, "up")
-		ip("-n", h.ns, "link", "set", vh, "up")
-		ip("-n", h.ns, "route", "add", "default", "via", h.net+"1")
+	for _, x := range []struct{ ns, net, name string }{{h.a, h.netA, "a"}, {h.b, h.netB, "b"}} {
+		vc, vh := fmt.Sprintf("pc%d%s", pid, x.name), fmt.Sprintf("ph%d%s", pid, x.name)
+		h.ip(t, "link", "add", vc, "netns", h.c, "type", "veth", "peer", "name", vh, "netns", x.ns)
+		h.ip(t, "-n", h.c, "addr", "add", x.net+"1/24", "dev", vc)
+		h.ip(t, "-n", x.ns, "addr", "add", x.net+"2/24", "dev", vh)
+		h.ip(t, "-n", h.c, "link", "set", vc, "up")
+		h.ip(t, "-n", x.ns, "link", "set", vh, "up")
+		h.ip(t, "-n", x.ns, "route", "add", "default", "via", x.net+"1")
+	}
+	// C routes A's packets to B (an image sent to B's procs-serve).
+	if out, err := exec.Command("nsenter", "--net=/run/netns/"+h.c, "sh", "-c", "echo 1 >/proc/sys/net/ipv4/ip_forward").CombinedOutput(); err != nil {
+		t.Fatalf("forwarding on host C: %v: %s", err, out)
 	}
 	// S is on both A and B; C's route says which one serves it.
-	ip("-n", a, "addr", "add", s+"/32", "dev", "lo")
-	ip("-n", b, "addr", "add", s+"/32", "dev", "lo")
-	ip("-n", c, "route", "add", s+"/32", "via", netA+"2")
-	move = func() {
-		ip("-n", c, "route", "replace", s+"/32", "via", netB+"2")
-		ip("-n", a, "addr", "del", s+"/32", "dev", "lo")
+	h.ip(t, "-n", h.a, "addr", "add", h.s+"/32", "dev", "lo")
+	h.ip(t, "-n", h.b, "addr", "add", h.s+"/32", "dev", "lo")
+	h.ip(t, "-n", h.c, "route", "add", h.s+"/32", "via", h.netA+"2")
+	return h
+}
+
+// ip runs ip(8) with args.
+func (h *threeNets) ip(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
 	}
-	return c, a, b, s, move
+}
+
+// move moves S to B: C's route goes there, then A lets it go.
+func (h *threeNets) move(t *testing.T) {
+	t.Helper()
+	h.ip(t, "-n", h.c, "route", "replace", h.s+"/32", "via", h.netB+"2")
+	h.ip(t, "-n", h.a, "addr", "del", h.s+"/32", "dev", "lo")
+}
+
+// letGoHeld has the holders on host A let go of the connections that
+// left it, as a restore on A would have them do (else they hold them
+// for minutes, processes left over by the test).
+func (h *threeNets) letGoHeld(t *testing.T) {
+	t.Helper()
+	py := victimArgv(t, "python")[0]
+	for _, l := range strings.Split(cmdOutput(t, in(h.a, "ss", "-xl")...), "\n") {
+		if i := strings.Index(l, "@procs-tcp-hold "); i >= 0 {
+			f := strings.Fields(l[i:])
+			exec.Command("nsenter", "--net=/run/netns/"+h.a, py, "-c",
+				"import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(chr(0)+sys.argv[1]); s.recv(1)", strings.Join(f[:3], " ")[1:]).Run()
+		}
+	}
 }
 
 // in is argv run in network namespace ns.
@@ -697,35 +731,27 @@ func TestTCPMoveHosts(t *testing.T) {
 	needTools(t)
 	noLeftovers(t)
 	py := victimArgv(t, "python")[0]
-	c, a, b, s, move := threeHosts(t)
+	h := threeHosts(t)
 	sdir, cdir := t.TempDir(), t.TempDir()
-	server := startTree(t, sdir, "log", in(a, py, "-c", tcpEchoPy, "7000", s)...)
+	server := startTree(t, sdir, "log", in(h.a, py, "-c", tcpEchoPy, "7000", h.s)...)
 	waitFile(t, filepath.Join(sdir, "ready"))
-	startTree(t, cdir, "log", in(c, py, "-c", echoClientPy, "7000", s)...)
+	startTree(t, cdir, "log", in(h.c, py, "-c", echoClientPy, "7000", h.s)...)
 	waitLines(t, filepath.Join(sdir, "got"), 200, 10*time.Second)
 	img := dump(t, server, false)
 	waitImageGone(t, img)
-	ld := start(t, in(b, filepath.Join(binDir, "procs-load"), img), t.TempDir())
+	ld := start(t, in(h.b, filepath.Join(binDir, "procs-load"), img), t.TempDir())
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("procs-load: %s", ld.stderrText())
 		}
 	})
 	waitFor(t, 10*time.Second, func() bool {
-		out, _ := exec.Command("ip", "netns", "exec", b, "ss", "-tn", "state", "established").Output()
-		return strings.Contains(string(out), s+":7000")
+		out, _ := exec.Command("ip", "netns", "exec", h.b, "ss", "-tn", "state", "established").Output()
+		return strings.Contains(string(out), h.s+":7000")
 	}, "the connection on host B")
-	move()
+	h.move(t)
 	checkEcho(t, sdir, cdir)
-	// Host A's holder lets go of the connection that left it, as a
-	// restore on A would have it do.
-	for _, l := range strings.Split(cmdOutput(t, in(a, "ss", "-xl")...), "\n") {
-		if i := strings.Index(l, "@procs-tcp-hold "); i >= 0 {
-			f := strings.Fields(l[i:])
-			exec.Command("nsenter", "--net=/run/netns/"+a, py, "-c",
-				"import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(chr(0)+sys.argv[1]); s.recv(1)", strings.Join(f[:3], " ")[1:]).Run()
-		}
-	}
+	h.letGoHeld(t)
 }
 
 // cmdOutput runs argv and returns its output.

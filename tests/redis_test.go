@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"procs/tests/internal/hosts"
 )
 
 // incrPy is a redis client in a few lines of RESP: it connects to the
@@ -78,7 +80,7 @@ const redisPort = 7000
 // procs receive there, then moves the service address to B. It returns
 // the hosts, the client's folder and the last number it wrote before
 // procs send.
-func moveRedis(t *testing.T, again bool, sendArgs ...string) (*threeNets, string, int) {
+func moveRedis(t *testing.T, again bool, sendArgs ...string) (*hosts.Three, string, int) {
 	t.Helper()
 	needTools(t)
 	noLeftovers(t)
@@ -96,16 +98,16 @@ func moveRedis(t *testing.T, again bool, sendArgs ...string) (*threeNets, string
 		t.Fatal(err)
 	}
 	env := []string{"PROCS_SERVER=", "PROCS_TOKEN_FILE=", "PROCS_TOKEN=" + token}
-	a, b := host{ns: h.a, bin: bin, env: env}, host{ns: h.b, bin: bin, env: env}
-	addr := net.JoinHostPort(h.ipB, "7627")
+	a, b := host{ns: h.A, bin: bin, env: env}, host{ns: h.B, bin: bin, env: env}
+	addr := net.JoinHostPort(h.IPB, "7627")
 	startServer(t, b, a, addr, filepath.Join(work, "state"), "--token-file", tokenFile)
 
 	rdir, cdir := t.TempDir(), t.TempDir()
 	conf := filepath.Join(rdir, "redis.conf")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, redisConf, h.s, redisPort, rdir), 0o644); err != nil {
+	if err := os.WriteFile(conf, fmt.Appendf(nil, redisConf, h.S, redisPort, rdir), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	server := startTree(t, rdir, "redis.log", in(h.a, rs, conf)...)
+	server := startTree(t, rdir, "redis.log", hosts.In(h.A, rs, conf)...)
 	t.Cleanup(func() {
 		if t.Failed() {
 			r, _ := os.ReadFile(filepath.Join(rdir, "redis.log"))
@@ -113,7 +115,7 @@ func moveRedis(t *testing.T, again bool, sendArgs ...string) (*threeNets, string
 			t.Logf("redis-server's log:\n%s\nthe client's:\n%s", r, c)
 		}
 	})
-	argv := in(h.c, py, "-c", incrPy, h.s, strconv.Itoa(redisPort))
+	argv := hosts.In(h.C, py, "-c", incrPy, h.S, strconv.Itoa(redisPort))
 	if again {
 		argv = append(argv, "again")
 	}
@@ -133,15 +135,15 @@ func moveRedis(t *testing.T, again bool, sendArgs ...string) (*threeNets, string
 		b, _ := os.ReadFile(recv.out + ".err")
 		return strings.Contains(string(b), " runs")
 	}, "procs receive to say the process runs")
-	h.move(t)
+	moveAddress(t, h)
 	return h, cdir, last
 }
 
 // redisAnswers checks that redis-server, at the service address, answers
 // a new client from host C with a count of at least least.
-func redisAnswers(t *testing.T, h *threeNets, least int) {
+func redisAnswers(t *testing.T, h *hosts.Three, least int) {
 	t.Helper()
-	cli := in(h.c, "redis-cli", "-h", h.s, "-p", strconv.Itoa(redisPort), "GET", "counter")
+	cli := hosts.In(h.C, "redis-cli", "-h", h.S, "-p", strconv.Itoa(redisPort), "GET", "counter")
 	got, err := exec.Command(cli[0], cli[1:]...).Output()
 	if err != nil {
 		t.Fatalf("redis-cli GET counter: %v", err)
@@ -163,7 +165,7 @@ func TestRedisMoveHosts(t *testing.T) {
 	t.Logf("the client counted to %d before procs send, to %d on one connection", last, n)
 	checkLogs(t, cdir)
 	redisAnswers(t, h, n)
-	h.letGoHeld(t)
+	letGoHeld(t, h)
 }
 
 // TestRedisMoveHostsClose: the same move with --tcp=close: the client's

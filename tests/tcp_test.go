@@ -5,7 +5,6 @@ package tests
 // them back, and what the restorer may not be made to bind.
 
 import (
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -22,6 +21,7 @@ import (
 
 	"procs/format"
 	"procs/pkg/linux"
+	"procs/tests/internal/hosts"
 )
 
 // curlGet fetches url with curl, retrying for a few seconds while the
@@ -634,20 +634,8 @@ func TestTCPConnImageAttack(t *testing.T) {
 	checkEcho(t, sdir, cdir)
 }
 
-// threeNets is three network namespaces the test made: a client host C
-// and two server hosts A and B, each joined to C by a veth pair, C
-// routing between them. The service address S, a routed floating IP, is
-// on A and B, and C reaches it through A until move.
-type threeNets struct {
-	c, a, b string // the namespaces
-	s       string // the service address
-	ipB     string // B's own address, which A reaches through C
-	netA    string // A's network (its address is netA+"2", C's netA+"1")
-	netB    string // the same of B
-}
-
-// threeHosts makes threeNets and removes them at the end of the test.
-func threeHosts(t *testing.T) *threeNets {
+// threeHosts makes hosts.Three and removes them at the end of the test.
+func threeHosts(t *testing.T) *hosts.Three {
 	t.Helper()
 	if _, err := exec.LookPath("nsenter"); err != nil {
 		t.Skip("nsenter is missing")
@@ -655,71 +643,35 @@ func threeHosts(t *testing.T) *threeNets {
 	if os.Geteuid() != 0 {
 		t.Skip("network namespaces need root")
 	}
-	pid := os.Getpid()
-	n := pid%200 + 20
-	h := &threeNets{
-		c: fmt.Sprintf("procs-tcp-%d-c", pid), a: fmt.Sprintf("procs-tcp-%d-a", pid), b: fmt.Sprintf("procs-tcp-%d-b", pid),
-		netA: fmt.Sprintf("10.%d.1.", n), netB: fmt.Sprintf("10.%d.2.", n), s: fmt.Sprintf("10.%d.3.9", n),
+	h, err := hosts.New(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
 	}
-	h.ipB = h.netB + "2"
-	for _, ns := range []string{h.c, h.a, h.b} {
-		h.ip(t, "netns", "add", ns)
-		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-		h.ip(t, "-n", ns, "link", "set", "lo", "up")
-	}
-	for _, x := range []struct{ ns, net, name string }{{h.a, h.netA, "a"}, {h.b, h.netB, "b"}} {
-		vc, vh := fmt.Sprintf("pc%d%s", pid, x.name), fmt.Sprintf("ph%d%s", pid, x.name)
-		h.ip(t, "link", "add", vc, "netns", h.c, "type", "veth", "peer", "name", vh, "netns", x.ns)
-		h.ip(t, "-n", h.c, "addr", "add", x.net+"1/24", "dev", vc)
-		h.ip(t, "-n", x.ns, "addr", "add", x.net+"2/24", "dev", vh)
-		h.ip(t, "-n", h.c, "link", "set", vc, "up")
-		h.ip(t, "-n", x.ns, "link", "set", vh, "up")
-		h.ip(t, "-n", x.ns, "route", "add", "default", "via", x.net+"1")
-	}
-	// C routes A's packets to B (an image sent to B's procs-serve).
-	if out, err := exec.Command("nsenter", "--net=/run/netns/"+h.c, "sh", "-c", "echo 1 >/proc/sys/net/ipv4/ip_forward").CombinedOutput(); err != nil {
-		t.Fatalf("forwarding on host C: %v: %s", err, out)
-	}
-	// S is on both A and B; C's route says which one serves it.
-	h.ip(t, "-n", h.a, "addr", "add", h.s+"/32", "dev", "lo")
-	h.ip(t, "-n", h.b, "addr", "add", h.s+"/32", "dev", "lo")
-	h.ip(t, "-n", h.c, "route", "add", h.s+"/32", "via", h.netA+"2")
+	t.Cleanup(h.Remove)
 	return h
 }
 
-// ip runs ip(8) with args.
-func (h *threeNets) ip(t *testing.T, args ...string) {
+// moveAddress is h.Move, failing t if it cannot.
+func moveAddress(t *testing.T, h *hosts.Three) {
 	t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	if err := h.Move(); err != nil {
+		t.Fatal(err)
 	}
 }
 
-// move moves S to B: C's route goes there, then A lets it go.
-func (h *threeNets) move(t *testing.T) {
-	t.Helper()
-	h.ip(t, "-n", h.c, "route", "replace", h.s+"/32", "via", h.netB+"2")
-	h.ip(t, "-n", h.a, "addr", "del", h.s+"/32", "dev", "lo")
-}
-
-// letGoHeld has the holders on host A let go of the connections that
-// left it, as a restore on A would have them do (else they hold them
-// for minutes, processes left over by the test).
-func (h *threeNets) letGoHeld(t *testing.T) {
+// letGoHeld has the holders on host A of h let go of the connections
+// that left it, as a restore on A would have them do (else they hold
+// them for minutes, processes left over by the test).
+func letGoHeld(t *testing.T, h *hosts.Three) {
 	t.Helper()
 	py := victimArgv(t, "python")[0]
-	for _, l := range strings.Split(cmdOutput(t, in(h.a, "ss", "-xl")...), "\n") {
+	for _, l := range strings.Split(cmdOutput(t, hosts.In(h.A, "ss", "-xl")...), "\n") {
 		if i := strings.Index(l, "@procs-tcp-hold "); i >= 0 {
 			f := strings.Fields(l[i:])
-			exec.Command("nsenter", "--net=/run/netns/"+h.a, py, "-c",
+			exec.Command("nsenter", "--net=/run/netns/"+h.A, py, "-c",
 				"import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(chr(0)+sys.argv[1]); s.recv(1)", strings.Join(f[:3], " ")[1:]).Run()
 		}
 	}
-}
-
-// in is argv run in network namespace ns.
-func in(ns string, argv ...string) []string {
-	return append([]string{"nsenter", "--net=/run/netns/" + ns}, argv...)
 }
 
 // TestTCPMoveHosts: a server on host A with a client on host C holding a
@@ -733,25 +685,25 @@ func TestTCPMoveHosts(t *testing.T) {
 	py := victimArgv(t, "python")[0]
 	h := threeHosts(t)
 	sdir, cdir := t.TempDir(), t.TempDir()
-	server := startTree(t, sdir, "log", in(h.a, py, "-c", tcpEchoPy, "7000", h.s)...)
+	server := startTree(t, sdir, "log", hosts.In(h.A, py, "-c", tcpEchoPy, "7000", h.S)...)
 	waitFile(t, filepath.Join(sdir, "ready"))
-	startTree(t, cdir, "log", in(h.c, py, "-c", echoClientPy, "7000", h.s)...)
+	startTree(t, cdir, "log", hosts.In(h.C, py, "-c", echoClientPy, "7000", h.S)...)
 	waitLines(t, filepath.Join(sdir, "got"), 200, 10*time.Second)
 	img := dump(t, server, false)
 	waitImageGone(t, img)
-	ld := start(t, in(h.b, filepath.Join(binDir, "procs-load"), img), t.TempDir())
+	ld := start(t, hosts.In(h.B, filepath.Join(binDir, "procs-load"), img), t.TempDir())
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("procs-load: %s", ld.stderrText())
 		}
 	})
 	waitFor(t, 10*time.Second, func() bool {
-		out, _ := exec.Command("ip", "netns", "exec", h.b, "ss", "-tn", "state", "established").Output()
-		return strings.Contains(string(out), h.s+":7000")
+		out, _ := exec.Command("ip", "netns", "exec", h.B, "ss", "-tn", "state", "established").Output()
+		return strings.Contains(string(out), h.S+":7000")
 	}, "the connection on host B")
-	h.move(t)
+	moveAddress(t, h)
 	checkEcho(t, sdir, cdir)
-	h.letGoHeld(t)
+	letGoHeld(t, h)
 }
 
 // cmdOutput runs argv and returns its output.

@@ -61,11 +61,11 @@ export DEBIAN_FRONTEND=noninteractive
 # through invoke-rc.d or deb-systemd-invoke; the tests start their own,
 # and a daemon left running would hold its port on the machine that runs
 # them. Both ask /usr/sbin/policy-rc.d first, and exit 101 there means
-# "do not start": nothing runs at all, so there is nothing to stop by a
+# "do not start": nothing runs at all, so there is nothing to stop by its
 # pidfile afterwards (which would race with the daemon writing it, and
-# find nothing where the package names another). One of ours is put
-# there for the install and removed after, unless the machine has its
-# own (container images often do: it is theirs to keep).
+# leave its port taken meanwhile). One of ours is put there for the
+# install and removed after, unless the machine has its own (container
+# images often do: it is theirs to keep).
 if [ ! -e /usr/sbin/policy-rc.d ]; then
 	printf '#!/bin/sh\n# tests/deps.sh: no daemon starts while it installs\nexit 101\n' >/usr/sbin/policy-rc.d
 	chmod 755 /usr/sbin/policy-rc.d

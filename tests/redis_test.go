@@ -90,6 +90,7 @@ func moveRedis(t *testing.T, again bool, sendArgs ...string) (*hosts.Three, stri
 	}
 	py := victimArgv(t, "python")[0]
 	h := threeHosts(t)
+	t.Cleanup(func() { letGoHeld(t, h) })
 	bin := serveBins(t)
 	work := t.TempDir()
 	const token = "e2e-token-redis-0123456789"
@@ -165,7 +166,6 @@ func TestRedisMoveHosts(t *testing.T) {
 	t.Logf("the client counted to %d before procs send, to %d on one connection", last, n)
 	checkLogs(t, cdir)
 	redisAnswers(t, h, n)
-	letGoHeld(t, h)
 }
 
 // TestRedisMoveHostsClose: the same move with --tcp=close: the client's

@@ -18,6 +18,10 @@
 // having written the second (640 MiB of distinct memory), with the image
 // and the restored tree's summed PSS against the original's.
 //
+// Then a process moved through procs-serve on loopback (migrate.go), and
+// a server of the same size moved to another host, network namespaces,
+// with connections from a third and without (hosts.go).
+//
 // A floor does what procs does at least, as procs does it (package
 // floor): as many process_vm_readv readers as procs-dump, in chunks of
 // its size, a pipe's buffer grown and a file written around the page
@@ -31,7 +35,7 @@
 //
 // Run it as root from the repository root after make:
 //
-//	go run ./tests/bench [-bin bin] [-sizes 4,64,1024,4096] [-tree=true] [-runs 3] [-migrate 1024] [-dir /var/tmp]
+//	go run ./tests/bench [-bin bin] [-sizes 4,64,1024,4096] [-tree=true] [-runs 3] [-migrate 1024] [-conns 100] [-dir /var/tmp]
 //
 // It builds the victim and bench-floor in a folder of its own, which it
 // removes, and starts and kills only its own processes, by PID, every

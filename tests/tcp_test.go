@@ -684,6 +684,7 @@ func TestTCPMoveHosts(t *testing.T) {
 	noLeftovers(t)
 	py := victimArgv(t, "python")[0]
 	h := threeHosts(t)
+	t.Cleanup(func() { letGoHeld(t, h) })
 	sdir, cdir := t.TempDir(), t.TempDir()
 	server := startTree(t, sdir, "log", hosts.In(h.A, py, "-c", tcpEchoPy, "7000", h.S)...)
 	waitFile(t, filepath.Join(sdir, "ready"))
@@ -703,7 +704,6 @@ func TestTCPMoveHosts(t *testing.T) {
 	}, "the connection on host B")
 	moveAddress(t, h)
 	checkEcho(t, sdir, cdir)
-	letGoHeld(t, h)
 }
 
 // cmdOutput runs argv and returns its output.

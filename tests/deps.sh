@@ -23,8 +23,10 @@ set -eu
 #   util-linux nsenter    lists a namespace's System V IPC objects
 #   tmux       tmux       a tmux server moved with its panes' pseudo-terminals
 #   bsdutils   script     script(1) moved with its pseudo-terminal
-packages="mandoc python3 gcc libc6-dev make xz-utils zstd iproute2 curl passwd bash sqlite3 util-linux tmux bsdutils"
-commands="mandoc python3 gcc make xz zstd ip curl useradd bash sqlite3 nsenter tmux script"
+#   redis-server redis-server  moved between hosts with a client connected
+#              redis-cli  (its dependency redis-tools) asks it after the move
+packages="mandoc python3 gcc libc6-dev make xz-utils zstd iproute2 curl passwd bash sqlite3 util-linux tmux bsdutils redis-server"
+commands="mandoc python3 gcc make xz zstd ip curl useradd bash sqlite3 nsenter tmux script redis-server redis-cli"
 
 me=tests/deps.sh
 
@@ -55,6 +57,21 @@ fi
 
 echo "$me: installing Debian packages:$missing"
 export DEBIAN_FRONTEND=noninteractive
+# A package with a daemon (redis-server) starts it from its postinst
+# through invoke-rc.d or deb-systemd-invoke; the tests start their own,
+# and a daemon left running would hold its port on the machine that runs
+# them. Both ask /usr/sbin/policy-rc.d first, and exit 101 there means
+# "do not start": nothing runs at all, so there is nothing to stop by its
+# pidfile afterwards (which would race with the daemon writing it, and
+# leave its port taken meanwhile). One of ours is put there for the
+# install and removed after, unless the machine has its own (container
+# images often do: it is theirs to keep).
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+	printf '#!/bin/sh\n# tests/deps.sh: no daemon starts while it installs\nexit 101\n' >/usr/sbin/policy-rc.d
+	chmod 755 /usr/sbin/policy-rc.d
+	trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+	trap 'exit 1' HUP INT TERM
+fi
 # The package lists may be missing (a fresh image) or stale: update them
 # when the first try fails.
 # shellcheck disable=SC2086

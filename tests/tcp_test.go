@@ -5,7 +5,6 @@ package tests
 // them back, and what the restorer may not be made to bind.
 
 import (
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -22,6 +21,7 @@ import (
 
 	"procs/format"
 	"procs/pkg/linux"
+	"procs/tests/internal/hosts"
 )
 
 // curlGet fetches url with curl, retrying for a few seconds while the
@@ -634,12 +634,8 @@ func TestTCPConnImageAttack(t *testing.T) {
 	checkEcho(t, sdir, cdir)
 }
 
-// threeHosts makes three network namespaces, a client host C and two
-// server hosts A and B, each joined to C by a veth pair, and removes them
-// at the end of the test. The service address S, a routed floating IP, is
-// on A and B, and C reaches it through A. It returns the namespaces, S
-// and what moves S to B (C's route, then A lets it go).
-func threeHosts(t *testing.T) (c, a, b, s string, move func()) {
+// threeHosts makes hosts.Three and removes them at the end of the test.
+func threeHosts(t *testing.T) *hosts.Three {
 	t.Helper()
 	if _, err := exec.LookPath("nsenter"); err != nil {
 		t.Skip("nsenter is missing")
@@ -647,45 +643,35 @@ func threeHosts(t *testing.T) (c, a, b, s string, move func()) {
 	if os.Geteuid() != 0 {
 		t.Skip("network namespaces need root")
 	}
-	pid := os.Getpid()
-	c, a, b = fmt.Sprintf("procs-tcp-%d-c", pid), fmt.Sprintf("procs-tcp-%d-a", pid), fmt.Sprintf("procs-tcp-%d-b", pid)
-	n := pid%200 + 20
-	ip := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-		}
+	h, err := hosts.New(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, ns := range []string{c, a, b} {
-		ip("netns", "add", ns)
-		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-		ip("-n", ns, "link", "set", "lo", "up")
-	}
-	netA, netB := fmt.Sprintf("10.%d.1.", n), fmt.Sprintf("10.%d.2.", n)
-	s = fmt.Sprintf("10.%d.3.9", n)
-	for _, h := range []struct{ ns, net, name string }{{a, netA, "a"}, {b, netB, "b"}} {
-		vc, vh := fmt.Sprintf("pc%d%s", pid, h.name), fmt.Sprintf("ph%d%s", pid, h.name)
-		ip("link", "add", vc, "netns", c, "type", "veth", "peer", "name", vh, "netns", h.ns)
-		ip("-n", c, "addr", "add", h.net+"1/24", "dev", vc)
-		ip("-n", h.ns, "addr", "add", h.net+"2/24", "dev", vh)
-		ip("-n", c, "link", "set", vc, "up")
-		ip("-n", h.ns, "link", "set", vh, "up")
-		ip("-n", h.ns, "route", "add", "default", "via", h.net+"1")
-	}
-	// S is on both A and B; C's route says which one serves it.
-	ip("-n", a, "addr", "add", s+"/32", "dev", "lo")
-	ip("-n", b, "addr", "add", s+"/32", "dev", "lo")
-	ip("-n", c, "route", "add", s+"/32", "via", netA+"2")
-	move = func() {
-		ip("-n", c, "route", "replace", s+"/32", "via", netB+"2")
-		ip("-n", a, "addr", "del", s+"/32", "dev", "lo")
-	}
-	return c, a, b, s, move
+	t.Cleanup(h.Remove)
+	return h
 }
 
-// in is argv run in network namespace ns.
-func in(ns string, argv ...string) []string {
-	return append([]string{"nsenter", "--net=/run/netns/" + ns}, argv...)
+// moveAddress is h.Move, failing t if it cannot.
+func moveAddress(t *testing.T, h *hosts.Three) {
+	t.Helper()
+	if err := h.Move(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// letGoHeld has the holders on host A of h let go of the connections
+// that left it, as a restore on A would have them do (else they hold
+// them for minutes, processes left over by the test).
+func letGoHeld(t *testing.T, h *hosts.Three) {
+	t.Helper()
+	py := victimArgv(t, "python")[0]
+	for _, l := range strings.Split(cmdOutput(t, hosts.In(h.A, "ss", "-xl")...), "\n") {
+		if i := strings.Index(l, "@procs-tcp-hold "); i >= 0 {
+			f := strings.Fields(l[i:])
+			exec.Command("nsenter", "--net=/run/netns/"+h.A, py, "-c",
+				"import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(chr(0)+sys.argv[1]); s.recv(1)", strings.Join(f[:3], " ")[1:]).Run()
+		}
+	}
 }
 
 // TestTCPMoveHosts: a server on host A with a client on host C holding a
@@ -697,35 +683,27 @@ func TestTCPMoveHosts(t *testing.T) {
 	needTools(t)
 	noLeftovers(t)
 	py := victimArgv(t, "python")[0]
-	c, a, b, s, move := threeHosts(t)
+	h := threeHosts(t)
+	t.Cleanup(func() { letGoHeld(t, h) })
 	sdir, cdir := t.TempDir(), t.TempDir()
-	server := startTree(t, sdir, "log", in(a, py, "-c", tcpEchoPy, "7000", s)...)
+	server := startTree(t, sdir, "log", hosts.In(h.A, py, "-c", tcpEchoPy, "7000", h.S)...)
 	waitFile(t, filepath.Join(sdir, "ready"))
-	startTree(t, cdir, "log", in(c, py, "-c", echoClientPy, "7000", s)...)
+	startTree(t, cdir, "log", hosts.In(h.C, py, "-c", echoClientPy, "7000", h.S)...)
 	waitLines(t, filepath.Join(sdir, "got"), 200, 10*time.Second)
 	img := dump(t, server, false)
 	waitImageGone(t, img)
-	ld := start(t, in(b, filepath.Join(binDir, "procs-load"), img), t.TempDir())
+	ld := start(t, hosts.In(h.B, filepath.Join(binDir, "procs-load"), img), t.TempDir())
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("procs-load: %s", ld.stderrText())
 		}
 	})
 	waitFor(t, 10*time.Second, func() bool {
-		out, _ := exec.Command("ip", "netns", "exec", b, "ss", "-tn", "state", "established").Output()
-		return strings.Contains(string(out), s+":7000")
+		out, _ := exec.Command("ip", "netns", "exec", h.B, "ss", "-tn", "state", "established").Output()
+		return strings.Contains(string(out), h.S+":7000")
 	}, "the connection on host B")
-	move()
+	moveAddress(t, h)
 	checkEcho(t, sdir, cdir)
-	// Host A's holder lets go of the connection that left it, as a
-	// restore on A would have it do.
-	for _, l := range strings.Split(cmdOutput(t, in(a, "ss", "-xl")...), "\n") {
-		if i := strings.Index(l, "@procs-tcp-hold "); i >= 0 {
-			f := strings.Fields(l[i:])
-			exec.Command("nsenter", "--net=/run/netns/"+a, py, "-c",
-				"import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(chr(0)+sys.argv[1]); s.recv(1)", strings.Join(f[:3], " ")[1:]).Run()
-		}
-	}
 }
 
 // cmdOutput runs argv and returns its output.

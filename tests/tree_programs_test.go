@@ -6,9 +6,11 @@ package tests
 // killed at random moments.
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -16,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -236,8 +239,19 @@ func movedCounters(t *testing.T, whats []string, argv ...string) int {
 // it, a datagram pair with messages queued, and a socketpair with a pipe,
 // a socket with bytes queued in it, an eventfd, an epoll, a listening
 // socket and a socket with a pipe in flight of its own in flight.
+// Given two ports, the parent first listens on the second and connects
+// to the first, a peer that echoes each line: it sends it its number
+// each time, and checks the answer ("tcp N ok=1").
 const pipePairPy = `
-import ctypes, fcntl, os, socket, termios, time
+import ctypes, fcntl, os, socket, sys, termios, time
+tcps = []
+if len(sys.argv) > 2:
+    tl = socket.socket()
+    tl.bind(("127.0.0.1", int(sys.argv[2])))
+    tl.listen()
+    tc = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    tcpr = tc.makefile("rb")
+    tcps = [tl, tc, tcpr]
 lock = open("lock", "w+")
 fcntl.lockf(lock, fcntl.LOCK_EX, 10, 0)
 fcntl.flock(lock, fcntl.LOCK_SH)
@@ -276,6 +290,7 @@ socket.send_fds(sp[0], [b"z"], [ep.fileno(), fl.fileno(), na.fileno()])
 ep.close(); fl.close(); na.close(); os.close(fr)
 r, w = os.pipe()
 if os.fork() == 0:
+    for x in tcps: x.close()
     os.close(r)
     i = 0
     while True:
@@ -285,6 +300,7 @@ if os.fork() == 0:
         time.sleep(0.01)
 reader = os.fork()
 if reader == 0:
+    for x in tcps: x.close()
     os.close(w)
     want = 1
     for line in os.fdopen(r):
@@ -328,29 +344,120 @@ while True:
     mine = ("PPid:\t%d\n" % os.getpid()) in status.read()
     os.write(1, b"parent %d shmok=%d sigio_ok=%d proc_ok=%d\n" % (i, int(count.value >= last), int(sig), int(mine)))
     last = count.value
+    if tcps:
+        tc.sendall(b"%d\n" % i)
+        os.write(1, b"tcp %d ok=%d\n" % (i, int(int(tcpr.readline()) == i)))
     time.sleep(0.05)
     n = int(os.read(ps, 100))
     os.write(1, b"pty %d ok=%d\n" % (i, int(n == i)))
 `
 
-// startPipePair starts pipePairPy and returns it once all three report.
-func startPipePair(t *testing.T) *proc {
+// startPipePair starts pipePairPy [args...] and returns it once all
+// three report (and the parent's TCP connection, given ports).
+func startPipePair(t *testing.T, args ...string) *proc {
 	t.Helper()
 	py := victimArgv(t, "python")[0]
-	p := start(t, []string{py, "-c", pipePairPy}, t.TempDir())
-	if _, ok := p.out.wait(lineWait, haveLines([]string{"got", "parent"}, 3, 0)); !ok {
+	p := start(t, append([]string{py, "-c", pipePairPy}, args...), t.TempDir())
+	if _, ok := p.out.wait(lineWait, haveLines(pipePairStreams(args), 3, 0)); !ok {
 		t.Fatalf("the pipe pair did not start: %s", p.stderrText())
 	}
 	t.Cleanup(func() { killTree(t, p.pid()) })
 	return p
 }
 
+// pipePairStreams are the streams pipePairPy [args...] reports.
+func pipePairStreams(args []string) []string {
+	if len(args) > 1 {
+		return []string{"got", "parent", "tcp"}
+	}
+	return []string{"got", "parent"}
+}
+
+// echoPeer is the test's own end of a TCP connection with a tree: it
+// echoes each line, a number, and keeps the first error it saw (a
+// reset, an end, a number not the one after the last).
+type echoPeer struct {
+	mu  sync.Mutex
+	err error
+	n   int // the last number echoed
+}
+
+// startEchoPeer listens on a loopback port, and echoes the first
+// connection it takes; it returns the port.
+func startEchoPeer(t *testing.T) (string, *echoPeer) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &echoPeer{}
+	conns := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		ln.Close()
+		if err != nil {
+			p.fail(err)
+			return
+		}
+		conns <- c
+		r := bufio.NewReader(c)
+		for {
+			l, err := r.ReadString('\n')
+			if err == nil {
+				_, err = c.Write([]byte(l))
+			}
+			if err != nil {
+				p.fail(err)
+				return
+			}
+			p.mu.Lock()
+			if n, _ := strconv.Atoi(strings.TrimSpace(l)); n == p.n+1 {
+				p.n = n
+			} else if p.err == nil {
+				p.err = fmt.Errorf("line %q after %d", l, p.n)
+			}
+			p.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		select {
+		case c := <-conns:
+			c.Close()
+		default:
+		}
+	})
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port, p
+}
+
+// fail keeps err if it is the first.
+func (p *echoPeer) fail(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err == nil {
+		p.err = err
+	}
+}
+
+// check fails t if the peer saw an error, after what.
+func (p *echoPeer) check(t *testing.T, what string) {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err != nil {
+		t.Fatalf("%s: the tree's TCP peer saw %v after %d lines", what, p.err, p.n)
+	}
+}
+
 // TestTreeDumpKilledNeverHarms kills procs-dump -K at random moments while
-// it works on a tree (a parent and two children joined by a pipe), and
-// checks each time that every process goes on as before: the same
+// it works on a tree (a parent and two children joined by a pipe, the
+// parent listening on a TCP port and connected to a peer of the test's),
+// and checks each time that every process goes on as before: the same
 // processes, none stopped or traced, the same signal state, fds and
 // mappings, still exchanging data (every line through the pipe once, in
-// order, as the reader checks).
+// order, as the reader checks; every line to the peer and back, with
+// no reset, and no socket left held).
 func TestTreeDumpKilledNeverHarms(t *testing.T) {
 	needTools(t)
 	noLeftovers(t)
@@ -358,7 +465,22 @@ func TestTreeDumpKilledNeverHarms(t *testing.T) {
 	if testing.Short() {
 		rounds = 5
 	}
-	p := startPipePair(t)
+	peerPort, peer := startEchoPeer(t)
+	listen := freeAddr(t)
+	_, listenPort, _ := net.SplitHostPort(listen)
+	args := []string{peerPort, listenPort}
+	p := startPipePair(t, args...)
+	// goesOn checks that the tree goes on after a dump: no socket left
+	// held, every stream reporting, lines to the peer and back.
+	goesOn := func(what string) {
+		t.Helper()
+		checkNotHeld(t, p.pid(), 3)
+		skip := len(mustLines(p.out))
+		if all, ok := p.out.wait(lineWait, haveLines(pipePairStreams(args), 2, skip)); !ok {
+			t.Fatalf("%s: the tree stopped reporting:\n%s", what, tail(all, 10))
+		}
+		peer.check(t, what)
+	}
 	tree := treeOf(p.pid())
 	if len(tree) != 3 {
 		t.Fatalf("tree %v; want 3 processes", tree)
@@ -400,12 +522,25 @@ func TestTreeDumpKilledNeverHarms(t *testing.T) {
 				t.Fatalf("round %d (procs-dump killed after %v): process %d changed:\n%s", i, delay, m.pid, d)
 			}
 		}
-		skip := len(mustLines(p.out))
-		if all, ok := p.out.wait(lineWait, haveLines([]string{"got", "parent"}, 2, skip)); !ok {
-			t.Fatalf("round %d (procs-dump killed after %v): the tree stopped reporting:\n%s", i, delay, tail(all, 10))
-		}
+		goesOn(fmt.Sprintf("round %d (procs-dump killed after %v)", i, delay))
 	}
 	reportsRight(t, mustLines(p.out))
+	// A dump let finish holds both sockets (the rounds' dumps could
+	// hold them too), and leaves them as they were.
+	kinds := map[string]int{}
+	for _, f := range showImage(t, dump(t, p.pid(), true)).Processes[0].Files {
+		kinds[f.Kind]++
+	}
+	if kinds["tcp"] != 2 {
+		t.Errorf("the parent's files in a dump: %v; want 2 TCP sockets", kinds)
+	}
+	goesOn("after a dump")
+	// The parent still listens.
+	if c, err := net.DialTimeout("tcp", listen, 5*time.Second); err != nil {
+		t.Errorf("the tree's listener: %v", err)
+	} else {
+		c.Close()
+	}
 }
 
 // reportsRight checks the lines of a program that reports

@@ -18,6 +18,10 @@
 // having written the second (640 MiB of distinct memory), with the image
 // and the restored tree's summed PSS against the original's.
 //
+// Then a process moved through procs-serve on loopback (migrate.go), and
+// a server of the same size moved to another host, network namespaces,
+// with connections from a third and without (hosts.go).
+//
 // A floor does what procs does at least, as procs does it (package
 // floor): as many process_vm_readv readers as procs-dump, in chunks of
 // its size, a pipe's buffer grown and a file written around the page
@@ -31,7 +35,7 @@
 //
 // Run it as root from the repository root after make:
 //
-//	go run ./tests/bench [-bin bin] [-sizes 4,64,1024,4096] [-tree=true] [-runs 3] [-migrate 1024] [-dir /var/tmp]
+//	go run ./tests/bench [-bin bin] [-sizes 4,64,1024,4096] [-tree=true] [-runs 3] [-migrate 1024] [-conns 100] [-dir /var/tmp]
 //
 // It builds the victim and bench-floor in a folder of its own, which it
 // removes, and starts and kills only its own processes, by PID, every
@@ -70,6 +74,7 @@ var (
 	bufSize = flag.Int("buf", 0, "chunk size of the floors in bytes (0: procs-dump's, 64 KiB to 1 MiB by size)")
 	runs    = flag.Int("runs", 3, "runs of each measure; the best is kept")
 	migrate = flag.Int("migrate", 1024, "size in MiB of the victim moved through procs-serve (0: none)")
+	conns   = flag.Int("conns", 100, "connections of the -migrate server moved to another host (network namespaces), beside none (-1: no such move)")
 	tree    = flag.Bool("tree", true, fmt.Sprintf("measure a tree: 1 parent + %d children of %d MiB, half shared copy-on-write", treeChildren, treeMiB))
 )
 
@@ -170,6 +175,22 @@ func run() error {
 			stealRow(tw, human(int64(*migrate)<<20), st)
 		}
 	}
+	if *migrate > 0 && *conns >= 0 {
+		line(tw, "", "(to another host: network namespaces, procs-serve on B)")
+		switch {
+		case os.Geteuid() != 0:
+			line(tw, human(int64(*migrate)<<20), "skipped: network namespaces need root")
+		case fits(int64(*migrate)<<20, tmp) != "":
+			line(tw, human(int64(*migrate)<<20), "skipped: "+fits(int64(*migrate)<<20, tmp))
+		default:
+			st := readSteal()
+			if err := benchMoveHosts(tw, hog, tmp, *migrate, *conns); err != nil {
+				tw.Flush()
+				return fmt.Errorf("move to another host: %v", err)
+			}
+			stealRow(tw, human(int64(*migrate)<<20), st)
+		}
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -227,12 +248,16 @@ func fits(size int64, dir string) string {
 
 // victim is a running memhog: one process, or a tree.
 type victim struct {
-	cmd  *exec.Cmd
-	out  chan said
-	addr uintptr
-	len  int
-	kids []int // a tree's children
-	done bool  // stopped
+	cmd *exec.Cmd
+	// exited is closed once the root is gone and reaped: at once, so
+	// that its PID is free for its restore (a migration's procs send
+	// kills it), which would wait for it else.
+	exited chan struct{}
+	out    chan said
+	addr   uintptr
+	len    int
+	kids   []int // a tree's children
+	done   bool  // stopped
 }
 
 // said is a line a victim printed, and when the bench read it.
@@ -248,7 +273,7 @@ func startVictim(hog string, args ...string) (*victim, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &victim{cmd: exec.Command(hog, args...), out: make(chan said, 1024)}
+	v := &victim{cmd: exec.Command(hog, args...), out: make(chan said, 1024), exited: make(chan struct{})}
 	v.cmd.Stdout, v.cmd.Stderr = w, os.Stderr
 	v.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	err = v.cmd.Start()
@@ -257,6 +282,7 @@ func startVictim(hog string, args ...string) (*victim, error) {
 		r.Close()
 		return nil, err
 	}
+	go func() { v.cmd.Wait(); close(v.exited) }()
 	go readLines(r, v.out)
 	deadline := time.After(5 * time.Minute)
 	for {
@@ -315,7 +341,7 @@ func (v *victim) stop() {
 	}
 	v.done = true
 	v.cmd.Process.Kill()
-	v.cmd.Wait()
+	<-v.exited
 	killTree(v.kids)
 }
 
@@ -939,6 +965,9 @@ func cleanUpOnSignal(dir string) {
 			}
 		}
 		os.RemoveAll(dir)
+		if h := moving.Load(); h != nil {
+			h.Remove()
+		}
 		fmt.Fprintf(os.Stderr, "bench: %v: stopped\n", sig)
 		os.Exit(128 + int(sig.(unix.Signal)))
 	}()

@@ -28,26 +28,13 @@ func benchMigrate(tw io.Writer, hog, dir string, mib int) error {
 	if err != nil {
 		return err
 	}
-	addr := ln.Addr().String()
+	r := route{addr: ln.Addr().String()}
 	ln.Close()
-	state := filepath.Join(dir, "serve")
-	srv := exec.Command(filepath.Join(*binDir, "procs-serve"), "-l", addr, "-d", state)
-	srv.Stderr = os.Stderr
-	if err := srv.Start(); err != nil {
+	stop, err := r.serve(dir)
+	if err != nil {
 		return err
 	}
-	defer func() { srv.Process.Kill(); srv.Wait(); os.RemoveAll(state) }()
-	for i := 0; ; i++ {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if i == 100 {
-			return fmt.Errorf("procs-serve does not listen on %s", addr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	defer stop()
 
 	// The victim keeps writing its memory at random, as a service does:
 	// what a live migration (procs send --live) must keep up with.
@@ -62,7 +49,7 @@ func benchMigrate(tw io.Writer, hog, dir string, mib int) error {
 	if err != nil {
 		return fmt.Errorf("procs-dump to /dev/null: %v", err)
 	}
-	plain, err := migrateOnce(addr, dir, v.cmd.Process.Pid, false)
+	plain, err := migrateOnce(r, dir, v.cmd.Process.Pid, nil)
 	if err != nil {
 		return err
 	}
@@ -76,7 +63,7 @@ func benchMigrate(tw io.Writer, hog, dir string, mib int) error {
 		return err
 	}
 	defer lv.stop()
-	live, err := migrateOnce(addr, dir, lv.cmd.Process.Pid, true)
+	live, err := migrateOnce(r, dir, lv.cmd.Process.Pid, nil, "--live")
 	if err != nil {
 		return fmt.Errorf("--live: %v", err)
 	}
@@ -92,23 +79,61 @@ func benchMigrate(tw io.Writer, hog, dir string, mib int) error {
 // migrateWrites is how many MiB a second the migrated victim writes.
 const migrateWrites = 10
 
+// route is where a migration goes: procs-serve at addr, and where
+// procs-serve, procs receive and procs send run (argv prefixes: nil for
+// here), with env added to theirs.
+type route struct {
+	addr               string
+	server, recv, send []string
+	env                []string
+}
+
+// command is bin of binDir with args, run with prefix.
+func (r route) command(prefix []string, bin string, args ...string) *exec.Cmd {
+	argv := append(append(append([]string(nil), prefix...), filepath.Join(*binDir, bin)), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), r.env...)
+	return cmd
+}
+
+// serve starts procs-serve [args...] with its state in dir, and returns
+// once procs list from the sending side answers, with what stops it.
+func (r route) serve(dir string, args ...string) (stop func(), err error) {
+	state := filepath.Join(dir, "serve")
+	srv := r.command(r.server, "procs-serve", append([]string{"-l", r.addr, "-d", state}, args...)...)
+	srv.Stderr = os.Stderr
+	if err := srv.Start(); err != nil {
+		return nil, err
+	}
+	stop = func() { srv.Process.Kill(); srv.Wait(); os.RemoveAll(state) }
+	for i := 0; r.command(r.send, "procs", "list", "-s", r.addr).Run() != nil; i++ {
+		if i == 100 {
+			stop()
+			return nil, fmt.Errorf("procs-serve does not answer on %s", r.addr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return stop, nil
+}
+
 // migration is what migrateOnce measured.
 type migration struct {
 	sent, running time.Duration // procs send until stored; until the restored process ran
 	frozen        time.Duration // the dump's frozen time (procs send -v)
 	stopped       time.Duration // the restored process's own ticker: the longest gap
 	image         int64         // bytes stored
+	ranAt         time.Time     // when the restored process ran
 }
 
-// migrateOnce moves process pid through procs-serve at addr: procs
-// receive -d waits on the server, procs send (--live with live) dumps the
-// victim into an upload, and the restored process reports how long it
-// was stopped.
-func migrateOnce(addr, dir string, pid int, live bool) (migration, error) {
+// migrateOnce moves process pid by route r: procs receive -d waits on
+// the server, procs send [sendArgs...] dumps the victim into an upload,
+// and the restored process reports how long it was stopped. running,
+// if not nil, is called once it runs, before it is killed.
+func migrateOnce(r route, dir string, pid int, running func() error, sendArgs ...string) (migration, error) {
 	var m migration
 	// The receiver waits first; its stdout is where the restored
 	// process reports.
-	r, w, err := os.Pipe()
+	rp, w, err := os.Pipe()
 	if err != nil {
 		return m, err
 	}
@@ -119,21 +144,17 @@ func migrateOnce(addr, dir string, pid int, live bool) (migration, error) {
 	}
 	defer os.Remove(errf.Name())
 	defer errf.Close()
-	recv := exec.Command(filepath.Join(*binDir, "procs"), "receive", "-d", "-s", addr)
+	recv := r.command(r.recv, "procs", "receive", "-d", "-s", r.addr)
 	recv.Stdout, recv.Stderr = w, errf
 	if err := recv.Start(); err != nil {
 		return m, err
 	}
 	w.Close()
-	go readLines(r, out)
+	go readLines(rp, out)
 	time.Sleep(200 * time.Millisecond) // let it ask the server
 
 	var stderr bytes.Buffer
-	args := []string{"send", strconv.Itoa(pid), "-s", addr, "-v"}
-	if live {
-		args = append(args, "--live")
-	}
-	send := exec.Command(filepath.Join(*binDir, "procs"), args...)
+	send := r.command(r.send, "procs", append([]string{"send", strconv.Itoa(pid), "-s", r.addr, "-v"}, sendArgs...)...)
 	send.Stderr = &stderr
 	t0 := time.Now()
 	if err := send.Run(); err != nil {
@@ -146,21 +167,27 @@ func migrateOnce(addr, dir string, pid int, live bool) (migration, error) {
 	restored, at, stopped := awaitRestored(out, 1, 5*time.Minute)
 	m.stopped = stopped
 	if !at.IsZero() {
-		m.running = at.Sub(t0)
+		m.running, m.ranAt = at.Sub(t0), at
 	}
 	recv.Wait()
 	if restored == 0 {
 		b, _ := os.ReadFile(errf.Name())
 		fmt.Sscanf(strings.TrimSpace(string(b)), "%d", &restored)
 	}
-	if restored > 0 {
-		killTree([]int{restored})
-	}
 	if m.running == 0 {
+		if restored > 0 {
+			killTree([]int{restored})
+		}
 		b, _ := os.ReadFile(errf.Name())
 		return m, errors.New("the migrated process did not report: " + strings.TrimSpace(string(b)))
 	}
-	return m, nil
+	if running != nil {
+		err = running()
+	}
+	if restored > 0 {
+		killTree([]int{restored})
+	}
+	return m, err
 }
 
 // sendFigures reads the frozen time and the image size from the last

@@ -2,7 +2,7 @@
  * memhog: a benchmark victim holding MIB MiB of touched, non-zero,
  * incompressible memory in one private anonymous mapping.
  *
- * Usage: memhog MIB [CHILDREN [WRITE_MIBPS]]
+ * Usage: memhog MIB [CHILDREN [WRITE_MIBPS [ADDR:PORT]]]
  *
  * It prints "ready ADDR LEN" (hex address, length in bytes) once the
  * memory is filled, then sleeps. On SIGUSR1 it checks every byte of it
@@ -26,9 +26,16 @@
  * keeps writing WRITE_MIBPS MiB of its memory a second, pages at random,
  * each a word written with the value it holds: the pages are written,
  * their contents stay what a check expects.
+ *
+ * With ADDR:PORT (an IPv4 address; the process alone), a server: a
+ * thread listens there before "ready", takes every connection and
+ * echoes what comes on each (for a server moved with its clients).
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -36,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -112,6 +120,55 @@ static void *writer(void *arg)
 		nanosleep(&ts, NULL);
 	}
 	return NULL;
+}
+
+/* server echoes on the connections it takes on listener fds[0], at most
+ * MAXCONN at once. */
+#define MAXCONN 1024
+static void *server(void *arg)
+{
+	struct pollfd fds[1 + MAXCONN] = {{.fd = *(int *)arg, .events = POLLIN}};
+	int n = 1;
+	char buf[4096];
+	for (;;) {
+		if (poll(fds, n, -1) < 0)
+			continue; /* EINTR */
+		for (int i = n - 1; i > 0; i--) {
+			if (!fds[i].revents)
+				continue;
+			ssize_t r = read(fds[i].fd, buf, sizeof buf);
+			if (r > 0 && write(fds[i].fd, buf, r) == r)
+				continue;
+			close(fds[i].fd);
+			fds[i] = fds[--n];
+		}
+		if (fds[0].revents && n < 1 + MAXCONN) {
+			int c = accept(fds[0].fd, NULL, NULL);
+			if (c >= 0)
+				fds[n++] = (struct pollfd){.fd = c, .events = POLLIN};
+		}
+	}
+	return NULL;
+}
+
+/* listen_on makes the listener of "ADDR:PORT", or exits. */
+static int listen_on(const char *at)
+{
+	char addr[64];
+	int port;
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	if (sscanf(at, "%63[^:]:%d", addr, &port) != 2 || inet_pton(AF_INET, addr, &sa.sin_addr) != 1) {
+		fprintf(stderr, "memhog: %s is not ADDR:PORT\n", at);
+		exit(2);
+	}
+	sa.sin_port = htons(port);
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (l < 0 || bind(l, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(l, 128) < 0) {
+		perror("memhog: listening");
+		exit(1);
+	}
+	return l;
 }
 
 static volatile sig_atomic_t check;
@@ -200,13 +257,13 @@ static void fork_children(uint64_t *p, size_t len, int n, pid_t *pids)
 
 int main(int argc, char **argv)
 {
-	if (argc < 2 || argc > 4) {
-		fprintf(stderr, "usage: memhog MIB [CHILDREN [WRITE_MIBPS]]\n");
+	if (argc < 2 || argc > 5) {
+		fprintf(stderr, "usage: memhog MIB [CHILDREN [WRITE_MIBPS [ADDR:PORT]]]\n");
 		return 2;
 	}
 	size_t len = (size_t)strtoull(argv[1], NULL, 10) << 20;
 	int children = argc >= 3 ? atoi(argv[2]) : 0;
-	wmibps = argc == 4 ? atoi(argv[3]) : 0;
+	wmibps = argc >= 4 ? atoi(argv[3]) : 0;
 	if (children < 0 || children > 64) {
 		fprintf(stderr, "memhog: 0 to 64 children\n");
 		return 2;
@@ -227,6 +284,11 @@ int main(int argc, char **argv)
 		wmem = p;
 		wlen = len;
 		pthread_create(&th, NULL, writer, NULL);
+	}
+	static int listener;
+	if (argc == 5 && children == 0) {
+		listener = listen_on(argv[4]);
+		pthread_create(&th, NULL, server, &listener);
 	}
 	char buf[64 + 12 * 64];
 	int n = 0;

@@ -232,7 +232,8 @@ func TestLiveDumpUserfaultfd(t *testing.T) {
 }
 
 // TestLiveImageCrafted: PASS records an attacker adds to a live image,
-// over the [vdso] and where the process has no mapping, are discarded:
+// over the [vdso], where the process has no mapping, and of processes
+// the image does not have, are discarded:
 // the process restores and its memory is its own.
 func TestLiveImageCrafted(t *testing.T) {
 	needTools(t)
@@ -268,6 +269,14 @@ func TestLiveImageCrafted(t *testing.T) {
 		if err := w.WritePass(0, addr, junk); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// Pages of a process numbered beyond the image's (one that exited
+	// during the passes), and a DROP of all of one's.
+	if err := w.WritePass(7, 0x10000, junk); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteDrop(format.MaxProcesses-1, 0, format.MaxPassAddress); err != nil {
+		t.Fatal(err)
 	}
 	buf := make([]byte, format.PageBufSize)
 	for {

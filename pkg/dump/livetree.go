@@ -195,55 +195,93 @@ func (lt *liveTree) claim(w *format.Writer, task int, id identity) (fresh bool, 
 }
 
 // passes writes the passes of a live dump while the tree runs, until one
-// of o's limits is met. It returns the bytes of memory stored.
+// of o's limits is met, and readies the freeze (ready). It returns the
+// bytes of memory stored.
 func (lt *liveTree) passes(w *format.Writer, o LiveOptions, logf func(string, ...any), bufs *[][]byte) (stored int64, err error) {
 	start := time.Now()
 	var last int64 = -1
 	for pass := 1; ; pass++ {
-		t0 := time.Now()
-		if pass > 1 {
-			came, left, err := lt.refresh()
-			if err != nil {
-				return stored, err
-			}
-			if came+left > 0 {
-				logf("pass %d: %d processes came into the tree, %d left it", pass, came, left)
-			}
+		read, n, err := lt.onePass(w, pass, logf, bufs)
+		stored += n
+		if err != nil {
+			return stored, err
 		}
-		var sum passWork
-		for i, t := range lt.ts {
-			if t.uffd == nil || t.gone {
-				continue
-			}
-			pw, n, err := lt.pass(w, i, t, bufs)
-			stored += n
-			if err != nil && (i == 0 || t.alive()) {
-				return stored, fmt.Errorf("process %d: %w", t.id.pid, err)
-			}
-			if err != nil {
-				t.gone = true // it exited: what it sent is voided or discarded
-				continue
-			}
-			sum.bytes += pw.bytes
-			sum.drops = append(sum.drops, pw.drops...)
-		}
-		procs := ""
-		if len(lt.ts) > 1 {
-			procs = fmt.Sprintf(" of %d processes", len(lt.ts))
-		}
-		logf("pass %d%s: %d pages read (%d MiB), %d MiB stored, %d ranges dropped, in %v", pass, procs, sum.bytes/format.PageSize,
-			sum.bytes>>20, stored>>20, len(sum.drops), time.Since(t0).Round(time.Microsecond))
 		switch {
-		case pass > 1 && sum.bytes <= o.SmallPass:
-		case pass > 2 && sum.bytes >= last:
+		case pass > 1 && read <= o.SmallPass:
+		case pass > 2 && read >= last:
 		case pass >= o.MaxPasses:
 		case time.Since(start) >= o.MaxTime:
 		default:
-			last = sum.bytes
+			last = read
 			continue
 		}
-		return stored, nil
+		n, err = lt.ready(w, pass+1, logf, bufs)
+		return stored + n, err
 	}
+}
+
+// ready does, after the last pass, what a frozen tree need not wait for:
+// it reads the smaps of a single process (in a tree, each pass read
+// them), then makes one more pass of what the process wrote meanwhile
+// (50 ms a GiB), as the lock list is warmed (warmLocks).
+func (lt *liveTree) ready(w *format.Writer, pass int, logf func(string, ...any), bufs *[][]byte) (int64, error) {
+	if len(lt.ts) > 1 {
+		warmLocks()
+		return 0, nil
+	}
+	t := lt.ts[0]
+	maps, err := procfs.Smaps(t.id.pid)
+	if err != nil {
+		return 0, err
+	}
+	warmed := make(chan struct{})
+	go func() {
+		warmLocks()
+		close(warmed)
+	}()
+	_, n, err := lt.onePass(w, pass, logf, bufs)
+	<-warmed
+	t.maps = maps // the collector's, if the frozen process has the same
+	return n, err
+}
+
+// onePass writes pass number pass of every tracked process, and returns
+// the bytes it read and stored.
+func (lt *liveTree) onePass(w *format.Writer, pass int, logf func(string, ...any), bufs *[][]byte) (read, stored int64, err error) {
+	t0 := time.Now()
+	if pass > 1 {
+		came, left, err := lt.refresh()
+		if err != nil {
+			return 0, 0, err
+		}
+		if came+left > 0 {
+			logf("pass %d: %d processes came into the tree, %d left it", pass, came, left)
+		}
+	}
+	drops := 0
+	for i, t := range lt.ts {
+		if t.uffd == nil || t.gone {
+			continue
+		}
+		pw, n, err := lt.pass(w, i, t, bufs)
+		stored += n
+		if err != nil && (i == 0 || t.alive()) {
+			return read, stored, fmt.Errorf("process %d: %w", t.id.pid, err)
+		}
+		if err != nil {
+			t.gone = true // it exited: what it sent is voided or discarded
+			continue
+		}
+		read += pw.bytes
+		drops += len(pw.drops)
+	}
+	procs := ""
+	if len(lt.ts) > 1 {
+		procs = fmt.Sprintf(" of %d processes", len(lt.ts))
+	}
+	logf("pass %d%s: %d pages read (%d MiB), %d KiB stored, %d ranges dropped, in %v", pass, procs, read/format.PageSize,
+		read>>20, stored>>10, drops, time.Since(t0).Round(time.Microsecond))
+	return read, stored, nil
 }
 
 // pass writes one pass of t, process task of the image.
@@ -282,14 +320,10 @@ func (t *tracker) alive() bool {
 }
 
 // presmaps are the mappings of each tracked process with smaps figures
-// read at its last pass (in a tree), or read now (a single process):
-// the collectors use them if the frozen process has the same mappings.
+// read before the freeze (at its last pass, or by ready): the collectors
+// use them if the frozen process has the same mappings.
 func (lt *liveTree) presmaps() map[int][]procfs.Mapping {
 	out := map[int][]procfs.Mapping{}
-	if len(lt.ts) == 1 {
-		out[lt.root], _ = procfs.Smaps(lt.root)
-		return out
-	}
 	for _, t := range lt.ts {
 		if t.maps != nil {
 			out[t.id.pid] = t.maps

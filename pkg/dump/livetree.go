@@ -255,7 +255,7 @@ func (lt *liveTree) onePass(w *format.Writer, pass int, logf func(string, ...any
 			return 0, 0, err
 		}
 		if came+left > 0 {
-			logf("pass %d: %d processes came into the tree, %d left it", pass, came, left)
+			logf("pass %d: the tree changed: %d processes came, %d left", pass, came, left)
 		}
 	}
 	drops := 0
@@ -312,11 +312,13 @@ func (lt *liveTree) pass(w *format.Writer, task int, t *tracker, bufs *[][]byte)
 	return pw, n, err
 }
 
-// alive says whether the process still runs (it is not a zombie, nor
-// gone, nor another with its PID).
+// alive says whether the process still runs: it is not exiting
+// (PF_EXITING: its memory may be gone already), a zombie, gone, or
+// another with its PID.
 func (t *tracker) alive() bool {
+	const pfExiting = 0x4
 	st, err := procfs.ReadStat(t.id.pid)
-	return err == nil && st.StartTime == t.id.start && st.State != 'Z' && st.State != 'X'
+	return err == nil && st.StartTime == t.id.start && st.State != 'Z' && st.State != 'X' && st.Flags&pfExiting == 0
 }
 
 // presmaps are the mappings of each tracked process with smaps figures

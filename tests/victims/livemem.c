@@ -22,7 +22,8 @@
  * copy-on-write until one of them writes a page) as it writes its own;
  * with "tree K cycle" (THREADS 1) it also kills its oldest child and
  * forks a new one every 20 ms. Its children check their memory when
- * it checks its own (it sends them SIGUSR1), and die with it.
+ * it checks its own (it sends them SIGUSR1; no child is killed in the 5
+ * s after), and die with it.
  *
  * On SIGUSR1 every writer checks its pages, seq and writes, and prints
  * "check T ok writes=N pid=P" or "check T bad ..."; every churn object is
@@ -51,6 +52,7 @@ static int rate;
 /* The tree: the children of the root (is_root), and the cycling. */
 static int is_root = 1, cycle, nkids, oldest;
 static pid_t kids[64];
+static double quiet_until; /* no cycling while the children check */
 
 struct writer {
 	int id;
@@ -226,6 +228,7 @@ static void check(struct writer *w)
 {
 	for (int i = 0; is_root && i < nkids; i++)
 		kill(kids[i], SIGUSR1);
+	quiet_until = now() + 5;
 	uint64_t bad = 0, sum = 0, first = ~0ull;
 	for (uint64_t p = 0; p < w->npages; p++) {
 		sum += w->seq[p];
@@ -270,7 +273,7 @@ static void *run(void *arg)
 			budget--;
 		if (w->churn && n % 256 == 255)
 			churn(w);
-		if (cycle && is_root && nkids > 0 && n % 256 == 128 && now() - lastcycle >= 0.02) {
+		if (cycle && is_root && nkids > 0 && n % 256 == 128 && now() - lastcycle >= 0.02 && now() >= quiet_until) {
 			recycle();
 			lastcycle = now();
 		}

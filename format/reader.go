@@ -72,8 +72,7 @@ type Reader struct {
 	inPages   bool
 	nextAddr  uint64 // end of the last PAGES record read
 	pagesRead bool
-	passes    bool   // INFO requires page-passes: PASS and DROP may come
-	passTasks uint32 // 1 + the highest process of a PASS or DROP record
+	passes    bool // INFO requires page-passes: PASS and DROP may come
 	done      bool
 	err       error
 
@@ -413,9 +412,6 @@ func (r *Reader) Next() (Header, error) {
 			return Header{}, r.failAt(Corrupt, off, fmt.Sprintf("PASS payload of %d bytes is not an address and whole pages", raw))
 		case t == TypeDrop && raw != dropSize:
 			return Header{}, r.failAt(Corrupt, off, fmt.Sprintf("DROP payload of %d bytes (want %d)", raw, dropSize))
-		case r.files && int64(r.passTasks) > int64(r.processes) && (t == TypeEnd || t.Critical() && t != TypeProcess):
-			// Every PROCESS record is in: the passes' processes are known.
-			return Header{}, r.failAt(Corrupt, off, fmt.Sprintf("PASS or DROP records of process %d; the image has %d", r.passTasks-1, r.processes))
 		case t == TypeEnd:
 			return Header{}, r.end()
 		case t == TypePages:
@@ -684,10 +680,8 @@ func (r *Reader) checkContents(prefix []byte, n int) error {
 			return r.failAt(Corrupt, poff, fmt.Sprintf("%s at 0x%x of %d bytes: not whole pages", name, addr, length))
 		case addr > MaxPassAddress || length > MaxPassAddress-addr:
 			return r.failAt(Corrupt, poff, fmt.Sprintf("%s at 0x%x of %d bytes goes beyond 2^56", name, addr, length))
-		}
-		r.passTasks = max(r.passTasks, task+1)
-		if task == ^uint32(0) {
-			r.passTasks = task // no image has that many processes
+		case task >= MaxProcesses:
+			return r.failAt(Corrupt, poff, fmt.Sprintf("%s of process %d; an image has at most %d", name, task, MaxProcesses))
 		}
 	case TypeFileData:
 		off := binary.LittleEndian.Uint64(prefix[8:])

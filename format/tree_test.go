@@ -348,12 +348,7 @@ func TestPasses(t *testing.T) {
 			w.WriteRecord(TypeFiles, []byte(`{"files":[]}`))
 			return w.WriteDrop(0, 0x1000, PageSize)
 		}, "after the FILES record"},
-		{"task", info, func(w *Writer) error {
-			w.WritePass(1, 0x1000, page)
-			w.WriteRecord(TypeFiles, []byte(`{"files":[]}`))
-			w.WriteRecord(TypeProcess, []byte(`{}`))
-			return w.Close()
-		}, "records of process 1; the image has 1"},
+		{"task", info, func(w *Writer) error { return w.WritePass(MaxProcesses, 0x1000, page) }, "PASS of process 4096; an image has at most 4096"},
 		{"beyond", info, func(w *Writer) error { return w.WriteDrop(0, MaxPassAddress, PageSize) }, "beyond 2^56"},
 	} {
 		w, _ := NewWriter(io.Discard, tc.info, WriterOptions{})

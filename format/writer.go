@@ -52,7 +52,6 @@ type Writer struct {
 	files     bool   // the FILES record was written
 	meta      uint64 // bytes of FILES and PROCESS payloads
 	passes    bool   // INFO requires page-passes: PASS and DROP may come
-	passTasks uint32 // 1 + the highest process of a PASS or DROP record
 	closed    bool
 
 	hdr [recordHeaderSize + fileDataPrefix]byte
@@ -419,10 +418,9 @@ func (w *Writer) passAllowed(t RecordType, task uint32, addr, length uint64) err
 		return w.fail("%v record after the FILES record", t)
 	case addr > MaxPassAddress || length > MaxPassAddress-addr:
 		return w.fail("%v at 0x%x of %d bytes: beyond 2^56", t, addr, length)
-	case task == ^uint32(0):
-		return w.fail("%v of process %d", t, task)
+	case task >= MaxProcesses:
+		return w.fail("%v of process %d; an image has at most %d", t, task, MaxProcesses)
 	}
-	w.passTasks = max(w.passTasks, task+1)
 	return nil
 }
 
@@ -532,9 +530,6 @@ func (w *Writer) Close() error {
 		return w.err
 	}
 	w.closed = true
-	if w.err == nil && int64(w.passTasks) > int64(w.processes) {
-		w.fail("PASS or DROP records of process %d; the image has %d", w.passTasks-1, w.processes)
-	}
 	if w.err == nil && w.flush() == nil {
 		var p [endPayloadSize]byte
 		binary.LittleEndian.PutUint64(p[0:], w.records)

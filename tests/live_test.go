@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -162,6 +161,22 @@ func lastRate(t *testing.T, out *lines, from int) (int, int) {
 	return r, len(all)
 }
 
+// killLiveDump starts procs-dump --live -K of pid with passes without
+// end, and kills it after a random wait of 20 to 20+ms milliseconds,
+// which it returns.
+func killLiveDump(t *testing.T, pid, ms int) time.Duration {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "procs-dump"), "--live", "-K", "--passes=1000", "-o", filepath.Join(t.TempDir(), "image"), strconv.Itoa(pid))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	wait := time.Duration(20+rand.IntN(ms)) * time.Millisecond
+	time.Sleep(wait)
+	cmd.Process.Kill()
+	cmd.Wait()
+	return wait
+}
+
 // TestLiveDumpKilled kills procs-dump --live at random moments of its
 // passes: the victim goes on, with no write protection left, writing as
 // fast as before, its memory intact.
@@ -170,15 +185,7 @@ func TestLiveDumpKilled(t *testing.T) {
 	p := startLivemem(t, "64", "2", "1")
 	base, seen := lastRate(t, p.out, 0)
 	for i := range 6 {
-		img := filepath.Join(t.TempDir(), "image")
-		cmd := exec.Command(filepath.Join(binDir, "procs-dump"), "--live", "-K", "--passes=1000", "-o", img, strconv.Itoa(p.pid()))
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		wait := time.Duration(20+rand.IntN(400)) * time.Millisecond
-		time.Sleep(wait)
-		cmd.Process.Kill()
-		cmd.Wait()
+		wait := killLiveDump(t, p.pid(), 400)
 		if p.exited(0) {
 			t.Fatalf("kill %d after %v: the victim died: %s", i, wait, p.stderrText())
 		}
@@ -225,7 +232,8 @@ func TestLiveDumpUserfaultfd(t *testing.T) {
 }
 
 // TestLiveImageCrafted: PASS records an attacker adds to a live image,
-// over the [vdso] and where the process has no mapping, are discarded:
+// over the [vdso], where the process has no mapping, and of processes
+// the image does not have, are discarded:
 // the process restores and its memory is its own.
 func TestLiveImageCrafted(t *testing.T) {
 	needTools(t)
@@ -261,6 +269,14 @@ func TestLiveImageCrafted(t *testing.T) {
 		if err := w.WritePass(0, addr, junk); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// Pages of a process numbered beyond the image's (one that exited
+	// during the passes), and a DROP of all of one's.
+	if err := w.WritePass(7, 0x10000, junk); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteDrop(format.MaxProcesses-1, 0, format.MaxPassAddress); err != nil {
+		t.Fatal(err)
 	}
 	buf := make([]byte, format.PageBufSize)
 	for {
@@ -310,33 +326,105 @@ func TestLiveImageCrafted(t *testing.T) {
 	}
 }
 
-// TestLiveDumpTree: --live refuses a process with children for now,
-// naming them, and the tree goes on untouched.
+// liveTreeKids is how many children livemem forks in the tree tests.
+const liveTreeKids = 3
+
+// startLiveTree starts livemem with liveTreeKids children writing their
+// copies of its memory (args after the size: see livemem.c).
+func startLiveTree(t *testing.T, args ...string) *proc {
+	t.Helper()
+	p := startLivemem(t, append([]string{"16", "1", "0", "2", "tree", strconv.Itoa(liveTreeKids)}, args...)...)
+	time.Sleep(300 * time.Millisecond)
+	// A cycling root has one child fewer, or a zombie, for an instant.
+	for try := 0; len(treeOf(p.pid())) != 1+liveTreeKids; try++ {
+		if try == 100 {
+			t.Fatalf("livemem's tree is %v; want %d processes", treeOf(p.pid()), 1+liveTreeKids)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return p
+}
+
+// TestLiveDumpTree dumps live a tree whose processes all write their
+// memory, shared copy-on-write at first: every process of the restored
+// tree finds its memory as it last wrote it; with -K the tree goes on
+// unharmed; a restore with -d too.
 func TestLiveDumpTree(t *testing.T) {
 	needTools(t)
-	p := start(t, append(victimArgv(t, "memhog"), "4", "1"), t.TempDir())
-	ready := func(all []string, _ bool) bool {
-		return slices.ContainsFunc(all, func(l string) bool { return strings.HasPrefix(l, "ready ") })
+	for _, tc := range []struct{ name, how string }{{"kill", ""}, {"keep", "-K"}, {"detach", "detach"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var dumpArgs []string
+			if tc.how == "-K" {
+				dumpArgs = []string{"-K"}
+			}
+			p := startLiveTree(t)
+			img, log := liveDump(t, p.pid(), dumpArgs...)
+			if !strings.Contains(log, fmt.Sprintf("pass 1 of %d processes: ", 1+liveTreeKids)) || !strings.Contains(log, "last pass, frozen: ") {
+				t.Errorf("procs-dump -v says %q; want passes of %d processes", log, 1+liveTreeKids)
+			}
+			if tc.how == "-K" {
+				checkLines(t, p.pid(), p.out, 1+liveTreeKids, false)
+				if smapsHasUffd(t, p.pid()) {
+					t.Errorf("the dumped root is still registered with a userfaultfd")
+				}
+				p.cmd.Process.Kill()
+			}
+			if !p.exited(10 * time.Second) {
+				t.Fatal("the victim still runs")
+			}
+			ld := startLoadAs(t, img, tc.how)
+			root := restoredRoot(t, "livemem", nil)
+			ld.restored, ld.start = root, startTime(root)
+			checkLines(t, root, ld.out, 1+liveTreeKids, false)
+		})
 	}
-	all, ok := p.out.wait(20*time.Second, ready)
-	if !ok {
-		t.Fatalf("memhog did not start: %q %s", all, p.stderrText())
+}
+
+// TestLiveDumpTreeChanges: a tree whose root kills a child and forks
+// another every 20 ms, dumped live (with -K) until a dump saw a child
+// come and one go during its passes: the tree goes on unharmed, and
+// every process of the restored tree finds its memory as it last wrote
+// it (the new child's, the children's that moved up in the order).
+func TestLiveDumpTreeChanges(t *testing.T) {
+	needTools(t)
+	p := startLiveTree(t, "cycle")
+	var img, log string
+	for try := 0; try < 10 && !strings.Contains(log, "the tree changed"); try++ {
+		img, log = liveDump(t, p.pid(), "-K")
 	}
-	kid := strings.Fields(all[slices.IndexFunc(all, func(l string) bool { return strings.HasPrefix(l, "ready ") })])[3]
-	var stderr bytes.Buffer
-	cmd := exec.Command(filepath.Join(binDir, "procs-dump"), "--live", "-o", filepath.Join(t.TempDir(), "image"), strconv.Itoa(p.pid()))
-	cmd.Stderr = &stderr
-	runTimeout(cmd, time.Minute)
-	msg := strings.TrimSpace(stderr.String())
-	if code := cmd.ProcessState.ExitCode(); code != 3 || !strings.Contains(msg, "has children ("+kid+")") || strings.Count(msg, "\n") > 1 {
-		t.Errorf("procs-dump --live of a tree: exit %d, %q; want 3 and one line naming child %s", code, msg, kid)
+	if !strings.Contains(log, "the tree changed") {
+		t.Fatalf("in 10 live dumps, no child came or went during the passes")
 	}
-	before, _ := p.out.snapshot()
-	unix.Kill(p.pid(), unix.SIGUSR1)
-	verified := func(all []string, _ bool) bool { return slices.Contains(all[len(before):], "verify ok") }
-	if got, ok := p.out.wait(10*time.Second, verified); !ok {
-		t.Errorf("the tree after the refusal says %q; want verify ok", got[len(before):])
+	checkLines(t, p.pid(), p.out, 1+liveTreeKids, false)
+	p.cmd.Process.Kill()
+	if !p.exited(10 * time.Second) {
+		t.Fatal("the victim still runs")
 	}
+	ld := startLoad(t, img)
+	root := restoredRoot(t, "livemem", nil)
+	ld.restored, ld.start = root, startTime(root)
+	checkLines(t, root, ld.out, 1+liveTreeKids, false)
+}
+
+// TestLiveDumpTreeKilled kills procs-dump --live of a tree at random
+// moments of its passes: every process goes on, with no write
+// protection left, its memory intact.
+func TestLiveDumpTreeKilled(t *testing.T) {
+	needTools(t)
+	p := startLiveTree(t)
+	for i := range 5 {
+		wait := killLiveDump(t, p.pid(), 500)
+		tree := treeOf(p.pid())
+		if len(tree) != 1+liveTreeKids {
+			t.Fatalf("kill %d after %v: the tree is %v", i, wait, tree)
+		}
+		for _, m := range tree {
+			if smapsHasUffd(t, m.pid) {
+				t.Errorf("kill %d after %v: process %d is still registered with a userfaultfd", i, wait, m.pid)
+			}
+		}
+	}
+	checkLines(t, p.pid(), p.out, 1+liveTreeKids, false)
 }
 
 // TestLiveDumpSparse: a process that maps far more than it touches (256

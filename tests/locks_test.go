@@ -206,13 +206,17 @@ func wantLocksView(pid, kid int) string {
 // moveTree moves the tree of pid as mode says: "kill" (dumped, killed,
 // restored), "keep" (dumped with -K, then killed, then restored),
 // "detach" (dumped, killed, restored with procs-load -d, which leaves at
-// once); it returns once every process of it is back and running. The
+// once), "live" (dumped with --live, killed, restored); it returns once every process of it is back and running. The
 // tree works in dir, and reports in its file log: with -K, what the
 // original reported after the dump goes to log.original.
 func moveTree(t *testing.T, pid int, dir, mode string) {
 	t.Helper()
 	tree := treeOf(pid)
-	img := dump(t, pid, mode == "keep")
+	var extra []string
+	if mode == "live" {
+		extra = []string{"--live"}
+	}
+	img := dump(t, pid, mode == "keep", extra...)
 	if mode == "keep" {
 		killTree(t, pid)
 	}
@@ -247,13 +251,13 @@ func moveTree(t *testing.T, pid int, dir, mode string) {
 }
 
 // TestLocks: a parent and its child holding flock, POSIX and OFD locks
-// on ranges, on a deleted file and on a memfd, moved: other processes see
+// on ranges, on a deleted file and on a memfd, moved (also live): other processes see
 // the same locks held by the restored processes (F_GETLK, F_OFD_GETLK,
 // flock, /proc/locks), and the two go on seeing each other's.
 func TestLocks(t *testing.T) {
 	needTools(t)
 	noLeftovers(t)
-	for _, mode := range []string{"kill", "keep", "detach"} {
+	for _, mode := range []string{"kill", "keep", "detach", "live"} {
 		t.Run(mode, func(t *testing.T) {
 			pid, dir := startLocks(t)
 			kid := treeOf(pid)[1].pid

@@ -60,11 +60,23 @@ func reportLines(t *testing.T, file string) int {
 }
 
 // TestTreePool: python's multiprocessing.Pool(4) with work in flight,
-// moved: the batches go on from where they were, each complete and
-// right (the program checks them), with the workers it had.
+// moved (and moved with --live: every process of the pool tracked): the
+// batches go on from where they were, each complete and right (the
+// program checks them), with the workers it had.
 func TestTreePool(t *testing.T) {
 	needTools(t)
 	noLeftovers(t)
+	for _, tc := range []struct {
+		name  string
+		extra []string
+	}{{"plain", nil}, {"live", []string{"--live"}}} {
+		t.Run(tc.name, func(t *testing.T) { movePool(t, tc.extra...) })
+	}
+}
+
+// movePool moves python with a pool of 4 (dumped with procs-dump
+// extra...) and checks the restored tree.
+func movePool(t *testing.T, extra ...string) {
 	py := victimArgv(t, "python")[0]
 	dir := t.TempDir()
 	out := filepath.Join(dir, "log")
@@ -74,7 +86,7 @@ func TestTreePool(t *testing.T) {
 	if len(tree) != 5 {
 		t.Fatalf("python and its pool: %v; want 5 processes", tree)
 	}
-	img := dump(t, pid, false)
+	img := dump(t, pid, false, extra...)
 	waitGone(t, tree)
 	before := reportLines(t, out)
 	ld := startLoad(t, img)

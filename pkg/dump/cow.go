@@ -53,23 +53,8 @@ func (c *collector) shareWith(parent *collector) error {
 		}
 		var ranges [][2]uint64
 		for lo := m.Start; lo < m.End; lo += scanWindow {
-			hi := min(m.End, lo+scanWindow)
-			if mine, err = pm.AnonFrames(mine[:0], lo, hi); err != nil {
+			if ranges, err = sameFrames(ranges, pm, ppm, lo, min(m.End, lo+scanWindow), &mine, &theirs); err != nil {
 				return err
-			}
-			if theirs, err = ppm.AnonFrames(theirs[:0], lo, hi); err != nil {
-				return err
-			}
-			for j := range mine {
-				if mine[j] == 0 || mine[j] != theirs[j] {
-					continue
-				}
-				a := lo + uint64(j)*format.PageSize
-				if n := len(ranges); n > 0 && ranges[n-1][1] == a {
-					ranges[n-1][1] += format.PageSize
-				} else {
-					ranges = append(ranges, [2]uint64{a, a + format.PageSize})
-				}
 			}
 		}
 		if len(ranges) > 0 {
@@ -84,4 +69,29 @@ func (c *collector) shareWith(parent *collector) error {
 // memory, anonymous or copied from a file.
 func inheritable(m *format.Mapping) bool {
 	return !m.Shared && (m.Kind == format.MapAnon || m.Kind == format.MapFile)
+}
+
+// sameFrames appends to ranges those of [lo, hi) where pm and ppm, the
+// pagemaps of a child and its parent, hold the same anonymous page frame:
+// pages they share copy-on-write. mine and theirs are buffers.
+func sameFrames(ranges [][2]uint64, pm, ppm *procfs.Pagemap, lo, hi uint64, mine, theirs *[]uint64) ([][2]uint64, error) {
+	var err error
+	if *mine, err = pm.AnonFrames((*mine)[:0], lo, hi); err != nil {
+		return ranges, err
+	}
+	if *theirs, err = ppm.AnonFrames((*theirs)[:0], lo, hi); err != nil {
+		return ranges, err
+	}
+	for j, f := range *mine {
+		if f == 0 || f != (*theirs)[j] {
+			continue
+		}
+		a := lo + uint64(j)*format.PageSize
+		if n := len(ranges); n > 0 && ranges[n-1][1] == a {
+			ranges[n-1][1] += format.PageSize
+		} else {
+			ranges = append(ranges, [2]uint64{a, a + format.PageSize})
+		}
+	}
+	return ranges, nil
 }

@@ -133,18 +133,15 @@ func dumpOnce(opts Options, out io.Writer) (Stats, error) {
 	if warn == nil {
 		warn = logf
 	}
-	if opts.Live != nil && usesUserfaultfd(opts.PID) {
-		warn("process %d uses userfaultfd itself, which --live would conflict with: dumping it as without --live", opts.PID)
-		opts.Live = nil
+	if opts.Live != nil {
+		if pid := treeUsesUserfaultfd(opts.PID); pid != 0 {
+			warn("process %d uses userfaultfd itself, which --live would conflict with: dumping it as without --live", pid)
+			opts.Live = nil
+		}
 	}
 	status, err := precheck(opts.PID)
 	if err != nil {
 		return Stats{}, err
-	}
-	if opts.Live != nil {
-		if why := liveRefusal(opts.PID); why != "" {
-			return Stats{}, &refusal{why}
-		}
 	}
 	// Page buffers are made and touched while the state is read.
 	prepared := prepareBuffers(int64(status.RssAnon))
@@ -162,26 +159,30 @@ func dumpOnce(opts Options, out io.Writer) (Stats, error) {
 	}()
 	var st Stats
 	var w *format.Writer // made before the freeze by a live dump
-	var tr *tracker
-	var presmaps []procfs.Mapping // a live dump's, read before the freeze
+	var lt *liveTree
+	var presmaps map[int][]procfs.Mapping // a live dump's, read before the freeze
 	if opts.Live != nil {
-		if tr, err = startTracker(opts.PID); err != nil {
+		lt, err = startLiveTree(opts.PID, warn)
+		defer lt.close()
+		if err != nil {
 			return Stats{}, err
 		}
-		defer tr.close()
-		if w, err = newImage(out, opts, liveInfo(opts.PID)); err != nil {
+		if w, err = newImage(out, opts, lt.info()); err != nil {
 			return Stats{}, err
 		}
 		bufs, received = <-prepared, true
-		if st.PageBytes, err = tr.passes(w, opts.Live.withDefaults(), logf, &bufs); err != nil {
+		if st.PageBytes, err = lt.passes(w, opts.Live.withDefaults(), logf, &bufs); err != nil {
 			return Stats{}, err
 		}
-		presmaps, _ = procfs.Smaps(opts.PID) // or read frozen
+		presmaps = lt.presmaps() // or read frozen
 	}
 	err = ptrace.Run(func() error {
 		ft, err := freezeTree(opts.PID)
 		if err != nil {
 			return err
+		}
+		if lt != nil {
+			lt.order(ft)
 		}
 		frozenAt := time.Now()
 		frozen := true
@@ -212,13 +213,13 @@ func dumpOnce(opts Options, out io.Writer) (Stats, error) {
 		}
 		logf("collected state: %d mappings, %d fds, about %d MiB resident, in %v",
 			snap.maps, snap.fds, snap.resident>>20, time.Since(frozenAt).Round(time.Microsecond))
-		if tr != nil {
-			// Its INFO was written before the passes, not knowing them.
-			if req := snap.requires(); len(req) > 0 {
+		if lt != nil {
+			// Its INFO was written before the tree was frozen.
+			if req := slices.DeleteFunc(snap.requires(), func(f string) bool { return slices.Contains(liveFeatures, f) }); len(req) > 0 {
 				return &refusal{fmt.Sprintf("--live cannot carry yet what the image would require (%s): dump without --live", strings.Join(req, ", "))}
 			}
 			t := time.Now()
-			n, err := snap.writeLastPass(w, tr, &bufs)
+			n, err := snap.writeLastPass(w, lt, &bufs)
 			st.PageBytes += n
 			if err != nil {
 				return err
@@ -231,7 +232,7 @@ func dumpOnce(opts Options, out io.Writer) (Stats, error) {
 				return err
 			}
 		}
-		if tr == nil {
+		if lt == nil {
 			if w, err = newImage(out, opts, snap.info(opts.PID, st.Threads)); err != nil {
 				return err
 			}
@@ -312,7 +313,7 @@ type snapshot struct {
 // through no fd (checkUnseenLocks: a mapping's, or refused), files held
 // outside the tree (files.CheckTree); then the ids become the programs'
 // own (toInnerPIDs). close must be called, error or not.
-func collectTree(ft *frozenTree, opts Options, presmaps []procfs.Mapping, holds *held) (*snapshot, error) {
+func collectTree(ft *frozenTree, opts Options, presmaps map[int][]procfs.Mapping, holds *held) (*snapshot, error) {
 	s := &snapshot{ft: ft, table: newFileTable()}
 	s.table.holds, s.table.tcpClose = holds, opts.TCPClose
 	var pids []int
@@ -322,10 +323,7 @@ func collectTree(ft *frozenTree, opts Options, presmaps []procfs.Mapping, holds 
 	paired := files.PairedSlaves(pids)
 	for i, f := range ft.procs {
 		c := &collector{pid: f.pid, root: i == 0, f: f, fileSave: opts.FileSave, t: s.table, paired: paired, tree: ft,
-			stoppedKids: ft.stoppedKids(f.pid), waited: map[int]bool{}}
-		if i == 0 {
-			c.smaps = presmaps
-		}
+			stoppedKids: ft.stoppedKids(f.pid), waited: map[int]bool{}, smaps: presmaps[f.pid]}
 		s.cs = append(s.cs, c)
 		if err := c.collect(); err != nil {
 			if len(ft.procs) > 1 && i > 0 {

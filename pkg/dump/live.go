@@ -11,11 +11,11 @@
 package dump
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
 	"slices"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -57,16 +57,39 @@ func (o LiveOptions) withDefaults() LiveOptions {
 	return o
 }
 
-// tracker follows the writes of one process (task 0 of the image) to its
-// private anonymous memory.
+// tracker follows the writes of one process of the tree to its private
+// anonymous memory. A tracker without uffd tracks nothing (a zombie, or
+// a process whose tracking could not start): its pages all go in the
+// last pass.
 type tracker struct {
-	pid  int
+	id   identity
+	ppid int
 	uffd *uffd.FD
 	pm   *procfs.Pagemap
+	// parent is its parent's tracker, when the parent is tracked: the
+	// pages it shares with it copy-on-write are left out (pending).
+	parent *tracker
+	// maps are its mappings at its last pass (with smaps figures in a
+	// tree of several processes, where pages may be shared).
+	maps []procfs.Mapping
 	// sent are the pages in the image (sorted ranges): those that go
 	// (dropped, unmapped, remapped) must be voided by a DROP.
 	sent [][2]uint64
+	// pending are the pages left out as shared with the parent (sorted
+	// ranges): not in the image, sent once they are no longer shared.
+	pending [][2]uint64
+	// whole: the image holds nothing of it at its index, and its next
+	// pass sends every page.
+	whole bool
+	// gone: it exited during a pass.
+	gone bool
 	regs []procfs.PageRegion
+}
+
+// identity is a process, not another that got its PID since.
+type identity struct {
+	pid   int
+	start uint64 // start time
 }
 
 // usesUserfaultfd tells whether the process holds a userfaultfd of its
@@ -79,13 +102,13 @@ func usesUserfaultfd(pid int) bool {
 	return slices.ContainsFunc(fds, func(fd procfs.FD) bool { return fd.Target == "anon_inode:[userfaultfd]" })
 }
 
-// startTracker makes the userfaultfd of process pid: the process is
+// startTracker makes the userfaultfd of process id: the process is
 // stopped for the few injected calls, through the trampoline (a
 // procs-dump that dies meanwhile leaves it where it was).
-func startTracker(pid int) (*tracker, error) {
+func startTracker(id identity) (*tracker, error) {
 	var file *os.File
 	err := ptrace.Run(func() error {
-		f, err := freeze(pid)
+		f, err := freeze(id.pid)
 		if err != nil {
 			return err
 		}
@@ -96,12 +119,12 @@ func startTracker(pid int) (*tracker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting the tracking of writes: %w", err)
 	}
-	t := &tracker{pid: pid, uffd: uffd.New(file)}
+	t := &tracker{id: id, uffd: uffd.New(file), whole: true}
 	if err := t.uffd.API(linux.UFFD_FEATURE_WP_ASYNC | linux.UFFD_FEATURE_WP_UNPOPULATED); err != nil {
 		t.close()
 		return nil, fmt.Errorf("this kernel cannot track writes from outside: %w", err)
 	}
-	if t.pm, err = procfs.OpenPagemap(pid); err != nil {
+	if t.pm, err = procfs.OpenPagemap(id.pid); err != nil {
 		t.close()
 		return nil, err
 	}
@@ -261,13 +284,19 @@ func takeFD(pid, fd int) (*os.File, error) {
 
 // close ends the tracking: the kernel lifts the protection.
 func (t *tracker) close() {
-	if t == nil {
+	if t == nil || t.uffd == nil {
 		return
 	}
 	if t.pm != nil {
 		t.pm.Close()
 	}
 	t.uffd.Close()
+}
+
+// reset forgets what the image held of the process: its next pass sends
+// every page.
+func (t *tracker) reset() {
+	t.sent, t.pending, t.whole = nil, nil, true
 }
 
 // tracked tells whether the tracking covers mapping m: private anonymous
@@ -294,14 +323,20 @@ type passWork struct {
 // pages sent before that are gone since (MADV_DONTNEED); in one not yet
 // tracked, all of its pages, after it is registered (register false:
 // not registered, as in the last pass, made while the process is
-// frozen). untracked collects the mappings not tracked.
+// frozen); with t.whole, all pages of every mapping. untracked collects
+// the mappings not tracked.
+//
+// Of a child whose parent is tracked, the pages it shares with it are
+// left out (pending), until they are not shared any more; in the last
+// pass, skip (the frozen tree's Mapping.Inherit, cow.go) decides which
+// those are, and what was sent of them is voided.
 //
 // Only pages that exist are ever write-protected (PAGEMAP_SCAN's
 // WP_MATCHING on what it reports): never the empty parts of a mapping,
 // whose protection would make page tables for all of it (256 GiB of
 // reserved address space took 512 MiB of them, and seconds). A write
 // there makes a page that is not protected: it is seen as written.
-func (t *tracker) scan(maps []procfs.Mapping, register bool, chunk uint64) (passWork, []procfs.Mapping, error) {
+func (t *tracker) scan(maps []procfs.Mapping, register bool, chunk uint64, skip [][2]uint64) (passWork, []procfs.Mapping, error) {
 	var pw passWork
 	var untracked []procfs.Mapping
 	var holes, read [][2]uint64 // this pass's, sorted
@@ -320,15 +355,24 @@ func (t *tracker) scan(maps []procfs.Mapping, register bool, chunk uint64) (pass
 		AnyOf: procfs.PageIsPresent | procfs.PageIsSwapped, Return: procfs.PageIsPresent | procfs.PageIsSwapped | procfs.PageIsPFNZero}
 	// pages sorts the regions of t.regs: to read, or (the zero page)
 	// to drop.
-	pages := func(via bool) {
+	pages := func() {
 		for _, r := range t.regs {
 			if r.Categories&procfs.PageIsSwapped != 0 || r.Categories&procfs.PageIsPresent != 0 && r.Categories&procfs.PageIsPFNZero == 0 {
-				pw.add(r.Start, r.End, chunk, via)
 				read = append(read, [2]uint64{r.Start, r.End})
 			} else {
 				pw.drops = append(pw.drops, [2]uint64{r.Start, r.End})
 			}
 		}
+	}
+	if t.whole {
+		written = existing
+	}
+	// Frozen (the last pass), the empty pages are found on another
+	// thread meanwhile: each walk of the page tables takes about as
+	// long as the other (1-2 ms a GiB), and the process's CPU is free.
+	var frozenHoles <-chan holesFound
+	if !register {
+		frozenHoles = t.emptyPages(maps, empty)
 	}
 	for i := range maps {
 		m := &maps[i]
@@ -336,10 +380,13 @@ func (t *tracker) scan(maps []procfs.Mapping, register bool, chunk uint64) (pass
 			untracked = append(untracked, *m)
 			continue
 		}
-		via := !m.Read
 		var err error
 		if t.regs, err = t.pm.ScanWith(t.regs[:0], m.Start, m.End, written); err == nil {
-			pages(via)
+			pages()
+			if frozenHoles != nil {
+				kept = append(kept, [2]uint64{m.Start, m.End})
+				continue
+			}
 			if t.regs, err = t.pm.ScanWith(t.regs[:0], m.Start, m.End, empty); err == nil {
 				for _, r := range t.regs {
 					holes = append(holes, [2]uint64{r.Start, r.End})
@@ -364,19 +411,145 @@ func (t *tracker) scan(maps []procfs.Mapping, register bool, chunk uint64) (pass
 		whole := [][2]uint64{{m.Start, m.End}}
 		pw.drops = append(pw.drops, intersect(t.sent, whole)...)
 		t.sent = subtract(t.sent, whole)
+		t.pending = subtract(t.pending, whole)
 		if t.regs, err = t.pm.ScanWith(t.regs[:0], m.Start, m.End, existing); err != nil {
 			return pw, nil, fmt.Errorf("scanning pages of %x-%x: %w", m.Start, m.End, err)
 		}
-		pages(via)
+		pages()
 		kept = append(kept, [2]uint64{m.Start, m.End})
+	}
+	if frozenHoles != nil {
+		e := <-frozenHoles
+		if e.err != nil {
+			return pw, nil, e.err
+		}
+		holes = intersect(e.holes, kept)
 	}
 	// Of the empty pages, those sent before were dropped since; and
 	// pages sent of memory no longer tracked (unmapped, or not
 	// registered now) are void: the loader need not keep them.
 	pw.drops = append(pw.drops, intersect(t.sent, holes)...)
 	pw.drops = append(pw.drops, subtract(t.sent, kept)...)
-	t.sent = union(subtract(intersect(t.sent, kept), holes), read)
+	t.sent = subtract(intersect(t.sent, kept), holes)
+	// The pages left out as shared before, that still exist, are read
+	// now unless they are shared still.
+	read = union(read, subtract(intersect(t.pending, kept), holes))
+	t.pending = nil
+	switch {
+	case skip != nil:
+		pw.drops = append(pw.drops, intersect(t.sent, skip)...)
+		t.sent = subtract(t.sent, skip)
+		read = subtract(read, skip)
+	case t.parent != nil && !t.parent.gone:
+		shared, err := t.sharedWithParent(maps, read)
+		if err != nil {
+			return pw, nil, err
+		}
+		t.pending = shared
+		read = subtract(read, shared)
+	}
+	t.sent = union(t.sent, read)
+	pw.runsOf(read, maps, chunk)
+	t.whole = false
 	return pw, untracked, nil
+}
+
+// holesFound is what emptyPages finds: the empty pages of the tracked
+// mappings (sorted ranges).
+type holesFound struct {
+	holes [][2]uint64
+	err   error
+}
+
+// emptyPages finds, on another goroutine, the pages empty (as args
+// says) of the mappings of maps that are tracked and registered.
+func (t *tracker) emptyPages(maps []procfs.Mapping, args procfs.ScanArgs) <-chan holesFound {
+	out := make(chan holesFound, 1)
+	go func() {
+		pm, err := procfs.OpenPagemap(t.id.pid)
+		if err != nil {
+			out <- holesFound{err: err}
+			return
+		}
+		defer pm.Close()
+		var e holesFound
+		var regs []procfs.PageRegion
+		for i := range maps {
+			m := &maps[i]
+			if !tracked(m) {
+				continue
+			}
+			if regs, err = pm.ScanWith(regs[:0], m.Start, m.End, args); errors.Is(err, unix.EPERM) {
+				continue // not registered: not tracked
+			} else if err != nil {
+				e.err = fmt.Errorf("scanning pages of %x-%x: %w", m.Start, m.End, err)
+				break
+			}
+			for _, r := range regs {
+				e.holes = append(e.holes, [2]uint64{r.Start, r.End})
+			}
+		}
+		out <- e
+	}()
+	return out
+}
+
+// sharedWithParent returns the pages of ranges (sorted, in maps) that
+// the process shares copy-on-write with its parent (the same frame, in
+// a mapping both have since a fork), as shareWith finds them.
+func (t *tracker) sharedWithParent(maps []procfs.Mapping, ranges [][2]uint64) ([][2]uint64, error) {
+	var shared [][2]uint64
+	var mine, theirs []uint64
+	var err error
+	for i := range maps {
+		m := &maps[i]
+		if !forkedFrom(t.parent.maps, m) {
+			continue
+		}
+		for _, r := range intersect(ranges, [][2]uint64{{m.Start, m.End}}) {
+			for lo := r[0]; lo < r[1]; lo += scanWindow {
+				if shared, err = sameFrames(shared, t.pm, t.parent.pm, lo, min(r[1], lo+scanWindow), &mine, &theirs); err != nil {
+					return nil, fmt.Errorf("pages shared with the parent at %x-%x: %w", lo, r[1], err)
+				}
+			}
+		}
+	}
+	return shared, nil
+}
+
+// forkedFrom says whether the parent's mappings (sorted) have one like
+// m, private, as a fork leaves it (see format.ForkedFrom).
+func forkedFrom(parent []procfs.Mapping, m *procfs.Mapping) bool {
+	i, ok := slices.BinarySearchFunc(parent, m.Start, func(p procfs.Mapping, a uint64) int { return cmp.Compare(p.Start, a) })
+	if !ok || m.Shared {
+		return false
+	}
+	p := &parent[i]
+	return p.End == m.End && !p.Shared && p.Inode == m.Inode && p.Dev == m.Dev && p.Offset == m.Offset && p.Path == m.Path
+}
+
+// runsOf adds the runs of read (sorted ranges within maps), each read as
+// its mapping asks (memory shared with another process, or without
+// PROT_READ, through /proc/PID/mem: see batch.read).
+func (pw *passWork) runsOf(read [][2]uint64, maps []procfs.Mapping, chunk uint64) {
+	for i := range maps {
+		if len(read) == 0 {
+			return
+		}
+		m := &maps[i]
+		k := 0
+		for k < len(read) && read[k][0] < m.End {
+			k++
+		}
+		via := !m.Read || m.SharedPages > 0 && m.Anonymous > 0
+		for _, r := range intersect(read[:k], [][2]uint64{{m.Start, m.End}}) {
+			pw.add(r[0], r[1], chunk, via)
+		}
+		if k > 0 && read[k-1][1] > m.End {
+			k-- // goes on in the next mapping
+		}
+		read = read[k:]
+	}
 }
 
 // add appends the runs of [start, end) of at most chunk bytes.
@@ -434,15 +607,16 @@ func subtract(a, b [][2]uint64) [][2]uint64 {
 	return out
 }
 
-// writePass writes a pass's work as DROP and PASS records of task 0.
-func (t *tracker) writePass(w *format.Writer, pw passWork, bufs *[][]byte) (int64, error) {
+// writePass writes a pass's work as DROP and PASS records of the
+// process numbered task.
+func (t *tracker) writePass(w *format.Writer, task uint32, pw passWork, bufs *[][]byte) (int64, error) {
 	for _, d := range pw.drops {
-		if err := w.WriteDrop(0, d[0], d[1]-d[0]); err != nil {
+		if err := w.WriteDrop(task, d[0], d[1]-d[0]); err != nil {
 			return 0, err
 		}
 	}
 	runs := pw.runs
-	return copyRuns(0, t.pid, func(chunk uint64, yield func(run) bool) error {
+	return copyRuns(task, t.id.pid, func(chunk uint64, yield func(run) bool) error {
 		for _, r := range runs {
 			for a := r.addr; a < r.addr+r.size; a += chunk {
 				if !yield(run{addr: a, size: min(chunk, r.addr+r.size-a), viaMem: r.viaMem}) {
@@ -454,107 +628,29 @@ func (t *tracker) writePass(w *format.Writer, pw passWork, bufs *[][]byte) (int6
 	}, w, nil, pw.bytes, bufs, true)
 }
 
-// passes writes the passes of a live dump while the process runs, until
-// one of o's limits is met.
-func (t *tracker) passes(w *format.Writer, o LiveOptions, logf func(string, ...any), bufs *[][]byte) (stored int64, err error) {
-	start := time.Now()
-	var last int64 = -1
-	for pass := 1; ; pass++ {
-		t0 := time.Now()
-		maps, err := procfs.Maps(t.pid)
-		if err != nil {
-			return stored, err
-		}
-		pw, _, err := t.scan(maps, true, passChunk)
-		if err != nil {
-			return stored, err
-		}
-		n, err := t.writePass(w, pw, bufs)
-		stored += n
-		if err != nil {
-			return stored, err
-		}
-		logf("pass %d: %d pages read (%d MiB), %d MiB stored, %d ranges dropped, in %v", pass, pw.bytes/format.PageSize,
-			pw.bytes>>20, n>>20, len(pw.drops), time.Since(t0).Round(time.Microsecond))
-		switch {
-		case pass > 1 && pw.bytes <= o.SmallPass:
-		case pass > 2 && pw.bytes >= last:
-		case pass >= o.MaxPasses:
-		case time.Since(start) >= o.MaxTime:
-		default:
-			last = pw.bytes
-			continue
-		}
-		return stored, nil
-	}
-}
-
-// finalPass writes, the process frozen, the last pass of task 0 (its
-// maps are c.maps): the tracked memory written since the last pass, and
+// finalPass writes, the process frozen, its last pass as process task
+// (c its collector): the tracked memory written since the last pass, and
 // all of the memory of mappings the tracking did not cover (private
 // file mappings, mappings made since the last pass), after the DROP of
-// what was sent where they are (scan).
-func (t *tracker) finalPass(w *format.Writer, c *collector, bufs *[][]byte) (int64, passWork, error) {
-	pw, untracked, err := t.scan(c.maps, false, passChunk)
+// what was sent where they are (scan); of a child, but the pages it
+// shares with its parent (c.skip).
+func (t *tracker) finalPass(w *format.Writer, task uint32, c *collector, bufs *[][]byte) (int64, error) {
+	skip := c.skip
+	if skip == nil {
+		skip = [][2]uint64{}
+	}
+	pw, untracked, err := t.scan(c.maps, false, passChunk, skip)
 	if err != nil {
-		return 0, pw, err
+		return 0, err
 	}
-	stored, err := t.writePass(w, pw, bufs)
-	if err != nil {
-		return stored, pw, err
-	}
-	n, err := copyRuns(0, t.pid, func(chunk uint64, yield func(run) bool) error {
-		return scanRuns(t.pid, untracked, c.skip, chunk, yield)
-	}, w, nil, residentBytes(untracked), bufs, true)
-	return stored + n, pw, err
-}
-
-// liveRefusal says why a process cannot be dumped live, or "".
-func liveRefusal(pid int) string {
-	if kids, _ := procfs.ChildrenOf(pid); len(kids) > 0 {
-		var s []string
-		for _, k := range kids {
-			s = append(s, fmt.Sprint(k))
-		}
-		return fmt.Sprintf("--live dumps a single process for now, and process %d has children (%s): dump it without --live", pid, strings.Join(s, ", "))
-	}
-	return ""
-}
-
-// liveInfo is the INFO record of a live image: the process as the dump
-// starts.
-func liveInfo(pid int) format.Info {
-	info := format.Info{PID: pid, Processes: 1, Requires: []string{format.FeaturePagePasses}}
-	if st, err := procfs.ReadStat(pid); err == nil {
-		info.Comm = st.Comm
-	}
-	if tids, err := procfs.Tasks(pid); err == nil {
-		info.Threads = len(tids)
-	}
-	return info
-}
-
-// writeLastPass writes, the tree frozen, the last pass of its root
-// (finalPass), and all of the memory of the other members, made while
-// the passes ran, as PASS records.
-func (s *snapshot) writeLastPass(w *format.Writer, t *tracker, bufs *[][]byte) (int64, error) {
-	stored, _, err := t.finalPass(w, s.cs[0], bufs)
+	stored, err := t.writePass(w, task, pw, bufs)
 	if err != nil {
 		return stored, err
 	}
-	for i, c := range s.cs[1:] {
-		if c.f.zombie {
-			continue
-		}
-		n, err := copyRuns(uint32(i+1), c.pid, func(chunk uint64, yield func(run) bool) error {
-			return scanRuns(c.pid, c.maps, c.skip, chunk, yield)
-		}, w, nil, residentBytes(c.maps), bufs, true)
-		stored += n
-		if err != nil {
-			return stored, err
-		}
-	}
-	return stored, nil
+	n, err := copyRuns(task, t.id.pid, func(chunk uint64, yield func(run) bool) error {
+		return scanRuns(t.id.pid, untracked, c.skip, chunk, yield)
+	}, w, nil, residentBytes(untracked), bufs, true)
+	return stored + n, err
 }
 
 // readSmaps returns the process's mappings with their smaps figures:

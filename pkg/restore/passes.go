@@ -182,6 +182,20 @@ func (s *staging) drop(task uint32, addr, n uint64) error {
 	return os.NewSyscallError("fallocate", err)
 }
 
+// discardBeyond frees the staged pages of processes numbered n and up:
+// processes that exited during the passes (SPEC.md, "Page passes").
+func (s *staging) discardBeyond(n int) {
+	if s == nil {
+		return
+	}
+	for task, f := range s.tasks {
+		if int64(task) >= int64(n) {
+			f.Close()
+			delete(s.tasks, task)
+		}
+	}
+}
+
 // close frees what is left of the staging.
 func (s *staging) close() {
 	if s == nil {

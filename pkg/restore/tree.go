@@ -88,6 +88,7 @@ func (t *tree) readMeta() error {
 	for i := range t.imgs {
 		t.procs = append(t.procs, &builder{tree: t, img: &t.imgs[i], task: i})
 	}
+	t.staged.discardBeyond(len(t.imgs))
 	return nil
 }
 

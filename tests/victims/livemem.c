@@ -17,10 +17,16 @@
  *
  * With "uffd" it holds a userfaultfd of its own; with "sparse" it also
  * maps 256 GiB of memory it never touches but for a few pages (as a
- * runtime reserves address space).
+ * runtime reserves address space). With "tree K" it forks K children
+ * once its memory is filled, which write their copies of it (shared
+ * copy-on-write until one of them writes a page) as it writes its own;
+ * with "tree K cycle" (THREADS 1) it also kills its oldest child and
+ * forks a new one every 20 ms. Its children check their memory when
+ * it checks its own (it sends them SIGUSR1; no child is killed in the 5
+ * s after), and die with it.
  *
  * On SIGUSR1 every writer checks its pages, seq and writes, and prints
- * "check T ok writes=N" or "check T bad ..."; every churn object is
+ * "check T ok writes=N pid=P" or "check T bad ..."; every churn object is
  * checked too. Each writer prints "rate T N" every second: the pages it
  * wrote in that second.
  */
@@ -30,7 +36,9 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <fcntl.h>
 #include <time.h>
 #include "say.h"
@@ -40,6 +48,11 @@
 
 static volatile sig_atomic_t gen;
 static int rate;
+
+/* The tree: the children of the root (is_root), and the cycling. */
+static int is_root = 1, cycle, nkids, oldest;
+static pid_t kids[64];
+static double quiet_until; /* no cycling while the children check */
 
 struct writer {
 	int id;
@@ -183,8 +196,39 @@ static void check_churn(void)
 	    (unsigned long long)ch.made, (unsigned long long)ch.heap_pages, good, want, bad);
 }
 
+/* forkchild forks a child of the tree: 0 in the child, which dies with
+ * its parent. */
+static pid_t forkchild(void)
+{
+	pid_t p = fork();
+	if (p < 0)
+		exit(8);
+	if (p == 0) {
+		is_root = 0;
+		nkids = 0;
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+	}
+	return p;
+}
+
+/* recycle kills the oldest child, waits for it, and forks a new one in
+ * its place. */
+static void recycle(void)
+{
+	kill(kids[oldest], SIGKILL);
+	waitpid(kids[oldest], NULL, 0);
+	pid_t p = forkchild();
+	if (p == 0)
+		return;
+	kids[oldest] = p;
+	oldest = (oldest + 1) % nkids;
+}
+
 static void check(struct writer *w)
 {
+	for (int i = 0; is_root && i < nkids; i++)
+		kill(kids[i], SIGUSR1);
+	quiet_until = now() + 5;
 	uint64_t bad = 0, sum = 0, first = ~0ull;
 	for (uint64_t p = 0; p < w->npages; p++) {
 		sum += w->seq[p];
@@ -198,7 +242,7 @@ static void check(struct writer *w)
 		say("check %d bad pages=%llu first=%lld sum=%llu writes=%llu\n", w->id, (unsigned long long)bad,
 		    (long long)first, (unsigned long long)sum, (unsigned long long)w->writes);
 	else
-		say("check %d ok writes=%llu\n", w->id, (unsigned long long)w->writes);
+		say("check %d ok writes=%llu pid=%d\n", w->id, (unsigned long long)w->writes, getpid());
 	if (w->churn)
 		check_churn();
 }
@@ -207,7 +251,7 @@ static void *run(void *arg)
 {
 	struct writer *w = arg;
 	int seen = gen;
-	double last = now();
+	double last = now(), lastcycle = now();
 	uint64_t done = 0, budget = 0;
 	for (uint64_t n = 0;; n++) {
 		if (gen != seen) {
@@ -229,6 +273,10 @@ static void *run(void *arg)
 			budget--;
 		if (w->churn && n % 256 == 255)
 			churn(w);
+		if (cycle && is_root && nkids > 0 && n % 256 == 128 && now() - lastcycle >= 0.02 && now() >= quiet_until) {
+			recycle();
+			lastcycle = now();
+		}
 		if ((n & 255) == 0 && now() - last >= 1) {
 			say("rate %d %llu\n", w->id, (unsigned long long)done);
 			done = 0;
@@ -280,7 +328,18 @@ int main(int argc, char **argv)
 		}
 		w->writes = w->npages;
 	}
-	say("ready pid=%d\n", getpid());
+	if (argc > 6 && strcmp(argv[5], "tree") == 0) {
+		int k = atoi(argv[6]);
+		cycle = argc > 7 && strcmp(argv[7], "cycle") == 0 && threads == 1;
+		for (int i = 0; i < k && i < 64; i++) {
+			pid_t p = forkchild();
+			if (p == 0)
+				break;
+			kids[nkids++] = p;
+		}
+	}
+	if (is_root)
+		say("ready pid=%d\n", getpid());
 	for (int i = 1; i < threads; i++)
 		pthread_create(&ts[i], NULL, run, &ws[i]);
 	run(&ws[0]);

@@ -179,6 +179,14 @@ func TestTCPOptions(t *testing.T) {
 	needTools(t)
 	noLeftovers(t)
 	dir, before := moveCountingPython(t, optionsPy, "opts", 3, 3)
+	checkOptsKept(t, dir, before)
+}
+
+// checkOptsKept checks that the last line of "opts" in dir, written
+// after a move, says what line before, the last before it, said, and
+// that the program wrote nothing to its log.
+func checkOptsKept(t *testing.T, dir string, before int) {
+	t.Helper()
 	b, _ := os.ReadFile(filepath.Join(dir, "opts"))
 	ls := strings.Split(strings.TrimSpace(string(b)), "\n")
 	state := func(l string) string { return strings.SplitN(l, " ", 2)[1] }
@@ -200,6 +208,23 @@ open("ready", "w").close()
 while True: time.sleep(0.05)
 `
 
+// startUserReady starts argv as the user of cred in dir, and waits until
+// it makes the file "ready" there; it is killed when t ends.
+func startUserReady(t *testing.T, cred *syscall.Credential, dir string, argv ...string) int {
+	t.Helper()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	go cmd.Wait()
+	t.Cleanup(func() { killTree(t, pid) })
+	waitFile(t, filepath.Join(dir, "ready"))
+	return pid
+}
+
 // TestTCPImageAttack: an image edited to bind a port below 1024 for an
 // ordinary user's process is refused by root's procs-load (the socket is
 // bound with the process's rights, not root's); addresses, ports, states
@@ -211,23 +236,7 @@ func TestTCPImageAttack(t *testing.T) {
 	py := userPython(t)
 	dir := userDir(t, cred)
 	_, port, _ := net.SplitHostPort(freeAddr(t))
-	cmd := exec.Command(py, "-c", userListenerPy, port)
-	cmd.Dir = dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pid := cmd.Process.Pid
-	go cmd.Wait()
-	t.Cleanup(func() { killTree(t, pid) })
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := os.Stat(filepath.Join(dir, "ready")); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the listener did not start")
-		}
-	}
+	pid := startUserReady(t, cred, dir, py, "-c", userListenerPy, port)
 	img := dump(t, pid, true)
 	tcpFile := func(e *imageEdit) *format.TCP {
 		for i := range e.Files {

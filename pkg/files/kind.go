@@ -97,7 +97,7 @@ type Terminals map[uint64]bool
 
 // table holds every kind, in the order Match is asked.
 var table = []Kind{memfd{}, reg{}, dir{}, chr{}, tty{}, ptyMaster{}, ptySlave{}, eventfd{}, epoll{}, pipe{}, namedPipe{},
-	unixSocket{}, tcpSocket{}, pidfd{}, symlink, sock, blk, sysvShm{},
+	unixSocket{}, tcpSocket{}, udpSocket{}, pingSocket{}, pidfd{}, symlink, sock, blk, sysvShm{},
 	timerfd{}, signalfd{}, inotify{}}
 
 // Lookup is the kind named name, or nil when this procs knows none.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -364,4 +365,96 @@ func TestUDPImageAttack(t *testing.T) {
 	if n, from, err := victim.ReadFrom(make([]byte, 100)); err == nil {
 		t.Errorf("root's socket on %s got %d bytes from %s", shared, n, from)
 	}
+}
+
+// pingPy pings 127.0.0.1 and ::1 with ping sockets bound to the ids
+// given, one request each every 20 ms, and writes a numbered line for
+// each round: the ids the sockets have, and for each the id and
+// sequence number of the reply, or "lost" when none came in a second.
+const pingPy = `
+import socket, struct, sys, time
+socks = []
+for fam, proto, host, ident in [(socket.AF_INET, socket.IPPROTO_ICMP, "127.0.0.1", int(sys.argv[1])),
+                                (socket.AF_INET6, socket.IPPROTO_ICMPV6, "::1", int(sys.argv[2]))]:
+    s = socket.socket(fam, socket.SOCK_DGRAM, proto)
+    s.bind((host, ident))
+    s.settimeout(1)
+    socks.append((s, host, 8 if fam == socket.AF_INET else 128))
+n = 0
+while True:
+    n += 1
+    line = [str(n)]
+    for s, host, typ in socks:
+        s.sendto(struct.pack("!BBHHH", typ, 0, 0, 0, n & 0xffff) + b"procs", (host, 0))
+        try:
+            d = s.recv(100)
+            while struct.unpack("!H", d[6:8])[0] != n & 0xffff:
+                d = s.recv(100)
+            line.append("%d:%d:%d" % (s.getsockname()[1], struct.unpack("!H", d[4:6])[0], struct.unpack("!H", d[6:8])[0]))
+        except socket.timeout:
+            line.append("%d:lost" % s.getsockname()[1])
+    with open("pings", "a") as f:
+        f.write(" ".join(line) + "\n")
+    time.sleep(0.02)
+`
+
+// TestPingSocket: a program pinging loopback with ping sockets (IPv4 and
+// IPv6) in a network namespace whose ping_group_range lets it, moved:
+// restored where ping sockets are not allowed it is refused by name;
+// restored in its namespace, its sockets have their ids and get replies.
+func TestPingSocket(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	ns := oneNetns(t, "ping")
+	if out, err := exec.Command("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647").CombinedOutput(); err != nil {
+		t.Fatalf("sysctl in %s: %v: %s", ns, err, out)
+	}
+	py := victimArgv(t, "python")[0]
+	dir := t.TempDir()
+	pings := filepath.Join(dir, "pings")
+	pid := startTree(t, dir, "log", in(ns, py, "-c", pingPy, "4242", "4343")...)
+	waitLines(t, pings, 20, 10*time.Second)
+	img := dump(t, pid, false)
+	waitImageGone(t, img)
+	before := lineNumbers(t, pings)
+	if b, _ := os.ReadFile("/proc/sys/net/ipv4/ping_group_range"); strings.Fields(string(b))[0] == "1" {
+		refused(t, loadCmd(img), "python3", "ping socket", "ping_group_range")
+	}
+	ld := start(t, in(ns, filepath.Join(binDir, "procs-load"), img), t.TempDir())
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("procs-load: %s", ld.stderrText())
+		}
+	})
+	waitLines(t, pings, before+20, 20*time.Second)
+	lines := strings.Split(strings.TrimSpace(string(readFile(t, pings))), "\n")
+	lineNumbers(t, pings)
+	for _, l := range lines[before+3:] {
+		f := strings.Fields(l)
+		n, _ := strconv.Atoi(f[0])
+		if want := fmt.Sprintf("%s 4242:4242:%d 4343:4343:%d", f[0], n, n); l != want {
+			t.Errorf("after the move: %q; want %q", l, want)
+		}
+	}
+}
+
+// oneNetns makes a network namespace with loopback up for the test, and
+// removes it at its end.
+func oneNetns(t *testing.T, name string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("network namespaces need root")
+	}
+	if _, err := exec.LookPath("nsenter"); err != nil {
+		t.Skip("nsenter is missing")
+	}
+	ns := fmt.Sprintf("procs-%s-%d", name, os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v: %s", ns, err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	if out, err := exec.Command("ip", "-n", ns, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("ip -n %s link set lo up: %v: %s", ns, err, out)
+	}
+	return ns
 }

@@ -1,0 +1,123 @@
+package tests
+
+// Netlink route sockets made again (a program asking the kernel for a
+// link, `ip monitor` listening to changes); raw, packet and other netlink
+// sockets refused by name.
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"procs/format"
+)
+
+// routePy asks the kernel every 50 ms, on a netlink route socket bound
+// once, for link 1 (RTM_GETLINK), and writes a numbered line: its port
+// id, and the answer's type and sequence number.
+const routePy = `
+import socket, struct, time
+s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+s.bind((0, 0))
+n = 0
+while True:
+    n += 1
+    s.send(struct.pack("=LHHLL", 32, 18, 1, n, 0) + struct.pack("=BxHiII", 0, 0, 1, 0, 0))
+    d = s.recv(65536)
+    _, typ, _, seq, _ = struct.unpack("=LHHLL", d[:16])
+    with open("links", "a") as f:
+        f.write("%d %d %d %d\n" % (n, s.getsockname()[0], typ, seq))
+    time.sleep(0.05)
+`
+
+// TestNetlinkRoute: a program asking the kernel for links on a netlink
+// route socket comes back with its port id and gets answers; `ip
+// monitor`, listening to the link group in a network namespace, hears
+// of a link added after its move.
+func TestNetlinkRoute(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	dir, before := moveCountingPython(t, routePy, "links", 3, 3)
+	lines := strings.Split(strings.TrimSpace(string(readFile(t, filepath.Join(dir, "links")))), "\n")
+	port := strings.Fields(lines[before-1])[1]
+	for _, l := range lines[before:] {
+		f := strings.Fields(l)
+		if f[1] != port || f[2] != "16" || f[3] != f[0] {
+			t.Errorf("after the move: %q; want port id %s, an RTM_NEWLINK (16) answering request %s", l, port, f[0])
+		}
+	}
+
+	ns := oneNetns(t, "nlmon")
+	mdir := t.TempDir()
+	log := filepath.Join(mdir, "log")
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", append([]string{"-n", ns}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	pid := startTree(t, mdir, "log", "ip", "-n", ns, "monitor", "link")
+	heard := func(name string) {
+		t.Helper()
+		waitFor(t, 10*time.Second, func() bool { return strings.Contains(string(readFile(t, log)), name) }, "ip monitor hears of "+name)
+	}
+	time.Sleep(200 * time.Millisecond) // until it listens
+	ip("link", "add", "procsa", "type", "veth", "peer", "name", "procsa2")
+	heard("procsa")
+	img := dump(t, pid, false)
+	waitImageGone(t, img)
+	for _, tc := range []struct {
+		name  string
+		edit  func(*format.Netlink)
+		wants []string
+	}{
+		{"type", func(n *format.Netlink) { n.Type = 1 }, []string{"netlink socket", "type 1"}},
+		{"group", func(n *format.Netlink) { n.Groups = append(n.Groups, 5000) }, []string{"group 5000"}},
+		{"options", func(n *format.Netlink) { n.Flags |= 1 << 30 }, []string{"not netlink options"}},
+		{"buffer", func(n *format.Netlink) { n.RcvBuf = -2 }, []string{"buffer sizes"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bad := editImage(t, img, func(e *imageEdit) {
+				for i := range e.Files {
+					if e.Files[i].Netlink != nil {
+						tc.edit(e.Files[i].Netlink)
+					}
+				}
+			})
+			refused(t, loadCmd(bad), "ip", tc.wants...)
+		})
+	}
+	start(t, in(ns, filepath.Join(binDir, "procs-load"), img), t.TempDir())
+	// Links added until it hears of one: it listens once restored.
+	for i := 0; !strings.Contains(string(readFile(t, log)), "procsb"); i++ {
+		if i == 40 {
+			t.Fatalf("the restored ip monitor heard of no link added after the move: %s", readFile(t, log))
+		}
+		ip("link", "add", fmt.Sprintf("procsb%d", i), "type", "veth", "peer", "name", fmt.Sprintf("procsc%d", i))
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// TestSocketRefusals: raw, packet and netlink sockets other than route
+// ones are refused by name, and the process runs on.
+func TestSocketRefusals(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	py := victimArgv(t, "python")[0]
+	for _, tc := range []struct{ name, sock, want string }{
+		{"raw", "socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)", "is a raw IPv4 socket"},
+		{"raw6", "socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)", "is a raw IPv6 socket"},
+		{"packet", "socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)", "is a packet socket"},
+		{"audit", "socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 9)", "is a netlink socket (NETLINK_AUDIT)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			pid := startTree(t, dir, "log", py, "-c", "import socket, time\ns = "+tc.sock+"\nopen('ready', 'w').close()\ntime.sleep(1000)")
+			waitFile(t, filepath.Join(dir, "ready"), filepath.Join(dir, "log"))
+			refusedDump(t, pid, "fd 3 ", tc.want)
+		})
+	}
+}

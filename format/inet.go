@@ -112,6 +112,12 @@ type SockOpts struct {
 
 // --- UDP, UDP-Lite, ping and netlink route sockets (issue 12, udp).
 
+// FeatureSocketFilters is the INFO.requires name of an image with a
+// `tcp` file whose options hold a socket filter (SockOpts.Filter),
+// which an older reader would ignore, and so restore the socket
+// unfiltered. The kinds that came with filters (udp, ping) need none.
+const FeatureSocketFilters = "socket-filters"
+
 // Kinds of the other sockets that travel.
 const (
 	// FileUDP is a UDP or UDP-Lite socket, IPv4 or IPv6 (File.UDP).

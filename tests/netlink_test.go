@@ -101,8 +101,27 @@ func TestNetlinkRoute(t *testing.T) {
 	}
 }
 
+// ebpfPy defines udpWithEBPF, which makes a UDP socket with an eBPF
+// program attached (SO_ATTACH_BPF) that drops every packet.
+const ebpfPy = `
+import ctypes, os, socket, struct, time
+def udpWithEBPF():
+    code = ctypes.create_string_buffer(struct.pack("BBhiBBhi", 0xb7, 0, 0, 0, 0x95, 0, 0, 0))  # r0 = 0; exit
+    lic = ctypes.create_string_buffer(b"GPL")
+    # union bpf_attr for BPF_PROG_LOAD: BPF_PROG_TYPE_SOCKET_FILTER, 2 instructions
+    attr = ctypes.create_string_buffer(struct.pack("IIQQ", 1, 2, ctypes.addressof(code), ctypes.addressof(lic)), 128)
+    prog = ctypes.CDLL(None, use_errno=True).syscall(321, 5, attr, 128)  # bpf(BPF_PROG_LOAD)
+    if prog < 0:
+        raise OSError(ctypes.get_errno(), "bpf")
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, 50, struct.pack("i", prog))  # SO_ATTACH_BPF
+    os.close(prog)
+    return s
+`
+
 // TestSocketRefusals: raw, packet and netlink sockets other than route
-// ones are refused by name, and the process runs on.
+// ones, and a socket with an eBPF filter, are refused by name, and the
+// process runs on.
 func TestSocketRefusals(t *testing.T) {
 	needTools(t)
 	noLeftovers(t)
@@ -112,12 +131,13 @@ func TestSocketRefusals(t *testing.T) {
 		{"raw6", "socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)", "is a raw IPv6 socket"},
 		{"packet", "socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)", "is a packet socket"},
 		{"audit", "socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 9)", "is a netlink socket (NETLINK_AUDIT)"},
+		{"ebpf", "udpWithEBPF()", "with an eBPF filter attached (SO_ATTACH_BPF)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			pid := startTree(t, dir, "log", py, "-c", "import socket, time\ns = "+tc.sock+"\nopen('ready', 'w').close()\ntime.sleep(1000)")
+			pid := startTree(t, dir, "log", py, "-c", ebpfPy+"\ns = "+tc.sock+"\nopen('ready', 'w').close()\ntime.sleep(1000)")
 			waitFile(t, filepath.Join(dir, "ready"), filepath.Join(dir, "log"))
-			refusedDump(t, pid, "fd 3 ", tc.want)
+			refusedDump(t, pid, "fd ", tc.want)
 		})
 	}
 }

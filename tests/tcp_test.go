@@ -148,6 +148,9 @@ l4.listen(17)
 l6 = socket.socket(socket.AF_INET6)
 l6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
 l6.setsockopt(T, socket.TCP_NODELAY, 1)
+# a classic BPF filter (SO_ATTACH_FILTER, 26) that takes every packet
+ret = __import__("ctypes").create_string_buffer(struct.pack("HBBI", 0x6, 0, 0, 0xffffffff))
+l6.setsockopt(S, 26, struct.pack("HL", 1, __import__("ctypes").addressof(ret)))
 l6.bind(("::", 0))
 l6.listen(5)
 def opts(s):
@@ -159,6 +162,7 @@ def opts(s):
                    (T, socket.TCP_USER_TIMEOUT), (S, socket.SO_ACCEPTCONN)]:
         out.append(s.getsockopt(lvl, o))
     out.append(struct.unpack("ii", s.getsockopt(S, socket.SO_LINGER, 8)))
+    out.append(s.getsockopt(S, 26, 8))  # SO_GET_FILTER
     if s.family == socket.AF_INET6:
         out.append(s.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY))
     else:

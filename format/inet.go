@@ -108,6 +108,12 @@ type SockOpts struct {
 	// and FilterLocked SO_LOCK_FILTER.
 	Filter       []SockFilter `json:"filter,omitempty"`
 	FilterLocked bool         `json:"filter_locked,omitempty"`
+	// SO_RCVTIMEO and SO_SNDTIMEO, ns (0: none).
+	RcvTimeo int64 `json:"rcvtimeo,omitempty"`
+	SndTimeo int64 `json:"sndtimeo,omitempty"`
+	// UDP's own: UDP_SEGMENT (the size GSO cuts a send in) and UDP_GRO.
+	Segment int  `json:"udp_segment,omitempty"`
+	GRO     bool `json:"udp_gro,omitempty"`
 }
 
 // --- UDP, UDP-Lite, ping and netlink route sockets (issue 12, udp).

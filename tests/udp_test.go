@@ -233,6 +233,9 @@ v6.setsockopt(S, socket.SO_PRIORITY, 5)
 v6.setsockopt(S, socket.SO_MARK, 3)
 v6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, 0x20)
 v6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 5)
+v6.setsockopt(S, socket.SO_RCVTIMEO, struct.pack("ll", 2, 500000))
+conn.setsockopt(socket.SOL_UDP, 103, 1000)  # UDP_SEGMENT
+conn.setsockopt(socket.SOL_UDP, 104, 1)  # UDP_GRO
 # ldb [8] (the first byte after the UDP header); jeq #'a', accept, drop
 prog = [(0x30, 0, 0, 8), (0x15, 0, 1, ord("a")), (0x6, 0, 0, 0xffff), (0x6, 0, 0, 0)]
 code = b"".join(struct.pack("HBBI", *i) for i in prog)
@@ -251,6 +254,8 @@ def opts(s):
                    (S, socket.SO_SNDBUF), (S, socket.SO_RCVBUF), (S, socket.SO_MARK), (S, socket.SO_PRIORITY)]:
         out.append(s.getsockopt(lvl, o))
     out.append(len(s.getsockopt(S, 26, 64)) if s is v6 else 0)
+    out.append(struct.unpack("ll", s.getsockopt(S, socket.SO_RCVTIMEO, 16)))
+    out += [s.getsockopt(socket.SOL_UDP, o) for o in (103, 104)]
     if s is conn:
         try:
             out.append(s.recv(10, socket.MSG_DONTWAIT))  # b"": shut down
@@ -345,6 +350,7 @@ func TestUDPImageAttack(t *testing.T) {
 		{"lock", func(d *format.Dgram) { d.Options.FilterLocked = true }, []string{"SO_LOCK_FILTER"}},
 		{"ttl", func(d *format.Dgram) { d.Options.McastTTL = 300 }, []string{"IP_MULTICAST_TTL"}},
 		{"mark", func(d *format.Dgram) { d.Options.Mark = 5 }, []string{"SO_MARK"}},
+		{"timeout", func(d *format.Dgram) { d.Options.SndTimeo = -1 }, []string{"SO_SNDTIMEO"}},
 		{"forged sender to a shared port", func(d *format.Dgram) {
 			d.Local, d.Options.ReuseAddr = shared, true
 			d.Queue = []format.Datagram{{From: "10.1.2.3:53", Data: []byte("forged")}}

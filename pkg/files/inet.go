@@ -88,6 +88,8 @@ var sockOpts = []sockOpt{
 	{name: "IP_MULTICAST_TTL", level: unix.SOL_IP, opt: unix.IP_MULTICAST_TTL, level6: unix.IPPROTO_IPV6, opt6: unix.IPV6_MULTICAST_HOPS, typ: unix.SOCK_DGRAM, plus1: true, max: 256, i: func(o *format.SockOpts) *int { return &o.McastTTL }},
 	{name: "IP_MULTICAST_LOOP", level: unix.SOL_IP, opt: unix.IP_MULTICAST_LOOP, level6: unix.IPPROTO_IPV6, opt6: unix.IPV6_MULTICAST_LOOP, typ: unix.SOCK_DGRAM, neg: true, b: func(o *format.SockOpts) *bool { return &o.McastNoLoop }},
 	{name: "IP_PKTINFO", level: unix.SOL_IP, opt: unix.IP_PKTINFO, level6: unix.IPPROTO_IPV6, opt6: unix.IPV6_RECVPKTINFO, typ: unix.SOCK_DGRAM, b: func(o *format.SockOpts) *bool { return &o.PktInfo }},
+	{name: "UDP_SEGMENT", level: unix.SOL_UDP, opt: unix.UDP_SEGMENT, typ: unix.SOCK_DGRAM, max: 65535, i: func(o *format.SockOpts) *int { return &o.Segment }},
+	{name: "UDP_GRO", level: unix.SOL_UDP, opt: unix.UDP_GRO, typ: unix.SOCK_DGRAM, b: func(o *format.SockOpts) *bool { return &o.GRO }},
 	{name: "IP_RECVERR", level: unix.SOL_IP, opt: unix.IP_RECVERR, level6: unix.IPPROTO_IPV6, opt6: unix.IPV6_RECVERR, typ: unix.SOCK_DGRAM, b: func(o *format.SockOpts) *bool { return &o.RecvErr }},
 }
 
@@ -159,8 +161,28 @@ func readSockOpts(s, family, typ, proto int) (format.SockOpts, error) {
 	if out.Device, err = unix.GetsockoptString(s, unix.SOL_SOCKET, unix.SO_BINDTODEVICE); err != nil {
 		return out, fmt.Errorf("SO_BINDTODEVICE: %w", err)
 	}
+	for _, o := range sockTimeouts {
+		tv, err := unix.GetsockoptTimeval(s, unix.SOL_SOCKET, o.opt)
+		if err != nil {
+			return out, fmt.Errorf("%s: %w", o.name, err)
+		}
+		*o.ns(&out) = tv.Nano()
+	}
 	return out, readFilter(s, &out)
 }
+
+// sockTimeouts are the socket timeouts that travel (struct timeval).
+var sockTimeouts = []struct {
+	name string
+	opt  int
+	ns   func(*format.SockOpts) *int64
+}{
+	{"SO_RCVTIMEO", unix.SO_RCVTIMEO, func(o *format.SockOpts) *int64 { return &o.RcvTimeo }},
+	{"SO_SNDTIMEO", unix.SO_SNDTIMEO, func(o *format.SockOpts) *int64 { return &o.SndTimeo }},
+}
+
+// maxSockTimeout bounds a socket timeout in an image (ns): a year.
+const maxSockTimeout = 365 * 24 * 3600 * 1e9
 
 // store puts v, the option's value, in the image's options x.
 func (o sockOpt) store(x *format.SockOpts, v int) {
@@ -278,6 +300,14 @@ func setSockOpts(s, family, typ int, o *format.SockOpts, before bool) error {
 			return fmt.Errorf("SO_LINGER: %w", err)
 		}
 	}
+	for _, t := range sockTimeouts {
+		if ns := *t.ns(o); ns != 0 {
+			tv := unix.NsecToTimeval(ns)
+			if err := unix.SetsockoptTimeval(s, unix.SOL_SOCKET, t.opt, &tv); err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+		}
+	}
 	return attachFilter(s, o)
 }
 
@@ -286,6 +316,11 @@ func validSockOpts(o *format.SockOpts) error {
 	for _, so := range sockOpts {
 		if so.i != nil && (*so.i(o) < 0 || *so.i(o) > so.max) {
 			return fmt.Errorf("%s %d: out of range", so.name, *so.i(o))
+		}
+	}
+	for _, t := range sockTimeouts {
+		if ns := *t.ns(o); ns < 0 || ns > maxSockTimeout {
+			return fmt.Errorf("%s %d ns: out of range", t.name, ns)
 		}
 	}
 	switch {

@@ -89,7 +89,7 @@ func (udpSocket) Dump(src Source, fd *procfs.FD, idx int) error {
 	if err := readDgram(s, fd.Num, what, p.proto, d); err != nil {
 		return err
 	}
-	if d.Shutdown, err = dgramShutdown(s, p, fd.Ino, d.Local); err != nil {
+	if d.Shutdown, err = dgramShutdown(s, p, fd.Ino); err != nil {
 		return fmt.Errorf("fd %d, a %s socket: its shutdown state: %w", fd.Num, what, err)
 	}
 	if d.Lite {
@@ -110,12 +110,13 @@ func (udpSocket) Dump(src Source, fd *procfs.FD, idx int) error {
 }
 
 // dgramShutdown is the shutdown state of socket s, of inode ino, as
-// sock_diag tells it; of one never bound, which sock_diag does not list,
-// as poll tells it: shut down for reading, or both ways (shut down for
-// writing alone, it is lost).
-func dgramShutdown(s int, p ipProto, ino uint64, local string) (int, error) {
+// sock_diag tells it; of one sock_diag does not list (never bound, or,
+// for an ordinary user, of another network namespace), as poll tells
+// it: shut down for reading, or both ways (shut down for writing alone,
+// it is lost).
+func dgramShutdown(s int, p ipProto, ino uint64) (int, error) {
 	sh, err := linux.InetShutdown(s, p.family, p.proto, ino)
-	if !errors.Is(err, linux.ErrNotListed) || local != "" {
+	if !errors.Is(err, linux.ErrNotListed) {
 		return sh, err
 	}
 	fds := []unix.PollFd{{Fd: int32(s), Events: unix.POLLRDHUP}}

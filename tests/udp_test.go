@@ -386,6 +386,10 @@ func TestUDPImageAttack(t *testing.T) {
 		{"sender", func(d *format.Dgram) {
 			d.Queue = []format.Datagram{{From: "[::1]:53", Data: []byte("x")}}
 		}, []string{"sender"}},
+		{"sender of another family", func(d *format.Dgram) {
+			d.Family, d.Local = 10, "[::1]:5000"
+			d.Queue = []format.Datagram{{From: "[::ffff:10.1.2.3]:53", Data: []byte("x")}}
+		}, []string{"not one its socket may receive from"}},
 		{"long datagram", func(d *format.Dgram) {
 			d.Queue = []format.Datagram{{From: "127.0.0.1:53", Data: make([]byte, 70000)}}
 		}, []string{"too long"}},

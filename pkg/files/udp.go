@@ -431,6 +431,23 @@ func sendPlain(to netip.AddrPort, proto int, data []byte) error {
 	return unix.Sendto(u, data, 0, sa)
 }
 
+// canReceive says whether socket d, bound (validated), may receive from
+// an IPv4 sender (an IPv4-mapped address) or an IPv6 one: as an IPv4
+// socket, or as an IPv6 one bound to an IPv4-mapped address, or to the
+// wildcard and not v6-only; so that requeue sends every datagram to d's
+// own address, whose port d holds alone, and no other socket's.
+func canReceive(d *format.Dgram, from netip.Addr) bool {
+	_, local, err := parseAddr(d.Family, d.Local)
+	if err != nil {
+		return false
+	}
+	a := local.Addr()
+	if from.Is4() || from.Is4In6() {
+		return a.Is4() || a.Is4In6() || a.IsUnspecified() && !d.Options.V6Only
+	}
+	return !a.Is4() && !a.Is4In6()
+}
+
 // Validate checks a UDP socket's family, addresses, state, options and
 // queue.
 func (udpSocket) Validate(fs []format.File, i int, _ []format.Process) error {
@@ -478,6 +495,9 @@ func validDgram(d *format.Dgram, udp bool) error {
 	for k, g := range d.Queue {
 		total += len(g.Data)
 		ap, err := netip.ParseAddrPort(g.From)
+		if err == nil && !canReceive(d, ap.Addr()) {
+			return fmt.Errorf("queued datagram %d: sender %s: not one its socket may receive from", k, safetext.Quote(g.From))
+		}
 		switch {
 		case len(g.Data) > maxDgramSize-8:
 			return fmt.Errorf("queued datagram %d of %d bytes: too long", k, len(g.Data))

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -510,4 +511,37 @@ func oneNetns(t *testing.T, name string) string {
 		t.Fatalf("ip -n %s link set lo up: %v: %s", ns, err, out)
 	}
 	return ns
+}
+
+// TestSocketFilterFeature: the image of a TCP listener with a classic BPF
+// filter requires socket-filters of its reader, which an older one would
+// ignore, restoring the listener unfiltered.
+func TestSocketFilterFeature(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	dir := t.TempDir()
+	pid := startTree(t, dir, "log", victimArgv(t, "python")[0], "-c", `
+import ctypes, socket, struct, time
+l = socket.socket()
+ret = ctypes.create_string_buffer(struct.pack("HBBI", 0x6, 0, 0, 0xffffffff))  # ret #-1
+l.setsockopt(socket.SOL_SOCKET, 26, struct.pack("HL", 1, ctypes.addressof(ret)))  # SO_ATTACH_FILTER
+l.bind(("127.0.0.1", 0))
+l.listen()
+open("ready", "w").close()
+time.sleep(1000)
+`)
+	waitFile(t, filepath.Join(dir, "ready"), filepath.Join(dir, "log"))
+	img := dump(t, pid, true)
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := format.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req := r.Info().Requires; !slices.Contains(req, format.FeatureSocketFilters) {
+		t.Errorf("INFO requires %v; want %s", req, format.FeatureSocketFilters)
+	}
 }

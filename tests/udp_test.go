@@ -112,13 +112,11 @@ func udpServer(t *testing.T, host, proto string, clients ...string) (pid int, di
 func udpFile(t *testing.T, img string) format.Dgram {
 	t.Helper()
 	var d *format.Dgram
-	editImage(t, img, func(e *imageEdit) {
-		for i := range e.Files {
-			if e.Files[i].UDP != nil {
-				d = e.Files[i].UDP
-			}
+	for _, f := range decodeTree(t, img).Files {
+		if f.UDP != nil {
+			d = f.UDP
 		}
-	})
+	}
 	if d == nil {
 		t.Fatal("no UDP socket in the image")
 	}
@@ -532,16 +530,7 @@ time.sleep(1000)
 `)
 	waitFile(t, filepath.Join(dir, "ready"), filepath.Join(dir, "log"))
 	img := dump(t, pid, true)
-	f, err := os.Open(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := format.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if req := r.Info().Requires; !slices.Contains(req, format.FeatureSocketFilters) {
+	if req := requires(t, img); !slices.Contains(req, format.FeatureSocketFilters) {
 		t.Errorf("INFO requires %v; want %s", req, format.FeatureSocketFilters)
 	}
 }

@@ -397,6 +397,10 @@ func TestUDPImageAttack(t *testing.T) {
 		{"ttl", func(d *format.Dgram) { d.Options.McastTTL = 300 }, []string{"IP_MULTICAST_TTL"}},
 		{"mark", func(d *format.Dgram) { d.Options.Mark = 5 }, []string{"SO_MARK"}},
 		{"timeout", func(d *format.Dgram) { d.Options.SndTimeo = -1 }, []string{"SO_SNDTIMEO"}},
+		{"queue to another host", func(d *format.Dgram) {
+			d.Local, d.Options.FreeBind = "192.0.2.7:5000", true
+			d.Queue = []format.Datagram{{From: "10.1.2.3:53", Data: []byte("forged")}}
+		}, []string{"192.0.2.7:5000", "an address this host lacks"}},
 		{"forged sender to a shared port", func(d *format.Dgram) {
 			d.Local, d.Options.ReuseAddr = shared, true
 			d.Queue = []format.Datagram{{From: "10.1.2.3:53", Data: []byte("forged")}}

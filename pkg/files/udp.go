@@ -331,6 +331,11 @@ func requeue(l Loader, s int, d *format.Dgram, proto int, what string) error {
 	for _, g := range d.Queue {
 		from, _ := netip.ParseAddrPort(g.From)
 		to := destination(local, from.Addr().Is4() || from.Addr().Is4In6())
+		if !isLocal(to.Addr()) {
+			// Bound with IP_FREEBIND to an address this host lacks:
+			// the datagrams would leave the host.
+			return fmt.Errorf("its queue of %d datagrams cannot be put back on %s, an address this host lacks", len(d.Queue), d.Local)
+		}
 		err := sendRaw(from, to, proto, g.Data)
 		if errors.Is(err, unix.EPERM) {
 			spoofed = false
@@ -390,6 +395,32 @@ func destination(local netip.AddrPort, v4 bool) netip.AddrPort {
 		a = netip.IPv6Loopback()
 	}
 	return netip.AddrPortFrom(a, local.Port())
+}
+
+// isLocal says whether a is an address of this host (of procs-load's
+// network namespace), which a packet sent to it does not leave: the
+// kernel's route to it gives it as its own source.
+func isLocal(a netip.Addr) bool {
+	family := unix.AF_INET6
+	var sa unix.Sockaddr = &unix.SockaddrInet6{Addr: a.As16(), Port: 9}
+	if a.Is4() {
+		family, sa = unix.AF_INET, &unix.SockaddrInet4{Addr: a.As4(), Port: 9}
+	}
+	u, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(u)
+	if unix.Connect(u, sa) != nil {
+		return false
+	}
+	src, err := unix.Getsockname(u)
+	if err != nil {
+		return false
+	}
+	s, _ := addrString(src)
+	ap, err := netip.ParseAddrPort(s)
+	return err == nil && ap.Addr() == a
 }
 
 // sendRaw sends data as a UDP (or UDP-Lite) datagram from from to to, in

@@ -95,4 +95,105 @@ type SockOpts struct {
 	DeferAccept int  `json:"defer_accept,omitempty"` // TCP_DEFER_ACCEPT, seconds
 	UserTimeout int  `json:"user_timeout,omitempty"` // TCP_USER_TIMEOUT, ms
 	Fastopen    int  `json:"fastopen,omitempty"`     // TCP_FASTOPEN's queue
+	// Multicast (issue 12, udp): IP_MULTICAST_TTL or
+	// IPV6_MULTICAST_HOPS plus one (0: the default), and
+	// IP_MULTICAST_LOOP or IPV6_MULTICAST_LOOP off.
+	McastTTL    int  `json:"mcast_ttl,omitempty"`
+	McastNoLoop bool `json:"mcast_noloop,omitempty"`
+	// What a datagram's reader gets with it: IP_PKTINFO or
+	// IPV6_RECVPKTINFO, IP_RECVERR or IPV6_RECVERR.
+	PktInfo bool `json:"pktinfo,omitempty"`
+	RecvErr bool `json:"recverr,omitempty"`
+	// Filter is the classic BPF program attached (SO_ATTACH_FILTER),
+	// and FilterLocked SO_LOCK_FILTER.
+	Filter       []SockFilter `json:"filter,omitempty"`
+	FilterLocked bool         `json:"filter_locked,omitempty"`
+	// SO_RCVTIMEO and SO_SNDTIMEO, ns (0: none).
+	RcvTimeo int64 `json:"rcvtimeo,omitempty"`
+	SndTimeo int64 `json:"sndtimeo,omitempty"`
+	// UDP's own: UDP_SEGMENT (the size GSO cuts a send in) and UDP_GRO.
+	Segment int  `json:"udp_segment,omitempty"`
+	GRO     bool `json:"udp_gro,omitempty"`
+}
+
+// --- UDP, UDP-Lite, ping and netlink route sockets (issue 12, udp).
+
+// FeatureSocketFilters is the INFO.requires name of an image with a
+// `tcp` file whose options hold a socket filter (SockOpts.Filter),
+// which an older reader would ignore, and so restore the socket
+// unfiltered. The kinds that came with filters (udp, ping) need none.
+const FeatureSocketFilters = "socket-filters"
+
+// Kinds of the other sockets that travel.
+const (
+	// FileUDP is a UDP or UDP-Lite socket, IPv4 or IPv6 (File.UDP).
+	FileUDP = "udp"
+	// FilePing is an ICMP echo ("ping") socket, IPv4 or IPv6: SOCK_DGRAM
+	// of IPPROTO_ICMP or IPPROTO_ICMPV6 (File.Ping).
+	FilePing = "ping"
+	// FileNetlink is a netlink socket of protocol NETLINK_ROUTE
+	// (File.Netlink).
+	FileNetlink = "netlink"
+)
+
+// Dgram is the state of a datagram socket of an IP family: UDP, UDP-Lite
+// (FileUDP) or ping (FilePing).
+type Dgram struct {
+	// Family is AF_INET (2) or AF_INET6 (10).
+	Family int `json:"family"`
+	// Lite: a UDP-Lite socket (IPPROTO_UDPLITE); CsCovSend and
+	// CsCovRecv are its UDPLITE_SEND_CSCOV and UDPLITE_RECV_CSCOV.
+	Lite      bool `json:"lite,omitempty"`
+	CsCovSend int  `json:"send_cscov,omitempty"`
+	CsCovRecv int  `json:"recv_cscov,omitempty"`
+	// Local is its address and port (of a ping socket: its echo id),
+	// absent for one never bound; Remote the peer it is connected to.
+	Local  string `json:"local,omitempty"`
+	Remote string `json:"remote,omitempty"`
+	// Shutdown holds SHUT_RD (1) and SHUT_WR (2) as shutdown(2) left
+	// them.
+	Shutdown int `json:"shutdown,omitempty"`
+	// PeekOff is SO_PEEK_OFF when the program set one.
+	PeekOff *int     `json:"peek_off,omitempty"`
+	Options SockOpts `json:"options"`
+	// Queue is what it had received and the program had not read, in
+	// order: each datagram whole (of a ping socket: the ICMP echo
+	// reply, its header first) with its sender.
+	Queue []Datagram `json:"queue,omitempty"`
+}
+
+// Datagram is a datagram queued on a socket: its sender's address and
+// port ("127.0.0.1:5000"; of a ping socket, port 0) and its bytes.
+type Datagram struct {
+	From string `json:"from"`
+	Data []byte `json:"data"`
+}
+
+// Netlink is the state of a NETLINK_ROUTE socket (FileNetlink).
+type Netlink struct {
+	// Type is SOCK_RAW (3) or SOCK_DGRAM (2).
+	Type int `json:"type"`
+	// PortID is the port id it was bound to (0: never bound).
+	PortID uint32 `json:"port_id,omitempty"`
+	// Groups are the multicast groups it listened to (rtnetlink's
+	// RTNLGRP_*, from 1).
+	Groups []uint32 `json:"groups,omitempty"`
+	// SndBuf and RcvBuf as getsockopt tells them, when not a new
+	// socket's.
+	SndBuf int `json:"sndbuf,omitempty"`
+	RcvBuf int `json:"rcvbuf,omitempty"`
+	// Flags are the netlink options set (NETLINK_PKTINFO 3,
+	// NETLINK_BROADCAST_ERROR 4, NETLINK_NO_ENOBUFS 5,
+	// NETLINK_LISTEN_ALL_NSID 8, NETLINK_CAP_ACK 10, NETLINK_EXT_ACK 11,
+	// NETLINK_GET_STRICT_CHK 12), as a bit mask of 1<<option.
+	Flags uint32 `json:"flags,omitempty"`
+}
+
+// SockFilter is an instruction of a classic BPF program (struct
+// sock_filter).
+type SockFilter struct {
+	Code uint16 `json:"code"`
+	Jt   uint8  `json:"jt"`
+	Jf   uint8  `json:"jf"`
+	K    uint32 `json:"k"`
 }

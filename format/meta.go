@@ -280,6 +280,10 @@ type File struct {
 	Shm     *Shm     `json:"sysvshm,omitempty"`
 	PTY     *PTY     `json:"pty,omitempty"` // pseudo-terminals (issue 11, pty)
 	TCP     *TCP     `json:"tcp,omitempty"` // format/inet.go
+	// Other sockets (issue 12, udp; format/inet.go).
+	UDP     *Dgram   `json:"udp,omitempty"`
+	Ping    *Dgram   `json:"ping,omitempty"`
+	Netlink *Netlink `json:"netlink,omitempty"`
 	// Event-loop kinds (issue 11, see their block below).
 	Timerfd  *Timerfd  `json:"timerfd,omitempty"`
 	Signalfd *Signalfd `json:"signalfd,omitempty"`

@@ -217,7 +217,7 @@ func NewReaderLimits(r io.Reader, lim Limits) (*Reader, error) {
 
 // Features are the names of INFO.requires this package knows (see
 // SPEC.md, "How the format evolves").
-var Features = []string{FeatureFileLocks, FeatureSysVIPC, FeaturePagePasses, FeatureProcPID}
+var Features = []string{FeatureFileLocks, FeatureSysVIPC, FeaturePagePasses, FeatureProcPID, FeatureSocketFilters}
 
 // FeatureProcPID: a process holds a file of another process's /proc
 // folder (File.ProcPID), which a reader that ignores proc_pid would open

@@ -148,6 +148,9 @@ l4.listen(17)
 l6 = socket.socket(socket.AF_INET6)
 l6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
 l6.setsockopt(T, socket.TCP_NODELAY, 1)
+# a classic BPF filter (SO_ATTACH_FILTER, 26) that takes every packet
+ret = __import__("ctypes").create_string_buffer(struct.pack("HBBI", 0x6, 0, 0, 0xffffffff))
+l6.setsockopt(S, 26, struct.pack("HL", 1, __import__("ctypes").addressof(ret)))
 l6.bind(("::", 0))
 l6.listen(5)
 def opts(s):
@@ -159,6 +162,7 @@ def opts(s):
                    (T, socket.TCP_USER_TIMEOUT), (S, socket.SO_ACCEPTCONN)]:
         out.append(s.getsockopt(lvl, o))
     out.append(struct.unpack("ii", s.getsockopt(S, socket.SO_LINGER, 8)))
+    out.append(s.getsockopt(S, 26, 8))  # SO_GET_FILTER
     if s.family == socket.AF_INET6:
         out.append(s.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY))
     else:
@@ -179,6 +183,14 @@ func TestTCPOptions(t *testing.T) {
 	needTools(t)
 	noLeftovers(t)
 	dir, before := moveCountingPython(t, optionsPy, "opts", 3, 3)
+	checkOptsKept(t, dir, before)
+}
+
+// checkOptsKept checks that the last line of "opts" in dir, written
+// after a move, says what line before, the last before it, said, and
+// that the program wrote nothing to its log.
+func checkOptsKept(t *testing.T, dir string, before int) {
+	t.Helper()
 	b, _ := os.ReadFile(filepath.Join(dir, "opts"))
 	ls := strings.Split(strings.TrimSpace(string(b)), "\n")
 	state := func(l string) string { return strings.SplitN(l, " ", 2)[1] }
@@ -200,6 +212,23 @@ open("ready", "w").close()
 while True: time.sleep(0.05)
 `
 
+// startUserReady starts argv as the user of cred in dir, and waits until
+// it makes the file "ready" there; it is killed when t ends.
+func startUserReady(t *testing.T, cred *syscall.Credential, dir string, argv ...string) int {
+	t.Helper()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	go cmd.Wait()
+	t.Cleanup(func() { killTree(t, pid) })
+	waitFile(t, filepath.Join(dir, "ready"))
+	return pid
+}
+
 // TestTCPImageAttack: an image edited to bind a port below 1024 for an
 // ordinary user's process is refused by root's procs-load (the socket is
 // bound with the process's rights, not root's); addresses, ports, states
@@ -211,23 +240,7 @@ func TestTCPImageAttack(t *testing.T) {
 	py := userPython(t)
 	dir := userDir(t, cred)
 	_, port, _ := net.SplitHostPort(freeAddr(t))
-	cmd := exec.Command(py, "-c", userListenerPy, port)
-	cmd.Dir = dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pid := cmd.Process.Pid
-	go cmd.Wait()
-	t.Cleanup(func() { killTree(t, pid) })
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := os.Stat(filepath.Join(dir, "ready")); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the listener did not start")
-		}
-	}
+	pid := startUserReady(t, cred, dir, py, "-c", userListenerPy, port)
 	img := dump(t, pid, true)
 	tcpFile := func(e *imageEdit) *format.TCP {
 		for i := range e.Files {

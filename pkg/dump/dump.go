@@ -390,6 +390,9 @@ func (s *snapshot) requires() []string {
 	if peerProcFiles(s.table.files, s.procs) {
 		r = append(r, format.FeatureProcPID)
 	}
+	if slices.ContainsFunc(s.table.files, func(f format.File) bool { return f.TCP != nil && len(f.TCP.Options.Filter) > 0 }) {
+		r = append(r, format.FeatureSocketFilters)
+	}
 	return r
 }
 

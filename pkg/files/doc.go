@@ -1,7 +1,10 @@
 // Package files is the layer of open file kinds: one Go file per kind
 // (reg.go, dir.go, chr.go, tty.go, memfd.go, eventfd.go, epoll.go,
 // pipe.go, pidfd.go, pathonly.go; unix sockets, larger, in unix.go,
-// unixcheck.go and unixload.go; timerfd.go, signalfd.go, inotify.go;
+// unixcheck.go and unixload.go; TCP in tcp.go, tcprepair.go and
+// tcphold.go; udp.go (UDP and UDP-Lite), ping.go, netlink.go (route
+// sockets, and the names of the sockets refused), with inet.go for the
+// options IP sockets share; timerfd.go, signalfd.go, inotify.go;
 // pty.go, with its helper ptyqueues.go,
 // holds the two ends of a pseudo-terminal, two kinds), each holding both
 // halves of its kind, how it is found and dumped and how it is made

@@ -1,6 +1,7 @@
 package files
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -59,6 +60,10 @@ type sockOpt struct {
 	max        int // the largest value an image may hold
 	twice      bool
 	beforeBind bool
+	// neg: the image's bool is true when the option is off (its
+	// default is on); plus1: the image holds the value plus one, so
+	// that 0 may be the default.
+	neg, plus1 bool
 }
 
 var sockOpts = []sockOpt{
@@ -80,7 +85,16 @@ var sockOpts = []sockOpt{
 	{name: "TCP_DEFER_ACCEPT", level: unix.IPPROTO_TCP, opt: unix.TCP_DEFER_ACCEPT, typ: unix.SOCK_STREAM, max: 1 << 20, i: func(o *format.SockOpts) *int { return &o.DeferAccept }},
 	{name: "TCP_USER_TIMEOUT", level: unix.IPPROTO_TCP, opt: unix.TCP_USER_TIMEOUT, typ: unix.SOCK_STREAM, max: 1<<31 - 1, i: func(o *format.SockOpts) *int { return &o.UserTimeout }},
 	{name: "TCP_FASTOPEN", level: unix.IPPROTO_TCP, opt: unix.TCP_FASTOPEN, typ: unix.SOCK_STREAM, max: 1 << 20, i: func(o *format.SockOpts) *int { return &o.Fastopen }},
+	{name: "IP_MULTICAST_TTL", level: unix.SOL_IP, opt: unix.IP_MULTICAST_TTL, level6: unix.IPPROTO_IPV6, opt6: unix.IPV6_MULTICAST_HOPS, typ: unix.SOCK_DGRAM, plus1: true, max: 256, i: func(o *format.SockOpts) *int { return &o.McastTTL }},
+	{name: "IP_MULTICAST_LOOP", level: unix.SOL_IP, opt: unix.IP_MULTICAST_LOOP, level6: unix.IPPROTO_IPV6, opt6: unix.IPV6_MULTICAST_LOOP, typ: unix.SOCK_DGRAM, neg: true, b: func(o *format.SockOpts) *bool { return &o.McastNoLoop }},
+	{name: "IP_PKTINFO", level: unix.SOL_IP, opt: unix.IP_PKTINFO, level6: unix.IPPROTO_IPV6, opt6: unix.IPV6_RECVPKTINFO, typ: unix.SOCK_DGRAM, b: func(o *format.SockOpts) *bool { return &o.PktInfo }},
+	{name: "UDP_SEGMENT", level: unix.SOL_UDP, opt: unix.UDP_SEGMENT, typ: unix.SOCK_DGRAM, max: 65535, i: func(o *format.SockOpts) *int { return &o.Segment }},
+	{name: "UDP_GRO", level: unix.SOL_UDP, opt: unix.UDP_GRO, typ: unix.SOCK_DGRAM, b: func(o *format.SockOpts) *bool { return &o.GRO }},
+	{name: "IP_RECVERR", level: unix.SOL_IP, opt: unix.IP_RECVERR, level6: unix.IPPROTO_IPV6, opt6: unix.IPV6_RECVERR, typ: unix.SOCK_DGRAM, b: func(o *format.SockOpts) *bool { return &o.RecvErr }},
 }
+
+// maxFilter bounds a socket filter's instructions (BPF_MAXINSNS).
+const maxFilter = 4096
 
 // maxSockBuf bounds buffer sizes in an image (as getsockopt tells them).
 const maxSockBuf = 1 << 28
@@ -105,6 +119,11 @@ func (o sockOpt) applies(family, typ int) bool {
 func readSockOpts(s, family, typ, proto int) (format.SockOpts, error) {
 	var out format.SockOpts
 	fresh, err := unix.Socket(family, typ|unix.SOCK_CLOEXEC, proto)
+	if errors.Is(err, unix.EACCES) {
+		// A ping socket procs-dump's groups may not make here: a UDP
+		// socket's options start the same.
+		fresh, err = unix.Socket(family, typ|unix.SOCK_CLOEXEC, 0)
+	}
 	if err != nil {
 		return out, os.NewSyscallError("socket", err)
 	}
@@ -125,11 +144,7 @@ func readSockOpts(s, family, typ, proto int) (format.SockOpts, error) {
 		if err != nil || v == d {
 			continue
 		}
-		if o.b != nil {
-			*o.b(&out) = v != 0
-		} else {
-			*o.i(&out) = v
-		}
+		o.store(&out, v)
 	}
 	l, err := unix.GetsockoptLinger(s, unix.SOL_SOCKET, unix.SO_LINGER)
 	if err != nil {
@@ -146,17 +161,106 @@ func readSockOpts(s, family, typ, proto int) (format.SockOpts, error) {
 	if out.Device, err = unix.GetsockoptString(s, unix.SOL_SOCKET, unix.SO_BINDTODEVICE); err != nil {
 		return out, fmt.Errorf("SO_BINDTODEVICE: %w", err)
 	}
-	return out, nil
+	for _, o := range sockTimeouts {
+		tv, err := unix.GetsockoptTimeval(s, unix.SOL_SOCKET, o.opt)
+		if err != nil {
+			return out, fmt.Errorf("%s: %w", o.name, err)
+		}
+		*o.ns(&out) = tv.Nano()
+	}
+	return out, readFilter(s, &out)
 }
 
-// checkFilter refuses a socket with a filter attached (SO_ATTACH_FILTER,
-// SO_ATTACH_BPF), which procs does not carry yet.
+// sockTimeouts are the socket timeouts that travel (struct timeval).
+var sockTimeouts = []struct {
+	name string
+	opt  int
+	ns   func(*format.SockOpts) *int64
+}{
+	{"SO_RCVTIMEO", unix.SO_RCVTIMEO, func(o *format.SockOpts) *int64 { return &o.RcvTimeo }},
+	{"SO_SNDTIMEO", unix.SO_SNDTIMEO, func(o *format.SockOpts) *int64 { return &o.SndTimeo }},
+}
+
+// maxSockTimeout bounds a socket timeout in an image (ns): a year.
+const maxSockTimeout = 365 * 24 * 3600 * 1e9
+
+// store puts v, the option's value, in the image's options x.
+func (o sockOpt) store(x *format.SockOpts, v int) {
+	switch {
+	case o.b != nil:
+		*o.b(x) = (v != 0) != o.neg
+	case o.plus1:
+		*o.i(x) = v + 1
+	default:
+		*o.i(x) = v
+	}
+}
+
+// value is what the option is set to for the image's options x, and
+// whether it is set at all (false: the default).
+func (o sockOpt) value(x *format.SockOpts) (int, bool) {
+	switch {
+	case o.b != nil && o.neg:
+		return 0, *o.b(x)
+	case o.b != nil:
+		return 1, *o.b(x)
+	case o.plus1:
+		return *o.i(x) - 1, *o.i(x) != 0
+	case o.twice:
+		return *o.i(x) / 2, *o.i(x)/2 != 0
+	}
+	return *o.i(x), *o.i(x) != 0
+}
+
+// readFilter reads the classic BPF program attached to socket s
+// (SO_ATTACH_FILTER), and whether it is locked; an eBPF program, which
+// cannot be read back as it was attached, is refused.
+func readFilter(s int, out *format.SockOpts) error {
+	prog, err := linux.GetFilter(s)
+	if errors.Is(err, unix.EACCES) {
+		return refusef("a socket with an eBPF filter attached (SO_ATTACH_BPF), which procs cannot carry")
+	}
+	if err != nil {
+		return fmt.Errorf("SO_GET_FILTER: %w", err)
+	}
+	for _, f := range prog {
+		out.Filter = append(out.Filter, format.SockFilter{Code: f.Code, Jt: f.Jt, Jf: f.Jf, K: f.K})
+	}
+	locked, err := unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_LOCK_FILTER)
+	out.FilterLocked = err == nil && locked != 0
+	return nil
+}
+
+// checkFilter refuses a connection with a filter attached
+// (SO_ATTACH_FILTER, SO_ATTACH_BPF): holding it replaces the filter.
 func checkFilter(s, num int) error {
 	// Asked with no room, the kernel says how many instructions the
 	// filter has (with room, it would write them).
 	n, err := linux.GetsockoptBytes(s, unix.SOL_SOCKET, unix.SO_GET_FILTER, nil)
-	if err == nil && n > 0 {
-		return refusef("fd %d is a socket with a filter attached, which procs cannot carry yet", num)
+	if err == nil && n > 0 || errors.Is(err, unix.EACCES) {
+		return refusef("fd %d is a TCP connection with a socket filter attached, which procs cannot carry yet", num)
+	}
+	return nil
+}
+
+// attachFilter attaches the image's classic BPF program to socket s, and
+// locks it if it was.
+func attachFilter(s int, o *format.SockOpts) error {
+	if len(o.Filter) == 0 {
+		return nil
+	}
+	prog := make([]unix.SockFilter, len(o.Filter))
+	for i, f := range o.Filter {
+		prog[i] = unix.SockFilter{Code: f.Code, Jt: f.Jt, Jf: f.Jf, K: f.K}
+	}
+	fp := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+	if err := unix.SetsockoptSockFprog(s, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &fp); err != nil {
+		return fmt.Errorf("SO_ATTACH_FILTER of %d instructions: %w", len(prog), err)
+	}
+	if o.FilterLocked {
+		if err := unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_LOCK_FILTER, 1); err != nil {
+			return fmt.Errorf("SO_LOCK_FILTER: %w", err)
+		}
 	}
 	return nil
 }
@@ -169,18 +273,9 @@ func setSockOpts(s, family, typ int, o *format.SockOpts, before bool) error {
 		if !so.applies(family, typ) || so.beforeBind != before {
 			continue
 		}
-		v := 0
-		switch {
-		case so.b != nil && *so.b(o):
-			v = 1
-		case so.i != nil:
-			v = *so.i(o)
-		}
-		if v == 0 {
+		v, set := so.value(o)
+		if !set {
 			continue
-		}
-		if so.twice {
-			v /= 2
 		}
 		level, opt := so.levelOpt(family)
 		if err := unix.SetsockoptInt(s, level, opt, v); err != nil {
@@ -205,7 +300,15 @@ func setSockOpts(s, family, typ int, o *format.SockOpts, before bool) error {
 			return fmt.Errorf("SO_LINGER: %w", err)
 		}
 	}
-	return nil
+	for _, t := range sockTimeouts {
+		if ns := *t.ns(o); ns != 0 {
+			tv := unix.NsecToTimeval(ns)
+			if err := unix.SetsockoptTimeval(s, unix.SOL_SOCKET, t.opt, &tv); err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+		}
+	}
+	return attachFilter(s, o)
 }
 
 // validSockOpts checks the options of an image's socket.
@@ -215,11 +318,20 @@ func validSockOpts(o *format.SockOpts) error {
 			return fmt.Errorf("%s %d: out of range", so.name, *so.i(o))
 		}
 	}
+	for _, t := range sockTimeouts {
+		if ns := *t.ns(o); ns < 0 || ns > maxSockTimeout {
+			return fmt.Errorf("%s %d ns: out of range", t.name, ns)
+		}
+	}
 	switch {
 	case o.Linger < 0 || o.Linger > 1<<16:
 		return fmt.Errorf("SO_LINGER %d: out of range", o.Linger)
 	case len(o.Device) >= unix.IFNAMSIZ || !validIfName(o.Device):
 		return fmt.Errorf("SO_BINDTODEVICE: not an interface name")
+	case len(o.Filter) > maxFilter:
+		return fmt.Errorf("a socket filter of %d instructions: more than %d", len(o.Filter), maxFilter)
+	case o.FilterLocked && len(o.Filter) == 0:
+		return fmt.Errorf("SO_LOCK_FILTER without a filter")
 	}
 	return nil
 }

@@ -97,7 +97,7 @@ type Terminals map[uint64]bool
 
 // table holds every kind, in the order Match is asked.
 var table = []Kind{memfd{}, reg{}, dir{}, chr{}, tty{}, ptyMaster{}, ptySlave{}, eventfd{}, epoll{}, pipe{}, namedPipe{},
-	unixSocket{}, tcpSocket{}, pidfd{}, symlink, sock, blk, sysvShm{},
+	unixSocket{}, tcpSocket{}, udpSocket{}, pingSocket{}, netlinkRoute{}, pidfd{}, symlink, sock, blk, sysvShm{},
 	timerfd{}, signalfd{}, inotify{}}
 
 // Lookup is the kind named name, or nil when this procs knows none.
@@ -139,7 +139,7 @@ func Classify(fd *procfs.FD, ts Terminals) (kind string, why string) {
 	case fd.Kind == procfs.FileChar:
 		return "", "a character device (" + t + ")"
 	case strings.HasPrefix(t, "socket:") && fd.Proto != "":
-		return "", "a " + fd.Proto + " socket"
+		return "", socketName(fd)
 	case strings.HasPrefix(t, "socket:"):
 		return "", "a socket"
 	case strings.HasPrefix(t, "pipe:"):

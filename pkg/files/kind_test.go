@@ -37,7 +37,7 @@ func TestTable(t *testing.T) {
 		}
 	}
 	for _, n := range []string{format.FileRegular, format.FileDir, format.FileChar, format.FileTTY,
-		format.FileMemfd, format.FileEventfd, format.FileEpoll, format.FilePipe, format.FileUnix, format.FilePidfd, format.FileTCP,
+		format.FileMemfd, format.FileEventfd, format.FileEpoll, format.FilePipe, format.FileUnix, format.FilePidfd, format.FileTCP, format.FileUDP, format.FilePing, format.FileNetlink,
 		format.FileSymlink, format.FileFIFO, format.FileSocket, format.FileBlock, format.FileSysvShm,
 		format.FileTimerfd, format.FileSignalfd, format.FileInotify} {
 		if Lookup(n) == nil {
@@ -79,7 +79,13 @@ func TestClassify(t *testing.T) {
 		{procfs.FD{Kind: procfs.AnonInode, Target: "anon_inode:[pidfd]"}, format.FilePidfd, ""},
 		{procfs.FD{Kind: procfs.Socket, Target: "socket:[5]"}, "", "a socket"},
 		{procfs.FD{Kind: procfs.Socket, Target: "socket:[6]", Proto: "TCPv6"}, format.FileTCP, ""},
-		{procfs.FD{Kind: procfs.Socket, Target: "socket:[7]", Proto: "NETLINK"}, "", "a NETLINK socket"},
+		{procfs.FD{Kind: procfs.Socket, Target: "socket:[8]", Proto: "UDP-Lite"}, format.FileUDP, ""},
+		{procfs.FD{Kind: procfs.Socket, Target: "socket:[9]", Proto: "PINGv6"}, format.FilePing, ""},
+		{procfs.FD{Kind: procfs.Socket, Target: "socket:[7]", Proto: "NETLINK"}, "", "a netlink socket, which procs does not carry"},
+		{procfs.FD{Kind: procfs.Socket, Target: "socket:[7]", Proto: "NETLINK", Netlink: &procfs.NetlinkSocket{Proto: 9}}, "", "a netlink socket (NETLINK_AUDIT), which procs does not carry"},
+		{procfs.FD{Kind: procfs.Socket, Target: "socket:[7]", Proto: "NETLINK", Netlink: &procfs.NetlinkSocket{}}, format.FileNetlink, ""},
+		{procfs.FD{Kind: procfs.Socket, Target: "socket:[10]", Proto: "RAWv6"}, "", "a raw IPv6 socket, which procs does not carry"},
+		{procfs.FD{Kind: procfs.Socket, Target: "socket:[11]", Proto: "PACKET"}, "", "a packet socket, which procs does not carry"},
 		{procfs.FD{Kind: procfs.FileFIFO, Target: "/f", Path: "/f"}, format.FileFIFO, ""},
 		{procfs.FD{Kind: procfs.FileFIFO, Target: "/f", Path: "/f", Flags: unix.O_PATH}, format.FileFIFO, ""},
 		{procfs.FD{Kind: procfs.FileLink, Target: "/l", Path: "/l", Flags: unix.O_PATH}, format.FileSymlink, ""},

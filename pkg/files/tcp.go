@@ -33,7 +33,7 @@ import (
 //
 // Refused by name, for now: established connections, a listener with
 // connections not yet accepted (they would be reset; try again), a
-// socket with a filter attached, a scoped IPv6 address.
+// connection with a filter attached, a scoped IPv6 address.
 type tcpSocket struct{}
 
 func (tcpSocket) Name() string { return format.FileTCP }
@@ -119,9 +119,6 @@ func (tcpSocket) Dump(src Source, fd *procfs.FD, idx int) error {
 			remote, _ = addrString(pa)
 		}
 		return refusef("fd %d is a TCP connection from %s to %s, %s, which procs cannot carry yet", fd.Num, local, remote, tcpStates[info.State])
-	}
-	if err := checkFilter(s, fd.Num); err != nil {
-		return err
 	}
 	if t.Options, err = readSockOpts(s, t.Family, unix.SOCK_STREAM, tcpSocket{}.proto(t)); err != nil {
 		return fmt.Errorf("fd %d: %w", fd.Num, err)
@@ -372,6 +369,8 @@ func (tcpSocket) Validate(fs []format.File, i int, _ []format.Process) error {
 	switch {
 	case t.State != format.TCPEstablished && (t.Remote != "" || t.Conn != nil):
 		return fmt.Errorf("image TCP socket %d has a peer and is not a connection", i)
+	case t.State == format.TCPEstablished && len(t.Options.Filter) > 0:
+		return fmt.Errorf("image TCP socket %d is a connection with a socket filter", i)
 	case t.Backlog < 0 || t.Backlog > 1<<16 || t.Backlog != 0 && t.State != format.TCPListen:
 		return fmt.Errorf("image TCP socket %d: backlog %d: out of range", i, t.Backlog)
 	}

@@ -88,3 +88,63 @@ type TCPRepairOpt struct {
 
 // EncodeTCPRepairOpts returns opts as TCP_REPAIR_OPTIONS takes them.
 func EncodeTCPRepairOpts(opts []TCPRepairOpt) []byte { return encode(opts) }
+
+// UDPPacket is an IP packet (IPv4 when src and dst are 4 bytes, IPv6
+// when 16) holding a UDP datagram (proto IPPROTO_UDP) or a UDP-Lite one
+// (IPPROTO_UDPLITE, its checksum covering all of it) of data from port
+// sport to dport, checksums computed: for a raw socket of IPPROTO_RAW.
+func UDPPacket(src, dst []byte, sport, dport uint16, proto int, data []byte) []byte {
+	be := binary.BigEndian
+	ulen := 8 + len(data)
+	u := make([]byte, ulen)
+	be.PutUint16(u[0:], sport)
+	be.PutUint16(u[2:], dport)
+	if proto != 136 { // UDP-Lite's field is its coverage: 0, all
+		be.PutUint16(u[4:], uint16(ulen))
+	}
+	copy(u[8:], data)
+	// The pseudo-header: addresses, protocol, length.
+	pseudo := append(append([]byte{}, src...), dst...)
+	pseudo = be.AppendUint32(pseudo, uint32(ulen))
+	pseudo = be.AppendUint32(pseudo, uint32(proto))
+	sum := ^fold(checksum(u, checksum(pseudo, 0)))
+	if sum == 0 {
+		sum = 0xffff // 0 says "no checksum"
+	}
+	be.PutUint16(u[6:], sum)
+	var h []byte
+	if len(src) == 4 {
+		h = make([]byte, 20)
+		h[0], h[8], h[9] = 0x45, 64, byte(proto)
+		be.PutUint16(h[2:], uint16(20+ulen))
+		copy(h[12:], src)
+		copy(h[16:], dst)
+		be.PutUint16(h[10:], ^fold(checksum(h, 0)))
+	} else {
+		h = make([]byte, 40)
+		h[0], h[6], h[7] = 0x60, byte(proto), 64
+		be.PutUint16(h[4:], uint16(ulen))
+		copy(h[8:], src)
+		copy(h[24:], dst)
+	}
+	return append(h, u...)
+}
+
+// checksum adds b to the Internet checksum sum (RFC 1071), unfolded.
+func checksum(b []byte, sum uint32) uint32 {
+	for ; len(b) >= 2; b = b[2:] {
+		sum += uint32(binary.BigEndian.Uint16(b))
+	}
+	if len(b) == 1 {
+		sum += uint32(b[0]) << 8
+	}
+	return sum
+}
+
+// fold folds an unfolded checksum into 16 bits.
+func fold(sum uint32) uint16 {
+	for sum>>16 != 0 {
+		sum = sum&0xffff + sum>>16
+	}
+	return uint16(sum)
+}

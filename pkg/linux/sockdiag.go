@@ -61,50 +61,63 @@ type UnixDiag struct {
 // UnixSockets asks the kernel for every unix socket of the caller's
 // network namespace, by inode.
 func UnixSockets() (map[uint64]UnixDiag, error) {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	fd, err := newDiagSocket()
 	if err != nil {
-		return nil, os.NewSyscallError("socket(NETLINK_SOCK_DIAG)", err)
+		return nil, err
 	}
 	defer unix.Close(fd)
-	req := make([]byte, unix.NLMSG_HDRLEN+unixDiagReqSize)
+	r := make([]byte, unixDiagReqSize)
+	r[0] = unix.AF_UNIX
+	binary.LittleEndian.PutUint32(r[4:], 0xffffffff) // every state
+	binary.LittleEndian.PutUint32(r[12:], udiagShowName|udiagShowVFS|udiagShowPeer|udiagShowIcons|udiagShowRQLen)
+	out := map[uint64]UnixDiag{}
+	err = diagDump(fd, r, func(data []byte) bool {
+		if d, ok := parseUnixDiag(data); ok {
+			out[d.Ino] = d
+		}
+		return true
+	})
+	return out, err
+}
+
+// diagDump sends sock_diag request r (the struct after the netlink
+// header) as a dump on NETLINK_SOCK_DIAG socket fd, and gives each
+// socket's message to each until it says false or the dump ends.
+func diagDump(fd int, r []byte, each func(data []byte) bool) error {
 	le := binary.LittleEndian
-	le.PutUint32(req[0:], uint32(len(req)))
+	req := make([]byte, unix.NLMSG_HDRLEN, unix.NLMSG_HDRLEN+len(r))
+	le.PutUint32(req[0:], uint32(unix.NLMSG_HDRLEN+len(r)))
 	le.PutUint16(req[4:], sockDiagByFamily)
 	le.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
 	le.PutUint32(req[8:], 1) // seq
-	r := req[unix.NLMSG_HDRLEN:]
-	r[0] = unix.AF_UNIX
-	le.PutUint32(r[4:], 0xffffffff) // every state
-	le.PutUint32(r[12:], udiagShowName|udiagShowVFS|udiagShowPeer|udiagShowIcons|udiagShowRQLen)
-	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return nil, os.NewSyscallError("sendto(NETLINK_SOCK_DIAG)", err)
+	if err := unix.Sendto(fd, append(req, r...), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return os.NewSyscallError("sendto(NETLINK_SOCK_DIAG)", err)
 	}
-	out := map[uint64]UnixDiag{}
 	buf := make([]byte, 64<<10)
 	for {
 		n, _, err := unix.Recvfrom(fd, buf, 0)
 		if err != nil {
-			return nil, os.NewSyscallError("recvfrom(NETLINK_SOCK_DIAG)", err)
+			return os.NewSyscallError("recvfrom(NETLINK_SOCK_DIAG)", err)
 		}
 		for b := buf[:n]; len(b) >= unix.NLMSG_HDRLEN; {
 			l := int(le.Uint32(b[0:]))
 			if l < unix.NLMSG_HDRLEN || l > len(b) {
-				return nil, fmt.Errorf("sock_diag: a message of %d bytes in %d", l, len(b))
+				return fmt.Errorf("sock_diag: a message of %d bytes in %d", l, len(b))
 			}
 			data := b[unix.NLMSG_HDRLEN:l]
 			switch le.Uint16(b[4:]) {
 			case unix.NLMSG_DONE:
-				return out, nil
+				return nil
 			case unix.NLMSG_ERROR:
 				if len(data) >= 4 {
 					if e := int32(le.Uint32(data)); e != 0 {
-						return nil, os.NewSyscallError("sock_diag", unix.Errno(-e))
+						return os.NewSyscallError("sock_diag", unix.Errno(-e))
 					}
 				}
-				return out, nil
+				return nil
 			}
-			if d, ok := parseUnixDiag(data); ok {
-				out[d.Ino] = d
+			if !each(data) {
+				return nil
 			}
 			b = b[min(len(b), (l+unix.NLMSG_ALIGNTO-1)&^(unix.NLMSG_ALIGNTO-1)):]
 		}

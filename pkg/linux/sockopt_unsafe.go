@@ -37,3 +37,20 @@ func SetsockoptBytes(fd, level, opt int, b []byte) error {
 	}
 	return nil
 }
+
+// GetFilter reads the classic BPF program attached to socket fd
+// (SO_GET_FILTER, whose length the kernel counts in instructions); nil
+// for none. An eBPF program (SO_ATTACH_BPF) gives EACCES.
+func GetFilter(fd int) ([]unix.SockFilter, error) {
+	n, err := GetsockoptBytes(fd, unix.SOL_SOCKET, unix.SO_GET_FILTER, nil)
+	if err != nil || n == 0 {
+		return nil, err
+	}
+	f := make([]unix.SockFilter, n)
+	l := uint32(n)
+	_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_GET_FILTER, uintptr(unsafe.Pointer(&f[0])), uintptr(unsafe.Pointer(&l)), 0)
+	if e != 0 {
+		return nil, os.NewSyscallError("getsockopt", e)
+	}
+	return f[:min(int(l), n)], nil
+}

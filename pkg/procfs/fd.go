@@ -2,7 +2,9 @@ package procfs
 
 import (
 	"bytes"
+	"errors"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -80,6 +82,9 @@ type FD struct {
 	// Unix is what /proc/PID/net/unix says of a unix socket; nil for
 	// any other fd.
 	Unix *UnixSocket
+	// Netlink is what /proc/PID/net/netlink says of a netlink socket;
+	// nil for any other fd.
+	Netlink *NetlinkSocket
 	// Proto is the protocol of a socket as the kernel names it (its
 	// system.sockprotoname: "TCP", "TCPv6", "UDP", "NETLINK"...); "" for
 	// any other fd.
@@ -95,6 +100,16 @@ type UnixSocket struct {
 	// Path is the address it is bound to: a path, "@name" for an
 	// abstract one, "" for none.
 	Path string
+}
+
+// NetlinkSocket is a line of /proc/PID/net/netlink: a netlink socket of
+// the process's network namespace.
+type NetlinkSocket struct {
+	Proto  int    // NETLINK_ROUTE (0), NETLINK_AUDIT (9)...
+	PortID uint32 // the port id it is bound to, 0 if none
+	Groups uint32 // the first 32 multicast groups it listens to
+	Rmem   int    // bytes queued to read
+	Dump   bool   // a dump is in progress
 }
 
 // FDs returns the open file descriptors of pid sorted by number. A
@@ -118,6 +133,9 @@ func FDs(pid int) ([]FD, error) {
 		if ok {
 			out = append(out, fd)
 		}
+	}
+	if err := findNetlink(pid, out); err != nil {
+		return nil, err
 	}
 	for i := range out {
 		if out[i].Kind == Socket {
@@ -165,6 +183,65 @@ func unixSockets(pid int) (map[uint64]UnixSocket, error) {
 		out[ino] = s
 	}
 	return out, nil
+}
+
+// findNetlink fills Netlink of the netlink sockets among fds, from
+// /proc/PID/net/netlink. A line is "sk Eth Pid Groups Rmem Wmem Dump
+// Locks Drops Inode", groups in hex.
+func findNetlink(pid int, fds []FD) error {
+	if !slices.ContainsFunc(fds, func(fd FD) bool { return fd.Proto == "NETLINK" }) {
+		return nil
+	}
+	path := pidPath(pid, "net/netlink")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	socks := map[uint64]NetlinkSocket{}
+	for i, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if i == 0 || len(f) < 10 {
+			continue
+		}
+		proto, err1 := strconv.Atoi(f[1])
+		port, err2 := strconv.ParseUint(f[2], 10, 32)
+		groups, err3 := strconv.ParseUint(f[3], 16, 32)
+		rmem, err4 := strconv.Atoi(f[4])
+		ino, err5 := strconv.ParseUint(f[9], 10, 64)
+		if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
+			return parseError(path, []byte(line))
+		}
+		socks[ino] = NetlinkSocket{Proto: proto, PortID: uint32(port), Groups: uint32(groups), Rmem: rmem, Dump: f[6] != "0"}
+	}
+	for i := range fds {
+		if fds[i].Proto != "NETLINK" {
+			continue
+		}
+		if s, ok := socks[fds[i].Ino]; ok {
+			fds[i].Netlink = &s
+		} else if proto, ok := sockProtocol(pid, fds[i].Num); ok {
+			fds[i].Netlink = &NetlinkSocket{Proto: proto} // never bound: unlisted
+		}
+	}
+	return nil
+}
+
+// sockProtocol is the protocol number (SO_PROTOCOL) of socket num of
+// process pid, read on a copy of it (pidfd_getfd), if procs may take
+// one.
+func sockProtocol(pid, num int) (int, bool) {
+	pfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return 0, false
+	}
+	defer unix.Close(pfd)
+	s, err := unix.PidfdGetfd(pfd, num, 0)
+	if err != nil {
+		return 0, false
+	}
+	defer unix.Close(s)
+	proto, err := unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_PROTOCOL)
+	return proto, err == nil
 }
 
 // sockProto is the protocol of the socket at link, as the kernel names

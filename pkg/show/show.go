@@ -214,9 +214,9 @@ type OpenFD struct {
 	// Unread is the bytes in a pipe, a named pipe or a unix socket that
 	// no one had read.
 	Unread int `json:"unread,omitempty"`
-	// Socket says what a unix socket is: its type, address, state,
-	// and what its queue holds ("stream, listening on /run/x.sock, 1
-	// queued").
+	// Socket says what a unix, UDP, ping or netlink socket is: its
+	// type, address, state, and what its queue holds ("stream,
+	// listening on /run/x.sock, 1 queued").
 	Socket string `json:"socket,omitempty"`
 	// Pidfd is the PID of the process a pidfd refers to; -1 for one
 	// that ended and was reaped.
@@ -749,6 +749,15 @@ func (rd *reading) fds() []OpenFD {
 			if f.Unix != nil {
 				o.Socket, o.Unread = unixSocket(f.Unix)
 			}
+			if f.UDP != nil {
+				o.Socket, o.Unread = dgramSocket(f.UDP)
+			}
+			if f.Ping != nil {
+				o.Socket, _ = dgramSocket(f.Ping)
+			}
+			if n := f.Netlink; n != nil {
+				o.Socket = fmt.Sprintf("route, port id %d, %d groups", n.PortID, len(n.Groups))
+			}
 			if f.PTY != nil && f.Kind == format.FilePTYMaster {
 				o.PTY, o.Unread, o.Typed = f.PTY.Index, len(f.PTY.Output), len(f.PTY.Input)
 			}
@@ -891,6 +900,29 @@ func problems(img *Image, procs []*reading, whole bool) []string {
 		}
 	}
 	return out
+}
+
+// dgramSocket describes UDP or ping socket d, and counts the bytes of
+// its queued datagrams.
+func dgramSocket(d *format.Dgram) (string, int) {
+	s := "never bound"
+	if d.Local != "" {
+		s = "bound to " + d.Local
+	}
+	if d.Lite {
+		s = "UDP-Lite, " + s
+	}
+	if d.Remote != "" {
+		s += ", connected to " + d.Remote
+	}
+	n := 0
+	for _, g := range d.Queue {
+		n += len(g.Data)
+	}
+	if len(d.Queue) > 0 {
+		s += fmt.Sprintf(", %d datagrams queued", len(d.Queue))
+	}
+	return s, n
 }
 
 // unixSocket describes unix socket u, and counts the bytes in its queue.

@@ -302,6 +302,10 @@ func fileText(f OpenFD) string {
 		s = fmt.Sprintf("%s, %s unread", clean(f.Path, maxPath), size(int64(f.Unread)))
 	case format.FileUnix:
 		s = fmt.Sprintf("unix socket, %s, %s unread", clean(f.Socket, maxPath), size(int64(f.Unread)))
+	case format.FileUDP:
+		s = fmt.Sprintf("UDP socket, %s, %s unread", clean(f.Socket, maxPath), size(int64(f.Unread)))
+	case format.FilePing, format.FileNetlink:
+		s = fmt.Sprintf("%s socket, %s", f.Kind, clean(f.Socket, maxPath))
 	case format.FilePTYMaster:
 		s = fmt.Sprintf("master of /dev/pts/%d, %s unread, %s typed", f.PTY, size(int64(f.Unread)), size(int64(f.Typed)))
 	case format.FilePidfd:

@@ -6,6 +6,7 @@ package tests
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -177,9 +178,43 @@ func killLiveDump(t *testing.T, pid, ms int) time.Duration {
 	return wait
 }
 
+// wpPages counts the pages of pid that are write-protected by a
+// userfaultfd (pagemap bit 57, PM_UFFD_WP): each would cost the process a
+// fault on its next write.
+func wpPages(t *testing.T, pid int) int {
+	t.Helper()
+	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm, err := os.Open(fmt.Sprintf("/proc/%d/pagemap", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pm.Close()
+	n := 0
+	for _, l := range strings.Split(strings.TrimSpace(string(maps)), "\n") {
+		var lo, hi uint64
+		if _, err := fmt.Sscanf(l, "%x-%x", &lo, &hi); err != nil || strings.HasSuffix(l, "[vsyscall]") {
+			continue
+		}
+		buf := make([]byte, (hi-lo)/4096*8)
+		if _, err := pm.ReadAt(buf, int64(lo/4096*8)); err != nil {
+			continue // gone meanwhile
+		}
+		for i := 0; i+8 <= len(buf); i += 8 {
+			if binary.LittleEndian.Uint64(buf[i:])&(1<<57) != 0 {
+				n++
+			}
+		}
+	}
+	return n
+}
+
 // TestLiveDumpKilled kills procs-dump --live at random moments of its
-// passes: the victim goes on, with no write protection left, writing as
-// fast as before, its memory intact.
+// passes: the victim goes on, with no write protection left (no
+// registration, no page the kernel marks write-protected: it writes as
+// fast as before), its memory intact.
 func TestLiveDumpKilled(t *testing.T) {
 	needTools(t)
 	p := startLivemem(t, "64", "2", "1")
@@ -192,6 +227,9 @@ func TestLiveDumpKilled(t *testing.T) {
 		if smapsHasUffd(t, p.pid()) {
 			t.Errorf("kill %d after %v: the victim's memory is still registered with a userfaultfd", i, wait)
 		}
+		if n := wpPages(t, p.pid()); n > 0 {
+			t.Errorf("kill %d after %v: %d pages of the victim are still write-protected", i, wait, n)
+		}
 		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.pid()))
 		for _, fd := range fds {
 			if l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", p.pid(), fd.Name())); strings.Contains(l, "userfaultfd") {
@@ -201,10 +239,8 @@ func TestLiveDumpKilled(t *testing.T) {
 	}
 	time.Sleep(1100 * time.Millisecond)
 	after, _ := lastRate(t, p.out, seen)
+	// A rate is a timing, which a loaded machine moves: logged only.
 	t.Logf("writes a second: %d before, %d after", base, after)
-	if after < base/3 {
-		t.Errorf("the victim writes %d pages a second after the killed dumps; %d before", after, base)
-	}
 	checkLines(t, p.pid(), p.out, 2, true)
 }
 

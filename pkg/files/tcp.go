@@ -108,11 +108,11 @@ func (tcpSocket) Dump(src Source, fd *procfs.FD, idx int) error {
 			return refusef("fd %d, listening on %s, has %d connections not yet accepted, which procs cannot carry: try again", fd.Num, local, info.Unacked)
 		}
 		t.State, t.Local, t.Backlog = format.TCPListen, local, int(info.Sacked)
-	case linux.TCP_ESTABLISHED:
+	case linux.TCP_ESTABLISHED, linux.TCP_CLOSE_WAIT, linux.TCP_FIN_WAIT1, linux.TCP_FIN_WAIT2, linux.TCP_LAST_ACK, linux.TCP_CLOSING:
 		if t.MPTCP {
 			return refusef("fd %d is a multipath TCP (MPTCP) connection, which procs cannot carry", fd.Num)
 		}
-		return dumpConn(src, s, fd.Num, t, local, idx)
+		return dumpConn(src, s, fd.Num, t, local, idx, info.State)
 	default:
 		remote := "?"
 		if pa, err := unix.Getpeername(s); err == nil {
@@ -133,13 +133,13 @@ func (tcpSocket) Dump(src Source, fd *procfs.FD, idx int) error {
 // dumpConn records established connection s, fd num, from local: its
 // peer and options, and unless --tcp=close its state, read while it is
 // held (tcprepair.go) until the tree goes on or is killed.
-func dumpConn(src Source, s, num int, t *format.TCP, local string, idx int) error {
+func dumpConn(src Source, s, num int, t *format.TCP, local string, idx int, state uint8) error {
 	pa, err := unix.Getpeername(s)
 	if err != nil {
 		return fmt.Errorf("fd %d: getpeername: %w", num, err)
 	}
 	remote, _ := addrString(pa)
-	t.State, t.Local, t.Remote = format.TCPEstablished, local, remote
+	t.State, t.Local, t.Remote = tcpConnStates[state], local, remote
 	if err := checkFilter(s, num); err != nil {
 		return err
 	}
@@ -179,7 +179,7 @@ func dumpConn(src Source, s, num int, t *format.TCP, local string, idx int) erro
 	if err != nil {
 		return fmt.Errorf("fd %d: TCP_INFO: %w", num, err)
 	}
-	if info.State != linux.TCP_ESTABLISHED {
+	if t.State = tcpConnStates[info.State]; t.State == "" {
 		return refusef("fd %d is a TCP connection from %s to %s, %s, which procs cannot carry yet", num, local, remote, tcpStates[info.State])
 	}
 	if t.Conn, err = holdConn(h, num, reuse, info); err != nil {
@@ -204,7 +204,7 @@ func (tcpSocket) Prepare(l Loader, i int, f *format.File, what string) error {
 	var s int
 	var err error
 	switch {
-	case t.State != format.TCPEstablished:
+	case !format.TCPConnStates[t.State]:
 		err = l.AsProcess(func() error {
 			s, err = makeTCP(t)
 			return err
@@ -353,7 +353,8 @@ func (tcpSocket) Validate(fs []format.File, i int, _ []format.Process) error {
 		if t.Local != "" {
 			return fmt.Errorf("image TCP socket %d is new and has an address", i)
 		}
-	case format.TCPBound, format.TCPListen, format.TCPEstablished:
+	case format.TCPBound, format.TCPListen, format.TCPEstablished, format.TCPCloseWait, format.TCPFinWait1,
+		format.TCPFinWait2, format.TCPLastAck, format.TCPClosing:
 		_, ap, err := parseAddr(t.Family, t.Local)
 		if err != nil || ap.Port() == 0 {
 			return fmt.Errorf("image TCP socket %d: address %s: not an address and port of its family", i, safetext.Quote(t.Local))
@@ -361,16 +362,19 @@ func (tcpSocket) Validate(fs []format.File, i int, _ []format.Process) error {
 	default:
 		return fmt.Errorf("image TCP socket %d has state %s", i, safetext.Quote(t.State))
 	}
-	if t.State == format.TCPEstablished {
+	if format.TCPConnStates[t.State] {
 		if _, ap, err := parseAddr(t.Family, t.Remote); err != nil || ap.Port() == 0 {
 			return fmt.Errorf("image TCP socket %d: peer %s: not an address and port of its family", i, safetext.Quote(t.Remote))
 		}
 		if err := validConn(t.Conn); err != nil {
 			return fmt.Errorf("image TCP socket %d: %w", i, err)
 		}
+		if err := validConnState(t.State, t.Conn); err != nil {
+			return fmt.Errorf("image TCP socket %d, %s: %w", i, t.State, err)
+		}
 	}
 	switch {
-	case t.State != format.TCPEstablished && (t.Remote != "" || t.Conn != nil):
+	case !format.TCPConnStates[t.State] && (t.Remote != "" || t.Conn != nil):
 		return fmt.Errorf("image TCP socket %d has a peer and is not a connection", i)
 	case t.Backlog < 0 || t.Backlog > 1<<16 || t.Backlog != 0 && t.State != format.TCPListen:
 		return fmt.Errorf("image TCP socket %d: backlog %d: out of range", i, t.Backlog)

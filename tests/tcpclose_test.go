@@ -1,0 +1,188 @@
+package tests
+
+// Half-closed TCP connections: a server holding a connection whose client
+// has sent its request and shut down writing (CLOSE-WAIT), and one that
+// has sent its answer and shut down writing (FIN-WAIT-2, or FIN-WAIT-1
+// with bytes not sent yet), moved while they wait; each end reads every
+// byte once, then the end, and no reset.
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"procs/pkg/linux"
+)
+
+// halfClosePy is a server (argv: server MODE PORT N) or its client
+// (client MODE PORT N), each writing "result" once done. Mode "answer":
+// the client sends a line "N", N bytes, and shuts down writing, then
+// reads the answer to the end; the server reads the line, waits for a
+// file "go", reads the request to its end and answers N bytes. Mode
+// "shut": the server sends N bytes and shuts down writing, then reads the
+// client's reply to its end; the client (with a small receive buffer)
+// waits for "go", reads the N bytes to the end and replies.
+const halfClosePy = `
+import os, socket, sys, time
+S = socket.SOL_SOCKET
+role, mode, port, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+def blob(n, k): return bytes((i * 7 + k) % 251 for i in range(n))
+def wait(name):
+    while not os.path.exists(name): time.sleep(0.01)
+def readall(s):
+    b = b""
+    while True:
+        d = s.recv(65536)
+        if not d: return b
+        b += d
+def done(what):
+    open("result.tmp", "w").write(what)
+    os.rename("result.tmp", "result")
+if role == "server":
+    l = socket.socket()
+    l.setsockopt(S, socket.SO_REUSEADDR, 1)
+    l.bind(("127.0.0.1", port))
+    l.listen()
+    open("listening", "w").close()
+    c, _ = l.accept()
+    l.close()
+    if mode == "answer":
+        line = b""
+        while not line.endswith(b"\n"): line += c.recv(1)
+        open("ready", "w").close()
+        wait("go")
+        req = readall(c)
+        c.sendall(blob(n, 2))
+        c.close()
+        done("request %s %d" % (req == blob(int(line), 1), len(req)))
+    else:
+        c.setsockopt(S, socket.SO_SNDBUF, 1 << 20)
+        c.sendall(blob(n, 2))
+        c.shutdown(socket.SHUT_WR)
+        open("ready", "w").close()
+        rep = readall(c)
+        done("reply %s %d" % (rep == blob(1000, 3), len(rep)))
+else:
+    s = socket.socket()
+    if mode == "shut": s.setsockopt(S, socket.SO_RCVBUF, 16384)
+    s.connect(("127.0.0.1", port))
+    if mode == "answer":
+        s.sendall(b"%d\n" % n + blob(n, 1))
+        s.shutdown(socket.SHUT_WR)
+        open("ready", "w").close()
+        ans = readall(s)
+        done("answer %s %d" % (ans == blob(n, 2), len(ans)))
+    else:
+        open("ready", "w").close()
+        wait("go")
+        data = readall(s)
+        s.sendall(blob(1000, 3))
+        s.close()
+        done("data %s %d" % (data == blob(n, 2), len(data)))
+`
+
+// tcpStates lists the TCP states of the sockets among fds 3 to 10 of
+// process pid (TCP_INFO of a copy, pidfd_getfd); none while there is no
+// process pid.
+func tcpStates(pid int) []uint8 {
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(pidfd)
+	var out []uint8
+	for num := 3; num <= 10; num++ {
+		s, err := unix.PidfdGetfd(pidfd, num, 0)
+		if err != nil {
+			continue
+		}
+		b := make([]byte, 256)
+		if n, err := linux.GetsockoptBytes(s, unix.IPPROTO_TCP, unix.TCP_INFO, b); err == nil && n >= linux.SizeofTCPInfo {
+			out = append(out, linux.DecodeTCPInfo(b).State)
+		}
+		unix.Close(s)
+	}
+	return out
+}
+
+// TestTCPHalfClosed: the end of a half-closed connection is moved while
+// it waits (killed and restored, or with -K going on), then the
+// exchange goes on: each side gets every byte once and the end.
+func TestTCPHalfClosed(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	py := victimArgv(t, "python")[0]
+	for _, tc := range []struct {
+		name   string
+		mode   string
+		n      int
+		client bool  // the client is moved, not the server
+		state  uint8 // of the moved end's connection
+		keep   bool
+	}{
+		// The server holds a request and its end, unread.
+		{"close-wait", "answer", 30000, false, linux.TCP_CLOSE_WAIT, false},
+		{"close-wait -K", "answer", 30000, false, linux.TCP_CLOSE_WAIT, true},
+		// The server has sent all and shut down; its FIN is acknowledged.
+		{"fin-wait-2", "shut", 5000, false, linux.TCP_FIN_WAIT2, false},
+		// ...or waits behind bytes the client has no room for yet.
+		{"fin-wait-1", "shut", 300000, false, linux.TCP_FIN_WAIT1, false},
+		{"fin-wait-1 -K", "shut", 300000, false, linux.TCP_FIN_WAIT1, true},
+		// The client has the answer and its end unread.
+		{"client close-wait", "shut", 5000, true, linux.TCP_CLOSE_WAIT, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sdir, cdir := t.TempDir(), t.TempDir()
+			_, port, _ := net.SplitHostPort(freeAddr(t))
+			n := strconv.Itoa(tc.n)
+			server := startTree(t, sdir, "log", py, "-c", halfClosePy, "server", tc.mode, port, n)
+			waitFile(t, filepath.Join(sdir, "listening"), filepath.Join(sdir, "log"))
+			client := startTree(t, cdir, "log", py, "-c", halfClosePy, "client", tc.mode, port, n)
+			waitFile(t, filepath.Join(sdir, "ready"), filepath.Join(sdir, "log"))
+			waitFile(t, filepath.Join(cdir, "ready"), filepath.Join(cdir, "log"))
+			moved := server
+			if tc.client {
+				moved = client
+			}
+			waitFor(t, 10*time.Second, func() bool {
+				st := tcpStates(moved)
+				return len(st) == 1 && st[0] == tc.state
+			}, "state %d of process %d's connection", tc.state)
+			img := dump(t, moved, tc.keep)
+			if tc.keep {
+				checkNotHeld(t, moved, 3)
+				if st := tcpStates(moved); len(st) != 1 || st[0] != tc.state {
+					t.Errorf("after the dump -K: states %v; want [%d]", st, tc.state)
+				}
+			} else {
+				waitImageGone(t, img)
+				startLoadLogged(t, img)
+				waitFor(t, 10*time.Second, func() bool {
+					st := tcpStates(moved)
+					return len(st) == 1 && st[0] == tc.state
+				}, "state %d of the restored connection", tc.state)
+			}
+			if err := os.WriteFile(filepath.Join(cdir, "go"), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(sdir, "go"), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]string{"answer": "request True 30000", "shut": "reply True 1000"}[tc.mode]
+			cwant := map[string]string{"answer": "answer True 30000", "shut": "data True " + n}[tc.mode]
+			for _, r := range []struct{ dir, want string }{{sdir, want}, {cdir, cwant}} {
+				waitFile(t, filepath.Join(r.dir, "result"), filepath.Join(r.dir, "log"))
+				if got := strings.TrimSpace(string(readFile(t, filepath.Join(r.dir, "result")))); got != r.want {
+					t.Errorf("%s: %q; want %q", r.dir, got, r.want)
+				}
+			}
+			checkLogs(t, sdir, cdir)
+		})
+	}
+}

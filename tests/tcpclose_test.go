@@ -27,7 +27,10 @@ import (
 // file "go", reads the request to its end and answers N bytes. Mode
 // "shut": the server sends N bytes and shuts down writing, then reads the
 // client's reply to its end; the client (with a small receive buffer)
-// waits for "go", reads the N bytes to the end and replies.
+// waits for "go", reads the N bytes to the end and replies. Mode
+// "lastack": as "answer", but the server reads the request and answers
+// at once, shuts down writing, and waits for "go" to close, while the
+// client (with a small receive buffer) waits for "go" to read.
 const halfClosePy = `
 import os, socket, sys, time
 S = socket.SOL_SOCKET
@@ -52,7 +55,18 @@ if role == "server":
     open("listening", "w").close()
     c, _ = l.accept()
     l.close()
-    if mode == "answer":
+    if mode == "lastack":
+        line = b""
+        while not line.endswith(b"\n"): line += c.recv(1)
+        req = readall(c)
+        c.setsockopt(S, socket.SO_SNDBUF, 1 << 20)
+        c.sendall(blob(n, 2))
+        c.shutdown(socket.SHUT_WR)
+        open("ready", "w").close()
+        wait("go")
+        c.close()
+        done("request %s %d" % (req == blob(int(line), 1), len(req)))
+    elif mode == "answer":
         line = b""
         while not line.endswith(b"\n"): line += c.recv(1)
         open("ready", "w").close()
@@ -70,9 +84,16 @@ if role == "server":
         done("reply %s %d" % (rep == blob(1000, 3), len(rep)))
 else:
     s = socket.socket()
-    if mode == "shut": s.setsockopt(S, socket.SO_RCVBUF, 16384)
+    if mode != "answer": s.setsockopt(S, socket.SO_RCVBUF, 16384)
     s.connect(("127.0.0.1", port))
-    if mode == "answer":
+    if mode == "lastack":
+        s.sendall(b"%d\n" % n + blob(n, 1))
+        s.shutdown(socket.SHUT_WR)
+        open("ready", "w").close()
+        wait("go")
+        ans = readall(s)
+        done("answer %s %d" % (ans == blob(n, 2), len(ans)))
+    elif mode == "answer":
         s.sendall(b"%d\n" % n + blob(n, 1))
         s.shutdown(socket.SHUT_WR)
         open("ready", "w").close()
@@ -134,6 +155,9 @@ func TestTCPHalfClosed(t *testing.T) {
 		// ...or waits behind bytes the client has no room for yet.
 		{"fin-wait-1", "shut", 300000, false, linux.TCP_FIN_WAIT1, false},
 		{"fin-wait-1 -K", "shut", 300000, false, linux.TCP_FIN_WAIT1, true},
+		// The server has the request and its end, has answered behind
+		// bytes the client has no room for yet, and shut down.
+		{"last-ack", "lastack", 300000, false, linux.TCP_LAST_ACK, false},
 		// The client has the answer and its end unread.
 		{"client close-wait", "shut", 5000, true, linux.TCP_CLOSE_WAIT, false},
 	} {
@@ -174,8 +198,8 @@ func TestTCPHalfClosed(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(sdir, "go"), nil, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			want := map[string]string{"answer": "request True 30000", "shut": "reply True 1000"}[tc.mode]
-			cwant := map[string]string{"answer": "answer True 30000", "shut": "data True " + n}[tc.mode]
+			want := map[string]string{"answer": "request True 30000", "shut": "reply True 1000", "lastack": "request True " + n}[tc.mode]
+			cwant := map[string]string{"answer": "answer True 30000", "shut": "data True " + n, "lastack": "answer True " + n}[tc.mode]
 			for _, r := range []struct{ dir, want string }{{sdir, want}, {cdir, cwant}} {
 				waitFile(t, filepath.Join(r.dir, "result"), filepath.Join(r.dir, "log"))
 				if got := strings.TrimSpace(string(readFile(t, filepath.Join(r.dir, "result")))); got != r.want {

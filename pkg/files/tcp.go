@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -97,6 +98,11 @@ func (tcpSocket) Dump(src Source, fd *procfs.FD, idx int) error {
 	if !ok {
 		return refusef("fd %d is a TCP socket on a scoped IPv6 address, which procs cannot carry yet", fd.Num)
 	}
+	if !heldListeners[fd.Ino] {
+		if err := checkFilter(s, fd.Num); err != nil {
+			return err
+		}
+	}
 	switch info.State {
 	case linux.TCP_CLOSE:
 		t.State = format.TCPNew
@@ -104,8 +110,10 @@ func (tcpSocket) Dump(src Source, fd *procfs.FD, idx int) error {
 			t.State, t.Local = format.TCPBound, local
 		}
 	case linux.TCP_LISTEN:
+		// Held since the tree was frozen (HoldListeners), for which its
+		// program had accepted every connection.
 		if info.Unacked > 0 {
-			return refusef("fd %d, listening on %s, has %d connections not yet accepted, which procs cannot carry: try again", fd.Num, local, info.Unacked)
+			return refusef("fd %d, listening on %s, keeps connections waiting that its program does not accept (%d, for %v), which procs cannot carry: try again once it has accepted them", fd.Num, local, info.Unacked, AcceptTime)
 		}
 		t.State, t.Local, t.Backlog = format.TCPListen, local, int(info.Sacked)
 	case linux.TCP_ESTABLISHED, linux.TCP_CLOSE_WAIT, linux.TCP_FIN_WAIT1, linux.TCP_FIN_WAIT2, linux.TCP_LAST_ACK, linux.TCP_CLOSING:
@@ -119,9 +127,6 @@ func (tcpSocket) Dump(src Source, fd *procfs.FD, idx int) error {
 			remote, _ = addrString(pa)
 		}
 		return refusef("fd %d is a TCP connection from %s to %s, %s, which procs cannot carry yet", fd.Num, local, remote, tcpStates[info.State])
-	}
-	if err := checkFilter(s, fd.Num); err != nil {
-		return err
 	}
 	if t.Options, err = readSockOpts(s, t.Family, unix.SOCK_STREAM, tcpSocket{}.proto(t)); err != nil {
 		return fmt.Errorf("fd %d: %w", fd.Num, err)
@@ -140,9 +145,6 @@ func dumpConn(src Source, s, num int, t *format.TCP, local string, idx int, stat
 	}
 	remote, _ := addrString(pa)
 	t.State, t.Local, t.Remote = tcpConnStates[state], local, remote
-	if err := checkFilter(s, num); err != nil {
-		return err
-	}
 	// Read before repair mode, which changes SO_REUSEADDR; the buffer
 	// sizes of a connection are the kernel's, tuned as it ran.
 	if t.Options, err = readSockOpts(s, t.Family, unix.SOCK_STREAM, 0); err != nil {
@@ -186,6 +188,97 @@ func dumpConn(src Source, s, num int, t *format.TCP, local string, idx int, stat
 		return fmt.Errorf("fd %d, a TCP connection from %s to %s: %w", num, local, remote, err)
 	}
 	return nil
+}
+
+// AcceptTime is about how long a dump waits, thawing and freezing the
+// tree again (pkg/dump freezeAccepted), for its programs to accept the
+// connections completed on their listeners.
+const AcceptTime = 300 * time.Millisecond
+
+// HoldListeners holds every TCP listener of processes pids not held yet
+// (holdListener), giving hold what lets each go, and says which, if any,
+// has connections completed that its program has not accepted yet ("fd
+// 3 of process 42"). A listener with a filter of the program's is left
+// for Dump to refuse.
+func HoldListeners(pids []int, hold func(release func(resume bool))) (string, error) {
+	waiting := ""
+	for _, pid := range pids {
+		fds, err := procfs.FDs(pid)
+		if err != nil {
+			continue // the dump says why
+		}
+		for _, fd := range fds {
+			if fd.Kind != procfs.Socket || tcpProtos[fd.Proto] == 0 {
+				continue
+			}
+			s, err := takeFD(pid, fd.Num)
+			if err != nil {
+				continue
+			}
+			info, err := tcpInfo(s)
+			if err == nil && info.State == linux.TCP_LISTEN && !heldListeners[fd.Ino] && checkFilter(s, fd.Num) == nil {
+				info, err = holdListener(pid, s, fd.Num, fd.Ino, hold)
+			}
+			unix.Close(s)
+			if err != nil {
+				return "", fmt.Errorf("process %d: %w", pid, err)
+			}
+			if info.State == linux.TCP_LISTEN && info.Unacked > 0 && waiting == "" {
+				waiting = fmt.Sprintf("fd %d of process %d", fd.Num, pid)
+			}
+		}
+	}
+	return waiting, nil
+}
+
+// dropSYN drops the segments that have SYN set (a socket filter sees a
+// TCP segment from its header, whose byte 13 holds the flags).
+var dropSYN = []unix.SockFilter{
+	{Code: unix.BPF_LD | unix.BPF_B | unix.BPF_ABS, K: 13},
+	{Code: unix.BPF_JMP | unix.BPF_JSET | unix.BPF_K, Jt: 0, Jf: 1, K: 0x02},
+	{Code: unix.BPF_RET | unix.BPF_K, K: 0},
+	{Code: unix.BPF_RET | unix.BPF_K, K: 0xffffffff},
+}
+
+// heldListeners are the inodes of the listeners holdListener holds, whose
+// filter is procs-dump's.
+var heldListeners = map[uint64]bool{}
+
+// holdListener stops listener s, fd num of process pid, from taking new
+// connections until the tree goes on or is killed: a filter drops every
+// SYN, and the client sends it again a second later (to the restored
+// listener, once the tree was killed); handshakes under way complete. A
+// copy goes to the holder first, which takes the filter off if procs-dump
+// dies while the process lives. A multipath TCP listener (Go's) takes no
+// filter, and is not held. It returns the listener's TCP_INFO, read once
+// it is held.
+func holdListener(pid, s, num int, ino uint64, hold func(release func(resume bool))) (linux.TCPInfo, error) {
+	h, err := unix.FcntlInt(uintptr(s), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return linux.TCPInfo{}, os.NewSyscallError("fcntl", err)
+	}
+	if err := toHolder(h, pid, 0, "-", heldListener); err != nil {
+		unix.Close(h)
+		return linux.TCPInfo{}, fmt.Errorf("fd %d, a TCP listener: %w", num, err)
+	}
+	heldListeners[ino] = true
+	hold(func(resume bool) {
+		if resume {
+			unix.SetsockoptInt(h, unix.SOL_SOCKET, unix.SO_DETACH_FILTER, 0)
+		}
+		unix.Close(h)
+		delete(heldListeners, ino)
+	})
+	prog := unix.SockFprog{Len: uint16(len(dropSYN)), Filter: &dropSYN[0]}
+	err = unix.SetsockoptSockFprog(h, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog)
+	if err != nil && err != unix.EOPNOTSUPP {
+		return linux.TCPInfo{}, fmt.Errorf("fd %d, a TCP listener: holding it (SO_ATTACH_FILTER): %w", num, err)
+	}
+	info, err := tcpInfo(h)
+	if err != nil {
+		return info, fmt.Errorf("fd %d: TCP_INFO: %w", num, err)
+	}
+	return info, nil
 }
 
 // port is sa's port.

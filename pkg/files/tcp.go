@@ -32,9 +32,14 @@ import (
 // SO_REUSEPORT (then both listen, and the kernel shares the connections
 // out between them).
 //
-// Refused by name, for now: established connections, a listener with
-// connections not yet accepted (they would be reset; try again), a
-// socket with a filter attached, a scoped IPv6 address.
+// Connections, established or half closed, travel in repair mode
+// (tcprepair.go, tcpclose.go). Listeners are held from the first freeze
+// (HoldListeners), for the connections they queued to be accepted first.
+//
+// Refused by name, for now: connecting sockets (SYN-SENT, SYN-RECV), a
+// listener whose program keeps connections waiting that it does not
+// accept (they would be reset), a socket with a filter attached, a
+// scoped IPv6 address.
 type tcpSocket struct{}
 
 func (tcpSocket) Name() string { return format.FileTCP }

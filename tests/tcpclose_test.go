@@ -146,20 +146,22 @@ func TestTCPHalfClosed(t *testing.T) {
 		client bool  // the client is moved, not the server
 		state  uint8 // of the moved end's connection
 		keep   bool
+		load   []string // procs-load's options
 	}{
 		// The server holds a request and its end, unread.
-		{"close-wait", "answer", 30000, false, linux.TCP_CLOSE_WAIT, false},
-		{"close-wait -K", "answer", 30000, false, linux.TCP_CLOSE_WAIT, true},
+		{"close-wait", "answer", 30000, false, linux.TCP_CLOSE_WAIT, false, nil},
+		{"close-wait -K", "answer", 30000, false, linux.TCP_CLOSE_WAIT, true, nil},
+		{"close-wait, restored -d", "answer", 30000, false, linux.TCP_CLOSE_WAIT, false, []string{"-d"}},
 		// The server has sent all and shut down; its FIN is acknowledged.
-		{"fin-wait-2", "shut", 5000, false, linux.TCP_FIN_WAIT2, false},
+		{"fin-wait-2", "shut", 5000, false, linux.TCP_FIN_WAIT2, false, nil},
 		// ...or waits behind bytes the client has no room for yet.
-		{"fin-wait-1", "shut", 300000, false, linux.TCP_FIN_WAIT1, false},
-		{"fin-wait-1 -K", "shut", 300000, false, linux.TCP_FIN_WAIT1, true},
+		{"fin-wait-1", "shut", 300000, false, linux.TCP_FIN_WAIT1, false, nil},
+		{"fin-wait-1 -K", "shut", 300000, false, linux.TCP_FIN_WAIT1, true, nil},
 		// The server has the request and its end, has answered behind
 		// bytes the client has no room for yet, and shut down.
-		{"last-ack", "lastack", 300000, false, linux.TCP_LAST_ACK, false},
+		{"last-ack", "lastack", 300000, false, linux.TCP_LAST_ACK, false, nil},
 		// The client has the answer and its end unread.
-		{"client close-wait", "shut", 5000, true, linux.TCP_CLOSE_WAIT, false},
+		{"client close-wait", "shut", 5000, true, linux.TCP_CLOSE_WAIT, false, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sdir, cdir := t.TempDir(), t.TempDir()
@@ -186,7 +188,7 @@ func TestTCPHalfClosed(t *testing.T) {
 				}
 			} else {
 				waitImageGone(t, img)
-				startLoadLogged(t, img)
+				startLoadLogged(t, img, tc.load...)
 				waitFor(t, 10*time.Second, func() bool {
 					st := tcpStates(moved)
 					return len(st) == 1 && st[0] == tc.state

@@ -7,6 +7,7 @@ package tests
 // byte once, then the end, and no reset.
 
 import (
+	"cmp"
 	"net"
 	"os"
 	"path/filepath"
@@ -20,8 +21,9 @@ import (
 	"procs/pkg/linux"
 )
 
-// halfClosePy is a server (argv: server MODE PORT N) or its client
-// (client MODE PORT N), each writing "result" once done. Mode "answer":
+// halfClosePy is a server (argv: server MODE PORT N [HOST]) or its client
+// (client MODE PORT N [HOST]), on 127.0.0.1 or HOST, each writing "result"
+// once done. Mode "answer":
 // the client sends a line "N", N bytes, and shuts down writing, then
 // reads the answer to the end; the server reads the line, waits for a
 // file "go", reads the request to its end and answers N bytes. Mode
@@ -35,6 +37,8 @@ const halfClosePy = `
 import os, socket, sys, time
 S = socket.SOL_SOCKET
 role, mode, port, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+host = sys.argv[5] if len(sys.argv) > 5 else "127.0.0.1"
+family = socket.AF_INET6 if ":" in host else socket.AF_INET
 def blob(n, k): return bytes((i * 7 + k) % 251 for i in range(n))
 def wait(name):
     while not os.path.exists(name): time.sleep(0.01)
@@ -48,9 +52,9 @@ def done(what):
     open("result.tmp", "w").write(what)
     os.rename("result.tmp", "result")
 if role == "server":
-    l = socket.socket()
+    l = socket.socket(family)
     l.setsockopt(S, socket.SO_REUSEADDR, 1)
-    l.bind(("127.0.0.1", port))
+    l.bind((host, port))
     l.listen()
     open("listening", "w").close()
     c, _ = l.accept()
@@ -83,9 +87,9 @@ if role == "server":
         rep = readall(c)
         done("reply %s %d" % (rep == blob(1000, 3), len(rep)))
 else:
-    s = socket.socket()
+    s = socket.socket(family)
     if mode != "answer": s.setsockopt(S, socket.SO_RCVBUF, 16384)
-    s.connect(("127.0.0.1", port))
+    s.connect((host, port))
     if mode == "lastack":
         s.sendall(b"%d\n" % n + blob(n, 1))
         s.shutdown(socket.SHUT_WR)
@@ -147,29 +151,41 @@ func TestTCPHalfClosed(t *testing.T) {
 		state  uint8 // of the moved end's connection
 		keep   bool
 		load   []string // procs-load's options
+		host   string   // the server's address, 127.0.0.1 if empty
 	}{
 		// The server holds a request and its end, unread.
-		{"close-wait", "answer", 30000, false, linux.TCP_CLOSE_WAIT, false, nil},
-		{"close-wait -K", "answer", 30000, false, linux.TCP_CLOSE_WAIT, true, nil},
-		{"close-wait, restored -d", "answer", 30000, false, linux.TCP_CLOSE_WAIT, false, []string{"-d"}},
+		{"close-wait", "answer", 30000, false, linux.TCP_CLOSE_WAIT, false, nil, ""},
+		{"close-wait -K", "answer", 30000, false, linux.TCP_CLOSE_WAIT, true, nil, ""},
+		{"close-wait, restored -d", "answer", 30000, false, linux.TCP_CLOSE_WAIT, false, []string{"-d"}, ""},
+		{"close-wait IPv6", "answer", 30000, false, linux.TCP_CLOSE_WAIT, false, nil, "::1"},
+		{"fin-wait-2 IPv6", "shut", 5000, false, linux.TCP_FIN_WAIT2, false, nil, "::1"},
 		// The server has sent all and shut down; its FIN is acknowledged.
-		{"fin-wait-2", "shut", 5000, false, linux.TCP_FIN_WAIT2, false, nil},
+		{"fin-wait-2", "shut", 5000, false, linux.TCP_FIN_WAIT2, false, nil, ""},
 		// ...or waits behind bytes the client has no room for yet.
-		{"fin-wait-1", "shut", 300000, false, linux.TCP_FIN_WAIT1, false, nil},
-		{"fin-wait-1 -K", "shut", 300000, false, linux.TCP_FIN_WAIT1, true, nil},
+		{"fin-wait-1", "shut", 300000, false, linux.TCP_FIN_WAIT1, false, nil, ""},
+		{"fin-wait-1 -K", "shut", 300000, false, linux.TCP_FIN_WAIT1, true, nil, ""},
 		// The server has the request and its end, has answered behind
 		// bytes the client has no room for yet, and shut down.
-		{"last-ack", "lastack", 300000, false, linux.TCP_LAST_ACK, false, nil},
+		{"last-ack", "lastack", 300000, false, linux.TCP_LAST_ACK, false, nil, ""},
 		// The client has the answer and its end unread.
-		{"client close-wait", "shut", 5000, true, linux.TCP_CLOSE_WAIT, false, nil},
+		{"client close-wait", "shut", 5000, true, linux.TCP_CLOSE_WAIT, false, nil, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sdir, cdir := t.TempDir(), t.TempDir()
 			_, port, _ := net.SplitHostPort(freeAddr(t))
 			n := strconv.Itoa(tc.n)
-			server := startTree(t, sdir, "log", py, "-c", halfClosePy, "server", tc.mode, port, n)
+			host := cmp.Or(tc.host, "127.0.0.1")
+			if tc.host != "" {
+				ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+				if err != nil {
+					t.Skipf("no %s: %v", host, err)
+				}
+				_, port, _ = net.SplitHostPort(ln.Addr().String())
+				ln.Close()
+			}
+			server := startTree(t, sdir, "log", py, "-c", halfClosePy, "server", tc.mode, port, n, host)
 			waitFile(t, filepath.Join(sdir, "listening"), filepath.Join(sdir, "log"))
-			client := startTree(t, cdir, "log", py, "-c", halfClosePy, "client", tc.mode, port, n)
+			client := startTree(t, cdir, "log", py, "-c", halfClosePy, "client", tc.mode, port, n, host)
 			waitFile(t, filepath.Join(sdir, "ready"), filepath.Join(sdir, "log"))
 			waitFile(t, filepath.Join(cdir, "ready"), filepath.Join(cdir, "log"))
 			moved := server

@@ -184,7 +184,7 @@ func dumpOnce(opts Options, out io.Writer) (Stats, error) {
 		// goes on, or is closed once it is killed.
 		var holds held
 		defer files.CloseHolder()
-		ft, err := freezeAccepted(opts.PID, &holds)
+		ft, err := freezeAccepted(opts.PID, &holds, logf)
 		if err != nil {
 			return err
 		}

@@ -76,7 +76,7 @@ const (
 // freezeAccepted is freezeTree, tried again while a listener of the tree
 // has connections not yet accepted. The tree's listeners are held until
 // holds lets them go. Precondition: the OS thread is the tracer's.
-func freezeAccepted(root int, holds *held) (*frozenTree, error) {
+func freezeAccepted(root int, holds *held, logf func(string, ...any)) (*frozenTree, error) {
 	for try := 1; ; try++ {
 		t, err := freezeTree(root)
 		if err != nil {
@@ -96,6 +96,9 @@ func freezeAccepted(root int, holds *held) (*frozenTree, error) {
 			return nil, err
 		}
 		if waiting == "" || try == acceptTries {
+			if try > 1 {
+				logf("froze the tree %d times, for its programs to accept the connections queued on their listeners", try)
+			}
 			return t, nil
 		}
 		t.release()

@@ -150,14 +150,13 @@ func RunHolder() int {
 	var dead []*hconn
 	for _, h := range hs {
 		pfd := []unix.PollFd{{Fd: int32(h.pidfd), Events: unix.POLLIN}}
-		if n, _ := unix.Poll(pfd, 0); n == 0 {
-			// It lives: as it was, if procs-dump did not see to it.
+		if n, _ := unix.Poll(pfd, 0); n == 0 || h.remote == heldListener {
+			// It lives: as it was, if procs-dump did not see to it. A
+			// listener of a dead process too (a process outside the
+			// tree may share it), whose port is then free for the
+			// restore unless that one does.
 			resumeConn(h.s, h.reuse)
 			unix.Close(h.s)
-			continue
-		}
-		if h.remote == heldListener {
-			unix.Close(h.s) // its port is free for the restore
 			continue
 		}
 		if l, err := listenIn(h); err == nil {

@@ -60,7 +60,10 @@ func startAcceptPy(t *testing.T) (pid int, dir, addr string) {
 // tells how many connections were answered, refused (nothing listening:
 // the client tries again), or failed once the kernel had completed them.
 type asker struct {
-	addr                      string
+	addr string
+	// http: ask python's http.server for index.html, which says
+	// "page one", with HTTP/1.0 (the server closes after answering).
+	http                      bool
 	answered, refused, failed atomic.Int64
 	mu                        sync.Mutex
 	errs                      []string
@@ -80,13 +83,16 @@ func (a *asker) ask(k int) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(60 * time.Second))
-	line := fmt.Sprintf("hello %d\n", k)
+	line, want := fmt.Sprintf("hello %d\n", k), fmt.Sprintf(" hello %d\n", k)
+	if a.http {
+		line, want = fmt.Sprintf("GET /index.html?%d HTTP/1.0\r\n\r\n", k), "\r\n\r\npage one\n"
+	}
 	if _, err := io.WriteString(c, line); err != nil {
 		a.fail(fmt.Sprintf("write: %v", err))
 		return
 	}
 	b, err := io.ReadAll(bufio.NewReader(c))
-	if err != nil || !strings.HasSuffix(string(b), " "+line) {
+	if err != nil || !strings.HasSuffix(string(b), want) {
 		a.fail(fmt.Sprintf("answer %q: %v", b, err))
 		return
 	}
@@ -129,15 +135,40 @@ func (a *asker) waitAnswered(t *testing.T, n int64) {
 
 // TestTCPAcceptWhileDumped: clients connect to a server all the time it
 // is dumped, with -K and then killed and restored: every connection the
-// kernel completed is answered, none reset.
+// kernel completed is answered, none reset. The server answers a line,
+// or is python's http.server.
 func TestTCPAcceptWhileDumped(t *testing.T) {
 	needTools(t)
-	noLeftovers(t)
-	pid, dir, addr := startAcceptPy(t)
-	if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o644); err != nil {
-		t.Fatal(err)
+	for _, http := range []bool{false, true} {
+		t.Run(map[bool]string{false: "lines", true: "http.server"}[http], func(t *testing.T) {
+			noLeftovers(t)
+			var pid int
+			var dir, addr string
+			if http {
+				dir, addr = t.TempDir(), freeAddr(t)
+				if err := os.WriteFile(filepath.Join(dir, "index.html"), []byte("page one\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				_, port, _ := net.SplitHostPort(addr)
+				pid = startTree(t, dir, "requests", victimArgv(t, "python")[0], "-m", "http.server", "--bind", "127.0.0.1", port)
+				curlGet(t, "http://"+addr+"/index.html")
+			} else {
+				pid, dir, addr = startAcceptPy(t)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			askWhileDumped(t, pid, &asker{addr: addr, http: http})
+			checkLogs(t, dir)
+		})
 	}
-	a := &asker{addr: addr}
+}
+
+// askWhileDumped asks a's server pid from four clients all the time it
+// is dumped three times with -K, then killed and restored, and fails t if
+// a connection failed.
+func askWhileDumped(t *testing.T, pid int, a *asker) {
+	t.Helper()
 	stop := make(chan struct{})
 	wait := a.run(4, stop)
 	stopped := false
@@ -164,7 +195,6 @@ func TestTCPAcceptWhileDumped(t *testing.T) {
 	if n := a.failed.Load(); n > 0 {
 		t.Errorf("%d connections failed: %v", n, a.errs)
 	}
-	checkLogs(t, dir)
 }
 
 // TestTCPNotAccepted: a server that does not accept while a client's

@@ -10,6 +10,7 @@ import (
 	"cmp"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -227,4 +228,47 @@ func TestTCPHalfClosed(t *testing.T) {
 			checkLogs(t, sdir, cdir)
 		})
 	}
+}
+
+// TestTCPHalfClosedInTree: a server and its client in one tree, the
+// server in CLOSE-WAIT and the client in FIN-WAIT-2, move together.
+func TestTCPHalfClosedInTree(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	py := victimArgv(t, "python")[0]
+	dir := t.TempDir()
+	sdir, cdir := filepath.Join(dir, "s"), filepath.Join(dir, "c")
+	for _, d := range []string{sdir, cdir} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, port, _ := net.SplitHostPort(freeAddr(t))
+	script := `cd s && "$0" -c "$1" server answer $2 30000 & (cd c && until [ -e ../s/listening ]; do sleep 0.01; done; exec "$0" -c "$1" client answer $2 30000) & wait`
+	pid := startTree(t, dir, "log", "sh", "-c", script, py, halfClosePy, port)
+	waitFile(t, filepath.Join(sdir, "ready"), filepath.Join(dir, "log"))
+	waitFile(t, filepath.Join(cdir, "ready"), filepath.Join(dir, "log"))
+	for _, st := range []string{"close-wait", "fin-wait-2"} {
+		waitFor(t, 10*time.Second, func() bool {
+			out, _ := exec.Command("ss", "-tnH", "state", st, "( sport = :"+port+" or dport = :"+port+" )").Output()
+			return strings.TrimSpace(string(out)) != ""
+		}, "a connection in %s", st)
+	}
+	img := dump(t, pid, false)
+	if n := len(showImage(t, img).Processes); n != 3 {
+		t.Fatalf("image of %d processes; want 3", n)
+	}
+	waitImageGone(t, img)
+	startLoadLogged(t, img)
+	waitFile(t, filepath.Join(sdir, "listening"))
+	if err := os.WriteFile(filepath.Join(sdir, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []struct{ dir, want string }{{sdir, "request True 30000"}, {cdir, "answer True 30000"}} {
+		waitFile(t, filepath.Join(r.dir, "result"), filepath.Join(dir, "log"))
+		if got := strings.TrimSpace(string(readFile(t, filepath.Join(r.dir, "result")))); got != r.want {
+			t.Errorf("%s: %q; want %q", r.dir, got, r.want)
+		}
+	}
+	checkLogs(t, dir)
 }

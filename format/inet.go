@@ -22,10 +22,11 @@ const (
 	TCPClosing   = "closing"
 )
 
-// TCPConnStates are the states of a connection, which has a peer
+// IsTCPConn says whether state is a connection's, which has a peer
 // (TCP.Remote) and, but with --tcp=close, a TCP.Conn.
-var TCPConnStates = map[string]bool{TCPEstablished: true, TCPCloseWait: true, TCPFinWait1: true,
-	TCPFinWait2: true, TCPLastAck: true, TCPClosing: true}
+func IsTCPConn(state string) bool {
+	return state == TCPEstablished || TCPPeerFIN(state) || TCPOwnFIN(state)
+}
 
 // TCPPeerFIN says whether a connection in state has received its peer's
 // FIN, at RecvSeq + len(RecvQueue).

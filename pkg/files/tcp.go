@@ -302,7 +302,7 @@ func (tcpSocket) Prepare(l Loader, i int, f *format.File, what string) error {
 	var s int
 	var err error
 	switch {
-	case !format.TCPConnStates[t.State]:
+	case !format.IsTCPConn(t.State):
 		err = l.AsProcess(func() error {
 			s, err = makeTCP(t)
 			return err
@@ -460,7 +460,7 @@ func (tcpSocket) Validate(fs []format.File, i int, _ []format.Process) error {
 	default:
 		return fmt.Errorf("image TCP socket %d has state %s", i, safetext.Quote(t.State))
 	}
-	if format.TCPConnStates[t.State] {
+	if format.IsTCPConn(t.State) {
 		if _, ap, err := parseAddr(t.Family, t.Remote); err != nil || ap.Port() == 0 {
 			return fmt.Errorf("image TCP socket %d: peer %s: not an address and port of its family", i, safetext.Quote(t.Remote))
 		}
@@ -472,7 +472,7 @@ func (tcpSocket) Validate(fs []format.File, i int, _ []format.Process) error {
 		}
 	}
 	switch {
-	case !format.TCPConnStates[t.State] && (t.Remote != "" || t.Conn != nil):
+	case !format.IsTCPConn(t.State) && (t.Remote != "" || t.Conn != nil):
 		return fmt.Errorf("image TCP socket %d has a peer and is not a connection", i)
 	case t.Backlog < 0 || t.Backlog > 1<<16 || t.Backlog != 0 && t.State != format.TCPListen:
 		return fmt.Errorf("image TCP socket %d: backlog %d: out of range", i, t.Backlog)

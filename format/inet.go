@@ -12,7 +12,33 @@ const (
 	TCPBound       = "bound"       // bound, neither listening nor connected
 	TCPListen      = "listen"      // listening
 	TCPEstablished = "established" // a connection (TCP.Conn)
+	// Half-closed and closing connections (TCP.Conn as for TCPEstablished):
+	// the peer's FIN received (CloseWait, LastAck, Closing), or ours
+	// sent (FinWait1, FinWait2: acknowledged, LastAck, Closing).
+	TCPCloseWait = "close-wait"
+	TCPFinWait1  = "fin-wait-1"
+	TCPFinWait2  = "fin-wait-2"
+	TCPLastAck   = "last-ack"
+	TCPClosing   = "closing"
 )
+
+// IsTCPConn says whether state is a connection's, which has a peer
+// (TCP.Remote) and, but with --tcp=close, a TCP.Conn.
+func IsTCPConn(state string) bool {
+	return state == TCPEstablished || TCPPeerFIN(state) || TCPOwnFIN(state)
+}
+
+// TCPPeerFIN says whether a connection in state has received its peer's
+// FIN, at RecvSeq + len(RecvQueue).
+func TCPPeerFIN(state string) bool {
+	return state == TCPCloseWait || state == TCPLastAck || state == TCPClosing
+}
+
+// TCPOwnFIN says whether a connection in state has shut down writing: its
+// FIN is at SendSeq + len(SendQueue) (in FinWait2, acknowledged).
+func TCPOwnFIN(state string) bool {
+	return state == TCPFinWait1 || state == TCPFinWait2 || state == TCPLastAck || state == TCPClosing
+}
 
 // TCP is the state of a TCP socket (FileTCP).
 type TCP struct {
@@ -65,6 +91,9 @@ type TCPConn struct {
 	MaxWindow uint32 `json:"max_window"`
 	RcvWnd    uint32 `json:"rcv_wnd"`
 	RcvWup    uint32 `json:"rcv_wup"`
+	// FinUnsent: the connection's own FIN (states FinWait1, LastAck,
+	// Closing) was not sent yet; it follows the Unsent bytes.
+	FinUnsent bool `json:"fin_unsent,omitempty"`
 }
 
 // SockOpts are the options of an IPv4 or IPv6 socket that a program can

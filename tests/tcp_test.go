@@ -637,6 +637,23 @@ func TestTCPConnImageAttack(t *testing.T) {
 		{"peer", func(s *format.TCP) { s.Remote = "127.0.0.1:0" }, []string{"peer"}},
 		{"queue", func(s *format.TCP) { s.Conn.RecvQueue = make([]byte, 8<<20+1) }, []string{"queues"}},
 		{"not a connection", func(s *format.TCP) { s.State = format.TCPBound }, []string{"not a connection"}},
+		// Half-closed states: the FINs must agree with the queues, and
+		// no segment is made for a connection the host has.
+		{"time-wait", func(s *format.TCP) { s.State = "time-wait" }, []string{"state \"time-wait\""}},
+		{"fin not sent, established", func(s *format.TCP) { s.Conn.FinUnsent = true }, []string{"FIN not sent in state established"}},
+		{"fin not sent, fin-wait-2", func(s *format.TCP) {
+			s.State, s.Conn.SendQueue, s.Conn.Unsent, s.Conn.FinUnsent = format.TCPFinWait2, nil, 0, true
+		}, []string{"FIN not sent in state fin-wait-2"}},
+		{"fin sent before bytes", func(s *format.TCP) {
+			s.State, s.Conn.SendQueue, s.Conn.Unsent, s.Conn.FinUnsent = format.TCPFinWait1, []byte("abc"), 2, false
+		}, []string{"a FIN sent before 2 bytes not sent"}},
+		{"fin acknowledged before bytes", func(s *format.TCP) {
+			s.State, s.Conn.SendQueue, s.Conn.Unsent = format.TCPFinWait2, []byte("abc"), 0
+		}, []string{"3 bytes not acknowledged after an acknowledged FIN"}},
+		{"close-wait of a connection here", func(s *format.TCP) { s.State = format.TCPCloseWait }, []string{"exists on this host"}},
+		{"last-ack of a connection here", func(s *format.TCP) {
+			s.State, s.Conn.Unsent, s.Conn.FinUnsent = format.TCPLastAck, 0, false
+		}, []string{"exists on this host"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bad := editImage(t, img, func(e *imageEdit) { tc.edit(conn(e)) })

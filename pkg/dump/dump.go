@@ -177,7 +177,12 @@ func dumpOnce(opts Options, out io.Writer) (Stats, error) {
 		presmaps = lt.presmaps() // or read frozen
 	}
 	err = ptrace.Run(func() error {
-		ft, err := freezeTree(opts.PID)
+		// What the kinds hold while the tree is frozen (connections in
+		// repair mode, listeners) goes back as it was before the tree
+		// goes on, or is closed once it is killed.
+		var holds held
+		defer files.CloseHolder()
+		ft, err := freezeAccepted(opts.PID, &holds, logf)
 		if err != nil {
 			return err
 		}
@@ -186,11 +191,6 @@ func dumpOnce(opts Options, out io.Writer) (Stats, error) {
 		}
 		frozenAt := time.Now()
 		frozen := true
-		// What the kinds hold while the tree is frozen (connections in
-		// repair mode) goes back as it was before the tree goes on, or
-		// is closed once it is killed.
-		var holds held
-		defer files.CloseHolder()
 		letGo := func() {
 			if frozen {
 				frozen = false

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/files"
 	"procs/pkg/procfs"
 )
 
@@ -55,6 +56,53 @@ func freezeTree(root int) (*frozenTree, error) {
 			return nil, fmt.Errorf("process %d (child of %d) exited as it was being frozen, and so did one at each of %d tries: the tree changes too fast to be dumped now", z.pid, z.parent, try+1)
 		}
 		time.Sleep(zombieWait)
+	}
+}
+
+// A connection a listener of the tree has completed and its program not
+// yet accepted cannot travel (the kernel has no way to put one back in
+// an accept queue), and killing the listener would reset it. The tree's
+// listeners are held from the first freeze (files.HoldListeners: no new
+// connection, handshakes under way complete), and a server that runs
+// accepts what is queued within milliseconds: freezeAccepted lets the
+// tree run a moment and freezes it again, up to acceptTries times, until
+// no listener of the tree has a connection waiting. One that still has is
+// refused by name (pkg/files, tcp.go), and the tree goes on.
+const (
+	acceptWait  = 15 * time.Millisecond
+	acceptTries = int(files.AcceptTime / acceptWait)
+)
+
+// freezeAccepted is freezeTree, tried again while a listener of the tree
+// has connections not yet accepted. The tree's listeners are held until
+// holds lets them go. Precondition: the OS thread is the tracer's.
+func freezeAccepted(root int, holds *held, logf func(string, ...any)) (*frozenTree, error) {
+	for try := 1; ; try++ {
+		t, err := freezeTree(root)
+		if err != nil {
+			holds.letGo(true)
+			return t, err
+		}
+		var pids []int
+		for _, f := range t.procs {
+			if !f.zombie {
+				pids = append(pids, f.pid)
+			}
+		}
+		waiting, err := files.HoldListeners(pids, func(release func(bool)) { *holds = append(*holds, release) })
+		if err != nil {
+			holds.letGo(true)
+			t.release()
+			return nil, err
+		}
+		if waiting == "" || try == acceptTries {
+			if try > 1 {
+				logf("froze the tree %d times, for its programs to accept the connections queued on their listeners", try)
+			}
+			return t, nil
+		}
+		t.release()
+		time.Sleep(acceptWait)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -31,9 +32,16 @@ import (
 // SO_REUSEPORT (then both listen, and the kernel shares the connections
 // out between them).
 //
-// Refused by name, for now: established connections, a listener with
-// connections not yet accepted (they would be reset; try again), a
-// connection with a filter attached, a scoped IPv6 address.
+// Connections, established or half closed, travel in repair mode
+// (tcprepair.go, tcpclose.go). Listeners are held from the first freeze
+// (HoldListeners), for the connections they queued to be accepted first;
+// a listener with a socket filter of its program's is not (the hold is a
+// filter), and travels with that filter.
+//
+// Refused by name, for now: connecting sockets (SYN-SENT, SYN-RECV), a
+// listener whose program keeps connections waiting that it does not
+// accept (they would be reset), a connection with a filter attached, a
+// scoped IPv6 address.
 type tcpSocket struct{}
 
 func (tcpSocket) Name() string { return format.FileTCP }
@@ -104,15 +112,20 @@ func (tcpSocket) Dump(src Source, fd *procfs.FD, idx int) error {
 			t.State, t.Local = format.TCPBound, local
 		}
 	case linux.TCP_LISTEN:
+		// Held since the tree was frozen (HoldListeners), for which its
+		// program had accepted every connection.
 		if info.Unacked > 0 {
-			return refusef("fd %d, listening on %s, has %d connections not yet accepted, which procs cannot carry: try again", fd.Num, local, info.Unacked)
+			return refusef("fd %d, listening on %s, keeps connections waiting that its program does not accept (%d, for %v), which procs cannot carry: try again once it has accepted them", fd.Num, local, info.Unacked, AcceptTime)
 		}
 		t.State, t.Local, t.Backlog = format.TCPListen, local, int(info.Sacked)
-	case linux.TCP_ESTABLISHED:
+	case linux.TCP_ESTABLISHED, linux.TCP_CLOSE_WAIT, linux.TCP_FIN_WAIT1, linux.TCP_FIN_WAIT2, linux.TCP_LAST_ACK, linux.TCP_CLOSING:
 		if t.MPTCP {
 			return refusef("fd %d is a multipath TCP (MPTCP) connection, which procs cannot carry", fd.Num)
 		}
-		return dumpConn(src, s, fd.Num, t, local, idx)
+		if err := checkFilter(s, fd.Num); err != nil {
+			return err
+		}
+		return dumpConn(src, s, fd.Num, t, local, idx, info.State)
 	default:
 		remote := "?"
 		if pa, err := unix.Getpeername(s); err == nil {
@@ -123,6 +136,11 @@ func (tcpSocket) Dump(src Source, fd *procfs.FD, idx int) error {
 	if t.Options, err = readSockOpts(s, t.Family, unix.SOCK_STREAM, tcpSocket{}.proto(t)); err != nil {
 		return fmt.Errorf("fd %d: %w", fd.Num, err)
 	}
+	if heldListeners[fd.Ino] {
+		// Its filter is the hold's (a listener with one of its own
+		// is not held).
+		t.Options.Filter, t.Options.FilterLocked = nil, false
+	}
 	src.File(idx).TCP = t
 	return nil
 }
@@ -130,16 +148,13 @@ func (tcpSocket) Dump(src Source, fd *procfs.FD, idx int) error {
 // dumpConn records established connection s, fd num, from local: its
 // peer and options, and unless --tcp=close its state, read while it is
 // held (tcprepair.go) until the tree goes on or is killed.
-func dumpConn(src Source, s, num int, t *format.TCP, local string, idx int) error {
+func dumpConn(src Source, s, num int, t *format.TCP, local string, idx int, state uint8) error {
 	pa, err := unix.Getpeername(s)
 	if err != nil {
 		return fmt.Errorf("fd %d: getpeername: %w", num, err)
 	}
 	remote, _ := addrString(pa)
-	t.State, t.Local, t.Remote = format.TCPEstablished, local, remote
-	if err := checkFilter(s, num); err != nil {
-		return err
-	}
+	t.State, t.Local, t.Remote = tcpConnStates[state], local, remote
 	// Read before repair mode, which changes SO_REUSEADDR; the buffer
 	// sizes of a connection are the kernel's, tuned as it ran.
 	if t.Options, err = readSockOpts(s, t.Family, unix.SOCK_STREAM, 0); err != nil {
@@ -176,13 +191,104 @@ func dumpConn(src Source, s, num int, t *format.TCP, local string, idx int) erro
 	if err != nil {
 		return fmt.Errorf("fd %d: TCP_INFO: %w", num, err)
 	}
-	if info.State != linux.TCP_ESTABLISHED {
+	if t.State = tcpConnStates[info.State]; t.State == "" {
 		return refusef("fd %d is a TCP connection from %s to %s, %s, which procs cannot carry yet", num, local, remote, tcpStates[info.State])
 	}
 	if t.Conn, err = holdConn(h, num, reuse, info); err != nil {
 		return fmt.Errorf("fd %d, a TCP connection from %s to %s: %w", num, local, remote, err)
 	}
 	return nil
+}
+
+// AcceptTime is about how long a dump waits, thawing and freezing the
+// tree again (pkg/dump freezeAccepted), for its programs to accept the
+// connections completed on their listeners.
+const AcceptTime = 300 * time.Millisecond
+
+// HoldListeners holds every TCP listener of processes pids not held yet
+// (holdListener), giving hold what lets each go, and says which, if any,
+// has connections completed that its program has not accepted yet ("fd
+// 3 of process 42"). A listener with a filter of the program's is left
+// for Dump to refuse.
+func HoldListeners(pids []int, hold func(release func(resume bool))) (string, error) {
+	waiting := ""
+	for _, pid := range pids {
+		fds, err := procfs.FDs(pid)
+		if err != nil {
+			continue // the dump says why
+		}
+		for _, fd := range fds {
+			if fd.Kind != procfs.Socket || tcpProtos[fd.Proto] == 0 {
+				continue
+			}
+			s, err := takeFD(pid, fd.Num)
+			if err != nil {
+				continue
+			}
+			info, err := tcpInfo(s)
+			if err == nil && info.State == linux.TCP_LISTEN && !heldListeners[fd.Ino] && checkFilter(s, fd.Num) == nil {
+				info, err = holdListener(pid, s, fd.Num, fd.Ino, hold)
+			}
+			unix.Close(s)
+			if err != nil {
+				return "", fmt.Errorf("process %d: %w", pid, err)
+			}
+			if info.State == linux.TCP_LISTEN && info.Unacked > 0 && waiting == "" {
+				waiting = fmt.Sprintf("fd %d of process %d", fd.Num, pid)
+			}
+		}
+	}
+	return waiting, nil
+}
+
+// dropSYN drops the segments that have SYN set (a socket filter sees a
+// TCP segment from its header, whose byte 13 holds the flags).
+var dropSYN = []unix.SockFilter{
+	{Code: unix.BPF_LD | unix.BPF_B | unix.BPF_ABS, K: 13},
+	{Code: unix.BPF_JMP | unix.BPF_JSET | unix.BPF_K, Jt: 0, Jf: 1, K: 0x02},
+	{Code: unix.BPF_RET | unix.BPF_K, K: 0},
+	{Code: unix.BPF_RET | unix.BPF_K, K: 0xffffffff},
+}
+
+// heldListeners are the inodes of the listeners holdListener holds, whose
+// filter is procs-dump's.
+var heldListeners = map[uint64]bool{}
+
+// holdListener stops listener s, fd num of process pid, from taking new
+// connections until the tree goes on or is killed: a filter drops every
+// SYN, and the client sends it again a second later (to the restored
+// listener, once the tree was killed); handshakes under way complete. A
+// copy goes to the holder first, which takes the filter off if procs-dump
+// dies while the process lives. A multipath TCP listener (Go's) takes no
+// filter, and is not held. It returns the listener's TCP_INFO, read once
+// it is held.
+func holdListener(pid, s, num int, ino uint64, hold func(release func(resume bool))) (linux.TCPInfo, error) {
+	h, err := unix.FcntlInt(uintptr(s), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return linux.TCPInfo{}, os.NewSyscallError("fcntl", err)
+	}
+	if err := toHolder(h, pid, 0, "-", heldListener); err != nil {
+		unix.Close(h)
+		return linux.TCPInfo{}, fmt.Errorf("fd %d, a TCP listener: %w", num, err)
+	}
+	heldListeners[ino] = true
+	hold(func(resume bool) {
+		if resume {
+			unix.SetsockoptInt(h, unix.SOL_SOCKET, unix.SO_DETACH_FILTER, 0)
+		}
+		unix.Close(h)
+		delete(heldListeners, ino)
+	})
+	prog := unix.SockFprog{Len: uint16(len(dropSYN)), Filter: &dropSYN[0]}
+	err = unix.SetsockoptSockFprog(h, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog)
+	if err != nil && err != unix.EOPNOTSUPP {
+		return linux.TCPInfo{}, fmt.Errorf("fd %d, a TCP listener: holding it (SO_ATTACH_FILTER): %w", num, err)
+	}
+	info, err := tcpInfo(h)
+	if err != nil {
+		return info, fmt.Errorf("fd %d: TCP_INFO: %w", num, err)
+	}
+	return info, nil
 }
 
 // port is sa's port.
@@ -201,7 +307,7 @@ func (tcpSocket) Prepare(l Loader, i int, f *format.File, what string) error {
 	var s int
 	var err error
 	switch {
-	case t.State != format.TCPEstablished:
+	case !format.IsTCPConn(t.State):
 		err = l.AsProcess(func() error {
 			s, err = makeTCP(t)
 			return err
@@ -350,7 +456,8 @@ func (tcpSocket) Validate(fs []format.File, i int, _ []format.Process) error {
 		if t.Local != "" {
 			return fmt.Errorf("image TCP socket %d is new and has an address", i)
 		}
-	case format.TCPBound, format.TCPListen, format.TCPEstablished:
+	case format.TCPBound, format.TCPListen, format.TCPEstablished, format.TCPCloseWait, format.TCPFinWait1,
+		format.TCPFinWait2, format.TCPLastAck, format.TCPClosing:
 		_, ap, err := parseAddr(t.Family, t.Local)
 		if err != nil || ap.Port() == 0 {
 			return fmt.Errorf("image TCP socket %d: address %s: not an address and port of its family", i, safetext.Quote(t.Local))
@@ -358,18 +465,21 @@ func (tcpSocket) Validate(fs []format.File, i int, _ []format.Process) error {
 	default:
 		return fmt.Errorf("image TCP socket %d has state %s", i, safetext.Quote(t.State))
 	}
-	if t.State == format.TCPEstablished {
+	if format.IsTCPConn(t.State) {
 		if _, ap, err := parseAddr(t.Family, t.Remote); err != nil || ap.Port() == 0 {
 			return fmt.Errorf("image TCP socket %d: peer %s: not an address and port of its family", i, safetext.Quote(t.Remote))
 		}
 		if err := validConn(t.Conn); err != nil {
 			return fmt.Errorf("image TCP socket %d: %w", i, err)
 		}
+		if err := validConnState(t.State, t.Conn); err != nil {
+			return fmt.Errorf("image TCP socket %d, %s: %w", i, t.State, err)
+		}
 	}
 	switch {
-	case t.State != format.TCPEstablished && (t.Remote != "" || t.Conn != nil):
+	case !format.IsTCPConn(t.State) && (t.Remote != "" || t.Conn != nil):
 		return fmt.Errorf("image TCP socket %d has a peer and is not a connection", i)
-	case t.State == format.TCPEstablished && len(t.Options.Filter) > 0:
+	case format.IsTCPConn(t.State) && len(t.Options.Filter) > 0:
 		return fmt.Errorf("image TCP socket %d is a connection with a socket filter", i)
 	case t.Backlog < 0 || t.Backlog > 1<<16 || t.Backlog != 0 && t.State != format.TCPListen:
 		return fmt.Errorf("image TCP socket %d: backlog %d: out of range", i, t.Backlog)

@@ -43,6 +43,10 @@ const holdTime = 5 * time.Minute
 // runs.
 var holderCtl *os.File
 
+// heldListener stands for the peer of a listener given to the holder,
+// which puts it back as it was, or closes it once its process is dead.
+const heldListener = "listener"
+
 // holdName is the abstract unix socket name of connection local-remote.
 func holdName(local, remote string) string {
 	return "@procs-tcp-hold " + local + " " + remote
@@ -91,12 +95,26 @@ func startHolder() error {
 }
 
 // CloseHolder ends the dump's talk with the holder, which then decides,
-// for each connection, by whether its process lives.
+// for each connection and listener, by whether its process lives, and
+// waits a moment until it has: the ports of a killed tree's listeners
+// are free when the dump ends.
 func CloseHolder() {
-	if holderCtl != nil {
-		holderCtl.Close()
-		holderCtl = nil
+	if holderCtl == nil {
+		return
 	}
+	fd := int(holderCtl.Fd())
+	if unix.Shutdown(fd, unix.SHUT_WR) == nil {
+		// The holder never writes: its end closed is the first event.
+		deadline := time.Now().Add(5 * time.Second)
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		for time.Now().Before(deadline) {
+			if _, err := unix.Poll(pfd, int(time.Until(deadline)/time.Millisecond)+1); err != unix.EINTR {
+				break
+			}
+		}
+	}
+	holderCtl.Close()
+	holderCtl = nil
 }
 
 // IsHolder says whether this process is the holder; then RunHolder is all
@@ -129,12 +147,14 @@ func RunHolder() int {
 			hs = append(hs, h)
 		}
 	}
-	unix.Close(ctl)
 	var dead []*hconn
 	for _, h := range hs {
 		pfd := []unix.PollFd{{Fd: int32(h.pidfd), Events: unix.POLLIN}}
-		if n, _ := unix.Poll(pfd, 0); n == 0 {
-			// It lives: as it was, if procs-dump did not see to it.
+		if n, _ := unix.Poll(pfd, 0); n == 0 || h.remote == heldListener {
+			// It lives: as it was, if procs-dump did not see to it. A
+			// listener of a dead process too (a process outside the
+			// tree may share it), whose port is then free for the
+			// restore unless that one does.
 			resumeConn(h.s, h.reuse)
 			unix.Close(h.s)
 			continue
@@ -146,6 +166,7 @@ func RunHolder() int {
 		}
 		unix.Close(h.s) // in repair mode: silently
 	}
+	unix.Close(ctl) // CloseHolder waits for this
 	holdDead(dead)
 	return 0
 }

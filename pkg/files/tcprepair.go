@@ -87,14 +87,22 @@ func readConn(s, num int, info linux.TCPInfo) (*format.TCPConn, error) {
 	}
 	c := &format.TCPConn{}
 	var err error
-	if c.RecvSeq, c.RecvQueue, err = readQueue(s, linux.TCP_RECV_QUEUE, unix.SIOCINQ); err != nil {
+	// A FIN is the last sequence number of its queue; SIOCINQ leaves the
+	// peer's out, SIOCOUTQ and SIOCOUTQNSD count ours until it is
+	// acknowledged and sent.
+	st := tcpConnStates[info.State]
+	peerFIN, ownFIN := format.TCPPeerFIN(st), format.TCPOwnFIN(st)
+	if c.RecvSeq, c.RecvQueue, err = readQueue(s, linux.TCP_RECV_QUEUE, unix.SIOCINQ, peerFIN, false); err != nil {
 		return nil, fmt.Errorf("fd %d: its receive queue: %w", num, err)
 	}
-	if c.SendSeq, c.SendQueue, err = readQueue(s, linux.TCP_SEND_QUEUE, unix.SIOCOUTQ); err != nil {
+	if c.SendSeq, c.SendQueue, err = readQueue(s, linux.TCP_SEND_QUEUE, unix.SIOCOUTQ, ownFIN, ownFIN); err != nil {
 		return nil, fmt.Errorf("fd %d: its send queue: %w", num, err)
 	}
 	if c.Unsent, err = unix.IoctlGetInt(s, unix.SIOCOUTQNSD); err != nil {
 		return nil, fmt.Errorf("fd %d: SIOCOUTQNSD: %w", num, err)
+	}
+	if ownFIN && c.Unsent > 0 {
+		c.FinUnsent, c.Unsent = true, c.Unsent-1
 	}
 	c.Unsent = min(max(c.Unsent, 0), len(c.SendQueue))
 	if c.MSS, err = unix.GetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_MAXSEG); err != nil {
@@ -124,7 +132,8 @@ func readConn(s, num int, info linux.TCPInfo) (*format.TCPConn, error) {
 
 // readQueue reads one queue of held socket s, leaving it there: the
 // sequence number of its first byte, and its bytes (ioctl says how many).
-func readQueue(s, queue int, ioctl uint) (uint32, []byte, error) {
+// With fin the queue ends with a FIN, which ioctl counts if counted.
+func readQueue(s, queue int, ioctl uint, fin, counted bool) (uint32, []byte, error) {
 	if err := unix.SetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, queue); err != nil {
 		return 0, nil, fmt.Errorf("TCP_REPAIR_QUEUE: %w", err)
 	}
@@ -136,6 +145,12 @@ func readQueue(s, queue int, ioctl uint) (uint32, []byte, error) {
 	n, err := unix.IoctlGetInt(s, ioctl)
 	if err != nil {
 		return 0, nil, os.NewSyscallError("ioctl", err)
+	}
+	if fin {
+		end--
+		if counted && n > 0 {
+			n--
+		}
 	}
 	if n < 0 || n > maxTCPQueue {
 		return 0, nil, refusef("a TCP queue of %d bytes, more than procs carries (%d)", n, maxTCPQueue)
@@ -160,8 +175,9 @@ func readQueue(s, queue int, ioctl uint) (uint32, []byte, error) {
 // nothing, until leaveRepair.
 func makeConn(s int, t *format.TCP) error {
 	c := t.Conn
-	// Nothing of the peer's is taken in before the process runs.
-	prog := unix.SockFprog{Len: uint16(len(dropAll)), Filter: &dropAll[0]}
+	// Nothing of the peer's is taken in before the process runs, but the
+	// segments that put back its FIN (tcpclose.go).
+	prog := unix.SockFprog{Len: uint16(len(makeFilter)), Filter: &makeFilter[0]}
 	if err := unix.SetsockoptSockFprog(s, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
 		return fmt.Errorf("SO_ATTACH_FILTER: %w", err)
 	}
@@ -230,10 +246,19 @@ func makeConn(s int, t *format.TCP) error {
 		}
 	}
 	w := linux.TCPRepairWindow{SndWl1: c.SndWl1, SndWnd: c.SndWnd, MaxWindow: c.MaxWindow, RcvWnd: c.RcvWnd, RcvWup: c.RcvWup}
+	if format.TCPPeerFIN(t.State) {
+		// The window was read past the peer's FIN, not taken in yet:
+		// the same right edge, from one sequence number before.
+		w.RcvWup--
+		w.RcvWnd++
+	}
 	if err := linux.SetsockoptBytes(s, unix.IPPROTO_TCP, unix.TCP_REPAIR_WINDOW, w.Encode()); err != nil {
 		return fmt.Errorf("TCP_REPAIR_WINDOW: %w", err)
 	}
-	return unix.SetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, 0)
+	if err := unix.SetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, 0); err != nil {
+		return fmt.Errorf("TCP_REPAIR_QUEUE: %w", err)
+	}
+	return putFINs(s, t)
 }
 
 // fillQueue puts data in a queue of socket s in repair mode, its buffer
@@ -278,6 +303,11 @@ func leaveRepair(s int, t *format.TCP) error {
 			return fmt.Errorf("the connection from %s to %s: sending its %d bytes not sent yet: %w", t.Local, t.Remote, len(unsent), err)
 		}
 		unsent = unsent[n:]
+	}
+	if c.FinUnsent {
+		if err := unix.Shutdown(s, unix.SHUT_WR); err != nil {
+			return fmt.Errorf("the connection from %s to %s: its FIN (shutdown): %w", t.Local, t.Remote, err)
+		}
 	}
 	if t.Options.ReuseAddr {
 		return unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)

@@ -417,11 +417,7 @@ while True:
 // "kids" (S, Z, T, then its pidfds' numbers).
 func startPidfds(t *testing.T) (string, int, []int) {
 	t.Helper()
-	needTools(t)
-	noLeftovers(t)
-	py := victimArgv(t, "python")[0]
-	dir := t.TempDir()
-	pid := startTree(t, dir, "log", py, "-c", pidfdsPy)
+	dir, pid := startPyTree(t, pidfdsPy)
 	ks := kidsOf(t, dir, 7)
 	inState(t, ks[1], pid, 'Z')
 	waitFor(t, 10*time.Second, func() bool { return readIn(dir, "t") == "ok" }, "T to signal S through its pidfd")

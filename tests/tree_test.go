@@ -43,6 +43,18 @@ func startTree(t *testing.T, dir, log string, argv ...string) int {
 	return pid
 }
 
+// startPyTree starts python script as a tree (startTree) in a folder of
+// its own, its output to "log" there, checking that the test leaves no
+// process behind: the folder and the root.
+func startPyTree(t *testing.T, script string) (string, int) {
+	t.Helper()
+	needTools(t)
+	noLeftovers(t)
+	py := victimArgv(t, "python")[0]
+	dir := t.TempDir()
+	return dir, startTree(t, dir, "log", py, "-c", script)
+}
+
 // treeOf lists pid and the processes below it, pid first.
 func treeOf(pid int) []pinfo {
 	root, ok := procInfo(pid)

@@ -4,6 +4,7 @@ package tests
 // self-pipe, a parent and its worker talking, with bytes in flight.
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -252,6 +253,16 @@ conn.sendall(b"echo " + line)
 while True: time.sleep(1)
 `
 
+// startReadyPy starts python script, as a tree in a folder of its own,
+// and waits until it made the file "ready": the folder and the root.
+func startReadyPy(t *testing.T, script string) (string, int) {
+	t.Helper()
+	dir, pid := startPyTree(t, script)
+	t.Cleanup(func() { killTree(t, pid) })
+	waitFile(t, filepath.Join(dir, "ready"), filepath.Join(dir, "log"))
+	return dir, pid
+}
+
 // TestUnixSentBeforeAccepted: a client that sent a request on a
 // connection its server has not accepted yet is refused by name (the
 // bytes wait in a socket that has no file until accept, and accepting it
@@ -259,14 +270,81 @@ while True: time.sleep(1)
 // the tree runs on untouched: the server then accepts, reads the request
 // and answers, and the client gets the answer.
 func TestUnixSentBeforeAccepted(t *testing.T) {
-	needTools(t)
-	noLeftovers(t)
-	py := victimArgv(t, "python")[0]
-	dir := t.TempDir()
-	pid := startTree(t, dir, "log", py, "-c", busyServerPy)
-	t.Cleanup(func() { killTree(t, pid) })
-	waitFile(t, filepath.Join(dir, "ready"), filepath.Join(dir, "log"))
+	dir, pid := startReadyPy(t, busyServerPy)
 	refusedDump(t, pid, "not yet accepted")
 	refusedDumpWith(t, []string{"-K"}, pid, "not yet accepted")
 	checkResult(t, dir, 1)
+}
+
+// unixAcceptPy is a unix echo server at srv.sock that accepts at once,
+// and its three children, clients that each connect, send a numbered
+// line, check the echo and close, again and again: at any moment one of
+// them may have sent its line on a connection not yet accepted. Each
+// writes its count to the file cK, and a wrong answer to "bad".
+const unixAcceptPy = `
+import os, socket, time
+path = os.path.abspath("srv.sock")
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+srv.bind(path)
+srv.listen(16)
+for k in range(3):
+    if os.fork() == 0:
+        srv.close()
+        n = 0
+        while True:
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.connect(path)
+            c.sendall(b"%d %d\n" % (k, n))
+            got = c.makefile("rb").readline()
+            if got != b"echo %d %d\n" % (k, n):
+                open("bad", "a").write("client %d, line %d: %r\n" % (k, n, got))
+            c.close()
+            n += 1
+            with open("c%d.tmp" % k, "w") as f: f.write("%d\n" % n)
+            os.rename("c%d.tmp" % k, "c%d" % k)
+            time.sleep(0.001)
+open("ready", "w").close()
+while True:
+    conn, _ = srv.accept()
+    line = conn.makefile("rb").readline()
+    conn.sendall(b"echo " + line)
+    conn.close()
+`
+
+// TestUnixAcceptWhileDumped: clients of the tree's own server send
+// requests on new connections all the time, so a freeze often finds one
+// sent on a connection not yet accepted, which cannot travel: procs-dump
+// lets the tree run a moment and freezes it again until the server has
+// accepted it. Every -K dump and the last one, which kills, succeed; the
+// restored clients and server go on, every answer right.
+func TestUnixAcceptWhileDumped(t *testing.T) {
+	dir, pid := startReadyPy(t, unixAcceptPy)
+	counts := func() (n [3]int) {
+		for k := range n {
+			n[k], _ = strconv.Atoi(readIn(dir, fmt.Sprintf("c%d", k)))
+		}
+		return n
+	}
+	goesOn := func(what string) {
+		t.Helper()
+		before := counts()
+		waitFor(t, 10*time.Second, func() bool {
+			now := counts()
+			return now[0] > before[0]+10 && now[1] > before[1]+10 && now[2] > before[2]+10
+		}, "the clients to go on "+what)
+	}
+	goesOn("before the dumps")
+	for range 4 {
+		dump(t, pid, true)
+	}
+	goesOn("after the -K dumps")
+	tree := treeOf(pid)
+	img := dump(t, pid, false)
+	waitGone(t, tree)
+	startLoad(t, img)
+	restored(t, pid)
+	goesOn("after the restore")
+	if bad := readIn(dir, "bad"); bad != "" {
+		t.Errorf("clients got wrong answers: %s", bad)
+	}
 }

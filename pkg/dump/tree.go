@@ -67,7 +67,10 @@ func freezeTree(root int) (*frozenTree, error) {
 // accepts what is queued within milliseconds: freezeAccepted lets the
 // tree run a moment and freezes it again, up to acceptTries times, until
 // no listener of the tree has a connection waiting. One that still has is
-// refused by name (pkg/files, tcp.go), and the tree goes on.
+// refused by name (pkg/files, tcp.go), and the tree goes on. So is a unix
+// listener with a connection queued that its client sent bytes on, which
+// cannot be read without accepting it (files.UnixSentWaiting): its
+// clients in the tree are frozen with it, so none queues another.
 const (
 	acceptWait  = 15 * time.Millisecond
 	acceptTries = int(files.AcceptTime / acceptWait)
@@ -90,6 +93,9 @@ func freezeAccepted(root int, holds *held, logf func(string, ...any)) (*frozenTr
 			}
 		}
 		waiting, err := files.HoldListeners(pids, func(release func(bool)) { *holds = append(*holds, release) })
+		if err == nil && waiting == "" {
+			waiting, err = files.UnixSentWaiting(pids)
+		}
 		if err != nil {
 			holds.letGo(true)
 			t.release()

@@ -9,6 +9,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/linux"
+	"procs/pkg/procfs"
 	"procs/pkg/safetext"
 )
 
@@ -74,7 +76,7 @@ func (unixSocket) CheckTree(fs []format.File, procs []format.Process, out *Outsi
 			continue
 		case u.PeerIno == 0 && in:
 			if u.Sent > 0 {
-				return refusef("%s is a unix socket whose connection, not yet accepted by %s, holds bytes it sent, which procs cannot read without taking the connection from the server (try again once it is accepted)", holderOf(procs, i), holderOf(procs, l))
+				return refusef("%s is a unix socket whose connection, not yet accepted by %s, holds bytes it sent, which procs cannot read without taking the connection from the server, and the server did not accept it while procs-dump let the tree run for %v", holderOf(procs, i), holderOf(procs, l), AcceptTime)
 			}
 			continue
 		case u.PeerIno != 0 && in:
@@ -401,4 +403,39 @@ func validSocketInFlight(fs []format.File, i int, fd format.FD, procs []format.P
 		}
 	}
 	return nil
+}
+
+// UnixSentWaiting says which unix listener of processes pids, if any,
+// has a connection queued that its client sent bytes on ("fd 3 of
+// process 42"): those bytes cannot be read without accepting the
+// connection (CheckTree refuses it), but the server, let run a moment,
+// accepts it. Connections queued with nothing sent travel.
+func UnixSentWaiting(pids []int) (string, error) {
+	var all map[uint64]linux.UnixDiag
+	for _, pid := range pids {
+		fds, err := procfs.FDs(pid)
+		if err != nil {
+			continue // the dump says why
+		}
+		for _, fd := range fds {
+			if fd.Unix == nil {
+				continue
+			}
+			if all == nil {
+				if all, err = linux.UnixSockets(); err != nil {
+					return "", err
+				}
+			}
+			d := all[fd.Ino]
+			if d.State != tcpListen {
+				continue
+			}
+			for _, c := range d.Icons {
+				if all[c].WQueue > 0 {
+					return fmt.Sprintf("fd %d of process %d", fd.Num, pid), nil
+				}
+			}
+		}
+	}
+	return "", nil
 }

@@ -191,8 +191,8 @@ func linesIn(file string) int {
 }
 
 // checkEchoImage checks the image of echoServerPy holds the listening
-// socket at its path with one connection queued, an accepted connection
-// and bytes in flight.
+// socket at its path with one connection queued and an accepted
+// connection, and logs how many sockets have bytes in flight.
 func checkEchoImage(t *testing.T, img string) {
 	t.Helper()
 	listening, accepted, inFlight := 0, 0, 0
@@ -212,9 +212,12 @@ func checkEchoImage(t *testing.T, img string) {
 			inFlight++
 		}
 	}
-	if listening != 1 || accepted != 1 || inFlight == 0 {
-		t.Errorf("image: %d listening, %d accepted, %d sockets with bytes in flight; want 1, 1 and some", listening, accepted, inFlight)
+	if listening != 1 || accepted != 1 {
+		t.Errorf("image: %d listening, %d accepted; want 1 and 1", listening, accepted)
 	}
+	// Nearly always a request or an answer is under way, but the moment
+	// of the dump decides (TestUnixQueues has bytes queued for sure).
+	t.Logf("image: %d sockets with bytes in flight", inFlight)
 }
 
 // numbersRestartOnce checks that file's numbered lines go 1, 2, 3... but

@@ -26,6 +26,9 @@ type tree struct {
 	// staged: the pages of the image's passes (PASS and DROP records),
 	// until each process's mappings exist; nil for an image without.
 	staged *staging
+	// lazy: the process runs before all of its memory is in (lazy.go),
+	// or nil.
+	lazy *lazyLoad
 
 	op       *opener             // opens files as the process will be
 	local    map[int]*os.File    // file id -> the loader's open file (O_PATH, or made by it)

@@ -229,6 +229,17 @@ func (t *tree) readContents() (err error) {
 				pw.giveBack(buf)
 				return fmt.Errorf("corrupt image at byte %d (record %d): pages at %#x-%#x, outside the memory of process %d", h.Offset, h.Index, addr, addr+uint64(len(data)), b.img.PID)
 			}
+			if t.lazy != nil {
+				err := t.lazyRecord(b, h, addr, data)
+				pw.giveBack(buf)
+				if err == errStartLazy {
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				continue
+			}
 			// Here: the first few MiB (writers would cost a small process
 			// more than they save), and pages that go through
 			// /proc/PID/mem, which the kernel may let only the tracer's

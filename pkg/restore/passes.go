@@ -221,10 +221,12 @@ func (b *builder) fillFromPasses() error {
 		return nil
 	}
 	f := s.tasks[uint32(b.task)]
-	defer func() {
-		f.Close()
-		delete(s.tasks, uint32(b.task))
-	}()
+	if b.lazy == nil { // else the pager serves what is left (lazy.go)
+		defer func() {
+			f.Close()
+			delete(s.tasks, uint32(b.task))
+		}()
+	}
 	fd := int(f.Fd())
 	pool := newPageWriters(false)
 	defer pool.close()
@@ -232,6 +234,9 @@ func (b *builder) fillFromPasses() error {
 	for _, m := range b.img.Maps {
 		if m.Shared || m.Kind == format.MapVdso || m.Kind == format.MapVsyscall {
 			continue // the restorer's or the kernel's: no pages of the image
+		}
+		if b.lazy != nil && lazyMapping(m) {
+			continue // served once the process runs
 		}
 		end := int64(min(m.End, format.MaxPassAddress))
 		for off := int64(m.Start); off < end; {

@@ -17,6 +17,7 @@
 package restore
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"os"
@@ -103,6 +104,9 @@ type Options struct {
 	// TCPClose: established connections come back reset, not in
 	// repair mode (--tcp=close); listeners listen again.
 	TCPClose bool
+	// Lazy: the process runs before its private anonymous memory is
+	// all in, which keeps coming from in behind it (lazy.go).
+	Lazy bool
 }
 
 // Process is a restored, running process: a child of the caller, or
@@ -112,6 +116,7 @@ type Process struct {
 	tty   *terminal // modes to put back when it ends
 	pidfd int       // for signals
 	ns    *pidNS    // the PID namespace it runs in, or nil
+	lazy  *lazyLoad // its memory still coming, or nil
 }
 
 // Restore reads an image from in, builds the process and starts it.
@@ -132,7 +137,11 @@ func Restore(opts Options, in io.Reader) (*Process, error) {
 		return nil, fmt.Errorf("the image is of a process of another architecture (ELF machine %d); this is x86-64", m)
 	}
 	t := &tree{opts: opts, r: r, start: start}
-	defer func() { t.staged.close() }()
+	defer func() {
+		if t.lazy == nil || !t.lazy.started {
+			t.staged.close()
+		}
+	}()
 	if err := t.readMeta(); err != nil {
 		return nil, err
 	}
@@ -141,6 +150,11 @@ func Restore(opts Options, in io.Reader) (*Process, error) {
 	}
 	if err := validateIPC(t.files, t.ipc, t.imgs); err != nil {
 		return nil, err
+	}
+	if opts.Lazy {
+		if err := t.newLazy(); err != nil {
+			return nil, err
+		}
 	}
 	if err := t.placeIDs(); err != nil {
 		return nil, err
@@ -172,6 +186,11 @@ func Restore(opts Options, in io.Reader) (*Process, error) {
 	defer subreaper(len(t.procs) > 1)()
 	err = ptrace.Run(func() error {
 		if err := t.build(); err != nil {
+			if t.lazy != nil && t.lazy.started {
+				// The pager's failure, if it had one, is why.
+				t.lazy.pager.Fail(err)
+				err = cmp.Or(t.lazy.pager.Err(), err)
+			}
 			t.abort()
 			return err
 		}
@@ -182,7 +201,11 @@ func Restore(opts Options, in io.Reader) (*Process, error) {
 	}
 	b := t.procs[0]
 	opts.Log("restored pid %d in %v", b.pid, time.Since(start).Round(time.Microsecond))
-	return &Process{Pid: b.pid, tty: b.tty, pidfd: t.rootPidfd, ns: t.ns}, nil
+	p := &Process{Pid: b.pid, tty: b.tty, pidfd: t.rootPidfd, ns: t.ns}
+	if t.lazy != nil {
+		p.lazy = t.lazy
+	}
+	return p, nil
 }
 
 // subreaper makes the caller a child subreaper (PR_SET_CHILD_SUBREAPER)

@@ -156,7 +156,14 @@ func (t *tree) build() error {
 	if err := t.readContents(); err != nil {
 		return err
 	}
-	t.logf("memory filled, image verified")
+	if t.lazy != nil {
+		if err := t.startLazy(); err != nil {
+			return err
+		}
+		t.logf("eager memory filled, description verified; the rest comes as the process runs")
+	} else {
+		t.logf("memory filled, image verified")
+	}
 	if err := t.joinGroups(); err != nil {
 		return err
 	}

@@ -335,30 +335,23 @@ func (t *tree) fillStaged() error {
 		if !lazyMapping(m) {
 			continue
 		}
-		end := int64(min(m.End, format.MaxPassAddress))
-		for off := int64(m.Start); off < end && t.lazy.pager.Live(); {
-			data, err := unix.Seek(fd, off, unix.SEEK_DATA)
-			if errors.Is(err, unix.ENXIO) || err == nil && data >= end {
-				break
+		err := stagedRuns(fd, m, func(data, hole int64) error {
+			for a := data; a < hole && t.lazy.pager.Live(); a += int64(len(buf)) {
+				chunk := buf[:min(hole-a, int64(len(buf)))]
+				if _, err := f.ReadAt(chunk, a); err != nil {
+					return err
+				}
+				if err := t.lazy.pager.Fill(uint64(a), chunk); err != nil {
+					return err
+				}
+				if err := t.staged.drop(0, uint64(a), uint64(len(chunk))); err != nil {
+					return err
+				}
 			}
-			if err != nil {
-				return os.NewSyscallError("lseek", err)
-			}
-			hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
-			if err != nil {
-				return os.NewSyscallError("lseek", err)
-			}
-			off = min(hole, end, data+int64(len(buf)))
-			chunk := buf[:off-data]
-			if _, err := f.ReadAt(chunk, data); err != nil {
-				return err
-			}
-			if err := t.lazy.pager.Fill(uint64(data), chunk); err != nil {
-				return err
-			}
-			if err := t.staged.drop(0, uint64(data), uint64(len(chunk))); err != nil {
-				return err
-			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return nil

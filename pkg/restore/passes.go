@@ -193,6 +193,31 @@ func (s *staging) close() {
 	}
 }
 
+// stagedRuns calls yield with each run [data, hole) of staged pages
+// (memfd fd) in mapping m.
+func stagedRuns(fd int, m format.Mapping, yield func(data, hole int64) error) error {
+	end := int64(min(m.End, format.MaxPassAddress))
+	for off := int64(m.Start); off < end; {
+		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) || err == nil && data >= end {
+			return nil
+		}
+		if err != nil {
+			return os.NewSyscallError("lseek", err)
+		}
+		hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
+		if err != nil {
+			return os.NewSyscallError("lseek", err)
+		}
+		hole = min(hole, end)
+		if err := yield(data, hole); err != nil {
+			return err
+		}
+		off = hole
+	}
+	return nil
+}
+
 // moveChunk is how much of the staging moveStaged maps at a time.
 const moveChunk = 8 << 20
 
@@ -238,20 +263,7 @@ func (b *builder) fillFromPasses() error {
 		if b.lazy != nil && lazyMapping(m) {
 			continue // served once the process runs
 		}
-		end := int64(min(m.End, format.MaxPassAddress))
-		for off := int64(m.Start); off < end; {
-			data, err := unix.Seek(fd, off, unix.SEEK_DATA)
-			if errors.Is(err, unix.ENXIO) || err == nil && data >= end {
-				break
-			}
-			if err != nil {
-				return os.NewSyscallError("lseek", err)
-			}
-			hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
-			if err != nil {
-				return os.NewSyscallError("lseek", err)
-			}
-			hole = min(hole, end)
+		err := stagedRuns(fd, m, func(data, hole int64) error {
 			for a := data; a < hole; a += moveChunk {
 				n := min(moveChunk, hole-a)
 				move := func() error {
@@ -277,7 +289,10 @@ func (b *builder) fillFromPasses() error {
 				pool.submit(nil, move)
 			}
 			moved += hole - data
-			off = hole
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 	}
 	if err := pool.close(); err != nil {

@@ -109,34 +109,13 @@ func lastPages(t *testing.T, path string) (int64, int64) {
 // it runs from a pipe).
 func lazyTail(t *testing.T, image string) string {
 	t.Helper()
-	f, err := os.Open(image)
-	if err != nil {
-		t.Fatal(err)
+	for _, m := range decodeTree(t, image).Procs[0].Maps {
+		if m.Name == "[stack]" {
+			return craftImage(t, image, imageRewrite{pages: []pageRun{{task: 0, addr: m.Start, data: make([]byte, format.PageSize)}}})
+		}
 	}
-	defer f.Close()
-	r, err := format.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		h, err := r.Next()
-		if err != nil {
-			t.Fatalf("no PROCESS record: %v", err)
-		}
-		if h.Type != format.TypeProcess {
-			continue
-		}
-		var proc format.Process
-		if err := r.DecodeJSON(&proc); err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range proc.Maps {
-			if m.Name == "[stack]" {
-				return craftImage(t, image, imageRewrite{pages: []pageRun{{task: 0, addr: m.Start, data: make([]byte, format.PageSize)}}})
-			}
-		}
-		t.Fatal("no [stack]")
-	}
+	t.Fatal("the image has no [stack]")
+	return ""
 }
 
 // TestLazyFails restores with --lazy an image whose last page record is

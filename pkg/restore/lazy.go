@@ -143,6 +143,13 @@ func (b *builder) stage(addr uint64, data []byte) error {
 // goroutine of its own.
 func (t *tree) startLazy() error {
 	b := t.procs[0]
+	if t.remote != nil {
+		// Before the lazy memory is registered: a piece written there
+		// now would wait for a pager not there yet.
+		if err := t.fillEager(t.remote); err != nil {
+			return err
+		}
+	}
 	fd, err := b.makeUserfaultfd()
 	if err != nil {
 		return fmt.Errorf("--lazy: %w", err)
@@ -172,6 +179,14 @@ func (t *tree) startLazy() error {
 		}
 	}
 	l.pager = p
+	if rm := t.remote; rm != nil {
+		p.Hole = func(addr uint64) bool { _, ok := rm.final.at(addr); return !ok }
+		p.Want = rm.ask
+		l.started = true
+		go t.fetchWanted(rm)
+		go t.streamLazy()
+		return nil
+	}
 	pos := ^uint64(0)
 	if l.first != nil {
 		pos = l.first.addr
@@ -258,8 +273,10 @@ func (t *tree) streamLazy() {
 	// The staging is closed last: a fault may be served from it until
 	// the pager is done.
 	defer t.staged.close()
-	err := t.readLazy()
-	if err == nil {
+	var err error
+	if t.remote != nil {
+		err = t.streamRemote(t.remote, t.whole)
+	} else if err = t.readLazy(); err == nil {
 		err = t.fillStaged()
 	}
 	if err != nil {

@@ -201,6 +201,8 @@ func (t *tree) readContents() (err error) {
 			h, t.next = *t.next, nil
 		} else if h, err = t.r.Next(); err == io.EOF {
 			return t.makeUpTo(len(t.procs)-1, pw)
+		} else if t.remote != nil && errors.Is(err, errDescEnd) {
+			return nil // the pages come by parts (remote.go)
 		} else if err != nil {
 			return err
 		}

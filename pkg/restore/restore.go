@@ -107,6 +107,9 @@ type Options struct {
 	// Lazy: the process runs before its private anonymous memory is
 	// all in, which keeps coming from in behind it (lazy.go).
 	Lazy bool
+	// Remote, with Lazy, lets the restore ask for any record of the
+	// image (remote.go); in is then the whole image from its start.
+	Remote *Remote
 }
 
 // Process is a restored, running process: a child of the caller, or
@@ -129,6 +132,14 @@ func Restore(opts Options, in io.Reader) (*Process, error) {
 		opts.Warn = opts.Log
 	}
 	start := time.Now()
+	var rm *remote
+	whole := in
+	if opts.Lazy && opts.Remote != nil {
+		var err error
+		if rm, in, err = newRemote(opts.Remote); err != nil {
+			return nil, err
+		}
+	}
 	r, err := format.NewReader(in)
 	if err != nil {
 		return nil, err
@@ -136,7 +147,7 @@ func Restore(opts Options, in io.Reader) (*Process, error) {
 	if m := r.Machine(); m != format.MachineX8664 {
 		return nil, fmt.Errorf("the image is of a process of another architecture (ELF machine %d); this is x86-64", m)
 	}
-	t := &tree{opts: opts, r: r, start: start}
+	t := &tree{opts: opts, r: r, start: start, remote: rm, whole: whole}
 	defer func() {
 		if t.lazy == nil || !t.lazy.started {
 			t.staged.close()

@@ -63,8 +63,8 @@ func (t *tree) readMeta() error {
 	t.files, t.ipc = ft.Files, ft.IPC
 	for {
 		h, err := r.Next()
-		if err == io.EOF {
-			break
+		if err == io.EOF || t.remote != nil && errors.Is(err, errDescEnd) {
+			break // (the pages come by parts: readContents)
 		}
 		if err != nil {
 			return err

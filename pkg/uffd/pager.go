@@ -40,10 +40,14 @@ type Pager struct {
 	// Want is told the image address of a page a thread waits for; it
 	// must not block.
 	Want func(addr uint64)
+	// Hole tells whether the image holds no page at addr (zeros) when
+	// it is known before the stream reaches addr.
+	Hole func(addr uint64) bool
 	// Kill ends the processes, for Fail.
 	Kill    func()
 	failed  error
 	closed  bool
+	done    bool // Done: every page came
 	readers sync.WaitGroup
 	page    []byte
 }
@@ -166,6 +170,9 @@ func (p *Pager) serve(t *target, addr uint64) error {
 		return nil
 	}
 	img, ok := t.image(addr)
+	if ok && p.Hole != nil && p.Hole(img) {
+		ok = false // zeros
+	}
 	if ok && img >= p.pos {
 		p.pending = append(p.pending, fault{t, addr})
 		if p.Want != nil {
@@ -250,6 +257,9 @@ func (p *Pager) tryFill(addr uint64, data []byte) error {
 	if p.failed != nil {
 		return p.failed
 	}
+	if p.closed {
+		return nil // done: a late copy is one more
+	}
 	for _, t := range p.targets {
 		for off := 0; off < len(data) && !t.dead; {
 			to, ok := t.where(addr + uint64(off))
@@ -325,6 +335,9 @@ func (p *Pager) Done() error {
 		p.Fail(err)
 		return err
 	}
+	p.mu.Lock()
+	p.done = p.failed == nil
+	p.mu.Unlock()
 	p.close()
 	return p.Err()
 }
@@ -334,6 +347,10 @@ func (p *Pager) Done() error {
 // userfaultfds are closed.
 func (p *Pager) Fail(err error) {
 	p.mu.Lock()
+	if p.done {
+		p.mu.Unlock()
+		return // too late to matter: every page is in
+	}
 	if p.failed == nil {
 		p.failed = err
 	}

@@ -517,7 +517,7 @@ func (c *cmd) restore(stop func()) int {
 	if err != nil {
 		return c.fail(cli.ExitLoadFailure, err)
 	}
-	body, err := cl.Fetch(c.ctx, arg)
+	body, err := cl.Fetch(c.imageCtx(), arg)
 	if err != nil {
 		return c.fail(cli.ExitLoadFailure, err)
 	}
@@ -533,6 +533,9 @@ func (c *cmd) run(cl *client.Client, id string, body io.ReadCloser, stop func(),
 	opts.Stdio = loadcmd.StdioModes[c.o.stdio]
 	opts.TCPClose = cli.TCPPolicies[c.o.tcp]
 	opts.Lazy = c.o.lazy
+	if c.o.lazy {
+		opts.Remote = c.remote(cl, id)
+	}
 	pf := loadcmd.WithPIDFile(&opts, c.o.pidfile)
 	p, err := restore.Restore(opts, body)
 	if err != nil {
@@ -589,19 +592,19 @@ func (c *cmd) receive(stop func()) int {
 	if len(c.o.operands) == 1 {
 		id = c.o.operands[0]
 		if c.o.keep {
-			body, err = cl.Fetch(c.ctx, id)
+			body, err = cl.Fetch(c.imageCtx(), id)
 		} else {
-			body, token, err = cl.Claim(c.ctx, id, 0)
+			body, token, err = cl.Claim(c.imageCtx(), id, 0)
 		}
 	} else {
 		c.msg.Logf("waiting for the next image on %s", cl.Server())
 		var e api.Entry
 		if c.o.keep {
 			if e, err = cl.Next(c.ctx, ""); err == nil {
-				body, err = cl.Fetch(c.ctx, e.ID)
+				body, err = cl.Fetch(c.imageCtx(), e.ID)
 			}
 		} else {
-			e, body, token, err = cl.ClaimNext(c.ctx, 0, func(e api.Entry) {
+			e, body, token, err = cl.ClaimNext(c.imageCtx(), 0, func(e api.Entry) {
 				c.msg.Logf("%s was taken by another receiver; waiting for the next image", e.ID)
 			})
 		}
@@ -628,6 +631,35 @@ func (c *cmd) receive(stop func()) int {
 	}, func() {
 		claimed("releasing", cl.Release)
 	})
+}
+
+// imageCtx is the context of the requests that read an image to
+// restore: c.ctx, whose signals end them, but with --lazy pages come
+// after the process runs, when signals are its own (stop): they must not
+// end them then.
+func (c *cmd) imageCtx() context.Context {
+	if c.o.lazy {
+		return context.WithoutCancel(c.ctx)
+	}
+	return c.ctx
+}
+
+// remote lets a lazy restore of image id ask cl for any record of it
+// (HTTP ranges), or is nil when the server cannot list its records (an
+// image compressed as a whole): the image then streams in its order.
+func (c *cmd) remote(cl *client.Client, id string) *restore.Remote {
+	recs, err := cl.Records(c.ctx, id)
+	if err != nil {
+		c.msg.Logf("%s streams in its order: %v", id, err)
+		return nil
+	}
+	ctx := c.imageCtx()
+	rm := &restore.Remote{Fetch: func(off, n int64) ([]byte, error) { return cl.Range(ctx, id, off, n) }}
+	for _, r := range recs {
+		rm.Records = append(rm.Records, restore.Record{Offset: r.Offset, Size: r.Size, Type: format.RecordType(r.Type),
+			Task: r.Task, Addr: r.Addr, Len: r.Len})
+	}
+	return rm
 }
 
 // send checks its operand in the order of the seed: a process, a file,

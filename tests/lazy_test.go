@@ -8,9 +8,12 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"procs/format"
 )
@@ -168,4 +171,87 @@ func TestLazyFails(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLazyServe restores with procs receive --lazy from procs-serve on
+// loopback, which the loader asks for the pages by range, a plain image
+// and a live one (procs send --live: no page superseded later may be
+// served): the restored victim finds its memory whole. Then, with a
+// larger victim, the server is killed while the process is built: it
+// is gone, procs receive says so in one line and exits 125.
+func TestLazyServe(t *testing.T) {
+	setup(t)
+	noLeftovers(t)
+	bin := serveBins(t)
+	h := host{bin: bin, env: []string{"PROCS_SERVER=", "PROCS_TOKEN=", "PROCS_TOKEN_FILE="}}
+	addr := freePort(t)
+	srv := startServer(t, h, h, addr, filepath.Join(t.TempDir(), "state"))
+	// send sends a new livemem of mib MiB, and returns its id and PID.
+	send := func(t *testing.T, mib string, args ...string) (string, int) {
+		p := startLivemem(t, mib, "2", "0", "2")
+		time.Sleep(300 * time.Millisecond)
+		id := strings.TrimSpace(h.must(t, "procs", append([]string{"send", strconv.Itoa(p.pid()), "-s", addr}, args...)...))
+		if !p.exited(10 * time.Second) {
+			t.Fatal("the victim still runs after procs send")
+		}
+		return id, p.pid()
+	}
+	receive := func(t *testing.T, id string) *proc {
+		return start(t, []string{filepath.Join(bin, "procs"), "receive", id, "--lazy", "--stdio=inherit", "-s", addr}, t.TempDir())
+	}
+	for _, live := range []bool{false, true} {
+		name := map[bool]string{false: "plain", true: "live"}[live]
+		t.Run(name, func(t *testing.T) {
+			var args []string
+			if live {
+				args = append(args, "--live")
+			}
+			id, _ := send(t, "48", args...)
+			r := receive(t, id)
+			pids := waitNamed(t, "livemem")
+			checkLines(t, pids[0], r.out, 2, false)
+			unix.Kill(pids[0], unix.SIGKILL)
+			if !r.exited(10 * time.Second) {
+				t.Fatal("procs receive still runs after its process was killed")
+			}
+		})
+	}
+	t.Run("server-killed", func(t *testing.T) {
+		id, pid := send(t, "256")
+		r := receive(t, id)
+		// The process is back with its PID, as procs receive's child,
+		// being built: the server is killed then, its 256 MiB far from
+		// sent (the pages cut once the process runs are TestLazyFails's).
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			if p, ok := procInfo(pid); ok && p.ppid == r.pid() {
+				break
+			}
+		}
+		srv.cmd.Process.Kill() // by PID: the server this test started
+		if !r.exited(30 * time.Second) {
+			t.Fatalf("procs receive --lazy still runs after the server was killed: %s", r.stderrText())
+		}
+		msg, _, _ := strings.Cut(r.stderrText(), "\nprocs: hint: ")
+		if code := r.exitCode(); code != 125 || strings.Count(msg, "\n") != 0 {
+			t.Errorf("procs receive --lazy, the server killed: exit %d, %q; want 125 and one line", code, r.stderrText())
+		}
+		if _, ok := procInfo(pid); ok {
+			t.Errorf("process %d still runs", pid)
+		}
+		if left := named("livemem"); len(left) > 0 {
+			t.Errorf("livemem %v still runs", left)
+		}
+	})
+}
+
+// waitNamed waits for the one live process named comm below the test.
+func waitNamed(t *testing.T, comm string) []int {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if pids := named(comm); len(pids) == 1 {
+			return pids
+		}
+	}
+	t.Fatalf("no process named %s: %v", comm, descendants())
+	return nil
 }

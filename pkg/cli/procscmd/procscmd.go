@@ -527,7 +527,11 @@ func (c *cmd) restore(stop func()) int {
 // run restores image id of cl from body, calls running once the process
 // runs with all of its pages (failed if it does not), and then waits for
 // it like procs-load (or prints its PID with -d).
-func (c *cmd) run(cl *client.Client, id string, body io.ReadCloser, stop func(), running, failed func()) int {
+//
+// failed is told whether to keep quiet about its own failure: when the
+// pages failed to come, the server is likely gone, and the line that
+// says the process was killed is the one that matters.
+func (c *cmd) run(cl *client.Client, id string, body io.ReadCloser, stop func(), running func(), failed func(quiet bool)) int {
 	c.msg.Logf("restoring %s from %s", id, cl.Server())
 	opts := loadcmd.Options(c.msg, c.stdin, c.stdout, c.stderr, c.o.pid, c.o.detach)
 	opts.Stdio = loadcmd.StdioModes[c.o.stdio]
@@ -542,7 +546,7 @@ func (c *cmd) run(cl *client.Client, id string, body io.ReadCloser, stop func(),
 		body.Close()
 		pf.Remove()
 		if failed != nil {
-			failed()
+			failed(c.o.lazy) // (see above)
 		}
 		return c.fail(cli.ExitLoadFailure, loadcmd.Hint(err))
 	}
@@ -559,7 +563,7 @@ func (c *cmd) run(cl *client.Client, id string, body io.ReadCloser, stop func(),
 		case err == nil && running != nil:
 			running()
 		case err != nil && failed != nil:
-			failed()
+			failed(true)
 		}
 		pages <- err
 	}()
@@ -616,20 +620,20 @@ func (c *cmd) receive(stop func()) int {
 	if err != nil {
 		return c.fail(cli.ExitLoadFailure, err)
 	}
-	claimed := func(what string, do func(ctx context.Context, id, token string) error) {
+	claimed := func(what string, do func(ctx context.Context, id, token string) error, quiet bool) {
 		if token == "" {
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := do(ctx, id, token); err != nil {
+		if err := do(ctx, id, token); err != nil && !quiet {
 			c.msg.Errorf("%s %s failed: %v", what, id, err)
 		}
 	}
 	return c.run(cl, id, body, stop, func() {
-		claimed("the process runs, but removing", cl.Commit)
-	}, func() {
-		claimed("releasing", cl.Release)
+		claimed("the process runs, but removing", cl.Commit, false)
+	}, func(quiet bool) {
+		claimed("releasing", cl.Release, quiet)
 	})
 }
 

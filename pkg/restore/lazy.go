@@ -184,7 +184,10 @@ func (t *tree) startLazy() error {
 		p.Want = rm.ask
 		l.started = true
 		go t.fetchWanted(rm)
-		go t.streamLazy()
+		// The stream starts once the process is built: its copies would
+		// slow the building (the faults meanwhile are asked for by
+		// range).
+		t.atRun = append(t.atRun, func() error { go t.streamLazy(); return nil })
 		return nil
 	}
 	pos := ^uint64(0)
@@ -233,12 +236,7 @@ func (b *builder) makeUserfaultfd() (*uffd.FD, error) {
 	if gerr != nil {
 		return nil, os.NewSyscallError("pidfd_getfd", gerr)
 	}
-	fd := uffd.New(os.NewFile(uintptr(local), "userfaultfd"))
-	if err := fd.API(uffd.Features); err != nil {
-		fd.Close()
-		return nil, err
-	}
-	return fd, nil
+	return uffd.Take(local, uffd.Features)
 }
 
 // killLazy kills process pid (pidfd) and what it forked, and waits

@@ -13,6 +13,7 @@
 package restore
 
 import (
+	"container/heap"
 	"errors"
 	"fmt"
 	"hash"
@@ -101,13 +102,9 @@ func newRemote(rm *Remote) (*remote, io.Reader, error) {
 			if rec.Addr%format.PageSize != 0 || rec.Len%format.PageSize != 0 || rec.Len == 0 || rec.Addr+rec.Len < rec.Addr {
 				return bad("record %d of memory %#x+%#x", i, rec.Addr, rec.Len)
 			}
-			if rec.Type == format.TypeDrop {
-				r.final.set(rec.Addr, rec.Addr+rec.Len, -1)
-			} else {
-				r.final.set(rec.Addr, rec.Addr+rec.Len, i)
-			}
 		}
 	}
+	r.final = buildFinal(recs)
 	if files < 0 || r.descEnd == 0 {
 		return bad("no FILES record")
 	}
@@ -369,24 +366,66 @@ type finalRun struct {
 	rec        int
 }
 
-// set makes rec the last copy of [start, end); rec < 0 voids it.
-func (f *finalMap) set(start, end uint64, rec int) {
-	i := sort.Search(len(f.runs), func(i int) bool { return f.runs[i].end > start })
-	j := i
-	var mid []finalRun
-	for ; j < len(f.runs) && f.runs[j].start < end; j++ {
-		if r := f.runs[j]; r.start < start {
-			mid = append(mid, finalRun{r.start, start, r.rec})
+// buildFinal finds, for each page, the last of recs that holds it (a
+// DROP holding it voids it): a sweep over the records' ends, with the
+// records open at each address in a heap (a live image has thousands of
+// records, which overwrite each other).
+func buildFinal(recs []Record) finalMap {
+	type edge struct {
+		at   uint64
+		rec  int
+		open bool
+	}
+	var edges []edge
+	for i, r := range recs {
+		if r.Type == format.TypePages || r.Type == format.TypePass || r.Type == format.TypeDrop {
+			edges = append(edges, edge{r.Addr, i, true}, edge{r.Addr + r.Len, i, false})
 		}
 	}
-	if rec >= 0 {
-		mid = append(mid, finalRun{start, end, rec})
+	sort.Slice(edges, func(a, b int) bool { return edges[a].at < edges[b].at })
+	var f finalMap
+	open := &recHeap{}
+	closed := map[int]bool{}
+	for k := 0; k < len(edges); {
+		at := edges[k].at
+		for ; k < len(edges) && edges[k].at == at; k++ {
+			if edges[k].open {
+				heap.Push(open, edges[k].rec)
+			} else {
+				closed[edges[k].rec] = true
+			}
+		}
+		for open.Len() > 0 && closed[(*open)[0]] {
+			heap.Pop(open)
+		}
+		if open.Len() == 0 || k == len(edges) {
+			continue
+		}
+		top, next := (*open)[0], edges[k].at
+		if recs[top].Type == format.TypeDrop {
+			continue // voided: a hole
+		}
+		if n := len(f.runs); n > 0 && f.runs[n-1].rec == top && f.runs[n-1].end == at {
+			f.runs[n-1].end = next
+		} else {
+			f.runs = append(f.runs, finalRun{at, next, top})
+		}
 	}
-	if j > i && f.runs[j-1].end > end {
-		r := f.runs[j-1]
-		mid = append(mid, finalRun{end, r.end, r.rec})
-	}
-	f.runs = append(f.runs[:i:i], append(mid, f.runs[j:]...)...)
+	return f
+}
+
+// recHeap is a max-heap of record indexes.
+type recHeap []int
+
+func (h recHeap) Len() int           { return len(h) }
+func (h recHeap) Less(i, j int) bool { return h[i] > h[j] }
+func (h recHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *recHeap) Push(x any)        { *h = append(*h, x.(int)) }
+func (h *recHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 // at is the record of the last copy of the page at addr.

@@ -42,6 +42,19 @@ func (u *FD) Register(start, n, mode uint64) error {
 	return u.ioctl("UFFDIO_REGISTER", linux.UFFDIO_REGISTER, b)
 }
 
+// Take makes an FD of fd, a userfaultfd not used yet, once it has asked
+// for features (UFFDIO_API): a userfaultfd polls as an error until
+// then, and the runtime's poller, which a nonblocking fd made a File
+// joins at once, would keep that error for good.
+func Take(fd int, features uint64) (*FD, error) {
+	b := linux.UffdioAPI{API: linux.UFFD_API, Features: features}.Encode()
+	if errno := ioctlFD(uintptr(fd), linux.UFFDIO_API, b); errno != 0 {
+		unix.Close(fd)
+		return nil, os.NewSyscallError("ioctl UFFDIO_API", errno)
+	}
+	return New(os.NewFile(uintptr(fd), "userfaultfd")), nil
+}
+
 // File is the userfaultfd's file.
 func (u *FD) File() *os.File { return u.f }
 

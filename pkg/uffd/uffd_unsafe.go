@@ -26,8 +26,11 @@ func (u *FD) ioctl(name string, req uintptr, arg []byte) error {
 }
 
 // ioctlRaw runs request req with arg once.
-func (u *FD) ioctlRaw(req uintptr, arg []byte) unix.Errno {
-	_, _, errno := unix.Syscall(unix.SYS_IOCTL, u.f.Fd(), req, uintptr(unsafe.Pointer(&arg[0])))
+func (u *FD) ioctlRaw(req uintptr, arg []byte) unix.Errno { return ioctlFD(u.f.Fd(), req, arg) }
+
+// ioctlFD runs request req with arg once on fd.
+func ioctlFD(fd, req uintptr, arg []byte) unix.Errno {
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, fd, req, uintptr(unsafe.Pointer(&arg[0])))
 	runtime.KeepAlive(arg)
 	return errno
 }

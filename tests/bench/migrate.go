@@ -66,6 +66,7 @@ func benchMigrate(tw io.Writer, hog, dir string, mib int) error {
 	if err != nil {
 		return err
 	}
+	line(tw, label, "procs receive: restored in", dur(plain.restore))
 	row(tw, label, "procs send (until stored)", plain.sent, null.d, 0, size)
 	row(tw, label, "send to receive, running", plain.running, null.d, 0, size)
 	line(tw, label, "stopped: dump frozen", dur(plain.frozen))
@@ -86,6 +87,29 @@ func benchMigrate(tw io.Writer, hog, dir string, mib int) error {
 	line(tw, label, "stopped in --live migration", dur(live.stopped))
 	line(tw, label, "--live image / resident", fmt.Sprintf("%.2fx", float64(live.image)/float64(size)))
 	line(tw, label, "--live total / plain total", fmt.Sprintf("%.2fx", float64(live.running)/float64(plain.running)))
+
+	// Post-copy: procs receive --lazy runs the process once its
+	// description is in, and asks for the pages it touches by range.
+	for _, sendLive := range []bool{false, true} {
+		lz, err := startVictim(hog, strconv.Itoa(mib), "0", strconv.Itoa(migrateWrites))
+		if err != nil {
+			return err
+		}
+		defer lz.stop()
+		m, err := migrateOnce(addr, dir, lz.cmd.Process.Pid, sendLive, "--lazy")
+		if err != nil {
+			return fmt.Errorf("--lazy: %v", err)
+		}
+		what := "send, receive --lazy"
+		if sendLive {
+			what = "send --live, receive --lazy"
+		}
+		row(tw, label, what+": running", m.running, null.d, 0, size)
+		line(tw, label, what+": restored in", dur(m.restore))
+		line(tw, label, what+": stopped", dur(m.stopped))
+		line(tw, label, what+": longest gap after, while pages came", dur(m.streamGap))
+		line(tw, label, what+": total / plain total", fmt.Sprintf("%.2fx", float64(m.pagesIn)/float64(plain.running)))
+	}
 	return nil
 }
 
@@ -98,13 +122,16 @@ type migration struct {
 	frozen        time.Duration // the dump's frozen time (procs send -v)
 	stopped       time.Duration // the restored process's own ticker: the longest gap
 	image         int64         // bytes stored
+	pagesIn       time.Duration // until procs receive -d exited: with --lazy, every page in
+	streamGap     time.Duration // the ticker's longest gap after that of the migration, until then
+	restore       time.Duration // procs receive -v: from the image's start to the process running
 }
 
 // migrateOnce moves process pid through procs-serve at addr: procs
 // receive -d waits on the server, procs send (--live with live) dumps the
 // victim into an upload, and the restored process reports how long it
-// was stopped.
-func migrateOnce(addr, dir string, pid int, live bool) (migration, error) {
+// was stopped. recvArgs go to procs receive.
+func migrateOnce(addr, dir string, pid int, live bool, recvArgs ...string) (migration, error) {
 	var m migration
 	// The receiver waits first; its stdout is where the restored
 	// process reports.
@@ -119,7 +146,7 @@ func migrateOnce(addr, dir string, pid int, live bool) (migration, error) {
 	}
 	defer os.Remove(errf.Name())
 	defer errf.Close()
-	recv := exec.Command(filepath.Join(*binDir, "procs"), "receive", "-d", "-s", addr)
+	recv := exec.Command(filepath.Join(*binDir, "procs"), append([]string{"receive", "-d", "-v", "-s", addr}, recvArgs...)...)
 	recv.Stdout, recv.Stderr = w, errf
 	if err := recv.Start(); err != nil {
 		return m, err
@@ -149,9 +176,25 @@ func migrateOnce(addr, dir string, pid int, live bool) (migration, error) {
 		m.running = at.Sub(t0)
 	}
 	recv.Wait()
-	if restored == 0 {
-		b, _ := os.ReadFile(errf.Name())
-		fmt.Sscanf(strings.TrimSpace(string(b)), "%d", &restored)
+	m.pagesIn = time.Since(t0)
+	time.Sleep(50 * time.Millisecond) // the ticker's last lines
+	for drained := false; !drained; {
+		select {
+		case l := <-out:
+			if g, _, ok := gapOf(l.text); ok {
+				m.streamGap = max(m.streamGap, g)
+			}
+		default:
+			drained = true
+		}
+	}
+	if b, err := os.ReadFile(errf.Name()); err == nil {
+		m.restore = restoredIn(string(b))
+		if restored == 0 {
+			for _, l := range strings.Split(string(b), "\n") {
+				fmt.Sscanf(l, "procs: process %d runs", &restored)
+			}
+		}
 	}
 	if restored > 0 {
 		killTree([]int{restored})
@@ -161,6 +204,19 @@ func migrateOnce(addr, dir string, pid int, live bool) (migration, error) {
 		return m, errors.New("the migrated process did not report: " + strings.TrimSpace(string(b)))
 	}
 	return m, nil
+}
+
+// restoredIn reads "restored pid N in D" of procs receive -v.
+func restoredIn(log string) time.Duration {
+	for _, l := range strings.Split(log, "\n") {
+		if _, rest, ok := strings.Cut(l, ": restored pid "); ok {
+			if _, d, ok := strings.Cut(rest, " in "); ok {
+				v, _ := time.ParseDuration(strings.TrimSpace(d))
+				return v
+			}
+		}
+	}
+	return 0
 }
 
 // sendFigures reads the frozen time and the image size from the last

@@ -176,7 +176,8 @@ func TestLazyFails(t *testing.T) {
 // TestLazyServe restores with procs receive --lazy from procs-serve on
 // loopback, which the loader asks for the pages by range, a plain image
 // and a live one (procs send --live: no page superseded later may be
-// served): the restored victim finds its memory whole. Then, with a
+// served) of a victim that maps, unmaps, drops pages and grows its heap
+// as it runs: the restored victim finds its memory whole. Then, with a
 // larger victim, the server is killed while the process is built: it
 // is gone, procs receive says so in one line and exits 125.
 func TestLazyServe(t *testing.T) {
@@ -186,9 +187,10 @@ func TestLazyServe(t *testing.T) {
 	h := host{bin: bin, env: []string{"PROCS_SERVER=", "PROCS_TOKEN=", "PROCS_TOKEN_FILE="}}
 	addr := freePort(t)
 	srv := startServer(t, h, h, addr, filepath.Join(t.TempDir(), "state"))
-	// send sends a new livemem of mib MiB, and returns its id and PID.
-	send := func(t *testing.T, mib string, args ...string) (string, int) {
-		p := startLivemem(t, mib, "2", "0", "2")
+	// send sends a new livemem of mib MiB (churning its memory with
+	// churn "1"), and returns its id and PID.
+	send := func(t *testing.T, mib, churn string, args ...string) (string, int) {
+		p := startLivemem(t, mib, "2", churn, "2")
 		time.Sleep(300 * time.Millisecond)
 		id := strings.TrimSpace(h.must(t, "procs", append([]string{"send", strconv.Itoa(p.pid()), "-s", addr}, args...)...))
 		if !p.exited(10 * time.Second) {
@@ -202,14 +204,17 @@ func TestLazyServe(t *testing.T) {
 	for _, live := range []bool{false, true} {
 		name := map[bool]string{false: "plain", true: "live"}[live]
 		t.Run(name, func(t *testing.T) {
+			// The live victim maps, unmaps, drops pages and grows its
+			// heap all the time, as it runs lazily too.
 			var args []string
+			churn := "0"
 			if live {
-				args = append(args, "--live")
+				args, churn = append(args, "--live"), "1"
 			}
-			id, _ := send(t, "48", args...)
+			id, _ := send(t, "48", churn, args...)
 			r := receive(t, id)
 			pids := waitNamed(t, "livemem")
-			checkLines(t, pids[0], r.out, 2, false)
+			checkLines(t, pids[0], r.out, 2, live)
 			unix.Kill(pids[0], unix.SIGKILL)
 			if !r.exited(10 * time.Second) {
 				t.Fatal("procs receive still runs after its process was killed")
@@ -217,7 +222,7 @@ func TestLazyServe(t *testing.T) {
 		})
 	}
 	t.Run("server-killed", func(t *testing.T) {
-		id, pid := send(t, "256")
+		id, pid := send(t, "256", "0")
 		r := receive(t, id)
 		// The process is back with its PID, as procs receive's child,
 		// being built: the server is killed then, its 256 MiB far from

@@ -48,3 +48,6 @@ func (u *FD) copy(c *linux.UffdioCopy, src []byte) (int64, unix.Errno) {
 	}
 	return max(c.Copy, 0), errno
 }
+
+// addrOf is the address of b's first byte (tests).
+func addrOf(b []byte) uint64 { return uint64(uintptr(unsafe.Pointer(&b[0]))) }

@@ -272,9 +272,9 @@ func receive(t *testing.T, h host, dir string, args ...string) *receiver {
 
 // migrate moves a victim from a to the server at addr with procs send
 // [sendArgs...], where procs receive, started first on b, restores it.
-func migrate(t *testing.T, a, b host, addr, token, dir string, sendArgs ...string) {
+func migrate(t *testing.T, a, b host, addr, token, dir string, recvArgs []string, sendArgs ...string) {
 	v := startCounter(t, a, dir, "migrate")
-	recv := receive(t, b, dir, "-s", addr)
+	recv := receive(t, b, dir, append([]string{"-s", addr}, recvArgs...)...)
 	v.taken = func() bool { return len(children(recv.cmd.Process.Pid)) > 0 }
 	time.Sleep(300 * time.Millisecond) // let receive ask for the next image
 	last := 0
@@ -308,7 +308,7 @@ func TestMigrateLoopback(t *testing.T) {
 	startServer(t, h, h, addr, state)
 	dir := t.TempDir()
 
-	t.Run("send receive", func(t *testing.T) { migrate(t, h, h, addr, "", dir) })
+	t.Run("send receive", func(t *testing.T) { migrate(t, h, h, addr, "", dir, nil) })
 
 	t.Run("save list restore delete", func(t *testing.T) {
 		v := startCounter(t, h, dir, "save")
@@ -485,18 +485,26 @@ func cutProxy(t *testing.T, addr string, limit int64) string {
 }
 
 func TestMigrateTwoHosts(t *testing.T) {
-	migrateTwoHosts(t)
+	migrateTwoHosts(t, nil)
 }
 
 // TestMigrateTwoHostsLive is TestMigrateTwoHosts with procs send --live:
 // the memory goes in passes while the counter counts.
 func TestMigrateTwoHostsLive(t *testing.T) {
-	migrateTwoHosts(t, "--live", "-v")
+	migrateTwoHosts(t, nil, "--live", "-v")
+}
+
+// TestMigrateTwoHostsLiveLazy moves the counter with procs send --live
+// and procs receive --lazy: the process runs once its description has
+// come, and its pages are asked for by range as it touches them.
+func TestMigrateTwoHostsLiveLazy(t *testing.T) {
+	migrateTwoHosts(t, []string{"--lazy", "-v"}, "--live", "-v")
 }
 
 // migrateTwoHosts moves a counter between two network namespaces with
-// procs send [sendArgs...] and procs receive, through procs-serve.
-func migrateTwoHosts(t *testing.T, sendArgs ...string) {
+// procs send [sendArgs...] and procs receive [recvArgs...], through
+// procs-serve.
+func migrateTwoHosts(t *testing.T, recvArgs []string, sendArgs ...string) {
 	setup(t)
 	nsA, nsB, _, ipB := netns(t)
 	bin := serveBins(t)
@@ -509,6 +517,6 @@ func migrateTwoHosts(t *testing.T, sendArgs ...string) {
 	b := host{ns: nsB, bin: bin, env: env}
 	addr := net.JoinHostPort(ipB, "7627")
 	srv := startServer(t, b, a, addr, filepath.Join(work, "state"), "--token-file", tokenFile)
-	migrate(t, a, b, addr, token, work, sendArgs...)
+	migrate(t, a, b, addr, token, work, recvArgs, sendArgs...)
 	stopServer(t, srv)
 }

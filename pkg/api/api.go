@@ -37,7 +37,31 @@ const (
 	// PathNext: GET waits for the next image to arrive and answers its
 	// Entry (QueryAfter, QueryTimeout).
 	PathNext = "/v1/next"
+	// PathRecords: GET lists the records of an image (an array of
+	// Record), for a reader that asks for parts of it by range (a lazy
+	// restore).
+	PathRecords = PathImage + "/records"
 )
+
+// RecordsPath returns the path of the record list of image id.
+func RecordsPath(id string) string { return ImagePath(id) + "/records" }
+
+// MaxRecords is the most records GET PathRecords lists: an image with
+// more is answered 409.
+const MaxRecords = 1 << 20
+
+// Record is one record of a stored image, where it lies and, for memory
+// records (PAGES, PASS, DROP: types 3, 0x12, 0x13), whose memory it
+// holds. The list is the server's word: a reader checks each part it
+// fetches, and the whole image as it streams.
+type Record struct {
+	Offset int64  `json:"offset"` // of the record header
+	Size   int64  `json:"size"`   // header and stored payload
+	Type   uint16 `json:"type"`
+	Task   uint32 `json:"task,omitempty"`
+	Addr   uint64 `json:"addr,omitempty"`
+	Len    uint64 `json:"len,omitempty"` // bytes of memory
+}
 
 // ImagePath returns the path of image id. Only a ValidID may go into it.
 func ImagePath(id string) string { return PathImages + "/" + id }

@@ -361,14 +361,7 @@ func (e *UntrustedError) Error() string {
 // It refuses an image its uploader could not have made run as it (see
 // trusted).
 func (c *Client) Fetch(ctx context.Context, id string) (io.ReadCloser, error) {
-	if err := c.checkID(id); err != nil {
-		return nil, err
-	}
-	req, err := c.request(ctx, http.MethodGet, api.ImagePath(id), nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.do(req, http.StatusOK)
+	resp, err := c.get(ctx, id, api.ImagePath(id), "", http.StatusOK)
 	if err != nil {
 		return nil, err
 	}
@@ -378,6 +371,61 @@ func (c *Client) Fetch(ctx context.Context, id string) (io.ReadCloser, error) {
 	}
 	return resp.Body, nil
 }
+
+// Records lists the records of image id (see api.Record); an *Error of
+// status 409 when the server cannot (an image compressed as a whole).
+func (c *Client) Records(ctx context.Context, id string) ([]api.Record, error) {
+	resp, err := c.get(ctx, id, api.RecordsPath(id), "", http.StatusOK)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var recs []api.Record
+	// At most MaxRecords records of at most ~100 bytes each.
+	if err := json.NewDecoder(io.LimitReader(resp.Body, api.MaxRecords*128)).Decode(&recs); err != nil {
+		return nil, fmt.Errorf("%s: the record list of %s: %v", c.base, id, err)
+	}
+	if len(recs) > api.MaxRecords {
+		return nil, fmt.Errorf("%s: the record list of %s holds more than %d records", c.base, id, api.MaxRecords)
+	}
+	return recs, nil
+}
+
+// Range reads n bytes of image id at offset off (an HTTP range request).
+func (c *Client) Range(ctx context.Context, id string, off, n int64) ([]byte, error) {
+	if off < 0 || n <= 0 || n > MaxRange {
+		return nil, fmt.Errorf("a range of %d bytes at %d of %s: want 1 to %d", n, off, id, MaxRange)
+	}
+	resp, err := c.get(ctx, id, api.ImagePath(id), fmt.Sprintf("bytes=%d-%d", off, off+n-1), http.StatusPartialContent)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b := make([]byte, n)
+	if _, err := io.ReadFull(resp.Body, b); err != nil {
+		return nil, fmt.Errorf("%s: bytes %d-%d of %s: %v", c.base, off, off+n-1, id, err)
+	}
+	return b, nil
+}
+
+// get sends GET path (of image id, with a Range header when rng is not
+// empty) and wants status want.
+func (c *Client) get(ctx context.Context, id, path, rng string, want int) (*http.Response, error) {
+	if err := c.checkID(id); err != nil {
+		return nil, err
+	}
+	req, err := c.request(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return nil, err
+	}
+	if rng != "" {
+		req.Header.Set("Range", rng)
+	}
+	return c.do(req, want)
+}
+
+// MaxRange is the most bytes Range reads at once: a record.
+const MaxRange = 16 << 20
 
 // trusted refuses (*UntrustedError), unless c.TrustUploaded, the image
 // resp carries when the server says its credentials exceed its

@@ -2,6 +2,7 @@ package restore
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -26,6 +27,12 @@ type tree struct {
 	// staged: the pages of the image's passes (PASS and DROP records),
 	// until each process's mappings exist; nil for an image without.
 	staged *staging
+	// lazy: the process runs before all of its memory is in (lazy.go),
+	// or nil; remote, its image on a server (remote.go), which whole
+	// streams, or nil.
+	lazy   *lazyLoad
+	remote *remote
+	whole  io.Reader
 
 	op       *opener             // opens files as the process will be
 	local    map[int]*os.File    // file id -> the loader's open file (O_PATH, or made by it)

@@ -201,6 +201,8 @@ func (t *tree) readContents() (err error) {
 			h, t.next = *t.next, nil
 		} else if h, err = t.r.Next(); err == io.EOF {
 			return t.makeUpTo(len(t.procs)-1, pw)
+		} else if t.remote != nil && errors.Is(err, errDescEnd) {
+			return nil // the pages come by parts (remote.go)
 		} else if err != nil {
 			return err
 		}
@@ -228,6 +230,17 @@ func (t *tree) readContents() (err error) {
 				// with the loader's credentials, or the vDSO.
 				pw.giveBack(buf)
 				return fmt.Errorf("corrupt image at byte %d (record %d): pages at %#x-%#x, outside the memory of process %d", h.Offset, h.Index, addr, addr+uint64(len(data)), b.img.PID)
+			}
+			if t.lazy != nil {
+				err := t.lazyRecord(b, h, addr, data)
+				pw.giveBack(buf)
+				if err == errStartLazy {
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				continue
 			}
 			// Here: the first few MiB (writers would cost a small process
 			// more than they save), and pages that go through

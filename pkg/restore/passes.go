@@ -207,6 +207,31 @@ func (s *staging) close() {
 	}
 }
 
+// stagedRuns calls yield with each run [data, hole) of staged pages
+// (memfd fd) in mapping m.
+func stagedRuns(fd int, m format.Mapping, yield func(data, hole int64) error) error {
+	end := int64(min(m.End, format.MaxPassAddress))
+	for off := int64(m.Start); off < end; {
+		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) || err == nil && data >= end {
+			return nil
+		}
+		if err != nil {
+			return os.NewSyscallError("lseek", err)
+		}
+		hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
+		if err != nil {
+			return os.NewSyscallError("lseek", err)
+		}
+		hole = min(hole, end)
+		if err := yield(data, hole); err != nil {
+			return err
+		}
+		off = hole
+	}
+	return nil
+}
+
 // moveChunk is how much of the staging moveStaged maps at a time.
 const moveChunk = 8 << 20
 
@@ -235,10 +260,12 @@ func (b *builder) fillFromPasses() error {
 		return nil
 	}
 	f := s.tasks[uint32(b.task)]
-	defer func() {
-		f.Close()
-		delete(s.tasks, uint32(b.task))
-	}()
+	if b.lazy == nil { // else the pager serves what is left (lazy.go)
+		defer func() {
+			f.Close()
+			delete(s.tasks, uint32(b.task))
+		}()
+	}
 	fd := int(f.Fd())
 	pool := newPageWriters(false)
 	defer pool.close()
@@ -247,20 +274,10 @@ func (b *builder) fillFromPasses() error {
 		if m.Shared || m.Kind == format.MapVdso || m.Kind == format.MapVsyscall {
 			continue // the restorer's or the kernel's: no pages of the image
 		}
-		end := int64(min(m.End, format.MaxPassAddress))
-		for off := int64(m.Start); off < end; {
-			data, err := unix.Seek(fd, off, unix.SEEK_DATA)
-			if errors.Is(err, unix.ENXIO) || err == nil && data >= end {
-				break
-			}
-			if err != nil {
-				return os.NewSyscallError("lseek", err)
-			}
-			hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
-			if err != nil {
-				return os.NewSyscallError("lseek", err)
-			}
-			hole = min(hole, end)
+		if b.lazy != nil && lazyMapping(m) {
+			continue // served once the process runs
+		}
+		err := stagedRuns(fd, m, func(data, hole int64) error {
 			for a := data; a < hole; a += moveChunk {
 				n := min(moveChunk, hole-a)
 				move := func() error {
@@ -286,7 +303,10 @@ func (b *builder) fillFromPasses() error {
 				pool.submit(nil, move)
 			}
 			moved += hole - data
-			off = hole
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 	}
 	if err := pool.close(); err != nil {

@@ -17,6 +17,7 @@
 package restore
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"os"
@@ -103,6 +104,12 @@ type Options struct {
 	// TCPClose: established connections come back reset, not in
 	// repair mode (--tcp=close); listeners listen again.
 	TCPClose bool
+	// Lazy: the process runs before its private anonymous memory is
+	// all in, which keeps coming from in behind it (lazy.go).
+	Lazy bool
+	// Remote, with Lazy, lets the restore ask for any record of the
+	// image (remote.go); in is then the whole image from its start.
+	Remote *Remote
 }
 
 // Process is a restored, running process: a child of the caller, or
@@ -112,6 +119,7 @@ type Process struct {
 	tty   *terminal // modes to put back when it ends
 	pidfd int       // for signals
 	ns    *pidNS    // the PID namespace it runs in, or nil
+	lazy  *lazyLoad // its memory still coming, or nil
 }
 
 // Restore reads an image from in, builds the process and starts it.
@@ -124,6 +132,14 @@ func Restore(opts Options, in io.Reader) (*Process, error) {
 		opts.Warn = opts.Log
 	}
 	start := time.Now()
+	var rm *remote
+	whole := in
+	if opts.Lazy && opts.Remote != nil {
+		var err error
+		if rm, in, err = newRemote(opts.Remote); err != nil {
+			return nil, err
+		}
+	}
 	r, err := format.NewReader(in)
 	if err != nil {
 		return nil, err
@@ -131,8 +147,12 @@ func Restore(opts Options, in io.Reader) (*Process, error) {
 	if m := r.Machine(); m != format.MachineX8664 {
 		return nil, fmt.Errorf("the image is of a process of another architecture (ELF machine %d); this is x86-64", m)
 	}
-	t := &tree{opts: opts, r: r, start: start}
-	defer func() { t.staged.close() }()
+	t := &tree{opts: opts, r: r, start: start, remote: rm, whole: whole}
+	defer func() {
+		if t.lazy == nil || !t.lazy.started {
+			t.staged.close()
+		}
+	}()
 	if err := t.readMeta(); err != nil {
 		return nil, err
 	}
@@ -141,6 +161,11 @@ func Restore(opts Options, in io.Reader) (*Process, error) {
 	}
 	if err := validateIPC(t.files, t.ipc, t.imgs); err != nil {
 		return nil, err
+	}
+	if opts.Lazy {
+		if err := t.newLazy(); err != nil {
+			return nil, err
+		}
 	}
 	if err := t.placeIDs(); err != nil {
 		return nil, err
@@ -172,6 +197,11 @@ func Restore(opts Options, in io.Reader) (*Process, error) {
 	defer subreaper(len(t.procs) > 1)()
 	err = ptrace.Run(func() error {
 		if err := t.build(); err != nil {
+			if t.lazy != nil && t.lazy.started {
+				// The pager's failure, if it had one, is why.
+				t.lazy.pager.Fail(err)
+				err = cmp.Or(t.lazy.pager.Err(), err)
+			}
 			t.abort()
 			return err
 		}
@@ -182,7 +212,11 @@ func Restore(opts Options, in io.Reader) (*Process, error) {
 	}
 	b := t.procs[0]
 	opts.Log("restored pid %d in %v", b.pid, time.Since(start).Round(time.Microsecond))
-	return &Process{Pid: b.pid, tty: b.tty, pidfd: t.rootPidfd, ns: t.ns}, nil
+	p := &Process{Pid: b.pid, tty: b.tty, pidfd: t.rootPidfd, ns: t.ns}
+	if t.lazy != nil {
+		p.lazy = t.lazy
+	}
+	return p, nil
 }
 
 // subreaper makes the caller a child subreaper (PR_SET_CHILD_SUBREAPER)

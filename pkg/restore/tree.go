@@ -63,8 +63,8 @@ func (t *tree) readMeta() error {
 	t.files, t.ipc = ft.Files, ft.IPC
 	for {
 		h, err := r.Next()
-		if err == io.EOF {
-			break
+		if err == io.EOF || t.remote != nil && errors.Is(err, errDescEnd) {
+			break // (the pages come by parts: readContents)
 		}
 		if err != nil {
 			return err
@@ -157,7 +157,14 @@ func (t *tree) build() error {
 	if err := t.readContents(); err != nil {
 		return err
 	}
-	t.logf("memory filled, image verified")
+	if t.lazy != nil {
+		if err := t.startLazy(); err != nil {
+			return err
+		}
+		t.logf("eager memory filled, description verified; the rest comes as the process runs")
+	} else {
+		t.logf("memory filled, image verified")
+	}
 	if err := t.joinGroups(); err != nil {
 		return err
 	}

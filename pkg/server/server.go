@@ -181,6 +181,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+api.PathClaim, s.owned(s.claim))
 	mux.HandleFunc("DELETE "+api.PathClaim, s.release)
 	mux.HandleFunc("GET "+api.PathNext, s.next)
+	mux.HandleFunc("GET "+api.PathRecords, s.owned(s.records))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusNotFound, "no such endpoint")
 	})

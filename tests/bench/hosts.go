@@ -115,7 +115,7 @@ func moveServer(hog, dir string, mib, conns int) (hostsMove, error) {
 			return fmt.Errorf("after the move: %v", err)
 		}
 		return nil
-	})
+	}, nil, nil)
 	if err != nil {
 		return hostsMove{}, err
 	}

@@ -49,10 +49,11 @@ func benchMigrate(tw io.Writer, hog, dir string, mib int) error {
 	if err != nil {
 		return fmt.Errorf("procs-dump to /dev/null: %v", err)
 	}
-	plain, err := migrateOnce(r, dir, v.cmd.Process.Pid, nil)
+	plain, err := migrateOnce(r, dir, v.cmd.Process.Pid, nil, nil, nil)
 	if err != nil {
 		return err
 	}
+	line(tw, label, "procs receive: restored in", dur(plain.restore))
 	row(tw, label, "procs send (until stored)", plain.sent, null.d, 0, size)
 	row(tw, label, "send to receive, running", plain.running, null.d, 0, size)
 	line(tw, label, "stopped: dump frozen", dur(plain.frozen))
@@ -63,7 +64,7 @@ func benchMigrate(tw io.Writer, hog, dir string, mib int) error {
 		return err
 	}
 	defer lv.stop()
-	live, err := migrateOnce(r, dir, lv.cmd.Process.Pid, nil, "--live")
+	live, err := migrateOnce(r, dir, lv.cmd.Process.Pid, nil, []string{"--live"}, nil)
 	if err != nil {
 		return fmt.Errorf("--live: %v", err)
 	}
@@ -73,6 +74,33 @@ func benchMigrate(tw io.Writer, hog, dir string, mib int) error {
 	line(tw, label, "stopped in --live migration", dur(live.stopped))
 	line(tw, label, "--live image / resident", fmt.Sprintf("%.2fx", float64(live.image)/float64(size)))
 	line(tw, label, "--live total / plain total", fmt.Sprintf("%.2fx", float64(live.running)/float64(plain.running)))
+
+	// Post-copy: procs receive --lazy runs the process once its
+	// description is in, and asks for the pages it touches by range.
+	for _, sendLive := range []bool{false, true} {
+		lz, err := startVictim(hog, strconv.Itoa(mib), "0", strconv.Itoa(migrateWrites))
+		if err != nil {
+			return err
+		}
+		defer lz.stop()
+		var sendArgs []string
+		if sendLive {
+			sendArgs = []string{"--live"}
+		}
+		m, err := migrateOnce(r, dir, lz.cmd.Process.Pid, nil, sendArgs, []string{"--lazy"})
+		if err != nil {
+			return fmt.Errorf("--lazy: %v", err)
+		}
+		what := "send, receive --lazy"
+		if sendLive {
+			what = "send --live, receive --lazy"
+		}
+		row(tw, label, what+": running", m.running, null.d, 0, size)
+		line(tw, label, what+": restored in", dur(m.restore))
+		line(tw, label, what+": stopped", dur(m.stopped))
+		line(tw, label, what+": longest gap after, while pages came", dur(m.streamGap))
+		line(tw, label, what+": total / plain total", fmt.Sprintf("%.2fx", float64(m.pagesIn)/float64(plain.running)))
+	}
 	return nil
 }
 
@@ -123,13 +151,17 @@ type migration struct {
 	stopped       time.Duration // the restored process's own ticker: the longest gap
 	image         int64         // bytes stored
 	ranAt         time.Time     // when the restored process ran
+	pagesIn       time.Duration // until procs receive -d exited: with --lazy, every page in
+	streamGap     time.Duration // the ticker's longest gap after that of the migration, until then
+	restore       time.Duration // procs receive -v: from the image's start to the process running
 }
 
-// migrateOnce moves process pid by route r: procs receive -d waits on
-// the server, procs send [sendArgs...] dumps the victim into an upload,
-// and the restored process reports how long it was stopped. running,
-// if not nil, is called once it runs, before it is killed.
-func migrateOnce(r route, dir string, pid int, running func() error, sendArgs ...string) (migration, error) {
+// migrateOnce moves process pid by route r: procs receive -d -v
+// [recvArgs...] waits on the server, procs send [sendArgs...] dumps the
+// victim into an upload, and the restored process reports how long it
+// was stopped. running, if not nil, is called once it runs, before it is
+// killed.
+func migrateOnce(r route, dir string, pid int, running func() error, sendArgs, recvArgs []string) (migration, error) {
 	var m migration
 	// The receiver waits first; its stdout is where the restored
 	// process reports.
@@ -144,7 +176,7 @@ func migrateOnce(r route, dir string, pid int, running func() error, sendArgs ..
 	}
 	defer os.Remove(errf.Name())
 	defer errf.Close()
-	recv := r.command(r.recv, "procs", "receive", "-d", "-s", r.addr)
+	recv := r.command(r.recv, "procs", append([]string{"receive", "-d", "-v", "-s", r.addr}, recvArgs...)...)
 	recv.Stdout, recv.Stderr = w, errf
 	if err := recv.Start(); err != nil {
 		return m, err
@@ -170,9 +202,25 @@ func migrateOnce(r route, dir string, pid int, running func() error, sendArgs ..
 		m.running, m.ranAt = at.Sub(t0), at
 	}
 	recv.Wait()
-	if restored == 0 {
-		b, _ := os.ReadFile(errf.Name())
-		fmt.Sscanf(strings.TrimSpace(string(b)), "%d", &restored)
+	m.pagesIn = time.Since(t0)
+	time.Sleep(50 * time.Millisecond) // the ticker's last lines
+	for drained := false; !drained; {
+		select {
+		case l := <-out:
+			if g, _, ok := gapOf(l.text); ok {
+				m.streamGap = max(m.streamGap, g)
+			}
+		default:
+			drained = true
+		}
+	}
+	if b, err := os.ReadFile(errf.Name()); err == nil {
+		m.restore = restoredIn(string(b))
+		if restored == 0 {
+			for _, l := range strings.Split(string(b), "\n") {
+				fmt.Sscanf(l, "procs: process %d runs", &restored)
+			}
+		}
 	}
 	if m.running == 0 {
 		if restored > 0 {
@@ -188,6 +236,19 @@ func migrateOnce(r route, dir string, pid int, running func() error, sendArgs ..
 		killTree([]int{restored})
 	}
 	return m, err
+}
+
+// restoredIn reads "restored pid N in D" of procs receive -v.
+func restoredIn(log string) time.Duration {
+	for _, l := range strings.Split(log, "\n") {
+		if _, rest, ok := strings.Cut(l, ": restored pid "); ok {
+			if _, d, ok := strings.Cut(rest, " in "); ok {
+				v, _ := time.ParseDuration(strings.TrimSpace(d))
+				return v
+			}
+		}
+	}
+	return 0
 }
 
 // sendFigures reads the frozen time and the image size from the last

@@ -19,7 +19,7 @@ import (
 )
 
 // Usage is printed by -h and repeated in man/procs-load.1.
-const Usage = `usage: procs-load [-d] [-v] [--pid=auto|keep|ns|new] [--pidfile=FILE]
+const Usage = `usage: procs-load [-d] [-v] [--lazy] [--pid=auto|keep|ns|new] [--pidfile=FILE]
                   [--stdio=auto|inherit] [--ipc=auto|host|new] [--tcp=established|close] [FILE|-]
        procs-load -h | --version
 
@@ -27,7 +27,11 @@ Restore the process in image FILE (or stdin) and run it in this terminal;
 exit with its status.
 
   -d, --detach          do not wait: print the PID of the running process
-                        and exit 0
+                        and exit 0 (with --lazy: once all pages are in)
+      --lazy            run the process before all of its memory is in:
+                        its private anonymous pages keep coming behind it,
+                        and a page it touches first is waited for (a
+                        single process; see procs-load(1), "Lazy restore")
       --pid=MODE        auto (default): the original PIDs if all are free,
                         else the same in a new PID namespace; keep: the
                         original PIDs or fail; ns: the original PIDs in
@@ -81,6 +85,7 @@ var PIDModes = map[string]restore.PIDMode{
 
 type options struct {
 	detach bool
+	lazy   bool
 	cli.Flags
 	pid     string
 	pidfile string
@@ -94,6 +99,7 @@ func parse(args []string) (options, error) {
 	var o options
 	set := getopt.New()
 	set.FlagLong(&o.detach, "detach", 'd')
+	set.FlagLong(&o.lazy, "lazy", 0)
 	o.pid = "auto"
 	set.FlagLong(&o.pid, "pid", 0)
 	set.FlagLong(&o.pidfile, "pidfile", 0)
@@ -166,6 +172,7 @@ func Main(args []string, stdin, stdout, stderr *os.File) int {
 	opts.Stdio = StdioModes[o.stdio]
 	opts.IPC = IPCModes[o.ipc]
 	opts.TCPClose = cli.TCPPolicies[o.tcp]
+	opts.Lazy = o.lazy
 	pf := WithPIDFile(&opts, o.pidfile)
 	p, err := restore.Restore(opts, in)
 	msg.EndProgress()
@@ -174,11 +181,13 @@ func Main(args []string, stdin, stdout, stderr *os.File) int {
 		msg.Error(Hint(err))
 		return cli.ExitLoadFailure
 	}
-	if in != stdin {
-		in.Close()
-	}
 	msg.Logf("process %d runs", p.Pid)
 	if o.detach {
+		// The pages not come yet would be zeros once procs-load is gone.
+		if err := p.PagesDone(); err != nil {
+			msg.Error(err)
+			return cli.ExitLoadFailure
+		}
 		return cli.ExitOK
 	}
 	return Wait(p, msg)
@@ -285,6 +294,10 @@ func Wait(p *restore.Process, msg *cli.Msg) int {
 	status, err := p.Wait()
 	if err != nil {
 		msg.Errorf("wait for process %d: %v", p.Pid, err)
+		return cli.ExitLoadFailure
+	}
+	if err := p.PagesFailed(); err != nil {
+		msg.Error(err)
 		return cli.ExitLoadFailure
 	}
 	return status

@@ -36,12 +36,12 @@ import (
 // Usage is printed by -h and repeated in man/procs.1.
 const Usage = `usage: procs save [PID] [-n NAME] [-o FILE] [-K] [-f] [--live] [-z none|zstd|xz]
                   [--external=MODE] [--tcp=established|close] [-v]
-       procs restore FILE|PROCS_ID [-d] [--pid=auto|keep|ns|new] [--pidfile=FILE]
+       procs restore FILE|PROCS_ID [-d] [--lazy] [--pid=auto|keep|ns|new] [--pidfile=FILE]
                      [--stdio=auto|inherit] [--tcp=established|close]
                      [--trust-uploaded] [-v]
        procs send PID|FILE|PROCS_ID -s HOST[:PORT] [-n NAME] [-K] [-f] [--live] [-z ALGO]
                   [--external=MODE] [--tcp=established|close] [--trust-uploaded] [-v]
-       procs receive [PROCS_ID] [-d] [--keep] [--pid=auto|keep|ns|new] [--pidfile=FILE]
+       procs receive [PROCS_ID] [-d] [--lazy] [--keep] [--pid=auto|keep|ns|new] [--pidfile=FILE]
                      [--stdio=auto|inherit] [--tcp=established|close]
                      [--trust-uploaded] [-v]
        procs list
@@ -71,7 +71,10 @@ Checkpoint, restore and move processes; keep images on procs-serve.
                             outside the tree: refuse (default) or close
                             (see procs-dump)
   -d, --detach              restore, receive: do not wait: print the PID
-                            of the running process and exit 0
+                            of the running process and exit 0 (with
+                            --lazy, once all of its pages are in)
+      --lazy                restore, receive: run the process before all
+                            of its memory is in, as procs-load --lazy
       --pid=MODE            restore, receive: auto (default), keep, ns or
                             new: the PIDs to restore with (see procs-load)
       --pidfile=FILE        restore, receive: write the PID to FILE as
@@ -107,9 +110,9 @@ const prog = "procs"
 // --token-file and -v.
 var verbs = map[string][]string{
 	"save":    {"name", "output", "nokill", "file-save", "live", "compress", "external", "tcp"},
-	"restore": {"detach", "pid", "pidfile", "stdio", "tcp", "trust-uploaded"},
+	"restore": {"detach", "lazy", "pid", "pidfile", "stdio", "tcp", "trust-uploaded"},
 	"send":    {"name", "nokill", "file-save", "live", "compress", "external", "tcp", "trust-uploaded"},
-	"receive": {"detach", "keep", "pid", "pidfile", "stdio", "tcp", "trust-uploaded"},
+	"receive": {"detach", "lazy", "keep", "pid", "pidfile", "stdio", "tcp", "trust-uploaded"},
 	"list":    nil,
 	"delete":  nil,
 	"show":    {"json"},
@@ -117,7 +120,7 @@ var verbs = map[string][]string{
 
 type options struct {
 	server, tokenFile, name, output, compress, pid, pidfile, stdio, external, tcp string
-	nokill, fileSave, detach, keep, json, trust, closeExternal, live              bool
+	nokill, fileSave, detach, keep, json, trust, closeExternal, live, lazy        bool
 	cli.Flags
 	verb        string
 	operands    []string
@@ -134,6 +137,7 @@ func parse(args []string) (options, error) {
 	set.FlagLong(&o.nokill, "nokill", 'K')
 	set.FlagLong(&o.fileSave, "file-save", 'f')
 	set.FlagLong(&o.live, "live", 0)
+	set.FlagLong(&o.lazy, "lazy", 0)
 	set.FlagLong(&o.compress, "compress", 'z')
 	set.FlagLong(&o.external, "external", 0)
 	set.FlagLong(&o.detach, "detach", 'd')
@@ -159,7 +163,7 @@ func parse(args []string) (options, error) {
 	case !ok:
 		return o, cli.Usagef("unknown command %q", o.verb)
 	}
-	for _, opt := range []string{"name", "output", "nokill", "file-save", "live", "compress", "external", "detach", "pid", "pidfile", "stdio", "tcp", "keep", "json", "trust-uploaded"} {
+	for _, opt := range []string{"name", "output", "nokill", "file-save", "live", "lazy", "compress", "external", "detach", "pid", "pidfile", "stdio", "tcp", "keep", "json", "trust-uploaded"} {
 		if set.IsSet(opt) && !slices.Contains(takes, opt) {
 			return o, cli.Usagef("--%s is not an option of %s", opt, o.verb)
 		}
@@ -497,6 +501,9 @@ func (c *cmd) restore(stop func()) int {
 		if c.o.detach {
 			a = append(a, "-d")
 		}
+		if c.o.lazy {
+			a = append(a, "--lazy")
+		}
 		if c.o.pidfile != "" {
 			a = append(a, "--pidfile="+c.o.pidfile)
 		}
@@ -510,7 +517,7 @@ func (c *cmd) restore(stop func()) int {
 	if err != nil {
 		return c.fail(cli.ExitLoadFailure, err)
 	}
-	body, err := cl.Fetch(c.ctx, arg)
+	body, err := cl.Fetch(c.imageCtx(), arg)
 	if err != nil {
 		return c.fail(cli.ExitLoadFailure, err)
 	}
@@ -518,32 +525,58 @@ func (c *cmd) restore(stop func()) int {
 }
 
 // run restores image id of cl from body, calls running once the process
-// runs (failed if it does not), and then waits for it like procs-load
-// (or prints its PID with -d).
-func (c *cmd) run(cl *client.Client, id string, body io.ReadCloser, stop func(), running, failed func()) int {
+// runs with all of its pages (failed if it does not), and then waits for
+// it like procs-load (or prints its PID with -d).
+//
+// failed is told whether to keep quiet about its own failure: when the
+// pages failed to come, the server is likely gone, and the line that
+// says the process was killed is the one that matters.
+func (c *cmd) run(cl *client.Client, id string, body io.ReadCloser, stop func(), running func(), failed func(quiet bool)) int {
 	c.msg.Logf("restoring %s from %s", id, cl.Server())
 	opts := loadcmd.Options(c.msg, c.stdin, c.stdout, c.stderr, c.o.pid, c.o.detach)
 	opts.Stdio = loadcmd.StdioModes[c.o.stdio]
 	opts.TCPClose = cli.TCPPolicies[c.o.tcp]
+	opts.Lazy = c.o.lazy
+	if c.o.lazy {
+		opts.Remote = c.remote(cl, id)
+	}
 	pf := loadcmd.WithPIDFile(&opts, c.o.pidfile)
 	p, err := restore.Restore(opts, body)
-	body.Close()
 	if err != nil {
+		body.Close()
 		pf.Remove()
 		if failed != nil {
-			failed()
+			failed(c.o.lazy) // (see above)
 		}
 		return c.fail(cli.ExitLoadFailure, loadcmd.Hint(err))
 	}
 	stop() // from now on signals are the process's business (loadcmd.Wait)
 	c.msg.Logf("process %d runs", p.Pid)
-	if running != nil {
-		running()
-	}
+	// With --lazy the image is done with once every page is in: then
+	// it is removed from the server (or, the process killed for want of
+	// them, left there).
+	pages := make(chan error, 1)
+	go func() {
+		err := p.PagesDone()
+		body.Close()
+		switch {
+		case err == nil && running != nil:
+			running()
+		case err != nil && failed != nil:
+			failed(true)
+		}
+		pages <- err
+	}()
 	if c.o.detach {
+		if err := <-pages; err != nil {
+			return c.fail(cli.ExitLoadFailure, err)
+		}
 		return cli.ExitOK
 	}
-	return loadcmd.Wait(p, c.msg)
+	status := loadcmd.Wait(p, c.msg)
+	body.Close() // the process is gone: no page is needed any more
+	<-pages
+	return status
 }
 
 // receive restores image PROCS_ID of the local server, or the next one
@@ -563,19 +596,19 @@ func (c *cmd) receive(stop func()) int {
 	if len(c.o.operands) == 1 {
 		id = c.o.operands[0]
 		if c.o.keep {
-			body, err = cl.Fetch(c.ctx, id)
+			body, err = cl.Fetch(c.imageCtx(), id)
 		} else {
-			body, token, err = cl.Claim(c.ctx, id, 0)
+			body, token, err = cl.Claim(c.imageCtx(), id, 0)
 		}
 	} else {
 		c.msg.Logf("waiting for the next image on %s", cl.Server())
 		var e api.Entry
 		if c.o.keep {
 			if e, err = cl.Next(c.ctx, ""); err == nil {
-				body, err = cl.Fetch(c.ctx, e.ID)
+				body, err = cl.Fetch(c.imageCtx(), e.ID)
 			}
 		} else {
-			e, body, token, err = cl.ClaimNext(c.ctx, 0, func(e api.Entry) {
+			e, body, token, err = cl.ClaimNext(c.imageCtx(), 0, func(e api.Entry) {
 				c.msg.Logf("%s was taken by another receiver; waiting for the next image", e.ID)
 			})
 		}
@@ -587,21 +620,50 @@ func (c *cmd) receive(stop func()) int {
 	if err != nil {
 		return c.fail(cli.ExitLoadFailure, err)
 	}
-	claimed := func(what string, do func(ctx context.Context, id, token string) error) {
+	claimed := func(what string, do func(ctx context.Context, id, token string) error, quiet bool) {
 		if token == "" {
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := do(ctx, id, token); err != nil {
+		if err := do(ctx, id, token); err != nil && !quiet {
 			c.msg.Errorf("%s %s failed: %v", what, id, err)
 		}
 	}
 	return c.run(cl, id, body, stop, func() {
-		claimed("the process runs, but removing", cl.Commit)
-	}, func() {
-		claimed("releasing", cl.Release)
+		claimed("the process runs, but removing", cl.Commit, false)
+	}, func(quiet bool) {
+		claimed("releasing", cl.Release, quiet)
 	})
+}
+
+// imageCtx is the context of the requests that read an image to
+// restore: c.ctx, whose signals end them, but with --lazy pages come
+// after the process runs, when signals are its own (stop): they must not
+// end them then.
+func (c *cmd) imageCtx() context.Context {
+	if c.o.lazy {
+		return context.WithoutCancel(c.ctx)
+	}
+	return c.ctx
+}
+
+// remote lets a lazy restore of image id ask cl for any record of it
+// (HTTP ranges), or is nil when the server cannot list its records (an
+// image compressed as a whole): the image then streams in its order.
+func (c *cmd) remote(cl *client.Client, id string) *restore.Remote {
+	recs, err := cl.Records(c.ctx, id)
+	if err != nil {
+		c.msg.Logf("%s streams in its order: %v", id, err)
+		return nil
+	}
+	ctx := c.imageCtx()
+	rm := &restore.Remote{Fetch: func(off, n int64) ([]byte, error) { return cl.Range(ctx, id, off, n) }}
+	for _, r := range recs {
+		rm.Records = append(rm.Records, restore.Record{Offset: r.Offset, Size: r.Size, Type: format.RecordType(r.Type),
+			Task: r.Task, Addr: r.Addr, Len: r.Len})
+	}
+	return rm
 }
 
 // send checks its operand in the order of the seed: a process, a file,

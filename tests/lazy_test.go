@@ -1,0 +1,262 @@
+package tests
+
+// Lazy restores (procs-load --lazy): the process runs before its
+// private anonymous memory is all in; the victim (livemem) checks its
+// own memory once it runs.
+
+import (
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"procs/format"
+)
+
+// feed writes image to ld's stdin, then closes it: all of it, or with
+// hold >= 0 the first hold bytes, then, once the restored livemem runs,
+// the bytes up to cut (to the end when cut is negative).
+func feed(t *testing.T, ld *load, image string, hold, cut int64) {
+	t.Helper()
+	b, err := os.ReadFile(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cut < 0 {
+		cut = int64(len(b))
+	}
+	go func() {
+		defer ld.stdin.Close()
+		if hold < 0 {
+			ld.stdin.Write(b)
+			return
+		}
+		ld.stdin.Write(b[:hold])
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if pids := named("livemem"); len(pids) == 1 && untraced(pids[0]) {
+				break
+			}
+		}
+		ld.stdin.Write(b[hold:cut])
+	}()
+}
+
+// TestLazyPipe restores a plain image and a live one with --lazy from a
+// pipe: the restored victim finds every page as it last wrote it.
+func TestLazyPipe(t *testing.T) {
+	needTools(t)
+	for _, live := range []bool{false, true} {
+		name := "plain"
+		if live {
+			name = "live"
+		}
+		t.Run(name, func(t *testing.T) {
+			noLeftovers(t)
+			p := startLivemem(t, "48", "2", "0", "2")
+			time.Sleep(300 * time.Millisecond)
+			var img string
+			if live {
+				img, _ = liveDump(t, p.pid())
+			} else {
+				img = dump(t, p.pid(), false)
+			}
+			if !p.exited(10 * time.Second) {
+				t.Fatal("the victim still runs after procs-dump")
+			}
+			ld := startLoad(t, "", "--lazy", "-v")
+			feed(t, ld, img, -1, -1)
+			pid := ld.find(t, "livemem", 20*time.Second)
+			checkLines(t, pid, ld.out, 2, false)
+			if !strings.Contains(ld.stderrText(), "the rest comes as the process runs") {
+				t.Errorf("procs-load --lazy -v: %q; want the lazy start said", ld.stderrText())
+			}
+		})
+	}
+}
+
+// lastPages is the offset of the payload of the image's last PAGES
+// record, and its length.
+func lastPages(t *testing.T, path string) (int64, int64) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var at, n int64 = -1, 0
+	for off := int64(24); off+20 <= int64(len(b)); {
+		typ := format.RecordType(binary.LittleEndian.Uint16(b[off:]))
+		stored := int64(binary.LittleEndian.Uint32(b[off+4:]))
+		if typ == format.TypePages {
+			at, n = off+20, stored
+		}
+		if typ == format.TypeEnd {
+			break
+		}
+		off += 20 + stored
+	}
+	if at < 0 {
+		t.Fatal("the image has no PAGES record")
+	}
+	return at, n
+}
+
+// lazyTail copies image with a PAGES record of zeros added at the
+// lowest page of the stack: a record that the process runs at, before
+// the stack's own record, which a test can then damage or cut (the
+// pages of livemem's memory lie below its libraries, and come before
+// it runs from a pipe).
+func lazyTail(t *testing.T, image string) string {
+	t.Helper()
+	for _, m := range decodeTree(t, image).Procs[0].Maps {
+		if m.Name == "[stack]" {
+			return craftImage(t, image, imageRewrite{pages: []pageRun{{task: 0, addr: m.Start, data: make([]byte, format.PageSize)}}})
+		}
+	}
+	t.Fatal("the image has no [stack]")
+	return ""
+}
+
+// TestLazyFails restores with --lazy an image whose last page record is
+// damaged, and one whose stream is cut in its last page record: the
+// process, once it ran, is killed; procs-load says so in one line and
+// exits 125, and nothing is left.
+func TestLazyFails(t *testing.T) {
+	needTools(t)
+	p := startLivemem(t, "16", "1", "0", "2")
+	time.Sleep(300 * time.Millisecond)
+	img := lazyTail(t, dump(t, p.pid(), false))
+	p.exited(10 * time.Second)
+	at, n := lastPages(t, img)
+	b, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[at+16+n/2] ^= 0xff // a byte of memory, its checksum not made right
+	bad := filepath.Join(t.TempDir(), "bad")
+	if err := os.WriteFile(bad, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		image string
+		cut   int64
+	}{{"bad-page", bad, -1}, {"cut", img, at + n/2}} {
+		// The process runs before the last record comes.
+		t.Run(tc.name, func(t *testing.T) {
+			noLeftovers(t)
+			ld := startLoad(t, "", "--lazy")
+			feed(t, ld, tc.image, at-20, tc.cut)
+			if !ld.exited(30 * time.Second) {
+				t.Fatal("procs-load --lazy still runs")
+			}
+			if code := ld.exitCode(); code != 125 {
+				t.Errorf("procs-load --lazy exit %d; want 125", code)
+			}
+			msg := ld.stderrText()
+			if strings.Count(msg, "\n") != 0 || !strings.HasPrefix(msg, "procs-load: ") {
+				t.Errorf("procs-load --lazy said %q; want one line", msg)
+			}
+			// The record is past the lazy start for this victim: the
+			// process ran, and was killed.
+			if !strings.Contains(msg, "was killed") {
+				t.Errorf("procs-load --lazy said %q; want the process said killed", msg)
+			}
+			if pids := named("livemem"); len(pids) > 0 {
+				t.Errorf("livemem %v still runs", pids)
+			}
+		})
+	}
+}
+
+// TestLazyServe restores with procs receive --lazy from procs-serve on
+// loopback, which the loader asks for the pages by range, a plain image
+// and a live one (procs send --live: no page superseded later may be
+// served) of a victim that maps, unmaps, drops pages and grows its heap
+// as it runs: the restored victim finds its memory whole. Then, with a
+// larger victim, the server is killed while the process is built: it
+// is gone, procs receive says so in one line and exits 125.
+func TestLazyServe(t *testing.T) {
+	setup(t)
+	noLeftovers(t)
+	bin := serveBins(t)
+	h := host{bin: bin, env: []string{"PROCS_SERVER=", "PROCS_TOKEN=", "PROCS_TOKEN_FILE="}}
+	addr := freePort(t)
+	srv := startServer(t, h, h, addr, filepath.Join(t.TempDir(), "state"))
+	// send sends a new livemem of mib MiB (churning its memory with
+	// churn "1"), and returns its id and PID.
+	send := func(t *testing.T, mib, churn string, args ...string) (string, int) {
+		p := startLivemem(t, mib, "2", churn, "2")
+		time.Sleep(300 * time.Millisecond)
+		id := strings.TrimSpace(h.must(t, "procs", append([]string{"send", strconv.Itoa(p.pid()), "-s", addr}, args...)...))
+		if !p.exited(10 * time.Second) {
+			t.Fatal("the victim still runs after procs send")
+		}
+		return id, p.pid()
+	}
+	receive := func(t *testing.T, id string) *proc {
+		return start(t, []string{filepath.Join(bin, "procs"), "receive", id, "--lazy", "--stdio=inherit", "-s", addr}, t.TempDir())
+	}
+	for _, live := range []bool{false, true} {
+		name := map[bool]string{false: "plain", true: "live"}[live]
+		t.Run(name, func(t *testing.T) {
+			// The live victim maps, unmaps, drops pages and grows its
+			// heap all the time, as it runs lazily too.
+			var args []string
+			churn := "0"
+			if live {
+				args, churn = append(args, "--live"), "1"
+			}
+			id, _ := send(t, "48", churn, args...)
+			r := receive(t, id)
+			pids := waitNamed(t, "livemem")
+			checkLines(t, pids[0], r.out, 2, live)
+			unix.Kill(pids[0], unix.SIGKILL)
+			if !r.exited(10 * time.Second) {
+				t.Fatal("procs receive still runs after its process was killed")
+			}
+		})
+	}
+	t.Run("server-killed", func(t *testing.T) {
+		id, pid := send(t, "256", "0")
+		r := receive(t, id)
+		// The process is back with its PID, as procs receive's child,
+		// being built: the server is killed then, its 256 MiB far from
+		// sent (the pages cut once the process runs are TestLazyFails's).
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			if p, ok := procInfo(pid); ok && p.ppid == r.pid() {
+				break
+			}
+		}
+		srv.cmd.Process.Kill() // by PID: the server this test started
+		if !r.exited(30 * time.Second) {
+			t.Fatalf("procs receive --lazy still runs after the server was killed: %s", r.stderrText())
+		}
+		msg, _, _ := strings.Cut(r.stderrText(), "\nprocs: hint: ")
+		if code := r.exitCode(); code != 125 || strings.Count(msg, "\n") != 0 {
+			t.Errorf("procs receive --lazy, the server killed: exit %d, %q; want 125 and one line", code, r.stderrText())
+		}
+		if _, ok := procInfo(pid); ok {
+			t.Errorf("process %d still runs", pid)
+		}
+		if left := named("livemem"); len(left) > 0 {
+			t.Errorf("livemem %v still runs", left)
+		}
+	})
+}
+
+// waitNamed waits for the one live process named comm below the test.
+func waitNamed(t *testing.T, comm string) []int {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if pids := named(comm); len(pids) == 1 {
+			return pids
+		}
+	}
+	t.Fatalf("no process named %s: %v", comm, descendants())
+	return nil
+}

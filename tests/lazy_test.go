@@ -20,7 +20,8 @@ import (
 
 // feed writes image to ld's stdin, then closes it: all of it, or with
 // hold >= 0 the first hold bytes, then, once the restored livemem runs,
-// the bytes up to cut (to the end when cut is negative).
+// the bytes up to cut (to the end when cut is negative). With cut ==
+// hold the rest never comes: stdin stays open, as a slow writer's.
 func feed(t *testing.T, ld *load, image string, hold, cut int64) {
 	t.Helper()
 	b, err := os.ReadFile(image)
@@ -31,9 +32,9 @@ func feed(t *testing.T, ld *load, image string, hold, cut int64) {
 		cut = int64(len(b))
 	}
 	go func() {
-		defer ld.stdin.Close()
 		if hold < 0 {
 			ld.stdin.Write(b)
+			ld.stdin.Close()
 			return
 		}
 		ld.stdin.Write(b[:hold])
@@ -42,7 +43,11 @@ func feed(t *testing.T, ld *load, image string, hold, cut int64) {
 				break
 			}
 		}
+		if cut == hold {
+			return
+		}
 		ld.stdin.Write(b[hold:cut])
+		ld.stdin.Close()
 	}()
 }
 
@@ -75,7 +80,81 @@ func TestLazyPipe(t *testing.T) {
 			if !strings.Contains(ld.stderrText(), "the rest comes as the process runs") {
 				t.Errorf("procs-load --lazy -v: %q; want the lazy start said", ld.stderrText())
 			}
+			// Every page in, the guard is gone, procs-load still there.
+			if g := waitNone("procs-guard", 20*time.Second); len(g) > 0 {
+				t.Errorf("procs-guard %v still runs once every page is in", g)
+			}
 		})
+	}
+}
+
+// TestLazyLoaderKilled kills procs-load (SIGKILL) while the process it
+// restores with --lazy from a pipe runs and most of its memory has not
+// come (the writer holds the rest back): the guard kills the process,
+// which never runs on zeros where its pages had not come (livemem,
+// asked to check its memory, would say "bad"), and is gone with the
+// guard.
+func TestLazyLoaderKilled(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	p := startLivemem(t, "64", "2", "0", "2")
+	time.Sleep(300 * time.Millisecond)
+	img := lazyTail(t, dump(t, p.pid(), false))
+	if !p.exited(10 * time.Second) {
+		t.Fatal("the victim still runs after procs-dump")
+	}
+	at, _ := lastPages(t, img)
+	ld := startLoad(t, "", "--lazy")
+	// The process runs before the last record: its memory is staged
+	// in procs-load, then copied in as it faults, the rest at END.
+	feed(t, ld, img, at-20, at-20)
+	pid := ld.find(t, "livemem", 20*time.Second)
+	for deadline := time.Now().Add(20 * time.Second); !untraced(pid); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("livemem %d is not let go: %v", pid, threadStates(pid))
+		}
+	}
+	// It names itself once it runs: it got its fds before the process
+	// ran, either way.
+	var g []int
+	for deadline := time.Now().Add(10 * time.Second); len(g) != 1 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		g = named("procs-guard")
+	}
+	if len(g) != 1 {
+		t.Errorf("procs-guard %v while the pages come; want one", g)
+	}
+	time.Sleep(200 * time.Millisecond) // it writes, and pages come as it faults
+	ld.cmd.Process.Kill()              // by PID: the procs-load this test started
+	if !ld.exited(10 * time.Second) {
+		t.Fatal("procs-load still runs after SIGKILL")
+	}
+	gone := false
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && !gone; time.Sleep(10 * time.Millisecond) {
+		info, ok := procInfo(pid)
+		gone = !ok || startTime(pid) != ld.start || info.state == 'Z'
+	}
+	if !gone {
+		checkLines(t, pid, ld.out, 2, false) // shows what it runs on
+		t.Errorf("livemem %d still runs after procs-load was killed", pid)
+	}
+	all, _ := ld.out.snapshot()
+	for _, l := range all {
+		if strings.Contains(l, "bad") {
+			t.Errorf("restored livemem: %q", l)
+		}
+	}
+}
+
+// waitNone waits up to timeout until no live process below the test is
+// named comm, and returns those still there.
+func waitNone(comm string, timeout time.Duration) []int {
+	deadline := time.Now().Add(timeout)
+	for {
+		pids := named(comm)
+		if len(pids) == 0 || time.Now().After(deadline) {
+			return pids
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

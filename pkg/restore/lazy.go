@@ -18,7 +18,8 @@
 //     always: their lazy pages are served from the staging too.
 //
 // A failure of the rest of the image (a bad record, a bad END, the input
-// cut) kills the process, which must not run on with holes, and says so.
+// cut) kills the process, which must not run on with holes, and says so;
+// so does the death of the loader itself, through its guard (guard.go).
 
 package restore
 
@@ -167,8 +168,15 @@ func (t *tree) startLazy() error {
 		fd.Close()
 		return os.NewSyscallError("pidfd_open", err)
 	}
+	// Before the pager reads a fork: the guard holds every userfaultfd.
+	g, err := startGuard(b.pid, l.pidfd, fd)
+	if err != nil {
+		fd.Close()
+		return err
+	}
 	p := uffd.NewPager(fd)
 	p.Kill = func() { killLazy(b.pid, l.pidfd) }
+	p.Forked, p.Release = g.hold, g.release
 	if f := t.stagedFile(); f != nil {
 		p.Staged = func(addr uint64, page []byte) bool {
 			if at, err := unix.Seek(int(f.Fd()), int64(addr), unix.SEEK_DATA); err != nil || at != int64(addr) {
@@ -395,8 +403,8 @@ func (l *lazyLoad) err(pid int) error {
 
 // PagesDone waits until every page of a lazy restore is in the process
 // (or the restore failed, and the process was killed: a LazyError); at
-// once for a restore that is not lazy. A loader that exits before
-// leaves the pages not come yet as zeros: procs-load -d waits.
+// once for a restore that is not lazy. A loader that exits before has
+// the process killed by its guard: procs-load -d waits.
 func (p *Process) PagesDone() error {
 	if p.lazy == nil {
 		return nil

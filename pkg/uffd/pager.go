@@ -44,7 +44,13 @@ type Pager struct {
 	// it is known before the stream reaches addr.
 	Hole func(addr uint64) bool
 	// Kill ends the processes, for Fail.
-	Kill    func()
+	Kill func()
+	// Forked is given the userfaultfd of each child a process forks, as
+	// the fork is met (before the child runs); it must not block.
+	Forked func(f *os.File)
+	// Release is called once, as the pager closes the userfaultfds
+	// (every page came, or the processes were killed), before it does.
+	Release func()
 	failed  error
 	closed  bool
 	done    bool // Done: every page came
@@ -143,6 +149,9 @@ func (p *Pager) event(t *target, m linux.UffdMsg) error {
 		child := &target{fd: New(os.NewFile(uintptr(uint32(m.Arg[0])), "userfaultfd")),
 			removed: slices.Clone(t.removed), remaps: slices.Clone(t.remaps)}
 		p.add(child)
+		if p.Forked != nil {
+			p.Forked(child.fd.File())
+		}
 	case linux.UFFD_EVENT_REMAP:
 		from, to, n := m.Arg[0], m.Arg[1], m.Arg[2]
 		t.remaps = append(t.remaps, remap{from, to, n})
@@ -366,13 +375,17 @@ func (p *Pager) Fail(err error) {
 func (p *Pager) close() {
 	p.mu.Lock()
 	var fds []*FD
+	release := false
 	if !p.closed {
-		p.closed = true
+		p.closed, release = true, p.Release != nil
 		for _, t := range p.targets {
 			fds = append(fds, t.fd)
 		}
 	}
 	p.mu.Unlock()
+	if release {
+		p.Release()
+	}
 	// Without the lock: a reader may wait for it to read its last
 	// events, and Close waits for the reader.
 	for _, fd := range fds {

@@ -183,7 +183,8 @@ func Main(args []string, stdin, stdout, stderr *os.File) int {
 	}
 	msg.Logf("process %d runs", p.Pid)
 	if o.detach {
-		// The pages not come yet would be zeros once procs-load is gone.
+		// procs-load gone, its guard would kill the process: the pages
+		// not come yet would be zeros.
 		if err := p.PagesDone(); err != nil {
 			msg.Error(err)
 			return cli.ExitLoadFailure

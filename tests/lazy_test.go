@@ -6,6 +6,7 @@ package tests
 
 import (
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -90,13 +91,12 @@ func TestLazyPipe(t *testing.T) {
 
 // TestLazyLoaderKilled kills procs-load (SIGKILL) while the process it
 // restores with --lazy from a pipe runs and most of its memory has not
-// come (the writer holds the rest back): the guard kills the process,
-// which never runs on zeros where its pages had not come (livemem,
-// asked to check its memory, would say "bad"), and is gone with the
-// guard.
+// come (the writer holds the rest back), and, in "forked", once the
+// process has forked a child that does not die with it: the guard kills
+// them, which never run on zeros where their pages had not come
+// (livemem, asked to check its memory, would say "bad"), and is gone.
 func TestLazyLoaderKilled(t *testing.T) {
 	needTools(t)
-	noLeftovers(t)
 	p := startLivemem(t, "64", "2", "0", "2")
 	time.Sleep(300 * time.Millisecond)
 	img := lazyTail(t, dump(t, p.pid(), false))
@@ -104,45 +104,67 @@ func TestLazyLoaderKilled(t *testing.T) {
 		t.Fatal("the victim still runs after procs-dump")
 	}
 	at, _ := lastPages(t, img)
-	ld := startLoad(t, "", "--lazy")
-	// The process runs before the last record: its memory is staged
-	// in procs-load, then copied in as it faults, the rest at END.
-	feed(t, ld, img, at-20, at-20)
-	pid := ld.find(t, "livemem", 20*time.Second)
-	for deadline := time.Now().Add(20 * time.Second); !untraced(pid); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("livemem %d is not let go: %v", pid, threadStates(pid))
+	for _, fork := range []bool{false, true} {
+		t.Run(map[bool]string{false: "running", true: "forked"}[fork], func(t *testing.T) {
+			noLeftovers(t)
+			ld := startLoad(t, "", "--lazy")
+			// The process runs before the last record: its memory is
+			// staged in procs-load, copied in as it faults, the rest
+			// at END.
+			feed(t, ld, img, at-20, at-20)
+			pid := ld.find(t, "livemem", 20*time.Second)
+			for deadline := time.Now().Add(20 * time.Second); !untraced(pid); time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("livemem %d is not let go: %v", pid, threadStates(pid))
+				}
+			}
+			// It names itself once it runs: it got its fds before the
+			// process ran, either way.
+			if g := waitNamed(t, "procs-guard"); len(g) != 1 {
+				t.Errorf("procs-guard %v while the pages come; want one", g)
+			}
+			if fork {
+				// To the other writer's thread, which forks: the main
+				// thread may wait for a page of its stack, which this
+				// stream holds back.
+				unix.Tgkill(pid, otherThread(t, pid), unix.SIGUSR2)
+				for deadline := time.Now().Add(20 * time.Second); len(named("livemem")) < 2; time.Sleep(10 * time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Fatalf("livemem did not fork: %v; procs-load: %s", descendants(), ld.stderrText())
+					}
+				}
+			}
+			time.Sleep(200 * time.Millisecond) // they write, and pages come as they fault
+			ld.cmd.Process.Kill()              // by PID: the procs-load this test started
+			if !ld.exited(10 * time.Second) {
+				t.Fatal("procs-load still runs after SIGKILL")
+			}
+			if left := waitNone("livemem", 20*time.Second); len(left) > 0 {
+				unix.Kill(pid, unix.SIGUSR1) // to show what they run on
+				ld.out.wait(5*time.Second, func(all []string, _ bool) bool { return false })
+				t.Errorf("livemem %v still runs after procs-load was killed", left)
+			}
+			all, _ := ld.out.snapshot()
+			for _, l := range all {
+				if strings.Contains(l, "bad") {
+					t.Errorf("restored livemem: %q", l)
+				}
+			}
+		})
+	}
+}
+
+// otherThread is the TID of a thread of pid other than its first.
+func otherThread(t *testing.T, pid int) int {
+	t.Helper()
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, e := range ents {
+		if tid := mustAtoi(e.Name()); tid != pid {
+			return tid
 		}
 	}
-	// It names itself once it runs: it got its fds before the process
-	// ran, either way.
-	var g []int
-	for deadline := time.Now().Add(10 * time.Second); len(g) != 1 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		g = named("procs-guard")
-	}
-	if len(g) != 1 {
-		t.Errorf("procs-guard %v while the pages come; want one", g)
-	}
-	time.Sleep(200 * time.Millisecond) // it writes, and pages come as it faults
-	ld.cmd.Process.Kill()              // by PID: the procs-load this test started
-	if !ld.exited(10 * time.Second) {
-		t.Fatal("procs-load still runs after SIGKILL")
-	}
-	gone := false
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && !gone; time.Sleep(10 * time.Millisecond) {
-		info, ok := procInfo(pid)
-		gone = !ok || startTime(pid) != ld.start || info.state == 'Z'
-	}
-	if !gone {
-		checkLines(t, pid, ld.out, 2, false) // shows what it runs on
-		t.Errorf("livemem %d still runs after procs-load was killed", pid)
-	}
-	all, _ := ld.out.snapshot()
-	for _, l := range all {
-		if strings.Contains(l, "bad") {
-			t.Errorf("restored livemem: %q", l)
-		}
-	}
+	t.Fatalf("process %d has one thread", pid)
+	return 0
 }
 
 // waitNone waits up to timeout until no live process below the test is

@@ -144,7 +144,20 @@ func (p *Pager) events(t *target) {
 func (p *Pager) event(t *target, m linux.UffdMsg) error {
 	switch m.Event {
 	case linux.UFFD_EVENT_PAGEFAULT:
-		return p.serve(t, m.Arg[1]&^(pageSize-1))
+		addr := m.Arg[1] &^ (pageSize - 1)
+		err := p.serve(t, addr)
+		if errors.Is(err, ErrChanging) {
+			// Another thread forks, moves or drops memory, and its
+			// event is next: served again once it is read.
+			p.pending = append(p.pending, fault{t, addr})
+			go func() {
+				if err := p.answer(0, 0); err != nil {
+					p.Fail(err)
+				}
+			}()
+			return nil
+		}
+		return err
 	case linux.UFFD_EVENT_FORK:
 		child := &target{fd: New(os.NewFile(uintptr(uint32(m.Arg[0])), "userfaultfd")),
 			removed: slices.Clone(t.removed), remaps: slices.Clone(t.remaps)}

@@ -25,6 +25,11 @@
  * it checks its own (it sends them SIGUSR1; no child is killed in the 5
  * s after), and die with it.
  *
+ * On SIGUSR2 (to any of its threads) the last writer of the root forks
+ * a child that, unlike those of "tree", does not die with it (as a
+ * daemon's worker may not): it goes on writing its copy of that
+ * writer's pages, and checks them when the root checks its own.
+ *
  * On SIGUSR1 every writer checks its pages, seq and writes, and prints
  * "check T ok writes=N pid=P" or "check T bad ..."; every churn object is
  * checked too. Each writer prints "rate T N" every second: the pages it
@@ -46,8 +51,8 @@
 #define PAGE 4096
 #define WORDS (PAGE / 8)
 
-static volatile sig_atomic_t gen;
-static int rate;
+static volatile sig_atomic_t gen, forks;
+static int rate, forker; /* forker: the writer that forks on SIGUSR2 */
 
 /* The tree: the children of the root (is_root), and the cycling. */
 static int is_root = 1, cycle, nkids, oldest;
@@ -250,13 +255,23 @@ static void check(struct writer *w)
 static void *run(void *arg)
 {
 	struct writer *w = arg;
-	int seen = gen;
+	int seen = gen, forked = forks;
 	double last = now(), lastcycle = now();
 	uint64_t done = 0, budget = 0;
 	for (uint64_t n = 0;; n++) {
 		if (gen != seen) {
 			seen = gen;
 			check(w);
+		}
+		if (forks != forked && w->id == forker && is_root) {
+			forked = forks;
+			pid_t p = fork();
+			if (p < 0)
+				exit(8);
+			if (p == 0)
+				is_root = 0, nkids = 0;
+			else if (nkids < 64)
+				kids[nkids++] = p;
 		}
 		if (rate && budget == 0) {
 			struct timespec ts = {0, 1000000};
@@ -288,6 +303,8 @@ static void *run(void *arg)
 
 static void onusr1(int sig) { gen++; }
 
+static void onusr2(int sig) { forks++; }
+
 int main(int argc, char **argv)
 {
 	if (argc < 4) {
@@ -296,6 +313,7 @@ int main(int argc, char **argv)
 	}
 	uint64_t mib = atoll(argv[1]);
 	int threads = atoi(argv[2]);
+	forker = threads - 1;
 	if (argc > 4)
 		rate = atoi(argv[4]);
 	if (argc > 5 && strcmp(argv[5], "uffd") == 0 && syscall(SYS_userfaultfd, O_CLOEXEC | 1 /* user mode only */) < 0)
@@ -310,6 +328,8 @@ int main(int argc, char **argv)
 	}
 	struct sigaction sa = {.sa_handler = onusr1, .sa_flags = SA_RESTART};
 	sigaction(SIGUSR1, &sa, NULL);
+	struct sigaction sa2 = {.sa_handler = onusr2, .sa_flags = SA_RESTART};
+	sigaction(SIGUSR2, &sa2, NULL);
 	static struct writer ws[64];
 	pthread_t ts[64];
 	for (int i = 0; i < threads && i < 64; i++) {

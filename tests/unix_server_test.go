@@ -1079,3 +1079,157 @@ while True: time.sleep(1)
 func TestUnixEpollInFlight(t *testing.T) {
 	movedPython(t, epollInFlightPy, 8, inFlightOf(format.FileEpoll, 2))
 }
+
+// sendsItselfPy is a python program that imports os, socket, time and
+// modules, makes a socketpair a, b, runs setup, writes the file "ready",
+// waits for the file "go", runs use, whose check(what, got, want) calls
+// go to the file "result" (checkResult), and sleeps.
+func sendsItselfPy(modules, setup, use string) string {
+	return "import os, socket, time, " + modules + `
+out = []
+def check(what, got, want):
+    out.append("%s %s" % (what, "ok" if got == want else "bad %r, want %r" % (got, want)))
+a, b = socket.socketpair()` + setup + `
+open("ready", "w").close()
+while not os.path.exists("go"):
+    time.sleep(0.02)` + use + `
+open("result", "w").write("\n".join(out) + "\n")
+while True: time.sleep(1)
+`
+}
+
+// timerfdInFlightPy sends itself, over a socketpair (SCM_RIGHTS), two
+// timerfds (made through ctypes: python 3.11 has no os.timerfd_create):
+// a periodic one every 200 ms that it closes, which only the queue holds
+// then, and a one-shot one at an absolute CLOCK_MONOTONIC deadline that
+// it keeps. It does not receive them before the file "go" exists. Then
+// it gets them and checks that the first keeps its period, fires on
+// schedule and counts the expirations no read took, and that the second
+// is the one it kept and fires at its deadline.
+var timerfdInFlightPy = sendsItselfPy("ctypes, struct, fcntl", `
+libc = ctypes.CDLL(None, use_errno=True)
+class ts(ctypes.Structure): _fields_ = [("s", ctypes.c_long), ("n", ctypes.c_long)]
+class its(ctypes.Structure): _fields_ = [("i", ts), ("v", ts)]
+def tfd(clock, flags, interval, value):
+    fd = libc.timerfd_create(clock, 0)
+    spec = its(ts(int(interval), int(interval % 1 * 1e9)), ts(int(value), int(value % 1 * 1e9)))
+    assert libc.timerfd_settime(fd, flags, ctypes.byref(spec), None) == 0
+    return fd
+def gettime(fd):
+    spec = its()
+    libc.timerfd_gettime(fd, ctypes.byref(spec))
+    return spec.i.s + spec.i.n / 1e9, spec.v.s + spec.v.n / 1e9
+periodic = tfd(time.CLOCK_MONOTONIC, 0, 0.2, 0.2)
+deadline = time.clock_gettime(time.CLOCK_MONOTONIC) + 3
+kept = tfd(time.CLOCK_MONOTONIC, 1, 0, deadline)
+socket.send_fds(a, [b"p"], [periodic])
+os.close(periodic)
+socket.send_fds(a, [b"k"], [kept])
+`, `
+msg, fds, _, _ = socket.recv_fds(b, 100, 1)
+check("periodic-message", (msg, len(fds)), (b"p", 1))
+p = fds[0]
+check("interval", round(gettime(p)[0], 3), 0.2)
+os.read(p, 8)
+start = time.monotonic()
+n = sum(struct.unpack("Q", os.read(p, 8))[0] for _ in range(3))
+took = time.monotonic() - start
+check("on-schedule", (n >= 3, took > 0.35, took < 10), (True, True, True))
+time.sleep(1)
+check("expirations", struct.unpack("Q", os.read(p, 8))[0] >= 4, True)
+msg, fds, _, _ = socket.recv_fds(b, 100, 1)
+check("kept-message", (msg, len(fds)), (b"k", 1))
+fcntl.fcntl(kept, fcntl.F_SETFL, os.O_NONBLOCK)
+check("shared", fcntl.fcntl(fds[0], fcntl.F_GETFL) & os.O_NONBLOCK, os.O_NONBLOCK)
+fcntl.fcntl(kept, fcntl.F_SETFL, 0)
+check("deadline", (struct.unpack("Q", os.read(fds[0], 8))[0], time.clock_gettime(time.CLOCK_MONOTONIC) >= deadline), (1, True))
+`)
+
+// TestUnixTimerfdInFlight: timerfds in flight arrive after a move and
+// work: one only the queue held, periodic, firing on schedule, and one
+// the process kept, the same open file as its own, at its deadline.
+func TestUnixTimerfdInFlight(t *testing.T) {
+	movedPython(t, timerfdInFlightPy, 7, inFlightOf(format.FileTimerfd, 2))
+}
+
+// signalfdInFlightPy blocks SIGUSR1 and SIGUSR2 and sends itself, over
+// a socketpair (SCM_RIGHTS), two signalfds (made through ctypes): one
+// for SIGUSR1 that it closes, which only the queue holds then, and one
+// for SIGUSR2 that it keeps. It does not receive them before the file
+// "go" exists. Then it gets them, sends itself each signal and reads it
+// from its signalfd, and checks that the second is the one it kept.
+var signalfdInFlightPy = sendsItselfPy("ctypes, struct, fcntl, signal", `
+libc = ctypes.CDLL(None, use_errno=True)
+def sigfd(sig):
+    mask = ctypes.c_uint64(1 << (sig - 1))
+    return libc.signalfd(-1, ctypes.byref(mask), 0)
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1, signal.SIGUSR2])
+one, kept = sigfd(signal.SIGUSR1), sigfd(signal.SIGUSR2)
+socket.send_fds(a, [b"1"], [one])
+os.close(one)
+socket.send_fds(a, [b"2"], [kept])
+`, `
+msg, fds, _, _ = socket.recv_fds(b, 100, 1)
+check("usr1-message", (msg, len(fds)), (b"1", 1))
+os.kill(os.getpid(), signal.SIGUSR1)
+check("usr1", struct.unpack_from("I", os.read(fds[0], 128))[0], signal.SIGUSR1)
+msg, fds, _, _ = socket.recv_fds(b, 100, 1)
+check("usr2-message", (msg, len(fds)), (b"2", 1))
+fcntl.fcntl(kept, fcntl.F_SETFL, os.O_NONBLOCK)
+check("shared", fcntl.fcntl(fds[0], fcntl.F_GETFL) & os.O_NONBLOCK, os.O_NONBLOCK)
+os.kill(os.getpid(), signal.SIGUSR2)
+check("usr2", struct.unpack_from("I", os.read(fds[0], 128))[0], signal.SIGUSR2)
+`)
+
+// TestUnixSignalfdInFlight: signalfds in flight arrive after a move and
+// read the signals sent to the process: one only the queue held, and one
+// the process kept, the same open file as its own.
+func TestUnixSignalfdInFlight(t *testing.T) {
+	movedPython(t, signalfdInFlightPy, 5, inFlightOf(format.FileSignalfd, 2))
+}
+
+// inotifyInFlightPy sends itself, over a socketpair (SCM_RIGHTS), two
+// inotify instances (made through ctypes): one watching the folder "w"
+// under watch descriptor 3 (two watches before it, one removed), which
+// it closes, so only the queue holds it then, and one watching "k" that
+// it keeps. It does not receive them before the file "go" exists. Then
+// it gets them, creates a file in each folder and checks that each
+// instance reports it, with the same watch descriptor, and that the
+// second is the one it kept.
+var inotifyInFlightPy = sendsItselfPy("ctypes, struct, fcntl", `
+libc = ctypes.CDLL(None, use_errno=True)
+IN_CREATE = 0x100
+def event(fd):
+    wd, mask, _, n = struct.unpack_from("iIII", os.read(fd, 4096))
+    return wd, mask
+for d in "xywk":
+    os.mkdir(d)
+one, kept = libc.inotify_init1(0), libc.inotify_init1(0)
+libc.inotify_add_watch(one, b"x", IN_CREATE)
+libc.inotify_rm_watch(one, libc.inotify_add_watch(one, b"y", IN_CREATE))
+wd = libc.inotify_add_watch(one, b"w", IN_CREATE)
+os.read(one, 4096) # IN_IGNORED of y
+kwd = libc.inotify_add_watch(kept, b"k", IN_CREATE)
+socket.send_fds(a, [b"1"], [one])
+os.close(one)
+socket.send_fds(a, [b"2"], [kept])
+`, `
+msg, fds, _, _ = socket.recv_fds(b, 100, 1)
+check("one-message", (msg, len(fds), wd), (b"1", 1, 3))
+open("w/new", "w").close()
+check("one", event(fds[0]), (wd, IN_CREATE))
+msg, fds, _, _ = socket.recv_fds(b, 100, 1)
+check("kept-message", (msg, len(fds)), (b"2", 1))
+fcntl.fcntl(kept, fcntl.F_SETFL, os.O_NONBLOCK)
+check("shared", fcntl.fcntl(fds[0], fcntl.F_GETFL) & os.O_NONBLOCK, os.O_NONBLOCK)
+open("k/new", "w").close()
+check("kept", event(fds[0]), (kwd, IN_CREATE))
+`)
+
+// TestUnixInotifyInFlight: inotify instances in flight arrive after a
+// move and report what happens in the folders they watch under the same
+// watch descriptors: one only the queue held, and one the process kept,
+// the same open file as its own.
+func TestUnixInotifyInFlight(t *testing.T) {
+	movedPython(t, inotifyInFlightPy, 5, inFlightOf(format.FileInotify, 2))
+}

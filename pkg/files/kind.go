@@ -66,6 +66,10 @@ type Traits struct {
 	// own file (a socket cannot be opened again), which every fd of it
 	// shares.
 	OneOpen bool
+	// Sent: a kind of one open file that travels in flight too, that
+	// description sent (a unix socket, which the loader makes with the
+	// others; an inotify instance, which it makes as the process).
+	Sent bool
 }
 
 // Contents says when a file's contents travel (FILEDATA records).
@@ -291,6 +295,10 @@ type Loader interface {
 	// PIDOf is, at AtRun, the restored PID of the image's process pid
 	// as procs-load sees it.
 	PIDOf(pid int) (int, bool)
+	// ClockShift is what the tree's processes read on clock (0
+	// REALTIME, 1 MONOTONIC, 7 BOOTTIME) more than procs-load does, and
+	// whether that clock goes on from the dump (Target.Now).
+	ClockShift(clock int) (shift int64, goesOn bool)
 }
 
 // Preparer is a kind that the loader readies before the process exists

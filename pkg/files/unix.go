@@ -54,7 +54,7 @@ func (unixSocket) Name() string { return format.FileUnix }
 
 func (unixSocket) Match(fd *procfs.FD, _ Terminals) bool { return fd.Unix != nil }
 
-func (unixSocket) Traits() Traits { return Traits{OneOpen: true} }
+func (unixSocket) Traits() Traits { return Traits{OneOpen: true, Sent: true} }
 
 // maxUnixQueue bounds the bytes of a receive queue in an image (the
 // kernel's own bound is the socket's buffer size, net.core.rmem_max).

@@ -1233,3 +1233,50 @@ check("kept", event(fds[0]), (kwd, IN_CREATE))
 func TestUnixInotifyInFlight(t *testing.T) {
 	movedPython(t, inotifyInFlightPy, 5, inFlightOf(format.FileInotify, 2))
 }
+
+// epollQueueTargetPy sends itself, over a socketpair (SCM_RIGHTS), an
+// epoll watching the read end of a pipe and a timerfd (made through
+// ctypes), then that pipe end and that timerfd, and closes all three:
+// only the queue holds them then. It does not receive them before the
+// file "go" exists. Then it gets the epoll and checks that it reports the
+// pipe readable once written to, and the timerfd once it fires, then
+// gets the pipe end and the timerfd and checks that they are the ones
+// the epoll watches.
+var epollQueueTargetPy = sendsItselfPy("select, ctypes, struct", `
+libc = ctypes.CDLL(None, use_errno=True)
+r, w = os.pipe()
+t = libc.timerfd_create(time.CLOCK_MONOTONIC, 0)
+e = select.epoll()
+e.register(r, select.EPOLLIN)
+e.register(t, select.EPOLLIN)
+socket.send_fds(a, [b"e"], [e.fileno()])
+socket.send_fds(a, [b"r"], [r])
+socket.send_fds(a, [b"t"], [t])
+e.close()
+os.close(r)
+os.close(t)
+`, `
+msg, fds, _, _ = socket.recv_fds(b, 100, 1)
+check("epoll-message", (msg, len(fds)), (b"e", 1))
+ep = select.epoll.fromfd(fds[0])
+check("idle", ep.poll(0), [])
+os.write(w, b"p")
+check("pipe", ep.poll(5), [(r, select.EPOLLIN)])
+msg, fds, _, _ = socket.recv_fds(b, 100, 1)
+check("pipe-message", (msg, len(fds)), (b"r", 1))
+check("pipe-read", os.read(fds[0], 10), b"p")
+check("pipe-idle", ep.poll(0), [])
+msg, fds, _, _ = socket.recv_fds(b, 100, 1)
+check("timerfd-message", (msg, len(fds)), (b"t", 1))
+spec = struct.pack("qqqq", 0, 0, 0, 100000000)
+libc.timerfd_settime(fds[0], 0, spec, None)
+check("timerfd", ep.poll(5), [(t, select.EPOLLIN)])
+check("timerfd-read", struct.unpack("Q", os.read(fds[0], 8))[0], 1)
+`)
+
+// TestUnixEpollQueueTarget: an epoll in flight watching files that only
+// a queue holds (a pipe's end, a timerfd the restorer makes late) arrives
+// after a move and reports them, the very files received after it.
+func TestUnixEpollQueueTarget(t *testing.T) {
+	movedPython(t, epollQueueTargetPy, 9, inFlightOf(format.FileEpoll, 1))
+}

@@ -394,6 +394,19 @@ func sameFile(pa, a, pb, b int) bool {
 	return e == 0 && r == 0
 }
 
+// carried maps the open id of each file in flight that procs-dump gave
+// its own open id (InFlight) to procs-dump's fd of it.
+func (t *fileTable) carried() map[int]int {
+	self := os.Getpid()
+	out := map[int]int{}
+	for _, o := range t.opens {
+		if o.pid == self {
+			out[o.open] = o.num
+		}
+	}
+	return out
+}
+
 // InFlight gives a file in flight in a socket's queue, which a peek gave
 // procs-dump as its fd num, its file and open id in the image: those of
 // the tree's fd that shares its open file description, else its own, as

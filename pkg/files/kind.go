@@ -387,12 +387,13 @@ type TreeChecker interface {
 // CheckTree checks the owners of open files, and runs every kind's
 // TreeChecker; in says whether a PID is one of the tree's,
 // closeExternal whether a socket connected outside the tree comes back
-// closed rather than being refused (Outside).
-func CheckTree(fs []format.File, procs []format.Process, in func(pid int) bool, closeExternal bool) error {
+// closed rather than being refused, carried are procs-dump's fds of the
+// files in flight by open id (Outside).
+func CheckTree(fs []format.File, procs []format.Process, in func(pid int) bool, closeExternal bool, carried map[int]int) error {
 	if err := checkOwners(procs); err != nil {
 		return err
 	}
-	out := &Outside{in: in, CloseExternal: closeExternal}
+	out := &Outside{in: in, CloseExternal: closeExternal, Carried: carried}
 	for _, k := range table {
 		if c, ok := k.(TreeChecker); ok {
 			if err := c.CheckTree(fs, procs, out); err != nil {

@@ -365,10 +365,14 @@ type Outside struct {
 	// refused but comes back as if that peer had closed
 	// (procs-dump --external=close).
 	CloseExternal bool
-	in            func(pid int) bool
-	fds           []outsideFD
-	err           error
-	got           bool
+	// Carried maps the open id of each file in flight to procs-dump's
+	// fd of it (Source.InFlight): of one no process holds, the only
+	// way to ask the kernel about it (an epoll's target).
+	Carried map[int]int
+	in      func(pid int) bool
+	fds     []outsideFD
+	err     error
+	got     bool
 }
 
 // outsideFD is an fd of a process outside the tree: its PID, its number

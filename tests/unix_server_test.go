@@ -627,10 +627,40 @@ func TestUnixCraftedImages(t *testing.T) {
 				Listening: true, Backlog: 1, Path: "/etc/procs-evil.sock"}})
 			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR})
 		}, []string{"/etc/procs-evil.sock", "permission denied for uid " + strconv.Itoa(int(cred.Uid))}},
-		{"in-flight-pidfd-reaped", func(e *treeEdit) {
-			e.Files = append(e.Files, format.File{Kind: format.FilePidfd, Pidfd: &format.Pidfd{Reaped: &format.Exit{}}})
+		{"in-flight-pidfd-reaped-stopped", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FilePidfd, Pidfd: &format.Pidfd{Reaped: &format.Exit{Status: 0x137f}}})
 			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR})
-		}, []string{"pidfd", "reaped", "no process holds it"}},
+		}, []string{"pidfd", "reaped", "exit status 0x137f"}},
+		{"in-flight-timerfd-alarm", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FileTimerfd, Timerfd: &format.Timerfd{Clock: unix.CLOCK_REALTIME_ALARM}})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR})
+		}, []string{"timerfd clock 8"}},
+		{"in-flight-timerfd-deadline", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FileTimerfd, Timerfd: &format.Timerfd{Clock: unix.CLOCK_MONOTONIC, Value: 1, Deadline: -1}})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR})
+		}, []string{"timerfd deadline -1"}},
+		{"in-flight-signalfd-no-mask", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FileSignalfd})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR})
+		}, []string{"signalfd", "no signalfd state"}},
+		{"in-flight-inotify-etc-shadow", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FileInotify, Inotify: &format.Inotify{Watches: []format.InotifyWatch{{WD: 1, Path: "/etc/shadow", Mask: unix.IN_MODIFY}}}})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20})
+		}, []string{"inotify watch 1", "/etc/shadow", "permission denied"}},
+		{"in-flight-inotify-two-opens", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FileInotify, Inotify: &format.Inotify{Watches: []format.InotifyWatch{}}})
+			i := len(e.Files) - 1
+			unixOf(e, queued).Rights = []format.UnixRights{{At: 1, FDs: []format.FD{{File: i, Open: 1 << 20}, {File: i, Open: 1<<20 + 1}}}}
+		}, []string{"inotify " + strconv.Itoa(n) + " in flight", "two open file descriptions"}},
+		{"in-flight-epoll-watching-itself", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FileEpoll, Epoll: &format.Epoll{Targets: []format.EpollEntry{{FD: 5, Open: 1 << 20}}}})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR})
+		}, []string{"epoll", "it can watch"}},
+		{"in-flight-epolls-watching-each-other", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FileEpoll, Epoll: &format.Epoll{Targets: []format.EpollEntry{{FD: 5, Open: 1<<20 + 1}}}},
+				format.File{Kind: format.FileEpoll, Epoll: &format.Epoll{Targets: []format.EpollEntry{{FD: 6, Open: 1 << 20}}}})
+			unixOf(e, queued).Rights = []format.UnixRights{{At: 1, FDs: []format.FD{{File: n, Open: 1 << 20, Flags: unix.O_RDWR}, {File: n + 1, Open: 1<<20 + 1, Flags: unix.O_RDWR}}}}
+		}, []string{"watches itself through epolls"}},
 		{"in-flight-pidfd-flags", func(e *treeEdit) {
 			e.Files = append(e.Files, format.File{Kind: format.FilePidfd, Pidfd: &format.Pidfd{PID: pid}})
 			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR | unix.O_APPEND})
@@ -1279,4 +1309,55 @@ check("timerfd-read", struct.unpack("Q", os.read(fds[0], 8))[0], 1)
 // after a move and reports them, the very files received after it.
 func TestUnixEpollQueueTarget(t *testing.T) {
 	movedPython(t, epollQueueTargetPy, 9, inFlightOf(format.FileEpoll, 1))
+}
+
+// reapedPidfdInFlightPy is a parent that sends itself, over a socketpair
+// (SCM_RIGHTS), two pidfds on children that exited with code 7 and 9
+// and that it reaped: the first it closes, so only the queue holds it
+// then, the second it keeps. It does not receive them before the file
+// "go" exists. Then it gets them and checks that each tells its child
+// ended (readable, no process to signal) and how (PIDFD_GET_INFO), and
+// that the second is the one it kept.
+var reapedPidfdInFlightPy = sendsItselfPy("select, signal, fcntl, struct", `
+def reaped(code):
+    child = os.fork()
+    if child == 0:
+        os._exit(code)
+    while not open("/proc/%d/stat" % child).read().split(") ")[1].startswith("Z"):
+        time.sleep(0.01)
+    p = os.pidfd_open(child)
+    os.waitpid(child, 0)
+    return p
+p1, p2 = reaped(7), reaped(9)
+socket.send_fds(a, [b"p1"], [p1])
+os.close(p1)
+socket.send_fds(a, [b"p2"], [p2])
+`, `
+def ended(what, p, code):
+    check(what + "-readable", select.select([p], [], [], 5)[0], [p])
+    try:
+        signal.pidfd_send_signal(p, 0)
+        check(what + "-gone", "signalled", "ESRCH")
+    except ProcessLookupError:
+        pass
+    info = bytearray(64)
+    struct.pack_into("Q", info, 0, 8) # PIDFD_INFO_EXIT
+    fcntl.ioctl(p, 0xC040FF0B, info) # PIDFD_GET_INFO
+    check(what + "-exit", os.waitstatus_to_exitcode(struct.unpack_from("i", info, 60)[0]), code)
+msg, q1, _, _ = socket.recv_fds(b, 100, 1)
+check("first", (msg, len(q1)), (b"p1", 1))
+ended("first", q1[0], 7)
+msg, q2, _, _ = socket.recv_fds(b, 100, 1)
+check("second", (msg, len(q2)), (b"p2", 1))
+ended("second", q2[0], 9)
+fcntl.fcntl(p2, fcntl.F_SETFL, os.O_NONBLOCK)
+check("shared", fcntl.fcntl(q2[0], fcntl.F_GETFL) & os.O_NONBLOCK, os.O_NONBLOCK)
+`)
+
+// TestUnixReapedPidfdInFlight: pidfds in flight on children already
+// reaped arrive after a move telling how their children ended: one only
+// the queue held, and one the process kept, the same open file as its
+// own.
+func TestUnixReapedPidfdInFlight(t *testing.T) {
+	movedPython(t, reapedPidfdInFlightPy, 7, inFlightOf(format.FilePidfd, 2))
 }

@@ -355,6 +355,16 @@ type LateMaker interface {
 	MakeLate(l Loader, fd format.FD, f *format.File) (*os.File, error)
 }
 
+// KeeperMaker is a Maker some of whose files in flight, that no process
+// holds, only a process can make: the first process holding a queue that
+// holds it makes it as it is built, for the loader to take and send (a
+// pidfd on a process that ended and was reaped: on a child of that
+// process's, ended as it did).
+type KeeperMaker interface {
+	Maker
+	KeeperMakes(f *format.File) bool
+}
+
 // Maker is a kind whose fds the process makes itself (an eventfd, an
 // epoll): Make returns the new fd's number, in the process; the engine
 // moves it to fd.Num. cloexec is O_CLOEXEC or 0.

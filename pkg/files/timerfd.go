@@ -17,7 +17,9 @@ import (
 // timerfd is a timerfd: its clock, its period, the time left to its next
 // expiry and the expirations no read took yet travel; the process makes
 // it again (timerfd_create), arms it and gives it back those expirations
-// (TFD_IOC_SET_TICKS), so that its first read returns them.
+// (TFD_IOC_SET_TICKS), so that its first read returns them. One in
+// flight in a unix socket's queue that no process holds the loader makes
+// so, once every process is built (MakeLate).
 //
 // A deadline set with TFD_TIMER_ABSTIME stays where it was on its clock:
 // on CLOCK_REALTIME the same wall time (the expirations due while the

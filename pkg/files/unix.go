@@ -41,9 +41,8 @@ import (
 // given its id before it is dumped, so that a cycle ends there). A
 // socket whose peer is outside the tree is refused by name, unless
 // procs-dump was told --external=close: it then comes back as if the
-// peer had closed (unixcheck.go). Refused by name: a file in flight
-// that the process makes and the loader cannot (a timerfd, a signalfd),
-// an inotify or another socket than a unix one in flight,
+// peer had closed (unixcheck.go). Refused by name: another socket than
+// a unix one, or a pseudo-terminal master, in flight,
 // bytes a client sent on a connection not yet accepted (they wait in a
 // socket with no file until accept, which would take it from the
 // server: see format/SPEC.md, "Unix"), a socket of another network

@@ -627,10 +627,40 @@ func TestUnixCraftedImages(t *testing.T) {
 				Listening: true, Backlog: 1, Path: "/etc/procs-evil.sock"}})
 			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR})
 		}, []string{"/etc/procs-evil.sock", "permission denied for uid " + strconv.Itoa(int(cred.Uid))}},
-		{"in-flight-pidfd-reaped", func(e *treeEdit) {
-			e.Files = append(e.Files, format.File{Kind: format.FilePidfd, Pidfd: &format.Pidfd{Reaped: &format.Exit{}}})
+		{"in-flight-pidfd-reaped-stopped", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FilePidfd, Pidfd: &format.Pidfd{Reaped: &format.Exit{Status: 0x137f}}})
 			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR})
-		}, []string{"pidfd", "reaped", "no process holds it"}},
+		}, []string{"pidfd", "reaped", "exit status 0x137f"}},
+		{"in-flight-timerfd-alarm", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FileTimerfd, Timerfd: &format.Timerfd{Clock: unix.CLOCK_REALTIME_ALARM}})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR})
+		}, []string{"timerfd clock 8"}},
+		{"in-flight-timerfd-deadline", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FileTimerfd, Timerfd: &format.Timerfd{Clock: unix.CLOCK_MONOTONIC, Value: 1, Deadline: -1}})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR})
+		}, []string{"timerfd deadline -1"}},
+		{"in-flight-signalfd-no-mask", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FileSignalfd})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR})
+		}, []string{"signalfd", "no signalfd state"}},
+		{"in-flight-inotify-etc-shadow", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FileInotify, Inotify: &format.Inotify{Watches: []format.InotifyWatch{{WD: 1, Path: "/etc/shadow", Mask: unix.IN_MODIFY}}}})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20})
+		}, []string{"inotify watch 1", "/etc/shadow", "permission denied"}},
+		{"in-flight-inotify-two-opens", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FileInotify, Inotify: &format.Inotify{Watches: []format.InotifyWatch{}}})
+			i := len(e.Files) - 1
+			unixOf(e, queued).Rights = []format.UnixRights{{At: 1, FDs: []format.FD{{File: i, Open: 1 << 20}, {File: i, Open: 1<<20 + 1}}}}
+		}, []string{"inotify " + strconv.Itoa(n) + " in flight", "two open file descriptions"}},
+		{"in-flight-epoll-watching-itself", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FileEpoll, Epoll: &format.Epoll{Targets: []format.EpollEntry{{FD: 5, Open: 1 << 20}}}})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR})
+		}, []string{"epoll", "it can watch"}},
+		{"in-flight-epolls-watching-each-other", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FileEpoll, Epoll: &format.Epoll{Targets: []format.EpollEntry{{FD: 5, Open: 1<<20 + 1}}}},
+				format.File{Kind: format.FileEpoll, Epoll: &format.Epoll{Targets: []format.EpollEntry{{FD: 6, Open: 1 << 20}}}})
+			unixOf(e, queued).Rights = []format.UnixRights{{At: 1, FDs: []format.FD{{File: n, Open: 1 << 20, Flags: unix.O_RDWR}, {File: n + 1, Open: 1<<20 + 1, Flags: unix.O_RDWR}}}}
+		}, []string{"watches itself through epolls"}},
 		{"in-flight-pidfd-flags", func(e *treeEdit) {
 			e.Files = append(e.Files, format.File{Kind: format.FilePidfd, Pidfd: &format.Pidfd{PID: pid}})
 			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR | unix.O_APPEND})
@@ -1078,4 +1108,256 @@ while True: time.sleep(1)
 // numbers, and one the process kept, the same epoll as its own.
 func TestUnixEpollInFlight(t *testing.T) {
 	movedPython(t, epollInFlightPy, 8, inFlightOf(format.FileEpoll, 2))
+}
+
+// sendsItselfPy is a python program that imports os, socket, time and
+// modules, makes a socketpair a, b, runs setup, writes the file "ready",
+// waits for the file "go", runs use, whose check(what, got, want) calls
+// go to the file "result" (checkResult), and sleeps.
+func sendsItselfPy(modules, setup, use string) string {
+	return "import os, socket, time, " + modules + `
+out = []
+def check(what, got, want):
+    out.append("%s %s" % (what, "ok" if got == want else "bad %r, want %r" % (got, want)))
+a, b = socket.socketpair()` + setup + `
+open("ready", "w").close()
+while not os.path.exists("go"):
+    time.sleep(0.02)` + use + `
+open("result", "w").write("\n".join(out) + "\n")
+while True: time.sleep(1)
+`
+}
+
+// timerfdInFlightPy sends itself, over a socketpair (SCM_RIGHTS), two
+// timerfds (made through ctypes: python 3.11 has no os.timerfd_create):
+// a periodic one every 200 ms that it closes, which only the queue holds
+// then, and a one-shot one at an absolute CLOCK_MONOTONIC deadline that
+// it keeps. It does not receive them before the file "go" exists. Then
+// it gets them and checks that the first keeps its period, fires on
+// schedule and counts the expirations no read took, and that the second
+// is the one it kept and fires at its deadline.
+var timerfdInFlightPy = sendsItselfPy("ctypes, struct, fcntl", `
+libc = ctypes.CDLL(None, use_errno=True)
+class ts(ctypes.Structure): _fields_ = [("s", ctypes.c_long), ("n", ctypes.c_long)]
+class its(ctypes.Structure): _fields_ = [("i", ts), ("v", ts)]
+def tfd(clock, flags, interval, value):
+    fd = libc.timerfd_create(clock, 0)
+    spec = its(ts(int(interval), int(interval % 1 * 1e9)), ts(int(value), int(value % 1 * 1e9)))
+    assert libc.timerfd_settime(fd, flags, ctypes.byref(spec), None) == 0
+    return fd
+def gettime(fd):
+    spec = its()
+    libc.timerfd_gettime(fd, ctypes.byref(spec))
+    return spec.i.s + spec.i.n / 1e9, spec.v.s + spec.v.n / 1e9
+periodic = tfd(time.CLOCK_MONOTONIC, 0, 0.2, 0.2)
+deadline = time.clock_gettime(time.CLOCK_MONOTONIC) + 3
+kept = tfd(time.CLOCK_MONOTONIC, 1, 0, deadline)
+socket.send_fds(a, [b"p"], [periodic])
+os.close(periodic)
+socket.send_fds(a, [b"k"], [kept])
+`, `
+msg, fds, _, _ = socket.recv_fds(b, 100, 1)
+check("periodic-message", (msg, len(fds)), (b"p", 1))
+p = fds[0]
+check("interval", round(gettime(p)[0], 3), 0.2)
+os.read(p, 8)
+start = time.monotonic()
+n = sum(struct.unpack("Q", os.read(p, 8))[0] for _ in range(3))
+took = time.monotonic() - start
+check("on-schedule", (n >= 3, took > 0.35, took < 10), (True, True, True))
+time.sleep(1)
+check("expirations", struct.unpack("Q", os.read(p, 8))[0] >= 4, True)
+msg, fds, _, _ = socket.recv_fds(b, 100, 1)
+check("kept-message", (msg, len(fds)), (b"k", 1))
+fcntl.fcntl(kept, fcntl.F_SETFL, os.O_NONBLOCK)
+check("shared", fcntl.fcntl(fds[0], fcntl.F_GETFL) & os.O_NONBLOCK, os.O_NONBLOCK)
+fcntl.fcntl(kept, fcntl.F_SETFL, 0)
+check("deadline", (struct.unpack("Q", os.read(fds[0], 8))[0], time.clock_gettime(time.CLOCK_MONOTONIC) >= deadline), (1, True))
+`)
+
+// TestUnixTimerfdInFlight: timerfds in flight arrive after a move and
+// work: one only the queue held, periodic, firing on schedule, and one
+// the process kept, the same open file as its own, at its deadline.
+func TestUnixTimerfdInFlight(t *testing.T) {
+	movedPython(t, timerfdInFlightPy, 7, inFlightOf(format.FileTimerfd, 2))
+}
+
+// signalfdInFlightPy blocks SIGUSR1 and SIGUSR2 and sends itself, over
+// a socketpair (SCM_RIGHTS), two signalfds (made through ctypes): one
+// for SIGUSR1 that it closes, which only the queue holds then, and one
+// for SIGUSR2 that it keeps. It does not receive them before the file
+// "go" exists. Then it gets them, sends itself each signal and reads it
+// from its signalfd, and checks that the second is the one it kept.
+var signalfdInFlightPy = sendsItselfPy("ctypes, struct, fcntl, signal", `
+libc = ctypes.CDLL(None, use_errno=True)
+def sigfd(sig):
+    mask = ctypes.c_uint64(1 << (sig - 1))
+    return libc.signalfd(-1, ctypes.byref(mask), 0)
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1, signal.SIGUSR2])
+one, kept = sigfd(signal.SIGUSR1), sigfd(signal.SIGUSR2)
+socket.send_fds(a, [b"1"], [one])
+os.close(one)
+socket.send_fds(a, [b"2"], [kept])
+`, `
+msg, fds, _, _ = socket.recv_fds(b, 100, 1)
+check("usr1-message", (msg, len(fds)), (b"1", 1))
+os.kill(os.getpid(), signal.SIGUSR1)
+check("usr1", struct.unpack_from("I", os.read(fds[0], 128))[0], signal.SIGUSR1)
+msg, fds, _, _ = socket.recv_fds(b, 100, 1)
+check("usr2-message", (msg, len(fds)), (b"2", 1))
+fcntl.fcntl(kept, fcntl.F_SETFL, os.O_NONBLOCK)
+check("shared", fcntl.fcntl(fds[0], fcntl.F_GETFL) & os.O_NONBLOCK, os.O_NONBLOCK)
+os.kill(os.getpid(), signal.SIGUSR2)
+check("usr2", struct.unpack_from("I", os.read(fds[0], 128))[0], signal.SIGUSR2)
+`)
+
+// TestUnixSignalfdInFlight: signalfds in flight arrive after a move and
+// read the signals sent to the process: one only the queue held, and one
+// the process kept, the same open file as its own.
+func TestUnixSignalfdInFlight(t *testing.T) {
+	movedPython(t, signalfdInFlightPy, 5, inFlightOf(format.FileSignalfd, 2))
+}
+
+// inotifyInFlightPy sends itself, over a socketpair (SCM_RIGHTS), two
+// inotify instances (made through ctypes): one watching the folder "w"
+// under watch descriptor 3 (two watches before it, one removed), which
+// it closes, so only the queue holds it then, and one watching "k" that
+// it keeps. It does not receive them before the file "go" exists. Then
+// it gets them, creates a file in each folder and checks that each
+// instance reports it, with the same watch descriptor, and that the
+// second is the one it kept.
+var inotifyInFlightPy = sendsItselfPy("ctypes, struct, fcntl", `
+libc = ctypes.CDLL(None, use_errno=True)
+IN_CREATE = 0x100
+def event(fd):
+    wd, mask, _, n = struct.unpack_from("iIII", os.read(fd, 4096))
+    return wd, mask
+for d in "xywk":
+    os.mkdir(d)
+one, kept = libc.inotify_init1(0), libc.inotify_init1(0)
+libc.inotify_add_watch(one, b"x", IN_CREATE)
+libc.inotify_rm_watch(one, libc.inotify_add_watch(one, b"y", IN_CREATE))
+wd = libc.inotify_add_watch(one, b"w", IN_CREATE)
+os.read(one, 4096) # IN_IGNORED of y
+kwd = libc.inotify_add_watch(kept, b"k", IN_CREATE)
+socket.send_fds(a, [b"1"], [one])
+os.close(one)
+socket.send_fds(a, [b"2"], [kept])
+`, `
+msg, fds, _, _ = socket.recv_fds(b, 100, 1)
+check("one-message", (msg, len(fds), wd), (b"1", 1, 3))
+open("w/new", "w").close()
+check("one", event(fds[0]), (wd, IN_CREATE))
+msg, fds, _, _ = socket.recv_fds(b, 100, 1)
+check("kept-message", (msg, len(fds)), (b"2", 1))
+fcntl.fcntl(kept, fcntl.F_SETFL, os.O_NONBLOCK)
+check("shared", fcntl.fcntl(fds[0], fcntl.F_GETFL) & os.O_NONBLOCK, os.O_NONBLOCK)
+open("k/new", "w").close()
+check("kept", event(fds[0]), (kwd, IN_CREATE))
+`)
+
+// TestUnixInotifyInFlight: inotify instances in flight arrive after a
+// move and report what happens in the folders they watch under the same
+// watch descriptors: one only the queue held, and one the process kept,
+// the same open file as its own.
+func TestUnixInotifyInFlight(t *testing.T) {
+	movedPython(t, inotifyInFlightPy, 5, inFlightOf(format.FileInotify, 2))
+}
+
+// epollQueueTargetPy sends itself, over a socketpair (SCM_RIGHTS), an
+// epoll watching the read end of a pipe and a timerfd (made through
+// ctypes), then that pipe end and that timerfd, and closes all three:
+// only the queue holds them then. It does not receive them before the
+// file "go" exists. Then it gets the epoll and checks that it reports the
+// pipe readable once written to, and the timerfd once it fires, then
+// gets the pipe end and the timerfd and checks that they are the ones
+// the epoll watches.
+var epollQueueTargetPy = sendsItselfPy("select, ctypes, struct", `
+libc = ctypes.CDLL(None, use_errno=True)
+r, w = os.pipe()
+t = libc.timerfd_create(time.CLOCK_MONOTONIC, 0)
+e = select.epoll()
+e.register(r, select.EPOLLIN)
+e.register(t, select.EPOLLIN)
+socket.send_fds(a, [b"e"], [e.fileno()])
+socket.send_fds(a, [b"r"], [r])
+socket.send_fds(a, [b"t"], [t])
+e.close()
+os.close(r)
+os.close(t)
+`, `
+msg, fds, _, _ = socket.recv_fds(b, 100, 1)
+check("epoll-message", (msg, len(fds)), (b"e", 1))
+ep = select.epoll.fromfd(fds[0])
+check("idle", ep.poll(0), [])
+os.write(w, b"p")
+check("pipe", ep.poll(5), [(r, select.EPOLLIN)])
+msg, fds, _, _ = socket.recv_fds(b, 100, 1)
+check("pipe-message", (msg, len(fds)), (b"r", 1))
+check("pipe-read", os.read(fds[0], 10), b"p")
+check("pipe-idle", ep.poll(0), [])
+msg, fds, _, _ = socket.recv_fds(b, 100, 1)
+check("timerfd-message", (msg, len(fds)), (b"t", 1))
+spec = struct.pack("qqqq", 0, 0, 0, 100000000)
+libc.timerfd_settime(fds[0], 0, spec, None)
+check("timerfd", ep.poll(5), [(t, select.EPOLLIN)])
+check("timerfd-read", struct.unpack("Q", os.read(fds[0], 8))[0], 1)
+`)
+
+// TestUnixEpollQueueTarget: an epoll in flight watching files that only
+// a queue holds (a pipe's end, a timerfd the restorer makes late) arrives
+// after a move and reports them, the very files received after it.
+func TestUnixEpollQueueTarget(t *testing.T) {
+	movedPython(t, epollQueueTargetPy, 9, inFlightOf(format.FileEpoll, 1))
+}
+
+// reapedPidfdInFlightPy is a parent that sends itself, over a socketpair
+// (SCM_RIGHTS), two pidfds on children that exited with code 7 and 9
+// and that it reaped: the first it closes, so only the queue holds it
+// then, the second it keeps. It does not receive them before the file
+// "go" exists. Then it gets them and checks that each tells its child
+// ended (readable, no process to signal) and how (PIDFD_GET_INFO), and
+// that the second is the one it kept.
+var reapedPidfdInFlightPy = sendsItselfPy("select, signal, fcntl, struct", `
+def reaped(code):
+    child = os.fork()
+    if child == 0:
+        os._exit(code)
+    while not open("/proc/%d/stat" % child).read().split(") ")[1].startswith("Z"):
+        time.sleep(0.01)
+    p = os.pidfd_open(child)
+    os.waitpid(child, 0)
+    return p
+p1, p2 = reaped(7), reaped(9)
+socket.send_fds(a, [b"p1"], [p1])
+os.close(p1)
+socket.send_fds(a, [b"p2"], [p2])
+`, `
+def ended(what, p, code):
+    check(what + "-readable", select.select([p], [], [], 5)[0], [p])
+    try:
+        signal.pidfd_send_signal(p, 0)
+        check(what + "-gone", "signalled", "ESRCH")
+    except ProcessLookupError:
+        pass
+    info = bytearray(64)
+    struct.pack_into("Q", info, 0, 8) # PIDFD_INFO_EXIT
+    fcntl.ioctl(p, 0xC040FF0B, info) # PIDFD_GET_INFO
+    check(what + "-exit", os.waitstatus_to_exitcode(struct.unpack_from("i", info, 60)[0]), code)
+msg, q1, _, _ = socket.recv_fds(b, 100, 1)
+check("first", (msg, len(q1)), (b"p1", 1))
+ended("first", q1[0], 7)
+msg, q2, _, _ = socket.recv_fds(b, 100, 1)
+check("second", (msg, len(q2)), (b"p2", 1))
+ended("second", q2[0], 9)
+fcntl.fcntl(p2, fcntl.F_SETFL, os.O_NONBLOCK)
+check("shared", fcntl.fcntl(q2[0], fcntl.F_GETFL) & os.O_NONBLOCK, os.O_NONBLOCK)
+`)
+
+// TestUnixReapedPidfdInFlight: pidfds in flight on children already
+// reaped arrive after a move telling how their children ended: one only
+// the queue held, and one the process kept, the same open file as its
+// own.
+func TestUnixReapedPidfdInFlight(t *testing.T) {
+	movedPython(t, reapedPidfdInFlightPy, 7, inFlightOf(format.FilePidfd, 2))
 }

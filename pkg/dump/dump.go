@@ -356,7 +356,7 @@ func collectTree(ft *frozenTree, opts Options, presmaps map[int][]procfs.Mapping
 	if err := s.collectIPC(); err != nil {
 		return s, err
 	}
-	if err := files.CheckTree(s.table.files, s.procs, in, opts.CloseExternal); err != nil {
+	if err := files.CheckTree(s.table.files, s.procs, in, opts.CloseExternal, s.table.carried()); err != nil {
 		return s, err
 	}
 	return s, s.toInnerPIDs()

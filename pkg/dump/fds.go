@@ -394,6 +394,19 @@ func sameFile(pa, a, pb, b int) bool {
 	return e == 0 && r == 0
 }
 
+// carried maps the open id of each file in flight that procs-dump gave
+// its own open id (InFlight) to procs-dump's fd of it.
+func (t *fileTable) carried() map[int]int {
+	self := os.Getpid()
+	out := map[int]int{}
+	for _, o := range t.opens {
+		if o.pid == self {
+			out[o.open] = o.num
+		}
+	}
+	return out
+}
+
 // InFlight gives a file in flight in a socket's queue, which a peek gave
 // procs-dump as its fd num, its file and open id in the image: those of
 // the tree's fd that shares its open file description, else its own, as
@@ -419,13 +432,14 @@ func (s fdSource) InFlight(num int) (format.FD, error) {
 	}
 	k := files.Lookup(kind)
 	// A unix socket travels in flight (the loader makes it with the
-	// others, its queue filled), no other kind of one open file does;
+	// others, its queue filled), and an inotify instance (Traits.Sent),
+	// no other kind of one open file does;
 	// of the kinds the process makes, one the loader can (an eventfd),
 	// or can once every process is built (a pidfd: LateMaker).
 	_, made := k.(files.Maker)
 	_, here := k.(files.LoaderMaker)
 	_, late := k.(files.LateMaker)
-	if made && !here && !late || k.Traits().OneOpen && kind != format.FileUnix || fd.Flags&unix.O_PATH != 0 {
+	if made && !here && !late || k.Traits().OneOpen && !k.Traits().Sent || fd.Flags&unix.O_PATH != 0 {
 		return out, &refusal{fmt.Sprintf("a file in flight in a unix socket's queue is of kind %s (%s), which procs cannot carry in flight", kind, fd.Target)}
 	}
 	if prev := c.t.sharedWith(self, fd, false, false); prev != nil {

@@ -72,9 +72,12 @@
 //     holds it; the loader then takes it (pidfd_getfd) for the later
 //     processes that share it. A LoaderMaker (an eventfd) the loader
 //     makes itself when it is in flight, and every process sharing it
-//     takes that one. A LateMaker (a pidfd, an epoll) in flight is taken
-//     from a process that holds it once every process is built
-//     (Loader.Taken), or, when none does, made by the loader then.
+//     takes that one. A LateMaker (a pidfd, an epoll, a timerfd) in
+//     flight is taken from a process that holds it once every process
+//     is built (Loader.Taken), or, when none does, made by the loader
+//     then. A KeeperMaker (a pidfd on a reaped process) in flight that no
+//     process holds is made by the first process holding a queue that
+//     holds it, as it is built, for the loader to take.
 //   - Linker (restore, second pass): once every fd of the process
 //     exists, links what the process made to other objects (epoll
 //     targets, which are fds of that process).

@@ -71,9 +71,11 @@ func (epoll) Dump(src Source, fd *procfs.FD, idx int) error {
 // CheckTree finds the targets of each epoll that procs-dump met in
 // flight first (in a unix socket's queue): fds of its holder, as any
 // epoll's, when a process holds it; else the open file descriptions of
-// the tree's fds that kcmp says they are (EpollEntry.Open). It refuses
-// one that watches a file no process of the tree holds, naming it.
-func (epoll) CheckTree(fs []format.File, procs []format.Process, _ *Outside) error {
+// the tree's fds that kcmp says they are (EpollEntry.Open), or of the
+// files in flight (out.Carried: one only a queue holds). It refuses one
+// that watches a file neither a process of the tree nor a queue holds,
+// naming it.
+func (epoll) CheckTree(fs []format.File, procs []format.Process, out *Outside) error {
 	self := os.Getpid()
 	for i := range fs {
 		ep := fs[i].Epoll
@@ -84,11 +86,14 @@ func (epoll) CheckTree(fs []format.File, procs []format.Process, _ *Outside) err
 		for k := range ep.Targets {
 			t := &ep.Targets[k]
 			open := epollTarget(fs, procs, holder, self, ep.Carried, t)
+			if open == 0 && holder == nil {
+				open = carriedTarget(out.Carried, self, ep.Carried, t.FD)
+			}
 			switch {
 			case open == 0 && holder != nil:
 				return refusef("%s is an epoll, in flight in a unix socket's queue too, that watches a file no longer open as fd %d", holderOf(procs, i), t.FD)
 			case open == 0:
-				return refusef("%s is a unix socket whose queue holds in flight an epoll that watches a file no process of the tree holds (added as fd %d)", holderOf(procs, carrierOf(fs, i)), t.FD)
+				return refusef("%s is a unix socket whose queue holds in flight an epoll that watches a file neither a process of the tree nor a queue holds (added as fd %d)", holderOf(procs, carrierOf(fs, i)), t.FD)
 			case holder == nil:
 				t.Open = open
 			}
@@ -117,9 +122,21 @@ func epollTarget(fs []format.File, procs []format.Process, holder *format.Proces
 	return 0
 }
 
+// carriedTarget is the open id of the file in flight (carried: procs-dump's
+// fds by open id) that target tfd of epoll efd, procs-dump's, watches, or 0.
+func carriedTarget(carried map[int]int, self, efd, tfd int) int {
+	for open, num := range carried {
+		if num != efd && linux.SameEpollTarget(self, num, self, efd, tfd) {
+			return open
+		}
+	}
+	return 0
+}
+
 // MakeLate makes an epoll in flight that no process holds, in the loader,
 // once every process is built: each target is the open file description
-// of the processes' fds (Loader.Taken), added under the number it was
+// of the processes' fds, or of a file in flight that only a queue holds
+// (Loader.Taken, as the queues are filled), added under the number it was
 // added under (addTargets); with the O_NONBLOCK of fd's flags.
 func (epoll) MakeLate(l Loader, fd format.FD, f *format.File) (*os.File, error) {
 	e, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
@@ -142,7 +159,7 @@ func (epoll) MakeLate(l Loader, fd format.FD, f *format.File) (*os.File, error) 
 	for _, t := range f.Epoll.Targets {
 		tf, err := l.Taken(t.Open)
 		if err == nil && tf == nil {
-			err = fmt.Errorf("no process holds open file %d", t.Open)
+			err = fmt.Errorf("neither a process nor a queue holds open file %d", t.Open)
 		}
 		if err != nil {
 			lf.Close()
@@ -254,18 +271,23 @@ func (epoll) Validate(fs []format.File, i int, procs []format.Process) error {
 
 // validUnheldTargets checks the targets of epoll i, which no process
 // holds (one in flight): each an open file description of a process's
-// fds (Open), of a kind epoll can watch and not this epoll, added under
-// an fd number in range.
+// fds or of a file in flight (Open), of a kind epoll can watch and not
+// this epoll, added under an fd number in range.
 func validUnheldTargets(fs []format.File, i int, procs []format.Process) error {
 	ep := fs[i].Epoll
 	if len(ep.Targets) > MaxFD {
 		return fmt.Errorf("image epoll %d watches %d fds", i, len(ep.Targets))
 	}
 	opens := fdOpens(procs)
+	for _, fd := range inFlightFDs(fs) {
+		if _, ok := opens[fd.Open]; !ok && fd.File >= 0 && fd.File < len(fs) {
+			opens[fd.Open] = fd.File
+		}
+	}
 	for _, e := range ep.Targets {
 		f, ok := opens[e.Open]
 		if e.Open < 1 || !ok || f < 0 || f == i || TraitsOf(fs[f].Kind).Unwatchable || e.FD < 0 || e.FD >= MaxFD {
-			return fmt.Errorf("image epoll %d, which no process holds, watches open file %d as fd %d: no open file of a process's fds that it can watch, or an fd out of range", i, e.Open, e.FD)
+			return fmt.Errorf("image epoll %d, which no process holds, watches open file %d as fd %d: no open file of a process's fds or in flight that it can watch, or an fd out of range", i, e.Open, e.FD)
 		}
 	}
 	return nil

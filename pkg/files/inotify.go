@@ -23,7 +23,9 @@ import (
 //
 // Dump: fdinfo lists each watch (wd, inode, device, mask and a file
 // handle); the file is opened by its handle (open_by_handle_at, which
-// needs CAP_DAC_READ_SEARCH) and its path read from the fd. A watch is
+// needs CAP_DAC_READ_SEARCH) and its path read from the fd, both in the
+// mount namespace of the process (Source.Keeper: of one in flight, the
+// process whose queue holds it). A watch is
 // removed by the kernel when its file loses its last name, so every
 // watch has a path.
 //
@@ -41,8 +43,9 @@ func (inotify) Match(fd *procfs.FD, _ Terminals) bool {
 	return fd.Target == "anon_inode:inotify"
 }
 
-// Traits: one open file description, the loader's, for every fd.
-func (inotify) Traits() Traits { return Traits{OneOpen: true} }
+// Traits: one open file description, the loader's, for every fd and a
+// queue that holds it in flight.
+func (inotify) Traits() Traits { return Traits{OneOpen: true, Sent: true} }
 
 // Limits of the reference restorer on an image's inotify watches (each
 // watch descriptor costs as many adds and removes as its number).
@@ -76,11 +79,11 @@ func (inotify) Dump(src Source, fd *procfs.FD, idx int) error {
 			return refusef("fd %d is an inotify instance with watch descriptor %d: procs makes them again up to %d", fd.Num, w.wd, MaxInotifyWD)
 		}
 		if mounts == nil {
-			if mounts, err = procfs.Mounts(src.PID()); err != nil {
+			if mounts, err = procfs.Mounts(src.Keeper()); err != nil {
 				return err
 			}
 		}
-		path, err := w.path(src.PID(), mounts)
+		path, err := w.path(src.Keeper(), mounts)
 		if err != nil {
 			return refusef("fd %d is an inotify instance watching a file procs cannot find (inode %d): %v", fd.Num, w.ino, err)
 		}

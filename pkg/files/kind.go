@@ -66,6 +66,10 @@ type Traits struct {
 	// own file (a socket cannot be opened again), which every fd of it
 	// shares.
 	OneOpen bool
+	// Sent: a kind of one open file that travels in flight too, that
+	// description sent (a unix socket, which the loader makes with the
+	// others; an inotify instance, which it makes as the process).
+	Sent bool
 }
 
 // Contents says when a file's contents travel (FILEDATA records).
@@ -291,6 +295,10 @@ type Loader interface {
 	// PIDOf is, at AtRun, the restored PID of the image's process pid
 	// as procs-load sees it.
 	PIDOf(pid int) (int, bool)
+	// ClockShift is what the tree's processes read on clock (0
+	// REALTIME, 1 MONOTONIC, 7 BOOTTIME) more than procs-load does, and
+	// whether that clock goes on from the dump (Target.Now).
+	ClockShift(clock int) (shift int64, goesOn bool)
 }
 
 // Preparer is a kind that the loader readies before the process exists
@@ -347,6 +355,16 @@ type LateMaker interface {
 	MakeLate(l Loader, fd format.FD, f *format.File) (*os.File, error)
 }
 
+// KeeperMaker is a Maker some of whose files in flight, that no process
+// holds, only a process can make: the first process holding a queue that
+// holds it makes it as it is built, for the loader to take and send (a
+// pidfd on a process that ended and was reaped: on a child of that
+// process's, ended as it did).
+type KeeperMaker interface {
+	Maker
+	KeeperMakes(f *format.File) bool
+}
+
 // Maker is a kind whose fds the process makes itself (an eventfd, an
 // epoll): Make returns the new fd's number, in the process; the engine
 // moves it to fd.Num. cloexec is O_CLOEXEC or 0.
@@ -379,12 +397,13 @@ type TreeChecker interface {
 // CheckTree checks the owners of open files, and runs every kind's
 // TreeChecker; in says whether a PID is one of the tree's,
 // closeExternal whether a socket connected outside the tree comes back
-// closed rather than being refused (Outside).
-func CheckTree(fs []format.File, procs []format.Process, in func(pid int) bool, closeExternal bool) error {
+// closed rather than being refused, carried are procs-dump's fds of the
+// files in flight by open id (Outside).
+func CheckTree(fs []format.File, procs []format.Process, in func(pid int) bool, closeExternal bool, carried map[int]int) error {
 	if err := checkOwners(procs); err != nil {
 		return err
 	}
-	out := &Outside{in: in, CloseExternal: closeExternal}
+	out := &Outside{in: in, CloseExternal: closeExternal, Carried: carried}
 	for _, k := range table {
 		if c, ok := k.(TreeChecker); ok {
 			if err := c.CheckTree(fs, procs, out); err != nil {

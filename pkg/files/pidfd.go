@@ -1,6 +1,7 @@
 package files
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -25,7 +26,9 @@ import (
 // a child its parent waited for) refers to no process any more; what it
 // still tells is how that process ended (PIDFD_GET_INFO, PIDFD_INFO_EXIT),
 // which travels. The holder makes it again on a child of its own that
-// ends so and that it reaps at once (Target.Reaped).
+// ends so and that it reaps at once (Target.Reaped); one in flight that
+// no process holds, the first process holding a queue that holds it,
+// for the loader to send (KeeperMaker).
 //
 // Refused by name: a pidfd on a process outside the tree, which the
 // restore does not make, and one on a thread other than a main one, which
@@ -95,9 +98,6 @@ func (pidfd) CheckTree(fs []format.File, procs []format.Process, _ *Outside) err
 		if f.Kind != format.FilePidfd || f.Pidfd == nil {
 			continue
 		}
-		if p, _ := Holder(procs, i); p == nil && f.Pidfd.Reaped != nil {
-			return refusef("%s is a unix socket whose queue holds in flight a pidfd on a process that ended and was reaped, which no process holds: procs cannot carry it", holderOf(procs, carrierOf(fs, i)))
-		}
 		if f.Pidfd.Reaped != nil {
 			continue
 		}
@@ -161,12 +161,18 @@ func (pidfd) Make(t Target, fd format.FD, f *format.File, cloexec int) (uint64, 
 	return n, nil
 }
 
+// KeeperMakes: a pidfd on a reaped process (Target.Reaped).
+func (pidfd) KeeperMakes(f *format.File) bool { return f.Pidfd.Reaped != nil }
+
 // MakeLate makes a pidfd in flight that no process holds, in the loader,
 // once every process exists: pidfd_open of the process it referred to,
 // restored, with fd's flags.
 func (pidfd) MakeLate(l Loader, fd format.FD, f *format.File) (*os.File, error) {
 	pid, ok := l.PIDOf(f.Pidfd.PID)
-	if !ok || f.Pidfd.Reaped != nil {
+	if f.Pidfd.Reaped != nil {
+		return nil, errors.New("a pidfd on a reaped process, which no process made")
+	}
+	if !ok {
 		return nil, fmt.Errorf("a pidfd on process %d, which the image lacks", f.Pidfd.PID)
 	}
 	n, err := unix.PidfdOpen(pid, fd.Flags&(unix.O_NONBLOCK|unix.PIDFD_THREAD))
@@ -206,9 +212,6 @@ func (pidfd) Validate(fs []format.File, i int, procs []format.Process) error {
 		if fd.File == i && (fd.Flags&^pidfdFlags != 0 || fd.Flags&unix.O_ACCMODE != unix.O_RDWR) {
 			return fmt.Errorf("image pidfd %d in flight with open flags %#x", i, fd.Flags)
 		}
-	}
-	if p, _ := Holder(procs, i); p == nil && pf.Reaped != nil {
-		return fmt.Errorf("image pidfd %d on a reaped process is in flight and no process holds it", i)
 	}
 	return nil
 }

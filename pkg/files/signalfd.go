@@ -3,6 +3,7 @@ package files
 import (
 	"encoding/binary"
 	"fmt"
+	"os"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -12,8 +13,10 @@ import (
 )
 
 // signalfd is a signalfd: the signals it takes (fdinfo sigmask) travel,
-// and the process makes it again with signalfd4. The signals pending
-// for the process, which a read of it takes, travel with the process.
+// and the process makes it again with signalfd4; one in flight in a unix
+// socket's queue, the loader (MakeHere: a signalfd reads the signals of
+// the process that reads it, whoever made it). The signals pending for
+// the process, which a read of it takes, travel with the process.
 type signalfd struct{}
 
 func (signalfd) Name() string { return format.FileSignalfd }
@@ -40,6 +43,17 @@ func (signalfd) Make(t Target, fd format.FD, f *format.File, cloexec int) (uint6
 	}
 	// ^0 is -1 as the int signalfd4 takes: a new signalfd.
 	return t.Syscall("signalfd4", unix.SYS_SIGNALFD4, ^uint64(0), arg, 8, uint64(fd.Flags&unix.O_NONBLOCK|cloexec))
+}
+
+// MakeHere makes the signalfd in the loader, with its mask and fd's
+// O_NONBLOCK: one in flight, which no process makes.
+func (signalfd) MakeHere(fd format.FD, f *format.File) (*os.File, error) {
+	mask := unix.Sigset_t{Val: [16]uint64{f.Signalfd.Mask}}
+	n, err := unix.Signalfd(-1, &mask, fd.Flags&unix.O_NONBLOCK|unix.SFD_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("signalfd4", err)
+	}
+	return os.NewFile(uintptr(n), "signalfd"), nil
 }
 
 // Validate: the state is there (every mask is one signalfd4 takes: it

@@ -3,6 +3,7 @@ package files
 import (
 	"encoding/binary"
 	"fmt"
+	"os"
 	"strconv"
 	"time"
 
@@ -16,7 +17,9 @@ import (
 // timerfd is a timerfd: its clock, its period, the time left to its next
 // expiry and the expirations no read took yet travel; the process makes
 // it again (timerfd_create), arms it and gives it back those expirations
-// (TFD_IOC_SET_TICKS), so that its first read returns them.
+// (TFD_IOC_SET_TICKS), so that its first read returns them. One in
+// flight in a unix socket's queue that no process holds the loader makes
+// so, once every process is built (MakeLate).
 //
 // A deadline set with TFD_TIMER_ABSTIME stays where it was on its clock:
 // on CLOCK_REALTIME the same wall time (the expirations due while the
@@ -77,8 +80,9 @@ func (timerfd) Dump(src Source, fd *procfs.FD, idx int) error {
 	t := &format.Timerfd{Clock: clock, Flags: int(flags), Ticks: ticks,
 		Interval: its.Interval.Nano(), Value: its.Value.Nano()}
 	if t.Value > 0 && (t.Flags&format.TimerAbstime != 0 || clock != unix.CLOCK_REALTIME) {
-		// The deadline on the clock as the process reads it.
-		mono, boot := procfs.TimeOffsets(src.PID())
+		// The deadline on the clock as the process reads it (the one
+		// whose queue holds it, for a timer in flight).
+		mono, boot := procfs.TimeOffsets(src.Keeper())
 		t.Deadline = now.Nano() + t.Value
 		switch clock {
 		case unix.CLOCK_MONOTONIC:
@@ -103,12 +107,97 @@ func (timerfd) Make(t Target, fd format.FD, f *format.File, cloexec int) (uint64
 	if err != nil {
 		return 0, err
 	}
-	if err := armTimerfd(t, n, tf); err != nil {
+	if err := armTimerfd(remoteTimer{t, n}, tf); err != nil {
 		t.Syscall("close", unix.SYS_CLOSE, n)
 		return 0, err
 	}
 	return n, nil
 }
+
+// MakeLate makes a timerfd in flight that no process holds, in the
+// loader, once every process is built (their clocks known:
+// Loader.ClockShift),
+// armed as one a process makes.
+func (timerfd) MakeLate(l Loader, fd format.FD, f *format.File) (*os.File, error) {
+	tf := f.Timerfd
+	n, err := unix.TimerfdCreate(tf.Clock, fd.Flags&unix.O_NONBLOCK|unix.TFD_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("timerfd_create", err)
+	}
+	lf := os.NewFile(uintptr(n), "timerfd")
+	if err := armTimerfd(loaderTimer{l, n, tf.Clock}, tf); err != nil {
+		lf.Close()
+		return nil, err
+	}
+	return lf, nil
+}
+
+// timerArmer is a timerfd made again, in the process or in the loader.
+type timerArmer interface {
+	// Now is the clock as the process reads it (Target.Now).
+	Now(clock int) (ns int64, goesOn bool)
+	// Settime is timerfd_settime, value on the process's clock.
+	Settime(flags int, interval, value int64) error
+	// SetTicks is TFD_IOC_SET_TICKS.
+	SetTicks(ticks uint64) error
+}
+
+// remoteTimer is timerfd n of the process being built.
+type remoteTimer struct {
+	t Target
+	n uint64
+}
+
+func (r remoteTimer) Now(clock int) (int64, bool) { return r.t.Now(clock) }
+
+func (r remoteTimer) Settime(flags int, interval, value int64) error {
+	arg, err := r.t.Arg(linux.MakeItimer(interval, value, 1e9).Encode())
+	if err != nil {
+		return err
+	}
+	_, err = r.t.Syscall("timerfd_settime", unix.SYS_TIMERFD_SETTIME, r.n, uint64(flags), arg, 0)
+	return err
+}
+
+func (r remoteTimer) SetTicks(ticks uint64) error {
+	arg, err := r.t.Arg(binary.LittleEndian.AppendUint64(nil, ticks))
+	if err != nil {
+		return err
+	}
+	_, err = r.t.Syscall("ioctl(TFD_IOC_SET_TICKS)", unix.SYS_IOCTL, r.n, linux.TFD_IOC_SET_TICKS, arg)
+	return err
+}
+
+// loaderTimer is timerfd n of the loader's, on clock, for the tree's
+// processes, whose clocks may be shifted from the loader's (a time
+// namespace: Loader.ClockShift).
+type loaderTimer struct {
+	l     Loader
+	n     int
+	clock int
+}
+
+func (r loaderTimer) Now(clock int) (int64, bool) {
+	var ts unix.Timespec
+	if unix.ClockGettime(int32(clock), &ts) != nil {
+		return 0, false
+	}
+	shift, goesOn := r.l.ClockShift(clock)
+	return ts.Nano() + shift, goesOn
+}
+
+// Settime arms the timer; a deadline on the process's clock
+// (TFD_TIMER_ABSTIME) is on the loader's less the clocks' shift.
+func (r loaderTimer) Settime(flags int, interval, value int64) error {
+	if flags&format.TimerAbstime != 0 {
+		shift, _ := r.l.ClockShift(r.clock)
+		value -= shift
+	}
+	spec := unix.ItimerSpec{Interval: unix.NsecToTimespec(interval), Value: unix.NsecToTimespec(value)}
+	return os.NewSyscallError("timerfd_settime", unix.TimerfdSettime(r.n, flags, &spec, nil))
+}
+
+func (r loaderTimer) SetTicks(ticks uint64) error { return linux.SetTimerfdTicks(r.n, ticks) }
 
 // armTimerfd arms timerfd n, made again, as tf says, and gives it back
 // its expirations.
@@ -124,7 +213,7 @@ func (timerfd) Make(t Target, fd format.FD, f *format.File, cloexec int) (uint64
 // at a deadline, and that expiry counted among them; without a deadline
 // (or with a period under the margin) it is counted a little early.
 // Without expirations to give back, the kernel counts those due.
-func armTimerfd(t Target, n uint64, tf *format.Timerfd) error {
+func armTimerfd(t timerArmer, tf *format.Timerfd) error {
 	ticks := tf.Ticks
 	now, goesOn := t.Now(tf.Clock)
 	abs := tf.Deadline != 0 && goesOn
@@ -169,23 +258,14 @@ func armTimerfd(t Target, n uint64, tf *format.Timerfd) error {
 		if abs {
 			value = now + next
 		}
-		arg, err := t.Arg(linux.MakeItimer(tf.Interval, value, 1e9).Encode())
-		if err != nil {
-			return err
-		}
-		if _, err := t.Syscall("timerfd_settime", unix.SYS_TIMERFD_SETTIME, n, uint64(flags), arg, 0); err != nil {
+		if err := t.Settime(flags, tf.Interval, value); err != nil {
 			return err
 		}
 	}
 	if ticks == 0 {
 		return nil
 	}
-	arg, err := t.Arg(binary.LittleEndian.AppendUint64(nil, ticks))
-	if err != nil {
-		return err
-	}
-	_, err = t.Syscall("ioctl(TFD_IOC_SET_TICKS)", unix.SYS_IOCTL, n, linux.TFD_IOC_SET_TICKS, arg)
-	return err
+	return t.SetTicks(ticks)
 }
 
 // maxTimerNs bounds the times of a timerfd in an image (146 years), far

@@ -41,9 +41,8 @@ import (
 // given its id before it is dumped, so that a cycle ends there). A
 // socket whose peer is outside the tree is refused by name, unless
 // procs-dump was told --external=close: it then comes back as if the
-// peer had closed (unixcheck.go). Refused by name: a file in flight
-// that the process makes and the loader cannot (a timerfd, a signalfd),
-// an inotify or another socket than a unix one in flight,
+// peer had closed (unixcheck.go). Refused by name: another socket than
+// a unix one, or a pseudo-terminal master, in flight,
 // bytes a client sent on a connection not yet accepted (they wait in a
 // socket with no file until accept, which would take it from the
 // server: see format/SPEC.md, "Unix"), a socket of another network
@@ -54,7 +53,7 @@ func (unixSocket) Name() string { return format.FileUnix }
 
 func (unixSocket) Match(fd *procfs.FD, _ Terminals) bool { return fd.Unix != nil }
 
-func (unixSocket) Traits() Traits { return Traits{OneOpen: true} }
+func (unixSocket) Traits() Traits { return Traits{OneOpen: true, Sent: true} }
 
 // maxUnixQueue bounds the bytes of a receive queue in an image (the
 // kernel's own bound is the socket's buffer size, net.core.rmem_max).
@@ -365,10 +364,14 @@ type Outside struct {
 	// refused but comes back as if that peer had closed
 	// (procs-dump --external=close).
 	CloseExternal bool
-	in            func(pid int) bool
-	fds           []outsideFD
-	err           error
-	got           bool
+	// Carried maps the open id of each file in flight to procs-dump's
+	// fd of it (Source.InFlight): of one no process holds, the only
+	// way to ask the kernel about it (an epoll's target).
+	Carried map[int]int
+	in      func(pid int) bool
+	fds     []outsideFD
+	err     error
+	got     bool
 }
 
 // outsideFD is an fd of a process outside the tree: its PID, its number

@@ -354,8 +354,8 @@ func validRights(fs []format.File, u *format.Unix, i int, procs []format.Process
 			_, here := k.(LoaderMaker)
 			_, late := k.(LateMaker)
 			_, carrier := k.(Carrier)
-			if fs[fd.File].Kind == format.FileUnix {
-				if err := validSocketInFlight(fs, i, fd, procs); err != nil {
+			if k != nil && k.Traits().Sent {
+				if err := validSentInFlight(fs, i, fd, procs); err != nil {
 					return err
 				}
 			} else if k == nil || !prep && !here && !late || carrier || k.Traits().OneOpen || fs[fd.File].Self != "" {
@@ -372,21 +372,25 @@ func validRights(fs []format.File, u *format.Unix, i int, procs []format.Process
 	return nil
 }
 
-// validSocketInFlight checks unix socket fd.File, in flight in socket i's
-// queue: any socket the loader makes (listening, with files in flight of
-// its own, in flight in its own queue or its peer's, its peer in flight
-// too or held by no process), as long as it has one open file
-// description, as any socket: the same open id wherever an fd or a queue
-// names it.
-func validSocketInFlight(fs []format.File, i int, fd format.FD, procs []format.Process) error {
+// validSentInFlight checks file fd.File, of one open file description
+// (Traits.Sent), in flight in socket i's queue: an inotify instance, or
+// any socket the loader makes (listening, with files in flight of its
+// own, in flight in its own queue or its peer's, its peer in flight too
+// or held by no process), as long as it has one open file description:
+// the same open id wherever an fd or a queue names it.
+func validSentInFlight(fs []format.File, i int, fd format.FD, procs []format.Process) error {
 	j := fd.File
-	if fs[j].Unix == nil {
+	if fs[j].Kind == format.FileUnix && fs[j].Unix == nil {
 		return fmt.Errorf("image unix socket %d: unix socket %d in flight has no socket state", i, j)
+	}
+	what := fs[j].Kind
+	if what == format.FileUnix {
+		what = "unix socket"
 	}
 	for _, p := range procs {
 		for _, pfd := range p.FDs {
 			if pfd.File == j && pfd.Open != fd.Open {
-				return fmt.Errorf("image unix socket %d: unix socket %d in flight has two open file descriptions", i, j)
+				return fmt.Errorf("image unix socket %d: %s %d in flight has two open file descriptions", i, what, j)
 			}
 		}
 	}
@@ -397,7 +401,7 @@ func validSocketInFlight(fs []format.File, i int, fd format.FD, procs []format.P
 		for _, r := range fs[k].Unix.Rights {
 			for _, o := range r.FDs {
 				if o.File == j && o.Open != fd.Open {
-					return fmt.Errorf("image unix socket %d: unix socket %d in flight has two open file descriptions", i, j)
+					return fmt.Errorf("image unix socket %d: %s %d in flight has two open file descriptions", i, what, j)
 				}
 			}
 		}

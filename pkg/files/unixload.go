@@ -41,7 +41,7 @@ type unixMaker struct {
 	queued map[int]bool
 	// late are the files in flight the loader had no description of
 	// before every process was built (a pidfd, an epoll), by open id,
-	// kept until they are sent.
+	// kept until they are sent (nil while being made).
 	late map[int]*os.File
 }
 
@@ -586,22 +586,59 @@ func (m *unixMaker) inFlight(fd format.FD) (*os.File, error) {
 	if lf := m.l.Description(fd.Open); lf != nil {
 		return lf, nil
 	}
-	if lf := m.late[fd.Open]; lf != nil {
+	if lf, ok := m.late[fd.Open]; ok {
+		if lf == nil {
+			// Being made: an epoll in flight that watches, however
+			// deep, an epoll watching it (the kernel forbids it).
+			return nil, fmt.Errorf("a file in flight (open %d) watches itself through epolls", fd.Open)
+		}
 		return lf, nil
 	}
 	lm, ok := Lookup(m.fs[fd.File].Kind).(LateMaker)
 	if !ok {
 		return nil, fmt.Errorf("a file in flight (open %d) was not opened", fd.Open)
 	}
+	m.late[fd.Open] = nil
 	lf, err := m.l.Taken(fd.Open)
 	if err == nil && lf == nil {
-		lf, err = lm.MakeLate(m.l, fd, &m.fs[fd.File])
+		lf, err = lm.MakeLate(fillLoader{m.l, m}, fd, &m.fs[fd.File])
 	}
 	if err != nil {
+		delete(m.late, fd.Open)
 		return nil, fmt.Errorf("a file in flight: %w", err)
 	}
 	m.late[fd.Open] = lf
 	return lf, nil
+}
+
+// fillLoader is the Loader of a kind made late (LateMaker) as the queues
+// are filled: Taken gives too, of a file no process holds, a copy of the
+// loader's own in flight, made first if need be (an epoll in flight
+// watching a file only a queue holds).
+type fillLoader struct {
+	Loader
+	m *unixMaker
+}
+
+func (l fillLoader) Taken(open int) (*os.File, error) {
+	if lf, err := l.Loader.Taken(open); lf != nil || err != nil {
+		return lf, err
+	}
+	for _, fd := range inFlightFDs(l.m.fs) {
+		if fd.Open != open {
+			continue
+		}
+		lf, err := l.m.inFlight(fd)
+		if err != nil {
+			return nil, err
+		}
+		n, err := unix.FcntlInt(lf.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return nil, os.NewSyscallError("fcntl(F_DUPFD_CLOEXEC)", err)
+		}
+		return os.NewFile(uintptr(n), lf.Name()), nil
+	}
+	return nil, nil
 }
 
 // InFlight are the files in flight in the socket's queue.

@@ -227,6 +227,37 @@ func (b *builder) makeFDs() error {
 			}
 		}
 	}
+	return b.makeInFlight()
+}
+
+// makeInFlight makes in the process the files in flight in the queues it
+// holds that no process holds and only a process can make
+// (files.KeeperMaker), takes each for the loader to send, and closes it
+// in the process.
+func (b *builder) makeInFlight() error {
+	held := map[int]bool{}
+	for _, p := range b.imgs {
+		for _, fd := range p.FDs {
+			held[fd.Open] = true
+		}
+	}
+	for _, fd := range b.inFlight() {
+		f := &b.files[fd.File]
+		k, ok := files.Lookup(f.Kind).(files.KeeperMaker)
+		if !ok || !k.KeeperMakes(f) || held[fd.Open] || b.descs[fd.Open] != nil {
+			continue
+		}
+		n, err := k.Make(target{b}, fd, f, unix.O_CLOEXEC)
+		if err != nil {
+			return fmt.Errorf("a file in flight: %w", err)
+		}
+		lf, err := b.fdOf(int(n))
+		b.main.Syscall("close", unix.SYS_CLOSE, n)
+		if err != nil {
+			return err
+		}
+		b.descs[fd.Open] = lf
+	}
 	return nil
 }
 

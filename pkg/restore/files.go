@@ -155,6 +155,10 @@ func (l loader) PIDOf(pid int) (int, bool) {
 	return 0, false
 }
 
+// ClockShift is the root's: the tree's time namespace is the one it
+// was made in.
+func (l loader) ClockShift(clock int) (int64, bool) { return l.b.procs[0].clockShiftOf(clock) }
+
 func (l loader) MakeMemfd(i int, f *format.File) error {
 	// Made as the process: its owner, and the mode it may give.
 	return l.b.op.do(func() error { return l.b.makeMemfd(i, f) })

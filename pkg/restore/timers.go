@@ -103,18 +103,27 @@ func (t target) Now(clock int) (int64, bool) {
 	if unix.ClockGettime(int32(clock), &ts) != nil {
 		return 0, false
 	}
-	shift := t.b.clockShift
+	shift, goesOn := t.b.clockShiftOf(clock)
+	return ts.Nano() + shift, goesOn
+}
+
+// clockShiftOf is what the process reads on clock more than procs-load
+// does, and whether that clock goes on from where it was at the dump:
+// REALTIME always; MONOTONIC and BOOTTIME when the process has a time
+// namespace that carries the image's clocks.
+func (b *builder) clockShiftOf(clock int) (int64, bool) {
+	shift := b.clockShift
 	switch {
 	case clock == unix.CLOCK_REALTIME:
-		return ts.Nano(), true
+		return 0, true
 	case shift == nil:
-		return ts.Nano(), false
+		return 0, false
 	case clock == unix.CLOCK_MONOTONIC:
-		return ts.Nano() + shift[0], true
+		return shift[0], true
 	case clock == unix.CLOCK_BOOTTIME:
-		return ts.Nano() + shift[1], true
+		return shift[1], true
 	}
-	return ts.Nano(), false
+	return 0, false
 }
 
 // timensOffset is one line of timens_offsets: seconds, and nanoseconds in

@@ -160,6 +160,7 @@ func (f *frozen) leaveVdso(lo, pad, hi uint64) error {
 	ran := false
 	for _, tid := range slices.Clone(f.tids) {
 		var deadline time.Time
+		first := time.Now()
 		for i := 0; slices.Contains(f.tids, tid); i++ {
 			regs, err := ptrace.GetRegs(tid)
 			if err != nil {
@@ -173,7 +174,7 @@ func (f *frozen) leaveVdso(lo, pad, hi uint64) error {
 					return fmt.Errorf("thread %d is still in the trampoline of a procs-dump that died (at %#x)", tid, regs.Rip)
 				}
 				wait = time.Millisecond
-			} else if regs.Rip < lo || regs.Rip >= hi || int64(regs.Orig_rax) >= 0 || i >= maxVdsoRuns {
+			} else if regs.Rip < lo || regs.Rip >= hi || int64(regs.Orig_rax) >= 0 || i >= maxVdsoRuns && time.Since(first) >= maxVdsoTime {
 				break // outside, or in a system call, made again as it is
 			}
 			ran = true
@@ -208,9 +209,15 @@ func (f *frozen) leaveVdso(lo, pad, hi uint64) error {
 // (inject.Batch) is at most a second.
 const maxTrampolineReturn = 2 * time.Second
 
-// maxVdsoRuns bounds how often leaveVdso lets one thread run: a thread
-// that calls the vDSO in a loop is found outside it one time in a few.
-const maxVdsoRuns = 200
+// maxVdsoRuns and maxVdsoTime bound how often and how long leaveVdso
+// lets one thread run: a thread that calls the vDSO in a loop is found
+// outside it one time in a few, when it ran; on a busy machine it may
+// not get a CPU in the moment it is let go, so the runs go on for at
+// least maxVdsoTime.
+const (
+	maxVdsoRuns = 200
+	maxVdsoTime = 200 * time.Millisecond
+)
 
 // gone forgets thread tid, which exited: an error if it was the main
 // thread.

@@ -354,7 +354,11 @@ func roundTrip(t *testing.T, s spec, m mode) {
 	after := restoredReports(t, r, s, not...)
 	t.Logf("restored %s reports after %v", s.name, time.Since(t0).Round(time.Millisecond))
 	if m.detach {
-		if pid := printedPID(mustLines(r.ld.out), r.ld.stderrText()); pid != r.restored {
+		// procs-load has exited, but its line may not be read yet.
+		all, _ := r.ld.out.wait(lineWait, func(all []string, _ bool) bool {
+			return printedPID(all, "") != 0
+		})
+		if pid := printedPID(all, r.ld.stderrText()); pid != r.restored {
 			t.Errorf("procs-load -d printed pid %d; want %d", pid, r.restored)
 		}
 	}

@@ -535,9 +535,20 @@ func TestUnixCraftedImages(t *testing.T) {
 	go cmd.Wait()
 	t.Cleanup(func() { killTree(t, pid) })
 	waitServed(t, filepath.Join(dir, "a"), filepath.Join(dir, "b"))
-	img := dump(t, pid, false)
+	// An image with bytes queued in a socket: -K dumps until one is
+	// (the moment decides), then the tree is killed.
+	hasQueued := func(f format.File) bool { return f.Unix != nil && len(f.Unix.Data) > 0 }
+	var img string
+	var base *treeEdit
+	for try := 0; ; try++ {
+		img = dump(t, pid, true)
+		if base = decodeTree(t, img); slices.ContainsFunc(base.Files, hasQueued) || try == 20 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stopKill(t, pid)
 	waitImageGone(t, img)
-	base := decodeTree(t, img)
 	l, e := -1, -1
 	for i, f := range base.Files {
 		switch {
@@ -555,7 +566,7 @@ func TestUnixCraftedImages(t *testing.T) {
 	unixOf := func(e *treeEdit, i int) *format.Unix { return e.Files[i].Unix }
 	// A socket with bytes queued, to send files in flight with; an open
 	// id of an fd of another file than reg.
-	queued := slices.IndexFunc(base.Files, func(f format.File) bool { return f.Unix != nil && len(f.Unix.Data) > 0 })
+	queued := slices.IndexFunc(base.Files, hasQueued)
 	if queued < 0 {
 		t.Fatal("no socket with bytes queued in the image")
 	}

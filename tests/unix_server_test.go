@@ -243,6 +243,14 @@ func numbersRestartOnce(t *testing.T, file string) {
 	}
 }
 
+// pyChecks starts the python programs that check what they find after a
+// move: check records "WHAT ok", or what it got against what it wanted,
+// in out, which they write to the file "result".
+const pyChecks = `out = []
+def check(what, got, want):
+    out.append("%s %s" % (what, "ok" if got == want else "bad %r, want %r" % (got, want)))
+`
+
 // queuesPy fills queues and waits for the file "go": a datagram pair and
 // a seqpacket pair with messages of every size from 1 to 40 bytes, the
 // seqpacket reader having peeked twice at a peek offset (SO_PEEK_OFF) of
@@ -252,7 +260,7 @@ func numbersRestartOnce(t *testing.T, file string) {
 // from an unbound socket and from one bound to sender.sock, which its
 // recvfrom names. Then it reads them all and writes what it found to the
 // file "result".
-const queuesPy = `
+const queuesPy = pyChecks + `
 import os, socket, struct, time, sys
 U = socket.AF_UNIX
 def msg(n): return b"%d:" % n + b"x" * n
@@ -287,9 +295,6 @@ for n in range(1, 4):
 open("ready", "w").close()
 while not os.path.exists("go"):
     time.sleep(0.02)
-out = []
-def check(what, got, want):
-    out.append("%s %s" % (what, "ok" if got == want else "bad %r, want %r" % (got, want)))
 def drain(s):
     s.setblocking(False)
     got = []
@@ -411,7 +416,7 @@ func TestUnixExternalClose(t *testing.T) {
 // (from outside its tree) at once; the file "go" lets it go on: it reads
 // from that connection and accepts the next, queued meanwhile, and reads
 // from it, writing what it found to the file "result".
-const serverOfOutsidersPy = `
+const serverOfOutsidersPy = pyChecks + `
 import os, socket, time
 srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 srv.bind(os.path.abspath("srv.sock"))
@@ -421,9 +426,6 @@ c, _ = srv.accept()
 open("ready", "w").close()
 while not os.path.exists("go"):
     time.sleep(0.02)
-out = []
-def check(what, got, want):
-    out.append("%s %s" % (what, "ok" if got == want else "bad %r, want %r" % (got, want)))
 check("accepted", c.recv(100), b"hello")
 check("accepted-end", c.recv(100), b"")
 srv.setblocking(False)
@@ -722,7 +724,7 @@ func e2(e *treeEdit, l int) int {
 // closes, with bytes around it in a stream; and a file at offset 6 in a
 // datagram, which it keeps open too. Then it receives them and checks
 // they work, writing what it found to the file "result".
-const inFlightPy = `
+const inFlightPy = pyChecks + `
 import os, socket, time
 a, b = socket.socketpair()
 da, db = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -739,9 +741,6 @@ socket.send_fds(da, [b"file"], [fd])
 open("ready", "w").close()
 while not os.path.exists("go"):
     time.sleep(0.02)
-out = []
-def check(what, got, want):
-    out.append("%s %s" % (what, "ok" if got == want else "bad %r, want %r" % (got, want)))
 msg, fds, _, _ = socket.recv_fds(b, 100, 4)
 check("stream", (msg, len(fds)), (b"beforepipe", 1))
 check("after", b.recv(100), b"after")
@@ -796,11 +795,8 @@ func checkResult(t *testing.T, dir string, n int) {
 // before the file "go" exists. Then it gets them, reads what was queued,
 // talks with the parent over the pair both ways, answers the client and
 // reads the counters, writing what it found to the file "result".
-const socketInFlightPy = `
+const socketInFlightPy = pyChecks + `
 import os, socket, time
-out = []
-def check(what, got, want):
-    out.append("%s %s" % (what, "ok" if got == want else "bad %r, want %r" % (got, want)))
 a, b = socket.socketpair()
 x, y = socket.socketpair()
 y.send(b"queued for the worker")
@@ -912,11 +908,8 @@ func movedPython(t *testing.T, prog string, n int, image func(t *testing.T, img 
 // and reads from it, takes the pipe out of x and reads it, finds s in
 // its own queue and u in its peer's, has m and n talk, writing what it
 // found to the file "result".
-const nestedInFlightPy = `
+const nestedInFlightPy = pyChecks + `
 import os, socket, time
-out = []
-def check(what, got, want):
-    out.append("%s %s" % (what, "ok" if got == want else "bad %r, want %r" % (got, want)))
 U = socket.AF_UNIX
 a, b = socket.socketpair()
 path = os.path.abspath("l.sock")
@@ -1002,11 +995,8 @@ func TestUnixNestedInFlight(t *testing.T) {
 // the file "go" exists. Then it gets them, checks that the second is the
 // one it kept (a flag set on one shows on the other), that the child
 // runs, kills it through the first and sees it end there.
-const pidfdInFlightPy = `
+const pidfdInFlightPy = pyChecks + `
 import os, socket, time, signal, fcntl, select
-out = []
-def check(what, got, want):
-    out.append("%s %s" % (what, "ok" if got == want else "bad %r, want %r" % (got, want)))
 a, b = socket.socketpair()
 child = os.fork()
 if child == 0:
@@ -1071,11 +1061,8 @@ func inFlightOf(kind string, want int) func(t *testing.T, img string) {
 // readable, and
 // forgets the pipe when told by its fd number, and that the second is
 // the one it kept (what it watches, the other does).
-const epollInFlightPy = `
+const epollInFlightPy = pyChecks + `
 import os, socket, time, select
-out = []
-def check(what, got, want):
-    out.append("%s %s" % (what, "ok" if got == want else "bad %r, want %r" % (got, want)))
 a, b = socket.socketpair()
 r, w = os.pipe()
 x, y = socket.socketpair()
@@ -1126,11 +1113,7 @@ func TestUnixEpollInFlight(t *testing.T) {
 // waits for the file "go", runs use, whose check(what, got, want) calls
 // go to the file "result" (checkResult), and sleeps.
 func sendsItselfPy(modules, setup, use string) string {
-	return "import os, socket, time, " + modules + `
-out = []
-def check(what, got, want):
-    out.append("%s %s" % (what, "ok" if got == want else "bad %r, want %r" % (got, want)))
-a, b = socket.socketpair()` + setup + `
+	return "import os, socket, time, " + modules + "\n" + pyChecks + `a, b = socket.socketpair()` + setup + `
 open("ready", "w").close()
 while not os.path.exists("go"):
     time.sleep(0.02)` + use + `

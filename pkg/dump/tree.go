@@ -92,9 +92,10 @@ func freezeAccepted(root int, holds *held, logf func(string, ...any)) (*frozenTr
 				pids = append(pids, f.pid)
 			}
 		}
-		waiting, err := files.HoldListeners(pids, func(release func(bool)) { *holds = append(*holds, release) })
+		fds := files.ListFDs(pids)
+		waiting, err := files.HoldListeners(fds, func(release func(bool)) { *holds = append(*holds, release) })
 		if err == nil && waiting == "" {
-			waiting, err = files.UnixSentWaiting(pids)
+			waiting, err = files.UnixSentWaiting(fds)
 		}
 		if err != nil {
 			holds.letGo(true)

@@ -205,19 +205,16 @@ func dumpConn(src Source, s, num int, t *format.TCP, local string, idx int, stat
 // connections completed on their listeners.
 const AcceptTime = 300 * time.Millisecond
 
-// HoldListeners holds every TCP listener of processes pids not held yet
+// HoldListeners holds every TCP listener of processes procs not held yet
 // (holdListener), giving hold what lets each go, and says which, if any,
 // has connections completed that its program has not accepted yet ("fd
 // 3 of process 42"). A listener with a filter of the program's is left
 // for Dump to refuse.
-func HoldListeners(pids []int, hold func(release func(resume bool))) (string, error) {
+func HoldListeners(procs []ProcFDs, hold func(release func(resume bool))) (string, error) {
 	waiting := ""
-	for _, pid := range pids {
-		fds, err := procfs.FDs(pid)
-		if err != nil {
-			continue // the dump says why
-		}
-		for _, fd := range fds {
+	for _, p := range procs {
+		pid := p.PID
+		for _, fd := range p.FDs {
 			if fd.Kind != procfs.Socket || tcpProtos[fd.Proto] == 0 {
 				continue
 			}

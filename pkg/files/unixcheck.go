@@ -409,23 +409,21 @@ func validSentInFlight(fs []format.File, i int, fd format.FD, procs []format.Pro
 	return nil
 }
 
-// UnixSentWaiting says which unix listener of processes pids, if any,
+// UnixSentWaiting says which unix listener of processes procs, if any,
 // has a connection queued that its client sent bytes on ("fd 3 of
 // process 42"): those bytes cannot be read without accepting the
 // connection (CheckTree refuses it), but the server, let run a moment,
 // accepts it. Connections queued with nothing sent travel.
-func UnixSentWaiting(pids []int) (string, error) {
+func UnixSentWaiting(procs []ProcFDs) (string, error) {
 	var all map[uint64]linux.UnixDiag
-	for _, pid := range pids {
-		fds, err := procfs.FDs(pid)
-		if err != nil {
-			continue // the dump says why
-		}
-		for _, fd := range fds {
+	for _, p := range procs {
+		pid := p.PID
+		for _, fd := range p.FDs {
 			if fd.Unix == nil {
 				continue
 			}
 			if all == nil {
+				var err error
 				if all, err = linux.UnixSockets(); err != nil {
 					return "", err
 				}
@@ -442,4 +440,22 @@ func UnixSentWaiting(pids []int) (string, error) {
 		}
 	}
 	return "", nil
+}
+
+// ProcFDs are the fds of process PID, as procfs.FDs lists them.
+type ProcFDs struct {
+	PID int
+	FDs []procfs.FD
+}
+
+// ListFDs lists the fds of each of pids, leaving out a process whose fds
+// cannot be read (the dump says why).
+func ListFDs(pids []int) []ProcFDs {
+	var out []ProcFDs
+	for _, pid := range pids {
+		if fds, err := procfs.FDs(pid); err == nil {
+			out = append(out, ProcFDs{pid, fds})
+		}
+	}
+	return out
 }

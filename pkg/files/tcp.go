@@ -181,7 +181,11 @@ func dumpConn(src Source, s, num int, t *format.TCP, local string, idx int, stat
 	}
 	src.Hold(func(resume bool) {
 		if resume {
-			resumeConn(h, reuse)
+			var w *linux.TCPRepairWindow
+			if c := t.Conn; c != nil {
+				w = &linux.TCPRepairWindow{SndWl1: c.SndWl1, SndWnd: c.SndWnd, MaxWindow: c.MaxWindow, RcvWnd: c.RcvWnd, RcvWup: c.RcvWup}
+			}
+			resumeConn(h, reuse, w)
 		} else {
 			silence(h) // the holder holds it once the tree is killed
 		}

@@ -54,15 +54,24 @@ func holdName(local, remote string) string {
 
 // toHolder gives the holder (started at the first call) a copy of
 // connection s of process pid, from local to remote, whose SO_REUSEADDR
-// is reuse, before the dump holds it.
+// is reuse, before the dump holds it, with a pidfd of the process,
+// opened here while it is frozen: the holder, which may read the message
+// only after the process was killed and reaped (it is a process of its
+// own, and may get no CPU for a while), must not take a pid that is gone,
+// or was used again, for a process alive.
 func toHolder(s, pid, reuse int, local, remote string) error {
 	if holderCtl == nil {
 		if err := startHolder(); err != nil {
 			return err
 		}
 	}
-	msg := fmt.Sprintf("%d %d %s %s", pid, reuse, local, remote)
-	if err := unix.Sendmsg(int(holderCtl.Fd()), []byte(msg), unix.UnixRights(s), nil, 0); err != nil {
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return fmt.Errorf("giving a connection to its holder: pidfd_open %d: %w", pid, err)
+	}
+	defer unix.Close(pidfd)
+	msg := fmt.Sprintf("%d %s %s", reuse, local, remote)
+	if err := unix.Sendmsg(int(holderCtl.Fd()), []byte(msg), unix.UnixRights(s, pidfd), nil, 0); err != nil {
 		return fmt.Errorf("giving a connection to its holder: %w", err)
 	}
 	return nil
@@ -134,7 +143,7 @@ type hconn struct {
 func RunHolder() int {
 	const ctl = 3
 	var hs []*hconn
-	buf, oob := make([]byte, 512), make([]byte, unix.CmsgSpace(4))
+	buf, oob := make([]byte, 512), make([]byte, unix.CmsgSpace(2*4))
 	for {
 		n, oobn, _, _, err := unix.Recvmsg(ctl, buf, oob, 0)
 		if err == unix.EINTR {
@@ -149,13 +158,17 @@ func RunHolder() int {
 	}
 	var dead []*hconn
 	for _, h := range hs {
-		pfd := []unix.PollFd{{Fd: int32(h.pidfd), Events: unix.POLLIN}}
-		if n, _ := unix.Poll(pfd, 0); n == 0 || h.remote == heldListener {
-			// It lives: as it was, if procs-dump did not see to it. A
-			// listener of a dead process too (a process outside the
-			// tree may share it), whose port is then free for the
-			// restore unless that one does.
-			resumeConn(h.s, h.reuse)
+		if h.remote == heldListener {
+			// As it was, whether its process lives or not (a process
+			// outside the tree may share it); the port of a dead one's
+			// is then free for the restore unless that one does.
+			unix.SetsockoptInt(h.s, unix.SOL_SOCKET, unix.SO_DETACH_FILTER, 0)
+			unix.Close(h.s)
+			continue
+		}
+		if !exited(h.pidfd) {
+			// It lives: as it was, if procs-dump did not see to it.
+			resumeConn(h.s, h.reuse, nil)
 			unix.Close(h.s)
 			continue
 		}
@@ -169,6 +182,18 @@ func RunHolder() int {
 	unix.Close(ctl) // CloseHolder waits for this
 	holdDead(dead)
 	return 0
+}
+
+// exited says whether the process of pidfd has exited. procs-dump kills
+// a tree and waits for its end before it lets the holder decide.
+func exited(pidfd int) bool {
+	pfd := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(pfd, 0)
+		if err != unix.EINTR {
+			return n == 1
+		}
+	}
 }
 
 // listenIn listens on the abstract unix socket named after connection h
@@ -205,29 +230,26 @@ func listenIn(h *hconn) (int, error) {
 	return l, nil
 }
 
-// parseHeld reads one message of procs-dump: "pid reuse local remote" and
-// the connection.
+// parseHeld reads one message of procs-dump: "reuse local remote", the
+// connection and a pidfd of its process.
 func parseHeld(msg, oob []byte) *hconn {
 	cms, err := unix.ParseSocketControlMessage(oob)
 	if err != nil || len(cms) != 1 {
 		return nil
 	}
 	fds, err := unix.ParseUnixRights(&cms[0])
-	if err != nil || len(fds) != 1 {
+	if err != nil {
 		return nil
 	}
 	f := strings.Fields(string(msg))
-	if len(f) != 4 {
-		unix.Close(fds[0])
+	if len(fds) != 2 || len(f) != 3 {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
 		return nil
 	}
-	pid, _ := strconv.Atoi(f[0])
-	reuse, _ := strconv.Atoi(f[1])
-	pidfd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		pidfd = -1 // gone already: poll on -1 says nothing, and it is held
-	}
-	return &hconn{s: fds[0], pidfd: pidfd, reuse: reuse, local: f[2], remote: f[3]}
+	reuse, _ := strconv.Atoi(f[0])
+	return &hconn{s: fds[0], pidfd: fds[1], reuse: reuse, local: f[1], remote: f[2]}
 }
 
 // holdDead holds the connections of processes that died until procs-load

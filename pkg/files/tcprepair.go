@@ -38,9 +38,13 @@ const maxTCPQueue = 8 << 20
 // dropAll is a classic BPF program that drops every packet.
 var dropAll = []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
 
-// holdConn stops connection s: no packet in (the filter), then reads it
-// in repair mode, which it leaves at once (sending no window probe)
-// with its SO_REUSEADDR, reuse, back.
+// holdConn stops connection s: no packet in (the filter), no byte
+// sent that was not sent yet (its send window closed: a paced or
+// throttled send queue would go on draining, and the peer would then
+// acknowledge bytes the restored connection has as unsent, which it
+// takes for acknowledgements of the future and drops, with the peer's
+// data, for ever), then reads it in repair mode, which it leaves at once
+// (sending no window probe) with its SO_REUSEADDR, reuse, back.
 func holdConn(s, num, reuse int, info linux.TCPInfo) (*format.TCPConn, error) {
 	prog := unix.SockFprog{Len: uint16(len(dropAll)), Filter: &dropAll[0]}
 	if err := unix.SetsockoptSockFprog(s, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
@@ -52,7 +56,7 @@ func holdConn(s, num, reuse int, info linux.TCPInfo) (*format.TCPConn, error) {
 		}
 		return nil, fmt.Errorf("TCP_REPAIR: %w", err)
 	}
-	c, err := readConn(s, num, info)
+	c, err := readClosed(s, num, info)
 	unix.SetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, 0)
 	if oerr := unix.SetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_OFF_NO_WP); oerr != nil && err == nil {
 		err = fmt.Errorf("leaving repair mode: %w", oerr)
@@ -61,27 +65,70 @@ func holdConn(s, num, reuse int, info linux.TCPInfo) (*format.TCPConn, error) {
 	return c, err
 }
 
+// readClosed closes the send window of socket s, in repair mode, and
+// reads it (readConn) with the window it had, which it puts back if the
+// read fails (the hold's end then need not).
+func readClosed(s, num int, info linux.TCPInfo) (*format.TCPConn, error) {
+	w, err := repairWindow(s)
+	if err != nil {
+		return nil, fmt.Errorf("fd %d: %w", num, err)
+	}
+	closed := w
+	closed.SndWnd = 0
+	if err := setRepairWindow(s, closed); err != nil {
+		return nil, fmt.Errorf("fd %d: closing its send window: %w", num, err)
+	}
+	c, err := readConn(s, num, info, w)
+	if err != nil {
+		setRepairWindow(s, w)
+	}
+	return c, err
+}
+
+// repairWindow reads the windows of socket s, in repair mode.
+func repairWindow(s int) (linux.TCPRepairWindow, error) {
+	var w linux.TCPRepairWindow
+	b := make([]byte, linux.SizeofTCPRepairWindow)
+	if n, err := linux.GetsockoptBytes(s, unix.IPPROTO_TCP, unix.TCP_REPAIR_WINDOW, b); err != nil || n < len(b) {
+		return w, fmt.Errorf("TCP_REPAIR_WINDOW: %d bytes, %v", n, err)
+	}
+	w.Decode(b)
+	return w, nil
+}
+
+// setRepairWindow sets the windows of socket s, in repair mode.
+func setRepairWindow(s int, w linux.TCPRepairWindow) error {
+	if err := linux.SetsockoptBytes(s, unix.IPPROTO_TCP, unix.TCP_REPAIR_WINDOW, w.Encode()); err != nil {
+		return fmt.Errorf("TCP_REPAIR_WINDOW: %w", err)
+	}
+	return nil
+}
+
 // silence puts held connection s in repair mode before its process is
 // killed: it sends nothing more, and closes without a word.
 func silence(s int) {
 	unix.SetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_ON)
 }
 
-// resumeConn lets connection s go on as it was before holdConn: out of
-// repair mode if it is in it (the kernel sends a window probe, and the
-// peer sends again), its SO_REUSEADDR, reuse, back, the filter off.
-func resumeConn(s, reuse int) {
-	if r, err := unix.GetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_REPAIR); err == nil && r != 0 {
-		unix.SetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, 0)
-		unix.SetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_OFF)
-		unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_REUSEADDR, reuse)
+// resumeConn lets connection s go on as it was before holdConn: its send
+// window w back (nil: unknown, as to the holder, and the peer's answer to
+// the window probe says it again), the filter off, then out of repair
+// mode, which sends a window probe that the peer answers (and sends
+// again what it sent meanwhile), its SO_REUSEADDR, reuse, back.
+func resumeConn(s, reuse int, w *linux.TCPRepairWindow) {
+	unix.SetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_ON)
+	unix.SetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, 0)
+	if w != nil {
+		setRepairWindow(s, *w)
 	}
 	unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_DETACH_FILTER, 0)
+	unix.SetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_OFF)
+	unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_REUSEADDR, reuse)
 }
 
 // readConn reads held connection s (fd num of the process): its queues,
-// their sequence numbers, its options and windows.
-func readConn(s, num int, info linux.TCPInfo) (*format.TCPConn, error) {
+// their sequence numbers, its options; its windows are w.
+func readConn(s, num int, info linux.TCPInfo, w linux.TCPRepairWindow) (*format.TCPConn, error) {
 	if off, err := unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_PEEK_OFF); err == nil && off >= 0 {
 		return nil, refusef("fd %d is a TCP connection with a peek offset (SO_PEEK_OFF %d), which procs cannot carry yet", num, off)
 	}
@@ -120,12 +167,6 @@ func readConn(s, num int, info linux.TCPInfo) (*format.TCPConn, error) {
 		}
 		c.TSVal = uint32(ts)
 	}
-	b := make([]byte, linux.SizeofTCPRepairWindow)
-	if n, err := linux.GetsockoptBytes(s, unix.IPPROTO_TCP, unix.TCP_REPAIR_WINDOW, b); err != nil || n < len(b) {
-		return nil, fmt.Errorf("fd %d: TCP_REPAIR_WINDOW: %d bytes, %v", num, n, err)
-	}
-	var w linux.TCPRepairWindow
-	w.Decode(b)
 	c.SndWl1, c.SndWnd, c.MaxWindow, c.RcvWnd, c.RcvWup = w.SndWl1, w.SndWnd, w.MaxWindow, w.RcvWnd, w.RcvWup
 	return c, nil
 }
@@ -252,8 +293,8 @@ func makeConn(s int, t *format.TCP) error {
 		w.RcvWup--
 		w.RcvWnd++
 	}
-	if err := linux.SetsockoptBytes(s, unix.IPPROTO_TCP, unix.TCP_REPAIR_WINDOW, w.Encode()); err != nil {
-		return fmt.Errorf("TCP_REPAIR_WINDOW: %w", err)
+	if err := setRepairWindow(s, w); err != nil {
+		return err
 	}
 	if err := unix.SetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, 0); err != nil {
 		return fmt.Errorf("TCP_REPAIR_QUEUE: %w", err)

@@ -35,6 +35,9 @@ import (
 // MiB), and the whole FILES record, which holds them, is bounded too.
 const maxTCPQueue = 8 << 20
 
+// maxUserMSS is the largest MSS TCP_MAXSEG takes (MAX_TCP_WINDOW).
+const maxUserMSS = 32767
+
 // dropAll is a classic BPF program that drops every packet.
 var dropAll = []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
 
@@ -242,6 +245,11 @@ func makeConn(s int, t *format.TCP) error {
 	if err := bindInet(s, t.Family, t.Local); err != nil {
 		return err
 	}
+	// connect sizes the segments by the MSS it knows then, the default
+	// 536 before TCP_REPAIR_OPTIONS can say the peer's (once connected),
+	// and for good: the connection's own MSS first, as if the program
+	// had set it (TCP_MAXSEG takes no more than 32767), unset after.
+	unix.SetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_MAXSEG, min(c.MSS, maxUserMSS))
 	sa, _, err := parseAddr(t.Family, t.Remote)
 	if err != nil {
 		return fmt.Errorf("peer %s: %w", t.Remote, err)
@@ -252,6 +260,7 @@ func makeConn(s int, t *format.TCP) error {
 		}
 		return fmt.Errorf("connecting to %s: %w", t.Remote, err)
 	}
+	unix.SetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_MAXSEG, 0)
 	opts := []linux.TCPRepairOpt{{Code: linux.TCPOPT_MSS, Val: uint32(c.MSS)}}
 	if c.Wscale {
 		opts = append(opts, linux.TCPRepairOpt{Code: linux.TCPOPT_WINDOW, Val: uint32(c.SndWscale) | uint32(c.RcvWscale)<<16})

@@ -19,16 +19,16 @@ import (
 // drops every packet (the peer's data, its acknowledgements) is attached
 // first, so that what the socket holds can no longer change, and the
 // peer sees a silent host (it retransmits later, as over a lossy link)
-// and gets no reset. The socket is in repair mode only while it is read
+// and gets no reset; its send window is closed, so that it sends nothing
+// it had not sent at the read. The socket is in repair mode only while it is read
 // (its queues, sequence numbers, options and windows), so that a
 // process that runs on, should procs-dump die, finds its socket usable.
 // When the tree goes on (-K, or a failed dump) the filter is taken off:
 // the connection is exactly as it was. Before the tree is killed, each
 // connection enters repair mode again, in which it sends nothing and
 // closes silently, and the holder (tcphold.go) keeps it until the
-// restore. What the kernel sent meanwhile (a retransmission, bytes not
-// sent yet at the read) the restored connection sends again, and the peer
-// takes as duplicates.
+// restore. What the kernel sent meanwhile (retransmissions) the restored
+// connection sends again, and the peer takes as duplicates.
 
 // maxTCPQueue bounds each queue of a connection in an image: more than
 // the kernel lets a buffer grow by default (tcp_rmem, tcp_wmem: 6 and 4

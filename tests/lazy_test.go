@@ -25,31 +25,47 @@ import (
 // hold the rest never comes: stdin stays open, as a slow writer's.
 func feed(t *testing.T, ld *load, image string, hold, cut int64) {
 	t.Helper()
-	b, err := os.ReadFile(image)
-	if err != nil {
-		t.Fatal(err)
+	if hold < 0 {
+		holdFeed(t, ld, image, 0)(-1)
+		return
 	}
-	if cut < 0 {
-		cut = int64(len(b))
-	}
+	rest := holdFeed(t, ld, image, hold)
 	go func() {
-		if hold < 0 {
-			ld.stdin.Write(b)
-			ld.stdin.Close()
-			return
-		}
-		ld.stdin.Write(b[:hold])
 		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 			if pids := named("livemem"); len(pids) == 1 && untraced(pids[0]) {
 				break
 			}
 		}
-		if cut == hold {
-			return
+		if cut != hold {
+			rest(cut)
 		}
-		ld.stdin.Write(b[hold:cut])
-		ld.stdin.Close()
 	}()
+}
+
+// holdFeed writes the first hold bytes of image to ld's stdin, and
+// returns what writes the rest, up to cut (to the end when cut is
+// negative), and closes stdin; neither waits for procs-load to read.
+func holdFeed(t *testing.T, ld *load, image string, hold int64) func(cut int64) {
+	t.Helper()
+	b, err := os.ReadFile(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan struct{})
+	go func() {
+		ld.stdin.Write(b[:hold])
+		close(held)
+	}()
+	return func(cut int64) {
+		if cut < 0 {
+			cut = int64(len(b))
+		}
+		go func() {
+			<-held
+			ld.stdin.Write(b[hold:cut])
+			ld.stdin.Close()
+		}()
+	}
 }
 
 // TestLazyPipe restores a plain image and a live one with --lazy from a
@@ -97,13 +113,7 @@ func TestLazyPipe(t *testing.T) {
 // (livemem, asked to check its memory, would say "bad"), and is gone.
 func TestLazyLoaderKilled(t *testing.T) {
 	needTools(t)
-	p := startLivemem(t, "64", "2", "0", "2")
-	time.Sleep(300 * time.Millisecond)
-	img := lazyTail(t, dump(t, p.pid(), false))
-	if !p.exited(10 * time.Second) {
-		t.Fatal("the victim still runs after procs-dump")
-	}
-	at, _ := lastPages(t, img)
+	img, at, _ := tailedLivemem(t)
 	for _, fork := range []bool{false, true} {
 		t.Run(map[bool]string{false: "running", true: "forked"}[fork], func(t *testing.T) {
 			noLeftovers(t)
@@ -143,6 +153,128 @@ func TestLazyLoaderKilled(t *testing.T) {
 				unix.Kill(pid, unix.SIGUSR1) // to show what they run on
 				ld.out.wait(5*time.Second, func(all []string, _ bool) bool { return false })
 				t.Errorf("livemem %v still runs after procs-load was killed", left)
+			}
+			all, _ := ld.out.snapshot()
+			for _, l := range all {
+				if strings.Contains(l, "bad") {
+					t.Errorf("restored livemem: %q", l)
+				}
+			}
+		})
+	}
+}
+
+// tailedLivemem dumps a livemem of 64 MiB and two writers (which it
+// ends), and returns its image with a record added at the stack
+// (lazyTail), and the offset and length of that record's payload.
+func tailedLivemem(t *testing.T) (string, int64, int64) {
+	t.Helper()
+	p := startLivemem(t, "64", "2", "0", "2")
+	time.Sleep(300 * time.Millisecond)
+	img := lazyTail(t, dump(t, p.pid(), false))
+	if !p.exited(10 * time.Second) {
+		t.Fatal("the victim still runs after procs-dump")
+	}
+	at, n := lastPages(t, img)
+	return img, at, n
+}
+
+// TestLazyOrphan has the process restored with --lazy from a pipe fork,
+// while most of its memory has not come (the writer holds the rest
+// back), a child that does not die with it, and then ends (killed): the
+// child, below no one procs-load waits for, still has pages missing.
+// procs-load goes on serving it: once the rest comes, it exits with the
+// process's status, and the child finds its memory whole ("pages"); the
+// stream cut, procs-load kills the child and says so in one line
+// ("cut"); procs-load killed, its guard kills the child ("loader-killed").
+// What the guard cannot help, as procs-load(1) says: both killed at once,
+// the child runs on, on zeros where its pages had not come ("both-killed").
+func TestLazyOrphan(t *testing.T) {
+	needTools(t)
+	img, at, n := tailedLivemem(t)
+	for _, end := range []string{"pages", "cut", "loader-killed", "both-killed"} {
+		t.Run(end, func(t *testing.T) {
+			noLeftovers(t)
+			ld := startLoad(t, "", "--lazy")
+			rest := holdFeed(t, ld, img, at-20)
+			pid := ld.find(t, "livemem", 20*time.Second)
+			for deadline := time.Now().Add(20 * time.Second); !untraced(pid); time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("livemem %d is not let go: %v", pid, threadStates(pid))
+				}
+			}
+			unix.Tgkill(pid, otherThread(t, pid), unix.SIGUSR2) // (see TestLazyLoaderKilled)
+			var child int
+			for deadline := time.Now().Add(20 * time.Second); child == 0; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("livemem did not fork: %v; procs-load: %s", descendants(), ld.stderrText())
+				}
+				for _, c := range named("livemem") {
+					if c != pid {
+						child = c
+					}
+				}
+			}
+			cst := startTime(child)
+			t.Cleanup(func() { killChecked(t, child, cst) })
+			unix.Kill(pid, unix.SIGKILL) // the process ends at once
+			time.Sleep(300 * time.Millisecond)
+			if ld.exited(0) {
+				t.Errorf("procs-load exited (%d) when its process ended, its child's pages still to come: %s", ld.exitCode(), ld.stderrText())
+			}
+			switch end {
+			case "pages":
+				rest(-1)
+				if !ld.exited(30 * time.Second) {
+					t.Fatalf("procs-load still runs once every page came: %s", ld.stderrText())
+				}
+				if code := ld.exitCode(); code != 128+int(unix.SIGKILL) {
+					t.Errorf("procs-load exit %d; want %d, its process's (%s)", code, 128+int(unix.SIGKILL), ld.stderrText())
+				}
+				checkLines(t, child, ld.out, 1, false)
+			case "cut":
+				rest(at + n/2)
+				if !ld.exited(30 * time.Second) {
+					t.Fatalf("procs-load still runs once its stream was cut: %s", ld.stderrText())
+				}
+				msg := ld.stderrText()
+				if code := ld.exitCode(); code != 125 || strings.Count(msg, "\n") != 0 || !strings.Contains(msg, "was killed") {
+					t.Errorf("procs-load, its stream cut: exit %d, %q; want 125 and one line saying the process killed", code, msg)
+				}
+			case "loader-killed", "both-killed":
+				guard := waitNamed(t, "procs-guard")
+				if end == "both-killed" {
+					unix.Kill(guard[0], unix.SIGKILL) // the guard of the procs-load this test started
+				}
+				ld.cmd.Process.Kill() // by PID: the procs-load this test started
+				if !ld.exited(10 * time.Second) {
+					t.Fatal("procs-load still runs after SIGKILL")
+				}
+			}
+			if end == "both-killed" {
+				before, _ := ld.out.snapshot()
+				unix.Kill(child, unix.SIGUSR1)
+				check := func(all []string) string {
+					for _, l := range all[len(before):] {
+						if strings.HasPrefix(l, "check ") {
+							return l
+						}
+					}
+					return ""
+				}
+				all, _ := ld.out.wait(20*time.Second, func(all []string, _ bool) bool { return check(all) != "" })
+				if l := check(all); !strings.HasPrefix(l, "check 1 bad") {
+					t.Errorf("the child, procs-load and its guard killed: %q; want its check bad (zeros)", l)
+				}
+				return
+			}
+			if end != "pages" {
+				if left := waitNone("livemem", 20*time.Second); len(left) > 0 {
+					t.Errorf("livemem %v still runs; want the child killed", left)
+				}
+			}
+			if g := waitNone("procs-guard", 20*time.Second); len(g) > 0 {
+				t.Errorf("procs-guard %v still runs", g)
 			}
 			all, _ := ld.out.snapshot()
 			for _, l := range all {

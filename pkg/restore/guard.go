@@ -21,14 +21,18 @@ package restore
 //
 //   - "root PID" with the process's pidfd and userfaultfd;
 //   - "uffd" with the userfaultfd of a child the process forked;
+//   - "pid PID" with the pidfd of a process the root forked, found
+//     below it or adopted by procs-load (forks.go);
 //   - "done" once the pager is closed (every page in, or the process
 //     killed by procs-load): it closes its fds and exits at once.
 //
 // An end of file before "done" means procs-load is gone with pages
-// missing: the guard kills the process and what it forked (killLazy),
-// waits until it has ended, and only then closes the userfaultfds and
-// exits. It ignores SIGINT, SIGHUP and SIGTERM; a SIGKILL of both
-// procs-load and the guard at once is what it cannot help.
+// missing: the guard kills the process, each process it was given, and
+// what they forked (killLazy), waits until they have ended, and only
+// then closes the userfaultfds and exits. It ignores SIGINT, SIGHUP and
+// SIGTERM; a SIGKILL of both procs-load and the guard at once is what it
+// cannot help, and so is a child forked the moment procs-load died
+// (before procs-load found it).
 
 import (
 	"fmt"
@@ -91,6 +95,10 @@ func (g *guard) send(msg string, fds ...int) error {
 	return unix.Sendmsg(int(g.ctl.Fd()), []byte(msg), oob, nil, unix.MSG_NOSIGNAL)
 }
 
+// member gives the guard a process of the restore, pid (pidfd), that
+// the root forked (forks.go), for it to kill too.
+func (g *guard) member(pid, pidfd int) { g.send("pid "+strconv.Itoa(pid), pidfd) }
+
 // hold gives the guard the userfaultfd of a child the process forked
 // (uffd.Pager.Forked). A guard gone (killed by itself) cannot take it:
 // the restore goes on, unguarded.
@@ -111,6 +119,7 @@ func runGuard() int {
 	signal.Ignore(unix.SIGINT, unix.SIGHUP, unix.SIGTERM, unix.SIGPIPE)
 	const ctl = 3
 	pid, pidfd := 0, -1
+	members := map[int]int{} // pid -> pidfd, of what the root forked
 	buf, oob := make([]byte, 64), make([]byte, unix.CmsgSpace(2*4))
 	for {
 		n, oobn, _, _, err := unix.Recvmsg(ctl, buf, oob, 0)
@@ -128,14 +137,23 @@ func runGuard() int {
 		case strings.HasPrefix(msg, "root ") && len(fds) == 2 && pidfd < 0:
 			pid, _ = strconv.Atoi(strings.TrimPrefix(msg, "root "))
 			pidfd = fds[0]
+		case strings.HasPrefix(msg, "pid ") && len(fds) == 1:
+			if n, err := strconv.Atoi(strings.TrimPrefix(msg, "pid ")); err == nil && n > 0 {
+				members[n] = fds[0]
+			}
 		}
 		// The userfaultfds, and anything unexpected, stay open until
 		// the guard exits.
 	}
 	// Its PID is the process's as long as the pidfd can signal it (a
 	// zombie's too): no other process's children are taken for its.
-	if pid > 0 && unix.PidfdSendSignal(pidfd, 0, nil, 0) == nil {
-		killLazy(pid, pidfd)
+	if pid > 0 {
+		members[pid] = pidfd
+	}
+	for pid, pidfd := range members {
+		if unix.PidfdSendSignal(pidfd, 0, nil, 0) == nil {
+			killLazy(pid, pidfd)
+		}
 	}
 	return 0
 }

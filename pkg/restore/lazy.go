@@ -46,7 +46,8 @@ type lazyLoad struct {
 	// before the process runs: the stream is read up to there.
 	eagerEnd uint64
 	pager    *uffd.Pager
-	pidfd    int // the root's, for Kill
+	pidfd    int    // the root's, for Kill
+	forks    *forks // the processes the root forks meanwhile
 	done     chan struct{}
 	started  bool
 	// first is the first PAGES record after eagerEnd, read before the
@@ -174,9 +175,24 @@ func (t *tree) startLazy() error {
 		fd.Close()
 		return err
 	}
+	top := b.pid
+	if t.ns != nil {
+		top = t.ns.pid
+	}
+	l.forks = newForks(top, b.pid, g)
 	p := uffd.NewPager(fd)
-	p.Kill = func() { killLazy(b.pid, l.pidfd) }
-	p.Forked, p.Release = g.hold, g.release
+	p.Kill = func() {
+		killLazy(b.pid, l.pidfd)
+		l.forks.kill()
+	}
+	p.Forked = func(f *os.File) {
+		g.hold(f)
+		l.forks.fork()
+	}
+	p.Release = func() {
+		l.forks.stop()
+		g.release()
+	}
 	if f := t.stagedFile(); f != nil {
 		p.Staged = func(addr uint64, page []byte) bool {
 			if at, err := unix.Seek(int(f.Fd()), int64(addr), unix.SEEK_DATA); err != nil || at != int64(addr) {
@@ -401,23 +417,41 @@ func (l *lazyLoad) err(pid int) error {
 	return nil
 }
 
-// PagesDone waits until every page of a lazy restore is in the process
-// (or the restore failed, and the process was killed: a LazyError); at
-// once for a restore that is not lazy. A loader that exits before has
-// the process killed by its guard: procs-load -d waits.
+// PagesDone waits until every page of a lazy restore is in every
+// process that shares them (the process and what it forked meanwhile,
+// which may outlive it), or none of them is left; or the restore
+// failed, and they were killed (a LazyError). At once for a restore
+// that is not lazy. A loader that exits before has them killed by its
+// guard: procs-load waits, with -d and once the process has ended.
 func (p *Process) PagesDone() error {
 	if p.lazy == nil {
 		return nil
 	}
-	<-p.lazy.done
-	return p.lazy.err(p.Pid)
+	return p.lazy.wait(p.Pid)
 }
 
-// PagesFailed tells, once the process has ended, whether a lazy
-// restore killed it (a LazyError), or nil.
-func (p *Process) PagesFailed() error {
-	if p.lazy == nil {
-		return nil
+// wait is PagesDone: the stream's end, or, looked at every goneCheck,
+// no process left to serve.
+func (l *lazyLoad) wait(pid int) error {
+	tick := time.NewTicker(goneCheck)
+	defer tick.Stop()
+	for {
+		select {
+		case <-l.done:
+			return l.err(pid)
+		default:
+		}
+		if l.pager.CloseIfGone() {
+			return l.err(pid)
+		}
+		select {
+		case <-l.done:
+			return l.err(pid)
+		case <-tick.C:
+		}
 	}
-	return p.lazy.err(p.Pid)
 }
+
+// goneCheck is how often PagesDone looks whether the processes it
+// waits for are gone.
+const goneCheck = 100 * time.Millisecond

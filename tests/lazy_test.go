@@ -344,10 +344,15 @@ func lastPages(t *testing.T, path string) (int64, int64) {
 // pages of livemem's memory lie below its libraries, and come before
 // it runs from a pipe).
 func lazyTail(t *testing.T, image string) string {
+	return lazyTailOf(t, image, 0)
+}
+
+// lazyTailOf is lazyTail at the stack of the image's process task.
+func lazyTailOf(t *testing.T, image string, task int) string {
 	t.Helper()
-	for _, m := range decodeTree(t, image).Procs[0].Maps {
+	for _, m := range decodeTree(t, image).Procs[task].Maps {
 		if m.Name == "[stack]" {
-			return craftImage(t, image, imageRewrite{pages: []pageRun{{task: 0, addr: m.Start, data: make([]byte, format.PageSize)}}})
+			return craftImage(t, image, imageRewrite{pages: []pageRun{{task: uint32(task), addr: m.Start, data: make([]byte, format.PageSize)}}})
 		}
 	}
 	t.Fatal("the image has no [stack]")
@@ -460,6 +465,21 @@ func TestLazyServe(t *testing.T) {
 		// The process is back with its PID, as procs receive's child,
 		// being built: the server is killed then, its 256 MiB far from
 		// sent (the pages cut once the process runs are TestLazyFails's).
+		killServerWhileBuilt(t, r, srv, pid)
+		if _, ok := procInfo(pid); ok {
+			t.Errorf("process %d still runs", pid)
+		}
+		if left := named("livemem"); len(left) > 0 {
+			t.Errorf("livemem %v still runs", left)
+		}
+	})
+}
+
+// killServerWhileBuilt kills the server srv once the process pid is
+// back as the child of r (procs receive --lazy), being built: r must
+// exit 125 with one line.
+func killServerWhileBuilt(t *testing.T, r *proc, srv *serverProc, pid int) {
+	t.Helper()
 		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
 			if p, ok := procInfo(pid); ok && p.ppid == r.pid() {
 				break
@@ -473,13 +493,6 @@ func TestLazyServe(t *testing.T) {
 		if code := r.exitCode(); code != 125 || strings.Count(msg, "\n") != 0 {
 			t.Errorf("procs receive --lazy, the server killed: exit %d, %q; want 125 and one line", code, r.stderrText())
 		}
-		if _, ok := procInfo(pid); ok {
-			t.Errorf("process %d still runs", pid)
-		}
-		if left := named("livemem"); len(left) > 0 {
-			t.Errorf("livemem %v still runs", left)
-		}
-	})
 }
 
 // waitNamed waits for the one live process named comm below the test.
@@ -492,4 +505,169 @@ func waitNamed(t *testing.T, comm string) []int {
 	}
 	t.Fatalf("no process named %s: %v", comm, descendants())
 	return nil
+}
+
+// lazyTreePy is a python tree: a parent that fills 8 MiB and forks three
+// children, which share it copy-on-write; then each fills memory of its
+// own (the %d MiB) and writes a page in eight of the shared, and reports the
+// checksums of both, again and again, in the file named after itself
+// (p, c0, c1, c2): "N OWN SHARED".
+const lazyTreePy = `
+import os, time, zlib
+shared = bytearray(os.urandom(8 << 20))
+name = "p"
+for w in range(3):
+    if os.fork() == 0:
+        name = "c%%d" %% w
+        break
+own = bytearray(os.urandom(%d << 20))
+for i in range(0, len(shared), 8 * 4096):
+    shared[i] = (shared[i] + 1) %% 256
+n = 0
+while True:
+    n += 1
+    with open(name + ".tmp", "w") as f:
+        f.write("%%d %%08x %%08x\n" %% (n, zlib.crc32(own), zlib.crc32(shared)))
+    os.rename(name + ".tmp", name)
+    time.sleep(0.1)
+`
+
+// lazyTreeNames are the files of lazyTreePy's processes, root first.
+var lazyTreeNames = []string{"p", "c0", "c1", "c2"}
+
+// treeSums waits for the report of each process named of lazyTreePy in
+// dir, and returns their checksums ("OWN SHARED"), by name.
+func treeSums(t *testing.T, dir string, names ...string) map[string]string {
+	t.Helper()
+	sums := map[string]string{}
+	deadline := time.Now().Add(60 * time.Second)
+	for _, name := range names {
+		for {
+			b, _ := os.ReadFile(filepath.Join(dir, name))
+			if f := strings.Fields(string(b)); len(f) == 3 {
+				sums[name] = f[1] + " " + f[2]
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("process %s of the tree did not report: %v", name, descendants())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return sums
+}
+
+// startLazyTree starts lazyTreePy with own MiB of its own per process,
+// waits for their reports, and returns its folder, its PID and their
+// checksums; the reports are removed, for the restored tree to write.
+func startLazyTree(t *testing.T, own int) (string, int, map[string]string) {
+	t.Helper()
+	dir, pid := startPyTree(t, fmt.Sprintf(lazyTreePy, own))
+	sums := treeSums(t, dir, lazyTreeNames...)
+	return dir, pid, sums
+}
+
+// forgetSums removes the reports of lazyTreePy's processes in dir.
+func forgetSums(dir string) {
+	for _, name := range lazyTreeNames {
+		os.Remove(filepath.Join(dir, name))
+	}
+}
+
+// sameSums fails t unless got holds the checksums of want.
+func sameSums(t *testing.T, got, want map[string]string) {
+	t.Helper()
+	for name, sum := range want {
+		if got[name] != sum {
+			t.Errorf("process %s of the restored tree: checksums %q; want %q, as before", name, got[name], sum)
+		}
+	}
+}
+
+// TestLazyTree restores with --lazy a python tree whose parent and
+// children share memory copy-on-write and each have memory of their own:
+// from a pipe, the tree runs while the last process's last pages are
+// held back (the others report), then every process finds its memory
+// as it was; from procs-serve (procs receive --lazy) too; and with the
+// server killed while a larger tree is restored, every process of the
+// tree is gone and procs receive says so in one line.
+func TestLazyTree(t *testing.T) {
+	for _, end := range []string{"pipe", "pipe-cut"} {
+		t.Run(end, func(t *testing.T) {
+			dir, pid, sums := startLazyTree(t, 16)
+			img := dump(t, pid, false)
+			waitImageGone(t, img)
+			forgetSums(dir)
+			img = lazyTailOf(t, img, len(lazyTreeNames)-1)
+			at, n := lastPages(t, img)
+			ld := startLoad(t, "", "--lazy", "-v")
+			rest := holdFeed(t, ld, img, at-20)
+			t.Cleanup(func() { killTree(t, pid) })
+			// The last process waits for its stack; the others run.
+			sameSums(t, treeSums(t, dir, lazyTreeNames[:3]...), map[string]string{"p": sums["p"], "c0": sums["c0"], "c1": sums["c1"]})
+			if g := named("procs-guard"); len(g) != 1 {
+				t.Errorf("procs-guard %v while the pages come; want one", g)
+			}
+			if end == "pipe-cut" {
+				rest(at + n/2)
+				if !ld.exited(30 * time.Second) {
+					t.Fatalf("procs-load still runs once its stream was cut: %s", ld.stderrText())
+				}
+				msg := ld.stderrText()
+				if i := strings.LastIndex(strings.TrimSuffix(msg, "\n"), "\n"); i >= 0 {
+					msg = msg[i+1:] // past -v's lines
+				}
+				if code := ld.exitCode(); code != 125 || !strings.HasPrefix(msg, "procs-load: the tree of process") || !strings.Contains(msg, "was killed") {
+					t.Errorf("procs-load, its stream cut: exit %d, %q; want 125 and a line saying the tree killed", code, msg)
+				}
+				if left := treeOf(pid); len(left) > 0 {
+					t.Errorf("processes of the tree still run: %v", left)
+				}
+				return
+			}
+			rest(-1)
+			sameSums(t, treeSums(t, dir, lazyTreeNames...), sums)
+			if g := waitNone("procs-guard", 20*time.Second); len(g) > 0 {
+				t.Errorf("procs-guard %v still runs once every page is in", g)
+			}
+			if msg := ld.stderrText(); strings.Contains(msg, "comes whole") || !strings.Contains(msg, "4 of 4 processes") {
+				t.Errorf("procs-load --lazy -v said %q; want every process lazy", msg)
+			}
+		})
+	}
+	// serve starts procs-serve, sends it a new tree of own MiB per
+	// process (procs send), and starts procs receive --lazy of it: it
+	// returns the tree's folder, PID and checksums, the receiver and
+	// the server.
+	serve := func(t *testing.T, own int) (string, int, map[string]string, *proc, *serverProc) {
+		setup(t)
+		// The tree first: its check for leftovers comes after the
+		// server's end.
+		dir, pid, sums := startLazyTree(t, own)
+		bin := serveBins(t)
+		h := host{bin: bin, env: []string{"PROCS_SERVER=", "PROCS_TOKEN=", "PROCS_TOKEN_FILE="}}
+		addr := freePort(t)
+		srv := startServer(t, h, h, addr, filepath.Join(t.TempDir(), "state"))
+		tree := treeOf(pid)
+		id := strings.TrimSpace(h.must(t, "procs", "send", strconv.Itoa(pid), "-s", addr))
+		waitGone(t, tree)
+		forgetSums(dir)
+		r := start(t, []string{filepath.Join(bin, "procs"), "receive", id, "--lazy", "--stdio=inherit", "-s", addr}, t.TempDir())
+		t.Cleanup(func() { killTree(t, pid) })
+		return dir, pid, sums, r, srv
+	}
+	t.Run("serve", func(t *testing.T) {
+		dir, _, sums, _, _ := serve(t, 16)
+		sameSums(t, treeSums(t, dir, lazyTreeNames...), sums)
+	})
+	t.Run("server-killed", func(t *testing.T) {
+		_, pid, _, r, srv := serve(t, 128)
+		// The root is back, as procs receive's child, being built: the
+		// server is killed then, most of the tree's memory far from
+		// sent.
+		killServerWhileBuilt(t, r, srv, pid)
+		if left := liveDescendants(time.Second); len(left) > 0 {
+			t.Errorf("processes still run: %v", left)
+		}
+	})
 }

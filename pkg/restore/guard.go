@@ -19,8 +19,9 @@ package restore
 // waits, whoever reads the events. Its fd 3 is a unix socket from
 // procs-load (SOCK_SEQPACKET), on which it gets:
 //
-//   - "root PID" with the process's pidfd and userfaultfd;
-//   - "uffd" with the userfaultfd of a child the process forked;
+//   - "root PID" with the root's pidfd;
+//   - "uffd" with the userfaultfd of a process of the tree, or of a
+//     child one forked;
 //   - "pid PID" with the pidfd of a process the root forked, found
 //     below it or adopted by procs-load (forks.go);
 //   - "done" once the pager is closed (every page in, or the process
@@ -45,7 +46,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"procs/pkg/uffd"
 )
 
 // guardName is argv[0] of the guard, and its name (comm).
@@ -63,9 +63,9 @@ type guard struct {
 	cmd *exec.Cmd
 }
 
-// startGuard starts the guard of process pid (pidfd), whose memory
-// userfaultfd fd serves, and gives it both.
-func startGuard(pid, pidfd int, fd *uffd.FD) (*guard, error) {
+// startGuard starts the guard of the tree whose root is process pid
+// (pidfd), and gives it both; the userfaultfds come after (hold).
+func startGuard(pid, pidfd int) (*guard, error) {
 	p, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, os.NewSyscallError("socketpair", err)
@@ -79,7 +79,7 @@ func startGuard(pid, pidfd int, fd *uffd.FD) (*guard, error) {
 		mine.Close()
 		return nil, fmt.Errorf("--lazy: starting the guard of the process: %w", err)
 	}
-	if err := g.send("root "+strconv.Itoa(pid), pidfd, int(fd.File().Fd())); err != nil {
+	if err := g.send("root "+strconv.Itoa(pid), pidfd); err != nil {
 		g.release()
 		return nil, fmt.Errorf("--lazy: the guard of the process: %w", err)
 	}
@@ -99,9 +99,9 @@ func (g *guard) send(msg string, fds ...int) error {
 // the root forked (forks.go), for it to kill too.
 func (g *guard) member(pid, pidfd int) { g.send("pid "+strconv.Itoa(pid), pidfd) }
 
-// hold gives the guard the userfaultfd of a child the process forked
-// (uffd.Pager.Forked). A guard gone (killed by itself) cannot take it:
-// the restore goes on, unguarded.
+// hold gives the guard the userfaultfd of a process of the tree, or of a
+// child one forked (uffd.Pager.Forked). A guard gone (killed by itself)
+// cannot take it: the restore goes on, unguarded.
 func (g *guard) hold(f *os.File) { g.send("uffd", int(f.Fd())) }
 
 // release tells the guard that nothing is left to guard, and waits until
@@ -134,7 +134,7 @@ func runGuard() int {
 		switch {
 		case msg == "done":
 			return 0
-		case strings.HasPrefix(msg, "root ") && len(fds) == 2 && pidfd < 0:
+		case strings.HasPrefix(msg, "root ") && len(fds) == 1 && pidfd < 0:
 			pid, _ = strconv.Atoi(strings.TrimPrefix(msg, "root "))
 			pidfd = fds[0]
 		case strings.HasPrefix(msg, "pid ") && len(fds) == 1:

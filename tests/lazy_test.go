@@ -588,13 +588,16 @@ func sameSums(t *testing.T, got, want map[string]string) {
 // children share memory copy-on-write and each have memory of their own:
 // from a pipe, the tree runs while the last process's last pages are
 // held back (the others report), then every process finds its memory
-// as it was; from procs-serve (procs receive --lazy) too; and with the
-// server killed while a larger tree is restored, every process of the
-// tree is gone and procs receive says so in one line.
+// as it was, and what they shared stays shared ("pipe"), or, the stream
+// cut then, every process is gone and procs-load says so in one line
+// ("pipe-cut"); from a live image; from procs-serve (procs receive
+// --lazy) too; and with the server killed while a larger tree is
+// restored, every process is gone and procs receive says so in one line.
 func TestLazyTree(t *testing.T) {
 	for _, end := range []string{"pipe", "pipe-cut"} {
 		t.Run(end, func(t *testing.T) {
 			dir, pid, sums := startLazyTree(t, 16)
+			pss := treePSS(t, pid)
 			img := dump(t, pid, false)
 			waitImageGone(t, img)
 			forgetSums(dir)
@@ -630,11 +633,32 @@ func TestLazyTree(t *testing.T) {
 			if g := waitNone("procs-guard", 20*time.Second); len(g) > 0 {
 				t.Errorf("procs-guard %v still runs once every page is in", g)
 			}
+			// What the children share with their parent stays shared.
+			if after := treePSS(t, pid); float64(after) > 1.1*float64(pss) {
+				t.Errorf("summed PSS %d KiB after the restore; want within 1.1x of %d KiB", after, pss)
+			}
 			if msg := ld.stderrText(); strings.Contains(msg, "comes whole") || !strings.Contains(msg, "4 of 4 processes") {
 				t.Errorf("procs-load --lazy -v said %q; want every process lazy", msg)
 			}
 		})
 	}
+	// A live image holds the memory first, in passes: the tree runs
+	// once the description is read, every lazy page served from the
+	// passes staged (the shared ones are in the parent before its
+	// children are forked).
+	t.Run("live", func(t *testing.T) {
+		dir, pid, sums := startLazyTree(t, 16)
+		img, _ := liveDump(t, pid)
+		waitImageGone(t, img)
+		forgetSums(dir)
+		ld := startLoad(t, "", "--lazy", "-v")
+		feed(t, ld, img, -1, -1)
+		t.Cleanup(func() { killTree(t, pid) })
+		sameSums(t, treeSums(t, dir, lazyTreeNames...), sums)
+		if msg := ld.stderrText(); !strings.Contains(msg, "4 of 4 processes") {
+			t.Errorf("procs-load --lazy -v said %q; want every process lazy", msg)
+		}
+	})
 	// serve starts procs-serve, sends it a new tree of own MiB per
 	// process (procs send), and starts procs receive --lazy of it: it
 	// returns the tree's folder, PID and checksums, the receiver and

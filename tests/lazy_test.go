@@ -589,12 +589,13 @@ func sameSums(t *testing.T, got, want map[string]string) {
 // from a pipe, the tree runs while the last process's last pages are
 // held back (the others report), then every process finds its memory
 // as it was, and what they shared stays shared ("pipe"), or, the stream
-// cut then, every process is gone and procs-load says so in one line
-// ("pipe-cut"); from a live image; from procs-serve (procs receive
+// cut then (the tree in a PID namespace of its own), every process is
+// gone and procs-load says so in one line ("pipe-cut"), or, procs-load
+// killed then, its guard kills them all ("pipe-loader-killed"); from a live image; from procs-serve (procs receive
 // --lazy) too; and with the server killed while a larger tree is
 // restored, every process is gone and procs receive says so in one line.
 func TestLazyTree(t *testing.T) {
-	for _, end := range []string{"pipe", "pipe-cut"} {
+	for _, end := range []string{"pipe", "pipe-cut", "pipe-loader-killed"} {
 		t.Run(end, func(t *testing.T) {
 			dir, pid, sums := startLazyTree(t, 16)
 			pss := treePSS(t, pid)
@@ -603,13 +604,27 @@ func TestLazyTree(t *testing.T) {
 			forgetSums(dir)
 			img = lazyTailOf(t, img, len(lazyTreeNames)-1)
 			at, n := lastPages(t, img)
-			ld := startLoad(t, "", "--lazy", "-v")
+			args := []string{"--lazy", "-v"}
+			if end == "pipe-cut" {
+				args = append(args, "--pid=ns") // its init adopts the orphans
+			}
+			ld := startLoad(t, "", args...)
 			rest := holdFeed(t, ld, img, at-20)
 			t.Cleanup(func() { killTree(t, pid) })
 			// The last process waits for its stack; the others run.
 			sameSums(t, treeSums(t, dir, lazyTreeNames[:3]...), map[string]string{"p": sums["p"], "c0": sums["c0"], "c1": sums["c1"]})
 			if g := named("procs-guard"); len(g) != 1 {
 				t.Errorf("procs-guard %v while the pages come; want one", g)
+			}
+			if end == "pipe-loader-killed" {
+				ld.cmd.Process.Kill() // by PID: the procs-load this test started
+				if !ld.exited(10 * time.Second) {
+					t.Fatal("procs-load still runs after SIGKILL")
+				}
+				if left := liveDescendants(20 * time.Second); len(left) > 0 {
+					t.Errorf("processes still run after procs-load was killed: %v", left)
+				}
+				return
 			}
 			if end == "pipe-cut" {
 				rest(at + n/2)
@@ -623,8 +638,8 @@ func TestLazyTree(t *testing.T) {
 				if code := ld.exitCode(); code != 125 || !strings.HasPrefix(msg, "procs-load: the tree of process") || !strings.Contains(msg, "was killed") {
 					t.Errorf("procs-load, its stream cut: exit %d, %q; want 125 and a line saying the tree killed", code, msg)
 				}
-				if left := treeOf(pid); len(left) > 0 {
-					t.Errorf("processes of the tree still run: %v", left)
+				if left := liveDescendants(10 * time.Second); len(left) > 0 {
+					t.Errorf("processes still run: %v", left)
 				}
 				return
 			}

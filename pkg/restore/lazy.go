@@ -292,6 +292,7 @@ func (t *tree) startLazy() error {
 			return b.wrap(err)
 		}
 	}
+	l.forks.scan() // the guard knows them all
 	t.logf("--lazy: %d of %d processes get their memory as they run", l.open, len(t.procs))
 	if rm := t.remote; rm != nil {
 		l.started = true

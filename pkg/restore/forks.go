@@ -29,7 +29,7 @@ type forks struct {
 	own       map[int]bool // procs-load's children not of the restore (the guard...)
 	guard     *guard
 	forked    chan struct{} // a fork was met
-	stopped   chan struct{} // the pager is closed
+	stopped   chan struct{} // the pagers are closed
 	mu        sync.Mutex
 	done      bool        // stopped
 	pidfds    map[int]int // pid -> pidfd, of every process found
@@ -117,11 +117,16 @@ func (f *forks) scan() {
 	}
 }
 
-// found takes a pidfd of pid, and gives both to the guard. Precondition:
-// f.mu held.
+// found takes a pidfd of pid, and gives both to the guard, unless it
+// has one of that process already (not of an earlier one of that PID).
+// Precondition: f.mu held.
 func (f *forks) found(pid int) {
-	if _, ok := f.pidfds[pid]; ok {
-		return
+	if old, ok := f.pidfds[pid]; ok {
+		if unix.PidfdSendSignal(old, 0, nil, 0) == nil {
+			return
+		}
+		unix.Close(old)
+		delete(f.pidfds, pid)
 	}
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
@@ -137,13 +142,17 @@ func (f *forks) kill() {
 	f.scan()
 	f.mu.Lock()
 	pids := slices.Sorted(maps.Keys(f.pidfds))
+	fds := make([]int, len(pids))
+	for i, pid := range pids {
+		fds[i] = f.pidfds[pid]
+	}
 	f.mu.Unlock()
-	for _, pid := range pids {
-		killLazy(pid, f.pidfds[pid])
+	for i, pid := range pids {
+		killLazy(pid, fds[i])
 	}
 }
 
-// stop ends the following once the pager is closed: procs-load is no
+// stop ends the following once the pagers are closed: procs-load is no
 // longer a subreaper (what it adopted stays its child, and is collected
 // as it ends by no one but init once procs-load exits).
 func (f *forks) stop() {

@@ -59,13 +59,12 @@ type lazyLoad struct {
 	// last is the last process with memory that must be in before the
 	// tree runs (tasks[last].eagerEnd), or -1: the stream is read up to
 	// there.
-	last  int
-	pidfd int    // the root's, for Kill
-	forks *forks // the processes of the tree, and what they fork
-	guard *guard
-	// open is how many pagers are not closed yet.
+	last    int
+	pidfd   int    // the root's, for Kill
+	forks   *forks // the processes of the tree, and what they fork
+	guard   *guard
 	mu      sync.Mutex
-	open    int
+	open    int // pagers not closed yet
 	done    chan struct{}
 	started bool
 	// first is the first PAGES record past the eager memory, read

@@ -592,8 +592,9 @@ func sameSums(t *testing.T, got, want map[string]string) {
 // cut then (the tree in a PID namespace of its own), every process is
 // gone and procs-load says so in one line ("pipe-cut"), or, procs-load
 // killed then, its guard kills them all ("pipe-loader-killed"); from a live image; from procs-serve (procs receive
-// --lazy) too; and with the server killed while a larger tree is
-// restored, every process is gone and procs receive says so in one line.
+// --lazy) too; and with the server killed while a larger tree is built,
+// or once it runs, every process is gone and procs receive says so in
+// one line.
 func TestLazyTree(t *testing.T) {
 	for _, end := range []string{"pipe", "pipe-cut", "pipe-loader-killed"} {
 		t.Run(end, func(t *testing.T) {
@@ -706,6 +707,30 @@ func TestLazyTree(t *testing.T) {
 		// sent.
 		killServerWhileBuilt(t, r, srv, pid)
 		if left := liveDescendants(time.Second); len(left) > 0 {
+			t.Errorf("processes still run: %v", left)
+		}
+	})
+	// The tree runs (its 4 x 128 MiB stream behind it, from its start):
+	// the server is killed then.
+	t.Run("server-killed-running", func(t *testing.T) {
+		_, pid, _, r, srv := serve(t, 128)
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Millisecond) {
+			if p, ok := procInfo(pid); ok && p.ppid == r.pid() && untraced(pid) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the tree does not run: %s", r.stderrText())
+			}
+		}
+		srv.cmd.Process.Kill() // by PID: the server this test started
+		if !r.exited(30 * time.Second) {
+			t.Fatalf("procs receive --lazy still runs after the server was killed: %s", r.stderrText())
+		}
+		msg, _, _ := strings.Cut(r.stderrText(), "\nprocs: hint: ")
+		if code := r.exitCode(); code != 125 || strings.Count(msg, "\n") != 0 || !strings.Contains(msg, "the tree of process") {
+			t.Errorf("procs receive --lazy, the server killed: exit %d, %q; want 125 and one line saying the tree killed", code, r.stderrText())
+		}
+		if left := liveDescendants(10 * time.Second); len(left) > 0 {
 			t.Errorf("processes still run: %v", left)
 		}
 	})

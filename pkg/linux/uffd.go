@@ -31,6 +31,11 @@ const (
 	UFFDIO_WAKE     = 0x8010AA02 // struct uffdio_range
 	UFFDIO_COPY     = 0xC028AA03 // struct uffdio_copy
 	UFFDIO_ZEROPAGE = 0xC020AA04 // struct uffdio_zeropage
+	// UFFDIO_WRITEPROTECT, struct uffdio_writeprotect (a range and a
+	// mode), asks nothing of a range not registered for it: a lazy
+	// restore asks whether a process is gone with it (uffd.FD.Gone).
+	UFFDIO_WRITEPROTECT               = 0xC018AA06
+	UFFDIO_WRITEPROTECT_MODE_DONTWAKE = 1 << 1
 
 	// SizeofUffdMsg is the size of struct uffd_msg, what read(2)
 	// returns per event.
@@ -59,6 +64,11 @@ type UffdioZeropage struct {
 }
 
 func (z UffdioZeropage) Encode() []byte { return encode(z) }
+
+// UffdioWriteprotect is struct uffdio_writeprotect.
+type UffdioWriteprotect struct{ Start, Len, Mode uint64 }
+
+func (w UffdioWriteprotect) Encode() []byte { return encode(w) }
 
 // UffdioRange is struct uffdio_range.
 type UffdioRange struct{ Start, Len uint64 }

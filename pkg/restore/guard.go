@@ -19,16 +19,21 @@ package restore
 // waits, whoever reads the events. Its fd 3 is a unix socket from
 // procs-load (SOCK_SEQPACKET), on which it gets:
 //
-//   - "root PID" with the process's pidfd and userfaultfd;
-//   - "uffd" with the userfaultfd of a child the process forked;
+//   - "root PID" with the root's pidfd;
+//   - "uffd" with the userfaultfd of a process of the tree, or of a
+//     child one forked;
+//   - "pid PID" with the pidfd of a process the root forked, found
+//     below it or adopted by procs-load (forks.go);
 //   - "done" once the pager is closed (every page in, or the process
 //     killed by procs-load): it closes its fds and exits at once.
 //
 // An end of file before "done" means procs-load is gone with pages
-// missing: the guard kills the process and what it forked (killLazy),
-// waits until it has ended, and only then closes the userfaultfds and
-// exits. It ignores SIGINT, SIGHUP and SIGTERM; a SIGKILL of both
-// procs-load and the guard at once is what it cannot help.
+// missing: the guard kills the process, each process it was given, and
+// what they forked (killLazy), waits until they have ended, and only
+// then closes the userfaultfds and exits. It ignores SIGINT, SIGHUP and
+// SIGTERM; a SIGKILL of both procs-load and the guard at once is what it
+// cannot help, and so is a child forked the moment procs-load died
+// (before procs-load found it).
 
 import (
 	"fmt"
@@ -41,7 +46,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"procs/pkg/uffd"
 )
 
 // guardName is argv[0] of the guard, and its name (comm).
@@ -59,9 +63,9 @@ type guard struct {
 	cmd *exec.Cmd
 }
 
-// startGuard starts the guard of process pid (pidfd), whose memory
-// userfaultfd fd serves, and gives it both.
-func startGuard(pid, pidfd int, fd *uffd.FD) (*guard, error) {
+// startGuard starts the guard of the tree whose root is process pid
+// (pidfd), and gives it both; the userfaultfds come after (hold).
+func startGuard(pid, pidfd int) (*guard, error) {
 	p, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, os.NewSyscallError("socketpair", err)
@@ -75,7 +79,7 @@ func startGuard(pid, pidfd int, fd *uffd.FD) (*guard, error) {
 		mine.Close()
 		return nil, fmt.Errorf("--lazy: starting the guard of the process: %w", err)
 	}
-	if err := g.send("root "+strconv.Itoa(pid), pidfd, int(fd.File().Fd())); err != nil {
+	if err := g.send("root "+strconv.Itoa(pid), pidfd); err != nil {
 		g.release()
 		return nil, fmt.Errorf("--lazy: the guard of the process: %w", err)
 	}
@@ -91,9 +95,13 @@ func (g *guard) send(msg string, fds ...int) error {
 	return unix.Sendmsg(int(g.ctl.Fd()), []byte(msg), oob, nil, unix.MSG_NOSIGNAL)
 }
 
-// hold gives the guard the userfaultfd of a child the process forked
-// (uffd.Pager.Forked). A guard gone (killed by itself) cannot take it:
-// the restore goes on, unguarded.
+// member gives the guard a process of the restore, pid (pidfd), that
+// the root forked (forks.go), for it to kill too.
+func (g *guard) member(pid, pidfd int) { g.send("pid "+strconv.Itoa(pid), pidfd) }
+
+// hold gives the guard the userfaultfd of a process of the tree, or of a
+// child one forked (uffd.Pager.Forked). A guard gone (killed by itself)
+// cannot take it: the restore goes on, unguarded.
 func (g *guard) hold(f *os.File) { g.send("uffd", int(f.Fd())) }
 
 // release tells the guard that nothing is left to guard, and waits until
@@ -111,6 +119,7 @@ func runGuard() int {
 	signal.Ignore(unix.SIGINT, unix.SIGHUP, unix.SIGTERM, unix.SIGPIPE)
 	const ctl = 3
 	pid, pidfd := 0, -1
+	members := map[int]int{} // pid -> pidfd, of what the root forked
 	buf, oob := make([]byte, 64), make([]byte, unix.CmsgSpace(2*4))
 	for {
 		n, oobn, _, _, err := unix.Recvmsg(ctl, buf, oob, 0)
@@ -125,17 +134,26 @@ func runGuard() int {
 		switch {
 		case msg == "done":
 			return 0
-		case strings.HasPrefix(msg, "root ") && len(fds) == 2 && pidfd < 0:
+		case strings.HasPrefix(msg, "root ") && len(fds) == 1 && pidfd < 0:
 			pid, _ = strconv.Atoi(strings.TrimPrefix(msg, "root "))
 			pidfd = fds[0]
+		case strings.HasPrefix(msg, "pid ") && len(fds) == 1:
+			if n, err := strconv.Atoi(strings.TrimPrefix(msg, "pid ")); err == nil && n > 0 {
+				members[n] = fds[0]
+			}
 		}
 		// The userfaultfds, and anything unexpected, stay open until
 		// the guard exits.
 	}
 	// Its PID is the process's as long as the pidfd can signal it (a
 	// zombie's too): no other process's children are taken for its.
-	if pid > 0 && unix.PidfdSendSignal(pidfd, 0, nil, 0) == nil {
-		killLazy(pid, pidfd)
+	if pid > 0 {
+		members[pid] = pidfd
+	}
+	for pid, pidfd := range members {
+		if unix.PidfdSendSignal(pidfd, 0, nil, 0) == nil {
+			killLazy(pid, pidfd)
+		}
 	}
 	return 0
 }

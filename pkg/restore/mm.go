@@ -235,7 +235,9 @@ func (t *tree) readContents() (err error) {
 				err := t.lazyRecord(b, h, addr, data)
 				pw.giveBack(buf)
 				if err == errStartLazy {
-					return nil
+					// The processes not made yet have no page before
+					// there: each is forked from its parent as it is.
+					return t.makeUpTo(len(t.procs)-1, pw)
 				}
 				if err != nil {
 					return err

@@ -208,10 +208,10 @@ func (s *staging) close() {
 }
 
 // stagedRuns calls yield with each run [data, hole) of staged pages
-// (memfd fd) in mapping m.
-func stagedRuns(fd int, m format.Mapping, yield func(data, hole int64) error) error {
-	end := int64(min(m.End, format.MaxPassAddress))
-	for off := int64(m.Start); off < end; {
+// (memfd fd) in [lo, hi).
+func stagedRuns(fd int, lo, hi uint64, yield func(data, hole int64) error) error {
+	end := int64(min(hi, format.MaxPassAddress))
+	for off := int64(lo); off < end; {
 		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
 		if errors.Is(err, unix.ENXIO) || err == nil && data >= end {
 			return nil
@@ -274,39 +274,16 @@ func (b *builder) fillFromPasses() error {
 		if m.Shared || m.Kind == format.MapVdso || m.Kind == format.MapVsyscall {
 			continue // the restorer's or the kernel's: no pages of the image
 		}
+		ranges := [][2]uint64{{m.Start, m.End}}
 		if b.lazy != nil && lazyMapping(m) {
-			continue // served once the process runs
+			// Served once the process runs, but for the pages its
+			// children share, which they are forked with.
+			ranges = b.sharedIn(m.Start, m.End)
 		}
-		err := stagedRuns(fd, m, func(data, hole int64) error {
-			for a := data; a < hole; a += moveChunk {
-				n := min(moveChunk, hole-a)
-				move := func() error {
-					if err := b.moveStaged(fd, a, n); err != nil {
-						return err
-					}
-					return s.drop(uint32(b.task), uint64(a), uint64(n))
-				}
-				// /proc/PID/mem, for read-only memory, from this thread
-				// (see readContents).
-				if !b.writable(uint64(a), uint64(n)) {
-					if err := pool.drain(); err != nil {
-						return err
-					}
-					if err := move(); err != nil {
-						return err
-					}
-					continue
-				}
-				if err := pool.err(); err != nil {
-					return err
-				}
-				pool.submit(nil, move)
+		for _, r := range ranges {
+			if err := b.moveRuns(fd, pool, r[0], r[1], &moved); err != nil {
+				return err
 			}
-			moved += hole - data
-			return nil
-		})
-		if err != nil {
-			return err
 		}
 	}
 	if err := pool.close(); err != nil {
@@ -314,4 +291,38 @@ func (b *builder) fillFromPasses() error {
 	}
 	b.tree.logf("moved %d MiB of pages from the passes into process %d", moved>>20, b.img.PID)
 	return nil
+}
+
+// moveRuns moves the staged pages of the process in [lo, hi) (memfd
+// fd) into it, by chunks given to pool, and adds their size to moved.
+func (b *builder) moveRuns(fd int, pool *pageWriters, lo, hi uint64, moved *int64) error {
+	s := b.staged
+	return stagedRuns(fd, lo, hi, func(data, hole int64) error {
+		for a := data; a < hole; a += moveChunk {
+			n := min(moveChunk, hole-a)
+			move := func() error {
+				if err := b.moveStaged(fd, a, n); err != nil {
+					return err
+				}
+				return s.drop(uint32(b.task), uint64(a), uint64(n))
+			}
+			// /proc/PID/mem, for read-only memory, from this thread
+			// (see readContents).
+			if !b.writable(uint64(a), uint64(n)) {
+				if err := pool.drain(); err != nil {
+					return err
+				}
+				if err := move(); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := pool.err(); err != nil {
+				return err
+			}
+			pool.submit(nil, move)
+		}
+		*moved += hole - data
+		return nil
+	})
 }

@@ -56,7 +56,7 @@ type remote struct {
 	// END record), read by range; descSum is its checksum.
 	infoEnd, filesAt, descEnd int64
 	descSum                   hash.Hash32
-	final                     finalMap
+	final                     finalMaps
 	mu                        sync.Mutex
 	asked                     map[int]bool   // records asked for by themselves
 	sums                      map[int]uint32 // their memory's checksum
@@ -96,20 +96,35 @@ func newRemote(rm *Remote) (*remote, io.Reader, error) {
 		}
 		switch rec.Type {
 		case format.TypePages, format.TypePass, format.TypeDrop:
-			if rec.Task != 0 {
-				return bad("memory of process %d in a single process's image", rec.Task)
-			}
+			// (rec.Task is checked once the processes are known:
+			// checkTasks.)
 			if rec.Addr%format.PageSize != 0 || rec.Len%format.PageSize != 0 || rec.Len == 0 || rec.Addr+rec.Len < rec.Addr {
 				return bad("record %d of memory %#x+%#x", i, rec.Addr, rec.Len)
 			}
 		}
 	}
-	r.final = buildFinal(recs)
+	r.final = finalMaps{}
+	for _, rec := range recs {
+		if _, ok := r.final[rec.Task]; !ok && (rec.Type == format.TypePages || rec.Type == format.TypePass || rec.Type == format.TypeDrop) {
+			r.final[rec.Task] = buildFinal(recs, rec.Task)
+		}
+	}
 	if files < 0 || r.descEnd == 0 {
 		return bad("no FILES record")
 	}
 	desc := io.MultiReader(r.reader(0, r.infoEnd), r.reader(r.filesAt, r.descEnd), errorReader{errDescEnd})
 	return r, io.TeeReader(desc, r.descSum), nil
+}
+
+// checkTasks fails if a record of memory of the server's list names a
+// process the image does not hold (n processes).
+func (r *remote) checkTasks(n int) error {
+	for i, rec := range r.Records {
+		if int64(rec.Task) >= int64(n) {
+			return fmt.Errorf("the server's list of the image's records is wrong: record %d holds memory of process %d of %d", i, rec.Task, n)
+		}
+	}
+	return nil
 }
 
 // errorReader returns its error.
@@ -145,45 +160,68 @@ type readerFunc func([]byte) (int, error)
 
 func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
 
-// record fetches record i by itself, checks it, and returns its memory.
-func (r *remote) record(i int) (uint64, []byte, error) {
+// record fetches record i by itself, checks it, and returns its memory:
+// whose, where, what.
+func (r *remote) record(i int) (uint32, uint64, []byte, error) {
 	rec := r.Records[i]
 	b, err := r.Fetch(rec.Offset, rec.Size)
 	if err != nil {
-		return 0, nil, err
+		return 0, 0, nil, err
 	}
 	task, addr, data, err := format.MemoryRecord(b, rec.Type)
 	if err == nil && (task != rec.Task || addr != rec.Addr || uint64(len(data)) != rec.Len) {
 		err = errors.New("it is not what the server's list says")
 	}
 	if err != nil {
-		return 0, nil, fmt.Errorf("record %d of the image at byte %d, read by itself: %w", i, rec.Offset, err)
+		return 0, 0, nil, fmt.Errorf("record %d of the image at byte %d, read by itself: %w", i, rec.Offset, err)
 	}
 	r.mu.Lock()
 	r.sums[i] = crc32.Checksum(data, castagnoli)
 	r.mu.Unlock()
-	return addr, data, nil
+	return task, addr, data, nil
 }
 
-// fillEager writes, before the process runs, the last copy of every page
-// of the mappings that are not lazy, each record asked for by itself.
+// fillEager makes each process not made yet, and writes, before the
+// processes run, the last copy of every page of its mappings that are
+// not lazy and of those its children share, each record asked for by
+// itself: a child is forked once its parent's are in.
 func (t *tree) fillEager(r *remote) error {
-	b := t.procs[0]
+	pw := newPageWriters(false)
+	defer pw.close()
+	for _, b := range t.procs {
+		if err := t.makeUpTo(b.task, pw); err != nil {
+			return err
+		}
+		if err := b.fillEager(r); err != nil {
+			return b.wrap(err)
+		}
+	}
+	return nil
+}
+
+// fillEager writes the process's pages that cannot wait (see the tree's).
+func (b *builder) fillEager(r *remote) error {
+	task := uint32(b.task)
 	done := map[int]bool{}
 	for _, m := range b.img.Maps {
-		if m.Shared || m.Kind == format.MapVdso || m.Kind == format.MapVsyscall || lazyMapping(m) {
-			continue
+		var ranges [][2]uint64
+		switch {
+		case m.Shared || m.Kind == format.MapVdso || m.Kind == format.MapVsyscall:
+		case lazyMapping(m):
+			ranges = b.sharedIn(m.Start, m.End)
+		default:
+			ranges = [][2]uint64{{m.Start, m.End}}
 		}
-		for _, run := range r.final.within(m.Start, m.End) {
+		for _, run := range r.final.within(task, ranges) {
 			if done[run.rec] {
 				continue
 			}
 			done[run.rec] = true
-			addr, data, err := r.record(run.rec)
+			_, addr, data, err := r.record(run.rec)
 			if err != nil {
 				return err
 			}
-			err = b.eachPiece(r.final.pieces(addr, addr+uint64(len(data)), run.rec), func(lo, hi uint64, lazy bool) error {
+			err = b.eachPiece(r.final.pieces(task, addr, addr+uint64(len(data)), run.rec), func(lo, hi uint64, lazy bool) error {
 				if lazy {
 					return nil // given when asked for, or as it streams
 				}
@@ -200,10 +238,11 @@ func (t *tree) fillEager(r *remote) error {
 	return nil
 }
 
-// ask has the record that holds the last copy of the page at addr
-// fetched (once), for a thread that waits for it. It must not block.
-func (r *remote) ask(addr uint64) {
-	i, ok := r.final.at(addr)
+// ask has the record that holds the last copy of the page at addr of
+// process task fetched (once), for a thread that waits for it. It must
+// not block.
+func (r *remote) ask(task uint32, addr uint64) {
+	i, ok := r.final.at(task, addr)
 	if !ok {
 		return
 	}
@@ -229,31 +268,36 @@ func (t *tree) fetchWanted(r *remote) {
 		case <-t.lazy.done:
 			return
 		}
-		addr, data, err := r.record(i)
+		task, addr, data, err := r.record(i)
 		if err == nil {
-			err = t.fillFinal(r, i, addr, data)
+			err = t.fillFinal(r, i, task, addr, data)
 		}
 		if err != nil {
-			t.lazy.pager.Fail(err)
+			t.lazy.fail(err)
 			return
 		}
 	}
 }
 
-// fillFinal gives the pager the pages of record i (its memory data at
-// addr) of which it holds the last copy, in lazy memory.
-func (t *tree) fillFinal(r *remote, i int, addr uint64, data []byte) error {
-	return t.procs[0].eachPiece(r.final.pieces(addr, addr+uint64(len(data)), i), func(lo, hi uint64, lazy bool) error {
+// fillFinal gives the pager of process task the pages of record i (its
+// memory data at addr) of which it holds the last copy, in lazy memory.
+func (t *tree) fillFinal(r *remote, i int, task uint32, addr uint64, data []byte) error {
+	p := t.lazy.pager(task)
+	return t.procs[task].eachPiece(r.final.pieces(task, addr, addr+uint64(len(data)), i), func(lo, hi uint64, lazy bool) error {
 		if !lazy {
 			return nil // in before the process ran
 		}
-		return t.lazy.pager.Fill(lo, data[lo-addr:hi-addr])
+		if p == nil {
+			return fmt.Errorf("corrupt image: pages at %#x-%#x, outside the lazy memory of process %d", lo, hi, t.imgs[task].PID)
+		}
+		return p.Fill(lo, data[lo-addr:hi-addr])
 	})
 }
 
 // eachPiece calls do with each part of the ranges that lies in one
-// mapping of the process that may hold pages, saying whether it is lazy;
-// a range elsewhere is a corrupt image.
+// mapping of the process that may hold pages, saying whether it is lazy
+// (pages its children share are not); a range elsewhere is a corrupt
+// image.
 func (b *builder) eachPiece(ranges [][2]uint64, do func(lo, hi uint64, lazy bool) error) error {
 	maps := b.img.Maps
 	for _, r := range ranges {
@@ -262,8 +306,26 @@ func (b *builder) eachPiece(ranges [][2]uint64, do func(lo, hi uint64, lazy bool
 		}
 		for i := sort.Search(len(maps), func(i int) bool { return maps[i].End > r[0] }); i < len(maps) && maps[i].Start < r[1]; i++ {
 			m := maps[i]
-			if err := do(max(r[0], m.Start), min(r[1], m.End), lazyMapping(m)); err != nil {
-				return err
+			lo, hi := max(r[0], m.Start), min(r[1], m.End)
+			if !lazyMapping(m) {
+				if err := do(lo, hi, false); err != nil {
+					return err
+				}
+				continue
+			}
+			at := lo
+			for _, own := range append(b.ownLazy(lo, hi), [2]uint64{hi, hi}) {
+				if at < own[0] {
+					if err := do(at, own[0], false); err != nil {
+						return err
+					}
+				}
+				if own[0] < own[1] {
+					if err := do(own[0], own[1], true); err != nil {
+						return err
+					}
+				}
+				at = own[1]
 			}
 		}
 	}
@@ -298,7 +360,7 @@ func (t *tree) streamRemote(r *remote, in io.Reader) error {
 		return err
 	}
 	defer pagebuf.Free(buf)
-	for t.lazy.pager.Live() {
+	for t.lazy.live() {
 		h, err := fr.Next()
 		if last := r.Records[len(r.Records)-1]; err == io.EOF {
 			if fr.Offset() != last.Offset+last.Size || sum.Sum32() != r.descSum.Sum32() {
@@ -317,17 +379,18 @@ func (t *tree) streamRemote(r *remote, in io.Reader) error {
 		if rec.Offset != h.Offset || rec.Type != h.Type || rec.Size != 20+int64(h.Stored) {
 			return fmt.Errorf("record %d of the image at byte %d is not what the server's list says", h.Index, h.Offset)
 		}
+		var task uint32
 		var addr uint64
 		var data []byte
 		switch h.Type {
 		case format.TypePages:
-			_, addr, data, err = fr.ReadPages(buf)
+			task, addr, data, err = fr.ReadPages(buf)
 		case format.TypePass:
-			_, addr, data, err = fr.ReadPass(buf)
+			task, addr, data, err = fr.ReadPass(buf)
 		case format.TypeDrop:
 			var n uint64
-			_, addr, n, err = fr.ReadDrop()
-			if err == nil && (addr != rec.Addr || n != rec.Len) {
+			task, addr, n, err = fr.ReadDrop()
+			if err == nil && (task != rec.Task || addr != rec.Addr || n != rec.Len) {
 				err = fmt.Errorf("record %d of the image at byte %d is not what the server's list says", h.Index, h.Offset)
 			}
 			if err != nil {
@@ -340,7 +403,7 @@ func (t *tree) streamRemote(r *remote, in io.Reader) error {
 		if err != nil {
 			return err
 		}
-		if addr != rec.Addr || uint64(len(data)) != rec.Len {
+		if task != rec.Task || addr != rec.Addr || uint64(len(data)) != rec.Len {
 			return fmt.Errorf("record %d of the image at byte %d is not what the server's list says", h.Index, h.Offset)
 		}
 		r.mu.Lock()
@@ -349,7 +412,7 @@ func (t *tree) streamRemote(r *remote, in io.Reader) error {
 		if read && s != crc32.Checksum(data, castagnoli) {
 			return fmt.Errorf("record %d of the image at byte %d differs from its copy read by itself", h.Index, h.Offset)
 		}
-		if err := t.fillFinal(r, i, addr, data); err != nil {
+		if err := t.fillFinal(r, i, task, addr, data); err != nil {
 			return err
 		}
 	}
@@ -366,11 +429,37 @@ type finalRun struct {
 	rec        int
 }
 
-// buildFinal finds, for each page, the last of recs that holds it (a
-// DROP holding it voids it): a sweep over the records' ends, with the
-// records open at each address in a heap (a live image has thousands of
-// records, which overwrite each other).
-func buildFinal(recs []Record) finalMap {
+// finalMaps are the finalMap of each process, by task.
+type finalMaps map[uint32]finalMap
+
+// at is the record of the last copy of the page at addr of process task.
+func (fs finalMaps) at(task uint32, addr uint64) (int, bool) {
+	f := fs[task]
+	return f.at(addr)
+}
+
+// within is the runs of process task that lie in ranges, cut to them.
+func (fs finalMaps) within(task uint32, ranges [][2]uint64) []finalRun {
+	f := fs[task]
+	var out []finalRun
+	for _, r := range ranges {
+		out = append(out, f.within(r[0], r[1])...)
+	}
+	return out
+}
+
+// pieces is the ranges of [start, end) of process task whose last copy
+// rec holds.
+func (fs finalMaps) pieces(task uint32, start, end uint64, rec int) [][2]uint64 {
+	f := fs[task]
+	return f.pieces(start, end, rec)
+}
+
+// buildFinal finds, for each page of process task, the last of recs
+// that holds it (a DROP holding it voids it): a sweep over the records'
+// ends, with the records open at each address in a heap (a live image
+// has thousands of records, which overwrite each other).
+func buildFinal(recs []Record, task uint32) finalMap {
 	type edge struct {
 		at   uint64
 		rec  int
@@ -378,7 +467,7 @@ func buildFinal(recs []Record) finalMap {
 	}
 	var edges []edge
 	for i, r := range recs {
-		if r.Type == format.TypePages || r.Type == format.TypePass || r.Type == format.TypeDrop {
+		if r.Task == task && (r.Type == format.TypePages || r.Type == format.TypePass || r.Type == format.TypeDrop) {
 			edges = append(edges, edge{r.Addr, i, true}, edge{r.Addr + r.Len, i, false})
 		}
 	}

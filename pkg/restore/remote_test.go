@@ -20,7 +20,7 @@ func TestBuildFinal(t *testing.T) {
 		{Type: format.TypePages, Addr: 5 * p, Len: p},
 		{Type: format.TypePages, Addr: 6 * p, Len: 2 * p},
 	}
-	got := buildFinal(recs).runs
+	got := buildFinal(recs, 0).runs
 	want := []finalRun{{0, p, 1}, {p, 2 * p, 2}, {5 * p, 6 * p, 5}, {6 * p, 8 * p, 6}}
 	if !slices.Equal(got, want) {
 		t.Errorf("buildFinal = %v; want %v", got, want)
@@ -62,7 +62,6 @@ func TestNewRemoteRefuses(t *testing.T) {
 		{"not INFO first", func(r []Record) []Record { r[0].Type = format.TypeFiles; return r }},
 		{"no END", func(r []Record) []Record { return r[:4] }},
 		{"no FILES", func(r []Record) []Record { r[1].Type = format.TypeFileData; return r }},
-		{"another task", func(r []Record) []Record { r[3].Task = 1; return r }},
 		{"unaligned", func(r []Record) []Record { r[3].Addr++; return r }},
 		{"no memory", func(r []Record) []Record { r[3].Len = 0; return r }},
 		{"wrapping", func(r []Record) []Record { r[3].Addr = ^uint64(0) &^ (p - 1); return r }},
@@ -71,5 +70,19 @@ func TestNewRemoteRefuses(t *testing.T) {
 		if _, _, err := newRemote(&Remote{Records: tc.edit(good()), Fetch: fetch}); err == nil {
 			t.Errorf("newRemote(%s) = nil; want a refusal", tc.name)
 		}
+	}
+	// Memory of a process the image does not hold, once its processes
+	// are known.
+	recs := good()
+	recs[3].Task = 1
+	r, _, err := newRemote(&Remote{Records: recs, Fetch: fetch})
+	if err != nil {
+		t.Fatalf("newRemote(memory of process 1) = %v", err)
+	}
+	if err := r.checkTasks(1); err == nil {
+		t.Errorf("checkTasks(1) of memory of process 1 = nil; want a refusal")
+	}
+	if err := r.checkTasks(2); err != nil {
+		t.Errorf("checkTasks(2) of memory of process 1 = %v; want nil", err)
 	}
 }

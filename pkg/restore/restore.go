@@ -18,6 +18,7 @@ package restore
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -162,6 +163,11 @@ func Restore(opts Options, in io.Reader) (*Process, error) {
 	if err := validateIPC(t.files, t.ipc, t.imgs); err != nil {
 		return nil, err
 	}
+	if rm != nil {
+		if err := rm.checkTasks(len(t.imgs)); err != nil {
+			return nil, err
+		}
+	}
 	if opts.Lazy {
 		if err := t.newLazy(); err != nil {
 			return nil, err
@@ -194,13 +200,22 @@ func Restore(opts Options, in io.Reader) (*Process, error) {
 		t.removeCreated()
 		return nil, err
 	}
-	defer subreaper(len(t.procs) > 1)()
+	// A lazy restore's processes stay below procs-load until every page
+	// is in (forks.go).
+	undo := subreaper(len(t.procs) > 1)
+	defer func() {
+		if t.lazy == nil || !t.lazy.started {
+			undo()
+		}
+	}()
 	err = ptrace.Run(func() error {
 		if err := t.build(); err != nil {
 			if t.lazy != nil && t.lazy.started {
-				// The pager's failure, if it had one, is why.
-				t.lazy.pager.Fail(err)
-				err = cmp.Or(t.lazy.pager.Err(), err)
+				// A pager's failure, if one had one, is why.
+				t.lazy.fail(err)
+				if lerr := t.lazy.err(0); lerr != nil {
+					err = cmp.Or(errors.Unwrap(lerr), err)
+				}
 			}
 			t.abort()
 			return err

@@ -414,11 +414,31 @@ func (p *Pager) Err() error {
 	return p.failed
 }
 
-// Live tells whether a process the pager serves is still there.
+// Live tells whether a process the pager serves is still there: each
+// one not known gone is asked (FD.Gone). A closed pager serves none.
 func (p *Pager) Live() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	for _, t := range p.targets {
+		if !t.dead && t.fd.Gone() {
+			t.dead = true
+		}
+	}
 	return slices.ContainsFunc(p.targets, func(t *target) bool { return !t.dead })
+}
+
+// CloseIfGone closes the pager when no process it serves is left (the
+// stream that feeds it may wait on its input for long), and tells
+// whether it did.
+func (p *Pager) CloseIfGone() bool {
+	if p.Live() {
+		return false
+	}
+	p.close()
+	return true
 }
 
 // addRange adds [lo, hi) to the sorted, apart ranges rs.

@@ -122,4 +122,22 @@ func (u *FD) Zero(addr uint64) error {
 	}
 }
 
+// Gone tells whether the process whose memory the fd watches is gone
+// (its memory freed: it exited). It asks the kernel to lift the write
+// protection of a page that no range of a lazy restore's is registered
+// for, without waking anyone: a request that changes nothing, and that
+// the kernel refuses with ESRCH only when the memory is gone.
+func (u *FD) Gone() bool {
+	b := linux.UffdioWriteprotect{Start: 1 << 32, Len: pageSize, Mode: linux.UFFDIO_WRITEPROTECT_MODE_DONTWAKE}.Encode()
+	for {
+		switch u.ioctlRaw(linux.UFFDIO_WRITEPROTECT, b) {
+		case unix.EINTR:
+		case unix.ESRCH:
+			return true
+		default:
+			return false
+		}
+	}
+}
+
 const pageSize = 4096

@@ -28,10 +28,10 @@ exit with its status.
 
   -d, --detach          do not wait: print the PID of the running process
                         and exit 0 (with --lazy: once all pages are in)
-      --lazy            run the process before all of its memory is in:
-                        its private anonymous pages keep coming behind it,
-                        and a page it touches first is waited for (a
-                        single process; see procs-load(1), "Lazy restore")
+      --lazy            run the processes before all of their memory is
+                        in: their private anonymous pages keep coming
+                        behind them, and a page one touches first is
+                        waited for (see procs-load(1), "Lazy restore")
       --pid=MODE        auto (default): the original PIDs if all are free,
                         else the same in a new PID namespace; keep: the
                         original PIDs or fail; ns: the original PIDs in
@@ -297,7 +297,9 @@ func Wait(p *restore.Process, msg *cli.Msg) int {
 		msg.Errorf("wait for process %d: %v", p.Pid, err)
 		return cli.ExitLoadFailure
 	}
-	if err := p.PagesFailed(); err != nil {
+	// With --lazy, what the process forked may outlive it and still
+	// lack pages: served until it has them all or is gone.
+	if err := p.PagesDone(); err != nil {
 		msg.Error(err)
 		return cli.ExitLoadFailure
 	}

@@ -192,7 +192,9 @@ func readSocket(src Source, num, queued int, st *format.Unix) error {
 		// One peek reads it all, unless files or credentials cut it.
 		buf := make([]byte, min(queued, maxUnixQueue+1))
 		oob := make([]byte, unix.CmsgSpace(253*4)+unix.CmsgSpace(unix.SizeofUcred))
-		n, oobn, _, _, err := unix.Recvmsg(s, buf, oob, unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		// Close-on-exec: a helper procs-dump starts (the holder of
+		// TCP connections) must not hold them too.
+		n, oobn, _, _, err := unix.Recvmsg(s, buf, oob, unix.MSG_PEEK|unix.MSG_DONTWAIT|unix.MSG_CMSG_CLOEXEC)
 		if err == nil && n == queued && n <= maxUnixQueue {
 			st.Data = buf[:n]
 			return inFlight(src, oob[:oobn], num, n, st)
@@ -253,7 +255,7 @@ func peekQueue(src Source, s, num int, st *format.Unix) error {
 	}
 	defer unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_PEEK_OFF, orig)
 	stream := st.Type == unix.SOCK_STREAM
-	flags := unix.MSG_PEEK | unix.MSG_DONTWAIT
+	flags := unix.MSG_PEEK | unix.MSG_DONTWAIT | unix.MSG_CMSG_CLOEXEC
 	if !stream {
 		flags |= unix.MSG_TRUNC // the message's length, whatever the buffer
 	}

@@ -68,7 +68,8 @@ type Traits struct {
 	OneOpen bool
 	// Sent: a kind of one open file that travels in flight too, that
 	// description sent (a unix socket, which the loader makes with the
-	// others; an inotify instance, which it makes as the process).
+	// others; an inotify instance, a TCP, UDP or ping socket, which it
+	// makes as the process).
 	Sent bool
 }
 

@@ -219,3 +219,96 @@ func dumpSettled(t *testing.T, pid int) string {
 		}
 	}
 }
+
+// ptyInFlightPy forks a child on a pseudo-terminal (pty.fork: the slave
+// is its controlling terminal and its fds 0-2), a bash that says "up",
+// waits for the file "go", then answers each line it reads; it gives the
+// terminal a window size and types a line, which waits in the slave's
+// queue, then sends itself the master over a socketpair (SCM_RIGHTS) and
+// closes it: only the queue holds it then. It does not receive it
+// before the file "go" exists. Then it gets it and checks the window
+// size, the child's foreground group, what was queued both ways, and
+// that the child answers a line typed then.
+var ptyInFlightPy = sendsItselfPy("fcntl, pty, struct, termios", `
+pid, m = pty.fork()
+if pid == 0:
+    os.execvp("bash", ["bash", "-c", 'echo up; while [ ! -e go ]; do sleep 0.05; done; while read -r l; do echo "got $l"; done'])
+fcntl.ioctl(m, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+def until(fd, want):
+    got = b""
+    while want not in got:
+        got += os.read(fd, 4096)
+    return got
+time.sleep(0.5)
+os.write(m, b"early\n")
+time.sleep(0.2)
+socket.send_fds(a, [b"m"], [m])
+os.close(m)
+`, `
+msg, fds, _, _ = socket.recv_fds(b, 100, 1)
+check("message", (msg, len(fds)), (b"m", 1))
+m = fds[0]
+check("winsize", struct.unpack("HHHH", fcntl.ioctl(m, termios.TIOCGWINSZ, b"\0" * 8))[:2], (30, 100))
+check("foreground", os.tcgetpgrp(m), pid)
+check("queued", b"up" in until(m, b"got early"), True)
+os.write(m, b"late\n")
+check("late", b"got late" in until(m, b"got late"), True)
+`)
+
+// TestPTYMasterInFlight: a pseudo-terminal's master in flight, whose
+// slave is a child's controlling terminal, arrives after a move with its
+// window size, its queues both ways and the child's session and
+// foreground group, and carries the child's input and output.
+func TestPTYMasterInFlight(t *testing.T) {
+	movedPython(t, ptyInFlightPy, 5, func(t *testing.T, img string) {
+		inFlightOf(format.FilePTYMaster, 1)(t, img)
+		// The queues read through procs-dump's copy of the master, the
+		// child's slave paired with it (not taken for its own terminal).
+		tr := decodeTree(t, img)
+		m := fileOf(t, tr, format.FilePTYMaster)
+		if st := tr.Files[m].PTY; string(st.Input) != "early\n" || !strings.Contains(string(st.Output), "up") {
+			t.Errorf("master in flight: input %q, output %q; want \"early\\n\" and \"up\"", st.Input, st.Output)
+		}
+		if s := fileOf(t, tr, format.FilePTYSlave); tr.Files[s].PTY.Master != m {
+			t.Errorf("slave paired with file %d; want the master in flight, %d", tr.Files[s].PTY.Master, m)
+		}
+	})
+}
+
+// waitingListenerPy sends itself, over a socketpair (SCM_RIGHTS), a TCP
+// listener that a client connected to, and closes it: no process can
+// accept that connection before one receives the listener. It does not
+// receive it before the file "go" exists. Then it gets it, accepts the
+// waiting client and one that connects then.
+var waitingListenerPy = sendsItselfPy("fcntl", `
+l = socket.socket()
+l.bind(("127.0.0.1", 0))
+l.listen(4)
+addr = l.getsockname()
+c = socket.create_connection(addr)
+socket.send_fds(a, [b"l"], [l.fileno()])
+l.close()
+`, `
+msg, fds, _, _ = socket.recv_fds(b, 100, 1)
+l = socket.socket(fileno=fds[0])
+l.settimeout(10)
+s, _ = l.accept()
+c.sendall(b"waited")
+check("waiting", s.recv(100), b"waited")
+c2 = socket.create_connection(addr, timeout=10)
+s2, _ = l.accept()
+c2.sendall(b"after")
+check("after", s2.recv(100), b"after")
+`)
+
+// TestTCPListenerInFlightWaiting: a TCP listener in flight with a
+// connection completed on it is refused by name, by a dump that kills
+// and by -K alike (no process can accept it before one receives the
+// listener); the tree runs on untouched: once received, the listener
+// accepts that connection and a new one.
+func TestTCPListenerInFlightWaiting(t *testing.T) {
+	dir, pid := startReadyPy(t, waitingListenerPy)
+	refusedDump(t, pid, "TCP listener", "in flight", "connections waiting")
+	refusedDumpWith(t, []string{"-K"}, pid, "TCP listener", "in flight", "connections waiting")
+	checkResult(t, dir, 2)
+}

@@ -41,9 +41,9 @@ import (
 // given its id before it is dumped, so that a cycle ends there). A
 // socket whose peer is outside the tree is refused by name, unless
 // procs-dump was told --external=close: it then comes back as if the
-// peer had closed (unixcheck.go). TCP, UDP and ping sockets in flight
-// are made by their own kinds (Traits.Sent). Refused by name: a
-// pseudo-terminal master, or a socket of another kind, in flight,
+// peer had closed (unixcheck.go). TCP, UDP and ping sockets and
+// pseudo-terminal masters in flight are made by their own kinds
+// (Traits.Sent). Refused by name: a socket of another kind in flight,
 // bytes a client sent on a connection not yet accepted (they wait in a
 // socket with no file until accept, which would take it from the
 // server: see format/SPEC.md, "Unix"), a socket of another network

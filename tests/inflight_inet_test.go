@@ -229,7 +229,7 @@ func dumpSettled(t *testing.T, pid int) string {
 // before the file "go" exists. Then it gets it and checks the window
 // size, the child's foreground group, what was queued both ways, and
 // that the child answers a line typed then.
-var ptyInFlightPy = sendsItselfPy("fcntl, pty, struct, termios", `
+var ptyInFlightPy = sendsItselfPy("fcntl, pty, select, struct, termios", `
 pid, m = pty.fork()
 if pid == 0:
     os.execvp("bash", ["bash", "-c", 'echo up; while [ ! -e go ]; do sleep 0.05; done; while read -r l; do echo "got $l"; done'])
@@ -239,7 +239,7 @@ def until(fd, want):
     while want not in got:
         got += os.read(fd, 4096)
     return got
-time.sleep(0.5)
+select.select([m], [], [], 20) # "up": bash runs (its exec done), unread
 os.write(m, b"early\n")
 time.sleep(0.2)
 socket.send_fds(a, [b"m"], [m])

@@ -147,8 +147,16 @@ func PairedSlaves(pids []int) map[uint64]bool {
 
 // masterHeld says whether a process of this host holds the master of
 // pseudo-terminal n on an fd (of any devpts instance: the number alone
-// is asked, as refuseUnpaired does).
+// is asked, as refuseUnpaired does), or may: when procs-dump cannot see
+// every process's fds (from a PID namespace other than the host's, or
+// without the right to read another user's), a master it does not find
+// may be held where it cannot look, and the slave stays the process's
+// own terminal, as it was.
 func masterHeld(n int) bool {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil || !strings.Contains(string(status), "\nNSpid:\t"+strconv.Itoa(os.Getpid())+"\n") {
+		return true // not the host's PID namespace
+	}
 	dirs, err := os.ReadDir("/proc")
 	if err != nil {
 		return true
@@ -159,8 +167,11 @@ func masterHeld(n int) bool {
 			continue
 		}
 		fds, err := os.ReadDir("/proc/" + d.Name() + "/fd")
+		if errors.Is(err, os.ErrNotExist) {
+			continue // gone, or a zombie's
+		}
 		if err != nil {
-			continue
+			return true
 		}
 		for _, e := range fds {
 			t, err := os.Readlink("/proc/" + d.Name() + "/fd/" + e.Name())

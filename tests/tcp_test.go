@@ -495,8 +495,8 @@ func filterLen(s int) int {
 }
 
 // TestTCPFailedDump: dumps that fail once the connection is held (the
-// reader of the image goes away) or, with -K, are killed at random
-// moments leave it as it was: out of repair mode, no filter, lines flowing both ways,
+// reader of the image goes away, or the dump is killed) or, with -K, are
+// killed at random moments leave it as it was: out of repair mode, no filter, lines flowing both ways,
 // no reset.
 func TestTCPFailedDump(t *testing.T) {
 	needTools(t)
@@ -504,33 +504,47 @@ func TestTCPFailedDump(t *testing.T) {
 	server, _, sdir, cdir := echoPair(t)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 12))
 	for round := range 6 {
-		args := []string{strconv.Itoa(server)}
-		if round%2 == 1 {
-			args = append([]string{"-K"}, args...)
-		}
-		cmd := exec.Command(filepath.Join(binDir, "procs-dump"), args...)
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		if round%2 == 0 {
-			// The reader goes away after the state, before the memory.
-			io.CopyN(io.Discard, out, 4096)
-			out.Close()
-		} else {
-			go io.Copy(io.Discard, out)
-			time.Sleep(time.Duration(rng.IntN(150)) * time.Millisecond)
-			cmd.Process.Kill()
-		}
-		cmd.Wait()
-		if _, ok := procInfo(server); !ok {
-			t.Fatalf("round %d: the server is gone", round)
-		}
+		failDump(t, server, round, rng)
 		checkNotHeld(t, server, 3)
 		checkEcho(t, sdir, cdir)
+	}
+}
+
+// failDump runs a dump of pid that fails, by round modulo 3: the reader
+// of the image goes away after the state, before the memory; a dump
+// with -K is killed at a random moment; or it is killed once it has
+// written the state (every connection held). The tree must be there
+// after it.
+func failDump(t *testing.T, pid, round int, rng *rand.Rand) {
+	t.Helper()
+	args := []string{strconv.Itoa(pid)}
+	if round%3 != 0 {
+		args = append([]string{"-K"}, args...)
+	}
+	cmd := exec.Command(filepath.Join(binDir, "procs-dump"), args...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	switch round % 3 {
+	case 0:
+		io.CopyN(io.Discard, out, 4096)
+		out.Close()
+	case 1:
+		go io.Copy(io.Discard, out)
+		time.Sleep(time.Duration(rng.IntN(150)) * time.Millisecond)
+		cmd.Process.Kill()
+	case 2:
+		io.CopyN(io.Discard, out, 4096)
+		cmd.Process.Kill()
+		go io.Copy(io.Discard, out)
+	}
+	cmd.Wait()
+	if _, ok := procInfo(pid); !ok {
+		t.Fatalf("round %d: process %d is gone", round, pid)
 	}
 }
 

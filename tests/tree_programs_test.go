@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"procs/format"
 )
 
 // poolPy runs batches of work through multiprocessing.Pool(4), each
@@ -253,7 +255,8 @@ func movedCounters(t *testing.T, whats []string, argv ...string) int {
 // socket and a socket with a pipe in flight of its own in flight.
 // Given two ports, the parent first listens on the second and connects
 // to the first, a peer that echoes each line: it sends it its number
-// each time, and checks the answer ("tcp N ok=1").
+// each time, and checks the answer ("tcp N ok=1"); and holds a TCP
+// listener and a UDP socket with a datagram queued in flight.
 const pipePairPy = `
 import ctypes, fcntl, os, socket, sys, termios, time
 tcps = []
@@ -264,6 +267,13 @@ if len(sys.argv) > 2:
     tc = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
     tcpr = tc.makefile("rb")
     tcps = [tl, tc, tcpr]
+    # In flight: a TCP listener and a UDP socket with a datagram queued.
+    fa, fb = socket.socketpair()
+    ftl, fu = socket.socket(), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    ftl.bind(("127.0.0.1", 0)); ftl.listen()
+    fu.bind(("127.0.0.1", 0)); fu.sendto(b"queued", fu.getsockname())
+    socket.send_fds(fa, [b"t"], [ftl.fileno(), fu.fileno()])
+    ftl.close(); fu.close()
 lock = open("lock", "w+")
 fcntl.lockf(lock, fcntl.LOCK_EX, 10, 0)
 fcntl.flock(lock, fcntl.LOCK_SH)
@@ -540,7 +550,10 @@ func TestTreeDumpKilledNeverHarms(t *testing.T) {
 	// A dump let finish holds both sockets (the rounds' dumps could
 	// hold them too), and leaves them as they were.
 	kinds := map[string]int{}
-	for _, f := range showImage(t, dump(t, p.pid(), true)).Processes[0].Files {
+	img := dump(t, p.pid(), true)
+	inFlightOf(format.FileTCP, 1)(t, img)
+	inFlightOf(format.FileUDP, 1)(t, img)
+	for _, f := range showImage(t, img).Processes[0].Files {
 		kinds[f.Kind]++
 	}
 	if kinds["tcp"] != 2 {

@@ -665,6 +665,44 @@ func TestUnixCraftedImages(t *testing.T) {
 			i := len(e.Files) - 1
 			unixOf(e, queued).Rights = []format.UnixRights{{At: 1, FDs: []format.FD{{File: i, Open: 1 << 20}, {File: i, Open: 1<<20 + 1}}}}
 		}, []string{"inotify " + strconv.Itoa(n) + " in flight", "two open file descriptions"}},
+		{"in-flight-tcp-listener-privileged-port", func(e *treeEdit) {
+			// No process holds it: bound as the one holding the queue.
+			e.Files = append(e.Files, format.File{Kind: format.FileTCP, TCP: &format.TCP{Family: unix.AF_INET, State: format.TCPListen,
+				Local: "127.0.0.1:81", Backlog: 1}})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR})
+		}, []string{"a file in flight", "port 81", "privilege"}},
+		{"in-flight-tcp-two-opens", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FileTCP, TCP: &format.TCP{Family: unix.AF_INET, State: format.TCPNew}})
+			i := len(e.Files) - 1
+			unixOf(e, queued).Rights = []format.UnixRights{{At: 1, FDs: []format.FD{{File: i, Open: 1 << 20}, {File: i, Open: 1<<20 + 1}}}}
+		}, []string{"tcp " + strconv.Itoa(n) + " in flight", "two open file descriptions"}},
+		{"in-flight-tcp-connection-mss", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FileTCP, TCP: &format.TCP{Family: unix.AF_INET, State: format.TCPEstablished,
+				Local: "127.0.0.1:4000", Remote: "127.0.0.1:4001", Conn: &format.TCPConn{MSS: 0}}})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR})
+		}, []string{"TCP socket " + strconv.Itoa(n), "MSS 0"}},
+		{"in-flight-udp-privileged-port", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FileUDP, UDP: &format.Dgram{Family: unix.AF_INET, Local: "127.0.0.1:82"}})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR})
+		}, []string{"a file in flight", "port 82", "privilege"}},
+		{"in-flight-udp-two-opens", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FileUDP, UDP: &format.Dgram{Family: unix.AF_INET}})
+			i := len(e.Files) - 1
+			unixOf(e, queued).Rights = []format.UnixRights{{At: 1, FDs: []format.FD{{File: i, Open: 1 << 20}, {File: i, Open: 1<<20 + 1}}}}
+		}, []string{"udp " + strconv.Itoa(n) + " in flight", "two open file descriptions"}},
+		{"in-flight-ptmx-number", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FilePTYMaster, PTY: &format.PTY{Index: 1 << 20, Master: -1, Cc: make([]byte, 19)}})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR})
+		}, []string{"pseudo-terminal " + strconv.Itoa(n), "number 1048576"}},
+		{"in-flight-ptmx-two-opens", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FilePTYMaster, PTY: &format.PTY{Index: 7, Master: -1, Cc: make([]byte, 19)}})
+			i := len(e.Files) - 1
+			unixOf(e, queued).Rights = []format.UnixRights{{At: 1, FDs: []format.FD{{File: i, Open: 1 << 20}, {File: i, Open: 1<<20 + 1}}}}
+		}, []string{"ptmx " + strconv.Itoa(n) + " in flight", "two open file descriptions"}},
+		{"in-flight-ptmx-controls-the-root", func(e *treeEdit) {
+			e.Files = append(e.Files, format.File{Kind: format.FilePTYMaster, PTY: &format.PTY{Index: 7, Master: -1, Cc: make([]byte, 19), Session: e.Procs[0].PID}})
+			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR})
+		}, []string{"pseudo-terminal " + strconv.Itoa(n), "controls session"}},
 		{"in-flight-epoll-watching-itself", func(e *treeEdit) {
 			e.Files = append(e.Files, format.File{Kind: format.FileEpoll, Epoll: &format.Epoll{Targets: []format.EpollEntry{{FD: 5, Open: 1 << 20}}}})
 			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20, Flags: unix.O_RDWR})

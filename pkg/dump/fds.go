@@ -432,8 +432,9 @@ func (s fdSource) InFlight(num int) (format.FD, error) {
 	}
 	k := files.Lookup(kind)
 	// A unix socket travels in flight (the loader makes it with the
-	// others, its queue filled), and an inotify instance (Traits.Sent),
-	// no other kind of one open file does;
+	// others, its queue filled), and the other kinds of one open file
+	// that say so (Traits.Sent: an inotify instance, a TCP, UDP or ping
+	// socket, a pseudo-terminal master), no other does;
 	// of the kinds the process makes, one the loader can (an eventfd),
 	// or can once every process is built (a pidfd: LateMaker).
 	_, made := k.(files.Maker)

@@ -279,7 +279,7 @@ func validUnheldTargets(fs []format.File, i int, procs []format.Process) error {
 		return fmt.Errorf("image epoll %d watches %d fds", i, len(ep.Targets))
 	}
 	opens := fdOpens(procs)
-	for _, fd := range inFlightFDs(fs) {
+	for _, fd := range InFlightFDs(fs) {
 		if _, ok := opens[fd.Open]; !ok && fd.File >= 0 && fd.File < len(fs) {
 			opens[fd.Open] = fd.File
 		}

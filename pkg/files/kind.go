@@ -68,7 +68,8 @@ type Traits struct {
 	OneOpen bool
 	// Sent: a kind of one open file that travels in flight too, that
 	// description sent (a unix socket, which the loader makes with the
-	// others; an inotify instance, which it makes as the process).
+	// others; an inotify instance, a TCP, UDP or ping socket, a
+	// pseudo-terminal master, which it makes as the process).
 	Sent bool
 }
 
@@ -494,8 +495,8 @@ func Keeper(fs []format.File, procs []format.Process, i int) *format.Process {
 	return nil
 }
 
-// inFlightFDs are the files in flight of every file of fs (Carrier).
-func inFlightFDs(fs []format.File) []format.FD {
+// InFlightFDs are the files in flight of every file of fs (Carrier).
+func InFlightFDs(fs []format.File) []format.FD {
 	var out []format.FD
 	for k := range fs {
 		if c, ok := Lookup(fs[k].Kind).(Carrier); ok {

@@ -208,7 +208,7 @@ func (pidfd) Validate(fs []format.File, i int, procs []format.Process) error {
 			}
 		}
 	}
-	for _, fd := range inFlightFDs(fs) {
+	for _, fd := range InFlightFDs(fs) {
 		if fd.File == i && (fd.Flags&^pidfdFlags != 0 || fd.Flags&unix.O_ACCMODE != unix.O_RDWR) {
 			return fmt.Errorf("image pidfd %d in flight with open flags %#x", i, fd.Flags)
 		}

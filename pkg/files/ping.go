@@ -35,7 +35,7 @@ func (pingSocket) Match(fd *procfs.FD, _ Terminals) bool {
 	return fd.Kind == procfs.Socket && ok
 }
 
-func (pingSocket) Traits() Traits { return Traits{OneOpen: true} }
+func (pingSocket) Traits() Traits { return Traits{OneOpen: true, Sent: true} }
 
 func (pingSocket) Dump(src Source, fd *procfs.FD, idx int) error {
 	p := pingProtos[fd.Proto]

@@ -17,7 +17,8 @@ import (
 
 // ptyMaster and ptySlave are the two ends of a pseudo-terminal whose
 // master a process of the tree holds (a terminal emulator and its shell,
-// tmux and its panes, script(1), expect, python's pty.fork): the master,
+// tmux and its panes, script(1), expect, python's pty.fork), or a queue
+// of the tree holds in flight (SCM_RIGHTS): the master,
 // an fd on /dev/ptmx, and the slave, /dev/pts/N. They travel as one
 // pair (format.PTY): its number N, the slave's termios and window size,
 // the master's packet mode and lock, the slave's exclusive mode, the
@@ -26,7 +27,9 @@ import (
 // master), and the session whose controlling terminal the slave is, with
 // its foreground process group.
 //
-// A slave whose master is not in the tree is the process's own terminal
+// A slave whose master is not in the tree (held by a process outside
+// it: a master no process holds is taken to be in flight, PairedSlaves)
+// is the process's own terminal
 // when it is its controlling terminal or on fds 0-2 (tty.go: the
 // restorer's terminal); any other is refused, naming who holds the
 // master, as is a master whose slave a process outside the tree holds.
@@ -95,8 +98,9 @@ func (ptySlave) Match(fd *procfs.FD, ts Terminals) bool {
 }
 
 // A master has one open file description (opening /dev/ptmx again makes
-// another pair); a slave is one file, opened as often as it was.
-func (ptyMaster) Traits() Traits { return Traits{OneOpen: true} }
+// another pair), which travels in flight too; a slave is one file,
+// opened as often as it was.
+func (ptyMaster) Traits() Traits { return Traits{OneOpen: true, Sent: true} }
 func (ptySlave) Traits() Traits  { return Traits{Shared: true} }
 
 func (ptyMaster) PTYIndex(f *format.File) int { return f.PTY.Index }
@@ -107,24 +111,80 @@ func (ptySlave) Controls(*format.File) (int, int)    { return 0, 0 }
 
 // PairedSlaves are the devices of the slaves whose master one of the
 // processes pids holds: they are no process's own terminal, whatever
-// their controlling terminal, but a pair of the tree.
+// their controlling terminal, but a pair of the tree. So are, when the
+// processes hold a unix socket, the slaves they hold whose master no
+// process holds on an fd: it is in flight in a socket's queue
+// (SCM_RIGHTS), where CheckTree finds it, or refuses the slave.
 func PairedSlaves(pids []int) map[uint64]bool {
 	out := map[uint64]bool{}
+	slaves := map[uint64]bool{}
+	sockets := false
 	for _, pid := range pids {
 		fds, err := procfs.FDs(pid)
 		if err != nil {
 			continue // a zombie
 		}
 		for _, fd := range fds {
-			if fd.Kind != procfs.FileChar || fd.Rdev != ptmx {
-				continue
-			}
-			if n, err := strconv.Atoi(strings.TrimSpace(fd.Info["tty-index"])); err == nil {
-				out[slaveDev(n)] = true
+			switch {
+			case fd.Unix != nil:
+				sockets = true
+			case fd.Kind == procfs.FileChar && isSlave(fd.Rdev):
+				slaves[fd.Rdev] = true
+			case fd.Kind == procfs.FileChar && fd.Rdev == ptmx:
+				if n, err := strconv.Atoi(strings.TrimSpace(fd.Info["tty-index"])); err == nil {
+					out[slaveDev(n)] = true
+				}
 			}
 		}
 	}
+	for dev := range slaves {
+		if sockets && !out[dev] && !masterHeld(slaveIndex(dev)) {
+			out[dev] = true
+		}
+	}
 	return out
+}
+
+// masterHeld says whether a process of this host holds the master of
+// pseudo-terminal n on an fd (of any devpts instance: the number alone
+// is asked, as refuseUnpaired does), or may: when procs-dump cannot see
+// every process's fds (from a PID namespace other than the host's, or
+// without the right to read another user's), a master it does not find
+// may be held where it cannot look, and the slave stays the process's
+// own terminal, as it was.
+func masterHeld(n int) bool {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil || !strings.Contains(string(status), "\nNSpid:\t"+strconv.Itoa(os.Getpid())+"\n") {
+		return true // not the host's PID namespace
+	}
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		return true
+	}
+	want := fmt.Sprintf("tty-index:\t%d\n", n)
+	for _, d := range dirs {
+		if _, err := strconv.Atoi(d.Name()); err != nil {
+			continue
+		}
+		fds, err := os.ReadDir("/proc/" + d.Name() + "/fd")
+		if errors.Is(err, os.ErrNotExist) {
+			continue // gone, or a zombie's
+		}
+		if err != nil {
+			return true
+		}
+		for _, e := range fds {
+			t, err := os.Readlink("/proc/" + d.Name() + "/fd/" + e.Name())
+			if err != nil || !strings.HasSuffix(t, "/ptmx") {
+				continue
+			}
+			info, err := os.ReadFile("/proc/" + d.Name() + "/fdinfo/" + e.Name())
+			if err == nil && strings.Contains(string(info), want) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Dump records the pair's state from the master, through a copy of its
@@ -233,7 +293,7 @@ func (ptyMaster) CheckTree(fs []format.File, procs []format.Process, out *Outsid
 		}
 	}
 	for _, i := range masters {
-		if err := readQueues(fs, procs, i); err != nil {
+		if err := readQueues(fs, procs, i, out); err != nil {
 			return err
 		}
 	}
@@ -319,12 +379,11 @@ func checkSession(fs []format.File, procs []format.Process, i int) error {
 }
 
 // readQueues reads the bytes queued both ways in pair i, through copies
-// of the fds of the tree that hold its master and a slave, and puts
-// them back at once as they were (a helper process does: see
-// ptyqueues.go). Without a slave in the tree, the
-// queues stay where they are and do not travel.
-func readQueues(fs []format.File, procs []format.Process, i int) error {
-	mp, mfd := Holder(procs, i)
+// of the fds of the tree that hold its master (or of procs-dump's, of a
+// master in flight: out.Carried) and a slave, and puts them back at
+// once as they were (a helper process does: see ptyqueues.go). Without
+// a slave in the tree, the queues stay where they are and do not travel.
+func readQueues(fs []format.File, procs []format.Process, i int, out *Outside) error {
 	var sp *format.Process
 	var sfd *format.FD
 	for j := range fs {
@@ -332,11 +391,11 @@ func readQueues(fs []format.File, procs []format.Process, i int) error {
 			sp, sfd = Holder(procs, j)
 		}
 	}
-	if mp == nil || sp == nil {
+	if sp == nil {
 		return nil
 	}
-	m, err := takeFD(mp.PID, mfd.Num)
-	if err != nil {
+	m, err := masterOf(fs, procs, i, out)
+	if err != nil || m < 0 {
 		return err
 	}
 	mf := os.NewFile(uintptr(m), "master")
@@ -348,12 +407,27 @@ func readQueues(fs []format.File, procs []format.Process, i int) error {
 	sf := os.NewFile(uintptr(s), "slave")
 	defer sf.Close()
 	st := fs[i].PTY
-	in, out, err := takeQueuesApart(mf, sf, st.Packet)
+	in, outq, err := takeQueuesApart(mf, sf, st.Packet)
 	if err != nil {
 		return fmt.Errorf("the queues of /dev/pts/%d: %w", st.Index, err)
 	}
-	st.Input, st.Output = in, out
+	st.Input, st.Output = in, outq
 	return nil
+}
+
+// masterOf is a copy of master i: of the fd of the process of the tree
+// that holds it, or of procs-dump's own of one in flight; -1 if none.
+func masterOf(fs []format.File, procs []format.Process, i int, out *Outside) (int, error) {
+	if p, fd := Holder(procs, i); p != nil {
+		return takeFD(p.PID, fd.Num)
+	}
+	for _, fd := range InFlightFDs(fs) {
+		if num, ok := out.Carried[fd.Open]; ok && fd.File == i {
+			m, err := unix.FcntlInt(uintptr(num), unix.F_DUPFD_CLOEXEC, 0)
+			return m, os.NewSyscallError("fcntl", err)
+		}
+	}
+	return -1, nil
 }
 
 // takeQueues takes the bytes queued in the pty whose master is m and

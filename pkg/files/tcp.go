@@ -62,7 +62,10 @@ func (t tcpSocket) proto(s *format.TCP) int {
 	return 0
 }
 
-func (tcpSocket) Traits() Traits { return Traits{OneOpen: true} }
+// Traits: one open file description, the loader's, for every fd and a
+// queue that holds it in flight (a listener handed to a worker, as
+// systemd and HAProxy do; a connection handed over).
+func (tcpSocket) Traits() Traits { return Traits{OneOpen: true, Sent: true} }
 
 // tcpInfo reads the part of TCP_INFO a dump needs.
 func tcpInfo(s int) (linux.TCPInfo, error) {
@@ -113,7 +116,17 @@ func (tcpSocket) Dump(src Source, fd *procfs.FD, idx int) error {
 		}
 	case linux.TCP_LISTEN:
 		// Held since the tree was frozen (HoldListeners), for which its
-		// program had accepted every connection.
+		// program had accepted every connection; one in flight, from
+		// now (no program can accept from it before a process receives
+		// it).
+		if src.Carried() && !heldListeners[fd.Ino] && checkFilter(s, fd.Num) == nil {
+			if info, err = holdListener(src.Keeper(), s, fd.Num, fd.Ino, src.Hold); err != nil {
+				return err
+			}
+		}
+		if info.Unacked > 0 && src.Carried() {
+			return refusef("a TCP listener on %s in flight has connections waiting (%d) that no process can accept before one receives it, which procs cannot carry: try again once it is received and they are accepted", local, info.Unacked)
+		}
 		if info.Unacked > 0 {
 			return refusef("fd %d, listening on %s, keeps connections waiting that its program does not accept (%d, for %v), which procs cannot carry: try again once it has accepted them", fd.Num, local, info.Unacked, AcceptTime)
 		}
@@ -172,8 +185,9 @@ func dumpConn(src Source, s, num int, t *format.TCP, local string, idx int, stat
 	reuse, err := unix.GetsockoptInt(h, unix.SOL_SOCKET, unix.SO_REUSEADDR)
 	if err == nil {
 		// First a copy to the holder, which puts it back if procs-dump
-		// dies at any moment after.
-		err = toHolder(h, src.PID(), reuse, local, remote)
+		// dies at any moment after while the process holding it (or,
+		// in flight, the socket whose queue holds it) lives.
+		err = toHolder(h, src.Keeper(), reuse, local, remote)
 	}
 	if err != nil {
 		unix.Close(h)

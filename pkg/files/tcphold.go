@@ -21,7 +21,9 @@ import (
 //   - if procs-dump ends (done, failed, or killed) while the process that
 //     had a connection lives, the connection is put back as it was, if
 //     procs-dump did not already: a dump killed at any moment leaves no
-//     connection in repair mode;
+//     connection in repair mode. A connection in flight (SCM_RIGHTS) has
+//     no process: it is watched through the process of the tree whose
+//     socket's queue holds it (Source.Keeper), which the dump kills too;
 //   - if that process was killed (the dump went through), the connection
 //     stays held, every packet dropped, so that its peer, which goes on
 //     sending, gets no reset from this host before the restore makes it
@@ -53,12 +55,13 @@ func holdName(local, remote string) string {
 }
 
 // toHolder gives the holder (started at the first call) a copy of
-// connection s of process pid, from local to remote, whose SO_REUSEADDR
-// is reuse, before the dump holds it, with a pidfd of the process,
-// opened here while it is frozen: the holder, which may read the message
-// only after the process was killed and reaped (it is a process of its
-// own, and may get no CPU for a while), must not take a pid that is gone,
-// or was used again, for a process alive.
+// connection s of process pid (of one in flight, the process holding a
+// queue that holds it), from local to remote, whose SO_REUSEADDR is
+// reuse, before the dump holds it, with a pidfd of the process, opened
+// here while it is frozen: the holder, which may read the message only
+// after the process was killed and reaped (it is a process of its own,
+// and may get no CPU for a while), must not take a pid that is gone, or
+// was used again, for a process alive.
 func toHolder(s, pid, reuse int, local, remote string) error {
 	if holderCtl == nil {
 		if err := startHolder(); err != nil {

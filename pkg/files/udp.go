@@ -65,7 +65,7 @@ func (udpSocket) Match(fd *procfs.FD, _ Terminals) bool {
 	return fd.Kind == procfs.Socket && ok
 }
 
-func (udpSocket) Traits() Traits { return Traits{OneOpen: true} }
+func (udpSocket) Traits() Traits { return Traits{OneOpen: true, Sent: true} }
 
 // Bounds of a queue in an image: bytes (as TCP's), datagrams.
 const (

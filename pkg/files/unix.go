@@ -41,8 +41,9 @@ import (
 // given its id before it is dumped, so that a cycle ends there). A
 // socket whose peer is outside the tree is refused by name, unless
 // procs-dump was told --external=close: it then comes back as if the
-// peer had closed (unixcheck.go). Refused by name: another socket than
-// a unix one, or a pseudo-terminal master, in flight,
+// peer had closed (unixcheck.go). TCP, UDP and ping sockets and
+// pseudo-terminal masters in flight are made by their own kinds
+// (Traits.Sent). Refused by name: a socket of another kind in flight,
 // bytes a client sent on a connection not yet accepted (they wait in a
 // socket with no file until accept, which would take it from the
 // server: see format/SPEC.md, "Unix"), a socket of another network
@@ -192,7 +193,9 @@ func readSocket(src Source, num, queued int, st *format.Unix) error {
 		// One peek reads it all, unless files or credentials cut it.
 		buf := make([]byte, min(queued, maxUnixQueue+1))
 		oob := make([]byte, unix.CmsgSpace(253*4)+unix.CmsgSpace(unix.SizeofUcred))
-		n, oobn, _, _, err := unix.Recvmsg(s, buf, oob, unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		// Close-on-exec: a helper procs-dump starts (the holder of
+		// TCP connections) must not hold them too.
+		n, oobn, _, _, err := unix.Recvmsg(s, buf, oob, unix.MSG_PEEK|unix.MSG_DONTWAIT|unix.MSG_CMSG_CLOEXEC)
 		if err == nil && n == queued && n <= maxUnixQueue {
 			st.Data = buf[:n]
 			return inFlight(src, oob[:oobn], num, n, st)
@@ -253,7 +256,7 @@ func peekQueue(src Source, s, num int, st *format.Unix) error {
 	}
 	defer unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_PEEK_OFF, orig)
 	stream := st.Type == unix.SOCK_STREAM
-	flags := unix.MSG_PEEK | unix.MSG_DONTWAIT
+	flags := unix.MSG_PEEK | unix.MSG_DONTWAIT | unix.MSG_CMSG_CLOEXEC
 	if !stream {
 		flags |= unix.MSG_TRUNC // the message's length, whatever the buffer
 	}

@@ -373,7 +373,8 @@ func validRights(fs []format.File, u *format.Unix, i int, procs []format.Process
 }
 
 // validSentInFlight checks file fd.File, of one open file description
-// (Traits.Sent), in flight in socket i's queue: an inotify instance, or
+// (Traits.Sent), in flight in socket i's queue: an inotify instance, a
+// TCP, UDP or ping socket, a pseudo-terminal master, or
 // any socket the loader makes (listening, with files in flight of its
 // own, in flight in its own queue or its peer's, its peer in flight too
 // or held by no process), as long as it has one open file description:

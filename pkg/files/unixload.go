@@ -624,7 +624,7 @@ func (l fillLoader) Taken(open int) (*os.File, error) {
 	if lf, err := l.Loader.Taken(open); lf != nil || err != nil {
 		return lf, err
 	}
-	for _, fd := range inFlightFDs(l.m.fs) {
+	for _, fd := range InFlightFDs(l.m.fs) {
 		if fd.Open != open {
 			continue
 		}

@@ -181,13 +181,19 @@ func (t *tree) controlled(sid int) (file, fg int, ok bool) {
 
 // ptyFD gives the process an fd of the loader's open file description of
 // pseudo-terminal i (its master's, through which ioctls reach the
-// slave), and returns its number there.
+// slave; of one in flight, which no process holds, the loader's too),
+// and returns its number there.
 func (b *builder) ptyFD(i int) (uint64, error) {
 	for _, p := range b.imgs {
 		for _, fd := range p.FDs {
 			if fd.File == i && b.descs[fd.Open] != nil {
 				return b.takeFD(b.descs[fd.Open])
 			}
+		}
+	}
+	for _, fd := range files.InFlightFDs(b.files) {
+		if fd.File == i && b.descs[fd.Open] != nil {
+			return b.takeFD(b.descs[fd.Open])
 		}
 	}
 	return 0, fmt.Errorf("no open file for pseudo-terminal /dev/pts/%d", b.files[i].PTY.Index)

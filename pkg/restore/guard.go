@@ -45,7 +45,6 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
-
 )
 
 // guardName is argv[0] of the guard, and its name (comm).

@@ -191,7 +191,9 @@ func (t *tree) startLazy() error {
 		p.Hole = func(addr uint64) bool { _, ok := rm.final.at(addr); return !ok }
 		p.Want = rm.ask
 		l.started = true
-		go t.fetchWanted(rm)
+		for range fetchers {
+			go t.fetchWanted(rm)
+		}
 		// The stream starts once the process is built: its copies would
 		// slow the building (the faults meanwhile are asked for by
 		// range).

@@ -194,6 +194,7 @@ func (t *tree) startLazy() error {
 		for range fetchers {
 			go t.fetchWanted(rm)
 		}
+		rm.askSmall(b.img.Maps)
 		// The stream starts once the process is built: its copies would
 		// slow the building (the faults meanwhile are asked for by
 		// range).

@@ -113,8 +113,22 @@ func newRemote(rm *Remote) (*remote, io.Reader, error) {
 	if files < 0 || r.descEnd == 0 {
 		return bad("no FILES record")
 	}
+	r.warm()
 	desc := io.MultiReader(r.reader(0, r.infoEnd), r.reader(r.filesAt, r.descEnd), errorReader{errDescEnd})
 	return r, io.TeeReader(desc, r.descSum), nil
+}
+
+// warm has the connections that the range requests of threads waiting
+// for pages will use opened while the process is built: fetchers small
+// requests at once (the INFO record), each on a connection of its own,
+// which the client then keeps. A new connection costs procs-serve on
+// loopback a look-up of its owner in /proc/net/tcp, 20 ms on a busy
+// machine, that a waiting thread would wait too.
+func (r *remote) warm() {
+	info := r.Records[0]
+	for range fetchers {
+		go r.Fetch(info.Offset, info.Size)
+	}
 }
 
 // errorReader returns its error.
@@ -268,6 +282,26 @@ func (r *remote) ask(addr uint64) {
 	case r.want <- i:
 		r.asked[i] = true
 	default: // full: the next fault asks again
+	}
+}
+
+// smallMapping is the size up to which a lazy mapping's pages are asked
+// for as the process starts (askSmall).
+const smallMapping = 1 << 20
+
+// askSmall asks for the pages of the small lazy mappings of maps as the
+// process starts, before any thread waits for them: a library's data, a
+// main thread's stack, which threads touch first and share; a big
+// mapping (a heap, a thread's stack) is left to its faults and the
+// stream.
+func (r *remote) askSmall(maps []format.Mapping) {
+	for _, m := range maps {
+		if !lazyMapping(m) || m.End-m.Start > smallMapping {
+			continue
+		}
+		for _, run := range r.final.within(m.Start, m.End) {
+			r.ask(run.start)
+		}
 	}
 }
 

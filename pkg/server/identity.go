@@ -61,6 +61,11 @@ type peer struct {
 
 type peerKey struct{}
 
+// identifying holds a place for each look-up of a connection's owner
+// going on: a few at once (each reads /proc/net/tcp whole), not one
+// thread each for many connections opened together.
+var identifying = make(chan struct{}, 4)
+
 // ConnContext has the local user at the other end of a new connection
 // identified, once per connection: SO_PEERCRED on a unix socket, the
 // owner of the peer's socket (as identd tells it) on loopback TCP. It is
@@ -72,7 +77,9 @@ type peerKey struct{}
 // http.Server.ConnContext.
 func (s *Server) ConnContext(ctx context.Context, c net.Conn) context.Context {
 	return context.WithValue(ctx, peerKey{}, sync.OnceValue(func() peer {
+		identifying <- struct{}{}
 		id, err := identify(c)
+		<-identifying
 		p := peer{id: id}
 		if err != nil {
 			p.why = err.Error()

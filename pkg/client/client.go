@@ -205,6 +205,9 @@ func New(server, token string) (*Client, error) {
 	// chunk header).
 	tr.WriteBufferSize = 64 << 10
 	tr.ReadBufferSize = bufSize
+	// A lazy restore keeps several range requests in flight beside
+	// its stream: their connections are kept for the next ones.
+	tr.MaxIdleConnsPerHost = 8
 	host, _ := os.Hostname()
 	return &Client{
 		base:   base,

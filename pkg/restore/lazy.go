@@ -295,7 +295,14 @@ func (t *tree) startLazy() error {
 	t.logf("--lazy: %d of %d processes get their memory as they run", l.open, len(t.procs))
 	if rm := t.remote; rm != nil {
 		l.started = true
-		go t.fetchWanted(rm)
+		for range fetchers {
+			go t.fetchWanted(rm)
+		}
+		for _, b := range t.procs {
+			if l.tasks[b.task].pager != nil {
+				b.askSmall(rm)
+			}
+		}
 		// The stream starts once the processes are built: its copies
 		// would slow the building (the faults meanwhile are asked for
 		// by range).

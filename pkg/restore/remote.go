@@ -21,6 +21,7 @@ import (
 	"io"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"procs/format"
 	"procs/pkg/pagebuf"
@@ -61,6 +62,9 @@ type remote struct {
 	asked                     map[int]bool   // records asked for by themselves
 	sums                      map[int]uint32 // their memory's checksum
 	want                      chan int
+	// streamAt is the offset of the image up to which the stream has
+	// given the pagers its records, or -1 before it starts.
+	streamAt atomic.Int64
 }
 
 // castagnoli is the table of the checksums that compare a record read by
@@ -79,6 +83,7 @@ func newRemote(rm *Remote) (*remote, io.Reader, error) {
 	}
 	r := &remote{Remote: rm, infoEnd: recs[0].Offset + recs[0].Size, descSum: crc32.New(castagnoli),
 		asked: map[int]bool{}, sums: map[int]uint32{}, want: make(chan int, 1024)}
+	r.streamAt.Store(-1)
 	files := -1
 	for i, rec := range recs {
 		if rec.Size < 20 || i > 0 && rec.Offset != recs[i-1].Offset+recs[i-1].Size {
@@ -112,6 +117,7 @@ func newRemote(rm *Remote) (*remote, io.Reader, error) {
 	if files < 0 || r.descEnd == 0 {
 		return bad("no FILES record")
 	}
+	r.warm()
 	desc := io.MultiReader(r.reader(0, r.infoEnd), r.reader(r.filesAt, r.descEnd), errorReader{errDescEnd})
 	return r, io.TeeReader(desc, r.descSum), nil
 }
@@ -125,6 +131,19 @@ func (r *remote) checkTasks(n int) error {
 		}
 	}
 	return nil
+}
+
+// warm has the connections that the range requests of threads waiting
+// for pages will use opened while the processes are built: fetchers
+// small requests at once (the INFO record), each on a connection of its
+// own, which the client then keeps. A new connection costs procs-serve
+// on loopback a look-up of its owner in /proc/net/tcp, 20 ms on a busy
+// machine, that a waiting thread would wait too.
+func (r *remote) warm() {
+	info := r.Records[0]
+	for range fetchers {
+		go r.Fetch(info.Offset, info.Size)
+	}
 }
 
 // errorReader returns its error.
@@ -168,6 +187,35 @@ func (r *remote) record(i int) (uint32, uint64, []byte, error) {
 	if err != nil {
 		return 0, 0, nil, err
 	}
+	return r.check(i, b)
+}
+
+// records fetches the records [lo, hi), which lie one after the other
+// in the image, in one range, checks each, and gives each's memory to
+// each: whose, where, what.
+func (r *remote) records(lo, hi int, each func(i int, task uint32, addr uint64, data []byte) error) error {
+	first, last := r.Records[lo], r.Records[hi-1]
+	b, err := r.Fetch(first.Offset, last.Offset+last.Size-first.Offset)
+	if err != nil {
+		return err
+	}
+	for i := lo; i < hi; i++ {
+		at := r.Records[i].Offset - first.Offset
+		task, addr, data, err := r.check(i, b[at:at+r.Records[i].Size])
+		if err == nil {
+			err = each(i, task, addr, data)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// check checks b, record i read by itself, and returns its memory:
+// whose, where, what.
+func (r *remote) check(i int, b []byte) (uint32, uint64, []byte, error) {
+	rec := r.Records[i]
 	task, addr, data, err := format.MemoryRecord(b, rec.Type)
 	if err == nil && (task != rec.Task || addr != rec.Addr || uint64(len(data)) != rec.Len) {
 		err = errors.New("it is not what the server's list says")
@@ -238,12 +286,31 @@ func (b *builder) fillEager(r *remote) error {
 	return nil
 }
 
+// streamAhead is how far ahead of the stream a record a thread waits
+// for is left to it: the stream brings it sooner than a range request
+// would (it may be in the stream's buffers already).
+const streamAhead = 2 << 20
+
+// fetchers is how many range requests are in flight at most, for the
+// whole tree: a thread waits for its own record, not behind another
+// thread's.
+const fetchers = 4
+
+// prefetchRun is how many bytes of records beside the one a thread
+// waits for come with it in its range request: small records (a
+// thread's stack, its TLS, a library's data) that threads touch
+// together.
+const prefetchRun = 256 << 10
+
 // ask has the record that holds the last copy of the page at addr of
-// process task fetched (once), for a thread that waits for it. It must
-// not block.
+// process task fetched (once), for a thread that waits for it, unless
+// the stream is about to bring it. It must not block.
 func (r *remote) ask(task uint32, addr uint64) {
 	i, ok := r.final.at(task, addr)
 	if !ok {
+		return
+	}
+	if at := r.streamAt.Load(); at >= 0 && r.Records[i].Offset >= at && r.Records[i].Offset < at+streamAhead {
 		return
 	}
 	r.mu.Lock()
@@ -258,8 +325,64 @@ func (r *remote) ask(task uint32, addr uint64) {
 	}
 }
 
-// fetchWanted fetches the records threads wait for, and gives their last
-// copies to the pager, until the pager is done.
+// smallMapping is the size up to which a lazy mapping's pages are asked
+// for as the process starts (askSmall).
+const smallMapping = 1 << 20
+
+// askSmall asks for the pages of the process's small lazy mappings as
+// it starts, before any thread waits for them: a library's data, a main
+// thread's stack, which threads touch first and share; a big mapping (a
+// heap, a thread's stack) is left to its faults and the stream, and the
+// pages its children share are in already.
+func (b *builder) askSmall(r *remote) {
+	task := uint32(b.task)
+	for _, m := range b.img.Maps {
+		if !lazyMapping(m) || m.End-m.Start > smallMapping {
+			continue
+		}
+		for _, run := range r.final.within(task, b.ownLazy(m.Start, m.End)) {
+			r.ask(task, run.start)
+		}
+	}
+}
+
+// around is the run of records [lo, hi) to fetch for record i: it and
+// the memory records beside it in the image of the same process that no
+// one asked for and the stream has not given yet, while the run stays
+// within prefetchRun bytes (or is record i alone); they are asked for
+// by that.
+func (r *remote) around(i int) (lo, hi int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	size, at := r.Records[i].Size, r.streamAt.Load()
+	grow := func(k int) bool {
+		if k < 0 || k >= len(r.Records) || r.asked[k] || r.Records[k].Offset < at || size+r.Records[k].Size > prefetchRun {
+			return false
+		}
+		if r.Records[k].Task != r.Records[i].Task {
+			return false // another process's memory: not touched with it
+		}
+		if typ := r.Records[k].Type; typ != format.TypePages && typ != format.TypePass {
+			return false
+		}
+		r.asked[k] = true
+		size += r.Records[k].Size
+		return true
+	}
+	lo, hi = i, i+1
+	for grow(hi) {
+		hi++
+	}
+	for grow(lo - 1) {
+		lo--
+	}
+	return lo, hi
+}
+
+// fetchWanted fetches the records threads wait for, with the small
+// ones around them, and gives their last copies to the pagers of their
+// processes, until the stream is done. fetchers of it run at once, for
+// the whole tree.
 func (t *tree) fetchWanted(r *remote) {
 	for {
 		var i int
@@ -268,10 +391,10 @@ func (t *tree) fetchWanted(r *remote) {
 		case <-t.lazy.done:
 			return
 		}
-		task, addr, data, err := r.record(i)
-		if err == nil {
-			err = t.fillFinal(r, i, task, addr, data)
-		}
+		lo, hi := r.around(i)
+		err := r.records(lo, hi, func(k int, task uint32, addr uint64, data []byte) error {
+			return t.fillFinal(r, k, task, addr, data)
+		})
 		if err != nil {
 			t.lazy.fail(err)
 			return
@@ -415,6 +538,7 @@ func (t *tree) streamRemote(r *remote, in io.Reader) error {
 		if err := t.fillFinal(r, i, task, addr, data); err != nil {
 			return err
 		}
+		r.streamAt.Store(fr.Offset())
 	}
 	return nil
 }

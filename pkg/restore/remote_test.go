@@ -86,3 +86,58 @@ func TestNewRemoteRefuses(t *testing.T) {
 		t.Errorf("checkTasks(2) of memory of process 1 = %v; want nil", err)
 	}
 }
+
+// TestAround checks which records come with one a thread waits for:
+// the small memory records of its process beside it, up to prefetchRun
+// bytes, none asked for or given by the stream already; and that a
+// record just ahead of the stream is left to it.
+func TestAround(t *testing.T) {
+	const p = format.PageSize
+	small, big := int64(36+p), int64(36+256*p)
+	var recs []Record
+	add := func(typ format.RecordType, size int64) {
+		off := int64(24)
+		if n := len(recs); n > 0 {
+			off = recs[n-1].Offset + recs[n-1].Size
+		}
+		recs = append(recs, Record{Offset: off, Size: size, Type: typ, Addr: uint64(len(recs)) * 1024 * p, Len: uint64(size-36) / p * p})
+	}
+	add(format.TypeInfo, 100)
+	add(format.TypeFiles, 50)
+	add(format.TypePages, big)   // 2
+	add(format.TypePages, small) // 3
+	add(format.TypePages, small) // 4: the one waited for
+	add(format.TypePass, small)  // 5
+	add(format.TypeDrop, 48)     // 6
+	add(format.TypePages, small) // 7
+	add(format.TypePages, small) // 8: of process 1
+	add(format.TypeEnd, 48)
+	recs[8].Task = 1
+	r := &remote{Remote: &Remote{Records: recs}, asked: map[int]bool{}, want: make(chan int, 8)}
+	r.streamAt.Store(-1)
+	if lo, hi := r.around(4); lo != 3 || hi != 6 {
+		t.Errorf("around(4) = [%d, %d); want [3, 6): the small PAGES and PASS beside it, not past the DROP nor the big one", lo, hi)
+	}
+	if lo, hi := r.around(2); lo != 2 || hi != 3 {
+		t.Errorf("around(2), 3 asked already = [%d, %d); want [2, 3)", lo, hi)
+	}
+	r.asked = map[int]bool{}
+	r.streamAt.Store(recs[4].Offset)
+	if lo, hi := r.around(4); lo != 4 || hi != 6 {
+		t.Errorf("around(4), the stream at 4 = [%d, %d); want [4, 6)", lo, hi)
+	}
+	r.asked = map[int]bool{}
+	if lo, hi := r.around(7); lo != 7 || hi != 8 {
+		t.Errorf("around(7), 8 of another process = [%d, %d); want [7, 8)", lo, hi)
+	}
+	r.asked = map[int]bool{}
+	r.final = finalMaps{0: buildFinal(recs, 0), 1: buildFinal(recs, 1)}
+	r.ask(0, recs[7].Addr)
+	if len(r.want) != 0 {
+		t.Errorf("a record %d bytes ahead of the stream was asked for; want it left to the stream", recs[7].Offset-recs[4].Offset)
+	}
+	r.ask(0, recs[2].Addr)
+	if len(r.want) != 1 {
+		t.Errorf("a record behind the stream was not asked for")
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"os/user"
 	"slices"
 	"strconv"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -60,18 +61,32 @@ type peer struct {
 
 type peerKey struct{}
 
-// ConnContext identifies the local user at the other end of a new
-// connection, once per connection: SO_PEERCRED on a unix socket, the
-// owner of the peer's socket (as identd tells it) on loopback TCP.
-// Register it as http.Server.ConnContext.
+// identifying holds a place for each look-up of a connection's owner
+// going on: a few at once (each reads /proc/net/tcp whole), not one
+// thread each for many connections opened together.
+var identifying = make(chan struct{}, 4)
+
+// ConnContext has the local user at the other end of a new connection
+// identified, once per connection: SO_PEERCRED on a unix socket, the
+// owner of the peer's socket (as identd tells it) on loopback TCP. It is
+// looked up at the connection's first request that needs it, in the
+// connection's own goroutine: not in the loop that accepts connections,
+// where every new connection would wait for the look-ups before it (a
+// read of /proc/net/tcp, milliseconds on a busy host; a lazy receiver
+// opens several connections at once). Register it as
+// http.Server.ConnContext.
 func (s *Server) ConnContext(ctx context.Context, c net.Conn) context.Context {
-	id, err := identify(c)
-	p := peer{id: id}
-	if err != nil {
-		p.why = err.Error()
-		s.logf("connection from %s: %v", c.RemoteAddr(), err)
-	}
-	return context.WithValue(ctx, peerKey{}, p)
+	return context.WithValue(ctx, peerKey{}, sync.OnceValue(func() peer {
+		identifying <- struct{}{}
+		id, err := identify(c)
+		<-identifying
+		p := peer{id: id}
+		if err != nil {
+			p.why = err.Error()
+			s.logf("connection from %s: %v", c.RemoteAddr(), err)
+		}
+		return p
+	}))
 }
 
 // identify returns the local user at the other end of c.
@@ -193,11 +208,12 @@ func (s *Server) requester(r *http.Request) (*api.Identity, string) {
 		id.Peer = r.RemoteAddr
 		return &id, ""
 	}
-	p, ok := r.Context().Value(peerKey{}).(peer)
-	switch {
-	case !ok:
+	identified, ok := r.Context().Value(peerKey{}).(func() peer)
+	if !ok {
 		return nil, "connection not identified"
-	case p.id == nil:
+	}
+	p := identified()
+	if p.id == nil {
 		return nil, p.why
 	}
 	return p.id, ""

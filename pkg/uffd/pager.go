@@ -246,12 +246,17 @@ func (t *target) where(img uint64) (uint64, bool) {
 	return img, !contains(t.removed, img)
 }
 
-// fillChunk is how much Fill copies while it holds the lock.
-const fillChunk = 1 << 20
+// fillChunk is how much Fill copies while it holds the lock: little, as
+// a fault's event is read under it.
+const fillChunk = 256 << 10
 
 // Fill puts data, the image's pages at addr, in every process that
-// lacks them, and answers the threads waiting for them.
+// lacks them, and answers the threads waiting for them: their own pages
+// first, then the rest.
 func (p *Pager) Fill(addr uint64, data []byte) error {
+	if err := p.fillWaited(addr, data); err != nil {
+		return err
+	}
 	for off := 0; off < len(data); off += fillChunk {
 		chunk := data[off:min(off+fillChunk, len(data))]
 		if err := p.fillChunk(addr+uint64(off), chunk); err != nil {
@@ -259,6 +264,30 @@ func (p *Pager) Fill(addr uint64, data []byte) error {
 		}
 	}
 	return p.answer(addr, addr+uint64(len(data)))
+}
+
+// fillWaited copies, of data (the image's pages at addr), the pages
+// that threads wait for, each alone: a thread waits for its page, not
+// for the rest of a record. A page it cannot copy now (the process
+// changes its mappings) is left to the rest of Fill.
+func (p *Pager) fillWaited(addr uint64, data []byte) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.failed != nil || p.closed {
+		return p.failed
+	}
+	end := addr + uint64(len(data))
+	for _, f := range p.pending {
+		img, ok := f.t.image(f.addr)
+		if !ok || img < addr || img >= end || f.t.dead {
+			continue
+		}
+		_, err := f.t.fd.Copy(f.addr, data[img-addr:img-addr+pageSize])
+		if err = p.result(f.t, err); err != nil && !errors.Is(err, ErrChanging) {
+			return err
+		}
+	}
+	return nil
 }
 
 // fillChunk copies data to every target, in runs of pages that lie
@@ -336,7 +365,10 @@ func (p *Pager) tryAnswer(lo, hi uint64) error {
 	p.pending = nil
 	for i, f := range waiting {
 		img, ok := f.t.image(f.addr)
-		if ok && img >= p.pos && (img < lo || img >= hi) {
+		if ok && img >= lo && img < hi {
+			continue // its page was copied there, which woke it
+		}
+		if ok && img >= p.pos {
 			p.pending = append(p.pending, f)
 			continue
 		}

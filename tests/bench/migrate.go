@@ -83,6 +83,7 @@ func benchMigrate(tw io.Writer, hog, dir string, mib int) error {
 			return err
 		}
 		defer lz.stop()
+		quiet := quietGap(lz, quietWindow)
 		var sendArgs []string
 		if sendLive {
 			sendArgs = []string{"--live"}
@@ -99,6 +100,7 @@ func benchMigrate(tw io.Writer, hog, dir string, mib int) error {
 		line(tw, label, what+": restored in", dur(m.restore))
 		line(tw, label, what+": stopped", dur(m.stopped))
 		line(tw, label, what+": longest gap after, while pages came", dur(m.streamGap))
+		line(tw, label, what+": longest gap before, not moving", dur(quiet))
 		line(tw, label, what+": total / plain total", fmt.Sprintf("%.2fx", float64(m.pagesIn)/float64(plain.running)))
 	}
 	return nil
@@ -106,6 +108,32 @@ func benchMigrate(tw io.Writer, hog, dir string, mib int) error {
 
 // migrateWrites is how many MiB a second the migrated victim writes.
 const migrateWrites = 10
+
+// quietWindow is how long a victim's ticker is watched, the victim left
+// alone, before it moves (quietGap): about as long as the pages of a
+// lazy migration take to come.
+const quietWindow = 3 * time.Second
+
+// quietGap is the longest gap of v's ticker over d, v left alone: what
+// the machine gives any process now, beside which the gaps of a
+// migration are read.
+func quietGap(v *victim, d time.Duration) time.Duration {
+	var g time.Duration
+	deadline := time.After(d)
+	for {
+		select {
+		case l, ok := <-v.out:
+			if !ok {
+				return g
+			}
+			if gap, _, ok := gapOf(l.text); ok {
+				g = max(g, gap)
+			}
+		case <-deadline:
+			return g
+		}
+	}
+}
 
 // route is where a migration goes: procs-serve at addr, and where
 // procs-serve, procs receive and procs send run (argv prefixes: nil for

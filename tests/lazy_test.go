@@ -480,19 +480,19 @@ func TestLazyServe(t *testing.T) {
 // exit 125 with one line.
 func killServerWhileBuilt(t *testing.T, r *proc, srv *serverProc, pid int) {
 	t.Helper()
-		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-			if p, ok := procInfo(pid); ok && p.ppid == r.pid() {
-				break
-			}
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if p, ok := procInfo(pid); ok && p.ppid == r.pid() {
+			break
 		}
-		srv.cmd.Process.Kill() // by PID: the server this test started
-		if !r.exited(30 * time.Second) {
-			t.Fatalf("procs receive --lazy still runs after the server was killed: %s", r.stderrText())
-		}
-		msg, _, _ := strings.Cut(r.stderrText(), "\nprocs: hint: ")
-		if code := r.exitCode(); code != 125 || strings.Count(msg, "\n") != 0 {
-			t.Errorf("procs receive --lazy, the server killed: exit %d, %q; want 125 and one line", code, r.stderrText())
-		}
+	}
+	srv.cmd.Process.Kill() // by PID: the server this test started
+	if !r.exited(30 * time.Second) {
+		t.Fatalf("procs receive --lazy still runs after the server was killed: %s", r.stderrText())
+	}
+	msg, _, _ := strings.Cut(r.stderrText(), "\nprocs: hint: ")
+	if code := r.exitCode(); code != 125 || strings.Count(msg, "\n") != 0 {
+		t.Errorf("procs receive --lazy, the server killed: exit %d, %q; want 125 and one line", code, r.stderrText())
+	}
 }
 
 // waitNamed waits for the one live process named comm below the test.

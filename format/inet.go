@@ -8,8 +8,11 @@ const FileTCP = "tcp"
 
 // TCP states in the image (TCP.State).
 const (
-	TCPNew         = "new"         // created, never bound
-	TCPBound       = "bound"       // bound, neither listening nor connected
+	TCPNew   = "new"   // created, never bound
+	TCPBound = "bound" // bound, neither listening nor connected
+	// A connection that ended (reset by its peer, refused, or closed both
+	// ways) whose fd its program still has: it comes back reset.
+	TCPClosed      = "closed"
 	TCPListen      = "listen"      // listening
 	TCPEstablished = "established" // a connection (TCP.Conn)
 	// Half-closed and closing connections (TCP.Conn as for TCPEstablished):

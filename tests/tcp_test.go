@@ -260,6 +260,7 @@ func TestTCPImageAttack(t *testing.T) {
 		{"port zero", func(s *format.TCP) { s.Local = "127.0.0.1:0" }, []string{"TCP socket", "not an address"}},
 		{"v6 address on v4", func(s *format.TCP) { s.Local = "[::1]:" + port }, []string{"TCP socket", "not an address"}},
 		{"state", func(s *format.TCP) { s.State = "syn-sent" }, []string{"TCP socket", "state"}},
+		{"closed with an address", func(s *format.TCP) { s.State = format.TCPClosed }, []string{"TCP socket", "closed and has an address"}},
 		{"family", func(s *format.TCP) { s.Family = 17 }, []string{"TCP socket", "family 17"}},
 		{"backlog", func(s *format.TCP) { s.Backlog = 1 << 30 }, []string{"backlog"}},
 		{"buffer", func(s *format.TCP) { s.Options.SndBuf = -1 }, []string{"SO_SNDBUF"}},
@@ -779,4 +780,69 @@ func cmdOutput(t *testing.T, argv ...string) string {
 		t.Fatalf("%s: %v", strings.Join(argv, " "), err)
 	}
 	return string(out)
+}
+
+// resetHeldPy listens on the port given, takes a connection from itself
+// and has its client reset it, keeping the accepted end's fd (its state
+// CLOSE, its port the listener's); once "go" exists it reads that fd,
+// writing what it got to "read", then accepts a client, writing
+// "accepted".
+const resetHeldPy = `
+import os, socket, struct, sys, time
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", int(sys.argv[1])))
+l.listen()
+c = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+a, _ = l.accept()
+c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+c.close()
+time.sleep(0.2)
+open("ready", "w").close()
+while not os.path.exists("go"):
+    time.sleep(0.01)
+try:
+    got = "data %r" % a.recv(10)
+except OSError as e:
+    got = "error " + os.strerror(e.errno)
+open("read", "w").write(got)
+b, _ = l.accept()
+open("accepted", "w").close()
+time.sleep(60)
+`
+
+// TestTCPResetHeld: a server keeps the fd of a connection its client
+// reset (state CLOSE, getsockname still giving the listener's port).
+// It was dumped as a socket bound to that port, which the restore could
+// not bind beside the listener ("in use"): it comes back as a
+// connection reset, and the listener accepts.
+func TestTCPResetHeld(t *testing.T) {
+	needTools(t)
+	noLeftovers(t)
+	py := victimArgv(t, "python")[0]
+	dir := t.TempDir()
+	_, port, _ := net.SplitHostPort(freeAddr(t))
+	pid := startTree(t, dir, "log", py, "-c", resetHeldPy, port)
+	waitFile(t, filepath.Join(dir, "ready"))
+	img := dump(t, pid, false)
+	waitImageGone(t, img)
+	startLoadLogged(t, img)
+	if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var c net.Conn
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if c, err = net.Dial("tcp", "127.0.0.1:"+port); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("the restored listener: %v", err)
+	}
+	defer c.Close()
+	waitFile(t, filepath.Join(dir, "accepted"), filepath.Join(dir, "log"))
+	if got := string(readFile(t, filepath.Join(dir, "read"))); got != "error Connection reset by peer" {
+		t.Errorf("the reset connection read after the move: %q; want a reset", got)
+	}
 }

@@ -111,7 +111,12 @@ func (tcpSocket) Dump(src Source, fd *procfs.FD, idx int) error {
 	switch info.State {
 	case linux.TCP_CLOSE:
 		t.State = format.TCPNew
-		if port(sa) != 0 {
+		switch {
+		case info.SegsIn > 0 || info.SegsOut > 0:
+			// A connection that ended: its port, which getsockname
+			// still says, may be another socket's now (its listener's).
+			t.State = format.TCPClosed
+		case port(sa) != 0:
 			t.State, t.Local = format.TCPBound, local
 		}
 	case linux.TCP_LISTEN:
@@ -322,12 +327,12 @@ func (tcpSocket) Prepare(l Loader, i int, f *format.File, what string) error {
 	var s int
 	var err error
 	switch {
-	case !format.IsTCPConn(t.State):
+	case t.State != format.TCPClosed && !format.IsTCPConn(t.State):
 		err = l.AsProcess(func() error {
 			s, err = makeTCP(t)
 			return err
 		})
-	case t.Conn == nil || l.TCPClose():
+	case t.State == format.TCPClosed || t.Conn == nil || l.TCPClose():
 		err = l.AsProcess(func() error {
 			s, err = makeClosed(t)
 			return err
@@ -343,11 +348,13 @@ func (tcpSocket) Prepare(l Loader, i int, f *format.File, what string) error {
 }
 
 // makeClosed makes connection t again as one that was reset (--tcp=close,
-// or an image without its state). It runs as the process. The original,
-// if held on this host, is let go: its peer's next packet is answered
-// with a reset.
+// an image without its state, or one that had ended). It runs as the
+// process. The original, if held on this host, is let go: its peer's next
+// packet is answered with a reset.
 func makeClosed(t *format.TCP) (int, error) {
-	letGoHeld(t.Local, t.Remote)
+	if t.Remote != "" {
+		letGoHeld(t.Local, t.Remote)
+	}
 	s, err := unix.Socket(t.Family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 	if err != nil {
 		return -1, os.NewSyscallError("socket", err)
@@ -467,9 +474,9 @@ func (tcpSocket) Validate(fs []format.File, i int, _ []format.Process) error {
 		return fmt.Errorf("image TCP socket %d has family %d", i, t.Family)
 	}
 	switch t.State {
-	case format.TCPNew:
+	case format.TCPNew, format.TCPClosed:
 		if t.Local != "" {
-			return fmt.Errorf("image TCP socket %d is new and has an address", i)
+			return fmt.Errorf("image TCP socket %d is %s and has an address", i, t.State)
 		}
 	case format.TCPBound, format.TCPListen, format.TCPEstablished, format.TCPCloseWait, format.TCPFinWait1,
 		format.TCPFinWait2, format.TCPLastAck, format.TCPClosing:

@@ -40,7 +40,7 @@ const (
 )
 
 // SizeofTCPInfo is as much of struct tcp_info as TCPInfo reads.
-const SizeofTCPInfo = 40
+const SizeofTCPInfo = 144
 
 // TCPInfo is the part of struct tcp_info a checkpointer needs, with the
 // window scales x/sys's struct leaves in its padding. For a listening
@@ -52,6 +52,8 @@ type TCPInfo struct {
 	RcvWscale uint8
 	Unacked   uint32
 	Sacked    uint32
+	SegsOut   uint32 // segments sent, and received (since Linux 4.2)
+	SegsIn    uint32
 }
 
 // DecodeTCPInfo reads a TCPInfo from struct tcp_info's bytes, at least
@@ -59,7 +61,7 @@ type TCPInfo struct {
 func DecodeTCPInfo(b []byte) TCPInfo {
 	le := binary.LittleEndian
 	return TCPInfo{State: b[0], Options: b[5], SndWscale: b[6] & 0xf, RcvWscale: b[6] >> 4,
-		Unacked: le.Uint32(b[24:]), Sacked: le.Uint32(b[28:])}
+		Unacked: le.Uint32(b[24:]), Sacked: le.Uint32(b[28:]), SegsOut: le.Uint32(b[136:]), SegsIn: le.Uint32(b[140:])}
 }
 
 // TCPRepairWindow is struct tcp_repair_window (TCP_REPAIR_WINDOW).

@@ -679,6 +679,16 @@ func procStatus(pid int) map[string]string {
 	return m
 }
 
+// taskIDs returns the thread ids of pid, as /proc lists them now.
+func taskIDs(pid int) []int {
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	var tids []int
+	for _, e := range ents {
+		tids = append(tids, mustAtoi(e.Name()))
+	}
+	return tids
+}
+
 // threadStates returns "tid:state:tracer" for each thread of pid.
 func threadStates(pid int) []string {
 	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))

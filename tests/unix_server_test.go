@@ -584,10 +584,7 @@ func TestUnixCraftedImages(t *testing.T) {
 	inFlight := func(e *treeEdit, fd format.FD) {
 		unixOf(e, queued).Rights = []format.UnixRights{{At: 1, FDs: []format.FD{fd}}}
 	}
-	var shadow unix.Stat_t
-	if err := unix.Stat("/etc/shadow", &shadow); err != nil {
-		t.Fatal(err)
-	}
+	secret := rootOnlyFile(t)
 	for _, tc := range []struct {
 		name  string
 		edit  func(e *treeEdit)
@@ -692,11 +689,10 @@ func TestUnixCraftedImages(t *testing.T) {
 			inFlight(e, format.FD{File: reg, Open: 1 << 20})
 			unixOf(e, queued).Rights[0].At = len(unixOf(e, queued).Data) + 1
 		}, []string{"files in flight", "past its queue"}},
-		{"in-flight-etc-shadow", func(e *treeEdit) {
-			e.Files = append(e.Files, format.File{Kind: format.FileRegular, Path: "/etc/shadow", Dev: shadow.Dev, Ino: shadow.Ino,
-				Mode: shadow.Mode, Size: shadow.Size, Mtime: shadow.Mtim.Nano()})
+		{"in-flight-root-only-file", func(e *treeEdit) {
+			e.Files = append(e.Files, secret)
 			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20})
-		}, []string{"/etc/shadow", "permission denied for uid " + strconv.Itoa(int(cred.Uid))}},
+		}, []string{secret.Path, "permission denied for uid " + strconv.Itoa(int(cred.Uid))}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bad := editTree(t, img, tc.edit)

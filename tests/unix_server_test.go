@@ -98,10 +98,10 @@ func TestUnixEchoServer(t *testing.T) {
 			a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
 			served, queued := waitServed(t, a, b)
 			before := -1
-			img := moveImage(t, pid, keep, func(img string) {
+			img := moveTree(t, pid, move{keep: keep, detach: keep, between: func(img string) {
 				checkEchoImage(t, img)
 				before = linesIn(served)
-			})
+			}})
 			if before < 0 {
 				t.Fatalf("image %s was not checked", img)
 			}
@@ -125,36 +125,6 @@ func TestUnixEchoServer(t *testing.T) {
 			}
 		})
 	}
-}
-
-// moveImage dumps the tree of pid and restores it: with a dump that kills
-// it and procs-load, or (keep) with a -K dump, the original then killed,
-// and procs-load -d. between runs once the original is gone, before the
-// restore. It returns the image.
-func moveImage(t *testing.T, pid int, keep bool, between func(img string)) string {
-	t.Helper()
-	img := dump(t, pid, keep)
-	if keep {
-		stopKill(t, pid)
-	}
-	waitImageGone(t, img)
-	between(img)
-	t.Cleanup(func() { killTree(t, pid) })
-	if !keep {
-		startLoad(t, img)
-		return img
-	}
-	cmd := loadCmd(img, "-d")
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("procs-load -d: %v: %s", err, stderr.String())
-	}
-	if got := strings.TrimSpace(string(out)); got != strconv.Itoa(pid) {
-		t.Fatalf("procs-load -d printed %q; want %d", got, pid)
-	}
-	return img
 }
 
 // stopKill stops every process of pid's tree, then kills them: none
@@ -883,7 +853,7 @@ func movedPython(t *testing.T, prog string, n int, image func(t *testing.T, img 
 			dir := t.TempDir()
 			pid := startTree(t, dir, "log", py, "-c", prog)
 			waitFile(t, filepath.Join(dir, "ready"), filepath.Join(dir, "log"))
-			img := moveImage(t, pid, keep, func(string) {})
+			img := moveTree(t, pid, move{keep: keep, detach: keep})
 			checkResult(t, dir, n)
 			if image != nil {
 				image(t, img)

@@ -139,10 +139,8 @@ func waitEmpty(t *testing.T, dir string) {
 	})
 }
 
-// waitUntil waits up to a minute for cond (a loaded machine is slow: the
-// server reads the whole TCP table to identify each connection, in its
-// accept loop), then fails with what, saying what was wanted and what
-// there is.
+// waitUntil waits up to a minute for cond (a loaded machine may be
+// slow), then fails with what, saying what was wanted and what there is.
 func waitUntil(t testing.TB, cond func() bool, what func() string) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)

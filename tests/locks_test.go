@@ -212,10 +212,14 @@ func wantLocksView(pid, kid int) string {
 // dump goes to log.original.
 func moveLocks(t *testing.T, pid int, dir, mode string) {
 	t.Helper()
-	img := moveTree(t, pid, move{keep: mode == "keep", live: mode == "live", detach: mode == "detach", between: func(string) {
-		// What the original wrote after the dump is not the copy's.
-		os.Rename(filepath.Join(dir, "log"), filepath.Join(dir, "log.original"))
-	}})
+	m := move{keep: mode == "keep", live: mode == "live", detach: mode == "detach"}
+	if m.keep {
+		m.between = func(string) {
+			// What the original wrote after the dump is not the copy's.
+			os.Rename(filepath.Join(dir, "log"), filepath.Join(dir, "log.original"))
+		}
+	}
+	img := moveTree(t, pid, m)
 	n := len(showImage(t, img).Processes)
 	deadline := time.Now().Add(20 * time.Second)
 	for len(treeOf(pid)) != n || !untraced(pid) {

@@ -679,6 +679,16 @@ func procStatus(pid int) map[string]string {
 	return m
 }
 
+// taskIDs returns the thread ids of pid, as /proc lists them now.
+func taskIDs(pid int) []int {
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	var tids []int
+	for _, e := range ents {
+		tids = append(tids, mustAtoi(e.Name()))
+	}
+	return tids
+}
+
 // threadStates returns "tid:state:tracer" for each thread of pid.
 func threadStates(pid int) []string {
 	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
@@ -848,4 +858,43 @@ func testUser(t *testing.T) *syscall.Credential {
 		return uint32(n)
 	}
 	return &syscall.Credential{Uid: id("-u"), Gid: id("-g")}
+}
+
+// move says how moveTree moves a tree.
+type move struct {
+	keep    bool             // dump with -K, then stop and kill the original (stopKill)
+	live    bool             // dump with --live
+	detach  bool             // restore with procs-load -d, which must print the root's PID and leave
+	between func(img string) // runs once the original is gone, before the restore
+}
+
+// moveTree dumps the tree of pid as m says, waits until every process of
+// the image is gone, runs m.between, and restores it. The tree is killed
+// when t ends. It returns the image.
+func moveTree(t *testing.T, pid int, m move) string {
+	t.Helper()
+	var extra []string
+	if m.live {
+		extra = []string{"--live"}
+	}
+	img := dump(t, pid, m.keep, extra...)
+	if m.keep {
+		stopKill(t, pid)
+	}
+	waitImageGone(t, img)
+	if m.between != nil {
+		m.between(img)
+	}
+	t.Cleanup(func() { killTree(t, pid) })
+	if !m.detach {
+		startLoad(t, img)
+		return img
+	}
+	ld := startLoadAs(t, img, "detach")
+	// Its output may be read a moment after it exits.
+	out, _ := ld.out.wait(10*time.Second, func(all []string, eof bool) bool { return len(all) > 0 || eof })
+	if got := strings.TrimSpace(strings.Join(out, "\n")); got != strconv.Itoa(pid) {
+		t.Fatalf("procs-load -d printed %q; want the PID %d", got, pid)
+	}
+	return img
 }

@@ -203,48 +203,28 @@ func wantLocksView(pid, kid int) string {
 	}, "\n")
 }
 
-// moveTree moves the tree of pid as mode says: "kill" (dumped, killed,
+// moveLocks moves the tree of pid as mode says: "kill" (dumped, killed,
 // restored), "keep" (dumped with -K, then killed, then restored),
 // "detach" (dumped, killed, restored with procs-load -d, which leaves at
-// once), "live" (dumped with --live, killed, restored); it returns once every process of it is back and running. The
-// tree works in dir, and reports in its file log: with -K, what the
-// original reported after the dump goes to log.original.
-func moveTree(t *testing.T, pid int, dir, mode string) {
+// once), "live" (dumped with --live, killed, restored); it returns once
+// every process of it is back and running. The tree works in dir, and
+// reports in its file log: with -K, what the original reported after the
+// dump goes to log.original.
+func moveLocks(t *testing.T, pid int, dir, mode string) {
 	t.Helper()
-	tree := treeOf(pid)
-	var extra []string
-	if mode == "live" {
-		extra = []string{"--live"}
-	}
-	img := dump(t, pid, mode == "keep", extra...)
-	if mode == "keep" {
-		killTree(t, pid)
-	}
-	waitGone(t, tree)
-	if mode == "keep" {
-		// What the original wrote after the dump is not the copy's.
-		os.Rename(filepath.Join(dir, "log"), filepath.Join(dir, "log.original"))
-	}
-	var args []string
-	if mode == "detach" {
-		args = []string{"-d"}
-	}
-	ld := startLoad(t, img, args...)
-	t.Cleanup(func() { killTree(t, pid) })
-	if mode == "detach" {
-		if !ld.exited(30*time.Second) || ld.exitCode() != 0 {
-			t.Fatalf("procs-load -d: exit %d: %s", ld.exitCode(), ld.stderrText())
-		}
-		// Its output may be read a moment after it exits.
-		out, _ := ld.out.wait(10*time.Second, func(all []string, eof bool) bool { return len(all) > 0 || eof })
-		if got := strings.TrimSpace(strings.Join(out, "\n")); got != strconv.Itoa(pid) {
-			t.Errorf("procs-load -d printed %q; want the PID %d", got, pid)
+	m := move{keep: mode == "keep", live: mode == "live", detach: mode == "detach"}
+	if m.keep {
+		m.between = func(string) {
+			// What the original wrote after the dump is not the copy's.
+			os.Rename(filepath.Join(dir, "log"), filepath.Join(dir, "log.original"))
 		}
 	}
+	img := moveTree(t, pid, m)
+	n := len(showImage(t, img).Processes)
 	deadline := time.Now().Add(20 * time.Second)
-	for len(treeOf(pid)) != len(tree) || !untraced(pid) {
+	for len(treeOf(pid)) != n || !untraced(pid) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the tree of %d is not back: %v; procs-load: %s", pid, treeOf(pid), ld.stderrText())
+			t.Fatalf("the tree of %d is not back: %v of %d processes", pid, treeOf(pid), n)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -265,7 +245,7 @@ func TestLocks(t *testing.T) {
 			if got := locksView(t, dir, pid, kid); got != want {
 				t.Fatalf("before the dump, other processes see:\n%s\nwant\n%s", got, want)
 			}
-			moveTree(t, pid, dir, mode)
+			moveLocks(t, pid, dir, mode)
 			if got := locksView(t, dir, pid, kid); got != want {
 				t.Errorf("after the restore (%s), other processes see:\n%s\nwant, as before:\n%s", mode, got, want)
 			}
@@ -390,7 +370,7 @@ func TestLocksSqlite(t *testing.T) {
 			if out := sqlite(t, dir, "select count(*) from t"); !strings.Contains(out, "database is locked") {
 				t.Fatalf("sqlite3 outside, in the transaction: %q; want the database locked", out)
 			}
-			moveTree(t, pid, dir, mode)
+			moveLocks(t, pid, dir, mode)
 			waitReports(t, dir, []string{"txn"}, 3)
 			if out := sqlite(t, dir, "select count(*) from t"); !strings.Contains(out, "database is locked") {
 				t.Fatalf("sqlite3 outside, after the restore: %q; want the database locked", out)
@@ -666,7 +646,7 @@ func TestLocksMapped(t *testing.T) {
 				}
 				waitReports(t, dir, []string{"parent", "child"}, 3)
 			}
-			moveTree(t, pid, dir, mode)
+			moveLocks(t, pid, dir, mode)
 			if got := flockHolder(t, m); got != want {
 				t.Errorf("after the restore (%s), /proc/locks says the flock on m is %q; want %q", mode, got, want)
 			}
@@ -795,7 +775,7 @@ func TestLocksWaiter(t *testing.T) {
 		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/syscall", tree[1].pid))
 		return strings.HasPrefix(string(b), fmt.Sprintf("%d ", unix.SYS_FCNTL))
 	}, "the child to wait for the lock in fcntl")
-	moveTree(t, pid, dir, "kill")
+	moveLocks(t, pid, dir, "kill")
 	waitReports(t, dir, []string{"parent"}, 3)
 	if b, _ := os.ReadFile(filepath.Join(dir, "log")); strings.Contains(string(b), "got") {
 		t.Fatalf("the child got the lock its parent holds:\n%s", b)

@@ -31,20 +31,31 @@ func userImage(t *testing.T, u *syscall.Credential) (string, []string) {
 	return dumpKilled(t, p)
 }
 
-// shadowFile is /etc/shadow as an image names a file it had open: the
-// same size, time and inode, so that nothing but its permissions stops
-// a restore.
-func shadowFile(t *testing.T, carried bool) format.File {
+// rootOnlyFile makes a file only root may read (like /etc/shadow), in a
+// folder anyone may search, and returns it as an image names a file it
+// had open: the same size, time and inode, so that nothing but its
+// permissions stops a restore. Not /etc/shadow itself: a useradd running
+// meanwhile (another test's, a person's) changes it, and procs-load then
+// rightly refuses it as changed since the dump before asking whether the
+// process may open it.
+func rootOnlyFile(t *testing.T) format.File {
 	t.Helper()
+	dir := t.TempDir()
+	for d := dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(dir, "secret")
+	if err := os.WriteFile(path, []byte("root:secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	var st unix.Stat_t
-	if err := unix.Stat("/etc/shadow", &st); err != nil {
-		t.Skipf("no /etc/shadow: %v", err)
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
 	}
-	if st.Mode&0o004 != 0 {
-		t.Skip("/etc/shadow is readable by everyone here")
-	}
-	return format.File{Kind: format.FileRegular, Path: "/etc/shadow", Dev: st.Dev, Ino: st.Ino,
-		Mode: st.Mode, Size: st.Size, Mtime: st.Mtim.Nano(), Carried: carried}
+	return format.File{Kind: format.FileRegular, Path: path, Dev: st.Dev, Ino: st.Ino,
+		Mode: st.Mode, Size: st.Size, Mtime: st.Mtim.Nano()}
 }
 
 // addFD adds file f to p, open as fd num with flags.
@@ -60,26 +71,29 @@ func TestRestoreOpensAsTheProcess(t *testing.T) {
 	img, before := userImage(t, u)
 	uid := fmt.Sprintf("uid %d", u.Uid)
 	missing := fmt.Sprintf("/etc/procs-test-%d-%d", os.Getpid(), time.Now().UnixNano())
+	secret := rootOnlyFile(t)
+	carried := secret
+	carried.Carried = true
 	for _, tc := range []struct {
 		name  string
 		edit  func(p *imageEdit)
 		wants []string
 	}{
 		{"fd", func(p *imageEdit) {
-			addFD(p, shadowFile(t, false), 5, unix.O_RDWR)
-		}, []string{"fd 5", "/etc/shadow", uid}},
+			addFD(p, secret, 5, unix.O_RDWR)
+		}, []string{"fd 5", secret.Path, uid}},
 		{"fd-read-only", func(p *imageEdit) {
-			addFD(p, shadowFile(t, false), 7, unix.O_RDONLY)
-		}, []string{"fd 7", "/etc/shadow", uid}},
+			addFD(p, secret, 7, unix.O_RDONLY)
+		}, []string{"fd 7", secret.Path, uid}},
 		{"mapping", func(p *imageEdit) {
-			p.Files = append(p.Files, shadowFile(t, false))
+			p.Files = append(p.Files, secret)
 			m := format.Mapping{Start: 0x10000000, End: 0x10001000, Prot: unix.PROT_READ,
-				Kind: format.MapFile, Name: "/etc/shadow", File: len(p.Files) - 1}
+				Kind: format.MapFile, Name: secret.Path, File: len(p.Files) - 1}
 			p.Maps = append([]format.Mapping{m}, p.Maps...)
-		}, []string{"mapping 10000000-10001000", "/etc/shadow", uid}},
+		}, []string{"mapping 10000000-10001000", secret.Path, uid}},
 		{"file-saved", func(p *imageEdit) {
-			addFD(p, shadowFile(t, true), 5, unix.O_RDWR)
-		}, []string{"fd 5", "/etc/shadow", uid}},
+			addFD(p, carried, 5, unix.O_RDWR)
+		}, []string{"fd 5", carried.Path, uid}},
 		{"file-saved-created", func(p *imageEdit) {
 			addFD(p, format.File{Kind: format.FileRegular, Path: missing, Mode: unix.S_IFREG | 0o644, Carried: true}, 5, unix.O_RDWR)
 		}, []string{"fd 5", missing, uid}},

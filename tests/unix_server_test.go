@@ -98,10 +98,10 @@ func TestUnixEchoServer(t *testing.T) {
 			a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
 			served, queued := waitServed(t, a, b)
 			before := -1
-			img := moveImage(t, pid, keep, func(img string) {
+			img := moveTree(t, pid, move{keep: keep, detach: keep, between: func(img string) {
 				checkEchoImage(t, img)
 				before = linesIn(served)
-			})
+			}})
 			if before < 0 {
 				t.Fatalf("image %s was not checked", img)
 			}
@@ -125,36 +125,6 @@ func TestUnixEchoServer(t *testing.T) {
 			}
 		})
 	}
-}
-
-// moveImage dumps the tree of pid and restores it: with a dump that kills
-// it and procs-load, or (keep) with a -K dump, the original then killed,
-// and procs-load -d. between runs once the original is gone, before the
-// restore. It returns the image.
-func moveImage(t *testing.T, pid int, keep bool, between func(img string)) string {
-	t.Helper()
-	img := dump(t, pid, keep)
-	if keep {
-		stopKill(t, pid)
-	}
-	waitImageGone(t, img)
-	between(img)
-	t.Cleanup(func() { killTree(t, pid) })
-	if !keep {
-		startLoad(t, img)
-		return img
-	}
-	cmd := loadCmd(img, "-d")
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("procs-load -d: %v: %s", err, stderr.String())
-	}
-	if got := strings.TrimSpace(string(out)); got != strconv.Itoa(pid) {
-		t.Fatalf("procs-load -d printed %q; want %d", got, pid)
-	}
-	return img
 }
 
 // stopKill stops every process of pid's tree, then kills them: none
@@ -584,10 +554,7 @@ func TestUnixCraftedImages(t *testing.T) {
 	inFlight := func(e *treeEdit, fd format.FD) {
 		unixOf(e, queued).Rights = []format.UnixRights{{At: 1, FDs: []format.FD{fd}}}
 	}
-	var shadow unix.Stat_t
-	if err := unix.Stat("/etc/shadow", &shadow); err != nil {
-		t.Fatal(err)
-	}
+	secret := rootOnlyFile(t)
 	for _, tc := range []struct {
 		name  string
 		edit  func(e *treeEdit)
@@ -730,11 +697,10 @@ func TestUnixCraftedImages(t *testing.T) {
 			inFlight(e, format.FD{File: reg, Open: 1 << 20})
 			unixOf(e, queued).Rights[0].At = len(unixOf(e, queued).Data) + 1
 		}, []string{"files in flight", "past its queue"}},
-		{"in-flight-etc-shadow", func(e *treeEdit) {
-			e.Files = append(e.Files, format.File{Kind: format.FileRegular, Path: "/etc/shadow", Dev: shadow.Dev, Ino: shadow.Ino,
-				Mode: shadow.Mode, Size: shadow.Size, Mtime: shadow.Mtim.Nano()})
+		{"in-flight-root-only-file", func(e *treeEdit) {
+			e.Files = append(e.Files, secret)
 			inFlight(e, format.FD{File: len(e.Files) - 1, Open: 1 << 20})
-		}, []string{"/etc/shadow", "permission denied for uid " + strconv.Itoa(int(cred.Uid))}},
+		}, []string{secret.Path, "permission denied for uid " + strconv.Itoa(int(cred.Uid))}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bad := editTree(t, img, tc.edit)
@@ -925,7 +891,7 @@ func movedPython(t *testing.T, prog string, n int, image func(t *testing.T, img 
 			dir := t.TempDir()
 			pid := startTree(t, dir, "log", py, "-c", prog)
 			waitFile(t, filepath.Join(dir, "ready"), filepath.Join(dir, "log"))
-			img := moveImage(t, pid, keep, func(string) {})
+			img := moveTree(t, pid, move{keep: keep, detach: keep})
 			checkResult(t, dir, n)
 			if image != nil {
 				image(t, img)

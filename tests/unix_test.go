@@ -86,11 +86,7 @@ func moveCountingPython(t *testing.T, prog, name string, first, more int) (dir s
 	file := filepath.Join(dir, name)
 	pid := startTree(t, dir, "log", py, "-c", prog)
 	waitLines(t, file, first, 10*time.Second)
-	img := dump(t, pid, false)
-	waitImageGone(t, img)
-	before = lineNumbers(t, file)
-	startLoad(t, img)
-	t.Cleanup(func() { killTree(t, pid) })
+	moveTree(t, pid, move{between: func(string) { before = lineNumbers(t, file) }})
 	waitLines(t, file, before+more, 10*time.Second)
 	lineNumbers(t, file)
 	return dir, before

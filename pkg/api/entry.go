@@ -43,7 +43,7 @@ type Creds struct {
 // Ways an identity is established (Identity.Auth).
 const (
 	AuthUnix     = "unix"     // SO_PEERCRED of a unix socket
-	AuthLoopback = "loopback" // owner of the peer's socket, from /proc/net/tcp{,6}
+	AuthLoopback = "loopback" // owner of the peer's socket, from sock_diag
 	AuthToken    = "token"    // the bearer token: its file's owner
 )
 

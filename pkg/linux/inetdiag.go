@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"runtime"
 
@@ -57,6 +58,50 @@ func InetShutdown(s, family, proto int, ino uint64) (int, error) {
 		return 0, ErrNotListed
 	}
 	return sh, nil
+}
+
+// TCPOwner returns the owner's uid and the inode of the TCP socket of
+// the caller's network namespace whose own address is local and whose
+// peer's is remote, or ErrNotListed. sock_diag looks that one socket up
+// by its addresses, as the kernel does for a packet, where /proc/net/tcp
+// would list every socket of the namespace. A socket no process holds
+// (closed, in TIME_WAIT, orphaned) has inode 0.
+func TCPOwner(local, remote *net.TCPAddr) (uid int, ino uint64, err error) {
+	r := make([]byte, inetDiagReqSize)
+	r[0], r[1] = unix.AF_INET6, unix.IPPROTO_TCP
+	src, dst := local.IP.To16(), remote.IP.To16()
+	if l4, r4 := local.IP.To4(), remote.IP.To4(); l4 != nil && r4 != nil {
+		r[0], src, dst = unix.AF_INET, l4, r4
+	}
+	if src == nil || dst == nil {
+		return -1, 0, fmt.Errorf("sock_diag: not IP addresses: %v, %v", local, remote)
+	}
+	binary.LittleEndian.PutUint32(r[4:], 0xffffffff) // every state
+	// struct inet_diag_sockid: ports and addresses in network order.
+	binary.BigEndian.PutUint16(r[8:], uint16(local.Port))
+	binary.BigEndian.PutUint16(r[10:], uint16(remote.Port))
+	copy(r[12:28], src)
+	copy(r[28:44], dst)
+	binary.LittleEndian.PutUint64(r[48:], ^uint64(0)) // INET_DIAG_NOCOOKIE: any socket
+	nl, err := newDiagSocket()
+	if err != nil {
+		return -1, 0, err
+	}
+	defer unix.Close(nl)
+	uid, found := -1, false
+	err = diagAsk(nl, r, 0, func(data []byte) bool {
+		if len(data) >= inetDiagMsgSize {
+			uid, ino, found = int(binary.LittleEndian.Uint32(data[64:])), uint64(binary.LittleEndian.Uint32(data[68:])), true
+		}
+		return false
+	})
+	switch {
+	case errors.Is(err, unix.ENOENT) || err == nil && !found:
+		return -1, 0, ErrNotListed
+	case err != nil:
+		return -1, 0, err
+	}
+	return uid, ino, nil
 }
 
 // inetDiagShutdownOf reads INET_DIAG_SHUTDOWN among attributes a.

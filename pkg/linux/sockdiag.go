@@ -84,11 +84,17 @@ func UnixSockets() (map[uint64]UnixDiag, error) {
 // header) as a dump on NETLINK_SOCK_DIAG socket fd, and gives each
 // socket's message to each until it says false or the dump ends.
 func diagDump(fd int, r []byte, each func(data []byte) bool) error {
+	return diagAsk(fd, r, unix.NLM_F_DUMP, each)
+}
+
+// diagAsk is diagDump with the request's flags: 0 asks for the one
+// socket r names, whose message comes alone (each must say false).
+func diagAsk(fd int, r []byte, flags uint16, each func(data []byte) bool) error {
 	le := binary.LittleEndian
 	req := make([]byte, unix.NLMSG_HDRLEN, unix.NLMSG_HDRLEN+len(r))
 	le.PutUint32(req[0:], uint32(unix.NLMSG_HDRLEN+len(r)))
 	le.PutUint16(req[4:], sockDiagByFamily)
-	le.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
+	le.PutUint16(req[6:], unix.NLM_F_REQUEST|flags)
 	le.PutUint32(req[8:], 1) // seq
 	if err := unix.Sendto(fd, append(req, r...), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return os.NewSyscallError("sendto(NETLINK_SOCK_DIAG)", err)

@@ -196,7 +196,7 @@ func TestNextManyWaiters(t *testing.T) {
 			got[i] = e.Comm
 		}()
 	}
-	time.Sleep(300 * time.Millisecond) // let them wait
+	waitWaiting(t, ts, n)
 	upload(t, ts.url, "", servertest.Image(server.Meta{Comm: "second"}, 4096, 4))
 	upload(t, ts.url, "", servertest.Image(server.Meta{Comm: "third"}, 4096, 5))
 	wg.Wait()
@@ -224,7 +224,10 @@ func TestUploadLimit(t *testing.T) {
 		fmt.Fprintf(c, "POST /v1/images HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", len(img))
 		c.Write(img[:len(img)/2])
 	}
-	time.Sleep(200 * time.Millisecond)
+	waitUntil(t, func() bool { n, q := ts.Uploads(); return n == 2 && q == 2 }, func() string {
+		n, q := ts.Uploads()
+		return fmt.Sprintf("%d uploads run, %d wait; want 2 and 2", n, q)
+	})
 	start := time.Now()
 	resp, err := http.Post(ts.url+"/v1/images", "application/octet-stream", bytes.NewReader(img))
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"os"
 	"path/filepath"
 	"strings"
@@ -135,13 +134,30 @@ func files(t *testing.T, dir string) []string {
 // waitEmpty waits until the state directory holds nothing.
 func waitEmpty(t *testing.T, dir string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for len(files(t, dir)) > 0 {
+	waitUntil(t, func() bool { return len(files(t, dir)) == 0 }, func() string {
+		return fmt.Sprintf("state directory = %v; want empty", files(t, dir))
+	})
+}
+
+// waitUntil waits up to a minute for cond (a loaded machine may be
+// slow), then fails with what, saying what was wanted and what there is.
+func waitUntil(t testing.TB, cond func() bool, what func() string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("state directory = %v; want empty", files(t, dir))
+			t.Fatal(what())
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// waitWaiting waits until n requests wait for the next image on ts.
+func waitWaiting(t testing.TB, ts *testServer, n int) {
+	t.Helper()
+	waitUntil(t, func() bool { return ts.Waiting() == n }, func() string {
+		return fmt.Sprintf("%d requests wait for the next image; want %d", ts.Waiting(), n)
+	})
 }
 
 func TestUploadListFetchDelete(t *testing.T) {
@@ -413,7 +429,7 @@ func TestNext(t *testing.T) {
 		json.NewDecoder(resp.Body).Decode(&e)
 		got <- e
 	}()
-	time.Sleep(200 * time.Millisecond)
+	waitWaiting(t, ts, 1) // it waits: the old image does not count
 	select {
 	case e := <-got:
 		t.Fatalf("GET /v1/next returned %+v before any new image", e)
@@ -454,15 +470,8 @@ func TestGracefulShutdown(t *testing.T) {
 	img := servertest.Image(server.Meta{Comm: "late"}, 1<<20, 9)
 
 	nextCode := make(chan int, 1)
-	// The shutdown must find the request waiting: on a loaded machine
-	// it may take long to be sent.
-	sent := make(chan struct{})
 	go func() {
-		req, _ := http.NewRequest("GET", ts.url+"/v1/next", nil)
-		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
-			WroteRequest: func(httptrace.WroteRequestInfo) { close(sent) },
-		}))
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := http.Get(ts.url + "/v1/next")
 		if err != nil {
 			nextCode <- 0
 			return
@@ -489,11 +498,16 @@ func TestGracefulShutdown(t *testing.T) {
 		res <- result{code: resp.StatusCode, body: b}
 	}()
 	pw.Write(img[:len(img)/2])
-	<-sent
-	time.Sleep(100 * time.Millisecond)
+	// The shutdown must find both requests in the server's hands, not
+	// only sent: a connection it has not accepted yet is refused.
+	waitWaiting(t, ts, 1)
+	waitUntil(t, func() bool { n, _ := ts.Uploads(); return n == 1 }, func() string {
+		n, q := ts.Uploads()
+		return fmt.Sprintf("%d uploads run, %d wait; want 1 running", n, q)
+	})
 	stopped := make(chan struct{})
 	go func() { ts.stop(t); close(stopped) }()
-	time.Sleep(200 * time.Millisecond)
+	// The server stops listening before it wakes the waiter.
 	if code := <-nextCode; code != http.StatusServiceUnavailable {
 		t.Errorf("GET /v1/next during shutdown = %d; want 503", code)
 	}

@@ -396,7 +396,8 @@ func TestOnlyUploaderReads(t *testing.T) {
 		resp.Body.Close()
 		waited <- resp.StatusCode
 	}()
-	time.Sleep(100 * time.Millisecond)
+	// Once it waits (or has given up already, on a loaded machine).
+	waitUntil(t, func() bool { return ts.Waiting() == 1 || len(waited) > 0 }, func() string { return "uid 1's GET /v1/next never came" })
 	post(t, clientOver(dialAs(t, 65534, ts.addr)), ts.url, "", credsImage(t, uidCreds(65534, 65534)))
 	if code := <-waited; code != 204 {
 		t.Errorf("uid 1 waiting on /v1/next was handed uid 65534's image (%d); want 204", code)

@@ -184,7 +184,7 @@ func TestTCPConnInFlight(t *testing.T) {
 	}
 	t.Run("kill", func(t *testing.T) {
 		dir, sdir, pid := start(t)
-		img := moveImage(t, pid, false, func(string) {})
+		img := moveTree(t, pid, move{})
 		checkResult(t, dir, 3)
 		inFlightOf(format.FileTCP, 1)(t, img)
 		served(t, sdir)

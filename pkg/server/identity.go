@@ -59,8 +59,8 @@ type peer struct {
 type peerKey struct{}
 
 // identifying holds a place for each look-up of a connection's owner
-// going on: a few at once (each reads /proc/net/tcp whole), not one
-// thread each for many connections opened together.
+// going on: a few at once (each asks sock_diag), not one thread each for
+// many connections opened together.
 var identifying = make(chan struct{}, 4)
 
 // ConnContext has the local user at the other end of a new connection
@@ -69,8 +69,8 @@ var identifying = make(chan struct{}, 4)
 // looked up at the connection's first request that needs it, in the
 // connection's own goroutine: not in the loop that accepts connections,
 // where every new connection would wait for the look-ups before it (a
-// read of /proc/net/tcp, milliseconds on a busy host; a lazy receiver
-// opens several connections at once). Register it as
+// sock_diag question, which a busy host may be slow to answer; a lazy
+// receiver opens several connections at once). Register it as
 // http.Server.ConnContext.
 func (s *Server) ConnContext(ctx context.Context, c net.Conn) context.Context {
 	return context.WithValue(ctx, peerKey{}, sync.OnceValue(func() peer {

@@ -146,6 +146,12 @@ type SockOpts struct {
 	// UDP's own: UDP_SEGMENT (the size GSO cuts a send in) and UDP_GRO.
 	Segment int  `json:"udp_segment,omitempty"`
 	GRO     bool `json:"udp_gro,omitempty"`
+	// IP_TTL (IPV6_UNICAST_HOPS), SO_RCVLOWAT, and IP_MTU_DISCOVER
+	// (IPV6_MTU_DISCOVER) plus one, so that 0 (IP_PMTUDISC_DONT) may
+	// travel.
+	TTL      int `json:"ttl,omitempty"`
+	RcvLowat int `json:"rcvlowat,omitempty"`
+	PMTUDisc int `json:"pmtudisc,omitempty"`
 }
 
 // --- UDP, UDP-Lite, ping and netlink route sockets (issue 12, udp).

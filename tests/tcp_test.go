@@ -143,11 +143,16 @@ l4.setsockopt(S, socket.SO_MARK, 7)
 l4.setsockopt(S, socket.SO_PRIORITY, 3)
 l4.setsockopt(socket.SOL_IP, socket.IP_TOS, 0x10)
 l4.setsockopt(T, socket.TCP_USER_TIMEOUT, 12345)
+l4.setsockopt(socket.SOL_IP, socket.IP_TTL, 33)
+l4.setsockopt(S, socket.SO_RCVLOWAT, 9)
+l4.setsockopt(socket.SOL_IP, 10, 0)  # IP_MTU_DISCOVER, IP_PMTUDISC_DONT
 l4.bind(("127.0.0.1", 0))
 l4.listen(17)
 l6 = socket.socket(socket.AF_INET6)
 l6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
 l6.setsockopt(T, socket.TCP_NODELAY, 1)
+l6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 21)
+l6.setsockopt(socket.IPPROTO_IPV6, 23, 3)  # IPV6_MTU_DISCOVER, IPV6_PMTUDISC_PROBE
 # a classic BPF filter (SO_ATTACH_FILTER, 26) that takes every packet
 ret = __import__("ctypes").create_string_buffer(struct.pack("HBBI", 0x6, 0, 0, 0xffffffff))
 l6.setsockopt(S, 26, struct.pack("HL", 1, __import__("ctypes").addressof(ret)))
@@ -159,14 +164,18 @@ def opts(s):
                    (T, socket.TCP_KEEPIDLE), (T, socket.TCP_KEEPINTVL), (T, socket.TCP_KEEPCNT),
                    (T, socket.TCP_DEFER_ACCEPT), (S, socket.SO_SNDBUF), (S, socket.SO_RCVBUF),
                    (S, socket.SO_MARK), (S, socket.SO_PRIORITY), (T, socket.TCP_NODELAY),
-                   (T, socket.TCP_USER_TIMEOUT), (S, socket.SO_ACCEPTCONN)]:
+                   (T, socket.TCP_USER_TIMEOUT), (S, socket.SO_ACCEPTCONN), (S, socket.SO_RCVLOWAT)]:
         out.append(s.getsockopt(lvl, o))
     out.append(struct.unpack("ii", s.getsockopt(S, socket.SO_LINGER, 8)))
     out.append(s.getsockopt(S, 26, 8))  # SO_GET_FILTER
     if s.family == socket.AF_INET6:
         out.append(s.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY))
+        out.append(s.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS))
+        out.append(s.getsockopt(socket.IPPROTO_IPV6, 23))
     else:
         out.append(s.getsockopt(socket.SOL_IP, socket.IP_TOS))
+        out.append(s.getsockopt(socket.SOL_IP, socket.IP_TTL))
+        out.append(s.getsockopt(socket.SOL_IP, 10))
     return out
 n = 0
 while True:
@@ -265,6 +274,9 @@ func TestTCPImageAttack(t *testing.T) {
 		{"backlog", func(s *format.TCP) { s.Backlog = 1 << 30 }, []string{"backlog"}},
 		{"buffer", func(s *format.TCP) { s.Options.SndBuf = -1 }, []string{"SO_SNDBUF"}},
 		{"keepcnt", func(s *format.TCP) { s.Options.KeepCnt = 1000 }, []string{"TCP_KEEPCNT"}},
+		{"ttl", func(s *format.TCP) { s.Options.TTL = 256 }, []string{"IP_TTL"}},
+		{"rcvlowat", func(s *format.TCP) { s.Options.RcvLowat = -1 }, []string{"SO_RCVLOWAT"}},
+		{"pmtudisc", func(s *format.TCP) { s.Options.PMTUDisc = 7 }, []string{"IP_MTU_DISCOVER"}},
 		{"device", func(s *format.TCP) { s.Options.Device = "../x" }, []string{"SO_BINDTODEVICE"}},
 		{"remote", func(s *format.TCP) { s.Remote = "127.0.0.1:1" }, []string{"peer"}},
 	} {

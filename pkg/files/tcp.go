@@ -202,7 +202,8 @@ func dumpConn(src Source, s, num int, t *format.TCP, local string, idx int, stat
 		if resume {
 			var w *linux.TCPRepairWindow
 			if c := t.Conn; c != nil {
-				w = &linux.TCPRepairWindow{SndWl1: c.SndWl1, SndWnd: c.SndWnd, MaxWindow: c.MaxWindow, RcvWnd: c.RcvWnd, RcvWup: c.RcvWup}
+				cw := connWindow(c)
+				w = &cw
 			}
 			resumeConn(h, reuse, w)
 		} else {

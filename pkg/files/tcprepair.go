@@ -99,6 +99,11 @@ func repairWindow(s int) (linux.TCPRepairWindow, error) {
 	return w, nil
 }
 
+// connWindow is the windows connection c was read with.
+func connWindow(c *format.TCPConn) linux.TCPRepairWindow {
+	return linux.TCPRepairWindow{SndWl1: c.SndWl1, SndWnd: c.SndWnd, MaxWindow: c.MaxWindow, RcvWnd: c.RcvWnd, RcvWup: c.RcvWup}
+}
+
 // setRepairWindow sets the windows of socket s, in repair mode.
 func setRepairWindow(s int, w linux.TCPRepairWindow) error {
 	if err := linux.SetsockoptBytes(s, unix.IPPROTO_TCP, unix.TCP_REPAIR_WINDOW, w.Encode()); err != nil {
@@ -295,7 +300,7 @@ func makeConn(s int, t *format.TCP) error {
 			return fmt.Errorf("a send buffer of %d bytes: %w", want, err)
 		}
 	}
-	w := linux.TCPRepairWindow{SndWl1: c.SndWl1, SndWnd: c.SndWnd, MaxWindow: c.MaxWindow, RcvWnd: c.RcvWnd, RcvWup: c.RcvWup}
+	w := connWindow(c)
 	if format.TCPPeerFIN(t.State) {
 		// The window was read past the peer's FIN, not taken in yet:
 		// the same right edge, from one sequence number before.

@@ -177,13 +177,17 @@ type loaderTimer struct {
 	clock int
 }
 
-func (r loaderTimer) Now(clock int) (int64, bool) {
+func (r loaderTimer) Now(clock int) (int64, bool) { return ShiftedNow(clock, r.l.ClockShift) }
+
+// ShiftedNow is clock as a process reads it whose clocks are shift's
+// more than procs-load's, and whether that clock goes on from the dump.
+func ShiftedNow(clock int, shift func(clock int) (int64, bool)) (int64, bool) {
 	var ts unix.Timespec
 	if unix.ClockGettime(int32(clock), &ts) != nil {
 		return 0, false
 	}
-	shift, goesOn := r.l.ClockShift(clock)
-	return ts.Nano() + shift, goesOn
+	d, goesOn := shift(clock)
+	return ts.Nano() + d, goesOn
 }
 
 // Settime arms the timer; a deadline on the process's clock

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"procs/format"
+	"procs/pkg/files"
 	"procs/pkg/inject"
 	"procs/pkg/linux"
 	"procs/pkg/ptrace"
@@ -98,14 +99,7 @@ func (b *builder) timeNamespace(stub *inject.Remote, pid int) {
 }
 
 // Now is clock as the process being built reads it (files.Target).
-func (t target) Now(clock int) (int64, bool) {
-	var ts unix.Timespec
-	if unix.ClockGettime(int32(clock), &ts) != nil {
-		return 0, false
-	}
-	shift, goesOn := t.b.clockShiftOf(clock)
-	return ts.Nano() + shift, goesOn
-}
+func (t target) Now(clock int) (int64, bool) { return files.ShiftedNow(clock, t.b.clockShiftOf) }
 
 // clockShiftOf is what the process reads on clock more than procs-load
 // does, and whether that clock goes on from where it was at the dump:
